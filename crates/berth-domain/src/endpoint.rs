@@ -1,0 +1,102 @@
+use crate::{RoutingStrategy, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// An endpoint and the state of its variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub arn: String,
+    pub created: Timestamp,
+    pub modified: Timestamp,
+    /// The config whose variants serve traffic (the one being created, while `Creating`).
+    pub config_name: String,
+    /// The config an update is moving to, while `Updating`.
+    pub pending_config_name: Option<String>,
+    pub status: EndpointStatus,
+    pub failure_reason: Option<String>,
+    pub variants: Vec<VariantState>,
+    /// Variant states the pending update will install once its instances are healthy.
+    pub pending_variants: Option<Vec<VariantState>>,
+}
+
+impl Endpoint {
+    pub fn variant(&self, name: &str) -> Option<&VariantState> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+}
+
+/// SageMaker's endpoint statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EndpointStatus {
+    OutOfService,
+    Creating,
+    Updating,
+    SystemUpdating,
+    RollingBack,
+    InService,
+    Deleting,
+    Failed,
+    UpdateRollbackFailed,
+}
+
+impl EndpointStatus {
+    pub const ALL: [EndpointStatus; 9] = [
+        EndpointStatus::OutOfService,
+        EndpointStatus::Creating,
+        EndpointStatus::Updating,
+        EndpointStatus::SystemUpdating,
+        EndpointStatus::RollingBack,
+        EndpointStatus::InService,
+        EndpointStatus::Deleting,
+        EndpointStatus::Failed,
+        EndpointStatus::UpdateRollbackFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointStatus::OutOfService => "OutOfService",
+            EndpointStatus::Creating => "Creating",
+            EndpointStatus::Updating => "Updating",
+            EndpointStatus::SystemUpdating => "SystemUpdating",
+            EndpointStatus::RollingBack => "RollingBack",
+            EndpointStatus::InService => "InService",
+            EndpointStatus::Deleting => "Deleting",
+            EndpointStatus::Failed => "Failed",
+            EndpointStatus::UpdateRollbackFailed => "UpdateRollbackFailed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// The live state of one variant of an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantState {
+    pub name: String,
+    pub model_name: String,
+    pub instance_type: String,
+    pub image: String,
+    pub current_weight: f64,
+    pub desired_weight: f64,
+    pub current_instance_count: u32,
+    pub desired_instance_count: u32,
+    pub routing: RoutingStrategy,
+    pub container_startup_timeout_secs: Option<u32>,
+    /// When the deployed image was resolved (the variant's instances were first started).
+    pub image_resolved: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndpointStatus;
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in EndpointStatus::ALL {
+            assert_eq!(EndpointStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(EndpointStatus::parse("Bogus"), None);
+    }
+}

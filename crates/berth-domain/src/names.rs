@@ -1,0 +1,126 @@
+use crate::DomainError;
+use serde::{Deserialize, Serialize};
+
+/// The kinds of resource berth manages, as they appear in ARNs and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ResourceKind {
+    Model,
+    EndpointConfig,
+    Endpoint,
+}
+
+impl ResourceKind {
+    /// The resource type segment of the ARN (`...:model/name`).
+    pub fn arn_segment(self) -> &'static str {
+        match self {
+            ResourceKind::Model => "model",
+            ResourceKind::EndpointConfig => "endpoint-config",
+            ResourceKind::Endpoint => "endpoint",
+        }
+    }
+
+    /// How SageMaker names the kind in its messages ("Could not find endpoint configuration ...").
+    pub fn noun(self) -> &'static str {
+        match self {
+            ResourceKind::Model => "model",
+            ResourceKind::EndpointConfig => "endpoint configuration",
+            ResourceKind::Endpoint => "endpoint",
+        }
+    }
+
+    fn from_arn_segment(segment: &str) -> Option<Self> {
+        match segment {
+            "model" => Some(ResourceKind::Model),
+            "endpoint-config" => Some(ResourceKind::EndpointConfig),
+            "endpoint" => Some(ResourceKind::Endpoint),
+            _ => None,
+        }
+    }
+}
+
+/// The region and account that berth reports in ARNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub region: String,
+    pub account_id: String,
+}
+
+impl Account {
+    /// The ARN of a resource. SageMaker lower-cases the name inside ARNs.
+    pub fn arn(&self, kind: ResourceKind, name: &str) -> String {
+        format!(
+            "arn:aws:sagemaker:{}:{}:{}/{}",
+            self.region,
+            self.account_id,
+            kind.arn_segment(),
+            name.to_ascii_lowercase()
+        )
+    }
+
+    /// Splits an ARN of this account into its kind and (lower-cased) name.
+    pub fn parse_arn(&self, arn: &str) -> Option<(ResourceKind, String)> {
+        let rest = arn.strip_prefix("arn:aws:sagemaker:")?;
+        let mut parts = rest.splitn(3, ':');
+        let (_region, _account, resource) = (parts.next()?, parts.next()?, parts.next()?);
+        let (segment, name) = resource.split_once('/')?;
+        Some((ResourceKind::from_arn_segment(segment)?, name.to_string()))
+    }
+}
+
+/// Validates a model, endpoint config, endpoint or variant name against SageMaker's pattern
+/// `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$`. `member` is the request member, for the message.
+pub fn validate_name(member: &str, value: &str) -> Result<(), DomainError> {
+    let bytes = value.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        return Ok(());
+    }
+    let constraint = if bytes.len() > 63 {
+        "Member must have length less than or equal to 63".to_string()
+    } else {
+        "Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}".to_string()
+    };
+    Err(DomainError::Validation(format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> Account {
+        Account { region: "us-east-1".into(), account_id: "123456789012".into() }
+    }
+
+    #[test]
+    fn arns_lower_case_the_name() {
+        assert_eq!(
+            account().arn(ResourceKind::EndpointConfig, "My-Config"),
+            "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/my-config"
+        );
+    }
+
+    #[test]
+    fn arns_parse_back() {
+        let a = account();
+        let arn = a.arn(ResourceKind::Endpoint, "Ep1");
+        assert_eq!(a.parse_arn(&arn), Some((ResourceKind::Endpoint, "ep1".into())));
+        assert_eq!(a.parse_arn("arn:aws:sagemaker:us-east-1:1:training-job/x"), None);
+        assert_eq!(a.parse_arn("not-an-arn"), None);
+    }
+
+    #[test]
+    fn names_follow_sagemaker_pattern() {
+        for ok in ["a", "Variant1", "my-model-2", "a--b", &"x".repeat(63)] {
+            assert!(validate_name("modelName", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a_b", "a.b", "a b", &"x".repeat(64)] {
+            assert!(validate_name("modelName", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A point in time with millisecond precision, as SageMaker reports times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        Timestamp(millis)
+    }
+
+    pub fn from_millis(millis: i64) -> Self {
+        Timestamp(millis)
+    }
+
+    pub fn from_secs_f64(secs: f64) -> Self {
+        Timestamp((secs * 1000.0).round() as i64)
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+}

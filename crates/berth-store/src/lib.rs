@@ -1,0 +1,57 @@
+//! berth's state store.
+//!
+//! [`StateStore`] is the seam: the embedded [`SqliteStore`] is the default, a shared store
+//! (Postgres) for several routers is another implementation of the same trait. Every write
+//! is committed (and synced to disk) before the call returns, so an acknowledged write
+//! survives `kill -9` of the server.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use berth_domain::{Endpoint, EndpointConfig, Model};
+
+/// A tag on a resource, as (key, value).
+pub type Tag = (String, String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A resource of that kind and name is already stored.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The resource to change is not stored.
+    #[error("not found")]
+    NotFound,
+    #[error("state store: {0}")]
+    Backend(String),
+    #[error("state store holds a record it cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// Durable storage of models, endpoint configs, endpoints and tags. Names are unique without
+/// regard to case, as SageMaker's ARNs are.
+pub trait StateStore: Send + Sync + 'static {
+    fn insert_model(&self, model: &Model, tags: &[Tag]) -> Result<(), StoreError>;
+    fn model(&self, name: &str) -> Result<Option<Model>, StoreError>;
+    fn models(&self) -> Result<Vec<Model>, StoreError>;
+    /// Removes a model and its tags; false if there was none.
+    fn delete_model(&self, name: &str) -> Result<bool, StoreError>;
+
+    fn insert_endpoint_config(&self, config: &EndpointConfig, tags: &[Tag]) -> Result<(), StoreError>;
+    fn endpoint_config(&self, name: &str) -> Result<Option<EndpointConfig>, StoreError>;
+    fn endpoint_configs(&self) -> Result<Vec<EndpointConfig>, StoreError>;
+    fn delete_endpoint_config(&self, name: &str) -> Result<bool, StoreError>;
+
+    fn insert_endpoint(&self, endpoint: &Endpoint, tags: &[Tag]) -> Result<(), StoreError>;
+    /// Replaces a stored endpoint; `NotFound` if it was deleted meanwhile.
+    fn update_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
+    fn endpoint(&self, name: &str) -> Result<Option<Endpoint>, StoreError>;
+    fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
+    fn delete_endpoint(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Adds or overwrites tags on a resource ARN.
+    fn add_tags(&self, arn: &str, tags: &[Tag]) -> Result<(), StoreError>;
+    /// The tags of a resource ARN, sorted by key.
+    fn tags(&self, arn: &str) -> Result<Vec<Tag>, StoreError>;
+    fn delete_tags(&self, arn: &str, keys: &[String]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,262 @@
+use crate::{StateStore, StoreError, Tag};
+use berth_domain::{Endpoint, EndpointConfig, Model};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+use std::sync::Mutex;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS resources (
+    kind TEXT NOT NULL,
+    name_key TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, name_key)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    arn TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (arn, key)
+);
+";
+
+const MODEL: &str = "model";
+const ENDPOINT_CONFIG: &str = "endpoint-config";
+const ENDPOINT: &str = "endpoint";
+
+/// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a write is on
+/// disk when the call returns.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent: transactions roll back.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert<T: Serialize>(&self, kind: &str, name: &str, created_ms: i64, arn: &str, value: &T, tags: &[Tag]) -> Result<(), StoreError> {
+        let body = serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO resources (kind, name_key, created_ms, body) VALUES (?1, ?2, ?3, ?4)",
+            params![kind, name.to_ascii_lowercase(), created_ms, body],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::AlreadyExists);
+        }
+        // Tags of an earlier resource with the same ARN do not carry over.
+        tx.execute("DELETE FROM tags WHERE arn = ?1", params![arn])?;
+        for (k, v) in tags {
+            tx.execute("INSERT OR REPLACE INTO tags (arn, key, value) VALUES (?1, ?2, ?3)", params![arn, k, v])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn replace<T: Serialize>(&self, kind: &str, name: &str, value: &T) -> Result<(), StoreError> {
+        let body = serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let changed = self.conn().execute(
+            "UPDATE resources SET body = ?3 WHERE kind = ?1 AND name_key = ?2",
+            params![kind, name.to_ascii_lowercase(), body],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(&self, kind: &str, name: &str) -> Result<Option<T>, StoreError> {
+        let body: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT body FROM resources WHERE kind = ?1 AND name_key = ?2",
+                params![kind, name.to_ascii_lowercase()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        body.map(|b| decode(&b)).transpose()
+    }
+
+    fn list<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT body FROM resources WHERE kind = ?1 ORDER BY created_ms, name_key")?;
+        let bodies = stmt.query_map(params![kind], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        bodies.iter().map(|b| decode(b)).collect()
+    }
+
+    fn delete(&self, kind: &str, name: &str, arn: Option<&str>) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM resources WHERE kind = ?1 AND name_key = ?2", params![kind, name.to_ascii_lowercase()])?;
+        if let Some(arn) = arn {
+            tx.execute("DELETE FROM tags WHERE arn = ?1", params![arn])?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl StateStore for SqliteStore {
+    fn insert_model(&self, m: &Model, tags: &[Tag]) -> Result<(), StoreError> {
+        self.insert(MODEL, &m.name, m.created.millis(), &m.arn, m, tags)
+    }
+    fn model(&self, name: &str) -> Result<Option<Model>, StoreError> {
+        self.get(MODEL, name)
+    }
+    fn models(&self) -> Result<Vec<Model>, StoreError> {
+        self.list(MODEL)
+    }
+    fn delete_model(&self, name: &str) -> Result<bool, StoreError> {
+        let arn = self.model(name)?.map(|m| m.arn);
+        self.delete(MODEL, name, arn.as_deref())
+    }
+
+    fn insert_endpoint_config(&self, c: &EndpointConfig, tags: &[Tag]) -> Result<(), StoreError> {
+        self.insert(ENDPOINT_CONFIG, &c.name, c.created.millis(), &c.arn, c, tags)
+    }
+    fn endpoint_config(&self, name: &str) -> Result<Option<EndpointConfig>, StoreError> {
+        self.get(ENDPOINT_CONFIG, name)
+    }
+    fn endpoint_configs(&self) -> Result<Vec<EndpointConfig>, StoreError> {
+        self.list(ENDPOINT_CONFIG)
+    }
+    fn delete_endpoint_config(&self, name: &str) -> Result<bool, StoreError> {
+        let arn = self.endpoint_config(name)?.map(|c| c.arn);
+        self.delete(ENDPOINT_CONFIG, name, arn.as_deref())
+    }
+
+    fn insert_endpoint(&self, e: &Endpoint, tags: &[Tag]) -> Result<(), StoreError> {
+        self.insert(ENDPOINT, &e.name, e.created.millis(), &e.arn, e, tags)
+    }
+    fn update_endpoint(&self, e: &Endpoint) -> Result<(), StoreError> {
+        self.replace(ENDPOINT, &e.name, e)
+    }
+    fn endpoint(&self, name: &str) -> Result<Option<Endpoint>, StoreError> {
+        self.get(ENDPOINT, name)
+    }
+    fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
+        self.list(ENDPOINT)
+    }
+    fn delete_endpoint(&self, name: &str) -> Result<bool, StoreError> {
+        let arn = self.endpoint(name)?.map(|e| e.arn);
+        self.delete(ENDPOINT, name, arn.as_deref())
+    }
+
+    fn add_tags(&self, arn: &str, tags: &[Tag]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (k, v) in tags {
+            tx.execute("INSERT OR REPLACE INTO tags (arn, key, value) VALUES (?1, ?2, ?3)", params![arn, k, v])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+    fn tags(&self, arn: &str) -> Result<Vec<Tag>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT key, value FROM tags WHERE arn = ?1 ORDER BY key")?;
+        let tags = stmt.query_map(params![arn], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(tags)
+    }
+    fn delete_tags(&self, arn: &str, keys: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for k in keys {
+            tx.execute("DELETE FROM tags WHERE arn = ?1 AND key = ?2", params![arn, k])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_domain::{ContainerSpec, Timestamp};
+
+    fn model(name: &str) -> Model {
+        Model {
+            name: name.into(),
+            arn: format!("arn:aws:sagemaker:us-east-1:123456789012:model/{}", name.to_lowercase()),
+            created: Timestamp::now(),
+            primary_container: true,
+            containers: vec![ContainerSpec {
+                hostname: None,
+                image: "exec:/bin/true".into(),
+                model_data_url: None,
+                environment: Default::default(),
+                mode: None,
+            }],
+            execution_role_arn: None,
+            enable_network_isolation: None,
+        }
+    }
+
+    #[test]
+    fn writes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.insert_model(&model("m1"), &[("team".into(), "ml".into())]).unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.model("m1").unwrap().unwrap().name, "m1");
+        assert_eq!(store.tags(&model("m1").arn).unwrap(), vec![("team".to_string(), "ml".to_string())]);
+    }
+
+    #[test]
+    fn names_are_unique_without_regard_to_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        store.insert_model(&model("Model-A"), &[]).unwrap();
+        assert!(matches!(store.insert_model(&model("model-a"), &[]), Err(StoreError::AlreadyExists)));
+        assert!(store.model("MODEL-A").unwrap().is_some());
+    }
+
+    #[test]
+    fn delete_removes_resource_and_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let m = model("m");
+        store.insert_model(&m, &[("k".into(), "v".into())]).unwrap();
+        assert!(store.delete_model("m").unwrap());
+        assert!(!store.delete_model("m").unwrap());
+        assert!(store.tags(&m.arn).unwrap().is_empty());
+        // A new resource with the same name starts without the old tags.
+        store.insert_model(&m, &[]).unwrap();
+        assert!(store.tags(&m.arn).unwrap().is_empty());
+    }
+
+    #[test]
+    fn tags_add_overwrite_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        store.add_tags("arn:x", &[("a".into(), "1".into()), ("b".into(), "2".into())]).unwrap();
+        store.add_tags("arn:x", &[("a".into(), "3".into())]).unwrap();
+        store.delete_tags("arn:x", &["b".into(), "missing".into()]).unwrap();
+        assert_eq!(store.tags("arn:x").unwrap(), vec![("a".to_string(), "3".to_string())]);
+    }
+}
