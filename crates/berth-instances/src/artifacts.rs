@@ -1,0 +1,188 @@
+//! Model artifacts: from a `ModelDataUrl` to a directory of model files on disk.
+
+use crate::extract::{inside, unpack_tar, ExtractLimits};
+use std::fs;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unsafe(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Where model data comes from. `s3://` is the next source to add here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ArtifactSource {
+    None,
+    File(PathBuf),
+}
+
+impl ArtifactSource {
+    fn parse(url: Option<&str>) -> Result<Self, ArtifactError> {
+        let Some(url) = url else { return Ok(ArtifactSource::None) };
+        if let Some(path) = url.strip_prefix("file://") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(ArtifactError::Unsupported(format!("ModelDataUrl '{url}' must be an absolute path: file:///path/to/model.tar.gz")));
+            }
+            return Ok(ArtifactSource::File(path));
+        }
+        Err(ArtifactError::Unsupported(format!(
+            "ModelDataUrl '{url}' cannot be read: berth reads file:// URLs (a .tar.gz, a .tar, a single file or a directory)"
+        )))
+    }
+}
+
+/// Prepares per-model directories under a root, once per model and data URL; instances of the
+/// same model share the directory, which they must treat as read-only.
+pub struct ModelArtifacts {
+    root: PathBuf,
+    limits: ExtractLimits,
+    // Serialises preparation so two variants of one model do not unpack it twice at once.
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ModelArtifacts {
+    pub fn new(root: PathBuf, limits: ExtractLimits) -> Self {
+        ModelArtifacts { root, limits, lock: Arc::new(tokio::sync::Mutex::new(())) }
+    }
+
+    /// Checks that a `ModelDataUrl` is one berth can read, without reading it.
+    pub fn check_url(url: &str) -> Result<(), ArtifactError> {
+        ArtifactSource::parse(Some(url)).map(|_| ())
+    }
+
+    /// The model directory for `model_name` with the data at `url`, unpacked if needed.
+    pub async fn prepare(&self, model_name: &str, url: Option<&str>) -> Result<PathBuf, ArtifactError> {
+        let source = ArtifactSource::parse(url)?;
+        let key = format!("{}-{:016x}", model_name.to_ascii_lowercase(), stable_hash(url.unwrap_or("")));
+        let dir = self.root.join(key);
+        let _guard = self.lock.lock().await;
+        if dir.join(COMPLETE_MARKER).exists() {
+            return Ok(dir.join("data"));
+        }
+        let limits = self.limits;
+        let work = dir.clone();
+        tokio::task::spawn_blocking(move || populate(&source, &work, limits))
+            .await
+            .map_err(|e| ArtifactError::Io(format!("model preparation panicked: {e}")))??;
+        Ok(dir.join("data"))
+    }
+}
+
+const COMPLETE_MARKER: &str = ".complete";
+
+/// Fills `dir/data` from the source; `dir/.complete` marks success so a crash half-way
+/// through is redone on the next start.
+fn populate(source: &ArtifactSource, dir: &Path, limits: ExtractLimits) -> Result<(), ArtifactError> {
+    let io = |what: &str, e: std::io::Error| ArtifactError::Io(format!("{what}: {e}"));
+    let _ = fs::remove_dir_all(dir);
+    let data = dir.join("data");
+    fs::create_dir_all(&data).map_err(|e| io(&format!("cannot create {}", data.display()), e))?;
+    match source {
+        ArtifactSource::None => {}
+        ArtifactSource::File(path) => {
+            let meta = fs::metadata(path).map_err(|e| ArtifactError::NotFound(format!("cannot read model data at {}: {e}", path.display())))?;
+            if meta.is_dir() {
+                copy_tree(path, path, &data, limits, &mut 0)?;
+            } else {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let file = fs::File::open(path).map_err(|e| io(&format!("cannot open {}", path.display()), e))?;
+                let reader = BufReader::new(file);
+                let unpacked = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+                    Some(unpack_tar(flate2::read::GzDecoder::new(reader), &data, limits))
+                } else if name.ends_with(".tar") {
+                    Some(unpack_tar(reader, &data, limits))
+                } else {
+                    None
+                };
+                match unpacked {
+                    Some(result) => result.map_err(|e| ArtifactError::Unsafe(format!("model archive {}: {e}", path.display())))?,
+                    None => {
+                        if meta.len() > limits.max_total_bytes {
+                            return Err(ArtifactError::Unsafe(format!("model file {} is larger than {} bytes", path.display(), limits.max_total_bytes)));
+                        }
+                        fs::copy(path, data.join(name)).map_err(|e| io(&format!("cannot copy {}", path.display()), e))?;
+                    }
+                }
+            }
+        }
+    }
+    fs::write(dir.join(COMPLETE_MARKER), b"").map_err(|e| io("cannot mark the model directory complete", e))?;
+    Ok(())
+}
+
+/// Copies a model directory, following links only when they stay inside it.
+fn copy_tree(root: &Path, from: &Path, to: &Path, limits: ExtractLimits, total: &mut u64) -> Result<(), ArtifactError> {
+    let io = |p: &Path, e: std::io::Error| ArtifactError::Io(format!("cannot copy {}: {e}", p.display()));
+    let canonical_root = root.canonicalize().map_err(|e| io(root, e))?;
+    for entry in fs::read_dir(from).map_err(|e| io(from, e))? {
+        let entry = entry.map_err(|e| io(from, e))?;
+        let src = entry.path();
+        let resolved = src.canonicalize().map_err(|e| io(&src, e))?;
+        let rel = resolved.strip_prefix(&canonical_root).ok().and_then(inside);
+        if rel.is_none() {
+            return Err(ArtifactError::Unsafe(format!("{} links outside the model directory {}", src.display(), root.display())));
+        }
+        let dst = to.join(entry.file_name());
+        let meta = fs::metadata(&resolved).map_err(|e| io(&src, e))?;
+        if meta.is_dir() {
+            fs::create_dir_all(&dst).map_err(|e| io(&dst, e))?;
+            copy_tree(root, &src, &dst, limits, total)?;
+        } else if meta.is_file() {
+            *total += meta.len();
+            if *total > limits.max_total_bytes {
+                return Err(ArtifactError::Unsafe(format!("model directory {} holds more than {} bytes", root.display(), limits.max_total_bytes)));
+            }
+            fs::copy(&resolved, &dst).map_err(|e| io(&src, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// FNV-1a: stable across builds, unlike std's hasher, so cached directories keep their names.
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_other_than_file_are_refused_with_a_reason() {
+        assert!(ModelArtifacts::check_url("file:///tmp/m.tar.gz").is_ok());
+        let e = ModelArtifacts::check_url("https://example.com/m.tar.gz").unwrap_err();
+        assert!(e.to_string().contains("file://"));
+        assert!(ModelArtifacts::check_url("file://relative/m.tar.gz").is_err());
+    }
+
+    #[tokio::test]
+    async fn directory_and_single_file_models_are_prepared_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/w.bin"), b"w").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", src.join("escape")).unwrap();
+        let artifacts = ModelArtifacts::new(tmp.path().join("models"), ExtractLimits::default());
+        let url = format!("file://{}", src.display());
+        let err = artifacts.prepare("m", Some(&url)).await.unwrap_err();
+        assert!(err.to_string().contains("links outside"), "{err}");
+        fs::remove_file(src.join("escape")).unwrap();
+        let dir = artifacts.prepare("m", Some(&url)).await.unwrap();
+        assert_eq!(fs::read(dir.join("sub/w.bin")).unwrap(), b"w");
+        let file_url = format!("file://{}", src.join("sub/w.bin").display());
+        let dir2 = artifacts.prepare("m", Some(&file_url)).await.unwrap();
+        assert_eq!(fs::read(dir2.join("w.bin")).unwrap(), b"w");
+        assert_ne!(dir, dir2);
+    }
+}

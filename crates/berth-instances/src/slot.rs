@@ -1,0 +1,62 @@
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+
+/// What the router needs to know about an instance: where it listens, whether it is healthy,
+/// and how many requests it is serving. All lock-free: read on every request.
+#[derive(Debug)]
+pub struct InstanceSlot {
+    pub id: String,
+    host: IpAddr,
+    port: AtomicU16,
+    healthy: AtomicBool,
+    outstanding: AtomicUsize,
+}
+
+impl InstanceSlot {
+    pub fn new(id: String) -> Self {
+        InstanceSlot {
+            id,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: AtomicU16::new(0),
+            healthy: AtomicBool::new(false),
+            outstanding: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_port(&self, port: u16) {
+        self.port.store(port, Ordering::Release);
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Release);
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// Counts a request as in flight until the returned guard drops.
+    pub fn begin(&self) -> InFlight<'_> {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        InFlight { slot: self }
+    }
+}
+
+/// A request in flight on an instance; dropping it ends the count.
+pub struct InFlight<'a> {
+    slot: &'a InstanceSlot,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.slot.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
