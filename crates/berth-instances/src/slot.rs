@@ -1,5 +1,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// What the router needs to know about an instance: where it listens, whether it is healthy,
 /// and how many requests it is serving. All lock-free: read on every request.
@@ -31,32 +32,35 @@ impl InstanceSlot {
         self.port.store(port, Ordering::Release);
     }
 
+    // `healthy` and `outstanding` use SeqCst: a request counts itself in flight and then
+    // checks health, while retirement marks the instance unhealthy and then waits for the
+    // count to reach zero; with one total order, at least one side sees the other.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.healthy.load(Ordering::SeqCst)
     }
 
     pub(crate) fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::Release);
+        self.healthy.store(healthy, Ordering::SeqCst);
     }
 
     pub fn outstanding(&self) -> usize {
-        self.outstanding.load(Ordering::Acquire)
+        self.outstanding.load(Ordering::SeqCst)
     }
 
     /// Counts a request as in flight until the returned guard drops.
-    pub fn begin(&self) -> InFlight<'_> {
-        self.outstanding.fetch_add(1, Ordering::AcqRel);
-        InFlight { slot: self }
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
+        InFlight { slot: self.clone() }
     }
 }
 
 /// A request in flight on an instance; dropping it ends the count.
-pub struct InFlight<'a> {
-    slot: &'a InstanceSlot,
+pub struct InFlight {
+    slot: Arc<InstanceSlot>,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.slot.outstanding.fetch_sub(1, Ordering::AcqRel);
+        self.slot.outstanding.fetch_sub(1, Ordering::SeqCst);
     }
 }

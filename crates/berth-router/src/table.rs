@@ -1,0 +1,140 @@
+use crate::InvokeError;
+use arc_swap::ArcSwap;
+use berth_domain::{pick_weighted, RoutingStrategy};
+use berth_instances::{InFlight, InstanceSlot};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Every routable endpoint, by lower-cased name. Readers never block; writers replace the map.
+#[derive(Default)]
+pub struct RoutingTable {
+    endpoints: ArcSwap<HashMap<String, Arc<EndpointRoute>>>,
+}
+
+impl RoutingTable {
+    pub fn get(&self, endpoint: &str) -> Option<Arc<EndpointRoute>> {
+        let map = self.endpoints.load();
+        match map.get(endpoint) {
+            Some(r) => Some(r.clone()),
+            None => map.get(&endpoint.to_ascii_lowercase()).cloned(),
+        }
+    }
+
+    /// Installs (or replaces) the route of an endpoint.
+    pub fn publish(&self, route: EndpointRoute) {
+        let key = route.endpoint.to_ascii_lowercase();
+        let route = Arc::new(route);
+        self.endpoints.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(key.clone(), route.clone());
+            map
+        });
+    }
+
+    pub fn remove(&self, endpoint: &str) {
+        let key = endpoint.to_ascii_lowercase();
+        self.endpoints.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.remove(&key);
+            map
+        });
+    }
+}
+
+/// An endpoint's variants as the router sees them at one moment.
+#[derive(Debug)]
+pub struct EndpointRoute {
+    pub endpoint: String,
+    pub variants: Vec<VariantRoute>,
+}
+
+#[derive(Debug)]
+pub struct VariantRoute {
+    pub name: String,
+    pub weight: f64,
+    pub strategy: RoutingStrategy,
+    pub instances: Vec<Arc<InstanceSlot>>,
+}
+
+impl EndpointRoute {
+    /// The target variant if one is named, else a variant drawn by weight with `r` in [0, 1).
+    pub fn pick_variant(&self, target: Option<&str>, r: f64) -> Result<&VariantRoute, InvokeError> {
+        if let Some(target) = target {
+            return self
+                .variants
+                .iter()
+                .find(|v| v.name == target)
+                .ok_or_else(|| InvokeError::VariantNotFound { variant: target.to_string() });
+        }
+        let i = pick_weighted(self.variants.iter().map(|v| v.weight), r).ok_or(InvokeError::NoWeight)?;
+        Ok(&self.variants[i])
+    }
+}
+
+impl VariantRoute {
+    /// A healthy instance by the variant's strategy, already counted as serving the request.
+    pub fn pick_instance(&self) -> Option<(Arc<InstanceSlot>, InFlight)> {
+        let healthy = || self.instances.iter().filter(|s| s.is_healthy());
+        for _ in 0..4 {
+            let chosen = match self.strategy {
+                RoutingStrategy::LeastOutstandingRequests => {
+                    // Ties are broken at random so that idle instances share the load.
+                    let min = healthy().map(|s| s.outstanding()).min()?;
+                    let ties: Vec<_> = healthy().filter(|s| s.outstanding() == min).collect();
+                    ties.get(fastrand::usize(..ties.len().max(1))).copied()
+                }
+                RoutingStrategy::Random => {
+                    let all: Vec<_> = healthy().collect();
+                    all.get(fastrand::usize(..all.len().max(1))).copied()
+                }
+            }?;
+            let guard = chosen.begin();
+            // Counted first, checked second: an instance being retired either sees this
+            // request in flight and waits for it, or this request sees it unhealthy.
+            if chosen.is_healthy() {
+                return Some((chosen.clone(), guard));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant(name: &str, weight: f64) -> VariantRoute {
+        VariantRoute { name: name.into(), weight, strategy: RoutingStrategy::default(), instances: vec![] }
+    }
+
+    #[test]
+    fn target_variant_pins_even_at_zero_weight() {
+        let route = EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0), variant("B", 0.0)] };
+        assert_eq!(route.pick_variant(Some("B"), 0.1).unwrap().name, "B");
+        assert!(matches!(route.pick_variant(Some("C"), 0.1), Err(InvokeError::VariantNotFound { .. })));
+        assert_eq!(route.pick_variant(None, 0.99).unwrap().name, "A");
+    }
+
+    #[test]
+    fn publish_replaces_and_remove_forgets() {
+        let table = RoutingTable::default();
+        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("A", 1.0)] });
+        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("B", 1.0)] });
+        assert_eq!(table.get("ep").unwrap().variants[0].name, "B");
+        assert_eq!(table.get("Ep").unwrap().variants[0].name, "B");
+        table.remove("EP");
+        assert!(table.get("ep").is_none());
+    }
+
+    #[test]
+    fn unhealthy_instances_are_not_picked() {
+        let v = VariantRoute {
+            name: "A".into(),
+            weight: 1.0,
+            strategy: RoutingStrategy::LeastOutstandingRequests,
+            instances: vec![Arc::new(InstanceSlot::new("i1".into()))],
+        };
+        assert!(v.pick_instance().is_none());
+        assert_eq!(v.instances[0].outstanding(), 0);
+    }
+}
