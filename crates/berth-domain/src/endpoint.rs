@@ -1,4 +1,4 @@
-use crate::{RoutingStrategy, Timestamp};
+use crate::{ContainerSpec, RoutingStrategy, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// An endpoint and the state of its variants.
@@ -77,7 +77,9 @@ pub struct VariantState {
     pub name: String,
     pub model_name: String,
     pub instance_type: String,
-    pub image: String,
+    /// The container the variant runs, fixed when the variant was deployed: the endpoint keeps
+    /// serving it even if the model is deleted afterwards, as on SageMaker.
+    pub container: ContainerSpec,
     pub current_weight: f64,
     pub desired_weight: f64,
     pub current_instance_count: u32,

@@ -1,0 +1,394 @@
+//! `POST /` with `X-Amz-Target: SageMaker.<Operation>`: the control plane.
+
+use crate::error::ApiError;
+use crate::wire::{self, ContainerDefinition, ListInput, ProductionVariant};
+use crate::Edge;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_control::{
+    CreateEndpoint, CreateEndpointConfig, CreateModel, DesiredWeightAndCapacity, ListQuery, SortKey, UpdateEndpoint, VariantProperty,
+};
+use berth_domain::{ContainerSpec, Endpoint, EndpointConfig, EndpointStatus, Model, RoutingStrategy, Timestamp, VariantSpec};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+const MAX_CONTROL_BODY: usize = 1024 * 1024;
+
+pub async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let result = match target.split_once('.') {
+        Some(("SageMaker", op)) if body.len() <= MAX_CONTROL_BODY => operation(&edge, op, &body).await,
+        Some(("SageMaker", _)) => Err(ApiError::validation(format!("The request body is larger than {MAX_CONTROL_BODY} bytes."))),
+        _ => Err(unknown_operation(target)),
+    };
+    match result {
+        Ok(value) => {
+            let mut resp = (StatusCode::OK, value.to_string()).into_response();
+            let h = resp.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+            if let Ok(v) = HeaderValue::from_str(&crate::request_id()) {
+                h.insert("x-amzn-requestid", v);
+            }
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn unknown_operation(target: &str) -> ApiError {
+    ApiError { code: "UnknownOperationException", status: StatusCode::BAD_REQUEST, message: format!("Operation '{target}' is not supported by berth.") }
+}
+
+async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let c = &edge.controller;
+    match op {
+        "CreateModel" => {
+            let m = c.create_model(create_model(parse(body)?)?).await?;
+            Ok(json!({ "ModelArn": m.arn }))
+        }
+        "DescribeModel" => Ok(describe_model(&c.describe_model(&name(body, "ModelName")?).await?)),
+        "ListModels" => {
+            let page = c.list_models(list_query(parse(body)?)?).await?;
+            let items: Vec<Value> = page.items.iter().map(|m| json!({"ModelName": m.name, "ModelArn": m.arn, "CreationTime": secs(m.created)})).collect();
+            Ok(with_token(json!({ "Models": items }), page.next_token))
+        }
+        "DeleteModel" => c.delete_model(&name(body, "ModelName")?).await.map(|_| json!({})).map_err(Into::into),
+
+        "CreateEndpointConfig" => {
+            let cfg = c.create_endpoint_config(create_endpoint_config(parse(body)?)?).await?;
+            Ok(json!({ "EndpointConfigArn": cfg.arn }))
+        }
+        "DescribeEndpointConfig" => Ok(describe_endpoint_config(&c.describe_endpoint_config(&name(body, "EndpointConfigName")?).await?)),
+        "ListEndpointConfigs" => {
+            let page = c.list_endpoint_configs(list_query(parse(body)?)?).await?;
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .map(|e| json!({"EndpointConfigName": e.name, "EndpointConfigArn": e.arn, "CreationTime": secs(e.created)}))
+                .collect();
+            Ok(with_token(json!({ "EndpointConfigs": items }), page.next_token))
+        }
+        "DeleteEndpointConfig" => c.delete_endpoint_config(&name(body, "EndpointConfigName")?).await.map(|_| json!({})).map_err(Into::into),
+
+        "CreateEndpoint" => {
+            let input: wire::CreateEndpointInput = parse(body)?;
+            unsupported(input.deployment_config.is_some(), "DeploymentConfig")?;
+            let req = CreateEndpoint { name: input.endpoint_name, config_name: input.endpoint_config_name, tags: tags(input.tags) };
+            Ok(json!({ "EndpointArn": c.create_endpoint(req).await?.arn }))
+        }
+        "DescribeEndpoint" => Ok(describe_endpoint(&c.describe_endpoint(&name(body, "EndpointName")?).await?)),
+        "ListEndpoints" => {
+            let page = c.list_endpoints(list_query(parse(body)?)?).await?;
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .map(|e| {
+                    json!({"EndpointName": e.name, "EndpointArn": e.arn, "CreationTime": secs(e.created),
+                           "LastModifiedTime": secs(e.modified), "EndpointStatus": e.status.as_str()})
+                })
+                .collect();
+            Ok(with_token(json!({ "Endpoints": items }), page.next_token))
+        }
+        "DeleteEndpoint" => c.delete_endpoint(&name(body, "EndpointName")?).await.map(|_| json!({})).map_err(Into::into),
+        "UpdateEndpoint" => {
+            let input: wire::UpdateEndpointInput = parse(body)?;
+            unsupported(input.deployment_config.is_some(), "DeploymentConfig")?;
+            let mut exclude = Vec::new();
+            for p in input.exclude_retained_variant_properties.unwrap_or_default() {
+                exclude.push(match p.variant_property_type.as_str() {
+                    "DesiredInstanceCount" => VariantProperty::DesiredInstanceCount,
+                    "DesiredWeight" => VariantProperty::DesiredWeight,
+                    "DataCaptureConfig" => VariantProperty::DataCaptureConfig,
+                    other => return Err(enum_error("VariantPropertyType", other, &["DesiredInstanceCount", "DesiredWeight", "DataCaptureConfig"])),
+                });
+            }
+            let req = UpdateEndpoint {
+                name: input.endpoint_name,
+                config_name: input.endpoint_config_name,
+                retain_all_variant_properties: input.retain_all_variant_properties.unwrap_or(false),
+                exclude_retained_variant_properties: exclude,
+            };
+            Ok(json!({ "EndpointArn": c.update_endpoint(req).await?.arn }))
+        }
+        "UpdateEndpointWeightsAndCapacities" => {
+            let input: wire::UpdateEndpointWeightsAndCapacitiesInput = parse(body)?;
+            let mut desired = Vec::new();
+            for d in input.desired_weights_and_capacities {
+                unsupported(d.serverless_update_config.is_some(), "ServerlessUpdateConfig")?;
+                desired.push(DesiredWeightAndCapacity { variant: d.variant_name, weight: d.desired_weight, instance_count: d.desired_instance_count });
+            }
+            Ok(json!({ "EndpointArn": c.update_weights_and_capacities(&input.endpoint_name, desired).await?.arn }))
+        }
+
+        "AddTags" => {
+            let input: wire::AddTagsInput = parse(body)?;
+            let added = c.add_tags(&input.resource_arn, tags(Some(input.tags))).await?;
+            Ok(json!({ "Tags": tags_json(&added) }))
+        }
+        "ListTags" => {
+            let input: wire::ListTagsInput = parse(body)?;
+            let _ = (input.next_token, input.max_results); // a resource has at most 50 tags: one page
+            Ok(json!({ "Tags": tags_json(&c.list_tags(&input.resource_arn).await?) }))
+        }
+        "DeleteTags" => {
+            let input: wire::DeleteTagsInput = parse(body)?;
+            c.delete_tags(&input.resource_arn, input.tag_keys).await?;
+            Ok(json!({}))
+        }
+        _ => Err(unknown_operation(&format!("SageMaker.{op}"))),
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError {
+        code: if e.is_syntax() || e.is_eof() { "SerializationException" } else { "ValidationException" },
+        status: StatusCode::BAD_REQUEST,
+        message: format!("The request could not be read: {e}"),
+    })
+}
+
+/// A required string member, e.g. `EndpointName`.
+fn name(body: &[u8], member: &str) -> Result<String, ApiError> {
+    let v: Value = parse(body)?;
+    v.get(member)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::validation(format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null")))
+}
+
+fn unsupported(present: bool, member: &str) -> Result<(), ApiError> {
+    if present {
+        return Err(ApiError::validation(format!("{member} is not supported by this version of berth; leave it out.")));
+    }
+    Ok(())
+}
+
+fn enum_error(member: &str, value: &str, allowed: &[&str]) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+        allowed.join(", ")
+    ))
+}
+
+fn secs(t: Timestamp) -> f64 {
+    t.as_secs_f64()
+}
+
+fn with_token(mut v: Value, token: Option<String>) -> Value {
+    if let Some(t) = token {
+        v["NextToken"] = json!(t);
+    }
+    v
+}
+
+fn tags(t: Option<Vec<wire::Tag>>) -> Vec<(String, String)> {
+    t.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect()
+}
+
+fn tags_json(t: &[(String, String)]) -> Vec<Value> {
+    t.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()
+}
+
+fn list_query(input: ListInput) -> Result<ListQuery, ApiError> {
+    let sort_by = match input.sort_by.as_deref() {
+        None | Some("CreationTime") => SortKey::CreationTime,
+        Some("Name") => SortKey::Name,
+        Some("Status") => SortKey::Status,
+        Some(other) => return Err(enum_error("sortBy", other, &["Name", "CreationTime", "Status"])),
+    };
+    let ascending = match input.sort_order.as_deref() {
+        None | Some("Descending") => false,
+        Some("Ascending") => true,
+        Some(other) => return Err(enum_error("sortOrder", other, &["Ascending", "Descending"])),
+    };
+    let status_equals = match input.status_equals.as_deref() {
+        None => None,
+        Some(s) => Some(EndpointStatus::parse(s).ok_or_else(|| {
+            let all: Vec<&str> = EndpointStatus::ALL.iter().map(|s| s.as_str()).collect();
+            enum_error("statusEquals", s, &all)
+        })?),
+    };
+    Ok(ListQuery {
+        name_contains: input.name_contains,
+        status_equals,
+        sort_by,
+        ascending,
+        next_token: input.next_token,
+        max_results: input.max_results,
+        created_before: input.creation_time_before.map(Timestamp::from_secs_f64),
+        created_after: input.creation_time_after.map(Timestamp::from_secs_f64),
+        modified_before: input.last_modified_time_before.map(Timestamp::from_secs_f64),
+        modified_after: input.last_modified_time_after.map(Timestamp::from_secs_f64),
+    })
+}
+
+// ---- models ---------------------------------------------------------------------------
+
+fn container_spec(c: ContainerDefinition) -> Result<ContainerSpec, ApiError> {
+    unsupported(c.model_data_source.is_some(), "ModelDataSource")?;
+    unsupported(c.model_package_name.is_some(), "ModelPackageName")?;
+    let image = c.image.ok_or_else(|| ApiError::validation("Image must be specified in every container definition."))?;
+    Ok(ContainerSpec { hostname: c.container_hostname, image, model_data_url: c.model_data_url, environment: c.environment.unwrap_or_default(), mode: c.mode })
+}
+
+fn container_definition(c: &ContainerSpec) -> ContainerDefinition {
+    ContainerDefinition {
+        container_hostname: c.hostname.clone(),
+        image: Some(c.image.clone()),
+        mode: c.mode.clone(),
+        model_data_url: c.model_data_url.clone(),
+        model_data_source: None,
+        environment: (!c.environment.is_empty()).then(|| c.environment.clone()),
+        model_package_name: None,
+    }
+}
+
+fn create_model(input: wire::CreateModelInput) -> Result<CreateModel, ApiError> {
+    unsupported(input.vpc_config.is_some(), "VpcConfig")?;
+    let (primary, containers) = match (input.primary_container, input.containers) {
+        (Some(_), Some(_)) => return Err(ApiError::validation("Specify either PrimaryContainer or Containers, not both.")),
+        (Some(p), None) => (true, vec![container_spec(p)?]),
+        (None, Some(list)) => (false, list.into_iter().map(container_spec).collect::<Result<_, _>>()?),
+        (None, None) => (true, Vec::new()),
+    };
+    Ok(CreateModel {
+        name: input.model_name,
+        primary_container: primary,
+        containers,
+        execution_role_arn: input.execution_role_arn,
+        enable_network_isolation: input.enable_network_isolation,
+        tags: tags(input.tags),
+    })
+}
+
+fn describe_model(m: &Model) -> Value {
+    let defs: Vec<ContainerDefinition> = m.containers.iter().map(container_definition).collect();
+    let out = wire::DescribeModelOutput {
+        model_name: m.name.clone(),
+        primary_container: m.primary_container.then(|| defs[0].clone()),
+        containers: (!m.primary_container).then_some(defs),
+        execution_role_arn: m.execution_role_arn.clone(),
+        creation_time: secs(m.created),
+        model_arn: m.arn.clone(),
+        enable_network_isolation: m.enable_network_isolation.unwrap_or(false),
+    };
+    serde_json::to_value(out).expect("wire shapes serialize")
+}
+
+// ---- endpoint configs -----------------------------------------------------------------
+
+fn routing_strategy(r: Option<wire::RoutingConfig>) -> Result<Option<RoutingStrategy>, ApiError> {
+    match r.as_ref().map(|r| r.routing_strategy.as_str()) {
+        None => Ok(None),
+        Some("LEAST_OUTSTANDING_REQUESTS") => Ok(Some(RoutingStrategy::LeastOutstandingRequests)),
+        Some("RANDOM") => Ok(Some(RoutingStrategy::Random)),
+        Some(other) => Err(ApiError::validation(format!(
+            "RoutingStrategy '{other}' is not supported by berth; use LEAST_OUTSTANDING_REQUESTS or RANDOM."
+        ))),
+    }
+}
+
+fn strategy_name(s: RoutingStrategy) -> &'static str {
+    match s {
+        RoutingStrategy::LeastOutstandingRequests => "LEAST_OUTSTANDING_REQUESTS",
+        RoutingStrategy::Random => "RANDOM",
+    }
+}
+
+fn variant_spec(i: usize, v: ProductionVariant) -> Result<VariantSpec, ApiError> {
+    unsupported(v.serverless_config.is_some(), "ServerlessConfig")?;
+    unsupported(v.accelerator_type.is_some(), "AcceleratorType")?;
+    let missing = |m: &str| {
+        ApiError::validation(format!("1 validation error detected: Value null at 'productionVariants.{}.member.{m}' failed to satisfy constraint: Member must not be null", i + 1))
+    };
+    Ok(VariantSpec {
+        model_name: v.model_name.ok_or_else(|| missing("modelName"))?,
+        instance_type: v.instance_type.ok_or_else(|| missing("instanceType"))?,
+        initial_instance_count: v.initial_instance_count.ok_or_else(|| missing("initialInstanceCount"))?,
+        initial_weight: v.initial_variant_weight.unwrap_or(1.0),
+        container_startup_timeout_secs: v.container_startup_health_check_timeout_in_seconds,
+        model_data_download_timeout_secs: v.model_data_download_timeout_in_seconds,
+        routing: routing_strategy(v.routing_config)?,
+        name: v.variant_name,
+    })
+}
+
+fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, ApiError> {
+    unsupported(input.data_capture_config.is_some(), "DataCaptureConfig")?;
+    unsupported(input.async_inference_config.is_some(), "AsyncInferenceConfig")?;
+    unsupported(input.shadow_production_variants.is_some(), "ShadowProductionVariants")?;
+    let variants = input.production_variants.into_iter().enumerate().map(|(i, v)| variant_spec(i, v)).collect::<Result<_, _>>()?;
+    Ok(CreateEndpointConfig { name: input.endpoint_config_name, variants, kms_key_id: input.kms_key_id, tags: tags(input.tags) })
+}
+
+fn describe_endpoint_config(c: &EndpointConfig) -> Value {
+    let variants = c
+        .variants
+        .iter()
+        .map(|v| ProductionVariant {
+            variant_name: v.name.clone(),
+            model_name: Some(v.model_name.clone()),
+            initial_instance_count: Some(v.initial_instance_count),
+            instance_type: Some(v.instance_type.clone()),
+            initial_variant_weight: Some(v.initial_weight),
+            model_data_download_timeout_in_seconds: v.model_data_download_timeout_secs,
+            container_startup_health_check_timeout_in_seconds: v.container_startup_timeout_secs,
+            routing_config: v.routing.map(|r| wire::RoutingConfig { routing_strategy: strategy_name(r).into() }),
+            serverless_config: None,
+            accelerator_type: None,
+        })
+        .collect();
+    let out = wire::DescribeEndpointConfigOutput {
+        endpoint_config_name: c.name.clone(),
+        endpoint_config_arn: c.arn.clone(),
+        production_variants: variants,
+        kms_key_id: c.kms_key_id.clone(),
+        creation_time: secs(c.created),
+    };
+    serde_json::to_value(out).expect("wire shapes serialize")
+}
+
+// ---- endpoints ------------------------------------------------------------------------
+
+fn describe_endpoint(e: &Endpoint) -> Value {
+    let variants = e
+        .variants
+        .iter()
+        .map(|v| {
+            let status = match e.status {
+                EndpointStatus::Creating | EndpointStatus::SystemUpdating if v.current_instance_count == 0 => Some("Creating"),
+                EndpointStatus::Updating if v.current_instance_count != v.desired_instance_count => Some("Updating"),
+                EndpointStatus::Deleting => Some("Deleting"),
+                _ => None,
+            };
+            wire::ProductionVariantSummary {
+                variant_name: v.name.clone(),
+                deployed_images: v
+                    .image_resolved
+                    .map(|t| wire::DeployedImage { specified_image: v.container.image.clone(), resolved_image: v.container.image.clone(), resolution_time: secs(t) })
+                    .into_iter()
+                    .collect(),
+                current_weight: v.current_weight,
+                desired_weight: v.desired_weight,
+                current_instance_count: v.current_instance_count,
+                desired_instance_count: v.desired_instance_count,
+                variant_status: status.map(|s| wire::VariantStatus { status: s.into(), status_message: None, start_time: secs(e.modified) }).into_iter().collect(),
+                routing_config: Some(wire::RoutingConfig { routing_strategy: strategy_name(v.routing).into() }),
+            }
+        })
+        .collect();
+    let out = wire::DescribeEndpointOutput {
+        endpoint_name: e.name.clone(),
+        endpoint_arn: e.arn.clone(),
+        endpoint_config_name: e.config_name.clone(),
+        production_variants: variants,
+        endpoint_status: e.status.as_str().into(),
+        failure_reason: e.failure_reason.clone(),
+        creation_time: secs(e.created),
+        last_modified_time: secs(e.modified),
+    };
+    serde_json::to_value(out).expect("wire shapes serialize")
+}

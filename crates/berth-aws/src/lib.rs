@@ -1,0 +1,45 @@
+//! The AWS edge: everything that knows AWS's wire formats.
+//!
+//! One port serves SageMaker's control plane (`POST /` with `X-Amz-Target: SageMaker.<Op>`,
+//! awsJson1_1) and its runtime (`POST /endpoints/{name}/invocations`, rest-json). Wire shapes
+//! live in [`wire`] and are converted into domain types here; [`error`] maps every error to
+//! exactly one SageMaker code and HTTP status.
+
+mod control_plane;
+mod error;
+mod runtime;
+mod wire;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use berth_control::Controller;
+use berth_router::Router as RequestRouter;
+use std::sync::Arc;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Edge {
+    pub controller: Arc<Controller>,
+    pub router: Arc<RequestRouter>,
+}
+
+/// The largest invocation body SageMaker accepts.
+pub const MAX_INVOCATION_BYTES: usize = 6 * 1024 * 1024;
+
+/// The HTTP application: control plane, runtime and berth's own `/healthz`.
+pub fn app(edge: Edge) -> axum::Router {
+    axum::Router::new()
+        .route("/", post(control_plane::dispatch))
+        .route("/endpoints/{name}/invocations", post(runtime::invoke))
+        .route("/healthz", get(|| async { "ok\n" }))
+        // Bodies are read with their own limits in the handlers, to answer in SageMaker's shape.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(edge)
+}
+
+/// A request id in the shape AWS uses (a UUID v4).
+pub(crate) fn request_id() -> String {
+    let a = fastrand::u128(..);
+    let h = format!("{a:032x}");
+    format!("{}-{}-4{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
+}

@@ -1,0 +1,125 @@
+use crate::listing::{page, ListQuery, Page};
+use crate::models::{limit_exceeded, map_exists};
+use crate::tags::validate_tags;
+use crate::{ControlError, Controller};
+use berth_domain::{validate_instance_type, validate_name, EndpointConfig, ResourceKind, Timestamp, VariantSpec};
+use berth_store::Tag;
+
+#[derive(Debug, Clone)]
+pub struct CreateEndpointConfig {
+    pub name: String,
+    pub variants: Vec<VariantSpec>,
+    pub kms_key_id: Option<String>,
+    pub tags: Vec<Tag>,
+}
+
+const MAX_VARIANTS: usize = 10;
+
+impl Controller {
+    pub async fn create_endpoint_config(&self, req: CreateEndpointConfig) -> Result<EndpointConfig, ControlError> {
+        validate_name("endpointConfigName", &req.name)?;
+        validate_tags(&req.tags)?;
+        validate_variants(&req.variants)?;
+        for v in &req.variants {
+            let model = v.model_name.clone();
+            if self.db(move |s| s.model(&model)).await?.is_none() {
+                return Err(self.not_found(ResourceKind::Model, &v.model_name));
+            }
+        }
+        let arn = self.account().arn(ResourceKind::EndpointConfig, &req.name);
+        let config = EndpointConfig { name: req.name, arn: arn.clone(), created: Timestamp::now(), variants: req.variants, kms_key_id: req.kms_key_id };
+        let (stored, tags, limit) = (config.clone(), req.tags, self.settings.limits.max_endpoint_configs);
+        let result = self
+            .db(move |s| {
+                let count = s.endpoint_configs()?.len();
+                if count >= limit {
+                    return Ok(Err(count));
+                }
+                s.insert_endpoint_config(&stored, &tags).map(Ok)
+            })
+            .await;
+        match result {
+            Ok(Ok(())) => {
+                tracing::info!(endpoint_config = %config.name, "endpoint config created");
+                Ok(config)
+            }
+            Ok(Err(count)) => Err(limit_exceeded("Number of endpoint configs", limit, count, "endpoint configs")),
+            Err(e) => Err(map_exists(e, ResourceKind::EndpointConfig, &arn)),
+        }
+    }
+
+    pub async fn describe_endpoint_config(&self, name: &str) -> Result<EndpointConfig, ControlError> {
+        let key = name.to_string();
+        self.db(move |s| s.endpoint_config(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::EndpointConfig, name))
+    }
+
+    pub async fn list_endpoint_configs(&self, q: ListQuery) -> Result<Page<EndpointConfig>, ControlError> {
+        page(self.db(|s| s.endpoint_configs()).await?, &q)
+    }
+
+    /// As on SageMaker, a config can be deleted while an endpoint uses it: the endpoint keeps
+    /// running what it was deployed with.
+    pub async fn delete_endpoint_config(&self, name: &str) -> Result<(), ControlError> {
+        let key = name.to_string();
+        if self.db(move |s| s.delete_endpoint_config(&key)).await? {
+            tracing::info!(endpoint_config = %name, "endpoint config deleted");
+            Ok(())
+        } else {
+            Err(self.not_found(ResourceKind::EndpointConfig, name))
+        }
+    }
+}
+
+fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
+    if variants.is_empty() {
+        return Err(ControlError::Validation(
+            "1 validation error detected: Value '[]' at 'productionVariants' failed to satisfy constraint: Member must have length greater than or equal to 1".into(),
+        ));
+    }
+    if variants.len() > MAX_VARIANTS {
+        return Err(ControlError::Validation(format!(
+            "1 validation error detected: Value at 'productionVariants' failed to satisfy constraint: Member must have length less than or equal to {MAX_VARIANTS}"
+        )));
+    }
+    for (i, v) in variants.iter().enumerate() {
+        let member = |field: &str| format!("productionVariants.{}.member.{field}", i + 1);
+        validate_name(&member("variantName"), &v.name)?;
+        validate_name(&member("modelName"), &v.model_name)?;
+        validate_instance_type(&v.instance_type).map_err(|_| {
+            ControlError::Validation(format!(
+                "1 validation error detected: Value '{}' at '{}' failed to satisfy constraint: Member must satisfy enum value set (see the ProductionVariantInstanceType shape of the SageMaker API)",
+                v.instance_type,
+                member("instanceType")
+            ))
+        })?;
+        if v.initial_instance_count < 1 {
+            return Err(ControlError::Validation(format!(
+                "1 validation error detected: Value '{}' at '{}' failed to satisfy constraint: Member must have value greater than or equal to 1",
+                v.initial_instance_count,
+                member("initialInstanceCount")
+            )));
+        }
+        if !(v.initial_weight.is_finite() && v.initial_weight >= 0.0) {
+            return Err(ControlError::Validation(format!(
+                "1 validation error detected: Value '{}' at '{}' failed to satisfy constraint: Member must have value greater than or equal to 0",
+                v.initial_weight,
+                member("initialVariantWeight")
+            )));
+        }
+        if let Some(t) = v.container_startup_timeout_secs {
+            if !(60..=3600).contains(&t) {
+                return Err(ControlError::Validation(format!(
+                    "1 validation error detected: Value '{t}' at '{}' failed to satisfy constraint: Member must have value between 60 and 3600",
+                    member("containerStartupHealthCheckTimeoutInSeconds")
+                )));
+            }
+        }
+        if variants[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&v.name)) {
+            return Err(ControlError::Validation(format!("Variant name '{}' appears more than once; variant names must be unique within an endpoint configuration.", v.name)));
+        }
+    }
+    if variants.iter().all(|v| v.initial_weight == 0.0) {
+        return Err(ControlError::Validation("At least one production variant must have an InitialVariantWeight greater than 0.".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Variant fleets: the running instances of each endpoint, how they are started, swapped in
+//! and retired.
+
+use crate::Controller;
+use berth_domain::{ContainerSpec, Endpoint, Image};
+use berth_instances::{Instance, InstanceSpec};
+use berth_router::{EndpointRoute, VariantRoute};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// The instances of one variant and what they run.
+pub(crate) struct VariantFleet {
+    pub container: ContainerSpec,
+    pub instance_type: String,
+    pub instances: Vec<Instance>,
+}
+
+pub(crate) type FleetMap = HashMap<String, VariantFleet>;
+
+struct EndpointFleet {
+    /// Changes when the endpoint is deleted and created again, so a deployment that started
+    /// for the old endpoint cannot install its instances into the new one.
+    epoch: u64,
+    variants: FleetMap,
+}
+
+/// Running instances by endpoint (lower-cased name).
+#[derive(Default)]
+pub(crate) struct Fleets {
+    inner: Mutex<HashMap<String, EndpointFleet>>,
+    next_epoch: AtomicU64,
+}
+
+impl Fleets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, EndpointFleet>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts tracking a new endpoint with no instances; returns its epoch.
+    pub fn register(&self, endpoint: &str) -> u64 {
+        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().insert(endpoint.to_ascii_lowercase(), EndpointFleet { epoch, variants: HashMap::new() });
+        epoch
+    }
+
+    pub fn epoch(&self, endpoint: &str) -> Option<u64> {
+        self.lock().get(&endpoint.to_ascii_lowercase()).map(|f| f.epoch)
+    }
+
+    /// Forgets an endpoint and hands back its instances to stop.
+    pub fn remove(&self, endpoint: &str) -> FleetMap {
+        self.lock().remove(&endpoint.to_ascii_lowercase()).map(|f| f.variants).unwrap_or_default()
+    }
+
+    /// Whether the running fleet of `variant` already runs `container` on `instance_type`
+    /// with `count` instances, so an update can keep it instead of starting a new one.
+    pub fn can_reuse(&self, endpoint: &str, variant: &str, container: &ContainerSpec, instance_type: &str, count: u32) -> bool {
+        self.lock().get(&endpoint.to_ascii_lowercase()).and_then(|f| f.variants.get(variant)).is_some_and(|v| {
+            &v.container == container && v.instance_type == instance_type && v.instances.len() == count as usize
+        })
+    }
+
+    /// Applies `change` to the fleet of an endpoint if it still has `epoch`; otherwise returns
+    /// the change's new instances (`Err`) for the caller to stop.
+    pub fn apply<R>(&self, endpoint: &str, epoch: u64, change: impl FnOnce(&mut FleetMap) -> R) -> Option<R> {
+        let mut map = self.lock();
+        let fleet = map.get_mut(&endpoint.to_ascii_lowercase()).filter(|f| f.epoch == epoch)?;
+        Some(change(&mut fleet.variants))
+    }
+
+    /// The route of an endpoint: its variants' weights and the slots of their instances.
+    pub fn route(&self, endpoint: &Endpoint) -> EndpointRoute {
+        let map = self.lock();
+        let fleet = map.get(&endpoint.name.to_ascii_lowercase());
+        let variants = endpoint
+            .variants
+            .iter()
+            .map(|v| VariantRoute {
+                name: v.name.clone(),
+                weight: v.current_weight,
+                strategy: v.routing,
+                instances: fleet
+                    .and_then(|f| f.variants.get(&v.name))
+                    .map(|vf| vf.instances.iter().map(|i| i.slot().clone()).collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        EndpointRoute { endpoint: endpoint.name.clone(), variants }
+    }
+
+    /// Takes every instance of every endpoint, for shutdown.
+    pub fn take_all(&self) -> Vec<Instance> {
+        self.lock().drain().flat_map(|(_, f)| f.variants.into_values().flat_map(|v| v.instances)).collect()
+    }
+}
+
+pub(crate) async fn stop_all(instances: Vec<Instance>) {
+    let mut set = JoinSet::new();
+    for i in instances {
+        set.spawn(i.stop());
+    }
+    while set.join_next().await.is_some() {}
+}
+
+impl Controller {
+    /// Starts `count` instances of a variant, all or nothing: if one fails, the others are
+    /// stopped and the reason names the variant.
+    pub(crate) async fn start_instances(
+        self: &Arc<Self>,
+        endpoint: &str,
+        variant: &str,
+        model_name: &str,
+        container: &ContainerSpec,
+        count: u32,
+        startup_timeout_secs: Option<u32>,
+    ) -> Result<Vec<Instance>, String> {
+        let fail = |reason: String| format!("Failed to start variant {variant}: {reason}");
+        let image = Image::parse(&container.image).map_err(|e| fail(e.to_string()))?;
+        let model_dir = self
+            .artifacts
+            .prepare(model_name, container.model_data_url.as_deref())
+            .await
+            .map_err(|e| fail(format!("could not prepare model data: {e}")))?;
+        let timeout = startup_timeout_secs.map(|s| Duration::from_secs(s as u64)).unwrap_or(self.settings.default_startup_timeout);
+        let mut set = JoinSet::new();
+        for _ in 0..count {
+            let suffix = format!("{:06x}", fastrand::u32(..0x100_0000));
+            let spec = InstanceSpec {
+                id: format!("{endpoint}/{variant}/{suffix}"),
+                image: image.clone(),
+                model_dir: model_dir.clone(),
+                environment: container.environment.clone(),
+                log_path: self.instance_log_dir(endpoint).join(variant).join(format!("{suffix}.log")),
+                startup_timeout: timeout,
+            };
+            let backend = self.backend.clone();
+            set.spawn(async move { backend.start(spec).await });
+        }
+        let mut started = Vec::new();
+        let mut first_error = None;
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(instance)) => started.push(instance),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e.to_string());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(format!("instance start task failed: {e}"));
+                }
+            }
+        }
+        match first_error {
+            None => Ok(started),
+            Some(reason) => {
+                stop_all(started).await;
+                Err(fail(reason))
+            }
+        }
+    }
+
+    /// Writes `endpoint` and publishes its route, if it still exists in the same epoch.
+    /// `change` installs new instances into its fleet and returns what the swap retired.
+    /// Returns false (having changed nothing) when the endpoint was deleted meanwhile.
+    pub(crate) async fn commit(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        epoch: u64,
+        change: impl FnOnce(&mut FleetMap) -> Vec<Instance>,
+    ) -> Result<bool, String> {
+        let _guard = self.transitions.lock().await;
+        let name = endpoint.name.clone();
+        let stored = self.db(move |s| s.endpoint(&name)).await.map_err(|e| e.to_string())?;
+        if stored.is_none() || self.fleets.epoch(&endpoint.name) != Some(epoch) || stored.is_some_and(|s| s.arn != endpoint.arn) {
+            return Ok(false);
+        }
+        let to_store = endpoint.clone();
+        self.db(move |s| s.update_endpoint(&to_store)).await.map_err(|e| e.to_string())?;
+        let retired = self.fleets.apply(&endpoint.name, epoch, change).unwrap_or_default();
+        self.routing.publish(self.fleets.route(&endpoint));
+        drop(_guard);
+        if !retired.is_empty() {
+            tokio::spawn(stop_all(retired));
+        }
+        Ok(true)
+    }
+}
+

@@ -1,0 +1,510 @@
+//! Endpoint operations and the background tasks that carry them out.
+
+use crate::deploy::{stop_all, FleetMap, VariantFleet};
+use crate::listing::{page, ListQuery, Page};
+use crate::models::{limit_exceeded, map_exists};
+use crate::tags::validate_tags;
+use crate::{ControlError, Controller};
+use berth_domain::{validate_name, Endpoint, EndpointStatus, ResourceKind, Timestamp, VariantSpec, VariantState};
+use berth_store::Tag;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone)]
+pub struct CreateEndpoint {
+    pub name: String,
+    pub config_name: String,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VariantProperty {
+    DesiredInstanceCount,
+    DesiredWeight,
+    DataCaptureConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateEndpoint {
+    pub name: String,
+    pub config_name: String,
+    pub retain_all_variant_properties: bool,
+    pub exclude_retained_variant_properties: Vec<VariantProperty>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DesiredWeightAndCapacity {
+    pub variant: String,
+    pub weight: Option<f64>,
+    pub instance_count: Option<u32>,
+}
+
+impl Controller {
+    pub async fn create_endpoint(self: &Arc<Self>, req: CreateEndpoint) -> Result<Endpoint, ControlError> {
+        validate_name("endpointName", &req.name)?;
+        validate_name("endpointConfigName", &req.config_name)?;
+        validate_tags(&req.tags)?;
+        let config = self.describe_endpoint_config(&req.config_name).await?;
+        let variants = self.variant_states(&config.variants).await?;
+        let arn = self.account().arn(ResourceKind::Endpoint, &req.name);
+        let now = Timestamp::now();
+        let endpoint = Endpoint {
+            name: req.name.clone(),
+            arn: arn.clone(),
+            created: now,
+            modified: now,
+            config_name: config.name.clone(),
+            pending_config_name: None,
+            status: EndpointStatus::Creating,
+            failure_reason: None,
+            variants,
+            pending_variants: None,
+        };
+        let epoch = {
+            let _guard = self.transitions.lock().await;
+            let all = self.db(|s| s.endpoints()).await?;
+            let limit = self.settings.limits.max_endpoints;
+            if all.len() >= limit {
+                return Err(limit_exceeded("Number of endpoints", limit, all.len(), "endpoints"));
+            }
+            self.check_instance_limit(&all, None, &endpoint.variants)?;
+            let (stored, tags) = (endpoint.clone(), req.tags);
+            self.db(move |s| s.insert_endpoint(&stored, &tags)).await.map_err(|e| map_exists(e, ResourceKind::Endpoint, &arn))?;
+            self.fleets.register(&endpoint.name)
+        };
+        tracing::info!(endpoint = %endpoint.name, config = %endpoint.config_name, "endpoint creating");
+        tokio::spawn(self.clone().bring_up(endpoint.clone(), epoch, None));
+        Ok(endpoint)
+    }
+
+    pub async fn describe_endpoint(&self, name: &str) -> Result<Endpoint, ControlError> {
+        let key = name.to_string();
+        self.db(move |s| s.endpoint(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::Endpoint, name))
+    }
+
+    pub async fn list_endpoints(&self, q: ListQuery) -> Result<Page<Endpoint>, ControlError> {
+        page(self.db(|s| s.endpoints()).await?, &q)
+    }
+
+    pub async fn delete_endpoint(self: &Arc<Self>, name: &str) -> Result<(), ControlError> {
+        let _guard = self.transitions.lock().await;
+        let mut endpoint = self.describe_endpoint(name).await?;
+        if endpoint.status == EndpointStatus::Deleting {
+            return Ok(());
+        }
+        endpoint.status = EndpointStatus::Deleting;
+        endpoint.modified = Timestamp::now();
+        let stored = endpoint.clone();
+        self.db(move |s| s.update_endpoint(&stored)).await?;
+        self.routing.remove(&endpoint.name);
+        let fleet = self.fleets.remove(&endpoint.name);
+        drop(_guard);
+        tracing::info!(endpoint = %endpoint.name, "endpoint deleting");
+        tokio::spawn(self.clone().tear_down(endpoint, fleet));
+        Ok(())
+    }
+
+    pub async fn update_endpoint(self: &Arc<Self>, req: UpdateEndpoint) -> Result<Endpoint, ControlError> {
+        validate_name("endpointName", &req.name)?;
+        validate_name("endpointConfigName", &req.config_name)?;
+        let config = self.describe_endpoint_config(&req.config_name).await?;
+        let mut variants = self.variant_states(&config.variants).await?;
+        let _guard = self.transitions.lock().await;
+        let mut endpoint = self.describe_endpoint(&req.name).await?;
+        let epoch = self.require_in_service(&endpoint)?;
+        if req.retain_all_variant_properties {
+            let excluded = &req.exclude_retained_variant_properties;
+            for v in &mut variants {
+                let Some(old) = endpoint.variant(&v.name) else { continue };
+                if !excluded.contains(&VariantProperty::DesiredWeight) {
+                    v.current_weight = old.desired_weight;
+                    v.desired_weight = old.desired_weight;
+                }
+                if !excluded.contains(&VariantProperty::DesiredInstanceCount) {
+                    v.desired_instance_count = old.desired_instance_count;
+                }
+            }
+        }
+        let all = self.db(|s| s.endpoints()).await?;
+        self.check_instance_limit(&all, Some(&endpoint.name), &variants)?;
+        endpoint.status = EndpointStatus::Updating;
+        endpoint.pending_config_name = Some(config.name.clone());
+        endpoint.pending_variants = Some(variants);
+        endpoint.failure_reason = None;
+        endpoint.modified = Timestamp::now();
+        let stored = endpoint.clone();
+        self.db(move |s| s.update_endpoint(&stored)).await?;
+        drop(_guard);
+        tracing::info!(endpoint = %endpoint.name, config = %config.name, "endpoint updating");
+        tokio::spawn(self.clone().roll_out(endpoint.clone(), epoch, false));
+        Ok(endpoint)
+    }
+
+    /// Changes weights at once (the next request follows them) and instance counts in the
+    /// background; the endpoint is `Updating` only while instances start or stop.
+    pub async fn update_weights_and_capacities(self: &Arc<Self>, name: &str, desired: Vec<DesiredWeightAndCapacity>) -> Result<Endpoint, ControlError> {
+        validate_name("endpointName", name)?;
+        check_desired(&desired)?;
+        let _guard = self.transitions.lock().await;
+        let mut endpoint = self.describe_endpoint(name).await?;
+        let epoch = self.require_in_service(&endpoint)?;
+        let unknown: Vec<&str> = desired.iter().filter(|d| endpoint.variant(&d.variant).is_none()).map(|d| d.variant.as_str()).collect();
+        if !unknown.is_empty() {
+            return Err(ControlError::Validation(format!(
+                "The variant(s) [{}] do not exist in endpoint \"{}\".",
+                unknown.join(", "),
+                endpoint.arn
+            )));
+        }
+        for d in &desired {
+            let v = endpoint.variants.iter_mut().find(|v| v.name == d.variant).expect("checked above");
+            if let Some(w) = d.weight {
+                v.current_weight = w;
+                v.desired_weight = w;
+            }
+            if let Some(c) = d.instance_count {
+                v.desired_instance_count = c;
+            }
+        }
+        if endpoint.variants.iter().all(|v| v.desired_weight == 0.0) {
+            return Err(ControlError::Validation("At least one variant must keep a weight greater than 0.".into()));
+        }
+        let scaling = endpoint.variants.iter().any(|v| v.desired_instance_count != v.current_instance_count);
+        if scaling {
+            let all = self.db(|s| s.endpoints()).await?;
+            self.check_instance_limit(&all, Some(&endpoint.name), &endpoint.variants)?;
+            endpoint.status = EndpointStatus::Updating;
+        }
+        endpoint.failure_reason = None;
+        endpoint.modified = Timestamp::now();
+        let stored = endpoint.clone();
+        self.db(move |s| s.update_endpoint(&stored)).await?;
+        self.routing.publish(self.fleets.route(&endpoint));
+        drop(_guard);
+        tracing::info!(endpoint = %endpoint.name, ?desired, "endpoint weights and capacities updated");
+        if scaling {
+            tokio::spawn(self.clone().scale(endpoint.clone(), epoch));
+        }
+        Ok(endpoint)
+    }
+
+    /// Brings every stored endpoint back after a restart: the ones that were serving or being
+    /// created start their instances again; an interrupted update is carried out; an
+    /// interrupted delete is finished.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), ControlError> {
+        for mut endpoint in self.db(|s| s.endpoints()).await? {
+            let name = endpoint.name.clone();
+            match endpoint.status {
+                EndpointStatus::Deleting => {
+                    self.db(move |s| s.delete_endpoint(&name)).await?;
+                }
+                EndpointStatus::Failed | EndpointStatus::OutOfService | EndpointStatus::UpdateRollbackFailed => {}
+                EndpointStatus::Creating => {
+                    let epoch = self.fleets.register(&name);
+                    tokio::spawn(self.clone().bring_up(endpoint, epoch, None));
+                }
+                EndpointStatus::Updating => {
+                    let epoch = self.fleets.register(&name);
+                    tokio::spawn(self.clone().roll_out(endpoint, epoch, true));
+                }
+                EndpointStatus::InService | EndpointStatus::SystemUpdating | EndpointStatus::RollingBack => {
+                    endpoint.status = EndpointStatus::SystemUpdating;
+                    for v in &mut endpoint.variants {
+                        v.desired_instance_count = v.desired_instance_count.max(1);
+                    }
+                    let stored = endpoint.clone();
+                    self.db(move |s| s.update_endpoint(&stored)).await?;
+                    let epoch = self.fleets.register(&name);
+                    tracing::info!(endpoint = %name, "recovering endpoint");
+                    tokio::spawn(self.clone().bring_up(endpoint, epoch, None));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every instance (drain, SIGTERM, grace, SIGKILL). State is left as it is, so the
+    /// next start recovers the endpoints.
+    pub async fn shutdown(&self) {
+        stop_all(self.fleets.take_all()).await;
+    }
+
+    // ---- background tasks -------------------------------------------------------------
+
+    /// Starts all variants of a new (or recovered) endpoint, then puts it in service.
+    async fn bring_up(self: Arc<Self>, mut endpoint: Endpoint, epoch: u64, failure_reason: Option<String>) {
+        let result = self.start_fleet(&endpoint.name, &endpoint.variants, &HashSet::new()).await;
+        endpoint.modified = Timestamp::now();
+        let committed = match result {
+            Ok(fleet) => {
+                for v in &mut endpoint.variants {
+                    v.current_instance_count = v.desired_instance_count;
+                    v.image_resolved.get_or_insert(endpoint.modified);
+                }
+                endpoint.status = EndpointStatus::InService;
+                endpoint.failure_reason = failure_reason;
+                self.commit(endpoint.clone(), epoch, move |map| {
+                    *map = fleet;
+                    Vec::new()
+                })
+                .await
+            }
+            Err(reason) => {
+                tracing::warn!(endpoint = %endpoint.name, %reason, "endpoint failed");
+                endpoint.status = EndpointStatus::Failed;
+                endpoint.failure_reason = Some(reason);
+                self.commit(endpoint.clone(), epoch, |_| Vec::new()).await
+            }
+        };
+        self.log_commit(&endpoint, committed);
+    }
+
+    /// Carries out an update: starts the variants that changed, swaps traffic to the new
+    /// fleet in one step, then retires what the new config no longer runs. On failure the
+    /// endpoint keeps its current fleet and reports why.
+    async fn roll_out(self: Arc<Self>, endpoint: Endpoint, epoch: u64, recovering: bool) {
+        let pending = endpoint.pending_variants.clone().unwrap_or_default();
+        let reuse: HashSet<String> = pending
+            .iter()
+            .filter(|v| !recovering && self.fleets.can_reuse(&endpoint.name, &v.name, &v.container, &v.instance_type, v.desired_instance_count))
+            .map(|v| v.name.clone())
+            .collect();
+        match self.start_fleet(&endpoint.name, &pending, &reuse).await {
+            Ok(started) => {
+                let now = Timestamp::now();
+                let mut done = endpoint.clone();
+                done.variants = pending
+                    .into_iter()
+                    .map(|mut v| {
+                        v.current_instance_count = v.desired_instance_count;
+                        let old = endpoint.variant(&v.name).filter(|_| reuse.contains(&v.name));
+                        v.image_resolved = old.and_then(|o| o.image_resolved).or(Some(now));
+                        v
+                    })
+                    .collect();
+                done.config_name = endpoint.pending_config_name.clone().unwrap_or(endpoint.config_name.clone());
+                done.pending_config_name = None;
+                done.pending_variants = None;
+                done.status = EndpointStatus::InService;
+                done.failure_reason = None;
+                done.modified = now;
+                let committed = self
+                    .commit(done.clone(), epoch, move |map| {
+                        let mut old = std::mem::take(map);
+                        for name in &reuse {
+                            if let Some(vf) = old.remove(name) {
+                                map.insert(name.clone(), vf);
+                            }
+                        }
+                        map.extend(started);
+                        old.into_values().flat_map(|v| v.instances).collect()
+                    })
+                    .await;
+                self.log_commit(&done, committed);
+            }
+            Err(reason) => {
+                tracing::warn!(endpoint = %endpoint.name, %reason, "endpoint update failed; keeping the current variants");
+                let mut back = endpoint;
+                back.pending_config_name = None;
+                back.pending_variants = None;
+                back.modified = Timestamp::now();
+                if recovering {
+                    // Nothing runs yet after a restart: bring the previous variants back.
+                    back.status = EndpointStatus::SystemUpdating;
+                    tokio::spawn(self.clone().bring_up(back, epoch, Some(reason)));
+                    return;
+                }
+                back.status = EndpointStatus::InService;
+                back.failure_reason = Some(reason);
+                let committed = self.commit(back.clone(), epoch, |_| Vec::new()).await;
+                self.log_commit(&back, committed);
+            }
+        }
+    }
+
+    /// Moves each variant's instance count to its desired count.
+    async fn scale(self: Arc<Self>, mut endpoint: Endpoint, epoch: u64) {
+        let growing: Vec<VariantState> = endpoint
+            .variants
+            .iter()
+            .filter(|v| v.desired_instance_count > v.current_instance_count)
+            .map(|v| VariantState { desired_instance_count: v.desired_instance_count - v.current_instance_count, ..v.clone() })
+            .collect();
+        let result = self.start_fleet(&endpoint.name, &growing, &HashSet::new()).await;
+        endpoint.modified = Timestamp::now();
+        endpoint.status = EndpointStatus::InService;
+        let committed = match result {
+            Ok(mut added) => {
+                let targets: Vec<(String, usize)> = endpoint.variants.iter().map(|v| (v.name.clone(), v.desired_instance_count as usize)).collect();
+                for v in &mut endpoint.variants {
+                    v.current_instance_count = v.desired_instance_count;
+                }
+                self.commit(endpoint.clone(), epoch, move |map| {
+                    let mut retired = Vec::new();
+                    for (name, target) in targets {
+                        let Some(fleet) = map.get_mut(&name) else { continue };
+                        if let Some(new) = added.remove(&name) {
+                            fleet.instances.extend(new.instances);
+                        }
+                        if fleet.instances.len() > target {
+                            retired.extend(fleet.instances.split_off(target));
+                        }
+                    }
+                    retired
+                })
+                .await
+            }
+            Err(reason) => {
+                for v in &mut endpoint.variants {
+                    v.desired_instance_count = v.current_instance_count;
+                }
+                endpoint.failure_reason = Some(reason);
+                self.commit(endpoint.clone(), epoch, |_| Vec::new()).await
+            }
+        };
+        self.log_commit(&endpoint, committed);
+    }
+
+    async fn tear_down(self: Arc<Self>, endpoint: Endpoint, fleet: FleetMap) {
+        stop_all(fleet.into_values().flat_map(|v| v.instances).collect()).await;
+        let _guard = self.transitions.lock().await;
+        let name = endpoint.name.clone();
+        let arn = endpoint.arn.clone();
+        let result = self
+            .db(move |s| match s.endpoint(&name)? {
+                Some(e) if e.arn == arn && e.status == EndpointStatus::Deleting => s.delete_endpoint(&name).map(|_| ()),
+                _ => Ok(()),
+            })
+            .await;
+        match result {
+            Ok(()) => tracing::info!(endpoint = %endpoint.name, "endpoint deleted"),
+            Err(e) => tracing::error!(endpoint = %endpoint.name, error = %e, "could not delete endpoint record"),
+        }
+    }
+
+    // ---- helpers ----------------------------------------------------------------------
+
+    /// Starts every variant in `variants` but those in `skip`, all or nothing.
+    async fn start_fleet(self: &Arc<Self>, endpoint: &str, variants: &[VariantState], skip: &HashSet<String>) -> Result<FleetMap, String> {
+        let mut set = JoinSet::new();
+        for v in variants.iter().filter(|v| !skip.contains(&v.name)) {
+            let (this, endpoint, v) = (self.clone(), endpoint.to_string(), v.clone());
+            set.spawn(async move {
+                let started = this
+                    .start_instances(&endpoint, &v.name, &v.model_name, &v.container, v.desired_instance_count, v.container_startup_timeout_secs)
+                    .await;
+                (v, started)
+            });
+        }
+        let mut fleet = FleetMap::new();
+        let mut first_error = None;
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((v, Ok(instances))) => {
+                    fleet.insert(v.name.clone(), VariantFleet { container: v.container, instance_type: v.instance_type, instances });
+                }
+                Ok((_, Err(reason))) => {
+                    first_error.get_or_insert(reason);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(format!("variant start task failed: {e}"));
+                }
+            }
+        }
+        match first_error {
+            None => Ok(fleet),
+            Some(reason) => {
+                stop_all(fleet.into_values().flat_map(|v| v.instances).collect()).await;
+                Err(reason)
+            }
+        }
+    }
+
+    fn log_commit(&self, endpoint: &Endpoint, committed: Result<bool, String>) {
+        match committed {
+            Ok(true) => tracing::info!(endpoint = %endpoint.name, status = endpoint.status.as_str(), reason = endpoint.failure_reason.as_deref().unwrap_or(""), "endpoint status"),
+            Ok(false) => tracing::info!(endpoint = %endpoint.name, "endpoint was deleted while it was changing; its new instances are stopped"),
+            Err(e) => tracing::error!(endpoint = %endpoint.name, error = %e, "could not record endpoint state"),
+        }
+    }
+
+    /// The variant states a config describes, with each model's container fixed now.
+    async fn variant_states(&self, specs: &[VariantSpec]) -> Result<Vec<VariantState>, ControlError> {
+        let mut states = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let model = self.describe_model(&spec.model_name).await?;
+            states.push(VariantState {
+                name: spec.name.clone(),
+                model_name: model.name.clone(),
+                instance_type: spec.instance_type.clone(),
+                container: model.serving_container().clone(),
+                current_weight: spec.initial_weight,
+                desired_weight: spec.initial_weight,
+                current_instance_count: 0,
+                desired_instance_count: spec.initial_instance_count,
+                routing: spec.routing.unwrap_or_default(),
+                container_startup_timeout_secs: spec.container_startup_timeout_secs,
+                image_resolved: None,
+            });
+        }
+        Ok(states)
+    }
+
+    /// The endpoint's epoch if it can take an update now.
+    fn require_in_service(&self, endpoint: &Endpoint) -> Result<u64, ControlError> {
+        match endpoint.status {
+            EndpointStatus::InService => {}
+            EndpointStatus::Failed => return Err(ControlError::Validation(format!("Cannot update failed endpoint \"{}\". Delete it and create it again.", endpoint.arn))),
+            _ => return Err(ControlError::Validation(format!("Cannot update in-progress endpoint \"{}\".", endpoint.arn))),
+        }
+        self.fleets
+            .epoch(&endpoint.name)
+            .ok_or_else(|| ControlError::Internal(format!("endpoint {} is in service but has no fleet", endpoint.name)))
+    }
+
+    /// Refuses a change that would run more instances than the server allows. `replacing`
+    /// names the endpoint whose instances `variants` replace.
+    fn check_instance_limit(&self, all: &[Endpoint], replacing: Option<&str>, variants: &[VariantState]) -> Result<(), ControlError> {
+        let running = |e: &Endpoint| {
+            let own: u32 = e.variants.iter().map(|v| v.desired_instance_count).sum();
+            let pending: u32 = e.pending_variants.iter().flatten().map(|v| v.desired_instance_count).sum();
+            own.max(pending) as usize
+        };
+        let others: usize = all
+            .iter()
+            .filter(|e| !matches!(e.status, EndpointStatus::Failed | EndpointStatus::Deleting) && Some(e.name.as_str()) != replacing)
+            .map(running)
+            .sum();
+        let wanted: usize = variants.iter().map(|v| v.desired_instance_count as usize).sum();
+        let limit = self.settings.limits.max_instances;
+        if others + wanted > limit {
+            return Err(limit_exceeded("Number of instances across all endpoints", limit, others, "instances"));
+        }
+        Ok(())
+    }
+}
+
+fn check_desired(desired: &[DesiredWeightAndCapacity]) -> Result<(), ControlError> {
+    if desired.is_empty() {
+        return Err(ControlError::Validation("DesiredWeightsAndCapacities must name at least one variant.".into()));
+    }
+    for (i, d) in desired.iter().enumerate() {
+        validate_name(&format!("desiredWeightsAndCapacities.{}.member.variantName", i + 1), &d.variant)?;
+        if d.weight.is_none() && d.instance_count.is_none() {
+            return Err(ControlError::Validation(format!("Variant {} must specify DesiredWeight or DesiredInstanceCount.", d.variant)));
+        }
+        if let Some(w) = d.weight {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(ControlError::Validation(format!("DesiredWeight of variant {} must be a number greater than or equal to 0.", d.variant)));
+            }
+        }
+        if d.instance_count == Some(0) {
+            return Err(ControlError::Validation(format!("DesiredInstanceCount of variant {} must be at least 1.", d.variant)));
+        }
+        if desired[..i].iter().any(|o| o.variant == d.variant) {
+            return Err(ControlError::Validation(format!("Variant {} appears more than once.", d.variant)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The controller: every SageMaker hosting operation, expressed on domain types.
+//!
+//! It validates requests, commits them to the [`StateStore`] before answering, and drives
+//! endpoints through their lifecycle in background tasks: starting variant fleets on an
+//! [`InstanceBackend`], publishing routes to the [`RoutingTable`], retiring old instances.
+//! On start it brings every stored endpoint back into service ([`Controller::recover`]).
+
+mod configs;
+mod deploy;
+mod endpoints;
+mod error;
+mod listing;
+mod models;
+mod tags;
+
+pub use configs::CreateEndpointConfig;
+pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, VariantProperty};
+pub use error::ControlError;
+pub use listing::{ListQuery, Page, SortKey};
+pub use models::CreateModel;
+
+use berth_domain::Account;
+use berth_instances::{InstanceBackend, ModelArtifacts};
+use berth_router::RoutingTable;
+use berth_store::{StateStore, StoreError};
+use deploy::Fleets;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Caps that answer `ResourceLimitExceeded`, as SageMaker's account quotas do.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_models: usize,
+    pub max_endpoint_configs: usize,
+    pub max_endpoints: usize,
+    /// Instances across all endpoints: on one machine this is what capacity means.
+    pub max_instances: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_models: 10_000, max_endpoint_configs: 10_000, max_endpoints: 500, max_instances: 64 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    pub account: Account,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// Startup health-check timeout for variants that do not set
+    /// `ContainerStartupHealthCheckTimeoutInSeconds`.
+    pub default_startup_timeout: Duration,
+}
+
+pub struct Controller {
+    store: Arc<dyn StateStore>,
+    backend: Arc<dyn InstanceBackend>,
+    artifacts: ModelArtifacts,
+    routing: Arc<RoutingTable>,
+    settings: ControllerSettings,
+    fleets: Fleets,
+    /// Serialises check-then-write transitions of endpoint state. Held only around store
+    /// calls, never across instance starts or drains.
+    transitions: tokio::sync::Mutex<()>,
+}
+
+impl Controller {
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        backend: Arc<dyn InstanceBackend>,
+        artifacts: ModelArtifacts,
+        routing: Arc<RoutingTable>,
+        settings: ControllerSettings,
+    ) -> Arc<Self> {
+        Arc::new(Controller {
+            store,
+            backend,
+            artifacts,
+            routing,
+            settings,
+            fleets: Fleets::default(),
+            transitions: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn account(&self) -> &Account {
+        &self.settings.account
+    }
+
+    /// Where the instances of an endpoint write their logs (one directory per variant).
+    pub fn instance_log_dir(&self, endpoint: &str) -> PathBuf {
+        self.settings.data_dir.join("logs").join(endpoint)
+    }
+
+    /// Runs a store call off the async workers (SQLite syncs to disk on every write).
+    async fn db<T: Send + 'static>(&self, f: impl FnOnce(&dyn StateStore) -> Result<T, StoreError> + Send + 'static) -> Result<T, ControlError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| ControlError::Internal(format!("state store task failed: {e}")))?
+            .map_err(ControlError::from)
+    }
+}

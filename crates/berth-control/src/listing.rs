@@ -1,0 +1,179 @@
+//! Filtering, sorting and pagination shared by the List* operations.
+
+use crate::ControlError;
+use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, Model, Timestamp};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    Name,
+    #[default]
+    CreationTime,
+    Status,
+}
+
+/// A List* request. SageMaker's defaults: newest first, 10 per page.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub name_contains: Option<String>,
+    pub status_equals: Option<EndpointStatus>,
+    pub sort_by: SortKey,
+    pub ascending: bool,
+    pub next_token: Option<String>,
+    pub max_results: Option<u32>,
+    pub created_before: Option<Timestamp>,
+    pub created_after: Option<Timestamp>,
+    pub modified_before: Option<Timestamp>,
+    pub modified_after: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
+
+const DEFAULT_PAGE: usize = 10;
+const MAX_PAGE: u32 = 100;
+const TOKEN_PREFIX: &str = "berth-page-";
+
+pub(crate) trait Listable {
+    fn name(&self) -> &str;
+    fn created(&self) -> Timestamp;
+    fn modified(&self) -> Timestamp {
+        self.created()
+    }
+    fn status(&self) -> Option<EndpointStatus> {
+        None
+    }
+}
+
+impl Listable for Model {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn created(&self) -> Timestamp {
+        self.created
+    }
+}
+
+impl Listable for EndpointConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn created(&self) -> Timestamp {
+        self.created
+    }
+}
+
+impl Listable for Endpoint {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn created(&self) -> Timestamp {
+        self.created
+    }
+    fn modified(&self) -> Timestamp {
+        self.modified
+    }
+    fn status(&self) -> Option<EndpointStatus> {
+        Some(self.status)
+    }
+}
+
+pub(crate) fn page<T: Listable>(mut items: Vec<T>, q: &ListQuery) -> Result<Page<T>, ControlError> {
+    let limit = match q.max_results {
+        None => DEFAULT_PAGE,
+        Some(n) if (1..=MAX_PAGE).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ControlError::Validation(format!(
+                "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to {MAX_PAGE}"
+            )))
+        }
+    };
+    let offset = match &q.next_token {
+        None => 0,
+        Some(t) => t
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| ControlError::Validation(format!("Invalid pagination token '{t}'.")))?,
+    };
+    let needle = q.name_contains.as_ref().map(|n| n.to_ascii_lowercase());
+    items.retain(|it| {
+        needle.as_ref().is_none_or(|n| it.name().to_ascii_lowercase().contains(n.as_str()))
+            && q.status_equals.is_none_or(|s| it.status() == Some(s))
+            && q.created_before.is_none_or(|t| it.created() < t)
+            && q.created_after.is_none_or(|t| it.created() > t)
+            && q.modified_before.is_none_or(|t| it.modified() < t)
+            && q.modified_after.is_none_or(|t| it.modified() > t)
+    });
+    items.sort_by(|a, b| {
+        let by_name = || a.name().cmp(b.name());
+        let ord = match q.sort_by {
+            SortKey::Name => by_name(),
+            SortKey::CreationTime => a.created().cmp(&b.created()).then_with(by_name),
+            SortKey::Status => a.status().map(|s| s.as_str()).cmp(&b.status().map(|s| s.as_str())).then_with(by_name),
+        };
+        if q.ascending {
+            ord
+        } else {
+            ord.reverse()
+        }
+    });
+    let total = items.len();
+    let items: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
+    let next = offset + items.len();
+    let next_token = (next < total).then(|| format!("{TOKEN_PREFIX}{next}"));
+    Ok(Page { items, next_token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Item(&'static str, i64);
+    impl Listable for Item {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn created(&self) -> Timestamp {
+            Timestamp::from_millis(self.1)
+        }
+    }
+
+    fn names(p: &Page<Item>) -> Vec<&str> {
+        p.items.iter().map(|i| i.0).collect()
+    }
+
+    fn items() -> Vec<Item> {
+        vec![Item("b-model", 2), Item("a-model", 1), Item("c-other", 3)]
+    }
+
+    #[test]
+    fn default_is_newest_first() {
+        let p = page(items(), &ListQuery::default()).unwrap();
+        assert_eq!(names(&p), ["c-other", "b-model", "a-model"]);
+        assert!(p.next_token.is_none());
+    }
+
+    #[test]
+    fn pages_follow_tokens_to_the_end() {
+        let q = ListQuery { max_results: Some(2), sort_by: SortKey::Name, ascending: true, ..Default::default() };
+        let p1 = page(items(), &q).unwrap();
+        assert_eq!(names(&p1), ["a-model", "b-model"]);
+        let p2 = page(items(), &ListQuery { next_token: p1.next_token, ..q.clone() }).unwrap();
+        assert_eq!(names(&p2), ["c-other"]);
+        assert!(p2.next_token.is_none());
+    }
+
+    #[test]
+    fn filters_apply_before_paging() {
+        let q = ListQuery { name_contains: Some("MODEL".into()), created_after: Some(Timestamp::from_millis(1)), ..Default::default() };
+        assert_eq!(names(&page(items(), &q).unwrap()), ["b-model"]);
+    }
+
+    #[test]
+    fn bad_tokens_and_sizes_are_refused() {
+        assert!(page(items(), &ListQuery { next_token: Some("x".into()), ..Default::default() }).is_err());
+        assert!(page(items(), &ListQuery { max_results: Some(101), ..Default::default() }).is_err());
+    }
+}

@@ -1,0 +1,134 @@
+use crate::listing::{page, ListQuery, Page};
+use crate::tags::validate_tags;
+use crate::{ControlError, Controller};
+use berth_domain::{validate_name, ContainerSpec, Image, Model, ResourceKind, Timestamp};
+use berth_instances::ModelArtifacts;
+use berth_store::{StoreError, Tag};
+use std::os::unix::fs::PermissionsExt;
+
+#[derive(Debug, Clone)]
+pub struct CreateModel {
+    pub name: String,
+    /// True when the request used `PrimaryContainer`, false for `Containers`.
+    pub primary_container: bool,
+    pub containers: Vec<ContainerSpec>,
+    pub execution_role_arn: Option<String>,
+    pub enable_network_isolation: Option<bool>,
+    pub tags: Vec<Tag>,
+}
+
+impl Controller {
+    pub async fn create_model(&self, req: CreateModel) -> Result<Model, ControlError> {
+        validate_name("modelName", &req.name)?;
+        validate_tags(&req.tags)?;
+        match req.containers.len() {
+            0 => return Err(ControlError::Validation("Either PrimaryContainer or Containers must be specified.".into())),
+            1 => {}
+            n => {
+                return Err(ControlError::Validation(format!(
+                    "Containers has {n} containers; berth serves models with one container (multi-container models are not supported yet)."
+                )))
+            }
+        }
+        for c in &req.containers {
+            check_container(c)?;
+        }
+        let arn = self.account().arn(ResourceKind::Model, &req.name);
+        let limit = self.settings.limits.max_models;
+        let model = Model {
+            name: req.name,
+            arn: arn.clone(),
+            created: Timestamp::now(),
+            primary_container: req.primary_container,
+            containers: req.containers,
+            execution_role_arn: req.execution_role_arn,
+            enable_network_isolation: req.enable_network_isolation,
+        };
+        let stored = model.clone();
+        let tags = req.tags;
+        let result = self
+            .db(move |s| {
+                let count = s.models()?.len();
+                if count >= limit {
+                    return Ok(Err(count));
+                }
+                s.insert_model(&stored, &tags).map(Ok)
+            })
+            .await;
+        match result {
+            Ok(Ok(())) => {
+                tracing::info!(model = %model.name, "model created");
+                Ok(model)
+            }
+            Ok(Err(count)) => Err(limit_exceeded("Number of models", limit, count, "models")),
+            Err(e) => Err(map_exists(e, ResourceKind::Model, &arn)),
+        }
+    }
+
+    pub async fn describe_model(&self, name: &str) -> Result<Model, ControlError> {
+        let key = name.to_string();
+        self.db(move |s| s.model(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::Model, name))
+    }
+
+    pub async fn list_models(&self, q: ListQuery) -> Result<Page<Model>, ControlError> {
+        page(self.db(|s| s.models()).await?, &q)
+    }
+
+    pub async fn delete_model(&self, name: &str) -> Result<(), ControlError> {
+        let key = name.to_string();
+        if self.db(move |s| s.delete_model(&key)).await? {
+            tracing::info!(model = %name, "model deleted");
+            Ok(())
+        } else {
+            Err(self.not_found(ResourceKind::Model, name))
+        }
+    }
+
+    pub(crate) fn not_found(&self, kind: ResourceKind, name: &str) -> ControlError {
+        ControlError::NotFound { kind, arn: self.account().arn(kind, name) }
+    }
+}
+
+/// Turns the store's "already exists" into SageMaker's message for `kind`.
+pub(crate) fn map_exists(e: ControlError, kind: ResourceKind, arn: &str) -> ControlError {
+    match e {
+        ControlError::Store(StoreError::AlreadyExists) => ControlError::AlreadyExists { kind, arn: arn.to_string() },
+        other => other,
+    }
+}
+
+/// SageMaker's wording for an exhausted quota, naming berth's flag instead of AWS support.
+pub(crate) fn limit_exceeded(quota: &str, limit: usize, current: usize, unit: &str) -> ControlError {
+    ControlError::LimitExceeded(format!(
+        "The account-level service limit '{quota}' is {limit} {unit}, with current utilization of {current} {unit} and a request delta of 1 {unit}. \
+         Raise the limit with berth serve's --max-{} option.",
+        unit.trim_end_matches('s').replace(' ', "-")
+    ))
+}
+
+/// Checks at creation time what SageMaker checks then: the image can be run and the model
+/// data exists.
+fn check_container(c: &ContainerSpec) -> Result<(), ControlError> {
+    if let Some(h) = &c.hostname {
+        validate_name("containerHostname", h)?;
+    }
+    match Image::parse(&c.image)? {
+        Image::Exec(path) => {
+            let executable = std::fs::metadata(&path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            match executable {
+                Ok(true) => {}
+                Ok(false) => return Err(ControlError::Validation(format!("Requested image {} is not an executable file.", c.image))),
+                Err(e) => return Err(ControlError::Validation(format!("Requested image {} not found: {e}.", c.image))),
+            }
+        }
+    }
+    if let Some(url) = &c.model_data_url {
+        ModelArtifacts::check_url(url).map_err(|e| ControlError::Validation(e.to_string()))?;
+        if let Some(path) = url.strip_prefix("file://") {
+            if !std::path::Path::new(path).exists() {
+                return Err(ControlError::Validation(format!("Could not find model data at {url}.")));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+use crate::{ControlError, Controller};
+use berth_domain::ResourceKind;
+use berth_store::Tag;
+
+const MAX_TAGS: usize = 50;
+
+pub(crate) fn validate_tags(tags: &[Tag]) -> Result<(), ControlError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ControlError::Validation(format!(
+            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to {MAX_TAGS}"
+        )));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+            return Err(ControlError::Validation(format!(
+                "Tag '{k}' is invalid: keys are 1 to 128 characters and values at most 256."
+            )));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(ControlError::Validation(format!("Tag keys starting with 'aws:' are reserved: '{k}'.")));
+        }
+    }
+    Ok(())
+}
+
+impl Controller {
+    /// Finds the resource an ARN names, so tags are only kept on resources that exist.
+    async fn tagged_resource(&self, arn: &str) -> Result<String, ControlError> {
+        let (kind, name) = self
+            .account()
+            .parse_arn(arn)
+            .ok_or_else(|| ControlError::Validation(format!("Resource ARN '{arn}' is not the ARN of a model, endpoint configuration or endpoint of this account.")))?;
+        let canonical = self.account().arn(kind, &name);
+        let exists = match kind {
+            ResourceKind::Model => self.db(move |s| s.model(&name).map(|m| m.is_some())).await?,
+            ResourceKind::EndpointConfig => self.db(move |s| s.endpoint_config(&name).map(|m| m.is_some())).await?,
+            ResourceKind::Endpoint => self.db(move |s| s.endpoint(&name).map(|m| m.is_some())).await?,
+        };
+        if !exists || canonical != arn {
+            return Err(ControlError::Validation(format!("Could not find resource \"{arn}\".")));
+        }
+        Ok(canonical)
+    }
+
+    pub async fn add_tags(&self, arn: &str, tags: Vec<Tag>) -> Result<Vec<Tag>, ControlError> {
+        validate_tags(&tags)?;
+        let arn = self.tagged_resource(arn).await?;
+        let (a, t) = (arn.clone(), tags.clone());
+        let total = self
+            .db(move |s| {
+                let mut keys: Vec<String> = s.tags(&a)?.into_iter().map(|(k, _)| k).collect();
+                keys.extend(t.iter().map(|(k, _)| k.clone()));
+                keys.sort();
+                keys.dedup();
+                Ok(keys.len())
+            })
+            .await?;
+        if total > MAX_TAGS {
+            return Err(ControlError::Validation(format!("A resource can have at most {MAX_TAGS} tags; this request would give it {total}.")));
+        }
+        let t = tags.clone();
+        self.db(move |s| s.add_tags(&arn, &t)).await?;
+        Ok(tags)
+    }
+
+    pub async fn list_tags(&self, arn: &str) -> Result<Vec<Tag>, ControlError> {
+        let arn = self.tagged_resource(arn).await?;
+        self.db(move |s| s.tags(&arn)).await
+    }
+
+    pub async fn delete_tags(&self, arn: &str, keys: Vec<String>) -> Result<(), ControlError> {
+        let arn = self.tagged_resource(arn).await?;
+        self.db(move |s| s.delete_tags(&arn, &keys)).await
+    }
+}
