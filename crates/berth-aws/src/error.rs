@@ -85,8 +85,8 @@ impl RuntimeError {
                 format!("Every variant of endpoint {endpoint} has weight 0: set a weight or name a TargetVariant."),
             ),
             InvokeError::NoHealthyInstance { variant } => plain(
-                "ServiceUnavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
+                "ModelNotReadyException",
+                StatusCode::TOO_MANY_REQUESTS,
                 format!("Variant {variant} of endpoint {endpoint} has no healthy instance right now; its instances are starting or restarting. Retry shortly."),
             ),
             InvokeError::Unreachable { variant, message } => plain(

@@ -1,0 +1,137 @@
+//! `berth serve`: wires the layers together and runs until SIGTERM or Ctrl-C.
+
+use anyhow::Context;
+use berth_aws::Edge;
+use berth_control::{Controller, ControllerSettings, Limits};
+use berth_domain::Account;
+use berth_instances::{ExtractLimits, ModelArtifacts, ProcessBackend, SupervisorSettings};
+use berth_router::{Forwarder, Router, RoutingTable};
+use berth_store::SqliteStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the chosen address is printed).
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory for the state database, unpacked models and instance logs.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
+    data_dir: PathBuf,
+    /// Region reported in ARNs.
+    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Account id reported in ARNs.
+    #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "123456789012")]
+    account_id: String,
+    /// Seconds an instance may take to pass `/ping` when the variant does not set
+    /// ContainerStartupHealthCheckTimeoutInSeconds.
+    #[arg(long, env = "BERTH_STARTUP_TIMEOUT", default_value_t = 600)]
+    startup_timeout: u64,
+    /// Seconds a container may take to answer one invocation (SageMaker: 60).
+    #[arg(long, env = "BERTH_INVOCATION_TIMEOUT", default_value_t = 60)]
+    invocation_timeout: u64,
+    /// Seconds in-flight requests get to finish when an instance is retired.
+    #[arg(long, env = "BERTH_DRAIN_TIMEOUT", default_value_t = 60)]
+    drain_timeout: u64,
+    /// Most worker instances running at once, across all endpoints.
+    #[arg(long, env = "BERTH_MAX_INSTANCES", default_value_t = 64)]
+    max_instances: usize,
+    /// Most endpoints.
+    #[arg(long, env = "BERTH_MAX_ENDPOINTS", default_value_t = 500)]
+    max_endpoints: usize,
+    /// Largest total size in bytes a model archive may unpack to.
+    #[arg(long, env = "BERTH_MAX_MODEL_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
+    max_model_bytes: u64,
+    /// Most files a model archive may contain.
+    #[arg(long, env = "BERTH_MAX_MODEL_FILES", default_value_t = 100_000)]
+    max_model_files: u64,
+    /// Log format: `text` or `json`. Verbosity follows RUST_LOG (default `info`).
+    #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize().with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    let db_path = data_dir.join("state.db");
+    let store = SqliteStore::open(&db_path).with_context(|| format!("opening state database {}", db_path.display()))?;
+
+    let backend = ProcessBackend::new(SupervisorSettings {
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        ..SupervisorSettings::default()
+    });
+    let artifacts = ModelArtifacts::new(
+        data_dir.join("models"),
+        ExtractLimits { max_total_bytes: args.max_model_bytes, max_entries: args.max_model_files },
+    );
+    let routing = Arc::new(RoutingTable::default());
+    let settings = ControllerSettings {
+        account: Account { region: args.region.clone(), account_id: args.account_id.clone() },
+        data_dir: data_dir.clone(),
+        limits: Limits { max_endpoints: args.max_endpoints, max_instances: args.max_instances, ..Limits::default() },
+        default_startup_timeout: Duration::from_secs(args.startup_timeout),
+    };
+    let controller = Controller::new(Arc::new(store), Arc::new(backend), artifacts, routing.clone(), settings);
+    let router = Arc::new(Router::new(routing, Forwarder::new(Duration::from_secs(args.invocation_timeout))));
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    info!(%addr, data_dir = %data_dir.display(), "berth listening");
+    // One line on stdout for scripts and tests that start berth on port 0.
+    println!("berth listening on http://{addr}");
+
+    // Endpoints come back in the background; the API answers meanwhile (as SystemUpdating).
+    let recovering = controller.clone();
+    tokio::spawn(async move {
+        if let Err(e) = recovering.recover().await {
+            error!(error = %e, "recovering endpoints failed");
+        }
+    });
+
+    let app = berth_aws::app(Edge { controller: controller.clone(), router });
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    server.await.context("serving HTTP")?;
+
+    info!("stopping instances");
+    if tokio::time::timeout(Duration::from_secs(args.drain_timeout + 10), controller.shutdown()).await.is_err() {
+        warn!("instances did not stop in time; they end with the server");
+    }
+    info!("berth stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops berth gracefully");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("Ctrl-C received, shutting down"),
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+    }
+}

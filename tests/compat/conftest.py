@@ -1,0 +1,204 @@
+"""Fixtures: a real berth process on 127.0.0.1:0, real boto3 clients, real worker processes."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import tarfile
+import time
+import uuid
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ECHO = ROOT / "tests" / "containers" / "echo_container.py"
+ECHO_IMAGE = f"exec:{ECHO}"
+ROLE = "arn:aws:iam::123456789012:role/berth-tests"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+
+
+def berth_binary():
+    explicit = os.environ.get("BERTH_BIN")
+    if explicit:
+        return explicit
+    for profile in ("release", "debug"):
+        candidate = ROOT / "target" / profile / "berth"
+        if candidate.exists():
+            return str(candidate)
+    raise RuntimeError("berth is not built: run `cargo build --release` or set BERTH_BIN")
+
+
+class BerthServer:
+    """One berth process. Started on port 0; the bound address is read from its stdout."""
+
+    def __init__(self, data_dir, extra_args=()):
+        self.data_dir = pathlib.Path(data_dir)
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.url = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+
+    def start(self, port=0):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        args = [berth_binary(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir), *self.extra_args]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("berth listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"berth did not start: {line!r}; see {self.log_path}")
+        self.url = line.split()[-1]
+        return self
+
+    @property
+    def port(self):
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def restart(self, sig=signal.SIGTERM):
+        """Stops the process and starts a new one on the same port and data dir."""
+        port = self.port
+        self.stop(sig)
+        for _ in range(50):
+            try:
+                return self.start(port)
+            except RuntimeError:
+                time.sleep(0.1)
+        return self.start(port)
+
+    def client(self, service, **config):
+        cfg = Config(retries={"max_attempts": 1, "mode": "standard"}, **config)
+        return boto3.client(service, endpoint_url=self.url, config=cfg, **CREDENTIALS)
+
+    def sm(self):
+        return self.client("sagemaker")
+
+    def runtime(self, **config):
+        return self.client("sagemaker-runtime", **config)
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def berth(tmp_path_factory):
+    """The shared server for tests that do not stop it."""
+    server = BerthServer(tmp_path_factory.mktemp("shared") / "data").start()
+    yield server
+    assert server.stop() == 0, "berth did not shut down cleanly"
+
+
+@pytest.fixture
+def own_berth(tmp_path):
+    """A server of the test's own, for tests that kill or reconfigure it."""
+    servers = []
+
+    def start(*extra_args):
+        server = BerthServer(tmp_path / f"data{len(servers)}", extra_args).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def sm(berth):
+    return berth.sm()
+
+
+@pytest.fixture
+def runtime(berth):
+    return berth.runtime()
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def model_dir(tmp_path, text):
+    """A model directory holding `model.txt`, which the echo container reads back."""
+    d = tmp_path / unique("model")
+    d.mkdir()
+    (d / "model.txt").write_text(text)
+    return d
+
+
+def model_tarball(tmp_path, text):
+    d = model_dir(tmp_path, text)
+    archive = tmp_path / f"{d.name}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(d / "model.txt", arcname="model.txt")
+    return archive
+
+
+def create_echo_model(sm, name, env=None, data_url=None):
+    container = {"Image": ECHO_IMAGE, "Environment": {"ECHO_NAME": name, **(env or {})}}
+    if data_url:
+        container["ModelDataUrl"] = data_url
+    return sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
+
+
+def variant(name, model, weight=1.0, count=1, **extra):
+    return {
+        "VariantName": name,
+        "ModelName": model,
+        "InitialInstanceCount": count,
+        "InstanceType": "ml.m5.large",
+        "InitialVariantWeight": weight,
+        **extra,
+    }
+
+
+def wait_status(sm, endpoint, want=("InService", "Failed"), timeout=60):
+    """Polls DescribeEndpoint until the status is one of `want`; returns the description."""
+    want = (want,) if isinstance(want, str) else want
+    deadline = time.time() + timeout
+    while True:
+        d = sm.describe_endpoint(EndpointName=endpoint)
+        if d["EndpointStatus"] in want:
+            return d
+        if time.time() > deadline:
+            raise AssertionError(f"{endpoint} still {d['EndpointStatus']} after {timeout}s")
+        time.sleep(0.05)
+
+
+def deploy(sm, variants, models=None, env=None, name=None):
+    """Creates one echo model per variant (unless given), a config and an endpoint; waits for InService."""
+    name = name or unique("ep")
+    specs = []
+    for v in variants:
+        vname, weight = v if isinstance(v, tuple) else (v, 1.0)
+        model = f"{name}-{vname}".lower()
+        if not models:
+            create_echo_model(sm, model, env)
+        specs.append(variant(vname, models[vname] if models else model, weight))
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=specs)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    d = wait_status(sm, name)
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    return name
+
+
+def error_code(excinfo):
+    return excinfo.value.response["Error"]["Code"]
+
+
+def error_message(excinfo):
+    return excinfo.value.response["Error"]["Message"]
+
+
+def http_status(excinfo):
+    return excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""A small SageMaker-contract container for berth's tests, run through `exec:`.
+
+Started as `echo_container.py serve`; listens on SAGEMAKER_BIND_TO_PORT; answers
+`GET /ping` and `POST /invocations` with a JSON description of itself and the request.
+
+Behaviour switches, read from the environment (the container definition's `Environment`):
+  ECHO_NAME            a label echoed back in every answer (tests set it per model)
+  ECHO_EXIT_ON_START   exit with status 3 before listening
+  ECHO_PING_FAIL       answer /ping with 500 forever
+  ECHO_STARTUP_DELAY   seconds to wait before listening
+  ECHO_STATUS          answer every invocation with this HTTP status
+  ECHO_DELAY_MS        milliseconds to wait before answering an invocation
+Request bodies `crash` (exit at once, mid-request) and `fail` (answer 500) act per request.
+"""
+
+import json
+import os
+import socket
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def model_file_text():
+    path = os.path.join(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"), "model.txt")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("echo_container: " + (fmt % args) + "\n")
+
+    def answer(self, status, body, content_type="application/json", extra=None):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path != "/ping":
+            self.answer(404, '{"error": "not found"}')
+        elif os.environ.get("ECHO_PING_FAIL"):
+            self.answer(500, '{"status": "unhealthy"}')
+        else:
+            self.answer(200, "")
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if self.path != "/invocations":
+            self.answer(404, '{"error": "not found"}')
+            return
+        if body == b"crash":
+            sys.stderr.write("echo_container: crashing on request\n")
+            sys.stderr.flush()
+            os._exit(1)
+        delay = float(os.environ.get("ECHO_DELAY_MS") or 0)
+        if delay:
+            time.sleep(delay / 1000.0)
+        status = int(os.environ.get("ECHO_STATUS") or 200)
+        if body == b"fail":
+            status = 500
+        if status != 200:
+            self.answer(status, "model failed on purpose", content_type="text/plain")
+            return
+        reply = {
+            "name": os.environ.get("ECHO_NAME"),
+            "pid": os.getpid(),
+            "model_dir": os.environ.get("SM_MODEL_DIR"),
+            "model_file": model_file_text(),
+            "content_type": self.headers.get("Content-Type"),
+            "accept": self.headers.get("Accept"),
+            "custom_attributes": self.headers.get("X-Amzn-SageMaker-Custom-Attributes"),
+            "inference_id": self.headers.get("X-Amzn-SageMaker-Inference-Id"),
+            "body": body.decode("utf-8", "replace"),
+        }
+        extra = {}
+        if self.headers.get("X-Amzn-SageMaker-Custom-Attributes"):
+            extra["X-Amzn-SageMaker-Custom-Attributes"] = "echoed"
+        self.answer(200, json.dumps(reply), extra=extra)
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1] != "serve":
+        sys.stderr.write("usage: echo_container.py serve\n")
+        return 2
+    if os.environ.get("ECHO_EXIT_ON_START"):
+        sys.stderr.write("echo_container: exiting on start as asked\n")
+        return 3
+    time.sleep(float(os.environ.get("ECHO_STARTUP_DELAY") or 0))
+    port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    sys.stderr.write(f"echo_container: listening on {port}\n")
+    sys.stderr.flush()
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
