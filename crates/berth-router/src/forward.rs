@@ -1,10 +1,10 @@
 use berth_instances::InstanceSlot;
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderValue, Request};
+use crate::pool::ConnectionPool;
+use http::header::{HeaderName, ACCEPT, CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
@@ -56,56 +56,22 @@ pub enum InvokeError {
 
 /// Sends requests to instances over pooled keep-alive connections.
 pub struct Forwarder {
-    client: Client<HttpConnector, Full<Bytes>>,
+    pool: ConnectionPool,
     timeout: Duration,
 }
+
+/// Idle connections kept per instance; more are opened under load and closed after use.
+const MAX_IDLE_PER_INSTANCE: usize = 64;
 
 impl Forwarder {
     /// `timeout` bounds one invocation, response body included (SageMaker allows 60 s).
     pub fn new(timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        Forwarder { client, timeout }
+        Forwarder { pool: ConnectionPool::new(MAX_IDLE_PER_INSTANCE), timeout }
     }
 
     pub async fn forward(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<InvokeResponse, InvokeError> {
-        let uri = format!("http://{}/invocations", slot.addr());
-        let mut builder = Request::post(uri);
-        let headers = builder.headers_mut().expect("a fresh builder has headers");
-        let optional = [
-            (CONTENT_TYPE.as_str(), &req.content_type),
-            (ACCEPT.as_str(), &req.accept),
-            (CUSTOM_ATTRIBUTES, &req.custom_attributes),
-            (INFERENCE_ID, &req.inference_id),
-        ];
-        for (name, value) in optional {
-            if let Some(v) = value {
-                headers.insert(name, v.clone());
-            }
-        }
-        let request = builder.body(Full::new(req.body.clone())).map_err(|e| InvokeError::Unreachable {
-            variant: variant.to_string(),
-            message: e.to_string(),
-        })?;
-        let call = async {
-            let resp = self.client.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    InvokeError::Unreachable { variant: variant.to_string(), message: e.to_string() }
-                } else {
-                    InvokeError::Failed { variant: variant.to_string(), message: error_chain(&e) }
-                }
-            })?;
-            let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| InvokeError::Failed { variant: variant.to_string(), message: error_chain(&e) })?
-                .to_bytes();
-            Ok::<_, InvokeError>((parts, body))
-        };
+        let addr = slot.addr();
+        let call = self.exchange(addr, variant, build_request(addr, req));
         let (parts, body) = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| InvokeError::Timeout { variant: variant.to_string(), seconds: self.timeout.as_secs() })??;
@@ -123,6 +89,62 @@ impl Forwarder {
             variant: variant.to_string(),
         })
     }
+
+    /// Sends the request on an idle connection, or a new one, and reads the whole response.
+    /// A pooled connection that turns out closed before the request was written is dropped and
+    /// the request goes on another; only a fresh connection's failure is reported.
+    async fn exchange(&self, addr: SocketAddr, variant: &str, mut request: Request<Full<Bytes>>) -> Result<(http::response::Parts, Bytes), InvokeError> {
+        let unreachable = |message: String| InvokeError::Unreachable { variant: variant.to_string(), message };
+        let failed = |message: String| InvokeError::Failed { variant: variant.to_string(), message };
+        loop {
+            let (mut conn, reused) = match self.pool.take(addr) {
+                Some(conn) => (conn, true),
+                None => (ConnectionPool::connect(addr).await.map_err(unreachable)?, false),
+            };
+            if let Err(e) = conn.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(unreachable(error_chain(&e)));
+            }
+            match conn.try_send_request(request).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let body = body.collect().await.map_err(|e| failed(error_chain(&e)))?.to_bytes();
+                    self.pool.put(addr, conn);
+                    return Ok((parts, body));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    Some(_) => return Err(unreachable(error_chain(e.error()))),
+                    None => return Err(failed(error_chain(e.error()))),
+                },
+            }
+        }
+    }
+}
+
+fn build_request(addr: SocketAddr, req: &InvokeRequest) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(req.body.clone()));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = Uri::from_static("/invocations");
+    let headers = request.headers_mut();
+    // HTTP/1.1 requires Host; the connection-level client does not add it.
+    if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
+        headers.insert(HOST, host);
+    }
+    let optional = [
+        (CONTENT_TYPE, &req.content_type),
+        (ACCEPT, &req.accept),
+        (HeaderName::from_static(CUSTOM_ATTRIBUTES), &req.custom_attributes),
+        (HeaderName::from_static(INFERENCE_ID), &req.inference_id),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            headers.insert(name, v.clone());
+        }
+    }
+    request
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

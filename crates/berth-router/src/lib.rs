@@ -5,6 +5,7 @@
 //! instances change, so a change applies to the very next request and never to one in flight.
 
 mod forward;
+mod pool;
 mod table;
 
 pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse};

@@ -110,8 +110,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
 
     let app = berth_aws::app(Edge { controller: controller.clone(), router });
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
-    server.await.context("serving HTTP")?;
+    // Served from a runtime task, not from `block_on`'s thread: a future polled by `block_on`
+    // is woken through a futex whenever it has work, which would cost every request a thread wake.
+    let server = std::future::IntoFuture::into_future(axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()));
+    tokio::spawn(server).await.context("HTTP server task failed")?.context("serving HTTP")?;
 
     info!("stopping instances");
     if tokio::time::timeout(Duration::from_secs(args.drain_timeout + 10), controller.shutdown()).await.is_err() {

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The benchmark command (not a test): berth's router cost beside an nginx reverse-proxy hop, and
+# the time from CreateEndpoint to InService. Needs wrk and nginx (apt-get install wrk nginx-light).
+# Usage: bench/run.sh [seconds per wrk run, default 10]. Prints a Markdown report on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SECS=${1:-10}
+for tool in wrk nginx python3; do command -v $tool >/dev/null || { echo "bench: $tool not found (apt-get install wrk nginx-light)" >&2; exit 1; }; done
+cargo build --release --locked --bin berth >&2
+
+WORK=$(mktemp -d -t berth-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 200); do eval "$1" && return 0; sleep 0.05; done; echo "bench: timed out waiting for: $1" >&2; exit 1; }
+
+env ${BERTH_BENCH_ENV:-} "$ROOT/target/release/berth" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" > "$WORK/berth.out" 2> "$WORK/berth.log" &
+PIDS+=($!)
+wait_for "grep -q listening '$WORK/berth.out'"
+URL=$(awk '{print $4}' "$WORK/berth.out")
+SM="python3 $ROOT/bench/sagemaker_call.py $URL"
+
+# The container under test, started by berth; it tells us its port so we can call it directly.
+$SM CreateModel "{\"ModelName\":\"nginx\",\"ExecutionRoleArn\":\"arn:aws:iam::123456789012:role/bench\",
+  \"PrimaryContainer\":{\"Image\":\"exec:$ROOT/bench/nginx_container.sh\",\"Environment\":{\"BENCH_PORT_FILE\":\"$WORK/port\"}}}" >/dev/null
+$SM CreateEndpointConfig '{"EndpointConfigName":"nginx","ProductionVariants":[{"VariantName":"AllTraffic","ModelName":"nginx","InitialInstanceCount":1,"InstanceType":"ml.m5.large"}]}' >/dev/null
+$SM CreateEndpoint '{"EndpointName":"nginx","EndpointConfigName":"nginx"}' >/dev/null
+wait_for "$SM DescribeEndpoint '{\"EndpointName\":\"nginx\"}' | grep -q InService"
+WORKER_PORT=$(cat "$WORK/port")
+
+# The reference hop: an nginx reverse proxy with keep-alive to the same container.
+PROXY_PORT=$(free_port)
+cat > "$WORK/proxy.conf" <<CONF
+worker_processes 1;
+pid $WORK/proxy.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;
+  keepalive_requests 1000000;
+  upstream worker { server 127.0.0.1:$WORKER_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$PROXY_PORT;
+    location / { proxy_pass http://worker/invocations; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+nginx -c "$WORK/proxy.conf" -g 'daemon off;' 2> "$WORK/proxy.log" &
+PIDS+=($!)
+wait_for "curl -sf -X POST http://127.0.0.1:$PROXY_PORT/ -o /dev/null"
+
+cat > "$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = "1.0,2.0,3.0,4.0"
+wrk.headers["Content-Type"] = "text/csv"
+LUA
+
+declare -A TARGETS=(
+  [direct]="http://127.0.0.1:$WORKER_PORT/invocations"
+  [nginx-proxy]="http://127.0.0.1:$PROXY_PORT/"
+  [berth]="$URL/endpoints/nginx/invocations"
+)
+echo "| path | p50 c=1 | p99 c=1 | req/s c=1 | req/s c=16 |"
+echo "|---|---|---|---|---|"
+for name in direct nginx-proxy berth; do
+  target=${TARGETS[$name]}
+  wrk -t1 -c4 -d2s -s "$WORK/post.lua" "$target" > /dev/null   # warm-up
+  one=$(wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/post.lua" "$target")
+  many=$(wrk -t2 -c16 -d"${SECS}s" -s "$WORK/post.lua" "$target")
+  p50=$(awk '$1=="50%"{print $2}' <<<"$one")
+  p99=$(awk '$1=="99%"{print $2}' <<<"$one")
+  rps1=$(awk '/Requests\/sec/{print $2}' <<<"$one")
+  rps16=$(awk '/Requests\/sec/{print $2}' <<<"$many")
+  errors=$(grep -h "Non-2xx\|Socket errors" <<<"$one$many" || true)
+  echo "| $name | $p50 | $p99 | $rps1 | $rps16 |${errors:+ $errors}"
+done
+
+# CreateEndpoint → InService for small models (five runs each, seconds).
+echo
+$SM CreateModel "{\"ModelName\":\"echo\",\"ExecutionRoleArn\":\"arn:aws:iam::123456789012:role/bench\",
+  \"PrimaryContainer\":{\"Image\":\"exec:$ROOT/tests/containers/echo_container.py\"}}" >/dev/null
+for model in nginx echo; do
+  $SM CreateEndpointConfig "{\"EndpointConfigName\":\"start-$model\",\"ProductionVariants\":[
+    {\"VariantName\":\"Variant1\",\"ModelName\":\"$model\",\"InitialInstanceCount\":1,\"InstanceType\":\"ml.m5.large\"},
+    {\"VariantName\":\"Variant2\",\"ModelName\":\"$model\",\"InitialInstanceCount\":1,\"InstanceType\":\"ml.m5.large\"}]}" >/dev/null
+  times=$($SM time-endpoint "start-$model" "start-$model" 5 | sort -n | tr '\n' ' ')
+  echo "CreateEndpoint → InService, 2 variants × 1 instance of $model container (5 runs, sorted, s): $times"
+done

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The test command: sets up the pinned Python test environments, builds berth, runs the Rust
+# tests and the compatibility suite (real boto3, SageMaker SDK v2 and v3, AWS CLI against a real
+# berth process). Extra arguments go to pytest, e.g. `scripts/test.sh -k traffic`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+# A virtualenv per requirements file, rebuilt only when the pins change.
+venv() {
+  local dir=$1 requirements=$2
+  local stamp="$dir/.requirements.sha256"
+  local want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [[ ! -x "$dir/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    echo "== setting up $dir from $requirements"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$want" > "$stamp"
+  fi
+}
+venv "$ROOT/.venv" tests/requirements.txt
+venv "$ROOT/.venv-sdk3" tests/requirements-sdk3.txt
+
+echo "== cargo build"
+cargo build --locked --bin berth
+echo "== cargo test"
+cargo test --locked --workspace
+
+echo "== compatibility suite"
+export BERTH_BIN="$ROOT/target/debug/berth"
+export BERTH_SDK3_PYTHON="$ROOT/.venv-sdk3/bin/python"
+export PATH="$ROOT/.venv/bin:$PATH"
+cd tests/compat
+exec "$ROOT/.venv/bin/python" -m pytest -p no:cacheprovider -q "$@"
