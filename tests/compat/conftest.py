@@ -23,11 +23,11 @@ def berth_binary():
     explicit = os.environ.get("BERTH_BIN")
     if explicit:
         return explicit
-    for profile in ("release", "debug"):
-        candidate = ROOT / "target" / profile / "berth"
-        if candidate.exists():
-            return str(candidate)
-    raise RuntimeError("berth is not built: run `cargo build --release` or set BERTH_BIN")
+    # The most recently built of the two profiles.
+    built = [p for p in (ROOT / "target" / profile / "berth" for profile in ("release", "debug")) if p.exists()]
+    if not built:
+        raise RuntimeError("berth is not built: run `cargo build` or set BERTH_BIN")
+    return str(max(built, key=lambda p: p.stat().st_mtime))
 
 
 class BerthServer:

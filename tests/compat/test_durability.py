@@ -187,3 +187,19 @@ def test_resource_limits(own_berth):
         sm2.create_endpoint(EndpointName=big, EndpointConfigName=big)
     assert error_code(e) == "ResourceLimitExceeded"
     assert "instance" in e.value.response["Error"]["Message"].lower()
+
+
+def test_model_and_config_limits_name_their_flags(own_berth):
+    server = own_berth("--max-models", "1", "--max-endpoint-configs", "1")
+    sm = server.sm()
+    first = unique("first")
+    create_echo_model(sm, first)
+    with pytest.raises(ClientError) as e:
+        create_echo_model(sm, unique("second"))
+    assert error_code(e) == "ResourceLimitExceeded"
+    assert "--max-models" in e.value.response["Error"]["Message"]
+    sm.create_endpoint_config(EndpointConfigName=unique("c1"), ProductionVariants=[variant("V", first)])
+    with pytest.raises(ClientError) as e:
+        sm.create_endpoint_config(EndpointConfigName=unique("c2"), ProductionVariants=[variant("V", first)])
+    assert error_code(e) == "ResourceLimitExceeded"
+    assert "--max-endpoint-configs" in e.value.response["Error"]["Message"]

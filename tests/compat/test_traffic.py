@@ -229,3 +229,18 @@ def test_random_routing_strategy_spreads_over_instances(sm, runtime):
     pids = collections.Counter(json.loads(runtime.invoke_endpoint(EndpointName=name, Body=b"x")["Body"].read())["pid"] for _ in range(150))
     assert len(pids) == 3
     assert min(pids.values()) >= 20, pids
+
+
+def test_weight_changes_under_load_fail_nothing(berth, sm):
+    ep = deploy(sm, ["Variant1", "Variant2"])
+    with Load(berth, ep) as load:
+        load.wait_for(20)
+        for i in range(20):
+            w1, w2 = (0, 1) if i % 2 else (1, 0)
+            sm.update_endpoint_weights_and_capacities(
+                EndpointName=ep,
+                DesiredWeightsAndCapacities=[{"VariantName": "Variant1", "DesiredWeight": w1}, {"VariantName": "Variant2", "DesiredWeight": w2}],
+            )
+            load.wait_for(sum(load.counts.values()) + 5)
+    assert load.failures == []
+    assert load.counts["Variant1"] > 0 and load.counts["Variant2"] > 0

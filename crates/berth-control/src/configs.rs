@@ -1,5 +1,4 @@
 use crate::listing::{page, ListQuery, Page};
-use crate::models::{limit_exceeded, map_exists};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
 use berth_domain::{validate_instance_type, validate_name, EndpointConfig, ResourceKind, Timestamp, VariantSpec};
@@ -29,23 +28,11 @@ impl Controller {
         let arn = self.account().arn(ResourceKind::EndpointConfig, &req.name);
         let config = EndpointConfig { name: req.name, arn: arn.clone(), created: Timestamp::now(), variants: req.variants, kms_key_id: req.kms_key_id };
         let (stored, tags, limit) = (config.clone(), req.tags, self.settings.limits.max_endpoint_configs);
-        let result = self
-            .db(move |s| {
-                let count = s.endpoint_configs()?.len();
-                if count >= limit {
-                    return Ok(Err(count));
-                }
-                s.insert_endpoint_config(&stored, &tags).map(Ok)
-            })
-            .await;
-        match result {
-            Ok(Ok(())) => {
-                tracing::info!(endpoint_config = %config.name, "endpoint config created");
-                Ok(config)
-            }
-            Ok(Err(count)) => Err(limit_exceeded("Number of endpoint configs", limit, count, "endpoint configs")),
-            Err(e) => Err(map_exists(e, ResourceKind::EndpointConfig, &arn)),
-        }
+        let count = |s: &dyn berth_store::StateStore| s.endpoint_configs().map(|c| c.len());
+        self.insert_within_limit(ResourceKind::EndpointConfig, &arn, limit, "endpoint configs", count, move |s| s.insert_endpoint_config(&stored, &tags))
+            .await?;
+        tracing::info!(endpoint_config = %config.name, "endpoint config created");
+        Ok(config)
     }
 
     pub async fn describe_endpoint_config(&self, name: &str) -> Result<EndpointConfig, ControlError> {

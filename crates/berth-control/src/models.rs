@@ -3,7 +3,7 @@ use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
 use berth_domain::{validate_name, ContainerSpec, Image, Model, ResourceKind, Timestamp};
 use berth_instances::ModelArtifacts;
-use berth_store::{StoreError, Tag};
+use berth_store::{StateStore, StoreError, Tag};
 use std::os::unix::fs::PermissionsExt;
 
 #[derive(Debug, Clone)]
@@ -44,25 +44,11 @@ impl Controller {
             execution_role_arn: req.execution_role_arn,
             enable_network_isolation: req.enable_network_isolation,
         };
-        let stored = model.clone();
-        let tags = req.tags;
-        let result = self
-            .db(move |s| {
-                let count = s.models()?.len();
-                if count >= limit {
-                    return Ok(Err(count));
-                }
-                s.insert_model(&stored, &tags).map(Ok)
-            })
-            .await;
-        match result {
-            Ok(Ok(())) => {
-                tracing::info!(model = %model.name, "model created");
-                Ok(model)
-            }
-            Ok(Err(count)) => Err(limit_exceeded("Number of models", limit, count, "models")),
-            Err(e) => Err(map_exists(e, ResourceKind::Model, &arn)),
-        }
+        let (stored, tags) = (model.clone(), req.tags);
+        self.insert_within_limit(ResourceKind::Model, &arn, limit, "models", |s| s.models().map(|m| m.len()), move |s| s.insert_model(&stored, &tags))
+            .await?;
+        tracing::info!(model = %model.name, "model created");
+        Ok(model)
     }
 
     pub async fn describe_model(&self, name: &str) -> Result<Model, ControlError> {
@@ -84,6 +70,33 @@ impl Controller {
         }
     }
 
+    /// Counts the resources of a kind and inserts one more in a single store call, so that two
+    /// concurrent creates cannot both pass the limit check.
+    pub(crate) async fn insert_within_limit(
+        &self,
+        kind: ResourceKind,
+        arn: &str,
+        limit: usize,
+        unit: &'static str,
+        count: impl FnOnce(&dyn StateStore) -> Result<usize, StoreError> + Send + 'static,
+        insert: impl FnOnce(&dyn StateStore) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), ControlError> {
+        let result = self
+            .db(move |s| {
+                let current = count(s)?;
+                if current >= limit {
+                    return Ok(Err(current));
+                }
+                insert(s).map(Ok)
+            })
+            .await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(current)) => Err(limit_exceeded(&format!("Number of {unit}"), limit, current, unit)),
+            Err(e) => Err(map_exists(e, kind, arn)),
+        }
+    }
+
     pub(crate) fn not_found(&self, kind: ResourceKind, name: &str) -> ControlError {
         ControlError::NotFound { kind, arn: self.account().arn(kind, name) }
     }
@@ -102,7 +115,7 @@ pub(crate) fn limit_exceeded(quota: &str, limit: usize, current: usize, unit: &s
     ControlError::LimitExceeded(format!(
         "The account-level service limit '{quota}' is {limit} {unit}, with current utilization of {current} {unit} and a request delta of 1 {unit}. \
          Raise the limit with berth serve's --max-{} option.",
-        unit.trim_end_matches('s').replace(' ', "-")
+        unit.replace(' ', "-")
     ))
 }
 

@@ -43,6 +43,12 @@ pub struct ServeArgs {
     /// Most endpoints.
     #[arg(long, env = "BERTH_MAX_ENDPOINTS", default_value_t = 500)]
     max_endpoints: usize,
+    /// Most endpoint configurations.
+    #[arg(long, env = "BERTH_MAX_ENDPOINT_CONFIGS", default_value_t = 10_000)]
+    max_endpoint_configs: usize,
+    /// Most models.
+    #[arg(long, env = "BERTH_MAX_MODELS", default_value_t = 10_000)]
+    max_models: usize,
     /// Largest total size in bytes a model archive may unpack to.
     #[arg(long, env = "BERTH_MAX_MODEL_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
     max_model_bytes: u64,
@@ -89,7 +95,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = ControllerSettings {
         account: Account { region: args.region.clone(), account_id: args.account_id.clone() },
         data_dir: data_dir.clone(),
-        limits: Limits { max_endpoints: args.max_endpoints, max_instances: args.max_instances, ..Limits::default() },
+        limits: Limits {
+            max_models: args.max_models,
+            max_endpoint_configs: args.max_endpoint_configs,
+            max_endpoints: args.max_endpoints,
+            max_instances: args.max_instances,
+        },
         default_startup_timeout: Duration::from_secs(args.startup_timeout),
     };
     let controller = Controller::new(Arc::new(store), Arc::new(backend), artifacts, routing.clone(), settings);
