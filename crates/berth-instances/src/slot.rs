@@ -24,6 +24,16 @@ impl InstanceSlot {
         }
     }
 
+    /// A slot that is already healthy at `port`, for tests of the layers above that have no
+    /// supervisor to make it so.
+    #[cfg(feature = "test-support")]
+    pub fn healthy_for_tests(id: &str, port: u16) -> Self {
+        let slot = InstanceSlot::new(id.to_string());
+        slot.set_port(port);
+        slot.set_healthy(true);
+        slot
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port.load(Ordering::Acquire))
     }

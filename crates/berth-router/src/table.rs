@@ -74,20 +74,8 @@ impl EndpointRoute {
 impl VariantRoute {
     /// A healthy instance by the variant's strategy, already counted as serving the request.
     pub fn pick_instance(&self) -> Option<(Arc<InstanceSlot>, InFlight)> {
-        let healthy = || self.instances.iter().filter(|s| s.is_healthy());
         for _ in 0..4 {
-            let chosen = match self.strategy {
-                RoutingStrategy::LeastOutstandingRequests => {
-                    // Ties are broken at random so that idle instances share the load.
-                    let min = healthy().map(|s| s.outstanding()).min()?;
-                    let ties: Vec<_> = healthy().filter(|s| s.outstanding() == min).collect();
-                    ties.get(fastrand::usize(..ties.len().max(1))).copied()
-                }
-                RoutingStrategy::Random => {
-                    let all: Vec<_> = healthy().collect();
-                    all.get(fastrand::usize(..all.len().max(1))).copied()
-                }
-            }?;
+            let chosen = self.choose()?;
             let guard = chosen.begin();
             // Counted first, checked second: an instance being retired either sees this
             // request in flight and waits for it, or this request sees it unhealthy.
@@ -96,6 +84,29 @@ impl VariantRoute {
             }
         }
         None
+    }
+
+    /// One pass over the instances, reading each one's load once (loads change concurrently),
+    /// choosing uniformly among equals by reservoir sampling; no allocation.
+    fn choose(&self) -> Option<&Arc<InstanceSlot>> {
+        let mut chosen = None;
+        let mut best_load = usize::MAX;
+        let mut equals = 0u32;
+        for slot in self.instances.iter().filter(|s| s.is_healthy()) {
+            let load = match self.strategy {
+                RoutingStrategy::LeastOutstandingRequests => slot.outstanding(),
+                RoutingStrategy::Random => 0,
+            };
+            if load < best_load {
+                (chosen, best_load, equals) = (Some(slot), load, 1);
+            } else if load == best_load {
+                equals += 1;
+                if fastrand::u32(..equals) == 0 {
+                    chosen = Some(slot);
+                }
+            }
+        }
+        chosen
     }
 }
 
@@ -124,6 +135,52 @@ mod tests {
         assert_eq!(table.get("Ep").unwrap().variants[0].name, "B");
         table.remove("EP");
         assert!(table.get("ep").is_none());
+    }
+
+    fn healthy_variant(strategy: RoutingStrategy, n: u16) -> VariantRoute {
+        let instances = (0..n).map(|i| Arc::new(InstanceSlot::healthy_for_tests(&format!("i{i}"), 1000 + i))).collect();
+        VariantRoute { name: "A".into(), weight: 1.0, strategy, instances }
+    }
+
+    #[test]
+    fn least_outstanding_prefers_the_idle_instance_and_spreads_ties() {
+        let v = healthy_variant(RoutingStrategy::LeastOutstandingRequests, 3);
+        let _busy = v.instances[0].begin();
+        let mut counts = [0usize; 3];
+        for _ in 0..3000 {
+            let (slot, _guard) = v.pick_instance().unwrap();
+            counts[slot.addr().port() as usize - 1000] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        assert!(counts[1] > 1200 && counts[2] > 1200, "{counts:?}");
+    }
+
+    #[test]
+    fn random_ignores_load() {
+        let v = healthy_variant(RoutingStrategy::Random, 2);
+        let _busy = v.instances[0].begin();
+        let picks = (0..2000).filter(|_| v.pick_instance().unwrap().0.addr().port() == 1000).count();
+        assert!(picks > 800 && picks < 1200, "{picks}");
+    }
+
+    #[test]
+    fn the_only_healthy_instance_is_picked_while_its_load_changes() {
+        // Regression: loads read twice could disagree under concurrency and pick nothing.
+        let v = Arc::new(healthy_variant(RoutingStrategy::LeastOutstandingRequests, 1));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (v, stop) = (v.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    drop(v.instances[0].begin());
+                }
+            })
+        };
+        for _ in 0..200_000 {
+            assert!(v.pick_instance().is_some());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
     }
 
     #[test]
