@@ -50,6 +50,7 @@ http {
 CONF
 nginx -c "$WORK/proxy.conf" -g 'daemon off;' 2> "$WORK/proxy.log" &
 PIDS+=($!)
+PROXY_MASTER=$!
 wait_for "curl -sf -X POST http://127.0.0.1:$PROXY_PORT/ -o /dev/null"
 
 cat > "$WORK/post.lua" <<'LUA'
@@ -58,24 +59,37 @@ wrk.body = "1.0,2.0,3.0,4.0"
 wrk.headers["Content-Type"] = "text/csv"
 LUA
 
+# CPU time (user, system) in clock ticks of the process that makes the hop.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+declare -A HOP_PID=([direct]="" [nginx-proxy]="$(pgrep -P "$PROXY_MASTER" | head -1)" [berth]="${PIDS[0]}")
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
 declare -A TARGETS=(
   [direct]="http://127.0.0.1:$WORKER_PORT/invocations"
   [nginx-proxy]="http://127.0.0.1:$PROXY_PORT/"
   [berth]="$URL/endpoints/nginx/invocations"
 )
-echo "| path | p50 c=1 | p99 c=1 | req/s c=1 | req/s c=16 |"
-echo "|---|---|---|---|---|"
+echo "| path | p50 c=1 | p99 c=1 | req/s c=1 | req/s c=16 | hop CPU µs/req c=1 (user + sys) |"
+echo "|---|---|---|---|---|---|"
 for name in direct nginx-proxy berth; do
   target=${TARGETS[$name]}
   wrk -t1 -c4 -d2s -s "$WORK/post.lua" "$target" > /dev/null   # warm-up
+  pid=${HOP_PID[$name]}
+  [[ -n "$pid" ]] && read -r u1 s1 < <(cpu_ticks "$pid")
   one=$(wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/post.lua" "$target")
+  hop_cpu="—"
+  if [[ -n "$pid" ]]; then
+    read -r u2 s2 < <(cpu_ticks "$pid")
+    n=$(awk '/requests in/{print $1}' <<<"$one")
+    hop_cpu=$(awk -v u=$((u2 - u1)) -v s=$((s2 - s1)) -v n="$n" -v t="$TICK_US" 'BEGIN{printf "%.1f + %.1f", u*t/n, s*t/n}')
+  fi
   many=$(wrk -t2 -c16 -d"${SECS}s" -s "$WORK/post.lua" "$target")
   p50=$(awk '$1=="50%"{print $2}' <<<"$one")
   p99=$(awk '$1=="99%"{print $2}' <<<"$one")
   rps1=$(awk '/Requests\/sec/{print $2}' <<<"$one")
   rps16=$(awk '/Requests\/sec/{print $2}' <<<"$many")
   errors=$(grep -h "Non-2xx\|Socket errors" <<<"$one$many" || true)
-  echo "| $name | $p50 | $p99 | $rps1 | $rps16 |${errors:+ $errors}"
+  echo "| $name | $p50 | $p99 | $rps1 | $rps16 | $hop_cpu |${errors:+ $errors}"
 done
 
 # CreateEndpoint → InService for small models (five runs each, seconds).

@@ -9,10 +9,12 @@ LISTEN=${BERTH_LISTEN:-127.0.0.1:8080}
 DATA_DIR=${BERTH_DATA_DIR:-$(mktemp -d -t berth-demo.XXXXXX)}
 
 cargo build --release --locked --bin berth
-"$ROOT/target/release/berth" serve --listen "$LISTEN" --data-dir "$DATA_DIR" > "$DATA_DIR/stdout" &
+mkdir -p "$DATA_DIR"
+"$ROOT/target/release/berth" serve --listen "$LISTEN" --data-dir "$DATA_DIR" > "$DATA_DIR/stdout" 2> "$DATA_DIR/berth.log" &
 BERTH_PID=$!
 trap 'kill -TERM $BERTH_PID 2>/dev/null; wait $BERTH_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q listening "$DATA_DIR/stdout" 2>/dev/null && break; sleep 0.1; done
+grep -q listening "$DATA_DIR/stdout" || { echo "berth did not start:" >&2; cat "$DATA_DIR/berth.log" >&2; exit 1; }
 URL=$(awk '{print $4}' "$DATA_DIR/stdout")
 
 sagemaker() { # operation json
@@ -47,7 +49,7 @@ echo "== 200 requests at weights 25:75"; split demo 200
 
 cat <<MSG
 
-berth is serving at $URL (data in $DATA_DIR). Try:
+berth is serving at $URL (data in $DATA_DIR, its log in $DATA_DIR/berth.log). Try:
   aws sagemaker describe-endpoint --endpoint-name demo --endpoint-url $URL
   aws sagemaker-runtime invoke-endpoint --endpoint-name demo --body 1,2,3 --content-type text/csv --endpoint-url $URL /dev/stdout
 Ctrl-C stops berth and its workers.

@@ -23,6 +23,9 @@ venv() {
 venv "$ROOT/.venv" tests/requirements.txt
 venv "$ROOT/.venv-sdk3" tests/requirements-sdk3.txt
 
+echo "== cargo fmt --check, cargo clippy"
+cargo fmt --check
+cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
 echo "== cargo build"
 cargo build --locked --bin berth
 echo "== cargo test"

@@ -38,7 +38,11 @@ pub async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes)
 }
 
 fn unknown_operation(target: &str) -> ApiError {
-    ApiError { code: "UnknownOperationException", status: StatusCode::BAD_REQUEST, message: format!("Operation '{target}' is not supported by berth.") }
+    ApiError {
+        code: "UnknownOperationException",
+        status: StatusCode::BAD_REQUEST,
+        message: format!("Operation '{target}' is not supported by berth."),
+    }
 }
 
 async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError> {
@@ -51,7 +55,8 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
         "DescribeModel" => Ok(describe_model(&c.describe_model(&name(body, "ModelName")?).await?)),
         "ListModels" => {
             let page = c.list_models(list_query(parse(body)?)?).await?;
-            let items: Vec<Value> = page.items.iter().map(|m| json!({"ModelName": m.name, "ModelArn": m.arn, "CreationTime": secs(m.created)})).collect();
+            let items: Vec<Value> =
+                page.items.iter().map(|m| json!({"ModelName": m.name, "ModelArn": m.arn, "CreationTime": secs(m.created)})).collect();
             Ok(with_token(json!({ "Models": items }), page.next_token))
         }
         "DeleteModel" => c.delete_model(&name(body, "ModelName")?).await.map(|_| json!({})).map_err(Into::into),
@@ -101,7 +106,13 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
                     "DesiredInstanceCount" => VariantProperty::DesiredInstanceCount,
                     "DesiredWeight" => VariantProperty::DesiredWeight,
                     "DataCaptureConfig" => VariantProperty::DataCaptureConfig,
-                    other => return Err(enum_error("VariantPropertyType", other, &["DesiredInstanceCount", "DesiredWeight", "DataCaptureConfig"])),
+                    other => {
+                        return Err(enum_error(
+                            "VariantPropertyType",
+                            other,
+                            &["DesiredInstanceCount", "DesiredWeight", "DataCaptureConfig"],
+                        ))
+                    }
                 });
             }
             let req = UpdateEndpoint {
@@ -117,7 +128,11 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
             let mut desired = Vec::new();
             for d in input.desired_weights_and_capacities {
                 unsupported(d.serverless_update_config.is_some(), "ServerlessUpdateConfig")?;
-                desired.push(DesiredWeightAndCapacity { variant: d.variant_name, weight: d.desired_weight, instance_count: d.desired_instance_count });
+                desired.push(DesiredWeightAndCapacity {
+                    variant: d.variant_name,
+                    weight: d.desired_weight,
+                    instance_count: d.desired_instance_count,
+                });
             }
             Ok(json!({ "EndpointArn": c.update_weights_and_capacities(&input.endpoint_name, desired).await?.arn }))
         }
@@ -153,10 +168,11 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 /// A required string member, e.g. `EndpointName`.
 fn name(body: &[u8], member: &str) -> Result<String, ApiError> {
     let v: Value = parse(body)?;
-    v.get(member)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::validation(format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null")))
+    v.get(member).and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
+        ApiError::validation(format!(
+            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+        ))
+    })
 }
 
 fn unsupported(present: bool, member: &str) -> Result<(), ApiError> {
@@ -231,7 +247,13 @@ fn container_spec(c: ContainerDefinition) -> Result<ContainerSpec, ApiError> {
     unsupported(c.model_data_source.is_some(), "ModelDataSource")?;
     unsupported(c.model_package_name.is_some(), "ModelPackageName")?;
     let image = c.image.ok_or_else(|| ApiError::validation("Image must be specified in every container definition."))?;
-    Ok(ContainerSpec { hostname: c.container_hostname, image, model_data_url: c.model_data_url, environment: c.environment.unwrap_or_default(), mode: c.mode })
+    Ok(ContainerSpec {
+        hostname: c.container_hostname,
+        image,
+        model_data_url: c.model_data_url,
+        environment: c.environment.unwrap_or_default(),
+        mode: c.mode,
+    })
 }
 
 fn container_definition(c: &ContainerSpec) -> ContainerDefinition {
@@ -368,14 +390,21 @@ fn describe_endpoint(e: &Endpoint) -> Value {
                 variant_name: v.name.clone(),
                 deployed_images: v
                     .image_resolved
-                    .map(|t| wire::DeployedImage { specified_image: v.container.image.clone(), resolved_image: v.container.image.clone(), resolution_time: secs(t) })
+                    .map(|t| wire::DeployedImage {
+                        specified_image: v.container.image.clone(),
+                        resolved_image: v.container.image.clone(),
+                        resolution_time: secs(t),
+                    })
                     .into_iter()
                     .collect(),
                 current_weight: v.current_weight,
                 desired_weight: v.desired_weight,
                 current_instance_count: v.current_instance_count,
                 desired_instance_count: v.desired_instance_count,
-                variant_status: status.map(|s| wire::VariantStatus { status: s.into(), status_message: None, start_time: secs(e.modified) }).into_iter().collect(),
+                variant_status: status
+                    .map(|s| wire::VariantStatus { status: s.into(), status_message: None, start_time: secs(e.modified) })
+                    .into_iter()
+                    .collect(),
                 routing_config: Some(wire::RoutingConfig { routing_strategy: strategy_name(v.routing).into() }),
             }
         })

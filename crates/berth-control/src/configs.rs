@@ -26,11 +26,19 @@ impl Controller {
             }
         }
         let arn = self.account().arn(ResourceKind::EndpointConfig, &req.name);
-        let config = EndpointConfig { name: req.name, arn: arn.clone(), created: Timestamp::now(), variants: req.variants, kms_key_id: req.kms_key_id };
+        let config = EndpointConfig {
+            name: req.name,
+            arn: arn.clone(),
+            created: Timestamp::now(),
+            variants: req.variants,
+            kms_key_id: req.kms_key_id,
+        };
         let (stored, tags, limit) = (config.clone(), req.tags, self.settings.limits.max_endpoint_configs);
         let count = |s: &dyn berth_store::StateStore| s.endpoint_configs().map(|c| c.len());
-        self.insert_within_limit(ResourceKind::EndpointConfig, &arn, limit, "endpoint configs", count, move |s| s.insert_endpoint_config(&stored, &tags))
-            .await?;
+        self.insert_within_limit(ResourceKind::EndpointConfig, &arn, limit, "endpoint configs", count, move |s| {
+            s.insert_endpoint_config(&stored, &tags)
+        })
+        .await?;
         tracing::info!(endpoint_config = %config.name, "endpoint config created");
         Ok(config)
     }
@@ -102,7 +110,10 @@ fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
             }
         }
         if variants[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&v.name)) {
-            return Err(ControlError::Validation(format!("Variant name '{}' appears more than once; variant names must be unique within an endpoint configuration.", v.name)));
+            return Err(ControlError::Validation(format!(
+                "Variant name '{}' appears more than once; variant names must be unique within an endpoint configuration.",
+                v.name
+            )));
         }
     }
     if variants.iter().all(|v| v.initial_weight == 0.0) {

@@ -58,9 +58,10 @@ impl Fleets {
     /// Whether the running fleet of `variant` already runs `container` on `instance_type`
     /// with `count` instances, so an update can keep it instead of starting a new one.
     pub fn can_reuse(&self, endpoint: &str, variant: &str, container: &ContainerSpec, instance_type: &str, count: u32) -> bool {
-        self.lock().get(&endpoint.to_ascii_lowercase()).and_then(|f| f.variants.get(variant)).is_some_and(|v| {
-            &v.container == container && v.instance_type == instance_type && v.instances.len() == count as usize
-        })
+        self.lock()
+            .get(&endpoint.to_ascii_lowercase())
+            .and_then(|f| f.variants.get(variant))
+            .is_some_and(|v| &v.container == container && v.instance_type == instance_type && v.instances.len() == count as usize)
     }
 
     /// Applies `change` to the fleet of an endpoint if it still has `epoch`; otherwise returns
@@ -187,4 +188,3 @@ impl Controller {
         Ok(true)
     }
 }
-

@@ -143,7 +143,11 @@ impl Controller {
 
     /// Changes weights at once (the next request follows them) and instance counts in the
     /// background; the endpoint is `Updating` only while instances start or stop.
-    pub async fn update_weights_and_capacities(self: &Arc<Self>, name: &str, desired: Vec<DesiredWeightAndCapacity>) -> Result<Endpoint, ControlError> {
+    pub async fn update_weights_and_capacities(
+        self: &Arc<Self>,
+        name: &str,
+        desired: Vec<DesiredWeightAndCapacity>,
+    ) -> Result<Endpoint, ControlError> {
         validate_name("endpointName", name)?;
         check_desired(&desired)?;
         let _guard = self.transitions.lock().await;
@@ -267,7 +271,9 @@ impl Controller {
         let pending = endpoint.pending_variants.clone().unwrap_or_default();
         let reuse: HashSet<String> = pending
             .iter()
-            .filter(|v| !recovering && self.fleets.can_reuse(&endpoint.name, &v.name, &v.container, &v.instance_type, v.desired_instance_count))
+            .filter(|v| {
+                !recovering && self.fleets.can_reuse(&endpoint.name, &v.name, &v.container, &v.instance_type, v.desired_instance_count)
+            })
             .map(|v| v.name.clone())
             .collect();
         match self.start_fleet(&endpoint.name, &pending, &reuse).await {
@@ -336,7 +342,8 @@ impl Controller {
         endpoint.status = EndpointStatus::InService;
         let committed = match result {
             Ok(mut added) => {
-                let targets: Vec<(String, usize)> = endpoint.variants.iter().map(|v| (v.name.clone(), v.desired_instance_count as usize)).collect();
+                let targets: Vec<(String, usize)> =
+                    endpoint.variants.iter().map(|v| (v.name.clone(), v.desired_instance_count as usize)).collect();
                 for v in &mut endpoint.variants {
                     v.current_instance_count = v.desired_instance_count;
                 }
@@ -392,7 +399,14 @@ impl Controller {
             let (this, endpoint, v) = (self.clone(), endpoint.to_string(), v.clone());
             set.spawn(async move {
                 let started = this
-                    .start_instances(&endpoint, &v.name, &v.model_name, &v.container, v.desired_instance_count, v.container_startup_timeout_secs)
+                    .start_instances(
+                        &endpoint,
+                        &v.name,
+                        &v.model_name,
+                        &v.container,
+                        v.desired_instance_count,
+                        v.container_startup_timeout_secs,
+                    )
                     .await;
                 (v, started)
             });
@@ -423,8 +437,12 @@ impl Controller {
 
     fn log_commit(&self, endpoint: &Endpoint, committed: Result<bool, String>) {
         match committed {
-            Ok(true) => tracing::info!(endpoint = %endpoint.name, status = endpoint.status.as_str(), reason = endpoint.failure_reason.as_deref().unwrap_or(""), "endpoint status"),
-            Ok(false) => tracing::info!(endpoint = %endpoint.name, "endpoint was deleted while it was changing; its new instances are stopped"),
+            Ok(true) => {
+                tracing::info!(endpoint = %endpoint.name, status = endpoint.status.as_str(), reason = endpoint.failure_reason.as_deref().unwrap_or(""), "endpoint status")
+            }
+            Ok(false) => {
+                tracing::info!(endpoint = %endpoint.name, "endpoint was deleted while it was changing; its new instances are stopped")
+            }
             Err(e) => tracing::error!(endpoint = %endpoint.name, error = %e, "could not record endpoint state"),
         }
     }
@@ -455,7 +473,12 @@ impl Controller {
     fn require_in_service(&self, endpoint: &Endpoint) -> Result<u64, ControlError> {
         match endpoint.status {
             EndpointStatus::InService => {}
-            EndpointStatus::Failed => return Err(ControlError::Validation(format!("Cannot update failed endpoint \"{}\". Delete it and create it again.", endpoint.arn))),
+            EndpointStatus::Failed => {
+                return Err(ControlError::Validation(format!(
+                    "Cannot update failed endpoint \"{}\". Delete it and create it again.",
+                    endpoint.arn
+                )))
+            }
             _ => return Err(ControlError::Validation(format!("Cannot update in-progress endpoint \"{}\".", endpoint.arn))),
         }
         self.fleets
@@ -496,7 +519,10 @@ fn check_desired(desired: &[DesiredWeightAndCapacity]) -> Result<(), ControlErro
         }
         if let Some(w) = d.weight {
             if !(w.is_finite() && w >= 0.0) {
-                return Err(ControlError::Validation(format!("DesiredWeight of variant {} must be a number greater than or equal to 0.", d.variant)));
+                return Err(ControlError::Validation(format!(
+                    "DesiredWeight of variant {} must be a number greater than or equal to 0.",
+                    d.variant
+                )));
             }
         }
         if d.instance_count == Some(0) {

@@ -95,7 +95,10 @@ impl Controller {
     }
 
     /// Runs a store call off the async workers (SQLite syncs to disk on every write).
-    async fn db<T: Send + 'static>(&self, f: impl FnOnce(&dyn StateStore) -> Result<T, StoreError> + Send + 'static) -> Result<T, ControlError> {
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn StateStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ControlError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await

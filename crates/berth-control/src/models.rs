@@ -45,8 +45,15 @@ impl Controller {
             enable_network_isolation: req.enable_network_isolation,
         };
         let (stored, tags) = (model.clone(), req.tags);
-        self.insert_within_limit(ResourceKind::Model, &arn, limit, "models", |s| s.models().map(|m| m.len()), move |s| s.insert_model(&stored, &tags))
-            .await?;
+        self.insert_within_limit(
+            ResourceKind::Model,
+            &arn,
+            limit,
+            "models",
+            |s| s.models().map(|m| m.len()),
+            move |s| s.insert_model(&stored, &tags),
+        )
+        .await?;
         tracing::info!(model = %model.name, "model created");
         Ok(model)
     }

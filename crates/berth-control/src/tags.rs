@@ -12,9 +12,7 @@ pub(crate) fn validate_tags(tags: &[Tag]) -> Result<(), ControlError> {
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-            return Err(ControlError::Validation(format!(
-                "Tag '{k}' is invalid: keys are 1 to 128 characters and values at most 256."
-            )));
+            return Err(ControlError::Validation(format!("Tag '{k}' is invalid: keys are 1 to 128 characters and values at most 256.")));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
             return Err(ControlError::Validation(format!("Tag keys starting with 'aws:' are reserved: '{k}'.")));
@@ -26,10 +24,11 @@ pub(crate) fn validate_tags(tags: &[Tag]) -> Result<(), ControlError> {
 impl Controller {
     /// Finds the resource an ARN names, so tags are only kept on resources that exist.
     async fn tagged_resource(&self, arn: &str) -> Result<String, ControlError> {
-        let (kind, name) = self
-            .account()
-            .parse_arn(arn)
-            .ok_or_else(|| ControlError::Validation(format!("Resource ARN '{arn}' is not the ARN of a model, endpoint configuration or endpoint of this account.")))?;
+        let (kind, name) = self.account().parse_arn(arn).ok_or_else(|| {
+            ControlError::Validation(format!(
+                "Resource ARN '{arn}' is not the ARN of a model, endpoint configuration or endpoint of this account."
+            ))
+        })?;
         let canonical = self.account().arn(kind, &name);
         let exists = match kind {
             ResourceKind::Model => self.db(move |s| s.model(&name).map(|m| m.is_some())).await?,
@@ -56,7 +55,9 @@ impl Controller {
             })
             .await?;
         if total > MAX_TAGS {
-            return Err(ControlError::Validation(format!("A resource can have at most {MAX_TAGS} tags; this request would give it {total}.")));
+            return Err(ControlError::Validation(format!(
+                "A resource can have at most {MAX_TAGS} tags; this request would give it {total}."
+            )));
         }
         let t = tags.clone();
         self.db(move |s| s.add_tags(&arn, &t)).await?;

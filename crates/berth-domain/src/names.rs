@@ -48,13 +48,7 @@ pub struct Account {
 impl Account {
     /// The ARN of a resource. SageMaker lower-cases the name inside ARNs.
     pub fn arn(&self, kind: ResourceKind, name: &str) -> String {
-        format!(
-            "arn:aws:sagemaker:{}:{}:{}/{}",
-            self.region,
-            self.account_id,
-            kind.arn_segment(),
-            name.to_ascii_lowercase()
-        )
+        format!("arn:aws:sagemaker:{}:{}:{}/{}", self.region, self.account_id, kind.arn_segment(), name.to_ascii_lowercase())
     }
 
     /// Splits an ARN of this account into its kind and (lower-cased) name.

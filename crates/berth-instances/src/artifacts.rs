@@ -31,7 +31,9 @@ impl ArtifactSource {
         if let Some(path) = url.strip_prefix("file://") {
             let path = PathBuf::from(path);
             if !path.is_absolute() {
-                return Err(ArtifactError::Unsupported(format!("ModelDataUrl '{url}' must be an absolute path: file:///path/to/model.tar.gz")));
+                return Err(ArtifactError::Unsupported(format!(
+                    "ModelDataUrl '{url}' must be an absolute path: file:///path/to/model.tar.gz"
+                )));
             }
             return Ok(ArtifactSource::File(path));
         }
@@ -90,7 +92,8 @@ fn populate(source: &ArtifactSource, dir: &Path, limits: ExtractLimits) -> Resul
     match source {
         ArtifactSource::None => {}
         ArtifactSource::File(path) => {
-            let meta = fs::metadata(path).map_err(|e| ArtifactError::NotFound(format!("cannot read model data at {}: {e}", path.display())))?;
+            let meta =
+                fs::metadata(path).map_err(|e| ArtifactError::NotFound(format!("cannot read model data at {}: {e}", path.display())))?;
             if meta.is_dir() {
                 copy_tree(path, path, &data, limits, &mut 0)?;
             } else {
@@ -108,7 +111,11 @@ fn populate(source: &ArtifactSource, dir: &Path, limits: ExtractLimits) -> Resul
                     Some(result) => result.map_err(|e| ArtifactError::Unsafe(format!("model archive {}: {e}", path.display())))?,
                     None => {
                         if meta.len() > limits.max_total_bytes {
-                            return Err(ArtifactError::Unsafe(format!("model file {} is larger than {} bytes", path.display(), limits.max_total_bytes)));
+                            return Err(ArtifactError::Unsafe(format!(
+                                "model file {} is larger than {} bytes",
+                                path.display(),
+                                limits.max_total_bytes
+                            )));
                         }
                         fs::copy(path, data.join(name)).map_err(|e| io(&format!("cannot copy {}", path.display()), e))?;
                     }
@@ -140,7 +147,11 @@ fn copy_tree(root: &Path, from: &Path, to: &Path, limits: ExtractLimits, total: 
         } else if meta.is_file() {
             *total += meta.len();
             if *total > limits.max_total_bytes {
-                return Err(ArtifactError::Unsafe(format!("model directory {} holds more than {} bytes", root.display(), limits.max_total_bytes)));
+                return Err(ArtifactError::Unsafe(format!(
+                    "model directory {} holds more than {} bytes",
+                    root.display(),
+                    limits.max_total_bytes
+                )));
             }
             fs::copy(&resolved, &dst).map_err(|e| io(&src, e))?;
         }
@@ -152,7 +163,6 @@ fn copy_tree(root: &Path, from: &Path, to: &Path, limits: ExtractLimits, total: 
 fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -68,11 +68,7 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path, limits: ExtractLimits) -> Res
                 let base = if kind == tar::EntryType::Symlink { rel.parent().unwrap_or(Path::new("")).join(&link) } else { link.clone() };
                 let resolved = if link.is_absolute() { None } else { inside(&base) };
                 let Some(resolved) = resolved else {
-                    return Err(format!(
-                        "archive entry '{}' links to '{}', outside the model directory",
-                        raw.display(),
-                        link.display()
-                    ));
+                    return Err(format!("archive entry '{}' links to '{}', outside the model directory", raw.display(), link.display()));
                 };
                 let _ = fs::remove_file(&target);
                 if kind == tar::EntryType::Symlink {
@@ -82,7 +78,10 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path, limits: ExtractLimits) -> Res
                 }
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                return Err(format!("archive entry '{}' is a device or pipe; model archives may hold only files, directories and links", raw.display()));
+                return Err(format!(
+                    "archive entry '{}' is a device or pipe; model archives may hold only files, directories and links",
+                    raw.display()
+                ));
             }
             _ => {} // pax/GNU metadata entries carry no file
         }

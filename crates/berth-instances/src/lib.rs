@@ -16,7 +16,7 @@ mod slot;
 
 pub use artifacts::{ArtifactError, ModelArtifacts};
 pub use extract::ExtractLimits;
-pub use process::{SupervisorSettings, Instance, ProcessBackend};
+pub use process::{Instance, ProcessBackend, SupervisorSettings};
 pub use slot::{InFlight, InstanceSlot};
 
 use berth_domain::Image;

@@ -79,13 +79,8 @@ impl InstanceBackend for ProcessBackend {
             let slot = Arc::new(InstanceSlot::new(spec.id.clone()));
             let (stop_tx, stop_rx) = watch::channel(false);
             let (ready_tx, ready_rx) = oneshot::channel();
-            let supervisor = InstanceSupervisor {
-                spec,
-                slot: slot.clone(),
-                ping: self.ping.clone(),
-                settings: self.settings.clone(),
-                stop_rx,
-            };
+            let supervisor =
+                InstanceSupervisor { spec, slot: slot.clone(), ping: self.ping.clone(), settings: self.settings.clone(), stop_rx };
             let task = tokio::spawn(supervisor.run(ready_tx));
             match ready_rx.await {
                 Ok(Ok(())) => Ok(Instance { slot, stop_tx, task }),

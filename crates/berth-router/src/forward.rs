@@ -1,6 +1,6 @@
+use crate::pool::ConnectionPool;
 use berth_instances::InstanceSlot;
 use bytes::Bytes;
-use crate::pool::ConnectionPool;
 use http::header::{HeaderName, ACCEPT, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -93,7 +93,12 @@ impl Forwarder {
     /// Sends the request on an idle connection, or a new one, and reads the whole response.
     /// A pooled connection that turns out closed before the request was written is dropped and
     /// the request goes on another; only a fresh connection's failure is reported.
-    async fn exchange(&self, addr: SocketAddr, variant: &str, mut request: Request<Full<Bytes>>) -> Result<(http::response::Parts, Bytes), InvokeError> {
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        variant: &str,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<(http::response::Parts, Bytes), InvokeError> {
         let unreachable = |message: String| InvokeError::Unreachable { variant: variant.to_string(), message };
         let failed = |message: String| InvokeError::Failed { variant: variant.to_string(), message };
         loop {

@@ -74,10 +74,9 @@ impl SqliteStore {
 
     fn replace<T: Serialize>(&self, kind: &str, name: &str, value: &T) -> Result<(), StoreError> {
         let body = serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let changed = self.conn().execute(
-            "UPDATE resources SET body = ?3 WHERE kind = ?1 AND name_key = ?2",
-            params![kind, name.to_ascii_lowercase(), body],
-        )?;
+        let changed = self
+            .conn()
+            .execute("UPDATE resources SET body = ?3 WHERE kind = ?1 AND name_key = ?2", params![kind, name.to_ascii_lowercase(), body])?;
         if changed == 0 {
             return Err(StoreError::NotFound);
         }
@@ -87,11 +86,9 @@ impl SqliteStore {
     fn get<T: DeserializeOwned>(&self, kind: &str, name: &str) -> Result<Option<T>, StoreError> {
         let body: Option<String> = self
             .conn()
-            .query_row(
-                "SELECT body FROM resources WHERE kind = ?1 AND name_key = ?2",
-                params![kind, name.to_ascii_lowercase()],
-                |row| row.get(0),
-            )
+            .query_row("SELECT body FROM resources WHERE kind = ?1 AND name_key = ?2", params![kind, name.to_ascii_lowercase()], |row| {
+                row.get(0)
+            })
             .optional()?;
         body.map(|b| decode(&b)).transpose()
     }

@@ -83,10 +83,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let db_path = data_dir.join("state.db");
     let store = SqliteStore::open(&db_path).with_context(|| format!("opening state database {}", db_path.display()))?;
 
-    let backend = ProcessBackend::new(SupervisorSettings {
-        drain_timeout: Duration::from_secs(args.drain_timeout),
-        ..SupervisorSettings::default()
-    });
+    let backend =
+        ProcessBackend::new(SupervisorSettings { drain_timeout: Duration::from_secs(args.drain_timeout), ..SupervisorSettings::default() });
     let artifacts = ModelArtifacts::new(
         data_dir.join("models"),
         ExtractLimits { max_total_bytes: args.max_model_bytes, max_entries: args.max_model_files },
