@@ -2,7 +2,7 @@
 //! and retired.
 
 use crate::Controller;
-use berth_domain::{ContainerSpec, Endpoint, Image};
+use berth_domain::{instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
 use berth_instances::{Instance, InstanceSpec};
 use berth_router::{EndpointRoute, VariantRoute};
 use std::collections::HashMap;
@@ -109,23 +109,25 @@ pub(crate) async fn stop_all(instances: Vec<Instance>) {
 impl Controller {
     /// Starts `count` instances of a variant, all or nothing: if one fails, the others are
     /// stopped and the reason names the variant.
-    pub(crate) async fn start_instances(
-        self: &Arc<Self>,
-        endpoint: &str,
-        variant: &str,
-        model_name: &str,
-        container: &ContainerSpec,
-        count: u32,
-        startup_timeout_secs: Option<u32>,
-    ) -> Result<Vec<Instance>, String> {
+    pub(crate) async fn start_instances(self: &Arc<Self>, endpoint: &str, v: &VariantState) -> Result<Vec<Instance>, String> {
+        let (variant, container, count) = (&v.name, &v.container, v.desired_instance_count);
         let fail = |reason: String| format!("Failed to start variant {variant}: {reason}");
         let image = Image::parse(&container.image).map_err(|e| fail(e.to_string()))?;
         let model_dir = self
             .artifacts
-            .prepare(model_name, container.model_data_url.as_deref())
+            .prepare(&v.model_name, container.model_data_url.as_deref())
             .await
             .map_err(|e| fail(format!("could not prepare model data: {e}")))?;
-        let timeout = startup_timeout_secs.map(|s| Duration::from_secs(s as u64)).unwrap_or(self.settings.default_startup_timeout);
+        let timeout =
+            v.container_startup_timeout_secs.map(|s| Duration::from_secs(s as u64)).unwrap_or(self.settings.default_startup_timeout);
+        // What berth tells every instance about its size: worker threads are the instance
+        // type's vCPUs, capped by the host's cores (built-in images size their thread pools by it).
+        let host_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = instance_vcpus(&v.instance_type).min(host_cores as u32).max(1);
+        let mut environment = container.environment.clone();
+        environment.insert("BERTH_INSTANCE_TYPE".into(), v.instance_type.clone());
+        environment.insert("BERTH_WORKER_THREADS".into(), threads.to_string());
+        environment.insert("BERTH_DATA_DIR".into(), self.settings.data_dir.display().to_string());
         let mut set = JoinSet::new();
         for _ in 0..count {
             let suffix = format!("{:06x}", fastrand::u32(..0x100_0000));
@@ -133,7 +135,7 @@ impl Controller {
                 id: format!("{endpoint}/{variant}/{suffix}"),
                 image: image.clone(),
                 model_dir: model_dir.clone(),
-                environment: container.environment.clone(),
+                environment: environment.clone(),
                 log_path: self.instance_log_dir(endpoint).join(variant).join(format!("{suffix}.log")),
                 startup_timeout: timeout,
             };

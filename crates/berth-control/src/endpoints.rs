@@ -398,16 +398,7 @@ impl Controller {
         for v in variants.iter().filter(|v| !skip.contains(&v.name)) {
             let (this, endpoint, v) = (self.clone(), endpoint.to_string(), v.clone());
             set.spawn(async move {
-                let started = this
-                    .start_instances(
-                        &endpoint,
-                        &v.name,
-                        &v.model_name,
-                        &v.container,
-                        v.desired_instance_count,
-                        v.container_startup_timeout_secs,
-                    )
-                    .await;
+                let started = this.start_instances(&endpoint, &v).await;
                 (v, started)
             });
         }

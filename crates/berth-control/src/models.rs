@@ -141,6 +141,13 @@ fn check_container(c: &ContainerSpec) -> Result<(), ControlError> {
                 Err(e) => return Err(ControlError::Validation(format!("Requested image {} not found: {e}.", c.image))),
             }
         }
+        Image::Builtin(_) if c.model_data_url.is_none() => {
+            return Err(ControlError::Validation(format!(
+                "Image {} serves the model in the model data: set ModelDataUrl to an .onnx file, a directory or a .tar.gz holding one.",
+                c.image
+            )))
+        }
+        Image::Builtin(_) => {}
     }
     if let Some(url) = &c.model_data_url {
         ModelArtifacts::check_url(url).map_err(|e| ControlError::Validation(e.to_string()))?;

@@ -17,7 +17,7 @@ pub use endpoint::{Endpoint, EndpointStatus, VariantState};
 pub use endpoint_config::{EndpointConfig, RoutingStrategy, VariantSpec};
 pub use error::DomainError;
 pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
-pub use model::{ContainerSpec, Image, Model};
+pub use model::{BuiltinImage, ContainerSpec, Image, Model};
 pub use names::{validate_name, Account, ResourceKind};
 pub use time::Timestamp;
 pub use weights::pick_weighted;
@@ -35,9 +35,31 @@ pub fn validate_instance_type(instance_type: &str) -> Result<(), DomainError> {
     }
 }
 
+/// The vCPUs of an instance type, from its size (EC2's convention: `large` = 2, `xlarge` = 4,
+/// `Nxlarge` = 4N; `medium` and smaller = 1; `metal` = 96).
+pub fn instance_vcpus(instance_type: &str) -> u32 {
+    let size = instance_type.rsplit('.').next().unwrap_or("");
+    match size {
+        "nano" | "micro" | "small" | "medium" => 1,
+        "large" => 2,
+        "xlarge" => 4,
+        "metal" => 96,
+        s => s.strip_suffix("xlarge").and_then(|n| n.parse::<u32>().ok()).map_or(2, |n| 4 * n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vcpus_follow_the_size() {
+        assert_eq!(instance_vcpus("ml.t2.medium"), 1);
+        assert_eq!(instance_vcpus("ml.m5.large"), 2);
+        assert_eq!(instance_vcpus("ml.m5.xlarge"), 4);
+        assert_eq!(instance_vcpus("ml.c5.4xlarge"), 16);
+        assert_eq!(instance_vcpus("ml.p4d.24xlarge"), 96);
+    }
 
     #[test]
     fn instance_types_are_sorted_for_binary_search() {

@@ -40,11 +40,32 @@ pub struct ContainerSpec {
 pub enum Image {
     /// `exec:/abs/path/to/program`: a local program that implements the container contract.
     Exec(PathBuf),
+    /// An image built into berth, e.g. `berth/onnx` (any tag).
+    Builtin(BuiltinImage),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinImage {
+    /// `berth/onnx`: serves the ONNX model in the model data through ONNX Runtime.
+    Onnx,
+}
+
+impl BuiltinImage {
+    /// The worker's name on berth's command line (`berth worker <name> serve`).
+    pub fn worker_name(self) -> &'static str {
+        match self {
+            BuiltinImage::Onnx => "onnx",
+        }
+    }
 }
 
 impl Image {
     /// Parses a container image reference into something berth can run.
     pub fn parse(image: &str) -> Result<Image, DomainError> {
+        let repository = image.split_once(':').map_or(image, |(repo, _tag)| repo);
+        if repository == "berth/onnx" {
+            return Ok(Image::Builtin(BuiltinImage::Onnx));
+        }
         if let Some(path) = image.strip_prefix("exec:") {
             let path = PathBuf::from(path);
             if !path.is_absolute() {
@@ -55,8 +76,8 @@ impl Image {
             return Ok(Image::Exec(path));
         }
         Err(DomainError::Validation(format!(
-            "Image '{image}' cannot be run by berth: use 'exec:/absolute/path/to/program' for a program that \
-             implements the SageMaker container contract"
+            "Image '{image}' cannot be run by berth: use a built-in image (berth/onnx) or \
+             'exec:/absolute/path/to/program' for a program that implements the SageMaker container contract"
         )))
     }
 }
@@ -70,5 +91,13 @@ mod tests {
         assert_eq!(Image::parse("exec:/bin/serve"), Ok(Image::Exec("/bin/serve".into())));
         assert!(Image::parse("exec:serve").is_err());
         assert!(Image::parse("123.dkr.ecr.us-east-1.amazonaws.com/x:1").is_err());
+    }
+
+    #[test]
+    fn builtin_images_take_any_tag() {
+        for image in ["berth/onnx", "berth/onnx:1", "berth/onnx:latest"] {
+            assert_eq!(Image::parse(image), Ok(Image::Builtin(BuiltinImage::Onnx)), "{image}");
+        }
+        assert!(Image::parse("berth/onnxx").is_err());
     }
 }

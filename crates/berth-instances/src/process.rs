@@ -3,7 +3,7 @@ use crate::{BoxFuture, InstanceBackend, InstanceError, InstanceSlot, InstanceSpe
 use berth_domain::Image;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +24,8 @@ pub struct SupervisorSettings {
     pub stop_grace: Duration,
     /// The longest wait between restarts of a crashing instance.
     pub max_backoff: Duration,
+    /// The program that runs built-in images, as `<program> worker <name> serve` (berth itself).
+    pub builtin_program: PathBuf,
 }
 
 impl Default for SupervisorSettings {
@@ -34,6 +36,7 @@ impl Default for SupervisorSettings {
             drain_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(5),
             max_backoff: Duration::from_secs(30),
+            builtin_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth")),
         }
     }
 }
@@ -189,7 +192,7 @@ impl InstanceSupervisor {
             Err(e) => return Ready::Failed(format!("no free port for instance {}: {e}", self.spec.id)),
         };
         self.slot.set_port(port);
-        let mut child = match launch(&self.spec, port, attempt) {
+        let mut child = match launch(&self.spec, port, attempt, &self.settings.builtin_program) {
             Ok(c) => c,
             Err(e) => return Ready::Failed(e),
         };
@@ -245,8 +248,11 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
-fn launch(spec: &InstanceSpec, port: u16, attempt: u32) -> Result<Child, String> {
-    let Image::Exec(program) = &spec.image;
+fn launch(spec: &InstanceSpec, port: u16, attempt: u32, builtin_program: &Path) -> Result<Child, String> {
+    let (program, args): (&Path, Vec<&str>) = match &spec.image {
+        Image::Exec(program) => (program, vec!["serve"]),
+        Image::Builtin(image) => (builtin_program, vec!["worker", image.worker_name(), "serve"]),
+    };
     if let Some(dir) = spec.log_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create log directory {}: {e}", dir.display()))?;
     }
@@ -259,7 +265,7 @@ fn launch(spec: &InstanceSpec, port: u16, attempt: u32) -> Result<Child, String>
     let stderr = log.try_clone().map_err(|e| e.to_string())?;
     let parent_pid = std::process::id() as libc::pid_t;
     let mut cmd = Command::new(program);
-    cmd.arg("serve")
+    cmd.args(&args)
         .envs(&spec.environment)
         .env("SAGEMAKER_BIND_TO_PORT", port.to_string())
         .env("SM_MODEL_DIR", &spec.model_dir)

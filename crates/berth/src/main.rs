@@ -1,6 +1,7 @@
 //! The `berth` command: the server and its operator commands.
 
 mod serve;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -15,12 +16,16 @@ struct Cli {
 enum Command {
     /// Run the server: SageMaker control plane and runtime on one port.
     Serve(serve::ServeArgs),
+    /// A built-in image's worker process (berth starts these itself).
+    #[command(hide = true, subcommand)]
+    Worker(worker::Worker),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Worker(worker) => worker::run(worker),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

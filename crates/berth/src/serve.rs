@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// Most files a model archive may contain.
     #[arg(long, env = "BERTH_MAX_MODEL_FILES", default_value_t = 100_000)]
     max_model_files: u64,
+    /// The ONNX Runtime library (libonnxruntime.so) for `berth/onnx`; found by itself when
+    /// unset (python3's onnxruntime package, or <data-dir>/onnxruntime/).
+    #[arg(long, env = "BERTH_ORT_DYLIB")]
+    onnxruntime: Option<PathBuf>,
     /// Log format: `text` or `json`. Verbosity follows RUST_LOG (default `info`).
     #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -62,6 +66,10 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
+    if let Some(path) = &args.onnxruntime {
+        // Workers inherit the server's environment; set before any thread exists.
+        std::env::set_var("BERTH_ORT_DYLIB", path);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(serve(args))
 }

@@ -1,0 +1,59 @@
+//! The built-in `berth/onnx` image: a worker process that serves one ONNX model with
+//! SageMaker's container contract, through ONNX Runtime (loaded at run time, see [`library`]).
+//!
+//! berth starts it like any container (`berth worker onnx serve`, port in
+//! `SAGEMAKER_BIND_TO_PORT`, model files in `SM_MODEL_DIR`), so routing, health checks and
+//! supervision are the same as for `exec:` images.
+
+pub mod codec;
+pub mod library;
+pub mod model;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What the worker needs, read from its environment by the binary.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub port: u16,
+    pub model_dir: PathBuf,
+    /// berth's data directory, one of the places ONNX Runtime may be installed.
+    pub data_dir: Option<PathBuf>,
+    pub intra_threads: usize,
+}
+
+/// Why the worker cannot serve; printed on its stderr, which berth shows as the failure reason.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("{0}")]
+    Runtime(String),
+    #[error("cannot load the model: {0}")]
+    Model(String),
+    #[error("cannot listen on port {port}: {source}")]
+    Listen { port: u16, source: std::io::Error },
+}
+
+/// Loads ONNX Runtime and the model, then serves until the process is stopped.
+pub async fn run(settings: WorkerSettings) -> Result<(), WorkerError> {
+    let found = library::find(settings.data_dir.as_deref()).map_err(WorkerError::Runtime)?;
+    let environment = ort::init_from(&found.path)
+        .map_err(|e| {
+            WorkerError::Runtime(format!(
+                "cannot load ONNX Runtime from {} ({}): {e}; {}",
+                found.path.display(),
+                found.how,
+                library::INSTALL_HINT
+            ))
+        })?
+        .with_name("berth-onnx")
+        .build()
+        .map_err(|e| WorkerError::Runtime(format!("cannot start ONNX Runtime: {e}")))?;
+    tracing::info!(library = %found.path.display(), how = found.how, "ONNX Runtime loaded");
+    let model = model::OnnxModel::load(&environment, &settings.model_dir, settings.intra_threads).map_err(WorkerError::Model)?;
+    tracing::info!(model = %model.path.display(), features = ?model.features, "model loaded");
+    let addr = SocketAddr::from(([127, 0, 0, 1], settings.port));
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| WorkerError::Listen { port: settings.port, source })?;
+    axum::serve(listener, server::app(Arc::new(model))).await.map_err(|source| WorkerError::Listen { port: settings.port, source })
+}

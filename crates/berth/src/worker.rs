@@ -1,0 +1,35 @@
+//! `berth worker <name> serve`: the built-in images' worker processes, started by berth itself
+//! with SageMaker's container environment (not meant to be run by hand).
+
+use berth_onnx::WorkerSettings;
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Worker {
+    /// `berth/onnx`: serve the ONNX model in SM_MODEL_DIR on SAGEMAKER_BIND_TO_PORT.
+    Onnx {
+        /// SageMaker starts containers with the argument `serve`.
+        #[arg(value_parser = ["serve"])]
+        command: String,
+    },
+}
+
+pub fn run(worker: Worker) -> anyhow::Result<()> {
+    match worker {
+        Worker::Onnx { .. } => run_onnx(),
+    }
+}
+
+fn run_onnx() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let port = env("SAGEMAKER_BIND_TO_PORT").unwrap_or_else(|| "8080".into());
+    let settings = WorkerSettings {
+        port: port.parse().map_err(|_| anyhow::anyhow!("SAGEMAKER_BIND_TO_PORT is not a port: {port}"))?,
+        model_dir: PathBuf::from(env("SM_MODEL_DIR").unwrap_or_else(|| "/opt/ml/model".into())),
+        data_dir: env("BERTH_DATA_DIR").map(PathBuf::from),
+        intra_threads: env("BERTH_WORKER_THREADS").and_then(|t| t.parse().ok()).unwrap_or(1),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(berth_onnx::run(settings)).map_err(|e| anyhow::anyhow!("berth/onnx: {e}"))
+}
