@@ -44,7 +44,8 @@ class BerthServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         args = [berth_binary(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir), *self.extra_args]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
+        # Unbuffered, so that select() on stdout sees every line berth has printed.
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, bufsize=0)
         line = self.proc.stdout.readline().decode()
         if not line.startswith("berth listening on "):
             self.proc.kill()

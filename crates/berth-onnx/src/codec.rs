@@ -6,7 +6,7 @@
 //! (`{"predictions": [{"label": .., "probabilities": [..]}, ..]}` or `{"predictions": [{"score": ..}]}`).
 
 use crate::model::{Label, Prediction};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A client error: the body or its headers are not something the model can take.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -164,28 +164,46 @@ pub fn render(prediction: &Prediction, format: OutputFormat) -> (Vec<u8>, &'stat
             (out.into_bytes(), "text/csv")
         }
         OutputFormat::Json => {
-            let predictions: Vec<Value> = match prediction {
+            // Serialized from f32 directly, so numbers print as f32's shortest form.
+            let predictions: Vec<JsonPrediction> = match prediction {
                 Prediction::Classes { labels, probabilities } => labels
                     .iter()
                     .enumerate()
-                    .map(|(i, l)| {
-                        let label = match l {
-                            Label::Int(v) => json!(v),
-                            Label::Text(s) => json!(s),
-                        };
-                        match probabilities.as_ref().and_then(|p| p.get(i)) {
-                            Some(p) => json!({"label": label, "probabilities": p}),
-                            None => json!({"label": label}),
-                        }
+                    .map(|(i, label)| JsonPrediction {
+                        label: Some(label),
+                        probabilities: probabilities.as_ref().and_then(|p| p.get(i)).map(Vec::as_slice),
+                        ..Default::default()
                     })
                     .collect(),
-                Prediction::Scores(rows) => {
-                    rows.iter().map(|r| if r.len() == 1 { json!({"score": r[0]}) } else { json!({"scores": r}) }).collect()
-                }
+                Prediction::Scores(rows) => rows
+                    .iter()
+                    .map(|r| match r.as_slice() {
+                        [one] => JsonPrediction { score: Some(*one), ..Default::default() },
+                        many => JsonPrediction { scores: Some(many), ..Default::default() },
+                    })
+                    .collect(),
             };
-            (json!({ "predictions": predictions }).to_string().into_bytes(), "application/json")
+            let body = serde_json::to_vec(&JsonAnswer { predictions }).unwrap_or_default();
+            (body, "application/json")
         }
     }
+}
+
+#[derive(serde::Serialize)]
+struct JsonAnswer<'a> {
+    predictions: Vec<JsonPrediction<'a>>,
+}
+
+#[derive(serde::Serialize, Default)]
+struct JsonPrediction<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<&'a Label>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probabilities: Option<&'a [f32]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scores: Option<&'a [f32]>,
 }
 
 fn label_text(l: &Label) -> String {

@@ -29,7 +29,8 @@ pub enum Prediction {
     Scores(Vec<Vec<f32>>),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Label {
     Int(i64),
     Text(String),

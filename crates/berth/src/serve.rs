@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// unset (python3's onnxruntime package, or <data-dir>/onnxruntime/).
     #[arg(long, env = "BERTH_ORT_DYLIB")]
     onnxruntime: Option<PathBuf>,
+    /// Also deploy the demo: endpoint `demo`, two bundled iris models on `berth/onnx` at 1:1
+    /// (installs ONNX Runtime into the data dir with python3's pip when none is found).
+    #[arg(long, env = "BERTH_DEMO")]
+    demo: bool,
     /// Log format: `text` or `json`. Verbosity follows RUST_LOG (default `info`).
     #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -88,6 +92,10 @@ fn init_logging(format: &str) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize().with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    if args.demo {
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || crate::demo::ensure_onnxruntime(&dir)).await??;
+    }
     let db_path = data_dir.join("state.db");
     let store = SqliteStore::open(&db_path).with_context(|| format!("opening state database {}", db_path.display()))?;
 
@@ -119,10 +127,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("berth listening on http://{addr}");
 
     // Endpoints come back in the background; the API answers meanwhile (as SystemUpdating).
-    let recovering = controller.clone();
+    let (recovering, demo, demo_dir) = (controller.clone(), args.demo, data_dir.clone());
     tokio::spawn(async move {
         if let Err(e) = recovering.recover().await {
             error!(error = %e, "recovering endpoints failed");
+        }
+        if demo {
+            match crate::demo::deploy(&recovering, &demo_dir).await {
+                Ok(()) => announce_demo(&recovering, addr).await,
+                Err(e) => error!(error = %e, "the demo could not be deployed"),
+            }
         }
     });
 
@@ -138,6 +152,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     info!("berth stopped");
     Ok(())
+}
+
+/// Prints how to call the demo once its endpoint is in service (or why it is not).
+async fn announce_demo(controller: &Controller, addr: SocketAddr) {
+    loop {
+        match controller.describe_endpoint(crate::demo::ENDPOINT).await.map(|e| e.status) {
+            Ok(berth_domain::EndpointStatus::InService) => {
+                println!("{}", crate::demo::usage(addr));
+                return;
+            }
+            Ok(berth_domain::EndpointStatus::Failed) | Err(_) => {
+                let reason = controller.describe_endpoint(crate::demo::ENDPOINT).await.ok().and_then(|e| e.failure_reason);
+                error!(reason = reason.as_deref().unwrap_or("unknown"), "the demo endpoint failed");
+                return;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 async fn shutdown_signal() {
