@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: SageMaker control plane and runtime on one port.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// A built-in image's worker process (berth starts these itself).
     #[command(hide = true, subcommand)]
     Worker(worker::Worker),
@@ -25,7 +25,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Worker(worker) => worker::run(worker),
     };
     match result {
