@@ -2,8 +2,11 @@
 
 import os
 import pathlib
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -33,9 +36,10 @@ def berth_binary():
 class BerthServer:
     """One berth process. Started on port 0; the bound address is read from its stdout."""
 
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), env=None):
         self.data_dir = pathlib.Path(data_dir)
         self.extra_args = list(extra_args)
+        self.env = {**os.environ, **(env or {})}
         self.proc = None
         self.url = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
@@ -45,7 +49,7 @@ class BerthServer:
         log = open(self.log_path, "ab")
         args = [berth_binary(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir), *self.extra_args]
         # Unbuffered, so that select() on stdout sees every line berth has printed.
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, bufsize=0)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, bufsize=0, env=self.env)
         line = self.proc.stdout.readline().decode()
         if not line.startswith("berth listening on "):
             self.proc.kill()
@@ -92,10 +96,44 @@ class BerthServer:
         return self.log_path.read_text(errors="replace")
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
-def berth(tmp_path_factory):
-    """The shared server for tests that do not stop it."""
-    server = BerthServer(tmp_path_factory.mktemp("shared") / "data").start()
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto's moto_server) on a free port; yields its URL."""
+    moto_server = shutil.which("moto_server") or str(pathlib.Path(sys.executable).parent / "moto_server")
+    if not pathlib.Path(moto_server).exists():
+        pytest.skip("moto_server is installed by the test command")
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "ab")
+    proc = subprocess.Popen([moto_server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.time() < deadline and proc.poll() is None, "moto_server did not start"
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def s3_env(url):
+    """The standard AWS configuration that points SDKs (berth's included) at `url`."""
+    return {"AWS_ENDPOINT_URL_S3": url, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.fixture(scope="session")
+def berth(tmp_path_factory, s3_server):
+    """The shared server for tests that do not stop it; its S3 is the moto server."""
+    server = BerthServer(tmp_path_factory.mktemp("shared") / "data", env=s3_env(s3_server)).start()
     yield server
     assert server.stop() == 0, "berth did not shut down cleanly"
 
@@ -105,8 +143,8 @@ def own_berth(tmp_path):
     """A server of the test's own, for tests that kill or reconfigure it."""
     servers = []
 
-    def start(*extra_args):
-        server = BerthServer(tmp_path / f"data{len(servers)}", extra_args).start()
+    def start(*extra_args, env=None):
+        server = BerthServer(tmp_path / f"data{len(servers)}", extra_args, env).start()
         servers.append(server)
         return server
 

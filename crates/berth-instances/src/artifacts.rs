@@ -1,6 +1,7 @@
 //! Model artifacts: from a `ModelDataUrl` to a directory of model files on disk.
 
 use crate::extract::{inside, unpack_tar, ExtractLimits};
+use crate::s3::{S3Location, S3Source};
 use std::fs;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -18,11 +19,12 @@ pub enum ArtifactError {
     Io(String),
 }
 
-/// Where model data comes from. `s3://` is the next source to add here.
+/// Where model data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ArtifactSource {
     None,
     File(PathBuf),
+    S3(S3Location),
 }
 
 impl ArtifactSource {
@@ -37,8 +39,11 @@ impl ArtifactSource {
             }
             return Ok(ArtifactSource::File(path));
         }
+        if let Some(location) = S3Location::parse(url) {
+            return location.map(ArtifactSource::S3).map_err(ArtifactError::Unsupported);
+        }
         Err(ArtifactError::Unsupported(format!(
-            "ModelDataUrl '{url}' cannot be read: berth reads file:// URLs (a .tar.gz, a .tar, a single file or a directory)"
+            "ModelDataUrl '{url}' cannot be read: berth reads s3:// and file:// URLs (a .tar.gz, a .tar, a single file or a directory)"
         )))
     }
 }
@@ -50,11 +55,12 @@ pub struct ModelArtifacts {
     limits: ExtractLimits,
     // Serialises preparation so two variants of one model do not unpack it twice at once.
     lock: Arc<tokio::sync::Mutex<()>>,
+    s3: S3Source,
 }
 
 impl ModelArtifacts {
     pub fn new(root: PathBuf, limits: ExtractLimits) -> Self {
-        ModelArtifacts { root, limits, lock: Arc::new(tokio::sync::Mutex::new(())) }
+        ModelArtifacts { root, limits, lock: Arc::new(tokio::sync::Mutex::new(())), s3: S3Source::default() }
     }
 
     /// Checks that a `ModelDataUrl` is one berth can read, without reading it.
@@ -62,20 +68,42 @@ impl ModelArtifacts {
         ArtifactSource::parse(Some(url)).map(|_| ())
     }
 
-    /// The model directory for `model_name` with the data at `url`, unpacked if needed.
+    /// The model directory for `model_name` with the data at `url`, unpacked if needed. S3
+    /// objects are cached by ETag: a changed object is fetched again, an unchanged one is not.
     pub async fn prepare(&self, model_name: &str, url: Option<&str>) -> Result<PathBuf, ArtifactError> {
         let source = ArtifactSource::parse(url)?;
-        let key = format!("{}-{:016x}", model_name.to_ascii_lowercase(), stable_hash(url.unwrap_or("")));
-        let dir = self.root.join(key);
+        let version = match &source {
+            ArtifactSource::S3(at) => self.s3.etag(at).await?,
+            _ => String::new(),
+        };
+        let key = format!("{}-{:016x}", model_name.to_ascii_lowercase(), stable_hash(&format!("{}\n{version}", url.unwrap_or(""))));
+        let dir = self.root.join(&key);
         let _guard = self.lock.lock().await;
         if dir.join(COMPLETE_MARKER).exists() {
             return Ok(dir.join("data"));
         }
+        // Remote data is first streamed to a local file beside the model directory.
+        let download_dir = self.root.join(format!("{key}.download"));
+        let local = match &source {
+            ArtifactSource::S3(at) => {
+                let _ = tokio::fs::remove_dir_all(&download_dir).await;
+                tokio::fs::create_dir_all(&download_dir)
+                    .await
+                    .map_err(|e| ArtifactError::Io(format!("cannot create {}: {e}", download_dir.display())))?;
+                let name = at.key.rsplit('/').next().filter(|n| !n.is_empty() && *n != "." && *n != "..").unwrap_or("model");
+                let file = download_dir.join(name);
+                self.s3.download(at, &file, self.limits.max_total_bytes).await?;
+                ArtifactSource::File(file)
+            }
+            other => other.clone(),
+        };
         let limits = self.limits;
         let work = dir.clone();
-        tokio::task::spawn_blocking(move || populate(&source, &work, limits))
+        let result = tokio::task::spawn_blocking(move || populate(&local, &work, limits))
             .await
-            .map_err(|e| ArtifactError::Io(format!("model preparation panicked: {e}")))??;
+            .map_err(|e| ArtifactError::Io(format!("model preparation panicked: {e}")));
+        let _ = tokio::fs::remove_dir_all(&download_dir).await;
+        result??;
         Ok(dir.join("data"))
     }
 }
@@ -91,6 +119,7 @@ fn populate(source: &ArtifactSource, dir: &Path, limits: ExtractLimits) -> Resul
     fs::create_dir_all(&data).map_err(|e| io(&format!("cannot create {}", data.display()), e))?;
     match source {
         ArtifactSource::None => {}
+        ArtifactSource::S3(at) => return Err(ArtifactError::Io(format!("{at} must be downloaded before it is unpacked"))),
         ArtifactSource::File(path) => {
             let meta =
                 fs::metadata(path).map_err(|e| ArtifactError::NotFound(format!("cannot read model data at {}: {e}", path.display())))?;
@@ -171,6 +200,8 @@ mod tests {
     #[test]
     fn urls_other_than_file_are_refused_with_a_reason() {
         assert!(ModelArtifacts::check_url("file:///tmp/m.tar.gz").is_ok());
+        assert!(ModelArtifacts::check_url("s3://bucket/m.tar.gz").is_ok());
+        assert!(ModelArtifacts::check_url("s3://bucket").is_err());
         let e = ModelArtifacts::check_url("https://example.com/m.tar.gz").unwrap_err();
         assert!(e.to_string().contains("file://"));
         assert!(ModelArtifacts::check_url("file://relative/m.tar.gz").is_err());

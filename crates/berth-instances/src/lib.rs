@@ -12,6 +12,7 @@ mod artifacts;
 mod extract;
 mod health;
 mod process;
+mod s3;
 mod slot;
 
 pub use artifacts::{ArtifactError, ModelArtifacts};

@@ -1,0 +1,120 @@
+"""s3:// model data from a real S3-compatible server (moto_server)."""
+
+import io
+import json
+import tarfile
+
+import boto3
+import numpy as np
+import pytest
+
+from conftest import CREDENTIALS, ROLE, create_echo_model, unique, variant, wait_status
+
+onnxruntime = pytest.importorskip("onnxruntime")
+from sklearn.datasets import load_iris  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from skl2onnx import to_onnx  # noqa: E402
+
+X, Y = load_iris(return_X_y=True)
+X = X.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server):
+    s3 = boto3.client("s3", endpoint_url=s3_server, **CREDENTIALS)
+    name = unique("models")
+    s3.create_bucket(Bucket=name)
+    return s3, name
+
+
+def tar_gz(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def iris_onnx():
+    model = LogisticRegression(max_iter=1000).fit(X, Y)
+    return to_onnx(model, X[:1], options={id(model): {"zipmap": False}}, target_opset=17).SerializeToString()
+
+
+def endpoint_for(sm, url, image="berth/onnx"):
+    name = unique("s3")
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": image, "ModelDataUrl": url}, ExecutionRoleArn=ROLE)
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name, 1.0, 2)])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    return name, wait_status(sm, name)
+
+
+def model_dirs(berth, model):
+    return [d for d in (berth.data_dir / "models").iterdir() if d.name.startswith(model.lower() + "-") and d.is_dir()]
+
+
+def test_tar_gz_object_is_downloaded_once_and_served(berth, sm, runtime, bucket):
+    s3, name = bucket
+    onnx_bytes = iris_onnx()
+    s3.put_object(Bucket=name, Key="iris/model.tar.gz", Body=tar_gz({"model.onnx": onnx_bytes}))
+    ep, d = endpoint_for(sm, f"s3://{name}/iris/model.tar.gz")
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    labels = session.run(None, {session.get_inputs()[0].name: X[::10]})[0]
+    body = "\n".join(",".join(str(float(v)) for v in row) for row in X[::10])
+    got = json.loads(runtime.invoke_endpoint(EndpointName=ep, ContentType="text/csv", Body=body)["Body"].read())
+    assert [p["label"] for p in got["predictions"]] == [int(v) for v in labels]
+    # Two instances, one model directory.
+    assert len(model_dirs(berth, ep)) == 1
+
+
+def test_changed_object_is_fetched_again(berth, sm, runtime, bucket, tmp_path):
+    s3, name = bucket
+    s3.put_object(Bucket=name, Key="echo/model.tar.gz", Body=tar_gz({"model.txt": b"first"}))
+    model = unique("echo-s3")
+    create_echo_model(sm, model, data_url=f"s3://{name}/echo/model.tar.gz")
+    for expected in ("first", "second"):
+        if expected == "second":
+            s3.put_object(Bucket=name, Key="echo/model.tar.gz", Body=tar_gz({"model.txt": b"second"}))
+        ep = unique("echo-ep")
+        sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("V", model)])
+        sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+        assert wait_status(sm, ep)["EndpointStatus"] == "InService"
+        assert json.loads(runtime.invoke_endpoint(EndpointName=ep, Body=b"x")["Body"].read())["model_file"] == expected
+    assert len(model_dirs(berth, model)) == 2
+
+
+def test_single_onnx_object(sm, runtime, bucket):
+    s3, name = bucket
+    s3.put_object(Bucket=name, Key="plain/iris.onnx", Body=iris_onnx())
+    ep, d = endpoint_for(sm, f"s3://{name}/plain/iris.onnx")
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    assert runtime.invoke_endpoint(EndpointName=ep, ContentType="text/csv", Accept="text/csv", Body="5.1,3.5,1.4,0.2")["Body"].read() == b"0\n"
+
+
+def test_missing_object_and_bucket_fail_with_the_reason(sm, bucket):
+    _, name = bucket
+    _, d = endpoint_for(sm, f"s3://{name}/absent/model.tar.gz")
+    assert d["EndpointStatus"] == "Failed"
+    assert f"s3://{name}/absent/model.tar.gz was not found" in d["FailureReason"]
+    _, d = endpoint_for(sm, f"s3://{unique('nobucket')}/model.tar.gz")
+    assert d["EndpointStatus"] == "Failed"
+    assert "was not found" in d["FailureReason"]
+
+
+@pytest.mark.parametrize(
+    "files, phrase",
+    [
+        ({"../escape.txt": b"x"}, "escape.txt"),
+        ("corrupt", "model archive"),
+    ],
+)
+def test_bad_archives_from_s3_fail_the_endpoint(sm, bucket, files, phrase):
+    s3, name = bucket
+    key = f"bad/{unique('a')}.tar.gz"
+    body = tar_gz({"model.onnx": iris_onnx()})[:200] if files == "corrupt" else tar_gz(files)
+    s3.put_object(Bucket=name, Key=key, Body=body)
+    _, d = endpoint_for(sm, f"s3://{name}/{key}")
+    assert d["EndpointStatus"] == "Failed"
+    assert phrase in d["FailureReason"], d["FailureReason"]
