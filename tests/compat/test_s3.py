@@ -118,3 +118,62 @@ def test_bad_archives_from_s3_fail_the_endpoint(sm, bucket, files, phrase):
     _, d = endpoint_for(sm, f"s3://{name}/{key}")
     assert d["EndpointStatus"] == "Failed"
     assert phrase in d["FailureReason"], d["FailureReason"]
+
+
+def data_source(uri, data_type, compression):
+    return {"S3DataSource": {"S3Uri": uri, "S3DataType": data_type, "CompressionType": compression}}
+
+
+def endpoint_for_source(sm, source, image="berth/onnx"):
+    name = unique("src")
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": image, "ModelDataSource": source}, ExecutionRoleArn=ROLE)
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name)])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    return name, wait_status(sm, name)
+
+
+def test_prefix_of_files(sm, runtime, bucket):
+    s3, name = bucket
+    prefix = f"prefix/{unique('p')}/"
+    s3.put_object(Bucket=name, Key=prefix + "model.onnx", Body=iris_onnx())
+    s3.put_object(Bucket=name, Key=prefix + "extra/notes.txt", Body=b"kept beside the model")
+    source = data_source(f"s3://{name}/{prefix}", "S3Prefix", "None")
+    ep, d = endpoint_for_source(sm, source)
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    assert sm.describe_model(ModelName=ep)["PrimaryContainer"]["ModelDataSource"] == source
+    assert runtime.invoke_endpoint(EndpointName=ep, ContentType="text/csv", Accept="text/csv", Body="6.7,3.0,5.2,2.3")["Body"].read() == b"2\n"
+
+    _, d = endpoint_for_source(sm, data_source(f"s3://{name}/prefix/{unique('empty')}/", "S3Prefix", "None"))
+    assert d["EndpointStatus"] == "Failed"
+    assert "no objects under the prefix" in d["FailureReason"]
+
+
+def test_object_with_and_without_compression(sm, runtime, bucket):
+    s3, name = bucket
+    key = f"objects/{unique('o')}"
+    s3.put_object(Bucket=name, Key=key + "/packed", Body=tar_gz({"model.onnx": iris_onnx()}))
+    ep, d = endpoint_for_source(sm, data_source(f"s3://{name}/{key}/packed", "S3Object", "Gzip"))
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    # An uncompressed object is served as the file it is, even when its name looks like an archive.
+    s3.put_object(Bucket=name, Key=key + "/model.onnx", Body=iris_onnx())
+    ep, d = endpoint_for_source(sm, data_source(f"s3://{name}/{key}/model.onnx", "S3Object", "None"))
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    assert runtime.invoke_endpoint(EndpointName=ep, ContentType="text/csv", Accept="text/csv", Body="5.1,3.5,1.4,0.2")["Body"].read() == b"0\n"
+
+
+def test_model_data_source_validation(sm):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as e:
+        sm.create_model(
+            ModelName=unique("bad"),
+            PrimaryContainer={"Image": "berth/onnx", "ModelDataSource": data_source("s3://b/p/", "S3Prefix", "Gzip")},
+            ExecutionRoleArn=ROLE,
+        )
+    assert "Gzip" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError):
+        sm.create_model(
+            ModelName=unique("bad"),
+            PrimaryContainer={"Image": "berth/onnx", "ModelDataUrl": "s3://b/m.tar.gz", "ModelDataSource": data_source("s3://b/p/", "S3Prefix", "None")},
+            ExecutionRoleArn=ROLE,
+        )

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use berth_control::{
     CreateEndpoint, CreateEndpointConfig, CreateModel, DesiredWeightAndCapacity, ListQuery, SortKey, UpdateEndpoint, VariantProperty,
 };
-use berth_domain::{ContainerSpec, Endpoint, EndpointConfig, EndpointStatus, Model, RoutingStrategy, Timestamp, VariantSpec};
+use berth_domain::{ContainerSpec, Endpoint, EndpointConfig, EndpointStatus, Model, RoutingStrategy, S3DataSource, Timestamp, VariantSpec};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -244,15 +244,41 @@ fn list_query(input: ListInput) -> Result<ListQuery, ApiError> {
 // ---- models ---------------------------------------------------------------------------
 
 fn container_spec(c: ContainerDefinition) -> Result<ContainerSpec, ApiError> {
-    unsupported(c.model_data_source.is_some(), "ModelDataSource")?;
     unsupported(c.model_package_name.is_some(), "ModelPackageName")?;
     let image = c.image.ok_or_else(|| ApiError::validation("Image must be specified in every container definition."))?;
+    if c.model_data_url.is_some() && c.model_data_source.is_some() {
+        return Err(ApiError::validation("Specify either ModelDataUrl or ModelDataSource, not both."));
+    }
+    let model_data_source = match c.model_data_source {
+        None => None,
+        Some(source) => {
+            let s = source.s3_data_source;
+            let prefix = match s.s3_data_type.as_str() {
+                "S3Prefix" => true,
+                "S3Object" => false,
+                other => return Err(enum_error("S3DataType", other, &["S3Prefix", "S3Object"])),
+            };
+            let gzip = match s.compression_type.as_str() {
+                "None" => false,
+                "Gzip" => true,
+                other => return Err(enum_error("CompressionType", other, &["None", "Gzip"])),
+            };
+            if prefix && gzip {
+                return Err(ApiError::validation("CompressionType Gzip needs S3DataType S3Object: a prefix holds uncompressed files."));
+            }
+            if !s.s3_uri.starts_with("s3://") {
+                return Err(ApiError::validation(format!("S3Uri '{}' must start with s3://.", s.s3_uri)));
+            }
+            Some(S3DataSource { s3_uri: s.s3_uri, prefix, gzip })
+        }
+    };
     Ok(ContainerSpec {
         hostname: c.container_hostname,
         image,
         model_data_url: c.model_data_url,
         environment: c.environment.unwrap_or_default(),
         mode: c.mode,
+        model_data_source,
     })
 }
 
@@ -262,7 +288,14 @@ fn container_definition(c: &ContainerSpec) -> ContainerDefinition {
         image: Some(c.image.clone()),
         mode: c.mode.clone(),
         model_data_url: c.model_data_url.clone(),
-        model_data_source: None,
+        model_data_source: c.model_data_source.as_ref().map(|s| wire::ModelDataSource {
+            s3_data_source: wire::S3ModelDataSource {
+                s3_uri: s.s3_uri.clone(),
+                s3_data_type: if s.prefix { "S3Prefix" } else { "S3Object" }.into(),
+                compression_type: if s.gzip { "Gzip" } else { "None" }.into(),
+                model_access_config: None,
+            },
+        }),
         environment: (!c.environment.is_empty()).then(|| c.environment.clone()),
         model_package_name: None,
     }

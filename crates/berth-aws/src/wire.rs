@@ -13,6 +13,24 @@ pub struct Tag {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+pub struct ModelDataSource {
+    pub s3_data_source: S3ModelDataSource,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct S3ModelDataSource {
+    #[serde(rename = "S3Uri")]
+    pub s3_uri: String,
+    #[serde(rename = "S3DataType")]
+    pub s3_data_type: String,
+    pub compression_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_access_config: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct ContainerDefinition {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_hostname: Option<String>,
@@ -23,7 +41,7 @@ pub struct ContainerDefinition {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_data_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_data_source: Option<serde_json::Value>,
+    pub model_data_source: Option<ModelDataSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

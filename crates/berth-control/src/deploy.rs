@@ -3,7 +3,7 @@
 
 use crate::Controller;
 use berth_domain::{instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
-use berth_instances::{Instance, InstanceSpec};
+use berth_instances::{Instance, InstanceSpec, ModelData};
 use berth_router::{EndpointRoute, VariantRoute};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,7 +115,7 @@ impl Controller {
         let image = Image::parse(&container.image).map_err(|e| fail(e.to_string()))?;
         let model_dir = self
             .artifacts
-            .prepare(&v.model_name, container.model_data_url.as_deref())
+            .prepare(&v.model_name, model_data(container))
             .await
             .map_err(|e| fail(format!("could not prepare model data: {e}")))?;
         let timeout =
@@ -188,5 +188,15 @@ impl Controller {
             tokio::spawn(stop_all(retired));
         }
         Ok(true)
+    }
+}
+
+/// Where a container's model data is, in the terms of the artifact store.
+fn model_data(c: &ContainerSpec) -> ModelData<'_> {
+    match (&c.model_data_url, &c.model_data_source) {
+        (Some(url), _) => ModelData::Url(url),
+        (None, Some(s)) if s.prefix => ModelData::S3Prefix(&s.s3_uri),
+        (None, Some(s)) => ModelData::S3Object { uri: &s.s3_uri, gzip: s.gzip },
+        (None, None) => ModelData::None,
     }
 }

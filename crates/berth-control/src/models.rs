@@ -141,7 +141,7 @@ fn check_container(c: &ContainerSpec) -> Result<(), ControlError> {
                 Err(e) => return Err(ControlError::Validation(format!("Requested image {} not found: {e}.", c.image))),
             }
         }
-        Image::Builtin(_) if c.model_data_url.is_none() => {
+        Image::Builtin(_) if c.model_data_url.is_none() && c.model_data_source.is_none() => {
             return Err(ControlError::Validation(format!(
                 "Image {} serves the model in the model data: set ModelDataUrl to an .onnx file, a directory or a .tar.gz holding one.",
                 c.image

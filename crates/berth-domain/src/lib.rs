@@ -17,7 +17,7 @@ pub use endpoint::{Endpoint, EndpointStatus, VariantState};
 pub use endpoint_config::{EndpointConfig, RoutingStrategy, VariantSpec};
 pub use error::DomainError;
 pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
-pub use model::{BuiltinImage, ContainerSpec, Image, Model};
+pub use model::{BuiltinImage, ContainerSpec, Image, Model, S3DataSource};
 pub use names::{validate_name, Account, ResourceKind};
 pub use time::Timestamp;
 pub use weights::pick_weighted;

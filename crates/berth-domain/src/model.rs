@@ -33,6 +33,17 @@ pub struct ContainerSpec {
     pub model_data_url: Option<String>,
     pub environment: BTreeMap<String, String>,
     pub mode: Option<String>,
+    /// `ModelDataSource.S3DataSource`, the alternative to `model_data_url`.
+    #[serde(default)]
+    pub model_data_source: Option<S3DataSource>,
+}
+
+/// Model data by S3 URI: a prefix of files, or one object (gzipped tar or plain file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3DataSource {
+    pub s3_uri: String,
+    pub prefix: bool,
+    pub gzip: bool,
 }
 
 /// How berth runs a container image.

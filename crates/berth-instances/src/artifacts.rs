@@ -19,15 +19,68 @@ pub enum ArtifactError {
     Io(String),
 }
 
+/// Where a model's data is, as its container definition says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelData<'a> {
+    None,
+    /// `ModelDataUrl`: a directory, an archive or a single file, told apart by its name.
+    Url(&'a str),
+    /// `ModelDataSource.S3DataSource` with `S3DataType: S3Prefix`: every object under a prefix.
+    S3Prefix(&'a str),
+    /// `S3DataType: S3Object`: a gzipped tar (`CompressionType: Gzip`) or a plain file.
+    S3Object {
+        uri: &'a str,
+        gzip: bool,
+    },
+}
+
+impl ModelData<'_> {
+    /// What the cache key is made of (with the S3 version added).
+    fn identity(&self) -> String {
+        match self {
+            ModelData::None => String::new(),
+            ModelData::Url(u) => u.to_string(),
+            ModelData::S3Prefix(u) => format!("{u}|prefix"),
+            ModelData::S3Object { uri, gzip } => format!("{uri}|object|{gzip}"),
+        }
+    }
+}
+
+/// How a downloaded S3 object is laid out in the model directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ObjectLayout {
+    /// By the key's name, as for `ModelDataUrl`.
+    ByName,
+    Archive,
+    File,
+}
+
 /// Where model data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ArtifactSource {
     None,
     File(PathBuf),
-    S3(S3Location),
+    S3(S3Location, ObjectLayout),
+    S3Prefix(S3Location),
 }
 
 impl ArtifactSource {
+    fn from_data(data: ModelData<'_>) -> Result<Self, ArtifactError> {
+        let s3 = |uri: &str| match S3Location::parse(uri) {
+            Some(Ok(at)) => Ok(at),
+            Some(Err(e)) => Err(ArtifactError::Unsupported(e)),
+            None => Err(ArtifactError::Unsupported(format!("S3Uri '{uri}' must start with s3://"))),
+        };
+        match data {
+            ModelData::None => Ok(ArtifactSource::None),
+            ModelData::Url(url) => Self::parse(Some(url)),
+            ModelData::S3Prefix(uri) => Ok(ArtifactSource::S3Prefix(s3(uri)?)),
+            ModelData::S3Object { uri, gzip } => {
+                Ok(ArtifactSource::S3(s3(uri)?, if gzip { ObjectLayout::Archive } else { ObjectLayout::File }))
+            }
+        }
+    }
+
     fn parse(url: Option<&str>) -> Result<Self, ArtifactError> {
         let Some(url) = url else { return Ok(ArtifactSource::None) };
         if let Some(path) = url.strip_prefix("file://") {
@@ -40,7 +93,7 @@ impl ArtifactSource {
             return Ok(ArtifactSource::File(path));
         }
         if let Some(location) = S3Location::parse(url) {
-            return location.map(ArtifactSource::S3).map_err(ArtifactError::Unsupported);
+            return location.map(|at| ArtifactSource::S3(at, ObjectLayout::ByName)).map_err(ArtifactError::Unsupported);
         }
         Err(ArtifactError::Unsupported(format!(
             "ModelDataUrl '{url}' cannot be read: berth reads s3:// and file:// URLs (a .tar.gz, a .tar, a single file or a directory)"
@@ -70,13 +123,14 @@ impl ModelArtifacts {
 
     /// The model directory for `model_name` with the data at `url`, unpacked if needed. S3
     /// objects are cached by ETag: a changed object is fetched again, an unchanged one is not.
-    pub async fn prepare(&self, model_name: &str, url: Option<&str>) -> Result<PathBuf, ArtifactError> {
-        let source = ArtifactSource::parse(url)?;
+    pub async fn prepare(&self, model_name: &str, data: ModelData<'_>) -> Result<PathBuf, ArtifactError> {
+        let source = ArtifactSource::from_data(data)?;
         let version = match &source {
-            ArtifactSource::S3(at) => self.s3.etag(at).await?,
+            ArtifactSource::S3(at, _) => self.s3.etag(at).await?,
+            ArtifactSource::S3Prefix(at) => self.s3.listing(at).await?.iter().map(|(k, etag, _)| format!("{k}={etag};")).collect(),
             _ => String::new(),
         };
-        let key = format!("{}-{:016x}", model_name.to_ascii_lowercase(), stable_hash(&format!("{}\n{version}", url.unwrap_or(""))));
+        let key = format!("{}-{:016x}", model_name.to_ascii_lowercase(), stable_hash(&format!("{}\n{version}", data.identity())));
         let dir = self.root.join(&key);
         let _guard = self.lock.lock().await;
         if dir.join(COMPLETE_MARKER).exists() {
@@ -84,16 +138,31 @@ impl ModelArtifacts {
         }
         // Remote data is first streamed to a local file beside the model directory.
         let download_dir = self.root.join(format!("{key}.download"));
+        let fresh_download_dir = || async {
+            let _ = tokio::fs::remove_dir_all(&download_dir).await;
+            tokio::fs::create_dir_all(&download_dir)
+                .await
+                .map_err(|e| ArtifactError::Io(format!("cannot create {}: {e}", download_dir.display())))
+        };
         let local = match &source {
-            ArtifactSource::S3(at) => {
-                let _ = tokio::fs::remove_dir_all(&download_dir).await;
-                tokio::fs::create_dir_all(&download_dir)
-                    .await
-                    .map_err(|e| ArtifactError::Io(format!("cannot create {}: {e}", download_dir.display())))?;
+            ArtifactSource::S3(at, layout) => {
+                fresh_download_dir().await?;
                 let name = at.key.rsplit('/').next().filter(|n| !n.is_empty() && *n != "." && *n != "..").unwrap_or("model");
+                let name = match layout {
+                    ObjectLayout::Archive => "model.tar.gz".to_string(),
+                    // A plain object keeps its name, marked so that it is copied, never unpacked.
+                    ObjectLayout::File => format!("{name}{PLAIN_FILE_SUFFIX}"),
+                    ObjectLayout::ByName => name.to_string(),
+                };
                 let file = download_dir.join(name);
                 self.s3.download(at, &file, self.limits.max_total_bytes).await?;
                 ArtifactSource::File(file)
+            }
+            ArtifactSource::S3Prefix(at) => {
+                fresh_download_dir().await?;
+                let tree = download_dir.join("tree");
+                self.download_prefix(at, &tree).await?;
+                ArtifactSource::File(tree)
             }
             other => other.clone(),
         };
@@ -109,6 +178,46 @@ impl ModelArtifacts {
 }
 
 const COMPLETE_MARKER: &str = ".complete";
+/// Appended to a downloaded plain S3 object's name so that `populate` copies it as a file
+/// (without the suffix) even when its name looks like an archive.
+const PLAIN_FILE_SUFFIX: &str = ".berth-plain";
+
+impl ModelArtifacts {
+    /// Downloads every object under a prefix into `dest`, keeping the paths below the prefix;
+    /// keys that would land outside `dest` (`..`) are refused.
+    async fn download_prefix(&self, at: &S3Location, dest: &Path) -> Result<(), ArtifactError> {
+        let objects = self.s3.listing(at).await?;
+        if objects.is_empty() {
+            return Err(ArtifactError::NotFound(format!("model data {at} was not found (no objects under the prefix)")));
+        }
+        if objects.len() as u64 > self.limits.max_entries {
+            return Err(ArtifactError::Unsafe(format!("model data {at} holds more than {} objects", self.limits.max_entries)));
+        }
+        let mut total = 0u64;
+        for (key, _, size) in objects {
+            let rel = key.strip_prefix(&at.key).unwrap_or(&key).trim_start_matches('/');
+            let Some(rel) = inside(Path::new(rel)).filter(|r| !r.as_os_str().is_empty()) else {
+                if key.ends_with('/') {
+                    continue; // a "directory" placeholder object
+                }
+                return Err(ArtifactError::Unsafe(format!("object key '{key}' would land outside the model directory")));
+            };
+            total += size;
+            if total > self.limits.max_total_bytes {
+                return Err(ArtifactError::Unsafe(format!("model data {at} holds more than {} bytes", self.limits.max_total_bytes)));
+            }
+            let file = dest.join(rel);
+            if let Some(parent) = file.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| ArtifactError::Io(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            let object = S3Location { bucket: at.bucket.clone(), key };
+            self.s3.download(&object, &file, self.limits.max_total_bytes).await?;
+        }
+        Ok(())
+    }
+}
 
 /// Fills `dir/data` from the source; `dir/.complete` marks success so a crash half-way
 /// through is redone on the next start.
@@ -119,17 +228,23 @@ fn populate(source: &ArtifactSource, dir: &Path, limits: ExtractLimits) -> Resul
     fs::create_dir_all(&data).map_err(|e| io(&format!("cannot create {}", data.display()), e))?;
     match source {
         ArtifactSource::None => {}
-        ArtifactSource::S3(at) => return Err(ArtifactError::Io(format!("{at} must be downloaded before it is unpacked"))),
+        ArtifactSource::S3(at, _) | ArtifactSource::S3Prefix(at) => {
+            return Err(ArtifactError::Io(format!("{at} must be downloaded before it is unpacked")))
+        }
         ArtifactSource::File(path) => {
             let meta =
                 fs::metadata(path).map_err(|e| ArtifactError::NotFound(format!("cannot read model data at {}: {e}", path.display())))?;
             if meta.is_dir() {
                 copy_tree(path, path, &data, limits, &mut 0)?;
             } else {
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let full_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let plain = full_name.strip_suffix(PLAIN_FILE_SUFFIX);
+                let name = plain.unwrap_or(full_name);
                 let file = fs::File::open(path).map_err(|e| io(&format!("cannot open {}", path.display()), e))?;
                 let reader = BufReader::new(file);
-                let unpacked = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+                let unpacked = if plain.is_some() {
+                    None
+                } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
                     Some(unpack_tar(flate2::read::GzDecoder::new(reader), &data, limits))
                 } else if name.ends_with(".tar") {
                     Some(unpack_tar(reader, &data, limits))
@@ -216,13 +331,13 @@ mod tests {
         std::os::unix::fs::symlink("/etc/hostname", src.join("escape")).unwrap();
         let artifacts = ModelArtifacts::new(tmp.path().join("models"), ExtractLimits::default());
         let url = format!("file://{}", src.display());
-        let err = artifacts.prepare("m", Some(&url)).await.unwrap_err();
+        let err = artifacts.prepare("m", ModelData::Url(&url)).await.unwrap_err();
         assert!(err.to_string().contains("links outside"), "{err}");
         fs::remove_file(src.join("escape")).unwrap();
-        let dir = artifacts.prepare("m", Some(&url)).await.unwrap();
+        let dir = artifacts.prepare("m", ModelData::Url(&url)).await.unwrap();
         assert_eq!(fs::read(dir.join("sub/w.bin")).unwrap(), b"w");
         let file_url = format!("file://{}", src.join("sub/w.bin").display());
-        let dir2 = artifacts.prepare("m", Some(&file_url)).await.unwrap();
+        let dir2 = artifacts.prepare("m", ModelData::Url(&file_url)).await.unwrap();
         assert_eq!(fs::read(dir2.join("w.bin")).unwrap(), b"w");
         assert_ne!(dir, dir2);
     }

@@ -15,7 +15,7 @@ mod process;
 mod s3;
 mod slot;
 
-pub use artifacts::{ArtifactError, ModelArtifacts};
+pub use artifacts::{ArtifactError, ModelArtifacts, ModelData};
 pub use extract::ExtractLimits;
 pub use process::{Instance, ProcessBackend, SupervisorSettings};
 pub use slot::{InFlight, InstanceSlot};

@@ -57,6 +57,35 @@ impl S3Source {
         Ok(head.e_tag().unwrap_or_default().trim_matches('"').to_string())
     }
 
+    /// Every object under a prefix: key, ETag and size, in key order.
+    pub(crate) async fn listing(&self, at: &S3Location) -> Result<Vec<(String, String, u64)>, ArtifactError> {
+        let client = self.client().await;
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .list_objects_v2()
+                .bucket(&at.bucket)
+                .prefix(&at.key)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| describe(at, e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    let etag = object.e_tag().unwrap_or_default().trim_matches('"').to_string();
+                    out.push((key.to_string(), etag, object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0)));
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Streams the object to `dest` (never whole in memory) and checks that all of it arrived.
     pub(crate) async fn download(&self, at: &S3Location, dest: &Path, max_bytes: u64) -> Result<u64, ArtifactError> {
         let object = self.client().await.get_object().bucket(&at.bucket).key(&at.key).send().await.map_err(|e| describe(at, e))?;

@@ -205,6 +205,7 @@ mod tests {
                 model_data_url: None,
                 environment: Default::default(),
                 mode: None,
+                model_data_source: None,
             }],
             execution_role_arn: None,
             enable_network_isolation: None,

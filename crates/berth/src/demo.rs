@@ -37,6 +37,7 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
                 model_data_url: Some(format!("file://{}", path.display())),
                 environment: Default::default(),
                 mode: None,
+                model_data_source: None,
             }],
             execution_role_arn: Some("arn:aws:iam::123456789012:role/berth-demo".into()),
             enable_network_isolation: None,
