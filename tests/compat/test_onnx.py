@@ -206,3 +206,34 @@ def test_builtin_image_needs_model_data(sm):
     with pytest.raises(ClientError) as e:
         sm.create_model(ModelName=unique("nodata"), PrimaryContainer={"Image": "berth/onnx"}, ExecutionRoleArn=ROLE)
     assert "ModelDataUrl" in error_message(e)
+
+
+def test_npy_input(sm, runtime, tmp_path):
+    import io
+
+    from sklearn.linear_model import LogisticRegression
+
+    onnx_bytes = export(LogisticRegression(max_iter=500).fit(IRIS_X, IRIS_Y), IRIS_X, zipmap=False)
+    ep, _ = deploy_onnx(sm, tmp_path, onnx_bytes)
+    rows = IRIS_X[::30]
+    buf = io.BytesIO()
+    np.save(buf, rows.astype(np.float64))
+    got = json.loads(runtime.invoke_endpoint(EndpointName=ep, ContentType="application/x-npy", Body=buf.getvalue())["Body"].read())
+    assert [p["label"] for p in got["predictions"]] == [int(v) for v in reference(onnx_bytes, rows)[0]]
+
+
+def test_lightgbm_matches_onnxruntime(sm, runtime, tmp_path):
+    lightgbm = pytest.importorskip("lightgbm")
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    model = lightgbm.LGBMClassifier(n_estimators=10, num_leaves=7, verbose=-1).fit(IRIS_X, IRIS_Y)
+    onnx_model = convert_lightgbm(model, initial_types=[("input", FloatTensorType([None, 4]))], zipmap=False, target_opset=15)
+    onnx_bytes = onnx_model.SerializeToString()
+    ep, d = deploy_onnx(sm, tmp_path, onnx_bytes)
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    rows = IRIS_X[::6]
+    labels, probabilities = reference(onnx_bytes, rows)[:2]
+    got = json.loads(runtime.invoke_endpoint(EndpointName=ep, ContentType="text/csv", Body=csv(rows))["Body"].read())["predictions"]
+    assert [p["label"] for p in got] == [int(v) for v in labels]
+    np.testing.assert_allclose([p["probabilities"] for p in got], probabilities, rtol=1e-5, atol=1e-6)

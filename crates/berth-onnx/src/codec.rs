@@ -11,7 +11,7 @@ use serde_json::Value;
 /// A client error: the body or its headers are not something the model can take.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InputError {
-    #[error("unsupported content type '{0}': berth/onnx accepts text/csv and application/json")]
+    #[error("unsupported content type '{0}': berth/onnx accepts text/csv, application/json and application/x-npy")]
     ContentType(String),
     #[error("unsupported accept type '{0}': berth/onnx answers text/csv or application/json")]
     Accept(String),
@@ -39,12 +39,61 @@ fn media_type(header: &str) -> String {
 
 /// Parses a body of `content_type` (absent: CSV, as SageMaker's built-in algorithms assume).
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Rows, InputError> {
+    if content_type.map(media_type).as_deref() == Some("application/x-npy") {
+        return parse_npy(body);
+    }
     let text = std::str::from_utf8(body).map_err(|_| InputError::Malformed("the body is not UTF-8 text".into()))?;
     match content_type.map(media_type).as_deref() {
         None | Some("") | Some("text/csv") => parse_csv(text),
         Some("application/json") | Some("application/jsonlines") => parse_json(text),
         Some(other) => Err(InputError::ContentType(other.to_string())),
     }
+}
+
+/// A NumPy `.npy` array (format 1.0–3.0): little-endian float32, float64 or int64, C order,
+/// one row (`(m,)`) or rows (`(n, m)`).
+fn parse_npy(body: &[u8]) -> Result<Rows, InputError> {
+    let bad = |m: &str| InputError::Malformed(format!("the body is not a NumPy .npy array this worker reads: {m}"));
+    if body.len() < 10 || &body[..6] != b"\x93NUMPY" {
+        return Err(bad("no .npy magic"));
+    }
+    let (header_len, start) = match body[6] {
+        1 => (u16::from_le_bytes([body[8], body[9]]) as usize, 10),
+        2 | 3 if body.len() >= 12 => (u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize, 12),
+        v => return Err(bad(&format!("format version {v}"))),
+    };
+    let header = body.get(start..start + header_len).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(|| bad("truncated header"))?;
+    let field = |name: &str| {
+        let at = header.find(&format!("'{name}':"))? + name.len() + 3;
+        Some(header[at..].trim_start())
+    };
+    if field("fortran_order").is_some_and(|v| v.starts_with("True")) {
+        return Err(bad("Fortran order; send a C-ordered array"));
+    }
+    let descr = field("descr").and_then(|v| v.strip_prefix('\'')).and_then(|v| v.split('\'').next()).ok_or_else(|| bad("no descr"))?;
+    let shape_text = field("shape").and_then(|v| v.strip_prefix('(')).and_then(|v| v.split(')').next()).ok_or_else(|| bad("no shape"))?;
+    let dims: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse().map_err(|_| bad("shape")))
+        .collect::<Result<_, _>>()?;
+    let (n_rows, n_features) = match dims.as_slice() {
+        [m] => (1, *m),
+        [n, m] => (*n, *m),
+        _ => return Err(bad(&format!("{} dimensions; send rows of features (1 or 2 dimensions)", dims.len()))),
+    };
+    let data = &body[start + header_len..];
+    let values: Vec<f64> = match descr {
+        "<f4" => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+        "<f8" => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
+        "<i8" => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect(),
+        other => return Err(bad(&format!("element type {other}; send <f4, <f8 or <i8"))),
+    };
+    if values.len() != n_rows * n_features || n_rows * n_features == 0 {
+        return Err(bad(&format!("{} values for shape {dims:?}", values.len())));
+    }
+    Ok(Rows { values, n_rows, n_features })
 }
 
 /// Chooses the answer's format from `Accept` (absent or `*/*`: JSON).
@@ -246,6 +295,23 @@ mod tests {
         assert_eq!(parse(Some("application/json"), b"[1,2,3]").unwrap().n_rows, 1);
         assert!(parse(Some("application/json"), br#"{"rows": []}"#).unwrap_err().to_string().contains("instances"));
         assert!(parse(Some("application/json"), br#"[[1,"a"]]"#).unwrap_err().to_string().contains("row 1, field 2"));
+    }
+
+    #[test]
+    fn npy_arrays() {
+        // numpy.save of np.array([[1, 2], [3, 4]], dtype=np.float32)
+        let mut body = b"\x93NUMPY\x01\x00".to_vec();
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
+        let padded = format!("{header:<117}\n");
+        body.extend_from_slice(&(padded.len() as u16).to_le_bytes());
+        body.extend_from_slice(padded.as_bytes());
+        for v in [1f32, 2.0, 3.0, 4.0] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        let r = parse(Some("application/x-npy"), &body).unwrap();
+        assert_eq!((r.n_rows, r.n_features, r.values), (2, 2, vec![1.0, 2.0, 3.0, 4.0]));
+        assert!(parse(Some("application/x-npy"), &body[..body.len() - 4]).unwrap_err().to_string().contains("3 values"));
+        assert!(parse(Some("application/x-npy"), b"not npy at all").is_err());
     }
 
     #[test]

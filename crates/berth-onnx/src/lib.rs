@@ -55,5 +55,6 @@ pub async fn run(settings: WorkerSettings) -> Result<(), WorkerError> {
     tracing::info!(model = %model.path.display(), features = ?model.features, "model loaded");
     let addr = SocketAddr::from(([127, 0, 0, 1], settings.port));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| WorkerError::Listen { port: settings.port, source })?;
+    tracing::info!(%addr, "serving the SageMaker container contract");
     axum::serve(listener, server::app(Arc::new(model))).await.map_err(|source| WorkerError::Listen { port: settings.port, source })
 }
