@@ -1,6 +1,7 @@
 """s3:// model data from a real S3-compatible server (moto_server)."""
 
 import io
+import threading
 import json
 import tarfile
 
@@ -8,7 +9,7 @@ import boto3
 import numpy as np
 import pytest
 
-from conftest import CREDENTIALS, ROLE, create_echo_model, unique, variant, wait_status
+from conftest import CREDENTIALS, ROLE, create_echo_model, s3_env, unique, variant, wait_status
 
 onnxruntime = pytest.importorskip("onnxruntime")
 from sklearn.datasets import load_iris  # noqa: E402
@@ -177,3 +178,62 @@ def test_model_data_source_validation(sm):
             PrimaryContainer={"Image": "berth/onnx", "ModelDataUrl": "s3://b/m.tar.gz", "ModelDataSource": data_source("s3://b/p/", "S3Prefix", "None")},
             ExecutionRoleArn=ROLE,
         )
+
+
+class TruncatingS3(threading.Thread):
+    """An S3 endpoint that fails one way on purpose: GetObject promises 100,000 bytes, sends
+    1,000 and closes the connection. (Only for this failure; real S3 behaviour is moto's.)"""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        import http.server
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def headers_out(self):
+                self.send_response(200)
+                self.send_header("ETag", '"abc"')
+                self.send_header("Content-Length", "100000")
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+
+            def do_HEAD(self):
+                self.headers_out()
+
+            def do_GET(self):
+                outer.gets += 1
+                self.headers_out()
+                self.wfile.write(b"\x1f\x8b" + b"\0" * 998)
+                self.wfile.flush()
+                self.close_connection = True
+
+        self.gets = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def run(self):
+        self.server.serve_forever()
+
+
+def test_truncated_download_fails_the_endpoint(own_berth):
+    fake = TruncatingS3()
+    fake.start()
+    try:
+        server = own_berth(env=s3_env(fake.url))
+        sm = server.sm()
+        name = unique("trunc")
+        create_echo_model(sm, name, data_url="s3://bucket/model.tar.gz")
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name)])
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        d = wait_status(sm, name, timeout=120)
+        assert d["EndpointStatus"] == "Failed"
+        assert "s3://bucket/model.tar.gz" in d["FailureReason"] and ("truncated" in d["FailureReason"] or "failed after" in d["FailureReason"]), d["FailureReason"]
+        assert fake.gets >= 1
+    finally:
+        fake.server.shutdown()
