@@ -1,6 +1,7 @@
 """Endpoint lifecycle, DescribeEndpoint's shape, listing, failures, and InvokeEndpoint's contract."""
 
 import json
+import os
 
 import pytest
 from botocore.exceptions import ClientError
@@ -201,3 +202,20 @@ def test_invoke_contract(berth, sm, runtime, tmp_path):
     # Exactly 6 MB is allowed.
     big = runtime.invoke_endpoint(EndpointName=name, Body=b"y" * (6 * 1024 * 1024))
     assert len(json.loads(big["Body"].read())["body"]) == 6 * 1024 * 1024
+
+
+def test_instances_are_told_their_size(sm, runtime):
+    cores = len(os.sched_getaffinity(0))
+    name = unique("sized")
+    create_echo_model(sm, name)
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{**variant("Small", name), "InstanceType": "ml.t2.medium"}, {**variant("Big", name), "InstanceType": "ml.c5.4xlarge"}],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    wait_status(sm, name)
+    small = json.loads(runtime.invoke_endpoint(EndpointName=name, Body=b"x", TargetVariant="Small")["Body"].read())
+    big = json.loads(runtime.invoke_endpoint(EndpointName=name, Body=b"x", TargetVariant="Big")["Body"].read())
+    assert (small["instance_type"], small["worker_threads"]) == ("ml.t2.medium", "1")
+    # 16 vCPUs, capped by the host's cores so that instances do not oversubscribe the machine.
+    assert (big["instance_type"], big["worker_threads"]) == ("ml.c5.4xlarge", str(min(16, cores)))

@@ -237,3 +237,41 @@ def test_truncated_download_fails_the_endpoint(own_berth):
         assert fake.gets >= 1
     finally:
         fake.server.shutdown()
+
+
+def test_denied_access_fails_the_endpoint(own_berth, tmp_path):
+    # A second moto_server that enforces authentication: berth's credentials are unknown to it.
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    moto_server = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "moto-auth.log", "ab")
+    proc = subprocess.Popen([moto_server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "moto_server did not start"
+                time.sleep(0.1)
+        server = own_berth(env=s3_env(f"http://127.0.0.1:{port}"))
+        sm = server.sm()
+        name = unique("denied")
+        create_echo_model(sm, name, data_url="s3://private-bucket/model.tar.gz")
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name)])
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        d = wait_status(sm, name, timeout=60)
+        assert d["EndpointStatus"] == "Failed"
+        assert "access to model data s3://private-bucket/model.tar.gz was denied" in d["FailureReason"], d["FailureReason"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -87,6 +87,8 @@ class Handler(BaseHTTPRequestHandler):
             "accept": self.headers.get("Accept"),
             "custom_attributes": self.headers.get("X-Amzn-SageMaker-Custom-Attributes"),
             "inference_id": self.headers.get("X-Amzn-SageMaker-Inference-Id"),
+            "worker_threads": os.environ.get("BERTH_WORKER_THREADS"),
+            "instance_type": os.environ.get("BERTH_INSTANCE_TYPE"),
             "body": body.decode("utf-8", "replace"),
         }
         extra = {}
