@@ -27,7 +27,7 @@ def classifiers():
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import Normalizer, StandardScaler
     from sklearn.tree import DecisionTreeClassifier
 
     return {
@@ -37,6 +37,7 @@ def classifiers():
         "boosting": GradientBoostingClassifier(n_estimators=20, random_state=0),
         "mlp": MLPClassifier(hidden_layer_sizes=(16,), max_iter=2000, random_state=0),
         "scaled-logistic": make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
+        "normalized-forest": make_pipeline(Normalizer(), RandomForestClassifier(n_estimators=10, random_state=0)),
     }
 
 
@@ -237,3 +238,31 @@ def test_lightgbm_matches_onnxruntime(sm, runtime, tmp_path):
     got = json.loads(runtime.invoke_endpoint(EndpointName=ep, ContentType="text/csv", Body=csv(rows))["Body"].read())["predictions"]
     assert [p["label"] for p in got] == [int(v) for v in labels]
     np.testing.assert_allclose([p["probabilities"] for p in got], probabilities, rtol=1e-5, atol=1e-6)
+
+
+def test_missing_onnx_runtime_fails_with_what_to_install(own_berth, tmp_path):
+    server = own_berth(env={"BERTH_ORT_DYLIB": str(tmp_path / "no-such-libonnxruntime.so")})
+    from sklearn.linear_model import LogisticRegression
+
+    _, d = deploy_onnx(server.sm(), tmp_path, export(LogisticRegression(max_iter=500).fit(IRIS_X, IRIS_Y), IRIS_X, zipmap=False))
+    assert d["EndpointStatus"] == "Failed"
+    assert "BERTH_ORT_DYLIB is set to" in d["FailureReason"] and "not a file" in d["FailureReason"], d["FailureReason"]
+
+
+def test_onnx_runtime_not_found_anywhere_says_what_to_install(own_berth, tmp_path):
+    # A PATH whose python3 has no onnxruntime package, no BERTH_ORT_DYLIB, no copy in the data dir.
+    import os
+    import subprocess
+
+    bare_path = "/usr/bin:/bin"
+    probe = subprocess.run(["python3", "-c", "import onnxruntime"], env={"PATH": bare_path}, capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip("the system python3 has onnxruntime")
+    if os.environ.get("BERTH_ORT_DYLIB") or os.environ.get("ORT_DYLIB_PATH"):
+        pytest.skip("this environment names an ONNX Runtime library explicitly")
+    server = own_berth(env={"PATH": bare_path})
+    from sklearn.linear_model import LogisticRegression
+
+    _, d = deploy_onnx(server.sm(), tmp_path, export(LogisticRegression(max_iter=500).fit(IRIS_X, IRIS_Y), IRIS_X, zipmap=False))
+    assert d["EndpointStatus"] == "Failed"
+    assert "ONNX Runtime was not found" in d["FailureReason"] and "pip install onnxruntime" in d["FailureReason"], d["FailureReason"]
