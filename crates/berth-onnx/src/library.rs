@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What to tell a person when no library is found.
-pub const INSTALL_HINT: &str = "install ONNX Runtime for the python3 on PATH (`python3 -m pip install onnxruntime`), \
-     or set BERTH_ORT_DYLIB to the path of libonnxruntime.so";
+pub const INSTALL_HINT: &str = "run `berth install-onnxruntime --data-dir <berth's data dir>`, \
+     or install it for the python3 on PATH (`python3 -m pip install onnxruntime`), or set BERTH_ORT_DYLIB to the path of libonnxruntime.so";
 
 /// Where the library was found, for logs and error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]

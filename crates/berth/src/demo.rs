@@ -9,7 +9,6 @@ use berth_control::{ControlError, Controller, CreateEndpoint, CreateEndpointConf
 use berth_domain::{ContainerSpec, VariantSpec};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 pub const ENDPOINT: &str = "demo";
@@ -17,8 +16,6 @@ const MODELS: [(&str, &str, &[u8]); 2] = [
     ("Variant1", "demo-iris-logistic", include_bytes!("../demo/iris-logistic.onnx")),
     ("Variant2", "demo-iris-forest", include_bytes!("../demo/iris-forest.onnx")),
 ];
-/// The onnxruntime release berth installs for itself when none is found.
-const ONNXRUNTIME_VERSION: &str = "1.32.0";
 
 /// Creates whatever part of the demo does not exist yet (a restart keeps the rest).
 pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Result<()> {
@@ -67,37 +64,6 @@ fn ignore_existing<T>(result: Result<T, ControlError>) -> anyhow::Result<()> {
         Ok(_) | Err(ControlError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(anyhow::anyhow!("deploying the demo: {e}")),
     }
-}
-
-/// Makes sure `berth/onnx` workers will find ONNX Runtime: if no library is found, installs the
-/// PyPI wheel's library into `<data-dir>/onnxruntime/` with python3's pip.
-pub fn ensure_onnxruntime(data_dir: &Path) -> anyhow::Result<()> {
-    if let Ok(found) = berth_onnx::library::find(Some(data_dir)) {
-        tracing::info!(library = %found.path.display(), how = found.how, "ONNX Runtime found");
-        return Ok(());
-    }
-    let target = data_dir.join("onnxruntime");
-    tracing::info!(version = ONNXRUNTIME_VERSION, dir = %target.display(), "ONNX Runtime not found; installing it with pip");
-    let download = data_dir.join("onnxruntime-download");
-    let _ = std::fs::remove_dir_all(&download);
-    let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:", "--target"])
-        .arg(&download)
-        .arg(format!("onnxruntime=={ONNXRUNTIME_VERSION}"))
-        .status()
-        .context("running python3 -m pip to install ONNX Runtime")?;
-    anyhow::ensure!(status.success(), "pip could not install onnxruntime=={ONNXRUNTIME_VERSION}: {}", berth_onnx::library::INSTALL_HINT);
-    std::fs::create_dir_all(&target)?;
-    for entry in std::fs::read_dir(download.join("onnxruntime").join("capi"))? {
-        let path = entry?.path();
-        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime")) {
-            std::fs::copy(&path, target.join(path.file_name().unwrap_or_default()))?;
-        }
-    }
-    let _ = std::fs::remove_dir_all(&download);
-    let found = berth_onnx::library::find(Some(data_dir)).map_err(|e| anyhow::anyhow!(e))?;
-    tracing::info!(library = %found.path.display(), "ONNX Runtime installed");
-    Ok(())
 }
 
 /// What a person needs to call the demo.

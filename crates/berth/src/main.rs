@@ -1,6 +1,7 @@
 //! The `berth` command: the server and its operator commands.
 
 mod demo;
+mod onnxruntime;
 mod serve;
 mod worker;
 
@@ -17,9 +18,23 @@ struct Cli {
 enum Command {
     /// Run the server: SageMaker control plane and runtime on one port.
     Serve(Box<serve::ServeArgs>),
+    /// Install ONNX Runtime (for berth/onnx) into the data directory with python3's pip, unless
+    /// one is found already.
+    InstallOnnxruntime {
+        /// The data directory berth serves from.
+        #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
+        data_dir: std::path::PathBuf,
+    },
     /// A built-in image's worker process (berth starts these itself).
     #[command(hide = true, subcommand)]
     Worker(worker::Worker),
+}
+
+fn install_onnxruntime(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).init();
+    std::fs::create_dir_all(data_dir)?;
+    onnxruntime::ensure_installed(&data_dir.canonicalize()?)
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +42,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Worker(worker) => worker::run(worker),
+        Command::InstallOnnxruntime { data_dir } => install_onnxruntime(&data_dir),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

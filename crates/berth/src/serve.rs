@@ -94,7 +94,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.canonicalize().with_context(|| format!("resolving {}", args.data_dir.display()))?;
     if args.demo {
         let dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || crate::demo::ensure_onnxruntime(&dir)).await??;
+        tokio::task::spawn_blocking(move || crate::onnxruntime::ensure_installed(&dir)).await??;
     }
     let db_path = data_dir.join("state.db");
     let store = SqliteStore::open(&db_path).with_context(|| format!("opening state database {}", db_path.display()))?;
