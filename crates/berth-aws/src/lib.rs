@@ -7,6 +7,7 @@
 
 mod control_plane;
 mod error;
+mod prometheus;
 mod runtime;
 mod wire;
 
@@ -32,6 +33,7 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/", post(control_plane::dispatch))
         .route("/endpoints/{name}/invocations", post(runtime::invoke))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(prometheus::metrics))
         // Bodies are read with their own limits in the handlers, to answer in SageMaker's shape.
         .layer(DefaultBodyLimit::disable())
         .with_state(edge)

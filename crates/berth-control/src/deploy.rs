@@ -87,6 +87,8 @@ impl Fleets {
                     .and_then(|f| f.variants.get(&v.name))
                     .map(|vf| vf.instances.iter().map(|i| i.slot().clone()).collect())
                     .unwrap_or_default(),
+                // Replaced by the routing table's own when the route is published.
+                metrics: Default::default(),
             })
             .collect();
         EndpointRoute { endpoint: endpoint.name.clone(), variants }

@@ -11,12 +11,18 @@ mod table;
 pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse};
 pub use table::{EndpointRoute, RoutingTable, VariantRoute};
 
+use berth_metrics::Outcome;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Routes invocations of endpoints to their instances.
 pub struct Router {
     table: Arc<RoutingTable>,
     forwarder: Forwarder,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// How many instances one request may try when an instance cannot be reached (it crashed or
@@ -33,22 +39,36 @@ impl Router {
     }
 
     pub async fn invoke(&self, endpoint: &str, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+        let started = Instant::now();
         let mut last_err = None;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 1..=MAX_ATTEMPTS {
             // Reload the route each attempt: a retry after a failed connect should see the
             // instances the controller has published since.
             let route = self.table.get(endpoint).ok_or(InvokeError::EndpointNotFound)?;
             let variant = route.pick_variant(req.target_variant.as_deref(), fastrand::f64())?;
             let Some((slot, in_flight)) = variant.pick_instance() else {
+                variant.metrics.record(Outcome::Unavailable, None, micros(started.elapsed()));
                 return Err(InvokeError::NoHealthyInstance { variant: variant.name.clone() });
             };
-            match self.forwarder.forward(&slot, &variant.name, &req).await {
-                Err(InvokeError::Unreachable { variant, message }) => {
-                    drop(in_flight);
-                    tracing::debug!(instance = %slot.id, %message, "instance unreachable; trying another");
-                    last_err = Some(InvokeError::Unreachable { variant, message });
-                }
-                other => return other,
+            let sent = Instant::now();
+            let result = self.forwarder.forward(&slot, &variant.name, &req).await;
+            let model = sent.elapsed();
+            drop(in_flight);
+            let outcome = match &result {
+                Err(InvokeError::Unreachable { .. }) if attempt < MAX_ATTEMPTS => None,
+                Err(InvokeError::Unreachable { .. }) => Some((Outcome::Unavailable, None)),
+                Ok(_) => Some((Outcome::Success, Some(model))),
+                Err(InvokeError::ModelError { status, .. }) if *status < 500 => Some((Outcome::ModelClientError, Some(model))),
+                Err(_) => Some((Outcome::ModelServerError, Some(model))),
+            };
+            if let Some((outcome, model)) = outcome {
+                let total = started.elapsed();
+                variant.metrics.record(outcome, model.map(micros), micros(total.saturating_sub(model.unwrap_or_default())));
+                return result;
+            }
+            if let Err(InvokeError::Unreachable { variant, message }) = result {
+                tracing::debug!(instance = %slot.id, %message, "instance unreachable; trying another");
+                last_err = Some(InvokeError::Unreachable { variant, message });
             }
         }
         Err(last_err.expect("at least one attempt was made"))

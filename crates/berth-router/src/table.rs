@@ -2,6 +2,7 @@ use crate::InvokeError;
 use arc_swap::ArcSwap;
 use berth_domain::{pick_weighted, RoutingStrategy};
 use berth_instances::{InFlight, InstanceSlot};
+use berth_metrics::{MetricsRegistry, VariantMetrics};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -9,6 +10,9 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct RoutingTable {
     endpoints: ArcSwap<HashMap<String, Arc<EndpointRoute>>>,
+    /// Per-variant metrics; a published route's variants record into these, so counters
+    /// outlive route changes.
+    metrics: MetricsRegistry,
 }
 
 impl RoutingTable {
@@ -20,8 +24,20 @@ impl RoutingTable {
         }
     }
 
+    pub fn metrics(&self) -> &MetricsRegistry {
+        &self.metrics
+    }
+
+    /// Every published route, for readers such as metrics exposition.
+    pub fn routes(&self) -> Vec<Arc<EndpointRoute>> {
+        self.endpoints.load().values().cloned().collect()
+    }
+
     /// Installs (or replaces) the route of an endpoint.
-    pub fn publish(&self, route: EndpointRoute) {
+    pub fn publish(&self, mut route: EndpointRoute) {
+        for v in &mut route.variants {
+            v.metrics = self.metrics.variant(&route.endpoint, &v.name);
+        }
         let key = route.endpoint.to_ascii_lowercase();
         let route = Arc::new(route);
         self.endpoints.rcu(|map| {
@@ -54,6 +70,8 @@ pub struct VariantRoute {
     pub weight: f64,
     pub strategy: RoutingStrategy,
     pub instances: Vec<Arc<InstanceSlot>>,
+    /// Set by [`RoutingTable::publish`].
+    pub metrics: Arc<VariantMetrics>,
 }
 
 impl EndpointRoute {
@@ -115,7 +133,7 @@ mod tests {
     use super::*;
 
     fn variant(name: &str, weight: f64) -> VariantRoute {
-        VariantRoute { name: name.into(), weight, strategy: RoutingStrategy::default(), instances: vec![] }
+        VariantRoute { name: name.into(), weight, strategy: RoutingStrategy::default(), instances: vec![], metrics: Default::default() }
     }
 
     #[test]
@@ -139,7 +157,7 @@ mod tests {
 
     fn healthy_variant(strategy: RoutingStrategy, n: u16) -> VariantRoute {
         let instances = (0..n).map(|i| Arc::new(InstanceSlot::healthy_for_tests(&format!("i{i}"), 1000 + i))).collect();
-        VariantRoute { name: "A".into(), weight: 1.0, strategy, instances }
+        VariantRoute { name: "A".into(), weight: 1.0, strategy, instances, metrics: Default::default() }
     }
 
     #[test]
@@ -190,6 +208,7 @@ mod tests {
             weight: 1.0,
             strategy: RoutingStrategy::LeastOutstandingRequests,
             instances: vec![Arc::new(InstanceSlot::new("i1".into()))],
+            metrics: Default::default(),
         };
         assert!(v.pick_instance().is_none());
         assert_eq!(v.instances[0].outstanding(), 0);

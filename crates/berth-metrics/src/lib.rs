@@ -1,0 +1,154 @@
+//! Per-variant request metrics, recorded on the request path with atomics only.
+//!
+//! A [`VariantMetrics`] holds cumulative counters (SageMaker's `Invocations`,
+//! `Invocation4XXErrors`, `Invocation5XXErrors`, `InvocationModelErrors`) and latency
+//! histograms in microseconds (`ModelLatency`, `OverheadLatency`). The [`MetricsRegistry`]
+//! keeps one per endpoint variant for as long as the server runs, so a variant's counters
+//! survive route changes (weight shifts, instance replacement). Readers (Prometheus exposition,
+//! the CloudWatch-compatible API) take snapshots; nothing they do blocks a request.
+
+mod histogram;
+mod prometheus;
+
+pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
+pub use prometheus::render_prometheus;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How one invocation ended, as SageMaker's metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The container answered 2xx.
+    Success,
+    /// The container answered 4xx: a 4XX error and a model error.
+    ModelClientError,
+    /// The container answered 5xx, failed mid-request or timed out: a 5XX error and a model error.
+    ModelServerError,
+    /// berth could not hand the request to a container (no healthy instance): a 5XX error.
+    Unavailable,
+}
+
+#[derive(Debug, Default)]
+pub struct VariantMetrics {
+    invocations: AtomicU64,
+    errors_4xx: AtomicU64,
+    errors_5xx: AtomicU64,
+    model_errors: AtomicU64,
+    pub model_latency_us: Histogram,
+    pub overhead_latency_us: Histogram,
+}
+
+/// A consistent-enough copy of a variant's counters for readers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VariantSnapshot {
+    pub invocations: u64,
+    pub errors_4xx: u64,
+    pub errors_5xx: u64,
+    pub model_errors: u64,
+    pub model_latency_us: HistogramSnapshot,
+    pub overhead_latency_us: HistogramSnapshot,
+}
+
+impl VariantMetrics {
+    /// Records one invocation routed to this variant. `model_us` is the time the container
+    /// took (absent when no container was reached), `overhead_us` berth's own share.
+    pub fn record(&self, outcome: Outcome, model_us: Option<u64>, overhead_us: u64) {
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Outcome::Success => {}
+            Outcome::ModelClientError => {
+                self.errors_4xx.fetch_add(1, Ordering::Relaxed);
+                self.model_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::ModelServerError => {
+                self.errors_5xx.fetch_add(1, Ordering::Relaxed);
+                self.model_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Unavailable => {
+                self.errors_5xx.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(us) = model_us {
+            self.model_latency_us.record(us);
+        }
+        self.overhead_latency_us.record(overhead_us);
+    }
+
+    pub fn snapshot(&self) -> VariantSnapshot {
+        VariantSnapshot {
+            invocations: self.invocations.load(Ordering::Relaxed),
+            errors_4xx: self.errors_4xx.load(Ordering::Relaxed),
+            errors_5xx: self.errors_5xx.load(Ordering::Relaxed),
+            model_errors: self.model_errors.load(Ordering::Relaxed),
+            model_latency_us: self.model_latency_us.snapshot(),
+            overhead_latency_us: self.overhead_latency_us.snapshot(),
+        }
+    }
+}
+
+/// Identifies a variant's metrics: SageMaker's `EndpointName` and `VariantName` dimensions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VariantKey {
+    pub endpoint: String,
+    pub variant: String,
+}
+
+/// Every variant's metrics. Locked only to add a variant or to list them, never per request.
+#[derive(Debug, Default)]
+pub struct MetricsRegistry {
+    variants: Mutex<BTreeMap<VariantKey, Arc<VariantMetrics>>>,
+}
+
+impl MetricsRegistry {
+    /// The metrics of a variant, created on first use.
+    pub fn variant(&self, endpoint: &str, variant: &str) -> Arc<VariantMetrics> {
+        let key = VariantKey { endpoint: endpoint.to_string(), variant: variant.to_string() };
+        self.variants.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone()
+    }
+
+    /// Snapshots of every variant, in endpoint and variant order.
+    pub fn snapshot(&self) -> Vec<(VariantKey, VariantSnapshot)> {
+        let variants: Vec<(VariantKey, Arc<VariantMetrics>)> =
+            self.variants.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        variants.into_iter().map(|(k, v)| (k, v.snapshot())).collect()
+    }
+
+    /// Forgets an endpoint's variants (the endpoint was deleted).
+    pub fn remove_endpoint(&self, endpoint: &str) {
+        self.variants.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.endpoint.eq_ignore_ascii_case(endpoint));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_count_as_sagemaker_does() {
+        let m = VariantMetrics::default();
+        m.record(Outcome::Success, Some(900), 40);
+        m.record(Outcome::ModelClientError, Some(100), 30);
+        m.record(Outcome::ModelServerError, Some(100), 30);
+        m.record(Outcome::Unavailable, None, 10);
+        let s = m.snapshot();
+        assert_eq!((s.invocations, s.errors_4xx, s.errors_5xx, s.model_errors), (4, 1, 2, 2));
+        assert_eq!(s.model_latency_us.count, 3);
+        assert_eq!(s.overhead_latency_us.count, 4);
+        assert_eq!(s.model_latency_us.sum, 1100);
+    }
+
+    #[test]
+    fn the_registry_keeps_a_variants_counters() {
+        let r = MetricsRegistry::default();
+        r.variant("ep", "A").record(Outcome::Success, Some(1), 1);
+        r.variant("ep", "A").record(Outcome::Success, Some(1), 1);
+        r.variant("other", "A").record(Outcome::Success, Some(1), 1);
+        let snap = r.snapshot();
+        assert_eq!(snap.len(), 2);
+        assert_eq!(snap[0].1.invocations, 2);
+        r.remove_endpoint("EP");
+        assert_eq!(r.snapshot().len(), 1);
+    }
+}

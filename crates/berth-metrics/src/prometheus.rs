@@ -1,0 +1,78 @@
+//! Prometheus text exposition (format 0.0.4) of the per-variant metrics.
+
+use crate::{HistogramSnapshot, VariantKey, VariantSnapshot, BUCKET_BOUNDS_US};
+use std::fmt::Write;
+
+/// Instances of a variant right now: (healthy, total).
+pub type InstanceCounts = (usize, usize);
+
+pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: &[(VariantKey, InstanceCounts)]) -> String {
+    let mut out = String::new();
+    let counters: [(&str, &str, fn(&VariantSnapshot) -> u64); 4] = [
+        ("berth_invocations_total", "Invocations routed to the variant (SageMaker's Invocations).", |s| s.invocations),
+        ("berth_invocation_4xx_errors_total", "Invocations the model answered with a 4xx status.", |s| s.errors_4xx),
+        ("berth_invocation_5xx_errors_total", "Invocations that ended in a 5xx: the model's or berth's.", |s| s.errors_5xx),
+        ("berth_invocation_model_errors_total", "Invocations the model did not answer with 2xx.", |s| s.model_errors),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (key, snap) in variants {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(key), get(snap));
+        }
+    }
+    let histograms: [(&str, &str, fn(&VariantSnapshot) -> &HistogramSnapshot); 2] = [
+        ("berth_model_latency_seconds", "Time the container took to answer (SageMaker's ModelLatency).", |s| &s.model_latency_us),
+        ("berth_overhead_latency_seconds", "Time berth added to each invocation (SageMaker's OverheadLatency).", |s| {
+            &s.overhead_latency_us
+        }),
+    ];
+    for (name, help, get) in histograms {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (key, snap) in variants {
+            let h = get(snap);
+            let mut cumulative = 0;
+            for (i, bound) in BUCKET_BOUNDS_US.iter().enumerate() {
+                cumulative += h.buckets.get(i).copied().unwrap_or(0);
+                let _ = writeln!(out, "{name}_bucket{{{},le=\"{}\"}} {cumulative}", labels(key), *bound as f64 / 1e6);
+            }
+            let _ = writeln!(out, "{name}_bucket{{{},le=\"+Inf\"}} {}", labels(key), h.count);
+            let _ = writeln!(out, "{name}_sum{{{}}} {}", labels(key), h.sum as f64 / 1e6);
+            let _ = writeln!(out, "{name}_count{{{}}} {}", labels(key), h.count);
+        }
+    }
+    let _ = writeln!(out, "# HELP berth_variant_instances Instances of the variant, by health.\n# TYPE berth_variant_instances gauge");
+    for (key, (healthy, total)) in instances {
+        let _ = writeln!(out, "berth_variant_instances{{{},state=\"healthy\"}} {healthy}", labels(key));
+        let _ = writeln!(out, "berth_variant_instances{{{},state=\"unhealthy\"}} {}", labels(key), total.saturating_sub(*healthy));
+    }
+    out
+}
+
+fn labels(key: &VariantKey) -> String {
+    format!("endpoint=\"{}\",variant=\"{}\"", escape(&key.endpoint), escape(&key.variant))
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Outcome, VariantMetrics};
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let m = VariantMetrics::default();
+        m.record(Outcome::Success, Some(120), 30);
+        m.record(Outcome::ModelClientError, Some(80), 30);
+        let key = VariantKey { endpoint: "ep".into(), variant: "V1".into() };
+        let text = render_prometheus(&[(key.clone(), m.snapshot())], &[(key, (2, 3))]);
+        assert!(text.contains("berth_invocations_total{endpoint=\"ep\",variant=\"V1\"} 2\n"));
+        assert!(text.contains("berth_invocation_4xx_errors_total{endpoint=\"ep\",variant=\"V1\"} 1\n"));
+        assert!(text.contains("berth_model_latency_seconds_bucket{endpoint=\"ep\",variant=\"V1\",le=\"0.0001\"} 1\n"));
+        assert!(text.contains("berth_model_latency_seconds_bucket{endpoint=\"ep\",variant=\"V1\",le=\"+Inf\"} 2\n"));
+        assert!(text.contains("berth_model_latency_seconds_sum{endpoint=\"ep\",variant=\"V1\"} 0.0002\n"));
+        assert!(text.contains("berth_variant_instances{endpoint=\"ep\",variant=\"V1\",state=\"unhealthy\"} 1\n"));
+    }
+}
