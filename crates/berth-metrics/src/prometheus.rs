@@ -5,10 +5,14 @@ use std::fmt::Write;
 
 /// Instances of a variant right now: (healthy, total).
 pub type InstanceCounts = (usize, usize);
+/// A counter family: name, help text, and how to read it from a snapshot.
+type CounterFamily = (&'static str, &'static str, fn(&VariantSnapshot) -> u64);
+/// A histogram family: name, help text, and which histogram of a snapshot it is.
+type HistogramFamily = (&'static str, &'static str, fn(&VariantSnapshot) -> &HistogramSnapshot);
 
 pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: &[(VariantKey, InstanceCounts)]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, fn(&VariantSnapshot) -> u64); 4] = [
+    let counters: [CounterFamily; 4] = [
         ("berth_invocations_total", "Invocations routed to the variant (SageMaker's Invocations).", |s| s.invocations),
         ("berth_invocation_4xx_errors_total", "Invocations the model answered with a 4xx status.", |s| s.errors_4xx),
         ("berth_invocation_5xx_errors_total", "Invocations that ended in a 5xx: the model's or berth's.", |s| s.errors_5xx),
@@ -20,7 +24,7 @@ pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: 
             let _ = writeln!(out, "{name}{{{}}} {}", labels(key), get(snap));
         }
     }
-    let histograms: [(&str, &str, fn(&VariantSnapshot) -> &HistogramSnapshot); 2] = [
+    let histograms: [HistogramFamily; 2] = [
         ("berth_model_latency_seconds", "Time the container took to answer (SageMaker's ModelLatency).", |s| &s.model_latency_us),
         ("berth_overhead_latency_seconds", "Time berth added to each invocation (SageMaker's OverheadLatency).", |s| {
             &s.overhead_latency_us
