@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Two berth binaries side by side on the same kind of near-zero-cost container (nginx), in
+# alternating rounds, to see whether a change costs anything on the request path.
+# Usage: bench/compare_binaries.sh OLD_BERTH NEW_BERTH [seconds per wrk run, default 5]
+set -e
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OLD=${1:?old berth binary}; NEW=${2:?new berth binary}; SECS=${3:-5}
+W=$(mktemp -d)
+printf 'wrk.method="POST"\nwrk.body="1,2"\n' > $W/post.lua
+declare -a URLS PIDS
+i=0
+for bin in "$OLD" "$NEW"; do
+  $bin serve --listen 127.0.0.1:0 --data-dir $W/d$i > $W/out$i 2>/dev/null &
+  PIDS+=($!)
+  for _ in $(seq 50); do grep -q listening $W/out$i 2>/dev/null && break; sleep 0.1; done
+  URL=$(awk '{print $4}' $W/out$i)
+  SM="python3 $ROOT/bench/sagemaker_call.py $URL"
+  $SM CreateModel "{\"ModelName\":\"nginx\",\"ExecutionRoleArn\":\"arn:aws:iam::123456789012:role/bench\",\"PrimaryContainer\":{\"Image\":\"exec:$ROOT/bench/nginx_container.sh\"}}" >/dev/null
+  $SM CreateEndpointConfig '{"EndpointConfigName":"nginx","ProductionVariants":[{"VariantName":"AllTraffic","ModelName":"nginx","InitialInstanceCount":1,"InstanceType":"ml.m5.large"}]}' > /dev/null
+  $SM CreateEndpoint '{"EndpointName":"nginx","EndpointConfigName":"nginx"}' >/dev/null
+  sleep 1
+  URLS+=("$URL/endpoints/nginx/invocations")
+  i=$((i+1))
+done
+for round in 1 2 3; do
+  for j in 0 1; do
+    name=$([[ $j == 0 ]] && echo old || echo new)
+    one=$(wrk -t1 -c1 -d${SECS}s --latency -s $W/post.lua ${URLS[$j]} | awk '$1=="50%"{p=$2} $1=="99%"{q=$2} /Requests\/sec/{r=$2} END{print "p50", p, "p99", q, "rps", r}')
+    many=$(wrk -t2 -c16 -d${SECS}s -s $W/post.lua ${URLS[$j]} | awk '/Requests\/sec/{print "rps16", $2}')
+    echo "round $round $name: c=1 $one; c=16 $many"
+  done
+done
+for p in "${PIDS[@]}"; do kill $p; done
+wait 2>/dev/null || true
+rm -rf $W
