@@ -62,3 +62,121 @@ def test_counts_per_variant_are_exact(berth, sm, runtime):
     sm.update_endpoint_weights_and_capacities(EndpointName=ep, DesiredWeightsAndCapacities=[{"VariantName": "Variant2", "DesiredWeight": 0}])
     runtime.invoke_endpoint(EndpointName=ep, Body=b"x")
     assert scrape(berth, ep)[("berth_invocations_total", "Variant1", ())] == 41
+
+
+def wait_for_sum(cw, endpoint, variant_name, metric, expected, timeout=15):
+    """Polls GetMetricStatistics until the metric's Sum reaches `expected` (history closes each second)."""
+    import datetime
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        out = cw.get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName=metric,
+            Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant_name}],
+            StartTime=now - datetime.timedelta(minutes=10),
+            EndTime=now + datetime.timedelta(minutes=1),
+            Period=3600,
+            Statistics=["Sum", "SampleCount", "Average", "Minimum", "Maximum"],
+            ExtendedStatistics=["p50", "p99"],
+        )
+        total = sum(d["Sum"] for d in out["Datapoints"])
+        if total >= expected or time.time() > deadline:
+            return total, out
+
+
+def test_cloudwatch_get_metric_statistics(berth, sm, runtime):
+    ep = unique("cw")
+    create_echo_model(sm, f"{ep}-a")
+    create_echo_model(sm, f"{ep}-b")
+    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("Variant1", f"{ep}-a"), variant("Variant2", f"{ep}-b")])
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    wait_status(sm, ep)
+    for _ in range(25):
+        runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant="Variant1")
+    for _ in range(7):
+        with pytest.raises(ClientError):
+            runtime.invoke_endpoint(EndpointName=ep, Body=b"fail", TargetVariant="Variant2")
+
+    cw = berth.client("cloudwatch")
+    total, out = wait_for_sum(cw, ep, "Variant1", "Invocations", 25)
+    assert total == 25
+    assert out["Label"] == "Invocations"
+    assert wait_for_sum(cw, ep, "Variant2", "Invocations", 7)[0] == 7
+    assert wait_for_sum(cw, ep, "Variant2", "Invocation5XXErrors", 7)[0] == 7
+    assert wait_for_sum(cw, ep, "Variant2", "InvocationModelErrors", 7)[0] == 7
+    assert wait_for_sum(cw, ep, "Variant1", "Invocation4XXErrors", 0, timeout=0)[0] == 0
+
+    _, latency = wait_for_sum(cw, ep, "Variant1", "ModelLatency", 1)
+    (point,) = latency["Datapoints"]
+    assert point["Unit"] == "Microseconds"
+    assert point["SampleCount"] == 25
+    assert 0 < point["Minimum"] <= point["Average"] <= point["Maximum"] < 60_000_000
+    assert point["Minimum"] <= point["ExtendedStatistics"]["p50"] <= point["ExtendedStatistics"]["p99"] <= point["Maximum"]
+
+    # ListMetrics names the variant's metrics with SageMaker's dimensions.
+    listed = cw.list_metrics(Namespace="AWS/SageMaker", Dimensions=[{"Name": "EndpointName", "Value": ep}])["Metrics"]
+    names = {(m["MetricName"], {d["Name"]: d["Value"] for d in m["Dimensions"]}["VariantName"]) for m in listed}
+    assert ("Invocations", "Variant1") in names and ("ModelLatency", "Variant2") in names
+
+    # Errors in CloudWatch's shape.
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    with pytest.raises(ClientError) as e:
+        cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="Invocations", StartTime=now, EndTime=now + datetime.timedelta(minutes=1), Period=60)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # An unknown metric has no datapoints, as on CloudWatch.
+    assert cw.get_metric_statistics(
+        Namespace="AWS/SageMaker", MetricName="NoSuchMetric", StartTime=now - datetime.timedelta(minutes=5), EndTime=now, Period=60, Statistics=["Sum"]
+    )["Datapoints"] == []
+
+
+def test_cloudwatch_over_smithy_rpc_v2_cbor(berth, sm, runtime):
+    """The same query in the CBOR protocol (botocore prefers JSON; other SDKs use CBOR), with
+    botocore's own CBOR serializer and parser."""
+    import datetime
+
+    import botocore.parsers
+    import botocore.serialize
+    import botocore.session
+
+    ep = unique("cbor")
+    create_echo_model(sm, ep)
+    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("V", ep)])
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    wait_status(sm, ep)
+    for _ in range(9):
+        runtime.invoke_endpoint(EndpointName=ep, Body=b"x")
+    cw = berth.client("cloudwatch")
+    assert wait_for_sum(cw, ep, "V", "Invocations", 9)[0] == 9
+
+    model = botocore.session.get_session().get_service_model("cloudwatch")
+    operation = model.operation_model("GetMetricStatistics")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    params = {
+        "Namespace": "AWS/SageMaker",
+        "MetricName": "Invocations",
+        "Dimensions": [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "V"}],
+        "StartTime": now - datetime.timedelta(minutes=10),
+        "EndTime": now + datetime.timedelta(minutes=1),
+        "Period": 3600,
+        "Statistics": ["Sum"],
+    }
+    request = botocore.serialize.create_serializer("smithy-rpc-v2-cbor").serialize_to_request(params, operation)
+    assert request["url_path"] == "/service/GraniteServiceVersion20100801/operation/GetMetricStatistics"
+    r = requests.post(berth.url + request["url_path"], data=request["body"], headers=dict(request["headers"]), timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/cbor"
+    parser = botocore.parsers.create_parser("smithy-rpc-v2-cbor")
+    parsed = parser.parse({"status_code": 200, "headers": dict(r.headers), "body": r.content}, operation.output_shape)
+    assert sum(d["Sum"] for d in parsed["Datapoints"]) == 9
+    assert all(isinstance(d["Timestamp"], datetime.datetime) for d in parsed["Datapoints"])
+
+    del params["Statistics"]
+    request = botocore.serialize.create_serializer("smithy-rpc-v2-cbor").serialize_to_request(params, operation)
+    r = requests.post(berth.url + request["url_path"], data=request["body"], headers=dict(request["headers"]), timeout=10)
+    assert r.status_code == 400
+    error = parser.parse({"status_code": 400, "headers": dict(r.headers), "body": r.content}, operation.output_shape)
+    assert error["Error"]["Code"] == "MissingParameter"

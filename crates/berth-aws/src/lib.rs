@@ -5,6 +5,7 @@
 //! live in [`wire`] and are converted into domain types here; [`error`] maps every error to
 //! exactly one SageMaker code and HTTP status.
 
+mod cloudwatch;
 mod control_plane;
 mod error;
 mod prometheus;
@@ -34,6 +35,7 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/endpoints/{name}/invocations", post(runtime::invoke))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus::metrics))
+        .route("/service/{service}/operation/{operation}", post(cloudwatch::cbor))
         // Bodies are read with their own limits in the handlers, to answer in SageMaker's shape.
         .layer(DefaultBodyLimit::disable())
         .with_state(edge)

@@ -16,6 +16,9 @@ pub struct Histogram {
     sum: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
+    /// Extremes since the sampler last took them.
+    interval_min: AtomicU64,
+    interval_max: AtomicU64,
 }
 
 impl Default for Histogram {
@@ -26,6 +29,8 @@ impl Default for Histogram {
             sum: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
             max: AtomicU64::new(0),
+            interval_min: AtomicU64::new(u64::MAX),
+            interval_max: AtomicU64::new(0),
         }
     }
 }
@@ -49,6 +54,15 @@ impl Histogram {
         self.sum.fetch_add(value, Ordering::Relaxed);
         self.min.fetch_min(value, Ordering::Relaxed);
         self.max.fetch_max(value, Ordering::Relaxed);
+        self.interval_min.fetch_min(value, Ordering::Relaxed);
+        self.interval_max.fetch_max(value, Ordering::Relaxed);
+    }
+
+    /// The smallest and largest values since the last call, resetting them.
+    pub(crate) fn take_interval_extremes(&self) -> (Option<u64>, Option<u64>) {
+        let min = self.interval_min.swap(u64::MAX, Ordering::Relaxed);
+        let max = self.interval_max.swap(0, Ordering::Relaxed);
+        ((min != u64::MAX).then_some(min), (min != u64::MAX).then_some(max))
     }
 
     pub fn snapshot(&self) -> HistogramSnapshot {

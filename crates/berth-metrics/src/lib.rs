@@ -8,10 +8,14 @@
 //! the CloudWatch-compatible API) take snapshots; nothing they do blocks a request.
 
 mod histogram;
+mod history;
 mod prometheus;
+mod query;
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
+pub use history::{SecondSample, HISTORY_SECONDS};
 pub use prometheus::render_prometheus;
+pub use query::{Datapoint, MetricName};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +42,8 @@ pub struct VariantMetrics {
     model_errors: AtomicU64,
     pub model_latency_us: Histogram,
     pub overhead_latency_us: Histogram,
+    /// Written by the once-a-second sampler, read by queries; never by the request path.
+    history: Mutex<history::History>,
 }
 
 /// A consistent-enough copy of a variant's counters for readers.
@@ -115,6 +121,23 @@ impl MetricsRegistry {
         variants.into_iter().map(|(k, v)| (k, v.snapshot())).collect()
     }
 
+    fn get(&self, key: &VariantKey) -> Option<Arc<VariantMetrics>> {
+        self.variants.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// Every variant with metrics.
+    pub fn keys(&self) -> Vec<VariantKey> {
+        self.variants.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    /// Closes second `second` (epoch seconds) of every variant's history.
+    pub fn sample(&self, second: u64) {
+        let variants: Vec<Arc<VariantMetrics>> = self.variants.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for v in variants {
+            v.history.lock().unwrap_or_else(|e| e.into_inner()).sample(&v, second);
+        }
+    }
+
     /// Forgets an endpoint's variants (the endpoint was deleted).
     pub fn remove_endpoint(&self, endpoint: &str) {
         self.variants.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.endpoint.eq_ignore_ascii_case(endpoint));
@@ -137,6 +160,28 @@ mod tests {
         assert_eq!(s.model_latency_us.count, 3);
         assert_eq!(s.overhead_latency_us.count, 4);
         assert_eq!(s.model_latency_us.sum, 1100);
+    }
+
+    #[test]
+    fn history_turns_totals_into_per_second_datapoints() {
+        let r = MetricsRegistry::default();
+        let v = r.variant("ep", "A");
+        let key = VariantKey { endpoint: "ep".into(), variant: "A".into() };
+        r.sample(99); // the baseline
+        for _ in 0..3 {
+            v.record(Outcome::Success, Some(100), 10);
+        }
+        r.sample(100);
+        r.sample(101); // a quiet second leaves no datapoint
+        v.record(Outcome::ModelServerError, Some(300), 10);
+        r.sample(102);
+        let per_second = r.datapoints(&key, MetricName::Invocations, 100, 103, 1);
+        assert_eq!(per_second.iter().map(|d| (d.timestamp, d.sum)).collect::<Vec<_>>(), vec![(100, 3.0), (102, 1.0)]);
+        let minute = r.datapoints(&key, MetricName::Invocations, 60, 120, 60);
+        assert_eq!((minute.len(), minute[0].sum, minute[0].sample_count, minute[0].maximum), (1, 4.0, 2.0, 3.0));
+        let latency = r.datapoints(&key, MetricName::ModelLatency, 60, 120, 60);
+        assert_eq!((latency[0].sample_count, latency[0].sum, latency[0].minimum, latency[0].maximum), (4.0, 600.0, 100.0, 300.0));
+        assert_eq!(r.datapoints(&key, MetricName::Invocation5XXErrors, 60, 120, 60)[0].sum, 1.0);
     }
 
     #[test]

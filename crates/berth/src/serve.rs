@@ -118,7 +118,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_startup_timeout: Duration::from_secs(args.startup_timeout),
     };
     let controller = Controller::new(Arc::new(store), Arc::new(backend), artifacts, routing.clone(), settings);
-    let router = Arc::new(Router::new(routing, Forwarder::new(Duration::from_secs(args.invocation_timeout))));
+    let router = Arc::new(Router::new(routing.clone(), Forwarder::new(Duration::from_secs(args.invocation_timeout))));
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -137,6 +137,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Ok(()) => announce_demo(&recovering, addr).await,
                 Err(e) => error!(error = %e, "the demo could not be deployed"),
             }
+        }
+    });
+
+    // Closes each second of the per-variant metrics history (CloudWatch-style queries read it).
+    let sampled = routing.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            sampled.metrics().sample(now.as_secs().saturating_sub(1));
         }
     });
 

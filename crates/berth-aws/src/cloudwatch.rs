@@ -1,0 +1,298 @@
+//! A CloudWatch-compatible read API over berth's per-variant metrics (namespace `AWS/SageMaker`,
+//! dimensions `EndpointName` + `VariantName`), in the protocols current botocore speaks for
+//! `cloudwatch`: Smithy RPC v2 CBOR (`POST /service/GraniteServiceVersion20100801/operation/<Op>`,
+//! what botocore picks first) and awsJson1_0 (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`).
+
+use crate::Edge;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_metrics::{Datapoint, MetricName, VariantKey};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+pub const TARGET_PREFIX: &str = "GraniteServiceVersion20100801";
+const NAMESPACE: &str = "AWS/SageMaker";
+
+#[derive(Debug)]
+pub struct CloudWatchError {
+    code: &'static str,
+    query_code: &'static str,
+    message: String,
+}
+
+impl CloudWatchError {
+    fn invalid(message: impl Into<String>) -> Self {
+        CloudWatchError { code: "InvalidParameterValueException", query_code: "InvalidParameterValue", message: message.into() }
+    }
+    fn combination(message: impl Into<String>) -> Self {
+        CloudWatchError { code: "InvalidParameterCombinationException", query_code: "InvalidParameterCombination", message: message.into() }
+    }
+    fn missing(message: impl Into<String>) -> Self {
+        CloudWatchError { code: "MissingRequiredParameterException", query_code: "MissingParameter", message: message.into() }
+    }
+    fn unknown_operation(op: &str) -> Self {
+        CloudWatchError {
+            code: "UnknownOperationException",
+            query_code: "InvalidAction",
+            message: format!("Operation '{op}' is not supported by berth's CloudWatch API."),
+        }
+    }
+}
+
+/// Smithy RPC v2 CBOR.
+pub async fn cbor(State(edge): State<Edge>, Path((service, operation)): Path<(String, String)>, body: Bytes) -> Response {
+    let result = if service != TARGET_PREFIX {
+        Err(CloudWatchError::unknown_operation(&format!("{service}.{operation}")))
+    } else {
+        decode_cbor(&body).and_then(|input| handle(&edge, &operation, input))
+    };
+    let (status, value) = match result {
+        Ok(v) => (StatusCode::OK, v),
+        Err(e) => return error_response(e, true),
+    };
+    let mut bytes = Vec::new();
+    if let Err(e) = ciborium::ser::into_writer(&to_cbor(&value, false), &mut bytes) {
+        return error_response(CloudWatchError::invalid(format!("cannot encode the answer: {e}")), true);
+    }
+    let mut resp = (status, bytes).into_response();
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/cbor"));
+    resp.headers_mut().insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+    resp
+}
+
+/// awsJson1_0, dispatched from `POST /` by its `X-Amz-Target`.
+pub fn json(edge: &Edge, operation: &str, body: &[u8]) -> Response {
+    let input = if body.is_empty() {
+        Ok(json!({}))
+    } else {
+        serde_json::from_slice(body).map_err(|e| CloudWatchError::invalid(format!("The request body is not valid JSON: {e}")))
+    };
+    match input.and_then(|i| handle(edge, operation, i)) {
+        Ok(v) => {
+            let mut resp = (StatusCode::OK, v.to_string()).into_response();
+            resp.headers_mut().insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
+            resp
+        }
+        Err(e) => error_response(e, false),
+    }
+}
+
+fn error_response(e: CloudWatchError, cbor: bool) -> Response {
+    let body = json!({ "__type": format!("com.amazonaws.cloudwatch#{}", e.code), "message": e.message });
+    let (bytes, content_type) = if cbor {
+        let mut bytes = Vec::new();
+        let _ = ciborium::ser::into_writer(&to_cbor(&body, false), &mut bytes);
+        (bytes, "application/cbor")
+    } else {
+        (body.to_string().into_bytes(), "application/x-amz-json-1.0")
+    };
+    let mut resp = (StatusCode::BAD_REQUEST, bytes).into_response();
+    let headers = resp.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("{};Sender", e.query_code)) {
+        headers.insert("x-amzn-query-error", v);
+    }
+    if cbor {
+        headers.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+    }
+    resp
+}
+
+fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, CloudWatchError> {
+    match operation {
+        "GetMetricStatistics" => get_metric_statistics(edge, parse(input)?),
+        "ListMetrics" => list_metrics(edge, parse(input)?),
+        other => Err(CloudWatchError::unknown_operation(other)),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, CloudWatchError> {
+    serde_json::from_value(input).map_err(|e| CloudWatchError::invalid(format!("{e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Dimension {
+    name: String,
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetMetricStatisticsInput {
+    namespace: String,
+    metric_name: String,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+    start_time: f64,
+    end_time: f64,
+    period: i64,
+    #[serde(default)]
+    statistics: Vec<String>,
+    #[serde(default)]
+    extended_statistics: Vec<String>,
+}
+
+fn variant_key(dimensions: &[Dimension]) -> Option<VariantKey> {
+    let get = |name: &str| dimensions.iter().find(|d| d.name == name).and_then(|d| d.value.clone());
+    Some(VariantKey { endpoint: get("EndpointName")?, variant: get("VariantName")? })
+}
+
+fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result<Value, CloudWatchError> {
+    if input.statistics.is_empty() && input.extended_statistics.is_empty() {
+        return Err(CloudWatchError::missing("Must specify either Statistics or ExtendedStatistics."));
+    }
+    if input.statistics.len() + input.extended_statistics.len() > 10 {
+        return Err(CloudWatchError::combination("At most 10 statistics and extended statistics together."));
+    }
+    for s in &input.statistics {
+        if !["SampleCount", "Average", "Sum", "Minimum", "Maximum"].contains(&s.as_str()) {
+            return Err(CloudWatchError::invalid(format!(
+                "The parameter Statistics.member contains '{s}', which is not one of SampleCount, Average, Sum, Minimum, Maximum."
+            )));
+        }
+    }
+    let percentiles: Vec<(String, f64)> = input
+        .extended_statistics
+        .iter()
+        .map(|s| match s.strip_prefix('p').and_then(|p| p.parse::<f64>().ok()).filter(|p| (0.0..=100.0).contains(p)) {
+            Some(p) => Ok((s.clone(), p)),
+            None => Err(CloudWatchError::invalid(format!(
+                "The parameter ExtendedStatistics contains '{s}': use percentiles such as p50 or p99.9."
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    if input.period < 1 {
+        return Err(CloudWatchError::invalid("The parameter Period must be at least 1."));
+    }
+    if input.end_time <= input.start_time {
+        return Err(CloudWatchError::invalid("The parameter StartTime must be before EndTime."));
+    }
+    let metric = MetricName::parse(&input.metric_name);
+    let datapoints: Vec<Datapoint> = match (input.namespace == NAMESPACE, metric, variant_key(&input.dimensions)) {
+        (true, Some(metric), Some(key)) => {
+            let start = input.start_time.max(0.0).floor() as u64;
+            let end = input.end_time.max(0.0).ceil() as u64;
+            edge.router.table().metrics().datapoints(&key, metric, start, end, input.period as u64)
+        }
+        // CloudWatch answers an unknown metric or dimension combination with no datapoints.
+        _ => Vec::new(),
+    };
+    let unit = metric.map_or("None", |m| m.unit());
+    let points: Vec<Value> = datapoints
+        .iter()
+        .map(|d| {
+            let mut p = Map::new();
+            p.insert("Timestamp".into(), json!(d.timestamp));
+            for s in &input.statistics {
+                let v = match s.as_str() {
+                    "SampleCount" => d.sample_count,
+                    "Average" => d.average(),
+                    "Sum" => d.sum,
+                    "Minimum" => d.minimum,
+                    _ => d.maximum,
+                };
+                p.insert(s.clone(), json!(v));
+            }
+            if !percentiles.is_empty() {
+                let ext: Map<String, Value> =
+                    percentiles.iter().filter_map(|(name, q)| d.percentile(*q).map(|v| (name.clone(), json!(v)))).collect();
+                p.insert("ExtendedStatistics".into(), Value::Object(ext));
+            }
+            p.insert("Unit".into(), json!(unit));
+            Value::Object(p)
+        })
+        .collect();
+    Ok(json!({ "Label": input.metric_name, "Datapoints": points }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListMetricsInput {
+    namespace: Option<String>,
+    metric_name: Option<String>,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+}
+
+fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, CloudWatchError> {
+    if input.namespace.as_deref().is_some_and(|n| n != NAMESPACE) {
+        return Ok(json!({ "Metrics": [] }));
+    }
+    let matches = |key: &VariantKey| {
+        input.dimensions.iter().all(|d| {
+            let actual = match d.name.as_str() {
+                "EndpointName" => &key.endpoint,
+                "VariantName" => &key.variant,
+                _ => return false,
+            };
+            d.value.as_ref().is_none_or(|v| v == actual)
+        })
+    };
+    let mut metrics = Vec::new();
+    for key in edge.router.table().metrics().keys().into_iter().filter(matches) {
+        for m in MetricName::ALL.into_iter().filter(|m| input.metric_name.as_deref().is_none_or(|n| n == m.as_str())) {
+            metrics.push(json!({
+                "Namespace": NAMESPACE,
+                "MetricName": m.as_str(),
+                "Dimensions": [{"Name": "EndpointName", "Value": key.endpoint}, {"Name": "VariantName", "Value": key.variant}],
+            }));
+        }
+    }
+    Ok(json!({ "Metrics": metrics }))
+}
+
+// ---- CBOR <-> JSON values ---------------------------------------------------------------
+
+fn decode_cbor(body: &[u8]) -> Result<Value, CloudWatchError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    let value: ciborium::Value =
+        ciborium::de::from_reader(body).map_err(|e| CloudWatchError::invalid(format!("The request body is not valid CBOR: {e}")))?;
+    Ok(from_cbor(value))
+}
+
+fn from_cbor(v: ciborium::Value) -> Value {
+    use ciborium::Value as C;
+    match v {
+        C::Integer(i) => i64::try_from(i).map(Value::from).unwrap_or(Value::Null),
+        C::Float(f) => json!(f),
+        C::Text(s) => Value::String(s),
+        C::Bool(b) => Value::Bool(b),
+        C::Null => Value::Null,
+        // Timestamps arrive as tag 1 (epoch seconds); other tags are read through.
+        C::Tag(_, inner) => from_cbor(*inner),
+        C::Array(items) => Value::Array(items.into_iter().map(from_cbor).collect()),
+        C::Map(entries) => Value::Object(
+            entries
+                .into_iter()
+                .filter_map(|(k, v)| match k {
+                    C::Text(k) => Some((k, from_cbor(v))),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        C::Bytes(_) => Value::Null,
+        _ => Value::Null,
+    }
+}
+
+/// JSON to CBOR; members named `Timestamp` become CBOR timestamps (tag 1), as the protocol has it.
+fn to_cbor(v: &Value, timestamp: bool) -> ciborium::Value {
+    use ciborium::Value as C;
+    match v {
+        Value::Number(n) if timestamp => C::Tag(1, Box::new(C::Float(n.as_f64().unwrap_or(0.0)))),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => C::Integer(i.into()),
+            None => C::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => C::Text(s.clone()),
+        Value::Bool(b) => C::Bool(*b),
+        Value::Null => C::Null,
+        Value::Array(items) => C::Array(items.iter().map(|i| to_cbor(i, false)).collect()),
+        Value::Object(map) => C::Map(map.iter().map(|(k, v)| (C::Text(k.clone()), to_cbor(v, k == "Timestamp"))).collect()),
+    }
+}

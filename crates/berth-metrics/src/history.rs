@@ -1,0 +1,84 @@
+//! Per-second history of a variant's metrics for the last hour, for CloudWatch-style queries.
+//!
+//! A sampler calls [`MetricsRegistry::sample`] once a second; it turns the cumulative counters
+//! into per-second deltas (so the request path never touches the history).
+
+use crate::histogram::{HistogramSnapshot, BUCKET_BOUNDS_US};
+use crate::{VariantMetrics, VariantSnapshot};
+use std::collections::VecDeque;
+
+/// Seconds of per-second history kept.
+pub const HISTORY_SECONDS: usize = 3600;
+
+/// What happened in one second.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SecondSample {
+    pub second: u64,
+    pub invocations: u64,
+    pub errors_4xx: u64,
+    pub errors_5xx: u64,
+    pub model_errors: u64,
+    pub model_latency_us: HistogramSnapshot,
+    pub overhead_latency_us: HistogramSnapshot,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    previous: Option<VariantSnapshot>,
+    pub(crate) seconds: VecDeque<SecondSample>,
+}
+
+impl History {
+    pub(crate) fn sample(&mut self, metrics: &VariantMetrics, second: u64) {
+        let now = metrics.snapshot();
+        let (model_min, model_max) = metrics.model_latency_us.take_interval_extremes();
+        let (over_min, over_max) = metrics.overhead_latency_us.take_interval_extremes();
+        let prev = self.previous.take().unwrap_or_default();
+        let sample = SecondSample {
+            second,
+            invocations: now.invocations - prev.invocations,
+            errors_4xx: now.errors_4xx - prev.errors_4xx,
+            errors_5xx: now.errors_5xx - prev.errors_5xx,
+            model_errors: now.model_errors - prev.model_errors,
+            model_latency_us: delta(&now.model_latency_us, &prev.model_latency_us, model_min, model_max),
+            overhead_latency_us: delta(&now.overhead_latency_us, &prev.overhead_latency_us, over_min, over_max),
+        };
+        self.previous = Some(now);
+        if sample.invocations > 0 {
+            self.seconds.push_back(sample);
+        }
+        while self.seconds.front().is_some_and(|s| s.second + HISTORY_SECONDS as u64 <= second) {
+            self.seconds.pop_front();
+        }
+    }
+}
+
+fn delta(now: &HistogramSnapshot, prev: &HistogramSnapshot, min: Option<u64>, max: Option<u64>) -> HistogramSnapshot {
+    let buckets = (0..=BUCKET_BOUNDS_US.len())
+        .map(|i| now.buckets.get(i).copied().unwrap_or(0) - prev.buckets.get(i).copied().unwrap_or(0))
+        .collect();
+    let count = now.count - prev.count;
+    HistogramSnapshot { buckets, count, sum: now.sum - prev.sum, min: min.filter(|_| count > 0), max: max.filter(|_| count > 0) }
+}
+
+impl HistogramSnapshot {
+    /// Adds another interval's histogram to this one.
+    pub fn merge(&mut self, other: &HistogramSnapshot) {
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = match (self.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}

@@ -1,0 +1,144 @@
+//! Reading the per-second history as CloudWatch datapoints.
+
+use crate::histogram::HistogramSnapshot;
+use crate::history::SecondSample;
+use crate::{MetricsRegistry, VariantKey};
+
+/// The metrics SageMaker emits per variant that berth records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricName {
+    Invocations,
+    Invocation4XXErrors,
+    Invocation5XXErrors,
+    InvocationModelErrors,
+    ModelLatency,
+    OverheadLatency,
+}
+
+impl MetricName {
+    pub const ALL: [MetricName; 6] = [
+        MetricName::Invocations,
+        MetricName::Invocation4XXErrors,
+        MetricName::Invocation5XXErrors,
+        MetricName::InvocationModelErrors,
+        MetricName::ModelLatency,
+        MetricName::OverheadLatency,
+    ];
+
+    pub fn parse(name: &str) -> Option<MetricName> {
+        MetricName::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricName::Invocations => "Invocations",
+            MetricName::Invocation4XXErrors => "Invocation4XXErrors",
+            MetricName::Invocation5XXErrors => "Invocation5XXErrors",
+            MetricName::InvocationModelErrors => "InvocationModelErrors",
+            MetricName::ModelLatency => "ModelLatency",
+            MetricName::OverheadLatency => "OverheadLatency",
+        }
+    }
+
+    /// CloudWatch's unit for the metric, as SageMaker reports it.
+    pub fn unit(self) -> &'static str {
+        match self {
+            MetricName::ModelLatency | MetricName::OverheadLatency => "Microseconds",
+            _ => "None",
+        }
+    }
+
+    fn latency(self, s: &SecondSample) -> Option<&HistogramSnapshot> {
+        match self {
+            MetricName::ModelLatency => Some(&s.model_latency_us),
+            MetricName::OverheadLatency => Some(&s.overhead_latency_us),
+            _ => None,
+        }
+    }
+
+    fn count(self, s: &SecondSample) -> u64 {
+        match self {
+            MetricName::Invocations => s.invocations,
+            MetricName::Invocation4XXErrors => s.errors_4xx,
+            MetricName::Invocation5XXErrors => s.errors_5xx,
+            MetricName::InvocationModelErrors => s.model_errors,
+            MetricName::ModelLatency | MetricName::OverheadLatency => 0,
+        }
+    }
+}
+
+/// One period's statistics. Counters: one sample per second with traffic. Latencies: one
+/// sample per request, with the merged histogram for percentiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Datapoint {
+    /// Start of the period, in epoch seconds.
+    pub timestamp: u64,
+    pub sample_count: f64,
+    pub sum: f64,
+    pub minimum: f64,
+    pub maximum: f64,
+    pub histogram: Option<HistogramSnapshot>,
+}
+
+impl Datapoint {
+    pub fn average(&self) -> f64 {
+        if self.sample_count > 0.0 {
+            self.sum / self.sample_count
+        } else {
+            0.0
+        }
+    }
+
+    /// The `p`th percentile (0–100), for latency metrics; for counters, of the per-second values' range.
+    pub fn percentile(&self, p: f64) -> Option<f64> {
+        match &self.histogram {
+            Some(h) => h.percentile(p),
+            None => Some(self.minimum + (self.maximum - self.minimum) * p / 100.0),
+        }
+    }
+}
+
+impl MetricsRegistry {
+    /// Datapoints of a variant's metric for `[start, end)` in periods of `period` seconds,
+    /// oldest first; periods without traffic are left out, as CloudWatch does.
+    pub fn datapoints(&self, key: &VariantKey, metric: MetricName, start: u64, end: u64, period: u64) -> Vec<Datapoint> {
+        let Some(metrics) = self.get(key) else { return Vec::new() };
+        let period = period.max(1);
+        let history = metrics.history.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Datapoint> = Vec::new();
+        for s in history.seconds.iter().filter(|s| s.second >= start && s.second < end) {
+            let bucket = start + (s.second - start) / period * period;
+            if out.last().map(|d| d.timestamp) != Some(bucket) {
+                out.push(Datapoint {
+                    timestamp: bucket,
+                    sample_count: 0.0,
+                    sum: 0.0,
+                    minimum: f64::INFINITY,
+                    maximum: f64::NEG_INFINITY,
+                    histogram: metric.latency(s).map(|_| HistogramSnapshot::default()),
+                });
+            }
+            let d = out.last_mut().expect("pushed above");
+            match metric.latency(s) {
+                Some(h) => {
+                    if let Some(merged) = d.histogram.as_mut() {
+                        merged.merge(h);
+                        d.sample_count = merged.count as f64;
+                        d.sum = merged.sum as f64;
+                        d.minimum = merged.min.map_or(0.0, |v| v as f64);
+                        d.maximum = merged.max.map_or(0.0, |v| v as f64);
+                    }
+                }
+                None => {
+                    let v = metric.count(s) as f64;
+                    d.sample_count += 1.0;
+                    d.sum += v;
+                    d.minimum = d.minimum.min(v);
+                    d.maximum = d.maximum.max(v);
+                }
+            }
+        }
+        out.retain(|d| d.sample_count > 0.0);
+        out
+    }
+}
