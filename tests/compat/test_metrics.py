@@ -1,6 +1,8 @@
 """Per-variant metrics: exact counts after a known number of requests, read through Prometheus'
 own text-format parser."""
 
+import json
+
 import pytest
 import requests
 from botocore.exceptions import ClientError
@@ -180,3 +182,37 @@ def test_cloudwatch_over_smithy_rpc_v2_cbor(berth, sm, runtime):
     assert r.status_code == 400
     error = parser.parse({"status_code": 400, "headers": dict(r.headers), "body": r.content}, operation.output_shape)
     assert error["Error"]["Code"] == "MissingParameter"
+
+
+def test_metric_history_survives_kill_9(own_berth):
+    import signal
+    import time
+
+    server = own_berth()
+    sm, rt = server.sm(), server.runtime()
+    ep = unique("hist")
+    create_echo_model(sm, ep)
+    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("V", ep)])
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    wait_status(sm, ep)
+    for _ in range(12):
+        rt.invoke_endpoint(EndpointName=ep, Body=b"x")
+    assert wait_for_sum(server.client("cloudwatch"), ep, "V", "Invocations", 12)[0] == 12
+    # Wait until the seconds that held the requests are in the state store.
+    import sqlite3
+
+    deadline = time.time() + 10
+    while True:
+        with sqlite3.connect(server.data_dir / "state.db") as db:
+            bodies = db.execute("SELECT body FROM metric_samples WHERE endpoint = ? AND resolution = 1", (ep,)).fetchall()
+        if sum(json.loads(b)["invocations"] for (b,) in bodies) == 12:
+            break
+        assert time.time() < deadline, "no metric samples were stored"
+        time.sleep(0.05)
+    server.restart(signal.SIGKILL)
+    total, _ = wait_for_sum(server.client("cloudwatch"), ep, "V", "Invocations", 12, timeout=5)
+    assert total == 12
+    # New traffic adds to the restored history.
+    wait_status(server.sm(), ep, "InService")
+    server.runtime().invoke_endpoint(EndpointName=ep, Body=b"x")
+    assert wait_for_sum(server.client("cloudwatch"), ep, "V", "Invocations", 13)[0] == 13

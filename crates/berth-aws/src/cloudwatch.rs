@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_metrics::{Datapoint, MetricName, VariantKey};
+use berth_metrics::{Datapoint, MetricName, SecondSample, VariantKey};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -46,7 +46,10 @@ pub async fn cbor(State(edge): State<Edge>, Path((service, operation)): Path<(St
     let result = if service != TARGET_PREFIX {
         Err(CloudWatchError::unknown_operation(&format!("{service}.{operation}")))
     } else {
-        decode_cbor(&body).and_then(|input| handle(&edge, &operation, input))
+        match decode_cbor(&body) {
+            Ok(input) => handle(&edge, &operation, input).await,
+            Err(e) => Err(e),
+        }
     };
     let (status, value) = match result {
         Ok(v) => (StatusCode::OK, v),
@@ -63,13 +66,17 @@ pub async fn cbor(State(edge): State<Edge>, Path((service, operation)): Path<(St
 }
 
 /// awsJson1_0, dispatched from `POST /` by its `X-Amz-Target`.
-pub fn json(edge: &Edge, operation: &str, body: &[u8]) -> Response {
+pub async fn json(edge: &Edge, operation: &str, body: &[u8]) -> Response {
     let input = if body.is_empty() {
         Ok(json!({}))
     } else {
         serde_json::from_slice(body).map_err(|e| CloudWatchError::invalid(format!("The request body is not valid JSON: {e}")))
     };
-    match input.and_then(|i| handle(edge, operation, i)) {
+    let result = match input {
+        Ok(i) => handle(edge, operation, i).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(v) => {
             let mut resp = (StatusCode::OK, v.to_string()).into_response();
             resp.headers_mut().insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
@@ -100,9 +107,9 @@ fn error_response(e: CloudWatchError, cbor: bool) -> Response {
     resp
 }
 
-fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, CloudWatchError> {
+async fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, CloudWatchError> {
     match operation {
-        "GetMetricStatistics" => get_metric_statistics(edge, parse(input)?),
+        "GetMetricStatistics" => get_metric_statistics(edge, parse(input)?).await,
         "ListMetrics" => list_metrics(edge, parse(input)?),
         other => Err(CloudWatchError::unknown_operation(other)),
     }
@@ -140,7 +147,7 @@ fn variant_key(dimensions: &[Dimension]) -> Option<VariantKey> {
     Some(VariantKey { endpoint: get("EndpointName")?, variant: get("VariantName")? })
 }
 
-fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result<Value, CloudWatchError> {
+async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result<Value, CloudWatchError> {
     if input.statistics.is_empty() && input.extended_statistics.is_empty() {
         return Err(CloudWatchError::missing("Must specify either Statistics or ExtendedStatistics."));
     }
@@ -175,7 +182,8 @@ fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result
         (true, Some(metric), Some(key)) => {
             let start = input.start_time.max(0.0).floor() as u64;
             let end = input.end_time.max(0.0).ceil() as u64;
-            edge.router.table().metrics().datapoints(&key, metric, start, end, input.period as u64)
+            let older = stored_minutes(edge, &key, start, end).await?;
+            edge.router.table().metrics().datapoints(&key, metric, &older, start, end, input.period as u64)
         }
         // CloudWatch answers an unknown metric or dimension combination with no datapoints.
         _ => Vec::new(),
@@ -206,6 +214,21 @@ fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result
         })
         .collect();
     Ok(json!({ "Label": input.metric_name, "Datapoints": points }))
+}
+
+/// The variant's minute rollups in the state store (history older than the last hour, or from
+/// before a restart).
+async fn stored_minutes(edge: &Edge, key: &VariantKey, start: u64, end: u64) -> Result<Vec<SecondSample>, CloudWatchError> {
+    let rows = edge
+        .controller
+        .metric_samples(60, start.saturating_sub(59), end)
+        .await
+        .map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.endpoint == key.endpoint && r.variant == key.variant)
+        .filter_map(|r| serde_json::from_str::<SecondSample>(&r.body).ok())
+        .collect())
 }
 
 #[derive(Deserialize)]

@@ -19,7 +19,7 @@ const MAX_CONTROL_BODY: usize = 1024 * 1024;
 pub async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(op) = target.strip_prefix(crate::cloudwatch::TARGET_PREFIX).and_then(|t| t.strip_prefix('.')) {
-        return crate::cloudwatch::json(&edge, op, &body);
+        return crate::cloudwatch::json(&edge, op, &body).await;
     }
     let result = match target.split_once('.') {
         Some(("SageMaker", op)) if body.len() <= MAX_CONTROL_BODY => operation(&edge, op, &body).await,

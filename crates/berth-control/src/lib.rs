@@ -10,6 +10,7 @@ mod deploy;
 mod endpoints;
 mod error;
 mod listing;
+mod metrics;
 mod models;
 mod tags;
 

@@ -35,7 +35,7 @@ impl Default for Histogram {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HistogramSnapshot {
     /// Per-bucket counts (not cumulative), the last one above every bound.
     pub buckets: Vec<u64>,

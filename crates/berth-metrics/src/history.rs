@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 pub const HISTORY_SECONDS: usize = 3600;
 
 /// What happened in one second.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SecondSample {
     pub second: u64,
     pub invocations: u64,
@@ -29,7 +29,8 @@ pub(crate) struct History {
 }
 
 impl History {
-    pub(crate) fn sample(&mut self, metrics: &VariantMetrics, second: u64) {
+    /// Closes `second`; returns its sample when the variant had traffic in it.
+    pub(crate) fn sample(&mut self, metrics: &VariantMetrics, second: u64) -> Option<SecondSample> {
         let now = metrics.snapshot();
         let (model_min, model_max) = metrics.model_latency_us.take_interval_extremes();
         let (over_min, over_max) = metrics.overhead_latency_us.take_interval_extremes();
@@ -44,12 +45,35 @@ impl History {
             overhead_latency_us: delta(&now.overhead_latency_us, &prev.overhead_latency_us, over_min, over_max),
         };
         self.previous = Some(now);
-        if sample.invocations > 0 {
+        let kept = (sample.invocations > 0).then(|| sample.clone());
+        if kept.is_some() {
             self.seconds.push_back(sample);
         }
         while self.seconds.front().is_some_and(|s| s.second + HISTORY_SECONDS as u64 <= second) {
             self.seconds.pop_front();
         }
+        kept
+    }
+
+    /// Puts back seconds read from storage after a restart (oldest first).
+    pub(crate) fn restore(&mut self, samples: impl IntoIterator<Item = SecondSample>) {
+        for s in samples {
+            if self.seconds.back().is_none_or(|last| last.second < s.second) {
+                self.seconds.push_back(s);
+            }
+        }
+    }
+}
+
+impl SecondSample {
+    /// Adds another sample's activity to this one (for minute rollups).
+    pub fn absorb(&mut self, other: &SecondSample) {
+        self.invocations += other.invocations;
+        self.errors_4xx += other.errors_4xx;
+        self.errors_5xx += other.errors_5xx;
+        self.model_errors += other.model_errors;
+        self.model_latency_us.merge(&other.model_latency_us);
+        self.overhead_latency_us.merge(&other.overhead_latency_us);
     }
 }
 

@@ -130,12 +130,42 @@ impl MetricsRegistry {
         self.variants.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 
-    /// Closes second `second` (epoch seconds) of every variant's history.
-    pub fn sample(&self, second: u64) {
-        let variants: Vec<Arc<VariantMetrics>> = self.variants.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-        for v in variants {
-            v.history.lock().unwrap_or_else(|e| e.into_inner()).sample(&v, second);
+    fn all(&self) -> Vec<(VariantKey, Arc<VariantMetrics>)> {
+        self.variants.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Closes second `second` (epoch seconds) of every variant's history; returns the samples
+    /// of variants that had traffic in it, for storage.
+    pub fn sample(&self, second: u64) -> Vec<(VariantKey, SecondSample)> {
+        let mut out = Vec::new();
+        for (key, v) in self.all() {
+            if let Some(s) = v.history.lock().unwrap_or_else(|e| e.into_inner()).sample(&v, second) {
+                out.push((key, s));
+            }
         }
+        out
+    }
+
+    /// Each variant's activity in the minute starting at `minute` (from the per-second history).
+    pub fn minute_rollups(&self, minute: u64) -> Vec<(VariantKey, SecondSample)> {
+        let mut out = Vec::new();
+        for (key, v) in self.all() {
+            let history = v.history.lock().unwrap_or_else(|e| e.into_inner());
+            let mut rollup = SecondSample { second: minute, ..Default::default() };
+            for s in history.seconds.iter().filter(|s| s.second >= minute && s.second < minute + 60) {
+                rollup.absorb(s);
+            }
+            if rollup.invocations > 0 {
+                out.push((key, rollup));
+            }
+        }
+        out
+    }
+
+    /// Puts back a variant's per-second history after a restart.
+    pub fn restore(&self, endpoint: &str, variant: &str, samples: Vec<SecondSample>) {
+        let v = self.variant(endpoint, variant);
+        v.history.lock().unwrap_or_else(|e| e.into_inner()).restore(samples);
     }
 
     /// Forgets an endpoint's variants (the endpoint was deleted).
@@ -175,13 +205,13 @@ mod tests {
         r.sample(101); // a quiet second leaves no datapoint
         v.record(Outcome::ModelServerError, Some(300), 10);
         r.sample(102);
-        let per_second = r.datapoints(&key, MetricName::Invocations, 100, 103, 1);
+        let per_second = r.datapoints(&key, MetricName::Invocations, &[], 100, 103, 1);
         assert_eq!(per_second.iter().map(|d| (d.timestamp, d.sum)).collect::<Vec<_>>(), vec![(100, 3.0), (102, 1.0)]);
-        let minute = r.datapoints(&key, MetricName::Invocations, 60, 120, 60);
+        let minute = r.datapoints(&key, MetricName::Invocations, &[], 60, 120, 60);
         assert_eq!((minute.len(), minute[0].sum, minute[0].sample_count, minute[0].maximum), (1, 4.0, 2.0, 3.0));
-        let latency = r.datapoints(&key, MetricName::ModelLatency, 60, 120, 60);
+        let latency = r.datapoints(&key, MetricName::ModelLatency, &[], 60, 120, 60);
         assert_eq!((latency[0].sample_count, latency[0].sum, latency[0].minimum, latency[0].maximum), (4.0, 600.0, 100.0, 300.0));
-        assert_eq!(r.datapoints(&key, MetricName::Invocation5XXErrors, 60, 120, 60)[0].sum, 1.0);
+        assert_eq!(r.datapoints(&key, MetricName::Invocation5XXErrors, &[], 60, 120, 60)[0].sum, 1.0);
     }
 
     #[test]

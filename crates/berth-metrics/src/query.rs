@@ -100,13 +100,32 @@ impl Datapoint {
 
 impl MetricsRegistry {
     /// Datapoints of a variant's metric for `[start, end)` in periods of `period` seconds,
-    /// oldest first; periods without traffic are left out, as CloudWatch does.
-    pub fn datapoints(&self, key: &VariantKey, metric: MetricName, start: u64, end: u64, period: u64) -> Vec<Datapoint> {
-        let Some(metrics) = self.get(key) else { return Vec::new() };
+    /// oldest first; periods without traffic are left out, as CloudWatch does. `older` are
+    /// stored samples (minute rollups) for the part of the range before the in-memory history.
+    pub fn datapoints(
+        &self,
+        key: &VariantKey,
+        metric: MetricName,
+        older: &[SecondSample],
+        start: u64,
+        end: u64,
+        period: u64,
+    ) -> Vec<Datapoint> {
+        let recent: Vec<SecondSample> = match self.get(key) {
+            Some(m) => m.history.lock().unwrap_or_else(|e| e.into_inner()).seconds.iter().cloned().collect(),
+            None => Vec::new(),
+        };
+        let first_recent = recent.first().map_or(u64::MAX, |s| s.second);
+        let samples = older.iter().filter(|s| s.second < first_recent).chain(recent.iter());
+        aggregate(samples, metric, start, end, period)
+    }
+}
+
+fn aggregate<'a>(samples: impl Iterator<Item = &'a SecondSample>, metric: MetricName, start: u64, end: u64, period: u64) -> Vec<Datapoint> {
+    {
         let period = period.max(1);
-        let history = metrics.history.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<Datapoint> = Vec::new();
-        for s in history.seconds.iter().filter(|s| s.second >= start && s.second < end) {
+        for s in samples.filter(|s| s.second >= start && s.second < end) {
             let bucket = start + (s.second - start) / period * period;
             if out.last().map(|d| d.timestamp) != Some(bucket) {
                 out.push(Datapoint {

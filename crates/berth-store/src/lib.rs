@@ -5,11 +5,24 @@
 //! is committed (and synced to disk) before the call returns, so an acknowledged write
 //! survives `kill -9` of the server.
 
+mod metric_samples;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
 
 use berth_domain::{Endpoint, EndpointConfig, Model};
+
+/// A variant's metrics over one second or one minute, in the metrics layer's own encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricSample {
+    pub endpoint: String,
+    pub variant: String,
+    /// Seconds the sample covers: 1 or 60.
+    pub resolution: u32,
+    /// Start of the sample, in epoch seconds.
+    pub ts: u64,
+    pub body: String,
+}
 
 /// A tag on a resource, as (key, value).
 pub type Tag = (String, String);
@@ -54,4 +67,11 @@ pub trait StateStore: Send + Sync + 'static {
     /// The tags of a resource ARN, sorted by key.
     fn tags(&self, arn: &str) -> Result<Vec<Tag>, StoreError>;
     fn delete_tags(&self, arn: &str, keys: &[String]) -> Result<(), StoreError>;
+
+    /// Stores metric samples (replacing any with the same variant, resolution and start).
+    fn put_metric_samples(&self, samples: &[MetricSample]) -> Result<(), StoreError>;
+    /// Samples of one resolution starting in `[from, to)`, by endpoint, variant and time.
+    fn metric_samples(&self, resolution: u32, from: u64, to: u64) -> Result<Vec<MetricSample>, StoreError>;
+    /// Drops samples of one resolution that start before `before`; returns how many.
+    fn prune_metric_samples(&self, resolution: u32, before: u64) -> Result<usize, StoreError>;
 }

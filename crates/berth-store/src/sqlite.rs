@@ -1,4 +1,4 @@
-use crate::{StateStore, StoreError, Tag};
+use crate::{MetricSample, StateStore, StoreError, Tag};
 use berth_domain::{Endpoint, EndpointConfig, Model};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{de::DeserializeOwned, Serialize};
@@ -44,6 +44,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::metric_samples::SCHEMA)?;
         Ok(SqliteStore { conn: Mutex::new(conn) })
     }
 
@@ -185,6 +186,18 @@ impl StateStore for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn put_metric_samples(&self, samples: &[MetricSample]) -> Result<(), StoreError> {
+        crate::metric_samples::put(&mut self.conn(), samples)
+    }
+
+    fn metric_samples(&self, resolution: u32, from: u64, to: u64) -> Result<Vec<MetricSample>, StoreError> {
+        crate::metric_samples::range(&self.conn(), resolution, from, to)
+    }
+
+    fn prune_metric_samples(&self, resolution: u32, before: u64) -> Result<usize, StoreError> {
+        crate::metric_samples::prune(&self.conn(), resolution, before)
     }
 }
 

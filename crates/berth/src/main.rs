@@ -1,6 +1,7 @@
 //! The `berth` command: the server and its operator commands.
 
 mod demo;
+mod metrics_history;
 mod onnxruntime;
 mod serve;
 mod worker;

@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// unset (python3's onnxruntime package, or <data-dir>/onnxruntime/).
     #[arg(long, env = "BERTH_ORT_DYLIB")]
     onnxruntime: Option<PathBuf>,
+    /// Days of per-minute metric history kept (per-second history covers the last hour).
+    #[arg(long, env = "BERTH_METRICS_RETENTION_DAYS", default_value_t = 15)]
+    metrics_retention_days: u64,
     /// Also deploy the demo: endpoint `demo`, two bundled iris models on `berth/onnx` at 1:1
     /// (installs ONNX Runtime into the data dir with python3's pip when none is found).
     #[arg(long, env = "BERTH_DEMO")]
@@ -140,17 +143,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
 
-    // Closes each second of the per-variant metrics history (CloudWatch-style queries read it).
-    let sampled = routing.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tick.tick().await;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            sampled.metrics().sample(now.as_secs().saturating_sub(1));
-        }
-    });
+    // The per-variant metrics history: restored from the store, then closed second by second.
+    crate::metrics_history::restore(&controller, routing.metrics()).await;
+    let retention = Duration::from_secs(args.metrics_retention_days * 24 * 3600);
+    tokio::spawn(crate::metrics_history::run(controller.clone(), routing.clone(), retention));
 
     let app = berth_aws::app(Edge { controller: controller.clone(), router });
     // Served from a runtime task, not from `block_on`'s thread: a future polled by `block_on`
