@@ -176,6 +176,19 @@ def test_cloudwatch_over_smithy_rpc_v2_cbor(berth, sm, runtime):
     assert sum(d["Sum"] for d in parsed["Datapoints"]) == 9
     assert all(isinstance(d["Timestamp"], datetime.datetime) for d in parsed["Datapoints"])
 
+    # GetMetricData: its list of timestamps comes back as CBOR timestamps too.
+    gmd = model.operation_model("GetMetricData")
+    gmd_params = {
+        "MetricDataQueries": [{"Id": "q", "MetricStat": {"Metric": {k: params[k] for k in ("Namespace", "MetricName", "Dimensions")}, "Period": 3600, "Stat": "Sum"}}],
+        "StartTime": params["StartTime"],
+        "EndTime": params["EndTime"],
+    }
+    request = botocore.serialize.create_serializer("smithy-rpc-v2-cbor").serialize_to_request(gmd_params, gmd)
+    r = requests.post(berth.url + request["url_path"], data=request["body"], headers=dict(request["headers"]), timeout=10)
+    assert r.status_code == 200
+    result = parser.parse({"status_code": 200, "headers": dict(r.headers), "body": r.content}, gmd.output_shape)["MetricDataResults"][0]
+    assert sum(result["Values"]) == 9 and all(isinstance(t, datetime.datetime) for t in result["Timestamps"])
+
     del params["Statistics"]
     request = botocore.serialize.create_serializer("smithy-rpc-v2-cbor").serialize_to_request(params, operation)
     r = requests.post(berth.url + request["url_path"], data=request["body"], headers=dict(request["headers"]), timeout=10)
@@ -216,3 +229,38 @@ def test_metric_history_survives_kill_9(own_berth):
     wait_status(server.sm(), ep, "InService")
     server.runtime().invoke_endpoint(EndpointName=ep, Body=b"x")
     assert wait_for_sum(server.client("cloudwatch"), ep, "V", "Invocations", 13)[0] == 13
+
+
+def test_cloudwatch_get_metric_data(berth, sm, runtime):
+    import datetime
+
+    ep = unique("gmd")
+    create_echo_model(sm, ep)
+    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("Variant1", ep), variant("Variant2", ep)])
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    wait_status(sm, ep)
+    for target, n in (("Variant1", 6), ("Variant2", 4)):
+        for _ in range(n):
+            runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant=target)
+    cw = berth.client("cloudwatch")
+    assert wait_for_sum(cw, ep, "Variant2", "Invocations", 4)[0] == 4
+    assert wait_for_sum(cw, ep, "Variant1", "Invocations", 6)[0] == 6
+
+    def query(qid, variant_name, metric, stat):
+        dims = [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": variant_name}]
+        return {"Id": qid, "MetricStat": {"Metric": {"Namespace": "AWS/SageMaker", "MetricName": metric, "Dimensions": dims}, "Period": 3600, "Stat": stat}}
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = cw.get_metric_data(
+        MetricDataQueries=[query("v1", "Variant1", "Invocations", "Sum"), query("v2", "Variant2", "Invocations", "Sum"), query("lat", "Variant1", "ModelLatency", "p99")],
+        StartTime=now - datetime.timedelta(minutes=10),
+        EndTime=now + datetime.timedelta(minutes=1),
+    )
+    results = {r["Id"]: r for r in out["MetricDataResults"]}
+    assert sum(results["v1"]["Values"]) == 6 and sum(results["v2"]["Values"]) == 4
+    assert results["v1"]["StatusCode"] == "Complete" and results["v1"]["Label"] == "Invocations"
+    assert all(isinstance(t, datetime.datetime) for t in results["v1"]["Timestamps"])
+    assert results["lat"]["Values"] and results["lat"]["Values"][0] > 0
+
+    with pytest.raises(ClientError):
+        cw.get_metric_data(MetricDataQueries=[{"Id": "e", "Expression": "SUM(METRICS())"}], StartTime=now - datetime.timedelta(minutes=5), EndTime=now)

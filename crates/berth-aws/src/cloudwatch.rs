@@ -111,6 +111,7 @@ async fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, Clo
     match operation {
         "GetMetricStatistics" => get_metric_statistics(edge, parse(input)?).await,
         "ListMetrics" => list_metrics(edge, parse(input)?),
+        "GetMetricData" => get_metric_data(edge, parse(input)?).await,
         other => Err(CloudWatchError::unknown_operation(other)),
     }
 }
@@ -233,6 +234,117 @@ async fn stored_minutes(edge: &Edge, key: &VariantKey, start: u64, end: u64) -> 
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct MetricDataQuery {
+    id: String,
+    metric_stat: Option<MetricStat>,
+    expression: Option<String>,
+    label: Option<String>,
+    return_data: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricStat {
+    metric: Metric,
+    period: i64,
+    stat: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Metric {
+    namespace: Option<String>,
+    metric_name: Option<String>,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetMetricDataInput {
+    metric_data_queries: Vec<MetricDataQuery>,
+    start_time: f64,
+    end_time: f64,
+    scan_by: Option<String>,
+    max_datapoints: Option<usize>,
+}
+
+/// The value of one statistic (`Sum`, `Average`, ..., or a percentile such as `p99`).
+fn statistic(d: &Datapoint, stat: &str) -> Option<f64> {
+    match stat {
+        "SampleCount" => Some(d.sample_count),
+        "Average" => Some(d.average()),
+        "Sum" => Some(d.sum),
+        "Minimum" => Some(d.minimum),
+        "Maximum" => Some(d.maximum),
+        p => p.strip_prefix('p').and_then(|q| q.parse::<f64>().ok()).and_then(|q| d.percentile(q)),
+    }
+}
+
+async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value, CloudWatchError> {
+    if input.metric_data_queries.is_empty() || input.metric_data_queries.len() > 500 {
+        return Err(CloudWatchError::invalid("MetricDataQueries must hold between 1 and 500 queries."));
+    }
+    if input.end_time <= input.start_time {
+        return Err(CloudWatchError::invalid("The parameter StartTime must be before EndTime."));
+    }
+    let (start, end) = (input.start_time.max(0.0).floor() as u64, input.end_time.max(0.0).ceil() as u64);
+    let ascending = match input.scan_by.as_deref() {
+        None | Some("TimestampDescending") => false,
+        Some("TimestampAscending") => true,
+        Some(other) => return Err(CloudWatchError::invalid(format!("ScanBy '{other}' is not TimestampDescending or TimestampAscending."))),
+    };
+    let mut results = Vec::new();
+    for q in &input.metric_data_queries {
+        if q.expression.is_some() {
+            return Err(CloudWatchError::invalid(format!(
+                "Query '{}': metric math expressions are not supported by berth yet; use MetricStat.",
+                q.id
+            )));
+        }
+        let Some(stat) = &q.metric_stat else {
+            return Err(CloudWatchError::missing(format!("Query '{}' needs MetricStat.", q.id)));
+        };
+        if stat.period < 1 {
+            return Err(CloudWatchError::invalid(format!("Query '{}': Period must be at least 1.", q.id)));
+        }
+        if statistic(&Datapoint { timestamp: 0, sample_count: 0.0, sum: 0.0, minimum: 0.0, maximum: 0.0, histogram: None }, &stat.stat)
+            .is_none()
+        {
+            return Err(CloudWatchError::invalid(format!("Query '{}': Stat '{}' is not a statistic berth knows.", q.id, stat.stat)));
+        }
+        if q.return_data == Some(false) {
+            continue;
+        }
+        let metric = stat.metric.metric_name.as_deref().and_then(MetricName::parse);
+        let datapoints = match (stat.metric.namespace.as_deref() == Some(NAMESPACE), metric, variant_key(&stat.metric.dimensions)) {
+            (true, Some(metric), Some(key)) => {
+                let older = stored_minutes(edge, &key, start, end).await?;
+                edge.router.table().metrics().datapoints(&key, metric, &older, start, end, stat.period as u64)
+            }
+            _ => Vec::new(),
+        };
+        let mut pairs: Vec<(u64, f64)> = datapoints.iter().filter_map(|d| statistic(d, &stat.stat).map(|v| (d.timestamp, v))).collect();
+        if !ascending {
+            pairs.reverse();
+        }
+        if let Some(max) = input.max_datapoints {
+            pairs.truncate(max);
+        }
+        let label = q.label.clone().unwrap_or_else(|| stat.metric.metric_name.clone().unwrap_or_default());
+        results.push(json!({
+            "Id": q.id,
+            "Label": label,
+            "Timestamps": pairs.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+            "Values": pairs.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+            "StatusCode": "Complete",
+        }));
+    }
+    Ok(json!({ "MetricDataResults": results, "Messages": [] }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct ListMetricsInput {
     namespace: Option<String>,
     metric_name: Option<String>,
@@ -303,7 +415,8 @@ fn from_cbor(v: ciborium::Value) -> Value {
     }
 }
 
-/// JSON to CBOR; members named `Timestamp` become CBOR timestamps (tag 1), as the protocol has it.
+/// JSON to CBOR; members named `Timestamp` (and the items of `Timestamps`) become CBOR
+/// timestamps (tag 1), as the protocol has it.
 fn to_cbor(v: &Value, timestamp: bool) -> ciborium::Value {
     use ciborium::Value as C;
     match v {
@@ -315,7 +428,9 @@ fn to_cbor(v: &Value, timestamp: bool) -> ciborium::Value {
         Value::String(s) => C::Text(s.clone()),
         Value::Bool(b) => C::Bool(*b),
         Value::Null => C::Null,
-        Value::Array(items) => C::Array(items.iter().map(|i| to_cbor(i, false)).collect()),
-        Value::Object(map) => C::Map(map.iter().map(|(k, v)| (C::Text(k.clone()), to_cbor(v, k == "Timestamp"))).collect()),
+        Value::Array(items) => C::Array(items.iter().map(|i| to_cbor(i, timestamp)).collect()),
+        Value::Object(map) => {
+            C::Map(map.iter().map(|(k, v)| (C::Text(k.clone()), to_cbor(v, k == "Timestamp" || k == "Timestamps"))).collect())
+        }
     }
 }
