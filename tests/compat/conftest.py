@@ -102,27 +102,39 @@ def free_port():
         return s.getsockname()[1]
 
 
+class MotoServer:
+    """A real S3-compatible server: moto's `moto_server` on a free port, stopped by PID."""
+
+    def __init__(self, log_path, env=None):
+        moto_server = shutil.which("moto_server") or str(pathlib.Path(sys.executable).parent / "moto_server")
+        if not pathlib.Path(moto_server).exists():
+            pytest.skip("moto_server is installed by the test command")
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [moto_server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env={**os.environ, **(env or {})}
+        )
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                assert time.time() < deadline and self.proc.poll() is None, "moto_server did not start"
+                time.sleep(0.1)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    """A real S3-compatible server (moto's moto_server) on a free port; yields its URL."""
-    moto_server = shutil.which("moto_server") or str(pathlib.Path(sys.executable).parent / "moto_server")
-    if not pathlib.Path(moto_server).exists():
-        pytest.skip("moto_server is installed by the test command")
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "ab")
-    proc = subprocess.Popen([moto_server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.time() < deadline and proc.poll() is None, "moto_server did not start"
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    """The shared S3-compatible server; yields its URL."""
+    moto = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield moto.url
+    moto.stop()
 
 
 def s3_env(url):
@@ -214,15 +226,16 @@ def wait_status(sm, endpoint, want=("InService", "Failed"), timeout=60):
         time.sleep(0.05)
 
 
-def deploy(sm, variants, models=None, env=None, name=None):
-    """Creates one echo model per variant (unless given), a config and an endpoint; waits for InService."""
+def deploy(sm, variants, models=None, env=None, name=None, variant_env=None):
+    """Creates one echo model per variant (unless given), a config and an endpoint; waits for
+    InService. `variant_env` adds environment for the model of a named variant."""
     name = name or unique("ep")
     specs = []
     for v in variants:
         vname, weight = v if isinstance(v, tuple) else (v, 1.0)
         model = f"{name}-{vname}".lower()
         if not models:
-            create_echo_model(sm, model, env)
+            create_echo_model(sm, model, {**(env or {}), **(variant_env or {}).get(vname, {})})
         specs.append(variant(vname, models[vname] if models else model, weight))
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=specs)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)

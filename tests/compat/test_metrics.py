@@ -7,7 +7,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import create_echo_model, unique, variant, wait_status
+from conftest import create_echo_model, deploy, unique, variant, wait_status
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
@@ -27,22 +27,20 @@ def scrape(berth, endpoint):
     return samples
 
 
-def test_counts_per_variant_are_exact(berth, sm, runtime):
-    ep = unique("metrics")
-    create_echo_model(sm, f"{ep}-ok")
-    create_echo_model(sm, f"{ep}-client-errors", {"ECHO_STATUS": "400"})
-    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("Variant1", f"{ep}-ok"), variant("Variant2", f"{ep}-client-errors")])
-    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
-    wait_status(sm, ep)
+def send(runtime, endpoint, target, n, body=b"x"):
+    """Sends `n` requests to a variant; a body of b"fail" makes the echo container answer 500."""
+    for _ in range(n):
+        try:
+            runtime.invoke_endpoint(EndpointName=endpoint, Body=body, TargetVariant=target)
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "ModelError", e
 
-    for _ in range(30):
-        runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant="Variant1")
-    for _ in range(10):
-        with pytest.raises(ClientError):
-            runtime.invoke_endpoint(EndpointName=ep, Body=b"fail", TargetVariant="Variant1")
-    for _ in range(20):
-        with pytest.raises(ClientError):
-            runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant="Variant2")
+
+def test_counts_per_variant_are_exact(berth, sm, runtime):
+    ep = deploy(sm, ["Variant1", "Variant2"], variant_env={"Variant2": {"ECHO_STATUS": "400"}})
+    send(runtime, ep, "Variant1", 30)
+    send(runtime, ep, "Variant1", 10, body=b"fail")
+    send(runtime, ep, "Variant2", 20)
 
     m = scrape(berth, ep)
     assert m[("berth_invocations_total", "Variant1", ())] == 40
@@ -90,17 +88,9 @@ def wait_for_sum(cw, endpoint, variant_name, metric, expected, timeout=15):
 
 
 def test_cloudwatch_get_metric_statistics(berth, sm, runtime):
-    ep = unique("cw")
-    create_echo_model(sm, f"{ep}-a")
-    create_echo_model(sm, f"{ep}-b")
-    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("Variant1", f"{ep}-a"), variant("Variant2", f"{ep}-b")])
-    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
-    wait_status(sm, ep)
-    for _ in range(25):
-        runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant="Variant1")
-    for _ in range(7):
-        with pytest.raises(ClientError):
-            runtime.invoke_endpoint(EndpointName=ep, Body=b"fail", TargetVariant="Variant2")
+    ep = deploy(sm, ["Variant1", "Variant2"])
+    send(runtime, ep, "Variant1", 25)
+    send(runtime, ep, "Variant2", 7, body=b"fail")
 
     cw = berth.client("cloudwatch")
     total, out = wait_for_sum(cw, ep, "Variant1", "Invocations", 25)
@@ -145,13 +135,8 @@ def test_cloudwatch_over_smithy_rpc_v2_cbor(berth, sm, runtime):
     import botocore.serialize
     import botocore.session
 
-    ep = unique("cbor")
-    create_echo_model(sm, ep)
-    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("V", ep)])
-    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
-    wait_status(sm, ep)
-    for _ in range(9):
-        runtime.invoke_endpoint(EndpointName=ep, Body=b"x")
+    ep = deploy(sm, ["V"])
+    send(runtime, ep, "V", 9)
     cw = berth.client("cloudwatch")
     assert wait_for_sum(cw, ep, "V", "Invocations", 9)[0] == 9
 
@@ -203,13 +188,8 @@ def test_metric_history_survives_kill_9(own_berth):
 
     server = own_berth()
     sm, rt = server.sm(), server.runtime()
-    ep = unique("hist")
-    create_echo_model(sm, ep)
-    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("V", ep)])
-    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
-    wait_status(sm, ep)
-    for _ in range(12):
-        rt.invoke_endpoint(EndpointName=ep, Body=b"x")
+    ep = deploy(sm, ["V"])
+    send(rt, ep, "V", 12)
     assert wait_for_sum(server.client("cloudwatch"), ep, "V", "Invocations", 12)[0] == 12
     # Wait until the seconds that held the requests are in the state store.
     import sqlite3

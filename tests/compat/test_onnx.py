@@ -135,15 +135,18 @@ def test_regressors_match_onnxruntime(sm, runtime, tmp_path, family):
     np.testing.assert_allclose([p["score"] for p in got["predictions"]], expected.ravel(), rtol=1e-5)
 
 
-def test_xgboost_matches_onnxruntime(sm, runtime, tmp_path):
-    onnx_bytes = xgboost_onnx()
+def assert_classifier_served_like_onnxruntime(sm, runtime, tmp_path, onnx_bytes, rows):
+    """Deploys a classifier export and checks berth's labels and probabilities against onnxruntime's."""
     ep, d = deploy_onnx(sm, tmp_path, onnx_bytes)
     assert d["EndpointStatus"] == "InService", d.get("FailureReason")
-    rows = IRIS_X[::5]
     labels, probabilities = reference(onnx_bytes, rows)[:2]
     got = json.loads(runtime.invoke_endpoint(EndpointName=ep, ContentType="text/csv", Body=csv(rows))["Body"].read())["predictions"]
     assert [p["label"] for p in got] == [int(v) for v in labels]
     np.testing.assert_allclose([p["probabilities"] for p in got], probabilities, rtol=1e-5, atol=1e-6)
+
+
+def test_xgboost_matches_onnxruntime(sm, runtime, tmp_path):
+    assert_classifier_served_like_onnxruntime(sm, runtime, tmp_path, xgboost_onnx(), IRIS_X[::5])
 
 
 def test_plain_neural_net(sm, runtime, tmp_path):
@@ -230,14 +233,7 @@ def test_lightgbm_matches_onnxruntime(sm, runtime, tmp_path):
 
     model = lightgbm.LGBMClassifier(n_estimators=10, num_leaves=7, verbose=-1).fit(IRIS_X, IRIS_Y)
     onnx_model = convert_lightgbm(model, initial_types=[("input", FloatTensorType([None, 4]))], zipmap=False, target_opset=15)
-    onnx_bytes = onnx_model.SerializeToString()
-    ep, d = deploy_onnx(sm, tmp_path, onnx_bytes)
-    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
-    rows = IRIS_X[::6]
-    labels, probabilities = reference(onnx_bytes, rows)[:2]
-    got = json.loads(runtime.invoke_endpoint(EndpointName=ep, ContentType="text/csv", Body=csv(rows))["Body"].read())["predictions"]
-    assert [p["label"] for p in got] == [int(v) for v in labels]
-    np.testing.assert_allclose([p["probabilities"] for p in got], probabilities, rtol=1e-5, atol=1e-6)
+    assert_classifier_served_like_onnxruntime(sm, runtime, tmp_path, onnx_model.SerializeToString(), IRIS_X[::6])
 
 
 def test_missing_onnx_runtime_fails_with_what_to_install(own_berth, tmp_path):

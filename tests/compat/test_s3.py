@@ -9,7 +9,7 @@ import boto3
 import numpy as np
 import pytest
 
-from conftest import CREDENTIALS, ROLE, create_echo_model, s3_env, unique, variant, wait_status
+from conftest import CREDENTIALS, ROLE, MotoServer, create_echo_model, s3_env, unique, variant, wait_status
 
 onnxruntime = pytest.importorskip("onnxruntime")
 from sklearn.datasets import load_iris  # noqa: E402
@@ -221,19 +221,25 @@ class TruncatingS3(threading.Thread):
         self.server.serve_forever()
 
 
+def failure_from_s3(own_berth, s3_url, data_url):
+    """Deploys an echo model whose data is `data_url` on the S3 server at `s3_url`; returns the FailureReason."""
+    server = own_berth(env=s3_env(s3_url))
+    sm = server.sm()
+    name = unique("s3fail")
+    create_echo_model(sm, name, data_url=data_url)
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name)])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    d = wait_status(sm, name, timeout=120)
+    assert d["EndpointStatus"] == "Failed"
+    return d["FailureReason"]
+
+
 def test_truncated_download_fails_the_endpoint(own_berth):
     fake = TruncatingS3()
     fake.start()
     try:
-        server = own_berth(env=s3_env(fake.url))
-        sm = server.sm()
-        name = unique("trunc")
-        create_echo_model(sm, name, data_url="s3://bucket/model.tar.gz")
-        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name)])
-        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-        d = wait_status(sm, name, timeout=120)
-        assert d["EndpointStatus"] == "Failed"
-        assert "s3://bucket/model.tar.gz" in d["FailureReason"] and ("truncated" in d["FailureReason"] or "failed after" in d["FailureReason"]), d["FailureReason"]
+        reason = failure_from_s3(own_berth, fake.url, "s3://bucket/model.tar.gz")
+        assert "s3://bucket/model.tar.gz" in reason and ("truncated" in reason or "failed after" in reason), reason
         assert fake.gets >= 1
     finally:
         fake.server.shutdown()
@@ -241,37 +247,9 @@ def test_truncated_download_fails_the_endpoint(own_berth):
 
 def test_denied_access_fails_the_endpoint(own_berth, tmp_path):
     # A second moto_server that enforces authentication: berth's credentials are unknown to it.
-    import os
-    import shutil
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    moto_server = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path / "moto-auth.log", "ab")
-    proc = subprocess.Popen([moto_server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    moto = MotoServer(tmp_path / "moto-auth.log", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline, "moto_server did not start"
-                time.sleep(0.1)
-        server = own_berth(env=s3_env(f"http://127.0.0.1:{port}"))
-        sm = server.sm()
-        name = unique("denied")
-        create_echo_model(sm, name, data_url="s3://private-bucket/model.tar.gz")
-        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name)])
-        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-        d = wait_status(sm, name, timeout=60)
-        assert d["EndpointStatus"] == "Failed"
-        assert "access to model data s3://private-bucket/model.tar.gz was denied" in d["FailureReason"], d["FailureReason"]
+        reason = failure_from_s3(own_berth, moto.url, "s3://private-bucket/model.tar.gz")
+        assert "access to model data s3://private-bucket/model.tar.gz was denied" in reason, reason
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        moto.stop()
