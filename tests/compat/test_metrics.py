@@ -244,3 +244,16 @@ def test_cloudwatch_get_metric_data(berth, sm, runtime):
 
     with pytest.raises(ClientError):
         cw.get_metric_data(MetricDataQueries=[{"Id": "e", "Expression": "SUM(METRICS())"}], StartTime=now - datetime.timedelta(minutes=5), EndTime=now)
+
+
+def test_invocations_per_instance(berth, sm, runtime):
+    name = unique("perinst")
+    create_echo_model(sm, name)
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name, 1.0, 2)])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    wait_status(sm, name)
+    send(runtime, name, "V", 20)
+    cw = berth.client("cloudwatch")
+    assert wait_for_sum(cw, name, "V", "Invocations", 20)[0] == 20
+    # Two instances: each second's invocations are halved, so the period's sum is 20 / 2.
+    assert wait_for_sum(cw, name, "V", "InvocationsPerInstance", 10)[0] == 10

@@ -20,6 +20,10 @@ pub struct SecondSample {
     pub model_errors: u64,
     pub model_latency_us: HistogramSnapshot,
     pub overhead_latency_us: HistogramSnapshot,
+    /// Invocations divided by the instances running (summed over the seconds of a rollup), as
+    /// SageMaker's InvocationsPerInstance.
+    #[serde(default)]
+    pub invocations_per_instance: f64,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +47,7 @@ impl History {
             model_errors: now.model_errors - prev.model_errors,
             model_latency_us: delta(&now.model_latency_us, &prev.model_latency_us, model_min, model_max),
             overhead_latency_us: delta(&now.overhead_latency_us, &prev.overhead_latency_us, over_min, over_max),
+            invocations_per_instance: (now.invocations - prev.invocations) as f64 / metrics.instances().max(1) as f64,
         };
         self.previous = Some(now);
         let kept = (sample.invocations > 0).then(|| sample.clone());
@@ -74,6 +79,7 @@ impl SecondSample {
         self.model_errors += other.model_errors;
         self.model_latency_us.merge(&other.model_latency_us);
         self.overhead_latency_us.merge(&other.overhead_latency_us);
+        self.invocations_per_instance += other.invocations_per_instance;
     }
 }
 

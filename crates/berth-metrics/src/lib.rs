@@ -42,6 +42,8 @@ pub struct VariantMetrics {
     model_errors: AtomicU64,
     pub model_latency_us: Histogram,
     pub overhead_latency_us: Histogram,
+    /// Instances the variant runs now (set when its route is published).
+    instances: AtomicU64,
     /// Written by the once-a-second sampler, read by queries; never by the request path.
     history: Mutex<history::History>,
 }
@@ -80,6 +82,14 @@ impl VariantMetrics {
             self.model_latency_us.record(us);
         }
         self.overhead_latency_us.record(overhead_us);
+    }
+
+    pub fn set_instances(&self, n: usize) {
+        self.instances.store(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn instances(&self) -> u64 {
+        self.instances.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> VariantSnapshot {
@@ -196,6 +206,7 @@ mod tests {
     fn history_turns_totals_into_per_second_datapoints() {
         let r = MetricsRegistry::default();
         let v = r.variant("ep", "A");
+        v.set_instances(1);
         let key = VariantKey { endpoint: "ep".into(), variant: "A".into() };
         r.sample(99); // the baseline
         for _ in 0..3 {
@@ -205,6 +216,8 @@ mod tests {
         r.sample(101); // a quiet second leaves no datapoint
         v.record(Outcome::ModelServerError, Some(300), 10);
         r.sample(102);
+        let per_instance = r.datapoints(&key, MetricName::InvocationsPerInstance, &[], 100, 103, 10);
+        assert_eq!(per_instance[0].sum, 4.0, "one instance: per instance = all");
         let per_second = r.datapoints(&key, MetricName::Invocations, &[], 100, 103, 1);
         assert_eq!(per_second.iter().map(|d| (d.timestamp, d.sum)).collect::<Vec<_>>(), vec![(100, 3.0), (102, 1.0)]);
         let minute = r.datapoints(&key, MetricName::Invocations, &[], 60, 120, 60);

@@ -8,6 +8,7 @@ use crate::{MetricsRegistry, VariantKey};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricName {
     Invocations,
+    InvocationsPerInstance,
     Invocation4XXErrors,
     Invocation5XXErrors,
     InvocationModelErrors,
@@ -16,8 +17,9 @@ pub enum MetricName {
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 6] = [
+    pub const ALL: [MetricName; 7] = [
         MetricName::Invocations,
+        MetricName::InvocationsPerInstance,
         MetricName::Invocation4XXErrors,
         MetricName::Invocation5XXErrors,
         MetricName::InvocationModelErrors,
@@ -32,6 +34,7 @@ impl MetricName {
     pub fn as_str(self) -> &'static str {
         match self {
             MetricName::Invocations => "Invocations",
+            MetricName::InvocationsPerInstance => "InvocationsPerInstance",
             MetricName::Invocation4XXErrors => "Invocation4XXErrors",
             MetricName::Invocation5XXErrors => "Invocation5XXErrors",
             MetricName::InvocationModelErrors => "InvocationModelErrors",
@@ -56,13 +59,14 @@ impl MetricName {
         }
     }
 
-    fn count(self, s: &SecondSample) -> u64 {
+    fn count(self, s: &SecondSample) -> f64 {
         match self {
-            MetricName::Invocations => s.invocations,
-            MetricName::Invocation4XXErrors => s.errors_4xx,
-            MetricName::Invocation5XXErrors => s.errors_5xx,
-            MetricName::InvocationModelErrors => s.model_errors,
-            MetricName::ModelLatency | MetricName::OverheadLatency => 0,
+            MetricName::Invocations => s.invocations as f64,
+            MetricName::InvocationsPerInstance => s.invocations_per_instance,
+            MetricName::Invocation4XXErrors => s.errors_4xx as f64,
+            MetricName::Invocation5XXErrors => s.errors_5xx as f64,
+            MetricName::InvocationModelErrors => s.model_errors as f64,
+            MetricName::ModelLatency | MetricName::OverheadLatency => 0.0,
         }
     }
 }
@@ -149,7 +153,7 @@ fn aggregate<'a>(samples: impl Iterator<Item = &'a SecondSample>, metric: Metric
                     }
                 }
                 None => {
-                    let v = metric.count(s) as f64;
+                    let v = metric.count(s);
                     d.sample_count += 1.0;
                     d.sum += v;
                     d.minimum = d.minimum.min(v);

@@ -37,6 +37,7 @@ impl RoutingTable {
     pub fn publish(&self, mut route: EndpointRoute) {
         for v in &mut route.variants {
             v.metrics = self.metrics.variant(&route.endpoint, &v.name);
+            v.metrics.set_instances(v.instances.len());
         }
         let key = route.endpoint.to_ascii_lowercase();
         let route = Arc::new(route);
