@@ -257,3 +257,43 @@ def test_invocations_per_instance(berth, sm, runtime):
     assert wait_for_sum(cw, name, "V", "Invocations", 20)[0] == 20
     # Two instances: each second's invocations are halved, so the period's sum is 20 / 2.
     assert wait_for_sum(cw, name, "V", "InvocationsPerInstance", 10)[0] == 10
+
+
+def test_custom_metrics_put_and_read_back(berth):
+    import datetime
+
+    cw = berth.client("cloudwatch")
+    ns = unique("Custom/AB")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    dims = [{"Name": "Model", "Value": "challenger"}, {"Name": "Team", "Value": "ml"}]
+    cw.put_metric_data(
+        Namespace=ns,
+        MetricData=[
+            {"MetricName": "Accuracy", "Dimensions": dims, "Timestamp": now, "Value": 0.9, "Unit": "Percent"},
+            {"MetricName": "Accuracy", "Dimensions": list(reversed(dims)), "Timestamp": now, "Values": [0.8, 1.0], "Counts": [1, 2], "Unit": "Percent"},
+            {"MetricName": "Accuracy", "Dimensions": dims, "Timestamp": now, "StatisticValues": {"SampleCount": 2, "Sum": 1.4, "Minimum": 0.6, "Maximum": 0.8}, "Unit": "Percent"},
+        ],
+    )
+    out = cw.get_metric_statistics(
+        Namespace=ns,
+        MetricName="Accuracy",
+        Dimensions=dims,
+        StartTime=now - datetime.timedelta(minutes=5),
+        EndTime=now + datetime.timedelta(minutes=5),
+        Period=600,
+        Statistics=["SampleCount", "Sum", "Average", "Minimum", "Maximum"],
+    )
+    (d,) = out["Datapoints"]
+    assert d["SampleCount"] == 6
+    assert abs(d["Sum"] - (0.9 + 0.8 + 2.0 + 1.4)) < 1e-9
+    assert (d["Minimum"], d["Maximum"]) == (0.6, 1.0)
+    assert d["Unit"] == "Percent"
+    listed = cw.list_metrics(Namespace=ns)["Metrics"]
+    assert [(m["MetricName"], sorted((x["Name"], x["Value"]) for x in m["Dimensions"])) for m in listed] == [("Accuracy", [("Model", "challenger"), ("Team", "ml")])]
+    # Different dimensions are a different metric.
+    assert cw.get_metric_statistics(
+        Namespace=ns, MetricName="Accuracy", Dimensions=dims[:1], StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5), Period=600, Statistics=["Sum"]
+    )["Datapoints"] == []
+    with pytest.raises(ClientError) as e:
+        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{"MetricName": "Invocations", "Value": 1}])
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400

@@ -5,6 +5,7 @@
 //! is committed (and synced to disk) before the call returns, so an acknowledged write
 //! survives `kill -9` of the server.
 
+mod custom_metrics;
 mod metric_samples;
 mod sqlite;
 
@@ -22,6 +23,21 @@ pub struct MetricSample {
     /// Start of the sample, in epoch seconds.
     pub ts: u64,
     pub body: String,
+}
+
+/// One datapoint of a custom metric (PutMetricData), as a statistic set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomDatapoint {
+    pub namespace: String,
+    pub metric_name: String,
+    /// The dimensions in a canonical text form (sorted by name), so equal sets compare equal.
+    pub dimensions: String,
+    pub ts: u64,
+    pub unit: String,
+    pub sample_count: f64,
+    pub sum: f64,
+    pub minimum: f64,
+    pub maximum: f64,
 }
 
 /// A tag on a resource, as (key, value).
@@ -74,4 +90,18 @@ pub trait StateStore: Send + Sync + 'static {
     fn metric_samples(&self, resolution: u32, from: u64, to: u64) -> Result<Vec<MetricSample>, StoreError>;
     /// Drops samples of one resolution that start before `before`; returns how many.
     fn prune_metric_samples(&self, resolution: u32, before: u64) -> Result<usize, StoreError>;
+
+    fn put_custom_datapoints(&self, points: &[CustomDatapoint]) -> Result<(), StoreError>;
+    /// Datapoints of one custom metric (exact namespace, name and dimensions) in `[from, to)`.
+    fn custom_datapoints(
+        &self,
+        namespace: &str,
+        metric_name: &str,
+        dimensions: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<CustomDatapoint>, StoreError>;
+    /// Every custom metric: (namespace, metric name, dimensions).
+    fn custom_metric_names(&self) -> Result<Vec<(String, String, String)>, StoreError>;
+    fn prune_custom_datapoints(&self, before: u64) -> Result<usize, StoreError>;
 }

@@ -1,4 +1,4 @@
-use crate::{MetricSample, StateStore, StoreError, Tag};
+use crate::{CustomDatapoint, MetricSample, StateStore, StoreError, Tag};
 use berth_domain::{Endpoint, EndpointConfig, Model};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{de::DeserializeOwned, Serialize};
@@ -45,6 +45,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::metric_samples::SCHEMA)?;
+        conn.execute_batch(crate::custom_metrics::SCHEMA)?;
         Ok(SqliteStore { conn: Mutex::new(conn) })
     }
 
@@ -198,6 +199,29 @@ impl StateStore for SqliteStore {
 
     fn prune_metric_samples(&self, resolution: u32, before: u64) -> Result<usize, StoreError> {
         crate::metric_samples::prune(&self.conn(), resolution, before)
+    }
+
+    fn put_custom_datapoints(&self, points: &[CustomDatapoint]) -> Result<(), StoreError> {
+        crate::custom_metrics::put(&mut self.conn(), points)
+    }
+
+    fn custom_datapoints(
+        &self,
+        namespace: &str,
+        metric_name: &str,
+        dimensions: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<CustomDatapoint>, StoreError> {
+        crate::custom_metrics::range(&self.conn(), namespace, metric_name, dimensions, from, to)
+    }
+
+    fn custom_metric_names(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        crate::custom_metrics::names(&self.conn())
+    }
+
+    fn prune_custom_datapoints(&self, before: u64) -> Result<usize, StoreError> {
+        crate::custom_metrics::prune(&self.conn(), before)
     }
 }
 

@@ -47,6 +47,7 @@ pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, retent
             rows.extend(registry.minute_rollups(second - 59).into_iter().filter_map(|(k, s)| row(k, 60, &s)));
             let _ = controller.prune_metric_samples(1, second.saturating_sub(HOUR)).await;
             let _ = controller.prune_metric_samples(60, second.saturating_sub(retention.as_secs())).await;
+            let _ = controller.prune_custom_datapoints(second.saturating_sub(retention.as_secs())).await;
         }
         if let Err(e) = controller.store_metric_samples(rows).await {
             warn!(error = %e, "cannot store metric samples");

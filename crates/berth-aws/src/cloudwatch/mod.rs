@@ -3,6 +3,8 @@
 //! `cloudwatch`: Smithy RPC v2 CBOR (`POST /service/GraniteServiceVersion20100801/operation/<Op>`,
 //! what botocore picks first) and awsJson1_0 (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`).
 
+mod custom;
+
 use crate::Edge;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -110,8 +112,9 @@ fn error_response(e: CloudWatchError, cbor: bool) -> Response {
 async fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, CloudWatchError> {
     match operation {
         "GetMetricStatistics" => get_metric_statistics(edge, parse(input)?).await,
-        "ListMetrics" => list_metrics(edge, parse(input)?),
+        "ListMetrics" => list_metrics(edge, parse(input)?).await,
         "GetMetricData" => get_metric_data(edge, parse(input)?).await,
+        "PutMetricData" => custom::put_metric_data(edge, parse(input)?).await,
         other => Err(CloudWatchError::unknown_operation(other)),
     }
 }
@@ -120,7 +123,7 @@ fn parse<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, CloudWatchEr
     serde_json::from_value(input).map_err(|e| CloudWatchError::invalid(format!("{e}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(rename_all = "PascalCase")]
 struct Dimension {
     name: String,
@@ -146,6 +149,31 @@ struct GetMetricStatisticsInput {
 fn variant_key(dimensions: &[Dimension]) -> Option<VariantKey> {
     let get = |name: &str| dimensions.iter().find(|d| d.name == name).and_then(|d| d.value.clone());
     Some(VariantKey { endpoint: get("EndpointName")?, variant: get("VariantName")? })
+}
+
+/// Datapoints of one metric: berth's own (`AWS/SageMaker`) or a custom one; returns its unit too.
+async fn datapoints(
+    edge: &Edge,
+    namespace: &str,
+    metric_name: &str,
+    dimensions: &[Dimension],
+    start: u64,
+    end: u64,
+    period: u64,
+) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
+    if namespace != NAMESPACE {
+        return custom::datapoints(edge, namespace, metric_name, dimensions, start, end, period).await;
+    }
+    let metric = MetricName::parse(metric_name);
+    let unit = metric.map_or("None", |m| m.unit()).to_string();
+    match (metric, variant_key(dimensions)) {
+        (Some(metric), Some(key)) => {
+            let older = stored_minutes(edge, &key, start, end).await?;
+            Ok((edge.router.table().metrics().datapoints(&key, metric, &older, start, end, period), unit))
+        }
+        // CloudWatch answers an unknown metric or dimension combination with no datapoints.
+        _ => Ok((Vec::new(), unit)),
+    }
 }
 
 async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result<Value, CloudWatchError> {
@@ -178,18 +206,9 @@ async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> 
     if input.end_time <= input.start_time {
         return Err(CloudWatchError::invalid("The parameter StartTime must be before EndTime."));
     }
-    let metric = MetricName::parse(&input.metric_name);
-    let datapoints: Vec<Datapoint> = match (input.namespace == NAMESPACE, metric, variant_key(&input.dimensions)) {
-        (true, Some(metric), Some(key)) => {
-            let start = input.start_time.max(0.0).floor() as u64;
-            let end = input.end_time.max(0.0).ceil() as u64;
-            let older = stored_minutes(edge, &key, start, end).await?;
-            edge.router.table().metrics().datapoints(&key, metric, &older, start, end, input.period as u64)
-        }
-        // CloudWatch answers an unknown metric or dimension combination with no datapoints.
-        _ => Vec::new(),
-    };
-    let unit = metric.map_or("None", |m| m.unit());
+    let (start, end) = (input.start_time.max(0.0).floor() as u64, input.end_time.max(0.0).ceil() as u64);
+    let (datapoints, unit) =
+        datapoints(edge, &input.namespace, &input.metric_name, &input.dimensions, start, end, input.period as u64).await?;
     let points: Vec<Value> = datapoints
         .iter()
         .map(|d| {
@@ -316,14 +335,9 @@ async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value
         if q.return_data == Some(false) {
             continue;
         }
-        let metric = stat.metric.metric_name.as_deref().and_then(MetricName::parse);
-        let datapoints = match (stat.metric.namespace.as_deref() == Some(NAMESPACE), metric, variant_key(&stat.metric.dimensions)) {
-            (true, Some(metric), Some(key)) => {
-                let older = stored_minutes(edge, &key, start, end).await?;
-                edge.router.table().metrics().datapoints(&key, metric, &older, start, end, stat.period as u64)
-            }
-            _ => Vec::new(),
-        };
+        let namespace = stat.metric.namespace.as_deref().unwrap_or_default();
+        let name = stat.metric.metric_name.as_deref().unwrap_or_default();
+        let (datapoints, _) = datapoints(edge, namespace, name, &stat.metric.dimensions, start, end, stat.period as u64).await?;
         let mut pairs: Vec<(u64, f64)> = datapoints.iter().filter_map(|d| statistic(d, &stat.stat).map(|v| (d.timestamp, v))).collect();
         if !ascending {
             pairs.reverse();
@@ -352,9 +366,10 @@ struct ListMetricsInput {
     dimensions: Vec<Dimension>,
 }
 
-fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, CloudWatchError> {
+async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, CloudWatchError> {
+    let mut metrics = custom::list(edge, input.namespace.as_deref(), input.metric_name.as_deref(), &input.dimensions).await?;
     if input.namespace.as_deref().is_some_and(|n| n != NAMESPACE) {
-        return Ok(json!({ "Metrics": [] }));
+        return Ok(json!({ "Metrics": metrics }));
     }
     let matches = |key: &VariantKey| {
         input.dimensions.iter().all(|d| {
@@ -366,7 +381,6 @@ fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, CloudWatc
             d.value.as_ref().is_none_or(|v| v == actual)
         })
     };
-    let mut metrics = Vec::new();
     for key in edge.router.table().metrics().keys().into_iter().filter(matches) {
         for m in MetricName::ALL.into_iter().filter(|m| input.metric_name.as_deref().is_none_or(|n| n == m.as_str())) {
             metrics.push(json!({

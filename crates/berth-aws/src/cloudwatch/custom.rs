@@ -1,0 +1,175 @@
+//! Custom metrics: `PutMetricData` stores datapoints (as statistic sets) in the state store;
+//! `GetMetricStatistics`, `GetMetricData` and `ListMetrics` read them like berth's own.
+
+use super::{CloudWatchError, Dimension, NAMESPACE};
+use crate::Edge;
+use berth_metrics::Datapoint;
+use berth_store::CustomDatapoint;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct PutMetricDataInput {
+    namespace: String,
+    metric_data: Vec<MetricDatum>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricDatum {
+    metric_name: String,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+    timestamp: Option<f64>,
+    value: Option<f64>,
+    statistic_values: Option<StatisticSet>,
+    #[serde(default)]
+    values: Vec<f64>,
+    #[serde(default)]
+    counts: Vec<f64>,
+    unit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StatisticSet {
+    sample_count: f64,
+    sum: f64,
+    minimum: f64,
+    maximum: f64,
+}
+
+/// Dimensions in one canonical text form (sorted by name), so that equal sets match.
+fn canonical(dimensions: &[Dimension]) -> String {
+    let mut pairs: Vec<(&str, &str)> = dimensions.iter().map(|d| (d.name.as_str(), d.value.as_deref().unwrap_or(""))).collect();
+    pairs.sort();
+    serde_json::to_string(&pairs).unwrap_or_default()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> Result<Value, CloudWatchError> {
+    if input.namespace.starts_with("AWS/") {
+        return Err(CloudWatchError::invalid(format!(
+            "The value {} for parameter Namespace is reserved for AWS metrics.",
+            input.namespace
+        )));
+    }
+    if input.metric_data.is_empty() || input.metric_data.len() > 1000 {
+        return Err(CloudWatchError::invalid("MetricData must hold between 1 and 1000 items."));
+    }
+    let mut points = Vec::new();
+    for d in input.metric_data {
+        if d.dimensions.len() > 30 {
+            return Err(CloudWatchError::invalid(format!("Metric {} has more than 30 dimensions.", d.metric_name)));
+        }
+        let set = match (d.value, d.statistic_values, d.values.is_empty()) {
+            (Some(v), None, true) => (1.0, v, v, v),
+            (None, Some(s), true) => (s.sample_count, s.sum, s.minimum, s.maximum),
+            (None, None, false) => {
+                if !d.counts.is_empty() && d.counts.len() != d.values.len() {
+                    return Err(CloudWatchError::invalid(format!("Metric {}: Counts must match Values one for one.", d.metric_name)));
+                }
+                let count = |i: usize| d.counts.get(i).copied().unwrap_or(1.0);
+                let n: f64 = (0..d.values.len()).map(count).sum();
+                let sum: f64 = d.values.iter().enumerate().map(|(i, v)| v * count(i)).sum();
+                let min = d.values.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = d.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (n, sum, min, max)
+            }
+            _ => {
+                return Err(CloudWatchError::combination(format!(
+                    "Metric {}: give exactly one of Value, StatisticValues or Values.",
+                    d.metric_name
+                )))
+            }
+        };
+        if [set.1, set.2, set.3].iter().any(|v| !v.is_finite()) {
+            return Err(CloudWatchError::invalid(format!("Metric {}: values must be finite numbers.", d.metric_name)));
+        }
+        points.push(CustomDatapoint {
+            namespace: input.namespace.clone(),
+            metric_name: d.metric_name,
+            dimensions: canonical(&d.dimensions),
+            ts: d.timestamp.unwrap_or_else(now).max(0.0) as u64,
+            unit: d.unit.unwrap_or_else(|| "None".into()),
+            sample_count: set.0,
+            sum: set.1,
+            minimum: set.2,
+            maximum: set.3,
+        });
+    }
+    edge.controller
+        .put_custom_datapoints(points)
+        .await
+        .map_err(|e| CloudWatchError::invalid(format!("cannot store the datapoints: {e}")))?;
+    Ok(json!({}))
+}
+
+/// A custom metric's datapoints aggregated into periods, with the unit it was sent with.
+pub(super) async fn datapoints(
+    edge: &Edge,
+    namespace: &str,
+    metric_name: &str,
+    dimensions: &[Dimension],
+    start: u64,
+    end: u64,
+    period: u64,
+) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
+    let rows = edge
+        .controller
+        .custom_datapoints(namespace.to_string(), metric_name.to_string(), canonical(dimensions), start, end)
+        .await
+        .map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))?;
+    let unit = rows.first().map_or_else(|| "None".to_string(), |r| r.unit.clone());
+    let period = period.max(1);
+    let mut out: Vec<Datapoint> = Vec::new();
+    for r in rows {
+        let bucket = start + (r.ts - start) / period * period;
+        if out.last().map(|d| d.timestamp) != Some(bucket) {
+            out.push(Datapoint {
+                timestamp: bucket,
+                sample_count: 0.0,
+                sum: 0.0,
+                minimum: f64::INFINITY,
+                maximum: f64::NEG_INFINITY,
+                histogram: None,
+            });
+        }
+        let d = out.last_mut().expect("pushed above");
+        d.sample_count += r.sample_count;
+        d.sum += r.sum;
+        d.minimum = d.minimum.min(r.minimum);
+        d.maximum = d.maximum.max(r.maximum);
+    }
+    Ok((out, unit))
+}
+
+/// Custom metrics for ListMetrics, filtered as asked.
+pub(super) async fn list(
+    edge: &Edge,
+    namespace: Option<&str>,
+    metric_name: Option<&str>,
+    filter: &[Dimension],
+) -> Result<Vec<Value>, CloudWatchError> {
+    if namespace == Some(NAMESPACE) {
+        return Ok(Vec::new());
+    }
+    let names =
+        edge.controller.custom_metric_names().await.map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))?;
+    Ok(names
+        .into_iter()
+        .filter(|(ns, name, _)| namespace.is_none_or(|n| n == ns) && metric_name.is_none_or(|m| m == name))
+        .filter_map(|(ns, name, dims)| {
+            let pairs: Vec<(String, String)> = serde_json::from_str(&dims).ok()?;
+            let wanted = filter.iter().all(|f| pairs.iter().any(|(k, v)| *k == f.name && f.value.as_ref().is_none_or(|fv| fv == v)));
+            wanted.then(|| {
+                let dimensions: Vec<Value> = pairs.iter().map(|(k, v)| json!({"Name": k, "Value": v})).collect();
+                json!({"Namespace": ns, "MetricName": name, "Dimensions": dimensions})
+            })
+        })
+        .collect())
+}
