@@ -297,3 +297,18 @@ def test_custom_metrics_put_and_read_back(berth):
     with pytest.raises(ClientError) as e:
         cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{"MetricName": "Invocations", "Value": 1}])
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_model_setup_time(berth, sm):
+    name = unique("setup")
+    create_echo_model(sm, name)
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name, 1.0, 2)])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    wait_status(sm, name)
+    cw = berth.client("cloudwatch")
+    _, out = wait_for_sum(cw, name, "V", "ModelSetupTime", 1)
+    (point,) = out["Datapoints"]
+    assert point["SampleCount"] == 2 and point["Unit"] == "Microseconds"
+    # A Python container takes a noticeable but bounded time to start.
+    assert 1_000 < point["Minimum"] <= point["Maximum"] < 60_000_000
+    assert scrape(berth, name)[("berth_model_setup_seconds_count", "V", ())] == 2

@@ -142,7 +142,16 @@ impl Controller {
                 startup_timeout: timeout,
             };
             let backend = self.backend.clone();
-            set.spawn(async move { backend.start(spec).await });
+            let setup = self.routing.metrics().variant(endpoint, variant);
+            set.spawn(async move {
+                // SageMaker's ModelSetupTime: from asking for the instance to its first passing /ping.
+                let asked = std::time::Instant::now();
+                let started = backend.start(spec).await;
+                if started.is_ok() {
+                    setup.model_setup_us.record(u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX));
+                }
+                started
+            });
         }
         let mut started = Vec::new();
         let mut first_error = None;

@@ -24,6 +24,8 @@ pub struct SecondSample {
     /// SageMaker's InvocationsPerInstance.
     #[serde(default)]
     pub invocations_per_instance: f64,
+    #[serde(default)]
+    pub model_setup_us: HistogramSnapshot,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +40,7 @@ impl History {
         let now = metrics.snapshot();
         let (model_min, model_max) = metrics.model_latency_us.take_interval_extremes();
         let (over_min, over_max) = metrics.overhead_latency_us.take_interval_extremes();
+        let (setup_min, setup_max) = metrics.model_setup_us.take_interval_extremes();
         let prev = self.previous.take().unwrap_or_default();
         let sample = SecondSample {
             second,
@@ -48,9 +51,10 @@ impl History {
             model_latency_us: delta(&now.model_latency_us, &prev.model_latency_us, model_min, model_max),
             overhead_latency_us: delta(&now.overhead_latency_us, &prev.overhead_latency_us, over_min, over_max),
             invocations_per_instance: (now.invocations - prev.invocations) as f64 / metrics.instances().max(1) as f64,
+            model_setup_us: delta(&now.model_setup_us, &prev.model_setup_us, setup_min, setup_max),
         };
         self.previous = Some(now);
-        let kept = (sample.invocations > 0).then(|| sample.clone());
+        let kept = (sample.invocations > 0 || sample.model_setup_us.count > 0).then(|| sample.clone());
         if kept.is_some() {
             self.seconds.push_back(sample);
         }
@@ -80,6 +84,7 @@ impl SecondSample {
         self.model_latency_us.merge(&other.model_latency_us);
         self.overhead_latency_us.merge(&other.overhead_latency_us);
         self.invocations_per_instance += other.invocations_per_instance;
+        self.model_setup_us.merge(&other.model_setup_us);
     }
 }
 

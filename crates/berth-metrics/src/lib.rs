@@ -42,6 +42,8 @@ pub struct VariantMetrics {
     model_errors: AtomicU64,
     pub model_latency_us: Histogram,
     pub overhead_latency_us: Histogram,
+    /// Time from asking for an instance to its first passing health check (ModelSetupTime).
+    pub model_setup_us: Histogram,
     /// Instances the variant runs now (set when its route is published).
     instances: AtomicU64,
     /// Written by the once-a-second sampler, read by queries; never by the request path.
@@ -57,6 +59,7 @@ pub struct VariantSnapshot {
     pub model_errors: u64,
     pub model_latency_us: HistogramSnapshot,
     pub overhead_latency_us: HistogramSnapshot,
+    pub model_setup_us: HistogramSnapshot,
 }
 
 impl VariantMetrics {
@@ -100,6 +103,7 @@ impl VariantMetrics {
             model_errors: self.model_errors.load(Ordering::Relaxed),
             model_latency_us: self.model_latency_us.snapshot(),
             overhead_latency_us: self.overhead_latency_us.snapshot(),
+            model_setup_us: self.model_setup_us.snapshot(),
         }
     }
 }
@@ -165,7 +169,7 @@ impl MetricsRegistry {
             for s in history.seconds.iter().filter(|s| s.second >= minute && s.second < minute + 60) {
                 rollup.absorb(s);
             }
-            if rollup.invocations > 0 {
+            if rollup.invocations > 0 || rollup.model_setup_us.count > 0 {
                 out.push((key, rollup));
             }
         }

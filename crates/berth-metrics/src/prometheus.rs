@@ -24,10 +24,13 @@ pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: 
             let _ = writeln!(out, "{name}{{{}}} {}", labels(key), get(snap));
         }
     }
-    let histograms: [HistogramFamily; 2] = [
+    let histograms: [HistogramFamily; 3] = [
         ("berth_model_latency_seconds", "Time the container took to answer (SageMaker's ModelLatency).", |s| &s.model_latency_us),
         ("berth_overhead_latency_seconds", "Time berth added to each invocation (SageMaker's OverheadLatency).", |s| {
             &s.overhead_latency_us
+        }),
+        ("berth_model_setup_seconds", "Time from asking for an instance to its first passing /ping (SageMaker's ModelSetupTime).", |s| {
+            &s.model_setup_us
         }),
     ];
     for (name, help, get) in histograms {

@@ -14,10 +14,11 @@ pub enum MetricName {
     InvocationModelErrors,
     ModelLatency,
     OverheadLatency,
+    ModelSetupTime,
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 7] = [
+    pub const ALL: [MetricName; 8] = [
         MetricName::Invocations,
         MetricName::InvocationsPerInstance,
         MetricName::Invocation4XXErrors,
@@ -25,6 +26,7 @@ impl MetricName {
         MetricName::InvocationModelErrors,
         MetricName::ModelLatency,
         MetricName::OverheadLatency,
+        MetricName::ModelSetupTime,
     ];
 
     pub fn parse(name: &str) -> Option<MetricName> {
@@ -40,13 +42,14 @@ impl MetricName {
             MetricName::InvocationModelErrors => "InvocationModelErrors",
             MetricName::ModelLatency => "ModelLatency",
             MetricName::OverheadLatency => "OverheadLatency",
+            MetricName::ModelSetupTime => "ModelSetupTime",
         }
     }
 
     /// CloudWatch's unit for the metric, as SageMaker reports it.
     pub fn unit(self) -> &'static str {
         match self {
-            MetricName::ModelLatency | MetricName::OverheadLatency => "Microseconds",
+            MetricName::ModelLatency | MetricName::OverheadLatency | MetricName::ModelSetupTime => "Microseconds",
             _ => "None",
         }
     }
@@ -55,6 +58,7 @@ impl MetricName {
         match self {
             MetricName::ModelLatency => Some(&s.model_latency_us),
             MetricName::OverheadLatency => Some(&s.overhead_latency_us),
+            MetricName::ModelSetupTime => Some(&s.model_setup_us),
             _ => None,
         }
     }
@@ -66,7 +70,7 @@ impl MetricName {
             MetricName::Invocation4XXErrors => s.errors_4xx as f64,
             MetricName::Invocation5XXErrors => s.errors_5xx as f64,
             MetricName::InvocationModelErrors => s.model_errors as f64,
-            MetricName::ModelLatency | MetricName::OverheadLatency => 0.0,
+            MetricName::ModelLatency | MetricName::OverheadLatency | MetricName::ModelSetupTime => 0.0,
         }
     }
 }
