@@ -10,6 +10,11 @@ use std::collections::VecDeque;
 /// Seconds of per-second history kept.
 pub const HISTORY_SECONDS: usize = 3600;
 
+/// The first minute boundary from which the per-second history is complete at time `now`.
+pub fn seconds_cutoff(now: u64) -> u64 {
+    (now.saturating_sub(HISTORY_SECONDS as u64) / 60 + 1) * 60
+}
+
 /// What happened in one second.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SecondSample {

@@ -13,7 +13,7 @@ mod prometheus;
 mod query;
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
-pub use history::{SecondSample, HISTORY_SECONDS};
+pub use history::{seconds_cutoff, SecondSample, HISTORY_SECONDS};
 pub use prometheus::render_prometheus;
 pub use query::{Datapoint, MetricName};
 
@@ -220,15 +220,30 @@ mod tests {
         r.sample(101); // a quiet second leaves no datapoint
         v.record(Outcome::ModelServerError, Some(300), 10);
         r.sample(102);
-        let per_instance = r.datapoints(&key, MetricName::InvocationsPerInstance, &[], 100, 103, 10);
+        let per_instance = r.datapoints(&key, MetricName::InvocationsPerInstance, &[], 0, 100, 103, 10);
         assert_eq!(per_instance[0].sum, 4.0, "one instance: per instance = all");
-        let per_second = r.datapoints(&key, MetricName::Invocations, &[], 100, 103, 1);
+        let per_second = r.datapoints(&key, MetricName::Invocations, &[], 0, 100, 103, 1);
         assert_eq!(per_second.iter().map(|d| (d.timestamp, d.sum)).collect::<Vec<_>>(), vec![(100, 3.0), (102, 1.0)]);
-        let minute = r.datapoints(&key, MetricName::Invocations, &[], 60, 120, 60);
+        let minute = r.datapoints(&key, MetricName::Invocations, &[], 0, 60, 120, 60);
         assert_eq!((minute.len(), minute[0].sum, minute[0].sample_count, minute[0].maximum), (1, 4.0, 2.0, 3.0));
-        let latency = r.datapoints(&key, MetricName::ModelLatency, &[], 60, 120, 60);
+        let latency = r.datapoints(&key, MetricName::ModelLatency, &[], 0, 60, 120, 60);
         assert_eq!((latency[0].sample_count, latency[0].sum, latency[0].minimum, latency[0].maximum), (4.0, 600.0, 100.0, 300.0));
-        assert_eq!(r.datapoints(&key, MetricName::Invocation5XXErrors, &[], 60, 120, 60)[0].sum, 1.0);
+        assert_eq!(r.datapoints(&key, MetricName::Invocation5XXErrors, &[], 0, 60, 120, 60)[0].sum, 1.0);
+    }
+
+    #[test]
+    fn stored_minutes_and_memory_seconds_never_count_twice() {
+        let r = MetricsRegistry::default();
+        let v = r.variant("ep", "A");
+        let key = VariantKey { endpoint: "ep".into(), variant: "A".into() };
+        r.sample(3629);
+        v.record(Outcome::Success, Some(1), 1);
+        r.sample(3630); // second 3630 of minute 3600
+        let older: Vec<SecondSample> = r.minute_rollups(3600).into_iter().map(|(_, s)| s).collect();
+        let total = |cutoff| r.datapoints(&key, MetricName::Invocations, &older, cutoff, 0, 10_000, 10_000)[0].sum;
+        assert_eq!(total(3600), 1.0, "cutoff at the minute: memory seconds only");
+        assert_eq!(total(3660), 1.0, "cutoff after it: the stored minute only");
+        assert_eq!(seconds_cutoff(7300), 3720);
     }
 
     #[test]

@@ -109,22 +109,24 @@ impl Datapoint {
 impl MetricsRegistry {
     /// Datapoints of a variant's metric for `[start, end)` in periods of `period` seconds,
     /// oldest first; periods without traffic are left out, as CloudWatch does. `older` are
-    /// stored samples (minute rollups) for the part of the range before the in-memory history.
+    /// stored minute rollups; they count only before `cutoff` (a minute boundary from which the
+    /// in-memory per-second history is complete), the seconds only from it, so nothing counts twice.
+    #[allow(clippy::too_many_arguments)]
     pub fn datapoints(
         &self,
         key: &VariantKey,
         metric: MetricName,
         older: &[SecondSample],
+        cutoff: u64,
         start: u64,
         end: u64,
         period: u64,
     ) -> Vec<Datapoint> {
         let recent: Vec<SecondSample> = match self.get(key) {
-            Some(m) => m.history.lock().unwrap_or_else(|e| e.into_inner()).seconds.iter().cloned().collect(),
+            Some(m) => m.history.lock().unwrap_or_else(|e| e.into_inner()).seconds.iter().filter(|s| s.second >= cutoff).cloned().collect(),
             None => Vec::new(),
         };
-        let first_recent = recent.first().map_or(u64::MAX, |s| s.second);
-        let samples = older.iter().filter(|s| s.second < first_recent).chain(recent.iter());
+        let samples = older.iter().filter(|s| s.second < cutoff).chain(recent.iter());
         aggregate(samples, metric, start, end, period)
     }
 }

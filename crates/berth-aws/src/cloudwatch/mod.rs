@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_metrics::{Datapoint, MetricName, SecondSample, VariantKey};
+use berth_metrics::{seconds_cutoff, Datapoint, MetricName, SecondSample, VariantKey};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -169,7 +169,9 @@ async fn datapoints(
     match (metric, variant_key(dimensions)) {
         (Some(metric), Some(key)) => {
             let older = stored_minutes(edge, &key, start, end).await?;
-            Ok((edge.router.table().metrics().datapoints(&key, metric, &older, start, end, period), unit))
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let cutoff = seconds_cutoff(now);
+            Ok((edge.router.table().metrics().datapoints(&key, metric, &older, cutoff, start, end, period), unit))
         }
         // CloudWatch answers an unknown metric or dimension combination with no datapoints.
         _ => Ok((Vec::new(), unit)),
