@@ -1,5 +1,6 @@
 //! The `berth` command: the server and its operator commands.
 
+mod cli;
 mod demo;
 mod metrics_history;
 mod onnxruntime;
@@ -19,6 +20,25 @@ struct Cli {
 enum Command {
     /// Run the server: SageMaker control plane and runtime on one port.
     Serve(Box<serve::ServeArgs>),
+    /// List endpoints with their variants, weights, instances and recent requests per second.
+    Endpoints {
+        #[command(flatten)]
+        server: cli::Server,
+    },
+    /// Invoke an endpoint with the request body from stdin.
+    Invoke {
+        #[command(flatten)]
+        server: cli::Server,
+        #[command(flatten)]
+        args: cli::InvokeArgs,
+    },
+    /// Set variant weights at once, e.g. `berth weights demo Variant1=25 Variant2=75`.
+    Weights {
+        #[command(flatten)]
+        server: cli::Server,
+        #[command(flatten)]
+        args: cli::WeightsArgs,
+    },
     /// Install ONNX Runtime (for berth/onnx) into the data directory with python3's pip, unless
     /// one is found already.
     InstallOnnxruntime {
@@ -44,6 +64,9 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Worker(worker) => worker::run(worker),
         Command::InstallOnnxruntime { data_dir } => install_onnxruntime(&data_dir),
+        Command::Endpoints { server } => cli::endpoints(server),
+        Command::Invoke { server, args } => cli::invoke(server, args),
+        Command::Weights { server, args } => cli::weights(server, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

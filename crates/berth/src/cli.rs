@@ -1,0 +1,214 @@
+//! Operator commands that talk to a running berth over its SageMaker and CloudWatch APIs:
+//! `berth endpoints`, `berth invoke`, `berth weights`. Human tables by default, `--json` for scripts.
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Server {
+    /// The berth server to talk to.
+    #[arg(long, env = "BERTH_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    url: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InvokeArgs {
+    endpoint: String,
+    /// Send to this variant (TargetVariant) instead of one picked by weight.
+    #[arg(long)]
+    variant: Option<String>,
+    #[arg(long, default_value = "text/csv")]
+    content_type: String,
+    #[arg(long)]
+    accept: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WeightsArgs {
+    endpoint: String,
+    /// New weights, as Variant=Weight (e.g. Variant1=25 Variant2=75).
+    #[arg(required = true)]
+    weights: Vec<String>,
+}
+
+struct Api {
+    client: Client<HttpConnector, Full<Bytes>>,
+    url: String,
+}
+
+impl Api {
+    fn new(url: &str) -> Self {
+        Api { client: Client::builder(TokioExecutor::new()).build_http(), url: url.trim_end_matches('/').to_string() }
+    }
+
+    async fn send(&self, req: http::Request<Full<Bytes>>) -> anyhow::Result<(http::StatusCode, http::HeaderMap, Bytes)> {
+        let resp = self.client.request(req).await.with_context(|| format!("cannot reach berth at {}", self.url))?;
+        let (parts, body) = resp.into_parts();
+        Ok((parts.status, parts.headers, body.collect().await?.to_bytes()))
+    }
+
+    /// A JSON API call (`SageMaker.<Op>` or CloudWatch's `GraniteServiceVersion20100801.<Op>`).
+    async fn call(&self, target: &str, input: Value) -> anyhow::Result<Value> {
+        let json_version = if target.starts_with("SageMaker.") { "1.1" } else { "1.0" };
+        let req = http::Request::post(format!("{}/", self.url))
+            .header("x-amz-target", target)
+            .header("content-type", format!("application/x-amz-json-{json_version}"))
+            .body(Full::new(Bytes::from(input.to_string())))?;
+        let (status, _, body) = self.send(req).await?;
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = value.get("Message").or_else(|| value.get("message")).and_then(Value::as_str).unwrap_or("");
+            bail!("{target}: {} {message}", value.get("__type").and_then(Value::as_str).unwrap_or(status.as_str()));
+        }
+        Ok(value)
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// `berth endpoints`: every endpoint with its variants, weights, instances and recent req/s.
+pub fn endpoints(server: Server) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let api = Api::new(&server.url);
+        let mut rows = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut input = json!({ "MaxResults": 100 });
+            if let Some(t) = &token {
+                input["NextToken"] = json!(t);
+            }
+            let page = api.call("SageMaker.ListEndpoints", input).await?;
+            for e in page["Endpoints"].as_array().cloned().unwrap_or_default() {
+                let name = e["EndpointName"].as_str().unwrap_or_default().to_string();
+                let described = api.call("SageMaker.DescribeEndpoint", json!({ "EndpointName": name })).await?;
+                let mut variants = Vec::new();
+                for v in described["ProductionVariants"].as_array().cloned().unwrap_or_default() {
+                    let variant = v["VariantName"].as_str().unwrap_or_default().to_string();
+                    let rate = recent_rate(&api, &name, &variant).await.unwrap_or(0.0);
+                    variants.push(json!({
+                        "VariantName": variant,
+                        "CurrentWeight": v["CurrentWeight"],
+                        "CurrentInstanceCount": v["CurrentInstanceCount"],
+                        "DesiredInstanceCount": v["DesiredInstanceCount"],
+                        "RequestsPerSecond": rate,
+                    }));
+                }
+                rows.push(json!({ "EndpointName": name, "EndpointStatus": described["EndpointStatus"], "Variants": variants }));
+            }
+            token = page["NextToken"].as_str().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        if server.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+            return Ok(());
+        }
+        let mut table = vec![["ENDPOINT", "STATUS", "VARIANT", "WEIGHT", "INSTANCES", "REQ/S"].map(String::from).to_vec()];
+        for r in &rows {
+            for (i, v) in r["Variants"].as_array().into_iter().flatten().enumerate() {
+                let first = i == 0;
+                table.push(vec![
+                    if first { r["EndpointName"].as_str().unwrap_or_default().to_string() } else { String::new() },
+                    if first { r["EndpointStatus"].as_str().unwrap_or_default().to_string() } else { String::new() },
+                    v["VariantName"].as_str().unwrap_or_default().to_string(),
+                    format!("{}", v["CurrentWeight"].as_f64().unwrap_or(0.0)),
+                    format!("{}/{}", v["CurrentInstanceCount"], v["DesiredInstanceCount"]),
+                    format!("{:.1}", v["RequestsPerSecond"].as_f64().unwrap_or(0.0)),
+                ]);
+            }
+        }
+        print_table(&table);
+        Ok(())
+    })
+}
+
+/// Invocations per second of a variant over the last 10 seconds, from the CloudWatch API.
+async fn recent_rate(api: &Api, endpoint: &str, variant: &str) -> anyhow::Result<f64> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let out = api
+        .call(
+            "GraniteServiceVersion20100801.GetMetricStatistics",
+            json!({
+                "Namespace": "AWS/SageMaker", "MetricName": "Invocations",
+                "Dimensions": [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}],
+                "StartTime": now - 11, "EndTime": now - 1, "Period": 10, "Statistics": ["Sum"],
+            }),
+        )
+        .await?;
+    let sum: f64 = out["Datapoints"].as_array().into_iter().flatten().filter_map(|d| d["Sum"].as_f64()).sum();
+    Ok(sum / 10.0)
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = std::io::stdout().lock();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+}
+
+/// `berth invoke`: sends stdin to an endpoint, prints the answer; the variant goes to stderr.
+pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
+    let mut body = Vec::new();
+    std::io::stdin().read_to_end(&mut body).context("reading the request body from stdin")?;
+    runtime()?.block_on(async {
+        let api = Api::new(&server.url);
+        let mut req =
+            http::Request::post(format!("{}/endpoints/{}/invocations", api.url, args.endpoint)).header("content-type", &args.content_type);
+        if let Some(v) = &args.variant {
+            req = req.header("x-amzn-sagemaker-target-variant", v);
+        }
+        if let Some(a) = &args.accept {
+            req = req.header("accept", a);
+        }
+        let (status, headers, answer) = api.send(req.body(Full::new(Bytes::from(body)))?).await?;
+        let variant = headers.get("x-amzn-invoked-production-variant").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if server.json {
+            let text = String::from_utf8_lossy(&answer);
+            println!("{}", json!({ "StatusCode": status.as_u16(), "InvokedProductionVariant": variant, "Body": text }));
+        } else {
+            std::io::stdout().write_all(&answer)?;
+            if !answer.ends_with(b"\n") {
+                println!();
+            }
+            eprintln!("{} from {}", status.as_u16(), if variant.is_empty() { "berth" } else { variant });
+        }
+        if !status.is_success() {
+            bail!("the invocation failed with status {}", status.as_u16());
+        }
+        Ok(())
+    })
+}
+
+/// `berth weights`: sets variant weights at once (UpdateEndpointWeightsAndCapacities).
+pub fn weights(server: Server, args: WeightsArgs) -> anyhow::Result<()> {
+    let mut desired = Vec::new();
+    for w in &args.weights {
+        let (variant, weight) = w.split_once('=').with_context(|| format!("'{w}' is not Variant=Weight"))?;
+        let weight: f64 = weight.parse().with_context(|| format!("'{weight}' in '{w}' is not a number"))?;
+        desired.push(json!({ "VariantName": variant, "DesiredWeight": weight }));
+    }
+    runtime()?.block_on(async {
+        let api = Api::new(&server.url);
+        let input = json!({ "EndpointName": args.endpoint, "DesiredWeightsAndCapacities": desired });
+        let out = api.call("SageMaker.UpdateEndpointWeightsAndCapacities", input).await?;
+        if server.json {
+            println!("{out}");
+        } else {
+            println!("{}: weights set ({})", args.endpoint, args.weights.join(", "));
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,56 @@
+"""berth's operator commands against a running server: endpoints, invoke, weights."""
+
+import json
+import subprocess
+import time
+
+from conftest import berth_binary, deploy
+
+
+def berth_cli(berth, *args, stdin=b""):
+    return subprocess.run([berth_binary(), *args, "--url", berth.url], input=stdin, capture_output=True, timeout=60)
+
+
+def test_weights_invoke_and_endpoints(berth, sm, runtime):
+    ep = deploy(sm, ["Variant1", "Variant2"])
+    out = berth_cli(berth, "weights", ep, "Variant1=0", "Variant2=1")
+    assert out.returncode == 0, out.stderr
+    assert b"weights set" in out.stdout
+
+    out = berth_cli(berth, "invoke", ep, "--content-type", "text/csv", stdin=b"1,2,3")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["body"] == "1,2,3"
+    assert out.stderr.decode().strip() == "200 from Variant2"
+
+    out = berth_cli(berth, "invoke", ep, "--variant", "Variant1", "--json", stdin=b"x")
+    assert json.loads(out.stdout)["InvokedProductionVariant"] == "Variant1"
+
+    for _ in range(30):
+        runtime.invoke_endpoint(EndpointName=ep, Body=b"x")
+    # Live req/s comes from the last 10 closed seconds of metrics.
+    deadline = time.time() + 10
+    while True:
+        listed = json.loads(berth_cli(berth, "endpoints", "--json").stdout)
+        (mine,) = [e for e in listed if e["EndpointName"] == ep]
+        rate = {v["VariantName"]: v["RequestsPerSecond"] for v in mine["Variants"]}
+        if rate["Variant2"] > 0 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert rate["Variant2"] > 0 and rate["Variant1"] <= 0.1
+    assert mine["EndpointStatus"] == "InService"
+    weights = {v["VariantName"]: v["CurrentWeight"] for v in mine["Variants"]}
+    assert weights == {"Variant1": 0.0, "Variant2": 1.0}
+
+    table = berth_cli(berth, "endpoints").stdout.decode()
+    assert table.splitlines()[0].split() == ["ENDPOINT", "STATUS", "VARIANT", "WEIGHT", "INSTANCES", "REQ/S"]
+    assert ep in table and "Variant2" in table
+
+
+def test_errors_exit_non_zero_with_the_reason(berth):
+    out = berth_cli(berth, "weights", "no-such-endpoint", "V=1")
+    assert out.returncode != 0
+    assert b"Could not find endpoint" in out.stderr
+    out = berth_cli(berth, "weights", "x", "not-a-weight")
+    assert out.returncode != 0 and b"Variant=Weight" in out.stderr
+    out = subprocess.run([berth_binary(), "endpoints", "--url", "http://127.0.0.1:9"], capture_output=True, timeout=30)
+    assert out.returncode != 0 and b"cannot reach berth" in out.stderr
