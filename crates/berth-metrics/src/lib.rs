@@ -15,7 +15,7 @@ mod query;
 pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
 pub use history::{seconds_cutoff, SecondSample, HISTORY_SECONDS};
 pub use prometheus::render_prometheus;
-pub use query::{Datapoint, MetricName};
+pub use query::{period_of, Datapoint, MetricName};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -89,6 +89,19 @@ pub struct Datapoint {
 }
 
 impl Datapoint {
+    /// The datapoint of the period that starts at `timestamp`, before anything is added.
+    pub fn empty(timestamp: u64, histogram: Option<HistogramSnapshot>) -> Datapoint {
+        Datapoint { timestamp, sample_count: 0.0, sum: 0.0, minimum: f64::INFINITY, maximum: f64::NEG_INFINITY, histogram }
+    }
+
+    /// Adds a statistic set (count, sum, minimum, maximum).
+    pub fn add(&mut self, count: f64, sum: f64, minimum: f64, maximum: f64) {
+        self.sample_count += count;
+        self.sum += sum;
+        self.minimum = self.minimum.min(minimum);
+        self.maximum = self.maximum.max(maximum);
+    }
+
     pub fn average(&self) -> f64 {
         if self.sample_count > 0.0 {
             self.sum / self.sample_count
@@ -131,23 +144,21 @@ impl MetricsRegistry {
     }
 }
 
+/// The datapoint of the period `second` falls in, appended to `out` when it is a new period
+/// (samples come in time order).
+pub fn period_of(out: &mut Vec<Datapoint>, second: u64, start: u64, period: u64, histogram: bool) -> &mut Datapoint {
+    let bucket = start + (second - start) / period.max(1) * period.max(1);
+    if out.last().map(|d| d.timestamp) != Some(bucket) {
+        out.push(Datapoint::empty(bucket, histogram.then(HistogramSnapshot::default)));
+    }
+    out.last_mut().expect("pushed above")
+}
+
 fn aggregate<'a>(samples: impl Iterator<Item = &'a SecondSample>, metric: MetricName, start: u64, end: u64, period: u64) -> Vec<Datapoint> {
     {
-        let period = period.max(1);
         let mut out: Vec<Datapoint> = Vec::new();
         for s in samples.filter(|s| s.second >= start && s.second < end) {
-            let bucket = start + (s.second - start) / period * period;
-            if out.last().map(|d| d.timestamp) != Some(bucket) {
-                out.push(Datapoint {
-                    timestamp: bucket,
-                    sample_count: 0.0,
-                    sum: 0.0,
-                    minimum: f64::INFINITY,
-                    maximum: f64::NEG_INFINITY,
-                    histogram: metric.latency(s).map(|_| HistogramSnapshot::default()),
-                });
-            }
-            let d = out.last_mut().expect("pushed above");
+            let d = period_of(&mut out, s.second, start, period, metric.latency(s).is_some());
             match metric.latency(s) {
                 Some(h) => {
                     if let Some(merged) = d.histogram.as_mut() {
@@ -160,10 +171,7 @@ fn aggregate<'a>(samples: impl Iterator<Item = &'a SecondSample>, metric: Metric
                 }
                 None => {
                     let v = metric.count(s);
-                    d.sample_count += 1.0;
-                    d.sum += v;
-                    d.minimum = d.minimum.min(v);
-                    d.maximum = d.maximum.max(v);
+                    d.add(1.0, v, v, v);
                 }
             }
         }

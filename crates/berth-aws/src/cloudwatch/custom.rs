@@ -3,7 +3,7 @@
 
 use super::{CloudWatchError, Dimension, NAMESPACE};
 use crate::Edge;
-use berth_metrics::Datapoint;
+use berth_metrics::{period_of, Datapoint};
 use berth_store::CustomDatapoint;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -125,25 +125,9 @@ pub(super) async fn datapoints(
         .await
         .map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))?;
     let unit = rows.first().map_or_else(|| "None".to_string(), |r| r.unit.clone());
-    let period = period.max(1);
     let mut out: Vec<Datapoint> = Vec::new();
     for r in rows {
-        let bucket = start + (r.ts - start) / period * period;
-        if out.last().map(|d| d.timestamp) != Some(bucket) {
-            out.push(Datapoint {
-                timestamp: bucket,
-                sample_count: 0.0,
-                sum: 0.0,
-                minimum: f64::INFINITY,
-                maximum: f64::NEG_INFINITY,
-                histogram: None,
-            });
-        }
-        let d = out.last_mut().expect("pushed above");
-        d.sample_count += r.sample_count;
-        d.sum += r.sum;
-        d.minimum = d.minimum.min(r.minimum);
-        d.maximum = d.maximum.max(r.maximum);
+        period_of(&mut out, r.ts, start, period, false).add(r.sample_count, r.sum, r.minimum, r.maximum);
     }
     Ok((out, unit))
 }

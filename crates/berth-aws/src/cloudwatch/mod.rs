@@ -329,9 +329,7 @@ async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value
         if stat.period < 1 {
             return Err(CloudWatchError::invalid(format!("Query '{}': Period must be at least 1.", q.id)));
         }
-        if statistic(&Datapoint { timestamp: 0, sample_count: 0.0, sum: 0.0, minimum: 0.0, maximum: 0.0, histogram: None }, &stat.stat)
-            .is_none()
-        {
+        if statistic(&Datapoint::empty(0, None), &stat.stat).is_none() {
             return Err(CloudWatchError::invalid(format!("Query '{}': Stat '{}' is not a statistic berth knows.", q.id, stat.stat)));
         }
         if q.return_data == Some(false) {
