@@ -54,3 +54,30 @@ def test_errors_exit_non_zero_with_the_reason(berth):
     assert out.returncode != 0 and b"Variant=Weight" in out.stderr
     out = subprocess.run([berth_binary(), "endpoints", "--url", "http://127.0.0.1:9"], capture_output=True, timeout=30)
     assert out.returncode != 0 and b"cannot reach berth" in out.stderr
+
+
+def test_logs_and_follow(berth, sm, runtime):
+    ep = deploy(sm, ["Variant1", "Variant2"])
+    runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant="Variant1")
+    out = berth_cli(berth, "logs", ep)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert any(line.startswith("Variant1/") and "POST /invocations" in line for line in lines), lines
+    assert any(line.startswith("Variant2/") and "starting instance" in line for line in lines), lines
+    only = berth_cli(berth, "logs", ep, "--variant", "Variant2").stdout.decode().splitlines()
+    assert only and all(line.startswith("Variant2/") for line in only)
+
+    # --follow prints what instances write afterwards; the process is ours to stop.
+    follow = subprocess.Popen([berth_binary(), "logs", ep, "--variant", "Variant2", "--follow", "--tail", "0", "--url", berth.url], stdout=subprocess.PIPE)
+    try:
+        runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant="Variant2")
+        deadline = time.time() + 20
+        seen = b""
+        while b"POST /invocations" not in seen:
+            assert time.time() < deadline, seen
+            seen += follow.stdout.readline()
+    finally:
+        follow.kill()
+        follow.wait()
+    out = berth_cli(berth, "logs", "no-such-endpoint")
+    assert out.returncode != 0 and b"Could not find endpoint" in out.stderr

@@ -5,6 +5,7 @@
 //! live in [`wire`] and are converted into domain types here; [`error`] maps every error to
 //! exactly one SageMaker code and HTTP status.
 
+mod berth_api;
 mod cloudwatch;
 mod control_plane;
 mod error;
@@ -35,6 +36,7 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/endpoints/{name}/invocations", post(runtime::invoke))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus::metrics))
+        .route("/berth/v1/endpoints/{name}/logs", get(berth_api::logs))
         .route("/service/{service}/operation/{operation}", post(cloudwatch::cbor))
         // Bodies are read with their own limits in the handlers, to answer in SageMaker's shape.
         .layer(DefaultBodyLimit::disable())

@@ -39,6 +39,20 @@ pub struct WeightsArgs {
     weights: Vec<String>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct LogsArgs {
+    endpoint: String,
+    /// Only this variant's instances.
+    #[arg(long)]
+    variant: Option<String>,
+    /// Keep printing what the instances write, until interrupted.
+    #[arg(long, short)]
+    follow: bool,
+    /// Bytes from the end of each instance log to start with.
+    #[arg(long, default_value_t = 8192)]
+    tail: u64,
+}
+
 struct Api {
     client: Client<HttpConnector, Full<Bytes>>,
     url: String,
@@ -53,6 +67,16 @@ impl Api {
         let resp = self.client.request(req).await.with_context(|| format!("cannot reach berth at {}", self.url))?;
         let (parts, body) = resp.into_parts();
         Ok((parts.status, parts.headers, body.collect().await?.to_bytes()))
+    }
+
+    async fn get_json(&self, path_and_query: &str) -> anyhow::Result<Value> {
+        let req = http::Request::get(format!("{}{path_and_query}", self.url)).body(Full::new(Bytes::new()))?;
+        let (status, _, body) = self.send(req).await?;
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{}", value.get("message").and_then(Value::as_str).unwrap_or(status.as_str()));
+        }
+        Ok(value)
     }
 
     /// A JSON API call (`SageMaker.<Op>` or CloudWatch's `GraniteServiceVersion20100801.<Op>`).
@@ -210,5 +234,39 @@ pub fn weights(server: Server, args: WeightsArgs) -> anyhow::Result<()> {
             println!("{}: weights set ({})", args.endpoint, args.weights.join(", "));
         }
         Ok(())
+    })
+}
+
+/// `berth logs`: the instance logs of an endpoint, each line prefixed with variant/instance.
+pub fn logs(server: Server, args: LogsArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let api = Api::new(&server.url);
+        let variant = args.variant.as_deref().map(|v| format!("&variant={v}")).unwrap_or_default();
+        let mut query = format!("/berth/v1/endpoints/{}/logs?tail={}{variant}", args.endpoint, args.tail);
+        loop {
+            let answer = api.get_json(&query).await?;
+            let mut offsets = Vec::new();
+            for log in answer["logs"].as_array().into_iter().flatten() {
+                let who = format!("{}/{}", log["variant"].as_str().unwrap_or(""), log["instance"].as_str().unwrap_or(""));
+                let text = log["text"].as_str().unwrap_or("");
+                if server.json {
+                    if !text.is_empty() {
+                        println!("{}", json!({ "instance": who, "text": text }));
+                    }
+                } else {
+                    for line in text.lines() {
+                        println!("{who} | {line}");
+                    }
+                }
+                let next = log["next"].as_u64().unwrap_or(0);
+                offsets.push(format!("{who}:{next}"));
+            }
+            if !args.follow {
+                return Ok(());
+            }
+            std::io::stdout().flush()?;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            query = format!("/berth/v1/endpoints/{}/logs?from={}{variant}", args.endpoint, offsets.join(","));
+        }
     })
 }

@@ -39,6 +39,13 @@ enum Command {
         #[command(flatten)]
         args: cli::WeightsArgs,
     },
+    /// Print an endpoint's instance logs (`--follow` to keep printing).
+    Logs {
+        #[command(flatten)]
+        server: cli::Server,
+        #[command(flatten)]
+        args: cli::LogsArgs,
+    },
     /// Install ONNX Runtime (for berth/onnx) into the data directory with python3's pip, unless
     /// one is found already.
     InstallOnnxruntime {
@@ -67,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Endpoints { server } => cli::endpoints(server),
         Command::Invoke { server, args } => cli::invoke(server, args),
         Command::Weights { server, args } => cli::weights(server, args),
+        Command::Logs { server, args } => cli::logs(server, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,86 @@
+//! berth's own small API, beside the AWS ones: `GET /berth/v1/endpoints/{name}/logs`, the
+//! instance logs of an endpoint for `berth logs`.
+//!
+//! Query: `variant` (only that variant), `tail` (bytes from the end of each log, default 8192),
+//! `from` (`<variant>/<instance>:<offset>,...`: read each named log from that offset instead,
+//! for following). Answers `{"logs": [{"variant", "instance", "size", "offset", "next", "text"}]}`,
+//! `next` being the offset to ask for next time.
+
+use crate::Edge;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    variant: Option<String>,
+    tail: Option<u64>,
+    from: Option<String>,
+}
+
+/// The most one answer carries per log, so a huge log cannot make a huge answer.
+const MAX_CHUNK: u64 = 1 << 20;
+
+pub async fn logs(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(q): Query<LogQuery>) -> Response {
+    if let Err(e) = edge.controller.describe_endpoint(&endpoint).await {
+        return (StatusCode::NOT_FOUND, json!({ "message": e.to_string() }).to_string()).into_response();
+    }
+    let dir = edge.controller.instance_log_dir(&endpoint);
+    let offsets: HashMap<String, u64> = q
+        .from
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|item| item.rsplit_once(':').and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?))))
+        .collect();
+    let tail = q.tail.unwrap_or(8192).min(MAX_CHUNK);
+    let mut out = Vec::new();
+    let Ok(variants) = std::fs::read_dir(&dir) else {
+        return json_ok(json!({ "logs": [] }));
+    };
+    let mut variants: Vec<_> = variants.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
+    variants.sort_by_key(|e| e.file_name());
+    for v in variants {
+        let variant = v.file_name().to_string_lossy().into_owned();
+        if q.variant.as_deref().is_some_and(|want| want != variant) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(v.path()) else { continue };
+        let mut files: Vec<_> = files.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "log")).collect();
+        files.sort_by_key(|e| e.file_name());
+        for f in files {
+            let instance = f.path().file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let key = format!("{variant}/{instance}");
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let offset = match offsets.get(&key) {
+                Some(&o) if o <= size => o,
+                Some(_) => 0, // the log was truncated or replaced
+                None if q.from.is_some() => 0,
+                None => size.saturating_sub(tail),
+            };
+            let bytes = read_from(&f.path(), offset, (size - offset).min(MAX_CHUNK));
+            let next = offset + bytes.len() as u64;
+            let text = String::from_utf8_lossy(&bytes);
+            out.push(json!({ "variant": variant, "instance": instance, "size": size, "offset": offset, "next": next, "text": text }));
+        }
+    }
+    json_ok(json!({ "logs": out }))
+}
+
+fn read_from(path: &std::path::Path, offset: u64, len: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        if f.seek(SeekFrom::Start(offset)).is_ok() {
+            let _ = f.take(len).read_to_end(&mut buf);
+        }
+    }
+    buf
+}
+
+fn json_ok(v: serde_json::Value) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
