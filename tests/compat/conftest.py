@@ -150,6 +150,25 @@ def berth(tmp_path_factory, s3_server):
     assert server.stop() == 0, "berth did not shut down cleanly"
 
 
+@pytest.fixture(autouse=True)
+def delete_new_endpoints(request):
+    """Deletes the endpoints a test created on the shared server, so their instances do not
+    pile up across the suite (the server caps instances, as SageMaker's quotas do)."""
+    if "berth" not in request.fixturenames:
+        yield
+        return
+    berth = request.getfixturevalue("berth")
+    sm = berth.sm()
+    names = lambda: {e["EndpointName"] for p in sm.get_paginator("list_endpoints").paginate() for e in p["Endpoints"]}  # noqa: E731
+    before = names()
+    yield
+    for name in names() - before:
+        try:
+            sm.delete_endpoint(EndpointName=name)
+        except Exception:  # noqa: already deleting or deleted by the test
+            pass
+
+
 @pytest.fixture
 def own_berth(tmp_path):
     """A server of the test's own, for tests that kill or reconfigure it."""

@@ -70,8 +70,11 @@ def test_logs_and_follow(berth, sm, runtime):
     # --follow prints what instances write afterwards; the process is ours to stop.
     follow = subprocess.Popen([berth_binary(), "logs", ep, "--variant", "Variant2", "--follow", "--tail", "0", "--url", berth.url], stdout=subprocess.PIPE)
     try:
-        runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant="Variant2")
+        # A health check line (every 2 s) shows the follower is reading before the request is sent.
         deadline = time.time() + 20
+        while b"GET /ping" not in follow.stdout.readline():
+            assert time.time() < deadline
+        runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant="Variant2")
         seen = b""
         while b"POST /invocations" not in seen:
             assert time.time() < deadline, seen
