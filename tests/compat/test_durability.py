@@ -126,6 +126,10 @@ def test_worker_crash_is_survived(berth, sm):
             assert time.time() < deadline, "the worker was not restarted"
             time.sleep(0.1)
     assert new_pid != pid
+    # The restart is counted for Prometheus.
+    from test_metrics import scrape
+
+    assert scrape(berth, ep)[("berth_instance_restarts_total", "Variant1", ())] == 1
 
 
 def error_code_of(e):

@@ -14,7 +14,8 @@ pub async fn metrics(State(edge): State<Edge>) -> Response {
         .flat_map(|route| {
             route.variants.iter().map(|v| {
                 let key = VariantKey { endpoint: route.endpoint.clone(), variant: v.name.clone() };
-                (key, (v.instances.iter().filter(|s| s.is_healthy()).count(), v.instances.len()))
+                let restarts = v.instances.iter().map(|s| s.restarts()).sum();
+                (key, (v.instances.iter().filter(|s| s.is_healthy()).count(), v.instances.len(), restarts))
             })
         })
         .collect();

@@ -172,6 +172,7 @@ impl InstanceSupervisor {
             *attempt += 1;
             match self.start_healthy(*attempt).await {
                 Ready::Healthy(child) => {
+                    self.slot.count_restart();
                     self.slot.set_healthy(true);
                     tracing::info!(instance = %self.spec.id, attempt = *attempt, "instance restarted and healthy");
                     return Some(child);

@@ -1,5 +1,5 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What the router needs to know about an instance: where it listens, whether it is healthy,
@@ -11,6 +11,8 @@ pub struct InstanceSlot {
     port: AtomicU16,
     healthy: AtomicBool,
     outstanding: AtomicUsize,
+    /// Times the supervisor restarted this instance after a crash or failed health checks.
+    restarts: AtomicU64,
 }
 
 impl InstanceSlot {
@@ -21,6 +23,7 @@ impl InstanceSlot {
             port: AtomicU16::new(0),
             healthy: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
+            restarts: AtomicU64::new(0),
         }
     }
 
@@ -51,6 +54,14 @@ impl InstanceSlot {
 
     pub(crate) fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::SeqCst);
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn outstanding(&self) -> usize {

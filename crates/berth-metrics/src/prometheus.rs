@@ -3,8 +3,8 @@
 use crate::{HistogramSnapshot, VariantKey, VariantSnapshot, BUCKET_BOUNDS_US};
 use std::fmt::Write;
 
-/// Instances of a variant right now: (healthy, total).
-pub type InstanceCounts = (usize, usize);
+/// Instances of a variant right now: (healthy, total, restarts of the current instances).
+pub type InstanceCounts = (usize, usize, u64);
 /// A counter family: name, help text, and how to read it from a snapshot.
 type CounterFamily = (&'static str, &'static str, fn(&VariantSnapshot) -> u64);
 /// A histogram family: name, help text, and which histogram of a snapshot it is.
@@ -48,9 +48,16 @@ pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: 
         }
     }
     let _ = writeln!(out, "# HELP berth_variant_instances Instances of the variant, by health.\n# TYPE berth_variant_instances gauge");
-    for (key, (healthy, total)) in instances {
+    for (key, (healthy, total, _)) in instances {
         let _ = writeln!(out, "berth_variant_instances{{{},state=\"healthy\"}} {healthy}", labels(key));
         let _ = writeln!(out, "berth_variant_instances{{{},state=\"unhealthy\"}} {}", labels(key), total.saturating_sub(*healthy));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP berth_instance_restarts_total Restarts of the variant's current instances after a crash or failed health checks.\n# TYPE berth_instance_restarts_total counter"
+    );
+    for (key, (_, _, restarts)) in instances {
+        let _ = writeln!(out, "berth_instance_restarts_total{{{}}} {restarts}", labels(key));
     }
     out
 }
@@ -74,12 +81,13 @@ mod tests {
         m.record(Outcome::Success, Some(120), 30);
         m.record(Outcome::ModelClientError, Some(80), 30);
         let key = VariantKey { endpoint: "ep".into(), variant: "V1".into() };
-        let text = render_prometheus(&[(key.clone(), m.snapshot())], &[(key, (2, 3))]);
+        let text = render_prometheus(&[(key.clone(), m.snapshot())], &[(key, (2, 3, 4))]);
         assert!(text.contains("berth_invocations_total{endpoint=\"ep\",variant=\"V1\"} 2\n"));
         assert!(text.contains("berth_invocation_4xx_errors_total{endpoint=\"ep\",variant=\"V1\"} 1\n"));
         assert!(text.contains("berth_model_latency_seconds_bucket{endpoint=\"ep\",variant=\"V1\",le=\"0.0001\"} 1\n"));
         assert!(text.contains("berth_model_latency_seconds_bucket{endpoint=\"ep\",variant=\"V1\",le=\"+Inf\"} 2\n"));
         assert!(text.contains("berth_model_latency_seconds_sum{endpoint=\"ep\",variant=\"V1\"} 0.0002\n"));
         assert!(text.contains("berth_variant_instances{endpoint=\"ep\",variant=\"V1\",state=\"unhealthy\"} 1\n"));
+        assert!(text.contains("berth_instance_restarts_total{endpoint=\"ep\",variant=\"V1\"} 4\n"));
     }
 }
