@@ -9,6 +9,7 @@ mod configs;
 mod deploy;
 mod endpoints;
 mod error;
+mod lifecycle;
 mod listing;
 mod metrics;
 mod models;

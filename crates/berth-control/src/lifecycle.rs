@@ -1,0 +1,164 @@
+//! Endpoint lifecycles in the background: creating fleets, swapping configurations, scaling,
+//! deleting, and bringing stored endpoints back after a restart.
+
+use crate::deploy::{stop_all, FleetMap};
+use crate::Controller;
+use berth_domain::{Endpoint, EndpointStatus, Timestamp, VariantState};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+impl Controller {
+    /// Starts all variants of a new (or recovered) endpoint, then puts it in service.
+    pub(crate) async fn bring_up(self: Arc<Self>, mut endpoint: Endpoint, epoch: u64, failure_reason: Option<String>) {
+        let result = self.start_fleet(&endpoint.name, &endpoint.variants, &HashSet::new()).await;
+        endpoint.modified = Timestamp::now();
+        let committed = match result {
+            Ok(fleet) => {
+                for v in &mut endpoint.variants {
+                    v.current_instance_count = v.desired_instance_count;
+                    v.image_resolved.get_or_insert(endpoint.modified);
+                }
+                endpoint.status = EndpointStatus::InService;
+                endpoint.failure_reason = failure_reason;
+                self.commit(endpoint.clone(), epoch, move |map| {
+                    *map = fleet;
+                    Vec::new()
+                })
+                .await
+            }
+            Err(reason) => {
+                tracing::warn!(endpoint = %endpoint.name, %reason, "endpoint failed");
+                endpoint.status = EndpointStatus::Failed;
+                endpoint.failure_reason = Some(reason);
+                self.commit(endpoint.clone(), epoch, |_| Vec::new()).await
+            }
+        };
+        self.log_commit(&endpoint, committed);
+    }
+
+    /// Carries out an update: starts the variants that changed, swaps traffic to the new
+    /// fleet in one step, then retires what the new config no longer runs. On failure the
+    /// endpoint keeps its current fleet and reports why.
+    pub(crate) async fn roll_out(self: Arc<Self>, endpoint: Endpoint, epoch: u64, recovering: bool) {
+        let pending = endpoint.pending_variants.clone().unwrap_or_default();
+        let reuse: HashSet<String> = pending
+            .iter()
+            .filter(|v| {
+                !recovering && self.fleets.can_reuse(&endpoint.name, &v.name, &v.container, &v.instance_type, v.desired_instance_count)
+            })
+            .map(|v| v.name.clone())
+            .collect();
+        match self.start_fleet(&endpoint.name, &pending, &reuse).await {
+            Ok(started) => {
+                let now = Timestamp::now();
+                let mut done = endpoint.clone();
+                done.variants = pending
+                    .into_iter()
+                    .map(|mut v| {
+                        v.current_instance_count = v.desired_instance_count;
+                        let old = endpoint.variant(&v.name).filter(|_| reuse.contains(&v.name));
+                        v.image_resolved = old.and_then(|o| o.image_resolved).or(Some(now));
+                        v
+                    })
+                    .collect();
+                done.config_name = endpoint.pending_config_name.clone().unwrap_or(endpoint.config_name.clone());
+                done.pending_config_name = None;
+                done.pending_variants = None;
+                done.status = EndpointStatus::InService;
+                done.failure_reason = None;
+                done.modified = now;
+                let committed = self
+                    .commit(done.clone(), epoch, move |map| {
+                        let mut old = std::mem::take(map);
+                        for name in &reuse {
+                            if let Some(vf) = old.remove(name) {
+                                map.insert(name.clone(), vf);
+                            }
+                        }
+                        map.extend(started);
+                        old.into_values().flat_map(|v| v.instances).collect()
+                    })
+                    .await;
+                self.log_commit(&done, committed);
+            }
+            Err(reason) => {
+                tracing::warn!(endpoint = %endpoint.name, %reason, "endpoint update failed; keeping the current variants");
+                let mut back = endpoint;
+                back.pending_config_name = None;
+                back.pending_variants = None;
+                back.modified = Timestamp::now();
+                if recovering {
+                    // Nothing runs yet after a restart: bring the previous variants back.
+                    back.status = EndpointStatus::SystemUpdating;
+                    tokio::spawn(self.clone().bring_up(back, epoch, Some(reason)));
+                    return;
+                }
+                back.status = EndpointStatus::InService;
+                back.failure_reason = Some(reason);
+                let committed = self.commit(back.clone(), epoch, |_| Vec::new()).await;
+                self.log_commit(&back, committed);
+            }
+        }
+    }
+
+    /// Moves each variant's instance count to its desired count.
+    pub(crate) async fn scale(self: Arc<Self>, mut endpoint: Endpoint, epoch: u64) {
+        let growing: Vec<VariantState> = endpoint
+            .variants
+            .iter()
+            .filter(|v| v.desired_instance_count > v.current_instance_count)
+            .map(|v| VariantState { desired_instance_count: v.desired_instance_count - v.current_instance_count, ..v.clone() })
+            .collect();
+        let result = self.start_fleet(&endpoint.name, &growing, &HashSet::new()).await;
+        endpoint.modified = Timestamp::now();
+        endpoint.status = EndpointStatus::InService;
+        let committed = match result {
+            Ok(mut added) => {
+                let targets: Vec<(String, usize)> =
+                    endpoint.variants.iter().map(|v| (v.name.clone(), v.desired_instance_count as usize)).collect();
+                for v in &mut endpoint.variants {
+                    v.current_instance_count = v.desired_instance_count;
+                }
+                self.commit(endpoint.clone(), epoch, move |map| {
+                    let mut retired = Vec::new();
+                    for (name, target) in targets {
+                        let Some(fleet) = map.get_mut(&name) else { continue };
+                        if let Some(new) = added.remove(&name) {
+                            fleet.instances.extend(new.instances);
+                        }
+                        if fleet.instances.len() > target {
+                            retired.extend(fleet.instances.split_off(target));
+                        }
+                    }
+                    retired
+                })
+                .await
+            }
+            Err(reason) => {
+                for v in &mut endpoint.variants {
+                    v.desired_instance_count = v.current_instance_count;
+                }
+                endpoint.failure_reason = Some(reason);
+                self.commit(endpoint.clone(), epoch, |_| Vec::new()).await
+            }
+        };
+        self.log_commit(&endpoint, committed);
+    }
+
+    pub(crate) async fn tear_down(self: Arc<Self>, endpoint: Endpoint, fleet: FleetMap) {
+        stop_all(fleet.into_values().flat_map(|v| v.instances).collect()).await;
+        let _guard = self.transitions.lock().await;
+        let name = endpoint.name.clone();
+        let arn = endpoint.arn.clone();
+        let result = self
+            .db(move |s| match s.endpoint(&name)? {
+                Some(e) if e.arn == arn && e.status == EndpointStatus::Deleting => s.delete_endpoint(&name).map(|_| ()),
+                _ => Ok(()),
+            })
+            .await;
+        match result {
+            Ok(()) => tracing::info!(endpoint = %endpoint.name, "endpoint deleted"),
+            Err(e) => tracing::error!(endpoint = %endpoint.name, error = %e, "could not delete endpoint record"),
+        }
+    }
+}
