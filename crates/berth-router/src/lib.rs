@@ -40,8 +40,9 @@ impl Router {
 
     pub async fn invoke(&self, endpoint: &str, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
         let started = Instant::now();
-        let mut last_err = None;
-        for attempt in 1..=MAX_ATTEMPTS {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             // Reload the route each attempt: a retry after a failed connect should see the
             // instances the controller has published since.
             let route = self.table.get(endpoint).ok_or(InvokeError::EndpointNotFound)?;
@@ -54,23 +55,19 @@ impl Router {
             let result = self.forwarder.forward(&slot, &variant.name, &req).await;
             let model = sent.elapsed();
             drop(in_flight);
-            let outcome = match &result {
-                Err(InvokeError::Unreachable { .. }) if attempt < MAX_ATTEMPTS => None,
-                Err(InvokeError::Unreachable { .. }) => Some((Outcome::Unavailable, None)),
-                Ok(_) => Some((Outcome::Success, Some(model))),
-                Err(InvokeError::ModelError { status, .. }) if *status < 500 => Some((Outcome::ModelClientError, Some(model))),
-                Err(_) => Some((Outcome::ModelServerError, Some(model))),
+            let (outcome, model) = match &result {
+                Err(InvokeError::Unreachable { message, .. }) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(instance = %slot.id, %message, "instance unreachable; trying another");
+                    continue;
+                }
+                Err(InvokeError::Unreachable { .. }) => (Outcome::Unavailable, None),
+                Ok(_) => (Outcome::Success, Some(model)),
+                Err(InvokeError::ModelError { status, .. }) if *status < 500 => (Outcome::ModelClientError, Some(model)),
+                Err(_) => (Outcome::ModelServerError, Some(model)),
             };
-            if let Some((outcome, model)) = outcome {
-                let total = started.elapsed();
-                variant.metrics.record(outcome, model.map(micros), micros(total.saturating_sub(model.unwrap_or_default())));
-                return result;
-            }
-            if let Err(InvokeError::Unreachable { variant, message }) = result {
-                tracing::debug!(instance = %slot.id, %message, "instance unreachable; trying another");
-                last_err = Some(InvokeError::Unreachable { variant, message });
-            }
+            let overhead = started.elapsed().saturating_sub(model.unwrap_or_default());
+            variant.metrics.record(outcome, model.map(micros), micros(overhead));
+            return result;
         }
-        Err(last_err.expect("at least one attempt was made"))
     }
 }
