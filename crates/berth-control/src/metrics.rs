@@ -12,9 +12,16 @@ impl Controller {
         self.db(move |s| s.put_metric_samples(&samples)).await
     }
 
-    /// Stored samples of one resolution (1 or 60 seconds) starting in `[from, to)`.
-    pub async fn metric_samples(&self, resolution: u32, from: u64, to: u64) -> Result<Vec<MetricSample>, ControlError> {
-        self.db(move |s| s.metric_samples(resolution, from, to)).await
+    /// Stored samples of one resolution (1 or 60 seconds) starting in `[from, to)`, of one
+    /// (endpoint, variant) or of all.
+    pub async fn metric_samples(
+        &self,
+        variant: Option<(String, String)>,
+        resolution: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<MetricSample>, ControlError> {
+        self.db(move |s| s.metric_samples(variant.as_ref().map(|(e, v)| (e.as_str(), v.as_str())), resolution, from, to)).await
     }
 
     /// Drops samples of one resolution older than `before`.

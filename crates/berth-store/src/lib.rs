@@ -86,8 +86,9 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Stores metric samples (replacing any with the same variant, resolution and start).
     fn put_metric_samples(&self, samples: &[MetricSample]) -> Result<(), StoreError>;
-    /// Samples of one resolution starting in `[from, to)`, by endpoint, variant and time.
-    fn metric_samples(&self, resolution: u32, from: u64, to: u64) -> Result<Vec<MetricSample>, StoreError>;
+    /// Samples of one resolution starting in `[from, to)`, of one (endpoint, variant) or of all,
+    /// by endpoint, variant and time.
+    fn metric_samples(&self, variant: Option<(&str, &str)>, resolution: u32, from: u64, to: u64) -> Result<Vec<MetricSample>, StoreError>;
     /// Drops samples of one resolution that start before `before`; returns how many.
     fn prune_metric_samples(&self, resolution: u32, before: u64) -> Result<usize, StoreError>;
 

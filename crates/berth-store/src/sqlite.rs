@@ -193,8 +193,8 @@ impl StateStore for SqliteStore {
         crate::metric_samples::put(&mut self.conn(), samples)
     }
 
-    fn metric_samples(&self, resolution: u32, from: u64, to: u64) -> Result<Vec<MetricSample>, StoreError> {
-        crate::metric_samples::range(&self.conn(), resolution, from, to)
+    fn metric_samples(&self, variant: Option<(&str, &str)>, resolution: u32, from: u64, to: u64) -> Result<Vec<MetricSample>, StoreError> {
+        crate::metric_samples::range(&self.conn(), variant, resolution, from, to)
     }
 
     fn prune_metric_samples(&self, resolution: u32, before: u64) -> Result<usize, StoreError> {

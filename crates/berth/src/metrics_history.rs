@@ -19,7 +19,7 @@ fn now_secs() -> u64 {
 /// Puts the last hour of stored per-second samples back into the in-memory history.
 pub async fn restore(controller: &Controller, metrics: &MetricsRegistry) {
     let now = now_secs();
-    let rows = match controller.metric_samples(1, now.saturating_sub(HOUR), now + 1).await {
+    let rows = match controller.metric_samples(None, 1, now.saturating_sub(HOUR), now + 1).await {
         Ok(rows) => rows,
         Err(e) => return warn!(error = %e, "cannot restore the metrics history"),
     };
