@@ -15,22 +15,17 @@ pub fn seconds_cutoff(now: u64) -> u64 {
     (now.saturating_sub(HISTORY_SECONDS as u64) / 60 + 1) * 60
 }
 
-/// What happened in one second.
+/// What happened in one second (or, for a rollup, one minute).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SecondSample {
     pub second: u64,
-    pub invocations: u64,
-    pub errors_4xx: u64,
-    pub errors_5xx: u64,
-    pub model_errors: u64,
-    pub model_latency_us: HistogramSnapshot,
-    pub overhead_latency_us: HistogramSnapshot,
+    /// The counters and histograms of the interval. Flattened: stored samples keep flat fields.
+    #[serde(flatten)]
+    pub activity: VariantSnapshot,
     /// Invocations divided by the instances running (summed over the seconds of a rollup), as
     /// SageMaker's InvocationsPerInstance.
     #[serde(default)]
     pub invocations_per_instance: f64,
-    #[serde(default)]
-    pub model_setup_us: HistogramSnapshot,
 }
 
 #[derive(Debug, Default)]
@@ -43,23 +38,16 @@ impl History {
     /// Closes `second`; returns its sample when the variant had traffic in it.
     pub(crate) fn sample(&mut self, metrics: &VariantMetrics, second: u64) -> Option<SecondSample> {
         let now = metrics.snapshot();
-        let (model_min, model_max) = metrics.model_latency_us.take_interval_extremes();
-        let (over_min, over_max) = metrics.overhead_latency_us.take_interval_extremes();
-        let (setup_min, setup_max) = metrics.model_setup_us.take_interval_extremes();
-        let prev = self.previous.take().unwrap_or_default();
-        let sample = SecondSample {
-            second,
-            invocations: now.invocations - prev.invocations,
-            errors_4xx: now.errors_4xx - prev.errors_4xx,
-            errors_5xx: now.errors_5xx - prev.errors_5xx,
-            model_errors: now.model_errors - prev.model_errors,
-            model_latency_us: delta(&now.model_latency_us, &prev.model_latency_us, model_min, model_max),
-            overhead_latency_us: delta(&now.overhead_latency_us, &prev.overhead_latency_us, over_min, over_max),
-            invocations_per_instance: (now.invocations - prev.invocations) as f64 / metrics.instances().max(1) as f64,
-            model_setup_us: delta(&now.model_setup_us, &prev.model_setup_us, setup_min, setup_max),
-        };
+        let extremes = [
+            metrics.model_latency_us.take_interval_extremes(),
+            metrics.overhead_latency_us.take_interval_extremes(),
+            metrics.model_setup_us.take_interval_extremes(),
+        ];
+        let activity = now.delta(&self.previous.take().unwrap_or_default(), extremes);
+        let sample =
+            SecondSample { second, invocations_per_instance: activity.invocations as f64 / metrics.instances().max(1) as f64, activity };
         self.previous = Some(now);
-        let kept = (sample.invocations > 0 || sample.model_setup_us.count > 0).then(|| sample.clone());
+        let kept = sample.activity.is_active().then(|| sample.clone());
         if kept.is_some() {
             self.seconds.push_back(sample);
         }
@@ -82,14 +70,41 @@ impl History {
 impl SecondSample {
     /// Adds another sample's activity to this one (for minute rollups).
     pub fn absorb(&mut self, other: &SecondSample) {
+        self.activity.add(&other.activity);
+        self.invocations_per_instance += other.invocations_per_instance;
+    }
+}
+
+impl VariantSnapshot {
+    /// What happened between `prev` and this snapshot; `extremes` are the interval's (min, max)
+    /// of model latency, overhead latency and model setup time, which totals cannot give.
+    fn delta(&self, prev: &VariantSnapshot, extremes: [(Option<u64>, Option<u64>); 3]) -> VariantSnapshot {
+        let [(model_min, model_max), (over_min, over_max), (setup_min, setup_max)] = extremes;
+        VariantSnapshot {
+            invocations: self.invocations - prev.invocations,
+            errors_4xx: self.errors_4xx - prev.errors_4xx,
+            errors_5xx: self.errors_5xx - prev.errors_5xx,
+            model_errors: self.model_errors - prev.model_errors,
+            model_latency_us: delta(&self.model_latency_us, &prev.model_latency_us, model_min, model_max),
+            overhead_latency_us: delta(&self.overhead_latency_us, &prev.overhead_latency_us, over_min, over_max),
+            model_setup_us: delta(&self.model_setup_us, &prev.model_setup_us, setup_min, setup_max),
+        }
+    }
+
+    /// Adds another interval's activity to this one.
+    pub fn add(&mut self, other: &VariantSnapshot) {
         self.invocations += other.invocations;
         self.errors_4xx += other.errors_4xx;
         self.errors_5xx += other.errors_5xx;
         self.model_errors += other.model_errors;
         self.model_latency_us.merge(&other.model_latency_us);
         self.overhead_latency_us.merge(&other.overhead_latency_us);
-        self.invocations_per_instance += other.invocations_per_instance;
         self.model_setup_us.merge(&other.model_setup_us);
+    }
+
+    /// Whether anything happened: traffic, or an instance set up.
+    pub fn is_active(&self) -> bool {
+        self.invocations > 0 || self.model_setup_us.count > 0
     }
 }
 

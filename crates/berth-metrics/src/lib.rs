@@ -50,8 +50,9 @@ pub struct VariantMetrics {
     history: Mutex<history::History>,
 }
 
-/// A consistent-enough copy of a variant's counters for readers.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A consistent-enough copy of a variant's counters for readers (totals), or the activity of
+/// one interval (in a [`SecondSample`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VariantSnapshot {
     pub invocations: u64,
     pub errors_4xx: u64,
@@ -59,6 +60,7 @@ pub struct VariantSnapshot {
     pub model_errors: u64,
     pub model_latency_us: HistogramSnapshot,
     pub overhead_latency_us: HistogramSnapshot,
+    #[serde(default)]
     pub model_setup_us: HistogramSnapshot,
 }
 
@@ -169,7 +171,7 @@ impl MetricsRegistry {
             for s in history.seconds.iter().filter(|s| s.second >= minute && s.second < minute + 60) {
                 rollup.absorb(s);
             }
-            if rollup.invocations > 0 || rollup.model_setup_us.count > 0 {
+            if rollup.activity.is_active() {
                 out.push((key, rollup));
             }
         }
@@ -180,11 +182,6 @@ impl MetricsRegistry {
     pub fn restore(&self, endpoint: &str, variant: &str, samples: Vec<SecondSample>) {
         let v = self.variant(endpoint, variant);
         v.history.lock().unwrap_or_else(|e| e.into_inner()).restore(samples);
-    }
-
-    /// Forgets an endpoint's variants (the endpoint was deleted).
-    pub fn remove_endpoint(&self, endpoint: &str) {
-        self.variants.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.endpoint.eq_ignore_ascii_case(endpoint));
     }
 }
 
@@ -255,7 +252,5 @@ mod tests {
         let snap = r.snapshot();
         assert_eq!(snap.len(), 2);
         assert_eq!(snap[0].1.invocations, 2);
-        r.remove_endpoint("EP");
-        assert_eq!(r.snapshot().len(), 1);
     }
 }

@@ -56,20 +56,20 @@ impl MetricName {
 
     fn latency(self, s: &SecondSample) -> Option<&HistogramSnapshot> {
         match self {
-            MetricName::ModelLatency => Some(&s.model_latency_us),
-            MetricName::OverheadLatency => Some(&s.overhead_latency_us),
-            MetricName::ModelSetupTime => Some(&s.model_setup_us),
+            MetricName::ModelLatency => Some(&s.activity.model_latency_us),
+            MetricName::OverheadLatency => Some(&s.activity.overhead_latency_us),
+            MetricName::ModelSetupTime => Some(&s.activity.model_setup_us),
             _ => None,
         }
     }
 
     fn count(self, s: &SecondSample) -> f64 {
         match self {
-            MetricName::Invocations => s.invocations as f64,
+            MetricName::Invocations => s.activity.invocations as f64,
             MetricName::InvocationsPerInstance => s.invocations_per_instance,
-            MetricName::Invocation4XXErrors => s.errors_4xx as f64,
-            MetricName::Invocation5XXErrors => s.errors_5xx as f64,
-            MetricName::InvocationModelErrors => s.model_errors as f64,
+            MetricName::Invocation4XXErrors => s.activity.errors_4xx as f64,
+            MetricName::Invocation5XXErrors => s.activity.errors_5xx as f64,
+            MetricName::InvocationModelErrors => s.activity.model_errors as f64,
             MetricName::ModelLatency | MetricName::OverheadLatency | MetricName::ModelSetupTime => 0.0,
         }
     }
@@ -136,7 +136,16 @@ impl MetricsRegistry {
         period: u64,
     ) -> Vec<Datapoint> {
         let recent: Vec<SecondSample> = match self.get(key) {
-            Some(m) => m.history.lock().unwrap_or_else(|e| e.into_inner()).seconds.iter().filter(|s| s.second >= cutoff).cloned().collect(),
+            // Only the seconds the query covers are copied out from under the lock.
+            Some(m) => m
+                .history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .seconds
+                .iter()
+                .filter(|s| s.second >= cutoff.max(start) && s.second < end)
+                .cloned()
+                .collect(),
             None => Vec::new(),
         };
         let samples = older.iter().filter(|s| s.second < cutoff).chain(recent.iter());

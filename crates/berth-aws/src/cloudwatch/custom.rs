@@ -1,7 +1,7 @@
 //! Custom metrics: `PutMetricData` stores datapoints (as statistic sets) in the state store;
 //! `GetMetricStatistics`, `GetMetricData` and `ListMetrics` read them like berth's own.
 
-use super::{CloudWatchError, Dimension, NAMESPACE};
+use super::{CloudWatchError, Dimension, MetricQuery, NAMESPACE};
 use crate::Edge;
 use berth_metrics::{period_of, Datapoint};
 use berth_store::CustomDatapoint;
@@ -110,24 +110,16 @@ pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> R
 }
 
 /// A custom metric's datapoints aggregated into periods, with the unit it was sent with.
-pub(super) async fn datapoints(
-    edge: &Edge,
-    namespace: &str,
-    metric_name: &str,
-    dimensions: &[Dimension],
-    start: u64,
-    end: u64,
-    period: u64,
-) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
+pub(super) async fn datapoints(edge: &Edge, q: &MetricQuery<'_>) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
     let rows = edge
         .controller
-        .custom_datapoints(namespace.to_string(), metric_name.to_string(), canonical(dimensions), start, end)
+        .custom_datapoints(q.namespace.to_string(), q.metric_name.to_string(), canonical(q.dimensions), q.start, q.end)
         .await
         .map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))?;
     let unit = rows.first().map_or_else(|| "None".to_string(), |r| r.unit.clone());
     let mut out: Vec<Datapoint> = Vec::new();
     for r in rows {
-        period_of(&mut out, r.ts, start, period, false).add(r.sample_count, r.sum, r.minimum, r.maximum);
+        period_of(&mut out, r.ts, q.start, q.period, false).add(r.sample_count, r.sum, r.minimum, r.maximum);
     }
     Ok((out, unit))
 }

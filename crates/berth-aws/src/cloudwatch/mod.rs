@@ -151,22 +151,25 @@ fn variant_key(dimensions: &[Dimension]) -> Option<VariantKey> {
     Some(VariantKey { endpoint: get("EndpointName")?, variant: get("VariantName")? })
 }
 
-/// Datapoints of one metric: berth's own (`AWS/SageMaker`) or a custom one; returns its unit too.
-async fn datapoints(
-    edge: &Edge,
-    namespace: &str,
-    metric_name: &str,
-    dimensions: &[Dimension],
+/// One metric over `[start, end)` in periods of `period` seconds.
+struct MetricQuery<'a> {
+    namespace: &'a str,
+    metric_name: &'a str,
+    dimensions: &'a [Dimension],
     start: u64,
     end: u64,
     period: u64,
-) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
-    if namespace != NAMESPACE {
-        return custom::datapoints(edge, namespace, metric_name, dimensions, start, end, period).await;
+}
+
+/// Datapoints of one metric: berth's own (`AWS/SageMaker`) or a custom one; returns its unit too.
+async fn datapoints(edge: &Edge, q: &MetricQuery<'_>) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
+    if q.namespace != NAMESPACE {
+        return custom::datapoints(edge, q).await;
     }
-    let metric = MetricName::parse(metric_name);
+    let (start, end, period) = (q.start, q.end, q.period);
+    let metric = MetricName::parse(q.metric_name);
     let unit = metric.map_or("None", |m| m.unit()).to_string();
-    match (metric, variant_key(dimensions)) {
+    match (metric, variant_key(q.dimensions)) {
         (Some(metric), Some(key)) => {
             let older = stored_minutes(edge, &key, start, end).await?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -209,8 +212,18 @@ async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> 
         return Err(CloudWatchError::invalid("The parameter StartTime must be before EndTime."));
     }
     let (start, end) = (input.start_time.max(0.0).floor() as u64, input.end_time.max(0.0).ceil() as u64);
-    let (datapoints, unit) =
-        datapoints(edge, &input.namespace, &input.metric_name, &input.dimensions, start, end, input.period as u64).await?;
+    let (datapoints, unit) = datapoints(
+        edge,
+        &MetricQuery {
+            namespace: &input.namespace,
+            metric_name: &input.metric_name,
+            dimensions: &input.dimensions,
+            start,
+            end,
+            period: input.period as u64,
+        },
+    )
+    .await?;
     let points: Vec<Value> = datapoints
         .iter()
         .map(|d| {
@@ -243,14 +256,10 @@ async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> 
 async fn stored_minutes(edge: &Edge, key: &VariantKey, start: u64, end: u64) -> Result<Vec<SecondSample>, CloudWatchError> {
     let rows = edge
         .controller
-        .metric_samples(60, start.saturating_sub(59), end)
+        .metric_samples(Some((key.endpoint.clone(), key.variant.clone())), 60, start.saturating_sub(59), end)
         .await
         .map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| r.endpoint == key.endpoint && r.variant == key.variant)
-        .filter_map(|r| serde_json::from_str::<SecondSample>(&r.body).ok())
-        .collect())
+    Ok(rows.into_iter().filter_map(|r| serde_json::from_str::<SecondSample>(&r.body).ok()).collect())
 }
 
 #[derive(Deserialize)]
@@ -337,7 +346,9 @@ async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value
         }
         let namespace = stat.metric.namespace.as_deref().unwrap_or_default();
         let name = stat.metric.metric_name.as_deref().unwrap_or_default();
-        let (datapoints, _) = datapoints(edge, namespace, name, &stat.metric.dimensions, start, end, stat.period as u64).await?;
+        let query =
+            MetricQuery { namespace, metric_name: name, dimensions: &stat.metric.dimensions, start, end, period: stat.period as u64 };
+        let (datapoints, _) = datapoints(edge, &query).await?;
         let mut pairs: Vec<(u64, f64)> = datapoints.iter().filter_map(|d| statistic(d, &stat.stat).map(|v| (d.timestamp, v))).collect();
         if !ascending {
             pairs.reverse();
