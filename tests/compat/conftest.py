@@ -245,9 +245,10 @@ def wait_status(sm, endpoint, want=("InService", "Failed"), timeout=60):
         time.sleep(0.05)
 
 
-def deploy(sm, variants, models=None, env=None, name=None, variant_env=None):
-    """Creates one echo model per variant (unless given), a config and an endpoint; waits for
-    InService. `variant_env` adds environment for the model of a named variant."""
+def deploy(sm, variants, models=None, env=None, name=None, variant_env=None, count=1):
+    """Creates one echo model per variant (unless given), a config and an endpoint with `count`
+    instances per variant; waits for InService. `variant_env` adds environment for the model of
+    a named variant."""
     name = name or unique("ep")
     specs = []
     for v in variants:
@@ -255,7 +256,7 @@ def deploy(sm, variants, models=None, env=None, name=None, variant_env=None):
         model = f"{name}-{vname}".lower()
         if not models:
             create_echo_model(sm, model, {**(env or {}), **(variant_env or {}).get(vname, {})})
-        specs.append(variant(vname, models[vname] if models else model, weight))
+        specs.append(variant(vname, models[vname] if models else model, weight, count))
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=specs)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     d = wait_status(sm, name)

@@ -137,11 +137,7 @@ def error_code_of(e):
 
 
 def test_killed_worker_under_load_fails_no_request_on_other_instances(berth, sm):
-    name = unique("two")
-    create_echo_model(sm, name)
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name, 1.0, 2)])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    wait_status(sm, name)
+    name = deploy(sm, ["V"], count=2)
     pids = pids_of(berth.runtime(), name, 40)
     assert len(pids) == 2
     victim = sorted(pids)[0]

@@ -7,7 +7,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import create_echo_model, deploy, unique, variant, wait_status
+from conftest import deploy, unique, wait_status
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
@@ -214,14 +214,9 @@ def test_metric_history_survives_kill_9(own_berth):
 def test_cloudwatch_get_metric_data(berth, sm, runtime):
     import datetime
 
-    ep = unique("gmd")
-    create_echo_model(sm, ep)
-    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("Variant1", ep), variant("Variant2", ep)])
-    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
-    wait_status(sm, ep)
-    for target, n in (("Variant1", 6), ("Variant2", 4)):
-        for _ in range(n):
-            runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant=target)
+    ep = deploy(sm, ["Variant1", "Variant2"])
+    send(runtime, ep, "Variant1", 6)
+    send(runtime, ep, "Variant2", 4)
     cw = berth.client("cloudwatch")
     assert wait_for_sum(cw, ep, "Variant2", "Invocations", 4)[0] == 4
     assert wait_for_sum(cw, ep, "Variant1", "Invocations", 6)[0] == 6
@@ -247,11 +242,7 @@ def test_cloudwatch_get_metric_data(berth, sm, runtime):
 
 
 def test_invocations_per_instance(berth, sm, runtime):
-    name = unique("perinst")
-    create_echo_model(sm, name)
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name, 1.0, 2)])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    wait_status(sm, name)
+    name = deploy(sm, ["V"], count=2)
     send(runtime, name, "V", 20)
     cw = berth.client("cloudwatch")
     assert wait_for_sum(cw, name, "V", "Invocations", 20)[0] == 20
@@ -300,11 +291,7 @@ def test_custom_metrics_put_and_read_back(berth):
 
 
 def test_model_setup_time(berth, sm):
-    name = unique("setup")
-    create_echo_model(sm, name)
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name, 1.0, 2)])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    wait_status(sm, name)
+    name = deploy(sm, ["V"], count=2)
     cw = berth.client("cloudwatch")
     _, out = wait_for_sum(cw, name, "V", "ModelSetupTime", 1)
     (point,) = out["Datapoints"]
