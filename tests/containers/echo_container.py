@@ -11,6 +11,8 @@ Behaviour switches, read from the environment (the container definition's `Envir
   ECHO_STARTUP_DELAY   seconds to wait before listening
   ECHO_STATUS          answer every invocation with this HTTP status
   ECHO_DELAY_MS        milliseconds to wait before answering an invocation
+  ECHO_BURN_CPU        keep one core busy (a spinning child process) while serving
+  ECHO_HOLD_MB         hold this many megabytes of resident memory while serving
 Request bodies `crash` (exit at once, mid-request) and `fail` (answer 500) act per request.
 """
 
@@ -105,6 +107,14 @@ def main():
         sys.stderr.write("echo_container: exiting on start as asked\n")
         return 3
     time.sleep(float(os.environ.get("ECHO_STARTUP_DELAY") or 0))
+    if os.environ.get("ECHO_BURN_CPU"):
+        # A child in the same process group, as real servers' worker processes are.
+        parent = os.getpid()
+        if os.fork() == 0:
+            while os.getppid() == parent:  # ends with its parent, however that ends
+                pass
+            os._exit(0)
+    held = b"\x01" * (int(os.environ.get("ECHO_HOLD_MB") or 0) * 1024 * 1024)  # noqa: F841 (kept resident)
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True

@@ -81,6 +81,6 @@ fn read_from(path: &std::path::Path, offset: u64, len: u64) -> Vec<u8> {
     buf
 }
 
-fn json_ok(v: serde_json::Value) -> Response {
+pub(crate) fn json_ok(v: serde_json::Value) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }

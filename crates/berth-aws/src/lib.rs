@@ -9,8 +9,10 @@ mod berth_api;
 mod cloudwatch;
 mod control_plane;
 mod error;
+mod overview;
 mod prometheus;
 mod runtime;
+mod ui;
 mod wire;
 
 use axum::extract::DefaultBodyLimit;
@@ -37,6 +39,11 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus::metrics))
         .route("/berth/v1/endpoints/{name}/logs", get(berth_api::logs))
+        .route("/berth/v1/events", get(overview::events))
+        .route("/berth/v1/overview", get(overview::overview))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/assets/{name}", get(ui::asset))
         .route("/service/{service}/operation/{operation}", post(cloudwatch::cbor))
         // Bodies are read with their own limits in the handlers, to answer in SageMaker's shape.
         .layer(DefaultBodyLimit::disable())

@@ -83,6 +83,7 @@ impl Fleets {
                 name: v.name.clone(),
                 weight: v.current_weight,
                 strategy: v.routing,
+                instance_type: v.instance_type.clone(),
                 instances: fleet
                     .and_then(|f| f.variants.get(&v.name))
                     .map(|vf| vf.instances.iter().map(|i| i.slot().clone()).collect())
@@ -140,6 +141,7 @@ impl Controller {
                 environment: environment.clone(),
                 log_path: self.instance_log_dir(endpoint).join(variant).join(format!("{suffix}.log")),
                 startup_timeout: timeout,
+                observer: Some(self.instance_observer(endpoint, variant)),
             };
             let backend = self.backend.clone();
             let setup = self.routing.metrics().variant(endpoint, variant);

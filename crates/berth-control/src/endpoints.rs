@@ -5,7 +5,7 @@ use crate::listing::{page, ListQuery, Page};
 use crate::models::{limit_exceeded, map_exists};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_name, Endpoint, EndpointStatus, ResourceKind, Timestamp, VariantSpec, VariantState};
+use berth_domain::{validate_name, Endpoint, EndpointStatus, EventKind, ResourceKind, Timestamp, VariantSpec, VariantState};
 use berth_store::Tag;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -74,6 +74,7 @@ impl Controller {
             self.fleets.register(&endpoint.name)
         };
         tracing::info!(endpoint = %endpoint.name, config = %endpoint.config_name, "endpoint creating");
+        self.record_status(&endpoint, &format!("created with endpoint config {}", endpoint.config_name));
         tokio::spawn(self.clone().bring_up(endpoint.clone(), epoch, None));
         Ok(endpoint)
     }
@@ -81,6 +82,11 @@ impl Controller {
     pub async fn describe_endpoint(&self, name: &str) -> Result<Endpoint, ControlError> {
         let key = name.to_string();
         self.db(move |s| s.endpoint(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::Endpoint, name))
+    }
+
+    /// Every stored endpoint, in no particular order.
+    pub async fn all_endpoints(&self) -> Result<Vec<Endpoint>, ControlError> {
+        self.db(|s| s.endpoints()).await
     }
 
     pub async fn list_endpoints(&self, q: ListQuery) -> Result<Page<Endpoint>, ControlError> {
@@ -101,6 +107,7 @@ impl Controller {
         let fleet = self.fleets.remove(&endpoint.name);
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, "endpoint deleting");
+        self.record_status(&endpoint, "DeleteEndpoint");
         tokio::spawn(self.clone().tear_down(endpoint, fleet));
         Ok(())
     }
@@ -137,6 +144,7 @@ impl Controller {
         self.db(move |s| s.update_endpoint(&stored)).await?;
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, config = %config.name, "endpoint updating");
+        self.record_status(&endpoint, &format!("UpdateEndpoint to endpoint config {}", config.name));
         tokio::spawn(self.clone().roll_out(endpoint.clone(), epoch, false));
         Ok(endpoint)
     }
@@ -153,6 +161,7 @@ impl Controller {
         let _guard = self.transitions.lock().await;
         let mut endpoint = self.describe_endpoint(name).await?;
         let epoch = self.require_in_service(&endpoint)?;
+        let before = endpoint.clone();
         let unknown: Vec<&str> = desired.iter().filter(|d| endpoint.variant(&d.variant).is_none()).map(|d| d.variant.as_str()).collect();
         if !unknown.is_empty() {
             return Err(ControlError::Validation(format!(
@@ -187,6 +196,7 @@ impl Controller {
         self.routing.publish(self.fleets.route(&endpoint));
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, ?desired, "endpoint weights and capacities updated");
+        self.record_weights_and_capacities(&before, &endpoint);
         if scaling {
             tokio::spawn(self.clone().scale(endpoint.clone(), epoch));
         }
@@ -221,6 +231,7 @@ impl Controller {
                     self.db(move |s| s.update_endpoint(&stored)).await?;
                     let epoch = self.fleets.register(&name);
                     tracing::info!(endpoint = %name, "recovering endpoint");
+                    self.record_status(&endpoint, "berth restarted; starting the endpoint's instances again");
                     tokio::spawn(self.clone().bring_up(endpoint, epoch, None));
                 }
             }
@@ -232,6 +243,7 @@ impl Controller {
     /// next start recovers the endpoints.
     pub async fn shutdown(&self) {
         stop_all(self.fleets.take_all()).await;
+        self.events.flush().await;
     }
 
     // ---- helpers ----------------------------------------------------------------------
@@ -278,12 +290,36 @@ impl Controller {
     pub(crate) fn log_commit(&self, endpoint: &Endpoint, committed: Result<bool, String>) {
         match committed {
             Ok(true) => {
-                tracing::info!(endpoint = %endpoint.name, status = endpoint.status.as_str(), reason = endpoint.failure_reason.as_deref().unwrap_or(""), "endpoint status")
+                tracing::info!(endpoint = %endpoint.name, status = endpoint.status.as_str(), reason = endpoint.failure_reason.as_deref().unwrap_or(""), "endpoint status");
+                self.record_status(endpoint, "");
             }
             Ok(false) => {
                 tracing::info!(endpoint = %endpoint.name, "endpoint was deleted while it was changing; its new instances are stopped")
             }
             Err(e) => tracing::error!(endpoint = %endpoint.name, error = %e, "could not record endpoint state"),
+        }
+    }
+
+    /// Records what UpdateEndpointWeightsAndCapacities changed.
+    fn record_weights_and_capacities(&self, before: &Endpoint, after: &Endpoint) {
+        let changed = |f: fn(&VariantState) -> String| -> Vec<String> {
+            after
+                .variants
+                .iter()
+                .filter_map(|v| {
+                    let old = before.variant(&v.name).map(f).unwrap_or_default();
+                    let new = f(v);
+                    (old != new).then(|| format!("{}: {old} → {new}", v.name))
+                })
+                .collect()
+        };
+        let weights = changed(|v| format!("{}", v.desired_weight));
+        if !weights.is_empty() {
+            self.record_event(&after.name, None, EventKind::WeightsChanged, format!("Weights {}", weights.join(", ")));
+        }
+        let counts = changed(|v| format!("{}", v.desired_instance_count));
+        if !counts.is_empty() {
+            self.record_event(&after.name, None, EventKind::CapacityChanged, format!("Instance counts {}", counts.join(", ")));
         }
     }
 

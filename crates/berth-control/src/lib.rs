@@ -9,6 +9,7 @@ mod configs;
 mod deploy;
 mod endpoints;
 mod error;
+mod events;
 mod lifecycle;
 mod listing;
 mod metrics;
@@ -26,6 +27,7 @@ use berth_instances::{InstanceBackend, ModelArtifacts};
 use berth_router::RoutingTable;
 use berth_store::{StateStore, StoreError};
 use deploy::Fleets;
+use events::EventLog;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +65,7 @@ pub struct Controller {
     routing: Arc<RoutingTable>,
     settings: ControllerSettings,
     fleets: Fleets,
+    events: EventLog,
     /// Serialises check-then-write transitions of endpoint state. Held only around store
     /// calls, never across instance starts or drains.
     transitions: tokio::sync::Mutex<()>,
@@ -77,6 +80,7 @@ impl Controller {
         settings: ControllerSettings,
     ) -> Arc<Self> {
         Arc::new(Controller {
+            events: EventLog::start(store.clone()),
             store,
             backend,
             artifacts,

@@ -3,7 +3,7 @@
 
 use crate::deploy::{stop_all, FleetMap};
 use crate::Controller;
-use berth_domain::{Endpoint, EndpointStatus, Timestamp, VariantState};
+use berth_domain::{Endpoint, EndpointStatus, EventKind, Timestamp, VariantState};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -48,6 +48,16 @@ impl Controller {
             })
             .map(|v| v.name.clone())
             .collect();
+        let config = endpoint.pending_config_name.clone().unwrap_or_default();
+        let starting: Vec<String> =
+            pending.iter().filter(|v| !reuse.contains(&v.name)).map(|v| format!("{} ({})", v.name, v.desired_instance_count)).collect();
+        let mut step = format!("Endpoint config {config}: starting instances of {}", list_or_none(&starting));
+        if !reuse.is_empty() {
+            let mut kept: Vec<&String> = reuse.iter().collect();
+            kept.sort();
+            step += &format!("; keeping the running instances of {}", kept.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+        }
+        self.record_event(&endpoint.name, None, EventKind::DeploymentStep, step);
         match self.start_fleet(&endpoint.name, &pending, &reuse).await {
             Ok(started) => {
                 let now = Timestamp::now();
@@ -79,10 +89,16 @@ impl Controller {
                         old.into_values().flat_map(|v| v.instances).collect()
                     })
                     .await;
+                if committed == Ok(true) {
+                    let step = format!("Endpoint config {config}: all traffic moved to the new fleet; replaced instances drain and stop");
+                    self.record_event(&done.name, None, EventKind::DeploymentStep, step);
+                }
                 self.log_commit(&done, committed);
             }
             Err(reason) => {
                 tracing::warn!(endpoint = %endpoint.name, %reason, "endpoint update failed; keeping the current variants");
+                let failed = format!("Update to endpoint config {config} failed; the current variants keep serving: {reason}");
+                self.record_event(&endpoint.name, None, EventKind::DeploymentFailed, failed);
                 let mut back = endpoint;
                 back.pending_config_name = None;
                 back.pending_variants = None;
@@ -135,6 +151,7 @@ impl Controller {
                 .await
             }
             Err(reason) => {
+                self.record_event(&endpoint.name, None, EventKind::DeploymentFailed, format!("Scaling failed: {reason}"));
                 for v in &mut endpoint.variants {
                     v.desired_instance_count = v.current_instance_count;
                 }
@@ -157,8 +174,19 @@ impl Controller {
             })
             .await;
         match result {
-            Ok(()) => tracing::info!(endpoint = %endpoint.name, "endpoint deleted"),
+            Ok(()) => {
+                tracing::info!(endpoint = %endpoint.name, "endpoint deleted");
+                self.record_event(&endpoint.name, None, EventKind::EndpointDeleted, "Endpoint deleted");
+            }
             Err(e) => tracing::error!(endpoint = %endpoint.name, error = %e, "could not delete endpoint record"),
         }
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "no variants".into()
+    } else {
+        items.join(", ")
     }
 }

@@ -7,6 +7,7 @@
 mod endpoint;
 mod endpoint_config;
 mod error;
+mod event;
 mod instance_types;
 mod model;
 mod names;
@@ -16,6 +17,7 @@ mod weights;
 pub use endpoint::{Endpoint, EndpointStatus, VariantState};
 pub use endpoint_config::{EndpointConfig, RoutingStrategy, VariantSpec};
 pub use error::DomainError;
+pub use event::{Event, EventKind, NewEvent};
 pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
 pub use model::{BuiltinImage, ContainerSpec, Image, Model, S3DataSource};
 pub use names::{validate_name, Account, ResourceKind};
@@ -48,9 +50,41 @@ pub fn instance_vcpus(instance_type: &str) -> u32 {
     }
 }
 
+/// The memory of an instance type in MiB: its vCPUs times the family's memory per vCPU (EC2's
+/// ratios: compute `c` 2 GiB, general `m`/`t` 4 GiB, memory `r` 8 GiB, `x` 16 GiB, GPU `g` 4 GiB,
+/// `p` 7.6 GiB, `inf`/`trn` 2–4 GiB). Close for common types; used to size workers and to
+/// report MemoryUtilization.
+pub fn instance_memory_mib(instance_type: &str) -> u64 {
+    let family = instance_type.strip_prefix("ml.").unwrap_or(instance_type).split('.').next().unwrap_or("");
+    let per_vcpu_mib = match family.chars().next() {
+        Some('c') => 2048,
+        Some('r') | Some('z') => 8192,
+        Some('x') => 16384,
+        Some('p') => 7782,
+        Some('i') if family.starts_with("inf") => 2048,
+        Some('t') if family.starts_with("trn") => 4096,
+        _ => 4096,
+    };
+    // The burstable `t` sizes have more memory than their one counted vCPU says.
+    let vcpus = match (family.starts_with('t') && !family.starts_with("trn"), instance_type.rsplit('.').next()) {
+        (true, Some("medium")) => 1,
+        _ => instance_vcpus(instance_type) as u64,
+    };
+    vcpus.max(1) * per_vcpu_mib
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_follows_family_and_size() {
+        assert_eq!(instance_memory_mib("ml.m5.large"), 8192);
+        assert_eq!(instance_memory_mib("ml.c5.xlarge"), 8192);
+        assert_eq!(instance_memory_mib("ml.r5.large"), 16384);
+        assert_eq!(instance_memory_mib("ml.t2.medium"), 4096);
+        assert_eq!(instance_memory_mib("ml.g4dn.xlarge"), 16384);
+    }
 
     #[test]
     fn vcpus_follow_the_size() {

@@ -14,11 +14,13 @@ mod health;
 mod process;
 mod s3;
 mod slot;
+mod usage;
 
 pub use artifacts::{ArtifactError, ModelArtifacts, ModelData};
 pub use extract::ExtractLimits;
 pub use process::{Instance, ProcessBackend, SupervisorSettings};
 pub use slot::{InFlight, InstanceSlot};
+pub use usage::{disk_used_percent, host_memory_bytes, GroupUsage, UsageProbe};
 
 use berth_domain::Image;
 use std::collections::BTreeMap;
@@ -28,7 +30,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 /// Everything needed to start one instance of a variant.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct InstanceSpec {
     /// Unique among running instances, e.g. `my-endpoint/Variant1/3f9a`.
     pub id: String,
@@ -38,7 +40,29 @@ pub struct InstanceSpec {
     pub log_path: PathBuf,
     /// How long the first `/ping` may take to pass.
     pub startup_timeout: Duration,
+    /// Told what happens to the instance over its life (the controller records events).
+    pub observer: Option<InstanceObserver>,
 }
+
+/// Something that happened to a running instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceEvent {
+    /// Passed its first health check (process id, port).
+    Started { pid: u32, port: u16 },
+    /// The process exited while it should have been serving (its exit status).
+    Crashed { status: String },
+    /// Failed this many health checks in a row and was killed.
+    Unhealthy { failed_checks: u32 },
+    /// Healthy again after a crash, on this start attempt.
+    Restarted { attempt: u32 },
+    /// A restart attempt failed; the supervisor tries again after a backoff.
+    RestartFailed { reason: String },
+    /// Drained and stopped.
+    Stopped,
+}
+
+/// Receives an instance's events with its id. Called from the supervisor's task: keep it short.
+pub type InstanceObserver = std::sync::Arc<dyn Fn(&str, InstanceEvent) + Send + Sync>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InstanceError {

@@ -1,5 +1,5 @@
 use crate::health::PingClient;
-use crate::{BoxFuture, InstanceBackend, InstanceError, InstanceSlot, InstanceSpec};
+use crate::{BoxFuture, InstanceBackend, InstanceError, InstanceEvent, InstanceSlot, InstanceSpec};
 use berth_domain::Image;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -124,6 +124,7 @@ impl InstanceSupervisor {
         };
         self.slot.set_healthy(true);
         tracing::info!(instance = %self.spec.id, addr = %self.slot.addr(), "instance healthy");
+        self.tell(InstanceEvent::Started { pid: child.id().unwrap_or(0), port: self.slot.addr().port() });
         let _ = ready_tx.send(Ok(()));
 
         let mut failed_checks = 0u32;
@@ -136,6 +137,8 @@ impl InstanceSupervisor {
                     self.slot.set_healthy(false);
                     let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                     tracing::warn!(instance = %self.spec.id, %status, log = %self.spec.log_path.display(), "instance exited; restarting it");
+                    self.slot.set_pid(None);
+                    self.tell(InstanceEvent::Crashed { status });
                     match self.restart(&mut attempt).await {
                         Some(c) => child = c,
                         None => return,
@@ -151,6 +154,7 @@ impl InstanceSupervisor {
                         if failed_checks >= self.settings.unhealthy_after {
                             tracing::warn!(instance = %self.spec.id, failed_checks, "instance fails its health checks; killing it");
                             self.slot.set_healthy(false);
+                            self.tell(InstanceEvent::Unhealthy { failed_checks });
                             signal_group(&child, libc::SIGKILL);
                         }
                     }
@@ -175,10 +179,12 @@ impl InstanceSupervisor {
                     self.slot.count_restart();
                     self.slot.set_healthy(true);
                     tracing::info!(instance = %self.spec.id, attempt = *attempt, "instance restarted and healthy");
+                    self.tell(InstanceEvent::Restarted { attempt: *attempt });
                     return Some(child);
                 }
                 Ready::Failed(reason) => {
                     tracing::warn!(instance = %self.spec.id, %reason, "instance restart failed");
+                    self.tell(InstanceEvent::RestartFailed { reason });
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }
                 Ready::Stopped => return None,
@@ -193,10 +199,20 @@ impl InstanceSupervisor {
             Err(e) => return Ready::Failed(format!("no free port for instance {}: {e}", self.spec.id)),
         };
         self.slot.set_port(port);
-        let mut child = match launch(&self.spec, port, attempt, &self.settings.builtin_program) {
+        let child = match launch(&self.spec, port, attempt, &self.settings.builtin_program) {
             Ok(c) => c,
             Err(e) => return Ready::Failed(e),
         };
+        self.slot.set_pid(child.id());
+        let ready = self.wait_healthy(child).await;
+        if !matches!(ready, Ready::Healthy(_)) {
+            self.slot.set_pid(None);
+        }
+        ready
+    }
+
+    /// Waits for a launched process's first passing `/ping`, its exit, the startup timeout or a stop.
+    async fn wait_healthy(&mut self, mut child: Child) -> Ready {
         let deadline = Instant::now() + self.spec.startup_timeout;
         let mut pause = Duration::from_millis(5);
         loop {
@@ -241,7 +257,15 @@ impl InstanceSupervisor {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         terminate(&mut child, self.settings.stop_grace).await;
+        self.slot.set_pid(None);
         tracing::info!(instance = %self.spec.id, "instance stopped");
+        self.tell(InstanceEvent::Stopped);
+    }
+
+    fn tell(&self, event: InstanceEvent) {
+        if let Some(observer) = &self.spec.observer {
+            observer(&self.spec.id, event);
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What the router needs to know about an instance: where it listens, whether it is healthy,
@@ -9,6 +9,8 @@ pub struct InstanceSlot {
     pub id: String,
     host: IpAddr,
     port: AtomicU16,
+    /// The process id of the instance's main process (also its process group), 0 when none runs.
+    pid: AtomicU32,
     healthy: AtomicBool,
     outstanding: AtomicUsize,
     /// Times the supervisor restarted this instance after a crash or failed health checks.
@@ -21,6 +23,7 @@ impl InstanceSlot {
             id,
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: AtomicU16::new(0),
+            pid: AtomicU32::new(0),
             healthy: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             restarts: AtomicU64::new(0),
@@ -43,6 +46,15 @@ impl InstanceSlot {
 
     pub(crate) fn set_port(&self, port: u16) {
         self.port.store(port, Ordering::Release);
+    }
+
+    /// The instance's main process id (its process group leader), when one runs.
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Relaxed)).filter(|&p| p != 0)
+    }
+
+    pub(crate) fn set_pid(&self, pid: Option<u32>) {
+        self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
     }
 
     // `healthy` and `outstanding` use SeqCst: a request counts itself in flight and then

@@ -26,6 +26,71 @@ pub struct SecondSample {
     /// SageMaker's InvocationsPerInstance.
     #[serde(default)]
     pub invocations_per_instance: f64,
+    /// CPU, memory and disk use of the variant's instances, when they were measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<Utilization>,
+}
+
+/// Count-free statistics of a set of values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stat {
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The instances' resource use in an interval, as SageMaker's instance metrics (percent): one
+/// sample per instance and second. CPU is the sum over cores (up to 100 × vCPUs), memory the
+/// resident memory of the instance's processes over the instance type's memory, disk the space
+/// used on the file system of berth's data directory.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Utilization {
+    pub samples: u64,
+    pub cpu: Stat,
+    pub memory: Stat,
+    pub disk: Stat,
+}
+
+/// One instance's resource use at one moment, in percent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InstanceUtilization {
+    pub cpu: f64,
+    pub memory: f64,
+    pub disk: f64,
+}
+
+impl Utilization {
+    /// The statistics of some instances' measurements; None when there are none.
+    pub fn of(instances: &[InstanceUtilization]) -> Option<Utilization> {
+        let stat = |f: fn(&InstanceUtilization) -> f64| Stat {
+            sum: instances.iter().map(f).sum(),
+            min: instances.iter().map(f).fold(f64::INFINITY, f64::min),
+            max: instances.iter().map(f).fold(f64::NEG_INFINITY, f64::max),
+        };
+        (!instances.is_empty()).then(|| Utilization {
+            samples: instances.len() as u64,
+            cpu: stat(|i| i.cpu),
+            memory: stat(|i| i.memory),
+            disk: stat(|i| i.disk),
+        })
+    }
+
+    fn add(&mut self, other: &Utilization) {
+        for (a, b) in [(&mut self.cpu, &other.cpu), (&mut self.memory, &other.memory), (&mut self.disk, &other.disk)] {
+            if self.samples == 0 {
+                *a = *b;
+            } else {
+                *a = Stat { sum: a.sum + b.sum, min: a.min.min(b.min), max: a.max.max(b.max) };
+            }
+        }
+        self.samples += other.samples;
+    }
+
+    /// The average of each statistic over the samples: (cpu, memory, disk).
+    pub fn averages(&self) -> (f64, f64, f64) {
+        let n = self.samples.max(1) as f64;
+        (self.cpu.sum / n, self.memory.sum / n, self.disk.sum / n)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -35,8 +100,9 @@ pub(crate) struct History {
 }
 
 impl History {
-    /// Closes `second`; returns its sample when the variant had traffic in it.
-    pub(crate) fn sample(&mut self, metrics: &VariantMetrics, second: u64) -> Option<SecondSample> {
+    /// Closes `second`; returns its sample when the variant had traffic in it or its instances
+    /// were measured.
+    pub(crate) fn sample(&mut self, metrics: &VariantMetrics, second: u64, utilization: Option<Utilization>) -> Option<SecondSample> {
         let now = metrics.snapshot();
         let extremes = [
             metrics.model_latency_us.take_interval_extremes(),
@@ -44,10 +110,14 @@ impl History {
             metrics.model_setup_us.take_interval_extremes(),
         ];
         let activity = now.delta(&self.previous.take().unwrap_or_default(), extremes);
-        let sample =
-            SecondSample { second, invocations_per_instance: activity.invocations as f64 / metrics.instances().max(1) as f64, activity };
+        let sample = SecondSample {
+            second,
+            invocations_per_instance: activity.invocations as f64 / metrics.instances().max(1) as f64,
+            activity,
+            utilization,
+        };
         self.previous = Some(now);
-        let kept = sample.activity.is_active().then(|| sample.clone());
+        let kept = sample.is_active().then(|| sample.clone());
         if kept.is_some() {
             self.seconds.push_back(sample);
         }
@@ -72,6 +142,14 @@ impl SecondSample {
     pub fn absorb(&mut self, other: &SecondSample) {
         self.activity.add(&other.activity);
         self.invocations_per_instance += other.invocations_per_instance;
+        if let Some(u) = &other.utilization {
+            self.utilization.get_or_insert_with(Utilization::default).add(u);
+        }
+    }
+
+    /// Whether the sample holds anything: traffic, an instance set up, or measured instances.
+    pub fn is_active(&self) -> bool {
+        self.activity.is_active() || self.utilization.is_some()
     }
 }
 

@@ -13,9 +13,9 @@ mod prometheus;
 mod query;
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
-pub use history::{seconds_cutoff, SecondSample, HISTORY_SECONDS};
+pub use history::{seconds_cutoff, InstanceUtilization, SecondSample, Stat, Utilization, HISTORY_SECONDS};
 pub use prometheus::render_prometheus;
-pub use query::{period_of, Datapoint, MetricName};
+pub use query::{period_of, Datapoint, MetricName, INSTANCE_NAMESPACE, INVOCATION_NAMESPACE};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,6 +137,11 @@ impl MetricsRegistry {
         variants.into_iter().map(|(k, v)| (k, v.snapshot())).collect()
     }
 
+    /// The totals of one variant, if it has metrics.
+    pub fn snapshot_of(&self, key: &VariantKey) -> Option<VariantSnapshot> {
+        self.get(key).map(|v| v.snapshot())
+    }
+
     fn get(&self, key: &VariantKey) -> Option<Arc<VariantMetrics>> {
         self.variants.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
     }
@@ -150,12 +155,13 @@ impl MetricsRegistry {
         self.variants.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// Closes second `second` (epoch seconds) of every variant's history; returns the samples
-    /// of variants that had traffic in it, for storage.
-    pub fn sample(&self, second: u64) -> Vec<(VariantKey, SecondSample)> {
+    /// Closes second `second` (epoch seconds) of every variant's history, with the instance
+    /// utilization measured in it; returns the samples that hold anything, for storage.
+    pub fn sample(&self, second: u64, utilization: &mut BTreeMap<VariantKey, Utilization>) -> Vec<(VariantKey, SecondSample)> {
         let mut out = Vec::new();
         for (key, v) in self.all() {
-            if let Some(s) = v.history.lock().unwrap_or_else(|e| e.into_inner()).sample(&v, second) {
+            let measured = utilization.remove(&key);
+            if let Some(s) = v.history.lock().unwrap_or_else(|e| e.into_inner()).sample(&v, second, measured) {
                 out.push((key, s));
             }
         }
@@ -171,11 +177,18 @@ impl MetricsRegistry {
             for s in history.seconds.iter().filter(|s| s.second >= minute && s.second < minute + 60) {
                 rollup.absorb(s);
             }
-            if rollup.activity.is_active() {
+            if rollup.is_active() {
                 out.push((key, rollup));
             }
         }
         out
+    }
+
+    /// The utilization of a variant's instances in its latest measured second at or after `since`.
+    pub fn latest_utilization(&self, key: &VariantKey, since: u64) -> Option<Utilization> {
+        let v = self.get(key)?;
+        let history = v.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.seconds.iter().rev().take_while(|s| s.second >= since).find_map(|s| s.utilization.clone())
     }
 
     /// Puts back a variant's per-second history after a restart.
@@ -209,14 +222,14 @@ mod tests {
         let v = r.variant("ep", "A");
         v.set_instances(1);
         let key = VariantKey { endpoint: "ep".into(), variant: "A".into() };
-        r.sample(99); // the baseline
+        r.sample(99, &mut BTreeMap::new()); // the baseline
         for _ in 0..3 {
             v.record(Outcome::Success, Some(100), 10);
         }
-        r.sample(100);
-        r.sample(101); // a quiet second leaves no datapoint
+        r.sample(100, &mut BTreeMap::new());
+        r.sample(101, &mut BTreeMap::new()); // a quiet second leaves no datapoint
         v.record(Outcome::ModelServerError, Some(300), 10);
-        r.sample(102);
+        r.sample(102, &mut BTreeMap::new());
         let per_instance = r.datapoints(&key, MetricName::InvocationsPerInstance, &[], 0, 100, 103, 10);
         assert_eq!(per_instance[0].sum, 4.0, "one instance: per instance = all");
         let per_second = r.datapoints(&key, MetricName::Invocations, &[], 0, 100, 103, 1);
@@ -233,9 +246,9 @@ mod tests {
         let r = MetricsRegistry::default();
         let v = r.variant("ep", "A");
         let key = VariantKey { endpoint: "ep".into(), variant: "A".into() };
-        r.sample(3629);
+        r.sample(3629, &mut BTreeMap::new());
         v.record(Outcome::Success, Some(1), 1);
-        r.sample(3630); // second 3630 of minute 3600
+        r.sample(3630, &mut BTreeMap::new()); // second 3630 of minute 3600
         let older: Vec<SecondSample> = r.minute_rollups(3600).into_iter().map(|(_, s)| s).collect();
         let total = |cutoff| r.datapoints(&key, MetricName::Invocations, &older, cutoff, 0, 10_000, 10_000)[0].sum;
         assert_eq!(total(3600), 1.0, "cutoff at the minute: memory seconds only");
@@ -252,5 +265,24 @@ mod tests {
         let snap = r.snapshot();
         assert_eq!(snap.len(), 2);
         assert_eq!(snap[0].1.invocations, 2);
+    }
+
+    #[test]
+    fn utilization_is_one_sample_per_instance_and_second() {
+        let r = MetricsRegistry::default();
+        r.variant("ep", "A");
+        let key = VariantKey { endpoint: "ep".into(), variant: "A".into() };
+        let at = |cpu: f64, memory: f64| InstanceUtilization { cpu, memory, disk: 40.0 };
+        let mut measured = BTreeMap::from([(key.clone(), Utilization::of(&[at(50.0, 10.0), at(150.0, 20.0)]).unwrap())]);
+        assert_eq!(r.sample(100, &mut measured).len(), 1, "a measured second is kept without traffic");
+        let mut measured = BTreeMap::from([(key.clone(), Utilization::of(&[at(10.0, 30.0)]).unwrap())]);
+        r.sample(101, &mut measured);
+        let cpu = r.datapoints(&key, MetricName::CPUUtilization, &[], 0, 100, 102, 60);
+        assert_eq!((cpu[0].sample_count, cpu[0].sum, cpu[0].minimum, cpu[0].maximum), (3.0, 210.0, 10.0, 150.0));
+        let rollup = &r.minute_rollups(60)[0].1;
+        assert_eq!(rollup.utilization.as_ref().unwrap().memory, Stat { sum: 60.0, min: 10.0, max: 30.0 });
+        assert_eq!(r.latest_utilization(&key, 101).unwrap().averages(), (10.0, 30.0, 40.0));
+        assert_eq!(MetricName::find(INSTANCE_NAMESPACE, "CPUUtilization"), Some(MetricName::CPUUtilization));
+        assert_eq!(MetricName::find(INVOCATION_NAMESPACE, "CPUUtilization"), None);
     }
 }

@@ -1,8 +1,13 @@
 //! Reading the per-second history as CloudWatch datapoints.
 
 use crate::histogram::HistogramSnapshot;
-use crate::history::SecondSample;
+use crate::history::{SecondSample, Stat, Utilization};
 use crate::{MetricsRegistry, VariantKey};
+
+/// SageMaker's namespace of invocation metrics.
+pub const INVOCATION_NAMESPACE: &str = "AWS/SageMaker";
+/// SageMaker's namespace of endpoint instance metrics (CPU, memory, disk).
+pub const INSTANCE_NAMESPACE: &str = "/aws/sagemaker/Endpoints";
 
 /// The metrics SageMaker emits per variant that berth records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,10 +20,13 @@ pub enum MetricName {
     ModelLatency,
     OverheadLatency,
     ModelSetupTime,
+    CPUUtilization,
+    MemoryUtilization,
+    DiskUtilization,
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 8] = [
+    pub const ALL: [MetricName; 11] = [
         MetricName::Invocations,
         MetricName::InvocationsPerInstance,
         MetricName::Invocation4XXErrors,
@@ -27,10 +35,21 @@ impl MetricName {
         MetricName::ModelLatency,
         MetricName::OverheadLatency,
         MetricName::ModelSetupTime,
+        MetricName::CPUUtilization,
+        MetricName::MemoryUtilization,
+        MetricName::DiskUtilization,
     ];
 
-    pub fn parse(name: &str) -> Option<MetricName> {
-        MetricName::ALL.into_iter().find(|m| m.as_str() == name)
+    /// The metric of that name in that namespace, if berth records it.
+    pub fn find(namespace: &str, name: &str) -> Option<MetricName> {
+        MetricName::ALL.into_iter().find(|m| m.namespace() == namespace && m.as_str() == name)
+    }
+
+    pub fn namespace(self) -> &'static str {
+        match self.utilization() {
+            Some(_) => INSTANCE_NAMESPACE,
+            None => INVOCATION_NAMESPACE,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +62,9 @@ impl MetricName {
             MetricName::ModelLatency => "ModelLatency",
             MetricName::OverheadLatency => "OverheadLatency",
             MetricName::ModelSetupTime => "ModelSetupTime",
+            MetricName::CPUUtilization => "CPUUtilization",
+            MetricName::MemoryUtilization => "MemoryUtilization",
+            MetricName::DiskUtilization => "DiskUtilization",
         }
     }
 
@@ -50,6 +72,7 @@ impl MetricName {
     pub fn unit(self) -> &'static str {
         match self {
             MetricName::ModelLatency | MetricName::OverheadLatency | MetricName::ModelSetupTime => "Microseconds",
+            MetricName::CPUUtilization | MetricName::MemoryUtilization | MetricName::DiskUtilization => "Percent",
             _ => "None",
         }
     }
@@ -63,20 +86,32 @@ impl MetricName {
         }
     }
 
-    fn count(self, s: &SecondSample) -> f64 {
+    /// Which of an instance utilization's statistics the metric is.
+    fn utilization(self) -> Option<fn(&Utilization) -> &Stat> {
         match self {
-            MetricName::Invocations => s.activity.invocations as f64,
-            MetricName::InvocationsPerInstance => s.invocations_per_instance,
-            MetricName::Invocation4XXErrors => s.activity.errors_4xx as f64,
-            MetricName::Invocation5XXErrors => s.activity.errors_5xx as f64,
-            MetricName::InvocationModelErrors => s.activity.model_errors as f64,
-            MetricName::ModelLatency | MetricName::OverheadLatency | MetricName::ModelSetupTime => 0.0,
+            MetricName::CPUUtilization => Some(|u| &u.cpu),
+            MetricName::MemoryUtilization => Some(|u| &u.memory),
+            MetricName::DiskUtilization => Some(|u| &u.disk),
+            _ => None,
+        }
+    }
+
+    /// A counter's value in a sample (None for latencies and utilization).
+    fn count(self, s: &SecondSample) -> Option<f64> {
+        match self {
+            MetricName::Invocations => Some(s.activity.invocations as f64),
+            MetricName::InvocationsPerInstance => Some(s.invocations_per_instance),
+            MetricName::Invocation4XXErrors => Some(s.activity.errors_4xx as f64),
+            MetricName::Invocation5XXErrors => Some(s.activity.errors_5xx as f64),
+            MetricName::InvocationModelErrors => Some(s.activity.model_errors as f64),
+            _ => None,
         }
     }
 }
 
 /// One period's statistics. Counters: one sample per second with traffic. Latencies: one
-/// sample per request, with the merged histogram for percentiles.
+/// sample per request, with the merged histogram for percentiles. Utilization: one sample per
+/// instance and second.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datapoint {
     /// Start of the period, in epoch seconds.
@@ -164,27 +199,26 @@ pub fn period_of(out: &mut Vec<Datapoint>, second: u64, start: u64, period: u64,
 }
 
 fn aggregate<'a>(samples: impl Iterator<Item = &'a SecondSample>, metric: MetricName, start: u64, end: u64, period: u64) -> Vec<Datapoint> {
-    {
-        let mut out: Vec<Datapoint> = Vec::new();
-        for s in samples.filter(|s| s.second >= start && s.second < end) {
-            let d = period_of(&mut out, s.second, start, period, metric.latency(s).is_some());
-            match metric.latency(s) {
-                Some(h) => {
-                    if let Some(merged) = d.histogram.as_mut() {
-                        merged.merge(h);
-                        d.sample_count = merged.count as f64;
-                        d.sum = merged.sum as f64;
-                        d.minimum = merged.min.map_or(0.0, |v| v as f64);
-                        d.maximum = merged.max.map_or(0.0, |v| v as f64);
-                    }
-                }
-                None => {
-                    let v = metric.count(s);
-                    d.add(1.0, v, v, v);
-                }
+    let mut out: Vec<Datapoint> = Vec::new();
+    for s in samples.filter(|s| s.second >= start && s.second < end) {
+        if let Some(h) = metric.latency(s) {
+            let d = period_of(&mut out, s.second, start, period, true);
+            if let Some(merged) = d.histogram.as_mut() {
+                merged.merge(h);
+                d.sample_count = merged.count as f64;
+                d.sum = merged.sum as f64;
+                d.minimum = merged.min.map_or(0.0, |v| v as f64);
+                d.maximum = merged.max.map_or(0.0, |v| v as f64);
             }
+        } else if let Some(stat) = metric.utilization() {
+            if let Some(u) = &s.utilization {
+                let st = stat(u);
+                period_of(&mut out, s.second, start, period, false).add(u.samples as f64, st.sum, st.min, st.max);
+            }
+        } else if let Some(v) = metric.count(s) {
+            period_of(&mut out, s.second, start, period, false).add(1.0, v, v, v);
         }
-        out.retain(|d| d.sample_count > 0.0);
-        out
     }
+    out.retain(|d| d.sample_count > 0.0);
+    out
 }

@@ -70,6 +70,8 @@ pub struct VariantRoute {
     pub name: String,
     pub weight: f64,
     pub strategy: RoutingStrategy,
+    /// The instance type the variant runs on (what its instances are sized and measured by).
+    pub instance_type: String,
     pub instances: Vec<Arc<InstanceSlot>>,
     /// Set by [`RoutingTable::publish`].
     pub metrics: Arc<VariantMetrics>,
@@ -134,7 +136,14 @@ mod tests {
     use super::*;
 
     fn variant(name: &str, weight: f64) -> VariantRoute {
-        VariantRoute { name: name.into(), weight, strategy: RoutingStrategy::default(), instances: vec![], metrics: Default::default() }
+        VariantRoute {
+            name: name.into(),
+            weight,
+            strategy: RoutingStrategy::default(),
+            instance_type: String::new(),
+            instances: vec![],
+            metrics: Default::default(),
+        }
     }
 
     #[test]
@@ -158,7 +167,7 @@ mod tests {
 
     fn healthy_variant(strategy: RoutingStrategy, n: u16) -> VariantRoute {
         let instances = (0..n).map(|i| Arc::new(InstanceSlot::healthy_for_tests(&format!("i{i}"), 1000 + i))).collect();
-        VariantRoute { name: "A".into(), weight: 1.0, strategy, instances, metrics: Default::default() }
+        VariantRoute { name: "A".into(), weight: 1.0, strategy, instance_type: String::new(), instances, metrics: Default::default() }
     }
 
     #[test]
@@ -208,6 +217,7 @@ mod tests {
             name: "A".into(),
             weight: 1.0,
             strategy: RoutingStrategy::LeastOutstandingRequests,
+            instance_type: String::new(),
             instances: vec![Arc::new(InstanceSlot::new("i1".into()))],
             metrics: Default::default(),
         };

@@ -6,12 +6,13 @@
 //! survives `kill -9` of the server.
 
 mod custom_metrics;
+mod events;
 mod metric_samples;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use berth_domain::{Endpoint, EndpointConfig, Model};
+use berth_domain::{Endpoint, EndpointConfig, Event, Model, NewEvent, Timestamp};
 
 /// A variant's metrics over one second or one minute, in the metrics layer's own encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,16 @@ pub struct CustomDatapoint {
     pub sum: f64,
     pub minimum: f64,
     pub maximum: f64,
+}
+
+/// Which events to read: of one endpoint or all, newer than `after` and older than `before`
+/// (event ids), at most `limit`, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    pub endpoint: Option<String>,
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: usize,
 }
 
 /// A tag on a resource, as (key, value).
@@ -105,4 +116,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// Every custom metric: (namespace, metric name, dimensions).
     fn custom_metric_names(&self) -> Result<Vec<(String, String, String)>, StoreError>;
     fn prune_custom_datapoints(&self, before: u64) -> Result<usize, StoreError>;
+
+    /// Appends events in order; each gets the next id.
+    fn append_events(&self, events: &[NewEvent]) -> Result<(), StoreError>;
+    fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+    /// Drops events older than `before`; returns how many.
+    fn prune_events(&self, before: Timestamp) -> Result<usize, StoreError>;
 }

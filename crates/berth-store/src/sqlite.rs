@@ -1,5 +1,5 @@
-use crate::{CustomDatapoint, MetricSample, StateStore, StoreError, Tag};
-use berth_domain::{Endpoint, EndpointConfig, Model};
+use crate::{CustomDatapoint, EventQuery, MetricSample, StateStore, StoreError, Tag};
+use berth_domain::{Endpoint, EndpointConfig, Event, Model, NewEvent, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
@@ -46,6 +46,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::metric_samples::SCHEMA)?;
         conn.execute_batch(crate::custom_metrics::SCHEMA)?;
+        conn.execute_batch(crate::events::SCHEMA)?;
         Ok(SqliteStore { conn: Mutex::new(conn) })
     }
 
@@ -223,12 +224,24 @@ impl StateStore for SqliteStore {
     fn prune_custom_datapoints(&self, before: u64) -> Result<usize, StoreError> {
         crate::custom_metrics::prune(&self.conn(), before)
     }
+
+    fn append_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        crate::events::append(&mut self.conn(), events)
+    }
+
+    fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        crate::events::list(&self.conn(), query)
+    }
+
+    fn prune_events(&self, before: Timestamp) -> Result<usize, StoreError> {
+        crate::events::prune(&self.conn(), before)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_domain::{ContainerSpec, Timestamp};
+    use berth_domain::{ContainerSpec, EventKind};
 
     fn model(name: &str) -> Model {
         Model {
@@ -293,5 +306,22 @@ mod tests {
         store.add_tags("arn:x", &[("a".into(), "3".into())]).unwrap();
         store.delete_tags("arn:x", &["b".into(), "missing".into()]).unwrap();
         assert_eq!(store.tags("arn:x").unwrap(), vec![("a".to_string(), "3".to_string())]);
+    }
+
+    #[test]
+    fn events_read_newest_first_by_endpoint_and_after_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let ev = |ep: &str, msg: &str| NewEvent::new(ep, Some("A"), EventKind::WeightsChanged, msg);
+        store.append_events(&[ev("Ep", "one"), ev("other", "two"), ev("ep", "three")]).unwrap();
+        let all = store.events(&EventQuery { limit: 10, ..Default::default() }).unwrap();
+        assert_eq!(all.iter().map(|e| e.event.message.as_str()).collect::<Vec<_>>(), ["three", "two", "one"]);
+        let mine = store.events(&EventQuery { endpoint: Some("EP".into()), limit: 10, ..Default::default() }).unwrap();
+        assert_eq!(mine.iter().map(|e| e.event.message.as_str()).collect::<Vec<_>>(), ["three", "one"]);
+        let newer = store.events(&EventQuery { after: Some(all[1].id), limit: 10, ..Default::default() }).unwrap();
+        assert_eq!(newer.len(), 1);
+        let older = store.events(&EventQuery { before: Some(all[0].id), limit: 1, ..Default::default() }).unwrap();
+        assert_eq!(older[0].event.message, "two");
+        assert_eq!(store.prune_events(Timestamp::from_millis(i64::MAX)).unwrap(), 3);
     }
 }

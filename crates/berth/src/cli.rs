@@ -1,5 +1,6 @@
-//! Operator commands that talk to a running berth over its SageMaker and CloudWatch APIs:
-//! `berth endpoints`, `berth invoke`, `berth weights`. Human tables by default, `--json` for scripts.
+//! Operator commands that talk to a running berth over its SageMaker and CloudWatch APIs and
+//! berth's own: `berth endpoints`, `berth invoke`, `berth weights`, `berth logs`, `berth events`.
+//! Human tables by default, `--json` for scripts.
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -51,6 +52,18 @@ pub struct LogsArgs {
     /// Bytes from the end of each instance log to start with.
     #[arg(long, default_value_t = 8192)]
     tail: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EventsArgs {
+    /// Only this endpoint's events (all endpoints' when left out).
+    endpoint: Option<String>,
+    /// How many of the newest events to print first.
+    #[arg(long, default_value_t = 30)]
+    limit: usize,
+    /// Keep printing new events, until interrupted.
+    #[arg(long, short)]
+    follow: bool,
 }
 
 struct Api {
@@ -267,6 +280,53 @@ pub fn logs(server: Server, args: LogsArgs) -> anyhow::Result<()> {
             std::io::stdout().flush()?;
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             query = format!("/berth/v1/endpoints/{}/logs?from={}{variant}", args.endpoint, offsets.join(","));
+        }
+    })
+}
+
+/// `berth events`: what happened to endpoints (status and weight changes, deployment steps,
+/// instance starts, crashes and restarts), oldest first.
+pub fn events(server: Server, args: EventsArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let api = Api::new(&server.url);
+        let endpoint = args.endpoint.as_deref().map(|e| format!("&endpoint={e}")).unwrap_or_default();
+        let mut query = format!("/berth/v1/events?limit={}{endpoint}", args.limit.max(1));
+        let mut header = !server.json;
+        loop {
+            let answer = api.get_json(&query).await?;
+            let mut events: Vec<Value> = answer["events"].as_array().cloned().unwrap_or_default();
+            events.reverse();
+            let text = |e: &Value, k: &str| e[k].as_str().unwrap_or("").to_string();
+            if server.json {
+                for e in &events {
+                    println!("{e}");
+                }
+            } else if !events.is_empty() || header {
+                let mut table = Vec::new();
+                if header {
+                    table.push(["TIME", "ENDPOINT", "VARIANT", "KIND", "MESSAGE"].map(String::from).to_vec());
+                    header = false;
+                }
+                table.extend(
+                    events
+                        .iter()
+                        .map(|e| vec![text(e, "time"), text(e, "endpoint"), text(e, "variant"), text(e, "kind"), text(e, "message")]),
+                );
+                if !table.is_empty() {
+                    print_table(&table);
+                }
+            }
+            if !args.follow {
+                return Ok(());
+            }
+            let last = events.last().and_then(|e| e["id"].as_i64());
+            if let Some(id) = last {
+                query = format!("/berth/v1/events?limit=1000&after={id}{endpoint}");
+            } else if !query.contains("after=") {
+                query = format!("/berth/v1/events?limit=1000&after=0{endpoint}");
+            }
+            std::io::stdout().flush()?;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     })
 }

@@ -46,6 +46,14 @@ enum Command {
         #[command(flatten)]
         args: cli::LogsArgs,
     },
+    /// Print endpoint events: status and weight changes, deployment steps, instance starts,
+    /// crashes and restarts (`--follow` to keep printing).
+    Events {
+        #[command(flatten)]
+        server: cli::Server,
+        #[command(flatten)]
+        args: cli::EventsArgs,
+    },
     /// Install ONNX Runtime (for berth/onnx) into the data directory with python3's pip, unless
     /// one is found already.
     InstallOnnxruntime {
@@ -75,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Command::Invoke { server, args } => cli::invoke(server, args),
         Command::Weights { server, args } => cli::weights(server, args),
         Command::Logs { server, args } => cli::logs(server, args),
+        Command::Events { server, args } => cli::events(server, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,12 +1,17 @@
-//! Keeps the per-variant metrics history: closes each second, stores per-second samples (last
-//! hour) and per-minute rollups (retention period) in the state store, restores them at start.
+//! Keeps the per-variant metrics history: closes each second, with the instances' CPU, memory
+//! and disk use measured in it, stores per-second samples (last hour) and per-minute rollups
+//! (retention period) in the state store, restores them at start. Events past the retention
+//! period are pruned with the rollups.
 
 use berth_control::Controller;
-use berth_metrics::{MetricsRegistry, SecondSample, VariantKey};
+use berth_domain::{instance_memory_mib, Timestamp};
+use berth_instances::{disk_used_percent, host_memory_bytes, UsageProbe};
+use berth_metrics::{InstanceUtilization, MetricsRegistry, SecondSample, Utilization, VariantKey};
 use berth_router::RoutingTable;
 use berth_store::MetricSample;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
@@ -35,19 +40,30 @@ pub async fn restore(controller: &Controller, metrics: &MetricsRegistry) {
 }
 
 /// Runs forever: once a second, closes the second that just ended and stores what it held.
-pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, retention: Duration) {
+pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, retention: Duration, data_dir: PathBuf) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let probe = Arc::new(Mutex::new(UsageProbe::default()));
+    let host_memory = host_memory_bytes().unwrap_or(u64::MAX);
     loop {
         tick.tick().await;
         let second = now_secs().saturating_sub(1);
+        let (probe, table, dir) = (probe.clone(), routing.clone(), data_dir.clone());
+        // Reading /proc is blocking file I/O: off the async workers.
+        let mut utilization =
+            tokio::task::spawn_blocking(move || measure(&mut probe.lock().unwrap_or_else(|e| e.into_inner()), &table, &dir, host_memory))
+                .await
+                .unwrap_or_default();
         let registry = routing.metrics();
-        let mut rows: Vec<MetricSample> = registry.sample(second).into_iter().filter_map(|(k, s)| row(k, 1, &s)).collect();
+        let mut rows: Vec<MetricSample> =
+            registry.sample(second, &mut utilization).into_iter().filter_map(|(k, s)| row(k, 1, &s)).collect();
         if second % 60 == 59 {
             rows.extend(registry.minute_rollups(second - 59).into_iter().filter_map(|(k, s)| row(k, 60, &s)));
             let _ = controller.prune_metric_samples(1, second.saturating_sub(HOUR)).await;
             let _ = controller.prune_metric_samples(60, second.saturating_sub(retention.as_secs())).await;
             let _ = controller.prune_custom_datapoints(second.saturating_sub(retention.as_secs())).await;
+            let horizon = Timestamp::now().millis() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            let _ = controller.prune_events(Timestamp::from_millis(horizon)).await;
         }
         if let Err(e) = controller.store_metric_samples(rows).await {
             warn!(error = %e, "cannot store metric samples");
@@ -58,4 +74,29 @@ pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, retent
 fn row(key: VariantKey, resolution: u32, sample: &SecondSample) -> Option<MetricSample> {
     let body = serde_json::to_string(sample).ok()?;
     Some(MetricSample { endpoint: key.endpoint, variant: key.variant, resolution, ts: sample.second, body })
+}
+
+/// Each variant's instance utilization now: CPU of the instances' process groups, their resident
+/// memory over the instance type's memory (at most the machine's), and the data directory's disk.
+fn measure(probe: &mut UsageProbe, routing: &RoutingTable, data_dir: &Path, host_memory: u64) -> BTreeMap<VariantKey, Utilization> {
+    let routes = routing.routes();
+    let groups: Vec<u32> = routes.iter().flat_map(|r| r.variants.iter().flat_map(|v| v.instances.iter().filter_map(|s| s.pid()))).collect();
+    let usage = probe.measure(&groups);
+    let disk = if usage.is_empty() { 0.0 } else { disk_used_percent(data_dir).unwrap_or(0.0) };
+    let mut out = BTreeMap::new();
+    for route in &routes {
+        for v in &route.variants {
+            let memory = (instance_memory_mib(&v.instance_type) * 1024 * 1024).min(host_memory) as f64;
+            let instances: Vec<InstanceUtilization> = v
+                .instances
+                .iter()
+                .filter_map(|slot| usage.get(&slot.pid()?))
+                .filter_map(|u| Some(InstanceUtilization { cpu: u.cpu_percent?, memory: u.rss_bytes as f64 / memory * 100.0, disk }))
+                .collect();
+            if let Some(u) = Utilization::of(&instances) {
+                out.insert(VariantKey { endpoint: route.endpoint.clone(), variant: v.name.clone() }, u);
+            }
+        }
+    }
+    out
 }

@@ -146,7 +146,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The per-variant metrics history: restored from the store, then closed second by second.
     crate::metrics_history::restore(&controller, routing.metrics()).await;
     let retention = Duration::from_secs(args.metrics_retention_days * 24 * 3600);
-    tokio::spawn(crate::metrics_history::run(controller.clone(), routing.clone(), retention));
+    tokio::spawn(crate::metrics_history::run(controller.clone(), routing.clone(), retention, data_dir.clone()));
 
     let app = berth_aws::app(Edge { controller: controller.clone(), router });
     // Served from a runtime task, not from `block_on`'s thread: a future polled by `block_on`

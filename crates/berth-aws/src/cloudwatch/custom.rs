@@ -1,7 +1,7 @@
 //! Custom metrics: `PutMetricData` stores datapoints (as statistic sets) in the state store;
 //! `GetMetricStatistics`, `GetMetricData` and `ListMetrics` read them like berth's own.
 
-use super::{CloudWatchError, Dimension, MetricQuery, NAMESPACE};
+use super::{CloudWatchError, Dimension, MetricQuery};
 use crate::Edge;
 use berth_metrics::{period_of, Datapoint};
 use berth_store::CustomDatapoint;
@@ -52,7 +52,7 @@ fn now() -> f64 {
 }
 
 pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> Result<Value, CloudWatchError> {
-    if input.namespace.starts_with("AWS/") {
+    if input.namespace.starts_with("AWS/") || super::is_berth_namespace(&input.namespace) {
         return Err(CloudWatchError::invalid(format!(
             "The value {} for parameter Namespace is reserved for AWS metrics.",
             input.namespace
@@ -131,7 +131,7 @@ pub(super) async fn list(
     metric_name: Option<&str>,
     filter: &[Dimension],
 ) -> Result<Vec<Value>, CloudWatchError> {
-    if namespace == Some(NAMESPACE) {
+    if namespace.is_some_and(super::is_berth_namespace) {
         return Ok(Vec::new());
     }
     let names =

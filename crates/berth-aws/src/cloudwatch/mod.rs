@@ -1,5 +1,6 @@
-//! A CloudWatch-compatible read API over berth's per-variant metrics (namespace `AWS/SageMaker`,
-//! dimensions `EndpointName` + `VariantName`), in the protocols current botocore speaks for
+//! A CloudWatch-compatible read API over berth's per-variant metrics (namespaces `AWS/SageMaker`
+//! for invocations and `/aws/sagemaker/Endpoints` for instance utilization, dimensions
+//! `EndpointName` + `VariantName`), in the protocols current botocore speaks for
 //! `cloudwatch`: Smithy RPC v2 CBOR (`POST /service/GraniteServiceVersion20100801/operation/<Op>`,
 //! what botocore picks first) and awsJson1_0 (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`).
 
@@ -10,12 +11,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_metrics::{seconds_cutoff, Datapoint, MetricName, SecondSample, VariantKey};
+use berth_metrics::{seconds_cutoff, Datapoint, MetricName, SecondSample, VariantKey, INSTANCE_NAMESPACE, INVOCATION_NAMESPACE};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 pub const TARGET_PREFIX: &str = "GraniteServiceVersion20100801";
-const NAMESPACE: &str = "AWS/SageMaker";
+
+/// Whether berth publishes the namespace itself (as SageMaker does), rather than PutMetricData.
+fn is_berth_namespace(namespace: &str) -> bool {
+    namespace == INVOCATION_NAMESPACE || namespace == INSTANCE_NAMESPACE
+}
 
 #[derive(Debug)]
 pub struct CloudWatchError {
@@ -161,13 +166,13 @@ struct MetricQuery<'a> {
     period: u64,
 }
 
-/// Datapoints of one metric: berth's own (`AWS/SageMaker`) or a custom one; returns its unit too.
+/// Datapoints of one metric: berth's own or a custom one; returns its unit too.
 async fn datapoints(edge: &Edge, q: &MetricQuery<'_>) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
-    if q.namespace != NAMESPACE {
+    if !is_berth_namespace(q.namespace) {
         return custom::datapoints(edge, q).await;
     }
     let (start, end, period) = (q.start, q.end, q.period);
-    let metric = MetricName::parse(q.metric_name);
+    let metric = MetricName::find(q.namespace, q.metric_name);
     let unit = metric.map_or("None", |m| m.unit()).to_string();
     match (metric, variant_key(q.dimensions)) {
         (Some(metric), Some(key)) => {
@@ -379,7 +384,7 @@ struct ListMetricsInput {
 
 async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, CloudWatchError> {
     let mut metrics = custom::list(edge, input.namespace.as_deref(), input.metric_name.as_deref(), &input.dimensions).await?;
-    if input.namespace.as_deref().is_some_and(|n| n != NAMESPACE) {
+    if input.namespace.as_deref().is_some_and(|n| !is_berth_namespace(n)) {
         return Ok(json!({ "Metrics": metrics }));
     }
     let matches = |key: &VariantKey| {
@@ -393,9 +398,12 @@ async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, Clo
         })
     };
     for key in edge.router.table().metrics().keys().into_iter().filter(matches) {
-        for m in MetricName::ALL.into_iter().filter(|m| input.metric_name.as_deref().is_none_or(|n| n == m.as_str())) {
+        let wanted = |m: &MetricName| {
+            input.metric_name.as_deref().is_none_or(|n| n == m.as_str()) && input.namespace.as_deref().is_none_or(|n| n == m.namespace())
+        };
+        for m in MetricName::ALL.into_iter().filter(wanted) {
             metrics.push(json!({
-                "Namespace": NAMESPACE,
+                "Namespace": m.namespace(),
                 "MetricName": m.as_str(),
                 "Dimensions": [{"Name": "EndpointName", "Value": key.endpoint}, {"Name": "VariantName", "Value": key.variant}],
             }));

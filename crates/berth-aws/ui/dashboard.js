@@ -1,0 +1,249 @@
+// berth's dashboard: polls /berth/v1/overview once a second and draws endpoints, variants,
+// live charts per variant (uPlot, vendored) and recent events. No build step, no network
+// beyond the berth server that serves it.
+"use strict";
+(function () {
+  const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
+  const CHARTS = [
+    { key: "invocations", title: "Invocations per second" },
+    { key: "latency", title: "Model latency (ms): p50 solid, p99 dashed" },
+    { key: "errors", title: "Errors (% of invocations)" },
+  ];
+  // Exposed for tests and the curious: what was drawn last and how often the page updated.
+  const state = { cards: new Map(), updates: 0, last: null, failures: 0 };
+  window.berthDashboard = state;
+
+  const $ = (sel) => document.querySelector(sel);
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else e.setAttribute(k, v);
+    }
+    for (const c of children) e.append(c);
+    return e;
+  }
+
+  function num(v, digits) {
+    if (v === null || v === undefined || Number.isNaN(v)) return "–";
+    return Number(v).toFixed(digits);
+  }
+
+  function clock(epochSeconds) {
+    return new Date(epochSeconds * 1000).toLocaleTimeString();
+  }
+
+  // The average of the last `seconds` of a per-period series (null when all are empty).
+  function recent(values, seconds) {
+    const n = Math.max(1, Math.round(seconds / state.last.window.period));
+    const picked = values.slice(-n).filter((v) => v !== null);
+    if (!picked.length) return null;
+    return picked.reduce((a, b) => a + b, 0) / picked.length;
+  }
+
+  function latest(values) {
+    for (let i = values.length - 1; i >= 0; i--) if (values[i] !== null) return values[i];
+    return null;
+  }
+
+  function newCard(name) {
+    const card = el("article", { class: "endpoint", id: "endpoint-" + name, "data-endpoint": name });
+    const head = el("div", { class: "head" });
+    const table = el("table", { class: "variants" });
+    table.append(
+      el("thead", {}, el("tr", {}, ...[
+        ["Variant", ""], ["Traffic", ""], ["Instances", "num"], ["Type", ""], ["req/s", "num"],
+        ["p50 ms", "num"], ["p99 ms", "num"], ["Errors", "num"], ["CPU %", "num"], ["Mem %", "num"],
+        ["Restarts", "num"], ["Invocations", "num"],
+      ].map(([t, c]) => el("th", { class: c, text: t })))),
+      el("tbody"),
+    );
+    const charts = el("div", { class: "charts" });
+    const plots = {};
+    for (const c of CHARTS) {
+      const plot = el("div", { class: "plot", "data-chart": c.key });
+      charts.append(el("div", { class: "chart" }, el("h3", { text: c.title }), plot));
+      plots[c.key] = { el: plot, chart: null };
+    }
+    card.append(head, table, charts);
+    return { el: card, head, tbody: table.querySelector("tbody"), plots, variants: "" };
+  }
+
+  function renderHead(card, ep) {
+    card.el.dataset.status = ep.status;
+    card.head.replaceChildren(
+      el("h2", { text: ep.name }),
+      el("span", { class: "status " + ep.status, text: ep.status }),
+      el("span", { class: "muted", text: "config " + ep.config + (ep.pending_config ? " → " + ep.pending_config : "") }),
+    );
+    if (ep.failure_reason) card.head.append(el("span", { class: "reason", text: ep.failure_reason }));
+  }
+
+  function renderVariants(card, ep) {
+    const rows = ep.variants.map((v, i) => {
+      const s = v.series;
+      const color = PALETTE[i % PALETTE.length];
+      const share = el("span", { class: "share" }, el("span", { style: `width:${(v.traffic_share * 100).toFixed(1)}%;background:${color}` }));
+      const errors = recent(s.error_share, 10);
+      const u = v.utilization || {};
+      const cells = [
+        [el("span", { class: "swatch", style: "background:" + color }), v.name],
+        [share, `${(v.traffic_share * 100).toFixed(0)}% (w ${v.weight})`],
+        [`${v.healthy_instances}/${v.desired_instances}`],
+        [v.instance_type],
+        [num(recent(s.invocations_per_second, 10), 1)],
+        [num(latest(s.model_latency_p50_ms), 2)],
+        [num(latest(s.model_latency_p99_ms), 2)],
+        [errors === null ? "–" : num(errors * 100, 1) + "%"],
+        [num(u.cpu, 0)],
+        [num(u.memory, 1)],
+        [String(v.restarts)],
+        [String(v.totals.invocations)],
+      ];
+      const classes = ["variant", "", "num instances", "", "num rps", "num p50", "num p99", "num errors", "num cpu", "num mem", "num restarts", "num total"];
+      return el("tr", { class: "variant-row", "data-variant": v.name }, ...cells.map((c, j) => el("td", { class: classes[j] }, ...c)));
+    });
+    card.tbody.replaceChildren(...rows);
+  }
+
+  function chartSeries(key, variants) {
+    const series = [{}];
+    variants.forEach((v, i) => {
+      const stroke = PALETTE[i % PALETTE.length];
+      if (key === "latency") {
+        series.push({ label: v.name + " p50", stroke, width: 2, spanGaps: true });
+        series.push({ label: v.name + " p99", stroke, width: 1.5, dash: [6, 4], spanGaps: true });
+      } else {
+        series.push({ label: v.name, stroke, width: 2, spanGaps: key !== "errors" });
+      }
+    });
+    return series;
+  }
+
+  function chartData(key, ep) {
+    const t = ep.variants.length ? ep.variants[0].series.t : [];
+    const data = [t];
+    for (const v of ep.variants) {
+      if (key === "invocations") data.push(v.series.invocations_per_second);
+      if (key === "latency") data.push(v.series.model_latency_p50_ms, v.series.model_latency_p99_ms);
+      if (key === "errors") data.push(v.series.error_share.map((x) => (x === null ? null : x * 100)));
+    }
+    return data;
+  }
+
+  function renderCharts(card, ep) {
+    const names = ep.variants.map((v) => v.name).join("\u0000");
+    for (const c of CHARTS) {
+      const plot = card.plots[c.key];
+      const data = chartData(c.key, ep);
+      const width = Math.max(240, plot.el.clientWidth);
+      if (!plot.chart || card.variants !== names) {
+        if (plot.chart) plot.chart.destroy();
+        plot.el.replaceChildren();
+        plot.chart = new uPlot({
+          width, height: 150,
+          series: chartSeries(c.key, ep.variants),
+          scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max, c.key === "errors" ? 5 : 1) * 1.1] } },
+          axes: [{ space: 60 }, { size: 48 }],
+          legend: { live: false },
+          cursor: { drag: { x: false, y: false } },
+        }, data, plot.el);
+      } else {
+        if (Math.abs(plot.chart.width - width) > 4) plot.chart.setSize({ width, height: 150 });
+        plot.chart.setData(data);
+      }
+      plot.data = data;
+    }
+    card.variants = names;
+  }
+
+  function renderEndpoints(data) {
+    const filter = $("#endpoint-filter").value;
+    const shown = data.endpoints.filter((e) => !filter || e.name === filter);
+    const container = $("#endpoints");
+    const keep = new Set(shown.map((e) => e.name));
+    for (const [name, card] of state.cards) {
+      if (!keep.has(name)) {
+        Object.values(card.plots).forEach((p) => p.chart && p.chart.destroy());
+        card.el.remove();
+        state.cards.delete(name);
+      }
+    }
+    const empty = container.querySelector(".empty");
+    if (!shown.length) {
+      if (!empty) container.append(el("div", { class: "empty", text: "No endpoints yet. Create one with CreateEndpoint (boto3, the SageMaker SDK or the AWS CLI)." }));
+      return;
+    }
+    if (empty) empty.remove();
+    shown.forEach((ep, i) => {
+      let card = state.cards.get(ep.name);
+      if (!card) {
+        card = newCard(ep.name);
+        state.cards.set(ep.name, card);
+      }
+      if (container.children[i] !== card.el) container.insertBefore(card.el, container.children[i] || null);
+      renderHead(card, ep);
+      renderVariants(card, ep);
+      renderCharts(card, ep);
+    });
+  }
+
+  function renderFilter(data) {
+    const select = $("#endpoint-filter");
+    const names = data.endpoints.map((e) => e.name);
+    const have = [...select.options].slice(1).map((o) => o.value);
+    if (names.join() === have.join()) return;
+    const chosen = select.value;
+    select.replaceChildren(el("option", { value: "", text: "all" }), ...names.map((n) => el("option", { value: n, text: n })));
+    select.value = names.includes(chosen) ? chosen : "";
+  }
+
+  function renderEvents(data) {
+    const filter = $("#endpoint-filter").value;
+    const items = data.events
+      .filter((e) => !filter || e.endpoint === filter)
+      .map((e) => el("li", { "data-kind": e.kind },
+        el("span", { class: "when", text: clock(e.epoch) }),
+        el("span", { class: "kind " + e.kind, text: e.kind }),
+        el("span", { text: e.endpoint + (e.variant ? "/" + e.variant : "") + ": " + e.message })));
+    $("#events").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: "No events yet." })]));
+  }
+
+  function render(data) {
+    state.last = data;
+    renderFilter(data);
+    renderEndpoints(data);
+    renderEvents(data);
+    const inService = data.endpoints.filter((e) => e.status === "InService").length;
+    let rps = 0;
+    for (const e of data.endpoints) for (const v of e.variants) rps += recent(v.series.invocations_per_second, 10) || 0;
+    $("#summary").textContent = `${data.endpoints.length} endpoint(s), ${inService} in service, ${rps.toFixed(1)} req/s`;
+    $("#updated").textContent = "updated " + clock(data.now);
+    state.updates++;
+  }
+
+  async function refresh() {
+    const [windowSeconds, period] = $("#window").value.split(":");
+    try {
+      const r = await fetch(`/berth/v1/overview?window=${windowSeconds}&period=${period}`, { cache: "no-store" });
+      if (!r.ok) throw new Error("the overview answered HTTP " + r.status);
+      render(await r.json());
+      $("#error").hidden = true;
+    } catch (e) {
+      state.failures++;
+      $("#error").textContent = "Cannot read from berth (" + e.message + "); retrying every second.";
+      $("#error").hidden = false;
+    } finally {
+      setTimeout(refresh, 1000);
+    }
+  }
+
+  $("#endpoint-filter").addEventListener("change", () => state.last && render(state.last));
+  $("#window").addEventListener("change", () => {
+    for (const card of state.cards.values()) card.variants = ""; // new x range: redraw charts
+  });
+  window.addEventListener("resize", () => state.last && renderEndpoints(state.last));
+  refresh();
+})();

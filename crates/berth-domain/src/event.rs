@@ -1,0 +1,108 @@
+//! Events: what happened to an endpoint, for people watching it (the dashboard, `berth events`).
+
+use crate::Timestamp;
+
+/// The kinds of events berth records. Stored and served by these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The endpoint's status changed (Creating, InService, Updating, Failed, Deleting, ...).
+    StatusChanged,
+    /// Variant weights changed (UpdateEndpointWeightsAndCapacities).
+    WeightsChanged,
+    /// Desired instance counts changed.
+    CapacityChanged,
+    /// A step of a deployment: a fleet started, traffic moved, old instances retired.
+    DeploymentStep,
+    /// A deployment or scaling step failed; the message says why.
+    DeploymentFailed,
+    /// An instance passed its first health check.
+    InstanceStarted,
+    /// An instance's process exited while it should have been serving.
+    InstanceCrashed,
+    /// An instance failed its health checks and was killed.
+    InstanceUnhealthy,
+    /// A crashed or killed instance is healthy again.
+    InstanceRestarted,
+    /// An instance was retired (drained and stopped).
+    InstanceStopped,
+    /// The endpoint was deleted.
+    EndpointDeleted,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 11] = [
+        EventKind::StatusChanged,
+        EventKind::WeightsChanged,
+        EventKind::CapacityChanged,
+        EventKind::DeploymentStep,
+        EventKind::DeploymentFailed,
+        EventKind::InstanceStarted,
+        EventKind::InstanceCrashed,
+        EventKind::InstanceUnhealthy,
+        EventKind::InstanceRestarted,
+        EventKind::InstanceStopped,
+        EventKind::EndpointDeleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::StatusChanged => "StatusChanged",
+            EventKind::WeightsChanged => "WeightsChanged",
+            EventKind::CapacityChanged => "CapacityChanged",
+            EventKind::DeploymentStep => "DeploymentStep",
+            EventKind::DeploymentFailed => "DeploymentFailed",
+            EventKind::InstanceStarted => "InstanceStarted",
+            EventKind::InstanceCrashed => "InstanceCrashed",
+            EventKind::InstanceUnhealthy => "InstanceUnhealthy",
+            EventKind::InstanceRestarted => "InstanceRestarted",
+            EventKind::InstanceStopped => "InstanceStopped",
+            EventKind::EndpointDeleted => "EndpointDeleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// An event about to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub time: Timestamp,
+    pub endpoint: String,
+    pub variant: Option<String>,
+    pub kind: EventKind,
+    pub message: String,
+}
+
+impl NewEvent {
+    pub fn new(endpoint: &str, variant: Option<&str>, kind: EventKind, message: impl Into<String>) -> Self {
+        NewEvent {
+            time: Timestamp::now(),
+            endpoint: endpoint.to_string(),
+            variant: variant.map(str::to_string),
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// A recorded event; `id` grows with every event, so readers can ask for what is newer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: i64,
+    pub event: NewEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_by_name() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(EventKind::parse("Nope"), None);
+    }
+}
