@@ -20,6 +20,15 @@ venv() {
     echo "$want" > "$stamp"
   fi
 }
+# The dashboard test drives Debian's Chromium through its ChromeDriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver (Debian packages) for the dashboard test"
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  apt_install() { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+  apt_install || { $sudo apt-get update -qq && apt_install; }
+fi
+
 venv "$ROOT/.venv" tests/requirements.txt
 venv "$ROOT/.venv-sdk3" tests/requirements-sdk3.txt
 
