@@ -21,6 +21,12 @@ pub async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes)
     if let Some(op) = target.strip_prefix(crate::cloudwatch::TARGET_PREFIX).and_then(|t| t.strip_prefix('.')) {
         return crate::cloudwatch::json(&edge, op, &body).await;
     }
+    let form =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if target.is_empty() && form {
+        // The AWS query protocol: of the services berth serves, only CloudWatch speaks it.
+        return crate::cloudwatch::query(&edge, &body).await;
+    }
     let result = match target.split_once('.') {
         Some(("SageMaker", op)) if body.len() <= MAX_CONTROL_BODY => operation(&edge, op, &body).await,
         Some(("SageMaker", _)) => Err(ApiError::validation(format!("The request body is larger than {MAX_CONTROL_BODY} bytes."))),

@@ -2,9 +2,13 @@
 //! for invocations and `/aws/sagemaker/Endpoints` for instance utilization, dimensions
 //! `EndpointName` + `VariantName`), in the protocols current botocore speaks for
 //! `cloudwatch`: Smithy RPC v2 CBOR (`POST /service/GraniteServiceVersion20100801/operation/<Op>`,
-//! what botocore picks first) and awsJson1_0 (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`).
+//! what botocore picks first) and awsJson1_0 (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`),
+//! and the older AWS query protocol of earlier SDKs (`query.rs`: form in, XML out).
 
 mod custom;
+mod query;
+
+pub use query::query;
 
 use crate::Edge;
 use axum::body::Bytes;
