@@ -25,9 +25,10 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         let message = e.to_string();
         let (code, status) = match &e {
-            ControlError::NotFound { .. } | ControlError::AlreadyExists { .. } | ControlError::Validation(_) => {
-                ("ValidationException", StatusCode::BAD_REQUEST)
-            }
+            ControlError::NotFound { .. }
+            | ControlError::AlreadyExists { .. }
+            | ControlError::Validation(_)
+            | ControlError::AlarmNotFound(_) => ("ValidationException", StatusCode::BAD_REQUEST),
             ControlError::LimitExceeded(_) => ("ResourceLimitExceeded", StatusCode::BAD_REQUEST),
             ControlError::Store(StoreError::AlreadyExists | StoreError::NotFound | StoreError::Backend(_) | StoreError::Corrupt(_))
             | ControlError::Internal(_) => ("InternalFailure", StatusCode::INTERNAL_SERVER_ERROR),

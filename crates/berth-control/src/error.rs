@@ -13,6 +13,10 @@ pub enum ControlError {
     AlreadyExists { kind: ResourceKind, arn: String },
     #[error("{0}")]
     Validation(String),
+    /// A CloudWatch alarm that does not exist (SageMaker answers ValidationException for it,
+    /// CloudWatch ResourceNotFound).
+    #[error("{0}")]
+    AlarmNotFound(String),
     #[error("{0}")]
     LimitExceeded(String),
     /// The state store failed; nothing was changed.

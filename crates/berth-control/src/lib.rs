@@ -5,6 +5,7 @@
 //! [`InstanceBackend`], publishing routes to the [`RoutingTable`], retiring old instances.
 //! On start it brings every stored endpoint back into service ([`Controller::recover`]).
 
+mod alarms;
 mod configs;
 mod deploy;
 mod endpoints;
@@ -16,10 +17,12 @@ mod metrics;
 mod models;
 mod tags;
 
+pub use alarms::PutAlarm;
 pub use configs::CreateEndpointConfig;
 pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, VariantProperty};
 pub use error::ControlError;
 pub use listing::{ListQuery, Page, SortKey};
+pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
 
 use berth_domain::Account;

@@ -1,10 +1,64 @@
 //! Metric history in the state store: per-second samples for the last hour and per-minute
-//! rollups for the retention period, written by the binary's sampler, read by the CloudWatch API.
+//! rollups for the retention period, written by the binary's sampler; and metric queries over
+//! it, berth's own metrics and custom ones alike (for the CloudWatch API and alarms).
 
 use crate::{ControlError, Controller};
+use berth_metrics::{period_of, seconds_cutoff, Datapoint, MetricName, SecondSample, VariantKey};
 use berth_store::{CustomDatapoint, MetricSample};
 
+/// One metric over `[start, end)` (epoch seconds) in periods of `period` seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    pub namespace: String,
+    pub metric_name: String,
+    /// (name, value) pairs, in any order.
+    pub dimensions: Vec<(String, String)>,
+    pub start: u64,
+    pub end: u64,
+    pub period: u64,
+}
+
+/// Dimensions in one canonical text form (sorted by name), so that equal sets match.
+pub fn canonical_dimensions(dimensions: &[(String, String)]) -> String {
+    let mut pairs: Vec<(&str, &str)> = dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pairs.sort();
+    serde_json::to_string(&pairs).unwrap_or_default()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 impl Controller {
+    /// Datapoints of one metric, oldest first, with its unit: berth's own (per endpoint variant,
+    /// from the in-memory seconds and the stored minute rollups) or a custom one.
+    pub async fn metric_datapoints(&self, q: &MetricQuery) -> Result<(Vec<Datapoint>, String), ControlError> {
+        if !MetricName::is_berth_namespace(&q.namespace) {
+            let rows = self
+                .custom_datapoints(q.namespace.clone(), q.metric_name.clone(), canonical_dimensions(&q.dimensions), q.start, q.end)
+                .await?;
+            let unit = rows.first().map_or_else(|| "None".to_string(), |r| r.unit.clone());
+            let mut out: Vec<Datapoint> = Vec::new();
+            for r in rows {
+                period_of(&mut out, r.ts, q.start, q.period, false).add(r.sample_count, r.sum, r.minimum, r.maximum);
+            }
+            return Ok((out, unit));
+        }
+        let metric = MetricName::find(&q.namespace, &q.metric_name);
+        let unit = metric.map_or("None", |m| m.unit()).to_string();
+        let get = |name: &str| q.dimensions.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let key = match (get("EndpointName"), get("VariantName")) {
+            (Some(endpoint), Some(variant)) if q.dimensions.len() == 2 => VariantKey { endpoint, variant },
+            // CloudWatch answers an unknown metric or dimension combination with no datapoints.
+            _ => return Ok((Vec::new(), unit)),
+        };
+        let Some(metric) = metric else { return Ok((Vec::new(), unit)) };
+        let rows = self.metric_samples(Some((key.endpoint.clone(), key.variant.clone())), 60, q.start.saturating_sub(59), q.end).await?;
+        let older: Vec<SecondSample> = rows.into_iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
+        let cutoff = seconds_cutoff(now_secs());
+        Ok((self.routing.metrics().datapoints(&key, metric, &older, cutoff, q.start, q.end, q.period), unit))
+    }
+
     pub async fn store_metric_samples(&self, samples: Vec<MetricSample>) -> Result<(), ControlError> {
         if samples.is_empty() {
             return Ok(());

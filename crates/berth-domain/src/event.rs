@@ -27,10 +27,14 @@ pub enum EventKind {
     InstanceStopped,
     /// The endpoint was deleted.
     EndpointDeleted,
+    /// A CloudWatch alarm on the endpoint's metrics changed state.
+    AlarmStateChanged,
+    /// A deployment was rolled back to the previous fleet.
+    DeploymentRolledBack,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::StatusChanged,
         EventKind::WeightsChanged,
         EventKind::CapacityChanged,
@@ -42,6 +46,8 @@ impl EventKind {
         EventKind::InstanceRestarted,
         EventKind::InstanceStopped,
         EventKind::EndpointDeleted,
+        EventKind::AlarmStateChanged,
+        EventKind::DeploymentRolledBack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +63,8 @@ impl EventKind {
             EventKind::InstanceRestarted => "InstanceRestarted",
             EventKind::InstanceStopped => "InstanceStopped",
             EventKind::EndpointDeleted => "EndpointDeleted",
+            EventKind::AlarmStateChanged => "AlarmStateChanged",
+            EventKind::DeploymentRolledBack => "DeploymentRolledBack",
         }
     }
 

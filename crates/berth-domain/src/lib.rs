@@ -4,6 +4,7 @@
 //! The AWS edge (`berth-aws`) converts its JSON shapes into these types; the store
 //! (`berth-store`) persists them; the controller (`berth-control`) changes them.
 
+mod alarm;
 mod endpoint;
 mod endpoint_config;
 mod error;
@@ -14,6 +15,7 @@ mod names;
 mod time;
 mod weights;
 
+pub use alarm::{Alarm, AlarmState, Comparison, Evaluation, MissingData};
 pub use endpoint::{Endpoint, EndpointStatus, VariantState};
 pub use endpoint_config::{EndpointConfig, RoutingStrategy, VariantSpec};
 pub use error::DomainError;

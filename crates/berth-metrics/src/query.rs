@@ -45,6 +45,11 @@ impl MetricName {
         MetricName::ALL.into_iter().find(|m| m.namespace() == namespace && m.as_str() == name)
     }
 
+    /// Whether berth publishes the namespace itself, as SageMaker does (rather than PutMetricData).
+    pub fn is_berth_namespace(namespace: &str) -> bool {
+        namespace == INVOCATION_NAMESPACE || namespace == INSTANCE_NAMESPACE
+    }
+
     pub fn namespace(self) -> &'static str {
         match self.utilization() {
             Some(_) => INSTANCE_NAMESPACE,
@@ -142,6 +147,23 @@ impl Datapoint {
             self.sum / self.sample_count
         } else {
             0.0
+        }
+    }
+
+    /// The value of one statistic: `SampleCount`, `Average`, `Sum`, `Minimum`, `Maximum`, or a
+    /// percentile such as `p99`; None for an unknown name (or a percentile without data).
+    pub fn statistic(&self, name: &str) -> Option<f64> {
+        match name {
+            "SampleCount" => Some(self.sample_count),
+            "Average" => Some(self.average()),
+            "Sum" => Some(self.sum),
+            "Minimum" => Some(self.minimum),
+            "Maximum" => Some(self.maximum),
+            p => p
+                .strip_prefix('p')
+                .and_then(|q| q.parse::<f64>().ok())
+                .filter(|q| (0.0..=100.0).contains(q))
+                .and_then(|q| self.percentile(q)),
         }
     }
 

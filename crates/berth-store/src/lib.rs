@@ -5,6 +5,7 @@
 //! is committed (and synced to disk) before the call returns, so an acknowledged write
 //! survives `kill -9` of the server.
 
+mod alarms;
 mod custom_metrics;
 mod events;
 mod metric_samples;
@@ -12,7 +13,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use berth_domain::{Endpoint, EndpointConfig, Event, Model, NewEvent, Timestamp};
+use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, Model, NewEvent, Timestamp};
 
 /// A variant's metrics over one second or one minute, in the metrics layer's own encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,4 +123,11 @@ pub trait StateStore: Send + Sync + 'static {
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
     /// Drops events older than `before`; returns how many.
     fn prune_events(&self, before: Timestamp) -> Result<usize, StoreError>;
+
+    /// Creates or replaces an alarm (names are case-sensitive).
+    fn put_alarm(&self, alarm: &Alarm) -> Result<(), StoreError>;
+    fn alarm(&self, name: &str) -> Result<Option<Alarm>, StoreError>;
+    /// Every alarm, by name.
+    fn alarms(&self) -> Result<Vec<Alarm>, StoreError>;
+    fn delete_alarm(&self, name: &str) -> Result<bool, StoreError>;
 }

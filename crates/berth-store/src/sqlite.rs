@@ -1,5 +1,5 @@
 use crate::{CustomDatapoint, EventQuery, MetricSample, StateStore, StoreError, Tag};
-use berth_domain::{Endpoint, EndpointConfig, Event, Model, NewEvent, Timestamp};
+use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, Model, NewEvent, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
@@ -47,6 +47,7 @@ impl SqliteStore {
         conn.execute_batch(crate::metric_samples::SCHEMA)?;
         conn.execute_batch(crate::custom_metrics::SCHEMA)?;
         conn.execute_batch(crate::events::SCHEMA)?;
+        conn.execute_batch(crate::alarms::SCHEMA)?;
         Ok(SqliteStore { conn: Mutex::new(conn) })
     }
 
@@ -235,6 +236,22 @@ impl StateStore for SqliteStore {
 
     fn prune_events(&self, before: Timestamp) -> Result<usize, StoreError> {
         crate::events::prune(&self.conn(), before)
+    }
+
+    fn put_alarm(&self, alarm: &Alarm) -> Result<(), StoreError> {
+        crate::alarms::put(&self.conn(), alarm)
+    }
+
+    fn alarm(&self, name: &str) -> Result<Option<Alarm>, StoreError> {
+        crate::alarms::get(&self.conn(), name)
+    }
+
+    fn alarms(&self) -> Result<Vec<Alarm>, StoreError> {
+        crate::alarms::list(&self.conn())
+    }
+
+    fn delete_alarm(&self, name: &str) -> Result<bool, StoreError> {
+        crate::alarms::delete(&self.conn(), name)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Keeps the per-variant metrics history: closes each second, with the instances' CPU, memory
 //! and disk use measured in it, stores per-second samples (last hour) and per-minute rollups
-//! (retention period) in the state store, restores them at start. Events past the retention
-//! period are pruned with the rollups.
+//! (retention period) in the state store, restores them at start, and then evaluates the
+//! alarms. Events past the retention period are pruned with the rollups.
 
 use berth_control::Controller;
 use berth_domain::{instance_memory_mib, Timestamp};
@@ -67,6 +67,10 @@ pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, retent
         }
         if let Err(e) = controller.store_metric_samples(rows).await {
             warn!(error = %e, "cannot store metric samples");
+        }
+        // Alarms see the second just closed.
+        if let Err(e) = controller.evaluate_alarms(second + 1).await {
+            warn!(error = %e, "cannot evaluate alarms");
         }
     }
 }

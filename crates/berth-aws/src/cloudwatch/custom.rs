@@ -1,9 +1,10 @@
 //! Custom metrics: `PutMetricData` stores datapoints (as statistic sets) in the state store;
 //! `GetMetricStatistics`, `GetMetricData` and `ListMetrics` read them like berth's own.
 
-use super::{CloudWatchError, Dimension, MetricQuery};
+use super::{CloudWatchError, Dimension};
 use crate::Edge;
-use berth_metrics::{period_of, Datapoint};
+use berth_control::canonical_dimensions;
+use berth_metrics::MetricName;
 use berth_store::CustomDatapoint;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -40,19 +41,12 @@ struct StatisticSet {
     maximum: f64,
 }
 
-/// Dimensions in one canonical text form (sorted by name), so that equal sets match.
-fn canonical(dimensions: &[Dimension]) -> String {
-    let mut pairs: Vec<(&str, &str)> = dimensions.iter().map(|d| (d.name.as_str(), d.value.as_deref().unwrap_or(""))).collect();
-    pairs.sort();
-    serde_json::to_string(&pairs).unwrap_or_default()
-}
-
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> Result<Value, CloudWatchError> {
-    if input.namespace.starts_with("AWS/") || super::is_berth_namespace(&input.namespace) {
+    if input.namespace.starts_with("AWS/") || MetricName::is_berth_namespace(&input.namespace) {
         return Err(CloudWatchError::invalid(format!(
             "The value {} for parameter Namespace is reserved for AWS metrics.",
             input.namespace
@@ -93,7 +87,7 @@ pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> R
         points.push(CustomDatapoint {
             namespace: input.namespace.clone(),
             metric_name: d.metric_name,
-            dimensions: canonical(&d.dimensions),
+            dimensions: canonical_dimensions(&super::pairs(&d.dimensions)),
             ts: d.timestamp.unwrap_or_else(now).max(0.0) as u64,
             unit: d.unit.unwrap_or_else(|| "None".into()),
             sample_count: set.0,
@@ -109,21 +103,6 @@ pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> R
     Ok(json!({}))
 }
 
-/// A custom metric's datapoints aggregated into periods, with the unit it was sent with.
-pub(super) async fn datapoints(edge: &Edge, q: &MetricQuery<'_>) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
-    let rows = edge
-        .controller
-        .custom_datapoints(q.namespace.to_string(), q.metric_name.to_string(), canonical(q.dimensions), q.start, q.end)
-        .await
-        .map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))?;
-    let unit = rows.first().map_or_else(|| "None".to_string(), |r| r.unit.clone());
-    let mut out: Vec<Datapoint> = Vec::new();
-    for r in rows {
-        period_of(&mut out, r.ts, q.start, q.period, false).add(r.sample_count, r.sum, r.minimum, r.maximum);
-    }
-    Ok((out, unit))
-}
-
 /// Custom metrics for ListMetrics, filtered as asked.
 pub(super) async fn list(
     edge: &Edge,
@@ -131,7 +110,7 @@ pub(super) async fn list(
     metric_name: Option<&str>,
     filter: &[Dimension],
 ) -> Result<Vec<Value>, CloudWatchError> {
-    if namespace.is_some_and(super::is_berth_namespace) {
+    if namespace.is_some_and(MetricName::is_berth_namespace) {
         return Ok(Vec::new());
     }
     let names =

@@ -5,6 +5,7 @@
 //! what botocore picks first) and awsJson1_0 (`X-Amz-Target: GraniteServiceVersion20100801.<Op>`),
 //! and the older AWS query protocol of earlier SDKs (`query.rs`: form in, XML out).
 
+mod alarms;
 mod custom;
 mod query;
 
@@ -15,16 +16,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_metrics::{seconds_cutoff, Datapoint, MetricName, SecondSample, VariantKey, INSTANCE_NAMESPACE, INVOCATION_NAMESPACE};
+use berth_control::MetricQuery;
+use berth_metrics::{Datapoint, MetricName, VariantKey};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 pub const TARGET_PREFIX: &str = "GraniteServiceVersion20100801";
-
-/// Whether berth publishes the namespace itself (as SageMaker does), rather than PutMetricData.
-fn is_berth_namespace(namespace: &str) -> bool {
-    namespace == INVOCATION_NAMESPACE || namespace == INSTANCE_NAMESPACE
-}
 
 #[derive(Debug)]
 pub struct CloudWatchError {
@@ -42,6 +39,23 @@ impl CloudWatchError {
     }
     fn missing(message: impl Into<String>) -> Self {
         CloudWatchError { code: "MissingRequiredParameterException", query_code: "MissingParameter", message: message.into() }
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        CloudWatchError { code: "ResourceNotFound", query_code: "ResourceNotFound", message: message.into() }
+    }
+    fn status(&self) -> StatusCode {
+        if self.code == "ResourceNotFound" {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        }
+    }
+    /// The CloudWatch error for a controller error.
+    fn from_control(e: berth_control::ControlError) -> Self {
+        match e {
+            berth_control::ControlError::AlarmNotFound(m) => CloudWatchError::not_found(m),
+            other => CloudWatchError::invalid(other.to_string()),
+        }
     }
     fn unknown_operation(op: &str) -> Self {
         CloudWatchError {
@@ -106,7 +120,7 @@ fn error_response(e: CloudWatchError, cbor: bool) -> Response {
     } else {
         (body.to_string().into_bytes(), "application/x-amz-json-1.0")
     };
-    let mut resp = (StatusCode::BAD_REQUEST, bytes).into_response();
+    let mut resp = (e.status(), bytes).into_response();
     let headers = resp.headers_mut();
     headers.insert("content-type", HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(&format!("{};Sender", e.query_code)) {
@@ -124,6 +138,10 @@ async fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, Clo
         "ListMetrics" => list_metrics(edge, parse(input)?).await,
         "GetMetricData" => get_metric_data(edge, parse(input)?).await,
         "PutMetricData" => custom::put_metric_data(edge, parse(input)?).await,
+        "PutMetricAlarm" => alarms::put_metric_alarm(edge, parse(input)?).await,
+        "DescribeAlarms" => alarms::describe_alarms(edge, parse(input)?).await,
+        "DeleteAlarms" => alarms::delete_alarms(edge, parse(input)?).await,
+        "SetAlarmState" => alarms::set_alarm_state(edge, parse(input)?).await,
         other => Err(CloudWatchError::unknown_operation(other)),
     }
 }
@@ -155,39 +173,25 @@ struct GetMetricStatisticsInput {
     extended_statistics: Vec<String>,
 }
 
-fn variant_key(dimensions: &[Dimension]) -> Option<VariantKey> {
-    let get = |name: &str| dimensions.iter().find(|d| d.name == name).and_then(|d| d.value.clone());
-    Some(VariantKey { endpoint: get("EndpointName")?, variant: get("VariantName")? })
+/// One metric over `[start, end)` in periods of `period` seconds.
+fn metric_query(namespace: &str, metric_name: &str, dimensions: &[Dimension], start: u64, end: u64, period: u64) -> MetricQuery {
+    MetricQuery {
+        namespace: namespace.to_string(),
+        metric_name: metric_name.to_string(),
+        dimensions: pairs(dimensions),
+        start,
+        end,
+        period,
+    }
 }
 
-/// One metric over `[start, end)` in periods of `period` seconds.
-struct MetricQuery<'a> {
-    namespace: &'a str,
-    metric_name: &'a str,
-    dimensions: &'a [Dimension],
-    start: u64,
-    end: u64,
-    period: u64,
+fn pairs(dimensions: &[Dimension]) -> Vec<(String, String)> {
+    dimensions.iter().map(|d| (d.name.clone(), d.value.clone().unwrap_or_default())).collect()
 }
 
 /// Datapoints of one metric: berth's own or a custom one; returns its unit too.
-async fn datapoints(edge: &Edge, q: &MetricQuery<'_>) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
-    if !is_berth_namespace(q.namespace) {
-        return custom::datapoints(edge, q).await;
-    }
-    let (start, end, period) = (q.start, q.end, q.period);
-    let metric = MetricName::find(q.namespace, q.metric_name);
-    let unit = metric.map_or("None", |m| m.unit()).to_string();
-    match (metric, variant_key(q.dimensions)) {
-        (Some(metric), Some(key)) => {
-            let older = stored_minutes(edge, &key, start, end).await?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let cutoff = seconds_cutoff(now);
-            Ok((edge.router.table().metrics().datapoints(&key, metric, &older, cutoff, start, end, period), unit))
-        }
-        // CloudWatch answers an unknown metric or dimension combination with no datapoints.
-        _ => Ok((Vec::new(), unit)),
-    }
+async fn datapoints(edge: &Edge, q: &MetricQuery) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
+    edge.controller.metric_datapoints(q).await.map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))
 }
 
 async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result<Value, CloudWatchError> {
@@ -221,18 +225,8 @@ async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> 
         return Err(CloudWatchError::invalid("The parameter StartTime must be before EndTime."));
     }
     let (start, end) = (input.start_time.max(0.0).floor() as u64, input.end_time.max(0.0).ceil() as u64);
-    let (datapoints, unit) = datapoints(
-        edge,
-        &MetricQuery {
-            namespace: &input.namespace,
-            metric_name: &input.metric_name,
-            dimensions: &input.dimensions,
-            start,
-            end,
-            period: input.period as u64,
-        },
-    )
-    .await?;
+    let (datapoints, unit) =
+        datapoints(edge, &metric_query(&input.namespace, &input.metric_name, &input.dimensions, start, end, input.period as u64)).await?;
     let points: Vec<Value> = datapoints
         .iter()
         .map(|d| {
@@ -258,17 +252,6 @@ async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> 
         })
         .collect();
     Ok(json!({ "Label": input.metric_name, "Datapoints": points }))
-}
-
-/// The variant's minute rollups in the state store (history older than the last hour, or from
-/// before a restart).
-async fn stored_minutes(edge: &Edge, key: &VariantKey, start: u64, end: u64) -> Result<Vec<SecondSample>, CloudWatchError> {
-    let rows = edge
-        .controller
-        .metric_samples(Some((key.endpoint.clone(), key.variant.clone())), 60, start.saturating_sub(59), end)
-        .await
-        .map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))?;
-    Ok(rows.into_iter().filter_map(|r| serde_json::from_str::<SecondSample>(&r.body).ok()).collect())
 }
 
 #[derive(Deserialize)]
@@ -308,18 +291,6 @@ struct GetMetricDataInput {
     max_datapoints: Option<usize>,
 }
 
-/// The value of one statistic (`Sum`, `Average`, ..., or a percentile such as `p99`).
-fn statistic(d: &Datapoint, stat: &str) -> Option<f64> {
-    match stat {
-        "SampleCount" => Some(d.sample_count),
-        "Average" => Some(d.average()),
-        "Sum" => Some(d.sum),
-        "Minimum" => Some(d.minimum),
-        "Maximum" => Some(d.maximum),
-        p => p.strip_prefix('p').and_then(|q| q.parse::<f64>().ok()).and_then(|q| d.percentile(q)),
-    }
-}
-
 async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value, CloudWatchError> {
     if input.metric_data_queries.is_empty() || input.metric_data_queries.len() > 500 {
         return Err(CloudWatchError::invalid("MetricDataQueries must hold between 1 and 500 queries."));
@@ -347,7 +318,7 @@ async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value
         if stat.period < 1 {
             return Err(CloudWatchError::invalid(format!("Query '{}': Period must be at least 1.", q.id)));
         }
-        if statistic(&Datapoint::empty(0, None), &stat.stat).is_none() {
+        if Datapoint::empty(0, None).statistic(&stat.stat).is_none() {
             return Err(CloudWatchError::invalid(format!("Query '{}': Stat '{}' is not a statistic berth knows.", q.id, stat.stat)));
         }
         if q.return_data == Some(false) {
@@ -355,10 +326,9 @@ async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value
         }
         let namespace = stat.metric.namespace.as_deref().unwrap_or_default();
         let name = stat.metric.metric_name.as_deref().unwrap_or_default();
-        let query =
-            MetricQuery { namespace, metric_name: name, dimensions: &stat.metric.dimensions, start, end, period: stat.period as u64 };
+        let query = metric_query(namespace, name, &stat.metric.dimensions, start, end, stat.period as u64);
         let (datapoints, _) = datapoints(edge, &query).await?;
-        let mut pairs: Vec<(u64, f64)> = datapoints.iter().filter_map(|d| statistic(d, &stat.stat).map(|v| (d.timestamp, v))).collect();
+        let mut pairs: Vec<(u64, f64)> = datapoints.iter().filter_map(|d| d.statistic(&stat.stat).map(|v| (d.timestamp, v))).collect();
         if !ascending {
             pairs.reverse();
         }
@@ -388,7 +358,7 @@ struct ListMetricsInput {
 
 async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, CloudWatchError> {
     let mut metrics = custom::list(edge, input.namespace.as_deref(), input.metric_name.as_deref(), &input.dimensions).await?;
-    if input.namespace.as_deref().is_some_and(|n| !is_berth_namespace(n)) {
+    if input.namespace.as_deref().is_some_and(|n| !MetricName::is_berth_namespace(n)) {
         return Ok(json!({ "Metrics": metrics }));
     }
     let matches = |key: &VariantKey| {
@@ -467,7 +437,7 @@ fn to_cbor(v: &Value, timestamp: bool) -> ciborium::Value {
         Value::Null => C::Null,
         Value::Array(items) => C::Array(items.iter().map(|i| to_cbor(i, timestamp)).collect()),
         Value::Object(map) => {
-            C::Map(map.iter().map(|(k, v)| (C::Text(k.clone()), to_cbor(v, k == "Timestamp" || k == "Timestamps"))).collect())
+            C::Map(map.iter().map(|(k, v)| (C::Text(k.clone()), to_cbor(v, k.ends_with("Timestamp") || k == "Timestamps"))).collect())
         }
     }
 }

@@ -182,7 +182,7 @@ fn error(e: CloudWatchError, request_id: &str) -> Response {
         e.query_code,
         escape(&e.message)
     );
-    respond(StatusCode::BAD_REQUEST, xml, request_id)
+    respond(e.status(), xml, request_id)
 }
 
 fn respond(status: StatusCode, xml: String, request_id: &str) -> Response {

@@ -1,0 +1,268 @@
+//! Metric alarms, as CloudWatch defines them: a statistic of one metric over periods compared
+//! with a threshold; `DatapointsToAlarm` of the last `EvaluationPeriods` periods breaching puts
+//! the alarm in `ALARM`. berth evaluates them itself, on its 1-second metrics.
+
+use crate::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlarmState {
+    #[serde(rename = "OK")]
+    Ok,
+    #[serde(rename = "ALARM")]
+    Alarm,
+    #[serde(rename = "INSUFFICIENT_DATA")]
+    InsufficientData,
+}
+
+impl AlarmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmState::Ok => "OK",
+            AlarmState::Alarm => "ALARM",
+            AlarmState::InsufficientData => "INSUFFICIENT_DATA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlarmState> {
+        [AlarmState::Ok, AlarmState::Alarm, AlarmState::InsufficientData].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Comparison {
+    GreaterThanOrEqualToThreshold,
+    GreaterThanThreshold,
+    LessThanThreshold,
+    LessThanOrEqualToThreshold,
+}
+
+impl Comparison {
+    pub const ALL: [Comparison; 4] = [
+        Comparison::GreaterThanOrEqualToThreshold,
+        Comparison::GreaterThanThreshold,
+        Comparison::LessThanThreshold,
+        Comparison::LessThanOrEqualToThreshold,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparison::GreaterThanOrEqualToThreshold => "GreaterThanOrEqualToThreshold",
+            Comparison::GreaterThanThreshold => "GreaterThanThreshold",
+            Comparison::LessThanThreshold => "LessThanThreshold",
+            Comparison::LessThanOrEqualToThreshold => "LessThanOrEqualToThreshold",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Comparison> {
+        Comparison::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Comparison::GreaterThanOrEqualToThreshold => ">=",
+            Comparison::GreaterThanThreshold => ">",
+            Comparison::LessThanThreshold => "<",
+            Comparison::LessThanOrEqualToThreshold => "<=",
+        }
+    }
+
+    pub fn breaches(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::GreaterThanOrEqualToThreshold => value >= threshold,
+            Comparison::GreaterThanThreshold => value > threshold,
+            Comparison::LessThanThreshold => value < threshold,
+            Comparison::LessThanOrEqualToThreshold => value <= threshold,
+        }
+    }
+}
+
+/// How periods without a datapoint count (`TreatMissingData`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MissingData {
+    /// Not counted; with no datapoint at all the alarm has `INSUFFICIENT_DATA` (the default).
+    #[serde(rename = "missing")]
+    Missing,
+    #[serde(rename = "notBreaching")]
+    NotBreaching,
+    #[serde(rename = "breaching")]
+    Breaching,
+    /// Not counted; with no datapoint at all the alarm keeps its state.
+    #[serde(rename = "ignore")]
+    Ignore,
+}
+
+impl MissingData {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingData::Missing => "missing",
+            MissingData::NotBreaching => "notBreaching",
+            MissingData::Breaching => "breaching",
+            MissingData::Ignore => "ignore",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MissingData> {
+        [MissingData::Missing, MissingData::NotBreaching, MissingData::Breaching, MissingData::Ignore].into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// A metric alarm and its current state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub name: String,
+    pub arn: String,
+    pub description: Option<String>,
+    pub actions_enabled: bool,
+    pub ok_actions: Vec<String>,
+    pub alarm_actions: Vec<String>,
+    pub insufficient_data_actions: Vec<String>,
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: Vec<(String, String)>,
+    /// `SampleCount`, `Average`, `Sum`, `Minimum`, `Maximum`, or a percentile such as `p99`.
+    pub statistic: String,
+    /// Whether `statistic` came as `ExtendedStatistic` (a percentile).
+    pub extended: bool,
+    pub unit: Option<String>,
+    pub period: u32,
+    pub evaluation_periods: u32,
+    pub datapoints_to_alarm: u32,
+    pub threshold: f64,
+    pub comparison: Comparison,
+    pub treat_missing_data: MissingData,
+    pub configuration_updated: Timestamp,
+    pub state: AlarmState,
+    pub state_reason: String,
+    pub state_reason_data: Option<String>,
+    pub state_updated: Timestamp,
+    /// Set by SetAlarmState: the state holds until this time (epoch seconds), then evaluation resumes.
+    #[serde(default)]
+    pub manual_until: Option<u64>,
+}
+
+/// What an evaluation decided: the new state and why, in CloudWatch's words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub state: AlarmState,
+    pub reason: String,
+}
+
+impl Alarm {
+    /// Evaluates the alarm on the values of its last `evaluation_periods` periods, oldest first
+    /// (None where a period had no datapoint). Returns None when the state should stay as it is.
+    pub fn evaluate(&self, values: &[Option<f64>]) -> Option<Evaluation> {
+        let present: Vec<f64> = values.iter().flatten().copied().collect();
+        let breaching = values
+            .iter()
+            .filter(|v| match v {
+                Some(x) => self.comparison.breaches(*x, self.threshold),
+                None => self.treat_missing_data == MissingData::Breaching,
+            })
+            .count() as u32;
+        let shown: Vec<String> = present.iter().map(|v| format!("{v}")).collect();
+        let recent = format!(
+            "[{}] ({} of the last {} datapoints of {} {} s)",
+            shown.join(", "),
+            present.len(),
+            values.len(),
+            self.statistic,
+            self.period
+        );
+        if breaching >= self.datapoints_to_alarm {
+            return Some(Evaluation {
+                state: AlarmState::Alarm,
+                reason: format!(
+                    "Threshold Crossed: {breaching} out of the last {} datapoints were {} the threshold ({}): {recent}",
+                    values.len(),
+                    self.comparison.symbol(),
+                    self.threshold
+                ),
+            });
+        }
+        if present.is_empty() {
+            return match self.treat_missing_data {
+                MissingData::Ignore => None,
+                MissingData::Missing => Some(Evaluation {
+                    state: AlarmState::InsufficientData,
+                    reason: format!("Insufficient Data: no datapoints in the last {} periods", values.len()),
+                }),
+                MissingData::NotBreaching | MissingData::Breaching => Some(Evaluation {
+                    state: AlarmState::Ok,
+                    reason: format!("Threshold Crossed: missing data treated as not breaching: {recent}"),
+                }),
+            };
+        }
+        Some(Evaluation {
+            state: AlarmState::Ok,
+            reason: format!(
+                "Threshold Crossed: {breaching} out of the last {} datapoints were {} the threshold ({}), fewer than {}: {recent}",
+                values.len(),
+                self.comparison.symbol(),
+                self.threshold,
+                self.datapoints_to_alarm
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alarm(missing: MissingData) -> Alarm {
+        Alarm {
+            name: "errors".into(),
+            arn: "arn".into(),
+            description: None,
+            actions_enabled: true,
+            ok_actions: vec![],
+            alarm_actions: vec![],
+            insufficient_data_actions: vec![],
+            namespace: "AWS/SageMaker".into(),
+            metric_name: "Invocation5XXErrors".into(),
+            dimensions: vec![],
+            statistic: "Sum".into(),
+            extended: false,
+            unit: None,
+            period: 5,
+            evaluation_periods: 3,
+            datapoints_to_alarm: 2,
+            threshold: 1.0,
+            comparison: Comparison::GreaterThanOrEqualToThreshold,
+            treat_missing_data: missing,
+            configuration_updated: Timestamp::from_millis(0),
+            state: AlarmState::InsufficientData,
+            state_reason: String::new(),
+            state_reason_data: None,
+            state_updated: Timestamp::from_millis(0),
+            manual_until: None,
+        }
+    }
+
+    #[test]
+    fn m_out_of_n_breaching_datapoints_alarm() {
+        let a = alarm(MissingData::Missing);
+        assert_eq!(a.evaluate(&[Some(0.0), Some(2.0), Some(3.0)]).unwrap().state, AlarmState::Alarm);
+        assert_eq!(a.evaluate(&[Some(5.0), Some(0.0), Some(0.0)]).unwrap().state, AlarmState::Ok);
+        assert_eq!(a.evaluate(&[None, None, None]).unwrap().state, AlarmState::InsufficientData);
+        assert_eq!(a.evaluate(&[None, Some(1.0), None]).unwrap().state, AlarmState::Ok, "one breach of two needed");
+        assert!(a.evaluate(&[Some(0.0), Some(2.0), Some(3.0)]).unwrap().reason.starts_with("Threshold Crossed: 2 out of the last 3"));
+    }
+
+    #[test]
+    fn missing_data_is_treated_as_configured() {
+        assert_eq!(alarm(MissingData::Breaching).evaluate(&[None, None, Some(0.0)]).unwrap().state, AlarmState::Alarm);
+        assert_eq!(alarm(MissingData::NotBreaching).evaluate(&[None, None, None]).unwrap().state, AlarmState::Ok);
+        assert_eq!(alarm(MissingData::Ignore).evaluate(&[None, None, None]), None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for c in Comparison::ALL {
+            assert_eq!(Comparison::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(MissingData::parse("notBreaching"), Some(MissingData::NotBreaching));
+        assert_eq!(AlarmState::parse("INSUFFICIENT_DATA"), Some(AlarmState::InsufficientData));
+    }
+}
