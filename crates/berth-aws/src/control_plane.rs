@@ -88,8 +88,13 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
 
         "CreateEndpoint" => {
             let input: wire::CreateEndpointInput = parse(body)?;
-            unsupported(input.deployment_config.is_some(), "DeploymentConfig")?;
-            let req = CreateEndpoint { name: input.endpoint_name, config_name: input.endpoint_config_name, tags: tags(input.tags) };
+            let deployment_config = input.deployment_config.map(crate::guardrails::deployment_config).transpose()?;
+            let req = CreateEndpoint {
+                name: input.endpoint_name,
+                config_name: input.endpoint_config_name,
+                tags: tags(input.tags),
+                deployment_config,
+            };
             Ok(json!({ "EndpointArn": c.create_endpoint(req).await?.arn }))
         }
         "DescribeEndpoint" => Ok(describe_endpoint(&c.describe_endpoint(&name(body, "EndpointName")?).await?)),
@@ -108,7 +113,7 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
         "DeleteEndpoint" => c.delete_endpoint(&name(body, "EndpointName")?).await.map(|_| json!({})).map_err(Into::into),
         "UpdateEndpoint" => {
             let input: wire::UpdateEndpointInput = parse(body)?;
-            unsupported(input.deployment_config.is_some(), "DeploymentConfig")?;
+            let deployment_config = input.deployment_config.map(crate::guardrails::deployment_config).transpose()?;
             let mut exclude = Vec::new();
             for p in input.exclude_retained_variant_properties.unwrap_or_default() {
                 exclude.push(match p.variant_property_type.as_str() {
@@ -129,6 +134,8 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
                 config_name: input.endpoint_config_name,
                 retain_all_variant_properties: input.retain_all_variant_properties.unwrap_or(false),
                 exclude_retained_variant_properties: exclude,
+                deployment_config,
+                retain_deployment_config: input.retain_deployment_config.unwrap_or(false),
             };
             Ok(json!({ "EndpointArn": c.update_endpoint(req).await?.arn }))
         }
@@ -191,7 +198,7 @@ fn unsupported(present: bool, member: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn enum_error(member: &str, value: &str, allowed: &[&str]) -> ApiError {
+pub(crate) fn enum_error(member: &str, value: &str, allowed: &[&str]) -> ApiError {
     ApiError::validation(format!(
         "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
         allowed.join(", ")
@@ -460,6 +467,8 @@ fn describe_endpoint(e: &Endpoint) -> Value {
         failure_reason: e.failure_reason.clone(),
         creation_time: secs(e.created),
         last_modified_time: secs(e.modified),
+        last_deployment_config: e.last_deployment_config.as_ref().map(crate::guardrails::deployment_config_wire),
+        pending_deployment_summary: crate::guardrails::pending_deployment_summary(e),
     };
     serde_json::to_value(out).expect("wire shapes serialize")
 }

@@ -9,6 +9,7 @@ mod berth_api;
 mod cloudwatch;
 mod control_plane;
 mod error;
+mod guardrails;
 mod overview;
 mod prometheus;
 mod runtime;

@@ -151,6 +151,7 @@ pub struct UpdateEndpointInput {
     pub retain_all_variant_properties: Option<bool>,
     pub exclude_retained_variant_properties: Option<Vec<VariantPropertyWire>>,
     pub deployment_config: Option<serde_json::Value>,
+    pub retain_deployment_config: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +215,10 @@ pub struct DescribeEndpointOutput {
     pub failure_reason: Option<String>,
     pub creation_time: f64,
     pub last_modified_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_deployment_config: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_deployment_summary: Option<serde_json::Value>,
 }
 
 /// The members shared by ListModels, ListEndpointConfigs and ListEndpoints.

@@ -4,7 +4,7 @@
 use crate::Controller;
 use berth_domain::{instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
 use berth_instances::{Instance, InstanceSpec, ModelData};
-use berth_router::{EndpointRoute, VariantRoute};
+use berth_router::{EndpointRoute, GreenRoute, VariantRoute};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +25,16 @@ struct EndpointFleet {
     /// for the old endpoint cannot install its instances into the new one.
     epoch: u64,
     variants: FleetMap,
+    /// The new fleet of a guarded deployment in progress.
+    green: Option<GreenFleet>,
+}
+
+/// The new fleet of a guarded deployment: its variants, their instances, and the share of
+/// traffic it takes.
+pub(crate) struct GreenFleet {
+    pub states: Vec<VariantState>,
+    pub variants: FleetMap,
+    pub share: f64,
 }
 
 /// Running instances by endpoint (lower-cased name).
@@ -42,7 +52,7 @@ impl Fleets {
     /// Starts tracking a new endpoint with no instances; returns its epoch.
     pub fn register(&self, endpoint: &str) -> u64 {
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
-        self.lock().insert(endpoint.to_ascii_lowercase(), EndpointFleet { epoch, variants: HashMap::new() });
+        self.lock().insert(endpoint.to_ascii_lowercase(), EndpointFleet { epoch, variants: HashMap::new(), green: None });
         epoch
     }
 
@@ -50,9 +60,9 @@ impl Fleets {
         self.lock().get(&endpoint.to_ascii_lowercase()).map(|f| f.epoch)
     }
 
-    /// Forgets an endpoint and hands back its instances to stop.
-    pub fn remove(&self, endpoint: &str) -> FleetMap {
-        self.lock().remove(&endpoint.to_ascii_lowercase()).map(|f| f.variants).unwrap_or_default()
+    /// Forgets an endpoint and hands back its instances (of both fleets) to stop.
+    pub fn remove(&self, endpoint: &str) -> Vec<Instance> {
+        self.lock().remove(&endpoint.to_ascii_lowercase()).map(EndpointFleet::into_instances).unwrap_or_default()
     }
 
     /// Whether the running fleet of `variant` already runs `container` on `instance_type`
@@ -72,33 +82,60 @@ impl Fleets {
         Some(change(&mut fleet.variants))
     }
 
-    /// The route of an endpoint: its variants' weights and the slots of their instances.
+    /// Applies `change` to the new fleet (None when no deployment runs) and the running fleet
+    /// of an endpoint if it still has `epoch`.
+    pub fn apply_green<R>(
+        &self,
+        endpoint: &str,
+        epoch: u64,
+        change: impl FnOnce(&mut Option<GreenFleet>, &mut FleetMap) -> R,
+    ) -> Option<R> {
+        let mut map = self.lock();
+        let fleet = map.get_mut(&endpoint.to_ascii_lowercase()).filter(|f| f.epoch == epoch)?;
+        Some(change(&mut fleet.green, &mut fleet.variants))
+    }
+
+    /// The route of an endpoint: its variants' weights and the slots of their instances, and
+    /// the new fleet's during a guarded deployment.
     pub fn route(&self, endpoint: &Endpoint) -> EndpointRoute {
         let map = self.lock();
         let fleet = map.get(&endpoint.name.to_ascii_lowercase());
-        let variants = endpoint
-            .variants
-            .iter()
-            .map(|v| VariantRoute {
-                name: v.name.clone(),
-                weight: v.current_weight,
-                strategy: v.routing,
-                instance_type: v.instance_type.clone(),
-                instances: fleet
-                    .and_then(|f| f.variants.get(&v.name))
-                    .map(|vf| vf.instances.iter().map(|i| i.slot().clone()).collect())
-                    .unwrap_or_default(),
-                // Replaced by the routing table's own when the route is published.
-                metrics: Default::default(),
-            })
-            .collect();
-        EndpointRoute { endpoint: endpoint.name.clone(), variants }
+        let variants = variant_routes(&endpoint.variants, fleet.map(|f| &f.variants));
+        let green = fleet
+            .and_then(|f| f.green.as_ref())
+            .map(|g| GreenRoute { variants: variant_routes(&g.states, Some(&g.variants)), share: g.share.clamp(0.0, 1.0) });
+        EndpointRoute { endpoint: endpoint.name.clone(), variants, green }
     }
 
     /// Takes every instance of every endpoint, for shutdown.
     pub fn take_all(&self) -> Vec<Instance> {
-        self.lock().drain().flat_map(|(_, f)| f.variants.into_values().flat_map(|v| v.instances)).collect()
+        self.lock().drain().flat_map(|(_, f)| f.into_instances()).collect()
     }
+}
+
+impl EndpointFleet {
+    fn into_instances(self) -> Vec<Instance> {
+        let green = self.green.into_iter().flat_map(|g| g.variants.into_values());
+        self.variants.into_values().chain(green).flat_map(|v| v.instances).collect()
+    }
+}
+
+fn variant_routes(states: &[VariantState], fleet: Option<&FleetMap>) -> Vec<VariantRoute> {
+    states
+        .iter()
+        .map(|v| VariantRoute {
+            name: v.name.clone(),
+            weight: v.current_weight,
+            strategy: v.routing,
+            instance_type: v.instance_type.clone(),
+            instances: fleet
+                .and_then(|f| f.get(&v.name))
+                .map(|vf| vf.instances.iter().map(|i| i.slot().clone()).collect())
+                .unwrap_or_default(),
+            // Replaced by the routing table's own when the route is published.
+            metrics: Default::default(),
+        })
+        .collect()
 }
 
 pub(crate) async fn stop_all(instances: Vec<Instance>) {

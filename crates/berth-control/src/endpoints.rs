@@ -5,7 +5,9 @@ use crate::listing::{page, ListQuery, Page};
 use crate::models::{limit_exceeded, map_exists};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_name, Endpoint, EndpointStatus, EventKind, ResourceKind, Timestamp, VariantSpec, VariantState};
+use berth_domain::{
+    validate_name, DeploymentConfig, Endpoint, EndpointStatus, EventKind, ResourceKind, Timestamp, VariantSpec, VariantState,
+};
 use berth_store::Tag;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,6 +18,8 @@ pub struct CreateEndpoint {
     pub name: String,
     pub config_name: String,
     pub tags: Vec<Tag>,
+    /// Kept as the endpoint's deployment config, for updates with `RetainDeploymentConfig`.
+    pub deployment_config: Option<DeploymentConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,10 @@ pub struct UpdateEndpoint {
     pub config_name: String,
     pub retain_all_variant_properties: bool,
     pub exclude_retained_variant_properties: Vec<VariantProperty>,
+    /// How to move traffic to the new config (guardrails); None: all at once.
+    pub deployment_config: Option<DeploymentConfig>,
+    /// Use the endpoint's last deployment config when none is given.
+    pub retain_deployment_config: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +68,17 @@ impl Controller {
             failure_reason: None,
             variants,
             pending_variants: None,
+            last_deployment_config: None,
+            pending_deployment_config: None,
+            pending_deployment: None,
         };
+        if let Some(dc) = &req.deployment_config {
+            let instances = endpoint.variants.iter().map(|v| v.desired_instance_count).sum();
+            dc.validate(instances, endpoint.variants.len() == 1)?;
+            self.alarms_in_alarm(&dc.rollback_alarms).await?;
+        }
+        let mut endpoint = endpoint;
+        endpoint.last_deployment_config = req.deployment_config.clone();
         let epoch = {
             let _guard = self.transitions.lock().await;
             let all = self.db(|s| s.endpoints()).await?;
@@ -134,10 +152,29 @@ impl Controller {
             }
         }
         let all = self.db(|s| s.endpoints()).await?;
+        let deployment =
+            req.deployment_config.clone().or(if req.retain_deployment_config { endpoint.last_deployment_config.clone() } else { None });
+        let guarded = match &deployment {
+            Some(dc) => {
+                let instances = variants.iter().map(|v| v.desired_instance_count).sum();
+                let same_single = endpoint.variants.len() == 1 && variants.len() == 1 && endpoint.variants[0].name == variants[0].name;
+                dc.validate(instances, same_single)?;
+                self.alarms_in_alarm(&dc.rollback_alarms).await?;
+                // Blue/green runs both fleets at once: count the new fleet beside the old one.
+                let both: Vec<VariantState> = endpoint.variants.iter().chain(&variants).cloned().collect();
+                self.check_instance_limit(&all, Some(&endpoint.name), &both)?;
+                true
+            }
+            None => false,
+        };
         self.check_instance_limit(&all, Some(&endpoint.name), &variants)?;
         endpoint.status = EndpointStatus::Updating;
         endpoint.pending_config_name = Some(config.name.clone());
         endpoint.pending_variants = Some(variants);
+        if deployment.is_some() {
+            endpoint.last_deployment_config = deployment.clone();
+        }
+        endpoint.pending_deployment_config = deployment.clone();
         endpoint.failure_reason = None;
         endpoint.modified = Timestamp::now();
         let stored = endpoint.clone();
@@ -145,7 +182,10 @@ impl Controller {
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, config = %config.name, "endpoint updating");
         self.record_status(&endpoint, &format!("UpdateEndpoint to endpoint config {}", config.name));
-        tokio::spawn(self.clone().roll_out(endpoint.clone(), epoch, false));
+        match deployment.filter(|_| guarded) {
+            Some(dc) => tokio::spawn(self.clone().deploy_guarded(endpoint.clone(), epoch, dc)),
+            None => tokio::spawn(self.clone().roll_out(endpoint.clone(), epoch, false)),
+        };
         Ok(endpoint)
     }
 
@@ -223,6 +263,13 @@ impl Controller {
                     tokio::spawn(self.clone().roll_out(endpoint, epoch, true));
                 }
                 EndpointStatus::InService | EndpointStatus::SystemUpdating | EndpointStatus::RollingBack => {
+                    if endpoint.status == EndpointStatus::RollingBack {
+                        // A rollback interrupted by the restart: only the old config runs now.
+                        endpoint.pending_config_name = None;
+                        endpoint.pending_variants = None;
+                        endpoint.pending_deployment = None;
+                        endpoint.pending_deployment_config = None;
+                    }
                     endpoint.status = EndpointStatus::SystemUpdating;
                     for v in &mut endpoint.variants {
                         v.desired_instance_count = v.desired_instance_count.max(1);

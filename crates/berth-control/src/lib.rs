@@ -11,6 +11,7 @@ mod deploy;
 mod endpoints;
 mod error;
 mod events;
+mod guardrails;
 mod lifecycle;
 mod listing;
 mod metrics;

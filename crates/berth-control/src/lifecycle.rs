@@ -1,9 +1,10 @@
 //! Endpoint lifecycles in the background: creating fleets, swapping configurations, scaling,
 //! deleting, and bringing stored endpoints back after a restart.
 
-use crate::deploy::{stop_all, FleetMap};
+use crate::deploy::stop_all;
 use crate::Controller;
 use berth_domain::{Endpoint, EndpointStatus, EventKind, Timestamp, VariantState};
+use berth_instances::Instance;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -74,6 +75,8 @@ impl Controller {
                 done.config_name = endpoint.pending_config_name.clone().unwrap_or(endpoint.config_name.clone());
                 done.pending_config_name = None;
                 done.pending_variants = None;
+                done.pending_deployment = None;
+                done.pending_deployment_config = None;
                 done.status = EndpointStatus::InService;
                 done.failure_reason = None;
                 done.modified = now;
@@ -102,6 +105,8 @@ impl Controller {
                 let mut back = endpoint;
                 back.pending_config_name = None;
                 back.pending_variants = None;
+                back.pending_deployment = None;
+                back.pending_deployment_config = None;
                 back.modified = Timestamp::now();
                 if recovering {
                     // Nothing runs yet after a restart: bring the previous variants back.
@@ -162,8 +167,8 @@ impl Controller {
         self.log_commit(&endpoint, committed);
     }
 
-    pub(crate) async fn tear_down(self: Arc<Self>, endpoint: Endpoint, fleet: FleetMap) {
-        stop_all(fleet.into_values().flat_map(|v| v.instances).collect()).await;
+    pub(crate) async fn tear_down(self: Arc<Self>, endpoint: Endpoint, instances: Vec<Instance>) {
+        stop_all(instances).await;
         let _guard = self.transitions.lock().await;
         let name = endpoint.name.clone();
         let arn = endpoint.arn.clone();

@@ -1,4 +1,4 @@
-use crate::{ContainerSpec, RoutingStrategy, Timestamp};
+use crate::{ContainerSpec, DeploymentConfig, PendingDeployment, RoutingStrategy, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// An endpoint and the state of its variants.
@@ -17,6 +17,15 @@ pub struct Endpoint {
     pub variants: Vec<VariantState>,
     /// Variant states the pending update will install once its instances are healthy.
     pub pending_variants: Option<Vec<VariantState>>,
+    /// The deployment config of the latest update (or of CreateEndpoint).
+    #[serde(default)]
+    pub last_deployment_config: Option<DeploymentConfig>,
+    /// The deployment config of the update in progress.
+    #[serde(default)]
+    pub pending_deployment_config: Option<DeploymentConfig>,
+    /// Progress of a guarded deployment in progress.
+    #[serde(default)]
+    pub pending_deployment: Option<PendingDeployment>,
 }
 
 impl Endpoint {

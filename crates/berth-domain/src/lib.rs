@@ -5,6 +5,7 @@
 //! (`berth-store`) persists them; the controller (`berth-control`) changes them.
 
 mod alarm;
+mod deployment;
 mod endpoint;
 mod endpoint_config;
 mod error;
@@ -16,6 +17,10 @@ mod time;
 mod weights;
 
 pub use alarm::{Alarm, AlarmState, Comparison, Evaluation, MissingData};
+pub use deployment::{
+    BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, PendingDeployment, RollingPolicy, TrafficRouting, TrafficStep,
+    UpdatePolicy, VariantPhase,
+};
 pub use endpoint::{Endpoint, EndpointStatus, VariantState};
 pub use endpoint_config::{EndpointConfig, RoutingStrategy, VariantSpec};
 pub use error::DomainError;

@@ -9,7 +9,7 @@ mod pool;
 mod table;
 
 pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse};
-pub use table::{EndpointRoute, RoutingTable, VariantRoute};
+pub use table::{EndpointRoute, GreenRoute, RoutingTable, VariantRoute};
 
 use berth_metrics::Outcome;
 use std::sync::Arc;

@@ -35,9 +35,14 @@ impl RoutingTable {
 
     /// Installs (or replaces) the route of an endpoint.
     pub fn publish(&self, mut route: EndpointRoute) {
-        for v in &mut route.variants {
+        let mut instances: HashMap<String, usize> = HashMap::new();
+        let green = route.green.as_mut().map(|g| g.variants.iter_mut()).into_iter().flatten();
+        for v in route.variants.iter_mut().chain(green) {
             v.metrics = self.metrics.variant(&route.endpoint, &v.name);
-            v.metrics.set_instances(v.instances.len());
+            *instances.entry(v.name.clone()).or_default() += v.instances.len();
+        }
+        for (name, n) in instances {
+            self.metrics.variant(&route.endpoint, &name).set_instances(n);
         }
         let key = route.endpoint.to_ascii_lowercase();
         let route = Arc::new(route);
@@ -63,6 +68,17 @@ impl RoutingTable {
 pub struct EndpointRoute {
     pub endpoint: String,
     pub variants: Vec<VariantRoute>,
+    /// During a guarded deployment: the new fleet and the share of traffic it takes.
+    pub green: Option<GreenRoute>,
+}
+
+/// The new fleet of a deployment in progress (its variants record into the same metrics as the
+/// old fleet's variants of the same name).
+#[derive(Debug)]
+pub struct GreenRoute {
+    pub variants: Vec<VariantRoute>,
+    /// In [0, 1]: the fraction of requests the new fleet serves.
+    pub share: f64,
 }
 
 #[derive(Debug)]
@@ -79,16 +95,23 @@ pub struct VariantRoute {
 
 impl EndpointRoute {
     /// The target variant if one is named, else a variant drawn by weight with `r` in [0, 1).
+    /// During a deployment, `r` first picks the old or the new fleet by the new one's share.
     pub fn pick_variant(&self, target: Option<&str>, r: f64) -> Result<&VariantRoute, InvokeError> {
+        let blue = self.variants.as_slice();
+        let (fleet, other, r) = match &self.green {
+            Some(g) if r < g.share => (g.variants.as_slice(), blue, r / g.share),
+            Some(g) => (blue, g.variants.as_slice(), (r - g.share) / (1.0 - g.share)),
+            None => (blue, &[][..], r),
+        };
         if let Some(target) = target {
-            return self
-                .variants
+            return fleet
                 .iter()
+                .chain(other)
                 .find(|v| v.name == target)
                 .ok_or_else(|| InvokeError::VariantNotFound { variant: target.to_string() });
         }
-        let i = pick_weighted(self.variants.iter().map(|v| v.weight), r).ok_or(InvokeError::NoWeight)?;
-        Ok(&self.variants[i])
+        let i = pick_weighted(fleet.iter().map(|v| v.weight), r).ok_or(InvokeError::NoWeight)?;
+        Ok(&fleet[i])
     }
 }
 
@@ -148,17 +171,29 @@ mod tests {
 
     #[test]
     fn target_variant_pins_even_at_zero_weight() {
-        let route = EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0), variant("B", 0.0)] };
+        let route = EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0), variant("B", 0.0)], green: None };
         assert_eq!(route.pick_variant(Some("B"), 0.1).unwrap().name, "B");
         assert!(matches!(route.pick_variant(Some("C"), 0.1), Err(InvokeError::VariantNotFound { .. })));
         assert_eq!(route.pick_variant(None, 0.99).unwrap().name, "A");
     }
 
     #[test]
+    fn the_new_fleet_takes_its_share() {
+        let green = GreenRoute { variants: vec![variant("A", 1.0), variant("New", 1.0)], share: 0.25 };
+        let route = EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0)], green: Some(green) };
+        let to_green = (0..1000).filter(|i| route.pick_variant(None, *i as f64 / 1000.0).unwrap().name == "New").count();
+        assert_eq!(to_green, 125, "half of the new fleet's quarter");
+        // A target variant is served by the fleet the draw picked, or by the other one.
+        assert!(std::ptr::eq(route.pick_variant(Some("A"), 0.1).unwrap(), &route.green.as_ref().unwrap().variants[0]));
+        assert!(std::ptr::eq(route.pick_variant(Some("A"), 0.9).unwrap(), &route.variants[0]));
+        assert_eq!(route.pick_variant(Some("New"), 0.9).unwrap().name, "New");
+    }
+
+    #[test]
     fn publish_replaces_and_remove_forgets() {
         let table = RoutingTable::default();
-        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("A", 1.0)] });
-        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("B", 1.0)] });
+        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("A", 1.0)], green: None });
+        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("B", 1.0)], green: None });
         assert_eq!(table.get("ep").unwrap().variants[0].name, "B");
         assert_eq!(table.get("Ep").unwrap().variants[0].name, "B");
         table.remove("EP");

@@ -1,0 +1,202 @@
+//! The wire shapes of deployment guardrails (SageMaker's `DeploymentConfig`, and
+//! DescribeEndpoint's `LastDeploymentConfig` and `PendingDeploymentSummary`) and their
+//! conversion to and from domain types.
+
+use crate::error::ApiError;
+use berth_domain::{
+    BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, Endpoint, RollingPolicy, Timestamp, TrafficRouting, UpdatePolicy,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeploymentConfigWire {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blue_green_update_policy: Option<BlueGreenWire>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolling_update_policy: Option<RollingWire>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_rollback_configuration: Option<AutoRollbackWire>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BlueGreenWire {
+    traffic_routing_configuration: TrafficRoutingWire,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    termination_wait_in_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maximum_execution_timeout_in_seconds: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TrafficRoutingWire {
+    #[serde(rename = "Type")]
+    kind: String,
+    wait_interval_in_seconds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary_size: Option<CapacityWire>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    linear_step_size: Option<CapacityWire>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CapacityWire {
+    #[serde(rename = "Type")]
+    kind: String,
+    value: u32,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RollingWire {
+    maximum_batch_size: CapacityWire,
+    wait_interval_in_seconds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maximum_execution_timeout_in_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_maximum_batch_size: Option<CapacityWire>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AutoRollbackWire {
+    alarms: Vec<AlarmWire>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AlarmWire {
+    alarm_name: String,
+}
+
+fn capacity(field: &str, c: &CapacityWire) -> Result<CapacitySize, ApiError> {
+    let unit = match c.kind.as_str() {
+        "INSTANCE_COUNT" => CapacityUnit::InstanceCount,
+        "CAPACITY_PERCENT" => CapacityUnit::CapacityPercent,
+        other => return Err(crate::control_plane::enum_error(&format!("{field}.type"), other, &["INSTANCE_COUNT", "CAPACITY_PERCENT"])),
+    };
+    Ok(CapacitySize { unit, value: c.value })
+}
+
+fn wait(field: &str, secs: u32) -> Result<u32, ApiError> {
+    if secs > 3600 {
+        return Err(ApiError::validation(format!("{field} ({secs}) must be between 0 and 3600.")));
+    }
+    Ok(secs)
+}
+
+/// The domain config of a wire `DeploymentConfig`.
+pub fn deployment_config(value: Value) -> Result<DeploymentConfig, ApiError> {
+    let w: DeploymentConfigWire =
+        serde_json::from_value(value).map_err(|e| ApiError::validation(format!("DeploymentConfig is not valid: {e}")))?;
+    let policy = match (w.blue_green_update_policy, w.rolling_update_policy) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation("Only one update policy may be specified: BlueGreenUpdatePolicy or RollingUpdatePolicy."));
+        }
+        (Some(bg), None) => {
+            let t = &bg.traffic_routing_configuration;
+            let routing = match (t.kind.as_str(), &t.canary_size, &t.linear_step_size) {
+                ("ALL_AT_ONCE", None, None) => TrafficRouting::AllAtOnce,
+                ("CANARY", Some(c), None) => TrafficRouting::Canary(capacity("canarySize", c)?),
+                ("LINEAR", None, Some(l)) => TrafficRouting::Linear(capacity("linearStepSize", l)?),
+                ("CANARY", _, _) => return Err(ApiError::validation("CANARY traffic routing needs CanarySize (and no LinearStepSize).")),
+                ("LINEAR", _, _) => return Err(ApiError::validation("LINEAR traffic routing needs LinearStepSize (and no CanarySize).")),
+                ("ALL_AT_ONCE", _, _) => {
+                    return Err(ApiError::validation("ALL_AT_ONCE traffic routing takes no CanarySize or LinearStepSize."))
+                }
+                (other, _, _) => {
+                    return Err(crate::control_plane::enum_error(
+                        "trafficRoutingConfiguration.type",
+                        other,
+                        &["ALL_AT_ONCE", "CANARY", "LINEAR"],
+                    ))
+                }
+            };
+            Some(UpdatePolicy::BlueGreen(BlueGreenPolicy {
+                routing,
+                wait_interval_secs: wait("WaitIntervalInSeconds", t.wait_interval_in_seconds)?,
+                termination_wait_secs: wait("TerminationWaitInSeconds", bg.termination_wait_in_seconds.unwrap_or(0))?,
+                max_execution_secs: bg.maximum_execution_timeout_in_seconds,
+            }))
+        }
+        (None, Some(r)) => Some(UpdatePolicy::Rolling(RollingPolicy {
+            max_batch: capacity("maximumBatchSize", &r.maximum_batch_size)?,
+            wait_interval_secs: wait("WaitIntervalInSeconds", r.wait_interval_in_seconds)?,
+            max_execution_secs: r.maximum_execution_timeout_in_seconds,
+            rollback_max_batch: r.rollback_maximum_batch_size.as_ref().map(|c| capacity("rollbackMaximumBatchSize", c)).transpose()?,
+        })),
+        (None, None) => None,
+    };
+    let rollback_alarms = w.auto_rollback_configuration.map(|a| a.alarms.into_iter().map(|a| a.alarm_name).collect()).unwrap_or_default();
+    Ok(DeploymentConfig { policy, rollback_alarms })
+}
+
+fn capacity_wire(c: CapacitySize) -> CapacityWire {
+    let kind = match c.unit {
+        CapacityUnit::InstanceCount => "INSTANCE_COUNT",
+        CapacityUnit::CapacityPercent => "CAPACITY_PERCENT",
+    };
+    CapacityWire { kind: kind.into(), value: c.value }
+}
+
+/// The wire `DeploymentConfig` of a domain one (for DescribeEndpoint's `LastDeploymentConfig`).
+pub fn deployment_config_wire(c: &DeploymentConfig) -> Value {
+    let (blue_green_update_policy, rolling_update_policy) = match &c.policy {
+        None => (None, None),
+        Some(UpdatePolicy::BlueGreen(p)) => {
+            let (kind, canary_size, linear_step_size) = match p.routing {
+                TrafficRouting::AllAtOnce => ("ALL_AT_ONCE", None, None),
+                TrafficRouting::Canary(s) => ("CANARY", Some(capacity_wire(s)), None),
+                TrafficRouting::Linear(s) => ("LINEAR", None, Some(capacity_wire(s))),
+            };
+            let routing =
+                TrafficRoutingWire { kind: kind.into(), wait_interval_in_seconds: p.wait_interval_secs, canary_size, linear_step_size };
+            let bg = BlueGreenWire {
+                traffic_routing_configuration: routing,
+                termination_wait_in_seconds: Some(p.termination_wait_secs),
+                maximum_execution_timeout_in_seconds: p.max_execution_secs,
+            };
+            (Some(bg), None)
+        }
+        Some(UpdatePolicy::Rolling(p)) => (
+            None,
+            Some(RollingWire {
+                maximum_batch_size: capacity_wire(p.max_batch),
+                wait_interval_in_seconds: p.wait_interval_secs,
+                maximum_execution_timeout_in_seconds: p.max_execution_secs,
+                rollback_maximum_batch_size: p.rollback_max_batch.map(capacity_wire),
+            }),
+        ),
+    };
+    let auto_rollback_configuration = (!c.rollback_alarms.is_empty())
+        .then(|| AutoRollbackWire { alarms: c.rollback_alarms.iter().map(|n| AlarmWire { alarm_name: n.clone() }).collect() });
+    serde_json::to_value(DeploymentConfigWire { blue_green_update_policy, rolling_update_policy, auto_rollback_configuration })
+        .expect("wire shapes serialize")
+}
+
+/// DescribeEndpoint's `PendingDeploymentSummary` while a guarded deployment runs.
+pub fn pending_deployment_summary(e: &Endpoint) -> Option<Value> {
+    let p = e.pending_deployment.as_ref()?;
+    let secs = |t: Timestamp| t.as_secs_f64();
+    let variants: Vec<Value> = e
+        .pending_variants
+        .iter()
+        .flatten()
+        .map(|v| {
+            json!({
+                "VariantName": v.name,
+                "CurrentWeight": v.current_weight * p.green_share,
+                "DesiredWeight": v.desired_weight,
+                "CurrentInstanceCount": if p.green_share > 0.0 { v.desired_instance_count } else { 0 },
+                "DesiredInstanceCount": v.desired_instance_count,
+                "InstanceType": v.instance_type,
+                "VariantStatus": [{"Status": p.phase.as_str(), "StatusMessage": p.message, "StartTime": secs(p.phase_started)}],
+            })
+        })
+        .collect();
+    Some(json!({ "EndpointConfigName": p.config_name, "ProductionVariants": variants, "StartTime": secs(p.started) }))
+}
