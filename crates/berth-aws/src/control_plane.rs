@@ -1,15 +1,14 @@
 //! `POST /` with `X-Amz-Target: SageMaker.<Operation>`: the control plane.
 
+use crate::endpoint_shapes::{create_endpoint_config, describe_endpoint, describe_endpoint_config};
 use crate::error::ApiError;
-use crate::wire::{self, ContainerDefinition, ListInput, ProductionVariant};
+use crate::wire::{self, ContainerDefinition, ListInput};
 use crate::Edge;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_control::{
-    CreateEndpoint, CreateEndpointConfig, CreateModel, DesiredWeightAndCapacity, ListQuery, SortKey, UpdateEndpoint, VariantProperty,
-};
-use berth_domain::{ContainerSpec, Endpoint, EndpointConfig, EndpointStatus, Model, RoutingStrategy, S3DataSource, Timestamp, VariantSpec};
+use berth_control::{CreateEndpoint, CreateModel, DesiredWeightAndCapacity, ListQuery, SortKey, UpdateEndpoint, VariantProperty};
+use berth_domain::{ContainerSpec, EndpointStatus, Model, S3DataSource, Timestamp};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -191,7 +190,7 @@ fn name(body: &[u8], member: &str) -> Result<String, ApiError> {
     })
 }
 
-fn unsupported(present: bool, member: &str) -> Result<(), ApiError> {
+pub(crate) fn unsupported(present: bool, member: &str) -> Result<(), ApiError> {
     if present {
         return Err(ApiError::validation(format!("{member} is not supported by this version of berth; leave it out.")));
     }
@@ -205,7 +204,7 @@ pub(crate) fn enum_error(member: &str, value: &str, allowed: &[&str]) -> ApiErro
     ))
 }
 
-fn secs(t: Timestamp) -> f64 {
+pub(crate) fn secs(t: Timestamp) -> f64 {
     t.as_secs_f64()
 }
 
@@ -216,11 +215,11 @@ fn with_token(mut v: Value, token: Option<String>) -> Value {
     v
 }
 
-fn tags(t: Option<Vec<wire::Tag>>) -> Vec<(String, String)> {
+pub(crate) fn tags(t: Option<Vec<wire::Tag>>) -> Vec<(String, String)> {
     t.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect()
 }
 
-fn tags_json(t: &[(String, String)]) -> Vec<Value> {
+pub(crate) fn tags_json(t: &[(String, String)]) -> Vec<Value> {
     t.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()
 }
 
@@ -345,130 +344,6 @@ fn describe_model(m: &Model) -> Value {
         creation_time: secs(m.created),
         model_arn: m.arn.clone(),
         enable_network_isolation: m.enable_network_isolation.unwrap_or(false),
-    };
-    serde_json::to_value(out).expect("wire shapes serialize")
-}
-
-// ---- endpoint configs -----------------------------------------------------------------
-
-fn routing_strategy(r: Option<wire::RoutingConfig>) -> Result<Option<RoutingStrategy>, ApiError> {
-    match r.as_ref().map(|r| r.routing_strategy.as_str()) {
-        None => Ok(None),
-        Some("LEAST_OUTSTANDING_REQUESTS") => Ok(Some(RoutingStrategy::LeastOutstandingRequests)),
-        Some("RANDOM") => Ok(Some(RoutingStrategy::Random)),
-        Some(other) => Err(ApiError::validation(format!(
-            "RoutingStrategy '{other}' is not supported by berth; use LEAST_OUTSTANDING_REQUESTS or RANDOM."
-        ))),
-    }
-}
-
-fn strategy_name(s: RoutingStrategy) -> &'static str {
-    match s {
-        RoutingStrategy::LeastOutstandingRequests => "LEAST_OUTSTANDING_REQUESTS",
-        RoutingStrategy::Random => "RANDOM",
-    }
-}
-
-fn variant_spec(i: usize, v: ProductionVariant) -> Result<VariantSpec, ApiError> {
-    unsupported(v.serverless_config.is_some(), "ServerlessConfig")?;
-    unsupported(v.accelerator_type.is_some(), "AcceleratorType")?;
-    let missing = |m: &str| {
-        ApiError::validation(format!("1 validation error detected: Value null at 'productionVariants.{}.member.{m}' failed to satisfy constraint: Member must not be null", i + 1))
-    };
-    Ok(VariantSpec {
-        model_name: v.model_name.ok_or_else(|| missing("modelName"))?,
-        instance_type: v.instance_type.ok_or_else(|| missing("instanceType"))?,
-        initial_instance_count: v.initial_instance_count.ok_or_else(|| missing("initialInstanceCount"))?,
-        initial_weight: v.initial_variant_weight.unwrap_or(1.0),
-        container_startup_timeout_secs: v.container_startup_health_check_timeout_in_seconds,
-        model_data_download_timeout_secs: v.model_data_download_timeout_in_seconds,
-        routing: routing_strategy(v.routing_config)?,
-        name: v.variant_name,
-    })
-}
-
-fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, ApiError> {
-    unsupported(input.data_capture_config.is_some(), "DataCaptureConfig")?;
-    unsupported(input.async_inference_config.is_some(), "AsyncInferenceConfig")?;
-    unsupported(input.shadow_production_variants.is_some(), "ShadowProductionVariants")?;
-    let variants = input.production_variants.into_iter().enumerate().map(|(i, v)| variant_spec(i, v)).collect::<Result<_, _>>()?;
-    Ok(CreateEndpointConfig { name: input.endpoint_config_name, variants, kms_key_id: input.kms_key_id, tags: tags(input.tags) })
-}
-
-fn describe_endpoint_config(c: &EndpointConfig) -> Value {
-    let variants = c
-        .variants
-        .iter()
-        .map(|v| ProductionVariant {
-            variant_name: v.name.clone(),
-            model_name: Some(v.model_name.clone()),
-            initial_instance_count: Some(v.initial_instance_count),
-            instance_type: Some(v.instance_type.clone()),
-            initial_variant_weight: Some(v.initial_weight),
-            model_data_download_timeout_in_seconds: v.model_data_download_timeout_secs,
-            container_startup_health_check_timeout_in_seconds: v.container_startup_timeout_secs,
-            routing_config: v.routing.map(|r| wire::RoutingConfig { routing_strategy: strategy_name(r).into() }),
-            serverless_config: None,
-            accelerator_type: None,
-        })
-        .collect();
-    let out = wire::DescribeEndpointConfigOutput {
-        endpoint_config_name: c.name.clone(),
-        endpoint_config_arn: c.arn.clone(),
-        production_variants: variants,
-        kms_key_id: c.kms_key_id.clone(),
-        creation_time: secs(c.created),
-    };
-    serde_json::to_value(out).expect("wire shapes serialize")
-}
-
-// ---- endpoints ------------------------------------------------------------------------
-
-fn describe_endpoint(e: &Endpoint) -> Value {
-    let variants = e
-        .variants
-        .iter()
-        .map(|v| {
-            let status = match e.status {
-                EndpointStatus::Creating | EndpointStatus::SystemUpdating if v.current_instance_count == 0 => Some("Creating"),
-                EndpointStatus::Updating if v.current_instance_count != v.desired_instance_count => Some("Updating"),
-                EndpointStatus::Deleting => Some("Deleting"),
-                _ => None,
-            };
-            wire::ProductionVariantSummary {
-                variant_name: v.name.clone(),
-                deployed_images: v
-                    .image_resolved
-                    .map(|t| wire::DeployedImage {
-                        specified_image: v.container.image.clone(),
-                        resolved_image: v.container.image.clone(),
-                        resolution_time: secs(t),
-                    })
-                    .into_iter()
-                    .collect(),
-                current_weight: v.current_weight,
-                desired_weight: v.desired_weight,
-                current_instance_count: v.current_instance_count,
-                desired_instance_count: v.desired_instance_count,
-                variant_status: status
-                    .map(|s| wire::VariantStatus { status: s.into(), status_message: None, start_time: secs(e.modified) })
-                    .into_iter()
-                    .collect(),
-                routing_config: Some(wire::RoutingConfig { routing_strategy: strategy_name(v.routing).into() }),
-            }
-        })
-        .collect();
-    let out = wire::DescribeEndpointOutput {
-        endpoint_name: e.name.clone(),
-        endpoint_arn: e.arn.clone(),
-        endpoint_config_name: e.config_name.clone(),
-        production_variants: variants,
-        endpoint_status: e.status.as_str().into(),
-        failure_reason: e.failure_reason.clone(),
-        creation_time: secs(e.created),
-        last_modified_time: secs(e.modified),
-        last_deployment_config: e.last_deployment_config.as_ref().map(crate::guardrails::deployment_config_wire),
-        pending_deployment_summary: crate::guardrails::pending_deployment_summary(e),
     };
     serde_json::to_value(out).expect("wire shapes serialize")
 }

@@ -8,6 +8,7 @@
 mod berth_api;
 mod cloudwatch;
 mod control_plane;
+mod endpoint_shapes;
 mod error;
 mod guardrails;
 mod overview;
