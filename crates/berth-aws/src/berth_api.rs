@@ -1,5 +1,6 @@
 //! berth's own small API, beside the AWS ones: `GET /berth/v1/endpoints/{name}/logs`, the
-//! instance logs of an endpoint for `berth logs`.
+//! instance logs of an endpoint for `berth logs`, and `GET /berth/v1/endpoints/{name}/shadows`,
+//! what its shadow variants answered compared with production.
 //!
 //! Query: `variant` (only that variant), `tail` (bytes from the end of each log, default 8192),
 //! `from` (`<variant>/<instance>:<offset>,...`: read each named log from that offset instead,
@@ -83,4 +84,42 @@ fn read_from(path: &std::path::Path, offset: u64, len: u64) -> Vec<u8> {
 
 pub(crate) fn json_ok(v: serde_json::Value) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+/// `GET /berth/v1/endpoints/{name}/shadows`: per shadow variant, copies sent, answers that agreed
+/// with production's, errors, copies dropped under load, and the latest comparisons.
+pub async fn shadows(State(edge): State<Edge>, Path(endpoint): Path<String>) -> Response {
+    if let Err(e) = edge.controller.describe_endpoint(&endpoint).await {
+        return (StatusCode::NOT_FOUND, json!({ "message": e.to_string() }).to_string()).into_response();
+    }
+    let shadows: Vec<serde_json::Value> = edge
+        .router
+        .table()
+        .shadows()
+        .of_endpoint(&endpoint)
+        .into_iter()
+        .map(|(variant, s)| {
+            let recent: Vec<serde_json::Value> = s
+                .recent
+                .iter()
+                .rev()
+                .map(|c| {
+                    json!({
+                        "time_ms": c.time_ms,
+                        "inference_id": c.inference_id,
+                        "production_variant": c.production_variant,
+                        "production_status": c.production_status,
+                        "production_body": c.production_body,
+                        "shadow_status": c.shadow_status,
+                        "shadow_body": c.shadow_body,
+                        "shadow_latency_us": c.shadow_latency_us,
+                        "agree": c.agree,
+                    })
+                })
+                .collect();
+            let rate = if s.sampled > 0 { Some(s.agreed as f64 / s.sampled as f64) } else { None };
+            json!({ "variant": variant, "sampled": s.sampled, "agreed": s.agreed, "agreement_rate": rate, "errors": s.errors, "dropped": s.dropped, "recent": recent })
+        })
+        .collect();
+    json_ok(json!({ "shadows": shadows }))
 }

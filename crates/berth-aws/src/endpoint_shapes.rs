@@ -4,7 +4,7 @@ use crate::control_plane::{secs, tags, unsupported};
 use crate::error::ApiError;
 use crate::wire::{self, ProductionVariant};
 use berth_control::CreateEndpointConfig;
-use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, VariantSpec};
+use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, VariantSpec, VariantState};
 use serde_json::Value;
 
 // ---- endpoint configs -----------------------------------------------------------------
@@ -27,11 +27,15 @@ pub(crate) fn strategy_name(s: RoutingStrategy) -> &'static str {
     }
 }
 
-fn variant_spec(i: usize, v: ProductionVariant) -> Result<VariantSpec, ApiError> {
+fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantSpec, ApiError> {
+    let list = if shadow { "shadowProductionVariants" } else { "productionVariants" };
     unsupported(v.serverless_config.is_some(), "ServerlessConfig")?;
     unsupported(v.accelerator_type.is_some(), "AcceleratorType")?;
     let missing = |m: &str| {
-        ApiError::validation(format!("1 validation error detected: Value null at 'productionVariants.{}.member.{m}' failed to satisfy constraint: Member must not be null", i + 1))
+        ApiError::validation(format!(
+            "1 validation error detected: Value null at '{list}.{}.member.{m}' failed to satisfy constraint: Member must not be null",
+            i + 1
+        ))
     };
     Ok(VariantSpec {
         model_name: v.model_name.ok_or_else(|| missing("modelName"))?,
@@ -42,38 +46,37 @@ fn variant_spec(i: usize, v: ProductionVariant) -> Result<VariantSpec, ApiError>
         model_data_download_timeout_secs: v.model_data_download_timeout_in_seconds,
         routing: routing_strategy(v.routing_config)?,
         name: v.variant_name,
+        shadow,
     })
 }
 
 pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, ApiError> {
     unsupported(input.data_capture_config.is_some(), "DataCaptureConfig")?;
     unsupported(input.async_inference_config.is_some(), "AsyncInferenceConfig")?;
-    unsupported(input.shadow_production_variants.is_some(), "ShadowProductionVariants")?;
-    let variants = input.production_variants.into_iter().enumerate().map(|(i, v)| variant_spec(i, v)).collect::<Result<_, _>>()?;
+    let production = input.production_variants.into_iter().enumerate().map(|(i, v)| variant_spec(i, v, false));
+    let shadows = input.shadow_production_variants.unwrap_or_default().into_iter().enumerate().map(|(i, v)| variant_spec(i, v, true));
+    let variants = production.chain(shadows).collect::<Result<_, _>>()?;
     Ok(CreateEndpointConfig { name: input.endpoint_config_name, variants, kms_key_id: input.kms_key_id, tags: tags(input.tags) })
 }
 
 pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
-    let variants = c
-        .variants
-        .iter()
-        .map(|v| ProductionVariant {
-            variant_name: v.name.clone(),
-            model_name: Some(v.model_name.clone()),
-            initial_instance_count: Some(v.initial_instance_count),
-            instance_type: Some(v.instance_type.clone()),
-            initial_variant_weight: Some(v.initial_weight),
-            model_data_download_timeout_in_seconds: v.model_data_download_timeout_secs,
-            container_startup_health_check_timeout_in_seconds: v.container_startup_timeout_secs,
-            routing_config: v.routing.map(|r| wire::RoutingConfig { routing_strategy: strategy_name(r).into() }),
-            serverless_config: None,
-            accelerator_type: None,
-        })
-        .collect();
+    let wire = |v: &VariantSpec| ProductionVariant {
+        variant_name: v.name.clone(),
+        model_name: Some(v.model_name.clone()),
+        initial_instance_count: Some(v.initial_instance_count),
+        instance_type: Some(v.instance_type.clone()),
+        initial_variant_weight: Some(v.initial_weight),
+        model_data_download_timeout_in_seconds: v.model_data_download_timeout_secs,
+        container_startup_health_check_timeout_in_seconds: v.container_startup_timeout_secs,
+        routing_config: v.routing.map(|r| wire::RoutingConfig { routing_strategy: strategy_name(r).into() }),
+        serverless_config: None,
+        accelerator_type: None,
+    };
     let out = wire::DescribeEndpointConfigOutput {
         endpoint_config_name: c.name.clone(),
         endpoint_config_arn: c.arn.clone(),
-        production_variants: variants,
+        production_variants: c.variants.iter().filter(|v| !v.shadow).map(wire).collect(),
+        shadow_production_variants: c.variants.iter().filter(|v| v.shadow).map(wire).collect(),
         kms_key_id: c.kms_key_id.clone(),
         creation_time: secs(c.created),
     };
@@ -83,44 +86,41 @@ pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
 // ---- endpoints ------------------------------------------------------------------------
 
 pub(crate) fn describe_endpoint(e: &Endpoint) -> Value {
-    let variants = e
-        .variants
-        .iter()
-        .map(|v| {
-            let status = match e.status {
-                EndpointStatus::Creating | EndpointStatus::SystemUpdating if v.current_instance_count == 0 => Some("Creating"),
-                EndpointStatus::Updating if v.current_instance_count != v.desired_instance_count => Some("Updating"),
-                EndpointStatus::Deleting => Some("Deleting"),
-                _ => None,
-            };
-            wire::ProductionVariantSummary {
-                variant_name: v.name.clone(),
-                deployed_images: v
-                    .image_resolved
-                    .map(|t| wire::DeployedImage {
-                        specified_image: v.container.image.clone(),
-                        resolved_image: v.container.image.clone(),
-                        resolution_time: secs(t),
-                    })
-                    .into_iter()
-                    .collect(),
-                current_weight: v.current_weight,
-                desired_weight: v.desired_weight,
-                current_instance_count: v.current_instance_count,
-                desired_instance_count: v.desired_instance_count,
-                variant_status: status
-                    .map(|s| wire::VariantStatus { status: s.into(), status_message: None, start_time: secs(e.modified) })
-                    .into_iter()
-                    .collect(),
-                routing_config: Some(wire::RoutingConfig { routing_strategy: strategy_name(v.routing).into() }),
-            }
-        })
-        .collect();
+    let summary = |v: &VariantState| {
+        let status = match e.status {
+            EndpointStatus::Creating | EndpointStatus::SystemUpdating if v.current_instance_count == 0 => Some("Creating"),
+            EndpointStatus::Updating if v.current_instance_count != v.desired_instance_count => Some("Updating"),
+            EndpointStatus::Deleting => Some("Deleting"),
+            _ => None,
+        };
+        wire::ProductionVariantSummary {
+            variant_name: v.name.clone(),
+            deployed_images: v
+                .image_resolved
+                .map(|t| wire::DeployedImage {
+                    specified_image: v.container.image.clone(),
+                    resolved_image: v.container.image.clone(),
+                    resolution_time: secs(t),
+                })
+                .into_iter()
+                .collect(),
+            current_weight: v.current_weight,
+            desired_weight: v.desired_weight,
+            current_instance_count: v.current_instance_count,
+            desired_instance_count: v.desired_instance_count,
+            variant_status: status
+                .map(|s| wire::VariantStatus { status: s.into(), status_message: None, start_time: secs(e.modified) })
+                .into_iter()
+                .collect(),
+            routing_config: Some(wire::RoutingConfig { routing_strategy: strategy_name(v.routing).into() }),
+        }
+    };
     let out = wire::DescribeEndpointOutput {
         endpoint_name: e.name.clone(),
         endpoint_arn: e.arn.clone(),
         endpoint_config_name: e.config_name.clone(),
-        production_variants: variants,
+        production_variants: e.variants.iter().filter(|v| !v.shadow).map(summary).collect(),
+        shadow_production_variants: e.variants.iter().filter(|v| v.shadow).map(summary).collect(),
         endpoint_status: e.status.as_str().into(),
         failure_reason: e.failure_reason.clone(),
         creation_time: secs(e.created),

@@ -41,6 +41,7 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus::metrics))
         .route("/berth/v1/endpoints/{name}/logs", get(berth_api::logs))
+        .route("/berth/v1/endpoints/{name}/shadows", get(berth_api::shadows))
         .route("/berth/v1/events", get(overview::events))
         .route("/berth/v1/overview", get(overview::overview))
         .route("/ui", get(ui::index))

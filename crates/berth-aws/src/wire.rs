@@ -123,6 +123,8 @@ pub struct DescribeEndpointConfigOutput {
     pub endpoint_config_name: String,
     pub endpoint_config_arn: String,
     pub production_variants: Vec<ProductionVariant>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow_production_variants: Vec<ProductionVariant>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
     pub creation_time: f64,
@@ -210,6 +212,8 @@ pub struct DescribeEndpointOutput {
     pub endpoint_arn: String,
     pub endpoint_config_name: String,
     pub production_variants: Vec<ProductionVariantSummary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow_production_variants: Vec<ProductionVariantSummary>,
     pub endpoint_status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,

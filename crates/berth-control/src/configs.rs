@@ -66,18 +66,22 @@ impl Controller {
 }
 
 fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
-    if variants.is_empty() {
+    if variants.iter().all(|v| v.shadow) {
         return Err(ControlError::Validation(
             "1 validation error detected: Value '[]' at 'productionVariants' failed to satisfy constraint: Member must have length greater than or equal to 1".into(),
         ));
     }
-    if variants.len() > MAX_VARIANTS {
+    if variants.iter().filter(|v| !v.shadow).count() > MAX_VARIANTS || variants.iter().filter(|v| v.shadow).count() > MAX_VARIANTS {
         return Err(ControlError::Validation(format!(
             "1 validation error detected: Value at 'productionVariants' failed to satisfy constraint: Member must have length less than or equal to {MAX_VARIANTS}"
         )));
     }
     for (i, v) in variants.iter().enumerate() {
-        let member = |field: &str| format!("productionVariants.{}.member.{field}", i + 1);
+        let (list, index) = match v.shadow {
+            false => ("productionVariants", variants[..i].iter().filter(|o| !o.shadow).count()),
+            true => ("shadowProductionVariants", variants[..i].iter().filter(|o| o.shadow).count()),
+        };
+        let member = |field: &str| format!("{list}.{}.member.{field}", index + 1);
         validate_name(&member("variantName"), &v.name)?;
         validate_name(&member("modelName"), &v.model_name)?;
         validate_instance_type(&v.instance_type).map_err(|_| {
@@ -111,12 +115,12 @@ fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
         }
         if variants[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&v.name)) {
             return Err(ControlError::Validation(format!(
-                "Variant name '{}' appears more than once; variant names must be unique within an endpoint configuration.",
+                "Variant name '{}' appears more than once; variant names (production and shadow) must be unique within an endpoint configuration.",
                 v.name
             )));
         }
     }
-    if variants.iter().all(|v| v.initial_weight == 0.0) {
+    if variants.iter().filter(|v| !v.shadow).all(|v| v.initial_weight == 0.0) {
         return Err(ControlError::Validation("At least one production variant must have an InitialVariantWeight greater than 0.".into()));
     }
     Ok(())

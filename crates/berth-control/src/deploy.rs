@@ -4,7 +4,7 @@
 use crate::Controller;
 use berth_domain::{instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
 use berth_instances::{Instance, InstanceSpec, ModelData};
-use berth_router::{EndpointRoute, GreenRoute, VariantRoute};
+use berth_router::{EndpointRoute, GreenRoute, ShadowRoute, VariantRoute};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -100,11 +100,19 @@ impl Fleets {
     pub fn route(&self, endpoint: &Endpoint) -> EndpointRoute {
         let map = self.lock();
         let fleet = map.get(&endpoint.name.to_ascii_lowercase());
-        let variants = variant_routes(&endpoint.variants, fleet.map(|f| &f.variants));
-        let green = fleet
-            .and_then(|f| f.green.as_ref())
-            .map(|g| GreenRoute { variants: variant_routes(&g.states, Some(&g.variants)), share: g.share.clamp(0.0, 1.0) });
-        EndpointRoute { endpoint: endpoint.name.clone(), variants, green }
+        let (shadow_states, production): (Vec<VariantState>, Vec<VariantState>) = endpoint.variants.iter().cloned().partition(|v| v.shadow);
+        let variants = variant_routes(&production, fleet.map(|f| &f.variants));
+        let green = fleet.and_then(|f| f.green.as_ref()).map(|g| {
+            let production: Vec<VariantState> = g.states.iter().filter(|v| !v.shadow).cloned().collect();
+            GreenRoute { variants: variant_routes(&production, Some(&g.variants)), share: g.share.clamp(0.0, 1.0) }
+        });
+        // A shadow gets its weight's share of the production weights' total, at most all requests.
+        let total: f64 = production.iter().map(|v| v.current_weight).sum();
+        let shadows = variant_routes(&shadow_states, fleet.map(|f| &f.variants))
+            .into_iter()
+            .map(|v| ShadowRoute { sample: if total > 0.0 { (v.weight / total).min(1.0) } else { 0.0 }, variant: v })
+            .collect();
+        EndpointRoute { endpoint: endpoint.name.clone(), variants, green, shadows }
     }
 
     /// Takes every instance of every endpoint, for shutdown.

@@ -220,7 +220,7 @@ impl Controller {
                 v.desired_instance_count = c;
             }
         }
-        if endpoint.variants.iter().all(|v| v.desired_weight == 0.0) {
+        if endpoint.variants.iter().filter(|v| !v.shadow).all(|v| v.desired_weight == 0.0) {
             return Err(ControlError::Validation("At least one variant must keep a weight greater than 0.".into()));
         }
         let scaling = endpoint.variants.iter().any(|v| v.desired_instance_count != v.current_instance_count);
@@ -387,6 +387,7 @@ impl Controller {
                 routing: spec.routing.unwrap_or_default(),
                 container_startup_timeout_secs: spec.container_startup_timeout_secs,
                 image_resolved: None,
+                shadow: spec.shadow,
             });
         }
         Ok(states)

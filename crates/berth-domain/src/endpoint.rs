@@ -97,6 +97,9 @@ pub struct VariantState {
     pub container_startup_timeout_secs: Option<u32>,
     /// When the deployed image was resolved (the variant's instances were first started).
     pub image_resolved: Option<Timestamp>,
+    /// A shadow variant (see [`crate::VariantSpec::shadow`]).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 #[cfg(test)]

@@ -28,6 +28,11 @@ pub struct VariantSpec {
     pub container_startup_timeout_secs: Option<u32>,
     pub model_data_download_timeout_secs: Option<u32>,
     pub routing: Option<RoutingStrategy>,
+    /// A shadow variant (`ShadowProductionVariants`): it gets copies of production requests,
+    /// a share of them set by its weight over the production variants' total, and never
+    /// answers callers.
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// How a variant picks one of its instances for a request.

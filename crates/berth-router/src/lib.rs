@@ -6,20 +6,29 @@
 
 mod forward;
 mod pool;
+mod shadow;
 mod table;
 
 pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse};
+pub use shadow::{ShadowComparison, ShadowLog, ShadowRoute, ShadowStats, KEPT_COMPARISONS};
 pub use table::{EndpointRoute, GreenRoute, RoutingTable, VariantRoute};
 
 use berth_metrics::Outcome;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Routes invocations of endpoints to their instances.
 pub struct Router {
     table: Arc<RoutingTable>,
-    forwarder: Forwarder,
+    forwarder: Arc<Forwarder>,
+    /// Shadow copies in flight, across endpoints (bounded: a slow shadow must not pile up work).
+    shadows_in_flight: Arc<AtomicUsize>,
 }
+
+/// The most shadow copies in flight at once; beyond, copies are dropped (and counted).
+const MAX_SHADOWS_IN_FLIGHT: usize = 256;
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -31,7 +40,7 @@ const MAX_ATTEMPTS: usize = 3;
 
 impl Router {
     pub fn new(table: Arc<RoutingTable>, forwarder: Forwarder) -> Self {
-        Router { table, forwarder }
+        Router { table, forwarder: Arc::new(forwarder), shadows_in_flight: Arc::new(AtomicUsize::new(0)) }
     }
 
     pub fn table(&self) -> &Arc<RoutingTable> {
@@ -67,7 +76,73 @@ impl Router {
             };
             let overhead = started.elapsed().saturating_sub(model.unwrap_or_default());
             variant.metrics.record(outcome, model.map(micros), micros(overhead));
+            if !route.shadows.is_empty() {
+                self.copy_to_shadows(&route, &req, &result);
+            }
             return result;
+        }
+    }
+
+    /// Sends sampled copies of a production request to the endpoint's shadow variants, in the
+    /// background; their answers are compared with the production one and recorded.
+    fn copy_to_shadows(&self, route: &EndpointRoute, req: &InvokeRequest, production: &Result<InvokeResponse, InvokeError>) {
+        let (production_variant, production_status, production_body) = match production {
+            Ok(r) => (r.variant.clone(), 200, r.body.clone()),
+            Err(InvokeError::ModelError { variant, status, body }) => (variant.clone(), *status, Bytes::from(body.clone())),
+            Err(_) => return, // no model answered: nothing to compare with
+        };
+        for shadow in &route.shadows {
+            if fastrand::f64() >= shadow.sample {
+                continue;
+            }
+            let name = shadow.variant.name.clone();
+            if self.shadows_in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_SHADOWS_IN_FLIGHT {
+                self.shadows_in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.table.shadows().dropped(&route.endpoint, &name);
+                continue;
+            }
+            let picked = shadow.variant.pick_instance();
+            let metrics = shadow.variant.metrics.clone();
+            let (table, forwarder, in_flight) = (self.table.clone(), self.forwarder.clone(), self.shadows_in_flight.clone());
+            let (endpoint, request) = (route.endpoint.clone(), req.clone());
+            let (production_variant, production_body) = (production_variant.clone(), production_body.clone());
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let (status, body) = match picked {
+                    Some((slot, guard)) => {
+                        let answer = forwarder.forward(&slot, &name, &request).await;
+                        drop(guard);
+                        let model = sent.elapsed();
+                        let (outcome, status, body) = match answer {
+                            Ok(r) => (Outcome::Success, 200, r.body),
+                            Err(InvokeError::ModelError { status, body, .. }) if status < 500 => {
+                                (Outcome::ModelClientError, status, Bytes::from(body))
+                            }
+                            Err(InvokeError::ModelError { status, body, .. }) => (Outcome::ModelServerError, status, Bytes::from(body)),
+                            Err(e) => (Outcome::ModelServerError, 0, Bytes::from(e.to_string())),
+                        };
+                        metrics.record(outcome, Some(micros(model)), 0);
+                        (status, body)
+                    }
+                    None => {
+                        metrics.record(Outcome::Unavailable, None, 0);
+                        (0, Bytes::from_static(b"no healthy instance"))
+                    }
+                };
+                let comparison = ShadowComparison {
+                    time_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+                    inference_id: request.inference_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string),
+                    agree: shadow::agree(production_status, &production_body, status, &body),
+                    production_variant,
+                    production_status,
+                    production_body: shadow::kept(&production_body),
+                    shadow_status: status,
+                    shadow_body: shadow::kept(&body),
+                    shadow_latency_us: micros(sent.elapsed()),
+                };
+                table.shadows().record(&endpoint, &name, comparison);
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+            });
         }
     }
 }

@@ -1,3 +1,4 @@
+use crate::shadow::{ShadowLog, ShadowRoute};
 use crate::InvokeError;
 use arc_swap::ArcSwap;
 use berth_domain::{pick_weighted, RoutingStrategy};
@@ -13,6 +14,8 @@ pub struct RoutingTable {
     /// Per-variant metrics; a published route's variants record into these, so counters
     /// outlive route changes.
     metrics: MetricsRegistry,
+    /// What shadow variants answered, compared with production.
+    shadows: ShadowLog,
 }
 
 impl RoutingTable {
@@ -28,6 +31,10 @@ impl RoutingTable {
         &self.metrics
     }
 
+    pub fn shadows(&self) -> &ShadowLog {
+        &self.shadows
+    }
+
     /// Every published route, for readers such as metrics exposition.
     pub fn routes(&self) -> Vec<Arc<EndpointRoute>> {
         self.endpoints.load().values().cloned().collect()
@@ -37,7 +44,8 @@ impl RoutingTable {
     pub fn publish(&self, mut route: EndpointRoute) {
         let mut instances: HashMap<String, usize> = HashMap::new();
         let green = route.green.as_mut().map(|g| g.variants.iter_mut()).into_iter().flatten();
-        for v in route.variants.iter_mut().chain(green) {
+        let shadows = route.shadows.iter_mut().map(|s| &mut s.variant);
+        for v in route.variants.iter_mut().chain(green).chain(shadows) {
             v.metrics = self.metrics.variant(&route.endpoint, &v.name);
             *instances.entry(v.name.clone()).or_default() += v.instances.len();
         }
@@ -54,6 +62,7 @@ impl RoutingTable {
     }
 
     pub fn remove(&self, endpoint: &str) {
+        self.shadows.remove(endpoint);
         let key = endpoint.to_ascii_lowercase();
         self.endpoints.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -70,6 +79,8 @@ pub struct EndpointRoute {
     pub variants: Vec<VariantRoute>,
     /// During a guarded deployment: the new fleet and the share of traffic it takes.
     pub green: Option<GreenRoute>,
+    /// Shadow variants: they get copies of production requests, and never answer callers.
+    pub shadows: Vec<ShadowRoute>,
 }
 
 /// The new fleet of a deployment in progress (its variants record into the same metrics as the
@@ -171,7 +182,8 @@ mod tests {
 
     #[test]
     fn target_variant_pins_even_at_zero_weight() {
-        let route = EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0), variant("B", 0.0)], green: None };
+        let route =
+            EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0), variant("B", 0.0)], green: None, shadows: vec![] };
         assert_eq!(route.pick_variant(Some("B"), 0.1).unwrap().name, "B");
         assert!(matches!(route.pick_variant(Some("C"), 0.1), Err(InvokeError::VariantNotFound { .. })));
         assert_eq!(route.pick_variant(None, 0.99).unwrap().name, "A");
@@ -180,7 +192,7 @@ mod tests {
     #[test]
     fn the_new_fleet_takes_its_share() {
         let green = GreenRoute { variants: vec![variant("A", 1.0), variant("New", 1.0)], share: 0.25 };
-        let route = EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0)], green: Some(green) };
+        let route = EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0)], green: Some(green), shadows: vec![] };
         let to_green = (0..1000).filter(|i| route.pick_variant(None, *i as f64 / 1000.0).unwrap().name == "New").count();
         assert_eq!(to_green, 125, "half of the new fleet's quarter");
         // A target variant is served by the fleet the draw picked, or by the other one.
@@ -192,8 +204,8 @@ mod tests {
     #[test]
     fn publish_replaces_and_remove_forgets() {
         let table = RoutingTable::default();
-        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("A", 1.0)], green: None });
-        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("B", 1.0)], green: None });
+        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("A", 1.0)], green: None, shadows: vec![] });
+        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("B", 1.0)], green: None, shadows: vec![] });
         assert_eq!(table.get("ep").unwrap().variants[0].name, "B");
         assert_eq!(table.get("Ep").unwrap().variants[0].name, "B");
         table.remove("EP");

@@ -50,6 +50,7 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
             container_startup_timeout_secs: None,
             model_data_download_timeout_secs: None,
             routing: None,
+            shadow: false,
         });
     }
     let config = CreateEndpointConfig { name: "demo-config".into(), variants, kms_key_id: None, tags: vec![] };
