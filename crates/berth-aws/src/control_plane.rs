@@ -167,11 +167,14 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
             c.delete_tags(&input.resource_arn, input.tag_keys).await?;
             Ok(json!({}))
         }
-        _ => Err(unknown_operation(&format!("SageMaker.{op}"))),
+        _ => match crate::experiments::operation(c, op, body).await {
+            Some(result) => result,
+            None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+        },
     }
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
     serde_json::from_slice(body).map_err(|e| ApiError {
         code: if e.is_syntax() || e.is_eof() { "SerializationException" } else { "ValidationException" },
@@ -208,7 +211,7 @@ pub(crate) fn secs(t: Timestamp) -> f64 {
     t.as_secs_f64()
 }
 
-fn with_token(mut v: Value, token: Option<String>) -> Value {
+pub(crate) fn with_token(mut v: Value, token: Option<String>) -> Value {
     if let Some(t) = token {
         v["NextToken"] = json!(t);
     }

@@ -10,6 +10,7 @@ mod cloudwatch;
 mod control_plane;
 mod endpoint_shapes;
 mod error;
+mod experiments;
 mod guardrails;
 mod overview;
 mod prometheus;

@@ -26,7 +26,7 @@ impl Controller {
     async fn tagged_resource(&self, arn: &str) -> Result<String, ControlError> {
         let (kind, name) = self.account().parse_arn(arn).ok_or_else(|| {
             ControlError::Validation(format!(
-                "Resource ARN '{arn}' is not the ARN of a model, endpoint configuration or endpoint of this account."
+                "Resource ARN '{arn}' is not the ARN of a model, endpoint configuration, endpoint or inference experiment of this account."
             ))
         })?;
         let canonical = self.account().arn(kind, &name);
@@ -34,6 +34,7 @@ impl Controller {
             ResourceKind::Model => self.db(move |s| s.model(&name).map(|m| m.is_some())).await?,
             ResourceKind::EndpointConfig => self.db(move |s| s.endpoint_config(&name).map(|m| m.is_some())).await?,
             ResourceKind::Endpoint => self.db(move |s| s.endpoint(&name).map(|m| m.is_some())).await?,
+            ResourceKind::InferenceExperiment => self.db(move |s| s.inference_experiment(&name).map(|m| m.is_some())).await?,
         };
         if !exists || canonical != arn {
             return Err(ControlError::Validation(format!("Could not find resource \"{arn}\".")));

@@ -7,6 +7,7 @@ pub enum ResourceKind {
     Model,
     EndpointConfig,
     Endpoint,
+    InferenceExperiment,
 }
 
 impl ResourceKind {
@@ -16,6 +17,7 @@ impl ResourceKind {
             ResourceKind::Model => "model",
             ResourceKind::EndpointConfig => "endpoint-config",
             ResourceKind::Endpoint => "endpoint",
+            ResourceKind::InferenceExperiment => "inference-experiment",
         }
     }
 
@@ -25,6 +27,7 @@ impl ResourceKind {
             ResourceKind::Model => "model",
             ResourceKind::EndpointConfig => "endpoint configuration",
             ResourceKind::Endpoint => "endpoint",
+            ResourceKind::InferenceExperiment => "inference experiment",
         }
     }
 
@@ -33,6 +36,7 @@ impl ResourceKind {
             "model" => Some(ResourceKind::Model),
             "endpoint-config" => Some(ResourceKind::EndpointConfig),
             "endpoint" => Some(ResourceKind::Endpoint),
+            "inference-experiment" => Some(ResourceKind::InferenceExperiment),
             _ => None,
         }
     }

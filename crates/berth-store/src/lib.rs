@@ -13,7 +13,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, Model, NewEvent, Timestamp};
+use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, InferenceExperiment, Model, NewEvent, Timestamp};
 
 /// A variant's metrics over one second or one minute, in the metrics layer's own encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,13 @@ pub trait StateStore: Send + Sync + 'static {
     fn endpoint(&self, name: &str) -> Result<Option<Endpoint>, StoreError>;
     fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
     fn delete_endpoint(&self, name: &str) -> Result<bool, StoreError>;
+
+    fn insert_inference_experiment(&self, experiment: &InferenceExperiment, tags: &[Tag]) -> Result<(), StoreError>;
+    /// Replaces a stored experiment; `NotFound` if it was deleted meanwhile.
+    fn update_inference_experiment(&self, experiment: &InferenceExperiment) -> Result<(), StoreError>;
+    fn inference_experiment(&self, name: &str) -> Result<Option<InferenceExperiment>, StoreError>;
+    fn inference_experiments(&self) -> Result<Vec<InferenceExperiment>, StoreError>;
+    fn delete_inference_experiment(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Adds or overwrites tags on a resource ARN.
     fn add_tags(&self, arn: &str, tags: &[Tag]) -> Result<(), StoreError>;

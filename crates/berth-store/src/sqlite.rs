@@ -1,5 +1,5 @@
 use crate::{CustomDatapoint, EventQuery, MetricSample, StateStore, StoreError, Tag};
-use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, Model, NewEvent, Timestamp};
+use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, InferenceExperiment, Model, NewEvent, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS tags (
 ";
 
 const MODEL: &str = "model";
+const INFERENCE_EXPERIMENT: &str = "inference-experiment";
 const ENDPOINT_CONFIG: &str = "endpoint-config";
 const ENDPOINT: &str = "endpoint";
 
@@ -164,6 +165,23 @@ impl StateStore for SqliteStore {
     fn delete_endpoint(&self, name: &str) -> Result<bool, StoreError> {
         let arn = self.endpoint(name)?.map(|e| e.arn);
         self.delete(ENDPOINT, name, arn.as_deref())
+    }
+
+    fn insert_inference_experiment(&self, x: &InferenceExperiment, tags: &[Tag]) -> Result<(), StoreError> {
+        self.insert(INFERENCE_EXPERIMENT, &x.name, x.created.millis(), &x.arn, x, tags)
+    }
+    fn update_inference_experiment(&self, x: &InferenceExperiment) -> Result<(), StoreError> {
+        self.replace(INFERENCE_EXPERIMENT, &x.name, x)
+    }
+    fn inference_experiment(&self, name: &str) -> Result<Option<InferenceExperiment>, StoreError> {
+        self.get(INFERENCE_EXPERIMENT, name)
+    }
+    fn inference_experiments(&self) -> Result<Vec<InferenceExperiment>, StoreError> {
+        self.list(INFERENCE_EXPERIMENT)
+    }
+    fn delete_inference_experiment(&self, name: &str) -> Result<bool, StoreError> {
+        let arn = self.inference_experiment(name)?.map(|x| x.arn);
+        self.delete(INFERENCE_EXPERIMENT, name, arn.as_deref())
     }
 
     fn add_tags(&self, arn: &str, tags: &[Tag]) -> Result<(), StoreError> {

@@ -1,7 +1,7 @@
 //! Keeps the per-variant metrics history: closes each second, with the instances' CPU, memory
 //! and disk use measured in it, stores per-second samples (last hour) and per-minute rollups
 //! (retention period) in the state store, restores them at start, and then evaluates the
-//! alarms. Events past the retention period are pruned with the rollups.
+//! alarms and moves inference experiments on. Events past the retention period are pruned with the rollups.
 
 use berth_control::Controller;
 use berth_domain::{instance_memory_mib, Timestamp};
@@ -71,6 +71,9 @@ pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, retent
         // Alarms see the second just closed.
         if let Err(e) = controller.evaluate_alarms(second + 1).await {
             warn!(error = %e, "cannot evaluate alarms");
+        }
+        if let Err(e) = controller.run_experiments(Timestamp::now()).await {
+            warn!(error = %e, "cannot run inference experiments");
         }
     }
 }
