@@ -1,5 +1,6 @@
 """Fixtures: a real berth process on 127.0.0.1:0, real boto3 clients, real worker processes."""
 
+import collections
 import os
 import pathlib
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import threading
 import uuid
 
 import boto3
@@ -192,6 +194,59 @@ def sm(berth):
 @pytest.fixture
 def runtime(berth):
     return berth.runtime()
+
+
+class Load:
+    """A client invoking an endpoint in a loop on its own thread (for at most `seconds`),
+    recording every answer (time, variant, body) and every failure."""
+
+    def __init__(self, server, endpoint, seconds=120):
+        self.runtime = server.runtime(max_pool_connections=4)
+        self.endpoint = endpoint
+        self.seconds = seconds
+        self.counts = collections.Counter()
+        self.answers = []  # (time, variant, body)
+        self.failures = []
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        deadline = time.time() + self.seconds
+        while not self.stop_flag.is_set() and time.time() < deadline:
+            try:
+                r = self.runtime.invoke_endpoint(EndpointName=self.endpoint, Body=b"load")
+                self.answers.append((time.time(), r["InvokedProductionVariant"], r["Body"].read()))
+                self.counts[r["InvokedProductionVariant"]] += 1
+            except Exception as e:  # noqa: every failure is what the test counts
+                self.failures.append(repr(e))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        self.thread.join(timeout=30)
+
+    def wait_for(self, n, timeout=30):
+        deadline = time.time() + timeout
+        while sum(self.counts.values()) < n and time.time() < deadline:
+            time.sleep(0.01)
+
+    def share(self, model, start, end):
+        """Of the answers in [start, end), the fraction the echo model `model` gave, and how many."""
+        import json
+
+        names = [json.loads(body)["name"] for t, _, body in self.answers if start <= t < end]
+        return (sum(1 for n in names if n == model) / len(names) if names else None), len(names)
+
+
+def put_alarm(cw, endpoint, metric, variant="V", **settings):
+    """A CloudWatch alarm on one of berth's metrics of an endpoint variant; returns its name."""
+    name = unique(metric.lower())
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    cw.put_metric_alarm(AlarmName=name, Namespace="AWS/SageMaker", MetricName=metric, Dimensions=dimensions, **settings)
+    return name
 
 
 def unique(prefix):

@@ -8,12 +8,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import deploy, unique
+from conftest import deploy, put_alarm, unique
 from test_metrics import send
-
-
-def dims(ep, variant):
-    return [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": variant}]
 
 
 def wait_state(cw, name, want, timeout=30):
@@ -29,13 +25,11 @@ def wait_state(cw, name, want, timeout=30):
 def test_error_alarm_follows_the_variant(berth, sm, runtime):
     ep = deploy(sm, ["V"])
     cw = berth.client("cloudwatch")
-    name = unique("errors")
-    cw.put_metric_alarm(
-        AlarmName=name,
+    name = put_alarm(
+        cw,
+        ep,
+        "Invocation5XXErrors",
         AlarmDescription="5XX errors of V",
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Dimensions=dims(ep, "V"),
         Statistic="Sum",
         Period=2,
         EvaluationPeriods=2,
@@ -68,12 +62,10 @@ def test_error_alarm_follows_the_variant(berth, sm, runtime):
 def test_latency_percentile_alarm_and_set_alarm_state(berth, sm, runtime):
     ep = deploy(sm, ["V"], env={"ECHO_DELAY_MS": "30"})
     cw = berth.client("cloudwatch")
-    name = unique("latency")
-    cw.put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/SageMaker",
-        MetricName="ModelLatency",
-        Dimensions=dims(ep, "V"),
+    name = put_alarm(
+        cw,
+        ep,
+        "ModelLatency",
         ExtendedStatistic="p90",
         Period=1,
         EvaluationPeriods=3,

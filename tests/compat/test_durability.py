@@ -8,8 +8,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import create_echo_model, deploy, error_code, unique, variant, wait_status
-from test_traffic import Load
+from conftest import Load, create_echo_model, deploy, error_code, unique, variant, wait_status
 
 
 def pids_of(runtime, endpoint, n=30, **kw):

@@ -4,48 +4,13 @@ back by itself when a rollback alarm fires, and a client sending requests all al
 failure."""
 
 import json
-import threading
 import time
 
 import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import create_echo_model, deploy, error_code, error_message, unique, variant, wait_status
-
-
-class Recorder:
-    """Invokes an endpoint in a loop on its own thread (bounded to 120 s), recording which model
-    answered each request and when, and every failure."""
-
-    def __init__(self, server, endpoint):
-        self.runtime = server.runtime(max_pool_connections=4)
-        self.endpoint = endpoint
-        self.answers = []  # (time, model name)
-        self.failures = []
-        self.stop_flag = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        deadline = time.time() + 120
-        while not self.stop_flag.is_set() and time.time() < deadline:
-            try:
-                r = self.runtime.invoke_endpoint(EndpointName=self.endpoint, Body=b"x")
-                self.answers.append((time.time(), json.loads(r["Body"].read())["name"]))
-            except Exception as e:  # noqa: every failure is what the test counts
-                self.failures.append(repr(e))
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        self.thread.join(timeout=30)
-
-    def share(self, model, start, end):
-        names = [n for t, n in self.answers if start <= t < end]
-        return (sum(1 for n in names if n == model) / len(names) if names else None), len(names)
+from conftest import Load, create_echo_model, put_alarm, deploy, error_code, error_message, unique, variant, wait_status
 
 
 def new_config(sm, ep, count=1, env=None, variant_name="V"):
@@ -90,7 +55,7 @@ def test_canary_moves_a_slice_then_everything(berth, sm):
     old = f"{ep}-v".lower()
     new = new_config(sm, ep, count=2)
     config = canary("CAPACITY_PERCENT", 25, wait=4, bake=2)
-    with Recorder(berth, ep) as client:
+    with Load(berth, ep) as client:
         client_started = time.time()
         while len(client.answers) < 20:
             time.sleep(0.01)
@@ -124,7 +89,7 @@ def test_linear_steps_follow_the_policy(berth, sm):
             "TerminationWaitInSeconds": 1,
         }
     }
-    with Recorder(berth, ep) as client:
+    with Load(berth, ep) as client:
         sm.update_endpoint(EndpointName=ep, EndpointConfigName=new, DeploymentConfig=config)
         phases, final = watch_phases(sm, ep)
     assert client.failures == []
@@ -139,12 +104,10 @@ def test_linear_steps_follow_the_policy(berth, sm):
 
 
 def latency_alarm(cw, ep, threshold_us=25_000):
-    name = unique("p90")
-    cw.put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/SageMaker",
-        MetricName="ModelLatency",
-        Dimensions=[{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "V"}],
+    return put_alarm(
+        cw,
+        ep,
+        "ModelLatency",
         ExtendedStatistic="p90",
         Period=1,
         EvaluationPeriods=2,
@@ -153,7 +116,6 @@ def latency_alarm(cw, ep, threshold_us=25_000):
         ComparisonOperator="GreaterThanThreshold",
         TreatMissingData="notBreaching",
     )
-    return name
 
 
 def test_a_latency_alarm_rolls_a_canary_back_without_failing_requests(berth, sm):
@@ -164,7 +126,7 @@ def test_a_latency_alarm_rolls_a_canary_back_without_failing_requests(berth, sm)
     slow = new_config(sm, ep, count=2, env={"ECHO_DELAY_MS": "60"})
     config = canary("INSTANCE_COUNT", 1, wait=20, bake=5)
     config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": alarm}]}
-    with Recorder(berth, ep) as client:
+    with Load(berth, ep) as client:
         time.sleep(1.5)
         sm.update_endpoint(EndpointName=ep, EndpointConfigName=slow, DeploymentConfig=config)
         phases, final = watch_phases(sm, ep)
@@ -186,12 +148,10 @@ def test_a_latency_alarm_rolls_a_canary_back_without_failing_requests(berth, sm)
 def test_a_failing_model_trips_an_error_alarm_and_rolls_back(berth, sm, runtime):
     ep = deploy(sm, ["V"], count=2)
     cw = berth.client("cloudwatch")
-    alarm = unique("5xx")
-    cw.put_metric_alarm(
-        AlarmName=alarm,
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Dimensions=[{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "V"}],
+    alarm = put_alarm(
+        cw,
+        ep,
+        "Invocation5XXErrors",
         Statistic="Sum",
         Period=1,
         EvaluationPeriods=1,
@@ -202,7 +162,7 @@ def test_a_failing_model_trips_an_error_alarm_and_rolls_back(berth, sm, runtime)
     broken = new_config(sm, ep, count=2, env={"ECHO_STATUS": "500"})
     config = canary("INSTANCE_COUNT", 1, wait=20)
     config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": alarm}]}
-    with Recorder(berth, ep) as client:
+    with Load(berth, ep) as client:
         sm.update_endpoint(EndpointName=ep, EndpointConfigName=broken, DeploymentConfig=config)
         _, final = watch_phases(sm, ep)
     assert final["EndpointConfigName"] != broken and alarm in final["FailureReason"]
@@ -216,7 +176,7 @@ def test_rolling_update_replaces_instances_in_batches(berth, sm):
     ep = deploy(sm, ["V"], count=2)
     new = new_config(sm, ep, count=2)
     config = {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": 3}}
-    with Recorder(berth, ep) as client:
+    with Load(berth, ep) as client:
         sm.update_endpoint(EndpointName=ep, EndpointConfigName=new, DeploymentConfig=config)
         phases, final = watch_phases(sm, ep)
         time.sleep(0.5)
@@ -244,7 +204,7 @@ def test_rolling_update_rolls_back_on_alarm(berth, sm):
         },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
     }
-    with Recorder(berth, ep) as client:
+    with Load(berth, ep) as client:
         sm.update_endpoint(EndpointName=ep, EndpointConfigName=new, DeploymentConfig=config)
         # Wait for the second batch, then fire the alarm by hand.
         deadline = time.time() + 60

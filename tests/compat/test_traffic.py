@@ -1,13 +1,12 @@
 """Traffic splitting: weights, TargetVariant, weight and capacity changes, UpdateEndpoint under load."""
 
 import collections
-import threading
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import create_echo_model, deploy, error_code, unique, variant, wait_status
+from conftest import Load, create_echo_model, deploy, error_code, unique, variant, wait_status
 
 
 def split(runtime, endpoint, n, **kw):
@@ -15,39 +14,6 @@ def split(runtime, endpoint, n, **kw):
     for _ in range(n):
         counts[runtime.invoke_endpoint(EndpointName=endpoint, Body=b"x", **kw)["InvokedProductionVariant"]] += 1
     return counts
-
-
-class Load:
-    """A client invoking an endpoint in a loop on its own thread, counting answers and failures."""
-
-    def __init__(self, server, endpoint):
-        self.runtime = server.runtime(max_pool_connections=4)
-        self.endpoint = endpoint
-        self.counts = collections.Counter()
-        self.failures = []
-        self.stop_flag = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            try:
-                r = self.runtime.invoke_endpoint(EndpointName=self.endpoint, Body=b"load")
-                self.counts[r["InvokedProductionVariant"]] += 1
-            except Exception as e:  # noqa: every failure is what the test counts
-                self.failures.append(repr(e))
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        self.thread.join(timeout=30)
-
-    def wait_for(self, n, timeout=30):
-        deadline = time.time() + timeout
-        while sum(self.counts.values()) < n and time.time() < deadline:
-            time.sleep(0.01)
 
 
 def test_equal_weights_split_evenly(sm, runtime):

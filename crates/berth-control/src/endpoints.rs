@@ -265,10 +265,7 @@ impl Controller {
                 EndpointStatus::InService | EndpointStatus::SystemUpdating | EndpointStatus::RollingBack => {
                     if endpoint.status == EndpointStatus::RollingBack {
                         // A rollback interrupted by the restart: only the old config runs now.
-                        endpoint.pending_config_name = None;
-                        endpoint.pending_variants = None;
-                        endpoint.pending_deployment = None;
-                        endpoint.pending_deployment_config = None;
+                        endpoint.clear_pending();
                     }
                     endpoint.status = EndpointStatus::SystemUpdating;
                     for v in &mut endpoint.variants {

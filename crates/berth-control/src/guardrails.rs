@@ -263,10 +263,7 @@ impl Deployment {
             .map(|v| VariantState { current_instance_count: v.desired_instance_count, image_resolved: Some(now), ..v.clone() })
             .collect();
         done.config_name = self.config_name.clone();
-        done.pending_config_name = None;
-        done.pending_variants = None;
-        done.pending_deployment = None;
-        done.pending_deployment_config = None;
+        done.clear_pending();
         done.status = EndpointStatus::InService;
         done.failure_reason = None;
         done.modified = now;
@@ -299,10 +296,7 @@ impl Deployment {
         self.controller.routing.publish(self.controller.fleets.route(&self.endpoint));
         let retired: Vec<_> = green.into_iter().flat_map(|g| g.variants.into_values()).flat_map(|v| v.instances).collect();
         let mut back = self.endpoint.clone();
-        back.pending_config_name = None;
-        back.pending_variants = None;
-        back.pending_deployment = None;
-        back.pending_deployment_config = None;
+        back.clear_pending();
         back.status = EndpointStatus::InService;
         back.failure_reason = Some(format!("The update to endpoint config {} was rolled back: {why}", self.config_name));
         back.modified = Timestamp::now();

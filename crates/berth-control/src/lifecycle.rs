@@ -73,10 +73,7 @@ impl Controller {
                     })
                     .collect();
                 done.config_name = endpoint.pending_config_name.clone().unwrap_or(endpoint.config_name.clone());
-                done.pending_config_name = None;
-                done.pending_variants = None;
-                done.pending_deployment = None;
-                done.pending_deployment_config = None;
+                done.clear_pending();
                 done.status = EndpointStatus::InService;
                 done.failure_reason = None;
                 done.modified = now;
@@ -103,10 +100,7 @@ impl Controller {
                 let failed = format!("Update to endpoint config {config} failed; the current variants keep serving: {reason}");
                 self.record_event(&endpoint.name, None, EventKind::DeploymentFailed, failed);
                 let mut back = endpoint;
-                back.pending_config_name = None;
-                back.pending_variants = None;
-                back.pending_deployment = None;
-                back.pending_deployment_config = None;
+                back.clear_pending();
                 back.modified = Timestamp::now();
                 if recovering {
                     // Nothing runs yet after a restart: bring the previous variants back.

@@ -32,6 +32,14 @@ impl Endpoint {
     pub fn variant(&self, name: &str) -> Option<&VariantState> {
         self.variants.iter().find(|v| v.name == name)
     }
+
+    /// Forgets the update in progress (it completed, failed or was rolled back).
+    pub fn clear_pending(&mut self) {
+        self.pending_config_name = None;
+        self.pending_variants = None;
+        self.pending_deployment = None;
+        self.pending_deployment_config = None;
+    }
 }
 
 /// SageMaker's endpoint statuses.
