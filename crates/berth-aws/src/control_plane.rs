@@ -28,6 +28,9 @@ pub async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes)
     }
     let result = match target.split_once('.') {
         Some(("SageMaker", op)) if body.len() <= MAX_CONTROL_BODY => operation(&edge, op, &body).await,
+        Some((crate::autoscaling::TARGET_PREFIX, op)) if body.len() <= MAX_CONTROL_BODY => {
+            crate::autoscaling::operation(&edge, op, &body).await
+        }
         Some(("SageMaker", _)) => Err(ApiError::validation(format!("The request body is larger than {MAX_CONTROL_BODY} bytes."))),
         _ => Err(unknown_operation(target)),
     };

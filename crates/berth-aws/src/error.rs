@@ -28,7 +28,8 @@ impl From<ControlError> for ApiError {
             ControlError::NotFound { .. }
             | ControlError::AlreadyExists { .. }
             | ControlError::Validation(_)
-            | ControlError::AlarmNotFound(_) => ("ValidationException", StatusCode::BAD_REQUEST),
+            | ControlError::AlarmNotFound(_)
+            | ControlError::ScalingObjectNotFound(_) => ("ValidationException", StatusCode::BAD_REQUEST),
             ControlError::LimitExceeded(_) => ("ResourceLimitExceeded", StatusCode::BAD_REQUEST),
             ControlError::Store(StoreError::AlreadyExists | StoreError::NotFound | StoreError::Backend(_) | StoreError::Corrupt(_))
             | ControlError::Internal(_) => ("InternalFailure", StatusCode::INTERNAL_SERVER_ERROR),

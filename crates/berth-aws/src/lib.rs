@@ -5,6 +5,7 @@
 //! live in [`wire`] and are converted into domain types here; [`error`] maps every error to
 //! exactly one SageMaker code and HTTP status.
 
+mod autoscaling;
 mod berth_api;
 mod cloudwatch;
 mod control_plane;

@@ -17,6 +17,10 @@ pub enum ControlError {
     /// CloudWatch ResourceNotFound).
     #[error("{0}")]
     AlarmNotFound(String),
+    /// A scalable target or scaling policy that does not exist (Application Auto Scaling's
+    /// ObjectNotFoundException).
+    #[error("{0}")]
+    ScalingObjectNotFound(String),
     #[error("{0}")]
     LimitExceeded(String),
     /// The state store failed; nothing was changed.

@@ -6,6 +6,7 @@
 //! On start it brings every stored endpoint back into service ([`Controller::recover`]).
 
 mod alarms;
+mod autoscaling;
 mod configs;
 mod deploy;
 mod endpoints;
@@ -20,6 +21,7 @@ mod models;
 mod tags;
 
 pub use alarms::PutAlarm;
+pub use autoscaling::RegisterScalableTarget;
 pub use configs::CreateEndpointConfig;
 pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, VariantProperty};
 pub use error::ControlError;

@@ -5,6 +5,7 @@
 //! (`berth-store`) persists them; the controller (`berth-control`) changes them.
 
 mod alarm;
+mod autoscaling;
 mod deployment;
 mod endpoint;
 mod endpoint_config;
@@ -18,6 +19,10 @@ mod time;
 mod weights;
 
 pub use alarm::{Alarm, AlarmState, Comparison, Evaluation, MissingData};
+pub use autoscaling::{
+    parse_resource_id, ActivityStatus, AdjustmentType, PolicyConfig, ScalableTarget, ScalingActivity, ScalingPolicy, StepAdjustment,
+    StepScaling, Suspended, TargetTracking, TrackedMetric, SCALABLE_DIMENSION,
+};
 pub use deployment::{
     BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, PendingDeployment, RollingPolicy, TrafficRouting, TrafficStep,
     UpdatePolicy, VariantPhase,

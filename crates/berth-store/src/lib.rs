@@ -131,6 +131,15 @@ pub trait StateStore: Send + Sync + 'static {
     /// Drops events older than `before`; returns how many.
     fn prune_events(&self, before: Timestamp) -> Result<usize, StoreError>;
 
+    /// Creates or replaces a small record of another kind (scaling targets, policies,
+    /// activities), as JSON, under a case-sensitive key.
+    fn put_record(&self, kind: &str, key: &str, created_ms: i64, body: &str) -> Result<(), StoreError>;
+    /// The records of a kind, oldest first.
+    fn records(&self, kind: &str) -> Result<Vec<String>, StoreError>;
+    fn delete_record(&self, kind: &str, key: &str) -> Result<bool, StoreError>;
+    /// Drops records of a kind created before `before_ms`; returns how many.
+    fn prune_records(&self, kind: &str, before_ms: i64) -> Result<usize, StoreError>;
+
     /// Creates or replaces an alarm (names are case-sensitive).
     fn put_alarm(&self, alarm: &Alarm) -> Result<(), StoreError>;
     fn alarm(&self, name: &str) -> Result<Option<Alarm>, StoreError>;

@@ -13,6 +13,13 @@ CREATE TABLE IF NOT EXISTS resources (
     body TEXT NOT NULL,
     PRIMARY KEY (kind, name_key)
 );
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+);
 CREATE TABLE IF NOT EXISTS tags (
     arn TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -254,6 +261,30 @@ impl StateStore for SqliteStore {
 
     fn prune_events(&self, before: Timestamp) -> Result<usize, StoreError> {
         crate::events::prune(&self.conn(), before)
+    }
+
+    fn put_record(&self, kind: &str, key: &str, created_ms: i64, body: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO records (kind, key, created_ms, body) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (kind, key) DO UPDATE SET body = ?4",
+            params![kind, key, created_ms, body],
+        )?;
+        Ok(())
+    }
+
+    fn records(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT body FROM records WHERE kind = ?1 ORDER BY created_ms, key")?;
+        let rows = stmt.query_map(params![kind], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn delete_record(&self, kind: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute("DELETE FROM records WHERE kind = ?1 AND key = ?2", params![kind, key])? > 0)
+    }
+
+    fn prune_records(&self, kind: &str, before_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute("DELETE FROM records WHERE kind = ?1 AND created_ms < ?2", params![kind, before_ms])?)
     }
 
     fn put_alarm(&self, alarm: &Alarm) -> Result<(), StoreError> {

@@ -39,8 +39,19 @@ pub async fn restore(controller: &Controller, metrics: &MetricsRegistry) {
     }
 }
 
-/// Runs forever: once a second, closes the second that just ended and stores what it held.
-pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, retention: Duration, data_dir: PathBuf) {
+/// How the once-a-second work is set up.
+pub struct Settings {
+    /// How long minute rollups, custom metrics, events and scaling activities are kept.
+    pub retention: Duration,
+    pub data_dir: PathBuf,
+    /// Seconds of metrics an autoscaling decision looks at.
+    pub scaling_window_secs: u64,
+}
+
+/// Runs forever: once a second, closes the second that just ended and stores what it held,
+/// then evaluates alarms, moves inference experiments on and runs the autoscaler.
+pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, settings: Settings) {
+    let Settings { retention, data_dir, scaling_window_secs } = settings;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let probe = Arc::new(Mutex::new(UsageProbe::default()));
@@ -64,6 +75,7 @@ pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, retent
             let _ = controller.prune_custom_datapoints(second.saturating_sub(retention.as_secs())).await;
             let horizon = Timestamp::now().millis() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
             let _ = controller.prune_events(Timestamp::from_millis(horizon)).await;
+            let _ = controller.prune_scaling_activities(Timestamp::from_millis(horizon)).await;
         }
         if let Err(e) = controller.store_metric_samples(rows).await {
             warn!(error = %e, "cannot store metric samples");
@@ -74,6 +86,9 @@ pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, retent
         }
         if let Err(e) = controller.run_experiments(Timestamp::now()).await {
             warn!(error = %e, "cannot run inference experiments");
+        }
+        if let Err(e) = controller.run_autoscaling(Timestamp::now(), scaling_window_secs).await {
+            warn!(error = %e, "cannot run the autoscaler");
         }
     }
 }

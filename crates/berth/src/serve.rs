@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// Days of per-minute metric history kept (per-second history covers the last hour).
     #[arg(long, env = "BERTH_METRICS_RETENTION_DAYS", default_value_t = 15)]
     metrics_retention_days: u64,
+    /// Seconds of metrics an autoscaling decision looks at (target tracking's window;
+    /// SageMakerVariantInvocationsPerInstance is still per minute).
+    #[arg(long, env = "BERTH_SCALING_WINDOW", default_value_t = 60)]
+    scaling_window: u64,
     /// Also deploy the demo: endpoint `demo`, two bundled iris models on `berth/onnx` at 1:1
     /// (installs ONNX Runtime into the data dir with python3's pip when none is found).
     #[arg(long, env = "BERTH_DEMO")]
@@ -145,8 +149,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // The per-variant metrics history: restored from the store, then closed second by second.
     crate::metrics_history::restore(&controller, routing.metrics()).await;
-    let retention = Duration::from_secs(args.metrics_retention_days * 24 * 3600);
-    tokio::spawn(crate::metrics_history::run(controller.clone(), routing.clone(), retention, data_dir.clone()));
+    let settings = crate::metrics_history::Settings {
+        retention: Duration::from_secs(args.metrics_retention_days * 24 * 3600),
+        data_dir: data_dir.clone(),
+        scaling_window_secs: args.scaling_window.max(1),
+    };
+    tokio::spawn(crate::metrics_history::run(controller.clone(), routing.clone(), settings));
 
     let app = berth_aws::app(Edge { controller: controller.clone(), router });
     // Served from a runtime task, not from `block_on`'s thread: a future polled by `block_on`

@@ -1,0 +1,223 @@
+"""Autoscaling through boto3's application-autoscaling client: target tracking on
+SageMakerVariantInvocationsPerInstance scales a variant out to the predicted count under a paced
+load and back in after the cooldown, min/max hold, a CustomizedMetricSpecification on
+CPUUtilization and a step policy driven by a CloudWatch alarm work, activities have readable
+causes, and a client sending requests throughout sees no failure. berth runs with
+--scaling-window 4 so decisions look at the last 4 s instead of a minute."""
+
+import threading
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import deploy, put_alarm
+
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+
+
+class PacedLoad:
+    """Invokes an endpoint at about `rate` requests per second on its own thread (at most 90 s)."""
+
+    def __init__(self, server, endpoint, rate):
+        self.runtime = server.runtime(max_pool_connections=4)
+        self.endpoint, self.rate = endpoint, rate
+        self.sent, self.failures = 0, []
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        start = time.time()
+        while not self.stop_flag.is_set() and time.time() - start < 90:
+            began = time.time()
+            try:
+                self.runtime.invoke_endpoint(EndpointName=self.endpoint, Body=b"x")
+                self.sent += 1
+            except Exception as e:  # noqa: every failure is what the test counts
+                self.failures.append(repr(e))
+            # No catching up after a slow request: the rate never goes above `rate`.
+            time.sleep(max(0.0, 1.0 / self.rate - (time.time() - began)))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        self.thread.join(timeout=30)
+
+
+def count(sm, ep, field="DesiredInstanceCount"):
+    return sm.describe_endpoint(EndpointName=ep)["ProductionVariants"][0][field]
+
+
+def wait_count(sm, ep, want, timeout=40):
+    deadline = time.time() + timeout
+    while True:
+        d = sm.describe_endpoint(EndpointName=ep)
+        v = d["ProductionVariants"][0]
+        if v["CurrentInstanceCount"] == want and v["DesiredInstanceCount"] == want and d["EndpointStatus"] == "InService":
+            return
+        assert time.time() < deadline, f"{ep} has {v['CurrentInstanceCount']}/{v['DesiredInstanceCount']} instances, not {want}"
+        time.sleep(0.1)
+
+
+def settled_activities(aas, resource, timeout=10):
+    """Scaling activities once none is in progress (newest first)."""
+    deadline = time.time() + timeout
+    while True:
+        activities = aas.describe_scaling_activities(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingActivities"]
+        if all(a["StatusCode"] != "InProgress" for a in activities) or time.time() > deadline:
+            return activities
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def scaled(own_berth):
+    server = own_berth("--scaling-window", "4")
+    sm = server.sm()
+    ep = deploy(sm, ["V"])
+    aas = server.client("application-autoscaling")
+    resource = f"endpoint/{ep}/variant/V"
+    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=4)
+    return server, sm, aas, ep, resource
+
+
+def test_target_tracking_scales_out_to_the_prediction_and_back_in(scaled):
+    server, sm, aas, ep, resource = scaled
+    (target,) = aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"], target["ScalableDimension"]) == (1, 4, DIMENSION)
+    arn = aas.put_scaling_policy(
+        PolicyName="invocations",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 600.0,  # invocations per instance per minute: 10 req/s each
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            "ScaleOutCooldown": 5,  # longer than the 4 s window: the next decision sees the new fleet only
+            "ScaleInCooldown": 3,
+        },
+    )["PolicyARN"]
+    assert arn.startswith("arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:")
+    (policy,) = aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"]
+    assert policy["PolicyType"] == "TargetTrackingScaling" and policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 600.0
+
+    # 25 req/s = 1,500 a minute: ceil(1,500 / 600) = 3 instances (and 500 each at 3: it stays).
+    with PacedLoad(server, ep, 25) as load:
+        wait_count(sm, ep, 3)
+        time.sleep(5)
+        assert count(sm, ep) == 3, "the prediction holds under the same load"
+    assert load.failures == [] and load.sent > 100
+    wait_count(sm, ep, 1, timeout=30)  # no load: back to the minimum after the cooldown
+
+    activities = settled_activities(aas, resource)
+    assert len(activities) >= 2 and all(a["StatusCode"] == "Successful" for a in activities), activities
+    # Out in one or two steps (the window fills as the load starts), never past the prediction.
+    ups = [a for a in activities if a["Cause"].startswith("Increasing")]
+    assert ups and max(int(a["Description"].split()[-1].rstrip(".")) for a in ups) == 3, [a["Cause"] for a in activities]
+    assert all("InvocationsPerInstance" in a["Cause"] and "target of 600" in a["Cause"] for a in ups)
+    assert activities[0]["Description"] == "Setting desired instance count to 1." and activities[0]["Cause"].startswith("Decreasing")
+
+    # The maximum holds whatever the policy asks.
+    aas.put_scaling_policy(
+        PolicyName="invocations",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 30.0,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            "ScaleOutCooldown": 0,
+            "DisableScaleIn": True,
+        },
+    )
+    with PacedLoad(server, ep, 25) as load:
+        wait_count(sm, ep, 4)
+        time.sleep(3)
+        assert count(sm, ep) == 4
+    assert load.failures == []
+    time.sleep(6)
+    assert count(sm, ep) == 4, "DisableScaleIn: no scale-in without load"
+
+
+def test_custom_cpu_metric_and_step_scaling(own_berth):
+    server = own_berth("--scaling-window", "3")
+    sm = server.sm()
+    ep = deploy(sm, ["V"], env={"ECHO_BURN_CPU": "1"})
+    aas = server.client("application-autoscaling")
+    resource = f"endpoint/{ep}/variant/V"
+    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=2)
+    aas.put_scaling_policy(
+        PolicyName="cpu",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 40.0,
+            "CustomizedMetricSpecification": {
+                "MetricName": "CPUUtilization",
+                "Namespace": "/aws/sagemaker/Endpoints",
+                "Dimensions": [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "V"}],
+                "Statistic": "Average",
+            },
+            "ScaleOutCooldown": 0,
+            "DisableScaleIn": True,
+        },
+    )
+    wait_count(sm, ep, 2)  # a busy core against a 40% target: out to the maximum of 2
+    (activity,) = settled_activities(aas, resource)
+    assert "CPUUtilization" in activity["Cause"]
+
+    # Step scaling: an alarm on invocations with the policy as its action.
+    aas.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION)
+    assert aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"] == []
+    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=3)
+    step_arn = aas.put_scaling_policy(
+        PolicyName="step",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=DIMENSION,
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+            "Cooldown": 1,
+        },
+    )["PolicyARN"]
+    cw = server.client("cloudwatch")
+    alarm = put_alarm(
+        cw, ep, "Invocations", Statistic="Sum", Period=1, EvaluationPeriods=1, Threshold=5,
+        ComparisonOperator="GreaterThanThreshold", AlarmActions=[step_arn],
+    )
+    with PacedLoad(server, ep, 20) as load:
+        wait_count(sm, ep, 3)
+    assert load.failures == []
+    causes = [a["Cause"] for a in settled_activities(aas, resource)]
+    assert any(f"monitor alarm {alarm} in state ALARM triggered policy step" in c for c in causes), causes
+
+
+def test_autoscaling_errors(scaled):
+    server, sm, aas, ep, resource = scaled
+    with pytest.raises(ClientError) as e:
+        aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=f"endpoint/{ep}", ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=2)
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as e:
+        aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=3, MaxCapacity=2)
+    assert "Minimum capacity" in e.value.response["Error"]["Message"]
+    other = f"endpoint/{ep}/variant/Nope"
+    with pytest.raises(ClientError) as e:
+        aas.put_scaling_policy(
+            PolicyName="p", ServiceNamespace="sagemaker", ResourceId=other, ScalableDimension=DIMENSION, PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={"TargetValue": 1.0, "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}},
+        )
+    assert e.value.response["Error"]["Code"] == "ObjectNotFoundException"
+    with pytest.raises(ClientError) as e:
+        aas.delete_scaling_policy(PolicyName="none", ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION)
+    assert e.value.response["Error"]["Code"] == "ObjectNotFoundException"
+    with pytest.raises(ClientError) as e:
+        aas.describe_scalable_targets(ServiceNamespace="dynamodb")
+    assert "SageMaker variants only" in e.value.response["Error"]["Message"]
