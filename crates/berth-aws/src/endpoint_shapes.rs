@@ -4,7 +4,7 @@ use crate::control_plane::{secs, tags, unsupported};
 use crate::error::ApiError;
 use crate::wire::{self, ProductionVariant};
 use berth_control::CreateEndpointConfig;
-use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, VariantSpec, VariantState};
+use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, ServerlessConfig, VariantSpec, VariantState};
 use serde_json::Value;
 
 // ---- endpoint configs -----------------------------------------------------------------
@@ -29,7 +29,15 @@ pub(crate) fn strategy_name(s: RoutingStrategy) -> &'static str {
 
 fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantSpec, ApiError> {
     let list = if shadow { "shadowProductionVariants" } else { "productionVariants" };
-    unsupported(v.serverless_config.is_some(), "ServerlessConfig")?;
+    let serverless = v.serverless_config.map(|c| serverless_config(&format!("{list}.{}.member.serverlessConfig", i + 1), c)).transpose()?;
+    if serverless.is_some() {
+        if v.instance_type.is_some() || v.initial_instance_count.is_some() {
+            return Err(ApiError::validation("A serverless variant (ServerlessConfig) takes no InstanceType or InitialInstanceCount."));
+        }
+        if shadow {
+            return Err(ApiError::validation("Shadow variants cannot be serverless in berth."));
+        }
+    }
     unsupported(v.accelerator_type.is_some(), "AcceleratorType")?;
     let missing = |m: &str| {
         ApiError::validation(format!(
@@ -37,17 +45,53 @@ fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantS
             i + 1
         ))
     };
+    let (instance_type, initial_instance_count) = match serverless {
+        Some(_) => (String::new(), 0),
+        None => (
+            v.instance_type.ok_or_else(|| missing("instanceType"))?,
+            v.initial_instance_count.ok_or_else(|| missing("initialInstanceCount"))?,
+        ),
+    };
     Ok(VariantSpec {
         model_name: v.model_name.ok_or_else(|| missing("modelName"))?,
-        instance_type: v.instance_type.ok_or_else(|| missing("instanceType"))?,
-        initial_instance_count: v.initial_instance_count.ok_or_else(|| missing("initialInstanceCount"))?,
+        instance_type,
+        initial_instance_count,
         initial_weight: v.initial_variant_weight.unwrap_or(1.0),
         container_startup_timeout_secs: v.container_startup_health_check_timeout_in_seconds,
         model_data_download_timeout_secs: v.model_data_download_timeout_in_seconds,
         routing: routing_strategy(v.routing_config)?,
         name: v.variant_name,
         shadow,
+        serverless,
     })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServerlessConfigWire {
+    #[serde(rename = "MemorySizeInMB")]
+    memory_size_in_mb: u32,
+    max_concurrency: u32,
+    provisioned_concurrency: Option<u32>,
+}
+
+fn serverless_config(member: &str, v: Value) -> Result<ServerlessConfig, ApiError> {
+    let w: ServerlessConfigWire = serde_json::from_value(v).map_err(|e| ApiError::validation(format!("{member} is not valid: {e}")))?;
+    let c = ServerlessConfig {
+        memory_mb: w.memory_size_in_mb,
+        max_concurrency: w.max_concurrency,
+        provisioned_concurrency: w.provisioned_concurrency,
+    };
+    c.validate(member).map_err(|e| ApiError::validation(e.to_string()))?;
+    Ok(c)
+}
+
+pub(crate) fn serverless_config_wire(c: &ServerlessConfig) -> Value {
+    let mut v = serde_json::json!({ "MemorySizeInMB": c.memory_mb, "MaxConcurrency": c.max_concurrency });
+    if let Some(p) = c.provisioned_concurrency {
+        v["ProvisionedConcurrency"] = serde_json::json!(p);
+    }
+    v
 }
 
 pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, ApiError> {
@@ -63,13 +107,13 @@ pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
     let wire = |v: &VariantSpec| ProductionVariant {
         variant_name: v.name.clone(),
         model_name: Some(v.model_name.clone()),
-        initial_instance_count: Some(v.initial_instance_count),
-        instance_type: Some(v.instance_type.clone()),
+        initial_instance_count: v.serverless.is_none().then_some(v.initial_instance_count),
+        instance_type: v.serverless.is_none().then(|| v.instance_type.clone()),
         initial_variant_weight: Some(v.initial_weight),
         model_data_download_timeout_in_seconds: v.model_data_download_timeout_secs,
         container_startup_health_check_timeout_in_seconds: v.container_startup_timeout_secs,
         routing_config: v.routing.map(|r| wire::RoutingConfig { routing_strategy: strategy_name(r).into() }),
-        serverless_config: None,
+        serverless_config: v.serverless.as_ref().map(serverless_config_wire),
         accelerator_type: None,
     };
     let out = wire::DescribeEndpointConfigOutput {
@@ -106,8 +150,10 @@ pub(crate) fn describe_endpoint(e: &Endpoint) -> Value {
                 .collect(),
             current_weight: v.current_weight,
             desired_weight: v.desired_weight,
-            current_instance_count: v.current_instance_count,
-            desired_instance_count: v.desired_instance_count,
+            current_instance_count: v.serverless.is_none().then_some(v.current_instance_count),
+            desired_instance_count: v.serverless.is_none().then_some(v.desired_instance_count),
+            current_serverless_config: v.serverless.as_ref().map(serverless_config_wire),
+            desired_serverless_config: v.serverless.as_ref().map(serverless_config_wire),
             variant_status: status
                 .map(|s| wire::VariantStatus { status: s.into(), status_message: None, start_time: secs(e.modified) })
                 .into_iter()

@@ -116,6 +116,16 @@ impl RuntimeError {
                 StatusCode::FAILED_DEPENDENCY,
                 format!("Your invocation timed out while waiting for a response from container primary of variant {variant} after {seconds} seconds."),
             ),
+            InvokeError::Throttled { variant, max_concurrency } => plain(
+                "ThrottlingException",
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Rate exceeded: serverless variant {variant} of endpoint {endpoint} is serving its MaxConcurrency of {max_concurrency} requests. Retry shortly or raise MaxConcurrency."),
+            ),
+            InvokeError::ColdStartFailed { variant, reason } => plain(
+                "ModelNotReadyException",
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Serverless variant {variant} of endpoint {endpoint} could not start an instance for this request: {reason}"),
+            ),
         }
     }
 }

@@ -96,9 +96,19 @@ fn endpoint_json(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsR
                 let (cpu, memory, disk) = u.averages();
                 json!({ "cpu": cpu, "memory": memory, "disk": disk })
             });
+            let serverless =
+                route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name)).and_then(|rv| rv.serverless.as_ref()).map(|s| {
+                    json!({
+                        "max_concurrency": s.max_concurrency(),
+                        "in_flight": s.in_flight(),
+                        "cold_starts": s.cold_starts.load(std::sync::atomic::Ordering::Relaxed),
+                        "throttled": s.throttled.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                });
             json!({
                 "name": v.name,
                 "model": v.model_name,
+                "serverless": serverless,
                 "instance_type": v.instance_type,
                 "weight": v.current_weight,
                 "desired_weight": v.desired_weight,

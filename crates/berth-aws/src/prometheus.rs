@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use berth_metrics::{render_prometheus, VariantKey};
+use std::sync::atomic::Ordering;
 
 pub async fn metrics(State(edge): State<Edge>) -> Response {
     let table = edge.router.table();
@@ -20,6 +21,29 @@ pub async fn metrics(State(edge): State<Edge>) -> Response {
         })
         .collect();
     instances.sort_by(|a, b| a.0.cmp(&b.0));
-    let body = render_prometheus(&table.metrics().snapshot(), &instances);
+    let mut body = render_prometheus(&table.metrics().snapshot(), &instances);
+    let serverless: Vec<(VariantKey, u64, u64)> = table
+        .routes()
+        .iter()
+        .flat_map(|route| {
+            route.variants.iter().filter_map(|v| {
+                let s = v.serverless.as_ref()?;
+                let key = VariantKey { endpoint: route.endpoint.clone(), variant: v.name.clone() };
+                Some((key, s.cold_starts.load(Ordering::Relaxed), s.throttled.load(Ordering::Relaxed)))
+            })
+        })
+        .collect();
+    if !serverless.is_empty() {
+        for (name, help, pick) in [
+            ("berth_serverless_cold_starts_total", "Instances a serverless variant started because a request found none.", 0),
+            ("berth_serverless_throttled_total", "Requests refused above a serverless variant's MaxConcurrency.", 1),
+        ] {
+            body += &format!("# HELP {name} {help}\n# TYPE {name} counter\n");
+            for (key, cold, throttled) in &serverless {
+                let value = if pick == 0 { cold } else { throttled };
+                body += &format!("{name}{{endpoint=\"{}\",variant=\"{}\"}} {value}\n", key.endpoint, key.variant);
+            }
+        }
+    }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

@@ -197,8 +197,14 @@ pub struct ProductionVariantSummary {
     pub deployed_images: Vec<DeployedImage>,
     pub current_weight: f64,
     pub desired_weight: f64,
-    pub current_instance_count: u32,
-    pub desired_instance_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_instance_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_instance_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_serverless_config: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_serverless_config: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub variant_status: Vec<VariantStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -50,6 +50,11 @@ impl Controller {
         if e.variant(&variant).is_none_or(|v| v.shadow) {
             return Err(ControlError::Validation(format!("The variant {variant} does not exist in endpoint {}.", e.name)));
         }
+        if e.variant(&variant).is_some_and(|v| v.serverless.is_some()) {
+            return Err(ControlError::Validation(format!(
+                "The variant {variant} is serverless: it scales by itself, with MaxConcurrency."
+            )));
+        }
         let existing = self.scalable_targets().await?.into_iter().find(|t| t.resource_id == r.resource_id);
         let (min, max) = match (&existing, r.min, r.max) {
             (_, Some(min), Some(max)) => (min, max),

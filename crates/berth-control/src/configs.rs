@@ -84,6 +84,12 @@ fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
         let member = |field: &str| format!("{list}.{}.member.{field}", index + 1);
         validate_name(&member("variantName"), &v.name)?;
         validate_name(&member("modelName"), &v.model_name)?;
+        if v.serverless.is_some() {
+            if variants[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&v.name)) {
+                return Err(ControlError::Validation(format!("Variant name '{}' appears more than once.", v.name)));
+            }
+            continue;
+        }
         validate_instance_type(&v.instance_type).map_err(|_| {
             ControlError::Validation(format!(
                 "1 validation error detected: Value '{}' at '{}' failed to satisfy constraint: Member must satisfy enum value set (see the ProductionVariantInstanceType shape of the SageMaker API)",

@@ -2,9 +2,9 @@
 //! and retired.
 
 use crate::Controller;
-use berth_domain::{instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
+use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
 use berth_instances::{Instance, InstanceSpec, ModelData};
-use berth_router::{EndpointRoute, GreenRoute, ShadowRoute, VariantRoute};
+use berth_router::{EndpointRoute, GreenRoute, ServerlessState, ShadowRoute, VariantRoute};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,12 +136,14 @@ fn variant_routes(states: &[VariantState], fleet: Option<&FleetMap>) -> Vec<Vari
             weight: v.current_weight,
             strategy: v.routing,
             instance_type: v.instance_type.clone(),
+            memory_mib: v.serverless.map_or_else(|| instance_memory_mib(&v.instance_type), |s| u64::from(s.memory_mb)),
             instances: fleet
                 .and_then(|f| f.get(&v.name))
                 .map(|vf| vf.instances.iter().map(|i| i.slot().clone()).collect())
                 .unwrap_or_default(),
             // Replaced by the routing table's own when the route is published.
             metrics: Default::default(),
+            serverless: v.serverless.map(|s| Arc::new(ServerlessState::new(s.max_concurrency))),
         })
         .collect()
 }
@@ -171,9 +173,15 @@ impl Controller {
         // What berth tells every instance about its size: worker threads are the instance
         // type's vCPUs, capped by the host's cores (built-in images size their thread pools by it).
         let host_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let threads = instance_vcpus(&v.instance_type).min(host_cores as u32).max(1);
+        // Serverless memory buys CPU as on SageMaker (and Lambda): about a vCPU per 1,769 MB.
+        let vcpus = v.serverless.map_or_else(|| instance_vcpus(&v.instance_type), |s| s.memory_mb / 1769 + 1);
+        let threads = vcpus.min(host_cores as u32).max(1);
         let mut environment = container.environment.clone();
-        environment.insert("BERTH_INSTANCE_TYPE".into(), v.instance_type.clone());
+        let instance_type = match v.serverless {
+            Some(s) => format!("serverless-{}mb", s.memory_mb),
+            None => v.instance_type.clone(),
+        };
+        environment.insert("BERTH_INSTANCE_TYPE".into(), instance_type);
         environment.insert("BERTH_WORKER_THREADS".into(), threads.to_string());
         environment.insert("BERTH_DATA_DIR".into(), self.settings.data_dir.display().to_string());
         let mut set = JoinSet::new();

@@ -210,6 +210,14 @@ impl Controller {
                 endpoint.arn
             )));
         }
+        if let Some(d) =
+            desired.iter().find(|d| d.instance_count.is_some() && endpoint.variant(&d.variant).is_some_and(|v| v.serverless.is_some()))
+        {
+            return Err(ControlError::Validation(format!(
+                "Variant {} is serverless: it has no DesiredInstanceCount (instances start on demand).",
+                d.variant
+            )));
+        }
         for d in &desired {
             let v = endpoint.variants.iter_mut().find(|v| v.name == d.variant).expect("checked above");
             if let Some(w) = d.weight {
@@ -380,11 +388,16 @@ impl Controller {
                 current_weight: spec.initial_weight,
                 desired_weight: spec.initial_weight,
                 current_instance_count: 0,
-                desired_instance_count: spec.initial_instance_count,
+                // A serverless variant starts with no instance, or one kept warm.
+                desired_instance_count: match spec.serverless {
+                    Some(s) => u32::from(s.provisioned_concurrency.is_some()),
+                    None => spec.initial_instance_count,
+                },
                 routing: spec.routing.unwrap_or_default(),
                 container_startup_timeout_secs: spec.container_startup_timeout_secs,
                 image_resolved: None,
                 shadow: spec.shadow,
+                serverless: spec.serverless,
             });
         }
         Ok(states)

@@ -319,6 +319,7 @@ impl Controller {
             model_data_download_timeout_secs: None,
             routing: None,
             shadow: true,
+            serverless: None,
         });
         if x.end.is_none() {
             x.end = Some(Timestamp::from_millis(Timestamp::now().millis() + DEFAULT_EXPERIMENT_SECS * 1000));
@@ -440,6 +441,7 @@ fn specs_of(endpoint: &berth_domain::Endpoint) -> Vec<VariantSpec> {
             model_data_download_timeout_secs: None,
             routing: Some(v.routing),
             shadow: v.shadow,
+            serverless: v.serverless,
         })
         .collect()
 }

@@ -18,6 +18,7 @@ mod lifecycle;
 mod listing;
 mod metrics;
 mod models;
+mod serverless;
 mod tags;
 
 pub use alarms::PutAlarm;

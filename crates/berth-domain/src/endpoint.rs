@@ -1,4 +1,4 @@
-use crate::{ContainerSpec, DeploymentConfig, PendingDeployment, RoutingStrategy, Timestamp};
+use crate::{ContainerSpec, DeploymentConfig, PendingDeployment, RoutingStrategy, ServerlessConfig, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// An endpoint and the state of its variants.
@@ -108,6 +108,9 @@ pub struct VariantState {
     /// A shadow variant (see [`crate::VariantSpec::shadow`]).
     #[serde(default)]
     pub shadow: bool,
+    /// A serverless variant (see [`crate::VariantSpec::serverless`]).
+    #[serde(default)]
+    pub serverless: Option<ServerlessConfig>,
 }
 
 #[cfg(test)]

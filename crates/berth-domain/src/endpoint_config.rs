@@ -33,6 +33,45 @@ pub struct VariantSpec {
     /// answers callers.
     #[serde(default)]
     pub shadow: bool,
+    /// A serverless variant (`ServerlessConfig`): no instance type or count; instances start
+    /// on demand and stop when idle.
+    #[serde(default)]
+    pub serverless: Option<ServerlessConfig>,
+}
+
+/// SageMaker's `ServerlessConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerlessConfig {
+    pub memory_mb: u32,
+    pub max_concurrency: u32,
+    /// Concurrency kept warm: berth keeps an instance running while this is set.
+    pub provisioned_concurrency: Option<u32>,
+}
+
+impl ServerlessConfig {
+    /// SageMaker's bounds: 1,024–6,144 MB in steps of 1,024; MaxConcurrency 1–200;
+    /// ProvisionedConcurrency 1–MaxConcurrency.
+    pub fn validate(&self, member: &str) -> Result<(), crate::DomainError> {
+        let invalid = |m: String| Err(crate::DomainError::Validation(m));
+        if !(1024..=6144).contains(&self.memory_mb) || !self.memory_mb.is_multiple_of(1024) {
+            return invalid(format!(
+                "1 validation error detected: Value '{}' at '{member}.memorySizeInMB' failed to satisfy constraint: Member must be one of 1024, 2048, 3072, 4096, 5120, 6144",
+                self.memory_mb
+            ));
+        }
+        if !(1..=200).contains(&self.max_concurrency) {
+            return invalid(format!(
+                "1 validation error detected: Value '{}' at '{member}.maxConcurrency' failed to satisfy constraint: Member must have value between 1 and 200",
+                self.max_concurrency
+            ));
+        }
+        if let Some(p) = self.provisioned_concurrency {
+            if p < 1 || p > self.max_concurrency {
+                return invalid(format!("ProvisionedConcurrency ({p}) must be between 1 and MaxConcurrency ({}).", self.max_concurrency));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a variant picks one of its instances for a request.

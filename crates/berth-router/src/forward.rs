@@ -52,6 +52,12 @@ pub enum InvokeError {
     Failed { variant: String, message: String },
     #[error("timed out")]
     Timeout { variant: String, seconds: u64 },
+    /// A serverless variant has MaxConcurrency requests in flight.
+    #[error("throttled")]
+    Throttled { variant: String, max_concurrency: u32 },
+    /// A serverless variant could not start an instance for the request.
+    #[error("cold start failed: {reason}")]
+    ColdStartFailed { variant: String, reason: String },
 }
 
 /// Sends requests to instances over pooled keep-alive connections.

@@ -6,15 +6,18 @@
 
 mod forward;
 mod pool;
+mod serverless;
 mod shadow;
 mod table;
 
 pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse};
+pub use serverless::{ServerlessRegistry, ServerlessState};
 pub use shadow::{ShadowComparison, ShadowLog, ShadowRoute, ShadowStats, KEPT_COMPARISONS};
 pub use table::{EndpointRoute, GreenRoute, RoutingTable, VariantRoute};
 
 use berth_metrics::Outcome;
 use bytes::Bytes;
+use serverless::Admitted;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +29,9 @@ pub struct Router {
     /// Shadow copies in flight, across endpoints (bounded: a slow shadow must not pile up work).
     shadows_in_flight: Arc<AtomicUsize>,
 }
+
+/// The longest a request waits for a serverless variant's cold start.
+const COLD_START_WAIT: Duration = Duration::from_secs(120);
 
 /// The most shadow copies in flight at once; beyond, copies are dropped (and counted).
 const MAX_SHADOWS_IN_FLIGHT: usize = 256;
@@ -50,13 +56,33 @@ impl Router {
     pub async fn invoke(&self, endpoint: &str, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
         let started = Instant::now();
         let mut attempt = 0;
+        // A serverless variant counts the request against its MaxConcurrency until it ends.
+        let mut admitted: Option<(String, Admitted)> = None;
+        let mut cold_wait = Duration::ZERO;
         loop {
             attempt += 1;
             // Reload the route each attempt: a retry after a failed connect should see the
             // instances the controller has published since.
             let route = self.table.get(endpoint).ok_or(InvokeError::EndpointNotFound)?;
             let variant = route.pick_variant(req.target_variant.as_deref(), fastrand::f64())?;
+            if let Some(state) = &variant.serverless {
+                if admitted.as_ref().is_none_or(|(name, _)| *name != variant.name) {
+                    drop(admitted.take()); // a different variant now: release the first one's slot
+                    let Some(a) = state.admit() else {
+                        return Err(InvokeError::Throttled { variant: variant.name.clone(), max_concurrency: state.max_concurrency() });
+                    };
+                    admitted = Some((variant.name.clone(), a));
+                }
+            }
             let Some((slot, in_flight)) = variant.pick_instance() else {
+                if let Some(state) = &variant.serverless {
+                    // A cold start: ask for an instance and wait for it, queued, not failed.
+                    let waited = Instant::now();
+                    self.wait_for_instance(&route.endpoint, &variant.name, state).await?;
+                    cold_wait += waited.elapsed();
+                    attempt -= 1;
+                    continue;
+                }
                 variant.metrics.record(Outcome::Unavailable, None, micros(started.elapsed()));
                 return Err(InvokeError::NoHealthyInstance { variant: variant.name.clone() });
             };
@@ -74,12 +100,42 @@ impl Router {
                 Err(InvokeError::ModelError { status, .. }) if *status < 500 => (Outcome::ModelClientError, Some(model)),
                 Err(_) => (Outcome::ModelServerError, Some(model)),
             };
-            let overhead = started.elapsed().saturating_sub(model.unwrap_or_default());
+            // A cold start's wait is ModelSetupTime, not berth's overhead.
+            let overhead = started.elapsed().saturating_sub(model.unwrap_or_default()).saturating_sub(cold_wait);
             variant.metrics.record(outcome, model.map(micros), micros(overhead));
             if !route.shadows.is_empty() {
                 self.copy_to_shadows(&route, &req, &result);
             }
             return result;
+        }
+    }
+
+    /// Waits until the serverless variant has an instance (asking the controller for one), its
+    /// cold start fails, or the wait is longer than a start may take.
+    async fn wait_for_instance(&self, endpoint: &str, variant: &str, state: &Arc<ServerlessState>) -> Result<(), InvokeError> {
+        let since = Instant::now();
+        let deadline = since + COLD_START_WAIT;
+        loop {
+            let notified = state.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let ready = self
+                .table
+                .get(endpoint)
+                .is_some_and(|r| r.variants.iter().any(|v| v.name == variant && v.instances.iter().any(|i| i.is_healthy())));
+            if ready {
+                return Ok(());
+            }
+            if let Some(reason) = state.failure_since(since) {
+                return Err(InvokeError::ColdStartFailed { variant: variant.to_string(), reason });
+            }
+            self.table.serverless().ask_for_instance(endpoint, variant);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero()
+                || tokio::time::timeout(left.min(Duration::from_secs(1)), notified).await.is_err() && Instant::now() >= deadline
+            {
+                return Err(InvokeError::NoHealthyInstance { variant: variant.to_string() });
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+use crate::serverless::{ServerlessRegistry, ServerlessState};
 use crate::shadow::{ShadowLog, ShadowRoute};
 use crate::InvokeError;
 use arc_swap::ArcSwap;
@@ -16,6 +17,8 @@ pub struct RoutingTable {
     metrics: MetricsRegistry,
     /// What shadow variants answered, compared with production.
     shadows: ShadowLog,
+    /// Serverless variants' concurrency and cold-start state.
+    serverless: ServerlessRegistry,
 }
 
 impl RoutingTable {
@@ -35,6 +38,10 @@ impl RoutingTable {
         &self.shadows
     }
 
+    pub fn serverless(&self) -> &ServerlessRegistry {
+        &self.serverless
+    }
+
     /// Every published route, for readers such as metrics exposition.
     pub fn routes(&self) -> Vec<Arc<EndpointRoute>> {
         self.endpoints.load().values().cloned().collect()
@@ -45,8 +52,14 @@ impl RoutingTable {
         let mut instances: HashMap<String, usize> = HashMap::new();
         let green = route.green.as_mut().map(|g| g.variants.iter_mut()).into_iter().flatten();
         let shadows = route.shadows.iter_mut().map(|s| &mut s.variant);
+        let mut woken = Vec::new();
         for v in route.variants.iter_mut().chain(green).chain(shadows) {
             v.metrics = self.metrics.variant(&route.endpoint, &v.name);
+            if let Some(placeholder) = &v.serverless {
+                let state = self.serverless.state(&route.endpoint, &v.name, placeholder.max_concurrency());
+                woken.push(state.clone());
+                v.serverless = Some(state);
+            }
             *instances.entry(v.name.clone()).or_default() += v.instances.len();
         }
         for (name, n) in instances {
@@ -59,10 +72,15 @@ impl RoutingTable {
             map.insert(key.clone(), route.clone());
             map
         });
+        // Requests waiting for a serverless instance look again.
+        for state in woken {
+            state.ready.notify_waiters();
+        }
     }
 
     pub fn remove(&self, endpoint: &str) {
         self.shadows.remove(endpoint);
+        self.serverless.remove(endpoint);
         let key = endpoint.to_ascii_lowercase();
         self.endpoints.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -99,9 +117,14 @@ pub struct VariantRoute {
     pub strategy: RoutingStrategy,
     /// The instance type the variant runs on (what its instances are sized and measured by).
     pub instance_type: String,
+    /// The memory of one instance (the instance type's, or a serverless variant's MemorySizeInMB).
+    pub memory_mib: u64,
     pub instances: Vec<Arc<InstanceSlot>>,
     /// Set by [`RoutingTable::publish`].
     pub metrics: Arc<VariantMetrics>,
+    /// For a serverless variant: its concurrency limit and cold-start state (a placeholder
+    /// with the MaxConcurrency until [`RoutingTable::publish`] attaches the shared one).
+    pub serverless: Option<Arc<ServerlessState>>,
 }
 
 impl EndpointRoute {
@@ -175,6 +198,7 @@ mod tests {
             weight,
             strategy: RoutingStrategy::default(),
             instance_type: String::new(),
+            memory_mib: 0,
             instances: vec![],
             metrics: Default::default(),
         }
@@ -214,7 +238,16 @@ mod tests {
 
     fn healthy_variant(strategy: RoutingStrategy, n: u16) -> VariantRoute {
         let instances = (0..n).map(|i| Arc::new(InstanceSlot::healthy_for_tests(&format!("i{i}"), 1000 + i))).collect();
-        VariantRoute { name: "A".into(), weight: 1.0, strategy, instance_type: String::new(), instances, metrics: Default::default() }
+        VariantRoute {
+            name: "A".into(),
+            weight: 1.0,
+            strategy,
+            instance_type: String::new(),
+            memory_mib: 0,
+            instances,
+            metrics: Default::default(),
+            serverless: None,
+        }
     }
 
     #[test]
@@ -265,8 +298,10 @@ mod tests {
             weight: 1.0,
             strategy: RoutingStrategy::LeastOutstandingRequests,
             instance_type: String::new(),
+            memory_mib: 0,
             instances: vec![Arc::new(InstanceSlot::new("i1".into()))],
             metrics: Default::default(),
+            serverless: None,
         };
         assert!(v.pick_instance().is_none());
         assert_eq!(v.instances[0].outstanding(), 0);

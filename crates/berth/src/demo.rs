@@ -51,6 +51,7 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
             model_data_download_timeout_secs: None,
             routing: None,
             shadow: false,
+            serverless: None,
         });
     }
     let config = CreateEndpointConfig { name: "demo-config".into(), variants, kms_key_id: None, tags: vec![] };

@@ -4,7 +4,7 @@
 //! alarms and moves inference experiments on. Events past the retention period are pruned with the rollups.
 
 use berth_control::Controller;
-use berth_domain::{instance_memory_mib, Timestamp};
+use berth_domain::Timestamp;
 use berth_instances::{disk_used_percent, host_memory_bytes, UsageProbe};
 use berth_metrics::{InstanceUtilization, MetricsRegistry, SecondSample, Utilization, VariantKey};
 use berth_router::RoutingTable;
@@ -108,7 +108,7 @@ fn measure(probe: &mut UsageProbe, routing: &RoutingTable, data_dir: &Path, host
     let mut out = BTreeMap::new();
     for route in &routes {
         for v in &route.variants {
-            let memory = (instance_memory_mib(&v.instance_type) * 1024 * 1024).min(host_memory) as f64;
+            let memory = (v.memory_mib.max(1) * 1024 * 1024).min(host_memory) as f64;
             let instances: Vec<InstanceUtilization> = v
                 .instances
                 .iter()

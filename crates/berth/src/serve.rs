@@ -66,6 +66,9 @@ pub struct ServeArgs {
     /// SageMakerVariantInvocationsPerInstance is still per minute).
     #[arg(long, env = "BERTH_SCALING_WINDOW", default_value_t = 60)]
     scaling_window: u64,
+    /// Seconds a serverless variant's instance may sit idle before it stops (scale to zero).
+    #[arg(long, env = "BERTH_SERVERLESS_IDLE", default_value_t = 300)]
+    serverless_idle: u64,
     /// Also deploy the demo: endpoint `demo`, two bundled iris models on `berth/onnx` at 1:1
     /// (installs ONNX Runtime into the data dir with python3's pip when none is found).
     #[arg(long, env = "BERTH_DEMO")]
@@ -155,6 +158,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scaling_window_secs: args.scaling_window.max(1),
     };
     tokio::spawn(crate::metrics_history::run(controller.clone(), routing.clone(), settings));
+    tokio::spawn(controller.clone().run_serverless(Duration::from_secs(args.serverless_idle)));
 
     let app = berth_aws::app(Edge { controller: controller.clone(), router });
     // Served from a runtime task, not from `block_on`'s thread: a future polled by `block_on`
