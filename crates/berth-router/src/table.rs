@@ -201,6 +201,7 @@ mod tests {
             memory_mib: 0,
             instances: vec![],
             metrics: Default::default(),
+            serverless: None,
         }
     }
 
