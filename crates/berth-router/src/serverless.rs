@@ -137,3 +137,32 @@ impl ServerlessRegistry {
         self.states.lock().unwrap_or_else(|e| e.into_inner()).retain(|(e, _), _| *e != key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_stops_at_max_concurrency() {
+        let s = Arc::new(ServerlessState::new(2));
+        let first = s.admit().unwrap();
+        let _second = s.admit().unwrap();
+        assert!(s.admit().is_none());
+        assert_eq!(s.throttled.load(Ordering::Relaxed), 1);
+        drop(first);
+        assert!(s.admit().is_some(), "a finished request frees its slot");
+        assert_eq!(s.idle_secs(), 0);
+    }
+
+    #[test]
+    fn the_registry_keeps_one_state_per_variant() {
+        let r = ServerlessRegistry::default();
+        let a = r.state("Ep", "V", 3);
+        let b = r.state("ep", "V", 5);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.max_concurrency(), 5, "the latest config's MaxConcurrency");
+        r.ask_for_instance("ep", "V");
+        assert_eq!(r.take_demand().unwrap().try_recv().unwrap(), ("ep".to_string(), "V".to_string()));
+        assert!(r.take_demand().is_none(), "one consumer");
+    }
+}
