@@ -150,3 +150,16 @@ def test_serverless_errors(server):
             ServiceNamespace="sagemaker", ResourceId=f"endpoint/{ep2}/variant/V", ScalableDimension="sagemaker:variant:DesiredInstanceCount", MinCapacity=1, MaxCapacity=2
         )
     assert "serverless" in e.value.response["Error"]["Message"]
+
+
+def test_serverless_update_config_changes_concurrency(server):
+    sm = server.sm()
+    ep, _ = serverless_endpoint(sm, concurrency=2)
+    assert variant_view(server, ep)["healthy_instances"] == 0
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=ep, DesiredWeightsAndCapacities=[{"VariantName": "V", "ServerlessUpdateConfig": {"MaxConcurrency": 7, "ProvisionedConcurrency": 1}}]
+    )
+    v = sm.describe_endpoint(EndpointName=ep)["ProductionVariants"][0]
+    assert v["CurrentServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 7, "ProvisionedConcurrency": 1}
+    assert variant_view(server, ep)["serverless"]["max_concurrency"] == 7
+    wait_instances(server, ep, 1)  # provisioned: warm without a request

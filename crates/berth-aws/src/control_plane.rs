@@ -145,11 +145,15 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
             let input: wire::UpdateEndpointWeightsAndCapacitiesInput = parse(body)?;
             let mut desired = Vec::new();
             for d in input.desired_weights_and_capacities {
-                unsupported(d.serverless_update_config.is_some(), "ServerlessUpdateConfig")?;
+                let serverless = d.serverless_update_config.map(|c| {
+                    let field = |name: &str| c.get(name).and_then(Value::as_u64).map(|n| n as u32);
+                    (field("MaxConcurrency"), field("ProvisionedConcurrency"))
+                });
                 desired.push(DesiredWeightAndCapacity {
                     variant: d.variant_name,
                     weight: d.desired_weight,
                     instance_count: d.desired_instance_count,
+                    serverless,
                 });
             }
             Ok(json!({ "EndpointArn": c.update_weights_and_capacities(&input.endpoint_name, desired).await?.arn }))

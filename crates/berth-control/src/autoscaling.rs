@@ -301,7 +301,7 @@ impl Controller {
             }
         }
         let Some((to, cause)) = decision else { return Ok(()) };
-        let desired = vec![DesiredWeightAndCapacity { variant: variant.clone(), weight: None, instance_count: Some(to) }];
+        let desired = vec![DesiredWeightAndCapacity { variant: variant.clone(), weight: None, instance_count: Some(to), serverless: None }];
         self.update_weights_and_capacities(&e.name, desired).await?;
         let verb = if to > current { "Increasing" } else { "Decreasing" };
         let activity = ScalingActivity {

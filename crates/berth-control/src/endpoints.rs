@@ -46,6 +46,9 @@ pub struct DesiredWeightAndCapacity {
     pub variant: String,
     pub weight: Option<f64>,
     pub instance_count: Option<u32>,
+    /// A serverless variant's new MaxConcurrency and ProvisionedConcurrency
+    /// (`ServerlessUpdateConfig`; 0 provisioned = none).
+    pub serverless: Option<(Option<u32>, Option<u32>)>,
 }
 
 impl Controller {
@@ -220,6 +223,20 @@ impl Controller {
         }
         for d in &desired {
             let v = endpoint.variants.iter_mut().find(|v| v.name == d.variant).expect("checked above");
+            if let Some((max, provisioned)) = d.serverless {
+                let Some(mut config) = v.serverless else {
+                    return Err(ControlError::Validation(format!(
+                        "Variant {} is not serverless: ServerlessUpdateConfig does not apply.",
+                        v.name
+                    )));
+                };
+                config.max_concurrency = max.unwrap_or(config.max_concurrency);
+                if let Some(p) = provisioned {
+                    config.provisioned_concurrency = (p > 0).then_some(p);
+                }
+                config.validate("desiredWeightsAndCapacities.member.serverlessUpdateConfig")?;
+                v.serverless = Some(config);
+            }
             if let Some(w) = d.weight {
                 v.current_weight = w;
                 v.desired_weight = w;
@@ -448,8 +465,11 @@ fn check_desired(desired: &[DesiredWeightAndCapacity]) -> Result<(), ControlErro
     }
     for (i, d) in desired.iter().enumerate() {
         validate_name(&format!("desiredWeightsAndCapacities.{}.member.variantName", i + 1), &d.variant)?;
-        if d.weight.is_none() && d.instance_count.is_none() {
-            return Err(ControlError::Validation(format!("Variant {} must specify DesiredWeight or DesiredInstanceCount.", d.variant)));
+        if d.weight.is_none() && d.instance_count.is_none() && d.serverless.is_none() {
+            return Err(ControlError::Validation(format!(
+                "Variant {} must specify DesiredWeight, DesiredInstanceCount or ServerlessUpdateConfig.",
+                d.variant
+            )));
         }
         if let Some(w) = d.weight {
             if !(w.is_finite() && w >= 0.0) {

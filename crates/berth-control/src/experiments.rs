@@ -187,8 +187,12 @@ impl Controller {
             let endpoint = self.describe_endpoint(&x.endpoint_name).await?;
             let source = endpoint.variant(&x.source_variant).map_or(1.0, |v| v.desired_weight);
             let weight = source * f64::from(x.sampling_percentage) / 100.0;
-            let desired =
-                vec![crate::DesiredWeightAndCapacity { variant: x.shadow_variant.clone(), weight: Some(weight), instance_count: None }];
+            let desired = vec![crate::DesiredWeightAndCapacity {
+                variant: x.shadow_variant.clone(),
+                weight: Some(weight),
+                instance_count: None,
+                serverless: None,
+            }];
             self.update_weights_and_capacities(&x.endpoint_name, desired).await?;
         }
         Ok(x)
