@@ -134,6 +134,11 @@ fn endpoint_json(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsR
         "failure_reason": e.failure_reason,
         "config": e.config_name,
         "pending_config": e.pending_config_name,
+        "deployment": e.pending_deployment.as_ref().map(|p| json!({
+            "phase": p.phase.as_str(),
+            "message": p.message,
+            "new_fleet_share": p.green_share,
+        })),
         "created": e.created.as_secs_f64(),
         "modified": e.modified.as_secs_f64(),
         "variants": variants,

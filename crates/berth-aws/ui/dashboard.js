@@ -78,6 +78,10 @@
       el("span", { class: "status " + ep.status, text: ep.status }),
       el("span", { class: "muted", text: "config " + ep.config + (ep.pending_config ? " → " + ep.pending_config : "") }),
     );
+    if (ep.deployment) {
+      const d = ep.deployment;
+      card.head.append(el("span", { class: "deployment", text: `${d.phase}: ${d.message} (new fleet ${(d.new_fleet_share * 100).toFixed(0)}%)` }));
+    }
     if (ep.failure_reason) card.head.append(el("span", { class: "reason", text: ep.failure_reason }));
   }
 
@@ -99,7 +103,7 @@
         [errors === null ? "–" : num(errors * 100, 1) + "%"],
         [num(u.cpu, 0)],
         [num(u.memory, 1)],
-        [String(v.restarts)],
+        [v.serverless ? `${v.restarts} · ${v.serverless.cold_starts} cold` : String(v.restarts)],
         [String(v.totals.invocations)],
       ];
       const classes = ["variant", "", "num instances", "", "num rps", "num p50", "num p99", "num errors", "num cpu", "num mem", "num restarts", "num total"];
