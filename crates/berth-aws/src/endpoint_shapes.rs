@@ -4,7 +4,7 @@ use crate::control_plane::{secs, tags, unsupported};
 use crate::error::ApiError;
 use crate::wire::{self, ProductionVariant};
 use berth_control::CreateEndpointConfig;
-use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, ServerlessConfig, VariantSpec, VariantState};
+use berth_domain::{DataCapture, Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, ServerlessConfig, VariantSpec, VariantState};
 use serde_json::Value;
 
 // ---- endpoint configs -----------------------------------------------------------------
@@ -95,12 +95,18 @@ pub(crate) fn serverless_config_wire(c: &ServerlessConfig) -> Value {
 }
 
 pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, ApiError> {
-    unsupported(input.data_capture_config.is_some(), "DataCaptureConfig")?;
     unsupported(input.async_inference_config.is_some(), "AsyncInferenceConfig")?;
     let production = input.production_variants.into_iter().enumerate().map(|(i, v)| variant_spec(i, v, false));
     let shadows = input.shadow_production_variants.unwrap_or_default().into_iter().enumerate().map(|(i, v)| variant_spec(i, v, true));
     let variants = production.chain(shadows).collect::<Result<_, _>>()?;
-    Ok(CreateEndpointConfig { name: input.endpoint_config_name, variants, kms_key_id: input.kms_key_id, tags: tags(input.tags) })
+    let data_capture = input.data_capture_config.map(data_capture).transpose()?;
+    Ok(CreateEndpointConfig {
+        name: input.endpoint_config_name,
+        variants,
+        kms_key_id: input.kms_key_id,
+        tags: tags(input.tags),
+        data_capture,
+    })
 }
 
 pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
@@ -122,6 +128,7 @@ pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
         production_variants: c.variants.iter().filter(|v| !v.shadow).map(wire).collect(),
         shadow_production_variants: c.variants.iter().filter(|v| v.shadow).map(wire).collect(),
         kms_key_id: c.kms_key_id.clone(),
+        data_capture_config: c.data_capture.as_ref().map(data_capture_wire),
         creation_time: secs(c.created),
     };
     serde_json::to_value(out).expect("wire shapes serialize")
@@ -172,7 +179,97 @@ pub(crate) fn describe_endpoint(e: &Endpoint) -> Value {
         creation_time: secs(e.created),
         last_modified_time: secs(e.modified),
         last_deployment_config: e.last_deployment_config.as_ref().map(crate::guardrails::deployment_config_wire),
+        data_capture_config: e.data_capture.as_ref().map(|c| {
+            serde_json::json!({
+                "EnableCapture": c.enabled,
+                "CaptureStatus": if c.enabled { "Started" } else { "Stopped" },
+                "CurrentSamplingPercentage": c.sampling_percentage,
+                "DestinationS3Uri": c.destination,
+                "KmsKeyId": c.kms_key_id.clone().unwrap_or_default(),
+            })
+        }),
         pending_deployment_summary: crate::guardrails::pending_deployment_summary(e),
     };
     serde_json::to_value(out).expect("wire shapes serialize")
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DataCaptureWire {
+    enable_capture: Option<bool>,
+    initial_sampling_percentage: u32,
+    #[serde(rename = "DestinationS3Uri")]
+    destination_s3_uri: String,
+    kms_key_id: Option<String>,
+    capture_options: Vec<CaptureOptionWire>,
+    capture_content_type_header: Option<ContentTypesWire>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CaptureOptionWire {
+    capture_mode: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContentTypesWire {
+    #[serde(default)]
+    csv_content_types: Vec<String>,
+    #[serde(default)]
+    json_content_types: Vec<String>,
+}
+
+fn data_capture(v: Value) -> Result<DataCapture, ApiError> {
+    let w: DataCaptureWire = serde_json::from_value(v).map_err(|e| ApiError::validation(format!("DataCaptureConfig is not valid: {e}")))?;
+    let (mut input, mut output) = (false, false);
+    for o in &w.capture_options {
+        match o.capture_mode.as_str() {
+            "Input" => input = true,
+            "Output" => output = true,
+            "InputAndOutput" => (input, output) = (true, true),
+            other => return Err(crate::control_plane::enum_error("captureMode", other, &["Input", "Output", "InputAndOutput"])),
+        }
+    }
+    let types = w.capture_content_type_header.unwrap_or(ContentTypesWire { csv_content_types: vec![], json_content_types: vec![] });
+    let c = DataCapture {
+        enabled: w.enable_capture.unwrap_or(true),
+        sampling_percentage: w.initial_sampling_percentage,
+        destination: w.destination_s3_uri.trim_end_matches('/').to_string(),
+        kms_key_id: w.kms_key_id,
+        input,
+        output,
+        csv_types: types.csv_content_types,
+        json_types: types.json_content_types,
+    };
+    c.validate().map_err(|e| ApiError::validation(e.to_string()))?;
+    Ok(c)
+}
+
+fn data_capture_wire(c: &DataCapture) -> Value {
+    let mode = match (c.input, c.output) {
+        (true, true) => vec!["Input", "Output"],
+        (true, false) => vec!["Input"],
+        _ => vec!["Output"],
+    };
+    let mut v = serde_json::json!({
+        "EnableCapture": c.enabled,
+        "InitialSamplingPercentage": c.sampling_percentage,
+        "DestinationS3Uri": c.destination,
+        "CaptureOptions": mode.iter().map(|m| serde_json::json!({"CaptureMode": m})).collect::<Vec<_>>(),
+    });
+    if let Some(k) = &c.kms_key_id {
+        v["KmsKeyId"] = serde_json::json!(k);
+    }
+    if !c.csv_types.is_empty() || !c.json_types.is_empty() {
+        let mut h = serde_json::json!({});
+        if !c.csv_types.is_empty() {
+            h["CsvContentTypes"] = serde_json::json!(c.csv_types);
+        }
+        if !c.json_types.is_empty() {
+            h["JsonContentTypes"] = serde_json::json!(c.json_types);
+        }
+        v["CaptureContentTypeHeader"] = h;
+    }
+    v
 }

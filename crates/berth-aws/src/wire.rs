@@ -126,6 +126,8 @@ pub struct DescribeEndpointConfigOutput {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shadow_production_variants: Vec<ProductionVariant>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_capture_config: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
     pub creation_time: f64,
 }
@@ -229,6 +231,8 @@ pub struct DescribeEndpointOutput {
     pub last_deployment_config: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_deployment_summary: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_capture_config: Option<serde_json::Value>,
 }
 
 /// The members shared by ListModels, ListEndpointConfigs and ListEndpoints.

@@ -1,7 +1,7 @@
 use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_instance_type, validate_name, EndpointConfig, ResourceKind, Timestamp, VariantSpec};
+use berth_domain::{validate_instance_type, validate_name, DataCapture, EndpointConfig, ResourceKind, Timestamp, VariantSpec};
 use berth_store::Tag;
 
 #[derive(Debug, Clone)]
@@ -10,6 +10,7 @@ pub struct CreateEndpointConfig {
     pub variants: Vec<VariantSpec>,
     pub kms_key_id: Option<String>,
     pub tags: Vec<Tag>,
+    pub data_capture: Option<DataCapture>,
 }
 
 const MAX_VARIANTS: usize = 10;
@@ -19,6 +20,9 @@ impl Controller {
         validate_name("endpointConfigName", &req.name)?;
         validate_tags(&req.tags)?;
         validate_variants(&req.variants)?;
+        if let Some(c) = &req.data_capture {
+            c.validate()?;
+        }
         for v in &req.variants {
             let model = v.model_name.clone();
             if self.db(move |s| s.model(&model)).await?.is_none() {
@@ -32,6 +36,7 @@ impl Controller {
             created: Timestamp::now(),
             variants: req.variants,
             kms_key_id: req.kms_key_id,
+            data_capture: req.data_capture,
         };
         let (stored, tags, limit) = (config.clone(), req.tags, self.settings.limits.max_endpoint_configs);
         let count = |s: &dyn berth_store::StateStore| s.endpoint_configs().map(|c| c.len());

@@ -4,7 +4,7 @@
 use crate::Controller;
 use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
 use berth_instances::{Instance, InstanceSpec, ModelData};
-use berth_router::{EndpointRoute, GreenRoute, ServerlessState, ShadowRoute, VariantRoute};
+use berth_router::{CaptureSettings, EndpointRoute, GreenRoute, ServerlessState, ShadowRoute, VariantRoute};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,7 +112,15 @@ impl Fleets {
             .into_iter()
             .map(|v| ShadowRoute { sample: if total > 0.0 { (v.weight / total).min(1.0) } else { 0.0 }, variant: v })
             .collect();
-        EndpointRoute { endpoint: endpoint.name.clone(), variants, green, shadows }
+        let capture = endpoint.data_capture.as_ref().filter(|c| c.enabled).map(|c| CaptureSettings {
+            sampling_percentage: c.sampling_percentage,
+            destination: c.destination.as_str().into(),
+            input: c.input,
+            output: c.output,
+            csv_types: c.csv_types.clone().into(),
+            json_types: c.json_types.clone().into(),
+        });
+        EndpointRoute { endpoint: endpoint.name.clone(), variants, green, shadows, capture }
     }
 
     /// Takes every instance of every endpoint, for shutdown.

@@ -74,6 +74,8 @@ impl Controller {
             last_deployment_config: None,
             pending_deployment_config: None,
             pending_deployment: None,
+            data_capture: config.data_capture.clone(),
+            pending_data_capture: None,
         };
         if let Some(dc) = &req.deployment_config {
             let instances = endpoint.variants.iter().map(|v| v.desired_instance_count).sum();
@@ -178,6 +180,7 @@ impl Controller {
             endpoint.last_deployment_config = deployment.clone();
         }
         endpoint.pending_deployment_config = deployment.clone();
+        endpoint.pending_data_capture = config.data_capture.clone();
         endpoint.failure_reason = None;
         endpoint.modified = Timestamp::now();
         let stored = endpoint.clone();

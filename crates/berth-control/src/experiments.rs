@@ -347,9 +347,12 @@ impl Controller {
     ) -> Result<InferenceExperiment, ControlError> {
         let short: String = x.name.chars().take(50).collect();
         let config_name = format!("{short}-{:08x}", fastrand::u32(..));
+        // The endpoint keeps capturing as it did.
+        let data_capture = self.describe_endpoint(&x.endpoint_name).await?.data_capture;
         self.create_endpoint_config(CreateEndpointConfig {
             name: config_name.clone(),
             variants: specs,
+            data_capture,
             kms_key_id: x.kms_key.clone(),
             tags: vec![],
         })

@@ -263,6 +263,7 @@ impl Deployment {
             .map(|v| VariantState { current_instance_count: v.desired_instance_count, image_resolved: Some(now), ..v.clone() })
             .collect();
         done.config_name = self.config_name.clone();
+        done.adopt_pending_capture();
         done.clear_pending();
         done.status = EndpointStatus::InService;
         done.failure_reason = None;

@@ -73,6 +73,7 @@ impl Controller {
                     })
                     .collect();
                 done.config_name = endpoint.pending_config_name.clone().unwrap_or(endpoint.config_name.clone());
+                done.adopt_pending_capture();
                 done.clear_pending();
                 done.status = EndpointStatus::InService;
                 done.failure_reason = None;

@@ -1,4 +1,4 @@
-use crate::{ContainerSpec, DeploymentConfig, PendingDeployment, RoutingStrategy, ServerlessConfig, Timestamp};
+use crate::{ContainerSpec, DataCapture, DeploymentConfig, PendingDeployment, RoutingStrategy, ServerlessConfig, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// An endpoint and the state of its variants.
@@ -26,6 +26,12 @@ pub struct Endpoint {
     /// Progress of a guarded deployment in progress.
     #[serde(default)]
     pub pending_deployment: Option<PendingDeployment>,
+    /// Data capture of the config the endpoint runs.
+    #[serde(default)]
+    pub data_capture: Option<DataCapture>,
+    /// Data capture of the config an update is moving to.
+    #[serde(default)]
+    pub pending_data_capture: Option<DataCapture>,
 }
 
 impl Endpoint {
@@ -33,8 +39,14 @@ impl Endpoint {
         self.variants.iter().find(|v| v.name == name)
     }
 
+    /// The update in progress completed: its config's data capture applies from now on.
+    pub fn adopt_pending_capture(&mut self) {
+        self.data_capture = self.pending_data_capture.take();
+    }
+
     /// Forgets the update in progress (it completed, failed or was rolled back).
     pub fn clear_pending(&mut self) {
+        self.pending_data_capture = None;
         self.pending_config_name = None;
         self.pending_variants = None;
         self.pending_deployment = None;

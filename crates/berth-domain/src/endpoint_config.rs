@@ -9,6 +9,42 @@ pub struct EndpointConfig {
     pub created: Timestamp,
     pub variants: Vec<VariantSpec>,
     pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub data_capture: Option<DataCapture>,
+}
+
+/// SageMaker's `DataCaptureConfig`: a sample of requests and answers written as JSON Lines under
+/// `<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataCapture {
+    pub enabled: bool,
+    pub sampling_percentage: u32,
+    /// `s3://bucket/prefix` or `file:///absolute/dir`.
+    pub destination: String,
+    pub kms_key_id: Option<String>,
+    pub input: bool,
+    pub output: bool,
+    /// Content types written as text with encoding CSV or JSON (others are base64).
+    pub csv_types: Vec<String>,
+    pub json_types: Vec<String>,
+}
+
+impl DataCapture {
+    pub fn validate(&self) -> Result<(), crate::DomainError> {
+        let invalid = |m: String| Err(crate::DomainError::Validation(m));
+        if self.sampling_percentage > 100 {
+            return invalid(format!("InitialSamplingPercentage ({}) must be between 0 and 100.", self.sampling_percentage));
+        }
+        let ok = self.destination.strip_prefix("s3://").is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+            || self.destination.strip_prefix("file://").is_some_and(|p| p.starts_with('/'));
+        if !ok {
+            return invalid(format!("DestinationS3Uri '{}' must be s3://bucket/prefix or file:///absolute/directory.", self.destination));
+        }
+        if !self.input && !self.output {
+            return invalid("CaptureOptions must capture Input, Output or both.".into());
+        }
+        Ok(())
+    }
 }
 
 impl EndpointConfig {

@@ -13,6 +13,8 @@ mod extract;
 mod health;
 mod process;
 mod s3;
+
+pub use s3::S3Writer;
 mod slot;
 mod usage;
 

@@ -148,3 +148,31 @@ mod tests {
         assert_eq!(S3Location::parse("file:///x"), None);
     }
 }
+
+/// Writes objects to S3 (captured data), configured like model data's client.
+#[derive(Default)]
+pub struct S3Writer {
+    source: S3Source,
+}
+
+impl S3Writer {
+    /// Puts `body` at `s3://bucket/key`.
+    pub async fn put(&self, uri: &str, body: Vec<u8>) -> Result<(), String> {
+        let at = match S3Location::parse(uri) {
+            Some(Ok(at)) => at,
+            Some(Err(e)) => return Err(e),
+            None => return Err(format!("'{uri}' is not an s3:// URI")),
+        };
+        self.source
+            .client()
+            .await
+            .put_object()
+            .bucket(&at.bucket)
+            .key(&at.key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot write {at}: {}", DisplayErrorContext(&e)))
+    }
+}

@@ -4,12 +4,14 @@
 //! routes); the controller publishes a new route for an endpoint whenever its weights or
 //! instances change, so a change applies to the very next request and never to one in flight.
 
+mod capture;
 mod forward;
 mod pool;
 mod serverless;
 mod shadow;
 mod table;
 
+pub use capture::{CaptureQueue, CaptureRecord, CaptureSettings, CAPTURE_QUEUE};
 pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse};
 pub use serverless::{ServerlessRegistry, ServerlessState};
 pub use shadow::{ShadowComparison, ShadowLog, ShadowRoute, ShadowStats, KEPT_COMPARISONS};
@@ -106,6 +108,9 @@ impl Router {
             if !route.shadows.is_empty() {
                 self.copy_to_shadows(&route, &req, &result);
             }
+            if let (Some(settings), Ok(answer)) = (&route.capture, &result) {
+                self.capture(&route.endpoint, settings, &req, answer);
+            }
             return result;
         }
     }
@@ -137,6 +142,24 @@ impl Router {
                 return Err(InvokeError::NoHealthyInstance { variant: variant.to_string() });
             }
         }
+    }
+
+    /// Offers a sampled invocation to the capture writer (never waits; a full queue drops it).
+    fn capture(&self, endpoint: &str, settings: &CaptureSettings, req: &InvokeRequest, answer: &InvokeResponse) {
+        if fastrand::u32(0..100) >= settings.sampling_percentage {
+            return;
+        }
+        let text = |v: &Option<http::HeaderValue>, default: &str| v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(default).to_string();
+        let record = CaptureRecord {
+            endpoint: endpoint.to_string(),
+            variant: answer.variant.clone(),
+            settings: settings.clone(),
+            time_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+            inference_id: req.inference_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string),
+            input: settings.input.then(|| (text(&req.content_type, "application/octet-stream"), req.body.clone())),
+            output: settings.output.then(|| (text(&answer.content_type, "application/octet-stream"), answer.body.clone())),
+        };
+        self.table.capture().offer(record);
     }
 
     /// Sends sampled copies of a production request to the endpoint's shadow variants, in the

@@ -1,3 +1,4 @@
+use crate::capture::{CaptureQueue, CaptureSettings};
 use crate::serverless::{ServerlessRegistry, ServerlessState};
 use crate::shadow::{ShadowLog, ShadowRoute};
 use crate::InvokeError;
@@ -19,6 +20,8 @@ pub struct RoutingTable {
     shadows: ShadowLog,
     /// Serverless variants' concurrency and cold-start state.
     serverless: ServerlessRegistry,
+    /// Captured invocations on their way to the writer.
+    capture: CaptureQueue,
 }
 
 impl RoutingTable {
@@ -40,6 +43,10 @@ impl RoutingTable {
 
     pub fn serverless(&self) -> &ServerlessRegistry {
         &self.serverless
+    }
+
+    pub fn capture(&self) -> &CaptureQueue {
+        &self.capture
     }
 
     /// Every published route, for readers such as metrics exposition.
@@ -99,6 +106,8 @@ pub struct EndpointRoute {
     pub green: Option<GreenRoute>,
     /// Shadow variants: they get copies of production requests, and never answer callers.
     pub shadows: Vec<ShadowRoute>,
+    /// Data capture, when enabled.
+    pub capture: Option<CaptureSettings>,
 }
 
 /// The new fleet of a deployment in progress (its variants record into the same metrics as the
@@ -207,8 +216,13 @@ mod tests {
 
     #[test]
     fn target_variant_pins_even_at_zero_weight() {
-        let route =
-            EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0), variant("B", 0.0)], green: None, shadows: vec![] };
+        let route = EndpointRoute {
+            endpoint: "e".into(),
+            variants: vec![variant("A", 1.0), variant("B", 0.0)],
+            green: None,
+            shadows: vec![],
+            capture: None,
+        };
         assert_eq!(route.pick_variant(Some("B"), 0.1).unwrap().name, "B");
         assert!(matches!(route.pick_variant(Some("C"), 0.1), Err(InvokeError::VariantNotFound { .. })));
         assert_eq!(route.pick_variant(None, 0.99).unwrap().name, "A");
@@ -217,7 +231,8 @@ mod tests {
     #[test]
     fn the_new_fleet_takes_its_share() {
         let green = GreenRoute { variants: vec![variant("A", 1.0), variant("New", 1.0)], share: 0.25 };
-        let route = EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0)], green: Some(green), shadows: vec![] };
+        let route =
+            EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0)], green: Some(green), shadows: vec![], capture: None };
         let to_green = (0..1000).filter(|i| route.pick_variant(None, *i as f64 / 1000.0).unwrap().name == "New").count();
         assert_eq!(to_green, 125, "half of the new fleet's quarter");
         // A target variant is served by the fleet the draw picked, or by the other one.
@@ -229,8 +244,20 @@ mod tests {
     #[test]
     fn publish_replaces_and_remove_forgets() {
         let table = RoutingTable::default();
-        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("A", 1.0)], green: None, shadows: vec![] });
-        table.publish(EndpointRoute { endpoint: "Ep".into(), variants: vec![variant("B", 1.0)], green: None, shadows: vec![] });
+        table.publish(EndpointRoute {
+            endpoint: "Ep".into(),
+            variants: vec![variant("A", 1.0)],
+            green: None,
+            shadows: vec![],
+            capture: None,
+        });
+        table.publish(EndpointRoute {
+            endpoint: "Ep".into(),
+            variants: vec![variant("B", 1.0)],
+            green: None,
+            shadows: vec![],
+            capture: None,
+        });
         assert_eq!(table.get("ep").unwrap().variants[0].name, "B");
         assert_eq!(table.get("Ep").unwrap().variants[0].name, "B");
         table.remove("EP");

@@ -54,7 +54,7 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
             serverless: None,
         });
     }
-    let config = CreateEndpointConfig { name: "demo-config".into(), variants, kms_key_id: None, tags: vec![] };
+    let config = CreateEndpointConfig { name: "demo-config".into(), variants, kms_key_id: None, tags: vec![], data_capture: None };
     ignore_existing(controller.create_endpoint_config(config).await)?;
     let endpoint = CreateEndpoint { name: ENDPOINT.into(), config_name: "demo-config".into(), tags: vec![], deployment_config: None };
     ignore_existing(controller.create_endpoint(endpoint).await)?;

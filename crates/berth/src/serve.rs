@@ -159,6 +159,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     tokio::spawn(crate::metrics_history::run(controller.clone(), routing.clone(), settings));
     tokio::spawn(controller.clone().run_serverless(Duration::from_secs(args.serverless_idle)));
+    tokio::spawn(controller.clone().run_capture());
 
     let app = berth_aws::app(Edge { controller: controller.clone(), router });
     // Served from a runtime task, not from `block_on`'s thread: a future polled by `block_on`

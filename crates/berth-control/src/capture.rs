@@ -1,0 +1,184 @@
+//! The data capture writer: takes captured invocations from the router's queue and writes them
+//! in SageMaker's capture format (JSON Lines: `captureData.endpointInput`/`endpointOutput` with
+//! their encodings, `eventMetadata` with `eventId`, `inferenceId`, `inferenceTime`, plus berth's
+//! `variantName`) under `<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/`: appended to one file
+//! per hour for `file://`, one object per second with records for `s3://`.
+
+use crate::Controller;
+use base64::Engine;
+use berth_instances::S3Writer;
+use berth_router::{CaptureRecord, CaptureSettings};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a body is written: as text (CSV, JSON) when its content type says so, else base64.
+fn encode(content_type: &str, body: &[u8], s: &CaptureSettings) -> Value {
+    let base = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let listed = |types: &[String], default: &str| {
+        if types.is_empty() {
+            base == default
+        } else {
+            types.iter().any(|t| t.eq_ignore_ascii_case(&base))
+        }
+    };
+    let text = std::str::from_utf8(body).ok();
+    let (encoding, data) = match text {
+        Some(t) if listed(&s.csv_types, "text/csv") => ("CSV", t.to_string()),
+        Some(t) if listed(&s.json_types, "application/json") => ("JSON", t.to_string()),
+        _ => ("BASE64", base64::engine::general_purpose::STANDARD.encode(body)),
+    };
+    json!({ "observedContentType": content_type, "data": data, "encoding": encoding })
+}
+
+fn utc(time_ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+fn uuid() -> String {
+    let h = format!("{:032x}", fastrand::u128(..));
+    format!("{}-{}-4{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
+}
+
+/// One record as a line of SageMaker's capture format.
+pub(crate) fn capture_line(r: &CaptureRecord) -> String {
+    let t = utc(r.time_ms);
+    let mut data = json!({});
+    if let Some((ct, body)) = &r.input {
+        data["endpointInput"] = encode(ct, body, &r.settings);
+        data["endpointInput"]["mode"] = json!("INPUT");
+    }
+    if let Some((ct, body)) = &r.output {
+        data["endpointOutput"] = encode(ct, body, &r.settings);
+        data["endpointOutput"]["mode"] = json!("OUTPUT");
+    }
+    let mut metadata = json!({
+        "eventId": uuid(),
+        "inferenceTime": format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second()),
+        "variantName": r.variant,
+    });
+    if let Some(id) = &r.inference_id {
+        metadata["inferenceId"] = json!(id);
+    }
+    json!({ "captureData": data, "eventMetadata": metadata, "eventVersion": "0" }).to_string()
+}
+
+/// `<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh`
+fn hour_prefix(r: &CaptureRecord) -> String {
+    let t = utc(r.time_ms);
+    format!(
+        "{}/{}/{}/{:04}/{:02}/{:02}/{:02}",
+        r.settings.destination,
+        r.endpoint,
+        r.variant,
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour()
+    )
+}
+
+/// A capture file's name: when it was started (mm-ss-mmm of the hour) and a random id.
+fn file_name(time_ms: i64) -> String {
+    let t = utc(time_ms);
+    format!("{:02}-{:02}-{:03}-{}.jsonl", t.minute(), t.second(), t.millisecond(), uuid())
+}
+
+impl Controller {
+    /// Runs for the life of the server, writing what the router captures.
+    pub async fn run_capture(self: Arc<Self>) {
+        let Some(mut rx) = self.routing.capture().take_receiver() else { return };
+        let s3 = S3Writer::default();
+        // file:// hour directory → the file records are appended to.
+        let mut files: HashMap<String, String> = HashMap::new();
+        let mut pending: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    let Some(first) = got else { return };
+                    let mut batch = vec![first];
+                    while batch.len() < 1000 {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    for r in batch {
+                        let entry = pending.entry(hour_prefix(&r)).or_insert_with(|| (r.time_ms, Vec::new()));
+                        entry.1.extend_from_slice(capture_line(&r).as_bytes());
+                        entry.1.push(b'\n');
+                    }
+                }
+                _ = tick.tick() => {
+                    for (prefix, (first_ms, bytes)) in pending.drain() {
+                        if let Some(dir) = prefix.strip_prefix("file://") {
+                            let name = files.entry(prefix.clone()).or_insert_with(|| file_name(first_ms)).clone();
+                            let (dir, bytes) = (dir.to_string(), bytes);
+                            let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                                std::fs::create_dir_all(&dir)?;
+                                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(std::path::Path::new(&dir).join(name))?;
+                                f.write_all(&bytes)
+                            })
+                            .await;
+                            if !matches!(written, Ok(Ok(()))) {
+                                tracing::warn!(destination = %prefix, "cannot write captured data: {written:?}");
+                            }
+                        } else if let Err(e) = s3.put(&format!("{prefix}/{}", file_name(first_ms)), bytes).await {
+                            tracing::warn!(destination = %prefix, error = %e, "cannot write captured data");
+                        }
+                    }
+                    // Hours that ended get new files.
+                    if files.len() > 10_000 {
+                        files.clear();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn record(ct: &str, body: &'static [u8]) -> CaptureRecord {
+        let settings = CaptureSettings {
+            sampling_percentage: 100,
+            destination: "file:///data".into(),
+            input: true,
+            output: true,
+            csv_types: Arc::new([]),
+            json_types: Arc::new([]),
+        };
+        CaptureRecord {
+            endpoint: "ep".into(),
+            variant: "V".into(),
+            settings,
+            time_ms: 1_795_600_000_123,
+            inference_id: Some("abc".into()),
+            input: Some((ct.into(), Bytes::from_static(body))),
+            output: Some(("application/json".into(), Bytes::from_static(br#"{"p": 1}"#))),
+        }
+    }
+
+    #[test]
+    fn records_follow_sagemakers_capture_format() {
+        let line: Value = serde_json::from_str(&capture_line(&record("text/csv", b"1,2,3"))).unwrap();
+        assert_eq!(
+            line["captureData"]["endpointInput"],
+            json!({"observedContentType": "text/csv", "mode": "INPUT", "data": "1,2,3", "encoding": "CSV"})
+        );
+        assert_eq!(line["captureData"]["endpointOutput"]["encoding"], "JSON");
+        assert_eq!(line["eventMetadata"]["inferenceId"], "abc");
+        assert_eq!(line["eventMetadata"]["inferenceTime"], "2026-11-25T09:46:40Z");
+        assert_eq!(line["eventVersion"], "0");
+        let binary: Value = serde_json::from_str(&capture_line(&record("application/x-npy", b"\x93NUMPY"))).unwrap();
+        assert_eq!(binary["captureData"]["endpointInput"]["encoding"], "BASE64");
+        assert_eq!(hour_prefix(&record("text/csv", b"")), "file:///data/ep/V/2026/11/25/09");
+    }
+}
