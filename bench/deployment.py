@@ -7,8 +7,9 @@ build (bench/deployment.sh does both). Prints a Markdown report on stdout.
      time is taken at the first request after which only the new model answers. For the echo
      container (a Python `exec:` image) and for `berth/onnx` (the bundled iris models), plain
      and with a blue/green ALL_AT_ONCE DeploymentConfig. Repeated, flipping between two models.
-  2. Production request latency with and without a shadow variant (sampling 100%) on
-     `berth/onnx`: alternating rounds of sequential keep-alive requests, client-side timing.
+  2. Production request latency plain, with a shadow variant (sampling 100%) and with data
+     capture (100%, to files) on `berth/onnx`: alternating rounds of sequential keep-alive
+     requests, client-side timing.
 """
 
 import http.client
@@ -145,22 +146,27 @@ def latency(conn, ep, n):
     return out[len(out) // 2], out[int(len(out) * 0.99)]
 
 
-def shadow_cost(sm, url, rounds, n):
+def side_by_side(sm, url, rounds, n, work):
+    """Production latency of the same model on three endpoints: plain, with a shadow copied
+    every request, and with data capture of every request to files."""
     for name, model in (("iris-prod", "iris-logistic.onnx"), ("iris-shadow", "iris-forest.onnx")):
         sm.create_model(ModelName=name, PrimaryContainer={"Image": "berth/onnx", "ModelDataUrl": f"file://{IRIS / model}"}, ExecutionRoleArn=ROLE)
     prod = {"VariantName": "Prod", "ModelName": "iris-prod", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
     shadow = {"VariantName": "Shadow", "ModelName": "iris-shadow", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}
+    capture = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": f"file://{work}/capture", "CaptureOptions": [{"CaptureMode": "InputAndOutput"}]}
     sm.create_endpoint_config(EndpointConfigName="plain", ProductionVariants=[prod])
     sm.create_endpoint_config(EndpointConfigName="shadowed", ProductionVariants=[prod], ShadowProductionVariants=[shadow])
-    for ep in ("plain", "shadowed"):
+    sm.create_endpoint_config(EndpointConfigName="captured", ProductionVariants=[prod], DataCaptureConfig=capture)
+    endpoints = ("plain", "shadowed", "captured")
+    for ep in endpoints:
         sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
         wait_in_service(sm, ep)
     conn = Conn(url)
-    latency(conn, "plain", 500)
-    latency(conn, "shadowed", 500)  # warm both
+    for ep in endpoints:
+        latency(conn, ep, 500)  # warm
     rows = []
     for r in range(rounds):
-        for ep in ("plain", "shadowed"):
+        for ep in endpoints:
             rows.append((r + 1, ep, *latency(conn, ep, n)))
     return rows
 
@@ -184,9 +190,9 @@ def main():
             print("\nProduction latency, client side, sequential keep-alive requests (2,000 per round):\n")
             print("| round | endpoint | p50 | p99 |")
             print("|---|---|---|---|")
-            for r, ep, p50, p99 in shadow_cost(sm, url, 3, 2000):
-                label = "with a shadow (100% copied)" if ep == "shadowed" else "no shadow"
-                print(f"| {r} | {label} | {p50:.0f} µs | {p99:.0f} µs |")
+            labels = {"plain": "plain", "shadowed": "with a shadow (100% copied)", "captured": "with data capture (100%, file://)"}
+            for r, ep, p50, p99 in side_by_side(sm, url, 3, 2000, work):
+                print(f"| {r} | {labels[ep]} | {p50:.0f} µs | {p99:.0f} µs |")
         finally:
             proc.terminate()
             proc.wait(timeout=30)
