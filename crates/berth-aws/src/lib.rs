@@ -15,6 +15,7 @@ mod experiments;
 mod guardrails;
 mod overview;
 mod prometheus;
+mod quality_api;
 mod runtime;
 mod ui;
 mod wire;
@@ -44,6 +45,8 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/metrics", get(prometheus::metrics))
         .route("/berth/v1/endpoints/{name}/logs", get(berth_api::logs))
         .route("/berth/v1/endpoints/{name}/shadows", get(berth_api::shadows))
+        .route("/berth/v1/endpoints/{name}/ground-truth", post(quality_api::ground_truth))
+        .route("/berth/v1/endpoints/{name}/quality", get(quality_api::quality))
         .route("/berth/v1/events", get(overview::events))
         .route("/berth/v1/overview", get(overview::overview))
         .route("/ui", get(ui::index))

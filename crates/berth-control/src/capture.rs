@@ -37,13 +37,13 @@ fn utc(time_ms: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-fn uuid() -> String {
+pub(crate) fn uuid() -> String {
     let h = format!("{:032x}", fastrand::u128(..));
     format!("{}-{}-4{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
 }
 
-/// One record as a line of SageMaker's capture format.
-pub(crate) fn capture_line(r: &CaptureRecord) -> String {
+/// One record as a line of SageMaker's capture format, with its event id.
+pub(crate) fn capture_line(r: &CaptureRecord, event_id: &str) -> String {
     let t = utc(r.time_ms);
     let mut data = json!({});
     if let Some((ct, body)) = &r.input {
@@ -55,7 +55,7 @@ pub(crate) fn capture_line(r: &CaptureRecord) -> String {
         data["endpointOutput"]["mode"] = json!("OUTPUT");
     }
     let mut metadata = json!({
-        "eventId": uuid(),
+        "eventId": event_id,
         "inferenceTime": format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second()),
         "variantName": r.variant,
     });
@@ -94,6 +94,8 @@ impl Controller {
         // file:// hour directory → the file records are appended to.
         let mut files: HashMap<String, String> = HashMap::new();
         let mut pending: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
+        // Captured answers kept for joining with ground truth, by endpoint.
+        let mut predictions: HashMap<String, Vec<(String, i64, String)>> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -108,12 +110,21 @@ impl Controller {
                         }
                     }
                     for r in batch {
+                        let event_id = uuid();
                         let entry = pending.entry(hour_prefix(&r)).or_insert_with(|| (r.time_ms, Vec::new()));
-                        entry.1.extend_from_slice(capture_line(&r).as_bytes());
+                        entry.1.extend_from_slice(capture_line(&r, &event_id).as_bytes());
                         entry.1.push(b'\n');
+                        if let Some(p) = crate::quality::prediction_record(&r, &event_id) {
+                            predictions.entry(r.endpoint.to_ascii_lowercase()).or_default().push(p);
+                        }
                     }
                 }
                 _ = tick.tick() => {
+                    for (endpoint, rows) in predictions.drain() {
+                        if let Err(e) = self.store_predictions(&endpoint, rows).await {
+                            tracing::warn!(endpoint = %endpoint, error = %e, "cannot index captured predictions");
+                        }
+                    }
                     for (prefix, (first_ms, bytes)) in pending.drain() {
                         if let Some(dir) = prefix.strip_prefix("file://") {
                             let name = files.entry(prefix.clone()).or_insert_with(|| file_name(first_ms)).clone();
@@ -168,7 +179,7 @@ mod tests {
 
     #[test]
     fn records_follow_sagemakers_capture_format() {
-        let line: Value = serde_json::from_str(&capture_line(&record("text/csv", b"1,2,3"))).unwrap();
+        let line: Value = serde_json::from_str(&capture_line(&record("text/csv", b"1,2,3"), "e1")).unwrap();
         assert_eq!(
             line["captureData"]["endpointInput"],
             json!({"observedContentType": "text/csv", "mode": "INPUT", "data": "1,2,3", "encoding": "CSV"})
@@ -177,7 +188,7 @@ mod tests {
         assert_eq!(line["eventMetadata"]["inferenceId"], "abc");
         assert_eq!(line["eventMetadata"]["inferenceTime"], "2026-11-25T09:46:40Z");
         assert_eq!(line["eventVersion"], "0");
-        let binary: Value = serde_json::from_str(&capture_line(&record("application/x-npy", b"\x93NUMPY"))).unwrap();
+        let binary: Value = serde_json::from_str(&capture_line(&record("application/x-npy", b"\x93NUMPY"), "e2")).unwrap();
         assert_eq!(binary["captureData"]["endpointInput"]["encoding"], "BASE64");
         assert_eq!(hour_prefix(&record("text/csv", b"")), "file:///data/ep/V/2026/11/25/09");
     }

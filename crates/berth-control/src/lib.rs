@@ -19,7 +19,9 @@ mod lifecycle;
 mod listing;
 mod metrics;
 mod models;
+mod quality;
 mod serverless;
+mod stats;
 mod tags;
 
 pub use alarms::PutAlarm;
@@ -31,6 +33,7 @@ pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, Update
 pub use listing::{ListQuery, Page, SortKey};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
+pub use quality::{GroundTruth, Problem};
 
 use berth_domain::Account;
 use berth_instances::{InstanceBackend, ModelArtifacts};

@@ -272,6 +272,19 @@ impl StateStore for SqliteStore {
         Ok(())
     }
 
+    fn put_records(&self, kind: &str, records: &[(String, i64, String)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (key, created_ms, body) in records {
+            tx.execute(
+                "INSERT INTO records (kind, key, created_ms, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (kind, key) DO UPDATE SET body = ?4",
+                params![kind, key, created_ms, body],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn records(&self, kind: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT body FROM records WHERE kind = ?1 ORDER BY created_ms, key")?;

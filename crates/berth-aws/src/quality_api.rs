@@ -1,0 +1,104 @@
+//! berth's model quality API:
+//!
+//! - `POST /berth/v1/endpoints/{name}/ground-truth`: labels for captured inferences, as
+//!   `{"labels": [{"inference_id" | "event_id": .., "label": ..}]}` or as SageMaker's ground-truth
+//!   JSON Lines (`{"groundTruthData": {"data", "encoding"}, "eventMetadata": {"eventId"}, ...}`).
+//! - `GET /berth/v1/endpoints/{name}/quality?problem=classification|regression&positive=L`: each
+//!   variant's quality on the captured answers that have labels.
+
+use crate::berth_api::json_ok;
+use crate::Edge;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use berth_control::{ControlError, GroundTruth, Problem};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The largest ground-truth upload in one request.
+const MAX_GROUND_TRUTH_BYTES: usize = 64 * 1024 * 1024;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, json!({ "message": message.into() }).to_string()).into_response()
+}
+
+fn control_error(e: ControlError) -> Response {
+    match e {
+        ControlError::NotFound { .. } => error(StatusCode::NOT_FOUND, e.to_string()),
+        ControlError::Validation(m) => error(StatusCode::BAD_REQUEST, m),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+/// One SageMaker ground-truth record's label: CSV data as text, JSON data parsed.
+fn sagemaker_record(line: &str) -> Result<GroundTruth, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let data = &v["groundTruthData"];
+    let raw = data["data"].as_str().ok_or("groundTruthData.data is missing")?;
+    let label = match data["encoding"].as_str().unwrap_or("CSV") {
+        "JSON" => serde_json::from_str(raw).map_err(|e| format!("groundTruthData.data is not JSON: {e}"))?,
+        _ => Value::String(raw.trim().to_string()),
+    };
+    let event_id = v["eventMetadata"]["eventId"].as_str().map(str::to_string);
+    let inference_id = v["eventMetadata"]["inferenceId"].as_str().map(str::to_string);
+    if event_id.is_none() && inference_id.is_none() {
+        return Err("eventMetadata.eventId is missing".into());
+    }
+    Ok(GroundTruth { event_id, inference_id, label })
+}
+
+pub async fn ground_truth(State(edge): State<Edge>, Path(endpoint): Path<String>, body: Bytes) -> Response {
+    if body.len() > MAX_GROUND_TRUTH_BYTES {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, format!("Send at most {MAX_GROUND_TRUTH_BYTES} bytes of labels per request."));
+    }
+    let Ok(text) = std::str::from_utf8(&body) else { return error(StatusCode::BAD_REQUEST, "The body is not UTF-8.") };
+    let mut labels = Vec::new();
+    if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(text) {
+        if let Some(items) = o.get("labels").and_then(Value::as_array) {
+            for (i, item) in items.iter().enumerate() {
+                let id = |k: &str| item[k].as_str().map(str::to_string);
+                if item.get("label").is_none() {
+                    return error(StatusCode::BAD_REQUEST, format!("labels[{i}] has no label."));
+                }
+                labels.push(GroundTruth { event_id: id("event_id"), inference_id: id("inference_id"), label: item["label"].clone() });
+            }
+        } else if o.contains_key("groundTruthData") {
+            match sagemaker_record(text) {
+                Ok(l) => labels.push(l),
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("line 1: {e}")),
+            }
+        } else {
+            return error(StatusCode::BAD_REQUEST, "Send {\"labels\": [...]} or SageMaker ground-truth JSON Lines.");
+        }
+    } else {
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            match sagemaker_record(line) {
+                Ok(l) => labels.push(l),
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("line {}: {e}", i + 1)),
+            }
+        }
+    }
+    match edge.controller.add_ground_truth(&endpoint, labels).await {
+        Ok(n) => json_ok(json!({ "stored": n })),
+        Err(e) => control_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct QualityQuery {
+    problem: Option<String>,
+    positive: Option<String>,
+}
+
+pub async fn quality(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(q): Query<QualityQuery>) -> Response {
+    let problem = match q.problem.as_deref().unwrap_or("classification") {
+        "classification" => Problem::Classification,
+        "regression" => Problem::Regression,
+        other => return error(StatusCode::BAD_REQUEST, format!("problem '{other}' is not classification or regression.")),
+    };
+    match edge.controller.quality(&endpoint, problem, q.positive).await {
+        Ok(v) => json_ok(v),
+        Err(e) => control_error(e),
+    }
+}

@@ -1,0 +1,180 @@
+//! Ground truth and per-variant model quality. Captured answers (data capture with Output) are
+//! indexed by event id and inference id; labels submitted later are joined with them, and each
+//! variant's quality is computed on the pairs: accuracy, precision, recall, F1 (binary, macro
+//! and weighted), AUC and the confusion matrix for classification; MAE, RMSE and R² for
+//! regression — each with a 95% interval.
+
+use crate::{ControlError, Controller};
+use berth_router::CaptureRecord;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+fn predictions_kind(endpoint: &str) -> String {
+    format!("prediction:{}", endpoint.to_ascii_lowercase())
+}
+
+fn labels_kind(endpoint: &str) -> String {
+    format!("label:{}", endpoint.to_ascii_lowercase())
+}
+
+/// A captured answer as a record to index: (event id, time, JSON body).
+pub(crate) fn prediction_record(r: &CaptureRecord, event_id: &str) -> Option<(String, i64, String)> {
+    let (content_type, body) = r.output.as_ref()?;
+    let text = std::str::from_utf8(body).ok()?;
+    let body = json!({
+        "variant": r.variant, "event_id": event_id, "inference_id": r.inference_id,
+        "time_ms": r.time_ms, "output": text, "content_type": content_type,
+    });
+    Some((event_id.to_string(), r.time_ms, body.to_string()))
+}
+
+/// A label for one captured inference, found by its event id or inference id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroundTruth {
+    pub event_id: Option<String>,
+    pub inference_id: Option<String>,
+    pub label: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    Classification,
+    Regression,
+}
+
+/// What a model answered, read from its output: a label, and a score when there is one (the
+/// probability of the positive class, or the regression value).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Predicted {
+    pub label: String,
+    pub probabilities: Option<Vec<f64>>,
+    pub number: Option<f64>,
+}
+
+/// Reads the first prediction of an answer: berth/onnx's `{"predictions": [{"label", "probabilities"}]}`
+/// or `[{"score"}]`, a JSON number, string, object with `label`/`predicted_label`/`prediction`/`score`,
+/// or a CSV line (its first field).
+pub(crate) fn predicted(output: &str) -> Option<Predicted> {
+    fn from_json(v: &Value) -> Option<Predicted> {
+        match v {
+            Value::Number(n) => Some(Predicted { label: n.to_string(), probabilities: None, number: n.as_f64() }),
+            Value::String(s) => Some(Predicted { label: s.clone(), probabilities: None, number: s.parse().ok() }),
+            Value::Array(items) => items.first().and_then(from_json),
+            Value::Object(o) => {
+                if let Some(first) = o.get("predictions").and_then(|p| p.as_array()).and_then(|p| p.first()) {
+                    return from_json(first);
+                }
+                let label = ["label", "predicted_label", "prediction", "score"].iter().find_map(|k| o.get(*k))?;
+                let mut p = from_json(label)?;
+                p.probabilities = o.get("probabilities").and_then(|p| p.as_array()).map(|a| a.iter().filter_map(Value::as_f64).collect());
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+    let trimmed = output.trim();
+    if let Ok(v) = serde_json::from_str::<Value>(trimmed) {
+        return from_json(&v);
+    }
+    let first = trimmed.lines().next()?.split(',').next()?.trim().trim_matches('"');
+    (!first.is_empty()).then(|| Predicted { label: first.to_string(), probabilities: None, number: first.parse().ok() })
+}
+
+fn label_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Controller {
+    pub(crate) async fn store_predictions(&self, endpoint: &str, rows: Vec<(String, i64, String)>) -> Result<(), ControlError> {
+        let kind = predictions_kind(endpoint);
+        self.db(move |s| s.put_records(&kind, &rows)).await
+    }
+
+    /// Stores labels; returns how many were stored.
+    pub async fn add_ground_truth(&self, endpoint: &str, labels: Vec<GroundTruth>) -> Result<usize, ControlError> {
+        self.describe_endpoint(endpoint).await?;
+        let now = berth_domain::Timestamp::now().millis();
+        let mut rows = Vec::with_capacity(labels.len());
+        for (i, l) in labels.into_iter().enumerate() {
+            let key = match (&l.event_id, &l.inference_id) {
+                (Some(e), _) => format!("event:{e}"),
+                (None, Some(i)) => format!("inference:{i}"),
+                (None, None) => {
+                    return Err(ControlError::Validation(format!("Label {} names neither an eventId nor an inferenceId.", i + 1)))
+                }
+            };
+            rows.push((key.clone(), now, json!({ "key": key, "label": l.label }).to_string()));
+        }
+        let n = rows.len();
+        let kind = labels_kind(endpoint);
+        self.db(move |s| s.put_records(&kind, &rows)).await?;
+        Ok(n)
+    }
+
+    /// Each variant's quality on the captured answers that have a label.
+    pub async fn quality(&self, endpoint: &str, problem: Problem, positive: Option<String>) -> Result<Value, ControlError> {
+        self.describe_endpoint(endpoint).await?;
+        let (pk, lk) = (predictions_kind(endpoint), labels_kind(endpoint));
+        let (predictions, labels) = self.db(move |s| Ok((s.records(&pk)?, s.records(&lk)?))).await?;
+        let labels: HashMap<String, Value> = labels
+            .iter()
+            .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+            .filter_map(|v| Some((v["key"].as_str()?.to_string(), v["label"].clone())))
+            .collect();
+        let mut by_variant: BTreeMap<String, Vec<(Predicted, Value)>> = BTreeMap::new();
+        let mut unlabelled: BTreeMap<String, usize> = BTreeMap::new();
+        for p in predictions.iter().filter_map(|b| serde_json::from_str::<Value>(b).ok()) {
+            let variant = p["variant"].as_str().unwrap_or_default().to_string();
+            let by_event = p["event_id"].as_str().and_then(|e| labels.get(&format!("event:{e}")));
+            let by_inference = p["inference_id"].as_str().and_then(|i| labels.get(&format!("inference:{i}")));
+            match (by_event.or(by_inference), p["output"].as_str().and_then(predicted)) {
+                (Some(label), Some(pred)) => by_variant.entry(variant).or_default().push((pred, label.clone())),
+                _ => *unlabelled.entry(variant).or_default() += 1,
+            }
+        }
+        let variants: Vec<Value> = by_variant
+            .iter()
+            .map(|(variant, pairs)| {
+                let mut v = match problem {
+                    Problem::Classification => crate::stats::classification(pairs, positive.as_deref()),
+                    Problem::Regression => crate::stats::regression(pairs),
+                };
+                v["variant"] = json!(variant);
+                v["unlabelled"] = json!(unlabelled.get(variant).copied().unwrap_or(0));
+                v
+            })
+            .collect();
+        Ok(
+            json!({ "endpoint": endpoint, "problem": if problem == Problem::Classification { "classification" } else { "regression" }, "variants": variants }),
+        )
+    }
+}
+
+/// The distinct labels of some pairs, in order.
+pub(crate) fn classes(pairs: &[(Predicted, Value)]) -> Vec<String> {
+    let set: BTreeSet<String> = pairs.iter().flat_map(|(p, l)| [p.label.clone(), label_text(l)]).collect();
+    set.into_iter().collect()
+}
+
+pub(crate) fn truth(v: &Value) -> String {
+    label_text(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_are_read_from_common_answers() {
+        let onnx = predicted(r#"{"predictions": [{"label": 2, "probabilities": [0.1, 0.2, 0.7]}]}"#).unwrap();
+        assert_eq!((onnx.label.as_str(), onnx.probabilities.unwrap().len()), ("2", 3));
+        assert_eq!(predicted("1,0.93\n").unwrap().label, "1");
+        assert_eq!(predicted(r#"{"predicted_label": "cat"}"#).unwrap().label, "cat");
+        assert_eq!(predicted("3.5").unwrap().number, Some(3.5));
+        assert_eq!(predicted(r#"{"predictions": [{"score": 12.5}]}"#).unwrap().number, Some(12.5));
+        assert!(predicted("").is_none());
+    }
+}

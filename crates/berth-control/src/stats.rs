@@ -1,0 +1,233 @@
+//! Model quality statistics on (prediction, label) pairs, computed as scikit-learn does, with
+//! 95% intervals: Wilson's for accuracy, a seeded percentile bootstrap (200 resamples) for the
+//! others, so the same data always gives the same interval.
+
+use crate::quality::{classes, truth, Predicted};
+use serde_json::{json, Value};
+
+const BOOTSTRAP: usize = 200;
+
+/// Wilson's 95% interval of a proportion.
+fn wilson(successes: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (z, n, p) = (1.959_963_984_540_054_f64, n as f64, successes as f64 / n as f64);
+    let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+    let half = z * ((p * (1.0 - p) + z * z / (4.0 * n)) / n).sqrt() / (1.0 + z * z / n);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// The 2.5th and 97.5th percentiles of `metric` over bootstrap resamples of `n` items.
+fn bootstrap(n: usize, metric: impl Fn(&[usize]) -> Option<f64>) -> Option<(f64, f64)> {
+    if n < 2 {
+        return None;
+    }
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mut values: Vec<f64> = (0..BOOTSTRAP)
+        .filter_map(|_| {
+            let sample: Vec<usize> = (0..n).map(|_| rng.usize(..n)).collect();
+            metric(&sample).filter(|v| v.is_finite())
+        })
+        .collect();
+    if values.len() < BOOTSTRAP / 2 {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.025), at(0.975)))
+}
+
+fn with_interval(value: Option<f64>, interval: Option<(f64, f64)>) -> Value {
+    match (value, interval) {
+        (Some(v), Some((lo, hi))) => json!({ "value": v, "ci95": [lo, hi] }),
+        (Some(v), None) => json!({ "value": v }),
+        (None, _) => Value::Null,
+    }
+}
+
+/// Precision, recall and F1 of one class over the items `idx`.
+fn prf(truths: &[String], preds: &[String], idx: &[usize], class: &str) -> (f64, f64, f64, usize) {
+    let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
+    for &i in idx {
+        match (preds[i] == class, truths[i] == class) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fneg += 1,
+            _ => {}
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let (p, r) = (ratio(tp, tp + fp), ratio(tp, tp + fneg));
+    let f = if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
+    (p, r, f, tp + fneg)
+}
+
+/// Macro and support-weighted averages of precision, recall and F1 over `classes`.
+fn averages(truths: &[String], preds: &[String], idx: &[usize], classes: &[String]) -> ([f64; 3], [f64; 3]) {
+    let per: Vec<(f64, f64, f64, usize)> = classes.iter().map(|c| prf(truths, preds, idx, c)).collect();
+    let k = per.len().max(1) as f64;
+    let support: usize = per.iter().map(|x| x.3).sum();
+    let macro_avg =
+        [per.iter().map(|x| x.0).sum::<f64>() / k, per.iter().map(|x| x.1).sum::<f64>() / k, per.iter().map(|x| x.2).sum::<f64>() / k];
+    let w = |f: fn(&(f64, f64, f64, usize)) -> f64| per.iter().map(|x| f(x) * x.3 as f64).sum::<f64>() / support.max(1) as f64;
+    (macro_avg, [w(|x| x.0), w(|x| x.1), w(|x| x.2)])
+}
+
+/// The area under the ROC curve (Mann–Whitney U, ties counted half).
+fn auc(scores: &[f64], positive: &[bool], idx: &[usize]) -> Option<f64> {
+    let mut items: Vec<(f64, bool)> = idx.iter().map(|&i| (scores[i], positive[i])).collect();
+    let pos = items.iter().filter(|x| x.1).count();
+    let neg = items.len() - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    items.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < items.len() {
+        let mut j = i;
+        while j + 1 < items.len() && items[j + 1].0 == items[i].0 {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += rank * items[i..=j].iter().filter(|x| x.1).count() as f64;
+        i = j + 1;
+    }
+    Some((rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64)
+}
+
+pub(crate) fn classification(pairs: &[(Predicted, Value)], positive: Option<&str>) -> Value {
+    let truths: Vec<String> = pairs.iter().map(|(_, l)| truth(l)).collect();
+    let preds: Vec<String> = pairs.iter().map(|(p, _)| p.label.clone()).collect();
+    let classes = classes(pairs);
+    let n = pairs.len();
+    let all: Vec<usize> = (0..n).collect();
+    let correct = all.iter().filter(|&&i| truths[i] == preds[i]).count();
+    let (lo, hi) = wilson(correct, n);
+    let matrix: Vec<Vec<usize>> = classes
+        .iter()
+        .map(|t| classes.iter().map(|p| all.iter().filter(|&&i| truths[i] == *t && preds[i] == *p).count()).collect())
+        .collect();
+    let (macro_avg, weighted) = averages(&truths, &preds, &all, &classes);
+    let ci = |k: usize, weighted_avg: bool| {
+        bootstrap(n, |idx| {
+            let (m, w) = averages(&truths, &preds, idx, &classes);
+            Some(if weighted_avg { w[k] } else { m[k] })
+        })
+    };
+    let mut out = json!({
+        "n": n,
+        "classes": classes,
+        "confusion_matrix": matrix,
+        "accuracy": { "value": if n > 0 { correct as f64 / n as f64 } else { 0.0 }, "ci95": [lo, hi] },
+        "macro": {
+            "precision": with_interval(Some(macro_avg[0]), ci(0, false)),
+            "recall": with_interval(Some(macro_avg[1]), ci(1, false)),
+            "f1": with_interval(Some(macro_avg[2]), ci(2, false)),
+        },
+        "weighted": {
+            "precision": with_interval(Some(weighted[0]), ci(0, true)),
+            "recall": with_interval(Some(weighted[1]), ci(1, true)),
+            "f1": with_interval(Some(weighted[2]), ci(2, true)),
+        },
+    });
+    if classes.len() == 2 || positive.is_some() {
+        let pos = positive.map(str::to_string).unwrap_or_else(|| classes.last().cloned().unwrap_or_default());
+        let (p, r, f, _) = prf(&truths, &preds, &all, &pos);
+        let one = |k: usize| {
+            bootstrap(n, |idx| {
+                Some([prf(&truths, &preds, idx, &pos).0, prf(&truths, &preds, idx, &pos).1, prf(&truths, &preds, idx, &pos).2][k])
+            })
+        };
+        // Scores for AUC: the positive class's probability when the answer has one per class.
+        let pos_index = classes.iter().position(|c| *c == pos);
+        let scores: Vec<f64> = pairs
+            .iter()
+            .map(|(p, _)| match (&p.probabilities, pos_index) {
+                (Some(probs), Some(i)) if probs.len() == classes.len() => probs[i],
+                _ => f64::from(u8::from(p.label == pos)),
+            })
+            .collect();
+        let is_pos: Vec<bool> = truths.iter().map(|t| *t == pos).collect();
+        let area = auc(&scores, &is_pos, &all);
+        out["binary"] = json!({
+            "positive": pos,
+            "precision": with_interval(Some(p), one(0)),
+            "recall": with_interval(Some(r), one(1)),
+            "f1": with_interval(Some(f), one(2)),
+            "auc": with_interval(area, bootstrap(n, |idx| auc(&scores, &is_pos, idx))),
+        });
+    }
+    out
+}
+
+pub(crate) fn regression(pairs: &[(Predicted, Value)]) -> Value {
+    let xy: Vec<(f64, f64)> = pairs
+        .iter()
+        .filter_map(|(p, l)| {
+            let y = l.as_f64().or_else(|| l.as_str().and_then(|s| s.parse().ok()))?;
+            Some((p.number?, y))
+        })
+        .collect();
+    let n = xy.len();
+    let metrics = |idx: &[usize]| -> Option<[f64; 3]> {
+        if idx.is_empty() {
+            return None;
+        }
+        let m = idx.len() as f64;
+        let mae = idx.iter().map(|&i| (xy[i].0 - xy[i].1).abs()).sum::<f64>() / m;
+        let sse = idx.iter().map(|&i| (xy[i].0 - xy[i].1).powi(2)).sum::<f64>();
+        let mean = idx.iter().map(|&i| xy[i].1).sum::<f64>() / m;
+        let sst = idx.iter().map(|&i| (xy[i].1 - mean).powi(2)).sum::<f64>();
+        let r2 = if sst == 0.0 { f64::NAN } else { 1.0 - sse / sst };
+        Some([mae, (sse / m).sqrt(), r2])
+    };
+    let all: Vec<usize> = (0..n).collect();
+    let value = metrics(&all);
+    let ci = |k: usize| bootstrap(n, |idx| metrics(idx).map(|m| m[k]));
+    json!({
+        "n": n,
+        "mae": with_interval(value.map(|m| m[0]), ci(0)),
+        "rmse": with_interval(value.map(|m| m[1]), ci(1)),
+        "r2": with_interval(value.map(|m| m[2]).filter(|v| v.is_finite()), ci(2)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(pred: &str, truth: &str) -> (Predicted, Value) {
+        (Predicted { label: pred.into(), probabilities: None, number: pred.parse().ok() }, json!(truth))
+    }
+
+    #[test]
+    fn binary_metrics_match_hand_computed_values() {
+        // truth: 1 1 1 0 0; predicted: 1 0 1 1 0 → tp 2, fn 1, fp 1, tn 1
+        let pairs = vec![pair("1", "1"), pair("0", "1"), pair("1", "1"), pair("1", "0"), pair("0", "0")];
+        let out = classification(&pairs, None);
+        assert_eq!(out["accuracy"]["value"], 0.6);
+        assert_eq!(out["binary"]["positive"], "1");
+        assert!((out["binary"]["precision"]["value"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert!((out["binary"]["recall"]["value"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(out["confusion_matrix"], json!([[1, 1], [1, 2]]));
+        let (lo, hi) = wilson(3, 5);
+        assert!(lo < 0.6 && 0.6 < hi);
+    }
+
+    #[test]
+    fn auc_counts_ties_half() {
+        assert_eq!(auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true], &[0, 1, 2, 3]), Some(0.75));
+        assert_eq!(auc(&[0.5, 0.5], &[false, true], &[0, 1]), Some(0.5));
+    }
+
+    #[test]
+    fn regression_metrics() {
+        let pairs = vec![pair("2.5", "3"), pair("0", "-0.5"), pair("2", "2"), pair("8", "7")];
+        let out = regression(&pairs);
+        assert!((out["mae"]["value"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+        assert!((out["rmse"]["value"].as_f64().unwrap() - 0.612_372_435_695_794_5).abs() < 1e-12);
+        assert!((out["r2"]["value"].as_f64().unwrap() - 0.948_608_137_044_967_9).abs() < 1e-12);
+    }
+}

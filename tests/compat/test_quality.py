@@ -1,0 +1,142 @@
+"""Per-variant model quality from captured answers and ground truth: two berth/onnx classifiers
+on one endpoint with data capture, labels sent by InferenceId (berth's API) and by eventId
+(SageMaker's ground-truth JSON Lines); berth's accuracy, precision, recall, F1 (binary, macro,
+weighted), AUC and confusion matrix equal scikit-learn's on the same predictions, and a
+regressor's MAE, RMSE and R² likewise."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from conftest import ROLE, unique, variant, wait_status
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn import metrics  # noqa: E402
+from sklearn.datasets import load_breast_cancer, load_diabetes  # noqa: E402
+from sklearn.linear_model import LinearRegression, LogisticRegression  # noqa: E402
+from sklearn.tree import DecisionTreeClassifier  # noqa: E402
+from skl2onnx import to_onnx  # noqa: E402
+
+
+def onnx_model(sm, tmp_path, model, X):
+    name = unique("q")
+    options = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
+    path = tmp_path / f"{name}.onnx"
+    path.write_bytes(to_onnx(model, X[:1], options=options, target_opset=17).SerializeToString())
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": "berth/onnx", "ModelDataUrl": f"file://{path}"}, ExecutionRoleArn=ROLE)
+    return name
+
+
+def capture_endpoint(sm, tmp_path, models):
+    ep = unique("quality")
+    sm.create_endpoint_config(
+        EndpointConfigName=ep,
+        ProductionVariants=[variant(v, m) for v, m in models.items()],
+        DataCaptureConfig={"InitialSamplingPercentage": 100, "DestinationS3Uri": f"file://{tmp_path}/capture", "CaptureOptions": [{"CaptureMode": "InputAndOutput"}]},
+    )
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    assert wait_status(sm, ep)["EndpointStatus"] == "InService"
+    return ep
+
+
+def quality(berth, ep, n, **params):
+    deadline = time.time() + 15
+    while True:
+        r = requests.get(f"{berth.url}/berth/v1/endpoints/{ep}/quality", params=params, timeout=10)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        if sum(v["n"] for v in out["variants"]) >= n or time.time() > deadline:
+            return {v["variant"]: v for v in out["variants"]}
+        time.sleep(0.3)
+
+
+def close(a, b):
+    assert abs(a - b) < 1e-9, (a, b)
+
+
+def test_classification_quality_matches_scikit_learn(berth, sm, runtime, tmp_path):
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    train, test = slice(0, 400), slice(400, None)
+    models = {
+        "A": onnx_model(sm, tmp_path, LogisticRegression(max_iter=5000).fit(X[train], y[train]), X),
+        "B": onnx_model(sm, tmp_path, DecisionTreeClassifier(max_depth=2, random_state=0).fit(X[train], y[train]), X),
+    }
+    ep = capture_endpoint(sm, tmp_path, models)
+    seen = {"A": ([], [], []), "B": ([], [], [])}  # truth, predicted label, probability of 1
+    labels = []
+    for i, (row, truth) in enumerate(zip(X[test], y[test])):
+        r = runtime.invoke_endpoint(EndpointName=ep, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv", Accept="application/json", InferenceId=f"row-{i}")
+        p = json.loads(r["Body"].read())["predictions"][0]
+        t, l, s = seen[r["InvokedProductionVariant"]]
+        t.append(int(truth)), l.append(int(p["label"])), s.append(p["probabilities"][1])
+        labels.append({"inference_id": f"row-{i}", "label": int(truth)})
+    r = requests.post(f"{berth.url}/berth/v1/endpoints/{ep}/ground-truth", json={"labels": labels}, timeout=10)
+    assert r.json() == {"stored": len(labels)}
+    q = quality(berth, ep, len(labels))
+    for name, (t, l, s) in seen.items():
+        v = q[name]
+        assert v["n"] == len(t) and v["unlabelled"] == 0
+        close(v["accuracy"]["value"], metrics.accuracy_score(t, l))
+        lo, hi = v["accuracy"]["ci95"]
+        assert lo <= v["accuracy"]["value"] <= hi
+        p, rc, f, _ = metrics.precision_recall_fscore_support(t, l, average="binary", pos_label=1, zero_division=0)
+        close(v["binary"]["precision"]["value"], p)
+        close(v["binary"]["recall"]["value"], rc)
+        close(v["binary"]["f1"]["value"], f)
+        close(v["binary"]["auc"]["value"], metrics.roc_auc_score(t, s))
+        for avg in ("macro", "weighted"):
+            p, rc, f, _ = metrics.precision_recall_fscore_support(t, l, average=avg, zero_division=0)
+            close(v[avg]["precision"]["value"], p)
+            close(v[avg]["recall"]["value"], rc)
+            close(v[avg]["f1"]["value"], f)
+        assert v["confusion_matrix"] == metrics.confusion_matrix(t, l, labels=[0, 1]).tolist()
+        assert v["classes"] == ["0", "1"]
+
+
+def test_sagemaker_ground_truth_lines_join_by_event_id(berth, sm, runtime, tmp_path):
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    ep = capture_endpoint(sm, tmp_path, {"A": onnx_model(sm, tmp_path, LogisticRegression(max_iter=5000).fit(X, y), X)})
+    for row in X[:20]:
+        runtime.invoke_endpoint(EndpointName=ep, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv")
+    deadline = time.time() + 15
+    while len(captured := [json.loads(line) for f in (tmp_path / "capture" / ep).rglob("*.jsonl") for line in f.read_text().splitlines()]) < 20:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    truth = {r["eventMetadata"]["eventId"]: int(y[i]) for i, r in enumerate(captured)}
+    # Captured order is the request order: row i's label is y[i].
+    lines = "\n".join(
+        json.dumps({"groundTruthData": {"data": str(label), "encoding": "CSV"}, "eventMetadata": {"eventId": event}, "eventVersion": "0"})
+        for event, label in truth.items()
+    )
+    r = requests.post(f"{berth.url}/berth/v1/endpoints/{ep}/ground-truth", data=lines, headers={"Content-Type": "application/jsonlines"}, timeout=10)
+    assert r.json() == {"stored": 20}
+    v = quality(berth, ep, 20)["A"]
+    predicted = [int(json.loads(r["captureData"]["endpointOutput"]["data"])["predictions"][0]["label"]) for r in captured]
+    close(v["accuracy"]["value"], metrics.accuracy_score(list(truth.values()), predicted))
+    bad = requests.post(f"{berth.url}/berth/v1/endpoints/{ep}/ground-truth", data='{"groundTruthData": {"data": "1"}}', timeout=10)
+    assert bad.status_code == 400 and "eventId" in bad.json()["message"]
+
+
+def test_regression_quality_matches_scikit_learn(berth, sm, runtime, tmp_path):
+    X, y = load_diabetes(return_X_y=True)
+    X = X.astype(np.float32)
+    ep = capture_endpoint(sm, tmp_path, {"R": onnx_model(sm, tmp_path, LinearRegression().fit(X[:300], y[:300]), X)})
+    truths, preds, labels = [], [], []
+    for i, (row, truth) in enumerate(zip(X[300:360], y[300:360])):
+        r = runtime.invoke_endpoint(EndpointName=ep, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv", Accept="application/json", InferenceId=f"r{i}")
+        preds.append(json.loads(r["Body"].read())["predictions"][0]["score"])
+        truths.append(float(truth))
+        labels.append({"inference_id": f"r{i}", "label": float(truth)})
+    requests.post(f"{berth.url}/berth/v1/endpoints/{ep}/ground-truth", json={"labels": labels}, timeout=10)
+    v = quality(berth, ep, 60, problem="regression")["R"]
+    assert v["n"] == 60
+    close(v["mae"]["value"], metrics.mean_absolute_error(truths, preds))
+    close(v["rmse"]["value"], metrics.mean_squared_error(truths, preds) ** 0.5)
+    close(v["r2"]["value"], metrics.r2_score(truths, preds))
+    lo, hi = v["rmse"]["ci95"]
+    assert lo <= v["rmse"]["value"] <= hi
