@@ -140,3 +140,37 @@ def test_regression_quality_matches_scikit_learn(berth, sm, runtime, tmp_path):
     close(v["r2"]["value"], metrics.r2_score(truths, preds))
     lo, hi = v["rmse"]["ci95"]
     assert lo <= v["rmse"]["value"] <= hi
+
+
+def test_significance_names_the_better_variant(berth, sm, runtime, tmp_path):
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    good = onnx_model(sm, tmp_path, LogisticRegression(max_iter=5000).fit(X[:300], y[:300]), X)
+    # Trained on shuffled labels: about as good as a coin weighted by the classes.
+    shuffled = np.random.default_rng(0).permutation(y[:300])
+    weak = onnx_model(sm, tmp_path, DecisionTreeClassifier(max_depth=2, random_state=0).fit(X[:300], shuffled), X)
+    ep = capture_endpoint(sm, tmp_path, {"Weak": weak, "Good": good})
+    labels = []
+    rows = list(zip(X[300:], y[300:]))
+    for i in range(800):
+        row, truth = rows[i % len(rows)]
+        runtime.invoke_endpoint(EndpointName=ep, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv", InferenceId=f"s{i}")
+        labels.append({"inference_id": f"s{i}", "label": int(truth)})
+    requests.post(f"{berth.url}/berth/v1/endpoints/{ep}/ground-truth", json={"labels": labels}, timeout=10)
+    quality(berth, ep, 800)
+    out = requests.get(f"{berth.url}/berth/v1/endpoints/{ep}/significance", params={"metric": "accuracy", "a": "Weak", "b": "Good"}, timeout=10).json()
+    assert out["decided"] and out["winner"] == "Good", out
+    assert out["verdict"].startswith("Good better than Weak on accuracy, 95% confidence"), out["verdict"]
+    assert out["difference"] > 0 and out["ci95"][0] > 0 and out["always_valid_p"] < 0.05 and out["e_value"] > 20
+
+    # The same model on both variants: no verdict, and an estimate of what it would take.
+    same = capture_endpoint(sm, tmp_path, {"A": good, "B": good})
+    labels = []
+    for i in range(200):
+        row, truth = rows[i % len(rows)]
+        runtime.invoke_endpoint(EndpointName=same, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv", InferenceId=f"t{i}")
+        labels.append({"inference_id": f"t{i}", "label": int(truth)})
+    requests.post(f"{berth.url}/berth/v1/endpoints/{same}/ground-truth", json={"labels": labels}, timeout=10)
+    quality(berth, same, 200)
+    out = requests.get(f"{berth.url}/berth/v1/endpoints/{same}/significance", params={"a": "A", "b": "B"}, timeout=10).json()
+    assert not out["decided"] and out["verdict"].startswith("not yet decided"), out

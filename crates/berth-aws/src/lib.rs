@@ -47,6 +47,7 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/berth/v1/endpoints/{name}/shadows", get(berth_api::shadows))
         .route("/berth/v1/endpoints/{name}/ground-truth", post(quality_api::ground_truth))
         .route("/berth/v1/endpoints/{name}/quality", get(quality_api::quality))
+        .route("/berth/v1/endpoints/{name}/significance", get(quality_api::significance))
         .route("/berth/v1/events", get(overview::events))
         .route("/berth/v1/overview", get(overview::overview))
         .route("/ui", get(ui::index))

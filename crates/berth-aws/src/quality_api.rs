@@ -5,6 +5,8 @@
 //!   JSON Lines (`{"groundTruthData": {"data", "encoding"}, "eventMetadata": {"eventId"}, ...}`).
 //! - `GET /berth/v1/endpoints/{name}/quality?problem=classification|regression&positive=L`: each
 //!   variant's quality on the captured answers that have labels.
+//! - `GET /berth/v1/endpoints/{name}/significance?metric=accuracy|absolute_error&a=A&b=B&alpha=0.05`:
+//!   whether B is better than A, by an always-valid sequential test and the classical one.
 
 use crate::berth_api::json_ok;
 use crate::Edge;
@@ -98,6 +100,22 @@ pub async fn quality(State(edge): State<Edge>, Path(endpoint): Path<String>, Que
         other => return error(StatusCode::BAD_REQUEST, format!("problem '{other}' is not classification or regression.")),
     };
     match edge.controller.quality(&endpoint, problem, q.positive).await {
+        Ok(v) => json_ok(v),
+        Err(e) => control_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SignificanceQuery {
+    metric: Option<String>,
+    a: String,
+    b: String,
+    alpha: Option<f64>,
+}
+
+pub async fn significance(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(q): Query<SignificanceQuery>) -> Response {
+    let metric = q.metric.unwrap_or_else(|| "accuracy".into());
+    match edge.controller.significance(&endpoint, &metric, &q.a, &q.b, q.alpha.unwrap_or(0.05)).await {
         Ok(v) => json_ok(v),
         Err(e) => control_error(e),
     }

@@ -114,8 +114,8 @@ impl Controller {
         Ok(n)
     }
 
-    /// Each variant's quality on the captured answers that have a label.
-    pub async fn quality(&self, endpoint: &str, problem: Problem, positive: Option<String>) -> Result<Value, ControlError> {
+    /// The captured answers that have labels, by variant, and how many have none.
+    async fn labelled(&self, endpoint: &str) -> Result<(Pairs, BTreeMap<String, usize>), ControlError> {
         self.describe_endpoint(endpoint).await?;
         let (pk, lk) = (predictions_kind(endpoint), labels_kind(endpoint));
         let (predictions, labels) = self.db(move |s| Ok((s.records(&pk)?, s.records(&lk)?))).await?;
@@ -124,7 +124,7 @@ impl Controller {
             .filter_map(|b| serde_json::from_str::<Value>(b).ok())
             .filter_map(|v| Some((v["key"].as_str()?.to_string(), v["label"].clone())))
             .collect();
-        let mut by_variant: BTreeMap<String, Vec<(Predicted, Value)>> = BTreeMap::new();
+        let mut by_variant: Pairs = BTreeMap::new();
         let mut unlabelled: BTreeMap<String, usize> = BTreeMap::new();
         for p in predictions.iter().filter_map(|b| serde_json::from_str::<Value>(b).ok()) {
             let variant = p["variant"].as_str().unwrap_or_default().to_string();
@@ -135,6 +135,12 @@ impl Controller {
                 _ => *unlabelled.entry(variant).or_default() += 1,
             }
         }
+        Ok((by_variant, unlabelled))
+    }
+
+    /// Each variant's quality on the captured answers that have a label.
+    pub async fn quality(&self, endpoint: &str, problem: Problem, positive: Option<String>) -> Result<Value, ControlError> {
+        let (by_variant, unlabelled) = self.labelled(endpoint).await?;
         let variants: Vec<Value> = by_variant
             .iter()
             .map(|(variant, pairs)| {
@@ -151,7 +157,75 @@ impl Controller {
             json!({ "endpoint": endpoint, "problem": if problem == Problem::Classification { "classification" } else { "regression" }, "variants": variants }),
         )
     }
+
+    /// Whether variant `b` is better than `a` on `metric` (`accuracy`, higher is better, or
+    /// `absolute_error`, lower is better), by the always-valid sequential test and the classical
+    /// one, with a plain verdict.
+    pub async fn significance(&self, endpoint: &str, metric: &str, a: &str, b: &str, alpha: f64) -> Result<Value, ControlError> {
+        if !(alpha > 0.0 && alpha < 0.5) {
+            return Err(ControlError::Validation("alpha must be between 0 and 0.5.".into()));
+        }
+        let (by_variant, _) = self.labelled(endpoint).await?;
+        let outcomes = |variant: &str| -> Result<Vec<f64>, ControlError> {
+            let pairs = by_variant.get(variant).map(Vec::as_slice).unwrap_or(&[]);
+            match metric {
+                "accuracy" => Ok(pairs.iter().map(|(p, l)| f64::from(u8::from(p.label == truth(l)))).collect()),
+                "absolute_error" => Ok(pairs
+                    .iter()
+                    .filter_map(|(p, l)| Some((p.number? - l.as_f64().or_else(|| l.as_str()?.parse().ok())?).abs()))
+                    .collect()),
+                other => Err(ControlError::Validation(format!("metric '{other}' is not accuracy or absolute_error."))),
+            }
+        };
+        let (xa, xb) = (outcomes(a)?, outcomes(b)?);
+        // The mixture's scale: a 5-point accuracy difference, or a tenth of the errors' spread.
+        let tau = if metric == "accuracy" {
+            0.05
+        } else {
+            let all: Vec<f64> = xa.iter().chain(&xb).copied().collect();
+            let m = all.iter().sum::<f64>() / all.len().max(1) as f64;
+            (all.iter().map(|v| (v - m).powi(2)).sum::<f64>() / all.len().max(1) as f64).sqrt().max(1e-9) * 0.1
+        };
+        let higher_better = metric == "accuracy";
+        let confidence = format!("{}%", ((1.0 - alpha) * 100.0 * 10.0).round() / 10.0);
+        let Some(c) = crate::stats::compare(&xa, &xb, tau) else {
+            return Ok(json!({
+                "metric": metric, "a": a, "b": b, "n": [xa.len(), xb.len()], "decided": false,
+                "verdict": format!("not yet decided: each variant needs at least 2 labelled requests ({a}: {}, {b}: {})", xa.len(), xb.len()),
+            }));
+        };
+        let decided = c.always_valid_p < alpha;
+        let b_better = (c.difference > 0.0) == higher_better;
+        let verdict = if decided {
+            let (winner, loser) = if b_better { (b, a) } else { (a, b) };
+            format!("{winner} better than {loser} on {metric}, {confidence} confidence (always-valid sequential test)")
+        } else {
+            match c.more_needed {
+                Some(more) => format!("not yet decided; about {more} more labelled requests per variant needed at the current difference"),
+                None => "not yet decided; no difference observed so far".to_string(),
+            }
+        };
+        Ok(json!({
+            "metric": metric,
+            "a": a,
+            "b": b,
+            "n": [c.n.0, c.n.1],
+            "means": [c.means.0, c.means.1],
+            "difference": c.difference,
+            "ci95": [c.ci.0, c.ci.1],
+            "fixed_horizon_p": c.fixed_p,
+            "e_value": c.e_value,
+            "always_valid_p": c.always_valid_p,
+            "alpha": alpha,
+            "decided": decided,
+            "winner": decided.then(|| if b_better { b } else { a }),
+            "verdict": verdict,
+        }))
+    }
 }
+
+/// Labelled answers by variant.
+type Pairs = BTreeMap<String, Vec<(Predicted, Value)>>;
 
 /// The distinct labels of some pairs, in order.
 pub(crate) fn classes(pairs: &[(Predicted, Value)]) -> Vec<String> {

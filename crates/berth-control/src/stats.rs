@@ -231,3 +231,122 @@ mod tests {
         assert!((out["r2"]["value"].as_f64().unwrap() - 0.948_608_137_044_967_9).abs() < 1e-12);
     }
 }
+
+/// Two variants' per-request outcomes (1/0 for correct, or absolute errors) compared: the
+/// difference B − A with the classical fixed-horizon test and an always-valid sequential test
+/// (mSPRT with a normal mixture, Johari et al. 2017) that may be looked at after every request
+/// without inflating false positives.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Comparison {
+    pub n: (usize, usize),
+    pub means: (f64, f64),
+    pub difference: f64,
+    pub ci: (f64, f64),
+    pub fixed_p: f64,
+    pub e_value: f64,
+    pub always_valid_p: f64,
+    /// Per variant, how many more observations a fixed-horizon test at 80% power would need
+    /// for the observed difference (None when it is zero).
+    pub more_needed: Option<usize>,
+}
+
+fn mean_var(x: &[f64]) -> (f64, f64) {
+    let n = x.len().max(1) as f64;
+    let m = x.iter().sum::<f64>() / n;
+    let v = if x.len() > 1 { x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (m, v)
+}
+
+/// The standard normal distribution function (Abramowitz–Stegun 7.1.26, error < 1.5e-7).
+pub(crate) fn normal_cdf(z: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * z.abs() / std::f64::consts::SQRT_2);
+    let poly = t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-(z * z) / 2.0).exp();
+    if z >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
+}
+
+/// Compares outcomes `a` and `b`; `tau` is the mixture's scale (the size of difference that
+/// matters, in the outcome's units).
+pub(crate) fn compare(a: &[f64], b: &[f64], tau: f64) -> Option<Comparison> {
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let ((ma, va), (mb, vb)) = (mean_var(a), mean_var(b));
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let diff = mb - ma;
+    // A floor on the variance keeps a run of identical outcomes from looking infinitely sure.
+    let var = (va / na + vb / nb).max(1e-12).max(0.25 / (na * nb));
+    let se = var.sqrt();
+    let z = 1.959_963_984_540_054;
+    let fixed_p = 2.0 * (1.0 - normal_cdf((diff / se).abs()));
+    let t2 = tau * tau;
+    let e_value = (var / (var + t2)).sqrt() * ((diff * diff * t2) / (2.0 * var * (var + t2))).exp();
+    let always_valid_p = (1.0 / e_value).min(1.0);
+    let more_needed = (diff != 0.0).then(|| {
+        let per_arm_var = va.max(1e-12) + vb.max(1e-12);
+        let n = (z + 0.841_621_233_572_914_3_f64).powi(2) * per_arm_var / (diff * diff);
+        (n.ceil() as usize).saturating_sub(a.len().min(b.len()))
+    });
+    Some(Comparison {
+        n: (a.len(), b.len()),
+        means: (ma, mb),
+        difference: diff,
+        ci: (diff - z * se, diff + z * se),
+        fixed_p,
+        e_value,
+        always_valid_p,
+        more_needed,
+    })
+}
+
+#[cfg(test)]
+mod sequential_tests {
+    use super::*;
+
+    fn bernoulli(rng: &mut fastrand::Rng, p: f64) -> f64 {
+        f64::from(u8::from(rng.f64() < p))
+    }
+
+    /// Looked at after every 10 observations up to 2,000 per arm, two equal variants are
+    /// declared different in at most about α of the runs (the fixed-horizon test, looked at
+    /// that often, would be far above it).
+    #[test]
+    fn peeking_does_not_inflate_false_positives() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let runs = 300;
+        let (mut sequential, mut naive) = (0, 0);
+        for _ in 0..runs {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let (mut seq_hit, mut naive_hit) = (false, false);
+            while a.len() < 2000 {
+                for _ in 0..10 {
+                    a.push(bernoulli(&mut rng, 0.8));
+                    b.push(bernoulli(&mut rng, 0.8));
+                }
+                if let Some(c) = compare(&a, &b, 0.05) {
+                    seq_hit |= c.always_valid_p < 0.05;
+                    naive_hit |= c.fixed_p < 0.05;
+                }
+            }
+            sequential += usize::from(seq_hit);
+            naive += usize::from(naive_hit);
+        }
+        let rate = sequential as f64 / runs as f64;
+        assert!(rate <= 0.07, "sequential false-positive rate {rate}");
+        assert!(naive as f64 / runs as f64 > 0.2, "the naive test peeked at inflates: {naive}/{runs}");
+    }
+
+    #[test]
+    fn a_real_difference_is_found() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let a: Vec<f64> = (0..1500).map(|_| bernoulli(&mut rng, 0.80)).collect();
+        let b: Vec<f64> = (0..1500).map(|_| bernoulli(&mut rng, 0.88)).collect();
+        let c = compare(&a, &b, 0.05).unwrap();
+        assert!(c.always_valid_p < 0.01 && c.difference > 0.04 && c.ci.0 > 0.0, "{c:?}");
+        assert!((normal_cdf(1.96) - 0.975).abs() < 1e-4);
+    }
+}
