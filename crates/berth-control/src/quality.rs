@@ -218,7 +218,7 @@ impl Controller {
             "always_valid_p": c.always_valid_p,
             "alpha": alpha,
             "decided": decided,
-            "winner": decided.then(|| if b_better { b } else { a }),
+            "winner": decided.then_some(if b_better { b } else { a }),
             "verdict": verdict,
         }))
     }
