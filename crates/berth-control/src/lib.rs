@@ -7,6 +7,7 @@
 
 mod alarms;
 mod autoscaling;
+mod bandit;
 mod capture;
 mod configs;
 mod deploy;

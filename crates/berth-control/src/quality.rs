@@ -115,7 +115,7 @@ impl Controller {
     }
 
     /// The captured answers that have labels, by variant, and how many have none.
-    async fn labelled(&self, endpoint: &str) -> Result<(Pairs, BTreeMap<String, usize>), ControlError> {
+    pub(crate) async fn labelled(&self, endpoint: &str) -> Result<(Pairs, BTreeMap<String, usize>), ControlError> {
         self.describe_endpoint(endpoint).await?;
         let (pk, lk) = (predictions_kind(endpoint), labels_kind(endpoint));
         let (predictions, labels) = self.db(move |s| Ok((s.records(&pk)?, s.records(&lk)?))).await?;

@@ -46,12 +46,15 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Seconds of metrics an autoscaling decision looks at.
     pub scaling_window_secs: u64,
+    /// Seconds between bandit and promotion rounds.
+    pub bandit_interval_secs: u64,
 }
 
 /// Runs forever: once a second, closes the second that just ended and stores what it held,
-/// then evaluates alarms, moves inference experiments on and runs the autoscaler.
+/// then evaluates alarms, moves inference experiments on, runs the autoscaler and, every
+/// `bandit_interval_secs`, bandit routing and automatic promotion.
 pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, settings: Settings) {
-    let Settings { retention, data_dir, scaling_window_secs } = settings;
+    let Settings { retention, data_dir, scaling_window_secs, bandit_interval_secs } = settings;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let probe = Arc::new(Mutex::new(UsageProbe::default()));
@@ -89,6 +92,11 @@ pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, settin
         }
         if let Err(e) = controller.run_autoscaling(Timestamp::now(), scaling_window_secs).await {
             warn!(error = %e, "cannot run the autoscaler");
+        }
+        if second.is_multiple_of(bandit_interval_secs) {
+            if let Err(e) = controller.run_bandits().await {
+                warn!(error = %e, "cannot run bandit routing");
+            }
         }
     }
 }

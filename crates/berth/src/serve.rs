@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Seconds a serverless variant's instance may sit idle before it stops (scale to zero).
     #[arg(long, env = "BERTH_SERVERLESS_IDLE", default_value_t = 300)]
     serverless_idle: u64,
+    /// Seconds between weight updates of endpoints with bandit routing or automatic promotion
+    /// (tags `berth:routing`, `berth:auto-promote`).
+    #[arg(long, env = "BERTH_BANDIT_INTERVAL", default_value_t = 10)]
+    bandit_interval: u64,
     /// Also deploy the demo: endpoint `demo`, two bundled iris models on `berth/onnx` at 1:1
     /// (installs ONNX Runtime into the data dir with python3's pip when none is found).
     #[arg(long, env = "BERTH_DEMO")]
@@ -156,6 +160,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         retention: Duration::from_secs(args.metrics_retention_days * 24 * 3600),
         data_dir: data_dir.clone(),
         scaling_window_secs: args.scaling_window.max(1),
+        bandit_interval_secs: args.bandit_interval.max(1),
     };
     tokio::spawn(crate::metrics_history::run(controller.clone(), routing.clone(), settings));
     tokio::spawn(controller.clone().run_serverless(Duration::from_secs(args.serverless_idle)));

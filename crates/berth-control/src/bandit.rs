@@ -1,0 +1,201 @@
+//! Bandit routing and automatic promotion, switched on per endpoint by tags:
+//!
+//! - `berth:routing` = `thompson` or `epsilon-greedy`: weights follow each variant's reward
+//!   instead of staying fixed, never below `berth:exploration` (default 0.05) per variant.
+//! - `berth:reward` = `accuracy` (from ground truth joined with captured answers; the default)
+//!   or `success` (requests answered without a model error).
+//! - `berth:auto-promote` = `true`: once the always-valid test decides between two variants on
+//!   accuracy, all traffic moves to the winner and the reason is recorded as an event.
+//!
+//! Weights change through UpdateEndpointWeightsAndCapacities' path, so DescribeEndpoint shows
+//! the effective weights.
+
+use crate::{Controller, DesiredWeightAndCapacity};
+use berth_domain::{EndpointStatus, EventKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Draws from Gamma(shape, 1) (Marsaglia and Tsang), for Beta draws.
+fn gamma(rng: &mut fastrand::Rng, shape: f64) -> f64 {
+    if shape < 1.0 {
+        return gamma(rng, shape + 1.0) * rng.f64().powf(1.0 / shape);
+    }
+    let d = shape - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        // A standard normal by Box–Muller.
+        let x = (-2.0 * (1.0 - rng.f64()).ln()).sqrt() * (2.0 * std::f64::consts::PI * rng.f64()).cos();
+        let v = (1.0 + c * x).powi(3);
+        if v > 0.0 && (1.0 - rng.f64()).ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+            return d * v;
+        }
+    }
+}
+
+fn beta(rng: &mut fastrand::Rng, a: f64, b: f64) -> f64 {
+    let x = gamma(rng, a);
+    x / (x + gamma(rng, b))
+}
+
+/// Thompson sampling's weights: each variant's chance of being the best under Beta(1 + wins,
+/// 1 + losses), by Monte Carlo, with `floor` as every variant's least share.
+pub(crate) fn thompson(counts: &[(f64, f64)], floor: f64, rng: &mut fastrand::Rng) -> Vec<f64> {
+    let draws = 2000;
+    let mut best = vec![0usize; counts.len()];
+    for _ in 0..draws {
+        let i =
+            counts.iter().map(|(w, l)| beta(rng, 1.0 + w, 1.0 + l)).enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).map_or(0, |(i, _)| i);
+        best[i] += 1;
+    }
+    with_floor(best.iter().map(|&b| b as f64 / draws as f64).collect(), floor)
+}
+
+/// ε-greedy's weights: the best observed rate gets what the others' floors leave.
+pub(crate) fn epsilon_greedy(counts: &[(f64, f64)], floor: f64) -> Vec<f64> {
+    let rate = |(w, l): &(f64, f64)| (1.0 + w) / (2.0 + w + l);
+    let best = counts.iter().enumerate().max_by(|a, b| rate(a.1).total_cmp(&rate(b.1))).map_or(0, |(i, _)| i);
+    with_floor((0..counts.len()).map(|i| f64::from(u8::from(i == best))).collect(), floor)
+}
+
+fn with_floor(shares: Vec<f64>, floor: f64) -> Vec<f64> {
+    let k = shares.len() as f64;
+    let floor = floor.clamp(0.0, 1.0 / k);
+    shares.iter().map(|s| floor + s * (1.0 - floor * k)).collect()
+}
+
+impl Controller {
+    /// One round for every endpoint with bandit routing or automatic promotion.
+    pub async fn run_bandits(self: &Arc<Self>) -> Result<(), crate::ControlError> {
+        for e in self.all_endpoints().await?.into_iter().filter(|e| e.status == EndpointStatus::InService) {
+            let tags: BTreeMap<String, String> = self.list_tags(&e.arn).await?.into_iter().collect();
+            let routing = tags.get("berth:routing").map(String::as_str);
+            let promote = tags.get("berth:auto-promote").is_some_and(|v| v == "true");
+            if routing.is_none() && !promote {
+                continue;
+            }
+            let production: Vec<String> = e.variants.iter().filter(|v| !v.shadow).map(|v| v.name.clone()).collect();
+            if production.len() < 2 {
+                continue;
+            }
+            if promote {
+                if let Some(done) = self.promote_if_decided(&e.name, &production).await? {
+                    if done {
+                        continue;
+                    }
+                }
+            }
+            let Some(kind) = routing else { continue };
+            let reward = tags.get("berth:reward").map_or("accuracy", String::as_str);
+            let floor = tags.get("berth:exploration").and_then(|v| v.parse().ok()).unwrap_or(0.05);
+            let counts: Vec<(f64, f64)> = match reward {
+                "success" => production
+                    .iter()
+                    .map(|v| {
+                        let s =
+                            self.routing.metrics().snapshot_of(&berth_metrics::VariantKey { endpoint: e.name.clone(), variant: v.clone() });
+                        s.map_or((0.0, 0.0), |s| {
+                            ((s.invocations - s.errors_5xx - s.errors_4xx) as f64, (s.errors_5xx + s.errors_4xx) as f64)
+                        })
+                    })
+                    .collect(),
+                _ => {
+                    let (pairs, _) = self.labelled(&e.name).await?;
+                    production
+                        .iter()
+                        .map(|v| {
+                            let p = pairs.get(v).map(Vec::as_slice).unwrap_or(&[]);
+                            let right = p.iter().filter(|(p, l)| p.label == crate::quality::truth(l)).count() as f64;
+                            (right, p.len() as f64 - right)
+                        })
+                        .collect()
+                }
+            };
+            let weights = match kind {
+                "epsilon-greedy" => epsilon_greedy(&counts, floor),
+                _ => thompson(&counts, floor, &mut fastrand::Rng::new()),
+            };
+            let total: f64 = e.variants.iter().filter(|v| !v.shadow).map(|v| v.current_weight).sum::<f64>().max(1e-9);
+            let moved = production.iter().zip(&weights).any(|(name, w)| {
+                let current = e.variant(name).map_or(0.0, |v| v.current_weight) / total;
+                (current - w).abs() > 0.02
+            });
+            if moved {
+                let desired = production
+                    .iter()
+                    .zip(&weights)
+                    .map(|(v, w)| DesiredWeightAndCapacity {
+                        variant: v.clone(),
+                        weight: Some((w * 1000.0).round() / 1000.0),
+                        instance_count: None,
+                        serverless: None,
+                    })
+                    .collect();
+                self.update_weights_and_capacities(&e.name, desired).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With two production variants and a decided test on accuracy: all traffic to the winner.
+    /// Returns Some(true) when it promoted.
+    async fn promote_if_decided(self: &Arc<Self>, endpoint: &str, production: &[String]) -> Result<Option<bool>, crate::ControlError> {
+        let [a, b] = production else { return Ok(None) };
+        let test = self.significance(endpoint, "accuracy", a, b, 0.05).await?;
+        let Some(winner) = test["winner"].as_str() else { return Ok(Some(false)) };
+        let e = self.describe_endpoint(endpoint).await?;
+        if e.variants.iter().filter(|v| !v.shadow).all(|v| (v.current_weight > 0.0) == (v.name == winner)) {
+            return Ok(Some(true)); // promoted already
+        }
+        let desired = production
+            .iter()
+            .map(|v| DesiredWeightAndCapacity {
+                variant: v.clone(),
+                weight: Some(f64::from(u8::from(v == winner))),
+                instance_count: None,
+                serverless: None,
+            })
+            .collect();
+        self.update_weights_and_capacities(endpoint, desired).await?;
+        let verdict = test["verdict"].as_str().unwrap_or_default();
+        self.record_event(
+            endpoint,
+            Some(winner),
+            EventKind::WeightsChanged,
+            format!("Automatic promotion: all traffic to {winner}. {verdict}"),
+        );
+        tracing::info!(endpoint, winner, verdict, "promoted the winning variant");
+        Ok(Some(true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thompson_favours_the_better_arm_and_keeps_the_floor() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let w = thompson(&[(60.0, 40.0), (90.0, 10.0)], 0.05, &mut rng);
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!(w[1] > 0.9 && w[0] >= 0.05, "{w:?}");
+        let even = thompson(&[(0.0, 0.0), (0.0, 0.0)], 0.05, &mut rng);
+        assert!((even[0] - 0.5).abs() < 0.1, "no data: about even, {even:?}");
+    }
+
+    #[test]
+    fn epsilon_greedy_gives_the_rest_to_the_best() {
+        let w = epsilon_greedy(&[(1.0, 9.0), (9.0, 1.0), (5.0, 5.0)], 0.1);
+        for (got, want) in w.iter().zip([0.1, 0.8, 0.1]) {
+            assert!((got - want).abs() < 1e-12, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn beta_draws_have_the_right_mean() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mean = (0..20_000).map(|_| beta(&mut rng, 3.0, 7.0)).sum::<f64>() / 20_000.0;
+        assert!((mean - 0.3).abs() < 0.01, "{mean}");
+        let small = (0..20_000).map(|_| beta(&mut rng, 0.5, 0.5)).sum::<f64>() / 20_000.0;
+        assert!((small - 0.5).abs() < 0.02, "{small}");
+    }
+}
