@@ -89,3 +89,39 @@ def test_auto_promotion_moves_all_traffic_to_the_winner(own_berth, tmp_path):
     events = requests.get(f"{server.url}/berth/v1/events", params={"endpoint": ep}, timeout=10).json()["events"]
     promoted = [e for e in events if e["message"].startswith("Automatic promotion: all traffic to Good.")]
     assert promoted and "Good better than Weak on accuracy" in promoted[0]["message"]
+
+
+def test_quality_is_published_as_metrics_and_windowed(own_berth, tmp_path):
+    import datetime
+
+    server = own_berth("--bandit-interval", "1")
+    ep = endpoint(server, tmp_path, {})
+    before = int(time.time())
+    traffic_round(server, ep, 0, n=80)
+    quality = requests.get(f"{server.url}/berth/v1/endpoints/{ep}/quality", timeout=10).json()
+    per_variant = {v["variant"]: v for v in quality["variants"]}
+    assert sum(v["n"] for v in per_variant.values()) == 80
+    # A window that ends before the traffic holds nothing.
+    empty = requests.get(f"{server.url}/berth/v1/endpoints/{ep}/quality", params={"to": before - 1}, timeout=10).json()
+    assert empty["variants"] == []
+
+    cw = server.client("cloudwatch")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    deadline = time.time() + 15
+    while True:
+        stats = {}
+        for name in ("Good", "Weak"):
+            points = cw.get_metric_statistics(
+                Namespace="berth/ModelQuality", MetricName="Accuracy",
+                Dimensions=[{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": name}],
+                StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5), Period=600, Statistics=["Average", "SampleCount"],
+            )["Datapoints"]
+            stats[name] = points[0] if points else None
+        if all(stats.values()) and sum(s["SampleCount"] for s in stats.values()) == 80:
+            break
+        assert time.time() < deadline, stats
+        time.sleep(0.5)
+    for name, s in stats.items():
+        assert s["SampleCount"] == per_variant[name]["n"]
+        assert abs(s["Average"] - per_variant[name]["accuracy"]["value"]) < 1e-9
+    assert stats["Good"]["Average"] > stats["Weak"]["Average"]

@@ -3,8 +3,8 @@
 //! - `POST /berth/v1/endpoints/{name}/ground-truth`: labels for captured inferences, as
 //!   `{"labels": [{"inference_id" | "event_id": .., "label": ..}]}` or as SageMaker's ground-truth
 //!   JSON Lines (`{"groundTruthData": {"data", "encoding"}, "eventMetadata": {"eventId"}, ...}`).
-//! - `GET /berth/v1/endpoints/{name}/quality?problem=classification|regression&positive=L`: each
-//!   variant's quality on the captured answers that have labels.
+//! - `GET /berth/v1/endpoints/{name}/quality?problem=classification|regression&positive=L&from=T&to=T`:
+//!   each variant's quality on the captured answers that have labels (predictions in a window).
 //! - `GET /berth/v1/endpoints/{name}/significance?metric=accuracy|absolute_error&a=A&b=B&alpha=0.05`:
 //!   whether B is better than A, by an always-valid sequential test and the classical one.
 
@@ -91,6 +91,10 @@ pub async fn ground_truth(State(edge): State<Edge>, Path(endpoint): Path<String>
 pub struct QualityQuery {
     problem: Option<String>,
     positive: Option<String>,
+    /// Only predictions made from this time (epoch seconds) ...
+    from: Option<u64>,
+    /// ... and before this one.
+    to: Option<u64>,
 }
 
 pub async fn quality(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(q): Query<QualityQuery>) -> Response {
@@ -99,7 +103,7 @@ pub async fn quality(State(edge): State<Edge>, Path(endpoint): Path<String>, Que
         "regression" => Problem::Regression,
         other => return error(StatusCode::BAD_REQUEST, format!("problem '{other}' is not classification or regression.")),
     };
-    match edge.controller.quality(&endpoint, problem, q.positive).await {
+    match edge.controller.quality(&endpoint, problem, q.positive, (q.from, q.to)).await {
         Ok(v) => json_ok(v),
         Err(e) => control_error(e),
     }

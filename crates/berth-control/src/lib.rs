@@ -34,7 +34,7 @@ pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, Update
 pub use listing::{ListQuery, Page, SortKey};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
-pub use quality::{GroundTruth, Problem};
+pub use quality::{GroundTruth, Problem, QUALITY_NAMESPACE};
 
 use berth_domain::Account;
 use berth_instances::{InstanceBackend, ModelArtifacts};
@@ -80,6 +80,8 @@ pub struct Controller {
     settings: ControllerSettings,
     fleets: Fleets,
     events: EventLog,
+    /// Labelled answers already published as quality metrics (by event id).
+    quality_published: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Serialises check-then-write transitions of endpoint state. Held only around store
     /// calls, never across instance starts or drains.
     transitions: tokio::sync::Mutex<()>,
@@ -95,6 +97,7 @@ impl Controller {
     ) -> Arc<Self> {
         Arc::new(Controller {
             events: EventLog::start(store.clone()),
+            quality_published: Default::default(),
             store,
             backend,
             artifacts,

@@ -116,6 +116,16 @@ impl Controller {
 
     /// The captured answers that have labels, by variant, and how many have none.
     pub(crate) async fn labelled(&self, endpoint: &str) -> Result<(Pairs, BTreeMap<String, usize>), ControlError> {
+        self.labelled_between(endpoint, i64::MIN, i64::MAX).await.map(|(p, u, _)| (p, u))
+    }
+
+    /// The labelled answers of predictions made in `[from_ms, to_ms)`, with their event ids.
+    pub(crate) async fn labelled_between(
+        &self,
+        endpoint: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<(Pairs, BTreeMap<String, usize>, BTreeMap<String, Vec<String>>), ControlError> {
         self.describe_endpoint(endpoint).await?;
         let (pk, lk) = (predictions_kind(endpoint), labels_kind(endpoint));
         let (predictions, labels) = self.db(move |s| Ok((s.records(&pk)?, s.records(&lk)?))).await?;
@@ -126,21 +136,37 @@ impl Controller {
             .collect();
         let mut by_variant: Pairs = BTreeMap::new();
         let mut unlabelled: BTreeMap<String, usize> = BTreeMap::new();
+        let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for p in predictions.iter().filter_map(|b| serde_json::from_str::<Value>(b).ok()) {
+            if !(from_ms..to_ms).contains(&p["time_ms"].as_i64().unwrap_or(0)) {
+                continue;
+            }
             let variant = p["variant"].as_str().unwrap_or_default().to_string();
             let by_event = p["event_id"].as_str().and_then(|e| labels.get(&format!("event:{e}")));
             let by_inference = p["inference_id"].as_str().and_then(|i| labels.get(&format!("inference:{i}")));
             match (by_event.or(by_inference), p["output"].as_str().and_then(predicted)) {
-                (Some(label), Some(pred)) => by_variant.entry(variant).or_default().push((pred, label.clone())),
+                (Some(label), Some(pred)) => {
+                    events.entry(variant.clone()).or_default().push(p["event_id"].as_str().unwrap_or_default().to_string());
+                    by_variant.entry(variant).or_default().push((pred, label.clone()));
+                }
                 _ => *unlabelled.entry(variant).or_default() += 1,
             }
         }
-        Ok((by_variant, unlabelled))
+        Ok((by_variant, unlabelled, events))
     }
 
-    /// Each variant's quality on the captured answers that have a label.
-    pub async fn quality(&self, endpoint: &str, problem: Problem, positive: Option<String>) -> Result<Value, ControlError> {
-        let (by_variant, unlabelled) = self.labelled(endpoint).await?;
+    /// Each variant's quality on the captured answers that have a label, for predictions made
+    /// in `[from, to)` (epoch seconds; all when None).
+    pub async fn quality(
+        &self,
+        endpoint: &str,
+        problem: Problem,
+        positive: Option<String>,
+        window: (Option<u64>, Option<u64>),
+    ) -> Result<Value, ControlError> {
+        let from = window.0.map_or(i64::MIN, |s| s as i64 * 1000);
+        let to = window.1.map_or(i64::MAX, |s| s as i64 * 1000);
+        let (by_variant, unlabelled, _) = self.labelled_between(endpoint, from, to).await?;
         let variants: Vec<Value> = by_variant
             .iter()
             .map(|(variant, pairs)| {
@@ -223,6 +249,55 @@ impl Controller {
         }))
     }
 }
+
+impl Controller {
+    /// Publishes newly labelled answers as custom metrics `berth/ModelQuality` `Accuracy`
+    /// (correct = 1) and, for numeric labels, `AbsoluteError`, by EndpointName and VariantName,
+    /// so alarms (and deployments' auto-rollback) can watch model quality.
+    pub async fn publish_quality_metrics(&self) -> Result<(), ControlError> {
+        let now = (berth_domain::Timestamp::now().millis() / 1000) as u64;
+        for e in self.all_endpoints().await?.into_iter().filter(|e| e.data_capture.is_some()) {
+            let (pairs, _, events) = self.labelled_between(&e.name, i64::MIN, i64::MAX).await?;
+            let mut points = Vec::new();
+            for (variant, pairs) in &pairs {
+                let ids = events.get(variant).map(Vec::as_slice).unwrap_or(&[]);
+                let fresh: Vec<&(Predicted, Value)> = {
+                    let mut published = self.quality_published.lock().unwrap_or_else(|p| p.into_inner());
+                    pairs.iter().zip(ids).filter(|(_, id)| published.insert((*id).clone())).map(|(p, _)| p).collect()
+                };
+                if fresh.is_empty() {
+                    continue;
+                }
+                let dims = crate::canonical_dimensions(&[("EndpointName".into(), e.name.clone()), ("VariantName".into(), variant.clone())]);
+                let point = |name: &str, unit: &str, values: &[f64]| berth_store::CustomDatapoint {
+                    namespace: QUALITY_NAMESPACE.into(),
+                    metric_name: name.into(),
+                    dimensions: dims.clone(),
+                    ts: now,
+                    unit: unit.into(),
+                    sample_count: values.len() as f64,
+                    sum: values.iter().sum(),
+                    minimum: values.iter().copied().fold(f64::INFINITY, f64::min),
+                    maximum: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                };
+                let correct: Vec<f64> = fresh.iter().map(|(p, l)| f64::from(u8::from(p.label == truth(l)))).collect();
+                points.push(point("Accuracy", "None", &correct));
+                let errors: Vec<f64> =
+                    fresh.iter().filter_map(|(p, l)| Some((p.number? - l.as_f64().or_else(|| l.as_str()?.parse().ok())?).abs())).collect();
+                if !errors.is_empty() {
+                    points.push(point("AbsoluteError", "None", &errors));
+                }
+            }
+            if !points.is_empty() {
+                self.put_custom_datapoints(points).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The custom namespace of model quality metrics.
+pub const QUALITY_NAMESPACE: &str = "berth/ModelQuality";
 
 /// Labelled answers by variant.
 type Pairs = BTreeMap<String, Vec<(Predicted, Value)>>;
