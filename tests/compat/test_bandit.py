@@ -89,6 +89,11 @@ def test_auto_promotion_moves_all_traffic_to_the_winner(own_berth, tmp_path):
     events = requests.get(f"{server.url}/berth/v1/events", params={"endpoint": ep}, timeout=10).json()["events"]
     promoted = [e for e in events if e["message"].startswith("Automatic promotion: all traffic to Good.")]
     assert promoted and "Good better than Weak on accuracy" in promoted[0]["message"]
+    # What the dashboard shows: per-variant accuracy and the decided test.
+    overview = requests.get(f"{server.url}/berth/v1/overview", timeout=10).json()
+    (shown,) = [e for e in overview["endpoints"] if e["name"] == ep]
+    assert shown["quality"]["test"]["winner"] == "Good"
+    assert shown["quality"]["variants"]["Good"]["accuracy"] > shown["quality"]["variants"]["Weak"]["accuracy"]
 
 
 def test_quality_is_published_as_metrics_and_windowed(own_berth, tmp_path):

@@ -78,7 +78,7 @@ def test_dashboard_shows_endpoints_and_follows_live_traffic(berth, sm, runtime, 
     assert [r.get_attribute("data-variant") for r in rows] == ["Variant1", "Variant2"]
     assert cell(browser, ep, "Variant1", "instances") == "1/1"
     assert "50%" in rows[0].text and "ml.m5.large" in rows[0].text
-    assert len(card.find_elements(By.CSS_SELECTOR, ".plot canvas")) == 3, "three live charts"
+    assert len(card.find_elements(By.CSS_SELECTOR, ".plot canvas")) == 4, "four live charts"
     before = browser.execute_script(CHART_TOTAL, ep)
     assert before == 0, "no traffic yet"
 

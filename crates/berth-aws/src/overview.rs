@@ -4,7 +4,8 @@
 //!   (weights, instances, instance type, totals, utilization), each variant's recent history
 //!   over the last `S` seconds (default 300, at most 3600) in periods of `P` seconds (default
 //!   2): invocations per second, model latency p50/p99 in milliseconds, error share, CPU; and
-//!   the 50 newest events.
+//!   the 50 newest events; for endpoints with data capture, each variant's labelled accuracy and
+//!   the A/B test between the first two production variants.
 //! - `GET /berth/v1/events?endpoint=E&after=ID&before=ID&limit=N`: events, newest first.
 
 use crate::berth_api::json_ok;
@@ -73,8 +74,14 @@ pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) 
     let end = (now.saturating_sub(1) / period) * period;
     let start = end.saturating_sub(window);
     let table = edge.router.table();
-    let body: Vec<Value> =
+    let mut body: Vec<Value> =
         endpoints.iter().map(|e| endpoint_json(e, table.get(&e.name).as_deref(), table.metrics(), start, end, period)).collect();
+    // Model quality and the A/B test, where answers are captured.
+    for (json, e) in body.iter_mut().zip(&endpoints) {
+        if e.data_capture.is_some() {
+            json["quality"] = edge.controller.quality_summary(&e.name).await.unwrap_or(Value::Null);
+        }
+    }
     json_ok(json!({
         "now": now,
         "window": { "start": start, "end": end, "period": period },

@@ -8,6 +8,7 @@
     { key: "invocations", title: "Invocations per second" },
     { key: "latency", title: "Model latency (ms): p50 solid, p99 dashed" },
     { key: "errors", title: "Errors (% of invocations)" },
+    { key: "weights", title: "Traffic share (%) since this page opened" },
   ];
   // Exposed for tests and the curious: what was drawn last and how often the page updated.
   const state = { cards: new Map(), updates: 0, last: null, failures: 0 };
@@ -56,7 +57,7 @@
       el("thead", {}, el("tr", {}, ...[
         ["Variant", ""], ["Traffic", ""], ["Instances", "num"], ["Type", ""], ["req/s", "num"],
         ["p50 ms", "num"], ["p99 ms", "num"], ["Errors", "num"], ["CPU %", "num"], ["Mem %", "num"],
-        ["Restarts", "num"], ["Invocations", "num"],
+        ["Restarts", "num"], ["Invocations", "num"], ["Accuracy", "num"],
       ].map(([t, c]) => el("th", { class: c, text: t })))),
       el("tbody"),
     );
@@ -83,6 +84,16 @@
       card.head.append(el("span", { class: "deployment", text: `${d.phase}: ${d.message} (new fleet ${(d.new_fleet_share * 100).toFixed(0)}%)` }));
     }
     if (ep.failure_reason) card.head.append(el("span", { class: "reason", text: ep.failure_reason }));
+    const test = ep.quality && ep.quality.test;
+    if (test) {
+      const detail = test.n ? ` (n ${test.n[0]} / ${test.n[1]}, always-valid p ${Number(test.always_valid_p).toFixed(3)})` : "";
+      card.head.append(el("span", { class: "verdict" + (test.decided ? " decided" : ""), "data-test": test.decided ? "decided" : "open", text: "A/B: " + test.verdict + detail }));
+    }
+  }
+
+  function quality(ep, variant) {
+    const q = ep.quality && ep.quality.variants && ep.quality.variants[variant];
+    return q ? `${(q.accuracy * 100).toFixed(1)}% (n ${q.n})` : "–";
   }
 
   function renderVariants(card, ep) {
@@ -105,8 +116,9 @@
         [num(u.memory, 1)],
         [v.serverless ? `${v.restarts} · ${v.serverless.cold_starts} cold` : String(v.restarts)],
         [String(v.totals.invocations)],
+        [quality(ep, v.name)],
       ];
-      const classes = ["variant", "", "num instances", "", "num rps", "num p50", "num p99", "num errors", "num cpu", "num mem", "num restarts", "num total"];
+      const classes = ["variant", "", "num instances", "", "num rps", "num p50", "num p99", "num errors", "num cpu", "num mem", "num restarts", "num total", "num accuracy"];
       return el("tr", { class: "variant-row", "data-variant": v.name }, ...cells.map((c, j) => el("td", { class: classes[j] }, ...c)));
     });
     card.tbody.replaceChildren(...rows);
@@ -126,6 +138,29 @@
     return series;
   }
 
+  // Traffic shares seen at each poll, per endpoint (bandit routing moves them over time).
+  const history = new Map();
+  function weightHistory(ep) {
+    let h = history.get(ep.name);
+    if (!h) history.set(ep.name, (h = { t: [], shares: {} }));
+    return h;
+  }
+  function recordWeights(data) {
+    for (const ep of data.endpoints) {
+      const h = weightHistory(ep);
+      if (h.t.length && h.t[h.t.length - 1] === data.now) continue;
+      h.t.push(data.now);
+      for (const v of ep.variants) {
+        const s = (h.shares[v.name] = h.shares[v.name] || h.t.slice(0, -1).map(() => null));
+        s.push(v.traffic_share * 100);
+      }
+      if (h.t.length > 3600) {
+        h.t.shift();
+        for (const s of Object.values(h.shares)) s.shift();
+      }
+    }
+  }
+
   function chartData(key, ep) {
     const t = ep.variants.length ? ep.variants[0].series.t : [];
     const data = [t];
@@ -133,6 +168,10 @@
       if (key === "invocations") data.push(v.series.invocations_per_second);
       if (key === "latency") data.push(v.series.model_latency_p50_ms, v.series.model_latency_p99_ms);
       if (key === "errors") data.push(v.series.error_share.map((x) => (x === null ? null : x * 100)));
+    }
+    if (key === "weights") {
+      const h = weightHistory(ep);
+      return [h.t, ...ep.variants.map((v) => h.shares[v.name] || h.t.map(() => null))];
     }
     return data;
   }
@@ -217,6 +256,7 @@
 
   function render(data) {
     state.last = data;
+    recordWeights(data);
     renderFilter(data);
     renderEndpoints(data);
     renderEvents(data);

@@ -251,6 +251,28 @@ impl Controller {
 }
 
 impl Controller {
+    /// A short view for the dashboard: each variant's labelled count and accuracy, and the
+    /// accuracy test between the first two production variants.
+    pub async fn quality_summary(&self, endpoint: &str) -> Result<Value, ControlError> {
+        let (pairs, _) = self.labelled(endpoint).await?;
+        let variants: serde_json::Map<String, Value> = pairs
+            .iter()
+            .map(|(v, p)| {
+                let right = p.iter().filter(|(p, l)| p.label == truth(l)).count();
+                (v.clone(), json!({ "n": p.len(), "accuracy": if p.is_empty() { 0.0 } else { right as f64 / p.len() as f64 } }))
+            })
+            .collect();
+        let e = self.describe_endpoint(endpoint).await?;
+        let production: Vec<&str> = e.variants.iter().filter(|v| !v.shadow).map(|v| v.name.as_str()).collect();
+        let test = match production.as_slice() {
+            [a, b, ..] if pairs.contains_key(*a) && pairs.contains_key(*b) => {
+                Some(self.significance(endpoint, "accuracy", a, b, 0.05).await?)
+            }
+            _ => None,
+        };
+        Ok(json!({ "variants": variants, "test": test }))
+    }
+
     /// Publishes newly labelled answers as custom metrics `berth/ModelQuality` `Accuracy`
     /// (correct = 1) and, for numeric labels, `AbsoluteError`, by EndpointName and VariantName,
     /// so alarms (and deployments' auto-rollback) can watch model quality.
