@@ -174,3 +174,41 @@ def test_significance_names_the_better_variant(berth, sm, runtime, tmp_path):
     quality(berth, same, 200)
     out = requests.get(f"{berth.url}/berth/v1/endpoints/{same}/significance", params={"a": "A", "b": "B"}, timeout=10).json()
     assert not out["decided"] and out["verdict"].startswith("not yet decided"), out
+
+
+def test_ground_truth_files_are_read_from_the_tagged_location(own_berth, s3_server, tmp_path):
+    import boto3
+
+    from conftest import CREDENTIALS, s3_env
+
+    server = own_berth("--bandit-interval", "1", env=s3_env(s3_server))
+    sm, runtime = server.sm(), server.runtime()
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    s3 = boto3.client("s3", endpoint_url=s3_server, **CREDENTIALS)
+    bucket = unique("gt")
+    s3.create_bucket(Bucket=bucket)
+    model = onnx_model(sm, tmp_path, LogisticRegression(max_iter=5000).fit(X, y), X)
+    for location in (f"file://{tmp_path}/ground-truth", f"s3://{bucket}/labels"):
+        ep = unique("gt")
+        sm.create_endpoint_config(
+            EndpointConfigName=ep,
+            ProductionVariants=[variant("A", model)],
+            DataCaptureConfig={"InitialSamplingPercentage": 100, "DestinationS3Uri": f"file://{tmp_path}/capture", "CaptureOptions": [{"CaptureMode": "InputAndOutput"}]},
+        )
+        sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep, Tags=[{"Key": "berth:ground-truth", "Value": location}])
+        assert wait_status(sm, ep)["EndpointStatus"] == "InService"
+        for i, row in enumerate(X[:10]):
+            runtime.invoke_endpoint(EndpointName=ep, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv", InferenceId=f"{ep}-{i}")
+        lines = "\n".join(
+            json.dumps({"groundTruthData": {"data": str(int(y[i])), "encoding": "CSV"}, "eventMetadata": {"inferenceId": f"{ep}-{i}"}, "eventVersion": "0"})
+            for i in range(10)
+        )
+        if location.startswith("file://"):
+            target = tmp_path / "ground-truth" / ep / "2026" / "11" / "25" / "10"
+            target.mkdir(parents=True)
+            (target / "labels.jsonl").write_text(lines)
+        else:
+            s3.put_object(Bucket=bucket, Key=f"labels/{ep}/2026/11/25/10/labels.jsonl", Body=lines.encode())
+        v = quality(server, ep, 10)
+        assert v["A"]["n"] == 10 and v["A"]["unlabelled"] == 0, (location, v)

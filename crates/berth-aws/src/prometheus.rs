@@ -33,6 +33,12 @@ pub async fn metrics(State(edge): State<Edge>) -> Response {
             })
         })
         .collect();
+    let capture = table.capture();
+    body += &format!(
+        "# HELP berth_capture_records_total Invocations captured for data capture: queued for the writer, or dropped because it was behind.\n# TYPE berth_capture_records_total counter\nberth_capture_records_total{{result=\"queued\"}} {}\nberth_capture_records_total{{result=\"dropped\"}} {}\n",
+        capture.queued.load(Ordering::Relaxed),
+        capture.dropped.load(Ordering::Relaxed)
+    );
     if !serverless.is_empty() {
         for (name, help, pick) in [
             ("berth_serverless_cold_starts_total", "Instances a serverless variant started because a request found none.", 0),

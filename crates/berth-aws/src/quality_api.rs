@@ -33,23 +33,6 @@ fn control_error(e: ControlError) -> Response {
     }
 }
 
-/// One SageMaker ground-truth record's label: CSV data as text, JSON data parsed.
-fn sagemaker_record(line: &str) -> Result<GroundTruth, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let data = &v["groundTruthData"];
-    let raw = data["data"].as_str().ok_or("groundTruthData.data is missing")?;
-    let label = match data["encoding"].as_str().unwrap_or("CSV") {
-        "JSON" => serde_json::from_str(raw).map_err(|e| format!("groundTruthData.data is not JSON: {e}"))?,
-        _ => Value::String(raw.trim().to_string()),
-    };
-    let event_id = v["eventMetadata"]["eventId"].as_str().map(str::to_string);
-    let inference_id = v["eventMetadata"]["inferenceId"].as_str().map(str::to_string);
-    if event_id.is_none() && inference_id.is_none() {
-        return Err("eventMetadata.eventId is missing".into());
-    }
-    Ok(GroundTruth { event_id, inference_id, label })
-}
-
 pub async fn ground_truth(State(edge): State<Edge>, Path(endpoint): Path<String>, body: Bytes) -> Response {
     if body.len() > MAX_GROUND_TRUTH_BYTES {
         return error(StatusCode::PAYLOAD_TOO_LARGE, format!("Send at most {MAX_GROUND_TRUTH_BYTES} bytes of labels per request."));
@@ -66,7 +49,7 @@ pub async fn ground_truth(State(edge): State<Edge>, Path(endpoint): Path<String>
                 labels.push(GroundTruth { event_id: id("event_id"), inference_id: id("inference_id"), label: item["label"].clone() });
             }
         } else if o.contains_key("groundTruthData") {
-            match sagemaker_record(text) {
+            match berth_control::ground_truth_line(text) {
                 Ok(l) => labels.push(l),
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("line 1: {e}")),
             }
@@ -75,7 +58,7 @@ pub async fn ground_truth(State(edge): State<Edge>, Path(endpoint): Path<String>
         }
     } else {
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            match sagemaker_record(line) {
+            match berth_control::ground_truth_line(line) {
                 Ok(l) => labels.push(l),
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("line {}: {e}", i + 1)),
             }

@@ -34,7 +34,7 @@ pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, Update
 pub use listing::{ListQuery, Page, SortKey};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
-pub use quality::{GroundTruth, Problem, QUALITY_NAMESPACE};
+pub use quality::{ground_truth_line, GroundTruth, Problem, QUALITY_NAMESPACE};
 
 use berth_domain::Account;
 use berth_instances::{InstanceBackend, ModelArtifacts};
@@ -82,6 +82,9 @@ pub struct Controller {
     events: EventLog,
     /// Labelled answers already published as quality metrics (by event id).
     quality_published: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Ground-truth files read already, and the S3 client that reads them.
+    ground_truth_seen: std::sync::Mutex<std::collections::HashSet<String>>,
+    ground_truth_s3: berth_instances::S3Writer,
     /// Serialises check-then-write transitions of endpoint state. Held only around store
     /// calls, never across instance starts or drains.
     transitions: tokio::sync::Mutex<()>,
@@ -98,6 +101,8 @@ impl Controller {
         Arc::new(Controller {
             events: EventLog::start(store.clone()),
             quality_published: Default::default(),
+            ground_truth_seen: Default::default(),
+            ground_truth_s3: Default::default(),
             store,
             backend,
             artifacts,

@@ -36,6 +36,24 @@ pub struct GroundTruth {
     pub label: Value,
 }
 
+/// One line of SageMaker's ground-truth JSON Lines: its label (CSV data as text, JSON data
+/// parsed) and the event it labels.
+pub fn ground_truth_line(line: &str) -> Result<GroundTruth, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let data = &v["groundTruthData"];
+    let raw = data["data"].as_str().ok_or("groundTruthData.data is missing")?;
+    let label = match data["encoding"].as_str().unwrap_or("CSV") {
+        "JSON" => serde_json::from_str(raw).map_err(|e| format!("groundTruthData.data is not JSON: {e}"))?,
+        _ => Value::String(raw.trim().to_string()),
+    };
+    let event_id = v["eventMetadata"]["eventId"].as_str().map(str::to_string);
+    let inference_id = v["eventMetadata"]["inferenceId"].as_str().map(str::to_string);
+    if event_id.is_none() && inference_id.is_none() {
+        return Err("eventMetadata.eventId is missing".into());
+    }
+    Ok(GroundTruth { event_id, inference_id, label })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Problem {
     Classification,
@@ -251,6 +269,45 @@ impl Controller {
 }
 
 impl Controller {
+    /// Reads SageMaker ground-truth JSON Lines files (`*.jsonl`) that appeared under the location
+    /// an endpoint's `berth:ground-truth` tag names (`file:///dir` or `s3://bucket/prefix`).
+    pub async fn ingest_ground_truth(&self) -> Result<(), ControlError> {
+        for e in self.all_endpoints().await? {
+            let tags = self.list_tags(&e.arn).await?;
+            let Some((_, location)) = tags.iter().find(|(k, _)| k == "berth:ground-truth") else { continue };
+            let files: Vec<String> = match location.strip_prefix("file://") {
+                Some(dir) => {
+                    let dir = std::path::PathBuf::from(dir);
+                    tokio::task::spawn_blocking(move || jsonl_files(&dir)).await.unwrap_or_default()
+                }
+                None => {
+                    self.ground_truth_s3.list(location).await.unwrap_or_default().into_iter().filter(|k| k.ends_with(".jsonl")).collect()
+                }
+            };
+            for file in files {
+                if !self.ground_truth_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(file.clone()) {
+                    continue;
+                }
+                let bytes = match file.strip_prefix("file://") {
+                    Some(path) => tokio::fs::read(path).await.map_err(|e| e.to_string()),
+                    None => self.ground_truth_s3.get(&file).await,
+                };
+                let text = match bytes {
+                    Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Err(err) => {
+                        tracing::warn!(file = %file, error = %err, "cannot read ground truth");
+                        continue;
+                    }
+                };
+                let labels: Vec<GroundTruth> =
+                    text.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| ground_truth_line(l).ok()).collect();
+                let n = self.add_ground_truth(&e.name, labels).await?;
+                tracing::info!(endpoint = %e.name, file = %file, labels = n, "ground truth read");
+            }
+        }
+        Ok(())
+    }
+
     /// A short view for the dashboard: each variant's labelled count and accuracy, and the
     /// accuracy test between the first two production variants.
     pub async fn quality_summary(&self, endpoint: &str) -> Result<Value, ControlError> {
@@ -332,6 +389,25 @@ pub(crate) fn classes(pairs: &[(Predicted, Value)]) -> Vec<String> {
 
 pub(crate) fn truth(v: &Value) -> String {
     label_text(v)
+}
+
+/// Every `*.jsonl` file under `dir`, as `file://` URIs, in path order.
+fn jsonl_files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "jsonl") {
+                out.push(format!("file://{}", path.display()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 #[cfg(test)]

@@ -176,3 +176,39 @@ impl S3Writer {
             .map_err(|e| format!("cannot write {at}: {}", DisplayErrorContext(&e)))
     }
 }
+
+impl S3Writer {
+    /// The keys under `s3://bucket/prefix`, in key order.
+    pub async fn list(&self, uri: &str) -> Result<Vec<String>, String> {
+        let at = match S3Location::parse(&format!("{}/", uri.trim_end_matches('/'))) {
+            Some(Ok(at)) => at,
+            _ => match uri.strip_prefix("s3://").and_then(|r| r.split_once('/').map(|(b, _)| b).or(Some(r))) {
+                Some(bucket) => S3Location { bucket: bucket.to_string(), key: String::new() },
+                None => return Err(format!("'{uri}' is not an s3:// URI")),
+            },
+        };
+        let listed = self.source.listing(&at).await.map_err(|e| e.to_string())?;
+        Ok(listed.into_iter().map(|(key, _, _)| format!("s3://{}/{key}", at.bucket)).collect())
+    }
+
+    /// The bytes of `s3://bucket/key`.
+    pub async fn get(&self, uri: &str) -> Result<Vec<u8>, String> {
+        let at = match S3Location::parse(uri) {
+            Some(Ok(at)) => at,
+            Some(Err(e)) => return Err(e),
+            None => return Err(format!("'{uri}' is not an s3:// URI")),
+        };
+        let object = self
+            .source
+            .client()
+            .await
+            .get_object()
+            .bucket(&at.bucket)
+            .key(&at.key)
+            .send()
+            .await
+            .map_err(|e| format!("cannot read {at}: {}", DisplayErrorContext(&e)))?;
+        let bytes = object.body.collect().await.map_err(|e| format!("cannot read {at}: {e}"))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+}

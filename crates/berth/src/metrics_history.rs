@@ -94,6 +94,9 @@ pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, settin
             warn!(error = %e, "cannot run the autoscaler");
         }
         if second.is_multiple_of(bandit_interval_secs) {
+            if let Err(e) = controller.ingest_ground_truth().await {
+                warn!(error = %e, "cannot read ground truth");
+            }
             if let Err(e) = controller.publish_quality_metrics().await {
                 warn!(error = %e, "cannot publish model quality metrics");
             }
