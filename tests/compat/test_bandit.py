@@ -89,6 +89,8 @@ def test_auto_promotion_moves_all_traffic_to_the_winner(own_berth, tmp_path):
     events = requests.get(f"{server.url}/berth/v1/events", params={"endpoint": ep}, timeout=10).json()["events"]
     promoted = [e for e in events if e["message"].startswith("Automatic promotion: all traffic to Good.")]
     assert promoted and "Good better than Weak on accuracy" in promoted[0]["message"]
+    steps = [e for e in events if e["message"].startswith("Automatic promotion:") and "% of traffic to Good" in e["message"]]
+    assert steps, "traffic moves in steps before all of it does"
     # What the dashboard shows: per-variant accuracy and the decided test.
     overview = requests.get(f"{server.url}/berth/v1/overview", timeout=10).json()
     (shown,) = [e for e in overview["endpoints"] if e["name"] == ep]
@@ -130,3 +132,27 @@ def test_quality_is_published_as_metrics_and_windowed(own_berth, tmp_path):
         assert s["SampleCount"] == per_variant[name]["n"]
         assert abs(s["Average"] - per_variant[name]["accuracy"]["value"]) < 1e-9
     assert stats["Good"]["Average"] > stats["Weak"]["Average"]
+
+
+def test_latency_reward_favours_the_faster_variant(own_berth):
+    from conftest import deploy
+
+    server = own_berth("--bandit-interval", "1")
+    sm = server.sm()
+    ep = deploy(sm, ["Slow", "Fast"], variant_env={"Slow": {"ECHO_DELAY_MS": "40"}})
+    arn = sm.describe_endpoint(EndpointName=ep)["EndpointArn"]
+    sm.add_tags(ResourceArn=arn, Tags=[
+        {"Key": "berth:routing", "Value": "thompson"}, {"Key": "berth:reward", "Value": "latency"},
+        {"Key": "berth:latency-target-ms", "Value": "25"},
+    ])
+    runtime = server.runtime()
+    deadline = time.time() + 40
+    while True:
+        for _ in range(40):
+            runtime.invoke_endpoint(EndpointName=ep, Body=b"x")
+        w = weights(sm, ep)
+        if w["Fast"] / (w["Fast"] + w["Slow"]) > 0.85:
+            break
+        assert time.time() < deadline, w
+        time.sleep(1.1)
+    assert w["Slow"] / (w["Fast"] + w["Slow"]) >= 0.049

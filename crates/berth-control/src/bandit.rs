@@ -2,10 +2,12 @@
 //!
 //! - `berth:routing` = `thompson` or `epsilon-greedy`: weights follow each variant's reward
 //!   instead of staying fixed, never below `berth:exploration` (default 0.05) per variant.
-//! - `berth:reward` = `accuracy` (from ground truth joined with captured answers; the default)
-//!   or `success` (requests answered without a model error).
+//! - `berth:reward` = `accuracy` (from ground truth joined with captured answers; the default),
+//!   `success` (requests answered without an error) or `latency` (model latency within
+//!   `berth:latency-target-ms`, default 100, counted on the latency histogram's bucket bounds).
 //! - `berth:auto-promote` = `true`: once the always-valid test decides between two variants on
-//!   accuracy, all traffic moves to the winner and the reason is recorded as an event.
+//!   accuracy, traffic moves to the winner in steps of 25 points, one per round, each recorded
+//!   with the reason as an event.
 //!
 //! Weights change through UpdateEndpointWeightsAndCapacities' path, so DescribeEndpoint shows
 //! the effective weights.
@@ -88,6 +90,28 @@ impl Controller {
             let reward = tags.get("berth:reward").map_or("accuracy", String::as_str);
             let floor = tags.get("berth:exploration").and_then(|v| v.parse().ok()).unwrap_or(0.05);
             let counts: Vec<(f64, f64)> = match reward {
+                "latency" => {
+                    let target_us = tags.get("berth:latency-target-ms").and_then(|v| v.parse::<f64>().ok()).unwrap_or(100.0) * 1000.0;
+                    production
+                        .iter()
+                        .map(|v| {
+                            let s = self
+                                .routing
+                                .metrics()
+                                .snapshot_of(&berth_metrics::VariantKey { endpoint: e.name.clone(), variant: v.clone() });
+                            s.map_or((0.0, 0.0), |s| {
+                                let h = &s.model_latency_us;
+                                let fast: u64 = berth_metrics::BUCKET_BOUNDS_US
+                                    .iter()
+                                    .zip(&h.buckets)
+                                    .filter(|(bound, _)| **bound as f64 <= target_us)
+                                    .map(|(_, n)| n)
+                                    .sum();
+                                (fast as f64, h.count.saturating_sub(fast) as f64)
+                            })
+                        })
+                        .collect()
+                }
                 "success" => production
                     .iter()
                     .map(|v| {
@@ -136,34 +160,35 @@ impl Controller {
         Ok(())
     }
 
-    /// With two production variants and a decided test on accuracy: all traffic to the winner.
-    /// Returns Some(true) when it promoted.
+    /// With two production variants and a decided test on accuracy: 25 more points of traffic
+    /// to the winner each round until it has all of it. Returns Some(true) while promoting.
     async fn promote_if_decided(self: &Arc<Self>, endpoint: &str, production: &[String]) -> Result<Option<bool>, crate::ControlError> {
         let [a, b] = production else { return Ok(None) };
         let test = self.significance(endpoint, "accuracy", a, b, 0.05).await?;
         let Some(winner) = test["winner"].as_str() else { return Ok(Some(false)) };
         let e = self.describe_endpoint(endpoint).await?;
-        if e.variants.iter().filter(|v| !v.shadow).all(|v| (v.current_weight > 0.0) == (v.name == winner)) {
+        let total: f64 = e.variants.iter().filter(|v| !v.shadow).map(|v| v.current_weight).sum::<f64>().max(1e-9);
+        let share = e.variant(winner).map_or(0.0, |v| v.current_weight) / total;
+        if share >= 1.0 - 1e-9 {
             return Ok(Some(true)); // promoted already
         }
+        let next = ((share * 4.0).floor() / 4.0 + 0.25).min(1.0);
         let desired = production
             .iter()
-            .map(|v| DesiredWeightAndCapacity {
-                variant: v.clone(),
-                weight: Some(f64::from(u8::from(v == winner))),
-                instance_count: None,
-                serverless: None,
+            .map(|v| {
+                let w = if v == winner { next } else { 1.0 - next };
+                DesiredWeightAndCapacity { variant: v.clone(), weight: Some(w), instance_count: None, serverless: None }
             })
             .collect();
         self.update_weights_and_capacities(endpoint, desired).await?;
         let verdict = test["verdict"].as_str().unwrap_or_default();
-        self.record_event(
-            endpoint,
-            Some(winner),
-            EventKind::WeightsChanged,
-            format!("Automatic promotion: all traffic to {winner}. {verdict}"),
-        );
-        tracing::info!(endpoint, winner, verdict, "promoted the winning variant");
+        let message = if next >= 1.0 {
+            format!("Automatic promotion: all traffic to {winner}. {verdict}")
+        } else {
+            format!("Automatic promotion: {:.0}% of traffic to {winner}. {verdict}", next * 100.0)
+        };
+        self.record_event(endpoint, Some(winner), EventKind::WeightsChanged, message);
+        tracing::info!(endpoint, winner, share = next, verdict, "promoting the winning variant");
         Ok(Some(true))
     }
 }
@@ -197,5 +222,29 @@ mod tests {
         assert!((mean - 0.3).abs() < 0.01, "{mean}");
         let small = (0..20_000).map(|_| beta(&mut rng, 0.5, 0.5)).sum::<f64>() / 20_000.0;
         assert!((small - 0.5).abs() < 0.02, "{small}");
+    }
+
+    /// A simulated test of the loop: two arms of known success rates, weights updated by
+    /// Thompson sampling every 50 requests drawn by those weights; most traffic ends on the
+    /// better arm and the worse one keeps its floor.
+    #[test]
+    fn simulated_thompson_routing_finds_the_better_arm() {
+        let mut rng = fastrand::Rng::with_seed(21);
+        let rates = [0.70, 0.80];
+        let mut counts = [(0.0, 0.0); 2];
+        let mut weights = vec![0.5, 0.5];
+        for _ in 0..60 {
+            for _ in 0..50 {
+                let arm = usize::from(rng.f64() >= weights[0]);
+                if rng.f64() < rates[arm] {
+                    counts[arm].0 += 1.0;
+                } else {
+                    counts[arm].1 += 1.0;
+                }
+            }
+            weights = thompson(&counts, 0.05, &mut rng);
+        }
+        assert!(weights[1] > 0.8 && weights[0] >= 0.05 - 1e-12, "{weights:?}");
+        assert!(counts[1].0 + counts[1].1 > 2.0 * (counts[0].0 + counts[0].1), "most pulls went to the better arm: {counts:?}");
     }
 }
