@@ -197,13 +197,15 @@ def runtime(berth):
 
 
 class Load:
-    """A client invoking an endpoint in a loop on its own thread (for at most `seconds`),
-    recording every answer (time, variant, body) and every failure."""
+    """A client invoking an endpoint in a loop on its own thread (for at most `seconds`, at most
+    `rate` requests a second when given, never catching up after a slow one), recording every
+    answer (time, variant, body) and every failure."""
 
-    def __init__(self, server, endpoint, seconds=120):
+    def __init__(self, server, endpoint, seconds=120, rate=None):
         self.runtime = server.runtime(max_pool_connections=4)
         self.endpoint = endpoint
         self.seconds = seconds
+        self.rate = rate
         self.counts = collections.Counter()
         self.answers = []  # (time, variant, body)
         self.failures = []
@@ -213,12 +215,15 @@ class Load:
     def run(self):
         deadline = time.time() + self.seconds
         while not self.stop_flag.is_set() and time.time() < deadline:
+            began = time.time()
             try:
                 r = self.runtime.invoke_endpoint(EndpointName=self.endpoint, Body=b"load")
                 self.answers.append((time.time(), r["InvokedProductionVariant"], r["Body"].read()))
                 self.counts[r["InvokedProductionVariant"]] += 1
             except Exception as e:  # noqa: every failure is what the test counts
                 self.failures.append(repr(e))
+            if self.rate:
+                time.sleep(max(0.0, 1.0 / self.rate - (time.time() - began)))
 
     def __enter__(self):
         self.thread.start()
@@ -227,6 +232,10 @@ class Load:
     def __exit__(self, *exc):
         self.stop_flag.set()
         self.thread.join(timeout=30)
+
+    @property
+    def sent(self):
+        return len(self.answers)
 
     def wait_for(self, n, timeout=30):
         deadline = time.time() + timeout

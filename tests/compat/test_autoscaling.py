@@ -5,46 +5,22 @@ CPUUtilization and a step policy driven by a CloudWatch alarm work, activities h
 causes, and a client sending requests throughout sees no failure. berth runs with
 --scaling-window 4 so decisions look at the last 4 s instead of a minute."""
 
-import threading
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import deploy, put_alarm
+from conftest import Load, deploy, put_alarm
 
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 
-class PacedLoad:
-    """Invokes an endpoint at about `rate` requests per second on its own thread (at most 90 s)."""
-
-    def __init__(self, server, endpoint, rate):
-        self.runtime = server.runtime(max_pool_connections=4)
-        self.endpoint, self.rate = endpoint, rate
-        self.sent, self.failures = 0, []
-        self.stop_flag = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        start = time.time()
-        while not self.stop_flag.is_set() and time.time() - start < 90:
-            began = time.time()
-            try:
-                self.runtime.invoke_endpoint(EndpointName=self.endpoint, Body=b"x")
-                self.sent += 1
-            except Exception as e:  # noqa: every failure is what the test counts
-                self.failures.append(repr(e))
-            # No catching up after a slow request: the rate never goes above `rate`.
-            time.sleep(max(0.0, 1.0 / self.rate - (time.time() - began)))
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        self.thread.join(timeout=30)
+def target_tracking(aas, resource, **config):
+    """A target tracking policy on the variant (named `invocations`; a new one replaces it); returns its ARN."""
+    return aas.put_scaling_policy(
+        PolicyName="invocations", ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION,
+        PolicyType="TargetTrackingScaling", TargetTrackingScalingPolicyConfiguration=config,
+    )["PolicyARN"]
 
 
 def count(sm, ep, field="DesiredInstanceCount"):
@@ -87,25 +63,20 @@ def test_target_tracking_scales_out_to_the_prediction_and_back_in(scaled):
     server, sm, aas, ep, resource = scaled
     (target,) = aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])["ScalableTargets"]
     assert (target["MinCapacity"], target["MaxCapacity"], target["ScalableDimension"]) == (1, 4, DIMENSION)
-    arn = aas.put_scaling_policy(
-        PolicyName="invocations",
-        ServiceNamespace="sagemaker",
-        ResourceId=resource,
-        ScalableDimension=DIMENSION,
-        PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": 600.0,  # invocations per instance per minute: 10 req/s each
-            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-            "ScaleOutCooldown": 5,  # longer than the 4 s window: the next decision sees the new fleet only
-            "ScaleInCooldown": 3,
-        },
-    )["PolicyARN"]
+    arn = target_tracking(
+        aas,
+        resource,
+        TargetValue=600.0,  # invocations per instance per minute: 10 req/s each
+        PredefinedMetricSpecification={"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+        ScaleOutCooldown=5,  # longer than the 4 s window: the next decision sees the new fleet only
+        ScaleInCooldown=3,
+    )
     assert arn.startswith("arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:")
     (policy,) = aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"]
     assert policy["PolicyType"] == "TargetTrackingScaling" and policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 600.0
 
     # 25 req/s = 1,500 a minute: ceil(1,500 / 600) = 3 instances (and 500 each at 3: it stays).
-    with PacedLoad(server, ep, 25) as load:
+    with Load(server, ep, seconds=90, rate=25) as load:
         wait_count(sm, ep, 3)
         time.sleep(5)
         assert count(sm, ep) == 3, "the prediction holds under the same load"
@@ -121,20 +92,15 @@ def test_target_tracking_scales_out_to_the_prediction_and_back_in(scaled):
     assert activities[0]["Description"] == "Setting desired instance count to 1." and activities[0]["Cause"].startswith("Decreasing")
 
     # The maximum holds whatever the policy asks.
-    aas.put_scaling_policy(
-        PolicyName="invocations",
-        ServiceNamespace="sagemaker",
-        ResourceId=resource,
-        ScalableDimension=DIMENSION,
-        PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": 30.0,
-            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-            "ScaleOutCooldown": 0,
-            "DisableScaleIn": True,
-        },
+    target_tracking(
+        aas,
+        resource,
+        TargetValue=30.0,
+        PredefinedMetricSpecification={"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+        ScaleOutCooldown=0,
+        DisableScaleIn=True,
     )
-    with PacedLoad(server, ep, 25) as load:
+    with Load(server, ep, seconds=90, rate=25) as load:
         wait_count(sm, ep, 4)
         time.sleep(3)
         assert count(sm, ep) == 4
@@ -150,23 +116,18 @@ def test_custom_cpu_metric_and_step_scaling(own_berth):
     aas = server.client("application-autoscaling")
     resource = f"endpoint/{ep}/variant/V"
     aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=2)
-    aas.put_scaling_policy(
-        PolicyName="cpu",
-        ServiceNamespace="sagemaker",
-        ResourceId=resource,
-        ScalableDimension=DIMENSION,
-        PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": 40.0,
-            "CustomizedMetricSpecification": {
-                "MetricName": "CPUUtilization",
-                "Namespace": "/aws/sagemaker/Endpoints",
-                "Dimensions": [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "V"}],
-                "Statistic": "Average",
-            },
-            "ScaleOutCooldown": 0,
-            "DisableScaleIn": True,
+    target_tracking(
+        aas,
+        resource,
+        TargetValue=40.0,
+        CustomizedMetricSpecification={
+            "MetricName": "CPUUtilization",
+            "Namespace": "/aws/sagemaker/Endpoints",
+            "Dimensions": [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "V"}],
+            "Statistic": "Average",
         },
+        ScaleOutCooldown=0,
+        DisableScaleIn=True,
     )
     wait_count(sm, ep, 2)  # a busy core against a 40% target: out to the maximum of 2
     (activity,) = settled_activities(aas, resource)
@@ -193,7 +154,7 @@ def test_custom_cpu_metric_and_step_scaling(own_berth):
         cw, ep, "Invocations", Statistic="Sum", Period=1, EvaluationPeriods=1, Threshold=5,
         ComparisonOperator="GreaterThanThreshold", AlarmActions=[step_arn],
     )
-    with PacedLoad(server, ep, 20) as load:
+    with Load(server, ep, seconds=90, rate=20) as load:
         wait_count(sm, ep, 3)
     assert load.failures == []
     causes = [a["Cause"] for a in settled_activities(aas, resource)]

@@ -53,6 +53,17 @@ def quality(berth, ep, n, **params):
         time.sleep(0.3)
 
 
+def labelled_traffic(berth, runtime, ep, rows, n, prefix):
+    """Sends `n` of `rows` (cycling) with InferenceIds, then their labels; waits until joined."""
+    labels = []
+    for i in range(n):
+        row, truth = rows[i % len(rows)]
+        runtime.invoke_endpoint(EndpointName=ep, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv", InferenceId=f"{prefix}{i}")
+        labels.append({"inference_id": f"{prefix}{i}", "label": int(truth)})
+    requests.post(f"{berth.url}/berth/v1/endpoints/{ep}/ground-truth", json={"labels": labels}, timeout=10)
+    quality(berth, ep, n)
+
+
 def close(a, b):
     assert abs(a - b) < 1e-9, (a, b)
 
@@ -150,14 +161,8 @@ def test_significance_names_the_better_variant(berth, sm, runtime, tmp_path):
     shuffled = np.random.default_rng(0).permutation(y[:300])
     weak = onnx_model(sm, tmp_path, DecisionTreeClassifier(max_depth=2, random_state=0).fit(X[:300], shuffled), X)
     ep = capture_endpoint(sm, tmp_path, {"Weak": weak, "Good": good})
-    labels = []
     rows = list(zip(X[300:], y[300:]))
-    for i in range(800):
-        row, truth = rows[i % len(rows)]
-        runtime.invoke_endpoint(EndpointName=ep, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv", InferenceId=f"s{i}")
-        labels.append({"inference_id": f"s{i}", "label": int(truth)})
-    requests.post(f"{berth.url}/berth/v1/endpoints/{ep}/ground-truth", json={"labels": labels}, timeout=10)
-    quality(berth, ep, 800)
+    labelled_traffic(berth, runtime, ep, rows, 800, "s")
     out = requests.get(f"{berth.url}/berth/v1/endpoints/{ep}/significance", params={"metric": "accuracy", "a": "Weak", "b": "Good"}, timeout=10).json()
     assert out["decided"] and out["winner"] == "Good", out
     assert out["verdict"].startswith("Good better than Weak on accuracy, 95% confidence"), out["verdict"]
@@ -165,13 +170,7 @@ def test_significance_names_the_better_variant(berth, sm, runtime, tmp_path):
 
     # The same model on both variants: no verdict, and an estimate of what it would take.
     same = capture_endpoint(sm, tmp_path, {"A": good, "B": good})
-    labels = []
-    for i in range(200):
-        row, truth = rows[i % len(rows)]
-        runtime.invoke_endpoint(EndpointName=same, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv", InferenceId=f"t{i}")
-        labels.append({"inference_id": f"t{i}", "label": int(truth)})
-    requests.post(f"{berth.url}/berth/v1/endpoints/{same}/ground-truth", json={"labels": labels}, timeout=10)
-    quality(berth, same, 200)
+    labelled_traffic(berth, runtime, same, rows, 200, "t")
     out = requests.get(f"{berth.url}/berth/v1/endpoints/{same}/significance", params={"a": "A", "b": "B"}, timeout=10).json()
     assert not out["decided"] and out["verdict"].startswith("not yet decided"), out
 
