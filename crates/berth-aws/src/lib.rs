@@ -61,7 +61,5 @@ pub fn app(edge: Edge) -> axum::Router {
 
 /// A request id in the shape AWS uses (a UUID v4).
 pub(crate) fn request_id() -> String {
-    let a = fastrand::u128(..);
-    let h = format!("{a:032x}");
-    format!("{}-{}-4{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
+    berth_domain::random_uuid()
 }

@@ -36,7 +36,7 @@ fn not_registered(resource_id: &str) -> ControlError {
 impl Controller {
     async fn put_json<T: Serialize>(&self, kind: &'static str, key: String, created: Timestamp, value: &T) -> Result<(), ControlError> {
         let body = serde_json::to_string(value).map_err(|e| ControlError::Internal(e.to_string()))?;
-        self.db(move |s| s.put_record(kind, &key, created.millis(), &body)).await
+        self.db(move |s| s.put_records(kind, &[(key, created.millis(), body)])).await
     }
 
     async fn all_json<T: DeserializeOwned + Send + 'static>(&self, kind: &'static str) -> Result<Vec<T>, ControlError> {

@@ -12,6 +12,7 @@
 //! Weights change through UpdateEndpointWeightsAndCapacities' path, so DescribeEndpoint shows
 //! the effective weights.
 
+use crate::quality::{correct, significance_of, Pairs};
 use crate::{Controller, DesiredWeightAndCapacity};
 use berth_domain::{EndpointStatus, EventKind};
 use std::collections::BTreeMap;
@@ -79,15 +80,14 @@ impl Controller {
             if production.len() < 2 {
                 continue;
             }
-            if promote {
-                if let Some(done) = self.promote_if_decided(&e.name, &production).await? {
-                    if done {
-                        continue;
-                    }
-                }
+            let reward = tags.get("berth:reward").map_or("accuracy", String::as_str);
+            // The labelled answers, read once for the promotion test and the accuracy reward.
+            let pairs =
+                if promote || (routing.is_some() && reward == "accuracy") { self.labelled(&e.name).await?.0 } else { Default::default() };
+            if promote && self.promote_if_decided(&e.name, &production, &pairs).await? == Some(true) {
+                continue;
             }
             let Some(kind) = routing else { continue };
-            let reward = tags.get("berth:reward").map_or("accuracy", String::as_str);
             let floor = tags.get("berth:exploration").and_then(|v| v.parse().ok()).unwrap_or(0.05);
             let counts: Vec<(f64, f64)> = match reward {
                 "latency" => {
@@ -122,17 +122,14 @@ impl Controller {
                         })
                     })
                     .collect(),
-                _ => {
-                    let (pairs, _) = self.labelled(&e.name).await?;
-                    production
-                        .iter()
-                        .map(|v| {
-                            let p = pairs.get(v).map(Vec::as_slice).unwrap_or(&[]);
-                            let right = p.iter().filter(|(p, l)| p.label == crate::quality::truth(l)).count() as f64;
-                            (right, p.len() as f64 - right)
-                        })
-                        .collect()
-                }
+                _ => production
+                    .iter()
+                    .map(|v| {
+                        let p = pairs.get(v).map(Vec::as_slice).unwrap_or(&[]);
+                        let right = p.iter().filter(|pair| correct(pair)).count() as f64;
+                        (right, p.len() as f64 - right)
+                    })
+                    .collect(),
             };
             let weights = match kind {
                 "epsilon-greedy" => epsilon_greedy(&counts, floor),
@@ -162,9 +159,14 @@ impl Controller {
 
     /// With two production variants and a decided test on accuracy: 25 more points of traffic
     /// to the winner each round until it has all of it. Returns Some(true) while promoting.
-    async fn promote_if_decided(self: &Arc<Self>, endpoint: &str, production: &[String]) -> Result<Option<bool>, crate::ControlError> {
+    async fn promote_if_decided(
+        self: &Arc<Self>,
+        endpoint: &str,
+        production: &[String],
+        pairs: &Pairs,
+    ) -> Result<Option<bool>, crate::ControlError> {
         let [a, b] = production else { return Ok(None) };
-        let test = self.significance(endpoint, "accuracy", a, b, 0.05).await?;
+        let test = significance_of(pairs, "accuracy", a, b, 0.05)?;
         let Some(winner) = test["winner"].as_str() else { return Ok(Some(false)) };
         let e = self.describe_endpoint(endpoint).await?;
         let total: f64 = e.variants.iter().filter(|v| !v.shadow).map(|v| v.current_weight).sum::<f64>().max(1e-9);

@@ -6,6 +6,7 @@
 
 use crate::Controller;
 use base64::Engine;
+use berth_domain::random_uuid;
 use berth_instances::S3Writer;
 use berth_router::{CaptureRecord, CaptureSettings};
 use serde_json::{json, Value};
@@ -35,11 +36,6 @@ fn encode(content_type: &str, body: &[u8], s: &CaptureSettings) -> Value {
 
 fn utc(time_ms: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
-pub(crate) fn uuid() -> String {
-    let h = format!("{:032x}", fastrand::u128(..));
-    format!("{}-{}-4{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
 }
 
 /// One record as a line of SageMaker's capture format, with its event id.
@@ -83,7 +79,7 @@ fn hour_prefix(r: &CaptureRecord) -> String {
 /// A capture file's name: when it was started (mm-ss-mmm of the hour) and a random id.
 fn file_name(time_ms: i64) -> String {
     let t = utc(time_ms);
-    format!("{:02}-{:02}-{:03}-{}.jsonl", t.minute(), t.second(), t.millisecond(), uuid())
+    format!("{:02}-{:02}-{:03}-{}.jsonl", t.minute(), t.second(), t.millisecond(), random_uuid())
 }
 
 impl Controller {
@@ -91,8 +87,8 @@ impl Controller {
     pub async fn run_capture(self: Arc<Self>) {
         let Some(mut rx) = self.routing.capture().take_receiver() else { return };
         let s3 = S3Writer::default();
-        // file:// hour directory → the file records are appended to.
-        let mut files: HashMap<String, String> = HashMap::new();
+        // file:// hour directory → the file records are appended to, and when it was started.
+        let mut files: HashMap<String, (String, i64)> = HashMap::new();
         let mut pending: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
         // Captured answers kept for joining with ground truth, by endpoint.
         let mut predictions: HashMap<String, Vec<(String, i64, String)>> = HashMap::new();
@@ -110,7 +106,7 @@ impl Controller {
                         }
                     }
                     for r in batch {
-                        let event_id = uuid();
+                        let event_id = random_uuid();
                         let entry = pending.entry(hour_prefix(&r)).or_insert_with(|| (r.time_ms, Vec::new()));
                         entry.1.extend_from_slice(capture_line(&r, &event_id).as_bytes());
                         entry.1.push(b'\n');
@@ -127,7 +123,7 @@ impl Controller {
                     }
                     for (prefix, (first_ms, bytes)) in pending.drain() {
                         if let Some(dir) = prefix.strip_prefix("file://") {
-                            let name = files.entry(prefix.clone()).or_insert_with(|| file_name(first_ms)).clone();
+                            let name = files.entry(prefix.clone()).or_insert_with(|| (file_name(first_ms), first_ms)).0.clone();
                             let (dir, bytes) = (dir.to_string(), bytes);
                             let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                                 std::fs::create_dir_all(&dir)?;
@@ -142,10 +138,10 @@ impl Controller {
                             tracing::warn!(destination = %prefix, error = %e, "cannot write captured data");
                         }
                     }
-                    // Hours that ended get new files.
-                    if files.len() > 10_000 {
-                        files.clear();
-                    }
+                    // Hour directories are written only during their hour: forget the files of
+                    // hours that ended (records come in at most seconds late).
+                    let hour_ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64) - 2 * 3_600_000;
+                    files.retain(|_, (_, first_ms)| *first_ms > hour_ago);
                 }
             }
         }

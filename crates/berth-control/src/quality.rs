@@ -98,7 +98,8 @@ pub(crate) fn predicted(output: &str) -> Option<Predicted> {
     (!first.is_empty()).then(|| Predicted { label: first.to_string(), probabilities: None, number: first.parse().ok() })
 }
 
-fn label_text(v: &Value) -> String {
+/// A label as text, the way predictions' labels are compared with it.
+pub(crate) fn truth(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -206,66 +207,68 @@ impl Controller {
     /// `absolute_error`, lower is better), by the always-valid sequential test and the classical
     /// one, with a plain verdict.
     pub async fn significance(&self, endpoint: &str, metric: &str, a: &str, b: &str, alpha: f64) -> Result<Value, ControlError> {
-        if !(alpha > 0.0 && alpha < 0.5) {
-            return Err(ControlError::Validation("alpha must be between 0 and 0.5.".into()));
-        }
         let (by_variant, _) = self.labelled(endpoint).await?;
-        let outcomes = |variant: &str| -> Result<Vec<f64>, ControlError> {
-            let pairs = by_variant.get(variant).map(Vec::as_slice).unwrap_or(&[]);
-            match metric {
-                "accuracy" => Ok(pairs.iter().map(|(p, l)| f64::from(u8::from(p.label == truth(l)))).collect()),
-                "absolute_error" => Ok(pairs
-                    .iter()
-                    .filter_map(|(p, l)| Some((p.number? - l.as_f64().or_else(|| l.as_str()?.parse().ok())?).abs()))
-                    .collect()),
-                other => Err(ControlError::Validation(format!("metric '{other}' is not accuracy or absolute_error."))),
-            }
-        };
-        let (xa, xb) = (outcomes(a)?, outcomes(b)?);
-        // The mixture's scale: a 5-point accuracy difference, or a tenth of the errors' spread.
-        let tau = if metric == "accuracy" {
-            0.05
-        } else {
-            let all: Vec<f64> = xa.iter().chain(&xb).copied().collect();
-            let m = all.iter().sum::<f64>() / all.len().max(1) as f64;
-            (all.iter().map(|v| (v - m).powi(2)).sum::<f64>() / all.len().max(1) as f64).sqrt().max(1e-9) * 0.1
-        };
-        let higher_better = metric == "accuracy";
-        let confidence = format!("{}%", ((1.0 - alpha) * 100.0 * 10.0).round() / 10.0);
-        let Some(c) = crate::stats::compare(&xa, &xb, tau) else {
-            return Ok(json!({
-                "metric": metric, "a": a, "b": b, "n": [xa.len(), xb.len()], "decided": false,
-                "verdict": format!("not yet decided: each variant needs at least 2 labelled requests ({a}: {}, {b}: {})", xa.len(), xb.len()),
-            }));
-        };
-        let decided = c.always_valid_p < alpha;
-        let b_better = (c.difference > 0.0) == higher_better;
-        let verdict = if decided {
-            let (winner, loser) = if b_better { (b, a) } else { (a, b) };
-            format!("{winner} better than {loser} on {metric}, {confidence} confidence (always-valid sequential test)")
-        } else {
-            match c.more_needed {
-                Some(more) => format!("not yet decided; about {more} more labelled requests per variant needed at the current difference"),
-                None => "not yet decided; no difference observed so far".to_string(),
-            }
-        };
-        Ok(json!({
-            "metric": metric,
-            "a": a,
-            "b": b,
-            "n": [c.n.0, c.n.1],
-            "means": [c.means.0, c.means.1],
-            "difference": c.difference,
-            "ci95": [c.ci.0, c.ci.1],
-            "fixed_horizon_p": c.fixed_p,
-            "e_value": c.e_value,
-            "always_valid_p": c.always_valid_p,
-            "alpha": alpha,
-            "decided": decided,
-            "winner": decided.then_some(if b_better { b } else { a }),
-            "verdict": verdict,
-        }))
+        significance_of(&by_variant, metric, a, b, alpha)
     }
+}
+
+/// The A/B test between variants `a` and `b` on labelled answers already read.
+pub(crate) fn significance_of(by_variant: &Pairs, metric: &str, a: &str, b: &str, alpha: f64) -> Result<Value, ControlError> {
+    if !(alpha > 0.0 && alpha < 0.5) {
+        return Err(ControlError::Validation("alpha must be between 0 and 0.5.".into()));
+    }
+    let outcomes = |variant: &str| -> Result<Vec<f64>, ControlError> {
+        let pairs = by_variant.get(variant).map(Vec::as_slice).unwrap_or(&[]);
+        match metric {
+            "accuracy" => Ok(pairs.iter().map(|pair| f64::from(u8::from(correct(pair)))).collect()),
+            "absolute_error" => Ok(pairs.iter().filter_map(absolute_error).collect()),
+            other => Err(ControlError::Validation(format!("metric '{other}' is not accuracy or absolute_error."))),
+        }
+    };
+    let (xa, xb) = (outcomes(a)?, outcomes(b)?);
+    // The mixture's scale: a 5-point accuracy difference, or a tenth of the errors' spread.
+    let tau = if metric == "accuracy" {
+        0.05
+    } else {
+        let all: Vec<f64> = xa.iter().chain(&xb).copied().collect();
+        let m = all.iter().sum::<f64>() / all.len().max(1) as f64;
+        (all.iter().map(|v| (v - m).powi(2)).sum::<f64>() / all.len().max(1) as f64).sqrt().max(1e-9) * 0.1
+    };
+    let higher_better = metric == "accuracy";
+    let confidence = format!("{}%", ((1.0 - alpha) * 100.0 * 10.0).round() / 10.0);
+    let Some(c) = crate::stats::compare(&xa, &xb, tau) else {
+        return Ok(json!({
+            "metric": metric, "a": a, "b": b, "n": [xa.len(), xb.len()], "decided": false,
+            "verdict": format!("not yet decided: each variant needs at least 2 labelled requests ({a}: {}, {b}: {})", xa.len(), xb.len()),
+        }));
+    };
+    let decided = c.always_valid_p < alpha;
+    let b_better = (c.difference > 0.0) == higher_better;
+    let verdict = if decided {
+        let (winner, loser) = if b_better { (b, a) } else { (a, b) };
+        format!("{winner} better than {loser} on {metric}, {confidence} confidence (always-valid sequential test)")
+    } else {
+        match c.more_needed {
+            Some(more) => format!("not yet decided; about {more} more labelled requests per variant needed at the current difference"),
+            None => "not yet decided; no difference observed so far".to_string(),
+        }
+    };
+    Ok(json!({
+        "metric": metric,
+        "a": a,
+        "b": b,
+        "n": [c.n.0, c.n.1],
+        "means": [c.means.0, c.means.1],
+        "difference": c.difference,
+        "ci95": [c.ci.0, c.ci.1],
+        "fixed_horizon_p": c.fixed_p,
+        "e_value": c.e_value,
+        "always_valid_p": c.always_valid_p,
+        "alpha": alpha,
+        "decided": decided,
+        "winner": decided.then_some(if b_better { b } else { a }),
+        "verdict": verdict,
+    }))
 }
 
 impl Controller {
@@ -315,16 +318,14 @@ impl Controller {
         let variants: serde_json::Map<String, Value> = pairs
             .iter()
             .map(|(v, p)| {
-                let right = p.iter().filter(|(p, l)| p.label == truth(l)).count();
+                let right = p.iter().filter(|pair| correct(pair)).count();
                 (v.clone(), json!({ "n": p.len(), "accuracy": if p.is_empty() { 0.0 } else { right as f64 / p.len() as f64 } }))
             })
             .collect();
         let e = self.describe_endpoint(endpoint).await?;
         let production: Vec<&str> = e.variants.iter().filter(|v| !v.shadow).map(|v| v.name.as_str()).collect();
         let test = match production.as_slice() {
-            [a, b, ..] if pairs.contains_key(*a) && pairs.contains_key(*b) => {
-                Some(self.significance(endpoint, "accuracy", a, b, 0.05).await?)
-            }
+            [a, b, ..] if pairs.contains_key(*a) && pairs.contains_key(*b) => Some(significance_of(&pairs, "accuracy", a, b, 0.05)?),
             _ => None,
         };
         Ok(json!({ "variants": variants, "test": test }))
@@ -359,10 +360,9 @@ impl Controller {
                     minimum: values.iter().copied().fold(f64::INFINITY, f64::min),
                     maximum: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 };
-                let correct: Vec<f64> = fresh.iter().map(|(p, l)| f64::from(u8::from(p.label == truth(l)))).collect();
-                points.push(point("Accuracy", "None", &correct));
-                let errors: Vec<f64> =
-                    fresh.iter().filter_map(|(p, l)| Some((p.number? - l.as_f64().or_else(|| l.as_str()?.parse().ok())?).abs())).collect();
+                let right: Vec<f64> = fresh.iter().map(|pair| f64::from(u8::from(correct(pair)))).collect();
+                points.push(point("Accuracy", "None", &right));
+                let errors: Vec<f64> = fresh.iter().filter_map(|pair| absolute_error(pair)).collect();
                 if !errors.is_empty() {
                     points.push(point("AbsoluteError", "None", &errors));
                 }
@@ -379,16 +379,27 @@ impl Controller {
 pub const QUALITY_NAMESPACE: &str = "berth/ModelQuality";
 
 /// Labelled answers by variant.
-type Pairs = BTreeMap<String, Vec<(Predicted, Value)>>;
+pub(crate) type Pairs = BTreeMap<String, Vec<(Predicted, Value)>>;
+
+/// A label as a number (a JSON number or numeric text), for regression.
+pub(crate) fn label_number(l: &Value) -> Option<f64> {
+    l.as_f64().or_else(|| l.as_str()?.parse().ok())
+}
+
+/// Whether an answer's label is the true one.
+pub(crate) fn correct((p, l): &(Predicted, Value)) -> bool {
+    p.label == truth(l)
+}
+
+/// How far a numeric answer is from the true value.
+pub(crate) fn absolute_error((p, l): &(Predicted, Value)) -> Option<f64> {
+    Some((p.number? - label_number(l)?).abs())
+}
 
 /// The distinct labels of some pairs, in order.
 pub(crate) fn classes(pairs: &[(Predicted, Value)]) -> Vec<String> {
-    let set: BTreeSet<String> = pairs.iter().flat_map(|(p, l)| [p.label.clone(), label_text(l)]).collect();
+    let set: BTreeSet<String> = pairs.iter().flat_map(|(p, l)| [p.label.clone(), truth(l)]).collect();
     set.into_iter().collect()
-}
-
-pub(crate) fn truth(v: &Value) -> String {
-    label_text(v)
 }
 
 /// Every `*.jsonl` file under `dir`, as `file://` URIs, in path order.

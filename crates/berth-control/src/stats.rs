@@ -2,7 +2,7 @@
 //! 95% intervals: Wilson's for accuracy, a seeded percentile bootstrap (200 resamples) for the
 //! others, so the same data always gives the same interval.
 
-use crate::quality::{classes, truth, Predicted};
+use crate::quality::{classes, label_number, truth, Predicted};
 use serde_json::{json, Value};
 
 const BOOTSTRAP: usize = 200;
@@ -137,7 +137,8 @@ pub(crate) fn classification(pairs: &[(Predicted, Value)], positive: Option<&str
         let (p, r, f, _) = prf(&truths, &preds, &all, &pos);
         let one = |k: usize| {
             bootstrap(n, |idx| {
-                Some([prf(&truths, &preds, idx, &pos).0, prf(&truths, &preds, idx, &pos).1, prf(&truths, &preds, idx, &pos).2][k])
+                let (p, r, f, _) = prf(&truths, &preds, idx, &pos);
+                Some([p, r, f][k])
             })
         };
         // Scores for AUC: the positive class's probability when the answer has one per class.
@@ -163,13 +164,7 @@ pub(crate) fn classification(pairs: &[(Predicted, Value)], positive: Option<&str
 }
 
 pub(crate) fn regression(pairs: &[(Predicted, Value)]) -> Value {
-    let xy: Vec<(f64, f64)> = pairs
-        .iter()
-        .filter_map(|(p, l)| {
-            let y = l.as_f64().or_else(|| l.as_str().and_then(|s| s.parse().ok()))?;
-            Some((p.number?, y))
-        })
-        .collect();
+    let xy: Vec<(f64, f64)> = pairs.iter().filter_map(|(p, l)| Some((p.number?, label_number(l)?))).collect();
     let n = xy.len();
     let metrics = |idx: &[usize]| -> Option<[f64; 3]> {
         if idx.is_empty() {

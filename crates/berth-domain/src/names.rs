@@ -87,6 +87,12 @@ pub fn validate_name(member: &str, value: &str) -> Result<(), DomainError> {
     )))
 }
 
+/// A random UUID (version 4 layout), as AWS request ids and SageMaker capture event ids look.
+pub fn random_uuid() -> String {
+    let h = format!("{:032x}", fastrand::u128(..));
+    format!("{}-{}-4{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

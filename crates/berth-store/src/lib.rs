@@ -131,10 +131,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// Drops events older than `before`; returns how many.
     fn prune_events(&self, before: Timestamp) -> Result<usize, StoreError>;
 
-    /// Creates or replaces a small record of another kind (scaling targets, policies,
-    /// activities), as JSON, under a case-sensitive key.
-    fn put_record(&self, kind: &str, key: &str, created_ms: i64, body: &str) -> Result<(), StoreError>;
-    /// Creates or replaces many records of a kind in one transaction: (key, created_ms, body).
+    /// Creates or replaces small records of another kind (scaling targets, policies and
+    /// activities; captured answers; labels), as JSON under case-sensitive keys, in one
+    /// transaction: (key, created_ms, body).
     fn put_records(&self, kind: &str, records: &[(String, i64, String)]) -> Result<(), StoreError>;
     /// The records of a kind, oldest first.
     fn records(&self, kind: &str) -> Result<Vec<String>, StoreError>;

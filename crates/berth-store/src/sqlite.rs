@@ -263,15 +263,6 @@ impl StateStore for SqliteStore {
         crate::events::prune(&self.conn(), before)
     }
 
-    fn put_record(&self, kind: &str, key: &str, created_ms: i64, body: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO records (kind, key, created_ms, body) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (kind, key) DO UPDATE SET body = ?4",
-            params![kind, key, created_ms, body],
-        )?;
-        Ok(())
-    }
-
     fn put_records(&self, kind: &str, records: &[(String, i64, String)]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
