@@ -4,6 +4,7 @@ keeping the exploration floor, visible in DescribeEndpoint; auto-promotion moves
 the winner once the always-valid test decides, and records why. berth runs with
 --bandit-interval 1."""
 
+import signal
 import time
 
 import numpy as np
@@ -132,6 +133,19 @@ def test_quality_is_published_as_metrics_and_windowed(own_berth, tmp_path):
         assert s["SampleCount"] == per_variant[name]["n"]
         assert abs(s["Average"] - per_variant[name]["accuracy"]["value"]) < 1e-9
     assert stats["Good"]["Average"] > stats["Weak"]["Average"]
+
+    # Published once: after a kill -9 and a few more rounds, no label is counted again.
+    server.restart(signal.SIGKILL)
+    wait_status(server.sm(), ep, "InService")
+    time.sleep(4)
+    cw = server.client("cloudwatch")
+    for name in ("Good", "Weak"):
+        (point,) = cw.get_metric_statistics(
+            Namespace="berth/ModelQuality", MetricName="Accuracy",
+            Dimensions=[{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": name}],
+            StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5), Period=600, Statistics=["SampleCount"],
+        )["Datapoints"]
+        assert point["SampleCount"] == per_variant[name]["n"], (name, point)
 
 
 def test_latency_reward_favours_the_faster_variant(own_berth):

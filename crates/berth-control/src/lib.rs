@@ -80,8 +80,6 @@ pub struct Controller {
     settings: ControllerSettings,
     fleets: Fleets,
     events: EventLog,
-    /// Labelled answers already published as quality metrics (by event id).
-    quality_published: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Ground-truth files read already, and the S3 client that reads them.
     ground_truth_seen: std::sync::Mutex<std::collections::HashSet<String>>,
     ground_truth_s3: berth_instances::S3Writer,
@@ -100,7 +98,6 @@ impl Controller {
     ) -> Arc<Self> {
         Arc::new(Controller {
             events: EventLog::start(store.clone()),
-            quality_published: Default::default(),
             ground_truth_seen: Default::default(),
             ground_truth_s3: Default::default(),
             store,

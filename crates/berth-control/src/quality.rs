@@ -135,43 +135,20 @@ impl Controller {
 
     /// The captured answers that have labels, by variant, and how many have none.
     pub(crate) async fn labelled(&self, endpoint: &str) -> Result<(Pairs, BTreeMap<String, usize>), ControlError> {
-        self.labelled_between(endpoint, i64::MIN, i64::MAX).await.map(|(p, u, _)| (p, u))
+        self.labelled_between(endpoint, i64::MIN, i64::MAX).await
     }
 
-    /// The labelled answers of predictions made in `[from_ms, to_ms)`, with their event ids.
+    /// The labelled answers of predictions made in `[from_ms, to_ms)`, and how many have no label.
     pub(crate) async fn labelled_between(
         &self,
         endpoint: &str,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<(Pairs, BTreeMap<String, usize>, BTreeMap<String, Vec<String>>), ControlError> {
+    ) -> Result<(Pairs, BTreeMap<String, usize>), ControlError> {
         self.describe_endpoint(endpoint).await?;
         let (pk, lk) = (predictions_kind(endpoint), labels_kind(endpoint));
         let (predictions, labels) = self.db(move |s| Ok((s.records(&pk)?, s.records(&lk)?))).await?;
-        let labels: HashMap<String, Value> = labels
-            .iter()
-            .filter_map(|b| serde_json::from_str::<Value>(b).ok())
-            .filter_map(|v| Some((v["key"].as_str()?.to_string(), v["label"].clone())))
-            .collect();
-        let mut by_variant: Pairs = BTreeMap::new();
-        let mut unlabelled: BTreeMap<String, usize> = BTreeMap::new();
-        let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for p in predictions.iter().filter_map(|b| serde_json::from_str::<Value>(b).ok()) {
-            if !(from_ms..to_ms).contains(&p["time_ms"].as_i64().unwrap_or(0)) {
-                continue;
-            }
-            let variant = p["variant"].as_str().unwrap_or_default().to_string();
-            let by_event = p["event_id"].as_str().and_then(|e| labels.get(&format!("event:{e}")));
-            let by_inference = p["inference_id"].as_str().and_then(|i| labels.get(&format!("inference:{i}")));
-            match (by_event.or(by_inference), p["output"].as_str().and_then(predicted)) {
-                (Some(label), Some(pred)) => {
-                    events.entry(variant.clone()).or_default().push(p["event_id"].as_str().unwrap_or_default().to_string());
-                    by_variant.entry(variant).or_default().push((pred, label.clone()));
-                }
-                _ => *unlabelled.entry(variant).or_default() += 1,
-            }
-        }
-        Ok((by_variant, unlabelled, events))
+        Ok(join(&predictions, &parse_labels(&labels), from_ms..to_ms))
     }
 
     /// Each variant's quality on the captured answers that have a label, for predictions made
@@ -185,7 +162,7 @@ impl Controller {
     ) -> Result<Value, ControlError> {
         let from = window.0.map_or(i64::MIN, |s| s as i64 * 1000);
         let to = window.1.map_or(i64::MAX, |s| s as i64 * 1000);
-        let (by_variant, unlabelled, _) = self.labelled_between(endpoint, from, to).await?;
+        let (by_variant, unlabelled) = self.labelled_between(endpoint, from, to).await?;
         let variants: Vec<Value> = by_variant
             .iter()
             .map(|(variant, pairs)| {
@@ -334,20 +311,34 @@ impl Controller {
     /// Publishes newly labelled answers as custom metrics `berth/ModelQuality` `Accuracy`
     /// (correct = 1) and, for numeric labels, `AbsoluteError`, by EndpointName and VariantName,
     /// so alarms (and deployments' auto-rollback) can watch model quality.
+    ///
+    /// Each label is published once, across restarts: a stored mark per endpoint says up to
+    /// which label time they have been published, and a round reads only the labels after it
+    /// (the captured answers only when there are some).
     pub async fn publish_quality_metrics(&self) -> Result<(), ControlError> {
-        let now = (berth_domain::Timestamp::now().millis() / 1000) as u64;
+        let now_ms = berth_domain::Timestamp::now().millis();
+        let now = (now_ms / 1000) as u64;
+        // Labels are stamped just before they are written: up to this time they are all in.
+        let through = now_ms - 2_000;
+        let marks: HashMap<String, i64> = self
+            .db(|s| s.records(PUBLISHED_KIND))
+            .await?
+            .iter()
+            .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+            .filter_map(|v| Some((v["endpoint"].as_str()?.to_string(), v["through_ms"].as_i64()?)))
+            .collect();
         for e in self.all_endpoints().await?.into_iter().filter(|e| e.data_capture.is_some()) {
-            let (pairs, _, events) = self.labelled_between(&e.name, i64::MIN, i64::MAX).await?;
+            let key = e.name.to_ascii_lowercase();
+            let after = marks.get(&key).copied().unwrap_or(i64::MIN);
+            let (pk, lk) = (predictions_kind(&e.name), labels_kind(&e.name));
+            let fresh = self.db(move |s| s.records_created_in(&lk, after, through)).await?;
+            if fresh.is_empty() {
+                continue;
+            }
+            let predictions = self.db(move |s| s.records(&pk)).await?;
+            let (pairs, _) = join(&predictions, &parse_labels(&fresh), i64::MIN..i64::MAX);
             let mut points = Vec::new();
-            for (variant, pairs) in &pairs {
-                let ids = events.get(variant).map(Vec::as_slice).unwrap_or(&[]);
-                let fresh: Vec<&(Predicted, Value)> = {
-                    let mut published = self.quality_published.lock().unwrap_or_else(|p| p.into_inner());
-                    pairs.iter().zip(ids).filter(|(_, id)| published.insert((*id).clone())).map(|(p, _)| p).collect()
-                };
-                if fresh.is_empty() {
-                    continue;
-                }
+            for (variant, fresh) in &pairs {
                 let dims = crate::canonical_dimensions(&[("EndpointName".into(), e.name.clone()), ("VariantName".into(), variant.clone())]);
                 let point = |name: &str, unit: &str, values: &[f64]| berth_store::CustomDatapoint {
                     namespace: QUALITY_NAMESPACE.into(),
@@ -362,7 +353,7 @@ impl Controller {
                 };
                 let right: Vec<f64> = fresh.iter().map(|pair| f64::from(u8::from(correct(pair)))).collect();
                 points.push(point("Accuracy", "None", &right));
-                let errors: Vec<f64> = fresh.iter().filter_map(|pair| absolute_error(pair)).collect();
+                let errors: Vec<f64> = fresh.iter().filter_map(absolute_error).collect();
                 if !errors.is_empty() {
                     points.push(point("AbsoluteError", "None", &errors));
                 }
@@ -370,9 +361,43 @@ impl Controller {
             if !points.is_empty() {
                 self.put_custom_datapoints(points).await?;
             }
+            let mark = json!({ "endpoint": key, "through_ms": through }).to_string();
+            self.db(move |s| s.put_records(PUBLISHED_KIND, &[(key, now_ms, mark)])).await?;
         }
         Ok(())
     }
+}
+
+/// Records of how far each endpoint's labels have been published as metrics.
+const PUBLISHED_KIND: &str = "quality-published";
+
+/// Stored labels by their key (`event:<id>` or `inference:<id>`).
+fn parse_labels(bodies: &[String]) -> HashMap<String, Value> {
+    bodies
+        .iter()
+        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+        .filter_map(|v| Some((v["key"].as_str()?.to_string(), v["label"].clone())))
+        .collect()
+}
+
+/// Joins stored captured answers made in `window` with `labels`: the labelled (prediction,
+/// label) pairs by variant, and how many answers of each variant have no label.
+fn join(predictions: &[String], labels: &HashMap<String, Value>, window: std::ops::Range<i64>) -> (Pairs, BTreeMap<String, usize>) {
+    let mut by_variant: Pairs = BTreeMap::new();
+    let mut unlabelled: BTreeMap<String, usize> = BTreeMap::new();
+    for p in predictions.iter().filter_map(|b| serde_json::from_str::<Value>(b).ok()) {
+        if !window.contains(&p["time_ms"].as_i64().unwrap_or(0)) {
+            continue;
+        }
+        let variant = p["variant"].as_str().unwrap_or_default().to_string();
+        let by_event = p["event_id"].as_str().and_then(|e| labels.get(&format!("event:{e}")));
+        let by_inference = p["inference_id"].as_str().and_then(|i| labels.get(&format!("inference:{i}")));
+        match (by_event.or(by_inference), p["output"].as_str().and_then(predicted)) {
+            (Some(label), Some(pred)) => by_variant.entry(variant).or_default().push((pred, label.clone())),
+            _ => *unlabelled.entry(variant).or_default() += 1,
+        }
+    }
+    (by_variant, unlabelled)
 }
 
 /// The custom namespace of model quality metrics.

@@ -137,6 +137,9 @@ pub trait StateStore: Send + Sync + 'static {
     fn put_records(&self, kind: &str, records: &[(String, i64, String)]) -> Result<(), StoreError>;
     /// The records of a kind, oldest first.
     fn records(&self, kind: &str) -> Result<Vec<String>, StoreError>;
+    /// The records of a kind created in `(after_ms, through_ms]`, oldest first (a replaced
+    /// record keeps its creation time).
+    fn records_created_in(&self, kind: &str, after_ms: i64, through_ms: i64) -> Result<Vec<String>, StoreError>;
     fn delete_record(&self, kind: &str, key: &str) -> Result<bool, StoreError>;
     /// Drops records of a kind created before `before_ms`; returns how many.
     fn prune_records(&self, kind: &str, before_ms: i64) -> Result<usize, StoreError>;

@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS records (
     body TEXT NOT NULL,
     PRIMARY KEY (kind, key)
 );
+CREATE INDEX IF NOT EXISTS records_by_time ON records (kind, created_ms);
 CREATE TABLE IF NOT EXISTS tags (
     arn TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -280,6 +281,14 @@ impl StateStore for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT body FROM records WHERE kind = ?1 ORDER BY created_ms, key")?;
         let rows = stmt.query_map(params![kind], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn records_created_in(&self, kind: &str, after_ms: i64, through_ms: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT body FROM records WHERE kind = ?1 AND created_ms > ?2 AND created_ms <= ?3 ORDER BY created_ms, key")?;
+        let rows = stmt.query_map(params![kind, after_ms, through_ms], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
