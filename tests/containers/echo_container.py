@@ -13,7 +13,8 @@ Behaviour switches, read from the environment (the container definition's `Envir
   ECHO_DELAY_MS        milliseconds to wait before answering an invocation
   ECHO_BURN_CPU        keep one core busy (a spinning child process) while serving
   ECHO_HOLD_MB         hold this many megabytes of resident memory while serving
-Request bodies `crash` (exit at once, mid-request) and `fail` (answer 500) act per request.
+Request bodies `crash` (exit at once, mid-request), `fail` (answer 500) and `grow:<MB>` (take and
+keep that many more megabytes of resident memory) act per request.
 """
 
 import json
@@ -22,6 +23,8 @@ import socket
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+GROWN = []  # memory taken by `grow:<MB>` requests, kept resident
 
 
 def model_file_text():
@@ -71,6 +74,8 @@ class Handler(BaseHTTPRequestHandler):
             sys.stderr.write("echo_container: crashing on request\n")
             sys.stderr.flush()
             os._exit(1)
+        if body.startswith(b"grow:"):
+            GROWN.append(b"\x01" * (int(body[5:]) * 1024 * 1024))
         delay = float(os.environ.get("ECHO_DELAY_MS") or 0)
         if delay:
             time.sleep(delay / 1000.0)

@@ -3,7 +3,7 @@
 
 use crate::Controller;
 use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
-use berth_instances::{Instance, InstanceSpec, ModelData};
+use berth_instances::{host_memory_bytes, Instance, InstanceSpec, ModelData};
 use berth_router::{CaptureSettings, EndpointRoute, GreenRoute, ServerlessState, ShadowRoute, VariantRoute};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,6 +136,11 @@ impl EndpointFleet {
     }
 }
 
+/// An instance's memory: its instance type's, or the serverless variant's memory size.
+fn memory_mib(v: &VariantState) -> u64 {
+    v.serverless.map_or_else(|| instance_memory_mib(&v.instance_type), |s| u64::from(s.memory_mb))
+}
+
 fn variant_routes(states: &[VariantState], fleet: Option<&FleetMap>) -> Vec<VariantRoute> {
     states
         .iter()
@@ -144,7 +149,7 @@ fn variant_routes(states: &[VariantState], fleet: Option<&FleetMap>) -> Vec<Vari
             weight: v.current_weight,
             strategy: v.routing,
             instance_type: v.instance_type.clone(),
-            memory_mib: v.serverless.map_or_else(|| instance_memory_mib(&v.instance_type), |s| u64::from(s.memory_mb)),
+            memory_mib: memory_mib(v),
             instances: fleet
                 .and_then(|f| f.get(&v.name))
                 .map(|vf| vf.instances.iter().map(|i| i.slot().clone()).collect())
@@ -192,6 +197,8 @@ impl Controller {
         environment.insert("BERTH_INSTANCE_TYPE".into(), instance_type);
         environment.insert("BERTH_WORKER_THREADS".into(), threads.to_string());
         environment.insert("BERTH_DATA_DIR".into(), self.settings.data_dir.display().to_string());
+        // More than the machine has is the machine (the limit then only catches runaways).
+        let memory_limit = (memory_mib(v) * 1024 * 1024).min(host_memory_bytes().unwrap_or(u64::MAX));
         let mut set = JoinSet::new();
         for _ in 0..count {
             let suffix = format!("{:06x}", fastrand::u32(..0x100_0000));
@@ -202,6 +209,7 @@ impl Controller {
                 environment: environment.clone(),
                 log_path: self.instance_log_dir(endpoint).join(variant).join(format!("{suffix}.log")),
                 startup_timeout: timeout,
+                memory_limit_bytes: Some(memory_limit),
                 observer: Some(self.instance_observer(endpoint, variant)),
             };
             let backend = self.backend.clone();

@@ -9,6 +9,7 @@
 //! so that nothing lands outside that directory.
 
 mod artifacts;
+mod cgroup;
 mod extract;
 mod health;
 mod process;
@@ -19,6 +20,7 @@ mod slot;
 mod usage;
 
 pub use artifacts::{ArtifactError, ModelArtifacts, ModelData};
+pub use cgroup::{InstanceCgroup, MemoryCgroups};
 pub use extract::ExtractLimits;
 pub use process::{Instance, ProcessBackend, SupervisorSettings};
 pub use slot::{InFlight, InstanceSlot};
@@ -42,6 +44,8 @@ pub struct InstanceSpec {
     pub log_path: PathBuf,
     /// How long the first `/ping` may take to pass.
     pub startup_timeout: Duration,
+    /// The instance's memory (its type's or its serverless size), enforced where the backend can.
+    pub memory_limit_bytes: Option<u64>,
     /// Told what happens to the instance over its life (the controller records events).
     pub observer: Option<InstanceObserver>,
 }

@@ -1,6 +1,8 @@
+use crate::cgroup::{join_in_child, InstanceCgroup, MemoryCgroups};
 use crate::health::PingClient;
 use crate::{BoxFuture, InstanceBackend, InstanceError, InstanceEvent, InstanceSlot, InstanceSpec};
 use berth_domain::Image;
+use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,8 @@ pub struct SupervisorSettings {
     pub max_backoff: Duration,
     /// The program that runs built-in images, as `<program> worker <name> serve` (berth itself).
     pub builtin_program: PathBuf,
+    /// Where instances get memory cgroups limited to their spec's memory; None: not limited.
+    pub memory_cgroups: Option<Arc<MemoryCgroups>>,
 }
 
 impl Default for SupervisorSettings {
@@ -37,6 +41,7 @@ impl Default for SupervisorSettings {
             stop_grace: Duration::from_secs(5),
             max_backoff: Duration::from_secs(30),
             builtin_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth")),
+            memory_cgroups: None,
         }
     }
 }
@@ -76,14 +81,34 @@ impl Instance {
     }
 }
 
+impl ProcessBackend {
+    /// The instance's memory cgroup, when berth limits memory here and the spec has a limit.
+    /// An instance whose cgroup cannot be made runs unlimited, with a warning.
+    fn memory_cgroup(&self, spec: &InstanceSpec) -> Option<InstanceCgroup> {
+        let (cgroups, limit) = (self.settings.memory_cgroups.as_ref()?, spec.memory_limit_bytes?);
+        cgroups
+            .create(&spec.id, limit)
+            .inspect_err(|reason| tracing::warn!(instance = %spec.id, %reason, "instance runs without a memory limit"))
+            .ok()
+    }
+}
+
 impl InstanceBackend for ProcessBackend {
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>> {
         Box::pin(async move {
             let slot = Arc::new(InstanceSlot::new(spec.id.clone()));
             let (stop_tx, stop_rx) = watch::channel(false);
             let (ready_tx, ready_rx) = oneshot::channel();
-            let supervisor =
-                InstanceSupervisor { spec, slot: slot.clone(), ping: self.ping.clone(), settings: self.settings.clone(), stop_rx };
+            let cgroup = self.memory_cgroup(&spec);
+            let supervisor = InstanceSupervisor {
+                spec,
+                slot: slot.clone(),
+                ping: self.ping.clone(),
+                settings: self.settings.clone(),
+                stop_rx,
+                cgroup,
+                oom_kills_seen: 0,
+            };
             let task = tokio::spawn(supervisor.run(ready_tx));
             match ready_rx.await {
                 Ok(Ok(())) => Ok(Instance { slot, stop_tx, task }),
@@ -101,6 +126,9 @@ struct InstanceSupervisor {
     ping: PingClient,
     settings: SupervisorSettings,
     stop_rx: watch::Receiver<bool>,
+    /// Dropped (removed) with the supervisor, after the last process is gone.
+    cgroup: Option<InstanceCgroup>,
+    oom_kills_seen: u64,
 }
 
 enum Ready {
@@ -135,7 +163,7 @@ impl InstanceSupervisor {
             tokio::select! {
                 status = child.wait() => {
                     self.slot.set_healthy(false);
-                    let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                    let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()) + &self.out_of_memory();
                     tracing::warn!(instance = %self.spec.id, %status, log = %self.spec.log_path.display(), "instance exited; restarting it");
                     self.slot.set_pid(None);
                     self.tell(InstanceEvent::Crashed { status });
@@ -199,7 +227,8 @@ impl InstanceSupervisor {
             Err(e) => return Ready::Failed(format!("no free port for instance {}: {e}", self.spec.id)),
         };
         self.slot.set_port(port);
-        let child = match launch(&self.spec, port, attempt, &self.settings.builtin_program) {
+        let cgroup = self.cgroup.as_ref().map(|c| c.procs_file().to_owned());
+        let child = match launch(&self.spec, port, attempt, &self.settings.builtin_program, cgroup) {
             Ok(c) => c,
             Err(e) => return Ready::Failed(e),
         };
@@ -218,8 +247,9 @@ impl InstanceSupervisor {
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => {
+                    let out_of_memory = self.out_of_memory();
                     return Ready::Failed(format!(
-                        "The container of instance {} exited ({status}) before it passed its /ping health check.{}",
+                        "The container of instance {} exited ({status}{out_of_memory}) before it passed its /ping health check.{}",
                         self.spec.id,
                         log_tail(&self.spec.log_path)
                     ));
@@ -262,6 +292,22 @@ impl InstanceSupervisor {
         self.tell(InstanceEvent::Stopped);
     }
 
+    /// Says so when the kernel killed one of the instance's processes for its memory limit
+    /// since the last time it was asked.
+    fn out_of_memory(&mut self) -> String {
+        let Some(cgroup) = &self.cgroup else { return String::new() };
+        let kills = cgroup.oom_kills();
+        if kills <= self.oom_kills_seen {
+            return String::new();
+        }
+        self.oom_kills_seen = kills;
+        format!(
+            "; killed by the kernel for going past its memory limit of {} MiB ({})",
+            cgroup.limit_bytes() / (1024 * 1024),
+            self.spec.environment.get("BERTH_INSTANCE_TYPE").map_or("its memory size", String::as_str)
+        )
+    }
+
     fn tell(&self, event: InstanceEvent) {
         if let Some(observer) = &self.spec.observer {
             observer(&self.spec.id, event);
@@ -273,7 +319,7 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
-fn launch(spec: &InstanceSpec, port: u16, attempt: u32, builtin_program: &Path) -> Result<Child, String> {
+fn launch(spec: &InstanceSpec, port: u16, attempt: u32, builtin_program: &Path, cgroup: Option<CString>) -> Result<Child, String> {
     let (program, args): (&Path, Vec<&str>) = match &spec.image {
         Image::Exec(program) => (program, vec!["serve"]),
         Image::Builtin(image) => (builtin_program, vec!["worker", image.worker_name(), "serve"]),
@@ -301,7 +347,7 @@ fn launch(spec: &InstanceSpec, port: u16, attempt: u32, builtin_program: &Path) 
         .process_group(0)
         .kill_on_drop(true);
     // SAFETY: the closure runs in the forked child before exec and only calls
-    // async-signal-safe functions (prctl, getppid, _exit).
+    // async-signal-safe functions (prctl, getppid, _exit, and open/write/close to join the cgroup).
     unsafe {
         cmd.pre_exec(move || {
             // The worker dies with the server, even when the server is killed with SIGKILL.
@@ -309,7 +355,11 @@ fn launch(spec: &InstanceSpec, port: u16, attempt: u32, builtin_program: &Path) 
             if libc::getppid() != parent_pid {
                 libc::_exit(1);
             }
-            Ok(())
+            // Joined before exec, so everything the worker starts is inside its limit.
+            match &cgroup {
+                Some(procs) => join_in_child(procs),
+                None => Ok(()),
+            }
         });
     }
     cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))

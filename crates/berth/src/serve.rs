@@ -4,7 +4,7 @@ use anyhow::Context;
 use berth_aws::Edge;
 use berth_control::{Controller, ControllerSettings, Limits};
 use berth_domain::Account;
-use berth_instances::{ExtractLimits, ModelArtifacts, ProcessBackend, SupervisorSettings};
+use berth_instances::{ExtractLimits, MemoryCgroups, ModelArtifacts, ProcessBackend, SupervisorSettings};
 use berth_router::{Forwarder, Router, RoutingTable};
 use berth_store::SqliteStore;
 use std::net::SocketAddr;
@@ -73,6 +73,11 @@ pub struct ServeArgs {
     /// (tags `berth:routing`, `berth:auto-promote`).
     #[arg(long, env = "BERTH_BANDIT_INTERVAL", default_value_t = 10)]
     bandit_interval: u64,
+    /// Worker memory limits: `auto` puts each instance in a memory cgroup limited to its
+    /// instance type's (or serverless size's) memory where the kernel lets berth create one;
+    /// `off` only reports memory use.
+    #[arg(long, env = "BERTH_MEMORY_LIMITS", default_value = "auto", value_parser = ["auto", "off"])]
+    memory_limits: String,
     /// Also deploy the demo: endpoint `demo`, two bundled iris models on `berth/onnx` at 1:1
     /// (installs ONNX Runtime into the data dir with python3's pip when none is found).
     #[arg(long, env = "BERTH_DEMO")]
@@ -113,8 +118,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let db_path = data_dir.join("state.db");
     let store = SqliteStore::open(&db_path).with_context(|| format!("opening state database {}", db_path.display()))?;
 
-    let backend =
-        ProcessBackend::new(SupervisorSettings { drain_timeout: Duration::from_secs(args.drain_timeout), ..SupervisorSettings::default() });
+    let memory_cgroups = match args.memory_limits.as_str() {
+        "off" => None,
+        _ => match MemoryCgroups::detect() {
+            Ok(cgroups) => {
+                tracing::info!(cgroups = %cgroups.describe(), "worker memory limits enforced");
+                Some(Arc::new(cgroups))
+            }
+            Err(reason) => {
+                tracing::info!(%reason, "worker memory limits not enforced (memory use is still reported)");
+                None
+            }
+        },
+    };
+    let backend = ProcessBackend::new(SupervisorSettings {
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        memory_cgroups: memory_cgroups.clone(),
+        ..SupervisorSettings::default()
+    });
     let artifacts = ModelArtifacts::new(
         data_dir.join("models"),
         ExtractLimits { max_total_bytes: args.max_model_bytes, max_entries: args.max_model_files },
@@ -175,6 +196,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     info!("stopping instances");
     if tokio::time::timeout(Duration::from_secs(args.drain_timeout + 10), controller.shutdown()).await.is_err() {
         warn!("instances did not stop in time; they end with the server");
+    }
+    if let Some(cgroups) = memory_cgroups {
+        cgroups.remove();
     }
     info!("berth stopped");
     Ok(())
