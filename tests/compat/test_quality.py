@@ -152,6 +152,14 @@ def test_regression_quality_matches_scikit_learn(berth, sm, runtime, tmp_path):
     lo, hi = v["rmse"]["ci95"]
     assert lo <= v["rmse"]["value"] <= hi
 
+    # A new endpoint of the same name starts with no captured answers or labels of the old one.
+    sm.delete_endpoint(EndpointName=ep)
+    sm.get_waiter("endpoint_deleted").wait(EndpointName=ep, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    assert wait_status(sm, ep)["EndpointStatus"] == "InService"
+    again = requests.get(f"{berth.url}/berth/v1/endpoints/{ep}/quality", params={"problem": "regression"}, timeout=10).json()
+    assert again["variants"] == [], again
+
 
 def test_significance_names_the_better_variant(berth, sm, runtime, tmp_path):
     X, y = load_breast_cancer(return_X_y=True)

@@ -94,6 +94,8 @@ impl Controller {
             self.check_instance_limit(&all, None, &endpoint.variants)?;
             let (stored, tags) = (endpoint.clone(), req.tags);
             self.db(move |s| s.insert_endpoint(&stored, &tags)).await.map_err(|e| map_exists(e, ResourceKind::Endpoint, &arn))?;
+            // What an earlier endpoint of this name captured is not this one's.
+            self.forget_quality(&endpoint.name).await?;
             self.fleets.register(&endpoint.name)
         };
         tracing::info!(endpoint = %endpoint.name, config = %endpoint.config_name, "endpoint creating");

@@ -177,6 +177,9 @@ impl Controller {
             Ok(()) => {
                 tracing::info!(endpoint = %endpoint.name, "endpoint deleted");
                 self.record_event(&endpoint.name, None, EventKind::EndpointDeleted, "Endpoint deleted");
+                if let Err(e) = self.forget_quality(&endpoint.name).await {
+                    tracing::warn!(endpoint = %endpoint.name, error = %e, "could not drop the endpoint's captured answers and labels");
+                }
             }
             Err(e) => tracing::error!(endpoint = %endpoint.name, error = %e, "could not delete endpoint record"),
         }

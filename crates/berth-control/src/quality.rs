@@ -368,6 +368,29 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// Forgets an endpoint's captured answers, labels and publishing mark (when it is deleted,
+    /// and when one of its name is created, so a new endpoint never inherits an old one's).
+    pub(crate) async fn forget_quality(&self, endpoint: &str) -> Result<(), ControlError> {
+        let (pk, lk, key) = (predictions_kind(endpoint), labels_kind(endpoint), endpoint.to_ascii_lowercase());
+        self.db(move |s| {
+            s.delete_records(&pk)?;
+            s.delete_records(&lk)?;
+            s.delete_record(PUBLISHED_KIND, &key).map(|_| ())
+        })
+        .await
+    }
+
+    /// Drops captured answers and labels older than `before_ms` (the metrics retention).
+    pub async fn prune_quality(&self, before_ms: i64) -> Result<(), ControlError> {
+        self.db(move |s| {
+            s.prune_record_kinds("prediction:", before_ms)?;
+            s.prune_record_kinds("label:", before_ms).map(|_| ())
+        })
+        .await
+    }
+}
+
 /// Records of how far each endpoint's labels have been published as metrics.
 const PUBLISHED_KIND: &str = "quality-published";
 

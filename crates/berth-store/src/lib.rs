@@ -143,6 +143,10 @@ pub trait StateStore: Send + Sync + 'static {
     fn delete_record(&self, kind: &str, key: &str) -> Result<bool, StoreError>;
     /// Drops records of a kind created before `before_ms`; returns how many.
     fn prune_records(&self, kind: &str, before_ms: i64) -> Result<usize, StoreError>;
+    /// Drops records of every kind that starts with `prefix` created before `before_ms`.
+    fn prune_record_kinds(&self, prefix: &str, before_ms: i64) -> Result<usize, StoreError>;
+    /// Drops every record of a kind; returns how many.
+    fn delete_records(&self, kind: &str) -> Result<usize, StoreError>;
 
     /// Creates or replaces an alarm (names are case-sensitive).
     fn put_alarm(&self, alarm: &Alarm) -> Result<(), StoreError>;

@@ -292,6 +292,22 @@ impl StateStore for SqliteStore {
         Ok(rows)
     }
 
+    fn prune_record_kinds(&self, prefix: &str, before_ms: i64) -> Result<usize, StoreError> {
+        // Kinds from `prefix` up to (not including) the prefix with its last character
+        // incremented: a range the (kind, created_ms) index serves.
+        let mut end: Vec<char> = prefix.chars().collect();
+        let Some(last) = end.pop().and_then(|c| char::from_u32(c as u32 + 1)) else { return Ok(0) };
+        end.push(last);
+        let end: String = end.into_iter().collect();
+        Ok(self
+            .conn()
+            .execute("DELETE FROM records WHERE kind >= ?1 AND kind < ?2 AND created_ms < ?3", params![prefix, end, before_ms])?)
+    }
+
+    fn delete_records(&self, kind: &str) -> Result<usize, StoreError> {
+        Ok(self.conn().execute("DELETE FROM records WHERE kind = ?1", params![kind])?)
+    }
+
     fn delete_record(&self, kind: &str, key: &str) -> Result<bool, StoreError> {
         Ok(self.conn().execute("DELETE FROM records WHERE kind = ?1 AND key = ?2", params![kind, key])? > 0)
     }
@@ -402,5 +418,28 @@ mod tests {
         let older = store.events(&EventQuery { before: Some(all[0].id), limit: 1, ..Default::default() }).unwrap();
         assert_eq!(older[0].event.message, "two");
         assert_eq!(store.prune_events(Timestamp::from_millis(i64::MAX)).unwrap(), 3);
+    }
+
+    #[test]
+    fn records_by_creation_time_and_pruned_by_kind_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let row = |key: &str, ms: i64| (key.to_string(), ms, format!("{{\"k\":\"{key}\"}}"));
+        store.put_records("prediction:a", &[row("1", 10), row("2", 20), row("3", 30)]).unwrap();
+        store.put_records("prediction:b", &[row("1", 10)]).unwrap();
+        store.put_records("predictions", &[row("1", 10)]).unwrap();
+        store.put_records("label:a", &[row("1", 10)]).unwrap();
+        // A replaced record keeps its creation time.
+        store.put_records("prediction:a", &[row("1", 99)]).unwrap();
+        assert_eq!(store.records_created_in("prediction:a", 10, 30).unwrap(), vec![r#"{"k":"2"}"#, r#"{"k":"3"}"#]);
+        assert_eq!(store.records_created_in("prediction:a", i64::MIN, 10).unwrap().len(), 1);
+
+        assert_eq!(store.prune_record_kinds("prediction:", 25).unwrap(), 3);
+        assert_eq!(store.records("prediction:a").unwrap(), vec![r#"{"k":"3"}"#]);
+        assert!(store.records("prediction:b").unwrap().is_empty());
+        assert_eq!(store.records("predictions").unwrap().len(), 1, "another kind that only shares letters");
+        assert_eq!(store.records("label:a").unwrap().len(), 1);
+        assert_eq!(store.delete_records("label:a").unwrap(), 1);
+        assert!(store.records("label:a").unwrap().is_empty());
     }
 }

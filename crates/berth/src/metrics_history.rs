@@ -79,6 +79,7 @@ pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, settin
             let horizon = Timestamp::now().millis() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
             let _ = controller.prune_events(Timestamp::from_millis(horizon)).await;
             let _ = controller.prune_scaling_activities(Timestamp::from_millis(horizon)).await;
+            let _ = controller.prune_quality(horizon).await;
         }
         if let Err(e) = controller.store_metric_samples(rows).await {
             warn!(error = %e, "cannot store metric samples");
