@@ -22,10 +22,16 @@ for bin in "$OLD" "$NEW"; do
   URLS+=("$URL/endpoints/nginx/invocations")
   i=$((i+1))
 done
+# CPU time (user + system, in clock ticks) of a berth process, for its cost per request.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
 for round in 1 2 3; do
   for j in 0 1; do
     name=$([[ $j == 0 ]] && echo old || echo new)
-    one=$(wrk -t1 -c1 -d${SECS}s --latency -s $W/post.lua ${URLS[$j]} | awk '$1=="50%"{p=$2} $1=="99%"{q=$2} /Requests\/sec/{r=$2} END{print "p50", p, "p99", q, "rps", r}')
+    t1=$(cpu_ticks ${PIDS[$j]})
+    out=$(wrk -t1 -c1 -d${SECS}s --latency -s $W/post.lua ${URLS[$j]})
+    t2=$(cpu_ticks ${PIDS[$j]})
+    one=$(awk -v t=$((t2 - t1)) -v us=$TICK_US '$1=="50%"{p=$2} $1=="99%"{q=$2} /Requests\/sec/{r=$2} /requests in/{n=$1} END{printf "p50 %s p99 %s rps %s cpu/req %.1fus", p, q, r, t*us/n}' <<<"$out")
     many=$(wrk -t2 -c16 -d${SECS}s -s $W/post.lua ${URLS[$j]} | awk '/Requests\/sec/{print "rps16", $2}')
     echo "round $round $name: c=1 $one; c=16 $many"
   done
