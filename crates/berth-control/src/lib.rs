@@ -80,6 +80,8 @@ pub struct Controller {
     settings: ControllerSettings,
     fleets: Fleets,
     events: EventLog,
+    /// The dashboard's quality summaries by endpoint, with when they were computed.
+    quality_summaries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
     /// Ground-truth files read already, and the S3 client that reads them.
     ground_truth_seen: std::sync::Mutex<std::collections::HashSet<String>>,
     ground_truth_s3: berth_instances::S3Writer,
@@ -98,6 +100,7 @@ impl Controller {
     ) -> Arc<Self> {
         Arc::new(Controller {
             events: EventLog::start(store.clone()),
+            quality_summaries: Default::default(),
             ground_truth_seen: Default::default(),
             ground_truth_s3: Default::default(),
             store,

@@ -289,8 +289,23 @@ impl Controller {
     }
 
     /// A short view for the dashboard: each variant's labelled count and accuracy, and the
-    /// accuracy test between the first two production variants.
+    /// accuracy test between the first two production variants. Computed at most every
+    /// [`SUMMARY_TTL`] per endpoint, however many dashboards ask every second.
     pub async fn quality_summary(&self, endpoint: &str) -> Result<Value, ControlError> {
+        let key = endpoint.to_ascii_lowercase();
+        if let Some((at, summary)) = self.quality_summaries.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            if at.elapsed() < SUMMARY_TTL {
+                return Ok(summary.clone());
+            }
+        }
+        let summary = self.compute_quality_summary(endpoint).await?;
+        let mut cache = self.quality_summaries.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, (at, _)| at.elapsed() < SUMMARY_TTL);
+        cache.insert(key, (std::time::Instant::now(), summary.clone()));
+        Ok(summary)
+    }
+
+    async fn compute_quality_summary(&self, endpoint: &str) -> Result<Value, ControlError> {
         let (pairs, _) = self.labelled(endpoint).await?;
         let variants: serde_json::Map<String, Value> = pairs
             .iter()
@@ -390,6 +405,9 @@ impl Controller {
         .await
     }
 }
+
+/// How long the dashboard's quality summary of an endpoint is reused.
+const SUMMARY_TTL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Records of how far each endpoint's labels have been published as metrics.
 const PUBLISHED_KIND: &str = "quality-published";
