@@ -150,3 +150,27 @@ def test_list_models_pagination_filters_and_sorting(sm):
     with pytest.raises(ClientError) as e:
         sm.list_models(NextToken="not-a-token")
     assert error_code(e) == "ValidationException"
+
+
+def test_vpc_config_is_kept_and_validated(sm, runtime):
+    """Production code often sets VpcConfig: berth keeps and shows it (its instances run on the
+    machine's own network) and checks it as SageMaker does."""
+    name = unique("vpc")
+    vpc = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"]}
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": ECHO_IMAGE, "Environment": {"ECHO_NAME": name}}, ExecutionRoleArn=ROLE, VpcConfig=vpc)
+    assert sm.describe_model(ModelName=name)["VpcConfig"] == vpc
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{"VariantName": "V", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    assert runtime.invoke_endpoint(EndpointName=name, Body=b"x")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    plain = unique("novpc")
+    create_echo_model(sm, plain)
+    assert "VpcConfig" not in sm.describe_model(ModelName=plain)
+
+    for bad, says in [
+        ({"SecurityGroupIds": [f"sg-{i}" for i in range(6)], "Subnets": ["subnet-1"]}, "vpcConfig.securityGroupIds"),
+        ({"SecurityGroupIds": ["sg-1"], "Subnets": ["subnet_with_underscore"]}, "regular expression pattern"),
+    ]:
+        with pytest.raises(ClientError) as e:
+            sm.create_model(ModelName=unique("vpc-bad"), PrimaryContainer={"Image": ECHO_IMAGE}, ExecutionRoleArn=ROLE, VpcConfig=bad)
+        assert error_code(e) == "ValidationException" and says in error_message(e), error_message(e)

@@ -327,7 +327,11 @@ fn container_definition(c: &ContainerSpec) -> ContainerDefinition {
 }
 
 fn create_model(input: wire::CreateModelInput) -> Result<CreateModel, ApiError> {
-    unsupported(input.vpc_config.is_some(), "VpcConfig")?;
+    let vpc_config = input
+        .vpc_config
+        .map(|v| berth_domain::VpcConfig::new(v.security_group_ids, v.subnets))
+        .transpose()
+        .map_err(|e| ApiError::validation(e.to_string()))?;
     let (primary, containers) = match (input.primary_container, input.containers) {
         (Some(_), Some(_)) => return Err(ApiError::validation("Specify either PrimaryContainer or Containers, not both.")),
         (Some(p), None) => (true, vec![container_spec(p)?]),
@@ -340,6 +344,7 @@ fn create_model(input: wire::CreateModelInput) -> Result<CreateModel, ApiError> 
         containers,
         execution_role_arn: input.execution_role_arn,
         enable_network_isolation: input.enable_network_isolation,
+        vpc_config,
         tags: tags(input.tags),
     })
 }
@@ -354,6 +359,10 @@ fn describe_model(m: &Model) -> Value {
         creation_time: secs(m.created),
         model_arn: m.arn.clone(),
         enable_network_isolation: m.enable_network_isolation.unwrap_or(false),
+        vpc_config: m
+            .vpc_config
+            .as_ref()
+            .map(|v| wire::VpcConfig { security_group_ids: v.security_group_ids.clone(), subnets: v.subnets.clone() }),
     };
     serde_json::to_value(out).expect("wire shapes serialize")
 }

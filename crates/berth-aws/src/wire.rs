@@ -57,7 +57,14 @@ pub struct CreateModelInput {
     pub execution_role_arn: Option<String>,
     pub tags: Option<Vec<Tag>>,
     pub enable_network_isolation: Option<bool>,
-    pub vpc_config: Option<serde_json::Value>,
+    pub vpc_config: Option<VpcConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VpcConfig {
+    pub security_group_ids: Vec<String>,
+    pub subnets: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,6 +80,8 @@ pub struct DescribeModelOutput {
     pub creation_time: f64,
     pub model_arn: String,
     pub enable_network_isolation: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_config: Option<VpcConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_name, ContainerSpec, Image, Model, ResourceKind, Timestamp};
+use berth_domain::{validate_name, ContainerSpec, Image, Model, ResourceKind, Timestamp, VpcConfig};
 use berth_instances::ModelArtifacts;
 use berth_store::{StateStore, StoreError, Tag};
 use std::os::unix::fs::PermissionsExt;
@@ -14,6 +14,7 @@ pub struct CreateModel {
     pub containers: Vec<ContainerSpec>,
     pub execution_role_arn: Option<String>,
     pub enable_network_isolation: Option<bool>,
+    pub vpc_config: Option<VpcConfig>,
     pub tags: Vec<Tag>,
 }
 
@@ -43,6 +44,7 @@ impl Controller {
             containers: req.containers,
             execution_role_arn: req.execution_role_arn,
             enable_network_isolation: req.enable_network_isolation,
+            vpc_config: req.vpc_config,
         };
         let (stored, tags) = (model.clone(), req.tags);
         self.insert_within_limit(

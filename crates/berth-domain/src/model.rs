@@ -15,6 +15,40 @@ pub struct Model {
     pub containers: Vec<ContainerSpec>,
     pub execution_role_arn: Option<String>,
     pub enable_network_isolation: Option<bool>,
+    /// Kept and shown as given: berth's instances run on the machine's own network.
+    #[serde(default)]
+    pub vpc_config: Option<VpcConfig>,
+}
+
+/// A model's `VpcConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcConfig {
+    pub security_group_ids: Vec<String>,
+    pub subnets: Vec<String>,
+}
+
+impl VpcConfig {
+    /// SageMaker's constraints: 1–5 security groups and 1–16 subnets, ids of at most 32
+    /// letters, digits and hyphens.
+    pub fn new(security_group_ids: Vec<String>, subnets: Vec<String>) -> Result<VpcConfig, DomainError> {
+        for (member, ids, max) in [("vpcConfig.securityGroupIds", &security_group_ids, 5), ("vpcConfig.subnets", &subnets, 16)] {
+            let shown = || format!("[{}]", ids.join(", "));
+            if ids.is_empty() || ids.len() > max {
+                return Err(DomainError::Validation(format!(
+                    "1 validation error detected: Value '{}' at '{member}' failed to satisfy constraint: Member must have length between 1 and {max}",
+                    shown()
+                )));
+            }
+            if let Some(bad) =
+                ids.iter().find(|id| id.len() > 32 || id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            {
+                return Err(DomainError::Validation(format!(
+                    "1 validation error detected: Value '{bad}' at '{member}' failed to satisfy constraint: Member must have length less than or equal to 32 and satisfy regular expression pattern: [-0-9a-zA-Z]+"
+                )));
+            }
+        }
+        Ok(VpcConfig { security_group_ids, subnets })
+    }
 }
 
 impl Model {

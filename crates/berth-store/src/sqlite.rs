@@ -354,6 +354,7 @@ mod tests {
             }],
             execution_role_arn: None,
             enable_network_isolation: None,
+            vpc_config: None,
         }
     }
 

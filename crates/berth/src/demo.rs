@@ -38,6 +38,7 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
             }],
             execution_role_arn: Some("arn:aws:iam::123456789012:role/berth-demo".into()),
             enable_network_isolation: None,
+            vpc_config: None,
             tags: vec![],
         };
         ignore_existing(controller.create_model(create).await)?;
