@@ -89,6 +89,29 @@ def test_unsupported_features_are_named(sm):
     assert error_code(e) == "ValidationException"
     assert "AsyncInferenceConfig" in error_message(e)
 
+    # Members that would change what the endpoint does are refused by name, never ignored.
+    refused = [
+        ({"ExplainerConfig": {"ClarifyExplainerConfig": {"ShapConfig": {"ShapBaselineConfig": {"MimeType": "text/csv"}}}}}, {}, "ExplainerConfig"),
+        ({}, {"InstancePools": [{"InstanceType": "ml.m5.large", "Priority": 1}]}, "InstancePools"),
+        ({}, {"ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 1, "MaxInstanceCount": 2}}, "ManagedInstanceScaling"),
+    ]
+    for config_extra, variant_extra, member in refused:
+        with pytest.raises(ClientError) as e:
+            sm.create_endpoint_config(EndpointConfigName=unique("c"), ProductionVariants=[variant("V", model, **variant_extra)], **config_extra)
+        assert error_code(e) == "ValidationException" and member in error_message(e), error_message(e)
+    for container_extra, member in [
+        ({"Mode": "MultiModel"}, "MultiModel"),
+        ({"MultiModelConfig": {"ModelCacheSetting": "Enabled"}}, "MultiModel"),
+        ({"AdditionalModelDataSources": [{"ChannelName": "draft", "S3DataSource": {"S3Uri": "s3://b/k", "S3DataType": "S3Prefix", "CompressionType": "None"}}]}, "AdditionalModelDataSources"),
+    ]:
+        with pytest.raises(ClientError) as e:
+            sm.create_model(ModelName=unique("m"), PrimaryContainer={"Image": "berth/onnx", **container_extra}, ExecutionRoleArn="arn:aws:iam::123456789012:role/r")
+        assert error_code(e) == "ValidationException" and member in error_message(e), error_message(e)
+    # Settings without meaning on one machine are accepted.
+    name = unique("c")
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", model, VolumeSizeInGB=30, ManagedInstanceScaling={"Status": "DISABLED"})])
+    assert sm.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"][0]["VariantName"] == "V"
+
 
 def test_list_endpoint_configs_pages(sm):
     model = unique("pg")

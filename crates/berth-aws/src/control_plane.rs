@@ -270,6 +270,9 @@ fn list_query(input: ListInput) -> Result<ListQuery, ApiError> {
 
 fn container_spec(c: ContainerDefinition) -> Result<ContainerSpec, ApiError> {
     unsupported(c.model_package_name.is_some(), "ModelPackageName")?;
+    unsupported(c.inference_specification_name.is_some(), "InferenceSpecificationName")?;
+    unsupported(c.multi_model_config.is_some() || c.mode.as_deref() == Some("MultiModel"), "Multi-model hosting (Mode MultiModel)")?;
+    unsupported(c.additional_model_data_sources.is_some(), "AdditionalModelDataSources")?;
     let image = c.image.ok_or_else(|| ApiError::validation("Image must be specified in every container definition."))?;
     if c.model_data_url.is_some() && c.model_data_source.is_some() {
         return Err(ApiError::validation("Specify either ModelDataUrl or ModelDataSource, not both."));
@@ -323,6 +326,9 @@ fn container_definition(c: &ContainerSpec) -> ContainerDefinition {
         }),
         environment: (!c.environment.is_empty()).then(|| c.environment.clone()),
         model_package_name: None,
+        multi_model_config: None,
+        additional_model_data_sources: None,
+        inference_specification_name: None,
     }
 }
 

@@ -39,6 +39,9 @@ fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantS
         }
     }
     unsupported(v.accelerator_type.is_some(), "AcceleratorType")?;
+    unsupported(v.instance_pools.is_some(), "InstancePools")?;
+    let managed = v.managed_instance_scaling.as_ref().and_then(|m| m.get("Status")).and_then(|s| s.as_str());
+    unsupported(managed == Some("ENABLED"), "ManagedInstanceScaling")?;
     let missing = |m: &str| {
         ApiError::validation(format!(
             "1 validation error detected: Value null at '{list}.{}.member.{m}' failed to satisfy constraint: Member must not be null",
@@ -96,6 +99,7 @@ pub(crate) fn serverless_config_wire(c: &ServerlessConfig) -> Value {
 
 pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, ApiError> {
     unsupported(input.async_inference_config.is_some(), "AsyncInferenceConfig")?;
+    unsupported(input.explainer_config.is_some(), "ExplainerConfig")?;
     let production = input.production_variants.into_iter().enumerate().map(|(i, v)| variant_spec(i, v, false));
     let shadows = input.shadow_production_variants.unwrap_or_default().into_iter().enumerate().map(|(i, v)| variant_spec(i, v, true));
     let variants = production.chain(shadows).collect::<Result<_, _>>()?;
@@ -121,6 +125,8 @@ pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
         routing_config: v.routing.map(|r| wire::RoutingConfig { routing_strategy: strategy_name(r).into() }),
         serverless_config: v.serverless.as_ref().map(serverless_config_wire),
         accelerator_type: None,
+        instance_pools: None,
+        managed_instance_scaling: None,
     };
     let out = wire::DescribeEndpointConfigOutput {
         endpoint_config_name: c.name.clone(),

@@ -46,6 +46,13 @@ pub struct ContainerDefinition {
     pub environment: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_package_name: Option<String>,
+    /// Read only to refuse them by name (berth serves one model per container).
+    #[serde(default, skip_serializing)]
+    pub multi_model_config: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub additional_model_data_sources: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub inference_specification_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +119,11 @@ pub struct ProductionVariant {
     pub serverless_config: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accelerator_type: Option<String>,
+    /// Read only to refuse them by name.
+    #[serde(default, skip_serializing)]
+    pub instance_pools: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub managed_instance_scaling: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +135,7 @@ pub struct CreateEndpointConfigInput {
     pub tags: Option<Vec<Tag>>,
     pub kms_key_id: Option<String>,
     pub async_inference_config: Option<serde_json::Value>,
+    pub explainer_config: Option<serde_json::Value>,
     pub shadow_production_variants: Option<Vec<ProductionVariant>>,
 }
 
