@@ -269,6 +269,31 @@ mod tests {
         assert_eq!(under_mount("/docker/abc", "/sys/fs/cgroup/cpu", "/elsewhere"), None);
     }
 
+    /// cgroup v2's files, on a plain directory standing in for the cgroup file system.
+    #[test]
+    fn v2_cgroup_found_delegated_and_limited() {
+        let fs = tempfile::tempdir().unwrap();
+        let own = fs.path().join("system.slice/berth.service");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(own.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        let mounts = format!("30 24 0:26 / {} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n", fs.path().display());
+        assert_eq!(own_memory_cgroup("0::/system.slice/berth.service\n", &mounts), Some((Version::V2, own.clone())));
+        // Without the memory controller there is nothing to limit with.
+        std::fs::write(own.join("cgroup.controllers"), "cpu pids\n").unwrap();
+        assert_eq!(own_memory_cgroup("0::/system.slice/berth.service\n", &mounts), None);
+
+        enable_v2_memory(&own).unwrap();
+        assert_eq!(std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(), "+memory");
+        let cgroups = MemoryCgroups { version: Version::V2, base: own.clone() };
+        let instance = cgroups.create("ep/Variant1/abc123", 1 << 30).unwrap();
+        let dir = own.join("ep.Variant1.abc123");
+        assert_eq!(std::fs::read_to_string(dir.join("memory.max")).unwrap(), "1073741824");
+        assert_eq!(std::fs::read_to_string(dir.join("memory.swap.max")).unwrap(), "0");
+        assert_eq!(instance.procs_file().to_str().unwrap(), dir.join("cgroup.procs").to_str().unwrap());
+        std::fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n").unwrap();
+        assert_eq!(instance.oom_kills(), 1);
+    }
+
     #[test]
     fn reads_oom_kill_counts() {
         assert_eq!(flat_keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"), Some(3));
