@@ -11,6 +11,7 @@ import time
 import pytest
 import requests
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROLE, ECHO_IMAGE, unique, wait_status
 
@@ -81,6 +82,9 @@ def test_an_instance_growing_past_its_memory_is_killed_and_restarted(server):
     (crash,) = [e for e in events if e["kind"] == "InstanceCrashed"]
     assert f"killed by the kernel for going past its memory limit of {LIMIT_MB} MiB" in crash["message"], crash
     assert runtime.invoke_endpoint(EndpointName=ep, Body=b"after")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    families = text_string_to_metric_families(requests.get(f"{server.url}/metrics", timeout=10).text)
+    kills = {s.labels["endpoint"]: s.value for f in families if f.name == "berth_instance_oom_kills" for s in f.samples if s.name.endswith("_total")}
+    assert kills.get(ep) == 1, kills
 
     sm.delete_endpoint(EndpointName=ep)
     deadline = time.time() + 20

@@ -4,7 +4,7 @@ use crate::Edge;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use berth_metrics::{render_prometheus, VariantKey};
+use berth_metrics::{render_prometheus, InstanceCounts, VariantKey};
 use std::sync::atomic::Ordering;
 
 pub async fn metrics(State(edge): State<Edge>) -> Response {
@@ -15,8 +15,13 @@ pub async fn metrics(State(edge): State<Edge>) -> Response {
         .flat_map(|route| {
             route.variants.iter().map(|v| {
                 let key = VariantKey { endpoint: route.endpoint.clone(), variant: v.name.clone() };
-                let restarts = v.instances.iter().map(|s| s.restarts()).sum();
-                (key, (v.instances.iter().filter(|s| s.is_healthy()).count(), v.instances.len(), restarts))
+                let counts = InstanceCounts {
+                    healthy: v.instances.iter().filter(|s| s.is_healthy()).count(),
+                    total: v.instances.len(),
+                    restarts: v.instances.iter().map(|s| s.restarts()).sum(),
+                    oom_kills: v.instances.iter().map(|s| s.oom_kills()).sum(),
+                };
+                (key, counts)
             })
         })
         .collect();

@@ -301,6 +301,7 @@ impl InstanceSupervisor {
             return String::new();
         }
         self.oom_kills_seen = kills;
+        self.slot.set_oom_kills(kills);
         format!(
             "; killed by the kernel for going past its memory limit of {} MiB ({})",
             cgroup.limit_bytes() / (1024 * 1024),

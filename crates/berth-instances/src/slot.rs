@@ -15,6 +15,8 @@ pub struct InstanceSlot {
     outstanding: AtomicUsize,
     /// Times the supervisor restarted this instance after a crash or failed health checks.
     restarts: AtomicU64,
+    /// Processes of this instance the kernel killed for its memory limit.
+    oom_kills: AtomicU64,
 }
 
 impl InstanceSlot {
@@ -27,6 +29,7 @@ impl InstanceSlot {
             healthy: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             restarts: AtomicU64::new(0),
+            oom_kills: AtomicU64::new(0),
         }
     }
 
@@ -70,6 +73,14 @@ impl InstanceSlot {
 
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    pub fn oom_kills(&self) -> u64 {
+        self.oom_kills.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_oom_kills(&self, kills: u64) {
+        self.oom_kills.store(kills, Ordering::Relaxed);
     }
 
     pub(crate) fn count_restart(&self) {

@@ -3,8 +3,16 @@
 use crate::{HistogramSnapshot, VariantKey, VariantSnapshot, BUCKET_BOUNDS_US};
 use std::fmt::Write;
 
-/// Instances of a variant right now: (healthy, total, restarts of the current instances).
-pub type InstanceCounts = (usize, usize, u64);
+/// Instances of a variant right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceCounts {
+    pub healthy: usize,
+    pub total: usize,
+    /// Restarts of the current instances after a crash or failed health checks.
+    pub restarts: u64,
+    /// Processes of the current instances the kernel killed for their memory limit.
+    pub oom_kills: u64,
+}
 /// A counter family: name, help text, and how to read it from a snapshot.
 type CounterFamily = (&'static str, &'static str, fn(&VariantSnapshot) -> u64);
 /// A histogram family: name, help text, and which histogram of a snapshot it is.
@@ -48,16 +56,23 @@ pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: 
         }
     }
     let _ = writeln!(out, "# HELP berth_variant_instances Instances of the variant, by health.\n# TYPE berth_variant_instances gauge");
-    for (key, (healthy, total, _)) in instances {
-        let _ = writeln!(out, "berth_variant_instances{{{},state=\"healthy\"}} {healthy}", labels(key));
-        let _ = writeln!(out, "berth_variant_instances{{{},state=\"unhealthy\"}} {}", labels(key), total.saturating_sub(*healthy));
+    for (key, c) in instances {
+        let _ = writeln!(out, "berth_variant_instances{{{},state=\"healthy\"}} {}", labels(key), c.healthy);
+        let _ = writeln!(out, "berth_variant_instances{{{},state=\"unhealthy\"}} {}", labels(key), c.total.saturating_sub(c.healthy));
     }
     let _ = writeln!(
         out,
         "# HELP berth_instance_restarts_total Restarts of the variant's current instances after a crash or failed health checks.\n# TYPE berth_instance_restarts_total counter"
     );
-    for (key, (_, _, restarts)) in instances {
-        let _ = writeln!(out, "berth_instance_restarts_total{{{}}} {restarts}", labels(key));
+    for (key, c) in instances {
+        let _ = writeln!(out, "berth_instance_restarts_total{{{}}} {}", labels(key), c.restarts);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP berth_instance_oom_kills_total Processes of the variant's current instances killed by the kernel for going past their memory limit.\n# TYPE berth_instance_oom_kills_total counter"
+    );
+    for (key, c) in instances {
+        let _ = writeln!(out, "berth_instance_oom_kills_total{{{}}} {}", labels(key), c.oom_kills);
     }
     out
 }
@@ -81,7 +96,8 @@ mod tests {
         m.record(Outcome::Success, Some(120), 30);
         m.record(Outcome::ModelClientError, Some(80), 30);
         let key = VariantKey { endpoint: "ep".into(), variant: "V1".into() };
-        let text = render_prometheus(&[(key.clone(), m.snapshot())], &[(key, (2, 3, 4))]);
+        let text =
+            render_prometheus(&[(key.clone(), m.snapshot())], &[(key, InstanceCounts { healthy: 2, total: 3, restarts: 4, oom_kills: 1 })]);
         assert!(text.contains("berth_invocations_total{endpoint=\"ep\",variant=\"V1\"} 2\n"));
         assert!(text.contains("berth_invocation_4xx_errors_total{endpoint=\"ep\",variant=\"V1\"} 1\n"));
         assert!(text.contains("berth_model_latency_seconds_bucket{endpoint=\"ep\",variant=\"V1\",le=\"0.0001\"} 1\n"));
@@ -89,5 +105,6 @@ mod tests {
         assert!(text.contains("berth_model_latency_seconds_sum{endpoint=\"ep\",variant=\"V1\"} 0.0002\n"));
         assert!(text.contains("berth_variant_instances{endpoint=\"ep\",variant=\"V1\",state=\"unhealthy\"} 1\n"));
         assert!(text.contains("berth_instance_restarts_total{endpoint=\"ep\",variant=\"V1\"} 4\n"));
+        assert!(text.contains("berth_instance_oom_kills_total{endpoint=\"ep\",variant=\"V1\"} 1\n"));
     }
 }
