@@ -37,11 +37,7 @@ impl MemoryCgroups {
         }
         remove_stale(&dir);
         let base = dir.join(format!("berth-{}", std::process::id()));
-        match std::fs::create_dir(&base) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create cgroup {}: {e}", base.display())),
-        }
+        make_cgroup(&base)?;
         if version == Version::V2 {
             // The instances' cgroups are children of `base`: the controller goes one level down.
             if let Err(e) = enable_v2_memory(&base) {
@@ -66,11 +62,7 @@ impl MemoryCgroups {
     pub fn create(&self, instance_id: &str, limit_bytes: u64) -> Result<InstanceCgroup, String> {
         let name: String = instance_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '.' }).collect();
         let dir = self.base.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create cgroup {}: {e}", dir.display())),
-        }
+        make_cgroup(&dir)?;
         let (limit_file, swap_file, swap_value) = match self.version {
             Version::V1 => ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", limit_bytes),
             Version::V2 => ("memory.max", "memory.swap.max", 0),
@@ -83,9 +75,7 @@ impl MemoryCgroups {
             .map_err(|_| format!("cgroup path {} has a NUL byte", dir.display()))?;
         Ok(InstanceCgroup { version: self.version, dir, procs, limit_bytes })
     }
-}
 
-impl MemoryCgroups {
     /// Removes berth's cgroup once its instances have stopped (at shutdown). What a `kill -9`
     /// leaves is removed by the next start.
     pub fn remove(&self) {
@@ -231,6 +221,14 @@ fn remove_stale(dir: &Path) {
             }
         }
         let _ = std::fs::remove_dir(entry.path());
+    }
+}
+
+/// Creates a cgroup directory, or takes the one already there (an instance's, on restart).
+fn make_cgroup(dir: &Path) -> Result<(), String> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(format!("cannot create cgroup {}: {e}", dir.display())),
+        _ => Ok(()),
     }
 }
 

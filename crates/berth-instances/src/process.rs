@@ -100,15 +100,8 @@ impl InstanceBackend for ProcessBackend {
             let (stop_tx, stop_rx) = watch::channel(false);
             let (ready_tx, ready_rx) = oneshot::channel();
             let cgroup = self.memory_cgroup(&spec);
-            let supervisor = InstanceSupervisor {
-                spec,
-                slot: slot.clone(),
-                ping: self.ping.clone(),
-                settings: self.settings.clone(),
-                stop_rx,
-                cgroup,
-                oom_kills_seen: 0,
-            };
+            let supervisor =
+                InstanceSupervisor { spec, slot: slot.clone(), ping: self.ping.clone(), settings: self.settings.clone(), stop_rx, cgroup };
             let task = tokio::spawn(supervisor.run(ready_tx));
             match ready_rx.await {
                 Ok(Ok(())) => Ok(Instance { slot, stop_tx, task }),
@@ -128,7 +121,6 @@ struct InstanceSupervisor {
     stop_rx: watch::Receiver<bool>,
     /// Dropped (removed) with the supervisor, after the last process is gone.
     cgroup: Option<InstanceCgroup>,
-    oom_kills_seen: u64,
 }
 
 enum Ready {
@@ -294,13 +286,12 @@ impl InstanceSupervisor {
 
     /// Says so when the kernel killed one of the instance's processes for its memory limit
     /// since the last time it was asked.
-    fn out_of_memory(&mut self) -> String {
+    fn out_of_memory(&self) -> String {
         let Some(cgroup) = &self.cgroup else { return String::new() };
         let kills = cgroup.oom_kills();
-        if kills <= self.oom_kills_seen {
+        if kills <= self.slot.oom_kills() {
             return String::new();
         }
-        self.oom_kills_seen = kills;
         self.slot.set_oom_kills(kills);
         format!(
             "; killed by the kernel for going past its memory limit of {} MiB ({})",
