@@ -1,0 +1,114 @@
+//! Ground truth: labels for captured inferences, sent through berth's API (berth's JSON or
+//! SageMaker's ground-truth JSON Lines) or read from `*.jsonl` files under the location an
+//! endpoint's `berth:ground-truth` tag names, stored by the event or inference id they label.
+
+use crate::quality::labels_kind;
+use crate::{ControlError, Controller};
+use serde_json::{json, Value};
+
+/// A label for one captured inference, found by its event id or inference id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroundTruth {
+    pub event_id: Option<String>,
+    pub inference_id: Option<String>,
+    pub label: Value,
+}
+
+/// One line of SageMaker's ground-truth JSON Lines: its label (CSV data as text, JSON data
+/// parsed) and the event it labels.
+pub fn ground_truth_line(line: &str) -> Result<GroundTruth, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let data = &v["groundTruthData"];
+    let raw = data["data"].as_str().ok_or("groundTruthData.data is missing")?;
+    let label = match data["encoding"].as_str().unwrap_or("CSV") {
+        "JSON" => serde_json::from_str(raw).map_err(|e| format!("groundTruthData.data is not JSON: {e}"))?,
+        _ => Value::String(raw.trim().to_string()),
+    };
+    let event_id = v["eventMetadata"]["eventId"].as_str().map(str::to_string);
+    let inference_id = v["eventMetadata"]["inferenceId"].as_str().map(str::to_string);
+    if event_id.is_none() && inference_id.is_none() {
+        return Err("eventMetadata.eventId is missing".into());
+    }
+    Ok(GroundTruth { event_id, inference_id, label })
+}
+
+impl Controller {
+    /// Stores labels; returns how many were stored.
+    pub async fn add_ground_truth(&self, endpoint: &str, labels: Vec<GroundTruth>) -> Result<usize, ControlError> {
+        self.describe_endpoint(endpoint).await?;
+        let now = berth_domain::Timestamp::now().millis();
+        let mut rows = Vec::with_capacity(labels.len());
+        for (i, l) in labels.into_iter().enumerate() {
+            let key = match (&l.event_id, &l.inference_id) {
+                (Some(e), _) => format!("event:{e}"),
+                (None, Some(i)) => format!("inference:{i}"),
+                (None, None) => {
+                    return Err(ControlError::Validation(format!("Label {} names neither an eventId nor an inferenceId.", i + 1)))
+                }
+            };
+            rows.push((key.clone(), now, json!({ "key": key, "label": l.label }).to_string()));
+        }
+        let n = rows.len();
+        let kind = labels_kind(endpoint);
+        self.db(move |s| s.put_records(&kind, &rows)).await?;
+        Ok(n)
+    }
+
+    /// Reads SageMaker ground-truth JSON Lines files (`*.jsonl`) that appeared under the location
+    /// an endpoint's `berth:ground-truth` tag names (`file:///dir` or `s3://bucket/prefix`).
+    pub async fn ingest_ground_truth(&self) -> Result<(), ControlError> {
+        for e in self.all_endpoints().await? {
+            let tags = self.list_tags(&e.arn).await?;
+            let Some((_, location)) = tags.iter().find(|(k, _)| k == "berth:ground-truth") else { continue };
+            let files: Vec<String> = match location.strip_prefix("file://") {
+                Some(dir) => {
+                    let dir = std::path::PathBuf::from(dir);
+                    tokio::task::spawn_blocking(move || jsonl_files(&dir)).await.unwrap_or_default()
+                }
+                None => {
+                    self.ground_truth_s3.list(location).await.unwrap_or_default().into_iter().filter(|k| k.ends_with(".jsonl")).collect()
+                }
+            };
+            for file in files {
+                if !self.ground_truth_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(file.clone()) {
+                    continue;
+                }
+                let bytes = match file.strip_prefix("file://") {
+                    Some(path) => tokio::fs::read(path).await.map_err(|e| e.to_string()),
+                    None => self.ground_truth_s3.get(&file).await,
+                };
+                let text = match bytes {
+                    Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Err(err) => {
+                        tracing::warn!(file = %file, error = %err, "cannot read ground truth");
+                        continue;
+                    }
+                };
+                let labels: Vec<GroundTruth> =
+                    text.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| ground_truth_line(l).ok()).collect();
+                let n = self.add_ground_truth(&e.name, labels).await?;
+                tracing::info!(endpoint = %e.name, file = %file, labels = n, "ground truth read");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every `*.jsonl` file under `dir`, as `file://` URIs, in path order.
+fn jsonl_files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "jsonl") {
+                out.push(format!("file://{}", path.display()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
