@@ -125,8 +125,17 @@ mod tests {
         use std::os::unix::process::CommandExt;
         let mut child = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).process_group(0).spawn().unwrap();
         let group = child.id();
-        let mut probe = UsageProbe::default();
-        let first = probe.measure(&[group]);
+        // Just after spawn the shell may still be exec'ing, with nothing to read yet: a fresh
+        // probe for each try, so the reading asserted on is a probe's first.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let (mut probe, first) = loop {
+            let mut probe = UsageProbe::default();
+            let first = probe.measure(&[group]);
+            if first.contains_key(&group) || std::time::Instant::now() > deadline {
+                break (probe, first);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         assert_eq!(first[&group].cpu_percent, None, "no rate at the first reading");
         assert!(first[&group].rss_bytes > 0);
         std::thread::sleep(std::time::Duration::from_millis(300));
