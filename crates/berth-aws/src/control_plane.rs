@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-const MAX_CONTROL_BODY: usize = 1024 * 1024;
+const MAX_CONTROL_BODY: usize = crate::MAX_CONTROL_BYTES;
 
 pub async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -145,10 +145,25 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
             let input: wire::UpdateEndpointWeightsAndCapacitiesInput = parse(body)?;
             let mut desired = Vec::new();
             for d in input.desired_weights_and_capacities {
-                let serverless = d.serverless_update_config.map(|c| {
-                    let field = |name: &str| c.get(name).and_then(Value::as_u64).map(|n| n as u32);
-                    (field("MaxConcurrency"), field("ProvisionedConcurrency"))
-                });
+                let serverless = match d.serverless_update_config {
+                    None => None,
+                    Some(c) => {
+                        // Values past what a u32 holds are refused, never wrapped.
+                        let field = |name: &str| -> Result<Option<u32>, ApiError> {
+                            match c.get(name) {
+                                None | Some(Value::Null) => Ok(None),
+                                Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| {
+                                    ApiError::validation(format!(
+                                        "1 validation error detected: Value '{v}' at 'serverlessUpdateConfig.{}{}' failed to satisfy constraint: Member must have value between 1 and 200",
+                                        name[..1].to_ascii_lowercase(),
+                                        &name[1..]
+                                    ))
+                                }),
+                            }
+                        };
+                        Some((field("MaxConcurrency")?, field("ProvisionedConcurrency")?))
+                    }
+                };
                 desired.push(DesiredWeightAndCapacity {
                     variant: d.variant_name,
                     weight: d.desired_weight,

@@ -121,6 +121,11 @@ impl RuntimeError {
                 StatusCode::TOO_MANY_REQUESTS,
                 format!("Rate exceeded: serverless variant {variant} of endpoint {endpoint} is serving its MaxConcurrency of {max_concurrency} requests. Retry shortly or raise MaxConcurrency."),
             ),
+            InvokeError::AnswerTooLarge { variant, limit } => plain(
+                "ModelError",
+                StatusCode::FAILED_DEPENDENCY,
+                format!("The container of variant {variant} answered with more than {limit} bytes, the limit of an invocation's response (6 MB)."),
+            ),
             InvokeError::ColdStartFailed { variant, reason } => plain(
                 "ModelNotReadyException",
                 StatusCode::TOO_MANY_REQUESTS,

@@ -9,16 +9,23 @@ mod autoscaling;
 mod berth_api;
 mod cloudwatch;
 mod control_plane;
+mod credentials;
 mod endpoint_shapes;
 mod error;
 mod experiments;
+mod gate;
 mod guardrails;
 mod overview;
 mod prometheus;
+mod protocol;
 mod quality_api;
 mod runtime;
+pub mod sigv4;
 mod ui;
 mod wire;
+
+pub use credentials::parse_credentials;
+pub use gate::{AllowedHosts, Security};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -31,10 +38,13 @@ use std::sync::Arc;
 pub struct Edge {
     pub controller: Arc<Controller>,
     pub router: Arc<RequestRouter>,
+    pub security: Arc<Security>,
 }
 
 /// The largest invocation body SageMaker accepts.
 pub const MAX_INVOCATION_BYTES: usize = 6 * 1024 * 1024;
+/// The largest body of a control-plane, Application Auto Scaling or CloudWatch request.
+pub const MAX_CONTROL_BYTES: usize = 1024 * 1024;
 
 /// The HTTP application: control plane, runtime and berth's own `/healthz`.
 pub fn app(edge: Edge) -> axum::Router {
@@ -54,8 +64,9 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/ui/", get(ui::index))
         .route("/ui/assets/{name}", get(ui::asset))
         .route("/service/{service}/operation/{operation}", post(cloudwatch::cbor))
-        // Bodies are read with their own limits in the handlers, to answer in SageMaker's shape.
+        // Bodies are read by the gate with each protocol's limit, to answer in its shape.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(edge.clone(), gate::gate))
         .with_state(edge)
 }
 

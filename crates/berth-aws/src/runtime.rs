@@ -26,6 +26,9 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
         Some(Ok(v)) => Some(v.to_string()),
         Some(Err(_)) => return RuntimeError::validation("X-Amzn-SageMaker-Target-Variant is not valid text.".into()).into_response(),
     };
+    if let Err(e) = check_header_lengths(&headers) {
+        return e.into_response();
+    }
     let req = InvokeRequest {
         body,
         content_type: headers.get(CONTENT_TYPE).cloned(),
@@ -53,4 +56,20 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
             RuntimeError::from_invoke(e, &endpoint, account, &logs.display().to_string()).into_response()
         }
     }
+}
+
+/// SageMaker's limits on the runtime's headers: longer values are refused, never forwarded.
+fn check_header_lengths(headers: &HeaderMap) -> Result<(), RuntimeError> {
+    let limits = [(CUSTOM_ATTRIBUTES, "CustomAttributes", 1024), (INFERENCE_ID, "InferenceId", 64), (TARGET_VARIANT, "TargetVariant", 63)];
+    for (header, member, max) in limits {
+        if let Some(v) = headers.get(header) {
+            if v.len() > max {
+                return Err(RuntimeError::validation(format!(
+                    "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length less than or equal to {max}",
+                    member[..1].to_ascii_lowercase() + &member[1..]
+                )));
+            }
+        }
+    }
+    Ok(())
 }

@@ -134,5 +134,10 @@ fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
     if variants.iter().filter(|v| !v.shadow).all(|v| v.initial_weight == 0.0) {
         return Err(ControlError::Validation("At least one production variant must have an InitialVariantWeight greater than 0.".into()));
     }
+    if !variants.iter().map(|v| v.initial_weight).sum::<f64>().is_finite() {
+        return Err(ControlError::Validation(
+            "The variants' InitialVariantWeight values add up to more than a number can hold; use smaller weights.".into(),
+        ));
+    }
     Ok(())
 }

@@ -253,6 +253,11 @@ impl Controller {
         if endpoint.variants.iter().filter(|v| !v.shadow).all(|v| v.desired_weight == 0.0) {
             return Err(ControlError::Validation("At least one variant must keep a weight greater than 0.".into()));
         }
+        if !endpoint.variants.iter().map(|v| v.desired_weight).sum::<f64>().is_finite() {
+            return Err(ControlError::Validation(
+                "The variants' weights add up to more than a number can hold; use smaller weights.".into(),
+            ));
+        }
         let scaling = endpoint.variants.iter().any(|v| v.desired_instance_count != v.current_instance_count);
         if scaling {
             let all = self.db(|s| s.endpoints()).await?;

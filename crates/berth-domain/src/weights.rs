@@ -3,16 +3,23 @@
 /// `r` is a uniform sample in `[0, 1)`. Zero weights are never picked unless every weight
 /// is zero, in which case there is nothing to pick and `None` is returned.
 pub fn pick_weighted(weights: impl Iterator<Item = f64> + Clone, r: f64) -> Option<usize> {
-    let total: f64 = weights.clone().filter(|w| *w > 0.0).sum();
+    let usable = |w: &f64| w.is_finite() && *w > 0.0;
+    let mut total: f64 = weights.clone().filter(usable).sum();
     if total <= 0.0 {
         return None;
+    }
+    // Weights so large that their sum overflows are picked on a scaled copy.
+    let scale = if total.is_finite() { 1.0 } else { weights.clone().filter(usable).fold(0.0, f64::max) };
+    if scale != 1.0 {
+        total = weights.clone().filter(usable).map(|w| w / scale).sum();
     }
     let mut target = r * total;
     let mut last_positive = None;
     for (i, w) in weights.enumerate() {
-        if w <= 0.0 {
+        if !usable(&w) {
             continue;
         }
+        let w = w / scale;
         last_positive = Some(i);
         if target < w {
             return Some(i);
@@ -44,6 +51,14 @@ mod tests {
         for i in 0..100 {
             assert_eq!(pick(&[0.0, 1.0, 0.0], i as f64 / 100.0), Some(1));
         }
+    }
+
+    #[test]
+    fn huge_weights_still_split_by_weight() {
+        assert_eq!(pick(&[1e308, 1e308], 0.25), Some(0));
+        assert_eq!(pick(&[1e308, 1e308], 0.75), Some(1));
+        assert_eq!(pick(&[f64::NAN, 1.0], 0.1), Some(1));
+        assert_eq!(pick(&[f64::INFINITY, 1.0], 0.1), Some(1));
     }
 
     #[test]

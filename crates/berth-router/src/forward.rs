@@ -3,7 +3,7 @@ use berth_instances::InstanceSlot;
 use bytes::Bytes;
 use http::header::{HeaderName, ACCEPT, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -58,7 +58,15 @@ pub enum InvokeError {
     /// A serverless variant could not start an instance for the request.
     #[error("cold start failed: {reason}")]
     ColdStartFailed { variant: String, reason: String },
+    /// The container's answer was longer than an invocation's answer may be.
+    #[error("answer larger than {limit} bytes")]
+    AnswerTooLarge { variant: String, limit: usize },
 }
+
+/// The largest answer a container may give, as SageMaker's 6 MB response limit.
+pub const MAX_ANSWER_BYTES: usize = 6 * 1024 * 1024;
+/// How much of a container's error answer the caller is shown.
+const MAX_ERROR_TEXT: usize = 64 * 1024;
 
 /// Sends requests to instances over pooled keep-alive connections.
 pub struct Forwarder {
@@ -82,10 +90,11 @@ impl Forwarder {
             .await
             .map_err(|_| InvokeError::Timeout { variant: variant.to_string(), seconds: self.timeout.as_secs() })??;
         if !parts.status.is_success() {
+            let text = &body[..body.len().min(MAX_ERROR_TEXT)];
             return Err(InvokeError::ModelError {
                 variant: variant.to_string(),
                 status: parts.status.as_u16(),
-                body: String::from_utf8_lossy(&body).into_owned(),
+                body: String::from_utf8_lossy(text).into_owned(),
             });
         }
         Ok(InvokeResponse {
@@ -107,6 +116,7 @@ impl Forwarder {
     ) -> Result<(http::response::Parts, Bytes), InvokeError> {
         let unreachable = |message: String| InvokeError::Unreachable { variant: variant.to_string(), message };
         let failed = |message: String| InvokeError::Failed { variant: variant.to_string(), message };
+        let too_large = || InvokeError::AnswerTooLarge { variant: variant.to_string(), limit: MAX_ANSWER_BYTES };
         loop {
             let (mut conn, reused) = match self.pool.take(addr) {
                 Some(conn) => (conn, true),
@@ -121,7 +131,15 @@ impl Forwarder {
             match conn.try_send_request(request).await {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
-                    let body = body.collect().await.map_err(|e| failed(error_chain(&e)))?.to_bytes();
+                    let announced = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                    if announced.is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+                        return Err(too_large()); // the connection is dropped, never read further
+                    }
+                    let body = match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
+                        Ok(b) => b.to_bytes(),
+                        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+                        Err(e) => return Err(failed(error_chain(e.as_ref()))),
+                    };
                     self.pool.put(addr, conn);
                     return Ok((parts, body));
                 }

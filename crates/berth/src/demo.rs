@@ -70,8 +70,8 @@ fn ignore_existing<T>(result: Result<T, ControlError>) -> anyhow::Result<()> {
 }
 
 /// What a person needs to call the demo.
-pub fn usage(addr: SocketAddr) -> String {
-    let url = format!("http://{addr}");
+pub fn usage(addr: SocketAddr, scheme: &str) -> String {
+    let url = format!("{scheme}://{addr}");
     format!(
         r#"
 berth demo: endpoint '{ENDPOINT}' serves two iris classifiers, Variant1 (logistic regression) and

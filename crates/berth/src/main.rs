@@ -2,8 +2,10 @@
 
 mod cli;
 mod demo;
+mod listener;
 mod metrics_history;
 mod onnxruntime;
+mod security;
 mod serve;
 mod worker;
 

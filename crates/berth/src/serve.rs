@@ -82,6 +82,44 @@ pub struct ServeArgs {
     /// (installs ONNX Runtime into the data dir with python3's pip when none is found).
     #[arg(long, env = "BERTH_DEMO")]
     demo: bool,
+    /// Authentication: `none` accepts every request; `sigv4` checks AWS Signature Version 4 on
+    /// the AWS APIs and HTTP basic auth on /metrics, /ui and /berth/v1, against the key pairs
+    /// in --credentials-file.
+    #[arg(long, env = "BERTH_AUTH", default_value = "none", value_parser = ["none", "sigv4"])]
+    auth: String,
+    /// The principals for `--auth sigv4`: a file in the AWS shared-credentials format, each
+    /// profile's aws_access_key_id and aws_secret_access_key being one key pair.
+    #[arg(long, env = "BERTH_CREDENTIALS_FILE")]
+    credentials_file: Option<PathBuf>,
+    /// Serve a non-loopback address without authentication anyway (anyone who reaches the
+    /// port can then deploy and run models).
+    #[arg(long, env = "BERTH_ALLOW_UNAUTHENTICATED")]
+    allow_unauthenticated: bool,
+    /// TLS certificate chain (PEM); with --tls-key, berth serves HTTPS.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A host name requests may carry in `Host` besides loopback names and the listen
+    /// address (repeatable; `*` allows any, e.g. behind a proxy that checks it).
+    #[arg(long = "allowed-host", env = "BERTH_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a connection may take to send a request's headers (and a new connection its first request).
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a request body may take to arrive.
+    #[arg(long, env = "BERTH_BODY_TIMEOUT", default_value_t = 60)]
+    body_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds connections get to finish their requests once berth is stopping.
+    #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    shutdown_timeout: u64,
     /// Log format: `text` or `json`. Verbosity follows RUST_LOG (default `info`).
     #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -109,6 +147,27 @@ fn init_logging(format: &str) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Everything about who may reach berth is checked before anything else happens.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::security::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let security = crate::security::security(crate::security::SecurityArgs {
+        listen: args.listen,
+        auth: &args.auth,
+        credentials_file: args.credentials_file.as_deref(),
+        allow_unauthenticated: args.allow_unauthenticated,
+        allowed_hosts: &args.allowed_hosts,
+        tls: tls.is_some(),
+        body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+    })?;
+    let open_files = crate::security::raise_open_file_limit();
+    // Each connection takes a descriptor; leave room for instances, logs and the database.
+    let max_connections = args.max_connections.clamp(1, usize::try_from(open_files.saturating_sub(512).max(64)).unwrap_or(usize::MAX));
+    if max_connections < args.max_connections {
+        warn!(open_files, max_connections, "the open-file limit caps --max-connections");
+    }
+
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize().with_context(|| format!("resolving {}", args.data_dir.display()))?;
     if args.demo {
@@ -157,9 +216,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    info!(%addr, data_dir = %data_dir.display(), "berth listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(%addr, scheme, auth = %args.auth, data_dir = %data_dir.display(), "berth listening");
     // One line on stdout for scripts and tests that start berth on port 0.
-    println!("berth listening on http://{addr}");
+    println!("berth listening on {scheme}://{addr}");
 
     // Endpoints come back in the background; the API answers meanwhile (as SystemUpdating).
     let (recovering, demo, demo_dir) = (controller.clone(), args.demo, data_dir.clone());
@@ -169,7 +229,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if demo {
             match crate::demo::deploy(&recovering, &demo_dir).await {
-                Ok(()) => announce_demo(&recovering, addr).await,
+                Ok(()) => announce_demo(&recovering, addr, scheme).await,
                 Err(e) => error!(error = %e, "the demo could not be deployed"),
             }
         }
@@ -187,11 +247,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(controller.clone().run_serverless(Duration::from_secs(args.serverless_idle)));
     tokio::spawn(controller.clone().run_capture());
 
-    let app = berth_aws::app(Edge { controller: controller.clone(), router });
+    let app = berth_aws::app(Edge { controller: controller.clone(), router, security: Arc::new(security) });
+    let limits = crate::listener::ConnectionLimits {
+        max_connections,
+        header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+    };
     // Served from a runtime task, not from `block_on`'s thread: a future polled by `block_on`
     // is woken through a futex whenever it has work, which would cost every request a thread wake.
-    let server = std::future::IntoFuture::into_future(axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()));
-    tokio::spawn(server).await.context("HTTP server task failed")?.context("serving HTTP")?;
+    tokio::spawn(crate::listener::serve(listener, app, tls, limits, shutdown_signal())).await.context("HTTP server task failed")?;
 
     info!("stopping instances");
     if tokio::time::timeout(Duration::from_secs(args.drain_timeout + 10), controller.shutdown()).await.is_err() {
@@ -205,11 +270,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Prints how to call the demo once its endpoint is in service (or why it is not).
-async fn announce_demo(controller: &Controller, addr: SocketAddr) {
+async fn announce_demo(controller: &Controller, addr: SocketAddr, scheme: &'static str) {
     loop {
         match controller.describe_endpoint(crate::demo::ENDPOINT).await.map(|e| e.status) {
             Ok(berth_domain::EndpointStatus::InService) => {
-                println!("{}", crate::demo::usage(addr));
+                println!("{}", crate::demo::usage(addr, scheme));
                 return;
             }
             Ok(berth_domain::EndpointStatus::Failed) | Err(_) => {

@@ -4,6 +4,7 @@
 
 use super::{pairs, CloudWatchError, Dimension};
 use crate::Edge;
+use axum::http::StatusCode;
 use berth_control::PutAlarm;
 use berth_domain::{Alarm, AlarmState};
 use serde::Deserialize;
@@ -103,10 +104,8 @@ pub(super) async fn describe_alarms(edge: &Edge, input: DescribeAlarmsInput) -> 
     }
     let skip: usize = match input.next_token.as_deref() {
         None => 0,
-        Some(t) => t.parse().map_err(|_| CloudWatchError {
-            code: "InvalidNextToken",
-            query_code: "InvalidNextToken",
-            message: "The next token is not valid.".into(),
+        Some(t) => t.parse().map_err(|_| {
+            CloudWatchError::new("InvalidNextToken", "InvalidNextToken", StatusCode::BAD_REQUEST, "The next token is not valid.")
         })?,
     };
     let all = edge.controller.alarms().await.map_err(CloudWatchError::from_control)?;
@@ -198,11 +197,12 @@ pub(super) async fn set_alarm_state(edge: &Edge, input: SetAlarmStateInput) -> R
         .ok_or_else(|| CloudWatchError::invalid(format!("StateValue '{}' is not OK, ALARM or INSUFFICIENT_DATA.", input.state_value)))?;
     if let Some(data) = &input.state_reason_data {
         if serde_json::from_str::<Value>(data).is_err() {
-            return Err(CloudWatchError {
-                code: "InvalidFormat",
-                query_code: "InvalidFormat",
-                message: "StateReasonData is not valid JSON.".into(),
-            });
+            return Err(CloudWatchError::new(
+                "InvalidFormat",
+                "InvalidFormat",
+                StatusCode::BAD_REQUEST,
+                "StateReasonData is not valid JSON.",
+            ));
         }
     }
     edge.controller

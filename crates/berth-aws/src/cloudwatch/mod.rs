@@ -9,6 +9,7 @@ mod alarms;
 mod custom;
 mod query;
 
+pub(crate) use query::error as query_error;
 pub use query::query;
 
 use crate::Edge;
@@ -28,27 +29,28 @@ pub struct CloudWatchError {
     code: &'static str,
     query_code: &'static str,
     message: String,
+    status: StatusCode,
 }
 
 impl CloudWatchError {
+    /// An error with its JSON/CBOR code, its query-protocol code and its HTTP status.
+    pub(crate) fn new(code: &'static str, query_code: &'static str, status: StatusCode, message: impl Into<String>) -> Self {
+        CloudWatchError { code, query_code, message: message.into(), status }
+    }
     fn invalid(message: impl Into<String>) -> Self {
-        CloudWatchError { code: "InvalidParameterValueException", query_code: "InvalidParameterValue", message: message.into() }
+        Self::new("InvalidParameterValueException", "InvalidParameterValue", StatusCode::BAD_REQUEST, message)
     }
     fn combination(message: impl Into<String>) -> Self {
-        CloudWatchError { code: "InvalidParameterCombinationException", query_code: "InvalidParameterCombination", message: message.into() }
+        Self::new("InvalidParameterCombinationException", "InvalidParameterCombination", StatusCode::BAD_REQUEST, message)
     }
     fn missing(message: impl Into<String>) -> Self {
-        CloudWatchError { code: "MissingRequiredParameterException", query_code: "MissingParameter", message: message.into() }
+        Self::new("MissingRequiredParameterException", "MissingParameter", StatusCode::BAD_REQUEST, message)
     }
     fn not_found(message: impl Into<String>) -> Self {
-        CloudWatchError { code: "ResourceNotFound", query_code: "ResourceNotFound", message: message.into() }
+        Self::new("ResourceNotFound", "ResourceNotFound", StatusCode::NOT_FOUND, message)
     }
     fn status(&self) -> StatusCode {
-        if self.code == "ResourceNotFound" {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::BAD_REQUEST
-        }
+        self.status
     }
     /// The CloudWatch error for a controller error.
     fn from_control(e: berth_control::ControlError) -> Self {
@@ -58,11 +60,12 @@ impl CloudWatchError {
         }
     }
     fn unknown_operation(op: &str) -> Self {
-        CloudWatchError {
-            code: "UnknownOperationException",
-            query_code: "InvalidAction",
-            message: format!("Operation '{op}' is not supported by berth's CloudWatch API."),
-        }
+        Self::new(
+            "UnknownOperationException",
+            "InvalidAction",
+            StatusCode::BAD_REQUEST,
+            format!("Operation '{op}' is not supported by berth's CloudWatch API."),
+        )
     }
 }
 
@@ -111,7 +114,7 @@ pub async fn json(edge: &Edge, operation: &str, body: &[u8]) -> Response {
     }
 }
 
-fn error_response(e: CloudWatchError, cbor: bool) -> Response {
+pub(crate) fn error_response(e: CloudWatchError, cbor: bool) -> Response {
     let body = json!({ "__type": format!("com.amazonaws.cloudwatch#{}", e.code), "message": e.message });
     let (bytes, content_type) = if cbor {
         let mut bytes = Vec::new();
@@ -388,12 +391,19 @@ async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, Clo
 
 // ---- CBOR <-> JSON values ---------------------------------------------------------------
 
-fn decode_cbor(body: &[u8]) -> Result<Value, CloudWatchError> {
+/// Nesting CloudWatch's inputs never need; deeper values are refused while decoding.
+const MAX_CBOR_DEPTH: usize = 32;
+
+pub(crate) fn decode_cbor(body: &[u8]) -> Result<Value, CloudWatchError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
-    let value: ciborium::Value =
-        ciborium::de::from_reader(body).map_err(|e| CloudWatchError::invalid(format!("The request body is not valid CBOR: {e}")))?;
+    let mut rest = body;
+    let value: ciborium::Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_CBOR_DEPTH)
+        .map_err(|e| CloudWatchError::invalid(format!("The request body is not valid CBOR: {e}")))?;
+    if !rest.is_empty() {
+        return Err(CloudWatchError::invalid(format!("The request body has {} bytes after its CBOR value.", rest.len())));
+    }
     Ok(from_cbor(value))
 }
 
@@ -439,5 +449,31 @@ fn to_cbor(v: &Value, timestamp: bool) -> ciborium::Value {
         Value::Object(map) => {
             C::Map(map.iter().map(|(k, v)| (C::Text(k.clone()), to_cbor(v, k.ends_with("Timestamp") || k == "Timestamps"))).collect())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cbor(v: &ciborium::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn cbor_bodies_are_one_value_of_bounded_depth() {
+        let map = ciborium::Value::Map(vec![(ciborium::Value::Text("Namespace".into()), ciborium::Value::Text("AWS/SageMaker".into()))]);
+        assert_eq!(decode_cbor(&cbor(&map)).unwrap(), json!({"Namespace": "AWS/SageMaker"}));
+        let mut trailing = cbor(&map);
+        trailing.push(0x00);
+        assert!(decode_cbor(&trailing).unwrap_err().message.contains("1 bytes after"));
+        // 10,000 nested one-element arrays: 0x81 each.
+        let mut deep = vec![0x81u8; 10_000];
+        deep.push(0x00);
+        assert!(decode_cbor(&deep).is_err());
+        // An array announcing 2^32 items in 5 bytes.
+        assert!(decode_cbor(&[0x9a, 0xff, 0xff, 0xff, 0xff]).is_err());
     }
 }

@@ -64,11 +64,31 @@ pub async fn query(edge: &Edge, body: &[u8]) -> Response {
     }
 }
 
+/// The deepest key CloudWatch's operations use has 8 parts
+/// (`MetricDataQueries.member.1.MetricStat.Metric.Dimensions.member.1.Name`).
+const MAX_KEY_PARTS: usize = 12;
+/// Most pairs in one form.
+const MAX_PAIRS: usize = 50_000;
+/// Most list items all lists of one form may hold together (an index makes its list that long).
+const MAX_LIST_ITEMS: usize = 100_000;
+
 /// Form pairs to a JSON value: `A.member.2.B=x` becomes `{"A": [_, {"B": "x"}]}`, typed by name.
-fn decode(pairs: impl Iterator<Item = (String, String)>) -> Result<Value, CloudWatchError> {
+/// Bounded: keys of at most [`MAX_KEY_PARTS`] parts, [`MAX_PAIRS`] pairs, [`MAX_LIST_ITEMS`] list
+/// items in all, so no form can nest deeper or cost more memory than that.
+pub(crate) fn decode(pairs: impl Iterator<Item = (String, String)>) -> Result<Value, CloudWatchError> {
     let mut root = Value::Object(Map::new());
-    for (key, raw) in pairs {
-        let parts: Vec<&str> = key.split('.').collect();
+    let mut list_items = 0usize;
+    for (n, (key, raw)) in pairs.enumerate() {
+        if n >= MAX_PAIRS {
+            return Err(CloudWatchError::invalid(format!("The request has more than {MAX_PAIRS} parameters.")));
+        }
+        let parts: Vec<&str> = key.splitn(MAX_KEY_PARTS + 1, '.').collect();
+        if parts.len() > MAX_KEY_PARTS {
+            return Err(CloudWatchError::invalid(format!(
+                "The parameter {} nests deeper than any CloudWatch parameter.",
+                key.chars().take(80).collect::<String>()
+            )));
+        }
         let mut node = &mut root;
         let mut i = 0;
         let mut name = "";
@@ -86,6 +106,10 @@ fn decode(pairs: impl Iterator<Item = (String, String)>) -> Result<Value, CloudW
                 }
                 let list = node.as_array_mut().expect("made an array above");
                 if list.len() < index {
+                    list_items += index - list.len();
+                    if list_items > MAX_LIST_ITEMS {
+                        return Err(CloudWatchError::invalid(format!("The request's lists hold more than {MAX_LIST_ITEMS} items.")));
+                    }
                     list.resize(index, Value::Null);
                 }
                 node = &mut list[index - 1];
@@ -176,7 +200,7 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
 }
 
-fn error(e: CloudWatchError, request_id: &str) -> Response {
+pub(crate) fn error(e: CloudWatchError, request_id: &str) -> Response {
     let xml = format!(
         "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
         e.query_code,
@@ -222,6 +246,19 @@ mod tests {
         assert_eq!(v["MetricDataQueries"][0]["ReturnData"], json!(false));
         assert!(decode([("Period".to_string(), "soon".to_string())].into_iter()).is_err());
         assert!(decode([("A.member.0".to_string(), "x".to_string())].into_iter()).is_err());
+    }
+
+    #[test]
+    fn hostile_forms_are_refused_not_built() {
+        let deep = format!("{}x", "a.".repeat(20_000));
+        let e = decode([(deep, "1".to_string())].into_iter()).unwrap_err();
+        assert!(e.message.contains("nests deeper"), "{}", e.message);
+        // Index 1000 at three levels would be a billion slots.
+        let wide = (1..=200).map(|i| (format!("A.member.{i}.B.member.1000.C.member.1000"), "x".to_string()));
+        let e = decode(wide).unwrap_err();
+        assert!(e.message.contains("more than 100000 items"), "{}", e.message);
+        let many = (0..=MAX_PAIRS).map(|i| (format!("K{i}"), String::new()));
+        assert!(decode(many).unwrap_err().message.contains("parameters"));
     }
 
     #[test]

@@ -1,0 +1,314 @@
+//! What every request passes before a handler sees it: the `Host` it names, the `Origin` it
+//! comes from, its body (read with the route's limit and a deadline, never more), and who signed
+//! it — SigV4 on the AWS APIs, HTTP basic auth on berth's own routes when authentication is on.
+
+use crate::protocol::Protocol;
+use crate::sigv4::{self, AuthError, Principals, SignedRequest};
+use crate::Edge;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, ORIGIN, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How requests are let in.
+pub struct Security {
+    /// Who may call; None when authentication is off (`--auth none`).
+    pub principals: Option<Arc<Principals>>,
+    pub hosts: AllowedHosts,
+    /// Whether berth serves HTTPS (berth's own origin is then `https://host`).
+    pub tls: bool,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+impl Security {
+    /// No authentication, loopback names only: for tests of the layers behind the gate.
+    pub fn open(listen: SocketAddr) -> Self {
+        Security { principals: None, hosts: AllowedHosts::new(listen, &[]), tls: false, body_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// The names a request's `Host` may carry: loopback names, the listen address, and the
+/// operator's `--allowed-host`s (`*` allows any). Anything else is refused, which keeps a web
+/// page that rebinds its own DNS name to 127.0.0.1 from reaching berth.
+pub struct AllowedHosts {
+    any: bool,
+    names: Vec<String>,
+}
+
+impl AllowedHosts {
+    pub fn new(listen: SocketAddr, extra: &[String]) -> Self {
+        let mut names: Vec<String> = ["localhost", "127.0.0.1", "[::1]"].iter().map(|s| s.to_string()).collect();
+        if !listen.ip().is_unspecified() {
+            names.push(match listen.ip() {
+                IpAddr::V4(ip) => ip.to_string(),
+                IpAddr::V6(ip) => format!("[{ip}]"),
+            });
+        }
+        let mut any = false;
+        for h in extra {
+            let h = h.trim().to_ascii_lowercase();
+            if h == "*" {
+                any = true;
+            } else if !h.is_empty() {
+                names.push(host_name(&h).to_string());
+            }
+        }
+        AllowedHosts { any, names }
+    }
+
+    pub fn allows(&self, host: &str) -> bool {
+        self.any || self.names.iter().any(|n| n.eq_ignore_ascii_case(host_name(host)))
+    }
+}
+
+/// `name:port` → `name`; `[v6]:port` → `[v6]`.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// The middleware in front of every route.
+pub async fn gate(State(edge): State<Edge>, req: Request, next: Next) -> Response {
+    let security = &edge.security;
+    let protocol = Protocol::of(req.method(), req.uri().path(), req.headers());
+    let forbidden = |message: String| protocol.error(StatusCode::FORBIDDEN, "AccessDeniedException", "AccessDenied", message);
+
+    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+        return protocol.error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "InvalidParameterValue",
+            "The request has no Host header.".into(),
+        );
+    };
+    if !security.hosts.allows(host) {
+        tracing::warn!(host, "request refused: Host is not one berth serves");
+        return forbidden(format!(
+            "berth does not serve host '{host}'. Start berth with --allowed-host {} to serve requests for it.",
+            host_name(host)
+        ));
+    }
+    if let Err(why) = same_origin(&req, host, security.tls) {
+        tracing::warn!(why, "request refused: cross-origin");
+        return forbidden(why);
+    }
+
+    if protocol.is_aws() {
+        let (parts, body) = req.into_parts();
+        let limit = protocol.body_limit();
+        let body = match read_body(body, &parts.headers, limit, security.body_timeout).await {
+            Ok(b) => b,
+            Err(e) => return closing(body_error(protocol, e, limit)),
+        };
+        if let Some(principals) = &security.principals {
+            let signed = SignedRequest {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body: &body,
+            };
+            if let Err(e) = sigv4::verify(&signed, principals, SystemTime::now()) {
+                tracing::info!(code = e.code(false), path = parts.uri.path(), "request refused: signature");
+                return auth_error(protocol, &e);
+            }
+        }
+        return next.run(Request::from_parts(parts, Body::from(body))).await;
+    }
+    if protocol == Protocol::Berth {
+        if let Some(principals) = &security.principals {
+            if !basic_auth_passes(&req, principals) {
+                let mut resp = protocol.error(
+                    StatusCode::UNAUTHORIZED,
+                    "UnrecognizedClientException",
+                    "InvalidClientTokenId",
+                    "berth's own routes take HTTP basic authentication with a key pair from berth's credentials file (access key id as the user name, secret access key as the password).".into(),
+                );
+                resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"berth\", charset=\"UTF-8\""));
+                return resp;
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Requests that change state must come from berth's own origin, or from no browser at all.
+/// (A browser can send a form to any address without asking first; the `Origin` it attaches
+/// says where the page came from.)
+fn same_origin(req: &Request, host: &str, tls: bool) -> Result<(), String> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    if let Some(site) = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if !matches!(site, "same-origin" | "none") {
+            return Err(format!("berth refuses state-changing requests from other sites (Sec-Fetch-Site: {site})."));
+        }
+    }
+    let Some(origin) = req.headers().get(ORIGIN) else { return Ok(()) };
+    let origin = origin.to_str().unwrap_or("");
+    let scheme = if tls { "https://" } else { "http://" };
+    let own = origin.len() == scheme.len() + host.len()
+        && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
+        && origin[scheme.len()..].eq_ignore_ascii_case(host);
+    if own {
+        Ok(())
+    } else {
+        Err(format!("berth refuses state-changing requests from origin '{origin}'; only pages served by berth itself may send them."))
+    }
+}
+
+#[derive(Debug)]
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Broken(String),
+}
+
+/// Reads a body whole, refusing it once it passes `limit` (or announces a larger length) and
+/// when it has not arrived within `timeout`.
+async fn read_body(body: Body, headers: &axum::http::HeaderMap, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    let announced = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(BodyError::Timeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
+    }
+}
+
+fn body_error(protocol: Protocol, e: BodyError, limit: usize) -> Response {
+    let (code, query_code) = match protocol {
+        Protocol::Runtime => ("ValidationError", "ValidationError"),
+        Protocol::AwsJson => ("ValidationException", "ValidationError"),
+        _ => ("InvalidParameterValueException", "InvalidParameterValue"),
+    };
+    match e {
+        BodyError::TooLarge if protocol == Protocol::Runtime => protocol.error(
+            StatusCode::BAD_REQUEST,
+            code,
+            query_code,
+            format!("The request body exceeds the {limit}-byte limit of an invocation (6 MB)."),
+        ),
+        BodyError::TooLarge => {
+            protocol.error(StatusCode::BAD_REQUEST, code, query_code, format!("The request body is larger than {limit} bytes."))
+        }
+        BodyError::Timeout => protocol.error(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            "RequestTimeout",
+            "The request body did not arrive in time (see berth's --body-timeout).".into(),
+        ),
+        BodyError::Broken(why) => {
+            protocol.error(StatusCode::BAD_REQUEST, code, query_code, format!("The request body could not be read: {why}"))
+        }
+    }
+}
+
+/// Closes the connection after this answer: the rest of a refused body is never read.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+fn auth_error(protocol: Protocol, e: &AuthError) -> Response {
+    let query = protocol == Protocol::CloudWatchQuery;
+    let code = e.code(query);
+    // Each protocol's parser takes its code from where it looks; the query-protocol code is
+    // the same string for both slots there.
+    protocol.error(StatusCode::FORBIDDEN, e.code(false), if query { code } else { e.code(true) }, e.message())
+}
+
+fn basic_auth_passes(req: &Request, principals: &Principals) -> bool {
+    let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else { return false };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
+    let Ok(text) = std::str::from_utf8(&decoded) else { return false };
+    let Some((key, secret)) = text.split_once(':') else { return false };
+    principals.check_secret(key, secret).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_loopback_names_the_listen_address_and_allowed_ones() {
+        let hosts = AllowedHosts::new("10.1.2.3:8080".parse().unwrap(), &["Berth.Example.com".into()]);
+        for ok in ["localhost:8080", "127.0.0.1:1", "[::1]:9", "10.1.2.3:8080", "berth.example.com", "BERTH.example.com:443", "localhost"] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for refused in ["evil.example:8080", "127.0.0.2", "localhost.evil.example", "[::2]:1", "", "0.0.0.0:8080"] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+        assert!(AllowedHosts::new("0.0.0.0:80".parse().unwrap(), &["*".into()]).allows("anything:1"));
+        assert!(!AllowedHosts::new("0.0.0.0:80".parse().unwrap(), &[]).allows("0.0.0.0:80"));
+    }
+
+    fn request(method: Method, headers: &[(&'static str, &'static str)]) -> Request {
+        let mut r = Request::new(Body::empty());
+        *r.method_mut() = method;
+        for (k, v) in headers {
+            r.headers_mut().insert(*k, HeaderValue::from_static(v));
+        }
+        r
+    }
+
+    #[test]
+    fn state_changing_requests_must_come_from_berths_own_origin() {
+        let host = "127.0.0.1:8080";
+        assert!(same_origin(&request(Method::POST, &[]), host, false).is_ok());
+        assert!(same_origin(&request(Method::POST, &[("origin", "http://127.0.0.1:8080")]), host, false).is_ok());
+        assert!(same_origin(&request(Method::POST, &[("origin", "https://127.0.0.1:8080")]), host, true).is_ok());
+        assert!(same_origin(&request(Method::POST, &[("origin", "https://127.0.0.1:8080")]), host, false).is_err());
+        assert!(same_origin(&request(Method::POST, &[("origin", "http://evil.example")]), host, false).is_err());
+        assert!(same_origin(&request(Method::POST, &[("origin", "null")]), host, false).is_err());
+        assert!(same_origin(&request(Method::POST, &[("origin", "http://127.0.0.1:8081")]), host, false).is_err());
+        assert!(same_origin(&request(Method::POST, &[("sec-fetch-site", "cross-site")]), host, false).is_err());
+        assert!(same_origin(&request(Method::POST, &[("sec-fetch-site", "same-site")]), host, false).is_err());
+        assert!(same_origin(&request(Method::GET, &[("origin", "http://evil.example")]), host, false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn bodies_are_refused_past_their_limit_and_deadline() {
+        let headers = axum::http::HeaderMap::new();
+        let ok = read_body(Body::from("abc"), &headers, 3, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(&ok[..], b"abc");
+        assert!(matches!(read_body(Body::from("abcd"), &headers, 3, Duration::from_secs(1)).await, Err(BodyError::TooLarge)));
+        let mut announced = axum::http::HeaderMap::new();
+        announced.insert(CONTENT_LENGTH, HeaderValue::from_static("1000000000"));
+        assert!(matches!(read_body(Body::empty(), &announced, 3, Duration::from_secs(1)).await, Err(BodyError::TooLarge)));
+        let stalled = Body::new(Stalled);
+        assert!(matches!(read_body(stalled, &headers, 3, Duration::from_millis(50)).await, Err(BodyError::Timeout)));
+    }
+
+    /// A body whose client sent the headers and then nothing more.
+    struct Stalled;
+
+    impl http_body::Body for Stalled {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! AWS Signature Version 4, header form, checked on the server side.
+//!
+//! The client's `Authorization` header names its access key, the credential scope (date,
+//! region, service), the headers it signed and the signature. berth rebuilds the canonical
+//! request from what arrived — method, path, query, the signed headers, the SHA-256 of the body —
+//! derives the signing key from the principal's secret, and compares signatures in constant time.
+//! Any region and service name in the scope are accepted: they are part of what is signed, so a
+//! client cannot change them without knowing the secret.
+
+use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// How far the request's time may be from the server's, as AWS allows.
+pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+
+/// Who may call berth: access key id → principal.
+#[derive(Default)]
+pub struct Principals {
+    by_key: HashMap<String, Principal>,
+}
+
+/// One key pair, named by the credentials-file profile it came from.
+pub struct Principal {
+    pub name: String,
+    secret: String,
+}
+
+// Secrets never reach a log line.
+impl std::fmt::Debug for Principals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_key.values().map(|p| &p.name)).finish()
+    }
+}
+
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Principal").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Principals {
+    pub fn insert(&mut self, access_key_id: String, secret: String, name: String) {
+        self.by_key.insert(access_key_id, Principal { name, secret });
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The principal whose key pair this is, comparing the secret in constant time.
+    pub fn check_secret(&self, access_key_id: &str, secret: &str) -> Option<&Principal> {
+        let p = self.by_key.get(access_key_id)?;
+        let equal: bool = subtle::ConstantTimeEq::ct_eq(p.secret.as_bytes(), secret.as_bytes()).into();
+        equal.then_some(p)
+    }
+}
+
+/// Why a request's signature was not accepted; each maps to the error AWS answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    Missing,
+    /// An `Authorization` header that is not a complete SigV4 header.
+    Incomplete(String),
+    UnknownKey,
+    BadSignature,
+    /// The request's time is more than 15 minutes off the server's.
+    Expired(String),
+}
+
+impl AuthError {
+    /// The error code, for JSON and CBOR protocols (`query` false) or the query protocol.
+    pub fn code(&self, query: bool) -> &'static str {
+        match (self, query) {
+            (AuthError::Missing, false) => "MissingAuthenticationTokenException",
+            (AuthError::Missing, true) => "MissingAuthenticationToken",
+            (AuthError::Incomplete(_), false) => "IncompleteSignatureException",
+            (AuthError::Incomplete(_), true) => "IncompleteSignature",
+            (AuthError::UnknownKey, false) => "UnrecognizedClientException",
+            (AuthError::UnknownKey, true) => "InvalidClientTokenId",
+            (AuthError::BadSignature | AuthError::Expired(_), false) => "InvalidSignatureException",
+            (AuthError::BadSignature | AuthError::Expired(_), true) => "SignatureDoesNotMatch",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            AuthError::Missing => "Missing Authentication Token".into(),
+            AuthError::Incomplete(m) | AuthError::Expired(m) => m.clone(),
+            AuthError::UnknownKey => "The security token included in the request is invalid.".into(),
+            AuthError::BadSignature => "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into(),
+        }
+    }
+}
+
+/// What of a request the signature covers. `path` and `query` are as sent (percent-encoded).
+pub struct SignedRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header.
+struct Authorization<'a> {
+    access_key_id: &'a str,
+    /// `date/region/service/aws4_request`
+    scope: &'a str,
+    scope_date: &'a str,
+    region: &'a str,
+    service: &'a str,
+    signed_headers: &'a str,
+    signature: Vec<u8>,
+}
+
+/// Checks a request's signature; returns the principal that signed it.
+pub fn verify<'p>(req: &SignedRequest<'_>, principals: &'p Principals, now: SystemTime) -> Result<&'p Principal, AuthError> {
+    let header = req.headers.get(http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
+    let header = header.to_str().map_err(|_| AuthError::Incomplete("The Authorization header is not valid text.".into()))?;
+    let auth = parse_authorization(header)?;
+    let amz_date = req
+        .headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| AuthError::Incomplete("Authorization header requires existence of a 'X-Amz-Date' header.".into()))?;
+    let signed_at = parse_amz_date(amz_date)
+        .ok_or_else(|| AuthError::Incomplete(format!("X-Amz-Date '{amz_date}' is not of the form YYYYMMDD'T'HHMMSS'Z'.")))?;
+    check_skew(amz_date, signed_at, now)?;
+    if !amz_date.starts_with(auth.scope_date) || auth.scope_date.len() != 8 {
+        return Err(AuthError::BadSignature);
+    }
+    if !auth.signed_headers.split(';').any(|h| h == "host") {
+        return Err(AuthError::Incomplete("'Host' must be a signed header.".into()));
+    }
+    let principal = principals.by_key.get(auth.access_key_id).ok_or(AuthError::UnknownKey)?;
+
+    let canonical = canonical_request(req, auth.signed_headers)?;
+    let string_to_sign = format!("{ALGORITHM}\n{amz_date}\n{}\n{}", auth.scope, hex::encode(Sha256::digest(canonical.as_bytes())));
+    let key = signing_key(&principal.secret, auth.scope_date, auth.region, auth.service);
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(string_to_sign.as_bytes());
+    // Constant-time comparison.
+    mac.verify_slice(&auth.signature).map_err(|_| AuthError::BadSignature)?;
+    Ok(principal)
+}
+
+fn parse_authorization(header: &str) -> Result<Authorization<'_>, AuthError> {
+    let incomplete =
+        |what: &str| AuthError::Incomplete(format!("Authorization header requires '{what}' parameter. Authorization={header}"));
+    let rest = header
+        .strip_prefix(ALGORITHM)
+        .filter(|r| r.starts_with(' '))
+        .ok_or_else(|| AuthError::Incomplete(format!("Authorization header must use {ALGORITHM} (AWS Signature Version 4).")))?;
+    let (mut credential, mut signed_headers, mut signature) = (None, None, None);
+    for part in rest.split(',') {
+        let (name, value) = part.trim().split_once('=').unwrap_or((part.trim(), ""));
+        match name {
+            "Credential" => credential = Some(value),
+            "SignedHeaders" => signed_headers = Some(value),
+            "Signature" => signature = Some(value),
+            _ => {}
+        }
+    }
+    let credential = credential.ok_or_else(|| incomplete("Credential"))?;
+    let signed_headers = signed_headers.filter(|s| !s.is_empty()).ok_or_else(|| incomplete("SignedHeaders"))?;
+    let signature = signature.ok_or_else(|| incomplete("Signature"))?;
+    let (access_key_id, scope) = credential.split_once('/').ok_or_else(|| incomplete("Credential"))?;
+    let parts: Vec<&str> = scope.split('/').collect();
+    let [scope_date, region, service, "aws4_request"] = parts[..] else {
+        return Err(AuthError::Incomplete(format!(
+            "Credential should be scoped to a valid date, region and service, ending in aws4_request: '{credential}'."
+        )));
+    };
+    let signature = hex::decode(signature).ok().filter(|s| s.len() == 32).ok_or(AuthError::BadSignature)?;
+    Ok(Authorization { access_key_id, scope, scope_date, region, service, signed_headers, signature })
+}
+
+/// `20261128T093000Z` → the time it names.
+fn parse_amz_date(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hour, minute, second) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()?;
+    let t = date.with_hms(u8::try_from(hour).ok()?, u8::try_from(minute).ok()?, u8::try_from(second).ok()?).ok()?.assume_utc();
+    let secs = u64::try_from(t.unix_timestamp()).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn format_amz_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let dt = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", dt.year(), u8::from(dt.month()), dt.day(), dt.hour(), dt.minute(), dt.second())
+}
+
+/// AWS's answers for a request signed too long ago or too far ahead.
+fn check_skew(amz_date: &str, signed_at: SystemTime, now: SystemTime) -> Result<(), AuthError> {
+    if signed_at + MAX_SKEW < now {
+        return Err(AuthError::Expired(format!(
+            "Signature expired: {amz_date} is now earlier than {} ({} - 15 min.)",
+            format_amz_date(now - MAX_SKEW),
+            format_amz_date(now)
+        )));
+    }
+    if signed_at > now + MAX_SKEW {
+        return Err(AuthError::Expired(format!(
+            "Signature not yet current: {amz_date} is still later than {} ({} + 15 min.)",
+            format_amz_date(now + MAX_SKEW),
+            format_amz_date(now)
+        )));
+    }
+    Ok(())
+}
+
+fn canonical_request(req: &SignedRequest<'_>, signed_headers: &str) -> Result<String, AuthError> {
+    let mut out = String::with_capacity(256 + req.path.len());
+    out.push_str(req.method);
+    out.push('\n');
+    encode_into(&mut out, &remove_dot_segments(req.path), true);
+    out.push('\n');
+    canonical_query(&mut out, req.query.unwrap_or(""));
+    out.push('\n');
+    let mut previous = "";
+    for name in signed_headers.split(';') {
+        // Signed header names come lower-case and sorted; anything else was not signed by an SDK.
+        if name.is_empty() || name <= previous || name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(AuthError::BadSignature);
+        }
+        previous = name;
+        out.push_str(name);
+        out.push(':');
+        let mut first = true;
+        for value in req.headers.get_all(name) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            let value = value.to_str().map_err(|_| AuthError::BadSignature)?;
+            // Trimmed, with runs of spaces collapsed to one.
+            let mut words = value.split_ascii_whitespace();
+            if let Some(w) = words.next() {
+                out.push_str(w);
+                for w in words {
+                    out.push(' ');
+                    out.push_str(w);
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(signed_headers);
+    out.push('\n');
+    out.push_str(&hex::encode(Sha256::digest(req.body)));
+    Ok(out)
+}
+
+/// Query pairs decoded, encoded again the way SigV4 wants, and sorted by key, then value.
+fn canonical_query(out: &mut String, query: &str) {
+    if query.is_empty() {
+        return;
+    }
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let mut key = String::new();
+            let mut value = String::new();
+            encode_into(&mut key, &percent_decode(k), false);
+            encode_into(&mut value, &percent_decode(v), false);
+            (key, value)
+        })
+        .collect();
+    pairs.sort();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+}
+
+/// Percent-encodes every byte but the unreserved ones (and `/` in paths). A path arrives
+/// encoded once already and is encoded again, as SigV4 does for every service but S3.
+fn encode_into(out: &mut String, s: &str, keep_slash: bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(if c == b'+' { b' ' } else { c });
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `/a/./b/../c` → `/a/c`, keeping a trailing slash; `""` → `/`.
+fn remove_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.split('/').any(|s| s == "." || s == "..") {
+        return if path.is_empty() { "/".into() } else { path.into() };
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for s in path.split('/') {
+        match s {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s if !s.is_empty() => segments.push(s),
+            _ => {}
+        }
+    }
+    let mut out = format!("/{}", segments.join("/"));
+    if path.ends_with('/') && out != "/" {
+        out.push('/');
+    }
+    out.into()
+}
+
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+    let step = |key: &[u8], data: &str| {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+        mac.update(data.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    };
+    let k = step(format!("AWS4{secret}").as_bytes(), date);
+    let k = step(&k, region);
+    let k = step(&k, service);
+    step(&k, "aws4_request")
+}
+
+/// Signs a request as an SDK would (for berth's own tests and benchmarks).
+#[doc(hidden)]
+pub fn sign_for_tests(req: &SignedRequest<'_>, access_key_id: &str, secret: &str, region: &str, service: &str, now: SystemTime) -> String {
+    let amz_date = format_amz_date(now);
+    let date = &amz_date[..8];
+    let mut names: Vec<String> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
+    names.sort();
+    names.dedup();
+    let signed_headers = names.join(";");
+    let canonical = canonical_request(req, &signed_headers).expect("headers are text");
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let string_to_sign = format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&signing_key(secret, date, region, service)).expect("any key length");
+    mac.update(string_to_sign.as_bytes());
+    format!(
+        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={signed_headers}, Signature={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const KEY: &str = "AKIDEXAMPLE";
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+    fn principals() -> Principals {
+        let mut p = Principals::default();
+        p.insert(KEY.into(), SECRET.into(), "default".into());
+        p
+    }
+
+    fn at(s: &str) -> SystemTime {
+        parse_amz_date(s).unwrap()
+    }
+
+    /// AWS's published SigV4 test suite: `get-vanilla` and `post-vanilla`.
+    #[test]
+    fn aws_test_suite_vectors_verify() {
+        for (method, signature) in [
+            ("GET", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+            ("POST", "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("host", HeaderValue::from_static("example.amazonaws.com"));
+            headers.insert("x-amz-date", HeaderValue::from_static("20150830T123600Z"));
+            let auth = format!("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature={signature}");
+            headers.insert("authorization", HeaderValue::from_str(&auth).unwrap());
+            let req = SignedRequest { method, path: "/", query: None, headers: &headers, body: b"" };
+            let p = principals();
+            assert_eq!(verify(&req, &p, at("20150830T123600Z")).unwrap().name, "default", "{method}");
+        }
+    }
+
+    fn signed(body: &[u8], now: SystemTime) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+        headers.insert("x-amz-date", HeaderValue::from_str(&format_amz_date(now)).unwrap());
+        headers.insert("x-amz-target", HeaderValue::from_static("SageMaker.ListModels"));
+        let req = SignedRequest { method: "POST", path: "/endpoints/a%20b/invocations", query: Some("x=1&a=b"), headers: &headers, body };
+        let auth = sign_for_tests(&req, KEY, SECRET, "us-east-1", "sagemaker", now);
+        headers.insert("authorization", HeaderValue::from_str(&auth).unwrap());
+        headers
+    }
+
+    #[test]
+    fn what_was_signed_verifies_and_any_change_does_not() {
+        let now = at("20261128T120000Z");
+        let p = principals();
+        let headers = signed(b"{}", now);
+        let req = |body: &'static [u8], path: &'static str, headers: &'static HeaderMap| SignedRequest {
+            method: "POST",
+            path,
+            query: Some("a=b&x=1"),
+            headers,
+            body,
+        };
+        let headers: &'static HeaderMap = Box::leak(Box::new(headers));
+        assert!(verify(&req(b"{}", "/endpoints/a%20b/invocations", headers), &p, now).is_ok());
+        assert_eq!(verify(&req(b"{ }", "/endpoints/a%20b/invocations", headers), &p, now).unwrap_err(), AuthError::BadSignature);
+        assert_eq!(verify(&req(b"{}", "/endpoints/other/invocations", headers), &p, now).unwrap_err(), AuthError::BadSignature);
+        let mut changed = headers.clone();
+        changed.insert("x-amz-target", HeaderValue::from_static("SageMaker.DeleteModel"));
+        let r = SignedRequest { headers: &changed, ..req(b"{}", "/endpoints/a%20b/invocations", headers) };
+        assert_eq!(verify(&r, &p, now).unwrap_err(), AuthError::BadSignature);
+        // An unsigned header may be added (proxies add some).
+        let mut extra = headers.clone();
+        extra.insert("user-agent", HeaderValue::from_static("x"));
+        let r = SignedRequest { headers: &extra, ..req(b"{}", "/endpoints/a%20b/invocations", headers) };
+        assert!(verify(&r, &p, now).is_ok());
+    }
+
+    #[test]
+    fn keys_times_and_malformed_headers_get_aws_errors() {
+        let now = at("20261128T120000Z");
+        let headers = signed(b"", now);
+        fn req(h: &HeaderMap) -> SignedRequest<'_> {
+            SignedRequest { method: "POST", path: "/endpoints/a%20b/invocations", query: Some("x=1&a=b"), headers: h, body: b"" }
+        }
+        assert!(verify(&req(&headers), &principals(), now).is_ok());
+        assert_eq!(verify(&req(&headers), &Principals::default(), now).unwrap_err(), AuthError::UnknownKey);
+        let mut wrong = Principals::default();
+        wrong.insert(KEY.into(), "not-the-secret".into(), "x".into());
+        assert_eq!(verify(&req(&headers), &wrong, now).unwrap_err(), AuthError::BadSignature);
+        let late = now + Duration::from_secs(16 * 60);
+        let e = verify(&req(&headers), &principals(), late).unwrap_err();
+        assert_eq!(e.code(false), "InvalidSignatureException");
+        assert!(e.message().starts_with("Signature expired: 20261128T120000Z is now earlier than 20261128T120100Z"), "{}", e.message());
+        let early = now - Duration::from_secs(16 * 60);
+        assert!(verify(&req(&headers), &principals(), early).unwrap_err().message().starts_with("Signature not yet current"));
+        assert!(verify(&req(&headers), &principals(), now + Duration::from_secs(14 * 60)).is_ok());
+
+        let mut missing = headers.clone();
+        missing.remove("authorization");
+        assert_eq!(verify(&req(&missing), &principals(), now).unwrap_err(), AuthError::Missing);
+        let sig = "0".repeat(64);
+        for bad in [
+            "Basic abc".to_string(),
+            format!("AWS4-HMAC-SHA256 SignedHeaders=host, Signature={sig}"),
+            format!("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261128/us-east-1/sagemaker, SignedHeaders=host, Signature={sig}"),
+            format!("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261128/us-east-1/sagemaker/aws4_request, SignedHeaders=x-amz-date, Signature={sig}"),
+        ] {
+            let mut h = headers.clone();
+            h.insert("authorization", HeaderValue::from_str(&bad).unwrap());
+            assert!(matches!(verify(&req(&h), &principals(), now).unwrap_err(), AuthError::Incomplete(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths_and_queries_canonicalise_as_sdks_do() {
+        assert_eq!(remove_dot_segments(""), "/");
+        assert_eq!(remove_dot_segments("/a/./b/../c/"), "/a/c/");
+        let mut s = String::new();
+        encode_into(&mut s, "/endpoints/a%20b/invocations", true);
+        assert_eq!(s, "/endpoints/a%2520b/invocations");
+        let mut q = String::new();
+        canonical_query(&mut q, "b=2&a=%7E&a=1&c");
+        assert_eq!(q, "a=1&a=~&b=2&c=");
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        let p = principals();
+        assert!(p.check_secret(KEY, SECRET).is_some());
+        assert!(p.check_secret(KEY, &SECRET[..10]).is_none());
+        assert!(p.check_secret("other", SECRET).is_none());
+    }
+}

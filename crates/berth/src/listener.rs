@@ -1,0 +1,314 @@
+//! The connections berth accepts: at most `max_connections` at once, each over TLS when berth
+//! has a certificate, each dropped when it sends nothing useful for too long (headers that do not
+//! complete, a keep-alive connection idle past its time), and all of them given a deadline to
+//! finish when berth stops. Request bodies are bounded and timed by the edge's gate.
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    /// How long a request's headers may take once its first byte arrived, and how long a new
+    /// connection may take to send its first request (the TLS handshake included).
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// How long connections get to finish their requests once berth is stopping.
+    pub shutdown_timeout: Duration,
+}
+
+/// Accepts connections until `shutdown` resolves, then lets them finish within the deadline.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    let mut warned_full = false;
+    loop {
+        // Past the limit, new connections wait in the kernel's backlog until one closes.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        if permits.available_permits() == 0 && !warned_full {
+            warn!(max_connections = limits.max_connections, "connection limit reached; new connections wait (see --max-connections)");
+            warned_full = true;
+        } else if permits.available_permits() > limits.max_connections / 2 {
+            warned_full = false;
+        }
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before accept: wait a little.
+                    warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let (app, tls, limits, stopping) = (app.clone(), tls.clone(), limits.clone(), stopping_rx.clone());
+        connections.spawn(async move {
+            serve_connection(stream, app, tls, &limits, stopping).await;
+            debug!(%peer, "connection closed");
+            drop(permit);
+        });
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let open = connections.len();
+    info!(open, deadline_secs = limits.shutdown_timeout.as_secs(), "no longer accepting connections; letting requests finish");
+    let _ = stopping_tx.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_timeout, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(left = connections.len(), "connections still open at the shutdown deadline; closing them");
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: &ConnectionLimits,
+    stopping: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity::new());
+    let tracked = Tracked { inner: stream, activity: activity.clone() };
+    match tls {
+        None => http1(tracked, app, limits, activity, stopping).await,
+        Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(tracked)).await {
+            Ok(Ok(tls_stream)) => http1(tls_stream, app, limits, activity, stopping).await,
+            Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+            Err(_) => debug!("TLS handshake did not finish in time"),
+        },
+    }
+}
+
+async fn http1<S>(io: S, app: axum::Router, limits: &ConnectionLimits, activity: Arc<Activity>, mut stopping: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(RequestDone { inner: app, activity: activity.clone() });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The watchdog below times headers and idle connections itself.
+    builder.timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut stop_seen = false;
+    loop {
+        let deadline = activity.deadline(limits);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline.into()), if !activity.busy() => {
+                if Instant::now() >= activity.deadline(limits) && !activity.busy() {
+                    debug!("connection dropped: no complete request in time");
+                    return;
+                }
+            }
+            changed = stopping.changed(), if !stop_seen => {
+                stop_seen = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// What a connection has done lately, for its watchdog.
+struct Activity {
+    started: Instant,
+    /// Requests being handled.
+    in_flight: AtomicU32,
+    /// Whether any request was served (a fresh connection gets the header timeout only).
+    served: AtomicBool,
+    /// Milliseconds since `started` when the connection last became idle.
+    idle_since_ms: AtomicU64,
+    /// Milliseconds since `started` of the first byte read while idle (0: none yet).
+    first_byte_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            served: AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(0),
+            first_byte_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
+    fn read_some(&self) {
+        if !self.busy() && self.first_byte_ms.load(Ordering::Relaxed) == 0 {
+            self.first_byte_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn request_done(&self) {
+        self.served.store(true, Ordering::Relaxed);
+        self.first_byte_ms.store(0, Ordering::Relaxed);
+        self.idle_since_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// When the connection is to be dropped if it is still idle or its headers are incomplete.
+    fn deadline(&self, limits: &ConnectionLimits) -> Instant {
+        let first_byte = self.first_byte_ms.load(Ordering::Relaxed);
+        let ms = if first_byte > 0 {
+            first_byte + millis(limits.header_timeout)
+        } else if self.served.load(Ordering::Relaxed) {
+            self.idle_since_ms.load(Ordering::Relaxed) + millis(limits.idle_timeout)
+        } else {
+            millis(limits.header_timeout)
+        };
+        self.started + Duration::from_millis(ms)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2)
+}
+
+/// A socket that tells its connection's [`Activity`] when bytes arrive.
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.read_some();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Marks the connection busy while a request is handled, and idle again when its answer is ready.
+#[derive(Clone)]
+struct RequestDone<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for RequestDone<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.activity.request_started();
+        let fut = self.inner.call(req);
+        let guard = DoneOnDrop(self.activity.clone());
+        Box::pin(async move {
+            let out = fut.await;
+            drop(guard);
+            out
+        })
+    }
+}
+
+/// Counts a request as done even when its future is dropped (the connection closed).
+struct DoneOnDrop(Arc<Activity>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.request_done();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: 1,
+            header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn deadlines_follow_what_the_connection_did() {
+        let a = Activity::new();
+        let l = limits();
+        assert_eq!(a.deadline(&l), a.started + Duration::from_secs(2), "a fresh connection gets the header timeout");
+        a.request_started();
+        a.request_done();
+        let idle = a.deadline(&l) - a.started;
+        assert!(idle >= Duration::from_secs(10), "an idle keep-alive connection gets the idle timeout: {idle:?}");
+        a.read_some();
+        let partial = a.deadline(&l) - a.started;
+        assert!(partial < Duration::from_secs(3), "a request's first bytes start the header timeout: {partial:?}");
+    }
+}

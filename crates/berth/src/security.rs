@@ -1,0 +1,97 @@
+//! Who may reach berth and how: authentication from the credentials file, TLS from PEM files,
+//! the hosts requests may name, and the refusal to serve a network address without
+//! authentication unless the operator says so.
+
+use anyhow::{bail, Context};
+use berth_aws::{AllowedHosts, Security};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+pub struct SecurityArgs<'a> {
+    pub listen: SocketAddr,
+    pub auth: &'a str,
+    pub credentials_file: Option<&'a Path>,
+    pub allow_unauthenticated: bool,
+    pub allowed_hosts: &'a [String],
+    pub tls: bool,
+    pub body_timeout: Duration,
+}
+
+/// The gate's settings, checked before berth binds.
+pub fn security(args: SecurityArgs<'_>) -> anyhow::Result<Security> {
+    let principals = match (args.auth, args.credentials_file) {
+        ("sigv4", Some(path)) => {
+            warn_if_readable_by_others(path);
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading the credentials file {}", path.display()))?;
+            let principals =
+                berth_aws::parse_credentials(&text).map_err(|e| anyhow::anyhow!("the credentials file {}: {e}", path.display()))?;
+            info!(principals = principals.len(), file = %path.display(), "SigV4 authentication on");
+            Some(Arc::new(principals))
+        }
+        ("sigv4", None) => bail!("--auth sigv4 needs --credentials-file (a file in the AWS shared-credentials format)"),
+        (_, Some(_)) => bail!("--credentials-file is read only with --auth sigv4"),
+        _ => None,
+    };
+    if principals.is_none() && !args.listen.ip().is_loopback() {
+        if !args.allow_unauthenticated {
+            bail!(
+                "refusing to serve {} without authentication: anyone who reaches it could run programs and read model data. \
+                 Use --auth sigv4 --credentials-file FILE, listen on 127.0.0.1, or pass --allow-unauthenticated",
+                args.listen
+            );
+        }
+        warn!(listen = %args.listen, "SERVING A NETWORK ADDRESS WITHOUT AUTHENTICATION (--allow-unauthenticated): anyone who reaches this port can create models and endpoints");
+    }
+    Ok(Security { principals, hosts: AllowedHosts::new(args.listen, args.allowed_hosts), tls: args.tls, body_timeout: args.body_timeout })
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            warn!(file = %path.display(), "the credentials file is readable by other users; chmod 600 it");
+        }
+    }
+}
+
+/// The TLS acceptor for `--tls-cert` and `--tls-key`.
+pub fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading the TLS certificate {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing the TLS certificate {}", cert.display()))?;
+    if chain.is_empty() {
+        bail!("the TLS certificate file {} holds no certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading the TLS private key {}", key.display()))?;
+    let mut config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the TLS certificate and key do not make a usable pair")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Raises the open-file soft limit to the hard limit (every connection and every instance log
+/// takes descriptors) and returns the soft limit now in force.
+pub fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit write to and read from the struct passed, which outlives the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    limit.rlim_cur
+}
