@@ -35,13 +35,23 @@ def berth_binary():
     return str(max(built, key=lambda p: p.stat().st_mtime))
 
 
+# What the suite's servers may run and read: the test containers, and the session's temporary
+# directory (model data, capture destinations, label files). Set by the `file_root` fixture.
+FILE_ROOT = None
+
+
 class BerthServer:
-    """One berth process. Started on port 0; the bound address is read from its stdout."""
+    """One berth process. Started on port 0; the bound address is read from its stdout. It may
+    run the test containers (`--exec-root`) and read the session's temporary files (`--file-root`)
+    unless `env` says otherwise."""
 
     def __init__(self, data_dir, extra_args=(), env=None):
         self.data_dir = pathlib.Path(data_dir)
         self.extra_args = list(extra_args)
-        self.env = {**os.environ, **(env or {})}
+        roots = {"BERTH_EXEC_ROOTS": str(ECHO.parent)}
+        if FILE_ROOT:
+            roots["BERTH_FILE_ROOTS"] = str(FILE_ROOT)
+        self.env = {**os.environ, **roots, **(env or {})}
         self.proc = None
         self.url = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
@@ -129,6 +139,14 @@ class MotoServer:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def file_root(tmp_path_factory):
+    """The session's temporary directory, the --file-root of every server the suite starts."""
+    global FILE_ROOT
+    FILE_ROOT = tmp_path_factory.getbasetemp()
+    yield FILE_ROOT
 
 
 @pytest.fixture(scope="session")

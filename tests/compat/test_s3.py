@@ -3,6 +3,7 @@
 import io
 import threading
 import json
+import time
 import tarfile
 
 import boto3
@@ -51,14 +52,24 @@ def endpoint_for(sm, url, image="berth/onnx"):
     return name, wait_status(sm, name)
 
 
-def model_dirs(berth, model):
-    return [d for d in (berth.data_dir / "models").iterdir() if d.name.startswith(model.lower() + "-") and d.is_dir()]
+def model_dirs(berth):
+    """The unpacked model directories berth holds now (one per model data and version in use)."""
+    root = berth.data_dir / "models"
+    return {d.name for d in root.iterdir() if d.is_dir() and not d.name.endswith(".download")} if root.exists() else set()
+
+
+def wait_gone(berth, dirs, timeout=30):
+    deadline = time.time() + timeout
+    while model_dirs(berth) & dirs:
+        assert time.time() < deadline, f"model directories {model_dirs(berth) & dirs} were not removed"
+        time.sleep(0.1)
 
 
 def test_tar_gz_object_is_downloaded_once_and_served(berth, sm, runtime, bucket):
     s3, name = bucket
     onnx_bytes = iris_onnx()
     s3.put_object(Bucket=name, Key="iris/model.tar.gz", Body=tar_gz({"model.onnx": onnx_bytes}))
+    before = model_dirs(berth)
     ep, d = endpoint_for(sm, f"s3://{name}/iris/model.tar.gz")
     assert d["EndpointStatus"] == "InService", d.get("FailureReason")
     session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
@@ -66,8 +77,11 @@ def test_tar_gz_object_is_downloaded_once_and_served(berth, sm, runtime, bucket)
     body = "\n".join(",".join(str(float(v)) for v in row) for row in X[::10])
     got = json.loads(runtime.invoke_endpoint(EndpointName=ep, ContentType="text/csv", Body=body)["Body"].read())
     assert [p["label"] for p in got["predictions"]] == [int(v) for v in labels]
-    # Two instances, one model directory.
-    assert len(model_dirs(berth, ep)) == 1
+    # Two instances, one model directory, removed when no instance needs it any more.
+    new = model_dirs(berth) - before
+    assert len(new) == 1, new
+    sm.delete_endpoint(EndpointName=ep)
+    wait_gone(berth, new)
 
 
 def test_changed_object_is_fetched_again(berth, sm, runtime, bucket, tmp_path):
@@ -75,6 +89,8 @@ def test_changed_object_is_fetched_again(berth, sm, runtime, bucket, tmp_path):
     s3.put_object(Bucket=name, Key="echo/model.tar.gz", Body=tar_gz({"model.txt": b"first"}))
     model = unique("echo-s3")
     create_echo_model(sm, model, data_url=f"s3://{name}/echo/model.tar.gz")
+    before = model_dirs(berth)
+    endpoints = []
     for expected in ("first", "second"):
         if expected == "second":
             s3.put_object(Bucket=name, Key="echo/model.tar.gz", Body=tar_gz({"model.txt": b"second"}))
@@ -83,7 +99,12 @@ def test_changed_object_is_fetched_again(berth, sm, runtime, bucket, tmp_path):
         sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
         assert wait_status(sm, ep)["EndpointStatus"] == "InService"
         assert json.loads(runtime.invoke_endpoint(EndpointName=ep, Body=b"x")["Body"].read())["model_file"] == expected
-    assert len(model_dirs(berth, model)) == 2
+        endpoints.append(ep)
+    new = model_dirs(berth) - before
+    assert len(new) == 2, new
+    for ep in endpoints:
+        sm.delete_endpoint(EndpointName=ep)
+    wait_gone(berth, new)
 
 
 def test_single_onnx_object(sm, runtime, bucket):

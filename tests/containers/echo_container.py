@@ -13,8 +13,12 @@ Behaviour switches, read from the environment (the container definition's `Envir
   ECHO_DELAY_MS        milliseconds to wait before answering an invocation
   ECHO_BURN_CPU        keep one core busy (a spinning child process) while serving
   ECHO_HOLD_MB         hold this many megabytes of resident memory while serving
-Request bodies `crash` (exit at once, mid-request), `fail` (answer 500) and `grow:<MB>` (take and
-keep that many more megabytes of resident memory) act per request.
+  ECHO_HELPER_PIDFILE  start a detached helper (its own session, forked twice, deaf to SIGTERM,
+                       as daemons are) and write its pid to this file
+Request bodies `crash` (exit at once, mid-request), `fail` (answer 500), `grow:<MB>` (take and
+keep that many more megabytes of resident memory), `big:<bytes>` (answer with that many bytes)
+and `log:<KB>` (write that many kilobytes to stderr) act per request. Bodies over 1 MB are
+echoed as their length only.
 """
 
 import json
@@ -76,6 +80,14 @@ class Handler(BaseHTTPRequestHandler):
             os._exit(1)
         if body.startswith(b"grow:"):
             GROWN.append(b"\x01" * (int(body[5:]) * 1024 * 1024))
+        if body.startswith(b"big:"):
+            self.answer(200, b"b" * int(body[4:]), content_type="application/octet-stream")
+            return
+        if body.startswith(b"log:"):
+            line = b"x" * 1023 + b"\n"
+            for _ in range(int(body[4:])):
+                sys.stderr.buffer.write(line)
+            sys.stderr.flush()
         delay = float(os.environ.get("ECHO_DELAY_MS") or 0)
         if delay:
             time.sleep(delay / 1000.0)
@@ -96,12 +108,32 @@ class Handler(BaseHTTPRequestHandler):
             "inference_id": self.headers.get("X-Amzn-SageMaker-Inference-Id"),
             "worker_threads": os.environ.get("BERTH_WORKER_THREADS"),
             "instance_type": os.environ.get("BERTH_INSTANCE_TYPE"),
-            "body": body.decode("utf-8", "replace"),
+            "body": body.decode("utf-8", "replace") if len(body) <= 1024 * 1024 else None,
+            "body_length": len(body),
+            "environment": sorted(os.environ),
         }
         extra = {}
         if self.headers.get("X-Amzn-SageMaker-Custom-Attributes"):
             extra["X-Amzn-SageMaker-Custom-Attributes"] = "echoed"
         self.answer(200, json.dumps(reply), extra=extra)
+
+
+def start_detached_helper(pidfile):
+    """A daemon-like helper: leaves the process group and session, forks again so that its
+    parent is gone, ignores SIGTERM, and sleeps. Only something that tracks it finds it."""
+    import signal
+
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with open(pidfile + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(pidfile + ".tmp", pidfile)
+            while True:
+                time.sleep(3600)
+        os._exit(0)
+    os.wait()
 
 
 def main():
@@ -120,6 +152,8 @@ def main():
                 pass
             os._exit(0)
     held = b"\x01" * (int(os.environ.get("ECHO_HOLD_MB") or 0) * 1024 * 1024)  # noqa: F841 (kept resident)
+    if os.environ.get("ECHO_HELPER_PIDFILE"):
+        start_detached_helper(os.environ["ECHO_HELPER_PIDFILE"])
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True

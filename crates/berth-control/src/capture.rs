@@ -12,6 +12,7 @@ use berth_router::{CaptureRecord, CaptureSettings};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,12 +123,24 @@ impl Controller {
                         }
                     }
                     for (prefix, (first_ms, bytes)) in pending.drain() {
-                        if let Some(dir) = prefix.strip_prefix("file://") {
+                        if prefix.starts_with("file://") {
+                            // Checked again at every write: the directory must still be under a --file-root.
+                            let dir = match self.writable_destination(&prefix) {
+                                Ok(Some(dir)) => dir,
+                                _ => {
+                                    tracing::warn!(destination = %prefix, "captured data not written: the destination is not under a --file-root");
+                                    continue;
+                                }
+                            };
                             let name = files.entry(prefix.clone()).or_insert_with(|| (file_name(first_ms), first_ms)).0.clone();
-                            let (dir, bytes) = (dir.to_string(), bytes);
                             let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                                std::fs::create_dir_all(&dir)?;
-                                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(std::path::Path::new(&dir).join(name))?;
+                                berth_instances::private_dir(&dir)?;
+                                let mut f = std::fs::OpenOptions::new()
+                                    .create(true)
+                                    .append(true)
+                                    .mode(0o600)
+                                    .custom_flags(libc::O_NOFOLLOW)
+                                    .open(dir.join(name))?;
                                 f.write_all(&bytes)
                             })
                             .await;

@@ -22,6 +22,7 @@ impl Controller {
         validate_variants(&req.variants)?;
         if let Some(c) = &req.data_capture {
             c.validate()?;
+            self.writable_destination(&c.destination)?;
         }
         for v in &req.variants {
             let model = v.model_name.clone();
@@ -46,6 +47,20 @@ impl Controller {
         .await?;
         tracing::info!(endpoint_config = %config.name, "endpoint config created");
         Ok(config)
+    }
+
+    /// A `file://` capture destination must lie under a `--file-root`; the answer does not tell
+    /// whether a path outside exists. Returns the directory to write under.
+    pub(crate) fn writable_destination(&self, destination: &str) -> Result<Option<std::path::PathBuf>, ControlError> {
+        let Some(path) = destination.strip_prefix("file://") else { return Ok(None) };
+        self.settings.file_roots.resolve_for_writing(std::path::Path::new(path)).map(Some).map_err(|e| match e {
+            berth_instances::RootError::NoRoots => ControlError::Validation(format!(
+                "DestinationS3Uri {destination} cannot be written: file:// destinations are off. Start berth with --file-root DIR, or use s3://"
+            )),
+            _ => ControlError::Validation(format!(
+                "DestinationS3Uri {destination} is not under a directory berth may write to (--file-root)"
+            )),
+        })
     }
 
     pub async fn describe_endpoint_config(&self, name: &str) -> Result<EndpointConfig, ControlError> {
@@ -116,11 +131,14 @@ fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
                 member("initialVariantWeight")
             )));
         }
-        if let Some(t) = v.container_startup_timeout_secs {
-            if !(60..=3600).contains(&t) {
+        for (t, name) in [
+            (v.container_startup_timeout_secs, "containerStartupHealthCheckTimeoutInSeconds"),
+            (v.model_data_download_timeout_secs, "modelDataDownloadTimeoutInSeconds"),
+        ] {
+            if let Some(t) = t.filter(|t| !(60..=3600).contains(t)) {
                 return Err(ControlError::Validation(format!(
                     "1 validation error detected: Value '{t}' at '{}' failed to satisfy constraint: Member must have value between 60 and 3600",
-                    member("containerStartupHealthCheckTimeoutInSeconds")
+                    member(name)
                 )));
             }
         }

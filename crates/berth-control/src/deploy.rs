@@ -27,6 +27,8 @@ struct EndpointFleet {
     variants: FleetMap,
     /// The new fleet of a guarded deployment in progress.
     green: Option<GreenFleet>,
+    /// Dropped with the fleet when the endpoint is deleted: starts still under way stop.
+    _present: tokio::sync::watch::Sender<()>,
 }
 
 /// The new fleet of a guarded deployment: its variants, their instances, and the share of
@@ -52,8 +54,21 @@ impl Fleets {
     /// Starts tracking a new endpoint with no instances; returns its epoch.
     pub fn register(&self, endpoint: &str) -> u64 {
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
-        self.lock().insert(endpoint.to_ascii_lowercase(), EndpointFleet { epoch, variants: HashMap::new(), green: None });
+        let (present, _) = tokio::sync::watch::channel(());
+        self.lock()
+            .insert(endpoint.to_ascii_lowercase(), EndpointFleet { epoch, variants: HashMap::new(), green: None, _present: present });
         epoch
+    }
+
+    /// Resolves when the endpoint's fleet is forgotten (the endpoint deleted); at once if it
+    /// is not known now.
+    pub fn deleted(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let watch = self.lock().get(&endpoint.to_ascii_lowercase()).map(|f| f._present.subscribe());
+        async move {
+            if let Some(mut w) = watch {
+                while w.changed().await.is_ok() {}
+            }
+        }
     }
 
     pub fn epoch(&self, endpoint: &str) -> Option<u64> {
@@ -172,17 +187,28 @@ pub(crate) async fn stop_all(instances: Vec<Instance>) {
 impl Controller {
     /// Starts `count` instances of a variant, all or nothing: if one fails, the others are
     /// stopped and the reason names the variant.
+    /// Deleting the endpoint meanwhile stops the starts (and the model download) at once.
     pub(crate) async fn start_instances(self: &Arc<Self>, endpoint: &str, v: &VariantState) -> Result<Vec<Instance>, String> {
+        let deleted = self.fleets.deleted(endpoint);
+        tokio::select! {
+            started = self.start_instances_now(endpoint, v) => started,
+            () = deleted => Err(format!("Variant {} did not start: the endpoint was deleted meanwhile.", v.name)),
+        }
+    }
+
+    async fn start_instances_now(self: &Arc<Self>, endpoint: &str, v: &VariantState) -> Result<Vec<Instance>, String> {
         let (variant, container, count) = (&v.name, &v.container, v.desired_instance_count);
         let fail = |reason: String| format!("Failed to start variant {variant}: {reason}");
         let image = Image::parse(&container.image).map_err(|e| fail(e.to_string()))?;
+        let download_timeout =
+            v.model_data_download_timeout_secs.map(|s| Duration::from_secs(u64::from(s))).unwrap_or(self.settings.default_startup_timeout);
         let model_dir = self
             .artifacts
-            .prepare(&v.model_name, model_data(container))
+            .prepare(model_data(container), download_timeout)
             .await
             .map_err(|e| fail(format!("could not prepare model data: {e}")))?;
         let timeout =
-            v.container_startup_timeout_secs.map(|s| Duration::from_secs(s as u64)).unwrap_or(self.settings.default_startup_timeout);
+            v.container_startup_timeout_secs.map(|s| Duration::from_secs(u64::from(s))).unwrap_or(self.settings.default_startup_timeout);
         // What berth tells every instance about its size: worker threads are the instance
         // type's vCPUs, capped by the host's cores (built-in images size their thread pools by it).
         let host_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);

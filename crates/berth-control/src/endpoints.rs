@@ -422,6 +422,7 @@ impl Controller {
                 },
                 routing: spec.routing.unwrap_or_default(),
                 container_startup_timeout_secs: spec.container_startup_timeout_secs,
+                model_data_download_timeout_secs: spec.model_data_download_timeout_secs,
                 image_resolved: None,
                 shadow: spec.shadow,
                 serverless: spec.serverless,

@@ -62,8 +62,13 @@ impl Controller {
             let Some((_, location)) = tags.iter().find(|(k, _)| k == "berth:ground-truth") else { continue };
             let files: Vec<String> = match location.strip_prefix("file://") {
                 Some(dir) => {
-                    let dir = std::path::PathBuf::from(dir);
-                    tokio::task::spawn_blocking(move || jsonl_files(&dir)).await.unwrap_or_default()
+                    // Only under a --file-root: a tag is anyone's to set.
+                    let Ok(dir) = self.settings.file_roots.resolve(std::path::Path::new(dir)) else {
+                        tracing::warn!(endpoint = %e.name, %location, "ground truth not read: the location is not under a --file-root");
+                        continue;
+                    };
+                    let roots = self.settings.file_roots.clone();
+                    tokio::task::spawn_blocking(move || jsonl_files(&dir, &roots)).await.unwrap_or_default()
                 }
                 None => {
                     self.ground_truth_s3.list(location).await.unwrap_or_default().into_iter().filter(|k| k.ends_with(".jsonl")).collect()
@@ -94,14 +99,19 @@ impl Controller {
     }
 }
 
-/// Every `*.jsonl` file under `dir`, as `file://` URIs, in path order.
-fn jsonl_files(dir: &std::path::Path) -> Vec<String> {
+/// Every `*.jsonl` file under `dir`, as `file://` URIs, in path order; links are followed only
+/// where they stay under the file roots.
+fn jsonl_files(dir: &std::path::Path, roots: &berth_instances::AllowedRoots) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
+    let mut seen = std::collections::HashSet::new();
     while let Some(d) = stack.pop() {
+        if !seen.insert(d.clone()) {
+            continue; // a link back up the tree
+        }
         let Ok(entries) = std::fs::read_dir(&d) else { continue };
         for entry in entries.flatten() {
-            let path = entry.path();
+            let Ok(path) = roots.resolve(&entry.path()) else { continue };
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|x| x == "jsonl") {

@@ -39,7 +39,7 @@ pub use models::CreateModel;
 pub use quality::{Problem, QUALITY_NAMESPACE};
 
 use berth_domain::Account;
-use berth_instances::{InstanceBackend, ModelArtifacts};
+use berth_instances::{AllowedRoots, InstanceBackend, ModelArtifacts};
 use berth_router::RoutingTable;
 use berth_store::{StateStore, StoreError};
 use deploy::Fleets;
@@ -70,8 +70,13 @@ pub struct ControllerSettings {
     pub data_dir: PathBuf,
     pub limits: Limits,
     /// Startup health-check timeout for variants that do not set
-    /// `ContainerStartupHealthCheckTimeoutInSeconds`.
+    /// `ContainerStartupHealthCheckTimeoutInSeconds` (and the model download timeout for those
+    /// that do not set `ModelDataDownloadTimeoutInSeconds`).
     pub default_startup_timeout: Duration,
+    /// Where `exec:` programs may be run from (`--exec-root`); empty: `exec:` is off.
+    pub exec_roots: AllowedRoots,
+    /// Where `file://` data may be read and capture files written (`--file-root`); empty: off.
+    pub file_roots: AllowedRoots,
 }
 
 pub struct Controller {

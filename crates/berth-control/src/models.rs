@@ -1,8 +1,8 @@
 use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_name, ContainerSpec, Image, Model, ResourceKind, Timestamp, VpcConfig};
-use berth_instances::ModelArtifacts;
+use berth_domain::{validate_environment, validate_name, ContainerSpec, Image, Model, ResourceKind, Timestamp, VpcConfig};
+use berth_instances::RootError;
 use berth_store::{StateStore, StoreError, Tag};
 use std::os::unix::fs::PermissionsExt;
 
@@ -32,7 +32,7 @@ impl Controller {
             }
         }
         for c in &req.containers {
-            check_container(c)?;
+            self.check_container(c)?;
         }
         let arn = self.account().arn(ResourceKind::Model, &req.name);
         let limit = self.settings.limits.max_models;
@@ -128,36 +128,46 @@ pub(crate) fn limit_exceeded(quota: &str, limit: usize, current: usize, unit: &s
     ))
 }
 
-/// Checks at creation time what SageMaker checks then: the image can be run and the model
-/// data exists.
-fn check_container(c: &ContainerSpec) -> Result<(), ControlError> {
-    if let Some(h) = &c.hostname {
-        validate_name("containerHostname", h)?;
-    }
-    match Image::parse(&c.image)? {
-        Image::Exec(path) => {
-            let executable = std::fs::metadata(&path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-            match executable {
-                Ok(true) => {}
-                Ok(false) => return Err(ControlError::Validation(format!("Requested image {} is not an executable file.", c.image))),
-                Err(e) => return Err(ControlError::Validation(format!("Requested image {} not found: {e}.", c.image))),
+impl Controller {
+    /// Checks at creation time what SageMaker checks then (the image can be run, the model data
+    /// exists), and what berth's operator allows: `exec:` programs under an `--exec-root`,
+    /// `file://` data under a `--file-root`, no environment that would choose code to run.
+    fn check_container(&self, c: &ContainerSpec) -> Result<(), ControlError> {
+        if let Some(h) = &c.hostname {
+            validate_name("containerHostname", h)?;
+        }
+        validate_environment(&c.environment)?;
+        match Image::parse(&c.image)? {
+            Image::Exec(path) => {
+                let roots = &self.settings.exec_roots;
+                let resolved = roots.resolve(&path).map_err(|e| match e {
+                    RootError::NoRoots => ControlError::Validation(format!(
+                        "Requested image {} cannot be run: exec: images are off on this server. Start berth with --exec-root DIR to run programs from DIR.",
+                        c.image
+                    )),
+                    RootError::Outside => ControlError::Validation(format!(
+                        "Requested image {} is not under a directory berth may run programs from (--exec-root {}).",
+                        c.image,
+                        roots.describe()
+                    )),
+                    RootError::NotFound(e) => ControlError::Validation(format!("Requested image {} not found: {e}.", c.image)),
+                })?;
+                let executable = std::fs::metadata(&resolved).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+                if !matches!(executable, Ok(true)) {
+                    return Err(ControlError::Validation(format!("Requested image {} is not an executable file.", c.image)));
+                }
             }
-        }
-        Image::Builtin(_) if c.model_data_url.is_none() && c.model_data_source.is_none() => {
-            return Err(ControlError::Validation(format!(
-                "Image {} serves the model in the model data: set ModelDataUrl to an .onnx file, a directory or a .tar.gz holding one.",
-                c.image
-            )))
-        }
-        Image::Builtin(_) => {}
-    }
-    if let Some(url) = &c.model_data_url {
-        ModelArtifacts::check_url(url).map_err(|e| ControlError::Validation(e.to_string()))?;
-        if let Some(path) = url.strip_prefix("file://") {
-            if !std::path::Path::new(path).exists() {
-                return Err(ControlError::Validation(format!("Could not find model data at {url}.")));
+            Image::Builtin(_) if c.model_data_url.is_none() && c.model_data_source.is_none() => {
+                return Err(ControlError::Validation(format!(
+                    "Image {} serves the model in the model data: set ModelDataUrl to an .onnx file, a directory or a .tar.gz holding one.",
+                    c.image
+                )))
             }
+            Image::Builtin(_) => {}
         }
+        if let Some(url) = &c.model_data_url {
+            self.artifacts.check_url(url).map_err(|e| ControlError::Validation(e.to_string()))?;
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -115,6 +115,9 @@ pub struct VariantState {
     pub desired_instance_count: u32,
     pub routing: RoutingStrategy,
     pub container_startup_timeout_secs: Option<u32>,
+    /// How long downloading and unpacking the model data may take.
+    #[serde(default)]
+    pub model_data_download_timeout_secs: Option<u32>,
     /// When the deployed image was resolved (the variant's instances were first started).
     pub image_resolved: Option<Timestamp>,
     /// A shadow variant (see [`crate::VariantSpec::shadow`]).

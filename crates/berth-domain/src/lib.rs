@@ -33,7 +33,7 @@ pub use error::DomainError;
 pub use event::{Event, EventKind, NewEvent};
 pub use experiment::{ExperimentStatus, ExperimentVariant, InferenceExperiment, VariantAction, DEFAULT_EXPERIMENT_SECS};
 pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
-pub use model::{BuiltinImage, ContainerSpec, Image, Model, S3DataSource, VpcConfig};
+pub use model::{environment_name_refused, validate_environment, BuiltinImage, ContainerSpec, Image, Model, S3DataSource, VpcConfig};
 pub use names::{random_uuid, validate_name, Account, ResourceKind};
 pub use time::Timestamp;
 pub use weights::pick_weighted;

@@ -72,6 +72,96 @@ pub struct ContainerSpec {
     pub model_data_source: Option<S3DataSource>,
 }
 
+/// Environment names that make a dynamic loader, a shell or a language runtime load or run code
+/// named by the value, or that move where a program finds its code. A caller who could set them
+/// for a worker process could run any program as berth's user, so `CreateModel` refuses them for
+/// every image berth runs as a local process.
+const CODE_LOADING_NAMES: &[&str] = &[
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "IFS",
+    "PATH",
+    "HOME",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONUSERBASE",
+    "PYTHONEXECUTABLE",
+    "PYTHONINSPECT",
+    "PYTHONWARNINGS",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "CLASSPATH",
+    "GCONV_PATH",
+    "GLIBC_TUNABLES",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "RESOLV_HOST_CONF",
+    "MALLOC_CHECK_",
+    "SAGEMAKER_BIND_TO_PORT",
+    "SM_MODEL_DIR",
+];
+
+/// Whether a worker may be started with an environment variable of this name: not a
+/// [`CODE_LOADING_NAMES`] name, nor one of the `LD_*` (dynamic loader) or `BASH_FUNC_*`
+/// (exported shell functions) families, nor one of berth's own `BERTH_*`.
+pub fn environment_name_refused(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    CODE_LOADING_NAMES.contains(&upper.as_str())
+        || upper.starts_with("LD_")
+        || upper.starts_with("BASH_FUNC_")
+        || upper.starts_with("BERTH_")
+}
+
+/// SageMaker's rules for a container's `Environment` (at most 100 entries; names of letters,
+/// digits and `_`, not starting with a digit, up to 1,024 characters; values up to 1,024), and
+/// berth's: no NUL byte, no name of [`environment_name_refused`].
+pub fn validate_environment(environment: &BTreeMap<String, String>) -> Result<(), crate::DomainError> {
+    let invalid = |m: String| Err(crate::DomainError::Validation(m));
+    if environment.len() > 100 {
+        return invalid(format!(
+            "1 validation error detected: Value at 'primaryContainer.environment' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to 100] ({} entries)",
+            environment.len()
+        ));
+    }
+    for (name, value) in environment {
+        let name_ok = name.len() <= 1024
+            && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !name_ok {
+            let shown: String = name.chars().take(64).collect();
+            return invalid(format!(
+                "1 validation error detected: Value '{shown}' at 'primaryContainer.environment' failed to satisfy constraint: Map keys must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z_][a-zA-Z0-9_]*, Member must have length less than or equal to 1024]"
+            ));
+        }
+        if value.len() > 1024 || value.contains('\0') {
+            return invalid(format!(
+                "1 validation error detected: Value at 'primaryContainer.environment' failed to satisfy constraint: Map value of {name} must have length less than or equal to 1024 and hold no NUL character"
+            ));
+        }
+        if environment_name_refused(name) {
+            return invalid(format!(
+                "Environment variable {name} cannot be set: it would let the container's environment choose code for berth to load or run \
+                 (refused names: LD_*, BASH_ENV, ENV, BASH_FUNC_*, PATH, HOME, PYTHONPATH and other loader and interpreter settings, BERTH_*)."
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Model data by S3 URI: a prefix of files, or one object (gzipped tar or plain file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3DataSource {
@@ -144,5 +234,23 @@ mod tests {
             assert_eq!(Image::parse(image), Ok(Image::Builtin(BuiltinImage::Onnx)), "{image}");
         }
         assert!(Image::parse("berth/onnxx").is_err());
+    }
+
+    #[test]
+    fn environments_that_would_choose_code_are_refused() {
+        let env = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        assert!(validate_environment(&env(&[("SAGEMAKER_PROGRAM", "inference.py"), ("OMP_NUM_THREADS", "2")])).is_ok());
+        for name in
+            ["LD_PRELOAD", "ld_library_path", "BASH_ENV", "ENV", "BASH_FUNC_x%%", "PATH", "PYTHONPATH", "BERTH_DATA_DIR", "NODE_OPTIONS"]
+        {
+            assert!(validate_environment(&env(&[(name, "x")])).is_err(), "{name}");
+        }
+        for name in ["1ABC", "A-B", "A=B", ""] {
+            assert!(validate_environment(&env(&[(name, "x")])).is_err(), "{name:?}");
+        }
+        assert!(validate_environment(&env(&[("A", "x\0y")])).is_err());
+        assert!(validate_environment(&env(&[("A", &"x".repeat(1025))])).is_err());
+        let many: BTreeMap<String, String> = (0..101).map(|i| (format!("K{i}"), String::new())).collect();
+        assert!(validate_environment(&many).is_err());
     }
 }

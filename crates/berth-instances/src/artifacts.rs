@@ -1,11 +1,14 @@
 //! Model artifacts: from a `ModelDataUrl` to a directory of model files on disk.
 
-use crate::extract::{inside, unpack_tar, ExtractLimits};
+use crate::extract::{inside, unpack_tar, Counted, ExtractLimits};
+use crate::roots::{AllowedRoots, RootError};
 use crate::s3::{S3Location, S3Source};
+use std::collections::HashMap;
 use std::fs;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ArtifactError {
@@ -17,6 +20,11 @@ pub enum ArtifactError {
     Unsafe(String),
     #[error("{0}")]
     Io(String),
+    /// The data is somewhere berth may not read.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Timeout(String),
 }
 
 /// Where a model's data is, as its container definition says.
@@ -101,43 +109,175 @@ impl ArtifactSource {
     }
 }
 
-/// Prepares per-model directories under a root, once per model and data URL; instances of the
-/// same model share the directory, which they must treat as read-only.
+/// Prepares model directories under a root, one per model data source and version, shared by
+/// every instance (of any model) that serves that data and removed when the last of them lets
+/// go of it. Instances must treat the directory as read-only.
+#[derive(Clone)]
 pub struct ModelArtifacts {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     root: PathBuf,
     limits: ExtractLimits,
-    // Serialises preparation so two variants of one model do not unpack it twice at once.
-    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Where `file://` model data may be read from.
+    file_roots: AllowedRoots,
     s3: S3Source,
+    /// Each directory's preparation lock and lease count, by directory name.
+    entries: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    /// Held while the directory is prepared or removed, so neither happens twice at once.
+    lock: tokio::sync::Mutex<()>,
+    leases: std::sync::atomic::AtomicUsize,
+}
+
+/// A prepared model directory, held by the instances that serve it. Clones share one lease;
+/// when the last clone is dropped the directory is removed (unless a new lease took it meanwhile).
+#[derive(Clone)]
+pub struct ModelDir {
+    lease: Arc<Lease>,
+}
+
+struct Lease {
+    path: PathBuf,
+    key: String,
+    shared: Arc<Shared>,
+}
+
+impl ModelDir {
+    /// The directory of model files (`SM_MODEL_DIR`).
+    pub fn path(&self) -> &Path {
+        &self.lease.path
+    }
+
+    /// A directory no artifact store manages (for other crates' tests).
+    #[doc(hidden)]
+    pub fn unmanaged(path: PathBuf) -> Self {
+        let shared = Arc::new(Shared {
+            root: PathBuf::new(),
+            limits: ExtractLimits::default(),
+            file_roots: AllowedRoots::default(),
+            s3: S3Source::default(),
+            entries: Mutex::default(),
+        });
+        ModelDir { lease: Arc::new(Lease { path, key: String::new(), shared }) }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.key.is_empty() {
+            return;
+        }
+        let entry = self.shared.entry(&self.key);
+        if entry.leases.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) != 1 {
+            return;
+        }
+        let (shared, key) = (self.shared.clone(), self.key.clone());
+        let remove = async move {
+            let _guard = entry.lock.lock().await;
+            if entry.leases.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                return; // taken again meanwhile
+            }
+            let dir = shared.root.join(&key);
+            let removed = tokio::task::spawn_blocking(move || fs::remove_dir_all(&dir)).await;
+            tracing::debug!(dir = %key, ?removed, "model directory removed: no instance serves it");
+            drop(_guard);
+            shared.forget(&key, &entry);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(remove);
+            }
+            Err(_) => {
+                let _ = fs::remove_dir_all(self.shared.root.join(&self.key));
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn entry(&self, key: &str) -> Arc<Entry> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).entry(key.to_string()).or_default().clone()
+    }
+
+    /// Drops an entry nobody uses, so the map does not grow with every model ever served.
+    fn forget(&self, key: &str, entry: &Arc<Entry>) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) && Arc::strong_count(entry) <= 2 {
+            map.remove(key);
+        }
+    }
 }
 
 impl ModelArtifacts {
-    pub fn new(root: PathBuf, limits: ExtractLimits) -> Self {
-        ModelArtifacts { root, limits, lock: Arc::new(tokio::sync::Mutex::new(())), s3: S3Source::default() }
+    /// Model directories live under `root`, which is emptied first: nothing holds a lease on
+    /// what an earlier server left there.
+    pub fn new(root: PathBuf, limits: ExtractLimits, file_roots: AllowedRoots) -> Self {
+        if root.exists() {
+            if let Err(e) = fs::remove_dir_all(&root) {
+                tracing::warn!(dir = %root.display(), error = %e, "cannot clear old model directories");
+            }
+        }
+        if let Err(e) = crate::private_dir(&root) {
+            tracing::warn!(dir = %root.display(), error = %e, "cannot create the model directory root");
+        }
+        let shared = Shared { root, limits, file_roots, s3: S3Source::default(), entries: Mutex::default() };
+        ModelArtifacts { shared: Arc::new(shared) }
     }
 
-    /// Checks that a `ModelDataUrl` is one berth can read, without reading it.
-    pub fn check_url(url: &str) -> Result<(), ArtifactError> {
-        ArtifactSource::parse(Some(url)).map(|_| ())
+    /// Checks that a `ModelDataUrl` is one berth can read: an `s3://` URL, or a `file://` path
+    /// under a `--file-root` that exists. A path outside the roots is refused without looking
+    /// at it, so the answer never tells whether it exists.
+    pub fn check_url(&self, url: &str) -> Result<(), ArtifactError> {
+        match ArtifactSource::parse(Some(url))? {
+            ArtifactSource::File(path) => self.shared.resolve_file(url, &path).map(|_| ()),
+            _ => Ok(()),
+        }
     }
 
-    /// The model directory for `model_name` with the data at `url`, unpacked if needed. S3
-    /// objects are cached by ETag: a changed object is fetched again, an unchanged one is not.
-    pub async fn prepare(&self, model_name: &str, data: ModelData<'_>) -> Result<PathBuf, ArtifactError> {
-        let source = ArtifactSource::from_data(data)?;
+    /// The model directory for the data, unpacked if needed, within `timeout` (the variant's
+    /// ModelDataDownloadTimeoutInSeconds). S3 objects are versioned by ETag: a changed object
+    /// is fetched again. Concurrent calls for the same data prepare it once.
+    pub async fn prepare(&self, data: ModelData<'_>, timeout: Duration) -> Result<ModelDir, ArtifactError> {
+        let deadline = Instant::now() + timeout;
+        match tokio::time::timeout(timeout, self.prepare_by(data, deadline)).await {
+            Ok(result) => result,
+            Err(_) => Err(ArtifactError::Timeout(format!(
+                "the model data was not downloaded and unpacked within {} seconds (the variant's ModelDataDownloadTimeoutInSeconds)",
+                timeout.as_secs()
+            ))),
+        }
+    }
+
+    async fn prepare_by(&self, data: ModelData<'_>, deadline: Instant) -> Result<ModelDir, ArtifactError> {
+        let shared = &self.shared;
+        let mut source = ArtifactSource::from_data(data)?;
+        if let ArtifactSource::File(path) = &source {
+            let url = format!("file://{}", path.display());
+            source = ArtifactSource::File(shared.resolve_file(&url, path)?);
+        }
         let version = match &source {
-            ArtifactSource::S3(at, _) => self.s3.etag(at).await?,
-            ArtifactSource::S3Prefix(at) => self.s3.listing(at).await?.iter().map(|(k, etag, _)| format!("{k}={etag};")).collect(),
+            ArtifactSource::S3(at, _) => shared.s3.etag(at).await?,
+            ArtifactSource::S3Prefix(at) => shared.s3.listing(at).await?.iter().map(|(k, etag, _)| format!("{k}={etag};")).collect(),
             _ => String::new(),
         };
-        let key = format!("{}-{:016x}", model_name.to_ascii_lowercase(), stable_hash(&format!("{}\n{version}", data.identity())));
-        let dir = self.root.join(&key);
-        let _guard = self.lock.lock().await;
+        let key = format!("{:016x}", crate::stable_hash(&format!("{}\n{version}", data.identity())));
+        let dir = shared.root.join(&key);
+        let entry = shared.entry(&key);
+        let guard = entry.lock.lock().await;
+        let lease = || {
+            entry.leases.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            ModelDir { lease: Arc::new(Lease { path: dir.join("data"), key: key.clone(), shared: shared.clone() }) }
+        };
         if dir.join(COMPLETE_MARKER).exists() {
-            return Ok(dir.join("data"));
+            return Ok(lease());
         }
         // Remote data is first streamed to a local file beside the model directory.
-        let download_dir = self.root.join(format!("{key}.download"));
+        let download_dir = shared.root.join(format!("{key}.download"));
         let fresh_download_dir = || async {
             let _ = tokio::fs::remove_dir_all(&download_dir).await;
             tokio::fs::create_dir_all(&download_dir)
@@ -155,7 +295,7 @@ impl ModelArtifacts {
                     ObjectLayout::ByName => name.to_string(),
                 };
                 let file = download_dir.join(name);
-                self.s3.download(at, &file, self.limits.max_total_bytes).await?;
+                shared.s3.download(at, &file, shared.limits.max_total_bytes).await?;
                 ArtifactSource::File(file)
             }
             ArtifactSource::S3Prefix(at) => {
@@ -166,14 +306,37 @@ impl ModelArtifacts {
             }
             other => other.clone(),
         };
-        let limits = self.limits;
+        let limits = ExtractLimits { deadline: Some(deadline), ..shared.limits };
         let work = dir.clone();
-        let result = tokio::task::spawn_blocking(move || populate(&local, &work, limits))
-            .await
-            .map_err(|e| ArtifactError::Io(format!("model preparation panicked: {e}")));
+        let result = tokio::task::spawn_blocking(move || {
+            let result = populate(&local, &work, limits);
+            if result.is_err() {
+                let _ = fs::remove_dir_all(&work); // nothing of a refused archive stays
+            }
+            result
+        })
+        .await
+        .map_err(|e| ArtifactError::Io(format!("model preparation panicked: {e}")));
         let _ = tokio::fs::remove_dir_all(&download_dir).await;
         result??;
-        Ok(dir.join("data"))
+        let dir = lease();
+        drop(guard);
+        Ok(dir)
+    }
+}
+
+impl Shared {
+    /// A `file://` path resolved under the file roots, or the reason it may not be read.
+    fn resolve_file(&self, url: &str, path: &Path) -> Result<PathBuf, ArtifactError> {
+        self.file_roots.resolve(path).map_err(|e| match e {
+            RootError::NoRoots => ArtifactError::Forbidden(format!(
+                "ModelDataUrl {url} cannot be read: file:// model data is off. Start berth with --file-root DIR to serve model files from DIR, or use s3://"
+            )),
+            RootError::Outside => ArtifactError::Forbidden(format!(
+                "ModelDataUrl {url} is not under a directory berth may read model data from (--file-root)"
+            )),
+            RootError::NotFound(_) => ArtifactError::NotFound(format!("Could not find model data at {url}.")),
+        })
     }
 }
 
@@ -186,12 +349,13 @@ impl ModelArtifacts {
     /// Downloads every object under a prefix into `dest`, keeping the paths below the prefix;
     /// keys that would land outside `dest` (`..`) are refused.
     async fn download_prefix(&self, at: &S3Location, dest: &Path) -> Result<(), ArtifactError> {
-        let objects = self.s3.listing(at).await?;
+        let (s3, limits) = (&self.shared.s3, self.shared.limits);
+        let objects = s3.listing(at).await?;
         if objects.is_empty() {
             return Err(ArtifactError::NotFound(format!("model data {at} was not found (no objects under the prefix)")));
         }
-        if objects.len() as u64 > self.limits.max_entries {
-            return Err(ArtifactError::Unsafe(format!("model data {at} holds more than {} objects", self.limits.max_entries)));
+        if objects.len() as u64 > limits.max_entries {
+            return Err(ArtifactError::Unsafe(format!("model data {at} holds more than {} objects", limits.max_entries)));
         }
         let mut total = 0u64;
         for (key, _, size) in objects {
@@ -203,8 +367,8 @@ impl ModelArtifacts {
                 return Err(ArtifactError::Unsafe(format!("object key '{key}' would land outside the model directory")));
             };
             total += size;
-            if total > self.limits.max_total_bytes {
-                return Err(ArtifactError::Unsafe(format!("model data {at} holds more than {} bytes", self.limits.max_total_bytes)));
+            if total > limits.max_total_bytes {
+                return Err(ArtifactError::Unsafe(format!("model data {at} holds more than {} bytes", limits.max_total_bytes)));
             }
             let file = dest.join(rel);
             if let Some(parent) = file.parent() {
@@ -213,7 +377,7 @@ impl ModelArtifacts {
                     .map_err(|e| ArtifactError::Io(format!("cannot create {}: {e}", parent.display())))?;
             }
             let object = S3Location { bucket: at.bucket.clone(), key };
-            self.s3.download(&object, &file, self.limits.max_total_bytes).await?;
+            s3.download(&object, &file, limits.max_total_bytes).await?;
         }
         Ok(())
     }
@@ -241,13 +405,13 @@ fn populate(source: &ArtifactSource, dir: &Path, limits: ExtractLimits) -> Resul
                 let plain = full_name.strip_suffix(PLAIN_FILE_SUFFIX);
                 let name = plain.unwrap_or(full_name);
                 let file = fs::File::open(path).map_err(|e| io(&format!("cannot open {}", path.display()), e))?;
-                let reader = BufReader::new(file);
                 let unpacked = if plain.is_some() {
                     None
                 } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-                    Some(unpack_tar(flate2::read::GzDecoder::new(reader), &data, limits))
+                    let (compressed, count) = Counted::new(BufReader::new(file));
+                    Some(unpack_tar(flate2::read::GzDecoder::new(compressed), &data, limits, Some(count)))
                 } else if name.ends_with(".tar") {
-                    Some(unpack_tar(reader, &data, limits))
+                    Some(unpack_tar(BufReader::new(file), &data, limits, None))
                 } else {
                     None
                 };
@@ -303,42 +467,67 @@ fn copy_tree(root: &Path, from: &Path, to: &Path, limits: ExtractLimits, total: 
     Ok(())
 }
 
-/// FNV-1a: stable across builds, unlike std's hasher, so cached directories keep their names.
-fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn artifacts(tmp: &Path, roots: &[PathBuf]) -> ModelArtifacts {
+        ModelArtifacts::new(tmp.join("models"), ExtractLimits::default(), AllowedRoots::new(roots, "--file-root").unwrap())
+    }
+
     #[test]
-    fn urls_other_than_file_are_refused_with_a_reason() {
-        assert!(ModelArtifacts::check_url("file:///tmp/m.tar.gz").is_ok());
-        assert!(ModelArtifacts::check_url("s3://bucket/m.tar.gz").is_ok());
-        assert!(ModelArtifacts::check_url("s3://bucket").is_err());
-        let e = ModelArtifacts::check_url("https://example.com/m.tar.gz").unwrap_err();
-        assert!(e.to_string().contains("file://"));
-        assert!(ModelArtifacts::check_url("file://relative/m.tar.gz").is_err());
+    fn urls_berth_cannot_or_may_not_read_are_refused_with_a_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("m.tar.gz"), b"").unwrap();
+        let a = artifacts(tmp.path(), std::slice::from_ref(&src));
+        assert!(a.check_url(&format!("file://{}/m.tar.gz", src.display())).is_ok());
+        assert!(a.check_url("s3://bucket/m.tar.gz").is_ok());
+        assert!(a.check_url("s3://bucket").is_err());
+        assert!(a.check_url("https://example.com/m.tar.gz").unwrap_err().to_string().contains("file://"));
+        assert!(a.check_url("file://relative/m.tar.gz").is_err());
+        assert!(a.check_url(&format!("file://{}/absent", src.display())).unwrap_err().to_string().contains("Could not find"));
+        // Outside the roots: the same answer whether the file exists or not.
+        let shadow = a.check_url("file:///etc/shadow").unwrap_err().to_string();
+        let absent = a.check_url("file:///etc/no-such-file").unwrap_err().to_string();
+        assert_eq!(shadow.replace("shadow", "X"), absent.replace("no-such-file", "X"));
+        assert!(shadow.contains("--file-root"), "{shadow}");
+        let off = artifacts(tmp.path(), &[]);
+        assert!(off.check_url(&format!("file://{}/m.tar.gz", src.display())).unwrap_err().to_string().contains("--file-root DIR"));
     }
 
     #[tokio::test]
-    async fn directory_and_single_file_models_are_prepared_once() {
+    async fn directories_are_shared_while_leased_and_removed_after() {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("src");
         fs::create_dir_all(src.join("sub")).unwrap();
         fs::write(src.join("sub/w.bin"), b"w").unwrap();
         std::os::unix::fs::symlink("/etc/hostname", src.join("escape")).unwrap();
-        let artifacts = ModelArtifacts::new(tmp.path().join("models"), ExtractLimits::default());
+        let artifacts = artifacts(tmp.path(), std::slice::from_ref(&src));
         let url = format!("file://{}", src.display());
-        let err = artifacts.prepare("m", ModelData::Url(&url)).await.unwrap_err();
+        let minute = Duration::from_secs(60);
+        let err = artifacts.prepare(ModelData::Url(&url), minute).await.err().unwrap();
         assert!(err.to_string().contains("links outside"), "{err}");
+        assert_eq!(fs::read_dir(tmp.path().join("models")).unwrap().count(), 0, "a refused source leaves nothing behind");
         fs::remove_file(src.join("escape")).unwrap();
-        let dir = artifacts.prepare("m", ModelData::Url(&url)).await.unwrap();
-        assert_eq!(fs::read(dir.join("sub/w.bin")).unwrap(), b"w");
+        let dir = artifacts.prepare(ModelData::Url(&url), minute).await.unwrap();
+        let again = artifacts.prepare(ModelData::Url(&url), minute).await.unwrap();
+        assert_eq!(dir.path(), again.path(), "the same data is prepared once");
+        assert_eq!(fs::read(dir.path().join("sub/w.bin")).unwrap(), b"w");
         let file_url = format!("file://{}", src.join("sub/w.bin").display());
-        let dir2 = artifacts.prepare("m", ModelData::Url(&file_url)).await.unwrap();
-        assert_eq!(fs::read(dir2.join("w.bin")).unwrap(), b"w");
-        assert_ne!(dir, dir2);
+        let single = artifacts.prepare(ModelData::Url(&file_url), minute).await.unwrap();
+        assert_eq!(fs::read(single.path().join("w.bin")).unwrap(), b"w");
+        assert_ne!(dir.path(), single.path());
+
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(path.exists(), "still leased by the second instance");
+        drop(again);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while path.exists() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!path.exists(), "removed once no instance holds it");
     }
 }

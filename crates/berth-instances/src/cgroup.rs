@@ -35,7 +35,7 @@ impl MemoryCgroups {
         if version == Version::V2 {
             enable_v2_memory(&dir)?;
         }
-        remove_stale(&dir);
+        remove_stale(&dir, version);
         let base = dir.join(format!("berth-{}", std::process::id()));
         make_cgroup(&base)?;
         if version == Version::V2 {
@@ -109,6 +109,35 @@ impl InstanceCgroup {
             Version::V2 => "memory.events",
         };
         std::fs::read_to_string(self.dir.join(file)).ok().and_then(|text| flat_keyed(&text, "oom_kill")).unwrap_or(0)
+    }
+}
+
+impl InstanceCgroup {
+    /// Kills every process in the cgroup, wherever it moved in the process tree (a helper that
+    /// left its session included): `cgroup.kill` on v2, each pid of `cgroup.procs` on v1.
+    pub fn kill_all(&self) {
+        kill_cgroup(&self.dir, self.version);
+    }
+}
+
+fn kill_cgroup(dir: &Path, version: Version) {
+    if version == Version::V2 && std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    // New processes may fork while their siblings are killed: repeat until none is left.
+    for _ in 0..20 {
+        let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else { return };
+        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -204,8 +233,9 @@ fn enable_v2_memory(dir: &Path) -> Result<(), String> {
     })
 }
 
-/// Removes `berth-<pid>` cgroups of berth processes that no longer exist (after a `kill -9`).
-fn remove_stale(dir: &Path) {
+/// Removes `berth-<pid>` cgroups of berth processes that no longer exist (after a `kill -9`),
+/// killing the processes still in them.
+fn remove_stale(dir: &Path, version: Version) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -217,7 +247,9 @@ fn remove_stale(dir: &Path) {
         }
         if let Ok(children) = std::fs::read_dir(entry.path()) {
             for child in children.flatten().filter(|c| c.path().is_dir()) {
-                let _ = std::fs::remove_dir(child.path());
+                // What the killed server's instances left running goes first.
+                kill_cgroup(&child.path(), version);
+                remove_dir_patiently(&child.path());
             }
         }
         let _ = std::fs::remove_dir(entry.path());

@@ -12,17 +12,22 @@ mod artifacts;
 mod cgroup;
 mod extract;
 mod health;
+mod log;
+mod orphans;
 mod process;
+mod roots;
 mod s3;
 
 pub use s3::S3Writer;
 mod slot;
 mod usage;
 
-pub use artifacts::{ArtifactError, ModelArtifacts, ModelData};
+pub use artifacts::{ArtifactError, ModelArtifacts, ModelData, ModelDir};
 pub use cgroup::{InstanceCgroup, MemoryCgroups};
 pub use extract::ExtractLimits;
+pub use orphans::{ProcessTracker, MARKER};
 pub use process::{Instance, ProcessBackend, SupervisorSettings};
+pub use roots::{AllowedRoots, RootError};
 pub use slot::{InFlight, InstanceSlot};
 pub use usage::{disk_used_percent, host_memory_bytes, GroupUsage, UsageProbe};
 
@@ -39,7 +44,8 @@ pub struct InstanceSpec {
     /// Unique among running instances, e.g. `my-endpoint/Variant1/3f9a`.
     pub id: String,
     pub image: Image,
-    pub model_dir: PathBuf,
+    /// The model files, leased for as long as the instance runs.
+    pub model_dir: ModelDir,
     pub environment: BTreeMap<String, String>,
     pub log_path: PathBuf,
     /// How long the first `/ping` may take to pass.
@@ -82,4 +88,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Starts instances. `start` resolves once the instance has passed its first `/ping`.
 pub trait InstanceBackend: Send + Sync + 'static {
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>>;
+}
+
+/// FNV-1a: stable across builds, unlike std's hasher, so names made from it stay the same.
+pub(crate) fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// Creates a directory and its missing parents, readable by berth's user only (0700).
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }

@@ -1,12 +1,14 @@
 use crate::cgroup::{join_in_child, InstanceCgroup, MemoryCgroups};
 use crate::health::PingClient;
+use crate::orphans::ProcessTracker;
+use crate::roots::{AllowedRoots, RootError};
 use crate::{BoxFuture, InstanceBackend, InstanceError, InstanceEvent, InstanceSlot, InstanceSpec};
 use berth_domain::Image;
 use std::ffi::CString;
-use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
@@ -30,6 +32,15 @@ pub struct SupervisorSettings {
     pub builtin_program: PathBuf,
     /// Where instances get memory cgroups limited to their spec's memory; None: not limited.
     pub memory_cgroups: Option<Arc<MemoryCgroups>>,
+    /// Where `exec:` programs may be run from (resolved again at every start).
+    pub exec_roots: AllowedRoots,
+    /// Environment given to built-in images' workers only (where ONNX Runtime is, ...).
+    pub builtin_environment: Vec<(String, String)>,
+    /// Most instances alive at once, counted from asking for a start until the process has
+    /// really stopped (serverless cold starts and instances still draining included).
+    pub max_instances: usize,
+    /// Size at which an instance's log is rotated (one older file, `<name>.log.1`, is kept).
+    pub log_max_bytes: u64,
 }
 
 impl Default for SupervisorSettings {
@@ -42,6 +53,10 @@ impl Default for SupervisorSettings {
             max_backoff: Duration::from_secs(30),
             builtin_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth")),
             memory_cgroups: None,
+            exec_roots: AllowedRoots::default(),
+            builtin_environment: Vec::new(),
+            max_instances: 64,
+            log_max_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -53,11 +68,61 @@ impl Default for SupervisorSettings {
 pub struct ProcessBackend {
     ping: PingClient,
     settings: SupervisorSettings,
+    tracker: Arc<ProcessTracker>,
+    /// Instances alive (asked for and not yet really stopped).
+    alive: Arc<AtomicUsize>,
 }
 
 impl ProcessBackend {
-    pub fn new(settings: SupervisorSettings) -> Self {
-        ProcessBackend { ping: PingClient::new(), settings }
+    /// `tracker` knows this server's workers; berth becomes their subreaper, and what an earlier
+    /// server on the same data directory left running is killed first.
+    pub fn new(settings: SupervisorSettings, tracker: ProcessTracker) -> Self {
+        ProcessTracker::become_subreaper();
+        let stale = tracker.kill_stale();
+        if stale > 0 {
+            tracing::warn!(processes = stale, "killed processes an earlier berth on this data directory left running");
+        }
+        let tracker = Arc::new(tracker);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let sweeping = Arc::downgrade(&tracker);
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(2));
+                loop {
+                    tick.tick().await;
+                    let Some(t) = sweeping.upgrade() else { return };
+                    let _ = tokio::task::spawn_blocking(move || t.sweep(false)).await;
+                }
+            });
+        }
+        ProcessBackend { ping: PingClient::new(), settings, tracker, alive: Arc::default() }
+    }
+
+    /// Kills whatever descendants are left once every instance has stopped (at shutdown).
+    pub fn kill_leftovers(&self) {
+        self.tracker.sweep(true);
+    }
+
+    /// Counts one more instance, unless that would pass the limit.
+    fn admit(&self) -> Result<AliveGuard, InstanceError> {
+        let max = self.settings.max_instances;
+        self.alive
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .map(|_| AliveGuard(self.alive.clone()))
+            .map_err(|n| {
+                InstanceError::StartFailed(format!(
+                    "berth already runs {n} instances, its limit (--max-instances {max}), counting instances that are still stopping. \
+                     Delete endpoints or raise --max-instances."
+                ))
+            })
+    }
+}
+
+/// One counted instance; uncounted when its supervisor ends (its processes are gone).
+struct AliveGuard(Arc<AtomicUsize>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -96,12 +161,21 @@ impl ProcessBackend {
 impl InstanceBackend for ProcessBackend {
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>> {
         Box::pin(async move {
+            let alive = self.admit()?;
             let slot = Arc::new(InstanceSlot::new(spec.id.clone()));
             let (stop_tx, stop_rx) = watch::channel(false);
             let (ready_tx, ready_rx) = oneshot::channel();
             let cgroup = self.memory_cgroup(&spec);
-            let supervisor =
-                InstanceSupervisor { spec, slot: slot.clone(), ping: self.ping.clone(), settings: self.settings.clone(), stop_rx, cgroup };
+            let supervisor = InstanceSupervisor {
+                spec,
+                slot: slot.clone(),
+                ping: self.ping.clone(),
+                settings: self.settings.clone(),
+                stop_rx,
+                cgroup,
+                tracker: self.tracker.clone(),
+                _alive: alive,
+            };
             let task = tokio::spawn(supervisor.run(ready_tx));
             match ready_rx.await {
                 Ok(Ok(())) => Ok(Instance { slot, stop_tx, task }),
@@ -121,6 +195,9 @@ struct InstanceSupervisor {
     stop_rx: watch::Receiver<bool>,
     /// Dropped (removed) with the supervisor, after the last process is gone.
     cgroup: Option<InstanceCgroup>,
+    tracker: Arc<ProcessTracker>,
+    /// Counts the instance against --max-instances until the supervisor ends.
+    _alive: AliveGuard,
 }
 
 enum Ready {
@@ -154,6 +231,7 @@ impl InstanceSupervisor {
         loop {
             tokio::select! {
                 status = child.wait() => {
+                    self.reaped(&child);
                     self.slot.set_healthy(false);
                     let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()) + &self.out_of_memory();
                     tracing::warn!(instance = %self.spec.id, %status, log = %self.spec.log_path.display(), "instance exited; restarting it");
@@ -220,7 +298,7 @@ impl InstanceSupervisor {
         };
         self.slot.set_port(port);
         let cgroup = self.cgroup.as_ref().map(|c| c.procs_file().to_owned());
-        let child = match launch(&self.spec, port, attempt, &self.settings.builtin_program, cgroup) {
+        let child = match launch(&self.spec, port, attempt, &self.settings, cgroup, &self.tracker) {
             Ok(c) => c,
             Err(e) => return Ready::Failed(e),
         };
@@ -239,6 +317,7 @@ impl InstanceSupervisor {
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => {
+                    self.reaped(&child);
                     let out_of_memory = self.out_of_memory();
                     return Ready::Failed(format!(
                         "The container of instance {} exited ({status}{out_of_memory}) before it passed its /ping health check.{}",
@@ -254,6 +333,7 @@ impl InstanceSupervisor {
             }
             if Instant::now() >= deadline {
                 terminate(&mut child, self.settings.stop_grace).await;
+                self.reaped(&child);
                 return Ready::Failed(format!(
                     "The container of instance {} did not pass its /ping health check within {} seconds.{}",
                     self.spec.id,
@@ -265,6 +345,7 @@ impl InstanceSupervisor {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.stop_rx.changed() => {
                     terminate(&mut child, self.settings.stop_grace).await;
+                    self.reaped(&child);
                     return Ready::Stopped;
                 }
             }
@@ -279,9 +360,25 @@ impl InstanceSupervisor {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         terminate(&mut child, self.settings.stop_grace).await;
+        self.reaped(&child);
         self.slot.set_pid(None);
         tracing::info!(instance = %self.spec.id, "instance stopped");
         self.tell(InstanceEvent::Stopped);
+    }
+
+    /// After the instance's main process was reaped: everything it started goes too, wherever
+    /// it went (its cgroup, and every process carrying its marker).
+    fn reaped(&self, child: &Child) {
+        if let Some(pid) = child.id() {
+            self.tracker.reaped(pid);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill_all();
+        }
+        let killed = self.tracker.kill_instance(&self.spec.id);
+        if killed > 0 {
+            tracing::info!(instance = %self.spec.id, processes = killed, "killed processes the instance left behind");
+        }
     }
 
     /// Says so when the kernel killed one of the instance's processes for its memory limit
@@ -311,30 +408,47 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
-fn launch(spec: &InstanceSpec, port: u16, attempt: u32, builtin_program: &Path, cgroup: Option<CString>) -> Result<Child, String> {
-    let (program, args): (&Path, Vec<&str>) = match &spec.image {
-        Image::Exec(program) => (program, vec!["serve"]),
-        Image::Builtin(image) => (builtin_program, vec!["worker", image.worker_name(), "serve"]),
+/// The environment every worker starts from: never berth's own (which may hold credentials).
+const PASSED_THROUGH: &[&str] = &["PATH", "HOME", "LANG"];
+
+fn launch(
+    spec: &InstanceSpec,
+    port: u16,
+    attempt: u32,
+    settings: &SupervisorSettings,
+    cgroup: Option<CString>,
+    tracker: &ProcessTracker,
+) -> Result<Child, String> {
+    let (program, args, builtin): (PathBuf, Vec<&str>, bool) = match &spec.image {
+        // Resolved again at each start: the program must still be under an --exec-root.
+        Image::Exec(program) => (resolve_program(program, &settings.exec_roots)?, vec!["serve"], false),
+        Image::Builtin(image) => (settings.builtin_program.clone(), vec!["worker", image.worker_name(), "serve"], true),
     };
-    if let Some(dir) = spec.log_path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create log directory {}: {e}", dir.display()))?;
-    }
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log_path)
-        .map_err(|e| format!("cannot open instance log {}: {e}", spec.log_path.display()))?;
-    let _ = writeln!(log, "---- berth: starting instance {} (attempt {attempt}) on port {port} ----", spec.id);
-    let stderr = log.try_clone().map_err(|e| e.to_string())?;
+    let log = crate::log::InstanceLog::open(&spec.log_path, settings.log_max_bytes)?;
+    log.note(&format!("---- berth: starting instance {} (attempt {attempt}) on port {port} ----", spec.id));
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe for the instance's output: {e}"))?;
+    let stderr = writer.try_clone().map_err(|e| e.to_string())?;
     let parent_pid = std::process::id() as libc::pid_t;
-    let mut cmd = Command::new(program);
-    cmd.args(&args)
-        .envs(&spec.environment)
+    let mut cmd = Command::new(&program);
+    cmd.args(&args).env_clear();
+    for name in PASSED_THROUGH {
+        if let Some(v) = std::env::var_os(name) {
+            cmd.env(name, v);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    }
+    if builtin {
+        cmd.envs(settings.builtin_environment.iter().map(|(k, v)| (k, v)));
+    }
+    cmd.envs(&spec.environment)
         .env("SAGEMAKER_BIND_TO_PORT", port.to_string())
-        .env("SM_MODEL_DIR", &spec.model_dir)
-        .current_dir(&spec.model_dir)
+        .env("SM_MODEL_DIR", spec.model_dir.path())
+        .env(crate::MARKER, tracker.marker(&spec.id))
+        .current_dir(spec.model_dir.path())
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
+        .stdout(Stdio::from(writer))
         .stderr(Stdio::from(stderr))
         .process_group(0)
         .kill_on_drop(true);
@@ -354,7 +468,20 @@ fn launch(spec: &InstanceSpec, port: u16, attempt: u32, builtin_program: &Path, 
             }
         });
     }
-    cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))
+    let child = tracker.spawned(|| cmd.spawn(), Child::id).map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    // The write ends are the child's now; the log pump reads until every holder has exited.
+    drop(cmd);
+    let _ = log.pump(reader);
+    Ok(child)
+}
+
+/// An `exec:` program's path, resolved under the exec roots.
+fn resolve_program(program: &Path, roots: &AllowedRoots) -> Result<PathBuf, String> {
+    roots.resolve(program).map_err(|e| match e {
+        RootError::NoRoots => format!("exec:{} cannot run: exec: images are off (start berth with --exec-root DIR)", program.display()),
+        RootError::Outside => format!("exec:{} is not under a directory berth may run programs from (--exec-root)", program.display()),
+        RootError::NotFound(e) => format!("exec:{} cannot run: {e}", program.display()),
+    })
 }
 
 fn signal_group(child: &Child, signal: libc::c_int) {

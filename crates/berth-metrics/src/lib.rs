@@ -48,6 +48,9 @@ pub struct VariantMetrics {
     instances: AtomicU64,
     /// Written by the once-a-second sampler, read by queries; never by the request path.
     history: Mutex<history::History>,
+    /// Its endpoint was deleted: left out of the exposition, kept for history queries until its
+    /// last second is older than the per-second history.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// A consistent-enough copy of a variant's counters for readers (totals), or the activity of
@@ -127,14 +130,24 @@ impl MetricsRegistry {
     /// The metrics of a variant, created on first use.
     pub fn variant(&self, endpoint: &str, variant: &str) -> Arc<VariantMetrics> {
         let key = VariantKey { endpoint: endpoint.to_string(), variant: variant.to_string() };
-        self.variants.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone()
+        let v = self.variants.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        v.retired.store(false, Ordering::Relaxed); // an endpoint of that name exists again
+        v
     }
 
-    /// Snapshots of every variant, in endpoint and variant order.
+    /// An endpoint was deleted: its variants leave the exposition; their history stays
+    /// queryable for the hour the per-second history covers (and in the store beyond).
+    pub fn retire(&self, endpoint: &str) {
+        for (key, v) in self.all() {
+            if key.endpoint.eq_ignore_ascii_case(endpoint) {
+                v.retired.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Snapshots of every variant of a live endpoint, in endpoint and variant order.
     pub fn snapshot(&self) -> Vec<(VariantKey, VariantSnapshot)> {
-        let variants: Vec<(VariantKey, Arc<VariantMetrics>)> =
-            self.variants.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        variants.into_iter().map(|(k, v)| (k, v.snapshot())).collect()
+        self.all().into_iter().filter(|(_, v)| !v.retired.load(Ordering::Relaxed)).map(|(k, v)| (k, v.snapshot())).collect()
     }
 
     /// The totals of one variant, if it has metrics.
@@ -159,6 +172,12 @@ impl MetricsRegistry {
     /// utilization measured in it; returns the samples that hold anything, for storage.
     pub fn sample(&self, second: u64, utilization: &mut BTreeMap<VariantKey, Utilization>) -> Vec<(VariantKey, SecondSample)> {
         let mut out = Vec::new();
+        // Retired variants whose history has aged out are forgotten.
+        let cutoff = history::seconds_cutoff(second);
+        self.variants.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, v| {
+            !v.retired.load(Ordering::Relaxed)
+                || v.history.lock().unwrap_or_else(|e| e.into_inner()).seconds.back().is_some_and(|s| s.second >= cutoff)
+        });
         for (key, v) in self.all() {
             let measured = utilization.remove(&key);
             if let Some(s) = v.history.lock().unwrap_or_else(|e| e.into_inner()).sample(&v, second, measured) {

@@ -86,6 +86,7 @@ impl RoutingTable {
     }
 
     pub fn remove(&self, endpoint: &str) {
+        self.metrics.retire(endpoint);
         self.shadows.remove(endpoint);
         self.serverless.remove(endpoint);
         let key = endpoint.to_ascii_lowercase();

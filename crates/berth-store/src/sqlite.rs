@@ -47,7 +47,14 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl SqliteStore {
+    /// Opens (creating) the database, readable and writable by berth's user only: SQLite gives
+    /// its WAL and shared-memory files the database file's permissions.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path);
+        if let Err(e) = file.and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))) {
+            return Err(StoreError::Backend(format!("cannot create {} readable by berth's user only: {e}", path.display())));
+        }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;

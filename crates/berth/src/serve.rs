@@ -4,7 +4,7 @@ use anyhow::Context;
 use berth_aws::Edge;
 use berth_control::{Controller, ControllerSettings, Limits};
 use berth_domain::Account;
-use berth_instances::{ExtractLimits, MemoryCgroups, ModelArtifacts, ProcessBackend, SupervisorSettings};
+use berth_instances::{AllowedRoots, ExtractLimits, MemoryCgroups, ModelArtifacts, ProcessBackend, ProcessTracker, SupervisorSettings};
 use berth_router::{Forwarder, Router, RoutingTable};
 use berth_store::SqliteStore;
 use std::net::SocketAddr;
@@ -55,6 +55,22 @@ pub struct ServeArgs {
     /// Most files a model archive may contain.
     #[arg(long, env = "BERTH_MAX_MODEL_FILES", default_value_t = 100_000)]
     max_model_files: u64,
+    /// Most bytes a compressed model archive may unpack to per compressed byte (checked once it
+    /// unpacks to more than 64 MiB).
+    #[arg(long, env = "BERTH_MAX_MODEL_EXPANSION", default_value_t = 200)]
+    max_model_expansion: u64,
+    /// A directory `exec:` programs may be run from (repeatable; `BERTH_EXEC_ROOTS` takes a
+    /// `:`-separated list). Without one, `exec:` images are refused.
+    #[arg(long = "exec-root", env = "BERTH_EXEC_ROOTS", value_delimiter = ':')]
+    exec_roots: Vec<PathBuf>,
+    /// A directory `file://` model data, capture destinations and ground-truth locations may be
+    /// under (repeatable; `BERTH_FILE_ROOTS` takes a `:`-separated list). Without one, `file://`
+    /// is refused.
+    #[arg(long = "file-root", env = "BERTH_FILE_ROOTS", value_delimiter = ':')]
+    file_roots: Vec<PathBuf>,
+    /// Size in bytes at which an instance's log is rotated (one older file is kept).
+    #[arg(long, env = "BERTH_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
+    log_max_bytes: u64,
     /// The ONNX Runtime library (libonnxruntime.so) for `berth/onnx`; found by itself when
     /// unset (python3's onnxruntime package, or <data-dir>/onnxruntime/).
     #[arg(long, env = "BERTH_ORT_DYLIB")]
@@ -168,8 +184,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         warn!(open_files, max_connections, "the open-file limit caps --max-connections");
     }
 
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    berth_instances::private_dir(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize().with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    // State, models and logs are berth's user's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700)) {
+            warn!(data_dir = %data_dir.display(), error = %e, "cannot make the data directory private");
+        }
+    }
+    let exec_roots = AllowedRoots::new(&args.exec_roots, "--exec-root").map_err(anyhow::Error::msg)?;
+    let mut file_roots = AllowedRoots::new(&args.file_roots, "--file-root").map_err(anyhow::Error::msg)?;
+    if args.demo {
+        berth_instances::private_dir(&data_dir.join("demo"))?;
+        file_roots = file_roots.with(&data_dir.join("demo"));
+    }
+    info!(
+        exec_roots = %if exec_roots.is_empty() { "none (exec: images refused)".to_string() } else { exec_roots.describe() },
+        file_roots = %if file_roots.is_empty() { "none (file:// refused)".to_string() } else { file_roots.describe() },
+        "what callers may make berth run and read"
+    );
     if args.demo {
         let dir = data_dir.clone();
         tokio::task::spawn_blocking(move || crate::onnxruntime::ensure_installed(&dir)).await??;
@@ -190,14 +224,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         },
     };
-    let backend = ProcessBackend::new(SupervisorSettings {
-        drain_timeout: Duration::from_secs(args.drain_timeout),
-        memory_cgroups: memory_cgroups.clone(),
-        ..SupervisorSettings::default()
-    });
+    // Built-in images' workers are berth itself: tell them where ONNX Runtime is and how to log.
+    let builtin_environment = ["BERTH_ORT_DYLIB", "ORT_DYLIB_PATH", "RUST_LOG"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    let backend = Arc::new(ProcessBackend::new(
+        SupervisorSettings {
+            drain_timeout: Duration::from_secs(args.drain_timeout),
+            memory_cgroups: memory_cgroups.clone(),
+            exec_roots: exec_roots.clone(),
+            builtin_environment,
+            max_instances: args.max_instances,
+            log_max_bytes: args.log_max_bytes,
+            ..SupervisorSettings::default()
+        },
+        ProcessTracker::new(&data_dir),
+    ));
     let artifacts = ModelArtifacts::new(
         data_dir.join("models"),
-        ExtractLimits { max_total_bytes: args.max_model_bytes, max_entries: args.max_model_files },
+        ExtractLimits {
+            max_total_bytes: args.max_model_bytes,
+            max_entries: args.max_model_files,
+            max_ratio: args.max_model_expansion.max(1),
+            deadline: None,
+        },
+        file_roots.clone(),
     );
     let routing = Arc::new(RoutingTable::default());
     let settings = ControllerSettings {
@@ -210,8 +262,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_instances: args.max_instances,
         },
         default_startup_timeout: Duration::from_secs(args.startup_timeout),
+        exec_roots,
+        file_roots,
     };
-    let controller = Controller::new(Arc::new(store), Arc::new(backend), artifacts, routing.clone(), settings);
+    let controller = Controller::new(Arc::new(store), backend.clone(), artifacts, routing.clone(), settings);
     let router = Arc::new(Router::new(routing.clone(), Forwarder::new(Duration::from_secs(args.invocation_timeout))));
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
@@ -262,6 +316,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(Duration::from_secs(args.drain_timeout + 10), controller.shutdown()).await.is_err() {
         warn!("instances did not stop in time; they end with the server");
     }
+    // Whatever instances left running (helpers that left their session) goes with berth.
+    backend.kill_leftovers();
     if let Some(cgroups) = memory_cgroups {
         cgroups.remove();
     }
