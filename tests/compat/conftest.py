@@ -346,6 +346,30 @@ def deploy(sm, variants, models=None, env=None, name=None, variant_env=None, cou
     return name
 
 
+def cloudwatch_client(server, protocol, data_path, monkeypatch, **config):
+    """A boto3 CloudWatch client that speaks `protocol` (smithy-rpc-v2-cbor, json or query): CloudWatch's
+    own service model with only that protocol, loaded through AWS_DATA_PATH, so the requests and
+    the parsing of answers are botocore's real serializer and parser for it."""
+    import gzip
+    import json
+
+    import botocore
+
+    source = pathlib.Path(botocore.__file__).parent / "data" / "cloudwatch" / "2010-08-01" / "service-2.json.gz"
+    model = json.loads(gzip.decompress(source.read_bytes()))
+    model["metadata"]["protocol"] = protocol
+    model["metadata"]["protocols"] = [protocol]
+    target = pathlib.Path(data_path) / "models" / "cloudwatch" / "2010-08-01"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "service-2.json").write_text(json.dumps(model))
+    monkeypatch.setenv("AWS_DATA_PATH", str(pathlib.Path(data_path) / "models"))
+    credentials = {**CREDENTIALS, **{k: config.pop(k) for k in list(config) if k.startswith("aws_")}}
+    cfg = Config(retries={"max_attempts": 1, "mode": "standard"}, **config)
+    client = boto3.session.Session().client("cloudwatch", endpoint_url=server.url, config=cfg, **credentials)
+    assert client.meta.service_model.protocol == protocol
+    return client
+
+
 def error_code(excinfo):
     return excinfo.value.response["Error"]["Code"]
 

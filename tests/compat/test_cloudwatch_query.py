@@ -4,32 +4,17 @@ with only `query` in its protocols (through AWS_DATA_PATH), so the requests and 
 answers are botocore's real query serializer and parser."""
 
 import datetime
-import gzip
-import json
-import pathlib
 
-import boto3
-import botocore
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import CREDENTIALS, deploy
+from conftest import cloudwatch_client, deploy
 from test_metrics import send
 
 
 @pytest.fixture
 def query_cloudwatch(berth, tmp_path, monkeypatch):
-    source = pathlib.Path(botocore.__file__).parent / "data" / "cloudwatch" / "2010-08-01" / "service-2.json.gz"
-    model = json.loads(gzip.decompress(source.read_bytes()))
-    model["metadata"]["protocol"] = "query"
-    model["metadata"]["protocols"] = ["query"]
-    target = tmp_path / "models" / "cloudwatch" / "2010-08-01"
-    target.mkdir(parents=True)
-    (target / "service-2.json").write_text(json.dumps(model))
-    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path / "models"))
-    client = boto3.session.Session().client("cloudwatch", endpoint_url=berth.url, **CREDENTIALS)
-    assert client.meta.service_model.protocol == "query"
-    return client
+    return cloudwatch_client(berth, "query", tmp_path, monkeypatch)
 
 
 def test_metrics_read_back_through_the_query_protocol(berth, sm, runtime, query_cloudwatch):

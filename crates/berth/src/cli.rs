@@ -5,7 +5,17 @@
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use aws_config::default_provider::region::DefaultRegionChain;
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use base64::Engine;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use tokio_rustls::rustls;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -67,13 +77,26 @@ pub struct EventsArgs {
 }
 
 struct Api {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: String,
+    /// The caller's AWS credentials (environment, then the shared credentials and config files),
+    /// if any: AWS calls are signed with SigV4 and berth's own calls use them for basic auth.
+    credentials: Option<Credentials>,
+    region: String,
 }
 
 impl Api {
-    fn new(url: &str) -> Self {
-        Api { client: Client::builder(TokioExecutor::new()).build_http(), url: url.trim_end_matches('/').to_string() }
+    async fn new(url: &str) -> anyhow::Result<Self> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config()?).https_or_http().enable_http1().build();
+        let chain = CredentialsProviderChain::first_try("Environment", EnvironmentVariableCredentialsProvider::new())
+            .or_else("Profile", ProfileFileCredentialsProvider::builder().build());
+        let credentials = chain.provide_credentials().await.ok();
+        let region = match DefaultRegionChain::builder().build().region().await {
+            Some(r) => r.to_string(),
+            None => "us-east-1".to_string(),
+        };
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Api { client, url: url.trim_end_matches('/').to_string(), credentials, region })
     }
 
     async fn send(&self, req: http::Request<Full<Bytes>>) -> anyhow::Result<(http::StatusCode, http::HeaderMap, Bytes)> {
@@ -83,8 +106,12 @@ impl Api {
     }
 
     async fn get_json(&self, path_and_query: &str) -> anyhow::Result<Value> {
-        let req = http::Request::get(format!("{}{path_and_query}", self.url)).body(Full::new(Bytes::new()))?;
-        let (status, _, body) = self.send(req).await?;
+        let mut req = http::Request::get(format!("{}{path_and_query}", self.url));
+        if let Some(c) = &self.credentials {
+            let pair = format!("{}:{}", c.access_key_id(), c.secret_access_key());
+            req = req.header("authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)));
+        }
+        let (status, _, body) = self.send(req.body(Full::new(Bytes::new()))?).await?;
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {
             bail!("{}", value.get("message").and_then(Value::as_str).unwrap_or(status.as_str()));
@@ -92,13 +119,35 @@ impl Api {
         Ok(value)
     }
 
+    /// Signs a request of an AWS API with the caller's credentials (when there are any).
+    fn sign(&self, req: &mut http::Request<Full<Bytes>>, body: &[u8], service: &str) -> anyhow::Result<()> {
+        let Some(credentials) = &self.credentials else { return Ok(()) };
+        let identity = credentials.clone().into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(service)
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let headers = req.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
+        let uri = req.uri().to_string();
+        let signable = SignableRequest::new(req.method().as_str(), &uri, headers, SignableBody::Bytes(body))?;
+        let (instructions, _) = sign(signable, &params)?.into_parts();
+        instructions.apply_to_request_http1x(req);
+        Ok(())
+    }
+
     /// A JSON API call (`SageMaker.<Op>` or CloudWatch's `GraniteServiceVersion20100801.<Op>`).
     async fn call(&self, target: &str, input: Value) -> anyhow::Result<Value> {
-        let json_version = if target.starts_with("SageMaker.") { "1.1" } else { "1.0" };
-        let req = http::Request::post(format!("{}/", self.url))
+        let (json_version, service) = if target.starts_with("SageMaker.") { ("1.1", "sagemaker") } else { ("1.0", "monitoring") };
+        let body = Bytes::from(input.to_string());
+        let mut req = http::Request::post(format!("{}/", self.url))
             .header("x-amz-target", target)
             .header("content-type", format!("application/x-amz-json-{json_version}"))
-            .body(Full::new(Bytes::from(input.to_string())))?;
+            .body(Full::new(body.clone()))?;
+        self.sign(&mut req, &body, service)?;
         let (status, _, body) = self.send(req).await?;
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {
@@ -109,6 +158,21 @@ impl Api {
     }
 }
 
+/// TLS trust: the system's roots, and the certificates in `AWS_CA_BUNDLE` (as the AWS CLI).
+fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(bundle) = std::env::var_os("AWS_CA_BUNDLE") {
+        use rustls_pki_types::pem::PemObject;
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(&bundle).context("reading AWS_CA_BUNDLE")? {
+            roots.add(cert.context("parsing AWS_CA_BUNDLE")?).context("AWS_CA_BUNDLE holds an unusable certificate")?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
@@ -116,7 +180,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `berth endpoints`: every endpoint with its variants, weights, instances and recent req/s.
 pub fn endpoints(server: Server) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let api = Api::new(&server.url);
+        let api = Api::new(&server.url).await?;
         let mut rows = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -201,7 +265,7 @@ pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
     let mut body = Vec::new();
     std::io::stdin().read_to_end(&mut body).context("reading the request body from stdin")?;
     runtime()?.block_on(async {
-        let api = Api::new(&server.url);
+        let api = Api::new(&server.url).await?;
         let mut req =
             http::Request::post(format!("{}/endpoints/{}/invocations", api.url, args.endpoint)).header("content-type", &args.content_type);
         if let Some(v) = &args.variant {
@@ -210,7 +274,10 @@ pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
         if let Some(a) = &args.accept {
             req = req.header("accept", a);
         }
-        let (status, headers, answer) = api.send(req.body(Full::new(Bytes::from(body)))?).await?;
+        let body = Bytes::from(body);
+        let mut req = req.body(Full::new(body.clone()))?;
+        api.sign(&mut req, &body, "sagemaker")?;
+        let (status, headers, answer) = api.send(req).await?;
         let variant = headers.get("x-amzn-invoked-production-variant").and_then(|v| v.to_str().ok()).unwrap_or("");
         if server.json {
             let text = String::from_utf8_lossy(&answer);
@@ -238,7 +305,7 @@ pub fn weights(server: Server, args: WeightsArgs) -> anyhow::Result<()> {
         desired.push(json!({ "VariantName": variant, "DesiredWeight": weight }));
     }
     runtime()?.block_on(async {
-        let api = Api::new(&server.url);
+        let api = Api::new(&server.url).await?;
         let input = json!({ "EndpointName": args.endpoint, "DesiredWeightsAndCapacities": desired });
         let out = api.call("SageMaker.UpdateEndpointWeightsAndCapacities", input).await?;
         if server.json {
@@ -253,7 +320,7 @@ pub fn weights(server: Server, args: WeightsArgs) -> anyhow::Result<()> {
 /// `berth logs`: the instance logs of an endpoint, each line prefixed with variant/instance.
 pub fn logs(server: Server, args: LogsArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let api = Api::new(&server.url);
+        let api = Api::new(&server.url).await?;
         let variant = args.variant.as_deref().map(|v| format!("&variant={v}")).unwrap_or_default();
         let mut query = format!("/berth/v1/endpoints/{}/logs?tail={}{variant}", args.endpoint, args.tail);
         loop {
@@ -288,7 +355,7 @@ pub fn logs(server: Server, args: LogsArgs) -> anyhow::Result<()> {
 /// instance starts, crashes and restarts), oldest first.
 pub fn events(server: Server, args: EventsArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let api = Api::new(&server.url);
+        let api = Api::new(&server.url).await?;
         let endpoint = args.endpoint.as_deref().map(|e| format!("&endpoint={e}")).unwrap_or_default();
         let mut query = format!("/berth/v1/events?limit={}{endpoint}", args.limit.max(1));
         let mut header = !server.json;
