@@ -51,7 +51,8 @@ class BerthServer:
         roots = {"BERTH_EXEC_ROOTS": str(ECHO.parent)}
         if FILE_ROOT:
             roots["BERTH_FILE_ROOTS"] = str(FILE_ROOT)
-        self.env = {**os.environ, **roots, **(env or {})}
+        # A None value in `env` removes the variable.
+        self.env = {k: v for k, v in {**os.environ, **roots, **(env or {})}.items() if v is not None}
         self.proc = None
         self.url = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"

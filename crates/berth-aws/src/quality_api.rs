@@ -11,11 +11,11 @@
 use crate::berth_api::json_ok;
 use crate::Edge;
 use axum::body::Body;
-use http_body_util::BodyExt;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_control::{ControlError, GroundTruth, Problem};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -54,7 +54,9 @@ pub async fn ground_truth(State(edge): State<Edge>, Path(endpoint): Path<String>
     loop {
         let chunk = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return error(StatusCode::REQUEST_TIMEOUT, format!("The labels did not arrive in time; {stored} were stored.")),
-            Ok(Some(Err(e))) => return error(StatusCode::BAD_REQUEST, format!("The body could not be read: {e}; {stored} labels were stored.")),
+            Ok(Some(Err(e))) => {
+                return error(StatusCode::BAD_REQUEST, format!("The body could not be read: {e}; {stored} labels were stored."))
+            }
             Ok(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => Some(data),
                 Err(_) => continue, // trailers
@@ -63,12 +65,12 @@ pub async fn ground_truth(State(edge): State<Edge>, Path(endpoint): Path<String>
         };
         if let Some(doc) = document.as_mut() {
             match chunk {
-                Some(c) if doc.len() + c.len() > MAX_LABELS_DOCUMENT => {
-                    return error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("A {{\"labels\": [...]}} document may hold at most {MAX_LABELS_DOCUMENT} bytes; send larger uploads as JSON Lines."),
-                    )
-                }
+                Some(c) if doc.len() + c.len() > MAX_LABELS_DOCUMENT => return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "A {{\"labels\": [...]}} document may hold at most {MAX_LABELS_DOCUMENT} bytes; send larger uploads as JSON Lines."
+                    ),
+                ),
                 Some(c) => doc.extend_from_slice(&c),
                 None => break,
             }

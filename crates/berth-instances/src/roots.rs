@@ -28,7 +28,8 @@ impl AllowedRoots {
     /// The roots; each must exist. `flag` names the option, for the error.
     pub fn new(dirs: &[PathBuf], flag: &str) -> Result<Self, String> {
         let mut roots = Vec::new();
-        for dir in dirs {
+        // An empty entry (`BERTH_EXEC_ROOTS=` or `a::b`) names nothing.
+        for dir in dirs.iter().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_absolute() {
                 return Err(format!("{flag} {} must be an absolute path", dir.display()));
             }

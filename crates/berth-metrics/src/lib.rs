@@ -48,9 +48,11 @@ pub struct VariantMetrics {
     instances: AtomicU64,
     /// Written by the once-a-second sampler, read by queries; never by the request path.
     history: Mutex<history::History>,
-    /// Its endpoint was deleted: left out of the exposition, kept for history queries until its
-    /// last second is older than the per-second history.
+    /// Its endpoint was deleted: left out of the exposition, kept for history queries for as
+    /// long as the per-second history reaches back (and in the store beyond).
     retired: std::sync::atomic::AtomicBool,
+    /// When it was retired (epoch seconds).
+    retired_at: AtomicU64,
 }
 
 /// A consistent-enough copy of a variant's counters for readers (totals), or the activity of
@@ -140,6 +142,8 @@ impl MetricsRegistry {
     pub fn retire(&self, endpoint: &str) {
         for (key, v) in self.all() {
             if key.endpoint.eq_ignore_ascii_case(endpoint) {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                v.retired_at.store(now, Ordering::Relaxed);
                 v.retired.store(true, Ordering::Relaxed);
             }
         }
@@ -173,10 +177,8 @@ impl MetricsRegistry {
     pub fn sample(&self, second: u64, utilization: &mut BTreeMap<VariantKey, Utilization>) -> Vec<(VariantKey, SecondSample)> {
         let mut out = Vec::new();
         // Retired variants whose history has aged out are forgotten.
-        let cutoff = history::seconds_cutoff(second);
         self.variants.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, v| {
-            !v.retired.load(Ordering::Relaxed)
-                || v.history.lock().unwrap_or_else(|e| e.into_inner()).seconds.back().is_some_and(|s| s.second >= cutoff)
+            !v.retired.load(Ordering::Relaxed) || v.retired_at.load(Ordering::Relaxed) + history::HISTORY_SECONDS as u64 > second
         });
         for (key, v) in self.all() {
             let measured = utilization.remove(&key);

@@ -3,8 +3,6 @@
 //! Human tables by default, `--json` for scripts.
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use aws_config::default_provider::region::DefaultRegionChain;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::meta::credentials::CredentialsProviderChain;
@@ -14,11 +12,13 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use tokio_rustls::rustls;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
+use tokio_rustls::rustls;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Server {
