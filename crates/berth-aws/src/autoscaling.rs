@@ -427,3 +427,12 @@ fn activity_json(a: &ScalingActivity) -> Value {
     }
     v
 }
+
+/// Decodes a body as every Application Auto Scaling input berth reads (for the fuzz targets).
+pub(crate) fn parse_every_input(body: &[u8]) {
+    let _ = parse::<RegisterInput>(body);
+    let _ = parse::<TargetInput>(body);
+    let _ = parse::<DescribeInput>(body);
+    let _ = parse::<PutPolicyInput>(body);
+    let _ = parse::<DeletePolicyInput>(body);
+}

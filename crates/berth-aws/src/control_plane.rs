@@ -248,7 +248,7 @@ pub(crate) fn tags_json(t: &[(String, String)]) -> Vec<Value> {
     t.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()
 }
 
-fn list_query(input: ListInput) -> Result<ListQuery, ApiError> {
+pub(crate) fn list_query(input: ListInput) -> Result<ListQuery, ApiError> {
     let sort_by = match input.sort_by.as_deref() {
         None | Some("CreationTime") => SortKey::CreationTime,
         Some("Name") => SortKey::Name,
@@ -347,7 +347,7 @@ fn container_definition(c: &ContainerSpec) -> ContainerDefinition {
     }
 }
 
-fn create_model(input: wire::CreateModelInput) -> Result<CreateModel, ApiError> {
+pub(crate) fn create_model(input: wire::CreateModelInput) -> Result<CreateModel, ApiError> {
     let vpc_config = input
         .vpc_config
         .map(|v| berth_domain::VpcConfig::new(v.security_group_ids, v.subnets))

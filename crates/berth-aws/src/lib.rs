@@ -13,6 +13,8 @@ mod credentials;
 mod endpoint_shapes;
 mod error;
 mod experiments;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gate;
 mod guardrails;
 mod overview;

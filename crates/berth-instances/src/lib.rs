@@ -25,6 +25,19 @@ mod usage;
 pub use artifacts::{ArtifactError, ModelArtifacts, ModelData, ModelDir};
 pub use cgroup::{InstanceCgroup, MemoryCgroups};
 pub use extract::ExtractLimits;
+
+/// Unpacks a tar stream (gzip-compressed when `gzip`) into an empty directory under berth's
+/// rules, with small limits: for the fuzz targets under `fuzz/`.
+#[doc(hidden)]
+pub fn fuzz_unpack(data: &[u8], dest: &std::path::Path, gzip: bool) -> Result<(), String> {
+    let limits = ExtractLimits { max_total_bytes: 1 << 20, max_entries: 64, max_ratio: 200, deadline: None };
+    if gzip {
+        let (reader, count) = extract::Counted::new(data);
+        extract::unpack_tar(flate2::read::GzDecoder::new(reader), dest, limits, Some(count))
+    } else {
+        extract::unpack_tar(data, dest, limits, None)
+    }
+}
 pub use orphans::{ProcessTracker, MARKER};
 pub use process::{Instance, ProcessBackend, SupervisorSettings};
 pub use roots::{AllowedRoots, RootError};

@@ -9,6 +9,7 @@ mod alarms;
 mod custom;
 mod query;
 
+pub(crate) use query::decode as decode_form;
 pub(crate) use query::error as query_error;
 pub use query::query;
 
@@ -147,6 +148,18 @@ async fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, Clo
         "SetAlarmState" => alarms::set_alarm_state(edge, parse(input)?).await,
         other => Err(CloudWatchError::unknown_operation(other)),
     }
+}
+
+/// Decodes a value as every CloudWatch input berth reads (for the fuzz targets).
+pub(crate) fn parse_every_input(input: &Value) {
+    let _ = parse::<GetMetricStatisticsInput>(input.clone());
+    let _ = parse::<ListMetricsInput>(input.clone());
+    let _ = parse::<GetMetricDataInput>(input.clone());
+    let _ = parse::<custom::PutMetricDataInput>(input.clone());
+    let _ = parse::<alarms::PutMetricAlarmInput>(input.clone());
+    let _ = parse::<alarms::DescribeAlarmsInput>(input.clone());
+    let _ = parse::<alarms::DeleteAlarmsInput>(input.clone());
+    let _ = parse::<alarms::SetAlarmStateInput>(input.clone());
 }
 
 fn parse<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, CloudWatchError> {
