@@ -10,7 +10,7 @@ printf 'wrk.method="POST"\nwrk.body="1,2"\n' > $W/post.lua
 declare -a URLS PIDS
 i=0
 for bin in "$OLD" "$NEW"; do
-  $bin serve --listen 127.0.0.1:0 --data-dir $W/d$i > $W/out$i 2>/dev/null &
+  BERTH_EXEC_ROOTS="$ROOT/bench" $bin serve --listen 127.0.0.1:0 --data-dir $W/d$i > $W/out$i 2>/dev/null &
   PIDS+=($!)
   for _ in $(seq 50); do grep -q listening $W/out$i 2>/dev/null && break; sleep 0.1; done
   URL=$(awk '{print $4}' $W/out$i)
@@ -22,18 +22,10 @@ for bin in "$OLD" "$NEW"; do
   URLS+=("$URL/endpoints/nginx/invocations")
   i=$((i+1))
 done
-# CPU time (user + system, in clock ticks) of a berth process, for its cost per request.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
+source "$ROOT/bench/lib.sh"
 for round in 1 2 3; do
   for j in 0 1; do
-    name=$([[ $j == 0 ]] && echo old || echo new)
-    t1=$(cpu_ticks ${PIDS[$j]})
-    out=$(wrk -t1 -c1 -d${SECS}s --latency -s $W/post.lua ${URLS[$j]})
-    t2=$(cpu_ticks ${PIDS[$j]})
-    one=$(awk -v t=$((t2 - t1)) -v us=$TICK_US '$1=="50%"{p=$2} $1=="99%"{q=$2} /Requests\/sec/{r=$2} /requests in/{n=$1} END{printf "p50 %s p99 %s rps %s cpu/req %.1fus", p, q, r, t*us/n}' <<<"$out")
-    many=$(wrk -t2 -c16 -d${SECS}s -s $W/post.lua ${URLS[$j]} | awk '/Requests\/sec/{print "rps16", $2}')
-    echo "round $round $name: c=1 $one; c=16 $many"
+    measure "round $round $([[ $j == 0 ]] && echo old || echo new)" ${PIDS[$j]} ${URLS[$j]} $W/post.lua $SECS
   done
 done
 for p in "${PIDS[@]}"; do kill $p; done

@@ -20,7 +20,7 @@ import time
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError, ConnectionClosedError, ReadTimeoutError
+from botocore.exceptions import ClientError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ECHO = ROOT / "tests" / "containers" / "echo_container.py"
@@ -56,11 +56,13 @@ class Journal:
 
     def __init__(self):
         self.state = {}  # (kind, name) -> dict of expected facts, or None (deleted), or "unknown"
+        self.history = {}  # (kind, name) -> what happened to it, for the report
         self.acknowledged = 0
         self.lock = threading.Lock()
 
     def ack(self, key, value):
         with self.lock:
+            self.history.setdefault(key, []).append(f"{time.time():.3f} ack {value}")
             self.state[key] = value
             self.acknowledged += 1
 
@@ -68,9 +70,27 @@ class Journal:
         with self.lock:
             self.state[key] = "unknown"
 
+    def begin(self, key):
+        """A write is under way: its resource's state is unknown until it is answered."""
+        with self.lock:
+            self.previous = (key, self.state.get(key, "absent"))
+            self.history.setdefault(key, []).append(f"{time.time():.3f} begin")
+            self.state[key] = "unknown"
+
+    def refused(self):
+        """The write under way was refused: the resource is as it was."""
+        with self.lock:
+            key, before = self.previous
+            self.history.setdefault(key, []).append(f"{time.time():.3f} refused, back to {before}")
+            if before == "absent":
+                self.state.pop(key, None)
+            else:
+                self.state[key] = before
+
 
 def client(server, service):
-    cfg = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
+    # One attempt: a request retried after a kill could apply twice (a delete, then "not found").
+    cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=10)
     return boto3.client(service, endpoint_url=f"http://127.0.0.1:{server.port}", region_name="us-east-1",
                         aws_access_key_id="x", aws_secret_access_key="x", config=cfg)
 
@@ -82,18 +102,21 @@ def workload(server, journal, stop, windows, failures, rng):
     while not stop.is_set():
         n += 1
         sm = client(server, "sagemaker")
+        key = None
         op = rng.choice(["model", "model", "config", "endpoint", "weights", "weights", "weights", "tag", "delete_model", "delete_endpoint"])
         key = None
         try:
             if op == "model":
                 name = f"m{n}"
                 key = ("model", name)
+                journal.begin(key)  # unknown until the answer says otherwise
                 sm.create_model(ModelName=name, PrimaryContainer={"Image": f"exec:{ECHO}", "Environment": {"ECHO_NAME": name}}, ExecutionRoleArn=ROLE)
                 journal.ack(key, {})
                 models.append(name)
             elif op == "config" and models:
                 name = f"c{n}"
                 key = ("config", name)
+                journal.begin(key)  # unknown until the answer says otherwise
                 variants = [{"VariantName": v, "ModelName": rng.choice(models), "InitialInstanceCount": 1, "InstanceType": "ml.t2.medium", "InitialVariantWeight": 1.0}
                             for v in ("A", "B")]
                 sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
@@ -102,12 +125,14 @@ def workload(server, journal, stop, windows, failures, rng):
             elif op == "endpoint" and configs and len(endpoints) < 3:
                 name = f"e{n}"
                 key = ("endpoint", name)
+                journal.begin(key)  # unknown until the answer says otherwise
                 sm.create_endpoint(EndpointName=name, EndpointConfigName=rng.choice(configs))
                 journal.ack(key, {"weights": {"A": 1.0, "B": 1.0}})
                 endpoints.append(name)
             elif op == "weights" and endpoints:
                 name = rng.choice(endpoints)
                 key = ("endpoint", name)
+                journal.begin(key)  # unknown until the answer says otherwise
                 w = {"A": float(rng.randint(0, 9)), "B": float(rng.randint(1, 9))}
                 sm.update_endpoint_weights_and_capacities(
                     EndpointName=name, DesiredWeightsAndCapacities=[{"VariantName": v, "DesiredWeight": x} for v, x in w.items()])
@@ -115,29 +140,33 @@ def workload(server, journal, stop, windows, failures, rng):
             elif op == "tag" and models:
                 name = rng.choice(models)
                 key = ("tag", name)
+                journal.begin(key)  # unknown until the answer says otherwise
                 value = str(n)
                 sm.add_tags(ResourceArn=f"arn:aws:sagemaker:us-east-1:123456789012:model/{name}", Tags=[{"Key": "k", "Value": value}])
                 journal.ack(key, {"value": value})
             elif op == "delete_model" and models:
                 name = models.pop(rng.randrange(len(models)))
                 key = ("model", name)
+                journal.begin(key)  # unknown until the answer says otherwise
+                journal.unknown(("tag", name))  # goes with the model, whether or not the answer arrives
                 sm.delete_model(ModelName=name)
                 journal.ack(key, None)
                 journal.ack(("tag", name), None)
             elif op == "delete_endpoint" and endpoints:
                 name = endpoints.pop(rng.randrange(len(endpoints)))
                 key = ("endpoint", name)
+                journal.begin(key)  # unknown until the answer says otherwise
                 sm.delete_endpoint(EndpointName=name)
                 journal.ack(key, None)
         except ClientError as e:
+            if key:
+                journal.refused()
             # A refusal (4xx: an endpoint still in progress, a config whose model was deleted)
             # is an answer; a 5xx while berth was up is a failure.
             status = e.response["ResponseMetadata"]["HTTPStatusCode"]
             if status >= 500 and not in_window(windows, time.time()):
                 failures.append(f"{op}: {status} {e.response['Error']['Code']} {e.response['Error']['Message'][:120]}")
-        except (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectionError, OSError) as e:
-            if key:
-                journal.unknown(key)
+        except Exception as e:  # noqa: no answer (connection refused, reset, timed out): the write's fate is unknown
             if not in_window(windows, time.time()):
                 failures.append(f"{op}: {e!r}"[:200])
             time.sleep(0.05)
@@ -170,12 +199,14 @@ def verify(server, journal):
             elif kind == "tag":
                 tags = sm.list_tags(ResourceArn=f"arn:aws:sagemaker:us-east-1:123456789012:model/{name}")["Tags"]
                 found = {"value": next((t["Value"] for t in tags if t["Key"] == "k"), None)}
-        except ClientError:
-            found = None
+        except ClientError as e:
+            found, why = None, e.response["Error"]["Message"][:100]
+        else:
+            why = ""
         if want is None and found is not None and kind != "tag":
             missing.append(f"{kind} {name}: deleted, but still there")
         elif want is not None and found is None:
-            missing.append(f"{kind} {name}: acknowledged, but gone")
+            missing.append(f"{kind} {name}: acknowledged, but gone ({why}); history: {journal.history.get((kind, name))}")
         elif want is not None and kind == "endpoint" and found["weights"] and found["weights"] != want["weights"]:
             missing.append(f"endpoint {name}: weights {found['weights']} instead of {want['weights']}")
         elif want is not None and kind == "tag" and found != want:
@@ -210,6 +241,10 @@ def main():
         server.kill()
         server.start()
         missing = verify(server, journal)
+        if missing:
+            import shutil
+
+            shutil.copy(server.data_dir.parent / "server.log", pathlib.Path(tempfile.gettempdir()) / "berth-crash-consistency-server.log")
         server.proc.terminate()
         server.proc.wait(timeout=60)
         print(json.dumps({
@@ -220,6 +255,7 @@ def main():
             "missing_after_restart": len(missing),
             "failed_outside_kill_windows": len(failures),
             "details": (missing + failures)[:20],
+            "kill_windows": [(round(a, 3), round(b, 3)) for a, b in windows] if missing else [],
         }))
         return 0 if not missing and not failures else 1
 

@@ -35,7 +35,8 @@ ALL_AT_ONCE = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type":
 def start_berth(work):
     env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(
-        [str(ROOT / "target" / "release" / "berth"), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(work / "data")],
+        [str(ROOT / "target" / "release" / "berth"), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(work / "data"),
+         "--exec-root", str(ROOT / "tests" / "containers"), "--file-root", str(IRIS), "--file-root", str(work)],
         stdout=subprocess.PIPE,
         stderr=open(work / "berth.log", "wb"),
         env=env,

@@ -31,7 +31,7 @@ rss_tree_kb() { local total=0 p; total=$(awk '/VmRSS/{print $2}' "/proc/$1/statu
 .venv/bin/python bench/make_iris_models.py "$WORK/model"
 
 # berth with berth/onnx (ONNX Runtime from the test venv's onnxruntime package).
-PATH="$ROOT/.venv/bin:$PATH" "$ROOT/target/release/berth" serve --listen 127.0.0.1:0 --data-dir "$WORK/berth" > "$WORK/berth.out" 2> "$WORK/berth.log" &
+PATH="$ROOT/.venv/bin:$PATH" "$ROOT/target/release/berth" serve --listen 127.0.0.1:0 --data-dir "$WORK/berth" --file-root "$WORK/model" > "$WORK/berth.out" 2> "$WORK/berth.log" &
 BERTH_PID=$!; PIDS+=($BERTH_PID)
 wait_for "grep -q listening '$WORK/berth.out'"
 URL=$(awk '{print $4}' "$WORK/berth.out")

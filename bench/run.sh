@@ -16,7 +16,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 wait_for() { for _ in $(seq 200); do eval "$1" && return 0; sleep 0.05; done; echo "bench: timed out waiting for: $1" >&2; exit 1; }
 
-env ${BERTH_BENCH_ENV:-} "$ROOT/target/release/berth" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" > "$WORK/berth.out" 2> "$WORK/berth.log" &
+env ${BERTH_BENCH_ENV:-} "$ROOT/target/release/berth" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --exec-root "$ROOT/bench" --exec-root "$ROOT/tests/containers" > "$WORK/berth.out" 2> "$WORK/berth.log" &
 PIDS+=($!)
 wait_for "grep -q listening '$WORK/berth.out'"
 URL=$(awk '{print $4}' "$WORK/berth.out")

@@ -27,7 +27,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="berth-scaling-bench.") as tmp:
         env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
         proc = subprocess.Popen(
-            [str(ROOT / "target/release/berth"), "serve", "--listen", "127.0.0.1:0", "--data-dir", f"{tmp}/data", "--serverless-idle", "1"],
+            [str(ROOT / "target/release/berth"), "serve", "--listen", "127.0.0.1:0", "--data-dir", f"{tmp}/data", "--serverless-idle", "1",
+             "--file-root", str(IRIS.parent)],
             stdout=subprocess.PIPE, stderr=open(f"{tmp}/berth.log", "wb"), env=env,
         )
         url = proc.stdout.readline().decode().split()[-1]

@@ -328,6 +328,19 @@ def test_half_open_connections_neither_slow_calls_nor_stay(own_berth):
     alive(server)
 
 
+def test_a_keep_alive_connection_idles_out_after_a_request_longer_than_the_timeouts(own_berth):
+    server = own_berth("--header-timeout", "1", "--idle-timeout", "2")
+    name = deploy(server.sm(), ["V"], env={"ECHO_DELAY_MS": "2500"})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
+        s.sendall(f"POST /endpoints/{name}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nx".encode())
+        assert s.recv(65536).startswith(b"HTTP/1.1 200"), "a request may take longer than the header and idle timeouts"
+        began = time.time()
+        while s.recv(65536):
+            pass
+        assert time.time() - began <= 6, "the idle connection was not closed after the request"
+    alive(server)
+
+
 def test_a_stalled_upload_does_not_keep_berth_from_stopping(own_berth):
     server = own_berth("--shutdown-timeout", "2", "--body-timeout", "120")
     s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -383,11 +396,16 @@ def test_max_instances_counts_cold_starts_and_instances_still_stopping(own_berth
         # Deleting endpoints while they are Creating, again and again, once started more workers than the limit.
         for _ in range(4):
             name = unique("churn")
-            create_echo_model(sm, name, {"ECHO_STARTUP_DELAY": "0.5"})
+            create_echo_model(sm, name, {"ECHO_STARTUP_DELAY": "30"})
             sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name, count=2)])
             sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-            time.sleep(0.2)
+            time.sleep(0.3)
             sm.delete_endpoint(EndpointName=name)
+        # Deleting a Creating endpoint stops its starts at once, not after they would have finished.
+        deadline = time.time() + 10
+        while marked_workers(server):
+            assert time.time() < deadline, "workers of deleted endpoints kept starting"
+            time.sleep(0.05)
         full = deploy(sm, ["V"], count=2)
         # A serverless cold start would be a third instance: refused while two run.
         cold = unique("cold")

@@ -65,12 +65,14 @@ pub async fn ground_truth(State(edge): State<Edge>, Path(endpoint): Path<String>
         };
         if let Some(doc) = document.as_mut() {
             match chunk {
-                Some(c) if doc.len() + c.len() > MAX_LABELS_DOCUMENT => return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
+                Some(c) if doc.len() + c.len() > MAX_LABELS_DOCUMENT => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
                         "A {{\"labels\": [...]}} document may hold at most {MAX_LABELS_DOCUMENT} bytes; send larger uploads as JSON Lines."
                     ),
-                ),
+                    )
+                }
                 Some(c) => doc.extend_from_slice(&c),
                 None => break,
             }

@@ -152,26 +152,10 @@ impl ModelDir {
     pub fn path(&self) -> &Path {
         &self.lease.path
     }
-
-    /// A directory no artifact store manages (for other crates' tests).
-    #[doc(hidden)]
-    pub fn unmanaged(path: PathBuf) -> Self {
-        let shared = Arc::new(Shared {
-            root: PathBuf::new(),
-            limits: ExtractLimits::default(),
-            file_roots: AllowedRoots::default(),
-            s3: S3Source::default(),
-            entries: Mutex::default(),
-        });
-        ModelDir { lease: Arc::new(Lease { path, key: String::new(), shared }) }
-    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if self.key.is_empty() {
-            return;
-        }
         let entry = self.shared.entry(&self.key);
         if entry.leases.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) != 1 {
             return;

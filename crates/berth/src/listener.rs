@@ -118,7 +118,10 @@ where
     tokio::pin!(conn);
     let mut stop_seen = false;
     loop {
-        let deadline = activity.deadline(limits);
+        // While a request is handled nothing is timed here (its body by the gate, its answer by
+        // the invocation timeout): look again later.
+        let wake =
+            if activity.busy() { Instant::now() + limits.header_timeout.min(limits.idle_timeout) } else { activity.deadline(limits) };
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -126,8 +129,8 @@ where
                 }
                 return;
             }
-            _ = tokio::time::sleep_until(deadline.into()), if !activity.busy() => {
-                if Instant::now() >= activity.deadline(limits) && !activity.busy() {
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if !activity.busy() && Instant::now() >= activity.deadline(limits) {
                     debug!("connection dropped: no complete request in time");
                     return;
                 }
