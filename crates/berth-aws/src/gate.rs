@@ -4,19 +4,23 @@
 
 use crate::protocol::Protocol;
 use crate::sigv4::{self, AuthError, Principals, SignedRequest};
-use crate::Edge;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, ORIGIN, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
+
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// How requests are let in.
 pub struct Security {
@@ -66,7 +70,8 @@ impl AllowedHosts {
     }
 
     pub fn allows(&self, host: &str) -> bool {
-        self.any || self.names.iter().any(|n| n.eq_ignore_ascii_case(host_name(host)))
+        let name = host_name(host);
+        self.any || self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 
@@ -75,63 +80,75 @@ fn host_name(host: &str) -> &str {
     if host.starts_with('[') {
         return host.find(']').map_or(host, |end| &host[..=end]);
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+    // The port is short: look for its colon from the end.
+    match host.bytes().rposition(|b| b == b':') {
+        Some(i) if host.as_bytes()[i + 1..].iter().all(u8::is_ascii_digit) => &host[..i],
         _ => host,
     }
 }
 
-/// The middleware in front of every route.
-pub async fn gate(State(edge): State<Edge>, req: Request, next: Next) -> Response {
-    let security = &edge.security;
-    let protocol = Protocol::of(req.method(), req.uri().path(), req.headers());
-    let forbidden = |message: String| protocol.error(StatusCode::FORBIDDEN, "AccessDeniedException", "AccessDenied", message);
+/// The gate as a tower layer in front of every route (one boxed future per request).
+#[derive(Clone)]
+pub(crate) struct GateLayer {
+    security: Arc<Security>,
+}
 
-    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
-        return protocol.error(
-            StatusCode::BAD_REQUEST,
-            "ValidationException",
-            "InvalidParameterValue",
-            "The request has no Host header.".into(),
-        );
-    };
-    if !security.hosts.allows(host) {
-        tracing::warn!(host, "request refused: Host is not one berth serves");
-        return forbidden(format!(
-            "berth does not serve host '{host}'. Start berth with --allowed-host {} to serve requests for it.",
-            host_name(host)
-        ));
+impl GateLayer {
+    pub(crate) fn new(security: Arc<Security>) -> Self {
+        GateLayer { security }
     }
-    if let Err(why) = same_origin(&req, host, security.tls) {
-        tracing::warn!(why, "request refused: cross-origin");
-        return forbidden(why);
+}
+
+impl<S> tower_layer::Layer<S> for GateLayer {
+    type Service = Gate<S>;
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate { inner, security: self.security.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Gate<S> {
+    inner: S,
+    security: Arc<Security>,
+}
+
+impl<S> tower_service::Service<Request> for Gate<S>
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GateFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
-    if protocol.is_aws() {
-        let (parts, body) = req.into_parts();
-        let limit = protocol.body_limit();
-        let body = match read_body(body, &parts.headers, limit, security.body_timeout).await {
-            Ok(b) => b,
-            Err(e) => return closing(body_error(protocol, e, limit)),
-        };
-        if let Some(principals) = &security.principals {
-            let signed = SignedRequest {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query(),
-                headers: &parts.headers,
-                body: &body,
-            };
-            if let Err(e) = sigv4::verify(&signed, principals, SystemTime::now()) {
-                tracing::info!(code = e.code(false), path = parts.uri.path(), "request refused: signature");
-                return auth_error(protocol, &e);
-            }
+    fn call(&mut self, req: Request) -> Self::Future {
+        let security = &self.security;
+        let protocol = Protocol::of(req.method(), req.uri().path(), req.headers());
+        if let Some(refused) = refusal(security, protocol, &req) {
+            return GateFuture::Answer { response: Some(refused) };
         }
-        return next.run(Request::from_parts(parts, Body::from(body))).await;
-    }
-    if protocol == Protocol::Berth {
-        if let Some(principals) = &security.principals {
-            if !basic_auth_passes(&req, principals) {
+        match protocol {
+            // Unsigned invocations, the hot path: no buffering here; the handler reads the body
+            // through the limit and the deadline.
+            Protocol::Runtime if security.principals.is_none() => {
+                let (parts, body) = req.into_parts();
+                let body = Body::new(Timed::new(Limited::new(body, protocol.body_limit()), security.body_timeout));
+                GateFuture::Pass { inner: self.inner.call(Request::from_parts(parts, body)) }
+            }
+            // The other AWS protocols read their bodies here, to answer oversize and late bodies
+            // in their own shapes, and to check signatures over them.
+            p if p.is_aws() => {
+                // The inner service that was polled ready goes with this request; a clone stays.
+                let inner = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, inner);
+                let security = security.clone();
+                GateFuture::Checking { future: Box::pin(buffer_and_verify(security, protocol, req, inner)) }
+            }
+            Protocol::Berth if !basic_auth_passes(security, &req) => {
                 let mut resp = protocol.error(
                     StatusCode::UNAUTHORIZED,
                     "UnrecognizedClientException",
@@ -139,11 +156,166 @@ pub async fn gate(State(edge): State<Edge>, req: Request, next: Next) -> Respons
                     "berth's own routes take HTTP basic authentication with a key pair from berth's credentials file (access key id as the user name, secret access key as the password).".into(),
                 );
                 resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"berth\", charset=\"UTF-8\""));
-                return resp;
+                GateFuture::Answer { response: Some(resp) }
+            }
+            _ => GateFuture::Pass { inner: self.inner.call(req) },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The gate's answer: the route's own, one the gate gives, or the route's after the body
+    /// was read and its signature checked.
+    #[project = GateFutureProj]
+    pub(crate) enum GateFuture<F> {
+        Pass { #[pin] inner: F },
+        Answer { response: Option<Response> },
+        Checking { future: Pin<Box<dyn Future<Output = Response> + Send>> },
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for GateFuture<F> {
+    type Output = Result<Response, Infallible>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GateFutureProj::Pass { inner } => inner.poll(cx),
+            GateFutureProj::Answer { response } => Poll::Ready(Ok(response.take().expect("a gate answer is polled once"))),
+            GateFutureProj::Checking { future } => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// The answer refusing a request whose `Host` berth does not serve, or that changes state from
+/// another origin than berth's own (or from no browser); None when it may pass.
+fn refusal(security: &Security, protocol: Protocol, req: &Request) -> Option<Response> {
+    let forbidden = |message: String| protocol.error(StatusCode::FORBIDDEN, "AccessDeniedException", "AccessDenied", message);
+    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+        return Some(protocol.error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "InvalidParameterValue",
+            "The request has no Host header.".into(),
+        ));
+    };
+    if !security.hosts.allows(host) {
+        tracing::warn!(host, "request refused: Host is not one berth serves");
+        return Some(forbidden(format!(
+            "berth does not serve host '{host}'. Start berth with --allowed-host {} to serve requests for it.",
+            host_name(host)
+        )));
+    }
+    same_origin(req, host, security.tls).err().map(|why| {
+        tracing::warn!(why, "request refused: cross-origin");
+        forbidden(why)
+    })
+}
+
+/// Reads an AWS request's body with its protocol's limit and the body timeout, checks its
+/// signature when authentication is on, and hands it on.
+async fn buffer_and_verify<S>(security: Arc<Security>, protocol: Protocol, req: Request, mut inner: S) -> Response
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible>,
+{
+    let (parts, body) = req.into_parts();
+    let limit = protocol.body_limit();
+    let body = match read_body(body, &parts.headers, limit, security.body_timeout).await {
+        Ok(b) => b,
+        Err(e) => return closing(body_error(protocol, e, limit)),
+    };
+    if let Some(principals) = &security.principals {
+        let signed = SignedRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &body,
+        };
+        if let Err(e) = sigv4::verify(&signed, principals, SystemTime::now()) {
+            tracing::info!(code = e.code(false), path = parts.uri.path(), "request refused: signature");
+            return auth_error(protocol, &e);
+        }
+    }
+    match inner.call(Request::from_parts(parts, Body::from(body))).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
+}
+
+/// The answer for a body a handler could not read through the gate's limit and deadline
+/// (the unsigned runtime path), in the protocol's shape.
+pub(crate) fn unread_body(protocol: Protocol, e: &axum::Error) -> Response {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return closing(body_error(protocol, BodyError::TooLarge, protocol.body_limit()));
+        }
+        if err.is::<BodyTimedOut>() {
+            return closing(body_error(protocol, BodyError::Timeout, protocol.body_limit()));
+        }
+        source = err.source();
+    }
+    closing(body_error(protocol, BodyError::Broken(e.to_string()), protocol.body_limit()))
+}
+
+/// The body did not arrive within the body timeout.
+#[derive(Debug)]
+pub(crate) struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+pin_project_lite::pin_project! {
+    /// A body that fails with [`BodyTimedOut`] once its deadline passes; the timer is made only
+    /// when the body is not there yet (most arrive with their headers).
+    struct Timed<B> {
+        #[pin]
+        inner: B,
+        timeout: Duration,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<B> Timed<B> {
+    fn new(inner: B, timeout: Duration) -> Self {
+        Timed { inner, timeout, sleep: None }
+    }
+}
+
+impl<B> http_body::Body for Timed<B>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<B::Data>, Self::Error>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => {
+                let timeout = *this.timeout;
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
+                    Poll::Pending => Poll::Pending,
+                }
             }
         }
     }
-    next.run(req).await
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Requests that change state must come from berth's own origin, or from no browser at all.
@@ -153,7 +325,7 @@ fn same_origin(req: &Request, host: &str, tls: bool) -> Result<(), String> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    if let Some(site) = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+    if let Some(site) = req.headers().get(&SEC_FETCH_SITE).and_then(|v| v.to_str().ok()) {
         if !matches!(site, "same-origin" | "none") {
             return Err(format!("berth refuses state-changing requests from other sites (Sec-Fetch-Site: {site})."));
         }
@@ -185,11 +357,17 @@ async fn read_body(body: Body, headers: &axum::http::HeaderMap, limit: usize, ti
     if announced.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge);
     }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    // Most bodies arrived with their headers: only a body still on its way gets a timer.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let result = match first {
+        Poll::Ready(r) => r,
+        Poll::Pending => tokio::time::timeout(timeout, collect).await.map_err(|_| BodyError::Timeout)?,
+    };
+    match result {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Broken(e.to_string())),
     }
 }
 
@@ -235,7 +413,10 @@ fn auth_error(protocol: Protocol, e: &AuthError) -> Response {
     protocol.error(StatusCode::FORBIDDEN, e.code(false), if query { code } else { e.code(true) }, e.message())
 }
 
-fn basic_auth_passes(req: &Request, principals: &Principals) -> bool {
+/// Whether a request to berth's own routes may pass: always without authentication, else with
+/// HTTP basic auth by a key pair of the credentials file.
+fn basic_auth_passes(security: &Security, req: &Request) -> bool {
+    let Some(principals) = &security.principals else { return true };
     let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
     let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else { return false };
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
@@ -296,6 +477,19 @@ mod tests {
         assert!(matches!(read_body(Body::empty(), &announced, 3, Duration::from_secs(1)).await, Err(BodyError::TooLarge)));
         let stalled = Body::new(Stalled);
         assert!(matches!(read_body(stalled, &headers, 3, Duration::from_millis(50)).await, Err(BodyError::Timeout)));
+    }
+
+    #[tokio::test]
+    async fn the_unbuffered_path_bounds_and_times_bodies_too() {
+        let read = |body: Body| async move { axum::body::to_bytes(body, usize::MAX).await };
+        let ok = read(Body::new(Timed::new(Limited::new(Body::from("abc"), 3), Duration::from_secs(1)))).await.unwrap();
+        assert_eq!(&ok[..], b"abc");
+        let too_big = read(Body::new(Timed::new(Limited::new(Body::from("abcd"), 3), Duration::from_secs(1)))).await.unwrap_err();
+        assert_eq!(unread_body(Protocol::Runtime, &too_big).status(), StatusCode::BAD_REQUEST);
+        let late = read(Body::new(Timed::new(Limited::new(Body::new(Stalled), 3), Duration::from_millis(50)))).await.unwrap_err();
+        let answer = unread_body(Protocol::Runtime, &late);
+        assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(answer.headers()["x-amzn-errortype"], "RequestTimeout");
     }
 
     /// A body whose client sent the headers and then nothing more.

@@ -68,7 +68,7 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/service/{service}/operation/{operation}", post(cloudwatch::cbor))
         // Bodies are read by the gate with each protocol's limit, to answer in its shape.
         .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn_with_state(edge.clone(), gate::gate))
+        .layer(gate::GateLayer::new(edge.security.clone()))
         .with_state(edge)
 }
 

@@ -3,9 +3,11 @@
 
 use crate::cloudwatch::{self, CloudWatchError};
 use crate::error::{ApiError, RuntimeError};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
@@ -28,7 +30,7 @@ pub(crate) enum Protocol {
 impl Protocol {
     pub(crate) fn of(method: &Method, path: &str, headers: &HeaderMap) -> Protocol {
         if path == "/" && method == Method::POST {
-            let target = headers.get("x-amz-target").map(HeaderValue::as_bytes).unwrap_or_default();
+            let target = headers.get(&X_AMZ_TARGET).map(HeaderValue::as_bytes).unwrap_or_default();
             if target.starts_with(cloudwatch::TARGET_PREFIX.as_bytes()) {
                 return Protocol::CloudWatchJson;
             }
@@ -83,7 +85,10 @@ impl Protocol {
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
-    headers.get("content-type").map(HeaderValue::as_bytes).is_some_and(|t| t.starts_with(b"application/x-www-form-urlencoded"))
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(HeaderValue::as_bytes)
+        .is_some_and(|t| t.starts_with(b"application/x-www-form-urlencoded"))
 }
 
 #[cfg(test)]

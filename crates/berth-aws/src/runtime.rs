@@ -5,36 +5,41 @@ use crate::{Edge, MAX_INVOCATION_BYTES};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_router::InvokeRequest;
 
-const TARGET_VARIANT: &str = "x-amzn-sagemaker-target-variant";
-const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
-const INFERENCE_ID: &str = "x-amzn-sagemaker-inference-id";
-const INVOKED_VARIANT: &str = "x-amzn-invoked-production-variant";
+const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
+const CUSTOM_ATTRIBUTES: HeaderName = HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
+const INFERENCE_ID: HeaderName = HeaderName::from_static("x-amzn-sagemaker-inference-id");
+const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
 
 pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, headers: HeaderMap, body: Body) -> Response {
-    let Ok(body) = axum::body::to_bytes(body, MAX_INVOCATION_BYTES).await else {
-        return RuntimeError::validation(format!(
-            "The request body exceeds the {MAX_INVOCATION_BYTES}-byte limit of an invocation (6 MB)."
-        ))
-        .into_response();
+    // The gate bounded and timed the body (or read it whole, for a signed request).
+    let body = match axum::body::to_bytes(body, MAX_INVOCATION_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return crate::gate::unread_body(crate::protocol::Protocol::Runtime, &e),
     };
-    let target_variant = match headers.get(TARGET_VARIANT).map(|v| v.to_str()) {
+    // SageMaker's limits on these headers: longer values are refused, never forwarded.
+    let (target, custom_attributes, inference_id) = match (
+        bounded(&headers, &TARGET_VARIANT, "targetVariant", 63),
+        bounded(&headers, &CUSTOM_ATTRIBUTES, "customAttributes", 1024),
+        bounded(&headers, &INFERENCE_ID, "inferenceId", 64),
+    ) {
+        (Ok(t), Ok(c), Ok(i)) => (t, c, i),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e.into_response(),
+    };
+    let target_variant = match target.map(|v| v.to_str()) {
         None => None,
         Some(Ok(v)) => Some(v.to_string()),
         Some(Err(_)) => return RuntimeError::validation("X-Amzn-SageMaker-Target-Variant is not valid text.".into()).into_response(),
     };
-    if let Err(e) = check_header_lengths(&headers) {
-        return e.into_response();
-    }
     let req = InvokeRequest {
         body,
         content_type: headers.get(CONTENT_TYPE).cloned(),
         accept: headers.get(ACCEPT).cloned(),
-        custom_attributes: headers.get(CUSTOM_ATTRIBUTES).cloned(),
-        inference_id: headers.get(INFERENCE_ID).cloned(),
+        custom_attributes: custom_attributes.cloned(),
+        inference_id: inference_id.cloned(),
         target_variant,
     };
     match edge.router.invoke(&endpoint, req).await {
@@ -58,18 +63,12 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
     }
 }
 
-/// SageMaker's limits on the runtime's headers: longer values are refused, never forwarded.
-fn check_header_lengths(headers: &HeaderMap) -> Result<(), RuntimeError> {
-    let limits = [(CUSTOM_ATTRIBUTES, "CustomAttributes", 1024), (INFERENCE_ID, "InferenceId", 64), (TARGET_VARIANT, "TargetVariant", 63)];
-    for (header, member, max) in limits {
-        if let Some(v) = headers.get(header) {
-            if v.len() > max {
-                return Err(RuntimeError::validation(format!(
-                    "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length less than or equal to {max}",
-                    member[..1].to_ascii_lowercase() + &member[1..]
-                )));
-            }
-        }
+/// A header's value, refused when longer than SageMaker allows for its member.
+fn bounded<'h>(headers: &'h HeaderMap, name: &HeaderName, member: &str, max: usize) -> Result<Option<&'h HeaderValue>, RuntimeError> {
+    match headers.get(name) {
+        Some(v) if v.len() > max => Err(RuntimeError::validation(format!(
+            "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
+        ))),
+        v => Ok(v),
     }
-    Ok(())
 }

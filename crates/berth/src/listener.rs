@@ -123,6 +123,7 @@ where
         let wake =
             if activity.busy() { Instant::now() + limits.header_timeout.min(limits.idle_timeout) } else { activity.deadline(limits) };
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     debug!(error = %e, "connection ended with an error");
@@ -257,11 +258,10 @@ struct RequestDone<S> {
 impl<S, B> tower_service::Service<http::Request<B>> for RequestDone<S>
 where
     S: tower_service::Service<http::Request<B>>,
-    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Done<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -269,13 +269,23 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         self.activity.request_started();
-        let fut = self.inner.call(req);
-        let guard = DoneOnDrop(self.activity.clone());
-        Box::pin(async move {
-            let out = fut.await;
-            drop(guard);
-            out
-        })
+        Done { inner: self.inner.call(req), _done: DoneOnDrop(self.activity.clone()) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer; the request counts as done when this is dropped.
+    struct Done<F> {
+        #[pin]
+        inner: F,
+        _done: DoneOnDrop,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Done<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
     }
 }
 
