@@ -514,4 +514,28 @@ mod tests {
         }
         assert!(!path.exists(), "removed once no instance holds it");
     }
+
+    #[tokio::test]
+    async fn preparation_past_the_download_timeout_fails_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        let archive = src.join("m.tar");
+        let mut b = tar::Builder::new(fs::File::create(&archive).unwrap());
+        let data = vec![7u8; 1 << 20];
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "w.bin", &data[..]).unwrap();
+        b.finish().unwrap();
+        let artifacts = artifacts(tmp.path(), std::slice::from_ref(&src));
+        let url = format!("file://{}", archive.display());
+        let err = artifacts.prepare(ModelData::Url(&url), Duration::ZERO).await.err().unwrap();
+        assert!(err.to_string().contains("ModelDataDownloadTimeoutInSeconds"), "{err}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::read_dir(tmp.path().join("models")).unwrap().count() > 0 {
+            assert!(Instant::now() < deadline, "a preparation past its deadline left files behind");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
