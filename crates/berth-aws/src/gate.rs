@@ -2,16 +2,16 @@
 //! comes from, its body (read with the route's limit and a deadline, never more), and who signed
 //! it — SigV4 on the AWS APIs, HTTP basic auth on berth's own routes when authentication is on.
 
+use crate::bodies::{body_error, closing, read_body, Timed};
 use crate::protocol::Protocol;
 use crate::sigv4::{self, AuthError, Principals, SignedRequest};
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, ORIGIN, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::Limited;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -241,83 +241,6 @@ where
     }
 }
 
-/// The answer for a body a handler could not read through the gate's limit and deadline
-/// (the unsigned runtime path), in the protocol's shape.
-pub(crate) fn unread_body(protocol: Protocol, e: &axum::Error) -> Response {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return closing(body_error(protocol, BodyError::TooLarge, protocol.body_limit()));
-        }
-        if err.is::<BodyTimedOut>() {
-            return closing(body_error(protocol, BodyError::Timeout, protocol.body_limit()));
-        }
-        source = err.source();
-    }
-    closing(body_error(protocol, BodyError::Broken(e.to_string()), protocol.body_limit()))
-}
-
-/// The body did not arrive within the body timeout.
-#[derive(Debug)]
-pub(crate) struct BodyTimedOut;
-
-impl std::fmt::Display for BodyTimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the request body did not arrive in time")
-    }
-}
-
-impl std::error::Error for BodyTimedOut {}
-
-pin_project_lite::pin_project! {
-    /// A body that fails with [`BodyTimedOut`] once its deadline passes; the timer is made only
-    /// when the body is not there yet (most arrive with their headers).
-    struct Timed<B> {
-        #[pin]
-        inner: B,
-        timeout: Duration,
-        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    }
-}
-
-impl<B> Timed<B> {
-    fn new(inner: B, timeout: Duration) -> Self {
-        Timed { inner, timeout, sleep: None }
-    }
-}
-
-impl<B> http_body::Body for Timed<B>
-where
-    B: http_body::Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Data = B::Data;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<B::Data>, Self::Error>>> {
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
-            Poll::Pending => {
-                let timeout = *this.timeout;
-                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// Requests that change state must come from berth's own origin, or from no browser at all.
 /// (A browser can send a form to any address without asking first; the `Origin` it attaches
 /// says where the page came from.)
@@ -341,68 +264,6 @@ fn same_origin(req: &Request, host: &str, tls: bool) -> Result<(), String> {
     } else {
         Err(format!("berth refuses state-changing requests from origin '{origin}'; only pages served by berth itself may send them."))
     }
-}
-
-#[derive(Debug)]
-enum BodyError {
-    TooLarge,
-    Timeout,
-    Broken(String),
-}
-
-/// Reads a body whole, refusing it once it passes `limit` (or announces a larger length) and
-/// when it has not arrived within `timeout`.
-async fn read_body(body: Body, headers: &axum::http::HeaderMap, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
-    let announced = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
-    // Most bodies arrived with their headers: only a body still on its way gets a timer.
-    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
-    let result = match first {
-        Poll::Ready(r) => r,
-        Poll::Pending => tokio::time::timeout(timeout, collect).await.map_err(|_| BodyError::Timeout)?,
-    };
-    match result {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Err(e) => Err(BodyError::Broken(e.to_string())),
-    }
-}
-
-fn body_error(protocol: Protocol, e: BodyError, limit: usize) -> Response {
-    let (code, query_code) = match protocol {
-        Protocol::Runtime => ("ValidationError", "ValidationError"),
-        Protocol::AwsJson => ("ValidationException", "ValidationError"),
-        _ => ("InvalidParameterValueException", "InvalidParameterValue"),
-    };
-    match e {
-        BodyError::TooLarge if protocol == Protocol::Runtime => protocol.error(
-            StatusCode::BAD_REQUEST,
-            code,
-            query_code,
-            format!("The request body exceeds the {limit}-byte limit of an invocation (6 MB)."),
-        ),
-        BodyError::TooLarge => {
-            protocol.error(StatusCode::BAD_REQUEST, code, query_code, format!("The request body is larger than {limit} bytes."))
-        }
-        BodyError::Timeout => protocol.error(
-            StatusCode::REQUEST_TIMEOUT,
-            "RequestTimeout",
-            "RequestTimeout",
-            "The request body did not arrive in time (see berth's --body-timeout).".into(),
-        ),
-        BodyError::Broken(why) => {
-            protocol.error(StatusCode::BAD_REQUEST, code, query_code, format!("The request body could not be read: {why}"))
-        }
-    }
-}
-
-/// Closes the connection after this answer: the rest of a refused body is never read.
-fn closing(mut resp: Response) -> Response {
-    resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-    resp
 }
 
 fn auth_error(protocol: Protocol, e: &AuthError) -> Response {
@@ -464,45 +325,5 @@ mod tests {
         assert!(same_origin(&request(Method::POST, &[("sec-fetch-site", "cross-site")]), host, false).is_err());
         assert!(same_origin(&request(Method::POST, &[("sec-fetch-site", "same-site")]), host, false).is_err());
         assert!(same_origin(&request(Method::GET, &[("origin", "http://evil.example")]), host, false).is_ok());
-    }
-
-    #[tokio::test]
-    async fn bodies_are_refused_past_their_limit_and_deadline() {
-        let headers = axum::http::HeaderMap::new();
-        let ok = read_body(Body::from("abc"), &headers, 3, Duration::from_secs(1)).await.unwrap();
-        assert_eq!(&ok[..], b"abc");
-        assert!(matches!(read_body(Body::from("abcd"), &headers, 3, Duration::from_secs(1)).await, Err(BodyError::TooLarge)));
-        let mut announced = axum::http::HeaderMap::new();
-        announced.insert(CONTENT_LENGTH, HeaderValue::from_static("1000000000"));
-        assert!(matches!(read_body(Body::empty(), &announced, 3, Duration::from_secs(1)).await, Err(BodyError::TooLarge)));
-        let stalled = Body::new(Stalled);
-        assert!(matches!(read_body(stalled, &headers, 3, Duration::from_millis(50)).await, Err(BodyError::Timeout)));
-    }
-
-    #[tokio::test]
-    async fn the_unbuffered_path_bounds_and_times_bodies_too() {
-        let read = |body: Body| async move { axum::body::to_bytes(body, usize::MAX).await };
-        let ok = read(Body::new(Timed::new(Limited::new(Body::from("abc"), 3), Duration::from_secs(1)))).await.unwrap();
-        assert_eq!(&ok[..], b"abc");
-        let too_big = read(Body::new(Timed::new(Limited::new(Body::from("abcd"), 3), Duration::from_secs(1)))).await.unwrap_err();
-        assert_eq!(unread_body(Protocol::Runtime, &too_big).status(), StatusCode::BAD_REQUEST);
-        let late = read(Body::new(Timed::new(Limited::new(Body::new(Stalled), 3), Duration::from_millis(50)))).await.unwrap_err();
-        let answer = unread_body(Protocol::Runtime, &late);
-        assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(answer.headers()["x-amzn-errortype"], "RequestTimeout");
-    }
-
-    /// A body whose client sent the headers and then nothing more.
-    struct Stalled;
-
-    impl http_body::Body for Stalled {
-        type Data = Bytes;
-        type Error = std::io::Error;
-        fn poll_frame(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-            std::task::Poll::Pending
-        }
     }
 }

@@ -7,6 +7,7 @@
 
 mod autoscaling;
 mod berth_api;
+mod bodies;
 mod cloudwatch;
 mod control_plane;
 mod credentials;

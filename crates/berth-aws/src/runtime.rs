@@ -18,7 +18,7 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
     // The gate bounded and timed the body (or read it whole, for a signed request).
     let body = match axum::body::to_bytes(body, MAX_INVOCATION_BYTES).await {
         Ok(b) => b,
-        Err(e) => return crate::gate::unread_body(crate::protocol::Protocol::Runtime, &e),
+        Err(e) => return crate::bodies::unread_body(crate::protocol::Protocol::Runtime, &e),
     };
     // SageMaker's limits on these headers: longer values are refused, never forwarded.
     let (target, custom_attributes, inference_id) = match (

@@ -12,6 +12,7 @@ mod artifacts;
 mod cgroup;
 mod extract;
 mod health;
+mod launch;
 mod log;
 mod orphans;
 mod process;
