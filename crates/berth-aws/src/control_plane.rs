@@ -2,10 +2,11 @@
 
 use crate::endpoint_shapes::{create_endpoint_config, describe_endpoint, describe_endpoint_config};
 use crate::error::ApiError;
+use crate::protocol::{Protocol, X_AMZ_TARGET};
 use crate::wire::{self, ContainerDefinition, ListInput};
 use crate::Edge;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_control::{CreateEndpoint, CreateModel, DesiredWeightAndCapacity, ListQuery, SortKey, UpdateEndpoint, VariantProperty};
 use berth_domain::{ContainerSpec, EndpointStatus, Model, S3DataSource, Timestamp};
@@ -13,25 +14,22 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-const MAX_CONTROL_BODY: usize = crate::MAX_CONTROL_BYTES;
-
+/// `POST /`: the protocol (told apart as the gate did, which also bounded the body) picks the
+/// service; the target names the operation.
 pub async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> Response {
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if let Some(op) = target.strip_prefix(crate::cloudwatch::TARGET_PREFIX).and_then(|t| t.strip_prefix('.')) {
-        return crate::cloudwatch::json(&edge, op, &body).await;
-    }
-    let form =
-        headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-    if target.is_empty() && form {
+    let target = headers.get(&X_AMZ_TARGET).and_then(|v| v.to_str().ok()).unwrap_or("");
+    match Protocol::of(&Method::POST, "/", &headers) {
+        Protocol::CloudWatchJson => {
+            let op = target.strip_prefix(crate::cloudwatch::TARGET_PREFIX).map(|t| t.strip_prefix('.').unwrap_or(t)).unwrap_or("");
+            return crate::cloudwatch::json(&edge, op, &body).await;
+        }
         // The AWS query protocol: of the services berth serves, only CloudWatch speaks it.
-        return crate::cloudwatch::query(&edge, &body).await;
+        Protocol::CloudWatchQuery => return crate::cloudwatch::query(&edge, &body).await,
+        _ => {}
     }
     let result = match target.split_once('.') {
-        Some(("SageMaker", op)) if body.len() <= MAX_CONTROL_BODY => operation(&edge, op, &body).await,
-        Some((crate::autoscaling::TARGET_PREFIX, op)) if body.len() <= MAX_CONTROL_BODY => {
-            crate::autoscaling::operation(&edge, op, &body).await
-        }
-        Some(("SageMaker", _)) => Err(ApiError::validation(format!("The request body is larger than {MAX_CONTROL_BODY} bytes."))),
+        Some(("SageMaker", op)) => operation(&edge, op, &body).await,
+        Some((crate::autoscaling::TARGET_PREFIX, op)) => crate::autoscaling::operation(&edge, op, &body).await,
         _ => Err(unknown_operation(target)),
     };
     match result {

@@ -33,13 +33,6 @@ pub struct Security {
     pub body_timeout: Duration,
 }
 
-impl Security {
-    /// No authentication, loopback names only: for tests of the layers behind the gate.
-    pub fn open(listen: SocketAddr) -> Self {
-        Security { principals: None, hosts: AllowedHosts::new(listen, &[]), tls: false, body_timeout: Duration::from_secs(60) }
-    }
-}
-
 /// The names a request's `Host` may carry: loopback names, the listen address, and the
 /// operator's `--allowed-host`s (`*` allows any). Anything else is refused, which keeps a web
 /// page that rebinds its own DNS name to 127.0.0.1 from reaching berth.
@@ -87,7 +80,8 @@ fn host_name(host: &str) -> &str {
     }
 }
 
-/// The gate as a tower layer in front of every route (one boxed future per request).
+/// The gate as a tower layer in front of every route: no allocation for a request it passes
+/// through, one boxed future for a request whose body it must read first.
 #[derive(Clone)]
 pub(crate) struct GateLayer {
     security: Arc<Security>,

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+pub(crate) const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
