@@ -113,8 +113,6 @@ pub struct SignedRequest<'a> {
 /// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header.
 struct Authorization<'a> {
     access_key_id: &'a str,
-    /// `date/region/service/aws4_request`
-    scope: &'a str,
     scope_date: &'a str,
     region: &'a str,
     service: &'a str,
@@ -144,12 +142,9 @@ pub fn verify<'p>(req: &SignedRequest<'_>, principals: &'p Principals, now: Syst
     let principal = principals.by_key.get(auth.access_key_id).ok_or(AuthError::UnknownKey)?;
 
     let canonical = canonical_request(req, auth.signed_headers)?;
-    let string_to_sign = format!("{ALGORITHM}\n{amz_date}\n{}\n{}", auth.scope, hex::encode(Sha256::digest(canonical.as_bytes())));
-    let key = signing_key(&principal.secret, auth.scope_date, auth.region, auth.service);
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes keys of any length");
-    mac.update(string_to_sign.as_bytes());
+    let scope = [auth.scope_date, auth.region, auth.service];
     // Constant-time comparison.
-    mac.verify_slice(&auth.signature).map_err(|_| AuthError::BadSignature)?;
+    signature(&principal.secret, scope, amz_date, &canonical).verify_slice(&auth.signature).map_err(|_| AuthError::BadSignature)?;
     Ok(principal)
 }
 
@@ -181,7 +176,7 @@ fn parse_authorization(header: &str) -> Result<Authorization<'_>, AuthError> {
         )));
     };
     let signature = hex::decode(signature).ok().filter(|s| s.len() == 32).ok_or(AuthError::BadSignature)?;
-    Ok(Authorization { access_key_id, scope, scope_date, region, service, signed_headers, signature })
+    Ok(Authorization { access_key_id, scope_date, region, service, signed_headers, signature })
 }
 
 /// `20261128T093000Z` → the time it names.
@@ -354,16 +349,21 @@ fn remove_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
-    let step = |key: &[u8], data: &str| {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
-        mac.update(data.as_bytes());
-        mac.finalize().into_bytes().to_vec()
-    };
-    let k = step(format!("AWS4{secret}").as_bytes(), date);
-    let k = step(&k, region);
-    let k = step(&k, service);
-    step(&k, "aws4_request")
+fn hmac(key: &[u8], data: &str) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(data.as_bytes());
+    mac
+}
+
+/// The HMAC of the string to sign under the key derived from `secret` for the credential
+/// scope (`[date, region, service]`): finalized it is the signature, or it verifies one.
+fn signature(secret: &str, [date, region, service]: [&str; 3], amz_date: &str, canonical: &str) -> Hmac<Sha256> {
+    let mut key = hmac(format!("AWS4{secret}").as_bytes(), date).finalize().into_bytes();
+    for part in [region, service, "aws4_request"] {
+        key = hmac(&key, part).finalize().into_bytes();
+    }
+    let digest = hex::encode(Sha256::digest(canonical.as_bytes()));
+    hmac(&key, &format!("{ALGORITHM}\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{digest}"))
 }
 
 /// Signs a request as an SDK would (for berth's own tests and benchmarks).
@@ -376,12 +376,9 @@ pub fn sign_for_tests(req: &SignedRequest<'_>, access_key_id: &str, secret: &str
     names.dedup();
     let signed_headers = names.join(";");
     let canonical = canonical_request(req, &signed_headers).expect("headers are text");
-    let scope = format!("{date}/{region}/{service}/aws4_request");
-    let string_to_sign = format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&signing_key(secret, date, region, service)).expect("any key length");
-    mac.update(string_to_sign.as_bytes());
+    let mac = signature(secret, [date, region, service], &amz_date, &canonical);
     format!(
-        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={signed_headers}, Signature={}",
+        "{ALGORITHM} Credential={access_key_id}/{date}/{region}/{service}/aws4_request, SignedHeaders={signed_headers}, Signature={}",
         hex::encode(mac.finalize().into_bytes())
     )
 }
