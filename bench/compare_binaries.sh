@@ -23,11 +23,7 @@ for bin in "$OLD" "$NEW"; do
   i=$((i+1))
 done
 source "$ROOT/bench/lib.sh"
-for round in 1 2 3; do
-  for j in 0 1; do
-    measure "round $round $([[ $j == 0 ]] && echo old || echo new)" ${PIDS[$j]} ${URLS[$j]} $W/post.lua $SECS
-  done
-done
+alternate $SECS old new $W/post.lua $W/post.lua
 for p in "${PIDS[@]}"; do kill $p; done
 wait 2>/dev/null || true
 rm -rf $W

@@ -15,3 +15,15 @@ measure() {
   many=$(wrk -t2 -c16 -d"${secs}"s -s "$lua" "$url" | awk '/Requests\/sec/{print "rps16", $2}')
   echo "$label: c=1 $one; c=16 $many"
 }
+
+# alternate SECS LABEL0 LABEL1 LUA0 LUA1: three rounds measuring the two servers of the arrays
+# PIDS and URLS in turn, so that both see the same noise.
+alternate() {
+  local secs=$1 round j
+  local labels=("$2" "$3") luas=("$4" "$5")
+  for round in 1 2 3; do
+    for j in 0 1; do
+      measure "round $round ${labels[$j]}" "${PIDS[$j]}" "${URLS[$j]}" "${luas[$j]}" "$secs"
+    done
+  done
+}

@@ -47,11 +47,7 @@ PY
   i=$((i+1))
 done
 source "$ROOT/bench/lib.sh"
-for round in 1 2 3; do
-  for j in 0 1; do
-    measure "round $round $([[ $j == 0 ]] && echo "auth none " || echo "auth sigv4")" ${PIDS[$j]} ${URLS[$j]} $W/post$j.lua $SECS
-  done
-done
+alternate $SECS "auth none " "auth sigv4" $W/post0.lua $W/post1.lua
 for p in "${PIDS[@]}"; do kill $p; done
 wait 2>/dev/null || true
 rm -rf $W
