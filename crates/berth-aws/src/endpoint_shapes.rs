@@ -156,7 +156,7 @@ pub(crate) fn describe_endpoint(e: &Endpoint) -> Value {
                 .image_resolved
                 .map(|t| wire::DeployedImage {
                     specified_image: v.container.image.clone(),
-                    resolved_image: v.container.image.clone(),
+                    resolved_image: v.resolved_image.clone().unwrap_or_else(|| v.container.image.clone()),
                     resolution_time: secs(t),
                 })
                 .into_iter()

@@ -151,6 +151,11 @@ impl EndpointFleet {
     }
 }
 
+/// The image a started fleet of `variant` runs, as its backend resolved it (a digest).
+pub(crate) fn resolved_image(fleet: &FleetMap, variant: &str) -> Option<String> {
+    fleet.get(variant)?.instances.first()?.resolved_image().map(str::to_owned)
+}
+
 /// An instance's memory: its instance type's, or the serverless variant's memory size.
 fn memory_mib(v: &VariantState) -> u64 {
     v.serverless.map_or_else(|| instance_memory_mib(&v.instance_type), |s| u64::from(s.memory_mb))
@@ -230,12 +235,16 @@ impl Controller {
             let suffix = format!("{:06x}", fastrand::u32(..0x100_0000));
             let spec = InstanceSpec {
                 id: format!("{endpoint}/{variant}/{suffix}"),
+                endpoint: endpoint.to_string(),
+                variant: variant.to_string(),
                 image: image.clone(),
                 model_dir: model_dir.clone(),
                 environment: environment.clone(),
                 log_path: self.instance_log_dir(endpoint).join(variant).join(format!("{suffix}.log")),
                 startup_timeout: timeout,
                 memory_limit_bytes: Some(memory_limit),
+                cpus: Some(threads),
+                network_isolation: v.network_isolation,
                 observer: Some(self.instance_observer(endpoint, variant)),
             };
             let backend = self.backend.clone();

@@ -424,6 +424,8 @@ impl Controller {
                 container_startup_timeout_secs: spec.container_startup_timeout_secs,
                 model_data_download_timeout_secs: spec.model_data_download_timeout_secs,
                 image_resolved: None,
+                resolved_image: None,
+                network_isolation: model.enable_network_isolation == Some(true),
                 shadow: spec.shadow,
                 serverless: spec.serverless,
             });

@@ -260,7 +260,12 @@ impl Deployment {
         done.variants = green
             .states
             .iter()
-            .map(|v| VariantState { current_instance_count: v.desired_instance_count, image_resolved: Some(now), ..v.clone() })
+            .map(|v| VariantState {
+                current_instance_count: v.desired_instance_count,
+                image_resolved: Some(now),
+                resolved_image: crate::deploy::resolved_image(&green.variants, &v.name),
+                ..v.clone()
+            })
             .collect();
         done.config_name = self.config_name.clone();
         done.adopt_pending_capture();

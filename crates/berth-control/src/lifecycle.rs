@@ -1,7 +1,7 @@
 //! Endpoint lifecycles in the background: creating fleets, swapping configurations, scaling,
 //! deleting, and bringing stored endpoints back after a restart.
 
-use crate::deploy::stop_all;
+use crate::deploy::{resolved_image, stop_all};
 use crate::Controller;
 use berth_domain::{Endpoint, EndpointStatus, EventKind, Timestamp, VariantState};
 use berth_instances::Instance;
@@ -18,6 +18,7 @@ impl Controller {
                 for v in &mut endpoint.variants {
                     v.current_instance_count = v.desired_instance_count;
                     v.image_resolved.get_or_insert(endpoint.modified);
+                    v.resolved_image = resolved_image(&fleet, &v.name).or(v.resolved_image.take());
                 }
                 endpoint.status = EndpointStatus::InService;
                 endpoint.failure_reason = failure_reason;
@@ -69,6 +70,10 @@ impl Controller {
                         v.current_instance_count = v.desired_instance_count;
                         let old = endpoint.variant(&v.name).filter(|_| reuse.contains(&v.name));
                         v.image_resolved = old.and_then(|o| o.image_resolved).or(Some(now));
+                        v.resolved_image = match old {
+                            Some(o) => o.resolved_image.clone(),
+                            None => resolved_image(&started, &v.name),
+                        };
                         v
                     })
                     .collect();

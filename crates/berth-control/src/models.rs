@@ -131,13 +131,15 @@ pub(crate) fn limit_exceeded(quota: &str, limit: usize, current: usize, unit: &s
 impl Controller {
     /// Checks at creation time what SageMaker checks then (the image can be run, the model data
     /// exists), and what berth's operator allows: `exec:` programs under an `--exec-root`,
-    /// `file://` data under a `--file-root`, no environment that would choose code to run.
+    /// `file://` data under a `--file-root`, no environment that would choose code for a local
+    /// process to run. A container image is looked up when an endpoint starts it.
     fn check_container(&self, c: &ContainerSpec) -> Result<(), ControlError> {
         if let Some(h) = &c.hostname {
             validate_name("containerHostname", h)?;
         }
-        validate_environment(&c.environment)?;
-        match Image::parse(&c.image)? {
+        let image = Image::parse(&c.image)?;
+        validate_environment(&c.environment, !matches!(image, Image::Container(_)))?;
+        match image {
             Image::Exec(path) => {
                 let roots = &self.settings.exec_roots;
                 let resolved = roots.resolve(&path).map_err(|e| match e {
@@ -164,6 +166,8 @@ impl Controller {
                 )))
             }
             Image::Builtin(_) => {}
+            // Checked when an endpoint starts it, as SageMaker does: the engine may be down now.
+            Image::Container(_) => {}
         }
         if let Some(url) = &c.model_data_url {
             self.artifacts.check_url(url).map_err(|e| ControlError::Validation(e.to_string()))?;

@@ -120,6 +120,13 @@ pub struct VariantState {
     pub model_data_download_timeout_secs: Option<u32>,
     /// When the deployed image was resolved (the variant's instances were first started).
     pub image_resolved: Option<Timestamp>,
+    /// What the image resolved to: a container image's digest (`repository@sha256:…`); None
+    /// for images that are not container images (shown as specified).
+    #[serde(default)]
+    pub resolved_image: Option<String>,
+    /// The model's `EnableNetworkIsolation`: its containers get no network.
+    #[serde(default)]
+    pub network_isolation: bool,
     /// A shadow variant (see [`crate::VariantSpec::shadow`]).
     #[serde(default)]
     pub shadow: bool,

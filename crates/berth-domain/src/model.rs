@@ -128,8 +128,10 @@ pub fn environment_name_refused(name: &str) -> bool {
 
 /// SageMaker's rules for a container's `Environment` (at most 100 entries; names of letters,
 /// digits and `_`, not starting with a digit, up to 1,024 characters; values up to 1,024), and
-/// berth's: no NUL byte, no name of [`environment_name_refused`].
-pub fn validate_environment(environment: &BTreeMap<String, String>) -> Result<(), crate::DomainError> {
+/// berth's: no NUL byte, no `BERTH_*` name (berth sets those), and for a program berth runs as a
+/// local process (`local_process`) no name of [`environment_name_refused`]; a container image
+/// runs in a container of its own, where such names choose only the container's code.
+pub fn validate_environment(environment: &BTreeMap<String, String>, local_process: bool) -> Result<(), crate::DomainError> {
     let invalid = |m: String| Err(crate::DomainError::Validation(m));
     if environment.len() > 100 {
         return invalid(format!(
@@ -152,7 +154,10 @@ pub fn validate_environment(environment: &BTreeMap<String, String>) -> Result<()
                 "1 validation error detected: Value at 'primaryContainer.environment' failed to satisfy constraint: Map value of {name} must have length less than or equal to 1024 and hold no NUL character"
             ));
         }
-        if environment_name_refused(name) {
+        if name.to_ascii_uppercase().starts_with("BERTH_") {
+            return invalid(format!("Environment variable {name} cannot be set: berth sets the BERTH_* variables of an instance itself."));
+        }
+        if local_process && environment_name_refused(name) {
             return invalid(format!(
                 "Environment variable {name} cannot be set: it would let the container's environment choose code for berth to load or run \
                  (refused names: LD_*, BASH_ENV, ENV, BASH_FUNC_*, PATH, HOME, PYTHONPATH and other loader and interpreter settings, BERTH_*)."
@@ -177,6 +182,9 @@ pub enum Image {
     Exec(PathBuf),
     /// An image built into berth, e.g. `berth/onnx` (any tag).
     Builtin(BuiltinImage),
+    /// A container image reference (`name:tag`, `registry/name@sha256:…`, ECR URIs as they
+    /// are), run through the Docker engine.
+    Container(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,11 +218,69 @@ impl Image {
             }
             return Ok(Image::Exec(path));
         }
-        Err(DomainError::Validation(format!(
-            "Image '{image}' cannot be run by berth: use a built-in image (berth/onnx) or \
-             'exec:/absolute/path/to/program' for a program that implements the SageMaker container contract"
-        )))
+        match reference_problem(image) {
+            None => Ok(Image::Container(image.to_string())),
+            Some(problem) => Err(DomainError::Validation(format!(
+                "Image '{image}' is not a container image reference ({problem}): use [registry/]repository[:tag][@sha256:digest], \
+                 a built-in image (berth/onnx), or 'exec:/absolute/path/to/program'"
+            ))),
+        }
     }
+}
+
+/// What is wrong with a container image reference, after the grammar of the OCI distribution
+/// spec (docker/distribution's `reference` package): `[domain[:port]/]path[:tag][@digest]`, each
+/// path component lower-case alphanumerics joined by `.`, `_`, `__` or dashes.
+fn reference_problem(reference: &str) -> Option<&'static str> {
+    if reference.is_empty() || reference.len() > 255 {
+        return Some("it must be 1 to 255 characters long");
+    }
+    let (name_tag, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    if let Some(d) = digest {
+        let hex = d.strip_prefix("sha256:").unwrap_or("");
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Some("a digest must be sha256: and 64 lower-case hex digits");
+        }
+    }
+    // A tag follows the last ':' that comes after the last '/' (a ':' before it is a port).
+    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[last_slash..].rfind(':') {
+        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
+        None => (name_tag, None),
+    };
+    if let Some(tag) = tag {
+        let ok_first = tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok_first || tag.len() > 128 || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+            return Some("a tag is up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'");
+        }
+    }
+    let mut components: Vec<&str> = name.split('/').collect();
+    // The first component is a registry when it has a '.' or a ':' or is localhost.
+    if components.len() > 1 && (components[0].contains(['.', ':']) || components[0] == "localhost") {
+        let host = components.remove(0);
+        let (domain, port) = host.split_once(':').map_or((host, None), |(d, p)| (d, Some(p)));
+        if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+            || domain.split('.').any(|l| l.is_empty() || l.starts_with('-') || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            return Some("the registry must be a host name with an optional port");
+        }
+    }
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        let edge = |x: Option<&u8>| x.is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit());
+        edge(b.first())
+            && edge(b.last())
+            && !c.contains("..")
+            && !c.contains("___")
+            && b.iter().all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || b"._-".contains(x))
+    };
+    if !components.iter().all(|c| component_ok(c)) {
+        return Some("a repository is lower-case letters and digits, separated by '/', '.', '_' or '-'");
+    }
+    None
 }
 
 #[cfg(test)]
@@ -225,7 +291,40 @@ mod tests {
     fn exec_images_need_absolute_paths() {
         assert_eq!(Image::parse("exec:/bin/serve"), Ok(Image::Exec("/bin/serve".into())));
         assert!(Image::parse("exec:serve").is_err());
-        assert!(Image::parse("123.dkr.ecr.us-east-1.amazonaws.com/x:1").is_err());
+    }
+
+    #[test]
+    fn container_references_follow_the_oci_grammar() {
+        let digest = format!("sha256:{}", "a1".repeat(32));
+        for good in [
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-model:latest".to_string(),
+            "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3".into(),
+            "my-model".into(),
+            "my_model:1".into(),
+            "localhost:5000/team/model:v1.2".into(),
+            format!("registry.example.com/model@{digest}"),
+            format!("model:1@{digest}"),
+        ] {
+            assert_eq!(Image::parse(&good), Ok(Image::Container(good.clone())), "{good}");
+        }
+        for bad in [
+            "",
+            "My-Model:1",
+            "model:",
+            "model:-x",
+            "model@sha256:abc",
+            "model@md5:00",
+            "-model",
+            "model..x",
+            "host:port/model",
+            "a//b",
+            "model:1 2",
+            "../etc/passwd",
+            "model\0",
+        ] {
+            assert!(Image::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Image::parse(&format!("a/{}", "b".repeat(260))).is_err());
     }
 
     #[test]
@@ -233,24 +332,27 @@ mod tests {
         for image in ["berth/onnx", "berth/onnx:1", "berth/onnx:latest"] {
             assert_eq!(Image::parse(image), Ok(Image::Builtin(BuiltinImage::Onnx)), "{image}");
         }
-        assert!(Image::parse("berth/onnxx").is_err());
+        assert_eq!(Image::parse("berth/onnxx"), Ok(Image::Container("berth/onnxx".into())), "another repository");
     }
 
     #[test]
     fn environments_that_would_choose_code_are_refused() {
         let env = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
-        assert!(validate_environment(&env(&[("SAGEMAKER_PROGRAM", "inference.py"), ("OMP_NUM_THREADS", "2")])).is_ok());
-        for name in
-            ["LD_PRELOAD", "ld_library_path", "BASH_ENV", "ENV", "BASH_FUNC_x%%", "PATH", "PYTHONPATH", "BERTH_DATA_DIR", "NODE_OPTIONS"]
-        {
-            assert!(validate_environment(&env(&[(name, "x")])).is_err(), "{name}");
+        assert!(validate_environment(&env(&[("SAGEMAKER_PROGRAM", "inference.py"), ("OMP_NUM_THREADS", "2")]), true).is_ok());
+        for name in ["LD_PRELOAD", "ld_library_path", "BASH_ENV", "ENV", "BASH_FUNC_x%%", "PATH", "PYTHONPATH", "NODE_OPTIONS"] {
+            assert!(validate_environment(&env(&[(name, "x")]), true).is_err(), "{name}");
+            // Inside a container of its own, such a name chooses only the container's code.
+            assert_eq!(validate_environment(&env(&[(name, "x")]), false).is_ok(), !name.contains('%'), "{name}");
         }
-        for name in ["1ABC", "A-B", "A=B", ""] {
-            assert!(validate_environment(&env(&[(name, "x")])).is_err(), "{name:?}");
+        for local_process in [true, false] {
+            assert!(validate_environment(&env(&[("BERTH_DATA_DIR", "x")]), local_process).is_err());
+            for name in ["1ABC", "A-B", "A=B", ""] {
+                assert!(validate_environment(&env(&[(name, "x")]), local_process).is_err(), "{name:?}");
+            }
+            assert!(validate_environment(&env(&[("A", "x\0y")]), local_process).is_err());
+            assert!(validate_environment(&env(&[("A", &"x".repeat(1025))]), local_process).is_err());
+            let many: BTreeMap<String, String> = (0..101).map(|i| (format!("K{i}"), String::new())).collect();
+            assert!(validate_environment(&many, local_process).is_err());
         }
-        assert!(validate_environment(&env(&[("A", "x\0y")])).is_err());
-        assert!(validate_environment(&env(&[("A", &"x".repeat(1025))])).is_err());
-        let many: BTreeMap<String, String> = (0..101).map(|i| (format!("K{i}"), String::new())).collect();
-        assert!(validate_environment(&many).is_err());
     }
 }

@@ -1,34 +1,35 @@
+use crate::InstanceSlot;
 use bytes::Bytes;
 use http_body_util::Empty;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
-use std::net::SocketAddr;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use std::time::Duration;
 
-/// Calls a container's `GET /ping`.
-#[derive(Clone)]
-pub(crate) struct PingClient {
-    client: Client<HttpConnector, Empty<Bytes>>,
-}
+/// Calls a container's `GET /ping`, each time on a fresh connection, so that a half-dead
+/// keep-alive socket cannot make a dead container look alive.
+#[derive(Clone, Default)]
+pub(crate) struct PingClient;
 
 impl PingClient {
     pub(crate) fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        // Health checks use fresh connections so that a half-dead keep-alive socket cannot
-        // make a dead container look alive.
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector);
-        PingClient { client }
+        PingClient
     }
 
     /// True when the container answered 200 within `timeout`.
-    pub(crate) async fn ping(&self, addr: SocketAddr, timeout: Duration) -> bool {
-        let Ok(uri) = format!("http://{addr}/ping").parse::<hyper::Uri>() else {
-            return false;
-        };
-        match tokio::time::timeout(timeout, self.client.get(uri)).await {
-            Ok(Ok(resp)) => resp.status() == hyper::StatusCode::OK,
-            _ => false,
-        }
+    pub(crate) async fn ping(&self, slot: &InstanceSlot, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, ping_once(slot)).await.unwrap_or(false)
     }
+}
+
+async fn ping_once(slot: &InstanceSlot) -> bool {
+    let Ok(stream) = slot.connect().await else { return false };
+    let Ok((mut sender, conn)) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await else { return false };
+    let connection = tokio::spawn(conn);
+    let request = hyper::Request::get("/ping").header(hyper::header::HOST, slot.addr().to_string()).body(Empty::new());
+    let ok = match request {
+        Ok(request) => sender.send_request(request).await.is_ok_and(|resp| resp.status() == hyper::StatusCode::OK),
+        Err(_) => false,
+    };
+    connection.abort();
+    ok
 }

@@ -32,6 +32,7 @@ pub(crate) fn launch(
         // Resolved again at each start: the program must still be under an --exec-root.
         Image::Exec(program) => (resolve_program(program, &settings.exec_roots)?, vec!["serve"], false),
         Image::Builtin(image) => (settings.builtin_program.clone(), vec!["worker", image.worker_name(), "serve"], true),
+        Image::Container(reference) => return Err(format!("{reference} is a container image: the Docker backend runs it")),
     };
     let log = crate::log::InstanceLog::open(&spec.log_path, settings.log_max_bytes)?;
     log.note(&format!("---- berth: starting instance {} (attempt {attempt}) on port {port} ----", spec.id));

@@ -1,23 +1,31 @@
-//! Instances: the worker processes that serve a variant, and the model files they serve.
+//! Instances: the containers that serve a variant, and the model files they serve.
 //!
 //! [`InstanceBackend`] is the seam between the controller and whatever runs a container:
-//! [`ProcessBackend`] runs `exec:` programs as local child processes; a Docker or Kubernetes
-//! backend is another implementation. Each running instance is an [`Instance`], owned by its
-//! own supervisor task; the router sees it only through its [`InstanceSlot`].
+//! [`ProcessBackend`] runs `exec:` programs and built-in images as local child processes,
+//! [`DockerBackend`] runs container images through the Docker engine, and [`ImageBackends`]
+//! picks one by image (a Kubernetes backend would be another implementation). Each running
+//! instance is an [`Instance`], owned by its backend (a supervisor task, `supervisor.rs`); the
+//! router sees it only through its [`InstanceSlot`].
 //!
 //! [`ModelArtifacts`] turns a `ModelDataUrl` into a model directory on disk, extracting archives
 //! so that nothing lands outside that directory.
 
 mod artifacts;
 mod cgroup;
+mod docker;
 mod extract;
+#[cfg(feature = "test-support")]
+mod fake;
 mod health;
+mod instance;
 mod launch;
 mod log;
+mod netns;
 mod orphans;
 mod process;
 mod roots;
 mod s3;
+mod supervisor;
 
 pub use s3::S3Writer;
 mod slot;
@@ -39,8 +47,13 @@ pub fn fuzz_unpack(data: &[u8], dest: &std::path::Path, gzip: bool) -> Result<()
         extract::unpack_tar(data, dest, limits, None)
     }
 }
+pub use docker::{DockerBackend, DockerEngine};
+#[cfg(feature = "test-support")]
+pub use fake::{FakeBackend, FakeCall};
+pub use instance::{ImageBackends, Instance, InstanceBudget};
+pub use netns::NetNamespace;
 pub use orphans::{ProcessTracker, MARKER};
-pub use process::{Instance, ProcessBackend, SupervisorSettings};
+pub use process::{ProcessBackend, SupervisorSettings};
 pub use roots::{AllowedRoots, RootError};
 pub use slot::{InFlight, InstanceSlot};
 pub use usage::{disk_used_percent, host_memory_bytes, GroupUsage, UsageProbe};
@@ -57,6 +70,8 @@ use std::time::Duration;
 pub struct InstanceSpec {
     /// Unique among running instances, e.g. `my-endpoint/Variant1/3f9a`.
     pub id: String,
+    pub endpoint: String,
+    pub variant: String,
     pub image: Image,
     /// The model files, leased for as long as the instance runs.
     pub model_dir: ModelDir,
@@ -66,6 +81,11 @@ pub struct InstanceSpec {
     pub startup_timeout: Duration,
     /// The instance's memory (its type's or its serverless size), enforced where the backend can.
     pub memory_limit_bytes: Option<u64>,
+    /// The instance's vCPUs (its type's, capped by the machine's cores), a CPU limit where the
+    /// backend enforces one (containers).
+    pub cpus: Option<u32>,
+    /// The model's `EnableNetworkIsolation`: the container gets no network.
+    pub network_isolation: bool,
     /// Told what happens to the instance over its life (the controller records events).
     pub observer: Option<InstanceObserver>,
 }
@@ -99,7 +119,8 @@ pub enum InstanceError {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Starts instances. `start` resolves once the instance has passed its first `/ping`.
+/// Starts instances. `start` resolves once the instance has passed its first `/ping`; the
+/// backend then owns it (supervision, restarts) until [`Instance::stop`].
 pub trait InstanceBackend: Send + Sync + 'static {
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>>;
 }

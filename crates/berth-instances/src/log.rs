@@ -37,7 +37,8 @@ impl InstanceLog {
         self.write(format!("{line}\n").as_bytes());
     }
 
-    fn write(&self, mut bytes: &[u8]) {
+    /// Output of the instance's container, as it comes.
+    pub(crate) fn write(&self, mut bytes: &[u8]) {
         let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         while !bytes.is_empty() {
             if log.size >= log.max {

@@ -1,13 +1,22 @@
+use crate::netns::NetNamespace;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpStream;
+
+/// Numbers slots for their lifetime, so that connections can be pooled per slot.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 /// What the router needs to know about an instance: where it listens, whether it is healthy,
 /// and how many requests it is serving. All lock-free: read on every request.
 #[derive(Debug)]
 pub struct InstanceSlot {
     pub id: String,
+    /// Unique among the slots of this server's life.
+    serial: u64,
     host: IpAddr,
+    /// The network namespace the address is in, when not berth's own (a container's).
+    netns: Mutex<Option<Arc<NetNamespace>>>,
     port: AtomicU16,
     /// The process id of the instance's main process (also its process group), 0 when none runs.
     pid: AtomicU32,
@@ -23,7 +32,9 @@ impl InstanceSlot {
     pub fn new(id: String) -> Self {
         InstanceSlot {
             id,
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            netns: Mutex::new(None),
             port: AtomicU16::new(0),
             pid: AtomicU32::new(0),
             healthy: AtomicBool::new(false),
@@ -49,6 +60,28 @@ impl InstanceSlot {
 
     pub(crate) fn set_port(&self, port: u16) {
         self.port.store(port, Ordering::Release);
+    }
+
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// Points the slot into another network namespace (a container's), or back into berth's.
+    pub(crate) fn set_netns(&self, netns: Option<Arc<NetNamespace>>) {
+        *self.netns.lock().unwrap_or_else(|e| e.into_inner()) = netns;
+    }
+
+    /// Opens a connection to the instance (`TCP_NODELAY`), inside its network namespace if
+    /// it has one of its own.
+    pub async fn connect(&self) -> std::io::Result<TcpStream> {
+        let addr = self.addr();
+        let netns = self.netns.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let stream = match netns {
+            Some(ns) => ns.connect(addr).await?,
+            None => TcpStream::connect(addr).await?,
+        };
+        stream.set_nodelay(true)?;
+        Ok(stream)
     }
 
     /// The instance's main process id (its process group leader), when one runs.

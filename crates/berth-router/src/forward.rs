@@ -84,8 +84,7 @@ impl Forwarder {
     }
 
     pub async fn forward(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<InvokeResponse, InvokeError> {
-        let addr = slot.addr();
-        let call = self.exchange(addr, variant, build_request(addr, req));
+        let call = self.exchange(slot, variant, build_request(slot.addr(), req));
         let (parts, body) = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| InvokeError::Timeout { variant: variant.to_string(), seconds: self.timeout.as_secs() })??;
@@ -110,17 +109,18 @@ impl Forwarder {
     /// the request goes on another; only a fresh connection's failure is reported.
     async fn exchange(
         &self,
-        addr: SocketAddr,
+        slot: &InstanceSlot,
         variant: &str,
         mut request: Request<Full<Bytes>>,
     ) -> Result<(http::response::Parts, Bytes), InvokeError> {
         let unreachable = |message: String| InvokeError::Unreachable { variant: variant.to_string(), message };
         let failed = |message: String| InvokeError::Failed { variant: variant.to_string(), message };
         let too_large = || InvokeError::AnswerTooLarge { variant: variant.to_string(), limit: MAX_ANSWER_BYTES };
+        let instance = slot.serial();
         loop {
-            let (mut conn, reused) = match self.pool.take(addr) {
+            let (mut conn, reused) = match self.pool.take(instance) {
                 Some(conn) => (conn, true),
-                None => (ConnectionPool::connect(addr).await.map_err(unreachable)?, false),
+                None => (ConnectionPool::connect(slot).await.map_err(unreachable)?, false),
             };
             if let Err(e) = conn.ready().await {
                 if reused {
@@ -140,7 +140,7 @@ impl Forwarder {
                         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
                         Err(e) => return Err(failed(error_chain(e.as_ref()))),
                     };
-                    self.pool.put(addr, conn);
+                    self.pool.put(instance, conn);
                     return Ok((parts, body));
                 }
                 Err(mut e) => match e.take_message() {

@@ -1,4 +1,5 @@
-//! Keep-alive HTTP/1 connections to instances, pooled per instance address.
+//! Keep-alive HTTP/1 connections to instances, pooled per instance (its slot's serial: several
+//! containers may all listen on 127.0.0.1:8080, each in its own network namespace).
 //!
 //! Built on hyper's connection-level client rather than its pooled `Client`: that client spawns
 //! a task per HTTP/1 request to return the connection to its pool, and on a multi-threaded
@@ -6,19 +7,20 @@
 //! more than the rest of berth's hop. Here a connection's task is spawned once, when it opens,
 //! and the request's own task puts the connection back once the response body is read.
 
+use berth_instances::InstanceSlot;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 
 pub(crate) type Connection = SendRequest<Full<Bytes>>;
 
-/// Idle connections by instance address. The lock is held only to push or pop, never across I/O.
+/// Idle connections by instance (slot serial). The lock is held only to push or pop, never
+/// across I/O.
 pub(crate) struct ConnectionPool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Connection>>>,
+    idle: Mutex<HashMap<u64, Vec<Connection>>>,
     max_idle_per_instance: usize,
 }
 
@@ -28,34 +30,34 @@ impl ConnectionPool {
     }
 
     /// An idle connection that is still open, if there is one.
-    pub(crate) fn take(&self, addr: SocketAddr) -> Option<Connection> {
+    pub(crate) fn take(&self, instance: u64) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.get_mut(&addr)?;
+        let conns = idle.get_mut(&instance)?;
         while let Some(conn) = conns.pop() {
             if !conn.is_closed() {
                 return Some(conn);
             }
         }
-        idle.remove(&addr);
+        idle.remove(&instance);
         None
     }
 
     /// Returns a connection whose response has been read completely.
-    pub(crate) fn put(&self, addr: SocketAddr, conn: Connection) {
+    pub(crate) fn put(&self, instance: u64, conn: Connection) {
         if conn.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.entry(addr).or_default();
+        let conns = idle.entry(instance).or_default();
         if conns.len() < self.max_idle_per_instance {
             conns.push(conn);
         }
     }
 
     /// Opens a new connection; its I/O runs in a task of its own until either side closes it.
-    pub(crate) async fn connect(addr: SocketAddr) -> Result<Connection, String> {
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| format!("set TCP_NODELAY: {e}"))?;
+    pub(crate) async fn connect(slot: &InstanceSlot) -> Result<Connection, String> {
+        let addr = slot.addr();
+        let stream = slot.connect().await.map_err(|e| format!("connect to {addr}: {e}"))?;
         let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake with {addr}: {e}"))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -72,7 +74,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A one-connection HTTP server that answers each request with a fixed response.
-    async fn server(responses: usize) -> SocketAddr {
+    async fn server(responses: usize) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -98,28 +100,29 @@ mod tests {
     #[tokio::test]
     async fn reuses_an_open_connection_and_drops_a_closed_one() {
         // The server answers two requests on one connection, then closes it.
-        let addr = server(2).await;
+        let slot = InstanceSlot::healthy_for_tests("i", server(2).await.port());
+        let key = slot.serial();
         let pool = ConnectionPool::new(4);
-        assert!(pool.take(addr).is_none());
-        let mut conn = ConnectionPool::connect(addr).await.unwrap();
+        assert!(pool.take(key).is_none());
+        let mut conn = ConnectionPool::connect(&slot).await.unwrap();
         assert_eq!(call(&mut conn).await, "ok");
-        pool.put(addr, conn);
-        let mut conn = pool.take(addr).expect("the connection was pooled");
+        pool.put(key, conn);
+        let mut conn = pool.take(key).expect("the connection was pooled");
         assert_eq!(call(&mut conn).await, "ok");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !conn.is_closed() {
             assert!(std::time::Instant::now() < deadline, "closed connection not detected");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        pool.put(addr, conn);
-        assert!(pool.take(addr).is_none());
+        pool.put(key, conn);
+        assert!(pool.take(key).is_none());
     }
 
     #[tokio::test]
     async fn refused_connection_is_an_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let slot = InstanceSlot::healthy_for_tests("i", listener.local_addr().unwrap().port());
         drop(listener);
-        assert!(ConnectionPool::connect(addr).await.unwrap_err().contains("connect to"));
+        assert!(ConnectionPool::connect(&slot).await.unwrap_err().contains("connect to"));
     }
 }

@@ -4,7 +4,10 @@ use anyhow::Context;
 use berth_aws::Edge;
 use berth_control::{Controller, ControllerSettings, Limits};
 use berth_domain::Account;
-use berth_instances::{AllowedRoots, ExtractLimits, MemoryCgroups, ModelArtifacts, ProcessBackend, ProcessTracker, SupervisorSettings};
+use berth_instances::{
+    AllowedRoots, DockerBackend, DockerEngine, ExtractLimits, ImageBackends, InstanceBudget, MemoryCgroups, ModelArtifacts, ProcessBackend,
+    ProcessTracker, SupervisorSettings,
+};
 use berth_router::{Forwarder, Router, RoutingTable};
 use berth_store::SqliteStore;
 use std::net::SocketAddr;
@@ -59,6 +62,10 @@ pub struct ServeArgs {
     /// unpacks to more than 64 MiB).
     #[arg(long, env = "BERTH_MAX_MODEL_EXPANSION", default_value_t = 200)]
     max_model_expansion: u64,
+    /// The Docker engine that runs container images: `auto` (DOCKER_HOST, else the default unix
+    /// socket), `off`, or its URL (unix:///var/run/docker.sock, tcp://host:2375).
+    #[arg(long, env = "BERTH_DOCKER", default_value = "auto", value_parser = DockerEngine::parse)]
+    docker: DockerEngine,
     /// A directory `exec:` programs may be run from (repeatable; `BERTH_EXEC_ROOTS` takes a
     /// `:`-separated list). Without one, `exec:` images are refused.
     #[arg(long = "exec-root", env = "BERTH_EXEC_ROOTS", value_delimiter = ':')]
@@ -229,18 +236,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
         .collect();
-    let backend = Arc::new(ProcessBackend::new(
-        SupervisorSettings {
-            drain_timeout: Duration::from_secs(args.drain_timeout),
-            memory_cgroups: memory_cgroups.clone(),
-            exec_roots: exec_roots.clone(),
-            builtin_environment,
-            max_instances: args.max_instances,
-            log_max_bytes: args.log_max_bytes,
-            ..SupervisorSettings::default()
-        },
-        ProcessTracker::new(&data_dir),
-    ));
+    let supervision = SupervisorSettings {
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        memory_cgroups: memory_cgroups.clone(),
+        exec_roots: exec_roots.clone(),
+        builtin_environment,
+        log_max_bytes: args.log_max_bytes,
+        ..SupervisorSettings::default()
+    };
+    let budget = InstanceBudget::new(args.max_instances);
+    let processes = Arc::new(ProcessBackend::new(supervision.clone(), ProcessTracker::new(&data_dir), budget.clone()));
+    let containers = Arc::new(DockerBackend::new(args.docker.clone(), &data_dir, supervision, budget));
+    let removed = containers.remove_leftovers().await;
+    if removed > 0 {
+        warn!(containers = removed, "removed containers an earlier berth on this data directory left");
+    }
+    info!(engine = %args.docker.describe(), "container images run through the Docker engine");
+    let backend = Arc::new(ImageBackends { processes: processes.clone(), containers: containers.clone() });
     let artifacts = ModelArtifacts::new(
         data_dir.join("models"),
         ExtractLimits {
@@ -317,7 +329,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         warn!("instances did not stop in time; they end with the server");
     }
     // Whatever instances left running (helpers that left their session) goes with berth.
-    backend.kill_leftovers();
+    processes.kill_leftovers();
+    containers.remove_leftovers().await;
     if let Some(cgroups) = memory_cgroups {
         cgroups.remove();
     }
