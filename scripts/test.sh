@@ -29,6 +29,24 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt_install || { $sudo apt-get update -qq && apt_install; }
 fi
 
+# Container images run through a Docker engine: Debian's docker.io, started here when none runs.
+if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  if ! command -v dockerd >/dev/null; then
+    echo "== installing docker.io (Debian package) for the container image tests"
+    apt_docker() { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker.io >/dev/null; }
+    apt_docker || { $sudo apt-get update -qq && apt_docker; }
+  fi
+  echo "== starting dockerd (log: /tmp/berth-test-dockerd.log)"
+  $sudo sh -c 'nohup dockerd >/tmp/berth-test-dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do
+    docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker version --format 'Docker engine {{.Server.Version}}' || { tail -20 /tmp/berth-test-dockerd.log; exit 1; }
+fi
+
 venv "$ROOT/.venv" tests/requirements.txt
 venv "$ROOT/.venv-sdk3" tests/requirements-sdk3.txt
 

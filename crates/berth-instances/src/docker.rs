@@ -84,8 +84,6 @@ pub struct DockerBackend {
     settings: SupervisorSettings,
     budget: InstanceBudget,
     ping: PingClient,
-    /// How long pulling a missing image may take.
-    pull_timeout: Duration,
 }
 
 impl DockerBackend {
@@ -100,7 +98,6 @@ impl DockerBackend {
             settings,
             budget,
             ping: PingClient::new(),
-            pull_timeout: Duration::from_secs(300),
         }
     }
 
@@ -145,12 +142,12 @@ impl DockerBackend {
     }
 
     /// The image's digest as SageMaker shows it (`repository@sha256:…`), pulling the image
-    /// when the engine does not have it.
-    async fn resolve(&self, docker: &Docker, reference: &str) -> Result<String, String> {
+    /// when the engine does not have it (for at most `pull_timeout`).
+    async fn resolve(&self, docker: &Docker, reference: &str, pull_timeout: Duration) -> Result<String, String> {
         let inspected = match docker.inspect_image(reference).await {
             Ok(image) => image,
             Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
-                let pulled = self.pull(docker, reference).await;
+                let pulled = pull(docker, reference, pull_timeout).await;
                 match (pulled, docker.inspect_image(reference).await) {
                     (Ok(()), Ok(image)) => image,
                     (Err(e), _) | (Ok(()), Err(DockerError::DockerResponseServerError { message: e, .. })) => {
@@ -177,20 +174,6 @@ impl DockerBackend {
             .find(|d| d.split('@').next() == Some(repository))
             .or_else(|| inspected.id.map(|id| format!("{repository}@{id}")));
         Ok(digest.unwrap_or_else(|| reference.to_string()))
-    }
-
-    async fn pull(&self, docker: &Docker, reference: &str) -> Result<(), String> {
-        let options = CreateImageOptionsBuilder::default().from_image(reference).build();
-        let pulling = async {
-            let mut progress = docker.create_image(Some(options), None, None);
-            while let Some(step) = progress.next().await {
-                step.map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        };
-        tokio::time::timeout(self.pull_timeout, pulling)
-            .await
-            .unwrap_or_else(|_| Err(format!("the pull took longer than {} seconds", self.pull_timeout.as_secs())))
     }
 
     /// Creates the instance's container (not started).
@@ -241,7 +224,8 @@ impl InstanceBackend for DockerBackend {
             let failed = |reason: String| InstanceError::StartFailed(format!("Cannot run image {reference}: {reason}"));
             let alive = self.budget.admit()?;
             let docker = self.client().await.map_err(failed)?;
-            let resolved = self.resolve(&docker, &reference).await.map_err(InstanceError::StartFailed)?;
+            // A pull counts against the startup timeout, as SageMaker's image download does.
+            let resolved = self.resolve(&docker, &reference, spec.startup_timeout).await.map_err(InstanceError::StartFailed)?;
             let log = InstanceLog::open(&spec.log_path, self.settings.log_max_bytes).map_err(failed)?;
             let container = self.create(&docker, &spec, &reference).await.map_err(failed)?;
             let limit = spec.memory_limit_bytes;
@@ -249,6 +233,19 @@ impl InstanceBackend for DockerBackend {
             start_supervised(runner, spec, &self.settings, self.ping.clone(), alive, Some(resolved)).await
         })
     }
+}
+
+/// Pulls an image through the engine (from whatever registry its reference names).
+async fn pull(docker: &Docker, reference: &str, timeout: Duration) -> Result<(), String> {
+    let options = CreateImageOptionsBuilder::default().from_image(reference).build();
+    let pulling = async {
+        let mut progress = docker.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            step.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, pulling).await.unwrap_or_else(|_| Err(format!("the pull took longer than {} seconds", timeout.as_secs())))
 }
 
 /// Runs one instance's container: started again after a crash, removed at the end.
