@@ -91,14 +91,7 @@ impl DockerBackend {
     /// are removed by [`DockerBackend::remove_leftovers`].
     pub fn new(engine: DockerEngine, data_dir: &std::path::Path, settings: SupervisorSettings, budget: InstanceBudget) -> Self {
         let server = format!("{:016x}", crate::stable_hash(&data_dir.display().to_string()));
-        DockerBackend {
-            engine,
-            client: Mutex::new(None),
-            server,
-            settings,
-            budget,
-            ping: PingClient::new(),
-        }
+        DockerBackend { engine, client: Mutex::new(None), server, settings, budget, ping: PingClient::new() }
     }
 
     /// The engine's client, connecting (and negotiating the API version) on first use.

@@ -1,0 +1,295 @@
+//! The controller's endpoint lifecycles against an in-memory backend (`FakeBackend`): what it
+//! starts and stops, what it stores, and what it publishes to the routing table — create,
+//! blue/green update, a guarded update rolled back on an alarm, delete during an update, and
+//! recovery after a restart on the same data directory.
+
+use berth_control::{Controller, ControllerSettings, CreateEndpoint, CreateEndpointConfig, CreateModel, Limits, PutAlarm, UpdateEndpoint};
+use berth_domain::{
+    Account, AlarmState, BlueGreenPolicy, CapacitySize, CapacityUnit, ContainerSpec, DeploymentConfig, Endpoint, EndpointStatus,
+    TrafficRouting, UpdatePolicy, VariantSpec,
+};
+use berth_instances::{AllowedRoots, ExtractLimits, FakeBackend, FakeCall, ModelArtifacts};
+use berth_router::RoutingTable;
+use berth_store::SqliteStore;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Server {
+    controller: Arc<Controller>,
+    routing: Arc<RoutingTable>,
+}
+
+fn server(dir: &Path, backend: &FakeBackend) -> Server {
+    let store = SqliteStore::open(&dir.join("state.db")).unwrap();
+    let limits = ExtractLimits { max_total_bytes: 1 << 20, max_entries: 100, max_ratio: 100, deadline: None };
+    let artifacts = ModelArtifacts::new(dir.join("models"), limits, AllowedRoots::default());
+    let routing = Arc::new(RoutingTable::default());
+    let settings = ControllerSettings {
+        account: Account { region: "us-east-1".into(), account_id: "123456789012".into() },
+        data_dir: dir.to_path_buf(),
+        limits: Limits::default(),
+        default_startup_timeout: Duration::from_secs(10),
+        exec_roots: AllowedRoots::default(),
+        file_roots: AllowedRoots::default(),
+    };
+    let controller = Controller::new(Arc::new(store), Arc::new(backend.clone()), artifacts, routing.clone(), settings);
+    Server { controller, routing }
+}
+
+impl Server {
+    async fn model(&self, name: &str, image: &str) {
+        let container = ContainerSpec {
+            hostname: None,
+            image: image.into(),
+            model_data_url: None,
+            environment: Default::default(),
+            mode: None,
+            model_data_source: None,
+        };
+        let req = CreateModel {
+            name: name.into(),
+            primary_container: true,
+            containers: vec![container],
+            execution_role_arn: None,
+            enable_network_isolation: None,
+            vpc_config: None,
+            tags: vec![],
+        };
+        self.controller.create_model(req).await.unwrap();
+    }
+
+    /// A config of one variant per (variant, model, instances).
+    async fn config(&self, name: &str, variants: &[(&str, &str, u32)]) {
+        let variants = variants
+            .iter()
+            .map(|&(v, model, count)| VariantSpec {
+                name: v.into(),
+                model_name: model.into(),
+                instance_type: "ml.m5.large".into(),
+                initial_instance_count: count,
+                initial_weight: 1.0,
+                container_startup_timeout_secs: None,
+                model_data_download_timeout_secs: None,
+                routing: None,
+                shadow: false,
+                serverless: None,
+            })
+            .collect();
+        let req = CreateEndpointConfig { name: name.into(), variants, kms_key_id: None, tags: vec![], data_capture: None };
+        self.controller.create_endpoint_config(req).await.unwrap();
+    }
+
+    async fn create(&self, endpoint: &str, config: &str) {
+        let req = CreateEndpoint { name: endpoint.into(), config_name: config.into(), tags: vec![], deployment_config: None };
+        self.controller.create_endpoint(req).await.unwrap();
+    }
+
+    async fn update(&self, endpoint: &str, config: &str, deployment_config: Option<DeploymentConfig>) {
+        let req = UpdateEndpoint {
+            name: endpoint.into(),
+            config_name: config.into(),
+            retain_all_variant_properties: false,
+            exclude_retained_variant_properties: vec![],
+            deployment_config,
+            retain_deployment_config: false,
+        };
+        self.controller.update_endpoint(req).await.unwrap();
+    }
+
+    /// Waits until the endpoint's stored status is `want` and, when it is in service, its
+    /// published route holds what it describes.
+    async fn settled(&self, endpoint: &str, want: EndpointStatus) -> Endpoint {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let e = self.controller.describe_endpoint(endpoint).await.unwrap();
+            if e.status == want {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "{endpoint} is {:?}, not {want:?}: {:?}", e.status, e.failure_reason);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Instances per variant in the published route.
+    fn routed(&self, endpoint: &str) -> Vec<(String, usize)> {
+        let route = self.routing.get(endpoint).expect("a published route");
+        route.variants.iter().map(|v| (v.name.clone(), v.instances.len())).collect()
+    }
+}
+
+fn started_images(backend: &FakeBackend) -> Vec<String> {
+    backend
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::Started { image, .. } => Some(image),
+            FakeCall::Stopped { .. } => None,
+        })
+        .collect()
+}
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_blue_green_update_keeps_unchanged_variants_and_replaces_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::default();
+    let s = server(dir.path(), &backend);
+    s.model("a1", "registry.example/a:1").await;
+    s.model("b1", "registry.example/b:1").await;
+    s.model("b2", "registry.example/b:2").await;
+    s.config("c1", &[("A", "a1", 2), ("B", "b1", 1)]).await;
+    s.create("ep", "c1").await;
+    let e = s.settled("ep", EndpointStatus::InService).await;
+    assert_eq!(backend.running().len(), 3);
+    assert_eq!(s.routed("ep"), vec![("A".into(), 2), ("B".into(), 1)]);
+    let b = e.variant("B").unwrap();
+    assert_eq!(b.resolved_image.as_deref(), Some("registry.example/b:1@sha256:fake"), "the backend's resolution is stored");
+
+    // B moves to a new image; A is unchanged and keeps its instances.
+    s.config("c2", &[("A", "a1", 2), ("B", "b2", 1)]).await;
+    let a_before: Vec<String> = backend.running().into_iter().filter(|id| id.starts_with("ep/A/")).collect();
+    s.update("ep", "c2", None).await;
+    let e = s.settled("ep", EndpointStatus::InService).await;
+    assert_eq!(e.config_name, "c2");
+    assert_eq!(e.variant("B").unwrap().resolved_image.as_deref(), Some("registry.example/b:2@sha256:fake"));
+    eventually("the replaced B instance stops", || backend.running().len() == 3).await;
+    let running = backend.running();
+    assert!(a_before.iter().all(|id| running.contains(id)), "A kept its instances: {running:?}");
+    assert_eq!(started_images(&backend).iter().filter(|i| i.ends_with("b:2")).count(), 1);
+    assert_eq!(s.routed("ep"), vec![("A".into(), 2), ("B".into(), 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_update_leaves_the_old_fleet_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::default();
+    let s = server(dir.path(), &backend);
+    s.model("good", "registry.example/good:1").await;
+    s.model("bad", "registry.example/bad:1").await;
+    s.config("c1", &[("V", "good", 2)]).await;
+    s.config("c2", &[("V", "bad", 2)]).await;
+    s.create("ep", "c1").await;
+    s.settled("ep", EndpointStatus::InService).await;
+    let before = backend.running();
+
+    backend.fail_images_containing("bad");
+    s.update("ep", "c2", None).await;
+    let e = s.settled("ep", EndpointStatus::InService).await;
+    assert_eq!(e.config_name, "c1");
+    assert!(e.failure_reason.as_deref().unwrap_or("").contains("fake failure of registry.example/bad:1"), "{:?}", e.failure_reason);
+    assert_eq!(backend.running(), before, "the old instances kept serving");
+    assert_eq!(s.routed("ep"), vec![("V".into(), 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_update_rolls_back_when_its_alarm_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::default();
+    let s = server(dir.path(), &backend);
+    s.model("blue", "registry.example/m:blue").await;
+    s.model("green", "registry.example/m:green").await;
+    s.config("c1", &[("V", "blue", 2)]).await;
+    s.config("c2", &[("V", "green", 2)]).await;
+    s.create("ep", "c1").await;
+    s.settled("ep", EndpointStatus::InService).await;
+    let blue = backend.running();
+    let alarm = PutAlarm {
+        name: "errors".into(),
+        description: None,
+        actions_enabled: true,
+        ok_actions: vec![],
+        alarm_actions: vec![],
+        insufficient_data_actions: vec![],
+        namespace: "AWS/SageMaker".into(),
+        metric_name: "Invocation5XXErrors".into(),
+        dimensions: vec![("EndpointName".into(), "ep".into()), ("VariantName".into(), "V".into())],
+        statistic: Some("Sum".into()),
+        extended_statistic: None,
+        unit: None,
+        period: 60,
+        evaluation_periods: 1,
+        datapoints_to_alarm: None,
+        threshold: 1.0,
+        comparison: "GreaterThanOrEqualToThreshold".into(),
+        treat_missing_data: None,
+    };
+    s.controller.put_alarm(alarm).await.unwrap();
+    let canary = BlueGreenPolicy {
+        routing: TrafficRouting::Canary(CapacitySize { unit: CapacityUnit::InstanceCount, value: 1 }),
+        wait_interval_secs: 30,
+        termination_wait_secs: 0,
+        max_execution_secs: None,
+    };
+    let config = DeploymentConfig { policy: Some(UpdatePolicy::BlueGreen(canary)), rollback_alarms: vec!["errors".into()] };
+    s.update("ep", "c2", Some(config)).await;
+
+    // The canary takes its share of traffic beside the old fleet...
+    eventually("the canary takes traffic", || s.routing.get("ep").is_some_and(|r| r.green.as_ref().is_some_and(|g| g.share > 0.0))).await;
+    assert_eq!(backend.running().len(), 4, "green starts beside blue");
+    // ... until the alarm fires: all traffic goes back, the green fleet stops.
+    s.controller.set_alarm_state("errors", AlarmState::Alarm, "test".into(), None).await.unwrap();
+    let e = s.settled("ep", EndpointStatus::InService).await;
+    eventually("the green fleet stops", || backend.running() == blue).await;
+    assert_eq!(e.config_name, "c1");
+    assert!(e.failure_reason.as_deref().unwrap_or("").contains("errors"), "{:?}", e.failure_reason);
+    assert!(s.routing.get("ep").unwrap().green.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_during_an_update_stops_both_fleets() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::default();
+    let s = server(dir.path(), &backend);
+    s.model("old", "registry.example/m:old").await;
+    s.model("new", "registry.example/m:new").await;
+    s.config("c1", &[("V", "old", 2)]).await;
+    s.config("c2", &[("V", "new", 2)]).await;
+    s.create("ep", "c1").await;
+    s.settled("ep", EndpointStatus::InService).await;
+
+    backend.set_start_delay(Duration::from_millis(500));
+    s.update("ep", "c2", None).await;
+    s.controller.delete_endpoint("ep").await.unwrap();
+    eventually("the endpoint is gone", || s.routing.get("ep").is_none()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.controller.describe_endpoint("ep").await.is_ok() {
+        assert!(Instant::now() < deadline, "the endpoint is still described");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Starts that were under way are stopped (or never recorded) once they finish.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    eventually("no instance of the deleted endpoint runs", || backend.running().is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_brings_stored_endpoints_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = FakeBackend::default();
+    {
+        let s = server(dir.path(), &first);
+        s.model("m", "registry.example/m:1").await;
+        s.config("c1", &[("A", "m", 2), ("B", "m", 1)]).await;
+        s.create("ep", "c1").await;
+        s.settled("ep", EndpointStatus::InService).await;
+        s.controller.shutdown().await;
+        assert!(first.running().is_empty(), "shutdown stops every instance");
+    }
+    // A new server on the same data directory: nothing runs until it recovers.
+    let second = FakeBackend::default();
+    let s = server(dir.path(), &second);
+    assert!(s.routing.get("ep").is_none());
+    s.controller.recover().await.unwrap();
+    let e = s.settled("ep", EndpointStatus::InService).await;
+    assert_eq!(e.config_name, "c1");
+    eventually("the route is published", || s.routing.get("ep").is_some()).await;
+    assert_eq!(s.routed("ep"), vec![("A".into(), 2), ("B".into(), 1)]);
+    assert_eq!(second.running().len(), 3);
+}
