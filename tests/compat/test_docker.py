@@ -38,7 +38,11 @@ def images():
 def containers(endpoint, running_only=False):
     """`docker inspect` of every container berth made for `endpoint`."""
     ids = docker("ps", *([] if running_only else ["-a"]), "-q", "--filter", f"label=berth.endpoint={endpoint}").split()
-    return json.loads(docker("inspect", *ids)) if ids else []
+    if not ids:
+        return []
+    # A container removed between the two commands is left out (inspect prints the others).
+    inspected = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True).stdout
+    return json.loads(inspected or "[]")
 
 
 def image_model(sm, name, image, tmp_path, env=None, **extra):
@@ -96,6 +100,8 @@ def test_two_image_variants_on_port_8080_split_by_weight(berth, images, tmp_path
         assert c["HostConfig"]["NanoCpus"] == min(vcpus, cores) * 10**9
         assert c["Config"]["Cmd"] == ["serve"]
         assert c["HostConfig"]["NetworkMode"] != "none"
+        assert c["HostConfig"]["PidsLimit"] == 8192
+        assert "no-new-privileges" in c["HostConfig"]["SecurityOpt"] and not c["HostConfig"]["Privileged"]
         mount = next(m for m in c["Mounts"] if m["Destination"] == "/opt/ml/model")
         assert mount["RW"] is False
 
@@ -106,6 +112,9 @@ def test_two_image_variants_on_port_8080_split_by_weight(berth, images, tmp_path
         assert x["model_file"] == f"files of {x['name']}", x  # read from /opt/ml/model inside
         assert x["pid"] == 1, x  # the server is the container's own first process
         assert "BERTH_DATA_DIR" not in x["environment"]
+
+    targeted = runtime.invoke_endpoint(EndpointName=ep, Body=b"x", TargetVariant="B")
+    assert targeted["InvokedProductionVariant"] == "B" and json.loads(targeted["Body"].read())["name"] == b
 
     sm.update_endpoint_weights_and_capacities(EndpointName=ep, DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredWeight": 0}])
     wait_status(sm, ep, "InService")
@@ -193,7 +202,20 @@ def test_a_missing_image_fails_the_endpoint_with_how_to_provide_it(berth, images
     assert d["EndpointStatus"] == "Failed"
     assert f"Image {image} is not on this machine's Docker engine" in d["FailureReason"], d["FailureReason"]
     assert f"docker build -t {image}" in d["FailureReason"] and "docker load" in d["FailureReason"]
+    assert "berth pulls no images (--docker-pull never)" in d["FailureReason"], "pulls are off by default"
     assert containers(ep) == []
+
+
+def test_a_missing_image_is_pulled_when_allowed_and_the_failure_named(own_berth, images, tmp_path):
+    server = own_berth("--docker-pull", "missing")
+    image = f"{REGISTRY}/not-built-here:pull"
+    m = image_model(server.sm(), "m", image, tmp_path)
+    config = [{"VariantName": "V", "ModelName": m, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "ContainerStartupHealthCheckTimeoutInSeconds": 60}]
+    d = endpoint_of(server.sm(), "ep", config)
+    assert d["EndpointStatus"] == "Failed"
+    # No registry is reachable here: the engine's pull error is named.
+    assert f"Image {image} is not on this machine's Docker engine" in d["FailureReason"], d["FailureReason"]
+    assert "could not be pulled" in d["FailureReason"] and "docker load" in d["FailureReason"], d["FailureReason"]
 
 
 def test_an_unreachable_engine_fails_the_endpoint_saying_where_berth_looked(own_berth, images, tmp_path):
@@ -232,3 +254,21 @@ def test_kill_9_and_restart_leave_exactly_the_endpoints_containers(own_berth, im
     # A graceful shutdown leaves none.
     assert server.stop() == 0
     assert containers(ep) == []
+
+
+def test_container_cpu_and_memory_are_measured_per_variant(berth, images, tmp_path):
+    from test_instance_metrics import HOLD_MB, INSTANCE_MEMORY_MB, wait_samples
+
+    sm = berth.sm()
+    ep = unique("imgmetrics")
+    busy = image_model(sm, f"{ep}-busy", images[0], tmp_path, env={"ECHO_BURN_CPU": "1", "ECHO_HOLD_MB": str(HOLD_MB)})
+    idle = image_model(sm, f"{ep}-idle", images[0], tmp_path)
+    variants = [{"VariantName": v, "ModelName": m, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"} for v, m in (("Busy", busy), ("Idle", idle))]
+    assert endpoint_of(sm, ep, variants)["EndpointStatus"] == "InService"
+    cw = berth.client("cloudwatch")
+    assert wait_samples(cw, ep, "Busy", "CPUUtilization", 3)["Average"] > 40
+    assert wait_samples(cw, ep, "Idle", "CPUUtilization", 3)["Average"] < 25
+    busy_mem = wait_samples(cw, ep, "Busy", "MemoryUtilization", 3)["Average"]
+    idle_mem = wait_samples(cw, ep, "Idle", "MemoryUtilization", 3)["Average"]
+    held = HOLD_MB / INSTANCE_MEMORY_MB * 100
+    assert held * 0.9 < busy_mem - idle_mem < held * 1.5, (busy_mem, idle_mem, held)

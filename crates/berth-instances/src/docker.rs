@@ -33,6 +33,8 @@ use tokio::task::JoinHandle;
 const CONTAINER_PORT: u16 = 8080;
 /// Where SageMaker mounts the model data.
 const MODEL_MOUNT: &str = "/opt/ml/model";
+/// Most processes (and threads) one container may have.
+const PIDS_LIMIT: i64 = 8192;
 const LABEL_SERVER: &str = "berth.server";
 const LABEL_ENDPOINT: &str = "berth.endpoint";
 const LABEL_VARIANT: &str = "berth.variant";
@@ -81,6 +83,8 @@ pub struct DockerBackend {
     client: Mutex<Option<Docker>>,
     /// This server's label value: a hash of its data directory.
     server: String,
+    /// Whether an image the engine lacks is pulled (`--docker-pull missing`).
+    pull_missing: bool,
     settings: SupervisorSettings,
     budget: InstanceBudget,
     ping: PingClient,
@@ -88,10 +92,17 @@ pub struct DockerBackend {
 
 impl DockerBackend {
     /// `data_dir` names this server: containers a killed server on the same directory left
-    /// are removed by [`DockerBackend::remove_leftovers`].
-    pub fn new(engine: DockerEngine, data_dir: &std::path::Path, settings: SupervisorSettings, budget: InstanceBudget) -> Self {
+    /// are removed by [`DockerBackend::remove_leftovers`]. With `pull_missing`, an image the
+    /// engine lacks is pulled from its registry.
+    pub fn new(
+        engine: DockerEngine,
+        pull_missing: bool,
+        data_dir: &std::path::Path,
+        settings: SupervisorSettings,
+        budget: InstanceBudget,
+    ) -> Self {
         let server = format!("{:016x}", crate::stable_hash(&data_dir.display().to_string()));
-        DockerBackend { engine, client: Mutex::new(None), server, settings, budget, ping: PingClient::new() }
+        DockerBackend { engine, client: Mutex::new(None), server, pull_missing, settings, budget, ping: PingClient::new() }
     }
 
     /// The engine's client, connecting (and negotiating the API version) on first use.
@@ -139,6 +150,14 @@ impl DockerBackend {
     async fn resolve(&self, docker: &Docker, reference: &str, pull_timeout: Duration) -> Result<String, String> {
         let inspected = match docker.inspect_image(reference).await {
             Ok(image) => image,
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) if !self.pull_missing => {
+                return Err(format!(
+                    "Image {reference} is not on this machine's Docker engine ({}), and berth pulls no images (--docker-pull never). \
+                     Build it there with `docker build -t {reference} .` or load it with `docker load`, or start berth with \
+                     --docker-pull missing, then create the endpoint again.",
+                    self.engine.describe()
+                ))
+            }
             Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
                 let pulled = pull(docker, reference, pull_timeout).await;
                 match (pulled, docker.inspect_image(reference).await) {
@@ -191,6 +210,8 @@ impl DockerBackend {
             // berth itself never sends traffic to (it reaches each container on its loopback).
             network_mode: spec.network_isolation.then(|| "none".to_string()),
             security_opt: Some(vec!["no-new-privileges".into()]),
+            // A fork bomb in a model cannot take the machine's process table.
+            pids_limit: Some(PIDS_LIMIT),
             ..Default::default()
         };
         let body = ContainerCreateBody {

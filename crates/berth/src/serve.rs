@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// socket), `off`, or its URL (unix:///var/run/docker.sock, tcp://host:2375).
     #[arg(long, env = "BERTH_DOCKER", default_value = "auto", value_parser = DockerEngine::parse)]
     docker: DockerEngine,
+    /// Whether an image the Docker engine lacks is pulled from its registry: `never` (only
+    /// images built or loaded on this machine run) or `missing`.
+    #[arg(long, env = "BERTH_DOCKER_PULL", default_value = "never", value_parser = ["never", "missing"])]
+    docker_pull: String,
     /// A directory `exec:` programs may be run from (repeatable; `BERTH_EXEC_ROOTS` takes a
     /// `:`-separated list). Without one, `exec:` images are refused.
     #[arg(long = "exec-root", env = "BERTH_EXEC_ROOTS", value_delimiter = ':')]
@@ -246,12 +250,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let budget = InstanceBudget::new(args.max_instances);
     let processes = Arc::new(ProcessBackend::new(supervision.clone(), ProcessTracker::new(&data_dir), budget.clone()));
-    let containers = Arc::new(DockerBackend::new(args.docker.clone(), &data_dir, supervision, budget));
+    let containers = Arc::new(DockerBackend::new(args.docker.clone(), args.docker_pull == "missing", &data_dir, supervision, budget));
     let removed = containers.remove_leftovers().await;
     if removed > 0 {
         warn!(containers = removed, "removed containers an earlier berth on this data directory left");
     }
-    info!(engine = %args.docker.describe(), "container images run through the Docker engine");
+    info!(engine = %args.docker.describe(), pull = %args.docker_pull, "container images run through the Docker engine");
     let backend = Arc::new(ImageBackends { processes: processes.clone(), containers: containers.clone() });
     let artifacts = ModelArtifacts::new(
         data_dir.join("models"),
