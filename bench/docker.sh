@@ -18,7 +18,7 @@ BERTH=$!
 trap 'kill $BERTH 2>/dev/null; wait $BERTH 2>/dev/null; rm -rf $W' EXIT
 for _ in $(seq 50); do grep -q listening $W/out 2>/dev/null && break; sleep 0.1; done
 URL=$(awk '{print $4}' $W/out)
-echo "berth $($BIN --version 2>/dev/null || true), $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "$($BIN --version 2>/dev/null || echo berth), $(nproc) cores, $(date -u +%Y-%m-%d)"
 $PY "$ROOT/bench/docker_startup.py" "$URL" "$IMAGE" "$ROUNDS"
 printf 'wrk.method = "POST"\nwrk.body = "1,2"\nwrk.headers["Content-Type"] = "text/csv"\n' > $W/post.lua
 declare -a URLS PIDS
