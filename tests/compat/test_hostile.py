@@ -190,6 +190,39 @@ def test_callers_run_only_allowed_programs_with_a_clean_environment(own_berth, t
     alive(server)
 
 
+def test_image_references_cannot_smuggle_options_or_paths(berth, sm):
+    """A container image reference goes to the Docker engine: one that is not a plain OCI
+    reference (an option, a path, a second word, an unknown digest) is refused at CreateModel,
+    and a container's Environment cannot set berth's own variables."""
+    digest = "sha256:" + "0" * 64
+    for image in (
+        "--privileged",
+        "alpine -v /:/host",
+        "alpine;reboot",
+        "../../etc/passwd",
+        "/var/run/docker.sock",
+        "UPPER/case:1",
+        "alpine:tag:again",
+        "alpine@sha512:" + "0" * 128,
+        f"alpine@{digest}x",
+        "a" * 256,
+        "registry.example:port/x:1",
+        "alpine\nFROM",
+    ):
+        with pytest.raises(ClientError) as e:
+            sm.create_model(ModelName=unique("m"), PrimaryContainer={"Image": image}, ExecutionRoleArn=ROLE)
+        assert error_code(e) == "ValidationException", image
+        assert "not a container image reference" in error_message(e) or "Image" in error_message(e), image
+    with pytest.raises(ClientError) as e:
+        sm.create_model(ModelName=unique("m"), PrimaryContainer={"Image": "alpine:3", "Environment": {"BERTH_DATA_DIR": "/"}}, ExecutionRoleArn=ROLE)
+    assert error_code(e) == "ValidationException" and "BERTH_DATA_DIR" in error_message(e)
+    # Inside a container of its own, an interpreter's variables only choose the container's code.
+    name = unique("m")
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": f"alpine@{digest}", "Environment": {"PYTHONPATH": "/opt/ml/code"}}, ExecutionRoleArn=ROLE)
+    sm.delete_model(ModelName=name)
+    alive(berth)
+
+
 def test_file_urls_only_under_file_roots_and_without_telling_what_exists(berth, sm, tmp_path):
     answers = {}
     for path in ("/etc/shadow", "/etc/no-such-file-at-all"):
