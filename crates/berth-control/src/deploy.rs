@@ -2,7 +2,7 @@
 //! and retired.
 
 use crate::Controller;
-use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
+use berth_domain::{instance_memory_mib, instance_vcpus, BuiltinImage, ContainerSpec, Endpoint, Image, VariantState};
 use berth_instances::{host_memory_bytes, Instance, InstanceSpec, ModelData};
 use berth_router::{CaptureSettings, EndpointRoute, GreenRoute, ServerlessState, ShadowRoute, VariantRoute};
 use std::collections::HashMap;
@@ -212,6 +212,20 @@ impl Controller {
             .prepare(model_data(container), download_timeout)
             .await
             .map_err(|e| fail(format!("could not prepare model data: {e}")))?;
+        // A framework model's handler source (`sagemaker.*Model(source_dir=...)` uploads it).
+        let submitted =
+            container.environment.get("SAGEMAKER_SUBMIT_DIRECTORY").filter(|u| u.starts_with("s3://") || u.starts_with("file://"));
+        let python = matches!(&image, Image::Builtin(BuiltinImage::Python))
+            || matches!(&image, Image::Container(r) if berth_instances::Framework::of_image(r).is_some());
+        let code_dir = match submitted.filter(|_| python) {
+            Some(url) => Some(
+                self.artifacts
+                    .prepare(ModelData::Url(url), download_timeout)
+                    .await
+                    .map_err(|e| fail(format!("could not prepare the source directory {url} (SAGEMAKER_SUBMIT_DIRECTORY): {e}")))?,
+            ),
+            None => None,
+        };
         let timeout =
             v.container_startup_timeout_secs.map(|s| Duration::from_secs(u64::from(s))).unwrap_or(self.settings.default_startup_timeout);
         // What berth tells every instance about its size: worker threads are the instance
@@ -239,6 +253,7 @@ impl Controller {
                 variant: variant.to_string(),
                 image: image.clone(),
                 model_dir: model_dir.clone(),
+                code_dir: code_dir.clone(),
                 environment: environment.clone(),
                 log_path: self.instance_log_dir(endpoint).join(variant).join(format!("{suffix}.log")),
                 startup_timeout: timeout,

@@ -115,6 +115,7 @@ impl Controller {
                     (EventKind::InstanceCrashed, format!("Instance {short} could not be restarted; retrying: {reason}"))
                 }
                 InstanceEvent::Stopped => (EventKind::InstanceStopped, format!("Instance {short} stopped")),
+                InstanceEvent::Preparing { step } => (EventKind::DeploymentStep, format!("Instance {short}: {step}")),
             };
             controller.record_event(&endpoint, Some(&variant), kind, message);
         })

@@ -77,6 +77,9 @@ pub struct ControllerSettings {
     pub exec_roots: AllowedRoots,
     /// Where `file://` data may be read and capture files written (`--file-root`); empty: off.
     pub file_roots: AllowedRoots,
+    /// Whether berth's Python runtime may run models' own code (`--python-runtime on`):
+    /// `berth/python`, and AWS's framework images without Docker.
+    pub python_runtime: bool,
 }
 
 pub struct Controller {

@@ -1,7 +1,8 @@
 use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_environment, validate_name, ContainerSpec, Image, Model, ResourceKind, Timestamp, VpcConfig};
+use berth_domain::{validate_environment, validate_name, BuiltinImage, ContainerSpec, Image, Model, ResourceKind, Timestamp, VpcConfig};
+use berth_instances::Framework;
 use berth_instances::RootError;
 use berth_store::{StateStore, StoreError, Tag};
 use std::os::unix::fs::PermissionsExt;
@@ -138,7 +139,12 @@ impl Controller {
             validate_name("containerHostname", h)?;
         }
         let image = Image::parse(&c.image)?;
-        validate_environment(&c.environment, !matches!(image, Image::Container(_)))?;
+        // A framework image may run through berth's Python runtime, a local process.
+        let in_container = matches!(&image, Image::Container(r) if Framework::of_image(r).is_none());
+        validate_environment(&c.environment, !in_container)?;
+        if let Some(url) = c.environment.get("SAGEMAKER_SUBMIT_DIRECTORY").filter(|u| u.starts_with("file://") || u.starts_with("s3://")) {
+            self.artifacts.check_url(url).map_err(|e| ControlError::Validation(format!("SAGEMAKER_SUBMIT_DIRECTORY: {e}")))?;
+        }
         match image {
             Image::Exec(path) => {
                 let roots = &self.settings.exec_roots;
@@ -159,6 +165,14 @@ impl Controller {
                     return Err(ControlError::Validation(format!("Requested image {} is not an executable file.", c.image)));
                 }
             }
+            Image::Builtin(BuiltinImage::Python) if !self.settings.python_runtime => {
+                return Err(ControlError::Validation(format!(
+                    "Requested image {} runs the model's own code (its handler script and pickled model) as berth's user: \
+                     start berth with --python-runtime on to allow it.",
+                    c.image
+                )))
+            }
+            Image::Builtin(BuiltinImage::Python) => {}
             Image::Builtin(_) if c.model_data_url.is_none() && c.model_data_source.is_none() => {
                 return Err(ControlError::Validation(format!(
                     "Image {} serves the model in the model data: set ModelDataUrl to an .onnx file, a directory or a .tar.gz holding one.",

@@ -32,6 +32,7 @@ fn server(dir: &Path, backend: &FakeBackend) -> Server {
         default_startup_timeout: Duration::from_secs(10),
         exec_roots: AllowedRoots::default(),
         file_roots: AllowedRoots::default(),
+        python_runtime: false,
     };
     let controller = Controller::new(Arc::new(store), Arc::new(backend.clone()), artifacts, routing.clone(), settings);
     Server { controller, routing }

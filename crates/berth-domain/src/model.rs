@@ -191,6 +191,9 @@ pub enum Image {
 pub enum BuiltinImage {
     /// `berth/onnx`: serves the ONNX model in the model data through ONNX Runtime.
     Onnx,
+    /// `berth/python`: framework models with SageMaker inference handlers (`model_fn`, ...),
+    /// served by berth's Python runtime; also what AWS's framework images run as without Docker.
+    Python,
 }
 
 impl BuiltinImage {
@@ -198,6 +201,7 @@ impl BuiltinImage {
     pub fn worker_name(self) -> &'static str {
         match self {
             BuiltinImage::Onnx => "onnx",
+            BuiltinImage::Python => "python",
         }
     }
 }
@@ -208,6 +212,9 @@ impl Image {
         let repository = image.split_once(':').map_or(image, |(repo, _tag)| repo);
         if repository == "berth/onnx" {
             return Ok(Image::Builtin(BuiltinImage::Onnx));
+        }
+        if repository == "berth/python" {
+            return Ok(Image::Builtin(BuiltinImage::Python));
         }
         if let Some(path) = image.strip_prefix("exec:") {
             let path = PathBuf::from(path);

@@ -126,6 +126,18 @@ impl DockerBackend {
         Ok(negotiated)
     }
 
+    /// Whether the engine holds an image of exactly this reference (false when it is off or
+    /// cannot be reached).
+    pub async fn has_image(&self, reference: &str) -> bool {
+        if self.engine == DockerEngine::Off {
+            return false;
+        }
+        match self.client().await {
+            Ok(docker) => docker.inspect_image(reference).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
     /// Removes every container of this server's data directory: at start, what a killed server
     /// left; at shutdown, anything still there. Quiet when the engine is off or not reachable.
     pub async fn remove_leftovers(&self) -> usize {

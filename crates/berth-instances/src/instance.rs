@@ -1,7 +1,7 @@
 //! What every backend hands back: a running [`Instance`], the budget of instances alive at once,
 //! and [`ImageBackends`], which picks the backend for an image.
 
-use crate::{BoxFuture, InstanceBackend, InstanceError, InstanceSlot, InstanceSpec};
+use crate::{BoxFuture, DockerBackend, InstanceBackend, InstanceError, InstanceSlot, InstanceSpec, ProcessBackend, PythonBackend};
 use berth_domain::Image;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -94,18 +94,41 @@ impl Drop for AliveGuard {
     }
 }
 
+fn image_name(image: &Image) -> String {
+    match image {
+        Image::Container(reference) => reference.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// Picks the backend for an instance by its image: programs and built-in images run as local
-/// processes, container images through the container backend.
+/// processes; `berth/python`, and AWS's framework images the Docker engine does not hold,
+/// through the Python runtime; other container images as Docker containers.
 pub struct ImageBackends {
-    pub processes: Arc<dyn InstanceBackend>,
-    pub containers: Arc<dyn InstanceBackend>,
+    pub processes: Arc<ProcessBackend>,
+    pub containers: Arc<DockerBackend>,
+    /// None: the Python runtime is off (`--python-runtime off`).
+    pub python: Option<Arc<PythonBackend>>,
 }
 
 impl InstanceBackend for ImageBackends {
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>> {
-        match spec.image {
-            Image::Exec(_) | Image::Builtin(_) => self.processes.start(spec),
-            Image::Container(_) => self.containers.start(spec),
-        }
+        Box::pin(async move {
+            if PythonBackend::framework_for(&spec.image, &self.containers).await.is_some() {
+                let Some(python) = &self.python else {
+                    return Err(InstanceError::StartFailed(format!(
+                        "Image {} is a framework image the Docker engine does not hold; berth's Python runtime could serve it, \
+                         but it runs the model's own code as berth's user and is off: start berth with --python-runtime on, \
+                         or put the image on the engine (docker build / docker load).",
+                        image_name(&spec.image)
+                    )));
+                };
+                return python.start(spec).await;
+            }
+            match spec.image {
+                Image::Exec(_) | Image::Builtin(_) => self.processes.start(spec).await,
+                Image::Container(_) => self.containers.start(spec).await,
+            }
+        })
     }
 }

@@ -23,6 +23,7 @@ mod log;
 mod netns;
 mod orphans;
 mod process;
+mod python;
 mod roots;
 mod s3;
 mod supervisor;
@@ -47,6 +48,7 @@ pub fn fuzz_unpack(data: &[u8], dest: &std::path::Path, gzip: bool) -> Result<()
         extract::unpack_tar(data, dest, limits, None)
     }
 }
+pub use berth_python::{Framework, PythonEnvironments};
 pub use docker::{DockerBackend, DockerEngine};
 #[cfg(feature = "test-support")]
 pub use fake::{FakeBackend, FakeCall};
@@ -54,6 +56,7 @@ pub use instance::{ImageBackends, Instance, InstanceBudget};
 pub use netns::NetNamespace;
 pub use orphans::{ProcessTracker, MARKER};
 pub use process::{ProcessBackend, SupervisorSettings};
+pub use python::PythonBackend;
 pub use roots::{AllowedRoots, RootError};
 pub use slot::{InFlight, InstanceSlot};
 pub use usage::{disk_used_percent, host_memory_bytes, GroupUsage, UsageProbe};
@@ -75,6 +78,8 @@ pub struct InstanceSpec {
     pub image: Image,
     /// The model files, leased for as long as the instance runs.
     pub model_dir: ModelDir,
+    /// The handler's source directory (`SAGEMAKER_SUBMIT_DIRECTORY`, unpacked), when given.
+    pub code_dir: Option<ModelDir>,
     pub environment: BTreeMap<String, String>,
     pub log_path: PathBuf,
     /// How long the first `/ping` may take to pass.
@@ -105,6 +110,8 @@ pub enum InstanceEvent {
     RestartFailed { reason: String },
     /// Drained and stopped.
     Stopped,
+    /// A step of getting ready to start, in words (a Python environment being made).
+    Preparing { step: String },
 }
 
 /// Receives an instance's events with its id. Called from the supervisor's task: keep it short.

@@ -63,9 +63,50 @@ enum Command {
         #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
         data_dir: std::path::PathBuf,
     },
+    /// Make (or find cached) the Python environment berth's Python runtime serves an image with,
+    /// and print its interpreter: warms the cache before deploying, and gives the exact
+    /// framework version to train or pickle models with.
+    PreparePython {
+        /// The data directory berth serves from.
+        #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
+        data_dir: std::path::PathBuf,
+        /// A framework image (e.g. 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3) or berth/python.
+        #[arg(long)]
+        image: String,
+        /// A requirements.txt the model adds.
+        #[arg(long)]
+        requirements: Option<std::path::PathBuf>,
+        /// The interpreter environments are made from.
+        #[arg(long, env = "BERTH_PYTHON", default_value = "python3")]
+        python: String,
+        /// Install only from pip's cache.
+        #[arg(long, env = "BERTH_OFFLINE")]
+        offline: bool,
+    },
     /// A built-in image's worker process (berth starts these itself).
     #[command(hide = true, subcommand)]
     Worker(worker::Worker),
+}
+
+fn prepare_python(
+    data_dir: &std::path::Path,
+    image: &str,
+    requirements: Option<&std::path::Path>,
+    python: String,
+    offline: bool,
+) -> anyhow::Result<()> {
+    let framework =
+        berth_python::Framework::of_image(image).ok_or_else(|| anyhow::anyhow!("{image} is not served by berth's Python runtime"))?;
+    std::fs::create_dir_all(data_dir)?;
+    let environments = berth_python::PythonEnvironments::new(data_dir.canonicalize()?.join("python"), python, offline);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let progress = |step: String| eprintln!("{step}");
+    let prepared = runtime.block_on(environments.prepare(&framework, requirements, &progress)).map_err(anyhow::Error::msg)?;
+    if let Some(note) = prepared.note {
+        eprintln!("{note}");
+    }
+    println!("{}", prepared.python.display());
+    Ok(())
 }
 
 fn install_onnxruntime(data_dir: &std::path::Path) -> anyhow::Result<()> {
@@ -81,6 +122,9 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Worker(worker) => worker::run(worker),
         Command::InstallOnnxruntime { data_dir } => install_onnxruntime(&data_dir),
+        Command::PreparePython { data_dir, image, requirements, python, offline } => {
+            prepare_python(&data_dir, &image, requirements.as_deref(), python, offline)
+        }
         Command::Endpoints { server } => cli::endpoints(server),
         Command::Invoke { server, args } => cli::invoke(server, args),
         Command::Weights { server, args } => cli::weights(server, args),

@@ -6,7 +6,7 @@ use berth_control::{Controller, ControllerSettings, Limits};
 use berth_domain::Account;
 use berth_instances::{
     AllowedRoots, DockerBackend, DockerEngine, ExtractLimits, ImageBackends, InstanceBudget, MemoryCgroups, ModelArtifacts, ProcessBackend,
-    ProcessTracker, SupervisorSettings,
+    ProcessTracker, PythonBackend, PythonEnvironments, SupervisorSettings,
 };
 use berth_router::{Forwarder, Router, RoutingTable};
 use berth_store::SqliteStore;
@@ -70,6 +70,17 @@ pub struct ServeArgs {
     /// images built or loaded on this machine run) or `missing`.
     #[arg(long, env = "BERTH_DOCKER_PULL", default_value = "never", value_parser = ["never", "missing"])]
     docker_pull: String,
+    /// Whether berth's Python runtime serves `berth/python` and AWS's framework images
+    /// (scikit-learn, XGBoost) the Docker engine does not hold: `on` runs the model's own code
+    /// (its handler script and pickled model) as berth's user, so it is `off` unless allowed.
+    #[arg(long, env = "BERTH_PYTHON_RUNTIME", default_value = "off", value_parser = ["off", "on"])]
+    python_runtime: String,
+    /// The Python interpreter the runtime's environments are made from (3.8 or newer, with venv).
+    #[arg(long, env = "BERTH_PYTHON", default_value = "python3")]
+    python: String,
+    /// No package registry: Python environments install only from pip's cache.
+    #[arg(long, env = "BERTH_OFFLINE")]
+    offline: bool,
     /// A directory `exec:` programs may be run from (repeatable; `BERTH_EXEC_ROOTS` takes a
     /// `:`-separated list). Without one, `exec:` images are refused.
     #[arg(long = "exec-root", env = "BERTH_EXEC_ROOTS", value_delimiter = ':')]
@@ -256,7 +267,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         warn!(containers = removed, "removed containers an earlier berth on this data directory left");
     }
     info!(engine = %args.docker.describe(), pull = %args.docker_pull, "container images run through the Docker engine");
-    let backend = Arc::new(ImageBackends { processes: processes.clone(), containers: containers.clone() });
+    let python = (args.python_runtime == "on").then(|| {
+        let environments = PythonEnvironments::new(data_dir.join("python"), args.python.clone(), args.offline);
+        Arc::new(PythonBackend::new(processes.clone(), environments))
+    });
+    info!(
+        runtime = %args.python_runtime,
+        interpreter = %args.python,
+        offline = args.offline,
+        "berth/python and framework images without Docker run the model's own code through berth's Python runtime"
+    );
+    let backend = Arc::new(ImageBackends { processes: processes.clone(), containers: containers.clone(), python });
     let artifacts = ModelArtifacts::new(
         data_dir.join("models"),
         ExtractLimits {
@@ -280,6 +301,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_startup_timeout: Duration::from_secs(args.startup_timeout),
         exec_roots,
         file_roots,
+        python_runtime: args.python_runtime == "on",
     };
     let controller = Controller::new(Arc::new(store), backend.clone(), artifacts, routing.clone(), settings);
     let router = Arc::new(Router::new(routing.clone(), Forwarder::new(Duration::from_secs(args.invocation_timeout))));

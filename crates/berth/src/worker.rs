@@ -12,11 +12,18 @@ pub enum Worker {
         #[arg(value_parser = ["serve"])]
         command: String,
     },
+    /// `berth/python`: serve SM_MODEL_DIR through the handler contract with BERTH_PYTHON's
+    /// interpreter, in SAGEMAKER_MODEL_SERVER_WORKERS processes.
+    Python {
+        #[arg(value_parser = ["serve"])]
+        command: String,
+    },
 }
 
 pub fn run(worker: Worker) -> anyhow::Result<()> {
     match worker {
         Worker::Onnx { .. } => run_onnx(),
+        Worker::Python { .. } => run_python(),
     }
 }
 
@@ -32,4 +39,17 @@ fn run_onnx() -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(berth_onnx::run(settings)).map_err(|e| anyhow::anyhow!("berth/onnx: {e}"))
+}
+
+fn run_python() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let port = env("SAGEMAKER_BIND_TO_PORT").unwrap_or_else(|| "8080".into());
+    let settings = berth_python::PythonWorkerSettings {
+        port: port.parse().map_err(|_| anyhow::anyhow!("SAGEMAKER_BIND_TO_PORT is not a port: {port}"))?,
+        python: PathBuf::from(env("BERTH_PYTHON").unwrap_or_else(|| "python3".into())),
+        processes: env("SAGEMAKER_MODEL_SERVER_WORKERS").and_then(|w| w.parse().ok()).unwrap_or(1),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(berth_python::server::run(settings)).map_err(|e| anyhow::anyhow!("berth/python: {e}"))
 }

@@ -1,0 +1,131 @@
+//! Python environments for the runtime: one virtualenv per set of packages (a framework version,
+//! plus a model's `requirements.txt`), made once with pip from the package registry and cached
+//! under the data directory, shared by every model that needs the same set.
+
+use crate::framework::Framework;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::process::Command;
+
+/// A ready environment: its interpreter, and what differs from what was asked (a newer
+/// framework version where the asked one does not install here).
+#[derive(Debug, Clone)]
+pub struct PreparedEnvironment {
+    pub python: PathBuf,
+    pub note: Option<String>,
+}
+
+/// Makes and caches environments under `root`.
+pub struct PythonEnvironments {
+    root: PathBuf,
+    /// The interpreter environments are made from (`--python`).
+    base_python: String,
+    /// No registry: only what pip has cached already installs (`--offline`).
+    offline: bool,
+    timeout: Duration,
+    building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl PythonEnvironments {
+    pub fn new(root: PathBuf, base_python: String, offline: bool) -> Self {
+        PythonEnvironments { root, base_python, offline, timeout: Duration::from_secs(20 * 60), building: Mutex::default() }
+    }
+
+    /// The environment for `framework` (and `requirements`, a `requirements.txt`), made now if
+    /// it is not cached. `progress` hears each step in words.
+    pub async fn prepare(
+        &self,
+        framework: &Framework,
+        requirements: Option<&Path>,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<PreparedEnvironment, String> {
+        let extra = match requirements {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
+            None => None,
+        };
+        let sets = framework.package_sets();
+        let key = format!("{:016x}", stable_hash(&format!("{}|{sets:?}|{extra:?}", self.base_python)));
+        let dir = self.root.join(&key);
+        let lock = self.building.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone();
+        let _building = lock.lock().await;
+        if let Ok(marker) = std::fs::read_to_string(dir.join(".complete")) {
+            return Ok(PreparedEnvironment { python: dir.join("bin/python"), note: Some(marker).filter(|m| !m.is_empty()) });
+        }
+        crate::private_dir(&self.root).map_err(|e| format!("cannot create {}: {e}", self.root.display()))?;
+        let work = tokio::time::timeout(self.timeout, self.build(&dir, &sets, requirements, progress));
+        let note = work
+            .await
+            .map_err(|_| format!("preparing the Python environment took longer than {} minutes", self.timeout.as_secs() / 60))??;
+        Ok(PreparedEnvironment { python: dir.join("bin/python"), note })
+    }
+
+    async fn build(
+        &self,
+        dir: &Path,
+        sets: &[Vec<String>],
+        requirements: Option<&Path>,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Option<String>, String> {
+        let mut failures = Vec::new();
+        for (i, set) in sets.iter().enumerate() {
+            let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            progress(format!("Preparing a Python environment (first use, cached afterwards): installing {}", set.join(" ")));
+            run(Command::new(&self.base_python).arg("-m").arg("venv").arg(&tmp), "python -m venv").await?;
+            let mut pip = Command::new(tmp.join("bin/python"));
+            pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--prefer-binary"]);
+            if self.offline {
+                pip.arg("--no-index");
+            }
+            pip.args(set);
+            if let Some(r) = requirements {
+                pip.arg("-r").arg(r);
+            }
+            match run(&mut pip, "pip install").await {
+                Ok(()) => {
+                    let note = (i > 0).then(|| {
+                        format!(
+                            "{} does not install for this host's Python; using {} instead ({})",
+                            sets[0][0],
+                            set[0],
+                            failures.join("; ")
+                        )
+                    });
+                    std::fs::write(tmp.join(".complete"), note.clone().unwrap_or_default()).map_err(|e| e.to_string())?;
+                    std::fs::rename(&tmp, dir).map_err(|e| format!("cannot move the environment into place: {e}"))?;
+                    if let Some(n) = &note {
+                        progress(n.clone());
+                    }
+                    return Ok(note);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    if self.offline {
+                        return Err(format!("cannot install {}{}: {e}", set.join(" "), if self.offline { " (--offline)" } else { "" }));
+                    }
+                    failures.push(format!("{}: {}", set[0], e.lines().last().unwrap_or("")));
+                }
+            }
+        }
+        Err(format!("no version of the framework installs for this host's Python: {}", failures.join("; ")))
+    }
+}
+
+/// Runs a command to completion; on failure, the last lines of its output are the reason.
+async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd.stdin(Stdio::null()).kill_on_drop(true).output().await.map_err(|e| format!("cannot run {what}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).rev().take(3).collect();
+    Err(format!("{what} failed ({}): {}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" | ")))
+}
+
+/// FNV-1a: stable across builds, so cache keys stay the same.
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}

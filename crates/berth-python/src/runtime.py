@@ -1,0 +1,258 @@
+"""berth's Python runtime: one worker process of the `berth/python` image, following the
+SageMaker inference toolkit's handler contract (model_fn, input_fn, predict_fn, output_fn or
+transform_fn, each falling back to the framework container's default).
+
+Started by `berth worker python serve` with the model loaded once per process; it reads requests
+from stdin and writes answers to stdout, each a frame: a 4-byte big-endian length and a JSON
+header, then a 4-byte big-endian length and the body. The first frame it writes says whether the
+model loaded ({"ready": true}) or why not ({"error": traceback}).
+"""
+
+import importlib
+import io
+import json
+import os
+import struct
+import sys
+import traceback
+
+JSON = "application/json"
+CSV = "text/csv"
+NPY = "application/x-npy"
+LIBSVM = "text/libsvm"
+UTF8_TYPES = (JSON, CSV)
+
+
+class UnsupportedFormatError(Exception):
+    """A content type or accept the handler cannot handle: a 415 (or 406) to the caller."""
+
+    def __init__(self, content_type, status=415):
+        super().__init__(f"Content type {content_type} is not supported by this model's handler")
+        self.status = status
+
+
+def base_type(content_type):
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+# ---- the inference toolkit's codecs (numpy only; allow_pickle stays off) --------------------
+
+
+def decode(data, content_type):
+    import numpy as np
+
+    kind = base_type(content_type)
+    if kind == JSON:
+        return np.array(json.loads(data))
+    if kind == CSV:
+        rows = [line for line in data.splitlines() if line.strip()]
+        return np.array([[float(v) for v in line.split(",")] for line in rows])
+    if kind == NPY:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    raise UnsupportedFormatError(content_type)
+
+
+def encode(prediction, accept):
+    import numpy as np
+
+    kind = base_type(accept)
+    if kind == JSON:
+        return json.dumps(prediction, default=lambda x: x.tolist() if hasattr(x, "tolist") else str(x))
+    if kind == CSV:
+        stream = io.StringIO()
+        array = np.asarray(prediction)
+        np.savetxt(stream, array.reshape(-1, 1) if array.ndim < 2 else array, delimiter=",", fmt="%s")
+        return stream.getvalue()
+    if kind == NPY:
+        stream = io.BytesIO()
+        np.save(stream, np.asarray(prediction), allow_pickle=False)
+        return stream.getvalue()
+    raise UnsupportedFormatError(accept, status=406)
+
+
+# ---- framework defaults ---------------------------------------------------------------------
+
+
+def sklearn_model_fn(model_dir):
+    """scikit-learn: model.joblib, else the only .joblib, .pkl or .pickle file."""
+    import joblib
+
+    path = os.path.join(model_dir, "model.joblib")
+    if not os.path.exists(path):
+        found = sorted(f for f in os.listdir(model_dir) if f.endswith((".joblib", ".pkl", ".pickle")))
+        if len(found) != 1:
+            raise FileNotFoundError(
+                f"no model_fn in the handler and no model.joblib in the model data ({model_dir} holds {sorted(os.listdir(model_dir))[:20]})"
+            )
+        path = os.path.join(model_dir, found[0])
+    return joblib.load(path)
+
+
+def sklearn_input_fn(data, content_type):
+    array = decode(data, content_type)
+    return array.astype("float32") if base_type(content_type) in UTF8_TYPES else array
+
+
+def xgboost_model_fn(model_dir):
+    """XGBoost: xgboost-model (a saved Booster, JSON, UBJSON or binary), else the only file."""
+    import xgboost as xgb
+
+    path = os.path.join(model_dir, "xgboost-model")
+    if not os.path.exists(path):
+        files = [f for f in os.listdir(model_dir) if os.path.isfile(os.path.join(model_dir, f)) and not f.startswith(".")]
+        if len(files) != 1:
+            raise FileNotFoundError(f"no xgboost-model in the model data ({model_dir} holds {sorted(os.listdir(model_dir))[:20]})")
+        path = os.path.join(model_dir, files[0])
+    booster = xgb.Booster()
+    booster.load_model(path)
+    return booster
+
+
+def xgboost_input_fn(data, content_type):
+    import numpy as np
+    import xgboost as xgb
+
+    kind = base_type(content_type)
+    if kind == LIBSVM:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        rows, cols, values, n_rows = [], [], [], 0
+        for line in text.splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            for item in parts[1:] if ":" not in parts[0] else parts:
+                index, value = item.split(":")
+                rows.append(n_rows)
+                cols.append(int(index))
+                values.append(float(value))
+            n_rows += 1
+        import scipy.sparse
+
+        return xgb.DMatrix(scipy.sparse.csr_matrix((values, (rows, cols)), shape=(n_rows, max(cols) + 1 if cols else 0)))
+    array = decode(data, content_type)
+    return xgb.DMatrix(np.atleast_2d(array))
+
+
+def xgboost_predict_fn(data, booster):
+    return booster.predict(data, validate_features=False)
+
+
+def xgboost_output_fn(prediction, accept):
+    """AWS's XGBoost container: CSV is one value per line; JSON {"predictions": [{"score": x}]}."""
+    import numpy as np
+
+    kind = base_type(accept)
+    array = np.asarray(prediction)
+    if kind == CSV:
+        return "\n".join(",".join(str(v) for v in np.atleast_1d(row)) for row in array) + "\n"
+    if kind == JSON:
+        return json.dumps({"predictions": [{"score": row.tolist() if hasattr(row, "tolist") else row} for row in array]})
+    return encode(prediction, accept)
+
+
+def default_predict_fn(data, model):
+    return model.predict(data)
+
+
+def default_output_fn(prediction, accept):
+    return encode(prediction, accept)
+
+
+DEFAULTS = {
+    "sklearn": (sklearn_model_fn, sklearn_input_fn, default_predict_fn, default_output_fn),
+    "xgboost": (xgboost_model_fn, xgboost_input_fn, xgboost_predict_fn, xgboost_output_fn),
+    "python": (None, decode, default_predict_fn, default_output_fn),
+}
+
+
+# ---- the handler ----------------------------------------------------------------------------
+
+
+def load_handlers(framework, code_dir, program):
+    model_fn, input_fn, predict_fn, output_fn = DEFAULTS[framework]
+    transform_fn = None
+    if program:
+        name = program[:-3] if program.endswith(".py") else program
+        if not code_dir or not os.path.exists(os.path.join(code_dir, name + ".py")):
+            raise FileNotFoundError(f"SAGEMAKER_PROGRAM {program} is not in the source directory ({code_dir or 'none given'})")
+        sys.path.insert(0, code_dir)
+        module = importlib.import_module(name)
+        model_fn = getattr(module, "model_fn", model_fn)
+        transform_fn = getattr(module, "transform_fn", None)
+        custom = [getattr(module, f, None) for f in ("input_fn", "predict_fn", "output_fn")]
+        if transform_fn and any(custom):
+            raise ValueError("Cannot use transform_fn implementation with input_fn, predict_fn, and/or output_fn")
+        input_fn, predict_fn, output_fn = (c or d for c, d in zip(custom, (input_fn, predict_fn, output_fn)))
+    if model_fn is None:
+        raise ValueError("Please provide a model_fn implementation (berth/python has no default model loader)")
+    return model_fn, transform_fn, input_fn, predict_fn, output_fn
+
+
+def read_exact(stream, n):
+    data = stream.read(n)
+    if len(data) != n:
+        raise EOFError
+    return data
+
+
+def read_frame(stream):
+    (size,) = struct.unpack(">I", read_exact(stream, 4))
+    header = json.loads(read_exact(stream, size))
+    (size,) = struct.unpack(">I", read_exact(stream, 4))
+    return header, read_exact(stream, size)
+
+
+def write_frame(stream, header, body=b""):
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    head = json.dumps(header).encode()
+    stream.write(struct.pack(">I", len(head)) + head + struct.pack(">I", len(body)) + bytes(body))
+    stream.flush()
+
+
+def main():
+    # The protocol owns the real stdout; what handlers print goes to the log (stderr).
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    protocol_in = sys.stdin.buffer
+    framework = os.environ.get("BERTH_FRAMEWORK", "python")
+    model_dir = os.environ.get("SM_MODEL_DIR", "/opt/ml/model")
+    default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", JSON)
+    try:
+        handlers = load_handlers(framework, os.environ.get("BERTH_CODE_DIR"), os.environ.get("SAGEMAKER_PROGRAM"))
+        model_fn, transform_fn, input_fn, predict_fn, output_fn = handlers
+        model = model_fn(model_dir)
+    except BaseException:  # noqa: the reason goes to berth, which fails the endpoint with it
+        write_frame(protocol_out, {"error": traceback.format_exc()})
+        return 1
+    write_frame(protocol_out, {"ready": True})
+    while True:
+        try:
+            request, body = read_frame(protocol_in)
+        except EOFError:
+            return 0
+        content_type = request.get("content_type") or JSON
+        accept = request.get("accept") or default_accept
+        if accept == "*/*":
+            accept = default_accept
+        data = body.decode("utf-8") if base_type(content_type) in UTF8_TYPES else body
+        try:
+            if transform_fn:
+                result = transform_fn(model, data, content_type, accept)
+            else:
+                result = output_fn(predict_fn(input_fn(data, content_type), model), accept)
+            answer_type = accept
+            if isinstance(result, tuple):
+                result, answer_type = result[0], result[1]
+            write_frame(protocol_out, {"status": 200, "content_type": answer_type}, result)
+        except UnsupportedFormatError as e:
+            write_frame(protocol_out, {"status": e.status, "content_type": "text/plain"}, str(e))
+        except Exception as e:  # noqa: the handler's failure is the caller's ModelError
+            sys.stderr.write(traceback.format_exc())
+            sys.stderr.flush()
+            write_frame(protocol_out, {"status": 500, "content_type": "text/plain"}, f"{type(e).__name__}: {e}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Framework models as users ship them, through the SageMaker Python SDK v2 unchanged: a
+scikit-learn model archive and an `inference.py`, deployed with `SKLearnModel(...).deploy()` on
+AWS's scikit-learn image URI, served by berth's Python runtime (no Docker image of that
+reference exists here). S3 is the moto server. The models are trained with the exact
+environment berth serves them with (`berth prepare-python`), so predictions must equal the
+library's own, label for label and probabilities to 1e-6."""
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+import textwrap
+
+import boto3
+import numpy as np
+import pytest
+
+from conftest import CREDENTIALS, ROLE, BerthServer, berth_binary, s3_env, unique, wait_status
+
+sagemaker = pytest.importorskip("sagemaker")
+if not sagemaker.__version__.startswith("2."):
+    pytest.skip("this module drives SDK v2", allow_module_level=True)
+
+from sagemaker.deserializers import JSONDeserializer  # noqa: E402
+from sagemaker.serializers import JSONSerializer  # noqa: E402
+from sagemaker.sklearn import SKLearnModel  # noqa: E402
+
+FRAMEWORK_VERSION = "1.2-1"
+SKLEARN_IMAGE = f"683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:{FRAMEWORK_VERSION}-cpu-py3"
+BUCKET = "berth-python-runtime"
+
+TRAIN = textwrap.dedent(
+    """
+    import json, sys, joblib, numpy as np
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    joblib.dump(model, sys.argv[1])
+    rows = X[::10]
+    json.dump({"rows": rows.tolist(), "labels": model.predict(rows).tolist(), "proba": model.predict_proba(rows).tolist()}, open(sys.argv[2], "w"))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, s3_server):
+    """A berth whose Python runtime is on, with the moto server as its S3."""
+    data = tmp_path_factory.mktemp("python-runtime") / "data"
+    server = BerthServer(data, ["--python-runtime", "on"], env=s3_env(s3_server)).start()
+    yield server
+    assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def trained(server, tmp_path_factory):
+    """An iris model pickled by the environment berth serves the image with, its model.tar.gz,
+    and the library's own predictions on some rows."""
+    out = subprocess.run(
+        [berth_binary(), "prepare-python", "--data-dir", str(server.data_dir), "--image", SKLEARN_IMAGE],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    python = out.stdout.strip()
+    d = tmp_path_factory.mktemp("sklearn-model")
+    subprocess.run([python, "-c", TRAIN, str(d / "model.joblib"), str(d / "expected.json")], check=True)
+    with tarfile.open(d / "model.tar.gz", "w:gz") as tar:
+        tar.add(d / "model.joblib", arcname="model.joblib")
+    return d, json.loads((d / "expected.json").read_text())
+
+
+@pytest.fixture
+def session(server, s3_server, monkeypatch):
+    """A SageMaker SDK session: SageMaker calls go to berth, S3 (and STS) to the moto server."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", s3_server)
+    boto_session = boto3.Session(**CREDENTIALS)
+    boto_session.client("s3").create_bucket(Bucket=BUCKET)
+    return sagemaker.Session(
+        boto_session=boto_session, sagemaker_client=server.sm(), sagemaker_runtime_client=server.runtime(), default_bucket=BUCKET
+    )
+
+
+def upload_model(session, trained):
+    d, _ = trained
+    key = f"models/{unique('iris')}/model.tar.gz"
+    session.boto_session.client("s3").upload_file(str(d / "model.tar.gz"), BUCKET, key)
+    return f"s3://{BUCKET}/{key}"
+
+
+def source(tmp_path, files):
+    d = tmp_path / unique("src")
+    d.mkdir()
+    for name, text in files.items():
+        (d / name).write_text(textwrap.dedent(text))
+    return str(d)
+
+
+MODEL_FN = """
+    import os
+    import joblib
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
+
+
+def test_sklearn_model_with_only_model_fn_deploys_through_the_sdk(server, session, trained, tmp_path):
+    _, expected = trained
+    model = SKLearnModel(
+        model_data=upload_model(session, trained),
+        role=ROLE,
+        entry_point="inference.py",
+        source_dir=source(tmp_path, {"inference.py": MODEL_FN}),
+        framework_version=FRAMEWORK_VERSION,
+        sagemaker_session=session,
+    )
+    name = unique("sk")
+    predictor = model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name)
+    described = server.sm().describe_endpoint(EndpointName=name)
+    assert described["EndpointStatus"] == "InService"
+    assert described["ProductionVariants"][0]["DeployedImages"][0]["SpecifiedImage"] == SKLEARN_IMAGE
+    # The SDK's default serializers: NumPy in, NumPy out.
+    labels = predictor.predict(np.array(expected["rows"]))
+    assert labels.tolist() == expected["labels"]
+    # CSV and JSON in, by the scikit-learn container's default input_fn and output_fn.
+    runtime = server.runtime()
+    csv = "\n".join(",".join(str(v) for v in row) for row in expected["rows"])
+    answer = runtime.invoke_endpoint(EndpointName=name, Body=csv, ContentType="text/csv", Accept="application/json")
+    assert json.loads(answer["Body"].read()) == expected["labels"]
+    answer = runtime.invoke_endpoint(EndpointName=name, Body=json.dumps(expected["rows"]), ContentType="application/json", Accept="text/csv")
+    assert [int(float(v)) for v in answer["Body"].read().decode().split()] == expected["labels"]
+    # Content the container does not take is a 4xx from it: a ModelError naming it.
+    with pytest.raises(Exception) as e:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"\x89PNG", ContentType="image/png")
+    assert "415" in str(e.value) and "image/png" in str(e.value)
+
+
+def test_custom_input_and_output_handlers_and_probabilities(server, session, trained, tmp_path):
+    _, expected = trained
+    handlers = MODEL_FN + """
+    import json
+    import numpy as np
+
+    def input_fn(body, content_type):
+        assert content_type == "application/json", content_type
+        return np.array(json.loads(body)["rows"])
+
+    def predict_fn(rows, model):
+        return model.predict_proba(rows)
+
+    def output_fn(proba, accept):
+        return json.dumps({"probabilities": proba.tolist()}), "application/json"
+    """
+    model = SKLearnModel(
+        model_data=upload_model(session, trained),
+        role=ROLE,
+        entry_point="inference.py",
+        source_dir=source(tmp_path, {"inference.py": handlers}),
+        framework_version=FRAMEWORK_VERSION,
+        sagemaker_session=session,
+    )
+    name = unique("skjson")
+    predictor = model.deploy(
+        initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False, serializer=JSONSerializer(), deserializer=JSONDeserializer()
+    )
+    assert wait_status(server.sm(), name, timeout=600)["EndpointStatus"] == "InService"
+    got = np.array(predictor.predict({"rows": expected["rows"]})["probabilities"])
+    assert np.abs(got - np.array(expected["proba"])).max() < 1e-6
+
+
+def test_requirements_add_a_package_and_a_failing_model_fn_names_its_error(server, session, trained, tmp_path):
+    handlers = MODEL_FN + """
+    import tabulate
+
+    def output_fn(prediction, accept):
+        return tabulate.tabulate([[int(p)] for p in prediction], tablefmt="plain"), "text/plain"
+    """
+    model = SKLearnModel(
+        model_data=upload_model(session, trained),
+        role=ROLE,
+        entry_point="inference.py",
+        source_dir=source(tmp_path, {"inference.py": handlers, "requirements.txt": "tabulate==0.9.0\n"}),
+        framework_version=FRAMEWORK_VERSION,
+        sagemaker_session=session,
+    )
+    name = unique("skreq")
+    model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
+    assert wait_status(server.sm(), name, timeout=600)["EndpointStatus"] == "InService"
+    _, expected = trained
+    answer = server.runtime().invoke_endpoint(EndpointName=name, Body=json.dumps(expected["rows"][:3]), ContentType="application/json")
+    assert answer["Body"].read().decode().split() == [str(l) for l in expected["labels"][:3]]
+
+    failing = """
+    def model_fn(model_dir):
+        raise RuntimeError("the weights file is corrupt")
+    """
+    model = SKLearnModel(
+        model_data=upload_model(session, trained),
+        role=ROLE,
+        entry_point="inference.py",
+        source_dir=source(tmp_path, {"inference.py": failing}),
+        framework_version=FRAMEWORK_VERSION,
+        sagemaker_session=session,
+    )
+    name = unique("skfail")
+    model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
+    d = wait_status(server.sm(), name, timeout=600)
+    assert d["EndpointStatus"] == "Failed"
+    assert "RuntimeError: the weights file is corrupt" in d["FailureReason"], d["FailureReason"]
+
+
+def test_off_by_default_because_it_runs_the_models_code(own_berth):
+    server = own_berth("--docker", "off")
+    with pytest.raises(Exception) as e:
+        server.sm().create_model(ModelName="m", PrimaryContainer={"Image": "berth/python"}, ExecutionRoleArn=ROLE)
+    assert "--python-runtime on" in str(e.value)
+    sm = server.sm()
+    sm.create_model(ModelName="m", PrimaryContainer={"Image": SKLEARN_IMAGE}, ExecutionRoleArn=ROLE)
+    sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[{"VariantName": "V", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName="e", EndpointConfigName="c")
+    d = wait_status(sm, "e")
+    assert d["EndpointStatus"] == "Failed" and "--python-runtime on" in d["FailureReason"], d.get("FailureReason")
+    # A framework image may run as a local process: its environment may not choose code.
+    with pytest.raises(Exception) as e:
+        sm.create_model(ModelName="m2", PrimaryContainer={"Image": SKLEARN_IMAGE, "Environment": {"LD_PRELOAD": "/tmp/x.so"}}, ExecutionRoleArn=ROLE)
+    assert "LD_PRELOAD" in str(e.value)
