@@ -227,3 +227,100 @@ def test_off_by_default_because_it_runs_the_models_code(own_berth):
     with pytest.raises(Exception) as e:
         sm.create_model(ModelName="m2", PrimaryContainer={"Image": SKLEARN_IMAGE, "Environment": {"LD_PRELOAD": "/tmp/x.so"}}, ExecutionRoleArn=ROLE)
     assert "LD_PRELOAD" in str(e.value)
+
+
+XGBOOST_VERSION = "3.0-5"
+TRAIN_XGBOOST = textwrap.dedent(
+    """
+    import json, sys, numpy as np, xgboost as xgb
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(200, 4))
+    y = X @ np.array([1.5, -2.0, 0.5, 3.0]) + rng.normal(scale=0.1, size=200)
+    booster = xgb.train({"max_depth": 3, "eta": 0.3}, xgb.DMatrix(X, label=y), num_boost_round=20)
+    booster.save_model(sys.argv[1])
+    rows = X[:12]
+    json.dump({"rows": rows.tolist(), "scores": booster.predict(xgb.DMatrix(rows)).tolist()}, open(sys.argv[2], "w"))
+    """
+)
+
+
+def test_xgboost_with_no_script_uses_the_containers_default_handler(server, session, tmp_path):
+    """The built-in algorithm's way: a generic Model on AWS's XGBoost image, no entry point;
+    CSV in, CSV out (one score per line), as AWS's XGBoost container answers."""
+    from sagemaker import image_uris
+    from sagemaker.deserializers import CSVDeserializer
+    from sagemaker.model import Model
+    from sagemaker.serializers import CSVSerializer
+
+    image = image_uris.retrieve("xgboost", "us-east-1", XGBOOST_VERSION)
+    assert image.endswith(f"/sagemaker-xgboost:{XGBOOST_VERSION}"), image
+    python = subprocess.run(
+        [berth_binary(), "prepare-python", "--data-dir", str(server.data_dir), "--image", image], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run([python, "-c", TRAIN_XGBOOST, str(tmp_path / "xgboost-model"), str(tmp_path / "expected.json")], check=True)
+    expected = json.loads((tmp_path / "expected.json").read_text())
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "xgboost-model", arcname="xgboost-model")
+    key = f"models/{unique('xgb')}/model.tar.gz"
+    session.boto_session.client("s3").upload_file(str(tmp_path / "model.tar.gz"), BUCKET, key)
+
+    model = Model(image_uri=image, model_data=f"s3://{BUCKET}/{key}", role=ROLE, sagemaker_session=session)
+    name = unique("xgb")
+    model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
+    assert wait_status(server.sm(), name, timeout=600)["EndpointStatus"] == "InService"
+    predictor = sagemaker.predictor.Predictor(name, sagemaker_session=session, serializer=CSVSerializer(), deserializer=CSVDeserializer())
+    got = [float(row[0]) for row in predictor.predict(np.array(expected["rows"]))]
+    assert np.abs(np.array(got) - np.array(expected["scores"])).max() < 1e-6
+    # libsvm in as well; JSON out as {"predictions": [{"score": x}, ...]}.
+    libsvm = "\n".join("0 " + " ".join(f"{i}:{v}" for i, v in enumerate(row)) for row in expected["rows"])
+    answer = server.runtime().invoke_endpoint(EndpointName=name, Body=libsvm, ContentType="text/libsvm", Accept="application/json")
+    scores = [p["score"] for p in json.loads(answer["Body"].read())["predictions"]]
+    assert np.abs(np.array(scores) - np.array(expected["scores"])).max() < 1e-5
+
+
+def test_an_ab_test_of_a_framework_model_and_a_berth_onnx_model(server, session, trained, tmp_path):
+    """A scikit-learn model through the Python runtime beside the same kind of model on
+    berth/onnx, at 1:1: both answer, each from its own variant."""
+    from conftest import ROOT
+
+    sm = server.sm()
+    name = unique("abpy")
+    sm.create_model(
+        ModelName=f"{name}-py",
+        PrimaryContainer={
+            "Image": SKLEARN_IMAGE,
+            "ModelDataUrl": upload_model(session, trained),
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": f"file://{sourcedir(tmp_path, MODEL_FN)}"},
+        },
+        ExecutionRoleArn=ROLE,
+    )
+    onnx = tmp_path / "iris-logistic.onnx"  # the demo's model, under the --file-root
+    onnx.write_bytes((ROOT / "crates" / "berth" / "demo" / "iris-logistic.onnx").read_bytes())
+    sm.create_model(ModelName=f"{name}-onnx", PrimaryContainer={"Image": "berth/onnx", "ModelDataUrl": f"file://{onnx}"}, ExecutionRoleArn=ROLE)
+    variants = [
+        {"VariantName": v, "ModelName": f"{name}-{v.lower()}", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "InitialVariantWeight": 1}
+        for v in ("Py", "Onnx")
+    ]
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert wait_status(sm, name, timeout=600)["EndpointStatus"] == "InService"
+    _, expected = trained
+    counts = {"Py": 0, "Onnx": 0}
+    for _ in range(100):
+        answer = server.runtime().invoke_endpoint(EndpointName=name, Body="5.1,3.5,1.4,0.2", ContentType="text/csv", Accept="application/json")
+        counts[answer["InvokedProductionVariant"]] += 1
+        body = json.loads(answer["Body"].read())
+        label = body[0] if answer["InvokedProductionVariant"] == "Py" else body["predictions"][0]["label"]
+        assert label == 0
+    assert min(counts.values()) > 25, counts
+
+
+def sourcedir(tmp_path, handler):
+    """A sourcedir.tar.gz as the SDK uploads it, here on the file system (under --file-root)."""
+    archive = tmp_path / f"{unique('sourcedir')}.tar.gz"
+    data = textwrap.dedent(handler).encode()
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("inference.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return archive

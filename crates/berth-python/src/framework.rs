@@ -84,6 +84,8 @@ impl Framework {
         let mut sets = Vec::new();
         let (mut ma, mut mi) = (major, minor);
         while (ma, mi) <= newest && sets.len() < 8 {
+            // XGBoost publishes a CPU-only wheel from 2.1 on; the plain one brings NCCL (~200 MB).
+            let package = if self.kind == FrameworkKind::Xgboost && (ma, mi) >= (2, 1) { "xgboost-cpu" } else { package };
             let mut set = vec![format!("{package}=={ma}.{mi}.*"), "scipy".into()];
             // Wheels built before NumPy 2 break under it.
             let old = match self.kind {
@@ -134,5 +136,9 @@ mod tests {
         assert_eq!(sets[1][0], "scikit-learn==1.3.*");
         assert_eq!(sets.last().unwrap()[0], "scikit-learn==1.9.*");
         assert_eq!(sets.last().unwrap()[2], "numpy");
+        let xgb = Framework::of_image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5").unwrap();
+        assert_eq!(xgb.package_sets()[0], ["xgboost-cpu==3.0.*", "scipy", "numpy"]);
+        let old = Framework::of_image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1").unwrap();
+        assert_eq!(old.package_sets()[0], ["xgboost==1.7.*", "scipy", "numpy<2"]);
     }
 }
