@@ -136,6 +136,12 @@ def test_sklearn_model_with_only_model_fn_deploys_through_the_sdk(server, sessio
     with pytest.raises(Exception) as e:
         runtime.invoke_endpoint(EndpointName=name, Body=b"\x89PNG", ContentType="image/png")
     assert "415" in str(e.value) and "image/png" in str(e.value)
+    # NPY bodies are read without pickles: an object array is refused, never unpickled.
+    hostile = io.BytesIO()
+    np.save(hostile, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(Exception) as e:
+        runtime.invoke_endpoint(EndpointName=name, Body=hostile.getvalue(), ContentType="application/x-npy")
+    assert "allow_pickle" in str(e.value), e.value
 
 
 def test_custom_input_and_output_handlers_and_probabilities(server, session, trained, tmp_path):
@@ -227,6 +233,14 @@ def test_off_by_default_because_it_runs_the_models_code(own_berth):
     with pytest.raises(Exception) as e:
         sm.create_model(ModelName="m2", PrimaryContainer={"Image": SKLEARN_IMAGE, "Environment": {"LD_PRELOAD": "/tmp/x.so"}}, ExecutionRoleArn=ROLE)
     assert "LD_PRELOAD" in str(e.value)
+    # The handler's source is model data like any other: only from S3 or under a --file-root.
+    with pytest.raises(Exception) as e:
+        sm.create_model(
+            ModelName="m3",
+            PrimaryContainer={"Image": SKLEARN_IMAGE, "Environment": {"SAGEMAKER_PROGRAM": "x.py", "SAGEMAKER_SUBMIT_DIRECTORY": "file:///etc/passwd"}},
+            ExecutionRoleArn=ROLE,
+        )
+    assert "SAGEMAKER_SUBMIT_DIRECTORY" in str(e.value) and "--file-root" in str(e.value), e.value
 
 
 XGBOOST_VERSION = "3.0-5"

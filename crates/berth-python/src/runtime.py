@@ -2,10 +2,14 @@
 SageMaker inference toolkit's handler contract (model_fn, input_fn, predict_fn, output_fn or
 transform_fn, each falling back to the framework container's default).
 
-Started by `berth worker python serve` with the model loaded once per process; it reads requests
-from stdin and writes answers to stdout, each a frame: a 4-byte big-endian length and a JSON
-header, then a 4-byte big-endian length and the body. The first frame it writes says whether the
-model loaded ({"ready": true}) or why not ({"error": traceback}).
+Started by `berth worker python serve` with the model loaded once per process; it reads batches
+of requests from stdin and writes their answers to stdout, each batch a frame: a 4-byte
+big-endian length and a JSON header ({"requests": [{"content_type", "accept", "length"}, ...]} or
+{"answers": [{"status", "content_type", "length"}, ...]}), then a 4-byte big-endian length and the
+bodies one after another. The first frame it writes says whether the model loaded
+({"ready": true}) or why not ({"error": traceback}). Where predict_fn is the framework's default,
+the rows of a batch's requests are predicted in one call (row by row the same answers, far fewer
+calls); anything else is handled request by request.
 """
 
 import importlib
@@ -210,6 +214,72 @@ def write_frame(stream, header, body=b""):
     stream.flush()
 
 
+class Handlers:
+    def __init__(self, framework, model_dir):
+        functions = load_handlers(framework, os.environ.get("BERTH_CODE_DIR"), os.environ.get("SAGEMAKER_PROGRAM"))
+        self.model_fn, self.transform_fn, self.input_fn, self.predict_fn, self.output_fn = functions
+        # Rows are predicted independently by the frameworks' own predict: batches may be joined.
+        self.joinable = self.transform_fn is None and self.predict_fn is default_predict_fn
+        self.model = self.model_fn(model_dir)
+
+    def answer(self, result, accept):
+        if isinstance(result, tuple):
+            result, accept = result[0], result[1]
+        return 200, accept, result
+
+    def one(self, data, content_type, accept):
+        """One request, as the toolkit's transformer handles it; errors become answers."""
+        try:
+            if self.transform_fn:
+                return self.answer(self.transform_fn(self.model, data, content_type, accept), accept)
+            return self.answer(self.output_fn(self.predict_fn(self.input_fn(data, content_type), self.model), accept), accept)
+        except UnsupportedFormatError as e:
+            return e.status, "text/plain", str(e)
+        except Exception as e:  # noqa: the handler's failure is the caller's ModelError
+            sys.stderr.write(traceback.format_exc())
+            sys.stderr.flush()
+            return 500, "text/plain", f"{type(e).__name__}: {e}"
+
+    def batch(self, items):
+        """items: (data, content_type, accept) per request; answers in the same order."""
+        if not self.joinable or len(items) == 1:
+            return [self.one(*item) for item in items]
+        import numpy as np
+
+        answers = [None] * len(items)
+        groups = {}
+        for i, (data, content_type, accept) in enumerate(items):
+            try:
+                rows = self.input_fn(data, content_type)
+            except Exception:  # noqa: answered on its own below, with its error
+                answers[i] = self.one(data, content_type, accept)
+                continue
+            if isinstance(rows, np.ndarray) and rows.ndim == 2:
+                groups.setdefault((rows.shape[1], rows.dtype.str), []).append((i, rows))
+            else:
+                answers[i] = self.one(data, content_type, accept)
+        for members in groups.values():
+            try:
+                predictions = self.predict_fn(np.vstack([rows for _, rows in members]), self.model)
+                if len(predictions) != sum(len(rows) for _, rows in members):
+                    raise ValueError("not one prediction per row")
+            except Exception:  # noqa: each request then answers for itself
+                for i, _ in members:
+                    answers[i] = self.one(*items[i])
+                continue
+            start = 0
+            for i, rows in members:
+                part = predictions[start : start + len(rows)]
+                start += len(rows)
+                try:
+                    answers[i] = self.answer(self.output_fn(part, items[i][2]), items[i][2])
+                except UnsupportedFormatError as e:
+                    answers[i] = (e.status, "text/plain", str(e))
+                except Exception:  # noqa: as above
+                    answers[i] = self.one(*items[i])
+        return answers
+
+
 def main():
     # The protocol owns the real stdout; what handlers print goes to the log (stderr).
     protocol_out = os.fdopen(os.dup(1), "wb")
@@ -220,38 +290,32 @@ def main():
     model_dir = os.environ.get("SM_MODEL_DIR", "/opt/ml/model")
     default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", JSON)
     try:
-        handlers = load_handlers(framework, os.environ.get("BERTH_CODE_DIR"), os.environ.get("SAGEMAKER_PROGRAM"))
-        model_fn, transform_fn, input_fn, predict_fn, output_fn = handlers
-        model = model_fn(model_dir)
+        handlers = Handlers(framework, model_dir)
     except BaseException:  # noqa: the reason goes to berth, which fails the endpoint with it
         write_frame(protocol_out, {"error": traceback.format_exc()})
         return 1
     write_frame(protocol_out, {"ready": True})
     while True:
         try:
-            request, body = read_frame(protocol_in)
+            header, body = read_frame(protocol_in)
         except EOFError:
             return 0
-        content_type = request.get("content_type") or JSON
-        accept = request.get("accept") or default_accept
-        if accept == "*/*":
-            accept = default_accept
-        data = body.decode("utf-8") if base_type(content_type) in UTF8_TYPES else body
-        try:
-            if transform_fn:
-                result = transform_fn(model, data, content_type, accept)
-            else:
-                result = output_fn(predict_fn(input_fn(data, content_type), model), accept)
-            answer_type = accept
-            if isinstance(result, tuple):
-                result, answer_type = result[0], result[1]
-            write_frame(protocol_out, {"status": 200, "content_type": answer_type}, result)
-        except UnsupportedFormatError as e:
-            write_frame(protocol_out, {"status": e.status, "content_type": "text/plain"}, str(e))
-        except Exception as e:  # noqa: the handler's failure is the caller's ModelError
-            sys.stderr.write(traceback.format_exc())
-            sys.stderr.flush()
-            write_frame(protocol_out, {"status": 500, "content_type": "text/plain"}, f"{type(e).__name__}: {e}")
+        items, offset = [], 0
+        for request in header["requests"]:
+            part = body[offset : offset + request["length"]]
+            offset += request["length"]
+            content_type = request.get("content_type") or JSON
+            accept = request.get("accept") or default_accept
+            if accept == "*/*":
+                accept = default_accept
+            data = part.decode("utf-8") if base_type(content_type) in UTF8_TYPES else part
+            items.append((data, content_type, accept))
+        answers, bodies = [], []
+        for status, content_type, result in handlers.batch(items):
+            data = result.encode("utf-8") if isinstance(result, str) else bytes(result)
+            answers.append({"status": status, "content_type": content_type, "length": len(data)})
+            bodies.append(data)
+        write_frame(protocol_out, {"answers": answers}, b"".join(bodies))
 
 
 if __name__ == "__main__":

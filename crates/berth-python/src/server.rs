@@ -1,7 +1,12 @@
 //! The worker process of `berth/python` (`berth worker python serve`): SageMaker's container
 //! contract over HTTP in Rust, in front of several Python processes (`runtime.py`), each with the
-//! model loaded once, spoken to over pipes in length-prefixed frames. A request takes an idle
-//! Python process, so an instance uses as many cores as it has processes.
+//! model loaded once, spoken to over pipes in length-prefixed frames.
+//!
+//! Requests go into one queue. Each Python process has a task of its own that takes the next
+//! request and whatever else is waiting (up to [`MAX_BATCH`]) and sends them as one frame; the
+//! runtime predicts the requests of a batch in one call where the handlers are the framework's
+//! defaults. A request whose caller went away is still answered to the queue, so no process is
+//! ever lost mid-frame; a process that dies is replaced.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -9,16 +14,20 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 const RUNTIME: &str = include_str!("runtime.py");
-/// Largest answer frame a Python process may send (SageMaker's 6 MB answer, with room).
-const MAX_FRAME: usize = 8 * 1024 * 1024;
+/// Largest answer frame a Python process may send (a batch of answers; each is bounded by the
+/// router's 6 MB).
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// Most requests sent to a Python process in one frame.
+const MAX_BATCH: usize = 32;
 
 /// What the worker needs from its environment.
 #[derive(Debug, Clone)]
@@ -32,31 +41,41 @@ pub struct PythonWorkerSettings {
 
 /// One Python process and its pipes.
 struct Process {
-    child: Child,
+    _child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
 
-struct Pool {
-    idle_tx: mpsc::UnboundedSender<Process>,
-    idle_rx: Mutex<mpsc::UnboundedReceiver<Process>>,
-    python: PathBuf,
+/// A request waiting for a Python process.
+struct Job {
+    content_type: String,
+    accept: String,
+    body: Bytes,
+    reply: oneshot::Sender<Answer>,
 }
+
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+type Queue = Arc<Mutex<mpsc::UnboundedReceiver<Job>>>;
 
 /// Starts the processes (each must load the model), then serves until the server stops.
 pub async fn run(settings: PythonWorkerSettings) -> Result<(), String> {
-    let (idle_tx, idle_rx) = mpsc::unbounded_channel();
-    let pool = Arc::new(Pool { idle_tx, idle_rx: Mutex::new(idle_rx), python: settings.python.clone() });
+    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
+    let queue: Queue = Arc::new(Mutex::new(jobs_rx));
     let starts: Vec<_> = (0..settings.processes.max(1)).map(|_| spawn(&settings.python)).collect();
     for started in futures_util::future::join_all(starts).await {
-        let _ = pool.idle_tx.send(started?);
+        tokio::spawn(serve_jobs(started?, queue.clone(), settings.python.clone()));
     }
     tracing::info!(processes = settings.processes.max(1), "model loaded; serving");
     let app = axum::Router::new()
         .route("/ping", get(|| async { StatusCode::OK }))
         .route("/invocations", post(invoke))
         .layer(axum::extract::DefaultBodyLimit::max(6 * 1024 * 1024))
-        .with_state(pool);
+        .with_state(jobs_tx);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await.map_err(|e| format!("cannot listen: {e}"))?;
     axum::serve(listener, app).await.map_err(|e| e.to_string())
 }
@@ -73,9 +92,8 @@ async fn spawn(python: &PathBuf) -> Result<Process, String> {
         .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
     let stdin = child.stdin.take().ok_or("no stdin")?;
     let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-    let mut process = Process { child, stdin, stdout };
-    let (header, _) =
-        read_frame(&mut process.stdout).await.map_err(|e| format!("the Python process ended while loading the model: {e}"))?;
+    let mut process = Process { _child: child, stdin, stdout };
+    let (header, _) = read_frame(&mut process.stdout).await.map_err(|e| format!("the Python process ended while loading the model: {e}"))?;
     if let Some(error) = header.get("error").and_then(|e| e.as_str()) {
         let tail: Vec<&str> = error.lines().rev().take(6).collect();
         return Err(format!("loading the model failed: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")));
@@ -83,51 +101,97 @@ async fn spawn(python: &PathBuf) -> Result<Process, String> {
     Ok(process)
 }
 
-async fn invoke(State(pool): State<Arc<Pool>>, headers: HeaderMap, body: Bytes) -> Response {
-    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("");
-    let request = serde_json::json!({ "content_type": header(CONTENT_TYPE), "accept": header(ACCEPT) });
-    let Some(mut process) = pool.idle_rx.lock().await.recv().await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no Python process").into_response();
-    };
-    let exchange = async {
-        write_frame(&mut process.stdin, &request, &body).await?;
-        read_frame(&mut process.stdout).await
-    };
-    match exchange.await {
-        Ok((answer, body)) => {
-            let _ = pool.idle_tx.send(process);
-            let status = answer.get("status").and_then(|s| s.as_u64()).and_then(|s| StatusCode::from_u16(s as u16).ok());
-            let content_type = answer.get("content_type").and_then(|c| c.as_str()).unwrap_or("application/json").to_string();
-            (status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), [(CONTENT_TYPE, content_type)], body).into_response()
-        }
-        Err(e) => {
-            // The process died mid-request: answer, and start another in its place.
-            let status = process.child.try_wait().ok().flatten().map(|s| s.to_string()).unwrap_or_default();
-            tracing::warn!(error = %e, %status, "a Python process failed; starting another");
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                match spawn(&pool.python).await {
-                    Ok(p) => {
-                        let _ = pool.idle_tx.send(p);
-                    }
+/// One Python process's loop: take the waiting requests, send them as one frame, answer each.
+async fn serve_jobs(mut process: Process, queue: Queue, python: PathBuf) {
+    loop {
+        let jobs = {
+            let mut rx = queue.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        match exchange(&mut process, &jobs).await {
+            Ok(answers) => {
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a Python process failed; starting another");
+                for job in jobs {
+                    let body = format!("the Python process serving this request failed ({e})").into_bytes();
+                    let _ = job.reply.send(Answer { status: 500, content_type: "text/plain".into(), body });
+                }
+                match spawn(&python).await {
+                    Ok(p) => process = p,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start a Python process again; the instance stops");
                         std::process::exit(1);
                     }
                 }
-            });
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("the Python process serving this request failed ({e}{status})")).into_response()
+            }
         }
     }
 }
 
-async fn write_frame(stdin: &mut ChildStdin, header: &serde_json::Value, body: &[u8]) -> std::io::Result<()> {
+/// Sends a batch and reads its answers, one per request, in order.
+async fn exchange(process: &mut Process, jobs: &[Job]) -> std::io::Result<Vec<Answer>> {
+    let requests: Vec<_> =
+        jobs.iter().map(|j| json!({ "content_type": j.content_type, "accept": j.accept, "length": j.body.len() })).collect();
+    let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.body.as_ref()).collect();
+    write_frame(&mut process.stdin, &json!({ "requests": requests }), &bodies).await?;
+    let (header, body) = read_frame(&mut process.stdout).await?;
+    let answers = header.get("answers").and_then(|a| a.as_array()).ok_or_else(|| std::io::Error::other("an answer frame without answers"))?;
+    if answers.len() != jobs.len() {
+        return Err(std::io::Error::other(format!("{} answers to {} requests", answers.len(), jobs.len())));
+    }
+    let mut offset = 0usize;
+    let mut out = Vec::with_capacity(answers.len());
+    for a in answers {
+        let length = a.get("length").and_then(|l| l.as_u64()).unwrap_or(0) as usize;
+        let part = body.get(offset..offset + length).ok_or_else(|| std::io::Error::other("answer lengths past the frame"))?;
+        offset += length;
+        out.push(Answer {
+            status: a.get("status").and_then(|s| s.as_u64()).and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
+            content_type: a.get("content_type").and_then(|c| c.as_str()).unwrap_or("application/json").to_string(),
+            body: part.to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+async fn invoke(State(jobs): State<mpsc::UnboundedSender<Job>>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("").to_string();
+    let (reply, answer) = oneshot::channel();
+    let job = Job { content_type: header(CONTENT_TYPE), accept: header(ACCEPT), body, reply };
+    if jobs.send(job).is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the worker is stopping").into_response();
+    }
+    match answer.await {
+        Ok(a) => {
+            let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, [(CONTENT_TYPE, a.content_type)], a.body).into_response()
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the request was lost").into_response(),
+    }
+}
+
+async fn write_frame(stdin: &mut ChildStdin, header: &serde_json::Value, bodies: &[&[u8]]) -> std::io::Result<()> {
     let head = serde_json::to_vec(header)?;
-    let mut frame = Vec::with_capacity(8 + head.len() + body.len());
+    let total: usize = bodies.iter().map(|b| b.len()).sum();
+    let mut frame = Vec::with_capacity(8 + head.len() + total);
     frame.extend_from_slice(&(head.len() as u32).to_be_bytes());
     frame.extend_from_slice(&head);
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(body);
+    frame.extend_from_slice(&(u32::try_from(total).map_err(std::io::Error::other)?).to_be_bytes());
+    for b in bodies {
+        frame.extend_from_slice(b);
+    }
     stdin.write_all(&frame).await?;
     stdin.flush().await
 }
