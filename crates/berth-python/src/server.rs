@@ -93,7 +93,8 @@ async fn spawn(python: &PathBuf) -> Result<Process, String> {
     let stdin = child.stdin.take().ok_or("no stdin")?;
     let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
     let mut process = Process { _child: child, stdin, stdout };
-    let (header, _) = read_frame(&mut process.stdout).await.map_err(|e| format!("the Python process ended while loading the model: {e}"))?;
+    let (header, _) =
+        read_frame(&mut process.stdout).await.map_err(|e| format!("the Python process ended while loading the model: {e}"))?;
     if let Some(error) = header.get("error").and_then(|e| e.as_str()) {
         let tail: Vec<&str> = error.lines().rev().take(6).collect();
         return Err(format!("loading the model failed: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")));
@@ -147,7 +148,8 @@ async fn exchange(process: &mut Process, jobs: &[Job]) -> std::io::Result<Vec<An
     let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.body.as_ref()).collect();
     write_frame(&mut process.stdin, &json!({ "requests": requests }), &bodies).await?;
     let (header, body) = read_frame(&mut process.stdout).await?;
-    let answers = header.get("answers").and_then(|a| a.as_array()).ok_or_else(|| std::io::Error::other("an answer frame without answers"))?;
+    let answers =
+        header.get("answers").and_then(|a| a.as_array()).ok_or_else(|| std::io::Error::other("an answer frame without answers"))?;
     if answers.len() != jobs.len() {
         return Err(std::io::Error::other(format!("{} answers to {} requests", answers.len(), jobs.len())));
     }
