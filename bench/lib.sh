@@ -27,3 +27,30 @@ alternate() {
     done
   done
 }
+
+# For scripts that start servers of their own: a scratch directory WORK, the PIDS started (ended
+# by SIGTERM at exit, then WORK removed), a free loopback port, a bounded wait for a condition,
+# and the RSS of a process tree. `bench_workspace NAME` sets up WORK and the trap.
+bench_workspace() {
+  WORK=$(mktemp -d -t "berth-$1-bench.XXXXXX")
+  PIDS=()
+  trap 'for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+}
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 1200); do eval "$1" && return 0; sleep 0.05; done; echo "bench: timed out waiting for: $1" >&2; exit 1; }
+rss_tree_kb() { local total=0 p; total=$(awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0)
+  for p in $(pgrep -P "$1" 2>/dev/null); do total=$((total + $(rss_tree_kb "$p"))); done; echo "$total"; }
+rss_tree_mb() { echo $(( $(rss_tree_kb "$1") / 1024 )); }
+
+# MLServer 1.7 (.venv-mlserver) serving WORK/model/model.joblib as model "iris" with
+# mlserver-sklearn (V2 REST, parallel_workers 0); sets MLS_PORT and MLS_PID once it is ready.
+start_mlserver() {
+  MLS_PORT=$(free_port)
+  mkdir -p "$WORK/mlserver/iris"
+  cp "$WORK/model/model.joblib" "$WORK/mlserver/iris/"
+  echo '{"name":"iris","implementation":"mlserver_sklearn.SKLearnModel","parameters":{"uri":"./model.joblib"}}' > "$WORK/mlserver/iris/model-settings.json"
+  echo "{\"parallel_workers\":0,\"http_port\":$MLS_PORT,\"grpc_port\":$(free_port),\"metrics_port\":$(free_port),\"host\":\"127.0.0.1\"}" > "$WORK/mlserver/settings.json"
+  (cd "$WORK/mlserver" && exec "$ROOT/.venv-mlserver/bin/mlserver" start . > "$WORK/mlserver.log" 2>&1) &
+  MLS_PID=$!; PIDS+=($MLS_PID)
+  wait_for "curl -sf http://127.0.0.1:$MLS_PORT/v2/models/iris/ready -o /dev/null"
+}

@@ -17,16 +17,8 @@ if [[ ! -x .venv-mlserver/bin/mlserver ]]; then
 fi
 cargo build --release --locked --bin berth >&2
 
-WORK=$(mktemp -d -t berth-onnx-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 600); do eval "$1" && return 0; sleep 0.05; done; echo "bench: timed out waiting for: $1" >&2; exit 1; }
-# RSS of a process and all its descendants.
-rss_tree_mb() { echo $(( $(rss_tree_kb "$1") / 1024 )); }
-rss_tree_kb() { local total=0 p; total=$(awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0)
-  for p in $(pgrep -P "$1" 2>/dev/null); do total=$((total + $(rss_tree_kb "$p"))); done; echo "$total"; }
+source "$ROOT/bench/lib.sh"
+bench_workspace onnx
 
 .venv/bin/python bench/make_iris_models.py "$WORK/model"
 
@@ -42,14 +34,7 @@ $SM CreateEndpoint '{"EndpointName":"iris","EndpointConfigName":"iris"}' >/dev/n
 wait_for "$SM DescribeEndpoint '{\"EndpointName\":\"iris\"}' | grep -q InService"
 
 # MLServer with the scikit-learn original.
-MLS_PORT=$(free_port)
-mkdir -p "$WORK/mlserver/iris"
-cp "$WORK/model/model.joblib" "$WORK/mlserver/iris/"
-echo '{"name":"iris","implementation":"mlserver_sklearn.SKLearnModel","parameters":{"uri":"./model.joblib"}}' > "$WORK/mlserver/iris/model-settings.json"
-echo "{\"parallel_workers\":0,\"http_port\":$MLS_PORT,\"grpc_port\":$(free_port),\"metrics_port\":$(free_port),\"host\":\"127.0.0.1\"}" > "$WORK/mlserver/settings.json"
-(cd "$WORK/mlserver" && exec "$ROOT/.venv-mlserver/bin/mlserver" start . > "$WORK/mlserver.log" 2>&1) &
-MLS_PID=$!; PIDS+=($MLS_PID)
-wait_for "curl -sf http://127.0.0.1:$MLS_PORT/v2/models/iris/ready -o /dev/null"
+start_mlserver
 
 cat > "$WORK/berth.lua" <<'LUA'
 wrk.method = "POST"

@@ -26,14 +26,8 @@ for v in gunicorn mlserver; do
 done
 cargo build --release --locked --bin berth >&2
 
-WORK=$(mktemp -d -t berth-python-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 1200); do eval "$1" && return 0; sleep 0.05; done; echo "bench: timed out waiting for: $1" >&2; exit 1; }
-rss_tree_kb() { local total=0 p; total=$(awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0)
-  for p in $(pgrep -P "$1" 2>/dev/null); do total=$((total + $(rss_tree_kb "$p"))); done; echo "$total"; }
+source "$ROOT/bench/lib.sh"
+bench_workspace python
 ms() { date +%s%3N; }
 
 .venv/bin/python bench/make_iris_models.py "$WORK/model" >/dev/null
@@ -60,14 +54,7 @@ GUNI_PORT=$(free_port)
 GUNI_PID=$!; PIDS+=($GUNI_PID)
 wait_for "curl -sf http://127.0.0.1:$GUNI_PORT/ping -o /dev/null"
 
-MLS_PORT=$(free_port)
-mkdir -p "$WORK/mlserver/iris"
-cp "$WORK/model/model.joblib" "$WORK/mlserver/iris/"
-echo '{"name":"iris","implementation":"mlserver_sklearn.SKLearnModel","parameters":{"uri":"./model.joblib"}}' > "$WORK/mlserver/iris/model-settings.json"
-echo "{\"parallel_workers\":0,\"http_port\":$MLS_PORT,\"grpc_port\":$(free_port),\"metrics_port\":$(free_port),\"host\":\"127.0.0.1\"}" > "$WORK/mlserver/settings.json"
-(cd "$WORK/mlserver" && exec "$ROOT/.venv-mlserver/bin/mlserver" start . > "$WORK/mlserver.log" 2>&1) &
-MLS_PID=$!; PIDS+=($MLS_PID)
-wait_for "curl -sf http://127.0.0.1:$MLS_PORT/v2/models/iris/ready -o /dev/null"
+start_mlserver
 
 printf 'wrk.method = "POST"\nwrk.body = "5.1,3.5,1.4,0.2"\nwrk.headers["Content-Type"] = "text/csv"\n' > "$WORK/csv.lua"
 cat > "$WORK/mlserver.lua" <<'LUA'
@@ -95,7 +82,7 @@ for round in 1 2; do
     for c in 1 16; do
       out=$(wrk -t$(( c == 1 ? 1 : 2 )) -c$c -d"${SECS}s" --latency -s "$WORK/$lua.lua" "$target")
       errors=$(grep -h "Non-2xx\|Socket errors" <<<"$out" || true)
-      echo "| $name (round $round) | $c | $(awk '/Requests\/sec/{print $2}' <<<"$out") | $(awk '$1=="50%"{print $2}' <<<"$out") | $(awk '$1=="99%"{print $2}' <<<"$out") | $(( $(rss_tree_kb "$pid") / 1024 )) |${errors:+ $errors}"
+      echo "| $name (round $round) | $c | $(awk '/Requests\/sec/{print $2}' <<<"$out") | $(awk '$1=="50%"{print $2}' <<<"$out") | $(awk '$1=="99%"{print $2}' <<<"$out") | $(rss_tree_mb "$pid") |${errors:+ $errors}"
     done
   done
 done

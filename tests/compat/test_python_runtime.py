@@ -98,6 +98,18 @@ def source(tmp_path, files):
     return str(d)
 
 
+def sklearn_model(session, trained, tmp_path, files):
+    """SKLearnModel as users write it: the model archive in S3, a source directory with the handler."""
+    return SKLearnModel(
+        model_data=upload_model(session, trained),
+        role=ROLE,
+        entry_point="inference.py",
+        source_dir=source(tmp_path, files),
+        framework_version=FRAMEWORK_VERSION,
+        sagemaker_session=session,
+    )
+
+
 MODEL_FN = """
     import os
     import joblib
@@ -109,14 +121,7 @@ MODEL_FN = """
 
 def test_sklearn_model_with_only_model_fn_deploys_through_the_sdk(server, session, trained, tmp_path):
     _, expected = trained
-    model = SKLearnModel(
-        model_data=upload_model(session, trained),
-        role=ROLE,
-        entry_point="inference.py",
-        source_dir=source(tmp_path, {"inference.py": MODEL_FN}),
-        framework_version=FRAMEWORK_VERSION,
-        sagemaker_session=session,
-    )
+    model = sklearn_model(session, trained, tmp_path, {"inference.py": MODEL_FN})
     name = unique("sk")
     predictor = model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name)
     described = server.sm().describe_endpoint(EndpointName=name)
@@ -160,14 +165,7 @@ def test_custom_input_and_output_handlers_and_probabilities(server, session, tra
     def output_fn(proba, accept):
         return json.dumps({"probabilities": proba.tolist()}), "application/json"
     """
-    model = SKLearnModel(
-        model_data=upload_model(session, trained),
-        role=ROLE,
-        entry_point="inference.py",
-        source_dir=source(tmp_path, {"inference.py": handlers}),
-        framework_version=FRAMEWORK_VERSION,
-        sagemaker_session=session,
-    )
+    model = sklearn_model(session, trained, tmp_path, {"inference.py": handlers})
     name = unique("skjson")
     predictor = model.deploy(
         initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False, serializer=JSONSerializer(), deserializer=JSONDeserializer()
@@ -184,14 +182,7 @@ def test_requirements_add_a_package_and_a_failing_model_fn_names_its_error(serve
     def output_fn(prediction, accept):
         return tabulate.tabulate([[int(p)] for p in prediction], tablefmt="plain"), "text/plain"
     """
-    model = SKLearnModel(
-        model_data=upload_model(session, trained),
-        role=ROLE,
-        entry_point="inference.py",
-        source_dir=source(tmp_path, {"inference.py": handlers, "requirements.txt": "tabulate==0.9.0\n"}),
-        framework_version=FRAMEWORK_VERSION,
-        sagemaker_session=session,
-    )
+    model = sklearn_model(session, trained, tmp_path, {"inference.py": handlers, "requirements.txt": "tabulate==0.9.0\n"})
     name = unique("skreq")
     model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
     assert wait_status(server.sm(), name, timeout=600)["EndpointStatus"] == "InService"
@@ -203,14 +194,7 @@ def test_requirements_add_a_package_and_a_failing_model_fn_names_its_error(serve
     def model_fn(model_dir):
         raise RuntimeError("the weights file is corrupt")
     """
-    model = SKLearnModel(
-        model_data=upload_model(session, trained),
-        role=ROLE,
-        entry_point="inference.py",
-        source_dir=source(tmp_path, {"inference.py": failing}),
-        framework_version=FRAMEWORK_VERSION,
-        sagemaker_session=session,
-    )
+    model = sklearn_model(session, trained, tmp_path, {"inference.py": failing})
     name = unique("skfail")
     model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
     d = wait_status(server.sm(), name, timeout=600)
