@@ -322,3 +322,93 @@ def sourcedir(tmp_path, handler):
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     return archive
+
+
+def test_handlers_in_the_archives_code_directory_errors_and_a_missing_script(server, tmp_path):
+    """berth/python with the handler in the model archive's code/ (as the SDK packs PyTorch
+    models): an exception at request time is a ModelError with its message; a script that is not
+    there fails the endpoint naming it."""
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "code" / "inference.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+
+            class Doubler:
+                def predict(self, rows):
+                    if rows.shape[1] == 3:
+                        raise ValueError("three columns is one too few")
+                    return np.asarray(rows) * 2
+
+            def model_fn(model_dir):
+                return Doubler()
+            """
+        )
+    )
+    sm = server.sm()
+
+    def endpoint(program):
+        name = unique("pycode")
+        env = {"SAGEMAKER_PROGRAM": program}
+        sm.create_model(ModelName=name, PrimaryContainer={"Image": "berth/python", "ModelDataUrl": f"file://{model}", "Environment": env}, ExecutionRoleArn=ROLE)
+        variant = {"VariantName": "V", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        return name, wait_status(sm, name, timeout=600)
+
+    name, d = endpoint("inference.py")
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    runtime = server.runtime()
+    answer = runtime.invoke_endpoint(EndpointName=name, Body="1,2,3,4", ContentType="text/csv", Accept="application/json")
+    assert json.loads(answer["Body"].read()) == [[2.0, 4.0, 6.0, 8.0]]
+    with pytest.raises(Exception) as e:
+        runtime.invoke_endpoint(EndpointName=name, Body="1,2,3", ContentType="text/csv")
+    assert "ModelError" in str(e.value) and "500" in str(e.value) and "ValueError: three columns is one too few" in str(e.value), e.value
+
+    _, d = endpoint("missing.py")
+    assert d["EndpointStatus"] == "Failed"
+    assert "SAGEMAKER_PROGRAM missing.py is not in the source directory" in d["FailureReason"], d["FailureReason"]
+
+
+def test_a_version_without_wheels_for_this_python_falls_back_and_says_so(server, tmp_path):
+    """scikit-learn 0.23 has no wheels for this machine's Python (3.11): the nearest newer minor
+    that installs serves, and the events and the instance log say which."""
+    handler = tmp_path / "src"
+    handler.mkdir()
+    (handler / "inference.py").write_text("def model_fn(model_dir):\n    return object()\n")
+    archive = tmp_path / "sourcedir.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(handler / "inference.py", arcname="inference.py")
+    sm = server.sm()
+    name = unique("pyold")
+    image = "683313688378.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:0.23-1-cpu-py3"
+    env = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": f"file://{archive}"}
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": image, "Environment": env}, ExecutionRoleArn=ROLE)
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{"VariantName": "V", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    d = wait_status(sm, name, timeout=900)
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    import requests
+
+    events = requests.get(f"{server.url}/berth/v1/events", params={"endpoint": name}, timeout=10).json()["events"]
+    notes = [e["message"] for e in events if "does not install for this host's Python" in e["message"]]
+    assert notes and "scikit-learn==0.23.*" in notes[0] and "using scikit-learn==1." in notes[0], [e["message"] for e in events]
+    log = subprocess.run([berth_binary(), "logs", name, "--url", server.url], capture_output=True, text=True, check=True).stdout
+    assert "does not install for this host's Python" in log, log[-500:]
+
+
+def test_offline_uses_only_prepared_environments(own_berth, tmp_path):
+    server = own_berth("--python-runtime", "on", "--offline", "--docker", "off")
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "code" / "inference.py").write_text("def model_fn(model_dir):\n    return object()\n")
+    sm = server.sm()
+    env = {"SAGEMAKER_PROGRAM": "inference.py"}
+    sm.create_model(ModelName="m", PrimaryContainer={"Image": "berth/python", "ModelDataUrl": f"file://{model}", "Environment": env}, ExecutionRoleArn=ROLE)
+    sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[{"VariantName": "V", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName="e", EndpointConfigName="c")
+    d = wait_status(sm, "e")
+    assert d["EndpointStatus"] == "Failed"
+    assert "berth is --offline and the environment for numpy is not prepared" in d["FailureReason"], d["FailureReason"]
+    assert "berth prepare-python" in d["FailureReason"]

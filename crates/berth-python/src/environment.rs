@@ -23,7 +23,7 @@ pub struct PythonEnvironments {
     root: PathBuf,
     /// The interpreter environments are made from (`--python`).
     base_python: String,
-    /// No registry: only what pip has cached already installs (`--offline`).
+    /// No registry: only environments made earlier are used (`--offline`).
     offline: bool,
     timeout: Duration,
     building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -54,6 +54,14 @@ impl PythonEnvironments {
         if let Ok(marker) = std::fs::read_to_string(dir.join(".complete")) {
             return Ok(PreparedEnvironment { python: dir.join("bin/python"), note: Some(marker).filter(|m| !m.is_empty()) });
         }
+        if self.offline {
+            return Err(format!(
+                "berth is --offline and the environment for {}{} is not prepared: prepare it where the package registry is reachable \
+                 (berth prepare-python --image IMAGE, on this data directory), or start berth without --offline",
+                sets[0].join(" "),
+                if extra.is_some() { " and the model's requirements.txt" } else { "" }
+            ));
+        }
         crate::private_dir(&self.root).map_err(|e| format!("cannot create {}: {e}", self.root.display()))?;
         let work = tokio::time::timeout(self.timeout, self.build(&dir, &sets, requirements, progress));
         let note = work
@@ -77,9 +85,10 @@ impl PythonEnvironments {
             run(Command::new(&self.base_python).arg("-m").arg("venv").arg(&tmp), "python -m venv").await?;
             let mut pip = Command::new(tmp.join("bin/python"));
             pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--prefer-binary"]);
-            if self.offline {
-                pip.arg("--no-index");
-            }
+            // The framework's own packages only as wheels: a version without one for this
+            // Python is skipped at once rather than compiled for minutes.
+            let names: Vec<&str> = set.iter().map(|spec| spec.split(['=', '<', '>']).next().unwrap_or(spec)).collect();
+            pip.arg(format!("--only-binary={}", names.join(",")));
             pip.args(set);
             if let Some(r) = requirements {
                 pip.arg("-r").arg(r);
@@ -103,9 +112,6 @@ impl PythonEnvironments {
                 }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&tmp);
-                    if self.offline {
-                        return Err(format!("cannot install {}{}: {e}", set.join(" "), if self.offline { " (--offline)" } else { "" }));
-                    }
                     failures.push(format!("{}: {}", set[0], e.lines().last().unwrap_or("")));
                 }
             }

@@ -79,7 +79,7 @@ enum Command {
         /// The interpreter environments are made from.
         #[arg(long, env = "BERTH_PYTHON", default_value = "python3")]
         python: String,
-        /// Install only from pip's cache.
+        /// Use only an environment made earlier; fail if there is none.
         #[arg(long, env = "BERTH_OFFLINE")]
         offline: bool,
     },

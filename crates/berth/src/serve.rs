@@ -78,7 +78,7 @@ pub struct ServeArgs {
     /// The Python interpreter the runtime's environments are made from (3.8 or newer, with venv).
     #[arg(long, env = "BERTH_PYTHON", default_value = "python3")]
     python: String,
-    /// No package registry: Python environments install only from pip's cache.
+    /// No package registry: only Python environments made earlier (`berth prepare-python`) are used.
     #[arg(long, env = "BERTH_OFFLINE")]
     offline: bool,
     /// A directory `exec:` programs may be run from (repeatable; `BERTH_EXEC_ROOTS` takes a
