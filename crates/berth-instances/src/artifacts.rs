@@ -383,6 +383,14 @@ fn populate(source: &ArtifactSource, dir: &Path, limits: ExtractLimits) -> Resul
             let meta =
                 fs::metadata(path).map_err(|e| ArtifactError::NotFound(format!("cannot read model data at {}: {e}", path.display())))?;
             if meta.is_dir() {
+                // A directory that holds berth's own model store would be copied into itself.
+                let (source, store) = (path.canonicalize().map_err(|e| io("cannot resolve the model directory", e))?, data.canonicalize());
+                if store.is_ok_and(|store| store.starts_with(&source)) {
+                    return Err(ArtifactError::Unsafe(format!(
+                        "model directory {} holds berth's own data directory; point ModelDataUrl at a directory of model files only",
+                        path.display()
+                    )));
+                }
                 copy_tree(path, path, &data, limits, &mut 0)?;
             } else {
                 let full_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -513,6 +521,16 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(!path.exists(), "removed once no instance holds it");
+    }
+
+    #[tokio::test]
+    async fn a_directory_holding_the_model_store_is_refused_not_copied_into_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("model.txt"), b"m").unwrap();
+        let artifacts = artifacts(tmp.path(), &[tmp.path().to_path_buf()]);
+        let url = format!("file://{}", tmp.path().display());
+        let err = artifacts.prepare(ModelData::Url(&url), Duration::from_secs(60)).await.err().unwrap();
+        assert!(err.to_string().contains("holds berth's own data directory"), "{err}");
     }
 
     #[tokio::test]
