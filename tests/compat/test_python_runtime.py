@@ -269,6 +269,29 @@ def test_xgboost_with_no_script_uses_the_containers_default_handler(server, sess
     predictor = sagemaker.predictor.Predictor(name, sagemaker_session=session, serializer=CSVSerializer(), deserializer=CSVDeserializer())
     got = [float(row[0]) for row in predictor.predict(np.array(expected["rows"]))]
     assert np.abs(np.array(got) - np.array(expected["scores"])).max() < 1e-6
+    # The framework way: XGBoostModel with an entry point that replaces only output_fn.
+    from sagemaker.xgboost import XGBoostModel
+
+    handler = """
+    import json
+
+    def output_fn(scores, accept):
+        return json.dumps({"scores": [float(s) for s in scores]}), "application/json"
+    """
+    framework_model = XGBoostModel(
+        model_data=f"s3://{BUCKET}/{key}",
+        role=ROLE,
+        entry_point="inference.py",
+        source_dir=source(tmp_path, {"inference.py": handler}),
+        framework_version=XGBOOST_VERSION,
+        sagemaker_session=session,
+    )
+    framework_name = unique("xgbfw")
+    framework_model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=framework_name, wait=False)
+    assert wait_status(server.sm(), framework_name, timeout=600)["EndpointStatus"] == "InService"
+    csv = "\n".join(",".join(str(v) for v in row) for row in expected["rows"])
+    answer = server.runtime().invoke_endpoint(EndpointName=framework_name, Body=csv, ContentType="text/csv")
+    assert np.abs(np.array(json.loads(answer["Body"].read())["scores"]) - np.array(expected["scores"])).max() < 1e-6
     # libsvm in as well; JSON out as {"predictions": [{"score": x}, ...]}.
     libsvm = "\n".join("0 " + " ".join(f"{i}:{v}" for i, v in enumerate(row)) for row in expected["rows"])
     answer = server.runtime().invoke_endpoint(EndpointName=name, Body=libsvm, ContentType="text/libsvm", Accept="application/json")
