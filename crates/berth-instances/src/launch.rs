@@ -20,6 +20,8 @@ pub(crate) fn free_port() -> std::io::Result<u16> {
 /// The environment every worker starts from: never berth's own (which may hold credentials).
 const PASSED_THROUGH: &[&str] = &["PATH", "HOME", "LANG"];
 
+/// Starts the worker; returns it with the thread copying its output into the log (it ends once
+/// every process holding the output pipe has exited).
 pub(crate) fn launch(
     spec: &InstanceSpec,
     port: u16,
@@ -27,7 +29,7 @@ pub(crate) fn launch(
     settings: &SupervisorSettings,
     cgroup: Option<CString>,
     tracker: &ProcessTracker,
-) -> Result<Child, String> {
+) -> Result<(Child, Option<std::thread::JoinHandle<()>>), String> {
     let (program, args, builtin): (PathBuf, Vec<&str>, bool) = match &spec.image {
         // Resolved again at each start: the program must still be under an --exec-root.
         Image::Exec(program) => (resolve_program(program, &settings.exec_roots)?, vec!["serve"], false),
@@ -81,8 +83,8 @@ pub(crate) fn launch(
     let child = tracker.spawned(|| cmd.spawn(), Child::id).map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     // The write ends are the child's now; the log pump reads until every holder has exited.
     drop(cmd);
-    let _ = log.pump(reader);
-    Ok(child)
+    let pump = log.pump(reader);
+    Ok((child, pump))
 }
 
 /// An `exec:` program's path, resolved under the exec roots.

@@ -131,33 +131,52 @@ struct ProcessRunner {
     oom_kills_seen: u64,
 }
 
-impl Runner for ProcessRunner {
-    type Running = Child;
+/// One start of the program: the child, and the thread copying its output into the log.
+struct ProcessRun {
+    child: Child,
+    output: Option<std::thread::JoinHandle<()>>,
+}
 
-    async fn launch(&mut self, slot: &InstanceSlot, attempt: u32) -> Result<Child, String> {
+impl ProcessRun {
+    /// Waits (briefly) until the output copied so far is in the log, so a failure reason that
+    /// quotes the log's end sees the worker's last words.
+    async fn flush_output(&mut self) {
+        if let Some(pump) = self.output.take() {
+            let joined = tokio::task::spawn_blocking(move || pump.join());
+            let _ = tokio::time::timeout(Duration::from_secs(2), joined).await;
+        }
+    }
+}
+
+impl Runner for ProcessRunner {
+    type Running = ProcessRun;
+
+    async fn launch(&mut self, slot: &InstanceSlot, attempt: u32) -> Result<ProcessRun, String> {
         let port = free_port().map_err(|e| format!("no free port for instance {}: {e}", self.spec.id))?;
         slot.set_port(port);
         let cgroup = self.cgroup.as_ref().map(|c| c.procs_file().to_owned());
-        let child = launch(&self.spec, port, attempt, &self.settings, cgroup, &self.tracker)?;
+        let (child, output) = launch(&self.spec, port, attempt, &self.settings, cgroup, &self.tracker)?;
         slot.set_pid(child.id());
-        Ok(child)
+        Ok(ProcessRun { child, output })
     }
 
-    async fn exited(&mut self, child: &mut Child) -> String {
-        let pid = child.id(); // None once the wait below has completed
-        let status = child.wait().await;
+    async fn exited(&mut self, run: &mut ProcessRun) -> String {
+        let pid = run.child.id(); // None once the wait below has completed
+        let status = run.child.wait().await;
         self.reaped(pid);
+        run.flush_output().await;
         status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
     }
 
-    async fn kill(&mut self, child: &Child) {
-        signal_group(child, libc::SIGKILL);
+    async fn kill(&mut self, run: &ProcessRun) {
+        signal_group(&run.child, libc::SIGKILL);
     }
 
-    async fn terminate(&mut self, mut child: Child, grace: Duration) {
-        let pid = child.id();
-        terminate(&mut child, grace).await;
+    async fn terminate(&mut self, mut run: ProcessRun, grace: Duration) {
+        let pid = run.child.id();
+        terminate(&mut run.child, grace).await;
         self.reaped(pid);
+        run.flush_output().await;
     }
 
     async fn out_of_memory(&mut self, slot: &InstanceSlot) -> String {
