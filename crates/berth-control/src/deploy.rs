@@ -2,8 +2,8 @@
 //! and retired.
 
 use crate::Controller;
-use berth_domain::{instance_memory_mib, instance_vcpus, BuiltinImage, ContainerSpec, Endpoint, Image, VariantState};
-use berth_instances::{host_memory_bytes, Instance, InstanceSpec, ModelData};
+use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
+use berth_instances::{framework_of, host_memory_bytes, Instance, InstanceSpec, ModelData};
 use berth_router::{CaptureSettings, EndpointRoute, GreenRoute, ServerlessState, ShadowRoute, VariantRoute};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -213,11 +213,7 @@ impl Controller {
             .await
             .map_err(|e| fail(format!("could not prepare model data: {e}")))?;
         // A framework model's handler source (`sagemaker.*Model(source_dir=...)` uploads it).
-        let submitted =
-            container.environment.get("SAGEMAKER_SUBMIT_DIRECTORY").filter(|u| u.starts_with("s3://") || u.starts_with("file://"));
-        let python = matches!(&image, Image::Builtin(BuiltinImage::Python))
-            || matches!(&image, Image::Container(r) if berth_instances::Framework::of_image(r).is_some());
-        let code_dir = match submitted.filter(|_| python) {
+        let code_dir = match crate::models::submit_directory(container).filter(|_| framework_of(&image).is_some()) {
             Some(url) => Some(
                 self.artifacts
                     .prepare(ModelData::Url(url), download_timeout)

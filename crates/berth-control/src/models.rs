@@ -2,7 +2,7 @@ use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
 use berth_domain::{validate_environment, validate_name, BuiltinImage, ContainerSpec, Image, Model, ResourceKind, Timestamp, VpcConfig};
-use berth_instances::Framework;
+use berth_instances::framework_of;
 use berth_instances::RootError;
 use berth_store::{StateStore, StoreError, Tag};
 use std::os::unix::fs::PermissionsExt;
@@ -129,6 +129,12 @@ pub(crate) fn limit_exceeded(quota: &str, limit: usize, current: usize, unit: &s
     ))
 }
 
+/// The handler source a framework model names (`SAGEMAKER_SUBMIT_DIRECTORY`, as the SDK uploads
+/// it), when it is model data berth fetches (`s3://` or `file://`).
+pub(crate) fn submit_directory(c: &ContainerSpec) -> Option<&str> {
+    c.environment.get("SAGEMAKER_SUBMIT_DIRECTORY").map(String::as_str).filter(|u| u.starts_with("s3://") || u.starts_with("file://"))
+}
+
 impl Controller {
     /// Checks at creation time what SageMaker checks then (the image can be run, the model data
     /// exists), and what berth's operator allows: `exec:` programs under an `--exec-root`,
@@ -140,9 +146,9 @@ impl Controller {
         }
         let image = Image::parse(&c.image)?;
         // A framework image may run through berth's Python runtime, a local process.
-        let in_container = matches!(&image, Image::Container(r) if Framework::of_image(r).is_none());
+        let in_container = matches!(image, Image::Container(_)) && framework_of(&image).is_none();
         validate_environment(&c.environment, !in_container)?;
-        if let Some(url) = c.environment.get("SAGEMAKER_SUBMIT_DIRECTORY").filter(|u| u.starts_with("file://") || u.starts_with("s3://")) {
+        if let Some(url) = submit_directory(c) {
             self.artifacts.check_url(url).map_err(|e| ControlError::Validation(format!("SAGEMAKER_SUBMIT_DIRECTORY: {e}")))?;
         }
         match image {

@@ -8,7 +8,6 @@
 //! the server, endpoint, variant and instance, so a restarted server removes what a killed one
 //! left.
 
-use crate::health::PingClient;
 use crate::log::InstanceLog;
 use crate::netns::NetNamespace;
 use crate::process::{out_of_memory_reason, SupervisorSettings};
@@ -87,7 +86,6 @@ pub struct DockerBackend {
     pull_missing: bool,
     settings: SupervisorSettings,
     budget: InstanceBudget,
-    ping: PingClient,
 }
 
 impl DockerBackend {
@@ -102,7 +100,7 @@ impl DockerBackend {
         budget: InstanceBudget,
     ) -> Self {
         let server = format!("{:016x}", crate::stable_hash(&data_dir.display().to_string()));
-        DockerBackend { engine, client: Mutex::new(None), server, pull_missing, settings, budget, ping: PingClient::new() }
+        DockerBackend { engine, client: Mutex::new(None), server, pull_missing, settings, budget }
     }
 
     /// The engine's client, connecting (and negotiating the API version) on first use.
@@ -129,9 +127,6 @@ impl DockerBackend {
     /// Whether the engine holds an image of exactly this reference (false when it is off or
     /// cannot be reached).
     pub async fn has_image(&self, reference: &str) -> bool {
-        if self.engine == DockerEngine::Off {
-            return false;
-        }
         match self.client().await {
             Ok(docker) => docker.inspect_image(reference).await.is_ok(),
             Err(_) => false,
@@ -141,9 +136,6 @@ impl DockerBackend {
     /// Removes every container of this server's data directory: at start, what a killed server
     /// left; at shutdown, anything still there. Quiet when the engine is off or not reachable.
     pub async fn remove_leftovers(&self) -> usize {
-        if self.engine == DockerEngine::Off {
-            return 0;
-        }
         let Ok(docker) = self.client().await else { return 0 };
         let filters = HashMap::from([("label", vec![format!("{LABEL_SERVER}={}", self.server)])]);
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
@@ -254,9 +246,8 @@ impl InstanceBackend for DockerBackend {
             let resolved = self.resolve(&docker, &reference, spec.startup_timeout).await.map_err(InstanceError::StartFailed)?;
             let log = InstanceLog::open(&spec.log_path, self.settings.log_max_bytes).map_err(failed)?;
             let container = self.create(&docker, &spec, &reference).await.map_err(failed)?;
-            let limit = spec.memory_limit_bytes;
-            let runner = ContainerRunner { docker, container, log, spec: spec.clone(), memory_limit: limit };
-            start_supervised(runner, spec, &self.settings, self.ping.clone(), alive, Some(resolved)).await
+            let runner = ContainerRunner { docker, container, log, spec: spec.clone() };
+            start_supervised(runner, spec, &self.settings, alive, Some(resolved)).await
         })
     }
 }
@@ -280,7 +271,6 @@ struct ContainerRunner {
     container: String,
     log: InstanceLog,
     spec: InstanceSpec,
-    memory_limit: Option<u64>,
 }
 
 /// One start of the container: its exit, and the copy of its output into the log.
@@ -369,7 +359,7 @@ impl Runner for ContainerRunner {
             return String::new();
         }
         slot.set_oom_kills(slot.oom_kills() + 1);
-        out_of_memory_reason(self.memory_limit.unwrap_or(0), &self.spec)
+        out_of_memory_reason(self.spec.memory_limit_bytes.unwrap_or(0), &self.spec)
     }
 
     async fn finish(self) {

@@ -5,20 +5,11 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
 
-/// Calls a container's `GET /ping`, each time on a fresh connection, so that a half-dead
-/// keep-alive socket cannot make a dead container look alive.
-#[derive(Clone, Default)]
-pub(crate) struct PingClient;
-
-impl PingClient {
-    pub(crate) fn new() -> Self {
-        PingClient
-    }
-
-    /// True when the container answered 200 within `timeout`.
-    pub(crate) async fn ping(&self, slot: &InstanceSlot, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, ping_once(slot)).await.unwrap_or(false)
-    }
+/// Calls a container's `GET /ping`: true when it answered 200 within `timeout`. Each call uses
+/// a fresh connection, so that a half-dead keep-alive socket cannot make a dead container look
+/// alive.
+pub(crate) async fn ping(slot: &InstanceSlot, timeout: Duration) -> bool {
+    tokio::time::timeout(timeout, ping_once(slot)).await.unwrap_or(false)
 }
 
 async fn ping_once(slot: &InstanceSlot) -> bool {

@@ -1,6 +1,7 @@
 //! What every backend hands back: a running [`Instance`], the budget of instances alive at once,
 //! and [`ImageBackends`], which picks the backend for an image.
 
+use crate::python::framework_of;
 use crate::{BoxFuture, DockerBackend, InstanceBackend, InstanceError, InstanceSlot, InstanceSpec, ProcessBackend, PythonBackend};
 use berth_domain::Image;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,7 +115,13 @@ pub struct ImageBackends {
 impl InstanceBackend for ImageBackends {
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>> {
         Box::pin(async move {
-            if PythonBackend::framework_for(&spec.image, &self.containers).await.is_some() {
+            let mut framework = framework_of(&spec.image);
+            if let (Some(_), Image::Container(reference)) = (&framework, &spec.image) {
+                if self.containers.has_image(reference).await {
+                    framework = None; // the engine holds this exact image: it runs as a container
+                }
+            }
+            if let Some(framework) = framework {
                 let Some(python) = &self.python else {
                     return Err(InstanceError::StartFailed(format!(
                         "Image {} is a framework image the Docker engine does not hold; berth's Python runtime could serve it, \
@@ -123,7 +130,7 @@ impl InstanceBackend for ImageBackends {
                         image_name(&spec.image)
                     )));
                 };
-                return python.start(spec).await;
+                return python.start(spec, framework).await;
             }
             match spec.image {
                 Image::Exec(_) | Image::Builtin(_) => self.processes.start(spec).await,

@@ -56,7 +56,7 @@ pub use instance::{ImageBackends, Instance, InstanceBudget};
 pub use netns::NetNamespace;
 pub use orphans::{ProcessTracker, MARKER};
 pub use process::{ProcessBackend, SupervisorSettings};
-pub use python::PythonBackend;
+pub use python::{framework_of, PythonBackend};
 pub use roots::{AllowedRoots, RootError};
 pub use slot::{InFlight, InstanceSlot};
 pub use usage::{disk_used_percent, host_memory_bytes, GroupUsage, UsageProbe};

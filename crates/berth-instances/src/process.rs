@@ -1,7 +1,6 @@
 //! `exec:` programs and built-in images as child processes of the server.
 
 use crate::cgroup::{InstanceCgroup, MemoryCgroups};
-use crate::health::PingClient;
 use crate::launch::{free_port, launch};
 use crate::orphans::ProcessTracker;
 use crate::roots::AllowedRoots;
@@ -59,8 +58,7 @@ impl Default for SupervisorSettings {
 /// Each child gets its own process group (so stopping it stops what it started) and dies
 /// with the server even on `kill -9` (`PR_SET_PDEATHSIG`).
 pub struct ProcessBackend {
-    ping: PingClient,
-    settings: SupervisorSettings,
+    pub(crate) settings: SupervisorSettings,
     tracker: Arc<ProcessTracker>,
     budget: InstanceBudget,
 }
@@ -86,7 +84,7 @@ impl ProcessBackend {
                 }
             });
         }
-        ProcessBackend { ping: PingClient::new(), settings, tracker, budget }
+        ProcessBackend { settings, tracker, budget }
     }
 
     /// Kills whatever descendants are left once every instance has stopped (at shutdown).
@@ -116,7 +114,7 @@ impl InstanceBackend for ProcessBackend {
                 tracker: self.tracker.clone(),
                 oom_kills_seen: 0,
             };
-            start_supervised(runner, spec, &self.settings, self.ping.clone(), alive, None).await
+            start_supervised(runner, spec, &self.settings, alive, None).await
         })
     }
 }

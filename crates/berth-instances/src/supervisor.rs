@@ -3,7 +3,7 @@
 //! A [`Runner`] is the part that differs: a child process (`process.rs`) or a Docker container
 //! (`docker.rs`).
 
-use crate::health::PingClient;
+use crate::health::ping;
 use crate::instance::AliveGuard;
 use crate::process::SupervisorSettings;
 use crate::{Instance, InstanceError, InstanceEvent, InstanceSlot, InstanceSpec};
@@ -45,14 +45,13 @@ pub(crate) async fn start_supervised<R: Runner>(
     runner: R,
     spec: InstanceSpec,
     settings: &SupervisorSettings,
-    ping: PingClient,
     alive: AliveGuard,
     resolved_image: Option<String>,
 ) -> Result<Instance, InstanceError> {
     let slot = Arc::new(InstanceSlot::new(spec.id.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = oneshot::channel();
-    let supervisor = Supervisor { spec, slot: slot.clone(), ping, settings: settings.clone(), stop_rx, runner, _alive: alive };
+    let supervisor = Supervisor { spec, slot: slot.clone(), settings: settings.clone(), stop_rx, runner, _alive: alive };
     let task = tokio::spawn(supervisor.run(ready_tx));
     match ready_rx.await {
         Ok(Ok(())) => Ok(Instance::supervised(slot, stop_tx, task, resolved_image)),
@@ -65,7 +64,6 @@ pub(crate) async fn start_supervised<R: Runner>(
 struct Supervisor<R: Runner> {
     spec: InstanceSpec,
     slot: Arc<InstanceSlot>,
-    ping: PingClient,
     settings: SupervisorSettings,
     stop_rx: watch::Receiver<bool>,
     runner: R,
@@ -117,7 +115,7 @@ impl<R: Runner> Supervisor<R> {
                 }
                 _ = self.stop_rx.changed() => break,
                 _ = health.tick() => {
-                    if self.ping.ping(&self.slot, Duration::from_secs(2)).await {
+                    if ping(&self.slot, Duration::from_secs(2)).await {
                         failed_checks = 0;
                     } else {
                         failed_checks += 1;
@@ -172,7 +170,7 @@ impl<R: Runner> Supervisor<R> {
         let deadline = Instant::now() + self.spec.startup_timeout;
         let mut pause = Duration::from_millis(5);
         loop {
-            if self.ping.ping(&self.slot, Duration::from_secs(1)).await {
+            if ping(&self.slot, Duration::from_secs(1)).await {
                 return Ready::Healthy(running);
             }
             if Instant::now() >= deadline {

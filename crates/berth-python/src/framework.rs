@@ -32,6 +32,11 @@ impl FrameworkKind {
 }
 
 impl Framework {
+    /// `berth/python`: no framework package; the handler's `model_fn` loads the model.
+    pub fn berth_python() -> Framework {
+        Framework { kind: FrameworkKind::Python, version: String::new() }
+    }
+
     /// The framework an image reference names, if it is one berth serves with its Python
     /// runtime: `berth/python[:tag]`, or an AWS framework image
     /// (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]/sagemaker-scikit-learn:1.2-1-cpu-py3`).
@@ -41,7 +46,7 @@ impl Framework {
             _ => (image, ""),
         };
         if name == "berth/python" {
-            return Some(Framework { kind: FrameworkKind::Python, version: String::new() });
+            return Some(Framework::berth_python());
         }
         let (host, repository) = name.split_once('/')?;
         let ecr = host.contains(".dkr.ecr.") && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"));
