@@ -369,3 +369,21 @@ impl Runner for ContainerRunner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_flag_takes_off_auto_or_an_engine_url_only() {
+        assert_eq!(DockerEngine::parse("off"), Ok(DockerEngine::Off));
+        assert_eq!(DockerEngine::parse("auto"), Ok(DockerEngine::Auto));
+        for url in ["unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", "http://127.0.0.1:2375"] {
+            assert_eq!(DockerEngine::parse(url), Ok(DockerEngine::Url(url.into())), "{url}");
+        }
+        for bad in ["", "on", "/var/run/docker.sock", "ssh://host", "https://host:2376", "unix:/x"] {
+            assert!(DockerEngine::parse(bad).unwrap_err().contains("--docker takes off, auto or an engine URL"), "{bad}");
+        }
+        assert!(DockerEngine::Url("tcp://h:1".into()).describe().contains("(--docker)"));
+    }
+}
