@@ -11,6 +11,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from conftest import ROOT, deploy
@@ -49,9 +50,14 @@ def browser(tmp_path):
 
 
 def wait_for(check, what, timeout=30):
+    """Polls `check` until it is truthy. The dashboard redraws its rows as data arrives, so an
+    element found by one call may be replaced before it is read: that is "not yet", not failure."""
     deadline = time.time() + timeout
     while True:
-        value = check()
+        try:
+            value = check()
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         assert time.time() < deadline, f"the dashboard never showed {what}"
