@@ -24,7 +24,11 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
     let mut variants = Vec::new();
     for (variant, model, bytes) in MODELS {
         let path = dir.join(format!("{model}.onnx"));
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        // Into place by rename: after a restart the stored demo endpoint is already being brought
+        // back, copying this file, while it is written again here; a reader sees it whole.
+        let partial = path.with_extension("onnx.partial");
+        std::fs::write(&partial, bytes).with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, &path).with_context(|| format!("moving {} into place", path.display()))?;
         let create = CreateModel {
             name: model.into(),
             primary_container: true,
