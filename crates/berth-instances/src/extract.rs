@@ -76,9 +76,16 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path, limits: ExtractLimits, compre
         }
         budget.check()?;
         let raw = entry.path().map_err(|e| format!("archive entry with an unreadable path: {e}"))?.into_owned();
+        // The archive's root itself: "./", or "/" as the SageMaker SDK's repacked archives
+        // (tarfile with arcname "/") have it. Nothing to write.
+        if entry.header().entry_type() == tar::EntryType::Directory
+            && raw.components().all(|c| matches!(c, Component::RootDir | Component::CurDir))
+        {
+            continue;
+        }
         let rel = inside(&raw).ok_or_else(|| format!("archive entry '{}' would be written outside the model directory", raw.display()))?;
         if rel.as_os_str().is_empty() {
-            continue; // "./"
+            continue; // "a/.."
         }
         let kind = entry.header().entry_type();
         if matches!(kind, tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo) {
@@ -339,6 +346,22 @@ mod tests {
         let (_dir, r) = unpack(&archive(|b| file(b, "/tmp/berth-evil.txt", b"x")));
         assert!(r.unwrap_err().contains("outside the model directory"));
         assert!(!Path::new("/tmp/berth-evil.txt").exists());
+    }
+
+    #[test]
+    fn the_root_directory_entry_is_skipped_but_an_absolute_file_is_not() {
+        // The SDK's repacked model.tar.gz starts with a directory entry named "/".
+        let bytes = archive(|b| {
+            let mut h = header(tar::EntryType::Directory, 0);
+            raw_path(&mut h, "/");
+            b.append(&h, io::empty()).unwrap();
+            file(b, "code/inference.py", b"print()");
+        });
+        let (dir, r) = unpack(&bytes);
+        r.unwrap();
+        assert!(dir.path().join("model/code/inference.py").is_file());
+        let (_dir, r) = unpack(&archive(|b| file(b, "/", b"x")));
+        assert!(r.unwrap_err().contains("outside the model directory"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Which Python framework an image asks for: AWS's framework serving images, recognised by
-//! repository name in any region's ECR URI, and berth's own `berth/python`; and the packages
-//! that framework version is served with.
+//! Which Python framework an image asks for: AWS's framework serving images (scikit-learn,
+//! XGBoost, PyTorch), recognised by repository name in any region's ECR URI, and berth's own
+//! `berth/python`; and the packages that framework version is served with.
 
 /// A framework and the version its image tag names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub enum FrameworkKind {
     Sklearn,
     /// `sagemaker-xgboost`
     Xgboost,
+    /// `pytorch-inference` (and the older `sagemaker-pytorch`)
+    Pytorch,
     /// `berth/python`: the handler's `model_fn` loads the model; no framework installed.
     Python,
 }
@@ -26,6 +28,7 @@ impl FrameworkKind {
         match self {
             FrameworkKind::Sklearn => "sklearn",
             FrameworkKind::Xgboost => "xgboost",
+            FrameworkKind::Pytorch => "pytorch",
             FrameworkKind::Python => "python",
         }
     }
@@ -56,9 +59,11 @@ impl Framework {
         let kind = match repository {
             "sagemaker-scikit-learn" => FrameworkKind::Sklearn,
             "sagemaker-xgboost" => FrameworkKind::Xgboost,
+            "pytorch-inference" | "sagemaker-pytorch" => FrameworkKind::Pytorch,
             _ => return None,
         };
-        // `1.2-1-cpu-py3` → `1.2-1`: the framework version and the container's revision.
+        // `1.2-1-cpu-py3` → `1.2-1`: the framework version and the container's revision;
+        // `2.5-cpu-py311` → `2.5`.
         let mut parts = tag.split('-');
         let version = match (parts.next(), parts.next()) {
             (Some(v), Some(rev)) if rev.bytes().all(|b| b.is_ascii_digit()) && !rev.is_empty() => format!("{v}-{rev}"),
@@ -82,6 +87,7 @@ impl Framework {
             FrameworkKind::Python => return vec![vec!["numpy".into()]],
             FrameworkKind::Sklearn => ("scikit-learn", (1, 9)),
             FrameworkKind::Xgboost => ("xgboost", (3, 2)),
+            FrameworkKind::Pytorch => ("torch", (2, 12)),
         };
         let Some((major, minor)) = self.minor() else {
             return vec![vec![package.to_string(), "numpy".into()]];
@@ -96,15 +102,24 @@ impl Framework {
             let old = match self.kind {
                 FrameworkKind::Sklearn => (ma, mi) < (1, 5),
                 FrameworkKind::Xgboost => (ma, mi) < (2, 1),
+                FrameworkKind::Pytorch => (ma, mi) < (2, 3),
                 FrameworkKind::Python => false,
             };
             set.push(if old { "numpy<2".into() } else { "numpy".into() });
-            if self.kind == FrameworkKind::Sklearn {
-                set.push("joblib".into());
+            match self.kind {
+                FrameworkKind::Sklearn => set.push("joblib".into()),
+                // torch needs no SciPy.
+                FrameworkKind::Pytorch => set.retain(|p| p != "scipy"),
+                _ => {}
             }
             sets.push(set);
-            // Next minor; xgboost and scikit-learn minors stay under 10.
-            if mi >= 9 {
+            // The next minor: torch 1.x ended at 1.13; xgboost and scikit-learn minors stay under 10.
+            let last_minor = match (self.kind, ma) {
+                (FrameworkKind::Pytorch, 1) => 13,
+                (FrameworkKind::Pytorch, _) => u32::MAX,
+                _ => 9,
+            };
+            if mi >= last_minor {
                 (ma, mi) = (ma + 1, 0);
             } else {
                 mi += 1;
@@ -145,5 +160,14 @@ mod tests {
         assert_eq!(xgb.package_sets()[0], ["xgboost-cpu==3.0.*", "scipy", "numpy"]);
         let old = Framework::of_image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1").unwrap();
         assert_eq!(old.package_sets()[0], ["xgboost==1.7.*", "scipy", "numpy<2"]);
+
+        let torch = Framework::of_image("763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311").unwrap();
+        assert_eq!((torch.kind, torch.version.as_str()), (FrameworkKind::Pytorch, "2.5"));
+        assert_eq!(torch.package_sets()[0], ["torch==2.5.*", "numpy"]);
+        assert_eq!(torch.package_sets()[5][0], "torch==2.10.*");
+        let old = Framework::of_image("520713654638.dkr.ecr.us-east-1.amazonaws.com/sagemaker-pytorch:1.12.1-cpu-py38").unwrap();
+        let sets = old.package_sets();
+        assert_eq!(sets[0], ["torch==1.12.*", "numpy<2"]);
+        assert_eq!((sets[1][0].as_str(), sets[2][0].as_str()), ("torch==1.13.*", "torch==2.0.*"));
     }
 }

@@ -154,6 +154,53 @@ def xgboost_output_fn(prediction, accept):
     return encode(prediction, accept)
 
 
+def pytorch_model_fn(model_dir):
+    """PyTorch: a TorchScript model.pt, else the only .pt or .pth file (a state dict needs the
+    handler's own model_fn, which knows the module's class)."""
+    import torch
+
+    path = os.path.join(model_dir, "model.pt")
+    if not os.path.exists(path):
+        found = sorted(f for f in os.listdir(model_dir) if f.endswith((".pt", ".pth")) and os.path.isfile(os.path.join(model_dir, f)))
+        if len(found) != 1:
+            raise ValueError(f"Exactly one .pth or .pt file is required for PyTorch models: {found}")
+        path = os.path.join(model_dir, found[0])
+    try:
+        return torch.jit.load(path, map_location=torch.device("cpu"))
+    except RuntimeError as e:
+        raise RuntimeError(
+            f"Failed to load {path}. Please ensure model is saved using torchscript "
+            f"(or give the handler a model_fn that builds the module and loads its state dict): {e}"
+        ) from e
+
+
+def pytorch_input_fn(data, content_type):
+    import torch
+
+    array = decode(data, content_type)
+    return torch.FloatTensor(array) if base_type(content_type) in UTF8_TYPES else torch.from_numpy(array)
+
+
+def pytorch_predict_fn(data, model):
+    import torch
+
+    with torch.no_grad():
+        model.eval()
+        return model(data)
+
+
+def pytorch_output_fn(prediction, accept):
+    """The first type of a comma-separated Accept that the encoder knows, as the toolkit's."""
+    import torch
+
+    if isinstance(prediction, torch.Tensor):
+        prediction = prediction.detach().cpu().numpy().tolist()
+    for kind in (accept or JSON).replace(" ", "").split(","):
+        if base_type(kind) in (JSON, CSV, NPY):
+            return encode(prediction, kind), base_type(kind)
+    raise UnsupportedFormatError(accept, status=406)
+
+
 def default_predict_fn(data, model):
     return model.predict(data)
 
@@ -165,6 +212,7 @@ def default_output_fn(prediction, accept):
 DEFAULTS = {
     "sklearn": (sklearn_model_fn, sklearn_input_fn, default_predict_fn, default_output_fn),
     "xgboost": (xgboost_model_fn, xgboost_input_fn, xgboost_predict_fn, xgboost_output_fn),
+    "pytorch": (pytorch_model_fn, pytorch_input_fn, pytorch_predict_fn, pytorch_output_fn),
     "python": (None, decode, default_predict_fn, default_output_fn),
 }
 
