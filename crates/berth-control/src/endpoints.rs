@@ -92,6 +92,7 @@ impl Controller {
                 return Err(limit_exceeded("Number of endpoints", limit, all.len(), "endpoints"));
             }
             self.check_instance_limit(&all, None, &endpoint.variants)?;
+            self.routing.set_sticky(&endpoint.name, crate::tags::sticky_key(&req.tags));
             let (stored, tags) = (endpoint.clone(), req.tags);
             self.db(move |s| s.insert_endpoint(&stored, &tags)).await.map_err(|e| map_exists(e, ResourceKind::Endpoint, &arn))?;
             // What an earlier endpoint of this name captured is not this one's.
@@ -284,6 +285,9 @@ impl Controller {
     pub async fn recover(self: &Arc<Self>) -> Result<(), ControlError> {
         for mut endpoint in self.db(|s| s.endpoints()).await? {
             let name = endpoint.name.clone();
+            if endpoint.status != EndpointStatus::Deleting {
+                self.refresh_sticky(&endpoint.arn).await?;
+            }
             match endpoint.status {
                 EndpointStatus::Deleting => {
                     self.db(move |s| s.delete_endpoint(&name)).await?;

@@ -1,5 +1,6 @@
 use crate::{ControlError, Controller};
 use berth_domain::ResourceKind;
+use berth_router::{StickyKey, STICKY_KEY_TAG};
 use berth_store::Tag;
 
 const MAX_TAGS: usize = 50;
@@ -17,8 +18,16 @@ pub(crate) fn validate_tags(tags: &[Tag]) -> Result<(), ControlError> {
         if k.to_ascii_lowercase().starts_with("aws:") {
             return Err(ControlError::Validation(format!("Tag keys starting with 'aws:' are reserved: '{k}'.")));
         }
+        if k == STICKY_KEY_TAG {
+            StickyKey::parse(v).map_err(ControlError::Validation)?;
+        }
     }
     Ok(())
+}
+
+/// The sticky key an endpoint's tags name, if any (tags were checked when they were written).
+pub(crate) fn sticky_key(tags: &[Tag]) -> Option<StickyKey> {
+    tags.iter().find(|(k, _)| k == STICKY_KEY_TAG).and_then(|(_, v)| StickyKey::parse(v).ok())
 }
 
 impl Controller {
@@ -60,9 +69,20 @@ impl Controller {
                 "A resource can have at most {MAX_TAGS} tags; this request would give it {total}."
             )));
         }
-        let t = tags.clone();
-        self.db(move |s| s.add_tags(&arn, &t)).await?;
+        let (a, t) = (arn.clone(), tags.clone());
+        self.db(move |s| s.add_tags(&a, &t)).await?;
+        self.refresh_sticky(&arn).await?;
         Ok(tags)
+    }
+
+    /// Tells the router where an endpoint's sticky key is (after its tags change).
+    pub(crate) async fn refresh_sticky(&self, arn: &str) -> Result<(), ControlError> {
+        if let Some((ResourceKind::Endpoint, name)) = self.account().parse_arn(arn) {
+            let a = arn.to_string();
+            let tags = self.db(move |s| s.tags(&a)).await?;
+            self.routing.set_sticky(&name, sticky_key(&tags));
+        }
+        Ok(())
     }
 
     pub async fn list_tags(&self, arn: &str) -> Result<Vec<Tag>, ControlError> {
@@ -72,6 +92,8 @@ impl Controller {
 
     pub async fn delete_tags(&self, arn: &str, keys: Vec<String>) -> Result<(), ControlError> {
         let arn = self.tagged_resource(arn).await?;
-        self.db(move |s| s.delete_tags(&arn, &keys)).await
+        let a = arn.clone();
+        self.db(move |s| s.delete_tags(&a, &keys)).await?;
+        self.refresh_sticky(&arn).await
     }
 }

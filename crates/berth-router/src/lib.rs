@@ -9,12 +9,14 @@ mod forward;
 mod pool;
 mod serverless;
 mod shadow;
+mod sticky;
 mod table;
 
 pub use capture::{CaptureQueue, CaptureRecord, CaptureSettings, CAPTURE_QUEUE};
 pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse};
 pub use serverless::{ServerlessRegistry, ServerlessState};
 pub use shadow::{ShadowComparison, ShadowLog, ShadowRoute, ShadowStats, KEPT_COMPARISONS};
+pub use sticky::{StickyKey, STICKY_KEY_TAG};
 pub use table::{EndpointRoute, GreenRoute, RoutingTable, VariantRoute};
 
 use berth_metrics::Outcome;
@@ -61,12 +63,14 @@ impl Router {
         // A serverless variant counts the request against its MaxConcurrency until it ends.
         let mut admitted: Option<(String, Admitted)> = None;
         let mut cold_wait = Duration::ZERO;
+        let sticky = self.table.sticky(endpoint);
+        let key = sticky.as_ref().and_then(|s| s.find(&req));
         loop {
             attempt += 1;
             // Reload the route each attempt: a retry after a failed connect should see the
             // instances the controller has published since.
             let route = self.table.get(endpoint).ok_or(InvokeError::EndpointNotFound)?;
-            let variant = route.pick_variant(req.target_variant.as_deref(), fastrand::f64())?;
+            let variant = route.pick_variant(req.target_variant.as_deref(), key, fastrand::f64())?;
             if let Some(state) = &variant.serverless {
                 if admitted.as_ref().is_none_or(|(name, _)| *name != variant.name) {
                     drop(admitted.take()); // a different variant now: release the first one's slot

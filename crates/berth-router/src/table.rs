@@ -1,6 +1,7 @@
 use crate::capture::{CaptureQueue, CaptureSettings};
 use crate::serverless::{ServerlessRegistry, ServerlessState};
 use crate::shadow::{ShadowLog, ShadowRoute};
+use crate::sticky::{self, StickyKey};
 use crate::InvokeError;
 use arc_swap::ArcSwap;
 use berth_domain::{pick_weighted, RoutingStrategy};
@@ -22,6 +23,8 @@ pub struct RoutingTable {
     serverless: ServerlessRegistry,
     /// Captured invocations on their way to the writer.
     capture: CaptureQueue,
+    /// Where the sticky key is, for endpoints tagged `berth:sticky-key`.
+    sticky: ArcSwap<HashMap<String, Arc<StickyKey>>>,
 }
 
 impl RoutingTable {
@@ -47,6 +50,29 @@ impl RoutingTable {
 
     pub fn capture(&self) -> &CaptureQueue {
         &self.capture
+    }
+
+    /// Where `endpoint`'s sticky key is, if it has one.
+    pub fn sticky(&self, endpoint: &str) -> Option<Arc<StickyKey>> {
+        let map = self.sticky.load();
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&endpoint.to_ascii_lowercase()).cloned()
+    }
+
+    /// Turns sticky assignment on (`Some`) or off for `endpoint`.
+    pub fn set_sticky(&self, endpoint: &str, key: Option<StickyKey>) {
+        let name = endpoint.to_ascii_lowercase();
+        let key = key.map(Arc::new);
+        self.sticky.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            match &key {
+                Some(k) => map.insert(name.clone(), k.clone()),
+                None => map.remove(&name),
+            };
+            map
+        });
     }
 
     /// Every published route, for readers such as metrics exposition.
@@ -86,6 +112,7 @@ impl RoutingTable {
     }
 
     pub fn remove(&self, endpoint: &str) {
+        self.set_sticky(endpoint, None);
         self.metrics.retire(endpoint);
         self.shadows.remove(endpoint);
         self.serverless.remove(endpoint);
@@ -138,9 +165,14 @@ pub struct VariantRoute {
 }
 
 impl EndpointRoute {
-    /// The target variant if one is named, else a variant drawn by weight with `r` in [0, 1).
-    /// During a deployment, `r` first picks the old or the new fleet by the new one's share.
-    pub fn pick_variant(&self, target: Option<&str>, r: f64) -> Result<&VariantRoute, InvokeError> {
+    /// The target variant if one is named; else the variant a sticky `key` is assigned to;
+    /// else a variant drawn by weight with `r` in [0, 1). During a deployment, `r` (or the
+    /// key's own draw) first picks the old or the new fleet by the new one's share.
+    pub fn pick_variant(&self, target: Option<&str>, key: Option<&str>, r: f64) -> Result<&VariantRoute, InvokeError> {
+        let r = match key {
+            Some(key) if self.green.is_some() => sticky::draw("", key),
+            _ => r,
+        };
         let blue = self.variants.as_slice();
         let (fleet, other, r) = match &self.green {
             Some(g) if r < g.share => (g.variants.as_slice(), blue, r / g.share),
@@ -154,8 +186,11 @@ impl EndpointRoute {
                 .find(|v| v.name == target)
                 .ok_or_else(|| InvokeError::VariantNotFound { variant: target.to_string() });
         }
-        let i = pick_weighted(fleet.iter().map(|v| v.weight), r).ok_or(InvokeError::NoWeight)?;
-        Ok(&fleet[i])
+        let i = match key {
+            Some(key) => sticky::assign(fleet.iter().map(|v| (v.name.as_str(), v.weight)), key),
+            None => pick_weighted(fleet.iter().map(|v| v.weight), r),
+        };
+        Ok(&fleet[i.ok_or(InvokeError::NoWeight)?])
     }
 }
 
@@ -224,9 +259,9 @@ mod tests {
             shadows: vec![],
             capture: None,
         };
-        assert_eq!(route.pick_variant(Some("B"), 0.1).unwrap().name, "B");
-        assert!(matches!(route.pick_variant(Some("C"), 0.1), Err(InvokeError::VariantNotFound { .. })));
-        assert_eq!(route.pick_variant(None, 0.99).unwrap().name, "A");
+        assert_eq!(route.pick_variant(Some("B"), None, 0.1).unwrap().name, "B");
+        assert!(matches!(route.pick_variant(Some("C"), None, 0.1), Err(InvokeError::VariantNotFound { .. })));
+        assert_eq!(route.pick_variant(None, None, 0.99).unwrap().name, "A");
     }
 
     #[test]
@@ -234,12 +269,12 @@ mod tests {
         let green = GreenRoute { variants: vec![variant("A", 1.0), variant("New", 1.0)], share: 0.25 };
         let route =
             EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0)], green: Some(green), shadows: vec![], capture: None };
-        let to_green = (0..1000).filter(|i| route.pick_variant(None, *i as f64 / 1000.0).unwrap().name == "New").count();
+        let to_green = (0..1000).filter(|i| route.pick_variant(None, None, *i as f64 / 1000.0).unwrap().name == "New").count();
         assert_eq!(to_green, 125, "half of the new fleet's quarter");
         // A target variant is served by the fleet the draw picked, or by the other one.
-        assert!(std::ptr::eq(route.pick_variant(Some("A"), 0.1).unwrap(), &route.green.as_ref().unwrap().variants[0]));
-        assert!(std::ptr::eq(route.pick_variant(Some("A"), 0.9).unwrap(), &route.variants[0]));
-        assert_eq!(route.pick_variant(Some("New"), 0.9).unwrap().name, "New");
+        assert!(std::ptr::eq(route.pick_variant(Some("A"), None, 0.1).unwrap(), &route.green.as_ref().unwrap().variants[0]));
+        assert!(std::ptr::eq(route.pick_variant(Some("A"), None, 0.9).unwrap(), &route.variants[0]));
+        assert_eq!(route.pick_variant(Some("New"), None, 0.9).unwrap().name, "New");
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub struct InvokeArgs {
     content_type: String,
     #[arg(long)]
     accept: Option<String>,
+    /// A sticky key (a user id, say): sent where the endpoint's `berth:sticky-key` tag says
+    /// (as the InferenceId, or as a CustomAttributes field), so the same key always reaches
+    /// the same variant.
+    #[arg(long)]
+    key: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -274,6 +279,10 @@ pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
         if let Some(a) = &args.accept {
             req = req.header("accept", a);
         }
+        if let Some(key) = &args.key {
+            let (name, value) = sticky_header(&api, &args.endpoint, key).await?;
+            req = req.header(name, value);
+        }
         let body = Bytes::from(body);
         let mut req = req.body(Full::new(body.clone()))?;
         api.sign(&mut req, &body, "sagemaker")?;
@@ -294,6 +303,24 @@ pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The header that carries `key` to `endpoint`, as its `berth:sticky-key` tag says.
+async fn sticky_header(api: &Api, endpoint: &str, key: &str) -> anyhow::Result<(&'static str, String)> {
+    let described = api.call("SageMaker.DescribeEndpoint", json!({ "EndpointName": endpoint })).await?;
+    let arn = described["EndpointArn"].as_str().unwrap_or_default();
+    let tags = api.call("SageMaker.ListTags", json!({ "ResourceArn": arn })).await?;
+    let place = tags["Tags"].as_array().into_iter().flatten().find(|t| t["Key"] == "berth:sticky-key").and_then(|t| t["Value"].as_str());
+    match place.map(str::trim) {
+        Some("InferenceId") => Ok(("x-amzn-sagemaker-inference-id", key.to_string())),
+        Some(p) if p.starts_with("CustomAttributes:") => {
+            Ok(("x-amzn-sagemaker-custom-attributes", format!("{}={key}", p["CustomAttributes:".len()..].trim())))
+        }
+        _ => bail!(
+            "endpoint {endpoint} has no berth:sticky-key tag, so --key would not keep callers on one variant \
+             (tag it, e.g. berth:sticky-key=CustomAttributes:user)"
+        ),
+    }
 }
 
 /// `berth weights`: sets variant weights at once (UpdateEndpointWeightsAndCapacities).
