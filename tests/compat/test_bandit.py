@@ -89,7 +89,7 @@ def test_auto_promotion_moves_all_traffic_to_the_winner(own_berth, tmp_path):
     assert weights(sm, ep)["Good"] > 0
     events = requests.get(f"{server.url}/berth/v1/events", params={"endpoint": ep}, timeout=10).json()["events"]
     promoted = [e for e in events if e["message"].startswith("Automatic promotion: all traffic to Good.")]
-    assert promoted and "Good better than Weak on accuracy" in promoted[0]["message"]
+    assert promoted and "Good is better: accuracy +" in promoted[0]["message"]
     steps = [e for e in events if e["message"].startswith("Automatic promotion:") and "% of traffic to Good" in e["message"]]
     assert steps, "traffic moves in steps before all of it does"
     # What the dashboard shows: per-variant accuracy and the decided test.

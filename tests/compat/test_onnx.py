@@ -245,8 +245,10 @@ def test_missing_onnx_runtime_fails_with_what_to_install(own_berth, tmp_path):
     assert "BERTH_ORT_DYLIB is set to" in d["FailureReason"] and "not a file" in d["FailureReason"], d["FailureReason"]
 
 
-def test_onnx_runtime_not_found_anywhere_says_what_to_install(own_berth, tmp_path):
-    # A PATH whose python3 has no onnxruntime package, no BERTH_ORT_DYLIB, no copy in the data dir.
+def test_onnx_runtime_not_found_anywhere_and_offline_says_what_to_install(own_berth, tmp_path):
+    # A PATH whose python3 has no onnxruntime package, no BERTH_ORT_DYLIB, no copy in the data
+    # dir, and --offline: berth installs nothing (without --offline it would install it itself:
+    # test_demo.py's clean environment does that).
     import os
     import subprocess
 
@@ -256,9 +258,10 @@ def test_onnx_runtime_not_found_anywhere_says_what_to_install(own_berth, tmp_pat
         pytest.skip("the system python3 has onnxruntime")
     if os.environ.get("BERTH_ORT_DYLIB") or os.environ.get("ORT_DYLIB_PATH"):
         pytest.skip("this environment names an ONNX Runtime library explicitly")
-    server = own_berth(env={"PATH": bare_path})
+    server = own_berth("--offline", env={"PATH": bare_path})
     from sklearn.linear_model import LogisticRegression
 
     _, d = deploy_onnx(server.sm(), tmp_path, export(LogisticRegression(max_iter=500).fit(IRIS_X, IRIS_Y), IRIS_X, zipmap=False))
     assert d["EndpointStatus"] == "Failed"
-    assert "ONNX Runtime was not found" in d["FailureReason"] and "pip install onnxruntime" in d["FailureReason"], d["FailureReason"]
+    reason = d["FailureReason"]
+    assert "ONNX Runtime, which was not found, and berth is --offline" in reason and "pip install onnxruntime" in reason, reason

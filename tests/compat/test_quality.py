@@ -5,6 +5,7 @@ weighted), AUC and confusion matrix equal scikit-learn's on the same predictions
 regressor's MAE, RMSE and R² likewise."""
 
 import json
+import re
 import time
 
 import numpy as np
@@ -173,14 +174,19 @@ def test_significance_names_the_better_variant(berth, sm, runtime, tmp_path):
     labelled_traffic(berth, runtime, ep, rows, 800, "s")
     out = requests.get(f"{berth.url}/berth/v1/endpoints/{ep}/significance", params={"metric": "accuracy", "a": "Weak", "b": "Good"}, timeout=10).json()
     assert out["decided"] and out["winner"] == "Good", out
-    assert out["verdict"].startswith("Good better than Weak on accuracy, 95% confidence"), out["verdict"]
+    # In plain words, the difference and its interval in points of accuracy, as computed.
+    points = lambda v: f"{v * 100:+.1f}"  # noqa: E731
+    n = out["decided_after"]
+    assert 4 <= n <= out["n"][0] + out["n"][1]
+    want = f"Good is better: accuracy {points(out['difference'])} points, 95% interval {points(out['ci95'][0])} to {points(out['ci95'][1])}; decided after {n:,} labels"
+    assert out["verdict"] == want, out["verdict"]
     assert out["difference"] > 0 and out["ci95"][0] > 0 and out["always_valid_p"] < 0.05 and out["e_value"] > 20
 
     # The same model on both variants: no verdict, and an estimate of what it would take.
     same = capture_endpoint(sm, tmp_path, {"A": good, "B": good})
     labelled_traffic(berth, runtime, same, rows, 200, "t")
     out = requests.get(f"{berth.url}/berth/v1/endpoints/{same}/significance", params={"a": "A", "b": "B"}, timeout=10).json()
-    assert not out["decided"] and out["verdict"].startswith("not yet decided"), out
+    assert not out["decided"] and re.match(r"not decided yet: (about [\d,]+ more labels per variant at this effect|no difference observed so far|the difference is not yet sure enough)$", out["verdict"]), out
 
 
 def test_ground_truth_files_are_read_from_the_tagged_location(own_berth, s3_server, tmp_path):

@@ -165,24 +165,15 @@ pub(crate) fn significance_of(by_variant: &Pairs, metric: &str, a: &str, b: &str
         (all.iter().map(|v| (v - m).powi(2)).sum::<f64>() / all.len().max(1) as f64).sqrt().max(1e-9) * 0.1
     };
     let higher_better = metric == "accuracy";
-    let confidence = format!("{}%", ((1.0 - alpha) * 100.0 * 10.0).round() / 10.0);
-    let Some(c) = crate::stats::compare(&xa, &xb, tau) else {
+    let Some(c) = crate::stats::compare(&xa, &xb, tau, alpha) else {
         return Ok(json!({
             "metric": metric, "a": a, "b": b, "n": [xa.len(), xb.len()], "decided": false,
-            "verdict": format!("not yet decided: each variant needs at least 2 labelled requests ({a}: {}, {b}: {})", xa.len(), xb.len()),
+            "verdict": format!("not decided yet: each variant needs at least 2 labels ({a}: {}, {b}: {})", xa.len(), xb.len()),
         }));
     };
     let decided = c.always_valid_p < alpha;
     let b_better = (c.difference > 0.0) == higher_better;
-    let verdict = if decided {
-        let (winner, loser) = if b_better { (b, a) } else { (a, b) };
-        format!("{winner} better than {loser} on {metric}, {confidence} confidence (always-valid sequential test)")
-    } else {
-        match c.more_needed {
-            Some(more) => format!("not yet decided; about {more} more labelled requests per variant needed at the current difference"),
-            None => "not yet decided; no difference observed so far".to_string(),
-        }
-    };
+    let verdict = plain_verdict(metric, (a, b), &c, decided);
     Ok(json!({
         "metric": metric,
         "a": a,
@@ -194,11 +185,54 @@ pub(crate) fn significance_of(by_variant: &Pairs, metric: &str, a: &str, b: &str
         "fixed_horizon_p": c.fixed_p,
         "e_value": c.e_value,
         "always_valid_p": c.always_valid_p,
+        "decided_after": c.decided_after,
         "alpha": alpha,
         "decided": decided,
         "winner": decided.then_some(if b_better { b } else { a }),
         "verdict": verdict,
     }))
+}
+
+/// The verdict in plain words: "Variant2 is better: accuracy +4.1 points, 95% interval +1.2 to
+/// +7.0; decided after 1,840 labels", or "not decided yet: about 600 more labels per variant at
+/// this effect".
+fn plain_verdict(metric: &str, (a, b): (&str, &str), c: &crate::stats::Comparison, decided: bool) -> String {
+    if !decided {
+        return match c.more_needed {
+            Some(more) if more > 0 => format!("not decided yet: about {} more labels per variant at this effect", thousands(more as u64)),
+            Some(_) => "not decided yet: the difference is not yet sure enough".to_string(),
+            None => "not decided yet: no difference observed so far".to_string(),
+        };
+    }
+    // Winner minus loser; the interval is of b - a.
+    let a_wins = if metric == "accuracy" { c.difference < 0.0 } else { c.difference > 0.0 };
+    let (winner, sign) = if a_wins { (a, -1.0) } else { (b, 1.0) };
+    let (diff, lo, hi) = (sign * c.difference, (sign * c.ci.0).min(sign * c.ci.1), (sign * c.ci.0).max(sign * c.ci.1));
+    let labels = thousands(c.decided_after.unwrap_or(c.n.0 + c.n.1) as u64);
+    if metric == "accuracy" {
+        let points = |v: f64| format!("{:+.1}", v * 100.0);
+        format!(
+            "{winner} is better: accuracy {} points, 95% interval {} to {}; decided after {labels} labels",
+            points(diff),
+            points(lo),
+            points(hi)
+        )
+    } else {
+        format!("{winner} is better: absolute error {diff:+.4}, 95% interval {lo:+.4} to {hi:+.4}; decided after {labels} labels")
+    }
+}
+
+/// 1840 → "1,840".
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 impl Controller {

@@ -243,6 +243,9 @@ pub(crate) struct Comparison {
     /// Per variant, how many more observations a fixed-horizon test at 80% power would need
     /// for the observed difference (None when it is zero).
     pub more_needed: Option<usize>,
+    /// Observations (both variants) at the first prefix whose always-valid p-value fell below
+    /// `alpha`: when the test decided.
+    pub decided_after: Option<usize>,
 }
 
 fn mean_var(x: &[f64]) -> (f64, f64) {
@@ -278,11 +281,16 @@ fn diff_variance(sa: f64, qa: f64, na: f64, sb: f64, qb: f64, nb: f64) -> f64 {
     (va / na + vb / nb).max(1e-12).max(0.25 / (na * nb))
 }
 
+/// Observations each variant needs before the sequential test may decide: below it the
+/// variances the test plugs in are too rough (five right answers in a row look certain).
+const MIN_PER_VARIANT: usize = 30;
+
 /// Compares outcomes `a` and `b` (each in arrival order); `tau` is the mixture's scale (the
 /// size of difference that matters, in the outcome's units). The always-valid p-value is the
-/// smallest 1/e-value over every prefix of the two streams, interleaved in proportion, so it
-/// only goes down as data arrive and a decision, once reached, stays.
-pub(crate) fn compare(a: &[f64], b: &[f64], tau: f64) -> Option<Comparison> {
+/// smallest 1/e-value over every prefix of the two streams (from `MIN_PER_VARIANT` observations
+/// each), interleaved in proportion, so it only goes down as data arrive and a decision, once
+/// reached, stays.
+pub(crate) fn compare(a: &[f64], b: &[f64], tau: f64, alpha: f64) -> Option<Comparison> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
@@ -291,6 +299,7 @@ pub(crate) fn compare(a: &[f64], b: &[f64], tau: f64) -> Option<Comparison> {
     let (mut sa, mut qa, mut sb, mut qb) = (0.0, 0.0, 0.0, 0.0);
     let mut always_valid_p: f64 = 1.0;
     let mut last_e = 1.0;
+    let mut decided_after = None;
     while i < na || j < nb {
         // Take from the stream that is further behind its share.
         if j >= nb || (i < na && (i as f64 / na as f64) <= (j as f64 / nb as f64)) {
@@ -302,11 +311,14 @@ pub(crate) fn compare(a: &[f64], b: &[f64], tau: f64) -> Option<Comparison> {
             qb += b[j] * b[j];
             j += 1;
         }
-        if i >= 2 && j >= 2 {
+        if i >= MIN_PER_VARIANT && j >= MIN_PER_VARIANT {
             let (fi, fj) = (i as f64, j as f64);
             let var = diff_variance(sa, qa, fi, sb, qb, fj);
             last_e = e_value(sb / fj - sa / fi, var, tau);
             always_valid_p = always_valid_p.min(1.0 / last_e);
+            if always_valid_p < alpha && decided_after.is_none() {
+                decided_after = Some(i + j);
+            }
         }
     }
     let ((ma, va), (mb, vb)) = (mean_var(a), mean_var(b));
@@ -328,6 +340,7 @@ pub(crate) fn compare(a: &[f64], b: &[f64], tau: f64) -> Option<Comparison> {
         e_value: last_e,
         always_valid_p: always_valid_p.min(1.0),
         more_needed,
+        decided_after,
     })
 }
 
@@ -356,11 +369,11 @@ mod sequential_tests {
                     b.push(bernoulli(&mut rng, 0.8));
                 }
                 if a.len() % 50 == 0 {
-                    naive_hit |= compare(&a, &b, 0.05).is_some_and(|c| c.fixed_p < 0.05);
+                    naive_hit |= compare(&a, &b, 0.05, 0.05).is_some_and(|c| c.fixed_p < 0.05);
                 }
             }
             // The always-valid p-value is the minimum over every prefix: looking at any time.
-            sequential += usize::from(compare(&a, &b, 0.05).is_some_and(|c| c.always_valid_p < 0.05));
+            sequential += usize::from(compare(&a, &b, 0.05, 0.05).is_some_and(|c| c.always_valid_p < 0.05));
             naive += usize::from(naive_hit);
         }
         let rate = sequential as f64 / runs as f64;
@@ -373,7 +386,7 @@ mod sequential_tests {
         let mut rng = fastrand::Rng::with_seed(11);
         let a: Vec<f64> = (0..1500).map(|_| bernoulli(&mut rng, 0.80)).collect();
         let b: Vec<f64> = (0..1500).map(|_| bernoulli(&mut rng, 0.88)).collect();
-        let c = compare(&a, &b, 0.05).unwrap();
+        let c = compare(&a, &b, 0.05, 0.05).unwrap();
         assert!(c.always_valid_p < 0.01 && c.difference > 0.04 && c.ci.0 > 0.0, "{c:?}");
         assert!((normal_cdf(1.96) - 0.975).abs() < 1e-4);
     }

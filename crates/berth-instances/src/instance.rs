@@ -3,7 +3,7 @@
 
 use crate::python::framework_of;
 use crate::{BoxFuture, DockerBackend, InstanceBackend, InstanceError, InstanceSlot, InstanceSpec, ProcessBackend, PythonBackend};
-use berth_domain::Image;
+use berth_domain::{BuiltinImage, Image};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -110,6 +110,16 @@ pub struct ImageBackends {
     pub containers: Arc<DockerBackend>,
     /// None: the Python runtime is off (`--python-runtime off`).
     pub python: Option<Arc<PythonBackend>>,
+    /// What `berth/onnx` needs on the machine (ONNX Runtime), made sure of before an instance
+    /// starts; None: nothing is checked (the worker says what is missing).
+    pub onnx_runtime: Option<Arc<dyn Prerequisite>>,
+}
+
+/// Something a built-in image needs on the machine, found or installed before its instances
+/// start (once: later calls return at once).
+pub trait Prerequisite: Send + Sync {
+    /// `progress` hears each step in words; the error says what is missing and how to get it.
+    fn ensure<'a>(&'a self, progress: &'a (dyn Fn(String) + Send + Sync)) -> BoxFuture<'a, Result<(), String>>;
 }
 
 impl InstanceBackend for ImageBackends {
@@ -131,6 +141,16 @@ impl InstanceBackend for ImageBackends {
                     )));
                 };
                 return python.start(spec, framework).await;
+            }
+            if let (Image::Builtin(BuiltinImage::Onnx), Some(onnx)) = (&spec.image, &self.onnx_runtime) {
+                let (observer, id) = (spec.observer.clone(), spec.id.clone());
+                let progress = move |step: String| {
+                    tracing::info!(instance = %id, %step, "berth/onnx");
+                    if let Some(o) = &observer {
+                        o(&id, crate::InstanceEvent::Preparing { step });
+                    }
+                };
+                onnx.ensure(&progress).await.map_err(InstanceError::StartFailed)?;
             }
             match spec.image {
                 Image::Exec(_) | Image::Builtin(_) => self.processes.start(spec).await,

@@ -52,7 +52,7 @@ pub use berth_python::{Framework, PythonEnvironments};
 pub use docker::{DockerBackend, DockerEngine};
 #[cfg(feature = "test-support")]
 pub use fake::{FakeBackend, FakeCall};
-pub use instance::{ImageBackends, Instance, InstanceBudget};
+pub use instance::{ImageBackends, Instance, InstanceBudget, Prerequisite};
 pub use netns::NetNamespace;
 pub use orphans::{ProcessTracker, MARKER};
 pub use process::{ProcessBackend, SupervisorSettings};

@@ -1,5 +1,6 @@
 //! Operator commands that talk to a running berth over its SageMaker and CloudWatch APIs and
-//! berth's own: `berth endpoints`, `berth invoke`, `berth weights`, `berth logs`, `berth events`.
+//! berth's own: `berth endpoints`, `berth invoke`, `berth weights`, `berth ab`, `berth logs`,
+//! `berth events`.
 //! Human tables by default, `--json` for scripts.
 
 use anyhow::{bail, Context};
@@ -53,6 +54,14 @@ pub struct WeightsArgs {
     /// New weights, as Variant=Weight (e.g. Variant1=25 Variant2=75).
     #[arg(required = true)]
     weights: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AbArgs {
+    endpoint: String,
+    /// The variants to compare (default: the endpoint's first two production variants).
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    variants: Option<Vec<String>>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -340,6 +349,51 @@ pub fn weights(server: Server, args: WeightsArgs) -> anyhow::Result<()> {
         } else {
             println!("{}: weights set ({})", args.endpoint, args.weights.join(", "));
         }
+        Ok(())
+    })
+}
+
+/// `berth ab`: the A/B test of an endpoint in the terminal — each variant's weight, labelled
+/// count and accuracy with its 95% interval, and the always-valid test's verdict.
+pub fn ab(server: Server, args: AbArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let api = Api::new(&server.url).await?;
+        let described = api.call("SageMaker.DescribeEndpoint", json!({ "EndpointName": args.endpoint })).await?;
+        let weights: Vec<(String, f64)> = described["ProductionVariants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| (v["VariantName"].as_str().unwrap_or_default().to_string(), v["CurrentWeight"].as_f64().unwrap_or(0.0)))
+            .collect();
+        let (a, b) = match (&args.variants, weights.as_slice()) {
+            (Some(pair), _) => (pair[0].clone(), pair[1].clone()),
+            (None, [a, b, ..]) => (a.0.clone(), b.0.clone()),
+            (None, _) => bail!("endpoint {} has fewer than two production variants: there is no A/B test to show", args.endpoint),
+        };
+        let quality = api.get_json(&format!("/berth/v1/endpoints/{}/quality?problem=classification", args.endpoint)).await?;
+        let test = api.get_json(&format!("/berth/v1/endpoints/{}/significance?metric=accuracy&a={a}&b={b}", args.endpoint)).await?;
+        if server.json {
+            println!("{}", json!({ "endpoint": args.endpoint, "weights": weights.iter().map(|(v, w)| json!({"variant": v, "weight": w})).collect::<Vec<_>>(), "quality": quality, "significance": test }));
+            return Ok(());
+        }
+        let total: f64 = weights.iter().map(|(_, w)| w).sum();
+        let mut rows = vec![vec!["VARIANT".to_string(), "TRAFFIC".into(), "LABELLED".into(), "ACCURACY".into(), "95% INTERVAL".into()]];
+        for (variant, weight) in &weights {
+            let q = quality["variants"].as_array().into_iter().flatten().find(|q| q["variant"] == variant.as_str());
+            let share = if total > 0.0 { format!("{:.0}%", weight / total * 100.0) } else { "-".into() };
+            let (n, accuracy, interval) = match q {
+                Some(q) => {
+                    let pct = |v: &Value| v.as_f64().map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+                    let ci = &q["accuracy"]["ci95"];
+                    (q["n"].to_string(), pct(&q["accuracy"]["value"]), format!("{} to {}", pct(&ci[0]), pct(&ci[1])))
+                }
+                None => ("0".into(), "-".into(), "-".into()),
+            };
+            rows.push(vec![variant.clone(), share, n, accuracy, interval]);
+        }
+        println!("{}: {a} vs {b} on accuracy", args.endpoint);
+        print_table(&rows);
+        println!("{}", test["verdict"].as_str().unwrap_or("no verdict"));
         Ok(())
     })
 }

@@ -41,6 +41,14 @@ enum Command {
         #[command(flatten)]
         args: cli::WeightsArgs,
     },
+    /// Print an endpoint's A/B test: each variant's traffic, labelled accuracy with its 95%
+    /// interval, and the always-valid test's verdict.
+    Ab {
+        #[command(flatten)]
+        server: cli::Server,
+        #[command(flatten)]
+        args: cli::AbArgs,
+    },
     /// Print an endpoint's instance logs (`--follow` to keep printing).
     Logs {
         #[command(flatten)]
@@ -128,6 +136,7 @@ fn main() -> std::process::ExitCode {
         Command::Endpoints { server } => cli::endpoints(server),
         Command::Invoke { server, args } => cli::invoke(server, args),
         Command::Weights { server, args } => cli::weights(server, args),
+        Command::Ab { server, args } => cli::ab(server, args),
         Command::Logs { server, args } => cli::logs(server, args),
         Command::Events { server, args } => cli::events(server, args),
     };

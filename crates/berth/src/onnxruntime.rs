@@ -1,9 +1,13 @@
 //! Installing ONNX Runtime for `berth/onnx` when none is found: the library of the PyPI
-//! `onnxruntime` wheel, fetched with python3's pip into `<data-dir>/onnxruntime/`.
+//! `onnxruntime` wheel, fetched with python3's pip into `<data-dir>/onnxruntime/` — by
+//! `berth install-onnxruntime`, or by the server itself the first time a `berth/onnx` instance
+//! needs it (unless `--offline`).
 
 use anyhow::Context;
-use std::path::Path;
+use berth_instances::{BoxFuture, Prerequisite};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The onnxruntime release berth installs for itself.
 const ONNXRUNTIME_VERSION: &str = "1.32.0";
@@ -38,4 +42,62 @@ pub fn ensure_installed(data_dir: &Path) -> anyhow::Result<()> {
     let found = berth_onnx::library::find(Some(data_dir)).map_err(|e| anyhow::anyhow!(e))?;
     tracing::info!(library = %found.path.display(), "ONNX Runtime installed");
     Ok(())
+}
+
+/// The server's side: before a `berth/onnx` instance starts, ONNX Runtime is found, or
+/// installed once (one install at a time, whatever number of instances wait for it).
+pub struct OnnxRuntimeInstaller {
+    data_dir: PathBuf,
+    /// `--offline`: never install.
+    offline: bool,
+    ready: AtomicBool,
+    installing: tokio::sync::Mutex<()>,
+}
+
+impl OnnxRuntimeInstaller {
+    pub fn new(data_dir: PathBuf, offline: bool) -> Self {
+        OnnxRuntimeInstaller { data_dir, offline, ready: AtomicBool::new(false), installing: tokio::sync::Mutex::new(()) }
+    }
+
+    async fn ensure_now(&self, progress: &(dyn Fn(String) + Send + Sync)) -> Result<(), String> {
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.installing.lock().await;
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let dir = self.data_dir.clone();
+        let found = tokio::task::spawn_blocking(move || berth_onnx::library::find(Some(&dir))).await.map_err(|e| e.to_string())?;
+        if let Err(missing) = found {
+            // A library named explicitly is the operator's choice: not replaced by an install.
+            if ["BERTH_ORT_DYLIB", "ORT_DYLIB_PATH"].iter().any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty())) {
+                return Err(missing);
+            }
+            if self.offline {
+                return Err(format!(
+                    "berth/onnx needs ONNX Runtime, which was not found, and berth is --offline so it installs nothing: {}",
+                    berth_onnx::library::INSTALL_HINT
+                ));
+            }
+            progress(format!(
+                "Installing ONNX Runtime {ONNXRUNTIME_VERSION} for berth/onnx into {} with python3's pip (first use only)",
+                self.data_dir.join("onnxruntime").display()
+            ));
+            let dir = self.data_dir.clone();
+            tokio::task::spawn_blocking(move || ensure_installed(&dir))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("berth/onnx needs ONNX Runtime, which was not found, and installing it failed: {e:#}"))?;
+            progress("ONNX Runtime installed".to_string());
+        }
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Prerequisite for OnnxRuntimeInstaller {
+    fn ensure<'a>(&'a self, progress: &'a (dyn Fn(String) + Send + Sync)) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.ensure_now(progress))
+    }
 }

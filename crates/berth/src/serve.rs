@@ -78,7 +78,8 @@ pub struct ServeArgs {
     /// The Python interpreter the runtime's environments are made from (3.8 or newer, with venv).
     #[arg(long, env = "BERTH_PYTHON", default_value = "python3")]
     python: String,
-    /// No package registry: only Python environments made earlier (`berth prepare-python`) are used.
+    /// No package registry: only Python environments made earlier (`berth prepare-python`) are
+    /// used, and ONNX Runtime is not installed when missing (`berth install-onnxruntime`).
     #[arg(long, env = "BERTH_OFFLINE")]
     offline: bool,
     /// A directory `exec:` programs may be run from (repeatable; `BERTH_EXEC_ROOTS` takes a
@@ -117,9 +118,13 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_MEMORY_LIMITS", default_value = "auto", value_parser = ["auto", "off"])]
     memory_limits: String,
     /// Also deploy the demo: endpoint `demo`, two bundled iris models on `berth/onnx` at 1:1
-    /// (installs ONNX Runtime into the data dir with python3's pip when none is found).
+    /// with data capture, and traffic with ground truth of its own (see --demo-traffic).
     #[arg(long, env = "BERTH_DEMO")]
     demo: bool,
+    /// With --demo: `on` sends the demo endpoint traffic and, a few seconds later, the true
+    /// labels, so its A/B test decides within about a minute; `off` stays quiet.
+    #[arg(long, env = "BERTH_DEMO_TRAFFIC", default_value = "on", value_parser = ["on", "off"])]
+    demo_traffic: String,
     /// Authentication: `none` accepts every request; `sigv4` checks AWS Signature Version 4 on
     /// the AWS APIs and HTTP basic auth on /metrics, /ui and /berth/v1, against the key pairs
     /// in --credentials-file.
@@ -226,10 +231,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         file_roots = %if file_roots.is_empty() { "none (file:// refused)".to_string() } else { file_roots.describe() },
         "what callers may make berth run and read"
     );
-    if args.demo {
-        let dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || crate::onnxruntime::ensure_installed(&dir)).await??;
-    }
     let db_path = data_dir.join("state.db");
     let store = SqliteStore::open(&db_path).with_context(|| format!("opening state database {}", db_path.display()))?;
 
@@ -277,7 +278,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         offline = args.offline,
         "berth/python and framework images without Docker run the model's own code through berth's Python runtime"
     );
-    let backend = Arc::new(ImageBackends { processes: processes.clone(), containers: containers.clone(), python });
+    let onnx_runtime: Arc<dyn berth_instances::Prerequisite> =
+        Arc::new(crate::onnxruntime::OnnxRuntimeInstaller::new(data_dir.clone(), args.offline));
+    let backend =
+        Arc::new(ImageBackends { processes: processes.clone(), containers: containers.clone(), python, onnx_runtime: Some(onnx_runtime) });
     let artifacts = ModelArtifacts::new(
         data_dir.join("models"),
         ExtractLimits {
@@ -315,13 +319,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // Endpoints come back in the background; the API answers meanwhile (as SystemUpdating).
     let (recovering, demo, demo_dir) = (controller.clone(), args.demo, data_dir.clone());
+    let demo_traffic = (args.demo && args.demo_traffic == "on").then(|| router.clone());
+    let signed = args.auth != "none";
     tokio::spawn(async move {
         if let Err(e) = recovering.recover().await {
             error!(error = %e, "recovering endpoints failed");
         }
         if demo {
             match crate::demo::deploy(&recovering, &demo_dir).await {
-                Ok(()) => announce_demo(&recovering, addr, scheme).await,
+                Ok(()) => {
+                    if let Some(router) = &demo_traffic {
+                        tokio::spawn(crate::demo::send_traffic(recovering.clone(), router.clone()));
+                    }
+                    announce_demo(&recovering, addr, scheme, signed, demo_traffic.is_some()).await
+                }
                 Err(e) => error!(error = %e, "the demo could not be deployed"),
             }
         }
@@ -365,11 +376,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Prints how to call the demo once its endpoint is in service (or why it is not).
-async fn announce_demo(controller: &Controller, addr: SocketAddr, scheme: &'static str) {
+async fn announce_demo(controller: &Controller, addr: SocketAddr, scheme: &'static str, signed: bool, traffic: bool) {
     loop {
         match controller.describe_endpoint(crate::demo::ENDPOINT).await.map(|e| e.status) {
             Ok(berth_domain::EndpointStatus::InService) => {
-                println!("{}", crate::demo::usage(addr, scheme));
+                println!("{}", crate::demo::usage(addr, scheme, controller.account(), signed, traffic));
                 return;
             }
             Ok(berth_domain::EndpointStatus::Failed) | Err(_) => {
