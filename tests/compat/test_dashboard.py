@@ -4,6 +4,7 @@ a weight change shows up, events are listed, and it loads nothing from anywhere 
 A screenshot is saved to tests/artifacts/dashboard.png."""
 
 import os
+import re
 import threading
 import time
 
@@ -149,3 +150,97 @@ def test_dashboard_assets_and_empty_state(berth, browser):
         s.append(new Option('gone', 'gone')); s.value = 'gone'; s.dispatchEvent(new Event('change'));
     """)
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#endpoints .empty"), "the empty state")
+
+
+def weights_of(sm, ep):
+    return {v["VariantName"]: v["CurrentWeight"] for v in sm.describe_endpoint(EndpointName=ep)["ProductionVariants"]}
+
+
+def test_experiment_controls_set_weights_promote_and_roll_back(berth, sm, browser):
+    """The A/B panel's controls, clicked in Chromium, change the endpoint's weights (read back
+    through boto3), each recorded as an event; the same action from another origin is refused."""
+    import requests
+
+    ep = deploy(sm, ["Variant1", "Variant2"])
+    browser.set_window_size(1400, 900)
+    browser.get(f"{berth.url}/ui")
+    card = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f'#endpoint-{ep}[data-status="InService"]'), "the endpoint")[0]
+    # The variant table fits its card at 1,400 px; the traffic chart's one point spans a minute, not years.
+    fits = "const c = document.querySelector(arguments[0]); return [c.scrollWidth, c.clientWidth, c.querySelector('table.variants').scrollWidth];"
+    scroll, width, table = browser.execute_script(fits, f"#endpoint-{ep}")
+    assert scroll <= width and table <= width, (scroll, width, table)
+    span = "const x = window.berthDashboard.cards.get(arguments[0]).plots.weights.chart.scales.x; return x.max - x.min;"
+    assert 0 < browser.execute_script(span, ep) < 3600
+
+    panel = card.find_element(By.CSS_SELECTOR, "section.ab")
+    inputs = {i.get_attribute("data-variant"): i for i in panel.find_elements(By.CSS_SELECTOR, "input.weight")}
+    assert set(inputs) == {"Variant1", "Variant2"}
+    for variant, weight in (("Variant1", "1"), ("Variant2", "3")):
+        inputs[variant].clear()
+        inputs[variant].send_keys(weight)
+    time.sleep(1.5)  # a refresh or two: what was typed stays
+    assert inputs["Variant2"].get_attribute("value") == "3"
+
+    def click_and_wait(selector, want):
+        panel.find_element(By.CSS_SELECTOR, selector).click()
+        wait_for(lambda: weights_of(sm, ep) == want, f"weights {want}")
+        wait_for(lambda: "Done" in panel.find_element(By.CSS_SELECTOR, ".ab-status").text, "the control's answer")
+
+    click_and_wait("button.set-weights", {"Variant1": 1.0, "Variant2": 3.0})
+    wait_for(lambda: "25%" in panel.find_element(By.CSS_SELECTOR, 'tr[data-variant="Variant1"] td.traffic').text, "the new share")
+    click_and_wait('button.promote[data-variant="Variant2"]', {"Variant1": 0.0, "Variant2": 1.0})
+    wait_for(lambda: panel.find_element(By.CSS_SELECTOR, "button.roll-back").is_enabled(), "roll back enabled")
+    click_and_wait("button.roll-back", {"Variant1": 1.0, "Variant2": 3.0})
+
+    events = requests.get(f"{berth.url}/berth/v1/events", params={"endpoint": ep}, timeout=10).json()["events"]
+    messages = [e["message"] for e in events if e["kind"] == "WeightsChanged"]
+    for what in ("from the dashboard: set weights", "from the dashboard: promote Variant2", "from the dashboard: roll back"):
+        assert any(what in m for m in messages), (what, messages)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-controls.png"))
+
+    # Another origin's page cannot promote (browsers send forms anywhere); nothing changes.
+    refused = requests.post(
+        f"{berth.url}/berth/v1/endpoints/{ep}/promote", json={"variant": "Variant1"}, headers={"Origin": "http://evil.example"}, timeout=10
+    )
+    assert refused.status_code == 403, refused.text
+    assert weights_of(sm, ep) == {"Variant1": 1.0, "Variant2": 3.0}
+    # Hostile bodies: unknown variants, fields, shapes and sizes get a 4xx naming the problem.
+    post = lambda action, **kw: requests.post(f"{berth.url}/berth/v1/endpoints/{ep}/{action}", timeout=10, **kw)  # noqa: E731
+    assert post("promote", json={"variant": "Nope"}).status_code == 400
+    assert post("weights", json={"weights": {"Variant1": -1}}).status_code == 400
+    assert post("weights", json={"weights": {"Variant1": "x"}}).status_code == 400
+    assert post("weights", json={"weights": {"Variant1": 1}, "extra": 1}).status_code == 400
+    assert post("weights", data=b"{" * 100_000).status_code == 413
+    assert requests.post(f"{berth.url}/berth/v1/endpoints/nope/rollback", timeout=10).status_code == 404
+    assert weights_of(sm, ep) == {"Variant1": 1.0, "Variant2": 3.0}
+
+
+def test_experiment_controls_need_berths_authentication(own_berth, tmp_path):
+    import requests
+
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = AKIDDASHBOARD\naws_secret_access_key = dashboard-secret\n")
+    server = own_berth("--auth", "sigv4", "--credentials-file", str(creds))
+    url = f"{server.url}/berth/v1/endpoints/any/rollback"
+    assert requests.post(url, timeout=10).status_code == 401
+    assert requests.post(url, auth=("AKIDDASHBOARD", "wrong"), timeout=10).status_code == 401
+    # With the key pair it reaches the control (which finds no such endpoint).
+    assert requests.post(url, auth=("AKIDDASHBOARD", "dashboard-secret"), timeout=10).status_code == 404
+
+
+def test_the_ab_panel_shows_accuracy_with_intervals_and_the_verdict(tmp_path, browser):
+    """The demo's own traffic decides its A/B test; the dashboard says so in plain words."""
+    from conftest import BerthServer
+
+    server = BerthServer(tmp_path / "data", ["--demo"]).start()
+    try:
+        browser.get(f"{server.url}/ui")
+        verdict = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '#endpoint-demo .ab .verdict[data-test="decided"]'), "a decided A/B test", timeout=120)[0]
+        assert verdict.text.startswith("Variant1 is better: accuracy +") and "95% interval" in verdict.text and "decided after" in verdict.text, verdict.text
+        accuracy = browser.find_element(By.CSS_SELECTOR, '#endpoint-demo .ab tr[data-variant="Variant2"] td.accuracy').text
+        assert re.fullmatch(r"\d+\.\d% \(\d+\.\d% to \d+\.\d%\)", accuracy), accuracy
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "dashboard-ab.png"))
+    finally:
+        server.stop()

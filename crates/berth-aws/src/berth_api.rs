@@ -1,6 +1,9 @@
 //! berth's own small API, beside the AWS ones: `GET /berth/v1/endpoints/{name}/logs`, the
-//! instance logs of an endpoint for `berth logs`, and `GET /berth/v1/endpoints/{name}/shadows`,
-//! what its shadow variants answered compared with production.
+//! instance logs of an endpoint for `berth logs`; `GET /berth/v1/endpoints/{name}/shadows`,
+//! what its shadow variants answered compared with production; and the dashboard's experiment
+//! controls, `POST /berth/v1/endpoints/{name}/weights` (`{"weights": {"Variant1": 25, ...}}`),
+//! `.../promote` (`{"variant": "Variant2"}`) and `.../rollback` (no body), each answering the
+//! endpoint's weights as `{"endpoint", "weights": {variant: weight}}`.
 //!
 //! Query: `variant` (only that variant), `tail` (bytes from the end of each log, default 8192),
 //! `from` (`<variant>/<instance>:<offset>,...`: read each named log from that offset instead,
@@ -8,12 +11,14 @@
 //! `next` being the offset to ask for next time.
 
 use crate::Edge;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use berth_control::{ControlError, WeightControl};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 
 #[derive(Deserialize)]
@@ -122,4 +127,65 @@ pub async fn shadows(State(edge): State<Edge>, Path(endpoint): Path<String>) -> 
         })
         .collect();
     json_ok(json!({ "shadows": shadows }))
+}
+
+/// The largest body of an experiment control (a few variant names and numbers).
+const MAX_CONTROL_BODY: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetWeights {
+    weights: BTreeMap<String, f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Promote {
+    variant: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, json!({ "message": message.into() }).to_string()).into_response()
+}
+
+/// The body as `T`, read within the body timeout and at most [`MAX_CONTROL_BODY`] bytes.
+async fn control_body<T: serde::de::DeserializeOwned>(edge: &Edge, body: Body) -> Result<T, Response> {
+    let read = tokio::time::timeout(edge.security.body_timeout, axum::body::to_bytes(body, MAX_CONTROL_BODY));
+    let bytes = match read.await {
+        Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "The body did not arrive in time.")),
+        Ok(Err(_)) => return Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("The body is over {MAX_CONTROL_BODY} bytes."))),
+        Ok(Ok(b)) => b,
+    };
+    serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("The body is not what this control takes: {e}.")))
+}
+
+async fn control(edge: Edge, endpoint: String, control: WeightControl) -> Response {
+    match edge.controller.control_weights(&endpoint, control, "from the dashboard").await {
+        Ok(e) => {
+            let weights: BTreeMap<String, f64> =
+                e.variants.iter().filter(|v| !v.shadow).map(|v| (v.name.clone(), v.current_weight)).collect();
+            json_ok(json!({ "endpoint": e.name, "weights": weights }))
+        }
+        Err(e @ ControlError::NotFound { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(ControlError::Validation(m)) => error(StatusCode::BAD_REQUEST, m),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+pub async fn set_weights(State(edge): State<Edge>, Path(endpoint): Path<String>, body: Body) -> Response {
+    match control_body::<SetWeights>(&edge, body).await {
+        Ok(b) => control(edge, endpoint, WeightControl::Set(b.weights.into_iter().collect())).await,
+        Err(refused) => refused,
+    }
+}
+
+pub async fn promote(State(edge): State<Edge>, Path(endpoint): Path<String>, body: Body) -> Response {
+    match control_body::<Promote>(&edge, body).await {
+        Ok(b) => control(edge, endpoint, WeightControl::Promote(b.variant)).await,
+        Err(refused) => refused,
+    }
+}
+
+pub async fn roll_back(State(edge): State<Edge>, Path(endpoint): Path<String>) -> Response {
+    control(edge, endpoint, WeightControl::RollBack).await
 }

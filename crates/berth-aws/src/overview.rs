@@ -5,7 +5,8 @@
 //!   over the last `S` seconds (default 300, at most 3600) in periods of `P` seconds (default
 //!   2): invocations per second, model latency p50/p99 in milliseconds, error share, CPU; and
 //!   the 50 newest events; for endpoints with data capture, each variant's labelled accuracy and
-//!   the A/B test between the first two production variants.
+//!   the A/B test between the first two production variants (accuracy with its 95% interval);
+//!   whether the weights can be rolled back (`can_roll_back`).
 //! - `GET /berth/v1/events?endpoint=E&after=ID&before=ID&limit=N`: events, newest first.
 
 use crate::berth_api::json_ok;
@@ -115,6 +116,7 @@ fn endpoint_json(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsR
             json!({
                 "name": v.name,
                 "model": v.model_name,
+                "shadow": v.shadow,
                 "serverless": serverless,
                 "instance_type": v.instance_type,
                 "weight": v.current_weight,
@@ -146,6 +148,7 @@ fn endpoint_json(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsR
             "message": p.message,
             "new_fleet_share": p.green_share,
         })),
+        "can_roll_back": e.previous_weights.is_some(),
         "created": e.created.as_secs_f64(),
         "modified": e.modified.as_secs_f64(),
         "variants": variants,

@@ -56,5 +56,57 @@ pub async fn metrics(State(edge): State<Edge>) -> Response {
             }
         }
     }
+    body += &weights_and_quality(&edge).await;
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// Each production variant's weight, and for endpoints with data capture the A/B test: each
+/// variant's labelled answers and accuracy with its 95% interval, and whether the always-valid
+/// test has decided (with its p-value).
+async fn weights_and_quality(edge: &Edge) -> String {
+    let mut routes = edge.router.table().routes();
+    routes.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+    let mut out = String::from("# HELP berth_variant_weight A production variant's current weight.\n# TYPE berth_variant_weight gauge\n");
+    for route in &routes {
+        for v in &route.variants {
+            out += &format!("berth_variant_weight{{endpoint=\"{}\",variant=\"{}\"}} {}\n", route.endpoint, v.name, v.weight);
+        }
+    }
+    let mut gauges: [(&str, &str, String); 6] = [
+        ("berth_variant_labelled", "Captured answers of a variant that have a ground-truth label.", String::new()),
+        ("berth_variant_accuracy", "A variant's accuracy on its labelled answers.", String::new()),
+        ("berth_variant_accuracy_ci95_lower", "The lower end of the 95% (Wilson) interval of a variant's accuracy.", String::new()),
+        ("berth_variant_accuracy_ci95_upper", "The upper end of the 95% (Wilson) interval of a variant's accuracy.", String::new()),
+        (
+            "berth_ab_decided",
+            "1 when the always-valid test between an endpoint's first two production variants has decided.",
+            String::new(),
+        ),
+        ("berth_ab_always_valid_p", "The always-valid p-value of that test.", String::new()),
+    ];
+    for e in edge.controller.all_endpoints().await.unwrap_or_default().iter().filter(|e| e.data_capture.is_some()) {
+        let Ok(summary) = edge.controller.quality_summary(&e.name).await else { continue };
+        for (variant, q) in summary["variants"].as_object().into_iter().flatten() {
+            let labels = format!("endpoint=\"{}\",variant=\"{variant}\"", e.name);
+            let values = [&q["n"], &q["accuracy"], &q["ci95"][0], &q["ci95"][1]];
+            for (gauge, value) in gauges.iter_mut().zip(values) {
+                if let Some(v) = value.as_f64() {
+                    gauge.2 += &format!("{}{{{labels}}} {v}\n", gauge.0);
+                }
+            }
+        }
+        let test = &summary["test"];
+        if let Some(decided) = test["decided"].as_bool() {
+            gauges[4].2 += &format!("berth_ab_decided{{endpoint=\"{}\"}} {}\n", e.name, u8::from(decided));
+        }
+        if let Some(p) = test["always_valid_p"].as_f64() {
+            gauges[5].2 += &format!("berth_ab_always_valid_p{{endpoint=\"{}\"}} {p}\n", e.name);
+        }
+    }
+    for (name, help, lines) in gauges {
+        if !lines.is_empty() {
+            out += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n{lines}");
+        }
+    }
+    out
 }

@@ -57,10 +57,11 @@
       el("thead", {}, el("tr", {}, ...[
         ["Variant", ""], ["Traffic", ""], ["Instances", "num"], ["Type", ""], ["req/s", "num"],
         ["p50 ms", "num"], ["p99 ms", "num"], ["Errors", "num"], ["CPU %", "num"], ["Mem %", "num"],
-        ["Restarts", "num"], ["Invocations", "num"], ["Accuracy", "num"],
+        ["Restarts", "num"],
       ].map(([t, c]) => el("th", { class: c, text: t })))),
       el("tbody"),
     );
+    const ab = newAbPanel(name);
     const charts = el("div", { class: "charts" });
     const plots = {};
     for (const c of CHARTS) {
@@ -68,8 +69,8 @@
       charts.append(el("div", { class: "chart" }, el("h3", { text: c.title }), plot));
       plots[c.key] = { el: plot, chart: null };
     }
-    card.append(head, table, charts);
-    return { el: card, head, tbody: table.querySelector("tbody"), plots, variants: "" };
+    card.append(head, el("div", { class: "table-wrap" }, table), ab.el, charts);
+    return { el: card, head, tbody: table.querySelector("tbody"), plots, variants: "", ab };
   }
 
   function renderHead(card, ep) {
@@ -84,16 +85,99 @@
       card.head.append(el("span", { class: "deployment", text: `${d.phase}: ${d.message} (new fleet ${(d.new_fleet_share * 100).toFixed(0)}%)` }));
     }
     if (ep.failure_reason) card.head.append(el("span", { class: "reason", text: ep.failure_reason }));
-    const test = ep.quality && ep.quality.test;
-    if (test) {
-      const detail = test.n ? ` (n ${test.n[0]} / ${test.n[1]}, always-valid p ${Number(test.always_valid_p).toFixed(3)})` : "";
-      card.head.append(el("span", { class: "verdict" + (test.decided ? " decided" : ""), "data-test": test.decided ? "decided" : "open", text: "A/B: " + test.verdict + detail }));
+  }
+
+  // ---- the A/B panel: per production variant its traffic, labelled accuracy with its 95%
+  // interval and the verdict; controls to set weights, promote a variant, roll back. Its inputs
+  // live across refreshes: a weight being typed is not overwritten.
+
+  function newAbPanel(name) {
+    const rows = el("tbody");
+    const status = el("span", { class: "ab-status", role: "status" });
+    const setButton = el("button", { type: "button", class: "set-weights", text: "Set weights" });
+    const rollBack = el("button", { type: "button", class: "roll-back", text: "Roll back", title: "Back to the weights before the last change" });
+    const verdict = el("p", { class: "verdict" });
+    const panel = el("section", { class: "ab", "aria-label": "A/B test of " + name },
+      el("h3", { text: "A/B test" }),
+      el("table", { class: "ab-variants" },
+        el("thead", {}, el("tr", {}, ...[["Variant", ""], ["Traffic", "num"], ["Weight", "num"], ["Labelled", "num"], ["Accuracy (95% interval)", "num"], ["", ""]]
+          .map(([t, c]) => el("th", { class: c, text: t })))),
+        rows),
+      el("div", { class: "ab-actions" }, setButton, rollBack, status),
+      verdict);
+    const ab = { el: panel, rows, status, verdict, rollBack, names: "" };
+    setButton.addEventListener("click", () => {
+      const weights = {};
+      for (const input of rows.querySelectorAll("input.weight")) weights[input.dataset.variant] = Number(input.value);
+      control(ab, name, "weights", { weights });
+    });
+    rollBack.addEventListener("click", () => control(ab, name, "rollback", null));
+    return ab;
+  }
+
+  // Sends one experiment control; berth records it as an event.
+  async function control(ab, endpoint, action, body) {
+    ab.status.textContent = "…";
+    ab.status.className = "ab-status";
+    try {
+      const r = await fetch(`/berth/v1/endpoints/${encodeURIComponent(endpoint)}/${action}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: body === null ? "" : JSON.stringify(body),
+      });
+      const answer = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(answer.message || "HTTP " + r.status);
+      for (const input of ab.rows.querySelectorAll("input.weight")) delete input.dataset.dirty;
+      const weights = Object.entries(answer.weights).map(([v, w]) => `${v} ${w}`).join(", ");
+      ab.status.textContent = `Done: ${weights}`;
+      ab.status.classList.add("ok");
+    } catch (e) {
+      ab.status.textContent = "Not done: " + e.message;
+      ab.status.classList.add("bad");
     }
   }
 
-  function quality(ep, variant) {
-    const q = ep.quality && ep.quality.variants && ep.quality.variants[variant];
-    return q ? `${(q.accuracy * 100).toFixed(1)}% (n ${q.n})` : "–";
+  function percent(v) {
+    return (v * 100).toFixed(1) + "%";
+  }
+
+  function renderAb(card, ep) {
+    const ab = card.ab;
+    const production = ep.variants.filter((v) => !v.shadow);
+    ab.el.hidden = production.length < 2;
+    if (ab.el.hidden) return;
+    const names = production.map((v) => v.name).join("\u0000");
+    if (ab.names !== names) {
+      ab.rows.replaceChildren(...production.map((v, i) => {
+        const input = el("input", { type: "number", min: "0", step: "any", class: "weight", "data-variant": v.name, "aria-label": "Weight of " + v.name });
+        input.addEventListener("input", () => (input.dataset.dirty = "1"));
+        const promote = el("button", { type: "button", class: "promote", "data-variant": v.name, text: "Promote", title: `All traffic to ${v.name}` });
+        promote.addEventListener("click", () => control(ab, ep.name, "promote", { variant: v.name }));
+        return el("tr", { "data-variant": v.name },
+          el("td", {}, el("span", { class: "swatch", style: "background:" + PALETTE[ep.variants.indexOf(v) % PALETTE.length] }), v.name),
+          el("td", { class: "num traffic" }), el("td", { class: "num" }, input), el("td", { class: "num labelled" }), el("td", { class: "num accuracy" }), el("td", {}, promote));
+      }));
+      ab.names = names;
+    }
+    const quality = (ep.quality && ep.quality.variants) || {};
+    for (const v of production) {
+      const row = ab.rows.querySelector(`tr[data-variant="${CSS.escape(v.name)}"]`);
+      const input = row.querySelector("input.weight");
+      if (!input.dataset.dirty && document.activeElement !== input) input.value = String(v.weight);
+      row.querySelector(".traffic").textContent = (v.traffic_share * 100).toFixed(0) + "%";
+      const q = quality[v.name];
+      row.querySelector(".labelled").textContent = q ? q.n.toLocaleString("en-US") : "–";
+      row.querySelector(".accuracy").textContent = q && q.n ? `${percent(q.accuracy)} (${percent(q.ci95[0])} to ${percent(q.ci95[1])})` : "–";
+    }
+    ab.rollBack.disabled = !ep.can_roll_back;
+    const test = ep.quality && ep.quality.test;
+    ab.verdict.className = "verdict" + (test && test.decided ? " decided" : "");
+    ab.verdict.dataset.test = test ? (test.decided ? "decided" : "open") : "none";
+    ab.verdict.textContent = test
+      ? test.verdict
+      : ep.quality
+        ? "No labelled answers yet: send ground truth (POST /berth/v1/endpoints/" + ep.name + "/ground-truth) to compare the variants."
+        : "No data capture on this endpoint: turn it on (DataCaptureConfig) and send ground truth to compare the variants' quality.";
   }
 
   function renderVariants(card, ep) {
@@ -115,10 +199,8 @@
         [num(u.cpu, 0)],
         [num(u.memory, 1)],
         [v.serverless ? `${v.restarts} · ${v.serverless.cold_starts} cold` : String(v.restarts)],
-        [String(v.totals.invocations)],
-        [quality(ep, v.name)],
       ];
-      const classes = ["variant", "", "num instances", "", "num rps", "num p50", "num p99", "num errors", "num cpu", "num mem", "num restarts", "num total", "num accuracy"];
+      const classes = ["variant", "", "num instances", "", "num rps", "num p50", "num p99", "num errors", "num cpu", "num mem", "num restarts"];
       return el("tr", { class: "variant-row", "data-variant": v.name }, ...cells.map((c, j) => el("td", { class: classes[j] }, ...c)));
     });
     card.tbody.replaceChildren(...rows);
@@ -176,6 +258,18 @@
     return data;
   }
 
+  // The x range is the data's own; one point (a page just opened) spans the minute before it
+  // rather than the years uPlot would draw around a single time.
+  function timeRange(u, min, max) {
+    const t = u.data && u.data[0];
+    if (t && t.length) [min, max] = [t[0], t[t.length - 1]];
+    if (min === null || max === null || min === undefined || max === undefined) {
+      const now = Date.now() / 1000;
+      return [now - 60, now];
+    }
+    return max - min < 1 ? [max - 60, max + 1] : [min, max];
+  }
+
   function renderCharts(card, ep) {
     const names = ep.variants.map((v) => v.name).join("\u0000");
     for (const c of CHARTS) {
@@ -188,7 +282,7 @@
         plot.chart = new uPlot({
           width, height: 150,
           series: chartSeries(c.key, ep.variants),
-          scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max, c.key === "errors" ? 5 : 1) * 1.1] } },
+          scales: { x: { time: true, range: timeRange }, y: { range: (u, min, max) => [0, Math.max(max, c.key === "errors" ? 5 : 1) * 1.1] } },
           axes: [{ space: 60 }, { size: 48 }],
           legend: { live: false },
           cursor: { drag: { x: false, y: false } },
@@ -229,6 +323,7 @@
       if (container.children[i] !== card.el) container.insertBefore(card.el, container.children[i] || null);
       renderHead(card, ep);
       renderVariants(card, ep);
+      renderAb(card, ep);
       renderCharts(card, ep);
     });
   }

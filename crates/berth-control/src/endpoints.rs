@@ -76,6 +76,7 @@ impl Controller {
             pending_deployment: None,
             data_capture: config.data_capture.clone(),
             pending_data_capture: None,
+            previous_weights: None,
         };
         if let Some(dc) = &req.deployment_config {
             let instances = endpoint.variants.iter().map(|v| v.desired_instance_count).sum();
@@ -205,6 +206,17 @@ impl Controller {
         name: &str,
         desired: Vec<DesiredWeightAndCapacity>,
     ) -> Result<Endpoint, ControlError> {
+        self.update_weights_because(name, desired, None).await
+    }
+
+    /// As [`Self::update_weights_and_capacities`]; `reason` (who asked, and for what) goes into
+    /// the event. The weights before a change are kept, for rolling it back.
+    pub(crate) async fn update_weights_because(
+        self: &Arc<Self>,
+        name: &str,
+        desired: Vec<DesiredWeightAndCapacity>,
+        reason: Option<String>,
+    ) -> Result<Endpoint, ControlError> {
         validate_name("endpointName", name)?;
         check_desired(&desired)?;
         let _guard = self.transitions.lock().await;
@@ -259,6 +271,12 @@ impl Controller {
                 "The variants' weights add up to more than a number can hold; use smaller weights.".into(),
             ));
         }
+        let weights_of = |e: &Endpoint| -> Vec<(String, f64)> {
+            e.variants.iter().filter(|v| !v.shadow).map(|v| (v.name.clone(), v.desired_weight)).collect()
+        };
+        if weights_of(&before) != weights_of(&endpoint) {
+            endpoint.previous_weights = Some(weights_of(&before));
+        }
         let scaling = endpoint.variants.iter().any(|v| v.desired_instance_count != v.current_instance_count);
         if scaling {
             let all = self.db(|s| s.endpoints()).await?;
@@ -272,7 +290,7 @@ impl Controller {
         self.routing.publish(self.fleets.route(&endpoint));
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, ?desired, "endpoint weights and capacities updated");
-        self.record_weights_and_capacities(&before, &endpoint);
+        self.record_weights_and_capacities(&before, &endpoint, reason.as_deref());
         if scaling {
             tokio::spawn(self.clone().scale(endpoint.clone(), epoch));
         }
@@ -384,7 +402,7 @@ impl Controller {
     }
 
     /// Records what UpdateEndpointWeightsAndCapacities changed.
-    fn record_weights_and_capacities(&self, before: &Endpoint, after: &Endpoint) {
+    fn record_weights_and_capacities(&self, before: &Endpoint, after: &Endpoint, reason: Option<&str>) {
         let changed = |f: fn(&VariantState) -> String| -> Vec<String> {
             after
                 .variants
@@ -398,7 +416,8 @@ impl Controller {
         };
         let weights = changed(|v| format!("{}", v.desired_weight));
         if !weights.is_empty() {
-            self.record_event(&after.name, None, EventKind::WeightsChanged, format!("Weights {}", weights.join(", ")));
+            let because = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            self.record_event(&after.name, None, EventKind::WeightsChanged, format!("Weights {}{because}", weights.join(", ")));
         }
         let counts = changed(|v| format!("{}", v.desired_instance_count));
         if !counts.is_empty() {

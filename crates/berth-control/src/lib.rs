@@ -25,6 +25,7 @@ mod quality;
 mod serverless;
 mod stats;
 mod tags;
+mod weight_controls;
 
 pub use alarms::PutAlarm;
 pub use autoscaling::RegisterScalableTarget;
@@ -37,6 +38,7 @@ pub use listing::{ListQuery, Page, SortKey};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
 pub use quality::{Problem, QUALITY_NAMESPACE};
+pub use weight_controls::WeightControl;
 
 use berth_domain::Account;
 use berth_instances::{AllowedRoots, InstanceBackend, ModelArtifacts};

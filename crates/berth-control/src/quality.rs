@@ -259,7 +259,9 @@ impl Controller {
             .iter()
             .map(|(v, p)| {
                 let right = p.iter().filter(|pair| correct(pair)).count();
-                (v.clone(), json!({ "n": p.len(), "accuracy": if p.is_empty() { 0.0 } else { right as f64 / p.len() as f64 } }))
+                let (lo, hi) = crate::stats::wilson(right, p.len());
+                let accuracy = if p.is_empty() { 0.0 } else { right as f64 / p.len() as f64 };
+                (v.clone(), json!({ "n": p.len(), "accuracy": accuracy, "ci95": [lo, hi] }))
             })
             .collect();
         let e = self.describe_endpoint(endpoint).await?;

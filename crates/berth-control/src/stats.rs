@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 const BOOTSTRAP: usize = 200;
 
 /// Wilson's 95% interval of a proportion.
-fn wilson(successes: usize, n: usize) -> (f64, f64) {
+pub(crate) fn wilson(successes: usize, n: usize) -> (f64, f64) {
     if n == 0 {
         return (0.0, 1.0);
     }

@@ -1,9 +1,11 @@
 //! The controller's endpoint lifecycles against an in-memory backend (`FakeBackend`): what it
 //! starts and stops, what it stores, and what it publishes to the routing table — create,
 //! blue/green update, a guarded update rolled back on an alarm, delete during an update, and
-//! recovery after a restart on the same data directory.
+//! recovery after a restart on the same data directory, and the dashboard's weight controls.
 
-use berth_control::{Controller, ControllerSettings, CreateEndpoint, CreateEndpointConfig, CreateModel, Limits, PutAlarm, UpdateEndpoint};
+use berth_control::{
+    Controller, ControllerSettings, CreateEndpoint, CreateEndpointConfig, CreateModel, Limits, PutAlarm, UpdateEndpoint, WeightControl,
+};
 use berth_domain::{
     Account, AlarmState, BlueGreenPolicy, CapacitySize, CapacityUnit, ContainerSpec, DeploymentConfig, Endpoint, EndpointStatus,
     TrafficRouting, UpdatePolicy, VariantSpec,
@@ -293,4 +295,36 @@ async fn recover_brings_stored_endpoints_back_after_a_restart() {
     eventually("the route is published", || s.routing.get("ep").is_some()).await;
     assert_eq!(s.routed("ep"), vec![("A".into(), 2), ("B".into(), 1)]);
     assert_eq!(second.running().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_controls_set_promote_and_roll_back_what_the_router_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::default();
+    let s = server(dir.path(), &backend);
+    s.model("a1", "registry.example/a:1").await;
+    s.model("b1", "registry.example/b:1").await;
+    s.config("c1", &[("A", "a1", 1), ("B", "b1", 1)]).await;
+    s.create("ep", "c1").await;
+    s.settled("ep", EndpointStatus::InService).await;
+    let routed = || s.routing.get("ep").unwrap().variants.iter().map(|v| (v.name.clone(), v.weight)).collect::<Vec<_>>();
+    let weights = |a: f64, b: f64| vec![("A".to_string(), a), ("B".to_string(), b)];
+    let control = |c: WeightControl| s.controller.control_weights("ep", c, "from a test");
+
+    let nothing = control(WeightControl::RollBack).await.unwrap_err();
+    assert!(nothing.to_string().contains("nothing to roll back"), "{nothing}");
+    control(WeightControl::Set(weights(1.0, 3.0))).await.unwrap();
+    assert_eq!(routed(), weights(1.0, 3.0));
+    control(WeightControl::Promote("B".into())).await.unwrap();
+    assert_eq!(routed(), weights(0.0, 1.0));
+    let e = control(WeightControl::RollBack).await.unwrap();
+    assert_eq!(routed(), weights(1.0, 3.0));
+    assert_eq!(e.previous_weights, Some(weights(0.0, 1.0)), "a second roll back undoes the first");
+    assert!(control(WeightControl::Promote("C".into())).await.unwrap_err().to_string().contains("no production variant C"));
+
+    // The weights before the last change survive a restart.
+    drop(s);
+    let s = server(dir.path(), &backend);
+    let e = s.controller.describe_endpoint("ep").await.unwrap();
+    assert_eq!(e.previous_weights, Some(weights(0.0, 1.0)));
 }

@@ -32,6 +32,9 @@ pub struct Endpoint {
     /// Data capture of the config an update is moving to.
     #[serde(default)]
     pub pending_data_capture: Option<DataCapture>,
+    /// The production variants' weights before the last weight change, for rolling it back.
+    #[serde(default)]
+    pub previous_weights: Option<Vec<(String, f64)>>,
 }
 
 impl Endpoint {
