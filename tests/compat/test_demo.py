@@ -96,6 +96,8 @@ def test_demo_runs_as_printed_and_its_ab_test_decides(tmp_path):
         ab = next(c for c in cmds if c.split()[0].endswith("/berth"))
         out = subprocess.run(ab, shell=True, capture_output=True, text=True, timeout=60, env=env)
         assert "Variant1 is better" in out.stdout and re.search(r"Variant2\s+\d+%\s+\d+\s+\d+\.\d%", out.stdout), out.stdout
+        as_json = json.loads(subprocess.run(ab + " --json", shell=True, capture_output=True, text=True, timeout=60, env=env, check=True).stdout)
+        assert as_json["significance"]["winner"] == "Variant1" and {q["variant"] for q in as_json["quality"]["variants"]} == {"Variant1", "Variant2"}
 
         # The printed add-tags turned on bandit routing: it moves traffic to the better model
         # (the printed weights command had given Variant2 75%).
