@@ -63,7 +63,7 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
         }
         "DescribeModel" => Ok(describe_model(&c.describe_model(&name(body, "ModelName")?).await?)),
         "ListModels" => {
-            let page = c.list_models(list_query(parse(body)?)?).await?;
+            let page = c.list_models(list_query(parse(body)?, false)?).await?;
             let items: Vec<Value> =
                 page.items.iter().map(|m| json!({"ModelName": m.name, "ModelArn": m.arn, "CreationTime": secs(m.created)})).collect();
             Ok(with_token(json!({ "Models": items }), page.next_token))
@@ -76,7 +76,7 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
         }
         "DescribeEndpointConfig" => Ok(describe_endpoint_config(&c.describe_endpoint_config(&name(body, "EndpointConfigName")?).await?)),
         "ListEndpointConfigs" => {
-            let page = c.list_endpoint_configs(list_query(parse(body)?)?).await?;
+            let page = c.list_endpoint_configs(list_query(parse(body)?, false)?).await?;
             let items: Vec<Value> = page
                 .items
                 .iter()
@@ -99,7 +99,7 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
         }
         "DescribeEndpoint" => Ok(describe_endpoint(&c.describe_endpoint(&name(body, "EndpointName")?).await?)),
         "ListEndpoints" => {
-            let page = c.list_endpoints(list_query(parse(body)?)?).await?;
+            let page = c.list_endpoints(list_query(parse(body)?, true)?).await?;
             let items: Vec<Value> = page
                 .items
                 .iter()
@@ -246,12 +246,15 @@ pub(crate) fn tags_json(t: &[(String, String)]) -> Vec<Value> {
     t.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()
 }
 
-pub(crate) fn list_query(input: ListInput) -> Result<ListQuery, ApiError> {
+/// A List* request's query; `by_status`: the operation may sort by `Status` (ListEndpoints;
+/// ListModels and ListEndpointConfigs take `Name` and `CreationTime` only).
+pub(crate) fn list_query(input: ListInput, by_status: bool) -> Result<ListQuery, ApiError> {
+    let keys: &[&str] = if by_status { &["Name", "CreationTime", "Status"] } else { &["Name", "CreationTime"] };
     let sort_by = match input.sort_by.as_deref() {
         None | Some("CreationTime") => SortKey::CreationTime,
         Some("Name") => SortKey::Name,
-        Some("Status") => SortKey::Status,
-        Some(other) => return Err(enum_error("sortBy", other, &["Name", "CreationTime", "Status"])),
+        Some("Status") if by_status => SortKey::Status,
+        Some(other) => return Err(enum_error("sortBy", other, keys)),
     };
     let ascending = match input.sort_order.as_deref() {
         None | Some("Descending") => false,

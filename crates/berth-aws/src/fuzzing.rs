@@ -23,7 +23,7 @@ pub fn aws_json_request(body: &[u8]) {
     }
     let _ = parse::<wire::UpdateEndpointWeightsAndCapacitiesInput>(body);
     if let Ok(input) = parse::<wire::ListInput>(body) {
-        let _ = list_query(input);
+        let _ = list_query(input, true);
     }
     let _ = parse::<wire::AddTagsInput>(body);
     crate::autoscaling::parse_every_input(body);

@@ -225,10 +225,11 @@ impl Controller {
         let before = endpoint.clone();
         let unknown: Vec<&str> = desired.iter().filter(|d| endpoint.variant(&d.variant).is_none()).map(|d| d.variant.as_str()).collect();
         if !unknown.is_empty() {
+            // SageMaker's words: one "X", or several as "X", "Y".
+            let names = unknown.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ");
             return Err(ControlError::Validation(format!(
-                "The variant(s) [{}] do not exist in endpoint \"{}\".",
-                unknown.join(", "),
-                endpoint.arn
+                "The variant name(s) {names} is/are not present within endpoint configuration \"{}\".",
+                endpoint.config_name
             )));
         }
         if let Some(d) =
@@ -519,7 +520,7 @@ fn check_desired(desired: &[DesiredWeightAndCapacity]) -> Result<(), ControlErro
             return Err(ControlError::Validation(format!("DesiredInstanceCount of variant {} must be at least 1.", d.variant)));
         }
         if desired[..i].iter().any(|o| o.variant == d.variant) {
-            return Err(ControlError::Validation(format!("Variant {} appears more than once.", d.variant)));
+            return Err(ControlError::Validation(format!("The variant name \"{}\" was non-unique within the request.", d.variant)));
         }
     }
     Ok(())

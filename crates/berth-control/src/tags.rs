@@ -39,13 +39,17 @@ impl Controller {
             ))
         })?;
         let canonical = self.account().arn(kind, &name);
+        let key = name.clone();
         let exists = match kind {
-            ResourceKind::Model => self.db(move |s| s.model(&name).map(|m| m.is_some())).await?,
-            ResourceKind::EndpointConfig => self.db(move |s| s.endpoint_config(&name).map(|m| m.is_some())).await?,
-            ResourceKind::Endpoint => self.db(move |s| s.endpoint(&name).map(|m| m.is_some())).await?,
-            ResourceKind::InferenceExperiment => self.db(move |s| s.inference_experiment(&name).map(|m| m.is_some())).await?,
+            ResourceKind::Model => self.db(move |s| s.model(&key).map(|m| m.is_some())).await?,
+            ResourceKind::EndpointConfig => self.db(move |s| s.endpoint_config(&key).map(|m| m.is_some())).await?,
+            ResourceKind::Endpoint => self.db(move |s| s.endpoint(&key).map(|m| m.is_some())).await?,
+            ResourceKind::InferenceExperiment => self.db(move |s| s.inference_experiment(&key).map(|m| m.is_some())).await?,
         };
-        if !exists || canonical != arn {
+        // Names are case-insensitive; ARNs carry them lower-cased, but callers build ARNs from
+        // the names they chose (`.../endpoint/MyEndpoint`).
+        let as_named = &arn[..arn.len() - name.len()];
+        if !exists || canonical != format!("{as_named}{}", name.to_ascii_lowercase()) {
             return Err(ControlError::Validation(format!("Could not find resource \"{arn}\".")));
         }
         Ok(canonical)

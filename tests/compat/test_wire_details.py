@@ -1,0 +1,48 @@
+"""Wire details a run of moto's own SageMaker tests against berth turned up, each as SageMaker
+answers it: ARNs naming a resource in its original case, the weight-update errors' wording,
+and the sort keys each List* operation takes."""
+
+import uuid
+
+import pytest
+
+from conftest import deploy, error_code, error_message
+
+
+def test_tags_find_a_resource_whose_arn_spells_its_name_as_chosen(sm):
+    name = f"MyEndpoint-{uuid.uuid4().hex[:8]}"
+    deploy(sm, ["A"], name=name)
+    arn = sm.describe_endpoint(EndpointName=name)["EndpointArn"]
+    assert arn.endswith(f":endpoint/{name.lower()}")
+    as_named = arn[: -len(name)] + name
+    sm.add_tags(ResourceArn=as_named, Tags=[{"Key": "team", "Value": "search"}])
+    assert sm.list_tags(ResourceArn=as_named)["Tags"] == [{"Key": "team", "Value": "search"}]
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "team", "Value": "search"}]
+    sm.delete_tags(ResourceArn=as_named, TagKeys=["team"])
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == []
+    with pytest.raises(Exception) as e:
+        sm.list_tags(ResourceArn=arn[: -len(name)] + "NoSuchEndpoint")
+    assert error_code(e) == "ValidationException"
+
+
+def test_weight_update_errors_are_worded_as_sagemaker_words_them(sm):
+    name = deploy(sm, ["A", "B"])
+    config = sm.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+    update = lambda *variants: sm.update_endpoint_weights_and_capacities(  # noqa: E731
+        EndpointName=name, DesiredWeightsAndCapacities=[{"VariantName": v, "DesiredWeight": 1} for v in variants]
+    )
+    with pytest.raises(Exception) as e:
+        update("A", "Nope")
+    assert error_message(e) == f'The variant name(s) "Nope" is/are not present within endpoint configuration "{config}".'
+    with pytest.raises(Exception) as e:
+        update("A", "A")
+    assert error_message(e) == 'The variant name "A" was non-unique within the request.'
+
+
+def test_each_list_operation_takes_its_own_sort_keys(sm):
+    sm.list_endpoints(SortBy="Status")
+    for call in (sm.list_endpoint_configs, sm.list_models):
+        with pytest.raises(Exception) as e:
+            call(SortBy="Status")
+        assert error_code(e) == "ValidationException"
+        assert "[Name, CreationTime]" in error_message(e), error_message(e)
