@@ -80,7 +80,7 @@ pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) 
     // Model quality and the A/B test, where answers are captured.
     for (json, e) in body.iter_mut().zip(&endpoints) {
         if e.data_capture.is_some() {
-            json["quality"] = edge.controller.quality_summary(&e.name).await.unwrap_or(Value::Null);
+            json["quality"] = edge.controller.quality_summary(&e.name).await.map_or(Value::Null, |q| crate::quality_api::summary_json(&q));
         }
     }
     json_ok(json!({

@@ -86,21 +86,18 @@ async fn weights_and_quality(edge: &Edge) -> String {
     ];
     for e in edge.controller.all_endpoints().await.unwrap_or_default().iter().filter(|e| e.data_capture.is_some()) {
         let Ok(summary) = edge.controller.quality_summary(&e.name).await else { continue };
-        for (variant, q) in summary["variants"].as_object().into_iter().flatten() {
+        for (variant, q) in &summary.variants {
             let labels = format!("endpoint=\"{}\",variant=\"{variant}\"", e.name);
-            let values = [&q["n"], &q["accuracy"], &q["ci95"][0], &q["ci95"][1]];
+            let values = [q.n as f64, q.accuracy, q.ci95.0, q.ci95.1];
             for (gauge, value) in gauges.iter_mut().zip(values) {
-                if let Some(v) = value.as_f64() {
-                    gauge.2 += &format!("{}{{{labels}}} {v}\n", gauge.0);
-                }
+                gauge.2 += &format!("{}{{{labels}}} {value}\n", gauge.0);
             }
         }
-        let test = &summary["test"];
-        if let Some(decided) = test["decided"].as_bool() {
-            gauges[4].2 += &format!("berth_ab_decided{{endpoint=\"{}\"}} {}\n", e.name, u8::from(decided));
-        }
-        if let Some(p) = test["always_valid_p"].as_f64() {
-            gauges[5].2 += &format!("berth_ab_always_valid_p{{endpoint=\"{}\"}} {p}\n", e.name);
+        if let Some(test) = &summary.test {
+            gauges[4].2 += &format!("berth_ab_decided{{endpoint=\"{}\"}} {}\n", e.name, u8::from(test.decided));
+            if let Some(c) = &test.comparison {
+                gauges[5].2 += &format!("berth_ab_always_valid_p{{endpoint=\"{}\"}} {}\n", e.name, c.always_valid_p);
+            }
         }
     }
     for (name, help, lines) in gauges {

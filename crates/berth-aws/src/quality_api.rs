@@ -14,7 +14,9 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use berth_control::{ControlError, GroundTruth, Problem};
+use berth_control::{
+    ControlError, EndpointQuality, Estimate, GroundTruth, Metric, PrecisionRecallF1, Problem, Quality, QualitySummary, Significance,
+};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -172,7 +174,7 @@ pub async fn quality(State(edge): State<Edge>, Path(endpoint): Path<String>, Que
         other => return error(StatusCode::BAD_REQUEST, format!("problem '{other}' is not classification or regression.")),
     };
     match edge.controller.quality(&endpoint, problem, q.positive, (q.from, q.to)).await {
-        Ok(v) => json_ok(v),
+        Ok(v) => json_ok(endpoint_quality_json(&v)),
         Err(e) => control_error(e),
     }
 }
@@ -186,9 +188,107 @@ pub struct SignificanceQuery {
 }
 
 pub async fn significance(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(q): Query<SignificanceQuery>) -> Response {
-    let metric = q.metric.unwrap_or_else(|| "accuracy".into());
-    match edge.controller.significance(&endpoint, &metric, &q.a, &q.b, q.alpha.unwrap_or(0.05)).await {
-        Ok(v) => json_ok(v),
+    let metric = match Metric::parse(q.metric.as_deref().unwrap_or("accuracy")) {
+        Ok(m) => m,
+        Err(e) => return control_error(e),
+    };
+    match edge.controller.significance(&endpoint, metric, &q.a, &q.b, q.alpha.unwrap_or(0.05)).await {
+        Ok(v) => json_ok(significance_json(&v)),
         Err(e) => control_error(e),
     }
+}
+
+// ---- the controller's quality results as JSON ----------------------------------------------
+
+fn estimate_json(e: &Estimate) -> Value {
+    match e.ci95 {
+        Some((lo, hi)) => json!({ "value": e.value, "ci95": [lo, hi] }),
+        None => json!({ "value": e.value }),
+    }
+}
+
+fn optional_estimate_json(e: &Option<Estimate>) -> Value {
+    e.as_ref().map_or(Value::Null, estimate_json)
+}
+
+fn scores_json(s: &PrecisionRecallF1) -> Value {
+    json!({ "precision": estimate_json(&s.precision), "recall": estimate_json(&s.recall), "f1": estimate_json(&s.f1) })
+}
+
+fn quality_json(q: &Quality) -> Value {
+    match q {
+        Quality::Classification(c) => {
+            let mut out = json!({
+                "n": c.n,
+                "classes": c.classes,
+                "confusion_matrix": c.confusion_matrix,
+                "accuracy": estimate_json(&c.accuracy),
+                "macro": scores_json(&c.macro_average),
+                "weighted": scores_json(&c.weighted_average),
+            });
+            if let Some(b) = &c.binary {
+                let mut binary = scores_json(&b.scores);
+                binary["positive"] = json!(b.positive);
+                binary["auc"] = optional_estimate_json(&b.auc);
+                out["binary"] = binary;
+            }
+            out
+        }
+        Quality::Regression(r) => json!({
+            "n": r.n,
+            "mae": optional_estimate_json(&r.mae),
+            "rmse": optional_estimate_json(&r.rmse),
+            "r2": optional_estimate_json(&r.r2),
+        }),
+    }
+}
+
+/// `GET .../quality`'s answer.
+fn endpoint_quality_json(q: &EndpointQuality) -> Value {
+    let variants: Vec<Value> = q
+        .variants
+        .iter()
+        .map(|v| {
+            let mut out = quality_json(&v.quality);
+            out["variant"] = json!(v.variant);
+            out["unlabelled"] = json!(v.unlabelled);
+            out
+        })
+        .collect();
+    let problem = match q.problem {
+        Problem::Classification => "classification",
+        Problem::Regression => "regression",
+    };
+    json!({ "endpoint": q.endpoint, "problem": problem, "variants": variants })
+}
+
+/// `GET .../significance`'s answer (and the dashboard's test).
+pub(crate) fn significance_json(s: &Significance) -> Value {
+    let mut out = json!({
+        "metric": s.metric.as_str(),
+        "a": s.a,
+        "b": s.b,
+        "n": [s.n.0, s.n.1],
+        "decided": s.decided,
+        "verdict": s.verdict,
+    });
+    if let Some(c) = &s.comparison {
+        out["means"] = json!([c.means.0, c.means.1]);
+        out["difference"] = json!(c.difference);
+        out["ci95"] = json!([c.ci.0, c.ci.1]);
+        out["fixed_horizon_p"] = json!(c.fixed_p);
+        out["e_value"] = json!(c.e_value);
+        out["always_valid_p"] = json!(c.always_valid_p);
+        out["decided_after"] = json!(c.decided_after);
+        out["alpha"] = json!(s.alpha);
+        out["winner"] = json!(s.winner);
+    }
+    out
+}
+
+/// The dashboard's quality view of an endpoint.
+pub(crate) fn summary_json(s: &QualitySummary) -> Value {
+    let variants: serde_json::Map<String, Value> =
+        s.variants.iter().map(|(v, a)| (v.clone(), json!({ "n": a.n, "accuracy": a.accuracy, "ci95": [a.ci95.0, a.ci95.1] }))).collect();
+    json!({ "variants": variants, "test": s.test.as_ref().map(significance_json) })
 }

@@ -12,7 +12,8 @@
 //! Weights change through UpdateEndpointWeightsAndCapacities' path, so DescribeEndpoint shows
 //! the effective weights.
 
-use crate::quality::{correct, significance_of, Pairs};
+use crate::labels::{correct, Pairs};
+use crate::quality::{significance_of, Metric};
 use crate::{Controller, DesiredWeightAndCapacity};
 use berth_domain::{EndpointStatus, EventKind};
 use std::collections::BTreeMap;
@@ -166,8 +167,8 @@ impl Controller {
         pairs: &Pairs,
     ) -> Result<Option<bool>, crate::ControlError> {
         let [a, b] = production else { return Ok(None) };
-        let test = significance_of(pairs, "accuracy", a, b, 0.05)?;
-        let Some(winner) = test["winner"].as_str() else { return Ok(Some(false)) };
+        let test = significance_of(pairs, Metric::Accuracy, a, b, 0.05)?;
+        let Some(winner) = test.winner.as_deref() else { return Ok(Some(false)) };
         let e = self.describe_endpoint(endpoint).await?;
         let total: f64 = e.variants.iter().filter(|v| !v.shadow).map(|v| v.current_weight).sum::<f64>().max(1e-9);
         let share = e.variant(winner).map_or(0.0, |v| v.current_weight) / total;
@@ -183,7 +184,7 @@ impl Controller {
             })
             .collect();
         self.update_weights_and_capacities(endpoint, desired).await?;
-        let verdict = test["verdict"].as_str().unwrap_or_default();
+        let verdict = &test.verdict;
         let message = if next >= 1.0 {
             format!("Automatic promotion: all traffic to {winner}. {verdict}")
         } else {

@@ -17,6 +17,7 @@ mod events;
 mod experiments;
 mod ground_truth;
 mod guardrails;
+mod labels;
 mod lifecycle;
 mod listing;
 mod metrics;
@@ -37,7 +38,10 @@ pub use ground_truth::{ground_truth_line, GroundTruth};
 pub use listing::{ListQuery, Page, SortKey};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
-pub use quality::{Problem, QUALITY_NAMESPACE};
+pub use quality::{
+    EndpointQuality, Metric, Problem, Quality, QualitySummary, Significance, VariantAccuracy, VariantQuality, QUALITY_NAMESPACE,
+};
+pub use stats::{BinaryQuality, ClassificationQuality, Comparison, Estimate, PrecisionRecallF1, RegressionQuality};
 pub use weight_controls::WeightControl;
 
 use berth_domain::Account;
@@ -93,7 +97,7 @@ pub struct Controller {
     fleets: Fleets,
     events: EventLog,
     /// The dashboard's quality summaries by endpoint, with when they were computed.
-    quality_summaries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
+    quality_summaries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, QualitySummary)>>,
     /// Ground-truth files read already, and the S3 client that reads them.
     ground_truth_seen: std::sync::Mutex<std::collections::HashSet<String>>,
     ground_truth_s3: berth_instances::S3Writer,

@@ -4,10 +4,12 @@
 //! and weighted), AUC and the confusion matrix for classification; MAE, RMSE and R² for
 //! regression — each with a 95% interval.
 
+use crate::labels::{absolute_error, correct, join, parse_labels, Pairs};
+use crate::stats::{ClassificationQuality, Comparison, RegressionQuality};
 use crate::{ControlError, Controller};
 use berth_router::CaptureRecord;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 fn predictions_kind(endpoint: &str) -> String {
     format!("prediction:{}", endpoint.to_ascii_lowercase())
@@ -34,50 +36,87 @@ pub enum Problem {
     Regression,
 }
 
-/// What a model answered, read from its output: a label, and a score when there is one (the
-/// probability of the positive class, or the regression value).
+/// One variant's quality on its labelled answers.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Predicted {
-    pub label: String,
-    pub probabilities: Option<Vec<f64>>,
-    pub number: Option<f64>,
+pub enum Quality {
+    Classification(Box<ClassificationQuality>),
+    Regression(RegressionQuality),
 }
 
-/// Reads the first prediction of an answer: berth/onnx's `{"predictions": [{"label", "probabilities"}]}`
-/// or `[{"score"}]`, a JSON number, string, object with `label`/`predicted_label`/`prediction`/`score`,
-/// or a CSV line (its first field).
-pub(crate) fn predicted(output: &str) -> Option<Predicted> {
-    fn from_json(v: &Value) -> Option<Predicted> {
-        match v {
-            Value::Number(n) => Some(Predicted { label: n.to_string(), probabilities: None, number: n.as_f64() }),
-            Value::String(s) => Some(Predicted { label: s.clone(), probabilities: None, number: s.parse().ok() }),
-            Value::Array(items) => items.first().and_then(from_json),
-            Value::Object(o) => {
-                if let Some(first) = o.get("predictions").and_then(|p| p.as_array()).and_then(|p| p.first()) {
-                    return from_json(first);
-                }
-                let label = ["label", "predicted_label", "prediction", "score"].iter().find_map(|k| o.get(*k))?;
-                let mut p = from_json(label)?;
-                p.probabilities = o.get("probabilities").and_then(|p| p.as_array()).map(|a| a.iter().filter_map(Value::as_f64).collect());
-                Some(p)
-            }
-            _ => None,
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantQuality {
+    pub variant: String,
+    /// Captured answers of the variant (in the window) that have no label yet.
+    pub unlabelled: usize,
+    pub quality: Quality,
+}
+
+/// Every variant's quality on an endpoint's labelled answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointQuality {
+    pub endpoint: String,
+    pub problem: Problem,
+    pub variants: Vec<VariantQuality>,
+}
+
+/// What an A/B test compares per labelled answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Right (1) or wrong (0): higher is better.
+    Accuracy,
+    /// How far a numeric answer is from the label: lower is better.
+    AbsoluteError,
+}
+
+impl Metric {
+    pub fn parse(name: &str) -> Result<Metric, ControlError> {
+        match name {
+            "accuracy" => Ok(Metric::Accuracy),
+            "absolute_error" => Ok(Metric::AbsoluteError),
+            other => Err(ControlError::Validation(format!("metric '{other}' is not accuracy or absolute_error."))),
         }
     }
-    let trimmed = output.trim();
-    if let Ok(v) = serde_json::from_str::<Value>(trimmed) {
-        return from_json(&v);
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::AbsoluteError => "absolute_error",
+        }
     }
-    let first = trimmed.lines().next()?.split(',').next()?.trim().trim_matches('"');
-    (!first.is_empty()).then(|| Predicted { label: first.to_string(), probabilities: None, number: first.parse().ok() })
 }
 
-/// A label as text, the way predictions' labels are compared with it.
-pub(crate) fn truth(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// The A/B test between two variants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Significance {
+    pub metric: Metric,
+    pub a: String,
+    pub b: String,
+    /// Labelled answers of `a` and `b`.
+    pub n: (usize, usize),
+    pub alpha: f64,
+    /// The comparison, once each variant has at least two labelled answers.
+    pub comparison: Option<Comparison>,
+    pub decided: bool,
+    /// The better variant, once decided.
+    pub winner: Option<String>,
+    /// The verdict in plain words.
+    pub verdict: String,
+}
+
+/// A variant's labelled accuracy, for the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VariantAccuracy {
+    pub n: usize,
+    pub accuracy: f64,
+    pub ci95: (f64, f64),
+}
+
+/// The dashboard's short view of an endpoint's quality: each variant's labelled accuracy, and
+/// the accuracy test between its first two production variants when both have labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualitySummary {
+    pub variants: BTreeMap<String, VariantAccuracy>,
+    pub test: Option<Significance>,
 }
 
 impl Controller {
@@ -112,91 +151,71 @@ impl Controller {
         problem: Problem,
         positive: Option<String>,
         window: (Option<u64>, Option<u64>),
-    ) -> Result<Value, ControlError> {
+    ) -> Result<EndpointQuality, ControlError> {
         let from = window.0.map_or(i64::MIN, |s| s as i64 * 1000);
         let to = window.1.map_or(i64::MAX, |s| s as i64 * 1000);
         let (by_variant, unlabelled) = self.labelled_between(endpoint, from, to).await?;
-        let variants: Vec<Value> = by_variant
+        let variants = by_variant
             .iter()
-            .map(|(variant, pairs)| {
-                let mut v = match problem {
-                    Problem::Classification => crate::stats::classification(pairs, positive.as_deref()),
-                    Problem::Regression => crate::stats::regression(pairs),
-                };
-                v["variant"] = json!(variant);
-                v["unlabelled"] = json!(unlabelled.get(variant).copied().unwrap_or(0));
-                v
+            .map(|(variant, pairs)| VariantQuality {
+                variant: variant.clone(),
+                unlabelled: unlabelled.get(variant).copied().unwrap_or(0),
+                quality: match problem {
+                    Problem::Classification => Quality::Classification(Box::new(crate::stats::classification(pairs, positive.as_deref()))),
+                    Problem::Regression => Quality::Regression(crate::stats::regression(pairs)),
+                },
             })
             .collect();
-        Ok(
-            json!({ "endpoint": endpoint, "problem": if problem == Problem::Classification { "classification" } else { "regression" }, "variants": variants }),
-        )
+        Ok(EndpointQuality { endpoint: endpoint.to_string(), problem, variants })
     }
 
-    /// Whether variant `b` is better than `a` on `metric` (`accuracy`, higher is better, or
-    /// `absolute_error`, lower is better), by the always-valid sequential test and the classical
+    /// Whether variant `b` is better than `a` on `metric` (accuracy, higher is better, or
+    /// absolute error, lower is better), by the always-valid sequential test and the classical
     /// one, with a plain verdict.
-    pub async fn significance(&self, endpoint: &str, metric: &str, a: &str, b: &str, alpha: f64) -> Result<Value, ControlError> {
+    pub async fn significance(&self, endpoint: &str, metric: Metric, a: &str, b: &str, alpha: f64) -> Result<Significance, ControlError> {
         let (by_variant, _) = self.labelled(endpoint).await?;
         significance_of(&by_variant, metric, a, b, alpha)
     }
 }
 
 /// The A/B test between variants `a` and `b` on labelled answers already read.
-pub(crate) fn significance_of(by_variant: &Pairs, metric: &str, a: &str, b: &str, alpha: f64) -> Result<Value, ControlError> {
+pub(crate) fn significance_of(by_variant: &Pairs, metric: Metric, a: &str, b: &str, alpha: f64) -> Result<Significance, ControlError> {
     if !(alpha > 0.0 && alpha < 0.5) {
         return Err(ControlError::Validation("alpha must be between 0 and 0.5.".into()));
     }
-    let outcomes = |variant: &str| -> Result<Vec<f64>, ControlError> {
+    let outcomes = |variant: &str| -> Vec<f64> {
         let pairs = by_variant.get(variant).map(Vec::as_slice).unwrap_or(&[]);
         match metric {
-            "accuracy" => Ok(pairs.iter().map(|pair| f64::from(u8::from(correct(pair)))).collect()),
-            "absolute_error" => Ok(pairs.iter().filter_map(absolute_error).collect()),
-            other => Err(ControlError::Validation(format!("metric '{other}' is not accuracy or absolute_error."))),
+            Metric::Accuracy => pairs.iter().map(|pair| f64::from(u8::from(correct(pair)))).collect(),
+            Metric::AbsoluteError => pairs.iter().filter_map(absolute_error).collect(),
         }
     };
-    let (xa, xb) = (outcomes(a)?, outcomes(b)?);
+    let (xa, xb) = (outcomes(a), outcomes(b));
     // The mixture's scale: a 5-point accuracy difference, or a tenth of the errors' spread.
-    let tau = if metric == "accuracy" {
-        0.05
-    } else {
-        let all: Vec<f64> = xa.iter().chain(&xb).copied().collect();
-        let m = all.iter().sum::<f64>() / all.len().max(1) as f64;
-        (all.iter().map(|v| (v - m).powi(2)).sum::<f64>() / all.len().max(1) as f64).sqrt().max(1e-9) * 0.1
+    let tau = match metric {
+        Metric::Accuracy => 0.05,
+        Metric::AbsoluteError => {
+            let all: Vec<f64> = xa.iter().chain(&xb).copied().collect();
+            let m = all.iter().sum::<f64>() / all.len().max(1) as f64;
+            (all.iter().map(|v| (v - m).powi(2)).sum::<f64>() / all.len().max(1) as f64).sqrt().max(1e-9) * 0.1
+        }
     };
-    let higher_better = metric == "accuracy";
+    let (a, b) = (a.to_string(), b.to_string());
     let Some(c) = crate::stats::compare(&xa, &xb, tau, alpha) else {
-        return Ok(json!({
-            "metric": metric, "a": a, "b": b, "n": [xa.len(), xb.len()], "decided": false,
-            "verdict": format!("not decided yet: each variant needs at least 2 labels ({a}: {}, {b}: {})", xa.len(), xb.len()),
-        }));
+        let verdict = format!("not decided yet: each variant needs at least 2 labels ({a}: {}, {b}: {})", xa.len(), xb.len());
+        return Ok(Significance { metric, n: (xa.len(), xb.len()), a, b, alpha, comparison: None, decided: false, winner: None, verdict });
     };
     let decided = c.always_valid_p < alpha;
-    let b_better = (c.difference > 0.0) == higher_better;
-    let verdict = plain_verdict(metric, (a, b), &c, decided);
-    Ok(json!({
-        "metric": metric,
-        "a": a,
-        "b": b,
-        "n": [c.n.0, c.n.1],
-        "means": [c.means.0, c.means.1],
-        "difference": c.difference,
-        "ci95": [c.ci.0, c.ci.1],
-        "fixed_horizon_p": c.fixed_p,
-        "e_value": c.e_value,
-        "always_valid_p": c.always_valid_p,
-        "decided_after": c.decided_after,
-        "alpha": alpha,
-        "decided": decided,
-        "winner": decided.then_some(if b_better { b } else { a }),
-        "verdict": verdict,
-    }))
+    let b_better = (c.difference > 0.0) == (metric == Metric::Accuracy);
+    let verdict = plain_verdict(metric, (&a, &b), &c, decided);
+    let winner = decided.then(|| if b_better { b.clone() } else { a.clone() });
+    Ok(Significance { metric, n: c.n, a, b, alpha, comparison: Some(c), decided, winner, verdict })
 }
 
 /// The verdict in plain words: "Variant2 is better: accuracy +4.1 points, 95% interval +1.2 to
 /// +7.0; decided after 1,840 labels", or "not decided yet: about 600 more labels per variant at
 /// this effect".
-fn plain_verdict(metric: &str, (a, b): (&str, &str), c: &crate::stats::Comparison, decided: bool) -> String {
+fn plain_verdict(metric: Metric, (a, b): (&str, &str), c: &Comparison, decided: bool) -> String {
     if !decided {
         return match c.more_needed {
             Some(more) if more > 0 => format!("not decided yet: about {} more labels per variant at this effect", thousands(more as u64)),
@@ -205,11 +224,11 @@ fn plain_verdict(metric: &str, (a, b): (&str, &str), c: &crate::stats::Compariso
         };
     }
     // Winner minus loser; the interval is of b - a.
-    let a_wins = if metric == "accuracy" { c.difference < 0.0 } else { c.difference > 0.0 };
+    let a_wins = if metric == Metric::Accuracy { c.difference < 0.0 } else { c.difference > 0.0 };
     let (winner, sign) = if a_wins { (a, -1.0) } else { (b, 1.0) };
     let (diff, lo, hi) = (sign * c.difference, (sign * c.ci.0).min(sign * c.ci.1), (sign * c.ci.0).max(sign * c.ci.1));
     let labels = thousands(c.decided_after.unwrap_or(c.n.0 + c.n.1) as u64);
-    if metric == "accuracy" {
+    if metric == Metric::Accuracy {
         let points = |v: f64| format!("{:+.1}", v * 100.0);
         format!(
             "{winner} is better: accuracy {} points, 95% interval {} to {}; decided after {labels} labels",
@@ -239,7 +258,7 @@ impl Controller {
     /// A short view for the dashboard: each variant's labelled count and accuracy, and the
     /// accuracy test between the first two production variants. Computed at most every
     /// [`SUMMARY_TTL`] per endpoint, however many dashboards ask every second.
-    pub async fn quality_summary(&self, endpoint: &str) -> Result<Value, ControlError> {
+    pub async fn quality_summary(&self, endpoint: &str) -> Result<QualitySummary, ControlError> {
         let key = endpoint.to_ascii_lowercase();
         if let Some((at, summary)) = self.quality_summaries.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             if at.elapsed() < SUMMARY_TTL {
@@ -253,24 +272,23 @@ impl Controller {
         Ok(summary)
     }
 
-    async fn compute_quality_summary(&self, endpoint: &str) -> Result<Value, ControlError> {
+    async fn compute_quality_summary(&self, endpoint: &str) -> Result<QualitySummary, ControlError> {
         let (pairs, _) = self.labelled(endpoint).await?;
-        let variants: serde_json::Map<String, Value> = pairs
+        let variants = pairs
             .iter()
             .map(|(v, p)| {
                 let right = p.iter().filter(|pair| correct(pair)).count();
-                let (lo, hi) = crate::stats::wilson(right, p.len());
                 let accuracy = if p.is_empty() { 0.0 } else { right as f64 / p.len() as f64 };
-                (v.clone(), json!({ "n": p.len(), "accuracy": accuracy, "ci95": [lo, hi] }))
+                (v.clone(), VariantAccuracy { n: p.len(), accuracy, ci95: crate::stats::wilson(right, p.len()) })
             })
             .collect();
         let e = self.describe_endpoint(endpoint).await?;
         let production: Vec<&str> = e.variants.iter().filter(|v| !v.shadow).map(|v| v.name.as_str()).collect();
         let test = match production.as_slice() {
-            [a, b, ..] if pairs.contains_key(*a) && pairs.contains_key(*b) => Some(significance_of(&pairs, "accuracy", a, b, 0.05)?),
+            [a, b, ..] if pairs.contains_key(*a) && pairs.contains_key(*b) => Some(significance_of(&pairs, Metric::Accuracy, a, b, 0.05)?),
             _ => None,
         };
-        Ok(json!({ "variants": variants, "test": test }))
+        Ok(QualitySummary { variants, test })
     }
 
     /// Publishes newly labelled answers as custom metrics `berth/ModelQuality` `Accuracy`
@@ -360,74 +378,32 @@ const SUMMARY_TTL: std::time::Duration = std::time::Duration::from_secs(3);
 /// Records of how far each endpoint's labels have been published as metrics.
 const PUBLISHED_KIND: &str = "quality-published";
 
-/// Stored labels by their key (`event:<id>` or `inference:<id>`).
-fn parse_labels(bodies: &[String]) -> HashMap<String, Value> {
-    bodies
-        .iter()
-        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
-        .filter_map(|v| Some((v["key"].as_str()?.to_string(), v["label"].clone())))
-        .collect()
-}
-
-/// Joins stored captured answers made in `window` with `labels`: the labelled (prediction,
-/// label) pairs by variant, and how many answers of each variant have no label.
-fn join(predictions: &[String], labels: &HashMap<String, Value>, window: std::ops::Range<i64>) -> (Pairs, BTreeMap<String, usize>) {
-    let mut by_variant: Pairs = BTreeMap::new();
-    let mut unlabelled: BTreeMap<String, usize> = BTreeMap::new();
-    for p in predictions.iter().filter_map(|b| serde_json::from_str::<Value>(b).ok()) {
-        if !window.contains(&p["time_ms"].as_i64().unwrap_or(0)) {
-            continue;
-        }
-        let variant = p["variant"].as_str().unwrap_or_default().to_string();
-        let by_event = p["event_id"].as_str().and_then(|e| labels.get(&format!("event:{e}")));
-        let by_inference = p["inference_id"].as_str().and_then(|i| labels.get(&format!("inference:{i}")));
-        match (by_event.or(by_inference), p["output"].as_str().and_then(predicted)) {
-            (Some(label), Some(pred)) => by_variant.entry(variant).or_default().push((pred, label.clone())),
-            _ => *unlabelled.entry(variant).or_default() += 1,
-        }
-    }
-    (by_variant, unlabelled)
-}
-
 /// The custom namespace of model quality metrics.
 pub const QUALITY_NAMESPACE: &str = "berth/ModelQuality";
-
-/// Labelled answers by variant.
-pub(crate) type Pairs = BTreeMap<String, Vec<(Predicted, Value)>>;
-
-/// A label as a number (a JSON number or numeric text), for regression.
-pub(crate) fn label_number(l: &Value) -> Option<f64> {
-    l.as_f64().or_else(|| l.as_str()?.parse().ok())
-}
-
-/// Whether an answer's label is the true one.
-pub(crate) fn correct((p, l): &(Predicted, Value)) -> bool {
-    p.label == truth(l)
-}
-
-/// How far a numeric answer is from the true value.
-pub(crate) fn absolute_error((p, l): &(Predicted, Value)) -> Option<f64> {
-    Some((p.number? - label_number(l)?).abs())
-}
-
-/// The distinct labels of some pairs, in order.
-pub(crate) fn classes(pairs: &[(Predicted, Value)]) -> Vec<String> {
-    let set: BTreeSet<String> = pairs.iter().flat_map(|(p, l)| [p.label.clone(), truth(l)]).collect();
-    set.into_iter().collect()
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::Predicted;
 
+    fn answers(right: usize, wrong: usize) -> Vec<(Predicted, Value)> {
+        let answer = |label: &str| (Predicted { label: label.into(), probabilities: None, number: None }, json!("1"));
+        (0..right).map(|_| answer("1")).chain((0..wrong).map(|_| answer("0"))).collect()
+    }
+
+    /// The bandit promotes `winner`: a clear difference must name it (a typo in a JSON key
+    /// once could have hidden it).
     #[test]
-    fn predictions_are_read_from_common_answers() {
-        let onnx = predicted(r#"{"predictions": [{"label": 2, "probabilities": [0.1, 0.2, 0.7]}]}"#).unwrap();
-        assert_eq!((onnx.label.as_str(), onnx.probabilities.unwrap().len()), ("2", 3));
-        assert_eq!(predicted("1,0.93\n").unwrap().label, "1");
-        assert_eq!(predicted(r#"{"predicted_label": "cat"}"#).unwrap().label, "cat");
-        assert_eq!(predicted("3.5").unwrap().number, Some(3.5));
-        assert_eq!(predicted(r#"{"predictions": [{"score": 12.5}]}"#).unwrap().number, Some(12.5));
-        assert!(predicted("").is_none());
+    fn a_clear_difference_names_the_winner() {
+        let mut pairs = Pairs::new();
+        pairs.insert("A".into(), answers(120, 80));
+        pairs.insert("B".into(), answers(190, 10));
+        let test = significance_of(&pairs, Metric::Accuracy, "A", "B", 0.05).unwrap();
+        assert!(test.decided);
+        assert_eq!(test.winner.as_deref(), Some("B"));
+        assert!(test.verdict.starts_with("B is better: accuracy +"), "{}", test.verdict);
+        let few = significance_of(&Pairs::new(), Metric::Accuracy, "A", "B", 0.05).unwrap();
+        assert!(!few.decided && few.winner.is_none() && few.comparison.is_none());
+        assert!(Metric::parse("acuracy").is_err());
     }
 }

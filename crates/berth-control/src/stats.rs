@@ -2,8 +2,8 @@
 //! 95% intervals: Wilson's for accuracy, a seeded percentile bootstrap (200 resamples) for the
 //! others, so the same data always gives the same interval.
 
-use crate::quality::{classes, label_number, truth, Predicted};
-use serde_json::{json, Value};
+use crate::labels::{classes, label_number, truth, Predicted};
+use serde_json::Value;
 
 const BOOTSTRAP: usize = 200;
 
@@ -38,12 +38,55 @@ fn bootstrap(n: usize, metric: impl Fn(&[usize]) -> Option<f64>) -> Option<(f64,
     Some((at(0.025), at(0.975)))
 }
 
-fn with_interval(value: Option<f64>, interval: Option<(f64, f64)>) -> Value {
-    match (value, interval) {
-        (Some(v), Some((lo, hi))) => json!({ "value": v, "ci95": [lo, hi] }),
-        (Some(v), None) => json!({ "value": v }),
-        (None, _) => Value::Null,
-    }
+/// A measured value and its 95% interval, when one could be computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub value: f64,
+    pub ci95: Option<(f64, f64)>,
+}
+
+fn estimate(value: Option<f64>, ci95: Option<(f64, f64)>) -> Option<Estimate> {
+    value.map(|value| Estimate { value, ci95 })
+}
+
+/// Precision, recall and F1, each with its interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrecisionRecallF1 {
+    pub precision: Estimate,
+    pub recall: Estimate,
+    pub f1: Estimate,
+}
+
+/// One class taken as positive: its precision, recall and F1, and the AUC of the answers'
+/// probabilities for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BinaryQuality {
+    pub positive: String,
+    pub scores: PrecisionRecallF1,
+    pub auc: Option<Estimate>,
+}
+
+/// A classifier's quality on labelled answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassificationQuality {
+    pub n: usize,
+    pub classes: Vec<String>,
+    /// Rows are true classes, columns predicted ones, both in `classes` order.
+    pub confusion_matrix: Vec<Vec<usize>>,
+    pub accuracy: Estimate,
+    pub macro_average: PrecisionRecallF1,
+    pub weighted_average: PrecisionRecallF1,
+    /// With two classes, or a positive class named.
+    pub binary: Option<BinaryQuality>,
+}
+
+/// A regressor's quality on labelled answers (None where there is nothing to measure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegressionQuality {
+    pub n: usize,
+    pub mae: Option<Estimate>,
+    pub rmse: Option<Estimate>,
+    pub r2: Option<Estimate>,
 }
 
 /// Precision, recall and F1 of one class over the items `idx`.
@@ -97,7 +140,7 @@ fn auc(scores: &[f64], positive: &[bool], idx: &[usize]) -> Option<f64> {
     Some((rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64)
 }
 
-pub(crate) fn classification(pairs: &[(Predicted, Value)], positive: Option<&str>) -> Value {
+pub(crate) fn classification(pairs: &[(Predicted, Value)], positive: Option<&str>) -> ClassificationQuality {
     let truths: Vec<String> = pairs.iter().map(|(_, l)| truth(l)).collect();
     let preds: Vec<String> = pairs.iter().map(|(p, _)| p.label.clone()).collect();
     let classes = classes(pairs);
@@ -116,22 +159,20 @@ pub(crate) fn classification(pairs: &[(Predicted, Value)], positive: Option<&str
             Some(if weighted_avg { w[k] } else { m[k] })
         })
     };
-    let mut out = json!({
-        "n": n,
-        "classes": classes,
-        "confusion_matrix": matrix,
-        "accuracy": { "value": if n > 0 { correct as f64 / n as f64 } else { 0.0 }, "ci95": [lo, hi] },
-        "macro": {
-            "precision": with_interval(Some(macro_avg[0]), ci(0, false)),
-            "recall": with_interval(Some(macro_avg[1]), ci(1, false)),
-            "f1": with_interval(Some(macro_avg[2]), ci(2, false)),
-        },
-        "weighted": {
-            "precision": with_interval(Some(weighted[0]), ci(0, true)),
-            "recall": with_interval(Some(weighted[1]), ci(1, true)),
-            "f1": with_interval(Some(weighted[2]), ci(2, true)),
-        },
-    });
+    let averages_of = |values: [f64; 3], weighted_avg: bool| PrecisionRecallF1 {
+        precision: Estimate { value: values[0], ci95: ci(0, weighted_avg) },
+        recall: Estimate { value: values[1], ci95: ci(1, weighted_avg) },
+        f1: Estimate { value: values[2], ci95: ci(2, weighted_avg) },
+    };
+    let mut out = ClassificationQuality {
+        n,
+        classes: classes.clone(),
+        confusion_matrix: matrix,
+        accuracy: Estimate { value: if n > 0 { correct as f64 / n as f64 } else { 0.0 }, ci95: Some((lo, hi)) },
+        macro_average: averages_of(macro_avg, false),
+        weighted_average: averages_of(weighted, true),
+        binary: None,
+    };
     if classes.len() == 2 || positive.is_some() {
         let pos = positive.map(str::to_string).unwrap_or_else(|| classes.last().cloned().unwrap_or_default());
         let (p, r, f, _) = prf(&truths, &preds, &all, &pos);
@@ -152,18 +193,20 @@ pub(crate) fn classification(pairs: &[(Predicted, Value)], positive: Option<&str
             .collect();
         let is_pos: Vec<bool> = truths.iter().map(|t| *t == pos).collect();
         let area = auc(&scores, &is_pos, &all);
-        out["binary"] = json!({
-            "positive": pos,
-            "precision": with_interval(Some(p), one(0)),
-            "recall": with_interval(Some(r), one(1)),
-            "f1": with_interval(Some(f), one(2)),
-            "auc": with_interval(area, bootstrap(n, |idx| auc(&scores, &is_pos, idx))),
+        out.binary = Some(BinaryQuality {
+            scores: PrecisionRecallF1 {
+                precision: Estimate { value: p, ci95: one(0) },
+                recall: Estimate { value: r, ci95: one(1) },
+                f1: Estimate { value: f, ci95: one(2) },
+            },
+            auc: estimate(area, bootstrap(n, |idx| auc(&scores, &is_pos, idx))),
+            positive: pos,
         });
     }
     out
 }
 
-pub(crate) fn regression(pairs: &[(Predicted, Value)]) -> Value {
+pub(crate) fn regression(pairs: &[(Predicted, Value)]) -> RegressionQuality {
     let xy: Vec<(f64, f64)> = pairs.iter().filter_map(|(p, l)| Some((p.number?, label_number(l)?))).collect();
     let n = xy.len();
     let metrics = |idx: &[usize]| -> Option<[f64; 3]> {
@@ -181,12 +224,12 @@ pub(crate) fn regression(pairs: &[(Predicted, Value)]) -> Value {
     let all: Vec<usize> = (0..n).collect();
     let value = metrics(&all);
     let ci = |k: usize| bootstrap(n, |idx| metrics(idx).map(|m| m[k]));
-    json!({
-        "n": n,
-        "mae": with_interval(value.map(|m| m[0]), ci(0)),
-        "rmse": with_interval(value.map(|m| m[1]), ci(1)),
-        "r2": with_interval(value.map(|m| m[2]).filter(|v| v.is_finite()), ci(2)),
-    })
+    RegressionQuality {
+        n,
+        mae: estimate(value.map(|m| m[0]), ci(0)),
+        rmse: estimate(value.map(|m| m[1]), ci(1)),
+        r2: estimate(value.map(|m| m[2]).filter(|v| v.is_finite()), ci(2)),
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +237,7 @@ mod tests {
     use super::*;
 
     fn pair(pred: &str, truth: &str) -> (Predicted, Value) {
-        (Predicted { label: pred.into(), probabilities: None, number: pred.parse().ok() }, json!(truth))
+        (Predicted { label: pred.into(), probabilities: None, number: pred.parse().ok() }, serde_json::json!(truth))
     }
 
     #[test]
@@ -202,11 +245,12 @@ mod tests {
         // truth: 1 1 1 0 0; predicted: 1 0 1 1 0 → tp 2, fn 1, fp 1, tn 1
         let pairs = vec![pair("1", "1"), pair("0", "1"), pair("1", "1"), pair("1", "0"), pair("0", "0")];
         let out = classification(&pairs, None);
-        assert_eq!(out["accuracy"]["value"], 0.6);
-        assert_eq!(out["binary"]["positive"], "1");
-        assert!((out["binary"]["precision"]["value"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
-        assert!((out["binary"]["recall"]["value"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(out["confusion_matrix"], json!([[1, 1], [1, 2]]));
+        assert_eq!(out.accuracy.value, 0.6);
+        let binary = out.binary.unwrap();
+        assert_eq!(binary.positive, "1");
+        assert!((binary.scores.precision.value - 2.0 / 3.0).abs() < 1e-12);
+        assert!((binary.scores.recall.value - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(out.confusion_matrix, vec![vec![1, 1], vec![1, 2]]);
         let (lo, hi) = wilson(3, 5);
         assert!(lo < 0.6 && 0.6 < hi);
     }
@@ -221,9 +265,9 @@ mod tests {
     fn regression_metrics() {
         let pairs = vec![pair("2.5", "3"), pair("0", "-0.5"), pair("2", "2"), pair("8", "7")];
         let out = regression(&pairs);
-        assert!((out["mae"]["value"].as_f64().unwrap() - 0.5).abs() < 1e-12);
-        assert!((out["rmse"]["value"].as_f64().unwrap() - 0.612_372_435_695_794_5).abs() < 1e-12);
-        assert!((out["r2"]["value"].as_f64().unwrap() - 0.948_608_137_044_967_9).abs() < 1e-12);
+        assert!((out.mae.unwrap().value - 0.5).abs() < 1e-12);
+        assert!((out.rmse.unwrap().value - 0.612_372_435_695_794_5).abs() < 1e-12);
+        assert!((out.r2.unwrap().value - 0.948_608_137_044_967_9).abs() < 1e-12);
     }
 }
 
@@ -232,7 +276,7 @@ mod tests {
 /// (mSPRT with a normal mixture, Johari et al. 2017) that may be looked at after every request
 /// without inflating false positives.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Comparison {
+pub struct Comparison {
     pub n: (usize, usize),
     pub means: (f64, f64),
     pub difference: f64,
