@@ -345,7 +345,7 @@
       .map((e) => el("li", { "data-kind": e.kind },
         el("span", { class: "when", text: clock(e.epoch) }),
         el("span", { class: "kind " + e.kind, text: e.kind }),
-        el("span", { text: e.endpoint + (e.variant ? "/" + e.variant : "") + ": " + e.message })));
+        el("span", { text: (e.endpoint || "berth") + (e.variant ? "/" + e.variant : "") + ": " + e.message })));
     $("#events").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: "No events yet." })]));
   }
 

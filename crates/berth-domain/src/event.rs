@@ -31,10 +31,13 @@ pub enum EventKind {
     AlarmStateChanged,
     /// A deployment was rolled back to the previous fleet.
     DeploymentRolledBack,
+    /// A round of one of berth's background loops (alarms, autoscaling, bandits, ...) panicked;
+    /// the loop goes on with its next round. Recorded with an empty endpoint: it is berth's.
+    BackgroundFailed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::StatusChanged,
         EventKind::WeightsChanged,
         EventKind::CapacityChanged,
@@ -48,6 +51,7 @@ impl EventKind {
         EventKind::EndpointDeleted,
         EventKind::AlarmStateChanged,
         EventKind::DeploymentRolledBack,
+        EventKind::BackgroundFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +69,7 @@ impl EventKind {
             EventKind::EndpointDeleted => "EndpointDeleted",
             EventKind::AlarmStateChanged => "AlarmStateChanged",
             EventKind::DeploymentRolledBack => "DeploymentRolledBack",
+            EventKind::BackgroundFailed => "BackgroundFailed",
         }
     }
 

@@ -1,5 +1,6 @@
 //! The `berth` command: the server and its operator commands.
 
+mod background;
 mod cli;
 mod demo;
 mod listener;

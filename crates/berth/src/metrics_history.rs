@@ -1,8 +1,11 @@
 //! Keeps the per-variant metrics history: closes each second, with the instances' CPU, memory
 //! and disk use measured in it, stores per-second samples (last hour) and per-minute rollups
-//! (retention period) in the state store, restores them at start, and then evaluates the
-//! alarms and moves inference experiments on. Events past the retention period are pruned with the rollups.
+//! (retention period) in the state store, and restores them at start. `start` puts that and the
+//! rest of berth's periodic work under the background supervisor, each loop on its own task:
+//! alarms (right after the second they read is closed), inference experiments, the autoscaler,
+//! ground truth, model quality metrics and bandits, and pruning past the retention period.
 
+use crate::background::Supervisor;
 use berth_control::Controller;
 use berth_domain::Timestamp;
 use berth_instances::{disk_used_percent, host_memory_bytes, UsageProbe};
@@ -50,62 +53,81 @@ pub struct Settings {
     pub bandit_interval_secs: u64,
 }
 
-/// Runs forever: once a second, closes the second that just ended and stores what it held,
-/// then evaluates alarms, moves inference experiments on, runs the autoscaler and, every
-/// `bandit_interval_secs`, bandit routing and automatic promotion.
-pub async fn run(controller: Arc<Controller>, routing: Arc<RoutingTable>, settings: Settings) {
+/// Starts every periodic loop under `supervisor`.
+pub fn start(supervisor: &mut Supervisor, controller: Arc<Controller>, routing: Arc<RoutingTable>, settings: Settings) {
     let Settings { retention, data_dir, scaling_window_secs, bandit_interval_secs } = settings;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let probe = Arc::new(Mutex::new(UsageProbe::default()));
     let host_memory = host_memory_bytes().unwrap_or(u64::MAX);
-    loop {
-        tick.tick().await;
-        let second = now_secs().saturating_sub(1);
-        let (probe, table, dir) = (probe.clone(), routing.clone(), data_dir.clone());
-        // Reading /proc is blocking file I/O: off the async workers.
-        let mut utilization =
-            tokio::task::spawn_blocking(move || measure(&mut probe.lock().unwrap_or_else(|e| e.into_inner()), &table, &dir, host_memory))
-                .await
-                .unwrap_or_default();
-        let registry = routing.metrics();
-        let mut rows: Vec<MetricSample> =
-            registry.sample(second, &mut utilization).into_iter().filter_map(|(k, s)| row(k, 1, &s)).collect();
-        if second % 60 == 59 {
-            rows.extend(registry.minute_rollups(second - 59).into_iter().filter_map(|(k, s)| row(k, 60, &s)));
-            let _ = controller.prune_metric_samples(1, second.saturating_sub(HOUR)).await;
-            let _ = controller.prune_metric_samples(60, second.saturating_sub(retention.as_secs())).await;
-            let _ = controller.prune_custom_datapoints(second.saturating_sub(retention.as_secs())).await;
-            let horizon = Timestamp::now().millis() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-            let _ = controller.prune_events(Timestamp::from_millis(horizon)).await;
-            let _ = controller.prune_scaling_activities(Timestamp::from_millis(horizon)).await;
-            let _ = controller.prune_quality(horizon).await;
-        }
-        if let Err(e) = controller.store_metric_samples(rows).await {
-            warn!(error = %e, "cannot store metric samples");
-        }
-        // Alarms see the second just closed.
-        if let Err(e) = controller.evaluate_alarms(second + 1).await {
-            warn!(error = %e, "cannot evaluate alarms");
-        }
-        if let Err(e) = controller.run_experiments(Timestamp::now()).await {
-            warn!(error = %e, "cannot run inference experiments");
-        }
-        if let Err(e) = controller.run_autoscaling(Timestamp::now(), scaling_window_secs).await {
-            warn!(error = %e, "cannot run the autoscaler");
-        }
-        if second.is_multiple_of(bandit_interval_secs) {
-            if let Err(e) = controller.ingest_ground_truth().await {
-                warn!(error = %e, "cannot read ground truth");
-            }
-            if let Err(e) = controller.publish_quality_metrics().await {
-                warn!(error = %e, "cannot publish model quality metrics");
-            }
-            if let Err(e) = controller.run_bandits().await {
-                warn!(error = %e, "cannot run bandit routing");
-            }
-        }
+    let second = Duration::from_secs(1);
+    {
+        let (controller, routing) = (controller.clone(), routing.clone());
+        supervisor.every("metrics and alarms", second, move || {
+            let (controller, routing, probe, dir) = (controller.clone(), routing.clone(), probe.clone(), data_dir.clone());
+            async move { close_second(&controller, &routing, probe, dir, host_memory).await }
+        });
     }
+    let each = |what: &'static str, period: Duration, supervisor: &mut Supervisor, work: fn(Arc<Controller>, u64) -> RoundFuture| {
+        let controller = controller.clone();
+        supervisor.every(what, period, move || work(controller.clone(), scaling_window_secs));
+    };
+    each("inference experiments", second, supervisor, |c, _| {
+        Box::pin(async move { report("run inference experiments", c.run_experiments(Timestamp::now()).await) })
+    });
+    each("autoscaling", second, supervisor, |c, window| {
+        Box::pin(async move { report("run the autoscaler", c.run_autoscaling(Timestamp::now(), window).await) })
+    });
+    let bandit = Duration::from_secs(bandit_interval_secs.max(1));
+    each("ground truth", bandit, supervisor, |c, _| Box::pin(async move { report("read ground truth", c.ingest_ground_truth().await) }));
+    each("model quality metrics", bandit, supervisor, |c, _| {
+        Box::pin(async move { report("publish model quality metrics", c.publish_quality_metrics().await) })
+    });
+    each("bandits", bandit, supervisor, |c, _| Box::pin(async move { report("run bandit routing", c.run_bandits().await) }));
+    let controller = controller.clone();
+    supervisor.every("pruning", Duration::from_secs(60), move || {
+        let controller = controller.clone();
+        async move { prune(&controller, retention).await }
+    });
+}
+
+type RoundFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+fn report<T, E: std::fmt::Display>(what: &str, result: Result<T, E>) {
+    if let Err(e) = result {
+        warn!(error = %e, "cannot {what}");
+    }
+}
+
+/// Closes the second that just ended and stores what it held (and, at a minute's end, the
+/// minute's rollups), then evaluates the alarms on it.
+async fn close_second(controller: &Controller, routing: &Arc<RoutingTable>, probe: Arc<Mutex<UsageProbe>>, dir: PathBuf, host_memory: u64) {
+    let second = now_secs().saturating_sub(1);
+    let table = routing.clone();
+    // Reading /proc is blocking file I/O: off the async workers.
+    let mut utilization =
+        tokio::task::spawn_blocking(move || measure(&mut probe.lock().unwrap_or_else(|e| e.into_inner()), &table, &dir, host_memory))
+            .await
+            .unwrap_or_default();
+    let registry = routing.metrics();
+    let mut rows: Vec<MetricSample> = registry.sample(second, &mut utilization).into_iter().filter_map(|(k, s)| row(k, 1, &s)).collect();
+    if second % 60 == 59 {
+        rows.extend(registry.minute_rollups(second - 59).into_iter().filter_map(|(k, s)| row(k, 60, &s)));
+    }
+    report("store metric samples", controller.store_metric_samples(rows).await);
+    // Alarms see the second just closed.
+    report("evaluate alarms", controller.evaluate_alarms(second + 1).await);
+}
+
+/// Drops what is past its keeping: per-second samples after an hour, rollups, custom metrics,
+/// events, scaling activities and labelled answers after the retention period.
+async fn prune(controller: &Controller, retention: Duration) {
+    let second = now_secs();
+    report("prune metric samples", controller.prune_metric_samples(1, second.saturating_sub(HOUR)).await);
+    report("prune metric rollups", controller.prune_metric_samples(60, second.saturating_sub(retention.as_secs())).await);
+    report("prune custom metrics", controller.prune_custom_datapoints(second.saturating_sub(retention.as_secs())).await);
+    let horizon = Timestamp::now().millis() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    report("prune events", controller.prune_events(Timestamp::from_millis(horizon)).await);
+    report("prune scaling activities", controller.prune_scaling_activities(Timestamp::from_millis(horizon)).await);
+    report("prune labelled answers", controller.prune_quality(horizon).await);
 }
 
 fn row(key: VariantKey, resolution: u32, sample: &SecondSample) -> Option<MetricSample> {

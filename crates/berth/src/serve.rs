@@ -346,7 +346,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scaling_window_secs: args.scaling_window.max(1),
         bandit_interval_secs: args.bandit_interval.max(1),
     };
-    tokio::spawn(crate::metrics_history::run(controller.clone(), routing.clone(), settings));
+    let recorder = controller.clone();
+    let mut background = crate::background::Supervisor::new(Arc::new(move |task, panic| {
+        recorder.record_event(
+            "",
+            None,
+            berth_domain::EventKind::BackgroundFailed,
+            format!("A round of berth's {task} loop panicked ({panic}); the loop goes on with its next round."),
+        );
+    }));
+    crate::metrics_history::start(&mut background, controller.clone(), routing.clone(), settings);
     tokio::spawn(controller.clone().run_serverless(Duration::from_secs(args.serverless_idle)));
     tokio::spawn(controller.clone().run_capture());
 
@@ -361,6 +370,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // is woken through a futex whenever it has work, which would cost every request a thread wake.
     tokio::spawn(crate::listener::serve(listener, app, tls, limits, shutdown_signal())).await.context("HTTP server task failed")?;
 
+    background.shutdown(Duration::from_secs(10)).await;
     info!("stopping instances");
     if tokio::time::timeout(Duration::from_secs(args.drain_timeout + 10), controller.shutdown()).await.is_err() {
         warn!("instances did not stop in time; they end with the server");
