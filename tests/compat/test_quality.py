@@ -220,8 +220,21 @@ def test_ground_truth_files_are_read_from_the_tagged_location(own_berth, s3_serv
         if location.startswith("file://"):
             target = tmp_path / "ground-truth" / ep / "2026" / "11" / "25" / "10"
             target.mkdir(parents=True)
-            (target / "labels.jsonl").write_text(lines)
+            # A file still being written when berth first reads it is read again once it grew.
+            first, rest = lines.split("\n")[:5], lines.split("\n")[5:]
+            (target / "labels.jsonl").write_text("\n".join(first) + "\n")
+            assert quality(server, ep, 5)["A"]["n"] == 5
+            with open(target / "labels.jsonl", "a") as f:
+                f.write("\n".join(rest))
+            file_endpoint = ep
         else:
             s3.put_object(Bucket=bucket, Key=f"labels/{ep}/2026/11/25/10/labels.jsonl", Body=lines.encode())
         v = quality(server, ep, 10)
         assert v["A"]["n"] == 10 and v["A"]["unlabelled"] == 0, (location, v)
+    # What was read is remembered across a restart: nothing is read twice.
+    reads = lambda: server.log_text().count(f"{file_endpoint}/2026/11/25/10/labels.jsonl labels=")  # noqa: E731
+    assert reads() == 2, server.log_text()[-3000:]
+    server.restart()
+    time.sleep(3)  # three rounds of reading ground truth
+    assert reads() == 2
+    assert quality(server, file_endpoint, 10)["A"]["n"] == 10

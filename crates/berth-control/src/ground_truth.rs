@@ -32,6 +32,11 @@ pub fn ground_truth_line(line: &str) -> Result<GroundTruth, String> {
     Ok(GroundTruth { event_id, inference_id, label })
 }
 
+/// Records of the ground-truth files read for an endpoint, and their size then.
+pub(crate) fn read_files_kind(endpoint: &str) -> String {
+    format!("ground-truth-read:{}", endpoint.to_ascii_lowercase())
+}
+
 impl Controller {
     /// Stores labels; returns how many were stored.
     pub async fn add_ground_truth(&self, endpoint: &str, labels: Vec<GroundTruth>) -> Result<usize, ControlError> {
@@ -74,24 +79,44 @@ impl Controller {
                     self.ground_truth_s3.list(location).await.unwrap_or_default().into_iter().filter(|k| k.ends_with(".jsonl")).collect()
                 }
             };
+            // What was read before (and at what size), kept in the store: a restart reads nothing
+            // twice, and a file is marked only once it is read and its labels stored.
+            let kind = read_files_kind(&e.name);
+            let read_kind = kind.clone();
+            let read: std::collections::HashMap<String, u64> = self
+                .db(move |s| s.records(&read_kind))
+                .await?
+                .iter()
+                .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+                .filter_map(|v| Some((v["file"].as_str()?.to_string(), v["size"].as_u64()?)))
+                .collect();
             for file in files {
-                if !self.ground_truth_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(file.clone()) {
-                    continue;
-                }
                 let bytes = match file.strip_prefix("file://") {
-                    Some(path) => tokio::fs::read(path).await.map_err(|e| e.to_string()),
+                    Some(path) => {
+                        // A local file still being written grows: read it again when it has.
+                        let size = tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0);
+                        if read.get(&file) == Some(&size) {
+                            continue;
+                        }
+                        tokio::fs::read(path).await.map_err(|e| e.to_string())
+                    }
+                    // An S3 object is whole once it can be listed.
+                    None if read.contains_key(&file) => continue,
                     None => self.ground_truth_s3.get(&file).await,
                 };
-                let text = match bytes {
-                    Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                let (text, size) = match bytes {
+                    Ok(b) => (String::from_utf8_lossy(&b).into_owned(), b.len()),
                     Err(err) => {
-                        tracing::warn!(file = %file, error = %err, "cannot read ground truth");
+                        tracing::warn!(file = %file, error = %err, "cannot read ground truth; trying again next round");
                         continue;
                     }
                 };
                 let labels: Vec<GroundTruth> =
                     text.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| ground_truth_line(l).ok()).collect();
                 let n = self.add_ground_truth(&e.name, labels).await?;
+                let mark = json!({ "file": file, "size": size }).to_string();
+                let (k, f, now) = (kind.clone(), file.clone(), berth_domain::Timestamp::now().millis());
+                self.db(move |s| s.put_records(&k, &[(f, now, mark)])).await?;
                 tracing::info!(endpoint = %e.name, file = %file, labels = n, "ground truth read");
             }
         }

@@ -99,7 +99,6 @@ pub struct Controller {
     /// The dashboard's quality summaries by endpoint, with when they were computed.
     quality_summaries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, QualitySummary)>>,
     /// Ground-truth files read already, and the S3 client that reads them.
-    ground_truth_seen: std::sync::Mutex<std::collections::HashSet<String>>,
     ground_truth_s3: berth_instances::S3Writer,
     /// Serialises check-then-write transitions of endpoint state. Held only around store
     /// calls, never across instance starts or drains.
@@ -117,7 +116,6 @@ impl Controller {
         Arc::new(Controller {
             events: EventLog::start(store.clone()),
             quality_summaries: Default::default(),
-            ground_truth_seen: Default::default(),
             ground_truth_s3: Default::default(),
             store,
             backend,

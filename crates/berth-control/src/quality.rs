@@ -354,9 +354,11 @@ impl Controller {
     /// and when one of its name is created, so a new endpoint never inherits an old one's).
     pub(crate) async fn forget_quality(&self, endpoint: &str) -> Result<(), ControlError> {
         let (pk, lk, key) = (predictions_kind(endpoint), labels_kind(endpoint), endpoint.to_ascii_lowercase());
+        let rk = crate::ground_truth::read_files_kind(endpoint);
         self.db(move |s| {
             s.delete_records(&pk)?;
             s.delete_records(&lk)?;
+            s.delete_records(&rk)?;
             s.delete_record(PUBLISHED_KIND, &key).map(|_| ())
         })
         .await
@@ -366,6 +368,7 @@ impl Controller {
     pub async fn prune_quality(&self, before_ms: i64) -> Result<(), ControlError> {
         self.db(move |s| {
             s.prune_record_kinds("prediction:", before_ms)?;
+            s.prune_record_kinds("ground-truth-read:", before_ms)?;
             s.prune_record_kinds("label:", before_ms).map(|_| ())
         })
         .await

@@ -45,7 +45,8 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Rows, InputError
     let text = std::str::from_utf8(body).map_err(|_| InputError::Malformed("the body is not UTF-8 text".into()))?;
     match content_type.map(media_type).as_deref() {
         None | Some("") | Some("text/csv") => parse_csv(text),
-        Some("application/json") | Some("application/jsonlines") => parse_json(text),
+        Some("application/json") => parse_json(text),
+        Some("application/jsonlines") | Some("application/x-jsonlines") => parse_json_lines(text),
         Some(other) => Err(InputError::ContentType(other.to_string())),
     }
 }
@@ -107,6 +108,34 @@ pub fn output_format(accept: Option<&str>) -> Result<OutputFormat, InputError> {
         }
     }
     Err(InputError::Accept(accept.to_string()))
+}
+
+/// JSON Lines: each non-empty line a JSON document of the forms `application/json` takes (a
+/// row, rows, or an object holding them); the rows of all lines, in order.
+fn parse_json_lines(text: &str) -> Result<Rows, InputError> {
+    let mut out: Option<Rows> = None;
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let rows = parse_json(line).map_err(|e| match e {
+            InputError::Malformed(m) => InputError::Malformed(format!("line {}: {m}", i + 1)),
+            other => other,
+        })?;
+        match &mut out {
+            None => out = Some(rows),
+            Some(all) if all.n_features == rows.n_features => {
+                all.values.extend(rows.values);
+                all.n_rows += rows.n_rows;
+            }
+            Some(all) => {
+                return Err(InputError::Malformed(format!(
+                    "line {}: {} features, where the lines before have {}",
+                    i + 1,
+                    rows.n_features,
+                    all.n_features
+                )))
+            }
+        }
+    }
+    out.ok_or_else(|| InputError::Malformed("the body holds no JSON lines".into()))
 }
 
 fn parse_csv(text: &str) -> Result<Rows, InputError> {
@@ -272,6 +301,18 @@ mod tests {
         assert_eq!((r.n_rows, r.n_features), (2, 4));
         assert_eq!(r.values[5], 2.9);
         assert_eq!(parse(None, b"1,2").unwrap().n_rows, 1);
+    }
+
+    #[test]
+    fn json_lines_are_a_document_per_line() {
+        let body = b"[5.1, 3.5, 1.4, 0.2]\n\n{\"instances\": [[6.2, 2.9, 4.3, 1.3], [1, 2, 3, 4]]}\n";
+        let r = parse(Some("application/jsonlines"), body).unwrap();
+        assert_eq!((r.n_rows, r.n_features), (3, 4));
+        assert_eq!(r.values[4], 6.2);
+        let mixed = parse(Some("application/jsonlines; charset=utf-8"), b"[1, 2]\n[1, 2, 3]\n").unwrap_err().to_string();
+        assert_eq!(mixed, "line 2: 3 features, where the lines before have 2");
+        assert!(parse(Some("application/jsonlines"), b"[1, 2]\n[1,\n").unwrap_err().to_string().starts_with("line 2: "));
+        assert!(parse(Some("application/jsonlines"), b"\n").is_err());
     }
 
     #[test]
