@@ -95,3 +95,17 @@ def test_capture_to_s3(berth, sm, runtime, s3_server):
     key = s3.list_objects_v2(Bucket=bucket, Prefix=f"datacapture/{ep}/V/")["Contents"][0]["Key"]
     parts = key.split("/")
     assert len(parts) == 8 and parts[3].isdigit() and len(parts[3]) == 4, key  # prefix/ep/V/yyyy/mm/dd/hh/file
+
+
+def test_an_update_retaining_variant_properties_keeps_data_capture_unless_excluded(sm, tmp_path):
+    """UpdateEndpoint with RetainAllVariantProperties keeps the endpoint's DataCaptureConfig
+    (a retained variant property) unless ExcludeRetainedVariantProperties names it."""
+    ep, _ = capture_endpoint(sm, f"file://{tmp_path}/capture")
+    model = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName=ep)["EndpointConfigName"])["ProductionVariants"][0]["ModelName"]
+    for excluded, captured in (([], True), ([{"VariantPropertyType": "DataCaptureConfig"}], False)):
+        plain = unique("plain")
+        sm.create_endpoint_config(EndpointConfigName=plain, ProductionVariants=[variant("V", model)])
+        sm.update_endpoint(EndpointName=ep, EndpointConfigName=plain, RetainAllVariantProperties=True, ExcludeRetainedVariantProperties=excluded)
+        d = wait_status(sm, ep, timeout=60)
+        assert d["EndpointStatus"] == "InService" and d["EndpointConfigName"] == plain
+        assert ("DataCaptureConfig" in d and d["DataCaptureConfig"]["EnableCapture"]) == captured, (excluded, d.get("DataCaptureConfig"))
