@@ -5,6 +5,8 @@
 //! live in [`wire`] and are converted into domain types here; [`error`] maps every error to
 //! exactly one SageMaker code and HTTP status.
 
+#![forbid(unsafe_code)]
+
 mod autoscaling;
 mod berth_api;
 mod bodies;

@@ -185,8 +185,8 @@ impl Controller {
         }
         endpoint.pending_deployment_config = deployment.clone();
         // Retained variant properties include data capture unless excluded (SageMaker's rule).
-        let keep_capture = req.retain_all_variant_properties
-            && !req.exclude_retained_variant_properties.contains(&VariantProperty::DataCaptureConfig);
+        let keep_capture =
+            req.retain_all_variant_properties && !req.exclude_retained_variant_properties.contains(&VariantProperty::DataCaptureConfig);
         endpoint.pending_data_capture = if keep_capture { endpoint.data_capture.clone() } else { config.data_capture.clone() };
         endpoint.failure_reason = None;
         endpoint.modified = Timestamp::now();

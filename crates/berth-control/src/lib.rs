@@ -5,6 +5,8 @@
 //! [`InstanceBackend`], publishing routes to the [`RoutingTable`], retiring old instances.
 //! On start it brings every stored endpoint back into service ([`Controller::recover`]).
 
+#![forbid(unsafe_code)]
+
 mod alarms;
 mod autoscaling;
 mod bandit;

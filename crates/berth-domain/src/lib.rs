@@ -4,6 +4,8 @@
 //! The AWS edge (`berth-aws`) converts its JSON shapes into these types; the store
 //! (`berth-store`) persists them; the controller (`berth-control`) changes them.
 
+#![forbid(unsafe_code)]
+
 mod alarm;
 mod autoscaling;
 mod deployment;

@@ -7,6 +7,8 @@
 //! survive route changes (weight shifts, instance replacement). Readers (Prometheus exposition,
 //! the CloudWatch-compatible API) take snapshots; nothing they do blocks a request.
 
+#![forbid(unsafe_code)]
+
 mod histogram;
 mod history;
 mod prometheus;

@@ -5,6 +5,8 @@
 //! `SAGEMAKER_BIND_TO_PORT`, model files in `SM_MODEL_DIR`), so routing, health checks and
 //! supervision are the same as for `exec:` images.
 
+#![forbid(unsafe_code)]
+
 pub mod codec;
 pub mod library;
 pub mod model;

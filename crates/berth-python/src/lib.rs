@@ -7,6 +7,8 @@
 //! (`berth worker python serve`): HTTP in Rust in front of Python processes that run
 //! `runtime.py`, the SageMaker inference toolkit's handler contract.
 
+#![forbid(unsafe_code)]
+
 mod environment;
 mod framework;
 pub mod server;

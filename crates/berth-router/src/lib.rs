@@ -4,6 +4,8 @@
 //! routes); the controller publishes a new route for an endpoint whenever its weights or
 //! instances change, so a change applies to the very next request and never to one in flight.
 
+#![forbid(unsafe_code)]
+
 mod capture;
 mod forward;
 mod pool;

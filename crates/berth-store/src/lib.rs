@@ -5,6 +5,8 @@
 //! is committed (and synced to disk) before the call returns, so an acknowledged write
 //! survives `kill -9` of the server.
 
+#![forbid(unsafe_code)]
+
 mod alarms;
 mod custom_metrics;
 mod events;
