@@ -44,15 +44,32 @@ pub async fn logs(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(
         .filter_map(|item| item.rsplit_once(':').and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?))))
         .collect();
     let tail = q.tail.unwrap_or(8192).min(MAX_CHUNK);
+    // Directory listings and log reads are blocking file I/O: off the async workers.
+    let read = tokio::task::spawn_blocking(move || read_logs(&dir, q.variant.as_deref(), q.from.is_some(), &offsets, tail));
+    match read.await {
+        Ok(logs) => json_ok(json!({ "logs": logs })),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": e.to_string() }).to_string()).into_response(),
+    }
+}
+
+/// Each instance log under `dir` (of `variant`, when given), from its offset in `offsets`, or
+/// from the start when following (`following`), or its last `tail` bytes.
+fn read_logs(
+    dir: &std::path::Path,
+    variant_wanted: Option<&str>,
+    following: bool,
+    offsets: &HashMap<String, u64>,
+    tail: u64,
+) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    let Ok(variants) = std::fs::read_dir(&dir) else {
-        return json_ok(json!({ "logs": [] }));
+    let Ok(variants) = std::fs::read_dir(dir) else {
+        return out;
     };
     let mut variants: Vec<_> = variants.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
     variants.sort_by_key(|e| e.file_name());
     for v in variants {
         let variant = v.file_name().to_string_lossy().into_owned();
-        if q.variant.as_deref().is_some_and(|want| want != variant) {
+        if variant_wanted.is_some_and(|want| want != variant) {
             continue;
         }
         let Ok(files) = std::fs::read_dir(v.path()) else { continue };
@@ -65,7 +82,7 @@ pub async fn logs(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(
             let offset = match offsets.get(&key) {
                 Some(&o) if o <= size => o,
                 Some(_) => 0, // the log was truncated or replaced
-                None if q.from.is_some() => 0,
+                None if following => 0,
                 None => size.saturating_sub(tail),
             };
             let bytes = read_from(&f.path(), offset, (size - offset).min(MAX_CHUNK));
@@ -74,7 +91,7 @@ pub async fn logs(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(
             out.push(json!({ "variant": variant, "instance": instance, "size": size, "offset": offset, "next": next, "text": text }));
         }
     }
-    json_ok(json!({ "logs": out }))
+    out
 }
 
 fn read_from(path: &std::path::Path, offset: u64, len: u64) -> Vec<u8> {

@@ -91,26 +91,29 @@ impl ProcessBackend {
     pub fn kill_leftovers(&self) {
         self.tracker.sweep(true);
     }
+}
 
-    /// The instance's memory cgroup, when berth limits memory here and the spec has a limit.
-    /// An instance whose cgroup cannot be made runs unlimited, with a warning.
-    fn memory_cgroup(&self, spec: &InstanceSpec) -> Option<InstanceCgroup> {
-        let (cgroups, limit) = (self.settings.memory_cgroups.as_ref()?, spec.memory_limit_bytes?);
-        cgroups
-            .create(&spec.id, limit)
-            .inspect_err(|reason| tracing::warn!(instance = %spec.id, %reason, "instance runs without a memory limit"))
-            .ok()
-    }
+/// The instance's memory cgroup, when berth limits memory here and the spec has a limit.
+/// An instance whose cgroup cannot be made runs unlimited, with a warning.
+fn memory_cgroup(settings: &SupervisorSettings, spec: &InstanceSpec) -> Option<InstanceCgroup> {
+    let (cgroups, limit) = (settings.memory_cgroups.as_ref()?, spec.memory_limit_bytes?);
+    cgroups
+        .create(&spec.id, limit)
+        .inspect_err(|reason| tracing::warn!(instance = %spec.id, %reason, "instance runs without a memory limit"))
+        .ok()
 }
 
 impl InstanceBackend for ProcessBackend {
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>> {
         Box::pin(async move {
             let alive = self.budget.admit()?;
+            // Making the cgroup writes to /sys: blocking file I/O, off the async workers.
+            let (settings, cgroup_spec) = (self.settings.clone(), spec.clone());
+            let cgroup = tokio::task::spawn_blocking(move || memory_cgroup(&settings, &cgroup_spec)).await.unwrap_or(None);
             let runner = ProcessRunner {
                 spec: spec.clone(),
                 settings: self.settings.clone(),
-                cgroup: self.memory_cgroup(&spec),
+                cgroup,
                 tracker: self.tracker.clone(),
                 oom_kills_seen: 0,
             };
@@ -153,7 +156,11 @@ impl Runner for ProcessRunner {
         let port = free_port().map_err(|e| format!("no free port for instance {}: {e}", self.spec.id))?;
         slot.set_port(port);
         let cgroup = self.cgroup.as_ref().map(|c| c.procs_file().to_owned());
-        let (child, output) = launch(&self.spec, port, attempt, &self.settings, cgroup, &self.tracker)?;
+        // Opening the log and starting the program are blocking calls: off the async workers.
+        let (spec, settings, tracker) = (self.spec.clone(), self.settings.clone(), self.tracker.clone());
+        let (child, output) = tokio::task::spawn_blocking(move || launch(&spec, port, attempt, &settings, cgroup, &tracker))
+            .await
+            .map_err(|e| format!("cannot start instance {}: {e}", self.spec.id))??;
         slot.set_pid(child.id());
         Ok(ProcessRun { child, output })
     }
