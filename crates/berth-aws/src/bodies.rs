@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// The answer for a body a handler could not read through the gate's limit and deadline
 /// (the unsigned runtime path), in the protocol's shape.
-pub(crate) fn unread_body(protocol: Protocol, e: &axum::Error) -> Response {
+pub(crate) fn unread_body(protocol: Protocol, e: &(dyn std::error::Error + 'static)) -> Response {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if err.is::<http_body_util::LengthLimitError>() {

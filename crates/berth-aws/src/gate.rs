@@ -181,7 +181,7 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for GateFuture<F> 
 
 /// The answer refusing a request whose `Host` berth does not serve, or that changes state from
 /// another origin than berth's own (or from no browser); None when it may pass.
-fn refusal(security: &Security, protocol: Protocol, req: &Request) -> Option<Response> {
+pub(crate) fn refusal<B>(security: &Security, protocol: Protocol, req: &http::Request<B>) -> Option<Response> {
     let forbidden = |message: String| protocol.error(StatusCode::FORBIDDEN, "AccessDeniedException", "AccessDenied", message);
     let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
         return Some(protocol.error(
@@ -238,7 +238,7 @@ where
 /// Requests that change state must come from berth's own origin, or from no browser at all.
 /// (A browser can send a form to any address without asking first; the `Origin` it attaches
 /// says where the page came from.)
-fn same_origin(req: &Request, host: &str, tls: bool) -> Result<(), String> {
+fn same_origin<B>(req: &http::Request<B>, host: &str, tls: bool) -> Result<(), String> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }

@@ -20,6 +20,7 @@ mod experiments;
 pub mod fuzzing;
 mod gate;
 mod guardrails;
+mod invocations;
 mod overview;
 mod prometheus;
 mod protocol;
@@ -31,6 +32,7 @@ mod wire;
 
 pub use credentials::parse_credentials;
 pub use gate::{AllowedHosts, Security};
+pub use invocations::EdgeService;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -50,6 +52,11 @@ pub struct Edge {
 pub const MAX_INVOCATION_BYTES: usize = 6 * 1024 * 1024;
 /// The largest body of a control-plane, Application Auto Scaling or CloudWatch request.
 pub const MAX_CONTROL_BYTES: usize = 1024 * 1024;
+
+/// What berth serves on each connection: the invocation route ahead of the axum app.
+pub fn service(edge: Edge) -> EdgeService {
+    EdgeService::new(app(edge.clone()), edge)
+}
 
 /// The HTTP application: control plane, runtime and berth's own `/healthz`.
 pub fn app(edge: Edge) -> axum::Router {

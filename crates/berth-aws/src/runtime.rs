@@ -8,6 +8,7 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_router::InvokeRequest;
+use bytes::Bytes;
 
 const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
 const CUSTOM_ATTRIBUTES: HeaderName = HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
@@ -20,11 +21,16 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
         Ok(b) => b,
         Err(e) => return crate::bodies::unread_body(crate::protocol::Protocol::Runtime, &e),
     };
+    answer(&edge, &endpoint, &headers, body).await
+}
+
+/// InvokeEndpoint once the body is read (here, or by the invocation route ahead of the router).
+pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, body: Bytes) -> Response {
     // SageMaker's limits on these headers: longer values are refused, never forwarded.
     let (target, custom_attributes, inference_id) = match (
-        bounded(&headers, &TARGET_VARIANT, "targetVariant", 63),
-        bounded(&headers, &CUSTOM_ATTRIBUTES, "customAttributes", 1024),
-        bounded(&headers, &INFERENCE_ID, "inferenceId", 64),
+        bounded(headers, &TARGET_VARIANT, "targetVariant", 63),
+        bounded(headers, &CUSTOM_ATTRIBUTES, "customAttributes", 1024),
+        bounded(headers, &INFERENCE_ID, "inferenceId", 64),
     ) {
         (Ok(t), Ok(c), Ok(i)) => (t, c, i),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e.into_response(),
@@ -42,7 +48,7 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
         inference_id: inference_id.cloned(),
         target_variant,
     };
-    match edge.router.invoke(&endpoint, req).await {
+    match edge.router.invoke(endpoint, req).await {
         Ok(out) => {
             let mut resp = (StatusCode::OK, out.body).into_response();
             let h = resp.headers_mut();
@@ -57,8 +63,8 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
         }
         Err(e) => {
             let account = &edge.controller.account().account_id;
-            let logs = edge.controller.instance_log_dir(&endpoint);
-            RuntimeError::from_invoke(e, &endpoint, account, &logs.display().to_string()).into_response()
+            let logs = edge.controller.instance_log_dir(endpoint);
+            RuntimeError::from_invoke(e, endpoint, account, &logs.display().to_string()).into_response()
         }
     }
 }

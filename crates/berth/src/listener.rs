@@ -32,7 +32,7 @@ pub struct ConnectionLimits {
 /// Accepts connections until `shutdown` resolves, then lets them finish within the deadline.
 pub async fn serve(
     listener: TcpListener,
-    app: axum::Router,
+    app: berth_aws::EdgeService,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
@@ -89,7 +89,7 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
-    app: axum::Router,
+    app: berth_aws::EdgeService,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: &ConnectionLimits,
     stopping: watch::Receiver<bool>,
@@ -106,8 +106,13 @@ async fn serve_connection(
     }
 }
 
-async fn http1<S>(io: S, app: axum::Router, limits: &ConnectionLimits, activity: Arc<Activity>, mut stopping: watch::Receiver<bool>)
-where
+async fn http1<S>(
+    io: S,
+    app: berth_aws::EdgeService,
+    limits: &ConnectionLimits,
+    activity: Arc<Activity>,
+    mut stopping: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(RequestDone { inner: app, activity: activity.clone() });

@@ -359,7 +359,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(controller.clone().run_serverless(Duration::from_secs(args.serverless_idle)));
     tokio::spawn(controller.clone().run_capture());
 
-    let app = berth_aws::app(Edge { controller: controller.clone(), router, security: Arc::new(security) });
+    let app = berth_aws::service(Edge { controller: controller.clone(), router, security: Arc::new(security) });
     let limits = crate::listener::ConnectionLimits {
         max_connections,
         header_timeout: Duration::from_secs(args.header_timeout.max(1)),

@@ -1,0 +1,109 @@
+//! The service berth serves on every connection. The hot route, an unsigned
+//! `POST /endpoints/{name}/invocations`, is answered here ahead of axum's router: the gate's
+//! `Host` and `Origin` checks, the body read through its limit and deadline straight into
+//! `Bytes`, then InvokeEndpoint — no route table lookup, no extractors, no header map copied, no
+//! boxed body. Every other request (and an invocation whose path needs decoding, or when
+//! signatures are checked) goes to the axum app, with the gate in front of each route.
+
+use crate::bodies::Timed;
+use crate::protocol::Protocol;
+use crate::{Edge, MAX_INVOCATION_BYTES};
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Limited};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The axum app behind the invocation route.
+#[derive(Clone)]
+pub struct EdgeService {
+    app: axum::Router,
+    edge: Edge,
+}
+
+impl EdgeService {
+    pub(crate) fn new(app: axum::Router, edge: Edge) -> Self {
+        EdgeService { app, edge }
+    }
+}
+
+/// The endpoint name of an invocation path the fast route takes: `/endpoints/{name}/invocations`
+/// with a name of plain characters (anything to decode goes the general way).
+fn invocation_endpoint(path: &str) -> Option<&str> {
+    let name = path.strip_prefix("/endpoints/")?.strip_suffix("/invocations")?;
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(name)
+}
+
+impl<B> Service<Request<B>> for EdgeService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let fast =
+            req.method() == Method::POST && self.edge.security.principals.is_none() && invocation_endpoint(req.uri().path()).is_some();
+        if fast {
+            let edge = self.edge.clone();
+            return Box::pin(async move { Ok(invoke(&edge, req).await) });
+        }
+        let mut app = self.app.clone();
+        Box::pin(async move { app.call(req.map(Body::new)).await })
+    }
+}
+
+/// An unsigned invocation: the gate's checks, the bounded and timed body, InvokeEndpoint.
+async fn invoke<B>(edge: &Edge, req: Request<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if let Some(refused) = crate::gate::refusal(&edge.security, Protocol::Runtime, &req) {
+        return refused;
+    }
+    let (parts, body) = req.into_parts();
+    let body = Timed::new(Limited::new(body, MAX_INVOCATION_BYTES), edge.security.body_timeout);
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            let e: BoxError = e;
+            return crate::bodies::unread_body(Protocol::Runtime, e.as_ref());
+        }
+    };
+    let endpoint = invocation_endpoint(parts.uri.path()).expect("checked before the body was read");
+    crate::runtime::answer(edge, endpoint, &parts.headers, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invocation_endpoint;
+
+    #[test]
+    fn only_plain_invocation_paths_take_the_fast_route() {
+        assert_eq!(invocation_endpoint("/endpoints/demo-2/invocations"), Some("demo-2"));
+        for other in [
+            "/endpoints//invocations",
+            "/endpoints/a%2Fb/invocations",
+            "/endpoints/a/b/invocations",
+            "/endpoints/demo",
+            "/",
+            "/endpoints/demo/invocations/",
+        ] {
+            assert_eq!(invocation_endpoint(other), None, "{other}");
+        }
+    }
+}
