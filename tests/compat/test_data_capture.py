@@ -109,3 +109,38 @@ def test_an_update_retaining_variant_properties_keeps_data_capture_unless_exclud
         d = wait_status(sm, ep, timeout=60)
         assert d["EndpointStatus"] == "InService" and d["EndpointConfigName"] == plain
         assert ("DataCaptureConfig" in d and d["DataCaptureConfig"]["EnableCapture"]) == captured, (excluded, d.get("DataCaptureConfig"))
+
+
+def test_kms_keys_are_applied_to_s3_capture_and_refused_where_they_cannot_be(berth, sm, runtime, s3_server, tmp_path):
+    """DataCaptureConfig.KmsKeyId encrypts the captured objects in S3 (SSE-KMS, as the S3
+    server reports them); on a file:// destination, and as the endpoint config's storage-volume
+    key, it cannot be applied and is refused, naming why."""
+    s3 = boto3.client("s3", endpoint_url=s3_server, **CREDENTIALS)
+    kms = boto3.client("kms", endpoint_url=s3_server, **CREDENTIALS)
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    bucket = unique("kmscapture")
+    s3.create_bucket(Bucket=bucket)
+    ep = unique("kms")
+    create_echo_model(sm, f"{ep}-m")
+    capture = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": f"s3://{bucket}/c", "KmsKeyId": key, "CaptureOptions": [{"CaptureMode": "Input"}]}
+    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("V", f"{ep}-m")], DataCaptureConfig=capture)
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    assert wait_status(sm, ep)["EndpointStatus"] == "InService"
+    runtime.invoke_endpoint(EndpointName=ep, Body=b"1,2", ContentType="text/csv")
+    deadline = time.time() + 15
+    while not s3.list_objects_v2(Bucket=bucket, Prefix=f"c/{ep}/").get("Contents"):
+        assert time.time() < deadline, "nothing captured"
+        time.sleep(0.2)
+    written = s3.list_objects_v2(Bucket=bucket, Prefix=f"c/{ep}/")["Contents"][0]["Key"]
+    head = s3.head_object(Bucket=bucket, Key=written)
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == key, head
+
+    import pytest
+
+    for config in (
+        {"DataCaptureConfig": {**capture, "DestinationS3Uri": f"file://{tmp_path}/c"}},
+        {"KmsKeyId": key},
+    ):
+        with pytest.raises(sm.exceptions.ClientError) as e:
+            sm.create_endpoint_config(EndpointConfigName=unique("kmsno"), ProductionVariants=[variant("V", f"{ep}-m")], **config)
+        assert "KmsKeyId" in str(e.value) and "cannot" in str(e.value), e.value

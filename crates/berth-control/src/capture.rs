@@ -83,6 +83,10 @@ fn file_name(time_ms: i64) -> String {
     format!("{:02}-{:02}-{:03}-{}.jsonl", t.minute(), t.second(), t.millisecond(), random_uuid())
 }
 
+/// What an hour's file or object gets next: the first record's time, the lines, and the KMS
+/// key an S3 object is encrypted with.
+type PendingObject = (i64, Vec<u8>, Option<std::sync::Arc<str>>);
+
 impl Controller {
     /// Runs for the life of the server, writing what the router captures.
     pub async fn run_capture(self: Arc<Self>) {
@@ -90,7 +94,7 @@ impl Controller {
         let s3 = S3Writer::default();
         // file:// hour directory → the file records are appended to, and when it was started.
         let mut files: HashMap<String, (String, i64)> = HashMap::new();
-        let mut pending: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
+        let mut pending: HashMap<String, PendingObject> = HashMap::new();
         // Captured answers kept for joining with ground truth, by endpoint.
         let mut predictions: HashMap<String, Vec<(String, i64, String)>> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -108,7 +112,7 @@ impl Controller {
                     }
                     for r in batch {
                         let event_id = random_uuid();
-                        let entry = pending.entry(hour_prefix(&r)).or_insert_with(|| (r.time_ms, Vec::new()));
+                        let entry = pending.entry(hour_prefix(&r)).or_insert_with(|| (r.time_ms, Vec::new(), r.settings.kms_key_id.clone()));
                         entry.1.extend_from_slice(capture_line(&r, &event_id).as_bytes());
                         entry.1.push(b'\n');
                         if let Some(p) = crate::quality::prediction_record(&r, &event_id) {
@@ -122,7 +126,7 @@ impl Controller {
                             tracing::warn!(endpoint = %endpoint, error = %e, "cannot index captured predictions");
                         }
                     }
-                    for (prefix, (first_ms, bytes)) in pending.drain() {
+                    for (prefix, (first_ms, bytes, kms_key_id)) in pending.drain() {
                         if prefix.starts_with("file://") {
                             // Checked again at every write: the directory must still be under a --file-root.
                             let dir = match self.writable_destination(&prefix) {
@@ -147,7 +151,7 @@ impl Controller {
                             if !matches!(written, Ok(Ok(()))) {
                                 tracing::warn!(destination = %prefix, "cannot write captured data: {written:?}");
                             }
-                        } else if let Err(e) = s3.put(&format!("{prefix}/{}", file_name(first_ms)), bytes).await {
+                        } else if let Err(e) = s3.put(&format!("{prefix}/{}", file_name(first_ms)), bytes, kms_key_id.as_deref()).await {
                             tracing::warn!(destination = %prefix, error = %e, "cannot write captured data");
                         }
                     }
@@ -170,6 +174,7 @@ mod tests {
         let settings = CaptureSettings {
             sampling_percentage: 100,
             destination: "file:///data".into(),
+            kms_key_id: None,
             input: true,
             output: true,
             csv_types: Arc::new([]),

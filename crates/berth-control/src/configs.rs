@@ -15,14 +15,28 @@ pub struct CreateEndpointConfig {
 
 const MAX_VARIANTS: usize = 10;
 
+/// Why an endpoint config's (or inference experiment's) KmsKeyId is refused.
+pub(crate) const STORAGE_VOLUME_KMS: &str = "KmsKeyId encrypts the storage volume SageMaker attaches to each instance; berth's instances \
+     have no such volume, so it cannot be applied. Leave KmsKeyId out (DataCaptureConfig.KmsKeyId, for captured data in S3, is applied).";
+
 impl Controller {
     pub async fn create_endpoint_config(&self, req: CreateEndpointConfig) -> Result<EndpointConfig, ControlError> {
         validate_name("endpointConfigName", &req.name)?;
         validate_tags(&req.tags)?;
         validate_variants(&req.variants)?;
+        if req.kms_key_id.is_some() {
+            return Err(ControlError::Validation(STORAGE_VOLUME_KMS.into()));
+        }
         if let Some(c) = &req.data_capture {
             c.validate()?;
             self.writable_destination(&c.destination)?;
+            if c.kms_key_id.is_some() && !c.destination.starts_with("s3://") {
+                return Err(ControlError::Validation(format!(
+                    "DataCaptureConfig.KmsKeyId encrypts captured data written to S3 (SSE-KMS); berth cannot apply it to {}. \
+                     Capture to an s3:// destination, or leave KmsKeyId out.",
+                    c.destination
+                )));
+            }
         }
         for v in &req.variants {
             let model = v.model_name.clone();

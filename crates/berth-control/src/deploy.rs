@@ -130,6 +130,7 @@ impl Fleets {
         let capture = endpoint.data_capture.as_ref().filter(|c| c.enabled).map(|c| CaptureSettings {
             sampling_percentage: c.sampling_percentage,
             destination: c.destination.as_str().into(),
+            kms_key_id: c.kms_key_id.as_deref().map(Into::into),
             input: c.input,
             output: c.output,
             csv_types: c.csv_types.clone().into(),

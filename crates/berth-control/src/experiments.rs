@@ -63,6 +63,9 @@ impl Controller {
             return invalid("Name must be 1 to 120 characters long.");
         }
         validate_name("endpointName", &req.endpoint_name)?;
+        if req.kms_key.is_some() {
+            return Err(ControlError::Validation(crate::configs::STORAGE_VOLUME_KMS.into()));
+        }
         if req.variants.is_empty() || req.variants.len() > 2 {
             return invalid("ModelVariants must hold the production variant and the shadow variant.");
         }

@@ -157,7 +157,8 @@ pub struct S3Writer {
 
 impl S3Writer {
     /// Puts `body` at `s3://bucket/key`.
-    pub async fn put(&self, uri: &str, body: Vec<u8>) -> Result<(), String> {
+    /// Writes an object; with `kms_key_id`, encrypted with that KMS key (SSE-KMS).
+    pub async fn put(&self, uri: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
         let at = match S3Location::parse(uri) {
             Some(Ok(at)) => at,
             Some(Err(e)) => return Err(e),
@@ -170,6 +171,8 @@ impl S3Writer {
             .bucket(&at.bucket)
             .key(&at.key)
             .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .set_server_side_encryption(kms_key_id.map(|_| aws_sdk_s3::types::ServerSideEncryption::AwsKms))
+            .set_ssekms_key_id(kms_key_id.map(str::to_string))
             .send()
             .await
             .map(|_| ())

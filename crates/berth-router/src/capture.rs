@@ -16,6 +16,8 @@ pub struct CaptureSettings {
     /// In [0, 100].
     pub sampling_percentage: u32,
     pub destination: Arc<str>,
+    /// For an S3 destination: the KMS key captured objects are encrypted with (SSE-KMS).
+    pub kms_key_id: Option<Arc<str>>,
     pub input: bool,
     pub output: bool,
     pub csv_types: Arc<[String]>,
@@ -75,6 +77,7 @@ mod tests {
         let settings = CaptureSettings {
             sampling_percentage: 100,
             destination: "file:///tmp".into(),
+            kms_key_id: None,
             input: true,
             output: true,
             csv_types: Arc::new([]),
