@@ -46,3 +46,24 @@ def test_each_list_operation_takes_its_own_sort_keys(sm):
             call(SortBy="Status")
         assert error_code(e) == "ValidationException"
         assert "[Name, CreationTime]" in error_message(e), error_message(e)
+
+
+def test_every_answer_carries_its_request_id_and_the_log_names_it(own_berth):
+    """One id per request: in the answer's x-amzn-RequestId (as boto3 reports it) and in the
+    span of what berth logs while handling it."""
+    server = own_berth()
+    sm = server.sm()
+    name = deploy(sm, ["A"])
+    created = sm.describe_endpoint(EndpointName=name)["ResponseMetadata"]["RequestId"]
+    answer = server.runtime().invoke_endpoint(EndpointName=name, Body=b"x")
+    ids = {created, answer["ResponseMetadata"]["RequestId"]}
+    assert len(ids) == 2 and all(len(i) == 36 for i in ids), ids
+    with pytest.raises(Exception) as e:
+        sm.describe_endpoint(EndpointName="no-such-endpoint")
+    failed = e.value.response["ResponseMetadata"]["RequestId"]
+    assert len(failed) == 36 and failed not in ids
+    # CreateEndpoint logs "endpoint creating" inside its request's span.
+    config = sm.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+    second = sm.create_endpoint(EndpointName=f"{name}-2", EndpointConfigName=config)["ResponseMetadata"]["RequestId"]
+    lines = [l for l in server.log_text().splitlines() if "endpoint creating" in l and f"{name}-2" in l]
+    assert lines and f"id={second}" in lines[0] and "operation{name=CreateEndpoint}" in lines[0], lines

@@ -13,6 +13,7 @@ use berth_domain::{ContainerSpec, EndpointStatus, Model, S3DataSource, Timestamp
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 /// `POST /`: the protocol (told apart as the gate did, which also bounded the body) picks the
 /// service; the target names the operation.
@@ -28,7 +29,7 @@ pub async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes)
         _ => {}
     }
     let result = match target.split_once('.') {
-        Some(("SageMaker", op)) => operation(&edge, op, &body).await,
+        Some(("SageMaker", op)) => operation(&edge, op, &body).instrument(tracing::info_span!("operation", name = %op)).await,
         Some((crate::autoscaling::TARGET_PREFIX, op)) => crate::autoscaling::operation(&edge, op, &body).await,
         _ => Err(unknown_operation(target)),
     };

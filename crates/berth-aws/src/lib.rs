@@ -85,7 +85,13 @@ pub fn app(edge: Edge) -> axum::Router {
         .with_state(edge)
 }
 
-/// A request id in the shape AWS uses (a UUID v4).
+tokio::task_local! {
+    /// The id of the request being answered (set by [`EdgeService`] for each request).
+    static REQUEST_ID: String;
+}
+
+/// The current request's id, in the shape AWS uses (a UUID v4): the one its span and its
+/// `x-amzn-RequestId` carry; a new one outside a request.
 pub(crate) fn request_id() -> String {
-    berth_domain::random_uuid()
+    REQUEST_ID.try_with(String::clone).unwrap_or_else(|_| berth_domain::random_uuid())
 }

@@ -89,13 +89,35 @@ pub fn validate_name(member: &str, value: &str) -> Result<(), DomainError> {
 
 /// A random UUID (version 4 layout), as AWS request ids and SageMaker capture event ids look.
 pub fn random_uuid() -> String {
-    let h = format!("{:032x}", fastrand::u128(..));
-    format!("{}-{}-4{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
+    // Written digit by digit (it is made for every request): 8-4-4-4-12 hex digits, version 4,
+    // variant 10xx.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits = fastrand::u128(..);
+    let mut out = [b'-'; 36];
+    for (i, byte) in out.iter_mut().enumerate() {
+        if !matches!(i, 8 | 13 | 18 | 23) {
+            *byte = HEX[(bits & 15) as usize];
+            bits >>= 4;
+        }
+    }
+    out[14] = b'4';
+    out[19] = HEX[8 + (out[19] as usize & 3)];
+    String::from_utf8(out.to_vec()).expect("hex digits and dashes")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_are_version_4() {
+        let a = random_uuid();
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12], "{a}");
+        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(parts[2].starts_with('4') && "89ab".contains(&parts[3][..1]), "{a}");
+        assert_ne!(a, random_uuid());
+    }
 
     fn account() -> Account {
         Account { region: "us-east-1".into(), account_id: "123456789012".into() }
