@@ -53,11 +53,19 @@ impl CloudWatchError {
     fn status(&self) -> StatusCode {
         self.status
     }
-    /// The CloudWatch error for a controller error.
+    /// The CloudWatch error for a controller error: every kind named, so a failure of berth's
+    /// own (its state store) is a 500, never the caller's 400.
     fn from_control(e: berth_control::ControlError) -> Self {
+        use berth_control::ControlError as C;
         match e {
-            berth_control::ControlError::AlarmNotFound(m) => CloudWatchError::not_found(m),
-            other => CloudWatchError::invalid(other.to_string()),
+            C::AlarmNotFound(m) => CloudWatchError::not_found(m),
+            e @ C::NotFound { .. } => CloudWatchError::not_found(e.to_string()),
+            C::Validation(m) => CloudWatchError::invalid(m),
+            C::LimitExceeded(m) => Self::new("LimitExceededFault", "LimitExceeded", StatusCode::BAD_REQUEST, m),
+            e @ (C::AlreadyExists { .. } | C::ScalingObjectNotFound(_)) => CloudWatchError::invalid(e.to_string()),
+            e @ (C::Store(_) | C::Internal(_)) => {
+                Self::new("InternalServiceFault", "InternalFailure", StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
         }
     }
     fn unknown_operation(op: &str) -> Self {
@@ -468,6 +476,17 @@ fn to_cbor(v: &Value, timestamp: bool) -> ciborium::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_failure_is_berths_500_not_the_callers_400() {
+        let store =
+            CloudWatchError::from_control(berth_control::ControlError::Store(berth_store::StoreError::Backend("disk I/O error".into())));
+        assert_eq!(store.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let invalid = CloudWatchError::from_control(berth_control::ControlError::Validation("bad period".into()));
+        assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+        let missing = CloudWatchError::from_control(berth_control::ControlError::AlarmNotFound("no alarm".into()));
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    }
 
     fn cbor(v: &ciborium::Value) -> Vec<u8> {
         let mut out = Vec::new();
