@@ -2,8 +2,9 @@
 //! and disk use measured in it, stores per-second samples (last hour) and per-minute rollups
 //! (retention period) in the state store, and restores them at start. `start` puts that and the
 //! rest of berth's periodic work under the background supervisor, each loop on its own task:
-//! alarms (right after the second they read is closed), inference experiments, the autoscaler,
-//! ground truth, model quality metrics and bandits, and pruning past the retention period.
+//! alarms, inference experiments and the autoscaler (in the round that closes the second they
+//! read, after it), ground truth, model quality metrics and bandits, and pruning past the
+//! retention period.
 
 use crate::background::Supervisor;
 use berth_control::Controller;
@@ -61,21 +62,22 @@ pub fn start(supervisor: &mut Supervisor, controller: Arc<Controller>, routing: 
     let second = Duration::from_secs(1);
     {
         let (controller, routing) = (controller.clone(), routing.clone());
-        supervisor.every("metrics and alarms", second, move || {
+        supervisor.every("metrics, alarms, experiments and autoscaling", second, move || {
             let (controller, routing, probe, dir) = (controller.clone(), routing.clone(), probe.clone(), data_dir.clone());
-            async move { close_second(&controller, &routing, probe, dir, host_memory).await }
+            async move {
+                close_second(&controller, &routing, probe, dir, host_memory).await;
+                // These read the seconds up to the one just closed: run after it, in this round
+                // (on their own interval they could look before the second is in and see a
+                // window a second short).
+                report("run inference experiments", controller.run_experiments(Timestamp::now()).await);
+                report("run the autoscaler", controller.run_autoscaling(Timestamp::now(), scaling_window_secs).await);
+            }
         });
     }
     let each = |what: &'static str, period: Duration, supervisor: &mut Supervisor, work: fn(Arc<Controller>, u64) -> RoundFuture| {
         let controller = controller.clone();
         supervisor.every(what, period, move || work(controller.clone(), scaling_window_secs));
     };
-    each("inference experiments", second, supervisor, |c, _| {
-        Box::pin(async move { report("run inference experiments", c.run_experiments(Timestamp::now()).await) })
-    });
-    each("autoscaling", second, supervisor, |c, window| {
-        Box::pin(async move { report("run the autoscaler", c.run_autoscaling(Timestamp::now(), window).await) })
-    });
     let bandit = Duration::from_secs(bandit_interval_secs.max(1));
     each("ground truth", bandit, supervisor, |c, _| Box::pin(async move { report("read ground truth", c.ingest_ground_truth().await) }));
     each("model quality metrics", bandit, supervisor, |c, _| {
