@@ -74,16 +74,16 @@ pub fn start(supervisor: &mut Supervisor, controller: Arc<Controller>, routing: 
             }
         });
     }
-    let each = |what: &'static str, period: Duration, supervisor: &mut Supervisor, work: fn(Arc<Controller>, u64) -> RoundFuture| {
+    let each = |what: &'static str, period: Duration, supervisor: &mut Supervisor, work: fn(Arc<Controller>) -> RoundFuture| {
         let controller = controller.clone();
-        supervisor.every(what, period, move || work(controller.clone(), scaling_window_secs));
+        supervisor.every(what, period, move || work(controller.clone()));
     };
     let bandit = Duration::from_secs(bandit_interval_secs.max(1));
-    each("ground truth", bandit, supervisor, |c, _| Box::pin(async move { report("read ground truth", c.ingest_ground_truth().await) }));
-    each("model quality metrics", bandit, supervisor, |c, _| {
+    each("ground truth", bandit, supervisor, |c| Box::pin(async move { report("read ground truth", c.ingest_ground_truth().await) }));
+    each("model quality metrics", bandit, supervisor, |c| {
         Box::pin(async move { report("publish model quality metrics", c.publish_quality_metrics().await) })
     });
-    each("bandits", bandit, supervisor, |c, _| Box::pin(async move { report("run bandit routing", c.run_bandits().await) }));
+    each("bandits", bandit, supervisor, |c| Box::pin(async move { report("run bandit routing", c.run_bandits().await) }));
     let controller = controller.clone();
     supervisor.every("pruning", Duration::from_secs(60), move || {
         let controller = controller.clone();
