@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# Disk space, for reading a failure: the Python runtime tests make environments of 0.3–5 GB.
+echo "== disk: $(df -h --output=avail "$ROOT" | tail -1 | tr -d ' ') free under $ROOT, $(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ') under ${TMPDIR:-/tmp}"
 
 # A virtualenv per requirements file, rebuilt only when the pins change.
 venv() {

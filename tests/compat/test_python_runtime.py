@@ -8,6 +8,7 @@ library's own, label for label and probabilities to 1e-6."""
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import textwrap
@@ -44,6 +45,25 @@ TRAIN = textwrap.dedent(
 )
 
 
+def free_space(path):
+    return f"{shutil.disk_usage(path).free / 1024**3:.1f} GB free"
+
+
+def prepare_python(server, image):
+    """`berth prepare-python` for `image` on the server's data directory; its interpreter.
+    A failure shows what pip said and the disk space left (a full disk is the usual cause)."""
+    out = subprocess.run([berth_binary(), "prepare-python", "--data-dir", str(server.data_dir), "--image", image], capture_output=True, text=True)
+    assert out.returncode == 0, f"prepare-python {image} failed ({free_space(server.data_dir)}): {out.stderr[-3000:]}"
+    return out.stdout.strip()
+
+
+def in_service(server, name, timeout=600):
+    """Waits for `name` to settle and asserts it is InService, naming the failure reason if not."""
+    d = wait_status(server.sm(), name, timeout=timeout)
+    assert d["EndpointStatus"] == "InService", f"{d.get('FailureReason')} ({free_space(server.data_dir)})"
+    return d
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, s3_server):
     """A berth whose Python runtime is on, with the moto server as its S3."""
@@ -57,13 +77,7 @@ def server(tmp_path_factory, s3_server):
 def trained(server, tmp_path_factory):
     """An iris model pickled by the environment berth serves the image with, its model.tar.gz,
     and the library's own predictions on some rows."""
-    out = subprocess.run(
-        [berth_binary(), "prepare-python", "--data-dir", str(server.data_dir), "--image", SKLEARN_IMAGE],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    python = out.stdout.strip()
+    python = prepare_python(server, SKLEARN_IMAGE)
     d = tmp_path_factory.mktemp("sklearn-model")
     subprocess.run([python, "-c", TRAIN, str(d / "model.joblib"), str(d / "expected.json")], check=True)
     with tarfile.open(d / "model.tar.gz", "w:gz") as tar:
@@ -170,7 +184,7 @@ def test_custom_input_and_output_handlers_and_probabilities(server, session, tra
     predictor = model.deploy(
         initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False, serializer=JSONSerializer(), deserializer=JSONDeserializer()
     )
-    assert wait_status(server.sm(), name, timeout=600)["EndpointStatus"] == "InService"
+    in_service(server, name)
     got = np.array(predictor.predict({"rows": expected["rows"]})["probabilities"])
     assert np.abs(got - np.array(expected["proba"])).max() < 1e-6
 
@@ -185,7 +199,7 @@ def test_requirements_add_a_package_and_a_failing_model_fn_names_its_error(serve
     model = sklearn_model(session, trained, tmp_path, {"inference.py": handlers, "requirements.txt": "tabulate==0.9.0\n"})
     name = unique("skreq")
     model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
-    assert wait_status(server.sm(), name, timeout=600)["EndpointStatus"] == "InService"
+    in_service(server, name)
     _, expected = trained
     answer = server.runtime().invoke_endpoint(EndpointName=name, Body=json.dumps(expected["rows"][:3]), ContentType="application/json")
     assert answer["Body"].read().decode().split() == [str(l) for l in expected["labels"][:3]]
@@ -252,9 +266,7 @@ def test_xgboost_with_no_script_uses_the_containers_default_handler(server, sess
 
     image = image_uris.retrieve("xgboost", "us-east-1", XGBOOST_VERSION)
     assert image.endswith(f"/sagemaker-xgboost:{XGBOOST_VERSION}"), image
-    python = subprocess.run(
-        [berth_binary(), "prepare-python", "--data-dir", str(server.data_dir), "--image", image], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    python = prepare_python(server, image)
     subprocess.run([python, "-c", TRAIN_XGBOOST, str(tmp_path / "xgboost-model"), str(tmp_path / "expected.json")], check=True)
     expected = json.loads((tmp_path / "expected.json").read_text())
     with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
@@ -265,7 +277,7 @@ def test_xgboost_with_no_script_uses_the_containers_default_handler(server, sess
     model = Model(image_uri=image, model_data=f"s3://{BUCKET}/{key}", role=ROLE, sagemaker_session=session)
     name = unique("xgb")
     model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
-    assert wait_status(server.sm(), name, timeout=600)["EndpointStatus"] == "InService"
+    in_service(server, name)
     predictor = sagemaker.predictor.Predictor(name, sagemaker_session=session, serializer=CSVSerializer(), deserializer=CSVDeserializer())
     got = [float(row[0]) for row in predictor.predict(np.array(expected["rows"]))]
     assert np.abs(np.array(got) - np.array(expected["scores"])).max() < 1e-6
@@ -288,7 +300,7 @@ def test_xgboost_with_no_script_uses_the_containers_default_handler(server, sess
     )
     framework_name = unique("xgbfw")
     framework_model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=framework_name, wait=False)
-    assert wait_status(server.sm(), framework_name, timeout=600)["EndpointStatus"] == "InService"
+    in_service(server, framework_name)
     csv = "\n".join(",".join(str(v) for v in row) for row in expected["rows"])
     answer = server.runtime().invoke_endpoint(EndpointName=framework_name, Body=csv, ContentType="text/csv")
     assert np.abs(np.array(json.loads(answer["Body"].read())["scores"]) - np.array(expected["scores"])).max() < 1e-6
@@ -324,7 +336,7 @@ def test_an_ab_test_of_a_framework_model_and_a_berth_onnx_model(server, session,
     ]
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    assert wait_status(sm, name, timeout=600)["EndpointStatus"] == "InService"
+    in_service(server, name)
     _, expected = trained
     counts = {"Py": 0, "Onnx": 0}
     for _ in range(100):
@@ -410,8 +422,7 @@ def test_a_version_without_wheels_for_this_python_falls_back_and_says_so(server,
     sm.create_model(ModelName=name, PrimaryContainer={"Image": image, "Environment": env}, ExecutionRoleArn=ROLE)
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{"VariantName": "V", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    d = wait_status(sm, name, timeout=900)
-    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    d = in_service(server, name, timeout=900)
     import requests
 
     events = requests.get(f"{server.url}/berth/v1/events", params={"endpoint": name}, timeout=10).json()["events"]

@@ -1,8 +1,8 @@
 //! Application Auto Scaling (awsJson1_1, `X-Amz-Target: AnyScaleFrontendService.<Op>`) for
 //! `ServiceNamespace: sagemaker` and `ScalableDimension: sagemaker:variant:DesiredInstanceCount`.
 
-use crate::control_plane::{enum_error, parse, secs};
-use crate::error::ApiError;
+use crate::aws_json::{enum_error, parse, secs};
+use crate::error::{EdgeError, Service};
 use crate::Edge;
 use berth_control::{ControlError, RegisterScalableTarget};
 use berth_domain::{
@@ -14,25 +14,19 @@ use serde_json::{json, Value};
 
 pub const TARGET_PREFIX: &str = "AnyScaleFrontendService";
 
-fn scaling_error(e: ControlError) -> ApiError {
-    match e {
-        ControlError::ScalingObjectNotFound(m) => {
-            ApiError { code: "ObjectNotFoundException", status: axum::http::StatusCode::BAD_REQUEST, message: m }
-        }
-        ControlError::NotFound { .. } => ApiError::validation(e.to_string()),
-        other => other.into(),
-    }
+fn scaling_error(e: ControlError) -> EdgeError {
+    EdgeError::control(e, Service::AutoScaling)
 }
 
-fn check_scope(namespace: &str, dimension: Option<&str>) -> Result<(), ApiError> {
+fn check_scope(namespace: &str, dimension: Option<&str>) -> Result<(), EdgeError> {
     if namespace != "sagemaker" {
-        return Err(ApiError::validation(format!(
+        return Err(EdgeError::validation(format!(
             "berth scales SageMaker variants only; ServiceNamespace '{namespace}' is not served here."
         )));
     }
     match dimension {
         None | Some(SCALABLE_DIMENSION) => Ok(()),
-        Some(other) => Err(ApiError::validation(format!(
+        Some(other) => Err(EdgeError::validation(format!(
             "Unsupported scalable dimension '{other}' for service namespace sagemaker: use {SCALABLE_DIMENSION}."
         ))),
     }
@@ -154,7 +148,7 @@ struct DeletePolicyInput {
     scalable_dimension: String,
 }
 
-pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError> {
+pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, EdgeError> {
     let c = &edge.controller;
     match op {
         "RegisterScalableTarget" => {
@@ -230,22 +224,16 @@ pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiE
                 all.iter().filter(|a| input.resource_id.as_ref().is_none_or(|r| *r == a.resource_id)).map(activity_json).collect();
             page(wanted, "ScalingActivities", input.max_results, input.next_token)
         }
-        _ => Err(ApiError {
-            code: "UnknownOperationException",
-            status: axum::http::StatusCode::BAD_REQUEST,
-            message: format!("Operation {TARGET_PREFIX}.{op} is not supported by berth."),
-        }),
+        _ => Err(crate::unknown_operation(&format!("{TARGET_PREFIX}.{op}"))),
     }
 }
 
-fn page(items: Vec<Value>, key: &str, max: Option<usize>, token: Option<String>) -> Result<Value, ApiError> {
+fn page(items: Vec<Value>, key: &str, max: Option<usize>, token: Option<String>) -> Result<Value, EdgeError> {
     let skip: usize = match token {
         None => 0,
-        Some(t) => t.parse().map_err(|_| ApiError {
-            code: "InvalidNextTokenException",
-            status: axum::http::StatusCode::BAD_REQUEST,
-            message: "The next token is not valid.".into(),
-        })?,
+        Some(t) => t
+            .parse()
+            .map_err(|_| EdgeError::new(axum::http::StatusCode::BAD_REQUEST, "InvalidNextTokenException", "The next token is not valid."))?,
     };
     let max = max.unwrap_or(50).clamp(1, 50);
     let mut out = json!({ key: items.iter().skip(skip).take(max).cloned().collect::<Vec<_>>() });
@@ -260,33 +248,33 @@ fn policy_config(
     tracking: Option<TargetTrackingWire>,
     step: Option<StepScalingWire>,
     predictive: bool,
-) -> Result<PolicyConfig, ApiError> {
+) -> Result<PolicyConfig, EdgeError> {
     if predictive || kind == Some("PredictiveScaling") {
-        return Err(ApiError::validation("Predictive scaling is not supported by berth."));
+        return Err(EdgeError::validation("Predictive scaling is not supported by berth."));
     }
     match (kind.unwrap_or("StepScaling"), tracking, step) {
         ("TargetTrackingScaling", Some(t), None) => {
             let metric = match (t.predefined_metric_specification, t.customized_metric_specification) {
                 (Some(p), None) if p.predefined_metric_type == "SageMakerVariantInvocationsPerInstance" => TrackedMetric::InvocationsPerInstance,
                 (Some(p), None) => {
-                    return Err(ApiError::validation(format!(
+                    return Err(EdgeError::validation(format!(
                         "PredefinedMetricType '{}' does not apply to SageMaker variants; use SageMakerVariantInvocationsPerInstance or a CustomizedMetricSpecification.",
                         p.predefined_metric_type
                     )))
                 }
                 (None, Some(m)) => {
                     if m.metrics.is_some() {
-                        return Err(ApiError::validation("Metric math in CustomizedMetricSpecification.Metrics is not supported by berth yet; give MetricName, Namespace, Dimensions and Statistic."));
+                        return Err(EdgeError::validation("Metric math in CustomizedMetricSpecification.Metrics is not supported by berth yet; give MetricName, Namespace, Dimensions and Statistic."));
                     }
                     let (Some(metric_name), Some(namespace), Some(statistic)) = (m.metric_name, m.namespace, m.statistic) else {
-                        return Err(ApiError::validation("CustomizedMetricSpecification needs MetricName, Namespace and Statistic."));
+                        return Err(EdgeError::validation("CustomizedMetricSpecification needs MetricName, Namespace and Statistic."));
                     };
                     if !["Average", "Minimum", "Maximum", "SampleCount", "Sum"].contains(&statistic.as_str()) {
                         return Err(enum_error("customizedMetricSpecification.statistic", &statistic, &["Average", "Minimum", "Maximum", "SampleCount", "Sum"]));
                     }
                     TrackedMetric::Custom { namespace, metric_name, dimensions: m.dimensions.into_iter().map(|d| (d.name, d.value)).collect(), statistic }
                 }
-                _ => return Err(ApiError::validation("Give exactly one of PredefinedMetricSpecification and CustomizedMetricSpecification.")),
+                _ => return Err(EdgeError::validation("Give exactly one of PredefinedMetricSpecification and CustomizedMetricSpecification.")),
             };
             Ok(PolicyConfig::TargetTracking(TargetTracking {
                 target: t.target_value,
@@ -305,7 +293,7 @@ fn policy_config(
                 Some(other) => {
                     return Err(enum_error("adjustmentType", other, &["ChangeInCapacity", "PercentChangeInCapacity", "ExactCapacity"]))
                 }
-                None => return Err(ApiError::validation("StepScalingPolicyConfiguration needs AdjustmentType.")),
+                None => return Err(EdgeError::validation("StepScalingPolicyConfiguration needs AdjustmentType.")),
             };
             let steps = s
                 .step_adjustments
@@ -323,7 +311,7 @@ fn policy_config(
                 cooldown_secs: s.cooldown.unwrap_or(300),
             }))
         }
-        (kind, _, _) => Err(ApiError::validation(format!("PolicyType {kind} needs its configuration (and only that one)."))),
+        (kind, _, _) => Err(EdgeError::validation(format!("PolicyType {kind} needs its configuration (and only that one)."))),
     }
 }
 

@@ -10,6 +10,8 @@
 //! for following). Answers `{"logs": [{"variant", "instance", "size", "offset", "next", "text"}]}`,
 //! `next` being the offset to ask for next time.
 
+use crate::error::{EdgeError, Service};
+use crate::protocol::Protocol;
 use crate::Edge;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -33,7 +35,7 @@ const MAX_CHUNK: u64 = 1 << 20;
 
 pub async fn logs(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(q): Query<LogQuery>) -> Response {
     if let Err(e) = edge.controller.describe_endpoint(&endpoint).await {
-        return (StatusCode::NOT_FOUND, json!({ "message": e.to_string() }).to_string()).into_response();
+        return control_error(e);
     }
     let dir = edge.controller.instance_log_dir(&endpoint);
     let offsets: HashMap<String, u64> = q
@@ -48,7 +50,7 @@ pub async fn logs(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(
     let read = tokio::task::spawn_blocking(move || read_logs(&dir, q.variant.as_deref(), q.from.is_some(), &offsets, tail));
     match read.await {
         Ok(logs) => json_ok(json!({ "logs": logs })),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": e.to_string() }).to_string()).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("Reading the logs failed: {e}")),
     }
 }
 
@@ -112,7 +114,7 @@ pub(crate) fn json_ok(v: serde_json::Value) -> Response {
 /// with production's, errors, copies dropped under load, and the latest comparisons.
 pub async fn shadows(State(edge): State<Edge>, Path(endpoint): Path<String>) -> Response {
     if let Err(e) = edge.controller.describe_endpoint(&endpoint).await {
-        return (StatusCode::NOT_FOUND, json!({ "message": e.to_string() }).to_string()).into_response();
+        return control_error(e);
     }
     let shadows: Vec<serde_json::Value> = edge
         .router
@@ -162,7 +164,11 @@ struct Promote {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, json!({ "message": message.into() }).to_string()).into_response()
+    EdgeError::berth(status, message).answer(Protocol::Berth)
+}
+
+fn control_error(e: ControlError) -> Response {
+    EdgeError::control(e, Service::Berth).answer(Protocol::Berth)
 }
 
 /// The body as `T`, read within the body timeout and at most [`MAX_CONTROL_BODY`] bytes.
@@ -183,9 +189,7 @@ async fn control(edge: Edge, endpoint: String, control: WeightControl) -> Respon
                 e.variants.iter().filter(|v| !v.shadow).map(|v| (v.name.clone(), v.current_weight)).collect();
             json_ok(json!({ "endpoint": e.name, "weights": weights }))
         }
-        Err(e @ ControlError::NotFound { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(ControlError::Validation(m)) => error(StatusCode::BAD_REQUEST, m),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => control_error(e),
     }
 }
 

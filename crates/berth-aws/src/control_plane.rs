@@ -1,61 +1,19 @@
-//! `POST /` with `X-Amz-Target: SageMaker.<Operation>`: the control plane.
+//! SageMaker's control-plane operations (`POST /` with `X-Amz-Target: SageMaker.<Operation>`,
+//! dispatched in `lib.rs`): models and lists here; endpoint configs and endpoints in
+//! `endpoint_shapes.rs`, deployment guardrails in `guardrails.rs`, inference experiments in
+//! `experiments.rs`.
 
 use crate::endpoint_shapes::{create_endpoint_config, describe_endpoint, describe_endpoint_config};
-use crate::error::ApiError;
-use crate::protocol::{Protocol, X_AMZ_TARGET};
+use crate::aws_json::{enum_error, name, parse, secs, tags, tags_json, unsupported, with_token};
+use crate::error::EdgeError;
 use crate::wire::{self, ContainerDefinition, ListInput};
-use crate::Edge;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use crate::{unknown_operation, Edge};
 use berth_control::{CreateEndpoint, CreateModel, DesiredWeightAndCapacity, ListQuery, SortKey, UpdateEndpoint, VariantProperty};
 use berth_domain::{ContainerSpec, EndpointStatus, Model, S3DataSource, Timestamp};
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tracing::Instrument;
 
-/// `POST /`: the protocol (told apart as the gate did, which also bounded the body) picks the
-/// service; the target names the operation.
-pub async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> Response {
-    let target = headers.get(&X_AMZ_TARGET).and_then(|v| v.to_str().ok()).unwrap_or("");
-    match Protocol::of(&Method::POST, "/", &headers) {
-        Protocol::CloudWatchJson => {
-            let op = target.strip_prefix(crate::cloudwatch::TARGET_PREFIX).map(|t| t.strip_prefix('.').unwrap_or(t)).unwrap_or("");
-            return crate::cloudwatch::json(&edge, op, &body).await;
-        }
-        // The AWS query protocol: of the services berth serves, only CloudWatch speaks it.
-        Protocol::CloudWatchQuery => return crate::cloudwatch::query(&edge, &body).await,
-        _ => {}
-    }
-    let result = match target.split_once('.') {
-        Some(("SageMaker", op)) => operation(&edge, op, &body).instrument(tracing::info_span!("operation", name = %op)).await,
-        Some((crate::autoscaling::TARGET_PREFIX, op)) => crate::autoscaling::operation(&edge, op, &body).await,
-        _ => Err(unknown_operation(target)),
-    };
-    match result {
-        Ok(value) => {
-            let mut resp = (StatusCode::OK, value.to_string()).into_response();
-            let h = resp.headers_mut();
-            h.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
-            if let Ok(v) = HeaderValue::from_str(&crate::request_id()) {
-                h.insert("x-amzn-requestid", v);
-            }
-            resp
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-fn unknown_operation(target: &str) -> ApiError {
-    ApiError {
-        code: "UnknownOperationException",
-        status: StatusCode::BAD_REQUEST,
-        message: format!("Operation '{target}' is not supported by berth."),
-    }
-}
-
-async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError> {
+/// A SageMaker control-plane operation (`X-Amz-Target: SageMaker.<op>`).
+pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, EdgeError> {
     let c = &edge.controller;
     match op {
         "CreateModel" => {
@@ -148,11 +106,11 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
                     None => None,
                     Some(c) => {
                         // Values past what a u32 holds are refused, never wrapped.
-                        let field = |name: &str| -> Result<Option<u32>, ApiError> {
+                        let field = |name: &str| -> Result<Option<u32>, EdgeError> {
                             match c.get(name) {
                                 None | Some(Value::Null) => Ok(None),
                                 Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| {
-                                    ApiError::validation(format!(
+                                    EdgeError::validation(format!(
                                         "1 validation error detected: Value '{v}' at 'serverlessUpdateConfig.{}{}' failed to satisfy constraint: Member must have value between 1 and 200",
                                         name[..1].to_ascii_lowercase(),
                                         &name[1..]
@@ -195,61 +153,9 @@ async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, ApiError
     }
 }
 
-pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError {
-        code: if e.is_syntax() || e.is_eof() { "SerializationException" } else { "ValidationException" },
-        status: StatusCode::BAD_REQUEST,
-        message: format!("The request could not be read: {e}"),
-    })
-}
-
-/// A required string member, e.g. `EndpointName`.
-fn name(body: &[u8], member: &str) -> Result<String, ApiError> {
-    let v: Value = parse(body)?;
-    v.get(member).and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
-        ApiError::validation(format!(
-            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
-        ))
-    })
-}
-
-pub(crate) fn unsupported(present: bool, member: &str) -> Result<(), ApiError> {
-    if present {
-        return Err(ApiError::validation(format!("{member} is not supported by this version of berth; leave it out.")));
-    }
-    Ok(())
-}
-
-pub(crate) fn enum_error(member: &str, value: &str, allowed: &[&str]) -> ApiError {
-    ApiError::validation(format!(
-        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
-        allowed.join(", ")
-    ))
-}
-
-pub(crate) fn secs(t: Timestamp) -> f64 {
-    t.as_secs_f64()
-}
-
-pub(crate) fn with_token(mut v: Value, token: Option<String>) -> Value {
-    if let Some(t) = token {
-        v["NextToken"] = json!(t);
-    }
-    v
-}
-
-pub(crate) fn tags(t: Option<Vec<wire::Tag>>) -> Vec<(String, String)> {
-    t.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect()
-}
-
-pub(crate) fn tags_json(t: &[(String, String)]) -> Vec<Value> {
-    t.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()
-}
-
 /// A List* request's query; `by_status`: the operation may sort by `Status` (ListEndpoints;
 /// ListModels and ListEndpointConfigs take `Name` and `CreationTime` only).
-pub(crate) fn list_query(input: ListInput, by_status: bool) -> Result<ListQuery, ApiError> {
+pub(crate) fn list_query(input: ListInput, by_status: bool) -> Result<ListQuery, EdgeError> {
     let keys: &[&str] = if by_status { &["Name", "CreationTime", "Status"] } else { &["Name", "CreationTime"] };
     let sort_by = match input.sort_by.as_deref() {
         None | Some("CreationTime") => SortKey::CreationTime,
@@ -285,14 +191,14 @@ pub(crate) fn list_query(input: ListInput, by_status: bool) -> Result<ListQuery,
 
 // ---- models ---------------------------------------------------------------------------
 
-fn container_spec(c: ContainerDefinition) -> Result<ContainerSpec, ApiError> {
+fn container_spec(c: ContainerDefinition) -> Result<ContainerSpec, EdgeError> {
     unsupported(c.model_package_name.is_some(), "ModelPackageName")?;
     unsupported(c.inference_specification_name.is_some(), "InferenceSpecificationName")?;
     unsupported(c.multi_model_config.is_some() || c.mode.as_deref() == Some("MultiModel"), "Multi-model hosting (Mode MultiModel)")?;
     unsupported(c.additional_model_data_sources.is_some(), "AdditionalModelDataSources")?;
-    let image = c.image.ok_or_else(|| ApiError::validation("Image must be specified in every container definition."))?;
+    let image = c.image.ok_or_else(|| EdgeError::validation("Image must be specified in every container definition."))?;
     if c.model_data_url.is_some() && c.model_data_source.is_some() {
-        return Err(ApiError::validation("Specify either ModelDataUrl or ModelDataSource, not both."));
+        return Err(EdgeError::validation("Specify either ModelDataUrl or ModelDataSource, not both."));
     }
     let model_data_source = match c.model_data_source {
         None => None,
@@ -309,10 +215,10 @@ fn container_spec(c: ContainerDefinition) -> Result<ContainerSpec, ApiError> {
                 other => return Err(enum_error("CompressionType", other, &["None", "Gzip"])),
             };
             if prefix && gzip {
-                return Err(ApiError::validation("CompressionType Gzip needs S3DataType S3Object: a prefix holds uncompressed files."));
+                return Err(EdgeError::validation("CompressionType Gzip needs S3DataType S3Object: a prefix holds uncompressed files."));
             }
             if !s.s3_uri.starts_with("s3://") {
-                return Err(ApiError::validation(format!("S3Uri '{}' must start with s3://.", s.s3_uri)));
+                return Err(EdgeError::validation(format!("S3Uri '{}' must start with s3://.", s.s3_uri)));
             }
             Some(S3DataSource { s3_uri: s.s3_uri, prefix, gzip })
         }
@@ -349,14 +255,14 @@ fn container_definition(c: &ContainerSpec) -> ContainerDefinition {
     }
 }
 
-pub(crate) fn create_model(input: wire::CreateModelInput) -> Result<CreateModel, ApiError> {
+pub(crate) fn create_model(input: wire::CreateModelInput) -> Result<CreateModel, EdgeError> {
     let vpc_config = input
         .vpc_config
         .map(|v| berth_domain::VpcConfig::new(v.security_group_ids, v.subnets))
         .transpose()
-        .map_err(|e| ApiError::validation(e.to_string()))?;
+        .map_err(|e| EdgeError::validation(e.to_string()))?;
     let (primary, containers) = match (input.primary_container, input.containers) {
-        (Some(_), Some(_)) => return Err(ApiError::validation("Specify either PrimaryContainer or Containers, not both.")),
+        (Some(_), Some(_)) => return Err(EdgeError::validation("Specify either PrimaryContainer or Containers, not both.")),
         (Some(p), None) => (true, vec![container_spec(p)?]),
         (None, Some(list)) => (false, list.into_iter().map(container_spec).collect::<Result<_, _>>()?),
         (None, None) => (true, Vec::new()),

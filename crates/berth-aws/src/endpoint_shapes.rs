@@ -1,7 +1,7 @@
 //! Endpoint configs and endpoints between SageMaker's wire shapes and domain types.
 
-use crate::control_plane::{secs, tags, unsupported};
-use crate::error::ApiError;
+use crate::aws_json::{secs, tags, unsupported};
+use crate::error::EdgeError;
 use crate::wire::{self, ProductionVariant};
 use berth_control::CreateEndpointConfig;
 use berth_domain::{DataCapture, Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, ServerlessConfig, VariantSpec, VariantState};
@@ -9,12 +9,12 @@ use serde_json::Value;
 
 // ---- endpoint configs -----------------------------------------------------------------
 
-fn routing_strategy(r: Option<wire::RoutingConfig>) -> Result<Option<RoutingStrategy>, ApiError> {
+fn routing_strategy(r: Option<wire::RoutingConfig>) -> Result<Option<RoutingStrategy>, EdgeError> {
     match r.as_ref().map(|r| r.routing_strategy.as_str()) {
         None => Ok(None),
         Some("LEAST_OUTSTANDING_REQUESTS") => Ok(Some(RoutingStrategy::LeastOutstandingRequests)),
         Some("RANDOM") => Ok(Some(RoutingStrategy::Random)),
-        Some(other) => Err(ApiError::validation(format!(
+        Some(other) => Err(EdgeError::validation(format!(
             "RoutingStrategy '{other}' is not supported by berth; use LEAST_OUTSTANDING_REQUESTS or RANDOM."
         ))),
     }
@@ -27,15 +27,15 @@ pub(crate) fn strategy_name(s: RoutingStrategy) -> &'static str {
     }
 }
 
-fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantSpec, ApiError> {
+fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantSpec, EdgeError> {
     let list = if shadow { "shadowProductionVariants" } else { "productionVariants" };
     let serverless = v.serverless_config.map(|c| serverless_config(&format!("{list}.{}.member.serverlessConfig", i + 1), c)).transpose()?;
     if serverless.is_some() {
         if v.instance_type.is_some() || v.initial_instance_count.is_some() {
-            return Err(ApiError::validation("A serverless variant (ServerlessConfig) takes no InstanceType or InitialInstanceCount."));
+            return Err(EdgeError::validation("A serverless variant (ServerlessConfig) takes no InstanceType or InitialInstanceCount."));
         }
         if shadow {
-            return Err(ApiError::validation("Shadow variants cannot be serverless in berth."));
+            return Err(EdgeError::validation("Shadow variants cannot be serverless in berth."));
         }
     }
     unsupported(v.accelerator_type.is_some(), "AcceleratorType")?;
@@ -43,7 +43,7 @@ fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantS
     let managed = v.managed_instance_scaling.as_ref().and_then(|m| m.get("Status")).and_then(|s| s.as_str());
     unsupported(managed == Some("ENABLED"), "ManagedInstanceScaling")?;
     let missing = |m: &str| {
-        ApiError::validation(format!(
+        EdgeError::validation(format!(
             "1 validation error detected: Value null at '{list}.{}.member.{m}' failed to satisfy constraint: Member must not be null",
             i + 1
         ))
@@ -78,14 +78,14 @@ struct ServerlessConfigWire {
     provisioned_concurrency: Option<u32>,
 }
 
-fn serverless_config(member: &str, v: Value) -> Result<ServerlessConfig, ApiError> {
-    let w: ServerlessConfigWire = serde_json::from_value(v).map_err(|e| ApiError::validation(format!("{member} is not valid: {e}")))?;
+fn serverless_config(member: &str, v: Value) -> Result<ServerlessConfig, EdgeError> {
+    let w: ServerlessConfigWire = serde_json::from_value(v).map_err(|e| EdgeError::validation(format!("{member} is not valid: {e}")))?;
     let c = ServerlessConfig {
         memory_mb: w.memory_size_in_mb,
         max_concurrency: w.max_concurrency,
         provisioned_concurrency: w.provisioned_concurrency,
     };
-    c.validate(member).map_err(|e| ApiError::validation(e.to_string()))?;
+    c.validate(member).map_err(|e| EdgeError::validation(e.to_string()))?;
     Ok(c)
 }
 
@@ -97,7 +97,7 @@ pub(crate) fn serverless_config_wire(c: &ServerlessConfig) -> Value {
     v
 }
 
-pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, ApiError> {
+pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, EdgeError> {
     unsupported(input.async_inference_config.is_some(), "AsyncInferenceConfig")?;
     unsupported(input.explainer_config.is_some(), "ExplainerConfig")?;
     let production = input.production_variants.into_iter().enumerate().map(|(i, v)| variant_spec(i, v, false));
@@ -226,15 +226,15 @@ struct ContentTypesWire {
     json_content_types: Vec<String>,
 }
 
-fn data_capture(v: Value) -> Result<DataCapture, ApiError> {
-    let w: DataCaptureWire = serde_json::from_value(v).map_err(|e| ApiError::validation(format!("DataCaptureConfig is not valid: {e}")))?;
+fn data_capture(v: Value) -> Result<DataCapture, EdgeError> {
+    let w: DataCaptureWire = serde_json::from_value(v).map_err(|e| EdgeError::validation(format!("DataCaptureConfig is not valid: {e}")))?;
     let (mut input, mut output) = (false, false);
     for o in &w.capture_options {
         match o.capture_mode.as_str() {
             "Input" => input = true,
             "Output" => output = true,
             "InputAndOutput" => (input, output) = (true, true),
-            other => return Err(crate::control_plane::enum_error("captureMode", other, &["Input", "Output", "InputAndOutput"])),
+            other => return Err(crate::aws_json::enum_error("captureMode", other, &["Input", "Output", "InputAndOutput"])),
         }
     }
     let types = w.capture_content_type_header.unwrap_or(ContentTypesWire { csv_content_types: vec![], json_content_types: vec![] });
@@ -248,7 +248,7 @@ fn data_capture(v: Value) -> Result<DataCapture, ApiError> {
         csv_types: types.csv_content_types,
         json_types: types.json_content_types,
     };
-    c.validate().map_err(|e| ApiError::validation(e.to_string()))?;
+    c.validate().map_err(|e| EdgeError::validation(e.to_string()))?;
     Ok(c)
 }
 

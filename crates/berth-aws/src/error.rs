@@ -1,157 +1,212 @@
-//! The one place where errors become SageMaker answers.
+//! The edge's one error type, and the one place where a controller or router error becomes
+//! an AWS error code and HTTP status. How an error is written (awsJson, rest-json, CloudWatch's
+//! JSON, CBOR or query XML, berth's own JSON) is the protocol's business:
+//! [`crate::protocol::Protocol::answer_error`].
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use berth_control::ControlError;
 use berth_router::InvokeError;
-use berth_store::StoreError;
-use serde_json::json;
 
-/// A control-plane error in awsJson1_1 shape: `{"__type": code, "Message": ...}`.
+/// An error answer: the code clients match on, the HTTP status and the message.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct EdgeError {
+    /// The code in awsJson's `__type`, rest-json's `x-amzn-ErrorType`, CloudWatch's JSON and CBOR.
     pub code: &'static str,
+    /// The code in CloudWatch's query protocol (`<Code>`, `x-amzn-query-error`); elsewhere `code`.
+    pub query_code: &'static str,
     pub status: StatusCode,
     pub message: String,
+    /// A runtime `ModelError` carries the container's own answer.
+    pub model: Option<ModelAnswer>,
 }
 
-impl ApiError {
+/// What a container answered when its answer is the error (`OriginalStatusCode`, `OriginalMessage`).
+#[derive(Debug)]
+pub struct ModelAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Whose codes an error is told in: the same controller error is a `ValidationException` to
+/// SageMaker, an `ObjectNotFoundException` to Application Auto Scaling and a 404
+/// `ResourceNotFound` to CloudWatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    SageMaker,
+    AutoScaling,
+    CloudWatch,
+    /// berth's own operator API (`/berth/v1/...`).
+    Berth,
+}
+
+impl EdgeError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        EdgeError { code, query_code: code, status, message: message.into(), model: None }
+    }
+
+    /// With a different code for CloudWatch's query protocol.
+    pub fn query_code(mut self, code: &'static str) -> Self {
+        self.query_code = code;
+        self
+    }
+
+    /// SageMaker's and Application Auto Scaling's `ValidationException`.
     pub fn validation(message: impl Into<String>) -> Self {
-        ApiError { code: "ValidationException", status: StatusCode::BAD_REQUEST, message: message.into() }
+        Self::new(StatusCode::BAD_REQUEST, "ValidationException", message)
     }
-}
 
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> Self {
-        let message = e.to_string();
-        let (code, status) = match &e {
-            ControlError::NotFound { .. }
-            | ControlError::AlreadyExists { .. }
-            | ControlError::Validation(_)
-            | ControlError::AlarmNotFound(_)
-            | ControlError::ScalingObjectNotFound(_) => ("ValidationException", StatusCode::BAD_REQUEST),
-            ControlError::LimitExceeded(_) => ("ResourceLimitExceeded", StatusCode::BAD_REQUEST),
-            ControlError::Store(StoreError::AlreadyExists | StoreError::NotFound | StoreError::Backend(_) | StoreError::Corrupt(_))
-            | ControlError::Internal(_) => ("InternalFailure", StatusCode::INTERNAL_SERVER_ERROR),
+    /// The runtime's `ValidationError`.
+    pub fn runtime_validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "ValidationError", message)
+    }
+
+    pub fn unknown_operation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "UnknownOperationException", message).query_code("InvalidAction")
+    }
+
+    /// CloudWatch's `InvalidParameterValue`.
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidParameterValueException", message).query_code("InvalidParameterValue")
+    }
+
+    /// CloudWatch's `InvalidParameterCombination`.
+    pub fn parameter_combination(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidParameterCombinationException", message).query_code("InvalidParameterCombination")
+    }
+
+    /// CloudWatch's `MissingParameter`.
+    pub fn missing_parameter(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "MissingRequiredParameterException", message).query_code("MissingParameter")
+    }
+
+    /// An error of berth's own API (`/berth/v1/...`), its code named after its status.
+    pub fn berth(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::NOT_FOUND => "NotFound",
+            StatusCode::REQUEST_TIMEOUT => "RequestTimeout",
+            StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
+            s if s.is_server_error() => "InternalFailure",
+            _ => "BadRequest",
         };
-        if status.is_server_error() {
-            tracing::error!(error = %message, "control-plane request failed");
+        Self::new(status, code, message)
+    }
+
+    /// Every controller error kind, told in `service`'s codes. A failure of berth's own (its
+    /// state store, an internal error) is a 500 in every service, never the caller's 400.
+    pub fn control(e: ControlError, service: Service) -> Self {
+        use ControlError as C;
+        use Service as S;
+        let message = e.to_string();
+        let error = match (&e, service) {
+            (C::Store(_) | C::Internal(_), S::CloudWatch) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServiceFault", message).query_code("InternalFailure")
+            }
+            (C::Store(_) | C::Internal(_), _) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", message),
+            (C::LimitExceeded(_), S::CloudWatch) => {
+                Self::new(StatusCode::BAD_REQUEST, "LimitExceededFault", message).query_code("LimitExceeded")
+            }
+            (C::LimitExceeded(_), _) => Self::new(StatusCode::BAD_REQUEST, "ResourceLimitExceeded", message),
+            (C::NotFound { .. } | C::AlarmNotFound(_), S::CloudWatch) => Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", message),
+            (C::NotFound { .. } | C::AlarmNotFound(_) | C::ScalingObjectNotFound(_), S::Berth) => Self::berth(StatusCode::NOT_FOUND, message),
+            (C::AlreadyExists { .. } | C::Validation(_), S::Berth) => Self::berth(StatusCode::BAD_REQUEST, message),
+            (C::ScalingObjectNotFound(_), S::AutoScaling) => Self::new(StatusCode::BAD_REQUEST, "ObjectNotFoundException", message),
+            (C::AlreadyExists { .. } | C::Validation(_) | C::ScalingObjectNotFound(_), S::CloudWatch) => Self::invalid_parameter(message),
+            (C::NotFound { .. } | C::AlreadyExists { .. } | C::Validation(_) | C::AlarmNotFound(_) | C::ScalingObjectNotFound(_), _) => {
+                Self::validation(message)
+            }
+        };
+        if error.status.is_server_error() {
+            tracing::error!(error = %error.message, "request failed");
         }
-        ApiError { code, status, message }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({ "__type": self.code, "Message": self.message }).to_string();
-        let mut resp = (self.status, body).into_response();
-        let headers = resp.headers_mut();
-        headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
-        headers.insert("x-amzn-errortype", HeaderValue::from_static(self.code));
-        if let Ok(v) = HeaderValue::from_str(&crate::request_id()) {
-            headers.insert("x-amzn-requestid", v);
-        }
-        resp
-    }
-}
-
-/// A runtime error in rest-json shape: the code in `x-amzn-ErrorType`, details in the body.
-#[derive(Debug)]
-pub struct RuntimeError {
-    pub code: &'static str,
-    pub status: StatusCode,
-    pub message: String,
-    pub original_status: Option<u16>,
-    pub original_message: Option<String>,
-}
-
-impl RuntimeError {
-    pub fn validation(message: String) -> Self {
-        RuntimeError { code: "ValidationError", status: StatusCode::BAD_REQUEST, message, original_status: None, original_message: None }
+        error
     }
 
-    /// Maps every router error to SageMaker's runtime error. `account` and `log_hint` are
-    /// for the messages.
-    pub fn from_invoke(e: InvokeError, endpoint: &str, account: &str, log_hint: &str) -> Self {
-        let plain = |code, status, message: String| RuntimeError { code, status, message, original_status: None, original_message: None };
+    /// Every router error as SageMaker's runtime answers it. `account` and `log_hint` are for
+    /// the messages.
+    pub fn invoke(e: InvokeError, endpoint: &str, account: &str, log_hint: &str) -> Self {
+        let model_error = |message: String| Self::new(StatusCode::FAILED_DEPENDENCY, "ModelError", message);
+        let not_ready = |message: String| Self::new(StatusCode::TOO_MANY_REQUESTS, "ModelNotReadyException", message);
         match e {
-            InvokeError::EndpointNotFound => plain("ValidationError", StatusCode::BAD_REQUEST, format!("Endpoint {endpoint} of account {account} not found.")),
-            InvokeError::VariantNotFound { variant } => plain(
-                "ValidationError",
-                StatusCode::BAD_REQUEST,
-                format!("Endpoint {endpoint} of account {account} has no variant named {variant}."),
-            ),
-            InvokeError::NoWeight => plain(
-                "ValidationError",
-                StatusCode::BAD_REQUEST,
-                format!("Every variant of endpoint {endpoint} has weight 0: set a weight or name a TargetVariant."),
-            ),
-            InvokeError::NoHealthyInstance { variant } => plain(
-                "ModelNotReadyException",
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("Variant {variant} of endpoint {endpoint} has no healthy instance right now; its instances are starting or restarting. Retry shortly."),
-            ),
-            InvokeError::Unreachable { variant, message } => plain(
-                "ServiceUnavailable",
+            InvokeError::EndpointNotFound => Self::runtime_validation(format!("Endpoint {endpoint} of account {account} not found.")),
+            InvokeError::VariantNotFound { variant } => {
+                Self::runtime_validation(format!("Endpoint {endpoint} of account {account} has no variant named {variant}."))
+            }
+            InvokeError::NoWeight => Self::runtime_validation(format!(
+                "Every variant of endpoint {endpoint} has weight 0: set a weight or name a TargetVariant."
+            )),
+            InvokeError::NoHealthyInstance { variant } => not_ready(format!(
+                "Variant {variant} of endpoint {endpoint} has no healthy instance right now; its instances are starting or restarting. Retry shortly."
+            )),
+            InvokeError::Unreachable { variant, message } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
                 format!("Could not reach an instance of variant {variant} of endpoint {endpoint} ({message}); the request did not reach a container. Retry shortly."),
             ),
             InvokeError::ModelError { variant, status, body } => {
                 let kind = if status < 500 { "client" } else { "server" };
-                RuntimeError {
-                    code: "ModelError",
-                    status: StatusCode::FAILED_DEPENDENCY,
-                    message: format!("Received {kind} error ({status}) from primary with message \"{body}\". See {log_hint}/{variant}/ for the instance logs."),
-                    original_status: Some(status),
-                    original_message: Some(body),
-                }
+                let mut e = model_error(format!(
+                    "Received {kind} error ({status}) from primary with message \"{body}\". See {log_hint}/{variant}/ for the instance logs."
+                ));
+                e.model = Some(ModelAnswer { status, body });
+                e
             }
-            InvokeError::Failed { variant, message } => plain(
-                "ModelError",
-                StatusCode::FAILED_DEPENDENCY,
-                format!("The container of variant {variant} closed the connection before answering ({message}). See {log_hint}/{variant}/ for the instance logs."),
-            ),
-            InvokeError::Timeout { variant, seconds } => plain(
-                "ModelError",
-                StatusCode::FAILED_DEPENDENCY,
-                format!("Your invocation timed out while waiting for a response from container primary of variant {variant} after {seconds} seconds."),
-            ),
-            InvokeError::Throttled { variant, max_concurrency } => plain(
-                "ThrottlingException",
+            InvokeError::Failed { variant, message } => model_error(format!(
+                "The container of variant {variant} closed the connection before answering ({message}). See {log_hint}/{variant}/ for the instance logs."
+            )),
+            InvokeError::Timeout { variant, seconds } => model_error(format!(
+                "Your invocation timed out while waiting for a response from container primary of variant {variant} after {seconds} seconds."
+            )),
+            InvokeError::Throttled { variant, max_concurrency } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
                 format!("Rate exceeded: serverless variant {variant} of endpoint {endpoint} is serving its MaxConcurrency of {max_concurrency} requests. Retry shortly or raise MaxConcurrency."),
             ),
-            InvokeError::AnswerTooLarge { variant, limit } => plain(
-                "ModelError",
-                StatusCode::FAILED_DEPENDENCY,
-                format!("The container of variant {variant} answered with more than {limit} bytes, the limit of an invocation's response (6 MB)."),
-            ),
-            InvokeError::ColdStartFailed { variant, reason } => plain(
-                "ModelNotReadyException",
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("Serverless variant {variant} of endpoint {endpoint} could not start an instance for this request: {reason}"),
-            ),
+            InvokeError::AnswerTooLarge { variant, limit } => model_error(format!(
+                "The container of variant {variant} answered with more than {limit} bytes, the limit of an invocation's response (6 MB)."
+            )),
+            InvokeError::ColdStartFailed { variant, reason } => not_ready(format!(
+                "Serverless variant {variant} of endpoint {endpoint} could not start an instance for this request: {reason}"
+            )),
         }
+    }
+
+    /// The answer in `protocol`'s shape.
+    pub fn answer(self, protocol: crate::protocol::Protocol) -> Response {
+        protocol.answer_error(self)
     }
 }
 
-impl IntoResponse for RuntimeError {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "message": self.message, "Message": self.message });
-        if let Some(s) = self.original_status {
-            body["OriginalStatusCode"] = json!(s);
-            body["ErrorCode"] = json!(if s < 500 { "CLIENT_ERROR_FROM_MODEL" } else { "SERVER_ERROR_FROM_MODEL" });
+/// `?` in SageMaker's and Application Auto Scaling's operations.
+impl From<ControlError> for EdgeError {
+    fn from(e: ControlError) -> Self {
+        EdgeError::control(e, Service::SageMaker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_store::StoreError;
+
+    #[test]
+    fn each_service_hears_a_controller_error_in_its_own_codes() {
+        let store = || ControlError::Store(StoreError::Backend("disk I/O error".into()));
+        for service in [Service::SageMaker, Service::AutoScaling, Service::CloudWatch, Service::Berth] {
+            assert_eq!(EdgeError::control(store(), service).status, StatusCode::INTERNAL_SERVER_ERROR, "{service:?}");
+            assert_eq!(EdgeError::control(ControlError::Validation("no".into()), service).status, StatusCode::BAD_REQUEST);
         }
-        if let Some(m) = self.original_message {
-            body["OriginalMessage"] = json!(m);
-        }
-        let mut resp = (self.status, body.to_string()).into_response();
-        let headers = resp.headers_mut();
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        headers.insert("x-amzn-errortype", HeaderValue::from_static(self.code));
-        if let Ok(v) = HeaderValue::from_str(&crate::request_id()) {
-            headers.insert("x-amzn-requestid", v);
-        }
-        resp
+        let missing = || ControlError::ScalingObjectNotFound("No scalable target".into());
+        assert_eq!(EdgeError::control(missing(), Service::AutoScaling).code, "ObjectNotFoundException");
+        assert_eq!(EdgeError::control(missing(), Service::SageMaker).code, "ValidationException");
+        assert_eq!(EdgeError::control(missing(), Service::Berth).status, StatusCode::NOT_FOUND);
+        let alarm = EdgeError::control(ControlError::AlarmNotFound("no alarm".into()), Service::CloudWatch);
+        assert_eq!((alarm.code, alarm.status), ("ResourceNotFound", StatusCode::NOT_FOUND));
+        let invalid = EdgeError::control(ControlError::Validation("bad period".into()), Service::CloudWatch);
+        assert_eq!((invalid.code, invalid.query_code), ("InvalidParameterValueException", "InvalidParameterValue"));
+        let store = EdgeError::control(store(), Service::CloudWatch);
+        assert_eq!((store.code, store.query_code), ("InternalServiceFault", "InternalFailure"));
+        let limit = EdgeError::control(ControlError::LimitExceeded("too many".into()), Service::SageMaker);
+        assert_eq!(limit.code, "ResourceLimitExceeded");
     }
 }

@@ -1,8 +1,8 @@
 //! SageMaker's inference experiment (shadow testing) operations: Create, Describe, List, Start,
 //! Stop, Update and DeleteInferenceExperiment.
 
-use crate::control_plane::{enum_error, parse, secs, tags, with_token};
-use crate::error::ApiError;
+use crate::aws_json::{enum_error, parse, secs, tags, with_token};
+use crate::error::EdgeError;
 use crate::wire::Tag;
 use berth_control::{Controller, CreateInferenceExperiment, StopInferenceExperiment, UpdateInferenceExperiment};
 use berth_domain::{ExperimentStatus, ExperimentVariant, InferenceExperiment, Timestamp, VariantAction};
@@ -112,7 +112,7 @@ fn time(t: Option<f64>) -> Option<Timestamp> {
     t.map(Timestamp::from_secs_f64)
 }
 
-fn variant(v: ModelVariantConfig) -> Result<ExperimentVariant, ApiError> {
+fn variant(v: ModelVariantConfig) -> Result<ExperimentVariant, EdgeError> {
     if v.infrastructure_config.infrastructure_type != "RealTimeInference" {
         return Err(enum_error(
             "infrastructureConfig.infrastructureType",
@@ -121,7 +121,7 @@ fn variant(v: ModelVariantConfig) -> Result<ExperimentVariant, ApiError> {
         ));
     }
     let rt = v.infrastructure_config.real_time_inference_config;
-    berth_domain::validate_instance_type(&rt.instance_type).map_err(|e| ApiError::validation(e.to_string()))?;
+    berth_domain::validate_instance_type(&rt.instance_type).map_err(|e| EdgeError::validation(e.to_string()))?;
     Ok(ExperimentVariant {
         variant_name: v.variant_name,
         model_name: v.model_name,
@@ -130,16 +130,16 @@ fn variant(v: ModelVariantConfig) -> Result<ExperimentVariant, ApiError> {
     })
 }
 
-fn one_shadow(config: ShadowModeConfig) -> Result<(String, ShadowModelVariant), ApiError> {
+fn one_shadow(config: ShadowModeConfig) -> Result<(String, ShadowModelVariant), EdgeError> {
     let mut shadows = config.shadow_model_variants;
     if shadows.len() != 1 {
-        return Err(ApiError::validation("ShadowModeConfig.ShadowModelVariants must hold exactly one shadow variant."));
+        return Err(EdgeError::validation("ShadowModeConfig.ShadowModelVariants must hold exactly one shadow variant."));
     }
     Ok((config.source_model_variant_name, shadows.remove(0)))
 }
 
 /// Handles the operation if it is one of the inference experiment operations.
-pub(crate) async fn operation(c: &std::sync::Arc<Controller>, op: &str, body: &[u8]) -> Option<Result<Value, ApiError>> {
+pub(crate) async fn operation(c: &std::sync::Arc<Controller>, op: &str, body: &[u8]) -> Option<Result<Value, EdgeError>> {
     let result = match op {
         "CreateInferenceExperiment" => create(c, body).await,
         "DescribeInferenceExperiment" => describe(c, body).await,
@@ -153,15 +153,15 @@ pub(crate) async fn operation(c: &std::sync::Arc<Controller>, op: &str, body: &[
     Some(result)
 }
 
-async fn start(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, ApiError> {
+async fn start(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     Ok(arn_of(&c.start_inference_experiment(&name_of(body)?).await?))
 }
 
-async fn delete(c: &Controller, body: &[u8]) -> Result<Value, ApiError> {
+async fn delete(c: &Controller, body: &[u8]) -> Result<Value, EdgeError> {
     Ok(json!({ "InferenceExperimentArn": c.delete_inference_experiment(&name_of(body)?).await? }))
 }
 
-fn name_of(body: &[u8]) -> Result<String, ApiError> {
+fn name_of(body: &[u8]) -> Result<String, EdgeError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Named {
@@ -174,7 +174,7 @@ fn arn_of(x: &InferenceExperiment) -> Value {
     json!({ "InferenceExperimentArn": x.arn })
 }
 
-async fn create(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, ApiError> {
+async fn create(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     let input: CreateInput = parse(body)?;
     if input.kind != "ShadowMode" {
         return Err(enum_error("type", &input.kind, &["ShadowMode"]));
@@ -243,7 +243,7 @@ fn summary_json(x: &InferenceExperiment) -> Value {
     v
 }
 
-async fn describe(c: &Controller, body: &[u8]) -> Result<Value, ApiError> {
+async fn describe(c: &Controller, body: &[u8]) -> Result<Value, EdgeError> {
     let x = c.describe_inference_experiment(&name_of(body)?).await?;
     let endpoint = c.describe_endpoint(&x.endpoint_name).await.ok();
     let mut out = summary_json(&x);
@@ -287,7 +287,7 @@ async fn describe(c: &Controller, body: &[u8]) -> Result<Value, ApiError> {
     Ok(out)
 }
 
-async fn list(c: &Controller, body: &[u8]) -> Result<Value, ApiError> {
+async fn list(c: &Controller, body: &[u8]) -> Result<Value, EdgeError> {
     let input: ListInput = parse(body)?;
     let status = match input.status_equals.as_deref() {
         None => None,
@@ -318,7 +318,7 @@ async fn list(c: &Controller, body: &[u8]) -> Result<Value, ApiError> {
     Ok(with_token(json!({ "InferenceExperiments": page }), token))
 }
 
-async fn stop(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, ApiError> {
+async fn stop(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     let input: StopInput = parse(body)?;
     let mut actions = HashMap::new();
     for (variant, action) in input.model_variant_actions {
@@ -337,10 +337,10 @@ async fn stop(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, ApiE
     Ok(arn_of(&c.stop_inference_experiment(req).await?))
 }
 
-async fn update(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, ApiError> {
+async fn update(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     let input: UpdateInput = parse(body)?;
     if input.model_variants.is_some() || input.data_storage_config.is_some() {
-        return Err(ApiError::validation("Changing ModelVariants or DataStorageConfig of an experiment is not supported by berth yet."));
+        return Err(EdgeError::validation("Changing ModelVariants or DataStorageConfig of an experiment is not supported by berth yet."));
     }
     let sampling = match input.shadow_mode_config {
         Some(config) => Some(one_shadow(config)?.1.sampling_percentage),

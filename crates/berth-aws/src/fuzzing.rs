@@ -2,7 +2,8 @@
 //! through one of the edge's parsers exactly as a request's body goes through it. None may
 //! panic, overflow the stack, or take memory out of proportion to the input.
 
-use crate::control_plane::{create_model, list_query, parse};
+use crate::aws_json::parse;
+use crate::control_plane::{create_model, list_query};
 use crate::wire;
 use serde_json::Value;
 

@@ -2,7 +2,7 @@
 //! DescribeEndpoint's `LastDeploymentConfig` and `PendingDeploymentSummary`) and their
 //! conversion to and from domain types.
 
-use crate::error::ApiError;
+use crate::error::EdgeError;
 use berth_domain::{
     BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, Endpoint, RollingPolicy, Timestamp, TrafficRouting, UpdatePolicy,
 };
@@ -73,29 +73,29 @@ struct AlarmWire {
     alarm_name: String,
 }
 
-fn capacity(field: &str, c: &CapacityWire) -> Result<CapacitySize, ApiError> {
+fn capacity(field: &str, c: &CapacityWire) -> Result<CapacitySize, EdgeError> {
     let unit = match c.kind.as_str() {
         "INSTANCE_COUNT" => CapacityUnit::InstanceCount,
         "CAPACITY_PERCENT" => CapacityUnit::CapacityPercent,
-        other => return Err(crate::control_plane::enum_error(&format!("{field}.type"), other, &["INSTANCE_COUNT", "CAPACITY_PERCENT"])),
+        other => return Err(crate::aws_json::enum_error(&format!("{field}.type"), other, &["INSTANCE_COUNT", "CAPACITY_PERCENT"])),
     };
     Ok(CapacitySize { unit, value: c.value })
 }
 
-fn wait(field: &str, secs: u32) -> Result<u32, ApiError> {
+fn wait(field: &str, secs: u32) -> Result<u32, EdgeError> {
     if secs > 3600 {
-        return Err(ApiError::validation(format!("{field} ({secs}) must be between 0 and 3600.")));
+        return Err(EdgeError::validation(format!("{field} ({secs}) must be between 0 and 3600.")));
     }
     Ok(secs)
 }
 
 /// The domain config of a wire `DeploymentConfig`.
-pub fn deployment_config(value: Value) -> Result<DeploymentConfig, ApiError> {
+pub fn deployment_config(value: Value) -> Result<DeploymentConfig, EdgeError> {
     let w: DeploymentConfigWire =
-        serde_json::from_value(value).map_err(|e| ApiError::validation(format!("DeploymentConfig is not valid: {e}")))?;
+        serde_json::from_value(value).map_err(|e| EdgeError::validation(format!("DeploymentConfig is not valid: {e}")))?;
     let policy = match (w.blue_green_update_policy, w.rolling_update_policy) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::validation("Only one update policy may be specified: BlueGreenUpdatePolicy or RollingUpdatePolicy."));
+            return Err(EdgeError::validation("Only one update policy may be specified: BlueGreenUpdatePolicy or RollingUpdatePolicy."));
         }
         (Some(bg), None) => {
             let t = &bg.traffic_routing_configuration;
@@ -103,13 +103,13 @@ pub fn deployment_config(value: Value) -> Result<DeploymentConfig, ApiError> {
                 ("ALL_AT_ONCE", None, None) => TrafficRouting::AllAtOnce,
                 ("CANARY", Some(c), None) => TrafficRouting::Canary(capacity("canarySize", c)?),
                 ("LINEAR", None, Some(l)) => TrafficRouting::Linear(capacity("linearStepSize", l)?),
-                ("CANARY", _, _) => return Err(ApiError::validation("CANARY traffic routing needs CanarySize (and no LinearStepSize).")),
-                ("LINEAR", _, _) => return Err(ApiError::validation("LINEAR traffic routing needs LinearStepSize (and no CanarySize).")),
+                ("CANARY", _, _) => return Err(EdgeError::validation("CANARY traffic routing needs CanarySize (and no LinearStepSize).")),
+                ("LINEAR", _, _) => return Err(EdgeError::validation("LINEAR traffic routing needs LinearStepSize (and no CanarySize).")),
                 ("ALL_AT_ONCE", _, _) => {
-                    return Err(ApiError::validation("ALL_AT_ONCE traffic routing takes no CanarySize or LinearStepSize."))
+                    return Err(EdgeError::validation("ALL_AT_ONCE traffic routing takes no CanarySize or LinearStepSize."))
                 }
                 (other, _, _) => {
-                    return Err(crate::control_plane::enum_error(
+                    return Err(crate::aws_json::enum_error(
                         "trafficRoutingConfiguration.type",
                         other,
                         &["ALL_AT_ONCE", "CANARY", "LINEAR"],
@@ -180,12 +180,11 @@ pub fn deployment_config_wire(c: &DeploymentConfig) -> Value {
 
 /// DescribeEndpoint's `PendingDeploymentSummary` while a guarded deployment runs.
 pub fn pending_deployment_summary(e: &Endpoint) -> Option<Value> {
-    let p = e.pending_deployment.as_ref()?;
+    let p = e.pending.as_ref()?.deployment.as_ref()?;
     let secs = |t: Timestamp| t.as_secs_f64();
     let variants: Vec<Value> = e
-        .pending_variants
+        .pending_variants()
         .iter()
-        .flatten()
         .map(|v| {
             json!({
                 "VariantName": v.name,

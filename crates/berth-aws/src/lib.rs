@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod autoscaling;
+mod aws_json;
 mod berth_api;
 mod bodies;
 mod cloudwatch;
@@ -34,11 +35,17 @@ pub use credentials::parse_credentials;
 pub use gate::{AllowedHosts, Security};
 pub use invocations::EdgeService;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use berth_control::Controller;
 use berth_router::Router as RequestRouter;
+use bytes::Bytes;
+use error::EdgeError;
+use protocol::{Protocol, X_AMZ_TARGET};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -61,7 +68,7 @@ pub fn service(edge: Edge) -> EdgeService {
 /// The HTTP application: control plane, runtime and berth's own `/healthz`.
 pub fn app(edge: Edge) -> axum::Router {
     axum::Router::new()
-        .route("/", post(control_plane::dispatch))
+        .route("/", post(dispatch))
         .route("/endpoints/{name}/invocations", post(runtime::invoke))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus::metrics))
@@ -83,6 +90,43 @@ pub fn app(edge: Edge) -> axum::Router {
         .layer(DefaultBodyLimit::disable())
         .layer(gate::GateLayer::new(edge.security.clone()))
         .with_state(edge)
+}
+
+/// `POST /`: the protocol (told apart as the gate did, which also bounded the body) picks the
+/// service; the target names the operation.
+async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers.get(&X_AMZ_TARGET).and_then(|v| v.to_str().ok()).unwrap_or("");
+    match Protocol::of(&Method::POST, "/", &headers) {
+        Protocol::CloudWatchJson => {
+            let op = target.strip_prefix(cloudwatch::TARGET_PREFIX).map(|t| t.strip_prefix('.').unwrap_or(t)).unwrap_or("");
+            return cloudwatch::json(&edge, op, &body).await;
+        }
+        // The AWS query protocol: of the services berth serves, only CloudWatch speaks it.
+        Protocol::CloudWatchQuery => return cloudwatch::query(&edge, &body).await,
+        _ => {}
+    }
+    let result = match target.split_once('.') {
+        Some(("SageMaker", op)) => control_plane::operation(&edge, op, &body).instrument(tracing::info_span!("operation", name = %op)).await,
+        Some((autoscaling::TARGET_PREFIX, op)) => autoscaling::operation(&edge, op, &body).await,
+        _ => Err(unknown_operation(target)),
+    };
+    match result {
+        Ok(value) => {
+            let mut resp = (StatusCode::OK, value.to_string()).into_response();
+            let h = resp.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+            if let Ok(v) = HeaderValue::from_str(&request_id()) {
+                h.insert("x-amzn-requestid", v);
+            }
+            resp
+        }
+        Err(e) => e.answer(Protocol::AwsJson),
+    }
+}
+
+/// An operation no service on `POST /` has.
+pub(crate) fn unknown_operation(target: &str) -> EdgeError {
+    EdgeError::unknown_operation(format!("Operation '{target}' is not supported by berth."))
 }
 
 tokio::task_local! {

@@ -10,17 +10,17 @@
 //! - `GET /berth/v1/events?endpoint=E&after=ID&before=ID&limit=N`: events, newest first.
 
 use crate::berth_api::json_ok;
+use crate::error::{EdgeError, Service};
+use crate::protocol::Protocol;
 use crate::Edge;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use berth_domain::{Endpoint, Event};
 use berth_metrics::{Datapoint, MetricName, MetricsRegistry, VariantKey};
 use berth_router::EndpointRoute;
 use berth_store::EventQuery;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Deserialize)]
 pub struct EventsQuery {
@@ -34,7 +34,7 @@ pub async fn events(State(edge): State<Edge>, Query(q): Query<EventsQuery>) -> R
     let query = EventQuery { endpoint: q.endpoint, after: q.after, before: q.before, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
     match edge.controller.events(query).await {
         Ok(events) => json_ok(json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() })),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": e.to_string() }).to_string()).into_response(),
+        Err(e) => EdgeError::control(e, Service::Berth).answer(Protocol::Berth),
     }
 }
 
@@ -65,11 +65,11 @@ pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) 
     let period = q.period.unwrap_or(2).clamp(1, window);
     let mut endpoints = match edge.controller.all_endpoints().await {
         Ok(e) => e,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": e.to_string() }).to_string()).into_response(),
+        Err(e) => return EdgeError::control(e, Service::Berth).answer(Protocol::Berth),
     };
     endpoints.sort_by(|a, b| a.name.cmp(&b.name));
     let events = edge.controller.events(EventQuery { limit: 50, ..Default::default() }).await.unwrap_or_default();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = berth_domain::Timestamp::now().secs();
     // The window ends with the last period whose seconds are all closed (the sampler closes a
     // second just after it ends); periods are aligned so charts do not jitter.
     let end = (now.saturating_sub(1) / period) * period;
@@ -142,8 +142,8 @@ fn endpoint_json(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsR
         "status": e.status.as_str(),
         "failure_reason": e.failure_reason,
         "config": e.config_name,
-        "pending_config": e.pending_config_name,
-        "deployment": e.pending_deployment.as_ref().map(|p| json!({
+        "pending_config": e.pending.as_ref().map(|p| &p.config_name),
+        "deployment": e.pending.as_ref().and_then(|p| p.deployment.as_ref()).map(|p| json!({
             "phase": p.phase.as_str(),
             "message": p.message,
             "new_fleet_share": p.green_share,

@@ -1,8 +1,9 @@
 //! Which AWS protocol a request speaks, told apart before anything is read, and how each
 //! protocol shapes an error. The handlers dispatch on the same tests.
 
-use crate::cloudwatch::{self, CloudWatchError};
-use crate::error::{ApiError, RuntimeError};
+use crate::cloudwatch;
+use crate::error::EdgeError;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -65,28 +66,63 @@ impl Protocol {
         }
     }
 
-    /// An error in this protocol's shape: `json_code` for JSON/CBOR/rest-json, `query_code`
-    /// for the query protocol's XML.
-    pub(crate) fn error(self, status: StatusCode, json_code: &'static str, query_code: &'static str, message: String) -> Response {
-        match self {
-            Protocol::AwsJson => ApiError { code: json_code, status, message }.into_response(),
+    /// An error in this protocol's shape: `code` for JSON, CBOR and rest-json, `query_code` for
+    /// the query protocol's XML.
+    pub(crate) fn error(self, status: StatusCode, code: &'static str, query_code: &'static str, message: String) -> Response {
+        self.answer_error(EdgeError::new(status, code, message).query_code(query_code))
+    }
+
+    /// How each protocol writes an error; every answer names its request id.
+    pub(crate) fn answer_error(self, e: EdgeError) -> Response {
+        let (body, content_type): (Vec<u8>, &'static str) = match self {
+            Protocol::AwsJson => (json!({ "__type": e.code, "Message": e.message }).to_string().into(), "application/x-amz-json-1.1"),
             Protocol::Runtime => {
-                RuntimeError { code: json_code, status, message, original_status: None, original_message: None }.into_response()
+                let mut body = json!({ "message": e.message, "Message": e.message });
+                if let Some(model) = e.model {
+                    body["OriginalStatusCode"] = json!(model.status);
+                    body["ErrorCode"] = json!(if model.status < 500 { "CLIENT_ERROR_FROM_MODEL" } else { "SERVER_ERROR_FROM_MODEL" });
+                    body["OriginalMessage"] = json!(model.body);
+                }
+                (body.to_string().into(), "application/json")
             }
             Protocol::CloudWatchJson | Protocol::CloudWatchCbor => {
-                cloudwatch::error_response(CloudWatchError::new(json_code, query_code, status, message), self == Protocol::CloudWatchCbor)
+                let body = json!({ "__type": format!("com.amazonaws.cloudwatch#{}", e.code), "message": e.message });
+                if self == Protocol::CloudWatchCbor {
+                    (cloudwatch::encode_cbor(&body), "application/cbor")
+                } else {
+                    (body.to_string().into(), "application/x-amz-json-1.0")
+                }
             }
-            Protocol::CloudWatchQuery => {
-                cloudwatch::query_error(CloudWatchError::new(json_code, query_code, status, message), &crate::request_id())
+            Protocol::CloudWatchQuery => (cloudwatch::query_error_xml(e.query_code, &e.message, &crate::request_id()).into(), "text/xml"),
+            Protocol::Berth | Protocol::Open => (json!({ "code": e.code, "message": e.message }).to_string().into(), "application/json"),
+        };
+        let mut resp = (e.status, body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        match self {
+            Protocol::AwsJson | Protocol::Runtime => {
+                headers.insert("x-amzn-errortype", HeaderValue::from_static(e.code));
             }
-            Protocol::Berth | Protocol::Open => (status, json!({ "code": json_code, "message": message }).to_string()).into_response(),
+            Protocol::CloudWatchJson | Protocol::CloudWatchCbor => {
+                if let Ok(v) = HeaderValue::from_str(&format!("{};Sender", e.query_code)) {
+                    headers.insert("x-amzn-query-error", v);
+                }
+                if self == Protocol::CloudWatchCbor {
+                    headers.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+                }
+            }
+            _ => {}
         }
+        if let Ok(v) = HeaderValue::from_str(&crate::request_id()) {
+            headers.insert("x-amzn-requestid", v);
+        }
+        resp
     }
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
     headers
-        .get(axum::http::header::CONTENT_TYPE)
+        .get(CONTENT_TYPE)
         .map(HeaderValue::as_bytes)
         .is_some_and(|t| t.starts_with(b"application/x-www-form-urlencoded"))
 }

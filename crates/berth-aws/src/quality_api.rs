@@ -9,11 +9,13 @@
 //!   whether B is better than A, by an always-valid sequential test and the classical one.
 
 use crate::berth_api::json_ok;
+use crate::error::{EdgeError, Service};
+use crate::protocol::Protocol;
 use crate::Edge;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use berth_control::{
     ControlError, EndpointQuality, Estimate, GroundTruth, Metric, PrecisionRecallF1, Problem, Quality, QualitySummary, Significance,
 };
@@ -29,15 +31,11 @@ const MAX_LINE: usize = 1024 * 1024;
 const BATCH: usize = 10_000;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, json!({ "message": message.into() }).to_string()).into_response()
+    EdgeError::berth(status, message).answer(Protocol::Berth)
 }
 
 fn control_error(e: ControlError) -> Response {
-    match e {
-        ControlError::NotFound { .. } => error(StatusCode::NOT_FOUND, e.to_string()),
-        ControlError::Validation(m) => error(StatusCode::BAD_REQUEST, m),
-        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-    }
+    EdgeError::control(e, Service::Berth).answer(Protocol::Berth)
 }
 
 /// Takes labels as `{"labels": [...]}` (at most 16 MiB) or as SageMaker's ground-truth JSON

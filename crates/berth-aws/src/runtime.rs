@@ -1,6 +1,7 @@
 //! `POST /endpoints/{name}/invocations`: SageMaker's InvokeEndpoint.
 
-use crate::error::RuntimeError;
+use crate::error::EdgeError;
+use crate::protocol::Protocol;
 use crate::{Edge, MAX_INVOCATION_BYTES};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -33,12 +34,12 @@ pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, bod
         bounded(headers, &INFERENCE_ID, "inferenceId", 64),
     ) {
         (Ok(t), Ok(c), Ok(i)) => (t, c, i),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e.into_response(),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e.answer(Protocol::Runtime),
     };
     let target_variant = match target.map(|v| v.to_str()) {
         None => None,
         Some(Ok(v)) => Some(v.to_string()),
-        Some(Err(_)) => return RuntimeError::validation("X-Amzn-SageMaker-Target-Variant is not valid text.".into()).into_response(),
+        Some(Err(_)) => return EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Variant is not valid text.").answer(Protocol::Runtime),
     };
     let req = InvokeRequest {
         body,
@@ -64,15 +65,15 @@ pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, bod
         Err(e) => {
             let account = &edge.controller.account().account_id;
             let logs = edge.controller.instance_log_dir(endpoint);
-            RuntimeError::from_invoke(e, endpoint, account, &logs.display().to_string()).into_response()
+            EdgeError::invoke(e, endpoint, account, &logs.display().to_string()).answer(Protocol::Runtime)
         }
     }
 }
 
 /// A header's value, refused when longer than SageMaker allows for its member.
-fn bounded<'h>(headers: &'h HeaderMap, name: &HeaderName, member: &str, max: usize) -> Result<Option<&'h HeaderValue>, RuntimeError> {
+fn bounded<'h>(headers: &'h HeaderMap, name: &HeaderName, member: &str, max: usize) -> Result<Option<&'h HeaderValue>, EdgeError> {
     match headers.get(name) {
-        Some(v) if v.len() > max => Err(RuntimeError::validation(format!(
+        Some(v) if v.len() > max => Err(EdgeError::runtime_validation(format!(
             "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
         ))),
         v => Ok(v),

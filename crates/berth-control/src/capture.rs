@@ -6,7 +6,7 @@
 
 use crate::Controller;
 use base64::Engine;
-use berth_domain::random_uuid;
+use berth_domain::{random_uuid, NameKey};
 use berth_instances::S3Writer;
 use berth_router::{CaptureRecord, CaptureSettings};
 use serde_json::{json, Value};
@@ -96,7 +96,7 @@ impl Controller {
         let mut files: HashMap<String, (String, i64)> = HashMap::new();
         let mut pending: HashMap<String, PendingObject> = HashMap::new();
         // Captured answers kept for joining with ground truth, by endpoint.
-        let mut predictions: HashMap<String, Vec<(String, i64, String)>> = HashMap::new();
+        let mut predictions: HashMap<NameKey, Vec<(String, i64, String)>> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -116,13 +116,13 @@ impl Controller {
                         entry.1.extend_from_slice(capture_line(&r, &event_id).as_bytes());
                         entry.1.push(b'\n');
                         if let Some(p) = crate::quality::prediction_record(&r, &event_id) {
-                            predictions.entry(r.endpoint.to_ascii_lowercase()).or_default().push(p);
+                            predictions.entry(NameKey::of(&r.endpoint)).or_default().push(p);
                         }
                     }
                 }
                 _ = tick.tick() => {
                     for (endpoint, rows) in predictions.drain() {
-                        if let Err(e) = self.store_predictions(&endpoint, rows).await {
+                        if let Err(e) = self.store_predictions(endpoint.as_str(), rows).await {
                             tracing::warn!(endpoint = %endpoint, error = %e, "cannot index captured predictions");
                         }
                     }
@@ -157,7 +157,7 @@ impl Controller {
                     }
                     // Hour directories are written only during their hour: forget the files of
                     // hours that ended (records come in at most seconds late).
-                    let hour_ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64) - 2 * 3_600_000;
+                    let hour_ago = berth_domain::Timestamp::now().millis() - 2 * 3_600_000;
                     files.retain(|_, (_, first_ms)| *first_ms > hour_ago);
                 }
             }

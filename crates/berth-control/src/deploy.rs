@@ -2,7 +2,7 @@
 //! and retired.
 
 use crate::Controller;
-use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, VariantState};
+use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, NameKey, VariantState};
 use berth_instances::{framework_of, host_memory_bytes, Instance, InstanceSpec, ModelData};
 use berth_router::{CaptureSettings, EndpointRoute, GreenRoute, ServerlessState, ShadowRoute, VariantRoute};
 use std::collections::HashMap;
@@ -39,15 +39,15 @@ pub(crate) struct GreenFleet {
     pub share: f64,
 }
 
-/// Running instances by endpoint (lower-cased name).
+/// Running instances by endpoint.
 #[derive(Default)]
 pub(crate) struct Fleets {
-    inner: Mutex<HashMap<String, EndpointFleet>>,
+    inner: Mutex<HashMap<NameKey, EndpointFleet>>,
     next_epoch: AtomicU64,
 }
 
 impl Fleets {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, EndpointFleet>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NameKey, EndpointFleet>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -56,14 +56,14 @@ impl Fleets {
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
         let (present, _) = tokio::sync::watch::channel(());
         self.lock()
-            .insert(endpoint.to_ascii_lowercase(), EndpointFleet { epoch, variants: HashMap::new(), green: None, _present: present });
+            .insert(NameKey::of(endpoint), EndpointFleet { epoch, variants: HashMap::new(), green: None, _present: present });
         epoch
     }
 
     /// Resolves when the endpoint's fleet is forgotten (the endpoint deleted); at once if it
     /// is not known now.
     pub fn deleted(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let watch = self.lock().get(&endpoint.to_ascii_lowercase()).map(|f| f._present.subscribe());
+        let watch = self.lock().get(&NameKey::of(endpoint)).map(|f| f._present.subscribe());
         async move {
             if let Some(mut w) = watch {
                 while w.changed().await.is_ok() {}
@@ -72,19 +72,19 @@ impl Fleets {
     }
 
     pub fn epoch(&self, endpoint: &str) -> Option<u64> {
-        self.lock().get(&endpoint.to_ascii_lowercase()).map(|f| f.epoch)
+        self.lock().get(&NameKey::of(endpoint)).map(|f| f.epoch)
     }
 
     /// Forgets an endpoint and hands back its instances (of both fleets) to stop.
     pub fn remove(&self, endpoint: &str) -> Vec<Instance> {
-        self.lock().remove(&endpoint.to_ascii_lowercase()).map(EndpointFleet::into_instances).unwrap_or_default()
+        self.lock().remove(&NameKey::of(endpoint)).map(EndpointFleet::into_instances).unwrap_or_default()
     }
 
     /// Whether the running fleet of `variant` already runs `container` on `instance_type`
     /// with `count` instances, so an update can keep it instead of starting a new one.
     pub fn can_reuse(&self, endpoint: &str, variant: &str, container: &ContainerSpec, instance_type: &str, count: u32) -> bool {
         self.lock()
-            .get(&endpoint.to_ascii_lowercase())
+            .get(&NameKey::of(endpoint))
             .and_then(|f| f.variants.get(variant))
             .is_some_and(|v| &v.container == container && v.instance_type == instance_type && v.instances.len() == count as usize)
     }
@@ -93,7 +93,7 @@ impl Fleets {
     /// the change's new instances (`Err`) for the caller to stop.
     pub fn apply<R>(&self, endpoint: &str, epoch: u64, change: impl FnOnce(&mut FleetMap) -> R) -> Option<R> {
         let mut map = self.lock();
-        let fleet = map.get_mut(&endpoint.to_ascii_lowercase()).filter(|f| f.epoch == epoch)?;
+        let fleet = map.get_mut(&NameKey::of(endpoint)).filter(|f| f.epoch == epoch)?;
         Some(change(&mut fleet.variants))
     }
 
@@ -106,7 +106,7 @@ impl Fleets {
         change: impl FnOnce(&mut Option<GreenFleet>, &mut FleetMap) -> R,
     ) -> Option<R> {
         let mut map = self.lock();
-        let fleet = map.get_mut(&endpoint.to_ascii_lowercase()).filter(|f| f.epoch == epoch)?;
+        let fleet = map.get_mut(&NameKey::of(endpoint)).filter(|f| f.epoch == epoch)?;
         Some(change(&mut fleet.green, &mut fleet.variants))
     }
 
@@ -114,7 +114,7 @@ impl Fleets {
     /// the new fleet's during a guarded deployment.
     pub fn route(&self, endpoint: &Endpoint) -> EndpointRoute {
         let map = self.lock();
-        let fleet = map.get(&endpoint.name.to_ascii_lowercase());
+        let fleet = map.get(&NameKey::of(&endpoint.name));
         let (shadow_states, production): (Vec<VariantState>, Vec<VariantState>) = endpoint.variants.iter().cloned().partition(|v| v.shadow);
         let variants = variant_routes(&production, fleet.map(|f| &f.variants));
         let green = fleet.and_then(|f| f.green.as_ref()).map(|g| {

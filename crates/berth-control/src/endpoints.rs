@@ -5,7 +5,7 @@ use crate::listing::{page, ListQuery, Page};
 use crate::models::{limit_exceeded, map_exists};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_name, DeploymentConfig, Endpoint, EndpointStatus, ResourceKind, Timestamp, VariantSpec, VariantState};
+use berth_domain::{validate_name, DeploymentConfig, Endpoint, EndpointStatus, PendingUpdate, ResourceKind, Timestamp, VariantSpec, VariantState};
 use berth_store::Tag;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -64,16 +64,12 @@ impl Controller {
             created: now,
             modified: now,
             config_name: config.name.clone(),
-            pending_config_name: None,
             status: EndpointStatus::Creating,
             failure_reason: None,
             variants,
-            pending_variants: None,
+            pending: None,
             last_deployment_config: None,
-            pending_deployment_config: None,
-            pending_deployment: None,
             data_capture: config.data_capture.clone(),
-            pending_data_capture: None,
             previous_weights: None,
         };
         if let Some(dc) = &req.deployment_config {
@@ -176,16 +172,19 @@ impl Controller {
         };
         self.check_instance_limit(&all, Some(&endpoint.name), &variants)?;
         endpoint.status = EndpointStatus::Updating;
-        endpoint.pending_config_name = Some(config.name.clone());
-        endpoint.pending_variants = Some(variants);
         if deployment.is_some() {
             endpoint.last_deployment_config = deployment.clone();
         }
-        endpoint.pending_deployment_config = deployment.clone();
         // Retained variant properties include data capture unless excluded (SageMaker's rule).
         let keep_capture =
             req.retain_all_variant_properties && !req.exclude_retained_variant_properties.contains(&VariantProperty::DataCaptureConfig);
-        endpoint.pending_data_capture = if keep_capture { endpoint.data_capture.clone() } else { config.data_capture.clone() };
+        endpoint.pending = Some(PendingUpdate {
+            config_name: config.name.clone(),
+            variants,
+            deployment_config: deployment.clone(),
+            deployment: None,
+            data_capture: if keep_capture { endpoint.data_capture.clone() } else { config.data_capture.clone() },
+        });
         endpoint.failure_reason = None;
         endpoint.modified = Timestamp::now();
         let stored = endpoint.clone();
@@ -225,7 +224,7 @@ impl Controller {
                 EndpointStatus::InService | EndpointStatus::SystemUpdating | EndpointStatus::RollingBack => {
                     if endpoint.status == EndpointStatus::RollingBack {
                         // A rollback interrupted by the restart: only the old config runs now.
-                        endpoint.clear_pending();
+                        endpoint.pending = None;
                     }
                     endpoint.status = EndpointStatus::SystemUpdating;
                     for v in &mut endpoint.variants {
@@ -362,7 +361,7 @@ impl Controller {
     ) -> Result<(), ControlError> {
         let running = |e: &Endpoint| {
             let own: u32 = e.variants.iter().map(|v| v.desired_instance_count).sum();
-            let pending: u32 = e.pending_variants.iter().flatten().map(|v| v.desired_instance_count).sum();
+            let pending: u32 = e.pending_variants().iter().map(|v| v.desired_instance_count).sum();
             own.max(pending) as usize
         };
         let others: usize = all

@@ -34,7 +34,7 @@ pub fn ground_truth_line(line: &str) -> Result<GroundTruth, String> {
 
 /// Records of the ground-truth files read for an endpoint, and their size then.
 pub(crate) fn read_files_kind(endpoint: &str) -> String {
-    format!("ground-truth-read:{}", endpoint.to_ascii_lowercase())
+    format!("ground-truth-read:{}", berth_domain::NameKey::of(endpoint))
 }
 
 impl Controller {

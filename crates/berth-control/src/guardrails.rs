@@ -26,7 +26,7 @@ enum Stop {
 impl Controller {
     pub(crate) async fn deploy_guarded(self: Arc<Self>, endpoint: Endpoint, epoch: u64, config: DeploymentConfig) {
         let mut run = Deployment {
-            config_name: endpoint.pending_config_name.clone().unwrap_or_default(),
+            config_name: endpoint.pending.as_ref().map(|p| p.config_name.clone()).unwrap_or_default(),
             deadline: None,
             endpoint,
             epoch,
@@ -85,14 +85,17 @@ impl Deployment {
     }
 
     fn pending(&self) -> Vec<VariantState> {
-        self.endpoint.pending_variants.clone().unwrap_or_default()
+        self.endpoint.pending_variants().to_vec()
     }
 
     /// Records the deployment's phase (DescribeEndpoint's PendingDeploymentSummary) and an event.
     async fn phase(&mut self, phase: VariantPhase, share: f64, message: String) -> Result<(), Stop> {
         let now = Timestamp::now();
-        let started = self.endpoint.pending_deployment.as_ref().map_or(now, |p| p.started);
-        self.endpoint.pending_deployment = Some(PendingDeployment {
+        let Some(pending) = self.endpoint.pending.as_mut() else {
+            return Err(Stop::Gone);
+        };
+        let started = pending.deployment.as_ref().map_or(now, |p| p.started);
+        pending.deployment = Some(PendingDeployment {
             config_name: self.config_name.clone(),
             started,
             phase,
@@ -267,9 +270,8 @@ impl Deployment {
                 ..v.clone()
             })
             .collect();
+        done.complete_pending();
         done.config_name = self.config_name.clone();
-        done.adopt_pending_capture();
-        done.clear_pending();
         done.status = EndpointStatus::InService;
         done.failure_reason = None;
         done.modified = now;
@@ -302,7 +304,7 @@ impl Deployment {
         self.controller.routing.publish(self.controller.fleets.route(&self.endpoint));
         let retired: Vec<_> = green.into_iter().flat_map(|g| g.variants.into_values()).flat_map(|v| v.instances).collect();
         let mut back = self.endpoint.clone();
-        back.clear_pending();
+        back.pending = None;
         back.status = EndpointStatus::InService;
         back.failure_reason = Some(format!("The update to endpoint config {} was rolled back: {why}", self.config_name));
         back.modified = Timestamp::now();

@@ -99,7 +99,7 @@ pub struct Controller {
     fleets: Fleets,
     events: EventLog,
     /// The dashboard's quality summaries by endpoint, with when they were computed.
-    quality_summaries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, QualitySummary)>>,
+    quality_summaries: std::sync::Mutex<std::collections::HashMap<berth_domain::NameKey, (std::time::Instant, QualitySummary)>>,
     /// Ground-truth files read already, and the S3 client that reads them.
     ground_truth_s3: berth_instances::S3Writer,
     /// Serialises check-then-write transitions of endpoint state. Held only around store

@@ -42,7 +42,7 @@ impl Controller {
     /// fleet in one step, then retires what the new config no longer runs. On failure the
     /// endpoint keeps its current fleet and reports why.
     pub(crate) async fn roll_out(self: Arc<Self>, endpoint: Endpoint, epoch: u64, recovering: bool) {
-        let pending = endpoint.pending_variants.clone().unwrap_or_default();
+        let pending = endpoint.pending_variants().to_vec();
         let reuse: HashSet<String> = pending
             .iter()
             .filter(|v| {
@@ -50,7 +50,7 @@ impl Controller {
             })
             .map(|v| v.name.clone())
             .collect();
-        let config = endpoint.pending_config_name.clone().unwrap_or_default();
+        let config = endpoint.pending.as_ref().map(|p| p.config_name.clone()).unwrap_or_default();
         let starting: Vec<String> =
             pending.iter().filter(|v| !reuse.contains(&v.name)).map(|v| format!("{} ({})", v.name, v.desired_instance_count)).collect();
         let mut step = format!("Endpoint config {config}: starting instances of {}", list_or_none(&starting));
@@ -77,9 +77,7 @@ impl Controller {
                         v
                     })
                     .collect();
-                done.config_name = endpoint.pending_config_name.clone().unwrap_or(endpoint.config_name.clone());
-                done.adopt_pending_capture();
-                done.clear_pending();
+                done.complete_pending();
                 done.status = EndpointStatus::InService;
                 done.failure_reason = None;
                 done.modified = now;
@@ -106,7 +104,7 @@ impl Controller {
                 let failed = format!("Update to endpoint config {config} failed; the current variants keep serving: {reason}");
                 self.record_event(&endpoint.name, None, EventKind::DeploymentFailed, failed);
                 let mut back = endpoint;
-                back.clear_pending();
+                back.pending = None;
                 back.modified = Timestamp::now();
                 if recovering {
                     // Nothing runs yet after a restart: bring the previous variants back.

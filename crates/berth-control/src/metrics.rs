@@ -26,7 +26,7 @@ pub fn canonical_dimensions(dimensions: &[(String, String)]) -> String {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    berth_domain::Timestamp::now().secs()
 }
 
 impl Controller {

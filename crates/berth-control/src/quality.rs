@@ -7,16 +7,17 @@
 use crate::labels::{absolute_error, correct, join, parse_labels, Pairs};
 use crate::stats::{ClassificationQuality, Comparison, RegressionQuality};
 use crate::{ControlError, Controller};
+use berth_domain::NameKey;
 use berth_router::CaptureRecord;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
 fn predictions_kind(endpoint: &str) -> String {
-    format!("prediction:{}", endpoint.to_ascii_lowercase())
+    format!("prediction:{}", NameKey::of(endpoint))
 }
 
 pub(crate) fn labels_kind(endpoint: &str) -> String {
-    format!("label:{}", endpoint.to_ascii_lowercase())
+    format!("label:{}", NameKey::of(endpoint))
 }
 
 /// A captured answer as a record to index: (event id, time, JSON body).
@@ -259,7 +260,7 @@ impl Controller {
     /// accuracy test between the first two production variants. Computed at most every
     /// [`SUMMARY_TTL`] per endpoint, however many dashboards ask every second.
     pub async fn quality_summary(&self, endpoint: &str) -> Result<QualitySummary, ControlError> {
-        let key = endpoint.to_ascii_lowercase();
+        let key = NameKey::of(endpoint);
         if let Some((at, summary)) = self.quality_summaries.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             if at.elapsed() < SUMMARY_TTL {
                 return Ok(summary.clone());
@@ -311,8 +312,8 @@ impl Controller {
             .filter_map(|v| Some((v["endpoint"].as_str()?.to_string(), v["through_ms"].as_i64()?)))
             .collect();
         for e in self.all_endpoints().await?.into_iter().filter(|e| e.data_capture.is_some()) {
-            let key = e.name.to_ascii_lowercase();
-            let after = marks.get(&key).copied().unwrap_or(i64::MIN);
+            let key = NameKey::of(&e.name);
+            let after = marks.get(key.as_str()).copied().unwrap_or(i64::MIN);
             let (pk, lk) = (predictions_kind(&e.name), labels_kind(&e.name));
             let fresh = self.db(move |s| s.records_created_in(&lk, after, through)).await?;
             if fresh.is_empty() {
@@ -344,8 +345,8 @@ impl Controller {
             if !points.is_empty() {
                 self.put_custom_datapoints(points).await?;
             }
-            let mark = json!({ "endpoint": key, "through_ms": through }).to_string();
-            self.db(move |s| s.put_records(PUBLISHED_KIND, &[(key, now_ms, mark)])).await?;
+            let mark = json!({ "endpoint": key.as_str(), "through_ms": through }).to_string();
+            self.db(move |s| s.put_records(PUBLISHED_KIND, &[(key.to_string(), now_ms, mark)])).await?;
         }
         Ok(())
     }
@@ -353,13 +354,13 @@ impl Controller {
     /// Forgets an endpoint's captured answers, labels and publishing mark (when it is deleted,
     /// and when one of its name is created, so a new endpoint never inherits an old one's).
     pub(crate) async fn forget_quality(&self, endpoint: &str) -> Result<(), ControlError> {
-        let (pk, lk, key) = (predictions_kind(endpoint), labels_kind(endpoint), endpoint.to_ascii_lowercase());
+        let (pk, lk, key) = (predictions_kind(endpoint), labels_kind(endpoint), NameKey::of(endpoint));
         let rk = crate::ground_truth::read_files_kind(endpoint);
         self.db(move |s| {
             s.delete_records(&pk)?;
             s.delete_records(&lk)?;
             s.delete_records(&rk)?;
-            s.delete_record(PUBLISHED_KIND, &key).map(|_| ())
+            s.delete_record(PUBLISHED_KIND, key.as_str()).map(|_| ())
         })
         .await
     }

@@ -5,7 +5,7 @@
 
 use crate::deploy::{stop_all, VariantFleet};
 use crate::Controller;
-use berth_domain::{EndpointStatus, EventKind, VariantState};
+use berth_domain::{EndpointStatus, EventKind, NameKey, VariantState};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,14 +18,14 @@ impl Controller {
             tracing::error!("the serverless demand channel was taken already; serverless variants will not start");
             return;
         };
-        let starting: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
+        let starting: Arc<Mutex<HashSet<(NameKey, String)>>> = Arc::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 asked = demand.recv() => {
                     let Some((endpoint, variant)) = asked else { return };
-                    let key = (endpoint.to_ascii_lowercase(), variant.clone());
+                    let key = (NameKey::of(&endpoint), variant.clone());
                     if starting.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
                         let (this, starting) = (self.clone(), starting.clone());
                         tokio::spawn(async move {

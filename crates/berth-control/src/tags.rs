@@ -49,7 +49,7 @@ impl Controller {
         // Names are case-insensitive; ARNs carry them lower-cased, but callers build ARNs from
         // the names they chose (`.../endpoint/MyEndpoint`).
         let as_named = &arn[..arn.len() - name.len()];
-        if !exists || canonical != format!("{as_named}{}", name.to_ascii_lowercase()) {
+        if !exists || canonical != format!("{as_named}{}", berth_domain::NameKey::of(&name)) {
             return Err(ControlError::Validation(format!("Could not find resource \"{arn}\".")));
         }
         Ok(canonical)

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 
 /// An endpoint and the state of its variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredEndpoint")]
 pub struct Endpoint {
     pub name: String,
     pub arn: String,
@@ -10,31 +11,32 @@ pub struct Endpoint {
     pub modified: Timestamp,
     /// The config whose variants serve traffic (the one being created, while `Creating`).
     pub config_name: String,
-    /// The config an update is moving to, while `Updating`.
-    pub pending_config_name: Option<String>,
     pub status: EndpointStatus,
     pub failure_reason: Option<String>,
     pub variants: Vec<VariantState>,
-    /// Variant states the pending update will install once its instances are healthy.
-    pub pending_variants: Option<Vec<VariantState>>,
+    /// The update in progress, while `Updating` (and while it rolls back).
+    pub pending: Option<PendingUpdate>,
     /// The deployment config of the latest update (or of CreateEndpoint).
-    #[serde(default)]
     pub last_deployment_config: Option<DeploymentConfig>,
-    /// The deployment config of the update in progress.
-    #[serde(default)]
-    pub pending_deployment_config: Option<DeploymentConfig>,
-    /// Progress of a guarded deployment in progress.
-    #[serde(default)]
-    pub pending_deployment: Option<PendingDeployment>,
     /// Data capture of the config the endpoint runs.
-    #[serde(default)]
     pub data_capture: Option<DataCapture>,
-    /// Data capture of the config an update is moving to.
-    #[serde(default)]
-    pub pending_data_capture: Option<DataCapture>,
     /// The production variants' weights before the last weight change, for rolling it back.
-    #[serde(default)]
     pub previous_weights: Option<Vec<(String, f64)>>,
+}
+
+/// An update in progress: where it is going and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    /// The config the update is moving to.
+    pub config_name: String,
+    /// Variant states the update installs once its instances are healthy.
+    pub variants: Vec<VariantState>,
+    /// The update's deployment config.
+    pub deployment_config: Option<DeploymentConfig>,
+    /// Progress of a guarded deployment.
+    pub deployment: Option<PendingDeployment>,
+    /// Data capture of the config the update is moving to.
+    pub data_capture: Option<DataCapture>,
 }
 
 impl Endpoint {
@@ -42,18 +44,76 @@ impl Endpoint {
         self.variants.iter().find(|v| v.name == name)
     }
 
-    /// The update in progress completed: its config's data capture applies from now on.
-    pub fn adopt_pending_capture(&mut self) {
-        self.data_capture = self.pending_data_capture.take();
+    /// The variants an update in progress installs (none when no update runs).
+    pub fn pending_variants(&self) -> &[VariantState] {
+        self.pending.as_ref().map_or(&[], |p| &p.variants)
     }
 
-    /// Forgets the update in progress (it completed, failed or was rolled back).
-    pub fn clear_pending(&mut self) {
-        self.pending_data_capture = None;
-        self.pending_config_name = None;
-        self.pending_variants = None;
-        self.pending_deployment = None;
-        self.pending_deployment_config = None;
+    /// The update in progress completed: its config and data capture apply from now on, and
+    /// it is forgotten.
+    pub fn complete_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            self.config_name = p.config_name;
+            self.data_capture = p.data_capture;
+        }
+    }
+}
+
+/// An endpoint as stored: today's shape, or the one before updates were one `pending` member
+/// (five `pending_*` members), so a state store written by an older berth still loads.
+#[derive(Deserialize)]
+struct StoredEndpoint {
+    name: String,
+    arn: String,
+    created: Timestamp,
+    modified: Timestamp,
+    config_name: String,
+    status: EndpointStatus,
+    failure_reason: Option<String>,
+    variants: Vec<VariantState>,
+    #[serde(default)]
+    pending: Option<PendingUpdate>,
+    #[serde(default)]
+    last_deployment_config: Option<DeploymentConfig>,
+    #[serde(default)]
+    data_capture: Option<DataCapture>,
+    #[serde(default)]
+    previous_weights: Option<Vec<(String, f64)>>,
+    #[serde(default)]
+    pending_config_name: Option<String>,
+    #[serde(default)]
+    pending_variants: Option<Vec<VariantState>>,
+    #[serde(default)]
+    pending_deployment_config: Option<DeploymentConfig>,
+    #[serde(default)]
+    pending_deployment: Option<PendingDeployment>,
+    #[serde(default)]
+    pending_data_capture: Option<DataCapture>,
+}
+
+impl From<StoredEndpoint> for Endpoint {
+    fn from(s: StoredEndpoint) -> Self {
+        let legacy = s.pending_config_name.map(|config_name| PendingUpdate {
+            config_name,
+            variants: s.pending_variants.unwrap_or_default(),
+            deployment_config: s.pending_deployment_config,
+            deployment: s.pending_deployment,
+            data_capture: s.pending_data_capture,
+        });
+        Endpoint {
+            name: s.name,
+            arn: s.arn,
+            created: s.created,
+            modified: s.modified,
+            config_name: s.config_name,
+            status: s.status,
+            failure_reason: s.failure_reason,
+            variants: s.variants,
+            pending: s.pending.or(legacy),
+            last_deployment_config: s.last_deployment_config,
+            data_capture: s.data_capture,
+            previous_weights: s.previous_weights,
+        }
     }
 }
 
@@ -140,7 +200,21 @@ pub struct VariantState {
 
 #[cfg(test)]
 mod tests {
-    use super::EndpointStatus;
+    use super::{Endpoint, EndpointStatus};
+
+    #[test]
+    fn an_update_stored_by_an_older_berth_loads_as_one_pending_update() {
+        let old = r#"{"name":"e","arn":"arn","created":1,"modified":2,"config_name":"c1","pending_config_name":"c2",
+            "status":"Updating","failure_reason":null,"variants":[],"pending_variants":[],
+            "pending_deployment_config":null,"pending_deployment":null,"data_capture":null,"pending_data_capture":null}"#;
+        let e: Endpoint = serde_json::from_str(old).unwrap();
+        let pending = e.pending.as_ref().expect("the update in progress is kept");
+        assert_eq!((pending.config_name.as_str(), e.config_name.as_str()), ("c2", "c1"));
+        let again: Endpoint = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(again, e, "today's shape round-trips");
+        let at_rest: Endpoint = serde_json::from_str(&old.replace(r#""pending_config_name":"c2","#, "")).unwrap();
+        assert!(at_rest.pending.is_none());
+    }
 
     #[test]
     fn statuses_round_trip() {

@@ -29,14 +29,14 @@ pub use deployment::{
     BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, PendingDeployment, RollingPolicy, TrafficRouting, TrafficStep,
     UpdatePolicy, VariantPhase,
 };
-pub use endpoint::{Endpoint, EndpointStatus, VariantState};
+pub use endpoint::{Endpoint, EndpointStatus, PendingUpdate, VariantState};
 pub use endpoint_config::{DataCapture, EndpointConfig, RoutingStrategy, ServerlessConfig, VariantSpec};
 pub use error::DomainError;
 pub use event::{Event, EventKind, NewEvent};
 pub use experiment::{ExperimentStatus, ExperimentVariant, InferenceExperiment, VariantAction, DEFAULT_EXPERIMENT_SECS};
 pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
 pub use model::{environment_name_refused, validate_environment, BuiltinImage, ContainerSpec, Image, Model, S3DataSource, VpcConfig};
-pub use names::{random_uuid, validate_name, Account, ResourceKind};
+pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
 pub use time::Timestamp;
 pub use weights::pick_weighted;
 

@@ -42,6 +42,35 @@ impl ResourceKind {
     }
 }
 
+/// A resource name as a key. SageMaker's names are case-insensitive (`MyEndpoint` and
+/// `myendpoint` are one endpoint), so maps, stored keys and ARNs use the lower-cased form, and
+/// this is the one place it is made. It borrows as `str`, so a map keyed by it is looked up
+/// with a name that is already lower-case without building a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NameKey(String);
+
+impl NameKey {
+    pub fn of(name: &str) -> Self {
+        NameKey(name.to_ascii_lowercase())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for NameKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NameKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The region and account that berth reports in ARNs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -52,7 +81,7 @@ pub struct Account {
 impl Account {
     /// The ARN of a resource. SageMaker lower-cases the name inside ARNs.
     pub fn arn(&self, kind: ResourceKind, name: &str) -> String {
-        format!("arn:aws:sagemaker:{}:{}:{}/{}", self.region, self.account_id, kind.arn_segment(), name.to_ascii_lowercase())
+        format!("arn:aws:sagemaker:{}:{}:{}/{}", self.region, self.account_id, kind.arn_segment(), NameKey::of(name))
     }
 
     /// Splits an ARN of this account into its kind and (lower-cased) name.
@@ -108,6 +137,16 @@ pub fn random_uuid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_one_key_whatever_their_case() {
+        assert_eq!(NameKey::of("MyEndpoint"), NameKey::of("myendpoint"));
+        let map: std::collections::HashMap<NameKey, u8> = [(NameKey::of("MyEndpoint"), 1)].into();
+        assert_eq!(map.get("myendpoint"), Some(&1), "a lower-case name looks up without a key");
+        assert_eq!(map.get(&NameKey::of("MYENDPOINT")), Some(&1));
+        let account = Account { region: "us-east-1".into(), account_id: "123456789012".into() };
+        assert!(account.arn(ResourceKind::Endpoint, "MyEndpoint").ends_with(":endpoint/myendpoint"));
+    }
 
     #[test]
     fn uuids_are_version_4() {

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(i64);
 
+/// berth's one wall clock: every reading of the time of day goes through [`Timestamp::now`].
 impl Timestamp {
     pub fn now() -> Self {
         let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
@@ -21,6 +22,11 @@ impl Timestamp {
 
     pub fn millis(self) -> i64 {
         self.0
+    }
+
+    /// Whole seconds since the epoch (0 before it), as per-second metrics count time.
+    pub fn secs(self) -> u64 {
+        u64::try_from(self.0 / 1000).unwrap_or(0)
     }
 
     pub fn as_secs_f64(self) -> f64 {

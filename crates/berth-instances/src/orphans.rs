@@ -195,9 +195,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let tracker = ProcessTracker::new(tmp.path());
         let marker = tracker.marker("ep/V/abc");
-        // A helper that leaves its session, as a daemon would.
+        // A helper that leaves its session, as a daemon would (`--wait`: should setsid fork, the
+        // process waited on is the one killed, not a parent that exited 0).
         let mut child = tracker
-            .spawned(|| Command::new("setsid").args(["sleep", "30"]).env(MARKER, &marker).spawn(), |c| Some(c.id()))
+            .spawned(|| Command::new("setsid").args(["--wait", "sleep", "30"]).env(MARKER, &marker).spawn(), |c| Some(c.id()))
             .expect("setsid and sleep are on every Linux");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !marked_processes().iter().any(|(_, m)| *m == marker) {

@@ -160,7 +160,7 @@ impl Router {
             endpoint: endpoint.to_string(),
             variant: answer.variant.clone(),
             settings: settings.clone(),
-            time_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+            time_ms: berth_domain::Timestamp::now().millis(),
             inference_id: req.inference_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string),
             input: settings.input.then(|| (text(&req.content_type, "application/octet-stream"), req.body.clone())),
             output: settings.output.then(|| (text(&answer.content_type, "application/octet-stream"), answer.body.clone())),
@@ -215,7 +215,7 @@ impl Router {
                     }
                 };
                 let comparison = ShadowComparison {
-                    time_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+                    time_ms: berth_domain::Timestamp::now().millis(),
                     inference_id: request.inference_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string),
                     agree: shadow::agree(production_status, &production_body, status, &body),
                     production_variant,

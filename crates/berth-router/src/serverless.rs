@@ -2,6 +2,7 @@
 //! request that finds no instance asks the controller for one (a cold start) and waits for it,
 //! queued rather than failed.
 
+use berth_domain::NameKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -90,7 +91,7 @@ impl Drop for Admitted {
 /// Every serverless variant's state, and the channel on which requests ask for cold starts.
 #[derive(Debug)]
 pub struct ServerlessRegistry {
-    states: Mutex<HashMap<(String, String), Arc<ServerlessState>>>,
+    states: Mutex<HashMap<(NameKey, String), Arc<ServerlessState>>>,
     demand: mpsc::UnboundedSender<(String, String)>,
     demand_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
 }
@@ -105,7 +106,7 @@ impl Default for ServerlessRegistry {
 impl ServerlessRegistry {
     /// The state of a serverless variant, created on first use, with its current MaxConcurrency.
     pub fn state(&self, endpoint: &str, variant: &str, max_concurrency: u32) -> Arc<ServerlessState> {
-        let key = (endpoint.to_ascii_lowercase(), variant.to_string());
+        let key = (NameKey::of(endpoint), variant.to_string());
         let state = self
             .states
             .lock()
@@ -119,7 +120,7 @@ impl ServerlessRegistry {
 
     /// The existing state of a variant, if it is serverless.
     pub fn get(&self, endpoint: &str, variant: &str) -> Option<Arc<ServerlessState>> {
-        self.states.lock().unwrap_or_else(|e| e.into_inner()).get(&(endpoint.to_ascii_lowercase(), variant.to_string())).cloned()
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).get(&(NameKey::of(endpoint), variant.to_string())).cloned()
     }
 
     /// Asks the controller's serverless task for an instance of the variant.
@@ -133,7 +134,7 @@ impl ServerlessRegistry {
     }
 
     pub fn remove(&self, endpoint: &str) {
-        let key = endpoint.to_ascii_lowercase();
+        let key = NameKey::of(endpoint);
         self.states.lock().unwrap_or_else(|e| e.into_inner()).retain(|(e, _), _| *e != key);
     }
 }

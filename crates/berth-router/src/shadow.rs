@@ -2,6 +2,7 @@
 //! production answer is back; the caller never waits for it. Shadow answers are compared with
 //! the production ones and the latest are kept per shadow variant for people to look at.
 
+use berth_domain::NameKey;
 use crate::table::VariantRoute;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -50,17 +51,17 @@ pub struct ShadowStats {
     pub recent: VecDeque<ShadowComparison>,
 }
 
-/// Every shadow variant's statistics, by (lower-cased endpoint, variant). Locked only by shadow
+/// Every shadow variant's statistics, by (endpoint, variant). Locked only by shadow
 /// tasks and readers, never by the request path.
 #[derive(Debug, Default)]
 pub struct ShadowLog {
-    variants: Mutex<HashMap<(String, String), ShadowStats>>,
+    variants: Mutex<HashMap<(NameKey, String), ShadowStats>>,
 }
 
 impl ShadowLog {
     fn with<R>(&self, endpoint: &str, variant: &str, f: impl FnOnce(&mut ShadowStats) -> R) -> R {
         let mut map = self.variants.lock().unwrap_or_else(|e| e.into_inner());
-        f(map.entry((endpoint.to_ascii_lowercase(), variant.to_string())).or_default())
+        f(map.entry((NameKey::of(endpoint), variant.to_string())).or_default())
     }
 
     pub(crate) fn dropped(&self, endpoint: &str, variant: &str) {
@@ -85,7 +86,7 @@ impl ShadowLog {
 
     /// The shadow variants of an endpoint with what they have seen, by variant name.
     pub fn of_endpoint(&self, endpoint: &str) -> Vec<(String, ShadowStats)> {
-        let key = endpoint.to_ascii_lowercase();
+        let key = NameKey::of(endpoint);
         let map = self.variants.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<(String, ShadowStats)> =
             map.iter().filter(|((e, _), _)| *e == key).map(|((_, v), s)| (v.clone(), s.clone())).collect();
@@ -95,7 +96,7 @@ impl ShadowLog {
 
     /// Forgets an endpoint's shadows (when it is deleted).
     pub fn remove(&self, endpoint: &str) {
-        let key = endpoint.to_ascii_lowercase();
+        let key = NameKey::of(endpoint);
         self.variants.lock().unwrap_or_else(|e| e.into_inner()).retain(|(e, _), _| *e != key);
     }
 }

@@ -4,7 +4,7 @@ use crate::shadow::{ShadowLog, ShadowRoute};
 use crate::sticky::{self, StickyKey};
 use crate::InvokeError;
 use arc_swap::ArcSwap;
-use berth_domain::{pick_weighted, RoutingStrategy};
+use berth_domain::{pick_weighted, NameKey, RoutingStrategy};
 use berth_instances::{InFlight, InstanceSlot};
 use berth_metrics::{MetricsRegistry, VariantMetrics};
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// Every routable endpoint, by lower-cased name. Readers never block; writers replace the map.
 #[derive(Default)]
 pub struct RoutingTable {
-    endpoints: ArcSwap<HashMap<String, Arc<EndpointRoute>>>,
+    endpoints: ArcSwap<HashMap<NameKey, Arc<EndpointRoute>>>,
     /// Per-variant metrics; a published route's variants record into these, so counters
     /// outlive route changes.
     metrics: MetricsRegistry,
@@ -24,15 +24,16 @@ pub struct RoutingTable {
     /// Captured invocations on their way to the writer.
     capture: CaptureQueue,
     /// Where the sticky key is, for endpoints tagged `berth:sticky-key`.
-    sticky: ArcSwap<HashMap<String, Arc<StickyKey>>>,
+    sticky: ArcSwap<HashMap<NameKey, Arc<StickyKey>>>,
 }
 
 impl RoutingTable {
     pub fn get(&self, endpoint: &str) -> Option<Arc<EndpointRoute>> {
         let map = self.endpoints.load();
+        // A lower-case name (the usual case) is found without building a key.
         match map.get(endpoint) {
             Some(r) => Some(r.clone()),
-            None => map.get(&endpoint.to_ascii_lowercase()).cloned(),
+            None => map.get(&NameKey::of(endpoint)).cloned(),
         }
     }
 
@@ -58,12 +59,12 @@ impl RoutingTable {
         if map.is_empty() {
             return None;
         }
-        map.get(&endpoint.to_ascii_lowercase()).cloned()
+        map.get(&NameKey::of(endpoint)).cloned()
     }
 
     /// Turns sticky assignment on (`Some`) or off for `endpoint`.
     pub fn set_sticky(&self, endpoint: &str, key: Option<StickyKey>) {
-        let name = endpoint.to_ascii_lowercase();
+        let name = NameKey::of(endpoint);
         let key = key.map(Arc::new);
         self.sticky.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -98,7 +99,7 @@ impl RoutingTable {
         for (name, n) in instances {
             self.metrics.variant(&route.endpoint, &name).set_instances(n);
         }
-        let key = route.endpoint.to_ascii_lowercase();
+        let key = NameKey::of(&route.endpoint);
         let route = Arc::new(route);
         self.endpoints.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -116,7 +117,7 @@ impl RoutingTable {
         self.metrics.retire(endpoint);
         self.shadows.remove(endpoint);
         self.serverless.remove(endpoint);
-        let key = endpoint.to_ascii_lowercase();
+        let key = NameKey::of(endpoint);
         self.endpoints.rcu(|map| {
             let mut map = HashMap::clone(map);
             map.remove(&key);

@@ -1,7 +1,7 @@
 //! Endpoint events: an append-only log, newest read first, kept for the retention period.
 
 use crate::{EventQuery, StoreError};
-use berth_domain::{Event, EventKind, NewEvent, Timestamp};
+use berth_domain::{Event, EventKind, NameKey, NewEvent, Timestamp};
 use rusqlite::{params, Connection, TransactionBehavior};
 
 pub(crate) const SCHEMA: &str = "
@@ -22,7 +22,7 @@ pub(crate) fn append(conn: &mut Connection, events: &[NewEvent]) -> Result<(), S
     for e in events {
         tx.execute(
             "INSERT INTO events (time_ms, endpoint, endpoint_key, variant, kind, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![e.time.millis(), e.endpoint, e.endpoint.to_ascii_lowercase(), e.variant, e.kind.as_str(), e.message],
+            params![e.time.millis(), e.endpoint, NameKey::of(&e.endpoint).as_str(), e.variant, e.kind.as_str(), e.message],
         )?;
     }
     tx.commit()?;
@@ -35,8 +35,8 @@ pub(crate) fn list(conn: &Connection, q: &EventQuery) -> Result<Vec<Event>, Stor
         "SELECT id, time_ms, endpoint, variant, kind, message FROM events \
          WHERE (?1 IS NULL OR endpoint_key = ?1) AND id > ?2 AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4",
     )?;
-    let endpoint = q.endpoint.as_ref().map(|e| e.to_ascii_lowercase());
-    let rows = stmt.query_map(params![endpoint, q.after.unwrap_or(0), q.before, q.limit as i64], |r| {
+    let endpoint = q.endpoint.as_deref().map(NameKey::of);
+    let rows = stmt.query_map(params![endpoint.as_ref().map(NameKey::as_str), q.after.unwrap_or(0), q.before, q.limit as i64], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?, r.get(5)?))
     })?;
     let mut out = Vec::new();

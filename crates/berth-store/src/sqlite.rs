@@ -1,5 +1,5 @@
 use crate::{CustomDatapoint, EventQuery, MetricSample, StateStore, StoreError, Tag};
-use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, InferenceExperiment, Model, NewEvent, Timestamp};
+use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, InferenceExperiment, Model, NameKey, NewEvent, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
@@ -78,7 +78,7 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO resources (kind, name_key, created_ms, body) VALUES (?1, ?2, ?3, ?4)",
-            params![kind, name.to_ascii_lowercase(), created_ms, body],
+            params![kind, NameKey::of(name).as_str(), created_ms, body],
         )?;
         if inserted == 0 {
             return Err(StoreError::AlreadyExists);
@@ -96,7 +96,7 @@ impl SqliteStore {
         let body = serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))?;
         let changed = self
             .conn()
-            .execute("UPDATE resources SET body = ?3 WHERE kind = ?1 AND name_key = ?2", params![kind, name.to_ascii_lowercase(), body])?;
+            .execute("UPDATE resources SET body = ?3 WHERE kind = ?1 AND name_key = ?2", params![kind, NameKey::of(name).as_str(), body])?;
         if changed == 0 {
             return Err(StoreError::NotFound);
         }
@@ -106,7 +106,7 @@ impl SqliteStore {
     fn get<T: DeserializeOwned>(&self, kind: &str, name: &str) -> Result<Option<T>, StoreError> {
         let body: Option<String> = self
             .conn()
-            .query_row("SELECT body FROM resources WHERE kind = ?1 AND name_key = ?2", params![kind, name.to_ascii_lowercase()], |row| {
+            .query_row("SELECT body FROM resources WHERE kind = ?1 AND name_key = ?2", params![kind, NameKey::of(name).as_str()], |row| {
                 row.get(0)
             })
             .optional()?;
@@ -123,7 +123,7 @@ impl SqliteStore {
     fn delete(&self, kind: &str, name: &str, arn: Option<&str>) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute("DELETE FROM resources WHERE kind = ?1 AND name_key = ?2", params![kind, name.to_ascii_lowercase()])?;
+        let n = tx.execute("DELETE FROM resources WHERE kind = ?1 AND name_key = ?2", params![kind, NameKey::of(name).as_str()])?;
         if let Some(arn) = arn {
             tx.execute("DELETE FROM tags WHERE arn = ?1", params![arn])?;
         }

@@ -250,7 +250,7 @@ pub fn endpoints(server: Server) -> anyhow::Result<()> {
 
 /// Invocations per second of a variant over the last 10 seconds, from the CloudWatch API.
 async fn recent_rate(api: &Api, endpoint: &str, variant: &str) -> anyhow::Result<f64> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let now = berth_domain::Timestamp::now().secs();
     let out = api
         .call(
             "GraniteServiceVersion20100801.GetMetricStatistics",

@@ -16,13 +16,13 @@ use berth_store::MetricSample;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tracing::warn;
 
 const HOUR: u64 = 3600;
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    Timestamp::now().secs()
 }
 
 /// Puts the last hour of stored per-second samples back into the in-memory history.

@@ -2,7 +2,8 @@
 //! evaluates them itself once a second; deployments roll back when one of their alarms is in
 //! `ALARM`. Alarm actions (SNS topics, Auto Scaling policies) are stored and shown, not run.
 
-use super::{pairs, CloudWatchError, Dimension};
+use super::{cw_control, pairs, Dimension};
+use crate::error::EdgeError;
 use crate::Edge;
 use axum::http::StatusCode;
 use berth_control::PutAlarm;
@@ -38,16 +39,16 @@ pub(super) struct PutMetricAlarmInput {
     metrics: Option<Value>,
 }
 
-fn count(name: &str, v: i64) -> Result<u32, CloudWatchError> {
-    u32::try_from(v).map_err(|_| CloudWatchError::invalid(format!("The parameter {name} must be a positive number, not {v}.")))
+fn count(name: &str, v: i64) -> Result<u32, EdgeError> {
+    u32::try_from(v).map_err(|_| EdgeError::invalid_parameter(format!("The parameter {name} must be a positive number, not {v}.")))
 }
 
-pub(super) async fn put_metric_alarm(edge: &Edge, input: PutMetricAlarmInput) -> Result<Value, CloudWatchError> {
+pub(super) async fn put_metric_alarm(edge: &Edge, input: PutMetricAlarmInput) -> Result<Value, EdgeError> {
     if input.metrics.is_some() {
-        return Err(CloudWatchError::invalid("Alarms on metric math (Metrics) are not supported by berth yet; use MetricName."));
+        return Err(EdgeError::invalid_parameter("Alarms on metric math (Metrics) are not supported by berth yet; use MetricName."));
     }
-    let threshold = input.threshold.ok_or_else(|| CloudWatchError::missing("The parameter Threshold is required."))?;
-    let period = input.period.ok_or_else(|| CloudWatchError::missing("The parameter Period is required."))?;
+    let threshold = input.threshold.ok_or_else(|| EdgeError::missing_parameter("The parameter Threshold is required."))?;
+    let period = input.period.ok_or_else(|| EdgeError::missing_parameter("The parameter Period is required."))?;
     let put = PutAlarm {
         name: input.alarm_name,
         description: input.alarm_description,
@@ -68,7 +69,7 @@ pub(super) async fn put_metric_alarm(edge: &Edge, input: PutMetricAlarmInput) ->
         comparison: input.comparison_operator,
         treat_missing_data: input.treat_missing_data,
     };
-    edge.controller.put_alarm(put).await.map_err(CloudWatchError::from_control)?;
+    edge.controller.put_alarm(put).await.map_err(cw_control)?;
     Ok(json!({}))
 }
 
@@ -86,29 +87,29 @@ pub(super) struct DescribeAlarmsInput {
     next_token: Option<String>,
 }
 
-pub(super) async fn describe_alarms(edge: &Edge, input: DescribeAlarmsInput) -> Result<Value, CloudWatchError> {
+pub(super) async fn describe_alarms(edge: &Edge, input: DescribeAlarmsInput) -> Result<Value, EdgeError> {
     if !input.alarm_names.is_empty() && input.alarm_name_prefix.is_some() {
-        return Err(CloudWatchError::combination("AlarmNames and AlarmNamePrefix cannot be used together."));
+        return Err(EdgeError::parameter_combination("AlarmNames and AlarmNamePrefix cannot be used together."));
     }
     let state = match input.state_value.as_deref() {
         None => None,
         Some(s) => Some(
             AlarmState::parse(s)
-                .ok_or_else(|| CloudWatchError::invalid(format!("StateValue '{s}' is not OK, ALARM or INSUFFICIENT_DATA.")))?,
+                .ok_or_else(|| EdgeError::invalid_parameter(format!("StateValue '{s}' is not OK, ALARM or INSUFFICIENT_DATA.")))?,
         ),
     };
     let metric_alarms_wanted = input.alarm_types.is_empty() || input.alarm_types.iter().any(|t| t == "MetricAlarm");
     let max = input.max_records.unwrap_or(50);
     if !(1..=100).contains(&max) {
-        return Err(CloudWatchError::invalid("MaxRecords must be between 1 and 100."));
+        return Err(EdgeError::invalid_parameter("MaxRecords must be between 1 and 100."));
     }
     let skip: usize = match input.next_token.as_deref() {
         None => 0,
         Some(t) => t.parse().map_err(|_| {
-            CloudWatchError::new("InvalidNextToken", "InvalidNextToken", StatusCode::BAD_REQUEST, "The next token is not valid.")
+            EdgeError::new(StatusCode::BAD_REQUEST, "InvalidNextToken", "The next token is not valid.")
         })?,
     };
-    let all = edge.controller.alarms().await.map_err(CloudWatchError::from_control)?;
+    let all = edge.controller.alarms().await.map_err(cw_control)?;
     let matching: Vec<&Alarm> =
         all.iter()
             .filter(|_| metric_alarms_wanted)
@@ -175,11 +176,11 @@ pub(super) struct DeleteAlarmsInput {
     alarm_names: Vec<String>,
 }
 
-pub(super) async fn delete_alarms(edge: &Edge, input: DeleteAlarmsInput) -> Result<Value, CloudWatchError> {
+pub(super) async fn delete_alarms(edge: &Edge, input: DeleteAlarmsInput) -> Result<Value, EdgeError> {
     if input.alarm_names.len() > 100 {
-        return Err(CloudWatchError::invalid("At most 100 AlarmNames at once."));
+        return Err(EdgeError::invalid_parameter("At most 100 AlarmNames at once."));
     }
-    edge.controller.delete_alarms(input.alarm_names).await.map_err(CloudWatchError::from_control)?;
+    edge.controller.delete_alarms(input.alarm_names).await.map_err(cw_control)?;
     Ok(json!({}))
 }
 
@@ -192,22 +193,17 @@ pub(super) struct SetAlarmStateInput {
     state_reason_data: Option<String>,
 }
 
-pub(super) async fn set_alarm_state(edge: &Edge, input: SetAlarmStateInput) -> Result<Value, CloudWatchError> {
+pub(super) async fn set_alarm_state(edge: &Edge, input: SetAlarmStateInput) -> Result<Value, EdgeError> {
     let state = AlarmState::parse(&input.state_value)
-        .ok_or_else(|| CloudWatchError::invalid(format!("StateValue '{}' is not OK, ALARM or INSUFFICIENT_DATA.", input.state_value)))?;
+        .ok_or_else(|| EdgeError::invalid_parameter(format!("StateValue '{}' is not OK, ALARM or INSUFFICIENT_DATA.", input.state_value)))?;
     if let Some(data) = &input.state_reason_data {
         if serde_json::from_str::<Value>(data).is_err() {
-            return Err(CloudWatchError::new(
-                "InvalidFormat",
-                "InvalidFormat",
-                StatusCode::BAD_REQUEST,
-                "StateReasonData is not valid JSON.",
-            ));
+            return Err(EdgeError::new(StatusCode::BAD_REQUEST, "InvalidFormat", "StateReasonData is not valid JSON."));
         }
     }
     edge.controller
         .set_alarm_state(&input.alarm_name, state, input.state_reason, input.state_reason_data)
         .await
-        .map_err(CloudWatchError::from_control)?;
+        .map_err(cw_control)?;
     Ok(json!({}))
 }

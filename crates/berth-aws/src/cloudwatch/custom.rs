@@ -1,7 +1,8 @@
 //! Custom metrics: `PutMetricData` stores datapoints (as statistic sets) in the state store;
 //! `GetMetricStatistics`, `GetMetricData` and `ListMetrics` read them like berth's own.
 
-use super::{CloudWatchError, Dimension};
+use super::Dimension;
+use crate::error::EdgeError;
 use crate::Edge;
 use berth_control::canonical_dimensions;
 use berth_metrics::MetricName;
@@ -42,30 +43,30 @@ struct StatisticSet {
 }
 
 fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    berth_domain::Timestamp::now().as_secs_f64()
 }
 
-pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> Result<Value, CloudWatchError> {
+pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> Result<Value, EdgeError> {
     if input.namespace.starts_with("AWS/") || MetricName::is_berth_namespace(&input.namespace) {
-        return Err(CloudWatchError::invalid(format!(
+        return Err(EdgeError::invalid_parameter(format!(
             "The value {} for parameter Namespace is reserved for AWS metrics.",
             input.namespace
         )));
     }
     if input.metric_data.is_empty() || input.metric_data.len() > 1000 {
-        return Err(CloudWatchError::invalid("MetricData must hold between 1 and 1000 items."));
+        return Err(EdgeError::invalid_parameter("MetricData must hold between 1 and 1000 items."));
     }
     let mut points = Vec::new();
     for d in input.metric_data {
         if d.dimensions.len() > 30 {
-            return Err(CloudWatchError::invalid(format!("Metric {} has more than 30 dimensions.", d.metric_name)));
+            return Err(EdgeError::invalid_parameter(format!("Metric {} has more than 30 dimensions.", d.metric_name)));
         }
         let set = match (d.value, d.statistic_values, d.values.is_empty()) {
             (Some(v), None, true) => (1.0, v, v, v),
             (None, Some(s), true) => (s.sample_count, s.sum, s.minimum, s.maximum),
             (None, None, false) => {
                 if !d.counts.is_empty() && d.counts.len() != d.values.len() {
-                    return Err(CloudWatchError::invalid(format!("Metric {}: Counts must match Values one for one.", d.metric_name)));
+                    return Err(EdgeError::invalid_parameter(format!("Metric {}: Counts must match Values one for one.", d.metric_name)));
                 }
                 let count = |i: usize| d.counts.get(i).copied().unwrap_or(1.0);
                 let n: f64 = (0..d.values.len()).map(count).sum();
@@ -75,14 +76,14 @@ pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> R
                 (n, sum, min, max)
             }
             _ => {
-                return Err(CloudWatchError::combination(format!(
+                return Err(EdgeError::parameter_combination(format!(
                     "Metric {}: give exactly one of Value, StatisticValues or Values.",
                     d.metric_name
                 )))
             }
         };
         if [set.1, set.2, set.3].iter().any(|v| !v.is_finite()) {
-            return Err(CloudWatchError::invalid(format!("Metric {}: values must be finite numbers.", d.metric_name)));
+            return Err(EdgeError::invalid_parameter(format!("Metric {}: values must be finite numbers.", d.metric_name)));
         }
         points.push(CustomDatapoint {
             namespace: input.namespace.clone(),
@@ -99,7 +100,7 @@ pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> R
     edge.controller
         .put_custom_datapoints(points)
         .await
-        .map_err(|e| CloudWatchError::invalid(format!("cannot store the datapoints: {e}")))?;
+        .map_err(|e| EdgeError::invalid_parameter(format!("cannot store the datapoints: {e}")))?;
     Ok(json!({}))
 }
 
@@ -109,12 +110,12 @@ pub(super) async fn list(
     namespace: Option<&str>,
     metric_name: Option<&str>,
     filter: &[Dimension],
-) -> Result<Vec<Value>, CloudWatchError> {
+) -> Result<Vec<Value>, EdgeError> {
     if namespace.is_some_and(MetricName::is_berth_namespace) {
         return Ok(Vec::new());
     }
     let names =
-        edge.controller.custom_metric_names().await.map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))?;
+        edge.controller.custom_metric_names().await.map_err(|e| EdgeError::invalid_parameter(format!("cannot read stored metrics: {e}")))?;
     Ok(names
         .into_iter()
         .filter(|(ns, name, _)| namespace.is_none_or(|n| n == ns) && metric_name.is_none_or(|m| m == name))

@@ -10,9 +10,11 @@ mod custom;
 mod query;
 
 pub(crate) use query::decode as decode_form;
-pub(crate) use query::error as query_error;
+pub(crate) use query::error_xml as query_error_xml;
 pub use query::query;
 
+use crate::error::{EdgeError, Service};
+use crate::protocol::Protocol;
 use crate::Edge;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -25,78 +27,21 @@ use serde_json::{json, Map, Value};
 
 pub const TARGET_PREFIX: &str = "GraniteServiceVersion20100801";
 
-#[derive(Debug)]
-pub struct CloudWatchError {
-    code: &'static str,
-    query_code: &'static str,
-    message: String,
-    status: StatusCode,
-}
-
-impl CloudWatchError {
-    /// An error with its JSON/CBOR code, its query-protocol code and its HTTP status.
-    pub(crate) fn new(code: &'static str, query_code: &'static str, status: StatusCode, message: impl Into<String>) -> Self {
-        CloudWatchError { code, query_code, message: message.into(), status }
-    }
-    fn invalid(message: impl Into<String>) -> Self {
-        Self::new("InvalidParameterValueException", "InvalidParameterValue", StatusCode::BAD_REQUEST, message)
-    }
-    fn combination(message: impl Into<String>) -> Self {
-        Self::new("InvalidParameterCombinationException", "InvalidParameterCombination", StatusCode::BAD_REQUEST, message)
-    }
-    fn missing(message: impl Into<String>) -> Self {
-        Self::new("MissingRequiredParameterException", "MissingParameter", StatusCode::BAD_REQUEST, message)
-    }
-    fn not_found(message: impl Into<String>) -> Self {
-        Self::new("ResourceNotFound", "ResourceNotFound", StatusCode::NOT_FOUND, message)
-    }
-    fn status(&self) -> StatusCode {
-        self.status
-    }
-    /// The CloudWatch error for a controller error: every kind named, so a failure of berth's
-    /// own (its state store) is a 500, never the caller's 400.
-    fn from_control(e: berth_control::ControlError) -> Self {
-        use berth_control::ControlError as C;
-        match e {
-            C::AlarmNotFound(m) => CloudWatchError::not_found(m),
-            e @ C::NotFound { .. } => CloudWatchError::not_found(e.to_string()),
-            C::Validation(m) => CloudWatchError::invalid(m),
-            C::LimitExceeded(m) => Self::new("LimitExceededFault", "LimitExceeded", StatusCode::BAD_REQUEST, m),
-            e @ (C::AlreadyExists { .. } | C::ScalingObjectNotFound(_)) => CloudWatchError::invalid(e.to_string()),
-            e @ (C::Store(_) | C::Internal(_)) => {
-                Self::new("InternalServiceFault", "InternalFailure", StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
-        }
-    }
-    fn unknown_operation(op: &str) -> Self {
-        Self::new(
-            "UnknownOperationException",
-            "InvalidAction",
-            StatusCode::BAD_REQUEST,
-            format!("Operation '{op}' is not supported by berth's CloudWatch API."),
-        )
-    }
-}
-
 /// Smithy RPC v2 CBOR.
 pub async fn cbor(State(edge): State<Edge>, Path((service, operation)): Path<(String, String)>, body: Bytes) -> Response {
     let result = if service != TARGET_PREFIX {
-        Err(CloudWatchError::unknown_operation(&format!("{service}.{operation}")))
+        Err(unknown_operation(&format!("{service}.{operation}")))
     } else {
         match decode_cbor(&body) {
             Ok(input) => handle(&edge, &operation, input).await,
             Err(e) => Err(e),
         }
     };
-    let (status, value) = match result {
-        Ok(v) => (StatusCode::OK, v),
-        Err(e) => return error_response(e, true),
+    let value = match result {
+        Ok(v) => v,
+        Err(e) => return e.answer(Protocol::CloudWatchCbor),
     };
-    let mut bytes = Vec::new();
-    if let Err(e) = ciborium::ser::into_writer(&to_cbor(&value, false), &mut bytes) {
-        return error_response(CloudWatchError::invalid(format!("cannot encode the answer: {e}")), true);
-    }
-    let mut resp = (status, bytes).into_response();
+    let mut resp = (StatusCode::OK, encode_cbor(&value)).into_response();
     resp.headers_mut().insert("content-type", HeaderValue::from_static("application/cbor"));
     resp.headers_mut().insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
     resp
@@ -107,7 +52,7 @@ pub async fn json(edge: &Edge, operation: &str, body: &[u8]) -> Response {
     let input = if body.is_empty() {
         Ok(json!({}))
     } else {
-        serde_json::from_slice(body).map_err(|e| CloudWatchError::invalid(format!("The request body is not valid JSON: {e}")))
+        serde_json::from_slice(body).map_err(|e| EdgeError::invalid_parameter(format!("The request body is not valid JSON: {e}")))
     };
     let result = match input {
         Ok(i) => handle(edge, operation, i).await,
@@ -119,32 +64,28 @@ pub async fn json(edge: &Edge, operation: &str, body: &[u8]) -> Response {
             resp.headers_mut().insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
             resp
         }
-        Err(e) => error_response(e, false),
+        Err(e) => e.answer(Protocol::CloudWatchJson),
     }
 }
 
-pub(crate) fn error_response(e: CloudWatchError, cbor: bool) -> Response {
-    let body = json!({ "__type": format!("com.amazonaws.cloudwatch#{}", e.code), "message": e.message });
-    let (bytes, content_type) = if cbor {
-        let mut bytes = Vec::new();
-        let _ = ciborium::ser::into_writer(&to_cbor(&body, false), &mut bytes);
-        (bytes, "application/cbor")
-    } else {
-        (body.to_string().into_bytes(), "application/x-amz-json-1.0")
-    };
-    let mut resp = (e.status(), bytes).into_response();
-    let headers = resp.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&format!("{};Sender", e.query_code)) {
-        headers.insert("x-amzn-query-error", v);
-    }
-    if cbor {
-        headers.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
-    }
-    resp
+/// A value in CBOR, as the protocol writes answers and errors.
+pub(crate) fn encode_cbor(v: &Value) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    // Writing to a Vec fails only on a value CBOR cannot hold; none is built here.
+    let _ = ciborium::ser::into_writer(&to_cbor(v, false), &mut bytes);
+    bytes
 }
 
-async fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, CloudWatchError> {
+/// A controller error in CloudWatch's codes.
+fn cw_control(e: berth_control::ControlError) -> EdgeError {
+    EdgeError::control(e, Service::CloudWatch)
+}
+
+fn unknown_operation(op: &str) -> EdgeError {
+    EdgeError::unknown_operation(format!("Operation '{op}' is not supported by berth's CloudWatch API."))
+}
+
+async fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, EdgeError> {
     match operation {
         "GetMetricStatistics" => get_metric_statistics(edge, parse(input)?).await,
         "ListMetrics" => list_metrics(edge, parse(input)?).await,
@@ -154,7 +95,7 @@ async fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, Clo
         "DescribeAlarms" => alarms::describe_alarms(edge, parse(input)?).await,
         "DeleteAlarms" => alarms::delete_alarms(edge, parse(input)?).await,
         "SetAlarmState" => alarms::set_alarm_state(edge, parse(input)?).await,
-        other => Err(CloudWatchError::unknown_operation(other)),
+        other => Err(unknown_operation(other)),
     }
 }
 
@@ -170,8 +111,8 @@ pub(crate) fn parse_every_input(input: &Value) {
     let _ = parse::<alarms::SetAlarmStateInput>(input.clone());
 }
 
-fn parse<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, CloudWatchError> {
-    serde_json::from_value(input).map_err(|e| CloudWatchError::invalid(format!("{e}")))
+fn parse<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, EdgeError> {
+    serde_json::from_value(input).map_err(|e| EdgeError::invalid_parameter(format!("{e}")))
 }
 
 #[derive(Deserialize, Clone)]
@@ -214,20 +155,20 @@ fn pairs(dimensions: &[Dimension]) -> Vec<(String, String)> {
 }
 
 /// Datapoints of one metric: berth's own or a custom one; returns its unit too.
-async fn datapoints(edge: &Edge, q: &MetricQuery) -> Result<(Vec<Datapoint>, String), CloudWatchError> {
-    edge.controller.metric_datapoints(q).await.map_err(|e| CloudWatchError::invalid(format!("cannot read stored metrics: {e}")))
+async fn datapoints(edge: &Edge, q: &MetricQuery) -> Result<(Vec<Datapoint>, String), EdgeError> {
+    edge.controller.metric_datapoints(q).await.map_err(cw_control)
 }
 
-async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result<Value, CloudWatchError> {
+async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result<Value, EdgeError> {
     if input.statistics.is_empty() && input.extended_statistics.is_empty() {
-        return Err(CloudWatchError::missing("Must specify either Statistics or ExtendedStatistics."));
+        return Err(EdgeError::missing_parameter("Must specify either Statistics or ExtendedStatistics."));
     }
     if input.statistics.len() + input.extended_statistics.len() > 10 {
-        return Err(CloudWatchError::combination("At most 10 statistics and extended statistics together."));
+        return Err(EdgeError::parameter_combination("At most 10 statistics and extended statistics together."));
     }
     for s in &input.statistics {
         if !["SampleCount", "Average", "Sum", "Minimum", "Maximum"].contains(&s.as_str()) {
-            return Err(CloudWatchError::invalid(format!(
+            return Err(EdgeError::invalid_parameter(format!(
                 "The parameter Statistics.member contains '{s}', which is not one of SampleCount, Average, Sum, Minimum, Maximum."
             )));
         }
@@ -237,16 +178,16 @@ async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> 
         .iter()
         .map(|s| match s.strip_prefix('p').and_then(|p| p.parse::<f64>().ok()).filter(|p| (0.0..=100.0).contains(p)) {
             Some(p) => Ok((s.clone(), p)),
-            None => Err(CloudWatchError::invalid(format!(
+            None => Err(EdgeError::invalid_parameter(format!(
                 "The parameter ExtendedStatistics contains '{s}': use percentiles such as p50 or p99.9."
             ))),
         })
         .collect::<Result<_, _>>()?;
     if input.period < 1 {
-        return Err(CloudWatchError::invalid("The parameter Period must be at least 1."));
+        return Err(EdgeError::invalid_parameter("The parameter Period must be at least 1."));
     }
     if input.end_time <= input.start_time {
-        return Err(CloudWatchError::invalid("The parameter StartTime must be before EndTime."));
+        return Err(EdgeError::invalid_parameter("The parameter StartTime must be before EndTime."));
     }
     let (start, end) = (input.start_time.max(0.0).floor() as u64, input.end_time.max(0.0).ceil() as u64);
     let (datapoints, unit) =
@@ -315,35 +256,35 @@ struct GetMetricDataInput {
     max_datapoints: Option<usize>,
 }
 
-async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value, CloudWatchError> {
+async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value, EdgeError> {
     if input.metric_data_queries.is_empty() || input.metric_data_queries.len() > 500 {
-        return Err(CloudWatchError::invalid("MetricDataQueries must hold between 1 and 500 queries."));
+        return Err(EdgeError::invalid_parameter("MetricDataQueries must hold between 1 and 500 queries."));
     }
     if input.end_time <= input.start_time {
-        return Err(CloudWatchError::invalid("The parameter StartTime must be before EndTime."));
+        return Err(EdgeError::invalid_parameter("The parameter StartTime must be before EndTime."));
     }
     let (start, end) = (input.start_time.max(0.0).floor() as u64, input.end_time.max(0.0).ceil() as u64);
     let ascending = match input.scan_by.as_deref() {
         None | Some("TimestampDescending") => false,
         Some("TimestampAscending") => true,
-        Some(other) => return Err(CloudWatchError::invalid(format!("ScanBy '{other}' is not TimestampDescending or TimestampAscending."))),
+        Some(other) => return Err(EdgeError::invalid_parameter(format!("ScanBy '{other}' is not TimestampDescending or TimestampAscending."))),
     };
     let mut results = Vec::new();
     for q in &input.metric_data_queries {
         if q.expression.is_some() {
-            return Err(CloudWatchError::invalid(format!(
+            return Err(EdgeError::invalid_parameter(format!(
                 "Query '{}': metric math expressions are not supported by berth yet; use MetricStat.",
                 q.id
             )));
         }
         let Some(stat) = &q.metric_stat else {
-            return Err(CloudWatchError::missing(format!("Query '{}' needs MetricStat.", q.id)));
+            return Err(EdgeError::missing_parameter(format!("Query '{}' needs MetricStat.", q.id)));
         };
         if stat.period < 1 {
-            return Err(CloudWatchError::invalid(format!("Query '{}': Period must be at least 1.", q.id)));
+            return Err(EdgeError::invalid_parameter(format!("Query '{}': Period must be at least 1.", q.id)));
         }
         if Datapoint::empty(0, None).statistic(&stat.stat).is_none() {
-            return Err(CloudWatchError::invalid(format!("Query '{}': Stat '{}' is not a statistic berth knows.", q.id, stat.stat)));
+            return Err(EdgeError::invalid_parameter(format!("Query '{}': Stat '{}' is not a statistic berth knows.", q.id, stat.stat)));
         }
         if q.return_data == Some(false) {
             continue;
@@ -380,7 +321,7 @@ struct ListMetricsInput {
     dimensions: Vec<Dimension>,
 }
 
-async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, CloudWatchError> {
+async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, EdgeError> {
     let mut metrics = custom::list(edge, input.namespace.as_deref(), input.metric_name.as_deref(), &input.dimensions).await?;
     if input.namespace.as_deref().is_some_and(|n| !MetricName::is_berth_namespace(n)) {
         return Ok(json!({ "Metrics": metrics }));
@@ -415,15 +356,15 @@ async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, Clo
 /// Nesting CloudWatch's inputs never need; deeper values are refused while decoding.
 const MAX_CBOR_DEPTH: usize = 32;
 
-pub(crate) fn decode_cbor(body: &[u8]) -> Result<Value, CloudWatchError> {
+pub(crate) fn decode_cbor(body: &[u8]) -> Result<Value, EdgeError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
     let mut rest = body;
     let value: ciborium::Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_CBOR_DEPTH)
-        .map_err(|e| CloudWatchError::invalid(format!("The request body is not valid CBOR: {e}")))?;
+        .map_err(|e| EdgeError::invalid_parameter(format!("The request body is not valid CBOR: {e}")))?;
     if !rest.is_empty() {
-        return Err(CloudWatchError::invalid(format!("The request body has {} bytes after its CBOR value.", rest.len())));
+        return Err(EdgeError::invalid_parameter(format!("The request body has {} bytes after its CBOR value.", rest.len())));
     }
     Ok(from_cbor(value))
 }
@@ -476,17 +417,6 @@ fn to_cbor(v: &Value, timestamp: bool) -> ciborium::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_store_failure_is_berths_500_not_the_callers_400() {
-        let store =
-            CloudWatchError::from_control(berth_control::ControlError::Store(berth_store::StoreError::Backend("disk I/O error".into())));
-        assert_eq!(store.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let invalid = CloudWatchError::from_control(berth_control::ControlError::Validation("bad period".into()));
-        assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
-        let missing = CloudWatchError::from_control(berth_control::ControlError::AlarmNotFound("no alarm".into()));
-        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    }
 
     fn cbor(v: &ciborium::Value) -> Vec<u8> {
         let mut out = Vec::new();

@@ -6,7 +6,9 @@
 //! Query strings carry no types: members are typed by name (numbers, booleans, ISO 8601
 //! timestamps), as CloudWatch's service model defines them for the operations berth serves.
 
-use super::{handle, CloudWatchError};
+use super::handle;
+use crate::error::EdgeError;
+use crate::protocol::Protocol;
 use crate::Edge;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -40,14 +42,14 @@ pub async fn query(edge: &Edge, body: &[u8]) -> Response {
     let request_id = crate::request_id();
     let pairs: Vec<(String, String)> = match serde_urlencoded::from_bytes(body) {
         Ok(p) => p,
-        Err(e) => return error(CloudWatchError::invalid(format!("The request body is not a valid form: {e}")), &request_id),
+        Err(e) => return EdgeError::invalid_parameter(format!("The request body is not a valid form: {e}")).answer(Protocol::CloudWatchQuery),
     };
     let Some(action) = pairs.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()) else {
-        return error(CloudWatchError::missing("The request must contain the parameter Action."), &request_id);
+        return EdgeError::missing_parameter("The request must contain the parameter Action.").answer(Protocol::CloudWatchQuery);
     };
     let input = match decode(pairs.into_iter().filter(|(k, _)| k != "Action" && k != "Version")) {
         Ok(v) => v,
-        Err(e) => return error(e, &request_id),
+        Err(e) => return e.answer(Protocol::CloudWatchQuery),
     };
     match handle(edge, &action, input).await {
         Ok(output) => {
@@ -60,7 +62,7 @@ pub async fn query(edge: &Edge, body: &[u8]) -> Response {
             xml += &format!("</{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>");
             respond(StatusCode::OK, xml, &request_id)
         }
-        Err(e) => error(e, &request_id),
+        Err(e) => e.answer(Protocol::CloudWatchQuery),
     }
 }
 
@@ -75,16 +77,16 @@ const MAX_LIST_ITEMS: usize = 100_000;
 /// Form pairs to a JSON value: `A.member.2.B=x` becomes `{"A": [_, {"B": "x"}]}`, typed by name.
 /// Bounded: keys of at most [`MAX_KEY_PARTS`] parts, [`MAX_PAIRS`] pairs, [`MAX_LIST_ITEMS`] list
 /// items in all, so no form can nest deeper or cost more memory than that.
-pub(crate) fn decode(pairs: impl Iterator<Item = (String, String)>) -> Result<Value, CloudWatchError> {
+pub(crate) fn decode(pairs: impl Iterator<Item = (String, String)>) -> Result<Value, EdgeError> {
     let mut root = Value::Object(Map::new());
     let mut list_items = 0usize;
     for (n, (key, raw)) in pairs.enumerate() {
         if n >= MAX_PAIRS {
-            return Err(CloudWatchError::invalid(format!("The request has more than {MAX_PAIRS} parameters.")));
+            return Err(EdgeError::invalid_parameter(format!("The request has more than {MAX_PAIRS} parameters.")));
         }
         let parts: Vec<&str> = key.splitn(MAX_KEY_PARTS + 1, '.').collect();
         if parts.len() > MAX_KEY_PARTS {
-            return Err(CloudWatchError::invalid(format!(
+            return Err(EdgeError::invalid_parameter(format!(
                 "The parameter {} nests deeper than any CloudWatch parameter.",
                 key.chars().take(80).collect::<String>()
             )));
@@ -100,7 +102,7 @@ pub(crate) fn decode(pairs: impl Iterator<Item = (String, String)>) -> Result<Va
                     .get(i + 1)
                     .and_then(|n| n.parse().ok())
                     .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| CloudWatchError::invalid(format!("The parameter {key} has no valid member index.")))?;
+                    .ok_or_else(|| EdgeError::invalid_parameter(format!("The parameter {key} has no valid member index.")))?;
                 if !node.is_array() {
                     *node = Value::Array(Vec::new());
                 }
@@ -108,7 +110,7 @@ pub(crate) fn decode(pairs: impl Iterator<Item = (String, String)>) -> Result<Va
                 if list.len() < index {
                     list_items += index - list.len();
                     if list_items > MAX_LIST_ITEMS {
-                        return Err(CloudWatchError::invalid(format!("The request's lists hold more than {MAX_LIST_ITEMS} items.")));
+                        return Err(EdgeError::invalid_parameter(format!("The request's lists hold more than {MAX_LIST_ITEMS} items.")));
                     }
                     list.resize(index, Value::Null);
                 }
@@ -124,7 +126,7 @@ pub(crate) fn decode(pairs: impl Iterator<Item = (String, String)>) -> Result<Va
             node = node.as_object_mut().expect("made an object above").entry(part.to_string()).or_insert(Value::Null);
             i += 1;
         }
-        *node = typed(name, &raw, in_dimensions).map_err(|why| CloudWatchError::invalid(format!("The parameter {key} {why}.")))?;
+        *node = typed(name, &raw, in_dimensions).map_err(|why| EdgeError::invalid_parameter(format!("The parameter {key} {why}.")))?;
     }
     Ok(root)
 }
@@ -200,13 +202,12 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
 }
 
-pub(crate) fn error(e: CloudWatchError, request_id: &str) -> Response {
-    let xml = format!(
-        "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
-        e.query_code,
-        escape(&e.message)
-    );
-    respond(e.status(), xml, request_id)
+/// An error as the query protocol writes it.
+pub(crate) fn error_xml(code: &str, message: &str, request_id: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+        escape(message)
+    )
 }
 
 fn respond(status: StatusCode, xml: String, request_id: &str) -> Response {
