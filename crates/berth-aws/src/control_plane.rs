@@ -106,19 +106,15 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
                     None => None,
                     Some(c) => {
                         // Values past what a u32 holds are refused, never wrapped.
-                        let field = |name: &str| -> Result<Option<u32>, EdgeError> {
-                            match c.get(name) {
-                                None | Some(Value::Null) => Ok(None),
-                                Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| {
-                                    EdgeError::validation(format!(
-                                        "1 validation error detected: Value '{v}' at 'serverlessUpdateConfig.{}{}' failed to satisfy constraint: Member must have value between 1 and 200",
-                                        name[..1].to_ascii_lowercase(),
-                                        &name[1..]
-                                    ))
-                                }),
-                            }
+                        let field = |name: &str, value: Option<u64>| -> Result<Option<u32>, EdgeError> {
+                            value.map(u32::try_from).transpose().map_err(|_| {
+                                EdgeError::validation(format!(
+                                    "1 validation error detected: Value '{}' at 'serverlessUpdateConfig.{name}' failed to satisfy constraint: Member must have value between 1 and 200",
+                                    value.unwrap_or_default()
+                                ))
+                            })
                         };
-                        Some((field("MaxConcurrency")?, field("ProvisionedConcurrency")?))
+                        Some((field("maxConcurrency", c.max_concurrency)?, field("provisionedConcurrency", c.provisioned_concurrency)?))
                     }
                 };
                 desired.push(DesiredWeightAndCapacity {

@@ -40,7 +40,7 @@ fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantS
     }
     unsupported(v.accelerator_type.is_some(), "AcceleratorType")?;
     unsupported(v.instance_pools.is_some(), "InstancePools")?;
-    let managed = v.managed_instance_scaling.as_ref().and_then(|m| m.get("Status")).and_then(|s| s.as_str());
+    let managed = v.managed_instance_scaling.as_ref().and_then(|m| m.status.as_deref());
     unsupported(managed == Some("ENABLED"), "ManagedInstanceScaling")?;
     let missing = |m: &str| {
         EdgeError::validation(format!(
@@ -69,17 +69,7 @@ fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantS
     })
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ServerlessConfigWire {
-    #[serde(rename = "MemorySizeInMB")]
-    memory_size_in_mb: u32,
-    max_concurrency: u32,
-    provisioned_concurrency: Option<u32>,
-}
-
-fn serverless_config(member: &str, v: Value) -> Result<ServerlessConfig, EdgeError> {
-    let w: ServerlessConfigWire = serde_json::from_value(v).map_err(|e| EdgeError::validation(format!("{member} is not valid: {e}")))?;
+fn serverless_config(member: &str, w: wire::ServerlessConfig) -> Result<ServerlessConfig, EdgeError> {
     let c = ServerlessConfig {
         memory_mb: w.memory_size_in_mb,
         max_concurrency: w.max_concurrency,
@@ -89,12 +79,12 @@ fn serverless_config(member: &str, v: Value) -> Result<ServerlessConfig, EdgeErr
     Ok(c)
 }
 
-pub(crate) fn serverless_config_wire(c: &ServerlessConfig) -> Value {
-    let mut v = serde_json::json!({ "MemorySizeInMB": c.memory_mb, "MaxConcurrency": c.max_concurrency });
-    if let Some(p) = c.provisioned_concurrency {
-        v["ProvisionedConcurrency"] = serde_json::json!(p);
+pub(crate) fn serverless_config_wire(c: &ServerlessConfig) -> wire::ServerlessConfig {
+    wire::ServerlessConfig {
+        memory_size_in_mb: c.memory_mb,
+        max_concurrency: c.max_concurrency,
+        provisioned_concurrency: c.provisioned_concurrency,
     }
-    v
 }
 
 pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, EdgeError> {
@@ -185,49 +175,19 @@ pub(crate) fn describe_endpoint(e: &Endpoint) -> Value {
         creation_time: secs(e.created),
         last_modified_time: secs(e.modified),
         last_deployment_config: e.last_deployment_config.as_ref().map(crate::guardrails::deployment_config_wire),
-        data_capture_config: e.data_capture.as_ref().map(|c| {
-            serde_json::json!({
-                "EnableCapture": c.enabled,
-                "CaptureStatus": if c.enabled { "Started" } else { "Stopped" },
-                "CurrentSamplingPercentage": c.sampling_percentage,
-                "DestinationS3Uri": c.destination,
-                "KmsKeyId": c.kms_key_id.clone().unwrap_or_default(),
-            })
+        data_capture_config: e.data_capture.as_ref().map(|c| wire::DataCaptureConfigSummary {
+            enable_capture: c.enabled,
+            capture_status: if c.enabled { "Started" } else { "Stopped" },
+            current_sampling_percentage: c.sampling_percentage,
+            destination_s3_uri: c.destination.clone(),
+            kms_key_id: c.kms_key_id.clone().unwrap_or_default(),
         }),
         pending_deployment_summary: crate::guardrails::pending_deployment_summary(e),
     };
     serde_json::to_value(out).expect("wire shapes serialize")
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DataCaptureWire {
-    enable_capture: Option<bool>,
-    initial_sampling_percentage: u32,
-    #[serde(rename = "DestinationS3Uri")]
-    destination_s3_uri: String,
-    kms_key_id: Option<String>,
-    capture_options: Vec<CaptureOptionWire>,
-    capture_content_type_header: Option<ContentTypesWire>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct CaptureOptionWire {
-    capture_mode: String,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ContentTypesWire {
-    #[serde(default)]
-    csv_content_types: Vec<String>,
-    #[serde(default)]
-    json_content_types: Vec<String>,
-}
-
-fn data_capture(v: Value) -> Result<DataCapture, EdgeError> {
-    let w: DataCaptureWire = serde_json::from_value(v).map_err(|e| EdgeError::validation(format!("DataCaptureConfig is not valid: {e}")))?;
+fn data_capture(w: wire::DataCaptureConfig) -> Result<DataCapture, EdgeError> {
     let (mut input, mut output) = (false, false);
     for o in &w.capture_options {
         match o.capture_mode.as_str() {
@@ -237,7 +197,7 @@ fn data_capture(v: Value) -> Result<DataCapture, EdgeError> {
             other => return Err(crate::aws_json::enum_error("captureMode", other, &["Input", "Output", "InputAndOutput"])),
         }
     }
-    let types = w.capture_content_type_header.unwrap_or(ContentTypesWire { csv_content_types: vec![], json_content_types: vec![] });
+    let types = w.capture_content_type_header.unwrap_or_default();
     let c = DataCapture {
         enabled: w.enable_capture.unwrap_or(true),
         sampling_percentage: w.initial_sampling_percentage,
@@ -252,30 +212,22 @@ fn data_capture(v: Value) -> Result<DataCapture, EdgeError> {
     Ok(c)
 }
 
-fn data_capture_wire(c: &DataCapture) -> Value {
-    let mode = match (c.input, c.output) {
-        (true, true) => vec!["Input", "Output"],
-        (true, false) => vec!["Input"],
-        _ => vec!["Output"],
+fn data_capture_wire(c: &DataCapture) -> wire::DataCaptureConfig {
+    let modes: &[&str] = match (c.input, c.output) {
+        (true, true) => &["Input", "Output"],
+        (true, false) => &["Input"],
+        _ => &["Output"],
     };
-    let mut v = serde_json::json!({
-        "EnableCapture": c.enabled,
-        "InitialSamplingPercentage": c.sampling_percentage,
-        "DestinationS3Uri": c.destination,
-        "CaptureOptions": mode.iter().map(|m| serde_json::json!({"CaptureMode": m})).collect::<Vec<_>>(),
-    });
-    if let Some(k) = &c.kms_key_id {
-        v["KmsKeyId"] = serde_json::json!(k);
+    let has_types = !c.csv_types.is_empty() || !c.json_types.is_empty();
+    wire::DataCaptureConfig {
+        enable_capture: Some(c.enabled),
+        initial_sampling_percentage: c.sampling_percentage,
+        destination_s3_uri: c.destination.clone(),
+        kms_key_id: c.kms_key_id.clone(),
+        capture_options: modes.iter().map(|m| wire::CaptureOption { capture_mode: (*m).into() }).collect(),
+        capture_content_type_header: has_types.then(|| wire::CaptureContentTypeHeader {
+            csv_content_types: c.csv_types.clone(),
+            json_content_types: c.json_types.clone(),
+        }),
     }
-    if !c.csv_types.is_empty() || !c.json_types.is_empty() {
-        let mut h = serde_json::json!({});
-        if !c.csv_types.is_empty() {
-            h["CsvContentTypes"] = serde_json::json!(c.csv_types);
-        }
-        if !c.json_types.is_empty() {
-            h["JsonContentTypes"] = serde_json::json!(c.json_types);
-        }
-        v["CaptureContentTypeHeader"] = h;
-    }
-    v
 }

@@ -3,77 +3,12 @@
 //! conversion to and from domain types.
 
 use crate::error::EdgeError;
+use crate::wire;
 use berth_domain::{
     BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, Endpoint, RollingPolicy, Timestamp, TrafficRouting, UpdatePolicy,
 };
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DeploymentConfigWire {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    blue_green_update_policy: Option<BlueGreenWire>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rolling_update_policy: Option<RollingWire>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auto_rollback_configuration: Option<AutoRollbackWire>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct BlueGreenWire {
-    traffic_routing_configuration: TrafficRoutingWire,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    termination_wait_in_seconds: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    maximum_execution_timeout_in_seconds: Option<u32>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct TrafficRoutingWire {
-    #[serde(rename = "Type")]
-    kind: String,
-    wait_interval_in_seconds: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    canary_size: Option<CapacityWire>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    linear_step_size: Option<CapacityWire>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct CapacityWire {
-    #[serde(rename = "Type")]
-    kind: String,
-    value: u32,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct RollingWire {
-    maximum_batch_size: CapacityWire,
-    wait_interval_in_seconds: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    maximum_execution_timeout_in_seconds: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rollback_maximum_batch_size: Option<CapacityWire>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct AutoRollbackWire {
-    alarms: Vec<AlarmWire>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct AlarmWire {
-    alarm_name: String,
-}
-
-fn capacity(field: &str, c: &CapacityWire) -> Result<CapacitySize, EdgeError> {
+fn capacity(field: &str, c: &wire::CapacitySize) -> Result<CapacitySize, EdgeError> {
     let unit = match c.kind.as_str() {
         "INSTANCE_COUNT" => CapacityUnit::InstanceCount,
         "CAPACITY_PERCENT" => CapacityUnit::CapacityPercent,
@@ -90,9 +25,7 @@ fn wait(field: &str, secs: u32) -> Result<u32, EdgeError> {
 }
 
 /// The domain config of a wire `DeploymentConfig`.
-pub fn deployment_config(value: Value) -> Result<DeploymentConfig, EdgeError> {
-    let w: DeploymentConfigWire =
-        serde_json::from_value(value).map_err(|e| EdgeError::validation(format!("DeploymentConfig is not valid: {e}")))?;
+pub fn deployment_config(w: wire::DeploymentConfig) -> Result<DeploymentConfig, EdgeError> {
     let policy = match (w.blue_green_update_policy, w.rolling_update_policy) {
         (Some(_), Some(_)) => {
             return Err(EdgeError::validation("Only one update policy may be specified: BlueGreenUpdatePolicy or RollingUpdatePolicy."));
@@ -135,16 +68,16 @@ pub fn deployment_config(value: Value) -> Result<DeploymentConfig, EdgeError> {
     Ok(DeploymentConfig { policy, rollback_alarms })
 }
 
-fn capacity_wire(c: CapacitySize) -> CapacityWire {
+fn capacity_wire(c: CapacitySize) -> wire::CapacitySize {
     let kind = match c.unit {
         CapacityUnit::InstanceCount => "INSTANCE_COUNT",
         CapacityUnit::CapacityPercent => "CAPACITY_PERCENT",
     };
-    CapacityWire { kind: kind.into(), value: c.value }
+    wire::CapacitySize { kind: kind.into(), value: c.value }
 }
 
 /// The wire `DeploymentConfig` of a domain one (for DescribeEndpoint's `LastDeploymentConfig`).
-pub fn deployment_config_wire(c: &DeploymentConfig) -> Value {
+pub fn deployment_config_wire(c: &DeploymentConfig) -> wire::DeploymentConfig {
     let (blue_green_update_policy, rolling_update_policy) = match &c.policy {
         None => (None, None),
         Some(UpdatePolicy::BlueGreen(p)) => {
@@ -153,9 +86,13 @@ pub fn deployment_config_wire(c: &DeploymentConfig) -> Value {
                 TrafficRouting::Canary(s) => ("CANARY", Some(capacity_wire(s)), None),
                 TrafficRouting::Linear(s) => ("LINEAR", None, Some(capacity_wire(s))),
             };
-            let routing =
-                TrafficRoutingWire { kind: kind.into(), wait_interval_in_seconds: p.wait_interval_secs, canary_size, linear_step_size };
-            let bg = BlueGreenWire {
+            let routing = wire::TrafficRoutingConfig {
+                kind: kind.into(),
+                wait_interval_in_seconds: p.wait_interval_secs,
+                canary_size,
+                linear_step_size,
+            };
+            let bg = wire::BlueGreenUpdatePolicy {
                 traffic_routing_configuration: routing,
                 termination_wait_in_seconds: Some(p.termination_wait_secs),
                 maximum_execution_timeout_in_seconds: p.max_execution_secs,
@@ -164,7 +101,7 @@ pub fn deployment_config_wire(c: &DeploymentConfig) -> Value {
         }
         Some(UpdatePolicy::Rolling(p)) => (
             None,
-            Some(RollingWire {
+            Some(wire::RollingUpdatePolicy {
                 maximum_batch_size: capacity_wire(p.max_batch),
                 wait_interval_in_seconds: p.wait_interval_secs,
                 maximum_execution_timeout_in_seconds: p.max_execution_secs,
@@ -173,29 +110,34 @@ pub fn deployment_config_wire(c: &DeploymentConfig) -> Value {
         ),
     };
     let auto_rollback_configuration = (!c.rollback_alarms.is_empty())
-        .then(|| AutoRollbackWire { alarms: c.rollback_alarms.iter().map(|n| AlarmWire { alarm_name: n.clone() }).collect() });
-    serde_json::to_value(DeploymentConfigWire { blue_green_update_policy, rolling_update_policy, auto_rollback_configuration })
-        .expect("wire shapes serialize")
+        .then(|| wire::AutoRollbackConfig { alarms: c.rollback_alarms.iter().map(|n| wire::AlarmRef { alarm_name: n.clone() }).collect() });
+    wire::DeploymentConfig { blue_green_update_policy, rolling_update_policy, auto_rollback_configuration }
 }
 
 /// DescribeEndpoint's `PendingDeploymentSummary` while a guarded deployment runs.
-pub fn pending_deployment_summary(e: &Endpoint) -> Option<Value> {
+pub fn pending_deployment_summary(e: &Endpoint) -> Option<wire::PendingDeploymentSummary> {
     let p = e.pending.as_ref()?.deployment.as_ref()?;
     let secs = |t: Timestamp| t.as_secs_f64();
-    let variants: Vec<Value> = e
+    let production_variants = e
         .pending_variants()
         .iter()
-        .map(|v| {
-            json!({
-                "VariantName": v.name,
-                "CurrentWeight": v.current_weight * p.green_share,
-                "DesiredWeight": v.desired_weight,
-                "CurrentInstanceCount": if p.green_share > 0.0 { v.desired_instance_count } else { 0 },
-                "DesiredInstanceCount": v.desired_instance_count,
-                "InstanceType": v.instance_type,
-                "VariantStatus": [{"Status": p.phase.as_str(), "StatusMessage": p.message, "StartTime": secs(p.phase_started)}],
-            })
+        .map(|v| wire::PendingProductionVariantSummary {
+            variant_name: v.name.clone(),
+            current_weight: v.current_weight * p.green_share,
+            desired_weight: v.desired_weight,
+            current_instance_count: if p.green_share > 0.0 { v.desired_instance_count } else { 0 },
+            desired_instance_count: v.desired_instance_count,
+            instance_type: v.instance_type.clone(),
+            variant_status: vec![wire::VariantStatus {
+                status: p.phase.as_str().into(),
+                status_message: Some(p.message.clone()),
+                start_time: secs(p.phase_started),
+            }],
         })
         .collect();
-    Some(json!({ "EndpointConfigName": p.config_name, "ProductionVariants": variants, "StartTime": secs(p.started) }))
+    Some(wire::PendingDeploymentSummary {
+        endpoint_config_name: p.config_name.clone(),
+        production_variants,
+        start_time: secs(p.started),
+    })
 }

@@ -1,6 +1,7 @@
 //! SageMaker's JSON shapes, as botocore's `sagemaker` service model defines them. Only this
 //! module knows AWS's casing; unset optional members are left out, never sent as `{}`.
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -26,7 +27,7 @@ pub struct S3ModelDataSource {
     pub s3_data_type: String,
     pub compression_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_access_config: Option<serde_json::Value>,
+    pub model_access_config: Option<ModelAccessConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,9 +49,9 @@ pub struct ContainerDefinition {
     pub model_package_name: Option<String>,
     /// Read only to refuse them by name (berth serves one model per container).
     #[serde(default, skip_serializing)]
-    pub multi_model_config: Option<serde_json::Value>,
+    pub multi_model_config: Option<IgnoredAny>,
     #[serde(default, skip_serializing)]
-    pub additional_model_data_sources: Option<serde_json::Value>,
+    pub additional_model_data_sources: Option<IgnoredAny>,
     #[serde(default, skip_serializing)]
     pub inference_specification_name: Option<String>,
 }
@@ -116,14 +117,14 @@ pub struct ProductionVariant {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routing_config: Option<RoutingConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serverless_config: Option<serde_json::Value>,
+    pub serverless_config: Option<ServerlessConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accelerator_type: Option<String>,
     /// Read only to refuse them by name.
     #[serde(default, skip_serializing)]
-    pub instance_pools: Option<serde_json::Value>,
+    pub instance_pools: Option<IgnoredAny>,
     #[serde(default, skip_serializing)]
-    pub managed_instance_scaling: Option<serde_json::Value>,
+    pub managed_instance_scaling: Option<ManagedInstanceScaling>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,11 +132,12 @@ pub struct ProductionVariant {
 pub struct CreateEndpointConfigInput {
     pub endpoint_config_name: String,
     pub production_variants: Vec<ProductionVariant>,
-    pub data_capture_config: Option<serde_json::Value>,
+    pub data_capture_config: Option<DataCaptureConfig>,
     pub tags: Option<Vec<Tag>>,
     pub kms_key_id: Option<String>,
-    pub async_inference_config: Option<serde_json::Value>,
-    pub explainer_config: Option<serde_json::Value>,
+    /// Read only to refuse them by name.
+    pub async_inference_config: Option<IgnoredAny>,
+    pub explainer_config: Option<IgnoredAny>,
     pub shadow_production_variants: Option<Vec<ProductionVariant>>,
 }
 
@@ -148,7 +150,7 @@ pub struct DescribeEndpointConfigOutput {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shadow_production_variants: Vec<ProductionVariant>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_capture_config: Option<serde_json::Value>,
+    pub data_capture_config: Option<DataCaptureConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
     pub creation_time: f64,
@@ -159,7 +161,7 @@ pub struct DescribeEndpointConfigOutput {
 pub struct CreateEndpointInput {
     pub endpoint_name: String,
     pub endpoint_config_name: String,
-    pub deployment_config: Option<serde_json::Value>,
+    pub deployment_config: Option<DeploymentConfig>,
     pub tags: Option<Vec<Tag>>,
 }
 
@@ -176,7 +178,7 @@ pub struct UpdateEndpointInput {
     pub endpoint_config_name: String,
     pub retain_all_variant_properties: Option<bool>,
     pub exclude_retained_variant_properties: Option<Vec<VariantPropertyWire>>,
-    pub deployment_config: Option<serde_json::Value>,
+    pub deployment_config: Option<DeploymentConfig>,
     pub retain_deployment_config: Option<bool>,
 }
 
@@ -186,7 +188,7 @@ pub struct DesiredWeightAndCapacity {
     pub variant_name: String,
     pub desired_weight: Option<f64>,
     pub desired_instance_count: Option<u32>,
-    pub serverless_update_config: Option<serde_json::Value>,
+    pub serverless_update_config: Option<ServerlessUpdateConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,9 +228,9 @@ pub struct ProductionVariantSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired_instance_count: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub current_serverless_config: Option<serde_json::Value>,
+    pub current_serverless_config: Option<ServerlessConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub desired_serverless_config: Option<serde_json::Value>,
+    pub desired_serverless_config: Option<ServerlessConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub variant_status: Vec<VariantStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -250,11 +252,11 @@ pub struct DescribeEndpointOutput {
     pub creation_time: f64,
     pub last_modified_time: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_deployment_config: Option<serde_json::Value>,
+    pub last_deployment_config: Option<DeploymentConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pending_deployment_summary: Option<serde_json::Value>,
+    pub pending_deployment_summary: Option<PendingDeploymentSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_capture_config: Option<serde_json::Value>,
+    pub data_capture_config: Option<DataCaptureConfigSummary>,
 }
 
 /// The members shared by ListModels, ListEndpointConfigs and ListEndpoints.
@@ -293,4 +295,169 @@ pub struct ListTagsInput {
 pub struct DeleteTagsInput {
     pub resource_arn: String,
     pub tag_keys: Vec<String>,
+}
+
+// ---- shapes inside configs and endpoints ----------------------------------------------------
+
+/// `ServerlessConfig` of a production variant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServerlessConfig {
+    #[serde(rename = "MemorySizeInMB")]
+    pub memory_size_in_mb: u32,
+    pub max_concurrency: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioned_concurrency: Option<u32>,
+}
+
+/// `ServerlessUpdateConfig` of UpdateEndpointWeightsAndCapacities. Read wide, so a value past
+/// what a u32 holds is refused in SageMaker's words, never wrapped.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServerlessUpdateConfig {
+    pub max_concurrency: Option<u64>,
+    pub provisioned_concurrency: Option<u64>,
+}
+
+/// `ManagedInstanceScaling`: read for its status only (berth refuses `ENABLED`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManagedInstanceScaling {
+    pub status: Option<String>,
+}
+
+/// `ModelAccessConfig` of an S3 model data source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ModelAccessConfig {
+    pub accept_eula: bool,
+}
+
+/// `DataCaptureConfig` of an endpoint config, as sent and as described.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DataCaptureConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_capture: Option<bool>,
+    pub initial_sampling_percentage: u32,
+    #[serde(rename = "DestinationS3Uri")]
+    pub destination_s3_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    pub capture_options: Vec<CaptureOption>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_content_type_header: Option<CaptureContentTypeHeader>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CaptureOption {
+    pub capture_mode: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CaptureContentTypeHeader {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub csv_content_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json_content_types: Vec<String>,
+}
+
+/// DescribeEndpoint's `DataCaptureConfig`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DataCaptureConfigSummary {
+    pub enable_capture: bool,
+    pub capture_status: &'static str,
+    pub current_sampling_percentage: u32,
+    #[serde(rename = "DestinationS3Uri")]
+    pub destination_s3_uri: String,
+    pub kms_key_id: String,
+}
+
+/// `DeploymentConfig` of CreateEndpoint and UpdateEndpoint (DescribeEndpoint's `LastDeploymentConfig`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeploymentConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blue_green_update_policy: Option<BlueGreenUpdatePolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolling_update_policy: Option<RollingUpdatePolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_rollback_configuration: Option<AutoRollbackConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlueGreenUpdatePolicy {
+    pub traffic_routing_configuration: TrafficRoutingConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub termination_wait_in_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_execution_timeout_in_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrafficRoutingConfig {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub wait_interval_in_seconds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_size: Option<CapacitySize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linear_step_size: Option<CapacitySize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CapacitySize {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub value: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RollingUpdatePolicy {
+    pub maximum_batch_size: CapacitySize,
+    pub wait_interval_in_seconds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_execution_timeout_in_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_maximum_batch_size: Option<CapacitySize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AutoRollbackConfig {
+    pub alarms: Vec<AlarmRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AlarmRef {
+    pub alarm_name: String,
+}
+
+/// DescribeEndpoint's `PendingDeploymentSummary` while a guarded deployment runs.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PendingDeploymentSummary {
+    pub endpoint_config_name: String,
+    pub production_variants: Vec<PendingProductionVariantSummary>,
+    pub start_time: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PendingProductionVariantSummary {
+    pub variant_name: String,
+    pub current_weight: f64,
+    pub desired_weight: f64,
+    pub current_instance_count: u32,
+    pub desired_instance_count: u32,
+    pub instance_type: String,
+    pub variant_status: Vec<VariantStatus>,
 }
