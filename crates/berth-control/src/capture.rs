@@ -90,7 +90,8 @@ type PendingObject = (i64, Vec<u8>, Option<std::sync::Arc<str>>);
 impl Controller {
     /// Runs for the life of the server, writing what the router captures.
     pub async fn run_capture(self: Arc<Self>) {
-        let Some(mut rx) = self.routing.capture().take_receiver() else { return };
+        let records = self.routing.capture().receiver();
+        let mut rx = records.lock().await;
         let s3 = S3Writer::default();
         // file:// hour directory → the file records are appended to, and when it was started.
         let mut files: HashMap<String, (String, i64)> = HashMap::new();

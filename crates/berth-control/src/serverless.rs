@@ -14,10 +14,8 @@ impl Controller {
     /// Runs for the life of the server: serves cold-start demands from requests and, once a
     /// second, stops instances idle for longer than `idle` (keeping provisioned ones warm).
     pub async fn run_serverless(self: Arc<Self>, idle: Duration) {
-        let Some(mut demand) = self.routing.serverless().take_demand() else {
-            tracing::error!("the serverless demand channel was taken already; serverless variants will not start");
-            return;
-        };
+        let asks = self.routing.serverless().demand();
+        let mut demand = asks.lock().await;
         let starting: Arc<Mutex<HashSet<(NameKey, String)>>> = Arc::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

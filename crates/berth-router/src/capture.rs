@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Records waiting for the writer, at most.
@@ -41,7 +41,7 @@ pub struct CaptureRecord {
 #[derive(Debug)]
 pub struct CaptureQueue {
     tx: mpsc::Sender<CaptureRecord>,
-    rx: Mutex<Option<mpsc::Receiver<CaptureRecord>>>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<CaptureRecord>>>,
     /// Records handed to the writer.
     pub queued: AtomicU64,
     /// Records dropped because the writer was behind.
@@ -51,7 +51,7 @@ pub struct CaptureQueue {
 impl Default for CaptureQueue {
     fn default() -> Self {
         let (tx, rx) = mpsc::channel(CAPTURE_QUEUE);
-        CaptureQueue { tx, rx: Mutex::new(Some(rx)), queued: AtomicU64::new(0), dropped: AtomicU64::new(0) }
+        CaptureQueue { tx, rx: Arc::new(tokio::sync::Mutex::new(rx)), queued: AtomicU64::new(0), dropped: AtomicU64::new(0) }
     }
 }
 
@@ -63,9 +63,11 @@ impl CaptureQueue {
         };
     }
 
-    /// The records, for the one writer task.
-    pub fn take_receiver(&self) -> Option<mpsc::Receiver<CaptureRecord>> {
-        self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    /// The records, for the one writer task, which holds the lock while it runs; a writer
+    /// restarted after a panic takes it up again (a tokio lock is released, never poisoned,
+    /// when its holder unwinds).
+    pub fn receiver(&self) -> Arc<tokio::sync::Mutex<mpsc::Receiver<CaptureRecord>>> {
+        self.rx.clone()
     }
 }
 
@@ -94,6 +96,10 @@ mod tests {
         }
         assert_eq!(q.queued.load(Ordering::Relaxed), CAPTURE_QUEUE as u64);
         assert_eq!(q.dropped.load(Ordering::Relaxed), 5);
-        assert!(q.take_receiver().is_some() && q.take_receiver().is_none());
+        let rx = q.receiver();
+        let held = rx.try_lock().expect("the first writer takes the records");
+        assert!(q.receiver().try_lock().is_err(), "one writer at a time");
+        drop(held);
+        assert!(q.receiver().try_lock().is_ok(), "a restarted writer takes them up again");
     }
 }

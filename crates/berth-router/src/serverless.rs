@@ -93,13 +93,13 @@ impl Drop for Admitted {
 pub struct ServerlessRegistry {
     states: Mutex<HashMap<(NameKey, String), Arc<ServerlessState>>>,
     demand: mpsc::UnboundedSender<(String, String)>,
-    demand_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
+    demand_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, String)>>>,
 }
 
 impl Default for ServerlessRegistry {
     fn default() -> Self {
         let (demand, rx) = mpsc::unbounded_channel();
-        ServerlessRegistry { states: Mutex::new(HashMap::new()), demand, demand_rx: Mutex::new(Some(rx)) }
+        ServerlessRegistry { states: Mutex::new(HashMap::new()), demand, demand_rx: Arc::new(tokio::sync::Mutex::new(rx)) }
     }
 }
 
@@ -129,8 +129,9 @@ impl ServerlessRegistry {
     }
 
     /// The requests' cold-start demands (endpoint, variant), for the one task that serves them.
-    pub fn take_demand(&self) -> Option<mpsc::UnboundedReceiver<(String, String)>> {
-        self.demand_rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    /// Held by that task while it runs; one restarted after a panic takes it up again.
+    pub fn demand(&self) -> Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, String)>>> {
+        self.demand_rx.clone()
     }
 
     pub fn remove(&self, endpoint: &str) {
@@ -163,7 +164,9 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.max_concurrency(), 5, "the latest config's MaxConcurrency");
         r.ask_for_instance("ep", "V");
-        assert_eq!(r.take_demand().unwrap().try_recv().unwrap(), ("ep".to_string(), "V".to_string()));
-        assert!(r.take_demand().is_none(), "one consumer");
+        let demand = r.demand();
+        let mut held = demand.try_lock().expect("the one consumer");
+        assert_eq!(held.try_recv().unwrap(), ("ep".to_string(), "V".to_string()));
+        assert!(r.demand().try_lock().is_err(), "one consumer at a time");
     }
 }

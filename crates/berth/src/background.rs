@@ -2,8 +2,10 @@
 //! alarms that read it, inference experiments, the autoscaler, ground truth, model quality
 //! metrics, bandits, pruning) runs in its own task on its own interval. Each round runs as a
 //! task of its own, so a round that panics ends only itself: the panic is logged and recorded
-//! as a `BackgroundFailed` event, and the loop goes on with its next round. Shutdown stops every
-//! loop and waits for the rounds under way.
+//! as a `BackgroundFailed` event, and the loop goes on with its next round. Long-running
+//! consumers (serverless cold starts, the capture writer) are kept running the same way: one
+//! that panics is reported and started again. Shutdown stops every loop and waits for the
+//! rounds under way.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,15 +48,39 @@ impl Supervisor {
                 let span = tracing::debug_span!("background", task = name);
                 if let Err(e) = tokio::spawn(round().instrument(span)).await {
                     if e.is_panic() {
-                        let payload = e.into_panic();
-                        let message = payload
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| payload.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "no message".into());
-                        tracing::error!(task = name, panic = %message, "a background round panicked; the loop goes on");
-                        on_panic(name, message);
+                        report(name, e.into_panic(), &on_panic);
                     }
+                }
+            }
+        });
+    }
+
+    /// Runs `task` until it returns or [`Supervisor::shutdown`]; one that panics is reported
+    /// and started again a second later.
+    pub fn keep<F, Fut>(&mut self, name: &'static str, mut task: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut stop = self.stop.subscribe();
+        let on_panic = self.on_panic.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let mut running = tokio::spawn(task().instrument(tracing::debug_span!("background", task = name)));
+                let ended = tokio::select! {
+                    _ = stop.changed() => {
+                        running.abort();
+                        return;
+                    }
+                    ended = &mut running => ended,
+                };
+                match ended {
+                    Err(e) if e.is_panic() => report(name, e.into_panic(), &on_panic),
+                    _ => return,
+                }
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         });
@@ -69,6 +95,17 @@ impl Supervisor {
             self.tasks.abort_all();
         }
     }
+}
+
+/// Logs a panic of `name`'s work and tells `on_panic`.
+fn report(name: &'static str, payload: Box<dyn std::any::Any + Send>, on_panic: &OnPanic) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    tracing::error!(task = name, panic = %message, "background work panicked; it goes on");
+    on_panic(name, message);
 }
 
 #[cfg(test)]
@@ -106,5 +143,35 @@ mod tests {
         let after = rounds.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(rounds.load(Ordering::SeqCst), after, "no rounds after shutdown");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_running_task_that_panics_is_started_again_and_stopped_at_shutdown() {
+        let panics: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = panics.clone();
+        let mut supervisor = Supervisor::new(Arc::new(move |_, message| seen.lock().unwrap().push(message)));
+        // The consumer's input outlives each run of it, as the capture queue's does.
+        let input: Arc<tokio::sync::Mutex<Vec<u32>>> = Arc::new(tokio::sync::Mutex::new(vec![3, 2, 1]));
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (queue, count) = (input.clone(), handled.clone());
+        supervisor.keep("consumer", move || {
+            let (queue, count) = (queue.clone(), count.clone());
+            async move {
+                let mut items = queue.lock().await;
+                while let Some(item) = items.pop() {
+                    if item == 2 {
+                        panic!("item 2 broke");
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                drop(items);
+                std::future::pending::<()>().await;
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(*panics.lock().unwrap(), vec!["item 2 broke".to_string()]);
+        assert_eq!(handled.load(Ordering::SeqCst), 2, "the restarted consumer went on with the next item");
+        supervisor.shutdown(Duration::from_secs(1)).await;
+        assert!(input.try_lock().is_ok(), "the consumer was stopped, its input released");
     }
 }

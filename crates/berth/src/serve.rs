@@ -352,12 +352,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "",
             None,
             berth_domain::EventKind::BackgroundFailed,
-            format!("A round of berth's {task} loop panicked ({panic}); the loop goes on with its next round."),
+            format!("berth's {task} work panicked ({panic}); it goes on (a loop with its next round, a long-running task started again)."),
         );
     }));
     crate::metrics_history::start(&mut background, controller.clone(), routing.clone(), settings);
-    tokio::spawn(controller.clone().run_serverless(Duration::from_secs(args.serverless_idle)));
-    tokio::spawn(controller.clone().run_capture());
+    let (serverless, idle) = (controller.clone(), Duration::from_secs(args.serverless_idle));
+    background.keep("serverless", move || serverless.clone().run_serverless(idle));
+    let capture = controller.clone();
+    background.keep("data capture", move || capture.clone().run_capture());
 
     let app = berth_aws::service(Edge { controller: controller.clone(), router, security: Arc::new(security) });
     let limits = crate::listener::ConnectionLimits {
