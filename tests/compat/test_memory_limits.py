@@ -79,7 +79,9 @@ def test_an_instance_growing_past_its_memory_is_killed_and_restarted(server):
             break
         assert time.time() < deadline, events
         time.sleep(0.1)
-    (crash,) = [e for e in events if e["kind"] == "InstanceCrashed"]
+    crashes = [e for e in events if e["kind"] == "InstanceCrashed"]
+    assert len(crashes) == 1, [(e["kind"], e["message"]) for e in events]
+    (crash,) = crashes
     assert f"killed by the kernel for going past its memory limit of {LIMIT_MB} MiB" in crash["message"], crash
     assert runtime.invoke_endpoint(EndpointName=ep, Body=b"after")["ResponseMetadata"]["HTTPStatusCode"] == 200
     families = text_string_to_metric_families(requests.get(f"{server.url}/metrics", timeout=10).text)

@@ -1,14 +1,11 @@
+use crate::h1::{ExchangeError, Head, RequestHeaders};
 use crate::pool::ConnectionPool;
 use berth_instances::InstanceSlot;
 use bytes::Bytes;
-use http::header::{HeaderName, ACCEPT, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use std::net::SocketAddr;
+use http::HeaderValue;
 use std::time::Duration;
 
 pub const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
-pub const INFERENCE_ID: &str = "x-amzn-sagemaker-inference-id";
 
 /// An invocation as the router needs it; parsed from the wire by the edge.
 #[derive(Debug, Clone, Default)]
@@ -84,105 +81,65 @@ impl Forwarder {
     }
 
     pub async fn forward(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<InvokeResponse, InvokeError> {
-        let call = self.exchange(slot, variant, build_request(slot.addr(), req));
-        let (parts, body) = tokio::time::timeout(self.timeout, call)
+        let (head, body) = tokio::time::timeout(self.timeout, self.exchange(slot, variant, req))
             .await
             .map_err(|_| InvokeError::Timeout { variant: variant.to_string(), seconds: self.timeout.as_secs() })??;
-        if !parts.status.is_success() {
+        if !(200..300).contains(&head.status) {
             let text = &body[..body.len().min(MAX_ERROR_TEXT)];
             return Err(InvokeError::ModelError {
                 variant: variant.to_string(),
-                status: parts.status.as_u16(),
+                status: head.status,
                 body: String::from_utf8_lossy(text).into_owned(),
             });
         }
         Ok(InvokeResponse {
             body,
-            content_type: parts.headers.get(CONTENT_TYPE).cloned(),
-            custom_attributes: parts.headers.get(CUSTOM_ATTRIBUTES).cloned(),
+            content_type: head.content_type,
+            custom_attributes: head.custom_attributes,
             variant: variant.to_string(),
         })
     }
 
-    /// Sends the request on an idle connection, or a new one, and reads the whole response.
-    /// A pooled connection that turns out closed before the request was written is dropped and
-    /// the request goes on another; only a fresh connection's failure is reported.
-    async fn exchange(
-        &self,
-        slot: &InstanceSlot,
-        variant: &str,
-        mut request: Request<Full<Bytes>>,
-    ) -> Result<(http::response::Parts, Bytes), InvokeError> {
+    /// Sends the request on an idle connection, or a new one, and reads the whole answer. A
+    /// pooled connection whose write fails (the instance closed it while it was idle) is
+    /// dropped and the request goes on another; once a request is written it is never sent
+    /// again, since a lost answer may mean the request crashed the instance.
+    async fn exchange(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<(Head, Bytes), InvokeError> {
         let unreachable = |message: String| InvokeError::Unreachable { variant: variant.to_string(), message };
         let failed = |message: String| InvokeError::Failed { variant: variant.to_string(), message };
-        let too_large = || InvokeError::AnswerTooLarge { variant: variant.to_string(), limit: MAX_ANSWER_BYTES };
+        let headers = RequestHeaders {
+            content_type: req.content_type.as_ref(),
+            accept: req.accept.as_ref(),
+            custom_attributes: req.custom_attributes.as_ref(),
+            inference_id: req.inference_id.as_ref(),
+        };
         let instance = slot.serial();
         loop {
             let (mut conn, reused) = match self.pool.take(instance) {
                 Some(conn) => (conn, true),
                 None => (ConnectionPool::connect(slot).await.map_err(unreachable)?, false),
             };
-            if let Err(e) = conn.ready().await {
+            if let Err(e) = conn.send("/invocations", &headers, &req.body).await {
                 if reused {
                     continue;
                 }
-                return Err(unreachable(error_chain(&e)));
+                return Err(unreachable(format!("sending the request to {}: {e}", slot.addr())));
             }
-            match conn.try_send_request(request).await {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    let announced = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                    if announced.is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
-                        return Err(too_large()); // the connection is dropped, never read further
-                    }
-                    let body = match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
-                        Ok(b) => b.to_bytes(),
-                        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-                        Err(e) => return Err(failed(error_chain(e.as_ref()))),
-                    };
-                    self.pool.put(instance, conn);
-                    return Ok((parts, body));
+            let head = match conn.read_head().await {
+                Ok(head) => head,
+                Err(e) => return Err(failed(e.to_string())),
+            };
+            let body = match conn.read_body(&head, MAX_ANSWER_BYTES).await {
+                Ok(body) => body,
+                Err(ExchangeError::TooLarge) => {
+                    return Err(InvokeError::AnswerTooLarge { variant: variant.to_string(), limit: MAX_ANSWER_BYTES });
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    Some(_) => return Err(unreachable(error_chain(e.error()))),
-                    None => return Err(failed(error_chain(e.error()))),
-                },
+                Err(e) => return Err(failed(e.to_string())),
+            };
+            if conn.reusable_after(&head) {
+                self.pool.put(instance, conn);
             }
+            return Ok((head, body));
         }
     }
-}
-
-fn build_request(addr: SocketAddr, req: &InvokeRequest) -> Request<Full<Bytes>> {
-    let mut request = Request::new(Full::new(req.body.clone()));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = Uri::from_static("/invocations");
-    let headers = request.headers_mut();
-    // HTTP/1.1 requires Host; the connection-level client does not add it.
-    if let Ok(host) = HeaderValue::from_str(&addr.to_string()) {
-        headers.insert(HOST, host);
-    }
-    let optional = [
-        (CONTENT_TYPE, &req.content_type),
-        (ACCEPT, &req.accept),
-        (HeaderName::from_static(CUSTOM_ATTRIBUTES), &req.custom_attributes),
-        (HeaderName::from_static(INFERENCE_ID), &req.inference_id),
-    ];
-    for (name, value) in optional {
-        if let Some(v) = value {
-            headers.insert(name, v.clone());
-        }
-    }
-    request
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }

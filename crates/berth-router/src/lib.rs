@@ -8,6 +8,7 @@
 
 mod capture;
 mod forward;
+mod h1;
 mod pool;
 mod serverless;
 mod shadow;

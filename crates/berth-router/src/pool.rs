@@ -1,26 +1,17 @@
-//! Keep-alive HTTP/1 connections to instances, pooled per instance (its slot's serial: several
-//! containers may all listen on 127.0.0.1:8080, each in its own network namespace).
-//!
-//! Built on hyper's connection-level client rather than its pooled `Client`: that client spawns
-//! a task per HTTP/1 request to return the connection to its pool, and on a multi-threaded
-//! runtime each spawn wakes a parked worker thread — two futex calls per request, which cost
-//! more than the rest of berth's hop. Here a connection's task is spawned once, when it opens,
-//! and the request's own task puts the connection back once the response body is read.
+//! Keep-alive HTTP/1.1 connections to instances, pooled per instance (its slot's serial:
+//! several containers may all listen on 127.0.0.1:8080, each in its own network namespace).
+//! A connection is used by one request's task at a time and read by that task only (`h1.rs`):
+//! no connection task, no channel, no wake between tasks per request.
 
+use crate::h1::Conn;
 use berth_instances::InstanceSlot;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-pub(crate) type Connection = SendRequest<Full<Bytes>>;
 
 /// Idle connections by instance (slot serial). The lock is held only to push or pop, never
 /// across I/O.
 pub(crate) struct ConnectionPool {
-    idle: Mutex<HashMap<u64, Vec<Connection>>>,
+    idle: Mutex<HashMap<u64, Vec<Conn>>>,
     max_idle_per_instance: usize,
 }
 
@@ -30,11 +21,11 @@ impl ConnectionPool {
     }
 
     /// An idle connection that is still open, if there is one.
-    pub(crate) fn take(&self, instance: u64) -> Option<Connection> {
+    pub(crate) fn take(&self, instance: u64) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = idle.get_mut(&instance)?;
         while let Some(conn) = conns.pop() {
-            if !conn.is_closed() {
+            if conn.is_reusable() {
                 return Some(conn);
             }
         }
@@ -42,11 +33,8 @@ impl ConnectionPool {
         None
     }
 
-    /// Returns a connection whose response has been read completely.
-    pub(crate) fn put(&self, instance: u64, conn: Connection) {
-        if conn.is_closed() {
-            return;
-        }
+    /// Returns a connection whose answer has been read completely.
+    pub(crate) fn put(&self, instance: u64, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = idle.entry(instance).or_default();
         if conns.len() < self.max_idle_per_instance {
@@ -54,23 +42,19 @@ impl ConnectionPool {
         }
     }
 
-    /// Opens a new connection; its I/O runs in a task of its own until either side closes it.
-    pub(crate) async fn connect(slot: &InstanceSlot) -> Result<Connection, String> {
+    /// Opens a new connection to the instance.
+    pub(crate) async fn connect(slot: &InstanceSlot) -> Result<Conn, String> {
         let addr = slot.addr();
         let stream = slot.connect().await.map_err(|e| format!("connect to {addr}: {e}"))?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake with {addr}: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "instance connection closed");
-            }
-        });
-        Ok(sender)
+        Ok(Conn::new(stream, addr))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::h1::RequestHeaders;
+    use bytes::Bytes;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A one-connection HTTP server that answers each request with a fixed response.
@@ -89,12 +73,12 @@ mod tests {
         addr
     }
 
-    async fn call(conn: &mut Connection) -> Bytes {
-        use http_body_util::BodyExt;
-        let req = http::Request::post("/invocations").body(Full::new(Bytes::from_static(b"x"))).unwrap();
-        let resp = conn.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.into_body().collect().await.unwrap().to_bytes()
+    async fn call(conn: &mut Conn) -> Bytes {
+        let headers = RequestHeaders { content_type: None, accept: None, custom_attributes: None, inference_id: None };
+        conn.send("/invocations", &headers, b"x").await.unwrap();
+        let head = conn.read_head().await.unwrap();
+        assert_eq!(head.status, 200);
+        conn.read_body(&head, 100).await.unwrap()
     }
 
     #[tokio::test]
@@ -109,13 +93,17 @@ mod tests {
         pool.put(key, conn);
         let mut conn = pool.take(key).expect("the connection was pooled");
         assert_eq!(call(&mut conn).await, "ok");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !conn.is_closed() {
-            assert!(std::time::Instant::now() < deadline, "closed connection not detected");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
         pool.put(key, conn);
-        assert!(pool.take(key).is_none());
+        // The server has closed it; once the close has arrived the pool drops it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            match pool.take(key) {
+                None => break,
+                Some(conn) => pool.put(key, conn),
+            }
+            assert!(std::time::Instant::now() < deadline, "closed connection not detected");
+        }
     }
 
     #[tokio::test]

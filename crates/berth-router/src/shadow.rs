@@ -2,8 +2,8 @@
 //! production answer is back; the caller never waits for it. Shadow answers are compared with
 //! the production ones and the latest are kept per shadow variant for people to look at.
 
-use berth_domain::NameKey;
 use crate::table::VariantRoute;
+use berth_domain::NameKey;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
