@@ -231,9 +231,9 @@ pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, Edge
 fn page(items: Vec<Value>, key: &str, max: Option<usize>, token: Option<String>) -> Result<Value, EdgeError> {
     let skip: usize = match token {
         None => 0,
-        Some(t) => t
-            .parse()
-            .map_err(|_| EdgeError::new(axum::http::StatusCode::BAD_REQUEST, "InvalidNextTokenException", "The next token is not valid."))?,
+        Some(t) => t.parse().map_err(|_| {
+            EdgeError::new(axum::http::StatusCode::BAD_REQUEST, "InvalidNextTokenException", "The next token is not valid.")
+        })?,
     };
     let max = max.unwrap_or(50).clamp(1, 50);
     let mut out = json!({ key: items.iter().skip(skip).take(max).cloned().collect::<Vec<_>>() });

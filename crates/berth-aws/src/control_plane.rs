@@ -3,8 +3,8 @@
 //! `endpoint_shapes.rs`, deployment guardrails in `guardrails.rs`, inference experiments in
 //! `experiments.rs`.
 
-use crate::endpoint_shapes::{create_endpoint_config, describe_endpoint, describe_endpoint_config};
 use crate::aws_json::{enum_error, name, parse, secs, tags, tags_json, unsupported, with_token};
+use crate::endpoint_shapes::{create_endpoint_config, describe_endpoint, describe_endpoint_config};
 use crate::error::EdgeError;
 use crate::wire::{self, ContainerDefinition, ListInput};
 use crate::{unknown_operation, Edge};

@@ -225,9 +225,7 @@ fn data_capture_wire(c: &DataCapture) -> wire::DataCaptureConfig {
         destination_s3_uri: c.destination.clone(),
         kms_key_id: c.kms_key_id.clone(),
         capture_options: modes.iter().map(|m| wire::CaptureOption { capture_mode: (*m).into() }).collect(),
-        capture_content_type_header: has_types.then(|| wire::CaptureContentTypeHeader {
-            csv_content_types: c.csv_types.clone(),
-            json_content_types: c.json_types.clone(),
-        }),
+        capture_content_type_header: has_types
+            .then(|| wire::CaptureContentTypeHeader { csv_content_types: c.csv_types.clone(), json_content_types: c.json_types.clone() }),
     }
 }

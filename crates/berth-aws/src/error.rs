@@ -108,7 +108,9 @@ impl EdgeError {
             }
             (C::LimitExceeded(_), _) => Self::new(StatusCode::BAD_REQUEST, "ResourceLimitExceeded", message),
             (C::NotFound { .. } | C::AlarmNotFound(_), S::CloudWatch) => Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", message),
-            (C::NotFound { .. } | C::AlarmNotFound(_) | C::ScalingObjectNotFound(_), S::Berth) => Self::berth(StatusCode::NOT_FOUND, message),
+            (C::NotFound { .. } | C::AlarmNotFound(_) | C::ScalingObjectNotFound(_), S::Berth) => {
+                Self::berth(StatusCode::NOT_FOUND, message)
+            }
             (C::AlreadyExists { .. } | C::Validation(_), S::Berth) => Self::berth(StatusCode::BAD_REQUEST, message),
             (C::ScalingObjectNotFound(_), S::AutoScaling) => Self::new(StatusCode::BAD_REQUEST, "ObjectNotFoundException", message),
             (C::AlreadyExists { .. } | C::Validation(_) | C::ScalingObjectNotFound(_), S::CloudWatch) => Self::invalid_parameter(message),

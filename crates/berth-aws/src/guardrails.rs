@@ -135,9 +135,5 @@ pub fn pending_deployment_summary(e: &Endpoint) -> Option<wire::PendingDeploymen
             }],
         })
         .collect();
-    Some(wire::PendingDeploymentSummary {
-        endpoint_config_name: p.config_name.clone(),
-        production_variants,
-        start_time: secs(p.started),
-    })
+    Some(wire::PendingDeploymentSummary { endpoint_config_name: p.config_name.clone(), production_variants, start_time: secs(p.started) })
 }

@@ -106,7 +106,9 @@ async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> 
         _ => {}
     }
     let result = match target.split_once('.') {
-        Some(("SageMaker", op)) => control_plane::operation(&edge, op, &body).instrument(tracing::info_span!("operation", name = %op)).await,
+        Some(("SageMaker", op)) => {
+            control_plane::operation(&edge, op, &body).instrument(tracing::info_span!("operation", name = %op)).await
+        }
         Some((autoscaling::TARGET_PREFIX, op)) => autoscaling::operation(&edge, op, &body).await,
         _ => Err(unknown_operation(target)),
     };

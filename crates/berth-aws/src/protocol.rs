@@ -121,10 +121,7 @@ impl Protocol {
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .map(HeaderValue::as_bytes)
-        .is_some_and(|t| t.starts_with(b"application/x-www-form-urlencoded"))
+    headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes).is_some_and(|t| t.starts_with(b"application/x-www-form-urlencoded"))
 }
 
 #[cfg(test)]

@@ -55,8 +55,7 @@ impl Fleets {
     pub fn register(&self, endpoint: &str) -> u64 {
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
         let (present, _) = tokio::sync::watch::channel(());
-        self.lock()
-            .insert(NameKey::of(endpoint), EndpointFleet { epoch, variants: HashMap::new(), green: None, _present: present });
+        self.lock().insert(NameKey::of(endpoint), EndpointFleet { epoch, variants: HashMap::new(), green: None, _present: present });
         epoch
     }
 

@@ -5,7 +5,9 @@ use crate::listing::{page, ListQuery, Page};
 use crate::models::{limit_exceeded, map_exists};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_name, DeploymentConfig, Endpoint, EndpointStatus, PendingUpdate, ResourceKind, Timestamp, VariantSpec, VariantState};
+use berth_domain::{
+    validate_name, DeploymentConfig, Endpoint, EndpointStatus, PendingUpdate, ResourceKind, Timestamp, VariantSpec, VariantState,
+};
 use berth_store::Tag;
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -105,9 +105,7 @@ pub(super) async fn describe_alarms(edge: &Edge, input: DescribeAlarmsInput) -> 
     }
     let skip: usize = match input.next_token.as_deref() {
         None => 0,
-        Some(t) => t.parse().map_err(|_| {
-            EdgeError::new(StatusCode::BAD_REQUEST, "InvalidNextToken", "The next token is not valid.")
-        })?,
+        Some(t) => t.parse().map_err(|_| EdgeError::new(StatusCode::BAD_REQUEST, "InvalidNextToken", "The next token is not valid."))?,
     };
     let all = edge.controller.alarms().await.map_err(cw_control)?;
     let matching: Vec<&Alarm> =
@@ -194,16 +192,14 @@ pub(super) struct SetAlarmStateInput {
 }
 
 pub(super) async fn set_alarm_state(edge: &Edge, input: SetAlarmStateInput) -> Result<Value, EdgeError> {
-    let state = AlarmState::parse(&input.state_value)
-        .ok_or_else(|| EdgeError::invalid_parameter(format!("StateValue '{}' is not OK, ALARM or INSUFFICIENT_DATA.", input.state_value)))?;
+    let state = AlarmState::parse(&input.state_value).ok_or_else(|| {
+        EdgeError::invalid_parameter(format!("StateValue '{}' is not OK, ALARM or INSUFFICIENT_DATA.", input.state_value))
+    })?;
     if let Some(data) = &input.state_reason_data {
         if serde_json::from_str::<Value>(data).is_err() {
             return Err(EdgeError::new(StatusCode::BAD_REQUEST, "InvalidFormat", "StateReasonData is not valid JSON."));
         }
     }
-    edge.controller
-        .set_alarm_state(&input.alarm_name, state, input.state_reason, input.state_reason_data)
-        .await
-        .map_err(cw_control)?;
+    edge.controller.set_alarm_state(&input.alarm_name, state, input.state_reason, input.state_reason_data).await.map_err(cw_control)?;
     Ok(json!({}))
 }

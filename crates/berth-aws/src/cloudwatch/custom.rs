@@ -114,8 +114,11 @@ pub(super) async fn list(
     if namespace.is_some_and(MetricName::is_berth_namespace) {
         return Ok(Vec::new());
     }
-    let names =
-        edge.controller.custom_metric_names().await.map_err(|e| EdgeError::invalid_parameter(format!("cannot read stored metrics: {e}")))?;
+    let names = edge
+        .controller
+        .custom_metric_names()
+        .await
+        .map_err(|e| EdgeError::invalid_parameter(format!("cannot read stored metrics: {e}")))?;
     Ok(names
         .into_iter()
         .filter(|(ns, name, _)| namespace.is_none_or(|n| n == ns) && metric_name.is_none_or(|m| m == name))

@@ -267,7 +267,9 @@ async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value
     let ascending = match input.scan_by.as_deref() {
         None | Some("TimestampDescending") => false,
         Some("TimestampAscending") => true,
-        Some(other) => return Err(EdgeError::invalid_parameter(format!("ScanBy '{other}' is not TimestampDescending or TimestampAscending."))),
+        Some(other) => {
+            return Err(EdgeError::invalid_parameter(format!("ScanBy '{other}' is not TimestampDescending or TimestampAscending.")))
+        }
     };
     let mut results = Vec::new();
     for q in &input.metric_data_queries {

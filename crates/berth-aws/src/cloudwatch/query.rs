@@ -42,7 +42,9 @@ pub async fn query(edge: &Edge, body: &[u8]) -> Response {
     let request_id = crate::request_id();
     let pairs: Vec<(String, String)> = match serde_urlencoded::from_bytes(body) {
         Ok(p) => p,
-        Err(e) => return EdgeError::invalid_parameter(format!("The request body is not a valid form: {e}")).answer(Protocol::CloudWatchQuery),
+        Err(e) => {
+            return EdgeError::invalid_parameter(format!("The request body is not a valid form: {e}")).answer(Protocol::CloudWatchQuery)
+        }
     };
     let Some(action) = pairs.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()) else {
         return EdgeError::missing_parameter("The request must contain the parameter Action.").answer(Protocol::CloudWatchQuery);
