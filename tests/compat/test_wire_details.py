@@ -5,6 +5,7 @@ and the sort keys each List* operation takes."""
 import uuid
 
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import deploy, error_code, error_message
 
@@ -67,3 +68,20 @@ def test_every_answer_carries_its_request_id_and_the_log_names_it(own_berth):
     second = sm.create_endpoint(EndpointName=f"{name}-2", EndpointConfigName=config)["ResponseMetadata"]["RequestId"]
     lines = [l for l in server.log_text().splitlines() if "endpoint creating" in l and f"{name}-2" in l]
     assert lines and f"id={second}" in lines[0] and "operation{name=CreateEndpoint}" in lines[0], lines
+
+
+def test_runtime_members_berth_lacks_are_refused_by_name_not_ignored(sm, runtime):
+    name = deploy(sm, ["A"])
+    members = {
+        "TargetModel": "model-a.tar.gz",
+        "TargetContainerHostname": "first",
+        "InferenceComponentName": "ic",
+        "SessionId": "NEW_SESSION",
+        "EnableExplanations": "`true`",
+    }
+    for member, value in members.items():
+        with pytest.raises(ClientError) as e:
+            runtime.invoke_endpoint(EndpointName=name, Body=b"x", ContentType="text/plain", **{member: value})
+        assert error_code(e) == "ValidationError", member
+        assert f"{member} is not supported by this version of berth" in error_message(e)
+    assert runtime.invoke_endpoint(EndpointName=name, Body=b"x", ContentType="text/plain")["ResponseMetadata"]["HTTPStatusCode"] == 200

@@ -27,6 +27,10 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
 
 /// InvokeEndpoint once the body is read (here, or by the invocation route ahead of the router).
 pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, body: Bytes) -> Response {
+    if let Some(member) = unsupported_member(headers) {
+        return EdgeError::runtime_validation(format!("{member} is not supported by this version of berth; leave it out."))
+            .answer(Protocol::Runtime);
+    }
     // SageMaker's limits on these headers: longer values are refused, never forwarded.
     let (target, custom_attributes, inference_id) = match (
         bounded(headers, &TARGET_VARIANT, "targetVariant", 63),
@@ -39,7 +43,9 @@ pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, bod
     let target_variant = match target.map(|v| v.to_str()) {
         None => None,
         Some(Ok(v)) => Some(v.to_string()),
-        Some(Err(_)) => return EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Variant is not valid text.").answer(Protocol::Runtime),
+        Some(Err(_)) => {
+            return EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Variant is not valid text.").answer(Protocol::Runtime)
+        }
     };
     let req = InvokeRequest {
         body,
@@ -68,6 +74,20 @@ pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, bod
             EdgeError::invoke(e, endpoint, account, &logs.display().to_string()).answer(Protocol::Runtime)
         }
     }
+}
+
+/// The first runtime member berth does not implement that the request sets (refused by name,
+/// never ignored). One pass over the names, comparing only SageMaker's own.
+pub(crate) fn unsupported_member(headers: &HeaderMap) -> Option<&'static str> {
+    headers.keys().find_map(|name| match name.as_str().strip_prefix("x-amzn-sagemaker-")? {
+        "target-model" => Some("TargetModel"),
+        "target-container-hostname" => Some("TargetContainerHostname"),
+        "inference-component" => Some("InferenceComponentName"),
+        "session-id" => Some("SessionId"),
+        "enable-explanations" => Some("EnableExplanations"),
+        "prefix-aware-id" => Some("PrefixAwareId"),
+        _ => None,
+    })
 }
 
 /// A header's value, refused when longer than SageMaker allows for its member.
