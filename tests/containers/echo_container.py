@@ -16,8 +16,10 @@ Behaviour switches, read from the environment (the container definition's `Envir
   ECHO_HELPER_PIDFILE  start a detached helper (its own session, forked twice, deaf to SIGTERM,
                        as daemons are) and write its pid to this file
 Request bodies `crash` (exit at once, mid-request), `fail` (answer 500), `grow:<MB>` (take and
-keep that many more megabytes of resident memory), `big:<bytes>` (answer with that many bytes)
-and `log:<KB>` (write that many kilobytes to stderr) act per request. Bodies over 1 MB are
+keep that many more megabytes of resident memory), `big:<bytes>` (answer with that many bytes),
+`log:<KB>` (write that many kilobytes to stderr), `stream:<parts>:<ms>` (answer chunked: that many
+JSON lines `{"token": "part <i>"}`, one chunk each, `ms` apart) and `stream-break:<parts>` (as
+`stream`, then close the connection in the middle of the answer) act per request. Bodies over 1 MB are
 echoed as their length only.
 """
 
@@ -83,6 +85,9 @@ class Handler(BaseHTTPRequestHandler):
         if body.startswith(b"big:"):
             self.answer(200, b"b" * int(body[4:]), content_type="application/octet-stream")
             return
+        if body.startswith(b"stream:") or body.startswith(b"stream-break:"):
+            self.stream(body)
+            return
         if body.startswith(b"log:"):
             line = b"x" * 1023 + b"\n"
             for _ in range(int(body[4:])):
@@ -116,6 +121,29 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("X-Amzn-SageMaker-Custom-Attributes"):
             extra["X-Amzn-SageMaker-Custom-Attributes"] = "echoed"
         self.answer(200, json.dumps(reply), extra=extra)
+
+
+    def stream(self, body):
+        kind, _, rest = body.decode().partition(":")
+        parts, _, ms = rest.partition(":")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/jsonlines")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("X-Amzn-SageMaker-Custom-Attributes", "streamed")
+        self.end_headers()
+        for i in range(int(parts)):
+            line = json.dumps({"token": f"part {i}"}).encode() + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.flush()
+            time.sleep(float(ms or 0) / 1000.0)
+        if kind == "stream-break":
+            self.wfile.write(b"40\r\nonly part of a chunk")
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
 
 def start_detached_helper(pidfile):

@@ -16,6 +16,7 @@ mod control_plane;
 mod credentials;
 mod endpoint_shapes;
 mod error;
+pub mod event_stream;
 mod experiments;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -28,6 +29,7 @@ mod protocol;
 mod quality_api;
 mod runtime;
 pub mod sigv4;
+mod streaming;
 mod ui;
 mod wire;
 
@@ -70,6 +72,7 @@ pub fn app(edge: Edge) -> axum::Router {
     axum::Router::new()
         .route("/", post(dispatch))
         .route("/endpoints/{name}/invocations", post(runtime::invoke))
+        .route("/endpoints/{name}/invocations-response-stream", post(streaming::invoke_stream))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus::metrics))
         .route("/berth/v1/endpoints/{name}/logs", get(berth_api::logs))

@@ -1,4 +1,5 @@
-//! `POST /endpoints/{name}/invocations`: SageMaker's InvokeEndpoint.
+//! `POST /endpoints/{name}/invocations`: SageMaker's InvokeEndpoint (and the request parsing
+//! InvokeEndpointWithResponseStream shares).
 
 use crate::error::EdgeError;
 use crate::protocol::Protocol;
@@ -12,9 +13,9 @@ use berth_router::InvokeRequest;
 use bytes::Bytes;
 
 const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
-const CUSTOM_ATTRIBUTES: HeaderName = HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
+pub(crate) const CUSTOM_ATTRIBUTES: HeaderName = HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
 const INFERENCE_ID: HeaderName = HeaderName::from_static("x-amzn-sagemaker-inference-id");
-const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
+pub(crate) const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
 
 pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, headers: HeaderMap, body: Body) -> Response {
     // The gate bounded and timed the body (or read it whole, for a signed request).
@@ -27,33 +28,9 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
 
 /// InvokeEndpoint once the body is read (here, or by the invocation route ahead of the router).
 pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, body: Bytes) -> Response {
-    if let Some(member) = unsupported_member(headers) {
-        return EdgeError::runtime_validation(format!("{member} is not supported by this version of berth; leave it out."))
-            .answer(Protocol::Runtime);
-    }
-    // SageMaker's limits on these headers: longer values are refused, never forwarded.
-    let (target, custom_attributes, inference_id) = match (
-        bounded(headers, &TARGET_VARIANT, "targetVariant", 63),
-        bounded(headers, &CUSTOM_ATTRIBUTES, "customAttributes", 1024),
-        bounded(headers, &INFERENCE_ID, "inferenceId", 64),
-    ) {
-        (Ok(t), Ok(c), Ok(i)) => (t, c, i),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e.answer(Protocol::Runtime),
-    };
-    let target_variant = match target.map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(v)) => Some(v.to_string()),
-        Some(Err(_)) => {
-            return EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Variant is not valid text.").answer(Protocol::Runtime)
-        }
-    };
-    let req = InvokeRequest {
-        body,
-        content_type: headers.get(CONTENT_TYPE).cloned(),
-        accept: headers.get(ACCEPT).cloned(),
-        custom_attributes: custom_attributes.cloned(),
-        inference_id: inference_id.cloned(),
-        target_variant,
+    let req = match invoke_request(headers, body, &ACCEPT) {
+        Ok(r) => r,
+        Err(e) => return e.answer(Protocol::Runtime),
     };
     match edge.router.invoke(endpoint, req).await {
         Ok(out) => {
@@ -74,6 +51,31 @@ pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, bod
             EdgeError::invoke(e, endpoint, account, &logs.display().to_string()).answer(Protocol::Runtime)
         }
     }
+}
+
+/// The router's request from an invocation's headers and body; `accept` names the header the
+/// operation takes `Accept` from. Members berth lacks are refused by name, and SageMaker's
+/// limits on the headers it forwards are kept: longer values are refused, never forwarded.
+pub(crate) fn invoke_request(headers: &HeaderMap, body: Bytes, accept: &HeaderName) -> Result<InvokeRequest, EdgeError> {
+    if let Some(member) = unsupported_member(headers) {
+        return Err(EdgeError::runtime_validation(format!("{member} is not supported by this version of berth; leave it out.")));
+    }
+    let target = bounded(headers, &TARGET_VARIANT, "targetVariant", 63)?;
+    let custom_attributes = bounded(headers, &CUSTOM_ATTRIBUTES, "customAttributes", 1024)?;
+    let inference_id = bounded(headers, &INFERENCE_ID, "inferenceId", 64)?;
+    let target_variant = match target.map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => Some(v.to_string()),
+        Some(Err(_)) => return Err(EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Variant is not valid text.")),
+    };
+    Ok(InvokeRequest {
+        body,
+        content_type: headers.get(CONTENT_TYPE).cloned(),
+        accept: headers.get(accept).cloned(),
+        custom_attributes: custom_attributes.cloned(),
+        inference_id: inference_id.cloned(),
+        target_variant,
+    })
 }
 
 /// The first runtime member berth does not implement that the request sets (refused by name,

@@ -1,4 +1,4 @@
-use crate::h1::{ExchangeError, Head, RequestHeaders};
+use crate::h1::{Conn, ExchangeError, Framing, Head, RequestHeaders};
 use crate::pool::ConnectionPool;
 use berth_instances::InstanceSlot;
 use bytes::Bytes;
@@ -25,6 +25,31 @@ pub struct InvokeResponse {
     pub custom_attributes: Option<HeaderValue>,
     /// The variant that served the request.
     pub variant: String,
+}
+
+/// A streamed answer under way: its connection, head, what is left of a length-framed body,
+/// and the invocation's deadline.
+pub(crate) struct OpenStream {
+    conn: Conn,
+    pub(crate) head: Head,
+    left: u64,
+    deadline: tokio::time::Instant,
+    instance: u64,
+    timeout_secs: u64,
+}
+
+/// Why a streamed answer stopped short, after it began.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StreamError {
+    /// The connection to the container broke or the answer was malformed (`StreamBroken`).
+    #[error("{0}")]
+    Broken(String),
+    /// The container did not finish within the invocation timeout (`ModelInvocationTimeExceeded`).
+    #[error("the answer took longer than {0} seconds")]
+    TimedOut(u64),
+    /// The answer passed the most berth keeps of a streamed answer.
+    #[error("the answer is longer than {0} bytes")]
+    TooLarge(usize),
 }
 
 /// Why an invocation did not produce the container's successful answer.
@@ -100,22 +125,63 @@ impl Forwarder {
         })
     }
 
-    /// Sends the request on an idle connection, or a new one, and reads the whole answer. A
+    /// Sends the request and reads the answer's head, for an answer streamed piece by piece.
+    /// An answer that is not a success is read whole and is the `ModelError` it would be for
+    /// InvokeEndpoint.
+    pub(crate) async fn open_stream(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<OpenStream, InvokeError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timed_out = || InvokeError::Timeout { variant: variant.to_string(), seconds: self.timeout.as_secs() };
+        let (mut conn, head) =
+            tokio::time::timeout_at(deadline, self.send_and_read_head(slot, variant, req)).await.map_err(|_| timed_out())??;
+        if !(200..300).contains(&head.status) {
+            let body = tokio::time::timeout_at(deadline, conn.read_body(&head, MAX_ERROR_TEXT))
+                .await
+                .map_err(|_| timed_out())?
+                .unwrap_or_else(|_| Bytes::from_static(b"(the answer could not be read)"));
+            return Err(InvokeError::ModelError {
+                variant: variant.to_string(),
+                status: head.status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        let left = match head.framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        Ok(OpenStream { conn, head, left, deadline, instance: slot.serial(), timeout_secs: self.timeout.as_secs() })
+    }
+
+    /// The next piece of a streamed answer; `None` after the last, when the connection goes
+    /// back to the pool if it can carry another request.
+    pub(crate) async fn next_piece(&self, open: &mut OpenStream) -> Result<Option<Bytes>, StreamError> {
+        let piece = tokio::time::timeout_at(open.deadline, open.conn.next_piece(open.head.framing, &mut open.left))
+            .await
+            .map_err(|_| StreamError::TimedOut(open.timeout_secs))?
+            .map_err(|e| StreamError::Broken(e.to_string()))?;
+        Ok(piece)
+    }
+
+    /// Returns a finished stream's connection to the pool, if it can carry another request.
+    pub(crate) fn finish(&self, open: OpenStream) {
+        if open.conn.reusable_after(&open.head) {
+            self.pool.put(open.instance, open.conn);
+        }
+    }
+
+    /// Sends the request on an idle connection, or a new one, and reads the answer's head. A
     /// pooled connection whose write fails (the instance closed it while it was idle) is
     /// dropped and the request goes on another; once a request is written it is never sent
     /// again, since a lost answer may mean the request crashed the instance.
-    async fn exchange(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<(Head, Bytes), InvokeError> {
+    async fn send_and_read_head(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<(Conn, Head), InvokeError> {
         let unreachable = |message: String| InvokeError::Unreachable { variant: variant.to_string(), message };
-        let failed = |message: String| InvokeError::Failed { variant: variant.to_string(), message };
         let headers = RequestHeaders {
             content_type: req.content_type.as_ref(),
             accept: req.accept.as_ref(),
             custom_attributes: req.custom_attributes.as_ref(),
             inference_id: req.inference_id.as_ref(),
         };
-        let instance = slot.serial();
         loop {
-            let (mut conn, reused) = match self.pool.take(instance) {
+            let (mut conn, reused) = match self.pool.take(slot.serial()) {
                 Some(conn) => (conn, true),
                 None => (ConnectionPool::connect(slot).await.map_err(unreachable)?, false),
             };
@@ -125,21 +191,26 @@ impl Forwarder {
                 }
                 return Err(unreachable(format!("sending the request to {}: {e}", slot.addr())));
             }
-            let head = match conn.read_head().await {
-                Ok(head) => head,
-                Err(e) => return Err(failed(e.to_string())),
+            return match conn.read_head().await {
+                Ok(head) => Ok((conn, head)),
+                Err(e) => Err(InvokeError::Failed { variant: variant.to_string(), message: e.to_string() }),
             };
-            let body = match conn.read_body(&head, MAX_ANSWER_BYTES).await {
-                Ok(body) => body,
-                Err(ExchangeError::TooLarge) => {
-                    return Err(InvokeError::AnswerTooLarge { variant: variant.to_string(), limit: MAX_ANSWER_BYTES });
-                }
-                Err(e) => return Err(failed(e.to_string())),
-            };
-            if conn.reusable_after(&head) {
-                self.pool.put(instance, conn);
-            }
-            return Ok((head, body));
         }
+    }
+
+    /// Sends the request on an idle connection, or a new one, and reads the whole answer.
+    async fn exchange(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<(Head, Bytes), InvokeError> {
+        let (mut conn, head) = self.send_and_read_head(slot, variant, req).await?;
+        let body = match conn.read_body(&head, MAX_ANSWER_BYTES).await {
+            Ok(body) => body,
+            Err(ExchangeError::TooLarge) => {
+                return Err(InvokeError::AnswerTooLarge { variant: variant.to_string(), limit: MAX_ANSWER_BYTES })
+            }
+            Err(e) => return Err(InvokeError::Failed { variant: variant.to_string(), message: e.to_string() }),
+        };
+        if conn.reusable_after(&head) {
+            self.pool.put(slot.serial(), conn);
+        }
+        Ok((head, body))
     }
 }

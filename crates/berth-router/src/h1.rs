@@ -244,6 +244,36 @@ impl Conn {
         }
     }
 
+    /// The next piece of an answer's body as it arrives (a chunk of a chunked body, or what one
+    /// read brought of any other); `None` after the last. For a length-framed body `left`
+    /// starts as its length and is kept by the caller between pieces.
+    pub(crate) async fn next_piece(&mut self, framing: Framing, left: &mut u64) -> Result<Option<Bytes>, ExchangeError> {
+        match framing {
+            Framing::Chunked => self.next_chunk().await,
+            Framing::Length(_) => {
+                if *left == 0 {
+                    return Ok(None);
+                }
+                if self.buf.is_empty() {
+                    self.read_more().await?;
+                }
+                let n = self.buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                Ok(Some(self.buf.split_to(n).freeze()))
+            }
+            Framing::UntilClose => {
+                if self.buf.is_empty() {
+                    match self.stream.read_buf(&mut self.buf).await {
+                        Ok(0) => return Ok(None),
+                        Ok(_) => {}
+                        Err(e) => return Err(ExchangeError::Broken(format!("reading the answer: {e}"))),
+                    }
+                }
+                Ok(Some(self.buf.split().freeze()))
+            }
+        }
+    }
+
     /// The next piece of a chunked body as the instance sent it; `None` after the last one
     /// (its trailers read and dropped).
     pub(crate) async fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeError> {

@@ -16,20 +16,23 @@ mod sticky;
 mod table;
 
 pub use capture::{CaptureQueue, CaptureRecord, CaptureSettings, CAPTURE_QUEUE};
-pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse};
+pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse, StreamError};
 pub use serverless::{ServerlessRegistry, ServerlessState};
 pub use shadow::{ShadowComparison, ShadowLog, ShadowRoute, ShadowStats, KEPT_COMPARISONS};
 pub use sticky::{StickyKey, STICKY_KEY_TAG};
 pub use table::{EndpointRoute, GreenRoute, RoutingTable, VariantRoute};
 
-use berth_metrics::Outcome;
-use bytes::Bytes;
+use berth_instances::{InFlight, InstanceSlot};
+use berth_metrics::{Outcome, VariantMetrics};
+use bytes::{Bytes, BytesMut};
+use forward::OpenStream;
 use serverless::Admitted;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Routes invocations of endpoints to their instances.
+#[derive(Clone)]
 pub struct Router {
     table: Arc<RoutingTable>,
     forwarder: Arc<Forwarder>,
@@ -61,13 +64,55 @@ impl Router {
     }
 
     pub async fn invoke(&self, endpoint: &str, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+        let (sent, result) = self.dispatch(endpoint, &req, Whole).await?;
+        self.finish(sent, &req, result.as_ref());
+        result
+    }
+
+    /// InvokeEndpointWithResponseStream: routed as [`Router::invoke`]; the answer's pieces are
+    /// read as the container sends them. Metrics, shadows and capture see the whole answer when
+    /// the stream ends.
+    pub async fn invoke_stream(&self, endpoint: &str, req: InvokeRequest) -> Result<AnswerStream, InvokeError> {
+        let (sent, result) = self.dispatch(endpoint, &req, Streamed).await?;
+        match result {
+            Ok(open) => Ok(AnswerStream {
+                variant: sent.variant.clone(),
+                content_type: open.head.content_type.clone(),
+                custom_attributes: open.head.custom_attributes.clone(),
+                parts: StreamParts {
+                    router: self.clone(),
+                    content_type: open.head.content_type.clone(),
+                    sent: Some(sent),
+                    open: Some(open),
+                    req,
+                    collected: BytesMut::new(),
+                    failed: None,
+                },
+            }),
+            Err(e) => {
+                self.finish(sent, &req, Err(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// Picks the variant and instance and sends the request with `exchange`, retrying another
+    /// instance when one could not be reached and waiting for a serverless cold start. What
+    /// comes back is the exchange's result with what finishing the request needs; a request
+    /// that never reached an instance has been recorded already.
+    async fn dispatch<E: Exchange>(
+        &self,
+        endpoint: &str,
+        req: &InvokeRequest,
+        exchange: E,
+    ) -> Result<(Sent, Result<E::Out, InvokeError>), InvokeError> {
         let started = Instant::now();
         let mut attempt = 0;
         // A serverless variant counts the request against its MaxConcurrency until it ends.
         let mut admitted: Option<(String, Admitted)> = None;
         let mut cold_wait = Duration::ZERO;
         let sticky = self.table.sticky(endpoint);
-        let key = sticky.as_ref().and_then(|s| s.find(&req));
+        let key = sticky.as_ref().and_then(|s| s.find(req));
         loop {
             attempt += 1;
             // Reload the route each attempt: a retry after a failed connect should see the
@@ -96,29 +141,47 @@ impl Router {
                 return Err(InvokeError::NoHealthyInstance { variant: variant.name.clone() });
             };
             let sent = Instant::now();
-            let result = self.forwarder.forward(&slot, &variant.name, &req).await;
-            let model = sent.elapsed();
-            drop(in_flight);
-            let (outcome, model) = match &result {
-                Err(InvokeError::Unreachable { message, .. }) if attempt < MAX_ATTEMPTS => {
-                    tracing::debug!(instance = %slot.id, %message, "instance unreachable; trying another");
+            let result = exchange.send(&self.forwarder, &slot, &variant.name, req).await;
+            if let Err(e @ InvokeError::Unreachable { .. }) = result {
+                if attempt < MAX_ATTEMPTS {
+                    tracing::debug!(instance = %slot.id, error = %e, "instance unreachable; trying another");
                     continue;
                 }
-                Err(InvokeError::Unreachable { .. }) => (Outcome::Unavailable, None),
-                Ok(_) => (Outcome::Success, Some(model)),
-                Err(InvokeError::ModelError { status, .. }) if *status < 500 => (Outcome::ModelClientError, Some(model)),
-                Err(_) => (Outcome::ModelServerError, Some(model)),
+                variant.metrics.record(Outcome::Unavailable, None, micros(started.elapsed().saturating_sub(cold_wait)));
+                return Err(e);
+            }
+            let sent = Sent {
+                metrics: variant.metrics.clone(),
+                variant: variant.name.clone(),
+                route: route.clone(),
+                started,
+                sent,
+                cold_wait,
+                _in_flight: in_flight,
+                _admitted: admitted,
             };
-            // A cold start's wait is ModelSetupTime, not berth's overhead.
-            let overhead = started.elapsed().saturating_sub(model.unwrap_or_default()).saturating_sub(cold_wait);
-            variant.metrics.record(outcome, model.map(micros), micros(overhead));
-            if !route.shadows.is_empty() {
-                self.copy_to_shadows(&route, &req, &result);
-            }
-            if let (Some(settings), Ok(answer)) = (&route.capture, &result) {
-                self.capture(&route.endpoint, settings, &req, answer);
-            }
-            return result;
+            return Ok((sent, result));
+        }
+    }
+
+    /// Records a request's outcome once its answer is complete, copies it to the shadows and
+    /// offers it for capture.
+    fn finish(&self, sent: Sent, req: &InvokeRequest, result: Result<&InvokeResponse, &InvokeError>) {
+        let model = sent.sent.elapsed();
+        let outcome = match result {
+            Ok(_) => Outcome::Success,
+            Err(InvokeError::ModelError { status, .. }) if *status < 500 => Outcome::ModelClientError,
+            Err(_) => Outcome::ModelServerError,
+        };
+        // A cold start's wait is ModelSetupTime, not berth's overhead.
+        let overhead = sent.started.elapsed().saturating_sub(model).saturating_sub(sent.cold_wait);
+        sent.metrics.record(outcome, Some(micros(model)), micros(overhead));
+        drop(sent._in_flight);
+        if !sent.route.shadows.is_empty() {
+            self.copy_to_shadows(&sent.route, req, result);
+        }
+        if let (Some(settings), Ok(answer)) = (&sent.route.capture, result) {
+            self.capture(&sent.route.endpoint, settings, req, answer);
         }
     }
 
@@ -171,7 +234,7 @@ impl Router {
 
     /// Sends sampled copies of a production request to the endpoint's shadow variants, in the
     /// background; their answers are compared with the production one and recorded.
-    fn copy_to_shadows(&self, route: &EndpointRoute, req: &InvokeRequest, production: &Result<InvokeResponse, InvokeError>) {
+    fn copy_to_shadows(&self, route: &EndpointRoute, req: &InvokeRequest, production: Result<&InvokeResponse, &InvokeError>) {
         let (production_variant, production_status, production_body) = match production {
             Ok(r) => (r.variant.clone(), 200, r.body.clone()),
             Err(InvokeError::ModelError { variant, status, body }) => (variant.clone(), *status, Bytes::from(body.clone())),
@@ -229,6 +292,133 @@ impl Router {
                 table.shadows().record(&endpoint, &name, comparison);
                 in_flight.fetch_sub(1, Ordering::Relaxed);
             });
+        }
+    }
+}
+
+/// A request on its way: what finishing it needs once its answer is complete.
+struct Sent {
+    metrics: Arc<VariantMetrics>,
+    variant: String,
+    route: Arc<EndpointRoute>,
+    started: Instant,
+    sent: Instant,
+    cold_wait: Duration,
+    _in_flight: InFlight,
+    _admitted: Option<(String, Admitted)>,
+}
+
+/// How a request is exchanged with its instance.
+trait Exchange {
+    type Out;
+    async fn send(&self, forwarder: &Forwarder, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<Self::Out, InvokeError>;
+}
+
+/// The whole answer at once (InvokeEndpoint).
+struct Whole;
+
+impl Exchange for Whole {
+    type Out = InvokeResponse;
+    async fn send(
+        &self,
+        forwarder: &Forwarder,
+        slot: &InstanceSlot,
+        variant: &str,
+        req: &InvokeRequest,
+    ) -> Result<InvokeResponse, InvokeError> {
+        forwarder.forward(slot, variant, req).await
+    }
+}
+
+/// The answer's head now, its body piece by piece (InvokeEndpointWithResponseStream).
+struct Streamed;
+
+impl Exchange for Streamed {
+    type Out = OpenStream;
+    async fn send(
+        &self,
+        forwarder: &Forwarder,
+        slot: &InstanceSlot,
+        variant: &str,
+        req: &InvokeRequest,
+    ) -> Result<OpenStream, InvokeError> {
+        forwarder.open_stream(slot, variant, req).await
+    }
+}
+
+/// A streamed answer: the variant that serves it, the container's content type and custom
+/// attributes, and its pieces as they come.
+pub struct AnswerStream {
+    pub variant: String,
+    pub content_type: Option<http::HeaderValue>,
+    pub custom_attributes: Option<http::HeaderValue>,
+    pub parts: StreamParts,
+}
+
+/// The pieces of a streamed answer. When the last has been read (or the stream broke, or is
+/// dropped) the request is finished: its metrics recorded, and the whole answer, up to 6 MB,
+/// offered to shadows and capture.
+pub struct StreamParts {
+    router: Router,
+    /// The container's content type, for capture.
+    content_type: Option<http::HeaderValue>,
+    sent: Option<Sent>,
+    open: Option<OpenStream>,
+    req: InvokeRequest,
+    /// The answer so far, for shadows and capture (not kept past the invocation limit).
+    collected: BytesMut,
+    failed: Option<StreamError>,
+}
+
+impl StreamParts {
+    /// The next piece; `None` once the answer is complete or after an error.
+    pub async fn next_part(&mut self) -> Option<Result<Bytes, StreamError>> {
+        let open = self.open.as_mut()?;
+        match self.router.forwarder.next_piece(open).await {
+            Ok(Some(piece)) => {
+                if self.collected.len() + piece.len() <= forward::MAX_ANSWER_BYTES {
+                    self.collected.extend_from_slice(&piece);
+                }
+                Some(Ok(piece))
+            }
+            Ok(None) => {
+                if let Some(open) = self.open.take() {
+                    self.router.forwarder.finish(open);
+                }
+                self.end();
+                None
+            }
+            Err(e) => {
+                self.open = None; // a broken answer's connection is never reused
+                self.failed = Some(e.clone());
+                self.end();
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        let Some(sent) = self.sent.take() else { return };
+        let result = match self.failed.take() {
+            None => Ok(InvokeResponse {
+                body: std::mem::take(&mut self.collected).freeze(),
+                content_type: self.content_type.clone(),
+                custom_attributes: None,
+                variant: sent.variant.clone(),
+            }),
+            Some(e) => Err(InvokeError::Failed { variant: sent.variant.clone(), message: e.to_string() }),
+        };
+        self.router.finish(sent, &self.req, result.as_ref());
+    }
+}
+
+impl Drop for StreamParts {
+    /// A stream its caller left before the end still counts, as the answer so far.
+    fn drop(&mut self) {
+        if self.sent.is_some() {
+            self.open = None;
+            self.failed = Some(StreamError::Broken("the caller closed the stream before its end".into()));
+            self.end();
         }
     }
 }

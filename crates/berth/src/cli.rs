@@ -46,6 +46,9 @@ pub struct InvokeArgs {
     /// the same variant.
     #[arg(long)]
     key: Option<String>,
+    /// Stream the answer (InvokeEndpointWithResponseStream): print each part as it arrives.
+    #[arg(long)]
+    stream: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -280,13 +283,15 @@ pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
     std::io::stdin().read_to_end(&mut body).context("reading the request body from stdin")?;
     runtime()?.block_on(async {
         let api = Api::new(&server.url).await?;
+        let operation = if args.stream { "invocations-response-stream" } else { "invocations" };
         let mut req =
-            http::Request::post(format!("{}/endpoints/{}/invocations", api.url, args.endpoint)).header("content-type", &args.content_type);
+            http::Request::post(format!("{}/endpoints/{}/{operation}", api.url, args.endpoint)).header("content-type", &args.content_type);
         if let Some(v) = &args.variant {
             req = req.header("x-amzn-sagemaker-target-variant", v);
         }
         if let Some(a) = &args.accept {
-            req = req.header("accept", a);
+            // The streaming operation takes Accept in a header of its own.
+            req = req.header(if args.stream { "x-amzn-sagemaker-accept" } else { "accept" }, a);
         }
         if let Some(key) = &args.key {
             let (name, value) = sticky_header(&api, &args.endpoint, key).await?;
@@ -295,6 +300,9 @@ pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
         let body = Bytes::from(body);
         let mut req = req.body(Full::new(body.clone()))?;
         api.sign(&mut req, &body, "sagemaker")?;
+        if args.stream {
+            return print_stream(&api, req, server.json).await;
+        }
         let (status, headers, answer) = api.send(req).await?;
         let variant = headers.get("x-amzn-invoked-production-variant").and_then(|v| v.to_str().ok()).unwrap_or("");
         if server.json {
@@ -312,6 +320,46 @@ pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Sends a streaming invocation and prints each part as it arrives (with `--json`, one JSON
+/// line per part); a stream that ends in an error event fails with its message.
+async fn print_stream(api: &Api, req: http::Request<Full<Bytes>>, json_lines: bool) -> anyhow::Result<()> {
+    use berth_aws::event_stream;
+    let resp = api.client.request(req).await.with_context(|| format!("cannot reach berth at {}", api.url))?;
+    let (parts, mut body) = resp.into_parts();
+    let variant = parts.headers.get("x-amzn-invoked-production-variant").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    if !parts.status.is_success() {
+        let text = body.collect().await?.to_bytes();
+        let value: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+        let message =
+            value.get("message").and_then(Value::as_str).map_or_else(|| String::from_utf8_lossy(&text).into_owned(), str::to_string);
+        bail!("the invocation failed with status {}: {message}", parts.status.as_u16());
+    }
+    let mut buf = bytes::BytesMut::new();
+    let mut out = std::io::stdout();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        buf.extend_from_slice(&data);
+        while let Some(message) = event_stream::read(&mut buf).map_err(|e| anyhow::anyhow!("the answer is not an event stream: {e}"))? {
+            if let Some(kind) = message.header(":exception-type") {
+                let detail: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+                let text = detail.get("Message").and_then(Value::as_str).unwrap_or("");
+                let code = detail.get("ErrorCode").and_then(Value::as_str).map(|c| format!(" ({c})")).unwrap_or_default();
+                bail!("the stream from {variant} ended with {kind}{code}: {text}");
+            }
+            if json_lines {
+                println!("{}", json!({ "InvokedProductionVariant": variant, "PayloadPart": String::from_utf8_lossy(&message.payload) }));
+            } else {
+                out.write_all(&message.payload)?;
+                out.flush()?;
+            }
+        }
+    }
+    if !json_lines {
+        eprintln!("200 from {variant} (streamed)");
+    }
+    Ok(())
 }
 
 /// The header that carries `key` to `endpoint`, as its `berth:sticky-key` tag says.
