@@ -4,7 +4,9 @@ use crate::aws_json::{secs, tags, unsupported};
 use crate::error::EdgeError;
 use crate::wire::{self, ProductionVariant};
 use berth_control::CreateEndpointConfig;
-use berth_domain::{DataCapture, Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, ServerlessConfig, VariantSpec, VariantState};
+use berth_domain::{
+    AsyncInference, DataCapture, Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, ServerlessConfig, VariantSpec, VariantState,
+};
 use serde_json::Value;
 
 // ---- endpoint configs -----------------------------------------------------------------
@@ -88,18 +90,19 @@ pub(crate) fn serverless_config_wire(c: &ServerlessConfig) -> wire::ServerlessCo
 }
 
 pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> Result<CreateEndpointConfig, EdgeError> {
-    unsupported(input.async_inference_config.is_some(), "AsyncInferenceConfig")?;
     unsupported(input.explainer_config.is_some(), "ExplainerConfig")?;
     let production = input.production_variants.into_iter().enumerate().map(|(i, v)| variant_spec(i, v, false));
     let shadows = input.shadow_production_variants.unwrap_or_default().into_iter().enumerate().map(|(i, v)| variant_spec(i, v, true));
     let variants = production.chain(shadows).collect::<Result<_, _>>()?;
     let data_capture = input.data_capture_config.map(data_capture).transpose()?;
+    let async_inference = input.async_inference_config.map(async_inference).transpose()?;
     Ok(CreateEndpointConfig {
         name: input.endpoint_config_name,
         variants,
         kms_key_id: input.kms_key_id,
         tags: tags(input.tags),
         data_capture,
+        async_inference,
     })
 }
 
@@ -125,6 +128,7 @@ pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
         shadow_production_variants: c.variants.iter().filter(|v| v.shadow).map(wire).collect(),
         kms_key_id: c.kms_key_id.clone(),
         data_capture_config: c.data_capture.as_ref().map(data_capture_wire),
+        async_inference_config: c.async_inference.as_ref().map(async_inference_wire),
         creation_time: secs(c.created),
     };
     serde_json::to_value(out).expect("wire shapes serialize")
@@ -183,6 +187,7 @@ pub(crate) fn describe_endpoint(e: &Endpoint) -> Value {
             kms_key_id: c.kms_key_id.clone().unwrap_or_default(),
         }),
         pending_deployment_summary: crate::guardrails::pending_deployment_summary(e),
+        async_inference_config: e.async_inference.as_ref().map(async_inference_wire),
     };
     serde_json::to_value(out).expect("wire shapes serialize")
 }
@@ -227,5 +232,41 @@ fn data_capture_wire(c: &DataCapture) -> wire::DataCaptureConfig {
         capture_options: modes.iter().map(|m| wire::CaptureOption { capture_mode: (*m).into() }).collect(),
         capture_content_type_header: has_types
             .then(|| wire::CaptureContentTypeHeader { csv_content_types: c.csv_types.clone(), json_content_types: c.json_types.clone() }),
+    }
+}
+
+fn async_inference(w: wire::AsyncInferenceConfig) -> Result<AsyncInference, EdgeError> {
+    let out = w.output_config;
+    let notifications = out.notification_config;
+    let output_path = out.s3_output_path.ok_or_else(|| {
+        EdgeError::validation("AsyncInferenceConfig.OutputConfig.S3OutputPath is required: berth writes each answer under it.")
+    })?;
+    Ok(AsyncInference {
+        max_concurrent_per_instance: w.client_config.and_then(|c| c.max_concurrent_invocations_per_instance),
+        output_path: output_path.trim_end_matches('/').to_string(),
+        failure_path: out.s3_failure_path.map(|p| p.trim_end_matches('/').to_string()),
+        kms_key_id: out.kms_key_id,
+        success_topic: notifications.as_ref().and_then(|n| n.success_topic.clone()),
+        error_topic: notifications.as_ref().and_then(|n| n.error_topic.clone()),
+        include_response_in: notifications.map(|n| n.include_inference_response_in).unwrap_or_default(),
+    })
+}
+
+fn async_inference_wire(a: &AsyncInference) -> wire::AsyncInferenceConfig {
+    let notify = a.success_topic.is_some() || a.error_topic.is_some() || !a.include_response_in.is_empty();
+    wire::AsyncInferenceConfig {
+        client_config: a
+            .max_concurrent_per_instance
+            .map(|n| wire::AsyncInferenceClientConfig { max_concurrent_invocations_per_instance: Some(n) }),
+        output_config: wire::AsyncInferenceOutputConfig {
+            kms_key_id: a.kms_key_id.clone(),
+            s3_output_path: Some(a.output_path.clone()),
+            notification_config: notify.then(|| wire::AsyncInferenceNotificationConfig {
+                success_topic: a.success_topic.clone(),
+                error_topic: a.error_topic.clone(),
+                include_inference_response_in: a.include_response_in.clone(),
+            }),
+            s3_failure_path: a.failure_path.clone(),
+        },
     }
 }

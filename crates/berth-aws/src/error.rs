@@ -38,6 +38,8 @@ pub enum Service {
     CloudWatch,
     /// berth's own operator API (`/berth/v1/...`).
     Berth,
+    /// SageMaker's runtime (InvokeEndpointAsync's checks), rest-json.
+    Runtime,
 }
 
 impl EdgeError {
@@ -112,6 +114,10 @@ impl EdgeError {
                 Self::berth(StatusCode::NOT_FOUND, message)
             }
             (C::AlreadyExists { .. } | C::Validation(_), S::Berth) => Self::berth(StatusCode::BAD_REQUEST, message),
+            (
+                C::NotFound { .. } | C::AlreadyExists { .. } | C::Validation(_) | C::AlarmNotFound(_) | C::ScalingObjectNotFound(_),
+                S::Runtime,
+            ) => Self::runtime_validation(message),
             (C::ScalingObjectNotFound(_), S::AutoScaling) => Self::new(StatusCode::BAD_REQUEST, "ObjectNotFoundException", message),
             (C::AlreadyExists { .. } | C::Validation(_) | C::ScalingObjectNotFound(_), S::CloudWatch) => Self::invalid_parameter(message),
             (C::NotFound { .. } | C::AlreadyExists { .. } | C::Validation(_) | C::AlarmNotFound(_) | C::ScalingObjectNotFound(_), _) => {
@@ -194,7 +200,7 @@ mod tests {
     #[test]
     fn each_service_hears_a_controller_error_in_its_own_codes() {
         let store = || ControlError::Store(StoreError::Backend("disk I/O error".into()));
-        for service in [Service::SageMaker, Service::AutoScaling, Service::CloudWatch, Service::Berth] {
+        for service in [Service::SageMaker, Service::AutoScaling, Service::CloudWatch, Service::Berth, Service::Runtime] {
             assert_eq!(EdgeError::control(store(), service).status, StatusCode::INTERNAL_SERVER_ERROR, "{service:?}");
             assert_eq!(EdgeError::control(ControlError::Validation("no".into()), service).status, StatusCode::BAD_REQUEST);
         }

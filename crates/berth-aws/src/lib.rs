@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod async_invocations;
 mod autoscaling;
 mod aws_json;
 mod berth_api;
@@ -73,6 +74,7 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/", post(dispatch))
         .route("/endpoints/{name}/invocations", post(runtime::invoke))
         .route("/endpoints/{name}/invocations-response-stream", post(streaming::invoke_stream))
+        .route("/endpoints/{name}/async-invocations", post(async_invocations::invoke_async))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus::metrics))
         .route("/berth/v1/endpoints/{name}/logs", get(berth_api::logs))

@@ -56,6 +56,30 @@ pub async fn metrics(State(edge): State<Edge>) -> Response {
             }
         }
     }
+    let backlogs = edge.controller.async_backlogs();
+    if !backlogs.is_empty() {
+        type Read = fn(&berth_control::Backlog) -> f64;
+        let gauges: [(&str, &str, Read); 4] = [
+            ("berth_async_backlog_size", "Asynchronous requests queued or under way (ApproximateBacklogSize).", |b| b.size as f64),
+            ("berth_async_backlog_size_per_instance", "The backlog per healthy instance (ApproximateBacklogSizePerInstance).", |b| {
+                b.per_instance()
+            }),
+            ("berth_async_oldest_request_age_seconds", "Age of the oldest queued request (ApproximateAgeOfOldestRequest).", |b| {
+                b.oldest_age_secs
+            }),
+            (
+                "berth_async_backlog_without_capacity",
+                "1 when requests wait and no instance serves them (HasBacklogWithoutCapacity).",
+                |b| f64::from(u8::from(b.without_capacity())),
+            ),
+        ];
+        for (name, help, read) in gauges {
+            body += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
+            for (endpoint, backlog) in &backlogs {
+                body += &format!("{name}{{endpoint=\"{endpoint}\"}} {}\n", read(backlog));
+            }
+        }
+    }
     body += &weights_and_quality(&edge).await;
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

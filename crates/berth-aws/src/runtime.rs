@@ -75,6 +75,7 @@ pub(crate) fn invoke_request(headers: &HeaderMap, body: Bytes, accept: &HeaderNa
         custom_attributes: custom_attributes.cloned(),
         inference_id: inference_id.cloned(),
         target_variant,
+        timeout: None,
     })
 }
 

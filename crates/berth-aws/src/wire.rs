@@ -135,8 +135,8 @@ pub struct CreateEndpointConfigInput {
     pub data_capture_config: Option<DataCaptureConfig>,
     pub tags: Option<Vec<Tag>>,
     pub kms_key_id: Option<String>,
-    /// Read only to refuse them by name.
-    pub async_inference_config: Option<IgnoredAny>,
+    pub async_inference_config: Option<AsyncInferenceConfig>,
+    /// Read only to refuse it by name.
     pub explainer_config: Option<IgnoredAny>,
     pub shadow_production_variants: Option<Vec<ProductionVariant>>,
 }
@@ -151,6 +151,8 @@ pub struct DescribeEndpointConfigOutput {
     pub shadow_production_variants: Vec<ProductionVariant>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_capture_config: Option<DataCaptureConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub async_inference_config: Option<AsyncInferenceConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
     pub creation_time: f64,
@@ -257,6 +259,8 @@ pub struct DescribeEndpointOutput {
     pub pending_deployment_summary: Option<PendingDeploymentSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_capture_config: Option<DataCaptureConfigSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub async_inference_config: Option<AsyncInferenceConfig>,
 }
 
 /// The members shared by ListModels, ListEndpointConfigs and ListEndpoints.
@@ -460,4 +464,44 @@ pub struct PendingProductionVariantSummary {
     pub desired_instance_count: u32,
     pub instance_type: String,
     pub variant_status: Vec<VariantStatus>,
+}
+
+/// `AsyncInferenceConfig` of an endpoint config (and of DescribeEndpoint).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AsyncInferenceConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_config: Option<AsyncInferenceClientConfig>,
+    pub output_config: AsyncInferenceOutputConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AsyncInferenceClientConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_invocations_per_instance: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AsyncInferenceOutputConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(rename = "S3OutputPath", skip_serializing_if = "Option::is_none")]
+    pub s3_output_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_config: Option<AsyncInferenceNotificationConfig>,
+    #[serde(rename = "S3FailurePath", skip_serializing_if = "Option::is_none")]
+    pub s3_failure_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AsyncInferenceNotificationConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_inference_response_in: Vec<String>,
 }

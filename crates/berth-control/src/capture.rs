@@ -130,7 +130,7 @@ impl Controller {
                     for (prefix, (first_ms, bytes, kms_key_id)) in pending.drain() {
                         if prefix.starts_with("file://") {
                             // Checked again at every write: the directory must still be under a --file-root.
-                            let dir = match self.writable_destination(&prefix) {
+                            let dir = match self.writable_destination("DestinationS3Uri", &prefix) {
                                 Ok(Some(dir)) => dir,
                                 _ => {
                                     tracing::warn!(destination = %prefix, "captured data not written: the destination is not under a --file-root");

@@ -1,7 +1,9 @@
 use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_instance_type, validate_name, DataCapture, EndpointConfig, ResourceKind, Timestamp, VariantSpec};
+use berth_domain::{
+    validate_instance_type, validate_name, AsyncInference, DataCapture, EndpointConfig, ResourceKind, Timestamp, VariantSpec,
+};
 use berth_store::Tag;
 
 #[derive(Debug, Clone)]
@@ -11,6 +13,7 @@ pub struct CreateEndpointConfig {
     pub kms_key_id: Option<String>,
     pub tags: Vec<Tag>,
     pub data_capture: Option<DataCapture>,
+    pub async_inference: Option<AsyncInference>,
 }
 
 const MAX_VARIANTS: usize = 10;
@@ -29,12 +32,25 @@ impl Controller {
         }
         if let Some(c) = &req.data_capture {
             c.validate()?;
-            self.writable_destination(&c.destination)?;
+            self.writable_destination("DestinationS3Uri", &c.destination)?;
             if c.kms_key_id.is_some() && !c.destination.starts_with("s3://") {
                 return Err(ControlError::Validation(format!(
                     "DataCaptureConfig.KmsKeyId encrypts captured data written to S3 (SSE-KMS); berth cannot apply it to {}. \
                      Capture to an s3:// destination, or leave KmsKeyId out.",
                     c.destination
+                )));
+            }
+        }
+        if let Some(a) = &req.async_inference {
+            a.validate()?;
+            self.writable_destination("S3OutputPath", &a.output_path)?;
+            if let Some(path) = &a.failure_path {
+                self.writable_destination("S3FailurePath", path)?;
+            }
+            if let Some(v) = req.variants.iter().find(|v| v.serverless.is_some()) {
+                return Err(ControlError::Validation(format!(
+                    "Variant {} is serverless (ServerlessConfig); asynchronous inference (AsyncInferenceConfig) needs instances.",
+                    v.name
                 )));
             }
         }
@@ -52,6 +68,7 @@ impl Controller {
             variants: req.variants,
             kms_key_id: req.kms_key_id,
             data_capture: req.data_capture,
+            async_inference: req.async_inference,
         };
         let (stored, tags, limit) = (config.clone(), req.tags, self.settings.limits.max_endpoint_configs);
         let count = |s: &dyn berth_store::StateStore| s.endpoint_configs().map(|c| c.len());
@@ -63,17 +80,16 @@ impl Controller {
         Ok(config)
     }
 
-    /// A `file://` capture destination must lie under a `--file-root`; the answer does not tell
-    /// whether a path outside exists. Returns the directory to write under.
-    pub(crate) fn writable_destination(&self, destination: &str) -> Result<Option<std::path::PathBuf>, ControlError> {
+    /// A `file://` destination (of capture, or asynchronous answers) must lie under a
+    /// `--file-root`; the answer does not tell whether a path outside exists. Returns the
+    /// directory to write under.
+    pub(crate) fn writable_destination(&self, member: &str, destination: &str) -> Result<Option<std::path::PathBuf>, ControlError> {
         let Some(path) = destination.strip_prefix("file://") else { return Ok(None) };
         self.settings.file_roots.resolve_for_writing(std::path::Path::new(path)).map(Some).map_err(|e| match e {
             berth_instances::RootError::NoRoots => ControlError::Validation(format!(
-                "DestinationS3Uri {destination} cannot be written: file:// destinations are off. Start berth with --file-root DIR, or use s3://"
+                "{member} {destination} cannot be written: file:// destinations are off. Start berth with --file-root DIR, or use s3://"
             )),
-            _ => ControlError::Validation(format!(
-                "DestinationS3Uri {destination} is not under a directory berth may write to (--file-root)"
-            )),
+            _ => ControlError::Validation(format!("{member} {destination} is not under a directory berth may write to (--file-root)")),
         })
     }
 

@@ -72,6 +72,7 @@ impl Controller {
             pending: None,
             last_deployment_config: None,
             data_capture: config.data_capture.clone(),
+            async_inference: config.async_inference.clone(),
             previous_weights: None,
         };
         if let Some(dc) = &req.deployment_config {
@@ -186,6 +187,7 @@ impl Controller {
             deployment_config: deployment.clone(),
             deployment: None,
             data_capture: if keep_capture { endpoint.data_capture.clone() } else { config.data_capture.clone() },
+            async_inference: config.async_inference.clone(),
         });
         endpoint.failure_reason = None;
         endpoint.modified = Timestamp::now();

@@ -350,12 +350,13 @@ impl Controller {
     ) -> Result<InferenceExperiment, ControlError> {
         let short: String = x.name.chars().take(50).collect();
         let config_name = format!("{short}-{:08x}", fastrand::u32(..));
-        // The endpoint keeps capturing as it did.
-        let data_capture = self.describe_endpoint(&x.endpoint_name).await?.data_capture;
+        // The endpoint keeps capturing (and answering asynchronous requests) as it did.
+        let endpoint = self.describe_endpoint(&x.endpoint_name).await?;
         self.create_endpoint_config(CreateEndpointConfig {
             name: config_name.clone(),
             variants: specs,
-            data_capture,
+            data_capture: endpoint.data_capture,
+            async_inference: endpoint.async_inference,
             kms_key_id: x.kms_key.clone(),
             tags: vec![],
         })

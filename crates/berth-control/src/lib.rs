@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod alarms;
+mod async_inference;
 mod autoscaling;
 mod bandit;
 mod capture;
@@ -31,6 +32,10 @@ mod tags;
 mod weight_controls;
 
 pub use alarms::PutAlarm;
+pub use async_inference::{
+    AsyncAccepted, AsyncInput, AsyncInvocation, Backlog, BACKLOG_METRICS, DEFAULT_INVOCATION_TIMEOUT_SECS, DEFAULT_TTL_SECS,
+    MAX_INLINE_BODY,
+};
 pub use autoscaling::RegisterScalableTarget;
 pub use configs::CreateEndpointConfig;
 pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, VariantProperty};
@@ -105,6 +110,8 @@ pub struct Controller {
     /// Serialises check-then-write transitions of endpoint state. Held only around store
     /// calls, never across instance starts or drains.
     transitions: tokio::sync::Mutex<()>,
+    /// Asynchronous inference: requests under way and the backlog last seen.
+    async_work: async_inference::AsyncWork,
 }
 
 impl Controller {
@@ -126,6 +133,7 @@ impl Controller {
             settings,
             fleets: Fleets::default(),
             transitions: tokio::sync::Mutex::new(()),
+            async_work: Default::default(),
         })
     }
 

@@ -33,7 +33,10 @@ impl Controller {
     /// Datapoints of one metric, oldest first, with its unit: berth's own (per endpoint variant,
     /// from the in-memory seconds and the stored minute rollups) or a custom one.
     pub async fn metric_datapoints(&self, q: &MetricQuery) -> Result<(Vec<Datapoint>, String), ControlError> {
-        if !MetricName::is_berth_namespace(&q.namespace) {
+        // The asynchronous backlog metrics are per endpoint, written each second by the
+        // asynchronous worker as datapoints of their own.
+        let endpoint_metric = q.namespace == "AWS/SageMaker" && crate::BACKLOG_METRICS.contains(&q.metric_name.as_str());
+        if endpoint_metric || !MetricName::is_berth_namespace(&q.namespace) {
             let rows = self
                 .custom_datapoints(q.namespace.clone(), q.metric_name.clone(), canonical_dimensions(&q.dimensions), q.start, q.end)
                 .await?;

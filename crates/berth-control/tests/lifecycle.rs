@@ -79,7 +79,8 @@ impl Server {
                 serverless: None,
             })
             .collect();
-        let req = CreateEndpointConfig { name: name.into(), variants, kms_key_id: None, tags: vec![], data_capture: None };
+        let req =
+            CreateEndpointConfig { name: name.into(), variants, kms_key_id: None, tags: vec![], data_capture: None, async_inference: None };
         self.controller.create_endpoint_config(req).await.unwrap();
     }
 

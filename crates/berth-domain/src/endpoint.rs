@@ -1,4 +1,6 @@
-use crate::{ContainerSpec, DataCapture, DeploymentConfig, PendingDeployment, RoutingStrategy, ServerlessConfig, Timestamp};
+use crate::{
+    AsyncInference, ContainerSpec, DataCapture, DeploymentConfig, PendingDeployment, RoutingStrategy, ServerlessConfig, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 /// An endpoint and the state of its variants.
@@ -20,6 +22,8 @@ pub struct Endpoint {
     pub last_deployment_config: Option<DeploymentConfig>,
     /// Data capture of the config the endpoint runs.
     pub data_capture: Option<DataCapture>,
+    /// Asynchronous inference of the config the endpoint runs.
+    pub async_inference: Option<AsyncInference>,
     /// The production variants' weights before the last weight change, for rolling it back.
     pub previous_weights: Option<Vec<(String, f64)>>,
 }
@@ -37,6 +41,9 @@ pub struct PendingUpdate {
     pub deployment: Option<PendingDeployment>,
     /// Data capture of the config the update is moving to.
     pub data_capture: Option<DataCapture>,
+    /// Asynchronous inference of the config the update is moving to.
+    #[serde(default)]
+    pub async_inference: Option<AsyncInference>,
 }
 
 impl Endpoint {
@@ -55,6 +62,7 @@ impl Endpoint {
         if let Some(p) = self.pending.take() {
             self.config_name = p.config_name;
             self.data_capture = p.data_capture;
+            self.async_inference = p.async_inference;
         }
     }
 }
@@ -78,6 +86,8 @@ struct StoredEndpoint {
     #[serde(default)]
     data_capture: Option<DataCapture>,
     #[serde(default)]
+    async_inference: Option<AsyncInference>,
+    #[serde(default)]
     previous_weights: Option<Vec<(String, f64)>>,
     #[serde(default)]
     pending_config_name: Option<String>,
@@ -99,6 +109,7 @@ impl From<StoredEndpoint> for Endpoint {
             deployment_config: s.pending_deployment_config,
             deployment: s.pending_deployment,
             data_capture: s.pending_data_capture,
+            async_inference: None,
         });
         Endpoint {
             name: s.name,
@@ -112,6 +123,7 @@ impl From<StoredEndpoint> for Endpoint {
             pending: s.pending.or(legacy),
             last_deployment_config: s.last_deployment_config,
             data_capture: s.data_capture,
+            async_inference: s.async_inference,
             previous_weights: s.previous_weights,
         }
     }

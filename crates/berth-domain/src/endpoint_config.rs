@@ -11,6 +11,72 @@ pub struct EndpointConfig {
     pub kms_key_id: Option<String>,
     #[serde(default)]
     pub data_capture: Option<DataCapture>,
+    /// Asynchronous inference (`AsyncInferenceConfig`): requests queued durably, answers
+    /// written where the config says.
+    #[serde(default)]
+    pub async_inference: Option<AsyncInference>,
+}
+
+/// SageMaker's `AsyncInferenceConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncInference {
+    /// `ClientConfig.MaxConcurrentInvocationsPerInstance` (SageMaker picks when unset; berth: 1).
+    pub max_concurrent_per_instance: Option<u32>,
+    /// `OutputConfig.S3OutputPath`: `s3://bucket/prefix` or `file:///absolute/dir`.
+    pub output_path: String,
+    /// `OutputConfig.S3FailurePath`; failures go beside the answers when unset.
+    pub failure_path: Option<String>,
+    pub kms_key_id: Option<String>,
+    /// `NotificationConfig`: SNS topics told of each success and failure.
+    pub success_topic: Option<String>,
+    pub error_topic: Option<String>,
+    /// Topics (`SUCCESS_NOTIFICATION_TOPIC`, `ERROR_NOTIFICATION_TOPIC`) whose messages carry
+    /// the answer itself when it is at most 128 KB.
+    pub include_response_in: Vec<String>,
+}
+
+impl AsyncInference {
+    /// Concurrent requests per instance when the config leaves it to SageMaker.
+    pub const DEFAULT_CONCURRENCY: u32 = 1;
+
+    pub fn concurrency_per_instance(&self) -> u32 {
+        self.max_concurrent_per_instance.unwrap_or(Self::DEFAULT_CONCURRENCY)
+    }
+
+    pub fn validate(&self) -> Result<(), crate::DomainError> {
+        let invalid = |m: String| Err(crate::DomainError::Validation(m));
+        if let Some(n) = self.max_concurrent_per_instance {
+            if !(1..=1000).contains(&n) {
+                return invalid(format!(
+                    "1 validation error detected: Value '{n}' at 'asyncInferenceConfig.clientConfig.maxConcurrentInvocationsPerInstance' failed to satisfy constraint: Member must have value between 1 and 1000"
+                ));
+            }
+        }
+        for (member, path) in [("S3OutputPath", Some(&self.output_path)), ("S3FailurePath", self.failure_path.as_ref())] {
+            let Some(path) = path else { continue };
+            let ok = path.strip_prefix("s3://").is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+                || path.strip_prefix("file://").is_some_and(|p| p.starts_with('/'));
+            if !ok {
+                return invalid(format!(
+                    "AsyncInferenceConfig.OutputConfig.{member} '{path}' must be s3://bucket/prefix or file:///absolute/directory."
+                ));
+            }
+        }
+        for topic in [&self.success_topic, &self.error_topic].into_iter().flatten() {
+            let parts: Vec<&str> = topic.split(':').collect();
+            if parts.len() != 6 || parts[0] != "arn" || !parts[1].starts_with("aws") || parts[2] != "sns" || parts[4].len() != 12 {
+                return invalid(format!("AsyncInferenceConfig.OutputConfig.NotificationConfig topic '{topic}' is not an SNS topic ARN."));
+            }
+        }
+        for kind in &self.include_response_in {
+            if kind != "SUCCESS_NOTIFICATION_TOPIC" && kind != "ERROR_NOTIFICATION_TOPIC" {
+                return invalid(format!(
+                    "1 validation error detected: Value '{kind}' at 'asyncInferenceConfig.outputConfig.notificationConfig.includeInferenceResponseIn' failed to satisfy constraint: Member must satisfy enum value set: [SUCCESS_NOTIFICATION_TOPIC, ERROR_NOTIFICATION_TOPIC]"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// SageMaker's `DataCaptureConfig`: a sample of requests and answers written as JSON Lines under

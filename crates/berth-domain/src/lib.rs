@@ -30,7 +30,7 @@ pub use deployment::{
     UpdatePolicy, VariantPhase,
 };
 pub use endpoint::{Endpoint, EndpointStatus, PendingUpdate, VariantState};
-pub use endpoint_config::{DataCapture, EndpointConfig, RoutingStrategy, ServerlessConfig, VariantSpec};
+pub use endpoint_config::{AsyncInference, DataCapture, EndpointConfig, RoutingStrategy, ServerlessConfig, VariantSpec};
 pub use error::DomainError;
 pub use event::{Event, EventKind, NewEvent};
 pub use experiment::{ExperimentStatus, ExperimentVariant, InferenceExperiment, VariantAction, DEFAULT_EXPERIMENT_SECS};

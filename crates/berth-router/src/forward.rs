@@ -16,6 +16,9 @@ pub struct InvokeRequest {
     pub custom_attributes: Option<HeaderValue>,
     pub inference_id: Option<HeaderValue>,
     pub target_variant: Option<String>,
+    /// How long the container may take, when not the server's invocation timeout
+    /// (`InvocationTimeoutSeconds` of an asynchronous request).
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -106,9 +109,10 @@ impl Forwarder {
     }
 
     pub async fn forward(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<InvokeResponse, InvokeError> {
-        let (head, body) = tokio::time::timeout(self.timeout, self.exchange(slot, variant, req))
+        let timeout = req.timeout.unwrap_or(self.timeout);
+        let (head, body) = tokio::time::timeout(timeout, self.exchange(slot, variant, req))
             .await
-            .map_err(|_| InvokeError::Timeout { variant: variant.to_string(), seconds: self.timeout.as_secs() })??;
+            .map_err(|_| InvokeError::Timeout { variant: variant.to_string(), seconds: timeout.as_secs() })??;
         if !(200..300).contains(&head.status) {
             let text = &body[..body.len().min(MAX_ERROR_TEXT)];
             return Err(InvokeError::ModelError {

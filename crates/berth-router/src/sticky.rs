@@ -129,7 +129,7 @@ mod tests {
             accept: None,
             custom_attributes: Some(HeaderValue::from_str(attributes).unwrap()),
             inference_id: Some(HeaderValue::from_static("id-7")),
-            target_variant: None,
+            ..Default::default()
         };
         let user = StickyKey::CustomAttribute("user".into());
         assert_eq!(user.find(&req("session=9; user=alice")), Some("alice"));

@@ -80,7 +80,14 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
         csv_types: vec!["text/csv".into()],
         json_types: vec!["application/json".into()],
     };
-    let config = CreateEndpointConfig { name: CONFIG.into(), variants, kms_key_id: None, tags: vec![], data_capture: Some(capture) };
+    let config = CreateEndpointConfig {
+        name: CONFIG.into(),
+        variants,
+        kms_key_id: None,
+        tags: vec![],
+        data_capture: Some(capture),
+        async_inference: None,
+    };
     ignore_existing(controller.create_endpoint_config(config).await)?;
     let endpoint = CreateEndpoint { name: ENDPOINT.into(), config_name: CONFIG.into(), tags: vec![], deployment_config: None };
     ignore_existing(controller.create_endpoint(endpoint).await)?;
@@ -145,6 +152,7 @@ pub async fn send_traffic(controller: Arc<Controller>, router: Arc<Router>) {
             custom_attributes: None,
             inference_id: http::HeaderValue::from_str(&id).ok(),
             target_variant: None,
+            timeout: None,
         };
         if router.invoke(ENDPOINT, request).await.is_ok() {
             let truth = GroundTruth { event_id: None, inference_id: Some(id), label: serde_json::json!(label) };

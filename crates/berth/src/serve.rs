@@ -360,6 +360,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     background.keep("serverless", move || serverless.clone().run_serverless(idle));
     let capture = controller.clone();
     background.keep("data capture", move || capture.clone().run_capture());
+    let (queue, async_router) = (controller.clone(), Router::clone(&router));
+    background.keep("asynchronous inference", move || queue.clone().run_async(async_router.clone()));
 
     let app = berth_aws::service(Edge { controller: controller.clone(), router, security: Arc::new(security) });
     let limits = crate::listener::ConnectionLimits {

@@ -1,0 +1,423 @@
+//! Asynchronous inference (InvokeEndpointAsync). An accepted request is written to the state
+//! store before it is acknowledged, so it survives `kill -9`; a worker sends queued requests to
+//! the endpoint's instances, at most `MaxConcurrentInvocationsPerInstance` per healthy
+//! instance, oldest first, and writes each answer (or failure) where the request was promised
+//! it would be. A request is removed from the queue only once its outcome is written: a crash
+//! in between sends it again (at least once, as SageMaker's own queue). The backlog is
+//! published each second as SageMaker's endpoint metrics (`ApproximateBacklogSize` and the
+//! rest) for the CloudWatch API, alarms and target tracking.
+
+use crate::{ControlError, Controller};
+use berth_domain::{random_uuid, AsyncInference, Endpoint, EndpointStatus, NameKey, Timestamp};
+use berth_router::{InvokeRequest, Router};
+use berth_store::CustomDatapoint;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The largest input berth reads for one asynchronous request (SageMaker's limit: 1 GB).
+pub const MAX_ASYNC_INPUT: u64 = 1024 * 1024 * 1024;
+/// The largest inline body of InvokeEndpointAsync.
+pub const MAX_INLINE_BODY: usize = 128_000;
+/// SageMaker's defaults and ranges for a request's queue time and processing time.
+pub const DEFAULT_TTL_SECS: u32 = 21_600;
+pub const DEFAULT_INVOCATION_TIMEOUT_SECS: u32 = 900;
+/// The endpoint metrics of the backlog, in namespace `AWS/SageMaker`, dimension `EndpointName`.
+pub const BACKLOG_METRICS: [&str; 4] =
+    ["ApproximateBacklogSize", "ApproximateBacklogSizePerInstance", "ApproximateAgeOfOldestRequest", "HasBacklogWithoutCapacity"];
+
+/// Where an asynchronous request's input is.
+#[derive(Debug, Clone)]
+pub enum AsyncInput {
+    /// `InputLocation`: `s3://bucket/key`, or `file:///path` under a `--file-root`.
+    Location(String),
+    /// The inline `Body` (at most 128,000 bytes).
+    Inline(Bytes),
+}
+
+/// An InvokeEndpointAsync request as the edge read it.
+#[derive(Debug, Clone)]
+pub struct AsyncInvocation {
+    pub inference_id: Option<String>,
+    pub input: AsyncInput,
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
+    pub custom_attributes: Option<String>,
+    pub ttl_secs: Option<u32>,
+    pub invocation_timeout_secs: Option<u32>,
+    pub output_path_extension: Option<String>,
+    pub filename: Option<String>,
+}
+
+/// What InvokeEndpointAsync answers at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsyncAccepted {
+    pub inference_id: String,
+    pub output_location: String,
+    pub failure_location: String,
+}
+
+/// A queued request, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Queued {
+    id: String,
+    endpoint: String,
+    input_location: Option<String>,
+    /// The inline body, base64.
+    inline: Option<String>,
+    content_type: Option<String>,
+    accept: Option<String>,
+    custom_attributes: Option<String>,
+    output_location: String,
+    failure_location: String,
+    received_ms: i64,
+    ttl_secs: u32,
+    timeout_secs: u32,
+}
+
+/// The worker's state: requests under way, and the backlog it last saw, by endpoint.
+#[derive(Default)]
+pub(crate) struct AsyncWork {
+    wake: tokio::sync::Notify,
+    running: Mutex<HashMap<NameKey, HashSet<String>>>,
+    /// By endpoint: its name as created, and its backlog.
+    backlog: Mutex<HashMap<NameKey, (String, Backlog)>>,
+}
+
+/// An endpoint's asynchronous backlog as last seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Backlog {
+    /// Requests queued or under way.
+    pub size: u64,
+    /// Healthy instances serving them.
+    pub instances: u64,
+    /// Age of the oldest request, in seconds.
+    pub oldest_age_secs: f64,
+}
+
+impl Backlog {
+    pub fn per_instance(&self) -> f64 {
+        self.size as f64 / self.instances.max(1) as f64
+    }
+
+    pub fn without_capacity(&self) -> bool {
+        self.size > 0 && self.instances == 0
+    }
+}
+
+fn queue_kind(endpoint: &str) -> String {
+    format!("async:{}", NameKey::of(endpoint))
+}
+
+/// `base/extension/name`, without doubled slashes.
+fn join(base: &str, extension: Option<&str>, name: &str) -> String {
+    let mut out = base.trim_end_matches('/').to_string();
+    if let Some(ext) = extension.map(|e| e.trim_matches('/')).filter(|e| !e.is_empty()) {
+        out.push('/');
+        out.push_str(ext);
+    }
+    out.push('/');
+    out.push_str(name);
+    out
+}
+
+impl Controller {
+    /// Accepts an asynchronous request: checks it, writes it to the queue (durably, before the
+    /// caller hears of it) and tells the worker.
+    pub async fn enqueue_async(&self, endpoint: &str, req: AsyncInvocation) -> Result<AsyncAccepted, ControlError> {
+        let e = self.describe_endpoint(endpoint).await?;
+        let Some(config) = &e.async_inference else {
+            return Err(ControlError::Validation(format!(
+                "Endpoint {} is not configured for asynchronous inference: its endpoint config {} has no AsyncInferenceConfig.",
+                e.name, e.config_name
+            )));
+        };
+        if let AsyncInput::Location(location) = &req.input {
+            self.readable_input(location)?;
+        }
+        let id = req.inference_id.clone().unwrap_or_else(random_uuid);
+        let extension = req.output_path_extension.as_deref();
+        let output_location = join(&config.output_path, extension, &req.filename.clone().unwrap_or_else(|| format!("{id}.out")));
+        let failure_location = join(config.failure_path.as_deref().unwrap_or(&config.output_path), extension, &format!("{id}-error.out"));
+        use base64::Engine;
+        let queued = Queued {
+            id: id.clone(),
+            endpoint: e.name.clone(),
+            input_location: match &req.input {
+                AsyncInput::Location(l) => Some(l.clone()),
+                AsyncInput::Inline(_) => None,
+            },
+            inline: match &req.input {
+                AsyncInput::Inline(b) => Some(base64::engine::general_purpose::STANDARD.encode(b)),
+                AsyncInput::Location(_) => None,
+            },
+            content_type: req.content_type,
+            accept: req.accept,
+            custom_attributes: req.custom_attributes,
+            output_location: output_location.clone(),
+            failure_location: failure_location.clone(),
+            received_ms: Timestamp::now().millis(),
+            ttl_secs: req.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
+            timeout_secs: req.invocation_timeout_secs.unwrap_or(DEFAULT_INVOCATION_TIMEOUT_SECS),
+        };
+        let body = serde_json::to_string(&queued).map_err(|e| ControlError::Internal(e.to_string()))?;
+        let (kind, key, at) = (queue_kind(&e.name), id.clone(), queued.received_ms);
+        self.db(move |s| s.put_records(&kind, &[(key, at, body)])).await?;
+        self.async_work.wake.notify_one();
+        Ok(AsyncAccepted { inference_id: id, output_location, failure_location })
+    }
+
+    /// An input location berth may read: `s3://bucket/key`, or a `file://` path under a
+    /// `--file-root` (resolved, so a link cannot lead outside).
+    fn readable_input(&self, location: &str) -> Result<Option<std::path::PathBuf>, ControlError> {
+        if let Some(rest) = location.strip_prefix("s3://") {
+            return match rest.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(None),
+                _ => Err(ControlError::Validation(format!("InputLocation '{location}' must name a bucket and a key: s3://bucket/key"))),
+            };
+        }
+        let Some(path) = location.strip_prefix("file://") else {
+            return Err(ControlError::Validation(format!("InputLocation '{location}' must be s3://bucket/key or file:///path.")));
+        };
+        self.settings.file_roots.resolve(std::path::Path::new(path)).map(Some).map_err(|e| match e {
+            berth_instances::RootError::NoRoots => ControlError::Validation(format!(
+                "InputLocation {location} cannot be read: file:// inputs are off. Start berth with --file-root DIR, or use s3://"
+            )),
+            _ => ControlError::Validation(format!("InputLocation {location} is not a file under a directory berth may read (--file-root)")),
+        })
+    }
+
+    /// The backlog of an asynchronous endpoint as the worker last saw it.
+    pub fn async_backlog(&self, endpoint: &str) -> Option<Backlog> {
+        self.async_work.backlog.lock().unwrap_or_else(|e| e.into_inner()).get(&NameKey::of(endpoint)).map(|(_, b)| *b)
+    }
+
+    /// Every asynchronous endpoint's backlog (for `/metrics`).
+    pub fn async_backlogs(&self) -> Vec<(String, Backlog)> {
+        let map = self.async_work.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, Backlog)> = map.values().cloned().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The worker: runs until berth stops (supervised; started again after a panic, when it
+    /// finds the queue as stored).
+    pub async fn run_async(self: Arc<Self>, router: Router) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.async_work.wake.notified() => {}
+            }
+            if let Err(e) = self.async_round(&router).await {
+                tracing::warn!(error = %e, "asynchronous inference round failed");
+            }
+        }
+    }
+
+    /// One look at every asynchronous endpoint: publish its backlog, start what capacity allows.
+    async fn async_round(self: &Arc<Self>, router: &Router) -> Result<(), ControlError> {
+        let endpoints: Vec<Endpoint> = self.all_endpoints().await?.into_iter().filter(|e| e.async_inference.is_some()).collect();
+        let now = Timestamp::now();
+        let mut points = Vec::new();
+        let mut seen = HashSet::new();
+        for e in endpoints {
+            let Some(config) = e.async_inference.clone() else { continue };
+            let key = NameKey::of(&e.name);
+            seen.insert(key.clone());
+            let kind = queue_kind(&e.name);
+            let queued: Vec<Queued> =
+                self.db(move |s| s.records(&kind)).await?.iter().filter_map(|b| serde_json::from_str(b).ok()).collect();
+            let instances = self
+                .routing
+                .get(&e.name)
+                .map_or(0, |r| r.variants.iter().map(|v| v.instances.iter().filter(|i| i.is_healthy()).count() as u64).sum::<u64>());
+            let oldest = queued.first().map_or(0.0, |q| ((now.millis() - q.received_ms).max(0) as f64) / 1000.0);
+            let backlog = Backlog { size: queued.len() as u64, instances, oldest_age_secs: oldest };
+            self.async_work.backlog.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), (e.name.clone(), backlog));
+            points.extend(backlog_points(&e.name, now.secs(), &backlog));
+            if e.status != EndpointStatus::InService && e.status != EndpointStatus::Updating {
+                continue;
+            }
+            let capacity = (instances * u64::from(config.concurrency_per_instance())) as usize;
+            let mut start = Vec::new();
+            {
+                let mut running = self.async_work.running.lock().unwrap_or_else(|e| e.into_inner());
+                let busy = running.entry(key.clone()).or_default();
+                for q in queued {
+                    if busy.len() >= capacity {
+                        break;
+                    }
+                    if busy.insert(q.id.clone()) {
+                        start.push(q);
+                    }
+                }
+            }
+            for q in start {
+                let (this, router, config, key) = (self.clone(), router.clone(), config.clone(), key.clone());
+                tokio::spawn(async move {
+                    let id = q.id.clone();
+                    if let Err(e) = this.process_async(&router, &config, q).await {
+                        // The request stays queued and is tried again, after a pause.
+                        tracing::warn!(inference_id = %id, error = %e, "asynchronous request not completed; it stays queued");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                    if let Some(busy) = this.async_work.running.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
+                        busy.remove(&id);
+                    }
+                    this.async_work.wake.notify_one();
+                });
+            }
+        }
+        self.async_work.backlog.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| seen.contains(k));
+        self.put_custom_datapoints(points).await
+    }
+
+    /// Serves one queued request and writes its outcome; the request leaves the queue only once
+    /// the outcome is written.
+    async fn process_async(&self, router: &Router, config: &AsyncInference, q: Queued) -> Result<(), String> {
+        let age = (Timestamp::now().millis() - q.received_ms).max(0) / 1000;
+        let outcome: Result<Bytes, String> = if age > i64::from(q.ttl_secs) {
+            Err(format!("Request expired: it waited {age} seconds in the queue, past its RequestTTLSeconds of {}.", q.ttl_secs))
+        } else {
+            match self.async_input(&q).await {
+                Err(e) => Err(e),
+                Ok(body) => {
+                    let header = |v: &Option<String>| v.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok());
+                    let req = InvokeRequest {
+                        body,
+                        content_type: header(&q.content_type),
+                        accept: header(&q.accept),
+                        custom_attributes: header(&q.custom_attributes),
+                        inference_id: http::HeaderValue::from_str(&q.id).ok(),
+                        target_variant: None,
+                        timeout: Some(Duration::from_secs(u64::from(q.timeout_secs))),
+                    };
+                    router.invoke(&q.endpoint, req).await.map(|answer| answer.body).map_err(|e| match e {
+                        berth_router::InvokeError::ModelError { status, body, .. } => {
+                            format!(
+                                "Received {} error ({status}) from the model with message \"{body}\".",
+                                if status < 500 { "client" } else { "server" }
+                            )
+                        }
+                        berth_router::InvokeError::Timeout { seconds, .. } => {
+                            format!("The model did not answer within the request's InvocationTimeoutSeconds ({seconds} s).")
+                        }
+                        other => other.to_string(),
+                    })
+                }
+            }
+        };
+        match &outcome {
+            Ok(answer) => self.write_async_output(&q.output_location, answer.to_vec(), config.kms_key_id.as_deref()).await?,
+            Err(reason) => self.write_async_output(&q.failure_location, reason.clone().into_bytes(), config.kms_key_id.as_deref()).await?,
+        }
+        let (kind, key) = (queue_kind(&q.endpoint), q.id.clone());
+        self.db(move |s| s.delete_record(&kind, &key)).await.map_err(|e| e.to_string())?;
+        tracing::debug!(endpoint = %q.endpoint, inference_id = %q.id, ok = outcome.is_ok(), "asynchronous request done");
+        Ok(())
+    }
+
+    /// The request's input: inline, from S3, or from a file under a `--file-root`.
+    async fn async_input(&self, q: &Queued) -> Result<Bytes, String> {
+        use base64::Engine;
+        if let Some(inline) = &q.inline {
+            return base64::engine::general_purpose::STANDARD.decode(inline).map(Bytes::from).map_err(|e| e.to_string());
+        }
+        let Some(location) = &q.input_location else { return Ok(Bytes::new()) };
+        if location.starts_with("s3://") {
+            return self.ground_truth_s3.get(location).await.map(Bytes::from).map_err(|e| format!("Cannot read the input: {e}"));
+        }
+        let path = self.readable_input(location).map_err(|e| e.to_string())?.ok_or_else(|| format!("Cannot read {location}"))?;
+        tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&path).map_err(|e| format!("Cannot read the input {}: {e}", path.display()))?.len();
+            if size > MAX_ASYNC_INPUT {
+                return Err(format!("The input is {size} bytes, more than the {MAX_ASYNC_INPUT} an asynchronous request may have."));
+            }
+            std::fs::read(&path).map(Bytes::from).map_err(|e| format!("Cannot read the input {}: {e}", path.display()))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Writes an answer or failure to `s3://...` or to a file under a `--file-root` (whole, by
+    /// a rename: a reader never sees half of it).
+    async fn write_async_output(&self, location: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
+        if location.starts_with("s3://") {
+            return self.ground_truth_s3.put(location, body, kms_key_id).await;
+        }
+        let path = location.strip_prefix("file://").ok_or_else(|| format!("cannot write {location}"))?;
+        let parent = std::path::Path::new(path).parent().ok_or_else(|| format!("cannot write {location}"))?;
+        let parent = parent.to_string_lossy().into_owned();
+        let dir = self.writable_destination("S3OutputPath", &format!("file://{parent}")).map_err(|e| e.to_string())?;
+        let name = std::path::Path::new(path).file_name().map(|n| n.to_os_string()).ok_or_else(|| format!("cannot write {location}"))?;
+        tokio::task::spawn_blocking(move || {
+            let dir = dir.ok_or("no directory")?;
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let target = dir.join(&name);
+            let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+            std::fs::write(&tmp, body).map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, &target).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// The backlog as this second's datapoints of SageMaker's four endpoint metrics.
+fn backlog_points(endpoint: &str, ts: u64, b: &Backlog) -> Vec<CustomDatapoint> {
+    let dimensions = crate::metrics::canonical_dimensions(&[("EndpointName".to_string(), endpoint.to_string())]);
+    let values = [
+        (BACKLOG_METRICS[0], b.size as f64, "Count"),
+        (BACKLOG_METRICS[1], b.per_instance(), "Count"),
+        (BACKLOG_METRICS[2], b.oldest_age_secs, "Seconds"),
+        (BACKLOG_METRICS[3], if b.without_capacity() { 1.0 } else { 0.0 }, "Count"),
+    ];
+    values
+        .into_iter()
+        .map(|(name, v, unit)| CustomDatapoint {
+            namespace: "AWS/SageMaker".into(),
+            metric_name: name.into(),
+            dimensions: dimensions.clone(),
+            ts,
+            unit: unit.into(),
+            sample_count: 1.0,
+            sum: v,
+            minimum: v,
+            maximum: v,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_join_without_doubled_slashes() {
+        assert_eq!(join("s3://b/out/", None, "id.out"), "s3://b/out/id.out");
+        assert_eq!(join("s3://b/out", Some("/x/y/"), "id.out"), "s3://b/out/x/y/id.out");
+        assert_eq!(join("file:///d", Some(""), "a"), "file:///d/a");
+    }
+
+    #[test]
+    fn the_backlog_per_instance_and_without_capacity() {
+        let b = Backlog { size: 6, instances: 0, oldest_age_secs: 3.0 };
+        assert!(b.without_capacity());
+        assert_eq!(b.per_instance(), 6.0);
+        assert_eq!(Backlog { size: 6, instances: 3, oldest_age_secs: 0.0 }.per_instance(), 2.0);
+        let points = backlog_points("E", 10, &b);
+        assert_eq!(
+            points.iter().map(|p| (p.metric_name.as_str(), p.sum)).collect::<Vec<_>>(),
+            vec![
+                ("ApproximateBacklogSize", 6.0),
+                ("ApproximateBacklogSizePerInstance", 6.0),
+                ("ApproximateAgeOfOldestRequest", 3.0),
+                ("HasBacklogWithoutCapacity", 1.0)
+            ]
+        );
+    }
+}
