@@ -85,10 +85,12 @@ fn async_invocation(headers: &HeaderMap, body: bytes::Bytes) -> Result<AsyncInvo
     let input = match (location, body.is_empty()) {
         (Some(_), false) => return Err(EdgeError::runtime_validation("Give the input either in InputLocation or in the Body, not both.")),
         (Some(l), true) => AsyncInput::Location(l),
-        (None, false) if body.len() > MAX_INLINE_BODY => return Err(EdgeError::runtime_validation(format!(
+        (None, false) if body.len() > MAX_INLINE_BODY => {
+            return Err(EdgeError::runtime_validation(format!(
             "The inline Body is {} bytes; at most {MAX_INLINE_BODY} may be sent inline. Put the input in S3 and name it in InputLocation.",
             body.len()
-        ))),
+        )))
+        }
         (None, false) => AsyncInput::Inline(body),
         (None, true) => return Err(EdgeError::runtime_validation("InputLocation (or an inline Body) is required.")),
     };

@@ -63,9 +63,16 @@ impl Controller {
                 return Err(ControlError::Validation("MinCapacity and MaxCapacity are required to register a new scalable target.".into()))
             }
         };
-        if min < 1 || min > max {
+        // Asynchronous endpoints may scale to 0: their requests wait in the queue.
+        let floor = if e.async_inference.is_some() { 0 } else { 1 };
+        if min < floor || min > max {
             return Err(ControlError::Validation(format!(
-                "Minimum capacity ({min}) must be at least 1 and at most the maximum capacity ({max}) for SageMaker variants."
+                "Minimum capacity ({min}) must be at least {floor} and at most the maximum capacity ({max}) for {}.",
+                if floor == 0 {
+                    "an asynchronous inference endpoint's variant"
+                } else {
+                    "SageMaker variants (0 is for asynchronous inference endpoints)"
+                }
             )));
         }
         let target = ScalableTarget {

@@ -93,6 +93,15 @@ impl Controller {
         let _guard = self.transitions.lock().await;
         let mut endpoint = self.describe_endpoint(name).await?;
         let epoch = self.require_in_service(&endpoint)?;
+        // An asynchronous endpoint may scale its instances to 0 (its requests wait in the queue).
+        if endpoint.async_inference.is_none() {
+            if let Some(d) = desired.iter().find(|d| d.instance_count == Some(0)) {
+                return Err(ControlError::Validation(format!(
+                    "DesiredInstanceCount of variant {} must be at least 1 (0 is for asynchronous inference endpoints).",
+                    d.variant
+                )));
+            }
+        }
         let before = endpoint.clone();
         let unknown: Vec<&str> = desired.iter().filter(|d| endpoint.variant(&d.variant).is_none()).map(|d| d.variant.as_str()).collect();
         if !unknown.is_empty() {
@@ -213,9 +222,6 @@ fn check_desired(desired: &[DesiredWeightAndCapacity]) -> Result<(), ControlErro
                     d.variant
                 )));
             }
-        }
-        if d.instance_count == Some(0) {
-            return Err(ControlError::Validation(format!("DesiredInstanceCount of variant {} must be at least 1.", d.variant)));
         }
         if desired[..i].iter().any(|o| o.variant == d.variant) {
             return Err(ControlError::Validation(format!("The variant name \"{}\" was non-unique within the request.", d.variant)));

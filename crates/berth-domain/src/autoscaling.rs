@@ -134,8 +134,9 @@ impl TargetTracking {
         if self.target <= 0.0 || !value.is_finite() {
             return current.clamp(min, max);
         }
+        // From 0 instances a per-instance metric is the whole load on one: any work wants one.
         let wanted = (f64::from(current.max(1)) * value / self.target - 1e-9).ceil().max(0.0) as u32;
-        wanted.clamp(min.max(1), max.max(min.max(1)))
+        wanted.clamp(min, max.max(min))
     }
 }
 
