@@ -207,3 +207,46 @@ def test_target_tracking_on_the_backlog_scales_to_zero_and_back_when_work_arrive
         assert json.loads(wait_file(tmp_path / "out" / f"{i}.out", timeout=60))["body"] == "9"
     activities = aas.describe_scaling_activities(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingActivities"]
     assert any("from 0 to" in a["Cause"] for a in activities), [a["Cause"] for a in activities]
+
+
+def test_success_and_error_topics_are_told_with_sagemakers_message(own_berth, s3_server, tmp_path):
+    server = own_berth(env={**s3_env(s3_server), "AWS_ENDPOINT_URL_SNS": s3_server})
+    sm, runtime = server.sm(), server.runtime()
+    sns = boto3.client("sns", endpoint_url=s3_server, **CREDENTIALS)
+    sqs = boto3.client("sqs", endpoint_url=s3_server, **CREDENTIALS)
+    topics = {kind: sns.create_topic(Name=unique(kind))["TopicArn"] for kind in ("ok", "err")}
+    queues = {}
+    for kind, arn in topics.items():
+        url = sqs.create_queue(QueueName=unique(kind))["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        queues[kind] = url
+    ep = unique("async")
+    create_echo_model(sm, f"{ep}-m")
+    notifications = {"SuccessTopic": topics["ok"], "ErrorTopic": topics["err"], "IncludeInferenceResponseIn": ["SUCCESS_NOTIFICATION_TOPIC"]}
+    sm.create_endpoint_config(
+        EndpointConfigName=ep,
+        ProductionVariants=[variant("V", f"{ep}-m")],
+        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": f"file://{tmp_path}/out", "NotificationConfig": notifications}},
+    )
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    assert wait_status(sm, ep)["EndpointStatus"] == "InService"
+    assert sm.describe_endpoint(EndpointName=ep)["AsyncInferenceConfig"]["OutputConfig"]["NotificationConfig"] == notifications
+
+    def receive(kind):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            got = sqs.receive_message(QueueUrl=queues[kind], WaitTimeSeconds=1).get("Messages", [])
+            if got:
+                return json.loads(got[0]["Body"])
+        raise AssertionError(f"no {kind} notification")
+
+    ok = runtime.invoke_endpoint_async(EndpointName=ep, Body=b"hello", ContentType="text/plain")
+    message = receive("ok")
+    assert (message["invocationStatus"], message["inferenceId"], message["eventName"]) == ("Completed", ok["InferenceId"], "InferenceResult")
+    assert message["responseParameters"]["outputLocation"] == ok["OutputLocation"]
+    assert json.loads(message["responseBody"]["content"])["body"] == "hello"
+    failed = runtime.invoke_endpoint_async(EndpointName=ep, Body=b"fail", ContentType="text/plain")
+    message = receive("err")
+    assert (message["invocationStatus"], message["inferenceId"]) == ("Failed", failed["InferenceId"])
+    assert "Received server error (500)" in message["failureReason"] and "responseBody" not in message

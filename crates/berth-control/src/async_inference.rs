@@ -80,6 +80,7 @@ struct Queued {
 /// The worker's state: requests under way, and the backlog it last saw, by endpoint.
 #[derive(Default)]
 pub(crate) struct AsyncWork {
+    notifier: crate::sns::Notifier,
     wake: tokio::sync::Notify,
     running: Mutex<HashMap<NameKey, HashSet<String>>>,
     /// By endpoint: its name as created, and its backlog.
@@ -317,6 +318,19 @@ impl Controller {
         }
         let (kind, key) = (queue_kind(&q.endpoint), q.id.clone());
         self.db(move |s| s.delete_record(&kind, &key)).await.map_err(|e| e.to_string())?;
+        // Told after the outcome is written and the request done: a notification never
+        // announces an answer that is not there. A failed publish is logged, not retried.
+        let (topic, include) = match &outcome {
+            Ok(_) => (&config.success_topic, "SUCCESS_NOTIFICATION_TOPIC"),
+            Err(_) => (&config.error_topic, "ERROR_NOTIFICATION_TOPIC"),
+        };
+        if let Some(topic) = topic {
+            let with_answer = config.include_response_in.iter().any(|k| k == include);
+            let message = notification(&self.account().region, &q, &outcome, with_answer);
+            if let Err(e) = self.async_work.notifier.publish(topic, message).await {
+                tracing::warn!(inference_id = %q.id, error = %e, "asynchronous inference notification not sent");
+            }
+        }
         tracing::debug!(endpoint = %q.endpoint, inference_id = %q.id, ok = outcome.is_ok(), "asynchronous request done");
         Ok(())
     }
@@ -365,6 +379,56 @@ impl Controller {
         .await
         .map_err(|e| e.to_string())?
     }
+}
+
+/// The most of an answer a notification carries (SageMaker's limit).
+const MAX_NOTIFIED_ANSWER: usize = 128 * 1024;
+
+/// The SNS message SageMaker sends when an asynchronous request is done.
+fn notification(region: &str, q: &Queued, outcome: &Result<Bytes, String>, with_answer: bool) -> String {
+    let iso = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default()
+    };
+    let mut request = serde_json::json!({ "endpointName": q.endpoint });
+    if let Some(t) = &q.content_type {
+        request["contentType"] = t.clone().into();
+    }
+    if let Some(l) = &q.input_location {
+        request["inputLocation"] = l.clone().into();
+    }
+    let mut message = serde_json::json!({
+        "awsRegion": region,
+        "eventTime": iso(Timestamp::now().millis()),
+        "receivedTime": iso(q.received_ms),
+        "invocationStatus": if outcome.is_ok() { "Completed" } else { "Failed" },
+        "requestParameters": request,
+        "inferenceId": q.id,
+        "eventVersion": "1.0",
+        "eventSource": "aws:sagemaker",
+        "eventName": "InferenceResult",
+    });
+    match outcome {
+        Ok(answer) => {
+            message["responseParameters"] = serde_json::json!({ "outputLocation": q.output_location });
+            if with_answer && answer.len() <= MAX_NOTIFIED_ANSWER {
+                message["responseBody"] = match std::str::from_utf8(answer) {
+                    Ok(text) => serde_json::json!({ "content": text, "encoding": "UTF-8" }),
+                    Err(_) => {
+                        use base64::Engine;
+                        serde_json::json!({ "content": base64::engine::general_purpose::STANDARD.encode(answer), "encoding": "BASE64" })
+                    }
+                };
+            }
+        }
+        Err(reason) => {
+            message["failureReason"] = reason.clone().into();
+            message["responseParameters"] = serde_json::json!({ "failureLocation": q.failure_location });
+        }
+    }
+    message.to_string()
 }
 
 /// The backlog as this second's datapoints of SageMaker's four endpoint metrics.

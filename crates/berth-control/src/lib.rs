@@ -27,6 +27,7 @@ mod metrics;
 mod models;
 mod quality;
 mod serverless;
+mod sns;
 mod stats;
 mod tags;
 mod weight_controls;
