@@ -31,6 +31,7 @@ mod quality_api;
 mod runtime;
 pub mod sigv4;
 mod streaming;
+mod transform_jobs;
 mod ui;
 mod wire;
 

@@ -359,7 +359,7 @@ impl Controller {
 
     /// Writes an answer or failure to `s3://...` or to a file under a `--file-root` (whole, by
     /// a rename: a reader never sees half of it).
-    async fn write_async_output(&self, location: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
+    pub(crate) async fn write_async_output(&self, location: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
         if location.starts_with("s3://") {
             return self.ground_truth_s3.put(location, body, kms_key_id).await;
         }

@@ -243,7 +243,7 @@ impl Controller {
                 }
             }
         }
-        Ok(())
+        self.recover_transform_jobs().await
     }
 
     /// Stops every instance (drain, SIGTERM, grace, SIGKILL). State is left as it is, so the
@@ -308,7 +308,7 @@ impl Controller {
     }
 
     /// The variant states a config describes, with each model's container fixed now.
-    async fn variant_states(&self, specs: &[VariantSpec]) -> Result<Vec<VariantState>, ControlError> {
+    pub(crate) async fn variant_states(&self, specs: &[VariantSpec]) -> Result<Vec<VariantState>, ControlError> {
         let mut states = Vec::with_capacity(specs.len());
         for spec in specs {
             let model = self.describe_model(&spec.model_name).await?;

@@ -30,6 +30,7 @@ mod serverless;
 mod sns;
 mod stats;
 mod tags;
+mod transform;
 mod weight_controls;
 
 pub use alarms::PutAlarm;
@@ -43,7 +44,7 @@ pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, Va
 pub use error::ControlError;
 pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, UpdateInferenceExperiment};
 pub use ground_truth::{ground_truth_line, GroundTruth};
-pub use listing::{ListQuery, Page, SortKey};
+pub use listing::{list_transform_jobs, ListQuery, Page, SortKey};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
 pub use quality::{
@@ -113,6 +114,10 @@ pub struct Controller {
     transitions: tokio::sync::Mutex<()>,
     /// Asynchronous inference: requests under way and the backlog last seen.
     async_work: async_inference::AsyncWork,
+    /// The router transform jobs send their requests through (attached at start).
+    router: std::sync::OnceLock<berth_router::Router>,
+    /// The running transform jobs' stop signals.
+    transform_stops: std::sync::Mutex<std::collections::HashMap<berth_domain::NameKey, tokio::sync::watch::Sender<bool>>>,
 }
 
 impl Controller {
@@ -135,6 +140,8 @@ impl Controller {
             fleets: Fleets::default(),
             transitions: tokio::sync::Mutex::new(()),
             async_work: Default::default(),
+            router: std::sync::OnceLock::new(),
+            transform_stops: Default::default(),
         })
     }
 

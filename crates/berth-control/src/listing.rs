@@ -1,7 +1,7 @@
 //! Filtering, sorting and pagination shared by the List* operations.
 
 use crate::ControlError;
-use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, Model, Timestamp};
+use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, Model, Timestamp, TransformJob};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SortKey {
@@ -45,6 +45,10 @@ pub(crate) trait Listable {
     fn status(&self) -> Option<EndpointStatus> {
         None
     }
+    /// The status as sorted (`SortBy: Status`).
+    fn status_name(&self) -> Option<&'static str> {
+        self.status().map(|s| s.as_str())
+    }
 }
 
 impl Listable for Model {
@@ -80,6 +84,26 @@ impl Listable for Endpoint {
     }
 }
 
+impl Listable for TransformJob {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn created(&self) -> Timestamp {
+        self.created
+    }
+    fn modified(&self) -> Timestamp {
+        self.modified
+    }
+    fn status_name(&self) -> Option<&'static str> {
+        Some(self.status.as_str())
+    }
+}
+
+/// A page of transform jobs (already filtered by their own status, which `q` cannot carry).
+pub fn list_transform_jobs(jobs: Vec<TransformJob>, q: &ListQuery) -> Result<Page<TransformJob>, ControlError> {
+    page(jobs, q)
+}
+
 pub(crate) fn page<T: Listable>(mut items: Vec<T>, q: &ListQuery) -> Result<Page<T>, ControlError> {
     let limit = match q.max_results {
         None => DEFAULT_PAGE,
@@ -111,7 +135,7 @@ pub(crate) fn page<T: Listable>(mut items: Vec<T>, q: &ListQuery) -> Result<Page
         let ord = match q.sort_by {
             SortKey::Name => by_name(),
             SortKey::CreationTime => a.created().cmp(&b.created()).then_with(by_name),
-            SortKey::Status => a.status().map(|s| s.as_str()).cmp(&b.status().map(|s| s.as_str())).then_with(by_name),
+            SortKey::Status => a.status_name().cmp(&b.status_name()).then_with(by_name),
         };
         if q.ascending {
             ord

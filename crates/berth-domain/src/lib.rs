@@ -18,6 +18,7 @@ mod instance_types;
 mod model;
 mod names;
 mod time;
+mod transform;
 mod weights;
 
 pub use alarm::{Alarm, AlarmState, Comparison, Evaluation, MissingData};
@@ -38,6 +39,7 @@ pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
 pub use model::{environment_name_refused, validate_environment, BuiltinImage, ContainerSpec, Image, Model, S3DataSource, VpcConfig};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
 pub use time::Timestamp;
+pub use transform::{BatchStrategy, TransformJob, TransformJobStatus};
 pub use weights::pick_weighted;
 
 /// Checks an instance type against the names SageMaker accepts.

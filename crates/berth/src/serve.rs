@@ -309,6 +309,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let controller = Controller::new(Arc::new(store), backend.clone(), artifacts, routing.clone(), settings);
     let router = Arc::new(Router::new(routing.clone(), Forwarder::new(Duration::from_secs(args.invocation_timeout))));
+    controller.attach_router(Router::clone(&router));
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;

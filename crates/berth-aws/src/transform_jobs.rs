@@ -1,0 +1,316 @@
+//! Batch transform: `CreateTransformJob`, `DescribeTransformJob`, `ListTransformJobs`,
+//! `StopTransformJob` between SageMaker's wire shapes and the controller's jobs. What berth
+//! does not do yet (manifest inputs, compression, RecordIO/TFRecord splitting, data processing
+//! filters, batch data capture) is refused by name.
+
+use crate::aws_json::{enum_error, parse, secs, tags, unsupported, with_token};
+use crate::control_plane::list_query;
+use crate::error::EdgeError;
+use berth_control::Controller;
+use berth_domain::{BatchStrategy, Timestamp, TransformJob, TransformJobStatus};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateTransformJobInput {
+    transform_job_name: String,
+    model_name: String,
+    max_concurrent_transforms: Option<u32>,
+    model_client_config: Option<ModelClientConfig>,
+    #[serde(rename = "MaxPayloadInMB")]
+    max_payload_in_mb: Option<u32>,
+    batch_strategy: Option<String>,
+    environment: Option<BTreeMap<String, String>>,
+    transform_input: TransformInput,
+    transform_output: TransformOutput,
+    transform_resources: TransformResources,
+    data_processing: Option<DataProcessing>,
+    data_capture_config: Option<IgnoredAny>,
+    tags: Option<Vec<crate::wire::Tag>>,
+    /// Accepted, as metadata berth keeps no use for.
+    #[allow(dead_code)]
+    experiment_config: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModelClientConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invocations_timeout_in_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invocations_max_retries: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransformInput {
+    data_source: TransformDataSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compression_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    split_type: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransformDataSource {
+    s3_data_source: TransformS3DataSource,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransformS3DataSource {
+    #[serde(rename = "S3DataType")]
+    s3_data_type: String,
+    #[serde(rename = "S3Uri")]
+    s3_uri: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransformOutput {
+    #[serde(rename = "S3OutputPath")]
+    s3_output_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accept: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assemble_with: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransformResources {
+    instance_type: String,
+    instance_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volume_kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DataProcessing {
+    input_filter: Option<String>,
+    output_filter: Option<String>,
+    join_source: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NameInput {
+    transform_job_name: String,
+}
+
+pub(crate) async fn operation(c: &Arc<Controller>, op: &str, body: &[u8]) -> Option<Result<Value, EdgeError>> {
+    let result = match op {
+        "CreateTransformJob" => create(c, body).await,
+        "DescribeTransformJob" => describe(c, body).await,
+        "ListTransformJobs" => list(c, body).await,
+        "StopTransformJob" => stop(c, body).await,
+        _ => return None,
+    };
+    Some(result)
+}
+
+async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let job = transform_job(parse(body)?)?;
+    let job = c.create_transform_job(job).await?;
+    Ok(json!({ "TransformJobArn": job.arn }))
+}
+
+/// The controller's job from the request, refusing what berth does not do.
+fn transform_job(input: CreateTransformJobInput) -> Result<TransformJob, EdgeError> {
+    let source = &input.transform_input.data_source.s3_data_source;
+    match source.s3_data_type.as_str() {
+        "S3Prefix" => {}
+        "ManifestFile" | "AugmentedManifestFile" | "Converse" => {
+            unsupported(true, &format!("S3DataType {} (berth reads every object under an S3Prefix)", source.s3_data_type))?
+        }
+        other => {
+            return Err(enum_error(
+                "transformInput.dataSource.s3DataSource.s3DataType",
+                other,
+                &["ManifestFile", "S3Prefix", "AugmentedManifestFile", "Converse"],
+            ))
+        }
+    }
+    match input.transform_input.compression_type.as_deref() {
+        None | Some("None") => {}
+        Some("Gzip") => unsupported(true, "CompressionType Gzip")?,
+        Some(other) => return Err(enum_error("transformInput.compressionType", other, &["None", "Gzip"])),
+    }
+    let split_lines = match input.transform_input.split_type.as_deref() {
+        None | Some("None") => false,
+        Some("Line") => true,
+        Some(kind @ ("RecordIO" | "TFRecord")) => return Err(unsupported(true, &format!("SplitType {kind}")).unwrap_err()),
+        Some(other) => return Err(enum_error("transformInput.splitType", other, &["None", "Line", "RecordIO", "TFRecord"])),
+    };
+    let assemble_lines = match input.transform_output.assemble_with.as_deref() {
+        None | Some("None") => false,
+        Some("Line") => true,
+        Some(other) => return Err(enum_error("transformOutput.assembleWith", other, &["None", "Line"])),
+    };
+    let batch_strategy = match input.batch_strategy.as_deref() {
+        None => None,
+        Some("MultiRecord") => Some(BatchStrategy::MultiRecord),
+        Some("SingleRecord") => Some(BatchStrategy::SingleRecord),
+        Some(other) => return Err(enum_error("batchStrategy", other, &["MultiRecord", "SingleRecord"])),
+    };
+    if let Some(d) = &input.data_processing {
+        let default = d.input_filter.as_deref().is_none_or(|f| f == "$")
+            && d.output_filter.as_deref().is_none_or(|f| f == "$")
+            && d.join_source.as_deref().is_none_or(|j| j == "None");
+        unsupported(!default, "DataProcessing (InputFilter, OutputFilter, JoinSource)")?;
+    }
+    unsupported(input.data_capture_config.is_some(), "DataCaptureConfig of a transform job")?;
+    unsupported(
+        input.transform_resources.volume_kms_key_id.is_some(),
+        "TransformResources.VolumeKmsKeyId (berth's instances have no volume to encrypt)",
+    )?;
+    if let Some(c) = &input.model_client_config {
+        if c.invocations_timeout_in_seconds.is_some_and(|t| !(1..=3600).contains(&t)) {
+            return Err(EdgeError::validation("ModelClientConfig.InvocationsTimeoutInSeconds must be between 1 and 3600."));
+        }
+        if c.invocations_max_retries.is_some_and(|r| r > 3) {
+            return Err(EdgeError::validation("ModelClientConfig.InvocationsMaxRetries must be between 0 and 3."));
+        }
+    }
+    if input.environment.as_ref().is_some_and(|e| e.len() > 16) {
+        return Err(EdgeError::validation("Environment may hold at most 16 variables."));
+    }
+    let _ = tags(input.tags);
+    let zero = Timestamp::from_millis(0);
+    Ok(TransformJob {
+        name: input.transform_job_name,
+        arn: String::new(),
+        model_name: input.model_name,
+        status: TransformJobStatus::InProgress,
+        failure_reason: None,
+        created: zero,
+        modified: zero,
+        started: None,
+        ended: None,
+        input_uri: source.s3_uri.clone(),
+        content_type: input.transform_input.content_type,
+        split_lines,
+        output_path: input.transform_output.s3_output_path.trim_end_matches('/').to_string(),
+        accept: input.transform_output.accept,
+        assemble_lines,
+        output_kms_key_id: input.transform_output.kms_key_id,
+        instance_type: input.transform_resources.instance_type,
+        instance_count: input.transform_resources.instance_count,
+        max_concurrent_transforms: input.max_concurrent_transforms,
+        max_payload_mb: input.max_payload_in_mb,
+        batch_strategy,
+        environment: input.environment.unwrap_or_default(),
+        invocation_timeout_secs: input.model_client_config.as_ref().and_then(|c| c.invocations_timeout_in_seconds),
+        max_retries: input.model_client_config.as_ref().and_then(|c| c.invocations_max_retries),
+    })
+}
+
+fn describe_json(j: &TransformJob) -> Value {
+    let input = TransformInput {
+        data_source: TransformDataSource {
+            s3_data_source: TransformS3DataSource { s3_data_type: "S3Prefix".into(), s3_uri: j.input_uri.clone() },
+        },
+        content_type: j.content_type.clone(),
+        compression_type: Some("None".into()),
+        split_type: Some(if j.split_lines { "Line" } else { "None" }.into()),
+    };
+    let output = TransformOutput {
+        s3_output_path: j.output_path.clone(),
+        accept: j.accept.clone(),
+        assemble_with: Some(if j.assemble_lines { "Line" } else { "None" }.into()),
+        kms_key_id: j.output_kms_key_id.clone(),
+    };
+    let resources =
+        TransformResources { instance_type: j.instance_type.clone(), instance_count: j.instance_count, volume_kms_key_id: None };
+    let mut v = json!({
+        "TransformJobName": j.name,
+        "TransformJobArn": j.arn,
+        "TransformJobStatus": j.status.as_str(),
+        "ModelName": j.model_name,
+        "TransformInput": input,
+        "TransformOutput": output,
+        "TransformResources": resources,
+        "CreationTime": secs(j.created),
+        "MaxPayloadInMB": j.max_payload_mb.unwrap_or(TransformJob::DEFAULT_MAX_PAYLOAD_MB),
+        "MaxConcurrentTransforms": j.max_concurrent_transforms.unwrap_or(0),
+    });
+    if let Some(r) = &j.failure_reason {
+        v["FailureReason"] = json!(r);
+    }
+    if let Some(b) = j.batch_strategy {
+        v["BatchStrategy"] = json!(match b {
+            BatchStrategy::MultiRecord => "MultiRecord",
+            BatchStrategy::SingleRecord => "SingleRecord",
+        });
+    }
+    if !j.environment.is_empty() {
+        v["Environment"] = json!(j.environment);
+    }
+    if j.invocation_timeout_secs.is_some() || j.max_retries.is_some() {
+        v["ModelClientConfig"] =
+            json!(ModelClientConfig { invocations_timeout_in_seconds: j.invocation_timeout_secs, invocations_max_retries: j.max_retries });
+    }
+    if let Some(t) = j.started {
+        v["TransformStartTime"] = json!(secs(t));
+    }
+    if let Some(t) = j.ended {
+        v["TransformEndTime"] = json!(secs(t));
+    }
+    v
+}
+
+async fn describe(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let input: NameInput = parse(body)?;
+    Ok(describe_json(&c.describe_transform_job(&input.transform_job_name).await?))
+}
+
+async fn stop(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let input: NameInput = parse(body)?;
+    c.stop_transform_job(&input.transform_job_name).await?;
+    Ok(json!({}))
+}
+
+async fn list(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let mut input: crate::wire::ListInput = parse(body)?;
+    let status = match input.status_equals.take() {
+        None => None,
+        Some(s) => Some(TransformJobStatus::parse(&s).ok_or_else(|| {
+            let all: Vec<&str> = TransformJobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            enum_error("statusEquals", &s, &all)
+        })?),
+    };
+    let query = list_query(input, true)?;
+    let jobs: Vec<TransformJob> = c.transform_jobs().await?.into_iter().filter(|j| status.is_none_or(|s| j.status == s)).collect();
+    let page = berth_control::list_transform_jobs(jobs, &query)?;
+    let summaries: Vec<Value> = page
+        .items
+        .iter()
+        .map(|j| {
+            let mut v = json!({
+                "TransformJobName": j.name,
+                "TransformJobArn": j.arn,
+                "CreationTime": secs(j.created),
+                "LastModifiedTime": secs(j.modified),
+                "TransformJobStatus": j.status.as_str(),
+            });
+            if let Some(t) = j.ended {
+                v["TransformEndTime"] = json!(secs(t));
+            }
+            if let Some(r) = &j.failure_reason {
+                v["FailureReason"] = json!(r);
+            }
+            v
+        })
+        .collect();
+    Ok(with_token(json!({ "TransformJobSummaries": summaries }), page.next_token))
+}

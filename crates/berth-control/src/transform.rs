@@ -1,0 +1,376 @@
+//! Batch transform jobs. A job starts its own fleet of the model (as an endpoint variant would
+//! be started, under the route name `transform-job/<name>`, which no endpoint can have), sends
+//! every object under the input prefix through it — split into records and batched as the job
+//! says, at most `MaxConcurrentTransforms` requests at once, each retried up to
+//! `InvocationsMaxRetries` times — and writes each object's answers to `<output>/<object>.out`.
+//! The fleet stops when the job ends. Jobs are records in the state store; one that was running
+//! when berth stopped runs again from the start at the next start.
+
+use crate::deploy::stop_all;
+use crate::{ControlError, Controller};
+use berth_domain::{
+    validate_instance_type, validate_name, Endpoint, EndpointStatus, NameKey, Timestamp, TransformJob, TransformJobStatus, VariantSpec,
+};
+use berth_router::{InvokeError, InvokeRequest, Router};
+use bytes::Bytes;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const JOBS: &str = "transform-job";
+/// The largest input object berth reads for a transform job.
+pub const MAX_TRANSFORM_OBJECT: u64 = 1024 * 1024 * 1024;
+
+/// The route (and fleet) name of a job: `/` is in no endpoint's name.
+fn route_name(job: &str) -> String {
+    format!("transform-job/{}", NameKey::of(job))
+}
+
+impl Controller {
+    /// The router the jobs (and nothing else in the controller) send requests through.
+    pub fn attach_router(&self, router: Router) {
+        let _ = self.router.set(router);
+    }
+
+    pub async fn create_transform_job(self: &Arc<Self>, mut job: TransformJob) -> Result<TransformJob, ControlError> {
+        validate_name("transformJobName", &job.name)?;
+        validate_instance_type(&job.instance_type).map_err(ControlError::from)?;
+        if job.instance_count == 0 {
+            return Err(ControlError::Validation("TransformResources.InstanceCount must be at least 1.".into()));
+        }
+        self.describe_model(&job.model_name).await?;
+        self.readable_objects_location(&job.input_uri)?;
+        self.writable_destination("S3OutputPath", &job.output_path)?;
+        if job.output_kms_key_id.is_some() && !job.output_path.starts_with("s3://") {
+            return Err(ControlError::Validation(format!(
+                "TransformOutput.KmsKeyId encrypts answers written to S3 (SSE-KMS); berth cannot apply it to {}.",
+                job.output_path
+            )));
+        }
+        let key = NameKey::of(&job.name).to_string();
+        let existing = key.clone();
+        if self
+            .db(move |s| s.records(JOBS))
+            .await?
+            .iter()
+            .filter_map(|b| serde_json::from_str::<TransformJob>(b).ok())
+            .any(|j| NameKey::of(&j.name).as_str() == existing)
+        {
+            return Err(ControlError::Validation(format!(
+                "Job name must be unique within an AWS account and region, and a job with name {} already exists.",
+                job.name
+            )));
+        }
+        let now = Timestamp::now();
+        job.arn = format!("arn:aws:sagemaker:{}:{}:transform-job/{key}", self.account().region, self.account().account_id);
+        job.status = TransformJobStatus::InProgress;
+        job.created = now;
+        job.modified = now;
+        self.store_job(&job).await?;
+        self.start_job(job.clone());
+        tracing::info!(transform_job = %job.name, "transform job created");
+        Ok(job)
+    }
+
+    pub async fn describe_transform_job(&self, name: &str) -> Result<TransformJob, ControlError> {
+        let key = NameKey::of(name);
+        self.transform_jobs()
+            .await?
+            .into_iter()
+            .find(|j| NameKey::of(&j.name) == key)
+            .ok_or_else(|| ControlError::Validation(format!("Could not find job to update with name {name}")))
+    }
+
+    pub async fn transform_jobs(&self) -> Result<Vec<TransformJob>, ControlError> {
+        Ok(self.db(|s| s.records(JOBS)).await?.iter().filter_map(|b| serde_json::from_str(b).ok()).collect())
+    }
+
+    /// Stops a running job: `Stopping` at once, `Stopped` once its fleet is down.
+    pub async fn stop_transform_job(&self, name: &str) -> Result<(), ControlError> {
+        let mut job = self.describe_transform_job(name).await?;
+        if job.status != TransformJobStatus::InProgress {
+            return Err(ControlError::Validation(format!(
+                "The transform job {} is {}: only a job in progress can be stopped.",
+                job.name,
+                job.status.as_str()
+            )));
+        }
+        job.status = TransformJobStatus::Stopping;
+        job.modified = Timestamp::now();
+        self.store_job(&job).await?;
+        if let Some(stop) = self.transform_stops.lock().unwrap_or_else(|e| e.into_inner()).get(&NameKey::of(name)) {
+            let _ = stop.send(true);
+        }
+        Ok(())
+    }
+
+    /// Runs the jobs that were in progress (or stopping) when berth last stopped.
+    pub(crate) async fn recover_transform_jobs(self: &Arc<Self>) -> Result<(), ControlError> {
+        for mut job in self.transform_jobs().await?.into_iter().filter(|j| !j.status.ended()) {
+            if job.status == TransformJobStatus::Stopping {
+                job.status = TransformJobStatus::Stopped;
+                job.ended = Some(Timestamp::now());
+                job.modified = Timestamp::now();
+                self.store_job(&job).await?;
+                continue;
+            }
+            tracing::info!(transform_job = %job.name, "transform job runs again after a restart");
+            self.start_job(job);
+        }
+        Ok(())
+    }
+
+    async fn store_job(&self, job: &TransformJob) -> Result<(), ControlError> {
+        let body = serde_json::to_string(job).map_err(|e| ControlError::Internal(e.to_string()))?;
+        let (key, created) = (NameKey::of(&job.name).to_string(), job.created.millis());
+        self.db(move |s| s.put_records(JOBS, &[(key, created, body)])).await
+    }
+
+    fn start_job(self: &Arc<Self>, job: TransformJob) {
+        let (stop, stopped) = watch::channel(false);
+        self.transform_stops.lock().unwrap_or_else(|e| e.into_inner()).insert(NameKey::of(&job.name), stop);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let name = job.name.clone();
+            this.run_job(job, stopped).await;
+            this.transform_stops.lock().unwrap_or_else(|e| e.into_inner()).remove(&NameKey::of(&name));
+        });
+    }
+
+    async fn run_job(self: &Arc<Self>, mut job: TransformJob, mut stopped: watch::Receiver<bool>) {
+        let route = route_name(&job.name);
+        job.started = Some(Timestamp::now());
+        let _ = self.store_job(&job).await;
+        let work = async {
+            self.start_job_fleet(&job, &route).await?;
+            self.transform_objects(&job, &route).await
+        };
+        let outcome = tokio::select! {
+            outcome = work => Some(outcome),
+            _ = stopped.wait_for(|s| *s) => None,
+        };
+        self.routing.remove(&route);
+        stop_all(self.fleets.remove(&route)).await;
+        job.status = match &outcome {
+            None => TransformJobStatus::Stopped,
+            Some(Ok(())) => TransformJobStatus::Completed,
+            Some(Err(_)) => TransformJobStatus::Failed,
+        };
+        job.failure_reason = outcome.and_then(|o| o.err()).map(|r| r.chars().take(1024).collect());
+        let now = Timestamp::now();
+        job.ended = Some(now);
+        job.modified = now;
+        tracing::info!(transform_job = %job.name, status = job.status.as_str(), reason = job.failure_reason.as_deref().unwrap_or(""), "transform job ended");
+        if let Err(e) = self.store_job(&job).await {
+            tracing::error!(transform_job = %job.name, error = %e, "could not record the transform job's end");
+        }
+    }
+
+    /// Starts the job's instances and publishes their route.
+    async fn start_job_fleet(self: &Arc<Self>, job: &TransformJob, route: &str) -> Result<(), String> {
+        let spec = VariantSpec {
+            name: "AllTraffic".into(),
+            model_name: job.model_name.clone(),
+            instance_type: job.instance_type.clone(),
+            initial_instance_count: job.instance_count,
+            initial_weight: 1.0,
+            container_startup_timeout_secs: None,
+            model_data_download_timeout_secs: None,
+            routing: None,
+            shadow: false,
+            serverless: None,
+        };
+        let mut variants = self.variant_states(&[spec]).await.map_err(|e| e.to_string())?;
+        for v in &mut variants {
+            v.container.environment.extend(job.environment.clone());
+        }
+        let epoch = self.fleets.register(route);
+        let fleet = self.start_fleet(route, &variants, &HashSet::new()).await?;
+        for v in &mut variants {
+            v.current_instance_count = v.desired_instance_count;
+        }
+        self.fleets.apply(route, epoch, |map| *map = fleet);
+        let now = Timestamp::now();
+        let endpoint = Endpoint {
+            name: route.to_string(),
+            arn: job.arn.clone(),
+            created: now,
+            modified: now,
+            config_name: String::new(),
+            status: EndpointStatus::InService,
+            failure_reason: None,
+            variants,
+            pending: None,
+            last_deployment_config: None,
+            data_capture: None,
+            async_inference: None,
+            previous_weights: None,
+        };
+        self.routing.publish(self.fleets.route(&endpoint));
+        Ok(())
+    }
+
+    /// Every input object through the model; the first object that cannot be transformed
+    /// fails the job, naming it.
+    async fn transform_objects(&self, job: &TransformJob, route: &str) -> Result<(), String> {
+        let router = self.router.get().ok_or("berth's router is not attached")?.clone();
+        let objects = self.input_objects(&job.input_uri).await?;
+        if objects.is_empty() {
+            return Err(format!("No input objects were found under {}.", job.input_uri));
+        }
+        for (uri, relative) in objects {
+            let data = self.read_object(&uri).await?;
+            let requests = job.requests(&data);
+            let data = Bytes::from(data);
+            let limit = Arc::new(tokio::sync::Semaphore::new(job.concurrency()));
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, range) in requests.into_iter().enumerate() {
+                let (router, limit, body, job_ref, route) =
+                    (router.clone(), limit.clone(), data.slice(range), job.clone(), route.to_string());
+                tasks.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    (i, invoke_with_retries(&router, &route, &job_ref, body).await)
+                });
+            }
+            let mut answers = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                let (i, answer) = joined.map_err(|e| e.to_string())?;
+                answers.push((i, answer.map_err(|e| format!("Transforming {uri} failed: {e}"))?));
+            }
+            answers.sort_by_key(|(i, _)| *i);
+            let mut out = Vec::new();
+            for (_, answer) in answers {
+                out.extend_from_slice(&answer);
+                if job.assemble_lines && !answer.ends_with(b"\n") {
+                    out.push(b'\n');
+                }
+            }
+            let target = format!("{}/{relative}.out", job.output_path.trim_end_matches('/'));
+            self.write_object(&target, out, job.output_kms_key_id.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    /// A location whose objects berth may read: `s3://bucket/prefix`, or a `file://` file or
+    /// directory under a `--file-root`.
+    fn readable_objects_location(&self, uri: &str) -> Result<(), ControlError> {
+        if let Some(rest) = uri.strip_prefix("s3://") {
+            return match rest.split_once('/').map(|(b, _)| b).unwrap_or(rest) {
+                "" => Err(ControlError::Validation(format!("S3Uri '{uri}' must name a bucket: s3://bucket/prefix"))),
+                _ => Ok(()),
+            };
+        }
+        let Some(path) = uri.strip_prefix("file://") else {
+            return Err(ControlError::Validation(format!("S3Uri '{uri}' must be s3://bucket/prefix or file:///path.")));
+        };
+        self.settings.file_roots.resolve(std::path::Path::new(path)).map(|_| ()).map_err(|_| {
+            ControlError::Validation(format!("S3Uri {uri} is not under a directory berth may read (--file-root), or does not exist"))
+        })
+    }
+
+    /// The objects under the input location, each with its name relative to it.
+    async fn input_objects(&self, uri: &str) -> Result<Vec<(String, String)>, String> {
+        if uri.starts_with("s3://") {
+            let prefix = uri.trim_end_matches('/');
+            let listed = self.ground_truth_s3.list(prefix).await?;
+            let mut out: Vec<(String, String)> = listed
+                .into_iter()
+                .filter(|k| !k.ends_with('/') && k.len() > prefix.len())
+                .map(|k| {
+                    let relative = k[prefix.len()..].trim_start_matches('/').to_string();
+                    (k, relative)
+                })
+                .collect();
+            if out.is_empty() && !uri.ends_with('/') {
+                // The URI names one object.
+                let name = prefix.rsplit('/').next().unwrap_or_default().to_string();
+                out.push((prefix.to_string(), name));
+            }
+            return Ok(out);
+        }
+        let path = uri.strip_prefix("file://").ok_or_else(|| format!("cannot read {uri}"))?;
+        let root = self
+            .settings
+            .file_roots
+            .resolve(std::path::Path::new(path))
+            .map_err(|_| format!("cannot read {uri}: it is not under a directory berth may read (--file-root)"))?;
+        let roots = self.settings.file_roots.clone();
+        tokio::task::spawn_blocking(move || {
+            if root.is_file() {
+                let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                return Ok(vec![(format!("file://{}", root.display()), name)]);
+            }
+            let mut out = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(dir) = dirs.pop() {
+                for entry in std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?.flatten() {
+                    let Ok(path) = roots.resolve(&entry.path()) else { continue }; // a link out of the roots is skipped
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if let Ok(relative) = path.strip_prefix(&root) {
+                        out.push((format!("file://{}", path.display()), relative.to_string_lossy().into_owned()));
+                    }
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    async fn read_object(&self, uri: &str) -> Result<Vec<u8>, String> {
+        if uri.starts_with("s3://") {
+            let data = self.ground_truth_s3.get(uri).await?;
+            if data.len() as u64 > MAX_TRANSFORM_OBJECT {
+                return Err(format!("{uri} is larger than the {MAX_TRANSFORM_OBJECT} bytes berth transforms in one object."));
+            }
+            return Ok(data);
+        }
+        let path = self
+            .settings
+            .file_roots
+            .resolve(std::path::Path::new(uri.trim_start_matches("file://")))
+            .map_err(|_| format!("cannot read {uri}: it is not under a directory berth may read (--file-root)"))?;
+        let uri = uri.to_string();
+        tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&path).map_err(|e| format!("cannot read {uri}: {e}"))?.len();
+            if size > MAX_TRANSFORM_OBJECT {
+                return Err(format!("{uri} is larger than the {MAX_TRANSFORM_OBJECT} bytes berth transforms in one object."));
+            }
+            std::fs::read(&path).map_err(|e| format!("cannot read {uri}: {e}"))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    async fn write_object(&self, uri: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
+        self.write_async_output(uri, body, kms_key_id).await
+    }
+}
+
+/// One request of a job, retried as its `InvocationsMaxRetries` says when the container failed
+/// or timed out (never when it answered a 4xx: the record is what is wrong).
+async fn invoke_with_retries(router: &Router, route: &str, job: &TransformJob, body: Bytes) -> Result<Bytes, String> {
+    let header = |v: &Option<String>| v.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok());
+    let retries = job.max_retries.unwrap_or(TransformJob::DEFAULT_RETRIES);
+    let mut attempt = 0;
+    loop {
+        let req = InvokeRequest {
+            body: body.clone(),
+            content_type: header(&job.content_type),
+            accept: header(&job.accept),
+            timeout: Some(Duration::from_secs(u64::from(job.invocation_timeout_secs.unwrap_or(TransformJob::DEFAULT_TIMEOUT_SECS)))),
+            ..Default::default()
+        };
+        match router.invoke(route, req).await {
+            Ok(answer) => return Ok(answer.body),
+            Err(InvokeError::ModelError { status, body, .. }) if status < 500 || attempt >= retries => {
+                return Err(format!("the model answered {status}: {body}"));
+            }
+            Err(e) if attempt >= retries => return Err(e.to_string()),
+            Err(_) => attempt += 1,
+        }
+    }
+}
