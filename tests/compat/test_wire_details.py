@@ -85,3 +85,13 @@ def test_runtime_members_berth_lacks_are_refused_by_name_not_ignored(sm, runtime
         assert error_code(e) == "ValidationError", member
         assert f"{member} is not supported by this version of berth" in error_message(e)
     assert runtime.invoke_endpoint(EndpointName=name, Body=b"x", ContentType="text/plain")["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_unknown_runtime_paths_answer_in_sagemakers_error_shape(berth):
+    import requests
+
+    for method, path in [("POST", "/endpoints/e/unknown"), ("GET", "/endpoints/e/invocations"), ("POST", "/endpoints/e")]:
+        r = requests.request(method, f"{berth.url}{path}", data=b"x", timeout=10)
+        assert r.status_code == 404, (method, path, r.status_code)
+        assert r.headers["x-amzn-errortype"] == "UnknownOperationException" and r.headers.get("x-amzn-requestid")
+        assert "is not an operation of SageMaker's runtime" in r.json()["message"]

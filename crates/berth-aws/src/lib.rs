@@ -92,6 +92,8 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/ui/", get(ui::index))
         .route("/ui/assets/{name}", get(ui::asset))
         .route("/service/{service}/operation/{operation}", post(cloudwatch::cbor))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
         // Bodies are read by the gate with each protocol's limit, to answer in its shape.
         .layer(DefaultBodyLimit::disable())
         .layer(gate::GateLayer::new(edge.security.clone()))
@@ -130,6 +132,20 @@ async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> 
         }
         Err(e) => e.answer(Protocol::AwsJson),
     }
+}
+
+/// A path or method berth does not serve, answered in the shape of the protocol it looks like
+/// (a runtime path gets SageMaker's rest-json error, not an empty 404).
+async fn unknown_route(method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let protocol = Protocol::of(&method, uri.path(), &headers);
+    let message = match protocol {
+        Protocol::Runtime => format!(
+            "{method} {} is not an operation of SageMaker's runtime: berth serves POST /endpoints/{{name}}/invocations, /invocations-response-stream and /async-invocations.",
+            uri.path()
+        ),
+        _ => format!("{method} {} is not served by berth.", uri.path()),
+    };
+    protocol.error(StatusCode::NOT_FOUND, "UnknownOperationException", "InvalidAction", message)
 }
 
 /// An operation no service on `POST /` has.
