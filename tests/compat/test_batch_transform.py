@@ -104,7 +104,7 @@ def test_failures_stops_and_refusals(berth, sm, bucket):
         (job_args("no-such-model", unique("job"), f"s3://{b}/in", f"s3://{b}/o"), "Could not find model"),
         (job_args(model, unique("job"), "file:///etc", f"s3://{b}/o"), "not under a directory berth may read"),
         (job_args(model, unique("job"), f"s3://{b}/in", "file:///etc/out"), "not under a directory berth may write"),
-        (job_args(model, unique("job"), f"s3://{b}/in", f"s3://{b}/o", DataProcessing={"InputFilter": "$[1:]"}), "DataProcessing"),
+        (job_args(model, unique("job"), f"s3://{b}/in", f"s3://{b}/o", DataProcessing={"InputFilter": "$..x"}), "DataProcessing.InputFilter"),
     ]
     for args, message in refusals:
         with pytest.raises(ClientError) as e:
@@ -137,3 +137,44 @@ def test_the_sdks_transformer_runs_a_job(berth, sm, bucket):
     out = s3.get_object(Bucket=b, Key="sdk-out/rows.csv.out")["Body"].read().decode().splitlines()
     assert [json.loads(line)["body"] for line in out] == ["1\n", "2\n"]
     assert ROLE  # the SDK needs no role for a transform job
+
+
+def test_a_manifest_and_data_processing_filter_and_join_records(berth, sm, bucket):
+    s3, b = bucket
+    model = unique("bt")
+    create_echo_model(sm, model)
+    rows = [{"id": 1, "features": [1, 2]}, {"id": 2, "features": [3, 4]}]
+    s3.put_object(Bucket=b, Key="docs/part-1.jsonl", Body="".join(json.dumps(r) + "\n" for r in rows).encode())
+    s3.put_object(Bucket=b, Key="docs/unlisted.jsonl", Body=b'{"id": 9, "features": [9]}\n')
+    s3.put_object(Bucket=b, Key="manifests/m.json", Body=json.dumps([{"prefix": f"s3://{b}/docs/"}, "part-1.jsonl"]).encode())
+    name = unique("job")
+    sm.create_transform_job(
+        **job_args(
+            model, name, f"s3://{b}/manifests/m.json", f"s3://{b}/joined",
+            input={"SplitType": "Line", "ContentType": "application/json", "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": f"s3://{b}/manifests/m.json"}}},
+            output={"AssembleWith": "Line"},
+            DataProcessing={"InputFilter": "$.features", "JoinSource": "Input", "OutputFilter": "$['id','SageMakerOutput']"},
+        )
+    )
+    d = wait_job(sm, name)
+    assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
+    lines = s3.get_object(Bucket=b, Key="joined/part-1.jsonl.out")["Body"].read().decode().splitlines()
+    assert [json.loads(line)[0] for line in lines] == [1, 2], "each output keeps its record's id"
+    assert [json.loads(line)[1]["body"] for line in lines] == ["[1,2]", "[3,4]"]
+    name = unique("job")
+    sm.create_transform_job(
+        **job_args(
+            model, name, f"s3://{b}/manifests/m.json", f"s3://{b}/joined",
+            input={"SplitType": "Line", "ContentType": "application/json", "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": f"s3://{b}/manifests/m.json"}}},
+            output={"AssembleWith": "Line"},
+            DataProcessing={"InputFilter": "$.features", "JoinSource": "Input", "OutputFilter": "$.SageMakerOutput.body"},
+        )
+    )
+    d = wait_job(sm, name)
+    assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
+    assert d["DataProcessing"] == {"InputFilter": "$.features", "OutputFilter": "$.SageMakerOutput.body", "JoinSource": "Input"}
+    assert d["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "ManifestFile"
+    lines = s3.get_object(Bucket=b, Key="joined/part-1.jsonl.out")["Body"].read().decode().splitlines()
+    assert [json.loads(line) for line in lines] == ["[1,2]", "[3,4]"], "the model saw each record's features only"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=b, Prefix="joined/")["Contents"]]
+    assert keys == ["joined/part-1.jsonl.out"], "only what the manifest lists"

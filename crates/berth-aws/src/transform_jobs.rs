@@ -1,7 +1,7 @@
 //! Batch transform: `CreateTransformJob`, `DescribeTransformJob`, `ListTransformJobs`,
 //! `StopTransformJob` between SageMaker's wire shapes and the controller's jobs. What berth
-//! does not do yet (manifest inputs, compression, RecordIO/TFRecord splitting, data processing
-//! filters, batch data capture) is refused by name.
+//! does not do yet (compressed inputs, RecordIO/TFRecord splitting, augmented manifests, batch
+//! data capture) is refused by name.
 
 use crate::aws_json::{enum_error, parse, secs, tags, unsupported, with_token};
 use crate::control_plane::list_query;
@@ -128,10 +128,11 @@ async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
 /// The controller's job from the request, refusing what berth does not do.
 fn transform_job(input: CreateTransformJobInput) -> Result<TransformJob, EdgeError> {
     let source = &input.transform_input.data_source.s3_data_source;
-    match source.s3_data_type.as_str() {
-        "S3Prefix" => {}
-        "ManifestFile" | "AugmentedManifestFile" | "Converse" => {
-            unsupported(true, &format!("S3DataType {} (berth reads every object under an S3Prefix)", source.s3_data_type))?
+    let manifest = match source.s3_data_type.as_str() {
+        "S3Prefix" => false,
+        "ManifestFile" => true,
+        "AugmentedManifestFile" | "Converse" => {
+            return Err(refused(&format!("S3DataType {} (berth reads an S3Prefix or a ManifestFile)", source.s3_data_type)))
         }
         other => {
             return Err(enum_error(
@@ -140,7 +141,7 @@ fn transform_job(input: CreateTransformJobInput) -> Result<TransformJob, EdgeErr
                 &["ManifestFile", "S3Prefix", "AugmentedManifestFile", "Converse"],
             ))
         }
-    }
+    };
     match input.transform_input.compression_type.as_deref() {
         None | Some("None") => {}
         Some("Gzip") => unsupported(true, "CompressionType Gzip")?,
@@ -149,7 +150,7 @@ fn transform_job(input: CreateTransformJobInput) -> Result<TransformJob, EdgeErr
     let split_lines = match input.transform_input.split_type.as_deref() {
         None | Some("None") => false,
         Some("Line") => true,
-        Some(kind @ ("RecordIO" | "TFRecord")) => return Err(unsupported(true, &format!("SplitType {kind}")).unwrap_err()),
+        Some(kind @ ("RecordIO" | "TFRecord")) => return Err(refused(&format!("SplitType {kind}"))),
         Some(other) => return Err(enum_error("transformInput.splitType", other, &["None", "Line", "RecordIO", "TFRecord"])),
     };
     let assemble_lines = match input.transform_output.assemble_with.as_deref() {
@@ -163,12 +164,17 @@ fn transform_job(input: CreateTransformJobInput) -> Result<TransformJob, EdgeErr
         Some("SingleRecord") => Some(BatchStrategy::SingleRecord),
         Some(other) => return Err(enum_error("batchStrategy", other, &["MultiRecord", "SingleRecord"])),
     };
-    if let Some(d) = &input.data_processing {
-        let default = d.input_filter.as_deref().is_none_or(|f| f == "$")
-            && d.output_filter.as_deref().is_none_or(|f| f == "$")
-            && d.join_source.as_deref().is_none_or(|j| j == "None");
-        unsupported(!default, "DataProcessing (InputFilter, OutputFilter, JoinSource)")?;
+    let processing = input.data_processing.unwrap_or(DataProcessing { input_filter: None, output_filter: None, join_source: None });
+    for (member, filter) in [("InputFilter", &processing.input_filter), ("OutputFilter", &processing.output_filter)] {
+        if let Some(f) = filter {
+            berth_domain::JsonPath::parse(f).map_err(|why| EdgeError::validation(format!("DataProcessing.{member}: {why}.")))?;
+        }
     }
+    let join_input = match processing.join_source.as_deref() {
+        None | Some("None") => false,
+        Some("Input") => true,
+        Some(other) => return Err(enum_error("dataProcessing.joinSource", other, &["Input", "None"])),
+    };
     unsupported(input.data_capture_config.is_some(), "DataCaptureConfig of a transform job")?;
     unsupported(
         input.transform_resources.volume_kms_key_id.is_some(),
@@ -198,6 +204,7 @@ fn transform_job(input: CreateTransformJobInput) -> Result<TransformJob, EdgeErr
         started: None,
         ended: None,
         input_uri: source.s3_uri.clone(),
+        manifest,
         content_type: input.transform_input.content_type,
         split_lines,
         output_path: input.transform_output.s3_output_path.trim_end_matches('/').to_string(),
@@ -212,13 +219,24 @@ fn transform_job(input: CreateTransformJobInput) -> Result<TransformJob, EdgeErr
         environment: input.environment.unwrap_or_default(),
         invocation_timeout_secs: input.model_client_config.as_ref().and_then(|c| c.invocations_timeout_in_seconds),
         max_retries: input.model_client_config.as_ref().and_then(|c| c.invocations_max_retries),
+        input_filter: processing.input_filter,
+        output_filter: processing.output_filter,
+        join_input,
     })
+}
+
+/// The error `unsupported` gives for `member`.
+fn refused(member: &str) -> EdgeError {
+    EdgeError::validation(format!("{member} is not supported by this version of berth; leave it out."))
 }
 
 fn describe_json(j: &TransformJob) -> Value {
     let input = TransformInput {
         data_source: TransformDataSource {
-            s3_data_source: TransformS3DataSource { s3_data_type: "S3Prefix".into(), s3_uri: j.input_uri.clone() },
+            s3_data_source: TransformS3DataSource {
+                s3_data_type: if j.manifest { "ManifestFile" } else { "S3Prefix" }.into(),
+                s3_uri: j.input_uri.clone(),
+            },
         },
         content_type: j.content_type.clone(),
         compression_type: Some("None".into()),
@@ -259,6 +277,13 @@ fn describe_json(j: &TransformJob) -> Value {
     if j.invocation_timeout_secs.is_some() || j.max_retries.is_some() {
         v["ModelClientConfig"] =
             json!(ModelClientConfig { invocations_timeout_in_seconds: j.invocation_timeout_secs, invocations_max_retries: j.max_retries });
+    }
+    if j.processes_records() {
+        v["DataProcessing"] = json!({
+            "InputFilter": j.input_filter.as_deref().unwrap_or("$"),
+            "OutputFilter": j.output_filter.as_deref().unwrap_or("$"),
+            "JoinSource": if j.join_input { "Input" } else { "None" },
+        });
     }
     if let Some(t) = j.started {
         v["TransformStartTime"] = json!(secs(t));

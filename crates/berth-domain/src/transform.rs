@@ -56,8 +56,12 @@ pub struct TransformJob {
     pub modified: Timestamp,
     pub started: Option<Timestamp>,
     pub ended: Option<Timestamp>,
-    /// `s3://bucket/prefix` (or a `file://` path under a root): every object under it.
+    /// `s3://bucket/prefix` (or a `file://` path under a root): every object under it; or,
+    /// with `manifest`, a manifest file naming the objects.
     pub input_uri: String,
+    /// `S3DataType: ManifestFile`: `input_uri` is a JSON list, `{"prefix": ...}` then keys.
+    #[serde(default)]
+    pub manifest: bool,
     pub content_type: Option<String>,
     /// `SplitType: Line`: each line is a record; otherwise a whole object is one request.
     pub split_lines: bool,
@@ -74,6 +78,14 @@ pub struct TransformJob {
     pub environment: BTreeMap<String, String>,
     pub invocation_timeout_secs: Option<u32>,
     pub max_retries: Option<u32>,
+    /// `DataProcessing.InputFilter`, `OutputFilter` (JSONPath, `$` when unset) and
+    /// `JoinSource: Input`.
+    #[serde(default)]
+    pub input_filter: Option<String>,
+    #[serde(default)]
+    pub output_filter: Option<String>,
+    #[serde(default)]
+    pub join_input: bool,
 }
 
 impl TransformJob {
@@ -81,6 +93,13 @@ impl TransformJob {
     pub const DEFAULT_MAX_PAYLOAD_MB: u32 = 6;
     pub const DEFAULT_TIMEOUT_SECS: u32 = 600;
     pub const DEFAULT_RETRIES: u32 = 3;
+
+    /// Whether records go through `DataProcessing` (filters or a join): then each record is
+    /// a request of its own, so its answer can be joined to it.
+    pub fn processes_records(&self) -> bool {
+        let whole = |f: &Option<String>| f.as_deref().is_none_or(|f| f.trim() == "$");
+        self.join_input || !whole(&self.input_filter) || !whole(&self.output_filter)
+    }
 
     /// Requests in flight at once: as set, else one per instance.
     pub fn concurrency(&self) -> usize {
@@ -117,7 +136,7 @@ impl TransformJob {
         if start < object.len() {
             lines.push(start..object.len());
         }
-        if self.batch_strategy != Some(BatchStrategy::MultiRecord) {
+        if self.batch_strategy != Some(BatchStrategy::MultiRecord) || self.processes_records() {
             return lines;
         }
         let limit = self.max_payload_bytes();
@@ -148,6 +167,7 @@ mod tests {
             started: None,
             ended: None,
             input_uri: "s3://b/in".into(),
+            manifest: false,
             content_type: None,
             split_lines,
             output_path: "s3://b/out".into(),
@@ -162,6 +182,9 @@ mod tests {
             environment: BTreeMap::new(),
             invocation_timeout_secs: None,
             max_retries: None,
+            input_filter: None,
+            output_filter: None,
+            join_input: false,
         }
     }
 
