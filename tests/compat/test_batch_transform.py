@@ -7,6 +7,7 @@ import time
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from conftest import CREDENTIALS, ROLE, create_echo_model, error_code, unique
@@ -51,10 +52,12 @@ def test_every_object_under_the_prefix_is_transformed_record_by_record(berth, sm
     arn = sm.create_transform_job(
         **job_args(
             model, name, f"s3://{b}/in", f"s3://{b}/out", input={"SplitType": "Line"}, output={"AssembleWith": "Line", "Accept": "application/json"},
-            BatchStrategy="SingleRecord", MaxConcurrentTransforms=2, Environment={"ECHO_NAME": "batch"},
+            BatchStrategy="SingleRecord", MaxConcurrentTransforms=2, Environment={"ECHO_NAME": "batch"}, Tags=[{"Key": "team", "Value": "ml"}],
         )
     )["TransformJobArn"]
     assert arn.endswith(f":transform-job/{name.lower()}")
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": "run", "Value": "1"}])
+    assert {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]} == {"team": "ml", "run": "1"}
     d = wait_job(sm, name)
     assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
     assert d["TransformInput"]["SplitType"] == "Line" and d["BatchStrategy"] == "SingleRecord" and d["TransformEndTime"] >= d["TransformStartTime"]
@@ -63,6 +66,10 @@ def test_every_object_under_the_prefix_is_transformed_record_by_record(berth, sm
     assert [a["body"] for a in answers] == ["1,2\n", "3,4\n", "5,6\n"], "one request per record, in order"
     assert {a["name"] for a in answers} == {"batch"} and answers[0]["accept"] == "application/json"
     assert [json.loads(line)["body"] for line in s3.get_object(Bucket=b, Key="out/sub/b.csv.out")["Body"].read().decode().splitlines()] == ["7,8\n"]
+    events = requests.get(f"{berth.url}/berth/v1/events", params={"endpoint": name}, timeout=10).json()["events"]
+    progress = [e["message"] for e in events if e["kind"] == "TransformJobProgress"]
+    assert any("2 object(s) to transform" in m for m in progress) and any("Object 2/2" in m for m in progress), progress
+    assert any(f"Transform job {name}: Completed after" in m for m in progress), progress
 
     # MultiRecord: the object's records in one payload.
     multi = unique("job")

@@ -120,8 +120,9 @@ pub(crate) async fn operation(c: &Arc<Controller>, op: &str, body: &[u8]) -> Opt
 }
 
 async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
-    let job = transform_job(parse(body)?)?;
-    let job = c.create_transform_job(job).await?;
+    let input: CreateTransformJobInput = parse(body)?;
+    let job_tags = tags(input.tags.clone());
+    let job = c.create_transform_job(transform_job(input)?, job_tags).await?;
     Ok(json!({ "TransformJobArn": job.arn }))
 }
 
@@ -191,7 +192,6 @@ fn transform_job(input: CreateTransformJobInput) -> Result<TransformJob, EdgeErr
     if input.environment.as_ref().is_some_and(|e| e.len() > 16) {
         return Err(EdgeError::validation("Environment may hold at most 16 variables."));
     }
-    let _ = tags(input.tags);
     let zero = Timestamp::from_millis(0);
     Ok(TransformJob {
         name: input.transform_job_name,

@@ -35,7 +35,7 @@ impl Controller {
     async fn tagged_resource(&self, arn: &str) -> Result<String, ControlError> {
         let (kind, name) = self.account().parse_arn(arn).ok_or_else(|| {
             ControlError::Validation(format!(
-                "Resource ARN '{arn}' is not the ARN of a model, endpoint configuration, endpoint or inference experiment of this account."
+                "Resource ARN '{arn}' is not the ARN of a model, endpoint configuration, endpoint, inference experiment or transform job of this account."
             ))
         })?;
         let canonical = self.account().arn(kind, &name);
@@ -45,6 +45,7 @@ impl Controller {
             ResourceKind::EndpointConfig => self.db(move |s| s.endpoint_config(&key).map(|m| m.is_some())).await?,
             ResourceKind::Endpoint => self.db(move |s| s.endpoint(&key).map(|m| m.is_some())).await?,
             ResourceKind::InferenceExperiment => self.db(move |s| s.inference_experiment(&key).map(|m| m.is_some())).await?,
+            ResourceKind::TransformJob => self.describe_transform_job(&key).await.is_ok(),
         };
         // Names are case-insensitive; ARNs carry them lower-cased, but callers build ARNs from
         // the names they chose (`.../endpoint/MyEndpoint`).

@@ -33,8 +33,13 @@ impl Controller {
         let _ = self.router.set(router);
     }
 
-    pub async fn create_transform_job(self: &Arc<Self>, mut job: TransformJob) -> Result<TransformJob, ControlError> {
+    pub async fn create_transform_job(
+        self: &Arc<Self>,
+        mut job: TransformJob,
+        tags: Vec<berth_store::Tag>,
+    ) -> Result<TransformJob, ControlError> {
         validate_name("transformJobName", &job.name)?;
+        crate::tags::validate_tags(&tags)?;
         validate_instance_type(&job.instance_type).map_err(ControlError::from)?;
         if job.instance_count == 0 {
             return Err(ControlError::Validation("TransformResources.InstanceCount must be at least 1.".into()));
@@ -63,11 +68,15 @@ impl Controller {
             )));
         }
         let now = Timestamp::now();
-        job.arn = format!("arn:aws:sagemaker:{}:{}:transform-job/{key}", self.account().region, self.account().account_id);
+        job.arn = self.account().arn(berth_domain::ResourceKind::TransformJob, &job.name);
         job.status = TransformJobStatus::InProgress;
         job.created = now;
         job.modified = now;
         self.store_job(&job).await?;
+        if !tags.is_empty() {
+            let arn = job.arn.clone();
+            self.db(move |s| s.add_tags(&arn, &tags)).await?;
+        }
         self.start_job(job.clone());
         tracing::info!(transform_job = %job.name, "transform job created");
         Ok(job)
@@ -142,6 +151,7 @@ impl Controller {
         let route = route_name(&job.name);
         job.started = Some(Timestamp::now());
         let _ = self.store_job(&job).await;
+        self.job_event(&job, format!("Starting {} instance(s) of model {} ({})", job.instance_count, job.model_name, job.instance_type));
         let work = async {
             self.start_job_fleet(&job, &route).await?;
             self.transform_objects(&job, &route).await
@@ -162,6 +172,14 @@ impl Controller {
         job.ended = Some(now);
         job.modified = now;
         tracing::info!(transform_job = %job.name, status = job.status.as_str(), reason = job.failure_reason.as_deref().unwrap_or(""), "transform job ended");
+        let took = (now.millis() - job.started.map_or(now.millis(), |t| t.millis())) as f64 / 1000.0;
+        self.job_event(
+            &job,
+            match &job.failure_reason {
+                Some(reason) => format!("{} after {took:.1} s: {reason}", job.status.as_str()),
+                None => format!("{} after {took:.1} s", job.status.as_str()),
+            },
+        );
         if let Err(e) = self.store_job(&job).await {
             tracing::error!(transform_job = %job.name, error = %e, "could not record the transform job's end");
         }
@@ -219,7 +237,9 @@ impl Controller {
         if objects.is_empty() {
             return Err(format!("No input objects were found under {}.", job.input_uri));
         }
-        for (uri, relative) in objects {
+        self.job_event(job, format!("Instances ready; {} object(s) to transform", objects.len()));
+        let total = objects.len();
+        for (n, (uri, relative)) in objects.into_iter().enumerate() {
             let data = self.read_object(&uri).await?;
             let requests = job.requests(&data);
             let data = Bytes::from(data);
@@ -247,6 +267,7 @@ impl Controller {
                 answers.push((i, answer.map_err(|e| format!("Transforming {uri} failed: {e}"))?));
             }
             answers.sort_by_key(|(i, _)| *i);
+            let answers_count = answers.len();
             let mut out = Vec::new();
             for (_, answer) in answers {
                 out.extend_from_slice(&answer);
@@ -255,7 +276,9 @@ impl Controller {
                 }
             }
             let target = format!("{}/{relative}.out", job.output_path.trim_end_matches('/'));
+            let records = answers_count;
             self.write_object(&target, out, job.output_kms_key_id.as_deref()).await?;
+            self.job_event(job, format!("Object {}/{total}: {uri}, {records} request(s), written to {target}", n + 1));
         }
         Ok(())
     }
@@ -378,6 +401,10 @@ impl Controller {
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+
+    fn job_event(&self, job: &TransformJob, message: String) {
+        self.record_event(&job.name, None, berth_domain::EventKind::TransformJobProgress, format!("Transform job {}: {message}", job.name));
     }
 
     async fn write_object(&self, uri: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {

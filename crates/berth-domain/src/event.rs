@@ -34,10 +34,13 @@ pub enum EventKind {
     /// A round of one of berth's background loops (alarms, autoscaling, bandits, ...) panicked;
     /// the loop goes on with its next round. Recorded with an empty endpoint: it is berth's.
     BackgroundFailed,
+    /// A transform job's progress: its fleet started, an object transformed, the job ended.
+    /// Recorded under the job's name.
+    TransformJobProgress,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::StatusChanged,
         EventKind::WeightsChanged,
         EventKind::CapacityChanged,
@@ -52,6 +55,7 @@ impl EventKind {
         EventKind::AlarmStateChanged,
         EventKind::DeploymentRolledBack,
         EventKind::BackgroundFailed,
+        EventKind::TransformJobProgress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +74,7 @@ impl EventKind {
             EventKind::AlarmStateChanged => "AlarmStateChanged",
             EventKind::DeploymentRolledBack => "DeploymentRolledBack",
             EventKind::BackgroundFailed => "BackgroundFailed",
+            EventKind::TransformJobProgress => "TransformJobProgress",
         }
     }
 

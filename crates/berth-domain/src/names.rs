@@ -8,6 +8,7 @@ pub enum ResourceKind {
     EndpointConfig,
     Endpoint,
     InferenceExperiment,
+    TransformJob,
 }
 
 impl ResourceKind {
@@ -18,6 +19,7 @@ impl ResourceKind {
             ResourceKind::EndpointConfig => "endpoint-config",
             ResourceKind::Endpoint => "endpoint",
             ResourceKind::InferenceExperiment => "inference-experiment",
+            ResourceKind::TransformJob => "transform-job",
         }
     }
 
@@ -28,6 +30,7 @@ impl ResourceKind {
             ResourceKind::EndpointConfig => "endpoint configuration",
             ResourceKind::Endpoint => "endpoint",
             ResourceKind::InferenceExperiment => "inference experiment",
+            ResourceKind::TransformJob => "transform job",
         }
     }
 
@@ -37,6 +40,7 @@ impl ResourceKind {
             "endpoint-config" => Some(ResourceKind::EndpointConfig),
             "endpoint" => Some(ResourceKind::Endpoint),
             "inference-experiment" => Some(ResourceKind::InferenceExperiment),
+            "transform-job" => Some(ResourceKind::TransformJob),
             _ => None,
         }
     }
