@@ -154,34 +154,29 @@ def test_a_manifest_and_data_processing_filter_and_join_records(berth, sm, bucke
     s3.put_object(Bucket=b, Key="docs/part-1.jsonl", Body="".join(json.dumps(r) + "\n" for r in rows).encode())
     s3.put_object(Bucket=b, Key="docs/unlisted.jsonl", Body=b'{"id": 9, "features": [9]}\n')
     s3.put_object(Bucket=b, Key="manifests/m.json", Body=json.dumps([{"prefix": f"s3://{b}/docs/"}, "part-1.jsonl"]).encode())
-    name = unique("job")
-    sm.create_transform_job(
-        **job_args(
-            model, name, f"s3://{b}/manifests/m.json", f"s3://{b}/joined",
-            input={"SplitType": "Line", "ContentType": "application/json", "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": f"s3://{b}/manifests/m.json"}}},
-            output={"AssembleWith": "Line"},
-            DataProcessing={"InputFilter": "$.features", "JoinSource": "Input", "OutputFilter": "$['id','SageMakerOutput']"},
+    def joined(output_filter):
+        """A job over the manifest's objects, each record's features to the model, the answer
+        joined to the record and `output_filter` applied; its description and output lines."""
+        name = unique("job")
+        manifest = {"DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": f"s3://{b}/manifests/m.json"}}}
+        sm.create_transform_job(
+            **job_args(
+                model, name, f"s3://{b}/manifests/m.json", f"s3://{b}/joined",
+                input={"SplitType": "Line", "ContentType": "application/json", **manifest},
+                output={"AssembleWith": "Line"},
+                DataProcessing={"InputFilter": "$.features", "JoinSource": "Input", "OutputFilter": output_filter},
+            )
         )
-    )
-    d = wait_job(sm, name)
-    assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
-    lines = s3.get_object(Bucket=b, Key="joined/part-1.jsonl.out")["Body"].read().decode().splitlines()
-    assert [json.loads(line)[0] for line in lines] == [1, 2], "each output keeps its record's id"
-    assert [json.loads(line)[1]["body"] for line in lines] == ["[1,2]", "[3,4]"]
-    name = unique("job")
-    sm.create_transform_job(
-        **job_args(
-            model, name, f"s3://{b}/manifests/m.json", f"s3://{b}/joined",
-            input={"SplitType": "Line", "ContentType": "application/json", "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": f"s3://{b}/manifests/m.json"}}},
-            output={"AssembleWith": "Line"},
-            DataProcessing={"InputFilter": "$.features", "JoinSource": "Input", "OutputFilter": "$.SageMakerOutput.body"},
-        )
-    )
-    d = wait_job(sm, name)
-    assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
+        d = wait_job(sm, name)
+        assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
+        return d, [json.loads(line) for line in s3.get_object(Bucket=b, Key="joined/part-1.jsonl.out")["Body"].read().decode().splitlines()]
+
+    _, lines = joined("$['id','SageMakerOutput']")
+    assert [line[0] for line in lines] == [1, 2], "each output keeps its record's id"
+    assert [line[1]["body"] for line in lines] == ["[1,2]", "[3,4]"]
+    d, lines = joined("$.SageMakerOutput.body")
     assert d["DataProcessing"] == {"InputFilter": "$.features", "OutputFilter": "$.SageMakerOutput.body", "JoinSource": "Input"}
     assert d["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "ManifestFile"
-    lines = s3.get_object(Bucket=b, Key="joined/part-1.jsonl.out")["Body"].read().decode().splitlines()
-    assert [json.loads(line) for line in lines] == ["[1,2]", "[3,4]"], "the model saw each record's features only"
+    assert lines == ["[1,2]", "[3,4]"], "the model saw each record's features only"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=b, Prefix="joined/")["Contents"]]
     assert keys == ["joined/part-1.jsonl.out"], "only what the manifest lists"
