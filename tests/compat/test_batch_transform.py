@@ -71,6 +71,18 @@ def test_every_object_under_the_prefix_is_transformed_record_by_record(berth, sm
     assert any("2 object(s) to transform" in m for m in progress) and any("Object 2/2" in m for m in progress), progress
     assert any(f"Transform job {name}: Completed after" in m for m in progress), progress
 
+    # The same records through a real-time endpoint of the model: the same answers (but for what
+    # names the serving process).
+    from conftest import variant, wait_status
+
+    sm.create_endpoint_config(EndpointConfigName=model, ProductionVariants=[variant("V", model)])
+    sm.create_endpoint(EndpointName=model, EndpointConfigName=model)
+    assert wait_status(sm, model)["EndpointStatus"] == "InService"
+    same = ("body", "content_type", "accept", "custom_attributes", "body_length")
+    for record, batch in zip(["1,2\n", "3,4\n", "5,6\n"], answers):
+        live = json.loads(berth.runtime().invoke_endpoint(EndpointName=model, Body=record, ContentType="text/csv", Accept="application/json")["Body"].read())
+        assert {k: live[k] for k in same} == {k: batch[k] for k in same}
+
     # MultiRecord: the object's records in one payload.
     multi = unique("job")
     sm.create_transform_job(**job_args(model, multi, f"s3://{b}/in/a.csv", f"s3://{b}/multi", input={"SplitType": "Line"}, BatchStrategy="MultiRecord"))

@@ -280,9 +280,8 @@ impl Controller {
     /// Serves one queued request and writes its outcome; the request leaves the queue only once
     /// the outcome is written.
     async fn process_async(&self, router: &Router, config: &AsyncInference, q: Queued) -> Result<(), String> {
-        let age = (Timestamp::now().millis() - q.received_ms).max(0) / 1000;
-        let outcome: Result<Bytes, String> = if age > i64::from(q.ttl_secs) {
-            Err(format!("Request expired: it waited {age} seconds in the queue, past its RequestTTLSeconds of {}.", q.ttl_secs))
+        let outcome: Result<Bytes, String> = if let Some(expired) = expiry(q.received_ms, q.ttl_secs, Timestamp::now()) {
+            Err(expired)
         } else {
             match self.async_input(&q).await {
                 Err(e) => Err(e),
@@ -381,6 +380,14 @@ impl Controller {
     }
 }
 
+/// Why a request received at `received_ms` has expired by `now`, if it has (it waited in the
+/// queue longer than its `RequestTTLSeconds`).
+fn expiry(received_ms: i64, ttl_secs: u32, now: Timestamp) -> Option<String> {
+    let age = (now.millis() - received_ms).max(0) / 1000;
+    (age > i64::from(ttl_secs))
+        .then(|| format!("Request expired: it waited {age} seconds in the queue, past its RequestTTLSeconds of {ttl_secs}."))
+}
+
 /// The most of an answer a notification carries (SageMaker's limit).
 const MAX_NOTIFIED_ANSWER: usize = 128 * 1024;
 
@@ -465,6 +472,14 @@ mod tests {
         assert_eq!(join("s3://b/out/", None, "id.out"), "s3://b/out/id.out");
         assert_eq!(join("s3://b/out", Some("/x/y/"), "id.out"), "s3://b/out/x/y/id.out");
         assert_eq!(join("file:///d", Some(""), "a"), "file:///d/a");
+    }
+
+    #[test]
+    fn a_request_past_its_ttl_expires_with_the_reason() {
+        let received = 1_000_000;
+        assert_eq!(expiry(received, 60, Timestamp::from_millis(received + 60_000)), None, "60 s is within a TTL of 60");
+        let reason = expiry(received, 60, Timestamp::from_millis(received + 61_500)).unwrap();
+        assert!(reason.contains("waited 61 seconds") && reason.contains("RequestTTLSeconds of 60"), "{reason}");
     }
 
     #[test]
