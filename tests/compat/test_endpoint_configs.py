@@ -80,14 +80,15 @@ def test_config_errors(sm):
 def test_unsupported_features_are_named(sm):
     model = unique("unsup")
     create_echo_model(sm, model)
+    # Asynchronous inference is served (test_async_inference.py); what it cannot do is named.
     with pytest.raises(ClientError) as e:
         sm.create_endpoint_config(
             EndpointConfigName=unique("c"),
             ProductionVariants=[variant("V", model)],
-            AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://bucket/out"}},
+            AsyncInferenceConfig={"OutputConfig": {"S3FailurePath": "s3://bucket/failures"}},
         )
     assert error_code(e) == "ValidationException"
-    assert "AsyncInferenceConfig" in error_message(e)
+    assert "AsyncInferenceConfig.OutputConfig.S3OutputPath is required" in error_message(e)
 
     # Members that would change what the endpoint does are refused by name, never ignored.
     refused = [
