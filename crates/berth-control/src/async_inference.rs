@@ -312,8 +312,8 @@ impl Controller {
             }
         };
         match &outcome {
-            Ok(answer) => self.write_async_output(&q.output_location, answer.to_vec(), config.kms_key_id.as_deref()).await?,
-            Err(reason) => self.write_async_output(&q.failure_location, reason.clone().into_bytes(), config.kms_key_id.as_deref()).await?,
+            Ok(answer) => self.write_object(&q.output_location, answer.to_vec(), config.kms_key_id.as_deref()).await?,
+            Err(reason) => self.write_object(&q.failure_location, reason.clone().into_bytes(), config.kms_key_id.as_deref()).await?,
         }
         let (kind, key) = (queue_kind(&q.endpoint), q.id.clone());
         self.db(move |s| s.delete_record(&kind, &key)).await.map_err(|e| e.to_string())?;
@@ -334,49 +334,14 @@ impl Controller {
         Ok(())
     }
 
-    /// The request's input: inline, from S3, or from a file under a `--file-root`.
+    /// The request's input: inline, or read from S3 or a file under a `--file-root`.
     async fn async_input(&self, q: &Queued) -> Result<Bytes, String> {
         use base64::Engine;
         if let Some(inline) = &q.inline {
             return base64::engine::general_purpose::STANDARD.decode(inline).map(Bytes::from).map_err(|e| e.to_string());
         }
         let Some(location) = &q.input_location else { return Ok(Bytes::new()) };
-        if location.starts_with("s3://") {
-            return self.ground_truth_s3.get(location).await.map(Bytes::from).map_err(|e| format!("Cannot read the input: {e}"));
-        }
-        let path = self.readable_input(location).map_err(|e| e.to_string())?.ok_or_else(|| format!("Cannot read {location}"))?;
-        tokio::task::spawn_blocking(move || {
-            let size = std::fs::metadata(&path).map_err(|e| format!("Cannot read the input {}: {e}", path.display()))?.len();
-            if size > MAX_ASYNC_INPUT {
-                return Err(format!("The input is {size} bytes, more than the {MAX_ASYNC_INPUT} an asynchronous request may have."));
-            }
-            std::fs::read(&path).map(Bytes::from).map_err(|e| format!("Cannot read the input {}: {e}", path.display()))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-
-    /// Writes an answer or failure to `s3://...` or to a file under a `--file-root` (whole, by
-    /// a rename: a reader never sees half of it).
-    pub(crate) async fn write_async_output(&self, location: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
-        if location.starts_with("s3://") {
-            return self.ground_truth_s3.put(location, body, kms_key_id).await;
-        }
-        let path = location.strip_prefix("file://").ok_or_else(|| format!("cannot write {location}"))?;
-        let parent = std::path::Path::new(path).parent().ok_or_else(|| format!("cannot write {location}"))?;
-        let parent = parent.to_string_lossy().into_owned();
-        let dir = self.writable_destination("S3OutputPath", &format!("file://{parent}")).map_err(|e| e.to_string())?;
-        let name = std::path::Path::new(path).file_name().map(|n| n.to_os_string()).ok_or_else(|| format!("cannot write {location}"))?;
-        tokio::task::spawn_blocking(move || {
-            let dir = dir.ok_or("no directory")?;
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            let target = dir.join(&name);
-            let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-            std::fs::write(&tmp, body).map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, &target).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        self.read_object(location, MAX_ASYNC_INPUT).await.map_err(|e| format!("Cannot read the input: {e}"))
     }
 }
 

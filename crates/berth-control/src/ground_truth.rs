@@ -6,6 +6,10 @@ use crate::quality::labels_kind;
 use crate::{ControlError, Controller};
 use serde_json::{json, Value};
 
+/// The largest ground-truth file berth reads (in S3 or under a root); past it the file is
+/// skipped with a warning, never buffered.
+const MAX_GROUND_TRUTH_FILE: u64 = 1024 * 1024 * 1024;
+
 /// A label for one captured inference, found by its event id or inference id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroundTruth {
@@ -75,9 +79,7 @@ impl Controller {
                     let roots = self.settings.file_roots.clone();
                     tokio::task::spawn_blocking(move || jsonl_files(&dir, &roots)).await.unwrap_or_default()
                 }
-                None => {
-                    self.ground_truth_s3.list(location).await.unwrap_or_default().into_iter().filter(|k| k.ends_with(".jsonl")).collect()
-                }
+                None => self.s3.list(location).await.unwrap_or_default().into_iter().filter(|k| k.ends_with(".jsonl")).collect(),
             };
             // What was read before (and at what size), kept in the store: a restart reads nothing
             // twice, and a file is marked only once it is read and its labels stored.
@@ -98,11 +100,15 @@ impl Controller {
                         if read.get(&file) == Some(&size) {
                             continue;
                         }
-                        tokio::fs::read(path).await.map_err(|e| e.to_string())
+                        if size > MAX_GROUND_TRUTH_FILE {
+                            Err(format!("{file} is {size} bytes, more than the {MAX_GROUND_TRUTH_FILE} berth reads of it"))
+                        } else {
+                            tokio::fs::read(path).await.map_err(|e| e.to_string())
+                        }
                     }
                     // An S3 object is whole once it can be listed.
                     None if read.contains_key(&file) => continue,
-                    None => self.ground_truth_s3.get(&file).await,
+                    None => self.s3.get(&file, MAX_GROUND_TRUTH_FILE).await,
                 };
                 let (text, size) = match bytes {
                     Ok(b) => (String::from_utf8_lossy(&b).into_owned(), b.len()),

@@ -25,12 +25,14 @@ mod lifecycle;
 mod listing;
 mod metrics;
 mod models;
+mod objects;
 mod quality;
 mod serverless;
 mod sns;
 mod stats;
 mod tags;
 mod transform;
+mod transform_records;
 mod weight_controls;
 
 pub use alarms::PutAlarm;
@@ -107,8 +109,8 @@ pub struct Controller {
     events: EventLog,
     /// The dashboard's quality summaries by endpoint, with when they were computed.
     quality_summaries: std::sync::Mutex<std::collections::HashMap<berth_domain::NameKey, (std::time::Instant, QualitySummary)>>,
-    /// Ground-truth files read already, and the S3 client that reads them.
-    ground_truth_s3: berth_instances::S3Writer,
+    /// The S3 client of ground truth, asynchronous requests and transform jobs.
+    s3: berth_instances::S3Writer,
     /// Serialises check-then-write transitions of endpoint state. Held only around store
     /// calls, never across instance starts or drains.
     transitions: tokio::sync::Mutex<()>,
@@ -131,7 +133,7 @@ impl Controller {
         Arc::new(Controller {
             events: EventLog::start(store.clone()),
             quality_summaries: Default::default(),
-            ground_truth_s3: Default::default(),
+            s3: Default::default(),
             store,
             backend,
             artifacts,

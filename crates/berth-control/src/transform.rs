@@ -7,6 +7,7 @@
 //! when berth stopped runs again from the start at the next start.
 
 use crate::deploy::stop_all;
+use crate::transform_records::RecordFormat;
 use crate::{ControlError, Controller};
 use berth_domain::{
     validate_instance_type, validate_name, Endpoint, EndpointStatus, NameKey, Timestamp, TransformJob, TransformJobStatus, VariantSpec,
@@ -53,19 +54,15 @@ impl Controller {
                 job.output_path
             )));
         }
-        let key = NameKey::of(&job.name).to_string();
-        let existing = key.clone();
-        if self
-            .db(move |s| s.records(JOBS))
-            .await?
-            .iter()
-            .filter_map(|b| serde_json::from_str::<TransformJob>(b).ok())
-            .any(|j| NameKey::of(&j.name).as_str() == existing)
-        {
-            return Err(ControlError::Validation(format!(
-                "Job name must be unique within an AWS account and region, and a job with name {} already exists.",
-                job.name
-            )));
+        match self.describe_transform_job(&job.name).await {
+            Ok(_) => {
+                return Err(ControlError::Validation(format!(
+                    "Job name must be unique within an AWS account and region, and a job with name {} already exists.",
+                    job.name
+                )))
+            }
+            Err(ControlError::Validation(_)) => {} // none of that name
+            Err(e) => return Err(e),
         }
         let now = Timestamp::now();
         job.arn = self.account().arn(berth_domain::ResourceKind::TransformJob, &job.name);
@@ -187,18 +184,7 @@ impl Controller {
 
     /// Starts the job's instances and publishes their route.
     async fn start_job_fleet(self: &Arc<Self>, job: &TransformJob, route: &str) -> Result<(), String> {
-        let spec = VariantSpec {
-            name: "AllTraffic".into(),
-            model_name: job.model_name.clone(),
-            instance_type: job.instance_type.clone(),
-            initial_instance_count: job.instance_count,
-            initial_weight: 1.0,
-            container_startup_timeout_secs: None,
-            model_data_download_timeout_secs: None,
-            routing: None,
-            shadow: false,
-            serverless: None,
-        };
+        let spec = VariantSpec::new("AllTraffic", &job.model_name, &job.instance_type, job.instance_count);
         let mut variants = self.variant_states(&[spec]).await.map_err(|e| e.to_string())?;
         for v in &mut variants {
             v.container.environment.extend(job.environment.clone());
@@ -240,9 +226,8 @@ impl Controller {
         self.job_event(job, format!("Instances ready; {} object(s) to transform", objects.len()));
         let total = objects.len();
         for (n, (uri, relative)) in objects.into_iter().enumerate() {
-            let data = self.read_object(&uri).await?;
+            let data = self.read_object(&uri, MAX_TRANSFORM_OBJECT).await?;
             let requests = job.requests(&data);
-            let data = Bytes::from(data);
             let limit = Arc::new(tokio::sync::Semaphore::new(job.concurrency()));
             let mut tasks = tokio::task::JoinSet::new();
             for (i, range) in requests.into_iter().enumerate() {
@@ -304,7 +289,7 @@ impl Controller {
     async fn input_objects(&self, uri: &str) -> Result<Vec<(String, String)>, String> {
         if uri.starts_with("s3://") {
             let prefix = uri.trim_end_matches('/');
-            let listed = self.ground_truth_s3.list(prefix).await?;
+            let listed = self.s3.list(prefix).await?;
             let mut out: Vec<(String, String)> = listed
                 .into_iter()
                 .filter(|k| !k.ends_with('/') && k.len() > prefix.len())
@@ -354,7 +339,7 @@ impl Controller {
     /// The objects a manifest names: `[{"prefix": "s3://bucket/p/"}, "key1", "sub/key2"]`, each
     /// with its name relative to the prefix; only locations berth may read.
     async fn manifest_objects(&self, uri: &str) -> Result<Vec<(String, String)>, String> {
-        let data = self.read_object(uri).await?;
+        let data = self.read_object(uri, MAX_TRANSFORM_OBJECT).await?;
         let entries: Vec<serde_json::Value> =
             serde_json::from_slice(&data).map_err(|e| format!("The manifest {uri} is not a JSON list: {e}"))?;
         let prefix = entries
@@ -378,37 +363,8 @@ impl Controller {
         Ok(out)
     }
 
-    async fn read_object(&self, uri: &str) -> Result<Vec<u8>, String> {
-        if uri.starts_with("s3://") {
-            let data = self.ground_truth_s3.get(uri).await?;
-            if data.len() as u64 > MAX_TRANSFORM_OBJECT {
-                return Err(format!("{uri} is larger than the {MAX_TRANSFORM_OBJECT} bytes berth transforms in one object."));
-            }
-            return Ok(data);
-        }
-        let path = self
-            .settings
-            .file_roots
-            .resolve(std::path::Path::new(uri.trim_start_matches("file://")))
-            .map_err(|_| format!("cannot read {uri}: it is not under a directory berth may read (--file-root)"))?;
-        let uri = uri.to_string();
-        tokio::task::spawn_blocking(move || {
-            let size = std::fs::metadata(&path).map_err(|e| format!("cannot read {uri}: {e}"))?.len();
-            if size > MAX_TRANSFORM_OBJECT {
-                return Err(format!("{uri} is larger than the {MAX_TRANSFORM_OBJECT} bytes berth transforms in one object."));
-            }
-            std::fs::read(&path).map_err(|e| format!("cannot read {uri}: {e}"))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-
     fn job_event(&self, job: &TransformJob, message: String) {
         self.record_event(&job.name, None, berth_domain::EventKind::TransformJobProgress, format!("Transform job {}: {message}", job.name));
-    }
-
-    async fn write_object(&self, uri: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
-        self.write_async_output(uri, body, kms_key_id).await
     }
 }
 
@@ -434,126 +390,5 @@ async fn invoke_with_retries(router: &Router, route: &str, job: &TransformJob, b
             Err(e) if attempt >= retries => return Err(e.to_string()),
             Err(_) => attempt += 1,
         }
-    }
-}
-
-/// How a record reads for `DataProcessing`: a JSON document, or CSV (an array of columns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RecordFormat {
-    Json,
-    Csv,
-}
-
-impl RecordFormat {
-    fn of(job: &TransformJob) -> Self {
-        if job.content_type.as_deref().is_some_and(|t| t.contains("json")) {
-            RecordFormat::Json
-        } else {
-            RecordFormat::Csv
-        }
-    }
-
-    fn parse(self, text: &[u8]) -> Result<serde_json::Value, String> {
-        let text = std::str::from_utf8(text).map_err(|_| "a record is not UTF-8 text".to_string())?.trim_end_matches(['\r', '\n']);
-        match self {
-            RecordFormat::Json => serde_json::from_str(text).map_err(|e| format!("a record is not JSON ({e}): {text}")),
-            RecordFormat::Csv => Ok(serde_json::Value::Array(text.split(',').map(|c| serde_json::Value::String(c.to_string())).collect())),
-        }
-    }
-
-    fn write(self, value: &serde_json::Value) -> Vec<u8> {
-        let cell = |v: &serde_json::Value| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        match (self, value) {
-            (RecordFormat::Json, v) => v.to_string().into_bytes(),
-            (RecordFormat::Csv, serde_json::Value::Array(items)) => items.iter().map(cell).collect::<Vec<_>>().join(",").into_bytes(),
-            (RecordFormat::Csv, v) => cell(v).into_bytes(),
-        }
-    }
-
-    /// The record as sent: its `InputFilter` selection.
-    fn filter_input(self, job: &TransformJob, record: &[u8]) -> Result<Bytes, String> {
-        let Some(filter) = job.input_filter.as_deref().filter(|f| f.trim() != "$") else { return Ok(Bytes::copy_from_slice(record)) };
-        let path = berth_domain::JsonPath::parse(filter)?;
-        let value = self.parse(record)?;
-        let selected = path.apply(&value).ok_or_else(|| format!("InputFilter {filter} selects nothing of a record"))?;
-        Ok(Bytes::from(self.write(&selected)))
-    }
-
-    /// The record's output line: the answer, joined with the input record when `JoinSource`
-    /// is `Input`, then its `OutputFilter` selection.
-    fn output(self, job: &TransformJob, record: &[u8], answer: &[u8]) -> Result<Bytes, String> {
-        let answer_text = String::from_utf8_lossy(answer).trim_end_matches(['\r', '\n']).to_string();
-        let answer_value =
-            serde_json::from_str::<serde_json::Value>(&answer_text).unwrap_or(serde_json::Value::String(answer_text.clone()));
-        let joined = if job.join_input {
-            match self.parse(record)? {
-                serde_json::Value::Object(mut members) => {
-                    members.insert("SageMakerOutput".into(), answer_value);
-                    serde_json::Value::Object(members)
-                }
-                serde_json::Value::Array(mut items) => {
-                    match (self, answer_value) {
-                        (RecordFormat::Csv, _) => items.extend(answer_text.split(',').map(|c| serde_json::Value::String(c.to_string()))),
-                        (RecordFormat::Json, v) => items.push(v),
-                    }
-                    serde_json::Value::Array(items)
-                }
-                other => serde_json::Value::Array(vec![other, answer_value]),
-            }
-        } else if self == RecordFormat::Csv {
-            serde_json::Value::Array(answer_text.split(',').map(|c| serde_json::Value::String(c.to_string())).collect())
-        } else {
-            answer_value
-        };
-        let out = match job.output_filter.as_deref().filter(|f| f.trim() != "$") {
-            None => joined,
-            Some(filter) => berth_domain::JsonPath::parse(filter)?
-                .apply(&joined)
-                .ok_or_else(|| format!("OutputFilter {filter} selects nothing of an output record"))?,
-        };
-        Ok(Bytes::from(self.write(&out)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(content_type: &str, input: Option<&str>, output: Option<&str>, join: bool) -> TransformJob {
-        let mut j: TransformJob = serde_json::from_value(serde_json::json!({
-            "name": "j", "arn": "a", "model_name": "m", "status": "InProgress", "failure_reason": null,
-            "created": 0, "modified": 0, "started": null, "ended": null, "input_uri": "s3://b/i", "content_type": content_type,
-            "split_lines": true, "output_path": "s3://b/o", "accept": null, "assemble_lines": true, "output_kms_key_id": null,
-            "instance_type": "ml.m5.large", "instance_count": 1, "max_concurrent_transforms": null, "max_payload_mb": null,
-            "batch_strategy": null, "environment": {}, "invocation_timeout_secs": null, "max_retries": null
-        }))
-        .unwrap();
-        j.input_filter = input.map(str::to_string);
-        j.output_filter = output.map(str::to_string);
-        j.join_input = join;
-        j
-    }
-
-    #[test]
-    fn csv_records_drop_their_id_for_the_model_and_keep_it_beside_the_answer() {
-        let j = job("text/csv", Some("$[1:]"), Some("$[0,-1]"), true);
-        let f = RecordFormat::of(&j);
-        assert_eq!(f.filter_input(&j, b"id-1,5.1,3.5\n").unwrap(), "5.1,3.5");
-        assert_eq!(f.output(&j, b"id-1,5.1,3.5\n", b"0.97\n").unwrap(), "id-1,0.97");
-    }
-
-    #[test]
-    fn json_records_are_filtered_and_joined_as_sagemaker_documents() {
-        let j = job("application/json", Some("$.features"), None, true);
-        let f = RecordFormat::of(&j);
-        assert_eq!(f.filter_input(&j, br#"{"id": 1, "features": [1, 2]}"#).unwrap(), "[1,2]");
-        let out: serde_json::Value = serde_json::from_slice(&f.output(&j, br#"{"id": 1, "features": [1, 2]}"#, b"[0.5]").unwrap()).unwrap();
-        assert_eq!(out, serde_json::json!({"id": 1, "features": [1, 2], "SageMakerOutput": [0.5]}));
-        let selecting = job("application/json", None, Some("$.SageMakerOutput"), true);
-        assert_eq!(f.output(&selecting, br#"{"id": 1}"#, b"7").unwrap(), "7");
-        assert!(f.filter_input(&job("application/json", Some("$.missing"), None, false), br#"{"id": 1}"#).is_err());
     }
 }

@@ -64,21 +64,7 @@ impl Server {
 
     /// A config of one variant per (variant, model, instances).
     async fn config(&self, name: &str, variants: &[(&str, &str, u32)]) {
-        let variants = variants
-            .iter()
-            .map(|&(v, model, count)| VariantSpec {
-                name: v.into(),
-                model_name: model.into(),
-                instance_type: "ml.m5.large".into(),
-                initial_instance_count: count,
-                initial_weight: 1.0,
-                container_startup_timeout_secs: None,
-                model_data_download_timeout_secs: None,
-                routing: None,
-                shadow: false,
-                serverless: None,
-            })
-            .collect();
+        let variants = variants.iter().map(|&(v, model, count)| VariantSpec::new(v, model, "ml.m5.large", count)).collect();
         let req =
             CreateEndpointConfig { name: name.into(), variants, kms_key_id: None, tags: vec![], data_capture: None, async_inference: None };
         self.controller.create_endpoint_config(req).await.unwrap();

@@ -141,6 +141,25 @@ pub struct VariantSpec {
     pub serverless: Option<ServerlessConfig>,
 }
 
+impl VariantSpec {
+    /// A production variant of `count` instances of `model` with weight 1 and SageMaker's
+    /// defaults for everything else.
+    pub fn new(name: &str, model: &str, instance_type: &str, count: u32) -> Self {
+        VariantSpec {
+            name: name.into(),
+            model_name: model.into(),
+            instance_type: instance_type.into(),
+            initial_instance_count: count,
+            initial_weight: 1.0,
+            container_startup_timeout_secs: None,
+            model_data_download_timeout_secs: None,
+            routing: None,
+            shadow: false,
+            serverless: None,
+        }
+    }
+}
+
 /// SageMaker's `ServerlessConfig`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerlessConfig {

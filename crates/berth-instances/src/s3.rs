@@ -194,14 +194,16 @@ impl S3Writer {
         Ok(listed.into_iter().map(|(key, _, _)| format!("s3://{}/{key}", at.bucket)).collect())
     }
 
-    /// The bytes of `s3://bucket/key`.
-    pub async fn get(&self, uri: &str) -> Result<Vec<u8>, String> {
+    /// The bytes of `s3://bucket/key`, refused past `max` bytes: by the size the store
+    /// announces before anything is read, and by what arrives while it is read.
+    pub async fn get(&self, uri: &str, max: u64) -> Result<Vec<u8>, String> {
         let at = match S3Location::parse(uri) {
             Some(Ok(at)) => at,
             Some(Err(e)) => return Err(e),
             None => return Err(format!("'{uri}' is not an s3:// URI")),
         };
-        let object = self
+        let too_large = |n: u64| format!("{at} is {n} bytes, more than the {max} berth reads of it");
+        let mut object = self
             .source
             .client()
             .await
@@ -211,7 +213,18 @@ impl S3Writer {
             .send()
             .await
             .map_err(|e| format!("cannot read {at}: {}", DisplayErrorContext(&e)))?;
-        let bytes = object.body.collect().await.map_err(|e| format!("cannot read {at}: {e}"))?;
-        Ok(bytes.into_bytes().to_vec())
+        let announced = object.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        if announced > max {
+            return Err(too_large(announced));
+        }
+        let mut bytes = Vec::with_capacity(announced as usize);
+        while let Some(chunk) = object.body.next().await {
+            let chunk = chunk.map_err(|e| format!("cannot read {at}: {e}"))?;
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(too_large((bytes.len() + chunk.len()) as u64));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 }

@@ -57,18 +57,7 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
             tags: vec![],
         };
         ignore_existing(controller.create_model(create).await)?;
-        variants.push(VariantSpec {
-            name: variant.into(),
-            model_name: model.into(),
-            instance_type: "ml.m5.large".into(),
-            initial_instance_count: 1,
-            initial_weight: 1.0,
-            container_startup_timeout_secs: None,
-            model_data_download_timeout_secs: None,
-            routing: None,
-            shadow: false,
-            serverless: None,
-        });
+        variants.push(VariantSpec::new(variant, model, "ml.m5.large", 1));
     }
     let capture = DataCapture {
         enabled: true,
