@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark command (not a test): berth's router cost beside an nginx reverse-proxy hop, and
 # the time from CreateEndpoint to InService. Needs wrk and nginx (apt-get install wrk nginx-light).
-# Usage: bench/run.sh [seconds per wrk run, default 10]. Prints a Markdown report on stdout.
+# Usage: bench/run.sh [seconds per wrk run, default 10] [rounds, default 1]. Prints a Markdown
+# report on stdout; with several rounds the three paths are measured in turn in each round, so
+# that all see the same noise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECS=${1:-10}
+ROUNDS=${2:-1}
 for tool in wrk nginx python3; do command -v $tool >/dev/null || { echo "bench: $tool not found (apt-get install wrk nginx-light)" >&2; exit 1; }; done
 cargo build --release --locked --bin berth >&2
 
@@ -71,6 +74,7 @@ declare -A TARGETS=(
 )
 echo "| path | p50 c=1 | p99 c=1 | req/s c=1 | req/s c=16 | hop CPU µs/req c=1 (user + sys) |"
 echo "|---|---|---|---|---|---|"
+for round in $(seq "$ROUNDS"); do
 for name in direct nginx-proxy berth; do
   target=${TARGETS[$name]}
   wrk -t1 -c4 -d2s -s "$WORK/post.lua" "$target" > /dev/null   # warm-up
@@ -89,7 +93,9 @@ for name in direct nginx-proxy berth; do
   rps1=$(awk '/Requests\/sec/{print $2}' <<<"$one")
   rps16=$(awk '/Requests\/sec/{print $2}' <<<"$many")
   errors=$(grep -h "Non-2xx\|Socket errors" <<<"$one$many" || true)
-  echo "| $name | $p50 | $p99 | $rps1 | $rps16 | $hop_cpu |${errors:+ $errors}"
+  label=$name; [[ $ROUNDS -gt 1 ]] && label="$name (round $round)"
+  echo "| $label | $p50 | $p99 | $rps1 | $rps16 | $hop_cpu |${errors:+ $errors}"
+done
 done
 
 # CreateEndpoint → InService for small models (five runs each, seconds).

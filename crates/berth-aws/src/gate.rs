@@ -8,7 +8,7 @@ use crate::sigv4::{self, AuthError, Principals, SignedRequest};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use http_body_util::Limited;
@@ -122,7 +122,7 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let security = &self.security;
         let protocol = Protocol::of(req.method(), req.uri().path(), req.headers());
-        if let Some(refused) = refusal(security, protocol, &req) {
+        if let Some(refused) = refusal(security, protocol, req.method(), &GateHeaders::of(req.headers())) {
             return GateFuture::Answer { response: Some(refused) };
         }
         match protocol {
@@ -181,9 +181,36 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for GateFuture<F> 
 
 /// The answer refusing a request whose `Host` berth does not serve, or that changes state from
 /// another origin than berth's own (or from no browser); None when it may pass.
-pub(crate) fn refusal<B>(security: &Security, protocol: Protocol, req: &http::Request<B>) -> Option<Response> {
+/// The headers the gate decides on (the first of each).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct GateHeaders<'h> {
+    pub host: Option<&'h HeaderValue>,
+    pub origin: Option<&'h HeaderValue>,
+    pub sec_fetch_site: Option<&'h HeaderValue>,
+}
+
+impl<'h> GateHeaders<'h> {
+    pub(crate) fn of(headers: &'h HeaderMap) -> Self {
+        GateHeaders { host: headers.get(HOST), origin: headers.get(ORIGIN), sec_fetch_site: headers.get(&SEC_FETCH_SITE) }
+    }
+
+    /// Keeps `value` if `name` is one of the gate's headers (for a caller that reads all headers
+    /// in one pass); false otherwise.
+    pub(crate) fn keep(&mut self, name: &str, value: &'h HeaderValue) -> bool {
+        let slot = match name {
+            "host" => &mut self.host,
+            "origin" => &mut self.origin,
+            "sec-fetch-site" => &mut self.sec_fetch_site,
+            _ => return false,
+        };
+        slot.get_or_insert(value);
+        true
+    }
+}
+
+pub(crate) fn refusal(security: &Security, protocol: Protocol, method: &Method, seen: &GateHeaders) -> Option<Response> {
     let forbidden = |message: String| protocol.error(StatusCode::FORBIDDEN, "AccessDeniedException", "AccessDenied", message);
-    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+    let Some(host) = seen.host.and_then(|h| h.to_str().ok()) else {
         return Some(protocol.error(
             StatusCode::BAD_REQUEST,
             "ValidationException",
@@ -198,7 +225,7 @@ pub(crate) fn refusal<B>(security: &Security, protocol: Protocol, req: &http::Re
             host_name(host)
         )));
     }
-    same_origin(req, host, security.tls).err().map(|why| {
+    same_origin(method, seen, host, security.tls).err().map(|why| {
         tracing::warn!(why, "request refused: cross-origin");
         forbidden(why)
     })
@@ -238,16 +265,16 @@ where
 /// Requests that change state must come from berth's own origin, or from no browser at all.
 /// (A browser can send a form to any address without asking first; the `Origin` it attaches
 /// says where the page came from.)
-fn same_origin<B>(req: &http::Request<B>, host: &str, tls: bool) -> Result<(), String> {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+fn same_origin(method: &Method, seen: &GateHeaders, host: &str, tls: bool) -> Result<(), String> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    if let Some(site) = req.headers().get(&SEC_FETCH_SITE).and_then(|v| v.to_str().ok()) {
+    if let Some(site) = seen.sec_fetch_site.and_then(|v| v.to_str().ok()) {
         if !matches!(site, "same-origin" | "none") {
             return Err(format!("berth refuses state-changing requests from other sites (Sec-Fetch-Site: {site})."));
         }
     }
-    let Some(origin) = req.headers().get(ORIGIN) else { return Ok(()) };
+    let Some(origin) = seen.origin else { return Ok(()) };
     let origin = origin.to_str().unwrap_or("");
     let scheme = if tls { "https://" } else { "http://" };
     let own = origin.len() == scheme.len() + host.len()
@@ -306,18 +333,22 @@ mod tests {
         r
     }
 
+    fn origin_check(r: &Request, host: &str, tls: bool) -> Result<(), String> {
+        same_origin(r.method(), &GateHeaders::of(r.headers()), host, tls)
+    }
+
     #[test]
     fn state_changing_requests_must_come_from_berths_own_origin() {
         let host = "127.0.0.1:8080";
-        assert!(same_origin(&request(Method::POST, &[]), host, false).is_ok());
-        assert!(same_origin(&request(Method::POST, &[("origin", "http://127.0.0.1:8080")]), host, false).is_ok());
-        assert!(same_origin(&request(Method::POST, &[("origin", "https://127.0.0.1:8080")]), host, true).is_ok());
-        assert!(same_origin(&request(Method::POST, &[("origin", "https://127.0.0.1:8080")]), host, false).is_err());
-        assert!(same_origin(&request(Method::POST, &[("origin", "http://evil.example")]), host, false).is_err());
-        assert!(same_origin(&request(Method::POST, &[("origin", "null")]), host, false).is_err());
-        assert!(same_origin(&request(Method::POST, &[("origin", "http://127.0.0.1:8081")]), host, false).is_err());
-        assert!(same_origin(&request(Method::POST, &[("sec-fetch-site", "cross-site")]), host, false).is_err());
-        assert!(same_origin(&request(Method::POST, &[("sec-fetch-site", "same-site")]), host, false).is_err());
-        assert!(same_origin(&request(Method::GET, &[("origin", "http://evil.example")]), host, false).is_ok());
+        assert!(origin_check(&request(Method::POST, &[]), host, false).is_ok());
+        assert!(origin_check(&request(Method::POST, &[("origin", "http://127.0.0.1:8080")]), host, false).is_ok());
+        assert!(origin_check(&request(Method::POST, &[("origin", "https://127.0.0.1:8080")]), host, true).is_ok());
+        assert!(origin_check(&request(Method::POST, &[("origin", "https://127.0.0.1:8080")]), host, false).is_err());
+        assert!(origin_check(&request(Method::POST, &[("origin", "http://evil.example")]), host, false).is_err());
+        assert!(origin_check(&request(Method::POST, &[("origin", "null")]), host, false).is_err());
+        assert!(origin_check(&request(Method::POST, &[("origin", "http://127.0.0.1:8081")]), host, false).is_err());
+        assert!(origin_check(&request(Method::POST, &[("sec-fetch-site", "cross-site")]), host, false).is_err());
+        assert!(origin_check(&request(Method::POST, &[("sec-fetch-site", "same-site")]), host, false).is_err());
+        assert!(origin_check(&request(Method::GET, &[("origin", "http://evil.example")]), host, false).is_ok());
     }
 }

@@ -31,11 +31,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct EdgeService {
     app: axum::Router,
     edge: Edge,
+    /// The runtime the app's handlers run on (the one `service` was made on): what they start
+    /// (deployments, instances) belongs there, not on the connection's I/O thread.
+    main: tokio::runtime::Handle,
 }
 
 impl EdgeService {
+    /// Must be called within the main runtime.
     pub(crate) fn new(app: axum::Router, edge: Edge) -> Self {
-        EdgeService { app, edge }
+        EdgeService { app, edge, main: tokio::runtime::Handle::current() }
     }
 }
 
@@ -71,16 +75,34 @@ where
         } else {
             tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
         };
-        let (edge, mut app) = (self.edge.clone(), self.app.clone());
+        let edge = self.edge.clone();
+        // What the app's handler runs with on the main runtime: the request's id and span.
+        let handler = (!fast).then(|| {
+            let protocol = Protocol::of(req.method(), req.uri().path(), req.headers());
+            (self.app.clone(), self.main.clone(), id, span.clone(), protocol)
+        });
         let answer = async move {
-            let mut response =
-                if fast { invoke(&edge, req).await } else { app.call(req.map(Body::new)).await.unwrap_or_else(|never| match never {}) };
+            let mut response = if let Some((mut app, main, id_for_handler, handler_span, protocol)) = handler {
+                let handled = main.spawn(crate::REQUEST_ID.scope(
+                    id_for_handler,
+                    async move { app.call(req.map(Body::new)).await.unwrap_or_else(|never| match never {}) }.instrument(handler_span),
+                ));
+                handled.await.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "a request's handler failed");
+                    let failed = "The request failed inside berth; its log says why.".to_string();
+                    protocol.error(http::StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", "InternalFailure", failed)
+                })
+            } else {
+                invoke(&edge, req).await
+            };
             if let Some(id) = header {
                 response.headers_mut().insert(REQUEST_ID_HEADER, id);
             }
             Ok(response)
         };
-        Box::pin(crate::REQUEST_ID.scope(id, answer).instrument(span))
+        // The handler's task carries the id for what it answers; an invocation's errors are
+        // answered with the id set above.
+        Box::pin(answer.instrument(span))
     }
 }
 
@@ -90,10 +112,11 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    if let Some(refused) = crate::gate::refusal(&edge.security, Protocol::Runtime, &req) {
+    let (parts, body) = req.into_parts();
+    let headers = crate::runtime::RuntimeHeaders::read(&parts.headers, &http::header::ACCEPT);
+    if let Some(refused) = crate::gate::refusal(&edge.security, Protocol::Runtime, &parts.method, &headers.gate) {
         return refused;
     }
-    let (parts, body) = req.into_parts();
     let body = Timed::new(Limited::new(body, MAX_INVOCATION_BYTES), edge.security.body_timeout);
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -103,7 +126,7 @@ where
         }
     };
     let endpoint = invocation_endpoint(parts.uri.path()).expect("checked before the body was read");
-    crate::runtime::answer(edge, endpoint, &parts.headers, body).await
+    crate::runtime::answer_with(edge, endpoint, headers, body).await
 }
 
 #[cfg(test)]

@@ -154,7 +154,8 @@ pub(crate) fn unknown_operation(target: &str) -> EdgeError {
 }
 
 tokio::task_local! {
-    /// The id of the request being answered (set by [`EdgeService`] for each request).
+    /// The id of the request being answered (set by [`EdgeService`] around each request the
+    /// axum app handles; an invocation answered ahead of it sets its answer's header directly).
     static REQUEST_ID: String;
 }
 

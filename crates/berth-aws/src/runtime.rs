@@ -12,9 +12,7 @@ use axum::response::{IntoResponse, Response};
 use berth_router::InvokeRequest;
 use bytes::Bytes;
 
-const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
 pub(crate) const CUSTOM_ATTRIBUTES: HeaderName = HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
-const INFERENCE_ID: HeaderName = HeaderName::from_static("x-amzn-sagemaker-inference-id");
 pub(crate) const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
 
 pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, headers: HeaderMap, body: Body) -> Response {
@@ -28,7 +26,12 @@ pub async fn invoke(State(edge): State<Edge>, Path(endpoint): Path<String>, head
 
 /// InvokeEndpoint once the body is read (here, or by the invocation route ahead of the router).
 pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, body: Bytes) -> Response {
-    let req = match invoke_request(headers, body, &ACCEPT) {
+    answer_with(edge, endpoint, RuntimeHeaders::read(headers, &ACCEPT), body).await
+}
+
+/// InvokeEndpoint with the request's headers already read.
+pub(crate) async fn answer_with(edge: &Edge, endpoint: &str, headers: RuntimeHeaders<'_>, body: Bytes) -> Response {
+    let req = match headers.request(body) {
         Ok(r) => r,
         Err(e) => return e.answer(Protocol::Runtime),
     };
@@ -54,35 +57,87 @@ pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, bod
 }
 
 /// The router's request from an invocation's headers and body; `accept` names the header the
-/// operation takes `Accept` from. Members berth lacks are refused by name, and SageMaker's
-/// limits on the headers it forwards are kept: longer values are refused, never forwarded.
+/// operation takes `Accept` from.
 pub(crate) fn invoke_request(headers: &HeaderMap, body: Bytes, accept: &HeaderName) -> Result<InvokeRequest, EdgeError> {
-    if let Some(member) = unsupported_member(headers) {
-        return Err(EdgeError::runtime_validation(format!("{member} is not supported by this version of berth; leave it out.")));
+    RuntimeHeaders::read(headers, accept).request(body)
+}
+
+/// The headers an invocation reads, found in one pass over them (the first of each name), with
+/// the gate's among them for the invocation route ahead of the router.
+#[derive(Default)]
+pub(crate) struct RuntimeHeaders<'h> {
+    pub gate: crate::gate::GateHeaders<'h>,
+    content_type: Option<&'h HeaderValue>,
+    accept: Option<&'h HeaderValue>,
+    target_variant: Option<&'h HeaderValue>,
+    custom_attributes: Option<&'h HeaderValue>,
+    inference_id: Option<&'h HeaderValue>,
+    /// The first runtime member berth does not implement that the request sets.
+    unsupported: Option<&'static str>,
+}
+
+impl<'h> RuntimeHeaders<'h> {
+    pub(crate) fn read(headers: &'h HeaderMap, accept: &HeaderName) -> Self {
+        let mut seen = RuntimeHeaders::default();
+        for (name, value) in headers {
+            let name = name.as_str();
+            let slot = match name {
+                "content-type" => &mut seen.content_type,
+                n if n == accept.as_str() => &mut seen.accept,
+                _ => match name.strip_prefix("x-amzn-sagemaker-") {
+                    Some("target-variant") => &mut seen.target_variant,
+                    Some("custom-attributes") => &mut seen.custom_attributes,
+                    Some("inference-id") => &mut seen.inference_id,
+                    Some(member) => {
+                        seen.unsupported = seen.unsupported.or_else(|| unsupported(member));
+                        continue;
+                    }
+                    None => {
+                        seen.gate.keep(name, value);
+                        continue;
+                    }
+                },
+            };
+            slot.get_or_insert(value);
+        }
+        seen
     }
-    let target = bounded(headers, &TARGET_VARIANT, "targetVariant", 63)?;
-    let custom_attributes = bounded(headers, &CUSTOM_ATTRIBUTES, "customAttributes", 1024)?;
-    let inference_id = bounded(headers, &INFERENCE_ID, "inferenceId", 64)?;
-    let target_variant = match target.map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(v)) => Some(v.to_string()),
-        Some(Err(_)) => return Err(EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Variant is not valid text.")),
-    };
-    Ok(InvokeRequest {
-        body,
-        content_type: headers.get(CONTENT_TYPE).cloned(),
-        accept: headers.get(accept).cloned(),
-        custom_attributes: custom_attributes.cloned(),
-        inference_id: inference_id.cloned(),
-        target_variant,
-        timeout: None,
-    })
+
+    /// The router's request. Members berth lacks are refused by name, and SageMaker's limits on
+    /// the headers it forwards are kept: longer values are refused, never forwarded.
+    pub(crate) fn request(&self, body: Bytes) -> Result<InvokeRequest, EdgeError> {
+        if let Some(member) = self.unsupported {
+            return Err(EdgeError::runtime_validation(format!("{member} is not supported by this version of berth; leave it out.")));
+        }
+        let target = bounded(self.target_variant, "targetVariant", 63)?;
+        let custom_attributes = bounded(self.custom_attributes, "customAttributes", 1024)?;
+        let inference_id = bounded(self.inference_id, "inferenceId", 64)?;
+        let target_variant = match target.map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(v)) => Some(v.to_string()),
+            Some(Err(_)) => return Err(EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Variant is not valid text.")),
+        };
+        Ok(InvokeRequest {
+            body,
+            content_type: self.content_type.cloned(),
+            accept: self.accept.cloned(),
+            custom_attributes: custom_attributes.cloned(),
+            inference_id: inference_id.cloned(),
+            target_variant,
+            timeout: None,
+        })
+    }
 }
 
 /// The first runtime member berth does not implement that the request sets (refused by name,
-/// never ignored). One pass over the names, comparing only SageMaker's own.
+/// never ignored).
 pub(crate) fn unsupported_member(headers: &HeaderMap) -> Option<&'static str> {
-    headers.keys().find_map(|name| match name.as_str().strip_prefix("x-amzn-sagemaker-")? {
+    headers.keys().find_map(|name| unsupported(name.as_str().strip_prefix("x-amzn-sagemaker-")?))
+}
+
+/// The member a runtime header names (after `x-amzn-sagemaker-`), if berth does not implement it.
+fn unsupported(member: &str) -> Option<&'static str> {
+    match member {
         "target-model" => Some("TargetModel"),
         "target-container-hostname" => Some("TargetContainerHostname"),
         "inference-component" => Some("InferenceComponentName"),
@@ -90,15 +145,63 @@ pub(crate) fn unsupported_member(headers: &HeaderMap) -> Option<&'static str> {
         "enable-explanations" => Some("EnableExplanations"),
         "prefix-aware-id" => Some("PrefixAwareId"),
         _ => None,
-    })
+    }
 }
 
 /// A header's value, refused when longer than SageMaker allows for its member.
-fn bounded<'h>(headers: &'h HeaderMap, name: &HeaderName, member: &str, max: usize) -> Result<Option<&'h HeaderValue>, EdgeError> {
-    match headers.get(name) {
+fn bounded<'h>(value: Option<&'h HeaderValue>, member: &str, max: usize) -> Result<Option<&'h HeaderValue>, EdgeError> {
+    match value {
         Some(v) if v.len() > max => Err(EdgeError::runtime_validation(format!(
             "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
         ))),
         v => Ok(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pass_finds_what_lookups_find() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+            ("content-type", "text/csv"),
+            ("accept", "application/json"),
+            ("x-amzn-sagemaker-target-variant", "Variant2"),
+            ("x-amzn-sagemaker-custom-attributes", "user=7"),
+            ("x-amzn-sagemaker-inference-id", "abc"),
+            ("user-agent", "test"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        // A second value of a header: the first is the one read, as HeaderMap::get does.
+        headers.append("content-type", HeaderValue::from_static("application/json"));
+        let seen = RuntimeHeaders::read(&headers, &ACCEPT);
+        let gate = crate::gate::GateHeaders::of(&headers);
+        assert_eq!((seen.gate.host, seen.gate.origin, seen.gate.sec_fetch_site), (gate.host, gate.origin, gate.sec_fetch_site));
+        let req = seen.request(Bytes::from_static(b"1,2")).unwrap();
+        assert_eq!(req.content_type.as_ref().map(|v| v.as_bytes()), Some(&b"text/csv"[..]));
+        assert_eq!(req.accept.as_ref().map(|v| v.as_bytes()), Some(&b"application/json"[..]));
+        assert_eq!(req.target_variant.as_deref(), Some("Variant2"));
+        assert_eq!(req.custom_attributes.as_ref().map(|v| v.as_bytes()), Some(&b"user=7"[..]));
+        assert_eq!(req.inference_id.as_ref().map(|v| v.as_bytes()), Some(&b"abc"[..]));
+        // The streaming operation takes Accept from its own header.
+        let streamed = RuntimeHeaders::read(&headers, &HeaderName::from_static("x-amzn-sagemaker-accept"));
+        assert!(streamed.request(Bytes::new()).unwrap().accept.is_none());
+    }
+
+    #[test]
+    fn members_berth_lacks_and_overlong_values_are_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-sagemaker-target-model", HeaderValue::from_static("a.tar.gz"));
+        let refused = RuntimeHeaders::read(&headers, &ACCEPT).request(Bytes::new()).unwrap_err();
+        assert!(refused.message.contains("TargetModel"), "{}", refused.message);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-sagemaker-inference-id", HeaderValue::from_str(&"x".repeat(65)).unwrap());
+        let refused = RuntimeHeaders::read(&headers, &ACCEPT).request(Bytes::new()).unwrap_err();
+        assert!(refused.message.contains("inferenceId"), "{}", refused.message);
     }
 }

@@ -1,42 +1,54 @@
 //! Keep-alive HTTP/1.1 connections to instances, pooled per instance (its slot's serial:
 //! several containers may all listen on 127.0.0.1:8080, each in its own network namespace).
 //! A connection is used by one request's task at a time and read by that task only (`h1.rs`):
-//! no connection task, no channel, no wake between tasks per request.
+//! no connection task, no channel, no wake between tasks per request. Each thread takes back
+//! only the connections it opened: a socket belongs to the poller of the runtime that opened it,
+//! and a request on another I/O thread would be woken across threads through it.
 
 use crate::h1::Conn;
 use berth_instances::InstanceSlot;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Idle connections by instance (slot serial). The lock is held only to push or pop, never
-/// across I/O.
+/// Idle connections by thread and instance (slot serial). The lock is held only to push or
+/// pop, never across I/O.
 pub(crate) struct ConnectionPool {
-    idle: Mutex<HashMap<u64, Vec<Conn>>>,
+    idle: Mutex<HashMap<(u32, u64), Vec<Conn>, foldhash::fast::RandomState>>,
     max_idle_per_instance: usize,
+}
+
+/// A small number for the calling thread, the same for its whole life.
+fn thread_number() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    thread_local! {
+        static NUMBER: u32 = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    NUMBER.with(|n| *n)
 }
 
 impl ConnectionPool {
     pub(crate) fn new(max_idle_per_instance: usize) -> Self {
-        ConnectionPool { idle: Mutex::new(HashMap::new()), max_idle_per_instance }
+        ConnectionPool { idle: Mutex::new(HashMap::default()), max_idle_per_instance }
     }
 
     /// An idle connection that is still open, if there is one.
     pub(crate) fn take(&self, instance: u64) -> Option<Conn> {
+        let key = (thread_number(), instance);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.get_mut(&instance)?;
+        let conns = idle.get_mut(&key)?;
         while let Some(conn) = conns.pop() {
             if conn.is_reusable() {
                 return Some(conn);
             }
         }
-        idle.remove(&instance);
+        idle.remove(&key);
         None
     }
 
     /// Returns a connection whose answer has been read completely.
     pub(crate) fn put(&self, instance: u64, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.entry(instance).or_default();
+        let conns = idle.entry((thread_number(), instance)).or_default();
         if conns.len() < self.max_idle_per_instance {
             conns.push(conn);
         }

@@ -10,10 +10,14 @@ use berth_metrics::{MetricsRegistry, VariantMetrics};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The routes by lower-cased endpoint name, hashed with a fast seeded hasher (every request
+/// looks a route up; only the controller adds names).
+type Routes = HashMap<NameKey, Arc<EndpointRoute>, foldhash::fast::RandomState>;
+
 /// Every routable endpoint, by lower-cased name. Readers never block; writers replace the map.
 #[derive(Default)]
 pub struct RoutingTable {
-    endpoints: ArcSwap<HashMap<NameKey, Arc<EndpointRoute>>>,
+    endpoints: ArcSwap<Routes>,
     /// Per-variant metrics; a published route's variants record into these, so counters
     /// outlive route changes.
     metrics: MetricsRegistry,

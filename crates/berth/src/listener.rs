@@ -2,6 +2,12 @@
 //! has a certificate, each dropped when it sends nothing useful for too long (headers that do not
 //! complete, a keep-alive connection idle past its time), and all of them given a deadline to
 //! finish when berth stops. Request bodies are bounded and timed by the edge's gate.
+//!
+//! Connections are served on [`IoThreads`]: one single-threaded runtime per thread, each
+//! connection on one of them from accept to close. An invocation is read, forwarded to its
+//! instance over that thread's own pooled connections, and answered without leaving the thread:
+//! no work-stealing wake, no cross-thread hand-off per request. Everything else (the control
+//! plane, background work, instances) runs on the main runtime.
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -29,14 +35,56 @@ pub struct ConnectionLimits {
     pub shutdown_timeout: Duration,
 }
 
+/// Threads that serve connections, each running its own single-threaded runtime until stopped.
+pub struct IoThreads {
+    handles: Vec<tokio::runtime::Handle>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl IoThreads {
+    /// Starts `count` threads (at least one).
+    pub fn start(count: usize) -> io::Result<Self> {
+        let mut io_threads = IoThreads { handles: Vec::new(), stops: Vec::new(), threads: Vec::new() };
+        for i in 0..count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            io_threads.handles.push(runtime.handle().clone());
+            io_threads.stops.push(stop);
+            io_threads.threads.push(std::thread::Builder::new().name(format!("berth-io-{i}")).spawn(move || {
+                let _ = runtime.block_on(stopped);
+                // Whatever a connection left running (a shadow request) ends with the runtime.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })?);
+        }
+        Ok(io_threads)
+    }
+
+    /// A handle to each thread's runtime, to spawn connections on.
+    pub fn handles(&self) -> Vec<tokio::runtime::Handle> {
+        self.handles.clone()
+    }
+
+    /// Stops the threads once their connections are done (after [`serve`] returned).
+    pub fn stop(self) {
+        drop(self.stops);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` resolves, then lets them finish within the deadline.
+/// Each connection is served on one of the I/O threads, in turn.
 pub async fn serve(
     listener: TcpListener,
     app: berth_aws::EdgeService,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnectionLimits,
+    io_threads: Vec<tokio::runtime::Handle>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let mut next_thread = 0;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -67,12 +115,28 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Moved to its I/O thread's runtime: it is registered with that thread's poller there.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "handing a connection to an I/O thread failed");
+                continue;
+            }
+        };
         let (app, tls, limits, stopping) = (app.clone(), tls.clone(), limits.clone(), stopping_rx.clone());
-        connections.spawn(async move {
-            serve_connection(stream, app, tls, &limits, stopping).await;
-            debug!(%peer, "connection closed");
-            drop(permit);
-        });
+        let thread = &io_threads[next_thread % io_threads.len()];
+        next_thread = next_thread.wrapping_add(1);
+        connections.spawn_on(
+            async move {
+                match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => serve_connection(stream, app, tls, &limits, stopping).await,
+                    Err(e) => warn!(error = %e, "registering a connection failed"),
+                }
+                debug!(%peer, "connection closed");
+                drop(permit);
+            },
+            thread,
+        );
         // Reap finished connection tasks so the set does not grow.
         while connections.try_join_next().is_some() {}
     }
@@ -106,13 +170,8 @@ async fn serve_connection(
     }
 }
 
-async fn http1<S>(
-    io: S,
-    app: berth_aws::EdgeService,
-    limits: &ConnectionLimits,
-    activity: Arc<Activity>,
-    mut stopping: watch::Receiver<bool>,
-) where
+async fn http1<S>(io: S, app: berth_aws::EdgeService, limits: &ConnectionLimits, activity: Arc<Activity>, stopping: watch::Receiver<bool>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(RequestDone { inner: app, activity: activity.clone() });
@@ -121,33 +180,84 @@ async fn http1<S>(
     builder.timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    // The watchdog is a task of its own, woken only by its timer and by berth stopping; the
+    // connection reads its verdict (one atomic load) whenever it is polled for its own work.
+    let verdict = Arc::new(Verdict::default());
+    let watchdog = tokio::spawn(watchdog(activity, limits.clone(), stopping, verdict.clone()));
+    let _watchdog = AbortOnDrop(watchdog.abort_handle());
+    let mut shutting_down = false;
+    std::future::poll_fn(|cx| {
+        verdict.waker.register(cx.waker());
+        match verdict.state.load(Ordering::Acquire) {
+            Verdict::DROP => {
+                debug!("connection dropped: no complete request in time");
+                return Poll::Ready(());
+            }
+            Verdict::FINISH if !shutting_down => {
+                shutting_down = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ => {}
+        }
+        std::future::Future::poll(conn.as_mut(), cx).map(|result| {
+            if let Err(e) = result {
+                debug!(error = %e, "connection ended with an error");
+            }
+        })
+    })
+    .await
+}
+
+/// What a connection's watchdog decided, and how it wakes the connection to act on it.
+#[derive(Default)]
+struct Verdict {
+    state: std::sync::atomic::AtomicU8,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Verdict {
+    /// Close the connection now: it sent nothing useful in time.
+    const DROP: u8 = 1;
+    /// Finish the request under way and close: berth is stopping.
+    const FINISH: u8 = 2;
+
+    fn decide(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// Times a connection's headers and idleness, and passes on that berth is stopping.
+async fn watchdog(activity: Arc<Activity>, limits: ConnectionLimits, mut stopping: watch::Receiver<bool>, verdict: Arc<Verdict>) {
     let mut stop_seen = false;
     loop {
         // While a request is handled nothing is timed here (its body by the gate, its answer by
         // the invocation timeout): look again later.
         let wake =
-            if activity.busy() { Instant::now() + limits.header_timeout.min(limits.idle_timeout) } else { activity.deadline(limits) };
+            if activity.busy() { Instant::now() + limits.header_timeout.min(limits.idle_timeout) } else { activity.deadline(&limits) };
         tokio::select! {
-            biased;
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    debug!(error = %e, "connection ended with an error");
-                }
-                return;
-            }
             _ = tokio::time::sleep_until(wake.into()) => {
-                if !activity.busy() && Instant::now() >= activity.deadline(limits) {
-                    debug!("connection dropped: no complete request in time");
+                if !activity.busy() && Instant::now() >= activity.deadline(&limits) {
+                    verdict.decide(Verdict::DROP);
                     return;
                 }
             }
             changed = stopping.changed(), if !stop_seen => {
                 stop_seen = true;
                 if changed.is_ok() {
-                    conn.as_mut().graceful_shutdown();
+                    verdict.decide(Verdict::FINISH);
                 }
             }
         }
+    }
+}
+
+/// Ends a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

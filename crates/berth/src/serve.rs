@@ -148,6 +148,9 @@ pub struct ServeArgs {
     /// address (repeatable; `*` allows any, e.g. behind a proxy that checks it).
     #[arg(long = "allowed-host", env = "BERTH_ALLOWED_HOSTS", value_delimiter = ',')]
     allowed_hosts: Vec<String>,
+    /// Threads that serve connections, each with its own event loop (0: one per CPU core).
+    #[arg(long, env = "BERTH_IO_THREADS", default_value_t = 0)]
+    io_threads: usize,
     /// Most connections open at once; more wait until one closes.
     #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
@@ -371,9 +374,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     };
-    // Served from a runtime task, not from `block_on`'s thread: a future polled by `block_on`
-    // is woken through a futex whenever it has work, which would cost every request a thread wake.
-    tokio::spawn(crate::listener::serve(listener, app, tls, limits, shutdown_signal())).await.context("HTTP server task failed")?;
+    let io_count = match args.io_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let io_threads = crate::listener::IoThreads::start(io_count).context("starting the I/O threads")?;
+    // The accept loop runs as a runtime task, not on `block_on`'s thread (woken through a futex).
+    let accepting = crate::listener::serve(listener, app, tls, limits, io_threads.handles(), shutdown_signal());
+    tokio::spawn(accepting).await.context("HTTP server task failed")?;
+    tokio::task::spawn_blocking(move || io_threads.stop()).await.context("stopping the I/O threads")?;
 
     background.shutdown(Duration::from_secs(10)).await;
     info!("stopping instances");
