@@ -60,6 +60,11 @@ fn async_invocation(headers: &HeaderMap, body: bytes::Bytes) -> Result<AsyncInvo
     if let Some(member) = crate::runtime::unsupported_member(headers) {
         return Err(EdgeError::runtime_validation(format!("{member} is not supported by this version of berth; leave it out.")));
     }
+    if headers.contains_key("x-amzn-sagemaker-target-model") {
+        return Err(EdgeError::runtime_validation(
+            "InvokeEndpointAsync takes no TargetModel: invoke a multi-model endpoint's models with InvokeEndpoint.",
+        ));
+    }
     let text = |name: &HeaderName, member: &str, max: usize| -> Result<Option<String>, EdgeError> {
         match headers.get(name) {
             None => Ok(None),

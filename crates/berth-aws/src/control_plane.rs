@@ -193,9 +193,26 @@ pub(crate) fn list_query(input: ListInput, by_status: bool) -> Result<ListQuery,
 fn container_spec(c: ContainerDefinition) -> Result<ContainerSpec, EdgeError> {
     unsupported(c.model_package_name.is_some(), "ModelPackageName")?;
     unsupported(c.inference_specification_name.is_some(), "InferenceSpecificationName")?;
-    unsupported(c.multi_model_config.is_some() || c.mode.as_deref() == Some("MultiModel"), "Multi-model hosting (Mode MultiModel)")?;
     unsupported(c.additional_model_data_sources.is_some(), "AdditionalModelDataSources")?;
     let image = c.image.ok_or_else(|| EdgeError::validation("Image must be specified in every container definition."))?;
+    if let Some(mode) = c.mode.as_deref() {
+        if !matches!(mode, "SingleModel" | "MultiModel") {
+            return Err(enum_error("Mode", mode, &["SingleModel", "MultiModel"]));
+        }
+    }
+    let model_cache_disabled = match c.multi_model_config.as_ref().and_then(|m| m.model_cache_setting.as_deref()) {
+        None | Some("Enabled") => false,
+        Some("Disabled") => true,
+        Some(other) => return Err(enum_error("ModelCacheSetting", other, &["Enabled", "Disabled"])),
+    };
+    if c.mode.as_deref() == Some("MultiModel") && c.model_data_url.is_none() {
+        return Err(EdgeError::validation(
+            "A container with Mode MultiModel needs ModelDataUrl: the S3 (or file://) prefix its models are under.",
+        ));
+    }
+    if c.mode.as_deref() != Some("MultiModel") && c.multi_model_config.is_some() {
+        return Err(EdgeError::validation("MultiModelConfig is only for a container with Mode MultiModel."));
+    }
     if c.model_data_url.is_some() && c.model_data_source.is_some() {
         return Err(EdgeError::validation("Specify either ModelDataUrl or ModelDataSource, not both."));
     }
@@ -229,6 +246,7 @@ fn container_spec(c: ContainerDefinition) -> Result<ContainerSpec, EdgeError> {
         environment: c.environment.unwrap_or_default(),
         mode: c.mode,
         model_data_source,
+        model_cache_disabled,
     })
 }
 
@@ -248,7 +266,9 @@ fn container_definition(c: &ContainerSpec) -> ContainerDefinition {
         }),
         environment: (!c.environment.is_empty()).then(|| c.environment.clone()),
         model_package_name: None,
-        multi_model_config: None,
+        multi_model_config: c.is_multi_model().then(|| wire::MultiModelConfig {
+            model_cache_setting: Some(if c.model_cache_disabled { "Disabled" } else { "Enabled" }.into()),
+        }),
         additional_model_data_sources: None,
         inference_specification_name: None,
     }

@@ -176,6 +176,10 @@ impl EdgeError {
             InvokeError::ColdStartFailed { variant, reason } => not_ready(format!(
                 "Serverless variant {variant} of endpoint {endpoint} could not start an instance for this request: {reason}"
             )),
+            InvokeError::TargetModel(message) => Self::runtime_validation(message),
+            InvokeError::ModelLoad { variant, message } => {
+                Self::runtime_validation(format!("{message} (variant {variant} of endpoint {endpoint})"))
+            }
         }
     }
 

@@ -72,6 +72,7 @@ pub(crate) struct RuntimeHeaders<'h> {
     target_variant: Option<&'h HeaderValue>,
     custom_attributes: Option<&'h HeaderValue>,
     inference_id: Option<&'h HeaderValue>,
+    target_model: Option<&'h HeaderValue>,
     /// The first runtime member berth does not implement that the request sets.
     unsupported: Option<&'static str>,
 }
@@ -88,6 +89,7 @@ impl<'h> RuntimeHeaders<'h> {
                     Some("target-variant") => &mut seen.target_variant,
                     Some("custom-attributes") => &mut seen.custom_attributes,
                     Some("inference-id") => &mut seen.inference_id,
+                    Some("target-model") => &mut seen.target_model,
                     Some(member) => {
                         seen.unsupported = seen.unsupported.or_else(|| unsupported(member));
                         continue;
@@ -117,6 +119,14 @@ impl<'h> RuntimeHeaders<'h> {
             Some(Ok(v)) => Some(v.to_string()),
             Some(Err(_)) => return Err(EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Variant is not valid text.")),
         };
+        let target_model = match self.target_model.map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(v)) => {
+                berth_router::check_target_model(v).map_err(EdgeError::runtime_validation)?;
+                Some(v.to_string())
+            }
+            Some(Err(_)) => return Err(EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Model is not valid text.")),
+        };
         Ok(InvokeRequest {
             body,
             content_type: self.content_type.cloned(),
@@ -124,6 +134,7 @@ impl<'h> RuntimeHeaders<'h> {
             custom_attributes: custom_attributes.cloned(),
             inference_id: inference_id.cloned(),
             target_variant,
+            target_model,
             timeout: None,
         })
     }
@@ -138,7 +149,6 @@ pub(crate) fn unsupported_member(headers: &HeaderMap) -> Option<&'static str> {
 /// The member a runtime header names (after `x-amzn-sagemaker-`), if berth does not implement it.
 fn unsupported(member: &str) -> Option<&'static str> {
     match member {
-        "target-model" => Some("TargetModel"),
         "target-container-hostname" => Some("TargetContainerHostname"),
         "inference-component" => Some("InferenceComponentName"),
         "session-id" => Some("SessionId"),
@@ -196,9 +206,13 @@ mod tests {
     #[test]
     fn members_berth_lacks_and_overlong_values_are_refused() {
         let mut headers = HeaderMap::new();
-        headers.insert("x-amzn-sagemaker-target-model", HeaderValue::from_static("a.tar.gz"));
+        headers.insert("x-amzn-sagemaker-target-container-hostname", HeaderValue::from_static("c1"));
         let refused = RuntimeHeaders::read(&headers, &ACCEPT).request(Bytes::new()).unwrap_err();
-        assert!(refused.message.contains("TargetModel"), "{}", refused.message);
+        assert!(refused.message.contains("TargetContainerHostname"), "{}", refused.message);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-sagemaker-target-model", HeaderValue::from_static("../m.tar.gz"));
+        let refused = RuntimeHeaders::read(&headers, &ACCEPT).request(Bytes::new()).unwrap_err();
+        assert!(refused.message.contains("'..'"), "{}", refused.message);
         let mut headers = HeaderMap::new();
         headers.insert("x-amzn-sagemaker-inference-id", HeaderValue::from_str(&"x".repeat(65)).unwrap());
         let refused = RuntimeHeaders::read(&headers, &ACCEPT).request(Bytes::new()).unwrap_err();

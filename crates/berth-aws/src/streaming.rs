@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_router::{StreamError, StreamParts};
+use berth_router::{InvokeRequest, StreamError, StreamParts};
 use bytes::Bytes;
 use serde_json::json;
 use std::pin::Pin;
@@ -36,7 +36,8 @@ pub async fn invoke_stream(State(edge): State<Edge>, Path(endpoint): Path<String
         Err(e) => return crate::bodies::unread_body(Protocol::Runtime, &e),
     };
     let req = match invoke_request(&headers, body, &ACCEPT) {
-        Ok(r) => r,
+        // TargetModel is not a member of InvokeEndpointWithResponseStream.
+        Ok(r) => InvokeRequest { target_model: None, ..r },
         Err(e) => return e.answer(Protocol::Runtime),
     };
     let stream = match edge.router.invoke_stream(&endpoint, req).await {

@@ -47,9 +47,9 @@ pub struct ContainerDefinition {
     pub environment: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_package_name: Option<String>,
-    /// Read only to refuse them by name (berth serves one model per container).
-    #[serde(default, skip_serializing)]
-    pub multi_model_config: Option<IgnoredAny>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_model_config: Option<MultiModelConfig>,
+    /// Read only to refuse it by name.
     #[serde(default, skip_serializing)]
     pub additional_model_data_sources: Option<IgnoredAny>,
     #[serde(default, skip_serializing)]
@@ -328,6 +328,14 @@ pub struct ServerlessUpdateConfig {
 #[serde(rename_all = "PascalCase")]
 pub struct ManagedInstanceScaling {
     pub status: Option<String>,
+}
+
+/// `MultiModelConfig` of a container definition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiModelConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_cache_setting: Option<String>,
 }
 
 /// `ModelAccessConfig` of an S3 model data source.

@@ -4,7 +4,9 @@
 use crate::Controller;
 use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, NameKey, VariantState};
 use berth_instances::{framework_of, host_memory_bytes, Instance, InstanceSpec, ModelData};
-use berth_router::{CaptureSettings, EndpointRoute, GreenRoute, ServerlessState, ShadowRoute, VariantRoute};
+use berth_router::{
+    CaptureSettings, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, ServerlessState, ShadowRoute, VariantRoute,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,8 @@ pub(crate) struct VariantFleet {
     pub container: ContainerSpec,
     pub instance_type: String,
     pub instances: Vec<Instance>,
+    /// A multi-model variant's loaded models, for as long as the fleet runs.
+    pub models: Option<Arc<ModelCache>>,
 }
 
 pub(crate) type FleetMap = HashMap<String, VariantFleet>;
@@ -177,6 +181,7 @@ fn variant_routes(states: &[VariantState], fleet: Option<&FleetMap>) -> Vec<Vari
             // Replaced by the routing table's own when the route is published.
             metrics: Default::default(),
             serverless: v.serverless.map(|s| Arc::new(ServerlessState::new(s.max_concurrency))),
+            models: fleet.and_then(|f| f.get(&v.name)).and_then(|vf| vf.models.clone()),
         })
         .collect()
 }
@@ -207,11 +212,10 @@ impl Controller {
         let image = Image::parse(&container.image).map_err(|e| fail(e.to_string()))?;
         let download_timeout =
             v.model_data_download_timeout_secs.map(|s| Duration::from_secs(u64::from(s))).unwrap_or(self.settings.default_startup_timeout);
-        let model_dir = self
-            .artifacts
-            .prepare(model_data(container), download_timeout)
-            .await
-            .map_err(|e| fail(format!("could not prepare model data: {e}")))?;
+        // A multi-model instance starts with no model; its models are loaded as they are called.
+        let data = if container.is_multi_model() { ModelData::None } else { model_data(container) };
+        let model_dir =
+            self.artifacts.prepare(data, download_timeout).await.map_err(|e| fail(format!("could not prepare model data: {e}")))?;
         // A framework model's handler source (`sagemaker.*Model(source_dir=...)` uploads it).
         let code_dir = match crate::models::submit_directory(container).filter(|_| framework_of(&image).is_some()) {
             Some(url) => Some(
@@ -238,6 +242,7 @@ impl Controller {
         environment.insert("BERTH_INSTANCE_TYPE".into(), instance_type);
         environment.insert("BERTH_WORKER_THREADS".into(), threads.to_string());
         environment.insert("BERTH_DATA_DIR".into(), self.settings.data_dir.display().to_string());
+        environment.insert("SAGEMAKER_MULTI_MODEL".into(), container.is_multi_model().to_string());
         // More than the machine has is the machine (the limit then only catches runaways).
         let memory_limit = (memory_mib(v) * 1024 * 1024).min(host_memory_bytes().unwrap_or(u64::MAX));
         let mut set = JoinSet::new();
@@ -316,6 +321,34 @@ impl Controller {
             tokio::spawn(stop_all(retired));
         }
         Ok(true)
+    }
+}
+
+impl VariantFleet {
+    pub(crate) fn new(v: &VariantState, instances: Vec<Instance>, models: Option<Arc<ModelCache>>) -> Self {
+        VariantFleet { container: v.container.clone(), instance_type: v.instance_type.clone(), instances, models }
+    }
+}
+
+impl Controller {
+    /// The model cache of a new fleet of `v`, when it is a multi-model variant: each instance
+    /// may hold models up to its memory, or the endpoint's `berth:model-memory-mb` tag.
+    pub(crate) async fn model_cache(&self, endpoint: &str, v: &VariantState) -> Option<Arc<ModelCache>> {
+        if !v.container.is_multi_model() {
+            return None;
+        }
+        let arn = self.account().arn(berth_domain::ResourceKind::Endpoint, endpoint);
+        let tagged = self.list_tags(&arn).await.ok().and_then(|tags| crate::tags::model_memory_mb(&tags));
+        let memory_mib = tagged.unwrap_or_else(|| memory_mib(v));
+        let download_timeout =
+            v.model_data_download_timeout_secs.map(|s| Duration::from_secs(u64::from(s))).unwrap_or(self.settings.default_startup_timeout);
+        Some(ModelCache::new(ModelCacheSettings {
+            prefix: v.container.model_data_url.clone().unwrap_or_default(),
+            artifacts: self.artifacts.clone(),
+            download_timeout,
+            memory_bytes: memory_mib * 1024 * 1024,
+            keep_loaded: !v.container.model_cache_disabled,
+        }))
     }
 }
 

@@ -266,7 +266,10 @@ impl Controller {
         for v in variants.iter().filter(|v| !skip.contains(&v.name)) {
             let (this, endpoint, v) = (self.clone(), endpoint.to_string(), v.clone());
             set.spawn(async move {
-                let started = this.start_instances(&endpoint, &v).await;
+                let started = match this.start_instances(&endpoint, &v).await {
+                    Ok(instances) => Ok((instances, this.model_cache(&endpoint, &v).await)),
+                    Err(e) => Err(e),
+                };
                 (v, started)
             });
         }
@@ -274,8 +277,8 @@ impl Controller {
         let mut first_error = None;
         while let Some(joined) = set.join_next().await {
             match joined {
-                Ok((v, Ok(instances))) => {
-                    fleet.insert(v.name.clone(), VariantFleet { container: v.container, instance_type: v.instance_type, instances });
+                Ok((v, Ok((instances, models)))) => {
+                    fleet.insert(v.name.clone(), VariantFleet::new(&v, instances, models));
                 }
                 Ok((_, Err(reason))) => {
                     first_error.get_or_insert(reason);

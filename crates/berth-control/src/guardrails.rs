@@ -187,14 +187,11 @@ impl Deployment {
         let name = target.name.clone();
         let want = target.desired_instance_count;
         let batch = policy.max_batch.instances(want);
+        let models = self.controller.model_cache(self.name(), &target).await;
         self.controller
             .fleets
             .apply_green(self.name(), self.epoch, |g, _| {
-                let fleet = VariantFleet {
-                    container: target.container.clone(),
-                    instance_type: target.instance_type.clone(),
-                    instances: Vec::new(),
-                };
+                let fleet = VariantFleet::new(&target, Vec::new(), models);
                 *g = Some(GreenFleet { states: pending.clone(), variants: [(name.clone(), fleet)].into(), share: 0.0 });
             })
             .ok_or(Stop::Gone)?;

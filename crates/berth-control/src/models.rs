@@ -151,6 +151,19 @@ impl Controller {
         if let Some(url) = submit_directory(c) {
             self.artifacts.check_url(url).map_err(|e| ControlError::Validation(format!("SAGEMAKER_SUBMIT_DIRECTORY: {e}")))?;
         }
+        if c.is_multi_model() {
+            // Images whose server berth starts on the host, where it can hand them a model's
+            // files by path: the built-in ONNX server and exec: programs.
+            if !matches!(image, Image::Builtin(BuiltinImage::Onnx) | Image::Exec(_)) {
+                return Err(ControlError::Validation(format!(
+                    "Mode MultiModel is served for berth/onnx and exec: images in this version of berth; {} is not one.",
+                    c.image
+                )));
+            }
+            if let Some(prefix) = &c.model_data_url {
+                self.artifacts.check_url(prefix).map_err(|e| ControlError::Validation(format!("ModelDataUrl: {e}")))?;
+            }
+        }
         match image {
             Image::Exec(path) => {
                 let roots = &self.settings.exec_roots;
@@ -179,7 +192,7 @@ impl Controller {
                 )))
             }
             Image::Builtin(BuiltinImage::Python) => {}
-            Image::Builtin(_) if c.model_data_url.is_none() && c.model_data_source.is_none() => {
+            Image::Builtin(_) if c.model_data_url.is_none() && c.model_data_source.is_none() && !c.is_multi_model() => {
                 return Err(ControlError::Validation(format!(
                     "Image {} serves the model in the model data: set ModelDataUrl to an .onnx file, a directory or a .tar.gz holding one.",
                     c.image

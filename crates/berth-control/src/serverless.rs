@@ -51,12 +51,9 @@ impl Controller {
         tracing::info!(endpoint = %e.name, variant, "serverless cold start");
         match self.start_instances(&e.name, &VariantState { desired_instance_count: 1, ..v.clone() }).await {
             Ok(started) => {
+                let models = self.model_cache(&e.name, &v).await;
                 let installed = self.fleets.apply(&e.name, epoch, |map| {
-                    let fleet = map.entry(variant.to_string()).or_insert_with(|| VariantFleet {
-                        container: v.container.clone(),
-                        instance_type: v.instance_type.clone(),
-                        instances: Vec::new(),
-                    });
+                    let fleet = map.entry(variant.to_string()).or_insert_with(|| VariantFleet::new(&v, Vec::new(), models));
                     fleet.instances.extend(started);
                 });
                 if installed.is_some() {

@@ -21,8 +21,26 @@ pub(crate) fn validate_tags(tags: &[Tag]) -> Result<(), ControlError> {
         if k == STICKY_KEY_TAG {
             StickyKey::parse(v).map_err(ControlError::Validation)?;
         }
+        if k == MODEL_MEMORY_TAG && parse_model_memory(v).is_none() {
+            return Err(ControlError::Validation(format!(
+                "Tag {MODEL_MEMORY_TAG} must be a whole number of MiB from 1 to 1048576 (the memory each instance of a multi-model variant may fill with models); '{v}' is not."
+            )));
+        }
     }
     Ok(())
+}
+
+/// The endpoint tag that sets how much memory (MiB) each instance of its multi-model variants
+/// may fill with loaded models; by default, the instance type's memory.
+pub const MODEL_MEMORY_TAG: &str = "berth:model-memory-mb";
+
+fn parse_model_memory(v: &str) -> Option<u64> {
+    v.trim().parse::<u64>().ok().filter(|mb| (1..=1_048_576).contains(mb))
+}
+
+/// The per-instance model memory an endpoint's tags set, if any.
+pub(crate) fn model_memory_mb(tags: &[Tag]) -> Option<u64> {
+    tags.iter().find(|(k, _)| k == MODEL_MEMORY_TAG).and_then(|(_, v)| parse_model_memory(v))
 }
 
 /// The sticky key an endpoint's tags name, if any (tags were checked when they were written).

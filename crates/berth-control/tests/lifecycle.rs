@@ -49,6 +49,7 @@ impl Server {
             environment: Default::default(),
             mode: None,
             model_data_source: None,
+            model_cache_disabled: false,
         };
         let req = CreateModel {
             name: name.into(),

@@ -70,6 +70,17 @@ pub struct ContainerSpec {
     /// `ModelDataSource.S3DataSource`, the alternative to `model_data_url`.
     #[serde(default)]
     pub model_data_source: Option<S3DataSource>,
+    /// `MultiModelConfig.ModelCacheSetting: Disabled` (a multi-model container's models are
+    /// loaded for each call and unloaded after it).
+    #[serde(default)]
+    pub model_cache_disabled: bool,
+}
+
+impl ContainerSpec {
+    /// `Mode: MultiModel`: `model_data_url` is a prefix, and each call names its model.
+    pub fn is_multi_model(&self) -> bool {
+        self.mode.as_deref() == Some("MultiModel")
+    }
 }
 
 /// Environment names that make a dynamic loader, a shell or a language runtime load or run code

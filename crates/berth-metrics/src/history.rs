@@ -29,6 +29,32 @@ pub struct SecondSample {
     /// CPU, memory and disk use of the variant's instances, when they were measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utilization: Option<Utilization>,
+    /// Models loaded on a multi-model variant's instances (LoadedModelCount), one sample a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_models: Option<Gauge>,
+}
+
+/// A level sampled once a second: how many samples, and their statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Gauge {
+    pub samples: u64,
+    pub stat: Stat,
+}
+
+impl Gauge {
+    fn of(value: u64) -> Gauge {
+        let v = value as f64;
+        Gauge { samples: 1, stat: Stat { sum: v, min: v, max: v } }
+    }
+
+    fn add(&mut self, other: &Gauge) {
+        self.stat = if self.samples == 0 {
+            other.stat
+        } else {
+            Stat { sum: self.stat.sum + other.stat.sum, min: self.stat.min.min(other.stat.min), max: self.stat.max.max(other.stat.max) }
+        };
+        self.samples += other.samples;
+    }
 }
 
 /// Count-free statistics of a set of values.
@@ -108,6 +134,10 @@ impl History {
             metrics.model_latency_us.take_interval_extremes(),
             metrics.overhead_latency_us.take_interval_extremes(),
             metrics.model_setup_us.take_interval_extremes(),
+            metrics.model_loading_wait_us.take_interval_extremes(),
+            metrics.model_downloading_us.take_interval_extremes(),
+            metrics.model_loading_us.take_interval_extremes(),
+            metrics.model_unloading_us.take_interval_extremes(),
         ];
         let activity = now.delta(&self.previous.take().unwrap_or_default(), extremes);
         let sample = SecondSample {
@@ -115,6 +145,7 @@ impl History {
             invocations_per_instance: activity.invocations as f64 / metrics.instances().max(1) as f64,
             activity,
             utilization,
+            loaded_models: metrics.loaded_models().map(Gauge::of),
         };
         self.previous = Some(now);
         let kept = sample.is_active().then(|| sample.clone());
@@ -145,19 +176,22 @@ impl SecondSample {
         if let Some(u) = &other.utilization {
             self.utilization.get_or_insert_with(Utilization::default).add(u);
         }
+        if let Some(g) = &other.loaded_models {
+            self.loaded_models.get_or_insert_with(Gauge::default).add(g);
+        }
     }
 
     /// Whether the sample holds anything: traffic, an instance set up, or measured instances.
     pub fn is_active(&self) -> bool {
-        self.activity.is_active() || self.utilization.is_some()
+        self.activity.is_active() || self.utilization.is_some() || self.loaded_models.is_some()
     }
 }
 
 impl VariantSnapshot {
     /// What happened between `prev` and this snapshot; `extremes` are the interval's (min, max)
     /// of model latency, overhead latency and model setup time, which totals cannot give.
-    fn delta(&self, prev: &VariantSnapshot, extremes: [(Option<u64>, Option<u64>); 3]) -> VariantSnapshot {
-        let [(model_min, model_max), (over_min, over_max), (setup_min, setup_max)] = extremes;
+    fn delta(&self, prev: &VariantSnapshot, extremes: [(Option<u64>, Option<u64>); 7]) -> VariantSnapshot {
+        let [(model_min, model_max), (over_min, over_max), (setup_min, setup_max), wait, download, load, unload] = extremes;
         VariantSnapshot {
             invocations: self.invocations - prev.invocations,
             errors_4xx: self.errors_4xx - prev.errors_4xx,
@@ -166,6 +200,12 @@ impl VariantSnapshot {
             model_latency_us: delta(&self.model_latency_us, &prev.model_latency_us, model_min, model_max),
             overhead_latency_us: delta(&self.overhead_latency_us, &prev.overhead_latency_us, over_min, over_max),
             model_setup_us: delta(&self.model_setup_us, &prev.model_setup_us, setup_min, setup_max),
+            model_loading_wait_us: delta(&self.model_loading_wait_us, &prev.model_loading_wait_us, wait.0, wait.1),
+            model_downloading_us: delta(&self.model_downloading_us, &prev.model_downloading_us, download.0, download.1),
+            model_loading_us: delta(&self.model_loading_us, &prev.model_loading_us, load.0, load.1),
+            model_unloading_us: delta(&self.model_unloading_us, &prev.model_unloading_us, unload.0, unload.1),
+            model_cache_lookups: self.model_cache_lookups - prev.model_cache_lookups,
+            model_cache_hits: self.model_cache_hits - prev.model_cache_hits,
         }
     }
 
@@ -178,11 +218,17 @@ impl VariantSnapshot {
         self.model_latency_us.merge(&other.model_latency_us);
         self.overhead_latency_us.merge(&other.overhead_latency_us);
         self.model_setup_us.merge(&other.model_setup_us);
+        self.model_loading_wait_us.merge(&other.model_loading_wait_us);
+        self.model_downloading_us.merge(&other.model_downloading_us);
+        self.model_loading_us.merge(&other.model_loading_us);
+        self.model_unloading_us.merge(&other.model_unloading_us);
+        self.model_cache_lookups += other.model_cache_lookups;
+        self.model_cache_hits += other.model_cache_hits;
     }
 
     /// Whether anything happened: traffic, or an instance set up.
     pub fn is_active(&self) -> bool {
-        self.invocations > 0 || self.model_setup_us.count > 0
+        self.invocations > 0 || self.model_setup_us.count > 0 || self.model_unloading_us.count > 0
     }
 }
 

@@ -15,7 +15,7 @@ mod prometheus;
 mod query;
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
-pub use history::{seconds_cutoff, InstanceUtilization, SecondSample, Stat, Utilization, HISTORY_SECONDS};
+pub use history::{seconds_cutoff, Gauge, InstanceUtilization, SecondSample, Stat, Utilization, HISTORY_SECONDS};
 pub use prometheus::{render_prometheus, InstanceCounts};
 pub use query::{period_of, Datapoint, MetricName, INSTANCE_NAMESPACE, INVOCATION_NAMESPACE};
 
@@ -46,6 +46,18 @@ pub struct VariantMetrics {
     pub overhead_latency_us: Histogram,
     /// Time from asking for an instance to its first passing health check (ModelSetupTime).
     pub model_setup_us: Histogram,
+    /// Multi-model variants: how long a call waited for its model to be fetched and loaded
+    /// (ModelLoadingWaitTime), and the fetching, loading and unloading of models on their own
+    /// (ModelDownloadingTime, ModelLoadingTime, ModelUnloadingTime).
+    pub model_loading_wait_us: Histogram,
+    pub model_downloading_us: Histogram,
+    pub model_loading_us: Histogram,
+    pub model_unloading_us: Histogram,
+    /// Calls of a multi-model variant, and those whose model was loaded already (ModelCacheHit).
+    model_cache_lookups: AtomicU64,
+    model_cache_hits: AtomicU64,
+    /// Models loaded on the variant's instances (LoadedModelCount), once it is a multi-model variant.
+    loaded_models: Mutex<Option<u64>>,
     /// Instances the variant runs now (set when its route is published).
     instances: AtomicU64,
     /// Written by the once-a-second sampler, read by queries; never by the request path.
@@ -69,6 +81,18 @@ pub struct VariantSnapshot {
     pub overhead_latency_us: HistogramSnapshot,
     #[serde(default)]
     pub model_setup_us: HistogramSnapshot,
+    #[serde(default)]
+    pub model_loading_wait_us: HistogramSnapshot,
+    #[serde(default)]
+    pub model_downloading_us: HistogramSnapshot,
+    #[serde(default)]
+    pub model_loading_us: HistogramSnapshot,
+    #[serde(default)]
+    pub model_unloading_us: HistogramSnapshot,
+    #[serde(default)]
+    pub model_cache_lookups: u64,
+    #[serde(default)]
+    pub model_cache_hits: u64,
 }
 
 impl VariantMetrics {
@@ -96,6 +120,23 @@ impl VariantMetrics {
         self.overhead_latency_us.record(overhead_us);
     }
 
+    /// Records whether a multi-model call found its model loaded.
+    pub fn record_model_cache(&self, hit: bool) {
+        self.model_cache_lookups.fetch_add(1, Ordering::Relaxed);
+        if hit {
+            self.model_cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_loaded_models(&self, n: usize) {
+        *self.loaded_models.lock().unwrap_or_else(|e| e.into_inner()) = Some(n as u64);
+    }
+
+    /// Models loaded on a multi-model variant's instances (None for other variants).
+    pub fn loaded_models(&self) -> Option<u64> {
+        *self.loaded_models.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn set_instances(&self, n: usize) {
         self.instances.store(n as u64, Ordering::Relaxed);
     }
@@ -113,6 +154,12 @@ impl VariantMetrics {
             model_latency_us: self.model_latency_us.snapshot(),
             overhead_latency_us: self.overhead_latency_us.snapshot(),
             model_setup_us: self.model_setup_us.snapshot(),
+            model_loading_wait_us: self.model_loading_wait_us.snapshot(),
+            model_downloading_us: self.model_downloading_us.snapshot(),
+            model_loading_us: self.model_loading_us.snapshot(),
+            model_unloading_us: self.model_unloading_us.snapshot(),
+            model_cache_lookups: self.model_cache_lookups.load(Ordering::Relaxed),
+            model_cache_hits: self.model_cache_hits.load(Ordering::Relaxed),
         }
     }
 }

@@ -20,11 +20,17 @@ type HistogramFamily = (&'static str, &'static str, fn(&VariantSnapshot) -> &His
 
 pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: &[(VariantKey, InstanceCounts)]) -> String {
     let mut out = String::new();
-    let counters: [CounterFamily; 4] = [
+    let counters: [CounterFamily; 6] = [
         ("berth_invocations_total", "Invocations routed to the variant (SageMaker's Invocations).", |s| s.invocations),
         ("berth_invocation_4xx_errors_total", "Invocations the model answered with a 4xx status.", |s| s.errors_4xx),
         ("berth_invocation_5xx_errors_total", "Invocations that ended in a 5xx: the model's or berth's.", |s| s.errors_5xx),
         ("berth_invocation_model_errors_total", "Invocations the model did not answer with 2xx.", |s| s.model_errors),
+        ("berth_model_cache_lookups_total", "Calls of a multi-model variant (the TargetModel looked up on an instance).", |s| {
+            s.model_cache_lookups
+        }),
+        ("berth_model_cache_hits_total", "Calls of a multi-model variant whose model was loaded already (ModelCacheHit).", |s| {
+            s.model_cache_hits
+        }),
     ];
     for (name, help, get) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -32,7 +38,7 @@ pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: 
             let _ = writeln!(out, "{name}{{{}}} {}", labels(key), get(snap));
         }
     }
-    let histograms: [HistogramFamily; 3] = [
+    let histograms: [HistogramFamily; 7] = [
         ("berth_model_latency_seconds", "Time the container took to answer (SageMaker's ModelLatency).", |s| &s.model_latency_us),
         ("berth_overhead_latency_seconds", "Time berth added to each invocation (SageMaker's OverheadLatency).", |s| {
             &s.overhead_latency_us
@@ -40,6 +46,12 @@ pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: 
         ("berth_model_setup_seconds", "Time from asking for an instance to its first passing /ping (SageMaker's ModelSetupTime).", |s| {
             &s.model_setup_us
         }),
+        ("berth_model_loading_wait_seconds", "Time a multi-model call waited for its model to be fetched and loaded.", |s| {
+            &s.model_loading_wait_us
+        }),
+        ("berth_model_downloading_seconds", "Time fetching a multi-model variant's model archive took.", |s| &s.model_downloading_us),
+        ("berth_model_loading_seconds", "Time a container took to load a model (multi-model).", |s| &s.model_loading_us),
+        ("berth_model_unloading_seconds", "Time a container took to unload a model (multi-model).", |s| &s.model_unloading_us),
     ];
     for (name, help, get) in histograms {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");

@@ -23,10 +23,16 @@ pub enum MetricName {
     CPUUtilization,
     MemoryUtilization,
     DiskUtilization,
+    ModelLoadingWaitTime,
+    ModelDownloadingTime,
+    ModelLoadingTime,
+    ModelUnloadingTime,
+    ModelCacheHit,
+    LoadedModelCount,
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 11] = [
+    pub const ALL: [MetricName; 17] = [
         MetricName::Invocations,
         MetricName::InvocationsPerInstance,
         MetricName::Invocation4XXErrors,
@@ -38,6 +44,12 @@ impl MetricName {
         MetricName::CPUUtilization,
         MetricName::MemoryUtilization,
         MetricName::DiskUtilization,
+        MetricName::ModelLoadingWaitTime,
+        MetricName::ModelDownloadingTime,
+        MetricName::ModelLoadingTime,
+        MetricName::ModelUnloadingTime,
+        MetricName::ModelCacheHit,
+        MetricName::LoadedModelCount,
     ];
 
     /// The metric of that name in that namespace, if berth records it.
@@ -70,13 +82,25 @@ impl MetricName {
             MetricName::CPUUtilization => "CPUUtilization",
             MetricName::MemoryUtilization => "MemoryUtilization",
             MetricName::DiskUtilization => "DiskUtilization",
+            MetricName::ModelLoadingWaitTime => "ModelLoadingWaitTime",
+            MetricName::ModelDownloadingTime => "ModelDownloadingTime",
+            MetricName::ModelLoadingTime => "ModelLoadingTime",
+            MetricName::ModelUnloadingTime => "ModelUnloadingTime",
+            MetricName::ModelCacheHit => "ModelCacheHit",
+            MetricName::LoadedModelCount => "LoadedModelCount",
         }
     }
 
     /// CloudWatch's unit for the metric, as SageMaker reports it.
     pub fn unit(self) -> &'static str {
         match self {
-            MetricName::ModelLatency | MetricName::OverheadLatency | MetricName::ModelSetupTime => "Microseconds",
+            MetricName::ModelLatency
+            | MetricName::OverheadLatency
+            | MetricName::ModelSetupTime
+            | MetricName::ModelLoadingWaitTime
+            | MetricName::ModelDownloadingTime
+            | MetricName::ModelLoadingTime
+            | MetricName::ModelUnloadingTime => "Microseconds",
             MetricName::CPUUtilization | MetricName::MemoryUtilization | MetricName::DiskUtilization => "Percent",
             _ => "None",
         }
@@ -87,6 +111,10 @@ impl MetricName {
             MetricName::ModelLatency => Some(&s.activity.model_latency_us),
             MetricName::OverheadLatency => Some(&s.activity.overhead_latency_us),
             MetricName::ModelSetupTime => Some(&s.activity.model_setup_us),
+            MetricName::ModelLoadingWaitTime => Some(&s.activity.model_loading_wait_us),
+            MetricName::ModelDownloadingTime => Some(&s.activity.model_downloading_us),
+            MetricName::ModelLoadingTime => Some(&s.activity.model_loading_us),
+            MetricName::ModelUnloadingTime => Some(&s.activity.model_unloading_us),
             _ => None,
         }
     }
@@ -97,6 +125,21 @@ impl MetricName {
             MetricName::CPUUtilization => Some(|u| &u.cpu),
             MetricName::MemoryUtilization => Some(|u| &u.memory),
             MetricName::DiskUtilization => Some(|u| &u.disk),
+            _ => None,
+        }
+    }
+
+    /// A metric with its own statistic set per sample (count, sum, minimum, maximum):
+    /// ModelCacheHit counts a multi-model variant's calls, summing those that found their model
+    /// loaded (its average is the hit ratio); LoadedModelCount is sampled once a second.
+    fn statistic_set(self, s: &SecondSample) -> Option<(f64, f64, f64, f64)> {
+        match self {
+            MetricName::ModelCacheHit => {
+                let (lookups, hits) = (s.activity.model_cache_lookups, s.activity.model_cache_hits);
+                let (min, max) = (if hits == lookups { 1.0 } else { 0.0 }, if hits > 0 { 1.0 } else { 0.0 });
+                (lookups > 0).then_some((lookups as f64, hits as f64, min, max))
+            }
+            MetricName::LoadedModelCount => s.loaded_models.map(|g| (g.samples as f64, g.stat.sum, g.stat.min, g.stat.max)),
             _ => None,
         }
     }
@@ -236,6 +279,10 @@ fn aggregate<'a>(samples: impl Iterator<Item = &'a SecondSample>, metric: Metric
             if let Some(u) = &s.utilization {
                 let st = stat(u);
                 period_of(&mut out, s.second, start, period, false).add(u.samples as f64, st.sum, st.min, st.max);
+            }
+        } else if matches!(metric, MetricName::ModelCacheHit | MetricName::LoadedModelCount) {
+            if let Some((count, sum, min, max)) = metric.statistic_set(s) {
+                period_of(&mut out, s.second, start, period, false).add(count, sum, min, max);
             }
         } else if let Some(v) = metric.count(s) {
             period_of(&mut out, s.second, start, period, false).add(1.0, v, v, v);

@@ -24,6 +24,9 @@ pub struct WorkerSettings {
     /// berth's data directory, one of the places ONNX Runtime may be installed.
     pub data_dir: Option<PathBuf>,
     pub intra_threads: usize,
+    /// A multi-model instance (`SAGEMAKER_MULTI_MODEL=true`): no model at start; models are
+    /// loaded and unloaded through SageMaker's multi-model container API.
+    pub multi_model: bool,
 }
 
 /// Why the worker cannot serve; printed on its stderr, which berth shows as the failure reason.
@@ -53,10 +56,15 @@ pub async fn run(settings: WorkerSettings) -> Result<(), WorkerError> {
         .build()
         .map_err(|e| WorkerError::Runtime(format!("cannot start ONNX Runtime: {e}")))?;
     tracing::info!(library = %found.path.display(), how = found.how, "ONNX Runtime loaded");
-    let model = model::OnnxModel::load(&environment, &settings.model_dir, settings.intra_threads).map_err(WorkerError::Model)?;
-    tracing::info!(model = %model.path.display(), features = ?model.features, "model loaded");
+    let app = if settings.multi_model {
+        server::multi_model_app(Arc::new(server::LoadedModels::new(Arc::new(environment), settings.intra_threads)))
+    } else {
+        let model = model::OnnxModel::load(&environment, &settings.model_dir, settings.intra_threads).map_err(WorkerError::Model)?;
+        tracing::info!(model = %model.path.display(), features = ?model.features, "model loaded");
+        server::app(Arc::new(model))
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], settings.port));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| WorkerError::Listen { port: settings.port, source })?;
-    tracing::info!(%addr, "serving the SageMaker container contract");
-    axum::serve(listener, server::app(Arc::new(model))).await.map_err(|source| WorkerError::Listen { port: settings.port, source })
+    tracing::info!(%addr, multi_model = settings.multi_model, "serving the SageMaker container contract");
+    axum::serve(listener, app).await.map_err(|source| WorkerError::Listen { port: settings.port, source })
 }

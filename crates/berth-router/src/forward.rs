@@ -16,6 +16,8 @@ pub struct InvokeRequest {
     pub custom_attributes: Option<HeaderValue>,
     pub inference_id: Option<HeaderValue>,
     pub target_variant: Option<String>,
+    /// `TargetModel`: the model of a multi-model variant to invoke (a key under its prefix).
+    pub target_model: Option<String>,
     /// How long the container may take, when not the server's invocation timeout
     /// (`InvocationTimeoutSeconds` of an asynchronous request).
     pub timeout: Option<Duration>,
@@ -86,6 +88,13 @@ pub enum InvokeError {
     /// The container's answer was longer than an invocation's answer may be.
     #[error("answer larger than {limit} bytes")]
     AnswerTooLarge { variant: String, limit: usize },
+    /// `TargetModel` is missing on a multi-model endpoint, given to one that is not, or not a
+    /// key berth can look up.
+    #[error("{0}")]
+    TargetModel(String),
+    /// A multi-model variant could not fetch or load the `TargetModel` (the message says why).
+    #[error("{message}")]
+    ModelLoad { variant: String, message: String },
 }
 
 /// The largest answer a container may give, as SageMaker's 6 MB response limit.
@@ -99,6 +108,12 @@ pub struct Forwarder {
     timeout: Duration,
 }
 
+/// The path of a single-model container's invocations.
+pub(crate) const INVOCATIONS: &str = "/invocations";
+
+/// How long a container may take to load or unload a model of a multi-model variant.
+const MODEL_LOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Idle connections kept per instance; more are opened under load and closed after use.
 const MAX_IDLE_PER_INSTANCE: usize = 64;
 
@@ -109,8 +124,20 @@ impl Forwarder {
     }
 
     pub async fn forward(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+        self.forward_to(slot, INVOCATIONS, variant, req).await
+    }
+
+    /// Sends an invocation to `path` on the container (`/invocations`, or a loaded model's
+    /// `/models/{name}/invoke`).
+    pub(crate) async fn forward_to(
+        &self,
+        slot: &InstanceSlot,
+        path: &str,
+        variant: &str,
+        req: &InvokeRequest,
+    ) -> Result<InvokeResponse, InvokeError> {
         let timeout = req.timeout.unwrap_or(self.timeout);
-        let (head, body) = tokio::time::timeout(timeout, self.exchange(slot, variant, req))
+        let (head, body) = tokio::time::timeout(timeout, self.exchange(slot, path, variant, req))
             .await
             .map_err(|_| InvokeError::Timeout { variant: variant.to_string(), seconds: timeout.as_secs() })??;
         if !(200..300).contains(&head.status) {
@@ -132,11 +159,17 @@ impl Forwarder {
     /// Sends the request and reads the answer's head, for an answer streamed piece by piece.
     /// An answer that is not a success is read whole and is the `ModelError` it would be for
     /// InvokeEndpoint.
-    pub(crate) async fn open_stream(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<OpenStream, InvokeError> {
+    pub(crate) async fn open_stream(
+        &self,
+        slot: &InstanceSlot,
+        path: &str,
+        variant: &str,
+        req: &InvokeRequest,
+    ) -> Result<OpenStream, InvokeError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let timed_out = || InvokeError::Timeout { variant: variant.to_string(), seconds: self.timeout.as_secs() };
         let (mut conn, head) =
-            tokio::time::timeout_at(deadline, self.send_and_read_head(slot, variant, req)).await.map_err(|_| timed_out())??;
+            tokio::time::timeout_at(deadline, self.send_and_read_head(slot, path, variant, req)).await.map_err(|_| timed_out())??;
         if !(200..300).contains(&head.status) {
             let body = tokio::time::timeout_at(deadline, conn.read_body(&head, MAX_ERROR_TEXT))
                 .await
@@ -176,7 +209,13 @@ impl Forwarder {
     /// pooled connection whose write fails (the instance closed it while it was idle) is
     /// dropped and the request goes on another; once a request is written it is never sent
     /// again, since a lost answer may mean the request crashed the instance.
-    async fn send_and_read_head(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<(Conn, Head), InvokeError> {
+    async fn send_and_read_head(
+        &self,
+        slot: &InstanceSlot,
+        path: &str,
+        variant: &str,
+        req: &InvokeRequest,
+    ) -> Result<(Conn, Head), InvokeError> {
         let unreachable = |message: String| InvokeError::Unreachable { variant: variant.to_string(), message };
         let headers = RequestHeaders {
             content_type: req.content_type.as_ref(),
@@ -189,7 +228,7 @@ impl Forwarder {
                 Some(conn) => (conn, true),
                 None => (ConnectionPool::connect(slot).await.map_err(unreachable)?, false),
             };
-            if let Err(e) = conn.send("/invocations", &headers, &req.body).await {
+            if let Err(e) = conn.send(path, &headers, &req.body).await {
                 if reused {
                     continue;
                 }
@@ -202,9 +241,31 @@ impl Forwarder {
         }
     }
 
+    /// One call of the container's management API (SageMaker's multi-model container API:
+    /// load and unload), answered with its status and body; within the model load timeout.
+    pub(crate) async fn call(&self, slot: &InstanceSlot, method: &str, path: &str, body: &[u8]) -> Result<(u16, Bytes), String> {
+        let json = HeaderValue::from_static("application/json");
+        let headers = RequestHeaders { content_type: Some(&json), accept: None, custom_attributes: None, inference_id: None };
+        let exchange = async {
+            // A fresh connection: a management call is rare, and must not be lost to one the
+            // instance closed while it was idle.
+            let mut conn = ConnectionPool::connect(slot).await?;
+            conn.send_request(method, path, &headers, body).await.map_err(|e| format!("{method} {path}: {e}"))?;
+            let head = conn.read_head().await.map_err(|e| format!("{method} {path}: {e}"))?;
+            let answer = conn.read_body(&head, MAX_ERROR_TEXT).await.map_err(|e| format!("{method} {path}: {e}"))?;
+            if conn.reusable_after(&head) {
+                self.pool.put(slot.serial(), conn);
+            }
+            Ok((head.status, answer))
+        };
+        tokio::time::timeout(MODEL_LOAD_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("{method} {path} took longer than {} seconds", MODEL_LOAD_TIMEOUT.as_secs()))?
+    }
+
     /// Sends the request on an idle connection, or a new one, and reads the whole answer.
-    async fn exchange(&self, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<(Head, Bytes), InvokeError> {
-        let (mut conn, head) = self.send_and_read_head(slot, variant, req).await?;
+    async fn exchange(&self, slot: &InstanceSlot, path: &str, variant: &str, req: &InvokeRequest) -> Result<(Head, Bytes), InvokeError> {
+        let (mut conn, head) = self.send_and_read_head(slot, path, variant, req).await?;
         let body = match conn.read_body(&head, MAX_ANSWER_BYTES).await {
             Ok(body) => body,
             Err(ExchangeError::TooLarge) => {

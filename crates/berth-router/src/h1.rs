@@ -101,8 +101,14 @@ impl Conn {
     /// Sends `POST path` with `body`, head and body in one vectored write where the kernel
     /// takes them whole.
     pub(crate) async fn send(&mut self, path: &str, headers: &RequestHeaders<'_>, body: &[u8]) -> io::Result<()> {
+        self.send_request("POST", path, headers, body).await
+    }
+
+    /// Sends `method path` with `body` (the multi-model container API's loads and unloads).
+    pub(crate) async fn send_request(&mut self, method: &str, path: &str, headers: &RequestHeaders<'_>, body: &[u8]) -> io::Result<()> {
         let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(b"POST ");
+        head.extend_from_slice(method.as_bytes());
+        head.extend_from_slice(b" ");
         head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         head.extend_from_slice(&self.host_line);

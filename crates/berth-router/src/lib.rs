@@ -9,6 +9,7 @@
 mod capture;
 mod forward;
 mod h1;
+mod models;
 mod pool;
 mod serverless;
 mod shadow;
@@ -17,6 +18,7 @@ mod table;
 
 pub use capture::{CaptureQueue, CaptureRecord, CaptureSettings, CAPTURE_QUEUE};
 pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse, StreamError};
+pub use models::{check_target_model, ModelCache, ModelCacheSettings, ModelUse, MAX_TARGET_MODEL_LEN};
 pub use serverless::{ServerlessRegistry, ServerlessState};
 pub use shadow::{ShadowComparison, ShadowLog, ShadowRoute, ShadowStats, KEPT_COMPARISONS};
 pub use sticky::{StickyKey, STICKY_KEY_TAG};
@@ -128,7 +130,28 @@ impl Router {
                     admitted = Some((variant.name.clone(), a));
                 }
             }
-            let Some((slot, in_flight)) = variant.pick_instance() else {
+            let target_model = match (&variant.models, req.target_model.as_deref()) {
+                (Some(cache), Some(target)) => Some((cache, target)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(InvokeError::TargetModel(format!(
+                        "Endpoint {} is a multi-model endpoint: name the model to invoke with TargetModel (its key under the model's ModelDataUrl).",
+                        route.endpoint
+                    )))
+                }
+                (None, Some(_)) => {
+                    return Err(InvokeError::TargetModel(format!(
+                        "Variant {} of endpoint {} does not serve multiple models: leave TargetModel out.",
+                        variant.name, route.endpoint
+                    )))
+                }
+            };
+            let picked = match target_model {
+                // Preferably an instance that has the model loaded.
+                Some((cache, target)) => variant.pick_instance_preferring(|slot| cache.has_loaded(slot, target)),
+                None => variant.pick_instance(),
+            };
+            let Some((slot, in_flight)) = picked else {
                 if let Some(state) = &variant.serverless {
                     // A cold start: ask for an instance and wait for it, queued, not failed.
                     let waited = Instant::now();
@@ -140,8 +163,13 @@ impl Router {
                 variant.metrics.record(Outcome::Unavailable, None, micros(started.elapsed()));
                 return Err(InvokeError::NoHealthyInstance { variant: variant.name.clone() });
             };
+            let model = match target_model {
+                Some((cache, target)) => Some(cache.acquire(&self.forwarder, &slot, &variant.name, target, &variant.metrics).await?),
+                None => None,
+            };
+            let path = model.as_ref().map_or(forward::INVOCATIONS, |m| m.path.as_str());
             let sent = Instant::now();
-            let result = exchange.send(&self.forwarder, &slot, &variant.name, req).await;
+            let result = exchange.send(&self.forwarder, &slot, path, &variant.name, req).await;
             if let Err(e @ InvokeError::Unreachable { .. }) = result {
                 if attempt < MAX_ATTEMPTS {
                     tracing::debug!(instance = %slot.id, error = %e, "instance unreachable; trying another");
@@ -159,6 +187,7 @@ impl Router {
                 cold_wait,
                 _in_flight: in_flight,
                 _admitted: admitted,
+                _model: model,
             };
             return Ok((sent, result));
         }
@@ -306,12 +335,21 @@ struct Sent {
     cold_wait: Duration,
     _in_flight: InFlight,
     _admitted: Option<(String, Admitted)>,
+    /// A multi-model variant's model, held (not to be unloaded) until the answer is complete.
+    _model: Option<ModelUse>,
 }
 
-/// How a request is exchanged with its instance.
+/// How a request is exchanged with its instance, at `path` on the container.
 trait Exchange {
     type Out;
-    async fn send(&self, forwarder: &Forwarder, slot: &InstanceSlot, variant: &str, req: &InvokeRequest) -> Result<Self::Out, InvokeError>;
+    async fn send(
+        &self,
+        forwarder: &Forwarder,
+        slot: &InstanceSlot,
+        path: &str,
+        variant: &str,
+        req: &InvokeRequest,
+    ) -> Result<Self::Out, InvokeError>;
 }
 
 /// The whole answer at once (InvokeEndpoint).
@@ -323,10 +361,11 @@ impl Exchange for Whole {
         &self,
         forwarder: &Forwarder,
         slot: &InstanceSlot,
+        path: &str,
         variant: &str,
         req: &InvokeRequest,
     ) -> Result<InvokeResponse, InvokeError> {
-        forwarder.forward(slot, variant, req).await
+        forwarder.forward_to(slot, path, variant, req).await
     }
 }
 
@@ -339,10 +378,11 @@ impl Exchange for Streamed {
         &self,
         forwarder: &Forwarder,
         slot: &InstanceSlot,
+        path: &str,
         variant: &str,
         req: &InvokeRequest,
     ) -> Result<OpenStream, InvokeError> {
-        forwarder.open_stream(slot, variant, req).await
+        forwarder.open_stream(slot, path, variant, req).await
     }
 }
 

@@ -1,4 +1,5 @@
 use crate::capture::{CaptureQueue, CaptureSettings};
+use crate::models::ModelCache;
 use crate::serverless::{ServerlessRegistry, ServerlessState};
 use crate::shadow::{ShadowLog, ShadowRoute};
 use crate::sticky::{self, StickyKey};
@@ -167,6 +168,8 @@ pub struct VariantRoute {
     /// For a serverless variant: its concurrency limit and cold-start state (a placeholder
     /// with the MaxConcurrency until [`RoutingTable::publish`] attaches the shared one).
     pub serverless: Option<Arc<ServerlessState>>,
+    /// For a multi-model variant: the models its instances have loaded.
+    pub models: Option<Arc<ModelCache>>,
 }
 
 impl EndpointRoute {
@@ -202,8 +205,18 @@ impl EndpointRoute {
 impl VariantRoute {
     /// A healthy instance by the variant's strategy, already counted as serving the request.
     pub fn pick_instance(&self) -> Option<(Arc<InstanceSlot>, InFlight)> {
+        self.pick_instance_among(|_| true)
+    }
+
+    /// As [`VariantRoute::pick_instance`], among the instances `prefer` takes when any of
+    /// them is healthy (a multi-model variant's instances that have the model loaded).
+    pub fn pick_instance_preferring(&self, prefer: impl Fn(&InstanceSlot) -> bool) -> Option<(Arc<InstanceSlot>, InFlight)> {
+        self.pick_instance_among(prefer).or_else(|| self.pick_instance())
+    }
+
+    fn pick_instance_among(&self, among: impl Fn(&InstanceSlot) -> bool) -> Option<(Arc<InstanceSlot>, InFlight)> {
         for _ in 0..4 {
-            let chosen = self.choose()?;
+            let chosen = self.choose(&among)?;
             let guard = chosen.begin();
             // Counted first, checked second: an instance being retired either sees this
             // request in flight and waits for it, or this request sees it unhealthy.
@@ -216,11 +229,11 @@ impl VariantRoute {
 
     /// One pass over the instances, reading each one's load once (loads change concurrently),
     /// choosing uniformly among equals by reservoir sampling; no allocation.
-    fn choose(&self) -> Option<&Arc<InstanceSlot>> {
+    fn choose(&self, among: impl Fn(&InstanceSlot) -> bool) -> Option<&Arc<InstanceSlot>> {
         let mut chosen = None;
         let mut best_load = usize::MAX;
         let mut equals = 0u32;
-        for slot in self.instances.iter().filter(|s| s.is_healthy()) {
+        for slot in self.instances.iter().filter(|s| s.is_healthy() && among(s)) {
             let load = match self.strategy {
                 RoutingStrategy::LeastOutstandingRequests => slot.outstanding(),
                 RoutingStrategy::Random => 0,
@@ -252,6 +265,7 @@ mod tests {
             instances: vec![],
             metrics: Default::default(),
             serverless: None,
+            models: None,
         }
     }
 
@@ -316,6 +330,7 @@ mod tests {
             instances,
             metrics: Default::default(),
             serverless: None,
+            models: None,
         }
     }
 
@@ -371,6 +386,7 @@ mod tests {
             instances: vec![Arc::new(InstanceSlot::new("i1".into()))],
             metrics: Default::default(),
             serverless: None,
+            models: None,
         };
         assert!(v.pick_instance().is_none());
         assert_eq!(v.instances[0].outstanding(), 0);

@@ -358,6 +358,7 @@ mod tests {
                 environment: Default::default(),
                 mode: None,
                 model_data_source: None,
+                model_cache_disabled: false,
             }],
             execution_role_arn: None,
             enable_network_isolation: None,

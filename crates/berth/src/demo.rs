@@ -50,6 +50,7 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
                 environment: Default::default(),
                 mode: None,
                 model_data_source: None,
+                model_cache_disabled: false,
             }],
             execution_role_arn: Some("arn:aws:iam::123456789012:role/berth-demo".into()),
             enable_network_isolation: None,
@@ -141,6 +142,7 @@ pub async fn send_traffic(controller: Arc<Controller>, router: Arc<Router>) {
             custom_attributes: None,
             inference_id: http::HeaderValue::from_str(&id).ok(),
             target_variant: None,
+            target_model: None,
             timeout: None,
         };
         if router.invoke(ENDPOINT, request).await.is_ok() {

@@ -36,6 +36,7 @@ fn run_onnx() -> anyhow::Result<()> {
         model_dir: PathBuf::from(env("SM_MODEL_DIR").unwrap_or_else(|| "/opt/ml/model".into())),
         data_dir: env("BERTH_DATA_DIR").map(PathBuf::from),
         intra_threads: env("BERTH_WORKER_THREADS").and_then(|t| t.parse().ok()).unwrap_or(1),
+        multi_model: env("SAGEMAKER_MULTI_MODEL").is_some_and(|v| v.eq_ignore_ascii_case("true")),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(berth_onnx::run(settings)).map_err(|e| anyhow::anyhow!("berth/onnx: {e}"))

@@ -1,0 +1,360 @@
+//! Multi-model variants (`Mode: MultiModel`): any archive under the model's `ModelDataUrl`
+//! prefix is served by its key (`TargetModel`). Each instance's loaded models are tracked here:
+//! the first call of a model on an instance fetches its archive (shared by every instance and
+//! every concurrent first call) and loads it through SageMaker's multi-model container API
+//! (`POST /models`); later calls are warm. When loading would take an instance past its memory,
+//! the least recently used models it is not serving are unloaded first (`DELETE /models/{name}`).
+//! With `ModelCacheSetting: Disabled` a model is unloaded after each call.
+
+use crate::forward::{Forwarder, InvokeError};
+use berth_instances::InstanceSlot;
+use berth_instances::{ModelArtifacts, ModelData, ModelDir};
+use berth_metrics::VariantMetrics;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The longest a `TargetModel` may be (SageMaker's limit).
+pub const MAX_TARGET_MODEL_LEN: usize = 1024;
+
+/// Where a multi-model variant's models come from, and how it keeps them.
+pub struct ModelCacheSettings {
+    /// `ModelDataUrl`: an `s3://` or `file://` prefix; a model's archive is this plus its key.
+    pub prefix: String,
+    pub artifacts: ModelArtifacts,
+    /// How long fetching one model's archive may take.
+    pub download_timeout: Duration,
+    /// What one instance may hold loaded, in bytes of model files (its memory).
+    pub memory_bytes: u64,
+    /// `ModelCacheSetting: Enabled` (the default); false unloads a model after each call.
+    pub keep_loaded: bool,
+}
+
+/// The models each instance of one multi-model variant has loaded.
+pub struct ModelCache {
+    settings: ModelCacheSettings,
+    /// By instance (slot serial): its restart count when these were loaded, and its models.
+    instances: Mutex<HashMap<u64, InstanceModels>>,
+    /// Ticks once per use; a model's last tick orders unloading.
+    clock: AtomicU64,
+}
+
+#[derive(Default)]
+struct InstanceModels {
+    restarts: u64,
+    models: HashMap<String, Arc<Resident>>,
+}
+
+/// A model on an instance: loading, loaded, or failed to load.
+struct Resident {
+    /// The name the container knows it by.
+    name: String,
+    state: tokio::sync::OnceCell<Result<Loaded, String>>,
+    last_used: AtomicU64,
+    in_use: AtomicUsize,
+}
+
+struct Loaded {
+    bytes: u64,
+    /// The unpacked archive, kept while any instance has the model loaded.
+    _dir: ModelDir,
+}
+
+/// A model being used for one call; the model cannot be unloaded meanwhile.
+pub struct ModelUse {
+    resident: Arc<Resident>,
+    cache: Arc<ModelCache>,
+    serial: u64,
+    slot: Arc<InstanceSlot>,
+    forwarder: Arc<Forwarder>,
+    metrics: Arc<VariantMetrics>,
+    /// Where the call goes on the container.
+    pub path: String,
+}
+
+impl Drop for ModelUse {
+    fn drop(&mut self) {
+        self.resident.in_use.fetch_sub(1, Ordering::AcqRel);
+        if !self.cache.settings.keep_loaded {
+            let (cache, resident, serial, slot, forwarder, metrics) =
+                (self.cache.clone(), self.resident.clone(), self.serial, self.slot.clone(), self.forwarder.clone(), self.metrics.clone());
+            tokio::spawn(async move {
+                if cache.forget_if_idle(serial, &resident) {
+                    let unloading = Instant::now();
+                    if let Err(e) = unload(&forwarder, &slot, &resident.name).await {
+                        tracing::warn!(instance = %slot.id, model = %resident.name, error = %e, "unloading a model failed");
+                    }
+                    metrics.model_unloading_us.record(micros(unloading.elapsed()));
+                    metrics.set_loaded_models(cache.loaded_count());
+                }
+            });
+        }
+    }
+}
+
+/// The name a container knows a model key by: a digest, so any key becomes a plain name.
+fn container_name(target: &str) -> String {
+    let digest = Sha256::digest(target.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `TargetModel` that stays under its prefix: a relative key without `.`/`..` segments,
+/// of printable characters, at most 1,024 long.
+pub fn check_target_model(target: &str) -> Result<(), String> {
+    if target.is_empty() || target.len() > MAX_TARGET_MODEL_LEN {
+        return Err(format!(
+            "1 validation error detected: Value at 'targetModel' failed to satisfy constraint: Member must have length between 1 and {MAX_TARGET_MODEL_LEN}"
+        ));
+    }
+    if target.starts_with('/') || target.contains('\\') || target.chars().any(char::is_control) {
+        return Err(format!("TargetModel '{target}' must be a key relative to the model's ModelDataUrl."));
+    }
+    if target.split('/').any(|segment| segment == "." || segment == ".." || segment.is_empty()) {
+        return Err(format!("TargetModel '{target}' must not have empty, '.' or '..' segments."));
+    }
+    Ok(())
+}
+
+impl std::fmt::Debug for ModelCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelCache").field("prefix", &self.settings.prefix).field("loaded", &self.loaded_count()).finish()
+    }
+}
+
+impl ModelCache {
+    pub fn new(settings: ModelCacheSettings) -> Arc<Self> {
+        Arc::new(ModelCache { settings, instances: Mutex::new(HashMap::new()), clock: AtomicU64::new(0) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, InstanceModels>> {
+        self.instances.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the instance has `target` loaded (and is the same process that loaded it).
+    pub fn has_loaded(&self, slot: &InstanceSlot, target: &str) -> bool {
+        let instances = self.lock();
+        instances.get(&slot.serial()).is_some_and(|i| {
+            i.restarts == slot.restarts() && i.models.get(target).is_some_and(|r| r.state.get().is_some_and(|s| s.is_ok()))
+        })
+    }
+
+    /// Models loaded on all instances.
+    pub fn loaded_count(&self) -> usize {
+        self.lock().values().map(|i| i.models.values().filter(|r| r.state.get().is_some_and(|s| s.is_ok())).count()).sum()
+    }
+
+    /// Makes `target` ready on the instance and holds it for one call: loads it if needed
+    /// (once, however many calls ask at the same time), unloading the least recently used
+    /// idle models first when it would not fit.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        forwarder: &Arc<Forwarder>,
+        slot: &Arc<InstanceSlot>,
+        variant: &str,
+        target: &str,
+        metrics: &Arc<VariantMetrics>,
+    ) -> Result<ModelUse, InvokeError> {
+        let waited = Instant::now();
+        let serial = slot.serial();
+        let resident = {
+            let mut instances = self.lock();
+            let instance = instances.entry(serial).or_default();
+            if instance.restarts != slot.restarts() {
+                // A new process in the slot: whatever the last one loaded is gone.
+                *instance = InstanceModels { restarts: slot.restarts(), models: HashMap::new() };
+            }
+            let resident = instance
+                .models
+                .entry(target.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Resident {
+                        name: container_name(target),
+                        state: tokio::sync::OnceCell::new(),
+                        last_used: AtomicU64::new(0),
+                        in_use: AtomicUsize::new(0),
+                    })
+                })
+                .clone();
+            resident.in_use.fetch_add(1, Ordering::AcqRel);
+            resident.last_used.store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            resident
+        };
+        let hit = resident.state.initialized();
+        let use_ = ModelUse {
+            path: format!("/models/{}/invoke", resident.name),
+            resident,
+            cache: self.clone(),
+            serial,
+            slot: slot.clone(),
+            forwarder: forwarder.clone(),
+            metrics: metrics.clone(),
+        };
+        let state = use_.resident.state.get_or_init(|| self.load(forwarder, slot, target, &use_.resident, metrics)).await;
+        metrics.record_model_cache(hit && state.is_ok());
+        match state {
+            Ok(_) => {
+                if !hit {
+                    metrics.model_loading_wait_us.record(micros(waited.elapsed()));
+                }
+                Ok(use_)
+            }
+            Err(reason) => {
+                // Failed: the next call tries again.
+                let mut instances = self.lock();
+                if let Some(instance) = instances.get_mut(&serial) {
+                    if instance.models.get(target).is_some_and(|r| Arc::ptr_eq(r, &use_.resident)) {
+                        instance.models.remove(target);
+                    }
+                }
+                Err(InvokeError::ModelLoad { variant: variant.to_string(), message: reason.clone() })
+            }
+        }
+    }
+
+    async fn load(
+        &self,
+        forwarder: &Forwarder,
+        slot: &InstanceSlot,
+        target: &str,
+        resident: &Resident,
+        metrics: &VariantMetrics,
+    ) -> Result<Loaded, String> {
+        let url = join(&self.settings.prefix, target);
+        let fetch = Instant::now();
+        let dir =
+            self.settings.artifacts.prepare(ModelData::Url(&url), self.settings.download_timeout).await.map_err(|e| {
+                format!("Failed to download model data for TargetModel {target} ({url}): {e}. Make sure the archive is there.")
+            })?;
+        metrics.model_downloading_us.record(micros(fetch.elapsed()));
+        let bytes = dir_bytes(dir.path());
+        if bytes > self.settings.memory_bytes {
+            return Err(format!(
+                "TargetModel {target} needs {} MiB, more than an instance's {} MiB.",
+                bytes >> 20,
+                self.settings.memory_bytes >> 20
+            ));
+        }
+        // Unload the least recently used idle models until this one fits.
+        while let Some(victim) = self.victim(slot.serial(), bytes, resident) {
+            let unloading = Instant::now();
+            if let Err(e) = unload(forwarder, slot, &victim).await {
+                tracing::warn!(instance = %slot.id, model = %victim, error = %e, "unloading a model failed");
+            }
+            metrics.model_unloading_us.record(micros(unloading.elapsed()));
+            metrics.set_loaded_models(self.loaded_count());
+        }
+        let loading = Instant::now();
+        let body = serde_json::json!({ "model_name": resident.name, "url": dir.path().display().to_string() }).to_string();
+        let (status, answer) = forwarder.call(slot, "POST", "/models", body.as_bytes()).await?;
+        // 409: the container had it already (loaded before berth's record of it was reset).
+        if !(200..300).contains(&status) && status != 409 {
+            let answer = String::from_utf8_lossy(&answer);
+            return Err(format!("The model container could not load TargetModel {target} ({status}): {answer}"));
+        }
+        metrics.model_loading_us.record(micros(loading.elapsed()));
+        tracing::info!(instance = %slot.id, model = target, name = %resident.name, bytes, "model loaded");
+        // Counted with this one (not yet marked loaded).
+        metrics.set_loaded_models(self.loaded_count() + 1);
+        Ok(Loaded { bytes, _dir: dir })
+    }
+
+    /// The least recently used loaded model of the instance that no call is using, taken out of
+    /// the cache, if `bytes` more would not fit beside what is loaded.
+    fn victim(&self, serial: u64, bytes: u64, loading: &Resident) -> Option<String> {
+        let mut instances = self.lock();
+        let instance = instances.get_mut(&serial)?;
+        let loaded = |r: &Resident| r.state.get().and_then(|s| s.as_ref().ok()).map(|l| l.bytes);
+        let used: u64 = instance.models.values().filter_map(|r| loaded(r)).sum();
+        if used + bytes <= self.settings.memory_bytes {
+            return None;
+        }
+        let (key, _) = instance
+            .models
+            .iter()
+            .filter(|(_, r)| !std::ptr::eq(r.as_ref(), loading) && loaded(r).is_some() && r.in_use.load(Ordering::Acquire) == 0)
+            .min_by_key(|(_, r)| r.last_used.load(Ordering::Relaxed))?;
+        let key = key.clone();
+        instance.models.remove(&key).map(|r| r.name.clone())
+    }
+
+    /// Takes a model out of the cache if no call uses it (ModelCacheSetting Disabled).
+    fn forget_if_idle(&self, serial: u64, resident: &Arc<Resident>) -> bool {
+        let mut instances = self.lock();
+        let Some(instance) = instances.get_mut(&serial) else { return false };
+        let key = instance.models.iter().find(|(_, r)| Arc::ptr_eq(r, resident)).map(|(k, _)| k.clone());
+        match key {
+            Some(k) if resident.in_use.load(Ordering::Acquire) == 0 && resident.state.initialized() => {
+                instance.models.remove(&k);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+async fn unload(forwarder: &Forwarder, slot: &InstanceSlot, name: &str) -> Result<(), String> {
+    let (status, answer) = forwarder.call(slot, "DELETE", &format!("/models/{name}"), b"").await?;
+    match status {
+        200..=299 | 404 => Ok(()),
+        _ => Err(format!("{status}: {}", String::from_utf8_lossy(&answer))),
+    }
+}
+
+/// The archive of `target` under `prefix`.
+fn join(prefix: &str, target: &str) -> String {
+    if prefix.ends_with('/') {
+        format!("{prefix}{target}")
+    } else {
+        format!("{prefix}/{target}")
+    }
+}
+
+/// The bytes of the files under a directory (a model's size as loaded, approximately).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_models_stay_under_their_prefix() {
+        for ok in ["model-a.tar.gz", "tenants/7/model.tar.gz", "a b.tar.gz"] {
+            assert!(check_target_model(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/etc/passwd", "../x.tar.gz", "a/../../x", "a//b", "./a", "a\\b", "a\nb", &"m".repeat(1025)] {
+            assert!(check_target_model(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(join("s3://b/p/", "m.tar.gz"), "s3://b/p/m.tar.gz");
+        assert_eq!(join("file:///models", "m.tar.gz"), "file:///models/m.tar.gz");
+    }
+
+    #[test]
+    fn container_names_are_plain_and_stable() {
+        let name = container_name("tenants/7/model.tar.gz");
+        assert_eq!(name.len(), 32);
+        assert!(name.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(name, container_name("tenants/7/model.tar.gz"));
+        assert_ne!(name, container_name("tenants/8/model.tar.gz"));
+    }
+}
