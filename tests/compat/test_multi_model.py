@@ -13,6 +13,7 @@ import time
 import boto3
 import numpy as np
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from conftest import CREDENTIALS, ROLE, error_code, error_message, http_status, unique, variant, wait_status
@@ -154,6 +155,10 @@ def test_each_target_model_answers_like_its_own_model_and_loads_once(berth, sm, 
     for metric in ["ModelLoadingTime", "ModelDownloadingTime", "ModelLoadingWaitTime"]:
         s = statistics(cw, ep, metric)
         assert s and s["SampleCount"] == 3 and s["Minimum"] > 0, (metric, s)
+    # The dashboard's overview shows the loaded models and the cache hits.
+    overview = requests.get(f"{berth.url}/berth/v1/overview", timeout=10).json()
+    (shown,) = [e for e in overview["endpoints"] if e["name"] == ep]
+    assert shown["variants"][0]["models"] == {"loaded": 3, "cache_hits": 7, "calls": 10}
     names = {m["MetricName"] for m in cw.list_metrics(Namespace="AWS/SageMaker", Dimensions=[{"Name": "EndpointName", "Value": ep}])["Metrics"]}
     assert {"ModelCacheHit", "LoadedModelCount", "ModelLoadingTime", "ModelUnloadingTime"} <= names
 

@@ -104,6 +104,15 @@ fn endpoint_json(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsR
                 let (cpu, memory, disk) = u.averages();
                 json!({ "cpu": cpu, "memory": memory, "disk": disk })
             });
+            // A multi-model variant: models loaded now, and how many calls found theirs loaded.
+            let models =
+                route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name)).and_then(|rv| rv.models.as_ref()).map(|m| {
+                    json!({
+                        "loaded": m.loaded_count(),
+                        "cache_hits": totals.model_cache_hits,
+                        "calls": totals.model_cache_lookups,
+                    })
+                });
             let serverless =
                 route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name)).and_then(|rv| rv.serverless.as_ref()).map(|s| {
                     json!({
@@ -118,6 +127,7 @@ fn endpoint_json(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsR
                 "model": v.model_name,
                 "shadow": v.shadow,
                 "serverless": serverless,
+                "models": models,
                 "instance_type": v.instance_type,
                 "weight": v.current_weight,
                 "desired_weight": v.desired_weight,

@@ -180,6 +180,12 @@
         : "No data capture on this endpoint: turn it on (DataCaptureConfig) and send ground truth to compare the variants' quality.";
   }
 
+  // A multi-model variant: its loaded models and the share of calls that found theirs loaded.
+  function modelsLine(m) {
+    const hits = m.calls > 0 ? ` · ${((m.cache_hits / m.calls) * 100).toFixed(0)}% cache hits` : "";
+    return `${m.loaded} model${m.loaded === 1 ? "" : "s"} loaded${hits}`;
+  }
+
   function renderVariants(card, ep) {
     const rows = ep.variants.map((v, i) => {
       const s = v.series;
@@ -191,7 +197,7 @@
         [el("span", { class: "swatch", style: "background:" + color }), v.name],
         [share, `${(v.traffic_share * 100).toFixed(0)}% (w ${v.weight})`],
         [`${v.healthy_instances}/${v.desired_instances}`],
-        [v.instance_type],
+        [v.instance_type, ...(v.models ? [el("div", { class: "muted models" }, modelsLine(v.models))] : [])],
         [num(recent(s.invocations_per_second, 10), 1)],
         [num(latest(s.model_latency_p50_ms), 2)],
         [num(latest(s.model_latency_p99_ms), 2)],
