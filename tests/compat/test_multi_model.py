@@ -258,9 +258,78 @@ def test_create_model_checks_multi_model_containers(sm, tmp_path):
     refused({"Image": "berth/onnx", "Mode": "MultiModel"}, "needs ModelDataUrl")
     refused({"Image": "berth/onnx", "Mode": "MultiModel", "ModelDataUrl": "s3://b/p/", "MultiModelConfig": {"ModelCacheSetting": "Sometimes"}}, "ModelCacheSetting")
     refused({"Image": "berth/onnx", "ModelDataUrl": "s3://b/p.tar.gz", "MultiModelConfig": {"ModelCacheSetting": "Enabled"}}, "only for a container with Mode MultiModel")
-    refused({"Image": "berth/python", "Mode": "MultiModel", "ModelDataUrl": "s3://b/p/"}, "berth/onnx and exec:")
+    refused({"Image": "berth/python", "Mode": "MultiModel", "ModelDataUrl": "s3://b/p/"}, "Python runtime, which does not serve it yet")
+    refused({"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3", "Mode": "MultiModel", "ModelDataUrl": "s3://b/p/"}, "Python runtime")
     # A file:// prefix is held to the file roots like any model data.
     refused({"Image": "berth/onnx", "Mode": "MultiModel", "ModelDataUrl": "file:///etc/"}, "ModelDataUrl")
     with pytest.raises(ClientError) as e:
         sm.create_endpoint(EndpointName=unique("mme"), EndpointConfigName="x", Tags=[{"Key": "berth:model-memory-mb", "Value": "lots"}])
     assert "berth:model-memory-mb" in error_message(e)
+
+
+def echo_models(tmp_path, keys):
+    """A file:// prefix of archives holding `model.txt` = their key, which the echo container reads."""
+    prefix = tmp_path / unique("prefix")
+    for key in keys:
+        archive = prefix / key
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        archive.write_bytes(tar_gz({"model.txt": key.encode()}))
+    return prefix
+
+
+def echo_endpoint(sm, image, prefix):
+    name = unique("mme-echo")
+    container = {"Image": image, "Mode": "MultiModel", "ModelDataUrl": f"file://{prefix}/"}
+    sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("AllTraffic", name)])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=[{"Key": "berth:model-memory-mb", "Value": "1"}])
+    d = wait_status(sm, name)
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    return name
+
+
+def assert_serves_the_multi_model_api(berth, runtime, ep, keys, paths_prefix):
+    answers = {}
+    for key in keys:
+        r = runtime.invoke_endpoint(EndpointName=ep, TargetModel=key, ContentType="text/plain", Body=b"hello")
+        answers[key] = json.loads(r["Body"].read())
+    for key, a in answers.items():
+        # The container got the model's files through POST /models and its invocation at /models/{name}/invoke.
+        assert (a["model_file"], a["body"]) == (key, "hello"), a
+        assert len(a["model"]) == 32 and all(c in "0123456789abcdef" for c in a["model"]), a
+        assert "SAGEMAKER_MULTI_MODEL" in a["environment"]
+    assert len({a["model"] for a in answers.values()}) == len(keys)
+    assert all(loads_logged(berth, ep, k) == 1 for k in keys)
+
+
+def test_an_exec_server_that_implements_the_multi_model_api(berth, sm, runtime, tmp_path):
+    from conftest import ECHO_IMAGE
+
+    keys = ["a.tar.gz", "nested/b.tar.gz"]
+    ep = echo_endpoint(sm, ECHO_IMAGE, echo_models(tmp_path, keys))
+    assert_serves_the_multi_model_api(berth, runtime, ep, keys, None)
+
+
+def test_a_container_image_that_implements_the_multi_model_api(berth, sm, runtime, tmp_path):
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "containers"))
+    from build_image import build
+
+    try:
+        subprocess.run(["docker", "version"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.fail(f"this test needs a running Docker engine (scripts/test.sh starts dockerd): {e}")
+    image = build("123456789012.dkr.ecr.us-east-1.amazonaws.com/echo-model:mme")
+    keys = ["a.tar.gz", "b.tar.gz"]
+    ep = echo_endpoint(sm, image, echo_models(tmp_path, keys))
+    assert_serves_the_multi_model_api(berth, runtime, ep, keys, "/opt/ml/models")
+    # The container sees only its own loaded models, under /opt/ml/models, each a tree of links.
+    staged = list((berth.data_dir / "staged-models").iterdir())
+    assert len(staged) == 1 and sorted(p.name for p in staged[0].iterdir()) and len(list(staged[0].iterdir())) == 2
+    sm.delete_endpoint(EndpointName=ep)
+    deadline = time.time() + 30
+    while (berth.data_dir / "staged-models").exists() and any((berth.data_dir / "staged-models").iterdir()):
+        assert time.time() < deadline, "staged models were not removed with the container"
+        time.sleep(0.2)

@@ -15,6 +15,10 @@ Behaviour switches, read from the environment (the container definition's `Envir
   ECHO_HOLD_MB         hold this many megabytes of resident memory while serving
   ECHO_HELPER_PIDFILE  start a detached helper (its own session, forked twice, deaf to SIGTERM,
                        as daemons are) and write its pid to this file
+With SAGEMAKER_MULTI_MODEL=true it serves SageMaker's multi-model container API instead of
+`POST /invocations`: `POST /models` ({"model_name", "url"}: reads `model.txt` in the url's
+directory), `GET /models`, `GET`/`DELETE /models/<name>`, and `POST /models/<name>/invoke`,
+answered as an invocation with the model's name and text.
 Request bodies `crash` (exit at once, mid-request), `fail` (answer 500), `grow:<MB>` (take and
 keep that many more megabytes of resident memory), `big:<bytes>` (answer with that many bytes),
 `log:<KB>` (write that many kilobytes to stderr), `stream:<parts>:<ms>` (answer chunked: that many
@@ -31,6 +35,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GROWN = []  # memory taken by `grow:<MB>` requests, kept resident
+LOADED = {}  # multi-model: name -> (url, text of its model.txt)
 
 
 def model_file_text():
@@ -63,17 +68,57 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
-        if self.path != "/ping":
+        if self.path == "/models":
+            self.answer(200, json.dumps({"models": [{"modelName": n, "modelUrl": u} for n, (u, _) in sorted(LOADED.items())]}))
+        elif self.path.startswith("/models/"):
+            name = self.path[len("/models/"):]
+            if name in LOADED:
+                self.answer(200, json.dumps({"modelName": name, "modelUrl": LOADED[name][0]}))
+            else:
+                self.answer(404, json.dumps({"message": f"Model {name} is not loaded"}))
+        elif self.path != "/ping":
             self.answer(404, '{"error": "not found"}')
         elif os.environ.get("ECHO_PING_FAIL"):
             self.answer(500, '{"status": "unhealthy"}')
         else:
             self.answer(200, "")
 
+    def do_DELETE(self):
+        name = self.path[len("/models/"):] if self.path.startswith("/models/") else None
+        if name in LOADED:
+            del LOADED[name]
+            self.answer(200, json.dumps({"message": f"Model {name} unloaded"}))
+        else:
+            self.answer(404, json.dumps({"message": f"Model {name} is not loaded"}))
+
+    def load_model(self, body):
+        req = json.loads(body)
+        name, url = req["model_name"], req["url"]
+        if name in LOADED:
+            self.answer(409, json.dumps({"message": f"Model {name} is already loaded"}))
+            return
+        try:
+            with open(os.path.join(url, "model.txt"), encoding="utf-8") as f:
+                LOADED[name] = (url, f.read().strip())
+        except OSError as e:
+            self.answer(400, json.dumps({"message": f"cannot load {url}: {e}"}))
+            return
+        self.answer(200, json.dumps({"message": f"Model {name} loaded"}))
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
-        if self.path != "/invocations":
+        multi = os.environ.get("SAGEMAKER_MULTI_MODEL") == "true"
+        if multi and self.path == "/models":
+            self.load_model(body)
+            return
+        model = None
+        if multi and self.path.startswith("/models/") and self.path.endswith("/invoke"):
+            model = self.path[len("/models/"):-len("/invoke")]
+            if model not in LOADED:
+                self.answer(404, json.dumps({"message": f"Model {model} is not loaded"}))
+                return
+        elif self.path != "/invocations" or multi:
             self.answer(404, '{"error": "not found"}')
             return
         if body == b"crash":
@@ -106,7 +151,8 @@ class Handler(BaseHTTPRequestHandler):
             "name": os.environ.get("ECHO_NAME"),
             "pid": os.getpid(),
             "model_dir": os.environ.get("SM_MODEL_DIR"),
-            "model_file": model_file_text(),
+            "model_file": LOADED[model][1] if model else model_file_text(),
+            "model": model,
             "content_type": self.headers.get("Content-Type"),
             "accept": self.headers.get("Accept"),
             "custom_attributes": self.headers.get("X-Amzn-SageMaker-Custom-Attributes"),

@@ -105,14 +105,13 @@ fn endpoint_json(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsR
                 json!({ "cpu": cpu, "memory": memory, "disk": disk })
             });
             // A multi-model variant: models loaded now, and how many calls found theirs loaded.
-            let models =
-                route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name)).and_then(|rv| rv.models.as_ref()).map(|m| {
-                    json!({
-                        "loaded": m.loaded_count(),
-                        "cache_hits": totals.model_cache_hits,
-                        "calls": totals.model_cache_lookups,
-                    })
-                });
+            let models = route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name)).and_then(|rv| rv.models.as_ref()).map(|m| {
+                json!({
+                    "loaded": m.loaded_count(),
+                    "cache_hits": totals.model_cache_hits,
+                    "calls": totals.model_cache_lookups,
+                })
+            });
             let serverless =
                 route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name)).and_then(|rv| rv.serverless.as_ref()).map(|s| {
                     json!({

@@ -3,7 +3,7 @@
 
 use crate::Controller;
 use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, NameKey, VariantState};
-use berth_instances::{framework_of, host_memory_bytes, Instance, InstanceSpec, ModelData};
+use berth_instances::{framework_of, host_memory_bytes, staged_models_dir, Instance, InstanceSpec, ModelData};
 use berth_router::{
     CaptureSettings, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, ServerlessState, ShadowRoute, VariantRoute,
 };
@@ -248,8 +248,9 @@ impl Controller {
         let mut set = JoinSet::new();
         for _ in 0..count {
             let suffix = format!("{:06x}", fastrand::u32(..0x100_0000));
+            let id = format!("{endpoint}/{variant}/{suffix}");
             let spec = InstanceSpec {
-                id: format!("{endpoint}/{variant}/{suffix}"),
+                id: id.clone(),
                 endpoint: endpoint.to_string(),
                 variant: variant.to_string(),
                 image: image.clone(),
@@ -262,6 +263,7 @@ impl Controller {
                 cpus: Some(threads),
                 network_isolation: v.network_isolation,
                 observer: Some(self.instance_observer(endpoint, variant)),
+                staged_models: self.stages_models(container).then(|| staged_models_dir(&self.settings.data_dir, &id)),
             };
             let backend = self.backend.clone();
             let setup = self.routing.metrics().variant(endpoint, variant);
@@ -348,7 +350,14 @@ impl Controller {
             download_timeout,
             memory_bytes: memory_mib * 1024 * 1024,
             keep_loaded: !v.container.model_cache_disabled,
+            staging: self.stages_models(&v.container).then(|| self.settings.data_dir.clone()),
         }))
+    }
+
+    /// Whether a multi-model container sees its models through a staged directory (a container
+    /// image: its files are not the host's) rather than at their paths on the host.
+    fn stages_models(&self, container: &ContainerSpec) -> bool {
+        container.is_multi_model() && matches!(Image::parse(&container.image), Ok(Image::Container(_)))
     }
 }
 

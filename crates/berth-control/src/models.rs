@@ -152,11 +152,16 @@ impl Controller {
             self.artifacts.check_url(url).map_err(|e| ControlError::Validation(format!("SAGEMAKER_SUBMIT_DIRECTORY: {e}")))?;
         }
         if c.is_multi_model() {
-            // Images whose server berth starts on the host, where it can hand them a model's
-            // files by path: the built-in ONNX server and exec: programs.
-            if !matches!(image, Image::Builtin(BuiltinImage::Onnx) | Image::Exec(_)) {
+            // Servers that implement SageMaker's multi-model container API: the built-in ONNX
+            // server, exec: programs and container images (not the Python runtime yet).
+            let serves = match &image {
+                Image::Builtin(BuiltinImage::Onnx) | Image::Exec(_) => true,
+                Image::Container(_) => framework_of(&image).is_none(),
+                _ => false,
+            };
+            if !serves {
                 return Err(ControlError::Validation(format!(
-                    "Mode MultiModel is served for berth/onnx and exec: images in this version of berth; {} is not one.",
+                    "Mode MultiModel is served for berth/onnx, exec: and container images that implement SageMaker's multi-model container API in this version of berth; {} runs through berth's Python runtime, which does not serve it yet.",
                     c.image
                 )));
             }

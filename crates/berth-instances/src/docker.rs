@@ -86,6 +86,8 @@ pub struct DockerBackend {
     pull_missing: bool,
     settings: SupervisorSettings,
     budget: InstanceBudget,
+    /// berth's data directory (where multi-model containers' staged models are).
+    data_dir: std::path::PathBuf,
 }
 
 impl DockerBackend {
@@ -100,7 +102,7 @@ impl DockerBackend {
         budget: InstanceBudget,
     ) -> Self {
         let server = format!("{:016x}", crate::stable_hash(&data_dir.display().to_string()));
-        DockerBackend { engine, client: Mutex::new(None), server, pull_missing, settings, budget }
+        DockerBackend { engine, client: Mutex::new(None), server, pull_missing, settings, budget, data_dir: data_dir.to_path_buf() }
     }
 
     /// The engine's client, connecting (and negotiating the API version) on first use.
@@ -146,6 +148,8 @@ impl DockerBackend {
                 removed += 1;
             }
         }
+        // Their staged models go with them.
+        let _ = tokio::fs::remove_dir_all(crate::staged_models_dir(&self.data_dir, "")).await;
         removed
     }
 
@@ -204,8 +208,13 @@ impl DockerBackend {
             (LABEL_INSTANCE.to_string(), spec.id.clone()),
         ]);
         let memory = spec.memory_limit_bytes.and_then(|b| i64::try_from(b).ok());
+        let mut binds = vec![format!("{}:{MODEL_MOUNT}:ro", spec.model_dir.path().display())];
+        if let Some(staged) = &spec.staged_models {
+            crate::private_dir(staged).map_err(|e| format!("cannot make {}: {e}", staged.display()))?;
+            binds.push(format!("{}:{}:ro", staged.display(), crate::STAGED_MODELS_MOUNT));
+        }
         let host_config = HostConfig {
-            binds: Some(vec![format!("{}:{MODEL_MOUNT}:ro", spec.model_dir.path().display())]),
+            binds: Some(binds),
             memory,
             // No swap past the memory limit: going past it is an OOM kill, as on SageMaker.
             memory_swap: memory,
@@ -366,6 +375,9 @@ impl Runner for ContainerRunner {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         if let Err(e) = self.docker.remove_container(&self.container, Some(options)).await {
             tracing::warn!(instance = %self.spec.id, container = %self.container, error = %e, "cannot remove the instance's container");
+        }
+        if let Some(staged) = &self.spec.staged_models {
+            let _ = tokio::fs::remove_dir_all(staged).await;
         }
     }
 }

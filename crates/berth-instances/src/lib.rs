@@ -93,6 +93,18 @@ pub struct InstanceSpec {
     pub network_isolation: bool,
     /// Told what happens to the instance over its life (the controller records events).
     pub observer: Option<InstanceObserver>,
+    /// A multi-model container's directory of loaded models (see [`staged_models_dir`]),
+    /// mounted read-only at [`STAGED_MODELS_MOUNT`]; made at start, removed with the container.
+    pub staged_models: Option<PathBuf>,
+}
+
+/// Where a multi-model container sees the models berth loads into it.
+pub const STAGED_MODELS_MOUNT: &str = "/opt/ml/models";
+
+/// The host directory of one multi-model container's loaded models: each a tree of hard links
+/// to its unpacked archive, so the container sees only its own models.
+pub fn staged_models_dir(data_dir: &std::path::Path, instance_id: &str) -> PathBuf {
+    data_dir.join("staged-models").join(instance_id.replace('/', "-"))
 }
 
 /// Something that happened to a running instance.

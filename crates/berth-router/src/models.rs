@@ -7,12 +7,11 @@
 //! With `ModelCacheSetting: Disabled` a model is unloaded after each call.
 
 use crate::forward::{Forwarder, InvokeError};
-use berth_instances::InstanceSlot;
-use berth_instances::{ModelArtifacts, ModelData, ModelDir};
+use berth_instances::{staged_models_dir, InstanceSlot, ModelArtifacts, ModelData, ModelDir, STAGED_MODELS_MOUNT};
 use berth_metrics::VariantMetrics;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +30,10 @@ pub struct ModelCacheSettings {
     pub memory_bytes: u64,
     /// `ModelCacheSetting: Enabled` (the default); false unloads a model after each call.
     pub keep_loaded: bool,
+    /// For container images: berth's data directory, under which each instance's loaded models
+    /// are staged as hard-link trees ([`staged_models_dir`]) that its container sees at
+    /// [`STAGED_MODELS_MOUNT`]. None: the server reads a model's files at their host path.
+    pub staging: Option<PathBuf>,
 }
 
 /// The models each instance of one multi-model variant has loaded.
@@ -84,7 +87,7 @@ impl Drop for ModelUse {
             tokio::spawn(async move {
                 if cache.forget_if_idle(serial, &resident) {
                     let unloading = Instant::now();
-                    if let Err(e) = unload(&forwarder, &slot, &resident.name).await {
+                    if let Err(e) = unload(&forwarder, &slot, &resident.name, cache.settings.staging.as_deref()).await {
                         tracing::warn!(instance = %slot.id, model = %resident.name, error = %e, "unloading a model failed");
                     }
                     metrics.model_unloading_us.record(micros(unloading.elapsed()));
@@ -240,14 +243,27 @@ impl ModelCache {
         // Unload the least recently used idle models until this one fits.
         while let Some(victim) = self.victim(slot.serial(), bytes, resident) {
             let unloading = Instant::now();
-            if let Err(e) = unload(forwarder, slot, &victim).await {
+            if let Err(e) = unload(forwarder, slot, &victim, self.settings.staging.as_deref()).await {
                 tracing::warn!(instance = %slot.id, model = %victim, error = %e, "unloading a model failed");
             }
             metrics.model_unloading_us.record(micros(unloading.elapsed()));
             metrics.set_loaded_models(self.loaded_count());
         }
         let loading = Instant::now();
-        let body = serde_json::json!({ "model_name": resident.name, "url": dir.path().display().to_string() }).to_string();
+        let url = match &self.settings.staging {
+            None => dir.path().display().to_string(),
+            Some(data_dir) => {
+                let staged = staged_models_dir(data_dir, &slot.id).join(&resident.name);
+                let source = dir.path().to_path_buf();
+                tokio::task::spawn_blocking(move || link_tree(&source, &staged))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map_err(|e| format!("Could not stage TargetModel {target} for its container: {e}"))?;
+                format!("{STAGED_MODELS_MOUNT}/{}", resident.name)
+            }
+        };
+        let body = serde_json::json!({ "model_name": resident.name, "url": url }).to_string();
         let (status, answer) = forwarder.call(slot, "POST", "/models", body.as_bytes()).await?;
         // 409: the container had it already (loaded before berth's record of it was reset).
         if !(200..300).contains(&status) && status != 409 {
@@ -295,12 +311,36 @@ impl ModelCache {
     }
 }
 
-async fn unload(forwarder: &Forwarder, slot: &InstanceSlot, name: &str) -> Result<(), String> {
+/// Unloads a model from the instance's container, then removes its staged files (if any).
+async fn unload(forwarder: &Forwarder, slot: &InstanceSlot, name: &str, staging: Option<&Path>) -> Result<(), String> {
     let (status, answer) = forwarder.call(slot, "DELETE", &format!("/models/{name}"), b"").await?;
+    if let Some(data_dir) = staging {
+        let _ = tokio::fs::remove_dir_all(staged_models_dir(data_dir, &slot.id).join(name)).await;
+    }
     match status {
         200..=299 | 404 => Ok(()),
         _ => Err(format!("{status}: {}", String::from_utf8_lossy(&answer))),
     }
+}
+
+/// Makes `to` a tree of hard links to the files under `from` (copies where a link cannot be
+/// made, as across file systems); links under `from` are not followed.
+fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    berth_instances::private_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            link_tree(&source, &target)?;
+        } else if kind.is_file() && std::fs::hard_link(&source, &target).is_err() {
+            std::fs::copy(&source, &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// The archive of `target` under `prefix`.
