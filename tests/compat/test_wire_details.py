@@ -73,7 +73,6 @@ def test_every_answer_carries_its_request_id_and_the_log_names_it(own_berth):
 def test_runtime_members_berth_lacks_are_refused_by_name_not_ignored(sm, runtime):
     name = deploy(sm, ["A"])
     members = {
-        "TargetContainerHostname": "first",
         "InferenceComponentName": "ic",
         "SessionId": "NEW_SESSION",
         "EnableExplanations": "`true`",

@@ -9,7 +9,7 @@ use crate::error::EdgeError;
 use crate::wire::{self, ContainerDefinition, ListInput};
 use crate::{unknown_operation, Edge};
 use berth_control::{CreateEndpoint, CreateModel, DesiredWeightAndCapacity, ListQuery, SortKey, UpdateEndpoint, VariantProperty};
-use berth_domain::{ContainerSpec, EndpointStatus, Model, S3DataSource, Timestamp};
+use berth_domain::{ContainerSpec, EndpointStatus, ExecutionMode, Model, S3DataSource, Timestamp};
 use serde_json::{json, Value};
 
 /// A SageMaker control-plane operation (`X-Amz-Target: SageMaker.<op>`).
@@ -286,8 +286,15 @@ pub(crate) fn create_model(input: wire::CreateModelInput) -> Result<CreateModel,
         (None, Some(list)) => (false, list.into_iter().map(container_spec).collect::<Result<_, _>>()?),
         (None, None) => (true, Vec::new()),
     };
+    let inference_execution = match input.inference_execution_config.as_ref().map(|c| c.mode.as_str()) {
+        None => None,
+        Some("Serial") => Some(ExecutionMode::Serial),
+        Some("Direct") => Some(ExecutionMode::Direct),
+        Some(other) => return Err(enum_error("InferenceExecutionConfig.Mode", other, &["Serial", "Direct"])),
+    };
     Ok(CreateModel {
         name: input.model_name,
+        inference_execution,
         primary_container: primary,
         containers,
         execution_role_arn: input.execution_role_arn,
@@ -311,6 +318,7 @@ fn describe_model(m: &Model) -> Value {
             .vpc_config
             .as_ref()
             .map(|v| wire::VpcConfig { security_group_ids: v.security_group_ids.clone(), subnets: v.subnets.clone() }),
+        inference_execution_config: m.inference_execution.map(|mode| wire::InferenceExecutionConfig { mode: mode.as_str().into() }),
     };
     serde_json::to_value(out).expect("wire shapes serialize")
 }

@@ -151,10 +151,11 @@ impl EdgeError {
                 "ServiceUnavailable",
                 format!("Could not reach an instance of variant {variant} of endpoint {endpoint} ({message}); the request did not reach a container. Retry shortly."),
             ),
-            InvokeError::ModelError { variant, status, body } => {
+            InvokeError::ModelError { variant, status, body, container } => {
                 let kind = if status < 500 { "client" } else { "server" };
+                let from = container.as_deref().unwrap_or("primary");
                 let mut e = model_error(format!(
-                    "Received {kind} error ({status}) from primary with message \"{body}\". See {log_hint}/{variant}/ for the instance logs."
+                    "Received {kind} error ({status}) from {from} with message \"{body}\". See {log_hint}/{variant}/ for the instance logs."
                 ));
                 e.model = Some(ModelAnswer { status, body });
                 e
@@ -176,7 +177,7 @@ impl EdgeError {
             InvokeError::ColdStartFailed { variant, reason } => not_ready(format!(
                 "Serverless variant {variant} of endpoint {endpoint} could not start an instance for this request: {reason}"
             )),
-            InvokeError::TargetModel(message) => Self::runtime_validation(message),
+            InvokeError::Target(message) => Self::runtime_validation(message),
             InvokeError::ModelLoad { variant, message } => {
                 Self::runtime_validation(format!("{message} (variant {variant} of endpoint {endpoint})"))
             }

@@ -73,6 +73,7 @@ pub(crate) struct RuntimeHeaders<'h> {
     custom_attributes: Option<&'h HeaderValue>,
     inference_id: Option<&'h HeaderValue>,
     target_model: Option<&'h HeaderValue>,
+    target_container: Option<&'h HeaderValue>,
     /// The first runtime member berth does not implement that the request sets.
     unsupported: Option<&'static str>,
 }
@@ -90,6 +91,7 @@ impl<'h> RuntimeHeaders<'h> {
                     Some("custom-attributes") => &mut seen.custom_attributes,
                     Some("inference-id") => &mut seen.inference_id,
                     Some("target-model") => &mut seen.target_model,
+                    Some("target-container-hostname") => &mut seen.target_container,
                     Some(member) => {
                         seen.unsupported = seen.unsupported.or_else(|| unsupported(member));
                         continue;
@@ -127,6 +129,15 @@ impl<'h> RuntimeHeaders<'h> {
             }
             Some(Err(_)) => return Err(EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Model is not valid text.")),
         };
+        let target_container = match bounded(self.target_container, "targetContainerHostname", 63)?.map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(v)) if is_hostname(v) => Some(v.to_string()),
+            Some(_) => {
+                return Err(EdgeError::runtime_validation(
+                    "1 validation error detected: Value at 'targetContainerHostname' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*",
+                ))
+            }
+        };
         Ok(InvokeRequest {
             body,
             content_type: self.content_type.cloned(),
@@ -135,6 +146,7 @@ impl<'h> RuntimeHeaders<'h> {
             inference_id: inference_id.cloned(),
             target_variant,
             target_model,
+            target_container,
             timeout: None,
         })
     }
@@ -149,13 +161,21 @@ pub(crate) fn unsupported_member(headers: &HeaderMap) -> Option<&'static str> {
 /// The member a runtime header names (after `x-amzn-sagemaker-`), if berth does not implement it.
 fn unsupported(member: &str) -> Option<&'static str> {
     match member {
-        "target-container-hostname" => Some("TargetContainerHostname"),
         "inference-component" => Some("InferenceComponentName"),
         "session-id" => Some("SessionId"),
         "enable-explanations" => Some("EnableExplanations"),
         "prefix-aware-id" => Some("PrefixAwareId"),
         _ => None,
     }
+}
+
+/// SageMaker's pattern of a container hostname: `^[a-zA-Z0-9](-*[a-zA-Z0-9])*`.
+fn is_hostname(v: &str) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
 }
 
 /// A header's value, refused when longer than SageMaker allows for its member.
@@ -206,9 +226,15 @@ mod tests {
     #[test]
     fn members_berth_lacks_and_overlong_values_are_refused() {
         let mut headers = HeaderMap::new();
-        headers.insert("x-amzn-sagemaker-target-container-hostname", HeaderValue::from_static("c1"));
+        headers.insert("x-amzn-sagemaker-session-id", HeaderValue::from_static("NEW_SESSION"));
         let refused = RuntimeHeaders::read(&headers, &ACCEPT).request(Bytes::new()).unwrap_err();
-        assert!(refused.message.contains("TargetContainerHostname"), "{}", refused.message);
+        assert!(refused.message.contains("SessionId"), "{}", refused.message);
+        for bad in ["-c1", "c1-", "c_1", "c.1"] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-amzn-sagemaker-target-container-hostname", HeaderValue::from_static(bad));
+            let refused = RuntimeHeaders::read(&headers, &ACCEPT).request(Bytes::new()).unwrap_err();
+            assert!(refused.message.contains("targetContainerHostname"), "{bad}: {}", refused.message);
+        }
         let mut headers = HeaderMap::new();
         headers.insert("x-amzn-sagemaker-target-model", HeaderValue::from_static("../m.tar.gz"));
         let refused = RuntimeHeaders::read(&headers, &ACCEPT).request(Bytes::new()).unwrap_err();

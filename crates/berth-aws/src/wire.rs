@@ -66,6 +66,14 @@ pub struct CreateModelInput {
     pub tags: Option<Vec<Tag>>,
     pub enable_network_isolation: Option<bool>,
     pub vpc_config: Option<VpcConfig>,
+    pub inference_execution_config: Option<InferenceExecutionConfig>,
+}
+
+/// `InferenceExecutionConfig` of a multi-container model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InferenceExecutionConfig {
+    pub mode: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +98,8 @@ pub struct DescribeModelOutput {
     pub enable_network_isolation: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_config: Option<VpcConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference_execution_config: Option<InferenceExecutionConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

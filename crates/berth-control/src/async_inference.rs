@@ -295,6 +295,7 @@ impl Controller {
                         inference_id: http::HeaderValue::from_str(&q.id).ok(),
                         target_variant: None,
                         target_model: None,
+                        target_container: None,
                         timeout: Some(Duration::from_secs(u64::from(q.timeout_secs))),
                     };
                     router.invoke(&q.endpoint, req).await.map(|answer| answer.body).map_err(|e| match e {

@@ -5,7 +5,7 @@ use crate::Controller;
 use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, NameKey, VariantState};
 use berth_instances::{framework_of, host_memory_bytes, staged_models_dir, Instance, InstanceSpec, ModelData};
 use berth_router::{
-    CaptureSettings, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, ServerlessState, ShadowRoute, VariantRoute,
+    CaptureSettings, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, Pipeline, ServerlessState, ShadowRoute, VariantRoute,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -182,6 +182,10 @@ fn variant_routes(states: &[VariantState], fleet: Option<&FleetMap>) -> Vec<Vari
             metrics: Default::default(),
             serverless: v.serverless.map(|s| Arc::new(ServerlessState::new(s.max_concurrency))),
             models: fleet.and_then(|f| f.get(&v.name)).and_then(|vf| vf.models.clone()),
+            pipeline: v
+                .multi_container
+                .as_ref()
+                .map(|m| Arc::new(Pipeline { mode: m.mode, hostnames: (0..m.containers.len()).map(|i| m.hostname(i)).collect() })),
         })
         .collect()
 }
@@ -207,22 +211,68 @@ impl Controller {
     }
 
     async fn start_instances_now(self: &Arc<Self>, endpoint: &str, v: &VariantState) -> Result<Vec<Instance>, String> {
-        let (variant, container, count) = (&v.name, &v.container, v.desired_instance_count);
+        let variant = &v.name;
         let fail = |reason: String| format!("Failed to start variant {variant}: {reason}");
-        let image = Image::parse(&container.image).map_err(|e| fail(e.to_string()))?;
+        // A multi-container model runs each of its containers on every instance: one process
+        // (or container) per container and instance, told apart by the slot's container index.
+        let containers: Vec<(usize, &ContainerSpec, Option<String>)> = match &v.multi_container {
+            Some(m) => m.containers.iter().enumerate().map(|(i, c)| (i, c, Some(m.hostname(i)))).collect(),
+            None => vec![(0, &v.container, None)],
+        };
+        let mut set = JoinSet::new();
+        for (index, container, hostname) in containers {
+            let fail = |reason: String| match &hostname {
+                Some(h) => fail(format!("container {h}: {reason}")),
+                None => fail(reason),
+            };
+            self.spawn_instances(&mut set, endpoint, v, index, container).await.map_err(fail)?;
+        }
+        let mut started = Vec::new();
+        let mut first_error = None;
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(instance)) => started.push(instance),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e.to_string());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(format!("instance start task failed: {e}"));
+                }
+            }
+        }
+        match first_error {
+            None => Ok(started),
+            Some(reason) => {
+                stop_all(started).await;
+                Err(fail(reason))
+            }
+        }
+    }
+
+    /// Spawns the starts of `v`'s instances of one of its model's containers into `set`, once
+    /// the container's model data is ready.
+    async fn spawn_instances(
+        self: &Arc<Self>,
+        set: &mut JoinSet<Result<Instance, berth_instances::InstanceError>>,
+        endpoint: &str,
+        v: &VariantState,
+        container_index: usize,
+        container: &ContainerSpec,
+    ) -> Result<(), String> {
+        let (variant, count) = (&v.name, v.desired_instance_count);
+        let image = Image::parse(&container.image).map_err(|e| e.to_string())?;
         let download_timeout =
             v.model_data_download_timeout_secs.map(|s| Duration::from_secs(u64::from(s))).unwrap_or(self.settings.default_startup_timeout);
         // A multi-model instance starts with no model; its models are loaded as they are called.
         let data = if container.is_multi_model() { ModelData::None } else { model_data(container) };
-        let model_dir =
-            self.artifacts.prepare(data, download_timeout).await.map_err(|e| fail(format!("could not prepare model data: {e}")))?;
+        let model_dir = self.artifacts.prepare(data, download_timeout).await.map_err(|e| format!("could not prepare model data: {e}"))?;
         // A framework model's handler source (`sagemaker.*Model(source_dir=...)` uploads it).
         let code_dir = match crate::models::submit_directory(container).filter(|_| framework_of(&image).is_some()) {
             Some(url) => Some(
                 self.artifacts
                     .prepare(ModelData::Url(url), download_timeout)
                     .await
-                    .map_err(|e| fail(format!("could not prepare the source directory {url} (SAGEMAKER_SUBMIT_DIRECTORY): {e}")))?,
+                    .map_err(|e| format!("could not prepare the source directory {url} (SAGEMAKER_SUBMIT_DIRECTORY): {e}"))?,
             ),
             None => None,
         };
@@ -245,9 +295,11 @@ impl Controller {
         environment.insert("SAGEMAKER_MULTI_MODEL".into(), container.is_multi_model().to_string());
         // More than the machine has is the machine (the limit then only catches runaways).
         let memory_limit = (memory_mib(v) * 1024 * 1024).min(host_memory_bytes().unwrap_or(u64::MAX));
-        let mut set = JoinSet::new();
         for _ in 0..count {
-            let suffix = format!("{:06x}", fastrand::u32(..0x100_0000));
+            let mut suffix = format!("{:06x}", fastrand::u32(..0x100_0000));
+            if v.multi_container.is_some() {
+                suffix += &format!("-c{}", container_index + 1);
+            }
             let id = format!("{endpoint}/{variant}/{suffix}");
             let spec = InstanceSpec {
                 id: id.clone(),
@@ -264,6 +316,7 @@ impl Controller {
                 network_isolation: v.network_isolation,
                 observer: Some(self.instance_observer(endpoint, variant)),
                 staged_models: self.stages_models(container).then(|| staged_models_dir(&self.settings.data_dir, &id)),
+                container_index,
             };
             let backend = self.backend.clone();
             let setup = self.routing.metrics().variant(endpoint, variant);
@@ -277,26 +330,7 @@ impl Controller {
                 started
             });
         }
-        let mut started = Vec::new();
-        let mut first_error = None;
-        while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok(Ok(instance)) => started.push(instance),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e.to_string());
-                }
-                Err(e) => {
-                    first_error.get_or_insert(format!("instance start task failed: {e}"));
-                }
-            }
-        }
-        match first_error {
-            None => Ok(started),
-            Some(reason) => {
-                stop_all(started).await;
-                Err(fail(reason))
-            }
-        }
+        Ok(())
     }
 
     /// Writes `endpoint` and publishes its route, if it still exists in the same epoch.

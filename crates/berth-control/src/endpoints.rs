@@ -336,6 +336,7 @@ impl Controller {
                 network_isolation: model.enable_network_isolation == Some(true),
                 shadow: spec.shadow,
                 serverless: spec.serverless,
+                multi_container: model.multi_container(),
             });
         }
         Ok(states)

@@ -1,7 +1,9 @@
 use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{validate_environment, validate_name, BuiltinImage, ContainerSpec, Image, Model, ResourceKind, Timestamp, VpcConfig};
+use berth_domain::{
+    validate_environment, validate_name, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, ResourceKind, Timestamp, VpcConfig,
+};
 use berth_instances::framework_of;
 use berth_instances::RootError;
 use berth_store::{StateStore, StoreError, Tag};
@@ -16,7 +18,32 @@ pub struct CreateModel {
     pub execution_role_arn: Option<String>,
     pub enable_network_isolation: Option<bool>,
     pub vpc_config: Option<VpcConfig>,
+    /// `InferenceExecutionConfig.Mode`.
+    pub inference_execution: Option<ExecutionMode>,
     pub tags: Vec<Tag>,
+}
+
+/// The most containers a model may have (SageMaker's limit).
+const MAX_CONTAINERS: usize = 15;
+
+/// SageMaker's rules for a model of several containers: hostnames on all of them or on none,
+/// each different; no multi-model container among them.
+fn check_multi_container(containers: &[ContainerSpec]) -> Result<(), ControlError> {
+    if containers.len() < 2 {
+        return Ok(());
+    }
+    let named = containers.iter().filter(|c| c.hostname.is_some()).count();
+    if named != 0 && named != containers.len() {
+        return Err(ControlError::Validation("ContainerHostname must be set on every container of the model or on none of them.".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = containers.iter().filter_map(|c| c.hostname.as_deref()).find(|h| !seen.insert(h.to_ascii_lowercase())) {
+        return Err(ControlError::Validation(format!("ContainerHostname {dup} is used by more than one container of the model.")));
+    }
+    if containers.iter().any(ContainerSpec::is_multi_model) {
+        return Err(ControlError::Validation("A model with several containers cannot have a container with Mode MultiModel.".into()));
+    }
+    Ok(())
 }
 
 impl Controller {
@@ -25,16 +52,17 @@ impl Controller {
         validate_tags(&req.tags)?;
         match req.containers.len() {
             0 => return Err(ControlError::Validation("Either PrimaryContainer or Containers must be specified.".into())),
-            1 => {}
-            n => {
+            n if n > MAX_CONTAINERS => {
                 return Err(ControlError::Validation(format!(
-                    "Containers has {n} containers; berth serves models with one container (multi-container models are not supported yet)."
+                    "1 validation error detected: Value at 'containers' failed to satisfy constraint: Member must have length less than or equal to {MAX_CONTAINERS}"
                 )))
             }
+            _ => {}
         }
         for c in &req.containers {
             self.check_container(c)?;
         }
+        check_multi_container(&req.containers)?;
         let arn = self.account().arn(ResourceKind::Model, &req.name);
         let limit = self.settings.limits.max_models;
         let model = Model {
@@ -46,6 +74,7 @@ impl Controller {
             execution_role_arn: req.execution_role_arn,
             enable_network_isolation: req.enable_network_isolation,
             vpc_config: req.vpc_config,
+            inference_execution: req.inference_execution,
         };
         let (stored, tags) = (model.clone(), req.tags);
         self.insert_within_limit(

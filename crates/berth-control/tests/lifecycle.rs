@@ -58,6 +58,7 @@ impl Server {
             execution_role_arn: None,
             enable_network_isolation: None,
             vpc_config: None,
+            inference_execution: None,
             tags: vec![],
         };
         self.controller.create_model(req).await.unwrap();

@@ -208,6 +208,9 @@ pub struct VariantState {
     /// A serverless variant (see [`crate::VariantSpec::serverless`]).
     #[serde(default)]
     pub serverless: Option<ServerlessConfig>,
+    /// A multi-container model's containers (`container` is the first), fixed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_container: Option<crate::MultiContainer>,
 }
 
 #[cfg(test)]

@@ -38,7 +38,10 @@ pub use event::{Event, EventKind, NewEvent};
 pub use experiment::{ExperimentStatus, ExperimentVariant, InferenceExperiment, VariantAction, DEFAULT_EXPERIMENT_SECS};
 pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
 pub use json_path::JsonPath;
-pub use model::{environment_name_refused, validate_environment, BuiltinImage, ContainerSpec, Image, Model, S3DataSource, VpcConfig};
+pub use model::{
+    environment_name_refused, validate_environment, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, MultiContainer, S3DataSource,
+    VpcConfig,
+};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
 pub use time::Timestamp;
 pub use transform::{BatchStrategy, TransformJob, TransformJobStatus};

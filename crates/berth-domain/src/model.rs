@@ -18,6 +18,43 @@ pub struct Model {
     /// Kept and shown as given: berth's instances run on the machine's own network.
     #[serde(default)]
     pub vpc_config: Option<VpcConfig>,
+    /// `InferenceExecutionConfig.Mode` of a model with several containers (Serial when unset).
+    #[serde(default)]
+    pub inference_execution: Option<ExecutionMode>,
+}
+
+/// How a model's containers are invoked (`InferenceExecutionConfig.Mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecutionMode {
+    /// An inference pipeline: each container's answer is the next one's request.
+    Serial,
+    /// One container per call, named by `TargetContainerHostname`.
+    Direct,
+}
+
+impl ExecutionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionMode::Serial => "Serial",
+            ExecutionMode::Direct => "Direct",
+        }
+    }
+}
+
+/// The containers of a multi-container model as a variant runs them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultiContainer {
+    pub mode: ExecutionMode,
+    /// Every container in order; the first is the variant's `container`.
+    pub containers: Vec<ContainerSpec>,
+}
+
+impl MultiContainer {
+    /// The hostname a container answers to: its `ContainerHostname`, else `container-<n>`
+    /// (counting from 1), as the containers of an inference pipeline are named.
+    pub fn hostname(&self, index: usize) -> String {
+        self.containers.get(index).and_then(|c| c.hostname.clone()).unwrap_or_else(|| format!("container-{}", index + 1))
+    }
 }
 
 /// A model's `VpcConfig`.
@@ -56,6 +93,14 @@ impl Model {
     /// container of a list is the one that answers.
     pub fn serving_container(&self) -> &ContainerSpec {
         &self.containers[0]
+    }
+
+    /// A model of several containers, as its variants run it; None for one container.
+    pub fn multi_container(&self) -> Option<MultiContainer> {
+        (self.containers.len() > 1).then(|| MultiContainer {
+            mode: self.inference_execution.unwrap_or(ExecutionMode::Serial),
+            containers: self.containers.clone(),
+        })
     }
 }
 

@@ -96,6 +96,8 @@ pub struct InstanceSpec {
     /// A multi-model container's directory of loaded models (see [`staged_models_dir`]),
     /// mounted read-only at [`STAGED_MODELS_MOUNT`]; made at start, removed with the container.
     pub staged_models: Option<PathBuf>,
+    /// Which of its model's containers the instance runs (0 for a model of one container).
+    pub container_index: usize,
 }
 
 /// Where a multi-model container sees the models berth loads into it.

@@ -26,6 +26,8 @@ pub struct InstanceSlot {
     restarts: AtomicU64,
     /// Processes of this instance the kernel killed for its memory limit.
     oom_kills: AtomicU64,
+    /// Which of its model's containers the instance runs (0 for a model of one container).
+    container: usize,
 }
 
 impl InstanceSlot {
@@ -41,7 +43,18 @@ impl InstanceSlot {
             outstanding: AtomicUsize::new(0),
             restarts: AtomicU64::new(0),
             oom_kills: AtomicU64::new(0),
+            container: 0,
         }
+    }
+
+    /// The slot of an instance of a multi-container model's container `index`.
+    pub fn for_container(mut self, index: usize) -> Self {
+        self.container = index;
+        self
+    }
+
+    pub fn container(&self) -> usize {
+        self.container
     }
 
     /// A slot that is already healthy at `port`, for tests of the layers above that have no

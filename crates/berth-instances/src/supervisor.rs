@@ -48,7 +48,7 @@ pub(crate) async fn start_supervised<R: Runner>(
     alive: AliveGuard,
     resolved_image: Option<String>,
 ) -> Result<Instance, InstanceError> {
-    let slot = Arc::new(InstanceSlot::new(spec.id.clone()));
+    let slot = Arc::new(InstanceSlot::new(spec.id.clone()).for_container(spec.container_index));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = oneshot::channel();
     let supervisor = Supervisor { spec, slot: slot.clone(), settings: settings.clone(), stop_rx, runner, _alive: alive };

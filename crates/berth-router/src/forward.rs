@@ -18,6 +18,8 @@ pub struct InvokeRequest {
     pub target_variant: Option<String>,
     /// `TargetModel`: the model of a multi-model variant to invoke (a key under its prefix).
     pub target_model: Option<String>,
+    /// `TargetContainerHostname`: the container of a Direct multi-container variant to invoke.
+    pub target_container: Option<String>,
     /// How long the container may take, when not the server's invocation timeout
     /// (`InvocationTimeoutSeconds` of an asynchronous request).
     pub timeout: Option<Duration>,
@@ -68,9 +70,10 @@ pub enum InvokeError {
     NoWeight,
     #[error("variant {variant} has no healthy instance")]
     NoHealthyInstance { variant: String },
-    /// The container answered with an error status.
+    /// The container answered with an error status (`container`: which of a multi-container
+    /// model's containers, by hostname).
     #[error("container answered {status}")]
-    ModelError { variant: String, status: u16, body: String },
+    ModelError { variant: String, status: u16, body: String, container: Option<String> },
     /// The container could not be reached; the request never got to it.
     #[error("instance unreachable: {message}")]
     Unreachable { variant: String, message: String },
@@ -89,9 +92,10 @@ pub enum InvokeError {
     #[error("answer larger than {limit} bytes")]
     AnswerTooLarge { variant: String, limit: usize },
     /// `TargetModel` is missing on a multi-model endpoint, given to one that is not, or not a
-    /// key berth can look up.
+    /// key berth can look up; or `TargetContainerHostname` is missing on a Direct multi-container
+    /// endpoint, names no container of it, or is given to one that takes none.
     #[error("{0}")]
-    TargetModel(String),
+    Target(String),
     /// A multi-model variant could not fetch or load the `TargetModel` (the message says why).
     #[error("{message}")]
     ModelLoad { variant: String, message: String },
@@ -146,6 +150,7 @@ impl Forwarder {
                 variant: variant.to_string(),
                 status: head.status,
                 body: String::from_utf8_lossy(text).into_owned(),
+                container: None,
             });
         }
         Ok(InvokeResponse {
@@ -179,6 +184,7 @@ impl Forwarder {
                 variant: variant.to_string(),
                 status: head.status,
                 body: String::from_utf8_lossy(&body).into_owned(),
+                container: None,
             });
         }
         let left = match head.framing {

@@ -5,7 +5,7 @@ use crate::shadow::{ShadowLog, ShadowRoute};
 use crate::sticky::{self, StickyKey};
 use crate::InvokeError;
 use arc_swap::ArcSwap;
-use berth_domain::{pick_weighted, NameKey, RoutingStrategy};
+use berth_domain::{pick_weighted, ExecutionMode, NameKey, RoutingStrategy};
 use berth_instances::{InFlight, InstanceSlot};
 use berth_metrics::{MetricsRegistry, VariantMetrics};
 use std::collections::HashMap;
@@ -170,6 +170,24 @@ pub struct VariantRoute {
     pub serverless: Option<Arc<ServerlessState>>,
     /// For a multi-model variant: the models its instances have loaded.
     pub models: Option<Arc<ModelCache>>,
+    /// For a multi-container variant: how its containers are invoked and their hostnames.
+    /// `instances` then holds every container's instances, each slot saying which it runs.
+    pub pipeline: Option<Arc<Pipeline>>,
+}
+
+/// A multi-container variant's containers, in order, and how a call uses them.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub mode: ExecutionMode,
+    pub hostnames: Vec<String>,
+}
+
+impl Pipeline {
+    /// The index of the container a `TargetContainerHostname` names (hostnames are matched
+    /// without regard to case).
+    pub fn index_of(&self, hostname: &str) -> Option<usize> {
+        self.hostnames.iter().position(|h| h.eq_ignore_ascii_case(hostname))
+    }
 }
 
 impl EndpointRoute {
@@ -205,13 +223,19 @@ impl EndpointRoute {
 impl VariantRoute {
     /// A healthy instance by the variant's strategy, already counted as serving the request.
     pub fn pick_instance(&self) -> Option<(Arc<InstanceSlot>, InFlight)> {
-        self.pick_instance_among(|_| true)
+        self.pick_container_instance(0)
+    }
+
+    /// An instance of a multi-container variant's container `index` (0: the first, or the
+    /// only container of any other variant).
+    pub fn pick_container_instance(&self, index: usize) -> Option<(Arc<InstanceSlot>, InFlight)> {
+        self.pick_instance_among(|s| s.container() == index)
     }
 
     /// As [`VariantRoute::pick_instance`], among the instances `prefer` takes when any of
     /// them is healthy (a multi-model variant's instances that have the model loaded).
     pub fn pick_instance_preferring(&self, prefer: impl Fn(&InstanceSlot) -> bool) -> Option<(Arc<InstanceSlot>, InFlight)> {
-        self.pick_instance_among(prefer).or_else(|| self.pick_instance())
+        self.pick_instance_among(|s| s.container() == 0 && prefer(s)).or_else(|| self.pick_instance())
     }
 
     fn pick_instance_among(&self, among: impl Fn(&InstanceSlot) -> bool) -> Option<(Arc<InstanceSlot>, InFlight)> {
@@ -266,6 +290,7 @@ mod tests {
             metrics: Default::default(),
             serverless: None,
             models: None,
+            pipeline: None,
         }
     }
 
@@ -331,6 +356,7 @@ mod tests {
             metrics: Default::default(),
             serverless: None,
             models: None,
+            pipeline: None,
         }
     }
 
@@ -387,6 +413,7 @@ mod tests {
             metrics: Default::default(),
             serverless: None,
             models: None,
+            pipeline: None,
         };
         assert!(v.pick_instance().is_none());
         assert_eq!(v.instances[0].outstanding(), 0);

@@ -363,6 +363,7 @@ mod tests {
             execution_role_arn: None,
             enable_network_isolation: None,
             vpc_config: None,
+            inference_execution: None,
         }
     }
 

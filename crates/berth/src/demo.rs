@@ -55,6 +55,7 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
             execution_role_arn: Some("arn:aws:iam::123456789012:role/berth-demo".into()),
             enable_network_isolation: None,
             vpc_config: None,
+            inference_execution: None,
             tags: vec![],
         };
         ignore_existing(controller.create_model(create).await)?;
@@ -143,6 +144,7 @@ pub async fn send_traffic(controller: Arc<Controller>, router: Arc<Router>) {
             inference_id: http::HeaderValue::from_str(&id).ok(),
             target_variant: None,
             target_model: None,
+            target_container: None,
             timeout: None,
         };
         if router.invoke(ENDPOINT, request).await.is_ok() {
