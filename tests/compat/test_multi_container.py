@@ -3,7 +3,9 @@ TargetContainerHostname) with boto3, each container the test echo container with
 data: a serial inference pipeline passes each container's answer to the next; a direct endpoint
 invokes the container a call names."""
 
+import datetime
 import json
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -65,7 +67,7 @@ def test_a_failing_stage_is_a_model_error_that_names_it(sm, runtime, tmp_path):
     assert e.value.response["OriginalStatusCode"] == 400 and "from container-2" in error_message(e)
 
 
-def test_direct_invocation_goes_to_the_named_container(sm, runtime, tmp_path):
+def test_direct_invocation_goes_to_the_named_container(berth, sm, runtime, tmp_path):
     ep = endpoint(sm, containers(tmp_path, ["alpha", "beta"]), mode="Direct")
     assert sm.describe_model(ModelName=ep)["InferenceExecutionConfig"] == {"Mode": "Direct"}
     for target in ["beta", "alpha", "BETA"]:
@@ -79,6 +81,35 @@ def test_direct_invocation_goes_to_the_named_container(sm, runtime, tmp_path):
     with pytest.raises(ClientError) as e:
         runtime.invoke_endpoint(EndpointName=ep, ContentType="text/plain", Body=b"hi", TargetContainerHostname="bad_name")
     assert error_code(e) == "ValidationError" and "targetContainerHostname" in error_message(e)
+
+    # Per-container metrics, dimensions EndpointName, VariantName, ContainerName, beside the variant's.
+    cw = berth.client("cloudwatch")
+    dims = [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    want = {None: 3, "alpha": 1, "beta": 2}
+    deadline = time.time() + 15
+    while True:
+        got = {c: invocations(cw, dims + ([{"Name": "ContainerName", "Value": c}] if c else [])) for c in want}
+        if got == want or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert got == want
+    listed = cw.list_metrics(Namespace="AWS/SageMaker", MetricName="Invocations", Dimensions=[{"Name": "EndpointName", "Value": ep}])["Metrics"]
+    containers_listed = sorted(d["Value"] for m in listed for d in m["Dimensions"] if d["Name"] == "ContainerName")
+    assert containers_listed == ["alpha", "beta"], listed
+
+
+def invocations(cw, dimensions):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = cw.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="Invocations",
+        Dimensions=dimensions,
+        StartTime=now - datetime.timedelta(minutes=10),
+        EndTime=now + datetime.timedelta(minutes=1),
+        Period=3600,
+        Statistics=["Sum"],
+    )
+    return sum(d["Sum"] for d in out["Datapoints"])
 
 
 def test_create_model_checks_multi_container_models(sm, runtime, tmp_path):

@@ -185,7 +185,11 @@ fn variant_routes(states: &[VariantState], fleet: Option<&FleetMap>) -> Vec<Vari
             pipeline: v
                 .multi_container
                 .as_ref()
-                .map(|m| Arc::new(Pipeline { mode: m.mode, hostnames: (0..m.containers.len()).map(|i| m.hostname(i)).collect() })),
+                // Each container's metrics are attached when the route is published.
+                .map(|m| {
+                    let hostnames = (0..m.containers.len()).map(|i| m.hostname(i)).collect();
+                    Arc::new(Pipeline { mode: m.mode, hostnames, container_metrics: Vec::new() })
+                }),
         })
         .collect()
 }

@@ -50,8 +50,12 @@ impl Controller {
         let metric = MetricName::find(&q.namespace, &q.metric_name);
         let unit = metric.map_or("None", |m| m.unit()).to_string();
         let get = |name: &str| q.dimensions.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let key = match (get("EndpointName"), get("VariantName")) {
-            (Some(endpoint), Some(variant)) if q.dimensions.len() == 2 => VariantKey { endpoint, variant },
+        let key = match (get("EndpointName"), get("VariantName"), get("ContainerName")) {
+            (Some(endpoint), Some(variant), None) if q.dimensions.len() == 2 && !variant.contains('/') => VariantKey { endpoint, variant },
+            // A container of a Direct multi-container variant.
+            (Some(endpoint), Some(variant), Some(container)) if q.dimensions.len() == 3 && !variant.contains('/') => {
+                VariantKey::container(&endpoint, &variant, &container)
+            }
             // CloudWatch answers an unknown metric or dimension combination with no datapoints.
             _ => return Ok((Vec::new(), unit)),
         };

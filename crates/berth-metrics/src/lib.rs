@@ -165,10 +165,27 @@ impl VariantMetrics {
 }
 
 /// Identifies a variant's metrics: SageMaker's `EndpointName` and `VariantName` dimensions.
+/// A container of a Direct multi-container variant has metrics of its own, keyed by the variant
+/// `<variant>/<container>` (`ContainerName`: a `/` is in no variant name).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VariantKey {
     pub endpoint: String,
     pub variant: String,
+}
+
+impl VariantKey {
+    /// The key of one container's metrics of a multi-container variant.
+    pub fn container(endpoint: &str, variant: &str, container: &str) -> VariantKey {
+        VariantKey { endpoint: endpoint.to_string(), variant: format!("{variant}/{container}") }
+    }
+
+    /// The variant name, and the container name for a container's metrics.
+    pub fn variant_and_container(&self) -> (&str, Option<&str>) {
+        match self.variant.split_once('/') {
+            Some((variant, container)) => (variant, Some(container)),
+            None => (&self.variant, None),
+        }
+    }
 }
 
 /// Every variant's metrics. Locked only to add a variant or to list them, never per request.

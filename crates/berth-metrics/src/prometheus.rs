@@ -90,7 +90,12 @@ pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: 
 }
 
 fn labels(key: &VariantKey) -> String {
-    format!("endpoint=\"{}\",variant=\"{}\"", escape(&key.endpoint), escape(&key.variant))
+    match key.variant_and_container() {
+        (variant, None) => format!("endpoint=\"{}\",variant=\"{}\"", escape(&key.endpoint), escape(variant)),
+        (variant, Some(container)) => {
+            format!("endpoint=\"{}\",variant=\"{}\",container=\"{}\"", escape(&key.endpoint), escape(variant), escape(container))
+        }
+    }
 }
 
 fn escape(v: &str) -> String {

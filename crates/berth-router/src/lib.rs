@@ -195,6 +195,11 @@ impl Router {
                 _in_flight: in_flight,
                 _admitted: admitted,
                 _model: model,
+                container_metrics: variant
+                    .pipeline
+                    .as_deref()
+                    .filter(|p| p.mode == ExecutionMode::Direct)
+                    .and_then(|p| p.container_metrics.get(container).cloned()),
             };
             return Ok((sent, result));
         }
@@ -239,6 +244,9 @@ impl Router {
         // A cold start's wait is ModelSetupTime, not berth's overhead.
         let overhead = sent.started.elapsed().saturating_sub(model).saturating_sub(sent.cold_wait);
         sent.metrics.record(outcome, Some(micros(model)), micros(overhead));
+        if let Some(container) = &sent.container_metrics {
+            container.record(outcome, Some(micros(model)), micros(overhead));
+        }
         drop(sent._in_flight);
         if !sent.route.shadows.is_empty() {
             self.copy_to_shadows(&sent.route, req, result);
@@ -414,6 +422,8 @@ struct Sent {
     _admitted: Option<(String, Admitted)>,
     /// A multi-model variant's model, held (not to be unloaded) until the answer is complete.
     _model: Option<ModelUse>,
+    /// The invoked container's own metrics (a Direct multi-container variant).
+    container_metrics: Option<Arc<VariantMetrics>>,
 }
 
 /// How a request is exchanged with its instance, at `path` on the container.

@@ -7,7 +7,7 @@ use crate::InvokeError;
 use arc_swap::ArcSwap;
 use berth_domain::{pick_weighted, ExecutionMode, NameKey, RoutingStrategy};
 use berth_instances::{InFlight, InstanceSlot};
-use berth_metrics::{MetricsRegistry, VariantMetrics};
+use berth_metrics::{MetricsRegistry, VariantKey, VariantMetrics};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -99,7 +99,21 @@ impl RoutingTable {
                 woken.push(state.clone());
                 v.serverless = Some(state);
             }
-            *instances.entry(v.name.clone()).or_default() += v.instances.len();
+            *instances.entry(v.name.clone()).or_default() += v.instances.iter().filter(|s| s.container() == 0).count();
+            if let Some(p) = v.pipeline.as_deref().filter(|p| p.mode == ExecutionMode::Direct) {
+                let container_metrics: Vec<Arc<VariantMetrics>> = p
+                    .hostnames
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let key = VariantKey::container(&route.endpoint, &v.name, h);
+                        let m = self.metrics.variant(&key.endpoint, &key.variant);
+                        m.set_instances(v.instances.iter().filter(|s| s.container() == i).count());
+                        m
+                    })
+                    .collect();
+                v.pipeline = Some(Arc::new(Pipeline { mode: p.mode, hostnames: p.hostnames.clone(), container_metrics }));
+            }
         }
         for (name, n) in instances {
             self.metrics.variant(&route.endpoint, &name).set_instances(n);
@@ -180,6 +194,8 @@ pub struct VariantRoute {
 pub struct Pipeline {
     pub mode: ExecutionMode,
     pub hostnames: Vec<String>,
+    /// Direct: each container's own metrics (`ContainerName`), set by [`RoutingTable::publish`].
+    pub container_metrics: Vec<Arc<VariantMetrics>>,
 }
 
 impl Pipeline {

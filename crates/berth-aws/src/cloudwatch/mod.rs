@@ -329,10 +329,12 @@ async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, Edg
         return Ok(json!({ "Metrics": metrics }));
     }
     let matches = |key: &VariantKey| {
+        let (variant, container) = key.variant_and_container();
         input.dimensions.iter().all(|d| {
-            let actual = match d.name.as_str() {
-                "EndpointName" => &key.endpoint,
-                "VariantName" => &key.variant,
+            let actual = match (d.name.as_str(), container) {
+                ("EndpointName", _) => key.endpoint.as_str(),
+                ("VariantName", _) => variant,
+                ("ContainerName", Some(c)) => c,
                 _ => return false,
             };
             d.value.as_ref().is_none_or(|v| v == actual)
@@ -342,12 +344,13 @@ async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, Edg
         let wanted = |m: &MetricName| {
             input.metric_name.as_deref().is_none_or(|n| n == m.as_str()) && input.namespace.as_deref().is_none_or(|n| n == m.namespace())
         };
+        let (variant, container) = key.variant_and_container();
+        let mut dimensions = vec![json!({"Name": "EndpointName", "Value": key.endpoint}), json!({"Name": "VariantName", "Value": variant})];
+        if let Some(c) = container {
+            dimensions.push(json!({"Name": "ContainerName", "Value": c}));
+        }
         for m in MetricName::ALL.into_iter().filter(wanted) {
-            metrics.push(json!({
-                "Namespace": m.namespace(),
-                "MetricName": m.as_str(),
-                "Dimensions": [{"Name": "EndpointName", "Value": key.endpoint}, {"Name": "VariantName", "Value": key.variant}],
-            }));
+            metrics.push(json!({ "Namespace": m.namespace(), "MetricName": m.as_str(), "Dimensions": dimensions }));
         }
     }
     Ok(json!({ "Metrics": metrics }))
