@@ -1,6 +1,7 @@
 """Fixtures: a real berth process on 127.0.0.1:0, real boto3 clients, real worker processes."""
 
 import collections
+import io
 import os
 import pathlib
 import shutil
@@ -381,3 +382,22 @@ def error_message(excinfo):
 
 def http_status(excinfo):
     return excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def new_bucket(s3_server, prefix):
+    """A new bucket on the S3-compatible server: (its boto3 client, its name)."""
+    s3 = boto3.client("s3", endpoint_url=s3_server, **CREDENTIALS)
+    name = unique(prefix)
+    s3.create_bucket(Bucket=name)
+    return s3, name
+
+
+def tar_gz(files):
+    """A gzipped tar in memory of `files` (name -> bytes)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

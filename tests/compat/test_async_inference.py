@@ -12,16 +12,13 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import CREDENTIALS, create_echo_model, error_code, s3_env, unique, variant, wait_status
+from conftest import CREDENTIALS, create_echo_model, error_code, new_bucket, s3_env, unique, variant, wait_status
 from test_metrics import scrape  # noqa: F401 (the same /metrics reader)
 
 
 @pytest.fixture(scope="module")
 def bucket(s3_server):
-    s3 = boto3.client("s3", endpoint_url=s3_server, **CREDENTIALS)
-    name = unique("async")
-    s3.create_bucket(Bucket=name)
-    return s3, name
+    return new_bucket(s3_server, "async")
 
 
 def async_endpoint(sm, output, failure=None, env=None, count=1, concurrency=None):

@@ -10,15 +10,12 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import CREDENTIALS, ROLE, create_echo_model, error_code, unique
+from conftest import CREDENTIALS, ROLE, create_echo_model, error_code, new_bucket, unique
 
 
 @pytest.fixture(scope="module")
 def bucket(s3_server):
-    s3 = boto3.client("s3", endpoint_url=s3_server, **CREDENTIALS)
-    name = unique("batch")
-    s3.create_bucket(Bucket=name)
-    return s3, name
+    return new_bucket(s3_server, "batch")
 
 
 def wait_job(sm, name, timeout=90):

@@ -4,19 +4,16 @@ recently used past an instance's memory; SageMaker's per-variant model metrics i
 
 import concurrent.futures
 import datetime
-import io
 import json
 import os
-import tarfile
 import time
 
-import boto3
 import numpy as np
 import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import CREDENTIALS, ROLE, error_code, error_message, http_status, unique, variant, wait_status
+from conftest import ROLE, error_code, error_message, http_status, new_bucket, tar_gz, unique, variant, wait_status
 
 onnxruntime = pytest.importorskip("onnxruntime")
 from sklearn.datasets import load_iris  # noqa: E402
@@ -42,22 +39,10 @@ MODELS = {
 }
 
 
-def tar_gz(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
 
 @pytest.fixture(scope="module")
 def bucket(s3_server):
-    s3 = boto3.client("s3", endpoint_url=s3_server, **CREDENTIALS)
-    name = unique("mme")
-    s3.create_bucket(Bucket=name)
-    return s3, name
+    return new_bucket(s3_server, "mme")
 
 
 def csv(rows):

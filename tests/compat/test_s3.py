@@ -1,16 +1,13 @@
 """s3:// model data from a real S3-compatible server (moto_server)."""
 
-import io
 import threading
 import json
 import time
-import tarfile
 
-import boto3
 import numpy as np
 import pytest
 
-from conftest import CREDENTIALS, ROLE, MotoServer, create_echo_model, s3_env, unique, variant, wait_status
+from conftest import ROLE, MotoServer, create_echo_model, new_bucket, s3_env, tar_gz, unique, variant, wait_status
 
 onnxruntime = pytest.importorskip("onnxruntime")
 from sklearn.datasets import load_iris  # noqa: E402
@@ -23,20 +20,8 @@ X = X.astype(np.float32)
 
 @pytest.fixture(scope="module")
 def bucket(s3_server):
-    s3 = boto3.client("s3", endpoint_url=s3_server, **CREDENTIALS)
-    name = unique("models")
-    s3.create_bucket(Bucket=name)
-    return s3, name
+    return new_bucket(s3_server, "models")
 
-
-def tar_gz(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def iris_onnx():
