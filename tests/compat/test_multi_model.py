@@ -243,8 +243,8 @@ def test_create_model_checks_multi_model_containers(sm, tmp_path):
     refused({"Image": "berth/onnx", "Mode": "MultiModel"}, "needs ModelDataUrl")
     refused({"Image": "berth/onnx", "Mode": "MultiModel", "ModelDataUrl": "s3://b/p/", "MultiModelConfig": {"ModelCacheSetting": "Sometimes"}}, "ModelCacheSetting")
     refused({"Image": "berth/onnx", "ModelDataUrl": "s3://b/p.tar.gz", "MultiModelConfig": {"ModelCacheSetting": "Enabled"}}, "only for a container with Mode MultiModel")
-    refused({"Image": "berth/python", "Mode": "MultiModel", "ModelDataUrl": "s3://b/p/"}, "Python runtime, which does not serve it yet")
-    refused({"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3", "Mode": "MultiModel", "ModelDataUrl": "s3://b/p/"}, "Python runtime")
+    # berth/python serves multi-model endpoints too (test_python_runtime.py), once allowed.
+    refused({"Image": "berth/python", "Mode": "MultiModel", "ModelDataUrl": "s3://b/p/"}, "--python-runtime on")
     # A file:// prefix is held to the file roots like any model data.
     refused({"Image": "berth/onnx", "Mode": "MultiModel", "ModelDataUrl": "file:///etc/"}, "ModelDataUrl")
     with pytest.raises(ClientError) as e:

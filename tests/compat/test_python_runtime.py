@@ -446,3 +446,50 @@ def test_offline_uses_only_prepared_environments(own_berth, tmp_path):
     assert d["EndpointStatus"] == "Failed"
     assert "berth is --offline and the environment for numpy is not prepared" in d["FailureReason"], d["FailureReason"]
     assert "berth prepare-python" in d["FailureReason"]
+
+
+def test_a_multi_model_endpoint_of_framework_models(server, session, trained, tmp_path):
+    """SageMaker's MultiDataModel shape: archives under one prefix, each with its model and,
+    optionally, its own handler in `code/`; the framework's default handler serves the others."""
+    from conftest import tar_gz
+
+    d, expected = trained
+    s3 = session.boto_session.client("s3")
+    prefix = f"mme/{unique('iris')}"
+    joblib_bytes = (d / "model.joblib").read_bytes()
+    custom = textwrap.dedent(
+        """
+        import json
+
+        def output_fn(prediction, accept):
+            return json.dumps({"custom": prediction.tolist()}), "application/json"
+        """
+    )
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/plain.tar.gz", Body=tar_gz({"model.joblib": joblib_bytes}))
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/custom.tar.gz", Body=tar_gz({"model.joblib": joblib_bytes, "code/inference.py": custom.encode()}))
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/broken.tar.gz", Body=tar_gz({"README": b"no model here"}))
+    sm, runtime = server.sm(), server.runtime()
+    name = unique("sk-mme")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={"Image": SKLEARN_IMAGE, "Mode": "MultiModel", "ModelDataUrl": f"s3://{BUCKET}/{prefix}/"},
+        ExecutionRoleArn=ROLE,
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    in_service(server, name)
+    rows = "\n".join(",".join(str(v) for v in row) for row in expected["rows"])
+
+    def predict(target):
+        r = runtime.invoke_endpoint(EndpointName=name, TargetModel=target, ContentType="text/csv", Accept="application/json", Body=rows)
+        return json.loads(r["Body"].read())
+
+    assert predict("plain.tar.gz") == expected["labels"]
+    assert predict("custom.tar.gz") == {"custom": expected["labels"]}
+    assert predict("plain.tar.gz") == expected["labels"], "each model keeps its own handlers"
+    with pytest.raises(Exception) as e:
+        predict("broken.tar.gz")
+    assert e.value.response["Error"]["Code"] == "ValidationError" and "could not load TargetModel broken.tar.gz" in str(e.value)

@@ -395,7 +395,9 @@ impl Controller {
     /// Whether a multi-model container sees its models through a staged directory (a container
     /// image: its files are not the host's) rather than at their paths on the host.
     fn stages_models(&self, container: &ContainerSpec) -> bool {
-        container.is_multi_model() && matches!(Image::parse(&container.image), Ok(Image::Container(_)))
+        // AWS's framework images run through berth's Python runtime, a process on the host.
+        container.is_multi_model()
+            && matches!(Image::parse(&container.image), Ok(image @ Image::Container(_)) if framework_of(&image).is_none())
     }
 }
 

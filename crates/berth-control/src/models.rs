@@ -181,19 +181,9 @@ impl Controller {
             self.artifacts.check_url(url).map_err(|e| ControlError::Validation(format!("SAGEMAKER_SUBMIT_DIRECTORY: {e}")))?;
         }
         if c.is_multi_model() {
-            // Servers that implement SageMaker's multi-model container API: the built-in ONNX
-            // server, exec: programs and container images (not the Python runtime yet).
-            let serves = match &image {
-                Image::Builtin(BuiltinImage::Onnx) | Image::Exec(_) => true,
-                Image::Container(_) => framework_of(&image).is_none(),
-                _ => false,
-            };
-            if !serves {
-                return Err(ControlError::Validation(format!(
-                    "Mode MultiModel is served for berth/onnx, exec: and container images that implement SageMaker's multi-model container API in this version of berth; {} runs through berth's Python runtime, which does not serve it yet.",
-                    c.image
-                )));
-            }
+            // Every image berth runs serves SageMaker's multi-model container API: the built-in
+            // servers (ONNX, and the Python runtime for berth/python and AWS's framework images)
+            // and exec: programs and container images that implement it.
             if let Some(prefix) = &c.model_data_url {
                 self.artifacts.check_url(prefix).map_err(|e| ControlError::Validation(format!("ModelDataUrl: {e}")))?;
             }

@@ -13,6 +13,7 @@ calls); anything else is handled request by request.
 """
 
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -220,7 +221,9 @@ DEFAULTS = {
 # ---- the handler ----------------------------------------------------------------------------
 
 
-def load_handlers(framework, code_dir, program):
+def load_handlers(framework, code_dir, program, module_name=None):
+    """The handler functions; `module_name` loads the script under a name of its own (each
+    model of a multi-model instance has its own `inference.py`)."""
     model_fn, input_fn, predict_fn, output_fn = DEFAULTS[framework]
     transform_fn = None
     if program:
@@ -228,7 +231,12 @@ def load_handlers(framework, code_dir, program):
         if not code_dir or not os.path.exists(os.path.join(code_dir, name + ".py")):
             raise FileNotFoundError(f"SAGEMAKER_PROGRAM {program} is not in the source directory ({code_dir or 'none given'})")
         sys.path.insert(0, code_dir)
-        module = importlib.import_module(name)
+        if module_name:
+            spec = importlib.util.spec_from_file_location(module_name, os.path.join(code_dir, name + ".py"))
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(name)
         model_fn = getattr(module, "model_fn", model_fn)
         transform_fn = getattr(module, "transform_fn", None)
         custom = [getattr(module, f, None) for f in ("input_fn", "predict_fn", "output_fn")]
@@ -263,8 +271,10 @@ def write_frame(stream, header, body=b""):
 
 
 class Handlers:
-    def __init__(self, framework, model_dir):
-        functions = load_handlers(framework, os.environ.get("BERTH_CODE_DIR"), os.environ.get("SAGEMAKER_PROGRAM"))
+    def __init__(self, framework, model_dir, code_dir=None, program=None, module_name=None):
+        if module_name is None:
+            code_dir, program = os.environ.get("BERTH_CODE_DIR"), os.environ.get("SAGEMAKER_PROGRAM")
+        functions = load_handlers(framework, code_dir, program, module_name)
         self.model_fn, self.transform_fn, self.input_fn, self.predict_fn, self.output_fn = functions
         # Rows are predicted independently by the frameworks' own predict: batches may be joined.
         self.joinable = self.transform_fn is None and self.predict_fn is default_predict_fn
@@ -328,6 +338,14 @@ class Handlers:
         return answers
 
 
+def load_model(framework, name, url):
+    """A model of a multi-model instance: its archive unpacked at `url`, its handler script in
+    the archive's `code/` (SAGEMAKER_PROGRAM, else `inference.py` when there is one)."""
+    code_dir = os.path.join(url, "code")
+    program = os.environ.get("SAGEMAKER_PROGRAM") or ("inference.py" if os.path.exists(os.path.join(code_dir, "inference.py")) else None)
+    return Handlers(framework, url, code_dir if os.path.isdir(code_dir) else None, program, module_name=f"berth_model_{name}")
+
+
 def main():
     # The protocol owns the real stdout; what handlers print goes to the log (stderr).
     protocol_out = os.fdopen(os.dup(1), "wb")
@@ -337,8 +355,10 @@ def main():
     framework = os.environ.get("BERTH_FRAMEWORK", "python")
     model_dir = os.environ.get("SM_MODEL_DIR", "/opt/ml/model")
     default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", JSON)
+    multi_model = os.environ.get("SAGEMAKER_MULTI_MODEL") == "true"
+    models = {}  # multi-model: name -> Handlers
     try:
-        handlers = Handlers(framework, model_dir)
+        handlers = None if multi_model else Handlers(framework, model_dir)
     except BaseException:  # noqa: the reason goes to berth, which fails the endpoint with it
         write_frame(protocol_out, {"error": traceback.format_exc()})
         return 1
@@ -348,6 +368,18 @@ def main():
             header, body = read_frame(protocol_in)
         except EOFError:
             return 0
+        if "load" in header:
+            name, url = header["load"]["name"], header["load"]["url"]
+            try:
+                models[name] = load_model(framework, name, url)
+                write_frame(protocol_out, {"loaded": name})
+            except BaseException:  # noqa: the reason is the load's answer
+                write_frame(protocol_out, {"error": traceback.format_exc()})
+            continue
+        if "unload" in header:
+            models.pop(header["unload"], None)
+            write_frame(protocol_out, {"unloaded": header["unload"]})
+            continue
         items, offset = [], 0
         for request in header["requests"]:
             part = body[offset : offset + request["length"]]
@@ -359,7 +391,15 @@ def main():
             data = part.decode("utf-8") if base_type(content_type) in UTF8_TYPES else part
             items.append((data, content_type, accept))
         answers, bodies = [], []
-        for status, content_type, result in handlers.batch(items):
+        if multi_model:
+            # Each request names its model; a model's handlers answer its requests one by one.
+            results = []
+            for request, item in zip(header["requests"], items):
+                model = models.get(request.get("model"))
+                results.append(model.one(*item) if model else (404, "text/plain", f"Model {request.get('model')} is not loaded"))
+        else:
+            results = handlers.batch(items)
+        for status, content_type, result in results:
             data = result.encode("utf-8") if isinstance(result, str) else bytes(result)
             answers.append({"status": status, "content_type": content_type, "length": len(data)})
             bodies.append(data)

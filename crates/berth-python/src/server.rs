@@ -37,6 +37,9 @@ pub struct PythonWorkerSettings {
     pub python: PathBuf,
     /// How many Python processes serve (each loads the model).
     pub processes: usize,
+    /// A multi-model instance (`SAGEMAKER_MULTI_MODEL=true`): no model at start; SageMaker's
+    /// multi-model container API loads models into every process.
+    pub multi_model: bool,
 }
 
 /// One Python process and its pipes.
@@ -48,6 +51,8 @@ struct Process {
 
 /// A request waiting for a Python process.
 struct Job {
+    /// The model of a multi-model instance it is for.
+    model: Option<String>,
     content_type: String,
     accept: String,
     body: Bytes,
@@ -62,20 +67,52 @@ struct Answer {
 
 type Queue = Arc<Mutex<mpsc::UnboundedReceiver<Job>>>;
 
+/// A load or unload of a multi-model instance's model, for one Python process.
+struct Control {
+    header: serde_json::Value,
+    reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// The models a multi-model instance has loaded: name → directory. A process started again
+/// loads them all before it serves.
+type Loaded = Arc<Mutex<std::collections::BTreeMap<String, String>>>;
+
+/// A multi-model instance: its loaded models and each process's control line.
+struct MultiModels {
+    jobs: mpsc::UnboundedSender<Job>,
+    loaded: Loaded,
+    controls: Vec<mpsc::UnboundedSender<Control>>,
+}
+
 /// Starts the processes (each must load the model), then serves until the server stops.
 pub async fn run(settings: PythonWorkerSettings) -> Result<(), String> {
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
     let queue: Queue = Arc::new(Mutex::new(jobs_rx));
     let starts: Vec<_> = (0..settings.processes.max(1)).map(|_| spawn(&settings.python)).collect();
+    let loaded: Loaded = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    let mut controls = Vec::new();
     for started in futures_util::future::join_all(starts).await {
-        tokio::spawn(serve_jobs(started?, queue.clone(), settings.python.clone()));
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        controls.push(control_tx);
+        tokio::spawn(serve_jobs(started?, queue.clone(), control_rx, loaded.clone(), settings.python.clone()));
     }
-    tracing::info!(processes = settings.processes.max(1), "model loaded; serving");
-    let app = axum::Router::new()
-        .route("/ping", get(|| async { StatusCode::OK }))
-        .route("/invocations", post(invoke))
-        .layer(axum::extract::DefaultBodyLimit::max(6 * 1024 * 1024))
-        .with_state(jobs_tx);
+    tracing::info!(processes = settings.processes.max(1), multi_model = settings.multi_model, "serving");
+    let app = if settings.multi_model {
+        let multi = Arc::new(MultiModels { jobs: jobs_tx, loaded, controls });
+        axum::Router::new()
+            .route("/ping", get(|| async { StatusCode::OK }))
+            .route("/models", post(load_model).get(list_models))
+            .route("/models/{name}", get(describe_model).delete(unload_model))
+            .route("/models/{name}/invoke", post(invoke_model))
+            .layer(axum::extract::DefaultBodyLimit::max(6 * 1024 * 1024))
+            .with_state(multi)
+    } else {
+        axum::Router::new()
+            .route("/ping", get(|| async { StatusCode::OK }))
+            .route("/invocations", post(invoke))
+            .layer(axum::extract::DefaultBodyLimit::max(6 * 1024 * 1024))
+            .with_state(jobs_tx)
+    };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await.map_err(|e| format!("cannot listen: {e}"))?;
     axum::serve(listener, app).await.map_err(|e| e.to_string())
 }
@@ -102,20 +139,25 @@ async fn spawn(python: &PathBuf) -> Result<Process, String> {
     Ok(process)
 }
 
-/// One Python process's loop: take the waiting requests, send them as one frame, answer each.
-async fn serve_jobs(mut process: Process, queue: Queue, python: PathBuf) {
+/// One Python process's loop: carry out a load or unload when one comes, else take the
+/// waiting requests, send them as one frame, answer each.
+async fn serve_jobs(mut process: Process, queue: Queue, mut controls: mpsc::UnboundedReceiver<Control>, loaded: Loaded, python: PathBuf) {
     loop {
-        let jobs = {
-            let mut rx = queue.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+        let jobs = tokio::select! {
+            biased;
+            Some(control) = controls.recv() => {
+                let done = control_exchange(&mut process, &control.header).await;
+                let failed = matches!(done, Err(ControlError::Broken(_)));
+                let _ = control.reply.send(done.map_err(|e| e.to_string()));
+                if failed {
+                    process = respawn(&python, &loaded).await;
                 }
+                continue;
             }
-            jobs
+            jobs = take_jobs(&queue) => match jobs {
+                Some(jobs) => jobs,
+                None => return,
+            },
         };
         match exchange(&mut process, &jobs).await {
             Ok(answers) => {
@@ -129,22 +171,76 @@ async fn serve_jobs(mut process: Process, queue: Queue, python: PathBuf) {
                     let body = format!("the Python process serving this request failed ({e})").into_bytes();
                     let _ = job.reply.send(Answer { status: 500, content_type: "text/plain".into(), body });
                 }
-                match spawn(&python).await {
-                    Ok(p) => process = p,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start a Python process again; the instance stops");
-                        std::process::exit(1);
-                    }
-                }
+                process = respawn(&python, &loaded).await;
             }
         }
     }
 }
 
+/// The next requests waiting (at most [`MAX_BATCH`]); None once the server stops.
+async fn take_jobs(queue: &Queue) -> Option<Vec<Job>> {
+    let mut rx = queue.lock().await;
+    let first = rx.recv().await?;
+    let mut jobs = vec![first];
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
+/// A new Python process in place of one that failed, with the multi-model instance's models
+/// loaded again; the instance stops if none can start.
+async fn respawn(python: &PathBuf, loaded: &Loaded) -> Process {
+    let mut process = match spawn(python).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a Python process again; the instance stops");
+            std::process::exit(1);
+        }
+    };
+    let models = loaded.lock().await.clone();
+    for (name, url) in models {
+        if let Err(e) = control_exchange(&mut process, &json!({ "load": { "name": name, "url": url } })).await {
+            tracing::error!(model = %name, error = %e, "a started Python process cannot load a model again; the instance stops");
+            std::process::exit(1);
+        }
+    }
+    process
+}
+
+/// Why a load or unload did not happen.
+#[derive(Debug, thiserror::Error)]
+enum ControlError {
+    /// The handler or model failed to load (its traceback's last lines).
+    #[error("{0}")]
+    Refused(String),
+    /// The process's pipes broke: it is replaced.
+    #[error("the Python process failed: {0}")]
+    Broken(std::io::Error),
+}
+
+/// Sends a load or unload frame and reads its answer.
+async fn control_exchange(process: &mut Process, header: &serde_json::Value) -> Result<(), ControlError> {
+    write_frame(&mut process.stdin, header, &[]).await.map_err(ControlError::Broken)?;
+    let (answer, _) = read_frame(&mut process.stdout).await.map_err(ControlError::Broken)?;
+    match answer.get("error").and_then(|e| e.as_str()) {
+        Some(error) => {
+            let tail: Vec<&str> = error.lines().rev().take(6).collect();
+            Err(ControlError::Refused(tail.into_iter().rev().collect::<Vec<_>>().join(" | ")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Sends a batch and reads its answers, one per request, in order.
 async fn exchange(process: &mut Process, jobs: &[Job]) -> std::io::Result<Vec<Answer>> {
-    let requests: Vec<_> =
-        jobs.iter().map(|j| json!({ "content_type": j.content_type, "accept": j.accept, "length": j.body.len() })).collect();
+    let requests: Vec<_> = jobs
+        .iter()
+        .map(|j| json!({ "content_type": j.content_type, "accept": j.accept, "length": j.body.len(), "model": j.model }))
+        .collect();
     let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.body.as_ref()).collect();
     write_frame(&mut process.stdin, &json!({ "requests": requests }), &bodies).await?;
     let (header, body) = read_frame(&mut process.stdout).await?;
@@ -169,9 +265,15 @@ async fn exchange(process: &mut Process, jobs: &[Job]) -> std::io::Result<Vec<An
 }
 
 async fn invoke(State(jobs): State<mpsc::UnboundedSender<Job>>, headers: HeaderMap, body: Bytes) -> Response {
+    answer(&jobs, None, &headers, body).await
+}
+
+/// Queues a request (for `model` of a multi-model instance) and answers with what its Python
+/// process answered.
+async fn answer(jobs: &mpsc::UnboundedSender<Job>, model: Option<String>, headers: &HeaderMap, body: Bytes) -> Response {
     let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("").to_string();
     let (reply, answer) = oneshot::channel();
-    let job = Job { content_type: header(CONTENT_TYPE), accept: header(ACCEPT), body, reply };
+    let job = Job { model, content_type: header(CONTENT_TYPE), accept: header(ACCEPT), body, reply };
     if jobs.send(job).is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the worker is stopping").into_response();
     }
@@ -182,6 +284,92 @@ async fn invoke(State(jobs): State<mpsc::UnboundedSender<Job>>, headers: HeaderM
         }
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the request was lost").into_response(),
     }
+}
+
+fn message(status: StatusCode, text: String) -> Response {
+    (status, axum::Json(json!({ "message": text }))).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadRequest {
+    model_name: String,
+    url: String,
+}
+
+/// Names berth gives models: letters, digits, `.`, `_` and `-`, at most 256.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `POST /models`: every Python process loads the model (its handler from the archive's `code/`).
+async fn load_model(State(multi): State<Arc<MultiModels>>, axum::Json(req): axum::Json<LoadRequest>) -> Response {
+    if !valid_name(&req.model_name) {
+        return message(StatusCode::BAD_REQUEST, format!("'{}' is not a model name this worker takes", req.model_name));
+    }
+    let mut loaded = multi.loaded.lock().await;
+    if loaded.contains_key(&req.model_name) {
+        return message(StatusCode::CONFLICT, format!("Model {} is already loaded", req.model_name));
+    }
+    let header = json!({ "load": { "name": req.model_name, "url": req.url } });
+    if let Err(e) = broadcast(&multi, &header).await {
+        // Whatever processes loaded it let go of it.
+        let _ = broadcast(&multi, &json!({ "unload": req.model_name })).await;
+        return message(StatusCode::BAD_REQUEST, format!("loading model {} failed: {e}", req.model_name));
+    }
+    tracing::info!(name = %req.model_name, url = %req.url, "model loaded");
+    loaded.insert(req.model_name.clone(), req.url);
+    message(StatusCode::OK, format!("Model {} loaded", req.model_name))
+}
+
+/// Sends a load or unload to every Python process; the first failure, if any.
+async fn broadcast(multi: &MultiModels, header: &serde_json::Value) -> Result<(), String> {
+    let mut replies = Vec::new();
+    for control in &multi.controls {
+        let (reply, done) = oneshot::channel();
+        if control.send(Control { header: header.clone(), reply }).is_ok() {
+            replies.push(done);
+        }
+    }
+    for done in replies {
+        done.await.map_err(|_| "a Python process stopped".to_string())??;
+    }
+    Ok(())
+}
+
+async fn unload_model(State(multi): State<Arc<MultiModels>>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    let mut loaded = multi.loaded.lock().await;
+    if loaded.remove(&name).is_none() {
+        return message(StatusCode::NOT_FOUND, format!("Model {name} is not loaded"));
+    }
+    let _ = broadcast(&multi, &json!({ "unload": name })).await;
+    tracing::info!(%name, "model unloaded");
+    message(StatusCode::OK, format!("Model {name} unloaded"))
+}
+
+async fn list_models(State(multi): State<Arc<MultiModels>>) -> Response {
+    let loaded = multi.loaded.lock().await;
+    let models: Vec<_> = loaded.iter().map(|(name, url)| json!({ "modelName": name, "modelUrl": url })).collect();
+    axum::Json(json!({ "models": models })).into_response()
+}
+
+async fn describe_model(State(multi): State<Arc<MultiModels>>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match multi.loaded.lock().await.get(&name) {
+        Some(url) => axum::Json(json!({ "modelName": name, "modelUrl": url })).into_response(),
+        None => message(StatusCode::NOT_FOUND, format!("Model {name} is not loaded")),
+    }
+}
+
+async fn invoke_model(
+    State(multi): State<Arc<MultiModels>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !multi.loaded.lock().await.contains_key(&name) {
+        return message(StatusCode::NOT_FOUND, format!("Model {name} is not loaded"));
+    }
+    answer(&multi.jobs, Some(name), &headers, body).await
 }
 
 async fn write_frame(stdin: &mut ChildStdin, header: &serde_json::Value, bodies: &[&[u8]]) -> std::io::Result<()> {

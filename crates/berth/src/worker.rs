@@ -50,6 +50,7 @@ fn run_python() -> anyhow::Result<()> {
         port: port.parse().map_err(|_| anyhow::anyhow!("SAGEMAKER_BIND_TO_PORT is not a port: {port}"))?,
         python: PathBuf::from(env("BERTH_PYTHON").unwrap_or_else(|| "python3".into())),
         processes: env("SAGEMAKER_MODEL_SERVER_WORKERS").and_then(|w| w.parse().ok()).unwrap_or(1),
+        multi_model: env("SAGEMAKER_MULTI_MODEL").is_some_and(|v| v.eq_ignore_ascii_case("true")),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(berth_python::server::run(settings)).map_err(|e| anyhow::anyhow!("berth/python: {e}"))
