@@ -96,6 +96,24 @@ def test_direct_invocation_goes_to_the_named_container(berth, sm, runtime, tmp_p
     listed = cw.list_metrics(Namespace="AWS/SageMaker", MetricName="Invocations", Dimensions=[{"Name": "EndpointName", "Value": ep}])["Metrics"]
     containers_listed = sorted(d["Value"] for m in listed for d in m["Dimensions"] if d["Name"] == "ContainerName")
     assert containers_listed == ["alpha", "beta"], listed
+    # Each container's CPU and memory, in the instance namespace (measured once a second).
+    for metric in ["CPUUtilization", "MemoryUtilization"]:
+        deadline = time.time() + 15
+        while True:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            out = cw.get_metric_statistics(
+                Namespace="/aws/sagemaker/Endpoints",
+                MetricName=metric,
+                Dimensions=dims + [{"Name": "ContainerName", "Value": "beta"}],
+                StartTime=now - datetime.timedelta(minutes=10),
+                EndTime=now + datetime.timedelta(minutes=1),
+                Period=3600,
+                Statistics=["SampleCount", "Maximum"],
+            )
+            if out["Datapoints"] or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert out["Datapoints"] and out["Datapoints"][0]["SampleCount"] >= 1, (metric, out)
 
 
 def invocations(cw, dimensions):

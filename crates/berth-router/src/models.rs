@@ -144,6 +144,11 @@ impl ModelCache {
         })
     }
 
+    /// Forgets the models of instances the variant no longer runs (their archives' leases go).
+    pub fn keep_instances(&self, serials: &[u64]) {
+        self.lock().retain(|serial, _| serials.contains(serial));
+    }
+
     /// Models loaded on all instances.
     pub fn loaded_count(&self) -> usize {
         self.lock().values().map(|i| i.models.values().filter(|r| r.state.get().is_some_and(|s| s.is_ok())).count()).sum()

@@ -100,6 +100,9 @@ impl RoutingTable {
                 v.serverless = Some(state);
             }
             *instances.entry(v.name.clone()).or_default() += v.instances.iter().filter(|s| s.container() == 0).count();
+            if let Some(models) = &v.models {
+                models.keep_instances(&v.instances.iter().map(|s| s.serial()).collect::<Vec<_>>());
+            }
             if let Some(p) = v.pipeline.as_deref().filter(|p| p.mode == ExecutionMode::Direct) {
                 let container_metrics: Vec<Arc<VariantMetrics>> = p
                     .hostnames

@@ -148,14 +148,26 @@ fn measure(probe: &mut UsageProbe, routing: &RoutingTable, data_dir: &Path, host
     for route in &routes {
         for v in &route.variants {
             let memory = (v.memory_mib.max(1) * 1024 * 1024).min(host_memory) as f64;
-            let instances: Vec<InstanceUtilization> = v
-                .instances
-                .iter()
-                .filter_map(|slot| usage.get(&slot.pid()?))
-                .filter_map(|u| Some(InstanceUtilization { cpu: u.cpu_percent?, memory: u.rss_bytes as f64 / memory * 100.0, disk }))
-                .collect();
-            if let Some(u) = Utilization::of(&instances) {
+            let of = |container: Option<usize>| -> Option<Utilization> {
+                let instances: Vec<InstanceUtilization> = v
+                    .instances
+                    .iter()
+                    .filter(|slot| container.is_none_or(|c| slot.container() == c))
+                    .filter_map(|slot| usage.get(&slot.pid()?))
+                    .filter_map(|u| Some(InstanceUtilization { cpu: u.cpu_percent?, memory: u.rss_bytes as f64 / memory * 100.0, disk }))
+                    .collect();
+                Utilization::of(&instances)
+            };
+            if let Some(u) = of(None) {
                 out.insert(VariantKey { endpoint: route.endpoint.clone(), variant: v.name.clone() }, u);
+            }
+            // A Direct multi-container variant's containers are measured apart too (ContainerName).
+            for (i, hostname) in
+                v.pipeline.iter().filter(|p| p.mode == berth_domain::ExecutionMode::Direct).flat_map(|p| p.hostnames.iter().enumerate())
+            {
+                if let Some(u) = of(Some(i)) {
+                    out.insert(VariantKey::container(&route.endpoint, &v.name, hostname), u);
+                }
             }
         }
     }
