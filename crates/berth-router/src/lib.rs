@@ -6,12 +6,11 @@
 
 #![forbid(unsafe_code)]
 
-use berth_domain::ExecutionMode;
-
 mod capture;
 mod forward;
 mod h1;
 mod models;
+mod pipeline;
 mod pool;
 mod serverless;
 mod shadow;
@@ -21,11 +20,13 @@ mod table;
 pub use capture::{CaptureQueue, CaptureRecord, CaptureSettings, CAPTURE_QUEUE};
 pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse, StreamError};
 pub use models::{check_target_model, ModelCache, ModelCacheSettings, ModelUse, MAX_TARGET_MODEL_LEN};
+pub use pipeline::Pipeline;
 pub use serverless::{ServerlessRegistry, ServerlessState};
 pub use shadow::{ShadowComparison, ShadowLog, ShadowRoute, ShadowStats, KEPT_COMPARISONS};
 pub use sticky::{StickyKey, STICKY_KEY_TAG};
-pub use table::{EndpointRoute, GreenRoute, Pipeline, RoutingTable, VariantRoute};
+pub use table::{EndpointRoute, GreenRoute, RoutingTable, VariantRoute};
 
+use berth_domain::ExecutionMode;
 use berth_instances::{InFlight, InstanceSlot};
 use berth_metrics::{Outcome, VariantMetrics};
 use bytes::{Bytes, BytesMut};
@@ -148,7 +149,7 @@ impl Router {
                     )))
                 }
             };
-            let container = container_of(&route.endpoint, variant, req.target_container.as_deref())?;
+            let container = pipeline::container_of(&route.endpoint, variant, req.target_container.as_deref())?;
             let picked = match target_model {
                 // Preferably an instance that has the model loaded.
                 Some((cache, target)) => variant.pick_instance_preferring(|slot| cache.has_loaded(slot, target)),
@@ -174,7 +175,10 @@ impl Router {
             let sent = Instant::now();
             let result = match variant.pipeline.as_deref() {
                 Some(p) if p.mode == ExecutionMode::Serial => self.run_pipeline(p, variant, slot.clone(), req, &exchange).await,
-                Some(p) => exchange.send(&self.forwarder, &slot, path, &variant.name, req).await.map_err(|e| stage_error(e, p, container)),
+                Some(p) => exchange
+                    .send(&self.forwarder, &slot, path, &variant.name, req)
+                    .await
+                    .map_err(|e| pipeline::stage_error(e, p, container)),
                 None => exchange.send(&self.forwarder, &slot, path, &variant.name, req).await,
             };
             if let Err(e @ InvokeError::Unreachable { .. }) = result {
@@ -203,33 +207,6 @@ impl Router {
             };
             return Ok((sent, result));
         }
-    }
-
-    /// A serial inference pipeline: the request goes to the first container (on `first`), each
-    /// container's answer (body and content type) is the next one's request, and the last one's
-    /// answer is the caller's, exchanged with `exchange`. A failing container is named.
-    async fn run_pipeline<E: Exchange>(
-        &self,
-        pipeline: &Pipeline,
-        variant: &VariantRoute,
-        first: Arc<InstanceSlot>,
-        req: &InvokeRequest,
-        exchange: &E,
-    ) -> Result<E::Out, InvokeError> {
-        let last = pipeline.hostnames.len() - 1;
-        let (mut slot, mut _in_flight) = (first, None);
-        let mut passed: Option<InvokeRequest> = None;
-        for stage in 0..last {
-            let this = passed.as_ref().unwrap_or(req);
-            let answer = self.forwarder.forward(&slot, &variant.name, this).await.map_err(|e| stage_error(e, pipeline, stage))?;
-            passed = Some(InvokeRequest { body: answer.body, content_type: answer.content_type, ..req.clone() });
-            let (next, in_flight) = variant
-                .pick_container_instance(stage + 1)
-                .ok_or_else(|| InvokeError::NoHealthyInstance { variant: variant.name.clone() })?;
-            (slot, _in_flight) = (next, Some(in_flight));
-        }
-        let this = passed.as_ref().unwrap_or(req);
-        exchange.send(&self.forwarder, &slot, forward::INVOCATIONS, &variant.name, this).await.map_err(|e| stage_error(e, pipeline, last))
     }
 
     /// Records a request's outcome once its answer is complete, copies it to the shadows and
@@ -364,49 +341,6 @@ impl Router {
                 in_flight.fetch_sub(1, Ordering::Relaxed);
             });
         }
-    }
-}
-
-/// Which of a variant's containers a call goes to: for a Direct multi-container variant the one
-/// `TargetContainerHostname` names, else the first (the only one, or a pipeline's first).
-fn container_of(endpoint: &str, variant: &VariantRoute, target: Option<&str>) -> Result<usize, InvokeError> {
-    let refuse = |message: String| Err(InvokeError::Target(message));
-    let Some(p) = variant.pipeline.as_deref() else {
-        return match target {
-            None => Ok(0),
-            Some(_) => {
-                refuse(format!("Variant {} of endpoint {endpoint} runs one container: leave TargetContainerHostname out.", variant.name))
-            }
-        };
-    };
-    let names = p.hostnames.join(", ");
-    match (p.mode, target) {
-        (ExecutionMode::Serial, None) => Ok(0),
-        (ExecutionMode::Serial, Some(_)) => {
-            refuse(format!("Endpoint {endpoint} runs its containers as a serial inference pipeline: leave TargetContainerHostname out."))
-        }
-        (ExecutionMode::Direct, None) => {
-            refuse(format!("Endpoint {endpoint} invokes its containers directly: name one with TargetContainerHostname ({names})."))
-        }
-        (ExecutionMode::Direct, Some(h)) => p.index_of(h).map_or_else(
-            || refuse(format!("Variant {} of endpoint {endpoint} has no container {h}; its containers are {names}.", variant.name)),
-            Ok,
-        ),
-    }
-}
-
-/// An error of one container of a multi-container variant, naming it. A later stage of a
-/// pipeline that cannot be reached is a failure, not a retry: earlier stages have run.
-fn stage_error(e: InvokeError, pipeline: &Pipeline, index: usize) -> InvokeError {
-    let hostname = pipeline.hostnames[index].clone();
-    match e {
-        InvokeError::ModelError { variant, status, body, .. } => {
-            InvokeError::ModelError { variant, status, body, container: Some(hostname) }
-        }
-        InvokeError::Unreachable { variant, message } if index > 0 => {
-            InvokeError::Failed { variant, message: format!("container {hostname} could not be reached: {message}") }
-        }
-        other => other,
     }
 }
 

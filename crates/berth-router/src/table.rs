@@ -1,5 +1,6 @@
 use crate::capture::{CaptureQueue, CaptureSettings};
 use crate::models::ModelCache;
+use crate::pipeline::Pipeline;
 use crate::serverless::{ServerlessRegistry, ServerlessState};
 use crate::shadow::{ShadowLog, ShadowRoute};
 use crate::sticky::{self, StickyKey};
@@ -190,23 +191,6 @@ pub struct VariantRoute {
     /// For a multi-container variant: how its containers are invoked and their hostnames.
     /// `instances` then holds every container's instances, each slot saying which it runs.
     pub pipeline: Option<Arc<Pipeline>>,
-}
-
-/// A multi-container variant's containers, in order, and how a call uses them.
-#[derive(Debug)]
-pub struct Pipeline {
-    pub mode: ExecutionMode,
-    pub hostnames: Vec<String>,
-    /// Direct: each container's own metrics (`ContainerName`), set by [`RoutingTable::publish`].
-    pub container_metrics: Vec<Arc<VariantMetrics>>,
-}
-
-impl Pipeline {
-    /// The index of the container a `TargetContainerHostname` names (hostnames are matched
-    /// without regard to case).
-    pub fn index_of(&self, hostname: &str) -> Option<usize> {
-        self.hostnames.iter().position(|h| h.eq_ignore_ascii_case(hostname))
-    }
 }
 
 impl EndpointRoute {
