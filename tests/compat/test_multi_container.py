@@ -82,10 +82,17 @@ def test_direct_invocation_goes_to_the_named_container(berth, sm, runtime, tmp_p
         runtime.invoke_endpoint(EndpointName=ep, ContentType="text/plain", Body=b"hi", TargetContainerHostname="bad_name")
     assert error_code(e) == "ValidationError" and "targetContainerHostname" in error_message(e)
 
+    # The berth CLI names the container too.
+    import subprocess
+
+    from conftest import berth_binary
+
+    out = subprocess.run([berth_binary(), "invoke", ep, "--container", "beta", "--url", berth.url], input=b"cli", capture_output=True, timeout=30)
+    assert out.returncode == 0 and json.loads(out.stdout)["name"] == "beta", out.stderr
     # Per-container metrics, dimensions EndpointName, VariantName, ContainerName, beside the variant's.
     cw = berth.client("cloudwatch")
     dims = [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "AllTraffic"}]
-    want = {None: 3, "alpha": 1, "beta": 2}
+    want = {None: 4, "alpha": 1, "beta": 3}
     deadline = time.time() + 15
     while True:
         got = {c: invocations(cw, dims + ([{"Name": "ContainerName", "Value": c}] if c else [])) for c in want}

@@ -6,6 +6,7 @@ import concurrent.futures
 import datetime
 import json
 import os
+import subprocess
 import time
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, error_code, error_message, http_status, new_bucket, tar_gz, unique, variant, wait_status
+from conftest import ROLE, berth_binary, error_code, error_message, http_status, new_bucket, tar_gz, unique, variant, wait_status
 
 onnxruntime = pytest.importorskip("onnxruntime")
 from sklearn.datasets import load_iris  # noqa: E402
@@ -146,6 +147,10 @@ def test_each_target_model_answers_like_its_own_model_and_loads_once(berth, sm, 
     assert shown["variants"][0]["models"] == {"loaded": 3, "cache_hits": 7, "calls": 10}
     names = {m["MetricName"] for m in cw.list_metrics(Namespace="AWS/SageMaker", Dimensions=[{"Name": "EndpointName", "Value": ep}])["Metrics"]}
     assert {"ModelCacheHit", "LoadedModelCount", "ModelLoadingTime", "ModelUnloadingTime"} <= names
+
+    # The berth CLI names the model too.
+    out = subprocess.run([berth_binary(), "invoke", ep, "--target-model", "forest.tar.gz", "--url", berth.url], input=csv(ROWS).encode(), capture_output=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == multi.strip(), out.stderr
 
 
 def test_least_recently_used_models_are_unloaded_past_the_instance_memory(berth, sm, runtime, bucket):

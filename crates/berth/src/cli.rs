@@ -49,6 +49,12 @@ pub struct InvokeArgs {
     /// Stream the answer (InvokeEndpointWithResponseStream): print each part as it arrives.
     #[arg(long)]
     stream: bool,
+    /// The model to invoke on a multi-model endpoint (TargetModel: its key under the prefix).
+    #[arg(long)]
+    target_model: Option<String>,
+    /// The container to invoke on a Direct multi-container endpoint (TargetContainerHostname).
+    #[arg(long)]
+    container: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -286,8 +292,14 @@ pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
         let operation = if args.stream { "invocations-response-stream" } else { "invocations" };
         let mut req =
             http::Request::post(format!("{}/endpoints/{}/{operation}", api.url, args.endpoint)).header("content-type", &args.content_type);
-        if let Some(v) = &args.variant {
-            req = req.header("x-amzn-sagemaker-target-variant", v);
+        for (name, value) in [
+            ("x-amzn-sagemaker-target-variant", &args.variant),
+            ("x-amzn-sagemaker-target-model", &args.target_model),
+            ("x-amzn-sagemaker-target-container-hostname", &args.container),
+        ] {
+            if let Some(v) = value {
+                req = req.header(name, v);
+            }
         }
         if let Some(a) = &args.accept {
             // The streaming operation takes Accept in a header of its own.
