@@ -189,3 +189,12 @@ def test_a_manifest_and_data_processing_filter_and_join_records(berth, sm, bucke
     assert lines == ["[1,2]", "[3,4]"], "the model saw each record's features only"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=b, Prefix="joined/")["Contents"]]
     assert keys == ["joined/part-1.jsonl.out"], "only what the manifest lists"
+
+    # A manifest entry that climbs out of its prefix fails the job; nothing is read or written.
+    s3.put_object(Bucket=b, Key="manifests/escape.json", Body=json.dumps([{"prefix": f"s3://{b}/docs/"}, "../manifests/m.json"]).encode())
+    name = unique("job")
+    escape = {"DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": f"s3://{b}/manifests/escape.json"}}}
+    sm.create_transform_job(**job_args(model, name, f"s3://{b}/manifests/escape.json", f"s3://{b}/escaped", input=escape))
+    d = wait_job(sm, name)
+    assert d["TransformJobStatus"] == "Failed" and "which leaves its prefix" in d["FailureReason"], d
+    assert "Contents" not in s3.list_objects_v2(Bucket=b, Prefix="escaped/")
