@@ -331,40 +331,37 @@ const MIN_PER_VARIANT: usize = 30;
 
 /// Compares outcomes `a` and `b` (each in arrival order); `tau` is the mixture's scale (the
 /// size of difference that matters, in the outcome's units). The always-valid p-value is the
-/// smallest 1/e-value over every prefix of the two streams (from `MIN_PER_VARIANT` observations
-/// each), interleaved in proportion, so it only goes down as data arrive and a decision, once
-/// reached, stays.
+/// smallest 1/e-value over the paired prefixes — the first k outcomes of each variant, from
+/// `MIN_PER_VARIANT` on — which new outcomes only ever add to (never reorder), so the p-value
+/// only goes down as data arrive and a decision, once reached, stays.
 pub(crate) fn compare(a: &[f64], b: &[f64], tau: f64, alpha: f64) -> Option<Comparison> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
     let (na, nb) = (a.len(), b.len());
-    let (mut i, mut j) = (0usize, 0usize);
     let (mut sa, mut qa, mut sb, mut qb) = (0.0, 0.0, 0.0, 0.0);
     let mut always_valid_p: f64 = 1.0;
     let mut last_e = 1.0;
     let mut decided_after = None;
-    while i < na || j < nb {
-        // Take from the stream that is further behind its share.
-        if j >= nb || (i < na && (i as f64 / na as f64) <= (j as f64 / nb as f64)) {
-            sa += a[i];
-            qa += a[i] * a[i];
-            i += 1;
-        } else {
-            sb += b[j];
-            qb += b[j] * b[j];
-            j += 1;
-        }
-        if i >= MIN_PER_VARIANT && j >= MIN_PER_VARIANT {
-            let (fi, fj) = (i as f64, j as f64);
-            let var = diff_variance(sa, qa, fi, sb, qb, fj);
-            last_e = e_value(sb / fj - sa / fi, var, tau);
+    for k in 0..na.min(nb) {
+        sa += a[k];
+        qa += a[k] * a[k];
+        sb += b[k];
+        qb += b[k] * b[k];
+        let n = k + 1;
+        if n >= MIN_PER_VARIANT {
+            let f = n as f64;
+            let var = diff_variance(sa, qa, f, sb, qb, f);
+            last_e = e_value(sb / f - sa / f, var, tau);
             always_valid_p = always_valid_p.min(1.0 / last_e);
             if always_valid_p < alpha && decided_after.is_none() {
-                decided_after = Some(i + j);
+                decided_after = Some(2 * n);
             }
         }
     }
+    // The whole streams, for the estimate and its fixed-sample interval.
+    let (sa, qa, sb, qb) =
+        (a.iter().sum::<f64>(), a.iter().map(|v| v * v).sum::<f64>(), b.iter().sum::<f64>(), b.iter().map(|v| v * v).sum::<f64>());
     let ((ma, va), (mb, vb)) = (mean_var(a), mean_var(b));
     let diff = mb - ma;
     let se = diff_variance(sa, qa, na as f64, sb, qb, nb as f64).sqrt();
@@ -394,6 +391,30 @@ mod sequential_tests {
 
     fn bernoulli(rng: &mut fastrand::Rng, p: f64) -> f64 {
         f64::from(u8::from(rng.f64() < p))
+    }
+
+    /// A decision, once reached, stays as outcomes keep arriving, however unevenly between the
+    /// variants (as when a bandit moves traffic); the p-value never goes up.
+    #[test]
+    fn a_decision_stays_as_outcomes_arrive_unevenly() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut p_before, mut decided) = (1.0, false);
+        for step in 0..3000 {
+            // Three to one for B first, then one to three.
+            if rng.f64() < if step < 1500 { 0.25 } else { 0.75 } {
+                a.push(bernoulli(&mut rng, 0.88));
+            } else {
+                b.push(bernoulli(&mut rng, 0.72));
+            }
+            if let Some(c) = compare(&a, &b, 0.05, 0.05) {
+                assert!(c.always_valid_p <= p_before, "the p-value went up at step {step}");
+                p_before = c.always_valid_p;
+                assert!(!decided || c.always_valid_p < 0.05, "an undecided test after a decision at step {step}");
+                decided |= c.always_valid_p < 0.05;
+            }
+        }
+        assert!(decided, "a 16-point difference is decided within 3,000 outcomes");
     }
 
     /// Looked at after every observation up to 2,000 per arm, two equal variants are declared
