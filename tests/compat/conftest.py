@@ -401,3 +401,30 @@ def tar_gz(files):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def recent_statistics(cw, metric, dimensions, namespace="AWS/SageMaker", statistics=("Sum", "SampleCount", "Average", "Minimum", "Maximum")):
+    """A metric's statistics over the last ten minutes as one datapoint (None when it has none)."""
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = cw.get_metric_statistics(
+        Namespace=namespace,
+        MetricName=metric,
+        Dimensions=dimensions,
+        StartTime=now - datetime.timedelta(minutes=10),
+        EndTime=now + datetime.timedelta(minutes=1),
+        Period=3600,
+        Statistics=list(statistics),
+    )
+    return out["Datapoints"][0] if out["Datapoints"] else None
+
+
+def eventually(check, timeout=15):
+    """`check()` polled until it gives something true or `timeout` seconds pass; its last value."""
+    deadline = time.time() + timeout
+    while True:
+        got = check()
+        if got or time.time() > deadline:
+            return got
+        time.sleep(0.25)

@@ -3,14 +3,12 @@ TargetContainerHostname) with boto3, each container the test echo container with
 data: a serial inference pipeline passes each container's answer to the next; a direct endpoint
 invokes the container a call names."""
 
-import datetime
 import json
-import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ECHO_IMAGE, ROLE, error_code, error_message, http_status, model_dir, unique, variant, wait_status
+from conftest import ECHO_IMAGE, ROLE, error_code, error_message, eventually, http_status, model_dir, recent_statistics, unique, variant, wait_status
 
 
 def containers(tmp_path, hostnames, env=None, named=True):
@@ -93,48 +91,21 @@ def test_direct_invocation_goes_to_the_named_container(berth, sm, runtime, tmp_p
     cw = berth.client("cloudwatch")
     dims = [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "AllTraffic"}]
     want = {None: 4, "alpha": 1, "beta": 3}
-    deadline = time.time() + 15
-    while True:
-        got = {c: invocations(cw, dims + ([{"Name": "ContainerName", "Value": c}] if c else [])) for c in want}
-        if got == want or time.time() > deadline:
-            break
-        time.sleep(0.5)
+
+    def invocations():
+        sums = {c: recent_statistics(cw, "Invocations", dims + ([{"Name": "ContainerName", "Value": c}] if c else []), statistics=["Sum"]) for c in want}
+        return {c: s and s["Sum"] for c, s in sums.items()}
+
+    got = eventually(lambda: (g := invocations()) == want and g) or invocations()
     assert got == want
     listed = cw.list_metrics(Namespace="AWS/SageMaker", MetricName="Invocations", Dimensions=[{"Name": "EndpointName", "Value": ep}])["Metrics"]
     containers_listed = sorted(d["Value"] for m in listed for d in m["Dimensions"] if d["Name"] == "ContainerName")
     assert containers_listed == ["alpha", "beta"], listed
     # Each container's CPU and memory, in the instance namespace (measured once a second).
     for metric in ["CPUUtilization", "MemoryUtilization"]:
-        deadline = time.time() + 15
-        while True:
-            now = datetime.datetime.now(datetime.timezone.utc)
-            out = cw.get_metric_statistics(
-                Namespace="/aws/sagemaker/Endpoints",
-                MetricName=metric,
-                Dimensions=dims + [{"Name": "ContainerName", "Value": "beta"}],
-                StartTime=now - datetime.timedelta(minutes=10),
-                EndTime=now + datetime.timedelta(minutes=1),
-                Period=3600,
-                Statistics=["SampleCount", "Maximum"],
-            )
-            if out["Datapoints"] or time.time() > deadline:
-                break
-            time.sleep(0.5)
-        assert out["Datapoints"] and out["Datapoints"][0]["SampleCount"] >= 1, (metric, out)
-
-
-def invocations(cw, dimensions):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    out = cw.get_metric_statistics(
-        Namespace="AWS/SageMaker",
-        MetricName="Invocations",
-        Dimensions=dimensions,
-        StartTime=now - datetime.timedelta(minutes=10),
-        EndTime=now + datetime.timedelta(minutes=1),
-        Period=3600,
-        Statistics=["Sum"],
-    )
-    return sum(d["Sum"] for d in out["Datapoints"])
+        beta = dims + [{"Name": "ContainerName", "Value": "beta"}]
+        measured = eventually(lambda: recent_statistics(cw, metric, beta, namespace="/aws/sagemaker/Endpoints", statistics=["SampleCount", "Maximum"]))
+        assert measured and measured["SampleCount"] >= 1, (metric, measured)
 
 
 def test_create_model_checks_multi_container_models(sm, runtime, tmp_path):

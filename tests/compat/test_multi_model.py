@@ -3,7 +3,6 @@ S3: every archive under the prefix is served by its key, loaded on its first cal
 recently used past an instance's memory; SageMaker's per-variant model metrics in CloudWatch."""
 
 import concurrent.futures
-import datetime
 import json
 import os
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, berth_binary, error_code, error_message, http_status, new_bucket, tar_gz, unique, variant, wait_status
+from conftest import ROLE, berth_binary, error_code, error_message, eventually, http_status, new_bucket, recent_statistics, tar_gz, unique, variant, wait_status
 
 onnxruntime = pytest.importorskip("onnxruntime")
 from sklearn.datasets import load_iris  # noqa: E402
@@ -80,26 +79,7 @@ def loads_logged(berth, endpoint, target):
 
 
 def statistics(cw, endpoint, metric):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    out = cw.get_metric_statistics(
-        Namespace="AWS/SageMaker",
-        MetricName=metric,
-        Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}],
-        StartTime=now - datetime.timedelta(minutes=10),
-        EndTime=now + datetime.timedelta(minutes=1),
-        Period=3600,
-        Statistics=["Sum", "SampleCount", "Average", "Minimum", "Maximum"],
-    )
-    return out["Datapoints"][0] if out["Datapoints"] else None
-
-
-def wait_for(check, timeout=15):
-    deadline = time.time() + timeout
-    while True:
-        got = check()
-        if got or time.time() > deadline:
-            return got
-        time.sleep(0.25)
+    return recent_statistics(cw, metric, [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}])
 
 
 def test_each_target_model_answers_like_its_own_model_and_loads_once(berth, sm, runtime, bucket):
@@ -134,9 +114,9 @@ def test_each_target_model_answers_like_its_own_model_and_loads_once(berth, sm, 
 
     # SageMaker's multi-model metrics, per variant: 10 calls, the first of each model a miss.
     cw = berth.client("cloudwatch")
-    hits = wait_for(lambda: (s := statistics(cw, ep, "ModelCacheHit")) and s["SampleCount"] >= 10 and s)
+    hits = eventually(lambda: (s := statistics(cw, ep, "ModelCacheHit")) and s["SampleCount"] >= 10 and s)
     assert (hits["SampleCount"], hits["Sum"]) == (10, 7), hits
-    loaded = wait_for(lambda: (s := statistics(cw, ep, "LoadedModelCount")) and s["Maximum"] == 3 and s)
+    loaded = eventually(lambda: (s := statistics(cw, ep, "LoadedModelCount")) and s["Maximum"] == 3 and s)
     assert loaded and loaded["Maximum"] == 3, loaded
     for metric in ["ModelLoadingTime", "ModelDownloadingTime", "ModelLoadingWaitTime"]:
         s = statistics(cw, ep, metric)
@@ -169,9 +149,9 @@ def test_least_recently_used_models_are_unloaded_past_the_instance_memory(berth,
     predict(runtime, ep, "c.tar.gz")
     assert loads_logged(berth, ep, "c.tar.gz") == 1, "c stayed loaded"
     cw = berth.client("cloudwatch")
-    loaded = wait_for(lambda: (s := statistics(cw, ep, "LoadedModelCount")) and s)
+    loaded = eventually(lambda: (s := statistics(cw, ep, "LoadedModelCount")) and s)
     assert loaded["Maximum"] == 2, loaded
-    unloading = wait_for(lambda: (s := statistics(cw, ep, "ModelUnloadingTime")) and s["SampleCount"] >= 2 and s)
+    unloading = eventually(lambda: (s := statistics(cw, ep, "ModelUnloadingTime")) and s["SampleCount"] >= 2 and s)
     assert unloading and unloading["SampleCount"] == 2, unloading
 
     # A model larger than the whole memory is refused with the reason.
@@ -190,9 +170,9 @@ def test_with_the_cache_disabled_each_call_loads_its_model(berth, sm, runtime, b
     cw = berth.client("cloudwatch")
     for n in range(1, 4):
         predict(runtime, ep, "m.tar.gz")
-        assert wait_for(lambda: loads_logged(berth, ep, "m.tar.gz") == n), n
+        assert eventually(lambda: loads_logged(berth, ep, "m.tar.gz") == n), n
         # The unload after a call happens as it ends: wait for it before the next call.
-        assert wait_for(lambda: (s := statistics(cw, ep, "ModelUnloadingTime")) and s["SampleCount"] >= n), n
+        assert eventually(lambda: (s := statistics(cw, ep, "ModelUnloadingTime")) and s["SampleCount"] >= n), n
     assert loads_logged(berth, ep, "m.tar.gz") == 3
 
 

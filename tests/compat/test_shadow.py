@@ -2,13 +2,12 @@
 wait for the shadow; the shadow gets its sampling share of copies, has its own metrics, and its
 answers are kept beside production's for comparison (GET /berth/v1/endpoints/{name}/shadows)."""
 
-import datetime
 import json
 import time
 
 import requests
 
-from conftest import create_echo_model, unique, variant, wait_status
+from conftest import create_echo_model, recent_statistics, unique, variant, wait_status
 
 
 def shadow_endpoint(sm, shadow_weight, shadow_env=None, same_model=False):
@@ -42,17 +41,9 @@ def shadow_stats(berth, ep, want_sampled=None, timeout=15):
 
 
 def invocations(cw, ep, variant_name):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    out = cw.get_metric_statistics(
-        Namespace="AWS/SageMaker",
-        MetricName="Invocations",
-        Dimensions=[{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": variant_name}],
-        StartTime=now - datetime.timedelta(minutes=5),
-        EndTime=now + datetime.timedelta(minutes=1),
-        Period=3600,
-        Statistics=["Sum"],
-    )
-    return sum(d["Sum"] for d in out["Datapoints"])
+    dimensions = [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": variant_name}]
+    found = recent_statistics(cw, "Invocations", dimensions, statistics=["Sum"])
+    return found["Sum"] if found else 0
 
 
 def test_callers_see_production_and_the_shadow_gets_its_share(berth, sm, runtime):
