@@ -17,6 +17,7 @@ mod experiment;
 mod instance_types;
 mod json_path;
 mod model;
+mod multi_model;
 mod names;
 mod time;
 mod transform;
@@ -42,6 +43,7 @@ pub use model::{
     environment_name_refused, validate_environment, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, MultiContainer, S3DataSource,
     VpcConfig,
 };
+pub use multi_model::{is_model_name, ModelLoadRequest};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
 pub use time::Timestamp;
 pub use transform::{BatchStrategy, TransformJob, TransformJobStatus};

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
+use berth_domain::{is_model_name, ModelLoadRequest};
 use ort::environment::Environment;
-use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,35 +65,23 @@ pub fn multi_model_app(models: Arc<LoadedModels>) -> axum::Router {
         .with_state(models)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadRequest {
-    model_name: String,
-    url: PathBuf,
-}
-
-/// Names berth gives models: letters, digits, `.`, `_` and `-`, at most 256.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 fn message(status: StatusCode, text: impl Into<String>) -> Response {
     (status, Json(json!({ "message": text.into() }))).into_response()
 }
 
-async fn load(State(models): State<Arc<LoadedModels>>, Json(req): Json<LoadRequest>) -> Response {
-    if !valid_name(&req.model_name) {
+async fn load(State(models): State<Arc<LoadedModels>>, Json(req): Json<ModelLoadRequest>) -> Response {
+    if !is_model_name(&req.model_name) {
         return message(StatusCode::BAD_REQUEST, format!("'{}' is not a model name this worker takes", req.model_name));
     }
     if models.get(&req.model_name).is_some() {
         return message(StatusCode::CONFLICT, format!("Model {} is already loaded", req.model_name));
     }
-    let (environment, threads, dir) = (models.environment.clone(), models.intra_threads, req.url.clone());
+    let (environment, threads, dir) = (models.environment.clone(), models.intra_threads, PathBuf::from(&req.url));
     let loaded = tokio::task::spawn_blocking(move || OnnxModel::load(&environment, &dir, threads)).await;
     match loaded {
         Ok(Ok(model)) => {
             tracing::info!(name = %req.model_name, model = %model.path.display(), "model loaded");
-            models.lock().entry(req.model_name.clone()).or_insert((req.url, Arc::new(model)));
+            models.lock().entry(req.model_name.clone()).or_insert((PathBuf::from(req.url), Arc::new(model)));
             message(StatusCode::OK, format!("Model {} loaded", req.model_name))
         }
         Ok(Err(e)) => message(StatusCode::BAD_REQUEST, e),
@@ -161,19 +149,5 @@ fn answer(model: &OnnxModel, headers: &HeaderMap, body: &[u8]) -> Response {
         }
         // The model rejected this input (shapes, values): the caller's to fix.
         Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_name;
-
-    #[test]
-    fn model_names_are_plain() {
-        assert!(valid_name("3f9a0c1d2e4b5a69"));
-        assert!(valid_name("model-a.v2_x"));
-        for bad in ["", "../x", "a/b", "a b", "a%2Fb", &"x".repeat(257)] {
-            assert!(!valid_name(bad), "{bad}");
-        }
     }
 }

@@ -14,6 +14,7 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use berth_domain::{is_model_name, ModelLoadRequest};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -290,21 +291,9 @@ fn message(status: StatusCode, text: String) -> Response {
     (status, axum::Json(json!({ "message": text }))).into_response()
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadRequest {
-    model_name: String,
-    url: String,
-}
-
-/// Names berth gives models: letters, digits, `.`, `_` and `-`, at most 256.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 /// `POST /models`: every Python process loads the model (its handler from the archive's `code/`).
-async fn load_model(State(multi): State<Arc<MultiModels>>, axum::Json(req): axum::Json<LoadRequest>) -> Response {
-    if !valid_name(&req.model_name) {
+async fn load_model(State(multi): State<Arc<MultiModels>>, axum::Json(req): axum::Json<ModelLoadRequest>) -> Response {
+    if !is_model_name(&req.model_name) {
         return message(StatusCode::BAD_REQUEST, format!("'{}' is not a model name this worker takes", req.model_name));
     }
     let mut loaded = multi.loaded.lock().await;

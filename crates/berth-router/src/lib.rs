@@ -133,22 +133,7 @@ impl Router {
                     admitted = Some((variant.name.clone(), a));
                 }
             }
-            let target_model = match (&variant.models, req.target_model.as_deref()) {
-                (Some(cache), Some(target)) => Some((cache, target)),
-                (None, None) => None,
-                (Some(_), None) => {
-                    return Err(InvokeError::Target(format!(
-                        "Endpoint {} is a multi-model endpoint: name the model to invoke with TargetModel (its key under the model's ModelDataUrl).",
-                        route.endpoint
-                    )))
-                }
-                (None, Some(_)) => {
-                    return Err(InvokeError::Target(format!(
-                        "Variant {} of endpoint {} does not serve multiple models: leave TargetModel out.",
-                        variant.name, route.endpoint
-                    )))
-                }
-            };
+            let target_model = models::model_of(&route.endpoint, variant, req.target_model.as_deref())?;
             let container = pipeline::container_of(&route.endpoint, variant, req.target_container.as_deref())?;
             let picked = match target_model {
                 // Preferably an instance that has the model loaded.
@@ -199,11 +184,8 @@ impl Router {
                 _in_flight: in_flight,
                 _admitted: admitted,
                 _model: model,
-                container_metrics: variant
-                    .pipeline
-                    .as_deref()
-                    .filter(|p| p.mode == ExecutionMode::Direct)
-                    .and_then(|p| p.container_metrics.get(container).cloned()),
+                // Only a Direct variant's pipeline has per-container metrics.
+                container_metrics: variant.pipeline.as_deref().and_then(|p| p.container_metrics.get(container).cloned()),
             };
             return Ok((sent, result));
         }

@@ -7,6 +7,8 @@
 //! With `ModelCacheSetting: Disabled` a model is unloaded after each call.
 
 use crate::forward::{Forwarder, InvokeError};
+use crate::table::VariantRoute;
+use berth_domain::ModelLoadRequest;
 use berth_instances::{staged_models_dir, InstanceSlot, ModelArtifacts, ModelData, ModelDir, STAGED_MODELS_MOUNT};
 use berth_metrics::VariantMetrics;
 use sha2::{Digest, Sha256};
@@ -95,6 +97,26 @@ impl Drop for ModelUse {
                 }
             });
         }
+    }
+}
+
+/// The model cache and key of a call to `variant`: both for a multi-model variant (which needs
+/// a `TargetModel`), neither for another (which takes none).
+pub(crate) fn model_of<'v>(
+    endpoint: &str,
+    variant: &'v VariantRoute,
+    target: Option<&'v str>,
+) -> Result<Option<(&'v Arc<ModelCache>, &'v str)>, InvokeError> {
+    match (&variant.models, target) {
+        (Some(cache), Some(target)) => Ok(Some((cache, target))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(InvokeError::Target(format!(
+            "Endpoint {endpoint} is a multi-model endpoint: name the model to invoke with TargetModel (its key under the model's ModelDataUrl)."
+        ))),
+        (None, Some(_)) => Err(InvokeError::Target(format!(
+            "Variant {} of endpoint {endpoint} does not serve multiple models: leave TargetModel out.",
+            variant.name
+        ))),
     }
 }
 
@@ -237,7 +259,9 @@ impl ModelCache {
                 format!("Failed to download model data for TargetModel {target} ({url}): {e}. Make sure the archive is there.")
             })?;
         metrics.model_downloading_us.record(micros(fetch.elapsed()));
-        let bytes = dir_bytes(dir.path());
+        // Walking the model's files is blocking I/O: off the request's thread.
+        let files = dir.path().to_path_buf();
+        let bytes = tokio::task::spawn_blocking(move || dir_bytes(&files)).await.map_err(|e| e.to_string())?;
         if bytes > self.settings.memory_bytes {
             return Err(format!(
                 "TargetModel {target} needs {} MiB, more than an instance's {} MiB.",
@@ -268,8 +292,8 @@ impl ModelCache {
                 format!("{STAGED_MODELS_MOUNT}/{}", resident.name)
             }
         };
-        let body = serde_json::json!({ "model_name": resident.name, "url": url }).to_string();
-        let (status, answer) = forwarder.call(slot, "POST", "/models", body.as_bytes()).await?;
+        let body = serde_json::to_vec(&ModelLoadRequest { model_name: resident.name.clone(), url }).map_err(|e| e.to_string())?;
+        let (status, answer) = forwarder.call(slot, "POST", "/models", &body).await?;
         // 409: the container had it already (loaded before berth's record of it was reset).
         if !(200..300).contains(&status) && status != 409 {
             let answer = String::from_utf8_lossy(&answer);
@@ -398,7 +422,7 @@ mod tests {
     fn container_names_are_plain_and_stable() {
         let name = container_name("tenants/7/model.tar.gz");
         assert_eq!(name.len(), 32);
-        assert!(name.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(name.bytes().all(|b| b.is_ascii_hexdigit()) && berth_domain::is_model_name(&name), "servers take it");
         assert_eq!(name, container_name("tenants/7/model.tar.gz"));
         assert_ne!(name, container_name("tenants/8/model.tar.gz"));
     }
