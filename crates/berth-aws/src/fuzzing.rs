@@ -72,3 +72,19 @@ pub fn sigv4(data: &[u8]) {
     let req = crate::sigv4::SignedRequest { method: "POST", path, query, headers: &headers, body: body.as_bytes() };
     let _ = crate::sigv4::verify(&req, &principals, std::time::SystemTime::now());
 }
+
+/// Bytes as the start of a connection to the invocation server: its head parser must not
+/// panic, must place every part it reports inside the head, and must not decide on an
+/// invocation before its head is whole (every shorter prefix is still partial).
+pub fn invocation_head(data: &[u8]) {
+    use crate::invocation_server::{parse_head, Head};
+    if let Head::Invocation(head) = parse_head(data) {
+        assert!(head.head_len <= data.len() && head.body_len <= crate::MAX_INVOCATION_BYTES);
+        for place in std::iter::once(&head.endpoint).chain(head.kept.iter().map(|(_, place)| place)) {
+            assert!(place.start <= place.end && place.end <= head.head_len);
+        }
+        for end in 0..head.head_len {
+            assert_eq!(parse_head(&data[..end]), Head::Partial, "decided on {end} bytes of {}", head.head_len);
+        }
+    }
+}

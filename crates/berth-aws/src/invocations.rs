@@ -41,11 +41,15 @@ impl EdgeService {
     pub(crate) fn new(app: axum::Router, edge: Edge) -> Self {
         EdgeService { app, edge, main: tokio::runtime::Handle::current() }
     }
+
+    pub(crate) fn edge(&self) -> &Edge {
+        &self.edge
+    }
 }
 
 /// The endpoint name of an invocation path the fast route takes: `/endpoints/{name}/invocations`
 /// with a name of plain characters (anything to decode goes the general way).
-fn invocation_endpoint(path: &str) -> Option<&str> {
+pub(crate) fn invocation_endpoint(path: &str) -> Option<&str> {
     let name = path.strip_prefix("/endpoints/")?.strip_suffix("/invocations")?;
     (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(name)
 }
@@ -116,6 +120,11 @@ where
     let headers = crate::runtime::RuntimeHeaders::read(&parts.headers, &http::header::ACCEPT);
     if let Some(refused) = crate::gate::refusal(&edge.security, Protocol::Runtime, &parts.method, &headers.gate) {
         return refused;
+    }
+    // A length past the limit is refused from the head, without waiting for the body.
+    if http_body::Body::size_hint(&body).lower() > MAX_INVOCATION_BYTES as u64 {
+        let refused = crate::bodies::body_error(Protocol::Runtime, crate::bodies::BodyError::TooLarge, MAX_INVOCATION_BYTES);
+        return crate::bodies::closing(refused);
     }
     let body = Timed::new(Limited::new(body, MAX_INVOCATION_BYTES), edge.security.body_timeout);
     let body = match body.collect().await {

@@ -23,6 +23,7 @@ mod experiments;
 pub mod fuzzing;
 mod gate;
 mod guardrails;
+mod invocation_server;
 mod invocations;
 mod overview;
 mod prometheus;
@@ -37,6 +38,7 @@ mod wire;
 
 pub use credentials::parse_credentials;
 pub use gate::{AllowedHosts, Security};
+pub use invocation_server::{ConnectionState, Served};
 pub use invocations::EdgeService;
 
 use axum::extract::{DefaultBodyLimit, State};

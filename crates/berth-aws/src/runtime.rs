@@ -80,12 +80,16 @@ pub(crate) struct RuntimeHeaders<'h> {
 
 impl<'h> RuntimeHeaders<'h> {
     pub(crate) fn read(headers: &'h HeaderMap, accept: &HeaderName) -> Self {
+        Self::read_pairs(headers.iter().map(|(name, value)| (name.as_str(), value)), accept.as_str())
+    }
+
+    /// As [`read`](Self::read), from lower-case names and their values in the request's order.
+    pub(crate) fn read_pairs<'n>(headers: impl Iterator<Item = (&'n str, &'h HeaderValue)>, accept: &str) -> Self {
         let mut seen = RuntimeHeaders::default();
         for (name, value) in headers {
-            let name = name.as_str();
             let slot = match name {
                 "content-type" => &mut seen.content_type,
-                n if n == accept.as_str() => &mut seen.accept,
+                n if n == accept => &mut seen.accept,
                 _ => match name.strip_prefix("x-amzn-sagemaker-") {
                     Some("target-variant") => &mut seen.target_variant,
                     Some("custom-attributes") => &mut seen.custom_attributes,
@@ -158,15 +162,41 @@ pub(crate) fn unsupported_member(headers: &HeaderMap) -> Option<&'static str> {
     headers.keys().find_map(|name| unsupported(name.as_str().strip_prefix("x-amzn-sagemaker-")?))
 }
 
+/// Runtime headers (after `x-amzn-sagemaker-`) of members berth does not implement, by member.
+const UNSUPPORTED: [(&str, &str); 4] = [
+    ("inference-component", "InferenceComponentName"),
+    ("session-id", "SessionId"),
+    ("enable-explanations", "EnableExplanations"),
+    ("prefix-aware-id", "PrefixAwareId"),
+];
+
 /// The member a runtime header names (after `x-amzn-sagemaker-`), if berth does not implement it.
 fn unsupported(member: &str) -> Option<&'static str> {
-    match member {
-        "inference-component" => Some("InferenceComponentName"),
-        "session-id" => Some("SessionId"),
-        "enable-explanations" => Some("EnableExplanations"),
-        "prefix-aware-id" => Some("PrefixAwareId"),
-        _ => None,
-    }
+    UNSUPPORTED.iter().find(|(header, _)| *header == member).map(|(_, name)| *name)
+}
+
+/// Every header name [`RuntimeHeaders::read`] looks at (with `accept` for InvokeEndpoint),
+/// lower-case: a reader that skips all others (the invocation server) reads the same request.
+pub(crate) const READ_HEADERS: [&str; 14] = [
+    "content-type",
+    "accept",
+    "host",
+    "origin",
+    "sec-fetch-site",
+    "x-amzn-sagemaker-target-variant",
+    "x-amzn-sagemaker-custom-attributes",
+    "x-amzn-sagemaker-inference-id",
+    "x-amzn-sagemaker-target-model",
+    "x-amzn-sagemaker-target-container-hostname",
+    "x-amzn-sagemaker-inference-component",
+    "x-amzn-sagemaker-session-id",
+    "x-amzn-sagemaker-enable-explanations",
+    "x-amzn-sagemaker-prefix-aware-id",
+];
+
+/// The lower-case name of a header [`RuntimeHeaders::read`] looks at, given in any case.
+pub(crate) fn read_header(name: &[u8]) -> Option<&'static str> {
+    READ_HEADERS.iter().copied().find(|known| known.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// SageMaker's pattern of a container hostname: `^[a-zA-Z0-9](-*[a-zA-Z0-9])*`.

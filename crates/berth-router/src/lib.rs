@@ -153,7 +153,11 @@ impl Router {
                 return Err(InvokeError::NoHealthyInstance { variant: variant.name.clone() });
             };
             let model = match target_model {
-                Some((cache, target)) => Some(cache.acquire(&self.forwarder, &slot, &variant.name, target, &variant.metrics).await?),
+                // Boxed: loading a model (fetching its archive) is a large future, which would
+                // otherwise make every invocation's future ten times larger than it needs.
+                Some((cache, target)) => {
+                    Some(Box::pin(cache.acquire(&self.forwarder, &slot, &variant.name, target, &variant.metrics)).await?)
+                }
                 None => None,
             };
             let path = model.as_ref().map_or(forward::INVOCATIONS, |m| m.path.as_str());

@@ -170,21 +170,46 @@ async fn serve_connection(
     }
 }
 
-async fn http1<S>(io: S, app: berth_aws::EdgeService, limits: &ConnectionLimits, activity: Arc<Activity>, stopping: watch::Receiver<bool>)
-where
+/// Serves a connection: its invocations on berth's own invocation server while they come, then
+/// (from the first request of any other kind) everything on hyper's.
+async fn http1<S>(
+    mut io: S,
+    app: berth_aws::EdgeService,
+    limits: &ConnectionLimits,
+    activity: Arc<Activity>,
+    stopping: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(RequestDone { inner: app, activity: activity.clone() });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    // The watchdog below times headers and idle connections itself.
-    builder.timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
     // The watchdog is a task of its own, woken only by its timer and by berth stopping; the
     // connection reads its verdict (one atomic load) whenever it is polled for its own work.
     let verdict = Arc::new(Verdict::default());
-    let watchdog = tokio::spawn(watchdog(activity, limits.clone(), stopping, verdict.clone()));
+    let watchdog = tokio::spawn(watchdog(activity.clone(), limits.clone(), stopping, verdict.clone()));
     let _watchdog = AbortOnDrop(watchdog.abort_handle());
+    let mut read_ahead = bytes::Bytes::new();
+    if app.answers_invocations() {
+        let state = InvocationConnection { activity: &activity, verdict: &verdict };
+        let mut invocations = Box::pin(app.serve_invocations(&mut io, &state));
+        let served = std::future::poll_fn(|cx| {
+            verdict.waker.register(cx.waker());
+            if verdict.state.load(Ordering::Acquire) == Verdict::DROP {
+                debug!("connection dropped: no complete request in time");
+                return Poll::Ready(None);
+            }
+            std::future::Future::poll(invocations.as_mut(), cx).map(Some)
+        })
+        .await;
+        match served {
+            Some(berth_aws::Served::HandOver(bytes)) => read_ahead = bytes,
+            Some(berth_aws::Served::Closed) | None => return,
+        }
+    }
+    let service = TowerToHyperService::new(RequestDone { inner: app, activity: activity.clone() });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The watchdog above times headers and idle connections itself.
+    builder.timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(ReadAhead { read_ahead, inner: io }), service);
+    tokio::pin!(conn);
     let mut shutting_down = false;
     std::future::poll_fn(|cx| {
         verdict.waker.register(cx.waker());
@@ -249,6 +274,64 @@ async fn watchdog(activity: Arc<Activity>, limits: ConnectionLimits, mut stoppin
                 }
             }
         }
+    }
+}
+
+/// The connection as berth's invocation server sees it.
+struct InvocationConnection<'c> {
+    activity: &'c Activity,
+    verdict: &'c Verdict,
+}
+
+impl berth_aws::ConnectionState for InvocationConnection<'_> {
+    fn request_started(&self) {
+        self.activity.request_started();
+    }
+    fn request_done(&self) {
+        self.activity.request_done();
+    }
+    fn finishing(&self) -> bool {
+        self.verdict.state.load(Ordering::Acquire) == Verdict::FINISH
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection whose first bytes were already read (by the invocation server): they are
+    /// read again first.
+    struct ReadAhead<S> {
+        read_ahead: bytes::Bytes,
+        #[pin]
+        inner: S,
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for ReadAhead<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        if this.read_ahead.is_empty() {
+            return this.inner.poll_read(cx, buf);
+        }
+        let n = this.read_ahead.len().min(buf.remaining());
+        buf.put_slice(&this.read_ahead.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for ReadAhead<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
