@@ -45,11 +45,14 @@ class Answers:
         return data
 
     def next(self):
-        status = int(self._line().split()[1])
-        headers = {}
+        status_line = self._line()
+        status = int(status_line.split()[1])
+        headers, lines = {}, [status_line]
         while line := self._line():
+            lines.append(line)
             name, _, value = line.decode().partition(":")
             headers[name.strip().lower()] = value.strip()
+        self.last_head = b"\r\n".join(lines)
         if headers.get("transfer-encoding") == "chunked":
             body = b""
             while size := int(self._line(), 16):
@@ -123,6 +126,7 @@ def test_pipelined_invocations_then_the_control_plane_on_one_connection(berth, s
         s.sendall(invocation("no-such-endpoint", b"x") + invocation(name, b"x", ["X-Amzn-SageMaker-Target-Variant: Nope"]))
         status, headers, body = answers.next()
         assert status == 400 and "not found" in json.loads(body)["message"] and headers["x-amzn-errortype"].startswith("ValidationError")
+        assert answers.last_head.lower().count(b"x-amzn-requestid") == 1
         status, _, body = answers.next()
         assert status == 400 and "Nope" in json.loads(body)["message"]
         # The gate's Host and Origin checks hold here too.

@@ -12,7 +12,7 @@
 //! never this parser's: a request is read here only when there is one reading of where it ends.
 
 use crate::bodies::BodyError;
-use crate::invocations::{invocation_endpoint, EdgeService};
+use crate::invocations::{invocation_endpoint, EdgeService, REQUEST_ID_HEADER};
 use crate::protocol::Protocol;
 use crate::MAX_INVOCATION_BYTES;
 use axum::response::Response;
@@ -278,13 +278,15 @@ async fn write_answer<S: AsyncWrite + Unpin>(io: &mut S, answer: Response, id: &
     head.push(b' ');
     head.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
+    // What this function writes itself is skipped in the answer's own headers (an error answer
+    // carries an id of its own: the request's id is the one logged).
     for (name, value) in &parts.headers {
-        if name != CONTENT_LENGTH && name != CONNECTION && name != DATE && name != TRANSFER_ENCODING {
+        if ![&CONTENT_LENGTH, &CONNECTION, &DATE, &TRANSFER_ENCODING, &REQUEST_ID_HEADER].contains(&name) {
             line(&mut head, name.as_str(), value.as_bytes());
         }
     }
     line(&mut head, "content-length", data.len().to_string().as_bytes());
-    line(&mut head, "x-amzn-requestid", id.as_bytes());
+    line(&mut head, REQUEST_ID_HEADER.as_str(), id.as_bytes());
     if close {
         line(&mut head, "connection", b"close");
     }

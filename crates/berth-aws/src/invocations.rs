@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 use tracing::Instrument;
 
-const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static("x-amzn-requestid");
+pub(crate) const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static("x-amzn-requestid");
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -254,6 +254,40 @@ mod tests {
     }
 
     #[test]
+    fn the_list_of_read_headers_is_what_the_reader_reads() {
+        // A request with only the listed headers reads as the same request as one with every
+        // header: the invocation server, which keeps only those, sees what hyper's path sees.
+        let mut all = HeaderMap::new();
+        for name in READ_HEADERS {
+            all.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
+        }
+        for (member, _) in UNSUPPORTED {
+            assert!(read_header(format!("X-Amzn-SageMaker-{member}").as_bytes()).is_some(), "{member}");
+        }
+        let refused = RuntimeHeaders::read(&all, &ACCEPT).request(Bytes::new()).unwrap_err();
+        assert!(refused.message.contains("InferenceComponentName"), "{}", refused.message);
+        // Each supported header, alone, is found by the one-pass reader from the list's names.
+        for name in READ_HEADERS.iter().filter(|n| UNSUPPORTED.iter().all(|(m, _)| !n.ends_with(m))) {
+            let value = HeaderValue::from_static("Variant1");
+            let seen = RuntimeHeaders::read_pairs(std::iter::once((*name, &value)), "accept");
+            let found = [
+                seen.content_type,
+                seen.accept,
+                seen.target_variant,
+                seen.custom_attributes,
+                seen.inference_id,
+                seen.target_model,
+                seen.target_container,
+                seen.gate.host,
+                seen.gate.origin,
+                seen.gate.sec_fetch_site,
+            ];
+            assert_eq!(found.iter().flatten().count(), 1, "{name}");
+        }
+        assert_eq!(read_header(b"User-Agent"), None);
+    }
+
+    #[test]
     fn members_berth_lacks_and_overlong_values_are_refused() {
         let mut headers = HeaderMap::new();
         headers.insert("x-amzn-sagemaker-session-id", HeaderValue::from_static("NEW_SESSION"));
