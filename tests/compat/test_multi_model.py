@@ -280,6 +280,42 @@ def test_an_exec_server_that_implements_the_multi_model_api(berth, sm, runtime, 
     assert_serves_the_multi_model_api(berth, runtime, ep, keys, None)
 
 
+def test_a_multi_model_shadow_loads_and_answers_the_target_model(berth, sm, runtime, tmp_path):
+    from conftest import ECHO_IMAGE
+
+    keys = ["a.tar.gz", "nested/b.tar.gz"]
+    prefix = echo_models(tmp_path, keys)
+    name = unique("mme-shadow")
+    container = {"Image": ECHO_IMAGE, "Mode": "MultiModel", "ModelDataUrl": f"file://{prefix}/"}
+    sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[variant("Prod", name)],
+        ShadowProductionVariants=[variant("Shadow", name)],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=[{"Key": "berth:model-memory-mb", "Value": "1"}])
+    d = wait_status(sm, name)
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    for key in keys:
+        r = runtime.invoke_endpoint(EndpointName=name, TargetModel=key, ContentType="text/plain", Body=b"hello")
+        assert r["InvokedProductionVariant"] == "Prod" and json.loads(r["Body"].read())["model_file"] == key
+
+    def compared():
+        shadows = requests.get(f"{berth.url}/berth/v1/endpoints/{name}/shadows", timeout=10).json()["shadows"]
+        return shadows if shadows and shadows[0]["sampled"] >= len(keys) and len(shadows[0]["recent"]) >= len(keys) else None
+
+    shadows = eventually(compared)
+    # The shadow's instance loaded each model itself (its own POST /models) and answered at
+    # /models/{name}/invoke: the same model file, from another process.
+    assert shadows, "the shadow compared nothing"
+    for c in shadows[0]["recent"]:
+        assert c["shadow_status"] == 200, c
+        production, shadow = json.loads(c["production_body"]), json.loads(c["shadow_body"])
+        assert shadow["model_file"] == production["model_file"] and shadow["model"] == production["model"]
+        assert shadow["pid"] != production["pid"]
+    assert {json.loads(c["shadow_body"])["model_file"] for c in shadows[0]["recent"]} == set(keys)
+
+
 def test_a_container_image_that_implements_the_multi_model_api(berth, sm, runtime, tmp_path):
     import subprocess
     import sys

@@ -268,50 +268,28 @@ impl Router {
 
     /// Sends sampled copies of a production request to the endpoint's shadow variants, in the
     /// background; their answers are compared with the production one and recorded.
-    fn copy_to_shadows(&self, route: &EndpointRoute, req: &InvokeRequest, production: Result<&InvokeResponse, &InvokeError>) {
+    fn copy_to_shadows(&self, route: &Arc<EndpointRoute>, req: &InvokeRequest, production: Result<&InvokeResponse, &InvokeError>) {
         let (production_variant, production_status, production_body) = match production {
             Ok(r) => (r.variant.clone(), 200, r.body.clone()),
             Err(InvokeError::ModelError { variant, status, body, .. }) => (variant.clone(), *status, Bytes::from(body.clone())),
             Err(_) => return, // no model answered: nothing to compare with
         };
-        for shadow in &route.shadows {
+        for (index, shadow) in route.shadows.iter().enumerate() {
             if fastrand::f64() >= shadow.sample {
                 continue;
             }
-            let name = shadow.variant.name.clone();
             if self.shadows_in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_SHADOWS_IN_FLIGHT {
                 self.shadows_in_flight.fetch_sub(1, Ordering::Relaxed);
-                self.table.shadows().dropped(&route.endpoint, &name);
+                self.table.shadows().dropped(&route.endpoint, &shadow.variant.name);
                 continue;
             }
-            let picked = shadow.variant.pick_instance();
-            let metrics = shadow.variant.metrics.clone();
             let (table, forwarder, in_flight) = (self.table.clone(), self.forwarder.clone(), self.shadows_in_flight.clone());
-            let (endpoint, request) = (route.endpoint.clone(), req.clone());
+            let (route, request) = (route.clone(), req.clone());
             let (production_variant, production_body) = (production_variant.clone(), production_body.clone());
             tokio::spawn(async move {
+                let shadow = &route.shadows[index];
                 let sent = Instant::now();
-                let (status, body) = match picked {
-                    Some((slot, guard)) => {
-                        let answer = forwarder.forward(&slot, &name, &request).await;
-                        drop(guard);
-                        let model = sent.elapsed();
-                        let (outcome, status, body) = match answer {
-                            Ok(r) => (Outcome::Success, 200, r.body),
-                            Err(InvokeError::ModelError { status, body, .. }) if status < 500 => {
-                                (Outcome::ModelClientError, status, Bytes::from(body))
-                            }
-                            Err(InvokeError::ModelError { status, body, .. }) => (Outcome::ModelServerError, status, Bytes::from(body)),
-                            Err(e) => (Outcome::ModelServerError, 0, Bytes::from(e.to_string())),
-                        };
-                        metrics.record(outcome, Some(micros(model)), 0);
-                        (status, body)
-                    }
-                    None => {
-                        metrics.record(Outcome::Unavailable, None, 0);
-                        (0, Bytes::from_static(b"no healthy instance"))
-                    }
-                };
+                let (status, body) = shadow_answer(&forwarder, &route.endpoint, &shadow.variant, &request).await;
                 let comparison = ShadowComparison {
                     time_ms: berth_domain::Timestamp::now().millis(),
                     inference_id: request.inference_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string),
@@ -323,11 +301,47 @@ impl Router {
                     shadow_body: shadow::kept(&body),
                     shadow_latency_us: micros(sent.elapsed()),
                 };
-                table.shadows().record(&endpoint, &name, comparison);
+                table.shadows().record(&route.endpoint, &shadow.variant.name, comparison);
                 in_flight.fetch_sub(1, Ordering::Relaxed);
             });
         }
     }
+}
+
+/// A shadow variant's answer to a copy of a production request (status 0 when no model
+/// answered), recorded in its metrics. On a multi-model shadow the request's `TargetModel` is
+/// loaded on the shadow's instance and invoked there, as on production.
+async fn shadow_answer(forwarder: &Arc<Forwarder>, endpoint: &str, variant: &VariantRoute, request: &InvokeRequest) -> (u16, Bytes) {
+    let target = match models::model_of(endpoint, variant, request.target_model.as_deref()) {
+        Ok(target) => target,
+        Err(e) => return (0, Bytes::from(e.to_string())),
+    };
+    let picked = match target {
+        Some((cache, target)) => variant.pick_instance_preferring(|slot| cache.has_loaded(slot, target)),
+        None => variant.pick_instance(),
+    };
+    let Some((slot, _in_flight)) = picked else {
+        variant.metrics.record(Outcome::Unavailable, None, 0);
+        return (0, Bytes::from_static(b"no healthy instance"));
+    };
+    let model = match target {
+        Some((cache, target)) => match Box::pin(cache.acquire(forwarder, &slot, &variant.name, target, &variant.metrics)).await {
+            Ok(model) => Some(model),
+            Err(e) => return (0, Bytes::from(e.to_string())),
+        },
+        None => None,
+    };
+    let sent = Instant::now();
+    let path = model.as_ref().map_or(forward::INVOCATIONS, |m| m.path.as_str());
+    let answer = forwarder.forward_to(&slot, path, &variant.name, request).await;
+    let (outcome, status, body) = match answer {
+        Ok(r) => (Outcome::Success, 200, r.body),
+        Err(InvokeError::ModelError { status, body, .. }) if status < 500 => (Outcome::ModelClientError, status, Bytes::from(body)),
+        Err(InvokeError::ModelError { status, body, .. }) => (Outcome::ModelServerError, status, Bytes::from(body)),
+        Err(e) => (Outcome::ModelServerError, 0, Bytes::from(e.to_string())),
+    };
+    variant.metrics.record(outcome, Some(micros(sent.elapsed())), 0);
+    (status, body)
 }
 
 /// A request on its way: what finishing it needs once its answer is complete.
