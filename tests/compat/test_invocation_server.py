@@ -225,3 +225,23 @@ def test_slow_bodies_unfinished_heads_and_stopping(own_berth):
     assert server.proc.wait(timeout=20) == 0
     idle.close()
     busy.close()
+
+
+def test_invocations_over_tls(own_berth, tmp_path):
+    import boto3
+
+    from conftest import CREDENTIALS
+    from test_auth import make_certificate
+
+    pem = make_certificate(tmp_path)
+    server = own_berth("--tls-cert", str(pem["cert"]), "--tls-key", str(pem["key"]))
+    assert server.url.startswith("https://")
+    sm = boto3.client("sagemaker", endpoint_url=server.url, verify=str(pem["ca"]), **CREDENTIALS)
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=server.url, verify=str(pem["ca"]), **CREDENTIALS)
+    name = deploy(sm, ["V"])
+    for body in (b"small", b"x" * 900_000):
+        answer = runtime.invoke_endpoint(EndpointName=name, Body=body, ContentType="text/plain")
+        assert answer["InvokedProductionVariant"] == "V" and echoed(answer["Body"].read())["body"] == body.decode()
+    # A 5 MB answer is written whole through TLS (many records, partial writes).
+    answer = runtime.invoke_endpoint(EndpointName=name, Body=b"big:5000000")
+    assert len(answer["Body"].read()) == 5_000_000
