@@ -167,12 +167,7 @@ impl EdgeService {
                     Head::Partial => {}
                     Head::Other => return Served::HandOver(buf.freeze()),
                     Head::Invocation(head) => break head,
-                    Head::TooLarge => {
-                        let refused = crate::bodies::body_error(Protocol::Runtime, BodyError::TooLarge, MAX_INVOCATION_BYTES);
-                        let _ = write_answer(io, refused, &berth_domain::random_uuid(), true).await;
-                        let _ = io.shutdown().await;
-                        return Served::Closed;
-                    }
+                    Head::TooLarge => return refuse(io, BodyError::TooLarge).await,
                 }
                 match read_more(io, &mut buf, connection).await {
                     Ok(0) | Err(_) => return Served::Closed,
@@ -195,11 +190,7 @@ impl EdgeService {
                 match tokio::time::timeout(self.edge().security.body_timeout, body).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Served::Closed,
-                    Err(_) => {
-                        let late = crate::bodies::body_error(Protocol::Runtime, BodyError::Timeout, MAX_INVOCATION_BYTES);
-                        let _ = write_answer(io, late, &berth_domain::random_uuid(), true).await;
-                        return Served::Closed;
-                    }
+                    Err(_) => return refuse(io, BodyError::Timeout).await,
                 }
             }
             let head_bytes = buf.split_to(head.head_len).freeze();
@@ -233,6 +224,14 @@ impl EdgeService {
         }
         crate::runtime::answer_with(edge, endpoint, headers, body).await
     }
+}
+
+/// Answers a body this server will not read (past the limit, or late) and closes.
+async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, why: BodyError) -> Served {
+    let refused = crate::bodies::body_error(Protocol::Runtime, why, MAX_INVOCATION_BYTES);
+    let _ = write_answer(io, refused, &berth_domain::random_uuid(), true).await;
+    let _ = io.shutdown().await;
+    Served::Closed
 }
 
 /// Reads more of the connection into `buf`; 0 at its end, or when berth is stopping and no
