@@ -184,12 +184,13 @@ def test_requests_framed_two_ways_never_reach_a_model_framed_the_wrong_way(berth
         assert status == 200 and echoed(body)["body"] == "old"
 
     # A body past the runtime's limit, announced by its length: refused from the head alone, on
-    # either server (HTTP/1.0 goes to hyper's).
-    for version in ("HTTP/1.1", "HTTP/1.0"):
+    # either server (HTTP/1.0 goes to hyper's) and on the routed path (a name to decode).
+    encoded = name.replace("-", "%2D", 1)
+    for path, version in ((name, "HTTP/1.1"), (name, "HTTP/1.0"), (encoded, "HTTP/1.1")):
         with connect(berth) as s:
-            s.sendall(f"POST /endpoints/{name}/invocations {version}\r\nHost: 127.0.0.1\r\nContent-Length: {6 * 1024 * 1024 + 1}\r\n\r\n".encode())
+            s.sendall(f"POST /endpoints/{path}/invocations {version}\r\nHost: 127.0.0.1\r\nContent-Length: {6 * 1024 * 1024 + 1}\r\n\r\n".encode())
             status, headers, body = Answers(s).next()
-            assert status == 400 and headers["connection"] == "close" and "6 MB" in json.loads(body)["message"], version
+            assert status == 400 and headers["connection"] == "close" and "6 MB" in json.loads(body)["message"], (path, version)
 
 
 def test_slow_bodies_unfinished_heads_and_stopping(own_berth):

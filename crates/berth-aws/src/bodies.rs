@@ -101,9 +101,15 @@ pub(crate) enum BodyError {
 
 /// Reads a body whole, refusing it once it passes `limit` (or announces a larger length) and
 /// when it has not arrived within `timeout`.
-pub(crate) async fn read_body(body: Body, headers: &axum::http::HeaderMap, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+/// Whether the request's `Content-Length` announces more than `limit` bytes: refused from its
+/// head, before any of the body is read.
+pub(crate) fn announced_over(headers: &axum::http::HeaderMap, limit: usize) -> bool {
     let announced = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
+    announced.is_some_and(|n| n > limit as u64)
+}
+
+pub(crate) async fn read_body(body: Body, headers: &axum::http::HeaderMap, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    if announced_over(headers, limit) {
         return Err(BodyError::TooLarge);
     }
     let mut collect = std::pin::pin!(Limited::new(body, limit).collect());

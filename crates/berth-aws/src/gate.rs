@@ -2,7 +2,7 @@
 //! comes from, its body (read with the route's limit and a deadline, never more), and who signed
 //! it — SigV4 on the AWS APIs, HTTP basic auth on berth's own routes when authentication is on.
 
-use crate::bodies::{body_error, closing, read_body, Timed};
+use crate::bodies::{announced_over, body_error, closing, read_body, BodyError, Timed};
 use crate::protocol::Protocol;
 use crate::sigv4::{self, AuthError, Principals, SignedRequest};
 use axum::body::Body;
@@ -129,6 +129,11 @@ where
             // Unsigned invocations, the hot path: no buffering here; the handler reads the body
             // through the limit and the deadline.
             Protocol::Runtime if security.principals.is_none() => {
+                if announced_over(req.headers(), protocol.body_limit()) {
+                    return GateFuture::Answer {
+                        response: Some(closing(body_error(protocol, BodyError::TooLarge, protocol.body_limit()))),
+                    };
+                }
                 let (parts, body) = req.into_parts();
                 let body = Body::new(Timed::new(Limited::new(body, protocol.body_limit()), security.body_timeout));
                 GateFuture::Pass { inner: self.inner.call(Request::from_parts(parts, body)) }

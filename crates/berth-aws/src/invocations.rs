@@ -121,8 +121,7 @@ where
     if let Some(refused) = crate::gate::refusal(&edge.security, Protocol::Runtime, &parts.method, &headers.gate) {
         return refused;
     }
-    // A length past the limit is refused from the head, without waiting for the body.
-    if http_body::Body::size_hint(&body).lower() > MAX_INVOCATION_BYTES as u64 {
+    if crate::bodies::announced_over(&parts.headers, MAX_INVOCATION_BYTES) {
         let refused = crate::bodies::body_error(Protocol::Runtime, crate::bodies::BodyError::TooLarge, MAX_INVOCATION_BYTES);
         return crate::bodies::closing(refused);
     }
