@@ -152,15 +152,8 @@ impl Router {
                 variant.metrics.record(Outcome::Unavailable, None, micros(started.elapsed()));
                 return Err(InvokeError::NoHealthyInstance { variant: variant.name.clone() });
             };
-            let model = match target_model {
-                // Boxed: loading a model (fetching its archive) is a large future, which would
-                // otherwise make every invocation's future ten times larger than it needs.
-                Some((cache, target)) => {
-                    Some(Box::pin(cache.acquire(&self.forwarder, &slot, &variant.name, target, &variant.metrics)).await?)
-                }
-                None => None,
-            };
-            let path = model.as_ref().map_or(forward::INVOCATIONS, |m| m.path.as_str());
+            let model = models::acquire_for(target_model, &self.forwarder, &slot, variant).await?;
+            let path = models::call_path(model.as_ref());
             let sent = Instant::now();
             let result = match variant.pipeline.as_deref() {
                 Some(p) if p.mode == ExecutionMode::Serial => self.run_pipeline(p, variant, slot.clone(), req, &exchange).await,
@@ -324,15 +317,12 @@ async fn shadow_answer(forwarder: &Arc<Forwarder>, endpoint: &str, variant: &Var
         variant.metrics.record(Outcome::Unavailable, None, 0);
         return (0, Bytes::from_static(b"no healthy instance"));
     };
-    let model = match target {
-        Some((cache, target)) => match Box::pin(cache.acquire(forwarder, &slot, &variant.name, target, &variant.metrics)).await {
-            Ok(model) => Some(model),
-            Err(e) => return (0, Bytes::from(e.to_string())),
-        },
-        None => None,
+    let model = match models::acquire_for(target, forwarder, &slot, variant).await {
+        Ok(model) => model,
+        Err(e) => return (0, Bytes::from(e.to_string())),
     };
     let sent = Instant::now();
-    let path = model.as_ref().map_or(forward::INVOCATIONS, |m| m.path.as_str());
+    let path = models::call_path(model.as_ref());
     let answer = forwarder.forward_to(&slot, path, &variant.name, request).await;
     let (outcome, status, body) = match answer {
         Ok(r) => (Outcome::Success, 200, r.body),

@@ -120,6 +120,26 @@ pub(crate) fn model_of<'v>(
     }
 }
 
+/// Makes a call's model ready on `slot` and holds it for the call (no model for a single-model
+/// variant). Boxed: loading a model (fetching its archive) is a large future, which would
+/// otherwise make every invocation's future ten times larger than it needs.
+pub(crate) async fn acquire_for(
+    target: Option<(&Arc<ModelCache>, &str)>,
+    forwarder: &Arc<Forwarder>,
+    slot: &Arc<InstanceSlot>,
+    variant: &VariantRoute,
+) -> Result<Option<ModelUse>, InvokeError> {
+    match target {
+        Some((cache, target)) => Ok(Some(Box::pin(cache.acquire(forwarder, slot, &variant.name, target, &variant.metrics)).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Where a call goes on the container: its model's `/models/{name}/invoke`, or `/invocations`.
+pub(crate) fn call_path(model: Option<&ModelUse>) -> &str {
+    model.map_or(crate::forward::INVOCATIONS, |m| m.path.as_str())
+}
+
 /// The name a container knows a model key by: a digest, so any key becomes a plain name.
 fn container_name(target: &str) -> String {
     let digest = Sha256::digest(target.as_bytes());
