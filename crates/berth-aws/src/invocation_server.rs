@@ -8,8 +8,9 @@
 //! the connection ([`Served::HandOver`]). Whatever could be framed two ways — `Transfer-Encoding`
 //! (alone or beside a length), two lengths, a length that is not plain digits, `Expect`,
 //! `Upgrade`, a `Connection` option other than `close`/`keep-alive`, HTTP/1.0, a head past 16 KiB
-//! or with more than 64 headers, no length, a body over the limit — is hyper's to frame and answer,
-//! never this parser's: a request is read here only when there is one reading of where it ends.
+//! or with more than 64 headers, no length — is hyper's to frame and answer, never this parser's:
+//! a request is read here only when there is one reading of where it ends. An invocation whose one
+//! plain length is past the limit is refused here from its head, and the connection closed.
 
 use crate::bodies::BodyError;
 use crate::invocations::{invocation_endpoint, EdgeService, REQUEST_ID_HEADER};
@@ -17,7 +18,7 @@ use crate::protocol::Protocol;
 use crate::MAX_INVOCATION_BYTES;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderValue, Method};
 use http_body_util::BodyExt;
 use std::cell::RefCell;
@@ -117,12 +118,11 @@ pub(crate) fn parse_head(buf: &[u8]) -> Head {
                     return Head::Other;
                 }
             }
-        } else if [TRANSFER_ENCODING.as_str(), "expect", "upgrade"].iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name)) {
+        } else if [TRANSFER_ENCODING, EXPECT, UPGRADE].iter().any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name)) {
             return Head::Other;
         } else if let Some(read) = crate::runtime::read_header(name) {
-            if !header.value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
-                return Head::Other;
-            }
+            // httparse took only the bytes a `HeaderValue` may hold (tab, visible ASCII and
+            // space, obs-text): a value with any other is an error, and hyper's.
             kept.push((read, place(buf, header.value)));
         }
     }
@@ -409,6 +409,8 @@ mod tests {
             "\r\nPOST /endpoints/demo/invocations HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
             "POST /endpoints/demo/invocations HTTP/1.1\r\nBad Header: x\r\nContent-Length: 3\r\n\r\n",
             "POST /endpoints/demo/invocations HTTP/1.1\r\nX: a\0b\r\nContent-Length: 3\r\n\r\n",
+            "POST /endpoints/demo/invocations HTTP/1.1\r\nHost: a\x7fb\r\nContent-Length: 3\r\n\r\n",
+            "POST /endpoints/demo/invocations HTTP/1.1\r\nContent-Type: a\x01b\r\nContent-Length: 3\r\n\r\n",
         ] {
             assert_eq!(parse_head(raw.as_bytes()), Head::Other, "{raw:?}");
         }
