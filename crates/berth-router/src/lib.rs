@@ -192,11 +192,7 @@ impl Router {
     /// offers it for capture.
     fn finish(&self, sent: Sent, req: &InvokeRequest, result: Result<&InvokeResponse, &InvokeError>) {
         let model = sent.sent.elapsed();
-        let outcome = match result {
-            Ok(_) => Outcome::Success,
-            Err(InvokeError::ModelError { status, .. }) if *status < 500 => Outcome::ModelClientError,
-            Err(_) => Outcome::ModelServerError,
-        };
+        let outcome = outcome_of(result);
         // A cold start's wait is ModelSetupTime, not berth's overhead.
         let overhead = sent.started.elapsed().saturating_sub(model).saturating_sub(sent.cold_wait);
         sent.metrics.record(outcome, Some(micros(model)), micros(overhead));
@@ -324,14 +320,22 @@ async fn shadow_answer(forwarder: &Arc<Forwarder>, endpoint: &str, variant: &Var
     let sent = Instant::now();
     let path = models::call_path(model.as_ref());
     let answer = forwarder.forward_to(&slot, path, &variant.name, request).await;
-    let (outcome, status, body) = match answer {
-        Ok(r) => (Outcome::Success, 200, r.body),
-        Err(InvokeError::ModelError { status, body, .. }) if status < 500 => (Outcome::ModelClientError, status, Bytes::from(body)),
-        Err(InvokeError::ModelError { status, body, .. }) => (Outcome::ModelServerError, status, Bytes::from(body)),
-        Err(e) => (Outcome::ModelServerError, 0, Bytes::from(e.to_string())),
-    };
-    variant.metrics.record(outcome, Some(micros(sent.elapsed())), 0);
-    (status, body)
+    variant.metrics.record(outcome_of(answer.as_ref()), Some(micros(sent.elapsed())), 0);
+    match answer {
+        Ok(r) => (200, r.body),
+        Err(InvokeError::ModelError { status, body, .. }) => (status, Bytes::from(body)),
+        Err(e) => (0, Bytes::from(e.to_string())),
+    }
+}
+
+/// How an answer counts in a variant's metrics: a model's 4xx is the caller's error, any other
+/// failure the model's.
+fn outcome_of(result: Result<&InvokeResponse, &InvokeError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(InvokeError::ModelError { status, .. }) if *status < 500 => Outcome::ModelClientError,
+        Err(_) => Outcome::ModelServerError,
+    }
 }
 
 /// A request on its way: what finishing it needs once its answer is complete.
