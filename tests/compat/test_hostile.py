@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -18,7 +19,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import ECHO, ECHO_IMAGE, ROLE, create_echo_model, deploy, error_code, error_message, http_status, unique, variant, wait_status
+from conftest import ECHO, ECHO_IMAGE, ROLE, create_echo_model, deploy, error_code, error_message, eventually, http_status, unique, variant, wait_status
 
 
 def alive(server):
@@ -460,17 +461,20 @@ def test_max_instances_counts_cold_starts_and_instances_still_stopping(own_berth
 
 
 @pytest.mark.parametrize("memory_limits", ["auto", "off"])
-def test_detached_helpers_end_with_their_instance_and_with_berth(own_berth, tmp_path, memory_limits):
+def test_detached_helpers_end_with_their_instance_and_with_berth(own_berth, memory_limits):
     """A container's helper that left its session (as daemons do) ends on SIGTERM of berth, and
     after a kill -9 when berth starts again; with memory cgroups (auto) or without them (off)."""
 
-    def helper_of(server, pidfile):
-        name = deploy(server.sm(), ["V"], env={"ECHO_HELPER_PIDFILE": str(pidfile)})
-        deadline = time.time() + 10
-        while not pidfile.exists():
-            assert time.time() < deadline, "the helper never wrote its pid"
-            time.sleep(0.05)
-        pid = int(pidfile.read_text())
+    def helper_of(server):
+        name = deploy(server.sm(), ["V"], env={"ECHO_HELPER": "1"})
+
+        def written():
+            logs = (server.data_dir / "logs" / name / "V").glob("*.log")
+            found = [re.search(r"helper pid (\d+)", log.read_text()) for log in logs]
+            return next((int(m.group(1)) for m in found if m), None)
+
+        pid = eventually(written, timeout=10)
+        assert pid, "the helper never said its pid"
         assert os.path.exists(f"/proc/{pid}")
         return name, pid
 
@@ -487,17 +491,17 @@ def test_detached_helpers_end_with_their_instance_and_with_berth(own_berth, tmp_
         return False
 
     server = own_berth("--memory-limits", memory_limits)
-    _, pid = helper_of(server, tmp_path / "helper1.pid")
+    _, pid = helper_of(server)
     assert server.stop(signal.SIGTERM) == 0
     assert gone(pid), "the helper outlived berth's SIGTERM"
 
     server.start()
-    name, pid = helper_of(server, tmp_path / "helper2.pid")
+    name, pid = helper_of(server)
     # Deleting the endpoint ends the helper with its instance.
     server.sm().delete_endpoint(EndpointName=name)
     assert gone(pid), "the helper outlived its instance"
 
-    _, pid = helper_of(server, tmp_path / "helper3.pid")
+    _, pid = helper_of(server)
     server.stop(signal.SIGKILL)
     time.sleep(0.5)
     assert os.path.exists(f"/proc/{pid}"), "after kill -9 the detached helper is still there (until berth starts again)"

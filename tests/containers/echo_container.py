@@ -13,8 +13,8 @@ Behaviour switches, read from the environment (the container definition's `Envir
   ECHO_DELAY_MS        milliseconds to wait before answering an invocation
   ECHO_BURN_CPU        keep one core busy (a spinning child process) while serving
   ECHO_HOLD_MB         hold this many megabytes of resident memory while serving
-  ECHO_HELPER_PIDFILE  start a detached helper (its own session, forked twice, deaf to SIGTERM,
-                       as daemons are) and write its pid to this file
+  ECHO_HELPER          start a detached helper (its own session, forked twice, deaf to SIGTERM,
+                       as daemons are) and write "echo_container: helper pid <pid>" to stderr
 With SAGEMAKER_MULTI_MODEL=true it serves SageMaker's multi-model container API instead of
 `POST /invocations`: `POST /models` ({"model_name", "url"}: reads `model.txt` in the url's
 directory), `GET /models`, `GET`/`DELETE /models/<name>`, and `POST /models/<name>/invoke`,
@@ -192,7 +192,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def start_detached_helper(pidfile):
+def start_detached_helper():
     """A daemon-like helper: leaves the process group and session, forks again so that its
     parent is gone, ignores SIGTERM, and sleeps. Only something that tracks it finds it."""
     import signal
@@ -201,9 +201,8 @@ def start_detached_helper(pidfile):
         os.setsid()
         if os.fork() == 0:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            with open(pidfile + ".tmp", "w") as f:
-                f.write(str(os.getpid()))
-            os.rename(pidfile + ".tmp", pidfile)
+            sys.stderr.write(f"echo_container: helper pid {os.getpid()}\n")
+            sys.stderr.flush()
             while True:
                 time.sleep(3600)
         os._exit(0)
@@ -226,8 +225,8 @@ def main():
                 pass
             os._exit(0)
     held = b"\x01" * (int(os.environ.get("ECHO_HOLD_MB") or 0) * 1024 * 1024)  # noqa: F841 (kept resident)
-    if os.environ.get("ECHO_HELPER_PIDFILE"):
-        start_detached_helper(os.environ["ECHO_HELPER_PIDFILE"])
+    if os.environ.get("ECHO_HELPER"):
+        start_detached_helper()
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True

@@ -7,7 +7,7 @@ use berth_instances::{framework_of, host_memory_bytes, staged_models_dir, Instan
 use berth_router::{
     CaptureSettings, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, Pipeline, ServerlessState, ShadowRoute, VariantRoute,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -288,15 +288,15 @@ impl Controller {
         // Serverless memory buys CPU as on SageMaker (and Lambda): about a vCPU per 1,769 MB.
         let vcpus = v.serverless.map_or_else(|| instance_vcpus(&v.instance_type), |s| s.memory_mb / 1769 + 1);
         let threads = vcpus.min(host_cores as u32).max(1);
-        let mut environment = container.environment.clone();
         let instance_type = match v.serverless {
             Some(s) => format!("serverless-{}mb", s.memory_mb),
             None => v.instance_type.clone(),
         };
-        environment.insert("BERTH_INSTANCE_TYPE".into(), instance_type);
-        environment.insert("BERTH_WORKER_THREADS".into(), threads.to_string());
-        environment.insert("BERTH_DATA_DIR".into(), self.settings.data_dir.display().to_string());
-        environment.insert("SAGEMAKER_MULTI_MODEL".into(), container.is_multi_model().to_string());
+        let berth_environment = BTreeMap::from([
+            ("BERTH_INSTANCE_TYPE".to_string(), instance_type),
+            ("BERTH_WORKER_THREADS".to_string(), threads.to_string()),
+            ("SAGEMAKER_MULTI_MODEL".to_string(), container.is_multi_model().to_string()),
+        ]);
         // More than the machine has is the machine (the limit then only catches runaways).
         let memory_limit = (memory_mib(v) * 1024 * 1024).min(host_memory_bytes().unwrap_or(u64::MAX));
         for _ in 0..count {
@@ -312,14 +312,16 @@ impl Controller {
                 image: image.clone(),
                 model_dir: model_dir.clone(),
                 code_dir: code_dir.clone(),
-                environment: environment.clone(),
+                environment: container.environment.clone(),
+                berth_environment: berth_environment.clone(),
+                access: Default::default(),
                 log_path: self.instance_log_dir(endpoint).join(variant).join(format!("{suffix}.log")),
                 startup_timeout: timeout,
                 memory_limit_bytes: Some(memory_limit),
                 cpus: Some(threads),
                 network_isolation: v.network_isolation,
                 observer: Some(self.instance_observer(endpoint, variant)),
-                staged_models: self.stages_models(container).then(|| staged_models_dir(&self.settings.data_dir, &id)),
+                staged_models: container.is_multi_model().then(|| staged_models_dir(&self.settings.data_dir, &id)),
                 container_index,
             };
             let backend = self.backend.clone();
@@ -388,16 +390,16 @@ impl Controller {
             download_timeout,
             memory_bytes: memory_mib * 1024 * 1024,
             keep_loaded: !v.container.model_cache_disabled,
-            staging: self.stages_models(&v.container).then(|| self.settings.data_dir.clone()),
+            staging: Some(self.settings.data_dir.clone()),
+            in_container: self.runs_in_container(&v.container),
         }))
     }
 
-    /// Whether a multi-model container sees its models through a staged directory (a container
-    /// image: its files are not the host's) rather than at their paths on the host.
-    fn stages_models(&self, container: &ContainerSpec) -> bool {
+    /// Whether a container definition runs as a container (which sees its staged models at their
+    /// mount point) rather than as a process on the host.
+    fn runs_in_container(&self, container: &ContainerSpec) -> bool {
         // AWS's framework images run through berth's Python runtime, a process on the host.
-        container.is_multi_model()
-            && matches!(Image::parse(&container.image), Ok(image @ Image::Container(_)) if framework_of(&image).is_none())
+        matches!(Image::parse(&container.image), Ok(image @ Image::Container(_)) if framework_of(&image).is_none())
     }
 }
 

@@ -199,8 +199,9 @@ impl DockerBackend {
     /// Creates the instance's container (not started).
     async fn create(&self, docker: &Docker, spec: &InstanceSpec, reference: &str) -> Result<String, String> {
         let name = format!("berth-{}-{}", &self.server[..8], spec.id.replace('/', "-"));
+        // berth's variables win over the container definition's.
         let mut environment = spec.environment.clone();
-        environment.remove("BERTH_DATA_DIR"); // a path on the host, meaningless inside
+        environment.extend(spec.berth_environment.clone());
         let labels = HashMap::from([
             (LABEL_SERVER.to_string(), self.server.clone()),
             (LABEL_ENDPOINT.to_string(), spec.endpoint.clone()),

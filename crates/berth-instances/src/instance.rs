@@ -119,11 +119,19 @@ pub struct ImageBackends {
 /// start (once: later calls return at once).
 pub trait Prerequisite: Send + Sync {
     /// `progress` hears each step in words; the error says what is missing and how to get it.
-    fn ensure<'a>(&'a self, progress: &'a (dyn Fn(String) + Send + Sync)) -> BoxFuture<'a, Result<(), String>>;
+    fn ensure<'a>(&'a self, progress: &'a (dyn Fn(String) + Send + Sync)) -> BoxFuture<'a, Result<Provided, String>>;
+}
+
+/// What a prerequisite gives the image's workers: berth's variables saying where it is (they win
+/// over the container's Environment), and the directories a sandboxed worker must read for it.
+#[derive(Debug, Clone, Default)]
+pub struct Provided {
+    pub environment: Vec<(String, String)>,
+    pub reads: Vec<std::path::PathBuf>,
 }
 
 impl InstanceBackend for ImageBackends {
-    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>> {
+    fn start(&self, mut spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>> {
         Box::pin(async move {
             let mut framework = framework_of(&spec.image);
             if let (Some(_), Image::Container(reference)) = (&framework, &spec.image) {
@@ -150,7 +158,9 @@ impl InstanceBackend for ImageBackends {
                         o(&id, crate::InstanceEvent::Preparing { step });
                     }
                 };
-                onnx.ensure(&progress).await.map_err(InstanceError::StartFailed)?;
+                let provided = onnx.ensure(&progress).await.map_err(InstanceError::StartFailed)?;
+                spec.berth_environment.extend(provided.environment);
+                spec.access.reads.extend(provided.reads);
             }
             match spec.image {
                 Image::Exec(_) | Image::Builtin(_) => self.processes.start(spec).await,

@@ -52,7 +52,7 @@ pub use berth_python::{Framework, PythonEnvironments};
 pub use docker::{DockerBackend, DockerEngine};
 #[cfg(feature = "test-support")]
 pub use fake::{FakeBackend, FakeCall};
-pub use instance::{ImageBackends, Instance, InstanceBudget, Prerequisite};
+pub use instance::{ImageBackends, Instance, InstanceBudget, Prerequisite, Provided};
 pub use netns::NetNamespace;
 pub use orphans::{ProcessTracker, MARKER};
 pub use process::{ProcessBackend, SupervisorSettings};
@@ -80,7 +80,14 @@ pub struct InstanceSpec {
     pub model_dir: ModelDir,
     /// The handler's source directory (`SAGEMAKER_SUBMIT_DIRECTORY`, unpacked), when given.
     pub code_dir: Option<ModelDir>,
+    /// The container definition's `Environment` (the caller's).
     pub environment: BTreeMap<String, String>,
+    /// berth's own variables for the instance (its size, the multi-model mode, where a built-in
+    /// image finds what it needs): set after `environment`, so a caller cannot replace them.
+    pub berth_environment: BTreeMap<String, String>,
+    /// What a local worker must reach besides the system, its program and its model files,
+    /// when it runs sandboxed (added by the backend that knows: an interpreter, a library).
+    pub access: WorkerAccess,
     pub log_path: PathBuf,
     /// How long the first `/ping` may take to pass.
     pub startup_timeout: Duration,
@@ -98,6 +105,13 @@ pub struct InstanceSpec {
     pub staged_models: Option<PathBuf>,
     /// Which of its model's containers the instance runs (0 for a model of one container).
     pub container_index: usize,
+}
+
+/// Programs a sandboxed worker may run (with their installations) and directories it may read.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerAccess {
+    pub programs: Vec<PathBuf>,
+    pub reads: Vec<PathBuf>,
 }
 
 /// Where a multi-model container sees the models berth loads into it.

@@ -6,6 +6,7 @@ use crate::orphans::ProcessTracker;
 use crate::roots::AllowedRoots;
 use crate::supervisor::{start_supervised, Runner};
 use crate::{BoxFuture, Instance, InstanceBackend, InstanceBudget, InstanceError, InstanceSlot, InstanceSpec};
+use berth_sandbox::SandboxConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +31,12 @@ pub struct SupervisorSettings {
     pub memory_cgroups: Option<Arc<MemoryCgroups>>,
     /// Where `exec:` programs may be run from (resolved again at every start).
     pub exec_roots: AllowedRoots,
-    /// Environment given to built-in images' workers only (where ONNX Runtime is, ...).
+    /// The operator's environment given to built-in images' workers (how to log).
     pub builtin_environment: Vec<(String, String)>,
+    /// The sandbox local workers start in; None: they run with berth's user's full rights.
+    pub sandbox: Option<Arc<SandboxConfig>>,
+    /// Where instances' scratch directories are made (cleared when the backend starts).
+    pub scratch_root: PathBuf,
     /// Size at which an instance's log is rotated (one older file, `<name>.log.1`, is kept).
     pub log_max_bytes: u64,
 }
@@ -48,6 +53,8 @@ impl Default for SupervisorSettings {
             memory_cgroups: None,
             exec_roots: AllowedRoots::default(),
             builtin_environment: Vec::new(),
+            sandbox: None,
+            scratch_root: std::env::temp_dir().join("berth-scratch"),
             log_max_bytes: 10 * 1024 * 1024,
         }
     }
@@ -72,6 +79,8 @@ impl ProcessBackend {
         if stale > 0 {
             tracing::warn!(processes = stale, "killed processes an earlier berth on this data directory left running");
         }
+        // Scratch directories of instances an earlier server left.
+        let _ = std::fs::remove_dir_all(&settings.scratch_root);
         let tracker = Arc::new(tracker);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let sweeping = Arc::downgrade(&tracker);
@@ -195,7 +204,12 @@ impl Runner for ProcessRunner {
         out_of_memory_reason(cgroup.limit_bytes(), &self.spec)
     }
 
-    async fn finish(self) {}
+    async fn finish(self) {
+        let _ = tokio::fs::remove_dir_all(crate::launch::scratch_dir(&self.settings, &self.spec.id)).await;
+        if let Some(staged) = &self.spec.staged_models {
+            let _ = tokio::fs::remove_dir_all(staged).await;
+        }
+    }
 }
 
 impl ProcessRunner {
@@ -220,7 +234,7 @@ pub(crate) fn out_of_memory_reason(limit_bytes: u64, spec: &InstanceSpec) -> Str
     format!(
         "; killed by the kernel for going past its memory limit of {} MiB ({})",
         limit_bytes / (1024 * 1024),
-        spec.environment.get("BERTH_INSTANCE_TYPE").map_or("its memory size", String::as_str)
+        spec.berth_environment.get("BERTH_INSTANCE_TYPE").map_or("its memory size", String::as_str)
     )
 }
 

@@ -54,14 +54,15 @@ impl PythonBackend {
                 crate::log::InstanceLog::open(&spec.log_path, self.processes.settings.log_max_bytes).map_err(InstanceError::StartFailed)?;
             log.note(&format!("---- berth: {note} ----"));
         }
-        let threads = spec.environment.get("BERTH_WORKER_THREADS").cloned().unwrap_or_else(|| "1".into());
-        let env = &mut spec.environment;
+        let threads = spec.berth_environment.get("BERTH_WORKER_THREADS").cloned().unwrap_or_else(|| "1".into());
+        spec.environment.entry("SAGEMAKER_MODEL_SERVER_WORKERS".into()).or_insert(threads);
+        spec.access.programs.push(prepared.python.clone());
+        let env = &mut spec.berth_environment;
         env.insert("BERTH_PYTHON".into(), prepared.python.display().to_string());
         env.insert("BERTH_FRAMEWORK".into(), framework.kind.name().into());
         if let Some(dir) = &code_dir {
             env.insert("BERTH_CODE_DIR".into(), dir.display().to_string());
         }
-        env.entry("SAGEMAKER_MODEL_SERVER_WORKERS".into()).or_insert(threads);
         spec.image = Image::Builtin(BuiltinImage::Python);
         self.processes.start(spec).await
     }

@@ -91,6 +91,11 @@ impl AllowedRoots {
         self.roots.iter().any(|(_, root)| resolved.starts_with(root))
     }
 
+    /// The roots, resolved (what sandboxed `exec:` programs may read and run).
+    pub fn resolved(&self) -> impl Iterator<Item = &Path> {
+        self.roots.iter().map(|(_, resolved)| resolved.as_path())
+    }
+
     /// The roots as given, for messages.
     pub fn describe(&self) -> String {
         self.roots.iter().map(|(given, _)| given.display().to_string()).collect::<Vec<_>>().join(", ")

@@ -21,8 +21,9 @@ use std::sync::Arc;
 pub struct WorkerSettings {
     pub port: u16,
     pub model_dir: PathBuf,
-    /// berth's data directory, one of the places ONNX Runtime may be installed.
-    pub data_dir: Option<PathBuf>,
+    /// The ONNX Runtime library, as berth found it (the worker never looks for one itself:
+    /// nothing in its environment but berth's own variable may choose a library to load).
+    pub library: PathBuf,
     pub intra_threads: usize,
     /// A multi-model instance (`SAGEMAKER_MULTI_MODEL=true`): no model at start; models are
     /// loaded and unloaded through SageMaker's multi-model container API.
@@ -42,20 +43,15 @@ pub enum WorkerError {
 
 /// Loads ONNX Runtime and the model, then serves until the process is stopped.
 pub async fn run(settings: WorkerSettings) -> Result<(), WorkerError> {
-    let found = library::find(settings.data_dir.as_deref()).map_err(WorkerError::Runtime)?;
-    let environment = ort::init_from(&found.path)
-        .map_err(|e| {
-            WorkerError::Runtime(format!(
-                "cannot load ONNX Runtime from {} ({}): {e}; {}",
-                found.path.display(),
-                found.how,
-                library::INSTALL_HINT
-            ))
-        })?
+    if !settings.library.is_absolute() {
+        return Err(WorkerError::Runtime("berth/onnx is started by berth, which names ONNX Runtime's library (BERTH_ORT_DYLIB)".into()));
+    }
+    let environment = ort::init_from(&settings.library)
+        .map_err(|e| WorkerError::Runtime(format!("cannot load ONNX Runtime: {e}; {}", library::INSTALL_HINT)))?
         .with_name("berth-onnx")
         .build()
         .map_err(|e| WorkerError::Runtime(format!("cannot start ONNX Runtime: {e}")))?;
-    tracing::info!(library = %found.path.display(), how = found.how, "ONNX Runtime loaded");
+    tracing::info!(library = %settings.library.display(), "ONNX Runtime loaded");
     let app = if settings.multi_model {
         server::multi_model_app(Arc::new(server::LoadedModels::new(Arc::new(environment), settings.intra_threads)))
     } else {

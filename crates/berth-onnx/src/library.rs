@@ -1,4 +1,5 @@
-//! Finding the ONNX Runtime shared library without the user's help.
+//! Finding the ONNX Runtime shared library without the user's help — the server's lookup, in the
+//! operator's environment; a `berth/onnx` worker is given the path berth found and looks for nothing.
 //!
 //! Order: an explicit path (`BERTH_ORT_DYLIB`, then `ORT_DYLIB_PATH`, ONNX Runtime's own
 //! variable); the `onnxruntime` package of the `python3` on `PATH`; a copy under berth's data

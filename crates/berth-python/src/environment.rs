@@ -43,7 +43,11 @@ impl PythonEnvironments {
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<PreparedEnvironment, String> {
         let extra = match requirements {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the model's requirements.txt: {e}"))?;
+                check_requirements(&text)?;
+                Some(text)
+            }
             None => None,
         };
         let sets = framework.package_sets();
@@ -84,12 +88,15 @@ impl PythonEnvironments {
             progress(format!("Preparing a Python environment (first use, cached afterwards): installing {}", set.join(" ")));
             run(Command::new(&self.base_python).arg("-m").arg("venv").arg(&tmp), "python -m venv").await?;
             let mut pip = Command::new(tmp.join("bin/python"));
-            pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--prefer-binary"]);
-            // The framework's own packages only as wheels: a version without one for this
-            // Python is skipped at once rather than compiled for minutes.
-            let names: Vec<&str> = set.iter().map(|spec| spec.split(['=', '<', '>']).next().unwrap_or(spec)).collect();
-            pip.arg(format!("--only-binary={}", names.join(",")));
+            pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"]);
+            // Every package only as a wheel: installing one runs none of its code (a source
+            // package's build would run it as berth's user), and a framework version without
+            // one for this Python is skipped at once rather than compiled for minutes.
+            pip.arg("--only-binary=:all:");
             pip.args(set);
+            // The operator's settings of pip and the network, nothing else of berth's
+            // environment (which may hold credentials).
+            pip.env_clear().envs(std::env::vars_os().filter(|(name, _)| name.to_str().is_some_and(pip_may_see)));
             if let Some(r) = requirements {
                 pip.arg("-r").arg(r);
             }
@@ -120,6 +127,44 @@ impl PythonEnvironments {
     }
 }
 
+/// Whether pip is given this variable of berth's environment: its own settings, the network's
+/// (proxies, certificates), and what finding programs and the user's cache needs.
+fn pip_may_see(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.starts_with("PIP_")
+        || upper.ends_with("_PROXY")
+        || matches!(upper.as_str(), "PATH" | "HOME" | "LANG" | "XDG_CACHE_HOME" | "SSL_CERT_FILE" | "SSL_CERT_DIR" | "REQUESTS_CA_BUNDLE")
+}
+
+/// A model's `requirements.txt` may name packages only — names, extras, version specifiers,
+/// environment markers, `--hash` — never pip options (another index, source builds, other
+/// files), URLs or paths, which would let the archive choose what pip runs.
+fn check_requirements(text: &str) -> Result<(), String> {
+    let joined = text.replace("\\\n", " ");
+    for (n, raw) in joined.lines().enumerate() {
+        let line = raw.split(" #").next().unwrap_or("").trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let requirement = words.next().unwrap_or("");
+        let refused = requirement.starts_with(['-', '.', '/', '~'])
+            || line.contains("://")
+            || line.contains('@')
+            || !line.chars().all(|c| c.is_ascii_alphanumeric() || " \t._-[],<>=!~*;:'\"()".contains(c))
+            || words.any(|w| w.starts_with('-') && !w.starts_with("--hash="));
+        if refused {
+            let shown: String = line.chars().take(80).collect();
+            return Err(format!(
+                "requirements.txt line {}: '{shown}' is not a package requirement; berth installs packages by name from wheels only \
+                 (no pip options, URLs or paths)",
+                n + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a command to completion; on failure, the last lines of its output are the reason.
 async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     let out = cmd.stdin(Stdio::null()).kill_on_drop(true).output().await.map_err(|e| format!("cannot run {what}: {e}"))?;
@@ -134,4 +179,31 @@ async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 /// FNV-1a: stable across builds, so cache keys stay the same.
 fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_requirements;
+
+    #[test]
+    fn requirements_name_packages_only() {
+        let ok = "# pinned\nnumpy==1.26.4\npandas>=2.0,<3  # comment\nrequests[socks] ~= 2.31\n\
+                  tomli; python_version < \"3.11\"\nscipy==1.11 --hash=sha256:abcdef\nsix \\\n  ==1.16\n";
+        assert_eq!(check_requirements(ok), Ok(()));
+        for refused in [
+            "--index-url http://evil.example/simple\nnumpy",
+            "--no-binary :all:",
+            "-e git+https://example.com/x.git#egg=x",
+            "-r /etc/passwd",
+            "x @ https://example.com/x.whl",
+            "x@file:///tmp/x.whl",
+            "./local-package",
+            "/abs/path.whl",
+            "https://example.com/x.tar.gz",
+            "numpy --global-option=build_ext",
+            "x $(touch /tmp/y)",
+        ] {
+            assert!(check_requirements(refused).is_err(), "{refused}");
+        }
+    }
 }

@@ -32,10 +32,13 @@ pub struct ModelCacheSettings {
     pub memory_bytes: u64,
     /// `ModelCacheSetting: Enabled` (the default); false unloads a model after each call.
     pub keep_loaded: bool,
-    /// For container images: berth's data directory, under which each instance's loaded models
-    /// are staged as hard-link trees ([`staged_models_dir`]) that its container sees at
-    /// [`STAGED_MODELS_MOUNT`]. None: the server reads a model's files at their host path.
+    /// berth's data directory, under which each instance's loaded models are staged as
+    /// hard-link trees ([`staged_models_dir`]), so that an instance sees (and a sandboxed worker
+    /// may read) only its own. None: the worker reads a model's files where they were unpacked.
     pub staging: Option<PathBuf>,
+    /// Whether the instances are containers, which see their staged models at
+    /// [`STAGED_MODELS_MOUNT`] (a local process sees the staged directory itself).
+    pub in_container: bool,
 }
 
 /// The models each instance of one multi-model variant has loaded.
@@ -303,13 +306,16 @@ impl ModelCache {
             None => dir.path().display().to_string(),
             Some(data_dir) => {
                 let staged = staged_models_dir(data_dir, &slot.id).join(&resident.name);
-                let source = dir.path().to_path_buf();
-                tokio::task::spawn_blocking(move || link_tree(&source, &staged))
+                let (source, into) = (dir.path().to_path_buf(), staged.clone());
+                tokio::task::spawn_blocking(move || link_tree(&source, &into))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()))
-                    .map_err(|e| format!("Could not stage TargetModel {target} for its container: {e}"))?;
-                format!("{STAGED_MODELS_MOUNT}/{}", resident.name)
+                    .map_err(|e| format!("Could not stage TargetModel {target} for its instance: {e}"))?;
+                match self.settings.in_container {
+                    true => format!("{STAGED_MODELS_MOUNT}/{}", resident.name),
+                    false => staged.display().to_string(),
+                }
             }
         };
         let body = serde_json::to_vec(&ModelLoadRequest { model_name: resident.name.clone(), url }).map_err(|e| e.to_string())?;

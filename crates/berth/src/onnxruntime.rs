@@ -4,10 +4,9 @@
 //! needs it (unless `--offline`).
 
 use anyhow::Context;
-use berth_instances::{BoxFuture, Prerequisite};
+use berth_instances::{BoxFuture, Prerequisite, Provided};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The onnxruntime release berth installs for itself.
 const ONNXRUNTIME_VERSION: &str = "1.32.0";
@@ -45,34 +44,35 @@ pub fn ensure_installed(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// The server's side: before a `berth/onnx` instance starts, ONNX Runtime is found, or
-/// installed once (one install at a time, whatever number of instances wait for it).
+/// installed once (one install at a time, whatever number of instances wait for it). The
+/// library's path goes to the workers as berth's own variable: they never look it up themselves.
 pub struct OnnxRuntimeInstaller {
     data_dir: PathBuf,
     /// `--offline`: never install.
     offline: bool,
-    ready: AtomicBool,
+    ready: std::sync::OnceLock<Provided>,
     installing: tokio::sync::Mutex<()>,
 }
 
 impl OnnxRuntimeInstaller {
     pub fn new(data_dir: PathBuf, offline: bool) -> Self {
-        OnnxRuntimeInstaller { data_dir, offline, ready: AtomicBool::new(false), installing: tokio::sync::Mutex::new(()) }
+        OnnxRuntimeInstaller { data_dir, offline, ready: std::sync::OnceLock::new(), installing: tokio::sync::Mutex::new(()) }
     }
 
-    async fn ensure_now(&self, progress: &(dyn Fn(String) + Send + Sync)) -> Result<(), String> {
-        if self.ready.load(Ordering::Acquire) {
-            return Ok(());
+    async fn ensure_now(&self, progress: &(dyn Fn(String) + Send + Sync)) -> Result<Provided, String> {
+        if let Some(ready) = self.ready.get() {
+            return Ok(ready.clone());
         }
         let _one_at_a_time = self.installing.lock().await;
-        if self.ready.load(Ordering::Acquire) {
-            return Ok(());
+        if let Some(ready) = self.ready.get() {
+            return Ok(ready.clone());
         }
         let dir = self.data_dir.clone();
-        let found = tokio::task::spawn_blocking(move || berth_onnx::library::find(Some(&dir))).await.map_err(|e| e.to_string())?;
-        if let Err(missing) = found {
+        let mut found = tokio::task::spawn_blocking(move || berth_onnx::library::find(Some(&dir))).await.map_err(|e| e.to_string())?;
+        if let Err(missing) = &found {
             // A library named explicitly is the operator's choice: not replaced by an install.
             if ["BERTH_ORT_DYLIB", "ORT_DYLIB_PATH"].iter().any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty())) {
-                return Err(missing);
+                return Err(missing.clone());
             }
             if self.offline {
                 return Err(format!(
@@ -80,24 +80,28 @@ impl OnnxRuntimeInstaller {
                     berth_onnx::library::INSTALL_HINT
                 ));
             }
-            progress(format!(
-                "Installing ONNX Runtime {ONNXRUNTIME_VERSION} for berth/onnx into {} with python3's pip (first use only)",
-                self.data_dir.join("onnxruntime").display()
-            ));
+            progress(format!("Installing ONNX Runtime {ONNXRUNTIME_VERSION} for berth/onnx with python3's pip (first use only)"));
             let dir = self.data_dir.clone();
             tokio::task::spawn_blocking(move || ensure_installed(&dir))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("berth/onnx needs ONNX Runtime, which was not found, and installing it failed: {e:#}"))?;
             progress("ONNX Runtime installed".to_string());
+            let dir = self.data_dir.clone();
+            found = tokio::task::spawn_blocking(move || berth_onnx::library::find(Some(&dir))).await.map_err(|e| e.to_string())?;
         }
-        self.ready.store(true, Ordering::Release);
-        Ok(())
+        let library = found?.path.canonicalize().map_err(|e| format!("ONNX Runtime's library cannot be resolved: {e}"))?;
+        let provided = Provided {
+            environment: vec![("BERTH_ORT_DYLIB".to_string(), library.display().to_string())],
+            // Its directory: ONNX Runtime loads its provider libraries from beside itself.
+            reads: library.parent().map(Path::to_path_buf).into_iter().collect(),
+        };
+        Ok(self.ready.get_or_init(|| provided).clone())
     }
 }
 
 impl Prerequisite for OnnxRuntimeInstaller {
-    fn ensure<'a>(&'a self, progress: &'a (dyn Fn(String) + Send + Sync)) -> BoxFuture<'a, Result<(), String>> {
+    fn ensure<'a>(&'a self, progress: &'a (dyn Fn(String) + Send + Sync)) -> BoxFuture<'a, Result<Provided, String>> {
         Box::pin(self.ensure_now(progress))
     }
 }

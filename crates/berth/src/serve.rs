@@ -9,6 +9,7 @@ use berth_instances::{
     ProcessTracker, PythonBackend, PythonEnvironments, SupervisorSettings,
 };
 use berth_router::{Forwarder, Router, RoutingTable};
+use berth_sandbox::SandboxConfig;
 use berth_store::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,6 +92,17 @@ pub struct ServeArgs {
     /// is refused.
     #[arg(long = "file-root", env = "BERTH_FILE_ROOTS", value_delimiter = ':')]
     file_roots: Vec<PathBuf>,
+    /// Whether local workers (`exec:` programs, `berth/onnx`, the Python runtime and its package
+    /// installs) start sandboxed: `on` confines what they read, write, run and signal as far as
+    /// the kernel allows (Landlock, no capabilities, no new privileges, seccomp); `off` runs them
+    /// with all of berth's user's rights.
+    #[arg(long, env = "BERTH_WORKER_SANDBOX", default_value = "on", value_parser = ["on", "off"])]
+    worker_sandbox: String,
+    /// A directory sandboxed workers may also read and run programs from (repeatable;
+    /// `BERTH_WORKER_READ` takes a `:`-separated list): an interpreter installed outside the
+    /// system's directories and the installations on PATH, say.
+    #[arg(long = "worker-read", env = "BERTH_WORKER_READ", value_delimiter = ':')]
+    worker_read: Vec<PathBuf>,
     /// Size in bytes at which an instance's log is rotated (one older file is kept).
     #[arg(long, env = "BERTH_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
     log_max_bytes: u64,
@@ -174,8 +186,12 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     if let Some(path) = &args.onnxruntime {
-        // Workers inherit the server's environment; set before any thread exists.
+        // Where the server looks for ONNX Runtime; set before any thread exists.
         std::env::set_var("BERTH_ORT_DYLIB", path);
+    }
+    // berth's environment and memory are no worker's to read (see berth-sandbox).
+    if let Err(e) = berth_sandbox::make_self_undumpable() {
+        tracing::warn!(error = %e, "cannot mark berth non-dumpable: processes of its user may read its environment");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(serve(args))
@@ -250,16 +266,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         },
     };
-    // Built-in images' workers are berth itself: tell them where ONNX Runtime is and how to log.
-    let builtin_environment = ["BERTH_ORT_DYLIB", "ORT_DYLIB_PATH", "RUST_LOG"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect();
+    // Built-in images' workers are berth itself: they log as the operator asked.
+    let builtin_environment = ["RUST_LOG"].iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
+    let sandbox = worker_sandbox(&args, &data_dir, &exec_roots)?;
     let supervision = SupervisorSettings {
         drain_timeout: Duration::from_secs(args.drain_timeout),
         memory_cgroups: memory_cgroups.clone(),
         exec_roots: exec_roots.clone(),
         builtin_environment,
+        sandbox: sandbox.clone(),
+        scratch_root: data_dir.join("scratch"),
         log_max_bytes: args.log_max_bytes,
         ..SupervisorSettings::default()
     };
@@ -397,6 +413,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     info!("berth stopped");
     Ok(())
+}
+
+/// The sandbox of local workers, as the flags ask and the kernel allows; said in the log, with a
+/// warning when berth's data directory lies where workers may read.
+fn worker_sandbox(args: &ServeArgs, data_dir: &std::path::Path, exec_roots: &AllowedRoots) -> anyhow::Result<Option<Arc<SandboxConfig>>> {
+    if args.worker_sandbox == "off" {
+        warn!("local workers are NOT sandboxed (--worker-sandbox off): they read, write and run what berth's user may");
+        return Ok(None);
+    }
+    let mut extra = Vec::new();
+    for dir in &args.worker_read {
+        anyhow::ensure!(dir.is_absolute(), "--worker-read {} must be an absolute path", dir.display());
+        extra.push(dir.canonicalize().with_context(|| format!("--worker-read {}", dir.display()))?);
+    }
+    let config = SandboxConfig { extra };
+    let support = berth_sandbox::Support::detect();
+    info!(sandbox = %support.describe(), "local workers start sandboxed");
+    let mut policy = config.base_policy();
+    for root in exec_roots.resolved() {
+        policy.add_read_exec(root.to_path_buf());
+    }
+    if let Some(root) = berth_sandbox::readable_under(&policy, data_dir) {
+        warn!(data_dir = %data_dir.display(), readable_through = %root.display(), "workers may read berth's data directory: move it out of that directory");
+    }
+    Ok(Some(Arc::new(config)))
 }
 
 /// Prints how to call the demo once its endpoint is in service (or why it is not).

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Worker {
-    /// `berth/onnx`: serve the ONNX model in SM_MODEL_DIR on SAGEMAKER_BIND_TO_PORT.
+    /// `berth/onnx`: serve the ONNX model in SM_MODEL_DIR on SAGEMAKER_BIND_TO_PORT, with the
+    /// ONNX Runtime library berth names in BERTH_ORT_DYLIB.
     Onnx {
         /// SageMaker starts containers with the argument `serve`.
         #[arg(value_parser = ["serve"])]
@@ -34,7 +35,7 @@ fn run_onnx() -> anyhow::Result<()> {
     let settings = WorkerSettings {
         port: port.parse().map_err(|_| anyhow::anyhow!("SAGEMAKER_BIND_TO_PORT is not a port: {port}"))?,
         model_dir: PathBuf::from(env("SM_MODEL_DIR").unwrap_or_else(|| "/opt/ml/model".into())),
-        data_dir: env("BERTH_DATA_DIR").map(PathBuf::from),
+        library: PathBuf::from(env("BERTH_ORT_DYLIB").unwrap_or_default()),
         intra_threads: env("BERTH_WORKER_THREADS").and_then(|t| t.parse().ok()).unwrap_or(1),
         multi_model: env("SAGEMAKER_MULTI_MODEL").is_some_and(|v| v.eq_ignore_ascii_case("true")),
     };
