@@ -103,3 +103,41 @@ def test_alarm_errors(berth):
     with pytest.raises(ClientError) as e:
         cw.delete_alarms(AlarmNames=["no-such-alarm"])
     assert e.value.response["Error"]["Code"] == "ResourceNotFound"
+
+
+def test_alarms_over_long_windows_hold_up_no_other_alarm(own_berth):
+    """Eight alarms over a day of one-second periods on a custom metric with 5,000 datapoints
+    (each evaluation one pass over its window's datapoints, not periods × datapoints), and
+    CloudWatch's limits on an alarm's range and berth's on their number: an alarm on another
+    metric still changes state within seconds."""
+    import datetime
+
+    server = own_berth("--max-alarms", "10")
+    cw = server.client("cloudwatch")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for batch in range(100):  # small enough that boto3 does not gzip them
+        cw.put_metric_data(
+            Namespace="Hostile",
+            MetricData=[
+                {"MetricName": "Busy", "Value": float(i), "Timestamp": now - datetime.timedelta(seconds=batch * 50 + i)}
+                for i in range(50)
+            ],
+        )
+    common = dict(Namespace="Hostile", Statistic="Sum", Threshold=1e12, ComparisonOperator="GreaterThanThreshold")
+    for i in range(8):
+        cw.put_metric_alarm(AlarmName=f"long-{i}", MetricName="Busy", Period=1, EvaluationPeriods=86_400, **common)
+    for period, periods in ((60, 1441), (3600, 169), (1, 86_401)):
+        with pytest.raises(ClientError) as e:
+            cw.put_metric_alarm(AlarmName=unique("too-long"), MetricName="Busy", Period=period, EvaluationPeriods=periods, **common)
+        assert "cannot be longer than" in e.value.response["Error"]["Message"], e.value.response
+    cw.put_metric_alarm(AlarmName="hourly-week", MetricName="Busy", Period=3600, EvaluationPeriods=168, **common)
+
+    cw.put_metric_alarm(AlarmName="canary", Namespace="Hostile", MetricName="Canary", Statistic="Maximum", Period=2,
+                        EvaluationPeriods=1, Threshold=5, ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
+    with pytest.raises(ClientError) as e:
+        cw.put_metric_alarm(AlarmName="one-too-many", MetricName="Busy", Period=60, EvaluationPeriods=1, **common)
+    assert e.value.response["Error"]["Code"] == "LimitExceeded", e.value.response
+    wait_state(cw, "canary", "OK", timeout=15)
+    cw.put_metric_data(Namespace="Hostile", MetricData=[{"MetricName": "Canary", "Value": 10.0}])
+    wait_state(cw, "canary", "ALARM", timeout=10)
+    assert "Busy" in {m["MetricName"] for m in cw.list_metrics(Namespace="Hostile")["Metrics"]}

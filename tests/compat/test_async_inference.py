@@ -247,3 +247,37 @@ def test_success_and_error_topics_are_told_with_sagemakers_message(own_berth, s3
     message = receive("err")
     assert (message["invocationStatus"], message["inferenceId"]) == ("Failed", failed["InferenceId"])
     assert "Received server error (500)" in message["failureReason"] and "responseBody" not in message
+
+
+def test_an_outcome_that_cannot_be_written_neither_blocks_the_queue_nor_stays_forever(berth, sm, tmp_path):
+    """An InferenceId that would place the answer outside the output path is refused at once. An
+    answer that turns out never writable (its directory made a file after it was accepted) is
+    tried a few times, waiting aside while the requests behind it are answered (one at a time:
+    MaxConcurrentInvocationsPerInstance 1), then leaves the queue as failed, with an event.
+    Answers are private files, as captured data is."""
+    runtime = berth.runtime()
+    ep = async_endpoint(sm, f"file://{tmp_path}/out", concurrency=1)
+    for bad in ("../../escape", "a/../../escape", "a//b", "./a"):
+        with pytest.raises(ClientError) as e:
+            runtime.invoke_endpoint_async(EndpointName=ep, Body=b"x", InferenceId=bad)
+        assert error_code(e) == "ValidationError" and "InferenceId" in e.value.response["Error"]["Message"], (bad, e.value.response)
+    assert not list(tmp_path.parent.glob("escape*"))
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "blocked").write_text("a file where the answer's directory would be")
+    stuck = runtime.invoke_endpoint_async(EndpointName=ep, Body=b"first", S3OutputPathExtension="blocked")
+    behind = [runtime.invoke_endpoint_async(EndpointName=ep, Body=f"next-{i}".encode()) for i in range(3)]
+    for i, answer in enumerate(behind):
+        path = tmp_path / "out" / f"{answer['InferenceId']}.out"
+        assert json.loads(wait_file(path, timeout=20))["body"] == f"next-{i}"
+        assert (path.stat().st_mode & 0o777) == 0o600, oct(path.stat().st_mode)
+
+    def failed():
+        events = requests.get(f"{berth.url}/berth/v1/events", params={"endpoint": ep}, timeout=10).json()["events"]
+        return [e for e in events if e["kind"] == "AsyncRequestFailed" and stuck["InferenceId"] in e["message"]]
+
+    deadline = time.time() + 40
+    while not failed():
+        assert time.time() < deadline, "the unwritable request never left the queue"
+        time.sleep(0.5)
+    assert "could not be written after 5 attempts" in failed()[0]["message"]

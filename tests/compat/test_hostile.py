@@ -97,6 +97,33 @@ def test_hostile_bodies_are_refused_before_they_cost_memory(own_berth):
     alive(server)
 
 
+def test_gzip_bodies_are_read_as_boto3_sends_them_and_bombs_are_refused(berth):
+    """boto3 gzips PutMetricData bodies over 10 KB (Content-Encoding: gzip): berth reads them. A
+    body that decompresses past 8 times the protocol's limit is refused while decompressing, and
+    an encoding berth does not read is refused by name."""
+    import datetime
+
+    cw = berth.client("cloudwatch")
+    ns = unique("Gzip")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    data = [{"MetricName": "Rows", "Dimensions": [{"Name": "Batch", "Value": f"b{i % 7}"}], "Timestamp": now, "Value": float(i)} for i in range(1000)]
+    cw.put_metric_data(Namespace=ns, MetricData=data)  # about 100 KB of JSON: boto3 compresses it
+    stats = cw.get_metric_statistics(Namespace=ns, MetricName="Rows", Dimensions=[{"Name": "Batch", "Value": "b0"}],
+                                     StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5),
+                                     Period=600, Statistics=["SampleCount"])
+    assert stats["Datapoints"][0]["SampleCount"] == len(range(0, 1000, 7))
+
+    headers = {"X-Amz-Target": "GraniteServiceVersion20100801.ListMetrics", "Content-Type": "application/x-amz-json-1.0"}
+    bomb = gzip.compress(b"{" + b" " * (64 << 20) + b"}")  # 64 MB of JSON in about 64 KB
+    r = requests.post(berth.url + "/", data=bomb, headers={**headers, "Content-Encoding": "gzip"}, timeout=30)
+    assert r.status_code == 400 and "larger than" in r.text, r.text[:300]
+    r = requests.post(berth.url + "/", data=gzip.compress(b"{}"), headers={**headers, "Content-Encoding": "gzip"}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    r = requests.post(berth.url + "/", data=b"{}", headers={**headers, "Content-Encoding": "br"}, timeout=30)
+    assert r.status_code == 400 and "Content-Encoding br" in r.text, r.text[:300]
+    alive(berth)
+
+
 def test_runtime_limits_of_headers_and_answers(berth, sm, runtime):
     name = deploy(sm, ["V"])
     with pytest.raises(ClientError) as e:
@@ -552,3 +579,71 @@ def test_deleted_endpoints_leave_prometheus_but_not_cloudwatch(berth, sm, runtim
         assert time.time() < deadline, got["Datapoints"]
         time.sleep(0.2)
     alive(berth)
+
+
+# -- memory under load --------------------------------------------------------------------------
+
+
+class BlackHole:
+    """A TCP server that accepts connections and never answers (an unreachable S3 that does not
+    refuse), until closed."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.held = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def accept(self):
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def test_data_capture_cannot_grow_berth_past_its_buffer(own_berth):
+    """240 MB of captured invocations while the capture destination never answers: berth grows
+    by about its 16 MiB capture buffer, not by what it captured; the rest is dropped, counted per
+    variant and reported as an event, and every invocation is answered."""
+    hole = BlackHole()
+    s3 = {"AWS_ENDPOINT_URL_S3": hole.url, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    server = own_berth("--capture-buffer-bytes", str(16 << 20), env=s3)
+    sm = server.sm()
+    ep = unique("cap")
+    create_echo_model(sm, f"{ep}-m")
+    capture = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://nowhere/capture",
+               "CaptureOptions": [{"CaptureMode": "InputAndOutput"}]}
+    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("V", f"{ep}-m")], DataCaptureConfig=capture)
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    assert wait_status(sm, ep)["EndpointStatus"] == "InService"
+    body = os.urandom(4 << 20)
+    with requests.Session() as s:
+        s.post(f"{server.url}/endpoints/{ep}/invocations", data=b"warm", timeout=30).raise_for_status()
+        before = peak_rss_mb(server.proc.pid)
+        for _ in range(60):
+            r = s.post(f"{server.url}/endpoints/{ep}/invocations", data=body, headers={"Content-Type": "application/octet-stream"}, timeout=60)
+            assert r.status_code == 200, r.text
+    grown = peak_rss_mb(server.proc.pid) - before
+    assert grown < 100, f"berth grew by {grown:.0f} MB capturing 240 MB with a 16 MiB buffer"
+    metrics = requests.get(server.url + "/metrics", timeout=10).text
+    dropped = re.search(rf'berth_capture_dropped_total{{endpoint="{ep}",variant="V"}} (\d+)', metrics)
+    assert dropped and int(dropped.group(1)) > 0, metrics[-2000:]
+
+    def reported():
+        events = requests.get(f"{server.url}/berth/v1/events", params={"endpoint": ep}, timeout=10).json()["events"]
+        return [e for e in events if e["kind"] == "CaptureDropped"]
+
+    assert eventually(reported, timeout=10), "no CaptureDropped event"
+    hole.close()
+    alive(server)

@@ -126,6 +126,37 @@ pub(crate) async fn read_body(body: Body, headers: &axum::http::HeaderMap, limit
     }
 }
 
+/// How much larger than its protocol's limit a gzip body may grow when decompressed.
+pub(crate) const MAX_GZIP_EXPANSION: usize = 8;
+
+/// A request body as its handler reads it: decompressed when `Content-Encoding` says gzip (as
+/// boto3 sends `PutMetricData` bodies over 10 KB), refused past `limit` decompressed bytes;
+/// refused for an encoding berth does not read.
+pub(crate) fn decoded(body: Bytes, headers: &axum::http::HeaderMap, limit: usize) -> Result<Bytes, BodyError> {
+    use std::io::Read;
+    let encodings = headers.get_all(axum::http::header::CONTENT_ENCODING);
+    let mut gzip = false;
+    for value in encodings {
+        for coding in value.to_str().unwrap_or("?").split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            match coding.to_ascii_lowercase().as_str() {
+                "identity" => {}
+                "gzip" | "x-gzip" if !gzip => gzip = true,
+                other => return Err(BodyError::Broken(format!("its Content-Encoding {other} is not one berth reads (gzip, identity)"))),
+            }
+        }
+    }
+    if !gzip {
+        return Ok(body);
+    }
+    let mut out = Vec::new();
+    let read = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1).read_to_end(&mut out);
+    match read {
+        Err(e) => Err(BodyError::Broken(format!("its gzip encoding is broken ({e})"))),
+        Ok(n) if n > limit => Err(BodyError::TooLarge),
+        Ok(_) => Ok(Bytes::from(out)),
+    }
+}
+
 pub(crate) fn body_error(protocol: Protocol, e: BodyError, limit: usize) -> Response {
     let (code, query_code) = match protocol {
         Protocol::Runtime => ("ValidationError", "ValidationError"),

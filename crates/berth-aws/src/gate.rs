@@ -261,6 +261,19 @@ where
             return auth_error(protocol, &e);
         }
     }
+    // An API call's body is decompressed only once its signature, over what was sent, is
+    // checked; an invocation's body is the model's, passed on as sent.
+    let mut parts = parts;
+    let body = match protocol {
+        Protocol::Runtime => body,
+        _ => match crate::bodies::decoded(body, &parts.headers, limit * crate::bodies::MAX_GZIP_EXPANSION) {
+            Ok(b) => {
+                parts.headers.remove(axum::http::header::CONTENT_ENCODING);
+                b
+            }
+            Err(e) => return closing(body_error(protocol, e, limit * crate::bodies::MAX_GZIP_EXPANSION)),
+        },
+    };
     match inner.call(Request::from_parts(parts, Body::from(body))).await {
         Ok(resp) => resp,
         Err(never) => match never {},

@@ -39,11 +39,32 @@ pub async fn metrics(State(edge): State<Edge>) -> Response {
         })
         .collect();
     let capture = table.capture();
+    let (held, limit) = capture.buffer();
     body += &format!(
-        "# HELP berth_capture_records_total Invocations captured for data capture: queued for the writer, or dropped because it was behind.\n# TYPE berth_capture_records_total counter\nberth_capture_records_total{{result=\"queued\"}} {}\nberth_capture_records_total{{result=\"dropped\"}} {}\n",
+        "# HELP berth_capture_records_total Invocations captured for data capture: queued for the writer, or dropped because it was behind.\n# TYPE berth_capture_records_total counter\nberth_capture_records_total{{result=\"queued\"}} {}\nberth_capture_records_total{{result=\"dropped\"}} {}\n\
+         # HELP berth_capture_buffer_bytes Bytes of captured invocations not yet written, and the most there may be (--capture-buffer-bytes).\n# TYPE berth_capture_buffer_bytes gauge\nberth_capture_buffer_bytes{{of=\"held\"}} {held}\nberth_capture_buffer_bytes{{of=\"limit\"}} {limit}\n",
         capture.queued.load(Ordering::Relaxed),
         capture.dropped.load(Ordering::Relaxed)
     );
+    let captured: Vec<String> = table
+        .routes()
+        .iter()
+        .filter(|route| route.capture.is_some())
+        .flat_map(|route| {
+            route.variants.iter().map(|v| {
+                format!(
+                    "berth_capture_dropped_total{{endpoint=\"{}\",variant=\"{}\"}} {}\n",
+                    route.endpoint,
+                    v.name,
+                    v.metrics.capture_dropped()
+                )
+            })
+        })
+        .collect();
+    if !captured.is_empty() {
+        body += "# HELP berth_capture_dropped_total Captured invocations of the variant dropped because the capture buffer was full.\n# TYPE berth_capture_dropped_total counter\n";
+        body.extend(captured);
+    }
     if !serverless.is_empty() {
         for (name, help, pick) in [
             ("berth_serverless_cold_starts_total", "Instances a serverless variant started because a request found none.", 0),

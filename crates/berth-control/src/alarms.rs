@@ -5,6 +5,16 @@
 use crate::metrics::MetricQuery;
 use crate::{ControlError, Controller};
 use berth_domain::{Alarm, AlarmState, Comparison, EventKind, MissingData, Timestamp};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The time one round of evaluation may take; alarms still due then wait for the next round
+/// (the cheapest are evaluated first, so a few alarms over long windows never hold up the others).
+const ROUND_BUDGET: Duration = Duration::from_millis(250);
+
+/// By alarm name: the end of the window last evaluated, and the configuration it was evaluated
+/// with.
+pub(crate) type Evaluations = std::sync::Mutex<HashMap<String, (u64, Timestamp)>>;
 
 /// PutMetricAlarm's input, in domain terms.
 #[derive(Debug, Clone)]
@@ -80,12 +90,29 @@ impl Controller {
                 p.evaluation_periods
             ));
         }
-        if u64::from(p.period) * u64::from(p.evaluation_periods) > 7 * 24 * 3600 {
-            return invalid("Period × EvaluationPeriods must not exceed one week.".into());
+        let range = u64::from(p.period) * u64::from(p.evaluation_periods);
+        if range > berth_domain::MAX_EVALUATION_RANGE_SECS {
+            return invalid(format!(
+                "The evaluation period of an alarm cannot be longer than seven days: Period × EvaluationPeriods is {range} seconds, more than 604,800."
+            ));
+        }
+        if p.period < 3600 && range > berth_domain::MAX_SUB_HOUR_EVALUATION_RANGE_SECS {
+            return invalid(format!(
+                "The evaluation period of an alarm with a Period of less than one hour cannot be longer than one day: \
+                 Period × EvaluationPeriods is {range} seconds, more than 86,400."
+            ));
         }
         let now = Timestamp::now();
         let name = p.name.clone();
         let existing = self.db(move |s| s.alarm(&name)).await?;
+        if existing.is_none() {
+            let count = self.db(|s| s.alarms()).await?.len();
+            if count >= self.settings.limits.max_alarms {
+                return Err(ControlError::LimitExceeded(format!(
+                    "The quota for alarms for this customer has already been reached: {count} alarms (berth serve's --max-alarms)."
+                )));
+            }
+        }
         let arn = format!("arn:aws:cloudwatch:{}:{}:alarm:{}", self.account().region, self.account().account_id, p.name);
         let alarm = Alarm {
             name: p.name,
@@ -176,16 +203,37 @@ impl Controller {
         self.db(move |s| s.put_alarm(&stored)).await
     }
 
-    /// Evaluates every alarm on its last `EvaluationPeriods` complete periods at `now` (epoch
-    /// seconds); stores the alarms whose state changed.
+    /// Evaluates the alarms due at `now` (epoch seconds) on their last `EvaluationPeriods`
+    /// complete periods — those a new period of which has closed since they were last evaluated,
+    /// or whose configuration or manual state changed — the shortest windows first, for at most
+    /// [`ROUND_BUDGET`]; stores the alarms whose state changed. Each costs one pass over the
+    /// datapoints of its window.
     pub async fn evaluate_alarms(&self, now: u64) -> Result<(), ControlError> {
-        for alarm in self.alarms().await? {
-            if alarm.manual_until.is_some_and(|until| now < until) {
-                continue;
+        let alarms = self.alarms().await?;
+        let mut due: Vec<(Alarm, u64)> = {
+            let mut evaluated = self.alarm_evaluations.lock().unwrap_or_else(|e| e.into_inner());
+            evaluated.retain(|name, _| alarms.iter().any(|a| &a.name == name));
+            alarms
+                .into_iter()
+                .filter(|a| a.manual_until.is_none_or(|until| now >= until))
+                .filter_map(|a| {
+                    // The last period whose seconds are all closed (the sampler closes a second just after it ends).
+                    let period = u64::from(a.period.max(1));
+                    let end = now.saturating_sub(1) / period * period;
+                    let fresh =
+                        evaluated.get(&a.name).is_some_and(|(last, configured)| *last >= end && *configured == a.configuration_updated);
+                    (!fresh || a.manual_until.is_some()).then_some((a, end))
+                })
+                .collect()
+        };
+        due.sort_by_key(|(a, _)| u64::from(a.period) * u64::from(a.evaluation_periods));
+        let began = Instant::now();
+        for (alarm, end) in due {
+            if began.elapsed() > ROUND_BUDGET {
+                break;
             }
-            let period = u64::from(alarm.period);
-            // The last period whose seconds are all closed (the sampler closes a second just after it ends).
-            let end = now.saturating_sub(1) / period * period;
+            self.alarm_evaluations.lock().unwrap_or_else(|e| e.into_inner()).insert(alarm.name.clone(), (end, alarm.configuration_updated));
+            let period = u64::from(alarm.period.max(1));
             let start = end.saturating_sub(period * u64::from(alarm.evaluation_periods));
             let q = MetricQuery {
                 namespace: alarm.namespace.clone(),
@@ -196,12 +244,7 @@ impl Controller {
                 period,
             };
             let (points, _) = self.metric_datapoints(&q).await?;
-            let values: Vec<Option<f64>> = (0..alarm.evaluation_periods)
-                .map(|i| {
-                    let t = start + u64::from(i) * period;
-                    points.iter().find(|d| d.timestamp == t).and_then(|d| d.statistic(&alarm.statistic))
-                })
-                .collect();
+            let values = alarm.period_values(start, points.iter().map(|d| (d.timestamp, d.statistic(&alarm.statistic))));
             let Some(evaluation) = alarm.evaluate(&values) else { continue };
             let manual_ended = alarm.manual_until.is_some();
             if evaluation.state != alarm.state || manual_ended {

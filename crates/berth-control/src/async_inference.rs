@@ -3,8 +3,10 @@
 //! the endpoint's instances, at most `MaxConcurrentInvocationsPerInstance` per healthy
 //! instance, oldest first, and writes each answer (or failure) where the request was promised
 //! it would be. A request is removed from the queue only once its outcome is written: a crash
-//! in between sends it again (at least once, as SageMaker's own queue). The backlog is
-//! published each second as SageMaker's endpoint metrics (`ApproximateBacklogSize` and the
+//! in between sends it again (at least once, as SageMaker's own queue). An outcome that cannot
+//! be written is tried again a few times, the request waiting aside (requests behind it go on),
+//! then the request leaves the queue as failed, with an event and the error notification. The
+//! backlog is published each second as SageMaker's endpoint metrics (`ApproximateBacklogSize` and the
 //! rest) for the CloudWatch API, alarms and target tracking.
 
 use crate::{ControlError, Controller};
@@ -24,6 +26,10 @@ pub const MAX_INLINE_BODY: usize = 128_000;
 /// SageMaker's defaults and ranges for a request's queue time and processing time.
 pub const DEFAULT_TTL_SECS: u32 = 21_600;
 pub const DEFAULT_INVOCATION_TIMEOUT_SECS: u32 = 900;
+/// Attempts at writing a request's outcome before it leaves the queue as failed; the waits
+/// between them double from this one.
+pub const MAX_WRITE_ATTEMPTS: u32 = 5;
+const FIRST_RETRY_WAIT_MS: i64 = 1_000;
 /// The endpoint metrics of the backlog, in namespace `AWS/SageMaker`, dimension `EndpointName`.
 pub const BACKLOG_METRICS: [&str; 4] =
     ["ApproximateBacklogSize", "ApproximateBacklogSizePerInstance", "ApproximateAgeOfOldestRequest", "HasBacklogWithoutCapacity"];
@@ -75,6 +81,11 @@ struct Queued {
     received_ms: i64,
     ttl_secs: u32,
     timeout_secs: u32,
+    /// Failed attempts at writing the outcome so far, and when the next may start (epoch ms).
+    #[serde(default)]
+    attempts: u32,
+    #[serde(default)]
+    retry_at_ms: i64,
 }
 
 /// The worker's state: requests under way, and the backlog it last saw, by endpoint.
@@ -141,7 +152,12 @@ impl Controller {
         let id = req.inference_id.clone().unwrap_or_else(random_uuid);
         let extension = req.output_path_extension.as_deref();
         let output_location = join(&config.output_path, extension, &req.filename.clone().unwrap_or_else(|| format!("{id}.out")));
-        let failure_location = join(config.failure_path.as_deref().unwrap_or(&config.output_path), extension, &format!("{id}-error.out"));
+        let failure_path = config.failure_path.as_deref().unwrap_or(&config.output_path);
+        let failure_location = join(failure_path, extension, &format!("{id}-error.out"));
+        // Refused now rather than accepted and never written: an outcome must have somewhere to go.
+        for (location, base) in [(&output_location, config.output_path.as_str()), (&failure_location, failure_path)] {
+            self.writable_outcome(location, base, &id)?;
+        }
         use base64::Engine;
         let queued = Queued {
             id: id.clone(),
@@ -162,6 +178,8 @@ impl Controller {
             received_ms: Timestamp::now().millis(),
             ttl_secs: req.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
             timeout_secs: req.invocation_timeout_secs.unwrap_or(DEFAULT_INVOCATION_TIMEOUT_SECS),
+            attempts: 0,
+            retry_at_ms: 0,
         };
         let body = serde_json::to_string(&queued).map_err(|e| ControlError::Internal(e.to_string()))?;
         let (kind, key, at) = (queue_kind(&e.name), id.clone(), queued.received_ms);
@@ -188,6 +206,23 @@ impl Controller {
             )),
             _ => ControlError::Validation(format!("InputLocation {location} is not a file under a directory berth may read (--file-root)")),
         })
+    }
+
+    /// An outcome location berth can write: it stays beneath its output path (the InferenceId
+    /// makes no empty, `.` or `..` segment of it), and for `file://` it lies under a `--file-root`.
+    fn writable_outcome(&self, location: &str, base: &str, id: &str) -> Result<(), ControlError> {
+        let below = location.strip_prefix(base.trim_end_matches('/')).unwrap_or(location);
+        if below.split('/').skip(1).any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+            return Err(ControlError::Validation(format!(
+                "InferenceId '{id}' cannot name an output: with it the answer's location {location} would leave the endpoint's output path \
+                 (no empty, '.' or '..' path segments)."
+            )));
+        }
+        if location.starts_with("file://") {
+            let parent = location.rsplit_once('/').map_or(location, |(dir, _)| dir);
+            self.writable_destination("S3OutputPath", parent)?;
+        }
+        Ok(())
     }
 
     /// The backlog of an asynchronous endpoint as the worker last saw it.
@@ -248,7 +283,9 @@ impl Controller {
             {
                 let mut running = self.async_work.running.lock().unwrap_or_else(|e| e.into_inner());
                 let busy = running.entry(key.clone()).or_default();
-                for q in queued {
+                // A request waiting to try writing its outcome again waits aside: the ones
+                // behind it go on.
+                for q in queued.into_iter().filter(|q| q.retry_at_ms <= now.millis()) {
                     if busy.len() >= capacity {
                         break;
                     }
@@ -261,10 +298,8 @@ impl Controller {
                 let (this, router, config, key) = (self.clone(), router.clone(), config.clone(), key.clone());
                 tokio::spawn(async move {
                     let id = q.id.clone();
-                    if let Err(e) = this.process_async(&router, &config, q).await {
-                        // The request stays queued and is tried again, after a pause.
-                        tracing::warn!(inference_id = %id, error = %e, "asynchronous request not completed; it stays queued");
-                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    if let Err(e) = this.process_async(&router, &config, q.clone()).await {
+                        this.outcome_not_written(&config, q, e).await;
                     }
                     if let Some(busy) = this.async_work.running.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
                         busy.remove(&id);
@@ -334,6 +369,41 @@ impl Controller {
         }
         tracing::debug!(endpoint = %q.endpoint, inference_id = %q.id, ok = outcome.is_ok(), "asynchronous request done");
         Ok(())
+    }
+
+    /// After a failed attempt at writing a request's outcome: the request waits aside for its
+    /// next attempt, or, after the last, leaves the queue as failed (an event, a log line, the
+    /// error notification).
+    async fn outcome_not_written(&self, config: &AsyncInference, mut q: Queued, error: String) {
+        q.attempts += 1;
+        let (kind, key) = (queue_kind(&q.endpoint), q.id.clone());
+        if q.attempts < MAX_WRITE_ATTEMPTS {
+            q.retry_at_ms = Timestamp::now().millis() + FIRST_RETRY_WAIT_MS * (1 << (q.attempts - 1));
+            tracing::warn!(endpoint = %q.endpoint, inference_id = %q.id, attempt = q.attempts, error = %error, "asynchronous request's outcome not written; tried again later");
+            let body = match serde_json::to_string(&q) {
+                Ok(b) => b,
+                Err(e) => return tracing::warn!(error = %e, "cannot keep the request's attempts"),
+            };
+            let at = q.received_ms;
+            if let Err(e) = self.db(move |s| s.put_records(&kind, &[(key, at, body)])).await {
+                tracing::warn!(inference_id = %q.id, error = %e, "cannot keep the request's attempts");
+            }
+            return;
+        }
+        let reason = format!("The request's outcome could not be written after {MAX_WRITE_ATTEMPTS} attempts: {error}");
+        tracing::warn!(endpoint = %q.endpoint, inference_id = %q.id, %reason, "asynchronous request failed");
+        if let Err(e) = self.db(move |s| s.delete_record(&kind, &key)).await {
+            tracing::warn!(inference_id = %q.id, error = %e, "cannot remove the failed request from the queue");
+        }
+        let message = format!("Asynchronous request {} failed: {reason}", q.id);
+        self.record_event(&q.endpoint, None, berth_domain::EventKind::AsyncRequestFailed, message);
+        if let Some(topic) = &config.error_topic {
+            let outcome = Err(reason);
+            let notice = notification(&self.account().region, &q, &outcome, false);
+            if let Err(e) = self.async_work.notifier.publish(topic, notice).await {
+                tracing::warn!(inference_id = %q.id, error = %e, "asynchronous inference notification not sent");
+            }
+        }
     }
 
     /// The request's input: inline, or read from S3 or a file under a `--file-root`.

@@ -83,16 +83,23 @@ fn file_name(time_ms: i64) -> String {
     format!("{:02}-{:02}-{:03}-{}.jsonl", t.minute(), t.second(), t.millisecond(), random_uuid())
 }
 
-/// What an hour's file or object gets next: the first record's time, the lines, and the KMS
-/// key an S3 object is encrypted with.
-type PendingObject = (i64, Vec<u8>, Option<std::sync::Arc<str>>);
+/// What an hour's file or object gets next: the first record's time, the lines, the KMS key an
+/// S3 object is encrypted with, and the bytes its records hold in the capture buffer.
+type PendingObject = (i64, Vec<u8>, Option<std::sync::Arc<str>>, usize);
+
+/// How long one write of captured data may take before it is given up (its records dropped):
+/// a destination that does not answer must not hold the buffer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most one `CaptureDropped` event per endpoint in this long.
+const DROP_EVENT_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Controller {
     /// Runs for the life of the server, writing what the router captures.
     pub async fn run_capture(self: Arc<Self>) {
         let records = self.routing.capture().receiver();
         let mut rx = records.lock().await;
-        let s3 = S3Writer::default();
+        let s3 = Arc::new(S3Writer::default());
+        let mut drops = DropReports::default();
         // file:// hour directory → the file records are appended to, and when it was started.
         let mut files: HashMap<String, (String, i64)> = HashMap::new();
         let mut pending: HashMap<String, PendingObject> = HashMap::new();
@@ -113,21 +120,25 @@ impl Controller {
                     }
                     for r in batch {
                         let event_id = random_uuid();
-                        let entry = pending.entry(hour_prefix(&r)).or_insert_with(|| (r.time_ms, Vec::new(), r.settings.kms_key_id.clone()));
+                        let entry = pending.entry(hour_prefix(&r)).or_insert_with(|| (r.time_ms, Vec::new(), r.settings.kms_key_id.clone(), 0));
                         entry.1.extend_from_slice(capture_line(&r, &event_id).as_bytes());
                         entry.1.push(b'\n');
+                        entry.3 += r.buffered_bytes();
                         if let Some(p) = crate::quality::prediction_record(&r, &event_id) {
                             predictions.entry(NameKey::of(&r.endpoint)).or_default().push(p);
                         }
                     }
                 }
                 _ = tick.tick() => {
+                    drops.report(&self);
                     for (endpoint, rows) in predictions.drain() {
                         if let Err(e) = self.store_predictions(endpoint.as_str(), rows).await {
                             tracing::warn!(endpoint = %endpoint, error = %e, "cannot index captured predictions");
                         }
                     }
-                    for (prefix, (first_ms, bytes, kms_key_id)) in pending.drain() {
+                    for (prefix, (first_ms, bytes, kms_key_id, held)) in pending.drain() {
+                        // The records leave the buffer once written, or given up on.
+                        let release = Released(self.routing.clone(), held);
                         if prefix.starts_with("file://") {
                             // Checked again at every write: the directory must still be under a --file-root.
                             let dir = match self.writable_destination("DestinationS3Uri", &prefix) {
@@ -152,8 +163,20 @@ impl Controller {
                             if !matches!(written, Ok(Ok(()))) {
                                 tracing::warn!(destination = %prefix, "cannot write captured data: {written:?}");
                             }
-                        } else if let Err(e) = s3.put(&format!("{prefix}/{}", file_name(first_ms)), bytes, kms_key_id.as_deref()).await {
-                            tracing::warn!(destination = %prefix, error = %e, "cannot write captured data");
+                            drop(release);
+                        } else {
+                            // Off the writer's loop, so that a destination that does not answer
+                            // stalls only its own records (which hold the buffer until then).
+                            let s3 = s3.clone();
+                            tokio::spawn(async move {
+                                let key = format!("{prefix}/{}", file_name(first_ms));
+                                match tokio::time::timeout(WRITE_TIMEOUT, s3.put(&key, bytes, kms_key_id.as_deref())).await {
+                                    Ok(Ok(())) => {}
+                                    Ok(Err(e)) => tracing::warn!(destination = %prefix, error = %e, "cannot write captured data"),
+                                    Err(_) => tracing::warn!(destination = %prefix, "captured data not written: the destination did not answer in 30 s"),
+                                }
+                                drop(release);
+                            });
                         }
                     }
                     // Hour directories are written only during their hour: forget the files of
@@ -161,6 +184,54 @@ impl Controller {
                     let hour_ago = berth_domain::Timestamp::now().millis() - 2 * 3_600_000;
                     files.retain(|_, (_, first_ms)| *first_ms > hour_ago);
                 }
+            }
+        }
+    }
+}
+
+/// Gives a pending object's bytes back to the capture buffer when dropped.
+struct Released(Arc<berth_router::RoutingTable>, usize);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        self.0.capture().release(self.1);
+    }
+}
+
+/// The drops each endpoint's variants counted, as last reported, and when an endpoint's last
+/// `CaptureDropped` event was.
+#[derive(Default)]
+struct DropReports {
+    total_seen: u64,
+    by_endpoint: HashMap<String, (u64, Option<std::time::Instant>)>,
+}
+
+impl DropReports {
+    /// Records a `CaptureDropped` event for each endpoint whose records were dropped since its
+    /// last one (at most one a minute each); looks at the variants only when the queue dropped.
+    fn report(&mut self, controller: &Controller) {
+        let total = controller.routing.capture().dropped.load(std::sync::atomic::Ordering::Relaxed);
+        if total == self.total_seen {
+            return;
+        }
+        self.total_seen = total;
+        let (held, limit) = controller.routing.capture().buffer();
+        for route in controller.routing.routes() {
+            let dropped: u64 = route.variants.iter().map(|v| v.metrics.capture_dropped()).sum();
+            let (reported, last) = self.by_endpoint.entry(route.endpoint.clone()).or_insert((0, None));
+            let due = last.is_none_or(|at| at.elapsed() >= DROP_EVENT_INTERVAL);
+            if dropped > *reported && due {
+                let message = format!(
+                    "Data capture dropped {} captured invocation(s): its writer is behind its destination and the capture buffer is full \
+                     ({} of {} MiB, --capture-buffer-bytes). Invocations are served as before.",
+                    dropped - *reported,
+                    held >> 20,
+                    limit >> 20
+                );
+                tracing::warn!(endpoint = %route.endpoint, dropped = dropped - *reported, "data capture dropped records");
+                controller.record_event(&route.endpoint, None, berth_domain::EventKind::CaptureDropped, message);
+                *reported = dropped;
+                *last = Some(std::time::Instant::now());
             }
         }
     }

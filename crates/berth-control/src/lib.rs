@@ -73,11 +73,13 @@ pub struct Limits {
     pub max_endpoints: usize,
     /// Instances across all endpoints: on one machine this is what capacity means.
     pub max_instances: usize,
+    /// CloudWatch metric alarms.
+    pub max_alarms: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_models: 10_000, max_endpoint_configs: 10_000, max_endpoints: 500, max_instances: 64 }
+        Limits { max_models: 10_000, max_endpoint_configs: 10_000, max_endpoints: 500, max_instances: 64, max_alarms: 10_000 }
     }
 }
 
@@ -120,6 +122,9 @@ pub struct Controller {
     router: std::sync::OnceLock<berth_router::Router>,
     /// The running transform jobs' stop signals.
     transform_stops: std::sync::Mutex<std::collections::HashMap<berth_domain::NameKey, tokio::sync::watch::Sender<bool>>>,
+    /// Each alarm's last evaluated window (its end) and configuration, so an alarm is
+    /// evaluated again only once a new period of it has closed.
+    alarm_evaluations: alarms::Evaluations,
 }
 
 impl Controller {
@@ -144,6 +149,7 @@ impl Controller {
             async_work: Default::default(),
             router: std::sync::OnceLock::new(),
             transform_stops: Default::default(),
+            alarm_evaluations: Default::default(),
         })
     }
 

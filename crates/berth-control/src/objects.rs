@@ -42,11 +42,22 @@ impl Controller {
         let dir = self.writable_destination("S3OutputPath", &format!("file://{parent}")).map_err(|e| e.to_string())?;
         let name = std::path::Path::new(path).file_name().map(|n| n.to_os_string()).ok_or_else(|| format!("cannot write {uri}"))?;
         tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
             let dir = dir.ok_or("no directory")?;
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            // Private, as captured data is: answers are the callers' data.
+            berth_instances::private_dir(&dir).map_err(|e| e.to_string())?;
             let target = dir.join(&name);
             let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-            std::fs::write(&tmp, body).map_err(|e| e.to_string())?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+                .map_err(|e| e.to_string())?;
+            file.write_all(&body).map_err(|e| e.to_string())?;
             std::fs::rename(&tmp, &target).map_err(|e| e.to_string())
         })
         .await

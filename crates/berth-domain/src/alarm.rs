@@ -148,7 +148,30 @@ pub struct Evaluation {
     pub reason: String,
 }
 
+/// CloudWatch's limits on an alarm's evaluation range: Period × EvaluationPeriods at most seven
+/// days, and at most one day for a period under an hour.
+pub const MAX_EVALUATION_RANGE_SECS: u64 = 7 * 24 * 3600;
+pub const MAX_SUB_HOUR_EVALUATION_RANGE_SECS: u64 = 24 * 3600;
+
 impl Alarm {
+    /// The values of the alarm's `evaluation_periods` periods from `start` (epoch seconds), oldest
+    /// first, from datapoints `(period start, value)` in any order: one pass over the datapoints
+    /// (a datapoint outside the window or off the periods' grid is left out), None where a period
+    /// has none.
+    pub fn period_values(&self, start: u64, datapoints: impl IntoIterator<Item = (u64, Option<f64>)>) -> Vec<Option<f64>> {
+        let period = u64::from(self.period.max(1));
+        let mut values = vec![None; self.evaluation_periods as usize];
+        for (at, value) in datapoints {
+            let Some(offset) = at.checked_sub(start) else { continue };
+            if offset % period == 0 {
+                if let Some(slot) = usize::try_from(offset / period).ok().and_then(|i| values.get_mut(i)) {
+                    *slot = value;
+                }
+            }
+        }
+        values
+    }
+
     /// Evaluates the alarm on the values of its last `evaluation_periods` periods, oldest first
     /// (None where a period had no datapoint). Returns None when the state should stay as it is.
     pub fn evaluate(&self, values: &[Option<f64>]) -> Option<Evaluation> {
@@ -238,6 +261,14 @@ mod tests {
             state_updated: Timestamp::from_millis(0),
             manual_until: None,
         }
+    }
+
+    #[test]
+    fn period_values_are_indexed_by_time_in_one_pass() {
+        let a = alarm(MissingData::Missing); // period 5, three periods
+        let points = [(110, Some(3.0)), (100, Some(1.0)), (107, Some(9.0)), (95, Some(8.0)), (115, Some(4.0)), (105, None)];
+        assert_eq!(a.period_values(100, points), vec![Some(1.0), None, Some(3.0)], "off-grid, outside and missing points are left out");
+        assert_eq!(a.period_values(u64::MAX - 1, [(u64::MAX, Some(1.0))]), vec![None, None, None]);
     }
 
     #[test]

@@ -37,10 +37,15 @@ pub enum EventKind {
     /// A transform job's progress: its fleet started, an object transformed, the job ended.
     /// Recorded under the job's name.
     TransformJobProgress,
+    /// Data capture dropped records: its writer was behind and its buffer full.
+    CaptureDropped,
+    /// An asynchronous request's outcome could not be written after its retries; it left the
+    /// queue as failed.
+    AsyncRequestFailed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::StatusChanged,
         EventKind::WeightsChanged,
         EventKind::CapacityChanged,
@@ -56,6 +61,8 @@ impl EventKind {
         EventKind::DeploymentRolledBack,
         EventKind::BackgroundFailed,
         EventKind::TransformJobProgress,
+        EventKind::CaptureDropped,
+        EventKind::AsyncRequestFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +82,8 @@ impl EventKind {
             EventKind::DeploymentRolledBack => "DeploymentRolledBack",
             EventKind::BackgroundFailed => "BackgroundFailed",
             EventKind::TransformJobProgress => "TransformJobProgress",
+            EventKind::CaptureDropped => "CaptureDropped",
+            EventKind::AsyncRequestFailed => "AsyncRequestFailed",
         }
     }
 

@@ -60,6 +60,8 @@ pub struct VariantMetrics {
     loaded_models: Mutex<Option<u64>>,
     /// Instances the variant runs now (set when its route is published).
     instances: AtomicU64,
+    /// Captured invocations dropped because the capture buffer was full.
+    capture_dropped: AtomicU64,
     /// Written by the once-a-second sampler, read by queries; never by the request path.
     history: Mutex<history::History>,
     /// Its endpoint was deleted: left out of the exposition, kept for history queries for as
@@ -126,6 +128,15 @@ impl VariantMetrics {
         if hit {
             self.model_cache_hits.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn record_capture_dropped(&self) {
+        self.capture_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Captured invocations of this variant dropped so far (the capture buffer was full).
+    pub fn capture_dropped(&self) -> u64 {
+        self.capture_dropped.load(Ordering::Relaxed)
     }
 
     pub fn set_loaded_models(&self, n: usize) {

@@ -204,7 +204,7 @@ impl Router {
             self.copy_to_shadows(&sent.route, req, result);
         }
         if let (Some(settings), Ok(answer)) = (&sent.route.capture, result) {
-            self.capture(&sent.route.endpoint, settings, req, answer);
+            self.capture(&sent.route.endpoint, settings, req, answer, &sent.metrics);
         }
     }
 
@@ -237,8 +237,9 @@ impl Router {
         }
     }
 
-    /// Offers a sampled invocation to the capture writer (never waits; a full queue drops it).
-    fn capture(&self, endpoint: &str, settings: &CaptureSettings, req: &InvokeRequest, answer: &InvokeResponse) {
+    /// Offers a sampled invocation to the capture writer (never waits; a full buffer drops it,
+    /// counted in the variant's metrics).
+    fn capture(&self, endpoint: &str, settings: &CaptureSettings, req: &InvokeRequest, answer: &InvokeResponse, metrics: &VariantMetrics) {
         if fastrand::u32(0..100) >= settings.sampling_percentage {
             return;
         }
@@ -252,7 +253,9 @@ impl Router {
             input: settings.input.then(|| (text(&req.content_type, "application/octet-stream"), req.body.clone())),
             output: settings.output.then(|| (text(&answer.content_type, "application/octet-stream"), answer.body.clone())),
         };
-        self.table.capture().offer(record);
+        if !self.table.capture().offer(record) {
+            metrics.record_capture_dropped();
+        }
     }
 
     /// Sends sampled copies of a production request to the endpoint's shadow variants, in the

@@ -34,6 +34,11 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
+    /// A table whose data capture buffers at most `bytes` of records.
+    pub fn with_capture_buffer(bytes: usize) -> Self {
+        RoutingTable { capture: CaptureQueue::new(bytes), ..RoutingTable::default() }
+    }
+
     pub fn get(&self, endpoint: &str) -> Option<Arc<EndpointRoute>> {
         let map = self.endpoints.load();
         // A lower-case name (the usual case) is found without building a key.

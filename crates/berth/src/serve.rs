@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// Most endpoint configurations.
     #[arg(long, env = "BERTH_MAX_ENDPOINT_CONFIGS", default_value_t = 10_000)]
     max_endpoint_configs: usize,
+    /// Most CloudWatch metric alarms.
+    #[arg(long, env = "BERTH_MAX_ALARMS", default_value_t = 10_000)]
+    max_alarms: usize,
     /// Most models.
     #[arg(long, env = "BERTH_MAX_MODELS", default_value_t = 10_000)]
     max_models: usize,
@@ -178,6 +181,11 @@ pub struct ServeArgs {
     /// Seconds connections get to finish their requests once berth is stopping.
     #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Most bytes of captured invocations held for the capture writer (beyond, captures are
+    /// dropped, counted and reported; invocations are served as before). Default: 1/64 of the
+    /// machine's memory, between 16 MiB and 1 GiB.
+    #[arg(long, env = "BERTH_CAPTURE_BUFFER_BYTES")]
+    capture_buffer_bytes: Option<u64>,
     /// Log format: `text` or `json`. Verbosity follows RUST_LOG (default `info`).
     #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -311,7 +319,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         file_roots.clone(),
     );
-    let routing = Arc::new(RoutingTable::default());
+    let capture_buffer = args.capture_buffer_bytes.unwrap_or_else(|| share_of_memory(64, 16 << 20, 1 << 30));
+    let routing = Arc::new(RoutingTable::with_capture_buffer(usize::try_from(capture_buffer).unwrap_or(usize::MAX)));
     let settings = ControllerSettings {
         account: Account { region: args.region.clone(), account_id: args.account_id.clone() },
         data_dir: data_dir.clone(),
@@ -320,6 +329,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_endpoint_configs: args.max_endpoint_configs,
             max_endpoints: args.max_endpoints,
             max_instances: args.max_instances,
+            max_alarms: args.max_alarms,
         },
         default_startup_timeout: Duration::from_secs(args.startup_timeout),
         exec_roots,
@@ -413,6 +423,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     info!("berth stopped");
     Ok(())
+}
+
+/// `1/divisor` of the machine's memory, between `min` and `max` bytes.
+fn share_of_memory(divisor: u64, min: u64, max: u64) -> u64 {
+    berth_instances::host_memory_bytes().map_or(min, |m| m / divisor).clamp(min, max)
 }
 
 /// The sandbox of local workers, as the flags ask and the kernel allows; said in the log, with a
