@@ -172,6 +172,84 @@ def test_the_berth_cli_signs_with_the_standard_credential_chain(signed_berth, tm
     assert profile.returncode == 0, profile.stderr
 
 
+def test_the_berth_cli_never_sends_the_secret_key(signed_berth, tmp_path):
+    """Against a server that records what it is sent (as anything at --url could), every command
+    sends a SigV4 signature and never the secret key, nor a basic Authorization header; against
+    berth, the commands that read berth's own routes (events, logs, ab) are let in by it."""
+    import socket
+    import threading
+
+    received = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def record():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                except OSError:
+                    pass
+                received.append(data)
+                conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+
+    threading.Thread(target=record, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET)
+    spy = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    for command in (["events"], ["logs", "ep"], ["ab", "ep", "--variants", "A", "B"], ["endpoints"]):
+        subprocess.run([berth_binary(), *command, "--url", spy], env=env, capture_output=True, timeout=60)
+    listener.close()
+    assert received, "the commands sent nothing"
+    for request in received:
+        head = request.decode(errors="replace")
+        assert SECRET not in head and SECRET.replace("/", "%2F") not in head, head
+        assert "Basic " not in head, head
+        assert "AWS4-HMAC-SHA256 Credential=" + KEY in head, head
+    assert any("GET /berth/v1/events" in r.decode() for r in received)
+
+    run = lambda *args: subprocess.run([berth_binary(), *args, "--url", signed_berth.url], env=env, capture_output=True, text=True, timeout=60)  # noqa: E731
+    for command in (["events"], ["logs", "no-such-endpoint"]):
+        done = run(*command)
+        assert "UnrecognizedClient" not in done.stderr and "401" not in done.stderr, (command, done.stderr)
+    assert run("events").returncode == 0
+
+
+def test_runtime_headers_that_change_a_call_must_be_signed(signed_berth):
+    """A signed invocation with a header added after signing (TargetVariant, CustomAttributes,
+    the content type) is refused: each changes what the call does, and AWS's SDKs sign them."""
+    import botocore.awsrequest
+    import botocore.credentials
+
+    url = f"{signed_berth.url}/endpoints/no-such-endpoint/invocations"
+    request = botocore.awsrequest.AWSRequest(method="POST", url=url, data=b"1,2", headers={"Content-Type": "text/csv"})
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(KEY, SECRET), "sagemaker", "us-east-1").add_auth(request)
+    signed = dict(request.headers.items())
+    r = requests.post(url, data=b"1,2", headers=signed, timeout=10)
+    assert r.headers.get("x-amzn-ErrorType", "").startswith("ValidationError"), r.text  # signed as it was: let in
+    for name, value in (("X-Amzn-SageMaker-Target-Variant", "Variant2"), ("X-Amzn-SageMaker-Custom-Attributes", "user=eve")):
+        r = requests.post(url, data=b"1,2", headers={**signed, name: value}, timeout=10)
+        assert r.status_code == 403 and name.lower() in r.text.lower(), (name, r.status_code, r.text)
+    # Signed with no Content-Type, sent with one.
+    bare = botocore.awsrequest.AWSRequest(method="POST", url=url, data=b"1,2")
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(KEY, SECRET), "sagemaker", "us-east-1").add_auth(bare)
+    headers = {k: v for k, v in bare.headers.items() if k.lower() != "content-type"}
+    assert "content-type" not in headers["Authorization"]
+    r = requests.post(url, data=b"1,2", headers={**headers, "Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 403 and "content-type" in r.text.lower(), r.text
+
+
 def test_a_network_address_needs_authentication_or_an_explicit_opt_out(tmp_path, credentials_file):
     args = [berth_binary(), "serve", "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path / "d")]
     refused = subprocess.run(args, capture_output=True, text=True, timeout=30)

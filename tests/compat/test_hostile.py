@@ -124,6 +124,42 @@ def test_gzip_bodies_are_read_as_boto3_sends_them_and_bombs_are_refused(berth):
     alive(berth)
 
 
+def test_request_bodies_in_flight_are_bounded_across_connections(own_berth):
+    """With --max-body-memory 8 MiB: a 5 MB invocation whose body is still arriving holds 5 MB,
+    so a second one is refused at once (503, which SDKs retry) and served once the first is gone;
+    API bodies arriving slowly over many connections are refused past the budget as they arrive."""
+    server = own_berth("--max-body-memory", str(8 << 20))
+    name = deploy(server.sm(), ["V"])
+    url = f"{server.url}/endpoints/{name}/invocations"
+    slow = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    slow.sendall(f"POST /endpoints/{name}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {5 << 20}\r\n\r\n".encode() + b"x" * (1 << 20))
+
+    def refused():
+        r = requests.post(url, data=b"y" * (5 << 20), timeout=30)
+        return r if r.status_code == 503 else None
+
+    r = eventually(refused, timeout=10)
+    assert r is not None and r.headers["x-amzn-ErrorType"].startswith("ServiceUnavailable") and "--max-body-memory" in r.text, r
+    slow.close()
+    assert eventually(lambda: requests.post(url, data=b"y" * (5 << 20), timeout=30).status_code == 200, timeout=10)
+
+    connections = []
+    head = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: SageMaker.ListModels\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 1000000\r\n\r\n"
+    for _ in range(10):
+        c = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        c.sendall(head.encode() + b" " * 950_000)
+        connections.append(c)
+    import select
+
+    readable, _, _ = select.select(connections, [], [], 3)
+    answers = [c.recv(4096) if c in readable else b"" for c in connections]
+    for c in connections:
+        c.close()
+    assert any(a.startswith(b"HTTP/1.1 503") for a in answers), answers
+    assert sum(1 for a in answers if a == b"") >= 8, "the bodies within the budget wait to arrive"
+    alive(server)
+
+
 def test_runtime_limits_of_headers_and_answers(berth, sm, runtime):
     name = deploy(sm, ["V"])
     with pytest.raises(ClientError) as e:
@@ -139,6 +175,55 @@ def test_runtime_limits_of_headers_and_answers(berth, sm, runtime):
     assert http_status(e) == 424 and "6 MB" in error_message(e)
     assert len(runtime.invoke_endpoint(EndpointName=name, Body=f"big:{6 * 1024 * 1024}".encode())["Body"].read()) == 6 * 1024 * 1024
     alive(berth)
+
+
+def test_answers_name_resources_not_host_paths_and_print_safely(own_berth, tmp_path):
+    """What callers read — a failure reason quoting a worker, events, a model error — names the
+    model's files as the container sees them and never a path of berth's data directory; the
+    berth CLI prints a model's terminal escape sequences as text; the dashboard cannot be framed."""
+    import subprocess
+
+    from conftest import berth_binary
+
+    server = own_berth()
+    sm = server.sm()
+    data_dir = str(server.data_dir.resolve())
+    broken = tmp_path / "broken.tar.gz"
+    with tarfile.open(broken, "w:gz") as tar:
+        info = tarfile.TarInfo("model.onnx")
+        info.size = 17
+        tar.addfile(info, io.BytesIO(b"not an onnx model"))
+    name = unique("broken")
+    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "berth/onnx", "ModelDataUrl": f"file://{broken}"})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("V", name)])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    reason = wait_status(sm, name, timeout=60)["FailureReason"]
+    assert data_dir not in reason and "model.onnx" in reason, reason
+
+    escapes = "\x1b]0;owned\x07\x1b[2J\x1b[31mred"
+    shouting = unique("esc")
+    create_echo_model(sm, shouting, {"ECHO_STDERR": escapes, "ECHO_EXIT_ON_START": "1"})
+    sm.create_endpoint_config(EndpointConfigName=shouting, ProductionVariants=[variant("V", shouting)])
+    sm.create_endpoint(EndpointName=shouting, EndpointConfigName=shouting)
+    assert "\x1b" in wait_status(sm, shouting, timeout=60)["FailureReason"]
+    failing = deploy(sm, ["V"])
+    with pytest.raises(ClientError) as e:
+        server.runtime().invoke_endpoint(EndpointName=failing, Body=b"fail")
+    assert data_dir not in error_message(e) and f"berth logs {failing}" in error_message(e), error_message(e)
+
+    events = requests.get(f"{server.url}/berth/v1/events", timeout=10).json()["events"]
+    assert events and not [ev for ev in events if data_dir in ev["message"]], [ev["message"] for ev in events if data_dir in ev["message"]]
+    for command in (["events"], ["logs", shouting]):
+        out = subprocess.run([berth_binary(), *command, "--url", server.url], capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        printed = out.stdout + out.stderr
+        assert b"\x1b" not in printed and b"\x07" not in printed, printed[-500:]
+        assert b"\\u{1b}" in printed, printed[-500:]
+
+    page = requests.get(server.url + "/ui", timeout=10)
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    alive(server)
 
 
 def test_numbers_are_checked_not_wrapped(berth, sm):

@@ -7,6 +7,7 @@ Started as `echo_container.py serve`; listens on SAGEMAKER_BIND_TO_PORT; answers
 Behaviour switches, read from the environment (the container definition's `Environment`):
   ECHO_NAME            a label echoed back in every answer (tests set it per model)
   ECHO_EXIT_ON_START   exit with status 3 before listening
+  ECHO_STDERR          write this text to stderr first (its log)
   ECHO_PING_FAIL       answer /ping with 500 forever
   ECHO_STARTUP_DELAY   seconds to wait before listening
   ECHO_STATUS          answer every invocation with this HTTP status
@@ -213,6 +214,9 @@ def main():
     if len(sys.argv) < 2 or sys.argv[1] != "serve":
         sys.stderr.write("usage: echo_container.py serve\n")
         return 2
+    if os.environ.get("ECHO_STDERR"):
+        sys.stderr.write(os.environ["ECHO_STDERR"] + "\n")
+        sys.stderr.flush()
     if os.environ.get("ECHO_EXIT_ON_START"):
         sys.stderr.write("echo_container: exiting on start as asked\n")
         return 3

@@ -12,6 +12,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,9 +28,125 @@ pub(crate) fn unread_body(protocol: Protocol, e: &(dyn std::error::Error + 'stat
         if err.is::<BodyTimedOut>() {
             return closing(body_error(protocol, BodyError::Timeout, protocol.body_limit()));
         }
+        if err.is::<OverBudget>() {
+            return closing(body_error(protocol, BodyError::OverBudget, protocol.body_limit()));
+        }
         source = err.source();
     }
     closing(body_error(protocol, BodyError::Broken(e.to_string()), protocol.body_limit()))
+}
+
+/// The bytes of request bodies berth holds at once, across every connection: each request's
+/// body is claimed as it arrives and given back when the request is answered. A body that would
+/// take berth past the budget is refused (503, retryable) rather than read.
+#[derive(Debug)]
+pub struct BodyBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl BodyBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(BodyBudget { used: AtomicUsize::new(0), limit })
+    }
+
+    /// A claim for one request's body, holding nothing yet.
+    pub(crate) fn claim(self: &Arc<Self>) -> Arc<Claim> {
+        Arc::new(Claim { budget: self.clone(), bytes: AtomicUsize::new(0) })
+    }
+
+    /// Bytes held now, and the limit.
+    pub fn held(&self) -> (usize, usize) {
+        (self.used.load(Ordering::Relaxed), self.limit)
+    }
+}
+
+/// One request's share of the [`BodyBudget`], given back when the last holder drops it.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    budget: Arc<BodyBudget>,
+    bytes: AtomicUsize,
+}
+
+impl Claim {
+    /// Claims `n` more bytes; false (claiming nothing) when the budget has no room for them.
+    pub(crate) fn take(&self, n: usize) -> bool {
+        let limit = self.budget.limit;
+        let room = self.budget.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_add(n).filter(|u| *u <= limit));
+        if room.is_ok() {
+            self.bytes.fetch_add(n, Ordering::Relaxed);
+        }
+        room.is_ok()
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let bytes = *self.bytes.get_mut();
+        let _ = self.budget.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(bytes)));
+    }
+}
+
+/// Reading the body would take berth past its budget of bodies in flight.
+#[derive(Debug)]
+pub(crate) struct OverBudget;
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("berth holds as many request bodies as --max-body-memory allows")
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+pin_project_lite::pin_project! {
+    /// A body whose data is claimed from the budget as it arrives; fails with [`OverBudget`]
+    /// when a frame would pass it.
+    pub(crate) struct Budgeted<B> {
+        #[pin]
+        inner: B,
+        claim: Arc<Claim>,
+    }
+}
+
+impl<B> Budgeted<B> {
+    pub(crate) fn new(inner: B, claim: Arc<Claim>) -> Self {
+        Budgeted { inner, claim }
+    }
+}
+
+impl<B> http_body::Body for Budgeted<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, Bytes::len);
+                if this.claim.take(n) {
+                    Poll::Ready(Some(Ok(frame)))
+                } else {
+                    Poll::Ready(Some(Err(Box::new(OverBudget))))
+                }
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The body did not arrive within the body timeout.
@@ -96,6 +214,8 @@ where
 pub(crate) enum BodyError {
     TooLarge,
     Timeout,
+    /// berth holds all the request bodies its budget allows.
+    OverBudget,
     Broken(String),
 }
 
@@ -108,11 +228,17 @@ pub(crate) fn announced_over(headers: &axum::http::HeaderMap, limit: usize) -> b
     announced.is_some_and(|n| n > limit as u64)
 }
 
-pub(crate) async fn read_body(body: Body, headers: &axum::http::HeaderMap, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+    timeout: Duration,
+    claim: &Arc<Claim>,
+) -> Result<Bytes, BodyError> {
     if announced_over(headers, limit) {
         return Err(BodyError::TooLarge);
     }
-    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    let mut collect = std::pin::pin!(Budgeted::new(Limited::new(body, limit), claim.clone()).collect());
     // Most bodies arrived with their headers: only a body still on its way gets a timer.
     let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
     let result = match first {
@@ -122,6 +248,7 @@ pub(crate) async fn read_body(body: Body, headers: &axum::http::HeaderMap, limit
     match result {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Err(e) if e.downcast_ref::<OverBudget>().is_some() => Err(BodyError::OverBudget),
         Err(e) => Err(BodyError::Broken(e.to_string())),
     }
 }
@@ -173,6 +300,12 @@ pub(crate) fn body_error(protocol: Protocol, e: BodyError, limit: usize) -> Resp
         BodyError::TooLarge => {
             protocol.error(StatusCode::BAD_REQUEST, code, query_code, format!("The request body is larger than {limit} bytes."))
         }
+        BodyError::OverBudget => protocol.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "ServiceUnavailable",
+            "berth is holding as many request bodies as its memory budget allows (--max-body-memory); retry shortly.".into(),
+        ),
         BodyError::Timeout => protocol.error(
             StatusCode::REQUEST_TIMEOUT,
             "RequestTimeout",
@@ -198,14 +331,33 @@ mod tests {
     #[tokio::test]
     async fn bodies_are_refused_past_their_limit_and_deadline() {
         let headers = axum::http::HeaderMap::new();
-        let ok = read_body(Body::from("abc"), &headers, 3, Duration::from_secs(1)).await.unwrap();
+        let claim = BodyBudget::new(1 << 20).claim();
+        let ok = read_body(Body::from("abc"), &headers, 3, Duration::from_secs(1), &claim).await.unwrap();
         assert_eq!(&ok[..], b"abc");
-        assert!(matches!(read_body(Body::from("abcd"), &headers, 3, Duration::from_secs(1)).await, Err(BodyError::TooLarge)));
+        assert!(matches!(read_body(Body::from("abcd"), &headers, 3, Duration::from_secs(1), &claim).await, Err(BodyError::TooLarge)));
         let mut announced = axum::http::HeaderMap::new();
         announced.insert(CONTENT_LENGTH, HeaderValue::from_static("1000000000"));
-        assert!(matches!(read_body(Body::empty(), &announced, 3, Duration::from_secs(1)).await, Err(BodyError::TooLarge)));
+        assert!(matches!(read_body(Body::empty(), &announced, 3, Duration::from_secs(1), &claim).await, Err(BodyError::TooLarge)));
         let stalled = Body::new(Stalled);
-        assert!(matches!(read_body(stalled, &headers, 3, Duration::from_millis(50)).await, Err(BodyError::Timeout)));
+        assert!(matches!(read_body(stalled, &headers, 3, Duration::from_millis(50), &claim).await, Err(BodyError::Timeout)));
+    }
+
+    #[tokio::test]
+    async fn bodies_in_flight_are_bounded_across_requests_until_answered() {
+        let budget = BodyBudget::new(10);
+        let headers = axum::http::HeaderMap::new();
+        let first = budget.claim();
+        assert_eq!(&read_body(Body::from("123456"), &headers, 100, Duration::from_secs(1), &first).await.unwrap()[..], b"123456");
+        let second = budget.claim();
+        let refused = read_body(Body::from("12345"), &headers, 100, Duration::from_secs(1), &second).await;
+        assert!(matches!(refused, Err(BodyError::OverBudget)), "6 + 5 bytes pass a budget of 10");
+        assert_eq!(budget.held(), (6, 10));
+        drop(first);
+        assert_eq!(budget.held(), (0, 10), "an answered request gives its body's bytes back");
+        let third = budget.claim();
+        assert!(read_body(Body::from("12345"), &headers, 100, Duration::from_secs(1), &third).await.is_ok());
+        let answer = body_error(Protocol::Runtime, BodyError::OverBudget, 100);
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[tokio::test]

@@ -8,6 +8,25 @@ use axum::response::Response;
 use berth_control::ControlError;
 use berth_router::InvokeError;
 
+/// berth's data directory, set once when the edge is made: error messages never show callers a
+/// path under it (see `berth_domain::redact_private_paths`). One per process, as the edge is.
+static DATA_DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub(crate) fn set_data_dir(dir: &std::path::Path) {
+    let _ = DATA_DIR.set(dir.to_string_lossy().into_owned());
+}
+
+/// A message as callers may read it (no path under berth's data directory).
+pub(crate) fn public_message(message: String) -> String {
+    match DATA_DIR.get() {
+        Some(dir) => match berth_domain::redact_private_paths(&message, dir) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(redacted) => redacted,
+        },
+        None => message,
+    }
+}
+
 /// An error answer: the code clients match on, the HTTP status and the message.
 #[derive(Debug)]
 pub struct EdgeError {
@@ -130,9 +149,10 @@ impl EdgeError {
         error
     }
 
-    /// Every router error as SageMaker's runtime answers it. `account` and `log_hint` are for
-    /// the messages.
-    pub fn invoke(e: InvokeError, endpoint: &str, account: &str, log_hint: &str) -> Self {
+    /// Every router error as SageMaker's runtime answers it. `account` is for the messages; a
+    /// container's failure points to its logs as the operator reads them (`berth logs`), as
+    /// SageMaker's points to its CloudWatch log group.
+    pub fn invoke(e: InvokeError, endpoint: &str, account: &str) -> Self {
         let model_error = |message: String| Self::new(StatusCode::FAILED_DEPENDENCY, "ModelError", message);
         let not_ready = |message: String| Self::new(StatusCode::TOO_MANY_REQUESTS, "ModelNotReadyException", message);
         match e {
@@ -155,13 +175,13 @@ impl EdgeError {
                 let kind = if status < 500 { "client" } else { "server" };
                 let from = container.as_deref().unwrap_or("primary");
                 let mut e = model_error(format!(
-                    "Received {kind} error ({status}) from {from} with message \"{body}\". See {log_hint}/{variant}/ for the instance logs."
+                    "Received {kind} error ({status}) from {from} with message \"{body}\". See `berth logs {endpoint} --variant {variant}` for the instance logs."
                 ));
                 e.model = Some(ModelAnswer { status, body });
                 e
             }
             InvokeError::Failed { variant, message } => model_error(format!(
-                "The container of variant {variant} closed the connection before answering ({message}). See {log_hint}/{variant}/ for the instance logs."
+                "The container of variant {variant} closed the connection before answering ({message}). See `berth logs {endpoint} --variant {variant}` for the instance logs."
             )),
             InvokeError::Timeout { variant, seconds } => model_error(format!(
                 "Your invocation timed out while waiting for a response from container primary of variant {variant} after {seconds} seconds."

@@ -2,7 +2,7 @@
 //! comes from, its body (read with the route's limit and a deadline, never more), and who signed
 //! it — SigV4 on the AWS APIs, HTTP basic auth on berth's own routes when authentication is on.
 
-use crate::bodies::{announced_over, body_error, closing, read_body, BodyError, Timed};
+use crate::bodies::{announced_over, body_error, closing, read_body, BodyError, Budgeted, Claim, Timed};
 use crate::protocol::Protocol;
 use crate::sigv4::{self, AuthError, Principals, SignedRequest};
 use axum::body::Body;
@@ -31,6 +31,8 @@ pub struct Security {
     pub tls: bool,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// The bytes of request bodies held at once, across connections (`--max-body-memory`).
+    pub bodies: Arc<crate::bodies::BodyBudget>,
 }
 
 /// The names a request's `Host` may carry: loopback names, the listen address, and the
@@ -135,8 +137,10 @@ where
                     };
                 }
                 let (parts, body) = req.into_parts();
-                let body = Body::new(Timed::new(Limited::new(body, protocol.body_limit()), security.body_timeout));
-                GateFuture::Pass { inner: self.inner.call(Request::from_parts(parts, body)) }
+                let claim = security.bodies.claim();
+                let body =
+                    Body::new(Budgeted::new(Timed::new(Limited::new(body, protocol.body_limit()), security.body_timeout), claim.clone()));
+                GateFuture::Pass { inner: self.inner.call(Request::from_parts(parts, body)), held: Some(claim) }
             }
             // The other AWS protocols read their bodies here, to answer oversize and late bodies
             // in their own shapes, and to check signatures over them.
@@ -147,17 +151,25 @@ where
                 let security = security.clone();
                 GateFuture::Checking { future: Box::pin(buffer_and_verify(security, protocol, req, inner)) }
             }
+            // berth's own routes take SigV4 as the AWS APIs do (the berth CLI signs them: it
+            // never sends the secret), or basic auth (browsers, Prometheus).
+            Protocol::Berth if security.principals.is_some() && sigv4::is_signed(req.headers()) => {
+                let inner = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, inner);
+                let security = security.clone();
+                GateFuture::Checking { future: Box::pin(buffer_and_verify(security, protocol, req, inner)) }
+            }
             Protocol::Berth if !basic_auth_passes(security, &req) => {
                 let mut resp = protocol.error(
                     StatusCode::UNAUTHORIZED,
                     "UnrecognizedClientException",
                     "InvalidClientTokenId",
-                    "berth's own routes take HTTP basic authentication with a key pair from berth's credentials file (access key id as the user name, secret access key as the password).".into(),
+                    "berth's own routes take AWS Signature Version 4, or HTTP basic authentication, with a key pair from berth's credentials file (access key id as the user name, secret access key as the password).".into(),
                 );
                 resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"berth\", charset=\"UTF-8\""));
                 GateFuture::Answer { response: Some(resp) }
             }
-            _ => GateFuture::Pass { inner: self.inner.call(req) },
+            _ => GateFuture::Pass { inner: self.inner.call(req), held: None },
         }
     }
 }
@@ -167,7 +179,8 @@ pin_project_lite::pin_project! {
     /// was read and its signature checked.
     #[project = GateFutureProj]
     pub(crate) enum GateFuture<F> {
-        Pass { #[pin] inner: F },
+        // `held`: the request's claim on the body budget, given back once it is answered.
+        Pass { #[pin] inner: F, held: Option<Arc<Claim>> },
         Answer { response: Option<Response> },
         Checking { future: Pin<Box<dyn Future<Output = Response> + Send>> },
     }
@@ -177,7 +190,7 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for GateFuture<F> 
     type Output = Result<Response, Infallible>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            GateFutureProj::Pass { inner } => inner.poll(cx),
+            GateFutureProj::Pass { inner, .. } => inner.poll(cx),
             GateFutureProj::Answer { response } => Poll::Ready(Ok(response.take().expect("a gate answer is polled once"))),
             GateFutureProj::Checking { future } => future.as_mut().poll(cx).map(Ok),
         }
@@ -244,7 +257,9 @@ where
 {
     let (parts, body) = req.into_parts();
     let limit = protocol.body_limit();
-    let body = match read_body(body, &parts.headers, limit, security.body_timeout).await {
+    // Held until the request is answered.
+    let claim = security.bodies.claim();
+    let body = match read_body(body, &parts.headers, limit, security.body_timeout, &claim).await {
         Ok(b) => b,
         Err(e) => return closing(body_error(protocol, e, limit)),
     };

@@ -176,6 +176,11 @@ impl EdgeService {
             };
             connection.request_started();
             let done = RequestDone(connection);
+            // The body is claimed from the budget before it is read, held until it is answered.
+            let claim = self.edge().security.bodies.claim();
+            if !claim.take(head.body_len) {
+                return refuse(io, BodyError::OverBudget).await;
+            }
             let whole = head.head_len + head.body_len;
             if buf.len() < whole {
                 buf.reserve(whole - buf.len());
@@ -207,6 +212,7 @@ impl EdgeService {
                 let _ = io.shutdown().await;
                 return Served::Closed;
             }
+            drop(claim);
             drop(done);
         }
     }

@@ -125,7 +125,10 @@ where
         let refused = crate::bodies::body_error(Protocol::Runtime, crate::bodies::BodyError::TooLarge, MAX_INVOCATION_BYTES);
         return crate::bodies::closing(refused);
     }
-    let body = Timed::new(Limited::new(body, MAX_INVOCATION_BYTES), edge.security.body_timeout);
+    // Held until the invocation is answered.
+    let claim = edge.security.bodies.claim();
+    let body =
+        crate::bodies::Budgeted::new(Timed::new(Limited::new(body, MAX_INVOCATION_BYTES), edge.security.body_timeout), claim.clone());
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
@@ -134,7 +137,9 @@ where
         }
     };
     let endpoint = invocation_endpoint(parts.uri.path()).expect("checked before the body was read");
-    crate::runtime::answer_with(edge, endpoint, headers, body).await
+    let answer = crate::runtime::answer_with(edge, endpoint, headers, body).await;
+    drop(claim);
+    answer
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod autoscaling;
 mod aws_json;
 mod berth_api;
 mod bodies;
+pub use bodies::BodyBudget;
 mod cloudwatch;
 mod control_plane;
 mod credentials;
@@ -68,6 +69,7 @@ pub const MAX_CONTROL_BYTES: usize = 1024 * 1024;
 
 /// What berth serves on each connection: the invocation route ahead of the axum app.
 pub fn service(edge: Edge) -> EdgeService {
+    crate::error::set_data_dir(edge.controller.data_dir());
     EdgeService::new(app(edge.clone()), edge)
 }
 

@@ -73,7 +73,8 @@ impl Protocol {
     }
 
     /// How each protocol writes an error; every answer names its request id.
-    pub(crate) fn answer_error(self, e: EdgeError) -> Response {
+    pub(crate) fn answer_error(self, mut e: EdgeError) -> Response {
+        e.message = crate::error::public_message(e.message);
         let (body, content_type): (Vec<u8>, &'static str) = match self {
             Protocol::AwsJson => (json!({ "__type": e.code, "Message": e.message }).to_string().into(), "application/x-amz-json-1.1"),
             Protocol::Runtime => {

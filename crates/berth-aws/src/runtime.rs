@@ -50,8 +50,7 @@ pub(crate) async fn answer_with(edge: &Edge, endpoint: &str, headers: RuntimeHea
         }
         Err(e) => {
             let account = &edge.controller.account().account_id;
-            let logs = edge.controller.instance_log_dir(endpoint);
-            EdgeError::invoke(e, endpoint, account, &logs.display().to_string()).answer(Protocol::Runtime)
+            EdgeError::invoke(e, endpoint, account).answer(Protocol::Runtime)
         }
     }
 }

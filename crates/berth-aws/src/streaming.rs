@@ -44,8 +44,7 @@ pub async fn invoke_stream(State(edge): State<Edge>, Path(endpoint): Path<String
         Ok(s) => s,
         Err(e) => {
             let account = &edge.controller.account().account_id;
-            let logs = edge.controller.instance_log_dir(&endpoint);
-            return EdgeError::invoke(e, &endpoint, account, &logs.display().to_string()).answer(Protocol::Runtime);
+            return EdgeError::invoke(e, &endpoint, account).answer(Protocol::Runtime);
         }
     };
     let mut resp = (StatusCode::OK, Body::new(EventBody::start(stream.parts))).into_response();

@@ -3,7 +3,9 @@
 //! `/berth/v1/overview` once a second.
 
 use axum::extract::Path;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::header::{
+    HeaderName, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -17,13 +19,27 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("uPlot.min.css", "text/css; charset=utf-8", include_str!("../ui/vendor/uplot-1.6.32/uPlot.min.css")),
 ];
 
+/// No other site may frame the dashboard (a framed Promote or Roll back button can be clicked by
+/// a trick), and the page loads nothing but berth's own files.
+const PAGE_HEADERS: [(HeaderName, &str); 4] = [
+    (X_FRAME_OPTIONS, "DENY"),
+    (
+        CONTENT_SECURITY_POLICY,
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+    ),
+    (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (REFERRER_POLICY, "no-referrer"),
+];
+
 pub async fn index() -> Response {
-    ([(CONTENT_TYPE, "text/html; charset=utf-8"), (CACHE_CONTROL, "no-cache")], INDEX).into_response()
+    (PAGE_HEADERS, [(CONTENT_TYPE, "text/html; charset=utf-8"), (CACHE_CONTROL, "no-cache")], INDEX).into_response()
 }
 
 pub async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, content_type, body)) => ([(CONTENT_TYPE, *content_type), (CACHE_CONTROL, "no-cache")], *body).into_response(),
+        Some((_, content_type, body)) => {
+            (PAGE_HEADERS, [(CONTENT_TYPE, *content_type), (CACHE_CONTROL, "no-cache")], *body).into_response()
+        }
         None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     }
 }

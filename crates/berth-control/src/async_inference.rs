@@ -350,7 +350,7 @@ impl Controller {
         };
         match &outcome {
             Ok(answer) => self.write_object(&q.output_location, answer.to_vec(), config.kms_key_id.as_deref()).await?,
-            Err(reason) => self.write_object(&q.failure_location, reason.clone().into_bytes(), config.kms_key_id.as_deref()).await?,
+            Err(reason) => self.write_object(&q.failure_location, self.redact(reason).into_bytes(), config.kms_key_id.as_deref()).await?,
         }
         let (kind, key) = (queue_kind(&q.endpoint), q.id.clone());
         self.db(move |s| s.delete_record(&kind, &key)).await.map_err(|e| e.to_string())?;
@@ -362,6 +362,7 @@ impl Controller {
         };
         if let Some(topic) = topic {
             let with_answer = config.include_response_in.iter().any(|k| k == include);
+            let outcome = outcome.clone().map_err(|reason| self.redact(&reason));
             let message = notification(&self.account().region, &q, &outcome, with_answer);
             if let Err(e) = self.async_work.notifier.publish(topic, message).await {
                 tracing::warn!(inference_id = %q.id, error = %e, "asynchronous inference notification not sent");
@@ -390,7 +391,7 @@ impl Controller {
             }
             return;
         }
-        let reason = format!("The request's outcome could not be written after {MAX_WRITE_ATTEMPTS} attempts: {error}");
+        let reason = self.redact(&format!("The request's outcome could not be written after {MAX_WRITE_ATTEMPTS} attempts: {error}"));
         tracing::warn!(endpoint = %q.endpoint, inference_id = %q.id, %reason, "asynchronous request failed");
         if let Err(e) = self.db(move |s| s.delete_record(&kind, &key)).await {
             tracing::warn!(inference_id = %q.id, error = %e, "cannot remove the failed request from the queue");

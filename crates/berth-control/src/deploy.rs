@@ -348,6 +348,8 @@ impl Controller {
         epoch: u64,
         change: impl FnOnce(&mut FleetMap) -> Vec<Instance>,
     ) -> Result<bool, String> {
+        let mut endpoint = endpoint;
+        endpoint.failure_reason = endpoint.failure_reason.map(|reason| self.redact(&reason));
         let _guard = self.transitions.lock().await;
         let name = endpoint.name.clone();
         let stored = self.db(move |s| s.endpoint(&name)).await.map_err(|e| e.to_string())?;

@@ -66,7 +66,7 @@ impl EventLog {
 impl Controller {
     /// Records an event about an endpoint (or one of its variants).
     pub fn record_event(&self, endpoint: &str, variant: Option<&str>, kind: EventKind, message: impl Into<String>) {
-        self.events.record(NewEvent::new(endpoint, variant, kind, message));
+        self.events.record(NewEvent::new(endpoint, variant, kind, self.redact(&message.into())));
     }
 
     /// Records an endpoint's current status (and failure reason) as a `StatusChanged` event.

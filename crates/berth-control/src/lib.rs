@@ -157,7 +157,19 @@ impl Controller {
         &self.settings.account
     }
 
+    /// `text` as a caller may read it: paths under berth's data directory replaced (a model's
+    /// files by `/opt/ml/model`, the rest by `<data-dir>`). Applied to every failure reason,
+    /// event and outcome berth stores or writes for callers.
+    pub fn redact(&self, text: &str) -> String {
+        berth_domain::redact_private_paths(text, &self.settings.data_dir.to_string_lossy()).into_owned()
+    }
+
     /// Where the instances of an endpoint write their logs (one directory per variant).
+    /// berth's data directory (for redacting it from what callers read).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.settings.data_dir
+    }
+
     pub fn instance_log_dir(&self, endpoint: &str) -> PathBuf {
         self.settings.data_dir.join("logs").join(endpoint)
     }

@@ -164,7 +164,7 @@ impl Controller {
             Some(Ok(())) => TransformJobStatus::Completed,
             Some(Err(_)) => TransformJobStatus::Failed,
         };
-        job.failure_reason = outcome.and_then(|o| o.err()).map(|r| r.chars().take(1024).collect());
+        job.failure_reason = outcome.and_then(|o| o.err()).map(|r| self.redact(&r).chars().take(1024).collect());
         let now = Timestamp::now();
         job.ended = Some(now);
         job.modified = now;

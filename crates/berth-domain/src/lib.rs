@@ -19,6 +19,7 @@ mod json_path;
 mod model;
 mod multi_model;
 mod names;
+mod private_paths;
 mod time;
 mod transform;
 mod weights;
@@ -45,6 +46,7 @@ pub use model::{
 };
 pub use multi_model::{is_model_name, ModelLoadRequest};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
+pub use private_paths::redact_private_paths;
 pub use time::Timestamp;
 pub use transform::{BatchStrategy, TransformJob, TransformJobStatus};
 pub use weights::pick_weighted;

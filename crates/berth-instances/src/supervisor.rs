@@ -235,7 +235,7 @@ pub(crate) fn log_tail(path: &Path) -> String {
     let text = String::from_utf8_lossy(&buf);
     let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("---- berth:")).collect();
     if lines.is_empty() {
-        return format!(" Its log ({}) is empty.", path.display());
+        return " Its log is empty.".to_string();
     }
-    format!(" Last lines of its log ({}): {}", path.display(), lines.join(" | "))
+    format!(" Last lines of its log: {}", lines.join(" | "))
 }

@@ -144,7 +144,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            // Errors quote the server's messages, which may quote a model's output.
+            eprintln!("berth: {}", cli::printable(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }

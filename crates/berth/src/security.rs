@@ -20,6 +20,8 @@ pub struct SecurityArgs<'a> {
     pub allowed_hosts: &'a [String],
     pub tls: bool,
     pub body_timeout: Duration,
+    /// Bytes of request bodies held at once, across connections.
+    pub max_body_memory: usize,
 }
 
 /// The gate's settings, checked before berth binds.
@@ -47,7 +49,13 @@ pub fn security(args: SecurityArgs<'_>) -> anyhow::Result<Security> {
         }
         warn!(listen = %args.listen, "SERVING A NETWORK ADDRESS WITHOUT AUTHENTICATION (--allow-unauthenticated): anyone who reaches this port can create models and endpoints");
     }
-    Ok(Security { principals, hosts: AllowedHosts::new(args.listen, args.allowed_hosts), tls: args.tls, body_timeout: args.body_timeout })
+    Ok(Security {
+        principals,
+        hosts: AllowedHosts::new(args.listen, args.allowed_hosts),
+        tls: args.tls,
+        body_timeout: args.body_timeout,
+        bodies: berth_aws::BodyBudget::new(args.max_body_memory),
+    })
 }
 
 fn warn_if_readable_by_others(path: &Path) {

@@ -172,6 +172,11 @@ pub struct ServeArgs {
     /// Seconds a connection may take to send a request's headers (and a new connection its first request).
     #[arg(long, env = "BERTH_HEADER_TIMEOUT", default_value_t = 10)]
     header_timeout: u64,
+    /// Most bytes of request bodies held at once across all connections (a body that would pass
+    /// it is refused with 503 ServiceUnavailable). Default: 1/8 of the machine's memory, between
+    /// 64 MiB and 4 GiB.
+    #[arg(long, env = "BERTH_MAX_BODY_MEMORY")]
+    max_body_memory: Option<u64>,
     /// Seconds a request body may take to arrive.
     #[arg(long, env = "BERTH_BODY_TIMEOUT", default_value_t = 60)]
     body_timeout: u64,
@@ -230,6 +235,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allowed_hosts: &args.allowed_hosts,
         tls: tls.is_some(),
         body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+        max_body_memory: usize::try_from(args.max_body_memory.unwrap_or_else(|| share_of_memory(8, 64 << 20, 4 << 30)))
+            .unwrap_or(usize::MAX),
     })?;
     let open_files = crate::security::raise_open_file_limit();
     // Each connection takes a descriptor; leave room for instances, logs and the database.

@@ -143,6 +143,11 @@ pub fn verify<'p>(req: &SignedRequest<'_>, principals: &'p Principals, now: Syst
     if !auth.signed_headers.split(';').any(|h| h == "host") {
         return Err(AuthError::Incomplete("'Host' must be a signed header.".into()));
     }
+    if let Some(name) = unsigned_but_required(req.headers, auth.signed_headers) {
+        return Err(AuthError::Incomplete(format!(
+            "Header '{name}' must be signed: the signature covers every x-amz-*, x-amzn-* and Content-Type header a request carries, as AWS's SDKs sign them."
+        )));
+    }
     let principal = principals.by_key.get(auth.access_key_id).ok_or(AuthError::UnknownKey)?;
 
     let canonical = canonical_request(req, auth.signed_headers)?;
@@ -150,6 +155,24 @@ pub fn verify<'p>(req: &SignedRequest<'_>, principals: &'p Principals, now: Syst
     // Constant-time comparison.
     signature(&principal.secret, scope, amz_date, &canonical).verify_slice(&auth.signature).map_err(|_| AuthError::BadSignature)?;
     Ok(principal)
+}
+
+/// Whether a request carries a SigV4 `Authorization` header (rather than none, or basic auth).
+pub fn is_signed(headers: &HeaderMap) -> bool {
+    headers.get(http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(ALGORITHM.as_bytes()))
+}
+
+/// A header the request carries that changes what it does but is not among `signed_headers`:
+/// every `x-amz-*` and `x-amzn-*` header (a runtime call's TargetVariant, CustomAttributes,
+/// InferenceId, ...) and `Content-Type`, which every AWS SDK signs. `x-amzn-trace-id` is left out
+/// (SDKs leave it unsigned: proxies rewrite it), as is `x-amz-content-sha256` (berth hashes the
+/// body itself).
+fn unsigned_but_required<'h>(headers: &'h HeaderMap, signed_headers: &str) -> Option<&'h str> {
+    headers.keys().map(|k| k.as_str()).find(|name| {
+        let covered = name.starts_with("x-amz") || *name == "content-type";
+        let exempt = matches!(*name, "x-amzn-trace-id" | "x-amz-content-sha256");
+        covered && !exempt && !signed_headers.split(';').any(|h| h == *name)
+    })
 }
 
 fn parse_authorization(header: &str) -> Result<Authorization<'_>, AuthError> {
@@ -325,11 +348,26 @@ mod tests {
         changed.insert("x-amz-target", HeaderValue::from_static("SageMaker.DeleteModel"));
         let r = SignedRequest { headers: &changed, ..req(b"{}", "/endpoints/a%20b/invocations", headers) };
         assert_eq!(verify(&r, &p, now).unwrap_err(), AuthError::BadSignature);
-        // An unsigned header may be added (proxies add some).
+        // An unsigned header may be added (proxies add some)...
         let mut extra = headers.clone();
         extra.insert("user-agent", HeaderValue::from_static("x"));
+        extra.insert("x-amzn-trace-id", HeaderValue::from_static("Root=1-abc"));
         let r = SignedRequest { headers: &extra, ..req(b"{}", "/endpoints/a%20b/invocations", headers) };
         assert!(verify(&r, &p, now).is_ok());
+        // ...but not one that changes what the request does: SageMaker's runtime headers, any
+        // other x-amz header, the content type.
+        for (name, value) in [
+            ("x-amzn-sagemaker-target-variant", "Variant2"),
+            ("x-amzn-sagemaker-custom-attributes", "user=eve"),
+            ("x-amz-security-token", "t"),
+            ("content-type", "text/csv"),
+        ] {
+            let mut smuggled = headers.clone();
+            smuggled.insert(name, HeaderValue::from_static(value));
+            let r = SignedRequest { headers: &smuggled, ..req(b"{}", "/endpoints/a%20b/invocations", headers) };
+            let e = verify(&r, &p, now).unwrap_err();
+            assert!(matches!(&e, AuthError::Incomplete(m) if m.contains(name)), "{name}: {e:?}");
+        }
     }
 
     #[test]

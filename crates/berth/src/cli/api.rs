@@ -1,6 +1,6 @@
 //! The client the operator commands talk to berth with: HTTPS when berth's URL says so (with
-//! `AWS_CA_BUNDLE`), AWS calls signed with SigV4 from the caller's AWS credentials, berth's own
-//! calls with those credentials as basic auth.
+//! `AWS_CA_BUNDLE`), every call — AWS APIs and berth's own routes alike — signed with SigV4 from
+//! the caller's AWS credentials. The secret key never leaves this process.
 
 use anyhow::{bail, Context};
 use aws_config::default_provider::region::DefaultRegionChain;
@@ -11,7 +11,6 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -23,7 +22,7 @@ pub(super) struct Api {
     pub(super) client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     pub(super) url: String,
     /// The caller's AWS credentials (environment, then the shared credentials and config files),
-    /// if any: AWS calls are signed with SigV4 and berth's own calls use them for basic auth.
+    /// if any: every call is signed with them (SigV4).
     credentials: Option<Credentials>,
     region: String,
 }
@@ -49,12 +48,9 @@ impl Api {
     }
 
     pub(super) async fn get_json(&self, path_and_query: &str) -> anyhow::Result<Value> {
-        let mut req = http::Request::get(format!("{}{path_and_query}", self.url));
-        if let Some(c) = &self.credentials {
-            let pair = format!("{}:{}", c.access_key_id(), c.secret_access_key());
-            req = req.header("authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)));
-        }
-        let (status, _, body) = self.send(req.body(Full::new(Bytes::new()))?).await?;
+        let mut req = http::Request::get(format!("{}{path_and_query}", self.url)).body(Full::new(Bytes::new()))?;
+        self.sign(&mut req, &[], "berth")?;
+        let (status, _, body) = self.send(req).await?;
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {
             bail!("{}", value.get("message").and_then(Value::as_str).unwrap_or(status.as_str()));

@@ -164,10 +164,31 @@ async fn recent_rate(api: &Api, endpoint: &str, variant: &str) -> anyhow::Result
     Ok(sum / 10.0)
 }
 
+/// Text from the server as a terminal may show it: control characters (a model's output can
+/// hold escape sequences that retitle, recolour or rewrite a terminal) become `\u{..}` escapes.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(text.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect())
+}
+
+/// Bytes for stdout: as they are when they go to a file or a pipe (they are the data), shown
+/// with `\u{..}` escapes for control characters when stdout is a terminal.
+fn for_stdout(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let text = String::from_utf8_lossy(data);
+    let shown: String = text.lines().map(|l| printable(l).into_owned()).collect::<Vec<_>>().join("\n");
+    std::borrow::Cow::Owned(shown.into_bytes())
+}
+
 fn print_table(rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|cell| printable(cell).into_owned()).collect()).collect();
     let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = std::io::stdout().lock();
-    for r in rows {
+    for r in &rows {
         let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
@@ -211,11 +232,11 @@ pub fn invoke(server: Server, args: InvokeArgs) -> anyhow::Result<()> {
             let text = String::from_utf8_lossy(&answer);
             println!("{}", json!({ "StatusCode": status.as_u16(), "InvokedProductionVariant": variant, "Body": text }));
         } else {
-            std::io::stdout().write_all(&answer)?;
+            std::io::stdout().write_all(&for_stdout(&answer))?;
             if !answer.ends_with(b"\n") {
                 println!();
             }
-            eprintln!("{} from {}", status.as_u16(), if variant.is_empty() { "berth" } else { variant });
+            eprintln!("{} from {}", status.as_u16(), printable(if variant.is_empty() { "berth" } else { variant }));
         }
         if !status.is_success() {
             bail!("the invocation failed with status {}", status.as_u16());
@@ -253,7 +274,7 @@ async fn print_stream(api: &Api, req: http::Request<Full<Bytes>>, json_lines: bo
             if json_lines {
                 println!("{}", json!({ "InvokedProductionVariant": variant, "PayloadPart": String::from_utf8_lossy(&message.payload) }));
             } else {
-                out.write_all(&message.payload)?;
+                out.write_all(&for_stdout(&message.payload))?;
                 out.flush()?;
             }
         }
@@ -343,7 +364,7 @@ pub fn ab(server: Server, args: AbArgs) -> anyhow::Result<()> {
         }
         println!("{}: {a} vs {b} on accuracy", args.endpoint);
         print_table(&rows);
-        println!("{}", test["verdict"].as_str().unwrap_or("no verdict"));
+        println!("{}", printable(test["verdict"].as_str().unwrap_or("no verdict")));
         Ok(())
     })
 }
@@ -366,7 +387,7 @@ pub fn logs(server: Server, args: LogsArgs) -> anyhow::Result<()> {
                     }
                 } else {
                     for line in text.lines() {
-                        println!("{who} | {line}");
+                        println!("{} | {}", printable(&who), printable(line));
                     }
                 }
                 let next = log["next"].as_u64().unwrap_or(0);
