@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../fuzz"
 SECONDS_EACH=${1:-120}
 shift || true
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(aws_json query_form cbor sigv4 onnx_codecs archive invocation_head)
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(aws_json query_form cbor sigv4 onnx_codecs archive invocation_head capture_line alarm_evaluation)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O -s none >&2
 echo "| target | seconds | executions | exec/s | corpus | findings |"

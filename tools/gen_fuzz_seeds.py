@@ -86,6 +86,16 @@ def main():
     write("sigv4", "signed.txt", "/endpoints/e/invocations\nhost: 127.0.0.1:8080\nx-amz-date: 20261128T120000Z\n"
           "authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261128/us-east-1/sagemaker/aws4_request, SignedHeaders=host;x-amz-date, "
           "Signature=" + "0" * 64 + "\n\n1,2,3\n")
+    # capture_line: input type, output type, CSV types, JSON types (NUL-separated), then the body.
+    write("capture_line", "csv", b"text/csv\0application/json\0\0\0" + b"1,2,3\n4,5,6")
+    write("capture_line", "binary", b"application/x-npy\0application/json\0text/csv\0application/json\0" + b"\x93NUMPY\x01\x00")
+    # alarm_evaluation: seven little-endian u32 settings (period, periods, datapoints to alarm,
+    # flags, window start, threshold's high and low words), then (time step, value bits) pairs.
+    import struct
+
+    settings = struct.pack("<7I", 60, 5, 2, 0, 1_000_000, 0x40240000, 0)
+    points = b"".join(struct.pack("<IQ", i * 7, struct.unpack("<Q", struct.pack("<d", float(i)))[0] & ~1) for i in range(6))
+    write("alarm_evaluation", "five_minutes", settings + points)
 
 
 if __name__ == "__main__":

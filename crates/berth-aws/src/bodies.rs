@@ -55,6 +55,22 @@ impl BodyBudget {
         Arc::new(Claim { budget: self.clone(), bytes: AtomicUsize::new(0) })
     }
 
+    /// Claims `n` bytes for a body whose length is known before it is read (no allocation: the
+    /// invocation server's path); None when the budget has no room.
+    pub(crate) fn reserve(&self, n: usize) -> Option<Reserved<'_>> {
+        self.take(n).then_some(Reserved { budget: self, bytes: n })
+    }
+
+    /// Counts `n` more bytes held, unless that would pass the limit.
+    fn take(&self, n: usize) -> bool {
+        let limit = self.limit;
+        self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_add(n).filter(|u| *u <= limit)).is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(bytes)));
+    }
+
     /// Bytes held now, and the limit.
     pub fn held(&self) -> (usize, usize) {
         (self.used.load(Ordering::Relaxed), self.limit)
@@ -71,19 +87,29 @@ pub(crate) struct Claim {
 impl Claim {
     /// Claims `n` more bytes; false (claiming nothing) when the budget has no room for them.
     pub(crate) fn take(&self, n: usize) -> bool {
-        let limit = self.budget.limit;
-        let room = self.budget.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_add(n).filter(|u| *u <= limit));
-        if room.is_ok() {
+        let room = self.budget.take(n);
+        if room {
             self.bytes.fetch_add(n, Ordering::Relaxed);
         }
-        room.is_ok()
+        room
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        let bytes = *self.bytes.get_mut();
-        let _ = self.budget.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(bytes)));
+        self.budget.give_back(*self.bytes.get_mut());
+    }
+}
+
+/// Bytes reserved by [`BodyBudget::reserve`], given back when dropped.
+pub(crate) struct Reserved<'b> {
+    budget: &'b BodyBudget,
+    bytes: usize,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
     }
 }
 

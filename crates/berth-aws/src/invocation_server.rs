@@ -177,10 +177,9 @@ impl EdgeService {
             connection.request_started();
             let done = RequestDone(connection);
             // The body is claimed from the budget before it is read, held until it is answered.
-            let claim = self.edge().security.bodies.claim();
-            if !claim.take(head.body_len) {
+            let Some(claim) = self.edge().security.bodies.reserve(head.body_len) else {
                 return refuse(io, BodyError::OverBudget).await;
-            }
+            };
             let whole = head.head_len + head.body_len;
             if buf.len() < whole {
                 buf.reserve(whole - buf.len());

@@ -237,6 +237,44 @@ impl DropReports {
     }
 }
 
+/// The fuzz target's check (see `crate::fuzzing::capture_line`).
+pub(crate) fn fuzz_capture_line(data: &[u8]) {
+    let mut parts = data.splitn(5, |b| *b == 0);
+    let mut text = || parts.next().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
+    let (input_type, output_type, csv, json) = (text(), text(), text(), text());
+    let body = data.splitn(5, |b| *b == 0).nth(4).unwrap_or_default();
+    let types = |list: String| -> Arc<[String]> { list.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect() };
+    let settings = CaptureSettings {
+        sampling_percentage: 100,
+        destination: "s3://b/p".into(),
+        kms_key_id: None,
+        input: true,
+        output: true,
+        csv_types: types(csv),
+        json_types: types(json),
+    };
+    let record = CaptureRecord {
+        endpoint: "e".into(),
+        variant: "v".into(),
+        settings,
+        time_ms: i64::from_le_bytes(body.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default()),
+        inference_id: Some(input_type.clone()),
+        input: Some((input_type, bytes::Bytes::copy_from_slice(body))),
+        output: Some((output_type, bytes::Bytes::copy_from_slice(body))),
+    };
+    let line: Value = serde_json::from_str(&capture_line(&record, "id")).expect("a capture line is JSON");
+    for side in ["endpointInput", "endpointOutput"] {
+        let captured = &line["captureData"][side];
+        let data = captured["data"].as_str().expect("data is a string");
+        let back = match captured["encoding"].as_str() {
+            Some("BASE64") => base64::engine::general_purpose::STANDARD.decode(data).expect("base64 decodes"),
+            Some("CSV" | "JSON") => data.as_bytes().to_vec(),
+            other => panic!("unknown encoding {other:?}"),
+        };
+        assert_eq!(back, body, "the capture gives the body back");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +298,18 @@ mod tests {
             inference_id: Some("abc".into()),
             input: Some((ct.into(), Bytes::from_static(body))),
             output: Some(("application/json".into(), Bytes::from_static(br#"{"p": 1}"#))),
+        }
+    }
+
+    #[test]
+    fn the_fuzz_check_holds_for_text_binary_and_odd_times() {
+        for data in [
+            &b"text/csv\x00application/json\x00\x00\x001,2,3"[..],
+            b"\0\0\0\0\xff\xfe\x00",
+            b"",
+            &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+        ] {
+            fuzz_capture_line(data);
         }
     }
 

@@ -35,6 +35,17 @@ mod transform;
 mod transform_records;
 mod weight_controls;
 
+/// Entry points for the fuzz targets under `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Arbitrary bytes as a captured invocation (content types, bodies, the configured CSV and
+    /// JSON types) through the capture encoder: the line must be JSON whose data gives the body
+    /// back (as text, or base64), never a panic.
+    pub fn capture_line(data: &[u8]) {
+        crate::capture::fuzz_capture_line(data)
+    }
+}
+
 pub use alarms::PutAlarm;
 pub use async_inference::{
     AsyncAccepted, AsyncInput, AsyncInvocation, Backlog, BACKLOG_METRICS, DEFAULT_INVOCATION_TIMEOUT_SECS, DEFAULT_TTL_SECS,

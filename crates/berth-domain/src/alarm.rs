@@ -229,6 +229,70 @@ impl Alarm {
     }
 }
 
+/// For the fuzz target `alarm_evaluation` (not an API): arbitrary bytes as an alarm's settings
+/// (period, periods and datapoints to alarm within PutMetricAlarm's limits, threshold,
+/// comparison, missing-data treatment) and datapoints (times and values, NaN and infinities
+/// included), through `period_values` and `evaluate`. The window has one value per period; an
+/// `ALARM` verdict has at least `DatapointsToAlarm` breaching periods; nothing panics.
+#[doc(hidden)]
+pub fn fuzz_alarm_evaluation(data: &[u8]) {
+    let word = |i: usize| data.get(i * 4..i * 4 + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let period = word(0) % 86_400 + 1;
+    let max_periods = if period < 3600 { MAX_SUB_HOUR_EVALUATION_RANGE_SECS } else { MAX_EVALUATION_RANGE_SECS } / u64::from(period);
+    let evaluation_periods = (u64::from(word(1)) % max_periods.max(1) + 1) as u32;
+    let datapoints_to_alarm = word(2) % evaluation_periods + 1;
+    let flags = word(3);
+    let start = u64::from(word(4));
+    let threshold = f64::from_bits(u64::from(word(5)) << 32 | u64::from(word(6)));
+    let alarm = Alarm {
+        name: "fuzz".into(),
+        arn: String::new(),
+        description: None,
+        actions_enabled: false,
+        ok_actions: vec![],
+        alarm_actions: vec![],
+        insufficient_data_actions: vec![],
+        namespace: "N".into(),
+        metric_name: "M".into(),
+        dimensions: vec![],
+        statistic: "Sum".into(),
+        extended: false,
+        unit: None,
+        period,
+        evaluation_periods,
+        datapoints_to_alarm,
+        threshold,
+        comparison: Comparison::ALL[(flags % 4) as usize],
+        treat_missing_data: [MissingData::Missing, MissingData::NotBreaching, MissingData::Breaching, MissingData::Ignore]
+            [((flags >> 2) % 4) as usize],
+        configuration_updated: Timestamp::from_millis(0),
+        state: AlarmState::InsufficientData,
+        state_reason: String::new(),
+        state_reason_data: None,
+        state_updated: Timestamp::from_millis(0),
+        manual_until: None,
+    };
+    let points = data.get(28..).unwrap_or_default().chunks_exact(12).map(|c| {
+        let at = start + u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])) * u64::from(period) / 7;
+        let bits = u64::from_le_bytes([c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]]);
+        (at, (bits & 1 == 0).then_some(f64::from_bits(bits)))
+    });
+    let values = alarm.period_values(start, points);
+    assert_eq!(values.len(), evaluation_periods as usize);
+    if let Some(e) = alarm.evaluate(&values) {
+        if e.state == AlarmState::Alarm {
+            let breaching = values
+                .iter()
+                .filter(|v| match v {
+                    Some(x) => alarm.comparison.breaches(*x, alarm.threshold),
+                    None => alarm.treat_missing_data == MissingData::Breaching,
+                })
+                .count();
+            assert!(breaching >= datapoints_to_alarm as usize);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +324,21 @@ mod tests {
             state_reason_data: None,
             state_updated: Timestamp::from_millis(0),
             manual_until: None,
+        }
+    }
+
+    #[test]
+    fn the_fuzz_check_holds_on_edges() {
+        for data in [
+            &[][..],
+            &[0xff; 64],
+            &[1; 100],
+            &[
+                0, 0, 1, 0, 5, 0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xf0, 0x7f, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0xf8, 0x7f,
+            ],
+        ] {
+            fuzz_alarm_evaluation(data);
         }
     }
 

@@ -24,7 +24,10 @@ mod time;
 mod transform;
 mod weights;
 
-pub use alarm::{Alarm, AlarmState, Comparison, Evaluation, MissingData, MAX_EVALUATION_RANGE_SECS, MAX_SUB_HOUR_EVALUATION_RANGE_SECS};
+pub use alarm::{
+    fuzz_alarm_evaluation, Alarm, AlarmState, Comparison, Evaluation, MissingData, MAX_EVALUATION_RANGE_SECS,
+    MAX_SUB_HOUR_EVALUATION_RANGE_SECS,
+};
 pub use autoscaling::{
     parse_resource_id, ActivityStatus, AdjustmentType, PolicyConfig, ScalableTarget, ScalingActivity, ScalingPolicy, StepAdjustment,
     StepScaling, Suspended, TargetTracking, TrackedMetric, SCALABLE_DIMENSION,

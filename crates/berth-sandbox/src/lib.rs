@@ -1,6 +1,5 @@
 //! The sandbox berth starts its worker processes in: `exec:` programs, the built-in images'
-//! workers (`berth/onnx`, the Python runtime and every Python process it starts) and the package
-//! installs of a model's `requirements.txt`. Whatever code a caller gets to run there — its own
+//! workers (`berth/onnx`, the Python runtime and every Python process it starts). Whatever code a caller gets to run there — its own
 //! by design in the Python runtime, or through a library an archive slipped into an allowed
 //! program — cannot read berth's data directory, its secrets or other models, cannot write
 //! outside its own scratch directory, cannot signal berth, and cannot reach the kernel's

@@ -438,7 +438,7 @@ fn share_of_memory(divisor: u64, min: u64, max: u64) -> u64 {
 }
 
 /// The sandbox of local workers, as the flags ask and the kernel allows; said in the log, with a
-/// warning when berth's data directory lies where workers may read.
+/// warning when berth's data directory or key files lie where workers may read.
 fn worker_sandbox(args: &ServeArgs, data_dir: &std::path::Path, exec_roots: &AllowedRoots) -> anyhow::Result<Option<Arc<SandboxConfig>>> {
     if args.worker_sandbox == "off" {
         warn!("local workers are NOT sandboxed (--worker-sandbox off): they read, write and run what berth's user may");
@@ -456,8 +456,17 @@ fn worker_sandbox(args: &ServeArgs, data_dir: &std::path::Path, exec_roots: &All
     for root in exec_roots.resolved() {
         policy.add_read_exec(root.to_path_buf());
     }
-    if let Some(root) = berth_sandbox::readable_under(&policy, data_dir) {
-        warn!(data_dir = %data_dir.display(), readable_through = %root.display(), "workers may read berth's data directory: move it out of that directory");
+    // berth's secrets: its data directory, and the files holding its keys.
+    let secrets = [
+        Some(("data directory", data_dir.to_path_buf())),
+        args.credentials_file.clone().map(|f| ("credentials file", f)),
+        args.tls_key.clone().map(|f| ("TLS key", f)),
+    ];
+    for (what, path) in secrets.into_iter().flatten() {
+        let path = path.canonicalize().unwrap_or(path);
+        if let Some(root) = berth_sandbox::readable_under(&policy, &path) {
+            warn!(path = %path.display(), readable_through = %root.display(), "workers may read berth's {what}: move it out of that directory");
+        }
     }
     Ok(Some(Arc::new(config)))
 }
