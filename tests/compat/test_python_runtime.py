@@ -215,6 +215,16 @@ def test_requirements_add_a_package_and_a_failing_model_fn_names_its_error(serve
     assert d["EndpointStatus"] == "Failed"
     assert "RuntimeError: the weights file is corrupt" in d["FailureReason"], d["FailureReason"]
 
+    # A requirements.txt names packages only: a pip option (another index, a source build) or
+    # a URL would let the archive choose what pip downloads and runs.
+    for hostile in ["--index-url http://127.0.0.1:9/simple", "tabulate @ https://127.0.0.1:9/tabulate.tar.gz"]:
+        model = sklearn_model(session, trained, tmp_path, {"inference.py": MODEL_FN, "requirements.txt": f"numpy\n{hostile}\n"})
+        name = unique("skpip")
+        model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
+        d = wait_status(server.sm(), name, timeout=600)
+        assert d["EndpointStatus"] == "Failed", d
+        assert "requirements.txt line 2" in d["FailureReason"] and "wheels only" in d["FailureReason"], d["FailureReason"]
+
 
 def test_off_by_default_because_it_runs_the_models_code(own_berth):
     server = own_berth("--docker", "off")

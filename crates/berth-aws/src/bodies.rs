@@ -58,7 +58,8 @@ impl BodyBudget {
     /// Claims `n` bytes for a body whose length is known before it is read (no allocation: the
     /// invocation server's path); None when the budget has no room.
     pub(crate) fn reserve(&self, n: usize) -> Option<Reserved<'_>> {
-        self.take(n).then_some(Reserved { budget: self, bytes: n })
+        // Made only once taken: a Reserved gives its bytes back when dropped.
+        self.take(n).then(|| Reserved { budget: self, bytes: n })
     }
 
     /// Counts `n` more bytes held, unless that would pass the limit.
@@ -384,6 +385,18 @@ mod tests {
         assert!(read_body(Body::from("12345"), &headers, 100, Duration::from_secs(1), &third).await.is_ok());
         let answer = body_error(Protocol::Runtime, BodyError::OverBudget, 100);
         assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_refused_reservation_gives_back_nothing_it_did_not_take() {
+        let budget = BodyBudget::new(10);
+        let first = budget.reserve(6).expect("room for 6 of 10");
+        assert!(budget.reserve(5).is_none(), "6 + 5 bytes pass a budget of 10");
+        assert_eq!(budget.held(), (6, 10), "the refused reservation released none of the first's bytes");
+        assert!(budget.reserve(5).is_none());
+        drop(first);
+        assert_eq!(budget.held(), (0, 10));
+        assert!(budget.reserve(10).is_some());
     }
 
     #[tokio::test]
