@@ -229,23 +229,17 @@ impl Alarm {
     }
 }
 
-/// For the fuzz target `alarm_evaluation` (not an API): arbitrary bytes as an alarm's settings
-/// (period, periods and datapoints to alarm within PutMetricAlarm's limits, threshold,
-/// comparison, missing-data treatment) and datapoints (times and values, NaN and infinities
-/// included), through `period_values` and `evaluate`. The window has one value per period; an
-/// `ALARM` verdict has at least `DatapointsToAlarm` breaching periods; nothing panics.
-#[doc(hidden)]
-pub fn fuzz_alarm_evaluation(data: &[u8]) {
-    let word = |i: usize| data.get(i * 4..i * 4 + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let period = word(0) % 86_400 + 1;
-    let max_periods = if period < 3600 { MAX_SUB_HOUR_EVALUATION_RANGE_SECS } else { MAX_EVALUATION_RANGE_SECS } / u64::from(period);
-    let evaluation_periods = (u64::from(word(1)) % max_periods.max(1) + 1) as u32;
-    let datapoints_to_alarm = word(2) % evaluation_periods + 1;
-    let flags = word(3);
-    let start = u64::from(word(4));
-    let threshold = f64::from_bits(u64::from(word(5)) << 32 | u64::from(word(6)));
-    let alarm = Alarm {
-        name: "fuzz".into(),
+/// An alarm with only the settings evaluation reads (for the fuzz target and unit tests).
+fn bare_alarm(
+    period: u32,
+    evaluation_periods: u32,
+    datapoints_to_alarm: u32,
+    threshold: f64,
+    comparison: Comparison,
+    treat_missing_data: MissingData,
+) -> Alarm {
+    Alarm {
+        name: "alarm".into(),
         arn: String::new(),
         description: None,
         actions_enabled: false,
@@ -262,16 +256,40 @@ pub fn fuzz_alarm_evaluation(data: &[u8]) {
         evaluation_periods,
         datapoints_to_alarm,
         threshold,
-        comparison: Comparison::ALL[(flags % 4) as usize],
-        treat_missing_data: [MissingData::Missing, MissingData::NotBreaching, MissingData::Breaching, MissingData::Ignore]
-            [((flags >> 2) % 4) as usize],
+        comparison,
+        treat_missing_data,
         configuration_updated: Timestamp::from_millis(0),
         state: AlarmState::InsufficientData,
         state_reason: String::new(),
         state_reason_data: None,
         state_updated: Timestamp::from_millis(0),
         manual_until: None,
-    };
+    }
+}
+
+/// For the fuzz target `alarm_evaluation` (not an API): arbitrary bytes as an alarm's settings
+/// (period, periods and datapoints to alarm within PutMetricAlarm's limits, threshold,
+/// comparison, missing-data treatment) and datapoints (times and values, NaN and infinities
+/// included), through `period_values` and `evaluate`. The window has one value per period; an
+/// `ALARM` verdict has at least `DatapointsToAlarm` breaching periods; nothing panics.
+#[doc(hidden)]
+pub fn fuzz_alarm_evaluation(data: &[u8]) {
+    let word = |i: usize| data.get(i * 4..i * 4 + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let period = word(0) % 86_400 + 1;
+    let max_periods = if period < 3600 { MAX_SUB_HOUR_EVALUATION_RANGE_SECS } else { MAX_EVALUATION_RANGE_SECS } / u64::from(period);
+    let evaluation_periods = (u64::from(word(1)) % max_periods.max(1) + 1) as u32;
+    let datapoints_to_alarm = word(2) % evaluation_periods + 1;
+    let flags = word(3);
+    let start = u64::from(word(4));
+    let threshold = f64::from_bits(u64::from(word(5)) << 32 | u64::from(word(6)));
+    let alarm = bare_alarm(
+        period,
+        evaluation_periods,
+        datapoints_to_alarm,
+        threshold,
+        Comparison::ALL[(flags % 4) as usize],
+        [MissingData::Missing, MissingData::NotBreaching, MissingData::Breaching, MissingData::Ignore][((flags >> 2) % 4) as usize],
+    );
     let points = data.get(28..).unwrap_or_default().chunks_exact(12).map(|c| {
         let at = start + u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])) * u64::from(period) / 7;
         let bits = u64::from_le_bytes([c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]]);
@@ -298,33 +316,7 @@ mod tests {
     use super::*;
 
     fn alarm(missing: MissingData) -> Alarm {
-        Alarm {
-            name: "errors".into(),
-            arn: "arn".into(),
-            description: None,
-            actions_enabled: true,
-            ok_actions: vec![],
-            alarm_actions: vec![],
-            insufficient_data_actions: vec![],
-            namespace: "AWS/SageMaker".into(),
-            metric_name: "Invocation5XXErrors".into(),
-            dimensions: vec![],
-            statistic: "Sum".into(),
-            extended: false,
-            unit: None,
-            period: 5,
-            evaluation_periods: 3,
-            datapoints_to_alarm: 2,
-            threshold: 1.0,
-            comparison: Comparison::GreaterThanOrEqualToThreshold,
-            treat_missing_data: missing,
-            configuration_updated: Timestamp::from_millis(0),
-            state: AlarmState::InsufficientData,
-            state_reason: String::new(),
-            state_reason_data: None,
-            state_updated: Timestamp::from_millis(0),
-            manual_until: None,
-        }
+        bare_alarm(5, 3, 2, 1.0, Comparison::GreaterThanOrEqualToThreshold, missing)
     }
 
     #[test]
