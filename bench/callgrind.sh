@@ -19,6 +19,7 @@ $SM CreateModel "{\"ModelName\":\"nginx\",\"ExecutionRoleArn\":\"arn:aws:iam::12
 $SM CreateEndpointConfig '{"EndpointConfigName":"nginx","ProductionVariants":[{"VariantName":"AllTraffic","ModelName":"nginx","InitialInstanceCount":1,"InstanceType":"ml.m5.large"}]}' > /dev/null
 $SM CreateEndpoint '{"EndpointName":"nginx","EndpointConfigName":"nginx"}' >/dev/null
 for _ in $(seq 300); do [[ $($SM DescribeEndpoint '{"EndpointName":"nginx"}' | grep -c InService) == 1 ]] && break; sleep 0.2; done
+[[ $($SM DescribeEndpoint '{"EndpointName":"nginx"}' | grep -c InService) == 1 ]] || { echo "the endpoint is not InService:" >&2; $SM DescribeEndpoint '{"EndpointName":"nginx"}' >&2; kill $VG; exit 1; }
 wrk -t1 -c1 -d3s -s $W/post.lua "$URL/endpoints/nginx/invocations" > /dev/null   # warm-up
 callgrind_control -i on $VG > /dev/null
 n=$(wrk -t1 -c1 -d${SECS}s -s $W/post.lua "$URL/endpoints/nginx/invocations" | awk '/requests in/{print $1}')

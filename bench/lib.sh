@@ -12,8 +12,10 @@ measure() {
   out=$(wrk -t1 -c1 -d"${secs}"s --latency -s "$lua" "$url")
   t2=$(cpu_ticks "$pid")
   one=$(awk -v t=$((t2 - t1)) -v us=$tick_us '$1=="50%"{p=$2} $1=="99%"{q=$2} /Requests\/sec/{r=$2} /requests in/{n=$1} END{printf "p50 %s p99 %s rps %s cpu/req %.1fus", p, q, r, t*us/n}' <<<"$out")
-  many=$(wrk -t2 -c16 -d"${secs}"s -s "$lua" "$url" | awk '/Requests\/sec/{print "rps16", $2}')
-  echo "$label: c=1 $one; c=16 $many"
+  many=$(wrk -t2 -c16 -d"${secs}"s -s "$lua" "$url" | awk '/Requests\/sec/{print "rps16", $2} /Non-2xx/{print "NON-2XX", $NF}')
+  # An answer other than 2xx (an endpoint that failed to start answers fast) makes the run void.
+  grep -q Non-2xx <<<"$out" && one="$one NON-2XX $(awk '/Non-2xx/{print $NF}' <<<"$out")"
+  echo "$label: c=1 $one; c=16 $(echo $many)"
 }
 
 # alternate SECS LABEL0 LABEL1 LUA0 LUA1: three rounds measuring the two servers of the arrays

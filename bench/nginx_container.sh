@@ -6,7 +6,12 @@ set -euo pipefail
 [[ "${1:-}" == serve ]] || { echo "usage: $0 serve" >&2; exit 2; }
 PORT=${SAGEMAKER_BIND_TO_PORT:-8080}
 DIR=$(mktemp -d -t berth-nginx-container.XXXXXX)
+# Under a berth running as root the worker is uid 0 without capabilities (berth's sandbox), so
+# nginx must not try to switch to its default user "nobody".
+USER_LINE=""
+[[ $(id -u) -eq 0 ]] && USER_LINE="user root root;"
 cat > "$DIR/nginx.conf" <<CONF
+$USER_LINE
 worker_processes 1;
 pid $DIR/nginx.pid;
 error_log stderr warn;
