@@ -240,9 +240,10 @@ impl DropReports {
 /// The fuzz target's check (see `crate::fuzzing::capture_line`).
 pub(crate) fn fuzz_capture_line(data: &[u8]) {
     let mut parts = data.splitn(5, |b| *b == 0);
-    let mut text = || parts.next().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
-    let (input_type, output_type, csv, json) = (text(), text(), text(), text());
-    let body = data.splitn(5, |b| *b == 0).nth(4).unwrap_or_default();
+    let mut next = || parts.next().unwrap_or_default();
+    let text = |part: &[u8]| String::from_utf8_lossy(part).into_owned();
+    let (input_type, output_type, csv, json) = (text(next()), text(next()), text(next()), text(next()));
+    let body = next();
     let types = |list: String| -> Arc<[String]> { list.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect() };
     let settings = CaptureSettings {
         sampling_percentage: 100,

@@ -93,6 +93,8 @@ pub enum MissingData {
 }
 
 impl MissingData {
+    pub const ALL: [MissingData; 4] = [MissingData::Missing, MissingData::NotBreaching, MissingData::Breaching, MissingData::Ignore];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MissingData::Missing => "missing",
@@ -103,7 +105,7 @@ impl MissingData {
     }
 
     pub fn parse(s: &str) -> Option<MissingData> {
-        [MissingData::Missing, MissingData::NotBreaching, MissingData::Breaching, MissingData::Ignore].into_iter().find(|m| m.as_str() == s)
+        MissingData::ALL.into_iter().find(|m| m.as_str() == s)
     }
 }
 
@@ -288,7 +290,7 @@ pub fn fuzz_alarm_evaluation(data: &[u8]) {
         datapoints_to_alarm,
         threshold,
         Comparison::ALL[(flags % 4) as usize],
-        [MissingData::Missing, MissingData::NotBreaching, MissingData::Breaching, MissingData::Ignore][((flags >> 2) % 4) as usize],
+        MissingData::ALL[((flags >> 2) % 4) as usize],
     );
     let points = data.get(28..).unwrap_or_default().chunks_exact(12).map(|c| {
         let at = start + u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])) * u64::from(period) / 7;

@@ -1,9 +1,9 @@
-//! The sandbox berth starts its worker processes in: `exec:` programs, the built-in images'
-//! workers (`berth/onnx`, the Python runtime and every Python process it starts). Whatever code a caller gets to run there — its own
-//! by design in the Python runtime, or through a library an archive slipped into an allowed
-//! program — cannot read berth's data directory, its secrets or other models, cannot write
-//! outside its own scratch directory, cannot signal berth, and cannot reach the kernel's
-//! privileged surface.
+//! The sandbox berth starts its worker processes in: `exec:` programs and the built-in images'
+//! workers (`berth/onnx`, the Python runtime and every Python process it starts). Whatever code
+//! a caller gets to run there — its own by design in the Python runtime, or through a library an
+//! archive slipped into an allowed program — cannot read berth's data directory, its secrets or
+//! other models, cannot write outside its own scratch directory, cannot signal berth, and cannot
+//! reach the kernel's privileged surface.
 //!
 //! Layers, each applied where the kernel has it ([`Support`] says which):
 //! - **Landlock** (Linux 5.13+): the file system beneath the [`Policy`]'s directories only —
