@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A near-zero-cost SageMaker-contract container for benchmarks: nginx answering /ping and
-# /invocations with a fixed body. Run by berth as `exec:` (argument `serve`). Writes the port it
-# serves on to $BENCH_PORT_FILE so the benchmark can also call it directly.
+# /invocations with a fixed body. Run by berth as `exec:` (argument `serve`); the port it serves
+# on is in its instance log, where the benchmark reads it to call it directly.
 set -euo pipefail
 [[ "${1:-}" == serve ]] || { echo "usage: $0 serve" >&2; exit 2; }
 PORT=${SAGEMAKER_BIND_TO_PORT:-8080}
@@ -31,5 +31,4 @@ http {
   }
 }
 CONF
-[[ -n "${BENCH_PORT_FILE:-}" ]] && echo "$PORT" > "$BENCH_PORT_FILE"
 exec nginx -c "$DIR/nginx.conf" -g 'daemon off;'

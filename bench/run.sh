@@ -27,11 +27,13 @@ SM="python3 $ROOT/bench/sagemaker_call.py $URL"
 
 # The container under test, started by berth; it tells us its port so we can call it directly.
 $SM CreateModel "{\"ModelName\":\"nginx\",\"ExecutionRoleArn\":\"arn:aws:iam::123456789012:role/bench\",
-  \"PrimaryContainer\":{\"Image\":\"exec:$ROOT/bench/nginx_container.sh\",\"Environment\":{\"BENCH_PORT_FILE\":\"$WORK/port\"}}}" >/dev/null
+  \"PrimaryContainer\":{\"Image\":\"exec:$ROOT/bench/nginx_container.sh\"}}" >/dev/null
 $SM CreateEndpointConfig '{"EndpointConfigName":"nginx","ProductionVariants":[{"VariantName":"AllTraffic","ModelName":"nginx","InitialInstanceCount":1,"InstanceType":"ml.m5.large"}]}' >/dev/null
 $SM CreateEndpoint '{"EndpointName":"nginx","EndpointConfigName":"nginx"}' >/dev/null
 wait_for "$SM DescribeEndpoint '{\"EndpointName\":\"nginx\"}' | grep -q InService"
-WORKER_PORT=$(cat "$WORK/port")
+# The container's own port, from its instance log (a sandboxed worker cannot write outside its
+# scratch directory, so it cannot tell the benchmark itself).
+WORKER_PORT=$(sed -n 's/.*---- berth: starting instance .* on port \([0-9]*\) ----.*/\1/p' "$WORK"/data/logs/nginx/*/*.log | tail -1)
 
 # The reference hop: an nginx reverse proxy with keep-alive to the same container.
 PROXY_PORT=$(free_port)
