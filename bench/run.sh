@@ -35,8 +35,11 @@ wait_for "$SM DescribeEndpoint '{\"EndpointName\":\"nginx\"}' | grep -q InServic
 # scratch directory, so it cannot tell the benchmark itself).
 WORKER_PORT=$(sed -n 's/.*---- berth: starting instance .* on port \([0-9]*\) ----.*/\1/p' "$WORK"/data/logs/nginx/*/*.log | tail -1)
 
-# The reference hop: an nginx reverse proxy with keep-alive to the same container.
+# The reference hop: an nginx reverse proxy with keep-alive to the same container. Its temp
+# paths get their own directory: nginx run as root hands them to its worker user, and $WORK
+# must stay searchable by berth's workers (under a root berth they are root without capabilities).
 PROXY_PORT=$(free_port)
+mkdir "$WORK/proxy-tmp"
 cat > "$WORK/proxy.conf" <<CONF
 worker_processes 1;
 pid $WORK/proxy.pid;
@@ -44,7 +47,7 @@ error_log stderr warn;
 events { worker_connections 1024; }
 http {
   access_log off;
-  client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;
+  client_body_temp_path $WORK/proxy-tmp; proxy_temp_path $WORK/proxy-tmp; fastcgi_temp_path $WORK/proxy-tmp; uwsgi_temp_path $WORK/proxy-tmp; scgi_temp_path $WORK/proxy-tmp;
   keepalive_requests 1000000;
   upstream worker { server 127.0.0.1:$WORKER_PORT; keepalive 64; }
   server {
