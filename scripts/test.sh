@@ -52,6 +52,10 @@ fi
 venv "$ROOT/.venv" tests/requirements.txt
 venv "$ROOT/.venv-sdk3" tests/requirements-sdk3.txt
 
+echo "== rust-version"
+python3 tools/check_rust_version.py ${BERTH_EXACT_TOOLCHAIN:+--exact}
+echo "== module cycles"
+python3 tools/module_cycles.py
 echo "== cargo fmt --check, cargo clippy"
 cargo fmt --check
 cargo clippy --locked --workspace --all-targets --quiet -- -D warnings

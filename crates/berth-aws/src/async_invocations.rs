@@ -32,7 +32,7 @@ pub async fn invoke_async(State(edge): State<Edge>, Path(endpoint): Path<String>
     };
     let invocation = match async_invocation(&headers, body) {
         Ok(i) => i,
-        Err(e) => return e.answer(Protocol::Runtime),
+        Err(e) => return Protocol::Runtime.answer_error(e),
     };
     match edge.controller.enqueue_async(&endpoint, invocation).await {
         Ok(accepted) => {
@@ -48,9 +48,9 @@ pub async fn invoke_async(State(edge): State<Edge>, Path(endpoint): Path<String>
         }
         Err(berth_control::ControlError::NotFound { .. }) => {
             let account = &edge.controller.account().account_id;
-            EdgeError::runtime_validation(format!("Endpoint {endpoint} of account {account} not found.")).answer(Protocol::Runtime)
+            Protocol::Runtime.answer_error(EdgeError::runtime_validation(format!("Endpoint {endpoint} of account {account} not found.")))
         }
-        Err(e) => EdgeError::control(e, Service::Runtime).answer(Protocol::Runtime),
+        Err(e) => Protocol::Runtime.answer_error(EdgeError::control(e, Service::Runtime)),
     }
 }
 

@@ -5,9 +5,10 @@
 //! `autoscaling.rs`; this module imports none of them.
 
 use crate::error::EdgeError;
-use crate::wire;
+use crate::wire::{self, ListInput};
 use axum::http::StatusCode;
-use berth_domain::Timestamp;
+use berth_control::{ListQuery, SortKey};
+use berth_domain::{EndpointStatus, Timestamp};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -65,4 +66,40 @@ pub(crate) fn tags(t: Option<Vec<wire::Tag>>) -> Vec<(String, String)> {
 
 pub(crate) fn tags_json(t: &[(String, String)]) -> Vec<Value> {
     t.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()
+}
+
+/// A List* request's query; `by_status`: the operation may sort by `Status` (ListEndpoints;
+/// ListModels and ListEndpointConfigs take `Name` and `CreationTime` only).
+pub(crate) fn list_query(input: ListInput, by_status: bool) -> Result<ListQuery, EdgeError> {
+    let keys: &[&str] = if by_status { &["Name", "CreationTime", "Status"] } else { &["Name", "CreationTime"] };
+    let sort_by = match input.sort_by.as_deref() {
+        None | Some("CreationTime") => SortKey::CreationTime,
+        Some("Name") => SortKey::Name,
+        Some("Status") if by_status => SortKey::Status,
+        Some(other) => return Err(enum_error("sortBy", other, keys)),
+    };
+    let ascending = match input.sort_order.as_deref() {
+        None | Some("Descending") => false,
+        Some("Ascending") => true,
+        Some(other) => return Err(enum_error("sortOrder", other, &["Ascending", "Descending"])),
+    };
+    let status_equals = match input.status_equals.as_deref() {
+        None => None,
+        Some(s) => Some(EndpointStatus::parse(s).ok_or_else(|| {
+            let all: Vec<&str> = EndpointStatus::ALL.iter().map(|s| s.as_str()).collect();
+            enum_error("statusEquals", s, &all)
+        })?),
+    };
+    Ok(ListQuery {
+        name_contains: input.name_contains,
+        status_equals,
+        sort_by,
+        ascending,
+        next_token: input.next_token,
+        max_results: input.max_results,
+        created_before: input.creation_time_before.map(Timestamp::from_secs_f64),
+        created_after: input.creation_time_after.map(Timestamp::from_secs_f64),
+        modified_before: input.last_modified_time_before.map(Timestamp::from_secs_f64),
+        modified_after: input.last_modified_time_after.map(Timestamp::from_secs_f64),
+    })
 }

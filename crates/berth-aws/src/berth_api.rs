@@ -164,11 +164,11 @@ struct Promote {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    EdgeError::berth(status, message).answer(Protocol::Berth)
+    Protocol::Berth.answer_error(EdgeError::berth(status, message))
 }
 
 fn control_error(e: ControlError) -> Response {
-    EdgeError::control(e, Service::Berth).answer(Protocol::Berth)
+    Protocol::Berth.answer_error(EdgeError::control(e, Service::Berth))
 }
 
 /// The body as `T`, read within the body timeout and at most [`MAX_CONTROL_BODY`] bytes.

@@ -3,13 +3,13 @@
 //! `endpoint_shapes.rs`, deployment guardrails in `guardrails.rs`, inference experiments in
 //! `experiments.rs`.
 
-use crate::aws_json::{enum_error, name, parse, secs, tags, tags_json, unsupported, with_token};
+use crate::aws_json::{enum_error, list_query, name, parse, secs, tags, tags_json, unsupported, with_token};
 use crate::endpoint_shapes::{create_endpoint_config, describe_endpoint, describe_endpoint_config};
 use crate::error::EdgeError;
-use crate::wire::{self, ContainerDefinition, ListInput};
+use crate::wire::{self, ContainerDefinition};
 use crate::{unknown_operation, Edge};
-use berth_control::{CreateEndpoint, CreateModel, DesiredWeightAndCapacity, ListQuery, SortKey, UpdateEndpoint, VariantProperty};
-use berth_domain::{ContainerSpec, EndpointStatus, ExecutionMode, Model, S3DataSource, Timestamp};
+use berth_control::{CreateEndpoint, CreateModel, DesiredWeightAndCapacity, UpdateEndpoint, VariantProperty};
+use berth_domain::{ContainerSpec, ExecutionMode, Model, S3DataSource};
 use serde_json::{json, Value};
 
 /// A SageMaker control-plane operation (`X-Amz-Target: SageMaker.<op>`).
@@ -150,42 +150,6 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
             },
         },
     }
-}
-
-/// A List* request's query; `by_status`: the operation may sort by `Status` (ListEndpoints;
-/// ListModels and ListEndpointConfigs take `Name` and `CreationTime` only).
-pub(crate) fn list_query(input: ListInput, by_status: bool) -> Result<ListQuery, EdgeError> {
-    let keys: &[&str] = if by_status { &["Name", "CreationTime", "Status"] } else { &["Name", "CreationTime"] };
-    let sort_by = match input.sort_by.as_deref() {
-        None | Some("CreationTime") => SortKey::CreationTime,
-        Some("Name") => SortKey::Name,
-        Some("Status") if by_status => SortKey::Status,
-        Some(other) => return Err(enum_error("sortBy", other, keys)),
-    };
-    let ascending = match input.sort_order.as_deref() {
-        None | Some("Descending") => false,
-        Some("Ascending") => true,
-        Some(other) => return Err(enum_error("sortOrder", other, &["Ascending", "Descending"])),
-    };
-    let status_equals = match input.status_equals.as_deref() {
-        None => None,
-        Some(s) => Some(EndpointStatus::parse(s).ok_or_else(|| {
-            let all: Vec<&str> = EndpointStatus::ALL.iter().map(|s| s.as_str()).collect();
-            enum_error("statusEquals", s, &all)
-        })?),
-    };
-    Ok(ListQuery {
-        name_contains: input.name_contains,
-        status_equals,
-        sort_by,
-        ascending,
-        next_token: input.next_token,
-        max_results: input.max_results,
-        created_before: input.creation_time_before.map(Timestamp::from_secs_f64),
-        created_after: input.creation_time_after.map(Timestamp::from_secs_f64),
-        modified_before: input.last_modified_time_before.map(Timestamp::from_secs_f64),
-        modified_after: input.last_modified_time_after.map(Timestamp::from_secs_f64),
-    })
 }
 
 // ---- models ---------------------------------------------------------------------------

@@ -4,7 +4,6 @@
 //! [`crate::protocol::Protocol::answer_error`].
 
 use axum::http::StatusCode;
-use axum::response::Response;
 use berth_control::ControlError;
 use berth_router::InvokeError;
 
@@ -202,11 +201,6 @@ impl EdgeError {
                 Self::runtime_validation(format!("{message} (variant {variant} of endpoint {endpoint})"))
             }
         }
-    }
-
-    /// The answer in `protocol`'s shape.
-    pub fn answer(self, protocol: crate::protocol::Protocol) -> Response {
-        protocol.answer_error(self)
     }
 }
 

@@ -2,8 +2,9 @@
 //! through one of the edge's parsers exactly as a request's body goes through it. None may
 //! panic, overflow the stack, or take memory out of proportion to the input.
 
+use crate::aws_json::list_query;
 use crate::aws_json::parse;
-use crate::control_plane::{create_model, list_query};
+use crate::control_plane::create_model;
 use crate::wire;
 use serde_json::Value;
 

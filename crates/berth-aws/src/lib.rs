@@ -134,7 +134,7 @@ async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> 
             }
             resp
         }
-        Err(e) => e.answer(Protocol::AwsJson),
+        Err(e) => Protocol::AwsJson.answer_error(e),
     }
 }
 

@@ -34,7 +34,7 @@ pub async fn events(State(edge): State<Edge>, Query(q): Query<EventsQuery>) -> R
     let query = EventQuery { endpoint: q.endpoint, after: q.after, before: q.before, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
     match edge.controller.events(query).await {
         Ok(events) => json_ok(json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() })),
-        Err(e) => EdgeError::control(e, Service::Berth).answer(Protocol::Berth),
+        Err(e) => Protocol::Berth.answer_error(EdgeError::control(e, Service::Berth)),
     }
 }
 
@@ -65,7 +65,7 @@ pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) 
     let period = q.period.unwrap_or(2).clamp(1, window);
     let mut endpoints = match edge.controller.all_endpoints().await {
         Ok(e) => e,
-        Err(e) => return EdgeError::control(e, Service::Berth).answer(Protocol::Berth),
+        Err(e) => return Protocol::Berth.answer_error(EdgeError::control(e, Service::Berth)),
     };
     endpoints.sort_by(|a, b| a.name.cmp(&b.name));
     let events = edge.controller.events(EventQuery { limit: 50, ..Default::default() }).await.unwrap_or_default();

@@ -1,12 +1,11 @@
 //! Which AWS protocol a request speaks, told apart before anything is read, and how each
 //! protocol shapes an error. The handlers dispatch on the same tests.
 
-use crate::cloudwatch;
 use crate::error::EdgeError;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub(crate) const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
 
@@ -32,7 +31,7 @@ impl Protocol {
     pub(crate) fn of(method: &Method, path: &str, headers: &HeaderMap) -> Protocol {
         if path == "/" && method == Method::POST {
             let target = headers.get(&X_AMZ_TARGET).map(HeaderValue::as_bytes).unwrap_or_default();
-            if target.starts_with(cloudwatch::TARGET_PREFIX.as_bytes()) {
+            if target.starts_with(CLOUDWATCH_TARGET_PREFIX.as_bytes()) {
                 return Protocol::CloudWatchJson;
             }
             if target.is_empty() && is_form(headers) {
@@ -89,12 +88,12 @@ impl Protocol {
             Protocol::CloudWatchJson | Protocol::CloudWatchCbor => {
                 let body = json!({ "__type": format!("com.amazonaws.cloudwatch#{}", e.code), "message": e.message });
                 if self == Protocol::CloudWatchCbor {
-                    (cloudwatch::encode_cbor(&body), "application/cbor")
+                    (encode_cbor(&body), "application/cbor")
                 } else {
                     (body.to_string().into(), "application/x-amz-json-1.0")
                 }
             }
-            Protocol::CloudWatchQuery => (cloudwatch::query_error_xml(e.query_code, &e.message, &crate::request_id()).into(), "text/xml"),
+            Protocol::CloudWatchQuery => (query_error_xml(e.query_code, &e.message, &crate::request_id()).into(), "text/xml"),
             Protocol::Berth | Protocol::Open => (json!({ "code": e.code, "message": e.message }).to_string().into(), "application/json"),
         };
         let mut resp = (e.status, body).into_response();
@@ -123,6 +122,53 @@ impl Protocol {
 
 fn is_form(headers: &HeaderMap) -> bool {
     headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes).is_some_and(|t| t.starts_with(b"application/x-www-form-urlencoded"))
+}
+
+/// The `X-Amz-Target` prefix of CloudWatch's JSON protocol.
+pub(crate) const CLOUDWATCH_TARGET_PREFIX: &str = "GraniteServiceVersion20100801";
+
+/// The namespace of CloudWatch's query-protocol answers.
+pub(crate) const CLOUDWATCH_XMLNS: &str = "http://monitoring.amazonaws.com/doc/2010-08-01/";
+
+/// An error as the query protocol writes it.
+pub(crate) fn query_error_xml(code: &str, message: &str, request_id: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"{CLOUDWATCH_XMLNS}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+        xml_escape(message)
+    )
+}
+
+/// Text as XML content or attribute value.
+pub(crate) fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
+/// A value in CBOR, as the protocol writes answers and errors.
+pub(crate) fn encode_cbor(v: &Value) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    // Writing to a Vec fails only on a value CBOR cannot hold; none is built here.
+    let _ = ciborium::ser::into_writer(&to_cbor(v, false), &mut bytes);
+    bytes
+}
+
+/// JSON to CBOR; members named `Timestamp` (and the items of `Timestamps`) become CBOR
+/// timestamps (tag 1), as the protocol has it.
+fn to_cbor(v: &Value, timestamp: bool) -> ciborium::Value {
+    use ciborium::Value as C;
+    match v {
+        Value::Number(n) if timestamp => C::Tag(1, Box::new(C::Float(n.as_f64().unwrap_or(0.0)))),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => C::Integer(i.into()),
+            None => C::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => C::Text(s.clone()),
+        Value::Bool(b) => C::Bool(*b),
+        Value::Null => C::Null,
+        Value::Array(items) => C::Array(items.iter().map(|i| to_cbor(i, timestamp)).collect()),
+        Value::Object(map) => {
+            C::Map(map.iter().map(|(k, v)| (C::Text(k.clone()), to_cbor(v, k.ends_with("Timestamp") || k == "Timestamps"))).collect())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,11 +31,11 @@ const MAX_LINE: usize = 1024 * 1024;
 const BATCH: usize = 10_000;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    EdgeError::berth(status, message).answer(Protocol::Berth)
+    Protocol::Berth.answer_error(EdgeError::berth(status, message))
 }
 
 fn control_error(e: ControlError) -> Response {
-    EdgeError::control(e, Service::Berth).answer(Protocol::Berth)
+    Protocol::Berth.answer_error(EdgeError::control(e, Service::Berth))
 }
 
 /// Takes labels as `{"labels": [...]}` (at most 16 MiB) or as SageMaker's ground-truth JSON

@@ -33,7 +33,7 @@ pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, bod
 pub(crate) async fn answer_with(edge: &Edge, endpoint: &str, headers: RuntimeHeaders<'_>, body: Bytes) -> Response {
     let req = match headers.request(body) {
         Ok(r) => r,
-        Err(e) => return e.answer(Protocol::Runtime),
+        Err(e) => return Protocol::Runtime.answer_error(e),
     };
     match edge.router.invoke(endpoint, req).await {
         Ok(out) => {
@@ -50,7 +50,7 @@ pub(crate) async fn answer_with(edge: &Edge, endpoint: &str, headers: RuntimeHea
         }
         Err(e) => {
             let account = &edge.controller.account().account_id;
-            EdgeError::invoke(e, endpoint, account).answer(Protocol::Runtime)
+            Protocol::Runtime.answer_error(EdgeError::invoke(e, endpoint, account))
         }
     }
 }

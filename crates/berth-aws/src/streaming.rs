@@ -38,13 +38,13 @@ pub async fn invoke_stream(State(edge): State<Edge>, Path(endpoint): Path<String
     let req = match invoke_request(&headers, body, &ACCEPT) {
         // TargetModel is not a member of InvokeEndpointWithResponseStream.
         Ok(r) => InvokeRequest { target_model: None, ..r },
-        Err(e) => return e.answer(Protocol::Runtime),
+        Err(e) => return Protocol::Runtime.answer_error(e),
     };
     let stream = match edge.router.invoke_stream(&endpoint, req).await {
         Ok(s) => s,
         Err(e) => {
             let account = &edge.controller.account().account_id;
-            return EdgeError::invoke(e, &endpoint, account).answer(Protocol::Runtime);
+            return Protocol::Runtime.answer_error(EdgeError::invoke(e, &endpoint, account));
         }
     };
     let mut resp = (StatusCode::OK, Body::new(EventBody::start(stream.parts))).into_response();

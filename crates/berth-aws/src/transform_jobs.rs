@@ -3,8 +3,7 @@
 //! does not do yet (compressed inputs, RecordIO/TFRecord splitting, augmented manifests, batch
 //! data capture) is refused by name.
 
-use crate::aws_json::{enum_error, parse, secs, tags, unsupported, with_token};
-use crate::control_plane::list_query;
+use crate::aws_json::{enum_error, list_query, parse, secs, tags, unsupported, with_token};
 use crate::error::EdgeError;
 use berth_control::Controller;
 use berth_domain::{BatchStrategy, Timestamp, TransformJob, TransformJobStatus};

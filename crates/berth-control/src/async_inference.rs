@@ -225,11 +225,6 @@ impl Controller {
         Ok(())
     }
 
-    /// The backlog of an asynchronous endpoint as the worker last saw it.
-    pub fn async_backlog(&self, endpoint: &str) -> Option<Backlog> {
-        self.async_work.backlog.lock().unwrap_or_else(|e| e.into_inner()).get(&NameKey::of(endpoint)).map(|(_, b)| *b)
-    }
-
     /// Every asynchronous endpoint's backlog (for `/metrics`).
     pub fn async_backlogs(&self) -> Vec<(String, Backlog)> {
         let map = self.async_work.backlog.lock().unwrap_or_else(|e| e.into_inner());

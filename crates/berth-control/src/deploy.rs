@@ -2,8 +2,9 @@
 //! and retired.
 
 use crate::Controller;
+use berth_domain::framework_of;
 use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, NameKey, VariantState};
-use berth_instances::{framework_of, host_memory_bytes, staged_models_dir, Instance, InstanceSpec, ModelData};
+use berth_instances::{host_memory_bytes, staged_models_dir, Instance, InstanceSpec, ModelData};
 use berth_router::{
     CaptureSettings, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, Pipeline, ServerlessState, ShadowRoute, VariantRoute,
 };

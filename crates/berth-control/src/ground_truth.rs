@@ -2,7 +2,7 @@
 //! SageMaker's ground-truth JSON Lines) or read from `*.jsonl` files under the location an
 //! endpoint's `berth:ground-truth` tag names, stored by the event or inference id they label.
 
-use crate::quality::labels_kind;
+use crate::labels::{labels_kind, read_files_kind};
 use crate::{ControlError, Controller};
 use serde_json::{json, Value};
 
@@ -34,11 +34,6 @@ pub fn ground_truth_line(line: &str) -> Result<GroundTruth, String> {
         return Err("eventMetadata.eventId is missing".into());
     }
     Ok(GroundTruth { event_id, inference_id, label })
-}
-
-/// Records of the ground-truth files read for an endpoint, and their size then.
-pub(crate) fn read_files_kind(endpoint: &str) -> String {
-    format!("ground-truth-read:{}", berth_domain::NameKey::of(endpoint))
 }
 
 impl Controller {

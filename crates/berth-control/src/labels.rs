@@ -2,8 +2,19 @@
 //! joining stored captured answers with stored labels, and what each labelled pair says
 //! (right or wrong, how far off). `quality.rs` stores and reads; `stats.rs` computes.
 
+use berth_domain::NameKey;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The kind of an endpoint's stored labels (records keyed by inference id).
+pub(crate) fn labels_kind(endpoint: &str) -> String {
+    format!("label:{}", NameKey::of(endpoint))
+}
+
+/// The kind of the records of the ground-truth files read for an endpoint, and their size then.
+pub(crate) fn read_files_kind(endpoint: &str) -> String {
+    format!("ground-truth-read:{}", NameKey::of(endpoint))
+}
 
 /// What a model answered, read from its output: a label, and a score when there is one (the
 /// probability of the positive class, or the regression value).

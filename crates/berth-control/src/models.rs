@@ -1,10 +1,10 @@
 use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
+use berth_domain::framework_of;
 use berth_domain::{
     validate_environment, validate_name, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, ResourceKind, Timestamp, VpcConfig,
 };
-use berth_instances::framework_of;
 use berth_instances::RootError;
 use berth_store::{StateStore, StoreError, Tag};
 use std::os::unix::fs::PermissionsExt;

@@ -4,7 +4,7 @@
 //! and weighted), AUC and the confusion matrix for classification; MAE, RMSE and R² for
 //! regression — each with a 95% interval.
 
-use crate::labels::{absolute_error, correct, join, parse_labels, Pairs};
+use crate::labels::{absolute_error, correct, join, labels_kind, parse_labels, read_files_kind, Pairs};
 use crate::stats::{ClassificationQuality, Comparison, RegressionQuality};
 use crate::{ControlError, Controller};
 use berth_domain::NameKey;
@@ -14,10 +14,6 @@ use std::collections::{BTreeMap, HashMap};
 
 fn predictions_kind(endpoint: &str) -> String {
     format!("prediction:{}", NameKey::of(endpoint))
-}
-
-pub(crate) fn labels_kind(endpoint: &str) -> String {
-    format!("label:{}", NameKey::of(endpoint))
 }
 
 /// A captured answer as a record to index: (event id, time, JSON body).
@@ -355,7 +351,7 @@ impl Controller {
     /// and when one of its name is created, so a new endpoint never inherits an old one's).
     pub(crate) async fn forget_quality(&self, endpoint: &str) -> Result<(), ControlError> {
         let (pk, lk, key) = (predictions_kind(endpoint), labels_kind(endpoint), NameKey::of(endpoint));
-        let rk = crate::ground_truth::read_files_kind(endpoint);
+        let rk = read_files_kind(endpoint);
         self.db(move |s| {
             s.delete_records(&pk)?;
             s.delete_records(&lk)?;

@@ -65,11 +65,6 @@ impl JsonPath {
         Ok(JsonPath { steps })
     }
 
-    /// Whether the path selects the whole value (`$`).
-    pub fn is_whole(&self) -> bool {
-        self.steps.is_empty()
-    }
-
     /// What the path selects of `value`: one member or item as itself, several items as an
     /// array; `None` when it selects nothing.
     pub fn apply(&self, value: &Value) -> Option<Value> {

@@ -14,6 +14,7 @@ mod endpoint_config;
 mod error;
 mod event;
 mod experiment;
+mod framework;
 mod instance_types;
 mod json_path;
 mod model;
@@ -41,6 +42,7 @@ pub use endpoint_config::{AsyncInference, DataCapture, EndpointConfig, RoutingSt
 pub use error::DomainError;
 pub use event::{Event, EventKind, NewEvent};
 pub use experiment::{ExperimentStatus, ExperimentVariant, InferenceExperiment, VariantAction, DEFAULT_EXPERIMENT_SECS};
+pub use framework::{framework_of, Framework, FrameworkKind};
 pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
 pub use json_path::JsonPath;
 pub use model::{

@@ -2,6 +2,7 @@
 
 mod populate;
 
+use crate::error::ArtifactError;
 use crate::extract::{inside, ExtractLimits};
 use crate::roots::{AllowedRoots, RootError};
 use crate::s3::{S3Location, S3Source};
@@ -11,23 +12,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ArtifactError {
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Unsafe(String),
-    #[error("{0}")]
-    Io(String),
-    /// The data is somewhere berth may not read.
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    Timeout(String),
-}
 
 /// Where a model's data is, as its container definition says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,7 @@
 
 use crate::log::InstanceLog;
 use crate::netns::NetNamespace;
-use crate::process::{out_of_memory_reason, SupervisorSettings};
-use crate::supervisor::{start_supervised, Runner};
+use crate::supervisor::{out_of_memory_reason, start_supervised, Runner, SupervisorSettings};
 use crate::{BoxFuture, Instance, InstanceBackend, InstanceBudget, InstanceError, InstanceSlot, InstanceSpec};
 use berth_domain::Image;
 use bollard::errors::Error as DockerError;

@@ -6,8 +6,8 @@
 
 use crate::cgroup::join_in_child;
 use crate::orphans::ProcessTracker;
-use crate::process::SupervisorSettings;
 use crate::roots::{AllowedRoots, RootError};
+use crate::supervisor::SupervisorSettings;
 use crate::InstanceSpec;
 use berth_domain::{BuiltinImage, Image};
 use berth_sandbox::{Policy, Sandbox};

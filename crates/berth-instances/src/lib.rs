@@ -11,8 +11,10 @@
 //! so that nothing lands outside that directory.
 
 mod artifacts;
+mod backends;
 mod cgroup;
 mod docker;
+mod error;
 mod extract;
 #[cfg(feature = "test-support")]
 mod fake;
@@ -22,8 +24,8 @@ mod launch;
 mod log;
 mod netns;
 mod orphans;
+mod pidfd;
 mod process;
-mod python;
 mod roots;
 mod s3;
 mod supervisor;
@@ -32,8 +34,9 @@ pub use s3::S3Writer;
 mod slot;
 mod usage;
 
-pub use artifacts::{ArtifactError, ModelArtifacts, ModelData, ModelDir};
+pub use artifacts::{ModelArtifacts, ModelData, ModelDir};
 pub use cgroup::{InstanceCgroup, MemoryCgroups};
+pub use error::{ArtifactError, InstanceError};
 pub use extract::ExtractLimits;
 
 /// Unpacks a tar stream (gzip-compressed when `gzip`) into an empty directory under berth's
@@ -48,17 +51,17 @@ pub fn fuzz_unpack(data: &[u8], dest: &std::path::Path, gzip: bool) -> Result<()
         extract::unpack_tar(data, dest, limits, None)
     }
 }
-pub use berth_python::{Framework, PythonEnvironments};
+pub use backends::{FrameworkRuntime, ImageBackends, Prerequisite, Provided};
 pub use docker::{DockerBackend, DockerEngine};
 #[cfg(feature = "test-support")]
 pub use fake::{FakeBackend, FakeCall};
-pub use instance::{ImageBackends, Instance, InstanceBudget, Prerequisite, Provided};
+pub use instance::{Instance, InstanceBudget};
 pub use netns::NetNamespace;
 pub use orphans::{ProcessTracker, MARKER};
-pub use process::{ProcessBackend, SupervisorSettings};
-pub use python::{framework_of, PythonBackend};
+pub use process::ProcessBackend;
 pub use roots::{AllowedRoots, RootError};
 pub use slot::{InFlight, InstanceSlot};
+pub use supervisor::SupervisorSettings;
 pub use usage::{disk_used_percent, host_memory_bytes, GroupUsage, UsageProbe};
 
 use berth_domain::Image;
@@ -144,13 +147,6 @@ pub enum InstanceEvent {
 
 /// Receives an instance's events with its id. Called from the supervisor's task: keep it short.
 pub type InstanceObserver = std::sync::Arc<dyn Fn(&str, InstanceEvent) + Send + Sync>;
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum InstanceError {
-    /// The container could not be started or never became healthy; the message says why.
-    #[error("{0}")]
-    StartFailed(String),
-}
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -14,6 +14,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::pidfd::Pidfd;
+
 /// The environment variable that marks a worker and everything it starts.
 pub const MARKER: &str = "BERTH_INSTANCE_OF";
 
@@ -63,25 +65,22 @@ impl ProcessTracker {
     /// Kills every process left of an instance (its marker), then reaps those berth adopted.
     pub fn kill_instance(&self, instance_id: &str) -> usize {
         let marker = self.marker(instance_id);
-        let pids: Vec<u32> = marked_processes().into_iter().filter(|(_, m)| *m == marker).map(|(pid, _)| pid).collect();
-        self.kill_and_reap(&pids);
-        pids.len()
+        let marked: Vec<Marked> = marked_processes().into_iter().filter(|p| p.marker == marker).collect();
+        self.kill_and_reap(&marked)
     }
 
     /// Kills what servers of this data directory that are no longer running left behind.
     pub fn kill_stale(&self) -> usize {
         let me = std::process::id();
-        let stale: Vec<u32> = marked_processes()
+        let stale: Vec<Marked> = marked_processes()
             .into_iter()
-            .filter(|(_, m)| {
-                let mut parts = m.splitn(3, ':');
+            .filter(|p| {
+                let mut parts = p.marker.splitn(3, ':');
                 let (tag, server) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok()));
                 tag == Some(self.tag.as_str()) && server.is_some_and(|s| s != me && !alive(s))
             })
-            .map(|(pid, _)| pid)
             .collect();
-        self.kill_and_reap(&stale);
-        stale.len()
+        self.kill_and_reap(&stale)
     }
 
     /// Reaps adopted descendants that exited; with `kill_all`, kills every adopted one first
@@ -111,16 +110,46 @@ impl ProcessTracker {
     }
 }
 
+/// A process found carrying the marker.
+struct Marked {
+    pid: u32,
+    /// The marker's value.
+    marker: String,
+    /// Opened before its environment was read, so it names the process that carries the
+    /// marker even if that one exits and its pid is reused; None where pidfds are missing.
+    handle: Option<Pidfd>,
+}
+
+impl Marked {
+    fn kill(&self) {
+        match &self.handle {
+            Some(handle) => {
+                let _ = handle.signal(libc::SIGKILL);
+            }
+            // SAFETY: kill has no memory-safety preconditions. Without pidfds (Linux before
+            // 5.3) the pid is used as read, as every process manager there does.
+            None => unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+            },
+        }
+    }
+}
+
 /// Every process whose environment carries the marker, with the marker's value.
-fn marked_processes() -> Vec<(u32, String)> {
+fn marked_processes() -> Vec<Marked> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let prefix = format!("{MARKER}=");
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let handle = match Pidfd::open(pid) {
+            Ok(handle) => Some(handle),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => None,
+            Err(_) => continue, // gone
+        };
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
         if let Some(value) = environ.split(|b| *b == 0).find_map(|v| v.strip_prefix(prefix.as_bytes())) {
-            out.push((pid, String::from_utf8_lossy(value).into_owned()));
+            out.push(Marked { pid, marker: String::from_utf8_lossy(value).into_owned(), handle });
         }
     }
     out
@@ -153,12 +182,10 @@ fn children_of(parent: u32) -> Vec<(u32, char, u32)> {
 }
 
 impl ProcessTracker {
-    fn kill_and_reap(&self, pids: &[u32]) {
-        for &pid in pids {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
+    /// Kills the processes, reaps those berth adopted; says how many there were.
+    fn kill_and_reap(&self, marked: &[Marked]) -> usize {
+        for process in marked {
+            process.kill();
         }
         // Those re-parented to berth must be reaped by berth (workers are their supervisors'
         // to reap); the others are init's.
@@ -166,9 +193,10 @@ impl ProcessTracker {
         let adopted: HashSet<u32> =
             children_of(std::process::id()).into_iter().map(|(pid, _, _)| pid).filter(|p| !direct.contains(p)).collect();
         drop(direct);
-        for &pid in pids.iter().filter(|p| adopted.contains(p)) {
-            reap(pid);
+        for process in marked.iter().filter(|p| adopted.contains(&p.pid)) {
+            reap(process.pid);
         }
+        marked.len()
     }
 }
 
@@ -201,7 +229,7 @@ mod tests {
             .spawned(|| Command::new("setsid").args(["--wait", "sleep", "30"]).env(MARKER, &marker).spawn(), |c| Some(c.id()))
             .expect("setsid and sleep are on every Linux");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !marked_processes().iter().any(|(_, m)| *m == marker) {
+        while !marked_processes().iter().any(|p| p.marker == marker) {
             assert!(std::time::Instant::now() < deadline, "the marked process never showed up");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -209,7 +237,7 @@ mod tests {
         assert!(tracker.kill_instance("ep/V/abc") >= 1);
         let status = child.wait().unwrap();
         assert!(!status.success(), "killed: {status}");
-        assert!(!marked_processes().iter().any(|(_, m)| *m == marker));
+        assert!(!marked_processes().iter().any(|p| p.marker == marker));
     }
 
     #[test]
@@ -224,7 +252,7 @@ mod tests {
         let mut stale = spawn(&gone);
         let mut current = spawn(&live);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while marked_processes().iter().filter(|(_, m)| *m == gone || *m == live).count() < 2 {
+        while marked_processes().iter().filter(|p| p.marker == gone || p.marker == live).count() < 2 {
             assert!(std::time::Instant::now() < deadline);
             std::thread::sleep(Duration::from_millis(10));
         }

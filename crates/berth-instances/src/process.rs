@@ -1,64 +1,13 @@
 //! `exec:` programs and built-in images as child processes of the server.
 
-use crate::cgroup::{InstanceCgroup, MemoryCgroups};
+use crate::cgroup::InstanceCgroup;
 use crate::launch::{free_port, launch};
 use crate::orphans::ProcessTracker;
-use crate::roots::AllowedRoots;
-use crate::supervisor::{start_supervised, Runner};
+use crate::supervisor::{out_of_memory_reason, start_supervised, Runner, SupervisorSettings};
 use crate::{BoxFuture, Instance, InstanceBackend, InstanceBudget, InstanceError, InstanceSlot, InstanceSpec};
-use berth_sandbox::SandboxConfig;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::Child;
-
-/// Timings of instance supervision.
-#[derive(Debug, Clone)]
-pub struct SupervisorSettings {
-    /// How often a running instance's `/ping` is checked.
-    pub health_interval: Duration,
-    /// Consecutive failed health checks after which the instance is restarted.
-    pub unhealthy_after: u32,
-    /// How long in-flight requests may take to finish when an instance is retired.
-    pub drain_timeout: Duration,
-    /// Time between SIGTERM and SIGKILL.
-    pub stop_grace: Duration,
-    /// The longest wait between restarts of a crashing instance.
-    pub max_backoff: Duration,
-    /// The program that runs built-in images, as `<program> worker <name> serve` (berth itself).
-    pub builtin_program: PathBuf,
-    /// Where instances get memory cgroups limited to their spec's memory; None: not limited.
-    pub memory_cgroups: Option<Arc<MemoryCgroups>>,
-    /// Where `exec:` programs may be run from (resolved again at every start).
-    pub exec_roots: AllowedRoots,
-    /// The operator's environment given to built-in images' workers (how to log).
-    pub builtin_environment: Vec<(String, String)>,
-    /// The sandbox local workers start in; None: they run with berth's user's full rights.
-    pub sandbox: Option<Arc<SandboxConfig>>,
-    /// Where instances' scratch directories are made (cleared when the backend starts).
-    pub scratch_root: PathBuf,
-    /// Size at which an instance's log is rotated (one older file, `<name>.log.1`, is kept).
-    pub log_max_bytes: u64,
-}
-
-impl Default for SupervisorSettings {
-    fn default() -> Self {
-        SupervisorSettings {
-            health_interval: Duration::from_secs(2),
-            unhealthy_after: 3,
-            drain_timeout: Duration::from_secs(60),
-            stop_grace: Duration::from_secs(5),
-            max_backoff: Duration::from_secs(30),
-            builtin_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth")),
-            memory_cgroups: None,
-            exec_roots: AllowedRoots::default(),
-            builtin_environment: Vec::new(),
-            sandbox: None,
-            scratch_root: std::env::temp_dir().join("berth-scratch"),
-            log_max_bytes: 10 * 1024 * 1024,
-        }
-    }
-}
 
 /// Runs `exec:` images and built-in images as child processes of the server.
 ///
@@ -94,6 +43,14 @@ impl ProcessBackend {
             });
         }
         ProcessBackend { settings, tracker, budget }
+    }
+
+    /// Writes a line of berth's into the instance's log, before the instance starts (what a
+    /// backend built on this one prepared for it).
+    pub fn note_in_log(&self, spec: &InstanceSpec, note: &str) -> Result<(), InstanceError> {
+        let log = crate::log::InstanceLog::open(&spec.log_path, self.settings.log_max_bytes).map_err(InstanceError::StartFailed)?;
+        log.note(&format!("---- berth: {note} ----"));
+        Ok(())
     }
 
     /// Kills whatever descendants are left once every instance has stopped (at shutdown).
@@ -183,7 +140,9 @@ impl Runner for ProcessRunner {
     }
 
     async fn kill(&mut self, run: &ProcessRun) {
-        signal_group(&run.child, libc::SIGKILL);
+        if let Some(leader) = run.child.id() {
+            signal_group(leader, libc::SIGKILL);
+        }
     }
 
     async fn terminate(&mut self, mut run: ProcessRun, grace: Duration) {
@@ -229,36 +188,42 @@ impl ProcessRunner {
     }
 }
 
-/// The words an exit status gets when the kernel killed the instance for its memory limit.
-pub(crate) fn out_of_memory_reason(limit_bytes: u64, spec: &InstanceSpec) -> String {
-    format!(
-        "; killed by the kernel for going past its memory limit of {} MiB ({})",
-        limit_bytes / (1024 * 1024),
-        spec.berth_environment.get("BERTH_INSTANCE_TYPE").map_or("its memory size", String::as_str)
-    )
-}
-
-fn signal_group(child: &Child, signal: libc::c_int) {
-    if let Some(pid) = child.id() {
-        // SAFETY: killpg has no memory-safety preconditions; the group id is the child's pid.
-        unsafe {
-            libc::killpg(pid as libc::pid_t, signal);
-        }
+/// Signals the process group led by `leader`. Only sound while the leader is not reaped: until
+/// then its pid, which is the group's id, cannot be given to another process.
+fn signal_group(leader: u32, signal: libc::c_int) {
+    // SAFETY: killpg has no memory-safety preconditions.
+    unsafe {
+        libc::killpg(leader as libc::pid_t, signal);
     }
 }
 
-/// SIGTERM to the instance's process group, then SIGKILL after `grace`.
+/// SIGTERM to the instance's process group, SIGKILL after `grace`, and SIGKILL to whatever is
+/// left in the group once the worker has exited — all before the worker is reaped, so that the
+/// group's id can never be one the kernel has given to another process meanwhile.
 async fn terminate(child: &mut Child, grace: Duration) {
-    let pid = child.id();
-    signal_group(child, libc::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        signal_group(child, libc::SIGKILL);
-        let _ = child.wait().await;
-    }
-    if let Some(pid) = pid {
-        // Whatever the worker left behind in its group goes too.
-        unsafe {
-            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+    let Some(leader) = child.id() else { return }; // already reaped: its group was killed then
+    let exit = match crate::pidfd::Pidfd::open(leader) {
+        Ok(handle) => handle,
+        Err(e) => {
+            // Not a Linux with pidfds (before 5.3): signal the group while the worker is
+            // unreaped, and leave what outlives it to the cgroup and marker kills.
+            tracing::debug!(error = %e, "no pidfd: the process group is signalled only until the worker exits");
+            signal_group(leader, libc::SIGTERM);
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                signal_group(leader, libc::SIGKILL);
+                let _ = child.wait().await;
+            }
+            return;
         }
+    };
+    signal_group(leader, libc::SIGTERM);
+    let exited = exit.exited();
+    tokio::pin!(exited);
+    if tokio::time::timeout(grace, &mut exited).await.is_err() {
+        signal_group(leader, libc::SIGKILL);
+        let _ = exited.await;
     }
+    // The worker is a zombie now: its group id is still reserved.
+    signal_group(leader, libc::SIGKILL);
+    let _ = child.wait().await;
 }

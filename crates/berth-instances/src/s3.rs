@@ -1,7 +1,7 @@
 //! Model data from S3 or any S3-compatible store, through the AWS SDK's standard configuration:
 //! the credentials chain, the region, and `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`.
 
-use crate::ArtifactError;
+use crate::error::ArtifactError;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;

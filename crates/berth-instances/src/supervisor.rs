@@ -3,16 +3,76 @@
 //! A [`Runner`] is the part that differs: a child process (`process.rs`) or a Docker container
 //! (`docker.rs`).
 
+use crate::cgroup::MemoryCgroups;
 use crate::health::ping;
 use crate::instance::AliveGuard;
-use crate::process::SupervisorSettings;
+use crate::roots::AllowedRoots;
 use crate::{Instance, InstanceError, InstanceEvent, InstanceSlot, InstanceSpec};
+use berth_sandbox::SandboxConfig;
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
+
+/// Timings of instance supervision.
+#[derive(Debug, Clone)]
+pub struct SupervisorSettings {
+    /// How often a running instance's `/ping` is checked.
+    pub health_interval: Duration,
+    /// Consecutive failed health checks after which the instance is restarted.
+    pub unhealthy_after: u32,
+    /// How long in-flight requests may take to finish when an instance is retired.
+    pub drain_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// The longest wait between restarts of a crashing instance.
+    pub max_backoff: Duration,
+    /// The program that runs built-in images, as `<program> worker <name> serve` (berth itself).
+    pub builtin_program: PathBuf,
+    /// Where instances get memory cgroups limited to their spec's memory; None: not limited.
+    pub memory_cgroups: Option<Arc<MemoryCgroups>>,
+    /// Where `exec:` programs may be run from (resolved again at every start).
+    pub exec_roots: AllowedRoots,
+    /// The operator's environment given to built-in images' workers (how to log).
+    pub builtin_environment: Vec<(String, String)>,
+    /// The sandbox local workers start in; None: they run with berth's user's full rights.
+    pub sandbox: Option<Arc<SandboxConfig>>,
+    /// Where instances' scratch directories are made (cleared when the backend starts).
+    pub scratch_root: PathBuf,
+    /// Size at which an instance's log is rotated (one older file, `<name>.log.1`, is kept).
+    pub log_max_bytes: u64,
+}
+
+impl Default for SupervisorSettings {
+    fn default() -> Self {
+        SupervisorSettings {
+            health_interval: Duration::from_secs(2),
+            unhealthy_after: 3,
+            drain_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(30),
+            builtin_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth")),
+            memory_cgroups: None,
+            exec_roots: AllowedRoots::default(),
+            builtin_environment: Vec::new(),
+            sandbox: None,
+            scratch_root: std::env::temp_dir().join("berth-scratch"),
+            log_max_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// The words an exit status gets when the kernel killed the instance for its memory limit.
+pub(crate) fn out_of_memory_reason(limit_bytes: u64, spec: &InstanceSpec) -> String {
+    format!(
+        "; killed by the kernel for going past its memory limit of {} MiB ({})",
+        limit_bytes / (1024 * 1024),
+        spec.berth_environment.get("BERTH_INSTANCE_TYPE").map_or("its memory size", String::as_str)
+    )
+}
 
 /// Starts, watches and stops the container of one instance.
 pub(crate) trait Runner: Send + 'static {

@@ -99,8 +99,9 @@ pub fn host_memory_bytes() -> Option<u64> {
 /// Percent of the file system holding `path` that is used, as `df` counts it.
 pub fn disk_used_percent(path: &Path) -> Option<f64> {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
+    // SAFETY: statvfs is plain data, for which all zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs writes into the struct we pass; the path is a valid C string.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }

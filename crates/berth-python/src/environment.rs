@@ -2,7 +2,7 @@
 //! plus a model's `requirements.txt`), made once with pip from the package registry and cached
 //! under the data directory, shared by every model that needs the same set.
 
-use crate::framework::Framework;
+use berth_domain::Framework;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

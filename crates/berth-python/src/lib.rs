@@ -9,12 +9,13 @@
 
 #![forbid(unsafe_code)]
 
+mod backend;
 mod environment;
-mod framework;
 pub mod server;
 
+pub use backend::PythonBackend;
+pub use berth_domain::{framework_of, Framework, FrameworkKind};
 pub use environment::{PreparedEnvironment, PythonEnvironments};
-pub use framework::{Framework, FrameworkKind};
 pub use server::PythonWorkerSettings;
 
 /// Creates a directory and its missing parents, readable by berth's user only (0700).

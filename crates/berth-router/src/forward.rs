@@ -5,8 +5,6 @@ use bytes::Bytes;
 use http::HeaderValue;
 use std::time::Duration;
 
-pub const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
-
 /// An invocation as the router needs it; parsed from the wire by the edge.
 #[derive(Debug, Clone, Default)]
 pub struct InvokeRequest {

@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The header that carries SageMaker's `CustomAttributes` both ways.
+pub const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
+
 /// The longest answer head read from an instance.
 const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields an answer head may have.
@@ -198,7 +201,7 @@ impl Conn {
                 }
             } else if name.eq_ignore_ascii_case("content-type") {
                 content_type = HeaderValue::from_bytes(field.value).ok();
-            } else if name.eq_ignore_ascii_case(crate::forward::CUSTOM_ATTRIBUTES) {
+            } else if name.eq_ignore_ascii_case(CUSTOM_ATTRIBUTES) {
                 custom_attributes = HeaderValue::from_bytes(field.value).ok();
             }
         }

@@ -22,9 +22,9 @@ pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse, StreamE
 pub use models::{check_target_model, ModelCache, ModelCacheSettings, ModelUse, MAX_TARGET_MODEL_LEN};
 pub use pipeline::Pipeline;
 pub use serverless::{ServerlessRegistry, ServerlessState};
-pub use shadow::{ShadowComparison, ShadowLog, ShadowRoute, ShadowStats, KEPT_COMPARISONS};
+pub use shadow::{ShadowComparison, ShadowLog, ShadowStats, KEPT_COMPARISONS};
 pub use sticky::{StickyKey, STICKY_KEY_TAG};
-pub use table::{EndpointRoute, GreenRoute, RoutingTable, VariantRoute};
+pub use table::{EndpointRoute, GreenRoute, RoutingTable, ShadowRoute, VariantRoute};
 
 use berth_domain::ExecutionMode;
 use berth_instances::{InFlight, InstanceSlot};
@@ -133,8 +133,9 @@ impl Router {
                     admitted = Some((variant.name.clone(), a));
                 }
             }
-            let target_model = models::model_of(&route.endpoint, variant, req.target_model.as_deref())?;
-            let container = pipeline::container_of(&route.endpoint, variant, req.target_container.as_deref())?;
+            let target_model = variant.model_of(&route.endpoint, req.target_model.as_deref())?;
+            let container =
+                pipeline::container_of(&route.endpoint, &variant.name, variant.pipeline.as_deref(), req.target_container.as_deref())?;
             let picked = match target_model {
                 // Preferably an instance that has the model loaded.
                 Some((cache, target)) => variant.pick_instance_preferring(|slot| cache.has_loaded(slot, target)),
@@ -152,11 +153,14 @@ impl Router {
                 variant.metrics.record(Outcome::Unavailable, None, micros(started.elapsed()));
                 return Err(InvokeError::NoHealthyInstance { variant: variant.name.clone() });
             };
-            let model = models::acquire_for(target_model, &self.forwarder, &slot, variant).await?;
+            let model = models::acquire_for(target_model, &self.forwarder, &slot, &variant.name, &variant.metrics).await?;
             let path = models::call_path(model.as_ref());
             let sent = Instant::now();
             let result = match variant.pipeline.as_deref() {
-                Some(p) if p.mode == ExecutionMode::Serial => self.run_pipeline(p, variant, slot.clone(), req, &exchange).await,
+                Some(p) if p.mode == ExecutionMode::Serial => {
+                    let pick = |container| variant.pick_container_instance(container);
+                    self.run_pipeline(p, &variant.name, pick, slot.clone(), req, &exchange).await
+                }
                 Some(p) => exchange
                     .send(&self.forwarder, &slot, path, &variant.name, req)
                     .await
@@ -304,7 +308,7 @@ impl Router {
 /// answered), recorded in its metrics. On a multi-model shadow the request's `TargetModel` is
 /// loaded on the shadow's instance and invoked there, as on production.
 async fn shadow_answer(forwarder: &Arc<Forwarder>, endpoint: &str, variant: &VariantRoute, request: &InvokeRequest) -> (u16, Bytes) {
-    let target = match models::model_of(endpoint, variant, request.target_model.as_deref()) {
+    let target = match variant.model_of(endpoint, request.target_model.as_deref()) {
         Ok(target) => target,
         Err(e) => return (0, Bytes::from(e.to_string())),
     };
@@ -316,7 +320,7 @@ async fn shadow_answer(forwarder: &Arc<Forwarder>, endpoint: &str, variant: &Var
         variant.metrics.record(Outcome::Unavailable, None, 0);
         return (0, Bytes::from_static(b"no healthy instance"));
     };
-    let model = match models::acquire_for(target, forwarder, &slot, variant).await {
+    let model = match models::acquire_for(target, forwarder, &slot, &variant.name, &variant.metrics).await {
         Ok(model) => model,
         Err(e) => return (0, Bytes::from(e.to_string())),
     };

@@ -7,7 +7,6 @@
 //! With `ModelCacheSetting: Disabled` a model is unloaded after each call.
 
 use crate::forward::{Forwarder, InvokeError};
-use crate::table::VariantRoute;
 use berth_domain::ModelLoadRequest;
 use berth_instances::{staged_models_dir, InstanceSlot, ModelArtifacts, ModelData, ModelDir, STAGED_MODELS_MOUNT};
 use berth_metrics::VariantMetrics;
@@ -107,18 +106,18 @@ impl Drop for ModelUse {
 /// a `TargetModel`), neither for another (which takes none).
 pub(crate) fn model_of<'v>(
     endpoint: &str,
-    variant: &'v VariantRoute,
+    variant: &str,
+    models: Option<&'v Arc<ModelCache>>,
     target: Option<&'v str>,
 ) -> Result<Option<(&'v Arc<ModelCache>, &'v str)>, InvokeError> {
-    match (&variant.models, target) {
+    match (models, target) {
         (Some(cache), Some(target)) => Ok(Some((cache, target))),
         (None, None) => Ok(None),
         (Some(_), None) => Err(InvokeError::Target(format!(
             "Endpoint {endpoint} is a multi-model endpoint: name the model to invoke with TargetModel (its key under the model's ModelDataUrl)."
         ))),
         (None, Some(_)) => Err(InvokeError::Target(format!(
-            "Variant {} of endpoint {endpoint} does not serve multiple models: leave TargetModel out.",
-            variant.name
+            "Variant {variant} of endpoint {endpoint} does not serve multiple models: leave TargetModel out."
         ))),
     }
 }
@@ -130,10 +129,11 @@ pub(crate) async fn acquire_for(
     target: Option<(&Arc<ModelCache>, &str)>,
     forwarder: &Arc<Forwarder>,
     slot: &Arc<InstanceSlot>,
-    variant: &VariantRoute,
+    variant: &str,
+    metrics: &Arc<VariantMetrics>,
 ) -> Result<Option<ModelUse>, InvokeError> {
     match target {
-        Some((cache, target)) => Ok(Some(Box::pin(cache.acquire(forwarder, slot, &variant.name, target, &variant.metrics)).await?)),
+        Some((cache, target)) => Ok(Some(Box::pin(cache.acquire(forwarder, slot, variant, target, metrics)).await?)),
         None => Ok(None),
     }
 }

@@ -3,10 +3,9 @@
 //! the last (`Serial`), each container's answer the next one's request.
 
 use crate::forward::{self, InvokeError, InvokeRequest};
-use crate::table::VariantRoute;
 use crate::{Exchange, Router};
 use berth_domain::ExecutionMode;
-use berth_instances::InstanceSlot;
+use berth_instances::{InFlight, InstanceSlot};
 use berth_metrics::VariantMetrics;
 use std::sync::Arc;
 
@@ -34,7 +33,8 @@ impl Router {
     pub(crate) async fn run_pipeline<E: Exchange>(
         &self,
         pipeline: &Pipeline,
-        variant: &VariantRoute,
+        variant: &str,
+        pick_container_instance: impl Fn(usize) -> Option<(Arc<InstanceSlot>, InFlight)>,
         first: Arc<InstanceSlot>,
         req: &InvokeRequest,
         exchange: &E,
@@ -44,28 +44,25 @@ impl Router {
         let mut passed: Option<InvokeRequest> = None;
         for stage in 0..last {
             let this = passed.as_ref().unwrap_or(req);
-            let answer = self.forwarder.forward(&slot, &variant.name, this).await.map_err(|e| stage_error(e, pipeline, stage))?;
+            let answer = self.forwarder.forward(&slot, variant, this).await.map_err(|e| stage_error(e, pipeline, stage))?;
             passed = Some(InvokeRequest { body: answer.body, content_type: answer.content_type, ..req.clone() });
-            let (next, in_flight) = variant
-                .pick_container_instance(stage + 1)
-                .ok_or_else(|| InvokeError::NoHealthyInstance { variant: variant.name.clone() })?;
+            let (next, in_flight) =
+                pick_container_instance(stage + 1).ok_or_else(|| InvokeError::NoHealthyInstance { variant: variant.to_string() })?;
             (slot, _in_flight) = (next, Some(in_flight));
         }
         let this = passed.as_ref().unwrap_or(req);
-        exchange.send(&self.forwarder, &slot, forward::INVOCATIONS, &variant.name, this).await.map_err(|e| stage_error(e, pipeline, last))
+        exchange.send(&self.forwarder, &slot, forward::INVOCATIONS, variant, this).await.map_err(|e| stage_error(e, pipeline, last))
     }
 }
 
 /// Which of a variant's containers a call goes to: for a Direct multi-container variant the one
 /// `TargetContainerHostname` names, else the first (the only one, or a pipeline's first).
-pub(crate) fn container_of(endpoint: &str, variant: &VariantRoute, target: Option<&str>) -> Result<usize, InvokeError> {
+pub(crate) fn container_of(endpoint: &str, variant: &str, pipeline: Option<&Pipeline>, target: Option<&str>) -> Result<usize, InvokeError> {
     let refuse = |message: String| Err(InvokeError::Target(message));
-    let Some(p) = variant.pipeline.as_deref() else {
+    let Some(p) = pipeline else {
         return match target {
             None => Ok(0),
-            Some(_) => {
-                refuse(format!("Variant {} of endpoint {endpoint} runs one container: leave TargetContainerHostname out.", variant.name))
-            }
+            Some(_) => refuse(format!("Variant {variant} of endpoint {endpoint} runs one container: leave TargetContainerHostname out.")),
         };
     };
     let names = p.hostnames.join(", ");
@@ -78,7 +75,7 @@ pub(crate) fn container_of(endpoint: &str, variant: &VariantRoute, target: Optio
             refuse(format!("Endpoint {endpoint} invokes its containers directly: name one with TargetContainerHostname ({names})."))
         }
         (ExecutionMode::Direct, Some(h)) => p.index_of(h).map_or_else(
-            || refuse(format!("Variant {} of endpoint {endpoint} has no container {h}; its containers are {names}.", variant.name)),
+            || refuse(format!("Variant {variant} of endpoint {endpoint} has no container {h}; its containers are {names}.")),
             Ok,
         ),
     }

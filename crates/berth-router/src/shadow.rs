@@ -2,18 +2,9 @@
 //! production answer is back; the caller never waits for it. Shadow answers are compared with
 //! the production ones and the latest are kept per shadow variant for people to look at.
 
-use crate::table::VariantRoute;
 use berth_domain::NameKey;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-
-/// A shadow variant in a route: the fraction of production requests it gets a copy of.
-#[derive(Debug)]
-pub struct ShadowRoute {
-    pub variant: VariantRoute,
-    /// In [0, 1].
-    pub sample: f64,
-}
 
 /// How many comparisons are kept per shadow variant.
 pub const KEPT_COMPARISONS: usize = 100;

@@ -2,7 +2,7 @@ use crate::capture::{CaptureQueue, CaptureSettings};
 use crate::models::ModelCache;
 use crate::pipeline::Pipeline;
 use crate::serverless::{ServerlessRegistry, ServerlessState};
-use crate::shadow::{ShadowLog, ShadowRoute};
+use crate::shadow::ShadowLog;
 use crate::sticky::{self, StickyKey};
 use crate::InvokeError;
 use arc_swap::ArcSwap;
@@ -176,6 +176,14 @@ pub struct GreenRoute {
     pub share: f64,
 }
 
+/// A shadow variant in a route: the fraction of production requests it gets a copy of.
+#[derive(Debug)]
+pub struct ShadowRoute {
+    pub variant: VariantRoute,
+    /// In [0, 1].
+    pub sample: f64,
+}
+
 #[derive(Debug)]
 pub struct VariantRoute {
     pub name: String,
@@ -236,6 +244,16 @@ impl VariantRoute {
 
     /// An instance of a multi-container variant's container `index` (0: the first, or the
     /// only container of any other variant).
+    /// The model cache and key of a call: both for a multi-model variant (which needs a
+    /// `TargetModel`), neither for another (which takes none).
+    pub(crate) fn model_of<'v>(
+        &'v self,
+        endpoint: &str,
+        target: Option<&'v str>,
+    ) -> Result<Option<(&'v Arc<ModelCache>, &'v str)>, InvokeError> {
+        crate::models::model_of(endpoint, &self.name, self.models.as_ref(), target)
+    }
+
     pub fn pick_container_instance(&self, index: usize) -> Option<(Arc<InstanceSlot>, InFlight)> {
         self.pick_instance_among(|s| s.container() == index)
     }

@@ -139,7 +139,7 @@ impl Sandbox {
     /// allocation, no lock. Errors are the system call's.
     pub fn enter(&self) -> std::io::Result<()> {
         let fail = |r: libc::c_long| if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
-        // SAFETY (all calls below): prctl, capset and landlock_restrict_self take plain integers
+        // SAFETY: every call below (prctl, capset, landlock_restrict_self) takes plain integers
         // or pointers to the stack values built here; none keeps them.
         unsafe {
             // Capabilities: the bounding set (needs CAP_SETPCAP: a berth without it has none to

@@ -23,12 +23,12 @@ fn probe_inside() {
     show("write outside", std::fs::write(Path::new(outside).with_extension("written"), b"x"));
     show("parent environ", std::fs::read(format!("/proc/{parent}/environ")).map(drop));
     show("unix socket", std::os::unix::net::UnixStream::connect(socket).map(drop));
-    // SAFETY: kill with signal 0 only checks permission; unshare takes a flag.
-    show(
-        "signal parent",
-        if unsafe { libc::kill(parent.parse().unwrap(), 0) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) },
-    );
-    show("user namespace", if unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+    // SAFETY: kill with signal 0 only checks permission.
+    let signalled = unsafe { libc::kill(parent.parse().unwrap(), 0) };
+    show("signal parent", if signalled == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+    // SAFETY: unshare takes a flag.
+    let unshared = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
+    show("user namespace", if unshared == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
     let caps = std::fs::read_to_string("/proc/self/status").unwrap();
     let effective = caps.lines().find(|l| l.starts_with("CapEff:")).unwrap_or("").to_string();
     let bounding = caps.lines().find(|l| l.starts_with("CapBnd:")).unwrap_or("").to_string();

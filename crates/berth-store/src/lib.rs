@@ -1,7 +1,7 @@
 //! berth's state store.
 //!
-//! [`StateStore`] is the seam: the embedded [`SqliteStore`] is the default, a shared store
-//! (Postgres) for several routers is another implementation of the same trait. Every write
+//! [`StateStore`] is the seam between berth and where its state lives; [`SqliteStore`], a
+//! SQLite database in the data directory, is its one implementation. Every write
 //! is committed (and synced to disk) before the call returns, so an acknowledged write
 //! survives `kill -9` of the server.
 

@@ -5,9 +5,10 @@ use berth_aws::Edge;
 use berth_control::{Controller, ControllerSettings, Limits};
 use berth_domain::Account;
 use berth_instances::{
-    AllowedRoots, DockerBackend, DockerEngine, ExtractLimits, ImageBackends, InstanceBudget, MemoryCgroups, ModelArtifacts, ProcessBackend,
-    ProcessTracker, PythonBackend, PythonEnvironments, SupervisorSettings,
+    AllowedRoots, DockerBackend, DockerEngine, ExtractLimits, FrameworkRuntime, ImageBackends, InstanceBudget, MemoryCgroups,
+    ModelArtifacts, ProcessBackend, ProcessTracker, SupervisorSettings,
 };
+use berth_python::{PythonBackend, PythonEnvironments};
 use berth_router::{Forwarder, Router, RoutingTable};
 use berth_sandbox::SandboxConfig;
 use berth_store::SqliteStore;
@@ -304,7 +305,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     info!(engine = %args.docker.describe(), pull = %args.docker_pull, "container images run through the Docker engine");
     let python = (args.python_runtime == "on").then(|| {
         let environments = PythonEnvironments::new(data_dir.join("python"), args.python.clone(), args.offline);
-        Arc::new(PythonBackend::new(processes.clone(), environments))
+        Arc::new(PythonBackend::new(processes.clone(), environments)) as Arc<dyn FrameworkRuntime>
     });
     info!(
         runtime = %args.python_runtime,

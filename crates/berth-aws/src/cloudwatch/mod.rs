@@ -10,11 +10,10 @@ mod custom;
 mod query;
 
 pub(crate) use query::decode as decode_form;
-pub(crate) use query::error_xml as query_error_xml;
 pub use query::query;
 
 use crate::error::{EdgeError, Service};
-use crate::protocol::Protocol;
+use crate::protocol::{encode_cbor, Protocol};
 use crate::Edge;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -25,7 +24,7 @@ use berth_metrics::{Datapoint, MetricName, VariantKey};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-pub const TARGET_PREFIX: &str = "GraniteServiceVersion20100801";
+pub(crate) use crate::protocol::CLOUDWATCH_TARGET_PREFIX as TARGET_PREFIX;
 
 /// Smithy RPC v2 CBOR.
 pub async fn cbor(State(edge): State<Edge>, Path((service, operation)): Path<(String, String)>, body: Bytes) -> Response {
@@ -39,7 +38,7 @@ pub async fn cbor(State(edge): State<Edge>, Path((service, operation)): Path<(St
     };
     let value = match result {
         Ok(v) => v,
-        Err(e) => return e.answer(Protocol::CloudWatchCbor),
+        Err(e) => return Protocol::CloudWatchCbor.answer_error(e),
     };
     let mut resp = (StatusCode::OK, encode_cbor(&value)).into_response();
     resp.headers_mut().insert("content-type", HeaderValue::from_static("application/cbor"));
@@ -64,16 +63,8 @@ pub async fn json(edge: &Edge, operation: &str, body: &[u8]) -> Response {
             resp.headers_mut().insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
             resp
         }
-        Err(e) => e.answer(Protocol::CloudWatchJson),
+        Err(e) => Protocol::CloudWatchJson.answer_error(e),
     }
-}
-
-/// A value in CBOR, as the protocol writes answers and errors.
-pub(crate) fn encode_cbor(v: &Value) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    // Writing to a Vec fails only on a value CBOR cannot hold; none is built here.
-    let _ = ciborium::ser::into_writer(&to_cbor(v, false), &mut bytes);
-    bytes
 }
 
 /// A controller error in CloudWatch's codes.
@@ -396,26 +387,6 @@ fn from_cbor(v: ciborium::Value) -> Value {
         ),
         C::Bytes(_) => Value::Null,
         _ => Value::Null,
-    }
-}
-
-/// JSON to CBOR; members named `Timestamp` (and the items of `Timestamps`) become CBOR
-/// timestamps (tag 1), as the protocol has it.
-fn to_cbor(v: &Value, timestamp: bool) -> ciborium::Value {
-    use ciborium::Value as C;
-    match v {
-        Value::Number(n) if timestamp => C::Tag(1, Box::new(C::Float(n.as_f64().unwrap_or(0.0)))),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => C::Integer(i.into()),
-            None => C::Float(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(s) => C::Text(s.clone()),
-        Value::Bool(b) => C::Bool(*b),
-        Value::Null => C::Null,
-        Value::Array(items) => C::Array(items.iter().map(|i| to_cbor(i, timestamp)).collect()),
-        Value::Object(map) => {
-            C::Map(map.iter().map(|(k, v)| (C::Text(k.clone()), to_cbor(v, k.ends_with("Timestamp") || k == "Timestamps"))).collect())
-        }
     }
 }
 

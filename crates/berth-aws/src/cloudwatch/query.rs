@@ -8,14 +8,12 @@
 
 use super::handle;
 use crate::error::EdgeError;
-use crate::protocol::Protocol;
+use crate::protocol::{xml_escape, Protocol, CLOUDWATCH_XMLNS};
 use crate::Edge;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
-
-const XMLNS: &str = "http://monitoring.amazonaws.com/doc/2010-08-01/";
 
 /// Members that are numbers (`Value` only outside `Dimensions`, where it is the dimension's value).
 const NUMBERS: &[&str] = &[
@@ -43,19 +41,20 @@ pub async fn query(edge: &Edge, body: &[u8]) -> Response {
     let pairs: Vec<(String, String)> = match serde_urlencoded::from_bytes(body) {
         Ok(p) => p,
         Err(e) => {
-            return EdgeError::invalid_parameter(format!("The request body is not a valid form: {e}")).answer(Protocol::CloudWatchQuery)
+            return Protocol::CloudWatchQuery
+                .answer_error(EdgeError::invalid_parameter(format!("The request body is not a valid form: {e}")))
         }
     };
     let Some(action) = pairs.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()) else {
-        return EdgeError::missing_parameter("The request must contain the parameter Action.").answer(Protocol::CloudWatchQuery);
+        return Protocol::CloudWatchQuery.answer_error(EdgeError::missing_parameter("The request must contain the parameter Action."));
     };
     let input = match decode(pairs.into_iter().filter(|(k, _)| k != "Action" && k != "Version")) {
         Ok(v) => v,
-        Err(e) => return e.answer(Protocol::CloudWatchQuery),
+        Err(e) => return Protocol::CloudWatchQuery.answer_error(e),
     };
     match handle(edge, &action, input).await {
         Ok(output) => {
-            let mut xml = format!("<{action}Response xmlns=\"{XMLNS}\"><{action}Result>");
+            let mut xml = format!("<{action}Response xmlns=\"{CLOUDWATCH_XMLNS}\"><{action}Result>");
             if let Value::Object(members) = &output {
                 for (k, v) in members {
                     element(&mut xml, k, v);
@@ -64,7 +63,7 @@ pub async fn query(edge: &Edge, body: &[u8]) -> Response {
             xml += &format!("</{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>");
             respond(StatusCode::OK, xml, &request_id)
         }
-        Err(e) => e.answer(Protocol::CloudWatchQuery),
+        Err(e) => Protocol::CloudWatchQuery.answer_error(e),
     }
 }
 
@@ -185,8 +184,8 @@ fn element(xml: &mut String, name: &str, v: &Value) {
                 element(xml, k, v);
             }
         }
-        Value::Number(_) if name.ends_with("Timestamp") => xml.push_str(&escape(iso(v).as_str().unwrap_or_default())),
-        Value::String(s) => xml.push_str(&escape(s)),
+        Value::Number(_) if name.ends_with("Timestamp") => xml.push_str(&xml_escape(iso(v).as_str().unwrap_or_default())),
+        Value::String(s) => xml.push_str(&xml_escape(s)),
         other => xml.push_str(&other.to_string()),
     }
     xml.push_str(&format!("</{name}>"));
@@ -198,18 +197,6 @@ fn iso(v: &Value) -> Value {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .map_or_else(|| v.clone(), Value::String)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
-}
-
-/// An error as the query protocol writes it.
-pub(crate) fn error_xml(code: &str, message: &str, request_id: &str) -> String {
-    format!(
-        "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
-        escape(message)
-    )
 }
 
 fn respond(status: StatusCode, xml: String, request_id: &str) -> Response {

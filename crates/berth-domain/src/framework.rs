@@ -2,6 +2,18 @@
 //! XGBoost, PyTorch), recognised by repository name in any region's ECR URI, and berth's own
 //! `berth/python`; and the packages that framework version is served with.
 
+use crate::{BuiltinImage, Image};
+
+/// The framework berth's Python runtime would serve `image` with: `berth/python`, or one of
+/// AWS's framework images (which runs as a container instead when the Docker engine holds it).
+pub fn framework_of(image: &Image) -> Option<Framework> {
+    match image {
+        Image::Builtin(BuiltinImage::Python) => Some(Framework::berth_python()),
+        Image::Container(reference) => Framework::of_image(reference),
+        Image::Builtin(_) | Image::Exec(_) => None,
+    }
+}
+
 /// A framework and the version its image tag names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Framework {

@@ -2,22 +2,13 @@
 //! of that exact reference) and `berth/python` run as `berth worker python serve` processes, in
 //! a Python environment made for the framework version (and the model's `requirements.txt`).
 
-use crate::process::ProcessBackend;
-use crate::{Instance, InstanceBackend, InstanceError, InstanceEvent, InstanceSpec};
-use berth_domain::{BuiltinImage, Image};
-use berth_python::{Framework, PythonEnvironments};
+use crate::PythonEnvironments;
+use berth_domain::{BuiltinImage, Framework, Image};
+use berth_instances::{BoxFuture, FrameworkRuntime, Instance, InstanceBackend, InstanceError, InstanceEvent, InstanceSpec, ProcessBackend};
 use std::sync::Arc;
 
-/// The framework berth's Python runtime would serve `image` with: `berth/python`, or one of
-/// AWS's framework images (which runs as a container instead when the Docker engine holds it).
-pub fn framework_of(image: &Image) -> Option<Framework> {
-    match image {
-        Image::Builtin(BuiltinImage::Python) => Some(Framework::berth_python()),
-        Image::Container(reference) => Framework::of_image(reference),
-        Image::Builtin(_) | Image::Exec(_) => None,
-    }
-}
-
+/// The Python runtime as an instance backend of framework images (`ImageBackends` hands it
+/// the instances whose image names a framework).
 pub struct PythonBackend {
     processes: Arc<ProcessBackend>,
     environments: PythonEnvironments,
@@ -30,7 +21,7 @@ impl PythonBackend {
 
     /// Makes (or finds) the environment `framework` is served with, then starts the instance
     /// as a `berth worker python serve` process in it.
-    pub async fn start(&self, mut spec: InstanceSpec, framework: Framework) -> Result<Instance, InstanceError> {
+    async fn start_framework(&self, mut spec: InstanceSpec, framework: Framework) -> Result<Instance, InstanceError> {
         let code_dir = match &spec.code_dir {
             Some(dir) => Some(dir.path().to_path_buf()),
             None => Some(spec.model_dir.path().join("code")).filter(|d| d.is_dir()),
@@ -50,9 +41,7 @@ impl PythonBackend {
             .await
             .map_err(|e| InstanceError::StartFailed(format!("Cannot prepare the Python environment of {}: {e}", spec.id)))?;
         if let Some(note) = &prepared.note {
-            let log =
-                crate::log::InstanceLog::open(&spec.log_path, self.processes.settings.log_max_bytes).map_err(InstanceError::StartFailed)?;
-            log.note(&format!("---- berth: {note} ----"));
+            self.processes.note_in_log(&spec, note)?;
         }
         let threads = spec.berth_environment.get("BERTH_WORKER_THREADS").cloned().unwrap_or_else(|| "1".into());
         spec.environment.entry("SAGEMAKER_MODEL_SERVER_WORKERS".into()).or_insert(threads);
@@ -65,5 +54,11 @@ impl PythonBackend {
         }
         spec.image = Image::Builtin(BuiltinImage::Python);
         self.processes.start(spec).await
+    }
+}
+
+impl FrameworkRuntime for PythonBackend {
+    fn start(&self, spec: InstanceSpec, framework: Framework) -> BoxFuture<'_, Result<Instance, InstanceError>> {
+        Box::pin(self.start_framework(spec, framework))
     }
 }
