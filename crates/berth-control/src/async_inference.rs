@@ -291,9 +291,13 @@ impl Controller {
             }
             for q in start {
                 let (this, router, config, key) = (self.clone(), router.clone(), config.clone(), key.clone());
-                tokio::spawn(async move {
+                let span = tracing::info_span!("async_request", endpoint = %q.endpoint, inference_id = %q.id);
+                self.work.spawn_detached(span, async move {
                     let id = q.id.clone();
-                    if let Err(e) = this.process_async(&router, &config, q.clone()).await {
+                    // A fault of berth's while serving it counts as an outcome not written: the
+                    // request is tried again, then leaves the queue as failed.
+                    let processed = crate::work::caught(this.process_async(&router, &config, q.clone())).await;
+                    if let Err(e) = processed.unwrap_or_else(|panic| Err(format!("berth failed while serving the request: {panic}"))) {
                         this.outcome_not_written(&config, q, e).await;
                     }
                     if let Some(busy) = this.async_work.running.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {

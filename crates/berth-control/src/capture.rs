@@ -168,7 +168,8 @@ impl Controller {
                             // Off the writer's loop, so that a destination that does not answer
                             // stalls only its own records (which hold the buffer until then).
                             let s3 = s3.clone();
-                            tokio::spawn(async move {
+                            let span = tracing::info_span!("capture_upload", destination = %prefix);
+                            self.work.spawn_detached(span, async move {
                                 let key = format!("{prefix}/{}", file_name(first_ms));
                                 match tokio::time::timeout(WRITE_TIMEOUT, s3.put(&key, bytes, kms_key_id.as_deref())).await {
                                     Ok(Ok(())) => {}

@@ -241,7 +241,7 @@ impl Controller {
                     first_error.get_or_insert(e.to_string());
                 }
                 Err(e) => {
-                    first_error.get_or_insert(format!("instance start task failed: {e}"));
+                    first_error.get_or_insert(crate::work::task_failure("starting an instance", e));
                 }
             }
         }
@@ -363,7 +363,8 @@ impl Controller {
         self.routing.publish(self.fleets.route(&endpoint));
         drop(_guard);
         if !retired.is_empty() {
-            tokio::spawn(stop_all(retired));
+            let span = tracing::info_span!("retire", endpoint = %endpoint.name, instances = retired.len());
+            self.work.spawn_detached(span, stop_all(retired));
         }
         Ok(true)
     }

@@ -1,6 +1,7 @@
 //! Endpoint operations and the background tasks that carry them out.
 
 use crate::deploy::{stop_all, FleetMap, VariantFleet};
+use crate::lifecycle::Step;
 use crate::listing::{page, ListQuery, Page};
 use crate::models::{limit_exceeded, map_exists};
 use crate::tags::validate_tags;
@@ -99,7 +100,7 @@ impl Controller {
         };
         tracing::info!(endpoint = %endpoint.name, config = %endpoint.config_name, "endpoint creating");
         self.record_status(&endpoint, &format!("created with endpoint config {}", endpoint.config_name));
-        tokio::spawn(self.clone().bring_up(endpoint.clone(), epoch, None));
+        self.spawn_step(&endpoint, epoch, Step::BringUp, self.clone().bring_up(endpoint.clone(), epoch, None));
         Ok(endpoint)
     }
 
@@ -132,7 +133,7 @@ impl Controller {
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, "endpoint deleting");
         self.record_status(&endpoint, "DeleteEndpoint");
-        tokio::spawn(self.clone().tear_down(endpoint, fleet));
+        self.spawn_step(&endpoint, 0, Step::TearDown, self.clone().tear_down(endpoint.clone(), fleet));
         Ok(())
     }
 
@@ -197,8 +198,8 @@ impl Controller {
         tracing::info!(endpoint = %endpoint.name, config = %config.name, "endpoint updating");
         self.record_status(&endpoint, &format!("UpdateEndpoint to endpoint config {}", config.name));
         match deployment.filter(|_| guarded) {
-            Some(dc) => tokio::spawn(self.clone().deploy_guarded(endpoint.clone(), epoch, dc)),
-            None => tokio::spawn(self.clone().roll_out(endpoint.clone(), epoch, false)),
+            Some(dc) => self.spawn_step(&endpoint, epoch, Step::DeployGuarded, self.clone().deploy_guarded(endpoint.clone(), epoch, dc)),
+            None => self.spawn_step(&endpoint, epoch, Step::RollOut, self.clone().roll_out(endpoint.clone(), epoch, false)),
         };
         Ok(endpoint)
     }
@@ -219,11 +220,11 @@ impl Controller {
                 EndpointStatus::Failed | EndpointStatus::OutOfService | EndpointStatus::UpdateRollbackFailed => {}
                 EndpointStatus::Creating => {
                     let epoch = self.fleets.register(&name);
-                    tokio::spawn(self.clone().bring_up(endpoint, epoch, None));
+                    self.spawn_step(&endpoint.clone(), epoch, Step::BringUp, self.clone().bring_up(endpoint, epoch, None));
                 }
                 EndpointStatus::Updating => {
                     let epoch = self.fleets.register(&name);
-                    tokio::spawn(self.clone().roll_out(endpoint, epoch, true));
+                    self.spawn_step(&endpoint.clone(), epoch, Step::RollOut, self.clone().roll_out(endpoint, epoch, true));
                 }
                 EndpointStatus::InService | EndpointStatus::SystemUpdating | EndpointStatus::RollingBack => {
                     if endpoint.status == EndpointStatus::RollingBack {
@@ -239,7 +240,7 @@ impl Controller {
                     let epoch = self.fleets.register(&name);
                     tracing::info!(endpoint = %name, "recovering endpoint");
                     self.record_status(&endpoint, "berth restarted; starting the endpoint's instances again");
-                    tokio::spawn(self.clone().bring_up(endpoint, epoch, None));
+                    self.spawn_step(&endpoint.clone(), epoch, Step::BringUp, self.clone().bring_up(endpoint, epoch, None));
                 }
             }
         }
@@ -249,6 +250,11 @@ impl Controller {
     /// Stops every instance (drain, SIGTERM, grace, SIGKILL). State is left as it is, so the
     /// next start recovers the endpoints.
     pub async fn shutdown(&self) {
+        // Lifecycle steps first, so that none starts an instance once the fleets are taken.
+        let left = self.work.shutdown(std::time::Duration::from_secs(10)).await;
+        if left > 0 {
+            tracing::warn!(tasks = left, "background steps did not end in 10 s; they end with the server");
+        }
         stop_all(self.fleets.take_all()).await;
         self.events.flush().await;
     }
@@ -284,7 +290,7 @@ impl Controller {
                     first_error.get_or_insert(reason);
                 }
                 Err(e) => {
-                    first_error.get_or_insert(format!("variant start task failed: {e}"));
+                    first_error.get_or_insert(crate::work::task_failure("starting the variant", e));
                 }
             }
         }

@@ -34,6 +34,7 @@ mod tags;
 mod transform;
 mod transform_records;
 mod weight_controls;
+mod work;
 
 /// Entry points for the fuzz targets under `fuzz/` (not an API).
 #[doc(hidden)]
@@ -112,6 +113,23 @@ pub struct ControllerSettings {
     pub python_runtime: bool,
 }
 
+impl ControllerSettings {
+    /// Settings for tests of the controller: account 123456789012 in us-east-1, default limits,
+    /// a 10 s start timeout, no exec or file roots, no Python runtime.
+    #[doc(hidden)]
+    pub fn for_tests(data_dir: &std::path::Path) -> ControllerSettings {
+        ControllerSettings {
+            account: Account { region: "us-east-1".into(), account_id: "123456789012".into() },
+            data_dir: data_dir.to_path_buf(),
+            limits: Limits::default(),
+            default_startup_timeout: Duration::from_secs(10),
+            exec_roots: AllowedRoots::default(),
+            file_roots: AllowedRoots::default(),
+            python_runtime: false,
+        }
+    }
+}
+
 pub struct Controller {
     store: Arc<dyn StateStore>,
     backend: Arc<dyn InstanceBackend>,
@@ -136,6 +154,8 @@ pub struct Controller {
     /// Each alarm's last evaluated window (its end) and configuration, so an alarm is
     /// evaluated again only once a new period of it has closed.
     alarm_evaluations: alarms::Evaluations,
+    /// Every background step: supervised, in a span, cancelled at shutdown.
+    work: work::Work,
 }
 
 impl Controller {
@@ -161,6 +181,7 @@ impl Controller {
             router: std::sync::OnceLock::new(),
             transform_stops: Default::default(),
             alarm_evaluations: Default::default(),
+            work: Default::default(),
         })
     }
 

@@ -2,13 +2,121 @@
 //! deleting, and bringing stored endpoints back after a restart.
 
 use crate::deploy::{resolved_image, stop_all};
-use crate::Controller;
+use crate::{ControlError, Controller};
 use berth_domain::{Endpoint, EndpointStatus, EventKind, Timestamp, VariantState};
 use berth_instances::Instance;
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 
+/// A lifecycle step of an endpoint, as its span and the failure reason after a panic name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    BringUp,
+    RollOut,
+    DeployGuarded,
+    Scale,
+    TearDown,
+}
+
+impl Step {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Step::BringUp => "bring_up",
+            Step::RollOut => "roll_out",
+            Step::DeployGuarded => "deploy_guarded",
+            Step::Scale => "scale",
+            Step::TearDown => "tear_down",
+        }
+    }
+
+    fn doing(self) -> &'static str {
+        match self {
+            Step::BringUp => "starting the endpoint's instances",
+            Step::RollOut => "updating the endpoint",
+            Step::DeployGuarded => "deploying the update with its guardrails",
+            Step::Scale => "scaling the endpoint",
+            Step::TearDown => "deleting the endpoint",
+        }
+    }
+}
+
 impl Controller {
+    /// Runs a lifecycle step of `endpoint` (at `epoch`) as supervised background work: in a span
+    /// naming the endpoint and the step, and, should it panic, ending in `Failed` with a
+    /// `FailureReason` and an event rather than a status nobody moves on.
+    pub(crate) fn spawn_step(
+        self: &Arc<Self>,
+        endpoint: &Endpoint,
+        epoch: u64,
+        step: Step,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let span = tracing::info_span!("lifecycle", endpoint = %endpoint.name, step = step.name(), epoch);
+        let (this, name, arn) = (self.clone(), endpoint.name.clone(), endpoint.arn.clone());
+        self.work.spawn(span, task, move |panic| async move { this.fail_after_panic(&name, &arn, epoch, step, &panic).await });
+    }
+
+    /// For tests: runs the step named `step` of endpoint `name` as a task whose own code panics
+    /// with `message`, under the supervision real steps run under (a `tear_down` finds the
+    /// endpoint `Deleting`, as after DeleteEndpoint).
+    #[doc(hidden)]
+    pub async fn run_panicking_step_for_tests(self: &Arc<Self>, name: &str, step: &str, message: &'static str) -> Result<(), ControlError> {
+        let steps = [Step::BringUp, Step::RollOut, Step::DeployGuarded, Step::Scale, Step::TearDown];
+        let step = steps.into_iter().find(|s| s.name() == step).ok_or_else(|| ControlError::Validation(format!("no step {step}")))?;
+        let mut endpoint = self.describe_endpoint(name).await?;
+        let epoch = self.fleets.epoch(name).unwrap_or(0);
+        if step == Step::TearDown {
+            endpoint.status = EndpointStatus::Deleting;
+            let stored = endpoint.clone();
+            self.db(move |s| s.update_endpoint(&stored)).await?;
+        }
+        self.spawn_step(&endpoint, epoch, step, async move { panic!("{message}") });
+        Ok(())
+    }
+
+    /// After a step panicked: the endpoint, if it is still the one the step worked on, is
+    /// `Failed` with the reason. Its instances are left as they are (a delete or an update
+    /// starts from there).
+    async fn fail_after_panic(self: Arc<Self>, name: &str, arn: &str, epoch: u64, step: Step, panic: &str) {
+        let reason = format!(
+            "berth failed while {}: {panic}. This is a fault in berth, not in the model; delete the endpoint, or update it, to start again.",
+            step.doing()
+        );
+        let _guard = self.transitions.lock().await;
+        let key = name.to_string();
+        let stored = match self.db(move |s| s.endpoint(&key)).await {
+            Ok(Some(e)) if e.arn == arn => e,
+            Ok(_) => return, // deleted, or another endpoint of that name now
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the endpoint to mark it Failed");
+                return;
+            }
+        };
+        // A step of an earlier generation of the endpoint changes nothing; a delete's endpoint
+        // has no fleet left to compare with.
+        let current = match step {
+            Step::TearDown => stored.status == EndpointStatus::Deleting,
+            _ => self.fleets.epoch(name) == Some(epoch),
+        };
+        if !current || stored.status == EndpointStatus::Failed {
+            return;
+        }
+        let mut failed = stored;
+        failed.status = EndpointStatus::Failed;
+        failed.failure_reason = Some(self.redact(&reason));
+        failed.modified = Timestamp::now();
+        let to_store = failed.clone();
+        if let Err(e) = self.db(move |s| s.update_endpoint(&to_store)).await {
+            tracing::error!(error = %e, "could not mark the endpoint Failed");
+            return;
+        }
+        drop(_guard);
+        tracing::error!(endpoint = %name, %reason, "endpoint failed");
+        self.record_event(name, None, EventKind::DeploymentFailed, reason);
+        self.record_status(&failed, "");
+    }
+
     /// Starts all variants of a new (or recovered) endpoint, then puts it in service.
     pub(crate) async fn bring_up(self: Arc<Self>, mut endpoint: Endpoint, epoch: u64, failure_reason: Option<String>) {
         let result = self.start_fleet(&endpoint.name, &endpoint.variants, &HashSet::new()).await;
@@ -109,7 +217,7 @@ impl Controller {
                 if recovering {
                     // Nothing runs yet after a restart: bring the previous variants back.
                     back.status = EndpointStatus::SystemUpdating;
-                    tokio::spawn(self.clone().bring_up(back, epoch, Some(reason)));
+                    self.spawn_step(&back.clone(), epoch, Step::BringUp, self.clone().bring_up(back, epoch, Some(reason)));
                     return;
                 }
                 back.status = EndpointStatus::InService;

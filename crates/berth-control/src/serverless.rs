@@ -26,7 +26,8 @@ impl Controller {
                     let key = (NameKey::of(&endpoint), variant.clone());
                     if starting.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone()) {
                         let (this, starting) = (self.clone(), starting.clone());
-                        tokio::spawn(async move {
+                        let span = tracing::info_span!("cold_start", endpoint = %endpoint, variant = %variant);
+                        self.work.spawn_detached(span, async move {
                             this.cold_start(&endpoint, &variant).await;
                             starting.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
                         });
@@ -49,7 +50,11 @@ impl Controller {
             return;
         }
         tracing::info!(endpoint = %e.name, variant, "serverless cold start");
-        match self.start_instances(&e.name, &VariantState { desired_instance_count: 1, ..v.clone() }).await {
+        let one = VariantState { desired_instance_count: 1, ..v.clone() };
+        // A fault of berth's while starting is this cold start's failure (the waiting requests
+        // hear it), not a variant that never starts again.
+        let started = crate::work::caught(self.start_instances(&e.name, &one)).await;
+        match started.unwrap_or_else(|panic| Err(format!("berth failed while starting the instance: {panic}"))) {
             Ok(started) => {
                 let models = self.model_cache(&e.name, &v).await;
                 let installed = self.fleets.apply(&e.name, epoch, |map| {

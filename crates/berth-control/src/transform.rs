@@ -137,7 +137,8 @@ impl Controller {
         let (stop, stopped) = watch::channel(false);
         self.transform_stops.lock().unwrap_or_else(|e| e.into_inner()).insert(NameKey::of(&job.name), stop);
         let this = self.clone();
-        tokio::spawn(async move {
+        let span = tracing::info_span!("transform_job", transform_job = %job.name);
+        self.work.spawn_detached(span, async move {
             let name = job.name.clone();
             this.run_job(job, stopped).await;
             this.transform_stops.lock().unwrap_or_else(|e| e.into_inner()).remove(&NameKey::of(&name));
@@ -149,9 +150,13 @@ impl Controller {
         job.started = Some(Timestamp::now());
         let _ = self.store_job(&job).await;
         self.job_event(&job, format!("Starting {} instance(s) of model {} ({})", job.instance_count, job.model_name, job.instance_type));
+        // A fault of berth's inside is the job's failure: its fleet still stops, its end is stored.
         let work = async {
-            self.start_job_fleet(&job, &route).await?;
-            self.transform_objects(&job, &route).await
+            let run = async {
+                self.start_job_fleet(&job, &route).await?;
+                self.transform_objects(&job, &route).await
+            };
+            crate::work::caught(run).await.unwrap_or_else(|panic| Err(format!("berth failed while running the job: {panic}")))
         };
         let outcome = tokio::select! {
             outcome = work => Some(outcome),

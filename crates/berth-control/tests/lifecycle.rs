@@ -1,18 +1,20 @@
 //! The controller's endpoint lifecycles against an in-memory backend (`FakeBackend`): what it
 //! starts and stops, what it stores, and what it publishes to the routing table — create,
 //! blue/green update, a guarded update rolled back on an alarm, delete during an update, and
-//! recovery after a restart on the same data directory, and the dashboard's weight controls.
+//! recovery after a restart on the same data directory, the dashboard's weight controls, and a
+//! fault of berth's own in each step.
 
 use berth_control::{
-    Controller, ControllerSettings, CreateEndpoint, CreateEndpointConfig, CreateModel, Limits, PutAlarm, UpdateEndpoint, WeightControl,
+    Controller, ControllerSettings, CreateEndpoint, CreateEndpointConfig, CreateModel, DesiredWeightAndCapacity, PutAlarm, UpdateEndpoint,
+    WeightControl,
 };
 use berth_domain::{
-    Account, AlarmState, BlueGreenPolicy, CapacitySize, CapacityUnit, ContainerSpec, DeploymentConfig, Endpoint, EndpointStatus,
-    TrafficRouting, UpdatePolicy, VariantSpec,
+    AlarmState, BlueGreenPolicy, CapacitySize, CapacityUnit, ContainerSpec, DeploymentConfig, Endpoint, EndpointStatus, TrafficRouting,
+    UpdatePolicy, VariantSpec,
 };
 use berth_instances::{AllowedRoots, ExtractLimits, FakeBackend, FakeCall, ModelArtifacts};
 use berth_router::RoutingTable;
-use berth_store::SqliteStore;
+use berth_store::{EventQuery, SqliteStore};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,15 +29,7 @@ fn server(dir: &Path, backend: &FakeBackend) -> Server {
     let limits = ExtractLimits { max_total_bytes: 1 << 20, max_entries: 100, max_ratio: 100, deadline: None };
     let artifacts = ModelArtifacts::new(dir.join("models"), limits, AllowedRoots::default());
     let routing = Arc::new(RoutingTable::default());
-    let settings = ControllerSettings {
-        account: Account { region: "us-east-1".into(), account_id: "123456789012".into() },
-        data_dir: dir.to_path_buf(),
-        limits: Limits::default(),
-        default_startup_timeout: Duration::from_secs(10),
-        exec_roots: AllowedRoots::default(),
-        file_roots: AllowedRoots::default(),
-        python_runtime: false,
-    };
+    let settings = ControllerSettings::for_tests(dir);
     let controller = Controller::new(Arc::new(store), Arc::new(backend.clone()), artifacts, routing.clone(), settings);
     Server { controller, routing }
 }
@@ -316,4 +310,96 @@ async fn weight_controls_set_promote_and_roll_back_what_the_router_follows() {
     let s = server(dir.path(), &backend);
     let e = s.controller.describe_endpoint("ep").await.unwrap();
     assert_eq!(e.previous_weights, Some(weights(0.0, 1.0)));
+}
+
+/// A fault of berth's own (here a panic where an instance starts) in each lifecycle step ends
+/// in a reported failure: `Failed` with a `FailureReason` for a new endpoint, the old fleet
+/// serving with one for an update (plain or guarded) and for scaling, and an event each time —
+/// never a status left `Creating` or `Updating`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_each_lifecycle_step_ends_in_a_reported_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::default();
+    let s = server(dir.path(), &backend);
+    s.model("good", "registry.example/good:1").await;
+    s.model("later", "registry.example/later:1").await;
+    s.model("faulty", "registry.example/faulty:1").await;
+    s.config("good", &[("V", "good", 1)]).await;
+    s.config("later", &[("V", "later", 1)]).await;
+    s.config("faulty", &[("V", "faulty", 1)]).await;
+    backend.panic_on_images_containing("faulty");
+    let says_why = |e: &Endpoint| {
+        let reason = e.failure_reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("berth failed while starting") && reason.contains("fake panic while starting registry.example/faulty:1"),
+            "{reason}"
+        );
+    };
+
+    // bring_up
+    s.create("created", "faulty").await;
+    says_why(&s.settled("created", EndpointStatus::Failed).await);
+
+    // roll_out, then deploy_guarded: the old fleet keeps serving.
+    s.create("updated", "good").await;
+    s.settled("updated", EndpointStatus::InService).await;
+    let serving = backend.running();
+    s.update("updated", "faulty", None).await;
+    let e = s.settled("updated", EndpointStatus::InService).await;
+    says_why(&e);
+    assert_eq!((e.config_name.as_str(), backend.running()), ("good", serving.clone()));
+    let canary =
+        BlueGreenPolicy { routing: TrafficRouting::AllAtOnce, wait_interval_secs: 0, termination_wait_secs: 0, max_execution_secs: None };
+    s.update("updated", "faulty", Some(DeploymentConfig { policy: Some(UpdatePolicy::BlueGreen(canary)), rollback_alarms: vec![] })).await;
+    let e = s.settled("updated", EndpointStatus::InService).await;
+    says_why(&e);
+    assert_eq!((e.config_name.as_str(), backend.running()), ("good", serving));
+
+    // scale
+    s.create("scaled", "later").await;
+    s.settled("scaled", EndpointStatus::InService).await;
+    backend.panic_on_images_containing("later");
+    let more = DesiredWeightAndCapacity { variant: "V".into(), weight: None, instance_count: Some(2), serverless: None };
+    s.controller.update_weights_and_capacities("scaled", vec![more]).await.unwrap();
+    let e = s.settled("scaled", EndpointStatus::InService).await;
+    let reason = e.failure_reason.clone().unwrap_or_default();
+    assert!(reason.contains("fake panic while starting registry.example/later:1"), "{reason}");
+    assert_eq!(e.variant("V").map(|v| (v.current_instance_count, v.desired_instance_count)), Some((1, 1)));
+
+    for endpoint in ["created", "updated", "scaled"] {
+        let query = EventQuery { endpoint: Some(endpoint.into()), after: None, before: None, limit: 100 };
+        let events = s.controller.events(query).await.unwrap();
+        assert!(events.iter().any(|e| e.event.message.contains("fake panic")), "{endpoint}: {events:?}");
+    }
+}
+
+/// A step that panics in its own code (not where an instance starts, whose panics the fleet's
+/// task set turns into errors) marks its endpoint `Failed`, naming what it was doing and the
+/// panic, and says so in an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_panics_in_its_own_code_marks_its_endpoint_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::default();
+    backend.set_start_delay(Duration::from_secs(3600)); // every bring-up stays under way
+    let s = server(dir.path(), &backend);
+    s.model("m", "registry.example/m:1").await;
+    s.config("c", &[("V", "m", 1)]).await;
+    let doing = [
+        ("bring_up", "starting the endpoint's instances"),
+        ("roll_out", "updating the endpoint"),
+        ("deploy_guarded", "deploying the update with its guardrails"),
+        ("scale", "scaling the endpoint"),
+        ("tear_down", "deleting the endpoint"),
+    ];
+    for (step, words) in doing {
+        let name = step.replace('_', "-");
+        s.create(&name, "c").await;
+        s.controller.run_panicking_step_for_tests(&name, step, "injected fault").await.unwrap();
+        let e = s.settled(&name, EndpointStatus::Failed).await;
+        let reason = e.failure_reason.unwrap_or_default();
+        assert!(reason.starts_with(&format!("berth failed while {words}: injected fault.")), "{step}: {reason}");
+        let query = EventQuery { endpoint: Some(name.clone()), after: None, before: None, limit: 100 };
+        let events = s.controller.events(query).await.unwrap();
+        assert!(events.iter().any(|e| e.event.message.contains("injected fault")), "{step}: {events:?}");
+    }
 }

@@ -23,6 +23,8 @@ struct FakeState {
     calls: Vec<FakeCall>,
     /// Starts of images holding one of these strings fail.
     failing: Vec<String>,
+    /// Starts of images holding one of these strings panic (a fault of berth's own).
+    panicking: Vec<String>,
     start_delay: Duration,
 }
 
@@ -34,6 +36,12 @@ impl FakeBackend {
     /// Starts of images whose reference contains `part` fail from now on.
     pub fn fail_images_containing(&self, part: &str) {
         self.state().failing.push(part.to_string());
+    }
+
+    /// Starts of images whose reference contains `part` panic from now on, as a bug in berth
+    /// would: for tests that every lifecycle step ends in a reported failure.
+    pub fn panic_on_images_containing(&self, part: &str) {
+        self.state().panicking.push(part.to_string());
     }
 
     /// Each start takes this long before it succeeds or fails.
@@ -80,6 +88,9 @@ impl InstanceBackend for FakeBackend {
             };
             let delay = self.state().start_delay;
             tokio::time::sleep(delay).await;
+            if self.state().panicking.iter().any(|part| image.contains(part.as_str())) {
+                panic!("fake panic while starting {image}");
+            }
             if self.state().failing.iter().any(|part| image.contains(part.as_str())) {
                 return Err(InstanceError::StartFailed(format!("The container of instance {} exited (fake failure of {image})", spec.id)));
             }

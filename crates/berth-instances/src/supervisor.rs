@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
 
 /// Timings of instance supervision.
 #[derive(Debug, Clone)]
@@ -111,8 +112,23 @@ pub(crate) async fn start_supervised<R: Runner>(
     let slot = Arc::new(InstanceSlot::new(spec.id.clone()).for_container(spec.container_index));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = oneshot::channel();
+    let span = tracing::info_span!("instance", instance = %spec.id);
+    let (id, observer, watched) = (spec.id.clone(), spec.observer.clone(), slot.clone());
     let supervisor = Supervisor { spec, slot: slot.clone(), settings: settings.clone(), stop_rx, runner, _alive: alive };
-    let task = tokio::spawn(supervisor.run(ready_tx));
+    let task = tokio::spawn(
+        async move {
+            // A fault of berth's in the supervisor: the instance takes no more requests and the
+            // endpoint's events say so (its process ends with the runner, dropped on the way).
+            if let Err(panic) = crate::caught(supervisor.run(ready_tx)).await {
+                watched.set_healthy(false);
+                tracing::error!(%panic, "the instance's supervisor panicked");
+                if let Some(observer) = observer {
+                    observer(&id, InstanceEvent::RestartFailed { reason: format!("berth's supervisor of this instance failed: {panic}") });
+                }
+            }
+        }
+        .instrument(span),
+    );
     match ready_rx.await {
         Ok(Ok(())) => Ok(Instance::supervised(slot, stop_tx, task, resolved_image)),
         Ok(Err(e)) => Err(e),

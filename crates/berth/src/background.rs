@@ -99,11 +99,7 @@ impl Supervisor {
 
 /// Logs a panic of `name`'s work and tells `on_panic`.
 fn report(name: &'static str, payload: Box<dyn std::any::Any + Send>, on_panic: &OnPanic) {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into());
+    let message = berth_instances::panic_message(payload.as_ref());
     tracing::error!(task = name, panic = %message, "background work panicked; it goes on");
     on_panic(name, message);
 }
