@@ -115,16 +115,9 @@ impl Drop for Reserved<'_> {
 }
 
 /// Reading the body would take berth past its budget of bodies in flight.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("berth holds as many request bodies as --max-body-memory allows")]
 pub(crate) struct OverBudget;
-
-impl std::fmt::Display for OverBudget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("berth holds as many request bodies as --max-body-memory allows")
-    }
-}
-
-impl std::error::Error for OverBudget {}
 
 pin_project_lite::pin_project! {
     /// A body whose data is claimed from the budget as it arrives; fails with [`OverBudget`]
@@ -177,16 +170,9 @@ where
 }
 
 /// The body did not arrive within the body timeout.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
 pub(crate) struct BodyTimedOut;
-
-impl std::fmt::Display for BodyTimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the request body did not arrive in time")
-    }
-}
-
-impl std::error::Error for BodyTimedOut {}
 
 pin_project_lite::pin_project! {
     /// A body that fails with [`BodyTimedOut`] once its deadline passes; the timer is made only

@@ -36,66 +36,48 @@ const DEFAULT_PAGE: usize = 10;
 const MAX_PAGE: u32 = 100;
 const TOKEN_PREFIX: &str = "berth-page-";
 
-pub(crate) trait Listable {
-    fn name(&self) -> &str;
-    fn created(&self) -> Timestamp;
-    fn modified(&self) -> Timestamp {
-        self.created()
-    }
-    fn status(&self) -> Option<EndpointStatus> {
-        None
-    }
-    /// The status as sorted (`SortBy: Status`).
-    fn status_name(&self) -> Option<&'static str> {
-        self.status().map(|s| s.as_str())
+/// What listing reads of a resource: its name, times, and status (to filter by, and as sorted).
+pub(crate) struct Listed<'a> {
+    name: &'a str,
+    created: Timestamp,
+    modified: Timestamp,
+    status: Option<EndpointStatus>,
+    status_name: Option<&'static str>,
+}
+
+impl<'a> Listed<'a> {
+    /// A resource with a name and a creation time only.
+    fn named(name: &'a str, created: Timestamp) -> Self {
+        Listed { name, created, modified: created, status: None, status_name: None }
     }
 }
 
+pub(crate) trait Listable {
+    fn listed(&self) -> Listed<'_>;
+}
+
 impl Listable for Model {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn created(&self) -> Timestamp {
-        self.created
+    fn listed(&self) -> Listed<'_> {
+        Listed::named(&self.name, self.created)
     }
 }
 
 impl Listable for EndpointConfig {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn created(&self) -> Timestamp {
-        self.created
+    fn listed(&self) -> Listed<'_> {
+        Listed::named(&self.name, self.created)
     }
 }
 
 impl Listable for Endpoint {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn created(&self) -> Timestamp {
-        self.created
-    }
-    fn modified(&self) -> Timestamp {
-        self.modified
-    }
-    fn status(&self) -> Option<EndpointStatus> {
-        Some(self.status)
+    fn listed(&self) -> Listed<'_> {
+        let status = Some(self.status);
+        Listed { modified: self.modified, status, status_name: status.map(|s| s.as_str()), ..Listed::named(&self.name, self.created) }
     }
 }
 
 impl Listable for TransformJob {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn created(&self) -> Timestamp {
-        self.created
-    }
-    fn modified(&self) -> Timestamp {
-        self.modified
-    }
-    fn status_name(&self) -> Option<&'static str> {
-        Some(self.status.as_str())
+    fn listed(&self) -> Listed<'_> {
+        Listed { modified: self.modified, status_name: Some(self.status.as_str()), ..Listed::named(&self.name, self.created) }
     }
 }
 
@@ -123,19 +105,21 @@ pub(crate) fn page<T: Listable>(mut items: Vec<T>, q: &ListQuery) -> Result<Page
     };
     let needle = q.name_contains.as_ref().map(|n| n.to_ascii_lowercase());
     items.retain(|it| {
-        needle.as_ref().is_none_or(|n| it.name().to_ascii_lowercase().contains(n.as_str()))
-            && q.status_equals.is_none_or(|s| it.status() == Some(s))
-            && q.created_before.is_none_or(|t| it.created() < t)
-            && q.created_after.is_none_or(|t| it.created() > t)
-            && q.modified_before.is_none_or(|t| it.modified() < t)
-            && q.modified_after.is_none_or(|t| it.modified() > t)
+        let it = it.listed();
+        needle.as_ref().is_none_or(|n| it.name.to_ascii_lowercase().contains(n.as_str()))
+            && q.status_equals.is_none_or(|s| it.status == Some(s))
+            && q.created_before.is_none_or(|t| it.created < t)
+            && q.created_after.is_none_or(|t| it.created > t)
+            && q.modified_before.is_none_or(|t| it.modified < t)
+            && q.modified_after.is_none_or(|t| it.modified > t)
     });
     items.sort_by(|a, b| {
-        let by_name = || a.name().cmp(b.name());
+        let (a, b) = (a.listed(), b.listed());
+        let by_name = || a.name.cmp(b.name);
         let ord = match q.sort_by {
             SortKey::Name => by_name(),
-            SortKey::CreationTime => a.created().cmp(&b.created()).then_with(by_name),
-            SortKey::Status => a.status_name().cmp(&b.status_name()).then_with(by_name),
+            SortKey::CreationTime => a.created.cmp(&b.created).then_with(by_name),
+            SortKey::Status => a.status_name.cmp(&b.status_name).then_with(by_name),
         };
         if q.ascending {
             ord
@@ -156,11 +140,8 @@ mod tests {
 
     struct Item(&'static str, i64);
     impl Listable for Item {
-        fn name(&self) -> &str {
-            self.0
-        }
-        fn created(&self) -> Timestamp {
-            Timestamp::from_millis(self.1)
+        fn listed(&self) -> Listed<'_> {
+            Listed::named(self.0, Timestamp::from_millis(self.1))
         }
     }
 

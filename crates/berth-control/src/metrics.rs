@@ -4,7 +4,7 @@
 
 use crate::{ControlError, Controller};
 use berth_metrics::{period_of, seconds_cutoff, Datapoint, MetricName, SecondSample, VariantKey};
-use berth_store::{CustomDatapoint, MetricSample};
+use berth_store::{CustomDatapoint, CustomMetric, MetricSample};
 
 /// One metric over `[start, end)` (epoch seconds) in periods of `period` seconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,9 +37,12 @@ impl Controller {
         // asynchronous worker as datapoints of their own.
         let endpoint_metric = q.namespace == "AWS/SageMaker" && crate::BACKLOG_METRICS.contains(&q.metric_name.as_str());
         if endpoint_metric || !MetricName::is_berth_namespace(&q.namespace) {
-            let rows = self
-                .custom_datapoints(q.namespace.clone(), q.metric_name.clone(), canonical_dimensions(&q.dimensions), q.start, q.end)
-                .await?;
+            let metric = CustomMetric {
+                namespace: q.namespace.clone(),
+                metric_name: q.metric_name.clone(),
+                dimensions: canonical_dimensions(&q.dimensions),
+            };
+            let rows = self.custom_datapoints(metric, q.start, q.end).await?;
             let unit = rows.first().map_or_else(|| "None".to_string(), |r| r.unit.clone());
             let mut out: Vec<Datapoint> = Vec::new();
             for r in rows {
@@ -94,15 +97,8 @@ impl Controller {
         self.db(move |s| s.put_custom_datapoints(&points)).await
     }
 
-    pub async fn custom_datapoints(
-        &self,
-        namespace: String,
-        metric_name: String,
-        dimensions: String,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<CustomDatapoint>, ControlError> {
-        self.db(move |s| s.custom_datapoints(&namespace, &metric_name, &dimensions, from, to)).await
+    pub async fn custom_datapoints(&self, metric: CustomMetric, from: u64, to: u64) -> Result<Vec<CustomDatapoint>, ControlError> {
+        self.db(move |s| s.custom_datapoints(&metric, from, to)).await
     }
 
     pub async fn custom_metric_names(&self) -> Result<Vec<(String, String, String)>, ControlError> {

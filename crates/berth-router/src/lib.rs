@@ -162,10 +162,10 @@ impl Router {
                     self.run_pipeline(p, &variant.name, pick, slot.clone(), req, &exchange).await
                 }
                 Some(p) => exchange
-                    .send(&self.forwarder, &slot, path, &variant.name, req)
+                    .send(&self.forwarder, Hop { slot: &slot, path, variant: &variant.name, req })
                     .await
                     .map_err(|e| pipeline::stage_error(e, p, container)),
-                None => exchange.send(&self.forwarder, &slot, path, &variant.name, req).await,
+                None => exchange.send(&self.forwarder, Hop { slot: &slot, path, variant: &variant.name, req }).await,
             };
             if let Err(e @ InvokeError::Unreachable { .. }) = result {
                 if attempt < MAX_ATTEMPTS {
@@ -364,14 +364,16 @@ struct Sent {
 /// How a request is exchanged with its instance, at `path` on the container.
 trait Exchange {
     type Out;
-    async fn send(
-        &self,
-        forwarder: &Forwarder,
-        slot: &InstanceSlot,
-        path: &str,
-        variant: &str,
-        req: &InvokeRequest,
-    ) -> Result<Self::Out, InvokeError>;
+    async fn send(&self, forwarder: &Forwarder, hop: Hop<'_>) -> Result<Self::Out, InvokeError>;
+}
+
+/// Where one exchange goes: the instance, the path on its container, the variant (named in
+/// errors), and the request.
+struct Hop<'a> {
+    slot: &'a InstanceSlot,
+    path: &'a str,
+    variant: &'a str,
+    req: &'a InvokeRequest,
 }
 
 /// The whole answer at once (InvokeEndpoint).
@@ -379,15 +381,8 @@ struct Whole;
 
 impl Exchange for Whole {
     type Out = InvokeResponse;
-    async fn send(
-        &self,
-        forwarder: &Forwarder,
-        slot: &InstanceSlot,
-        path: &str,
-        variant: &str,
-        req: &InvokeRequest,
-    ) -> Result<InvokeResponse, InvokeError> {
-        forwarder.forward_to(slot, path, variant, req).await
+    async fn send(&self, forwarder: &Forwarder, hop: Hop<'_>) -> Result<InvokeResponse, InvokeError> {
+        forwarder.forward_to(hop.slot, hop.path, hop.variant, hop.req).await
     }
 }
 
@@ -396,15 +391,8 @@ struct Streamed;
 
 impl Exchange for Streamed {
     type Out = OpenStream;
-    async fn send(
-        &self,
-        forwarder: &Forwarder,
-        slot: &InstanceSlot,
-        path: &str,
-        variant: &str,
-        req: &InvokeRequest,
-    ) -> Result<OpenStream, InvokeError> {
-        forwarder.open_stream(slot, path, variant, req).await
+    async fn send(&self, forwarder: &Forwarder, hop: Hop<'_>) -> Result<OpenStream, InvokeError> {
+        forwarder.open_stream(hop.slot, hop.path, hop.variant, hop.req).await
     }
 }
 

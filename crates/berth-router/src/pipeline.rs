@@ -3,7 +3,7 @@
 //! the last (`Serial`), each container's answer the next one's request.
 
 use crate::forward::{self, InvokeError, InvokeRequest};
-use crate::{Exchange, Router};
+use crate::{Exchange, Hop, Router};
 use berth_domain::ExecutionMode;
 use berth_instances::{InFlight, InstanceSlot};
 use berth_metrics::VariantMetrics;
@@ -51,7 +51,8 @@ impl Router {
             (slot, _in_flight) = (next, Some(in_flight));
         }
         let this = passed.as_ref().unwrap_or(req);
-        exchange.send(&self.forwarder, &slot, forward::INVOCATIONS, variant, this).await.map_err(|e| stage_error(e, pipeline, last))
+        let hop = Hop { slot: &slot, path: forward::INVOCATIONS, variant, req: this };
+        exchange.send(&self.forwarder, hop).await.map_err(|e| stage_error(e, pipeline, last))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Custom metrics sent with CloudWatch's PutMetricData: one row per datapoint (a statistic set),
 //! kept for the metrics retention period.
 
-use crate::{CustomDatapoint, StoreError};
+use crate::{CustomDatapoint, CustomMetric, StoreError};
 use rusqlite::{params, Connection, TransactionBehavior};
 
 pub(crate) const SCHEMA: &str = "
@@ -48,18 +48,11 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomDatapoint> {
 
 const COLUMNS: &str = "namespace, metric_name, dimensions, ts, unit, sample_count, sum, minimum, maximum";
 
-pub(crate) fn range(
-    conn: &Connection,
-    namespace: &str,
-    metric_name: &str,
-    dimensions: &str,
-    from: u64,
-    to: u64,
-) -> Result<Vec<CustomDatapoint>, StoreError> {
+pub(crate) fn range(conn: &Connection, metric: &CustomMetric, from: u64, to: u64) -> Result<Vec<CustomDatapoint>, StoreError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM custom_metrics WHERE namespace = ?1 AND metric_name = ?2 AND dimensions = ?3 AND ts >= ?4 AND ts < ?5 ORDER BY ts"
     ))?;
-    let rows = stmt.query_map(params![namespace, metric_name, dimensions, from as i64, to as i64], read)?;
+    let rows = stmt.query_map(params![metric.namespace, metric.metric_name, metric.dimensions, from as i64, to as i64], read)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

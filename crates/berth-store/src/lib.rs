@@ -29,6 +29,14 @@ pub struct MetricSample {
     pub body: String,
 }
 
+/// Which custom metric: namespace, name, and dimensions in their canonical text form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomMetric {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: String,
+}
+
 /// One datapoint of a custom metric (PutMetricData), as a statistic set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomDatapoint {
@@ -115,14 +123,7 @@ pub trait StateStore: Send + Sync + 'static {
 
     fn put_custom_datapoints(&self, points: &[CustomDatapoint]) -> Result<(), StoreError>;
     /// Datapoints of one custom metric (exact namespace, name and dimensions) in `[from, to)`.
-    fn custom_datapoints(
-        &self,
-        namespace: &str,
-        metric_name: &str,
-        dimensions: &str,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<CustomDatapoint>, StoreError>;
+    fn custom_datapoints(&self, metric: &CustomMetric, from: u64, to: u64) -> Result<Vec<CustomDatapoint>, StoreError>;
     /// Every custom metric: (namespace, metric name, dimensions).
     fn custom_metric_names(&self) -> Result<Vec<(String, String, String)>, StoreError>;
     fn prune_custom_datapoints(&self, before: u64) -> Result<usize, StoreError>;

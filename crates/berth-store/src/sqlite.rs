@@ -1,4 +1,4 @@
-use crate::{CustomDatapoint, EventQuery, MetricSample, StateStore, StoreError, Tag};
+use crate::{CustomDatapoint, CustomMetric, EventQuery, MetricSample, StateStore, StoreError, Tag};
 use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, InferenceExperiment, Model, NameKey, NewEvent, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{de::DeserializeOwned, Serialize};
@@ -240,15 +240,8 @@ impl StateStore for SqliteStore {
         crate::custom_metrics::put(&mut self.conn(), points)
     }
 
-    fn custom_datapoints(
-        &self,
-        namespace: &str,
-        metric_name: &str,
-        dimensions: &str,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<CustomDatapoint>, StoreError> {
-        crate::custom_metrics::range(&self.conn(), namespace, metric_name, dimensions, from, to)
+    fn custom_datapoints(&self, metric: &CustomMetric, from: u64, to: u64) -> Result<Vec<CustomDatapoint>, StoreError> {
+        crate::custom_metrics::range(&self.conn(), metric, from, to)
     }
 
     fn custom_metric_names(&self) -> Result<Vec<(String, String, String)>, StoreError> {

@@ -30,11 +30,12 @@ impl Supervisor {
 
     /// Runs `round` every `period` (a tick missed while a round ran long is skipped) until
     /// [`Supervisor::shutdown`].
-    pub fn every<F, Fut>(&mut self, name: &'static str, period: Duration, mut round: F)
-    where
-        F: FnMut() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
+    pub fn every<Fut: Future<Output = ()> + Send + 'static>(
+        &mut self,
+        name: &'static str,
+        period: Duration,
+        mut round: impl FnMut() -> Fut + Send + 'static,
+    ) {
         let mut stop = self.stop.subscribe();
         let on_panic = self.on_panic.clone();
         self.tasks.spawn(async move {
@@ -57,11 +58,7 @@ impl Supervisor {
 
     /// Runs `task` until it returns or [`Supervisor::shutdown`]; one that panics is reported
     /// and started again a second later.
-    pub fn keep<F, Fut>(&mut self, name: &'static str, mut task: F)
-    where
-        F: FnMut() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
+    pub fn keep<Fut: Future<Output = ()> + Send + 'static>(&mut self, name: &'static str, mut task: impl FnMut() -> Fut + Send + 'static) {
         let mut stop = self.stop.subscribe();
         let on_panic = self.on_panic.clone();
         self.tasks.spawn(async move {
