@@ -175,7 +175,7 @@ impl Controller {
             custom_attributes: req.custom_attributes,
             output_location: output_location.clone(),
             failure_location: failure_location.clone(),
-            received_ms: Timestamp::now().millis(),
+            received_ms: self.now().millis(),
             ttl_secs: req.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
             timeout_secs: req.invocation_timeout_secs.unwrap_or(DEFAULT_INVOCATION_TIMEOUT_SECS),
             attempts: 0,
@@ -252,7 +252,7 @@ impl Controller {
     /// One look at every asynchronous endpoint: publish its backlog, start what capacity allows.
     async fn async_round(self: &Arc<Self>, router: &Router) -> Result<(), ControlError> {
         let endpoints: Vec<Endpoint> = self.all_endpoints().await?.into_iter().filter(|e| e.async_inference.is_some()).collect();
-        let now = Timestamp::now();
+        let now = self.now();
         let mut points = Vec::new();
         let mut seen = HashSet::new();
         for e in endpoints {
@@ -314,7 +314,7 @@ impl Controller {
     /// Serves one queued request and writes its outcome; the request leaves the queue only once
     /// the outcome is written.
     async fn process_async(&self, router: &Router, config: &AsyncInference, q: Queued) -> Result<(), String> {
-        let outcome: Result<Bytes, String> = if let Some(expired) = expiry(q.received_ms, q.ttl_secs, Timestamp::now()) {
+        let outcome: Result<Bytes, String> = if let Some(expired) = expiry(q.received_ms, q.ttl_secs, self.now()) {
             Err(expired)
         } else {
             match self.async_input(&q).await {
@@ -362,7 +362,7 @@ impl Controller {
         if let Some(topic) = topic {
             let with_answer = config.include_response_in.iter().any(|k| k == include);
             let outcome = outcome.clone().map_err(|reason| self.redact(&reason));
-            let message = notification(&self.account().region, &q, &outcome, with_answer);
+            let message = notification(&self.account().region, &q, &outcome, with_answer, self.now());
             if let Err(e) = self.async_work.notifier.publish(topic, message).await {
                 tracing::warn!(inference_id = %q.id, error = %e, "asynchronous inference notification not sent");
             }
@@ -378,7 +378,7 @@ impl Controller {
         q.attempts += 1;
         let (kind, key) = (queue_kind(&q.endpoint), q.id.clone());
         if q.attempts < MAX_WRITE_ATTEMPTS {
-            q.retry_at_ms = Timestamp::now().millis() + FIRST_RETRY_WAIT_MS * (1 << (q.attempts - 1));
+            q.retry_at_ms = self.now().millis() + FIRST_RETRY_WAIT_MS * (1 << (q.attempts - 1));
             tracing::warn!(endpoint = %q.endpoint, inference_id = %q.id, attempt = q.attempts, error = %error, "asynchronous request's outcome not written; tried again later");
             let body = match serde_json::to_string(&q) {
                 Ok(b) => b,
@@ -399,7 +399,7 @@ impl Controller {
         self.record_event(&q.endpoint, None, berth_domain::EventKind::AsyncRequestFailed, message);
         if let Some(topic) = &config.error_topic {
             let outcome = Err(reason);
-            let notice = notification(&self.account().region, &q, &outcome, false);
+            let notice = notification(&self.account().region, &q, &outcome, false, self.now());
             if let Err(e) = self.async_work.notifier.publish(topic, notice).await {
                 tracing::warn!(inference_id = %q.id, error = %e, "asynchronous inference notification not sent");
             }
@@ -429,7 +429,7 @@ fn expiry(received_ms: i64, ttl_secs: u32, now: Timestamp) -> Option<String> {
 const MAX_NOTIFIED_ANSWER: usize = 128 * 1024;
 
 /// The SNS message SageMaker sends when an asynchronous request is done.
-fn notification(region: &str, q: &Queued, outcome: &Result<Bytes, String>, with_answer: bool) -> String {
+fn notification(region: &str, q: &Queued, outcome: &Result<Bytes, String>, with_answer: bool, now: Timestamp) -> String {
     let iso = |ms: i64| {
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
             .ok()
@@ -445,7 +445,7 @@ fn notification(region: &str, q: &Queued, outcome: &Result<Bytes, String>, with_
     }
     let mut message = serde_json::json!({
         "awsRegion": region,
-        "eventTime": iso(Timestamp::now().millis()),
+        "eventTime": iso(now.millis()),
         "receivedTime": iso(q.received_ms),
         "invocationStatus": if outcome.is_ok() { "Completed" } else { "Failed" },
         "requestParameters": request,

@@ -86,7 +86,7 @@ impl Controller {
             role_arn: r.role_arn.or(existing.as_ref().map(|t| t.role_arn.clone())).unwrap_or_else(|| {
                 format!("arn:aws:iam::{}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint", self.account().account_id)
             }),
-            created: existing.as_ref().map_or_else(Timestamp::now, |t| t.created),
+            created: existing.as_ref().map_or_else(|| self.now(), |t| t.created),
             suspended: r.suspended.or(existing.map(|t| t.suspended)).unwrap_or_default(),
         };
         self.put_json(TARGETS, target.resource_id.clone(), target.created, &target).await?;
@@ -143,7 +143,7 @@ impl Controller {
             ),
             resource_id: resource_id.to_string(),
             config,
-            created: existing.map_or_else(Timestamp::now, |p| p.created),
+            created: existing.map_or_else(|| self.now(), |p| p.created),
         };
         self.put_json(POLICIES, policy_key(resource_id, name), policy.created, &policy).await?;
         tracing::info!(resource = %resource_id, policy = %name, "scaling policy saved");

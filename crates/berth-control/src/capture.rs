@@ -182,7 +182,7 @@ impl Controller {
                     }
                     // Hour directories are written only during their hour: forget the files of
                     // hours that ended (records come in at most seconds late).
-                    let hour_ago = berth_domain::Timestamp::now().millis() - 2 * 3_600_000;
+                    let hour_ago = self.now().millis() - 2 * 3_600_000;
                     files.retain(|_, (_, first_ms)| *first_ms > hour_ago);
                 }
             }

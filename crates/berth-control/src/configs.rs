@@ -1,9 +1,7 @@
 use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{
-    validate_instance_type, validate_name, AsyncInference, DataCapture, EndpointConfig, ResourceKind, Timestamp, VariantSpec,
-};
+use berth_domain::{validate_instance_type, validate_name, AsyncInference, DataCapture, EndpointConfig, ResourceKind, VariantSpec};
 use berth_store::Tag;
 
 #[derive(Debug, Clone)]
@@ -64,7 +62,7 @@ impl Controller {
         let config = EndpointConfig {
             name: req.name,
             arn: arn.clone(),
-            created: Timestamp::now(),
+            created: self.now(),
             variants: req.variants,
             kms_key_id: req.kms_key_id,
             data_capture: req.data_capture,

@@ -6,9 +6,7 @@ use crate::listing::{page, ListQuery, Page};
 use crate::models::{limit_exceeded, map_exists};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
-use berth_domain::{
-    validate_name, DeploymentConfig, Endpoint, EndpointStatus, PendingUpdate, ResourceKind, Timestamp, VariantSpec, VariantState,
-};
+use berth_domain::{validate_name, DeploymentConfig, Endpoint, EndpointStatus, PendingUpdate, ResourceKind, VariantSpec, VariantState};
 use berth_store::Tag;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -60,7 +58,7 @@ impl Controller {
         let config = self.describe_endpoint_config(&req.config_name).await?;
         let variants = self.variant_states(&config.variants).await?;
         let arn = self.account().arn(ResourceKind::Endpoint, &req.name);
-        let now = Timestamp::now();
+        let now = self.now();
         let endpoint = Endpoint {
             name: req.name.clone(),
             arn: arn.clone(),
@@ -125,7 +123,7 @@ impl Controller {
             return Ok(());
         }
         endpoint.status = EndpointStatus::Deleting;
-        endpoint.modified = Timestamp::now();
+        endpoint.modified = self.now();
         let stored = endpoint.clone();
         self.db(move |s| s.update_endpoint(&stored)).await?;
         self.routing.remove(&endpoint.name);
@@ -191,7 +189,7 @@ impl Controller {
             async_inference: config.async_inference.clone(),
         });
         endpoint.failure_reason = None;
-        endpoint.modified = Timestamp::now();
+        endpoint.modified = self.now();
         let stored = endpoint.clone();
         self.db(move |s| s.update_endpoint(&stored)).await?;
         drop(_guard);

@@ -103,7 +103,7 @@ impl Controller {
                 busy.status.as_str()
             ));
         }
-        let now = Timestamp::now();
+        let now = self.now();
         let arn = self.account().arn(ResourceKind::InferenceExperiment, &req.name);
         let experiment = InferenceExperiment {
             name: req.name,
@@ -152,7 +152,7 @@ impl Controller {
         if x.status != ExperimentStatus::Created {
             return invalid(format!("Inference experiment {name} is {}; only a Created experiment can be started.", x.status.as_str()));
         }
-        x.start = Some(Timestamp::now());
+        x.start = Some(self.now());
         self.begin_experiment(x).await
     }
 
@@ -183,7 +183,7 @@ impl Controller {
             }
             x.sampling_percentage = p;
         }
-        x.modified = Timestamp::now();
+        x.modified = self.now();
         self.save_experiment(&x).await?;
         if resample.is_some() && x.status == ExperimentStatus::Running {
             // A new sampling share is a new weight of the shadow variant: no instance restarts.
@@ -329,9 +329,9 @@ impl Controller {
             serverless: None,
         });
         if x.end.is_none() {
-            x.end = Some(Timestamp::from_millis(Timestamp::now().millis() + DEFAULT_EXPERIMENT_SECS * 1000));
+            x.end = Some(Timestamp::from_millis(self.now().millis() + DEFAULT_EXPERIMENT_SECS * 1000));
         }
-        x.start.get_or_insert(Timestamp::now());
+        x.start.get_or_insert(self.now());
         x.status = ExperimentStatus::Starting;
         self.record_event(
             &x.endpoint_name,
@@ -371,7 +371,7 @@ impl Controller {
         };
         self.update_endpoint(update).await?;
         x.endpoint_config_name = Some(config_name);
-        x.modified = Timestamp::now();
+        x.modified = self.now();
         self.save_experiment(&x).await?;
         Ok(x)
     }
@@ -392,7 +392,7 @@ impl Controller {
         match (x.status, applied) {
             (ExperimentStatus::Starting, true) => {
                 x.status = ExperimentStatus::Running;
-                x.modified = Timestamp::now();
+                x.modified = self.now();
                 self.record_event(
                     &x.endpoint_name,
                     Some(&x.shadow_variant),
@@ -419,8 +419,8 @@ impl Controller {
     async fn finish_experiment(&self, mut x: InferenceExperiment, status: ExperimentStatus) -> Result<InferenceExperiment, ControlError> {
         x.status = status;
         x.stop_to = None;
-        x.completed = Some(Timestamp::now());
-        x.modified = Timestamp::now();
+        x.completed = Some(self.now());
+        x.modified = self.now();
         self.record_event(
             &x.endpoint_name,
             Some(&x.shadow_variant),

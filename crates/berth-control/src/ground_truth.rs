@@ -40,7 +40,7 @@ impl Controller {
     /// Stores labels; returns how many were stored.
     pub async fn add_ground_truth(&self, endpoint: &str, labels: Vec<GroundTruth>) -> Result<usize, ControlError> {
         self.describe_endpoint(endpoint).await?;
-        let now = berth_domain::Timestamp::now().millis();
+        let now = self.now().millis();
         let mut rows = Vec::with_capacity(labels.len());
         for (i, l) in labels.into_iter().enumerate() {
             let key = match (&l.event_id, &l.inference_id) {
@@ -116,7 +116,7 @@ impl Controller {
                     text.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| ground_truth_line(l).ok()).collect();
                 let n = self.add_ground_truth(&e.name, labels).await?;
                 let mark = json!({ "file": file, "size": size }).to_string();
-                let (k, f, now) = (kind.clone(), file.clone(), berth_domain::Timestamp::now().millis());
+                let (k, f, now) = (kind.clone(), file.clone(), self.now().millis());
                 self.db(move |s| s.put_records(&k, &[(f, now, mark)])).await?;
                 tracing::info!(endpoint = %e.name, file = %file, labels = n, "ground truth read");
             }

@@ -8,12 +8,13 @@
 use crate::deploy::{stop_all, GreenFleet, VariantFleet};
 use crate::Controller;
 use berth_domain::{
-    BlueGreenPolicy, DeploymentConfig, Endpoint, EndpointStatus, EventKind, PendingDeployment, RollingPolicy, Timestamp, UpdatePolicy,
-    VariantPhase, VariantState,
+    BlueGreenPolicy, DeploymentConfig, Endpoint, EndpointStatus, EventKind, PendingDeployment, RollingPolicy, UpdatePolicy, VariantPhase,
+    VariantState,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Why a deployment stopped before it completed.
 enum Stop {
@@ -90,7 +91,7 @@ impl Deployment {
 
     /// Records the deployment's phase (DescribeEndpoint's PendingDeploymentSummary) and an event.
     async fn phase(&mut self, phase: VariantPhase, share: f64, message: String) -> Result<(), Stop> {
-        let now = Timestamp::now();
+        let now = self.controller.now();
         let Some(pending) = self.endpoint.pending.as_mut() else {
             return Err(Stop::Gone);
         };
@@ -255,7 +256,7 @@ impl Deployment {
     /// The new fleet becomes the endpoint's; the old one drains and stops.
     async fn complete(self) {
         let Some(Some(green)) = self.controller.fleets.apply_green(self.name(), self.epoch, |g, _| g.take()) else { return };
-        let now = Timestamp::now();
+        let now = self.controller.now();
         let mut done = self.endpoint.clone();
         done.variants = green
             .states
@@ -304,7 +305,7 @@ impl Deployment {
         back.pending = None;
         back.status = EndpointStatus::InService;
         back.failure_reason = Some(format!("The update to endpoint config {} was rolled back: {why}", self.config_name));
-        back.modified = Timestamp::now();
+        back.modified = self.controller.now();
         let committed = self.controller.commit(back.clone(), self.epoch, |_| Vec::new()).await;
         stop_all(retired).await;
         if committed == Ok(true) {

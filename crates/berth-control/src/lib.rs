@@ -67,7 +67,7 @@ pub use quality::{
 pub use stats::{BinaryQuality, ClassificationQuality, Comparison, Estimate, PrecisionRecallF1, RegressionQuality};
 pub use weight_controls::WeightControl;
 
-use berth_domain::Account;
+use berth_domain::{Account, Clock, Timestamp};
 use berth_instances::{AllowedRoots, InstanceBackend, ModelArtifacts};
 use berth_router::RoutingTable;
 use berth_store::{StateStore, StoreError};
@@ -111,11 +111,13 @@ pub struct ControllerSettings {
     /// Whether berth's Python runtime may run models' own code (`--python-runtime on`):
     /// `berth/python`, and AWS's framework images without Docker.
     pub python_runtime: bool,
+    /// Where every time of day the controller stores or compares comes from.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ControllerSettings {
     /// Settings for tests of the controller: account 123456789012 in us-east-1, default limits,
-    /// a 10 s start timeout, no exec or file roots, no Python runtime.
+    /// a 10 s start timeout, no exec or file roots, no Python runtime, and a [`TokioClock`].
     #[doc(hidden)]
     pub fn for_tests(data_dir: &std::path::Path) -> ControllerSettings {
         ControllerSettings {
@@ -126,7 +128,35 @@ impl ControllerSettings {
             exec_roots: AllowedRoots::default(),
             file_roots: AllowedRoots::default(),
             python_runtime: false,
+            clock: Arc::new(TokioClock::new()),
         }
+    }
+}
+
+/// A clock for tests: it starts at the wall time and moves with tokio's clock, so a test that
+/// pauses tokio's time (`start_paused`, `tokio::time::advance`) moves the controller's days
+/// too: a ten-minute bake or time to live passes in milliseconds.
+#[derive(Debug)]
+pub struct TokioClock {
+    start: Timestamp,
+    started: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn new() -> Self {
+        TokioClock { start: Timestamp::now(), started: tokio::time::Instant::now() }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.start.millis() + self.started.elapsed().as_millis() as i64)
     }
 }
 
@@ -183,6 +213,11 @@ impl Controller {
             alarm_evaluations: Default::default(),
             work: Default::default(),
         })
+    }
+
+    /// The time of day, from the settings' clock.
+    pub fn now(&self) -> Timestamp {
+        self.settings.clock.now()
     }
 
     pub fn account(&self) -> &Account {

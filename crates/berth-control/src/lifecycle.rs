@@ -3,7 +3,7 @@
 
 use crate::deploy::{resolved_image, stop_all};
 use crate::{ControlError, Controller};
-use berth_domain::{Endpoint, EndpointStatus, EventKind, Timestamp, VariantState};
+use berth_domain::{Endpoint, EndpointStatus, EventKind, VariantState};
 use berth_instances::Instance;
 use std::collections::HashSet;
 use std::future::Future;
@@ -105,22 +105,20 @@ impl Controller {
         let mut failed = stored;
         failed.status = EndpointStatus::Failed;
         failed.failure_reason = Some(self.redact(&reason));
-        failed.modified = Timestamp::now();
-        let to_store = failed.clone();
-        if let Err(e) = self.db(move |s| s.update_endpoint(&to_store)).await {
-            tracing::error!(error = %e, "could not mark the endpoint Failed");
-            return;
-        }
-        drop(_guard);
+        failed.modified = self.now();
+        // Recorded first: whoever sees the status finds the events that explain it.
         tracing::error!(endpoint = %name, %reason, "endpoint failed");
         self.record_event(name, None, EventKind::DeploymentFailed, reason);
         self.record_status(&failed, "");
+        if let Err(e) = self.db(move |s| s.update_endpoint(&failed)).await {
+            tracing::error!(error = %e, "could not mark the endpoint Failed");
+        }
     }
 
     /// Starts all variants of a new (or recovered) endpoint, then puts it in service.
     pub(crate) async fn bring_up(self: Arc<Self>, mut endpoint: Endpoint, epoch: u64, failure_reason: Option<String>) {
         let result = self.start_fleet(&endpoint.name, &endpoint.variants, &HashSet::new()).await;
-        endpoint.modified = Timestamp::now();
+        endpoint.modified = self.now();
         let committed = match result {
             Ok(fleet) => {
                 for v in &mut endpoint.variants {
@@ -170,7 +168,7 @@ impl Controller {
         self.record_event(&endpoint.name, None, EventKind::DeploymentStep, step);
         match self.start_fleet(&endpoint.name, &pending, &reuse).await {
             Ok(started) => {
-                let now = Timestamp::now();
+                let now = self.now();
                 let mut done = endpoint.clone();
                 done.variants = pending
                     .into_iter()
@@ -213,7 +211,7 @@ impl Controller {
                 self.record_event(&endpoint.name, None, EventKind::DeploymentFailed, failed);
                 let mut back = endpoint;
                 back.pending = None;
-                back.modified = Timestamp::now();
+                back.modified = self.now();
                 if recovering {
                     // Nothing runs yet after a restart: bring the previous variants back.
                     back.status = EndpointStatus::SystemUpdating;
@@ -237,7 +235,7 @@ impl Controller {
             .map(|v| VariantState { desired_instance_count: v.desired_instance_count - v.current_instance_count, ..v.clone() })
             .collect();
         let result = self.start_fleet(&endpoint.name, &growing, &HashSet::new()).await;
-        endpoint.modified = Timestamp::now();
+        endpoint.modified = self.now();
         endpoint.status = EndpointStatus::InService;
         let committed = match result {
             Ok(mut added) => {

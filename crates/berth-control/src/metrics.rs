@@ -25,10 +25,6 @@ pub fn canonical_dimensions(dimensions: &[(String, String)]) -> String {
     serde_json::to_string(&pairs).unwrap_or_default()
 }
 
-fn now_secs() -> u64 {
-    berth_domain::Timestamp::now().secs()
-}
-
 impl Controller {
     /// Datapoints of one metric, oldest first, with its unit: berth's own (per endpoint variant,
     /// from the in-memory seconds and the stored minute rollups) or a custom one.
@@ -65,7 +61,7 @@ impl Controller {
         let Some(metric) = metric else { return Ok((Vec::new(), unit)) };
         let rows = self.metric_samples(Some((key.endpoint.clone(), key.variant.clone())), 60, q.start.saturating_sub(59), q.end).await?;
         let older: Vec<SecondSample> = rows.into_iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
-        let cutoff = seconds_cutoff(now_secs());
+        let cutoff = seconds_cutoff(self.now().secs());
         Ok((self.routing.metrics().datapoints(&key, metric, &older, cutoff, q.start, q.end, q.period), unit))
     }
 

@@ -3,7 +3,7 @@ use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
 use berth_domain::framework_of;
 use berth_domain::{
-    validate_environment, validate_name, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, ResourceKind, Timestamp, VpcConfig,
+    validate_environment, validate_name, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, ResourceKind, VpcConfig,
 };
 use berth_instances::RootError;
 use berth_store::{StateStore, StoreError, Tag};
@@ -68,7 +68,7 @@ impl Controller {
         let model = Model {
             name: req.name,
             arn: arn.clone(),
-            created: Timestamp::now(),
+            created: self.now(),
             primary_container: req.primary_container,
             containers: req.containers,
             execution_role_arn: req.execution_role_arn,

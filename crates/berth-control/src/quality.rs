@@ -296,7 +296,7 @@ impl Controller {
     /// which label time they have been published, and a round reads only the labels after it
     /// (the captured answers only when there are some).
     pub async fn publish_quality_metrics(&self) -> Result<(), ControlError> {
-        let now_ms = berth_domain::Timestamp::now().millis();
+        let now_ms = self.now().millis();
         let now = (now_ms / 1000) as u64;
         // Labels are stamped just before they are written: up to this time they are all in.
         let through = now_ms - 2_000;

@@ -10,7 +10,7 @@ use crate::deploy::stop_all;
 use crate::transform_records::RecordFormat;
 use crate::{ControlError, Controller};
 use berth_domain::{
-    validate_instance_type, validate_name, Endpoint, EndpointStatus, NameKey, Timestamp, TransformJob, TransformJobStatus, VariantSpec,
+    validate_instance_type, validate_name, Endpoint, EndpointStatus, NameKey, TransformJob, TransformJobStatus, VariantSpec,
 };
 use berth_router::{InvokeError, InvokeRequest, Router};
 use bytes::Bytes;
@@ -64,7 +64,7 @@ impl Controller {
             Err(ControlError::Validation(_)) => {} // none of that name
             Err(e) => return Err(e),
         }
-        let now = Timestamp::now();
+        let now = self.now();
         job.arn = self.account().arn(berth_domain::ResourceKind::TransformJob, &job.name);
         job.status = TransformJobStatus::InProgress;
         job.created = now;
@@ -103,7 +103,7 @@ impl Controller {
             )));
         }
         job.status = TransformJobStatus::Stopping;
-        job.modified = Timestamp::now();
+        job.modified = self.now();
         self.store_job(&job).await?;
         if let Some(stop) = self.transform_stops.lock().unwrap_or_else(|e| e.into_inner()).get(&NameKey::of(name)) {
             let _ = stop.send(true);
@@ -116,8 +116,8 @@ impl Controller {
         for mut job in self.transform_jobs().await?.into_iter().filter(|j| !j.status.ended()) {
             if job.status == TransformJobStatus::Stopping {
                 job.status = TransformJobStatus::Stopped;
-                job.ended = Some(Timestamp::now());
-                job.modified = Timestamp::now();
+                job.ended = Some(self.now());
+                job.modified = self.now();
                 self.store_job(&job).await?;
                 continue;
             }
@@ -147,7 +147,7 @@ impl Controller {
 
     async fn run_job(self: &Arc<Self>, mut job: TransformJob, mut stopped: watch::Receiver<bool>) {
         let route = route_name(&job.name);
-        job.started = Some(Timestamp::now());
+        job.started = Some(self.now());
         let _ = self.store_job(&job).await;
         self.job_event(&job, format!("Starting {} instance(s) of model {} ({})", job.instance_count, job.model_name, job.instance_type));
         // A fault of berth's inside is the job's failure: its fleet still stops, its end is stored.
@@ -170,7 +170,7 @@ impl Controller {
             Some(Err(_)) => TransformJobStatus::Failed,
         };
         job.failure_reason = outcome.and_then(|o| o.err()).map(|r| self.redact(&r).chars().take(1024).collect());
-        let now = Timestamp::now();
+        let now = self.now();
         job.ended = Some(now);
         job.modified = now;
         tracing::info!(transform_job = %job.name, status = job.status.as_str(), reason = job.failure_reason.as_deref().unwrap_or(""), "transform job ended");
@@ -200,7 +200,7 @@ impl Controller {
             v.current_instance_count = v.desired_instance_count;
         }
         self.fleets.apply(route, epoch, |map| *map = fleet);
-        let now = Timestamp::now();
+        let now = self.now();
         let endpoint = Endpoint {
             name: route.to_string(),
             arn: job.arn.clone(),

@@ -5,7 +5,7 @@
 
 use crate::lifecycle::Step;
 use crate::{ControlError, Controller, DesiredWeightAndCapacity};
-use berth_domain::{validate_name, Endpoint, EndpointStatus, EventKind, Timestamp, VariantState};
+use berth_domain::{validate_name, Endpoint, EndpointStatus, EventKind, VariantState};
 use std::sync::Arc;
 
 /// A weight change asked for by a person.
@@ -166,7 +166,7 @@ impl Controller {
             endpoint.status = EndpointStatus::Updating;
         }
         endpoint.failure_reason = None;
-        endpoint.modified = Timestamp::now();
+        endpoint.modified = self.now();
         let stored = endpoint.clone();
         self.db(move |s| s.update_endpoint(&stored)).await?;
         self.routing.publish(self.fleets.route(&endpoint));

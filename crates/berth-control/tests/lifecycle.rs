@@ -403,3 +403,34 @@ async fn a_step_that_panics_in_its_own_code_marks_its_endpoint_failed() {
         assert!(events.iter().any(|e| e.event.message.contains("injected fault")), "{step}: {events:?}");
     }
 }
+
+/// The controller's time is a clock tests control: a guarded update that bakes for ten minutes
+/// runs on tokio's paused clock, and the stored times say ten minutes passed.
+#[tokio::test(start_paused = true)]
+async fn a_ten_minute_bake_runs_on_the_test_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::default();
+    let s = server(dir.path(), &backend);
+    s.model("blue", "registry.example/m:blue").await;
+    s.model("green", "registry.example/m:green").await;
+    s.config("c1", &[("V", "blue", 1)]).await;
+    s.config("c2", &[("V", "green", 1)]).await;
+    s.create("ep", "c1").await;
+    let before = s.settled("ep", EndpointStatus::InService).await.modified;
+    let started = tokio::time::Instant::now();
+    let bake =
+        BlueGreenPolicy { routing: TrafficRouting::AllAtOnce, wait_interval_secs: 0, termination_wait_secs: 600, max_execution_secs: None };
+    s.update("ep", "c2", Some(DeploymentConfig { policy: Some(UpdatePolicy::BlueGreen(bake)), rollback_alarms: vec![] })).await;
+    // Polled each second of the test clock (not `settled`'s 10 ms: 60,000 reads in ten minutes).
+    let e = loop {
+        let e = s.controller.describe_endpoint("ep").await.unwrap();
+        if e.status == EndpointStatus::InService {
+            break e;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3600), "still {:?} after an hour", e.status);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(e.config_name, "c2");
+    assert!(started.elapsed() >= Duration::from_secs(600), "the bake waited {:?} of the test clock", started.elapsed());
+    assert!(e.modified.millis() - before.millis() >= 600_000, "stored times follow the clock: {:?} → {:?}", before, e.modified);
+}

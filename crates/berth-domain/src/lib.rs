@@ -52,7 +52,7 @@ pub use model::{
 pub use multi_model::{is_model_name, ModelLoadRequest};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
 pub use private_paths::redact_private_paths;
-pub use time::Timestamp;
+pub use time::{Clock, SystemClock, Timestamp};
 pub use transform::{BatchStrategy, TransformJob, TransformJobStatus};
 pub use weights::pick_weighted;
 

@@ -33,3 +33,19 @@ impl Timestamp {
         self.0 as f64 / 1000.0
     }
 }
+
+/// Where the controller reads the time of day: the system's clock in a server, a clock a test
+/// moves (`berth_control::TokioClock` follows tokio's, which tests pause and advance) elsewhere.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}

@@ -69,8 +69,8 @@ pub fn start(supervisor: &mut Supervisor, controller: Arc<Controller>, routing: 
                 // These read the seconds up to the one just closed: run after it, in this round
                 // (on their own interval they could look before the second is in and see a
                 // window a second short).
-                report("run inference experiments", controller.run_experiments(Timestamp::now()).await);
-                report("run the autoscaler", controller.run_autoscaling(Timestamp::now(), scaling_window_secs).await);
+                report("run inference experiments", controller.run_experiments(controller.now()).await);
+                report("run the autoscaler", controller.run_autoscaling(controller.now(), scaling_window_secs).await);
             }
         });
     }

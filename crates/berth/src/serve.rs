@@ -343,6 +343,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         exec_roots,
         file_roots,
         python_runtime: args.python_runtime == "on",
+        clock: Arc::new(berth_domain::SystemClock),
     };
     let controller = Controller::new(Arc::new(store), backend.clone(), artifacts, routing.clone(), settings);
     let router = Arc::new(Router::new(routing.clone(), Forwarder::new(Duration::from_secs(args.invocation_timeout))));
