@@ -9,6 +9,7 @@
 
 mod alarms;
 mod async_inference;
+mod async_queue;
 mod autoscaling;
 mod bandit;
 mod capture;

@@ -1,9 +1,12 @@
 //! Who may reach berth and how: authentication from the credentials file, TLS from PEM files,
 //! the hosts requests may name, and the refusal to serve a network address without
-//! authentication unless the operator says so.
+//! authentication unless the operator says so; and the sandbox of local workers, with a warning
+//! when what berth must keep to itself lies where workers may read.
 
 use anyhow::{bail, Context};
 use berth_aws::{AllowedHosts, Security};
+use berth_instances::AllowedRoots;
+use berth_sandbox::SandboxConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
@@ -102,4 +105,38 @@ pub fn raise_open_file_limit() -> u64 {
         }
     }
     limit.rlim_cur
+}
+
+/// The sandbox of local workers, as the flags ask and the kernel allows; said in the log, with a
+/// warning when berth's data directory or key files lie where workers may read.
+/// `secrets` are what workers must not read, named: berth's data directory, its key files.
+pub fn worker_sandbox(
+    enabled: bool,
+    worker_read: &[PathBuf],
+    exec_roots: &AllowedRoots,
+    secrets: Vec<(&str, PathBuf)>,
+) -> anyhow::Result<Option<Arc<SandboxConfig>>> {
+    if !enabled {
+        warn!("local workers are NOT sandboxed (--worker-sandbox off): they read, write and run what berth's user may");
+        return Ok(None);
+    }
+    let mut extra = Vec::new();
+    for dir in worker_read {
+        anyhow::ensure!(dir.is_absolute(), "--worker-read {} must be an absolute path", dir.display());
+        extra.push(dir.canonicalize().with_context(|| format!("--worker-read {}", dir.display()))?);
+    }
+    let config = SandboxConfig { extra };
+    let support = berth_sandbox::Support::detect();
+    info!(sandbox = %support.describe(), "local workers start sandboxed");
+    let mut policy = config.base_policy();
+    for root in exec_roots.resolved() {
+        policy.add_read_exec(root.to_path_buf());
+    }
+    for (what, path) in secrets {
+        let path = path.canonicalize().unwrap_or(path);
+        if let Some(root) = berth_sandbox::readable_under(&policy, &path) {
+            warn!(path = %path.display(), readable_through = %root.display(), "workers may read berth's {what}: move it out of that directory");
+        }
+    }
+    Ok(Some(Arc::new(config)))
 }

@@ -10,7 +10,6 @@ use berth_instances::{
 };
 use berth_python::{PythonBackend, PythonEnvironments};
 use berth_router::{Forwarder, Router, RoutingTable};
-use berth_sandbox::SandboxConfig;
 use berth_store::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -284,7 +283,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Built-in images' workers are berth itself: they log as the operator asked.
     let builtin_environment = ["RUST_LOG"].iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
-    let sandbox = worker_sandbox(&args, &data_dir, &exec_roots)?;
+    // berth's secrets: its data directory, and the files holding its keys.
+    let secrets = [
+        Some(("data directory", data_dir.clone())),
+        args.credentials_file.clone().map(|f| ("credentials file", f)),
+        args.tls_key.clone().map(|f| ("TLS key", f)),
+    ];
+    let secrets = secrets.into_iter().flatten().collect();
+    let sandbox = crate::security::worker_sandbox(args.worker_sandbox != "off", &args.worker_read, &exec_roots, secrets)?;
     let supervision = SupervisorSettings {
         drain_timeout: Duration::from_secs(args.drain_timeout),
         memory_cgroups: memory_cgroups.clone(),
@@ -437,40 +443,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// `1/divisor` of the machine's memory, between `min` and `max` bytes.
 fn share_of_memory(divisor: u64, min: u64, max: u64) -> u64 {
     berth_instances::host_memory_bytes().map_or(min, |m| m / divisor).clamp(min, max)
-}
-
-/// The sandbox of local workers, as the flags ask and the kernel allows; said in the log, with a
-/// warning when berth's data directory or key files lie where workers may read.
-fn worker_sandbox(args: &ServeArgs, data_dir: &std::path::Path, exec_roots: &AllowedRoots) -> anyhow::Result<Option<Arc<SandboxConfig>>> {
-    if args.worker_sandbox == "off" {
-        warn!("local workers are NOT sandboxed (--worker-sandbox off): they read, write and run what berth's user may");
-        return Ok(None);
-    }
-    let mut extra = Vec::new();
-    for dir in &args.worker_read {
-        anyhow::ensure!(dir.is_absolute(), "--worker-read {} must be an absolute path", dir.display());
-        extra.push(dir.canonicalize().with_context(|| format!("--worker-read {}", dir.display()))?);
-    }
-    let config = SandboxConfig { extra };
-    let support = berth_sandbox::Support::detect();
-    info!(sandbox = %support.describe(), "local workers start sandboxed");
-    let mut policy = config.base_policy();
-    for root in exec_roots.resolved() {
-        policy.add_read_exec(root.to_path_buf());
-    }
-    // berth's secrets: its data directory, and the files holding its keys.
-    let secrets = [
-        Some(("data directory", data_dir.to_path_buf())),
-        args.credentials_file.clone().map(|f| ("credentials file", f)),
-        args.tls_key.clone().map(|f| ("TLS key", f)),
-    ];
-    for (what, path) in secrets.into_iter().flatten() {
-        let path = path.canonicalize().unwrap_or(path);
-        if let Some(root) = berth_sandbox::readable_under(&policy, &path) {
-            warn!(path = %path.display(), readable_through = %root.display(), "workers may read berth's {what}: move it out of that directory");
-        }
-    }
-    Ok(Some(Arc::new(config)))
 }
 
 /// Prints how to call the demo once its endpoint is in service (or why it is not).
