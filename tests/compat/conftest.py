@@ -18,6 +18,12 @@ import boto3
 import pytest
 from botocore.config import Config
 
+import shapes
+
+# Every answer berth gives a botocore client in this process is checked against botocore's
+# output shape; `shapes_hold` reports what was wrong when the session ends.
+shapes.install()
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ECHO = ROOT / "tests" / "containers" / "echo_container.py"
 ECHO_IMAGE = f"exec:{ECHO}"
@@ -141,6 +147,15 @@ class MotoServer:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shapes_hold():
+    """Fails the session if any answer berth gave did not match botocore's output shape."""
+    yield
+    checked = sum(shapes.SEEN.values())
+    print(f"\nshapes: {checked} answers of {len(shapes.SEEN)} operations checked against botocore's output shapes")
+    assert not shapes.VIOLATIONS, "answers outside botocore's shapes:\n" + "\n".join(sorted(set(shapes.VIOLATIONS)))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -102,8 +102,15 @@ pub(crate) fn parse_every_input(input: &Value) {
     let _ = parse::<alarms::SetAlarmStateInput>(input.clone());
 }
 
+/// The input as `T`; a missing required member is CloudWatch's `MissingParameter`, naming it.
 fn parse<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, EdgeError> {
-    serde_json::from_value(input).map_err(|e| EdgeError::invalid_parameter(format!("{e}")))
+    serde_json::from_value(input).map_err(|e| {
+        let text = e.to_string();
+        match text.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+            Some(member) => EdgeError::missing_parameter(format!("The parameter {member} is required.")),
+            None => EdgeError::invalid_parameter(text),
+        }
+    })
 }
 
 #[derive(Deserialize, Clone)]
