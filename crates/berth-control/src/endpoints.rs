@@ -98,7 +98,7 @@ impl Controller {
         };
         tracing::info!(endpoint = %endpoint.name, config = %endpoint.config_name, "endpoint creating");
         self.record_status(&endpoint, &format!("created with endpoint config {}", endpoint.config_name));
-        self.spawn_step(&endpoint, epoch, Step::BringUp, self.clone().bring_up(endpoint.clone(), epoch, None));
+        self.advance(endpoint.clone(), epoch, true, Vec::new());
         Ok(endpoint)
     }
 
@@ -131,7 +131,7 @@ impl Controller {
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, "endpoint deleting");
         self.record_status(&endpoint, "DeleteEndpoint");
-        self.spawn_step(&endpoint, 0, Step::TearDown, self.clone().tear_down(endpoint.clone(), fleet));
+        self.advance(endpoint, 0, true, fleet);
         Ok(())
     }
 
@@ -159,19 +159,15 @@ impl Controller {
         let all = self.db(|s| s.endpoints()).await?;
         let deployment =
             req.deployment_config.clone().or(if req.retain_deployment_config { endpoint.last_deployment_config.clone() } else { None });
-        let guarded = match &deployment {
-            Some(dc) => {
-                let instances = variants.iter().map(|v| v.desired_instance_count).sum();
-                let same_single = endpoint.variants.len() == 1 && variants.len() == 1 && endpoint.variants[0].name == variants[0].name;
-                dc.validate(instances, same_single)?;
-                self.alarms_in_alarm(&dc.rollback_alarms).await?;
-                // Blue/green runs both fleets at once: count the new fleet beside the old one.
-                let both: Vec<VariantState> = endpoint.variants.iter().chain(&variants).cloned().collect();
-                self.check_instance_limit(&all, Some(&endpoint.name), &both)?;
-                true
-            }
-            None => false,
-        };
+        if let Some(dc) = &deployment {
+            let instances = variants.iter().map(|v| v.desired_instance_count).sum();
+            let same_single = endpoint.variants.len() == 1 && variants.len() == 1 && endpoint.variants[0].name == variants[0].name;
+            dc.validate(instances, same_single)?;
+            self.alarms_in_alarm(&dc.rollback_alarms).await?;
+            // Blue/green runs both fleets at once: count the new fleet beside the old one.
+            let both: Vec<VariantState> = endpoint.variants.iter().chain(&variants).cloned().collect();
+            self.check_instance_limit(&all, Some(&endpoint.name), &both)?;
+        }
         self.check_instance_limit(&all, Some(&endpoint.name), &variants)?;
         endpoint.status = EndpointStatus::Updating;
         if deployment.is_some() {
@@ -195,10 +191,7 @@ impl Controller {
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, config = %config.name, "endpoint updating");
         self.record_status(&endpoint, &format!("UpdateEndpoint to endpoint config {}", config.name));
-        match deployment.filter(|_| guarded) {
-            Some(dc) => self.spawn_step(&endpoint, epoch, Step::DeployGuarded, self.clone().deploy_guarded(endpoint.clone(), epoch, dc)),
-            None => self.spawn_step(&endpoint, epoch, Step::RollOut, self.clone().roll_out(endpoint.clone(), epoch, false)),
-        };
+        self.advance(endpoint.clone(), epoch, true, Vec::new());
         Ok(endpoint)
     }
 
@@ -211,36 +204,25 @@ impl Controller {
             if endpoint.status != EndpointStatus::Deleting {
                 self.refresh_sticky(&endpoint.arn).await?;
             }
-            match endpoint.status {
-                EndpointStatus::Deleting => {
-                    self.db(move |s| s.delete_endpoint(&name)).await?;
+            if matches!(endpoint.status, EndpointStatus::InService | EndpointStatus::SystemUpdating | EndpointStatus::RollingBack) {
+                if endpoint.status == EndpointStatus::RollingBack {
+                    // A rollback interrupted by the restart: only the old config runs now.
+                    endpoint.pending = None;
                 }
-                EndpointStatus::Failed | EndpointStatus::OutOfService | EndpointStatus::UpdateRollbackFailed => {}
-                EndpointStatus::Creating => {
-                    let epoch = self.fleets.register(&name);
-                    self.spawn_step(&endpoint.clone(), epoch, Step::BringUp, self.clone().bring_up(endpoint, epoch, None));
+                endpoint.status = EndpointStatus::SystemUpdating;
+                for v in &mut endpoint.variants {
+                    v.desired_instance_count = v.desired_instance_count.max(1);
                 }
-                EndpointStatus::Updating => {
-                    let epoch = self.fleets.register(&name);
-                    self.spawn_step(&endpoint.clone(), epoch, Step::RollOut, self.clone().roll_out(endpoint, epoch, true));
-                }
-                EndpointStatus::InService | EndpointStatus::SystemUpdating | EndpointStatus::RollingBack => {
-                    if endpoint.status == EndpointStatus::RollingBack {
-                        // A rollback interrupted by the restart: only the old config runs now.
-                        endpoint.pending = None;
-                    }
-                    endpoint.status = EndpointStatus::SystemUpdating;
-                    for v in &mut endpoint.variants {
-                        v.desired_instance_count = v.desired_instance_count.max(1);
-                    }
-                    let stored = endpoint.clone();
-                    self.db(move |s| s.update_endpoint(&stored)).await?;
-                    let epoch = self.fleets.register(&name);
-                    tracing::info!(endpoint = %name, "recovering endpoint");
-                    self.record_status(&endpoint, "berth restarted; starting the endpoint's instances again");
-                    self.spawn_step(&endpoint.clone(), epoch, Step::BringUp, self.clone().bring_up(endpoint, epoch, None));
-                }
+                let stored = endpoint.clone();
+                self.db(move |s| s.update_endpoint(&stored)).await?;
+                tracing::info!(endpoint = %name, "recovering endpoint");
+                self.record_status(&endpoint, "berth restarted; starting the endpoint's instances again");
             }
+            // What was asked before the restart is carried out from the stored state, as it
+            // would have been then: nothing runs yet.
+            let starts = !matches!(Step::next(&endpoint, false), None | Some(Step::TearDown));
+            let epoch = if starts { self.fleets.register(&name) } else { 0 };
+            self.advance(endpoint, epoch, false, Vec::new());
         }
         self.recover_transform_jobs().await
     }

@@ -30,6 +30,29 @@ impl Step {
         }
     }
 
+    /// The step an endpoint needs, read from its stored state alone: the one place that turns
+    /// what a caller asked for (stored as a status and a pending update) into work, whether the
+    /// ask just arrived or berth is starting again. `running`: whether this server runs the
+    /// endpoint's instances (after a restart nothing does: an update is then carried out by
+    /// starting its variants, as a plain roll-out). None: the endpoint is at rest.
+    pub(crate) fn next(endpoint: &Endpoint, running: bool) -> Option<Step> {
+        match endpoint.status {
+            EndpointStatus::Creating | EndpointStatus::SystemUpdating => Some(Step::BringUp),
+            EndpointStatus::Updating => match &endpoint.pending {
+                Some(p) if p.deployment_config.is_some() && running => Some(Step::DeployGuarded),
+                Some(_) => Some(Step::RollOut),
+                None if running => Some(Step::Scale),
+                None => Some(Step::BringUp),
+            },
+            EndpointStatus::Deleting => Some(Step::TearDown),
+            EndpointStatus::InService
+            | EndpointStatus::RollingBack
+            | EndpointStatus::Failed
+            | EndpointStatus::OutOfService
+            | EndpointStatus::UpdateRollbackFailed => None,
+        }
+    }
+
     fn doing(self) -> &'static str {
         match self {
             Step::BringUp => "starting the endpoint's instances",
@@ -42,6 +65,23 @@ impl Step {
 }
 
 impl Controller {
+    /// Starts the step `endpoint` needs ([`Step::next`]) at `epoch`, supervised; `retired` is the
+    /// fleet a delete took from the routes (stopped by the tear-down).
+    pub(crate) fn advance(self: &Arc<Self>, endpoint: Endpoint, epoch: u64, running: bool, retired: Vec<Instance>) {
+        let Some(step) = Step::next(&endpoint, running) else { return };
+        let this = self.clone();
+        let e = endpoint.clone();
+        let deployment = endpoint.pending.as_ref().and_then(|p| p.deployment_config.clone());
+        match (step, deployment) {
+            (Step::BringUp, _) => self.spawn_step(&endpoint, epoch, step, this.bring_up(e, epoch, None)),
+            (Step::RollOut, _) => self.spawn_step(&endpoint, epoch, step, this.roll_out(e, epoch, !running)),
+            (Step::DeployGuarded, Some(dc)) => self.spawn_step(&endpoint, epoch, step, this.deploy_guarded(e, epoch, dc)),
+            (Step::DeployGuarded, None) => unreachable!("Step::next gives DeployGuarded only with a deployment config"),
+            (Step::Scale, _) => self.spawn_step(&endpoint, epoch, step, this.scale(e, epoch)),
+            (Step::TearDown, _) => self.spawn_step(&endpoint, epoch, step, this.tear_down(e, retired)),
+        }
+    }
+
     /// Runs a lifecycle step of `endpoint` (at `epoch`) as supervised background work: in a span
     /// naming the endpoint and the step, and, should it panic, ending in `Failed` with a
     /// `FailureReason` and an event rather than a status nobody moves on.

@@ -3,7 +3,6 @@
 //! the dashboard on top of it: set weights, promote a variant (all traffic to it), and roll back
 //! to the weights before the last change, each recorded as an event saying who asked for what.
 
-use crate::lifecycle::Step;
 use crate::{ControlError, Controller, DesiredWeightAndCapacity};
 use berth_domain::{validate_name, Endpoint, EndpointStatus, EventKind, VariantState};
 use std::sync::Arc;
@@ -174,7 +173,7 @@ impl Controller {
         tracing::info!(endpoint = %endpoint.name, ?desired, "endpoint weights and capacities updated");
         self.record_weights_and_capacities(&before, &endpoint, reason.as_deref());
         if scaling {
-            self.spawn_step(&endpoint, epoch, Step::Scale, self.clone().scale(endpoint.clone(), epoch));
+            self.advance(endpoint.clone(), epoch, true, Vec::new());
         }
         Ok(endpoint)
     }

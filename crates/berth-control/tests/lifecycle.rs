@@ -434,3 +434,55 @@ async fn a_ten_minute_bake_runs_on_the_test_clock() {
     assert!(started.elapsed() >= Duration::from_secs(600), "the bake waited {:?} of the test clock", started.elapsed());
     assert!(e.modified.millis() - before.millis() >= 600_000, "stored times follow the clock: {:?} → {:?}", before, e.modified);
 }
+
+/// berth stopped while each step is under way (its instances still starting) and started
+/// again on the same data directory carries out what was asked, from the stored state alone: a
+/// create comes up, a plain and a guarded update end on the new config, a scale-out ends at
+/// its new count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_each_step_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = FakeBackend::default();
+    {
+        let s = server(dir.path(), &first);
+        s.model("m1", "registry.example/m:1").await;
+        s.model("m2", "registry.example/m:2").await;
+        s.config("c1", &[("V", "m1", 1)]).await;
+        s.config("c2", &[("V", "m2", 1)]).await;
+        for endpoint in ["rolled", "guarded", "scaled"] {
+            s.create(endpoint, "c1").await;
+            s.settled(endpoint, EndpointStatus::InService).await;
+        }
+        first.set_start_delay(Duration::from_secs(3600)); // every step below stays under way
+        s.create("created", "c1").await;
+        s.update("rolled", "c2", None).await;
+        let bake = BlueGreenPolicy {
+            routing: TrafficRouting::AllAtOnce,
+            wait_interval_secs: 0,
+            termination_wait_secs: 0,
+            max_execution_secs: None,
+        };
+        s.update("guarded", "c2", Some(DeploymentConfig { policy: Some(UpdatePolicy::BlueGreen(bake)), rollback_alarms: vec![] })).await;
+        let more = DesiredWeightAndCapacity { variant: "V".into(), weight: None, instance_count: Some(3), serverless: None };
+        s.controller.update_weights_and_capacities("scaled", vec![more]).await.unwrap();
+        for endpoint in ["created", "rolled", "guarded", "scaled"] {
+            let status = s.controller.describe_endpoint(endpoint).await.unwrap().status;
+            assert!(matches!(status, EndpointStatus::Creating | EndpointStatus::Updating), "{endpoint} is {status:?}");
+        }
+        s.controller.shutdown().await;
+    }
+    let second = FakeBackend::default();
+    let s = server(dir.path(), &second);
+    s.controller.recover().await.unwrap();
+    let configs: Vec<(String, String, u32)> = {
+        let mut out = Vec::new();
+        for endpoint in ["created", "rolled", "guarded", "scaled"] {
+            let e = s.settled(endpoint, EndpointStatus::InService).await;
+            out.push((endpoint.to_string(), e.config_name.clone(), e.variant("V").unwrap().current_instance_count));
+        }
+        out
+    };
+    let want = [("created", "c1", 1), ("rolled", "c2", 1), ("guarded", "c2", 1), ("scaled", "c1", 3)];
+    assert_eq!(configs, want.map(|(e, c, n)| (e.to_string(), c.to_string(), n)).to_vec());
+    eventually("every endpoint's instances run", || second.running().len() == 6).await;
+}
