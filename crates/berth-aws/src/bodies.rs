@@ -236,6 +236,17 @@ pub(crate) enum BodyError {
 /// when it has not arrived within `timeout`.
 /// Whether the request's `Content-Length` announces more than `limit` bytes: refused from its
 /// head, before any of the body is read.
+/// The answer to a body announced past `limit` (the connection then closes), if it is.
+pub(crate) fn too_large(protocol: Protocol, headers: &axum::http::HeaderMap, limit: usize) -> Option<Response> {
+    announced_over(headers, limit).then(|| closing(body_error(protocol, BodyError::TooLarge, limit)))
+}
+
+/// A body as it is read: within `limit` and `timeout`, claimed from the budget of bodies in
+/// flight as it arrives (`claim`, held until the request is answered).
+pub(crate) fn bounded<B>(body: B, limit: usize, timeout: Duration, claim: Arc<Claim>) -> Budgeted<Timed<http_body_util::Limited<B>>> {
+    Budgeted::new(Timed::new(http_body_util::Limited::new(body, limit), timeout), claim)
+}
+
 pub(crate) fn announced_over(headers: &axum::http::HeaderMap, limit: usize) -> bool {
     let announced = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     announced.is_some_and(|n| n > limit as u64)

@@ -2,7 +2,7 @@
 //! comes from, its body (read with the route's limit and a deadline, never more), and who signed
 //! it — SigV4 on the AWS APIs, HTTP basic auth on berth's own routes when authentication is on.
 
-use crate::bodies::{announced_over, body_error, closing, read_body, BodyError, Budgeted, Claim, Timed};
+use crate::bodies::{body_error, bounded, closing, read_body, too_large, Claim};
 use crate::protocol::Protocol;
 use crate::sigv4::{self, AuthError, Principals, SignedRequest};
 use axum::body::Body;
@@ -11,7 +11,6 @@ use axum::http::header::{AUTHORIZATION, HOST, ORIGIN, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use http_body_util::Limited;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +32,14 @@ pub struct Security {
     pub body_timeout: Duration,
     /// The bytes of request bodies held at once, across connections (`--max-body-memory`).
     pub bodies: Arc<crate::bodies::BodyBudget>,
+}
+
+impl Security {
+    /// Whether invocations come unsigned (authentication off): they are then answered ahead of
+    /// the router, their bodies not read here.
+    pub(crate) fn unsigned_invocations(&self) -> bool {
+        self.principals.is_none()
+    }
 }
 
 /// The names a request's `Host` may carry: loopback names, the listen address, and the
@@ -130,16 +137,13 @@ where
         match protocol {
             // Unsigned invocations, the hot path: no buffering here; the handler reads the body
             // through the limit and the deadline.
-            Protocol::Runtime if security.principals.is_none() => {
-                if announced_over(req.headers(), protocol.body_limit()) {
-                    return GateFuture::Answer {
-                        response: Some(closing(body_error(protocol, BodyError::TooLarge, protocol.body_limit()))),
-                    };
+            Protocol::Runtime if security.unsigned_invocations() => {
+                if let Some(refused) = too_large(protocol, req.headers(), protocol.body_limit()) {
+                    return GateFuture::Answer { response: Some(refused) };
                 }
                 let (parts, body) = req.into_parts();
                 let claim = security.bodies.claim();
-                let body =
-                    Body::new(Budgeted::new(Timed::new(Limited::new(body, protocol.body_limit()), security.body_timeout), claim.clone()));
+                let body = Body::new(bounded(body, protocol.body_limit(), security.body_timeout, claim.clone()));
                 GateFuture::Pass { inner: self.inner.call(Request::from_parts(parts, body)), held: Some(claim) }
             }
             // The other AWS protocols read their bodies here, to answer oversize and late bodies

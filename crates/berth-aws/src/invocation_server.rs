@@ -13,9 +13,9 @@
 //! plain length is past the limit is refused here from its head, and the connection closed.
 
 use crate::bodies::BodyError;
-use crate::invocations::{invocation_endpoint, EdgeService, REQUEST_ID_HEADER};
+use crate::ingress::{self, endpoint_of, LIMIT};
+use crate::invocations::{EdgeService, REQUEST_ID_HEADER};
 use crate::protocol::Protocol;
-use crate::MAX_INVOCATION_BYTES;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
@@ -100,7 +100,7 @@ pub(crate) fn parse_head(buf: &[u8]) -> Head {
     if request.method != Some("POST") || request.version != Some(1) {
         return Head::Other;
     }
-    let Some(endpoint) = request.path.and_then(invocation_endpoint) else { return Head::Other };
+    let Some(endpoint) = request.path.and_then(endpoint_of) else { return Head::Other };
     let endpoint = place(buf, endpoint.as_bytes());
     let (mut length, mut close, mut kept) = (None, false, Vec::with_capacity(8));
     for header in request.headers.iter() {
@@ -127,7 +127,7 @@ pub(crate) fn parse_head(buf: &[u8]) -> Head {
         }
     }
     let Some(body_len) = length else { return Head::Other };
-    if body_len > MAX_INVOCATION_BYTES {
+    if body_len > LIMIT {
         return Head::TooLarge;
     }
     Head::Invocation(InvocationHead { head_len, body_len, endpoint, close, kept })
@@ -152,7 +152,7 @@ impl EdgeService {
     /// Whether connections start in [`serve_invocations`](Self::serve_invocations): only when
     /// invocations are unsigned (a signed one is checked by the gate over hyper's request).
     pub fn answers_invocations(&self) -> bool {
-        self.edge().security.principals.is_none()
+        ingress::unsigned(&self.edge().security)
     }
 
     /// Serves a connection's invocations until it closes or sends something else.
@@ -224,16 +224,16 @@ impl EdgeService {
             .collect();
         let headers = crate::runtime::RuntimeHeaders::read_pairs(values.iter().map(|(n, v)| (*n, v)), "accept");
         let edge = self.edge();
-        if let Some(refused) = crate::gate::refusal(&edge.security, Protocol::Runtime, &Method::POST, &headers.gate) {
+        if let Some(refused) = ingress::refusal(&edge.security, &Method::POST, &headers.gate) {
             return refused;
         }
-        crate::runtime::answer_with(edge, endpoint, headers, body).await
+        ingress::route(edge, endpoint, headers, body).await
     }
 }
 
 /// Answers a body this server will not read (past the limit, or late) and closes.
 async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, why: BodyError) -> Served {
-    let refused = crate::bodies::body_error(Protocol::Runtime, why, MAX_INVOCATION_BYTES);
+    let refused = crate::bodies::body_error(Protocol::Runtime, why, LIMIT);
     let _ = write_answer(io, refused, &berth_domain::random_uuid(), true).await;
     let _ = io.shutdown().await;
     Served::Closed
@@ -425,7 +425,7 @@ mod tests {
     fn a_length_past_the_limit_is_refused_from_the_head_unless_framed_otherwise_too() {
         let raw = "POST /endpoints/demo/invocations HTTP/1.1\r\nContent-Length: 6291457\r\n\r\n";
         assert_eq!(parse_head(raw.as_bytes()), Head::TooLarge);
-        let limit = format!("POST /endpoints/demo/invocations HTTP/1.1\r\nContent-Length: {MAX_INVOCATION_BYTES}\r\n\r\n");
+        let limit = format!("POST /endpoints/demo/invocations HTTP/1.1\r\nContent-Length: {LIMIT}\r\n\r\n");
         assert!(matches!(parse_head(limit.as_bytes()), Head::Invocation(_)));
         let both = "POST /endpoints/demo/invocations HTTP/1.1\r\nContent-Length: 6291457\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(parse_head(both.as_bytes()), Head::Other);

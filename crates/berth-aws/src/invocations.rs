@@ -7,14 +7,14 @@
 //! request gets an id, carried by a `tracing` span around its handling (so whatever it logs
 //! names it) and by the `x-amzn-RequestId` of its answer.
 
-use crate::bodies::Timed;
+use crate::ingress;
 use crate::protocol::Protocol;
-use crate::{Edge, MAX_INVOCATION_BYTES};
+use crate::Edge;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{Method, Request};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -47,13 +47,6 @@ impl EdgeService {
     }
 }
 
-/// The endpoint name of an invocation path the fast route takes: `/endpoints/{name}/invocations`
-/// with a name of plain characters (anything to decode goes the general way).
-pub(crate) fn invocation_endpoint(path: &str) -> Option<&str> {
-    let name = path.strip_prefix("/endpoints/")?.strip_suffix("/invocations")?;
-    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(name)
-}
-
 impl<B> Service<Request<B>> for EdgeService
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -70,8 +63,9 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let id = berth_domain::random_uuid();
         let header = http::HeaderValue::from_str(&id).ok();
-        let fast =
-            req.method() == Method::POST && self.edge.security.principals.is_none() && invocation_endpoint(req.uri().path()).is_some();
+        let fast = req.method() == Method::POST
+            && crate::ingress::unsigned(&self.edge.security)
+            && crate::ingress::endpoint_of(req.uri().path()).is_some();
         // An invocation's span is at debug level: an enabled span costs ~12k instructions (a
         // fifth of the hop) in the default log formatter; `RUST_LOG=berth_aws=debug` turns it on.
         let span = if fast {
@@ -118,46 +112,23 @@ where
 {
     let (parts, body) = req.into_parts();
     let headers = crate::runtime::RuntimeHeaders::read(&parts.headers, &http::header::ACCEPT);
-    if let Some(refused) = crate::gate::refusal(&edge.security, Protocol::Runtime, &parts.method, &headers.gate) {
+    if let Some(refused) = ingress::refusal(&edge.security, &parts.method, &headers.gate) {
         return refused;
     }
-    if crate::bodies::announced_over(&parts.headers, MAX_INVOCATION_BYTES) {
-        let refused = crate::bodies::body_error(Protocol::Runtime, crate::bodies::BodyError::TooLarge, MAX_INVOCATION_BYTES);
-        return crate::bodies::closing(refused);
+    if let Some(refused) = ingress::too_large(&parts.headers) {
+        return refused;
     }
     // Held until the invocation is answered.
     let claim = edge.security.bodies.claim();
-    let body =
-        crate::bodies::Budgeted::new(Timed::new(Limited::new(body, MAX_INVOCATION_BYTES), edge.security.body_timeout), claim.clone());
-    let body = match body.collect().await {
+    let body = match ingress::bounded(&edge.security, body, claim.clone()).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             let e: BoxError = e;
             return crate::bodies::unread_body(Protocol::Runtime, e.as_ref());
         }
     };
-    let endpoint = invocation_endpoint(parts.uri.path()).expect("checked before the body was read");
-    let answer = crate::runtime::answer_with(edge, endpoint, headers, body).await;
+    let endpoint = ingress::endpoint_of(parts.uri.path()).expect("checked before the body was read");
+    let answer = ingress::route(edge, endpoint, headers, body).await;
     drop(claim);
     answer
-}
-
-#[cfg(test)]
-mod tests {
-    use super::invocation_endpoint;
-
-    #[test]
-    fn only_plain_invocation_paths_take_the_fast_route() {
-        assert_eq!(invocation_endpoint("/endpoints/demo-2/invocations"), Some("demo-2"));
-        for other in [
-            "/endpoints//invocations",
-            "/endpoints/a%2Fb/invocations",
-            "/endpoints/a/b/invocations",
-            "/endpoints/demo",
-            "/",
-            "/endpoints/demo/invocations/",
-        ] {
-            assert_eq!(invocation_endpoint(other), None, "{other}");
-        }
-    }
 }

@@ -24,6 +24,7 @@ mod experiments;
 pub mod fuzzing;
 mod gate;
 mod guardrails;
+mod ingress;
 mod invocation_server;
 mod invocations;
 mod overview;
