@@ -64,8 +64,16 @@ pub(crate) fn tags(t: Option<Vec<wire::Tag>>) -> Vec<(String, String)> {
     t.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect()
 }
 
-pub(crate) fn tags_json(t: &[(String, String)]) -> Vec<Value> {
-    t.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()
+/// Tags in their wire shape.
+pub(crate) fn wire_tags(t: &[(String, String)]) -> Vec<wire::Tag> {
+    t.iter().map(|(key, value)| wire::Tag { key: key.clone(), value: value.clone() }).collect()
+}
+
+/// An operation's typed answer as the JSON the protocol writes (the one place an answer
+/// becomes a `Value`).
+pub(crate) fn reply<T: serde::Serialize>(answer: T) -> Result<Value, EdgeError> {
+    serde_json::to_value(answer)
+        .map_err(|e| EdgeError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", format!("cannot write the answer: {e}")))
 }
 
 /// A List* request's query; `by_status`: the operation may sort by `Status` (ListEndpoints;

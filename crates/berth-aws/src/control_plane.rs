@@ -3,47 +3,47 @@
 //! `endpoint_shapes.rs`, deployment guardrails in `guardrails.rs`, inference experiments in
 //! `experiments.rs`.
 
-use crate::aws_json::{enum_error, list_query, name, parse, secs, tags, tags_json, unsupported, with_token};
+use crate::aws_json::{enum_error, list_query, name, parse, reply, secs, tags, unsupported, wire_tags};
 use crate::endpoint_shapes::{create_endpoint_config, describe_endpoint, describe_endpoint_config};
 use crate::error::EdgeError;
 use crate::wire::{self, ContainerDefinition};
 use crate::{unknown_operation, Edge};
 use berth_control::{CreateEndpoint, CreateModel, DesiredWeightAndCapacity, UpdateEndpoint, VariantProperty};
-use berth_domain::{ContainerSpec, ExecutionMode, Model, S3DataSource};
-use serde_json::{json, Value};
+use berth_domain::{ContainerSpec, Endpoint, EndpointConfig, ExecutionMode, Model, S3DataSource};
+use serde_json::Value;
 
 /// A SageMaker control-plane operation (`X-Amz-Target: SageMaker.<op>`).
 pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, EdgeError> {
     let c = &edge.controller;
     match op {
-        "CreateModel" => {
-            let m = c.create_model(create_model(parse(body)?)?).await?;
-            Ok(json!({ "ModelArn": m.arn }))
-        }
-        "DescribeModel" => Ok(describe_model(&c.describe_model(&name(body, "ModelName")?).await?)),
+        "CreateModel" => reply(wire::ArnOutput::ModelArn(c.create_model(create_model(parse(body)?)?).await?.arn)),
+        "DescribeModel" => reply(describe_model(&c.describe_model(&name(body, "ModelName")?).await?)),
         "ListModels" => {
             let page = c.list_models(list_query(parse(body)?, false)?).await?;
-            let items: Vec<Value> =
-                page.items.iter().map(|m| json!({"ModelName": m.name, "ModelArn": m.arn, "CreationTime": secs(m.created)})).collect();
-            Ok(with_token(json!({ "Models": items }), page.next_token))
+            let summary =
+                |m: &Model| wire::ModelSummary { model_name: m.name.clone(), model_arn: m.arn.clone(), creation_time: secs(m.created) };
+            reply(wire::ListModelsOutput { models: page.items.iter().map(summary).collect(), next_token: page.next_token })
         }
-        "DeleteModel" => c.delete_model(&name(body, "ModelName")?).await.map(|_| json!({})).map_err(Into::into),
+        "DeleteModel" => reply(c.delete_model(&name(body, "ModelName")?).await.map(|_| wire::Empty {})?),
 
         "CreateEndpointConfig" => {
             let cfg = c.create_endpoint_config(create_endpoint_config(parse(body)?)?).await?;
-            Ok(json!({ "EndpointConfigArn": cfg.arn }))
+            reply(wire::ArnOutput::EndpointConfigArn(cfg.arn))
         }
-        "DescribeEndpointConfig" => Ok(describe_endpoint_config(&c.describe_endpoint_config(&name(body, "EndpointConfigName")?).await?)),
+        "DescribeEndpointConfig" => reply(describe_endpoint_config(&c.describe_endpoint_config(&name(body, "EndpointConfigName")?).await?)),
         "ListEndpointConfigs" => {
             let page = c.list_endpoint_configs(list_query(parse(body)?, false)?).await?;
-            let items: Vec<Value> = page
-                .items
-                .iter()
-                .map(|e| json!({"EndpointConfigName": e.name, "EndpointConfigArn": e.arn, "CreationTime": secs(e.created)}))
-                .collect();
-            Ok(with_token(json!({ "EndpointConfigs": items }), page.next_token))
+            let summary = |e: &EndpointConfig| wire::EndpointConfigSummary {
+                endpoint_config_name: e.name.clone(),
+                endpoint_config_arn: e.arn.clone(),
+                creation_time: secs(e.created),
+            };
+            reply(wire::ListEndpointConfigsOutput {
+                endpoint_configs: page.items.iter().map(summary).collect(),
+                next_token: page.next_token,
+            })
         }
-        "DeleteEndpointConfig" => c.delete_endpoint_config(&name(body, "EndpointConfigName")?).await.map(|_| json!({})).map_err(Into::into),
+        "DeleteEndpointConfig" => reply(c.delete_endpoint_config(&name(body, "EndpointConfigName")?).await.map(|_| wire::Empty {})?),
 
         "CreateEndpoint" => {
             let input: wire::CreateEndpointInput = parse(body)?;
@@ -54,22 +54,21 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
                 tags: tags(input.tags),
                 deployment_config,
             };
-            Ok(json!({ "EndpointArn": c.create_endpoint(req).await?.arn }))
+            reply(wire::ArnOutput::EndpointArn(c.create_endpoint(req).await?.arn))
         }
-        "DescribeEndpoint" => Ok(describe_endpoint(&c.describe_endpoint(&name(body, "EndpointName")?).await?)),
+        "DescribeEndpoint" => reply(describe_endpoint(&c.describe_endpoint(&name(body, "EndpointName")?).await?)),
         "ListEndpoints" => {
             let page = c.list_endpoints(list_query(parse(body)?, true)?).await?;
-            let items: Vec<Value> = page
-                .items
-                .iter()
-                .map(|e| {
-                    json!({"EndpointName": e.name, "EndpointArn": e.arn, "CreationTime": secs(e.created),
-                           "LastModifiedTime": secs(e.modified), "EndpointStatus": e.status.as_str()})
-                })
-                .collect();
-            Ok(with_token(json!({ "Endpoints": items }), page.next_token))
+            let summary = |e: &Endpoint| wire::EndpointSummary {
+                endpoint_name: e.name.clone(),
+                endpoint_arn: e.arn.clone(),
+                creation_time: secs(e.created),
+                last_modified_time: secs(e.modified),
+                endpoint_status: e.status.as_str(),
+            };
+            reply(wire::ListEndpointsOutput { endpoints: page.items.iter().map(summary).collect(), next_token: page.next_token })
         }
-        "DeleteEndpoint" => c.delete_endpoint(&name(body, "EndpointName")?).await.map(|_| json!({})).map_err(Into::into),
+        "DeleteEndpoint" => reply(c.delete_endpoint(&name(body, "EndpointName")?).await.map(|_| wire::Empty {})?),
         "UpdateEndpoint" => {
             let input: wire::UpdateEndpointInput = parse(body)?;
             let deployment_config = input.deployment_config.map(crate::guardrails::deployment_config).transpose()?;
@@ -96,7 +95,7 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
                 deployment_config,
                 retain_deployment_config: input.retain_deployment_config.unwrap_or(false),
             };
-            Ok(json!({ "EndpointArn": c.update_endpoint(req).await?.arn }))
+            reply(wire::ArnOutput::EndpointArn(c.update_endpoint(req).await?.arn))
         }
         "UpdateEndpointWeightsAndCapacities" => {
             let input: wire::UpdateEndpointWeightsAndCapacitiesInput = parse(body)?;
@@ -124,23 +123,23 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
                     serverless,
                 });
             }
-            Ok(json!({ "EndpointArn": c.update_weights_and_capacities(&input.endpoint_name, desired).await?.arn }))
+            reply(wire::ArnOutput::EndpointArn(c.update_weights_and_capacities(&input.endpoint_name, desired).await?.arn))
         }
 
         "AddTags" => {
             let input: wire::AddTagsInput = parse(body)?;
             let added = c.add_tags(&input.resource_arn, tags(Some(input.tags))).await?;
-            Ok(json!({ "Tags": tags_json(&added) }))
+            reply(wire::TagsOutput { tags: wire_tags(&added) })
         }
         "ListTags" => {
             let input: wire::ListTagsInput = parse(body)?;
             let _ = (input.next_token, input.max_results); // a resource has at most 50 tags: one page
-            Ok(json!({ "Tags": tags_json(&c.list_tags(&input.resource_arn).await?) }))
+            reply(wire::TagsOutput { tags: wire_tags(&c.list_tags(&input.resource_arn).await?) })
         }
         "DeleteTags" => {
             let input: wire::DeleteTagsInput = parse(body)?;
             c.delete_tags(&input.resource_arn, input.tag_keys).await?;
-            Ok(json!({}))
+            reply(wire::Empty {})
         }
         _ => match crate::experiments::operation(c, op, body).await {
             Some(result) => result,
@@ -268,9 +267,9 @@ pub(crate) fn create_model(input: wire::CreateModelInput) -> Result<CreateModel,
     })
 }
 
-fn describe_model(m: &Model) -> Value {
+fn describe_model(m: &Model) -> wire::DescribeModelOutput {
     let defs: Vec<ContainerDefinition> = m.containers.iter().map(container_definition).collect();
-    let out = wire::DescribeModelOutput {
+    wire::DescribeModelOutput {
         model_name: m.name.clone(),
         primary_container: m.primary_container.then(|| defs[0].clone()),
         containers: (!m.primary_container).then_some(defs),
@@ -283,6 +282,5 @@ fn describe_model(m: &Model) -> Value {
             .as_ref()
             .map(|v| wire::VpcConfig { security_group_ids: v.security_group_ids.clone(), subnets: v.subnets.clone() }),
         inference_execution_config: m.inference_execution.map(|mode| wire::InferenceExecutionConfig { mode: mode.as_str().into() }),
-    };
-    serde_json::to_value(out).expect("wire shapes serialize")
+    }
 }

@@ -7,7 +7,6 @@ use berth_control::CreateEndpointConfig;
 use berth_domain::{
     AsyncInference, DataCapture, Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, ServerlessConfig, VariantSpec, VariantState,
 };
-use serde_json::Value;
 
 // ---- endpoint configs -----------------------------------------------------------------
 
@@ -106,7 +105,7 @@ pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> 
     })
 }
 
-pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
+pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> wire::DescribeEndpointConfigOutput {
     let wire = |v: &VariantSpec| ProductionVariant {
         variant_name: v.name.clone(),
         model_name: Some(v.model_name.clone()),
@@ -121,7 +120,7 @@ pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
         instance_pools: None,
         managed_instance_scaling: None,
     };
-    let out = wire::DescribeEndpointConfigOutput {
+    wire::DescribeEndpointConfigOutput {
         endpoint_config_name: c.name.clone(),
         endpoint_config_arn: c.arn.clone(),
         production_variants: c.variants.iter().filter(|v| !v.shadow).map(wire).collect(),
@@ -130,13 +129,12 @@ pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> Value {
         data_capture_config: c.data_capture.as_ref().map(data_capture_wire),
         async_inference_config: c.async_inference.as_ref().map(async_inference_wire),
         creation_time: secs(c.created),
-    };
-    serde_json::to_value(out).expect("wire shapes serialize")
+    }
 }
 
 // ---- endpoints ------------------------------------------------------------------------
 
-pub(crate) fn describe_endpoint(e: &Endpoint) -> Value {
+pub(crate) fn describe_endpoint(e: &Endpoint) -> wire::DescribeEndpointOutput {
     let summary = |v: &VariantState| {
         let status = match e.status {
             EndpointStatus::Creating | EndpointStatus::SystemUpdating if v.current_instance_count == 0 => Some("Creating"),
@@ -168,7 +166,7 @@ pub(crate) fn describe_endpoint(e: &Endpoint) -> Value {
             routing_config: Some(wire::RoutingConfig { routing_strategy: strategy_name(v.routing).into() }),
         }
     };
-    let out = wire::DescribeEndpointOutput {
+    wire::DescribeEndpointOutput {
         endpoint_name: e.name.clone(),
         endpoint_arn: e.arn.clone(),
         endpoint_config_name: e.config_name.clone(),
@@ -188,8 +186,7 @@ pub(crate) fn describe_endpoint(e: &Endpoint) -> Value {
         }),
         pending_deployment_summary: crate::guardrails::pending_deployment_summary(e),
         async_inference_config: e.async_inference.as_ref().map(async_inference_wire),
-    };
-    serde_json::to_value(out).expect("wire shapes serialize")
+    }
 }
 
 fn data_capture(w: wire::DataCaptureConfig) -> Result<DataCapture, EdgeError> {

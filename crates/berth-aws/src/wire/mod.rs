@@ -313,3 +313,75 @@ pub struct DeleteTagsInput {
     pub resource_arn: String,
     pub tag_keys: Vec<String>,
 }
+
+// ---- outputs of the operations on models, endpoint configs, endpoints and tags -------------
+
+/// An operation's answer that names what it made or changed: `{"ModelArn": ...}` and the like.
+#[derive(Debug, Clone, Serialize)]
+#[allow(clippy::enum_variant_names)] // each variant is the member's name on the wire
+pub enum ArnOutput {
+    ModelArn(String),
+    EndpointConfigArn(String),
+    EndpointArn(String),
+}
+
+/// The answer of an operation that answers nothing (DeleteModel, DeleteTags, ...).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ModelSummary {
+    pub model_name: String,
+    pub model_arn: String,
+    pub creation_time: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListModelsOutput {
+    pub models: Vec<ModelSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointConfigSummary {
+    pub endpoint_config_name: String,
+    pub endpoint_config_arn: String,
+    pub creation_time: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListEndpointConfigsOutput {
+    pub endpoint_configs: Vec<EndpointConfigSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSummary {
+    pub endpoint_name: String,
+    pub endpoint_arn: String,
+    pub creation_time: f64,
+    pub last_modified_time: f64,
+    pub endpoint_status: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListEndpointsOutput {
+    pub endpoints: Vec<EndpointSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// AddTags's and ListTags's answer (a resource has at most 50 tags: one page, no token).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagsOutput {
+    pub tags: Vec<Tag>,
+}
