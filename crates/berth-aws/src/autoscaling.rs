@@ -1,16 +1,17 @@
 //! Application Auto Scaling (awsJson1_1, `X-Amz-Target: AnyScaleFrontendService.<Op>`) for
 //! `ServiceNamespace: sagemaker` and `ScalableDimension: sagemaker:variant:DesiredInstanceCount`.
 
-use crate::aws_json::{enum_error, parse, secs};
+use crate::aws_json::{enum_error, parse, reply, secs};
 use crate::error::{EdgeError, Service};
+use crate::wire::Empty;
 use crate::Edge;
 use berth_control::{ControlError, RegisterScalableTarget};
 use berth_domain::{
     AdjustmentType, PolicyConfig, ScalableTarget, ScalingActivity, ScalingPolicy, StepAdjustment, StepScaling, Suspended, TargetTracking,
     TrackedMetric, SCALABLE_DIMENSION,
 };
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub const TARGET_PREFIX: &str = "AnyScaleFrontendService";
 
@@ -167,24 +168,22 @@ pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, Edge
                 suspended,
             };
             let target = c.register_scalable_target(req).await.map_err(scaling_error)?;
-            Ok(json!({ "ScalableTargetARN": target.arn }))
+            reply(RegisterOutput { scalable_target_arn: target.arn })
         }
         "DescribeScalableTargets" => {
             let input: DescribeInput = parse(body)?;
             check_scope(&input.service_namespace, input.scalable_dimension.as_deref())?;
             let all = c.scalable_targets().await.map_err(scaling_error)?;
-            let wanted: Vec<Value> = all
-                .iter()
-                .filter(|t| input.resource_ids.as_ref().is_none_or(|ids| ids.contains(&t.resource_id)))
-                .map(target_json)
-                .collect();
-            page(wanted, "ScalableTargets", input.max_results, input.next_token)
+            let wanted: Vec<ScalableTargetOut> =
+                all.iter().filter(|t| input.resource_ids.as_ref().is_none_or(|ids| ids.contains(&t.resource_id))).map(target_out).collect();
+            let (scalable_targets, next_token) = page(wanted, input.max_results, input.next_token)?;
+            reply(ScalableTargets { scalable_targets, next_token })
         }
         "DeregisterScalableTarget" => {
             let input: TargetInput = parse(body)?;
             check_scope(&input.service_namespace, Some(&input.scalable_dimension))?;
             c.deregister_scalable_target(&input.resource_id).await.map_err(scaling_error)?;
-            Ok(json!({}))
+            reply(Empty {})
         }
         "PutScalingPolicy" => {
             let input: PutPolicyInput = parse(body)?;
@@ -196,39 +195,43 @@ pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, Edge
                 input.predictive_scaling_policy_configuration.is_some(),
             )?;
             let policy = c.put_scaling_policy(&input.policy_name, &input.resource_id, config).await.map_err(scaling_error)?;
-            Ok(json!({ "PolicyARN": policy.arn, "Alarms": [] }))
+            reply(PutPolicyOutput { policy_arn: policy.arn, alarms: Vec::new() })
         }
         "DescribeScalingPolicies" => {
             let input: DescribeInput = parse(body)?;
             check_scope(&input.service_namespace, input.scalable_dimension.as_deref())?;
             let all = c.scaling_policies().await.map_err(scaling_error)?;
-            let wanted: Vec<Value> = all
+            let wanted: Vec<PolicyOut> = all
                 .iter()
                 .filter(|p| input.resource_id.as_ref().is_none_or(|r| *r == p.resource_id))
                 .filter(|p| input.policy_names.as_ref().is_none_or(|n| n.contains(&p.name)))
-                .map(policy_json)
+                .map(policy_out)
                 .collect();
-            page(wanted, "ScalingPolicies", input.max_results, input.next_token)
+            let (scaling_policies, next_token) = page(wanted, input.max_results, input.next_token)?;
+            reply(ScalingPolicies { scaling_policies, next_token })
         }
         "DeleteScalingPolicy" => {
             let input: DeletePolicyInput = parse(body)?;
             check_scope(&input.service_namespace, Some(&input.scalable_dimension))?;
             c.delete_scaling_policy(&input.policy_name, &input.resource_id).await.map_err(scaling_error)?;
-            Ok(json!({}))
+            reply(Empty {})
         }
         "DescribeScalingActivities" => {
             let input: DescribeInput = parse(body)?;
             check_scope(&input.service_namespace, input.scalable_dimension.as_deref())?;
             let all = c.scaling_activities().await.map_err(scaling_error)?;
-            let wanted: Vec<Value> =
-                all.iter().filter(|a| input.resource_id.as_ref().is_none_or(|r| *r == a.resource_id)).map(activity_json).collect();
-            page(wanted, "ScalingActivities", input.max_results, input.next_token)
+            let wanted: Vec<ActivityOut> =
+                all.iter().filter(|a| input.resource_id.as_ref().is_none_or(|r| *r == a.resource_id)).map(activity_out).collect();
+            let (scaling_activities, next_token) = page(wanted, input.max_results, input.next_token)?;
+            reply(ScalingActivities { scaling_activities, next_token })
         }
         _ => Err(crate::unknown_operation(&format!("{TARGET_PREFIX}.{op}"))),
     }
 }
 
-fn page(items: Vec<Value>, key: &str, max: Option<usize>, token: Option<String>) -> Result<Value, EdgeError> {
+/// One page of `items` (at most 50, as Application Auto Scaling pages) after the token's offset,
+/// and the next page's token.
+fn page<T>(items: Vec<T>, max: Option<usize>, token: Option<String>) -> Result<(Vec<T>, Option<String>), EdgeError> {
     let skip: usize = match token {
         None => 0,
         Some(t) => t.parse().map_err(|_| {
@@ -236,11 +239,8 @@ fn page(items: Vec<Value>, key: &str, max: Option<usize>, token: Option<String>)
         })?,
     };
     let max = max.unwrap_or(50).clamp(1, 50);
-    let mut out = json!({ key: items.iter().skip(skip).take(max).cloned().collect::<Vec<_>>() });
-    if skip + max < items.len() {
-        out["NextToken"] = json!((skip + max).to_string());
-    }
-    Ok(out)
+    let next = (skip + max < items.len()).then(|| (skip + max).to_string());
+    Ok((items.into_iter().skip(skip).take(max).collect(), next))
 }
 
 fn policy_config(
@@ -315,105 +315,259 @@ fn policy_config(
     }
 }
 
-fn target_json(t: &ScalableTarget) -> Value {
-    json!({
-        "ServiceNamespace": "sagemaker",
-        "ResourceId": t.resource_id,
-        "ScalableDimension": SCALABLE_DIMENSION,
-        "MinCapacity": t.min,
-        "MaxCapacity": t.max,
-        "RoleARN": t.role_arn,
-        "CreationTime": secs(t.created),
-        "SuspendedState": {
-            "DynamicScalingInSuspended": t.suspended.scale_in,
-            "DynamicScalingOutSuspended": t.suspended.scale_out,
-            "ScheduledScalingSuspended": t.suspended.scheduled,
-        },
-        "ScalableTargetARN": t.arn,
-    })
+// ---- answers, in the shapes of botocore's `application-autoscaling` model ---------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RegisterOutput {
+    #[serde(rename = "ScalableTargetARN")]
+    scalable_target_arn: String,
 }
 
-fn policy_json(p: &ScalingPolicy) -> Value {
-    let mut v = json!({
-        "PolicyARN": p.arn,
-        "PolicyName": p.name,
-        "ServiceNamespace": "sagemaker",
-        "ResourceId": p.resource_id,
-        "ScalableDimension": SCALABLE_DIMENSION,
-        "CreationTime": secs(p.created),
-        "Alarms": [],
-    });
-    match &p.config {
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutPolicyOutput {
+    #[serde(rename = "PolicyARN")]
+    policy_arn: String,
+    /// berth evaluates target tracking itself: no CloudWatch alarms are made for a policy.
+    alarms: Vec<Empty>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScalableTargets {
+    scalable_targets: Vec<ScalableTargetOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScalingPolicies {
+    scaling_policies: Vec<PolicyOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScalingActivities {
+    scaling_activities: Vec<ActivityOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScalableTargetOut {
+    service_namespace: &'static str,
+    resource_id: String,
+    scalable_dimension: &'static str,
+    min_capacity: u32,
+    max_capacity: u32,
+    #[serde(rename = "RoleARN")]
+    role_arn: String,
+    creation_time: f64,
+    suspended_state: SuspendedOut,
+    #[serde(rename = "ScalableTargetARN")]
+    scalable_target_arn: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SuspendedOut {
+    dynamic_scaling_in_suspended: bool,
+    dynamic_scaling_out_suspended: bool,
+    scheduled_scaling_suspended: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PolicyOut {
+    #[serde(rename = "PolicyARN")]
+    policy_arn: String,
+    policy_name: String,
+    service_namespace: &'static str,
+    resource_id: String,
+    scalable_dimension: &'static str,
+    policy_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_tracking_scaling_policy_configuration: Option<TargetTrackingOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_scaling_policy_configuration: Option<StepScalingOut>,
+    creation_time: f64,
+    alarms: Vec<Empty>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TargetTrackingOut {
+    target_value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predefined_metric_specification: Option<PredefinedOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customized_metric_specification: Option<CustomizedOut>,
+    scale_out_cooldown: u32,
+    scale_in_cooldown: u32,
+    disable_scale_in: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PredefinedOut {
+    predefined_metric_type: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CustomizedOut {
+    metric_name: String,
+    namespace: String,
+    dimensions: Vec<DimensionOut>,
+    statistic: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DimensionOut {
+    name: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StepScalingOut {
+    adjustment_type: &'static str,
+    step_adjustments: Vec<StepOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_adjustment_magnitude: Option<i64>,
+    cooldown: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StepOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metric_interval_lower_bound: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metric_interval_upper_bound: Option<f64>,
+    scaling_adjustment: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ActivityOut {
+    activity_id: String,
+    service_namespace: &'static str,
+    resource_id: String,
+    scalable_dimension: &'static str,
+    description: String,
+    cause: String,
+    start_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<f64>,
+    status_code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_message: Option<String>,
+}
+
+fn target_out(t: &ScalableTarget) -> ScalableTargetOut {
+    ScalableTargetOut {
+        service_namespace: "sagemaker",
+        resource_id: t.resource_id.clone(),
+        scalable_dimension: SCALABLE_DIMENSION,
+        min_capacity: t.min,
+        max_capacity: t.max,
+        role_arn: t.role_arn.clone(),
+        creation_time: secs(t.created),
+        suspended_state: SuspendedOut {
+            dynamic_scaling_in_suspended: t.suspended.scale_in,
+            dynamic_scaling_out_suspended: t.suspended.scale_out,
+            scheduled_scaling_suspended: t.suspended.scheduled,
+        },
+        scalable_target_arn: t.arn.clone(),
+    }
+}
+
+fn policy_out(p: &ScalingPolicy) -> PolicyOut {
+    let (policy_type, target_tracking, step) = match &p.config {
         PolicyConfig::TargetTracking(t) => {
-            v["PolicyType"] = json!("TargetTrackingScaling");
-            let mut c = json!({
-                "TargetValue": t.target,
-                "ScaleOutCooldown": t.scale_out_cooldown_secs,
-                "ScaleInCooldown": t.scale_in_cooldown_secs,
-                "DisableScaleIn": t.disable_scale_in,
-            });
-            match &t.metric {
+            let (predefined, customized) = match &t.metric {
                 TrackedMetric::InvocationsPerInstance => {
-                    c["PredefinedMetricSpecification"] = json!({"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"})
+                    (Some(PredefinedOut { predefined_metric_type: "SageMakerVariantInvocationsPerInstance" }), None)
                 }
                 TrackedMetric::Custom { namespace, metric_name, dimensions, statistic } => {
-                    c["CustomizedMetricSpecification"] = json!({
-                        "MetricName": metric_name, "Namespace": namespace, "Statistic": statistic,
-                        "Dimensions": dimensions.iter().map(|(n, v)| json!({"Name": n, "Value": v})).collect::<Vec<_>>(),
-                    })
+                    let dimensions = dimensions.iter().map(|(n, v)| DimensionOut { name: n.clone(), value: v.clone() }).collect();
+                    let custom = CustomizedOut {
+                        metric_name: metric_name.clone(),
+                        namespace: namespace.clone(),
+                        dimensions,
+                        statistic: statistic.clone(),
+                    };
+                    (None, Some(custom))
                 }
-            }
-            v["TargetTrackingScalingPolicyConfiguration"] = c;
+            };
+            let config = TargetTrackingOut {
+                target_value: t.target,
+                predefined_metric_specification: predefined,
+                customized_metric_specification: customized,
+                scale_out_cooldown: t.scale_out_cooldown_secs,
+                scale_in_cooldown: t.scale_in_cooldown_secs,
+                disable_scale_in: t.disable_scale_in,
+            };
+            ("TargetTrackingScaling", Some(config), None)
         }
         PolicyConfig::Step(s) => {
-            v["PolicyType"] = json!("StepScaling");
-            let kind = match s.adjustment_type {
+            let adjustment_type = match s.adjustment_type {
                 AdjustmentType::ChangeInCapacity => "ChangeInCapacity",
                 AdjustmentType::PercentChangeInCapacity => "PercentChangeInCapacity",
                 AdjustmentType::ExactCapacity => "ExactCapacity",
             };
-            let steps: Vec<Value> = s
+            let step_adjustments = s
                 .steps
                 .iter()
-                .map(|a| {
-                    let mut j = json!({ "ScalingAdjustment": a.adjustment });
-                    if let Some(l) = a.lower {
-                        j["MetricIntervalLowerBound"] = json!(l);
-                    }
-                    if let Some(u) = a.upper {
-                        j["MetricIntervalUpperBound"] = json!(u);
-                    }
-                    j
+                .map(|a| StepOut {
+                    metric_interval_lower_bound: a.lower,
+                    metric_interval_upper_bound: a.upper,
+                    scaling_adjustment: a.adjustment,
                 })
                 .collect();
-            let mut c = json!({ "AdjustmentType": kind, "StepAdjustments": steps, "Cooldown": s.cooldown_secs });
-            if let Some(m) = s.min_adjustment_magnitude {
-                c["MinAdjustmentMagnitude"] = json!(m);
-            }
-            v["StepScalingPolicyConfiguration"] = c;
+            let config = StepScalingOut {
+                adjustment_type,
+                step_adjustments,
+                min_adjustment_magnitude: s.min_adjustment_magnitude,
+                cooldown: s.cooldown_secs,
+            };
+            ("StepScaling", None, Some(config))
         }
+    };
+    PolicyOut {
+        policy_arn: p.arn.clone(),
+        policy_name: p.name.clone(),
+        service_namespace: "sagemaker",
+        resource_id: p.resource_id.clone(),
+        scalable_dimension: SCALABLE_DIMENSION,
+        policy_type,
+        target_tracking_scaling_policy_configuration: target_tracking,
+        step_scaling_policy_configuration: step,
+        creation_time: secs(p.created),
+        alarms: Vec::new(),
     }
-    v
 }
 
-fn activity_json(a: &ScalingActivity) -> Value {
-    let mut v = json!({
-        "ActivityId": a.id,
-        "ServiceNamespace": "sagemaker",
-        "ResourceId": a.resource_id,
-        "ScalableDimension": SCALABLE_DIMENSION,
-        "Description": a.description,
-        "Cause": a.cause,
-        "StartTime": secs(a.start),
-        "StatusCode": a.status.as_str(),
-    });
-    if let Some(e) = a.end {
-        v["EndTime"] = json!(secs(e));
+fn activity_out(a: &ScalingActivity) -> ActivityOut {
+    ActivityOut {
+        activity_id: a.id.clone(),
+        service_namespace: "sagemaker",
+        resource_id: a.resource_id.clone(),
+        scalable_dimension: SCALABLE_DIMENSION,
+        description: a.description.clone(),
+        cause: a.cause.clone(),
+        start_time: secs(a.start),
+        end_time: a.end.map(secs),
+        status_code: a.status.as_str(),
+        status_message: a.message.clone(),
     }
-    if let Some(m) = &a.message {
-        v["StatusMessage"] = json!(m);
-    }
-    v
 }
 
 /// Decodes a body as every Application Auto Scaling input berth reads (for the fuzz targets).
