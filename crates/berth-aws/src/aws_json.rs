@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use berth_control::{ListQuery, SortKey};
 use berth_domain::{EndpointStatus, Timestamp};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The request body as `T`; an empty body is `{}`, as botocore sends for operations without input.
 pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, EdgeError> {
@@ -50,14 +50,6 @@ pub(crate) fn enum_error(member: &str, value: &str, allowed: &[&str]) -> EdgeErr
 /// A time as awsJson writes it: seconds since the epoch.
 pub(crate) fn secs(t: Timestamp) -> f64 {
     t.as_secs_f64()
-}
-
-/// An answer with its `NextToken`, when there is a next page.
-pub(crate) fn with_token(mut v: Value, token: Option<String>) -> Value {
-    if let Some(t) = token {
-        v["NextToken"] = json!(t);
-    }
-    v
 }
 
 pub(crate) fn tags(t: Option<Vec<wire::Tag>>) -> Vec<(String, String)> {

@@ -1,13 +1,13 @@
 //! SageMaker's inference experiment (shadow testing) operations: Create, Describe, List, Start,
 //! Stop, Update and DeleteInferenceExperiment.
 
-use crate::aws_json::{enum_error, parse, secs, tags, with_token};
+use crate::aws_json::{enum_error, parse, reply, secs, tags};
 use crate::error::EdgeError;
 use crate::wire::Tag;
 use berth_control::{Controller, CreateInferenceExperiment, StopInferenceExperiment, UpdateInferenceExperiment};
 use berth_domain::{ExperimentStatus, ExperimentVariant, InferenceExperiment, Timestamp, VariantAction};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::HashMap;
 
 #[derive(Deserialize)]
@@ -141,24 +141,24 @@ fn one_shadow(config: ShadowModeConfig) -> Result<(String, ShadowModelVariant), 
 /// Handles the operation if it is one of the inference experiment operations.
 pub(crate) async fn operation(c: &std::sync::Arc<Controller>, op: &str, body: &[u8]) -> Option<Result<Value, EdgeError>> {
     let result = match op {
-        "CreateInferenceExperiment" => create(c, body).await,
-        "DescribeInferenceExperiment" => describe(c, body).await,
-        "ListInferenceExperiments" => list(c, body).await,
-        "StartInferenceExperiment" => start(c, body).await,
-        "StopInferenceExperiment" => stop(c, body).await,
-        "UpdateInferenceExperiment" => update(c, body).await,
-        "DeleteInferenceExperiment" => delete(c, body).await,
+        "CreateInferenceExperiment" => create(c, body).await.and_then(reply),
+        "DescribeInferenceExperiment" => describe(c, body).await.and_then(reply),
+        "ListInferenceExperiments" => list(c, body).await.and_then(reply),
+        "StartInferenceExperiment" => start(c, body).await.and_then(reply),
+        "StopInferenceExperiment" => stop(c, body).await.and_then(reply),
+        "UpdateInferenceExperiment" => update(c, body).await.and_then(reply),
+        "DeleteInferenceExperiment" => delete(c, body).await.and_then(reply),
         _ => return None,
     };
     Some(result)
 }
 
-async fn start(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+async fn start(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<ArnOutput, EdgeError> {
     Ok(arn_of(&c.start_inference_experiment(&name_of(body)?).await?))
 }
 
-async fn delete(c: &Controller, body: &[u8]) -> Result<Value, EdgeError> {
-    Ok(json!({ "InferenceExperimentArn": c.delete_inference_experiment(&name_of(body)?).await? }))
+async fn delete(c: &Controller, body: &[u8]) -> Result<ArnOutput, EdgeError> {
+    Ok(ArnOutput { inference_experiment_arn: c.delete_inference_experiment(&name_of(body)?).await? })
 }
 
 fn name_of(body: &[u8]) -> Result<String, EdgeError> {
@@ -170,11 +170,18 @@ fn name_of(body: &[u8]) -> Result<String, EdgeError> {
     parse::<Named>(body).map(|n| n.name)
 }
 
-fn arn_of(x: &InferenceExperiment) -> Value {
-    json!({ "InferenceExperimentArn": x.arn })
+/// The answer of every operation that changes an experiment.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ArnOutput {
+    inference_experiment_arn: String,
 }
 
-async fn create(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+fn arn_of(x: &InferenceExperiment) -> ArnOutput {
+    ArnOutput { inference_experiment_arn: x.arn.clone() }
+}
+
+async fn create(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<ArnOutput, EdgeError> {
     let input: CreateInput = parse(body)?;
     if input.kind != "ShadowMode" {
         return Err(enum_error("type", &input.kind, &["ShadowMode"]));
@@ -199,65 +206,151 @@ async fn create(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, Ed
     Ok(arn_of(&c.create_inference_experiment(req).await?))
 }
 
-fn variant_json(v: &ExperimentVariant) -> Value {
-    json!({
-        "ModelName": v.model_name,
-        "VariantName": v.variant_name,
-        "InfrastructureConfig": {
-            "InfrastructureType": "RealTimeInference",
-            "RealTimeInferenceConfig": {"InstanceType": v.instance_type, "InstanceCount": v.instance_count},
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct VariantOut {
+    model_name: String,
+    variant_name: String,
+    infrastructure_config: InfrastructureOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InfrastructureOut {
+    infrastructure_type: &'static str,
+    real_time_inference_config: RealTimeOut,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RealTimeOut {
+    instance_type: String,
+    instance_count: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScheduleOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<f64>,
+}
+
+/// ListInferenceExperiments's summary, and the part of DescribeInferenceExperiment it shares.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SummaryOut {
+    name: String,
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    schedule: ScheduleOut,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    creation_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_time: Option<f64>,
+    last_modified_time: f64,
+    role_arn: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeOutput {
+    arn: String,
+    #[serde(flatten)]
+    summary: SummaryOut,
+    endpoint_metadata: EndpointMetadataOut,
+    model_variants: Vec<VariantOut>,
+    shadow_mode_config: ShadowModeOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_storage_config: Option<DataStorageOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kms_key: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointMetadataOut {
+    endpoint_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint_config_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint_status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ShadowModeOut {
+    source_model_variant_name: String,
+    shadow_model_variants: Vec<ShadowVariantOut>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ShadowVariantOut {
+    shadow_model_variant_name: String,
+    sampling_percentage: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DataStorageOut {
+    destination: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListOutput {
+    inference_experiments: Vec<SummaryOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+fn variant_out(v: &ExperimentVariant, status: Option<&'static str>) -> VariantOut {
+    VariantOut {
+        model_name: v.model_name.clone(),
+        variant_name: v.variant_name.clone(),
+        infrastructure_config: InfrastructureOut {
+            infrastructure_type: "RealTimeInference",
+            real_time_inference_config: RealTimeOut { instance_type: v.instance_type.clone(), instance_count: v.instance_count },
         },
-    })
+        status,
+    }
 }
 
-fn schedule_json(x: &InferenceExperiment) -> Value {
-    let mut s = json!({});
-    if let Some(t) = x.start {
-        s["StartTime"] = json!(secs(t));
+fn summary_out(x: &InferenceExperiment) -> SummaryOut {
+    SummaryOut {
+        name: x.name.clone(),
+        kind: "ShadowMode",
+        schedule: ScheduleOut { start_time: x.start.map(secs), end_time: x.end.map(secs) },
+        status: x.status.as_str(),
+        status_reason: x.status_reason.clone(),
+        description: x.description.clone(),
+        creation_time: secs(x.created),
+        completion_time: x.completed.map(secs),
+        last_modified_time: secs(x.modified),
+        role_arn: x.role_arn.clone(),
     }
-    if let Some(t) = x.end {
-        s["EndTime"] = json!(secs(t));
-    }
-    s
 }
 
-fn summary_json(x: &InferenceExperiment) -> Value {
-    let mut v = json!({
-        "Name": x.name,
-        "Type": "ShadowMode",
-        "Schedule": schedule_json(x),
-        "Status": x.status.as_str(),
-        "CreationTime": secs(x.created),
-        "LastModifiedTime": secs(x.modified),
-        "RoleArn": x.role_arn,
-    });
-    if let Some(d) = &x.description {
-        v["Description"] = json!(d);
-    }
-    if let Some(r) = &x.status_reason {
-        v["StatusReason"] = json!(r);
-    }
-    if let Some(t) = x.completed {
-        v["CompletionTime"] = json!(secs(t));
-    }
-    v
-}
-
-async fn describe(c: &Controller, body: &[u8]) -> Result<Value, EdgeError> {
+async fn describe(c: &Controller, body: &[u8]) -> Result<DescribeOutput, EdgeError> {
     let x = c.describe_inference_experiment(&name_of(body)?).await?;
     let endpoint = c.describe_endpoint(&x.endpoint_name).await.ok();
-    let mut out = summary_json(&x);
-    out["Arn"] = json!(x.arn);
-    let mut metadata = json!({ "EndpointName": x.endpoint_name });
-    if let Some(e) = &endpoint {
-        metadata["EndpointConfigName"] = json!(e.config_name);
-        metadata["EndpointStatus"] = json!(e.status.as_str());
-        if let Some(r) = &e.failure_reason {
-            metadata["FailureReason"] = json!(r);
-        }
-    }
-    out["EndpointMetadata"] = metadata;
-    out["ModelVariants"] = x
+    let endpoint_metadata = EndpointMetadataOut {
+        endpoint_name: x.endpoint_name.clone(),
+        endpoint_config_name: endpoint.as_ref().map(|e| e.config_name.clone()),
+        endpoint_status: endpoint.as_ref().map(|e| e.status.as_str()),
+        failure_reason: endpoint.as_ref().and_then(|e| e.failure_reason.clone()),
+    };
+    let model_variants = x
         .variants
         .iter()
         .map(|v| {
@@ -269,25 +362,28 @@ async fn describe(c: &Controller, body: &[u8]) -> Result<Value, EdgeError> {
                 (s, false) if s.ended() => "Deleted",
                 _ => "Creating",
             };
-            let mut j = variant_json(v);
-            j["Status"] = json!(status);
-            j
+            variant_out(v, Some(status))
         })
         .collect();
-    out["ShadowModeConfig"] = json!({
-        "SourceModelVariantName": x.source_variant,
-        "ShadowModelVariants": [{"ShadowModelVariantName": x.shadow_variant, "SamplingPercentage": x.sampling_percentage}],
-    });
-    if let Some(d) = &x.data_storage_destination {
-        out["DataStorageConfig"] = json!({ "Destination": d });
-    }
-    if let Some(k) = &x.kms_key {
-        out["KmsKey"] = json!(k);
-    }
-    Ok(out)
+    let shadow_mode_config = ShadowModeOut {
+        source_model_variant_name: x.source_variant.clone(),
+        shadow_model_variants: vec![ShadowVariantOut {
+            shadow_model_variant_name: x.shadow_variant.clone(),
+            sampling_percentage: x.sampling_percentage,
+        }],
+    };
+    Ok(DescribeOutput {
+        arn: x.arn.clone(),
+        summary: summary_out(&x),
+        endpoint_metadata,
+        model_variants,
+        shadow_mode_config,
+        data_storage_config: x.data_storage_destination.clone().map(|destination| DataStorageOut { destination }),
+        kms_key: x.kms_key.clone(),
+    })
 }
 
-async fn list(c: &Controller, body: &[u8]) -> Result<Value, EdgeError> {
+async fn list(c: &Controller, body: &[u8]) -> Result<ListOutput, EdgeError> {
     let input: ListInput = parse(body)?;
     let status = match input.status_equals.as_deref() {
         None => None,
@@ -313,12 +409,12 @@ async fn list(c: &Controller, body: &[u8]) -> Result<Value, EdgeError> {
     }
     let skip: usize = input.next_token.as_deref().map(|t| t.parse().unwrap_or(0)).unwrap_or(0);
     let max = input.max_results.unwrap_or(10).clamp(1, 100);
-    let page: Vec<Value> = items.iter().skip(skip).take(max).map(summary_json).collect();
-    let token = (skip + max < items.len()).then(|| (skip + max).to_string());
-    Ok(with_token(json!({ "InferenceExperiments": page }), token))
+    let page = items.iter().skip(skip).take(max).map(summary_out).collect();
+    let next_token = (skip + max < items.len()).then(|| (skip + max).to_string());
+    Ok(ListOutput { inference_experiments: page, next_token })
 }
 
-async fn stop(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+async fn stop(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<ArnOutput, EdgeError> {
     let input: StopInput = parse(body)?;
     let mut actions = HashMap::new();
     for (variant, action) in input.model_variant_actions {
@@ -337,7 +433,7 @@ async fn stop(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, Edge
     Ok(arn_of(&c.stop_inference_experiment(req).await?))
 }
 
-async fn update(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+async fn update(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<ArnOutput, EdgeError> {
     let input: UpdateInput = parse(body)?;
     if input.model_variants.is_some() || input.data_storage_config.is_some() {
         return Err(EdgeError::validation("Changing ModelVariants or DataStorageConfig of an experiment is not supported by berth yet."));

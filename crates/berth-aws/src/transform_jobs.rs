@@ -3,13 +3,14 @@
 //! does not do yet (compressed inputs, RecordIO/TFRecord splitting, augmented manifests, batch
 //! data capture) is refused by name.
 
-use crate::aws_json::{enum_error, list_query, parse, secs, tags, unsupported, with_token};
+use crate::aws_json::{enum_error, list_query, parse, reply, secs, tags, unsupported};
 use crate::error::EdgeError;
+use crate::wire::Empty;
 use berth_control::Controller;
 use berth_domain::{BatchStrategy, Timestamp, TransformJob, TransformJobStatus};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -109,20 +110,20 @@ struct NameInput {
 
 pub(crate) async fn operation(c: &Arc<Controller>, op: &str, body: &[u8]) -> Option<Result<Value, EdgeError>> {
     let result = match op {
-        "CreateTransformJob" => create(c, body).await,
-        "DescribeTransformJob" => describe(c, body).await,
-        "ListTransformJobs" => list(c, body).await,
-        "StopTransformJob" => stop(c, body).await,
+        "CreateTransformJob" => create(c, body).await.and_then(reply),
+        "DescribeTransformJob" => describe(c, body).await.and_then(reply),
+        "ListTransformJobs" => list(c, body).await.and_then(reply),
+        "StopTransformJob" => stop(c, body).await.and_then(reply),
         _ => return None,
     };
     Some(result)
 }
 
-async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<CreateTransformJobOutput, EdgeError> {
     let input: CreateTransformJobInput = parse(body)?;
     let job_tags = tags(input.tags.clone());
     let job = c.create_transform_job(transform_job(input)?, job_tags).await?;
-    Ok(json!({ "TransformJobArn": job.arn }))
+    Ok(CreateTransformJobOutput { transform_job_arn: job.arn })
 }
 
 /// The controller's job from the request, refusing what berth does not do.
@@ -229,7 +230,73 @@ fn refused(member: &str) -> EdgeError {
     EdgeError::validation(format!("{member} is not supported by this version of berth; leave it out."))
 }
 
-fn describe_json(j: &TransformJob) -> Value {
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateTransformJobOutput {
+    transform_job_arn: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeTransformJobOutput {
+    transform_job_name: String,
+    transform_job_arn: String,
+    transform_job_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+    model_name: String,
+    max_concurrent_transforms: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_client_config: Option<ModelClientConfig>,
+    #[serde(rename = "MaxPayloadInMB")]
+    max_payload_in_mb: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_strategy: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<BTreeMap<String, String>>,
+    transform_input: TransformInput,
+    transform_output: TransformOutput,
+    transform_resources: TransformResources,
+    creation_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transform_start_time: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transform_end_time: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_processing: Option<DataProcessingOut>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DataProcessingOut {
+    input_filter: String,
+    output_filter: String,
+    join_source: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransformJobSummary {
+    transform_job_name: String,
+    transform_job_arn: String,
+    creation_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transform_end_time: Option<f64>,
+    last_modified_time: f64,
+    transform_job_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListTransformJobsOutput {
+    transform_job_summaries: Vec<TransformJobSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+fn describe_output(j: &TransformJob) -> DescribeTransformJobOutput {
     let input = TransformInput {
         data_source: TransformDataSource {
             s3_data_source: TransformS3DataSource {
@@ -249,62 +316,48 @@ fn describe_json(j: &TransformJob) -> Value {
     };
     let resources =
         TransformResources { instance_type: j.instance_type.clone(), instance_count: j.instance_count, volume_kms_key_id: None };
-    let mut v = json!({
-        "TransformJobName": j.name,
-        "TransformJobArn": j.arn,
-        "TransformJobStatus": j.status.as_str(),
-        "ModelName": j.model_name,
-        "TransformInput": input,
-        "TransformOutput": output,
-        "TransformResources": resources,
-        "CreationTime": secs(j.created),
-        "MaxPayloadInMB": j.max_payload_mb.unwrap_or(TransformJob::DEFAULT_MAX_PAYLOAD_MB),
-        "MaxConcurrentTransforms": j.max_concurrent_transforms.unwrap_or(0),
-    });
-    if let Some(r) = &j.failure_reason {
-        v["FailureReason"] = json!(r);
-    }
-    if let Some(b) = j.batch_strategy {
-        v["BatchStrategy"] = json!(match b {
+    let client = (j.invocation_timeout_secs.is_some() || j.max_retries.is_some())
+        .then_some(ModelClientConfig { invocations_timeout_in_seconds: j.invocation_timeout_secs, invocations_max_retries: j.max_retries });
+    DescribeTransformJobOutput {
+        transform_job_name: j.name.clone(),
+        transform_job_arn: j.arn.clone(),
+        transform_job_status: j.status.as_str(),
+        failure_reason: j.failure_reason.clone(),
+        model_name: j.model_name.clone(),
+        max_concurrent_transforms: j.max_concurrent_transforms.unwrap_or(0),
+        model_client_config: client,
+        max_payload_in_mb: j.max_payload_mb.unwrap_or(TransformJob::DEFAULT_MAX_PAYLOAD_MB),
+        batch_strategy: j.batch_strategy.map(|b| match b {
             BatchStrategy::MultiRecord => "MultiRecord",
             BatchStrategy::SingleRecord => "SingleRecord",
-        });
+        }),
+        environment: (!j.environment.is_empty()).then(|| j.environment.clone()),
+        transform_input: input,
+        transform_output: output,
+        transform_resources: resources,
+        creation_time: secs(j.created),
+        transform_start_time: j.started.map(secs),
+        transform_end_time: j.ended.map(secs),
+        data_processing: j.processes_records().then(|| DataProcessingOut {
+            input_filter: j.input_filter.clone().unwrap_or_else(|| "$".into()),
+            output_filter: j.output_filter.clone().unwrap_or_else(|| "$".into()),
+            join_source: if j.join_input { "Input" } else { "None" },
+        }),
     }
-    if !j.environment.is_empty() {
-        v["Environment"] = json!(j.environment);
-    }
-    if j.invocation_timeout_secs.is_some() || j.max_retries.is_some() {
-        v["ModelClientConfig"] =
-            json!(ModelClientConfig { invocations_timeout_in_seconds: j.invocation_timeout_secs, invocations_max_retries: j.max_retries });
-    }
-    if j.processes_records() {
-        v["DataProcessing"] = json!({
-            "InputFilter": j.input_filter.as_deref().unwrap_or("$"),
-            "OutputFilter": j.output_filter.as_deref().unwrap_or("$"),
-            "JoinSource": if j.join_input { "Input" } else { "None" },
-        });
-    }
-    if let Some(t) = j.started {
-        v["TransformStartTime"] = json!(secs(t));
-    }
-    if let Some(t) = j.ended {
-        v["TransformEndTime"] = json!(secs(t));
-    }
-    v
 }
 
-async fn describe(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+async fn describe(c: &Arc<Controller>, body: &[u8]) -> Result<DescribeTransformJobOutput, EdgeError> {
     let input: NameInput = parse(body)?;
-    Ok(describe_json(&c.describe_transform_job(&input.transform_job_name).await?))
+    Ok(describe_output(&c.describe_transform_job(&input.transform_job_name).await?))
 }
 
-async fn stop(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+async fn stop(c: &Arc<Controller>, body: &[u8]) -> Result<Empty, EdgeError> {
     let input: NameInput = parse(body)?;
     c.stop_transform_job(&input.transform_job_name).await?;
-    Ok(json!({}))
+    Ok(Empty {})
 }
 
-async fn list(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+async fn list(c: &Arc<Controller>, body: &[u8]) -> Result<ListTransformJobsOutput, EdgeError> {
     let mut input: crate::wire::ListInput = parse(body)?;
     let status = match input.status_equals.take() {
         None => None,
@@ -316,25 +369,14 @@ async fn list(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     let query = list_query(input, true)?;
     let jobs: Vec<TransformJob> = c.transform_jobs().await?.into_iter().filter(|j| status.is_none_or(|s| j.status == s)).collect();
     let page = berth_control::list_transform_jobs(jobs, &query)?;
-    let summaries: Vec<Value> = page
-        .items
-        .iter()
-        .map(|j| {
-            let mut v = json!({
-                "TransformJobName": j.name,
-                "TransformJobArn": j.arn,
-                "CreationTime": secs(j.created),
-                "LastModifiedTime": secs(j.modified),
-                "TransformJobStatus": j.status.as_str(),
-            });
-            if let Some(t) = j.ended {
-                v["TransformEndTime"] = json!(secs(t));
-            }
-            if let Some(r) = &j.failure_reason {
-                v["FailureReason"] = json!(r);
-            }
-            v
-        })
-        .collect();
-    Ok(with_token(json!({ "TransformJobSummaries": summaries }), page.next_token))
+    let summary = |j: &TransformJob| TransformJobSummary {
+        transform_job_name: j.name.clone(),
+        transform_job_arn: j.arn.clone(),
+        creation_time: secs(j.created),
+        transform_end_time: j.ended.map(secs),
+        last_modified_time: secs(j.modified),
+        transform_job_status: j.status.as_str(),
+        failure_reason: j.failure_reason.clone(),
+    };
+    Ok(ListTransformJobsOutput { transform_job_summaries: page.items.iter().map(summary).collect(), next_token: page.next_token })
 }
