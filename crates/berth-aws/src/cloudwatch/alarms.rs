@@ -2,14 +2,16 @@
 //! evaluates them itself once a second; deployments roll back when one of their alarms is in
 //! `ALARM`. Alarm actions (SNS topics, Auto Scaling policies) are stored and shown, not run.
 
+use super::answers::{AlarmOut, DescribeAlarmsOutput, DimensionOut};
 use super::{cw_control, pairs, Dimension};
 use crate::error::EdgeError;
+use crate::wire::Empty;
 use crate::Edge;
 use axum::http::StatusCode;
 use berth_control::PutAlarm;
 use berth_domain::{Alarm, AlarmState};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -43,7 +45,7 @@ fn count(name: &str, v: i64) -> Result<u32, EdgeError> {
     u32::try_from(v).map_err(|_| EdgeError::invalid_parameter(format!("The parameter {name} must be a positive number, not {v}.")))
 }
 
-pub(super) async fn put_metric_alarm(edge: &Edge, input: PutMetricAlarmInput) -> Result<Value, EdgeError> {
+pub(super) async fn put_metric_alarm(edge: &Edge, input: PutMetricAlarmInput) -> Result<Empty, EdgeError> {
     if input.metrics.is_some() {
         return Err(EdgeError::invalid_parameter("Alarms on metric math (Metrics) are not supported by berth yet; use MetricName."));
     }
@@ -70,7 +72,7 @@ pub(super) async fn put_metric_alarm(edge: &Edge, input: PutMetricAlarmInput) ->
         treat_missing_data: input.treat_missing_data,
     };
     edge.controller.put_alarm(put).await.map_err(cw_control)?;
-    Ok(json!({}))
+    Ok(Empty {})
 }
 
 #[derive(Deserialize)]
@@ -87,7 +89,7 @@ pub(super) struct DescribeAlarmsInput {
     next_token: Option<String>,
 }
 
-pub(super) async fn describe_alarms(edge: &Edge, input: DescribeAlarmsInput) -> Result<Value, EdgeError> {
+pub(super) async fn describe_alarms(edge: &Edge, input: DescribeAlarmsInput) -> Result<DescribeAlarmsOutput, EdgeError> {
     if !input.alarm_names.is_empty() && input.alarm_name_prefix.is_some() {
         return Err(EdgeError::parameter_combination("AlarmNames and AlarmNamePrefix cannot be used together."));
     }
@@ -120,52 +122,39 @@ pub(super) async fn describe_alarms(edge: &Edge, input: DescribeAlarmsInput) -> 
                 })
             })
             .collect();
-    let page: Vec<Value> = matching.iter().skip(skip).take(max as usize).map(|a| alarm_json(a)).collect();
-    let mut out = json!({ "MetricAlarms": page, "CompositeAlarms": [] });
-    if skip + (max as usize) < matching.len() {
-        out["NextToken"] = json!((skip + max as usize).to_string());
-    }
-    Ok(out)
+    let metric_alarms = matching.iter().skip(skip).take(max as usize).map(|a| alarm_out(a)).collect();
+    let next_token = (skip + (max as usize) < matching.len()).then(|| (skip + max as usize).to_string());
+    Ok(DescribeAlarmsOutput { metric_alarms, composite_alarms: Vec::new(), next_token })
 }
 
-fn alarm_json(a: &Alarm) -> Value {
-    let mut v = json!({
-        "AlarmName": a.name,
-        "AlarmArn": a.arn,
-        "AlarmConfigurationUpdatedTimestamp": a.configuration_updated.as_secs_f64(),
-        "ActionsEnabled": a.actions_enabled,
-        "OKActions": a.ok_actions,
-        "AlarmActions": a.alarm_actions,
-        "InsufficientDataActions": a.insufficient_data_actions,
-        "StateValue": a.state.as_str(),
-        "StateReason": a.state_reason,
-        "StateUpdatedTimestamp": a.state_updated.as_secs_f64(),
-        "StateTransitionedTimestamp": a.state_updated.as_secs_f64(),
-        "MetricName": a.metric_name,
-        "Namespace": a.namespace,
-        "Dimensions": a.dimensions.iter().map(|(k, v)| json!({"Name": k, "Value": v})).collect::<Vec<_>>(),
-        "Period": a.period,
-        "EvaluationPeriods": a.evaluation_periods,
-        "DatapointsToAlarm": a.datapoints_to_alarm,
-        "Threshold": a.threshold,
-        "ComparisonOperator": a.comparison.as_str(),
-        "TreatMissingData": a.treat_missing_data.as_str(),
-    });
-    if a.extended {
-        v["ExtendedStatistic"] = json!(a.statistic);
-    } else {
-        v["Statistic"] = json!(a.statistic);
+fn alarm_out(a: &Alarm) -> AlarmOut {
+    AlarmOut {
+        alarm_name: a.name.clone(),
+        alarm_arn: a.arn.clone(),
+        alarm_description: a.description.clone(),
+        alarm_configuration_updated_timestamp: a.configuration_updated.as_secs_f64(),
+        actions_enabled: a.actions_enabled,
+        ok_actions: a.ok_actions.clone(),
+        alarm_actions: a.alarm_actions.clone(),
+        insufficient_data_actions: a.insufficient_data_actions.clone(),
+        state_value: a.state.as_str(),
+        state_reason: a.state_reason.clone(),
+        state_reason_data: a.state_reason_data.clone(),
+        state_updated_timestamp: a.state_updated.as_secs_f64(),
+        state_transitioned_timestamp: a.state_updated.as_secs_f64(),
+        metric_name: a.metric_name.clone(),
+        namespace: a.namespace.clone(),
+        statistic: (!a.extended).then(|| a.statistic.clone()),
+        extended_statistic: a.extended.then(|| a.statistic.clone()),
+        dimensions: a.dimensions.iter().map(|(k, v)| DimensionOut::of(k, v)).collect(),
+        period: a.period,
+        unit: a.unit.clone(),
+        evaluation_periods: a.evaluation_periods,
+        datapoints_to_alarm: a.datapoints_to_alarm,
+        threshold: a.threshold,
+        comparison_operator: a.comparison.as_str(),
+        treat_missing_data: a.treat_missing_data.as_str(),
     }
-    if let Some(d) = &a.description {
-        v["AlarmDescription"] = json!(d);
-    }
-    if let Some(d) = &a.state_reason_data {
-        v["StateReasonData"] = json!(d);
-    }
-    if let Some(u) = &a.unit {
-        v["Unit"] = json!(u);
-    }
-    v
 }
 
 #[derive(Deserialize)]
@@ -174,12 +163,12 @@ pub(super) struct DeleteAlarmsInput {
     alarm_names: Vec<String>,
 }
 
-pub(super) async fn delete_alarms(edge: &Edge, input: DeleteAlarmsInput) -> Result<Value, EdgeError> {
+pub(super) async fn delete_alarms(edge: &Edge, input: DeleteAlarmsInput) -> Result<Empty, EdgeError> {
     if input.alarm_names.len() > 100 {
         return Err(EdgeError::invalid_parameter("At most 100 AlarmNames at once."));
     }
     edge.controller.delete_alarms(input.alarm_names).await.map_err(cw_control)?;
-    Ok(json!({}))
+    Ok(Empty {})
 }
 
 #[derive(Deserialize)]
@@ -191,7 +180,7 @@ pub(super) struct SetAlarmStateInput {
     state_reason_data: Option<String>,
 }
 
-pub(super) async fn set_alarm_state(edge: &Edge, input: SetAlarmStateInput) -> Result<Value, EdgeError> {
+pub(super) async fn set_alarm_state(edge: &Edge, input: SetAlarmStateInput) -> Result<Empty, EdgeError> {
     let state = AlarmState::parse(&input.state_value).ok_or_else(|| {
         EdgeError::invalid_parameter(format!("StateValue '{}' is not OK, ALARM or INSUFFICIENT_DATA.", input.state_value))
     })?;
@@ -201,5 +190,5 @@ pub(super) async fn set_alarm_state(edge: &Edge, input: SetAlarmStateInput) -> R
         }
     }
     edge.controller.set_alarm_state(&input.alarm_name, state, input.state_reason, input.state_reason_data).await.map_err(cw_control)?;
-    Ok(json!({}))
+    Ok(Empty {})
 }

@@ -1,14 +1,15 @@
 //! Custom metrics: `PutMetricData` stores datapoints (as statistic sets) in the state store;
 //! `GetMetricStatistics`, `GetMetricData` and `ListMetrics` read them like berth's own.
 
+use super::answers::{DimensionOut, MetricOut};
 use super::Dimension;
 use crate::error::EdgeError;
+use crate::wire::Empty;
 use crate::Edge;
 use berth_control::canonical_dimensions;
 use berth_metrics::MetricName;
 use berth_store::CustomDatapoint;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -46,7 +47,7 @@ fn now() -> f64 {
     berth_domain::Timestamp::now().as_secs_f64()
 }
 
-pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> Result<Value, EdgeError> {
+pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> Result<Empty, EdgeError> {
     if input.namespace.starts_with("AWS/") || MetricName::is_berth_namespace(&input.namespace) {
         return Err(EdgeError::invalid_parameter(format!(
             "The value {} for parameter Namespace is reserved for AWS metrics.",
@@ -101,7 +102,7 @@ pub(super) async fn put_metric_data(edge: &Edge, input: PutMetricDataInput) -> R
         .put_custom_datapoints(points)
         .await
         .map_err(|e| EdgeError::invalid_parameter(format!("cannot store the datapoints: {e}")))?;
-    Ok(json!({}))
+    Ok(Empty {})
 }
 
 /// Custom metrics for ListMetrics, filtered as asked.
@@ -110,7 +111,7 @@ pub(super) async fn list(
     namespace: Option<&str>,
     metric_name: Option<&str>,
     filter: &[Dimension],
-) -> Result<Vec<Value>, EdgeError> {
+) -> Result<Vec<MetricOut>, EdgeError> {
     if namespace.is_some_and(MetricName::is_berth_namespace) {
         return Ok(Vec::new());
     }
@@ -125,9 +126,10 @@ pub(super) async fn list(
         .filter_map(|(ns, name, dims)| {
             let pairs: Vec<(String, String)> = serde_json::from_str(&dims).ok()?;
             let wanted = filter.iter().all(|f| pairs.iter().any(|(k, v)| *k == f.name && f.value.as_ref().is_none_or(|fv| fv == v)));
-            wanted.then(|| {
-                let dimensions: Vec<Value> = pairs.iter().map(|(k, v)| json!({"Name": k, "Value": v})).collect();
-                json!({"Namespace": ns, "MetricName": name, "Dimensions": dimensions})
+            wanted.then(|| MetricOut {
+                namespace: ns,
+                metric_name: name,
+                dimensions: pairs.iter().map(|(k, v)| DimensionOut::of(k, v)).collect(),
             })
         })
         .collect())

@@ -6,15 +6,20 @@
 //! and the older AWS query protocol of earlier SDKs (`query.rs`: form in, XML out).
 
 mod alarms;
+mod answers;
 mod custom;
 mod query;
 
 pub(crate) use query::decode as decode_form;
 pub use query::query;
 
+use crate::aws_json::reply;
 use crate::error::{EdgeError, Service};
 use crate::protocol::{encode_cbor, Protocol};
 use crate::Edge;
+use answers::{
+    DatapointOut, DimensionOut, GetMetricDataOutput, GetMetricStatisticsOutput, ListMetricsOutput, MetricDataResultOut, MetricOut,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -22,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use berth_control::MetricQuery;
 use berth_metrics::{Datapoint, MetricName, VariantKey};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 pub(crate) use crate::protocol::CLOUDWATCH_TARGET_PREFIX as TARGET_PREFIX;
 
@@ -78,14 +83,14 @@ fn unknown_operation(op: &str) -> EdgeError {
 
 async fn handle(edge: &Edge, operation: &str, input: Value) -> Result<Value, EdgeError> {
     match operation {
-        "GetMetricStatistics" => get_metric_statistics(edge, parse(input)?).await,
-        "ListMetrics" => list_metrics(edge, parse(input)?).await,
-        "GetMetricData" => get_metric_data(edge, parse(input)?).await,
-        "PutMetricData" => custom::put_metric_data(edge, parse(input)?).await,
-        "PutMetricAlarm" => alarms::put_metric_alarm(edge, parse(input)?).await,
-        "DescribeAlarms" => alarms::describe_alarms(edge, parse(input)?).await,
-        "DeleteAlarms" => alarms::delete_alarms(edge, parse(input)?).await,
-        "SetAlarmState" => alarms::set_alarm_state(edge, parse(input)?).await,
+        "GetMetricStatistics" => reply(get_metric_statistics(edge, parse(input)?).await?),
+        "ListMetrics" => reply(list_metrics(edge, parse(input)?).await?),
+        "GetMetricData" => reply(get_metric_data(edge, parse(input)?).await?),
+        "PutMetricData" => reply(custom::put_metric_data(edge, parse(input)?).await?),
+        "PutMetricAlarm" => reply(alarms::put_metric_alarm(edge, parse(input)?).await?),
+        "DescribeAlarms" => reply(alarms::describe_alarms(edge, parse(input)?).await?),
+        "DeleteAlarms" => reply(alarms::delete_alarms(edge, parse(input)?).await?),
+        "SetAlarmState" => reply(alarms::set_alarm_state(edge, parse(input)?).await?),
         other => Err(unknown_operation(other)),
     }
 }
@@ -157,7 +162,7 @@ async fn datapoints(edge: &Edge, q: &MetricQuery) -> Result<(Vec<Datapoint>, Str
     edge.controller.metric_datapoints(q).await.map_err(cw_control)
 }
 
-async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result<Value, EdgeError> {
+async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> Result<GetMetricStatisticsOutput, EdgeError> {
     if input.statistics.is_empty() && input.extended_statistics.is_empty() {
         return Err(EdgeError::missing_parameter("Must specify either Statistics or ExtendedStatistics."));
     }
@@ -190,31 +195,22 @@ async fn get_metric_statistics(edge: &Edge, input: GetMetricStatisticsInput) -> 
     let (start, end) = (input.start_time.max(0.0).floor() as u64, input.end_time.max(0.0).ceil() as u64);
     let (datapoints, unit) =
         datapoints(edge, &metric_query(&input.namespace, &input.metric_name, &input.dimensions, start, end, input.period as u64)).await?;
-    let points: Vec<Value> = datapoints
+    let asked = |name: &str, value: f64| input.statistics.iter().any(|s| s == name).then_some(value);
+    let points = datapoints
         .iter()
-        .map(|d| {
-            let mut p = Map::new();
-            p.insert("Timestamp".into(), json!(d.timestamp));
-            for s in &input.statistics {
-                let v = match s.as_str() {
-                    "SampleCount" => d.sample_count,
-                    "Average" => d.average(),
-                    "Sum" => d.sum,
-                    "Minimum" => d.minimum,
-                    _ => d.maximum,
-                };
-                p.insert(s.clone(), json!(v));
-            }
-            if !percentiles.is_empty() {
-                let ext: Map<String, Value> =
-                    percentiles.iter().filter_map(|(name, q)| d.percentile(*q).map(|v| (name.clone(), json!(v)))).collect();
-                p.insert("ExtendedStatistics".into(), Value::Object(ext));
-            }
-            p.insert("Unit".into(), json!(unit));
-            Value::Object(p)
+        .map(|d| DatapointOut {
+            timestamp: d.timestamp,
+            sample_count: asked("SampleCount", d.sample_count),
+            average: asked("Average", d.average()),
+            sum: asked("Sum", d.sum),
+            minimum: asked("Minimum", d.minimum),
+            maximum: asked("Maximum", d.maximum),
+            unit: unit.clone(),
+            extended_statistics: (!percentiles.is_empty())
+                .then(|| percentiles.iter().filter_map(|(name, q)| d.percentile(*q).map(|v| (name.clone(), v))).collect()),
         })
         .collect();
-    Ok(json!({ "Label": input.metric_name, "Datapoints": points }))
+    Ok(GetMetricStatisticsOutput { label: input.metric_name, datapoints: points })
 }
 
 #[derive(Deserialize)]
@@ -254,7 +250,7 @@ struct GetMetricDataInput {
     max_datapoints: Option<usize>,
 }
 
-async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value, EdgeError> {
+async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<GetMetricDataOutput, EdgeError> {
     if input.metric_data_queries.is_empty() || input.metric_data_queries.len() > 500 {
         return Err(EdgeError::invalid_parameter("MetricDataQueries must hold between 1 and 500 queries."));
     }
@@ -301,15 +297,15 @@ async fn get_metric_data(edge: &Edge, input: GetMetricDataInput) -> Result<Value
             pairs.truncate(max);
         }
         let label = q.label.clone().unwrap_or_else(|| stat.metric.metric_name.clone().unwrap_or_default());
-        results.push(json!({
-            "Id": q.id,
-            "Label": label,
-            "Timestamps": pairs.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
-            "Values": pairs.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
-            "StatusCode": "Complete",
-        }));
+        results.push(MetricDataResultOut {
+            id: q.id.clone(),
+            label,
+            timestamps: pairs.iter().map(|(t, _)| *t).collect(),
+            values: pairs.iter().map(|(_, v)| *v).collect(),
+            status_code: "Complete",
+        });
     }
-    Ok(json!({ "MetricDataResults": results, "Messages": [] }))
+    Ok(GetMetricDataOutput { metric_data_results: results, messages: Vec::new() })
 }
 
 #[derive(Deserialize)]
@@ -321,10 +317,10 @@ struct ListMetricsInput {
     dimensions: Vec<Dimension>,
 }
 
-async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, EdgeError> {
+async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<ListMetricsOutput, EdgeError> {
     let mut metrics = custom::list(edge, input.namespace.as_deref(), input.metric_name.as_deref(), &input.dimensions).await?;
     if input.namespace.as_deref().is_some_and(|n| !MetricName::is_berth_namespace(n)) {
-        return Ok(json!({ "Metrics": metrics }));
+        return Ok(ListMetricsOutput { metrics });
     }
     let matches = |key: &VariantKey| {
         let (variant, container) = key.variant_and_container();
@@ -343,15 +339,16 @@ async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<Value, Edg
             input.metric_name.as_deref().is_none_or(|n| n == m.as_str()) && input.namespace.as_deref().is_none_or(|n| n == m.namespace())
         };
         let (variant, container) = key.variant_and_container();
-        let mut dimensions = vec![json!({"Name": "EndpointName", "Value": key.endpoint}), json!({"Name": "VariantName", "Value": variant})];
-        if let Some(c) = container {
-            dimensions.push(json!({"Name": "ContainerName", "Value": c}));
-        }
+        let dimensions = || {
+            let mut out = vec![DimensionOut::of("EndpointName", &key.endpoint), DimensionOut::of("VariantName", variant)];
+            out.extend(container.map(|c| DimensionOut::of("ContainerName", c)));
+            out
+        };
         for m in MetricName::ALL.into_iter().filter(wanted) {
-            metrics.push(json!({ "Namespace": m.namespace(), "MetricName": m.as_str(), "Dimensions": dimensions }));
+            metrics.push(MetricOut { namespace: m.namespace().into(), metric_name: m.as_str().into(), dimensions: dimensions() });
         }
     }
-    Ok(json!({ "Metrics": metrics }))
+    Ok(ListMetricsOutput { metrics })
 }
 
 // ---- CBOR <-> JSON values ---------------------------------------------------------------
