@@ -4,9 +4,19 @@
 
 use crate::sigv4::Principals;
 
+/// Why a credentials file gives no principals: a line that cannot be read, or no profile
+/// with both keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("line {line}: {problem}")]
+    Line { line: usize, problem: String },
+    #[error("no profile has both aws_access_key_id and aws_secret_access_key")]
+    NoProfile,
+}
+
 /// Parses a shared-credentials file. Profiles without both keys are skipped; a file without
 /// any complete profile is an error (berth would refuse everyone).
-pub fn parse_credentials(text: &str) -> Result<Principals, String> {
+pub fn parse_credentials(text: &str) -> Result<Principals, CredentialsError> {
     let mut principals = Principals::default();
     let mut profile: Option<(String, Option<String>, Option<String>)> = None;
     let finish = |p: Option<(String, Option<String>, Option<String>)>, principals: &mut Principals| {
@@ -20,16 +30,17 @@ pub fn parse_credentials(text: &str) -> Result<Principals, String> {
             continue;
         }
         if let Some(section) = line.strip_prefix('[') {
-            let name = section.strip_suffix(']').ok_or_else(|| format!("line {}: a section header must end with ']'", i + 1))?.trim();
+            let problem = || CredentialsError::Line { line: i + 1, problem: "a section header must end with ']'".into() };
+            let name = section.strip_suffix(']').ok_or_else(problem)?.trim();
             finish(profile.take(), &mut principals);
             profile = Some((name.strip_prefix("profile ").unwrap_or(name).trim().to_string(), None, None));
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("line {}: expected 'name = value'", i + 1));
+            return Err(CredentialsError::Line { line: i + 1, problem: "expected 'name = value'".into() });
         };
         let Some(p) = profile.as_mut() else {
-            return Err(format!("line {}: '{}' comes before any [profile] section", i + 1, key.trim()));
+            return Err(CredentialsError::Line { line: i + 1, problem: format!("'{}' comes before any [profile] section", key.trim()) });
         };
         let value = value.trim().to_string();
         match key.trim().to_ascii_lowercase().as_str() {
@@ -40,7 +51,7 @@ pub fn parse_credentials(text: &str) -> Result<Principals, String> {
     }
     finish(profile, &mut principals);
     if principals.is_empty() {
-        return Err("no profile has both aws_access_key_id and aws_secret_access_key".into());
+        return Err(CredentialsError::NoProfile);
     }
     Ok(principals)
 }
@@ -64,8 +75,8 @@ mod tests {
 
     #[test]
     fn broken_files_say_where() {
-        assert!(parse_credentials("aws_access_key_id = x\n").unwrap_err().contains("line 1"));
-        assert!(parse_credentials("[default\n").unwrap_err().contains("line 1"));
-        assert!(parse_credentials("[default]\nregion = x\n").unwrap_err().contains("no profile"));
+        assert!(parse_credentials("aws_access_key_id = x\n").unwrap_err().to_string().contains("line 1"));
+        assert!(parse_credentials("[default\n").unwrap_err().to_string().contains("line 1"));
+        assert!(parse_credentials("[default]\nregion = x\n").unwrap_err().to_string().contains("no profile"));
     }
 }

@@ -38,7 +38,7 @@ mod transform_jobs;
 mod ui;
 mod wire;
 
-pub use credentials::parse_credentials;
+pub use credentials::{parse_credentials, CredentialsError};
 pub use gate::{AllowedHosts, Security};
 pub use invocation_server::{ConnectionState, Served};
 pub use invocations::EdgeService;

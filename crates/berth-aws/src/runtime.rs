@@ -127,7 +127,7 @@ impl<'h> RuntimeHeaders<'h> {
         let target_model = match self.target_model.map(|v| v.to_str()) {
             None => None,
             Some(Ok(v)) => {
-                berth_router::check_target_model(v).map_err(EdgeError::runtime_validation)?;
+                berth_router::check_target_model(v).map_err(|e| EdgeError::runtime_validation(e.to_string()))?;
                 Some(v.to_string())
             }
             Some(Err(_)) => return Err(EdgeError::runtime_validation("X-Amzn-SageMaker-Target-Model is not valid text.")),

@@ -20,18 +20,19 @@ pub struct GroundTruth {
 
 /// One line of SageMaker's ground-truth JSON Lines: its label (CSV data as text, JSON data
 /// parsed) and the event it labels.
-pub fn ground_truth_line(line: &str) -> Result<GroundTruth, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+pub fn ground_truth_line(line: &str) -> Result<GroundTruth, ControlError> {
+    let invalid = |message: String| ControlError::Validation(message);
+    let v: Value = serde_json::from_str(line).map_err(|e| invalid(format!("not JSON: {e}")))?;
     let data = &v["groundTruthData"];
-    let raw = data["data"].as_str().ok_or("groundTruthData.data is missing")?;
+    let raw = data["data"].as_str().ok_or_else(|| invalid("groundTruthData.data is missing".into()))?;
     let label = match data["encoding"].as_str().unwrap_or("CSV") {
-        "JSON" => serde_json::from_str(raw).map_err(|e| format!("groundTruthData.data is not JSON: {e}"))?,
+        "JSON" => serde_json::from_str(raw).map_err(|e| invalid(format!("groundTruthData.data is not JSON: {e}")))?,
         _ => Value::String(raw.trim().to_string()),
     };
     let event_id = v["eventMetadata"]["eventId"].as_str().map(str::to_string);
     let inference_id = v["eventMetadata"]["inferenceId"].as_str().map(str::to_string);
     if event_id.is_none() && inference_id.is_none() {
-        return Err("eventMetadata.eventId is missing".into());
+        return Err(invalid("eventMetadata.eventId is missing".into()));
     }
     Ok(GroundTruth { event_id, inference_id, label })
 }

@@ -34,7 +34,7 @@ impl Controller {
     /// `--file-root`, whole (by a rename: a reader never sees half of it).
     pub(crate) async fn write_object(&self, uri: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
         if uri.starts_with("s3://") {
-            return self.s3.put(uri, body, kms_key_id).await;
+            return self.s3.put(uri, body, kms_key_id).await.map_err(|e| e.to_string());
         }
         let path = uri.strip_prefix("file://").ok_or_else(|| format!("cannot write {uri}"))?;
         let parent = std::path::Path::new(path).parent().ok_or_else(|| format!("cannot write {uri}"))?;

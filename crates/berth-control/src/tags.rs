@@ -19,7 +19,7 @@ pub(crate) fn validate_tags(tags: &[Tag]) -> Result<(), ControlError> {
             return Err(ControlError::Validation(format!("Tag keys starting with 'aws:' are reserved: '{k}'.")));
         }
         if k == STICKY_KEY_TAG {
-            StickyKey::parse(v).map_err(ControlError::Validation)?;
+            StickyKey::parse(v).map_err(|e| ControlError::Validation(e.to_string()))?;
         }
         if k == MODEL_MEMORY_TAG && parse_model_memory(v).is_none() {
             return Err(ControlError::Validation(format!(

@@ -44,7 +44,7 @@ impl RecordFormat {
     /// The record as sent: its `InputFilter` selection.
     pub(crate) fn filter_input(self, job: &TransformJob, record: &[u8]) -> Result<Bytes, String> {
         let Some(filter) = job.input_filter.as_deref().filter(|f| f.trim() != "$") else { return Ok(Bytes::copy_from_slice(record)) };
-        let path = berth_domain::JsonPath::parse(filter)?;
+        let path = berth_domain::JsonPath::parse(filter).map_err(|e| e.to_string())?;
         let value = self.parse(record)?;
         let selected = path.apply(&value).ok_or_else(|| format!("InputFilter {filter} selects nothing of a record"))?;
         Ok(Bytes::from(self.write(&selected)))
@@ -78,7 +78,8 @@ impl RecordFormat {
         };
         let out = match job.output_filter.as_deref().filter(|f| f.trim() != "$") {
             None => joined,
-            Some(filter) => berth_domain::JsonPath::parse(filter)?
+            Some(filter) => berth_domain::JsonPath::parse(filter)
+                .map_err(|e| e.to_string())?
                 .apply(&joined)
                 .ok_or_else(|| format!("OutputFilter {filter} selects nothing of an output record"))?,
         };

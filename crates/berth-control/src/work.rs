@@ -35,7 +35,7 @@ impl Work {
         let supervised = async move {
             tokio::select! {
                 outcome = caught(task) => {
-                    if let Err(message) = outcome {
+                    if let Err(berth_instances::Panicked(message)) = outcome {
                         tracing::error!(panic = %message, "a background step of berth's panicked");
                         on_panic(message).await;
                     }

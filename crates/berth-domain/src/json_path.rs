@@ -2,6 +2,7 @@
 //! `$.name` / `$.a.b` / `$['name']` (members of an object), and `$[i]`, `$[i,j,...]`, `$[a:b]`
 //! (items of an array, negative indices from the end). A CSV record is an array of columns.
 
+use crate::DomainError;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,8 +20,10 @@ pub struct JsonPath {
 }
 
 impl JsonPath {
-    pub fn parse(path: &str) -> Result<JsonPath, String> {
-        let bad = || format!("'{path}' is not a JSONPath berth evaluates ($, $.member, $['member'], $[i], $[i,j], $[a:b])");
+    pub fn parse(path: &str) -> Result<JsonPath, DomainError> {
+        let bad = || {
+            DomainError::Validation(format!("'{path}' is not a JSONPath berth evaluates ($, $.member, $['member'], $[i], $[i,j], $[a:b])"))
+        };
         let mut rest = path.trim().strip_prefix('$').ok_or_else(bad)?;
         let mut steps = Vec::new();
         while !rest.is_empty() {
@@ -46,7 +49,7 @@ impl JsonPath {
                         None => return Err(bad()),
                     }
                 } else if let Some((a, b)) = inner.split_once(':') {
-                    let num = |s: &str| -> Result<Option<i64>, String> {
+                    let num = |s: &str| -> Result<Option<i64>, DomainError> {
                         if s.trim().is_empty() {
                             Ok(None)
                         } else {

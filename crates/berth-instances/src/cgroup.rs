@@ -6,6 +6,7 @@
 //! serverless variant's) memory: an instance that goes past it is killed by the kernel, and its
 //! supervisor says so. Elsewhere limits are only reported (MemoryUtilization).
 
+use crate::error::HostError;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,11 @@ pub struct MemoryCgroups {
 impl MemoryCgroups {
     /// Finds berth's own memory cgroup and creates `berth-<pid>` under it, or says why instances
     /// cannot be limited here. Leftovers of berth processes that are gone are removed.
-    pub fn detect() -> Result<MemoryCgroups, String> {
+    pub fn detect() -> Result<MemoryCgroups, HostError> {
+        Self::find().map_err(HostError)
+    }
+
+    fn find() -> Result<MemoryCgroups, String> {
         let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
         let (version, dir) =
@@ -59,7 +64,7 @@ impl MemoryCgroups {
 
     /// A cgroup for one instance, limited to `limit_bytes` (swap included where the kernel
     /// accounts for it). Its processes join it as they start ([`InstanceCgroup::procs_file`]).
-    pub fn create(&self, instance_id: &str, limit_bytes: u64) -> Result<InstanceCgroup, String> {
+    pub(crate) fn create(&self, instance_id: &str, limit_bytes: u64) -> Result<InstanceCgroup, String> {
         let name: String = instance_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '.' }).collect();
         let dir = self.base.join(name);
         make_cgroup(&dir)?;

@@ -8,6 +8,7 @@
 //! the server, endpoint, variant and instance, so a restarted server removes what a killed one
 //! left.
 
+use crate::error::SettingError;
 use crate::log::InstanceLog;
 use crate::netns::NetNamespace;
 use crate::supervisor::{out_of_memory_reason, start_supervised, Runner, SupervisorSettings};
@@ -50,14 +51,14 @@ pub enum DockerEngine {
 }
 
 impl DockerEngine {
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, SettingError> {
         match value {
             "off" => Ok(DockerEngine::Off),
             "auto" => Ok(DockerEngine::Auto),
             url if ["unix://", "tcp://", "http://"].iter().any(|p| url.starts_with(p)) => Ok(DockerEngine::Url(url.to_string())),
-            other => {
-                Err(format!("--docker takes off, auto or an engine URL (unix:///var/run/docker.sock, tcp://host:2375), not {other:?}"))
-            }
+            other => Err(SettingError(format!(
+                "--docker takes off, auto or an engine URL (unix:///var/run/docker.sock, tcp://host:2375), not {other:?}"
+            ))),
         }
     }
 
@@ -394,7 +395,7 @@ mod tests {
             assert_eq!(DockerEngine::parse(url), Ok(DockerEngine::Url(url.into())), "{url}");
         }
         for bad in ["", "on", "/var/run/docker.sock", "ssh://host", "https://host:2376", "unix:/x"] {
-            assert!(DockerEngine::parse(bad).unwrap_err().contains("--docker takes off, auto or an engine URL"), "{bad}");
+            assert!(DockerEngine::parse(bad).unwrap_err().0.contains("--docker takes off, auto or an engine URL"), "{bad}");
         }
         assert!(DockerEngine::Url("tcp://h:1".into()).describe().contains("(--docker)"));
     }

@@ -25,3 +25,13 @@ pub enum ArtifactError {
     #[error("{0}")]
     Timeout(String),
 }
+
+/// A setting of the operator's (a flag's value) berth cannot use; the message names the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingError(pub String);
+
+/// Something of the host's berth cannot use (memory cgroups, an S3 write); the message says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HostError(pub String);

@@ -62,7 +62,7 @@ impl<R: Read> Read for Counted<R> {
 /// that could lead out, entries under links, device files, and archives over the limits.
 /// `compressed` counts the bytes of the compressed file the stream is read from, if any. The
 /// message names the offending entry. On error the caller removes what was written.
-pub fn unpack_tar<R: Read>(reader: R, dest: &Path, limits: ExtractLimits, compressed: Option<Arc<AtomicU64>>) -> Result<(), String> {
+pub(crate) fn unpack_tar<R: Read>(reader: R, dest: &Path, limits: ExtractLimits, compressed: Option<Arc<AtomicU64>>) -> Result<(), String> {
     let (stream, unpacked) = Counted::new(reader);
     let budget = Budget { limits, compressed, unpacked };
     let mut archive = tar::Archive::new(stream);

@@ -37,7 +37,7 @@ mod usage;
 
 pub use artifacts::{ModelArtifacts, ModelData, ModelDir};
 pub use cgroup::{InstanceCgroup, MemoryCgroups};
-pub use error::{ArtifactError, InstanceError};
+pub use error::{ArtifactError, HostError, InstanceError, SettingError};
 pub use extract::ExtractLimits;
 
 /// Unpacks a tar stream (gzip-compressed when `gzip`) into an empty directory under berth's
@@ -59,7 +59,7 @@ pub use fake::{FakeBackend, FakeCall};
 pub use instance::{Instance, InstanceBudget};
 pub use netns::NetNamespace;
 pub use orphans::{ProcessTracker, MARKER};
-pub use panics::{caught, panic_message};
+pub use panics::{caught, panic_message, Panicked};
 pub use process::ProcessBackend;
 pub use roots::{AllowedRoots, RootError};
 pub use slot::{InFlight, InstanceSlot};

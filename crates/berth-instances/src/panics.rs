@@ -6,9 +6,14 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
-/// What `task` returns, or the message of its panic.
-pub async fn caught<T>(task: impl Future<Output = T>) -> Result<T, String> {
-    AssertUnwindSafe(task).catch_unwind().await.map_err(|panic| panic_message(panic.as_ref()))
+/// A task that panicked, with the panic's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Panicked(pub String);
+
+/// What `task` returns, or that it panicked.
+pub async fn caught<T>(task: impl Future<Output = T>) -> Result<T, Panicked> {
+    AssertUnwindSafe(task).catch_unwind().await.map_err(|panic| Panicked(panic_message(panic.as_ref())))
 }
 
 /// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`).

@@ -4,6 +4,7 @@
 //! every link in it is resolved; a path outside is refused before the file system is asked
 //! anything about it, so the answer never tells whether it exists.
 
+use crate::error::SettingError;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -26,16 +27,16 @@ pub enum RootError {
 
 impl AllowedRoots {
     /// The roots; each must exist. `flag` names the option, for the error.
-    pub fn new(dirs: &[PathBuf], flag: &str) -> Result<Self, String> {
+    pub fn new(dirs: &[PathBuf], flag: &str) -> Result<Self, SettingError> {
         let mut roots = Vec::new();
         // An empty entry (`BERTH_EXEC_ROOTS=` or `a::b`) names nothing.
         for dir in dirs.iter().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_absolute() {
-                return Err(format!("{flag} {} must be an absolute path", dir.display()));
+                return Err(SettingError(format!("{flag} {} must be an absolute path", dir.display())));
             }
-            let resolved = dir.canonicalize().map_err(|e| format!("{flag} {}: {e}", dir.display()))?;
+            let resolved = dir.canonicalize().map_err(|e| SettingError(format!("{flag} {}: {e}", dir.display())))?;
             if !resolved.is_dir() {
-                return Err(format!("{flag} {} is not a directory", dir.display()));
+                return Err(SettingError(format!("{flag} {} is not a directory", dir.display())));
             }
             roots.push((lexical(dir).unwrap_or_else(|| dir.clone()), resolved));
         }

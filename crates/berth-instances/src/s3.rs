@@ -1,7 +1,7 @@
 //! Model data from S3 or any S3-compatible store, through the AWS SDK's standard configuration:
 //! the credentials chain, the region, and `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`.
 
-use crate::error::ArtifactError;
+use crate::error::{ArtifactError, HostError};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
@@ -158,7 +158,11 @@ pub struct S3Writer {
 impl S3Writer {
     /// Puts `body` at `s3://bucket/key`.
     /// Writes an object; with `kms_key_id`, encrypted with that KMS key (SSE-KMS).
-    pub async fn put(&self, uri: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
+    pub async fn put(&self, uri: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), HostError> {
+        self.put_object(uri, body, kms_key_id).await.map_err(HostError)
+    }
+
+    async fn put_object(&self, uri: &str, body: Vec<u8>, kms_key_id: Option<&str>) -> Result<(), String> {
         let at = match S3Location::parse(uri) {
             Some(Ok(at)) => at,
             Some(Err(e)) => return Err(e),

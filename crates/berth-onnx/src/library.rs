@@ -20,8 +20,17 @@ pub struct Found {
     pub how: &'static str,
 }
 
+/// ONNX Runtime is not where berth looks; the message says where it looked and how to get it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
 /// Finds the library; `data_dir` is berth's data directory, if known.
-pub fn find(data_dir: Option<&Path>) -> Result<Found, String> {
+pub fn find(data_dir: Option<&Path>) -> Result<Found, NotFound> {
+    look(data_dir).map_err(NotFound)
+}
+
+fn look(data_dir: Option<&Path>) -> Result<Found, String> {
     for var in ["BERTH_ORT_DYLIB", "ORT_DYLIB_PATH"] {
         if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
             let path = PathBuf::from(p);

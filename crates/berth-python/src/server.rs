@@ -86,7 +86,17 @@ struct MultiModels {
 }
 
 /// Starts the processes (each must load the model), then serves until the server stops.
-pub async fn run(settings: PythonWorkerSettings) -> Result<(), String> {
+/// The worker could not serve (its Python processes did not start, its port could not be bound).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WorkerError(pub String);
+
+/// Serves until the process is stopped.
+pub async fn run(settings: PythonWorkerSettings) -> Result<(), WorkerError> {
+    serve(settings).await.map_err(WorkerError)
+}
+
+async fn serve(settings: PythonWorkerSettings) -> Result<(), String> {
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
     let queue: Queue = Arc::new(Mutex::new(jobs_rx));
     let starts: Vec<_> = (0..settings.processes.max(1)).map(|_| spawn(&settings.python)).collect();

@@ -23,7 +23,7 @@ pub use models::{check_target_model, ModelCache, ModelCacheSettings, ModelUse, M
 pub use pipeline::Pipeline;
 pub use serverless::{ServerlessRegistry, ServerlessState};
 pub use shadow::{ShadowComparison, ShadowLog, ShadowStats, KEPT_COMPARISONS};
-pub use sticky::{StickyKey, STICKY_KEY_TAG};
+pub use sticky::{InvalidStickyKey, StickyKey, STICKY_KEY_TAG};
 pub use table::{EndpointRoute, GreenRoute, RoutingTable, ShadowRoute, VariantRoute};
 
 use berth_domain::ExecutionMode;

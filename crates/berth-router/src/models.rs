@@ -151,17 +151,17 @@ fn container_name(target: &str) -> String {
 
 /// A `TargetModel` that stays under its prefix: a relative key without `.`/`..` segments,
 /// of printable characters, at most 1,024 long.
-pub fn check_target_model(target: &str) -> Result<(), String> {
+pub fn check_target_model(target: &str) -> Result<(), InvokeError> {
     if target.is_empty() || target.len() > MAX_TARGET_MODEL_LEN {
-        return Err(format!(
+        return Err(InvokeError::Target(format!(
             "1 validation error detected: Value at 'targetModel' failed to satisfy constraint: Member must have length between 1 and {MAX_TARGET_MODEL_LEN}"
-        ));
+        )));
     }
     if target.starts_with('/') || target.contains('\\') || target.chars().any(char::is_control) {
-        return Err(format!("TargetModel '{target}' must be a key relative to the model's ModelDataUrl."));
+        return Err(InvokeError::Target(format!("TargetModel '{target}' must be a key relative to the model's ModelDataUrl.")));
     }
     if target.split('/').any(|segment| segment == "." || segment == ".." || segment.is_empty()) {
-        return Err(format!("TargetModel '{target}' must not have empty, '.' or '..' segments."));
+        return Err(InvokeError::Target(format!("TargetModel '{target}' must not have empty, '.' or '..' segments.")));
     }
     Ok(())
 }

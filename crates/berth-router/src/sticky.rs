@@ -24,18 +24,21 @@ pub enum StickyKey {
     CustomAttribute(String),
 }
 
+/// A `berth:sticky-key` tag value that names no key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("The tag {STICKY_KEY_TAG} must be 'InferenceId' or 'CustomAttributes:<field>' (a field name without '=', ';' or ','); got '{0}'.")]
+pub struct InvalidStickyKey(pub String);
+
 impl StickyKey {
     /// Reads the tag's value: `InferenceId` or `CustomAttributes:<field>`.
-    pub fn parse(value: &str) -> Result<StickyKey, String> {
+    pub fn parse(value: &str) -> Result<StickyKey, InvalidStickyKey> {
         let value = value.trim();
         if value == "InferenceId" {
             return Ok(StickyKey::InferenceId);
         }
         match value.strip_prefix("CustomAttributes:").map(str::trim) {
             Some(field) if !field.is_empty() && !field.contains(['=', ';', ',']) => Ok(StickyKey::CustomAttribute(field.to_string())),
-            _ => Err(format!(
-                "The tag {STICKY_KEY_TAG} must be 'InferenceId' or 'CustomAttributes:<field>' (a field name without '=', ';' or ','); got '{value}'."
-            )),
+            _ => Err(InvalidStickyKey(value.to_string())),
         }
     }
 

@@ -72,7 +72,7 @@ impl OnnxRuntimeInstaller {
         if let Err(missing) = &found {
             // A library named explicitly is the operator's choice: not replaced by an install.
             if ["BERTH_ORT_DYLIB", "ORT_DYLIB_PATH"].iter().any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty())) {
-                return Err(missing.clone());
+                return Err(missing.to_string());
             }
             if self.offline {
                 return Err(format!(
@@ -90,7 +90,8 @@ impl OnnxRuntimeInstaller {
             let dir = self.data_dir.clone();
             found = tokio::task::spawn_blocking(move || berth_onnx::library::find(Some(&dir))).await.map_err(|e| e.to_string())?;
         }
-        let library = found?.path.canonicalize().map_err(|e| format!("ONNX Runtime's library cannot be resolved: {e}"))?;
+        let library =
+            found.map_err(|e| e.to_string())?.path.canonicalize().map_err(|e| format!("ONNX Runtime's library cannot be resolved: {e}"))?;
         let provided = Provided {
             environment: vec![("BERTH_ORT_DYLIB".to_string(), library.display().to_string())],
             // Its directory: ONNX Runtime loads its provider libraries from beside itself.
