@@ -57,7 +57,7 @@ impl InstanceBackend for ImageBackends {
             }
             if let Some(framework) = framework {
                 let Some(python) = &self.python else {
-                    return Err(InstanceError::StartFailed(format!(
+                    return Err(InstanceError::Prerequisite(format!(
                         "Image {} is a framework image the Docker engine does not hold; berth's Python runtime could serve it, \
                          but it runs the model's own code as berth's user and is off: start berth with --python-runtime on, \
                          or put the image on the engine (docker build / docker load).",
@@ -74,7 +74,7 @@ impl InstanceBackend for ImageBackends {
                         o(&id, crate::InstanceEvent::Preparing { step });
                     }
                 };
-                let provided = onnx.ensure(&progress).await.map_err(InstanceError::StartFailed)?;
+                let provided = onnx.ensure(&progress).await.map_err(InstanceError::Prerequisite)?;
                 spec.berth_environment.extend(provided.environment);
                 spec.access.reads.extend(provided.reads);
             }

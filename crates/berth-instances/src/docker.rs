@@ -246,14 +246,14 @@ impl InstanceBackend for DockerBackend {
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>> {
         Box::pin(async move {
             let Image::Container(reference) = &spec.image else {
-                return Err(InstanceError::StartFailed(format!("{} is not a container image", spec.id)));
+                return Err(InstanceError::Image(format!("{} is not a container image", spec.id)));
             };
             let reference = reference.clone();
-            let failed = |reason: String| InstanceError::StartFailed(format!("Cannot run image {reference}: {reason}"));
+            let failed = |reason: String| InstanceError::Image(format!("Cannot run image {reference}: {reason}"));
             let alive = self.budget.admit()?;
             let docker = self.client().await.map_err(failed)?;
             // A pull counts against the startup timeout, as SageMaker's image download does.
-            let resolved = self.resolve(&docker, &reference, spec.startup_timeout).await.map_err(InstanceError::StartFailed)?;
+            let resolved = self.resolve(&docker, &reference, spec.startup_timeout).await.map_err(InstanceError::Image)?;
             let log = InstanceLog::open(&spec.log_path, self.settings.log_max_bytes).map_err(failed)?;
             let container = self.create(&docker, &spec, &reference).await.map_err(failed)?;
             let runner = ContainerRunner { docker, container, log, spec: spec.clone() };

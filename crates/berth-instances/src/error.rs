@@ -1,11 +1,25 @@
 //! The errors of starting instances and preparing their model data.
 
-/// Why an instance did not start.
+/// Why an instance did not start; each message is written for the endpoint's `FailureReason`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InstanceError {
-    /// The container could not be started or never became healthy; the message says why.
+    /// Its container or process did not start, or exited or failed its health checks before
+    /// it first passed `/ping`.
     #[error("{0}")]
-    StartFailed(String),
+    DidNotStart(String),
+    /// Its image is not one the backend runs, or the Docker engine does not have it.
+    #[error("{0}")]
+    Image(String),
+    /// What its image needs on the machine is missing or could not be made: ONNX Runtime, a
+    /// Python environment, or the Python runtime is off.
+    #[error("{0}")]
+    Prerequisite(String),
+    /// berth already runs as many instances as `--max-instances` allows.
+    #[error("{0}")]
+    CapacityExceeded(String),
+    /// It was stopped (its endpoint deleted, berth shutting down) before it became healthy.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 /// Why a model's data could not be prepared.

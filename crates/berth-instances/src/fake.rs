@@ -92,7 +92,7 @@ impl InstanceBackend for FakeBackend {
                 panic!("fake panic while starting {image}");
             }
             if self.state().failing.iter().any(|part| image.contains(part.as_str())) {
-                return Err(InstanceError::StartFailed(format!("The container of instance {} exited (fake failure of {image})", spec.id)));
+                return Err(InstanceError::DidNotStart(format!("The container of instance {} exited (fake failure of {image})", spec.id)));
             }
             self.state().calls.push(FakeCall::Started { id: spec.id.clone(), image: image.clone() });
             let slot = Arc::new(InstanceSlot::healthy_for_tests(&spec.id, 1));

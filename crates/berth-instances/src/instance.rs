@@ -76,7 +76,7 @@ impl InstanceBudget {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .map(|_| AliveGuard(self.alive.clone()))
             .map_err(|n| {
-                InstanceError::StartFailed(format!(
+                InstanceError::CapacityExceeded(format!(
                     "berth already runs {n} instances, its limit (--max-instances {max}), counting instances that are still stopping. \
                      Delete endpoints or raise --max-instances."
                 ))
@@ -90,5 +90,21 @@ pub(crate) struct AliveGuard(Arc<AtomicUsize>);
 impl Drop for AliveGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_admits_up_to_its_limit_and_counts_an_instance_until_it_is_gone() {
+        let budget = InstanceBudget::new(2);
+        let (first, second) = (budget.admit().unwrap(), budget.admit().unwrap());
+        let refused = budget.admit().map(drop).unwrap_err();
+        assert!(matches!(&refused, InstanceError::CapacityExceeded(m) if m.contains("--max-instances 2")), "{refused}");
+        drop(first);
+        let _third = budget.admit().expect("a stopped instance gives its place back");
+        drop(second);
     }
 }

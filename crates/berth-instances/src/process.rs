@@ -48,7 +48,7 @@ impl ProcessBackend {
     /// Writes a line of berth's into the instance's log, before the instance starts (what a
     /// backend built on this one prepared for it).
     pub fn note_in_log(&self, spec: &InstanceSpec, note: &str) -> Result<(), InstanceError> {
-        let log = crate::log::InstanceLog::open(&spec.log_path, self.settings.log_max_bytes).map_err(InstanceError::StartFailed)?;
+        let log = crate::log::InstanceLog::open(&spec.log_path, self.settings.log_max_bytes).map_err(InstanceError::DidNotStart)?;
         log.note(&format!("---- berth: {note} ----"));
         Ok(())
     }

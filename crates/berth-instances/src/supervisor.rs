@@ -132,7 +132,7 @@ pub(crate) async fn start_supervised<R: Runner>(
     match ready_rx.await {
         Ok(Ok(())) => Ok(Instance::supervised(slot, stop_tx, task, resolved_image)),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(InstanceError::StartFailed("the instance supervisor ended unexpectedly".into())),
+        Err(_) => Err(InstanceError::DidNotStart("the instance supervisor ended unexpectedly".into())),
     }
 }
 
@@ -158,11 +158,11 @@ impl<R: Runner> Supervisor<R> {
         let mut running = match self.start_healthy(1).await {
             Ready::Healthy(running) => running,
             Ready::Failed(reason) => {
-                let _ = ready_tx.send(Err(InstanceError::StartFailed(reason)));
+                let _ = ready_tx.send(Err(InstanceError::DidNotStart(reason)));
                 return self.runner.finish().await;
             }
             Ready::Stopped => {
-                let _ = ready_tx.send(Err(InstanceError::StartFailed("stopped before it became healthy".into())));
+                let _ = ready_tx.send(Err(InstanceError::Stopped("stopped before it became healthy".into())));
                 return self.runner.finish().await;
             }
         };

@@ -39,7 +39,7 @@ impl PythonBackend {
             .environments
             .prepare(&framework, requirements.as_deref(), &progress)
             .await
-            .map_err(|e| InstanceError::StartFailed(format!("Cannot prepare the Python environment of {}: {e}", spec.id)))?;
+            .map_err(|e| InstanceError::Prerequisite(format!("Cannot prepare the Python environment of {}: {e}", spec.id)))?;
         if let Some(note) = &prepared.note {
             self.processes.note_in_log(&spec, note)?;
         }
