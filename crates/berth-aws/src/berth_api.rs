@@ -18,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_control::{ControlError, WeightControl};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
@@ -49,7 +49,7 @@ pub async fn logs(State(edge): State<Edge>, Path(endpoint): Path<String>, Query(
     // Directory listings and log reads are blocking file I/O: off the async workers.
     let read = tokio::task::spawn_blocking(move || read_logs(&dir, q.variant.as_deref(), q.from.is_some(), &offsets, tail));
     match read.await {
-        Ok(logs) => json_ok(json!({ "logs": logs })),
+        Ok(logs) => json_ok(Logs { logs }),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("Reading the logs failed: {e}")),
     }
 }
@@ -62,7 +62,7 @@ fn read_logs(
     following: bool,
     offsets: &HashMap<String, u64>,
     tail: u64,
-) -> Vec<serde_json::Value> {
+) -> Vec<LogChunk> {
     let mut out = Vec::new();
     let Ok(variants) = std::fs::read_dir(dir) else {
         return out;
@@ -89,8 +89,8 @@ fn read_logs(
             };
             let bytes = read_from(&f.path(), offset, (size - offset).min(MAX_CHUNK));
             let next = offset + bytes.len() as u64;
-            let text = String::from_utf8_lossy(&bytes);
-            out.push(json!({ "variant": variant, "instance": instance, "size": size, "offset": offset, "next": next, "text": text }));
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            out.push(LogChunk { variant: variant.clone(), instance, size, offset, next, text });
         }
     }
     out
@@ -106,8 +106,58 @@ fn read_from(path: &std::path::Path, offset: u64, len: u64) -> Vec<u8> {
     buf
 }
 
-pub(crate) fn json_ok(v: serde_json::Value) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+/// `GET .../logs`'s answer: a chunk of each instance's log.
+#[derive(Serialize)]
+struct Logs {
+    logs: Vec<LogChunk>,
+}
+
+#[derive(Serialize)]
+struct LogChunk {
+    variant: String,
+    instance: String,
+    /// The log's size, and where this chunk starts and the next one will.
+    size: u64,
+    offset: u64,
+    next: u64,
+    text: String,
+}
+
+/// An answer of berth's own API, as JSON.
+pub(crate) fn json_ok(answer: impl Serialize) -> Response {
+    match serde_json::to_string(&answer) {
+        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the answer: {e}")),
+    }
+}
+
+#[derive(Serialize)]
+struct Shadows<'a> {
+    shadows: Vec<ShadowOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ShadowOut<'a> {
+    variant: String,
+    sampled: u64,
+    agreed: u64,
+    agreement_rate: Option<f64>,
+    errors: u64,
+    dropped: u64,
+    recent: Vec<ComparisonOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ComparisonOut<'a> {
+    time_ms: i64,
+    inference_id: &'a Option<String>,
+    production_variant: &'a str,
+    production_status: u16,
+    production_body: &'a str,
+    shadow_status: u16,
+    shadow_body: &'a str,
+    shadow_latency_us: u64,
+    agree: bool,
 }
 
 /// `GET /berth/v1/endpoints/{name}/shadows`: per shadow variant, copies sent, answers that agreed
@@ -116,36 +166,35 @@ pub async fn shadows(State(edge): State<Edge>, Path(endpoint): Path<String>) -> 
     if let Err(e) = edge.controller.describe_endpoint(&endpoint).await {
         return control_error(e);
     }
-    let shadows: Vec<serde_json::Value> = edge
-        .router
-        .table()
-        .shadows()
-        .of_endpoint(&endpoint)
-        .into_iter()
-        .map(|(variant, s)| {
-            let recent: Vec<serde_json::Value> = s
+    let stats = edge.router.table().shadows().of_endpoint(&endpoint);
+    let shadows = stats
+        .iter()
+        .map(|(variant, s)| ShadowOut {
+            variant: variant.clone(),
+            sampled: s.sampled,
+            agreed: s.agreed,
+            agreement_rate: (s.sampled > 0).then(|| s.agreed as f64 / s.sampled as f64),
+            errors: s.errors,
+            dropped: s.dropped,
+            recent: s
                 .recent
                 .iter()
                 .rev()
-                .map(|c| {
-                    json!({
-                        "time_ms": c.time_ms,
-                        "inference_id": c.inference_id,
-                        "production_variant": c.production_variant,
-                        "production_status": c.production_status,
-                        "production_body": c.production_body,
-                        "shadow_status": c.shadow_status,
-                        "shadow_body": c.shadow_body,
-                        "shadow_latency_us": c.shadow_latency_us,
-                        "agree": c.agree,
-                    })
+                .map(|c| ComparisonOut {
+                    time_ms: c.time_ms,
+                    inference_id: &c.inference_id,
+                    production_variant: &c.production_variant,
+                    production_status: c.production_status,
+                    production_body: &c.production_body,
+                    shadow_status: c.shadow_status,
+                    shadow_body: &c.shadow_body,
+                    shadow_latency_us: c.shadow_latency_us,
+                    agree: c.agree,
                 })
-                .collect();
-            let rate = if s.sampled > 0 { Some(s.agreed as f64 / s.sampled as f64) } else { None };
-            json!({ "variant": variant, "sampled": s.sampled, "agreed": s.agreed, "agreement_rate": rate, "errors": s.errors, "dropped": s.dropped, "recent": recent })
+                .collect(),
         })
         .collect();
-    json_ok(json!({ "shadows": shadows }))
+    json_ok(Shadows { shadows })
 }
 
 /// The largest body of an experiment control (a few variant names and numbers).

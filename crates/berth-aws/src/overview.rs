@@ -19,8 +19,7 @@ use berth_domain::{Endpoint, Event};
 use berth_metrics::{Datapoint, MetricName, MetricsRegistry, VariantKey};
 use berth_router::EndpointRoute;
 use berth_store::EventQuery;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
 pub struct EventsQuery {
@@ -33,31 +32,149 @@ pub struct EventsQuery {
 pub async fn events(State(edge): State<Edge>, Query(q): Query<EventsQuery>) -> Response {
     let query = EventQuery { endpoint: q.endpoint, after: q.after, before: q.before, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
     match edge.controller.events(query).await {
-        Ok(events) => json_ok(json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() })),
+        Ok(events) => json_ok(Events { events: events.iter().map(event_out).collect() }),
         Err(e) => Protocol::Berth.answer_error(EdgeError::control(e, Service::Berth)),
     }
 }
 
-fn event_json(e: &Event) -> Value {
+#[derive(Serialize)]
+struct Events {
+    events: Vec<EventOut>,
+}
+
+#[derive(Serialize)]
+struct EventOut {
+    id: i64,
+    /// RFC 3339.
+    time: String,
+    epoch: f64,
+    endpoint: String,
+    variant: Option<String>,
+    kind: &'static str,
+    message: String,
+}
+
+fn event_out(e: &Event) -> EventOut {
     let time = time::OffsetDateTime::from_unix_timestamp_nanos(e.event.time.millis() as i128 * 1_000_000)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default();
-    json!({
-        "id": e.id,
-        "time": time,
-        "epoch": e.event.time.as_secs_f64(),
-        "endpoint": e.event.endpoint,
-        "variant": e.event.variant,
-        "kind": e.event.kind.as_str(),
-        "message": e.event.message,
-    })
+    EventOut {
+        id: e.id,
+        time,
+        epoch: e.event.time.as_secs_f64(),
+        endpoint: e.event.endpoint.clone(),
+        variant: e.event.variant.clone(),
+        kind: e.event.kind.as_str(),
+        message: e.event.message.clone(),
+    }
 }
 
 #[derive(Deserialize)]
 pub struct OverviewQuery {
     window: Option<u64>,
     period: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Overview {
+    now: u64,
+    window: Window,
+    endpoints: Vec<EndpointOut>,
+    events: Vec<EventOut>,
+}
+
+#[derive(Serialize)]
+struct Window {
+    start: u64,
+    end: u64,
+    period: u64,
+}
+
+#[derive(Serialize)]
+struct EndpointOut {
+    name: String,
+    status: &'static str,
+    failure_reason: Option<String>,
+    config: String,
+    pending_config: Option<String>,
+    deployment: Option<DeploymentOut>,
+    can_roll_back: bool,
+    created: f64,
+    modified: f64,
+    variants: Vec<VariantOut>,
+    /// Model quality and the A/B test, for endpoints that capture their answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<Option<crate::quality_api::QualitySummaryOut>>,
+}
+
+#[derive(Serialize)]
+struct DeploymentOut {
+    phase: &'static str,
+    message: String,
+    new_fleet_share: f64,
+}
+
+#[derive(Serialize)]
+struct VariantOut {
+    name: String,
+    model: String,
+    shadow: bool,
+    serverless: Option<ServerlessOut>,
+    models: Option<ModelsOut>,
+    instance_type: String,
+    weight: f64,
+    desired_weight: f64,
+    traffic_share: f64,
+    instances: u32,
+    desired_instances: u32,
+    healthy_instances: usize,
+    restarts: u64,
+    totals: TotalsOut,
+    utilization: Option<UtilizationOut>,
+    series: SeriesOut,
+}
+
+#[derive(Serialize)]
+struct ServerlessOut {
+    max_concurrency: u32,
+    in_flight: u32,
+    cold_starts: u64,
+    throttled: u64,
+}
+
+/// A multi-model variant: models loaded now, and how many calls found theirs loaded.
+#[derive(Serialize)]
+struct ModelsOut {
+    loaded: usize,
+    cache_hits: u64,
+    calls: u64,
+}
+
+#[derive(Serialize)]
+struct TotalsOut {
+    invocations: u64,
+    errors_4xx: u64,
+    errors_5xx: u64,
+    model_errors: u64,
+}
+
+#[derive(Serialize)]
+struct UtilizationOut {
+    cpu: f64,
+    memory: f64,
+    disk: f64,
+}
+
+/// A variant's recent history, one value per period (null where a period had no data).
+#[derive(Serialize)]
+struct SeriesOut {
+    t: Vec<u64>,
+    invocations_per_second: Vec<f64>,
+    model_latency_p50_ms: Vec<Option<f64>>,
+    model_latency_p99_ms: Vec<Option<f64>>,
+    error_share: Vec<Option<f64>>,
+    cpu_percent: Vec<Option<f64>>,
 }
 
 pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) -> Response {
@@ -69,103 +186,94 @@ pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) 
     };
     endpoints.sort_by(|a, b| a.name.cmp(&b.name));
     let events = edge.controller.events(EventQuery { limit: 50, ..Default::default() }).await.unwrap_or_default();
-    let now = berth_domain::Timestamp::now().secs();
+    let now = edge.controller.now().secs();
     // The window ends with the last period whose seconds are all closed (the sampler closes a
     // second just after it ends); periods are aligned so charts do not jitter.
     let end = (now.saturating_sub(1) / period) * period;
     let start = end.saturating_sub(window);
     let table = edge.router.table();
-    let mut body: Vec<Value> =
-        endpoints.iter().map(|e| endpoint_json(e, table.get(&e.name).as_deref(), table.metrics(), start, end, period)).collect();
+    let mut body: Vec<EndpointOut> =
+        endpoints.iter().map(|e| endpoint_out(e, table.get(&e.name).as_deref(), table.metrics(), start, end, period)).collect();
     // Model quality and the A/B test, where answers are captured.
-    for (json, e) in body.iter_mut().zip(&endpoints) {
+    for (out, e) in body.iter_mut().zip(&endpoints) {
         if e.data_capture.is_some() {
-            json["quality"] = edge.controller.quality_summary(&e.name).await.map_or(Value::Null, |q| crate::quality_api::summary_json(&q));
+            out.quality = Some(edge.controller.quality_summary(&e.name).await.ok().map(|q| crate::quality_api::summary_out(&q)));
         }
     }
-    json_ok(json!({
-        "now": now,
-        "window": { "start": start, "end": end, "period": period },
-        "endpoints": body,
-        "events": events.iter().map(event_json).collect::<Vec<_>>(),
-    }))
+    json_ok(Overview { now, window: Window { start, end, period }, endpoints: body, events: events.iter().map(event_out).collect() })
 }
 
-fn endpoint_json(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsRegistry, start: u64, end: u64, period: u64) -> Value {
+fn endpoint_out(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsRegistry, start: u64, end: u64, period: u64) -> EndpointOut {
     let total_weight: f64 = e.variants.iter().map(|v| v.current_weight).sum();
-    let variants: Vec<Value> = e
+    let variants = e
         .variants
         .iter()
         .map(|v| {
-            let slots = route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name)).map(|rv| rv.instances.as_slice()).unwrap_or(&[]);
+            let routed = route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name));
+            let slots = routed.map(|rv| rv.instances.as_slice()).unwrap_or(&[]);
             let key = VariantKey { endpoint: e.name.clone(), variant: v.name.clone() };
             let totals = metrics.snapshot_of(&key).unwrap_or_default();
             let utilization = metrics.latest_utilization(&key, end.saturating_sub(5)).map(|u| {
                 let (cpu, memory, disk) = u.averages();
-                json!({ "cpu": cpu, "memory": memory, "disk": disk })
+                UtilizationOut { cpu, memory, disk }
             });
-            // A multi-model variant: models loaded now, and how many calls found theirs loaded.
-            let models = route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name)).and_then(|rv| rv.models.as_ref()).map(|m| {
-                json!({
-                    "loaded": m.loaded_count(),
-                    "cache_hits": totals.model_cache_hits,
-                    "calls": totals.model_cache_lookups,
-                })
+            let models = routed.and_then(|rv| rv.models.as_ref()).map(|m| ModelsOut {
+                loaded: m.loaded_count(),
+                cache_hits: totals.model_cache_hits,
+                calls: totals.model_cache_lookups,
             });
-            let serverless =
-                route.and_then(|r| r.variants.iter().find(|rv| rv.name == v.name)).and_then(|rv| rv.serverless.as_ref()).map(|s| {
-                    json!({
-                        "max_concurrency": s.max_concurrency(),
-                        "in_flight": s.in_flight(),
-                        "cold_starts": s.cold_starts.load(std::sync::atomic::Ordering::Relaxed),
-                        "throttled": s.throttled.load(std::sync::atomic::Ordering::Relaxed),
-                    })
-                });
-            json!({
-                "name": v.name,
-                "model": v.model_name,
-                "shadow": v.shadow,
-                "serverless": serverless,
-                "models": models,
-                "instance_type": v.instance_type,
-                "weight": v.current_weight,
-                "desired_weight": v.desired_weight,
-                "traffic_share": if total_weight > 0.0 { v.current_weight / total_weight } else { 0.0 },
-                "instances": v.current_instance_count,
-                "desired_instances": v.desired_instance_count,
-                "healthy_instances": slots.iter().filter(|s| s.is_healthy()).count(),
-                "restarts": slots.iter().map(|s| s.restarts()).sum::<u64>(),
-                "totals": {
-                    "invocations": totals.invocations,
-                    "errors_4xx": totals.errors_4xx,
-                    "errors_5xx": totals.errors_5xx,
-                    "model_errors": totals.model_errors,
+            let serverless = routed.and_then(|rv| rv.serverless.as_ref()).map(|s| ServerlessOut {
+                max_concurrency: s.max_concurrency(),
+                in_flight: s.in_flight(),
+                cold_starts: s.cold_starts.load(std::sync::atomic::Ordering::Relaxed),
+                throttled: s.throttled.load(std::sync::atomic::Ordering::Relaxed),
+            });
+            VariantOut {
+                name: v.name.clone(),
+                model: v.model_name.clone(),
+                shadow: v.shadow,
+                serverless,
+                models,
+                instance_type: v.instance_type.clone(),
+                weight: v.current_weight,
+                desired_weight: v.desired_weight,
+                traffic_share: if total_weight > 0.0 { v.current_weight / total_weight } else { 0.0 },
+                instances: v.current_instance_count,
+                desired_instances: v.desired_instance_count,
+                healthy_instances: slots.iter().filter(|s| s.is_healthy()).count(),
+                restarts: slots.iter().map(|s| s.restarts()).sum::<u64>(),
+                totals: TotalsOut {
+                    invocations: totals.invocations,
+                    errors_4xx: totals.errors_4xx,
+                    errors_5xx: totals.errors_5xx,
+                    model_errors: totals.model_errors,
                 },
-                "utilization": utilization,
-                "series": series(metrics, &key, start, end, period),
-            })
+                utilization,
+                series: series(metrics, &key, start, end, period),
+            }
         })
         .collect();
-    json!({
-        "name": e.name,
-        "status": e.status.as_str(),
-        "failure_reason": e.failure_reason,
-        "config": e.config_name,
-        "pending_config": e.pending.as_ref().map(|p| &p.config_name),
-        "deployment": e.pending.as_ref().and_then(|p| p.deployment.as_ref()).map(|p| json!({
-            "phase": p.phase.as_str(),
-            "message": p.message,
-            "new_fleet_share": p.green_share,
-        })),
-        "can_roll_back": e.previous_weights.is_some(),
-        "created": e.created.as_secs_f64(),
-        "modified": e.modified.as_secs_f64(),
-        "variants": variants,
-    })
+    EndpointOut {
+        name: e.name.clone(),
+        status: e.status.as_str(),
+        failure_reason: e.failure_reason.clone(),
+        config: e.config_name.clone(),
+        pending_config: e.pending.as_ref().map(|p| p.config_name.clone()),
+        deployment: e.pending.as_ref().and_then(|p| p.deployment.as_ref()).map(|p| DeploymentOut {
+            phase: p.phase.as_str(),
+            message: p.message.clone(),
+            new_fleet_share: p.green_share,
+        }),
+        can_roll_back: e.previous_weights.is_some(),
+        created: e.created.as_secs_f64(),
+        modified: e.modified.as_secs_f64(),
+        variants,
+        quality: None,
+    }
 }
 
 /// A variant's recent history, one value per period (null where a period had no data).
-fn series(metrics: &MetricsRegistry, key: &VariantKey, start: u64, end: u64, period: u64) -> Value {
+fn series(metrics: &MetricsRegistry, key: &VariantKey, start: u64, end: u64, period: u64) -> SeriesOut {
     let points = |m: MetricName| metrics.datapoints(key, m, &[], 0, start, end, period);
     let slots = ((end - start) / period) as usize;
     let at = |m: MetricName, f: &dyn Fn(&Datapoint) -> Option<f64>| -> Vec<Option<f64>> {
@@ -190,12 +298,12 @@ fn series(metrics: &MetricsRegistry, key: &VariantKey, start: u64, end: u64, per
         })
         .collect();
     let ms = |p: f64| move |d: &Datapoint| d.percentile(p).map(|us| us / 1000.0);
-    json!({
-        "t": (0..slots).map(|i| start + i as u64 * period).collect::<Vec<_>>(),
-        "invocations_per_second": invocations.iter().map(|v| v.unwrap_or(0.0)).collect::<Vec<_>>(),
-        "model_latency_p50_ms": at(MetricName::ModelLatency, &ms(50.0)),
-        "model_latency_p99_ms": at(MetricName::ModelLatency, &ms(99.0)),
-        "error_share": error_share,
-        "cpu_percent": at(MetricName::CPUUtilization, &|d| Some(d.average())),
-    })
+    SeriesOut {
+        t: (0..slots).map(|i| start + i as u64 * period).collect(),
+        invocations_per_second: invocations.iter().map(|v| v.unwrap_or(0.0)).collect(),
+        model_latency_p50_ms: at(MetricName::ModelLatency, &ms(50.0)),
+        model_latency_p99_ms: at(MetricName::ModelLatency, &ms(99.0)),
+        error_share,
+        cpu_percent: at(MetricName::CPUUtilization, &|d| Some(d.average())),
+    }
 }

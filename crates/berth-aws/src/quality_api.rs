@@ -20,8 +20,9 @@ use berth_control::{
     ControlError, EndpointQuality, Estimate, GroundTruth, Metric, PrecisionRecallF1, Problem, Quality, QualitySummary, Significance,
 };
 use http_body_util::BodyExt;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// The largest `{"labels": [...]}` document; JSON Lines are streamed and may be longer.
 const MAX_LABELS_DOCUMENT: usize = 16 * 1024 * 1024;
@@ -130,7 +131,7 @@ pub async fn ground_truth(State(edge): State<Edge>, Path(endpoint): Path<String>
         }
     }
     match edge.controller.add_ground_truth(&endpoint, batch).await {
-        Ok(n) => json_ok(json!({ "stored": stored + n })),
+        Ok(n) => json_ok(Stored { stored: stored + n }),
         Err(e) => control_error(e),
     }
 }
@@ -172,7 +173,7 @@ pub async fn quality(State(edge): State<Edge>, Path(endpoint): Path<String>, Que
         other => return error(StatusCode::BAD_REQUEST, format!("problem '{other}' is not classification or regression.")),
     };
     match edge.controller.quality(&endpoint, problem, q.positive, (q.from, q.to)).await {
-        Ok(v) => json_ok(endpoint_quality_json(&v)),
+        Ok(v) => json_ok(endpoint_quality_out(&v)),
         Err(e) => control_error(e),
     }
 }
@@ -191,102 +192,197 @@ pub async fn significance(State(edge): State<Edge>, Path(endpoint): Path<String>
         Err(e) => return control_error(e),
     };
     match edge.controller.significance(&endpoint, metric, &q.a, &q.b, q.alpha.unwrap_or(0.05)).await {
-        Ok(v) => json_ok(significance_json(&v)),
+        Ok(v) => json_ok(significance_out(&v)),
         Err(e) => control_error(e),
     }
 }
 
-// ---- the controller's quality results as JSON ----------------------------------------------
+/// How many labels a ground-truth upload stored.
+#[derive(Serialize)]
+struct Stored {
+    stored: usize,
+}
 
-fn estimate_json(e: &Estimate) -> Value {
-    match e.ci95 {
-        Some((lo, hi)) => json!({ "value": e.value, "ci95": [lo, hi] }),
-        None => json!({ "value": e.value }),
+// ---- the controller's quality results as berth's API writes them -----------------------------
+
+#[derive(Serialize)]
+struct EstimateOut {
+    value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ci95: Option<(f64, f64)>,
+}
+
+impl From<&Estimate> for EstimateOut {
+    fn from(e: &Estimate) -> Self {
+        EstimateOut { value: e.value, ci95: e.ci95 }
     }
 }
 
-fn optional_estimate_json(e: &Option<Estimate>) -> Value {
-    e.as_ref().map_or(Value::Null, estimate_json)
+#[derive(Serialize)]
+struct ScoresOut {
+    precision: EstimateOut,
+    recall: EstimateOut,
+    f1: EstimateOut,
 }
 
-fn scores_json(s: &PrecisionRecallF1) -> Value {
-    json!({ "precision": estimate_json(&s.precision), "recall": estimate_json(&s.recall), "f1": estimate_json(&s.f1) })
+impl From<&PrecisionRecallF1> for ScoresOut {
+    fn from(s: &PrecisionRecallF1) -> Self {
+        ScoresOut { precision: (&s.precision).into(), recall: (&s.recall).into(), f1: (&s.f1).into() }
+    }
 }
 
-fn quality_json(q: &Quality) -> Value {
+#[derive(Serialize)]
+#[serde(untagged)]
+enum QualityOut {
+    Classification(Box<ClassificationOut>),
+    Regression(RegressionOut),
+}
+
+#[derive(Serialize)]
+struct ClassificationOut {
+    n: usize,
+    classes: Vec<String>,
+    confusion_matrix: Vec<Vec<usize>>,
+    accuracy: EstimateOut,
+    #[serde(rename = "macro")]
+    macro_average: ScoresOut,
+    weighted: ScoresOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binary: Option<BinaryOut>,
+}
+
+#[derive(Serialize)]
+struct BinaryOut {
+    #[serde(flatten)]
+    scores: ScoresOut,
+    positive: String,
+    auc: Option<EstimateOut>,
+}
+
+#[derive(Serialize)]
+struct RegressionOut {
+    n: usize,
+    mae: Option<EstimateOut>,
+    rmse: Option<EstimateOut>,
+    r2: Option<EstimateOut>,
+}
+
+fn quality_out(q: &Quality) -> QualityOut {
     match q {
-        Quality::Classification(c) => {
-            let mut out = json!({
-                "n": c.n,
-                "classes": c.classes,
-                "confusion_matrix": c.confusion_matrix,
-                "accuracy": estimate_json(&c.accuracy),
-                "macro": scores_json(&c.macro_average),
-                "weighted": scores_json(&c.weighted_average),
-            });
-            if let Some(b) = &c.binary {
-                let mut binary = scores_json(&b.scores);
-                binary["positive"] = json!(b.positive);
-                binary["auc"] = optional_estimate_json(&b.auc);
-                out["binary"] = binary;
-            }
-            out
-        }
-        Quality::Regression(r) => json!({
-            "n": r.n,
-            "mae": optional_estimate_json(&r.mae),
-            "rmse": optional_estimate_json(&r.rmse),
-            "r2": optional_estimate_json(&r.r2),
+        Quality::Classification(c) => QualityOut::Classification(Box::new(ClassificationOut {
+            n: c.n,
+            classes: c.classes.clone(),
+            confusion_matrix: c.confusion_matrix.clone(),
+            accuracy: (&c.accuracy).into(),
+            macro_average: (&c.macro_average).into(),
+            weighted: (&c.weighted_average).into(),
+            binary: c.binary.as_ref().map(|b| BinaryOut {
+                scores: (&b.scores).into(),
+                positive: b.positive.clone(),
+                auc: b.auc.as_ref().map(Into::into),
+            }),
+        })),
+        Quality::Regression(r) => QualityOut::Regression(RegressionOut {
+            n: r.n,
+            mae: r.mae.as_ref().map(Into::into),
+            rmse: r.rmse.as_ref().map(Into::into),
+            r2: r.r2.as_ref().map(Into::into),
         }),
     }
 }
 
 /// `GET .../quality`'s answer.
-fn endpoint_quality_json(q: &EndpointQuality) -> Value {
-    let variants: Vec<Value> = q
-        .variants
-        .iter()
-        .map(|v| {
-            let mut out = quality_json(&v.quality);
-            out["variant"] = json!(v.variant);
-            out["unlabelled"] = json!(v.unlabelled);
-            out
-        })
-        .collect();
+#[derive(Serialize)]
+struct EndpointQualityOut {
+    endpoint: String,
+    problem: &'static str,
+    variants: Vec<VariantQualityOut>,
+}
+
+#[derive(Serialize)]
+struct VariantQualityOut {
+    variant: String,
+    unlabelled: usize,
+    #[serde(flatten)]
+    quality: QualityOut,
+}
+
+fn endpoint_quality_out(q: &EndpointQuality) -> EndpointQualityOut {
     let problem = match q.problem {
         Problem::Classification => "classification",
         Problem::Regression => "regression",
     };
-    json!({ "endpoint": q.endpoint, "problem": problem, "variants": variants })
+    let variants = q
+        .variants
+        .iter()
+        .map(|v| VariantQualityOut { variant: v.variant.clone(), unlabelled: v.unlabelled, quality: quality_out(&v.quality) })
+        .collect();
+    EndpointQualityOut { endpoint: q.endpoint.clone(), problem, variants }
 }
 
 /// `GET .../significance`'s answer (and the dashboard's test).
-pub(crate) fn significance_json(s: &Significance) -> Value {
-    let mut out = json!({
-        "metric": s.metric.as_str(),
-        "a": s.a,
-        "b": s.b,
-        "n": [s.n.0, s.n.1],
-        "decided": s.decided,
-        "verdict": s.verdict,
-    });
-    if let Some(c) = &s.comparison {
-        out["means"] = json!([c.means.0, c.means.1]);
-        out["difference"] = json!(c.difference);
-        out["ci95"] = json!([c.ci.0, c.ci.1]);
-        out["fixed_horizon_p"] = json!(c.fixed_p);
-        out["e_value"] = json!(c.e_value);
-        out["always_valid_p"] = json!(c.always_valid_p);
-        out["decided_after"] = json!(c.decided_after);
-        out["alpha"] = json!(s.alpha);
-        out["winner"] = json!(s.winner);
+#[derive(Serialize)]
+pub(crate) struct SignificanceOut {
+    metric: &'static str,
+    a: String,
+    b: String,
+    n: (usize, usize),
+    decided: bool,
+    verdict: String,
+    #[serde(flatten)]
+    comparison: Option<ComparisonOut>,
+}
+
+#[derive(Serialize)]
+struct ComparisonOut {
+    means: (f64, f64),
+    difference: f64,
+    ci95: (f64, f64),
+    fixed_horizon_p: f64,
+    e_value: f64,
+    always_valid_p: f64,
+    decided_after: Option<usize>,
+    alpha: f64,
+    winner: Option<String>,
+}
+
+pub(crate) fn significance_out(s: &Significance) -> SignificanceOut {
+    SignificanceOut {
+        metric: s.metric.as_str(),
+        a: s.a.clone(),
+        b: s.b.clone(),
+        n: s.n,
+        decided: s.decided,
+        verdict: s.verdict.clone(),
+        comparison: s.comparison.as_ref().map(|c| ComparisonOut {
+            means: c.means,
+            difference: c.difference,
+            ci95: c.ci,
+            fixed_horizon_p: c.fixed_p,
+            e_value: c.e_value,
+            always_valid_p: c.always_valid_p,
+            decided_after: c.decided_after,
+            alpha: s.alpha,
+            winner: s.winner.clone(),
+        }),
     }
-    out
 }
 
 /// The dashboard's quality view of an endpoint.
-pub(crate) fn summary_json(s: &QualitySummary) -> Value {
-    let variants: serde_json::Map<String, Value> =
-        s.variants.iter().map(|(v, a)| (v.clone(), json!({ "n": a.n, "accuracy": a.accuracy, "ci95": [a.ci95.0, a.ci95.1] }))).collect();
-    json!({ "variants": variants, "test": s.test.as_ref().map(significance_json) })
+#[derive(Serialize)]
+pub(crate) struct QualitySummaryOut {
+    variants: BTreeMap<String, AccuracyOut>,
+    test: Option<SignificanceOut>,
+}
+
+#[derive(Serialize)]
+struct AccuracyOut {
+    n: usize,
+    accuracy: f64,
+    ci95: (f64, f64),
+}
+
+pub(crate) fn summary_out(s: &QualitySummary) -> QualitySummaryOut {
+    let variants = s.variants.iter().map(|(v, a)| (v.clone(), AccuracyOut { n: a.n, accuracy: a.accuracy, ci95: a.ci95 })).collect();
+    QualitySummaryOut { variants, test: s.test.as_ref().map(significance_out) }
 }
