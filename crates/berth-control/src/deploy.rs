@@ -208,7 +208,7 @@ impl Controller {
     /// stopped and the reason names the variant.
     /// Deleting the endpoint meanwhile stops the starts (and the model download) at once.
     pub(crate) async fn start_instances(self: &Arc<Self>, endpoint: &str, v: &VariantState) -> Result<Vec<Instance>, String> {
-        let deleted = self.fleets.deleted(endpoint);
+        let deleted = self.fleets().deleted(endpoint);
         tokio::select! {
             started = self.start_instances_now(endpoint, v) => started,
             () = deleted => Err(format!("Variant {} did not start: the endpoint was deleted meanwhile.", v.name)),
@@ -354,13 +354,13 @@ impl Controller {
         let _guard = self.transitions.lock().await;
         let name = endpoint.name.clone();
         let stored = self.db(move |s| s.endpoint(&name)).await.map_err(|e| e.to_string())?;
-        if stored.is_none() || self.fleets.epoch(&endpoint.name) != Some(epoch) || stored.is_some_and(|s| s.arn != endpoint.arn) {
+        if stored.is_none() || self.fleets().epoch(&endpoint.name) != Some(epoch) || stored.is_some_and(|s| s.arn != endpoint.arn) {
             return Ok(false);
         }
         let to_store = endpoint.clone();
         self.db(move |s| s.update_endpoint(&to_store)).await.map_err(|e| e.to_string())?;
-        let retired = self.fleets.apply(&endpoint.name, epoch, change).unwrap_or_default();
-        self.routing.publish(self.fleets.route(&endpoint));
+        let retired = self.fleets().apply(&endpoint.name, epoch, change).unwrap_or_default();
+        self.routing.publish(self.fleets().route(&endpoint));
         drop(_guard);
         if !retired.is_empty() {
             let span = tracing::info_span!("retire", endpoint = %endpoint.name, instances = retired.len());

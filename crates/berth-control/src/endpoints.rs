@@ -1,7 +1,6 @@
 //! Endpoint operations and the background tasks that carry them out.
 
 use crate::deploy::{stop_all, FleetMap, VariantFleet};
-use crate::lifecycle::Step;
 use crate::listing::{page, ListQuery, Page};
 use crate::models::{limit_exceeded, map_exists};
 use crate::tags::validate_tags;
@@ -81,7 +80,7 @@ impl Controller {
         }
         let mut endpoint = endpoint;
         endpoint.last_deployment_config = req.deployment_config.clone();
-        let epoch = {
+        {
             let _guard = self.transitions.lock().await;
             let all = self.db(|s| s.endpoints()).await?;
             let limit = self.settings.limits.max_endpoints;
@@ -94,11 +93,10 @@ impl Controller {
             self.db(move |s| s.insert_endpoint(&stored, &tags)).await.map_err(|e| map_exists(e, ResourceKind::Endpoint, &arn))?;
             // What an earlier endpoint of this name captured is not this one's.
             self.forget_quality(&endpoint.name).await?;
-            self.fleets.register(&endpoint.name)
-        };
+        }
         tracing::info!(endpoint = %endpoint.name, config = %endpoint.config_name, "endpoint creating");
         self.record_status(&endpoint, &format!("created with endpoint config {}", endpoint.config_name));
-        self.advance(endpoint.clone(), epoch, true, Vec::new());
+        self.reconcile_endpoint(&endpoint.name).await;
         Ok(endpoint)
     }
 
@@ -127,11 +125,11 @@ impl Controller {
         let stored = endpoint.clone();
         self.db(move |s| s.update_endpoint(&stored)).await?;
         self.routing.remove(&endpoint.name);
-        let fleet = self.fleets.remove(&endpoint.name);
+        self.endpoints.reconciler.retire(&endpoint.name, self.fleets().remove(&endpoint.name));
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, "endpoint deleting");
         self.record_status(&endpoint, "DeleteEndpoint");
-        self.advance(endpoint, 0, true, fleet);
+        self.reconcile_endpoint(&endpoint.name).await;
         Ok(())
     }
 
@@ -142,7 +140,7 @@ impl Controller {
         let mut variants = self.variant_states(&config.variants).await?;
         let _guard = self.transitions.lock().await;
         let mut endpoint = self.describe_endpoint(&req.name).await?;
-        let epoch = self.require_in_service(&endpoint)?;
+        self.require_in_service(&endpoint)?;
         if req.retain_all_variant_properties {
             let excluded = &req.exclude_retained_variant_properties;
             for v in &mut variants {
@@ -191,13 +189,15 @@ impl Controller {
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, config = %config.name, "endpoint updating");
         self.record_status(&endpoint, &format!("UpdateEndpoint to endpoint config {}", config.name));
-        self.advance(endpoint.clone(), epoch, true, Vec::new());
+        self.reconcile_endpoint(&endpoint.name).await;
         Ok(endpoint)
     }
 
-    /// Brings every stored endpoint back after a restart: the ones that were serving or being
-    /// created start their instances again; an interrupted update is carried out; an
-    /// interrupted delete is finished.
+    /// Brings every stored endpoint back after a restart: the ones that were serving (or rolling
+    /// back) are marked `SystemUpdating`, to start their instances again; then a resync of every
+    /// reconciler carries out what the store says, as after any change — a creation comes up, an
+    /// interrupted update is carried out, an interrupted delete is finished, a transform job in
+    /// progress runs again.
     pub async fn recover(self: &Arc<Self>) -> Result<(), ControlError> {
         for mut endpoint in self.db(|s| s.endpoints()).await? {
             let name = endpoint.name.clone();
@@ -218,13 +218,9 @@ impl Controller {
                 tracing::info!(endpoint = %name, "recovering endpoint");
                 self.record_status(&endpoint, "berth restarted; starting the endpoint's instances again");
             }
-            // What was asked before the restart is carried out from the stored state, as it
-            // would have been then: nothing runs yet.
-            let starts = !matches!(Step::next(&endpoint, false), None | Some(Step::TearDown));
-            let epoch = if starts { self.fleets.register(&name) } else { 0 };
-            self.advance(endpoint, epoch, false, Vec::new());
         }
-        self.recover_transform_jobs().await
+        self.recovered.store(true, std::sync::atomic::Ordering::Release);
+        self.resync().await
     }
 
     /// Stops every instance (drain, SIGTERM, grace, SIGKILL). State is left as it is, so the
@@ -235,7 +231,7 @@ impl Controller {
         if left > 0 {
             tracing::warn!(tasks = left, "background steps did not end in 10 s; they end with the server");
         }
-        stop_all(self.fleets.take_all()).await;
+        stop_all(self.fleets().take_all()).await;
         self.events.flush().await;
     }
 
@@ -329,7 +325,7 @@ impl Controller {
     }
 
     /// The endpoint's epoch if it can take an update now.
-    pub(crate) fn require_in_service(&self, endpoint: &Endpoint) -> Result<u64, ControlError> {
+    pub(crate) fn require_in_service(&self, endpoint: &Endpoint) -> Result<(), ControlError> {
         match endpoint.status {
             EndpointStatus::InService => {}
             EndpointStatus::Failed => {
@@ -340,9 +336,10 @@ impl Controller {
             }
             _ => return Err(ControlError::Validation(format!("Cannot update in-progress endpoint \"{}\".", endpoint.arn))),
         }
-        self.fleets
-            .epoch(&endpoint.name)
-            .ok_or_else(|| ControlError::Internal(format!("endpoint {} is in service but has no fleet", endpoint.name)))
+        match self.fleets().epoch(&endpoint.name) {
+            Some(_) => Ok(()),
+            None => Err(ControlError::Internal(format!("endpoint {} is in service but has no fleet", endpoint.name))),
+        }
     }
 
     /// Refuses a change that would run more instances than the server allows. `replacing`

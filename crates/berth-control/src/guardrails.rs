@@ -49,7 +49,7 @@ impl Controller {
             Ok(()) => run.complete().await,
             Err(Stop::RollBack(why)) => run.roll_back(why, config.policy.as_ref()).await,
             Err(Stop::Gone) => {
-                let green = self.fleets.apply_green(&run.endpoint.name, epoch, |g, _| g.take()).flatten();
+                let green = self.fleets().apply_green(&run.endpoint.name, epoch, |g, _| g.take()).flatten();
                 stop_all(green.into_iter().flat_map(|g| g.variants.into_values()).flat_map(|v| v.instances).collect()).await;
             }
         }
@@ -115,8 +115,8 @@ impl Deployment {
 
     /// Gives the new fleet `share` of the traffic, at once.
     fn shift(&self, share: f64) -> Result<(), Stop> {
-        self.controller.fleets.apply_green(self.name(), self.epoch, |g, _| g.as_mut().map(|g| g.share = share)).ok_or(Stop::Gone)?;
-        self.controller.routing.publish(self.controller.fleets.route(&self.endpoint));
+        self.controller.fleets().apply_green(self.name(), self.epoch, |g, _| g.as_mut().map(|g| g.share = share)).ok_or(Stop::Gone)?;
+        self.controller.routing.publish(self.controller.fleets().route(&self.endpoint));
         Ok(())
     }
 
@@ -134,7 +134,7 @@ impl Deployment {
     }
 
     async fn check(&self) -> Result<(), Stop> {
-        if self.controller.fleets.epoch(self.name()) != Some(self.epoch) {
+        if self.controller.fleets().epoch(self.name()) != Some(self.epoch) {
             return Err(Stop::Gone);
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -161,7 +161,7 @@ impl Deployment {
         .await?;
         self.check().await?;
         let started = self.controller.start_fleet(self.name(), &pending, &HashSet::new()).await.map_err(Stop::RollBack)?;
-        let installed = self.controller.fleets.apply_green(self.name(), self.epoch, |g, _| {
+        let installed = self.controller.fleets().apply_green(self.name(), self.epoch, |g, _| {
             *g = Some(GreenFleet { states: pending.clone(), variants: started, share: 0.0 });
         });
         installed.ok_or(Stop::Gone)?;
@@ -190,7 +190,7 @@ impl Deployment {
         let batch = policy.max_batch.instances(want);
         let models = self.controller.model_cache(self.name(), &target).await;
         self.controller
-            .fleets
+            .fleets()
             .apply_green(self.name(), self.epoch, |g, _| {
                 let fleet = VariantFleet::new(&target, Vec::new(), models);
                 *g = Some(GreenFleet { states: pending.clone(), variants: [(name.clone(), fleet)].into(), share: 0.0 });
@@ -208,7 +208,7 @@ impl Deployment {
                 .map_err(Stop::RollBack)?;
             green += k;
             self.controller
-                .fleets
+                .fleets()
                 .apply_green(self.name(), self.epoch, |g, _| {
                     g.as_mut().and_then(|g| g.variants.get_mut(&name)).map(|v| v.instances.extend(started))
                 })
@@ -220,7 +220,7 @@ impl Deployment {
             // The batch held: retire as many old instances.
             let retired = self
                 .controller
-                .fleets
+                .fleets()
                 .apply_green(self.name(), self.epoch, |_, blue| {
                     blue.get_mut(&name)
                         .map(|v| v.instances.drain(..(k as usize).min(v.instances.len())).collect::<Vec<_>>())
@@ -235,7 +235,7 @@ impl Deployment {
 
     /// During a rolling update: traffic in proportion to the instances each fleet runs.
     fn rebalance(&self) -> Result<(), Stop> {
-        let share = self.controller.fleets.apply_green(self.name(), self.epoch, |g, blue| {
+        let share = self.controller.fleets().apply_green(self.name(), self.epoch, |g, blue| {
             let green: usize = g.as_ref().map_or(0, |g| g.variants.values().map(|v| v.instances.len()).sum());
             let old: usize = blue.values().map(|v| v.instances.len()).sum();
             let share = if green + old == 0 { 0.0 } else { green as f64 / (green + old) as f64 };
@@ -245,17 +245,17 @@ impl Deployment {
             share
         });
         share.ok_or(Stop::Gone)?;
-        self.controller.routing.publish(self.controller.fleets.route(&self.endpoint));
+        self.controller.routing.publish(self.controller.fleets().route(&self.endpoint));
         Ok(())
     }
 
     fn green_share(&self) -> f64 {
-        self.controller.fleets.apply_green(self.name(), self.epoch, |g, _| g.as_ref().map_or(0.0, |g| g.share)).unwrap_or(0.0)
+        self.controller.fleets().apply_green(self.name(), self.epoch, |g, _| g.as_ref().map_or(0.0, |g| g.share)).unwrap_or(0.0)
     }
 
     /// The new fleet becomes the endpoint's; the old one drains and stops.
     async fn complete(self) {
-        let Some(Some(green)) = self.controller.fleets.apply_green(self.name(), self.epoch, |g, _| g.take()) else { return };
+        let Some(Some(green)) = self.controller.fleets().apply_green(self.name(), self.epoch, |g, _| g.take()) else { return };
         let now = self.controller.now();
         let mut done = self.endpoint.clone();
         done.variants = green
@@ -298,8 +298,8 @@ impl Deployment {
         if let Some(UpdatePolicy::Rolling(p)) = policy {
             self.restore_blue(p).await;
         }
-        let green = self.controller.fleets.apply_green(self.name(), self.epoch, |g, _| g.take()).flatten();
-        self.controller.routing.publish(self.controller.fleets.route(&self.endpoint));
+        let green = self.controller.fleets().apply_green(self.name(), self.epoch, |g, _| g.take()).flatten();
+        self.controller.routing.publish(self.controller.fleets().route(&self.endpoint));
         let retired: Vec<_> = green.into_iter().flat_map(|g| g.variants.into_values()).flat_map(|v| v.instances).collect();
         let mut back = self.endpoint.clone();
         back.pending = None;
@@ -322,8 +322,10 @@ impl Deployment {
         let want = old.current_instance_count;
         let batch = policy.rollback_max_batch.map_or(want, |b| b.instances(want));
         loop {
-            let running =
-                self.controller.fleets.apply_green(self.name(), self.epoch, |_, blue| blue.get(&old.name).map_or(0, |v| v.instances.len()));
+            let running = self
+                .controller
+                .fleets()
+                .apply_green(self.name(), self.epoch, |_, blue| blue.get(&old.name).map_or(0, |v| v.instances.len()));
             let Some(running) = running else { return };
             let missing = want.saturating_sub(running as u32);
             if missing == 0 {
@@ -332,7 +334,7 @@ impl Deployment {
             let k = batch.min(missing);
             match self.controller.start_instances(self.name(), &VariantState { desired_instance_count: k, ..old.clone() }).await {
                 Ok(started) => {
-                    let _ = self.controller.fleets.apply_green(self.name(), self.epoch, |_, blue| {
+                    let _ = self.controller.fleets().apply_green(self.name(), self.epoch, |_, blue| {
                         if let Some(v) = blue.get_mut(&old.name) {
                             v.instances.extend(started);
                         }

@@ -1,9 +1,12 @@
 //! The controller: every SageMaker hosting operation, expressed on domain types.
 //!
-//! It validates requests, commits them to the [`StateStore`] before answering, and drives
-//! endpoints through their lifecycle in background tasks: starting variant fleets on an
-//! [`InstanceBackend`], publishing routes to the [`RoutingTable`], retiring old instances.
-//! On start it brings every stored endpoint back into service ([`Controller::recover`]).
+//! It validates requests, commits them to the [`StateStore`] before answering, and hands the
+//! change to the reconciler of its concern (`reconcile`): the endpoint lifecycle's starts
+//! variant fleets on an [`InstanceBackend`], publishes routes to the [`RoutingTable`] and
+//! retires old instances; the transform jobs' runs jobs. Reconcilers act on the stored state
+//! alone, so a periodic [`Controller::resync`] and the recovery at start
+//! ([`Controller::recover`]) are the same loop. Clock-driven concerns (autoscaling, alarms,
+//! experiments, bandits, the asynchronous queue) run as rounds the server's supervisor calls.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +31,7 @@ mod metrics;
 mod models;
 mod objects;
 mod quality;
+mod reconcile;
 mod serverless;
 mod sns;
 mod stats;
@@ -72,7 +76,6 @@ use berth_domain::{Account, Clock, Timestamp};
 use berth_instances::{AllowedRoots, InstanceBackend, ModelArtifacts};
 use berth_router::RoutingTable;
 use berth_store::{StateStore, StoreError};
-use deploy::Fleets;
 use events::EventLog;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -167,7 +170,12 @@ pub struct Controller {
     artifacts: ModelArtifacts,
     routing: Arc<RoutingTable>,
     settings: ControllerSettings,
-    fleets: Fleets,
+    /// The endpoint lifecycle's reconciler and its queue (it owns the running fleets).
+    endpoints: reconcile::Queue<lifecycle::Lifecycle>,
+    /// The transform jobs' reconciler and its queue (it owns the running jobs' stop signals).
+    transforms: reconcile::Queue<transform::TransformJobs>,
+    /// Whether [`Controller::recover`] has run (resyncs wait for it).
+    recovered: std::sync::atomic::AtomicBool,
     events: EventLog,
     /// The dashboard's quality summaries by endpoint, with when they were computed.
     quality_summaries: std::sync::Mutex<std::collections::HashMap<berth_domain::NameKey, (std::time::Instant, QualitySummary)>>,
@@ -180,8 +188,6 @@ pub struct Controller {
     async_work: async_inference::AsyncWork,
     /// The router transform jobs send their requests through (attached at start).
     router: std::sync::OnceLock<berth_router::Router>,
-    /// The running transform jobs' stop signals.
-    transform_stops: std::sync::Mutex<std::collections::HashMap<berth_domain::NameKey, tokio::sync::watch::Sender<bool>>>,
     /// Each alarm's last evaluated window (its end) and configuration, so an alarm is
     /// evaluated again only once a new period of it has closed.
     alarm_evaluations: alarms::Evaluations,
@@ -206,11 +212,12 @@ impl Controller {
             artifacts,
             routing,
             settings,
-            fleets: Fleets::default(),
+            endpoints: reconcile::Queue::new(lifecycle::Lifecycle::default()),
+            transforms: reconcile::Queue::new(transform::TransformJobs::default()),
+            recovered: Default::default(),
             transitions: tokio::sync::Mutex::new(()),
             async_work: Default::default(),
             router: std::sync::OnceLock::new(),
-            transform_stops: Default::default(),
             alarm_evaluations: Default::default(),
             work: Default::default(),
         })

@@ -1,11 +1,12 @@
-//! Endpoint lifecycles in the background: creating fleets, swapping configurations, scaling,
-//! deleting, and bringing stored endpoints back after a restart.
+//! Endpoint lifecycles: the reconciler that turns each endpoint's stored state into the step it
+//! needs (creating fleets, swapping configurations, scaling, deleting), and those steps.
 
-use crate::deploy::{resolved_image, stop_all};
+use crate::deploy::{resolved_image, stop_all, Fleets};
+use crate::reconcile::{Done, Queue, Reconciler, StepFuture};
 use crate::{ControlError, Controller};
-use berth_domain::{Endpoint, EndpointStatus, EventKind, VariantState};
+use berth_domain::{Endpoint, EndpointStatus, EventKind, NameKey, VariantState};
 use berth_instances::Instance;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -64,37 +65,128 @@ impl Step {
     }
 }
 
-impl Controller {
-    /// Starts the step `endpoint` needs ([`Step::next`]) at `epoch`, supervised; `retired` is the
-    /// fleet a delete took from the routes (stopped by the tear-down).
-    pub(crate) fn advance(self: &Arc<Self>, endpoint: Endpoint, epoch: u64, running: bool, retired: Vec<Instance>) {
-        let Some(step) = Step::next(&endpoint, running) else { return };
-        let this = self.clone();
+/// The endpoint lifecycle's reconciler: it owns the instances each endpoint runs (its
+/// [`Fleets`]) and the instances a delete took from the routes until the tear-down stops them.
+/// Its steps are [`Step`]s; which one an endpoint needs is [`Step::next`] of its stored state.
+#[derive(Default)]
+pub(crate) struct Lifecycle {
+    pub(crate) fleets: Fleets,
+    /// What DeleteEndpoint took from the routes, by endpoint: stopped by the tear-down.
+    retiring: std::sync::Mutex<HashMap<NameKey, Vec<Instance>>>,
+}
+
+impl Lifecycle {
+    /// Hands a deleted endpoint's instances to its tear-down.
+    pub(crate) fn retire(&self, endpoint: &str, instances: Vec<Instance>) {
+        self.retiring.lock().unwrap_or_else(|e| e.into_inner()).entry(NameKey::of(endpoint)).or_default().extend(instances);
+    }
+
+    fn take_retiring(&self, endpoint: &str) -> Vec<Instance> {
+        self.retiring.lock().unwrap_or_else(|e| e.into_inner()).remove(&NameKey::of(endpoint)).unwrap_or_default()
+    }
+}
+
+impl Reconciler for Lifecycle {
+    type Context = Controller;
+    type Object = Endpoint;
+    type Step = Step;
+    const KIND: &'static str = "endpoint";
+
+    fn queue(cx: &Controller) -> &Queue<Self> {
+        &cx.endpoints
+    }
+
+    async fn keys(&self, cx: &Arc<Controller>) -> Result<Vec<String>, ControlError> {
+        Ok(cx.db(|s| s.endpoints()).await?.into_iter().map(|e| e.name).collect())
+    }
+
+    async fn read(&self, cx: &Arc<Controller>, key: &str) -> Result<Option<Endpoint>, ControlError> {
+        let key = key.to_string();
+        cx.db(move |s| s.endpoint(&key)).await
+    }
+
+    fn next(&self, _: &Arc<Controller>, endpoint: &Endpoint) -> Option<Step> {
+        Step::next(endpoint, self.fleets.epoch(&endpoint.name).is_some())
+    }
+
+    /// A delete does not wait for the step under way: that step's commit finds the endpoint's
+    /// fleet gone and stops what it started.
+    fn preempts(next: Step, running: Step) -> bool {
+        next == Step::TearDown && running != Step::TearDown
+    }
+
+    fn run(&self, cx: &Arc<Controller>, endpoint: Endpoint, step: Step, done: Done<Self>) {
+        let name = endpoint.name.clone();
+        let recovering = self.fleets.epoch(&name).is_none();
+        let epoch = match step {
+            Step::TearDown => 0,
+            _ => self.fleets.epoch(&name).unwrap_or_else(|| self.fleets.register(&name)),
+        };
+        let this = cx.clone();
         let e = endpoint.clone();
-        let deployment = endpoint.pending.as_ref().and_then(|p| p.deployment_config.clone());
-        match (step, deployment) {
-            (Step::BringUp, _) => self.spawn_step(&endpoint, epoch, step, this.bring_up(e, epoch, None)),
-            (Step::RollOut, _) => self.spawn_step(&endpoint, epoch, step, this.roll_out(e, epoch, !running)),
-            (Step::DeployGuarded, Some(dc)) => self.spawn_step(&endpoint, epoch, step, this.deploy_guarded(e, epoch, dc)),
+        let task: StepFuture = match (step, endpoint.pending.as_ref().and_then(|p| p.deployment_config.clone())) {
+            (Step::BringUp, _) => Box::pin(this.bring_up(e, epoch, None)),
+            (Step::RollOut, _) => Box::pin(this.roll_out(e, epoch, recovering)),
+            (Step::DeployGuarded, Some(dc)) => Box::pin(this.deploy_guarded(e, epoch, dc)),
             (Step::DeployGuarded, None) => unreachable!("Step::next gives DeployGuarded only with a deployment config"),
-            (Step::Scale, _) => self.spawn_step(&endpoint, epoch, step, this.scale(e, epoch)),
-            (Step::TearDown, _) => self.spawn_step(&endpoint, epoch, step, this.tear_down(e, retired)),
+            (Step::Scale, _) => Box::pin(this.scale(e, epoch)),
+            (Step::TearDown, _) => {
+                // What DeleteEndpoint took from the routes; and, should the delete have been
+                // committed without that (another server's, or one cut short by a crash), the
+                // fleet this server still runs.
+                let mut retired = self.take_retiring(&name);
+                cx.routing.remove(&name);
+                retired.extend(self.fleets.remove(&name));
+                Box::pin(this.tear_down(e, retired))
+            }
+        };
+        cx.spawn_step(&endpoint, epoch, step, task, Some(done));
+    }
+}
+
+impl Controller {
+    /// Reconciles endpoint `name` ([`Queue::enqueue`]): called after every change to it is
+    /// committed. A failure to read the store is logged; the next resync tries again.
+    pub(crate) async fn reconcile_endpoint(self: &Arc<Self>, name: &str) {
+        if let Err(e) = self.endpoints.enqueue(self, name).await {
+            tracing::warn!(endpoint = %name, error = %e, "cannot reconcile the endpoint; the next resync tries again");
         }
+    }
+
+    /// Reconciles everything the store holds: each endpoint and transform job is brought to
+    /// what it says. Run every few seconds once [`Controller::recover`] has run (before, it does
+    /// nothing: recovery decides first what a restart means for each endpoint).
+    pub async fn resync(self: &Arc<Self>) -> Result<(), ControlError> {
+        if !self.recovered.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        self.endpoints.resync(self).await?;
+        self.transforms.resync(self).await
+    }
+
+    /// The instances each endpoint runs.
+    pub(crate) fn fleets(&self) -> &Fleets {
+        &self.endpoints.reconciler.fleets
     }
 
     /// Runs a lifecycle step of `endpoint` (at `epoch`) as supervised background work: in a span
     /// naming the endpoint and the step, and, should it panic, ending in `Failed` with a
-    /// `FailureReason` and an event rather than a status nobody moves on.
+    /// `FailureReason` and an event rather than a status nobody moves on. `done` (the queue's)
+    /// is dropped once that is recorded.
     pub(crate) fn spawn_step(
         self: &Arc<Self>,
         endpoint: &Endpoint,
         epoch: u64,
         step: Step,
         task: impl Future<Output = ()> + Send + 'static,
+        done: Option<Done<Lifecycle>>,
     ) {
         let span = tracing::info_span!("lifecycle", endpoint = %endpoint.name, step = step.name(), epoch);
         let (this, name, arn) = (self.clone(), endpoint.name.clone(), endpoint.arn.clone());
-        self.work.spawn(span, task, move |panic| async move { this.fail_after_panic(&name, &arn, epoch, step, &panic).await });
+        self.work.spawn(span, task, move |panic| async move {
+            this.fail_after_panic(&name, &arn, epoch, step, &panic).await;
+            drop(done);
+        });
     }
 
     /// For tests: runs the step named `step` of endpoint `name` as a task whose own code panics
@@ -105,13 +197,13 @@ impl Controller {
         let steps = [Step::BringUp, Step::RollOut, Step::DeployGuarded, Step::Scale, Step::TearDown];
         let step = steps.into_iter().find(|s| s.name() == step).ok_or_else(|| ControlError::Validation(format!("no step {step}")))?;
         let mut endpoint = self.describe_endpoint(name).await?;
-        let epoch = self.fleets.epoch(name).unwrap_or(0);
+        let epoch = self.fleets().epoch(name).unwrap_or(0);
         if step == Step::TearDown {
             endpoint.status = EndpointStatus::Deleting;
             let stored = endpoint.clone();
             self.db(move |s| s.update_endpoint(&stored)).await?;
         }
-        self.spawn_step(&endpoint, epoch, step, async move { panic!("{message}") });
+        self.spawn_step(&endpoint, epoch, step, async move { panic!("{message}") }, None);
         Ok(())
     }
 
@@ -137,7 +229,7 @@ impl Controller {
         // has no fleet left to compare with.
         let current = match step {
             Step::TearDown => stored.status == EndpointStatus::Deleting,
-            _ => self.fleets.epoch(name) == Some(epoch),
+            _ => self.fleets().epoch(name) == Some(epoch),
         };
         if !current || stored.status == EndpointStatus::Failed {
             return;
@@ -192,7 +284,7 @@ impl Controller {
         let reuse: HashSet<String> = pending
             .iter()
             .filter(|v| {
-                !recovering && self.fleets.can_reuse(&endpoint.name, &v.name, &v.container, &v.instance_type, v.desired_instance_count)
+                !recovering && self.fleets().can_reuse(&endpoint.name, &v.name, &v.container, &v.instance_type, v.desired_instance_count)
             })
             .map(|v| v.name.clone())
             .collect();
@@ -255,7 +347,7 @@ impl Controller {
                 if recovering {
                     // Nothing runs yet after a restart: bring the previous variants back.
                     back.status = EndpointStatus::SystemUpdating;
-                    self.spawn_step(&back.clone(), epoch, Step::BringUp, self.clone().bring_up(back, epoch, Some(reason)));
+                    self.clone().bring_up(back, epoch, Some(reason)).await;
                     return;
                 }
                 back.status = EndpointStatus::InService;

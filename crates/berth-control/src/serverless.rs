@@ -43,10 +43,10 @@ impl Controller {
         let Some(state) = self.routing.serverless().get(endpoint, variant) else { return };
         let Ok(e) = self.describe_endpoint(endpoint).await else { return };
         let Some(v) = e.variant(variant).filter(|v| v.serverless.is_some()).cloned() else { return };
-        let Some(epoch) = self.fleets.epoch(&e.name) else { return };
-        let running = self.fleets.apply(&e.name, epoch, |map| map.get(variant).map_or(0, |f| f.instances.len())).unwrap_or(0);
+        let Some(epoch) = self.fleets().epoch(&e.name) else { return };
+        let running = self.fleets().apply(&e.name, epoch, |map| map.get(variant).map_or(0, |f| f.instances.len())).unwrap_or(0);
         if running > 0 {
-            self.routing.publish(self.fleets.route(&e)); // already up: let the waiters see it
+            self.routing.publish(self.fleets().route(&e)); // already up: let the waiters see it
             return;
         }
         tracing::info!(endpoint = %e.name, variant, "serverless cold start");
@@ -57,13 +57,13 @@ impl Controller {
         match started.unwrap_or_else(|panic| Err(format!("berth failed while starting the instance: {panic}"))) {
             Ok(started) => {
                 let models = self.model_cache(&e.name, &v).await;
-                let installed = self.fleets.apply(&e.name, epoch, |map| {
+                let installed = self.fleets().apply(&e.name, epoch, |map| {
                     let fleet = map.entry(variant.to_string()).or_insert_with(|| VariantFleet::new(&v, Vec::new(), models));
                     fleet.instances.extend(started);
                 });
                 if installed.is_some() {
                     state.cold_starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.routing.publish(self.fleets.route(&e));
+                    self.routing.publish(self.fleets().route(&e));
                     self.record_event(
                         &e.name,
                         Some(variant),
@@ -84,19 +84,19 @@ impl Controller {
     async fn serverless_upkeep(self: &Arc<Self>, idle: Duration) {
         let Ok(endpoints) = self.all_endpoints().await else { return };
         for e in endpoints.into_iter().filter(|e| e.status == EndpointStatus::InService) {
-            let Some(epoch) = self.fleets.epoch(&e.name) else { continue };
+            let Some(epoch) = self.fleets().epoch(&e.name) else { continue };
             for v in e.variants.iter().filter(|v| v.serverless.is_some()) {
                 let Some(state) = self.routing.serverless().get(&e.name, &v.name) else { continue };
                 let provisioned = v.serverless.is_some_and(|s| s.provisioned_concurrency.is_some());
-                let running = self.fleets.apply(&e.name, epoch, |map| map.get(&v.name).map_or(0, |f| f.instances.len())).unwrap_or(0);
+                let running = self.fleets().apply(&e.name, epoch, |map| map.get(&v.name).map_or(0, |f| f.instances.len())).unwrap_or(0);
                 if provisioned && running == 0 {
                     self.routing.serverless().ask_for_instance(&e.name, &v.name);
                 } else if !provisioned && running > 0 && state.in_flight() == 0 && state.idle_secs() >= idle.as_secs() {
                     let retired = self
-                        .fleets
+                        .fleets()
                         .apply(&e.name, epoch, |map| map.get_mut(&v.name).map(|f| std::mem::take(&mut f.instances)).unwrap_or_default())
                         .unwrap_or_default();
-                    self.routing.publish(self.fleets.route(&e));
+                    self.routing.publish(self.fleets().route(&e));
                     tracing::info!(endpoint = %e.name, variant = %v.name, idle_secs = state.idle_secs(), "serverless variant idle; stopping its instance");
                     self.record_event(
                         &e.name,

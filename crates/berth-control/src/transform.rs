@@ -7,6 +7,7 @@
 //! when berth stopped runs again from the start at the next start.
 
 use crate::deploy::stop_all;
+use crate::reconcile::{Done, Queue, Reconciler};
 use crate::transform_records::RecordFormat;
 use crate::{ControlError, Controller};
 use berth_domain::{
@@ -14,7 +15,7 @@ use berth_domain::{
 };
 use berth_router::{InvokeError, InvokeRequest, Router};
 use bytes::Bytes;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -28,7 +29,99 @@ fn route_name(job: &str) -> String {
     format!("transform-job/{}", NameKey::of(job))
 }
 
+/// The transform jobs' reconciler: a job `InProgress` that does not run here is run; a job
+/// `Stopping` that runs is told to stop, and one that does not run (berth stopped meanwhile) is
+/// `Stopped`. It owns the running jobs' stop signals.
+#[derive(Default)]
+pub(crate) struct TransformJobs {
+    stops: std::sync::Mutex<HashMap<NameKey, watch::Sender<bool>>>,
+}
+
+/// The steps of a transform job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobStep {
+    /// Start its instances, send every object through them, stop them, record the end.
+    Run,
+    /// Record that a job stopping when berth stopped has stopped.
+    MarkStopped,
+}
+
+impl TransformJobs {
+    fn stops(&self) -> std::sync::MutexGuard<'_, HashMap<NameKey, watch::Sender<bool>>> {
+        self.stops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Reconciler for TransformJobs {
+    type Context = Controller;
+    type Object = TransformJob;
+    type Step = JobStep;
+    const KIND: &'static str = "transform job";
+
+    fn queue(cx: &Controller) -> &Queue<Self> {
+        &cx.transforms
+    }
+
+    async fn keys(&self, cx: &Arc<Controller>) -> Result<Vec<String>, ControlError> {
+        Ok(cx.transform_jobs().await?.into_iter().filter(|j| !j.status.ended()).map(|j| j.name).collect())
+    }
+
+    async fn read(&self, cx: &Arc<Controller>, key: &str) -> Result<Option<TransformJob>, ControlError> {
+        let key = NameKey::of(key);
+        Ok(cx.transform_jobs().await?.into_iter().find(|j| NameKey::of(&j.name) == key))
+    }
+
+    fn next(&self, _: &Arc<Controller>, job: &TransformJob) -> Option<JobStep> {
+        let stops = self.stops();
+        let running = stops.get(&NameKey::of(&job.name));
+        match (job.status, running) {
+            (TransformJobStatus::InProgress, None) => Some(JobStep::Run),
+            (TransformJobStatus::Stopping, Some(stop)) => {
+                let _ = stop.send(true);
+                None
+            }
+            (TransformJobStatus::Stopping, None) => Some(JobStep::MarkStopped),
+            _ => None,
+        }
+    }
+
+    fn run(&self, cx: &Arc<Controller>, mut job: TransformJob, step: JobStep, done: Done<Self>) {
+        let span = tracing::info_span!("transform_job", transform_job = %job.name, step = ?step);
+        let this = cx.clone();
+        match step {
+            JobStep::Run => {
+                let (stop, stopped) = watch::channel(false);
+                self.stops().insert(NameKey::of(&job.name), stop);
+                cx.work.spawn_detached(span, async move {
+                    let key = NameKey::of(&job.name);
+                    if job.started.is_some() {
+                        tracing::info!(transform_job = %job.name, "transform job runs again after a restart");
+                    }
+                    this.run_job(job, stopped).await;
+                    this.transforms.reconciler.stops().remove(&key);
+                    drop(done);
+                });
+            }
+            JobStep::MarkStopped => cx.work.spawn_detached(span, async move {
+                let now = this.now();
+                (job.status, job.ended, job.modified) = (TransformJobStatus::Stopped, Some(now), now);
+                if let Err(e) = this.store_job(&job).await {
+                    tracing::error!(transform_job = %job.name, error = %e, "could not record the transform job's end");
+                }
+                drop(done);
+            }),
+        }
+    }
+}
+
 impl Controller {
+    /// Reconciles transform job `name`: called after every change to it is committed.
+    async fn reconcile_transform_job(self: &Arc<Self>, name: &str) {
+        if let Err(e) = self.transforms.enqueue(self, name).await {
+            tracing::warn!(transform_job = %name, error = %e, "cannot reconcile the transform job; the next resync tries again");
+        }
+    }
+
     /// The router the jobs (and nothing else in the controller) send requests through.
     pub fn attach_router(&self, router: Router) {
         let _ = self.router.set(router);
@@ -74,8 +167,8 @@ impl Controller {
             let arn = job.arn.clone();
             self.db(move |s| s.add_tags(&arn, &tags)).await?;
         }
-        self.start_job(job.clone());
         tracing::info!(transform_job = %job.name, "transform job created");
+        self.reconcile_transform_job(&job.name).await;
         Ok(job)
     }
 
@@ -93,7 +186,7 @@ impl Controller {
     }
 
     /// Stops a running job: `Stopping` at once, `Stopped` once its fleet is down.
-    pub async fn stop_transform_job(&self, name: &str) -> Result<(), ControlError> {
+    pub async fn stop_transform_job(self: &Arc<Self>, name: &str) -> Result<(), ControlError> {
         let mut job = self.describe_transform_job(name).await?;
         if job.status != TransformJobStatus::InProgress {
             return Err(ControlError::Validation(format!(
@@ -105,25 +198,7 @@ impl Controller {
         job.status = TransformJobStatus::Stopping;
         job.modified = self.now();
         self.store_job(&job).await?;
-        if let Some(stop) = self.transform_stops.lock().unwrap_or_else(|e| e.into_inner()).get(&NameKey::of(name)) {
-            let _ = stop.send(true);
-        }
-        Ok(())
-    }
-
-    /// Runs the jobs that were in progress (or stopping) when berth last stopped.
-    pub(crate) async fn recover_transform_jobs(self: &Arc<Self>) -> Result<(), ControlError> {
-        for mut job in self.transform_jobs().await?.into_iter().filter(|j| !j.status.ended()) {
-            if job.status == TransformJobStatus::Stopping {
-                job.status = TransformJobStatus::Stopped;
-                job.ended = Some(self.now());
-                job.modified = self.now();
-                self.store_job(&job).await?;
-                continue;
-            }
-            tracing::info!(transform_job = %job.name, "transform job runs again after a restart");
-            self.start_job(job);
-        }
+        self.reconcile_transform_job(&job.name).await;
         Ok(())
     }
 
@@ -131,18 +206,6 @@ impl Controller {
         let body = serde_json::to_string(job).map_err(|e| ControlError::Internal(e.to_string()))?;
         let (key, created) = (NameKey::of(&job.name).to_string(), job.created.millis());
         self.db(move |s| s.put_records(JOBS, &[(key, created, body)])).await
-    }
-
-    fn start_job(self: &Arc<Self>, job: TransformJob) {
-        let (stop, stopped) = watch::channel(false);
-        self.transform_stops.lock().unwrap_or_else(|e| e.into_inner()).insert(NameKey::of(&job.name), stop);
-        let this = self.clone();
-        let span = tracing::info_span!("transform_job", transform_job = %job.name);
-        self.work.spawn_detached(span, async move {
-            let name = job.name.clone();
-            this.run_job(job, stopped).await;
-            this.transform_stops.lock().unwrap_or_else(|e| e.into_inner()).remove(&NameKey::of(&name));
-        });
     }
 
     async fn run_job(self: &Arc<Self>, mut job: TransformJob, mut stopped: watch::Receiver<bool>) {
@@ -163,7 +226,7 @@ impl Controller {
             _ = stopped.wait_for(|s| *s) => None,
         };
         self.routing.remove(&route);
-        stop_all(self.fleets.remove(&route)).await;
+        stop_all(self.fleets().remove(&route)).await;
         job.status = match &outcome {
             None => TransformJobStatus::Stopped,
             Some(Ok(())) => TransformJobStatus::Completed,
@@ -194,12 +257,12 @@ impl Controller {
         for v in &mut variants {
             v.container.environment.extend(job.environment.clone());
         }
-        let epoch = self.fleets.register(route);
+        let epoch = self.fleets().register(route);
         let fleet = self.start_fleet(route, &variants, &HashSet::new()).await?;
         for v in &mut variants {
             v.current_instance_count = v.desired_instance_count;
         }
-        self.fleets.apply(route, epoch, |map| *map = fleet);
+        self.fleets().apply(route, epoch, |map| *map = fleet);
         let now = self.now();
         let endpoint = Endpoint {
             name: route.to_string(),
@@ -216,7 +279,7 @@ impl Controller {
             async_inference: None,
             previous_weights: None,
         };
-        self.routing.publish(self.fleets.route(&endpoint));
+        self.routing.publish(self.fleets().route(&endpoint));
         Ok(())
     }
 

@@ -92,7 +92,7 @@ impl Controller {
         check_desired(&desired)?;
         let _guard = self.transitions.lock().await;
         let mut endpoint = self.describe_endpoint(name).await?;
-        let epoch = self.require_in_service(&endpoint)?;
+        self.require_in_service(&endpoint)?;
         // An asynchronous endpoint may scale its instances to 0 (its requests wait in the queue).
         if endpoint.async_inference.is_none() {
             if let Some(d) = desired.iter().find(|d| d.instance_count == Some(0)) {
@@ -168,12 +168,12 @@ impl Controller {
         endpoint.modified = self.now();
         let stored = endpoint.clone();
         self.db(move |s| s.update_endpoint(&stored)).await?;
-        self.routing.publish(self.fleets.route(&endpoint));
+        self.routing.publish(self.fleets().route(&endpoint));
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, ?desired, "endpoint weights and capacities updated");
         self.record_weights_and_capacities(&before, &endpoint, reason.as_deref());
         if scaling {
-            self.advance(endpoint.clone(), epoch, true, Vec::new());
+            self.reconcile_endpoint(&endpoint.name).await;
         }
         Ok(endpoint)
     }

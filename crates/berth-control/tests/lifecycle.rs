@@ -4,124 +4,16 @@
 //! recovery after a restart on the same data directory, the dashboard's weight controls, and a
 //! fault of berth's own in each step.
 
-use berth_control::{
-    Controller, ControllerSettings, CreateEndpoint, CreateEndpointConfig, CreateModel, DesiredWeightAndCapacity, PutAlarm, UpdateEndpoint,
-    WeightControl,
-};
+mod support;
+
+use berth_control::{DesiredWeightAndCapacity, PutAlarm, WeightControl};
 use berth_domain::{
-    AlarmState, BlueGreenPolicy, CapacitySize, CapacityUnit, ContainerSpec, DeploymentConfig, Endpoint, EndpointStatus, TrafficRouting,
-    UpdatePolicy, VariantSpec,
+    AlarmState, BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, Endpoint, EndpointStatus, TrafficRouting, UpdatePolicy,
 };
-use berth_instances::{AllowedRoots, ExtractLimits, FakeBackend, FakeCall, ModelArtifacts};
-use berth_router::RoutingTable;
-use berth_store::{EventQuery, SqliteStore};
-use std::path::Path;
-use std::sync::Arc;
+use berth_instances::FakeBackend;
+use berth_store::EventQuery;
 use std::time::{Duration, Instant};
-
-struct Server {
-    controller: Arc<Controller>,
-    routing: Arc<RoutingTable>,
-}
-
-fn server(dir: &Path, backend: &FakeBackend) -> Server {
-    let store = SqliteStore::open(&dir.join("state.db")).unwrap();
-    let limits = ExtractLimits { max_total_bytes: 1 << 20, max_entries: 100, max_ratio: 100, deadline: None };
-    let artifacts = ModelArtifacts::new(dir.join("models"), limits, AllowedRoots::default());
-    let routing = Arc::new(RoutingTable::default());
-    let settings = ControllerSettings::for_tests(dir);
-    let controller = Controller::new(Arc::new(store), Arc::new(backend.clone()), artifacts, routing.clone(), settings);
-    Server { controller, routing }
-}
-
-impl Server {
-    async fn model(&self, name: &str, image: &str) {
-        let container = ContainerSpec {
-            hostname: None,
-            image: image.into(),
-            model_data_url: None,
-            environment: Default::default(),
-            mode: None,
-            model_data_source: None,
-            model_cache_disabled: false,
-        };
-        let req = CreateModel {
-            name: name.into(),
-            primary_container: true,
-            containers: vec![container],
-            execution_role_arn: None,
-            enable_network_isolation: None,
-            vpc_config: None,
-            inference_execution: None,
-            tags: vec![],
-        };
-        self.controller.create_model(req).await.unwrap();
-    }
-
-    /// A config of one variant per (variant, model, instances).
-    async fn config(&self, name: &str, variants: &[(&str, &str, u32)]) {
-        let variants = variants.iter().map(|&(v, model, count)| VariantSpec::new(v, model, "ml.m5.large", count)).collect();
-        let req =
-            CreateEndpointConfig { name: name.into(), variants, kms_key_id: None, tags: vec![], data_capture: None, async_inference: None };
-        self.controller.create_endpoint_config(req).await.unwrap();
-    }
-
-    async fn create(&self, endpoint: &str, config: &str) {
-        let req = CreateEndpoint { name: endpoint.into(), config_name: config.into(), tags: vec![], deployment_config: None };
-        self.controller.create_endpoint(req).await.unwrap();
-    }
-
-    async fn update(&self, endpoint: &str, config: &str, deployment_config: Option<DeploymentConfig>) {
-        let req = UpdateEndpoint {
-            name: endpoint.into(),
-            config_name: config.into(),
-            retain_all_variant_properties: false,
-            exclude_retained_variant_properties: vec![],
-            deployment_config,
-            retain_deployment_config: false,
-        };
-        self.controller.update_endpoint(req).await.unwrap();
-    }
-
-    /// Waits until the endpoint's stored status is `want` and, when it is in service, its
-    /// published route holds what it describes.
-    async fn settled(&self, endpoint: &str, want: EndpointStatus) -> Endpoint {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let e = self.controller.describe_endpoint(endpoint).await.unwrap();
-            if e.status == want {
-                return e;
-            }
-            assert!(Instant::now() < deadline, "{endpoint} is {:?}, not {want:?}: {:?}", e.status, e.failure_reason);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Instances per variant in the published route.
-    fn routed(&self, endpoint: &str) -> Vec<(String, usize)> {
-        let route = self.routing.get(endpoint).expect("a published route");
-        route.variants.iter().map(|v| (v.name.clone(), v.instances.len())).collect()
-    }
-}
-
-fn started_images(backend: &FakeBackend) -> Vec<String> {
-    backend
-        .calls()
-        .into_iter()
-        .filter_map(|c| match c {
-            FakeCall::Started { image, .. } => Some(image),
-            FakeCall::Stopped { .. } => None,
-        })
-        .collect()
-}
-
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use support::{eventually, server, started_images};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_then_blue_green_update_keeps_unchanged_variants_and_replaces_the_rest() {

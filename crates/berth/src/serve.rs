@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
 
+/// How often every reconciler goes over all it reconciles, beside acting on each change.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
@@ -401,6 +404,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }));
     crate::metrics_history::start(&mut background, controller.clone(), routing.clone(), settings);
+    // Every endpoint and transform job brought to what the store says, should a change have
+    // been committed and not acted on (the reconcilers act on each change as it is made).
+    let resyncing = controller.clone();
+    background.every("reconcilers' resync", RESYNC_INTERVAL, move || {
+        let controller = resyncing.clone();
+        async move {
+            if let Err(e) = controller.resync().await {
+                warn!(error = %e, "cannot resync the reconcilers");
+            }
+        }
+    });
     let (serverless, idle) = (controller.clone(), Duration::from_secs(args.serverless_idle));
     background.keep("serverless", move || serverless.clone().run_serverless(idle));
     let capture = controller.clone();

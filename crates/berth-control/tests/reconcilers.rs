@@ -1,0 +1,147 @@
+//! The reconcilers act on the stored state alone: a change committed to the store and never
+//! handed to them (made by another server sharing the store, or cut short by a crash between
+//! the commit and the hand-over) is carried out by the next resync; transform jobs under way
+//! when berth stopped run again, and one stopping is recorded stopped. On tokio's paused clock.
+
+mod support;
+
+use berth_control::ControllerSettings;
+use berth_domain::{EndpointStatus, Timestamp, TransformJob, TransformJobStatus};
+use berth_instances::{AllowedRoots, FakeBackend, FakeCall};
+use berth_store::{SqliteStore, StateStore};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use support::{eventually, server, server_with};
+
+/// The store as another server sharing it sees it.
+fn other_server_store(dir: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(&dir.join("state.db")).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_committed_elsewhere_is_carried_out_by_the_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::default();
+    let s = server(dir.path(), &backend);
+    s.controller.recover().await.unwrap(); // nothing to recover; resyncs run from now on
+    s.model("m", "registry.example/m:1").await;
+    s.config("c", &[("V", "m", 1)]).await;
+    for endpoint in ["scaled", "deleted"] {
+        s.create(endpoint, "c").await;
+        s.settled(endpoint, EndpointStatus::InService).await;
+    }
+    assert_eq!(backend.running().len(), 2);
+
+    let other = other_server_store(dir.path());
+    let mut scaled = other.endpoint("scaled").unwrap().unwrap();
+    scaled.status = EndpointStatus::Updating;
+    scaled.variants[0].desired_instance_count = 3;
+    other.update_endpoint(&scaled).unwrap();
+    let mut deleted = other.endpoint("deleted").unwrap().unwrap();
+    deleted.status = EndpointStatus::Deleting;
+    other.update_endpoint(&deleted).unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(s.controller.describe_endpoint("scaled").await.unwrap().status, EndpointStatus::Updating, "nobody told this server");
+
+    s.controller.resync().await.unwrap();
+    let e = s.settled("scaled", EndpointStatus::InService).await;
+    assert_eq!(e.variant("V").unwrap().current_instance_count, 3);
+    assert_eq!(s.routed("scaled"), vec![("V".into(), 3)]);
+    eventually("the deleted endpoint is gone", || other.endpoint("deleted").unwrap().is_none()).await;
+    assert!(s.routing.get("deleted").is_none(), "its route is withdrawn");
+    eventually("its instance stopped and the scaled one's three run", || backend.running().len() == 3).await;
+    // At rest, a resync changes nothing.
+    let calls = backend.calls().len();
+    s.controller.resync().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(backend.calls().len(), calls, "no step for endpoints at rest");
+}
+
+fn job(name: &str, input: &str, output: &str) -> TransformJob {
+    TransformJob {
+        name: name.into(),
+        arn: String::new(),
+        model_name: "m".into(),
+        status: TransformJobStatus::InProgress,
+        failure_reason: None,
+        created: Timestamp::from_millis(0),
+        modified: Timestamp::from_millis(0),
+        started: None,
+        ended: None,
+        input_uri: input.into(),
+        manifest: false,
+        content_type: Some("text/csv".into()),
+        split_lines: true,
+        output_path: output.into(),
+        accept: None,
+        assemble_lines: true,
+        output_kms_key_id: None,
+        instance_type: "ml.m5.large".into(),
+        instance_count: 1,
+        max_concurrent_transforms: None,
+        max_payload_mb: None,
+        batch_strategy: None,
+        environment: BTreeMap::new(),
+        invocation_timeout_secs: None,
+        max_retries: Some(0),
+        input_filter: None,
+        output_filter: None,
+        join_input: false,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn transform_jobs_under_way_at_a_restart_run_again_and_stopping_ones_end_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("in")).unwrap();
+    std::fs::write(data.join("in/rows.csv"), "1,2\n3,4\n").unwrap();
+    let settings = || ControllerSettings {
+        file_roots: AllowedRoots::new(std::slice::from_ref(&data), "--file-root").unwrap(),
+        ..ControllerSettings::for_tests(dir.path())
+    };
+    let (input, output) = (format!("file://{}/in", data.display()), format!("file://{}/out", data.display()));
+    {
+        let first = FakeBackend::default();
+        first.set_start_delay(Duration::from_secs(3600)); // both jobs stay under way
+        let s = server_with(dir.path(), &first, settings());
+        s.model("m", "registry.example/m:1").await;
+        for name in ["running", "stopping"] {
+            s.controller.create_transform_job(job(name, &input, &output), vec![]).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for name in ["running", "stopping"] {
+            let j = s.controller.describe_transform_job(name).await.unwrap();
+            assert!(j.status == TransformJobStatus::InProgress && j.started.is_some(), "{name}: {j:?}");
+        }
+        // The stop of the second is committed, and berth is gone before it acts on it.
+        let other = other_server_store(dir.path());
+        let mut stopping = s.controller.describe_transform_job("stopping").await.unwrap();
+        stopping.status = TransformJobStatus::Stopping;
+        let body = serde_json::to_string(&stopping).unwrap();
+        other.put_records("transform-job", &[("stopping".into(), stopping.created.millis(), body)]).unwrap();
+        s.controller.shutdown().await;
+    }
+    let second = FakeBackend::default();
+    let s = server_with(dir.path(), &second, settings());
+    s.controller.recover().await.unwrap();
+    let started = |b: &FakeBackend| b.calls().iter().filter(|c| matches!(c, FakeCall::Started { .. })).count();
+    eventually("the job under way starts its instance again", || started(&second) == 1).await;
+    let stopped = s.controller.describe_transform_job("stopping").await.unwrap();
+    assert_eq!(stopped.status, TransformJobStatus::Stopped);
+    assert!(stopped.ended.is_some());
+    // The job that runs again ends (the fake instance answers nothing: Failed), once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    let ended = loop {
+        let j = s.controller.describe_transform_job("running").await.unwrap();
+        if j.status.ended() {
+            break j;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {:?}", j.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ended.status, TransformJobStatus::Failed, "{:?}", ended.failure_reason);
+    s.controller.resync().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(started(&second), 1, "an ended job does not run again");
+}
