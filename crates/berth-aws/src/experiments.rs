@@ -188,21 +188,23 @@ async fn create(c: &std::sync::Arc<Controller>, body: &[u8]) -> Result<ArnOutput
     }
     let (source, shadow) = one_shadow(input.shadow_mode_config)?;
     let variants = input.model_variants.into_iter().map(variant).collect::<Result<_, _>>()?;
-    let req = CreateInferenceExperiment {
-        name: input.name,
+    let experiment = InferenceExperiment {
         description: input.description,
         role_arn: input.role_arn,
-        endpoint_name: input.endpoint_name,
         variants,
-        source_variant: source,
-        shadow_variant: shadow.shadow_model_variant_name,
-        sampling_percentage: shadow.sampling_percentage,
         start: input.schedule.as_ref().and_then(|s| time(s.start_time)),
         end: input.schedule.as_ref().and_then(|s| time(s.end_time)),
         data_storage_destination: input.data_storage_config.map(|d| d.destination),
         kms_key: input.kms_key,
-        tags: tags(input.tags),
+        ..InferenceExperiment::shadow(
+            &input.name,
+            &input.endpoint_name,
+            &source,
+            &shadow.shadow_model_variant_name,
+            shadow.sampling_percentage,
+        )
     };
+    let req = CreateInferenceExperiment { experiment, tags: tags(input.tags) };
     Ok(arn_of(&c.create_inference_experiment(req).await?))
 }
 

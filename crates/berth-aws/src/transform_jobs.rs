@@ -7,7 +7,7 @@ use crate::aws_json::{enum_error, list_query, parse, reply, secs, tags, unsuppor
 use crate::error::EdgeError;
 use crate::wire::Empty;
 use berth_control::Controller;
-use berth_domain::{BatchStrategy, Timestamp, TransformJob, TransformJobStatus};
+use berth_domain::{BatchStrategy, TransformJob, TransformJobStatus};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -192,36 +192,34 @@ fn transform_job(input: CreateTransformJobInput) -> Result<TransformJob, EdgeErr
     if input.environment.as_ref().is_some_and(|e| e.len() > 16) {
         return Err(EdgeError::validation("Environment may hold at most 16 variables."));
     }
-    let zero = Timestamp::from_millis(0);
+    let resources = &input.transform_resources;
+    let output_path = input.transform_output.s3_output_path.trim_end_matches('/');
+    let job = TransformJob::new(
+        &input.transform_job_name,
+        &input.model_name,
+        &source.s3_uri,
+        output_path,
+        &resources.instance_type,
+        resources.instance_count,
+    );
+    let client = input.model_client_config.as_ref();
     Ok(TransformJob {
-        name: input.transform_job_name,
-        arn: String::new(),
-        model_name: input.model_name,
-        status: TransformJobStatus::InProgress,
-        failure_reason: None,
-        created: zero,
-        modified: zero,
-        started: None,
-        ended: None,
-        input_uri: source.s3_uri.clone(),
         manifest,
         content_type: input.transform_input.content_type,
         split_lines,
-        output_path: input.transform_output.s3_output_path.trim_end_matches('/').to_string(),
         accept: input.transform_output.accept,
         assemble_lines,
         output_kms_key_id: input.transform_output.kms_key_id,
-        instance_type: input.transform_resources.instance_type,
-        instance_count: input.transform_resources.instance_count,
         max_concurrent_transforms: input.max_concurrent_transforms,
         max_payload_mb: input.max_payload_in_mb,
         batch_strategy,
         environment: input.environment.unwrap_or_default(),
-        invocation_timeout_secs: input.model_client_config.as_ref().and_then(|c| c.invocations_timeout_in_seconds),
-        max_retries: input.model_client_config.as_ref().and_then(|c| c.invocations_max_retries),
+        invocation_timeout_secs: client.and_then(|c| c.invocations_timeout_in_seconds),
+        max_retries: client.and_then(|c| c.invocations_max_retries),
         input_filter: processing.input_filter,
         output_filter: processing.output_filter,
         join_input,
+        ..job
     })
 }
 

@@ -4,7 +4,7 @@
 
 use crate::metrics::MetricQuery;
 use crate::{ControlError, Controller};
-use berth_domain::{Alarm, AlarmState, Comparison, EventKind, MissingData, Timestamp};
+use berth_domain::{Alarm, AlarmActions, AlarmState, Comparison, EventKind, MissingData, Timestamp};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,7 @@ pub(crate) type Evaluations = std::sync::Mutex<HashMap<String, (u64, Timestamp)>
 pub struct PutAlarm {
     pub name: String,
     pub description: Option<String>,
-    pub actions_enabled: bool,
-    pub ok_actions: Vec<String>,
-    pub alarm_actions: Vec<String>,
-    pub insufficient_data_actions: Vec<String>,
+    pub actions: AlarmActions,
     pub namespace: String,
     pub metric_name: String,
     pub dimensions: Vec<(String, String)>,
@@ -118,10 +115,7 @@ impl Controller {
             name: p.name,
             arn,
             description: p.description,
-            actions_enabled: p.actions_enabled,
-            ok_actions: p.ok_actions,
-            alarm_actions: p.alarm_actions,
-            insufficient_data_actions: p.insufficient_data_actions,
+            actions: p.actions,
             namespace: p.namespace,
             metric_name: p.metric_name,
             dimensions: p.dimensions,

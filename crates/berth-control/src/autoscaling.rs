@@ -288,8 +288,11 @@ impl Controller {
                     if since_last < u64::from(s.cooldown_secs) {
                         continue;
                     }
-                    for alarm in
-                        self.alarms().await?.into_iter().filter(|a| a.state == AlarmState::Alarm && a.alarm_actions.contains(&p.arn))
+                    for alarm in self
+                        .alarms()
+                        .await?
+                        .into_iter()
+                        .filter(|a| a.state == AlarmState::Alarm && a.actions.alarm_actions.contains(&p.arn))
                     {
                         let latest = alarm
                             .state_reason_data

@@ -13,20 +13,11 @@ use berth_store::Tag;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// CreateInferenceExperiment's input: the experiment as the caller describes it (its ARN,
+/// status and times are set when it is created), and its tags.
 #[derive(Debug, Clone)]
 pub struct CreateInferenceExperiment {
-    pub name: String,
-    pub description: Option<String>,
-    pub role_arn: String,
-    pub endpoint_name: String,
-    pub variants: Vec<ExperimentVariant>,
-    pub source_variant: String,
-    pub shadow_variant: String,
-    pub sampling_percentage: u32,
-    pub start: Option<Timestamp>,
-    pub end: Option<Timestamp>,
-    pub data_storage_destination: Option<String>,
-    pub kms_key: Option<String>,
+    pub experiment: InferenceExperiment,
     pub tags: Vec<Tag>,
 }
 
@@ -57,8 +48,9 @@ fn invalid<T>(m: impl Into<String>) -> Result<T, ControlError> {
 impl Controller {
     pub async fn create_inference_experiment(
         self: &Arc<Self>,
-        req: CreateInferenceExperiment,
+        original: CreateInferenceExperiment,
     ) -> Result<InferenceExperiment, ControlError> {
+        let req = &original.experiment;
         if req.name.is_empty() || req.name.len() > 120 {
             return invalid("Name must be 1 to 120 characters long.");
         }
@@ -105,29 +97,20 @@ impl Controller {
         }
         let now = self.now();
         let arn = self.account().arn(ResourceKind::InferenceExperiment, &req.name);
+        let CreateInferenceExperiment { experiment, tags } = original;
         let experiment = InferenceExperiment {
-            name: req.name,
             arn: arn.clone(),
-            description: req.description,
-            role_arn: req.role_arn,
             endpoint_name: endpoint.name.clone(),
-            variants: req.variants,
-            source_variant: req.source_variant,
-            shadow_variant: req.shadow_variant,
-            sampling_percentage: req.sampling_percentage,
-            start: req.start,
-            end: req.end,
             status: ExperimentStatus::Created,
             status_reason: None,
             created: now,
             modified: now,
             completed: None,
             endpoint_config_name: None,
-            data_storage_destination: req.data_storage_destination,
-            kms_key: req.kms_key,
             stop_to: None,
+            ..experiment
         };
-        let (stored, tags) = (experiment.clone(), req.tags);
+        let (stored, tags) = (experiment.clone(), tags);
         self.db(move |s| s.insert_inference_experiment(&stored, &tags))
             .await
             .map_err(|e| crate::models::map_exists(e, ResourceKind::InferenceExperiment, &arn))?;

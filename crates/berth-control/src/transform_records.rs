@@ -92,18 +92,14 @@ mod tests {
     use super::*;
 
     fn job(content_type: &str, input: Option<&str>, output: Option<&str>, join: bool) -> TransformJob {
-        let mut j: TransformJob = serde_json::from_value(serde_json::json!({
-            "name": "j", "arn": "a", "model_name": "m", "status": "InProgress", "failure_reason": null,
-            "created": 0, "modified": 0, "started": null, "ended": null, "input_uri": "s3://b/i", "content_type": content_type,
-            "split_lines": true, "output_path": "s3://b/o", "accept": null, "assemble_lines": true, "output_kms_key_id": null,
-            "instance_type": "ml.m5.large", "instance_count": 1, "max_concurrent_transforms": null, "max_payload_mb": null,
-            "batch_strategy": null, "environment": {}, "invocation_timeout_secs": null, "max_retries": null
-        }))
-        .unwrap();
-        j.input_filter = input.map(str::to_string);
-        j.output_filter = output.map(str::to_string);
-        j.join_input = join;
-        j
+        TransformJob {
+            content_type: Some(content_type.into()),
+            split_lines: true,
+            input_filter: input.map(str::to_string),
+            output_filter: output.map(str::to_string),
+            join_input: join,
+            ..TransformJob::new("j", "m", "s3://b/i", "s3://b/o", "ml.m5.large", 1)
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@ mod support;
 
 use berth_control::{DesiredWeightAndCapacity, PutAlarm, WeightControl};
 use berth_domain::{
-    AlarmState, BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, Endpoint, EndpointStatus, TrafficRouting, UpdatePolicy,
+    AlarmActions, AlarmState, BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, Endpoint, EndpointStatus, TrafficRouting,
+    UpdatePolicy,
 };
 use berth_instances::FakeBackend;
 use berth_store::EventQuery;
@@ -82,10 +83,7 @@ async fn a_guarded_update_rolls_back_when_its_alarm_fires() {
     let alarm = PutAlarm {
         name: "errors".into(),
         description: None,
-        actions_enabled: true,
-        ok_actions: vec![],
-        alarm_actions: vec![],
-        insufficient_data_actions: vec![],
+        actions: AlarmActions { actions_enabled: true, ..Default::default() },
         namespace: "AWS/SageMaker".into(),
         metric_name: "Invocation5XXErrors".into(),
         dimensions: vec![("EndpointName".into(), "ep".into()), ("VariantName".into(), "V".into())],

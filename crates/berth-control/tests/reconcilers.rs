@@ -6,10 +6,9 @@
 mod support;
 
 use berth_control::ControllerSettings;
-use berth_domain::{EndpointStatus, Timestamp, TransformJob, TransformJobStatus};
+use berth_domain::{EndpointStatus, TransformJob, TransformJobStatus};
 use berth_instances::{AllowedRoots, FakeBackend, FakeCall};
 use berth_store::{SqliteStore, StateStore};
-use std::collections::BTreeMap;
 use std::time::Duration;
 use support::{eventually, server, server_with};
 
@@ -58,36 +57,8 @@ async fn a_change_committed_elsewhere_is_carried_out_by_the_resync() {
 }
 
 fn job(name: &str, input: &str, output: &str) -> TransformJob {
-    TransformJob {
-        name: name.into(),
-        arn: String::new(),
-        model_name: "m".into(),
-        status: TransformJobStatus::InProgress,
-        failure_reason: None,
-        created: Timestamp::from_millis(0),
-        modified: Timestamp::from_millis(0),
-        started: None,
-        ended: None,
-        input_uri: input.into(),
-        manifest: false,
-        content_type: Some("text/csv".into()),
-        split_lines: true,
-        output_path: output.into(),
-        accept: None,
-        assemble_lines: true,
-        output_kms_key_id: None,
-        instance_type: "ml.m5.large".into(),
-        instance_count: 1,
-        max_concurrent_transforms: None,
-        max_payload_mb: None,
-        batch_strategy: None,
-        environment: BTreeMap::new(),
-        invocation_timeout_secs: None,
-        max_retries: Some(0),
-        input_filter: None,
-        output_filter: None,
-        join_input: false,
-    }
+    let job = TransformJob::new(name, "m", input, output, "ml.m5.large", 1);
+    TransformJob { content_type: Some("text/csv".into()), split_lines: true, max_retries: Some(0), ..job }
 }
 
 #[tokio::test(start_paused = true)]

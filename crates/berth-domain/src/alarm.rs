@@ -109,16 +109,31 @@ impl MissingData {
     }
 }
 
+/// What an alarm does on its state changes: the ARNs it tells (autoscaling policies, SNS
+/// topics) on entering `OK`, `ALARM` and `INSUFFICIENT_DATA`, and whether it tells them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlarmActions {
+    pub actions_enabled: bool,
+    pub ok_actions: Vec<String>,
+    pub alarm_actions: Vec<String>,
+    pub insufficient_data_actions: Vec<String>,
+}
+
+impl AlarmActions {
+    /// Every action of every state.
+    pub fn all(&self) -> impl Iterator<Item = &String> {
+        self.ok_actions.iter().chain(&self.alarm_actions).chain(&self.insufficient_data_actions)
+    }
+}
+
 /// A metric alarm and its current state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alarm {
     pub name: String,
     pub arn: String,
     pub description: Option<String>,
-    pub actions_enabled: bool,
-    pub ok_actions: Vec<String>,
-    pub alarm_actions: Vec<String>,
-    pub insufficient_data_actions: Vec<String>,
+    #[serde(flatten)]
+    pub actions: AlarmActions,
     pub namespace: String,
     pub metric_name: String,
     pub dimensions: Vec<(String, String)>,
@@ -244,10 +259,7 @@ fn bare_alarm(
         name: "alarm".into(),
         arn: String::new(),
         description: None,
-        actions_enabled: false,
-        ok_actions: vec![],
-        alarm_actions: vec![],
-        insufficient_data_actions: vec![],
+        actions: AlarmActions::default(),
         namespace: "N".into(),
         metric_name: "M".into(),
         dimensions: vec![],

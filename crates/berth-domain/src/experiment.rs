@@ -109,6 +109,35 @@ pub struct InferenceExperiment {
 }
 
 impl InferenceExperiment {
+    /// A shadow test on endpoint `endpoint` copying `sampling_percentage` percent of
+    /// `source_variant`'s requests to `shadow_variant`, not yet created (no ARN, times or
+    /// variants; no schedule: it starts when created and runs SageMaker's default length).
+    pub fn shadow(name: &str, endpoint: &str, source_variant: &str, shadow_variant: &str, sampling_percentage: u32) -> Self {
+        let zero = Timestamp::from_millis(0);
+        InferenceExperiment {
+            name: name.into(),
+            arn: String::new(),
+            description: None,
+            role_arn: String::new(),
+            endpoint_name: endpoint.into(),
+            variants: Vec::new(),
+            source_variant: source_variant.into(),
+            shadow_variant: shadow_variant.into(),
+            sampling_percentage,
+            start: None,
+            end: None,
+            status: ExperimentStatus::Created,
+            status_reason: None,
+            created: zero,
+            modified: zero,
+            completed: None,
+            endpoint_config_name: None,
+            data_storage_destination: None,
+            kms_key: None,
+            stop_to: None,
+        }
+    }
+
     pub fn variant(&self, name: &str) -> Option<&ExperimentVariant> {
         self.variants.iter().find(|v| v.variant_name == name)
     }

@@ -26,7 +26,7 @@ mod transform;
 mod weights;
 
 pub use alarm::{
-    fuzz_alarm_evaluation, Alarm, AlarmState, Comparison, Evaluation, MissingData, MAX_EVALUATION_RANGE_SECS,
+    fuzz_alarm_evaluation, Alarm, AlarmActions, AlarmState, Comparison, Evaluation, MissingData, MAX_EVALUATION_RANGE_SECS,
     MAX_SUB_HOUR_EVALUATION_RANGE_SECS,
 };
 pub use autoscaling::{

@@ -89,6 +89,45 @@ pub struct TransformJob {
 }
 
 impl TransformJob {
+    /// A job `InProgress` of `count` instances of `instance_type` running `model` over the
+    /// objects under `input_uri` into `output_path`, with what CreateTransformJob leaves unset as
+    /// SageMaker leaves it: each object one request (no `SplitType`, no `BatchStrategy`),
+    /// answers joined by line, no content types, filters, environment or client settings. Its
+    /// ARN and times are set when it is created.
+    pub fn new(name: &str, model: &str, input_uri: &str, output_path: &str, instance_type: &str, count: u32) -> Self {
+        let zero = Timestamp::from_millis(0);
+        TransformJob {
+            name: name.into(),
+            arn: String::new(),
+            model_name: model.into(),
+            status: TransformJobStatus::InProgress,
+            failure_reason: None,
+            created: zero,
+            modified: zero,
+            started: None,
+            ended: None,
+            input_uri: input_uri.into(),
+            manifest: false,
+            content_type: None,
+            split_lines: false,
+            output_path: output_path.into(),
+            accept: None,
+            assemble_lines: true,
+            output_kms_key_id: None,
+            instance_type: instance_type.into(),
+            instance_count: count,
+            max_concurrent_transforms: None,
+            max_payload_mb: None,
+            batch_strategy: None,
+            environment: BTreeMap::new(),
+            invocation_timeout_secs: None,
+            max_retries: None,
+            input_filter: None,
+            output_filter: None,
+            join_input: false,
+        }
+    }
+
     /// SageMaker's default payload limit, in MB.
     pub const DEFAULT_MAX_PAYLOAD_MB: u32 = 6;
     pub const DEFAULT_TIMEOUT_SECS: u32 = 600;
@@ -156,36 +195,8 @@ mod tests {
     use super::*;
 
     fn job(split_lines: bool, batch: Option<BatchStrategy>, mb: Option<u32>) -> TransformJob {
-        TransformJob {
-            name: "j".into(),
-            arn: "a".into(),
-            model_name: "m".into(),
-            status: TransformJobStatus::InProgress,
-            failure_reason: None,
-            created: Timestamp::from_millis(0),
-            modified: Timestamp::from_millis(0),
-            started: None,
-            ended: None,
-            input_uri: "s3://b/in".into(),
-            manifest: false,
-            content_type: None,
-            split_lines,
-            output_path: "s3://b/out".into(),
-            accept: None,
-            assemble_lines: true,
-            output_kms_key_id: None,
-            instance_type: "ml.m5.large".into(),
-            instance_count: 1,
-            max_concurrent_transforms: None,
-            max_payload_mb: mb,
-            batch_strategy: batch,
-            environment: BTreeMap::new(),
-            invocation_timeout_secs: None,
-            max_retries: None,
-            input_filter: None,
-            output_filter: None,
-            join_input: false,
-        }
+        let job = TransformJob::new("j", "m", "s3://b/in", "s3://b/out", "ml.m5.large", 1);
+        TransformJob { split_lines, batch_strategy: batch, max_payload_mb: mb, ..job }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::wire::Empty;
 use crate::Edge;
 use axum::http::StatusCode;
 use berth_control::PutAlarm;
-use berth_domain::{Alarm, AlarmState};
+use berth_domain::{Alarm, AlarmActions, AlarmState};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -54,10 +54,12 @@ pub(super) async fn put_metric_alarm(edge: &Edge, input: PutMetricAlarmInput) ->
     let put = PutAlarm {
         name: input.alarm_name,
         description: input.alarm_description,
-        actions_enabled: input.actions_enabled.unwrap_or(true),
-        ok_actions: input.ok_actions,
-        alarm_actions: input.alarm_actions,
-        insufficient_data_actions: input.insufficient_data_actions,
+        actions: AlarmActions {
+            actions_enabled: input.actions_enabled.unwrap_or(true),
+            ok_actions: input.ok_actions,
+            alarm_actions: input.alarm_actions,
+            insufficient_data_actions: input.insufficient_data_actions,
+        },
         namespace: input.namespace.unwrap_or_default(),
         metric_name: input.metric_name.unwrap_or_default(),
         dimensions: pairs(&input.dimensions),
@@ -110,18 +112,14 @@ pub(super) async fn describe_alarms(edge: &Edge, input: DescribeAlarmsInput) -> 
         Some(t) => t.parse().map_err(|_| EdgeError::new(StatusCode::BAD_REQUEST, "InvalidNextToken", "The next token is not valid."))?,
     };
     let all = edge.controller.alarms().await.map_err(cw_control)?;
-    let matching: Vec<&Alarm> =
-        all.iter()
-            .filter(|_| metric_alarms_wanted)
-            .filter(|a| input.alarm_names.is_empty() || input.alarm_names.contains(&a.name))
-            .filter(|a| input.alarm_name_prefix.as_deref().is_none_or(|p| a.name.starts_with(p)))
-            .filter(|a| state.is_none_or(|s| a.state == s))
-            .filter(|a| {
-                input.action_prefix.as_deref().is_none_or(|p| {
-                    a.ok_actions.iter().chain(&a.alarm_actions).chain(&a.insufficient_data_actions).any(|x| x.starts_with(p))
-                })
-            })
-            .collect();
+    let matching: Vec<&Alarm> = all
+        .iter()
+        .filter(|_| metric_alarms_wanted)
+        .filter(|a| input.alarm_names.is_empty() || input.alarm_names.contains(&a.name))
+        .filter(|a| input.alarm_name_prefix.as_deref().is_none_or(|p| a.name.starts_with(p)))
+        .filter(|a| state.is_none_or(|s| a.state == s))
+        .filter(|a| input.action_prefix.as_deref().is_none_or(|p| a.actions.all().any(|x| x.starts_with(p))))
+        .collect();
     let metric_alarms = matching.iter().skip(skip).take(max as usize).map(|a| alarm_out(a)).collect();
     let next_token = (skip + (max as usize) < matching.len()).then(|| (skip + max as usize).to_string());
     Ok(DescribeAlarmsOutput { metric_alarms, composite_alarms: Vec::new(), next_token })
@@ -133,10 +131,10 @@ fn alarm_out(a: &Alarm) -> AlarmOut {
         alarm_arn: a.arn.clone(),
         alarm_description: a.description.clone(),
         alarm_configuration_updated_timestamp: a.configuration_updated.as_secs_f64(),
-        actions_enabled: a.actions_enabled,
-        ok_actions: a.ok_actions.clone(),
-        alarm_actions: a.alarm_actions.clone(),
-        insufficient_data_actions: a.insufficient_data_actions.clone(),
+        actions_enabled: a.actions.actions_enabled,
+        ok_actions: a.actions.ok_actions.clone(),
+        alarm_actions: a.actions.alarm_actions.clone(),
+        insufficient_data_actions: a.actions.insufficient_data_actions.clone(),
         state_value: a.state.as_str(),
         state_reason: a.state_reason.clone(),
         state_reason_data: a.state_reason_data.clone(),
