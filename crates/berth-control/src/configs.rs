@@ -1,7 +1,9 @@
 use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
+use berth_domain::Model;
 use berth_domain::{validate_instance_type, validate_name, AsyncInference, DataCapture, EndpointConfig, ResourceKind, VariantSpec};
+use berth_store::Resources;
 use berth_store::Tag;
 
 #[derive(Debug, Clone)]
@@ -54,7 +56,7 @@ impl Controller {
         }
         for v in &req.variants {
             let model = v.model_name.clone();
-            if self.db(move |s| s.model(&model)).await?.is_none() {
+            if self.db(move |s| s.get::<Model>(&model)).await?.is_none() {
                 return Err(self.not_found(ResourceKind::Model, &v.model_name));
             }
         }
@@ -69,11 +71,9 @@ impl Controller {
             async_inference: req.async_inference,
         };
         let (stored, tags, limit) = (config.clone(), req.tags, self.settings.limits.max_endpoint_configs);
-        let count = |s: &dyn berth_store::StateStore| s.endpoint_configs().map(|c| c.len());
-        self.insert_within_limit(ResourceKind::EndpointConfig, &arn, limit, "endpoint configs", count, move |s| {
-            s.insert_endpoint_config(&stored, &tags)
-        })
-        .await?;
+        let count = |s: &dyn berth_store::StateStore| s.list::<EndpointConfig>().map(|c| c.len());
+        self.insert_within_limit(ResourceKind::EndpointConfig, &arn, limit, "endpoint configs", count, move |s| s.insert(&stored, &tags))
+            .await?;
         tracing::info!(endpoint_config = %config.name, "endpoint config created");
         Ok(config)
     }
@@ -93,18 +93,18 @@ impl Controller {
 
     pub async fn describe_endpoint_config(&self, name: &str) -> Result<EndpointConfig, ControlError> {
         let key = name.to_string();
-        self.db(move |s| s.endpoint_config(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::EndpointConfig, name))
+        self.db(move |s| s.get::<EndpointConfig>(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::EndpointConfig, name))
     }
 
     pub async fn list_endpoint_configs(&self, q: ListQuery) -> Result<Page<EndpointConfig>, ControlError> {
-        page(self.db(|s| s.endpoint_configs()).await?, &q)
+        page(self.db(|s| s.list::<EndpointConfig>()).await?, &q)
     }
 
     /// As on SageMaker, a config can be deleted while an endpoint uses it: the endpoint keeps
     /// running what it was deployed with.
     pub async fn delete_endpoint_config(&self, name: &str) -> Result<(), ControlError> {
         let key = name.to_string();
-        if self.db(move |s| s.delete_endpoint_config(&key)).await? {
+        if self.db(move |s| s.remove::<EndpointConfig>(&key)).await? {
             tracing::info!(endpoint_config = %name, "endpoint config deleted");
             Ok(())
         } else {

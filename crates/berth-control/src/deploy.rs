@@ -8,6 +8,7 @@ use berth_instances::{host_memory_bytes, staged_models_dir, Instance, InstanceSp
 use berth_router::{
     CaptureSettings, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, Pipeline, ServerlessState, ShadowRoute, VariantRoute,
 };
+use berth_store::Resources;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -353,12 +354,12 @@ impl Controller {
         endpoint.failure_reason = endpoint.failure_reason.map(|reason| self.redact(&reason));
         let _guard = self.transitions.lock().await;
         let name = endpoint.name.clone();
-        let stored = self.db(move |s| s.endpoint(&name)).await.map_err(|e| e.to_string())?;
+        let stored = self.db(move |s| s.get::<Endpoint>(&name)).await.map_err(|e| e.to_string())?;
         if stored.is_none() || self.fleets().epoch(&endpoint.name) != Some(epoch) || stored.is_some_and(|s| s.arn != endpoint.arn) {
             return Ok(false);
         }
         let to_store = endpoint.clone();
-        self.db(move |s| s.update_endpoint(&to_store)).await.map_err(|e| e.to_string())?;
+        self.db(move |s| s.update(&to_store)).await.map_err(|e| e.to_string())?;
         let retired = self.fleets().apply(&endpoint.name, epoch, change).unwrap_or_default();
         self.routing.publish(self.fleets().route(&endpoint));
         drop(_guard);

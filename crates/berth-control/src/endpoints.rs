@@ -6,6 +6,7 @@ use crate::models::{limit_exceeded, map_exists};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
 use berth_domain::{validate_name, DeploymentConfig, Endpoint, EndpointStatus, PendingUpdate, ResourceKind, VariantSpec, VariantState};
+use berth_store::Resources;
 use berth_store::Tag;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -82,7 +83,7 @@ impl Controller {
         endpoint.last_deployment_config = req.deployment_config.clone();
         {
             let _guard = self.transitions.lock().await;
-            let all = self.db(|s| s.endpoints()).await?;
+            let all = self.db(|s| s.list::<Endpoint>()).await?;
             let limit = self.settings.limits.max_endpoints;
             if all.len() >= limit {
                 return Err(limit_exceeded("Number of endpoints", limit, all.len(), "endpoints"));
@@ -90,7 +91,7 @@ impl Controller {
             self.check_instance_limit(&all, None, &endpoint.variants)?;
             self.routing.set_sticky(&endpoint.name, crate::tags::sticky_key(&req.tags));
             let (stored, tags) = (endpoint.clone(), req.tags);
-            self.db(move |s| s.insert_endpoint(&stored, &tags)).await.map_err(|e| map_exists(e, ResourceKind::Endpoint, &arn))?;
+            self.db(move |s| s.insert(&stored, &tags)).await.map_err(|e| map_exists(e, ResourceKind::Endpoint, &arn))?;
             // What an earlier endpoint of this name captured is not this one's.
             self.forget_quality(&endpoint.name).await?;
         }
@@ -102,16 +103,16 @@ impl Controller {
 
     pub async fn describe_endpoint(&self, name: &str) -> Result<Endpoint, ControlError> {
         let key = name.to_string();
-        self.db(move |s| s.endpoint(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::Endpoint, name))
+        self.db(move |s| s.get::<Endpoint>(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::Endpoint, name))
     }
 
     /// Every stored endpoint, in no particular order.
     pub async fn all_endpoints(&self) -> Result<Vec<Endpoint>, ControlError> {
-        self.db(|s| s.endpoints()).await
+        self.db(|s| s.list::<Endpoint>()).await
     }
 
     pub async fn list_endpoints(&self, q: ListQuery) -> Result<Page<Endpoint>, ControlError> {
-        page(self.db(|s| s.endpoints()).await?, &q)
+        page(self.db(|s| s.list::<Endpoint>()).await?, &q)
     }
 
     pub async fn delete_endpoint(self: &Arc<Self>, name: &str) -> Result<(), ControlError> {
@@ -123,7 +124,7 @@ impl Controller {
         endpoint.status = EndpointStatus::Deleting;
         endpoint.modified = self.now();
         let stored = endpoint.clone();
-        self.db(move |s| s.update_endpoint(&stored)).await?;
+        self.db(move |s| s.update(&stored)).await?;
         self.routing.remove(&endpoint.name);
         self.endpoints.reconciler.retire(&endpoint.name, self.fleets().remove(&endpoint.name));
         drop(_guard);
@@ -154,7 +155,7 @@ impl Controller {
                 }
             }
         }
-        let all = self.db(|s| s.endpoints()).await?;
+        let all = self.db(|s| s.list::<Endpoint>()).await?;
         let deployment =
             req.deployment_config.clone().or(if req.retain_deployment_config { endpoint.last_deployment_config.clone() } else { None });
         if let Some(dc) = &deployment {
@@ -185,7 +186,7 @@ impl Controller {
         endpoint.failure_reason = None;
         endpoint.modified = self.now();
         let stored = endpoint.clone();
-        self.db(move |s| s.update_endpoint(&stored)).await?;
+        self.db(move |s| s.update(&stored)).await?;
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, config = %config.name, "endpoint updating");
         self.record_status(&endpoint, &format!("UpdateEndpoint to endpoint config {}", config.name));
@@ -199,7 +200,7 @@ impl Controller {
     /// interrupted update is carried out, an interrupted delete is finished, a transform job in
     /// progress runs again.
     pub async fn recover(self: &Arc<Self>) -> Result<(), ControlError> {
-        for mut endpoint in self.db(|s| s.endpoints()).await? {
+        for mut endpoint in self.db(|s| s.list::<Endpoint>()).await? {
             let name = endpoint.name.clone();
             if endpoint.status != EndpointStatus::Deleting {
                 self.refresh_sticky(&endpoint.arn).await?;
@@ -214,7 +215,7 @@ impl Controller {
                     v.desired_instance_count = v.desired_instance_count.max(1);
                 }
                 let stored = endpoint.clone();
-                self.db(move |s| s.update_endpoint(&stored)).await?;
+                self.db(move |s| s.update(&stored)).await?;
                 tracing::info!(endpoint = %name, "recovering endpoint");
                 self.record_status(&endpoint, "berth restarted; starting the endpoint's instances again");
             }

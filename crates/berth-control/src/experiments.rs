@@ -9,6 +9,7 @@ use berth_domain::{
     validate_name, EndpointStatus, EventKind, ExperimentStatus, ExperimentVariant, InferenceExperiment, ResourceKind, Timestamp,
     VariantAction, VariantSpec, DEFAULT_EXPERIMENT_SECS,
 };
+use berth_store::Resources;
 use berth_store::Tag;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,7 +112,7 @@ impl Controller {
             ..experiment
         };
         let (stored, tags) = (experiment.clone(), tags);
-        self.db(move |s| s.insert_inference_experiment(&stored, &tags))
+        self.db(move |s| s.insert(&stored, &tags))
             .await
             .map_err(|e| crate::models::map_exists(e, ResourceKind::InferenceExperiment, &arn))?;
         tracing::info!(experiment = %experiment.name, endpoint = %experiment.endpoint_name, "inference experiment created");
@@ -123,11 +124,11 @@ impl Controller {
 
     pub async fn describe_inference_experiment(&self, name: &str) -> Result<InferenceExperiment, ControlError> {
         let key = name.to_string();
-        self.db(move |s| s.inference_experiment(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::InferenceExperiment, name))
+        self.db(move |s| s.get::<InferenceExperiment>(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::InferenceExperiment, name))
     }
 
     pub async fn list_inference_experiments(&self) -> Result<Vec<InferenceExperiment>, ControlError> {
-        self.db(|s| s.inference_experiments()).await
+        self.db(|s| s.list::<InferenceExperiment>()).await
     }
 
     pub async fn start_inference_experiment(self: &Arc<Self>, name: &str) -> Result<InferenceExperiment, ControlError> {
@@ -256,7 +257,7 @@ impl Controller {
             return invalid(format!("Inference experiment {name} is {}; stop it before deleting it.", x.status.as_str()));
         }
         let key = x.name.clone();
-        self.db(move |s| s.delete_inference_experiment(&key)).await?;
+        self.db(move |s| s.remove::<InferenceExperiment>(&key)).await?;
         Ok(x.arn)
     }
 
@@ -416,7 +417,7 @@ impl Controller {
 
     async fn save_experiment(&self, x: &InferenceExperiment) -> Result<(), ControlError> {
         let stored = x.clone();
-        self.db(move |s| s.update_inference_experiment(&stored)).await
+        self.db(move |s| s.update(&stored)).await
     }
 }
 

@@ -6,6 +6,7 @@ use crate::reconcile::{Done, Queue, Reconciler, StepFuture};
 use crate::{ControlError, Controller};
 use berth_domain::{Endpoint, EndpointStatus, EventKind, NameKey, VariantState};
 use berth_instances::Instance;
+use berth_store::Resources;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -97,12 +98,12 @@ impl Reconciler for Lifecycle {
     }
 
     async fn keys(&self, cx: &Arc<Controller>) -> Result<Vec<String>, ControlError> {
-        Ok(cx.db(|s| s.endpoints()).await?.into_iter().map(|e| e.name).collect())
+        Ok(cx.db(|s| s.list::<Endpoint>()).await?.into_iter().map(|e| e.name).collect())
     }
 
     async fn read(&self, cx: &Arc<Controller>, key: &str) -> Result<Option<Endpoint>, ControlError> {
         let key = key.to_string();
-        cx.db(move |s| s.endpoint(&key)).await
+        cx.db(move |s| s.get::<Endpoint>(&key)).await
     }
 
     fn next(&self, _: &Arc<Controller>, endpoint: &Endpoint) -> Option<Step> {
@@ -201,7 +202,7 @@ impl Controller {
         if step == Step::TearDown {
             endpoint.status = EndpointStatus::Deleting;
             let stored = endpoint.clone();
-            self.db(move |s| s.update_endpoint(&stored)).await?;
+            self.db(move |s| s.update(&stored)).await?;
         }
         self.spawn_step(&endpoint, epoch, step, async move { panic!("{message}") }, None);
         Ok(())
@@ -217,7 +218,7 @@ impl Controller {
         );
         let _guard = self.transitions.lock().await;
         let key = name.to_string();
-        let stored = match self.db(move |s| s.endpoint(&key)).await {
+        let stored = match self.db(move |s| s.get::<Endpoint>(&key)).await {
             Ok(Some(e)) if e.arn == arn => e,
             Ok(_) => return, // deleted, or another endpoint of that name now
             Err(e) => {
@@ -242,7 +243,7 @@ impl Controller {
         tracing::error!(endpoint = %name, %reason, "endpoint failed");
         self.record_event(name, None, EventKind::DeploymentFailed, reason);
         self.record_status(&failed, "");
-        if let Err(e) = self.db(move |s| s.update_endpoint(&failed)).await {
+        if let Err(e) = self.db(move |s| s.update(&failed)).await {
             tracing::error!(error = %e, "could not mark the endpoint Failed");
         }
     }
@@ -409,8 +410,8 @@ impl Controller {
         let name = endpoint.name.clone();
         let arn = endpoint.arn.clone();
         let result = self
-            .db(move |s| match s.endpoint(&name)? {
-                Some(e) if e.arn == arn && e.status == EndpointStatus::Deleting => s.delete_endpoint(&name).map(|_| ()),
+            .db(move |s| match s.get::<Endpoint>(&name)? {
+                Some(e) if e.arn == arn && e.status == EndpointStatus::Deleting => s.remove::<Endpoint>(&name).map(|_| ()),
                 _ => Ok(()),
             })
             .await;

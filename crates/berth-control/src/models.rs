@@ -6,6 +6,7 @@ use berth_domain::{
     validate_environment, validate_name, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, ResourceKind, VpcConfig,
 };
 use berth_instances::RootError;
+use berth_store::Resources;
 use berth_store::{StateStore, StoreError, Tag};
 use std::os::unix::fs::PermissionsExt;
 
@@ -82,8 +83,8 @@ impl Controller {
             &arn,
             limit,
             "models",
-            |s| s.models().map(|m| m.len()),
-            move |s| s.insert_model(&stored, &tags),
+            |s| s.list::<Model>().map(|m| m.len()),
+            move |s| s.insert(&stored, &tags),
         )
         .await?;
         tracing::info!(model = %model.name, "model created");
@@ -92,16 +93,16 @@ impl Controller {
 
     pub async fn describe_model(&self, name: &str) -> Result<Model, ControlError> {
         let key = name.to_string();
-        self.db(move |s| s.model(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::Model, name))
+        self.db(move |s| s.get::<Model>(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::Model, name))
     }
 
     pub async fn list_models(&self, q: ListQuery) -> Result<Page<Model>, ControlError> {
-        page(self.db(|s| s.models()).await?, &q)
+        page(self.db(|s| s.list::<Model>()).await?, &q)
     }
 
     pub async fn delete_model(&self, name: &str) -> Result<(), ControlError> {
         let key = name.to_string();
-        if self.db(move |s| s.delete_model(&key)).await? {
+        if self.db(move |s| s.remove::<Model>(&key)).await? {
             tracing::info!(model = %name, "model deleted");
             Ok(())
         } else {

@@ -1,6 +1,11 @@
 use crate::{ControlError, Controller};
+use berth_domain::Endpoint;
+use berth_domain::EndpointConfig;
+use berth_domain::InferenceExperiment;
+use berth_domain::Model;
 use berth_domain::ResourceKind;
 use berth_router::{StickyKey, STICKY_KEY_TAG};
+use berth_store::Resources;
 use berth_store::Tag;
 
 const MAX_TAGS: usize = 50;
@@ -59,10 +64,10 @@ impl Controller {
         let canonical = self.account().arn(kind, &name);
         let key = name.clone();
         let exists = match kind {
-            ResourceKind::Model => self.db(move |s| s.model(&key).map(|m| m.is_some())).await?,
-            ResourceKind::EndpointConfig => self.db(move |s| s.endpoint_config(&key).map(|m| m.is_some())).await?,
-            ResourceKind::Endpoint => self.db(move |s| s.endpoint(&key).map(|m| m.is_some())).await?,
-            ResourceKind::InferenceExperiment => self.db(move |s| s.inference_experiment(&key).map(|m| m.is_some())).await?,
+            ResourceKind::Model => self.db(move |s| s.get::<Model>(&key).map(|m| m.is_some())).await?,
+            ResourceKind::EndpointConfig => self.db(move |s| s.get::<EndpointConfig>(&key).map(|m| m.is_some())).await?,
+            ResourceKind::Endpoint => self.db(move |s| s.get::<Endpoint>(&key).map(|m| m.is_some())).await?,
+            ResourceKind::InferenceExperiment => self.db(move |s| s.get::<InferenceExperiment>(&key).map(|m| m.is_some())).await?,
             ResourceKind::TransformJob => self.describe_transform_job(&key).await.is_ok(),
         };
         // Names are case-insensitive; ARNs carry them lower-cased, but callers build ARNs from

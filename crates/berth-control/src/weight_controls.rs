@@ -5,6 +5,7 @@
 
 use crate::{ControlError, Controller, DesiredWeightAndCapacity};
 use berth_domain::{validate_name, Endpoint, EndpointStatus, EventKind, VariantState};
+use berth_store::Resources;
 use std::sync::Arc;
 
 /// A weight change asked for by a person.
@@ -160,14 +161,14 @@ impl Controller {
         }
         let scaling = endpoint.variants.iter().any(|v| v.desired_instance_count != v.current_instance_count);
         if scaling {
-            let all = self.db(|s| s.endpoints()).await?;
+            let all = self.db(|s| s.list::<Endpoint>()).await?;
             self.check_instance_limit(&all, Some(&endpoint.name), &endpoint.variants)?;
             endpoint.status = EndpointStatus::Updating;
         }
         endpoint.failure_reason = None;
         endpoint.modified = self.now();
         let stored = endpoint.clone();
-        self.db(move |s| s.update_endpoint(&stored)).await?;
+        self.db(move |s| s.update(&stored)).await?;
         self.routing.publish(self.fleets().route(&endpoint));
         drop(_guard);
         tracing::info!(endpoint = %endpoint.name, ?desired, "endpoint weights and capacities updated");

@@ -6,9 +6,9 @@
 mod support;
 
 use berth_control::ControllerSettings;
-use berth_domain::{EndpointStatus, TransformJob, TransformJobStatus};
+use berth_domain::{Endpoint, EndpointStatus, TransformJob, TransformJobStatus};
 use berth_instances::{AllowedRoots, FakeBackend, FakeCall};
-use berth_store::{SqliteStore, StateStore};
+use berth_store::{Resources, SqliteStore, StateStore};
 use std::time::Duration;
 use support::{eventually, server, server_with};
 
@@ -32,13 +32,13 @@ async fn a_change_committed_elsewhere_is_carried_out_by_the_resync() {
     assert_eq!(backend.running().len(), 2);
 
     let other = other_server_store(dir.path());
-    let mut scaled = other.endpoint("scaled").unwrap().unwrap();
+    let mut scaled = other.get::<Endpoint>("scaled").unwrap().unwrap();
     scaled.status = EndpointStatus::Updating;
     scaled.variants[0].desired_instance_count = 3;
-    other.update_endpoint(&scaled).unwrap();
-    let mut deleted = other.endpoint("deleted").unwrap().unwrap();
+    other.update(&scaled).unwrap();
+    let mut deleted = other.get::<Endpoint>("deleted").unwrap().unwrap();
     deleted.status = EndpointStatus::Deleting;
-    other.update_endpoint(&deleted).unwrap();
+    other.update(&deleted).unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(s.controller.describe_endpoint("scaled").await.unwrap().status, EndpointStatus::Updating, "nobody told this server");
 
@@ -46,7 +46,7 @@ async fn a_change_committed_elsewhere_is_carried_out_by_the_resync() {
     let e = s.settled("scaled", EndpointStatus::InService).await;
     assert_eq!(e.variant("V").unwrap().current_instance_count, 3);
     assert_eq!(s.routed("scaled"), vec![("V".into(), 3)]);
-    eventually("the deleted endpoint is gone", || other.endpoint("deleted").unwrap().is_none()).await;
+    eventually("the deleted endpoint is gone", || other.get::<Endpoint>("deleted").unwrap().is_none()).await;
     assert!(s.routing.get("deleted").is_none(), "its route is withdrawn");
     eventually("its instance stopped and the scaled one's three run", || backend.running().len() == 3).await;
     // At rest, a resync changes nothing.

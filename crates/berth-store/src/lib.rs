@@ -11,11 +11,13 @@ mod alarms;
 mod custom_metrics;
 mod events;
 mod metric_samples;
+mod resources;
 mod sqlite;
 
+pub use resources::{Resource, Resources};
 pub use sqlite::SqliteStore;
 
-use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, InferenceExperiment, Model, NewEvent, Timestamp};
+use berth_domain::{Alarm, Event, NewEvent, Timestamp};
 
 /// A variant's metrics over one second or one minute, in the metrics layer's own encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,30 +84,17 @@ pub enum StoreError {
 /// Durable storage of models, endpoint configs, endpoints and tags. Names are unique without
 /// regard to case, as SageMaker's ARNs are.
 pub trait StateStore: Send + Sync + 'static {
-    fn insert_model(&self, model: &Model, tags: &[Tag]) -> Result<(), StoreError>;
-    fn model(&self, name: &str) -> Result<Option<Model>, StoreError>;
-    fn models(&self) -> Result<Vec<Model>, StoreError>;
-    /// Removes a model and its tags; false if there was none.
-    fn delete_model(&self, name: &str) -> Result<bool, StoreError>;
-
-    fn insert_endpoint_config(&self, config: &EndpointConfig, tags: &[Tag]) -> Result<(), StoreError>;
-    fn endpoint_config(&self, name: &str) -> Result<Option<EndpointConfig>, StoreError>;
-    fn endpoint_configs(&self) -> Result<Vec<EndpointConfig>, StoreError>;
-    fn delete_endpoint_config(&self, name: &str) -> Result<bool, StoreError>;
-
-    fn insert_endpoint(&self, endpoint: &Endpoint, tags: &[Tag]) -> Result<(), StoreError>;
-    /// Replaces a stored endpoint; `NotFound` if it was deleted meanwhile.
-    fn update_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
-    fn endpoint(&self, name: &str) -> Result<Option<Endpoint>, StoreError>;
-    fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
-    fn delete_endpoint(&self, name: &str) -> Result<bool, StoreError>;
-
-    fn insert_inference_experiment(&self, experiment: &InferenceExperiment, tags: &[Tag]) -> Result<(), StoreError>;
-    /// Replaces a stored experiment; `NotFound` if it was deleted meanwhile.
-    fn update_inference_experiment(&self, experiment: &InferenceExperiment) -> Result<(), StoreError>;
-    fn inference_experiment(&self, name: &str) -> Result<Option<InferenceExperiment>, StoreError>;
-    fn inference_experiments(&self) -> Result<Vec<InferenceExperiment>, StoreError>;
-    fn delete_inference_experiment(&self, name: &str) -> Result<bool, StoreError>;
+    /// Stores a resource's body under (kind, name without case) and sets its ARN's tags (an
+    /// earlier resource's tags of that ARN go); `AlreadyExists` if one is stored. Typed:
+    /// [`Resources::insert`].
+    fn insert_resource(&self, kind: &str, name: &str, created_ms: i64, arn: &str, body: &str, tags: &[Tag]) -> Result<(), StoreError>;
+    /// Replaces a stored resource's body; `NotFound` if there is none.
+    fn replace_resource(&self, kind: &str, name: &str, body: &str) -> Result<(), StoreError>;
+    fn resource(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError>;
+    /// The bodies of every resource of a kind, oldest first (then by name).
+    fn resources(&self, kind: &str) -> Result<Vec<String>, StoreError>;
+    /// Removes a resource and the tags of `arn`; false if there was none.
+    fn delete_resource(&self, kind: &str, name: &str, arn: Option<&str>) -> Result<bool, StoreError>;
 
     /// Adds or overwrites tags on a resource ARN.
     fn add_tags(&self, arn: &str, tags: &[Tag]) -> Result<(), StoreError>;

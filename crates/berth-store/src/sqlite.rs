@@ -1,7 +1,6 @@
 use crate::{CustomDatapoint, CustomMetric, EventQuery, MetricSample, StateStore, StoreError, Tag};
-use berth_domain::{Alarm, Endpoint, EndpointConfig, Event, InferenceExperiment, Model, NameKey, NewEvent, Timestamp};
+use berth_domain::{Alarm, Event, NameKey, NewEvent, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -28,11 +27,6 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (arn, key)
 );
 ";
-
-const MODEL: &str = "model";
-const INFERENCE_EXPERIMENT: &str = "inference-experiment";
-const ENDPOINT_CONFIG: &str = "endpoint-config";
-const ENDPOINT: &str = "endpoint";
 
 /// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a write is on
 /// disk when the call returns.
@@ -71,9 +65,10 @@ impl SqliteStore {
         // A panic while holding the lock cannot leave SQLite inconsistent: transactions roll back.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    fn insert<T: Serialize>(&self, kind: &str, name: &str, created_ms: i64, arn: &str, value: &T, tags: &[Tag]) -> Result<(), StoreError> {
-        let body = serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+impl StateStore for SqliteStore {
+    fn insert_resource(&self, kind: &str, name: &str, created_ms: i64, arn: &str, body: &str, tags: &[Tag]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let inserted = tx.execute(
@@ -92,8 +87,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn replace<T: Serialize>(&self, kind: &str, name: &str, value: &T) -> Result<(), StoreError> {
-        let body = serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+    fn replace_resource(&self, kind: &str, name: &str, body: &str) -> Result<(), StoreError> {
         let changed = self
             .conn()
             .execute("UPDATE resources SET body = ?3 WHERE kind = ?1 AND name_key = ?2", params![kind, NameKey::of(name).as_str(), body])?;
@@ -103,24 +97,24 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn get<T: DeserializeOwned>(&self, kind: &str, name: &str) -> Result<Option<T>, StoreError> {
-        let body: Option<String> = self
-            .conn()
+    fn resource(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        let body = conn
             .query_row("SELECT body FROM resources WHERE kind = ?1 AND name_key = ?2", params![kind, NameKey::of(name).as_str()], |row| {
                 row.get(0)
             })
             .optional()?;
-        body.map(|b| decode(&b)).transpose()
+        Ok(body)
     }
 
-    fn list<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, StoreError> {
+    fn resources(&self, kind: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT body FROM resources WHERE kind = ?1 ORDER BY created_ms, name_key")?;
         let bodies = stmt.query_map(params![kind], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
-        bodies.iter().map(|b| decode(b)).collect()
+        Ok(bodies)
     }
 
-    fn delete(&self, kind: &str, name: &str, arn: Option<&str>) -> Result<bool, StoreError> {
+    fn delete_resource(&self, kind: &str, name: &str, arn: Option<&str>) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute("DELETE FROM resources WHERE kind = ?1 AND name_key = ?2", params![kind, NameKey::of(name).as_str()])?;
@@ -129,74 +123,6 @@ impl SqliteStore {
         }
         tx.commit()?;
         Ok(n > 0)
-    }
-}
-
-fn decode<T: DeserializeOwned>(body: &str) -> Result<T, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-impl StateStore for SqliteStore {
-    fn insert_model(&self, m: &Model, tags: &[Tag]) -> Result<(), StoreError> {
-        self.insert(MODEL, &m.name, m.created.millis(), &m.arn, m, tags)
-    }
-    fn model(&self, name: &str) -> Result<Option<Model>, StoreError> {
-        self.get(MODEL, name)
-    }
-    fn models(&self) -> Result<Vec<Model>, StoreError> {
-        self.list(MODEL)
-    }
-    fn delete_model(&self, name: &str) -> Result<bool, StoreError> {
-        let arn = self.model(name)?.map(|m| m.arn);
-        self.delete(MODEL, name, arn.as_deref())
-    }
-
-    fn insert_endpoint_config(&self, c: &EndpointConfig, tags: &[Tag]) -> Result<(), StoreError> {
-        self.insert(ENDPOINT_CONFIG, &c.name, c.created.millis(), &c.arn, c, tags)
-    }
-    fn endpoint_config(&self, name: &str) -> Result<Option<EndpointConfig>, StoreError> {
-        self.get(ENDPOINT_CONFIG, name)
-    }
-    fn endpoint_configs(&self) -> Result<Vec<EndpointConfig>, StoreError> {
-        self.list(ENDPOINT_CONFIG)
-    }
-    fn delete_endpoint_config(&self, name: &str) -> Result<bool, StoreError> {
-        let arn = self.endpoint_config(name)?.map(|c| c.arn);
-        self.delete(ENDPOINT_CONFIG, name, arn.as_deref())
-    }
-
-    fn insert_endpoint(&self, e: &Endpoint, tags: &[Tag]) -> Result<(), StoreError> {
-        self.insert(ENDPOINT, &e.name, e.created.millis(), &e.arn, e, tags)
-    }
-    fn update_endpoint(&self, e: &Endpoint) -> Result<(), StoreError> {
-        self.replace(ENDPOINT, &e.name, e)
-    }
-    fn endpoint(&self, name: &str) -> Result<Option<Endpoint>, StoreError> {
-        self.get(ENDPOINT, name)
-    }
-    fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
-        self.list(ENDPOINT)
-    }
-    fn delete_endpoint(&self, name: &str) -> Result<bool, StoreError> {
-        let arn = self.endpoint(name)?.map(|e| e.arn);
-        self.delete(ENDPOINT, name, arn.as_deref())
-    }
-
-    fn insert_inference_experiment(&self, x: &InferenceExperiment, tags: &[Tag]) -> Result<(), StoreError> {
-        self.insert(INFERENCE_EXPERIMENT, &x.name, x.created.millis(), &x.arn, x, tags)
-    }
-    fn update_inference_experiment(&self, x: &InferenceExperiment) -> Result<(), StoreError> {
-        self.replace(INFERENCE_EXPERIMENT, &x.name, x)
-    }
-    fn inference_experiment(&self, name: &str) -> Result<Option<InferenceExperiment>, StoreError> {
-        self.get(INFERENCE_EXPERIMENT, name)
-    }
-    fn inference_experiments(&self) -> Result<Vec<InferenceExperiment>, StoreError> {
-        self.list(INFERENCE_EXPERIMENT)
-    }
-    fn delete_inference_experiment(&self, name: &str) -> Result<bool, StoreError> {
-        let arn = self.inference_experiment(name)?.map(|x| x.arn);
-        self.delete(INFERENCE_EXPERIMENT, name, arn.as_deref())
     }
 
     fn add_tags(&self, arn: &str, tags: &[Tag]) -> Result<(), StoreError> {
@@ -336,7 +262,8 @@ impl StateStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_domain::{ContainerSpec, EventKind};
+    use crate::Resources;
+    use berth_domain::{ContainerSpec, EventKind, Model};
 
     fn model(name: &str) -> Model {
         Model {
@@ -366,10 +293,10 @@ mod tests {
         let path = dir.path().join("state.db");
         {
             let store = SqliteStore::open(&path).unwrap();
-            store.insert_model(&model("m1"), &[("team".into(), "ml".into())]).unwrap();
+            store.insert(&model("m1"), &[("team".into(), "ml".into())]).unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.model("m1").unwrap().unwrap().name, "m1");
+        assert_eq!(store.get::<Model>("m1").unwrap().unwrap().name, "m1");
         assert_eq!(store.tags(&model("m1").arn).unwrap(), vec![("team".to_string(), "ml".to_string())]);
     }
 
@@ -377,9 +304,9 @@ mod tests {
     fn names_are_unique_without_regard_to_case() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        store.insert_model(&model("Model-A"), &[]).unwrap();
-        assert!(matches!(store.insert_model(&model("model-a"), &[]), Err(StoreError::AlreadyExists)));
-        assert!(store.model("MODEL-A").unwrap().is_some());
+        store.insert(&model("Model-A"), &[]).unwrap();
+        assert!(matches!(store.insert(&model("model-a"), &[]), Err(StoreError::AlreadyExists)));
+        assert!(store.get::<Model>("MODEL-A").unwrap().is_some());
     }
 
     #[test]
@@ -387,12 +314,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
         let m = model("m");
-        store.insert_model(&m, &[("k".into(), "v".into())]).unwrap();
-        assert!(store.delete_model("m").unwrap());
-        assert!(!store.delete_model("m").unwrap());
+        store.insert(&m, &[("k".into(), "v".into())]).unwrap();
+        assert!(store.remove::<Model>("m").unwrap());
+        assert!(!store.remove::<Model>("m").unwrap());
         assert!(store.tags(&m.arn).unwrap().is_empty());
         // A new resource with the same name starts without the old tags.
-        store.insert_model(&m, &[]).unwrap();
+        store.insert(&m, &[]).unwrap();
         assert!(store.tags(&m.arn).unwrap().is_empty());
     }
 
