@@ -45,7 +45,8 @@ rss_tree_kb() { local total=0 p; total=$(awk '/VmRSS/{print $2}' "/proc/$1/statu
 rss_tree_mb() { echo $(( $(rss_tree_kb "$1") / 1024 )); }
 
 # MLServer 1.7 (.venv-mlserver) serving WORK/model/model.joblib as model "iris" with
-# mlserver-sklearn (V2 REST, parallel_workers 0); sets MLS_PORT and MLS_PID once it is ready.
+# mlserver-sklearn (V2 REST, parallel_workers 0); sets MLS_PORT and MLS_PID once it is ready and
+# answers the iris row with class 0, and writes that request as WORK/mlserver.lua for wrk.
 start_mlserver() {
   MLS_PORT=$(free_port)
   mkdir -p "$WORK/mlserver/iris"
@@ -55,4 +56,10 @@ start_mlserver() {
   (cd "$WORK/mlserver" && exec "$ROOT/.venv-mlserver/bin/mlserver" start . > "$WORK/mlserver.log" 2>&1) &
   MLS_PID=$!; PIDS+=($MLS_PID)
   wait_for "curl -sf http://127.0.0.1:$MLS_PORT/v2/models/iris/ready -o /dev/null"
+  cat > "$WORK/mlserver.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"inputs":[{"name":"predict","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+  curl -sf "http://127.0.0.1:$MLS_PORT/v2/models/iris/infer" -H 'Content-Type: application/json' -d @<(awk -F"'" '/wrk.body/{print $2}' "$WORK/mlserver.lua") | grep -q '"data":\[0\]'
 }

@@ -179,6 +179,16 @@ def s3_env(url):
     return {"AWS_ENDPOINT_URL_S3": url, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
+def python_runtime_berth(tmp_path_factory, s3_server, label):
+    """For a module's fixture (`yield from`): a berth whose Python runtime is on, with the moto
+    server as its S3; stopped cleanly and its data directory removed after the module."""
+    data = tmp_path_factory.mktemp(label) / "data"
+    server = BerthServer(data, ["--python-runtime", "on"], env=s3_env(s3_server)).start()
+    yield server
+    assert server.stop() == 0
+    shutil.rmtree(data, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def berth(tmp_path_factory, s3_server):
     """The shared server for tests that do not stop it; its S3 is the moto server."""

@@ -169,7 +169,7 @@ def test_the_backlog_is_published_as_sagemakers_endpoint_metrics(berth, sm, tmp_
 
 
 def test_target_tracking_on_the_backlog_scales_to_zero_and_back_when_work_arrives(own_berth, tmp_path):
-    from test_autoscaling import DIMENSION, target_tracking, wait_count
+    from test_autoscaling import register, track_average, wait_count
 
     server = own_berth("--scaling-window", "3")
     sm, runtime = server.sm(), server.runtime()
@@ -182,21 +182,10 @@ def test_target_tracking_on_the_backlog_scales_to_zero_and_back_when_work_arrive
         sm.create_endpoint_config(EndpointConfigName=plain, ProductionVariants=[variant("V", f"{plain}-m")])
         sm.create_endpoint(EndpointName=plain, EndpointConfigName=plain)
         wait_status(sm, plain)
-        aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=f"endpoint/{plain}/variant/V", ScalableDimension=DIMENSION, MinCapacity=0, MaxCapacity=2)
-    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=0, MaxCapacity=2)
-    target_tracking(
-        aas,
-        resource,
-        TargetValue=2.0,
-        CustomizedMetricSpecification={
-            "MetricName": "ApproximateBacklogSizePerInstance",
-            "Namespace": "AWS/SageMaker",
-            "Dimensions": [{"Name": "EndpointName", "Value": ep}],
-            "Statistic": "Average",
-        },
-        ScaleInCooldown=0,
-        ScaleOutCooldown=0,
-    )
+        register(aas, f"endpoint/{plain}/variant/V", 0, 2)
+    register(aas, resource, 0, 2)
+    backlog = {"EndpointName": ep}
+    track_average(aas, resource, 2.0, "AWS/SageMaker", "ApproximateBacklogSizePerInstance", backlog, ScaleInCooldown=0, ScaleOutCooldown=0)
     wait_count(sm, ep, 0)  # no backlog: in to 0
     (tmp_path / "in.csv").write_text("9")
     ids = [runtime.invoke_endpoint_async(EndpointName=ep, InputLocation=f"file://{tmp_path}/in.csv")["InferenceId"] for _ in range(3)]

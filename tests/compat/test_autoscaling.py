@@ -23,6 +23,23 @@ def target_tracking(aas, resource, **config):
     )["PolicyARN"]
 
 
+def track_average(aas, resource, target, namespace, metric, dimensions, **config):
+    """A target tracking policy keeping the Average of a CloudWatch metric (`dimensions`: name →
+    value) at `target`; returns its ARN."""
+    spec = {
+        "MetricName": metric,
+        "Namespace": namespace,
+        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+        "Statistic": "Average",
+    }
+    return target_tracking(aas, resource, TargetValue=target, CustomizedMetricSpecification=spec, **config)
+
+
+def register(aas, resource, low, high):
+    """Registers the variant `resource` as a scalable target between `low` and `high` instances."""
+    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=low, MaxCapacity=high)
+
+
 def count(sm, ep, field="DesiredInstanceCount"):
     return sm.describe_endpoint(EndpointName=ep)["ProductionVariants"][0][field]
 
@@ -55,7 +72,7 @@ def scaled(own_berth):
     ep = deploy(sm, ["V"])
     aas = server.client("application-autoscaling")
     resource = f"endpoint/{ep}/variant/V"
-    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=4)
+    register(aas, resource, 1, 4)
     return server, sm, aas, ep, resource
 
 
@@ -115,20 +132,9 @@ def test_custom_cpu_metric_and_step_scaling(own_berth):
     ep = deploy(sm, ["V"], env={"ECHO_BURN_CPU": "1"})
     aas = server.client("application-autoscaling")
     resource = f"endpoint/{ep}/variant/V"
-    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=2)
-    target_tracking(
-        aas,
-        resource,
-        TargetValue=40.0,
-        CustomizedMetricSpecification={
-            "MetricName": "CPUUtilization",
-            "Namespace": "/aws/sagemaker/Endpoints",
-            "Dimensions": [{"Name": "EndpointName", "Value": ep}, {"Name": "VariantName", "Value": "V"}],
-            "Statistic": "Average",
-        },
-        ScaleOutCooldown=0,
-        DisableScaleIn=True,
-    )
+    register(aas, resource, 1, 2)
+    cpu = {"EndpointName": ep, "VariantName": "V"}
+    track_average(aas, resource, 40.0, "/aws/sagemaker/Endpoints", "CPUUtilization", cpu, ScaleOutCooldown=0, DisableScaleIn=True)
     wait_count(sm, ep, 2)  # a busy core against a 40% target: out to the maximum of 2
     (activity,) = settled_activities(aas, resource)
     assert "CPUUtilization" in activity["Cause"]
@@ -136,7 +142,7 @@ def test_custom_cpu_metric_and_step_scaling(own_berth):
     # Step scaling: an alarm on invocations with the policy as its action.
     aas.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION)
     assert aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"] == []
-    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=3)
+    register(aas, resource, 1, 3)
     step_arn = aas.put_scaling_policy(
         PolicyName="step",
         ServiceNamespace="sagemaker",

@@ -19,7 +19,7 @@ import boto3
 import numpy as np
 import pytest
 
-from conftest import CREDENTIALS, ROLE, BerthServer, berth_binary, s3_env, unique, wait_status
+from conftest import CREDENTIALS, ROLE, berth_binary, python_runtime_berth, unique, wait_status
 
 sagemaker = pytest.importorskip("sagemaker")
 if not sagemaker.__version__.startswith("2."):
@@ -63,11 +63,8 @@ TRAIN = textwrap.dedent(NET) + textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, s3_server):
-    data = tmp_path_factory.mktemp("pytorch-runtime") / "data"
-    server = BerthServer(data, ["--python-runtime", "on"], env=s3_env(s3_server)).start()
-    yield server
-    assert server.stop() == 0
-    shutil.rmtree(data, ignore_errors=True)
+    """A berth whose Python runtime is on, with the moto server as its S3."""
+    yield from python_runtime_berth(tmp_path_factory, s3_server, "pytorch-runtime")
 
 
 @pytest.fixture(scope="module")

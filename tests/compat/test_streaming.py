@@ -24,6 +24,17 @@ def parts_of(answer):
     return out
 
 
+def broken_stream(runtime, ep, body):
+    """Streams `body` from `ep` to an error event: the parts that came first, and the error."""
+    answer = runtime.invoke_endpoint_with_response_stream(EndpointName=ep, Body=body, ContentType="text/plain")
+    got = []
+    with pytest.raises(EventStreamError) as e:
+        for event in answer["Body"]:
+            got.append(event["PayloadPart"]["Bytes"])
+    assert e.value.response["Error"]["Code"] == "ModelStreamError"
+    return got, e.value
+
+
 def test_parts_arrive_as_the_container_sends_them(berth, sm, runtime):
     ep = deploy(sm, [("Variant1", 1.0), ("Variant2", 1.0)])
     started = time.monotonic()
@@ -62,14 +73,9 @@ def test_parts_arrive_as_the_container_sends_them(berth, sm, runtime):
 
 def test_a_container_failing_mid_answer_ends_the_stream_with_a_model_stream_error(berth, sm, runtime):
     ep = deploy(sm, ["V"])
-    answer = runtime.invoke_endpoint_with_response_stream(EndpointName=ep, Body=b"stream-break:2", ContentType="text/plain")
-    got = []
-    with pytest.raises(EventStreamError) as e:
-        for event in answer["Body"]:
-            got.append(event["PayloadPart"]["Bytes"])
+    got, error = broken_stream(runtime, ep, b"stream-break:2")
     assert len(got) == 2
-    assert e.value.response["Error"]["Code"] == "ModelStreamError"
-    assert "StreamBroken" in str(e.value) or e.value.response["Error"].get("ErrorCode") == "StreamBroken", e.value.response
+    assert "StreamBroken" in str(error) or error.response["Error"].get("ErrorCode") == "StreamBroken", error.response
     m = scrape(berth, ep)
     assert m[("berth_invocation_5xx_errors_total", "V", ())] == 1
 
@@ -101,14 +107,9 @@ def test_a_stream_past_the_invocation_timeout_ends_with_model_invocation_time_ex
     server = own_berth("--invocation-timeout", "1")
     sm, runtime = server.sm(), server.runtime()
     ep = deploy(sm, ["V"])
-    answer = runtime.invoke_endpoint_with_response_stream(EndpointName=ep, Body=b"stream:10:300", ContentType="text/plain")
-    got = []
-    with pytest.raises(EventStreamError) as e:
-        for event in answer["Body"]:
-            got.append(event["PayloadPart"]["Bytes"])
+    got, error = broken_stream(runtime, ep, b"stream:10:300")
     assert 1 <= len(got) < 10
-    assert e.value.response["Error"]["Code"] == "ModelStreamError"
-    assert "ModelInvocationTimeExceeded" in str(e.value.response), e.value.response
+    assert "ModelInvocationTimeExceeded" in str(error.response), error.response
 
 
 def test_the_sdk_streaming_predictor_and_the_cli_read_the_stream(berth, sm):
