@@ -255,16 +255,15 @@ pub(crate) fn create_model(input: wire::CreateModelInput) -> Result<CreateModel,
         Some("Direct") => Some(ExecutionMode::Direct),
         Some(other) => return Err(enum_error("InferenceExecutionConfig.Mode", other, &["Serial", "Direct"])),
     };
-    Ok(CreateModel {
-        name: input.model_name,
+    let model = Model {
         inference_execution,
         primary_container: primary,
-        containers,
         execution_role_arn: input.execution_role_arn,
         enable_network_isolation: input.enable_network_isolation,
         vpc_config,
-        tags: tags(input.tags),
-    })
+        ..Model::new(&input.model_name, containers)
+    };
+    Ok(CreateModel { model, tags: tags(input.tags) })
 }
 
 fn describe_model(m: &Model) -> wire::DescribeModelOutput {

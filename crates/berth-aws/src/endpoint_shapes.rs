@@ -95,14 +95,13 @@ pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> 
     let variants = production.chain(shadows).collect::<Result<_, _>>()?;
     let data_capture = input.data_capture_config.map(data_capture).transpose()?;
     let async_inference = input.async_inference_config.map(async_inference).transpose()?;
-    Ok(CreateEndpointConfig {
-        name: input.endpoint_config_name,
-        variants,
+    let config = EndpointConfig {
         kms_key_id: input.kms_key_id,
-        tags: tags(input.tags),
         data_capture,
         async_inference,
-    })
+        ..EndpointConfig::new(&input.endpoint_config_name, variants)
+    };
+    Ok(CreateEndpointConfig { config, tags: tags(input.tags) })
 }
 
 pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> wire::DescribeEndpointConfigOutput {

@@ -2,18 +2,16 @@ use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
 use berth_domain::Model;
-use berth_domain::{validate_instance_type, validate_name, AsyncInference, DataCapture, EndpointConfig, ResourceKind, VariantSpec};
+use berth_domain::{validate_instance_type, validate_name, EndpointConfig, ResourceKind, VariantSpec};
 use berth_store::Resources;
 use berth_store::Tag;
 
+/// CreateEndpointConfig's input: the config as the caller describes it (its ARN and creation
+/// time are set when it is created), and its tags.
 #[derive(Debug, Clone)]
 pub struct CreateEndpointConfig {
-    pub name: String,
-    pub variants: Vec<VariantSpec>,
-    pub kms_key_id: Option<String>,
+    pub config: EndpointConfig,
     pub tags: Vec<Tag>,
-    pub data_capture: Option<DataCapture>,
-    pub async_inference: Option<AsyncInference>,
 }
 
 const MAX_VARIANTS: usize = 10;
@@ -23,9 +21,13 @@ pub(crate) const STORAGE_VOLUME_KMS: &str = "KmsKeyId encrypts the storage volum
      have no such volume, so it cannot be applied. Leave KmsKeyId out (DataCaptureConfig.KmsKeyId, for captured data in S3, is applied).";
 
 impl Controller {
-    pub async fn create_endpoint_config(&self, req: CreateEndpointConfig) -> Result<EndpointConfig, ControlError> {
+    pub async fn create_endpoint_config(
+        &self,
+        CreateEndpointConfig { config, tags }: CreateEndpointConfig,
+    ) -> Result<EndpointConfig, ControlError> {
+        let req = &config;
         validate_name("endpointConfigName", &req.name)?;
-        validate_tags(&req.tags)?;
+        validate_tags(&tags)?;
         validate_variants(&req.variants)?;
         if req.kms_key_id.is_some() {
             return Err(ControlError::Validation(STORAGE_VOLUME_KMS.into()));
@@ -61,16 +63,8 @@ impl Controller {
             }
         }
         let arn = self.account().arn(ResourceKind::EndpointConfig, &req.name);
-        let config = EndpointConfig {
-            name: req.name,
-            arn: arn.clone(),
-            created: self.now(),
-            variants: req.variants,
-            kms_key_id: req.kms_key_id,
-            data_capture: req.data_capture,
-            async_inference: req.async_inference,
-        };
-        let (stored, tags, limit) = (config.clone(), req.tags, self.settings.limits.max_endpoint_configs);
+        let config = EndpointConfig { arn: arn.clone(), created: self.now(), ..config };
+        let (stored, limit) = (config.clone(), self.settings.limits.max_endpoint_configs);
         let count = |s: &dyn berth_store::StateStore| s.list::<EndpointConfig>().map(|c| c.len());
         self.insert_within_limit(ResourceKind::EndpointConfig, &arn, limit, "endpoint configs", count, move |s| s.insert(&stored, &tags))
             .await?;

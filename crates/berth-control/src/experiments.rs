@@ -6,8 +6,8 @@
 
 use crate::{ControlError, Controller, CreateEndpointConfig, UpdateEndpoint};
 use berth_domain::{
-    validate_name, EndpointStatus, EventKind, ExperimentStatus, ExperimentVariant, InferenceExperiment, ResourceKind, Timestamp,
-    VariantAction, VariantSpec, DEFAULT_EXPERIMENT_SECS,
+    validate_name, EndpointConfig, EndpointStatus, EventKind, ExperimentStatus, ExperimentVariant, InferenceExperiment, ResourceKind,
+    Timestamp, VariantAction, VariantSpec, DEFAULT_EXPERIMENT_SECS,
 };
 use berth_store::Resources;
 use berth_store::Tag;
@@ -336,15 +336,13 @@ impl Controller {
         let config_name = format!("{short}-{:08x}", fastrand::u32(..));
         // The endpoint keeps capturing (and answering asynchronous requests) as it did.
         let endpoint = self.describe_endpoint(&x.endpoint_name).await?;
-        self.create_endpoint_config(CreateEndpointConfig {
-            name: config_name.clone(),
-            variants: specs,
+        let config = EndpointConfig {
             data_capture: endpoint.data_capture,
             async_inference: endpoint.async_inference,
             kms_key_id: x.kms_key.clone(),
-            tags: vec![],
-        })
-        .await?;
+            ..EndpointConfig::new(&config_name, specs)
+        };
+        self.create_endpoint_config(CreateEndpointConfig { config, tags: vec![] }).await?;
         let update = UpdateEndpoint {
             name: x.endpoint_name.clone(),
             config_name: config_name.clone(),

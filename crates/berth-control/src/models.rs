@@ -2,25 +2,17 @@ use crate::listing::{page, ListQuery, Page};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
 use berth_domain::framework_of;
-use berth_domain::{
-    validate_environment, validate_name, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, ResourceKind, VpcConfig,
-};
+use berth_domain::{validate_environment, validate_name, BuiltinImage, ContainerSpec, Image, Model, ResourceKind};
 use berth_instances::RootError;
 use berth_store::Resources;
 use berth_store::{StateStore, StoreError, Tag};
 use std::os::unix::fs::PermissionsExt;
 
+/// CreateModel's input: the model as the caller describes it (its ARN and creation time are
+/// set when it is created), and its tags.
 #[derive(Debug, Clone)]
 pub struct CreateModel {
-    pub name: String,
-    /// True when the request used `PrimaryContainer`, false for `Containers`.
-    pub primary_container: bool,
-    pub containers: Vec<ContainerSpec>,
-    pub execution_role_arn: Option<String>,
-    pub enable_network_isolation: Option<bool>,
-    pub vpc_config: Option<VpcConfig>,
-    /// `InferenceExecutionConfig.Mode`.
-    pub inference_execution: Option<ExecutionMode>,
+    pub model: Model,
     pub tags: Vec<Tag>,
 }
 
@@ -48,9 +40,10 @@ fn check_multi_container(containers: &[ContainerSpec]) -> Result<(), ControlErro
 }
 
 impl Controller {
-    pub async fn create_model(&self, req: CreateModel) -> Result<Model, ControlError> {
+    pub async fn create_model(&self, CreateModel { model, tags }: CreateModel) -> Result<Model, ControlError> {
+        let req = &model;
         validate_name("modelName", &req.name)?;
-        validate_tags(&req.tags)?;
+        validate_tags(&tags)?;
         match req.containers.len() {
             0 => return Err(ControlError::Validation("Either PrimaryContainer or Containers must be specified.".into())),
             n if n > MAX_CONTAINERS => {
@@ -66,18 +59,8 @@ impl Controller {
         check_multi_container(&req.containers)?;
         let arn = self.account().arn(ResourceKind::Model, &req.name);
         let limit = self.settings.limits.max_models;
-        let model = Model {
-            name: req.name,
-            arn: arn.clone(),
-            created: self.now(),
-            primary_container: req.primary_container,
-            containers: req.containers,
-            execution_role_arn: req.execution_role_arn,
-            enable_network_isolation: req.enable_network_isolation,
-            vpc_config: req.vpc_config,
-            inference_execution: req.inference_execution,
-        };
-        let (stored, tags) = (model.clone(), req.tags);
+        let model = Model { arn: arn.clone(), created: self.now(), ..model };
+        let stored = model.clone();
         self.insert_within_limit(
             ResourceKind::Model,
             &arn,

@@ -114,6 +114,20 @@ impl DataCapture {
 }
 
 impl EndpointConfig {
+    /// A config of `variants`, not yet created (no ARN or time), with no capture, asynchronous
+    /// inference or key.
+    pub fn new(name: &str, variants: Vec<VariantSpec>) -> EndpointConfig {
+        EndpointConfig {
+            name: name.into(),
+            arn: String::new(),
+            created: Timestamp::from_millis(0),
+            variants,
+            kms_key_id: None,
+            data_capture: None,
+            async_inference: None,
+        }
+    }
+
     pub fn variant(&self, name: &str) -> Option<&VariantSpec> {
         self.variants.iter().find(|v| v.name == name)
     }

@@ -89,6 +89,22 @@ impl VpcConfig {
 }
 
 impl Model {
+    /// A model of `containers` (given as `Containers` when more than one), not yet created
+    /// (no ARN or time), with no role, network isolation, VPC or execution mode.
+    pub fn new(name: &str, containers: Vec<ContainerSpec>) -> Model {
+        Model {
+            name: name.into(),
+            arn: String::new(),
+            created: Timestamp::from_millis(0),
+            primary_container: containers.len() == 1,
+            containers,
+            execution_role_arn: None,
+            enable_network_isolation: None,
+            vpc_config: None,
+            inference_execution: None,
+        }
+    }
+
     /// The container that serves requests. berth runs single-container models; the first
     /// container of a list is the one that answers.
     pub fn serving_container(&self) -> &ContainerSpec {
@@ -122,6 +138,20 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
+    /// A single-model container of `image` with its model data at `model_data_url`, no host
+    /// name and no environment.
+    pub fn new(image: &str, model_data_url: Option<String>) -> ContainerSpec {
+        ContainerSpec {
+            hostname: None,
+            image: image.into(),
+            model_data_url,
+            environment: BTreeMap::new(),
+            mode: None,
+            model_data_source: None,
+            model_cache_disabled: false,
+        }
+    }
+
     /// `Mode: MultiModel`: `model_data_url` is a prefix, and each call names its model.
     pub fn is_multi_model(&self) -> bool {
         self.mode.as_deref() == Some("MultiModel")

@@ -266,25 +266,9 @@ mod tests {
     use berth_domain::{ContainerSpec, EventKind, Model};
 
     fn model(name: &str) -> Model {
-        Model {
-            name: name.into(),
-            arn: format!("arn:aws:sagemaker:us-east-1:123456789012:model/{}", name.to_lowercase()),
-            created: Timestamp::now(),
-            primary_container: true,
-            containers: vec![ContainerSpec {
-                hostname: None,
-                image: "exec:/bin/true".into(),
-                model_data_url: None,
-                environment: Default::default(),
-                mode: None,
-                model_data_source: None,
-                model_cache_disabled: false,
-            }],
-            execution_role_arn: None,
-            enable_network_isolation: None,
-            vpc_config: None,
-            inference_execution: None,
-        }
+        let arn = format!("arn:aws:sagemaker:us-east-1:123456789012:model/{}", name.to_lowercase());
+        let container = ContainerSpec::new("exec:/bin/true", None);
+        Model { arn, created: Timestamp::now(), ..Model::new(name, vec![container]) }
     }
 
     #[test]

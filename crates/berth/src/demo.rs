@@ -11,7 +11,7 @@
 
 use anyhow::Context;
 use berth_control::{ControlError, Controller, CreateEndpoint, CreateEndpointConfig, CreateModel, GroundTruth, UpdateEndpoint};
-use berth_domain::{ContainerSpec, DataCapture, EndpointStatus, VariantSpec};
+use berth_domain::{ContainerSpec, DataCapture, EndpointConfig, EndpointStatus, Model, VariantSpec};
 use berth_router::{InvokeRequest, Router};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -40,24 +40,9 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
         let partial = path.with_extension("onnx.partial");
         std::fs::write(&partial, bytes).with_context(|| format!("writing {}", partial.display()))?;
         std::fs::rename(&partial, &path).with_context(|| format!("moving {} into place", path.display()))?;
-        let create = CreateModel {
-            name: model.into(),
-            primary_container: true,
-            containers: vec![ContainerSpec {
-                hostname: None,
-                image: "berth/onnx:1".into(),
-                model_data_url: Some(format!("file://{}", path.display())),
-                environment: Default::default(),
-                mode: None,
-                model_data_source: None,
-                model_cache_disabled: false,
-            }],
-            execution_role_arn: Some("arn:aws:iam::123456789012:role/berth-demo".into()),
-            enable_network_isolation: None,
-            vpc_config: None,
-            inference_execution: None,
-            tags: vec![],
-        };
+        let container = ContainerSpec::new("berth/onnx:1", Some(format!("file://{}", path.display())));
+        let role = Some("arn:aws:iam::123456789012:role/berth-demo".to_string());
+        let create = CreateModel { model: Model { execution_role_arn: role, ..Model::new(model, vec![container]) }, tags: vec![] };
         ignore_existing(controller.create_model(create).await)?;
         variants.push(VariantSpec::new(variant, model, "ml.m5.large", 1));
     }
@@ -72,12 +57,8 @@ pub async fn deploy(controller: &Arc<Controller>, data_dir: &Path) -> anyhow::Re
         json_types: vec!["application/json".into()],
     };
     let config = CreateEndpointConfig {
-        name: CONFIG.into(),
-        variants,
-        kms_key_id: None,
+        config: EndpointConfig { data_capture: Some(capture), ..EndpointConfig::new(CONFIG, variants) },
         tags: vec![],
-        data_capture: Some(capture),
-        async_inference: None,
     };
     ignore_existing(controller.create_endpoint_config(config).await)?;
     let endpoint = CreateEndpoint { name: ENDPOINT.into(), config_name: CONFIG.into(), tags: vec![], deployment_config: None };

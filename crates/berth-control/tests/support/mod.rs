@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use berth_control::{Controller, ControllerSettings, CreateEndpoint, CreateEndpointConfig, CreateModel, UpdateEndpoint};
-use berth_domain::{ContainerSpec, DeploymentConfig, Endpoint, EndpointStatus, VariantSpec};
+use berth_domain::{ContainerSpec, DeploymentConfig, Endpoint, EndpointConfig, EndpointStatus, Model, VariantSpec};
 use berth_instances::{AllowedRoots, ExtractLimits, FakeBackend, FakeCall, ModelArtifacts};
 use berth_router::RoutingTable;
 use berth_store::SqliteStore;
@@ -33,33 +33,14 @@ pub fn server_with(dir: &Path, backend: &FakeBackend, settings: ControllerSettin
 
 impl Server {
     pub async fn model(&self, name: &str, image: &str) {
-        let container = ContainerSpec {
-            hostname: None,
-            image: image.into(),
-            model_data_url: None,
-            environment: Default::default(),
-            mode: None,
-            model_data_source: None,
-            model_cache_disabled: false,
-        };
-        let req = CreateModel {
-            name: name.into(),
-            primary_container: true,
-            containers: vec![container],
-            execution_role_arn: None,
-            enable_network_isolation: None,
-            vpc_config: None,
-            inference_execution: None,
-            tags: vec![],
-        };
+        let req = CreateModel { model: Model::new(name, vec![ContainerSpec::new(image, None)]), tags: vec![] };
         self.controller.create_model(req).await.unwrap();
     }
 
     /// A config of one variant per (variant, model, instances).
     pub async fn config(&self, name: &str, variants: &[(&str, &str, u32)]) {
         let variants = variants.iter().map(|&(v, model, count)| VariantSpec::new(v, model, "ml.m5.large", count)).collect();
-        let req =
-            CreateEndpointConfig { name: name.into(), variants, kms_key_id: None, tags: vec![], data_capture: None, async_inference: None };
+        let req = CreateEndpointConfig { config: EndpointConfig::new(name, variants), tags: vec![] };
         self.controller.create_endpoint_config(req).await.unwrap();
     }
 
