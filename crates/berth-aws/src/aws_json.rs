@@ -7,7 +7,7 @@
 use crate::error::EdgeError;
 use crate::wire::{self, ListInput};
 use axum::http::StatusCode;
-use berth_control::{ListQuery, SortKey};
+use berth_control::{ListQuery, SortKey, TimeWindow};
 use berth_domain::{EndpointStatus, Timestamp};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -90,6 +90,10 @@ pub(crate) fn list_query(input: ListInput, by_status: bool) -> Result<ListQuery,
             enum_error("statusEquals", s, &all)
         })?),
     };
+    let window = |after: Option<f64>, before: Option<f64>| TimeWindow {
+        after: after.map(Timestamp::from_secs_f64),
+        before: before.map(Timestamp::from_secs_f64),
+    };
     Ok(ListQuery {
         name_contains: input.name_contains,
         status_equals,
@@ -97,9 +101,7 @@ pub(crate) fn list_query(input: ListInput, by_status: bool) -> Result<ListQuery,
         ascending,
         next_token: input.next_token,
         max_results: input.max_results,
-        created_before: input.creation_time_before.map(Timestamp::from_secs_f64),
-        created_after: input.creation_time_after.map(Timestamp::from_secs_f64),
-        modified_before: input.last_modified_time_before.map(Timestamp::from_secs_f64),
-        modified_after: input.last_modified_time_after.map(Timestamp::from_secs_f64),
+        created: window(input.creation_time_after, input.creation_time_before),
+        modified: window(input.last_modified_time_after, input.last_modified_time_before),
     })
 }

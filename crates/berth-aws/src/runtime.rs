@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_router::InvokeRequest;
+use berth_router::{InvokeRequest, InvokeTarget};
 use bytes::Bytes;
 
 pub(crate) const CUSTOM_ATTRIBUTES: HeaderName = HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
@@ -147,9 +147,7 @@ impl<'h> RuntimeHeaders<'h> {
             accept: self.accept.cloned(),
             custom_attributes: custom_attributes.cloned(),
             inference_id: inference_id.cloned(),
-            target_variant,
-            target_model,
-            target_container,
+            target: InvokeTarget { variant: target_variant, model: target_model, container: target_container },
             timeout: None,
         })
     }
@@ -244,7 +242,7 @@ mod tests {
         let req = seen.request(Bytes::from_static(b"1,2")).unwrap();
         assert_eq!(req.content_type.as_ref().map(|v| v.as_bytes()), Some(&b"text/csv"[..]));
         assert_eq!(req.accept.as_ref().map(|v| v.as_bytes()), Some(&b"application/json"[..]));
-        assert_eq!(req.target_variant.as_deref(), Some("Variant2"));
+        assert_eq!(req.target.variant.as_deref(), Some("Variant2"));
         assert_eq!(req.custom_attributes.as_ref().map(|v| v.as_bytes()), Some(&b"user=7"[..]));
         assert_eq!(req.inference_id.as_ref().map(|v| v.as_bytes()), Some(&b"abc"[..]));
         // The streaming operation takes Accept from its own header.

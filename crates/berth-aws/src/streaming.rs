@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_router::{InvokeRequest, StreamError, StreamParts};
+use berth_router::{StreamError, StreamParts};
 use bytes::Bytes;
 use serde_json::json;
 use std::pin::Pin;
@@ -37,7 +37,10 @@ pub async fn invoke_stream(State(edge): State<Edge>, Path(endpoint): Path<String
     };
     let req = match invoke_request(&headers, body, &ACCEPT) {
         // TargetModel is not a member of InvokeEndpointWithResponseStream.
-        Ok(r) => InvokeRequest { target_model: None, ..r },
+        Ok(mut r) => {
+            r.target.model = None;
+            r
+        }
         Err(e) => return Protocol::Runtime.answer_error(e),
     };
     let stream = match edge.router.invoke_stream(&endpoint, req).await {

@@ -288,9 +288,7 @@ impl Controller {
                         accept: header(&q.accept),
                         custom_attributes: header(&q.custom_attributes),
                         inference_id: http::HeaderValue::from_str(&q.id).ok(),
-                        target_variant: None,
-                        target_model: None,
-                        target_container: None,
+                        target: Default::default(),
                         timeout: Some(Duration::from_secs(u64::from(q.timeout_secs))),
                     };
                     router.invoke(&q.endpoint, req).await.map(|answer| answer.body).map_err(|e| match e {

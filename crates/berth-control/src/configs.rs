@@ -63,11 +63,8 @@ impl Controller {
             }
         }
         let arn = self.account().arn(ResourceKind::EndpointConfig, &req.name);
-        let config = EndpointConfig { arn: arn.clone(), created: self.now(), ..config };
-        let (stored, limit) = (config.clone(), self.settings.limits.max_endpoint_configs);
-        let count = |s: &dyn berth_store::StateStore| s.list::<EndpointConfig>().map(|c| c.len());
-        self.insert_within_limit(ResourceKind::EndpointConfig, &arn, limit, "endpoint configs", count, move |s| s.insert(&stored, &tags))
-            .await?;
+        let config = EndpointConfig { arn, created: self.now(), ..config };
+        self.insert_within_limit(config.clone(), tags, self.settings.limits.max_endpoint_configs, "endpoint configs").await?;
         tracing::info!(endpoint_config = %config.name, "endpoint config created");
         Ok(config)
     }
@@ -86,24 +83,17 @@ impl Controller {
     }
 
     pub async fn describe_endpoint_config(&self, name: &str) -> Result<EndpointConfig, ControlError> {
-        let key = name.to_string();
-        self.db(move |s| s.get::<EndpointConfig>(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::EndpointConfig, name))
+        self.find(name).await
     }
 
     pub async fn list_endpoint_configs(&self, q: ListQuery) -> Result<Page<EndpointConfig>, ControlError> {
-        page(self.db(|s| s.list::<EndpointConfig>()).await?, &q)
+        page(self.all().await?, &q)
     }
 
     /// As on SageMaker, a config can be deleted while an endpoint uses it: the endpoint keeps
     /// running what it was deployed with.
     pub async fn delete_endpoint_config(&self, name: &str) -> Result<(), ControlError> {
-        let key = name.to_string();
-        if self.db(move |s| s.remove::<EndpointConfig>(&key)).await? {
-            tracing::info!(endpoint_config = %name, "endpoint config deleted");
-            Ok(())
-        } else {
-            Err(self.not_found(ResourceKind::EndpointConfig, name))
-        }
+        self.delete::<EndpointConfig>(name).await
     }
 }
 

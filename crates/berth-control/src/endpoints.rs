@@ -102,8 +102,7 @@ impl Controller {
     }
 
     pub async fn describe_endpoint(&self, name: &str) -> Result<Endpoint, ControlError> {
-        let key = name.to_string();
-        self.db(move |s| s.get::<Endpoint>(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::Endpoint, name))
+        self.find(name).await
     }
 
     /// Every stored endpoint, in no particular order.

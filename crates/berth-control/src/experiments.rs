@@ -123,12 +123,11 @@ impl Controller {
     }
 
     pub async fn describe_inference_experiment(&self, name: &str) -> Result<InferenceExperiment, ControlError> {
-        let key = name.to_string();
-        self.db(move |s| s.get::<InferenceExperiment>(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::InferenceExperiment, name))
+        self.find(name).await
     }
 
     pub async fn list_inference_experiments(&self) -> Result<Vec<InferenceExperiment>, ControlError> {
-        self.db(|s| s.list::<InferenceExperiment>()).await
+        self.all().await
     }
 
     pub async fn start_inference_experiment(self: &Arc<Self>, name: &str) -> Result<InferenceExperiment, ControlError> {

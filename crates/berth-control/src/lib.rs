@@ -35,6 +35,7 @@ mod reconcile;
 mod serverless;
 mod sns;
 mod stats;
+mod stored;
 mod tags;
 mod transform;
 mod transform_records;
@@ -63,7 +64,7 @@ pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, Va
 pub use error::ControlError;
 pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, UpdateInferenceExperiment};
 pub use ground_truth::{ground_truth_line, GroundTruth};
-pub use listing::{list_transform_jobs, ListQuery, Page, SortKey};
+pub use listing::{list_transform_jobs, ListQuery, Page, SortKey, TimeWindow};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
 pub use quality::{

@@ -20,10 +20,23 @@ pub struct ListQuery {
     pub ascending: bool,
     pub next_token: Option<String>,
     pub max_results: Option<u32>,
-    pub created_before: Option<Timestamp>,
-    pub created_after: Option<Timestamp>,
-    pub modified_before: Option<Timestamp>,
-    pub modified_after: Option<Timestamp>,
+    /// `CreationTimeAfter`, `CreationTimeBefore`.
+    pub created: TimeWindow,
+    /// `LastModifiedTimeAfter`, `LastModifiedTimeBefore`.
+    pub modified: TimeWindow,
+}
+
+/// A List* filter on a time: strictly after `after` and strictly before `before`, each when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub after: Option<Timestamp>,
+    pub before: Option<Timestamp>,
+}
+
+impl TimeWindow {
+    pub fn contains(&self, t: Timestamp) -> bool {
+        self.after.is_none_or(|a| t > a) && self.before.is_none_or(|b| t < b)
+    }
 }
 
 #[derive(Debug)]
@@ -108,10 +121,8 @@ pub(crate) fn page<T: Listable>(mut items: Vec<T>, q: &ListQuery) -> Result<Page
         let it = it.listed();
         needle.as_ref().is_none_or(|n| it.name.to_ascii_lowercase().contains(n.as_str()))
             && q.status_equals.is_none_or(|s| it.status == Some(s))
-            && q.created_before.is_none_or(|t| it.created < t)
-            && q.created_after.is_none_or(|t| it.created > t)
-            && q.modified_before.is_none_or(|t| it.modified < t)
-            && q.modified_after.is_none_or(|t| it.modified > t)
+            && q.created.contains(it.created)
+            && q.modified.contains(it.modified)
     });
     items.sort_by(|a, b| {
         let (a, b) = (a.listed(), b.listed());
@@ -172,7 +183,11 @@ mod tests {
 
     #[test]
     fn filters_apply_before_paging() {
-        let q = ListQuery { name_contains: Some("MODEL".into()), created_after: Some(Timestamp::from_millis(1)), ..Default::default() };
+        let q = ListQuery {
+            name_contains: Some("MODEL".into()),
+            created: TimeWindow { after: Some(Timestamp::from_millis(1)), before: None },
+            ..Default::default()
+        };
         assert_eq!(names(&page(items(), &q).unwrap()), ["b-model"]);
     }
 

@@ -4,8 +4,7 @@ use crate::{ControlError, Controller};
 use berth_domain::framework_of;
 use berth_domain::{validate_environment, validate_name, BuiltinImage, ContainerSpec, Image, Model, ResourceKind};
 use berth_instances::RootError;
-use berth_store::Resources;
-use berth_store::{StateStore, StoreError, Tag};
+use berth_store::{StoreError, Tag};
 use std::os::unix::fs::PermissionsExt;
 
 /// CreateModel's input: the model as the caller describes it (its ARN and creation time are
@@ -58,66 +57,22 @@ impl Controller {
         }
         check_multi_container(&req.containers)?;
         let arn = self.account().arn(ResourceKind::Model, &req.name);
-        let limit = self.settings.limits.max_models;
-        let model = Model { arn: arn.clone(), created: self.now(), ..model };
-        let stored = model.clone();
-        self.insert_within_limit(
-            ResourceKind::Model,
-            &arn,
-            limit,
-            "models",
-            |s| s.list::<Model>().map(|m| m.len()),
-            move |s| s.insert(&stored, &tags),
-        )
-        .await?;
+        let model = Model { arn, created: self.now(), ..model };
+        self.insert_within_limit(model.clone(), tags, self.settings.limits.max_models, "models").await?;
         tracing::info!(model = %model.name, "model created");
         Ok(model)
     }
 
     pub async fn describe_model(&self, name: &str) -> Result<Model, ControlError> {
-        let key = name.to_string();
-        self.db(move |s| s.get::<Model>(&key)).await?.ok_or_else(|| self.not_found(ResourceKind::Model, name))
+        self.find(name).await
     }
 
     pub async fn list_models(&self, q: ListQuery) -> Result<Page<Model>, ControlError> {
-        page(self.db(|s| s.list::<Model>()).await?, &q)
+        page(self.all().await?, &q)
     }
 
     pub async fn delete_model(&self, name: &str) -> Result<(), ControlError> {
-        let key = name.to_string();
-        if self.db(move |s| s.remove::<Model>(&key)).await? {
-            tracing::info!(model = %name, "model deleted");
-            Ok(())
-        } else {
-            Err(self.not_found(ResourceKind::Model, name))
-        }
-    }
-
-    /// Counts the resources of a kind and inserts one more in a single store call, so that two
-    /// concurrent creates cannot both pass the limit check.
-    pub(crate) async fn insert_within_limit(
-        &self,
-        kind: ResourceKind,
-        arn: &str,
-        limit: usize,
-        unit: &'static str,
-        count: impl FnOnce(&dyn StateStore) -> Result<usize, StoreError> + Send + 'static,
-        insert: impl FnOnce(&dyn StateStore) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<(), ControlError> {
-        let result = self
-            .db(move |s| {
-                let current = count(s)?;
-                if current >= limit {
-                    return Ok(Err(current));
-                }
-                insert(s).map(Ok)
-            })
-            .await;
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(current)) => Err(limit_exceeded(&format!("Number of {unit}"), limit, current, unit)),
-            Err(e) => Err(map_exists(e, kind, arn)),
-        }
+        self.delete::<Model>(name).await
     }
 
     pub(crate) fn not_found(&self, kind: ResourceKind, name: &str) -> ControlError {

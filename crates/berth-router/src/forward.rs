@@ -13,14 +13,21 @@ pub struct InvokeRequest {
     pub accept: Option<HeaderValue>,
     pub custom_attributes: Option<HeaderValue>,
     pub inference_id: Option<HeaderValue>,
-    pub target_variant: Option<String>,
-    /// `TargetModel`: the model of a multi-model variant to invoke (a key under its prefix).
-    pub target_model: Option<String>,
-    /// `TargetContainerHostname`: the container of a Direct multi-container variant to invoke.
-    pub target_container: Option<String>,
+    /// Who answers, when the caller says.
+    pub target: InvokeTarget,
     /// How long the container may take, when not the server's invocation timeout
     /// (`InvocationTimeoutSeconds` of an asynchronous request).
     pub timeout: Option<Duration>,
+}
+
+/// What picks who answers an invocation: `TargetVariant`; `TargetModel`, the model of a
+/// multi-model variant (a key under its prefix); `TargetContainerHostname`, the container of a
+/// Direct multi-container variant.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeTarget {
+    pub variant: Option<String>,
+    pub model: Option<String>,
+    pub container: Option<String>,
 }
 
 #[derive(Debug)]

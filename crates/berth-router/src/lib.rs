@@ -18,7 +18,7 @@ mod sticky;
 mod table;
 
 pub use capture::{CaptureQueue, CaptureRecord, CaptureSettings, CAPTURE_QUEUE};
-pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse, StreamError};
+pub use forward::{Forwarder, InvokeError, InvokeRequest, InvokeResponse, InvokeTarget, StreamError};
 pub use models::{check_target_model, ModelCache, ModelCacheSettings, ModelUse, MAX_TARGET_MODEL_LEN};
 pub use pipeline::Pipeline;
 pub use serverless::{ServerlessRegistry, ServerlessState};
@@ -123,7 +123,7 @@ impl Router {
             // Reload the route each attempt: a retry after a failed connect should see the
             // instances the controller has published since.
             let route = self.table.get(endpoint).ok_or(InvokeError::EndpointNotFound)?;
-            let variant = route.pick_variant(req.target_variant.as_deref(), key, fastrand::f64())?;
+            let variant = route.pick_variant(req.target.variant.as_deref(), key, fastrand::f64())?;
             if let Some(state) = &variant.serverless {
                 if admitted.as_ref().is_none_or(|(name, _)| *name != variant.name) {
                     drop(admitted.take()); // a different variant now: release the first one's slot
@@ -133,9 +133,9 @@ impl Router {
                     admitted = Some((variant.name.clone(), a));
                 }
             }
-            let target_model = variant.model_of(&route.endpoint, req.target_model.as_deref())?;
+            let target_model = variant.model_of(&route.endpoint, req.target.model.as_deref())?;
             let container =
-                pipeline::container_of(&route.endpoint, &variant.name, variant.pipeline.as_deref(), req.target_container.as_deref())?;
+                pipeline::container_of(&route.endpoint, &variant.name, variant.pipeline.as_deref(), req.target.container.as_deref())?;
             let picked = match target_model {
                 // Preferably an instance that has the model loaded.
                 Some((cache, target)) => variant.pick_instance_preferring(|slot| cache.has_loaded(slot, target)),
@@ -308,7 +308,7 @@ impl Router {
 /// answered), recorded in its metrics. On a multi-model shadow the request's `TargetModel` is
 /// loaded on the shadow's instance and invoked there, as on production.
 async fn shadow_answer(forwarder: &Arc<Forwarder>, endpoint: &str, variant: &VariantRoute, request: &InvokeRequest) -> (u16, Bytes) {
-    let target = match variant.model_of(endpoint, request.target_model.as_deref()) {
+    let target = match variant.model_of(endpoint, request.target.model.as_deref()) {
         Ok(target) => target,
         Err(e) => return (0, Bytes::from(e.to_string())),
     };

@@ -127,9 +127,6 @@ mod tests {
             assert!(StickyKey::parse(bad).is_err(), "{bad}");
         }
         let req = |attributes: &str| InvokeRequest {
-            body: Default::default(),
-            content_type: None,
-            accept: None,
             custom_attributes: Some(HeaderValue::from_str(attributes).unwrap()),
             inference_id: Some(HeaderValue::from_static("id-7")),
             ..Default::default()

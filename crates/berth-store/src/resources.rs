@@ -6,7 +6,7 @@
 //! calls once rather than once per kind.
 
 use crate::{StateStore, StoreError, Tag};
-use berth_domain::{Endpoint, EndpointConfig, InferenceExperiment, Model, Timestamp};
+use berth_domain::{Endpoint, EndpointConfig, InferenceExperiment, Model, ResourceKind, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -14,15 +14,18 @@ use serde::Serialize;
 pub trait Resource: Serialize + DeserializeOwned {
     /// The kind it is stored under.
     const KIND: &'static str;
+    /// Its kind in ARNs and in SageMaker's messages.
+    const ARN_KIND: ResourceKind;
     fn name(&self) -> &str;
     fn arn(&self) -> &str;
     fn created(&self) -> Timestamp;
 }
 
 macro_rules! resource {
-    ($type:ty, $kind:literal) => {
+    ($type:ty, $kind:literal, $arn_kind:expr) => {
         impl Resource for $type {
             const KIND: &'static str = $kind;
+            const ARN_KIND: ResourceKind = $arn_kind;
             fn name(&self) -> &str {
                 &self.name
             }
@@ -36,10 +39,10 @@ macro_rules! resource {
     };
 }
 
-resource!(Model, "model");
-resource!(EndpointConfig, "endpoint-config");
-resource!(Endpoint, "endpoint");
-resource!(InferenceExperiment, "inference-experiment");
+resource!(Model, "model", ResourceKind::Model);
+resource!(EndpointConfig, "endpoint-config", ResourceKind::EndpointConfig);
+resource!(Endpoint, "endpoint", ResourceKind::Endpoint);
+resource!(InferenceExperiment, "inference-experiment", ResourceKind::InferenceExperiment);
 
 /// The typed calls on resources, for every [`StateStore`].
 pub trait Resources {

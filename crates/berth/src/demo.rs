@@ -120,13 +120,8 @@ pub async fn send_traffic(controller: Arc<Controller>, router: Arc<Router>) {
         let request = InvokeRequest {
             body: row.clone().into(),
             content_type: Some(http::HeaderValue::from_static("text/csv")),
-            accept: None,
-            custom_attributes: None,
             inference_id: http::HeaderValue::from_str(&id).ok(),
-            target_variant: None,
-            target_model: None,
-            target_container: None,
-            timeout: None,
+            ..Default::default()
         };
         if router.invoke(ENDPOINT, request).await.is_ok() {
             let truth = GroundTruth { event_id: None, inference_id: Some(id), label: serde_json::json!(label) };
