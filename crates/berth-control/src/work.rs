@@ -33,14 +33,16 @@ impl Work {
     {
         let stopping = self.stopping.clone();
         let supervised = async move {
+            // Biased: a task spawned once shutdown began never starts.
             tokio::select! {
+                biased;
+                () = stopping.cancelled() => tracing::debug!("background step cancelled at shutdown"),
                 outcome = caught(task) => {
                     if let Err(berth_instances::Panicked(message)) = outcome {
                         tracing::error!(panic = %message, "a background step of berth's panicked");
                         on_panic(message).await;
                     }
                 }
-                () = stopping.cancelled() => tracing::debug!("background step cancelled at shutdown"),
             }
         };
         self.tasks.spawn(supervised.instrument(span));

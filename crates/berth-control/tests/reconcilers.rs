@@ -116,3 +116,38 @@ async fn transform_jobs_under_way_at_a_restart_run_again_and_stopping_ones_end_s
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(started(&second), 1, "an ended job does not run again");
 }
+
+/// A transform job whose instance cannot start, and one whose start panics inside berth, end
+/// `Failed` with the reason (and stop nothing they did not start); neither runs again.
+#[tokio::test(start_paused = true)]
+async fn transform_jobs_whose_instances_fail_or_panic_end_failed_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("in")).unwrap();
+    std::fs::write(data.join("in/rows.csv"), "1,2\n").unwrap();
+    let settings = ControllerSettings {
+        file_roots: AllowedRoots::new(std::slice::from_ref(&data), "--file-root").unwrap(),
+        ..ControllerSettings::for_tests(dir.path())
+    };
+    let backend = FakeBackend::default();
+    backend.fail_images_containing("broken");
+    backend.panic_on_images_containing("faulty");
+    let s = server_with(dir.path(), &backend, settings);
+    s.controller.recover().await.unwrap();
+    let (input, output) = (format!("file://{}/in", data.display()), format!("file://{}/out", data.display()));
+    for (model, image) in [("broken", "registry.example/broken:1"), ("faulty", "registry.example/faulty:1")] {
+        s.model(model, image).await;
+        let j = TransformJob { model_name: model.into(), ..job(model, &input, &output) };
+        s.controller.create_transform_job(j, vec![]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let broken = s.controller.describe_transform_job("broken").await.unwrap();
+    assert_eq!(broken.status, TransformJobStatus::Failed);
+    assert!(broken.failure_reason.as_deref().unwrap_or_default().contains("fake failure"), "{broken:?}");
+    let faulty = s.controller.describe_transform_job("faulty").await.unwrap();
+    assert_eq!(faulty.status, TransformJobStatus::Failed);
+    assert!(faulty.failure_reason.as_deref().unwrap_or_default().contains("fake panic"), "{faulty:?}");
+    s.controller.resync().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(backend.calls().is_empty(), "nothing started, nothing to stop: {:?}", backend.calls());
+}

@@ -365,24 +365,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One line on stdout for scripts and tests that start berth on port 0.
     println!("berth listening on {scheme}://{addr}");
 
-    // Endpoints come back in the background; the API answers meanwhile (as SystemUpdating).
+    // berth's background work, supervised: recovery and the demo first, then the loops.
+    let recorder = controller.clone();
+    let mut background = crate::background::Supervisor::new(Arc::new(move |task, panic| {
+        recorder.record_event(
+            "",
+            None,
+            berth_domain::EventKind::BackgroundFailed,
+            format!("berth's {task} work panicked ({panic}); it goes on (a loop with its next round, a long-running task started again)."),
+        );
+    }));
+    // Endpoints come back in the background, then the demo is deployed (when asked) and its
+    // traffic runs until shutdown; the API answers meanwhile (recovering endpoints as
+    // SystemUpdating). Both are idempotent, so a panic's restart does no harm.
     let (recovering, demo, demo_dir) = (controller.clone(), args.demo, data_dir.clone());
     let demo_traffic = (args.demo && args.demo_traffic == "on").then(|| router.clone());
     let signed = args.auth != "none";
-    tokio::spawn(async move {
-        if let Err(e) = recovering.recover().await {
-            error!(error = %e, "recovering endpoints failed");
-        }
-        if demo {
-            match crate::demo::deploy(&recovering, &demo_dir).await {
-                Ok(()) => {
-                    if let Some(router) = &demo_traffic {
-                        tokio::spawn(crate::demo::send_traffic(recovering.clone(), router.clone()));
-                    }
-                    announce_demo(&recovering, addr, scheme, signed, demo_traffic.is_some()).await
-                }
-                Err(e) => error!(error = %e, "the demo could not be deployed"),
+    background.keep("recovery and the demo", move || {
+        let (controller, dir, traffic) = (recovering.clone(), demo_dir.clone(), demo_traffic.clone());
+        async move {
+            if let Err(e) = controller.recover().await {
+                error!(error = %e, "recovering endpoints failed");
             }
+            if !demo {
+                return;
+            }
+            if let Err(e) = crate::demo::deploy(&controller, &dir).await {
+                error!(error = %e, "the demo could not be deployed");
+                return;
+            }
+            let announce = announce_demo(&controller, addr, scheme, signed, traffic.is_some());
+            let send = async {
+                if let Some(router) = &traffic {
+                    crate::demo::send_traffic(controller.clone(), router.clone()).await
+                }
+            };
+            tokio::join!(announce, send);
         }
     });
 
@@ -394,15 +412,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scaling_window_secs: args.scaling_window.max(1),
         bandit_interval_secs: args.bandit_interval.max(1),
     };
-    let recorder = controller.clone();
-    let mut background = crate::background::Supervisor::new(Arc::new(move |task, panic| {
-        recorder.record_event(
-            "",
-            None,
-            berth_domain::EventKind::BackgroundFailed,
-            format!("berth's {task} work panicked ({panic}); it goes on (a loop with its next round, a long-running task started again)."),
-        );
-    }));
     crate::metrics_history::start(&mut background, controller.clone(), routing.clone(), settings);
     // Every endpoint and transform job brought to what the store says, should a change have
     // been committed and not acted on (the reconcilers act on each change as it is made).
