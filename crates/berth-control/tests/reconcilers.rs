@@ -61,21 +61,27 @@ fn job(name: &str, input: &str, output: &str) -> TransformJob {
     TransformJob { content_type: Some("text/csv".into()), split_lines: true, max_retries: Some(0), ..job }
 }
 
+/// A data directory under `dir` with one input object, readable as a file root: the settings
+/// that allow it, and the job's input and output locations.
+fn transform_data(dir: &std::path::Path) -> (ControllerSettings, String, String) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("in")).unwrap();
+    std::fs::write(data.join("in/rows.csv"), "1,2\n3,4\n").unwrap();
+    let settings = ControllerSettings {
+        file_roots: AllowedRoots::new(std::slice::from_ref(&data), "--file-root").unwrap(),
+        ..ControllerSettings::for_tests(dir)
+    };
+    (settings, format!("file://{}/in", data.display()), format!("file://{}/out", data.display()))
+}
+
 #[tokio::test(start_paused = true)]
 async fn transform_jobs_under_way_at_a_restart_run_again_and_stopping_ones_end_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(data.join("in")).unwrap();
-    std::fs::write(data.join("in/rows.csv"), "1,2\n3,4\n").unwrap();
-    let settings = || ControllerSettings {
-        file_roots: AllowedRoots::new(std::slice::from_ref(&data), "--file-root").unwrap(),
-        ..ControllerSettings::for_tests(dir.path())
-    };
-    let (input, output) = (format!("file://{}/in", data.display()), format!("file://{}/out", data.display()));
+    let (settings, input, output) = transform_data(dir.path());
     {
         let first = FakeBackend::default();
         first.set_start_delay(Duration::from_secs(3600)); // both jobs stay under way
-        let s = server_with(dir.path(), &first, settings());
+        let s = server_with(dir.path(), &first, settings.clone());
         s.model("m", "registry.example/m:1").await;
         for name in ["running", "stopping"] {
             s.controller.create_transform_job(job(name, &input, &output), vec![]).await.unwrap();
@@ -94,7 +100,7 @@ async fn transform_jobs_under_way_at_a_restart_run_again_and_stopping_ones_end_s
         s.controller.shutdown().await;
     }
     let second = FakeBackend::default();
-    let s = server_with(dir.path(), &second, settings());
+    let s = server_with(dir.path(), &second, settings);
     s.controller.recover().await.unwrap();
     let started = |b: &FakeBackend| b.calls().iter().filter(|c| matches!(c, FakeCall::Started { .. })).count();
     eventually("the job under way starts its instance again", || started(&second) == 1).await;
@@ -122,19 +128,12 @@ async fn transform_jobs_under_way_at_a_restart_run_again_and_stopping_ones_end_s
 #[tokio::test(start_paused = true)]
 async fn transform_jobs_whose_instances_fail_or_panic_end_failed_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(data.join("in")).unwrap();
-    std::fs::write(data.join("in/rows.csv"), "1,2\n").unwrap();
-    let settings = ControllerSettings {
-        file_roots: AllowedRoots::new(std::slice::from_ref(&data), "--file-root").unwrap(),
-        ..ControllerSettings::for_tests(dir.path())
-    };
+    let (settings, input, output) = transform_data(dir.path());
     let backend = FakeBackend::default();
     backend.fail_images_containing("broken");
     backend.panic_on_images_containing("faulty");
     let s = server_with(dir.path(), &backend, settings);
     s.controller.recover().await.unwrap();
-    let (input, output) = (format!("file://{}/in", data.display()), format!("file://{}/out", data.display()));
     for (model, image) in [("broken", "registry.example/broken:1"), ("faulty", "registry.example/faulty:1")] {
         s.model(model, image).await;
         let j = TransformJob { model_name: model.into(), ..job(model, &input, &output) };
