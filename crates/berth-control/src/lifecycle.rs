@@ -118,10 +118,11 @@ impl Reconciler for Lifecycle {
 
     fn run(&self, cx: &Arc<Controller>, endpoint: Endpoint, step: Step, done: Done<Self>) {
         let name = endpoint.name.clone();
-        let recovering = self.fleets.epoch(&name).is_none();
+        let running = self.fleets.epoch(&name);
+        let recovering = running.is_none();
         let epoch = match step {
             Step::TearDown => 0,
-            _ => self.fleets.epoch(&name).unwrap_or_else(|| self.fleets.register(&name)),
+            _ => running.unwrap_or_else(|| self.fleets.register(&name)),
         };
         let this = cx.clone();
         let e = endpoint.clone();
