@@ -20,7 +20,8 @@ for _ in $(seq 50); do grep -q listening $W/out 2>/dev/null && break; sleep 0.1;
 URL=$(awk '{print $4}' $W/out)
 echo "$($BIN --version 2>/dev/null || echo berth), $(nproc) cores, $(date -u +%Y-%m-%d)"
 $PY "$ROOT/bench/docker_startup.py" "$URL" "$IMAGE" "$ROUNDS"
-printf 'wrk.method = "POST"\nwrk.body = "1,2"\nwrk.headers["Content-Type"] = "text/csv"\n' > $W/post.lua
+source "$ROOT/bench/lib.sh"
+wrk_post $W/post.lua "1,2" text/csv
 declare -a URLS PIDS
 for ep in image proc; do
   code=$(wrk -t1 -c1 -d1s -s $W/post.lua "$URL/endpoints/$ep/invocations" | awk '/Non-2xx/{print "non-2xx"}')
@@ -28,5 +29,4 @@ for ep in image proc; do
   URLS+=("$URL/endpoints/$ep/invocations")
   PIDS+=($BERTH)
 done
-source "$ROOT/bench/lib.sh"
 alternate $SECS "container image" "exec: process " $W/post.lua $W/post.lua

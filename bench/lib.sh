@@ -1,5 +1,11 @@
 # Shared by the side-by-side benchmark scripts (sourced, not run).
 
+# wrk_post FILE BODY [CONTENT-TYPE]: a wrk script that POSTs BODY (a Lua long string: any text
+# without "]]").
+wrk_post() {
+  { echo 'wrk.method = "POST"'; echo "wrk.body = [[$2]]"; [[ -z ${3:-} ]] || echo "wrk.headers[\"Content-Type\"] = \"$3\""; } > "$1"
+}
+
 # CPU time (user + system, in clock ticks) of a process, for berth's cost per request.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -56,10 +62,7 @@ start_mlserver() {
   (cd "$WORK/mlserver" && exec "$ROOT/.venv-mlserver/bin/mlserver" start . > "$WORK/mlserver.log" 2>&1) &
   MLS_PID=$!; PIDS+=($MLS_PID)
   wait_for "curl -sf http://127.0.0.1:$MLS_PORT/v2/models/iris/ready -o /dev/null"
-  cat > "$WORK/mlserver.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"inputs":[{"name":"predict","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-  curl -sf "http://127.0.0.1:$MLS_PORT/v2/models/iris/infer" -H 'Content-Type: application/json' -d @<(awk -F"'" '/wrk.body/{print $2}' "$WORK/mlserver.lua") | grep -q '"data":\[0\]'
+  local row='{"inputs":[{"name":"predict","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}'
+  wrk_post "$WORK/mlserver.lua" "$row" application/json
+  curl -sf "http://127.0.0.1:$MLS_PORT/v2/models/iris/infer" -H 'Content-Type: application/json' -d "$row" | grep -q '"data":\[0\]'
 }

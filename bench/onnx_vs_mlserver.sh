@@ -36,11 +36,7 @@ wait_for "$SM DescribeEndpoint '{\"EndpointName\":\"iris\"}' | grep -q InService
 # MLServer with the scikit-learn original.
 start_mlserver
 
-cat > "$WORK/berth.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = "5.1,3.5,1.4,0.2"
-wrk.headers["Content-Type"] = "text/csv"
-LUA
+wrk_post "$WORK/berth.lua" "5.1,3.5,1.4,0.2" text/csv
 # Both answer the same row correctly before anything is timed (MLServer checked as it started).
 curl -sf "$URL/endpoints/iris/invocations" -H 'Content-Type: text/csv' -d '5.1,3.5,1.4,0.2' | grep -q '"label":0'
 

@@ -56,7 +56,7 @@ wait_for "curl -sf http://127.0.0.1:$GUNI_PORT/ping -o /dev/null"
 
 start_mlserver
 
-printf 'wrk.method = "POST"\nwrk.body = "5.1,3.5,1.4,0.2"\nwrk.headers["Content-Type"] = "text/csv"\n' > "$WORK/csv.lua"
+wrk_post "$WORK/csv.lua" "5.1,3.5,1.4,0.2" text/csv
 # Every server answers the row with class 0 before anything is timed (MLServer checked as it started).
 curl -sf "$URL/endpoints/iris/invocations" -H 'Content-Type: text/csv' -d '5.1,3.5,1.4,0.2' | grep -q '^\[0\]$'
 curl -sf "http://127.0.0.1:$GUNI_PORT/invocations" -H 'Content-Type: text/csv' -d '5.1,3.5,1.4,0.2' | grep -q '^\[0\]$'

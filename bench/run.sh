@@ -12,12 +12,8 @@ ROUNDS=${2:-1}
 for tool in wrk nginx python3; do command -v $tool >/dev/null || { echo "bench: $tool not found (apt-get install wrk nginx-light)" >&2; exit 1; }; done
 cargo build --release --locked --bin berth >&2
 
-WORK=$(mktemp -d -t berth-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 200); do eval "$1" && return 0; sleep 0.05; done; echo "bench: timed out waiting for: $1" >&2; exit 1; }
+source "$ROOT/bench/lib.sh"
+bench_workspace router
 
 env ${BERTH_BENCH_ENV:-} "$ROOT/target/release/berth" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --exec-root "$ROOT/bench" --exec-root "$ROOT/tests/containers" > "$WORK/berth.out" 2> "$WORK/berth.log" &
 PIDS+=($!)
@@ -61,14 +57,10 @@ PIDS+=($!)
 PROXY_MASTER=$!
 wait_for "curl -sf -X POST http://127.0.0.1:$PROXY_PORT/ -o /dev/null"
 
-cat > "$WORK/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = "1.0,2.0,3.0,4.0"
-wrk.headers["Content-Type"] = "text/csv"
-LUA
+wrk_post "$WORK/post.lua" "1.0,2.0,3.0,4.0" text/csv
 
 # CPU time (user, system) in clock ticks of the process that makes the hop.
-cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+user_sys_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 declare -A HOP_PID=([direct]="" [nginx-proxy]="$(pgrep -P "$PROXY_MASTER" | head -1)" [berth]="${PIDS[0]}")
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
@@ -84,11 +76,11 @@ for name in direct nginx-proxy berth; do
   target=${TARGETS[$name]}
   wrk -t1 -c4 -d2s -s "$WORK/post.lua" "$target" > /dev/null   # warm-up
   pid=${HOP_PID[$name]}
-  [[ -n "$pid" ]] && read -r u1 s1 < <(cpu_ticks "$pid")
+  [[ -n "$pid" ]] && read -r u1 s1 < <(user_sys_ticks "$pid")
   one=$(wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/post.lua" "$target")
   hop_cpu="—"
   if [[ -n "$pid" ]]; then
-    read -r u2 s2 < <(cpu_ticks "$pid")
+    read -r u2 s2 < <(user_sys_ticks "$pid")
     n=$(awk '/requests in/{print $1}' <<<"$one")
     hop_cpu=$(awk -v u=$((u2 - u1)) -v s=$((s2 - s1)) -v n="$n" -v t="$TICK_US" 'BEGIN{printf "%.1f + %.1f", u*t/n, s*t/n}')
   fi

@@ -189,6 +189,21 @@ def python_runtime_berth(tmp_path_factory, s3_server, label):
     shutil.rmtree(data, ignore_errors=True)
 
 
+def sdk_session(server, s3_server, bucket):
+    """For a fixture (`yield from`): a SageMaker SDK session whose SageMaker calls go to berth
+    and whose S3 (and STS) calls go to the moto server, with `bucket` made as its default."""
+    import sagemaker
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+        env.setenv("AWS_ENDPOINT_URL_STS", s3_server)
+        boto_session = boto3.Session(**CREDENTIALS)
+        boto_session.client("s3").create_bucket(Bucket=bucket)
+        yield sagemaker.Session(
+            boto_session=boto_session, sagemaker_client=server.sm(), sagemaker_runtime_client=server.runtime(), default_bucket=bucket
+        )
+
+
 @pytest.fixture(scope="session")
 def berth(tmp_path_factory, s3_server):
     """The shared server for tests that do not stop it; its S3 is the moto server."""

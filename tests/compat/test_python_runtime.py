@@ -13,11 +13,10 @@ import subprocess
 import tarfile
 import textwrap
 
-import boto3
 import numpy as np
 import pytest
 
-from conftest import CREDENTIALS, ROLE, berth_binary, python_runtime_berth, unique, wait_status
+from conftest import ROLE, berth_binary, python_runtime_berth, sdk_session, unique, wait_status
 
 sagemaker = pytest.importorskip("sagemaker")
 if not sagemaker.__version__.startswith("2."):
@@ -83,15 +82,9 @@ def trained(server, tmp_path_factory):
 
 
 @pytest.fixture
-def session(server, s3_server, monkeypatch):
+def session(server, s3_server):
     """A SageMaker SDK session: SageMaker calls go to berth, S3 (and STS) to the moto server."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", s3_server)
-    boto_session = boto3.Session(**CREDENTIALS)
-    boto_session.client("s3").create_bucket(Bucket=BUCKET)
-    return sagemaker.Session(
-        boto_session=boto_session, sagemaker_client=server.sm(), sagemaker_runtime_client=server.runtime(), default_bucket=BUCKET
-    )
+    yield from sdk_session(server, s3_server, BUCKET)
 
 
 def upload_model(session, trained):

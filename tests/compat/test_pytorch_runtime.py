@@ -15,11 +15,10 @@ import subprocess
 import tarfile
 import textwrap
 
-import boto3
 import numpy as np
 import pytest
 
-from conftest import CREDENTIALS, ROLE, berth_binary, python_runtime_berth, unique, wait_status
+from conftest import ROLE, berth_binary, python_runtime_berth, sdk_session, unique, wait_status
 
 sagemaker = pytest.importorskip("sagemaker")
 if not sagemaker.__version__.startswith("2."):
@@ -92,15 +91,7 @@ def trained(server, image, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def session(server, s3_server):
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", s3_server)
-    boto_session = boto3.Session(**CREDENTIALS)
-    boto_session.client("s3").create_bucket(Bucket=BUCKET)
-    yield sagemaker.Session(
-        boto_session=boto_session, sagemaker_client=server.sm(), sagemaker_runtime_client=server.runtime(), default_bucket=BUCKET
-    )
-    monkeypatch.undo()
+    yield from sdk_session(server, s3_server, BUCKET)
 
 
 def upload(session, tmp_path, files):
@@ -114,6 +105,14 @@ def upload(session, tmp_path, files):
     return f"s3://{BUCKET}/{key}"
 
 
+def deploy(server, model, prefix):
+    """Deploys `model` on one instance and waits until its endpoint is InService or Failed;
+    returns the endpoint's name, the SDK's predictor and DescribeEndpoint's answer."""
+    name = unique(prefix)
+    predictor = model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
+    return name, predictor, wait_status(server.sm(), name, timeout=900)
+
+
 def close(got, want):
     return np.abs(np.asarray(got, dtype=float) - np.asarray(want, dtype=float)).max() < 1e-6
 
@@ -121,9 +120,7 @@ def close(got, want):
 def test_torchscript_with_no_script_uses_the_containers_default_handler(server, session, trained, image, tmp_path):
     d, expected = trained
     model = Model(image_uri=image, model_data=upload(session, tmp_path, [d / "model.pt"]), role=ROLE, sagemaker_session=session)
-    name = unique("ts")
-    model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
-    described = wait_status(server.sm(), name, timeout=900)
+    name, _, described = deploy(server, model, "ts")
     assert described["EndpointStatus"] == "InService", described.get("FailureReason")
     runtime = server.runtime()
     # JSON in, JSON out (the default Accept).
@@ -174,9 +171,7 @@ def test_a_state_dict_through_the_handlers_model_fn(server, session, trained, tm
         py_version=PY_VERSION,
         sagemaker_session=session,
     )
-    name = unique("sd")
-    predictor = model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
-    described = wait_status(server.sm(), name, timeout=900)
+    _, predictor, described = deploy(server, model, "sd")
     assert described["EndpointStatus"] == "InService", described.get("FailureReason")
     assert described["ProductionVariants"][0]["DeployedImages"][0]["SpecifiedImage"].endswith(f"pytorch-inference:{FRAMEWORK_VERSION}-cpu-{PY_VERSION}")
     # PyTorchPredictor's defaults: NumPy in, NumPy out.
@@ -186,8 +181,6 @@ def test_a_state_dict_through_the_handlers_model_fn(server, session, trained, tm
 def test_a_model_archive_without_a_model_file_fails_the_endpoint_naming_why(server, session, trained, image, tmp_path):
     d, _ = trained
     model = Model(image_uri=image, model_data=upload(session, tmp_path, [d / "expected.json"]), role=ROLE, sagemaker_session=session)
-    name = unique("tsnone")
-    model.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name, wait=False)
-    described = wait_status(server.sm(), name, timeout=900)
+    _, _, described = deploy(server, model, "tsnone")
     assert described["EndpointStatus"] == "Failed"
     assert "Exactly one .pth or .pt file is required for PyTorch models: []" in described["FailureReason"], described["FailureReason"]

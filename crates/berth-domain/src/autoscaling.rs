@@ -65,6 +65,23 @@ pub enum AdjustmentType {
     ExactCapacity,
 }
 
+impl AdjustmentType {
+    /// Every adjustment type, with its name in Application Auto Scaling's API.
+    pub const NAMES: [(AdjustmentType, &'static str); 3] = [
+        (AdjustmentType::ChangeInCapacity, "ChangeInCapacity"),
+        (AdjustmentType::PercentChangeInCapacity, "PercentChangeInCapacity"),
+        (AdjustmentType::ExactCapacity, "ExactCapacity"),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES.iter().find(|(t, _)| *t == self).map_or("", |(_, name)| name)
+    }
+
+    pub fn parse(name: &str) -> Option<AdjustmentType> {
+        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(t, _)| *t)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepAdjustment {
     pub lower: Option<f64>,
@@ -165,6 +182,16 @@ impl StepScaling {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adjustment_types_read_back_their_names() {
+        for (t, name) in AdjustmentType::NAMES {
+            assert_eq!(AdjustmentType::parse(name), Some(t));
+            assert_eq!(t.as_str(), name);
+            assert_eq!(serde_json::to_value(t).unwrap(), name);
+        }
+        assert_eq!(AdjustmentType::parse("changeincapacity"), None);
+    }
 
     fn tracking(target: f64) -> TargetTracking {
         TargetTracking {

@@ -137,6 +137,24 @@ pub async fn send_traffic(controller: Arc<Controller>, router: Arc<Router>) {
     }
 }
 
+/// Prints how to call the demo once its endpoint is in service (or why it is not).
+pub async fn announce(controller: &Controller, addr: SocketAddr, scheme: &'static str, signed: bool, traffic: bool) {
+    loop {
+        match controller.describe_endpoint(ENDPOINT).await.map(|e| e.status) {
+            Ok(berth_domain::EndpointStatus::InService) => {
+                println!("{}", usage(addr, scheme, controller.account(), signed, traffic));
+                return;
+            }
+            Ok(berth_domain::EndpointStatus::Failed) | Err(_) => {
+                let reason = controller.describe_endpoint(ENDPOINT).await.ok().and_then(|e| e.failure_reason);
+                tracing::error!(reason = reason.as_deref().unwrap_or("unknown"), "the demo endpoint failed");
+                return;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 fn ignore_existing<T>(result: Result<T, ControlError>) -> anyhow::Result<()> {
     match result {
         Ok(_) | Err(ControlError::AlreadyExists { .. }) => Ok(()),

@@ -5,199 +5,22 @@ use berth_aws::Edge;
 use berth_control::{Controller, ControllerSettings, Limits};
 use berth_domain::Account;
 use berth_instances::{
-    AllowedRoots, DockerBackend, DockerEngine, ExtractLimits, FrameworkRuntime, ImageBackends, InstanceBudget, MemoryCgroups,
-    ModelArtifacts, ProcessBackend, ProcessTracker, SupervisorSettings,
+    AllowedRoots, DockerBackend, ExtractLimits, FrameworkRuntime, ImageBackends, InstanceBudget, MemoryCgroups, ModelArtifacts,
+    ProcessBackend, ProcessTracker, SupervisorSettings,
 };
 use berth_python::{PythonBackend, PythonEnvironments};
 use berth_router::{Forwarder, Router, RoutingTable};
 use berth_store::SqliteStore;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
 
+mod args;
+
+pub use args::ServeArgs;
+
 /// How often every reconciler goes over all it reconciles, beside acting on each change.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
-
-#[derive(clap::Args, Debug)]
-pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port (the chosen address is printed).
-    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Directory for the state database, unpacked models and instance logs.
-    #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
-    data_dir: PathBuf,
-    /// Region reported in ARNs.
-    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
-    region: String,
-    /// Account id reported in ARNs.
-    #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "123456789012")]
-    account_id: String,
-    /// Seconds an instance may take to pass `/ping` when the variant does not set
-    /// ContainerStartupHealthCheckTimeoutInSeconds.
-    #[arg(long, env = "BERTH_STARTUP_TIMEOUT", default_value_t = 600)]
-    startup_timeout: u64,
-    /// Seconds a container may take to answer one invocation (SageMaker: 60).
-    #[arg(long, env = "BERTH_INVOCATION_TIMEOUT", default_value_t = 60)]
-    invocation_timeout: u64,
-    /// Seconds in-flight requests get to finish when an instance is retired.
-    #[arg(long, env = "BERTH_DRAIN_TIMEOUT", default_value_t = 60)]
-    drain_timeout: u64,
-    /// Most worker instances running at once, across all endpoints.
-    #[arg(long, env = "BERTH_MAX_INSTANCES", default_value_t = 64)]
-    max_instances: usize,
-    /// Most endpoints.
-    #[arg(long, env = "BERTH_MAX_ENDPOINTS", default_value_t = 500)]
-    max_endpoints: usize,
-    /// Most endpoint configurations.
-    #[arg(long, env = "BERTH_MAX_ENDPOINT_CONFIGS", default_value_t = 10_000)]
-    max_endpoint_configs: usize,
-    /// Most CloudWatch metric alarms.
-    #[arg(long, env = "BERTH_MAX_ALARMS", default_value_t = 10_000)]
-    max_alarms: usize,
-    /// Most models.
-    #[arg(long, env = "BERTH_MAX_MODELS", default_value_t = 10_000)]
-    max_models: usize,
-    /// Largest total size in bytes a model archive may unpack to.
-    #[arg(long, env = "BERTH_MAX_MODEL_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
-    max_model_bytes: u64,
-    /// Most files a model archive may contain.
-    #[arg(long, env = "BERTH_MAX_MODEL_FILES", default_value_t = 100_000)]
-    max_model_files: u64,
-    /// Most bytes a compressed model archive may unpack to per compressed byte (checked once it
-    /// unpacks to more than 64 MiB).
-    #[arg(long, env = "BERTH_MAX_MODEL_EXPANSION", default_value_t = 200)]
-    max_model_expansion: u64,
-    /// The Docker engine that runs container images: `auto` (DOCKER_HOST, else the default unix
-    /// socket), `off`, or its URL (unix:///var/run/docker.sock, tcp://host:2375).
-    #[arg(long, env = "BERTH_DOCKER", default_value = "auto", value_parser = DockerEngine::parse)]
-    docker: DockerEngine,
-    /// Whether an image the Docker engine lacks is pulled from its registry: `never` (only
-    /// images built or loaded on this machine run) or `missing`.
-    #[arg(long, env = "BERTH_DOCKER_PULL", default_value = "never", value_parser = ["never", "missing"])]
-    docker_pull: String,
-    /// Whether berth's Python runtime serves `berth/python` and AWS's framework images
-    /// (scikit-learn, XGBoost) the Docker engine does not hold: `on` runs the model's own code
-    /// (its handler script and pickled model) as berth's user, so it is `off` unless allowed.
-    #[arg(long, env = "BERTH_PYTHON_RUNTIME", default_value = "off", value_parser = ["off", "on"])]
-    python_runtime: String,
-    /// The Python interpreter the runtime's environments are made from (3.8 or newer, with venv).
-    #[arg(long, env = "BERTH_PYTHON", default_value = "python3")]
-    python: String,
-    /// No package registry: only Python environments made earlier (`berth prepare-python`) are
-    /// used, and ONNX Runtime is not installed when missing (`berth install-onnxruntime`).
-    #[arg(long, env = "BERTH_OFFLINE")]
-    offline: bool,
-    /// A directory `exec:` programs may be run from (repeatable; `BERTH_EXEC_ROOTS` takes a
-    /// `:`-separated list). Without one, `exec:` images are refused.
-    #[arg(long = "exec-root", env = "BERTH_EXEC_ROOTS", value_delimiter = ':')]
-    exec_roots: Vec<PathBuf>,
-    /// A directory `file://` model data, capture destinations and ground-truth locations may be
-    /// under (repeatable; `BERTH_FILE_ROOTS` takes a `:`-separated list). Without one, `file://`
-    /// is refused.
-    #[arg(long = "file-root", env = "BERTH_FILE_ROOTS", value_delimiter = ':')]
-    file_roots: Vec<PathBuf>,
-    /// Whether local workers (`exec:` programs, `berth/onnx`, the Python runtime and its package
-    /// installs) start sandboxed: `on` confines what they read, write, run and signal as far as
-    /// the kernel allows (Landlock, no capabilities, no new privileges, seccomp); `off` runs them
-    /// with all of berth's user's rights.
-    #[arg(long, env = "BERTH_WORKER_SANDBOX", default_value = "on", value_parser = ["on", "off"])]
-    worker_sandbox: String,
-    /// A directory sandboxed workers may also read and run programs from (repeatable;
-    /// `BERTH_WORKER_READ` takes a `:`-separated list): an interpreter installed outside the
-    /// system's directories and the installations on PATH, say.
-    #[arg(long = "worker-read", env = "BERTH_WORKER_READ", value_delimiter = ':')]
-    worker_read: Vec<PathBuf>,
-    /// Size in bytes at which an instance's log is rotated (one older file is kept).
-    #[arg(long, env = "BERTH_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
-    log_max_bytes: u64,
-    /// The ONNX Runtime library (libonnxruntime.so) for `berth/onnx`; found by itself when
-    /// unset (python3's onnxruntime package, or <data-dir>/onnxruntime/).
-    #[arg(long, env = "BERTH_ORT_DYLIB")]
-    onnxruntime: Option<PathBuf>,
-    /// Days of per-minute metric history kept (per-second history covers the last hour).
-    #[arg(long, env = "BERTH_METRICS_RETENTION_DAYS", default_value_t = 15)]
-    metrics_retention_days: u64,
-    /// Seconds of metrics an autoscaling decision looks at (target tracking's window;
-    /// SageMakerVariantInvocationsPerInstance is still per minute).
-    #[arg(long, env = "BERTH_SCALING_WINDOW", default_value_t = 60)]
-    scaling_window: u64,
-    /// Seconds a serverless variant's instance may sit idle before it stops (scale to zero).
-    #[arg(long, env = "BERTH_SERVERLESS_IDLE", default_value_t = 300)]
-    serverless_idle: u64,
-    /// Seconds between weight updates of endpoints with bandit routing or automatic promotion
-    /// (tags `berth:routing`, `berth:auto-promote`).
-    #[arg(long, env = "BERTH_BANDIT_INTERVAL", default_value_t = 10)]
-    bandit_interval: u64,
-    /// Worker memory limits: `auto` puts each instance in a memory cgroup limited to its
-    /// instance type's (or serverless size's) memory where the kernel lets berth create one;
-    /// `off` only reports memory use.
-    #[arg(long, env = "BERTH_MEMORY_LIMITS", default_value = "auto", value_parser = ["auto", "off"])]
-    memory_limits: String,
-    /// Also deploy the demo: endpoint `demo`, two bundled iris models on `berth/onnx` at 1:1
-    /// with data capture, and traffic with ground truth of its own (see --demo-traffic).
-    #[arg(long, env = "BERTH_DEMO")]
-    demo: bool,
-    /// With --demo: `on` sends the demo endpoint traffic and, a few seconds later, the true
-    /// labels, so its A/B test decides within about a minute; `off` stays quiet.
-    #[arg(long, env = "BERTH_DEMO_TRAFFIC", default_value = "on", value_parser = ["on", "off"])]
-    demo_traffic: String,
-    /// Authentication: `none` accepts every request; `sigv4` checks AWS Signature Version 4 on
-    /// the AWS APIs and HTTP basic auth on /metrics, /ui and /berth/v1, against the key pairs
-    /// in --credentials-file.
-    #[arg(long, env = "BERTH_AUTH", default_value = "none", value_parser = ["none", "sigv4"])]
-    auth: String,
-    /// The principals for `--auth sigv4`: a file in the AWS shared-credentials format, each
-    /// profile's aws_access_key_id and aws_secret_access_key being one key pair.
-    #[arg(long, env = "BERTH_CREDENTIALS_FILE")]
-    credentials_file: Option<PathBuf>,
-    /// Serve a non-loopback address without authentication anyway (anyone who reaches the
-    /// port can then deploy and run models).
-    #[arg(long, env = "BERTH_ALLOW_UNAUTHENTICATED")]
-    allow_unauthenticated: bool,
-    /// TLS certificate chain (PEM); with --tls-key, berth serves HTTPS.
-    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM) for --tls-cert.
-    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// A host name requests may carry in `Host` besides loopback names and the listen
-    /// address (repeatable; `*` allows any, e.g. behind a proxy that checks it).
-    #[arg(long = "allowed-host", env = "BERTH_ALLOWED_HOSTS", value_delimiter = ',')]
-    allowed_hosts: Vec<String>,
-    /// Threads that serve connections, each with its own event loop (0: one per CPU core).
-    #[arg(long, env = "BERTH_IO_THREADS", default_value_t = 0)]
-    io_threads: usize,
-    /// Most connections open at once; more wait until one closes.
-    #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 4096)]
-    max_connections: usize,
-    /// Seconds a connection may take to send a request's headers (and a new connection its first request).
-    #[arg(long, env = "BERTH_HEADER_TIMEOUT", default_value_t = 10)]
-    header_timeout: u64,
-    /// Most bytes of request bodies held at once across all connections (a body that would pass
-    /// it is refused with 503 ServiceUnavailable). Default: 1/8 of the machine's memory, between
-    /// 64 MiB and 4 GiB.
-    #[arg(long, env = "BERTH_MAX_BODY_MEMORY")]
-    max_body_memory: Option<u64>,
-    /// Seconds a request body may take to arrive.
-    #[arg(long, env = "BERTH_BODY_TIMEOUT", default_value_t = 60)]
-    body_timeout: u64,
-    /// Seconds a keep-alive connection may wait for its next request.
-    #[arg(long, env = "BERTH_IDLE_TIMEOUT", default_value_t = 60)]
-    idle_timeout: u64,
-    /// Seconds connections get to finish their requests once berth is stopping.
-    #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
-    shutdown_timeout: u64,
-    /// Most bytes of captured invocations held for the capture writer (beyond, captures are
-    /// dropped, counted and reported; invocations are served as before). Default: 1/64 of the
-    /// machine's memory, between 16 MiB and 1 GiB.
-    #[arg(long, env = "BERTH_CAPTURE_BUFFER_BYTES")]
-    capture_buffer_bytes: Option<u64>,
-    /// Log format: `text` or `json`. Verbosity follows RUST_LOG (default `info`).
-    #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
-}
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
@@ -394,7 +217,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 error!(error = %e, "the demo could not be deployed");
                 return;
             }
-            let announce = announce_demo(&controller, addr, scheme, signed, traffic.is_some());
+            let announce = crate::demo::announce(&controller, addr, scheme, signed, traffic.is_some());
             let send = async {
                 if let Some(router) = &traffic {
                     crate::demo::send_traffic(controller.clone(), router.clone()).await
@@ -466,24 +289,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// `1/divisor` of the machine's memory, between `min` and `max` bytes.
 fn share_of_memory(divisor: u64, min: u64, max: u64) -> u64 {
     berth_instances::host_memory_bytes().map_or(min, |m| m / divisor).clamp(min, max)
-}
-
-/// Prints how to call the demo once its endpoint is in service (or why it is not).
-async fn announce_demo(controller: &Controller, addr: SocketAddr, scheme: &'static str, signed: bool, traffic: bool) {
-    loop {
-        match controller.describe_endpoint(crate::demo::ENDPOINT).await.map(|e| e.status) {
-            Ok(berth_domain::EndpointStatus::InService) => {
-                println!("{}", crate::demo::usage(addr, scheme, controller.account(), signed, traffic));
-                return;
-            }
-            Ok(berth_domain::EndpointStatus::Failed) | Err(_) => {
-                let reason = controller.describe_endpoint(crate::demo::ENDPOINT).await.ok().and_then(|e| e.failure_reason);
-                error!(reason = reason.as_deref().unwrap_or("unknown"), "the demo endpoint failed");
-                return;
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 async fn shutdown_signal() {

@@ -10,8 +10,11 @@ use berth_domain::{
     AdjustmentType, PolicyConfig, ScalableTarget, ScalingActivity, ScalingPolicy, StepAdjustment, StepScaling, Suspended, TargetTracking,
     TrackedMetric, SCALABLE_DIMENSION,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+mod wire;
+
+use wire::*;
 
 pub const TARGET_PREFIX: &str = "AnyScaleFrontendService";
 
@@ -31,122 +34,6 @@ fn check_scope(namespace: &str, dimension: Option<&str>) -> Result<(), EdgeError
             "Unsupported scalable dimension '{other}' for service namespace sagemaker: use {SCALABLE_DIMENSION}."
         ))),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SuspendedWire {
-    dynamic_scaling_in_suspended: Option<bool>,
-    dynamic_scaling_out_suspended: Option<bool>,
-    scheduled_scaling_suspended: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RegisterInput {
-    service_namespace: String,
-    resource_id: String,
-    scalable_dimension: String,
-    min_capacity: Option<u32>,
-    max_capacity: Option<u32>,
-    #[serde(rename = "RoleARN")]
-    role_arn: Option<String>,
-    suspended_state: Option<SuspendedWire>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TargetInput {
-    service_namespace: String,
-    resource_id: String,
-    scalable_dimension: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DescribeInput {
-    service_namespace: String,
-    resource_ids: Option<Vec<String>>,
-    resource_id: Option<String>,
-    scalable_dimension: Option<String>,
-    policy_names: Option<Vec<String>>,
-    max_results: Option<usize>,
-    next_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct MetricDimension {
-    name: String,
-    value: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct CustomizedMetric {
-    metric_name: Option<String>,
-    namespace: Option<String>,
-    #[serde(default)]
-    dimensions: Vec<MetricDimension>,
-    statistic: Option<String>,
-    metrics: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PredefinedMetric {
-    predefined_metric_type: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TargetTrackingWire {
-    target_value: f64,
-    predefined_metric_specification: Option<PredefinedMetric>,
-    customized_metric_specification: Option<CustomizedMetric>,
-    scale_out_cooldown: Option<u32>,
-    scale_in_cooldown: Option<u32>,
-    disable_scale_in: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct StepAdjustmentWire {
-    metric_interval_lower_bound: Option<f64>,
-    metric_interval_upper_bound: Option<f64>,
-    scaling_adjustment: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct StepScalingWire {
-    adjustment_type: Option<String>,
-    #[serde(default)]
-    step_adjustments: Vec<StepAdjustmentWire>,
-    min_adjustment_magnitude: Option<i64>,
-    cooldown: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PutPolicyInput {
-    policy_name: String,
-    service_namespace: String,
-    resource_id: String,
-    scalable_dimension: String,
-    policy_type: Option<String>,
-    step_scaling_policy_configuration: Option<StepScalingWire>,
-    target_tracking_scaling_policy_configuration: Option<TargetTrackingWire>,
-    predictive_scaling_policy_configuration: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DeletePolicyInput {
-    policy_name: String,
-    service_namespace: String,
-    resource_id: String,
-    scalable_dimension: String,
 }
 
 pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, EdgeError> {
@@ -287,11 +174,8 @@ fn policy_config(
         }
         ("StepScaling", None, Some(s)) => {
             let adjustment_type = match s.adjustment_type.as_deref() {
-                Some("ChangeInCapacity") => AdjustmentType::ChangeInCapacity,
-                Some("PercentChangeInCapacity") => AdjustmentType::PercentChangeInCapacity,
-                Some("ExactCapacity") => AdjustmentType::ExactCapacity,
-                Some(other) => {
-                    return Err(enum_error("adjustmentType", other, &["ChangeInCapacity", "PercentChangeInCapacity", "ExactCapacity"]))
+                Some(name) => {
+                    AdjustmentType::parse(name).ok_or_else(|| enum_error("adjustmentType", name, &AdjustmentType::NAMES.map(|(_, n)| n)))?
                 }
                 None => return Err(EdgeError::validation("StepScalingPolicyConfiguration needs AdjustmentType.")),
             };
@@ -313,162 +197,6 @@ fn policy_config(
         }
         (kind, _, _) => Err(EdgeError::validation(format!("PolicyType {kind} needs its configuration (and only that one)."))),
     }
-}
-
-// ---- answers, in the shapes of botocore's `application-autoscaling` model ---------------------
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct RegisterOutput {
-    #[serde(rename = "ScalableTargetARN")]
-    scalable_target_arn: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct PutPolicyOutput {
-    #[serde(rename = "PolicyARN")]
-    policy_arn: String,
-    /// berth evaluates target tracking itself: no CloudWatch alarms are made for a policy.
-    alarms: Vec<Empty>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ScalableTargets {
-    scalable_targets: Vec<ScalableTargetOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_token: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ScalingPolicies {
-    scaling_policies: Vec<PolicyOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_token: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ScalingActivities {
-    scaling_activities: Vec<ActivityOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_token: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ScalableTargetOut {
-    service_namespace: &'static str,
-    resource_id: String,
-    scalable_dimension: &'static str,
-    min_capacity: u32,
-    max_capacity: u32,
-    #[serde(rename = "RoleARN")]
-    role_arn: String,
-    creation_time: f64,
-    suspended_state: SuspendedOut,
-    #[serde(rename = "ScalableTargetARN")]
-    scalable_target_arn: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct SuspendedOut {
-    dynamic_scaling_in_suspended: bool,
-    dynamic_scaling_out_suspended: bool,
-    scheduled_scaling_suspended: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct PolicyOut {
-    #[serde(rename = "PolicyARN")]
-    policy_arn: String,
-    policy_name: String,
-    service_namespace: &'static str,
-    resource_id: String,
-    scalable_dimension: &'static str,
-    policy_type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target_tracking_scaling_policy_configuration: Option<TargetTrackingOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    step_scaling_policy_configuration: Option<StepScalingOut>,
-    creation_time: f64,
-    alarms: Vec<Empty>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct TargetTrackingOut {
-    target_value: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    predefined_metric_specification: Option<PredefinedOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    customized_metric_specification: Option<CustomizedOut>,
-    scale_out_cooldown: u32,
-    scale_in_cooldown: u32,
-    disable_scale_in: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct PredefinedOut {
-    predefined_metric_type: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct CustomizedOut {
-    metric_name: String,
-    namespace: String,
-    dimensions: Vec<DimensionOut>,
-    statistic: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct DimensionOut {
-    name: String,
-    value: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct StepScalingOut {
-    adjustment_type: &'static str,
-    step_adjustments: Vec<StepOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    min_adjustment_magnitude: Option<i64>,
-    cooldown: u32,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct StepOut {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metric_interval_lower_bound: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metric_interval_upper_bound: Option<f64>,
-    scaling_adjustment: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ActivityOut {
-    activity_id: String,
-    service_namespace: &'static str,
-    resource_id: String,
-    scalable_dimension: &'static str,
-    description: String,
-    cause: String,
-    start_time: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end_time: Option<f64>,
-    status_code: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_message: Option<String>,
 }
 
 fn target_out(t: &ScalableTarget) -> ScalableTargetOut {
@@ -518,11 +246,6 @@ fn policy_out(p: &ScalingPolicy) -> PolicyOut {
             ("TargetTrackingScaling", Some(config), None)
         }
         PolicyConfig::Step(s) => {
-            let adjustment_type = match s.adjustment_type {
-                AdjustmentType::ChangeInCapacity => "ChangeInCapacity",
-                AdjustmentType::PercentChangeInCapacity => "PercentChangeInCapacity",
-                AdjustmentType::ExactCapacity => "ExactCapacity",
-            };
             let step_adjustments = s
                 .steps
                 .iter()
@@ -533,7 +256,7 @@ fn policy_out(p: &ScalingPolicy) -> PolicyOut {
                 })
                 .collect();
             let config = StepScalingOut {
-                adjustment_type,
+                adjustment_type: s.adjustment_type.as_str(),
                 step_adjustments,
                 min_adjustment_magnitude: s.min_adjustment_magnitude,
                 cooldown: s.cooldown_secs,
