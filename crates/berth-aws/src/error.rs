@@ -6,6 +6,7 @@
 use axum::http::StatusCode;
 use berth_control::ControlError;
 use berth_router::InvokeError;
+use berth_store::StoreError;
 
 /// berth's data directory, set once when the edge is made: error messages never show callers a
 /// path under it (see `berth_domain::redact_private_paths`). One per process, as the edge is.
@@ -119,6 +120,12 @@ impl EdgeError {
         use Service as S;
         let message = e.to_string();
         let error = match (&e, service) {
+            // A shared store out of reach: nothing changed, and a retry may succeed (the SDKs
+            // retry a 503 by themselves).
+            (C::Store(StoreError::Unavailable(_)), S::CloudWatch) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message).query_code("ServiceUnavailable")
+            }
+            (C::Store(StoreError::Unavailable(_)), _) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message),
             (C::Store(_) | C::Internal(_), S::CloudWatch) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServiceFault", message).query_code("InternalFailure")
             }
@@ -214,7 +221,6 @@ impl From<ControlError> for EdgeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_store::StoreError;
 
     #[test]
     fn each_service_hears_a_controller_error_in_its_own_codes() {
@@ -231,6 +237,11 @@ mod tests {
         assert_eq!((alarm.code, alarm.status), ("ResourceNotFound", StatusCode::NOT_FOUND));
         let invalid = EdgeError::control(ControlError::Validation("bad period".into()), Service::CloudWatch);
         assert_eq!((invalid.code, invalid.query_code), ("InvalidParameterValueException", "InvalidParameterValue"));
+        let unreachable = || ControlError::Store(StoreError::Unavailable("cannot reach PostgreSQL".into()));
+        for service in [Service::SageMaker, Service::AutoScaling, Service::CloudWatch, Service::Berth, Service::Runtime] {
+            let e = EdgeError::control(unreachable(), service);
+            assert_eq!((e.status, e.code), (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"), "{service:?}");
+        }
         let store = EdgeError::control(store(), Service::CloudWatch);
         assert_eq!((store.code, store.query_code), ("InternalServiceFault", "InternalFailure"));
         let limit = EdgeError::control(ControlError::LimitExceeded("too many".into()), Service::SageMaker);

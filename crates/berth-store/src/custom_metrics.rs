@@ -23,8 +23,7 @@ pub(crate) fn put(conn: &mut Connection, points: &[CustomDatapoint]) -> Result<(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for p in points {
         tx.execute(
-            "INSERT INTO custom_metrics (namespace, metric_name, dimensions, ts, unit, sample_count, sum, minimum, maximum) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            &format!("INSERT INTO custom_metrics ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![p.namespace, p.metric_name, p.dimensions, p.ts as i64, p.unit, p.sample_count, p.sum, p.minimum, p.maximum],
         )?;
     }
@@ -32,21 +31,22 @@ pub(crate) fn put(conn: &mut Connection, points: &[CustomDatapoint]) -> Result<(
     Ok(())
 }
 
-fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomDatapoint> {
-    Ok(CustomDatapoint {
-        namespace: r.get(0)?,
-        metric_name: r.get(1)?,
-        dimensions: r.get(2)?,
-        ts: r.get::<_, i64>(3)? as u64,
-        unit: r.get(4)?,
-        sample_count: r.get(5)?,
-        sum: r.get(6)?,
-        minimum: r.get(7)?,
-        maximum: r.get(8)?,
-    })
+/// A datapoint from its columns, in [`COLUMNS`]' order: (namespace, metric name, dimensions,
+/// ts, unit) and [sample count, sum, minimum, maximum].
+pub(crate) fn datapoint(
+    (namespace, metric_name, dimensions, ts, unit): (String, String, String, i64, String),
+    stats: [f64; 4],
+) -> CustomDatapoint {
+    let [sample_count, sum, minimum, maximum] = stats;
+    CustomDatapoint { namespace, metric_name, dimensions, ts: ts as u64, unit, sample_count, sum, minimum, maximum }
 }
 
-const COLUMNS: &str = "namespace, metric_name, dimensions, ts, unit, sample_count, sum, minimum, maximum";
+fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomDatapoint> {
+    let point = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    Ok(datapoint(point, [r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?]))
+}
+
+pub(crate) const COLUMNS: &str = "namespace, metric_name, dimensions, ts, unit, sample_count, sum, minimum, maximum";
 
 pub(crate) fn range(conn: &Connection, metric: &CustomMetric, from: u64, to: u64) -> Result<Vec<CustomDatapoint>, StoreError> {
     let mut stmt = conn.prepare(&format!(

@@ -39,13 +39,24 @@ pub(crate) fn list(conn: &Connection, q: &EventQuery) -> Result<Vec<Event>, Stor
     let rows = stmt.query_map(params![endpoint.as_ref().map(NameKey::as_str), q.after.unwrap_or(0), q.before, q.limit as i64], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?, r.get(5)?))
     })?;
-    let mut out = Vec::new();
-    for row in rows {
+    rows.map(|row| {
         let (id, time_ms, endpoint, variant, kind, message) = row?;
-        let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("event {id} has unknown kind {kind}")))?;
-        out.push(Event { id, event: NewEvent { time: Timestamp::from_millis(time_ms), endpoint, variant, kind, message } });
-    }
-    Ok(out)
+        event(id, time_ms, endpoint, variant, kind, message)
+    })
+    .collect()
+}
+
+/// An event from its columns.
+pub(crate) fn event(
+    id: i64,
+    time_ms: i64,
+    endpoint: String,
+    variant: Option<String>,
+    kind: String,
+    message: String,
+) -> Result<Event, StoreError> {
+    let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("event {id} has unknown kind {kind}")))?;
+    Ok(Event { id, event: NewEvent { time: Timestamp::from_millis(time_ms), endpoint, variant, kind, message } })
 }
 
 pub(crate) fn prune(conn: &Connection, before: Timestamp) -> Result<usize, StoreError> {

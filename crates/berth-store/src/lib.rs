@@ -1,9 +1,9 @@
 //! berth's state store.
 //!
-//! [`StateStore`] is the seam between berth and where its state lives; [`SqliteStore`], a
-//! SQLite database in the data directory, is its one implementation. Every write
-//! is committed (and synced to disk) before the call returns, so an acknowledged write
-//! survives `kill -9` of the server.
+//! [`StateStore`] is the seam between berth and where its state lives. [`SqliteStore`], a
+//! SQLite database in the data directory, is one berth's own; [`PostgresStore`], a PostgreSQL
+//! database, is shared by several berth nodes. Every write is committed (and synced to disk)
+//! before the call returns, so an acknowledged write survives `kill -9` of the server.
 
 #![forbid(unsafe_code)]
 
@@ -11,9 +11,11 @@ mod alarms;
 mod custom_metrics;
 mod events;
 mod metric_samples;
+mod postgres;
 mod resources;
 mod sqlite;
 
+pub use postgres::{redacted, PostgresStore, ServingLock};
 pub use resources::{Resource, Resources};
 pub use sqlite::SqliteStore;
 
@@ -79,6 +81,19 @@ pub enum StoreError {
     Backend(String),
     #[error("state store holds a record it cannot read: {0}")]
     Corrupt(String),
+    /// The store cannot be reached right now (a shared database down or cut off); nothing was
+    /// changed, and the same call may succeed later.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The least string greater than every string that starts with `prefix` (its last character
+/// incremented): the end of the key range of `prefix`'s kinds. None for an empty prefix.
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut end: Vec<char> = prefix.chars().collect();
+    let last = end.pop().and_then(|c| char::from_u32(c as u32 + 1))?;
+    end.push(last);
+    Some(end.into_iter().collect())
 }
 
 /// Durable storage of models, endpoint configs, endpoints and tags. Names are unique without

@@ -49,36 +49,3 @@ pub(crate) fn range(
 pub(crate) fn prune(conn: &Connection, resolution: u32, before: u64) -> Result<usize, StoreError> {
     Ok(conn.execute("DELETE FROM metric_samples WHERE resolution = ?1 AND ts < ?2", params![resolution, before as i64])?)
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::{MetricSample, SqliteStore, StateStore};
-
-    fn sample(variant: &str, resolution: u32, ts: u64, body: &str) -> MetricSample {
-        MetricSample { endpoint: "ep".into(), variant: variant.into(), resolution, ts, body: body.into() }
-    }
-
-    #[test]
-    fn samples_are_stored_replaced_ranged_and_pruned() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-        store
-            .put_metric_samples(&[sample("A", 1, 100, "a"), sample("A", 1, 101, "b"), sample("B", 1, 100, "c"), sample("A", 60, 60, "m")])
-            .unwrap();
-        store.put_metric_samples(&[sample("A", 1, 101, "b2")]).unwrap();
-        let seconds = store.metric_samples(None, 1, 100, 102).unwrap();
-        assert_eq!(
-            seconds.iter().map(|s| (s.variant.as_str(), s.ts, s.body.as_str())).collect::<Vec<_>>(),
-            vec![("A", 100, "a"), ("A", 101, "b2"), ("B", 100, "c")]
-        );
-        assert_eq!(store.metric_samples(None, 60, 0, 1000).unwrap().len(), 1);
-        assert_eq!(
-            store.metric_samples(Some(("ep", "B")), 1, 0, 1000).unwrap().iter().map(|s| s.body.as_str()).collect::<Vec<_>>(),
-            vec!["c"]
-        );
-        assert!(store.metric_samples(Some(("ep", "C")), 1, 0, 1000).unwrap().is_empty());
-        assert_eq!(store.prune_metric_samples(1, 101).unwrap(), 2);
-        assert_eq!(store.metric_samples(None, 1, 0, 1000).unwrap().len(), 1);
-        assert_eq!(store.metric_samples(None, 60, 0, 1000).unwrap().len(), 1);
-    }
-}

@@ -219,12 +219,9 @@ impl StateStore for SqliteStore {
     }
 
     fn prune_record_kinds(&self, prefix: &str, before_ms: i64) -> Result<usize, StoreError> {
-        // Kinds from `prefix` up to (not including) the prefix with its last character
-        // incremented: a range the (kind, created_ms) index serves.
-        let mut end: Vec<char> = prefix.chars().collect();
-        let Some(last) = end.pop().and_then(|c| char::from_u32(c as u32 + 1)) else { return Ok(0) };
-        end.push(last);
-        let end: String = end.into_iter().collect();
+        // Kinds from `prefix` up to (not including) its end: a range the (kind, created_ms)
+        // index serves.
+        let Some(end) = crate::prefix_end(prefix) else { return Ok(0) };
         Ok(self
             .conn()
             .execute("DELETE FROM records WHERE kind >= ?1 AND kind < ?2 AND created_ms < ?3", params![prefix, end, before_ms])?)
@@ -256,104 +253,5 @@ impl StateStore for SqliteStore {
 
     fn delete_alarm(&self, name: &str) -> Result<bool, StoreError> {
         crate::alarms::delete(&self.conn(), name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Resources;
-    use berth_domain::{ContainerSpec, EventKind, Model};
-
-    fn model(name: &str) -> Model {
-        let arn = format!("arn:aws:sagemaker:us-east-1:123456789012:model/{}", name.to_lowercase());
-        let container = ContainerSpec::new("exec:/bin/true", None);
-        Model { arn, created: Timestamp::now(), ..Model::new(name, vec![container]) }
-    }
-
-    #[test]
-    fn writes_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        {
-            let store = SqliteStore::open(&path).unwrap();
-            store.insert(&model("m1"), &[("team".into(), "ml".into())]).unwrap();
-        }
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.get::<Model>("m1").unwrap().unwrap().name, "m1");
-        assert_eq!(store.tags(&model("m1").arn).unwrap(), vec![("team".to_string(), "ml".to_string())]);
-    }
-
-    #[test]
-    fn names_are_unique_without_regard_to_case() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        store.insert(&model("Model-A"), &[]).unwrap();
-        assert!(matches!(store.insert(&model("model-a"), &[]), Err(StoreError::AlreadyExists)));
-        assert!(store.get::<Model>("MODEL-A").unwrap().is_some());
-    }
-
-    #[test]
-    fn delete_removes_resource_and_tags() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let m = model("m");
-        store.insert(&m, &[("k".into(), "v".into())]).unwrap();
-        assert!(store.remove::<Model>("m").unwrap());
-        assert!(!store.remove::<Model>("m").unwrap());
-        assert!(store.tags(&m.arn).unwrap().is_empty());
-        // A new resource with the same name starts without the old tags.
-        store.insert(&m, &[]).unwrap();
-        assert!(store.tags(&m.arn).unwrap().is_empty());
-    }
-
-    #[test]
-    fn tags_add_overwrite_and_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        store.add_tags("arn:x", &[("a".into(), "1".into()), ("b".into(), "2".into())]).unwrap();
-        store.add_tags("arn:x", &[("a".into(), "3".into())]).unwrap();
-        store.delete_tags("arn:x", &["b".into(), "missing".into()]).unwrap();
-        assert_eq!(store.tags("arn:x").unwrap(), vec![("a".to_string(), "3".to_string())]);
-    }
-
-    #[test]
-    fn events_read_newest_first_by_endpoint_and_after_an_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let ev = |ep: &str, msg: &str| NewEvent::new(ep, Some("A"), EventKind::WeightsChanged, msg);
-        store.append_events(&[ev("Ep", "one"), ev("other", "two"), ev("ep", "three")]).unwrap();
-        let all = store.events(&EventQuery { limit: 10, ..Default::default() }).unwrap();
-        assert_eq!(all.iter().map(|e| e.event.message.as_str()).collect::<Vec<_>>(), ["three", "two", "one"]);
-        let mine = store.events(&EventQuery { endpoint: Some("EP".into()), limit: 10, ..Default::default() }).unwrap();
-        assert_eq!(mine.iter().map(|e| e.event.message.as_str()).collect::<Vec<_>>(), ["three", "one"]);
-        let newer = store.events(&EventQuery { after: Some(all[1].id), limit: 10, ..Default::default() }).unwrap();
-        assert_eq!(newer.len(), 1);
-        let older = store.events(&EventQuery { before: Some(all[0].id), limit: 1, ..Default::default() }).unwrap();
-        assert_eq!(older[0].event.message, "two");
-        assert_eq!(store.prune_events(Timestamp::from_millis(i64::MAX)).unwrap(), 3);
-    }
-
-    #[test]
-    fn records_by_creation_time_and_pruned_by_kind_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let row = |key: &str, ms: i64| (key.to_string(), ms, format!("{{\"k\":\"{key}\"}}"));
-        store.put_records("prediction:a", &[row("1", 10), row("2", 20), row("3", 30)]).unwrap();
-        store.put_records("prediction:b", &[row("1", 10)]).unwrap();
-        store.put_records("predictions", &[row("1", 10)]).unwrap();
-        store.put_records("label:a", &[row("1", 10)]).unwrap();
-        // A replaced record keeps its creation time.
-        store.put_records("prediction:a", &[row("1", 99)]).unwrap();
-        assert_eq!(store.records_created_in("prediction:a", 10, 30).unwrap(), vec![r#"{"k":"2"}"#, r#"{"k":"3"}"#]);
-        assert_eq!(store.records_created_in("prediction:a", i64::MIN, 10).unwrap().len(), 1);
-
-        assert_eq!(store.prune_record_kinds("prediction:", 25).unwrap(), 3);
-        assert_eq!(store.records("prediction:a").unwrap(), vec![r#"{"k":"3"}"#]);
-        assert!(store.records("prediction:b").unwrap().is_empty());
-        assert_eq!(store.records("predictions").unwrap().len(), 1, "another kind that only shares letters");
-        assert_eq!(store.records("label:a").unwrap().len(), 1);
-        assert_eq!(store.delete_records("label:a").unwrap(), 1);
-        assert!(store.records("label:a").unwrap().is_empty());
     }
 }

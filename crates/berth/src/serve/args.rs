@@ -12,6 +12,11 @@ pub struct ServeArgs {
     /// Directory for the state database, unpacked models and instance logs.
     #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
     pub(super) data_dir: PathBuf,
+    /// Where berth keeps its state: unset, a SQLite database in the data directory; or a
+    /// PostgreSQL database, `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (the password may
+    /// come from PGPASSWORD instead, kept out of the process list).
+    #[arg(long, env = "BERTH_STORE")]
+    pub(super) store: Option<String>,
     /// Region reported in ARNs.
     #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
     pub(super) region: String,

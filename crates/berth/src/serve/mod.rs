@@ -10,7 +10,7 @@ use berth_instances::{
 };
 use berth_python::{PythonBackend, PythonEnvironments};
 use berth_router::{Forwarder, Router, RoutingTable};
-use berth_store::SqliteStore;
+use berth_store::{PostgresStore, ServingLock, SqliteStore, StateStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -91,8 +91,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         file_roots = %if file_roots.is_empty() { "none (file:// refused)".to_string() } else { file_roots.describe() },
         "what callers may make berth run and read"
     );
-    let db_path = data_dir.join("state.db");
-    let store = SqliteStore::open(&db_path).with_context(|| format!("opening state database {}", db_path.display()))?;
+    let (store, serving_lock) = open_store(args.store.clone(), &data_dir).await?;
 
     let memory_cgroups = match args.memory_limits.as_str() {
         "off" => None,
@@ -177,13 +176,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         python_runtime: args.python_runtime == "on",
         clock: Arc::new(berth_domain::SystemClock),
     };
-    let controller = Controller::new(Arc::new(store), backend.clone(), artifacts, routing.clone(), settings);
+    let controller = Controller::new(store, backend.clone(), artifacts, routing.clone(), settings);
     let router = Arc::new(Router::new(routing.clone(), Forwarder::new(Duration::from_secs(args.invocation_timeout))));
     controller.attach_router(Router::clone(&router));
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let shutdown = shutdown_signal();
     info!(%addr, scheme, auth = %args.auth, data_dir = %data_dir.display(), "berth listening");
     // One line on stdout for scripts and tests that start berth on port 0.
     println!("berth listening on {scheme}://{addr}");
@@ -267,7 +267,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let io_threads = crate::listener::IoThreads::start(io_count).context("starting the I/O threads")?;
     // The accept loop runs as a runtime task, not on `block_on`'s thread (woken through a futex).
-    let accepting = crate::listener::serve(listener, app, tls, limits, io_threads.handles(), shutdown_signal());
+    let accepting = crate::listener::serve(listener, app, tls, limits, io_threads.handles(), shutdown);
     tokio::spawn(accepting).await.context("HTTP server task failed")?;
     tokio::task::spawn_blocking(move || io_threads.stop()).await.context("stopping the I/O threads")?;
 
@@ -282,8 +282,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(cgroups) = memory_cgroups {
         cgroups.remove();
     }
+    // Another server may take the store once this one has stopped its instances.
+    drop(serving_lock);
     info!("berth stopped");
     Ok(())
+}
+
+/// The state store `--store` names: SQLite in the data directory when it names none, or a
+/// PostgreSQL database, connected, migrated and claimed for this server (the claim lasts until
+/// the returned lock drops).
+async fn open_store(url: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<(Arc<dyn StateStore>, Option<ServingLock>)> {
+    let Some(url) = url else {
+        let db_path = data_dir.join("state.db");
+        let store = SqliteStore::open(&db_path).with_context(|| format!("opening state database {}", db_path.display()))?;
+        info!(store = %db_path.display(), "state in SQLite");
+        return Ok((Arc::new(store), None));
+    };
+    let shown = berth_store::redacted(&url);
+    // The synchronous client blocks: it connects on a blocking thread.
+    let (store, lock) = tokio::task::spawn_blocking(move || {
+        let lock = PostgresStore::claim(&url)?;
+        Ok::<_, berth_store::StoreError>((PostgresStore::connect(&url)?, lock))
+    })
+    .await
+    .context("opening the PostgreSQL store")?
+    .with_context(|| format!("opening the state store {shown}"))?;
+    info!(store = %shown, "state in PostgreSQL");
+    Ok((Arc::new(store), Some(lock)))
 }
 
 /// `1/divisor` of the machine's memory, between `min` and `max` bytes.
@@ -291,17 +316,23 @@ fn share_of_memory(divisor: u64, min: u64, max: u64) -> u64 {
     berth_instances::host_memory_bytes().map_or(min, |m| m / divisor).clamp(min, max)
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops berth gracefully");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM or SIGINT (Ctrl-C), watched from the call on (so that one sent as soon as berth says
+/// it listens stops it cleanly rather than by the signal's default action).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let (mut term, mut interrupt) = match (term, interrupt) {
+            (Ok(term), Ok(interrupt)) => (term, interrupt),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "cannot watch SIGTERM and SIGINT; berth stops only when killed");
+                return std::future::pending().await;
+            }
+        };
+        tokio::select! {
+            _ = interrupt.recv() => info!("Ctrl-C received, shutting down"),
+            _ = term.recv() => info!("SIGTERM received, shutting down"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("Ctrl-C received, shutting down"),
-        _ = term.recv() => info!("SIGTERM received, shutting down"),
     }
 }
