@@ -49,6 +49,14 @@ if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   docker version --format 'Docker engine {{.Server.Version}}' || { tail -20 /tmp/berth-test-dockerd.log; exit 1; }
 fi
 
+# The shared store's tests run on a PostgreSQL of their own (Debian's package, an unprivileged
+# cluster on 127.0.0.1), stopped and removed when the tests end.
+PG_DIR=$(mktemp -d -t berth-test-postgres.XXXXXX)
+echo "== starting PostgreSQL for the shared-store tests"
+export BERTH_TEST_POSTGRES
+BERTH_TEST_POSTGRES=$(bash scripts/postgres.sh start "$PG_DIR")
+trap 'bash "$ROOT/scripts/postgres.sh" stop "$PG_DIR"' EXIT
+
 venv "$ROOT/.venv" tests/requirements.txt
 venv "$ROOT/.venv-sdk3" tests/requirements-sdk3.txt
 
@@ -69,4 +77,4 @@ export BERTH_BIN="$ROOT/target/debug/berth"
 export BERTH_SDK3_PYTHON="$ROOT/.venv-sdk3/bin/python"
 export PATH="$ROOT/.venv/bin:$PATH"
 cd tests/compat
-exec "$ROOT/.venv/bin/python" -m pytest -p no:cacheprovider -q "$@"
+"$ROOT/.venv/bin/python" -m pytest -p no:cacheprovider -q "$@"
