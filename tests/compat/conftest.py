@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import threading
 import uuid
@@ -64,18 +65,37 @@ class BerthServer:
         self.url = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
 
-    def start(self, port=0):
+    def start(self, port=0, standby=False):
+        """Starts berth and waits until it listens; with `standby`, a server of a cluster may
+        instead say that it stands by (then `wait_listening` waits for it to lead)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         args = [berth_binary(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir), *self.extra_args]
         # Unbuffered, so that select() on stdout sees every line berth has printed.
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, bufsize=0, env=self.env)
+        self.url = None
         line = self.proc.stdout.readline().decode()
+        if standby and line.startswith("berth standing by as "):
+            return self
+        self._listening(line)
+        return self
+
+    def _listening(self, line):
         if not line.startswith("berth listening on "):
             self.proc.kill()
             raise RuntimeError(f"berth did not start: {line!r}; see {self.log_path}")
         self.url = line.split()[-1]
-        return self
+
+    def wait_listening(self, timeout):
+        """For a server standing by: True once it says it listens (it leads), False if it has not
+        within `timeout` seconds."""
+        import select
+
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return False
+        self._listening(self.proc.stdout.readline().decode())
+        return True
 
     @property
     def port(self):
@@ -202,6 +222,31 @@ def sdk_session(server, s3_server, bucket):
         yield sagemaker.Session(
             boto_session=boto_session, sagemaker_client=server.sm(), sagemaker_runtime_client=server.runtime(), default_bucket=bucket
         )
+
+
+def postgres_server():
+    """For a module's fixture (`yield from`): a PostgreSQL of its own (scripts/postgres.sh, on
+    127.0.0.1, run as the unprivileged `postgres` user when the tests run as root); yields
+    (administrator URL, cluster directory) and removes it afterwards."""
+    script = str(ROOT / "scripts" / "postgres.sh")
+    # Outside pytest's private temporary tree: the cluster's owner must reach its directory.
+    parent = pathlib.Path(tempfile.mkdtemp(prefix="berth-compat-postgres-"))
+    parent.chmod(0o755)
+    cluster = parent / "cluster"
+    url = subprocess.run(["bash", script, "start", str(cluster)], check=True, capture_output=True, text=True).stdout.strip()
+    yield url, cluster
+    subprocess.run(["bash", script, "stop", str(cluster)], check=True)
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+_databases = iter(range(1 << 30))
+
+
+def new_database(admin_url):
+    """A fresh database on the PostgreSQL at `admin_url`; its URL."""
+    name = f"berth_compat_{os.getpid()}_{next(_databases)}"
+    subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(scope="session")

@@ -1,49 +1,31 @@
 """berth's state in PostgreSQL (`--store postgres://...`): a real PostgreSQL (Debian's package,
 started by scripts/postgres.sh as an unprivileged cluster on 127.0.0.1) and real berth processes
 driven by boto3. State outlives a server killed with SIGKILL and moves with the store, not the
-data directory; one server at a time serves a store; bad URLs fail at start; a store out of reach
-answers ServiceUnavailable while invocations go on, and berth reconnects by itself."""
+data directory; bad URLs fail at start; a store out of reach answers ServiceUnavailable while
+invocations go on, and berth reconnects by itself. (Several servers on one store: test_cluster.py.)"""
 
-import itertools
-import pathlib
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
-from conftest import ROOT, BerthServer, create_echo_model, deploy, error_code, eventually, http_status, unique
+from conftest import ROOT, BerthServer, create_echo_model, deploy, error_code, eventually, http_status, new_database, postgres_server, unique
 
 SCRIPT = str(ROOT / "scripts" / "postgres.sh")
-_databases = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    """A PostgreSQL of this module's own (the last test halts and resumes it); yields its
-    administrator URL, stopped and removed afterwards."""
-    # Outside pytest's private temporary tree: run as root, the cluster belongs to the
-    # unprivileged `postgres` user, who must reach its directory.
-    parent = pathlib.Path(tempfile.mkdtemp(prefix="berth-compat-postgres-"))
-    parent.chmod(0o755)
-    cluster = parent / "cluster"
-    url = subprocess.run(["bash", SCRIPT, "start", str(cluster)], check=True, capture_output=True, text=True).stdout.strip()
-    yield url, cluster
-    subprocess.run(["bash", SCRIPT, "stop", str(cluster)], check=True)
-    shutil.rmtree(parent, ignore_errors=True)
+def postgres():
+    """A PostgreSQL of this module's own (the last test halts and resumes it)."""
+    yield from postgres_server()
 
 
 @pytest.fixture
 def store(postgres):
-    """A fresh database on the module's PostgreSQL; its URL."""
-    admin, _ = postgres
-    name = f"berth_compat_{next(_databases)}"
-    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
-    return admin.rsplit("/", 1)[0] + "/" + name
+    return new_database(postgres[0])
 
 
 def server(tmp_path, label, store_url):
-    return BerthServer(tmp_path / label / "data", ["--store", store_url])
+    return BerthServer(tmp_path / label / "data", ["--store", store_url, "--node-name", label])
 
 
 def invoke(node, endpoint):
@@ -72,18 +54,6 @@ def test_state_lives_in_postgresql_across_servers_and_data_directories(tmp_path,
         assert invoke(second, endpoint) == 200
     finally:
         assert second.stop() == 0
-
-
-def test_a_second_server_on_the_same_store_is_refused_until_the_first_stops(tmp_path, store):
-    first = server(tmp_path, "first", store).start()
-    second = server(tmp_path, "second", store)
-    with pytest.raises(RuntimeError):
-        second.start()
-    assert second.proc.wait(timeout=30) != 0
-    assert "another berth server is serving the store" in second.log_text()
-    assert first.stop() == 0
-    second.start()
-    assert second.stop() == 0
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,18 @@
 #![forbid(unsafe_code)]
 
 mod alarms;
+mod cluster;
 mod custom_metrics;
 mod events;
 mod metric_samples;
 mod postgres;
+mod postgres_url;
 mod resources;
 mod sqlite;
 
-pub use postgres::{redacted, PostgresStore, ServingLock};
+pub use cluster::{nodes_at, Change, Changes, Election, Leadership, Node};
+pub use postgres::PostgresStore;
+pub use postgres_url::redacted;
 pub use resources::{Resource, Resources};
 pub use sqlite::SqliteStore;
 
@@ -85,6 +89,9 @@ pub enum StoreError {
     /// changed, and the same call may succeed later.
     #[error("state store unavailable: {0}")]
     Unavailable(String),
+    /// A write of a leader that has been deposed: another server leads now.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 /// The least string greater than every string that starts with `prefix` (its last character

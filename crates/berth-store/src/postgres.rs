@@ -6,19 +6,20 @@
 //! together apply each migration once. Keys and names are compared and ordered byte-wise
 //! (`COLLATE "C"`), as SQLite does, whatever the database's locale.
 
+use crate::postgres_url::{parse_url, redacted, CONNECT_TIMEOUT};
 use crate::{CustomDatapoint, CustomMetric, EventQuery, MetricSample, StateStore, StoreError, Tag};
 use berth_domain::{Alarm, Event, NameKey, NewEvent, Timestamp};
 use postgres::types::ToSql;
 use postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
-use std::time::Duration;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Client = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 /// The schema's migrations, in order; `berth_schema.version` counts those applied. A released
 /// migration is never edited: a change is a new one at the end.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE resources (
     kind TEXT COLLATE "C" NOT NULL,
     name_key TEXT COLLATE "C" NOT NULL,
@@ -74,21 +75,43 @@ CREATE TABLE alarms (
     name TEXT COLLATE "C" PRIMARY KEY,
     body TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE resources ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
+CREATE TABLE leadership (
+    id INT PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    since TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE nodes (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    address TEXT NOT NULL,
+    started TIMESTAMPTZ NOT NULL,
+    heartbeat TIMESTAMPTZ NOT NULL
+);
+CREATE FUNCTION berth_resource_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('berth_changes', json_build_object('kind', OLD.kind, 'name', OLD.name_key, 'version', OLD.version, 'deleted', true)::text);
+        RETURN OLD;
+    END IF;
+    PERFORM pg_notify('berth_changes', json_build_object('kind', NEW.kind, 'name', NEW.name_key, 'version', NEW.version, 'deleted', false)::text);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER resources_changed AFTER INSERT OR UPDATE OR DELETE ON resources FOR EACH ROW EXECUTE FUNCTION berth_resource_changed();
+"#,
+];
 
 /// The advisory lock key that serializes migrations ("berth" and 1).
 const MIGRATION_LOCK: i64 = 0x6265_7274_6800_0001;
-
-/// How long a call waits for a connection (or to make one) before the store is unavailable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The advisory lock key a serving berth holds on its store ("berth" and 2).
-const SERVING_LOCK: i64 = 0x6265_7274_6800_0002;
 
 /// berth's state in a PostgreSQL database shared by its nodes.
 pub struct PostgresStore {
     /// Always `Some` but while dropping: see [`off_async`].
     pool: Option<Pool>,
+    /// The leadership epoch this store's writes are fenced with (0: none); see [`Self::fence`].
+    fence: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for PostgresStore {
@@ -102,18 +125,6 @@ impl Drop for PostgresStore {
 /// references are).
 fn off_async<T: Send + 'static>(value: T) {
     let _ = std::thread::spawn(move || drop(value)).join();
-}
-
-/// A serving berth's claim on its store: a session-level advisory lock on a connection of its
-/// own, released when it is dropped or when the process dies (PostgreSQL ends the session).
-pub struct ServingLock {
-    client: Option<postgres::Client>,
-}
-
-impl Drop for ServingLock {
-    fn drop(&mut self) {
-        off_async(self.client.take());
-    }
 }
 
 impl From<postgres::Error> for StoreError {
@@ -134,6 +145,14 @@ impl From<r2d2::Error> for StoreError {
 }
 
 impl PostgresStore {
+    /// The schema version this berth makes and reads.
+    pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+    /// Every server that has joined the cluster on this store, with whether it leads now.
+    pub fn nodes(&self) -> Result<Vec<crate::Node>, StoreError> {
+        crate::cluster::nodes(&mut *self.client()?)
+    }
+
     /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`)
     /// and brings its schema up to date. A URL that does not parse, or a database that cannot be
     /// reached within a few seconds, is an error that says which.
@@ -147,26 +166,9 @@ impl PostgresStore {
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL at {}: {e}", redacted(url))))?;
-        let store = PostgresStore { pool: Some(pool) };
+        let store = PostgresStore { pool: Some(pool), fence: Default::default() };
         store.migrate()?;
         Ok(store)
-    }
-
-    /// Claims the store for this server alone, or says that another berth serves it: until
-    /// berth's nodes elect a leader, one server at a time runs the endpoints a store holds.
-    pub fn claim(url: &str) -> Result<ServingLock, StoreError> {
-        let mut client = parse_url(url)?
-            .connect(NoTls)
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL at {}: {e}", redacted(url))))?;
-        let held: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK])?.get(0);
-        let lock = ServingLock { client: Some(client) };
-        if !held {
-            return Err(StoreError::Backend(format!(
-                "another berth server is serving the store at {}: several servers on one store need leader election, which berth does not have yet",
-                redacted(url)
-            )));
-        }
-        Ok(lock)
     }
 
     /// Applies the migrations this database lacks, one node at a time.
@@ -197,21 +199,48 @@ impl PostgresStore {
         Ok(pool.get()?)
     }
 
-    /// Runs `statement` once per row of `rows` in one transaction.
-    fn execute_each(&self, statement: &str, rows: impl Iterator<Item = Vec<Box<dyn ToSql + Sync>>>) -> Result<(), StoreError> {
+    /// Fences this store's writes with a leadership epoch: from now on a write commits only
+    /// while `epoch` is the cluster's, so that once another server leads, this one's late
+    /// writes are refused (`Fenced`) rather than undo the new leader's. 0 lifts the fence.
+    pub fn fence(&self, epoch: u64) {
+        self.fence.store(epoch, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Runs `f` in one transaction, checking the fence first: every write goes through here.
+    fn write<T>(&self, f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
-        let statement = tx.prepare(statement)?;
-        for row in rows {
-            let params: Vec<&(dyn ToSql + Sync)> = row.iter().map(|p| p.as_ref()).collect();
-            tx.execute(&statement, &params)?;
+        let fence = self.fence.load(std::sync::atomic::Ordering::SeqCst);
+        if fence != 0 {
+            // The leadership row shared until commit: an election that would end this epoch
+            // waits for the write, and the write sees an election that came first.
+            let current: Option<i64> = tx.query_opt("SELECT epoch FROM leadership WHERE id = 1 FOR SHARE", &[])?.map(|r| r.get(0));
+            if current != Some(fence as i64) {
+                return Err(StoreError::Fenced(format!(
+                    "this server led the cluster in epoch {fence}, and the cluster is in epoch {}: its write is refused",
+                    current.map_or("none".to_string(), |c| c.to_string())
+                )));
+            }
         }
+        let out = f(&mut tx)?;
         tx.commit()?;
-        Ok(())
+        Ok(out)
+    }
+
+    /// Runs `statement` once per row of `rows` in one transaction.
+    fn execute_each(&self, statement: &str, rows: impl Iterator<Item = Vec<Box<dyn ToSql + Sync>>>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let statement = tx.prepare(statement)?;
+            for row in rows {
+                let params: Vec<&(dyn ToSql + Sync)> = row.iter().map(|p| p.as_ref()).collect();
+                tx.execute(&statement, &params)?;
+            }
+            Ok(())
+        })
     }
 
     fn execute(&self, statement: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        Ok(self.client()?.execute(statement, params)?)
+        self.write(|tx| Ok(tx.execute(statement, params)?))
     }
 
     fn query(&self, statement: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
@@ -223,70 +252,37 @@ impl PostgresStore {
     }
 }
 
-/// The URL as a connection config, or an error that names what is wrong with it.
-fn parse_url(url: &str) -> Result<postgres::Config, StoreError> {
-    let bad = |why: String| StoreError::Backend(format!("--store {}: {why}", redacted(url)));
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(bad("a PostgreSQL store is a URL postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE".into()));
-    }
-    let config: postgres::Config = url.parse().map_err(|e| bad(format!("not a PostgreSQL URL ({e})")))?;
-    if config.get_hosts().is_empty() {
-        return Err(bad("names no host".into()));
-    }
-    if config.get_dbname().is_none() {
-        return Err(bad("names no database".into()));
-    }
-    let mut config = config;
-    if config.get_password().is_none() {
-        // As libpq does: a password kept out of the URL (and so out of the process list).
-        if let Ok(password) = std::env::var("PGPASSWORD") {
-            config.password(password);
-        }
-    }
-    config.connect_timeout(CONNECT_TIMEOUT).application_name("berth");
-    Ok(config)
-}
-
-/// `url` with its password replaced, for messages and logs.
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((user_info, host)) = rest.split_once('@') else { return url.to_string() };
-    match user_info.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
-}
-
 fn boxed<T: ToSql + Sync + 'static>(value: T) -> Box<dyn ToSql + Sync> {
     Box::new(value)
 }
 
 impl StateStore for PostgresStore {
     fn insert_resource(&self, kind: &str, name: &str, created_ms: i64, arn: &str, body: &str, tags: &[Tag]) -> Result<(), StoreError> {
-        let mut client = self.client()?;
-        let mut tx = client.transaction()?;
-        let inserted = tx.execute(
-            "INSERT INTO resources (kind, name_key, created_ms, body) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&kind, &NameKey::of(name).as_str(), &created_ms, &body],
-        )?;
-        if inserted == 0 {
-            return Err(StoreError::AlreadyExists);
-        }
-        // Tags of an earlier resource with the same ARN do not carry over.
-        tx.execute("DELETE FROM tags WHERE arn = $1", &[&arn])?;
-        for (k, v) in tags {
-            tx.execute(
-                "INSERT INTO tags (arn, key, value) VALUES ($1, $2, $3) ON CONFLICT (arn, key) DO UPDATE SET value = $3",
-                &[&arn, k, v],
+        self.write(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO resources (kind, name_key, created_ms, body) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&kind, &NameKey::of(name).as_str(), &created_ms, &body],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists);
+            }
+            // Tags of an earlier resource with the same ARN do not carry over.
+            tx.execute("DELETE FROM tags WHERE arn = $1", &[&arn])?;
+            for (k, v) in tags {
+                tx.execute(
+                    "INSERT INTO tags (arn, key, value) VALUES ($1, $2, $3) ON CONFLICT (arn, key) DO UPDATE SET value = $3",
+                    &[&arn, k, v],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn replace_resource(&self, kind: &str, name: &str, body: &str) -> Result<(), StoreError> {
-        let changed =
-            self.execute("UPDATE resources SET body = $3 WHERE kind = $1 AND name_key = $2", &[&kind, &NameKey::of(name).as_str(), &body])?;
+        let changed = self.execute(
+            "UPDATE resources SET body = $3, version = version + 1 WHERE kind = $1 AND name_key = $2",
+            &[&kind, &NameKey::of(name).as_str(), &body],
+        )?;
         if changed == 0 {
             return Err(StoreError::NotFound);
         }
@@ -303,14 +299,13 @@ impl StateStore for PostgresStore {
     }
 
     fn delete_resource(&self, kind: &str, name: &str, arn: Option<&str>) -> Result<bool, StoreError> {
-        let mut client = self.client()?;
-        let mut tx = client.transaction()?;
-        let n = tx.execute("DELETE FROM resources WHERE kind = $1 AND name_key = $2", &[&kind, &NameKey::of(name).as_str()])?;
-        if let Some(arn) = arn {
-            tx.execute("DELETE FROM tags WHERE arn = $1", &[&arn])?;
-        }
-        tx.commit()?;
-        Ok(n > 0)
+        self.write(|tx| {
+            let n = tx.execute("DELETE FROM resources WHERE kind = $1 AND name_key = $2", &[&kind, &NameKey::of(name).as_str()])?;
+            if let Some(arn) = arn {
+                tx.execute("DELETE FROM tags WHERE arn = $1", &[&arn])?;
+            }
+            Ok(n > 0)
+        })
     }
 
     fn add_tags(&self, arn: &str, tags: &[Tag]) -> Result<(), StoreError> {
@@ -500,29 +495,5 @@ impl StateStore for PostgresStore {
 
     fn delete_alarm(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.execute("DELETE FROM alarms WHERE name = $1", &[&name])? > 0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_that_are_not_a_database_are_refused_naming_why() {
-        let message = |url: &str| match parse_url(url) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("{url} was accepted"),
-        };
-        assert!(message("mysql://u@h/db").contains("postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"));
-        assert!(message("postgres://u:secret@h:notaport/db").contains("not a PostgreSQL URL"));
-        assert!(!message("postgres://u:secret@h:notaport/db").contains("secret"), "the password is never shown");
-        assert!(message("postgres://u@h").contains("names no database"));
-        assert!(parse_url("postgresql://berth:pw@127.0.0.1:5432/berth").is_ok());
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redacted("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

@@ -277,7 +277,7 @@ fn postgres_nodes_starting_together_migrate_once_and_share_their_writes() {
     assert!(matches!(nodes[2].insert(&model("Shared", 2), &[]), Err(StoreError::AlreadyExists)));
     let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
     let versions: Vec<i64> = client.query("SELECT version FROM berth_schema", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1], "one schema version, recorded once");
+    assert_eq!(versions, [PostgresStore::SCHEMA_VERSION as i64], "one schema version, recorded once");
     // A database migrated by a newer berth is refused, not written in an older shape.
     client.batch_execute("UPDATE berth_schema SET version = 99").unwrap();
     let err = PostgresStore::connect(&db.url).err().expect("a newer schema is refused");
@@ -299,12 +299,106 @@ fn postgres_that_cannot_be_reached_is_unavailable_naming_where() {
     }
 }
 
+/// Waits up to `secs` seconds for the next message.
+fn next<T>(heard: &std::sync::mpsc::Receiver<T>, secs: u64) -> T {
+    heard.recv_timeout(std::time::Duration::from_secs(secs)).expect("nothing heard in time")
+}
+
+/// Ends the sessions of `db` whose application name is `name`, as a crash of their server or a
+/// cut network would.
+fn end_sessions(db: &TestDatabase, name: &str) -> u64 {
+    let mut client = postgres::Client::connect(&db.admin, postgres::NoTls).unwrap();
+    let rows = client
+        .query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2", &[&db.name, &name])
+        .unwrap();
+    rows.len() as u64
+}
+
 #[test]
-fn postgres_is_served_by_one_server_at_a_time() {
+fn postgres_announces_each_change_of_a_resource_and_a_resync_after_reconnecting() {
+    use berth_store::{Change, Changes};
     let Some(db) = TestDatabase::new() else { return };
-    let first = PostgresStore::claim(&db.url).unwrap();
-    let refused = PostgresStore::claim(&db.url).err().expect("a second server is refused");
-    assert!(refused.to_string().contains("another berth server is serving the store"), "{refused}");
-    drop(first);
-    PostgresStore::claim(&db.url).expect("the store is free once its server let go");
+    let store = PostgresStore::connect(&db.url).unwrap();
+    let (tx, heard) = std::sync::mpsc::channel();
+    let _changes = Changes::start(&db.url, move |c| {
+        let _ = tx.send(c);
+    });
+    assert_eq!(next(&heard, 10), Change::Resync, "listening begins with a full read");
+    let change = |version, deleted| Change::Resource { kind: "model".into(), name: "m".into(), version, deleted };
+    let mut m = model("M", 1);
+    store.insert(&m, &[]).unwrap();
+    assert_eq!(next(&heard, 10), change(1, false), "names are announced as their keys");
+    m.execution_role_arn = Some("arn:aws:iam::123456789012:role/other".into());
+    store.update(&m).unwrap();
+    assert_eq!(next(&heard, 10), change(2, false));
+    assert!(store.remove::<Model>("m").unwrap());
+    assert_eq!(next(&heard, 10), change(2, true));
+    // The listening session dies: what happened meanwhile is unknown, so a resync is asked for.
+    assert_eq!(end_sessions(&db, "berth-changes"), 1);
+    assert_eq!(next(&heard, 15), Change::Resync);
+    store.insert(&model("after", 1), &[]).unwrap();
+    assert!(matches!(next(&heard, 10), Change::Resource { name, .. } if name == "after"));
+}
+
+#[test]
+fn postgres_elects_one_leader_at_a_time_and_fences_a_deposed_ones_writes() {
+    use berth_store::{Election, Leadership};
+    let Some(db) = TestDatabase::new() else { return };
+    let m = model("fenced", 1);
+    PostgresStore::connect(&db.url).unwrap().insert(&m, &[]).unwrap();
+    // Each server's store, fenced with the epoch it leads in (as `berth serve` does).
+    let stores: Vec<PostgresStore> = (0..2).map(|_| PostgresStore::connect(&db.url).unwrap()).collect();
+    let (tx, heard) = std::sync::mpsc::channel::<(usize, Leadership)>();
+    let campaign = |node: usize| {
+        let tx = tx.clone();
+        Election::start(&db.url, &format!("node-{node}"), "starting", move |now| {
+            let _ = tx.send((node, now));
+        })
+    };
+    let mut elections = [Some(campaign(0)), Some(campaign(1))];
+    // One leads with epoch 1; the other follows it, by name.
+    let mut leader = None;
+    let mut followed = None;
+    while leader.is_none() || followed.is_none() {
+        match next(&heard, 15) {
+            (node, Leadership::Leading(epoch)) => leader = Some((node, epoch)),
+            (node, Leadership::Following(Some(name))) => followed = Some((node, name)),
+            // Before the first leader has written its name.
+            (_, Leadership::Following(None)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (first, epoch) = leader.unwrap();
+    let other = 1 - first;
+    assert_eq!(epoch, 1);
+    assert_eq!(followed.unwrap(), (other, format!("node-{first}")));
+    elections[first].as_ref().unwrap().set_address("http://127.0.0.1:8080");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let nodes = stores[0].nodes().unwrap();
+    let seen: Vec<(String, bool)> = nodes.iter().map(|n| (n.name.clone(), n.leader)).collect();
+    assert_eq!(seen, [("node-0".to_string(), first == 0), ("node-1".to_string(), first == 1)]);
+    assert_eq!(nodes[first].address, "http://127.0.0.1:8080", "a server's address is announced once known");
+    assert!(nodes.iter().all(|n| n.silent_ms < 10_000 && n.connected), "{nodes:?}");
+    stores[first].fence(1);
+    stores[first].update(&m).unwrap();
+
+    // The leader stops: it hears that it no longer knows, the other leads with the next epoch,
+    // and the old leader's writes are refused.
+    drop(elections[first].take());
+    assert_eq!(next(&heard, 15), (first, Leadership::Unknown));
+    assert_eq!(next(&heard, 15), (other, Leadership::Leading(2)));
+    assert!(matches!(stores[first].update(&m), Err(StoreError::Fenced(_))));
+    assert!(matches!(stores[first].put_records("k", &[("a".into(), 1, "{}".into())]), Err(StoreError::Fenced(_))), "every write");
+    stores[other].fence(2);
+    stores[other].update(&m).unwrap();
+    let gone = stores[other].nodes().unwrap().into_iter().find(|n| n.name == format!("node-{first}")).unwrap();
+    assert!(!gone.connected && !gone.leader, "a stopped server is listed, as gone: {gone:?}");
+    assert!(stores[other].nodes().unwrap().iter().any(|n| n.name == format!("node-{other}") && n.leader));
+
+    // The new leader's session is cut: it no longer knows, then (reconnected, and alone) leads
+    // with a new epoch; its writes under the old one are refused.
+    assert_eq!(end_sessions(&db, &format!("berth-election/node-{other}")), 1);
+    assert_eq!(next(&heard, 15), (other, Leadership::Unknown));
+    assert_eq!(next(&heard, 15), (other, Leadership::Leading(3)));
+    assert!(matches!(stores[other].update(&m), Err(StoreError::Fenced(_))));
 }

@@ -2,6 +2,7 @@
 
 mod background;
 mod cli;
+mod cluster;
 mod demo;
 mod listener;
 mod metrics_history;
@@ -64,6 +65,16 @@ enum Command {
         server: cli::Server,
         #[command(flatten)]
         args: cli::EventsArgs,
+    },
+    /// List the servers of the cluster on a PostgreSQL store: name, address, whether it leads
+    /// (the others stand by), and when it was last heard from.
+    Nodes {
+        /// The cluster's store, `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
+        #[arg(long, env = "BERTH_STORE")]
+        store: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Install ONNX Runtime (for berth/onnx) into the data directory with python3's pip, unless
     /// one is found already.
@@ -140,6 +151,7 @@ fn main() -> std::process::ExitCode {
         Command::Ab { server, args } => cli::ab(server, args),
         Command::Logs { server, args } => cli::logs(server, args),
         Command::Events { server, args } => cli::events(server, args),
+        Command::Nodes { store, json } => cli::nodes(&store, json),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! Operator commands that talk to a running berth over its SageMaker and CloudWatch APIs and
 //! berth's own: `berth endpoints`, `berth invoke`, `berth weights`, `berth ab`, `berth logs`,
-//! `berth events`.
+//! `berth events`; and `berth nodes`, which reads the cluster's store.
 //! Human tables by default, `--json` for scripts.
 
 use anyhow::{bail, Context};
@@ -182,6 +182,41 @@ fn for_stdout(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let text = String::from_utf8_lossy(data);
     let shown: String = text.lines().map(|l| printable(l).into_owned()).collect::<Vec<_>>().join("\n");
     std::borrow::Cow::Owned(shown.into_bytes())
+}
+
+/// `berth nodes`: the cluster's servers, read from its store (so it answers with no leader).
+pub fn nodes(store: &str, json: bool) -> anyhow::Result<()> {
+    let nodes = berth_store::nodes_at(store).with_context(|| format!("reading the cluster at {}", berth_store::redacted(store)))?;
+    if json {
+        let nodes: Vec<Value> = nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "Name": n.name,
+                    "Address": n.address,
+                    "Leader": n.leader,
+                    "StartedMs": n.started_ms,
+                    "HeartbeatMs": n.heartbeat_ms,
+                    "SilentMs": n.silent_ms,
+                    "Connected": n.connected,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "Nodes": nodes }))?);
+        return Ok(());
+    }
+    let mut rows = vec![vec!["NODE".to_string(), "ADDRESS".into(), "ROLE".into(), "LAST HEARD".into()]];
+    for n in &nodes {
+        // A server whose election session is closed has stopped or lost its store.
+        let role = match (n.leader, n.connected) {
+            (true, _) => "leader",
+            (false, true) => "standby",
+            (false, false) => "gone",
+        };
+        rows.push(vec![n.name.clone(), n.address.clone(), role.into(), format!("{:.1} s ago", n.silent_ms as f64 / 1000.0)]);
+    }
+    print_table(&rows);
+    Ok(())
 }
 
 fn print_table(rows: &[Vec<String>]) {

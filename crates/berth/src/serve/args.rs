@@ -17,6 +17,10 @@ pub struct ServeArgs {
     /// come from PGPASSWORD instead, kept out of the process list).
     #[arg(long, env = "BERTH_STORE")]
     pub(super) store: Option<String>,
+    /// This server's name in the cluster of servers sharing a PostgreSQL store (default: the
+    /// host name); each server of a cluster has its own.
+    #[arg(long, env = "BERTH_NODE_NAME")]
+    pub(super) node_name: Option<String>,
     /// Region reported in ARNs.
     #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
     pub(super) region: String,

@@ -10,7 +10,7 @@ use berth_instances::{
 };
 use berth_python::{PythonBackend, PythonEnvironments};
 use berth_router::{Forwarder, Router, RoutingTable};
-use berth_store::{PostgresStore, ServingLock, SqliteStore, StateStore};
+use berth_store::{PostgresStore, SqliteStore, StateStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -91,7 +91,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         file_roots = %if file_roots.is_empty() { "none (file:// refused)".to_string() } else { file_roots.describe() },
         "what callers may make berth run and read"
     );
-    let (store, serving_lock) = open_store(args.store.clone(), &data_dir).await?;
+    // Watched from here on: a standby waiting to lead stops on it too.
+    let mut shutdown = Box::pin(shutdown_signal());
+    let (store, shared) = open_store(args.store.clone(), &data_dir).await?;
+    // On a shared store this server serves only while it leads the cluster.
+    let cluster = match (shared, &args.store) {
+        (Some(shared), Some(url)) => {
+            let node = args.node_name.clone().unwrap_or_else(crate::cluster::host_name);
+            let mut cluster = crate::cluster::Cluster::join(url, shared, &node).await?;
+            if cluster.lead(&mut shutdown).await.is_none() {
+                info!(node, "berth stopped while standing by");
+                return Ok(());
+            }
+            Some(cluster)
+        }
+        _ => None,
+    };
 
     let memory_cgroups = match args.memory_limits.as_str() {
         "off" => None,
@@ -183,7 +198,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let shutdown = shutdown_signal();
+    if let Some(cluster) = &cluster {
+        cluster.serving_at(&format!("{scheme}://{addr}"));
+    }
+    // It stops on SIGTERM or SIGINT, or when another server comes to lead the cluster.
+    let deposed_by: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let stop = {
+        let (deposed, deposed_by) = (cluster.as_ref().map(|c| c.deposed()), deposed_by.clone());
+        async move {
+            let Some(deposed) = deposed else { return shutdown.await };
+            tokio::select! {
+                () = shutdown => {}
+                leader = deposed => {
+                    warn!(%leader, "another server leads the cluster now: this one stops");
+                    *deposed_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(leader);
+                }
+            }
+        }
+    };
     info!(%addr, scheme, auth = %args.auth, data_dir = %data_dir.display(), "berth listening");
     // One line on stdout for scripts and tests that start berth on port 0.
     println!("berth listening on {scheme}://{addr}");
@@ -267,7 +299,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let io_threads = crate::listener::IoThreads::start(io_count).context("starting the I/O threads")?;
     // The accept loop runs as a runtime task, not on `block_on`'s thread (woken through a futex).
-    let accepting = crate::listener::serve(listener, app, tls, limits, io_threads.handles(), shutdown);
+    let accepting = crate::listener::serve(listener, app, tls, limits, io_threads.handles(), stop);
     tokio::spawn(accepting).await.context("HTTP server task failed")?;
     tokio::task::spawn_blocking(move || io_threads.stop()).await.context("stopping the I/O threads")?;
 
@@ -282,16 +314,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(cgroups) = memory_cgroups {
         cgroups.remove();
     }
-    // Another server may take the store once this one has stopped its instances.
-    drop(serving_lock);
+    // Another server may lead once this one has stopped its instances (the election's thread
+    // is joined off the runtime).
+    tokio::task::spawn_blocking(move || drop(cluster)).await.context("leaving the cluster")?;
+    if let Some(leader) = deposed_by.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        anyhow::bail!("{leader} leads the cluster now, so this server stopped; start it again to stand by");
+    }
     info!("berth stopped");
     Ok(())
 }
 
 /// The state store `--store` names: SQLite in the data directory when it names none, or a
-/// PostgreSQL database, connected, migrated and claimed for this server (the claim lasts until
-/// the returned lock drops).
-async fn open_store(url: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<(Arc<dyn StateStore>, Option<ServingLock>)> {
+/// PostgreSQL database, connected and migrated (and returned as such too, for the cluster).
+async fn open_store(url: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<(Arc<dyn StateStore>, Option<Arc<PostgresStore>>)> {
     let Some(url) = url else {
         let db_path = data_dir.join("state.db");
         let store = SqliteStore::open(&db_path).with_context(|| format!("opening state database {}", db_path.display()))?;
@@ -300,15 +335,13 @@ async fn open_store(url: Option<String>, data_dir: &std::path::Path) -> anyhow::
     };
     let shown = berth_store::redacted(&url);
     // The synchronous client blocks: it connects on a blocking thread.
-    let (store, lock) = tokio::task::spawn_blocking(move || {
-        let lock = PostgresStore::claim(&url)?;
-        Ok::<_, berth_store::StoreError>((PostgresStore::connect(&url)?, lock))
-    })
-    .await
-    .context("opening the PostgreSQL store")?
-    .with_context(|| format!("opening the state store {shown}"))?;
+    let store = tokio::task::spawn_blocking(move || PostgresStore::connect(&url))
+        .await
+        .context("opening the PostgreSQL store")?
+        .with_context(|| format!("opening the state store {shown}"))?;
     info!(store = %shown, "state in PostgreSQL");
-    Ok((Arc::new(store), Some(lock)))
+    let store = Arc::new(store);
+    Ok((store.clone(), Some(store)))
 }
 
 /// `1/divisor` of the machine's memory, between `min` and `max` bytes.

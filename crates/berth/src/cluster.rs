@@ -1,0 +1,106 @@
+//! berth's servers on one PostgreSQL store: each joins the cluster's election; the one that
+//! leads serves (the API, the endpoints' instances, the reconcilers and the background work) and
+//! the others stand by, taking over when it dies or its session to PostgreSQL is cut. The
+//! leader's store is fenced with its epoch, so that once another leads, its late writes are
+//! refused; a leader that learns another leads stops.
+
+use anyhow::bail;
+use berth_store::{Election, Leadership, PostgresStore};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub struct Cluster {
+    pub node: String,
+    store: Arc<PostgresStore>,
+    election: Election,
+    leadership: watch::Receiver<Leadership>,
+}
+
+impl Cluster {
+    /// Joins the cluster on `store` as `node` (unless a live server already has that name).
+    pub async fn join(url: &str, store: Arc<PostgresStore>, node: &str) -> anyhow::Result<Cluster> {
+        let nodes = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.nodes()).await??
+        };
+        if let Some(live) = nodes.iter().find(|n| n.name == node && n.connected) {
+            bail!(
+                "a berth server named {node} is in the cluster (connected, last heard {} ms ago, at {}): give each server its own --node-name",
+                live.silent_ms,
+                live.address
+            );
+        }
+        let (tell, leadership) = watch::channel(Leadership::Unknown);
+        let election = Election::start(url, node, "standing by", move |now| {
+            tell.send_replace(now);
+        });
+        Ok(Cluster { node: node.to_string(), store, election, leadership })
+    }
+
+    /// Waits until this server leads and fences the store with its epoch; `None` when `stop`
+    /// comes first. Says once on stdout that it stands by (for scripts and tests).
+    pub async fn lead(&mut self, stop: &mut (impl Future<Output = ()> + Unpin)) -> Option<u64> {
+        let mut said = false;
+        loop {
+            let now = self.leadership.borrow_and_update().clone();
+            match now {
+                Leadership::Leading(epoch) => {
+                    self.store.fence(epoch);
+                    info!(node = %self.node, epoch, "this server leads the cluster: serving");
+                    return Some(epoch);
+                }
+                Leadership::Following(leader) if !said => {
+                    said = true;
+                    let leader = leader.unwrap_or_else(|| "another server".into());
+                    info!(node = %self.node, %leader, "standing by: another server leads the cluster");
+                    println!("berth standing by as {} ({leader} leads)", self.node);
+                }
+                _ => {}
+            }
+            tokio::select! {
+                changed = self.leadership.changed() => if changed.is_err() { return None },
+                _ = &mut *stop => return None,
+            }
+        }
+    }
+
+    /// Where this server serves, for `berth nodes`.
+    pub fn serving_at(&self, address: &str) {
+        self.election.set_address(address);
+    }
+
+    /// Resolves with the leader's name once another server leads. Meanwhile it fences the store
+    /// with each epoch this server leads in again (after its election's session came back).
+    pub fn deposed(&self) -> impl Future<Output = String> + Send + 'static {
+        let (mut leadership, store, node) = (self.leadership.clone(), self.store.clone(), self.node.clone());
+        async move {
+            loop {
+                if leadership.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                let now = leadership.borrow_and_update().clone();
+                match now {
+                    Leadership::Leading(epoch) => {
+                        store.fence(epoch);
+                        info!(node, epoch, "this server leads the cluster again");
+                    }
+                    Leadership::Unknown => {
+                        warn!(node, "lost the election's session to PostgreSQL: serving on; writes wait for the store")
+                    }
+                    Leadership::Following(leader) => return leader.unwrap_or_else(|| "another server".into()),
+                }
+            }
+        }
+    }
+}
+
+/// This machine's host name, the default node name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "berth".into())
+}
