@@ -65,37 +65,18 @@ class BerthServer:
         self.url = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
 
-    def start(self, port=0, standby=False):
-        """Starts berth and waits until it listens; with `standby`, a server of a cluster may
-        instead say that it stands by (then `wait_listening` waits for it to lead)."""
+    def start(self, port=0):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         args = [berth_binary(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir), *self.extra_args]
         # Unbuffered, so that select() on stdout sees every line berth has printed.
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, bufsize=0, env=self.env)
-        self.url = None
         line = self.proc.stdout.readline().decode()
-        if standby and line.startswith("berth standing by as "):
-            return self
-        self._listening(line)
-        return self
-
-    def _listening(self, line):
         if not line.startswith("berth listening on "):
             self.proc.kill()
             raise RuntimeError(f"berth did not start: {line!r}; see {self.log_path}")
         self.url = line.split()[-1]
-
-    def wait_listening(self, timeout):
-        """For a server standing by: True once it says it listens (it leads), False if it has not
-        within `timeout` seconds."""
-        import select
-
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            return False
-        self._listening(self.proc.stdout.readline().decode())
-        return True
+        return self
 
     @property
     def port(self):

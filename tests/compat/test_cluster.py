@@ -1,10 +1,11 @@
-"""Several berth servers on one PostgreSQL store: one leads and serves, the others stand by and
-take over within seconds when it dies (kill -9) or loses its session, finishing what it left
-half done; a deposed leader stops and its late writes are refused. Real PostgreSQL
+"""Several berth servers on one PostgreSQL store: every one answers (those that stand by forward
+to the leader), one leads and runs the endpoints, and another takes over within seconds when it
+dies (kill -9) or loses its session, finishing what it left half done; a deposed leader stops. Real PostgreSQL
 (scripts/postgres.sh), real berth processes, boto3 and `berth nodes`."""
 
 import json
 import signal
+import socket
 import subprocess
 import time
 
@@ -32,14 +33,24 @@ def nodes(store_url):
     return {n["Name"]: n for n in json.loads(out)["Nodes"]}
 
 
-def new_leader(standbys, timeout=15):
-    """The standby that comes to lead within `timeout` seconds, and how long it took."""
+def leader_of(store_url, timeout=15, not_=None):
+    """The name of the server that leads (other than `not_`) within `timeout` seconds, and how
+    long it took to find."""
     start = time.time()
     while time.time() - start < timeout:
-        for n in standbys:
-            if n.wait_listening(0.1):
-                return n, time.time() - start
-    raise AssertionError(f"no standby led within {timeout}s")
+        leaders = [name for name, n in nodes(store_url).items() if n["Leader"] and name != not_]
+        if leaders:
+            return leaders[0], time.time() - start
+        time.sleep(0.1)
+    raise AssertionError(f"no server led within {timeout}s: {nodes(store_url)}")
+
+
+def answers(server):
+    try:
+        server.sm().list_endpoints()
+        return True
+    except Exception:
+        return False
 
 
 def invoke(server, endpoint):
@@ -47,57 +58,91 @@ def invoke(server, endpoint):
     return answer["ResponseMetadata"]["HTTPStatusCode"]
 
 
-def test_one_server_leads_the_others_stand_by_and_one_takes_over_finishing_what_was_left(tmp_path, store):
-    n1 = node(tmp_path, "n1", store).start()
-    standbys = [node(tmp_path, name, store).start(standby=True) for name in ("n2", "n3")]
+def test_every_server_answers_one_leads_and_another_takes_over_finishing_what_was_left(tmp_path, store):
+    servers = {name: node(tmp_path, name, store).start() for name in ("n1", "n2", "n3")}
+    n1, n2, n3 = servers.values()
     try:
-        assert all(s.url is None for s in standbys), "a standby does not listen"
-        # The leader's address is announced with its next heartbeat.
-        listed = eventually(lambda: (got := nodes(store))["n1"]["Address"] == n1.url and got, 10)
+        # n1 started first and leads; every server listens and announces where.
+        listed = eventually(lambda: (got := nodes(store)) and all(got[n]["Address"] == s.url for n, s in servers.items()) and got, 10)
         assert listed, nodes(store)
         assert {name: n["Leader"] for name, n in listed.items()} == {"n1": True, "n2": False, "n3": False}
         # A second server may not take a live server's name.
         twin = node(tmp_path / "twin", "n2", store)
         with pytest.raises(RuntimeError):
-            twin.start(standby=True)
+            twin.start()
         assert twin.proc.wait(timeout=30) != 0 and "give each server its own --node-name" in twin.log_text()
 
-        sm = n1.sm()
-        serving = deploy(sm, ["A", "B"])
-        assert invoke(n1, serving) == 200
+        # Made through a standby, served through every server, with the same answers.
+        serving = deploy(n2.sm(), ["A", "B"])
+        assert all(invoke(s, serving) == 200 for s in servers.values())
+        n3.sm().update_endpoint_weights_and_capacities(
+            EndpointName=serving, DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredWeight": 0.0}]
+        )
+        weights = lambda s: {v["VariantName"]: v["CurrentWeight"] for v in s.sm().describe_endpoint(EndpointName=serving)["ProductionVariants"]}  # noqa: E731
+        assert weights(n1) == weights(n2) == {"A": 0.0, "B": 1.0}
+        invoked = [n1.runtime().invoke_endpoint(EndpointName=serving, Body=b"x", ContentType="text/plain") for _ in range(10)]
+        assert {a["InvokedProductionVariant"] for a in invoked} == {"B"}, "the weight set through n3 steers n1"
+        names = lambda s: sorted(e["EndpointName"] for e in s.sm().list_endpoints()["Endpoints"])  # noqa: E731
+        assert names(n1) == names(n2) == names(n3)
+
         # The leader dies in the middle of a CreateEndpoint it acknowledged.
         half = unique("half")
-        create_echo_model(sm, half)
-        sm.create_endpoint_config(EndpointConfigName=half, ProductionVariants=[variant("A", half)])
-        sm.create_endpoint(EndpointName=half, EndpointConfigName=half)
+        create_echo_model(n1.sm(), half)
+        n1.sm().create_endpoint_config(EndpointConfigName=half, ProductionVariants=[variant("A", half)])
+        n1.sm().create_endpoint(EndpointName=half, EndpointConfigName=half)
         n1.stop(sig=signal.SIGKILL)
 
-        leader, took = new_leader(standbys)
-        print(f"a standby led {took:.2f}s after the leader was killed")
-        sm = leader.sm()
+        leader, took = leader_of(store, not_="n1")
+        print(f"{leader} led {took:.2f}s after the leader was killed")
+        standby = n3 if leader == "n2" else n2
+        # The standby learns the new leader's address within a heartbeat or two (meanwhile it
+        # answers 503 ServiceUnavailable, which the SDKs retry).
+        assert eventually(lambda: answers(standby), 15)
         for endpoint in (serving, half):
-            described = wait_status(sm, endpoint, timeout=60)
+            described = wait_status(standby.sm(), endpoint, timeout=60)
             assert described["EndpointStatus"] == "InService", described.get("FailureReason")
-            assert invoke(leader, endpoint) == 200
+            assert eventually(lambda: invoke(standby, endpoint) == 200, 30)
         listed = nodes(store)
-        assert [name for name, n in listed.items() if n["Leader"]] == [leader.data_dir.parent.name]
         assert not listed["n1"]["Connected"] and all(listed[n]["Connected"] for n in ("n2", "n3")), listed
 
-        # The old leader, back, stands by.
-        n1.start(standby=True)
-        assert n1.url is None
-        # A standby stops at once and cleanly on SIGTERM.
+        # The old leader, back, stands by and answers; a standby stops cleanly on SIGTERM.
+        n1.start()
+        assert eventually(lambda: nodes(store)["n1"]["Connected"], 10)
+        assert invoke(n1, serving) == 200
         assert n1.stop() == 0
     finally:
-        for s in [n1, *standbys]:
+        for s in servers.values():
             s.stop()
+
+
+def test_a_standby_refuses_what_is_not_http_and_goes_on(tmp_path, store):
+    n1 = node(tmp_path, "n1", store).start()
+    n2 = node(tmp_path, "n2", store).start()
+    try:
+        leader_of(store)
+        assert eventually(lambda: answers(n2), 15), "the standby forwards once it knows the leader"
+        host, port = n2.url.removeprefix("http://").split(":")
+        for raw in (
+            b"\x16\x03\x01garbage\r\n\r\n",
+            b"POST /endpoints/x/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+        ):
+            with socket.create_connection((host, int(port)), timeout=10) as conn:
+                conn.sendall(raw)
+                answer = conn.recv(4096)
+                assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), (raw[:40], answer[:200])
+        assert n2.sm().list_endpoints()["Endpoints"] == [], "the standby still answers (through the leader)"
+    finally:
+        n1.stop()
+        n2.stop()
 
 
 def test_a_leader_whose_session_is_cut_is_deposed_and_stops(tmp_path, postgres, store):
     admin, _ = postgres
     n1 = node(tmp_path, "n1", store).start()
-    n2 = node(tmp_path, "n2", store).start(standby=True)
+    n2 = node(tmp_path, "n2", store).start()
     try:
+        assert leader_of(store)[0] == "n1"
         endpoint = deploy(n1.sm(), ["A"])
         # As a cut network would: PostgreSQL ends the leader's election session (its lock goes).
         database = store.rsplit("/", 1)[1]
@@ -107,11 +152,11 @@ def test_a_leader_whose_session_is_cut_is_deposed_and_stops(tmp_path, postgres, 
         ).stdout.strip()
         assert ended == "1"
         # The standby leads; the old leader, reconnected, finds itself deposed and stops.
-        leader, _ = new_leader([n2])
+        assert leader_of(store, not_="n1")[0] == "n2"
         assert n1.proc.wait(timeout=60) != 0
         assert "n2 leads the cluster now, so this server stopped" in n1.log_text()
-        assert wait_status(leader.sm(), endpoint, timeout=60)["EndpointStatus"] == "InService"
-        assert invoke(leader, endpoint) == 200
+        assert wait_status(n2.sm(), endpoint, timeout=60)["EndpointStatus"] == "InService"
+        assert eventually(lambda: invoke(n2, endpoint) == 200, 30)
     finally:
         for s in (n1, n2):
             s.stop()

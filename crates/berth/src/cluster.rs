@@ -1,6 +1,7 @@
 //! berth's servers on one PostgreSQL store: each joins the cluster's election; the one that
-//! leads serves (the API, the endpoints' instances, the reconcilers and the background work) and
-//! the others stand by, taking over when it dies or its session to PostgreSQL is cut. The
+//! leads runs the endpoints' instances, the reconcilers and the background work, and answers the
+//! API; the others stand by, answering on their own addresses by forwarding to the leader, and
+//! take over when it dies or its session to PostgreSQL is cut. The
 //! leader's store is fenced with its epoch, so that once another leads, its late writes are
 //! refused; a leader that learns another leads stops.
 
@@ -8,6 +9,7 @@ use anyhow::bail;
 use berth_store::{Election, Leadership, PostgresStore};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -64,6 +66,62 @@ impl Cluster {
                 _ = &mut *stop => return None,
             }
         }
+    }
+
+    /// While this server stands by, forwards what `listener` accepts to the leader (see
+    /// [`crate::forwarding`]) until this server leads (its epoch) or `stop` comes (`None`).
+    pub async fn lead_forwarding(
+        &mut self,
+        listener: &tokio::net::TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        limits: &crate::forwarding::Limits,
+        stop: &mut (impl Future<Output = ()> + Unpin),
+    ) -> anyhow::Result<Option<u64>> {
+        let forwarder = crate::forwarding::Forwarder::new(self.leader_url(), &self.node)?;
+        let mut outcome = None;
+        let until = async { outcome = self.lead(stop).await };
+        forwarder.serve_until(listener, tls, limits, until).await;
+        Ok(outcome)
+    }
+
+    /// The leader's URL as the store has it, kept as the leadership changes: the last known
+    /// one while this server cannot tell (its own session lost), none while it leads.
+    fn leader_url(&self) -> watch::Receiver<Option<String>> {
+        let (tell, url) = watch::channel(None);
+        let (mut leadership, store) = (self.leadership.clone(), self.store.clone());
+        tokio::spawn(async move {
+            'changes: loop {
+                let now = leadership.borrow_and_update().clone();
+                match now {
+                    Leadership::Following(Some(leader)) => {
+                        // Until the leader has announced where it serves.
+                        loop {
+                            let store = store.clone();
+                            let nodes = tokio::task::spawn_blocking(move || store.nodes()).await;
+                            let address = nodes.ok().and_then(Result::ok).and_then(|nodes| {
+                                nodes.into_iter().find(|n| n.name == leader && n.address.starts_with("http")).map(|n| n.address)
+                            });
+                            if let Some(address) = address {
+                                tell.send_replace(Some(address));
+                                break;
+                            }
+                            tokio::select! {
+                                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                                changed = leadership.changed() => if changed.is_err() { return } else { continue 'changes },
+                            }
+                        }
+                    }
+                    Leadership::Leading(_) => {
+                        tell.send_replace(None);
+                    }
+                    Leadership::Following(None) | Leadership::Unknown => {}
+                }
+                if tell.is_closed() || leadership.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        url
     }
 
     /// Where this server serves, for `berth nodes`.

@@ -4,6 +4,7 @@ mod background;
 mod cli;
 mod cluster;
 mod demo;
+mod forwarding;
 mod listener;
 mod metrics_history;
 mod onnxruntime;

@@ -98,7 +98,7 @@ impl Api {
 }
 
 /// TLS trust: the system's roots, and the certificates in `AWS_CA_BUNDLE` (as the AWS CLI).
-fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 
 mod api;
+pub(crate) use api::tls_config;
 use api::{runtime, Api};
 
 #[derive(clap::Args, Debug, Clone)]

@@ -95,15 +95,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut shutdown = Box::pin(shutdown_signal());
     let (store, shared) = open_store(args.store.clone(), &data_dir).await?;
     // On a shared store this server serves only while it leads the cluster.
-    let cluster = match (shared, &args.store) {
+    let mut cluster = match (shared, &args.store) {
         (Some(shared), Some(url)) => {
             let node = args.node_name.clone().unwrap_or_else(crate::cluster::host_name);
-            let mut cluster = crate::cluster::Cluster::join(url, shared, &node).await?;
-            if cluster.lead(&mut shutdown).await.is_none() {
-                info!(node, "berth stopped while standing by");
-                return Ok(());
-            }
-            Some(cluster)
+            Some(crate::cluster::Cluster::join(url, shared, &node).await?)
         }
         _ => None,
     };
@@ -198,8 +193,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    if let Some(cluster) = &cluster {
+    info!(%addr, scheme, auth = %args.auth, data_dir = %data_dir.display(), "berth listening");
+    // One line on stdout for scripts and tests that start berth on port 0.
+    println!("berth listening on {scheme}://{addr}");
+    // In a cluster, a server that does not lead forwards what it is sent to the leader, until
+    // it leads itself.
+    if let Some(cluster) = &mut cluster {
         cluster.serving_at(&format!("{scheme}://{addr}"));
+        let limits = crate::forwarding::Limits { max_connections, header_timeout: Duration::from_secs(args.header_timeout.max(1)) };
+        if cluster.lead_forwarding(&listener, tls.clone(), &limits, &mut shutdown).await?.is_none() {
+            info!(node = %cluster.node, "berth stopped while standing by");
+            return Ok(());
+        }
     }
     // It stops on SIGTERM or SIGINT, or when another server comes to lead the cluster.
     let deposed_by: Arc<std::sync::Mutex<Option<String>>> = Default::default();
@@ -216,9 +221,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     };
-    info!(%addr, scheme, auth = %args.auth, data_dir = %data_dir.display(), "berth listening");
-    // One line on stdout for scripts and tests that start berth on port 0.
-    println!("berth listening on {scheme}://{addr}");
 
     // berth's background work, supervised: recovery and the demo first, then the loops.
     let recorder = controller.clone();
