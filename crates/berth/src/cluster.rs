@@ -3,7 +3,7 @@
 //! API; the others stand by, answering on their own addresses by forwarding to the leader, and
 //! take over when it dies or its session to PostgreSQL is cut. The
 //! leader's store is fenced with its epoch, so that once another leads, its late writes are
-//! refused; a leader that learns another leads stops.
+//! refused; a leader that learns another leads stops its endpoints and stands by again.
 
 use anyhow::bail;
 use berth_store::{Election, Leadership, PostgresStore};
@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+/// How long a server waits for its first election's outcome before it listens anyway.
+const FIRST_ELECTION: Duration = Duration::from_secs(10);
 
 pub struct Cluster {
     pub node: String,
@@ -34,10 +37,15 @@ impl Cluster {
                 live.address
             );
         }
-        let (tell, leadership) = watch::channel(Leadership::Unknown);
+        let (tell, mut leadership) = watch::channel(Leadership::Unknown);
         let election = Election::start(url, node, "standing by", move |now| {
             tell.send_replace(now);
         });
+        // The first election's outcome, so that a server that is to lead does so before it
+        // says it listens (and one that stands by knows whom it forwards to).
+        if tokio::time::timeout(FIRST_ELECTION, leadership.wait_for(|l| *l != Leadership::Unknown)).await.is_err() {
+            warn!(node, "no outcome of the cluster's election yet; listening meanwhile");
+        }
         Ok(Cluster { node: node.to_string(), store, election, leadership })
     }
 

@@ -31,6 +31,9 @@ type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 const HOP_BY_HOP: [&str; 8] =
     ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"];
 
+/// How long a request waits for a leader to be known before it is answered 503.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
 /// How this server forwards while it stands by.
 #[derive(Clone)]
 pub struct Forwarder {
@@ -66,11 +69,14 @@ impl Forwarder {
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         tokio::pin!(until);
         loop {
+            // `until` first: a server that has come to lead serves what waits with the edge.
             let permit = tokio::select! {
+                biased;
                 () = &mut until => return,
                 permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             };
             let (stream, peer) = tokio::select! {
+                biased;
                 () = &mut until => return,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -107,7 +113,10 @@ impl Forwarder {
 
     /// One request to the leader, and its answer back.
     async fn forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let Some(leader) = self.leader.borrow().clone() else {
+        // An election takes a second or so: a request that comes meanwhile waits for it.
+        let mut leader = self.leader.clone();
+        let known = tokio::time::timeout(LEADER_WAIT, leader.wait_for(Option::is_some)).await;
+        let Some(leader) = known.ok().and_then(|l| l.ok()).and_then(|l| l.clone()) else {
             return unavailable("No server of this berth cluster leads right now (an election is under way). Retry shortly.");
         };
         let (mut parts, body) = req.into_parts();

@@ -79,7 +79,7 @@ impl IoThreads {
 /// Accepts connections until `shutdown` resolves, then lets them finish within the deadline.
 /// Each connection is served on one of the I/O threads, in turn.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     app: berth_aws::EdgeService,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnectionLimits,

@@ -13,6 +13,7 @@ use berth_router::{Forwarder, Router, RoutingTable};
 use berth_store::{PostgresStore, SqliteStore, StateStore};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 mod args;
@@ -91,8 +92,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         file_roots = %if file_roots.is_empty() { "none (file:// refused)".to_string() } else { file_roots.describe() },
         "what callers may make berth run and read"
     );
-    // Watched from here on: a standby waiting to lead stops on it too.
-    let mut shutdown = Box::pin(shutdown_signal());
+    // Watched from here on (a standby stops on it too), and told to whoever waits on `stopped`.
+    let signal = shutdown_signal();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        stop_tx.send_replace(true);
+    });
     let (store, shared) = open_store(args.store.clone(), &data_dir).await?;
     // On a shared store this server serves only while it leads the cluster.
     let mut cluster = match (shared, &args.store) {
@@ -169,7 +175,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         file_roots.clone(),
     );
     let capture_buffer = args.capture_buffer_bytes.unwrap_or_else(|| share_of_memory(64, 16 << 20, 1 << 30));
-    let routing = Arc::new(RoutingTable::with_capture_buffer(usize::try_from(capture_buffer).unwrap_or(usize::MAX)));
     let settings = ControllerSettings {
         account: Account { region: args.region.clone(), account_id: args.account_id.clone() },
         data_dir: data_dir.clone(),
@@ -186,144 +191,210 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         python_runtime: args.python_runtime == "on",
         clock: Arc::new(berth_domain::SystemClock),
     };
-    let controller = Controller::new(store, backend.clone(), artifacts, routing.clone(), settings);
-    let router = Arc::new(Router::new(routing.clone(), Forwarder::new(Duration::from_secs(args.invocation_timeout))));
-    controller.attach_router(Router::clone(&router));
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = Arc::new(tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?);
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!(%addr, scheme, auth = %args.auth, data_dir = %data_dir.display(), "berth listening");
     // One line on stdout for scripts and tests that start berth on port 0.
     println!("berth listening on {scheme}://{addr}");
-    // In a cluster, a server that does not lead forwards what it is sent to the leader, until
-    // it leads itself.
-    if let Some(cluster) = &mut cluster {
+    if let Some(cluster) = &cluster {
         cluster.serving_at(&format!("{scheme}://{addr}"));
-        let limits = crate::forwarding::Limits { max_connections, header_timeout: Duration::from_secs(args.header_timeout.max(1)) };
-        if cluster.lead_forwarding(&listener, tls.clone(), &limits, &mut shutdown).await?.is_none() {
-            info!(node = %cluster.node, "berth stopped while standing by");
-            return Ok(());
-        }
     }
-    // It stops on SIGTERM or SIGINT, or when another server comes to lead the cluster.
-    let deposed_by: Arc<std::sync::Mutex<Option<String>>> = Default::default();
-    let stop = {
-        let (deposed, deposed_by) = (cluster.as_ref().map(|c| c.deposed()), deposed_by.clone());
-        async move {
-            let Some(deposed) = deposed else { return shutdown.await };
-            tokio::select! {
-                () = shutdown => {}
-                leader = deposed => {
-                    warn!(%leader, "another server leads the cluster now: this one stops");
-                    *deposed_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(leader);
-                }
-            }
-        }
-    };
-
-    // berth's background work, supervised: recovery and the demo first, then the loops.
-    let recorder = controller.clone();
-    let mut background = crate::background::Supervisor::new(Arc::new(move |task, panic| {
-        recorder.record_event(
-            "",
-            None,
-            berth_domain::EventKind::BackgroundFailed,
-            format!("berth's {task} work panicked ({panic}); it goes on (a loop with its next round, a long-running task started again)."),
-        );
-    }));
-    // Endpoints come back in the background, then the demo is deployed (when asked) and its
-    // traffic runs until shutdown; the API answers meanwhile (recovering endpoints as
-    // SystemUpdating). Both are idempotent, so a panic's restart does no harm.
-    let (recovering, demo, demo_dir) = (controller.clone(), args.demo, data_dir.clone());
-    let demo_traffic = (args.demo && args.demo_traffic == "on").then(|| router.clone());
-    let signed = args.auth != "none";
-    background.keep("recovery and the demo", move || {
-        let (controller, dir, traffic) = (recovering.clone(), demo_dir.clone(), demo_traffic.clone());
-        async move {
-            if let Err(e) = controller.recover().await {
-                error!(error = %e, "recovering endpoints failed");
-            }
-            if !demo {
-                return;
-            }
-            if let Err(e) = crate::demo::deploy(&controller, &dir).await {
-                error!(error = %e, "the demo could not be deployed");
-                return;
-            }
-            let announce = crate::demo::announce(&controller, addr, scheme, signed, traffic.is_some());
-            let send = async {
-                if let Some(router) = &traffic {
-                    crate::demo::send_traffic(controller.clone(), router.clone()).await
-                }
-            };
-            tokio::join!(announce, send);
-        }
-    });
-
-    // The per-variant metrics history: restored from the store, then closed second by second.
-    crate::metrics_history::restore(&controller, routing.metrics()).await;
-    let settings = crate::metrics_history::Settings {
-        retention: Duration::from_secs(args.metrics_retention_days * 24 * 3600),
-        data_dir: data_dir.clone(),
-        scaling_window_secs: args.scaling_window.max(1),
-        bandit_interval_secs: args.bandit_interval.max(1),
-    };
-    crate::metrics_history::start(&mut background, controller.clone(), routing.clone(), settings);
-    // Every endpoint and transform job brought to what the store says, should a change have
-    // been committed and not acted on (the reconcilers act on each change as it is made).
-    let resyncing = controller.clone();
-    background.every("reconcilers' resync", RESYNC_INTERVAL, move || {
-        let controller = resyncing.clone();
-        async move {
-            if let Err(e) = controller.resync().await {
-                warn!(error = %e, "cannot resync the reconcilers");
-            }
-        }
-    });
-    let (serverless, idle) = (controller.clone(), Duration::from_secs(args.serverless_idle));
-    background.keep("serverless", move || serverless.clone().run_serverless(idle));
-    let capture = controller.clone();
-    background.keep("data capture", move || capture.clone().run_capture());
-    let (queue, async_router) = (controller.clone(), Router::clone(&router));
-    background.keep("asynchronous inference", move || queue.clone().run_async(async_router.clone()));
-
-    let app = berth_aws::service(Edge { controller: controller.clone(), router, security: Arc::new(security) });
-    let limits = crate::listener::ConnectionLimits {
+    let term = Term {
+        args: &args,
+        store,
+        backend,
+        artifacts,
+        settings,
+        capture_buffer,
+        security: Arc::new(security),
+        tls,
+        listener,
+        addr,
+        scheme,
         max_connections,
-        header_timeout: Duration::from_secs(args.header_timeout.max(1)),
-        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        data_dir: data_dir.clone(),
     };
-    let io_count = match args.io_threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    let io_threads = crate::listener::IoThreads::start(io_count).context("starting the I/O threads")?;
-    // The accept loop runs as a runtime task, not on `block_on`'s thread (woken through a futex).
-    let accepting = crate::listener::serve(listener, app, tls, limits, io_threads.handles(), stop);
-    tokio::spawn(accepting).await.context("HTTP server task failed")?;
-    tokio::task::spawn_blocking(move || io_threads.stop()).await.context("stopping the I/O threads")?;
-
-    background.shutdown(Duration::from_secs(10)).await;
-    info!("stopping instances");
-    if tokio::time::timeout(Duration::from_secs(args.drain_timeout + 10), controller.shutdown()).await.is_err() {
-        warn!("instances did not stop in time; they end with the server");
+    loop {
+        // In a cluster, a server that does not lead forwards what it is sent to the leader,
+        // until it leads itself.
+        if let Some(cluster) = &mut cluster {
+            let limits = crate::forwarding::Limits { max_connections, header_timeout: Duration::from_secs(args.header_timeout.max(1)) };
+            let mut stop = Box::pin(stopped(stop_rx.clone()));
+            if cluster.lead_forwarding(&term.listener, term.tls.clone(), &limits, &mut stop).await?.is_none() {
+                info!(node = %cluster.node, "berth stopped while standing by");
+                break;
+            }
+        }
+        let deposed = term.serve(stop_rx.clone(), cluster.as_ref().map(|c| c.deposed())).await?;
+        // Whatever instances left running (helpers that left their session) goes with them.
+        processes.kill_leftovers();
+        containers.remove_leftovers().await;
+        match deposed {
+            Some(leader) => warn!(%leader, "another server leads the cluster now: this one stopped its endpoints and stands by again"),
+            None => break,
+        }
     }
-    // Whatever instances left running (helpers that left their session) goes with berth.
-    processes.kill_leftovers();
-    containers.remove_leftovers().await;
     if let Some(cgroups) = memory_cgroups {
         cgroups.remove();
     }
-    // Another server may lead once this one has stopped its instances (the election's thread
-    // is joined off the runtime).
+    // The election's thread is joined off the runtime.
     tokio::task::spawn_blocking(move || drop(cluster)).await.context("leaving the cluster")?;
-    if let Some(leader) = deposed_by.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        anyhow::bail!("{leader} leads the cluster now, so this server stopped; start it again to stand by");
-    }
     info!("berth stopped");
     Ok(())
+}
+
+/// Resolves once berth is told to stop.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// What one term of serving needs: berth alone serves one term, from start to stop; a server of
+/// a cluster serves one each time it comes to lead, and stands by between them.
+struct Term<'a> {
+    args: &'a ServeArgs,
+    store: Arc<dyn StateStore>,
+    backend: Arc<ImageBackends>,
+    artifacts: ModelArtifacts,
+    settings: ControllerSettings,
+    capture_buffer: u64,
+    security: Arc<berth_aws::Security>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    listener: Arc<tokio::net::TcpListener>,
+    addr: std::net::SocketAddr,
+    scheme: &'static str,
+    max_connections: usize,
+    data_dir: std::path::PathBuf,
+}
+
+impl Term<'_> {
+    /// Serves (the controller, its endpoints and background work, the edge on the listener)
+    /// until berth is told to stop, or until another server leads (`deposed` resolves: then
+    /// its name), and stops what it started.
+    async fn serve(
+        &self,
+        stop: watch::Receiver<bool>,
+        deposed: Option<impl std::future::Future<Output = String> + Send + 'static>,
+    ) -> anyhow::Result<Option<String>> {
+        let args = self.args;
+        let routing = Arc::new(RoutingTable::with_capture_buffer(usize::try_from(self.capture_buffer).unwrap_or(usize::MAX)));
+        let controller =
+            Controller::new(self.store.clone(), self.backend.clone(), self.artifacts.clone(), routing.clone(), self.settings.clone());
+        let router = Arc::new(Router::new(routing.clone(), Forwarder::new(Duration::from_secs(args.invocation_timeout))));
+        controller.attach_router(Router::clone(&router));
+        // It stops on SIGTERM or SIGINT, or when another server comes to lead the cluster.
+        let deposed_by: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let mut stopping = stop.clone();
+        let until = {
+            let deposed_by = deposed_by.clone();
+            async move {
+                let Some(deposed) = deposed else { return stopped(stop).await };
+                tokio::select! {
+                    () = stopped(stop) => {}
+                    leader = deposed => *deposed_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(leader),
+                }
+            }
+        };
+        let (addr, scheme) = (self.addr, self.scheme);
+        // The stored endpoints are marked for recovery before the edge answers (so that none is
+        // described as serving before its instances are back); their instances start in the
+        // background. Tried again while the store cannot be read, unless berth is told to stop.
+        while let Err(e) = controller.recover().await {
+            error!(error = %e, "recovering endpoints failed; trying again in a second");
+            if tokio::time::timeout(Duration::from_secs(1), stopping.wait_for(|s| *s)).await.is_ok() {
+                break;
+            }
+        }
+        // berth's background work, supervised: the demo first, then the loops.
+        let recorder = controller.clone();
+        let mut background = crate::background::Supervisor::new(Arc::new(move |task, panic| {
+            recorder.record_event(
+                "",
+                None,
+                berth_domain::EventKind::BackgroundFailed,
+                format!(
+                    "berth's {task} work panicked ({panic}); it goes on (a loop with its next round, a long-running task started again)."
+                ),
+            );
+        }));
+        // The demo is deployed (when asked) and its traffic runs until shutdown; the API answers
+        // meanwhile. It is idempotent, so a panic's restart does no harm.
+        let (recovering, demo, demo_dir) = (controller.clone(), args.demo, self.data_dir.clone());
+        let demo_traffic = (args.demo && args.demo_traffic == "on").then(|| router.clone());
+        let signed = args.auth != "none";
+        background.keep("the demo", move || {
+            let (controller, dir, traffic) = (recovering.clone(), demo_dir.clone(), demo_traffic.clone());
+            async move {
+                if !demo {
+                    return;
+                }
+                if let Err(e) = crate::demo::deploy(&controller, &dir).await {
+                    error!(error = %e, "the demo could not be deployed");
+                    return;
+                }
+                let announce = crate::demo::announce(&controller, addr, scheme, signed, traffic.is_some());
+                let send = async {
+                    if let Some(router) = &traffic {
+                        crate::demo::send_traffic(controller.clone(), router.clone()).await
+                    }
+                };
+                tokio::join!(announce, send);
+            }
+        });
+
+        // The per-variant metrics history: restored from the store, then closed second by second.
+        crate::metrics_history::restore(&controller, routing.metrics()).await;
+        let settings = crate::metrics_history::Settings {
+            retention: Duration::from_secs(args.metrics_retention_days * 24 * 3600),
+            data_dir: self.data_dir.clone(),
+            scaling_window_secs: args.scaling_window.max(1),
+            bandit_interval_secs: args.bandit_interval.max(1),
+        };
+        crate::metrics_history::start(&mut background, controller.clone(), routing.clone(), settings);
+        // Every endpoint and transform job brought to what the store says, should a change have
+        // been committed and not acted on (the reconcilers act on each change as it is made).
+        let resyncing = controller.clone();
+        background.every("reconcilers' resync", RESYNC_INTERVAL, move || {
+            let controller = resyncing.clone();
+            async move {
+                if let Err(e) = controller.resync().await {
+                    warn!(error = %e, "cannot resync the reconcilers");
+                }
+            }
+        });
+        let (serverless, idle) = (controller.clone(), Duration::from_secs(args.serverless_idle));
+        background.keep("serverless", move || serverless.clone().run_serverless(idle));
+        let capture = controller.clone();
+        background.keep("data capture", move || capture.clone().run_capture());
+        let (queue, async_router) = (controller.clone(), Router::clone(&router));
+        background.keep("asynchronous inference", move || queue.clone().run_async(async_router.clone()));
+
+        let app = berth_aws::service(Edge { controller: controller.clone(), router, security: self.security.clone() });
+        let limits = crate::listener::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        };
+        let io_count = match args.io_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let io_threads = crate::listener::IoThreads::start(io_count).context("starting the I/O threads")?;
+        // The accept loop runs as a runtime task, not on `block_on`'s thread (woken through a futex).
+        let accepting = crate::listener::serve(self.listener.clone(), app, self.tls.clone(), limits, io_threads.handles(), until);
+        tokio::spawn(accepting).await.context("HTTP server task failed")?;
+        tokio::task::spawn_blocking(move || io_threads.stop()).await.context("stopping the I/O threads")?;
+
+        background.shutdown(Duration::from_secs(10)).await;
+        info!("stopping instances");
+        if tokio::time::timeout(Duration::from_secs(args.drain_timeout + 10), controller.shutdown()).await.is_err() {
+            warn!("instances did not stop in time; they end with the server");
+        }
+        let deposed = deposed_by.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(deposed)
+    }
 }
 
 /// The state store `--store` names: SQLite in the data directory when it names none, or a
