@@ -8,11 +8,13 @@ import json
 import signal
 import socket
 import subprocess
+import threading
 import time
+import urllib.request
 
 import pytest
 
-from conftest import BerthServer, berth_binary, create_echo_model, deploy, eventually, new_database, postgres_server, unique, variant, wait_status
+from conftest import ROOT, BerthServer, berth_binary, create_echo_model, deploy, eventually, new_database, postgres_server, unique, variant, wait_status
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +87,10 @@ def test_every_server_answers_one_leads_and_another_takes_over_finishing_what_wa
         assert {a["InvokedProductionVariant"] for a in invoked} == {"B"}, "the weight set through n3 steers n1"
         names = lambda s: sorted(e["EndpointName"] for e in s.sm().list_endpoints()["Endpoints"])  # noqa: E731
         assert names(n1) == names(n2) == names(n3)
+        # The dashboard's overview, read through a standby, shows the cluster.
+        with urllib.request.urlopen(f"{n3.url}/berth/v1/overview", timeout=10) as r:
+            overview = json.loads(r.read())
+        assert {n["name"]: n["role"] for n in overview["nodes"]} == {"n1": "leader", "n2": "standby", "n3": "standby"}
 
         # The leader dies in the middle of a CreateEndpoint it acknowledged.
         half = unique("half")
@@ -162,6 +168,100 @@ def test_a_leader_whose_session_is_cut_is_deposed_and_stands_by(tmp_path, postgr
         assert eventually(lambda: answers(n1) and invoke(n1, endpoint) == 200, 30)
         listed = nodes(store)
         assert listed["n1"]["Connected"] and not listed["n1"]["Leader"] and listed["n2"]["Leader"], listed
+    finally:
+        for s in (n1, n2):
+            s.stop()
+
+
+class Writer(threading.Thread):
+    """A client that creates models through the servers in turn until told to stop, keeping the
+    names whose creation was acknowledged (answered 200)."""
+
+    def __init__(self, servers):
+        super().__init__(daemon=True)
+        self.servers, self.acknowledged, self.refused, self.stop = servers, [], 0, threading.Event()
+
+    def run(self):
+        turn = 0
+        while not self.stop.is_set():
+            server = self.servers[turn % len(self.servers)]
+            turn += 1
+            name = unique("durable")
+            try:
+                create_echo_model(server.client("sagemaker", connect_timeout=2, read_timeout=15), name)
+                self.acknowledged.append(name)
+            except Exception:
+                self.refused += 1
+                time.sleep(0.05)
+
+
+def lost(writer, server):
+    sm = server.sm()
+    missing = []
+    for name in writer.acknowledged:
+        try:
+            sm.describe_model(ModelName=name)
+        except Exception:
+            missing.append(name)
+    return missing
+
+
+def test_twenty_leader_kills_under_a_writing_client_lose_no_acknowledged_write(tmp_path, store):
+    servers = {name: node(tmp_path, name, store).start() for name in ("n1", "n2", "n3")}
+    writer = Writer(list(servers.values()))
+    writer.start()
+    try:
+        for _ in range(20):
+            leader, _ = leader_of(store)
+            servers[leader].stop(sig=signal.SIGKILL)
+            leader_of(store, not_=leader)
+            servers[leader].start()
+            time.sleep(0.3)
+        writer.stop.set()
+        writer.join(timeout=30)
+        survivor = next(s for s in servers.values() if s.proc.poll() is None)
+        assert eventually(lambda: answers(survivor), 15)
+        print(f"{len(writer.acknowledged)} writes acknowledged, {writer.refused} refused, across 20 leader kills")
+        assert len(writer.acknowledged) >= 20, "the client got writes through"
+        assert lost(writer, survivor) == []
+    finally:
+        writer.stop.set()
+        for s in servers.values():
+            s.stop()
+
+
+def test_postgresql_restarted_under_load_loses_nothing_and_the_servers_recover_by_themselves(tmp_path, postgres, store):
+    _, cluster = postgres
+    script = str(ROOT / "scripts" / "postgres.sh")
+    n1 = node(tmp_path, "n1", store).start()
+    n2 = node(tmp_path, "n2", store).start()
+    try:
+        endpoint = deploy(n1.sm(), ["A"])
+        writer = Writer([n1, n2])
+        writer.start()
+        time.sleep(1)
+        subprocess.run(["bash", script, "halt", str(cluster)], check=True)
+        try:
+            # Invocations go on over the routes the leader has, through either server.
+            leader = n1 if leader_of(store, timeout=1)[0] == "n1" else n2
+        except Exception:
+            leader = n1
+        served = sum(invoke(s, endpoint) == 200 for s in (n1, n2) for _ in range(5))
+        time.sleep(2)
+        subprocess.run(["bash", script, "resume", str(cluster)], check=True)
+        # Both servers come back by themselves: one leads, the other stands by, and writes go
+        # through again.
+        assert eventually(lambda: all(n["Connected"] for n in nodes(store).values()), 30), nodes(store)
+        before = len(writer.acknowledged)
+        assert eventually(lambda: len(writer.acknowledged) > before + 3, 30), "writes resumed"
+        writer.stop.set()
+        writer.join(timeout=30)
+        assert n1.proc.poll() is None and n2.proc.poll() is None
+        print(f"{served}/10 invocations served while PostgreSQL was down (leader {leader.url}); {len(writer.acknowledged)} writes acknowledged")
+        assert served == 10
+        assert eventually(lambda: answers(n1), 15)
+        assert lost(writer, n1) == []
+        assert eventually(lambda: wait_status(n1.sm(), endpoint, timeout=60)["EndpointStatus"] == "InService" and invoke(n2, endpoint) == 200, 60)
     finally:
         for s in (n1, n2):
             s.stop()

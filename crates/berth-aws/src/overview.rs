@@ -82,6 +82,23 @@ struct Overview {
     window: Window,
     endpoints: Vec<EndpointOut>,
     events: Vec<EventOut>,
+    /// The cluster's servers, when berth's store is shared (empty otherwise).
+    nodes: Vec<NodeOut>,
+}
+
+#[derive(Serialize)]
+struct NodeOut {
+    name: String,
+    address: String,
+    /// `leader`, `standby`, or `gone` (its session to the store is closed).
+    role: &'static str,
+    /// Milliseconds since its last heartbeat, by the store's clock.
+    silent_ms: i64,
+}
+
+/// A cluster server as the dashboard shows it.
+fn node_out(n: berth_store::Node) -> NodeOut {
+    NodeOut { role: n.role(), name: n.name, address: n.address, silent_ms: n.silent_ms }
 }
 
 #[derive(Serialize)]
@@ -200,7 +217,10 @@ pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) 
             out.quality = Some(edge.controller.quality_summary(&e.name).await.ok().map(|q| crate::quality_api::summary_out(&q)));
         }
     }
-    json_ok(Overview { now, window: Window { start, end, period }, endpoints: body, events: events.iter().map(event_out).collect() })
+    // A cluster's servers, read each time (the dashboard polls once a second); a failure to
+    // read them leaves the list empty rather than the dashboard blank.
+    let nodes = edge.controller.nodes().await.unwrap_or_default().into_iter().map(node_out).collect();
+    json_ok(Overview { now, window: Window { start, end, period }, endpoints: body, events: events.iter().map(event_out).collect(), nodes })
 }
 
 fn endpoint_out(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsRegistry, start: u64, end: u64, period: u64) -> EndpointOut {

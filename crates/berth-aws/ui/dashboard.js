@@ -355,12 +355,22 @@
     $("#events").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: "No events yet." })]));
   }
 
+  // The servers of a cluster on a shared store: which leads, which stand by, which are gone.
+  function renderNodes(data) {
+    const nodes = data.nodes || [];
+    $("#cluster-panel").hidden = nodes.length === 0;
+    $("#nodes").replaceChildren(...nodes.map((n) => el("li", { "data-role": n.role },
+      el("span", { class: "kind " + n.role, text: n.role }),
+      el("span", { text: `${n.name} ${n.address} · heard ${(n.silent_ms / 1000).toFixed(1)} s ago` }))));
+  }
+
   function render(data) {
     state.last = data;
     recordWeights(data);
     renderFilter(data);
     renderEndpoints(data);
     renderEvents(data);
+    renderNodes(data);
     const inService = data.endpoints.filter((e) => e.status === "InService").length;
     let rps = 0;
     for (const e of data.endpoints) for (const v of e.variants) rps += recent(v.series.invocations_per_second, 10) || 0;

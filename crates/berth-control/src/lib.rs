@@ -250,6 +250,12 @@ impl Controller {
         self.settings.data_dir.join("logs").join(endpoint)
     }
 
+    /// The servers of the cluster sharing this server's store, with whether each leads (none
+    /// on a store of its own).
+    pub async fn nodes(&self) -> Result<Vec<berth_store::Node>, ControlError> {
+        self.db(|s| s.nodes()).await
+    }
+
     /// Runs a store call off the async workers (SQLite syncs to disk on every write).
     async fn db<T: Send + 'static>(
         &self,

@@ -257,6 +257,18 @@ pub struct Node {
     pub connected: bool,
 }
 
+impl Node {
+    /// `leader`; `standby` (it runs and does not lead); or `gone` (its election's session is
+    /// closed: it stopped or lost its store).
+    pub fn role(&self) -> &'static str {
+        match (self.leader, self.connected) {
+            (true, _) => "leader",
+            (false, true) => "standby",
+            (false, false) => "gone",
+        }
+    }
+}
+
 /// The nodes of the cluster on the store at `url`, read over a session of its own (for tools).
 pub fn nodes_at(url: &str) -> Result<Vec<Node>, StoreError> {
     nodes(&mut session(url, "berth-nodes")?)

@@ -168,4 +168,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// Every alarm, by name.
     fn alarms(&self) -> Result<Vec<Alarm>, StoreError>;
     fn delete_alarm(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// The servers of the cluster sharing this store, with whether each leads; none for a
+    /// store one server has to itself.
+    fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        Ok(Vec::new())
+    }
 }

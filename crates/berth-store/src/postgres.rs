@@ -148,11 +148,6 @@ impl PostgresStore {
     /// The schema version this berth makes and reads.
     pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-    /// Every server that has joined the cluster on this store, with whether it leads now.
-    pub fn nodes(&self) -> Result<Vec<crate::Node>, StoreError> {
-        crate::cluster::nodes(&mut *self.client()?)
-    }
-
     /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`)
     /// and brings its schema up to date. A URL that does not parse, or a database that cannot be
     /// reached within a few seconds, is an error that says which.
@@ -495,5 +490,9 @@ impl StateStore for PostgresStore {
 
     fn delete_alarm(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.execute("DELETE FROM alarms WHERE name = $1", &[&name])? > 0)
+    }
+
+    fn nodes(&self) -> Result<Vec<crate::Node>, StoreError> {
+        crate::cluster::nodes(&mut *self.client()?)
     }
 }

@@ -6,7 +6,7 @@
 //! refused; a leader that learns another leads stops its endpoints and stands by again.
 
 use anyhow::bail;
-use berth_store::{Election, Leadership, PostgresStore};
+use berth_store::{Election, Leadership, PostgresStore, StateStore};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

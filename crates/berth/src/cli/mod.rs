@@ -208,13 +208,7 @@ pub fn nodes(store: &str, json: bool) -> anyhow::Result<()> {
     }
     let mut rows = vec![vec!["NODE".to_string(), "ADDRESS".into(), "ROLE".into(), "LAST HEARD".into()]];
     for n in &nodes {
-        // A server whose election session is closed has stopped or lost its store.
-        let role = match (n.leader, n.connected) {
-            (true, _) => "leader",
-            (false, true) => "standby",
-            (false, false) => "gone",
-        };
-        rows.push(vec![n.name.clone(), n.address.clone(), role.into(), format!("{:.1} s ago", n.silent_ms as f64 / 1000.0)]);
+        rows.push(vec![n.name.clone(), n.address.clone(), n.role().into(), format!("{:.1} s ago", n.silent_ms as f64 / 1000.0)]);
     }
     print_table(&rows);
     Ok(())
