@@ -205,10 +205,11 @@ def sdk_session(server, s3_server, bucket):
         )
 
 
-def postgres_server():
-    """For a module's fixture (`yield from`): a PostgreSQL of its own (scripts/postgres.sh, on
-    127.0.0.1, run as the unprivileged `postgres` user when the tests run as root); yields
-    (administrator URL, cluster directory) and removes it afterwards."""
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL of the module's own (scripts/postgres.sh, on 127.0.0.1, run as the
+    unprivileged `postgres` user when the tests run as root; a module may halt and resume it);
+    yields (administrator URL, cluster directory) and removes it afterwards."""
     script = str(ROOT / "scripts" / "postgres.sh")
     # Outside pytest's private temporary tree: the cluster's owner must reach its directory.
     parent = pathlib.Path(tempfile.mkdtemp(prefix="berth-compat-postgres-"))
@@ -223,11 +224,12 @@ def postgres_server():
 _databases = iter(range(1 << 30))
 
 
-def new_database(admin_url):
-    """A fresh database on the PostgreSQL at `admin_url`; its URL."""
+@pytest.fixture
+def store(postgres):
+    """A fresh database on the module's PostgreSQL; its URL."""
     name = f"berth_compat_{os.getpid()}_{next(_databases)}"
-    subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {name}"], check=True)
-    return admin_url.rsplit("/", 1)[0] + "/" + name
+    subprocess.run(["psql", postgres[0], "-qc", f"CREATE DATABASE {name}"], check=True)
+    return postgres[0].rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(scope="session")

@@ -14,17 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, BerthServer, berth_binary, create_echo_model, deploy, eventually, new_database, postgres_server, unique, variant, wait_status
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    yield from postgres_server()
-
-
-@pytest.fixture
-def store(postgres):
-    return new_database(postgres[0])
+from conftest import ROOT, BerthServer, berth_binary, create_echo_model, deploy, eventually, unique, variant, wait_status
 
 
 def node(tmp_path, name, store_url):

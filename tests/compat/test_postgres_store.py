@@ -8,20 +8,9 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, BerthServer, create_echo_model, deploy, error_code, eventually, http_status, new_database, postgres_server, unique
+from conftest import ROOT, BerthServer, create_echo_model, deploy, error_code, eventually, http_status, unique
 
 SCRIPT = str(ROOT / "scripts" / "postgres.sh")
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """A PostgreSQL of this module's own (the last test halts and resumes it)."""
-    yield from postgres_server()
-
-
-@pytest.fixture
-def store(postgres):
-    return new_database(postgres[0])
 
 
 def server(tmp_path, label, store_url):
