@@ -102,6 +102,15 @@ pub async fn metrics(State(edge): State<Edge>) -> Response {
         }
     }
     body += &weights_and_quality(&edge).await;
+    // A cluster's servers as the store knows them (whichever server is scraped, the leader
+    // answers: the others forward to it).
+    let nodes = edge.controller.nodes().await.unwrap_or_default();
+    if !nodes.is_empty() {
+        body += "# HELP berth_cluster_node The servers of the cluster on berth's store, by role (leader, standby, gone).\n# TYPE berth_cluster_node gauge\n";
+        for n in &nodes {
+            body += &format!("berth_cluster_node{{node=\"{}\",role=\"{}\"}} 1\n", berth_metrics::escape_label(&n.name), n.role());
+        }
+    }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 

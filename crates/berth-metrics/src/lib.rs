@@ -16,7 +16,7 @@ mod query;
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
 pub use history::{seconds_cutoff, Gauge, InstanceUtilization, SecondSample, Stat, Utilization, HISTORY_SECONDS};
-pub use prometheus::{render_prometheus, InstanceCounts};
+pub use prometheus::{escape_label, render_prometheus, InstanceCounts};
 pub use query::{period_of, Datapoint, MetricName, INSTANCE_NAMESPACE, INVOCATION_NAMESPACE};
 
 use std::collections::BTreeMap;

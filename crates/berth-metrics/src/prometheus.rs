@@ -91,14 +91,20 @@ pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: 
 
 fn labels(key: &VariantKey) -> String {
     match key.variant_and_container() {
-        (variant, None) => format!("endpoint=\"{}\",variant=\"{}\"", escape(&key.endpoint), escape(variant)),
+        (variant, None) => format!("endpoint=\"{}\",variant=\"{}\"", escape_label(&key.endpoint), escape_label(variant)),
         (variant, Some(container)) => {
-            format!("endpoint=\"{}\",variant=\"{}\",container=\"{}\"", escape(&key.endpoint), escape(variant), escape(container))
+            format!(
+                "endpoint=\"{}\",variant=\"{}\",container=\"{}\"",
+                escape_label(&key.endpoint),
+                escape_label(variant),
+                escape_label(container)
+            )
         }
     }
 }
 
-fn escape(v: &str) -> String {
+/// A label value as Prometheus's text format writes it.
+pub fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
