@@ -8,6 +8,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -255,6 +256,46 @@ def test_postgresql_restarted_under_load_loses_nothing_and_the_servers_recover_b
         assert eventually(lambda: answers(n1), 15)
         assert lost(writer, n1) == []
         assert eventually(lambda: wait_status(n1.sm(), endpoint, timeout=60)["EndpointStatus"] == "InService" and invoke(n2, endpoint) == 200, 60)
+    finally:
+        for s in (n1, n2):
+            s.stop()
+
+
+def test_a_new_leader_removes_a_dead_leaders_containers_and_serves_with_its_own(tmp_path, store):
+    sys.path.insert(0, str(ROOT / "tests" / "containers"))
+    from build_image import build
+
+    image = build("123456789012.dkr.ecr.us-east-1.amazonaws.com/echo-model:1")
+
+    def containers(endpoint):
+        out = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=berth.endpoint={endpoint}"], check=True, capture_output=True, text=True)
+        return set(out.stdout.split())
+
+    n1 = node(tmp_path, "n1", store).start()
+    n2 = node(tmp_path, "n2", store).start()
+    try:
+        assert leader_of(store)[0] == "n1"
+        sm = n1.sm()
+        endpoint = unique("imgcluster")
+        data = tmp_path / "model"
+        data.mkdir()
+        (data / "model.txt").write_text("files")
+        sm.create_model(ModelName=endpoint, ExecutionRoleArn="arn:aws:iam::123456789012:role/test",
+                        PrimaryContainer={"Image": image, "ModelDataUrl": f"file://{data}", "Environment": {"ECHO_NAME": endpoint}})
+        sm.create_endpoint_config(EndpointConfigName=endpoint, ProductionVariants=[variant("V", endpoint, count=2)])
+        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
+        assert wait_status(sm, endpoint, timeout=120)["EndpointStatus"] == "InService"
+        before = containers(endpoint)
+        assert len(before) == 2
+        n1.stop(sig=signal.SIGKILL)
+        assert containers(endpoint) == before, "a killed server's containers outlive it"
+        leader_of(store, not_="n1")
+        assert wait_status(n2.sm(), endpoint, want="InService", timeout=120)["EndpointStatus"] == "InService"
+        after = eventually(lambda: (now := containers(endpoint)) and len(now) == 2 and not now & before and now, 60)
+        assert after, f"the dead leader's containers are removed and two new ones serve: {containers(endpoint)}"
+        assert eventually(lambda: invoke(n2, endpoint) == 200, 30)
+        assert n2.stop() == 0
+        assert containers(endpoint) == set(), "a server that stops leaves none"
     finally:
         for s in (n1, n2):
             s.stop()

@@ -38,6 +38,8 @@ const LABEL_SERVER: &str = "berth.server";
 const LABEL_ENDPOINT: &str = "berth.endpoint";
 const LABEL_VARIANT: &str = "berth.variant";
 const LABEL_INSTANCE: &str = "berth.instance";
+/// The cluster of servers sharing a store, when this server is one of them.
+const LABEL_CLUSTER: &str = "berth.cluster";
 
 /// Which Docker engine berth uses (`--docker`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +90,8 @@ pub struct DockerBackend {
     budget: InstanceBudget,
     /// berth's data directory (where multi-model containers' staged models are).
     data_dir: std::path::PathBuf,
+    /// The cluster this server belongs to, once it has joined one.
+    cluster: std::sync::OnceLock<String>,
 }
 
 impl DockerBackend {
@@ -102,7 +106,16 @@ impl DockerBackend {
         budget: InstanceBudget,
     ) -> Self {
         let server = format!("{:016x}", crate::stable_hash(&data_dir.display().to_string()));
-        DockerBackend { engine, client: Mutex::new(None), server, pull_missing, settings, budget, data_dir: data_dir.to_path_buf() }
+        DockerBackend {
+            engine,
+            client: Mutex::new(None),
+            server,
+            pull_missing,
+            settings,
+            budget,
+            data_dir: data_dir.to_path_buf(),
+            cluster: std::sync::OnceLock::new(),
+        }
     }
 
     /// The engine's client, connecting (and negotiating the API version) on first use.
@@ -150,6 +163,33 @@ impl DockerBackend {
         }
         // Their staged models go with them.
         let _ = tokio::fs::remove_dir_all(crate::staged_models_dir(&self.data_dir, "")).await;
+        removed
+    }
+
+    /// Labels the containers this server makes from now on as its cluster's (`name`: the
+    /// cluster's own, from its store).
+    pub fn join_cluster(&self, name: &str) {
+        let _ = self.cluster.set(name.to_string());
+    }
+
+    /// Removes the containers another server of this server's cluster made: called when this
+    /// server comes to lead, they belong to a leader that died (a deposed one stops its own),
+    /// and the new leader starts the endpoints' instances afresh. Quiet when the engine is off
+    /// or not reachable.
+    pub async fn remove_cluster_leftovers(&self) -> usize {
+        let Some(cluster) = self.cluster.get() else { return 0 };
+        let Ok(docker) = self.client().await else { return 0 };
+        let filters = HashMap::from([("label", vec![format!("{LABEL_CLUSTER}={cluster}")])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let Ok(containers) = docker.list_containers(Some(options)).await else { return 0 };
+        let mut removed = 0;
+        for c in containers {
+            let owner = c.labels.as_ref().and_then(|l| l.get(LABEL_SERVER));
+            let Some(id) = c.id.filter(|_| owner != Some(&self.server)) else { continue };
+            if docker.remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build())).await.is_ok() {
+                removed += 1;
+            }
+        }
         removed
     }
 
@@ -202,12 +242,15 @@ impl DockerBackend {
         // berth's variables win over the container definition's.
         let mut environment = spec.environment.clone();
         environment.extend(spec.berth_environment.clone());
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_SERVER.to_string(), self.server.clone()),
             (LABEL_ENDPOINT.to_string(), spec.endpoint.clone()),
             (LABEL_VARIANT.to_string(), spec.variant.clone()),
             (LABEL_INSTANCE.to_string(), spec.id.clone()),
         ]);
+        if let Some(cluster) = self.cluster.get() {
+            labels.insert(LABEL_CLUSTER.to_string(), cluster.clone());
+        }
         let memory = spec.memory_limit_bytes.and_then(|b| i64::try_from(b).ok());
         let mut binds = vec![format!("{}:{MODEL_MOUNT}:ro", spec.model_dir.path().display())];
         if let Some(staged) = &spec.staged_models {

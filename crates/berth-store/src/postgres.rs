@@ -101,6 +101,13 @@ BEGIN
 END $$;
 CREATE TRIGGER resources_changed AFTER INSERT OR UPDATE OR DELETE ON resources FOR EACH ROW EXECUTE FUNCTION berth_resource_changed();
 "#,
+    r#"
+CREATE TABLE cluster (
+    id INT PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL
+);
+INSERT INTO cluster (id, name) VALUES (1, md5(random()::text || clock_timestamp()::text));
+"#,
 ];
 
 /// The advisory lock key that serializes migrations ("berth" and 1).
@@ -147,6 +154,12 @@ impl From<r2d2::Error> for StoreError {
 impl PostgresStore {
     /// The schema version this berth makes and reads.
     pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+    /// The cluster's own name: drawn once when the database is made, the same for every
+    /// server on it whatever URL each reaches it by (labels what the cluster's servers make).
+    pub fn cluster_name(&self) -> Result<String, StoreError> {
+        Ok(self.client()?.query_one("SELECT name FROM cluster WHERE id = 1", &[])?.get(0))
+    }
 
     /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`)
     /// and brings its schema up to date. A URL that does not parse, or a database that cannot be

@@ -18,6 +18,8 @@ const FIRST_ELECTION: Duration = Duration::from_secs(10);
 
 pub struct Cluster {
     pub node: String,
+    /// The cluster's own name, from its store.
+    pub name: String,
     store: Arc<PostgresStore>,
     election: Election,
     leadership: watch::Receiver<Leadership>,
@@ -26,9 +28,9 @@ pub struct Cluster {
 impl Cluster {
     /// Joins the cluster on `store` as `node` (unless a live server already has that name).
     pub async fn join(url: &str, store: Arc<PostgresStore>, node: &str) -> anyhow::Result<Cluster> {
-        let nodes = {
+        let (nodes, name) = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || store.nodes()).await??
+            tokio::task::spawn_blocking(move || Ok::<_, berth_store::StoreError>((store.nodes()?, store.cluster_name()?))).await??
         };
         if let Some(live) = nodes.iter().find(|n| n.name == node && n.connected) {
             bail!(
@@ -46,7 +48,7 @@ impl Cluster {
         if tokio::time::timeout(FIRST_ELECTION, leadership.wait_for(|l| *l != Leadership::Unknown)).await.is_err() {
             warn!(node, "no outcome of the cluster's election yet; listening meanwhile");
         }
-        Ok(Cluster { node: node.to_string(), store, election, leadership })
+        Ok(Cluster { node: node.to_string(), name, store, election, leadership })
     }
 
     /// Waits until this server leads and fences the store with its epoch; `None` when `stop`

@@ -145,6 +145,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let budget = InstanceBudget::new(args.max_instances);
     let processes = Arc::new(ProcessBackend::new(supervision.clone(), ProcessTracker::new(&data_dir), budget.clone()));
     let containers = Arc::new(DockerBackend::new(args.docker.clone(), args.docker_pull == "missing", &data_dir, supervision, budget));
+    if let Some(cluster) = &cluster {
+        containers.join_cluster(&cluster.name);
+    }
     let removed = containers.remove_leftovers().await;
     if removed > 0 {
         warn!(containers = removed, "removed containers an earlier berth on this data directory left");
@@ -225,6 +228,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if cluster.lead_forwarding(&term.listener, term.tls.clone(), &limits, &mut stop).await?.is_none() {
                 info!(node = %cluster.node, "berth stopped while standing by");
                 break;
+            }
+        }
+        if cluster.is_some() {
+            // A dead leader's containers go; this term starts the endpoints' instances afresh.
+            let removed = containers.remove_cluster_leftovers().await;
+            if removed > 0 {
+                warn!(containers = removed, "removed containers a server of the cluster that no longer leads left");
             }
         }
         let deposed = term.serve(stop_rx.clone(), cluster.as_ref().map(|c| c.deposed())).await?;
