@@ -299,3 +299,41 @@ def test_a_new_leader_removes_a_dead_leaders_containers_and_serves_with_its_own(
     finally:
         for s in (n1, n2):
             s.stop()
+
+
+def test_a_leader_killed_during_a_canary_leaves_it_to_the_next_to_finish(tmp_path, store):
+    n1 = node(tmp_path, "n1", store).start()
+    n2 = node(tmp_path, "n2", store).start()
+    try:
+        assert leader_of(store)[0] == "n1"
+        sm = n2.sm()
+        endpoint = deploy(sm, ["V"])
+        new = unique("canary")
+        create_echo_model(sm, new)
+        sm.create_endpoint_config(EndpointConfigName=new, ProductionVariants=[variant("V", new)])
+        config = {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {"Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50}, "WaitIntervalInSeconds": 8},
+                "TerminationWaitInSeconds": 0,
+            }
+        }
+        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new, DeploymentConfig=config)
+
+        def baking_canary():
+            pending = sm.describe_endpoint(EndpointName=endpoint).get("PendingDeploymentSummary")
+            return pending and pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "ActivatingTraffic"
+
+        assert eventually(baking_canary, 60), sm.describe_endpoint(EndpointName=endpoint)
+        # The old fleet dies with the leader: the next leader carries the update out by starting
+        # the new config's variants (as after a restart), and the endpoint ends on it.
+        n1.stop(sig=signal.SIGKILL)
+        assert leader_of(store, not_="n1")[0] == "n2"
+        assert eventually(lambda: answers(n2), 15)
+        done = eventually(lambda: (d := sm.describe_endpoint(EndpointName=endpoint))["EndpointStatus"] in ("InService", "Failed") and d, 120)
+        assert done and done["EndpointStatus"] == "InService", done
+        assert done["EndpointConfigName"] == new
+        answer = n2.runtime().invoke_endpoint(EndpointName=endpoint, Body=b"x", ContentType="text/plain")
+        assert json.loads(answer["Body"].read())["name"] == new
+    finally:
+        for s in (n1, n2):
+            s.stop()

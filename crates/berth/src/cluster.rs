@@ -20,6 +20,8 @@ pub struct Cluster {
     pub node: String,
     /// The cluster's own name, from its store.
     pub name: String,
+    /// Where this server serves, once it listens.
+    own: Arc<std::sync::Mutex<Option<String>>>,
     store: Arc<PostgresStore>,
     election: Election,
     leadership: watch::Receiver<Leadership>,
@@ -48,7 +50,7 @@ impl Cluster {
         if tokio::time::timeout(FIRST_ELECTION, leadership.wait_for(|l| *l != Leadership::Unknown)).await.is_err() {
             warn!(node, "no outcome of the cluster's election yet; listening meanwhile");
         }
-        Ok(Cluster { node: node.to_string(), name, store, election, leadership })
+        Ok(Cluster { node: node.to_string(), name, own: Default::default(), store, election, leadership })
     }
 
     /// Waits until this server leads and fences the store with its epoch; `None` when `stop`
@@ -95,10 +97,10 @@ impl Cluster {
     }
 
     /// The leader's URL as the store has it, kept as the leadership changes: the last known
-    /// one while this server cannot tell (its own session lost), none while it leads.
+    /// one while this server cannot tell (its own session lost), its own while it leads.
     fn leader_url(&self) -> watch::Receiver<Option<String>> {
         let (tell, url) = watch::channel(None);
-        let (mut leadership, store) = (self.leadership.clone(), self.store.clone());
+        let (mut leadership, store, own) = (self.leadership.clone(), self.store.clone(), self.own.clone());
         tokio::spawn(async move {
             'changes: loop {
                 let now = leadership.borrow_and_update().clone();
@@ -121,8 +123,9 @@ impl Cluster {
                             }
                         }
                     }
+                    // A request a forwarded connection still carries goes to this server's edge.
                     Leadership::Leading(_) => {
-                        tell.send_replace(None);
+                        tell.send_replace(own.lock().unwrap_or_else(|e| e.into_inner()).clone());
                     }
                     Leadership::Following(None) | Leadership::Unknown => {}
                 }
@@ -136,6 +139,7 @@ impl Cluster {
 
     /// Where this server serves, for `berth nodes`.
     pub fn serving_at(&self, address: &str) {
+        *self.own.lock().unwrap_or_else(|e| e.into_inner()) = Some(address.to_string());
         self.election.set_address(address);
     }
 

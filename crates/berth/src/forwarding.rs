@@ -67,6 +67,10 @@ impl Forwarder {
         until: impl Future<Output = ()>,
     ) {
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        // Told to the connections when forwarding ends: each closes once its request is
+        // answered, so that its client's next request reaches whoever serves the listener then.
+        let closing = watch::channel(false).0;
+        let _closing = CloseOnDrop(&closing);
         tokio::pin!(until);
         loop {
             // `until` first: a server that has come to lead serves what waits with the edge.
@@ -87,7 +91,7 @@ impl Forwarder {
                     }
                 },
             };
-            let (this, tls, header_timeout) = (self.clone(), tls.clone(), limits.header_timeout);
+            let (this, tls, header_timeout, closing) = (self.clone(), tls.clone(), limits.header_timeout, closing.subscribe());
             tokio::spawn(async move {
                 let _permit = permit;
                 let _ = stream.set_nodelay(true);
@@ -99,10 +103,10 @@ impl Forwarder {
                 http.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
                 let served = match tls {
                     Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), service).await,
+                        Ok(Ok(stream)) => until_closing(http.serve_connection(TokioIo::new(stream), service), closing).await,
                         _ => return,
                     },
-                    None => http.serve_connection(TokioIo::new(stream), service).await,
+                    None => until_closing(http.serve_connection(TokioIo::new(stream), service), closing).await,
                 };
                 if let Err(e) = served {
                     debug!(error = %e, %peer, "a forwarded connection ended with an error");
@@ -142,6 +146,38 @@ impl Forwarder {
                 warn!(error = %e, %leader, "forwarding to the leader failed");
                 unavailable("The server leading this berth cluster could not be reached. Retry shortly.")
             }
+        }
+    }
+}
+
+/// Tells the forwarded connections to close, when forwarding ends.
+struct CloseOnDrop<'a>(&'a watch::Sender<bool>);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Serves `connection` until it ends, shutting it down gracefully (the request under way is
+/// answered, then the connection closes) once `closing` says so.
+async fn until_closing<I, S>(
+    connection: hyper::server::conn::http1::Connection<I, S>,
+    mut closing: watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => served,
+        () = async { drop(closing.wait_for(|c| *c).await) } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
     }
 }
