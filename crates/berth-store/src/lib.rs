@@ -13,6 +13,7 @@ mod custom_metrics;
 mod events;
 mod metric_samples;
 mod postgres;
+mod postgres_schema;
 mod postgres_url;
 mod resources;
 mod sqlite;

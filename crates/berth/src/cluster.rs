@@ -1,9 +1,9 @@
 //! berth's servers on one PostgreSQL store: each joins the cluster's election; the one that
 //! leads runs the endpoints' instances, the reconcilers and the background work, and answers the
 //! API; the others stand by, answering on their own addresses by forwarding to the leader, and
-//! take over when it dies or its session to PostgreSQL is cut. The
-//! leader's store is fenced with its epoch, so that once another leads, its late writes are
-//! refused; a leader that learns another leads stops its endpoints and stands by again.
+//! take over when it dies or its session to PostgreSQL is cut. The leader's store is fenced with
+//! its epoch, so that once another leads, its late writes are refused; a leader that learns
+//! another leads stops its endpoints and stands by again.
 
 use anyhow::bail;
 use berth_store::{Election, Leadership, PostgresStore, StateStore};

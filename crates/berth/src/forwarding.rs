@@ -58,7 +58,7 @@ impl Forwarder {
     }
 
     /// Accepts on `listener` and forwards each request to the leader until `until` resolves;
-    /// connections under way finish on their own.
+    /// then each connection under way closes once its request is answered.
     pub async fn serve_until(
         &self,
         listener: &TcpListener,

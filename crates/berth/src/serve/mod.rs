@@ -328,30 +328,29 @@ impl Term<'_> {
                 ),
             );
         }));
-        // The demo is deployed (when asked) and its traffic runs until shutdown; the API answers
-        // meanwhile. It is idempotent, so a panic's restart does no harm.
-        let (recovering, demo, demo_dir) = (controller.clone(), args.demo, self.data_dir.clone());
-        let demo_traffic = (args.demo && args.demo_traffic == "on").then(|| router.clone());
-        let signed = args.auth != "none";
-        background.keep("the demo", move || {
-            let (controller, dir, traffic) = (recovering.clone(), demo_dir.clone(), demo_traffic.clone());
-            async move {
-                if !demo {
-                    return;
-                }
-                if let Err(e) = crate::demo::deploy(&controller, &dir).await {
-                    error!(error = %e, "the demo could not be deployed");
-                    return;
-                }
-                let announce = crate::demo::announce(&controller, addr, scheme, signed, traffic.is_some());
-                let send = async {
-                    if let Some(router) = &traffic {
-                        crate::demo::send_traffic(controller.clone(), router.clone()).await
+        // The demo, when asked for, is deployed and its traffic runs until shutdown; the API
+        // answers meanwhile. It is idempotent, so a panic's restart does no harm.
+        if args.demo {
+            let (demo_controller, demo_dir) = (controller.clone(), self.data_dir.clone());
+            let demo_traffic = (args.demo_traffic == "on").then(|| router.clone());
+            let signed = args.auth != "none";
+            background.keep("the demo", move || {
+                let (controller, dir, traffic) = (demo_controller.clone(), demo_dir.clone(), demo_traffic.clone());
+                async move {
+                    if let Err(e) = crate::demo::deploy(&controller, &dir).await {
+                        error!(error = %e, "the demo could not be deployed");
+                        return;
                     }
-                };
-                tokio::join!(announce, send);
-            }
-        });
+                    let announce = crate::demo::announce(&controller, addr, scheme, signed, traffic.is_some());
+                    let send = async {
+                        if let Some(router) = &traffic {
+                            crate::demo::send_traffic(controller.clone(), router.clone()).await
+                        }
+                    };
+                    tokio::join!(announce, send);
+                }
+            });
+        }
 
         // The per-variant metrics history: restored from the store, then closed second by second.
         crate::metrics_history::restore(&controller, routing.metrics()).await;
