@@ -1,5 +1,5 @@
-"""Several berth servers on one PostgreSQL store: every one answers (those that stand by forward
-to the leader), one leads and runs the endpoints, and another takes over within seconds when it
+"""Several berth servers on one PostgreSQL store: every one answers (those that stand by route
+invocations themselves on the routes the leader publishes, and forward the rest), one leads and runs the endpoints, and another takes over within seconds when it
 dies (kill -9) or loses its session, finishing what it left half done; a deposed leader stops
 its endpoints and stands by again. Real PostgreSQL
 (scripts/postgres.sh), real berth processes, boto3 and `berth nodes`."""
@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, BerthServer, berth_binary, create_echo_model, deploy, eventually, unique, variant, wait_status
+from conftest import ROOT, BerthServer, berth_binary, create_echo_model, deploy, eventually, recent_statistics, unique, variant, wait_status
 
 
 def node(tmp_path, name, store_url):
@@ -113,6 +113,81 @@ def test_every_server_answers_one_leads_and_another_takes_over_finishing_what_wa
         assert n1.stop() == 0
     finally:
         for s in servers.values():
+            s.stop()
+
+
+def scrape(server):
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+def counted(scraped, endpoint, node):
+    """Invocations a server's /metrics says it routed to `endpoint`, over its variants."""
+    total = 0
+    for line in scraped.splitlines():
+        if line.startswith("berth_invocations_total{") and f'endpoint="{endpoint}"' in line and f'node="{node}"' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def test_a_standby_routes_invocations_itself_on_the_leaders_routes(tmp_path, postgres, store):
+    _, cluster = postgres
+    script = str(ROOT / "scripts" / "postgres.sh")
+    n1 = node(tmp_path, "n1", store).start()
+    n2 = node(tmp_path, "n2", store).start()
+    try:
+        assert leader_of(store)[0] == "n1"
+        endpoint = deploy(n1.sm(), ["A", "B"])
+        # Until the standby has the leader's route (a tenth of a second or so), it forwards.
+        assert eventually(lambda: f'berth_variant_weight{{node="n2",endpoint="{endpoint}",variant="B"}}' in scrape(n2), 10)
+        # The standby routes these itself: its own metrics count them, labelled with its name.
+        before = (counted(scrape(n1), endpoint, "n1"), counted(scrape(n2), endpoint, "n2"))
+        for _ in range(20):
+            assert invoke(n2, endpoint) == 200
+        by_n2 = counted(scrape(n2), endpoint, "n2")
+        assert (counted(scrape(n1), endpoint, "n1"), by_n2) == (before[0], before[1] + 20), "the leader routed none of them"
+
+        # A weight set through the leader steers the standby's own routing within a second.
+        n1.sm().update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredWeight": 0.0}])
+        changed = time.time()
+        steered = lambda: all(n2.runtime().invoke_endpoint(EndpointName=endpoint, Body=b"x")["InvokedProductionVariant"] == "B" for _ in range(10))  # noqa: E731
+        assert eventually(steered, 5)
+        took = time.time() - changed
+        print(f"the weight steered the standby {took:.3f}s after UpdateEndpointWeightsAndCapacities answered")
+        assert took < 1.0
+
+        # CloudWatch through either server sees the standby's invocations in the cluster's metrics.
+        dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "B"}]
+        routed_b = lambda: counted(scrape(n2), endpoint, "n2") - by_n2  # noqa: E731
+        for server in (n1, n2):
+            got = eventually(lambda: (p := recent_statistics(server.client("cloudwatch"), "Invocations", dims)) and p["Sum"] >= routed_b() and p, 15)
+            assert got and got["Sum"] >= 10, got
+
+        # The leader frozen: the standby's invocations flow on, straight to the instances.
+        n1.proc.send_signal(signal.SIGSTOP)
+        try:
+            assert all(invoke(n2, endpoint) == 200 for _ in range(10))
+        finally:
+            n1.proc.send_signal(signal.SIGCONT)
+        # PostgreSQL down: the standby routes on the routes it last knew.
+        subprocess.run(["bash", script, "halt", str(cluster)], check=True)
+        try:
+            assert all(invoke(n2, endpoint) == 200 for _ in range(10))
+        finally:
+            subprocess.run(["bash", script, "resume", str(cluster)], check=True)
+        assert eventually(lambda: all(n["Connected"] for n in nodes(store).values()), 30), nodes(store)
+
+        # A deleted endpoint is no longer routed by the standby.
+        n1.sm().delete_endpoint(EndpointName=endpoint)
+        def gone():
+            try:
+                invoke(n2, endpoint)
+                return False
+            except n2.runtime().exceptions.ValidationError:
+                return True
+        assert eventually(gone, 10)
+    finally:
+        for s in (n1, n2):
             s.stop()
 
 

@@ -33,6 +33,7 @@ mod protocol;
 mod quality_api;
 mod runtime;
 pub mod sigv4;
+mod standby;
 mod streaming;
 mod transform_jobs;
 mod ui;
@@ -42,6 +43,7 @@ pub use credentials::{parse_credentials, CredentialsError};
 pub use gate::{AllowedHosts, Security};
 pub use invocation_server::{ConnectionState, Served};
 pub use invocations::EdgeService;
+pub use standby::{StandbyApp, StandbyEdge};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -61,6 +63,8 @@ pub struct Edge {
     pub controller: Arc<Controller>,
     pub router: Arc<RequestRouter>,
     pub security: Arc<Security>,
+    /// This server's name in a cluster: the `node` label of its metrics.
+    pub node: Option<String>,
 }
 
 /// The largest invocation body SageMaker accepts.

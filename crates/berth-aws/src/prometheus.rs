@@ -9,24 +9,7 @@ use std::sync::atomic::Ordering;
 
 pub async fn metrics(State(edge): State<Edge>) -> Response {
     let table = edge.router.table();
-    let mut instances: Vec<_> = table
-        .routes()
-        .iter()
-        .flat_map(|route| {
-            route.variants.iter().map(|v| {
-                let key = VariantKey { endpoint: route.endpoint.clone(), variant: v.name.clone() };
-                let counts = InstanceCounts {
-                    healthy: v.instances.iter().filter(|s| s.is_healthy()).count(),
-                    total: v.instances.len(),
-                    restarts: v.instances.iter().map(|s| s.restarts()).sum(),
-                    oom_kills: v.instances.iter().map(|s| s.oom_kills()).sum(),
-                };
-                (key, counts)
-            })
-        })
-        .collect();
-    instances.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut body = render_prometheus(&table.metrics().snapshot(), &instances);
+    let mut body = variants(table);
     let serverless: Vec<(VariantKey, u64, u64)> = table
         .routes()
         .iter()
@@ -101,24 +84,59 @@ pub async fn metrics(State(edge): State<Edge>) -> Response {
             }
         }
     }
-    body += &weights_and_quality(&edge).await;
-    // A cluster's servers as the store knows them (whichever server is scraped, the leader
-    // answers: the others forward to it).
-    let nodes = edge.controller.nodes().await.unwrap_or_default();
-    if !nodes.is_empty() {
-        body += "# HELP berth_cluster_node The servers of the cluster on berth's store, by role (leader, standby, gone).\n# TYPE berth_cluster_node gauge\n";
-        for n in &nodes {
-            body += &format!("berth_cluster_node{{node=\"{}\",role=\"{}\"}} 1\n", berth_metrics::escape_label(&n.name), n.role());
-        }
+    body += &weights(table);
+    body += &quality(&edge).await;
+    // A cluster's servers as the store knows them.
+    let mut body = match &edge.node {
+        Some(node) => berth_metrics::with_label(&body, "node", node),
+        None => body,
+    };
+    body += &cluster_nodes(&edge.controller.nodes().await.unwrap_or_default());
+    exposition(body)
+}
+
+/// A cluster's servers as the store knows them, by role (nothing for a server alone).
+pub(crate) fn cluster_nodes(nodes: &[berth_store::Node]) -> String {
+    if nodes.is_empty() {
+        return String::new();
     }
+    let mut out = String::from("# HELP berth_cluster_node The servers of the cluster on berth's store, by role (leader, standby, gone).\n# TYPE berth_cluster_node gauge\n");
+    for n in nodes {
+        out += &format!("berth_cluster_node{{node=\"{}\",role=\"{}\"}} 1\n", berth_metrics::escape_label(&n.name), n.role());
+    }
+    out
+}
+
+/// A Prometheus text exposition as the answer.
+pub(crate) fn exposition(body: String) -> Response {
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
-/// Each production variant's weight, and for endpoints with data capture the A/B test: each
-/// variant's labelled answers and accuracy with its 95% interval, and whether the always-valid
-/// test has decided (with its p-value).
-async fn weights_and_quality(edge: &Edge) -> String {
-    let mut routes = edge.router.table().routes();
+/// Each routed variant's invocation metrics and instance counts.
+pub(crate) fn variants(table: &berth_router::RoutingTable) -> String {
+    let mut instances: Vec<_> = table
+        .routes()
+        .iter()
+        .flat_map(|route| {
+            route.variants.iter().map(|v| {
+                let key = VariantKey { endpoint: route.endpoint.clone(), variant: v.name.clone() };
+                let counts = InstanceCounts {
+                    healthy: v.instances.iter().filter(|s| s.is_healthy()).count(),
+                    total: v.instances.len(),
+                    restarts: v.instances.iter().map(|s| s.restarts()).sum(),
+                    oom_kills: v.instances.iter().map(|s| s.oom_kills()).sum(),
+                };
+                (key, counts)
+            })
+        })
+        .collect();
+    instances.sort_by(|a, b| a.0.cmp(&b.0));
+    render_prometheus(&table.metrics().snapshot(), &instances)
+}
+
+/// Each production variant's weight.
+pub(crate) fn weights(table: &berth_router::RoutingTable) -> String {
+    let mut routes = table.routes();
     routes.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
     let mut out = String::from("# HELP berth_variant_weight A production variant's current weight.\n# TYPE berth_variant_weight gauge\n");
     for route in &routes {
@@ -126,6 +144,13 @@ async fn weights_and_quality(edge: &Edge) -> String {
             out += &format!("berth_variant_weight{{endpoint=\"{}\",variant=\"{}\"}} {}\n", route.endpoint, v.name, v.weight);
         }
     }
+    out
+}
+
+/// For endpoints with data capture, the A/B test: each variant's labelled answers and accuracy
+/// with its 95% interval, and whether the always-valid test has decided (with its p-value).
+async fn quality(edge: &Edge) -> String {
+    let mut out = String::new();
     let mut gauges: [(&str, &str, String); 6] = [
         ("berth_variant_labelled", "Captured answers of a variant that have a ground-truth label.", String::new()),
         ("berth_variant_accuracy", "A variant's accuracy on its labelled answers.", String::new()),

@@ -31,11 +31,23 @@ pub(crate) async fn answer(edge: &Edge, endpoint: &str, headers: &HeaderMap, bod
 
 /// InvokeEndpoint with the request's headers already read.
 pub(crate) async fn answer_with(edge: &Edge, endpoint: &str, headers: RuntimeHeaders<'_>, body: Bytes) -> Response {
+    routed(&edge.router, &edge.controller.account().account_id, endpoint, headers, body).await
+}
+
+/// InvokeEndpoint through `router` (this server's, or a standby's copy of the leader's routes);
+/// `account` names the endpoint in error messages.
+pub(crate) async fn routed(
+    router: &berth_router::Router,
+    account: &str,
+    endpoint: &str,
+    headers: RuntimeHeaders<'_>,
+    body: Bytes,
+) -> Response {
     let req = match headers.request(body) {
         Ok(r) => r,
         Err(e) => return Protocol::Runtime.answer_error(e),
     };
-    match edge.router.invoke(endpoint, req).await {
+    match router.invoke(endpoint, req).await {
         Ok(out) => {
             let mut resp = (StatusCode::OK, out.body).into_response();
             let h = resp.headers_mut();
@@ -48,10 +60,7 @@ pub(crate) async fn answer_with(edge: &Edge, endpoint: &str, headers: RuntimeHea
             }
             resp
         }
-        Err(e) => {
-            let account = &edge.controller.account().account_id;
-            Protocol::Runtime.answer_error(EdgeError::invoke(e, endpoint, account))
-        }
+        Err(e) => Protocol::Runtime.answer_error(EdgeError::invoke(e, endpoint, account)),
     }
 }
 

@@ -57,7 +57,7 @@ pub use docker::{DockerBackend, DockerEngine};
 #[cfg(feature = "test-support")]
 pub use fake::{FakeBackend, FakeCall};
 pub use instance::{Instance, InstanceBudget};
-pub use netns::NetNamespace;
+pub use netns::{this_host, NetNamespace};
 pub use orphans::{ProcessTracker, MARKER};
 pub use panics::{caught, panic_message, Panicked};
 pub use process::ProcessBackend;

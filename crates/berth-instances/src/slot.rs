@@ -57,6 +57,25 @@ impl InstanceSlot {
         self.container
     }
 
+    /// The slot of an instance another server of the cluster runs on this machine, as that
+    /// server published it: at `addr`, inside the network namespace of process `netns_pid` (a
+    /// container's) when there is one. Its health is what the publisher said.
+    pub fn elsewhere(id: String, container: usize, addr: SocketAddr, netns_pid: Option<u32>, healthy: bool) -> std::io::Result<Self> {
+        let mut slot = InstanceSlot::new(id).for_container(container);
+        slot.host = addr.ip();
+        slot.set_port(addr.port());
+        if let Some(pid) = netns_pid {
+            slot.set_netns(Some(Arc::new(NetNamespace::of_process(pid)?)));
+        }
+        slot.set_healthy(healthy);
+        Ok(slot)
+    }
+
+    /// Marks a slot made by [`InstanceSlot::elsewhere`] healthy or not, as its publisher says.
+    pub fn set_published_health(&self, healthy: bool) {
+        self.set_healthy(healthy);
+    }
+
     /// A slot that is already healthy at `port`, for tests of the layers above that have no
     /// supervisor to make it so.
     #[cfg(feature = "test-support")]
@@ -95,6 +114,13 @@ impl InstanceSlot {
         };
         stream.set_nodelay(true)?;
         Ok(stream)
+    }
+
+    /// The process whose network namespace the instance listens in, when that is not berth's
+    /// own (a container's main process), for another server on this machine to reach it.
+    pub fn netns_pid(&self) -> Option<u32> {
+        let has_own = self.netns.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        self.pid().filter(|_| has_own)
     }
 
     /// The instance's main process id (its process group leader), when one runs.

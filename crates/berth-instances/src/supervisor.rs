@@ -27,6 +27,10 @@ pub struct SupervisorSettings {
     pub unhealthy_after: u32,
     /// How long in-flight requests may take to finish when an instance is retired.
     pub drain_timeout: Duration,
+    /// The least time between a retired instance leaving the routes and its stop: in a
+    /// cluster, the time other servers take to learn the routes without it (they route on
+    /// routes the leader publishes, and their requests are not counted here).
+    pub retire_grace: Duration,
     /// Time between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     /// The longest wait between restarts of a crashing instance.
@@ -53,6 +57,7 @@ impl Default for SupervisorSettings {
             health_interval: Duration::from_secs(2),
             unhealthy_after: 3,
             drain_timeout: Duration::from_secs(60),
+            retire_grace: Duration::ZERO,
             stop_grace: Duration::from_secs(5),
             max_backoff: Duration::from_secs(30),
             builtin_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth")),
@@ -282,8 +287,9 @@ impl<R: Runner> Supervisor<R> {
 
     async fn retire(mut self, running: R::Running) {
         self.slot.set_healthy(false);
-        let deadline = Instant::now() + self.settings.drain_timeout;
-        while self.slot.outstanding() > 0 && Instant::now() < deadline {
+        let left = Instant::now();
+        let deadline = left + self.settings.drain_timeout.max(self.settings.retire_grace);
+        while (self.slot.outstanding() > 0 || left.elapsed() < self.settings.retire_grace) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.runner.terminate(running, self.settings.stop_grace).await;

@@ -158,6 +158,22 @@ impl History {
         kept
     }
 
+    /// Adds a second another server of the cluster closed (the invocations it routed) to the
+    /// same second here; returns that second as it now stands.
+    pub(crate) fn absorb(&mut self, sample: SecondSample) -> SecondSample {
+        let at = self.seconds.partition_point(|s| s.second < sample.second);
+        match self.seconds.get_mut(at) {
+            Some(s) if s.second == sample.second => {
+                s.absorb(&sample);
+                s.clone()
+            }
+            _ => {
+                self.seconds.insert(at, sample.clone());
+                sample
+            }
+        }
+    }
+
     /// Puts back seconds read from storage after a restart (oldest first).
     pub(crate) fn restore(&mut self, samples: impl IntoIterator<Item = SecondSample>) {
         for s in samples {

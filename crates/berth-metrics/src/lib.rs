@@ -16,7 +16,7 @@ mod query;
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
 pub use history::{seconds_cutoff, Gauge, InstanceUtilization, SecondSample, Stat, Utilization, HISTORY_SECONDS};
-pub use prometheus::{escape_label, render_prometheus, InstanceCounts};
+pub use prometheus::{escape_label, render_prometheus, with_label, InstanceCounts};
 pub use query::{period_of, Datapoint, MetricName, INSTANCE_NAMESPACE, INVOCATION_NAMESPACE};
 
 use std::collections::BTreeMap;
@@ -289,6 +289,16 @@ impl MetricsRegistry {
         history.seconds.iter().rev().take_while(|s| s.second >= since).find_map(|s| s.utilization.clone())
     }
 
+    /// Adds a second of a variant's activity another server of the cluster saw (see
+    /// `History::absorb`) to this registry's history, for queries, alarms and scaling; the live
+    /// counters (this server's Prometheus exposition) stay this server's own. Returns the
+    /// second as it now stands, for storage.
+    pub fn absorb(&self, endpoint: &str, variant: &str, sample: SecondSample) -> SecondSample {
+        let v = self.variant(endpoint, variant);
+        let mut history = v.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.absorb(sample)
+    }
+
     /// Puts back a variant's per-second history after a restart.
     pub fn restore(&self, endpoint: &str, variant: &str, samples: Vec<SecondSample>) {
         let v = self.variant(endpoint, variant);
@@ -299,6 +309,7 @@ impl MetricsRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::History;
 
     #[test]
     fn outcomes_count_as_sagemaker_does() {
@@ -337,6 +348,34 @@ mod tests {
         let latency = r.datapoints(&key, MetricName::ModelLatency, &[], 0, 60, 120, 60);
         assert_eq!((latency[0].sample_count, latency[0].sum, latency[0].minimum, latency[0].maximum), (4.0, 600.0, 100.0, 300.0));
         assert_eq!(r.datapoints(&key, MetricName::Invocation5XXErrors, &[], 0, 60, 120, 60)[0].sum, 1.0);
+    }
+
+    #[test]
+    fn seconds_another_server_saw_add_to_the_history_not_to_the_counters() {
+        let r = MetricsRegistry::default();
+        let v = r.variant("ep", "A");
+        let key = VariantKey { endpoint: "ep".into(), variant: "A".into() };
+        r.sample(99, &mut BTreeMap::new());
+        v.record(Outcome::Success, Some(100), 10);
+        r.sample(100, &mut BTreeMap::new());
+        let elsewhere = |second, n| {
+            let other = VariantMetrics::default();
+            for _ in 0..n {
+                other.record(Outcome::Success, Some(300), 10);
+            }
+            let mut h = History::default();
+            h.sample(&VariantMetrics::default(), second - 1, None);
+            h.sample(&other, second, None).unwrap()
+        };
+        assert_eq!(r.absorb("ep", "A", elsewhere(100, 2)).activity.invocations, 3, "the same second: added");
+        assert_eq!(r.absorb("ep", "A", elsewhere(98, 4)).activity.invocations, 4, "an earlier second: put in its place");
+        let per_second = r.datapoints(&key, MetricName::Invocations, &[], 0, 90, 110, 1);
+        assert_eq!(per_second.iter().map(|d| (d.timestamp, d.sum)).collect::<Vec<_>>(), vec![(98, 4.0), (100, 3.0)]);
+        let latency = r.datapoints(&key, MetricName::ModelLatency, &[], 0, 60, 120, 60);
+        assert_eq!((latency[0].sample_count, latency[0].maximum), (7.0, 300.0));
+        assert_eq!(r.snapshot_of(&key).unwrap().invocations, 1, "the live counters stay this server's");
+        v.record(Outcome::Success, Some(100), 10);
+        assert_eq!(r.sample(101, &mut BTreeMap::new())[0].1.activity.invocations, 1, "the next second is closed as before");
     }
 
     #[test]

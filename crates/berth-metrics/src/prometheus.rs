@@ -18,6 +18,31 @@ type CounterFamily = (&'static str, &'static str, fn(&VariantSnapshot) -> u64);
 /// A histogram family: name, help text, and which histogram of a snapshot it is.
 type HistogramFamily = (&'static str, &'static str, fn(&VariantSnapshot) -> &HistogramSnapshot);
 
+/// `body` (an exposition) with the label `name="value"` on every sample: what a server of a
+/// cluster adds (`node`) so that each server's series stay apart when all are scraped.
+pub fn with_label(body: &str, name: &str, value: &str) -> String {
+    let label = format!("{name}=\"{}\"", escape_label(value));
+    let mut out = String::with_capacity(body.len() + body.len() / 4);
+    for line in body.lines() {
+        let metric_end = line.find([' ', '{']);
+        match metric_end.map(|i| (i, &line[i..i + 1])) {
+            _ if line.is_empty() || line.starts_with('#') => out.push_str(line),
+            Some((i, "{")) if line[i + 1..].starts_with('}') => {
+                let _ = write!(out, "{}{{{label}{}", &line[..i], &line[i + 1..]);
+            }
+            Some((i, "{")) => {
+                let _ = write!(out, "{}{{{label},{}", &line[..i], &line[i + 1..]);
+            }
+            Some((i, _)) => {
+                let _ = write!(out, "{}{{{label}}}{}", &line[..i], &line[i..]);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: &[(VariantKey, InstanceCounts)]) -> String {
     let mut out = String::new();
     let counters: [CounterFamily; 6] = [
@@ -112,6 +137,15 @@ pub fn escape_label(v: &str) -> String {
 mod tests {
     use super::*;
     use crate::{Outcome, VariantMetrics};
+
+    #[test]
+    fn a_label_goes_on_every_sample_and_on_no_comment() {
+        let body = "# HELP x_total X.\n# TYPE x_total counter\nx_total{endpoint=\"e\",variant=\"A\"} 3\nup 1\nempty{} 2\n";
+        assert_eq!(
+            with_label(body, "node", "n\"1"),
+            "# HELP x_total X.\n# TYPE x_total counter\nx_total{node=\"n\\\"1\",endpoint=\"e\",variant=\"A\"} 3\nup{node=\"n\\\"1\"} 1\nempty{node=\"n\\\"1\"} 2\n"
+        );
+    }
 
     #[test]
     fn renders_counters_histograms_and_gauges() {

@@ -14,12 +14,14 @@ mod events;
 mod metric_samples;
 mod postgres;
 mod postgres_schema;
+mod postgres_shared;
 mod postgres_url;
 mod resources;
 mod sqlite;
 
 pub use cluster::{nodes_at, Change, Changes, Election, Leadership, Node};
 pub use postgres::PostgresStore;
+pub use postgres_shared::ROUTE_KIND;
 pub use postgres_url::redacted;
 pub use resources::{Resource, Resources};
 pub use sqlite::SqliteStore;

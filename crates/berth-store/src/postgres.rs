@@ -109,7 +109,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    fn client(&self) -> Result<Client, StoreError> {
+    pub(crate) fn client(&self) -> Result<Client, StoreError> {
         let pool = self.pool.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closing".into()))?;
         Ok(pool.get()?)
     }
@@ -122,7 +122,7 @@ impl PostgresStore {
     }
 
     /// Runs `f` in one transaction, checking the fence first: every write goes through here.
-    fn write<T>(&self, f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         let fence = self.fence.load(std::sync::atomic::Ordering::SeqCst);

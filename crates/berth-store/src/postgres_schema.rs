@@ -1,6 +1,7 @@
 //! The PostgreSQL store's schema, as the migrations that make it: the same tables as SQLite's
 //! (keys `COLLATE "C"`, so order and prefix ranges match SQLite's byte order), and what servers
-//! sharing the store need beside them (leadership, nodes, the change trigger, the cluster's name).
+//! sharing the store need beside them (leadership, nodes, the change trigger, the cluster's name,
+//! the per-second metric samples standbys hand to the leader).
 
 /// The schema's migrations, in order; `berth_schema.version` counts those applied. A released
 /// migration is never edited: a change is a new one at the end.
@@ -93,5 +94,15 @@ CREATE TABLE cluster (
     name TEXT NOT NULL
 );
 INSERT INTO cluster (id, name) VALUES (1, md5(random()::text || clock_timestamp()::text));
+"#,
+    r#"
+CREATE TABLE metric_handoff (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    node TEXT NOT NULL,
+    endpoint TEXT COLLATE "C" NOT NULL,
+    variant TEXT COLLATE "C" NOT NULL,
+    ts BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
 "#,
 ];

@@ -402,3 +402,40 @@ fn postgres_elects_one_leader_at_a_time_and_fences_a_deposed_ones_writes() {
     assert_eq!(next(&heard, 15), (other, Leadership::Leading(3)));
     assert!(matches!(stores[other].update(&m), Err(StoreError::Fenced(_))));
 }
+
+#[test]
+fn postgres_publishes_routes_with_a_notice_and_hands_standby_samples_to_the_leader_once() {
+    use berth_store::{Change, Changes, MetricSample, ROUTE_KIND};
+    let Some(db) = TestDatabase::new() else { return };
+    let leader = PostgresStore::connect(&db.url).unwrap();
+    let standby = PostgresStore::connect(&db.url).unwrap();
+    let (tx, heard) = std::sync::mpsc::channel();
+    let _changes = Changes::start(&db.url, move |c| {
+        let _ = tx.send(c);
+    });
+    assert_eq!(next(&heard, 10), Change::Resync);
+    leader.publish_route("Demo", Some("{\"v\":1}")).unwrap();
+    assert_eq!(next(&heard, 10), Change::Resource { kind: ROUTE_KIND.into(), name: "demo".into(), version: 1, deleted: false });
+    leader.publish_route("demo", Some("{\"v\":2}")).unwrap();
+    assert_eq!(next(&heard, 10), Change::Resource { kind: ROUTE_KIND.into(), name: "demo".into(), version: 2, deleted: false });
+    assert_eq!(standby.published_route("DEMO").unwrap().as_deref(), Some("{\"v\":2}"));
+    assert_eq!(standby.published_routes().unwrap(), ["{\"v\":2}"]);
+    leader.publish_route("demo", None).unwrap();
+    assert!(matches!(next(&heard, 10), Change::Resource { deleted: true, .. }));
+    assert_eq!(standby.published_route("demo").unwrap(), None);
+
+    let sample =
+        |ts| MetricSample { endpoint: "demo".into(), variant: "A".into(), resolution: 1, ts, body: format!("{{\"second\":{ts}}}") };
+    standby.hand_off_samples("n2", &[sample(10), sample(11)]).unwrap();
+    standby.hand_off_samples("n3", &[sample(11)]).unwrap();
+    let taken = leader.take_handed_off().unwrap();
+    assert_eq!(taken.iter().map(|s| s.ts).collect::<Vec<_>>(), [10, 11, 11], "oldest first, every node's");
+    assert!(leader.take_handed_off().unwrap().is_empty(), "each sample is taken once");
+
+    // A deposed leader neither publishes nor takes samples; a standby still hands them off.
+    leader.fence(7);
+    assert!(matches!(leader.publish_route("demo", Some("{}")), Err(StoreError::Fenced(_))));
+    assert!(matches!(leader.take_handed_off(), Err(StoreError::Fenced(_))));
+    standby.fence(7);
+    standby.hand_off_samples("n2", &[sample(12)]).unwrap();
+}

@@ -18,6 +18,8 @@ const FIRST_ELECTION: Duration = Duration::from_secs(10);
 
 pub struct Cluster {
     pub node: String,
+    /// The store's URL, for the sessions of a standby's own.
+    url: String,
     /// The cluster's own name, from its store.
     pub name: String,
     /// Where this server serves, once it listens.
@@ -50,7 +52,7 @@ impl Cluster {
         if tokio::time::timeout(FIRST_ELECTION, leadership.wait_for(|l| *l != Leadership::Unknown)).await.is_err() {
             warn!(node, "no outcome of the cluster's election yet; listening meanwhile");
         }
-        Ok(Cluster { node: node.to_string(), name, own: Default::default(), store, election, leadership })
+        Ok(Cluster { node: node.to_string(), url: url.to_string(), name, own: Default::default(), store, election, leadership })
     }
 
     /// Waits until this server leads and fences the store with its epoch; `None` when `stop`
@@ -80,19 +82,33 @@ impl Cluster {
         }
     }
 
-    /// While this server stands by, forwards what `listener` accepts to the leader (see
-    /// [`crate::forwarding`]) until this server leads (its epoch) or `stop` comes (`None`).
+    /// While this server stands by, routes the invocations of the endpoints whose routes the
+    /// leader published itself and forwards everything else `listener` accepts to the leader
+    /// (see [`crate::replication`] and [`crate::forwarding`]) until this server leads (its
+    /// epoch) or `stop` comes (`None`).
     pub async fn lead_forwarding(
         &mut self,
         listener: &tokio::net::TcpListener,
         tls: Option<tokio_rustls::TlsAcceptor>,
         limits: &crate::forwarding::Limits,
+        standby: &StandbySettings,
         stop: &mut (impl Future<Output = ()> + Unpin),
     ) -> anyhow::Result<Option<u64>> {
-        let forwarder = crate::forwarding::Forwarder::new(self.leader_url(), &self.node)?;
+        let replica = crate::replication::Standby::start(&self.url, self.store.clone(), &self.node, standby.invocation_timeout);
+        let local = berth_aws::StandbyApp::new(berth_aws::StandbyEdge {
+            router: replica.router().clone(),
+            security: standby.security.clone(),
+            account_id: standby.account_id.clone(),
+            node: self.node.clone(),
+            store: self.store.clone(),
+        });
+        let forwarder = crate::forwarding::Forwarder::new(self.leader_url(), &self.node, Some(local))?;
         let mut outcome = None;
         let until = async { outcome = self.lead(stop).await };
         forwarder.serve_until(listener, tls, limits, until).await;
+        // Its session to the store is closed off the runtime.
+        drop(forwarder);
+        tokio::task::spawn_blocking(move || drop(replica)).await?;
         Ok(outcome)
     }
 
@@ -166,6 +182,13 @@ impl Cluster {
             }
         }
     }
+}
+
+/// What a standby needs to answer invocations itself.
+pub struct StandbySettings {
+    pub security: Arc<berth_aws::Security>,
+    pub account_id: String,
+    pub invocation_timeout: Duration,
 }
 
 /// This machine's host name, the default node name.

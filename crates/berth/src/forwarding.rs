@@ -1,4 +1,5 @@
-//! A server that stands by still answers on its address: each request it accepts goes, as it
+//! A server that stands by still answers on its address: invocations of the endpoints whose
+//! routes it holds it routes itself (see `crate::replication`); every other request goes, as it
 //! came (method, path, headers, a streamed body), to the cluster's leader, and the leader's
 //! answer comes back the same way. So every server of a cluster answers the whole API with the
 //! same answers, and a client may use any of them. The leader checks the request as it would its
@@ -10,7 +11,7 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -25,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, warn};
 
-type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Headers of one hop, never forwarded (RFC 9110 §7.6.1), besides those `Connection` names.
 const HOP_BY_HOP: [&str; 8] =
@@ -41,6 +42,9 @@ pub struct Forwarder {
     leader: watch::Receiver<Option<String>>,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>,
     node: Arc<str>,
+    /// What this server answers itself: invocations of the endpoints whose routes it holds, and
+    /// its metrics (see `crate::replication`).
+    local: Option<berth_aws::StandbyApp>,
 }
 
 /// The limits of the forwarding server's connections.
@@ -50,11 +54,11 @@ pub struct Limits {
 }
 
 impl Forwarder {
-    pub fn new(leader: watch::Receiver<Option<String>>, node: &str) -> anyhow::Result<Forwarder> {
+    pub fn new(leader: watch::Receiver<Option<String>>, node: &str, local: Option<berth_aws::StandbyApp>) -> anyhow::Result<Forwarder> {
         let connector =
             hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(crate::cli::tls_config()?).https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
-        Ok(Forwarder { leader, client, node: node.into() })
+        Ok(Forwarder { leader, client, node: node.into(), local })
     }
 
     /// Accepts on `listener` and forwards each request to the leader until `until` resolves;
@@ -115,8 +119,13 @@ impl Forwarder {
         }
     }
 
-    /// One request to the leader, and its answer back.
+    /// One request to the leader, and its answer back; or this server's own answer to what it
+    /// answers itself.
     async fn forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Some(local) = self.local.as_ref().filter(|l| l.answers(req.method(), req.uri().path())) {
+            let (parts, body) = local.answer(req).await.into_parts();
+            return Response::from_parts(parts, body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync());
+        }
         // An election takes a second or so: a request that comes meanwhile waits for it.
         let mut leader = self.leader.clone();
         let known = tokio::time::timeout(LEADER_WAIT, leader.wait_for(Option::is_some)).await;
@@ -140,7 +149,7 @@ impl Forwarder {
             Ok(answer) => {
                 let (mut parts, body) = answer.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed())
+                Response::from_parts(parts, body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync())
             }
             Err(e) => {
                 warn!(error = %e, %leader, "forwarding to the leader failed");
@@ -211,7 +220,7 @@ fn plain(status: StatusCode, code: &'static str, message: &str) -> Response<Body
         .status(status)
         .header("content-type", "application/x-amz-json-1.1")
         .header("x-amzn-errortype", code)
-        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed())
+        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
         .expect("a fixed answer is well formed")
 }
 

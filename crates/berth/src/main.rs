@@ -8,6 +8,7 @@ mod forwarding;
 mod listener;
 mod metrics_history;
 mod onnxruntime;
+mod replication;
 mod security;
 mod serve;
 mod worker;

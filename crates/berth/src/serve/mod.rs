@@ -101,7 +101,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let (store, shared) = open_store(args.store.clone(), &data_dir).await?;
     // On a shared store this server serves only while it leads the cluster.
-    let mut cluster = match (shared, &args.store) {
+    let mut cluster = match (shared.clone(), &args.store) {
         (Some(shared), Some(url)) => {
             let node = args.node_name.clone().unwrap_or_else(crate::cluster::host_name);
             Some(crate::cluster::Cluster::join(url, shared, &node).await?)
@@ -134,6 +134,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sandbox = crate::security::worker_sandbox(args.worker_sandbox != "off", &args.worker_read, &exec_roots, secrets)?;
     let supervision = SupervisorSettings {
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        // The cluster's standbys learn the routes without a retired instance before it stops.
+        retire_grace: if cluster.is_some() { crate::replication::RETIRE_GRACE } else { Duration::ZERO },
         memory_cgroups: memory_cgroups.clone(),
         exec_roots: exec_roots.clone(),
         builtin_environment,
@@ -207,6 +209,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let term = Term {
         args: &args,
         store,
+        shared: shared.filter(|_| cluster.is_some()),
+        node: cluster.as_ref().map(|c| c.node.clone()),
         backend,
         artifacts,
         settings,
@@ -224,8 +228,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // until it leads itself.
         if let Some(cluster) = &mut cluster {
             let limits = crate::forwarding::Limits { max_connections, header_timeout: Duration::from_secs(args.header_timeout.max(1)) };
+            let standby = crate::cluster::StandbySettings {
+                security: term.security.clone(),
+                account_id: args.account_id.clone(),
+                invocation_timeout: Duration::from_secs(args.invocation_timeout),
+            };
             let mut stop = Box::pin(stopped(stop_rx.clone()));
-            if cluster.lead_forwarding(&term.listener, term.tls.clone(), &limits, &mut stop).await?.is_none() {
+            if cluster.lead_forwarding(&term.listener, term.tls.clone(), &limits, &standby, &mut stop).await?.is_none() {
                 info!(node = %cluster.node, "berth stopped while standing by");
                 break;
             }
@@ -265,6 +274,9 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 struct Term<'a> {
     args: &'a ServeArgs,
     store: Arc<dyn StateStore>,
+    /// The cluster's store, when this server is one of a cluster's (named `node`).
+    shared: Option<Arc<PostgresStore>>,
+    node: Option<String>,
     backend: Arc<ImageBackends>,
     artifacts: ModelArtifacts,
     settings: ControllerSettings,
@@ -372,6 +384,10 @@ impl Term<'_> {
                 }
             }
         });
+        // A cluster's standbys route with the routes this server publishes, and hand it their metrics.
+        if let Some(shared) = &self.shared {
+            crate::replication::lead(&mut background, shared.clone(), controller.clone(), routing.clone());
+        }
         let (serverless, idle) = (controller.clone(), Duration::from_secs(args.serverless_idle));
         background.keep("serverless", move || serverless.clone().run_serverless(idle));
         let capture = controller.clone();
@@ -379,7 +395,8 @@ impl Term<'_> {
         let (queue, async_router) = (controller.clone(), Router::clone(&router));
         background.keep("asynchronous inference", move || queue.clone().run_async(async_router.clone()));
 
-        let app = berth_aws::service(Edge { controller: controller.clone(), router, security: self.security.clone() });
+        let app =
+            berth_aws::service(Edge { controller: controller.clone(), router, security: self.security.clone(), node: self.node.clone() });
         let limits = crate::listener::ConnectionLimits {
             max_connections: self.max_connections,
             header_timeout: Duration::from_secs(args.header_timeout.max(1)),
