@@ -216,6 +216,7 @@ impl Controller {
                 let stored = endpoint.clone();
                 self.db(move |s| s.update(&stored)).await?;
                 tracing::info!(endpoint = %name, "recovering endpoint");
+                self.routing.expect([name.as_str()]);
                 self.record_status(&endpoint, "berth restarted; starting the endpoint's instances again");
             }
         }

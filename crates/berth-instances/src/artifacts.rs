@@ -138,6 +138,11 @@ impl ModelDir {
     pub fn path(&self) -> &Path {
         &self.lease.path
     }
+
+    /// What names the data (its source and version), the same on every server that prepares it.
+    pub fn key(&self) -> &str {
+        &self.lease.key
+    }
 }
 
 impl Drop for Lease {

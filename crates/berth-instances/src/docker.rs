@@ -40,6 +40,9 @@ const LABEL_VARIANT: &str = "berth.variant";
 const LABEL_INSTANCE: &str = "berth.instance";
 /// The cluster of servers sharing a store, when this server is one of them.
 const LABEL_CLUSTER: &str = "berth.cluster";
+/// What the container runs (image, environment, model data, limits): an adopted container must
+/// run what the new instance would.
+const LABEL_SPEC: &str = "berth.spec";
 
 /// Which Docker engine berth uses (`--docker`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +95,37 @@ pub struct DockerBackend {
     data_dir: std::path::PathBuf,
     /// The cluster this server belongs to, once it has joined one.
     cluster: std::sync::OnceLock<String>,
+    /// Running containers a server of the cluster that no longer leads left, which instances
+    /// this server starts take over rather than start their own.
+    adoptable: std::sync::Mutex<Vec<Leftover>>,
+}
+
+/// A running container of another server of the cluster.
+struct Leftover {
+    id: String,
+    endpoint: String,
+    variant: String,
+    spec: String,
+}
+
+/// The digest of what an instance's container runs, for [`LABEL_SPEC`]; `None` for what is not
+/// adopted (a multi-model container's staged models are in its server's own directory).
+fn spec_digest(spec: &InstanceSpec, reference: &str) -> Option<String> {
+    if spec.staged_models.is_some() {
+        return None;
+    }
+    let described = format!(
+        "{reference}\n{:?}\n{:?}\n{}\n{:?}\n{:?}\n{:?}\n{}\n{}",
+        spec.environment,
+        spec.berth_environment,
+        spec.model_dir.key(),
+        spec.code_dir.as_ref().map(|d| d.key()),
+        spec.memory_limit_bytes,
+        spec.cpus,
+        spec.network_isolation,
+        spec.container_index
+    );
+    Some(format!("{:016x}", crate::stable_hash(&described)))
 }
 
 impl DockerBackend {
@@ -115,6 +149,7 @@ impl DockerBackend {
             budget,
             data_dir: data_dir.to_path_buf(),
             cluster: std::sync::OnceLock::new(),
+            adoptable: Default::default(),
         }
     }
 
@@ -172,25 +207,58 @@ impl DockerBackend {
         let _ = self.cluster.set(name.to_string());
     }
 
-    /// Removes the containers another server of this server's cluster made: called when this
-    /// server comes to lead, they belong to a leader that died (a deposed one stops its own),
-    /// and the new leader starts the endpoints' instances afresh. Quiet when the engine is off
+    /// Takes stock of the containers other servers of this server's cluster made: called when
+    /// this server comes to lead, they belong to a leader that died (a deposed one stops its
+    /// own). Running ones wait to be adopted by the instances this server starts for the same
+    /// endpoint variant and spec (their clients keep being served: the standbys route to them
+    /// meanwhile); stopped ones are removed now, and those no instance adopts by
+    /// [`DockerBackend::remove_unadopted`]. Returns how many wait. Quiet when the engine is off
     /// or not reachable.
-    pub async fn remove_cluster_leftovers(&self) -> usize {
+    pub async fn claim_cluster_leftovers(&self) -> usize {
         let Some(cluster) = self.cluster.get() else { return 0 };
         let Ok(docker) = self.client().await else { return 0 };
         let filters = HashMap::from([("label", vec![format!("{LABEL_CLUSTER}={cluster}")])]);
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let Ok(containers) = docker.list_containers(Some(options)).await else { return 0 };
-        let mut removed = 0;
+        let mut waiting = Vec::new();
         for c in containers {
-            let owner = c.labels.as_ref().and_then(|l| l.get(LABEL_SERVER));
-            let Some(id) = c.id.filter(|_| owner != Some(&self.server)) else { continue };
-            if docker.remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build())).await.is_ok() {
+            let labels = c.labels.clone().unwrap_or_default();
+            let Some(id) = c.id.filter(|_| labels.get(LABEL_SERVER) != Some(&self.server)) else { continue };
+            let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
+            match (running, labels.get(LABEL_ENDPOINT), labels.get(LABEL_VARIANT), labels.get(LABEL_SPEC)) {
+                (true, Some(endpoint), Some(variant), Some(spec)) => {
+                    waiting.push(Leftover { id, endpoint: endpoint.clone(), variant: variant.clone(), spec: spec.clone() })
+                }
+                _ => {
+                    let _ = docker.remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).build())).await;
+                }
+            }
+        }
+        let n = waiting.len();
+        *self.adoptable.lock().unwrap_or_else(|e| e.into_inner()) = waiting;
+        n
+    }
+
+    /// Removes the leftovers no instance adopted (their endpoints were deleted or changed, or
+    /// now need fewer instances). Returns how many.
+    pub async fn remove_unadopted(&self) -> usize {
+        let left = std::mem::take(&mut *self.adoptable.lock().unwrap_or_else(|e| e.into_inner()));
+        let Ok(docker) = self.client().await else { return 0 };
+        let mut removed = 0;
+        for c in left {
+            if docker.remove_container(&c.id, Some(RemoveContainerOptionsBuilder::default().force(true).build())).await.is_ok() {
                 removed += 1;
             }
         }
         removed
+    }
+
+    /// A leftover running container that runs what `spec` would, taken for it.
+    fn adopt(&self, spec: &InstanceSpec, digest: Option<&str>) -> Option<String> {
+        let digest = digest?;
+        let mut adoptable = self.adoptable.lock().unwrap_or_else(|e| e.into_inner());
+        let i = adoptable.iter().position(|c| c.endpoint == spec.endpoint && c.variant == spec.variant && c.spec == digest)?;
+        Some(adoptable.swap_remove(i).id)
     }
 
     /// The image's digest as SageMaker shows it (`repository@sha256:…`), pulling the image
@@ -237,7 +305,7 @@ impl DockerBackend {
     }
 
     /// Creates the instance's container (not started).
-    async fn create(&self, docker: &Docker, spec: &InstanceSpec, reference: &str) -> Result<String, String> {
+    async fn create(&self, docker: &Docker, spec: &InstanceSpec, reference: &str, digest: Option<&str>) -> Result<String, String> {
         let name = format!("berth-{}-{}", &self.server[..8], spec.id.replace('/', "-"));
         // berth's variables win over the container definition's.
         let mut environment = spec.environment.clone();
@@ -250,6 +318,9 @@ impl DockerBackend {
         ]);
         if let Some(cluster) = self.cluster.get() {
             labels.insert(LABEL_CLUSTER.to_string(), cluster.clone());
+        }
+        if let Some(digest) = digest {
+            labels.insert(LABEL_SPEC.to_string(), digest.to_string());
         }
         let memory = spec.memory_limit_bytes.and_then(|b| i64::try_from(b).ok());
         let mut binds = vec![format!("{}:{MODEL_MOUNT}:ro", spec.model_dir.path().display())];
@@ -298,8 +369,15 @@ impl InstanceBackend for DockerBackend {
             // A pull counts against the startup timeout, as SageMaker's image download does.
             let resolved = self.resolve(&docker, &reference, spec.startup_timeout).await.map_err(InstanceError::Image)?;
             let log = InstanceLog::open(&spec.log_path, self.settings.log_max_bytes).map_err(failed)?;
-            let container = self.create(&docker, &spec, &reference).await.map_err(failed)?;
-            let runner = ContainerRunner { docker, container, log, spec: spec.clone() };
+            let digest = spec_digest(&spec, &reference);
+            let (container, adopted) = match self.adopt(&spec, digest.as_deref()) {
+                Some(container) => {
+                    tracing::info!(instance = %spec.id, %container, "adopting the running container a server that led before left");
+                    (container, true)
+                }
+                None => (self.create(&docker, &spec, &reference, digest.as_deref()).await.map_err(failed)?, false),
+            };
+            let runner = ContainerRunner { docker, container, log, spec: spec.clone(), adopted };
             start_supervised(runner, spec, &self.settings, alive, Some(resolved)).await
         })
     }
@@ -324,6 +402,9 @@ struct ContainerRunner {
     container: String,
     log: InstanceLog,
     spec: InstanceSpec,
+    /// A running container taken over from a server that led before: its first launch does not
+    /// start it (it runs and serves); a later one, after it exited, does.
+    adopted: bool,
 }
 
 /// One start of the container: its exit, and the copy of its output into the log.
@@ -352,7 +433,9 @@ impl Runner for ContainerRunner {
                 log.write(&chunk.into_bytes());
             }
         });
-        if let Err(e) = self.docker.start_container(id, None).await {
+        if std::mem::take(&mut self.adopted) {
+            self.log.note("---- berth: adopted the running container ----");
+        } else if let Err(e) = self.docker.start_container(id, None).await {
             output.abort();
             return Err(format!("cannot start container {id}: {e}"));
         }

@@ -47,6 +47,10 @@ pub struct Router {
     shadows_in_flight: Arc<AtomicUsize>,
 }
 
+/// The longest a request waits for the route of an endpoint being recovered (a new leader
+/// adopting the instances, a restarted berth starting them).
+const RECOVERY_WAIT: Duration = Duration::from_secs(5);
+
 /// The longest a request waits for a serverless variant's cold start.
 const COLD_START_WAIT: Duration = Duration::from_secs(120);
 
@@ -124,7 +128,10 @@ impl Router {
             attempt += 1;
             // Reload the route each attempt: a retry after a failed connect should see the
             // instances the controller has published since.
-            let route = self.table.get(endpoint).ok_or(InvokeError::EndpointNotFound)?;
+            let route = match self.table.get(endpoint) {
+                Some(route) => route,
+                None => self.table.get_or_wait(endpoint, RECOVERY_WAIT).await.ok_or(InvokeError::EndpointNotFound)?,
+            };
             let variant = route.pick_variant(req.target.variant.as_deref(), key, fastrand::f64())?;
             if let Some(state) = &variant.serverless {
                 if admitted.as_ref().is_none_or(|(name, _)| *name != variant.name) {

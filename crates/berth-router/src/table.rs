@@ -31,6 +31,11 @@ pub struct RoutingTable {
     capture: CaptureQueue,
     /// Where the sticky key is, for endpoints tagged `berth:sticky-key`.
     sticky: ArcSwap<HashMap<NameKey, Arc<StickyKey>>>,
+    /// Endpoints being recovered (after a restart, or by a new leader): a request for one waits
+    /// a little for its route rather than be told it does not exist.
+    expected: std::sync::Mutex<std::collections::HashSet<NameKey>>,
+    /// Woken when a route is published or removed.
+    changed: tokio::sync::Notify,
 }
 
 impl RoutingTable {
@@ -87,6 +92,39 @@ impl RoutingTable {
         });
     }
 
+    /// Marks endpoints whose routes are coming (they are being recovered).
+    pub fn expect<'a>(&self, endpoints: impl IntoIterator<Item = &'a str>) {
+        self.expected.lock().unwrap_or_else(|e| e.into_inner()).extend(endpoints.into_iter().map(NameKey::of));
+    }
+
+    /// No route is expected any more (recovery has settled).
+    pub fn stop_expecting(&self) {
+        self.expected.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.changed.notify_waiters();
+    }
+
+    /// The route of `endpoint`; for an endpoint being recovered, waiting at most `wait` for it.
+    pub async fn get_or_wait(&self, endpoint: &str, wait: std::time::Duration) -> Option<Arc<EndpointRoute>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.changed.notified();
+            if let Some(route) = self.get(endpoint) {
+                return Some(route);
+            }
+            if !self.expected.lock().unwrap_or_else(|e| e.into_inner()).contains(&NameKey::of(endpoint)) {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.get(endpoint);
+            }
+        }
+    }
+
+    fn settle(&self, key: &NameKey) {
+        self.expected.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.changed.notify_waiters();
+    }
+
     /// Every published route, for readers such as metrics exposition.
     pub fn routes(&self) -> Vec<Arc<EndpointRoute>> {
         self.endpoints.load().values().cloned().collect()
@@ -134,6 +172,7 @@ impl RoutingTable {
             map.insert(key.clone(), route.clone());
             map
         });
+        self.settle(&key);
         // Requests waiting for a serverless instance look again.
         for state in woken {
             state.ready.notify_waiters();
@@ -151,6 +190,7 @@ impl RoutingTable {
             map.remove(&key);
             map
         });
+        self.settle(&key);
     }
 }
 
@@ -304,6 +344,33 @@ impl VariantRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_waits_for_the_route_of_an_endpoint_being_recovered_only() {
+        let table = Arc::new(RoutingTable::default());
+        let wait = std::time::Duration::from_secs(5);
+        assert!(table.get_or_wait("other", wait).await.is_none(), "an endpoint not expected is not waited for");
+        table.expect(["Recovering"]);
+        let waiting = tokio::spawn({
+            let table = table.clone();
+            async move { table.get_or_wait("recovering", wait).await.map(|r| r.endpoint.clone()) }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        table.publish(EndpointRoute {
+            endpoint: "Recovering".into(),
+            variants: vec![variant("A", 1.0)],
+            green: None,
+            shadows: Vec::new(),
+            capture: None,
+        });
+        assert_eq!(waiting.await.unwrap().as_deref(), Some("Recovering"));
+        // Once recovery has settled, nothing is waited for.
+        table.expect(["failed"]);
+        table.stop_expecting();
+        let started = std::time::Instant::now();
+        assert!(table.get_or_wait("failed", wait).await.is_none());
+        assert!(started.elapsed() < wait);
+    }
 
     fn variant(name: &str, weight: f64) -> VariantRoute {
         VariantRoute {

@@ -240,10 +240,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
         if cluster.is_some() {
-            // A dead leader's containers go; this term starts the endpoints' instances afresh.
-            let removed = containers.remove_cluster_leftovers().await;
-            if removed > 0 {
-                warn!(containers = removed, "removed containers a server of the cluster that no longer leads left");
+            // A dead leader's running containers are adopted by this term's instances of the
+            // same endpoint variant and spec; what none adopts goes once the endpoints settle.
+            let waiting = containers.claim_cluster_leftovers().await;
+            if waiting > 0 {
+                info!(containers = waiting, "running containers a server that led before left wait to be adopted");
             }
         }
         let deposed = term.serve(stop_rx.clone(), cluster.as_ref().map(|c| c.deposed())).await?;
@@ -262,6 +263,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || drop(cluster)).await.context("leaving the cluster")?;
     info!("berth stopped");
     Ok(())
+}
+
+/// Resolves once no endpoint is being created, updated or recovered (or after ten minutes).
+async fn settled(controller: &Controller) {
+    use berth_domain::EndpointStatus::{Creating, SystemUpdating, Updating};
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok(endpoints) = controller.all_endpoints().await {
+            if !endpoints.iter().any(|e| matches!(e.status, Creating | Updating | SystemUpdating)) {
+                return;
+            }
+        }
+    }
 }
 
 /// Resolves once berth is told to stop.
@@ -388,6 +402,21 @@ impl Term<'_> {
         if let Some(shared) = &self.shared {
             crate::replication::lead(&mut background, shared.clone(), controller.clone(), routing.clone());
         }
+        // Once recovery settles, requests no longer wait for routes, and a dead leader's
+        // containers that no instance adopted go.
+        let (settling, routes, containers, adopting) =
+            (controller.clone(), routing.clone(), self.backend.containers.clone(), self.shared.is_some());
+        background.keep("the end of recovery", move || {
+            let (controller, routes, containers) = (settling.clone(), routes.clone(), containers.clone());
+            async move {
+                settled(&controller).await;
+                routes.stop_expecting();
+                let removed = if adopting { containers.remove_unadopted().await } else { 0 };
+                if removed > 0 {
+                    warn!(containers = removed, "removed containers a server that led before left, which no instance adopted");
+                }
+            }
+        });
         let (serverless, idle) = (controller.clone(), Duration::from_secs(args.serverless_idle));
         background.keep("serverless", move || serverless.clone().run_serverless(idle));
         let capture = controller.clone();
