@@ -31,6 +31,15 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt_install || { $sudo apt-get update -qq && apt_install; }
 fi
 
+# The cluster's clock-skew test runs servers under libfaketime (Debian's faketime).
+if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
+  echo "== installing faketime (Debian package) for the cluster's clock-skew test"
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  apt_faketime() { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends faketime >/dev/null; }
+  apt_faketime || { $sudo apt-get update -qq && apt_faketime; }
+fi
+
 # Container images run through a Docker engine: Debian's docker.io, started here when none runs.
 if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   sudo=""

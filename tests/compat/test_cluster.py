@@ -191,6 +191,57 @@ def test_a_standby_routes_invocations_itself_on_the_leaders_routes(tmp_path, pos
             s.stop()
 
 
+def faketime_library():
+    """libfaketime (Debian's faketime package), which scripts/test.sh installs."""
+    import glob
+
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    if not found:
+        pytest.fail("libfaketime is missing: install Debian's faketime package (scripts/test.sh does)")
+    return found[0]
+
+
+def test_servers_with_clocks_minutes_apart_keep_one_leader_and_file_metrics_where_they_belong(tmp_path, store):
+    skewed = lambda name, offset: BerthServer(  # noqa: E731
+        tmp_path / name / "data", ["--store", store, "--node-name", name], env={"LD_PRELOAD": faketime_library(), "FAKETIME": offset}
+    )
+    n1 = node(tmp_path, "n1", store).start()
+    n2 = skewed("n2", "+5m").start()
+    n3 = skewed("n3", "-5m").start()
+    servers = (n1, n2, n3)
+    try:
+        assert leader_of(store)[0] == "n1"
+        endpoint = deploy(n2.sm(), ["A"])
+        # Several heartbeats later the leader is the same, and every server is in.
+        time.sleep(4)
+        listed = nodes(store)
+        assert [n for n, v in listed.items() if v["Leader"]] == ["n1"] and all(v["Connected"] for v in listed.values()), listed
+        assert all(v["SilentMs"] < 5000 for v in listed.values()), "heartbeats are told by the database's clock"
+        # Invocations the skewed standbys route are counted in the seconds they happened.
+        for s in (n2, n3):
+            assert eventually(lambda: f'endpoint="{endpoint}"' in scrape(s), 10)
+            for _ in range(10):
+                assert invoke(s, endpoint) == 200
+        dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "A"}]
+        got = eventually(lambda: (p := recent_statistics(n1.client("cloudwatch"), "Invocations", dims)) and p["Sum"] >= 20 and p, 15)
+        assert got and got["Sum"] == 20, got
+        # The leader dies: a skewed server takes over within seconds, and writes go on.
+        n1.stop(sig=signal.SIGKILL)
+        leader, took = leader_of(store, not_="n1")
+        print(f"{leader} (clock {'+' if leader == 'n2' else '-'}5 min) led {took:.2f}s after the leader was killed")
+        assert took < 10
+        survivor = n2 if leader == "n2" else n3
+        assert eventually(lambda: answers(survivor), 15)
+        create_echo_model(survivor.sm(), unique("after"))
+        assert wait_status(survivor.sm(), endpoint, timeout=60)["EndpointStatus"] == "InService"
+        # Its instances ended with the leader; the standby forwards to the new leader, which
+        # started new ones, and routes itself once they are published.
+        assert all(invoke(s, endpoint) == 200 for s in (n2, n3) for _ in range(5))
+    finally:
+        for s in servers:
+            s.stop()
+
+
 def test_a_standby_refuses_what_is_not_http_and_goes_on(tmp_path, store):
     n1 = node(tmp_path, "n1", store).start()
     n2 = node(tmp_path, "n2", store).start()

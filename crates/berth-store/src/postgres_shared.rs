@@ -9,6 +9,9 @@ use berth_domain::{NameKey, Timestamp};
 /// The resource kind of a published route (one per endpoint, named by it).
 pub const ROUTE_KIND: &str = "route";
 
+/// The database's clock, in epoch seconds.
+const DATABASE_SECONDS: &str = "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint";
+
 /// The most handed-off samples the leader takes in one call.
 const TAKE_LIMIT: i64 = 10_000;
 
@@ -43,23 +46,28 @@ impl PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// A standby's per-second samples of the invocations it routed, for the leader to take.
-    /// Not fenced: a server that stands by writes only these.
-    pub fn hand_off_samples(&self, node: &str, samples: &[MetricSample]) -> Result<(), StoreError> {
+    /// A standby's per-second samples of the invocations it routed, for the leader to take;
+    /// `now` is the standby's clock (epoch seconds): the seconds are stored by the database's
+    /// clock, so that a server whose clock is off files them where they belong. Not fenced: a
+    /// server that stands by writes only these.
+    pub fn hand_off_samples(&self, node: &str, samples: &[MetricSample], now: u64) -> Result<(), StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
+        let offset = tx.query_one(DATABASE_SECONDS, &[])?.get::<_, i64>(0) - now as i64;
         let insert = tx.prepare("INSERT INTO metric_handoff (node, endpoint, variant, ts, body) VALUES ($1, $2, $3, $4, $5)")?;
         for s in samples {
-            tx.execute(&insert, &[&node, &s.endpoint, &s.variant, &(s.ts as i64), &s.body])?;
+            let ts = s.ts as i64 + offset;
+            tx.execute(&insert, &[&node, &s.endpoint, &s.variant, &ts, &s.body])?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Takes (and removes) the samples standbys handed off, oldest first; fenced, so that only
-    /// the leader takes them.
-    pub fn take_handed_off(&self) -> Result<Vec<MetricSample>, StoreError> {
+    /// Takes (and removes) the samples standbys handed off, oldest first, their seconds by the
+    /// taker's clock (`now`, epoch seconds); fenced, so that only the leader takes them.
+    pub fn take_handed_off(&self, now: u64) -> Result<Vec<MetricSample>, StoreError> {
         self.write(|tx| {
+            let offset = now as i64 - tx.query_one(DATABASE_SECONDS, &[])?.get::<_, i64>(0);
             let rows = tx.query(
                 "DELETE FROM metric_handoff WHERE id IN (SELECT id FROM metric_handoff ORDER BY id LIMIT $1) \
                  RETURNING id, endpoint, variant, ts, body",
@@ -72,7 +80,7 @@ impl PostgresStore {
                         endpoint: r.get(1),
                         variant: r.get(2),
                         resolution: 1,
-                        ts: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+                        ts: u64::try_from(r.get::<_, i64>(3) + offset).unwrap_or(0),
                         body: r.get(4),
                     };
                     (r.get(0), sample)

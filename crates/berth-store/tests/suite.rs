@@ -426,16 +426,22 @@ fn postgres_publishes_routes_with_a_notice_and_hands_standby_samples_to_the_lead
 
     let sample =
         |ts| MetricSample { endpoint: "demo".into(), variant: "A".into(), resolution: 1, ts, body: format!("{{\"second\":{ts}}}") };
-    standby.hand_off_samples("n2", &[sample(10), sample(11)]).unwrap();
-    standby.hand_off_samples("n3", &[sample(11)]).unwrap();
-    let taken = leader.take_handed_off().unwrap();
-    assert_eq!(taken.iter().map(|s| s.ts).collect::<Vec<_>>(), [10, 11, 11], "oldest first, every node's");
-    assert!(leader.take_handed_off().unwrap().is_empty(), "each sample is taken once");
+    // Seconds travel by the database's clock: n3's clock is 300 s ahead, the leader's 100 s behind.
+    let now = berth_domain::Timestamp::now().secs();
+    standby.hand_off_samples("n2", &[sample(now - 2), sample(now - 1)], now).unwrap();
+    standby.hand_off_samples("n3", &[sample(now + 299)], now + 300).unwrap();
+    let taken = leader.take_handed_off(now - 100).unwrap();
+    let seconds: Vec<i64> = taken.iter().map(|s| s.ts as i64 - (now as i64 - 100)).collect();
+    assert_eq!(seconds.len(), 3, "every node's, once");
+    for (got, want) in seconds.iter().zip([-2, -1, -1]) {
+        assert!((got - want).abs() <= 1, "oldest first, by the taker's clock: {seconds:?}");
+    }
+    assert!(leader.take_handed_off(now).unwrap().is_empty(), "each sample is taken once");
 
     // A deposed leader neither publishes nor takes samples; a standby still hands them off.
     leader.fence(7);
     assert!(matches!(leader.publish_route("demo", Some("{}")), Err(StoreError::Fenced(_))));
-    assert!(matches!(leader.take_handed_off(), Err(StoreError::Fenced(_))));
+    assert!(matches!(leader.take_handed_off(now), Err(StoreError::Fenced(_))));
     standby.fence(7);
-    standby.hand_off_samples("n2", &[sample(12)]).unwrap();
+    standby.hand_off_samples("n2", &[sample(12)], now).unwrap();
 }

@@ -39,13 +39,18 @@ pub fn lead(supervisor: &mut Supervisor, store: Arc<PostgresStore>, controller: 
     let host = berth_instances::this_host();
     let published: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let round = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
     {
         let (store, controller, routing) = (store.clone(), controller.clone(), routing.clone());
         supervisor.every("route publishing", PUBLISH_EVERY, move || {
             let (store, controller, routing, published, host) =
                 (store.clone(), controller.clone(), routing.clone(), published.clone(), host.clone());
             let sweep = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(SWEEP_ROUNDS);
+            let first = first.clone();
             async move {
+                if first.load(std::sync::atomic::Ordering::Relaxed) && withdraw_dead_processes(&store, &routing).await {
+                    first.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
                 publish_routes(&store, &routing, &published, &host).await;
                 if sweep {
                     withdraw_deleted(&store, &controller, &routing).await;
@@ -97,6 +102,31 @@ async fn publish_routes(store: &Arc<PostgresStore>, routing: &RoutingTable, publ
     }
 }
 
+/// When this server comes to lead: withdraws the routes a server that led before published to
+/// instances it ran as its own processes, which ended with it, so that the standbys forward
+/// those endpoints' invocations here (where they wait for the instances this server starts)
+/// rather than try dead addresses. Routes to containers stay: this server adopts them. Whether
+/// it could read and write the routes.
+async fn withdraw_dead_processes(store: &Arc<PostgresStore>, routing: &RoutingTable) -> bool {
+    let s = store.clone();
+    let Some(Ok(bodies)) = blocking(move || s.published_routes()).await else { return false };
+    for snapshot in bodies.iter().filter_map(|b| serde_json::from_str::<RouteSnapshot>(b).ok()) {
+        let processes = snapshot
+            .variants
+            .iter()
+            .chain(snapshot.green.iter().flat_map(|g| g.0.iter()))
+            .flat_map(|v| v.instances.iter())
+            .any(|i| i.netns_pid.is_none());
+        if processes && routing.get(&snapshot.endpoint).is_none() {
+            let (s, name) = (store.clone(), snapshot.endpoint.clone());
+            if !matches!(blocking(move || s.publish_route(&name, None)).await, Some(Ok(()))) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// Withdraws published routes of endpoints that no longer exist (deleted while no server led).
 async fn withdraw_deleted(store: &Arc<PostgresStore>, controller: &Controller, routing: &RoutingTable) {
     let Ok(endpoints) = controller.all_endpoints().await else { return };
@@ -117,7 +147,8 @@ async fn withdraw_deleted(store: &Arc<PostgresStore>, controller: &Controller, r
 /// the cluster's invocations.
 async fn absorb_handoffs(store: &Arc<PostgresStore>, controller: &Controller, routing: &RoutingTable) {
     let s = store.clone();
-    let taken = match blocking(move || s.take_handed_off()).await {
+    let now = berth_domain::Timestamp::now().secs();
+    let taken = match blocking(move || s.take_handed_off(now)).await {
         Some(Ok(taken)) if !taken.is_empty() => taken,
         Some(Err(e)) => return debug!(error = %e, "cannot take the standbys' metrics now"),
         _ => return,
@@ -125,7 +156,9 @@ async fn absorb_handoffs(store: &Arc<PostgresStore>, controller: &Controller, ro
     let registry = routing.metrics();
     let mut merged: BTreeMap<(String, String, u64), SecondSample> = BTreeMap::new();
     for row in taken {
-        let Ok(sample) = serde_json::from_str::<SecondSample>(&row.body) else { continue };
+        let Ok(mut sample) = serde_json::from_str::<SecondSample>(&row.body) else { continue };
+        // The second by this server's clock, as the store gave it (the standby's may be off).
+        sample.second = row.ts;
         let second = sample.second;
         let now = registry.absorb(&row.endpoint, &row.variant, sample);
         merged.insert((row.endpoint, row.variant, second), now);
@@ -250,7 +283,8 @@ async fn hand_off(store: Arc<PostgresStore>, table: Arc<RoutingTable>, node: Str
             warn!(dropped, "the store has not taken this server's metrics for a long while: the oldest seconds are dropped");
         }
         let (s, n, batch) = (store.clone(), node.clone(), std::mem::take(&mut unsent));
-        match blocking(move || (s.hand_off_samples(&n, &batch), batch)).await {
+        let now = berth_domain::Timestamp::now().secs();
+        match blocking(move || (s.hand_off_samples(&n, &batch, now), batch)).await {
             Some((Ok(()), _)) => {}
             Some((Err(e), batch)) => {
                 debug!(error = %e, "cannot hand this server's metrics to the leader now; keeping them");
