@@ -82,6 +82,7 @@ def test_every_server_answers_one_leads_and_another_takes_over_finishing_what_wa
         with urllib.request.urlopen(f"{n3.url}/berth/v1/overview", timeout=10) as r:
             overview = json.loads(r.read())
         assert {n["name"]: n["role"] for n in overview["nodes"]} == {"n1": "leader", "n2": "standby", "n3": "standby"}
+        assert {n["name"]: n["instances"] for n in overview["nodes"]} == {"n1": 2, "n2": 0, "n3": 0}, "the leader runs both variants' instances"
         with urllib.request.urlopen(f"{n2.url}/metrics", timeout=10) as r:
             scraped = r.read().decode()
         assert 'berth_cluster_node{node="n1",role="leader"} 1' in scraped and 'berth_cluster_node{node="n3",role="standby"} 1' in scraped

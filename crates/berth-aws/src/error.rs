@@ -172,6 +172,9 @@ impl EdgeError {
             InvokeError::NoHealthyInstance { variant } => not_ready(format!(
                 "Variant {variant} of endpoint {endpoint} has no healthy instance right now; its instances are starting or restarting. Retry shortly."
             )),
+            InvokeError::Recovering => not_ready(format!(
+                "Endpoint {endpoint} is being brought back (berth restarted, or another server of its cluster leads now); its instances are starting. Retry shortly."
+            )),
             InvokeError::Unreachable { variant, message } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",

@@ -94,11 +94,13 @@ struct NodeOut {
     role: &'static str,
     /// Milliseconds since its last heartbeat, by the store's clock.
     silent_ms: i64,
+    /// The instances it runs (the leader runs every endpoint's; a standby none).
+    instances: usize,
 }
 
 /// A cluster server as the dashboard shows it.
-fn node_out(n: berth_store::Node) -> NodeOut {
-    NodeOut { role: n.role(), name: n.name, address: n.address, silent_ms: n.silent_ms }
+fn node_out(n: berth_store::Node, instances: usize) -> NodeOut {
+    NodeOut { role: n.role(), name: n.name, address: n.address, silent_ms: n.silent_ms, instances }
 }
 
 #[derive(Serialize)]
@@ -219,7 +221,24 @@ pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) 
     }
     // A cluster's servers, read each time (the dashboard polls once a second); a failure to
     // read them leaves the list empty rather than the dashboard blank.
-    let nodes = edge.controller.nodes().await.unwrap_or_default().into_iter().map(node_out).collect();
+    // This server (the leader: the overview is the leader's) runs the instances of its routes.
+    let running: usize = table
+        .routes()
+        .iter()
+        .flat_map(|r| r.variants.iter().chain(r.green.iter().flat_map(|g| g.variants.iter())))
+        .map(|v| v.instances.len())
+        .sum();
+    let nodes = edge
+        .controller
+        .nodes()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| {
+            let here = edge.node.as_deref() == Some(n.name.as_str());
+            node_out(n, if here { running } else { 0 })
+        })
+        .collect();
     json_ok(Overview { now, window: Window { start, end, period }, endpoints: body, events: events.iter().map(event_out).collect(), nodes })
 }
 

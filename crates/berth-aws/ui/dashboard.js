@@ -361,7 +361,7 @@
     $("#cluster-panel").hidden = nodes.length === 0;
     $("#nodes").replaceChildren(...nodes.map((n) => el("li", { "data-role": n.role },
       el("span", { class: "kind " + n.role, text: n.role }),
-      el("span", { text: `${n.name} ${n.address} · heard ${(n.silent_ms / 1000).toFixed(1)} s ago` }))));
+      el("span", { text: `${n.name} ${n.address} · runs ${n.instances} instance${n.instances === 1 ? "" : "s"} · heard ${(n.silent_ms / 1000).toFixed(1)} s ago` }))));
   }
 
   function render(data) {

@@ -75,6 +75,10 @@ pub enum InvokeError {
     NoWeight,
     #[error("variant {variant} has no healthy instance")]
     NoHealthyInstance { variant: String },
+    /// The endpoint is being brought back (after a restart, or by a new leader) and has no
+    /// route yet.
+    #[error("the endpoint is being recovered")]
+    Recovering,
     /// The container answered with an error status (`container`: which of a multi-container
     /// model's containers, by hostname).
     #[error("container answered {status}")]

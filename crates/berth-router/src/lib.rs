@@ -130,7 +130,7 @@ impl Router {
             // instances the controller has published since.
             let route = match self.table.get(endpoint) {
                 Some(route) => route,
-                None => self.table.get_or_wait(endpoint, RECOVERY_WAIT).await.ok_or(InvokeError::EndpointNotFound)?,
+                None => self.table.get_or_wait(endpoint, RECOVERY_WAIT).await?,
             };
             let variant = route.pick_variant(req.target.variant.as_deref(), key, fastrand::f64())?;
             if let Some(state) = &variant.serverless {

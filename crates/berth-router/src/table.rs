@@ -103,19 +103,20 @@ impl RoutingTable {
         self.changed.notify_waiters();
     }
 
-    /// The route of `endpoint`; for an endpoint being recovered, waiting at most `wait` for it.
-    pub async fn get_or_wait(&self, endpoint: &str, wait: std::time::Duration) -> Option<Arc<EndpointRoute>> {
+    /// The route of `endpoint`; for an endpoint being recovered, waiting at most `wait` for it
+    /// (`Recovering` if it is still to come then).
+    pub async fn get_or_wait(&self, endpoint: &str, wait: std::time::Duration) -> Result<Arc<EndpointRoute>, InvokeError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let changed = self.changed.notified();
             if let Some(route) = self.get(endpoint) {
-                return Some(route);
+                return Ok(route);
             }
             if !self.expected.lock().unwrap_or_else(|e| e.into_inner()).contains(&NameKey::of(endpoint)) {
-                return None;
+                return Err(InvokeError::EndpointNotFound);
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return self.get(endpoint);
+                return self.get(endpoint).ok_or(InvokeError::Recovering);
             }
         }
     }
@@ -349,11 +350,14 @@ mod tests {
     async fn a_request_waits_for_the_route_of_an_endpoint_being_recovered_only() {
         let table = Arc::new(RoutingTable::default());
         let wait = std::time::Duration::from_secs(5);
-        assert!(table.get_or_wait("other", wait).await.is_none(), "an endpoint not expected is not waited for");
+        assert!(
+            matches!(table.get_or_wait("other", wait).await, Err(InvokeError::EndpointNotFound)),
+            "an endpoint not expected is not waited for"
+        );
         table.expect(["Recovering"]);
         let waiting = tokio::spawn({
             let table = table.clone();
-            async move { table.get_or_wait("recovering", wait).await.map(|r| r.endpoint.clone()) }
+            async move { table.get_or_wait("recovering", wait).await.ok().map(|r| r.endpoint.clone()) }
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         table.publish(EndpointRoute {
@@ -368,7 +372,9 @@ mod tests {
         table.expect(["failed"]);
         table.stop_expecting();
         let started = std::time::Instant::now();
-        assert!(table.get_or_wait("failed", wait).await.is_none());
+        assert!(table.get_or_wait("failed", wait).await.is_err());
+        table.expect(["slow"]);
+        assert!(matches!(table.get_or_wait("slow", std::time::Duration::from_millis(20)).await, Err(InvokeError::Recovering)));
         assert!(started.elapsed() < wait);
     }
 
