@@ -457,7 +457,7 @@ def test_a_new_leader_adopts_a_dead_leaders_containers_and_no_invocation_fails(t
             s.stop()
 
 
-def test_a_leader_killed_during_a_canary_leaves_it_to_the_next_to_finish(tmp_path, store):
+def test_a_leader_killed_during_a_canary_leaves_it_to_the_next_to_run_again(tmp_path, store):
     n1 = node(tmp_path, "n1", store).start()
     n2 = node(tmp_path, "n2", store).start()
     try:
@@ -480,11 +480,18 @@ def test_a_leader_killed_during_a_canary_leaves_it_to_the_next_to_finish(tmp_pat
             return pending and pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "ActivatingTraffic"
 
         assert eventually(baking_canary, 60), sm.describe_endpoint(EndpointName=endpoint)
-        # The old fleet dies with the leader: the next leader carries the update out by starting
-        # the new config's variants (as after a restart), and the endpoint ends on it.
+        # Both fleets die with the leader: the next leader brings the current variants back and
+        # runs the guarded deployment again from its first step (its canary bakes again), and
+        # the endpoint ends on the new config.
         n1.stop(sig=signal.SIGKILL)
         assert leader_of(store, not_="n1")[0] == "n2"
         assert eventually(lambda: answers(n2), 15)
+        def events():
+            with urllib.request.urlopen(f"{n2.url}/berth/v1/events", timeout=10) as r:
+                return r.read().decode()
+
+        assert eventually(lambda: "starts again from its first step" in events(), 60), events()
+        assert eventually(baking_canary, 60), sm.describe_endpoint(EndpointName=endpoint)
         done = eventually(lambda: (d := sm.describe_endpoint(EndpointName=endpoint))["EndpointStatus"] in ("InService", "Failed") and d, 120)
         assert done and done["EndpointStatus"] == "InService", done
         assert done["EndpointConfigName"] == new

@@ -36,12 +36,16 @@ impl Step {
     /// what a caller asked for (stored as a status and a pending update) into work, whether the
     /// ask just arrived or berth is starting again. `running`: whether this server runs the
     /// endpoint's instances (after a restart nothing does: an update is then carried out by
-    /// starting its variants, as a plain roll-out). None: the endpoint is at rest.
+    /// starting its variants, as a plain roll-out; a guarded one brings the current variants
+    /// back first and starts its deployment again). None: the endpoint is at rest.
     pub(crate) fn next(endpoint: &Endpoint, running: bool) -> Option<Step> {
         match endpoint.status {
             EndpointStatus::Creating | EndpointStatus::SystemUpdating => Some(Step::BringUp),
             EndpointStatus::Updating => match &endpoint.pending {
                 Some(p) if p.deployment_config.is_some() && running => Some(Step::DeployGuarded),
+                // Nothing runs (berth restarted, or another server of its cluster leads now):
+                // the current fleet comes back first, then the guarded deployment starts again.
+                Some(p) if p.deployment_config.is_some() => Some(Step::BringUp),
                 Some(_) => Some(Step::RollOut),
                 None if running => Some(Step::Scale),
                 None => Some(Step::BringUp),
@@ -249,8 +253,12 @@ impl Controller {
         }
     }
 
-    /// Starts all variants of a new (or recovered) endpoint, then puts it in service.
+    /// Starts all variants of a new (or recovered) endpoint, then puts it in service; or, for
+    /// an endpoint whose guarded update was under way when its fleet was lost, leaves it
+    /// updating for the deployment to start again on the fleet brought back.
     pub(crate) async fn bring_up(self: Arc<Self>, mut endpoint: Endpoint, epoch: u64, failure_reason: Option<String>) {
+        let resuming =
+            endpoint.status == EndpointStatus::Updating && endpoint.pending.as_ref().is_some_and(|p| p.deployment_config.is_some());
         let result = self.start_fleet(&endpoint.name, &endpoint.variants, &HashSet::new()).await;
         endpoint.modified = self.now();
         let committed = match result {
@@ -260,13 +268,24 @@ impl Controller {
                     v.image_resolved.get_or_insert(endpoint.modified);
                     v.resolved_image = resolved_image(&fleet, &v.name).or(v.resolved_image.take());
                 }
-                endpoint.status = EndpointStatus::InService;
+                endpoint.status = if resuming { EndpointStatus::Updating } else { EndpointStatus::InService };
                 endpoint.failure_reason = failure_reason;
-                self.commit(endpoint.clone(), epoch, move |map| {
-                    *map = fleet;
-                    Vec::new()
-                })
-                .await
+                let committed = self
+                    .commit(endpoint.clone(), epoch, move |map| {
+                        *map = fleet;
+                        Vec::new()
+                    })
+                    .await;
+                if resuming && committed == Ok(true) {
+                    let config = endpoint.pending.as_ref().map(|p| p.config_name.clone()).unwrap_or_default();
+                    let step = format!(
+                        "Endpoint config {config}: the servers running the update stopped; the current variants are back and the guarded deployment starts again from its first step"
+                    );
+                    self.record_event(&endpoint.name, None, EventKind::DeploymentStep, step);
+                    let (this, name) = (self.clone(), endpoint.name.clone());
+                    tokio::spawn(async move { this.reconcile_endpoint(&name).await });
+                }
+                committed
             }
             Err(reason) => {
                 tracing::warn!(endpoint = %endpoint.name, %reason, "endpoint failed");
