@@ -126,6 +126,12 @@ impl RoutingTable {
         self.changed.notify_waiters();
     }
 
+    /// Resolves at the next publication or removal of a route (health changes of an instance are
+    /// not announced: they show in the route's slots).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
     /// Every published route, for readers such as metrics exposition.
     pub fn routes(&self) -> Vec<Arc<EndpointRoute>> {
         self.endpoints.load().values().cloned().collect()

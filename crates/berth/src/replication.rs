@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{debug, warn};
 
-/// How often the leader looks for route changes to publish.
+/// How often the leader looks for route changes that are not announced (instances' health).
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// How long a retired instance keeps running once it has left the leader's routes: the
 /// standbys learn the routes without it first (a publishing round, a notice, a read).
@@ -39,21 +39,27 @@ pub fn lead(supervisor: &mut Supervisor, store: Arc<PostgresStore>, controller: 
     let host = berth_instances::this_host();
     let published: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let round = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
     {
         let (store, controller, routing) = (store.clone(), controller.clone(), routing.clone());
-        supervisor.every("route publishing", PUBLISH_EVERY, move || {
-            let (store, controller, routing, published, host) =
-                (store.clone(), controller.clone(), routing.clone(), published.clone(), host.clone());
-            let sweep = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(SWEEP_ROUNDS);
-            let first = first.clone();
+        // A round as soon as a route is published or removed, and every tenth of a second for
+        // what is not announced (instances' health).
+        supervisor.keep("route publishing", move || {
+            let (store, controller, routing, published, host, round) =
+                (store.clone(), controller.clone(), routing.clone(), published.clone(), host.clone(), round.clone());
             async move {
-                if first.load(std::sync::atomic::Ordering::Relaxed) && withdraw_dead_processes(&store, &routing).await {
-                    first.store(false, std::sync::atomic::Ordering::Relaxed);
-                }
-                publish_routes(&store, &routing, &published, &host).await;
-                if sweep {
-                    withdraw_deleted(&store, &controller, &routing).await;
+                let mut first = true;
+                loop {
+                    if first && withdraw_dead_processes(&store, &routing).await {
+                        first = false;
+                    }
+                    publish_routes(&store, &routing, &published, &host).await;
+                    if round.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(SWEEP_ROUNDS) {
+                        withdraw_deleted(&store, &controller, &routing).await;
+                    }
+                    tokio::select! {
+                        () = routing.changed() => {}
+                        () = tokio::time::sleep(PUBLISH_EVERY) => {}
+                    }
                 }
             }
         });
