@@ -131,9 +131,12 @@ def counted(scraped, endpoint, node):
     return total
 
 
+def postgres_ctl(postgres, action):
+    """Halts or resumes the module's PostgreSQL (scripts/postgres.sh)."""
+    subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), action, str(postgres[1])], check=True)
+
+
 def test_a_standby_routes_invocations_itself_on_the_leaders_routes(tmp_path, postgres, store):
-    _, cluster = postgres
-    script = str(ROOT / "scripts" / "postgres.sh")
     n1 = node(tmp_path, "n1", store).start()
     n2 = node(tmp_path, "n2", store).start()
     try:
@@ -148,6 +151,23 @@ def test_a_standby_routes_invocations_itself_on_the_leaders_routes(tmp_path, pos
         by_n2 = counted(scrape(n2), endpoint, "n2")
         assert (counted(scrape(n1), endpoint, "n1"), by_n2) == (before[0], before[1] + 20), "the leader routed none of them"
 
+        # What the standby answers itself is checked as the leader checks it: a body past
+        # SageMaker's 6 MB (announced, so the answer comes before it is sent) and an over-long
+        # header are refused in the runtime's shape, and the standby goes on.
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", n2.port, timeout=30)
+        conn.putrequest("POST", f"/endpoints/{endpoint}/invocations")
+        conn.putheader("Content-Length", str(6 * 1024 * 1024 + 1))
+        conn.endheaders()  # the answer comes before any of the body is sent
+        refused = conn.getresponse()
+        assert (refused.status, b"limit of an invocation (6 MB)" in refused.read()) == (400, True)
+        conn.close()
+        with pytest.raises(n2.runtime().exceptions.ValidationError, match="targetVariant"):
+            n2.runtime().invoke_endpoint(EndpointName=endpoint, Body=b"x", TargetVariant="V" * 64)
+        assert counted(scrape(n1), endpoint, "n1") == before[0], "refused at the standby, not forwarded"
+        assert invoke(n2, endpoint) == 200
+        by_n2 += 1
         # A weight set through the leader steers the standby's own routing within a second.
         n1.sm().update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredWeight": 0.0}])
         changed = time.time()
@@ -171,11 +191,11 @@ def test_a_standby_routes_invocations_itself_on_the_leaders_routes(tmp_path, pos
         finally:
             n1.proc.send_signal(signal.SIGCONT)
         # PostgreSQL down: the standby routes on the routes it last knew.
-        subprocess.run(["bash", script, "halt", str(cluster)], check=True)
+        postgres_ctl(postgres, "halt")
         try:
             assert all(invoke(n2, endpoint) == 200 for _ in range(10))
         finally:
-            subprocess.run(["bash", script, "resume", str(cluster)], check=True)
+            postgres_ctl(postgres, "resume")
         assert eventually(lambda: all(n["Connected"] for n in nodes(store).values()), 30), nodes(store)
 
         # A deleted endpoint is no longer routed by the standby.
@@ -352,8 +372,6 @@ def test_twenty_leader_kills_under_a_writing_client_lose_no_acknowledged_write(t
 
 
 def test_postgresql_restarted_under_load_loses_nothing_and_the_servers_recover_by_themselves(tmp_path, postgres, store):
-    _, cluster = postgres
-    script = str(ROOT / "scripts" / "postgres.sh")
     n1 = node(tmp_path, "n1", store).start()
     n2 = node(tmp_path, "n2", store).start()
     try:
@@ -361,7 +379,7 @@ def test_postgresql_restarted_under_load_loses_nothing_and_the_servers_recover_b
         writer = Writer([n1, n2])
         writer.start()
         time.sleep(1)
-        subprocess.run(["bash", script, "halt", str(cluster)], check=True)
+        postgres_ctl(postgres, "halt")
         try:
             # Invocations go on over the routes the leader has, through either server.
             leader = n1 if leader_of(store, timeout=1)[0] == "n1" else n2
@@ -369,7 +387,7 @@ def test_postgresql_restarted_under_load_loses_nothing_and_the_servers_recover_b
             leader = n1
         served = sum(invoke(s, endpoint) == 200 for s in (n1, n2) for _ in range(5))
         time.sleep(2)
-        subprocess.run(["bash", script, "resume", str(cluster)], check=True)
+        postgres_ctl(postgres, "resume")
         # Both servers come back by themselves: one leads, the other stands by, and writes go
         # through again.
         assert eventually(lambda: all(n["Connected"] for n in nodes(store).values()), 30), nodes(store)

@@ -222,12 +222,7 @@ pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) 
     // A cluster's servers, read each time (the dashboard polls once a second); a failure to
     // read them leaves the list empty rather than the dashboard blank.
     // This server (the leader: the overview is the leader's) runs the instances of its routes.
-    let running: usize = table
-        .routes()
-        .iter()
-        .flat_map(|r| r.variants.iter().chain(r.green.iter().flat_map(|g| g.variants.iter())))
-        .map(|v| v.instances.len())
-        .sum();
+    let running: usize = table.routes().iter().flat_map(|r| r.serving_variants()).map(|v| v.instances.len()).sum();
     let nodes = edge
         .controller
         .nodes()

@@ -10,9 +10,9 @@
 //! not routable, and a standby forwards its invocations to the leader.
 
 use crate::table::{EndpointRoute, GreenRoute, RoutingTable, VariantRoute};
-use berth_domain::RoutingStrategy;
+use berth_domain::{NameKey, RoutingStrategy};
 use berth_instances::InstanceSlot;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -62,10 +62,7 @@ impl RoutingTable {
 
 fn snapshot(route: &EndpointRoute, sticky: bool, host: &str) -> RouteSnapshot {
     let plain = |v: &VariantRoute| v.serverless.is_none() && v.models.is_none() && v.pipeline.is_none();
-    let routable = !sticky
-        && route.capture.is_none()
-        && route.shadows.is_empty()
-        && route.variants.iter().chain(route.green.iter().flat_map(|g| g.variants.iter())).all(plain);
+    let routable = !sticky && route.capture.is_none() && route.shadows.is_empty() && route.serving_variants().all(plain);
     let variants = |vs: &[VariantRoute]| if routable { vs.iter().map(variant).collect() } else { Vec::new() };
     RouteSnapshot {
         endpoint: route.endpoint.clone(),
@@ -126,9 +123,9 @@ impl Replica {
     /// Replaces every route with `snapshots` (after a reconnection, when changes may have been
     /// missed).
     pub fn apply_all(&self, snapshots: &[RouteSnapshot]) {
-        let named: std::collections::HashSet<String> = snapshots.iter().map(|s| s.endpoint.to_ascii_lowercase()).collect();
+        let named: HashSet<NameKey> = snapshots.iter().map(|s| NameKey::of(&s.endpoint)).collect();
         for route in self.table.routes() {
-            if !named.contains(&route.endpoint.to_ascii_lowercase()) {
+            if !named.contains(&NameKey::of(&route.endpoint)) {
                 self.table.remove(&route.endpoint);
             }
         }
@@ -180,18 +177,9 @@ impl Replica {
 
     /// Drops the slots no route holds any more.
     fn forget_unused(&self) {
-        let held: std::collections::HashSet<u64> = self
-            .table
-            .routes()
-            .iter()
-            .flat_map(|r| {
-                r.variants
-                    .iter()
-                    .chain(r.green.iter().flat_map(|g| g.variants.iter()))
-                    .flat_map(|v| v.instances.iter().map(|s| s.serial()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let routes = self.table.routes();
+        let held: HashSet<u64> =
+            routes.iter().flat_map(|r| r.serving_variants()).flat_map(|v| v.instances.iter().map(|s| s.serial())).collect();
         self.slots.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, slot| held.contains(&slot.serial()));
     }
 }

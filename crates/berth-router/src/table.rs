@@ -254,6 +254,12 @@ pub struct VariantRoute {
 }
 
 impl EndpointRoute {
+    /// The variants that serve production traffic: the route's own and, during a guarded
+    /// deployment, the new fleet's (not shadows).
+    pub fn serving_variants(&self) -> impl Iterator<Item = &VariantRoute> {
+        self.variants.iter().chain(self.green.iter().flat_map(|g| g.variants.iter()))
+    }
+
     /// The target variant if one is named; else the variant a sticky `key` is assigned to;
     /// else a variant drawn by weight with `r` in [0, 1). During a deployment, `r` (or the
     /// key's own draw) first picks the old or the new fleet by the new one's share.

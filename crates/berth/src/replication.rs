@@ -10,11 +10,12 @@
 
 use crate::background::Supervisor;
 use berth_control::Controller;
+use berth_domain::NameKey;
 use berth_metrics::SecondSample;
 use berth_router::{Forwarder as InstanceForwarder, Replica, RouteSnapshot, Router, RoutingTable};
 use berth_store::{Change, Changes, MetricSample, PostgresStore, ROUTE_KIND};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, warn};
 
@@ -24,7 +25,7 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// standbys learn the routes without it first (a publishing round, a notice, a read).
 pub const RETIRE_GRACE: Duration = Duration::from_secs(1);
 /// Rounds between two checks for published routes of endpoints that no longer exist.
-const SWEEP_ROUNDS: u32 = 50;
+const SWEEP_ROUNDS: u64 = 50;
 /// The most closed seconds a standby keeps while the store cannot take them.
 const MAX_UNSENT: usize = 100_000;
 
@@ -37,23 +38,22 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// and takes the standbys' seconds into the cluster's metrics.
 pub fn lead(supervisor: &mut Supervisor, store: Arc<PostgresStore>, controller: Arc<Controller>, routing: Arc<RoutingTable>) {
     let host = berth_instances::this_host();
-    let published: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let round = Arc::new(std::sync::atomic::AtomicU32::new(0));
     {
         let (store, controller, routing) = (store.clone(), controller.clone(), routing.clone());
         // A round as soon as a route is published or removed, and every tenth of a second for
-        // what is not announced (instances' health).
+        // what is not announced (instances' health). Started again after a panic, it publishes
+        // every route once more.
         supervisor.keep("route publishing", move || {
-            let (store, controller, routing, published, host, round) =
-                (store.clone(), controller.clone(), routing.clone(), published.clone(), host.clone(), round.clone());
+            let (store, controller, routing, host) = (store.clone(), controller.clone(), routing.clone(), host.clone());
             async move {
-                let mut first = true;
-                loop {
-                    if first && withdraw_dead_processes(&store, &routing).await {
-                        first = false;
+                let mut published = HashMap::new();
+                let mut withdrawn = false;
+                for round in 0u64.. {
+                    if !withdrawn {
+                        withdrawn = withdraw_dead_processes(&store, &routing).await;
                     }
-                    publish_routes(&store, &routing, &published, &host).await;
-                    if round.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(SWEEP_ROUNDS) {
+                    publish_routes(&store, &routing, &mut published, &host).await;
+                    if round.is_multiple_of(SWEEP_ROUNDS) {
                         withdraw_deleted(&store, &controller, &routing).await;
                     }
                     tokio::select! {
@@ -70,36 +70,28 @@ pub fn lead(supervisor: &mut Supervisor, store: Arc<PostgresStore>, controller: 
     });
 }
 
-/// Publishes the routes that changed since the last round, and withdraws those the table lost.
-/// A route a dead leader published stays until this one publishes the endpoint's own.
-async fn publish_routes(store: &Arc<PostgresStore>, routing: &RoutingTable, published: &Mutex<HashMap<String, String>>, host: &str) {
-    let now: HashMap<String, (String, String)> = routing
+/// Publishes the routes that changed since the last round (`published`: what each endpoint's
+/// stored route is), and withdraws those the table lost. A route a dead leader published stays
+/// until this one publishes the endpoint's own.
+async fn publish_routes(store: &Arc<PostgresStore>, routing: &RoutingTable, published: &mut HashMap<NameKey, String>, host: &str) {
+    let now: HashMap<NameKey, (String, String)> = routing
         .snapshots(host)
         .into_iter()
-        .filter_map(|s| Some((s.endpoint.to_ascii_lowercase(), (s.endpoint.clone(), serde_json::to_string(&s).ok()?))))
+        .filter_map(|s| Some((NameKey::of(&s.endpoint), (s.endpoint.clone(), serde_json::to_string(&s).ok()?))))
         .collect();
-    let changes: Vec<(String, String, Option<String>)> = {
-        let last = published.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = now
-            .iter()
-            .filter(|(key, (_, body))| last.get(*key) != Some(body))
-            .map(|(key, (name, body))| (key.clone(), name.clone(), Some(body.clone())));
-        let gone = last.keys().filter(|key| !now.contains_key(*key)).map(|key| (key.clone(), key.clone(), None));
-        changed.chain(gone).collect()
-    };
+    let changed = now
+        .iter()
+        .filter(|(key, (_, body))| published.get(*key) != Some(body))
+        .map(|(key, (name, body))| (key.clone(), name.clone(), Some(body.clone())));
+    let gone = published.keys().filter(|key| !now.contains_key(*key)).map(|key| (key.clone(), key.to_string(), None));
+    let changes: Vec<(NameKey, String, Option<String>)> = changed.chain(gone).collect();
     for (key, name, body) in changes {
-        let s = store.clone();
-        let written = blocking({
-            let body = body.clone();
-            move || s.publish_route(&name, body.as_deref())
-        })
-        .await;
-        match written {
+        let (s, written) = (store.clone(), body.clone());
+        match blocking(move || s.publish_route(&name, written.as_deref())).await {
             Some(Ok(())) => {
-                let mut last = published.lock().unwrap_or_else(|e| e.into_inner());
                 match body {
-                    Some(body) => last.insert(key, body),
-                    None => last.remove(&key),
+                    Some(body) => published.insert(key, body),
+                    None => published.remove(&key),
                 };
             }
             Some(Err(e)) => return debug!(error = %e, "cannot publish routes now; trying again"),
@@ -136,14 +128,13 @@ async fn withdraw_dead_processes(store: &Arc<PostgresStore>, routing: &RoutingTa
 /// Withdraws published routes of endpoints that no longer exist (deleted while no server led).
 async fn withdraw_deleted(store: &Arc<PostgresStore>, controller: &Controller, routing: &RoutingTable) {
     let Ok(endpoints) = controller.all_endpoints().await else { return };
-    let live: HashSet<String> = endpoints.iter().map(|e| e.name.to_ascii_lowercase()).collect();
+    let live: HashSet<NameKey> = endpoints.iter().map(|e| NameKey::of(&e.name)).collect();
     let s = store.clone();
     let Some(Ok(bodies)) = blocking(move || s.published_routes()).await else { return };
     for snapshot in bodies.iter().filter_map(|b| serde_json::from_str::<RouteSnapshot>(b).ok()) {
-        let key = snapshot.endpoint.to_ascii_lowercase();
-        if !live.contains(&key) && routing.get(&key).is_none() {
+        if !live.contains(&NameKey::of(&snapshot.endpoint)) && routing.get(&snapshot.endpoint).is_none() {
             let s = store.clone();
-            let _ = blocking(move || s.publish_route(&key, None)).await;
+            let _ = blocking(move || s.publish_route(&snapshot.endpoint, None)).await;
         }
     }
 }
