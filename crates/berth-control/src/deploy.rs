@@ -4,7 +4,7 @@
 use crate::Controller;
 use berth_domain::framework_of;
 use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, NameKey, VariantState};
-use berth_instances::{host_memory_bytes, staged_models_dir, Instance, InstanceSpec, ModelData};
+use berth_instances::{host_memory_bytes, staged_models_dir, Instance, InstanceSpec, ModelData, ModelSource};
 use berth_router::{
     CaptureSettings, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, Pipeline, ServerlessState, ShadowRoute, VariantRoute,
 };
@@ -313,6 +313,7 @@ impl Controller {
                 variant: variant.to_string(),
                 image: image.clone(),
                 model_dir: model_dir.clone(),
+                model_source: ModelSource::of(data),
                 code_dir: code_dir.clone(),
                 environment: container.environment.clone(),
                 berth_environment: berth_environment.clone(),

@@ -40,6 +40,40 @@ impl ModelData<'_> {
     }
 }
 
+/// Where a model's data is, owned: for backends whose instances fetch it themselves (a pod's
+/// init container runs `berth fetch-model` with it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ModelSource {
+    #[default]
+    None,
+    Url(String),
+    S3Prefix(String),
+    S3Object {
+        uri: String,
+        gzip: bool,
+    },
+}
+
+impl ModelSource {
+    pub fn of(data: ModelData<'_>) -> Self {
+        match data {
+            ModelData::None => ModelSource::None,
+            ModelData::Url(u) => ModelSource::Url(u.to_string()),
+            ModelData::S3Prefix(u) => ModelSource::S3Prefix(u.to_string()),
+            ModelData::S3Object { uri, gzip } => ModelSource::S3Object { uri: uri.to_string(), gzip },
+        }
+    }
+
+    pub fn as_data(&self) -> ModelData<'_> {
+        match self {
+            ModelSource::None => ModelData::None,
+            ModelSource::Url(u) => ModelData::Url(u),
+            ModelSource::S3Prefix(u) => ModelData::S3Prefix(u),
+            ModelSource::S3Object { uri, gzip } => ModelData::S3Object { uri, gzip: *gzip },
+        }
+    }
+}
+
 /// How a downloaded S3 object is laid out in the model directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ObjectLayout {

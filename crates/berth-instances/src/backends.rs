@@ -23,6 +23,8 @@ pub struct ImageBackends {
     /// What `berth/onnx` needs on the machine (ONNX Runtime), made sure of before an instance
     /// starts; None: nothing is checked (the worker says what is missing).
     pub onnx_runtime: Option<Arc<dyn Prerequisite>>,
+    /// With `--backend kubernetes`: every instance runs as a pod, through this backend.
+    pub pods: Option<Arc<dyn InstanceBackend>>,
 }
 
 /// A runtime that serves framework images without Docker (berth's Python runtime, in
@@ -49,6 +51,9 @@ pub struct Provided {
 impl InstanceBackend for ImageBackends {
     fn start(&self, mut spec: InstanceSpec) -> BoxFuture<'_, Result<Instance, InstanceError>> {
         Box::pin(async move {
+            if let Some(pods) = &self.pods {
+                return pods.start(spec).await;
+            }
             let mut framework = framework_of(&spec.image);
             if let (Some(_), Image::Container(reference)) = (&framework, &spec.image) {
                 if self.containers.has_image(reference).await {

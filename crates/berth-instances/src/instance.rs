@@ -70,7 +70,7 @@ impl InstanceBudget {
     }
 
     /// Counts one more instance, unless that would pass the limit.
-    pub(crate) fn admit(&self) -> Result<AliveGuard, InstanceError> {
+    pub fn admit(&self) -> Result<AliveGuard, InstanceError> {
         let max = self.max;
         self.alive
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
@@ -85,7 +85,7 @@ impl InstanceBudget {
 }
 
 /// One counted instance; uncounted when its supervisor ends (its container is gone).
-pub(crate) struct AliveGuard(Arc<AtomicUsize>);
+pub struct AliveGuard(Arc<AtomicUsize>);
 
 impl Drop for AliveGuard {
     fn drop(&mut self) {

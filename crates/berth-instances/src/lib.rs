@@ -35,7 +35,7 @@ pub use s3::S3Writer;
 mod slot;
 mod usage;
 
-pub use artifacts::{ModelArtifacts, ModelData, ModelDir};
+pub use artifacts::{ModelArtifacts, ModelData, ModelDir, ModelSource};
 pub use cgroup::{InstanceCgroup, MemoryCgroups};
 pub use error::{ArtifactError, HostError, InstanceError, SettingError};
 pub use extract::ExtractLimits;
@@ -56,14 +56,15 @@ pub use backends::{FrameworkRuntime, ImageBackends, Prerequisite, Provided};
 pub use docker::{DockerBackend, DockerEngine};
 #[cfg(feature = "test-support")]
 pub use fake::{FakeBackend, FakeCall};
-pub use instance::{Instance, InstanceBudget};
+pub use instance::{AliveGuard, Instance, InstanceBudget};
+pub use log::InstanceLog;
 pub use netns::{this_host, NetNamespace};
 pub use orphans::{ProcessTracker, MARKER};
 pub use panics::{caught, panic_message, Panicked};
 pub use process::ProcessBackend;
 pub use roots::{AllowedRoots, RootError};
 pub use slot::{InFlight, InstanceSlot};
-pub use supervisor::SupervisorSettings;
+pub use supervisor::{log_tail, out_of_memory_reason, start_supervised, Runner, SupervisorSettings};
 pub use usage::{disk_used_percent, host_memory_bytes, GroupUsage, UsageProbe};
 
 use berth_domain::Image;
@@ -83,6 +84,8 @@ pub struct InstanceSpec {
     pub image: Image,
     /// The model files, leased for as long as the instance runs.
     pub model_dir: ModelDir,
+    /// Where the model files came from, for backends whose instances fetch them themselves.
+    pub model_source: ModelSource,
     /// The handler's source directory (`SAGEMAKER_SUBMIT_DIRECTORY`, unpacked), when given.
     pub code_dir: Option<ModelDir>,
     /// The container definition's `Environment` (the caller's).
@@ -110,6 +113,30 @@ pub struct InstanceSpec {
     pub staged_models: Option<PathBuf>,
     /// Which of its model's containers the instance runs (0 for a model of one container).
     pub container_index: usize,
+}
+
+impl InstanceSpec {
+    /// The digest of what the instance's container runs (`reference`, its environment, model
+    /// data, limits): a running container or pod of the same digest, left by a server that led
+    /// before, can be adopted in its place. `None` for what is not adopted (a multi-model
+    /// container's staged models are in its server's own directory).
+    pub fn digest(&self, reference: &str) -> Option<String> {
+        if self.staged_models.is_some() {
+            return None;
+        }
+        let described = format!(
+            "{reference}\n{:?}\n{:?}\n{}\n{:?}\n{:?}\n{:?}\n{}\n{}",
+            self.environment,
+            self.berth_environment,
+            self.model_dir.key(),
+            self.code_dir.as_ref().map(|d| d.key()),
+            self.memory_limit_bytes,
+            self.cpus,
+            self.network_isolation,
+            self.container_index
+        );
+        Some(format!("{:016x}", stable_hash(&described)))
+    }
 }
 
 /// Programs a sandboxed worker may run (with their installations) and directories it may read.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 /// One instance's log, shared by berth's notes and the output pump.
 #[derive(Clone)]
-pub(crate) struct InstanceLog {
+pub struct InstanceLog {
     inner: Arc<Mutex<Rotating>>,
 }
 
@@ -23,7 +23,7 @@ struct Rotating {
 
 impl InstanceLog {
     /// Opens (appending to) the log at `path`, created readable by berth's user only.
-    pub(crate) fn open(path: &Path, max_bytes: u64) -> Result<Self, String> {
+    pub fn open(path: &Path, max_bytes: u64) -> Result<Self, String> {
         if let Some(dir) = path.parent() {
             crate::private_dir(dir).map_err(|e| format!("cannot create log directory {}: {e}", dir.display()))?;
         }
@@ -33,12 +33,12 @@ impl InstanceLog {
     }
 
     /// A line of berth's own (start attempts).
-    pub(crate) fn note(&self, line: &str) {
+    pub fn note(&self, line: &str) {
         self.write(format!("{line}\n").as_bytes());
     }
 
     /// Output of the instance's container, as it comes.
-    pub(crate) fn write(&self, mut bytes: &[u8]) {
+    pub fn write(&self, mut bytes: &[u8]) {
         let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         while !bytes.is_empty() {
             if log.size >= log.max {
@@ -56,7 +56,7 @@ impl InstanceLog {
 
     /// Copies what the instance writes into the log, on a thread of its own, until every
     /// process holding the pipe's other end has exited.
-    pub(crate) fn pump(&self, mut output: PipeReader) -> Option<std::thread::JoinHandle<()>> {
+    pub fn pump(&self, mut output: PipeReader) -> Option<std::thread::JoinHandle<()>> {
         let log = self.clone();
         let spawned = std::thread::Builder::new().name("berth-instance-log".into()).spawn(move || {
             let mut buf = vec![0u8; 16 * 1024];

@@ -14,7 +14,8 @@ pub struct InstanceSlot {
     pub id: String,
     /// Unique among the slots of this server's life.
     serial: u64,
-    host: IpAddr,
+    /// Where the instance listens: loopback, or a pod's IP (which changes when its pod does).
+    host: Mutex<IpAddr>,
     /// The network namespace the address is in, when not berth's own (a container's).
     netns: Mutex<Option<Arc<NetNamespace>>>,
     port: AtomicU16,
@@ -35,7 +36,7 @@ impl InstanceSlot {
         InstanceSlot {
             id,
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            host: Mutex::new(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             netns: Mutex::new(None),
             port: AtomicU16::new(0),
             pid: AtomicU32::new(0),
@@ -61,8 +62,8 @@ impl InstanceSlot {
     /// server published it: at `addr`, inside the network namespace of process `netns_pid` (a
     /// container's) when there is one. Its health is what the publisher said.
     pub fn elsewhere(id: String, container: usize, addr: SocketAddr, netns_pid: Option<u32>, healthy: bool) -> std::io::Result<Self> {
-        let mut slot = InstanceSlot::new(id).for_container(container);
-        slot.host = addr.ip();
+        let slot = InstanceSlot::new(id).for_container(container);
+        slot.set_host(addr.ip());
         slot.set_port(addr.port());
         if let Some(pid) = netns_pid {
             slot.set_netns(Some(Arc::new(NetNamespace::of_process(pid)?)));
@@ -87,10 +88,16 @@ impl InstanceSlot {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::new(self.host, self.port.load(Ordering::Acquire))
+        SocketAddr::new(*self.host.lock().unwrap_or_else(|e| e.into_inner()), self.port.load(Ordering::Acquire))
     }
 
-    pub(crate) fn set_port(&self, port: u16) {
+    /// Points the slot at another address (a pod's IP), for backends whose instances listen
+    /// beyond this machine's loopback.
+    pub fn set_host(&self, host: IpAddr) {
+        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = host;
+    }
+
+    pub fn set_port(&self, port: u16) {
         self.port.store(port, Ordering::Release);
     }
 
@@ -128,7 +135,7 @@ impl InstanceSlot {
         Some(self.pid.load(Ordering::Relaxed)).filter(|&p| p != 0)
     }
 
-    pub(crate) fn set_pid(&self, pid: Option<u32>) {
+    pub fn set_pid(&self, pid: Option<u32>) {
         self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
     }
 
@@ -151,7 +158,7 @@ impl InstanceSlot {
         self.oom_kills.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn set_oom_kills(&self, kills: u64) {
+    pub fn set_oom_kills(&self, kills: u64) {
         self.oom_kills.store(kills, Ordering::Relaxed);
     }
 

@@ -72,7 +72,7 @@ impl Default for SupervisorSettings {
 }
 
 /// The words an exit status gets when the kernel killed the instance for its memory limit.
-pub(crate) fn out_of_memory_reason(limit_bytes: u64, spec: &InstanceSpec) -> String {
+pub fn out_of_memory_reason(limit_bytes: u64, spec: &InstanceSpec) -> String {
     format!(
         "; killed by the kernel for going past its memory limit of {} MiB ({})",
         limit_bytes / (1024 * 1024),
@@ -81,7 +81,7 @@ pub(crate) fn out_of_memory_reason(limit_bytes: u64, spec: &InstanceSpec) -> Str
 }
 
 /// Starts, watches and stops the container of one instance.
-pub(crate) trait Runner: Send + 'static {
+pub trait Runner: Send + 'static {
     /// One start of the container (a child process, a Docker container).
     type Running: Send;
 
@@ -107,7 +107,7 @@ pub(crate) trait Runner: Send + 'static {
 }
 
 /// Starts an instance under `runner` and resolves once it has passed its first `/ping`.
-pub(crate) async fn start_supervised<R: Runner>(
+pub async fn start_supervised<R: Runner>(
     runner: R,
     spec: InstanceSpec,
     settings: &SupervisorSettings,
@@ -307,7 +307,7 @@ impl<R: Runner> Supervisor<R> {
 }
 
 /// The end of an instance log, for failure reasons a person can act on.
-pub(crate) fn log_tail(path: &Path) -> String {
+pub fn log_tail(path: &Path) -> String {
     const TAIL: u64 = 600;
     let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);

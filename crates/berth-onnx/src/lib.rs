@@ -20,6 +20,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub port: u16,
+    /// The address it listens on: loopback on berth's machine, every address in a pod.
+    pub bind: std::net::IpAddr,
     pub model_dir: PathBuf,
     /// The ONNX Runtime library, as berth found it (the worker never looks for one itself:
     /// nothing in its environment but berth's own variable may choose a library to load).
@@ -59,7 +61,7 @@ pub async fn run(settings: WorkerSettings) -> Result<(), WorkerError> {
         tracing::info!(model = %model.path.display(), features = ?model.features, "model loaded");
         server::app(Arc::new(model))
     };
-    let addr = SocketAddr::from(([127, 0, 0, 1], settings.port));
+    let addr = SocketAddr::new(settings.bind, settings.port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| WorkerError::Listen { port: settings.port, source })?;
     tracing::info!(%addr, multi_model = settings.multi_model, "serving the SageMaker container contract");
     axum::serve(listener, app).await.map_err(|source| WorkerError::Listen { port: settings.port, source })

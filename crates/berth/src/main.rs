@@ -4,6 +4,7 @@ mod background;
 mod cli;
 mod cluster;
 mod demo;
+mod fetch;
 mod forwarding;
 mod listener;
 mod metrics_history;
@@ -105,6 +106,9 @@ enum Command {
         #[arg(long, env = "BERTH_OFFLINE")]
         offline: bool,
     },
+    /// Fetch a model's data into a directory under berth's archive rules (the Kubernetes
+    /// backend's init container runs this in each instance's pod).
+    FetchModel(fetch::FetchArgs),
     /// A built-in image's worker process (berth starts these itself).
     #[command(hide = true, subcommand)]
     Worker(worker::Worker),
@@ -143,6 +147,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Worker(worker) => worker::run(worker),
+        Command::FetchModel(args) => fetch::run(args),
         Command::InstallOnnxruntime { data_dir } => install_onnxruntime(&data_dir),
         Command::PreparePython { data_dir, image, requirements, python, offline } => {
             prepare_python(&data_dir, &image, requirements.as_deref(), python, offline)

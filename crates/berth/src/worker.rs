@@ -34,6 +34,10 @@ fn run_onnx() -> anyhow::Result<()> {
     let port = env("SAGEMAKER_BIND_TO_PORT").unwrap_or_else(|| "8080".into());
     let settings = WorkerSettings {
         port: port.parse().map_err(|_| anyhow::anyhow!("SAGEMAKER_BIND_TO_PORT is not a port: {port}"))?,
+        bind: match env("BERTH_WORKER_BIND") {
+            Some(ip) => ip.parse().map_err(|_| anyhow::anyhow!("BERTH_WORKER_BIND is not an IP address: {ip}"))?,
+            None => std::net::Ipv4Addr::LOCALHOST.into(),
+        },
         model_dir: PathBuf::from(env("SM_MODEL_DIR").unwrap_or_else(|| "/opt/ml/model".into())),
         library: PathBuf::from(env("BERTH_ORT_DYLIB").unwrap_or_default()),
         intra_threads: env("BERTH_WORKER_THREADS").and_then(|t| t.parse().ok()).unwrap_or(1),

@@ -16,26 +16,6 @@ pub(super) struct Leftover {
     spec: String,
 }
 
-/// The digest of what an instance's container runs, for [`LABEL_SPEC`]; `None` for what is not
-/// adopted (a multi-model container's staged models are in its server's own directory).
-pub(super) fn spec_digest(spec: &InstanceSpec, reference: &str) -> Option<String> {
-    if spec.staged_models.is_some() {
-        return None;
-    }
-    let described = format!(
-        "{reference}\n{:?}\n{:?}\n{}\n{:?}\n{:?}\n{:?}\n{}\n{}",
-        spec.environment,
-        spec.berth_environment,
-        spec.model_dir.key(),
-        spec.code_dir.as_ref().map(|d| d.key()),
-        spec.memory_limit_bytes,
-        spec.cpus,
-        spec.network_isolation,
-        spec.container_index
-    );
-    Some(format!("{:016x}", crate::stable_hash(&described)))
-}
-
 impl DockerBackend {
     /// Takes stock of the containers other servers of this server's cluster made: called when
     /// this server comes to lead, they belong to a leader that died (a deposed one stops its

@@ -289,7 +289,7 @@ impl InstanceBackend for DockerBackend {
             // A pull counts against the startup timeout, as SageMaker's image download does.
             let resolved = self.resolve(&docker, &reference, spec.startup_timeout).await.map_err(InstanceError::Image)?;
             let log = InstanceLog::open(&spec.log_path, self.settings.log_max_bytes).map_err(failed)?;
-            let digest = adoption::spec_digest(&spec, &reference);
+            let digest = spec.digest(&reference);
             let (container, adopted) = match self.adopt(&spec, digest.as_deref()) {
                 Some(container) => {
                     tracing::info!(instance = %spec.id, %container, "adopting the running container a server that led before left");

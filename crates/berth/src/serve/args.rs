@@ -66,6 +66,30 @@ pub struct ServeArgs {
     /// socket), `off`, or its URL (unix:///var/run/docker.sock, tcp://host:2375).
     #[arg(long, env = "BERTH_DOCKER", default_value = "auto", value_parser = DockerEngine::parse)]
     pub(super) docker: DockerEngine,
+    /// What runs instances: `local` (processes and the Docker engine on this machine) or
+    /// `kubernetes` (each instance a pod in --kubernetes-namespace; in-cluster configuration,
+    /// else KUBECONFIG or ~/.kube/config).
+    #[arg(long, env = "BERTH_BACKEND", default_value = "local", value_parser = ["local", "kubernetes"])]
+    pub(super) backend: String,
+    /// The namespace instances' pods are made in (default: berth's own pod's, or the
+    /// kubeconfig context's).
+    #[arg(long, env = "BERTH_KUBERNETES_NAMESPACE")]
+    pub(super) kubernetes_namespace: Option<String>,
+    /// berth's own image, which `berth/onnx` instances and each pod's model-data init container run.
+    #[arg(long, env = "BERTH_KUBERNETES_IMAGE", default_value = concat!("berth:", env!("CARGO_PKG_VERSION")))]
+    pub(super) kubernetes_image: String,
+    /// `imagePullPolicy` of instances' containers: Always, IfNotPresent or Never (default:
+    /// Kubernetes' own for each image's tag).
+    #[arg(long, env = "BERTH_KUBERNETES_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub(super) kubernetes_image_pull_policy: Option<String>,
+    /// `deployment/NAME`: berth's own Deployment, set as the owner of every pod it makes, so
+    /// that deleting berth deletes them.
+    #[arg(long, env = "BERTH_KUBERNETES_OWNER")]
+    pub(super) kubernetes_owner: Option<String>,
+    /// A Secret in the namespace whose keys the model-data init container gets as its
+    /// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY for S3).
+    #[arg(long, env = "BERTH_KUBERNETES_MODEL_SECRET")]
+    pub(super) kubernetes_model_secret: Option<String>,
     /// Whether an image the Docker engine lacks is pulled from its registry: `never` (only
     /// images built or loaded on this machine run) or `missing`.
     #[arg(long, env = "BERTH_DOCKER_PULL", default_value = "never", value_parser = ["never", "missing"])]

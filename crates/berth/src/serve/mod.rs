@@ -11,6 +11,7 @@ use berth_instances::{
 use berth_python::{PythonBackend, PythonEnvironments};
 use berth_router::{Forwarder, Router, RoutingTable};
 use berth_store::{PostgresStore, SqliteStore, StateStore};
+use berth_kubernetes::{KubernetesBackend, KubernetesConfig, PodSettings};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -146,6 +147,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let budget = InstanceBudget::new(args.max_instances);
     let processes = Arc::new(ProcessBackend::new(supervision.clone(), ProcessTracker::new(&data_dir), budget.clone()));
+    let pods = match args.backend.as_str() {
+        "kubernetes" => Some(Arc::new(kubernetes_backend(&args, &data_dir, cluster.as_ref().map(|c| c.name.as_str()), &supervision, &budget).await?)),
+        _ => None,
+    };
     let containers = Arc::new(DockerBackend::new(args.docker.clone(), args.docker_pull == "missing", &data_dir, supervision, budget));
     if let Some(cluster) = &cluster {
         containers.join_cluster(&cluster.name);
@@ -167,8 +172,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let onnx_runtime: Arc<dyn berth_instances::Prerequisite> =
         Arc::new(crate::onnxruntime::OnnxRuntimeInstaller::new(data_dir.clone(), args.offline));
-    let backend =
-        Arc::new(ImageBackends { processes: processes.clone(), containers: containers.clone(), python, onnx_runtime: Some(onnx_runtime) });
+    let backend = Arc::new(ImageBackends {
+        processes: processes.clone(),
+        containers: containers.clone(),
+        python,
+        onnx_runtime: Some(onnx_runtime),
+        pods: pods.clone().map(|p| p as Arc<dyn berth_instances::InstanceBackend>),
+    });
     let artifacts = ModelArtifacts::new(
         data_dir.join("models"),
         ExtractLimits {
@@ -212,6 +222,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shared: shared.filter(|_| cluster.is_some()),
         node: cluster.as_ref().map(|c| c.node.clone()),
         backend,
+        pods: pods.clone(),
         artifacts,
         settings,
         capture_buffer,
@@ -239,6 +250,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 break;
             }
         }
+        if let Some(pods) = &pods {
+            // Pods a berth that ran before left (killed, restarted, or a leader that died) are
+            // adopted by this term's instances of the same endpoint variant and spec.
+            let waiting = pods.claim_leftovers().await;
+            if waiting > 0 {
+                info!(pods = waiting, "running pods a berth that ran before left wait to be adopted");
+            }
+        }
         if cluster.is_some() {
             // A dead leader's running containers are adopted by this term's instances of the
             // same endpoint variant and spec; what none adopts goes once the endpoints settle.
@@ -263,6 +282,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || drop(cluster)).await.context("leaving the cluster")?;
     info!("berth stopped");
     Ok(())
+}
+
+/// The Kubernetes backend `--backend kubernetes` asks for, connected.
+async fn kubernetes_backend(
+    args: &ServeArgs,
+    data_dir: &std::path::Path,
+    cluster: Option<&str>,
+    supervision: &SupervisorSettings,
+    budget: &InstanceBudget,
+) -> anyhow::Result<KubernetesBackend> {
+    // The pods of one berth (its cluster's, or its data directory's) are told apart by this label.
+    let server = match cluster {
+        Some(name) => berth_kubernetes::label_value(name),
+        None => format!("{:016x}", data_dir.display().to_string().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))),
+    };
+    // Where S3 is, never who berth is: credentials come from --kubernetes-model-secret.
+    let fetch_environment = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()).map(|v| (k.to_string(), v)))
+        .collect();
+    let config = KubernetesConfig {
+        namespace: args.kubernetes_namespace.clone(),
+        owner: args.kubernetes_owner.clone(),
+        pods: PodSettings {
+            berth_image: args.kubernetes_image.clone(),
+            image_pull_policy: args.kubernetes_image_pull_policy.clone(),
+            model_secret: args.kubernetes_model_secret.clone(),
+            fetch_environment,
+            model_volume_bytes: Some(args.max_model_bytes),
+            stop_grace_secs: i64::try_from(supervision.stop_grace.as_secs()).unwrap_or(30),
+            server_label: server,
+            owner: None,
+        },
+    };
+    let backend = KubernetesBackend::connect(config, supervision.clone(), budget.clone()).await.map_err(anyhow::Error::msg)?;
+    info!(namespace = backend.namespace(), image = %args.kubernetes_image, "instances run as pods on Kubernetes");
+    Ok(backend)
 }
 
 /// Resolves once no endpoint is being created, updated or recovered (or after ten minutes).
@@ -292,6 +348,8 @@ struct Term<'a> {
     shared: Option<Arc<PostgresStore>>,
     node: Option<String>,
     backend: Arc<ImageBackends>,
+    /// With `--backend kubernetes`, what runs every instance.
+    pods: Option<Arc<KubernetesBackend>>,
     artifacts: ModelArtifacts,
     settings: ControllerSettings,
     capture_buffer: u64,
@@ -404,16 +462,23 @@ impl Term<'_> {
         }
         // Once recovery settles, requests no longer wait for routes, and a dead leader's
         // containers that no instance adopted go.
-        let (settling, routes, containers, adopting) =
-            (controller.clone(), routing.clone(), self.backend.containers.clone(), self.shared.is_some());
+        let (settling, routes, containers, pods, adopting) =
+            (controller.clone(), routing.clone(), self.backend.containers.clone(), self.pods.clone(), self.shared.is_some());
         background.keep("the end of recovery", move || {
-            let (controller, routes, containers) = (settling.clone(), routes.clone(), containers.clone());
+            let (controller, routes, containers, pods) = (settling.clone(), routes.clone(), containers.clone(), pods.clone());
             async move {
                 settled(&controller).await;
                 routes.stop_expecting();
                 let removed = if adopting { containers.remove_unadopted().await } else { 0 };
                 if removed > 0 {
                     warn!(containers = removed, "removed containers a server that led before left, which no instance adopted");
+                }
+                let removed = match &pods {
+                    Some(pods) => pods.remove_unadopted().await,
+                    None => 0,
+                };
+                if removed > 0 {
+                    warn!(pods = removed, "deleted pods a berth that ran before left, which no instance adopted");
                 }
             }
         });
@@ -443,6 +508,10 @@ impl Term<'_> {
         tokio::task::spawn_blocking(move || io_threads.stop()).await.context("stopping the I/O threads")?;
 
         background.shutdown(Duration::from_secs(10)).await;
+        if let Some(pods) = &self.pods {
+            // Pods outlive berth's stop: the next berth to lead (or this one, restarted) adopts them.
+            pods.detach();
+        }
         info!("stopping instances");
         if tokio::time::timeout(Duration::from_secs(args.drain_timeout + 10), controller.shutdown()).await.is_err() {
             warn!("instances did not stop in time; they end with the server");

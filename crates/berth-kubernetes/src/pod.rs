@@ -1,0 +1,365 @@
+//! The pod of one instance, as SageMaker runs a container: the image with `serve` (berth's own
+//! image with `worker onnx serve` for `berth/onnx`), port 8080, a readiness probe on `/ping`,
+//! the instance type's vCPUs and memory as requests and limits, the container definition's
+//! `Environment` (berth's variables win), and the model data in `/opt/ml/model`, fetched there
+//! by an init container that runs berth's own fetcher. And what a pod's status says, in
+//! SageMaker's words.
+
+use berth_domain::{instance_memory_mib, instance_vcpus, BuiltinImage, Image};
+use berth_instances::{InstanceSpec, ModelSource};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, HTTPGetAction, Pod, PodSecurityContext, PodSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+/// The port SageMaker's container contract serves on.
+pub const CONTAINER_PORT: u16 = 8080;
+/// Where SageMaker puts the model data.
+pub const MODEL_MOUNT: &str = "/opt/ml/model";
+/// The instance's container, and the init container that fetches its model data.
+pub const SERVE_CONTAINER: &str = "serve";
+pub const FETCH_CONTAINER: &str = "model-data";
+/// The user berth's image runs as (its Dockerfile makes it).
+pub const BERTH_IMAGE_USER: i64 = 10001;
+
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+/// The berth (its cluster, or its data directory) whose instance this is.
+pub const LABEL_SERVER: &str = "berth/server";
+pub const LABEL_ENDPOINT: &str = "berth/endpoint";
+pub const LABEL_VARIANT: &str = "berth/variant";
+/// The digest of what the pod runs: a restarted berth adopts a running pod of the same digest.
+pub const LABEL_SPEC: &str = "berth/spec";
+/// Set on pods of models with `EnableNetworkIsolation` (the manifests' NetworkPolicy selects it).
+pub const LABEL_ISOLATED: &str = "berth/network-isolation";
+pub const ANNOTATION_INSTANCE: &str = "berth/instance";
+
+/// What every pod berth makes has in common.
+#[derive(Debug, Clone)]
+pub struct PodSettings {
+    /// berth's own image: `berth/onnx` instances and the model-data init container run it.
+    pub berth_image: String,
+    /// `imagePullPolicy` of every container (None: Kubernetes' default for the tag).
+    pub image_pull_policy: Option<String>,
+    /// A Secret whose keys the init container takes as environment (AWS credentials for S3).
+    pub model_secret: Option<String>,
+    /// berth's own S3 settings (endpoint URL, region) for the init container.
+    pub fetch_environment: Vec<(String, String)>,
+    /// The model-data volume's size limit, in bytes (berth's `--max-model-bytes`).
+    pub model_volume_bytes: Option<u64>,
+    /// Seconds between SIGTERM and SIGKILL when a pod is deleted.
+    pub stop_grace_secs: i64,
+    /// Labels every pod of this berth carries (its server label).
+    pub server_label: String,
+    /// Who owns the pods (berth's Deployment), so deleting berth deletes them.
+    pub owner: Option<OwnerReference>,
+}
+
+/// How the image runs in the pod.
+struct Program {
+    image: String,
+    args: Vec<String>,
+    /// berth's own image: runs as its non-root user with a read-only root file system.
+    berth_owned: bool,
+}
+
+fn program(spec: &InstanceSpec, settings: &PodSettings) -> Result<Program, String> {
+    match &spec.image {
+        Image::Container(reference) => Ok(Program { image: reference.clone(), args: vec!["serve".into()], berth_owned: false }),
+        Image::Builtin(BuiltinImage::Onnx) => Ok(Program {
+            image: settings.berth_image.clone(),
+            args: ["worker", "onnx", "serve"].map(String::from).to_vec(),
+            berth_owned: true,
+        }),
+        Image::Builtin(BuiltinImage::Python) => Err(
+            "berth/python runs through berth's Python runtime on berth's own machine, which the Kubernetes backend does not \
+             offer: use AWS's framework image for the model (its inference toolkit serves the same handlers)"
+                .into(),
+        ),
+        Image::Exec(program) => Err(format!(
+            "exec:{} is a program on berth's own machine; the Kubernetes backend runs container images only",
+            program.display()
+        )),
+    }
+}
+
+/// A pod name from an instance id: lower-case letters, digits and dashes, at most 63 characters,
+/// unique by a hash of the whole id and the start attempt.
+pub fn pod_name(instance_id: &str, attempt: u32) -> String {
+    let cleaned: String = instance_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let tail = format!("-{:08x}-{attempt}", berth_instances_hash(instance_id) as u32);
+    let room = 63 - "berth-".len() - tail.len();
+    let head: String = cleaned.chars().take(room).collect();
+    format!("berth-{}{tail}", head.trim_end_matches('-'))
+}
+
+/// FNV-1a, stable across builds (as berth's other names made from hashes).
+fn berth_instances_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// A label value from any text: letters, digits, `-`, `_` and `.`, starting and ending with a
+/// letter or digit, at most 63 characters.
+pub fn label_value(text: &str) -> String {
+    let cleaned: String = text.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).take(63).collect();
+    cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+}
+
+/// The vCPUs and MiB of memory the instance's pod asks for: its instance type's (serverless
+/// sizes buy about a vCPU per 1,769 MB, as on SageMaker).
+pub(crate) fn size(spec: &InstanceSpec) -> (u32, u64) {
+    let instance_type = spec.berth_environment.get("BERTH_INSTANCE_TYPE").map_or("ml.m5.large", String::as_str);
+    match instance_type.strip_prefix("serverless-").and_then(|m| m.strip_suffix("mb")).and_then(|m| m.parse::<u64>().ok()) {
+        Some(mb) => ((mb / 1769 + 1) as u32, mb),
+        None => (instance_vcpus(instance_type), instance_memory_mib(instance_type)),
+    }
+}
+
+/// The pod of attempt `attempt` of the instance.
+pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -> Result<Pod, String> {
+    if spec.staged_models.is_some() {
+        return Err("multi-model endpoints load models into berth's own machine's containers; the Kubernetes backend does not run them yet".into());
+    }
+    let program = program(spec, settings)?;
+    let (vcpus, memory_mib) = size(spec);
+    let mut environment = spec.environment.clone();
+    environment.extend(spec.berth_environment.clone());
+    if program.berth_owned {
+        // berth's worker listens on the pod's address (on berth's own machine, loopback only).
+        environment.insert("BERTH_WORKER_BIND".into(), "0.0.0.0".into());
+        environment.insert("SM_MODEL_DIR".into(), MODEL_MOUNT.into());
+    }
+    let quantities = BTreeMap::from([
+        ("cpu".to_string(), Quantity(vcpus.to_string())),
+        ("memory".to_string(), Quantity(format!("{memory_mib}Mi"))),
+    ]);
+    let has_model = spec.model_source != ModelSource::None;
+    let model_mount = |read_only: bool| VolumeMount {
+        name: "model".into(),
+        mount_path: MODEL_MOUNT.into(),
+        read_only: Some(read_only),
+        ..Default::default()
+    };
+    let serve = Container {
+        name: SERVE_CONTAINER.into(),
+        image: Some(program.image.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        args: Some(program.args),
+        env: Some(environment.into_iter().map(|(name, value)| EnvVar { name, value: Some(value), ..Default::default() }).collect()),
+        ports: Some(vec![ContainerPort { container_port: CONTAINER_PORT.into(), name: Some("http".into()), ..Default::default() }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/ping".into()),
+                port: IntOrString::Int(CONTAINER_PORT.into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(5),
+            timeout_seconds: Some(2),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        // Requests are limits: the instance has its type's size to itself, as on SageMaker.
+        resources: Some(ResourceRequirements { requests: Some(quantities.clone()), limits: Some(quantities), ..Default::default() }),
+        volume_mounts: has_model.then(|| vec![model_mount(true)]),
+        security_context: Some(container_security(program.berth_owned)),
+        ..Default::default()
+    };
+    let fetch = has_model.then(|| {
+        let mut args = vec!["fetch-model".to_string(), "--into".into(), MODEL_MOUNT.into()];
+        args.extend(match &spec.model_source {
+            ModelSource::Url(url) => vec!["--url".to_string(), url.clone()],
+            ModelSource::S3Prefix(uri) => vec!["--s3-prefix".into(), uri.clone()],
+            ModelSource::S3Object { uri, gzip } => {
+                let mut a = vec!["--s3-object".into(), uri.clone()];
+                if *gzip {
+                    a.push("--gzip".into());
+                }
+                a
+            }
+            ModelSource::None => vec![],
+        });
+        if let Some(bytes) = settings.model_volume_bytes {
+            args.extend(["--max-model-bytes".to_string(), bytes.to_string()]);
+        }
+        let small = BTreeMap::from([("cpu".to_string(), Quantity("250m".into())), ("memory".to_string(), Quantity("256Mi".into()))]);
+        Container {
+            name: FETCH_CONTAINER.into(),
+            image: Some(settings.berth_image.clone()),
+            image_pull_policy: settings.image_pull_policy.clone(),
+            args: Some(args),
+            env: Some(
+                settings
+                    .fetch_environment
+                    .iter()
+                    .map(|(name, value)| EnvVar { name: name.clone(), value: Some(value.clone()), ..Default::default() })
+                    .collect(),
+            ),
+            env_from: settings.model_secret.as_ref().map(|name| {
+                vec![EnvFromSource { secret_ref: Some(SecretEnvSource { name: name.clone(), optional: None }), ..Default::default() }]
+            }),
+            resources: Some(ResourceRequirements {
+                requests: Some(small.clone()),
+                limits: Some(BTreeMap::from([("memory".to_string(), Quantity("1Gi".into()))])),
+                ..Default::default()
+            }),
+            volume_mounts: Some(vec![model_mount(false)]),
+            security_context: Some(container_security(true)),
+            ..Default::default()
+        }
+    });
+    let mut labels = BTreeMap::from([
+        (LABEL_MANAGED_BY.to_string(), "berth".to_string()),
+        (LABEL_COMPONENT.to_string(), "instance".to_string()),
+        (LABEL_SERVER.to_string(), settings.server_label.clone()),
+        (LABEL_ENDPOINT.to_string(), label_value(&spec.endpoint)),
+        (LABEL_VARIANT.to_string(), label_value(&spec.variant)),
+    ]);
+    if let Some(digest) = spec.digest(&program.image) {
+        labels.insert(LABEL_SPEC.into(), digest);
+    }
+    if spec.network_isolation {
+        labels.insert(LABEL_ISOLATED.into(), "true".into());
+    }
+    Ok(Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(&spec.id, attempt)),
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(ANNOTATION_INSTANCE.to_string(), spec.id.clone())])),
+            owner_references: settings.owner.clone().map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            // berth restarts an instance itself, in a new pod, with its own backoff and events.
+            restart_policy: Some("Never".into()),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(settings.stop_grace_secs),
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            init_containers: fetch.map(|f| vec![f]),
+            containers: vec![serve],
+            volumes: has_model.then(|| {
+                vec![Volume {
+                    name: "model".into(),
+                    empty_dir: Some(EmptyDirVolumeSource {
+                        size_limit: settings.model_volume_bytes.map(|b| Quantity(b.to_string())),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// A container's security: never more privileges than it starts with; berth's own image also
+/// as its non-root user, with a read-only root file system and no capabilities.
+fn container_security(berth_owned: bool) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        run_as_non_root: berth_owned.then_some(true),
+        run_as_user: berth_owned.then_some(BERTH_IMAGE_USER),
+        read_only_root_filesystem: berth_owned.then_some(true),
+        capabilities: berth_owned.then(|| Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// Where a pod is on its way to serving, read from its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodState {
+    /// Not running yet; `why` says what it waits for when Kubernetes says (unschedulable, pulling).
+    Waiting { why: Option<String> },
+    /// It cannot start, and will not by waiting (its image cannot be pulled, its model data
+    /// could not be fetched): the reason in SageMaker's words.
+    CannotStart(String),
+    /// Its container runs at this address.
+    Running { ip: std::net::IpAddr },
+    /// It ended: its exit in words, and whether the kernel killed it for its memory limit.
+    Ended { status: String, out_of_memory: bool },
+}
+
+/// Reasons a container waits with that do not pass by waiting.
+const HOPELESS_WAITS: &[&str] =
+    &["ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError"];
+
+pub fn pod_state(pod: &Pod) -> PodState {
+    let Some(status) = &pod.status else { return PodState::Waiting { why: None } };
+    let phase = status.phase.as_deref().unwrap_or("Pending");
+    let image = |c: &str| {
+        pod.spec.as_ref().and_then(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).find(|x| x.name == c)?.image.clone())
+    };
+    // The init container that fetches the model data.
+    for c in status.init_container_statuses.iter().flatten() {
+        let state = c.state.clone().unwrap_or_default();
+        if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
+            return PodState::CannotStart(format!(
+                "Could not download the model data into the instance's pod ({} exited with status {}){}",
+                c.name,
+                t.exit_code,
+                t.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default()
+            ));
+        }
+        if let Some(w) = state.waiting.as_ref().filter(|w| HOPELESS_WAITS.contains(&w.reason.as_deref().unwrap_or(""))) {
+            return PodState::CannotStart(pull_failure(image(&c.name).as_deref().unwrap_or("berth's image"), w.reason.as_deref(), w.message.as_deref()));
+        }
+    }
+    let serve = status.container_statuses.iter().flatten().find(|c| c.name == SERVE_CONTAINER);
+    let serve_state = serve.and_then(|c| c.state.clone()).unwrap_or_default();
+    if let Some(t) = &serve_state.terminated {
+        let reason = t.reason.as_deref().unwrap_or("");
+        let mut words = format!("exit status: {}", t.exit_code);
+        if !reason.is_empty() && reason != "Error" && reason != "Completed" {
+            words += &format!(", {reason}");
+        }
+        return PodState::Ended { status: words, out_of_memory: reason == "OOMKilled" };
+    }
+    if phase == "Failed" || phase == "Succeeded" {
+        // Evicted (node pressure, the API's eviction), or failed before the container ran.
+        let reason = status.reason.as_deref().unwrap_or(phase);
+        let message = status.message.as_deref().unwrap_or("");
+        return PodState::Ended { status: format!("its pod {reason}: {message}").trim_end_matches(": ").to_string(), out_of_memory: false };
+    }
+    if let Some(w) = serve_state.waiting.as_ref().filter(|w| HOPELESS_WAITS.contains(&w.reason.as_deref().unwrap_or(""))) {
+        return PodState::CannotStart(pull_failure(image(SERVE_CONTAINER).as_deref().unwrap_or("the image"), w.reason.as_deref(), w.message.as_deref()));
+    }
+    if serve_state.running.is_some() {
+        if let Some(ip) = status.pod_ip.as_deref().and_then(|ip| ip.parse().ok()) {
+            return PodState::Running { ip };
+        }
+    }
+    let unschedulable = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    let why = match (unschedulable, serve_state.waiting) {
+        (Some(c), _) => Some(format!(
+            "Unable to provision requested ML compute capacity: the pod cannot be scheduled ({})",
+            c.message.as_deref().or(c.reason.as_deref()).unwrap_or("no reason given")
+        )),
+        (None, Some(w)) => w.reason.map(|r| format!("{r}{}", w.message.map(|m| format!(": {m}")).unwrap_or_default())),
+        (None, None) => None,
+    };
+    PodState::Waiting { why }
+}
+
+fn pull_failure(image: &str, reason: Option<&str>, message: Option<&str>) -> String {
+    format!(
+        "Failed to pull the image {image} for the instance's pod: {}{}. Check the image's name and tag, and that the cluster's nodes \
+         may pull it (imagePullSecrets of the namespace's default service account).",
+        reason.unwrap_or("the image cannot be pulled"),
+        message.map(|m| format!(" ({m})")).unwrap_or_default()
+    )
+}
