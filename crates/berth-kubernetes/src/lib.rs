@@ -103,7 +103,7 @@ impl KubernetesBackend {
     }
 
     /// Takes stock of the pods a berth that ran before left (a killed or restarted one, or a
-    /// cluster's leader that died): running, ready ones wait to be adopted by the instances
+    /// cluster's leader that died): running or starting ones wait to be adopted by the instances
     /// this berth starts for the same endpoint, variant and spec (they keep serving meanwhile);
     /// the others are deleted now. Returns how many wait.
     pub async fn claim_leftovers(&self) -> usize {
@@ -113,13 +113,9 @@ impl KubernetesBackend {
         for pod in self.pods.all() {
             let labels = pod.metadata.labels.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
-            let ready = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let running = matches!(pod_state(&pod), PodState::Running { .. }) && pod.metadata.deletion_timestamp.is_none();
-            match (running && ready, labels.get(pod::LABEL_ENDPOINT), labels.get(pod::LABEL_VARIANT), labels.get(pod::LABEL_SPEC)) {
+            // Starting or running (berth's own /ping decides whether it serves), not on its way out.
+            let alive = matches!(pod_state(&pod), PodState::Running { .. } | PodState::Waiting { .. }) && pod.metadata.deletion_timestamp.is_none();
+            match (alive, labels.get(pod::LABEL_ENDPOINT), labels.get(pod::LABEL_VARIANT), labels.get(pod::LABEL_SPEC)) {
                 (true, Some(endpoint), Some(variant), Some(spec)) => {
                     waiting.push(Leftover { name, endpoint: endpoint.clone(), variant: variant.clone(), spec: spec.clone() })
                 }

@@ -319,6 +319,12 @@ pub fn pod_state(pod: &Pod) -> PodState {
             return PodState::CannotStart(pull_failure(image(&c.name).as_deref().unwrap_or("berth's image"), w.reason.as_deref(), w.message.as_deref()));
         }
     }
+    let ended = phase == "Failed" || phase == "Succeeded";
+    // Evicted (node pressure), or another end the pod itself gives a reason for.
+    if let (true, Some(reason)) = (ended, status.reason.as_deref()) {
+        let message = status.message.as_deref().unwrap_or("").trim();
+        return PodState::Ended { status: format!("its pod {reason}: {message}").trim_end_matches(": ").to_string(), out_of_memory: false };
+    }
     let serve = status.container_statuses.iter().flatten().find(|c| c.name == SERVE_CONTAINER);
     let serve_state = serve.and_then(|c| c.state.clone()).unwrap_or_default();
     if let Some(t) = &serve_state.terminated {
@@ -329,11 +335,8 @@ pub fn pod_state(pod: &Pod) -> PodState {
         }
         return PodState::Ended { status: words, out_of_memory: reason == "OOMKilled" };
     }
-    if phase == "Failed" || phase == "Succeeded" {
-        // Evicted (node pressure, the API's eviction), or failed before the container ran.
-        let reason = status.reason.as_deref().unwrap_or(phase);
-        let message = status.message.as_deref().unwrap_or("");
-        return PodState::Ended { status: format!("its pod {reason}: {message}").trim_end_matches(": ").to_string(), out_of_memory: false };
+    if ended {
+        return PodState::Ended { status: format!("its pod {phase}"), out_of_memory: false };
     }
     if let Some(w) = serve_state.waiting.as_ref().filter(|w| HOPELESS_WAITS.contains(&w.reason.as_deref().unwrap_or(""))) {
         return PodState::CannotStart(pull_failure(image(SERVE_CONTAINER).as_deref().unwrap_or("the image"), w.reason.as_deref(), w.message.as_deref()));

@@ -83,6 +83,10 @@ impl Runner for PodRunner {
     type Running = PodRun;
 
     async fn launch(&mut self, slot: &InstanceSlot, attempt: u32) -> Result<PodRun, String> {
+        // The pod of the start before (it crashed or was evicted) goes before the next is made.
+        if let Some(ended) = self.current.take() {
+            self.delete(&ended, 0).await;
+        }
         let name = match self.adopted.take() {
             Some(name) => {
                 self.log.note(&format!("---- berth: adopted the running pod {name} ----"));
