@@ -58,6 +58,20 @@ if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   docker version --format 'Docker engine {{.Server.Version}}' || { tail -20 /tmp/berth-test-dockerd.log; exit 1; }
 fi
 
+# berth's container image is built on debian:bookworm-slim; no image can be pulled here, so the
+# base is made from Debian's packages (mmdebstrap's minbase) and imported under that name.
+if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  if ! command -v mmdebstrap >/dev/null; then
+    echo "== installing mmdebstrap (Debian package) for the container image's base"
+    apt_mmdebstrap() { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null; }
+    apt_mmdebstrap || { $sudo apt-get update -qq && apt_mmdebstrap; }
+  fi
+  echo "== making debian:bookworm-slim with mmdebstrap"
+  $sudo mmdebstrap --quiet --variant=minbase bookworm - | docker import - debian:bookworm-slim >/dev/null
+fi
+
 # The shared store's tests run on a PostgreSQL of their own (Debian's package, an unprivileged
 # cluster on 127.0.0.1), stopped and removed when the tests end.
 PG_DIR=$(mktemp -d -t berth-test-postgres.XXXXXX)
@@ -80,6 +94,9 @@ echo "== cargo build"
 cargo build --locked --bin berth
 echo "== cargo test"
 cargo test --locked --workspace
+echo "== berth's container image (the debug build, packaged as a release is)"
+export BERTH_TEST_IMAGE=berth:test
+bash scripts/build-image.sh --debug "$BERTH_TEST_IMAGE"
 
 echo "== compatibility suite"
 export BERTH_BIN="$ROOT/target/debug/berth"

@@ -353,3 +353,15 @@ def test_berth_refuses_to_start_with_an_owner_it_cannot_read(tmp_path, kube, s3_
         with pytest.raises(RuntimeError):
             server.start()
         assert words in server.log_text(), server.log_text()[-2000:]
+
+
+def test_the_manifests_set_only_variables_berth_reads():
+    import yaml
+
+    deployment = next(
+        d for d in yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text()) if d and d["kind"] == "Deployment"
+    )
+    names = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"].startswith("BERTH_")}
+    help_text = subprocess.run([berth_binary(), "serve", "--help"], capture_output=True, text=True, check=True).stdout
+    unknown = sorted(n for n in names if f"[env: {n}=" not in help_text)
+    assert not unknown, f"the Deployment sets variables berth does not read: {unknown}"

@@ -1,7 +1,9 @@
 //! What a server of a cluster answers itself while it stands by: invocations of the endpoints
 //! whose routes it holds (a copy of the leader's, see `berth_router::Replica`), through the same
 //! gate as the leader's edge (`Host`, `Origin`, body limits, SigV4 or basic auth as this server's
-//! flags say), and `/metrics` of the invocations it routed. Everything else it forwards to the
+//! flags say), `/metrics` of the invocations it routed, and `/healthz` (this server is alive,
+//! whether or not a leader answers: a liveness probe must not restart standbys while the cluster
+//! changes leader). Everything else it forwards to the
 //! leader, as [`StandbyApp::answers`] tells.
 
 use crate::gate::GateLayer;
@@ -41,6 +43,7 @@ impl StandbyApp {
             .route("/endpoints/{name}/invocations", post(invoke))
             .route("/metrics", get(metrics))
             .layer(DefaultBodyLimit::disable())
+            .route("/healthz", get(|| async { "ok\n" }))
             .layer(GateLayer::new(security))
             .with_state(Arc::new(edge));
         StandbyApp { app, router }
@@ -50,7 +53,7 @@ impl StandbyApp {
     /// (by a plain name; anything to decode goes to the leader), or a scrape of its metrics.
     pub fn answers(&self, method: &Method, path: &str) -> bool {
         match (method, path) {
-            (&Method::GET, "/metrics") => true,
+            (&Method::GET, "/metrics") | (&Method::GET, "/healthz") => true,
             (&Method::POST, path) => crate::ingress::endpoint_of(path).is_some_and(|endpoint| self.router.table().get(endpoint).is_some()),
             _ => false,
         }

@@ -15,10 +15,12 @@ mod pod;
 mod pods;
 mod runner;
 
-pub use pod::{instance_pod, label_value, pod_name, pod_state, PodSettings, PodState};
+pub use pod::{instance_pod, label_value, pod_name, pod_state, PodSettings, PodState, LABEL_ISOLATED};
 
 use berth_domain::Image;
-use berth_instances::{start_supervised, BoxFuture, Instance, InstanceBackend, InstanceBudget, InstanceError, InstanceLog, InstanceSpec, SupervisorSettings};
+use berth_instances::{
+    start_supervised, BoxFuture, Instance, InstanceBackend, InstanceBudget, InstanceError, InstanceLog, InstanceSpec, SupervisorSettings,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -114,7 +116,8 @@ impl KubernetesBackend {
             let labels = pod.metadata.labels.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
             // Starting or running (berth's own /ping decides whether it serves), not on its way out.
-            let alive = matches!(pod_state(&pod), PodState::Running { .. } | PodState::Waiting { .. }) && pod.metadata.deletion_timestamp.is_none();
+            let alive =
+                matches!(pod_state(&pod), PodState::Running { .. } | PodState::Waiting { .. }) && pod.metadata.deletion_timestamp.is_none();
             match (alive, labels.get(pod::LABEL_ENDPOINT), labels.get(pod::LABEL_VARIANT), labels.get(pod::LABEL_SPEC)) {
                 (true, Some(endpoint), Some(variant), Some(spec)) => {
                     waiting.push(Leftover { name, endpoint: endpoint.clone(), variant: variant.clone(), spec: spec.clone() })
@@ -197,10 +200,9 @@ async fn owner_reference(client: kube::Client, namespace: &str, owner: &str) -> 
         return Err(format!("--kubernetes-owner takes deployment/NAME, not {owner:?}"));
     };
     let deployments: Api<Deployment> = Api::namespaced(client, namespace);
-    let deployment = deployments
-        .get(name)
-        .await
-        .map_err(|e| format!("cannot read berth's Deployment {name} in namespace {namespace} (--kubernetes-owner): {}", runner::api_error(&e)))?;
+    let deployment = deployments.get(name).await.map_err(|e| {
+        format!("cannot read berth's Deployment {name} in namespace {namespace} (--kubernetes-owner): {}", runner::api_error(&e))
+    })?;
     Ok(OwnerReference {
         api_version: "apps/v1".into(),
         kind: "Deployment".into(),

@@ -75,11 +75,11 @@ fn program(spec: &InstanceSpec, settings: &PodSettings) -> Result<Program, Strin
             args: ["worker", "onnx", "serve"].map(String::from).to_vec(),
             berth_owned: true,
         }),
-        Image::Builtin(BuiltinImage::Python) => Err(
-            "berth/python runs through berth's Python runtime on berth's own machine, which the Kubernetes backend does not \
+        Image::Builtin(BuiltinImage::Python) => {
+            Err("berth/python runs through berth's Python runtime on berth's own machine, which the Kubernetes backend does not \
              offer: use AWS's framework image for the model (its inference toolkit serves the same handlers)"
-                .into(),
-        ),
+                .into())
+        }
         Image::Exec(program) => Err(format!(
             "exec:{} is a program on berth's own machine; the Kubernetes backend runs container images only",
             program.display()
@@ -129,7 +129,9 @@ pub(crate) fn size(spec: &InstanceSpec) -> (u32, u64) {
 /// The pod of attempt `attempt` of the instance.
 pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -> Result<Pod, String> {
     if spec.staged_models.is_some() {
-        return Err("multi-model endpoints load models into berth's own machine's containers; the Kubernetes backend does not run them yet".into());
+        return Err(
+            "multi-model endpoints load models into berth's own machine's containers; the Kubernetes backend does not run them yet".into(),
+        );
     }
     let program = program(spec, settings)?;
     let (vcpus, memory_mib) = size(spec);
@@ -140,10 +142,8 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
         environment.insert("BERTH_WORKER_BIND".into(), "0.0.0.0".into());
         environment.insert("SM_MODEL_DIR".into(), MODEL_MOUNT.into());
     }
-    let quantities = BTreeMap::from([
-        ("cpu".to_string(), Quantity(vcpus.to_string())),
-        ("memory".to_string(), Quantity(format!("{memory_mib}Mi"))),
-    ]);
+    let quantities =
+        BTreeMap::from([("cpu".to_string(), Quantity(vcpus.to_string())), ("memory".to_string(), Quantity(format!("{memory_mib}Mi")))]);
     let has_model = spec.model_source != ModelSource::None;
     let model_mount = |read_only: bool| VolumeMount {
         name: "model".into(),
@@ -316,7 +316,11 @@ pub fn pod_state(pod: &Pod) -> PodState {
             ));
         }
         if let Some(w) = state.waiting.as_ref().filter(|w| HOPELESS_WAITS.contains(&w.reason.as_deref().unwrap_or(""))) {
-            return PodState::CannotStart(pull_failure(image(&c.name).as_deref().unwrap_or("berth's image"), w.reason.as_deref(), w.message.as_deref()));
+            return PodState::CannotStart(pull_failure(
+                image(&c.name).as_deref().unwrap_or("berth's image"),
+                w.reason.as_deref(),
+                w.message.as_deref(),
+            ));
         }
     }
     let ended = phase == "Failed" || phase == "Succeeded";
@@ -339,7 +343,11 @@ pub fn pod_state(pod: &Pod) -> PodState {
         return PodState::Ended { status: format!("its pod {phase}"), out_of_memory: false };
     }
     if let Some(w) = serve_state.waiting.as_ref().filter(|w| HOPELESS_WAITS.contains(&w.reason.as_deref().unwrap_or(""))) {
-        return PodState::CannotStart(pull_failure(image(SERVE_CONTAINER).as_deref().unwrap_or("the image"), w.reason.as_deref(), w.message.as_deref()));
+        return PodState::CannotStart(pull_failure(
+            image(SERVE_CONTAINER).as_deref().unwrap_or("the image"),
+            w.reason.as_deref(),
+            w.message.as_deref(),
+        ));
     }
     if serve_state.running.is_some() {
         if let Some(ip) = status.pod_ip.as_deref().and_then(|ip| ip.parse().ok()) {
@@ -359,10 +367,191 @@ pub fn pod_state(pod: &Pod) -> PodState {
 }
 
 fn pull_failure(image: &str, reason: Option<&str>, message: Option<&str>) -> String {
+    if let Some(reason) = reason.filter(|r| r.starts_with("CreateContainer")) {
+        return format!(
+            "Could not create the instance's container from {image}: {reason}{}",
+            message.map(|m| format!(" ({m})")).unwrap_or_default()
+        );
+    }
     format!(
         "Failed to pull the image {image} for the instance's pod: {}{}. Check the image's name and tag, and that the cluster's nodes \
          may pull it (imagePullSecrets of the namespace's default service account).",
         reason.unwrap_or("the image cannot be pulled"),
         message.map(|m| format!(" ({m})")).unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_instances::{ExtractLimits, ModelArtifacts, ModelData};
+    use std::time::Duration;
+
+    async fn spec(image: &str, source: ModelSource) -> (InstanceSpec, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let artifacts = ModelArtifacts::new(dir.path().join("models"), ExtractLimits::default(), Default::default());
+        let model_dir = artifacts.prepare(ModelData::None, Duration::from_secs(5)).await.unwrap();
+        let spec = InstanceSpec {
+            id: "My-Endpoint/Variant_1/3f9a01".into(),
+            endpoint: "My-Endpoint".into(),
+            variant: "Variant_1".into(),
+            image: Image::parse(image).unwrap(),
+            model_dir,
+            model_source: source,
+            code_dir: None,
+            environment: BTreeMap::from([("BERTH_INSTANCE_TYPE".into(), "caller's".into()), ("MODEL_SETTING".into(), "7".into())]),
+            berth_environment: BTreeMap::from([("BERTH_INSTANCE_TYPE".into(), "ml.c5.xlarge".into())]),
+            access: Default::default(),
+            log_path: dir.path().join("i.log"),
+            startup_timeout: Duration::from_secs(60),
+            memory_limit_bytes: Some(1 << 30),
+            cpus: Some(1),
+            network_isolation: true,
+            observer: None,
+            staged_models: None,
+            container_index: 0,
+        };
+        (spec, dir)
+    }
+
+    fn settings() -> PodSettings {
+        PodSettings {
+            berth_image: "berth:1".into(),
+            image_pull_policy: Some("IfNotPresent".into()),
+            model_secret: Some("s3-keys".into()),
+            fetch_environment: vec![("AWS_REGION".into(), "eu-west-1".into())],
+            model_volume_bytes: Some(1 << 30),
+            stop_grace_secs: 5,
+            server_label: "abc".into(),
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn pod_names_are_rfc_1123_labels_unique_per_instance_and_attempt() {
+        let long = format!("{}/{}/abcdef", "E".repeat(63), "v".repeat(63));
+        for id in ["My-Endpoint/Variant_1/3f9a01", long.as_str(), "a/b/c", "--/__/.."] {
+            let name = pod_name(id, 12);
+            assert!(name.len() <= 63, "{name}");
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{name}");
+            assert!(!name.contains("--") || id.starts_with("--"), "{name}");
+            assert!(name.ends_with("-12") && name.starts_with("berth-"), "{name}");
+        }
+        assert_ne!(pod_name("E/V/1", 1), pod_name("e/v/1", 1), "names that differ by case stay apart");
+        assert_ne!(pod_name("E/V/1", 1), pod_name("E/V/1", 2));
+    }
+
+    #[test]
+    fn label_values_keep_to_the_label_syntax() {
+        assert_eq!(label_value("My-Endpoint"), "My-Endpoint");
+        assert_eq!(label_value("-a b/c_"), "a-b-c");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
+    }
+
+    #[tokio::test]
+    async fn a_container_image_pod_is_made_as_sagemaker_runs_it_and_parses_back_as_the_api_type() {
+        let (spec, _dir) = spec("registry.example/model:2", ModelSource::S3Object { uri: "s3://b/m.tar.gz".into(), gzip: true }).await;
+        let pod = instance_pod(&spec, 1, &settings()).unwrap();
+        // What is sent is what the API's own type reads back.
+        let json = serde_json::to_value(&pod).unwrap();
+        let back: Pod = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, pod);
+        let spec_json = &json["spec"];
+        let serve = &spec_json["containers"][0];
+        assert_eq!(serve["image"], "registry.example/model:2");
+        assert_eq!(serve["args"], serde_json::json!(["serve"]));
+        assert_eq!(serve["resources"]["limits"], serde_json::json!({"cpu": "4", "memory": "8192Mi"}));
+        assert_eq!(serve["resources"]["requests"], serve["resources"]["limits"]);
+        let env: BTreeMap<String, String> = serve["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().into(), e["value"].as_str().unwrap().into()))
+            .collect();
+        assert_eq!(env["BERTH_INSTANCE_TYPE"], "ml.c5.xlarge", "berth's variables win over the container's");
+        assert_eq!(env["MODEL_SETTING"], "7");
+        assert!(!env.contains_key("BERTH_WORKER_BIND"), "only berth's own worker is told where to listen");
+        let fetch = &spec_json["initContainers"][0];
+        assert_eq!(
+            fetch["args"],
+            serde_json::json!([
+                "fetch-model",
+                "--into",
+                "/opt/ml/model",
+                "--s3-object",
+                "s3://b/m.tar.gz",
+                "--gzip",
+                "--max-model-bytes",
+                "1073741824"
+            ])
+        );
+        assert_eq!(fetch["envFrom"][0]["secretRef"]["name"], "s3-keys");
+        assert_eq!(spec_json["volumes"][0]["emptyDir"]["sizeLimit"], "1073741824");
+        assert_eq!(json["metadata"]["labels"]["berth/network-isolation"], "true");
+        assert_eq!(json["metadata"]["labels"]["berth/variant"], "Variant_1");
+        assert_eq!(json["metadata"]["labels"]["berth/spec"].as_str().unwrap().len(), 16);
+    }
+
+    #[tokio::test]
+    async fn berth_onnx_runs_berths_image_as_its_user_and_other_local_images_are_refused() {
+        let (spec, _dir) = spec("berth/onnx", ModelSource::None).await;
+        let pod = instance_pod(&spec, 1, &settings()).unwrap();
+        let serve = &pod.spec.as_ref().unwrap().containers[0];
+        assert_eq!(serve.image.as_deref(), Some("berth:1"));
+        assert_eq!(serve.args.as_deref(), Some(&["worker".to_string(), "onnx".into(), "serve".into()][..]));
+        let security = serve.security_context.as_ref().unwrap();
+        assert_eq!(
+            (security.run_as_user, security.run_as_non_root, security.read_only_root_filesystem),
+            (Some(BERTH_IMAGE_USER), Some(true), Some(true))
+        );
+        assert!(pod.spec.as_ref().unwrap().init_containers.is_none(), "no model data, no init container");
+        for (image, words) in [("berth/python", "Python runtime"), ("exec:/bin/true", "container images only")] {
+            let (spec, _dir) = self::spec(image, ModelSource::None).await;
+            assert!(instance_pod(&spec, 1, &settings()).unwrap_err().contains(words), "{image}");
+        }
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "serve", "image": "registry.example/model:2"}], "initContainers": [{"name": "model-data", "image": "berth:1"}]},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pod_statuses_read_as_sagemaker_would_say_them() {
+        // Shapes as the API reference gives PodStatus and ContainerStatus.
+        let running = pod(serde_json::json!({"phase": "Running", "podIP": "10.1.2.3",
+            "containerStatuses": [{"name": "serve", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": {"running": {"startedAt": "2026-12-05T00:00:00Z"}}}]}));
+        assert_eq!(pod_state(&running), PodState::Running { ip: "10.1.2.3".parse().unwrap() });
+        let oom = pod(serde_json::json!({"phase": "Failed",
+            "containerStatuses": [{"name": "serve", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}));
+        assert_eq!(pod_state(&oom), PodState::Ended { status: "exit status: 137, OOMKilled".into(), out_of_memory: true });
+        let crashed = pod(serde_json::json!({"phase": "Failed",
+            "containerStatuses": [{"name": "serve", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}]}));
+        assert_eq!(pod_state(&crashed), PodState::Ended { status: "exit status: 3".into(), out_of_memory: false });
+        let evicted = pod(serde_json::json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory. ",
+            "containerStatuses": [{"name": "serve", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown"}}}]}));
+        assert_eq!(
+            pod_state(&evicted),
+            PodState::Ended { status: "its pod Evicted: The node was low on resource: memory.".into(), out_of_memory: false }
+        );
+        let backoff = pod(serde_json::json!({"phase": "Pending",
+            "containerStatuses": [{"name": "serve", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}));
+        assert!(
+            matches!(pod_state(&backoff), PodState::CannotStart(r) if r.starts_with("Failed to pull the image registry.example/model:2") && r.contains("ImagePullBackOff"))
+        );
+        let fetch_failed = pod(serde_json::json!({"phase": "Failed",
+            "initContainerStatuses": [{"name": "model-data", "image": "berth:1", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}));
+        assert!(matches!(pod_state(&fetch_failed), PodState::CannotStart(r) if r.starts_with("Could not download the model data")));
+        let unschedulable = pod(serde_json::json!({"phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory."}]}));
+        assert!(
+            matches!(pod_state(&unschedulable), PodState::Waiting { why: Some(w) } if w.starts_with("Unable to provision requested ML compute capacity") && w.contains("3 Insufficient memory"))
+        );
+        let pending = pod(serde_json::json!({"phase": "Pending"}));
+        assert_eq!(pod_state(&pending), PodState::Waiting { why: None });
+    }
 }

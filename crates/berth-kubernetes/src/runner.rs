@@ -57,7 +57,9 @@ impl PodRunner {
     async fn fetch_log(&self, name: &str) -> String {
         let params = LogParams { container: Some(FETCH_CONTAINER.into()), tail_lines: Some(5), ..LogParams::default() };
         match self.api.logs(name, &params).await {
-            Ok(text) if !text.trim().is_empty() => format!(" Last lines of its log: {}", text.trim().lines().collect::<Vec<_>>().join(" | ")),
+            Ok(text) if !text.trim().is_empty() => {
+                format!(" Last lines of its log: {}", text.trim().lines().collect::<Vec<_>>().join(" | "))
+            }
             _ => String::new(),
         }
     }

@@ -24,7 +24,7 @@ pub use models::{check_target_model, ModelCache, ModelCacheSettings, ModelUse, M
 pub use pipeline::Pipeline;
 pub use serverless::{ServerlessRegistry, ServerlessState};
 pub use shadow::{ShadowComparison, ShadowLog, ShadowStats, KEPT_COMPARISONS};
-pub use snapshot::{InstanceAddress, PublishedVariant, Replica, RouteSnapshot};
+pub use snapshot::{InstanceAddress, PublishedVariant, Replica, RouteSnapshot, ANY_HOST};
 pub use sticky::{InvalidStickyKey, StickyKey, STICKY_KEY_TAG};
 pub use table::{EndpointRoute, GreenRoute, RoutingTable, ShadowRoute, VariantRoute};
 

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 pub struct RouteSnapshot {
     pub endpoint: String,
     /// Where the instances' addresses mean something: the publisher's host (see
-    /// `berth_instances::this_host`). Another host forwards instead.
+    /// `berth_instances::this_host`), or [`ANY_HOST`] for addresses every server reaches (pods'
+    /// IPs). Another host forwards instead.
     pub host: String,
     /// Whether another server may route the endpoint's invocations itself.
     pub routable: bool,
@@ -92,6 +93,10 @@ fn variant(v: &VariantRoute) -> PublishedVariant {
 /// namespace is another slot).
 type SlotKey = (String, SocketAddr, Option<u32>);
 
+/// The host of routes whose instance addresses every server of the cluster reaches (pods' IPs
+/// on Kubernetes), wherever it runs.
+pub const ANY_HOST: &str = "*";
+
 /// A standby's copy of the leader's routes: routable snapshots of this host go into its table,
 /// keeping each instance's slot (its pooled connections, its count in flight) across updates.
 pub struct Replica {
@@ -112,7 +117,7 @@ impl Replica {
     /// Routes `endpoint` as `snapshot` says, or not at all (its invocations are forwarded) when
     /// there is none, it is not routable, or its instances cannot be reached from here.
     pub fn apply(&self, endpoint: &str, snapshot: Option<&RouteSnapshot>) {
-        let route = snapshot.filter(|s| s.routable && s.host == self.host).and_then(|s| self.route(s));
+        let route = snapshot.filter(|s| s.routable && (s.host == self.host || s.host == ANY_HOST)).and_then(|s| self.route(s));
         match route {
             Some(route) => self.table.publish(route),
             None => self.table.remove(endpoint),

@@ -9,6 +9,7 @@
 //! sends each one's true species as ground truth a few seconds later, so the dashboard shows
 //! per-variant accuracy with intervals and the always-valid test reaches a verdict.
 
+use crate::security::DemoKey;
 use anyhow::Context;
 use berth_control::{ControlError, Controller, CreateEndpoint, CreateEndpointConfig, CreateModel, GroundTruth, UpdateEndpoint};
 use berth_domain::{ContainerSpec, DataCapture, EndpointConfig, EndpointStatus, Model, VariantSpec};
@@ -138,11 +139,11 @@ pub async fn send_traffic(controller: Arc<Controller>, router: Arc<Router>) {
 }
 
 /// Prints how to call the demo once its endpoint is in service (or why it is not).
-pub async fn announce(controller: &Controller, addr: SocketAddr, scheme: &'static str, signed: bool, traffic: bool) {
+pub async fn announce(controller: &Controller, addr: SocketAddr, scheme: &'static str, signed: bool, key: Option<&DemoKey>, traffic: bool) {
     loop {
         match controller.describe_endpoint(ENDPOINT).await.map(|e| e.status) {
             Ok(berth_domain::EndpointStatus::InService) => {
-                println!("{}", usage(addr, scheme, controller.account(), signed, traffic));
+                println!("{}", usage(addr, scheme, controller.account(), signed, key, traffic));
                 return;
             }
             Ok(berth_domain::EndpointStatus::Failed) | Err(_) => {
@@ -164,8 +165,31 @@ fn ignore_existing<T>(result: Result<T, ControlError>) -> anyhow::Result<()> {
 
 /// What a person needs to call the demo: every command runs as printed in a shell with no AWS
 /// configuration (the region and, unless berth checks signatures, `--no-sign-request` are in it).
-pub fn usage(addr: SocketAddr, scheme: &str, account: &berth_domain::Account, signed: bool, traffic: bool) -> String {
+pub fn usage(
+    addr: SocketAddr,
+    scheme: &str,
+    account: &berth_domain::Account,
+    signed: bool,
+    key: Option<&DemoKey>,
+    traffic: bool,
+) -> String {
+    // In a container berth listens on every address; it is called on the port published for it.
+    let addr = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
     let url = format!("{scheme}://{addr}");
+    // With the demo's own key pair, every command carries it.
+    let (env, boto_key, curl_sign) = match key {
+        Some(k) => (
+            format!("AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} ", k.access_key_id, shell_word(&k.secret_access_key)),
+            (k.access_key_id.clone(), k.secret_access_key.clone()),
+            format!(
+                " --aws-sigv4 'aws:amz:{}:sagemaker' --user {}",
+                account.region,
+                shell_word(&format!("{}:{}", k.access_key_id, k.secret_access_key))
+            ),
+        ),
+        None => (String::new(), ("x".to_string(), "x".to_string()), String::new()),
+    };
+    let (key_id, secret) = (&boto_key.0, &boto_key.1);
     let region = &account.region;
     let arn = account.arn(berth_domain::ResourceKind::Endpoint, ENDPOINT);
     let aws = if signed {
@@ -174,10 +198,14 @@ pub fn usage(addr: SocketAddr, scheme: &str, account: &berth_domain::Account, si
         format!("--endpoint-url {url} --region {region} --no-sign-request")
     };
     let berth = std::env::current_exe().map(|p| shell_word(&p.display().to_string())).unwrap_or_else(|_| "berth".into());
-    let signing = if signed {
-        "\nberth checks signatures (--auth sigv4): give these commands a key pair of its credentials file,\ne.g. AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... before each.\n"
-    } else {
-        ""
+    let signing = match (signed, key) {
+        (_, Some(k)) => format!(
+            "\nberth listens on a network address with no authentication set up, so the demo checks signatures made\n\
+             with a key pair of its own: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}\n",
+            k.access_key_id, k.secret_access_key
+        ),
+        (true, None) => "\nberth checks signatures (--auth sigv4): give these commands a key pair of its credentials file,\ne.g. AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... before each.\n".to_string(),
+        (false, None) => String::new(),
     };
     let traffic = if traffic {
         "berth is sending the demo traffic of its own (iris flowers measured with noise) and each one's true\n\
@@ -196,21 +224,21 @@ Endpoint '{ENDPOINT}' serves two iris classifiers, Variant1 (logistic regression
 {signing}
 Call it yourself (no AWS setup needed):
 
-  curl -s {url}/endpoints/{ENDPOINT}/invocations -H 'Content-Type: text/csv' -d '5.1,3.5,1.4,0.2' -D -
+  curl -s{curl_sign} {url}/endpoints/{ENDPOINT}/invocations -H 'Content-Type: text/csv' -d '5.1,3.5,1.4,0.2' -D -
 
-  python3 -c "import boto3; rt = boto3.client('sagemaker-runtime', endpoint_url='{url}', region_name='{region}', aws_access_key_id='x', aws_secret_access_key='x'); r = rt.invoke_endpoint(EndpointName='{ENDPOINT}', ContentType='text/csv', Body='6.7,3.0,5.2,2.3'); print(r['InvokedProductionVariant'], r['Body'].read().decode())"
+  python3 -c "import boto3; rt = boto3.client('sagemaker-runtime', endpoint_url='{url}', region_name='{region}', aws_access_key_id='{key_id}', aws_secret_access_key='{secret}'); r = rt.invoke_endpoint(EndpointName='{ENDPOINT}', ContentType='text/csv', Body='6.7,3.0,5.2,2.3'); print(r['InvokedProductionVariant'], r['Body'].read().decode())"
 
-  aws sagemaker describe-endpoint --endpoint-name {ENDPOINT} {aws}
-  aws sagemaker update-endpoint-weights-and-capacities --endpoint-name {ENDPOINT} {aws} \
+  {env}aws sagemaker describe-endpoint --endpoint-name {ENDPOINT} {aws}
+  {env}aws sagemaker update-endpoint-weights-and-capacities --endpoint-name {ENDPOINT} {aws} \
       --desired-weights-and-capacities VariantName=Variant1,DesiredWeight=25 VariantName=Variant2,DesiredWeight=75
 
 The A/B test's verdict and each variant's accuracy:
 
-  {berth} ab {ENDPOINT} --url {url}
+  {env}{berth} ab {ENDPOINT} --url {url}
 
 Let a bandit move traffic to the better model (Thompson sampling on accuracy):
 
-  aws sagemaker add-tags --resource-arn {arn} --tags Key=berth:routing,Value=thompson {aws}
+  {env}aws sagemaker add-tags --resource-arn {arn} --tags Key=berth:routing,Value=thompson {aws}
 "#
     )
 }

@@ -36,8 +36,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// The leader's side: publishes each route as it changes, withdraws those of endpoints gone,
 /// and takes the standbys' seconds into the cluster's metrics.
-pub fn lead(supervisor: &mut Supervisor, store: Arc<PostgresStore>, controller: Arc<Controller>, routing: Arc<RoutingTable>) {
-    let host = berth_instances::this_host();
+/// `anywhere`: the instances' addresses are reachable from every server (pods' IPs), not only
+/// from this host's.
+pub fn lead(
+    supervisor: &mut Supervisor,
+    store: Arc<PostgresStore>,
+    controller: Arc<Controller>,
+    routing: Arc<RoutingTable>,
+    anywhere: bool,
+) {
+    let host = if anywhere { berth_router::ANY_HOST.to_string() } else { berth_instances::this_host() };
     {
         let (store, controller, routing) = (store.clone(), controller.clone(), routing.clone());
         // A round as soon as a route is published or removed, and every tenth of a second for

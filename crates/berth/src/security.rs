@@ -25,10 +25,33 @@ pub struct SecurityArgs<'a> {
     pub body_timeout: Duration,
     /// Bytes of request bodies held at once, across connections.
     pub max_body_memory: usize,
+    /// `--demo`: with no authentication on a network address, berth makes a key pair of its
+    /// own for the demo rather than refusing to start.
+    pub demo: bool,
 }
 
-/// The gate's settings, checked before berth binds.
-pub fn security(args: SecurityArgs<'_>) -> anyhow::Result<Security> {
+/// A key pair berth made for the demo: the demo listens on a network address (in a container)
+/// and no authentication was set up, so it checks signatures made with this pair.
+pub struct DemoKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl DemoKey {
+    fn generate() -> anyhow::Result<Self> {
+        use std::io::Read;
+        let mut random = [0u8; 41];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random)).context("reading /dev/urandom")?;
+        const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let access_key_id = "BERTHDEMO".chars().chain(random[..11].iter().map(|b| UPPER[(*b % 32) as usize] as char)).collect();
+        let secret_access_key = random[1..].iter().map(|b| SECRET[(*b % 64) as usize] as char).collect();
+        Ok(DemoKey { access_key_id, secret_access_key })
+    }
+}
+
+/// The gate's settings, checked before berth binds (and the demo's key pair, when berth made one).
+pub fn security(args: SecurityArgs<'_>) -> anyhow::Result<(Security, Option<DemoKey>)> {
     let principals = match (args.auth, args.credentials_file) {
         ("sigv4", Some(path)) => {
             warn_if_readable_by_others(path);
@@ -42,6 +65,15 @@ pub fn security(args: SecurityArgs<'_>) -> anyhow::Result<Security> {
         (_, Some(_)) => bail!("--credentials-file is read only with --auth sigv4"),
         _ => None,
     };
+    let mut demo_key = None;
+    let mut principals = principals;
+    if principals.is_none() && !args.listen.ip().is_loopback() && args.demo && !args.allow_unauthenticated {
+        let key = DemoKey::generate()?;
+        let profile = format!("[demo]\naws_access_key_id = {}\naws_secret_access_key = {}\n", key.access_key_id, key.secret_access_key);
+        principals = Some(Arc::new(berth_aws::parse_credentials(&profile).map_err(|e| anyhow::anyhow!("the demo's key pair: {e}"))?));
+        warn!(listen = %args.listen, access_key_id = %key.access_key_id, "the demo listens on a network address without authentication set up: it checks signatures made with a key pair of its own (printed with the demo's commands)");
+        demo_key = Some(key);
+    }
     if principals.is_none() && !args.listen.ip().is_loopback() {
         if !args.allow_unauthenticated {
             bail!(
@@ -52,13 +84,14 @@ pub fn security(args: SecurityArgs<'_>) -> anyhow::Result<Security> {
         }
         warn!(listen = %args.listen, "SERVING A NETWORK ADDRESS WITHOUT AUTHENTICATION (--allow-unauthenticated): anyone who reaches this port can create models and endpoints");
     }
-    Ok(Security {
+    let security = Security {
         principals,
         hosts: AllowedHosts::new(args.listen, args.allowed_hosts),
         tls: args.tls,
         body_timeout: args.body_timeout,
         bodies: berth_aws::BodyBudget::new(args.max_body_memory),
-    })
+    };
+    Ok((security, demo_key))
 }
 
 fn warn_if_readable_by_others(path: &Path) {

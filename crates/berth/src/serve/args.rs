@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// host name); each server of a cluster has its own.
     #[arg(long, env = "BERTH_NODE_NAME")]
     pub(super) node_name: Option<String>,
+    /// The URL the other servers of a cluster reach this one at (default: the listen address).
+    /// Needed when berth listens on every address (0.0.0.0): in a pod, `http://$(POD_IP):8080`.
+    #[arg(long, env = "BERTH_ADVERTISE_URL")]
+    pub(super) advertise_url: Option<String>,
     /// Region reported in ARNs.
     #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
     pub(super) region: String,

@@ -8,10 +8,10 @@ use berth_instances::{
     AllowedRoots, DockerBackend, ExtractLimits, FrameworkRuntime, ImageBackends, InstanceBudget, MemoryCgroups, ModelArtifacts,
     ProcessBackend, ProcessTracker, SupervisorSettings,
 };
+use berth_kubernetes::{KubernetesBackend, KubernetesConfig, PodSettings};
 use berth_python::{PythonBackend, PythonEnvironments};
 use berth_router::{Forwarder, Router, RoutingTable};
 use berth_store::{PostgresStore, SqliteStore, StateStore};
-use berth_kubernetes::{KubernetesBackend, KubernetesConfig, PodSettings};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -55,7 +55,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(crate::security::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let security = crate::security::security(crate::security::SecurityArgs {
+    let (security, demo_key) = crate::security::security(crate::security::SecurityArgs {
         listen: args.listen,
         auth: &args.auth,
         credentials_file: args.credentials_file.as_deref(),
@@ -65,6 +65,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         body_timeout: Duration::from_secs(args.body_timeout.max(1)),
         max_body_memory: usize::try_from(args.max_body_memory.unwrap_or_else(|| share_of_memory(8, 64 << 20, 4 << 30)))
             .unwrap_or(usize::MAX),
+        demo: args.demo,
     })?;
     let open_files = crate::security::raise_open_file_limit();
     // Each connection takes a descriptor; leave room for instances, logs and the database.
@@ -100,6 +101,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signal.await;
         stop_tx.send_replace(true);
     });
+    if args.store.is_some() && args.listen.ip().is_unspecified() && args.advertise_url.is_none() {
+        anyhow::bail!(
+            "berth listens on every address ({}) and shares a store: give the URL the cluster's other servers reach this one at \
+             with --advertise-url (in a pod, http://$(POD_IP):{})",
+            args.listen,
+            args.listen.port()
+        );
+    }
     let (store, shared) = open_store(args.store.clone(), &data_dir).await?;
     // On a shared store this server serves only while it leads the cluster.
     let mut cluster = match (shared.clone(), &args.store) {
@@ -148,7 +157,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let budget = InstanceBudget::new(args.max_instances);
     let processes = Arc::new(ProcessBackend::new(supervision.clone(), ProcessTracker::new(&data_dir), budget.clone()));
     let pods = match args.backend.as_str() {
-        "kubernetes" => Some(Arc::new(kubernetes_backend(&args, &data_dir, cluster.as_ref().map(|c| c.name.as_str()), &supervision, &budget).await?)),
+        "kubernetes" => {
+            Some(Arc::new(kubernetes_backend(&args, &data_dir, cluster.as_ref().map(|c| c.name.as_str()), &supervision, &budget).await?))
+        }
         _ => None,
     };
     let containers = Arc::new(DockerBackend::new(args.docker.clone(), args.docker_pull == "missing", &data_dir, supervision, budget));
@@ -159,7 +170,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if removed > 0 {
         warn!(containers = removed, "removed containers an earlier berth on this data directory left");
     }
-    info!(engine = %args.docker.describe(), pull = %args.docker_pull, "container images run through the Docker engine");
+    if pods.is_none() {
+        info!(engine = %args.docker.describe(), pull = %args.docker_pull, "container images run through the Docker engine");
+    }
     let python = (args.python_runtime == "on").then(|| {
         let environments = PythonEnvironments::new(data_dir.join("python"), args.python.clone(), args.offline);
         Arc::new(PythonBackend::new(processes.clone(), environments)) as Arc<dyn FrameworkRuntime>
@@ -214,7 +227,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One line on stdout for scripts and tests that start berth on port 0.
     println!("berth listening on {scheme}://{addr}");
     if let Some(cluster) = &cluster {
-        cluster.serving_at(&format!("{scheme}://{addr}"));
+        cluster.serving_at(args.advertise_url.as_deref().unwrap_or(&format!("{scheme}://{addr}")));
     }
     let term = Term {
         args: &args,
@@ -233,6 +246,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scheme,
         max_connections,
         data_dir: data_dir.clone(),
+        demo_key: demo_key.map(Arc::new),
     };
     loop {
         // In a cluster, a server that does not lead forwards what it is sent to the leader,
@@ -295,7 +309,10 @@ async fn kubernetes_backend(
     // The pods of one berth (its cluster's, or its data directory's) are told apart by this label.
     let server = match cluster {
         Some(name) => berth_kubernetes::label_value(name),
-        None => format!("{:016x}", data_dir.display().to_string().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))),
+        None => format!(
+            "{:016x}",
+            data_dir.display().to_string().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+        ),
     };
     // Where S3 is, never who berth is: credentials come from --kubernetes-model-secret.
     let fetch_environment = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"]
@@ -348,6 +365,8 @@ struct Term<'a> {
     shared: Option<Arc<PostgresStore>>,
     node: Option<String>,
     backend: Arc<ImageBackends>,
+    /// The key pair berth made for the demo, when it listens beyond loopback with no authentication.
+    demo_key: Option<Arc<crate::security::DemoKey>>,
     /// With `--backend kubernetes`, what runs every instance.
     pods: Option<Arc<KubernetesBackend>>,
     artifacts: ModelArtifacts,
@@ -417,15 +436,16 @@ impl Term<'_> {
         if args.demo {
             let (demo_controller, demo_dir) = (controller.clone(), self.data_dir.clone());
             let demo_traffic = (args.demo_traffic == "on").then(|| router.clone());
-            let signed = args.auth != "none";
+            let signed = args.auth != "none" || self.demo_key.is_some();
+            let demo_key = self.demo_key.clone();
             background.keep("the demo", move || {
-                let (controller, dir, traffic) = (demo_controller.clone(), demo_dir.clone(), demo_traffic.clone());
+                let (controller, dir, traffic, key) = (demo_controller.clone(), demo_dir.clone(), demo_traffic.clone(), demo_key.clone());
                 async move {
                     if let Err(e) = crate::demo::deploy(&controller, &dir).await {
                         error!(error = %e, "the demo could not be deployed");
                         return;
                     }
-                    let announce = crate::demo::announce(&controller, addr, scheme, signed, traffic.is_some());
+                    let announce = crate::demo::announce(&controller, addr, scheme, signed, key.as_deref(), traffic.is_some());
                     let send = async {
                         if let Some(router) = &traffic {
                             crate::demo::send_traffic(controller.clone(), router.clone()).await
@@ -458,7 +478,7 @@ impl Term<'_> {
         });
         // A cluster's standbys route with the routes this server publishes, and hand it their metrics.
         if let Some(shared) = &self.shared {
-            crate::replication::lead(&mut background, shared.clone(), controller.clone(), routing.clone());
+            crate::replication::lead(&mut background, shared.clone(), controller.clone(), routing.clone(), self.pods.is_some());
         }
         // Once recovery settles, requests no longer wait for routes, and a dead leader's
         // containers that no instance adopted go.
