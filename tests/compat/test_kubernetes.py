@@ -365,3 +365,57 @@ def test_the_manifests_set_only_variables_berth_reads():
     help_text = subprocess.run([berth_binary(), "serve", "--help"], capture_output=True, text=True, check=True).stdout
     unknown = sorted(n for n in names if f"[env: {n}=" not in help_text)
     assert not unknown, f"the Deployment sets variables berth does not read: {unknown}"
+
+
+def test_when_the_leading_berth_dies_the_next_adopts_its_pods_and_no_invocation_fails(tmp_path, kube, s3_server, store):
+    """Two berths on one PostgreSQL store, as the Deployment runs them: the standby routes to the
+    pods' own addresses itself; after kill -9 of the leader it leads, adopts the same pods, and
+    no invocation sent through it fails meanwhile."""
+    import threading
+
+    from test_cluster import leader_of, scrape
+
+    servers = [start_berth(tmp_path / name / "data", kube, s3_server, "--store", store, "--node-name", name) for name in ("k1", "k2")]
+    k1, k2 = servers
+    stop = threading.Event()
+    results = {"ok": 0, "failed": []}
+    try:
+        assert leader_of(store)[0] == "k1"
+        sm = k1.sm()
+        name = unique("kube-failover")
+        echo_model(sm, name)
+        create_endpoint(sm, name, [("V", name)], count=2)
+        assert wait_status(sm, name, timeout=60)["EndpointStatus"] == "InService"
+        before = sorted(p["metadata"]["name"] for p in kube.pods(endpoint=name))
+        runtime = k2.runtime()
+        # The standby routes to the pods itself (their addresses are reachable from every server).
+        assert eventually(lambda: f'berth_variant_weight{{node="k2",endpoint="{name}"' in scrape(k2), 10), "the standby routes it"
+        eventually(lambda: runtime.invoke_endpoint(EndpointName=name, Body=b"x")["ResponseMetadata"]["HTTPStatusCode"] == 200)
+
+        def traffic():
+            while not stop.is_set():
+                try:
+                    runtime.invoke_endpoint(EndpointName=name, Body=b"x", ContentType="text/plain")
+                    results["ok"] += 1
+                except Exception as e:  # noqa: BLE001 — every failure is counted and shown
+                    results["failed"].append(str(e))
+                time.sleep(0.01)
+
+        thread = threading.Thread(target=traffic, daemon=True)
+        thread.start()
+        time.sleep(1)
+        k1.stop(signal.SIGKILL)
+        assert leader_of(store, not_="k1")[0] == "k2"
+        assert wait_status(k2.sm(), name, want="InService", timeout=60)["EndpointStatus"] == "InService"
+        time.sleep(2)
+        stop.set()
+        thread.join(timeout=30)
+        assert results["failed"] == [], results["failed"][:5]
+        assert results["ok"] > 50
+        assert sorted(p["metadata"]["name"] for p in kube.pods(endpoint=name)) == before, "the new leader serves with the same pods"
+        assert "adopting the running pod" in k2.log_text()
+        delete(k2.sm(), name, kube)
+    finally:
+        stop.set()
+        for s in servers:
+            s.stop(signal.SIGKILL)

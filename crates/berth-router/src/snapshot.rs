@@ -261,6 +261,10 @@ mod tests {
         let elsewhere = Replica::new(Arc::default(), "host-2");
         elsewhere.apply_all(&read);
         assert!(elsewhere.table().get("plain").is_none());
+        // Addresses every server reaches (pods' IPs) are routed on any host.
+        let anywhere: Vec<RouteSnapshot> = leader.snapshots(ANY_HOST);
+        elsewhere.apply_all(&anywhere);
+        assert_eq!(elsewhere.table().get("plain").expect("routed from another host").variants[0].instances.len(), 2);
         replica.apply("plain", None);
         assert!(replica.table().get("plain").is_none());
         replica.apply_all(&[]);

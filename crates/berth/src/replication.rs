@@ -123,7 +123,8 @@ async fn withdraw_dead_processes(store: &Arc<PostgresStore>, routing: &RoutingTa
             .chain(snapshot.green.iter().flat_map(|g| g.0.iter()))
             .flat_map(|v| v.instances.iter())
             .any(|i| i.netns_pid.is_none());
-        if processes && routing.get(&snapshot.endpoint).is_none() {
+        // Pods outlive their leader (they are adopted): their routes stay.
+        if processes && snapshot.host != berth_router::ANY_HOST && routing.get(&snapshot.endpoint).is_none() {
             let (s, name) = (store.clone(), snapshot.endpoint.clone());
             if !matches!(blocking(move || s.publish_route(&name, None)).await, Some(Ok(()))) {
                 return false;
