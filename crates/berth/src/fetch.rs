@@ -65,7 +65,7 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
         let dir = artifacts.prepare(source.as_data(), Duration::from_secs(args.timeout)).await?;
         let moved = move_children(dir.path(), &args.into);
         drop(dir);
-        Ok::<_, anyhow::Error>(moved?)
+        moved
     });
     let _ = std::fs::remove_dir_all(&staging);
     let files = fetched.map_err(|e| anyhow::anyhow!("could not fetch the model data: {e}"))?;
