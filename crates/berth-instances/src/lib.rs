@@ -186,7 +186,7 @@ pub trait InstanceBackend: Send + Sync + 'static {
 }
 
 /// FNV-1a: stable across builds, unlike std's hasher, so names made from it stay the same.
-pub(crate) fn stable_hash(s: &str) -> u64 {
+pub fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 

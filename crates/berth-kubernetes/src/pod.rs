@@ -98,15 +98,10 @@ pub fn pod_name(instance_id: &str, attempt: u32) -> String {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join("-");
-    let tail = format!("-{:08x}-{attempt}", berth_instances_hash(instance_id) as u32);
+    let tail = format!("-{:08x}-{attempt}", berth_instances::stable_hash(instance_id) as u32);
     let room = 63 - "berth-".len() - tail.len();
     let head: String = cleaned.chars().take(room).collect();
     format!("berth-{}{tail}", head.trim_end_matches('-'))
-}
-
-/// FNV-1a, stable across builds (as berth's other names made from hashes).
-fn berth_instances_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 /// A label value from any text: letters, digits, `-`, `_` and `.`, starting and ending with a

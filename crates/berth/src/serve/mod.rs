@@ -309,10 +309,7 @@ async fn kubernetes_backend(
     // The pods of one berth (its cluster's, or its data directory's) are told apart by this label.
     let server = match cluster {
         Some(name) => berth_kubernetes::label_value(name),
-        None => format!(
-            "{:016x}",
-            data_dir.display().to_string().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
-        ),
+        None => format!("{:016x}", berth_instances::stable_hash(&data_dir.display().to_string())),
     };
     // Where S3 is, never who berth is: credentials come from --kubernetes-model-secret.
     let fetch_environment = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"]
