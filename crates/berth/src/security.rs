@@ -40,12 +40,15 @@ pub struct DemoKey {
 impl DemoKey {
     fn generate() -> anyhow::Result<Self> {
         use std::io::Read;
-        let mut random = [0u8; 41];
+        // 11 bytes for the access key id (printed in the log) and 40 others for the secret: no
+        // byte of the secret can be learnt from the id.
+        let mut random = [0u8; 51];
         std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random)).context("reading /dev/urandom")?;
+        let (id_bytes, secret_bytes) = random.split_at(11);
         const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let access_key_id = "BERTHDEMO".chars().chain(random[..11].iter().map(|b| UPPER[(*b % 32) as usize] as char)).collect();
-        let secret_access_key = random[1..].iter().map(|b| SECRET[(*b % 64) as usize] as char).collect();
+        let access_key_id = "BERTHDEMO".chars().chain(id_bytes.iter().map(|b| UPPER[(*b % 32) as usize] as char)).collect();
+        let secret_access_key = secret_bytes.iter().map(|b| SECRET[(*b % 64) as usize] as char).collect();
         Ok(DemoKey { access_key_id, secret_access_key })
     }
 }
