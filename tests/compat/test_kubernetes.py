@@ -196,42 +196,34 @@ def test_an_endpoint_is_in_service_only_once_its_pods_answer_ping(server, kube):
     delete(sm, name, kube)
 
 
-def test_a_container_that_exits_at_start_fails_the_endpoint_with_its_exit_and_log(server, kube):
+def failure_of(server, kube, prefix, instance_type="ml.m5.large", image=ECHO_IMAGE, **env):
+    """Creates an endpoint of one echo model that cannot serve; returns its FailureReason once it
+    is Failed, after its pods are gone (the endpoint is deleted)."""
     sm = server.sm()
-    name = unique("kube-crash")
-    echo_model(sm, name, ECHO_EXIT_ON_START="1", ECHO_STDERR="cannot load the weights")
-    create_endpoint(sm, name, [("V", name)])
+    name = unique(prefix)
+    echo_model(sm, name, image=image, **env)
+    create_endpoint(sm, name, [("V", name)], instance_type=instance_type)
     d = wait_status(sm, name, timeout=60)
     assert d["EndpointStatus"] == "Failed"
-    assert "exited (exit status: 3)" in d["FailureReason"] and "cannot load the weights" in d["FailureReason"], d["FailureReason"]
     eventually(lambda: not kube.pods(endpoint=name), timeout=20)
     sm.delete_endpoint(EndpointName=name)
+    return d["FailureReason"]
+
+
+def test_a_container_that_exits_at_start_fails_the_endpoint_with_its_exit_and_log(server, kube):
+    reason = failure_of(server, kube, "kube-crash", ECHO_EXIT_ON_START="1", ECHO_STDERR="cannot load the weights")
+    assert "exited (exit status: 3)" in reason and "cannot load the weights" in reason, reason
 
 
 def test_an_image_that_cannot_be_pulled_fails_the_endpoint_in_sagemakers_words(server, kube):
-    sm = server.sm()
-    name = unique("kube-pull")
-    echo_model(sm, name, image="registry.example/no-such-image:3")
-    create_endpoint(sm, name, [("V", name)])
-    d = wait_status(sm, name, timeout=60)
-    assert d["EndpointStatus"] == "Failed"
-    reason = d["FailureReason"]
+    reason = failure_of(server, kube, "kube-pull", image="registry.example/no-such-image:3")
     assert "Failed to pull the image registry.example/no-such-image:3" in reason and ("ErrImagePull" in reason or "ImagePullBackOff" in reason), reason
-    eventually(lambda: not kube.pods(endpoint=name), timeout=20)
-    sm.delete_endpoint(EndpointName=name)
 
 
 def test_a_pod_no_node_has_room_for_fails_the_endpoint_as_insufficient_capacity(server, kube):
-    sm = server.sm()
-    name = unique("kube-big")
-    echo_model(sm, name)
     # 96 vCPUs: more than the node has.
-    create_endpoint(sm, name, [("V", name)], instance_type="ml.m5.24xlarge")
-    d = wait_status(sm, name, timeout=60)
-    assert d["EndpointStatus"] == "Failed"
-    assert "Unable to provision requested ML compute capacity" in d["FailureReason"] and "Insufficient cpu" in d["FailureReason"], d["FailureReason"]
-    eventually(lambda: not kube.pods(endpoint=name), timeout=20)
-    sm.delete_endpoint(EndpointName=name)
+    reason = failure_of(server, kube, "kube-big", instance_type="ml.m5.24xlarge")
+    assert "Unable to provision requested ML compute capacity" in reason and "Insufficient cpu" in reason, reason
 
 
 def test_scaling_changes_the_pod_count_and_deleting_the_endpoint_leaves_no_pod(server, kube):
