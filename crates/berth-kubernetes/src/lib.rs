@@ -1,5 +1,5 @@
 //! berth's Kubernetes backend (`--backend kubernetes`): each SageMaker instance is a pod in
-//! berth's namespace, made from the instance's spec (`pod.rs`), started, health-checked,
+//! berth's namespace, made from the instance's spec (`pod.rs`, its status read by `status.rs`), started, health-checked,
 //! restarted and retired by berth's supervisor like every other instance (`runner.rs`), and
 //! followed through one watch of berth's pods (`pods.rs`). berth routes to each pod's IP.
 //!
@@ -14,8 +14,10 @@
 mod pod;
 mod pods;
 mod runner;
+mod status;
 
-pub use pod::{instance_pod, label_value, pod_name, pod_state, PodSettings, PodState, LABEL_ISOLATED};
+pub use pod::{instance_pod, label_value, pod_name, PodSettings, LABEL_ISOLATED};
+pub use status::{pod_state, PodState};
 
 use berth_domain::Image;
 use berth_instances::{

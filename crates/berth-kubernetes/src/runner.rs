@@ -2,8 +2,9 @@
 //! on every backend; each start is a new pod (restartPolicy Never), so a restart after an
 //! eviction or a lost node lands wherever the scheduler finds room.
 
-use crate::pod::{self, pod_state, PodSettings, PodState, CONTAINER_PORT, FETCH_CONTAINER, SERVE_CONTAINER};
+use crate::pod::{self, PodSettings, CONTAINER_PORT, FETCH_CONTAINER, SERVE_CONTAINER};
 use crate::pods::PodWatch;
+use crate::status::{pod_state, PodState};
 use berth_instances::{out_of_memory_reason, InstanceEvent, InstanceLog, InstanceSlot, InstanceSpec, Runner};
 use futures_util::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
