@@ -8,7 +8,7 @@ use berth_instances::{
     AllowedRoots, DockerBackend, ExtractLimits, FrameworkRuntime, ImageBackends, InstanceBudget, MemoryCgroups, ModelArtifacts,
     ProcessBackend, ProcessTracker, SupervisorSettings,
 };
-use berth_kubernetes::{KubernetesBackend, KubernetesConfig, PodSettings};
+use berth_kubernetes::KubernetesBackend;
 use berth_python::{PythonBackend, PythonEnvironments};
 use berth_router::{Forwarder, Router, RoutingTable};
 use berth_store::{PostgresStore, SqliteStore, StateStore};
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 mod args;
+mod kubernetes;
 
 pub use args::ServeArgs;
 
@@ -158,7 +159,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let processes = Arc::new(ProcessBackend::new(supervision.clone(), ProcessTracker::new(&data_dir), budget.clone()));
     let pods = match args.backend.as_str() {
         "kubernetes" => {
-            Some(Arc::new(kubernetes_backend(&args, &data_dir, cluster.as_ref().map(|c| c.name.as_str()), &supervision, &budget).await?))
+            Some(Arc::new(kubernetes::backend(&args, &data_dir, cluster.as_ref().map(|c| c.name.as_str()), &supervision, &budget).await?))
         }
         _ => None,
     };
@@ -296,43 +297,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || drop(cluster)).await.context("leaving the cluster")?;
     info!("berth stopped");
     Ok(())
-}
-
-/// The Kubernetes backend `--backend kubernetes` asks for, connected.
-async fn kubernetes_backend(
-    args: &ServeArgs,
-    data_dir: &std::path::Path,
-    cluster: Option<&str>,
-    supervision: &SupervisorSettings,
-    budget: &InstanceBudget,
-) -> anyhow::Result<KubernetesBackend> {
-    // The pods of one berth (its cluster's, or its data directory's) are told apart by this label.
-    let server = match cluster {
-        Some(name) => berth_kubernetes::label_value(name),
-        None => format!("{:016x}", berth_instances::stable_hash(&data_dir.display().to_string())),
-    };
-    // Where S3 is, never who berth is: credentials come from --kubernetes-model-secret.
-    let fetch_environment = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()).map(|v| (k.to_string(), v)))
-        .collect();
-    let config = KubernetesConfig {
-        namespace: args.kubernetes_namespace.clone(),
-        owner: args.kubernetes_owner.clone(),
-        pods: PodSettings {
-            berth_image: args.kubernetes_image.clone(),
-            image_pull_policy: args.kubernetes_image_pull_policy.clone(),
-            model_secret: args.kubernetes_model_secret.clone(),
-            fetch_environment,
-            model_volume_bytes: Some(args.max_model_bytes),
-            stop_grace_secs: i64::try_from(supervision.stop_grace.as_secs()).unwrap_or(30),
-            server_label: server,
-            owner: None,
-        },
-    };
-    let backend = KubernetesBackend::connect(config, supervision.clone(), budget.clone()).await.map_err(anyhow::Error::msg)?;
-    info!(namespace = backend.namespace(), image = %args.kubernetes_image, "instances run as pods on Kubernetes");
-    Ok(backend)
 }
 
 /// Resolves once no endpoint is being created, updated or recovered (or after ten minutes).
