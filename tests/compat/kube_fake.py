@@ -218,11 +218,9 @@ def free_port():
 
 def run_container(rt, c, mounts, port=None):
     image = SETTINGS["images"].get(c.get("image"))
-    if image.get("berth"):
-        argv = [SETTINGS["berth_bin"], *(c.get("command") or []), *(c.get("args") or [])]
-    else:
-        argv = [*image["argv"], *(c.get("command") or []), *(c.get("args") or [])]
-    argv = [rewrite(a, mounts) for a in argv]
+    # The image's own program is a path on this machine; only the pod's arguments name mounts.
+    program = [SETTINGS["berth_bin"]] if image.get("berth") else image["argv"]
+    argv = [*program, *(rewrite(a, mounts) for a in [*(c.get("command") or []), *(c.get("args") or [])])]
     # The image's own environment (its Dockerfile's ENV), then the container's.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": rt.dir, **image.get("env", {})}
     for e in c.get("env") or []:

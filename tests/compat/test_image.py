@@ -102,3 +102,22 @@ def test_berth_in_the_image_refuses_to_serve_unauthenticated_without_an_explicit
     docker("wait", name)
     text = logs(name)
     assert "refusing to serve 0.0.0.0:8080 without authentication" in text and "--allow-unauthenticated" in text, text[-2000:]
+
+
+def test_the_python_runtime_makes_environments_in_the_image_as_a_pod_runs_it(image):
+    """As the Kubernetes backend's python-environment init container runs: berth's user, a
+    read-only root file system, /tmp and the environments' directory writable, no network. The
+    image's Python makes a virtual environment with pip (`berth prepare-python` does so first),
+    and berth's runtime asks for what it needs without a registry (here none: it fails saying so)."""
+    run = ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/opt/berth/python:uid=10001"]
+    run += ["-e", "PIP_RETRIES=0"]
+    venv = subprocess.run(
+        [*run, "--entrypoint", "sh", image, "-c", "python3 -m venv /opt/berth/python/v && /opt/berth/python/v/bin/python -m pip --version"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert venv.returncode == 0 and venv.stdout.startswith("pip "), venv.stdout + venv.stderr
+    prepare = subprocess.run(
+        [*run, image, "prepare-python", "--environments", "/opt/berth/python", "--image", "berth/python", "--link", "/opt/berth/python/current"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert prepare.returncode != 0 and "pip install failed" in prepare.stderr, prepare.stderr[-2000:]

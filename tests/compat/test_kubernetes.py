@@ -94,6 +94,8 @@ def start_berth(directory, kube, s3_server, *extra):
     args = ["--backend", "kubernetes", "--kubernetes-image", BERTH_IMAGE, "--kubernetes-owner", "deployment/berth"]
     args += ["--kubernetes-model-secret", "model-s3", "--startup-timeout", "15", *extra]
     env = {**s3_env(s3_server), "KUBECONFIG": str(kube.kubeconfig)}
+    # pip's settings reach the pods that make Python environments: here, this machine's cache.
+    env["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR") or os.path.expanduser("~/.cache/pip")
     # Credentials reach the pods only through the Secret, never from berth's own environment.
     return BerthServer(directory, args, env=env).start()
 
@@ -314,6 +316,75 @@ def test_a_berth_onnx_model_runs_in_berths_own_image(server, kube, s3_server):
     r = runtime.invoke_endpoint(EndpointName=name, Body=b"5.1,3.5,1.4,0.2", ContentType="text/csv")
     assert r["Body"].read().strip()
     delete(sm, name, kube)
+
+
+HANDLER = """
+import numpy as np
+import tabulate  # from the model's requirements.txt: the environment has it
+
+class Scaler:
+    def predict(self, rows):
+        return np.asarray(rows) * FACTOR
+
+def model_fn(model_dir):
+    return Scaler()
+"""
+
+
+def test_berth_python_runs_in_berths_image_with_its_environment_made_in_the_pod(server, kube, s3_server):
+    """berth/python as pods: variant A's handler and requirements.txt in the model archive's
+    code/, variant B's handler in a source directory on S3 (SAGEMAKER_SUBMIT_DIRECTORY); each pod
+    makes its Python environment with `berth prepare-python` in an init container. A
+    requirements.txt with a pip option fails the endpoint with why, before pip runs."""
+    sm, runtime = server.sm(), server.runtime()
+    s3, bucket = new_bucket(s3_server, "kube-python")
+    handler = lambda factor: HANDLER.replace("FACTOR", str(factor)).encode()  # noqa: E731
+    s3.put_object(Bucket=bucket, Key="a/model.tar.gz", Body=tar_gz({"code/inference.py": handler(2), "code/requirements.txt": b"tabulate==0.9.0\n"}))
+    s3.put_object(Bucket=bucket, Key="b/sourcedir.tar.gz", Body=tar_gz({"inference.py": handler(3), "requirements.txt": b"tabulate==0.9.0\n"}))
+    name = unique("kube-python")
+    program = {"SAGEMAKER_PROGRAM": "inference.py"}
+    sm.create_model(
+        ModelName=f"{name}-a",
+        PrimaryContainer={"Image": "berth/python", "ModelDataUrl": f"s3://{bucket}/a/model.tar.gz", "Environment": program},
+        ExecutionRoleArn=ROLE,
+    )
+    submitted = {**program, "SAGEMAKER_SUBMIT_DIRECTORY": f"s3://{bucket}/b/sourcedir.tar.gz"}
+    sm.create_model(ModelName=f"{name}-b", PrimaryContainer={"Image": "berth/python", "Environment": submitted}, ExecutionRoleArn=ROLE)
+    # pip runs in the pod before /ping can pass: it counts against the startup timeout, as on SageMaker.
+    variants = [
+        {"VariantName": v, "ModelName": f"{name}-{v.lower()}", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "ContainerStartupHealthCheckTimeoutInSeconds": 300}
+        for v in ("A", "B")
+    ]
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    d = wait_status(sm, name, timeout=360)
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    pods = {p["metadata"]["labels"]["berth/variant"]: p["spec"] for p in kube.pods(endpoint=name)}
+    assert [c["name"] for c in pods["A"]["initContainers"]] == ["model-data", "python-environment"]
+    assert [c["name"] for c in pods["B"]["initContainers"]] == ["source-code", "python-environment"]
+    for spec in pods.values():
+        serve = spec["containers"][0]
+        assert (serve["image"], serve["args"]) == (BERTH_IMAGE, ["worker", "python", "serve"])
+        assert serve["securityContext"]["runAsUser"] == 10001
+    for variant, factor in (("A", 2), ("B", 3)):
+        r = runtime.invoke_endpoint(EndpointName=name, TargetVariant=variant, Body=b"1,2,3", ContentType="text/csv", Accept="application/json")
+        assert json.loads(r["Body"].read()) == [[factor * 1.0, factor * 2.0, factor * 3.0]], variant
+    delete(sm, name, kube)
+
+    s3.put_object(Bucket=bucket, Key="c/model.tar.gz", Body=tar_gz({"code/inference.py": handler(1), "code/requirements.txt": b"--index-url http://127.0.0.1:9/simple\nnumpy\n"}))
+    hostile = unique("kube-python-pip")
+    sm.create_model(
+        ModelName=hostile,
+        PrimaryContainer={"Image": "berth/python", "ModelDataUrl": f"s3://{bucket}/c/model.tar.gz", "Environment": program},
+        ExecutionRoleArn=ROLE,
+    )
+    create_endpoint(sm, hostile, [("V", hostile)])
+    d = wait_status(sm, hostile, timeout=60)
+    reason = d.get("FailureReason", "")
+    assert d["EndpointStatus"] == "Failed", d
+    assert "Could not prepare the Python environment in the instance's pod (python-environment exited with status 1)" in reason, reason
+    assert "is not a package requirement" in reason, reason
+    delete(sm, hostile, kube)
 
 
 def test_models_the_backend_cannot_run_as_pods_fail_with_why(server, kube):

@@ -13,10 +13,12 @@
 
 mod pod;
 mod pods;
+mod program;
 mod runner;
 mod status;
 
 pub use pod::{instance_pod, label_value, pod_name, PodSettings, LABEL_ISOLATED};
+pub use program::FrameworkImages;
 pub use status::{pod_state, PodState};
 
 use berth_domain::Image;

@@ -1,10 +1,11 @@
 //! The pod of one instance, as SageMaker runs a container: the image with `serve` (berth's own
-//! image with `worker onnx serve` for `berth/onnx`), port 8080, a readiness probe on `/ping`,
+//! image for `berth/onnx` and the Python runtime, see `program.rs`), port 8080, a readiness probe on `/ping`,
 //! the instance type's vCPUs and memory as requests and limits, the container definition's
 //! `Environment` (berth's variables win), and the model data in `/opt/ml/model`, fetched there
 //! by an init container that runs berth's own fetcher.
 
-use berth_domain::{instance_memory_mib, instance_vcpus, BuiltinImage, Image};
+use crate::program::{code_container, program, python_container, python_environment, submitted_code, CODE_MOUNT, PYTHON_MOUNT, TMP_MOUNT};
+use berth_domain::{instance_memory_mib, instance_vcpus};
 use berth_instances::{InstanceSpec, ModelSource};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, HTTPGetAction, Pod, PodSecurityContext, PodSpec,
@@ -56,34 +57,11 @@ pub struct PodSettings {
     pub server_label: String,
     /// Who owns the pods (berth's Deployment), so deleting berth deletes them.
     pub owner: Option<OwnerReference>,
-}
-
-/// How the image runs in the pod.
-struct Program {
-    image: String,
-    args: Vec<String>,
-    /// berth's own image: runs as its non-root user with a read-only root file system.
-    berth_owned: bool,
-}
-
-fn program(spec: &InstanceSpec, settings: &PodSettings) -> Result<Program, String> {
-    match &spec.image {
-        Image::Container(reference) => Ok(Program { image: reference.clone(), args: vec!["serve".into()], berth_owned: false }),
-        Image::Builtin(BuiltinImage::Onnx) => Ok(Program {
-            image: settings.berth_image.clone(),
-            args: ["worker", "onnx", "serve"].map(String::from).to_vec(),
-            berth_owned: true,
-        }),
-        Image::Builtin(BuiltinImage::Python) => {
-            Err("berth/python runs through berth's Python runtime on berth's own machine, which the Kubernetes backend does not \
-             offer: use AWS's framework image for the model (its inference toolkit serves the same handlers)"
-                .into())
-        }
-        Image::Exec(program) => Err(format!(
-            "exec:{} is a program on berth's own machine; the Kubernetes backend runs container images only",
-            program.display()
-        )),
-    }
+    /// How AWS's framework images run: through berth's Python runtime, or pulled.
+    pub framework_images: crate::FrameworkImages,
+    /// berth's settings of pip and the network (`PIP_*`, proxies) for the pods that make a
+    /// Python environment (a package index mirror, say).
+    pub pip_environment: Vec<(String, String)>,
 }
 
 /// A pod name from an instance id: lower-case letters, digits and dashes, at most 63 characters,
@@ -136,40 +114,44 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
         environment.insert("BERTH_WORKER_BIND".into(), "0.0.0.0".into());
         environment.insert("SM_MODEL_DIR".into(), MODEL_MOUNT.into());
     }
+    if let Some((framework, _)) = &program.python {
+        python_environment(spec, framework, &mut environment);
+    }
     let quantities =
         BTreeMap::from([("cpu".to_string(), Quantity(vcpus.to_string())), ("memory".to_string(), Quantity(format!("{memory_mib}Mi")))]);
+    // Requests are limits: the instance has its type's size to itself, as on SageMaker.
+    let instance_size = ResourceRequirements { requests: Some(quantities.clone()), limits: Some(quantities), ..Default::default() };
     let has_model = spec.model_source != ModelSource::None;
-    let model_mount = |read_only: bool| VolumeMount {
-        name: "model".into(),
-        mount_path: MODEL_MOUNT.into(),
+    let code = program.python.as_ref().and_then(|_| submitted_code(spec));
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
         read_only: Some(read_only),
         ..Default::default()
     };
-    let serve = Container {
-        name: SERVE_CONTAINER.into(),
-        image: Some(program.image.clone()),
-        image_pull_policy: settings.image_pull_policy.clone(),
-        args: Some(program.args),
-        env: Some(environment.into_iter().map(|(name, value)| EnvVar { name, value: Some(value), ..Default::default() }).collect()),
-        ports: Some(vec![ContainerPort { container_port: CONTAINER_PORT.into(), name: Some("http".into()), ..Default::default() }]),
-        readiness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/ping".into()),
-                port: IntOrString::Int(CONTAINER_PORT.into()),
-                ..Default::default()
-            }),
-            period_seconds: Some(5),
-            timeout_seconds: Some(2),
-            failure_threshold: Some(3),
+    // The volumes: each with its mounts in the serving container (read-only but for scratch).
+    let mut volumes = Vec::new();
+    let mut serve_mounts = Vec::new();
+    let mut volume = |name: &str, path: &str, limit: Option<u64>, read_only: bool| {
+        volumes.push(Volume {
+            name: name.into(),
+            empty_dir: Some(EmptyDirVolumeSource { size_limit: limit.map(|b| Quantity(b.to_string())), ..Default::default() }),
             ..Default::default()
-        }),
-        // Requests are limits: the instance has its type's size to itself, as on SageMaker.
-        resources: Some(ResourceRequirements { requests: Some(quantities.clone()), limits: Some(quantities), ..Default::default() }),
-        volume_mounts: has_model.then(|| vec![model_mount(true)]),
-        security_context: Some(container_security(program.berth_owned)),
-        ..Default::default()
+        });
+        serve_mounts.push(mount(name, path, read_only));
     };
-    let fetch = has_model.then(|| {
+    if has_model {
+        volume("model", MODEL_MOUNT, settings.model_volume_bytes, true);
+    }
+    if code.is_some() {
+        volume("code", CODE_MOUNT, settings.model_volume_bytes, true);
+    }
+    if program.python.is_some() {
+        volume("python", PYTHON_MOUNT, None, true);
+        volume("tmp", TMP_MOUNT, None, false);
+    }
+    let mut init_containers = Vec::new();
+    if has_model {
         let mut args = vec!["fetch-model".to_string(), "--into".into(), MODEL_MOUNT.into()];
         args.extend(match &spec.model_source {
             ModelSource::Url(url) => vec!["--url".to_string(), url.clone()],
@@ -186,32 +168,40 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
         if let Some(bytes) = settings.model_volume_bytes {
             args.extend(["--max-model-bytes".to_string(), bytes.to_string()]);
         }
-        let small = BTreeMap::from([("cpu".to_string(), Quantity("250m".into())), ("memory".to_string(), Quantity("256Mi".into()))]);
-        Container {
-            name: FETCH_CONTAINER.into(),
-            image: Some(settings.berth_image.clone()),
-            image_pull_policy: settings.image_pull_policy.clone(),
-            args: Some(args),
-            env: Some(
-                settings
-                    .fetch_environment
-                    .iter()
-                    .map(|(name, value)| EnvVar { name: name.clone(), value: Some(value.clone()), ..Default::default() })
-                    .collect(),
-            ),
-            env_from: settings.model_secret.as_ref().map(|name| {
-                vec![EnvFromSource { secret_ref: Some(SecretEnvSource { name: name.clone(), optional: None }), ..Default::default() }]
-            }),
-            resources: Some(ResourceRequirements {
-                requests: Some(small.clone()),
-                limits: Some(BTreeMap::from([("memory".to_string(), Quantity("1Gi".into()))])),
+        init_containers.push(Container { args: Some(args), ..fetch_container(settings, mount("model", MODEL_MOUNT, false)) });
+    }
+    if let Some(url) = code {
+        init_containers.push(code_container(url, settings, mount("code", CODE_MOUNT, false)));
+    }
+    if let Some((_, asked)) = &program.python {
+        let mut mounts = vec![mount("python", PYTHON_MOUNT, false), mount("tmp", TMP_MOUNT, false)];
+        mounts.extend(has_model.then(|| mount("model", MODEL_MOUNT, true)));
+        mounts.extend(code.map(|_| mount("code", CODE_MOUNT, true)));
+        init_containers.push(python_container(spec, asked, settings, instance_size.clone(), mounts));
+    }
+    let serve = Container {
+        name: SERVE_CONTAINER.into(),
+        image: Some(program.image.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        args: Some(program.args.clone()),
+        env: Some(env_vars(environment)),
+        ports: Some(vec![ContainerPort { container_port: CONTAINER_PORT.into(), name: Some("http".into()), ..Default::default() }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/ping".into()),
+                port: IntOrString::Int(CONTAINER_PORT.into()),
                 ..Default::default()
             }),
-            volume_mounts: Some(vec![model_mount(false)]),
-            security_context: Some(container_security(true)),
+            period_seconds: Some(5),
+            timeout_seconds: Some(2),
+            failure_threshold: Some(3),
             ..Default::default()
-        }
-    });
+        }),
+        resources: Some(instance_size),
+        volume_mounts: Some(serve_mounts).filter(|m| !m.is_empty()),
+        security_context: Some(container_security(program.berth_owned)),
+        ..Default::default()
+    };
     let mut labels = BTreeMap::from([
         (LABEL_MANAGED_BY.to_string(), "berth".to_string()),
         (LABEL_COMPONENT.to_string(), "instance".to_string()),
@@ -219,7 +209,7 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
         (LABEL_ENDPOINT.to_string(), label_value(&spec.endpoint)),
         (LABEL_VARIANT.to_string(), label_value(&spec.variant)),
     ]);
-    if let Some(digest) = spec.digest(&program.image) {
+    if let Some(digest) = spec.digest(&program.described()) {
         labels.insert(LABEL_SPEC.into(), digest);
     }
     if spec.network_isolation {
@@ -243,27 +233,51 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
                 seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                 ..Default::default()
             }),
-            init_containers: fetch.map(|f| vec![f]),
+            init_containers: Some(init_containers).filter(|c| !c.is_empty()),
             containers: vec![serve],
-            volumes: has_model.then(|| {
-                vec![Volume {
-                    name: "model".into(),
-                    empty_dir: Some(EmptyDirVolumeSource {
-                        size_limit: settings.model_volume_bytes.map(|b| Quantity(b.to_string())),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }]
-            }),
+            volumes: Some(volumes).filter(|v| !v.is_empty()),
             ..Default::default()
         }),
         status: None,
     })
 }
 
+/// Environment variables from names and values.
+pub(crate) fn env_vars(environment: impl IntoIterator<Item = (String, String)>) -> Vec<EnvVar> {
+    environment.into_iter().map(|(name, value)| EnvVar { name, value: Some(value), ..Default::default() }).collect()
+}
+
+/// What a fetching init container asks of its node.
+pub(crate) fn small_resources() -> ResourceRequirements {
+    let small = BTreeMap::from([("cpu".to_string(), Quantity("250m".into())), ("memory".to_string(), Quantity("256Mi".into()))]);
+    ResourceRequirements {
+        requests: Some(small),
+        limits: Some(BTreeMap::from([("memory".to_string(), Quantity("1Gi".into()))])),
+        ..Default::default()
+    }
+}
+
+/// An init container that runs berth's fetcher (`berth fetch-model`, its arguments still to be
+/// given) into the volume of `mount`: berth's image, berth's S3 settings, the model Secret's keys.
+pub(crate) fn fetch_container(settings: &PodSettings, mount: VolumeMount) -> Container {
+    Container {
+        name: FETCH_CONTAINER.into(),
+        image: Some(settings.berth_image.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        env: Some(env_vars(settings.fetch_environment.iter().cloned())),
+        env_from: settings.model_secret.as_ref().map(|name| {
+            vec![EnvFromSource { secret_ref: Some(SecretEnvSource { name: name.clone(), optional: None }), ..Default::default() }]
+        }),
+        resources: Some(small_resources()),
+        volume_mounts: Some(vec![mount]),
+        security_context: Some(container_security(true)),
+        ..Default::default()
+    }
+}
+
 /// A container's security: never more privileges than it starts with; berth's own image also
 /// as its non-root user, with a read-only root file system and no capabilities.
-fn container_security(berth_owned: bool) -> SecurityContext {
+pub(crate) fn container_security(berth_owned: bool) -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         run_as_non_root: berth_owned.then_some(true),
@@ -277,6 +291,7 @@ fn container_security(berth_owned: bool) -> SecurityContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_domain::Image;
     use berth_instances::{ExtractLimits, ModelArtifacts, ModelData};
     use std::time::Duration;
 
@@ -317,6 +332,8 @@ mod tests {
             stop_grace_secs: 5,
             server_label: "abc".into(),
             owner: None,
+            framework_images: crate::FrameworkImages::Runtime,
+            pip_environment: vec![("PIP_INDEX_URL".into(), "https://mirror.example/simple".into())],
         }
     }
 
@@ -398,9 +415,93 @@ mod tests {
             (Some(BERTH_IMAGE_USER), Some(true), Some(true))
         );
         assert!(pod.spec.as_ref().unwrap().init_containers.is_none(), "no model data, no init container");
-        for (image, words) in [("berth/python", "Python runtime"), ("exec:/bin/true", "container images only")] {
-            let (spec, _dir) = self::spec(image, ModelSource::None).await;
-            assert!(instance_pod(&spec, 1, &settings()).unwrap_err().contains(words), "{image}");
-        }
+        let (spec, _dir) = self::spec("exec:/bin/true", ModelSource::None).await;
+        assert!(instance_pod(&spec, 1, &settings()).unwrap_err().contains("container images only"));
+    }
+
+    fn env_of(container: &Container) -> BTreeMap<String, String> {
+        container.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect()
+    }
+
+    fn mounts_of(container: &Container) -> Vec<(String, String, bool)> {
+        container.volume_mounts.iter().flatten().map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only == Some(true))).collect()
+    }
+
+    #[tokio::test]
+    async fn the_python_runtime_runs_in_berths_image_with_its_environment_made_by_an_init_container() {
+        const SKLEARN: &str = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3";
+        let (mut spec, _dir) = spec(SKLEARN, ModelSource::Url("s3://b/model.tar.gz".into())).await;
+        spec.environment.insert("SAGEMAKER_SUBMIT_DIRECTORY".into(), "s3://b/code/sourcedir.tar.gz".into());
+        spec.environment.insert("SAGEMAKER_PROGRAM".into(), "inference.py".into());
+        let pod = instance_pod(&spec, 1, &settings()).unwrap();
+        let pod_spec = pod.spec.as_ref().unwrap();
+        let serve = &pod_spec.containers[0];
+        assert_eq!(serve.image.as_deref(), Some("berth:1"));
+        assert_eq!(serve.args.as_deref(), Some(&["worker".to_string(), "python".into(), "serve".into()][..]));
+        let env = env_of(serve);
+        assert_eq!(env["BERTH_PYTHON"], "/opt/berth/python/current/bin/python");
+        assert_eq!(env["BERTH_FRAMEWORK"], "sklearn");
+        assert_eq!(env["BERTH_CODE_DIR"], "/opt/ml/code");
+        assert_eq!(env["SAGEMAKER_PROGRAM"], "inference.py");
+        assert_eq!(env["BERTH_WORKER_BIND"], "0.0.0.0");
+        assert_eq!(env["TMPDIR"], "/tmp");
+        assert!(!env.contains_key("PIP_INDEX_URL"), "pip's settings are the init container's only");
+        assert_eq!(
+            mounts_of(serve),
+            [
+                ("model".into(), "/opt/ml/model".into(), true),
+                ("code".into(), "/opt/ml/code".into(), true),
+                ("python".into(), "/opt/berth/python".into(), true),
+                ("tmp".into(), "/tmp".into(), false)
+            ]
+        );
+        let inits = pod_spec.init_containers.as_ref().unwrap();
+        let names: Vec<&str> = inits.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["model-data", "source-code", "python-environment"], "fetched before the environment reads requirements.txt");
+        assert_eq!(
+            inits[1].args.as_deref().unwrap(),
+            ["fetch-model", "--into", "/opt/ml/code", "--url", "s3://b/code/sourcedir.tar.gz"].map(String::from)
+        );
+        assert_eq!(inits[1].env_from, inits[0].env_from, "the source is fetched with the model's S3 keys");
+        let python = &inits[2];
+        assert_eq!(
+            python.args.as_deref().unwrap(),
+            [
+                "prepare-python",
+                "--environments",
+                "/opt/berth/python",
+                "--image",
+                SKLEARN,
+                "--link",
+                "/opt/berth/python/current",
+                "--model-dir",
+                "/opt/ml/model",
+                "--code-dir",
+                "/opt/ml/code"
+            ]
+            .map(String::from)
+        );
+        assert_eq!(env_of(python)["PIP_INDEX_URL"], "https://mirror.example/simple");
+        assert!(python.env_from.is_none(), "pip never sees the S3 keys");
+        assert_eq!(python.resources, serve.resources, "pip has the instance's size");
+        assert_eq!(python.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
+        assert!(mounts_of(python).contains(&("python".into(), "/opt/berth/python".into(), false)));
+        // What is sent is what the API's own type reads back.
+        let json = serde_json::to_value(&pod).unwrap();
+        assert_eq!(serde_json::from_value::<Pod>(json).unwrap(), pod);
+
+        // berth/python, with no source directory: no source-code container, no BERTH_CODE_DIR.
+        let (spec, _dir) = self::spec("berth/python", ModelSource::None).await;
+        let pod = instance_pod(&spec, 1, &settings()).unwrap();
+        let inits = pod.spec.as_ref().unwrap().init_containers.clone().unwrap();
+        assert_eq!(inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["python-environment"]);
+        assert!(!inits[0].args.as_ref().unwrap().contains(&"--code-dir".to_string()));
+        assert!(!env_of(&pod.spec.as_ref().unwrap().containers[0]).contains_key("BERTH_CODE_DIR"));
+
+        // Told to pull AWS's images: the framework image runs itself (berth/python still cannot).
+        let pulling = PodSettings { framework_images: crate::FrameworkImages::Pull, ..settings() };
+        let (spec, _dir) = self::spec(SKLEARN, ModelSource::None).await;
+        let serve = instance_pod(&spec, 1, &pulling).unwrap().spec.unwrap().containers.remove(0);
+        assert_eq!((serve.image.as_deref(), serve.args.as_deref()), (Some(SKLEARN), Some(&["serve".to_string()][..])));
     }
 }

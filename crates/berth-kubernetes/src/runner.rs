@@ -4,7 +4,7 @@
 
 use crate::pod::{self, PodSettings, CONTAINER_PORT, FETCH_CONTAINER, SERVE_CONTAINER};
 use crate::pods::PodWatch;
-use crate::status::{pod_state, PodState};
+use crate::status::{failed_init_container, pod_state, PodState};
 use berth_instances::{out_of_memory_reason, InstanceEvent, InstanceLog, InstanceSlot, InstanceSpec, Runner};
 use futures_util::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -54,9 +54,12 @@ impl PodRunner {
         }
     }
 
-    /// The last lines the init container wrote (why the model data could not be fetched).
-    async fn fetch_log(&self, name: &str) -> String {
-        let params = LogParams { container: Some(FETCH_CONTAINER.into()), tail_lines: Some(5), ..LogParams::default() };
+    /// The last lines the failed init container wrote (why the model data could not be fetched,
+    /// or the Python environment made).
+    async fn init_log(&self, name: &str) -> String {
+        let failed = self.pods.get(name).as_ref().and_then(failed_init_container);
+        let params =
+            LogParams { container: Some(failed.unwrap_or_else(|| FETCH_CONTAINER.into())), tail_lines: Some(5), ..LogParams::default() };
         match self.api.logs(name, &params).await {
             Ok(text) if !text.trim().is_empty() => {
                 format!(" Last lines of its log: {}", text.trim().lines().collect::<Vec<_>>().join(" | "))
@@ -119,7 +122,7 @@ impl Runner for PodRunner {
                 // Already over: `exited` says how.
                 Some(PodState::Ended { .. }) => return Ok(PodRun { name, output: None }),
                 Some(PodState::CannotStart(reason)) => {
-                    let log = self.fetch_log(&name).await;
+                    let log = self.init_log(&name).await;
                     self.delete(&name, 0).await;
                     return Err(format!("{reason}.{log}"));
                 }

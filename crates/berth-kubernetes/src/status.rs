@@ -3,6 +3,7 @@
 //! ended (its exit status, an OOM kill, an eviction).
 
 use crate::pod::SERVE_CONTAINER;
+use crate::program::{CODE_CONTAINER, PYTHON_CONTAINER};
 use k8s_openapi::api::core::v1::Pod;
 
 /// Where a pod is on its way to serving, read from its status.
@@ -23,18 +24,34 @@ pub enum PodState {
 const HOPELESS_WAITS: &[&str] =
     &["ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError"];
 
+/// The init container that failed, if one did (its log says why).
+pub(crate) fn failed_init_container(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.init_container_statuses.as_ref()?;
+    let failed = |c: &&k8s_openapi::api::core::v1::ContainerStatus| {
+        let state = c.state.clone().unwrap_or_default();
+        state.terminated.is_some_and(|t| t.exit_code != 0)
+            || state.waiting.is_some_and(|w| w.reason.is_some_and(|r| HOPELESS_WAITS.contains(&r.as_str())))
+    };
+    statuses.iter().find(failed).map(|c| c.name.clone())
+}
+
 pub fn pod_state(pod: &Pod) -> PodState {
     let Some(status) = &pod.status else { return PodState::Waiting { why: None } };
     let phase = status.phase.as_deref().unwrap_or("Pending");
     let image = |c: &str| {
         pod.spec.as_ref().and_then(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).find(|x| x.name == c)?.image.clone())
     };
-    // The init container that fetches the model data.
+    // The init containers: the model data's, the source directory's, the Python environment's.
     for c in status.init_container_statuses.iter().flatten() {
         let state = c.state.clone().unwrap_or_default();
         if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
+            let what = match c.name.as_str() {
+                PYTHON_CONTAINER => "Could not prepare the Python environment in the instance's pod",
+                CODE_CONTAINER => "Could not download the source directory (SAGEMAKER_SUBMIT_DIRECTORY) into the instance's pod",
+                _ => "Could not download the model data into the instance's pod",
+            };
             return PodState::CannotStart(format!(
-                "Could not download the model data into the instance's pod ({} exited with status {}){}",
+                "{what} ({} exited with status {}){}",
                 c.name,
                 t.exit_code,
                 t.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default()

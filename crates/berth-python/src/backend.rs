@@ -22,11 +22,8 @@ impl PythonBackend {
     /// Makes (or finds) the environment `framework` is served with, then starts the instance
     /// as a `berth worker python serve` process in it.
     async fn start_framework(&self, mut spec: InstanceSpec, framework: Framework) -> Result<Instance, InstanceError> {
-        let code_dir = match &spec.code_dir {
-            Some(dir) => Some(dir.path().to_path_buf()),
-            None => Some(spec.model_dir.path().join("code")).filter(|d| d.is_dir()),
-        };
-        let requirements = code_dir.as_ref().map(|d| d.join("requirements.txt")).filter(|r| r.is_file());
+        let code_dir = crate::code_dir(spec.code_dir.as_ref().map(|d| d.path()), spec.model_dir.path());
+        let requirements = crate::requirements_of(code_dir.as_deref());
         let observer = spec.observer.clone();
         let id = spec.id.clone();
         let progress = move |step: String| {

@@ -96,7 +96,7 @@ impl PythonEnvironments {
             pip.args(set);
             // The operator's settings of pip and the network, nothing else of berth's
             // environment (which may hold credentials).
-            pip.env_clear().envs(std::env::vars_os().filter(|(name, _)| name.to_str().is_some_and(pip_may_see)));
+            pip.env_clear().envs(std::env::vars_os().filter(|(name, _)| name.to_str().is_some_and(|n| pip_may_see(n, true))));
             if let Some(r) = requirements {
                 pip.arg("-r").arg(r);
             }
@@ -128,12 +128,17 @@ impl PythonEnvironments {
 }
 
 /// Whether pip is given this variable of berth's environment: its own settings, the network's
-/// (proxies, certificates), and what finding programs and the user's cache needs.
-fn pip_may_see(name: &str) -> bool {
+/// (proxies), and, on berth's own machine (`local`), what finding programs, certificates and
+/// the user's cache needs (a pod has its image's own).
+pub fn pip_may_see(name: &str, local: bool) -> bool {
     let upper = name.to_ascii_uppercase();
     upper.starts_with("PIP_")
         || upper.ends_with("_PROXY")
-        || matches!(upper.as_str(), "PATH" | "HOME" | "LANG" | "XDG_CACHE_HOME" | "SSL_CERT_FILE" | "SSL_CERT_DIR" | "REQUESTS_CA_BUNDLE")
+        || (local
+            && matches!(
+                upper.as_str(),
+                "PATH" | "HOME" | "LANG" | "XDG_CACHE_HOME" | "SSL_CERT_FILE" | "SSL_CERT_DIR" | "REQUESTS_CA_BUNDLE"
+            ))
 }
 
 /// A model's `requirements.txt` may name packages only — names, extras, version specifiers,

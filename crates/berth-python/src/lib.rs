@@ -15,8 +15,22 @@ pub mod server;
 
 pub use backend::PythonBackend;
 pub use berth_domain::{framework_of, Framework, FrameworkKind};
-pub use environment::{PreparedEnvironment, PythonEnvironments};
+pub use environment::{pip_may_see, PreparedEnvironment, PythonEnvironments};
 pub use server::PythonWorkerSettings;
+
+/// The handler's source directory, as the inference toolkit finds it: the unpacked
+/// `SAGEMAKER_SUBMIT_DIRECTORY` where one is given, else the model archive's `code/`.
+pub fn code_dir(submitted: Option<&std::path::Path>, model_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    match submitted {
+        Some(dir) => Some(dir.to_path_buf()),
+        None => Some(model_dir.join("code")).filter(|d| d.is_dir()),
+    }
+}
+
+/// The `requirements.txt` a model's source directory adds to its environment, if it has one.
+pub fn requirements_of(code_dir: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    code_dir.map(|d| d.join("requirements.txt")).filter(|r| r.is_file())
+}
 
 /// Creates a directory and its missing parents, readable by berth's user only (0700).
 fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {

@@ -274,6 +274,9 @@ class Handlers:
     def __init__(self, framework, model_dir, code_dir=None, program=None, module_name=None):
         if module_name is None:
             code_dir, program = os.environ.get("BERTH_CODE_DIR"), os.environ.get("SAGEMAKER_PROGRAM")
+            # No source directory given: the model archive's code/, as the inference toolkit finds it.
+            if not code_dir and os.path.isdir(os.path.join(model_dir, "code")):
+                code_dir = os.path.join(model_dir, "code")
         functions = load_handlers(framework, code_dir, program, module_name)
         self.model_fn, self.transform_fn, self.input_fn, self.predict_fn, self.output_fn = functions
         # Rows are predicted independently by the frameworks' own predict: batches may be joined.

@@ -34,6 +34,8 @@ const MAX_BATCH: usize = 32;
 #[derive(Debug, Clone)]
 pub struct PythonWorkerSettings {
     pub port: u16,
+    /// The address it listens on: loopback on berth's own machine, the pod's on Kubernetes.
+    pub bind: std::net::IpAddr,
     /// The environment's interpreter.
     pub python: PathBuf,
     /// How many Python processes serve (each loads the model).
@@ -124,7 +126,7 @@ async fn serve(settings: PythonWorkerSettings) -> Result<(), String> {
             .layer(axum::extract::DefaultBodyLimit::max(6 * 1024 * 1024))
             .with_state(jobs_tx)
     };
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await.map_err(|e| format!("cannot listen: {e}"))?;
+    let listener = tokio::net::TcpListener::bind((settings.bind, settings.port)).await.map_err(|e| format!("cannot listen: {e}"))?;
     axum::serve(listener, app).await.map_err(|e| e.to_string())
 }
 

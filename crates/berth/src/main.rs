@@ -89,23 +89,7 @@ enum Command {
     /// Make (or find cached) the Python environment berth's Python runtime serves an image with,
     /// and print its interpreter: warms the cache before deploying, and gives the exact
     /// framework version to train or pickle models with.
-    PreparePython {
-        /// The data directory berth serves from.
-        #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
-        data_dir: std::path::PathBuf,
-        /// A framework image (e.g. 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3) or berth/python.
-        #[arg(long)]
-        image: String,
-        /// A requirements.txt the model adds.
-        #[arg(long)]
-        requirements: Option<std::path::PathBuf>,
-        /// The interpreter environments are made from.
-        #[arg(long, env = "BERTH_PYTHON", default_value = "python3")]
-        python: String,
-        /// Use only an environment made earlier; fail if there is none.
-        #[arg(long, env = "BERTH_OFFLINE")]
-        offline: bool,
-    },
+    PreparePython(PreparePythonArgs),
     /// Fetch a model's data into a directory under berth's archive rules (the Kubernetes
     /// backend's init container runs this in each instance's pod).
     FetchModel(fetch::FetchArgs),
@@ -114,22 +98,67 @@ enum Command {
     Worker(worker::Worker),
 }
 
-fn prepare_python(
-    data_dir: &std::path::Path,
-    image: &str,
-    requirements: Option<&std::path::Path>,
+/// `berth prepare-python`.
+#[derive(clap::Args, Debug)]
+struct PreparePythonArgs {
+    /// The data directory berth serves from (environments are made under its `python/`).
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = ".berth")]
+    data_dir: std::path::PathBuf,
+    /// Make environments under this directory instead of the data directory's `python/`.
+    #[arg(long)]
+    environments: Option<std::path::PathBuf>,
+    /// A framework image (e.g. 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3) or berth/python.
+    #[arg(long)]
+    image: String,
+    /// A requirements.txt the model adds.
+    #[arg(long, conflicts_with_all = ["model_dir", "code_dir"])]
+    requirements: Option<std::path::PathBuf>,
+    /// The model's directory: its `code/requirements.txt`, if any, is added (unless --code-dir).
+    #[arg(long)]
+    model_dir: Option<std::path::PathBuf>,
+    /// The handler's source directory (SAGEMAKER_SUBMIT_DIRECTORY, unpacked): its
+    /// `requirements.txt`, if any, is added.
+    #[arg(long)]
+    code_dir: Option<std::path::PathBuf>,
+    /// Also make this path a symbolic link to the environment (the Kubernetes backend's pods
+    /// serve with PATH/bin/python).
+    #[arg(long)]
+    link: Option<std::path::PathBuf>,
+    /// The interpreter environments are made from.
+    #[arg(long, env = "BERTH_PYTHON", default_value = "python3")]
     python: String,
+    /// Use only an environment made earlier; fail if there is none.
+    #[arg(long, env = "BERTH_OFFLINE")]
     offline: bool,
-) -> anyhow::Result<()> {
+}
+
+fn prepare_python(args: PreparePythonArgs) -> anyhow::Result<()> {
+    let image = &args.image;
     let framework =
         berth_python::Framework::of_image(image).ok_or_else(|| anyhow::anyhow!("{image} is not served by berth's Python runtime"))?;
-    std::fs::create_dir_all(data_dir)?;
-    let environments = berth_python::PythonEnvironments::new(data_dir.canonicalize()?.join("python"), python, offline);
+    let root = match args.environments {
+        Some(dir) => dir,
+        None => args.data_dir.join("python"),
+    };
+    std::fs::create_dir_all(&root)?;
+    let environments = berth_python::PythonEnvironments::new(root.canonicalize()?, args.python, args.offline);
+    let code_dir = args.model_dir.as_deref().and_then(|model| berth_python::code_dir(args.code_dir.as_deref(), model));
+    let requirements = args.requirements.or_else(|| berth_python::requirements_of(code_dir.as_deref().or(args.code_dir.as_deref())));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let progress = |step: String| eprintln!("{step}");
-    let prepared = runtime.block_on(environments.prepare(&framework, requirements, &progress)).map_err(anyhow::Error::msg)?;
+    let prepared = runtime.block_on(environments.prepare(&framework, requirements.as_deref(), &progress)).map_err(anyhow::Error::msg)?;
     if let Some(note) = prepared.note {
         eprintln!("{note}");
+    }
+    let environment = prepared.python.parent().and_then(std::path::Path::parent).unwrap_or(&root);
+    if let Some(link) = &args.link {
+        // Relative where the link sits beside the environment, so that the directory can move.
+        let target = match (environment.parent(), link.parent()) {
+            (Some(a), Some(b)) if a == b.canonicalize().unwrap_or_default() => environment.file_name().map(Into::into).unwrap_or_default(),
+            _ => environment.to_path_buf(),
+        };
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(&target, link).map_err(|e| anyhow::anyhow!("cannot link {}: {e}", link.display()))?;
     }
     println!("{}", prepared.python.display());
     Ok(())
@@ -149,9 +178,7 @@ fn main() -> std::process::ExitCode {
         Command::Worker(worker) => worker::run(worker),
         Command::FetchModel(args) => fetch::run(args),
         Command::InstallOnnxruntime { data_dir } => install_onnxruntime(&data_dir),
-        Command::PreparePython { data_dir, image, requirements, python, offline } => {
-            prepare_python(&data_dir, &image, requirements.as_deref(), python, offline)
-        }
+        Command::PreparePython(args) => prepare_python(args),
         Command::Endpoints { server } => cli::endpoints(server),
         Command::Invoke { server, args } => cli::invoke(server, args),
         Command::Weights { server, args } => cli::weights(server, args),

@@ -94,6 +94,11 @@ pub struct ServeArgs {
     /// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY for S3).
     #[arg(long, env = "BERTH_KUBERNETES_MODEL_SECRET")]
     pub(super) kubernetes_model_secret: Option<String>,
+    /// How AWS's framework images (scikit-learn, XGBoost, PyTorch) run as pods: `runtime`
+    /// (berth's Python runtime in berth's image, the framework's packages from the package
+    /// registry) or `pull` (the image itself, for a cluster that can pull from AWS's ECR).
+    #[arg(long, env = "BERTH_KUBERNETES_FRAMEWORK_IMAGES", default_value = "runtime", value_parser = ["runtime", "pull"])]
+    pub(super) kubernetes_framework_images: String,
     /// Whether an image the Docker engine lacks is pulled from its registry: `never` (only
     /// images built or loaded on this machine run) or `missing`.
     #[arg(long, env = "BERTH_DOCKER_PULL", default_value = "never", value_parser = ["never", "missing"])]
@@ -101,6 +106,7 @@ pub struct ServeArgs {
     /// Whether berth's Python runtime serves `berth/python` and AWS's framework images
     /// (scikit-learn, XGBoost) the Docker engine does not hold: `on` runs the model's own code
     /// (its handler script and pickled model) as berth's user, so it is `off` unless allowed.
+    /// With `--backend kubernetes` it runs in the model's own pods, always allowed.
     #[arg(long, env = "BERTH_PYTHON_RUNTIME", default_value = "off", value_parser = ["off", "on"])]
     pub(super) python_runtime: String,
     /// The Python interpreter the runtime's environments are made from (3.8 or newer, with venv).

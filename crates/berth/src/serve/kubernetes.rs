@@ -2,7 +2,7 @@
 
 use super::args::ServeArgs;
 use berth_instances::{InstanceBudget, SupervisorSettings};
-use berth_kubernetes::{KubernetesBackend, KubernetesConfig, PodSettings};
+use berth_kubernetes::{FrameworkImages, KubernetesBackend, KubernetesConfig, PodSettings};
 use tracing::info;
 
 /// The Kubernetes backend `--backend kubernetes` asks for, connected.
@@ -35,6 +35,11 @@ pub(super) async fn backend(
             stop_grace_secs: i64::try_from(supervision.stop_grace.as_secs()).unwrap_or(30),
             server_label: server,
             owner: None,
+            framework_images: match args.kubernetes_framework_images.as_str() {
+                "pull" => FrameworkImages::Pull,
+                _ => FrameworkImages::Runtime,
+            },
+            pip_environment: std::env::vars().filter(|(name, _)| berth_python::pip_may_see(name, false)).collect(),
         },
     };
     let backend = KubernetesBackend::connect(config, supervision.clone(), budget.clone()).await.map_err(anyhow::Error::msg)?;

@@ -178,12 +178,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let environments = PythonEnvironments::new(data_dir.join("python"), args.python.clone(), args.offline);
         Arc::new(PythonBackend::new(processes.clone(), environments)) as Arc<dyn FrameworkRuntime>
     });
-    info!(
-        runtime = %args.python_runtime,
-        interpreter = %args.python,
-        offline = args.offline,
-        "berth/python and framework images without Docker run the model's own code through berth's Python runtime"
-    );
+    if pods.is_none() {
+        info!(
+            runtime = %args.python_runtime,
+            interpreter = %args.python,
+            offline = args.offline,
+            "berth/python and framework images without Docker run the model's own code through berth's Python runtime"
+        );
+    }
     let onnx_runtime: Arc<dyn berth_instances::Prerequisite> =
         Arc::new(crate::onnxruntime::OnnxRuntimeInstaller::new(data_dir.clone(), args.offline));
     let backend = Arc::new(ImageBackends {
@@ -217,7 +219,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_startup_timeout: Duration::from_secs(args.startup_timeout),
         exec_roots,
         file_roots,
-        python_runtime: args.python_runtime == "on",
+        // On Kubernetes the model's code runs in a pod of its own, never as berth's user.
+        python_runtime: args.python_runtime == "on" || pods.is_some(),
         clock: Arc::new(berth_domain::SystemClock),
     };
 
