@@ -20,10 +20,11 @@ reference (core/v1 Pod, apps/v1 Deployment, meta/v1 Status and WatchEvent, polic
 
 The kubelet half runs each pod on this machine: it schedules against one node's allocatable CPU
 and memory (Unschedulable otherwise), "pulls" only the images it is told of (ErrImagePull, then
-ImagePullBackOff, for others), runs the init containers then the serving container as real
-processes (their emptyDir volumes are directories here, and mount paths in their arguments and
-environment are rewritten to them, since a process here has no mount namespace), gives each pod
-its own loopback address (127.77.x.y) whose port 8080 it forwards to the process, probes
+ImagePullBackOff, for others), runs the init containers then the serving container (and any
+sidecars) as real processes (their emptyDir volumes are directories here, and mount paths in
+their arguments and environment are rewritten to them, since a process here has no mount
+namespace; KUBE_FAKE_MOUNTS tells them the mounts), gives each pod its own loopback address
+(127.77.x.y) whose port 8080 (and each sidecar's declared port) it forwards to the process, probes
 readiness with the pod's httpGet probe, and reports exits (exit status 137 from SIGKILL it did
 not send as OOMKilled) and node-pressure evictions as a kubelet does.
 
@@ -149,6 +150,7 @@ class PodRuntime:
         self.proc = None
         self.killed_by_kubelet = False
         self.listener = None
+        self.sidecars = []  # (process, listener) of the pod's other containers
         self.ip = None
         self.logs = {}  # container -> path
         self.done = threading.Event()
@@ -228,6 +230,9 @@ def run_container(rt, c, mounts, port=None):
     for source in c.get("envFrom") or []:
         secret = (source.get("secretRef") or {}).get("name")
         env.update(SETTINGS["secrets"].get(secret, {}))
+    # Paths the pod's containers are sent at run time (a multi-model container's POST /models)
+    # cannot be rewritten: the mounts are told, for the test images that read such paths.
+    env["KUBE_FAKE_MOUNTS"] = json.dumps(mounts)
     if "/opt/ml/model" in mounts:
         env.setdefault("SM_MODEL_DIR", mounts["/opt/ml/model"])
     if port:
@@ -317,6 +322,18 @@ def kubelet(ns, name):
     rt.listener.listen(128)
     threading.Thread(target=forward, args=(rt.listener, port, rt), daemon=True).start()
     rt.proc = run_container(rt, serve, mounts, port)
+    # The pod's other containers (sidecars): each declared port of the pod's address forwarded too.
+    for c in spec["containers"][1:]:
+        declared = [p["containerPort"] for p in c.get("ports") or []]
+        listener, local = None, None
+        if declared:
+            local = free_port()
+            listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((rt.ip, declared[0]))
+            listener.listen(128)
+            threading.Thread(target=forward, args=(listener, local, rt), daemon=True).start()
+        rt.sidecars.append((run_container(rt, c, mounts, local), listener))
     started = now()
 
     def running(p):
@@ -351,6 +368,9 @@ def kubelet(ns, name):
         rt.done.wait(0.3)
     code = rt.proc.wait()
     rt.listener.close()
+    for sidecar, _ in rt.sidecars:
+        if sidecar.poll() is None:
+            sidecar.terminate()
     if rt.killed_by_kubelet:
         return  # deleted or evicted: the deleter says what became of the pod
     if code < 0:
@@ -385,6 +405,12 @@ def stop_pod(rt, grace):
             proc.wait()
     if rt.listener:
         rt.listener.close()
+    for sidecar, listener in rt.sidecars:
+        if sidecar.poll() is None:
+            os.killpg(sidecar.pid, signal.SIGKILL)
+            sidecar.wait()
+        if listener:
+            listener.close()
 
 
 def delete_pod(ns, name, grace):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.error
 import urllib.request
 
 import boto3
@@ -385,6 +386,42 @@ def test_berth_python_runs_in_berths_image_with_its_environment_made_in_the_pod(
     assert "Could not prepare the Python environment in the instance's pod (python-environment exited with status 1)" in reason, reason
     assert "is not a package requirement" in reason, reason
     delete(sm, hostile, kube)
+
+
+def test_a_multi_model_endpoint_loads_models_through_its_pods_own_loader(server, kube, s3_server):
+    """Mode MultiModel as pods: the pod's model-loader sidecar fetches each TargetModel from the
+    variant's prefix into the volume the container sees at /opt/ml/models, then berth loads it
+    into the container (POST /models). The loader takes only model names and keys under its
+    prefix."""
+    sm, runtime = server.sm(), server.runtime()
+    s3, bucket = new_bucket(s3_server, "kube-mme")
+    for key in ("one", "two"):
+        s3.put_object(Bucket=bucket, Key=f"mme/{key}.tar.gz", Body=tar_gz({"model.txt": f"weights {key}".encode()}))
+    name = unique("kube-mme")
+    container = {"Image": ECHO_IMAGE, "Mode": "MultiModel", "ModelDataUrl": f"s3://{bucket}/mme/", "Environment": {"ECHO_NAME": name}}
+    sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
+    create_endpoint(sm, name, [("V", name)])
+    d = wait_status(sm, name, timeout=60)
+    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    (pod,) = kube.pods(endpoint=name)
+    serve, loader = pod["spec"]["containers"]
+    assert {"name": "models", "mountPath": "/opt/ml/models", "readOnly": True} in serve["volumeMounts"]
+    assert (loader["name"], loader["image"], loader["args"][:5]) == ("model-loader", BERTH_IMAGE, ["model-loader", "--into", "/opt/ml/models", "--prefix", f"s3://{bucket}/mme/"])
+    assert loader["envFrom"][0]["secretRef"]["name"] == "model-s3"
+    for key in ("one", "two", "one"):
+        r = runtime.invoke_endpoint(EndpointName=name, TargetModel=f"{key}.tar.gz", Body=b"hi", ContentType="text/plain")
+        assert f"weights {key}" in r["Body"].read().decode(), key
+    with pytest.raises(Exception) as e:
+        runtime.invoke_endpoint(EndpointName=name, TargetModel="missing.tar.gz", Body=b"hi", ContentType="text/plain")
+    assert "Failed to download model data for TargetModel missing.tar.gz" in str(e.value), e.value
+
+    loader_url = f"http://{pod['status']['podIP']}:8081/models"
+    for hostile in ({"model_name": "../escape", "target": "one.tar.gz"}, {"model_name": "x", "target": "/etc/passwd"}, {"model_name": "x"}):
+        request = urllib.request.Request(loader_url, data=json.dumps(hostile).encode(), method="POST", headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 400, hostile
+    delete(sm, name, kube)
 
 
 def test_models_the_backend_cannot_run_as_pods_fail_with_why(server, kube):

@@ -98,6 +98,10 @@ class Handler(BaseHTTPRequestHandler):
         if name in LOADED:
             self.answer(409, json.dumps({"message": f"Model {name} is already loaded"}))
             return
+        # Under kube_fake.py a mount path is a directory elsewhere (no mount namespace there).
+        for path, local in json.loads(os.environ.get("KUBE_FAKE_MOUNTS", "{}")).items():
+            if url.startswith(path + "/"):
+                url = local + url[len(path):]
         try:
             with open(os.path.join(url, "model.txt"), encoding="utf-8") as f:
                 LOADED[name] = (url, f.read().strip())

@@ -313,7 +313,10 @@ impl Controller {
                 variant: variant.to_string(),
                 image: image.clone(),
                 model_dir: model_dir.clone(),
-                model_source: ModelSource::of(data),
+                model_source: match container.is_multi_model() {
+                    true => ModelSource::MultiModel(container.model_data_url.clone().unwrap_or_default()),
+                    false => ModelSource::of(data),
+                },
                 code_dir: code_dir.clone(),
                 environment: container.environment.clone(),
                 berth_environment: berth_environment.clone(),
@@ -398,6 +401,7 @@ impl Controller {
             keep_loaded: !v.container.model_cache_disabled,
             staging: Some(self.settings.data_dir.clone()),
             in_container: self.runs_in_container(&v.container),
+            loader_port: self.settings.model_loader_port,
         }))
     }
 

@@ -116,6 +116,9 @@ pub struct ControllerSettings {
     /// Whether berth's Python runtime may run models' own code (`--python-runtime on`):
     /// `berth/python`, and AWS's framework images without Docker.
     pub python_runtime: bool,
+    /// Where each instance of a multi-model variant has a model loader of its own (a pod's
+    /// `berth model-loader` sidecar, on Kubernetes): its port. None: berth stages models itself.
+    pub model_loader_port: Option<u16>,
     /// Where every time of day the controller stores or compares comes from.
     pub clock: Arc<dyn Clock>,
 }
@@ -133,6 +136,7 @@ impl ControllerSettings {
             exec_roots: AllowedRoots::default(),
             file_roots: AllowedRoots::default(),
             python_runtime: false,
+            model_loader_port: None,
             clock: Arc::new(TokioClock::new()),
         }
     }

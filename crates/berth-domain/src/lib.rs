@@ -49,7 +49,7 @@ pub use model::{
     environment_name_refused, validate_environment, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, MultiContainer, S3DataSource,
     VpcConfig,
 };
-pub use multi_model::{is_model_name, ModelLoadRequest};
+pub use multi_model::{is_model_name, ModelFetchRequest, ModelLoadRequest};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
 pub use private_paths::redact_private_paths;
 pub use time::{Clock, SystemClock, Timestamp};

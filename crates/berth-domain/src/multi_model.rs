@@ -12,6 +12,16 @@ pub struct ModelLoadRequest {
     pub url: String,
 }
 
+/// `POST /models` to a multi-model pod's model loader (`berth model-loader`): fetch the archive
+/// of `target` (a key under the variant's model prefix) into the models' directory, as
+/// `model_name`. It answers the fetched files' bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFetchRequest {
+    pub model_name: String,
+    pub target: String,
+}
+
 /// A name berth gives models: letters, digits, `.`, `_` and `-`, at most 256.
 pub fn is_model_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))

@@ -52,6 +52,9 @@ pub enum ModelSource {
         uri: String,
         gzip: bool,
     },
+    /// A multi-model container's `ModelDataUrl`: the prefix its models are fetched from as
+    /// they are called, none at start.
+    MultiModel(String),
 }
 
 impl ModelSource {
@@ -66,7 +69,7 @@ impl ModelSource {
 
     pub fn as_data(&self) -> ModelData<'_> {
         match self {
-            ModelSource::None => ModelData::None,
+            ModelSource::None | ModelSource::MultiModel(_) => ModelData::None,
             ModelSource::Url(u) => ModelData::Url(u),
             ModelSource::S3Prefix(u) => ModelData::S3Prefix(u),
             ModelSource::S3Object { uri, gzip } => ModelData::S3Object { uri, gzip: *gzip },

@@ -146,6 +146,23 @@ pub struct WorkerAccess {
     pub reads: Vec<PathBuf>,
 }
 
+/// The bytes of the files under a directory (a model's size as loaded, approximately).
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
 /// Where a multi-model container sees the models berth loads into it.
 pub const STAGED_MODELS_MOUNT: &str = "/opt/ml/models";
 

@@ -17,7 +17,7 @@ mod program;
 mod runner;
 mod status;
 
-pub use pod::{instance_pod, label_value, pod_name, PodSettings, LABEL_ISOLATED};
+pub use pod::{instance_pod, label_value, pod_name, PodSettings, LABEL_ISOLATED, MODEL_LOADER_PORT};
 pub use program::FrameworkImages;
 pub use status::{pod_state, PodState};
 

@@ -6,7 +6,7 @@
 
 use crate::program::{code_container, program, python_container, python_environment, submitted_code, CODE_MOUNT, PYTHON_MOUNT, TMP_MOUNT};
 use berth_domain::{instance_memory_mib, instance_vcpus};
-use berth_instances::{InstanceSpec, ModelSource};
+use berth_instances::{InstanceSpec, ModelSource, STAGED_MODELS_MOUNT};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, HTTPGetAction, Pod, PodSecurityContext, PodSpec,
     Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
@@ -23,6 +23,9 @@ pub const MODEL_MOUNT: &str = "/opt/ml/model";
 /// The instance's container, and the init container that fetches its model data.
 pub const SERVE_CONTAINER: &str = "serve";
 pub const FETCH_CONTAINER: &str = "model-data";
+/// A multi-model instance's sidecar, and the port it listens on.
+pub const LOADER_CONTAINER: &str = "model-loader";
+pub const MODEL_LOADER_PORT: u16 = 8081;
 /// The user berth's image runs as (its Dockerfile makes it).
 pub const BERTH_IMAGE_USER: i64 = 10001;
 
@@ -100,11 +103,6 @@ pub(crate) fn size(spec: &InstanceSpec) -> (u32, u64) {
 
 /// The pod of attempt `attempt` of the instance.
 pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -> Result<Pod, String> {
-    if spec.staged_models.is_some() {
-        return Err(
-            "multi-model endpoints load models into berth's own machine's containers; the Kubernetes backend does not run them yet".into(),
-        );
-    }
     let program = program(spec, settings)?;
     let (vcpus, memory_mib) = size(spec);
     let mut environment = spec.environment.clone();
@@ -121,7 +119,11 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
         BTreeMap::from([("cpu".to_string(), Quantity(vcpus.to_string())), ("memory".to_string(), Quantity(format!("{memory_mib}Mi")))]);
     // Requests are limits: the instance has its type's size to itself, as on SageMaker.
     let instance_size = ResourceRequirements { requests: Some(quantities.clone()), limits: Some(quantities), ..Default::default() };
-    let has_model = spec.model_source != ModelSource::None;
+    let has_model = !matches!(spec.model_source, ModelSource::None | ModelSource::MultiModel(_));
+    let models_prefix = match &spec.model_source {
+        ModelSource::MultiModel(prefix) => Some(prefix.as_str()),
+        _ => None,
+    };
     let code = program.python.as_ref().and_then(|_| submitted_code(spec));
     let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
         name: name.into(),
@@ -146,6 +148,9 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
     if code.is_some() {
         volume("code", CODE_MOUNT, settings.model_volume_bytes, true);
     }
+    if models_prefix.is_some() {
+        volume("models", STAGED_MODELS_MOUNT, settings.model_volume_bytes, true);
+    }
     if program.python.is_some() {
         volume("python", PYTHON_MOUNT, None, true);
         volume("tmp", TMP_MOUNT, None, false);
@@ -163,7 +168,7 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
                 }
                 a
             }
-            ModelSource::None => vec![],
+            ModelSource::None | ModelSource::MultiModel(_) => vec![],
         });
         if let Some(bytes) = settings.model_volume_bytes {
             args.extend(["--max-model-bytes".to_string(), bytes.to_string()]);
@@ -202,6 +207,10 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
         security_context: Some(container_security(program.berth_owned)),
         ..Default::default()
     };
+    let mut containers = vec![serve];
+    if let Some(prefix) = models_prefix {
+        containers.push(loader_container(prefix, settings, mount("models", STAGED_MODELS_MOUNT, false)));
+    }
     let mut labels = BTreeMap::from([
         (LABEL_MANAGED_BY.to_string(), "berth".to_string()),
         (LABEL_COMPONENT.to_string(), "instance".to_string()),
@@ -234,12 +243,47 @@ pub fn instance_pod(spec: &InstanceSpec, attempt: u32, settings: &PodSettings) -
                 ..Default::default()
             }),
             init_containers: Some(init_containers).filter(|c| !c.is_empty()),
-            containers: vec![serve],
+            containers,
             volumes: Some(volumes).filter(|v| !v.is_empty()),
             ..Default::default()
         }),
         status: None,
     })
+}
+
+/// The sidecar of a multi-model instance's pod (`berth model-loader`): fetches each model berth
+/// asks for from the variant's prefix into the volume the model container sees at
+/// `/opt/ml/models`, as SageMaker's platform puts a model on the instance's disk before the
+/// container loads it.
+fn loader_container(prefix: &str, settings: &PodSettings, mount: VolumeMount) -> Container {
+    let mut args = ["model-loader", "--into", STAGED_MODELS_MOUNT, "--prefix", prefix].map(String::from).to_vec();
+    if let Some(bytes) = settings.model_volume_bytes {
+        args.extend(["--max-model-bytes".to_string(), bytes.to_string()]);
+    }
+    let mut environment = settings.fetch_environment.clone();
+    environment.push(("SAGEMAKER_BIND_TO_PORT".into(), MODEL_LOADER_PORT.to_string()));
+    environment.push(("BERTH_WORKER_BIND".into(), "0.0.0.0".into()));
+    let fetch = fetch_container(settings, mount);
+    Container {
+        name: LOADER_CONTAINER.into(),
+        args: Some(args),
+        env: Some(env_vars(environment)),
+        ports: Some(vec![ContainerPort {
+            container_port: MODEL_LOADER_PORT.into(),
+            name: Some("model-loader".into()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/ping".into()),
+                port: IntOrString::Int(MODEL_LOADER_PORT.into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(5),
+            ..Default::default()
+        }),
+        ..fetch
+    }
 }
 
 /// Environment variables from names and values.

@@ -259,16 +259,37 @@ impl Forwarder {
     /// One call of the container's management API (SageMaker's multi-model container API:
     /// load and unload), answered with its status and body; within the model load timeout.
     pub(crate) async fn call(&self, slot: &InstanceSlot, method: &str, path: &str, body: &[u8]) -> Result<(u16, Bytes), String> {
+        self.call_at(slot, None, method, path, body).await
+    }
+
+    /// A management call to another port of the instance's address (a pod's model loader), or
+    /// to the instance itself (`port` None).
+    pub(crate) async fn call_at(
+        &self,
+        slot: &InstanceSlot,
+        port: Option<u16>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, Bytes), String> {
         let json = HeaderValue::from_static("application/json");
         let headers = RequestHeaders { content_type: Some(&json), accept: None, custom_attributes: None, inference_id: None };
         let exchange = async {
             // A fresh connection: a management call is rare, and must not be lost to one the
             // instance closed while it was idle.
-            let mut conn = ConnectionPool::connect(slot).await?;
+            let mut conn = match port {
+                None => ConnectionPool::connect(slot).await?,
+                Some(port) => {
+                    let addr = std::net::SocketAddr::new(slot.addr().ip(), port);
+                    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
+                    Conn::new(stream, addr)
+                }
+            };
             conn.send_request(method, path, &headers, body).await.map_err(|e| format!("{method} {path}: {e}"))?;
             let head = conn.read_head().await.map_err(|e| format!("{method} {path}: {e}"))?;
             let answer = conn.read_body(&head, MAX_ERROR_TEXT).await.map_err(|e| format!("{method} {path}: {e}"))?;
-            if conn.reusable_after(&head) {
+            // Only the instance's own connections are pooled (the pool is by instance).
+            if port.is_none() && conn.reusable_after(&head) {
                 self.pool.put(slot.serial(), conn);
             }
             Ok((head.status, answer))

@@ -7,8 +7,8 @@
 //! With `ModelCacheSetting: Disabled` a model is unloaded after each call.
 
 use crate::forward::{Forwarder, InvokeError};
-use berth_domain::ModelLoadRequest;
-use berth_instances::{staged_models_dir, InstanceSlot, ModelArtifacts, ModelData, ModelDir, STAGED_MODELS_MOUNT};
+use berth_domain::{ModelFetchRequest, ModelLoadRequest};
+use berth_instances::{dir_bytes, staged_models_dir, InstanceSlot, ModelArtifacts, ModelData, ModelDir, STAGED_MODELS_MOUNT};
 use berth_metrics::VariantMetrics;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -38,6 +38,10 @@ pub struct ModelCacheSettings {
     /// Whether the instances are containers, which see their staged models at
     /// [`STAGED_MODELS_MOUNT`] (a local process sees the staged directory itself).
     pub in_container: bool,
+    /// The port of each instance's own model loader (`berth model-loader`, the sidecar of a
+    /// pod on Kubernetes), which fetches a model into the instance's [`STAGED_MODELS_MOUNT`]
+    /// when berth asks; None: berth fetches and stages models itself.
+    pub loader_port: Option<u16>,
 }
 
 /// The models each instance of one multi-model variant has loaded.
@@ -66,8 +70,9 @@ struct Resident {
 
 struct Loaded {
     bytes: u64,
-    /// The unpacked archive, kept while any instance has the model loaded.
-    _dir: ModelDir,
+    /// The unpacked archive, kept while any instance has the model loaded (None: the
+    /// instance's own loader holds its files).
+    _dir: Option<ModelDir>,
 }
 
 /// A model being used for one call; the model cannot be unloaded meanwhile.
@@ -91,7 +96,7 @@ impl Drop for ModelUse {
             tokio::spawn(async move {
                 if cache.forget_if_idle(serial, &resident) {
                     let unloading = Instant::now();
-                    if let Err(e) = unload(&forwarder, &slot, &resident.name, cache.settings.staging.as_deref()).await {
+                    if let Err(e) = unload(&forwarder, &slot, &resident.name, &cache.settings).await {
                         tracing::warn!(instance = %slot.id, model = %resident.name, error = %e, "unloading a model failed");
                     }
                     metrics.model_unloading_us.record(micros(unloading.elapsed()));
@@ -277,15 +282,36 @@ impl ModelCache {
     ) -> Result<Loaded, String> {
         let url = join(&self.settings.prefix, target);
         let fetch = Instant::now();
-        let dir =
-            self.settings.artifacts.prepare(ModelData::Url(&url), self.settings.download_timeout).await.map_err(|e| {
-                format!("Failed to download model data for TargetModel {target} ({url}): {e}. Make sure the archive is there.")
-            })?;
+        let failed =
+            |e: String| format!("Failed to download model data for TargetModel {target} ({url}): {e}. Make sure the archive is there.");
+        let (bytes, dir) = match self.settings.loader_port {
+            Some(port) => {
+                let request = ModelFetchRequest { model_name: resident.name.clone(), target: target.to_string() };
+                let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+                let (status, answer) = forwarder.call_at(slot, Some(port), "POST", "/models", &body).await.map_err(failed)?;
+                let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+                if !(200..300).contains(&status) {
+                    return Err(failed(answer["error"].as_str().unwrap_or("the instance's model loader failed").to_string()));
+                }
+                (answer["bytes"].as_u64().unwrap_or(0), None)
+            }
+            None => {
+                let dir = self
+                    .settings
+                    .artifacts
+                    .prepare(ModelData::Url(&url), self.settings.download_timeout)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                // Walking the model's files is blocking I/O: off the request's thread.
+                let files = dir.path().to_path_buf();
+                (tokio::task::spawn_blocking(move || dir_bytes(&files)).await.map_err(|e| e.to_string())?, Some(dir))
+            }
+        };
         metrics.model_downloading_us.record(micros(fetch.elapsed()));
-        // Walking the model's files is blocking I/O: off the request's thread.
-        let files = dir.path().to_path_buf();
-        let bytes = tokio::task::spawn_blocking(move || dir_bytes(&files)).await.map_err(|e| e.to_string())?;
         if bytes > self.settings.memory_bytes {
+            if let Some(port) = self.settings.loader_port {
+                let _ = forwarder.call_at(slot, Some(port), "DELETE", &format!("/models/{}", resident.name), b"").await;
+            }
             return Err(format!(
                 "TargetModel {target} needs {} MiB, more than an instance's {} MiB.",
                 bytes >> 20,
@@ -295,16 +321,17 @@ impl ModelCache {
         // Unload the least recently used idle models until this one fits.
         while let Some(victim) = self.victim(slot.serial(), bytes, resident) {
             let unloading = Instant::now();
-            if let Err(e) = unload(forwarder, slot, &victim, self.settings.staging.as_deref()).await {
+            if let Err(e) = unload(forwarder, slot, &victim, &self.settings).await {
                 tracing::warn!(instance = %slot.id, model = %victim, error = %e, "unloading a model failed");
             }
             metrics.model_unloading_us.record(micros(unloading.elapsed()));
             metrics.set_loaded_models(self.loaded_count());
         }
         let loading = Instant::now();
-        let url = match &self.settings.staging {
-            None => dir.path().display().to_string(),
-            Some(data_dir) => {
+        let url = match (&self.settings.staging, &dir) {
+            (_, None) => format!("{STAGED_MODELS_MOUNT}/{}", resident.name),
+            (None, Some(dir)) => dir.path().display().to_string(),
+            (Some(data_dir), Some(dir)) => {
                 let staged = staged_models_dir(data_dir, &slot.id).join(&resident.name);
                 let (source, into) = (dir.path().to_path_buf(), staged.clone());
                 tokio::task::spawn_blocking(move || link_tree(&source, &into))
@@ -366,10 +393,15 @@ impl ModelCache {
     }
 }
 
-/// Unloads a model from the instance's container, then removes its staged files (if any).
-async fn unload(forwarder: &Forwarder, slot: &InstanceSlot, name: &str, staging: Option<&Path>) -> Result<(), String> {
+/// Unloads a model from the instance's container, then removes its staged files (if any, or
+/// has the instance's loader remove them).
+async fn unload(forwarder: &Forwarder, slot: &InstanceSlot, name: &str, settings: &ModelCacheSettings) -> Result<(), String> {
     let (status, answer) = forwarder.call(slot, "DELETE", &format!("/models/{name}"), b"").await?;
-    if let Some(data_dir) = staging {
+    if let Some(port) = settings.loader_port {
+        if let Err(e) = forwarder.call_at(slot, Some(port), "DELETE", &format!("/models/{name}"), b"").await {
+            tracing::warn!(instance = %slot.id, model = name, error = %e, "the model loader could not remove a model's files");
+        }
+    } else if let Some(data_dir) = &settings.staging {
         let _ = tokio::fs::remove_dir_all(staged_models_dir(data_dir, &slot.id).join(name)).await;
     }
     match status {
@@ -405,23 +437,6 @@ fn join(prefix: &str, target: &str) -> String {
     } else {
         format!("{prefix}/{target}")
     }
-}
-
-/// The bytes of the files under a directory (a model's size as loaded, approximately).
-fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(t) if t.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
-                _ => {}
-            }
-        }
-    }
-    total
 }
 
 fn micros(d: Duration) -> u64 {

@@ -24,6 +24,13 @@ pub struct FetchArgs {
     s3_object: Option<String>,
     #[arg(long, requires = "s3_object")]
     gzip: bool,
+    #[command(flatten)]
+    limits: FetchLimits,
+}
+
+/// The archive rules' limits of a fetch (berth's own `--max-model-*` flags pass them on).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FetchLimits {
     /// Largest total size in bytes the model may unpack to.
     #[arg(long, default_value_t = 20 * 1024 * 1024 * 1024)]
     max_model_bytes: u64,
@@ -35,7 +42,18 @@ pub struct FetchArgs {
     max_model_expansion: u64,
     /// Longest the download and unpacking may take, in seconds.
     #[arg(long, default_value_t = 3600)]
-    timeout: u64,
+    pub timeout: u64,
+}
+
+impl FetchLimits {
+    pub fn extract(&self) -> ExtractLimits {
+        ExtractLimits {
+            max_total_bytes: self.max_model_bytes,
+            max_entries: self.max_model_files,
+            max_ratio: self.max_model_expansion.max(1),
+            deadline: None,
+        }
+    }
 }
 
 pub fn run(args: FetchArgs) -> anyhow::Result<()> {
@@ -52,17 +70,12 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
     }
     // Fetched beside its destination (same file system), then moved into it.
     let staging = args.into.join(".berth-fetch");
-    let limits = ExtractLimits {
-        max_total_bytes: args.max_model_bytes,
-        max_entries: args.max_model_files,
-        max_ratio: args.max_model_expansion.max(1),
-        deadline: None,
-    };
+    let limits = args.limits.extract();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let fetched = runtime.block_on(async {
         // No file:// roots: the model data comes from S3, never from the pod's own files.
         let artifacts = ModelArtifacts::new(staging.clone(), limits, AllowedRoots::default());
-        let dir = artifacts.prepare(source.as_data(), Duration::from_secs(args.timeout)).await?;
+        let dir = artifacts.prepare(source.as_data(), Duration::from_secs(args.limits.timeout)).await?;
         let moved = move_children(dir.path(), &args.into);
         drop(dir);
         moved
@@ -76,7 +89,7 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
 }
 
 /// Moves what `from` holds into `to` (renames: the same file system); returns the files moved.
-fn move_children(from: &Path, to: &Path) -> anyhow::Result<usize> {
+pub(crate) fn move_children(from: &Path, to: &Path) -> anyhow::Result<usize> {
     let mut moved = 0;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
@@ -87,7 +100,7 @@ fn move_children(from: &Path, to: &Path) -> anyhow::Result<usize> {
 }
 
 /// Directories 0755 and files 0644 under `dir` (symbolic links are never followed).
-fn readable_by_all(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn readable_by_all(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

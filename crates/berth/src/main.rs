@@ -8,6 +8,7 @@ mod fetch;
 mod forwarding;
 mod listener;
 mod metrics_history;
+mod model_loader;
 mod onnxruntime;
 mod replication;
 mod security;
@@ -93,6 +94,10 @@ enum Command {
     /// Fetch a model's data into a directory under berth's archive rules (the Kubernetes
     /// backend's init container runs this in each instance's pod).
     FetchModel(fetch::FetchArgs),
+    /// The sidecar of a multi-model instance's pod: fetches the models berth asks for into the
+    /// directory the model container loads them from (berth starts it in each such pod).
+    #[command(hide = true)]
+    ModelLoader(model_loader::LoaderArgs),
     /// A built-in image's worker process (berth starts these itself).
     #[command(hide = true, subcommand)]
     Worker(worker::Worker),
@@ -177,6 +182,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Worker(worker) => worker::run(worker),
         Command::FetchModel(args) => fetch::run(args),
+        Command::ModelLoader(args) => model_loader::run(args),
         Command::InstallOnnxruntime { data_dir } => install_onnxruntime(&data_dir),
         Command::PreparePython(args) => prepare_python(args),
         Command::Endpoints { server } => cli::endpoints(server),

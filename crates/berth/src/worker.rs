@@ -60,7 +60,7 @@ fn run_python() -> anyhow::Result<()> {
 }
 
 /// The address a worker listens on: BERTH_WORKER_BIND (the pod's, on Kubernetes), else loopback.
-fn worker_bind() -> anyhow::Result<std::net::IpAddr> {
+pub(crate) fn worker_bind() -> anyhow::Result<std::net::IpAddr> {
     match std::env::var("BERTH_WORKER_BIND").ok().filter(|v| !v.is_empty()) {
         Some(ip) => ip.parse().map_err(|_| anyhow::anyhow!("BERTH_WORKER_BIND is not an IP address: {ip}")),
         None => Ok(std::net::Ipv4Addr::LOCALHOST.into()),

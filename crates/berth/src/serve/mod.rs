@@ -221,6 +221,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         file_roots,
         // On Kubernetes the model's code runs in a pod of its own, never as berth's user.
         python_runtime: args.python_runtime == "on" || pods.is_some(),
+        model_loader_port: pods.is_some().then_some(berth_kubernetes::MODEL_LOADER_PORT),
         clock: Arc::new(berth_domain::SystemClock),
     };
 
