@@ -548,4 +548,33 @@ mod tests {
         let serve = instance_pod(&spec, 1, &pulling).unwrap().spec.unwrap().containers.remove(0);
         assert_eq!((serve.image.as_deref(), serve.args.as_deref()), (Some(SKLEARN), Some(&["serve".to_string()][..])));
     }
+
+    #[tokio::test]
+    async fn a_multi_model_pod_has_a_model_loader_beside_its_container_and_no_model_data_init() {
+        let (mut spec, _dir) = spec("registry.example/mme:1", ModelSource::MultiModel("s3://b/models/".into())).await;
+        spec.staged_models = Some("/var/lib/berth/staged-models/x".into());
+        let pod = instance_pod(&spec, 1, &settings()).unwrap();
+        let pod_spec = pod.spec.as_ref().unwrap();
+        assert!(pod_spec.init_containers.is_none(), "models are fetched as they are called, none at start");
+        let [serve, loader] = &pod_spec.containers[..] else { panic!("two containers: {:?}", pod_spec.containers) };
+        assert_eq!(mounts_of(serve), [("models".into(), "/opt/ml/models".into(), true)]);
+        assert_eq!(mounts_of(loader), [("models".into(), "/opt/ml/models".into(), false)]);
+        assert_eq!(loader.image.as_deref(), Some("berth:1"));
+        assert_eq!(
+            loader.args.as_deref().unwrap(),
+            ["model-loader", "--into", "/opt/ml/models", "--prefix", "s3://b/models/", "--max-model-bytes", "1073741824"].map(String::from)
+        );
+        let env = env_of(loader);
+        assert_eq!((env["SAGEMAKER_BIND_TO_PORT"].as_str(), env["BERTH_WORKER_BIND"].as_str()), ("8081", "0.0.0.0"));
+        assert_eq!(env["AWS_REGION"], "eu-west-1");
+        assert_eq!(loader.env_from.as_ref().unwrap()[0].secret_ref.as_ref().unwrap().name, "s3-keys");
+        assert!(serve.env_from.is_none(), "the model's container never sees the S3 keys");
+        assert_eq!(loader.ports.as_ref().unwrap()[0].container_port, 8081);
+        assert!(pod.metadata.labels.as_ref().unwrap().get(LABEL_SPEC).is_none(), "a multi-model pod is never adopted");
+        let volume = &pod_spec.volumes.as_ref().unwrap()[0];
+        assert_eq!(
+            (volume.name.as_str(), volume.empty_dir.as_ref().unwrap().size_limit.clone()),
+            ("models", Some(Quantity("1073741824".into())))
+        );
+    }
 }
