@@ -11,14 +11,16 @@
 //! pods of the same endpoint, variant and spec instead of starting new ones.
 #![forbid(unsafe_code)]
 
+mod containers;
 mod pod;
 mod pods;
 mod program;
 mod runner;
 mod status;
 
-pub use pod::{instance_pod, label_value, pod_name, PodSettings, LABEL_ISOLATED, MODEL_LOADER_PORT};
-pub use program::FrameworkImages;
+pub use containers::FrameworkImages;
+pub use containers::{PodSettings, MODEL_LOADER_PORT};
+pub use pod::{instance_pod, label_value, pod_name, LABEL_ISOLATED};
 pub use status::{pod_state, PodState};
 
 use berth_domain::Image;

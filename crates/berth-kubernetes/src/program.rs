@@ -3,7 +3,7 @@
 //! pull AWS's images) AWS's framework images. The Python runtime's environment is made in the
 //! pod by an init container (`berth prepare-python`), into a volume the worker reads.
 
-use crate::pod::{small_resources, PodSettings, MODEL_MOUNT};
+use crate::containers::{container_security, env_vars, fetch_container, small_resources, FrameworkImages, PodSettings, MODEL_MOUNT};
 use berth_domain::{framework_of, BuiltinImage, Framework, Image};
 use berth_instances::InstanceSpec;
 use k8s_openapi::api::core::v1::{Container, ResourceRequirements};
@@ -16,17 +16,6 @@ pub const CODE_MOUNT: &str = "/opt/ml/code";
 pub const TMP_MOUNT: &str = "/tmp";
 pub const PYTHON_CONTAINER: &str = "python-environment";
 pub const CODE_CONTAINER: &str = "source-code";
-
-/// How AWS's framework images (scikit-learn, XGBoost, PyTorch) run on Kubernetes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FrameworkImages {
-    /// Through berth's Python runtime in berth's image: no AWS registry is needed, the
-    /// framework's packages come from the package registry.
-    #[default]
-    Runtime,
-    /// The image itself, pulled from its registry (a cluster that can pull from ECR).
-    Pull,
-}
 
 /// How the image runs in the pod.
 pub(crate) struct Program {
@@ -126,10 +115,10 @@ pub(crate) fn python_container(
         image: Some(settings.berth_image.clone()),
         image_pull_policy: settings.image_pull_policy.clone(),
         args: Some(args),
-        env: Some(crate::pod::env_vars(environment)),
+        env: Some(env_vars(environment)),
         resources: Some(resources),
         volume_mounts: Some(mounts),
-        security_context: Some(crate::pod::container_security(true)),
+        security_context: Some(container_security(true)),
         ..Default::default()
     }
 }
@@ -137,10 +126,5 @@ pub(crate) fn python_container(
 /// The init container that fetches a framework model's source directory from S3.
 pub(crate) fn code_container(url: &str, settings: &PodSettings, mount: k8s_openapi::api::core::v1::VolumeMount) -> Container {
     let args = ["fetch-model", "--into", CODE_MOUNT, "--url", url].map(String::from).to_vec();
-    Container {
-        name: CODE_CONTAINER.into(),
-        args: Some(args),
-        resources: Some(small_resources()),
-        ..crate::pod::fetch_container(settings, mount)
-    }
+    Container { name: CODE_CONTAINER.into(), args: Some(args), resources: Some(small_resources()), ..fetch_container(settings, mount) }
 }

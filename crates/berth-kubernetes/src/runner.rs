@@ -2,7 +2,8 @@
 //! on every backend; each start is a new pod (restartPolicy Never), so a restart after an
 //! eviction or a lost node lands wherever the scheduler finds room.
 
-use crate::pod::{self, PodSettings, CONTAINER_PORT, FETCH_CONTAINER, SERVE_CONTAINER};
+use crate::containers::{PodSettings, CONTAINER_PORT, FETCH_CONTAINER, SERVE_CONTAINER};
+use crate::pod;
 use crate::pods::PodWatch;
 use crate::status::{failed_init_container, pod_state, PodState};
 use berth_instances::{out_of_memory_reason, InstanceEvent, InstanceLog, InstanceSlot, InstanceSpec, Runner};

@@ -2,7 +2,7 @@
 //! that cannot be pulled, model data that could not be fetched), running at an address, or
 //! ended (its exit status, an OOM kill, an eviction).
 
-use crate::pod::SERVE_CONTAINER;
+use crate::containers::SERVE_CONTAINER;
 use crate::program::{CODE_CONTAINER, PYTHON_CONTAINER};
 use k8s_openapi::api::core::v1::Pod;
 
