@@ -145,7 +145,10 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
             Some(result) => result,
             None => match crate::transform_jobs::operation(c, op, body).await {
                 Some(result) => result,
-                None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                None => match crate::processing_jobs::operation(c, op, body).await {
+                    Some(result) => result,
+                    None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                },
             },
         },
     }

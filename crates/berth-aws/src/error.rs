@@ -134,7 +134,12 @@ impl EdgeError {
                 Self::new(StatusCode::BAD_REQUEST, "LimitExceededFault", message).query_code("LimitExceeded")
             }
             (C::LimitExceeded(_), _) => Self::new(StatusCode::BAD_REQUEST, "ResourceLimitExceeded", message),
-            (C::NotFound { .. } | C::AlarmNotFound(_), S::CloudWatch) => Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", message),
+            (C::NotFound { .. } | C::AlarmNotFound(_) | C::JobNotFound(_), S::CloudWatch) => {
+                Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", message)
+            }
+            (C::JobNotFound(_), S::Berth) => Self::berth(StatusCode::NOT_FOUND, message),
+            (C::JobNotFound(_), S::Runtime) => Self::runtime_validation(message),
+            (C::JobNotFound(_), _) => Self::new(StatusCode::BAD_REQUEST, "ResourceNotFound", message),
             (C::NotFound { .. } | C::AlarmNotFound(_) | C::ScalingObjectNotFound(_), S::Berth) => {
                 Self::berth(StatusCode::NOT_FOUND, message)
             }

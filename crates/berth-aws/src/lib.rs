@@ -28,6 +28,7 @@ mod ingress;
 mod invocation_server;
 mod invocations;
 mod overview;
+mod processing_jobs;
 mod prometheus;
 mod protocol;
 mod quality_api;

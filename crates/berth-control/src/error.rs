@@ -13,6 +13,9 @@ pub enum ControlError {
     AlreadyExists { kind: ResourceKind, arn: String },
     #[error("{0}")]
     Validation(String),
+    /// A job SageMaker answers `ResourceNotFound` for (a processing job).
+    #[error("{0}")]
+    JobNotFound(String),
     /// A CloudWatch alarm that does not exist (SageMaker answers ValidationException for it,
     /// CloudWatch ResourceNotFound).
     #[error("{0}")]

@@ -30,6 +30,7 @@ mod listing;
 mod metrics;
 mod models;
 mod objects;
+mod processing;
 mod quality;
 mod reconcile;
 mod serverless;
@@ -64,7 +65,7 @@ pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, Va
 pub use error::ControlError;
 pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, UpdateInferenceExperiment};
 pub use ground_truth::{ground_truth_line, GroundTruth};
-pub use listing::{list_transform_jobs, ListQuery, Page, SortKey, TimeWindow};
+pub use listing::{list_processing_jobs, list_transform_jobs, ListQuery, Page, SortKey, TimeWindow};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
 pub use quality::{
@@ -179,6 +180,8 @@ pub struct Controller {
     endpoints: reconcile::Queue<lifecycle::Lifecycle>,
     /// The transform jobs' reconciler and its queue (it owns the running jobs' stop signals).
     transforms: reconcile::Queue<transform::TransformJobs>,
+    /// The processing jobs' reconciler and its queue.
+    processing: reconcile::Queue<processing::ProcessingJobs>,
     /// Whether [`Controller::recover`] has run (resyncs wait for it).
     recovered: std::sync::atomic::AtomicBool,
     events: EventLog,
@@ -219,6 +222,7 @@ impl Controller {
             settings,
             endpoints: reconcile::Queue::new(lifecycle::Lifecycle::default()),
             transforms: reconcile::Queue::new(transform::TransformJobs::default()),
+            processing: reconcile::Queue::new(processing::ProcessingJobs::default()),
             recovered: Default::default(),
             transitions: tokio::sync::Mutex::new(()),
             async_work: Default::default(),

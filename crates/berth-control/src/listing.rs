@@ -1,7 +1,7 @@
 //! Filtering, sorting and pagination shared by the List* operations.
 
 use crate::ControlError;
-use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, Model, Timestamp, TransformJob};
+use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, Model, ProcessingJob, Timestamp, TransformJob};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SortKey {
@@ -92,6 +92,17 @@ impl Listable for TransformJob {
     fn listed(&self) -> Listed<'_> {
         Listed { modified: self.modified, status_name: Some(self.status.as_str()), ..Listed::named(&self.name, self.created) }
     }
+}
+
+impl Listable for ProcessingJob {
+    fn listed(&self) -> Listed<'_> {
+        Listed { modified: self.modified, status_name: Some(self.status.as_str()), ..Listed::named(&self.name, self.created) }
+    }
+}
+
+/// A page of processing jobs (already filtered by their own status, which `q` cannot carry).
+pub fn list_processing_jobs(jobs: Vec<ProcessingJob>, q: &ListQuery) -> Result<Page<ProcessingJob>, ControlError> {
+    page(jobs, q)
 }
 
 /// A page of transform jobs (already filtered by their own status, which `q` cannot carry).

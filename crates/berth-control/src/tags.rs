@@ -58,7 +58,7 @@ impl Controller {
     async fn tagged_resource(&self, arn: &str) -> Result<String, ControlError> {
         let (kind, name) = self.account().parse_arn(arn).ok_or_else(|| {
             ControlError::Validation(format!(
-                "Resource ARN '{arn}' is not the ARN of a model, endpoint configuration, endpoint, inference experiment or transform job of this account."
+                "Resource ARN '{arn}' is not the ARN of a model, endpoint configuration, endpoint, inference experiment, transform or processing job of this account."
             ))
         })?;
         let canonical = self.account().arn(kind, &name);
@@ -69,6 +69,7 @@ impl Controller {
             ResourceKind::Endpoint => self.db(move |s| s.get::<Endpoint>(&key).map(|m| m.is_some())).await?,
             ResourceKind::InferenceExperiment => self.db(move |s| s.get::<InferenceExperiment>(&key).map(|m| m.is_some())).await?,
             ResourceKind::TransformJob => self.describe_transform_job(&key).await.is_ok(),
+            ResourceKind::ProcessingJob => self.describe_processing_job(&key).await.is_ok(),
         };
         // Names are case-insensitive; ARNs carry them lower-cased, but callers build ARNs from
         // the names they chose (`.../endpoint/MyEndpoint`).

@@ -338,7 +338,7 @@ impl Controller {
 
     /// A location whose objects berth may read: `s3://bucket/prefix`, or a `file://` file or
     /// directory under a `--file-root`.
-    fn readable_objects_location(&self, uri: &str) -> Result<(), ControlError> {
+    pub(crate) fn readable_objects_location(&self, uri: &str) -> Result<(), ControlError> {
         if let Some(rest) = uri.strip_prefix("s3://") {
             return match rest.split_once('/').map(|(b, _)| b).unwrap_or(rest) {
                 "" => Err(ControlError::Validation(format!("S3Uri '{uri}' must name a bucket: s3://bucket/prefix"))),
@@ -354,7 +354,7 @@ impl Controller {
     }
 
     /// The objects under the input location, each with its name relative to it.
-    async fn input_objects(&self, uri: &str) -> Result<Vec<(String, String)>, String> {
+    pub(crate) async fn input_objects(&self, uri: &str) -> Result<Vec<(String, String)>, String> {
         if uri.starts_with("s3://") {
             let prefix = uri.trim_end_matches('/');
             let listed = self.s3.list(prefix).await?;

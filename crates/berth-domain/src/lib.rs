@@ -21,6 +21,7 @@ mod model;
 mod multi_model;
 mod names;
 mod private_paths;
+mod processing;
 mod time;
 mod transform;
 mod weights;
@@ -52,6 +53,7 @@ pub use model::{
 pub use multi_model::{is_model_name, ModelFetchRequest, ModelLoadRequest};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
 pub use private_paths::redact_private_paths;
+pub use processing::{is_model_monitor_analyzer, ProcessingJob, ProcessingJobStatus, ProcessingLocation, MODEL_MONITOR_ANALYZER};
 pub use time::{Clock, SystemClock, Timestamp};
 pub use transform::{BatchStrategy, TransformJob, TransformJobStatus};
 pub use weights::pick_weighted;

@@ -9,6 +9,7 @@ pub enum ResourceKind {
     Endpoint,
     InferenceExperiment,
     TransformJob,
+    ProcessingJob,
 }
 
 impl ResourceKind {
@@ -20,6 +21,7 @@ impl ResourceKind {
             ResourceKind::Endpoint => "endpoint",
             ResourceKind::InferenceExperiment => "inference-experiment",
             ResourceKind::TransformJob => "transform-job",
+            ResourceKind::ProcessingJob => "processing-job",
         }
     }
 
@@ -31,6 +33,7 @@ impl ResourceKind {
             ResourceKind::Endpoint => "endpoint",
             ResourceKind::InferenceExperiment => "inference experiment",
             ResourceKind::TransformJob => "transform job",
+            ResourceKind::ProcessingJob => "processing job",
         }
     }
 
@@ -41,6 +44,7 @@ impl ResourceKind {
             "endpoint" => Some(ResourceKind::Endpoint),
             "inference-experiment" => Some(ResourceKind::InferenceExperiment),
             "transform-job" => Some(ResourceKind::TransformJob),
+            "processing-job" => Some(ResourceKind::ProcessingJob),
             _ => None,
         }
     }

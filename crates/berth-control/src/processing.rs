@@ -1,0 +1,291 @@
+//! Processing jobs: SageMaker Model Monitor's analyzer, run by berth itself (no container).
+//! A baselining job (`DefaultModelMonitor.suggest_baseline`) reads the dataset its
+//! `dataset_source` names (an input's container path) in its `dataset_format`, and writes
+//! `statistics.json` and `constraints.json` to the output its `output_path` names. Any other
+//! image is refused: berth does not run arbitrary processing jobs. Jobs are records in the
+//! state store; one running when berth stopped runs again from the start.
+
+use crate::reconcile::{Done, Queue, Reconciler};
+use crate::{ControlError, Controller};
+use berth_domain::{is_model_monitor_analyzer, validate_name, NameKey, ProcessingJob, ProcessingJobStatus, MODEL_MONITOR_ANALYZER};
+use berth_monitor::{categorical_drift_method, suggest_constraints, DatasetAnalyzer, DatasetFormat, MonitoringConfig};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const JOBS: &str = "processing-job";
+/// The largest dataset object berth reads for an analysis.
+const MAX_DATASET_OBJECT: u64 = 1024 * 1024 * 1024;
+/// The analyzer's environment variables berth reads; a script would run the caller's code.
+const SCRIPTS: [&str; 2] = ["record_preprocessor_script", "post_analytics_processor_script"];
+
+/// The processing jobs' reconciler: a job `InProgress` that does not run here is run; a job
+/// `Stopping` that runs is told to stop, and one that does not run is `Stopped`.
+#[derive(Default)]
+pub(crate) struct ProcessingJobs {
+    stops: std::sync::Mutex<HashMap<NameKey, watch::Sender<bool>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcessingStep {
+    Run,
+    MarkStopped,
+}
+
+impl ProcessingJobs {
+    fn stops(&self) -> std::sync::MutexGuard<'_, HashMap<NameKey, watch::Sender<bool>>> {
+        self.stops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Reconciler for ProcessingJobs {
+    type Context = Controller;
+    type Object = ProcessingJob;
+    type Step = ProcessingStep;
+    const KIND: &'static str = "processing job";
+
+    fn queue(cx: &Controller) -> &Queue<Self> {
+        &cx.processing
+    }
+
+    async fn keys(&self, cx: &Arc<Controller>) -> Result<Vec<String>, ControlError> {
+        Ok(cx.processing_jobs().await?.into_iter().filter(|j| !j.status.ended()).map(|j| j.name).collect())
+    }
+
+    async fn read(&self, cx: &Arc<Controller>, key: &str) -> Result<Option<ProcessingJob>, ControlError> {
+        let key = NameKey::of(key);
+        Ok(cx.processing_jobs().await?.into_iter().find(|j| NameKey::of(&j.name) == key))
+    }
+
+    fn next(&self, _: &Arc<Controller>, job: &ProcessingJob) -> Option<ProcessingStep> {
+        let stops = self.stops();
+        match (job.status, stops.get(&NameKey::of(&job.name))) {
+            (ProcessingJobStatus::InProgress, None) => Some(ProcessingStep::Run),
+            (ProcessingJobStatus::Stopping, Some(stop)) => {
+                let _ = stop.send(true);
+                None
+            }
+            (ProcessingJobStatus::Stopping, None) => Some(ProcessingStep::MarkStopped),
+            _ => None,
+        }
+    }
+
+    fn run(&self, cx: &Arc<Controller>, job: ProcessingJob, step: ProcessingStep, done: Done<Self>) {
+        let span = tracing::info_span!("processing_job", processing_job = %job.name, step = ?step);
+        let this = cx.clone();
+        match step {
+            ProcessingStep::Run => {
+                let (stop, stopped) = watch::channel(false);
+                self.stops().insert(NameKey::of(&job.name), stop);
+                cx.work.spawn_detached(span, async move {
+                    let key = NameKey::of(&job.name);
+                    this.run_processing_job(job, stopped).await;
+                    this.processing.reconciler.stops().remove(&key);
+                    drop(done);
+                });
+            }
+            ProcessingStep::MarkStopped => cx.work.spawn_detached(span, async move {
+                this.end_processing_job(job, Err(None)).await;
+                drop(done);
+            }),
+        }
+    }
+}
+
+/// What the analyzer is asked to do, read from the job's environment.
+struct Analysis {
+    format: DatasetFormat,
+    dataset: String,
+    output: String,
+    config: MonitoringConfig,
+}
+
+impl Controller {
+    pub async fn create_processing_job(
+        self: &Arc<Self>,
+        mut job: ProcessingJob,
+        tags: Vec<berth_store::Tag>,
+    ) -> Result<ProcessingJob, ControlError> {
+        validate_name("processingJobName", &job.name)?;
+        crate::tags::validate_tags(&tags)?;
+        let analysis = analysis_of(&job).map_err(ControlError::Validation)?;
+        self.readable_objects_location(&analysis.dataset)?;
+        self.writable_destination("ProcessingOutputConfig.Outputs.S3Output.S3Uri", &analysis.output)?;
+        match self.describe_processing_job(&job.name).await {
+            Ok(_) => {
+                return Err(ControlError::Validation(format!(
+                    "Job name must be unique within an AWS account and region, and a job with name {} already exists.",
+                    job.name
+                )))
+            }
+            Err(ControlError::JobNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let now = self.now();
+        job.arn = self.account().arn(berth_domain::ResourceKind::ProcessingJob, &job.name);
+        (job.status, job.created, job.modified) = (ProcessingJobStatus::InProgress, now, now);
+        self.store_processing_job(&job).await?;
+        if !tags.is_empty() {
+            let arn = job.arn.clone();
+            self.db(move |s| s.add_tags(&arn, &tags)).await?;
+        }
+        tracing::info!(processing_job = %job.name, "processing job created");
+        self.reconcile_processing_job(&job.name).await;
+        Ok(job)
+    }
+
+    pub async fn describe_processing_job(&self, name: &str) -> Result<ProcessingJob, ControlError> {
+        let key = NameKey::of(name);
+        self.processing_jobs().await?.into_iter().find(|j| NameKey::of(&j.name) == key).ok_or_else(|| {
+            ControlError::JobNotFound(format!(
+                "Processing Job {} does not exist.",
+                self.account().arn(berth_domain::ResourceKind::ProcessingJob, name)
+            ))
+        })
+    }
+
+    pub async fn processing_jobs(&self) -> Result<Vec<ProcessingJob>, ControlError> {
+        Ok(self.db(|s| s.records(JOBS)).await?.iter().filter_map(|b| serde_json::from_str(b).ok()).collect())
+    }
+
+    /// Stops a running job: `Stopping` at once, `Stopped` once its work has ended.
+    pub async fn stop_processing_job(self: &Arc<Self>, name: &str) -> Result<(), ControlError> {
+        let mut job = self.describe_processing_job(name).await?;
+        if job.status != ProcessingJobStatus::InProgress {
+            return Err(ControlError::Validation(format!(
+                "The request was rejected because the processing job is in status {}.",
+                job.status.as_str()
+            )));
+        }
+        (job.status, job.modified) = (ProcessingJobStatus::Stopping, self.now());
+        self.store_processing_job(&job).await?;
+        self.reconcile_processing_job(&job.name).await;
+        Ok(())
+    }
+
+    async fn reconcile_processing_job(self: &Arc<Self>, name: &str) {
+        if let Err(e) = self.processing.enqueue(self, name).await {
+            tracing::warn!(processing_job = %name, error = %e, "cannot reconcile the processing job; the next resync tries again");
+        }
+    }
+
+    async fn store_processing_job(&self, job: &ProcessingJob) -> Result<(), ControlError> {
+        let body = serde_json::to_string(job).map_err(|e| ControlError::Internal(e.to_string()))?;
+        let (key, created) = (NameKey::of(&job.name).to_string(), job.created.millis());
+        self.db(move |s| s.put_records(JOBS, &[(key, created, body)])).await
+    }
+
+    async fn run_processing_job(self: &Arc<Self>, mut job: ProcessingJob, mut stopped: watch::Receiver<bool>) {
+        job.started = Some(self.now());
+        let _ = self.store_processing_job(&job).await;
+        let limit = job.max_runtime_secs.map(Duration::from_secs).unwrap_or(Duration::from_secs(24 * 3600));
+        let work = async {
+            let run = self.analyze(&job);
+            match tokio::time::timeout(limit, crate::work::caught(run)).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(panic)) => Err(format!("berth failed while running the job: {panic}")),
+                Err(_) => Err(format!("The job ran longer than its StoppingCondition.MaxRuntimeInSeconds ({} s).", limit.as_secs())),
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = work => outcome.map_err(Some),
+            _ = stopped.wait_for(|s| *s) => Err(None),
+        };
+        self.end_processing_job(job, outcome).await;
+    }
+
+    /// Records a job's end: `Ok` completed, `Err(Some(reason))` failed, `Err(None)` stopped.
+    async fn end_processing_job(&self, mut job: ProcessingJob, outcome: Result<(), Option<String>>) {
+        job.status = match &outcome {
+            Ok(()) => ProcessingJobStatus::Completed,
+            Err(Some(_)) => ProcessingJobStatus::Failed,
+            Err(None) => ProcessingJobStatus::Stopped,
+        };
+        if let Err(Some(reason)) = &outcome {
+            let reason: String = self.redact(reason).chars().take(1024).collect();
+            job.exit_message = Some(reason.clone());
+            job.failure_reason = Some(format!("AlgorithmError: {reason}"));
+        }
+        let now = self.now();
+        (job.ended, job.modified) = (Some(now), now);
+        tracing::info!(processing_job = %job.name, status = job.status.as_str(), reason = job.failure_reason.as_deref().unwrap_or(""), "processing job ended");
+        if let Err(e) = self.store_processing_job(&job).await {
+            tracing::error!(processing_job = %job.name, error = %e, "could not record the processing job's end");
+        }
+    }
+
+    /// The analyzer's work: the dataset's statistics and suggested constraints, written where
+    /// the job's output is.
+    async fn analyze(&self, job: &ProcessingJob) -> Result<(), String> {
+        let analysis = analysis_of(job)?;
+        let objects = self.input_objects(&analysis.dataset).await?;
+        let mut analyzer = DatasetAnalyzer::new(analysis.format.clone());
+        for (uri, _) in &objects {
+            let data = self.read_object(uri, MAX_DATASET_OBJECT).await?;
+            let name = uri.clone();
+            analyzer = tokio::task::spawn_blocking(move || analyzer.add_object(&name, &data).map(|()| analyzer))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("Error: the dataset could not be read: {e}"))?;
+        }
+        let (statistics, constraints, approximate) = tokio::task::spawn_blocking(move || {
+            analyzer.statistics().map(|s| {
+                let c = suggest_constraints(&s, analysis.config);
+                let approximate: Vec<String> = analyzer.approximate_features().iter().map(|f| f.to_string()).collect();
+                (s, c, approximate)
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        if !approximate.is_empty() {
+            tracing::info!(processing_job = %job.name, features = ?approximate, "distinct counts are lower bounds for features with very many values");
+        }
+        let output = analysis.output.trim_end_matches('/');
+        // Pretty-printed, as the analyzer writes them.
+        let files =
+            [("statistics.json", serde_json::to_vec_pretty(&statistics)), ("constraints.json", serde_json::to_vec_pretty(&constraints))];
+        for (file, body) in files {
+            let body = body.map_err(|e| e.to_string())?;
+            self.write_object(&format!("{output}/{file}"), body, None)
+                .await
+                .map_err(|e| format!("Error: cannot write {output}/{file}: {e}"))?;
+        }
+        tracing::info!(processing_job = %job.name, items = statistics.dataset.item_count, features = statistics.features.len(), "baseline written");
+        Ok(())
+    }
+}
+
+/// What the job asks of the analyzer, checked: its image is the analyzer, its dataset an input
+/// and its output an output (matched by container path), the format one berth reads, no script.
+fn analysis_of(job: &ProcessingJob) -> Result<Analysis, String> {
+    if !is_model_monitor_analyzer(&job.image) {
+        return Err(format!(
+            "berth runs one processing image, SageMaker Model Monitor's analyzer ({MODEL_MONITOR_ANALYZER} in a region's ECR), \
+             and does the analysis itself; {} is not it.",
+            job.image
+        ));
+    }
+    let env = |name: &str| job.environment.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    for script in SCRIPTS {
+        if env(script).is_some() {
+            return Err(format!("Environment {script}: berth's analyzer does not run the caller's scripts; leave it out."));
+        }
+    }
+    if let Some(kind) = env("analysis_type").filter(|k| *k != "DATA_QUALITY") {
+        return Err(format!("Environment analysis_type {kind}: this version of berth baselines data quality only (DATA_QUALITY)."));
+    }
+    let format = DatasetFormat::parse(env("dataset_format").ok_or("Environment dataset_format is required (the SDK sets it).")?)
+        .map_err(|e| format!("Environment {e}"))?;
+    let source = env("dataset_source").ok_or("Environment dataset_source is required: the container path of the dataset input.")?;
+    let dataset = ProcessingJob::located(&job.inputs, source)
+        .ok_or_else(|| format!("Environment dataset_source {source} is the LocalPath of no ProcessingInput."))?;
+    let output_path = env("output_path").ok_or("Environment output_path is required: the container path of the output.")?;
+    let output = ProcessingJob::located(&job.outputs, output_path)
+        .ok_or_else(|| format!("Environment output_path {output_path} is the LocalPath of no ProcessingOutput."))?;
+    let mut config = MonitoringConfig::default();
+    if let Some(method) = env("categorical_drift_method") {
+        config.distribution_constraints.categorical_drift_method = categorical_drift_method(method)?;
+    }
+    Ok(Analysis { format, dataset: dataset.s3_uri.clone(), output: output.s3_uri.clone(), config })
+}

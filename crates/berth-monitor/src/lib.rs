@@ -1,0 +1,15 @@
+//! Model Monitor's analysis, as SageMaker's analyzer image (`sagemaker-model-monitor-analyzer`)
+//! does it, in files of the same schema: a dataset ([`DatasetAnalyzer`], of the formats the
+//! SageMaker SDK names) becomes `statistics.json` ([`Statistics`], with Deequ's KLL sketch of each
+//! numeric feature) and a baseline's statistics suggest `constraints.json` ([`Constraints`]).
+//! Pure computation: the controller reads the objects and writes the files.
+#![forbid(unsafe_code)]
+
+mod constraints;
+mod dataset;
+pub mod kll;
+mod statistics;
+
+pub use constraints::{categorical_drift_method, suggest_constraints, Constraints, FeatureConstraints, MonitoringConfig};
+pub use dataset::{DatasetAnalyzer, DatasetFormat};
+pub use statistics::{Cell, Common, FeatureStatistics, InferredType, NumericalStatistics, Statistics, StringStatistics};

@@ -1,0 +1,177 @@
+"""Model Monitor baselining through the SageMaker Python SDK v2 unchanged:
+`DefaultModelMonitor.suggest_baseline` sends CreateProcessingJob with AWS's analyzer image, berth
+does the analysis itself, and the SDK reads `statistics.json` and `constraints.json` back from S3
+(the moto server). The figures are checked against NumPy on the same data."""
+
+import csv
+import io
+import json
+import numpy as np
+import pytest
+
+from conftest import ROLE, error_code, error_message, sdk_session, unique
+
+sagemaker = pytest.importorskip("sagemaker")
+if not sagemaker.__version__.startswith("2."):
+    pytest.skip("this module drives SDK v2", allow_module_level=True)
+
+from sagemaker.model_monitor import DefaultModelMonitor  # noqa: E402
+from sagemaker.model_monitor.dataset_format import DatasetFormat  # noqa: E402
+
+BUCKET = "berth-model-monitor"
+ANALYZER = "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+
+
+@pytest.fixture
+def session(berth, s3_server):
+    yield from sdk_session(berth, s3_server, BUCKET)
+
+
+def dataset(rows=2_000, seed=7):
+    """A CSV with a header: two numeric features, an integer one with gaps, a categorical one."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 90, rows)
+    income = rng.normal(50_000, 12_000, rows)
+    score = rng.uniform(-1, 1, rows)
+    colour = rng.choice(["red", "green", "blue"], rows)
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["age", "income", "score", "colour"])
+    for i in range(rows):
+        w.writerow([age[i] if i % 50 else "", repr(float(income[i])), repr(float(score[i])), colour[i]])
+    return out.getvalue(), {"age": age, "income": income, "score": score, "colour": colour}
+
+
+def upload(session, key, text):
+    session.boto_session.client("s3").put_object(Bucket=BUCKET, Key=key, Body=text.encode())
+    return f"s3://{BUCKET}/{key}"
+
+
+def monitor(session):
+    return DefaultModelMonitor(role=ROLE, instance_count=1, instance_type="ml.m5.xlarge", sagemaker_session=session, max_runtime_in_seconds=600)
+
+
+def test_suggest_baseline_writes_the_analyzers_statistics_and_constraints(session):
+    text, columns = dataset()
+    prefix = unique("baseline")
+    data = upload(session, f"{prefix}/input/train.csv", text)
+    m = monitor(session)
+    assert m.image_uri.endswith("/sagemaker-model-monitor-analyzer"), m.image_uri
+    job = m.suggest_baseline(
+        baseline_dataset=data,
+        dataset_format=DatasetFormat.csv(header=True),
+        output_s3_uri=f"s3://{BUCKET}/{prefix}/output",
+        wait=True,
+        logs=False,
+    )
+    described = job.describe()
+    assert described["ProcessingJobStatus"] == "Completed", described.get("FailureReason")
+    assert described["AppSpecification"]["ImageUri"] == m.image_uri
+    assert described["ProcessingInputs"][0]["S3Input"]["S3Uri"] == data
+    assert described["ProcessingJobArn"] == f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{job.job_name.lower()}"
+
+    stats = m.baseline_statistics().body_dict
+    assert stats["dataset"]["item_count"] == 2_000
+    features = {f["name"]: f for f in stats["features"]}
+    assert [f["name"] for f in stats["features"]] == ["age", "income", "score", "colour"]
+    assert features["age"]["inferred_type"] == "Integral"
+    assert features["income"]["inferred_type"] == "Fractional"
+    assert features["colour"]["inferred_type"] == "String"
+
+    present = np.array([v for i, v in enumerate(columns["age"]) if i % 50], dtype=float)
+    age = features["age"]["numerical_statistics"]
+    assert age["common"] == {"num_present": len(present), "num_missing": 2_000 - len(present)}
+    for name, values in (("age", present), ("income", columns["income"]), ("score", columns["score"])):
+        n = features[name]["numerical_statistics"]
+        assert n["mean"] == pytest.approx(values.mean(), rel=1e-9, abs=1e-9), name
+        assert n["sum"] == pytest.approx(values.sum(), rel=1e-9, abs=1e-9), name
+        assert n["std_dev"] == pytest.approx(values.std(), rel=1e-9), name
+        assert (n["min"], n["max"]) == (values.min(), values.max()), name
+        kll = n["distribution"]["kll"]
+        assert kll["sketch"]["parameters"] == {"c": 0.64, "k": 2048.0}
+        assert len(kll["buckets"]) == 10
+        assert sum(b["count"] for b in kll["buckets"]) == len(values)
+        # Every bucket's count against NumPy's count in the same bounds (the last one closed).
+        for i, b in enumerate(kll["buckets"]):
+            upper = values <= b["upper_bound"] if i == 9 else values < b["upper_bound"]
+            assert b["count"] == np.count_nonzero((values >= b["lower_bound"]) & upper), (name, i)
+
+    colour = features["colour"]["string_statistics"]
+    assert colour["distinct_count"] == 3
+    counts = {b["value"]: b["count"] for b in colour["distribution"]["categorical"]["buckets"]}
+    assert counts == {c: int(np.count_nonzero(columns["colour"] == c)) for c in ("red", "green", "blue")}
+
+    constraints = m.suggested_constraints().body_dict
+    by_name = {f["name"]: f for f in constraints["features"]}
+    assert by_name["age"]["completeness"] == pytest.approx(len(present) / 2_000)
+    assert by_name["age"]["num_constraints"] == {"is_non_negative": True}
+    assert by_name["score"]["num_constraints"] == {"is_non_negative": False}
+    assert by_name["colour"]["string_constraints"] == {"domains": ["blue", "green", "red"]}
+    config = constraints["monitoring_config"]
+    assert config["distribution_constraints"]["comparison_threshold"] == 0.1
+    assert config["distribution_constraints"]["categorical_drift_method"] == "LInfinity"
+
+    listed = session.sagemaker_client.list_processing_jobs(NameContains=job.job_name[-12:], StatusEquals="Completed")
+    assert [s["ProcessingJobName"] for s in listed["ProcessingJobSummaries"]] == [job.job_name]
+
+
+def test_a_baseline_that_cannot_be_made_fails_with_the_analyzers_reason(session):
+    """The SDK's wait raises with the job's FailureReason, as it does on SageMaker."""
+    m = monitor(session)
+    for body, reason in (
+        ("age,income\n", "AlgorithmError: Job inputs had no data"),
+        ("a,b\n1,2\n1,2,3\n", "3 values, but the header names 2 features"),
+    ):
+        name = unique("bad-baseline")
+        data = upload(session, f"{name}/train.csv", body)
+        with pytest.raises(sagemaker.exceptions.UnexpectedStatusException) as e:
+            m.suggest_baseline(baseline_dataset=data, dataset_format=DatasetFormat.csv(header=True), job_name=name, wait=True, logs=False)
+        assert f"Reason: {reason}" in str(e.value) or reason in str(e.value), e.value
+        d = session.sagemaker_client.describe_processing_job(ProcessingJobName=name)
+        assert d["ProcessingJobStatus"] == "Failed" and reason in d["FailureReason"], d
+        assert "ProcessingEndTime" in d and d["ExitMessage"] in d["FailureReason"]
+
+
+def test_other_processing_images_and_scripts_are_refused_and_jobs_are_found_by_name(berth):
+    sm = berth.sm()
+    job = {
+        "ProcessingJobName": unique("not-the-analyzer"),
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}},
+        "AppSpecification": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-processing:1"},
+        "RoleArn": ROLE,
+    }
+    with pytest.raises(Exception) as e:
+        sm.create_processing_job(**job)
+    assert error_code(e) == "ValidationException" and "sagemaker-model-monitor-analyzer" in error_message(e)
+
+    analyzer = {
+        **job,
+        "AppSpecification": {"ImageUri": ANALYZER},
+        "ProcessingInputs": [{"InputName": "baseline_dataset_input", "S3Input": {"S3Uri": f"s3://{BUCKET}/x", "LocalPath": "/opt/ml/processing/input/baseline_dataset_input", "S3DataType": "S3Prefix", "S3InputMode": "File"}}],
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "monitoring_output", "S3Output": {"S3Uri": f"s3://{BUCKET}/out", "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
+        "Environment": {
+            "dataset_format": '{"csv": {"header": true}}',
+            "dataset_source": "/opt/ml/processing/input/baseline_dataset_input",
+            "output_path": "/opt/ml/processing/output",
+            "record_preprocessor_script": "/opt/ml/processing/code/pre.py",
+        },
+    }
+    with pytest.raises(Exception) as e:
+        sm.create_processing_job(**analyzer)
+    assert "does not run the caller's scripts" in error_message(e)
+    for env, words in (
+        ({"dataset_source": "/elsewhere"}, "is the LocalPath of no ProcessingInput"),
+        ({"dataset_format": '{"parquet": {}}'}, "not one berth reads"),
+        ({"dataset_format": "not json"}, "dataset_format is not JSON"),
+    ):
+        settings = {k: v for k, v in analyzer["Environment"].items() if k != "record_preprocessor_script"}
+        with pytest.raises(Exception) as e:
+            sm.create_processing_job(**{**analyzer, "Environment": {**settings, **env}})
+        assert words in error_message(e), (env, error_message(e))
+
+    with pytest.raises(Exception) as e:
+        sm.describe_processing_job(ProcessingJobName="no-such-job")
+    assert error_code(e) == "ResourceNotFound" and "does not exist" in error_message(e)
+    with pytest.raises(Exception) as e:
+        sm.stop_processing_job(ProcessingJobName="no-such-job")
+    assert error_code(e) == "ResourceNotFound"
