@@ -1,7 +1,9 @@
 //! Model Monitor's analysis, as SageMaker's analyzer image (`sagemaker-model-monitor-analyzer`)
 //! does it, in files of the same schema: a dataset ([`DatasetAnalyzer`], of the formats the
 //! SageMaker SDK names) becomes `statistics.json` ([`Statistics`], with Deequ's KLL sketch of each
-//! numeric feature) and a baseline's statistics suggest `constraints.json` ([`Constraints`]).
+//! numeric feature), a baseline's statistics suggest `constraints.json` ([`Constraints`]), and a
+//! monitoring execution's statistics are checked against them ([`evaluate`]:
+//! `constraint_violations.json` and each feature's drift distance).
 //! Pure computation: the controller reads the objects and writes the files.
 #![forbid(unsafe_code)]
 
@@ -9,7 +11,11 @@ mod constraints;
 mod dataset;
 pub mod kll;
 mod statistics;
+mod violations;
 
-pub use constraints::{categorical_drift_method, suggest_constraints, Constraints, FeatureConstraints, MonitoringConfig};
+pub use constraints::{
+    categorical_drift_method, suggest_constraints, Constraints, DistributionConstraints, FeatureConstraints, MonitoringConfig,
+};
 pub use dataset::{DatasetAnalyzer, DatasetFormat};
 pub use statistics::{Cell, Common, FeatureStatistics, InferredType, NumericalStatistics, Statistics, StringStatistics};
+pub use violations::{evaluate, Drift, Evaluation, Violation, Violations};
