@@ -5,11 +5,13 @@ does the analysis itself, and the SDK reads `statistics.json` and `constraints.j
 
 import csv
 import io
-import json
+import time
+
+import boto3
 import numpy as np
 import pytest
 
-from conftest import ROLE, error_code, error_message, sdk_session, unique
+from conftest import CREDENTIALS, ROLE, create_echo_model, error_code, error_message, sdk_session, unique, wait_status
 
 sagemaker = pytest.importorskip("sagemaker")
 if not sagemaker.__version__.startswith("2."):
@@ -175,3 +177,120 @@ def test_other_processing_images_and_scripts_are_refused_and_jobs_are_found_by_n
     with pytest.raises(Exception) as e:
         sm.stop_processing_job(ProcessingJobName="no-such-job")
     assert error_code(e) == "ResourceNotFound"
+
+
+def capturing_endpoint(sm, name, destination):
+    """An echo endpoint capturing every request's input and output to `destination`."""
+    create_echo_model(sm, name)
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+        DataCaptureConfig={
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": destination,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]},
+        },
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert wait_status(sm, name)["EndpointStatus"] == "InService"
+
+
+def send_rows(runtime, endpoint, columns, shift=0.0, rows=300):
+    for i in range(rows):
+        income, score = float(columns["income"][i] + shift), float(columns["score"][i])
+        body = f"{columns['age'][i]},{income!r},{score!r},{columns['colour'][i]}"
+        runtime.invoke_endpoint(EndpointName=endpoint, Body=body.encode(), ContentType="text/csv")
+
+
+def wait_execution(sm, schedule, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        summaries = sm.list_monitoring_executions(MonitoringScheduleName=schedule, SortBy="ScheduledTime", SortOrder="Descending")["MonitoringExecutionSummaries"]
+        if summaries and summaries[0]["MonitoringExecutionStatus"] not in ("Pending", "InProgress"):
+            return summaries[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no execution of {schedule} ended within {timeout} s")
+
+
+def test_a_schedule_on_captured_traffic_finds_drift_publishes_it_and_an_alarm_fires(berth, session, s3_server):
+    """The SDK's data-quality flow end to end: a baseline, two endpoints capturing traffic (one
+    drawn from the baseline's distribution, one with `income` shifted), a NOW schedule on each;
+    the first completes with no drift, the second with a baseline_drift_check on income; the
+    drift is a CloudWatch metric, and an alarm on it goes to ALARM."""
+    sm, runtime = berth.sm(), berth.runtime()
+    text, columns = dataset(rows=2_000)
+    prefix = unique("monitor")
+    m = monitor(session)
+    m.suggest_baseline(baseline_dataset=upload(session, f"{prefix}/train.csv", text), dataset_format=DatasetFormat.csv(header=True), output_s3_uri=f"s3://{BUCKET}/{prefix}/baseline", wait=True, logs=False)
+    steady, shifted = unique("steady"), unique("shifted")
+    for endpoint in (steady, shifted):
+        capturing_endpoint(sm, endpoint, f"s3://{BUCKET}/{prefix}/capture")
+    send_rows(runtime, steady, columns)
+    send_rows(runtime, shifted, columns, shift=40_000.0)
+    time.sleep(2)  # the capture writer's objects land each second
+
+    cw = boto3.client("cloudwatch", endpoint_url=berth.url, **CREDENTIALS)
+    dims = lambda e: [{"Name": "Endpoint", "Value": e}, {"Name": "MonitoringSchedule", "Value": f"{e}-schedule"}]  # noqa: E731
+    # Set before the executions: alarms evaluate each period as it closes (a short one, soon).
+    cw.put_metric_alarm(
+        AlarmName=f"{shifted}-drift", Namespace="aws/sagemaker/Endpoints/data-metrics", MetricName="feature_baseline_drift_income",
+        Dimensions=dims(shifted), Statistic="Maximum", Period=10, EvaluationPeriods=1, Threshold=0.1, ComparisonOperator="GreaterThanThreshold",
+    )
+    results, monitors = {}, {}
+    for endpoint in (steady, shifted):
+        schedule = f"{endpoint}-schedule"
+        # One monitor object per schedule, as the SDK wants; the baseline is the first's.
+        monitors[endpoint] = monitor(session)
+        monitors[endpoint].create_monitoring_schedule(
+            monitor_schedule_name=schedule,
+            endpoint_input=endpoint,
+            output_s3_uri=f"s3://{BUCKET}/{prefix}/reports",
+            statistics=m.baseline_statistics(),
+            constraints=m.suggested_constraints(),
+            schedule_cron_expression="NOW",
+            data_analysis_start_time="-PT1H",
+            data_analysis_end_time="-PT0H",
+            enable_cloudwatch_metrics=True,
+        )
+        results[endpoint] = wait_execution(sm, schedule)
+        described = sm.describe_monitoring_schedule(MonitoringScheduleName=schedule)
+        assert described["MonitoringScheduleStatus"] == "Scheduled"
+        assert described["LastMonitoringExecutionSummary"]["ProcessingJobArn"] == results[endpoint]["ProcessingJobArn"]
+        assert described["MonitoringScheduleConfig"]["ScheduleConfig"]["ScheduleExpression"] == "NOW"
+
+    assert results[steady]["MonitoringExecutionStatus"] == "Completed", results[steady]
+    assert results[shifted]["MonitoringExecutionStatus"] == "CompletedWithViolations", results[shifted]
+
+    # The SDK reads the latest execution's files through its processing job.
+    stats = monitors[shifted].latest_monitoring_statistics().body_dict
+    assert stats["dataset"]["item_count"] == 300
+    assert [f["name"] for f in stats["features"]] == ["age", "income", "score", "colour"], "captured CSV takes the baseline's names"
+    income = next(f for f in stats["features"] if f["name"] == "income")["numerical_statistics"]
+    assert income["mean"] == pytest.approx(float(np.mean(columns["income"][:300] + 40_000.0)), rel=1e-9)
+    violations = monitors[shifted].latest_monitoring_constraint_violations().body_dict["violations"]
+    assert [(v["feature_name"], v["constraint_check_type"]) for v in violations] == [("income", "baseline_drift_check")], violations
+    job = sm.describe_processing_job(ProcessingJobName=results[shifted]["ProcessingJobArn"].split("/")[-1])
+    assert job["ProcessingJobStatus"] == "Completed" and job["ExitMessage"].startswith("CompletedWithViolations")
+    assert job["MonitoringScheduleArn"].endswith(f"monitoring-schedule/{shifted}-schedule".lower())
+
+    drift = {}
+    for endpoint in (steady, shifted):
+        points = cw.get_metric_statistics(
+            Namespace="aws/sagemaker/Endpoints/data-metrics", MetricName="feature_baseline_drift_income", Dimensions=dims(endpoint),
+            StartTime=time.time() - 3600, EndTime=time.time() + 60, Period=60, Statistics=["Maximum"],
+        )["Datapoints"]
+        assert len(points) == 1, points
+        drift[endpoint] = points[0]["Maximum"]
+    assert drift[steady] < 0.1 < drift[shifted], drift
+    deadline = time.time() + 30
+    while cw.describe_alarms(AlarmNames=[f"{shifted}-drift"])["MetricAlarms"][0]["StateValue"] != "ALARM":
+        assert time.time() < deadline, cw.describe_alarms(AlarmNames=[f"{shifted}-drift"])["MetricAlarms"][0]
+        time.sleep(0.5)
+
+    for endpoint in (steady, shifted):
+        monitors[endpoint].delete_monitoring_schedule()
+        with pytest.raises(Exception) as e:
+            sm.describe_monitoring_schedule(MonitoringScheduleName=f"{endpoint}-schedule")
+        assert error_code(e) == "ResourceNotFound"

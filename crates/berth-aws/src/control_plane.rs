@@ -147,7 +147,10 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
                 Some(result) => result,
                 None => match crate::processing_jobs::operation(c, op, body).await {
                     Some(result) => result,
-                    None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                    None => match crate::monitoring_api::operation(c, op, body).await {
+                        Some(result) => result,
+                        None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                    },
                 },
             },
         },

@@ -27,6 +27,7 @@ mod guardrails;
 mod ingress;
 mod invocation_server;
 mod invocations;
+mod monitoring_api;
 mod overview;
 mod processing_jobs;
 mod prometheus;

@@ -220,6 +220,7 @@ impl Controller {
                 self.record_status(&endpoint, "berth restarted; starting the endpoint's instances again");
             }
         }
+        self.fail_interrupted_executions().await?;
         self.recovered.store(true, std::sync::atomic::Ordering::Release);
         self.resync().await
     }

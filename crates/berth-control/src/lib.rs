@@ -29,6 +29,7 @@ mod lifecycle;
 mod listing;
 mod metrics;
 mod models;
+mod monitoring;
 mod objects;
 mod processing;
 mod quality;
@@ -65,7 +66,7 @@ pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, Va
 pub use error::ControlError;
 pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, UpdateInferenceExperiment};
 pub use ground_truth::{ground_truth_line, GroundTruth};
-pub use listing::{list_processing_jobs, list_transform_jobs, ListQuery, Page, SortKey, TimeWindow};
+pub use listing::{list_monitoring, list_processing_jobs, list_transform_jobs, ListQuery, MonitoringListed, Page, SortKey, TimeWindow};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
 pub use quality::{

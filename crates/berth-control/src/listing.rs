@@ -1,7 +1,10 @@
 //! Filtering, sorting and pagination shared by the List* operations.
 
 use crate::ControlError;
-use berth_domain::{Endpoint, EndpointConfig, EndpointStatus, Model, ProcessingJob, Timestamp, TransformJob};
+use berth_domain::{
+    Endpoint, EndpointConfig, EndpointStatus, Model, MonitoringExecution, MonitoringJobDefinition, MonitoringSchedule, ProcessingJob,
+    Timestamp, TransformJob,
+};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SortKey {
@@ -99,6 +102,43 @@ impl Listable for ProcessingJob {
         Listed { modified: self.modified, status_name: Some(self.status.as_str()), ..Listed::named(&self.name, self.created) }
     }
 }
+
+impl Listable for MonitoringJobDefinition {
+    fn listed(&self) -> Listed<'_> {
+        Listed::named(&self.name, self.created)
+    }
+}
+
+impl Listable for MonitoringSchedule {
+    fn listed(&self) -> Listed<'_> {
+        Listed { modified: self.modified, status_name: Some(self.status.as_str()), ..Listed::named(&self.name, self.created) }
+    }
+}
+
+/// An execution sorts by its scheduled time as `CreationTime` (ListMonitoringExecutions'
+/// `ScheduledTime`), by its creation time under `Name` (it has no name of its own).
+impl Listable for MonitoringExecution {
+    fn listed(&self) -> Listed<'_> {
+        Listed {
+            modified: self.modified,
+            status_name: Some(self.status.as_str()),
+            ..Listed::named(&self.processing_job_name, self.scheduled)
+        }
+    }
+}
+
+/// A page of monitoring job definitions, schedules or executions (already filtered by what `q`
+/// cannot carry).
+pub fn list_monitoring<T: MonitoringListed>(items: Vec<T>, q: &ListQuery) -> Result<Page<T>, ControlError> {
+    page(items, q)
+}
+
+/// The monitoring records a page is made of.
+#[allow(private_bounds)]
+pub trait MonitoringListed: Listable {}
+impl MonitoringListed for MonitoringJobDefinition {}
+impl MonitoringListed for MonitoringSchedule {}
+impl MonitoringListed for MonitoringExecution {}
 
 /// A page of processing jobs (already filtered by their own status, which `q` cannot carry).
 pub fn list_processing_jobs(jobs: Vec<ProcessingJob>, q: &ListQuery) -> Result<Page<ProcessingJob>, ControlError> {

@@ -50,7 +50,14 @@ impl Reconciler for ProcessingJobs {
     }
 
     async fn keys(&self, cx: &Arc<Controller>) -> Result<Vec<String>, ControlError> {
-        Ok(cx.processing_jobs().await?.into_iter().filter(|j| !j.status.ended()).map(|j| j.name).collect())
+        // A monitoring execution's job is the execution's to run and end (monitoring.rs).
+        Ok(cx
+            .processing_jobs()
+            .await?
+            .into_iter()
+            .filter(|j| !j.status.ended() && j.monitoring_schedule_arn.is_none())
+            .map(|j| j.name)
+            .collect())
     }
 
     async fn read(&self, cx: &Arc<Controller>, key: &str) -> Result<Option<ProcessingJob>, ControlError> {
@@ -59,6 +66,9 @@ impl Reconciler for ProcessingJobs {
     }
 
     fn next(&self, _: &Arc<Controller>, job: &ProcessingJob) -> Option<ProcessingStep> {
+        if job.monitoring_schedule_arn.is_some() {
+            return None;
+        }
         let stops = self.stops();
         match (job.status, stops.get(&NameKey::of(&job.name))) {
             (ProcessingJobStatus::InProgress, None) => Some(ProcessingStep::Run),

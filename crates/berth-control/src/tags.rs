@@ -70,6 +70,8 @@ impl Controller {
             ResourceKind::InferenceExperiment => self.db(move |s| s.get::<InferenceExperiment>(&key).map(|m| m.is_some())).await?,
             ResourceKind::TransformJob => self.describe_transform_job(&key).await.is_ok(),
             ResourceKind::ProcessingJob => self.describe_processing_job(&key).await.is_ok(),
+            ResourceKind::MonitoringSchedule => self.describe_monitoring_schedule(&key).await.is_ok(),
+            ResourceKind::MonitoringJobDefinition => self.describe_monitoring_job_definition(&key).await.is_ok(),
         };
         // Names are case-insensitive; ARNs carry them lower-cased, but callers build ARNs from
         // the names they chose (`.../endpoint/MyEndpoint`).

@@ -18,6 +18,7 @@ mod framework;
 mod instance_types;
 mod json_path;
 mod model;
+mod monitoring;
 mod multi_model;
 mod names;
 mod private_paths;
@@ -49,6 +50,10 @@ pub use json_path::JsonPath;
 pub use model::{
     environment_name_refused, validate_environment, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, MultiContainer, S3DataSource,
     VpcConfig,
+};
+pub use monitoring::{
+    parse_offset, ExecutionStatus, MonitoringExecution, MonitoringJob, MonitoringJobDefinition, MonitoringSchedule, MonitoringType,
+    ScheduleExpression, ScheduleStatus,
 };
 pub use multi_model::{is_model_name, ModelFetchRequest, ModelLoadRequest};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};

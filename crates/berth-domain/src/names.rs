@@ -10,6 +10,8 @@ pub enum ResourceKind {
     InferenceExperiment,
     TransformJob,
     ProcessingJob,
+    MonitoringSchedule,
+    MonitoringJobDefinition,
 }
 
 impl ResourceKind {
@@ -22,6 +24,8 @@ impl ResourceKind {
             ResourceKind::InferenceExperiment => "inference-experiment",
             ResourceKind::TransformJob => "transform-job",
             ResourceKind::ProcessingJob => "processing-job",
+            ResourceKind::MonitoringSchedule => "monitoring-schedule",
+            ResourceKind::MonitoringJobDefinition => "data-quality-job-definition",
         }
     }
 
@@ -34,6 +38,8 @@ impl ResourceKind {
             ResourceKind::InferenceExperiment => "inference experiment",
             ResourceKind::TransformJob => "transform job",
             ResourceKind::ProcessingJob => "processing job",
+            ResourceKind::MonitoringSchedule => "monitoring schedule",
+            ResourceKind::MonitoringJobDefinition => "data quality job definition",
         }
     }
 
@@ -45,6 +51,8 @@ impl ResourceKind {
             "inference-experiment" => Some(ResourceKind::InferenceExperiment),
             "transform-job" => Some(ResourceKind::TransformJob),
             "processing-job" => Some(ResourceKind::ProcessingJob),
+            "monitoring-schedule" => Some(ResourceKind::MonitoringSchedule),
+            "data-quality-job-definition" => Some(ResourceKind::MonitoringJobDefinition),
             _ => None,
         }
     }

@@ -42,11 +42,20 @@ pub struct DatasetAnalyzer {
     names: Vec<String>,
     columns: Vec<ColumnAccumulator>,
     rows: u64,
+    /// Capture files: only requests whose `eventMetadata.inferenceTime` is in [from, to).
+    window: Option<(String, String)>,
 }
 
 impl DatasetAnalyzer {
     pub fn new(format: DatasetFormat) -> Self {
-        DatasetAnalyzer { format, names: Vec::new(), columns: Vec::new(), rows: 0 }
+        DatasetAnalyzer { format, names: Vec::new(), columns: Vec::new(), rows: 0, window: None }
+    }
+
+    /// Reads only captured requests made in [from, to) (times as capture files write them,
+    /// `YYYY-MM-DDTHH:MM:SSZ`; a request without one is read).
+    pub fn within(mut self, from: String, to: String) -> Self {
+        self.window = Some((from, to));
+        self
     }
 
     /// Adds the records of one object (`name` says which, in errors).
@@ -191,6 +200,11 @@ impl DatasetAnalyzer {
             }
             let where_ = || format!("{name} line {}", n + 1);
             let event: Value = serde_json::from_slice(line).map_err(|e| format!("{}: not JSON: {e}", where_()))?;
+            if let (Some((from, to)), Some(at)) = (&self.window, event["eventMetadata"]["inferenceTime"].as_str()) {
+                if at < from.as_str() || at >= to.as_str() {
+                    continue;
+                }
+            }
             let input = &event["captureData"]["endpointInput"];
             let data = input["data"].as_str().ok_or_else(|| format!("{}: no captureData.endpointInput.data", where_()))?;
             let decoded = match input["encoding"].as_str() {
@@ -301,6 +315,21 @@ mod tests {
         let s = c.statistics().unwrap();
         assert_eq!(s.dataset.item_count, 3);
         assert_eq!(s.features[0].numerical_statistics.as_ref().unwrap().sum, 9.0);
+
+        let at = |time: &str, data: &str| {
+            serde_json::json!({"captureData": {"endpointInput": {"observedContentType": "text/csv", "data": data, "encoding": "CSV"}}, "eventMetadata": {"inferenceTime": time}})
+                .to_string()
+        };
+        let body = [
+            at("2026-12-06T09:59:59Z", "1"),
+            at("2026-12-06T10:00:00Z", "2"),
+            at("2026-12-06T10:59:59Z", "3"),
+            at("2026-12-06T11:00:00Z", "4"),
+        ]
+        .join("\n");
+        let mut w = DatasetAnalyzer::new(DatasetFormat::CaptureJson).within("2026-12-06T10:00:00Z".into(), "2026-12-06T11:00:00Z".into());
+        w.add_object("capture.jsonl", body.as_bytes()).unwrap();
+        assert_eq!(w.statistics().unwrap().features[0].numerical_statistics.as_ref().unwrap().sum, 5.0, "only the hour's requests");
     }
 
     #[test]

@@ -18,4 +18,4 @@ pub use constraints::{
 };
 pub use dataset::{DatasetAnalyzer, DatasetFormat};
 pub use statistics::{Cell, Common, FeatureStatistics, InferredType, NumericalStatistics, Statistics, StringStatistics};
-pub use violations::{evaluate, Drift, Evaluation, Violation, Violations};
+pub use violations::{evaluate, name_by_position, Drift, Evaluation, Violation, Violations};

@@ -140,6 +140,19 @@ pub fn evaluate(current: &Statistics, constraints: &Constraints, baseline: Optio
     Evaluation { violations: Violations { violations }, drift }
 }
 
+/// Captured CSV has no header: its features (`_c0`, `_c1`, …) take the baseline's names by
+/// position. Features past the baseline's keep their positional names (extra columns).
+pub fn name_by_position(current: &mut Statistics, constraints: &Constraints) {
+    let positional = current.features.iter().enumerate().all(|(i, f)| f.name == format!("_c{i}"));
+    let baseline_positional = constraints.features.iter().enumerate().all(|(i, f)| f.name == format!("_c{i}"));
+    if !positional || baseline_positional {
+        return;
+    }
+    for (feature, expected) in current.features.iter_mut().zip(&constraints.features) {
+        feature.name = expected.name.clone();
+    }
+}
+
 /// Whether values of type `observed` meet a baseline of type `expected` (integers are
 /// fractional numbers; anything is a string).
 fn type_fits(expected: InferredType, observed: InferredType) -> bool {
@@ -257,6 +270,21 @@ mod tests {
         };
         let x_simple = evaluate(&shifted, &simple, Some(&base)).drift.iter().find(|d| d.feature == "x").unwrap().distance;
         assert!((x_simple - 0.5).abs() < 0.02, "{x_simple}");
+    }
+
+    #[test]
+    fn headerless_captures_take_the_baselines_names_by_position() {
+        let base = stats("age,colour\n30,red\n");
+        let constraints = suggest_constraints(&base, MonitoringConfig::default());
+        let mut a = DatasetAnalyzer::new(DatasetFormat::Csv { header: false });
+        a.add_object("d", b"31,blue,extra\n").unwrap();
+        let mut current = a.statistics().unwrap();
+        name_by_position(&mut current, &constraints);
+        let names: Vec<&str> = current.features.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["age", "colour", "_c2"]);
+        let checks: Vec<String> =
+            evaluate(&current, &constraints, Some(&base)).violations.violations.into_iter().map(|v| v.constraint_check_type).collect();
+        assert!(checks.contains(&"extra_column_check".to_string()), "{checks:?}");
     }
 
     #[test]

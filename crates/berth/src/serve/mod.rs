@@ -441,6 +441,16 @@ impl Term<'_> {
                 }
             }
         });
+        // Model Monitor's schedules: each due execution started.
+        let monitoring = controller.clone();
+        background.every("monitoring schedules", Duration::from_secs(5), move || {
+            let controller = monitoring.clone();
+            async move {
+                if let Err(e) = controller.run_due_monitoring().await {
+                    warn!(error = %e, "cannot start the due monitoring executions");
+                }
+            }
+        });
         // A cluster's standbys route with the routes this server publishes, and hand it their metrics.
         if let Some(shared) = &self.shared {
             crate::replication::lead(&mut background, shared.clone(), controller.clone(), routing.clone(), self.pods.is_some());

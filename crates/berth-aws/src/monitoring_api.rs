@@ -1,0 +1,457 @@
+//! Model Monitor's schedules on the wire: `Create/Describe/List/DeleteDataQualityJobDefinition`,
+//! `Create/Describe/List/Update/Delete/Start/StopMonitoringSchedule` and
+//! `ListMonitoringExecutions`. Requests are read as JSON and each member berth acts on is
+//! checked; Describe answers echo the request as sent. What berth does not do (model quality,
+//! bias and explainability schedules, batch transform inputs, the caller's preprocessing
+//! scripts) is refused by name.
+
+use crate::aws_json::{enum_error, list_query, parse, reply, secs, tags, unsupported};
+use crate::error::EdgeError;
+use crate::wire::{Empty, ListInput};
+use berth_control::Controller;
+use berth_domain::{
+    parse_offset, ExecutionStatus, MonitoringExecution, MonitoringJob, MonitoringJobDefinition, MonitoringSchedule, MonitoringType,
+    ScheduleExpression, ScheduleStatus, Timestamp,
+};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+pub(crate) async fn operation(c: &Arc<Controller>, op: &str, body: &[u8]) -> Option<Result<Value, EdgeError>> {
+    let result = match op {
+        "CreateDataQualityJobDefinition" => create_definition(c, body).await,
+        "DescribeDataQualityJobDefinition" => describe_definition(c, body).await,
+        "ListDataQualityJobDefinitions" => list_definitions(c, body).await,
+        "DeleteDataQualityJobDefinition" => delete_definition(c, body).await,
+        "CreateMonitoringSchedule" => create_schedule(c, body).await,
+        "DescribeMonitoringSchedule" => describe_schedule(c, body).await,
+        "ListMonitoringSchedules" => list_schedules(c, body).await,
+        "UpdateMonitoringSchedule" => update_schedule(c, body).await,
+        "DeleteMonitoringSchedule" => delete_schedule(c, body).await,
+        "StartMonitoringSchedule" => running(c, body, true).await,
+        "StopMonitoringSchedule" => running(c, body, false).await,
+        "ListMonitoringExecutions" => list_executions(c, body).await,
+        "CreateModelQualityJobDefinition" | "CreateModelBiasJobDefinition" | "CreateModelExplainabilityJobDefinition" => {
+            Err(EdgeError::validation(format!("{op}: this version of berth monitors data quality only (CreateDataQualityJobDefinition).")))
+        }
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// A string member at a path of objects, if present.
+fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(*k)).and_then(Value::as_str)
+}
+
+fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, EdgeError> {
+    at(v, path).ok_or_else(|| {
+        EdgeError::validation(format!(
+            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+            path.iter().map(|p| lower_first(p)).collect::<Vec<_>>().join(".")
+        ))
+    })
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_ascii_lowercase().to_string() + c.as_str()).unwrap_or_default()
+}
+
+/// The job of a data-quality definition, from its parts as named in either request shape:
+/// `CreateDataQualityJobDefinition`'s, or a schedule's inline `MonitoringJobDefinition`.
+struct JobParts<'a> {
+    baseline: Option<&'a Value>,
+    app: &'a Value,
+    endpoint_input: Option<&'a Value>,
+    batch_input: bool,
+    output: &'a Value,
+    environment: Option<&'a Value>,
+    stopping: Option<&'a Value>,
+    role: &'a str,
+}
+
+async fn monitoring_job(c: &Arc<Controller>, parts: JobParts<'_>) -> Result<MonitoringJob, EdgeError> {
+    unsupported(parts.batch_input, "BatchTransformInput (berth monitors endpoints' captured data)")?;
+    for member in ["RecordPreprocessorSourceUri", "PostAnalyticsProcessorSourceUri"] {
+        unsupported(parts.app.get(member).is_some(), &format!("{member} (berth's analyzer does not run the caller's scripts)"))?;
+    }
+    unsupported(
+        parts.app.get("ContainerEntrypoint").is_some() || parts.app.get("ContainerArguments").is_some(),
+        "ContainerEntrypoint and ContainerArguments (berth runs the analyzer itself)",
+    )?;
+    let input = parts.endpoint_input.ok_or_else(|| EdgeError::validation("The job's input must be an EndpointInput."))?;
+    for member in ["StartTimeOffset", "EndTimeOffset"] {
+        if let Some(offset) = at(input, &[member]) {
+            parse_offset(offset).map_err(EdgeError::validation)?;
+        }
+    }
+    let outputs = parts
+        .output
+        .get("MonitoringOutputs")
+        .and_then(Value::as_array)
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| EdgeError::validation("MonitoringOutputs must hold one output."))?;
+    unsupported(parts.output.get("KmsKeyId").is_some(), "MonitoringOutputConfig.KmsKeyId")?;
+    let environment = match parts.environment {
+        None => Default::default(),
+        Some(e) => serde_json::from_value(e.clone()).map_err(|_| EdgeError::validation("Environment must map names to strings."))?,
+    };
+    let baseline = parts.baseline;
+    let mut constraints = baseline.and_then(|b| at(b, &["ConstraintsResource", "S3Uri"])).map(str::to_string);
+    let mut statistics = baseline.and_then(|b| at(b, &["StatisticsResource", "S3Uri"])).map(str::to_string);
+    let baselining_job_name = baseline.and_then(|b| at(b, &["BaseliningJobName"])).map(str::to_string);
+    // Only the baselining job named: its results are the baseline.
+    if let Some(job) = &baselining_job_name {
+        let found = c.describe_processing_job(job).await?;
+        let output = found.outputs.first().map(|o| o.s3_uri.trim_end_matches('/').to_string()).unwrap_or_default();
+        constraints.get_or_insert_with(|| format!("{output}/constraints.json"));
+        statistics.get_or_insert_with(|| format!("{output}/statistics.json"));
+    }
+    Ok(MonitoringJob {
+        image: required(parts.app, &["ImageUri"])?.to_string(),
+        endpoint_name: required(input, &["EndpointName"])?.to_string(),
+        input_local_path: required(input, &["LocalPath"])?.to_string(),
+        baseline_constraints: constraints,
+        baseline_statistics: statistics,
+        baselining_job_name,
+        output_s3_uri: required(&outputs[0], &["S3Output", "S3Uri"])?.to_string(),
+        output_local_path: required(&outputs[0], &["S3Output", "LocalPath"])?.to_string(),
+        environment,
+        max_runtime_secs: parts.stopping.and_then(|s| s.get("MaxRuntimeInSeconds")).and_then(Value::as_u64),
+        role_arn: parts.role.to_string(),
+    })
+}
+
+/// The request's members, less its name and tags: what Describe echoes.
+fn echoed(body: &[u8], name_member: &str) -> Result<Map<String, Value>, EdgeError> {
+    let mut members: Map<String, Value> = parse(body)?;
+    members.remove(name_member);
+    members.remove("Tags");
+    Ok(members)
+}
+
+async fn create_definition(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let request: Value = parse(body)?;
+    let name = required(&request, &["JobDefinitionName"])?.to_string();
+    let job = monitoring_job(
+        c,
+        JobParts {
+            baseline: request.get("DataQualityBaselineConfig"),
+            app: request
+                .get("DataQualityAppSpecification")
+                .ok_or_else(|| EdgeError::validation("DataQualityAppSpecification is required."))?,
+            endpoint_input: request.get("DataQualityJobInput").and_then(|i| i.get("EndpointInput")),
+            batch_input: request.get("DataQualityJobInput").and_then(|i| i.get("BatchTransformInput")).is_some(),
+            output: request
+                .get("DataQualityJobOutputConfig")
+                .ok_or_else(|| EdgeError::validation("DataQualityJobOutputConfig is required."))?,
+            environment: request.get("DataQualityAppSpecification").and_then(|a| a.get("Environment")),
+            stopping: request.get("StoppingCondition"),
+            role: required(&request, &["RoleArn"])?,
+        },
+    )
+    .await?;
+    let tags = tags(serde_json::from_value(request.get("Tags").cloned().unwrap_or(Value::Null)).unwrap_or_default());
+    let definition = MonitoringJobDefinition {
+        name,
+        arn: String::new(),
+        kind: MonitoringType::DataQuality,
+        created: Timestamp::from_millis(0),
+        endpoint_name: job.endpoint_name.clone(),
+        job,
+        definition: Value::Object(echoed(body, "JobDefinitionName")?),
+    };
+    let created = c.create_monitoring_job_definition(definition, tags).await?;
+    Ok(json!({ "JobDefinitionArn": created.arn }))
+}
+
+fn definition_name(body: &[u8]) -> Result<String, EdgeError> {
+    let request: Value = parse(body)?;
+    Ok(required(&request, &["JobDefinitionName"])?.to_string())
+}
+
+async fn describe_definition(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let d = c.describe_monitoring_job_definition(&definition_name(body)?).await?;
+    let mut out = d.definition.as_object().cloned().unwrap_or_default();
+    out.insert("JobDefinitionArn".into(), d.arn.into());
+    out.insert("JobDefinitionName".into(), d.name.into());
+    out.insert("CreationTime".into(), secs(d.created).into());
+    Ok(Value::Object(out))
+}
+
+async fn delete_definition(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    c.delete_monitoring_job_definition(&definition_name(body)?).await?;
+    reply(Empty {})
+}
+
+/// A List* request of the monitoring operations: the common members, and the filters berth
+/// applies itself.
+fn monitoring_list(body: &[u8], sort_keys: &[&str]) -> Result<(berth_control::ListQuery, Value), EdgeError> {
+    let request: Value = parse(body)?;
+    let mut input: ListInput = parse(body)?;
+    if let Some(sort) = input.sort_by.as_deref() {
+        if !sort_keys.contains(&sort) {
+            return Err(enum_error("sortBy", sort, sort_keys));
+        }
+        // Executions' ScheduledTime is their creation time as listing sorts it.
+        if sort == "ScheduledTime" {
+            input.sort_by = Some("CreationTime".into());
+        }
+    }
+    input.status_equals = None;
+    Ok((list_query(input, true)?, request))
+}
+
+fn matches(request: &Value, member: &str, value: &str) -> bool {
+    at(request, &[member]).is_none_or(|wanted| wanted.eq_ignore_ascii_case(value))
+}
+
+async fn list_definitions(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let (query, request) = monitoring_list(body, &["Name", "CreationTime"])?;
+    let items: Vec<MonitoringJobDefinition> =
+        c.monitoring_job_definitions().await?.into_iter().filter(|d| matches(&request, "EndpointName", &d.endpoint_name)).collect();
+    let page = berth_control::list_monitoring(items, &query)?;
+    let summaries: Vec<Value> = page
+        .items
+        .iter()
+        .map(|d| json!({"MonitoringJobDefinitionName": d.name, "MonitoringJobDefinitionArn": d.arn, "CreationTime": secs(d.created), "EndpointName": d.endpoint_name}))
+        .collect();
+    Ok(with_token(json!({ "JobDefinitionSummaries": summaries }), page.next_token))
+}
+
+fn with_token(mut answer: Value, token: Option<String>) -> Value {
+    if let Some(t) = token {
+        answer["NextToken"] = t.into();
+    }
+    answer
+}
+
+fn schedule_name(body: &[u8]) -> Result<String, EdgeError> {
+    let request: Value = parse(body)?;
+    Ok(required(&request, &["MonitoringScheduleName"])?.to_string())
+}
+
+/// A schedule from CreateMonitoringSchedule's (or UpdateMonitoringSchedule's) request.
+async fn schedule_of(c: &Arc<Controller>, request: &Value) -> Result<MonitoringSchedule, EdgeError> {
+    let name = required(request, &["MonitoringScheduleName"])?.to_string();
+    let config = request.get("MonitoringScheduleConfig").ok_or_else(|| EdgeError::validation("MonitoringScheduleConfig is required."))?;
+    let kind = match at(config, &["MonitoringType"]) {
+        None | Some("DataQuality") => MonitoringType::DataQuality,
+        Some(kind @ ("ModelQuality" | "ModelBias" | "ModelExplainability")) => {
+            return Err(EdgeError::validation(format!("MonitoringType {kind}: this version of berth monitors data quality only.")))
+        }
+        Some(other) => {
+            return Err(enum_error(
+                "monitoringScheduleConfig.monitoringType",
+                other,
+                &["DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"],
+            ))
+        }
+    };
+    let schedule_config = config.get("ScheduleConfig");
+    let expression = match schedule_config.and_then(|s| at(s, &["ScheduleExpression"])) {
+        Some(e) => ScheduleExpression::parse(e).map_err(EdgeError::validation)?,
+        None => return Err(EdgeError::validation("ScheduleConfig.ScheduleExpression is required.")),
+    };
+    let start = schedule_config.and_then(|s| at(s, &["DataAnalysisStartTime"]));
+    let end = schedule_config.and_then(|s| at(s, &["DataAnalysisEndTime"]));
+    let analysis_window = match (expression, start, end) {
+        (ScheduleExpression::Now, Some(s), Some(e)) => {
+            let (s, e) = (parse_offset(s).map_err(EdgeError::validation)?, parse_offset(e).map_err(EdgeError::validation)?);
+            if s >= e {
+                return Err(EdgeError::validation("DataAnalysisStartTime must be before DataAnalysisEndTime."));
+            }
+            Some((s, e))
+        }
+        (ScheduleExpression::Now, _, _) => {
+            return Err(EdgeError::validation("A NOW schedule needs DataAnalysisStartTime and DataAnalysisEndTime."))
+        }
+        (_, None, None) => None,
+        _ => return Err(EdgeError::validation("DataAnalysisStartTime and DataAnalysisEndTime go with ScheduleExpression NOW only.")),
+    };
+    let (job_definition_name, job) = match (at(config, &["MonitoringJobDefinitionName"]), config.get("MonitoringJobDefinition")) {
+        (Some(d), None) => {
+            // The controller takes the job from the named definition.
+            let placeholder = MonitoringJob {
+                image: String::new(),
+                endpoint_name: String::new(),
+                input_local_path: String::new(),
+                baseline_constraints: None,
+                baseline_statistics: None,
+                baselining_job_name: None,
+                output_s3_uri: String::new(),
+                output_local_path: String::new(),
+                environment: Default::default(),
+                max_runtime_secs: None,
+                role_arn: String::new(),
+            };
+            (Some(d.to_string()), placeholder)
+        }
+        (None, Some(inline)) => {
+            let inputs = inline
+                .get("MonitoringInputs")
+                .and_then(Value::as_array)
+                .filter(|i| i.len() == 1)
+                .ok_or_else(|| EdgeError::validation("MonitoringInputs must hold one input."))?;
+            let job = monitoring_job(
+                c,
+                JobParts {
+                    baseline: inline.get("BaselineConfig"),
+                    app: inline
+                        .get("MonitoringAppSpecification")
+                        .ok_or_else(|| EdgeError::validation("MonitoringAppSpecification is required."))?,
+                    endpoint_input: inputs[0].get("EndpointInput"),
+                    batch_input: inputs[0].get("BatchTransformInput").is_some(),
+                    output: inline
+                        .get("MonitoringOutputConfig")
+                        .ok_or_else(|| EdgeError::validation("MonitoringOutputConfig is required."))?,
+                    environment: inline.get("Environment"),
+                    stopping: inline.get("StoppingCondition"),
+                    role: required(inline, &["RoleArn"])?,
+                },
+            )
+            .await?;
+            (None, job)
+        }
+        _ => return Err(EdgeError::validation("Give exactly one of MonitoringJobDefinitionName and MonitoringJobDefinition.")),
+    };
+    Ok(MonitoringSchedule {
+        name,
+        arn: String::new(),
+        status: ScheduleStatus::Pending,
+        kind,
+        created: Timestamp::from_millis(0),
+        modified: Timestamp::from_millis(0),
+        endpoint_name: job.endpoint_name.clone(),
+        job_definition_name,
+        job,
+        expression,
+        analysis_window,
+        last_scheduled: None,
+        config: config.clone(),
+        failure_reason: None,
+    })
+}
+
+async fn create_schedule(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let request: Value = parse(body)?;
+    let schedule = schedule_of(c, &request).await?;
+    let tags = tags(serde_json::from_value(request.get("Tags").cloned().unwrap_or(Value::Null)).unwrap_or_default());
+    let created = c.create_monitoring_schedule(schedule, tags).await?;
+    Ok(json!({ "MonitoringScheduleArn": created.arn }))
+}
+
+async fn update_schedule(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let request: Value = parse(body)?;
+    let updated = c.update_monitoring_schedule(schedule_of(c, &request).await?).await?;
+    Ok(json!({ "MonitoringScheduleArn": updated.arn }))
+}
+
+async fn delete_schedule(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    c.delete_monitoring_schedule(&schedule_name(body)?).await?;
+    reply(Empty {})
+}
+
+async fn running(c: &Arc<Controller>, body: &[u8], run: bool) -> Result<Value, EdgeError> {
+    c.set_monitoring_schedule_running(&schedule_name(body)?, run).await?;
+    reply(Empty {})
+}
+
+fn execution_summary(e: &MonitoringExecution) -> Value {
+    let mut s = json!({
+        "MonitoringScheduleName": e.schedule_name,
+        "ScheduledTime": secs(e.scheduled),
+        "CreationTime": secs(e.created),
+        "LastModifiedTime": secs(e.modified),
+        "MonitoringExecutionStatus": e.status.as_str(),
+        "ProcessingJobArn": e.processing_job_arn,
+        "EndpointName": e.endpoint_name,
+        "MonitoringType": e.kind.as_str(),
+    });
+    if let Some(r) = &e.failure_reason {
+        s["FailureReason"] = r.clone().into();
+    }
+    if let Some(d) = &e.job_definition_name {
+        s["MonitoringJobDefinitionName"] = d.clone().into();
+    }
+    s
+}
+
+async fn describe_schedule(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let s = c.describe_monitoring_schedule(&schedule_name(body)?).await?;
+    let mut out = json!({
+        "MonitoringScheduleArn": s.arn,
+        "MonitoringScheduleName": s.name,
+        "MonitoringScheduleStatus": s.status.as_str(),
+        "MonitoringType": s.kind.as_str(),
+        "CreationTime": secs(s.created),
+        "LastModifiedTime": secs(s.modified),
+        "MonitoringScheduleConfig": s.config,
+        "EndpointName": s.endpoint_name,
+    });
+    if let Some(r) = &s.failure_reason {
+        out["FailureReason"] = r.clone().into();
+    }
+    if let Some(last) = c.last_monitoring_execution(&s.name).await? {
+        out["LastMonitoringExecutionSummary"] = execution_summary(&last);
+    }
+    Ok(out)
+}
+
+async fn list_schedules(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let (query, request) = monitoring_list(body, &["Name", "CreationTime", "Status"])?;
+    let status = match at(&request, &["StatusEquals"]) {
+        None => None,
+        Some(s) => Some(ScheduleStatus::parse(s).ok_or_else(|| enum_error("statusEquals", s, &ScheduleStatus::ALL.map(|s| s.as_str())))?),
+    };
+    let items: Vec<MonitoringSchedule> = c
+        .monitoring_schedules()
+        .await?
+        .into_iter()
+        .filter(|s| status.is_none_or(|w| s.status == w))
+        .filter(|s| matches(&request, "EndpointName", &s.endpoint_name) && matches(&request, "MonitoringTypeEquals", s.kind.as_str()))
+        .filter(|s| {
+            at(&request, &["MonitoringJobDefinitionName"])
+                .is_none_or(|d| s.job_definition_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(d)))
+        })
+        .collect();
+    let page = berth_control::list_monitoring(items, &query)?;
+    let summaries: Vec<Value> = page
+        .items
+        .iter()
+        .map(|s| {
+            let mut v = json!({
+                "MonitoringScheduleName": s.name, "MonitoringScheduleArn": s.arn, "CreationTime": secs(s.created),
+                "LastModifiedTime": secs(s.modified), "MonitoringScheduleStatus": s.status.as_str(),
+                "EndpointName": s.endpoint_name, "MonitoringType": s.kind.as_str(),
+            });
+            if let Some(d) = &s.job_definition_name {
+                v["MonitoringJobDefinitionName"] = d.clone().into();
+            }
+            v
+        })
+        .collect();
+    Ok(with_token(json!({ "MonitoringScheduleSummaries": summaries }), page.next_token))
+}
+
+async fn list_executions(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+    let (query, request) = monitoring_list(body, &["CreationTime", "ScheduledTime", "Status"])?;
+    let status = match at(&request, &["StatusEquals"]) {
+        None => None,
+        Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| enum_error("statusEquals", s, &ExecutionStatus::ALL.map(|s| s.as_str())))?),
+    };
+    let scheduled = |member: &str| request.get(member).and_then(Value::as_f64).map(Timestamp::from_secs_f64);
+    let (after, before) = (scheduled("ScheduledTimeAfter"), scheduled("ScheduledTimeBefore"));
+    let items: Vec<MonitoringExecution> = c
+        .monitoring_executions()
+        .await?
+        .into_iter()
+        .filter(|e| status.is_none_or(|w| e.status == w))
+        .filter(|e| matches(&request, "MonitoringScheduleName", &e.schedule_name) && matches(&request, "EndpointName", &e.endpoint_name))
+        .filter(|e| matches(&request, "MonitoringTypeEquals", e.kind.as_str()))
+        .filter(|e| after.is_none_or(|a| e.scheduled > a) && before.is_none_or(|b| e.scheduled < b))
+        .collect();
+    let page = berth_control::list_monitoring(items, &query)?;
+    let summaries: Vec<Value> = page.items.iter().map(execution_summary).collect();
+    Ok(with_token(json!({ "MonitoringExecutionSummaries": summaries }), page.next_token))
+}
