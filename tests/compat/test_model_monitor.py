@@ -294,3 +294,59 @@ def test_a_schedule_on_captured_traffic_finds_drift_publishes_it_and_an_alarm_fi
         with pytest.raises(Exception) as e:
             sm.describe_monitoring_schedule(MonitoringScheduleName=f"{endpoint}-schedule")
         assert error_code(e) == "ResourceNotFound"
+
+
+def test_schedules_and_job_definitions_refuse_what_berth_does_not_do(berth):
+    sm = berth.sm()
+    name = unique("dq")
+    capturing_endpoint(sm, name, f"s3://{BUCKET}/hostile-capture")
+    definition = {
+        "JobDefinitionName": name,
+        "DataQualityAppSpecification": {"ImageUri": ANALYZER},
+        "DataQualityJobInput": {"EndpointInput": {"EndpointName": name, "LocalPath": "/opt/ml/processing/input/endpoint"}},
+        "DataQualityJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {"S3Uri": f"s3://{BUCKET}/reports", "LocalPath": "/opt/ml/processing/output"}}]},
+        "JobResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}},
+        "RoleArn": ROLE,
+    }
+    for change, words in (
+        ({"DataQualityAppSpecification": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:1"}}, "is not it"),
+        ({"DataQualityAppSpecification": {"ImageUri": ANALYZER, "RecordPreprocessorSourceUri": "s3://b/pre.py"}}, "does not run the caller's scripts"),
+        ({"DataQualityJobInput": {"BatchTransformInput": {"DataCapturedDestinationS3Uri": "s3://b/x", "DatasetFormat": {"Csv": {"Header": True}}, "LocalPath": "/x"}}}, "BatchTransformInput"),
+        ({"DataQualityJobInput": {"EndpointInput": {"EndpointName": name, "LocalPath": "/x", "StartTimeOffset": "PT1H"}}}, "Invalid time offset"),
+        ({"DataQualityJobOutputConfig": {"MonitoringOutputs": definition["DataQualityJobOutputConfig"]["MonitoringOutputs"] * 2}}, "one output"),
+        ({"DataQualityBaselineConfig": {"ConstraintsResource": {"S3Uri": "/etc/passwd"}}}, "must be an s3:// or file:// URI"),
+    ):
+        with pytest.raises(Exception) as e:
+            sm.create_data_quality_job_definition(**{**definition, **change})
+        assert words in error_message(e), (change, error_message(e))
+    sm.create_data_quality_job_definition(**definition)
+    described = sm.describe_data_quality_job_definition(JobDefinitionName=name)
+    assert described["DataQualityJobInput"] == definition["DataQualityJobInput"]
+    assert [d["MonitoringJobDefinitionName"] for d in sm.list_data_quality_job_definitions(EndpointName=name)["JobDefinitionSummaries"]] == [name]
+
+    config = {"MonitoringJobDefinitionName": name, "MonitoringType": "DataQuality", "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}}
+    for change, words in (
+        ({"ScheduleConfig": {"ScheduleExpression": "cron(*/5 * ? * * *)"}}, "hourly or daily"),
+        ({"ScheduleConfig": {"ScheduleExpression": "rate(0 minutes)"}}, "positive whole number"),
+        ({"ScheduleConfig": {"ScheduleExpression": "NOW"}}, "needs DataAnalysisStartTime"),
+        ({"ScheduleConfig": {"ScheduleExpression": "NOW", "DataAnalysisStartTime": "-PT0H", "DataAnalysisEndTime": "-PT1H"}}, "must be before"),
+        ({"MonitoringType": "ModelBias"}, "data quality only"),
+        ({"MonitoringJobDefinitionName": "no-such-definition"}, "Could not find job definition"),
+    ):
+        with pytest.raises(Exception) as e:
+            sm.create_monitoring_schedule(MonitoringScheduleName=name, MonitoringScheduleConfig={**config, **change})
+        assert words in error_message(e), (change, error_message(e))
+    sm.create_monitoring_schedule(MonitoringScheduleName=name, MonitoringScheduleConfig=config)
+    with pytest.raises(Exception) as e:
+        sm.delete_data_quality_job_definition(JobDefinitionName=name)
+    assert "delete the schedule first" in error_message(e)
+    sm.stop_monitoring_schedule(MonitoringScheduleName=name)
+    assert sm.describe_monitoring_schedule(MonitoringScheduleName=name)["MonitoringScheduleStatus"] == "Stopped"
+    sm.start_monitoring_schedule(MonitoringScheduleName=name)
+    listed = sm.list_monitoring_schedules(EndpointName=name, StatusEquals="Scheduled")["MonitoringScheduleSummaries"]
+    assert [s["MonitoringScheduleName"] for s in listed] == [name]
+    sm.delete_monitoring_schedule(MonitoringScheduleName=name)
+    sm.delete_data_quality_job_definition(JobDefinitionName=name)
+    with pytest.raises(Exception) as e:
+        sm.describe_data_quality_job_definition(JobDefinitionName=name)
+    assert error_code(e) == "ResourceNotFound"

@@ -402,7 +402,7 @@ async fn list_schedules(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeE
     let (query, request) = monitoring_list(body, &["Name", "CreationTime", "Status"])?;
     let status = match at(&request, &["StatusEquals"]) {
         None => None,
-        Some(s) => Some(ScheduleStatus::parse(s).ok_or_else(|| enum_error("statusEquals", s, &ScheduleStatus::ALL.map(|s| s.as_str())))?),
+        Some(s) => Some(ScheduleStatus::parse(s).ok_or_else(|| enum_error("statusEquals", s, &ScheduleStatus::names()))?),
     };
     let items: Vec<MonitoringSchedule> = c
         .monitoring_schedules()
@@ -438,7 +438,7 @@ async fn list_executions(c: &Arc<Controller>, body: &[u8]) -> Result<Value, Edge
     let (query, request) = monitoring_list(body, &["CreationTime", "ScheduledTime", "Status"])?;
     let status = match at(&request, &["StatusEquals"]) {
         None => None,
-        Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| enum_error("statusEquals", s, &ExecutionStatus::ALL.map(|s| s.as_str())))?),
+        Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| enum_error("statusEquals", s, &ExecutionStatus::names()))?),
     };
     let scheduled = |member: &str| request.get(member).and_then(Value::as_f64).map(Timestamp::from_secs_f64);
     let (after, before) = (scheduled("ScheduledTimeAfter"), scheduled("ScheduledTimeBefore"));

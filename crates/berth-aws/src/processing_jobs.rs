@@ -298,10 +298,7 @@ async fn list(c: &Arc<Controller>, body: &[u8]) -> Result<ListProcessingJobsOutp
     let mut input: crate::wire::ListInput = parse(body)?;
     let status = match input.status_equals.take() {
         None => None,
-        Some(s) => Some(ProcessingJobStatus::parse(&s).ok_or_else(|| {
-            let all: Vec<&str> = ProcessingJobStatus::ALL.iter().map(|s| s.as_str()).collect();
-            enum_error("statusEquals", &s, &all)
-        })?),
+        Some(s) => Some(ProcessingJobStatus::parse(&s).ok_or_else(|| enum_error("statusEquals", &s, &ProcessingJobStatus::names()))?),
     };
     let query = list_query(input, true)?;
     let jobs: Vec<ProcessingJob> = c.processing_jobs().await?.into_iter().filter(|j| status.is_none_or(|s| j.status == s)).collect();

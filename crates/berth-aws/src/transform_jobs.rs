@@ -359,10 +359,7 @@ async fn list(c: &Arc<Controller>, body: &[u8]) -> Result<ListTransformJobsOutpu
     let mut input: crate::wire::ListInput = parse(body)?;
     let status = match input.status_equals.take() {
         None => None,
-        Some(s) => Some(TransformJobStatus::parse(&s).ok_or_else(|| {
-            let all: Vec<&str> = TransformJobStatus::ALL.iter().map(|s| s.as_str()).collect();
-            enum_error("statusEquals", &s, &all)
-        })?),
+        Some(s) => Some(TransformJobStatus::parse(&s).ok_or_else(|| enum_error("statusEquals", &s, &TransformJobStatus::names()))?),
     };
     let query = list_query(input, true)?;
     let jobs: Vec<TransformJob> = c.transform_jobs().await?.into_iter().filter(|j| status.is_none_or(|s| j.status == s)).collect();

@@ -6,6 +6,37 @@
 
 #![forbid(unsafe_code)]
 
+/// An enum of SageMaker's names (statuses and the like): its variants as the wire spells them,
+/// `ALL`, `as_str`, `parse` and `names`.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => stringify!($variant)),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+
+            /// Every name, as validation errors list them.
+            pub fn names() -> Vec<&'static str> {
+                Self::ALL.iter().map(|v| v.as_str()).collect()
+            }
+        }
+    };
+}
+
 mod alarm;
 mod autoscaling;
 mod deployment;

@@ -54,31 +54,10 @@ pub struct MonitoringJob {
     pub role_arn: String,
 }
 
-/// `ScheduleStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ScheduleStatus {
-    Pending,
-    Failed,
-    Scheduled,
-    Stopped,
-}
-
-impl ScheduleStatus {
-    pub const ALL: [ScheduleStatus; 4] = [Self::Pending, Self::Failed, Self::Scheduled, Self::Stopped];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "Pending",
-            Self::Failed => "Failed",
-            Self::Scheduled => "Scheduled",
-            Self::Stopped => "Stopped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
+wire_enum!(
+    /// `ScheduleStatus`.
+    ScheduleStatus { Pending, Failed, Scheduled, Stopped }
+);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitoringSchedule {
@@ -102,38 +81,12 @@ pub struct MonitoringSchedule {
     pub failure_reason: Option<String>,
 }
 
-/// `ExecutionStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ExecutionStatus {
-    Pending,
-    Completed,
-    CompletedWithViolations,
-    InProgress,
-    Failed,
-    Stopping,
-    Stopped,
-}
+wire_enum!(
+    /// `ExecutionStatus`.
+    ExecutionStatus { Pending, Completed, CompletedWithViolations, InProgress, Failed, Stopping, Stopped }
+);
 
 impl ExecutionStatus {
-    pub const ALL: [ExecutionStatus; 7] =
-        [Self::Pending, Self::Completed, Self::CompletedWithViolations, Self::InProgress, Self::Failed, Self::Stopping, Self::Stopped];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "Pending",
-            Self::Completed => "Completed",
-            Self::CompletedWithViolations => "CompletedWithViolations",
-            Self::InProgress => "InProgress",
-            Self::Failed => "Failed",
-            Self::Stopping => "Stopping",
-            Self::Stopped => "Stopped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
     pub fn ended(self) -> bool {
         matches!(self, Self::Completed | Self::CompletedWithViolations | Self::Failed | Self::Stopped)
     }

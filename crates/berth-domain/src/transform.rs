@@ -5,33 +5,12 @@ use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// SageMaker's transform job statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TransformJobStatus {
-    InProgress,
-    Completed,
-    Failed,
-    Stopping,
-    Stopped,
-}
+wire_enum!(
+    /// SageMaker's transform job statuses.
+    TransformJobStatus { InProgress, Completed, Failed, Stopping, Stopped }
+);
 
 impl TransformJobStatus {
-    pub const ALL: [TransformJobStatus; 5] = [Self::InProgress, Self::Completed, Self::Failed, Self::Stopping, Self::Stopped];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InProgress => "InProgress",
-            Self::Completed => "Completed",
-            Self::Failed => "Failed",
-            Self::Stopping => "Stopping",
-            Self::Stopped => "Stopped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
     pub fn ended(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Stopped)
     }
