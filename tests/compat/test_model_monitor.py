@@ -350,3 +350,41 @@ def test_schedules_and_job_definitions_refuse_what_berth_does_not_do(berth):
     with pytest.raises(Exception) as e:
         sm.describe_data_quality_job_definition(JobDefinitionName=name)
     assert error_code(e) == "ResourceNotFound"
+
+
+def test_processing_jobs_logs_are_served_as_cloudwatch_logs(berth, session, monkeypatch, capsys):
+    """The SDK's `logs=True` path and `aws logs` read a processing job's log through CloudWatch
+    Logs' read API on berth's port (AWS_ENDPOINT_URL_CLOUDWATCH_LOGS)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", berth.url)
+    text, _ = dataset(rows=100)
+    name = unique("logged")
+    m = monitor(session)
+    m.suggest_baseline(baseline_dataset=upload(session, f"{name}/train.csv", text), dataset_format=DatasetFormat.csv(header=True), job_name=name, wait=True, logs=False)
+    logs = boto3.client("logs", endpoint_url=berth.url, **CREDENTIALS)
+    groups = [g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix="/aws/sagemaker/")["logGroups"]]
+    assert groups == ["/aws/sagemaker/ProcessingJobs"]
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/ProcessingJobs", logStreamNamePrefix=name + "/")["logStreams"]
+    assert [s["logStreamName"].split("/")[0] for s in streams] == [name] and streams[0]["logStreamName"].startswith(f"{name}/algo-1-")
+    events = logs.get_log_events(logGroupName="/aws/sagemaker/ProcessingJobs", logStreamName=streams[0]["logStreamName"], startFromHead=True)
+    messages = [e["message"] for e in events["events"]]
+    assert any("Analyzed 100 records of 4 features" in m for m in messages), messages
+    again = logs.get_log_events(logGroupName="/aws/sagemaker/ProcessingJobs", logStreamName=streams[0]["logStreamName"], nextToken=events["nextForwardToken"])
+    assert again["events"] == [], "read to the end"
+    found = logs.filter_log_events(logGroupName="/aws/sagemaker/ProcessingJobs", logStreamNamePrefix=name, filterPattern="statistics.json")["events"]
+    assert len(found) == 1 and found[0]["logStreamName"] == streams[0]["logStreamName"]
+
+    # The SDK reads the same (as suggest_baseline's default logs=True does once the job ended).
+    # (boto3 reads AWS_ENDPOINT_URL_CLOUDWATCH_LOGS when a session is made.)
+    logged = sagemaker.Session(boto_session=boto3.Session(**CREDENTIALS), sagemaker_client=session.sagemaker_client, default_bucket=BUCKET)
+    logged.logs_for_processing_job(name, wait=False, poll=1)
+    assert "Analyzed 100 records of 4 features" in capsys.readouterr().out
+
+    for call, code in (
+        (lambda: logs.describe_log_streams(logGroupName="/aws/sagemaker/Endpoints/none"), "ResourceNotFoundException"),
+        (lambda: logs.get_log_events(logGroupName="/aws/sagemaker/ProcessingJobs", logStreamName="nope/algo-1-1"), "ResourceNotFoundException"),
+        (lambda: logs.get_log_events(logGroupName="/aws/sagemaker/ProcessingJobs", logStreamName=streams[0]["logStreamName"], nextToken="bogus"), "InvalidParameterException"),
+        (lambda: logs.put_log_events(logGroupName="/aws/sagemaker/ProcessingJobs", logStreamName="x", logEvents=[{"timestamp": 1, "message": "m"}]), "UnknownOperationException"),
+    ):
+        with pytest.raises(Exception) as e:
+            call()
+        assert error_code(e) == code, error_message(e)

@@ -27,6 +27,7 @@ mod guardrails;
 mod ingress;
 mod invocation_server;
 mod invocations;
+mod logs;
 mod monitoring_api;
 mod overview;
 mod processing_jobs;
@@ -129,6 +130,7 @@ async fn dispatch(State(edge): State<Edge>, headers: HeaderMap, body: Bytes) -> 
             control_plane::operation(&edge, op, &body).instrument(tracing::info_span!("operation", name = %op)).await
         }
         Some((autoscaling::TARGET_PREFIX, op)) => autoscaling::operation(&edge, op, &body).await,
+        Some((logs::TARGET_PREFIX, op)) => logs::operation(&edge.controller, op, &body).await,
         _ => Err(unknown_operation(target)),
     };
     match result {

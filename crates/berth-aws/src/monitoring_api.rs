@@ -31,7 +31,11 @@ pub(crate) async fn operation(c: &Arc<Controller>, op: &str, body: &[u8]) -> Opt
         "StopMonitoringSchedule" => running(c, body, false).await,
         "ListMonitoringExecutions" => list_executions(c, body).await,
         "CreateModelQualityJobDefinition" | "CreateModelBiasJobDefinition" | "CreateModelExplainabilityJobDefinition" => {
-            Err(EdgeError::validation(format!("{op}: this version of berth monitors data quality only (CreateDataQualityJobDefinition).")))
+            definition_name(body).and_then(|_| {
+                Err(EdgeError::validation(format!(
+                    "{op}: this version of berth monitors data quality only (CreateDataQualityJobDefinition)."
+                )))
+            })
         }
         _ => return None,
     };
@@ -47,14 +51,9 @@ fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, EdgeError> {
     at(v, path).ok_or_else(|| {
         EdgeError::validation(format!(
             "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-            path.iter().map(|p| lower_first(p)).collect::<Vec<_>>().join(".")
+            path.join(".")
         ))
     })
-}
-
-fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    c.next().map(|f| f.to_ascii_lowercase().to_string() + c.as_str()).unwrap_or_default()
 }
 
 /// The job of a data-quality definition, from its parts as named in either request shape:

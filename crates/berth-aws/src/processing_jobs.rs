@@ -227,6 +227,7 @@ fn processing_job(input: CreateProcessingJobInput, definition: Value) -> Result<
         max_runtime_secs: input.stopping_condition.map(|s| s.max_runtime_in_seconds),
         monitoring_schedule_arn: None,
         definition,
+        log: Vec::new(),
     })
 }
 

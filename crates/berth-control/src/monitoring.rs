@@ -350,6 +350,7 @@ impl Controller {
             max_runtime_secs: job.max_runtime_secs,
             monitoring_schedule_arn: Some(schedule.arn.clone()),
             definition,
+            log: Vec::new(),
         };
         let execution = MonitoringExecution {
             schedule_name: schedule.name.clone(),
@@ -487,6 +488,16 @@ impl Controller {
 
     async fn end_execution(&self, mut execution: MonitoringExecution, mut job: ProcessingJob, outcome: Result<usize, String>) {
         let now = self.now();
+        let (from, to) = execution.window;
+        job.say(
+            job.created.millis(),
+            format!(
+                "berth's Model Monitor analyzer: monitoring schedule {}, data from {} to {}",
+                execution.schedule_name,
+                rfc3339(from),
+                rfc3339(to)
+            ),
+        );
         match &outcome {
             Ok(0) => {
                 execution.status = ExecutionStatus::Completed;
@@ -504,6 +515,8 @@ impl Controller {
                 job.exit_message = Some(reason);
             }
         }
+        let said = job.exit_message.clone().unwrap_or_default();
+        job.say(now.millis(), said);
         // The processing job completes even when the execution found violations, as on SageMaker.
         job.status = if outcome.is_ok() { ProcessingJobStatus::Completed } else { ProcessingJobStatus::Failed };
         (job.ended, job.modified, execution.modified) = (Some(now), now, now);

@@ -187,11 +187,14 @@ impl Controller {
     }
 
     async fn run_processing_job(self: &Arc<Self>, mut job: ProcessingJob, mut stopped: watch::Receiver<bool>) {
-        job.started = Some(self.now());
+        let now = self.now();
+        job.started = Some(now);
+        job.say(now.millis(), format!("berth's Model Monitor analyzer: baselining for processing job {}", job.name));
         let _ = self.store_processing_job(&job).await;
         let limit = job.max_runtime_secs.map(Duration::from_secs).unwrap_or(Duration::from_secs(24 * 3600));
+        let log = std::sync::Mutex::new(Vec::new());
         let work = async {
-            let run = self.analyze(&job);
+            let run = self.analyze(&job, &log);
             match tokio::time::timeout(limit, crate::work::caught(run)).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(panic)) => Err(format!("berth failed while running the job: {panic}")),
@@ -202,6 +205,9 @@ impl Controller {
             outcome = work => outcome.map_err(Some),
             _ = stopped.wait_for(|s| *s) => Err(None),
         };
+        for (at, line) in log.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            job.say(at, line);
+        }
         self.end_processing_job(job, outcome).await;
     }
 
@@ -219,6 +225,13 @@ impl Controller {
         }
         let now = self.now();
         (job.ended, job.modified) = (Some(now), now);
+        job.say(
+            now.millis(),
+            match &job.failure_reason {
+                Some(reason) => reason.clone(),
+                None => format!("Processing job {}: {}", job.name, job.status.as_str()),
+            },
+        );
         tracing::info!(processing_job = %job.name, status = job.status.as_str(), reason = job.failure_reason.as_deref().unwrap_or(""), "processing job ended");
         if let Err(e) = self.store_processing_job(&job).await {
             tracing::error!(processing_job = %job.name, error = %e, "could not record the processing job's end");
@@ -227,9 +240,11 @@ impl Controller {
 
     /// The analyzer's work: the dataset's statistics and suggested constraints, written where
     /// the job's output is.
-    async fn analyze(&self, job: &ProcessingJob) -> Result<(), String> {
+    async fn analyze(&self, job: &ProcessingJob, log: &std::sync::Mutex<Vec<(i64, String)>>) -> Result<(), String> {
+        let say = |line: String| log.lock().unwrap_or_else(|e| e.into_inner()).push((self.now().millis(), line));
         let analysis = analysis_of(job)?;
         let objects = self.input_objects(&analysis.dataset).await?;
+        say(format!("Reading {} object(s) of the dataset at {}", objects.len(), analysis.dataset));
         let mut analyzer = DatasetAnalyzer::new(analysis.format.clone());
         for (uri, _) in &objects {
             let data = self.read_object(uri, MAX_DATASET_OBJECT).await?;
@@ -248,8 +263,9 @@ impl Controller {
         })
         .await
         .map_err(|e| e.to_string())??;
+        say(format!("Analyzed {} records of {} features", statistics.dataset.item_count, statistics.features.len()));
         if !approximate.is_empty() {
-            tracing::info!(processing_job = %job.name, features = ?approximate, "distinct counts are lower bounds for features with very many values");
+            say(format!("Distinct counts are lower bounds for features with very many values: {}", approximate.join(", ")));
         }
         let output = analysis.output.trim_end_matches('/');
         // Pretty-printed, as the analyzer writes them.
@@ -261,6 +277,7 @@ impl Controller {
                 .await
                 .map_err(|e| format!("Error: cannot write {output}/{file}: {e}"))?;
         }
+        say(format!("Wrote statistics.json and constraints.json to {output}"));
         tracing::info!(processing_job = %job.name, items = statistics.dataset.item_count, features = statistics.features.len(), "baseline written");
         Ok(())
     }

@@ -89,7 +89,9 @@ pub use monitoring::{
 pub use multi_model::{is_model_name, ModelFetchRequest, ModelLoadRequest};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
 pub use private_paths::redact_private_paths;
-pub use processing::{is_model_monitor_analyzer, ProcessingJob, ProcessingJobStatus, ProcessingLocation, MODEL_MONITOR_ANALYZER};
+pub use processing::{
+    is_model_monitor_analyzer, LogEvent, ProcessingJob, ProcessingJobStatus, ProcessingLocation, MAX_JOB_LOG_LINES, MODEL_MONITOR_ANALYZER,
+};
 pub use time::{Clock, SystemClock, Timestamp};
 pub use transform::{BatchStrategy, TransformJob, TransformJobStatus};
 pub use weights::pick_weighted;

@@ -53,9 +53,35 @@ pub struct ProcessingJob {
     pub monitoring_schedule_arn: Option<String>,
     /// The request's members as sent (less name and tags), which DescribeProcessingJob echoes.
     pub definition: serde_json::Value,
+    /// What the job said as it ran (its CloudWatch Logs stream), oldest first.
+    #[serde(default)]
+    pub log: Vec<LogEvent>,
 }
 
+/// A line of a job's log, at a time in ms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEvent {
+    pub timestamp: i64,
+    pub message: String,
+}
+
+/// Most lines a job's log keeps (the first ones, and the last).
+pub const MAX_JOB_LOG_LINES: usize = 1000;
+
 impl ProcessingJob {
+    /// Adds a line to the job's log; past [`MAX_JOB_LOG_LINES`] the middle lines give way.
+    pub fn say(&mut self, timestamp: i64, message: impl Into<String>) {
+        if self.log.len() >= MAX_JOB_LOG_LINES {
+            self.log.remove(MAX_JOB_LOG_LINES / 2);
+        }
+        self.log.push(LogEvent { timestamp, message: message.into() });
+    }
+
+    /// The log stream SageMaker names for the job's instance: `<job>/algo-1-<creation seconds>`.
+    pub fn log_stream(&self) -> String {
+        format!("{}/algo-1-{}", self.name, self.created.millis() / 1000)
+    }
+
     /// The input or output whose container path is `path` (the analyzer's environment names
     /// its dataset and output directory so).
     pub fn located<'a>(locations: &'a [ProcessingLocation], path: &str) -> Option<&'a ProcessingLocation> {
