@@ -35,13 +35,18 @@ fn encode(content_type: &str, body: &[u8], s: &CaptureSettings) -> Value {
     json!({ "observedContentType": content_type, "data": data, "encoding": encoding })
 }
 
-fn utc(time_ms: i64) -> time::OffsetDateTime {
+pub(crate) fn utc(time_ms: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A time as capture files write it (`eventMetadata.inferenceTime`): `YYYY-MM-DDTHH:MM:SSZ`.
+pub(crate) fn inference_time(time_ms: i64) -> String {
+    let t = utc(time_ms);
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
 }
 
 /// One record as a line of SageMaker's capture format, with its event id.
 pub(crate) fn capture_line(r: &CaptureRecord, event_id: &str) -> String {
-    let t = utc(r.time_ms);
     let mut data = json!({});
     if let Some((ct, body)) = &r.input {
         data["endpointInput"] = encode(ct, body, &r.settings);
@@ -53,7 +58,7 @@ pub(crate) fn capture_line(r: &CaptureRecord, event_id: &str) -> String {
     }
     let mut metadata = json!({
         "eventId": event_id,
-        "inferenceTime": format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second()),
+        "inferenceTime": inference_time(r.time_ms),
         "variantName": r.variant,
     });
     if let Some(id) = &r.inference_id {

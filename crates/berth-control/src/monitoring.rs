@@ -7,6 +7,7 @@
 //! record in the state store: an execution running when berth stopped is `Failed` at the next
 //! start (as a lost processing job is), and the next due one runs as scheduled.
 
+use crate::capture::{inference_time, utc};
 use crate::{ControlError, Controller};
 use berth_domain::{
     random_uuid, validate_name, ExecutionStatus, MonitoringExecution, MonitoringJobDefinition, MonitoringSchedule, NameKey, ProcessingJob,
@@ -263,7 +264,7 @@ impl Controller {
     async fn start_execution(self: &Arc<Self>, schedule: &MonitoringSchedule, at: i64, window: (i64, i64)) -> Result<(), ControlError> {
         let now = self.now();
         let scheduled = Timestamp::from_millis(at);
-        let t = time_of(at);
+        let t = utc(at);
         let job_name = format!(
             "model-monitoring-{:04}{:02}{:02}{:02}{:02}-{}",
             t.year(),
@@ -295,9 +296,9 @@ impl Controller {
         set("publish_cloudwatch_metrics", "Enabled".into());
         set("sagemaker_endpoint_name", job.endpoint_name.clone());
         set("sagemaker_monitoring_schedule_name", schedule.name.clone());
-        set("start_time", rfc3339(window.0));
-        set("end_time", rfc3339(window.1));
-        set("metric_time", rfc3339(at));
+        set("start_time", inference_time(window.0));
+        set("end_time", inference_time(window.1));
+        set("metric_time", inference_time(at));
         if job.baseline_constraints.is_some() {
             set("baseline_constraints", "/opt/ml/processing/baseline/constraints/constraints.json".into());
         }
@@ -366,7 +367,7 @@ impl Controller {
             kind: schedule.kind,
             window,
         };
-        self.put_record("processing-job", &NameKey::of(&job_name).to_string(), now, &processing).await?;
+        self.store_processing_job(&processing).await?;
         self.store_execution(&execution).await?;
         tracing::info!(monitoring_schedule = %schedule.name, processing_job = %job_name, "monitoring execution started");
         let (this, schedule) = (self.clone(), schedule.clone());
@@ -400,7 +401,7 @@ impl Controller {
         })?;
         let (from, to) = execution.window;
         let objects = self.input_objects(capture).await.unwrap_or_default();
-        let mut analyzer = DatasetAnalyzer::new(DatasetFormat::CaptureJson).within(rfc3339(from), rfc3339(to));
+        let mut analyzer = DatasetAnalyzer::new(DatasetFormat::CaptureJson).within(inference_time(from), inference_time(to));
         for (uri, relative) in objects {
             if !hour_in_window(&relative, from, to) {
                 continue;
@@ -494,8 +495,8 @@ impl Controller {
             format!(
                 "berth's Model Monitor analyzer: monitoring schedule {}, data from {} to {}",
                 execution.schedule_name,
-                rfc3339(from),
-                rfc3339(to)
+                inference_time(from),
+                inference_time(to)
             ),
         );
         match &outcome {
@@ -521,8 +522,7 @@ impl Controller {
         job.status = if outcome.is_ok() { ProcessingJobStatus::Completed } else { ProcessingJobStatus::Failed };
         (job.ended, job.modified, execution.modified) = (Some(now), now, now);
         tracing::info!(monitoring_schedule = %execution.schedule_name, status = execution.status.as_str(), "monitoring execution ended");
-        let key = NameKey::of(&job.name).to_string();
-        if let Err(e) = self.put_record("processing-job", &key, job.created, &job).await {
+        if let Err(e) = self.store_processing_job(&job).await {
             tracing::error!(processing_job = %job.name, error = %e, "could not record the execution's processing job");
         }
         if let Err(e) = self.store_execution(&execution).await {
@@ -549,38 +549,12 @@ impl Controller {
                 if !job.status.ended() {
                     (job.status, job.failure_reason, job.ended) =
                         (ProcessingJobStatus::Failed, execution.failure_reason.clone(), Some(self.now()));
-                    self.put_record("processing-job", &NameKey::of(&job.name).to_string(), job.created, &job).await?;
+                    self.store_processing_job(&job).await?;
                 }
             }
         }
         Ok(())
     }
-
-    async fn put_record<T: serde::Serialize>(
-        &self,
-        kind: &'static str,
-        key: &str,
-        created: Timestamp,
-        value: &T,
-    ) -> Result<(), ControlError> {
-        let body = serde_json::to_string(value).map_err(|e| ControlError::Internal(e.to_string()))?;
-        let (key, created) = (key.to_string(), created.millis());
-        self.db(move |s| s.put_records(kind, &[(key, created, body)])).await
-    }
-
-    async fn read_records<T: serde::de::DeserializeOwned>(&self, kind: &'static str) -> Result<Vec<T>, ControlError> {
-        Ok(self.db(move |s| s.records(kind)).await?.iter().filter_map(|b| serde_json::from_str(b).ok()).collect())
-    }
-}
-
-fn time_of(ms: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
-/// A time as capture files write it: `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(ms: i64) -> String {
-    let t = time_of(ms);
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
 }
 
 /// Whether a capture object (`<variant>/yyyy/mm/dd/hh/<file>`, relative to the endpoint's
@@ -617,6 +591,6 @@ mod tests {
         for odd in ["x.jsonl", "AllTraffic/2026/13/06/10/x", "AllTraffic/2026/12/06/xx/x", "a/b/c/d/e/f"] {
             assert!(!hour_in_window(odd, ten, ten + hour), "{odd}");
         }
-        assert_eq!(rfc3339(ten + 61_000), "2026-12-06T10:01:01Z");
+        assert_eq!(inference_time(ten + 61_000), "2026-12-06T10:01:01Z");
     }
 }

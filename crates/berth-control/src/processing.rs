@@ -156,7 +156,7 @@ impl Controller {
     }
 
     pub async fn processing_jobs(&self) -> Result<Vec<ProcessingJob>, ControlError> {
-        Ok(self.db(|s| s.records(JOBS)).await?.iter().filter_map(|b| serde_json::from_str(b).ok()).collect())
+        self.read_records(JOBS).await
     }
 
     /// Stops a running job: `Stopping` at once, `Stopped` once its work has ended.
@@ -180,10 +180,9 @@ impl Controller {
         }
     }
 
-    async fn store_processing_job(&self, job: &ProcessingJob) -> Result<(), ControlError> {
-        let body = serde_json::to_string(job).map_err(|e| ControlError::Internal(e.to_string()))?;
-        let (key, created) = (NameKey::of(&job.name).to_string(), job.created.millis());
-        self.db(move |s| s.put_records(JOBS, &[(key, created, body)])).await
+    /// Stores the job (a monitoring execution's too) under its name.
+    pub(crate) async fn store_processing_job(&self, job: &ProcessingJob) -> Result<(), ControlError> {
+        self.put_record(JOBS, &NameKey::of(&job.name).to_string(), job.created, job).await
     }
 
     async fn run_processing_job(self: &Arc<Self>, mut job: ProcessingJob, mut stopped: watch::Receiver<bool>) {

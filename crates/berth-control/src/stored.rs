@@ -1,6 +1,7 @@
 //! The controller's reads and writes of named resources (models, endpoint configs, endpoints,
 //! inference experiments), whatever their kind: found or SageMaker's not-found error, listed,
-//! inserted under the account's limit, deleted.
+//! inserted under the account's limit, deleted; and of the JSON records jobs and schedules are
+//! kept as (by kind and key).
 
 use crate::models::{limit_exceeded, map_exists};
 use crate::{ControlError, Controller};
@@ -54,5 +55,23 @@ impl Controller {
             Ok(Err(current)) => Err(limit_exceeded(&format!("Number of {unit}"), limit, current, unit)),
             Err(e) => Err(map_exists(e, T::ARN_KIND, &arn)),
         }
+    }
+
+    /// Stores `value` as the JSON record `key` of `kind`, with its creation time.
+    pub(crate) async fn put_record<T: serde::Serialize>(
+        &self,
+        kind: &'static str,
+        key: &str,
+        created: berth_domain::Timestamp,
+        value: &T,
+    ) -> Result<(), ControlError> {
+        let body = serde_json::to_string(value).map_err(|e| ControlError::Internal(e.to_string()))?;
+        let (key, created) = (key.to_string(), created.millis());
+        self.db(move |s| s.put_records(kind, &[(key, created, body)])).await
+    }
+
+    /// Every record of `kind` that reads as `T`.
+    pub(crate) async fn read_records<T: serde::de::DeserializeOwned>(&self, kind: &'static str) -> Result<Vec<T>, ControlError> {
+        Ok(self.db(move |s| s.records(kind)).await?.iter().filter_map(|b| serde_json::from_str(b).ok()).collect())
     }
 }

@@ -182,7 +182,7 @@ impl Controller {
     }
 
     pub async fn transform_jobs(&self) -> Result<Vec<TransformJob>, ControlError> {
-        Ok(self.db(|s| s.records(JOBS)).await?.iter().filter_map(|b| serde_json::from_str(b).ok()).collect())
+        self.read_records(JOBS).await
     }
 
     /// Stops a running job: `Stopping` at once, `Stopped` once its fleet is down.
@@ -203,9 +203,7 @@ impl Controller {
     }
 
     async fn store_job(&self, job: &TransformJob) -> Result<(), ControlError> {
-        let body = serde_json::to_string(job).map_err(|e| ControlError::Internal(e.to_string()))?;
-        let (key, created) = (NameKey::of(&job.name).to_string(), job.created.millis());
-        self.db(move |s| s.put_records(JOBS, &[(key, created, body)])).await
+        self.put_record(JOBS, &NameKey::of(&job.name).to_string(), job.created, job).await
     }
 
     async fn run_job(self: &Arc<Self>, mut job: TransformJob, mut stopped: watch::Receiver<bool>) {
