@@ -17,7 +17,7 @@ sagemaker = pytest.importorskip("sagemaker")
 if not sagemaker.__version__.startswith("2."):
     pytest.skip("this module drives SDK v2", allow_module_level=True)
 
-from sagemaker.model_monitor import DefaultModelMonitor  # noqa: E402
+from sagemaker.model_monitor import DefaultModelMonitor, EndpointInput, ModelQualityMonitor  # noqa: E402
 from sagemaker.model_monitor.dataset_format import DatasetFormat  # noqa: E402
 
 BUCKET = "berth-model-monitor"
@@ -330,7 +330,7 @@ def test_schedules_and_job_definitions_refuse_what_berth_does_not_do(berth):
         ({"ScheduleConfig": {"ScheduleExpression": "rate(0 minutes)"}}, "positive whole number"),
         ({"ScheduleConfig": {"ScheduleExpression": "NOW"}}, "needs DataAnalysisStartTime"),
         ({"ScheduleConfig": {"ScheduleExpression": "NOW", "DataAnalysisStartTime": "-PT0H", "DataAnalysisEndTime": "-PT1H"}}, "must be before"),
-        ({"MonitoringType": "ModelBias"}, "data quality only"),
+        ({"MonitoringType": "ModelBias"}, "monitors data quality and model quality"),
         ({"MonitoringJobDefinitionName": "no-such-definition"}, "Could not find job definition"),
     ):
         with pytest.raises(Exception) as e:
@@ -388,3 +388,169 @@ def test_processing_jobs_logs_are_served_as_cloudwatch_logs(berth, session, monk
         with pytest.raises(Exception) as e:
             call()
         assert error_code(e) == code, error_message(e)
+
+
+def labelled_probabilities(rows, seed):
+    """Labels (40% positive) and a model's probability of the positive class for each: right more
+    often than not, never sure."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.uniform(size=rows) < 0.4).astype(int)
+    probabilities = np.clip(labels * 0.35 + rng.uniform(0.0, 0.65, rows), 0.01, 0.99).round(4)
+    return labels, probabilities
+
+
+def test_model_quality_baseline_and_schedule_compute_what_scikit_learn_does(berth, session):
+    """The SDK's model-quality flow: `ModelQualityMonitor.suggest_baseline` on a labelled CSV (its
+    metrics are scikit-learn's), then a schedule over an endpoint's captured answers joined with
+    ground truth in S3 by InferenceId: the execution's accuracy, precision, recall, F1 and AUC are
+    scikit-learn's on the same pairs, a worse model than the baseline violates its constraints,
+    and the metrics are in CloudWatch's model-metrics namespace."""
+    from sklearn import metrics as skm
+
+    sm, runtime = berth.sm(), berth.runtime()
+    prefix = unique("quality")
+    labels, probabilities = labelled_probabilities(1_000, seed=11)
+    predictions = (probabilities >= 0.5).astype(int)
+    baseline = "probability,prediction,label\n" + "".join(f"{p},{q},{l}\n" for p, q, l in zip(probabilities, predictions, labels))
+    m = ModelQualityMonitor(role=ROLE, instance_count=1, instance_type="ml.m5.xlarge", sagemaker_session=session, max_runtime_in_seconds=600)
+    job = m.suggest_baseline(
+        baseline_dataset=upload(session, f"{prefix}/baseline.csv", baseline),
+        dataset_format=DatasetFormat.csv(header=True),
+        problem_type="BinaryClassification",
+        inference_attribute="prediction",
+        probability_attribute="probability",
+        ground_truth_attribute="label",
+        output_s3_uri=f"s3://{BUCKET}/{prefix}/baseline",
+        wait=True,
+        logs=False,
+    )
+    assert job.describe()["Environment"]["analysis_type"] == "MODEL_QUALITY"
+    stats = m.latest_baselining_job.baseline_statistics().body_dict
+    got = stats["binary_classification_metrics"]
+    assert stats["dataset"]["item_count"] == 1_000
+    expected = {
+        "accuracy": skm.accuracy_score(labels, predictions),
+        "precision": skm.precision_score(labels, predictions),
+        "recall": skm.recall_score(labels, predictions),
+        "f1": skm.f1_score(labels, predictions),
+        "f2": skm.fbeta_score(labels, predictions, beta=2),
+        "auc": skm.roc_auc_score(labels, probabilities),
+    }
+    for name, value in expected.items():
+        assert got[name]["value"] == pytest.approx(value, abs=1e-12), name
+        assert got[name]["standard_deviation"] > 0, "1000 rows give a deviation"
+    tn, fp, fn, tp = skm.confusion_matrix(labels, predictions).ravel()
+    assert got["confusion_matrix"] == {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}
+    constraints = m.latest_baselining_job.suggested_constraints().body_dict["binary_classification_constraints"]
+    assert constraints["accuracy"] == {"threshold": got["accuracy"]["value"], "comparison_operator": "LessThanThreshold"}
+    assert constraints["false_positive_rate"]["comparison_operator"] == "GreaterThanThreshold"
+
+    # A worse model in production: its probabilities are noisier; each request carries an
+    # InferenceId, and the ground truth names it. The echo model answers JSON with the request
+    # in `body`: that is the probability.
+    endpoint = unique("scored")
+    capturing_endpoint(sm, endpoint, f"s3://{BUCKET}/{prefix}/capture")
+    live_labels, live = labelled_probabilities(300, seed=12)
+    live = np.clip(live * 0.5 + np.random.default_rng(13).uniform(0, 0.5, 300), 0.01, 0.99).round(4)
+    for i, p in enumerate(live):
+        runtime.invoke_endpoint(EndpointName=endpoint, Body=f"{p}".encode(), ContentType="text/csv", InferenceId=f"req-{i}")
+    hour = time.strftime("%Y/%m/%d/%H", time.gmtime())
+    truth = "".join(
+        '{"groundTruthData": {"data": "%d", "encoding": "CSV"}, "eventMetadata": {"eventId": "req-%d"}, "eventVersion": "0"}\n' % (l, i)
+        for i, l in enumerate(live_labels[:250])  # the last 50 are not labelled yet
+    )
+    upload(session, f"{prefix}/ground-truth/{hour}/labels.jsonl", truth)
+    time.sleep(2)  # the capture writer's objects land each second
+
+    schedule = f"{endpoint}-quality"
+    m.create_monitoring_schedule(
+        monitor_schedule_name=schedule,
+        endpoint_input=EndpointInput(endpoint_name=endpoint, destination="/opt/ml/processing/input_data", probability_attribute="$.body", probability_threshold_attribute=0.5),
+        ground_truth_input=f"s3://{BUCKET}/{prefix}/ground-truth",
+        problem_type="BinaryClassification",
+        output_s3_uri=f"s3://{BUCKET}/{prefix}/reports",
+        constraints=m.suggested_constraints(),
+        schedule_cron_expression="NOW",
+        data_analysis_start_time="-PT1H",
+        data_analysis_end_time="-PT0H",
+        enable_cloudwatch_metrics=True,
+    )
+    described = sm.describe_model_quality_job_definition(JobDefinitionName=m.job_definition_name)
+    assert described["ModelQualityAppSpecification"]["ProblemType"] == "BinaryClassification"
+    result = wait_execution(sm, schedule)
+    assert result["MonitoringType"] == "ModelQuality"
+    assert result["MonitoringExecutionStatus"] == "CompletedWithViolations", result.get("FailureReason")
+
+    y, scores = live_labels[:250], live[:250]
+    predicted = (scores >= 0.5).astype(int)
+    stats = m.latest_monitoring_statistics().body_dict
+    got = stats["binary_classification_metrics"]
+    assert stats["dataset"]["item_count"] == 250
+    assert got["accuracy"]["value"] == pytest.approx(skm.accuracy_score(y, predicted), abs=1e-12)
+    assert got["f1"]["value"] == pytest.approx(skm.f1_score(y, predicted), abs=1e-12)
+    assert got["auc"]["value"] == pytest.approx(skm.roc_auc_score(y, scores), abs=1e-12)
+    violations = m.latest_monitoring_constraint_violations().body_dict["violations"]
+    assert "auc" in {v["metric_name"] for v in violations}, violations
+    assert all(v["constraint_check_type"] in ("LessThanThreshold", "GreaterThanThreshold") for v in violations)
+
+    cw = boto3.client("cloudwatch", endpoint_url=berth.url, **CREDENTIALS)
+    points = cw.get_metric_statistics(
+        Namespace="aws/sagemaker/Endpoints/model-metrics", MetricName="accuracy",
+        Dimensions=[{"Name": "Endpoint", "Value": endpoint}, {"Name": "MonitoringSchedule", "Value": schedule}],
+        StartTime=time.time() - 3600, EndTime=time.time() + 60, Period=60, Statistics=["Maximum"],
+    )["Datapoints"]
+    assert [p["Maximum"] for p in points] == [pytest.approx(got["accuracy"]["value"])]
+    definition = m.job_definition_name
+    m.delete_monitoring_schedule()  # and, as the SDK does, its job definition
+    with pytest.raises(Exception) as e:
+        sm.describe_model_quality_job_definition(JobDefinitionName=definition)
+    assert error_code(e) == "ResourceNotFound"
+
+
+def test_model_quality_definitions_refuse_what_they_cannot_run(berth):
+    sm = berth.sm()
+    name = unique("mq")
+    capturing_endpoint(sm, name, f"s3://{BUCKET}/hostile-mq-capture")
+    definition = {
+        "JobDefinitionName": name,
+        "ModelQualityAppSpecification": {"ImageUri": ANALYZER, "ProblemType": "Regression"},
+        "ModelQualityJobInput": {
+            "EndpointInput": {"EndpointName": name, "LocalPath": "/opt/ml/processing/input/endpoint", "InferenceAttribute": "0"},
+            "GroundTruthS3Input": {"S3Uri": f"s3://{BUCKET}/truth"},
+        },
+        "ModelQualityJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {"S3Uri": f"s3://{BUCKET}/reports", "LocalPath": "/opt/ml/processing/output"}}]},
+        "JobResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}},
+        "RoleArn": ROLE,
+    }
+    endpoint_input = definition["ModelQualityJobInput"]["EndpointInput"]
+    for change, words in (
+        ({"ModelQualityAppSpecification": {"ImageUri": ANALYZER, "ProblemType": "Ranking"}}, "Ranking"),
+        ({"ModelQualityJobInput": {"EndpointInput": endpoint_input, "GroundTruthS3Input": {"S3Uri": "file:///etc"}}}, "--file-root"),
+        ({"ModelQualityJobInput": {"EndpointInput": {**endpoint_input, "InferenceAttribute": "$.[bad"}, "GroundTruthS3Input": {"S3Uri": "s3://b/t"}}}, "JSONPath"),
+        ({"ModelQualityJobInput": {"EndpointInput": {**endpoint_input, "StartTimeOffset": "-PT1H", "EndTimeOffset": "-PT2H"}, "GroundTruthS3Input": {"S3Uri": "s3://b/t"}}}, "must be before"),
+        ({"ModelQualityJobInput": {"EndpointInput": {**endpoint_input, "FeaturesAttribute": "features"}, "GroundTruthS3Input": {"S3Uri": "s3://b/t"}}}, "FeaturesAttribute"),
+    ):
+        with pytest.raises(Exception) as e:
+            sm.create_model_quality_job_definition(**{**definition, **change})
+        assert words in error_message(e), (change, error_message(e))
+    sm.create_model_quality_job_definition(**definition)
+    # Each kind's API sees its own definitions only.
+    with pytest.raises(Exception) as e:
+        sm.describe_data_quality_job_definition(JobDefinitionName=name)
+    assert error_code(e) == "ResourceNotFound"
+    assert [d["MonitoringJobDefinitionName"] for d in sm.list_model_quality_job_definitions(EndpointName=name)["JobDefinitionSummaries"]] == [name]
+    assert sm.list_data_quality_job_definitions(EndpointName=name)["JobDefinitionSummaries"] == []
+    inline = {"MonitoringType": "ModelQuality", "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinition": {
+        "MonitoringInputs": [{"EndpointInput": endpoint_input}], "MonitoringOutputConfig": definition["ModelQualityJobOutputConfig"],
+        "MonitoringResources": definition["JobResources"], "MonitoringAppSpecification": {"ImageUri": ANALYZER}, "RoleArn": ROLE}}
+    with pytest.raises(Exception) as e:
+        sm.create_monitoring_schedule(MonitoringScheduleName=name, MonitoringScheduleConfig=inline)
+    assert "names its job definition" in error_message(e)
+    # A schedule whose window has no labelled answer fails as the analyzer does.
+    sm.create_monitoring_schedule(MonitoringScheduleName=name, MonitoringScheduleConfig={
+        "MonitoringType": "ModelQuality", "MonitoringJobDefinitionName": name,
+        "ScheduleConfig": {"ScheduleExpression": "NOW", "DataAnalysisStartTime": "-PT1H", "DataAnalysisEndTime": "-PT0H"}})
+    failed = wait_execution(sm, name)
+    assert failed["MonitoringExecutionStatus"] == "Failed" and "Job inputs had no data" in failed["FailureReason"], failed
+    sm.delete_monitoring_schedule(MonitoringScheduleName=name)
+    sm.delete_model_quality_job_definition(JobDefinitionName=name)

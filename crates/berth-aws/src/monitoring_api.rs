@@ -1,27 +1,31 @@
-//! Model Monitor's schedules on the wire: `Create/Describe/List/DeleteDataQualityJobDefinition`,
-//! `Create/Describe/List/Update/Delete/Start/StopMonitoringSchedule` and
-//! `ListMonitoringExecutions`. Requests are read as JSON and each member berth acts on is
-//! checked; Describe answers echo the request as sent. What berth does not do (model quality,
-//! bias and explainability schedules, batch transform inputs, the caller's preprocessing
-//! scripts) is refused by name.
+//! Model Monitor's schedules on the wire: `Create/Describe/List/DeleteDataQualityJobDefinition`
+//! and `...ModelQualityJobDefinition`, `Create/Describe/List/Update/Delete/Start/StopMonitoringSchedule`
+//! and `ListMonitoringExecutions`. Requests are read as JSON and each member berth acts on is
+//! checked; Describe answers echo the request as sent. What berth does not do (bias and
+//! explainability schedules, batch transform inputs, the caller's preprocessing scripts) is
+//! refused by name.
 
 use crate::aws_json::{enum_error, list_query, parse, reply, secs, tags, unsupported};
 use crate::error::EdgeError;
 use crate::wire::{Empty, ListInput};
 use berth_control::Controller;
 use berth_domain::{
-    parse_offset, ExecutionStatus, MonitoringExecution, MonitoringJob, MonitoringJobDefinition, MonitoringSchedule, MonitoringType,
-    ScheduleExpression, ScheduleStatus, Timestamp,
+    parse_offset, ExecutionStatus, ModelQualityJob, MonitoringExecution, MonitoringJob, MonitoringJobDefinition, MonitoringSchedule,
+    MonitoringType, ScheduleExpression, ScheduleStatus, Timestamp,
 };
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 pub(crate) async fn operation(c: &Arc<Controller>, op: &str, body: &[u8]) -> Option<Result<Value, EdgeError>> {
     let result = match op {
-        "CreateDataQualityJobDefinition" => create_definition(c, body).await,
-        "DescribeDataQualityJobDefinition" => describe_definition(c, body).await,
-        "ListDataQualityJobDefinitions" => list_definitions(c, body).await,
-        "DeleteDataQualityJobDefinition" => delete_definition(c, body).await,
+        "CreateDataQualityJobDefinition" => create_definition(c, body, MonitoringType::DataQuality).await,
+        "DescribeDataQualityJobDefinition" => describe_definition(c, body, MonitoringType::DataQuality).await,
+        "ListDataQualityJobDefinitions" => list_definitions(c, body, MonitoringType::DataQuality).await,
+        "DeleteDataQualityJobDefinition" => delete_definition(c, body, MonitoringType::DataQuality).await,
+        "CreateModelQualityJobDefinition" => create_definition(c, body, MonitoringType::ModelQuality).await,
+        "DescribeModelQualityJobDefinition" => describe_definition(c, body, MonitoringType::ModelQuality).await,
+        "ListModelQualityJobDefinitions" => list_definitions(c, body, MonitoringType::ModelQuality).await,
+        "DeleteModelQualityJobDefinition" => delete_definition(c, body, MonitoringType::ModelQuality).await,
         "CreateMonitoringSchedule" => create_schedule(c, body).await,
         "DescribeMonitoringSchedule" => describe_schedule(c, body).await,
         "ListMonitoringSchedules" => list_schedules(c, body).await,
@@ -30,13 +34,11 @@ pub(crate) async fn operation(c: &Arc<Controller>, op: &str, body: &[u8]) -> Opt
         "StartMonitoringSchedule" => running(c, body, true).await,
         "StopMonitoringSchedule" => running(c, body, false).await,
         "ListMonitoringExecutions" => list_executions(c, body).await,
-        "CreateModelQualityJobDefinition" | "CreateModelBiasJobDefinition" | "CreateModelExplainabilityJobDefinition" => {
-            definition_name(body).and_then(|_| {
-                Err(EdgeError::validation(format!(
-                    "{op}: this version of berth monitors data quality only (CreateDataQualityJobDefinition)."
-                )))
-            })
-        }
+        "CreateModelBiasJobDefinition" | "CreateModelExplainabilityJobDefinition" => definition_name(body).and_then(|_| {
+            Err(EdgeError::validation(format!(
+                "{op}: berth monitors data quality and model quality (CreateDataQualityJobDefinition, CreateModelQualityJobDefinition)."
+            )))
+        }),
         _ => return None,
     };
     Some(result)
@@ -67,6 +69,8 @@ struct JobParts<'a> {
     environment: Option<&'a Value>,
     stopping: Option<&'a Value>,
     role: &'a str,
+    /// A model-quality job's `ProblemType` and `GroundTruthS3Input.S3Uri`.
+    model_quality: Option<(&'a str, &'a str)>,
 }
 
 async fn monitoring_job(c: &Arc<Controller>, parts: JobParts<'_>) -> Result<MonitoringJob, EdgeError> {
@@ -79,11 +83,23 @@ async fn monitoring_job(c: &Arc<Controller>, parts: JobParts<'_>) -> Result<Moni
         "ContainerEntrypoint and ContainerArguments (berth runs the analyzer itself)",
     )?;
     let input = parts.endpoint_input.ok_or_else(|| EdgeError::validation("The job's input must be an EndpointInput."))?;
-    for member in ["StartTimeOffset", "EndTimeOffset"] {
-        if let Some(offset) = at(input, &[member]) {
-            parse_offset(offset).map_err(EdgeError::validation)?;
-        }
+    let offset = |member: &str| at(input, &[member]).map(|o| parse_offset(o).map_err(EdgeError::validation)).transpose();
+    let window_offsets = match (offset("StartTimeOffset")?, offset("EndTimeOffset")?) {
+        (None, None) => None,
+        (Some(start), end) if start < end.unwrap_or(0) => Some((start, end.unwrap_or(0))),
+        (Some(_), _) => return Err(EdgeError::validation("EndpointInput.StartTimeOffset must be before EndTimeOffset.")),
+        (None, Some(_)) => return Err(EdgeError::validation("EndpointInput.EndTimeOffset needs a StartTimeOffset.")),
+    };
+    for member in ["FeaturesAttribute", "ExcludeFeaturesAttribute"] {
+        unsupported(input.get(member).is_some(), &format!("EndpointInput.{member} (for bias and explainability monitoring)"))?;
     }
+    let model_quality = parts.model_quality.map(|(problem_type, ground_truth)| ModelQualityJob {
+        problem_type: problem_type.to_string(),
+        inference_attribute: at(input, &["InferenceAttribute"]).map(str::to_string),
+        probability_attribute: at(input, &["ProbabilityAttribute"]).map(str::to_string),
+        probability_threshold: input.get("ProbabilityThresholdAttribute").and_then(Value::as_f64),
+        ground_truth_s3_uri: ground_truth.to_string(),
+    });
     let outputs = parts
         .output
         .get("MonitoringOutputs")
@@ -118,6 +134,8 @@ async fn monitoring_job(c: &Arc<Controller>, parts: JobParts<'_>) -> Result<Moni
         environment,
         max_runtime_secs: parts.stopping.and_then(|s| s.get("MaxRuntimeInSeconds")).and_then(Value::as_u64),
         role_arn: parts.role.to_string(),
+        window_offsets,
+        model_quality,
     })
 }
 
@@ -129,24 +147,34 @@ fn echoed(body: &[u8], name_member: &str) -> Result<Map<String, Value>, EdgeErro
     Ok(members)
 }
 
-async fn create_definition(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+async fn create_definition(c: &Arc<Controller>, body: &[u8], kind: MonitoringType) -> Result<Value, EdgeError> {
     let request: Value = parse(body)?;
     let name = required(&request, &["JobDefinitionName"])?.to_string();
+    // The request's members are named for the kind: DataQualityAppSpecification, ModelQualityJobInput, ...
+    let prefix = kind.as_str();
+    let member = |suffix: &str| request.get(format!("{prefix}{suffix}"));
+    let needed = |suffix: &str| member(suffix).ok_or_else(|| EdgeError::validation(format!("{prefix}{suffix} is required.")));
+    let app = needed("AppSpecification")?;
+    let input = needed("JobInput")?;
+    let model_quality = match kind {
+        MonitoringType::DataQuality => None,
+        MonitoringType::ModelQuality => Some((
+            required(app, &["ProblemType"]).map_err(|_| EdgeError::validation("ModelQualityAppSpecification.ProblemType is required."))?,
+            required(input, &["GroundTruthS3Input", "S3Uri"])?,
+        )),
+    };
     let job = monitoring_job(
         c,
         JobParts {
-            baseline: request.get("DataQualityBaselineConfig"),
-            app: request
-                .get("DataQualityAppSpecification")
-                .ok_or_else(|| EdgeError::validation("DataQualityAppSpecification is required."))?,
-            endpoint_input: request.get("DataQualityJobInput").and_then(|i| i.get("EndpointInput")),
-            batch_input: request.get("DataQualityJobInput").and_then(|i| i.get("BatchTransformInput")).is_some(),
-            output: request
-                .get("DataQualityJobOutputConfig")
-                .ok_or_else(|| EdgeError::validation("DataQualityJobOutputConfig is required."))?,
-            environment: request.get("DataQualityAppSpecification").and_then(|a| a.get("Environment")),
+            baseline: member("BaselineConfig"),
+            app,
+            endpoint_input: input.get("EndpointInput"),
+            batch_input: input.get("BatchTransformInput").is_some(),
+            output: needed("JobOutputConfig")?,
+            environment: app.get("Environment"),
             stopping: request.get("StoppingCondition"),
             role: required(&request, &["RoleArn"])?,
+            model_quality,
         },
     )
     .await?;
@@ -154,7 +182,7 @@ async fn create_definition(c: &Arc<Controller>, body: &[u8]) -> Result<Value, Ed
     let definition = MonitoringJobDefinition {
         name,
         arn: String::new(),
-        kind: MonitoringType::DataQuality,
+        kind,
         created: Timestamp::from_millis(0),
         endpoint_name: job.endpoint_name.clone(),
         job,
@@ -164,13 +192,23 @@ async fn create_definition(c: &Arc<Controller>, body: &[u8]) -> Result<Value, Ed
     Ok(json!({ "JobDefinitionArn": created.arn }))
 }
 
+/// The named definition, if it is of `kind` (another kind's is not found, as on SageMaker).
+async fn definition_of(c: &Arc<Controller>, body: &[u8], kind: MonitoringType) -> Result<MonitoringJobDefinition, EdgeError> {
+    let name = definition_name(body)?;
+    let d = c.describe_monitoring_job_definition(&name).await?;
+    if d.kind != kind {
+        return Err(berth_control::ControlError::JobNotFound(format!("Could not find job definition {name}.")).into());
+    }
+    Ok(d)
+}
+
 fn definition_name(body: &[u8]) -> Result<String, EdgeError> {
     let request: Value = parse(body)?;
     Ok(required(&request, &["JobDefinitionName"])?.to_string())
 }
 
-async fn describe_definition(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
-    let d = c.describe_monitoring_job_definition(&definition_name(body)?).await?;
+async fn describe_definition(c: &Arc<Controller>, body: &[u8], kind: MonitoringType) -> Result<Value, EdgeError> {
+    let d = definition_of(c, body, kind).await?;
     let mut out = d.definition.as_object().cloned().unwrap_or_default();
     out.insert("JobDefinitionArn".into(), d.arn.into());
     out.insert("JobDefinitionName".into(), d.name.into());
@@ -178,8 +216,8 @@ async fn describe_definition(c: &Arc<Controller>, body: &[u8]) -> Result<Value, 
     Ok(Value::Object(out))
 }
 
-async fn delete_definition(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
-    c.delete_monitoring_job_definition(&definition_name(body)?).await?;
+async fn delete_definition(c: &Arc<Controller>, body: &[u8], kind: MonitoringType) -> Result<Value, EdgeError> {
+    c.delete_monitoring_job_definition(&definition_of(c, body, kind).await?.name).await?;
     reply(Empty {})
 }
 
@@ -205,10 +243,14 @@ fn matches(request: &Value, member: &str, value: &str) -> bool {
     at(request, &[member]).is_none_or(|wanted| wanted.eq_ignore_ascii_case(value))
 }
 
-async fn list_definitions(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
+async fn list_definitions(c: &Arc<Controller>, body: &[u8], kind: MonitoringType) -> Result<Value, EdgeError> {
     let (query, request) = monitoring_list(body, &["Name", "CreationTime"])?;
-    let items: Vec<MonitoringJobDefinition> =
-        c.monitoring_job_definitions().await?.into_iter().filter(|d| matches(&request, "EndpointName", &d.endpoint_name)).collect();
+    let items: Vec<MonitoringJobDefinition> = c
+        .monitoring_job_definitions()
+        .await?
+        .into_iter()
+        .filter(|d| d.kind == kind && matches(&request, "EndpointName", &d.endpoint_name))
+        .collect();
     let page = berth_control::list_monitoring(items, &query)?;
     let summaries: Vec<Value> = page
         .items
@@ -236,8 +278,9 @@ async fn schedule_of(c: &Arc<Controller>, request: &Value) -> Result<MonitoringS
     let config = request.get("MonitoringScheduleConfig").ok_or_else(|| EdgeError::validation("MonitoringScheduleConfig is required."))?;
     let kind = match at(config, &["MonitoringType"]) {
         None | Some("DataQuality") => MonitoringType::DataQuality,
-        Some(kind @ ("ModelQuality" | "ModelBias" | "ModelExplainability")) => {
-            return Err(EdgeError::validation(format!("MonitoringType {kind}: this version of berth monitors data quality only.")))
+        Some("ModelQuality") => MonitoringType::ModelQuality,
+        Some(kind @ ("ModelBias" | "ModelExplainability")) => {
+            return Err(EdgeError::validation(format!("MonitoringType {kind}: berth monitors data quality and model quality.")))
         }
         Some(other) => {
             return Err(enum_error(
@@ -268,52 +311,43 @@ async fn schedule_of(c: &Arc<Controller>, request: &Value) -> Result<MonitoringS
         (_, None, None) => None,
         _ => return Err(EdgeError::validation("DataAnalysisStartTime and DataAnalysisEndTime go with ScheduleExpression NOW only.")),
     };
-    let (job_definition_name, job) = match (at(config, &["MonitoringJobDefinitionName"]), config.get("MonitoringJobDefinition")) {
-        (Some(d), None) => {
+    let (job_definition_name, job) =
+        match (at(config, &["MonitoringJobDefinitionName"]), config.get("MonitoringJobDefinition")) {
             // The controller takes the job from the named definition.
-            let placeholder = MonitoringJob {
-                image: String::new(),
-                endpoint_name: String::new(),
-                input_local_path: String::new(),
-                baseline_constraints: None,
-                baseline_statistics: None,
-                baselining_job_name: None,
-                output_s3_uri: String::new(),
-                output_local_path: String::new(),
-                environment: Default::default(),
-                max_runtime_secs: None,
-                role_arn: String::new(),
-            };
-            (Some(d.to_string()), placeholder)
-        }
-        (None, Some(inline)) => {
-            let inputs = inline
-                .get("MonitoringInputs")
-                .and_then(Value::as_array)
-                .filter(|i| i.len() == 1)
-                .ok_or_else(|| EdgeError::validation("MonitoringInputs must hold one input."))?;
-            let job = monitoring_job(
-                c,
-                JobParts {
-                    baseline: inline.get("BaselineConfig"),
-                    app: inline
-                        .get("MonitoringAppSpecification")
-                        .ok_or_else(|| EdgeError::validation("MonitoringAppSpecification is required."))?,
-                    endpoint_input: inputs[0].get("EndpointInput"),
-                    batch_input: inputs[0].get("BatchTransformInput").is_some(),
-                    output: inline
-                        .get("MonitoringOutputConfig")
-                        .ok_or_else(|| EdgeError::validation("MonitoringOutputConfig is required."))?,
-                    environment: inline.get("Environment"),
-                    stopping: inline.get("StoppingCondition"),
-                    role: required(inline, &["RoleArn"])?,
-                },
-            )
-            .await?;
-            (None, job)
-        }
-        _ => return Err(EdgeError::validation("Give exactly one of MonitoringJobDefinitionName and MonitoringJobDefinition.")),
-    };
+            (Some(d), None) => (Some(d.to_string()), MonitoringJob::default()),
+            (None, Some(_)) if kind == MonitoringType::ModelQuality => return Err(EdgeError::validation(
+                "A ModelQuality schedule names its job definition (MonitoringJobDefinitionName, from CreateModelQualityJobDefinition); \
+                 an inline MonitoringJobDefinition has no ground truth input.",
+            )),
+            (None, Some(inline)) => {
+                let inputs = inline
+                    .get("MonitoringInputs")
+                    .and_then(Value::as_array)
+                    .filter(|i| i.len() == 1)
+                    .ok_or_else(|| EdgeError::validation("MonitoringInputs must hold one input."))?;
+                let job = monitoring_job(
+                    c,
+                    JobParts {
+                        baseline: inline.get("BaselineConfig"),
+                        app: inline
+                            .get("MonitoringAppSpecification")
+                            .ok_or_else(|| EdgeError::validation("MonitoringAppSpecification is required."))?,
+                        endpoint_input: inputs[0].get("EndpointInput"),
+                        batch_input: inputs[0].get("BatchTransformInput").is_some(),
+                        output: inline
+                            .get("MonitoringOutputConfig")
+                            .ok_or_else(|| EdgeError::validation("MonitoringOutputConfig is required."))?,
+                        environment: inline.get("Environment"),
+                        stopping: inline.get("StoppingCondition"),
+                        role: required(inline, &["RoleArn"])?,
+                        model_quality: None,
+                    },
+                )
+                .await?;
+                (None, job)
+            }
+            _ => return Err(EdgeError::validation("Give exactly one of MonitoringJobDefinitionName and MonitoringJobDefinition.")),
+        };
     Ok(MonitoringSchedule {
         name,
         arn: String::new(),

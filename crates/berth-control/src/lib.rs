@@ -69,6 +69,7 @@ pub use ground_truth::{ground_truth_line, GroundTruth};
 pub use listing::{list_monitoring, list_processing_jobs, list_transform_jobs, ListQuery, MonitoringListed, Page, SortKey, TimeWindow};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
+pub use monitoring::{DATA_METRICS_NAMESPACE, MODEL_METRICS_NAMESPACE};
 pub use quality::{
     EndpointQuality, Metric, Problem, Quality, QualitySummary, Significance, VariantAccuracy, VariantQuality, QUALITY_NAMESPACE,
 };

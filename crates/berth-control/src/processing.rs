@@ -8,7 +8,10 @@
 use crate::reconcile::{Done, Queue, Reconciler};
 use crate::{ControlError, Controller};
 use berth_domain::{is_model_monitor_analyzer, validate_name, NameKey, ProcessingJob, ProcessingJobStatus, MODEL_MONITOR_ANALYZER};
-use berth_monitor::{categorical_drift_method, suggest_constraints, DatasetAnalyzer, DatasetFormat, MonitoringConfig};
+use berth_monitor::{
+    categorical_drift_method, suggest_constraints, suggest_model_quality_constraints, Attributes, DatasetAnalyzer, DatasetFormat,
+    ModelQualityAnalyzer, MonitoringConfig, ProblemType,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +109,8 @@ impl Reconciler for ProcessingJobs {
 /// What the analyzer is asked to do, read from the job's environment.
 struct Analysis {
     format: DatasetFormat,
+    /// `MODEL_QUALITY`: the problem type and where the records' values are.
+    quality: Option<(ProblemType, Attributes)>,
     dataset: String,
     output: String,
     config: MonitoringConfig,
@@ -244,8 +249,49 @@ impl Controller {
         let analysis = analysis_of(job)?;
         let objects = self.input_objects(&analysis.dataset).await?;
         say(format!("Reading {} object(s) of the dataset at {}", objects.len(), analysis.dataset));
+        let (statistics, constraints) = match analysis.quality.clone() {
+            None => self.analyze_data_quality(&objects, &analysis, &say).await?,
+            Some((problem, attributes)) => {
+                let mut analyzer = ModelQualityAnalyzer::new(problem, &attributes)?;
+                for (uri, _) in &objects {
+                    let data = self.read_object(uri, MAX_DATASET_OBJECT).await?;
+                    let (name, format) = (uri.clone(), analysis.format.clone());
+                    analyzer = tokio::task::spawn_blocking(move || analyzer.add_dataset_object(&format, &name, &data).map(|()| analyzer))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| format!("Error: the dataset could not be read: {e}"))?;
+                }
+                let evaluation_time = crate::capture::inference_time(self.now().millis());
+                let statistics =
+                    tokio::task::spawn_blocking(move || analyzer.statistics(evaluation_time)).await.map_err(|e| e.to_string())??;
+                let constraints = suggest_model_quality_constraints(&statistics);
+                say(format!("Computed {} metrics of {} labelled records", problem.as_str(), statistics.dataset.item_count));
+                (serde_json::to_vec_pretty(&statistics), serde_json::to_vec_pretty(&constraints))
+            }
+        };
+        let output = analysis.output.trim_end_matches('/');
+        // Pretty-printed, as the analyzer writes them.
+        let files = [("statistics.json", statistics), ("constraints.json", constraints)];
+        for (file, body) in files {
+            let body = body.map_err(|e| e.to_string())?;
+            self.write_object(&format!("{output}/{file}"), body, None)
+                .await
+                .map_err(|e| format!("Error: cannot write {output}/{file}: {e}"))?;
+        }
+        say(format!("Wrote statistics.json and constraints.json to {output}"));
+        tracing::info!(processing_job = %job.name, "baseline written");
+        Ok(())
+    }
+
+    /// A data-quality baseline: the dataset's statistics and suggested constraints.
+    async fn analyze_data_quality(
+        &self,
+        objects: &[(String, String)],
+        analysis: &Analysis,
+        say: &impl Fn(String),
+    ) -> Result<(serde_json::Result<Vec<u8>>, serde_json::Result<Vec<u8>>), String> {
         let mut analyzer = DatasetAnalyzer::new(analysis.format.clone());
-        for (uri, _) in &objects {
+        for (uri, _) in objects {
             let data = self.read_object(uri, MAX_DATASET_OBJECT).await?;
             let name = uri.clone();
             analyzer = tokio::task::spawn_blocking(move || analyzer.add_object(&name, &data).map(|()| analyzer))
@@ -253,9 +299,10 @@ impl Controller {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("Error: the dataset could not be read: {e}"))?;
         }
+        let config = analysis.config.clone();
         let (statistics, constraints, approximate) = tokio::task::spawn_blocking(move || {
             analyzer.statistics().map(|s| {
-                let c = suggest_constraints(&s, analysis.config);
+                let c = suggest_constraints(&s, config);
                 let approximate: Vec<String> = analyzer.approximate_features().iter().map(|f| f.to_string()).collect();
                 (s, c, approximate)
             })
@@ -266,19 +313,8 @@ impl Controller {
         if !approximate.is_empty() {
             say(format!("Distinct counts are lower bounds for features with very many values: {}", approximate.join(", ")));
         }
-        let output = analysis.output.trim_end_matches('/');
         // Pretty-printed, as the analyzer writes them.
-        let files =
-            [("statistics.json", serde_json::to_vec_pretty(&statistics)), ("constraints.json", serde_json::to_vec_pretty(&constraints))];
-        for (file, body) in files {
-            let body = body.map_err(|e| e.to_string())?;
-            self.write_object(&format!("{output}/{file}"), body, None)
-                .await
-                .map_err(|e| format!("Error: cannot write {output}/{file}: {e}"))?;
-        }
-        say(format!("Wrote statistics.json and constraints.json to {output}"));
-        tracing::info!(processing_job = %job.name, items = statistics.dataset.item_count, features = statistics.features.len(), "baseline written");
-        Ok(())
+        Ok((serde_json::to_vec_pretty(&statistics), serde_json::to_vec_pretty(&constraints)))
     }
 }
 
@@ -298,9 +334,37 @@ fn analysis_of(job: &ProcessingJob) -> Result<Analysis, String> {
             return Err(format!("Environment {script}: berth's analyzer does not run the caller's scripts; leave it out."));
         }
     }
-    if let Some(kind) = env("analysis_type").filter(|k| *k != "DATA_QUALITY") {
-        return Err(format!("Environment analysis_type {kind}: this version of berth baselines data quality only (DATA_QUALITY)."));
-    }
+    let quality = match env("analysis_type") {
+        None | Some("DATA_QUALITY") => None,
+        Some("MODEL_QUALITY") => {
+            let problem = ProblemType::parse(env("problem_type").ok_or("Environment problem_type is required for MODEL_QUALITY.")?)
+                .map_err(|e| format!("Environment {e}."))?;
+            let text = |name: &str| env(name).map(str::to_string);
+            let threshold = match env("probability_threshold_attribute") {
+                None => None,
+                Some(t) => Some(t.parse::<f64>().map_err(|_| format!("Environment probability_threshold_attribute {t} is not a number."))?),
+            };
+            let attributes = Attributes {
+                inference: text("inference_attribute"),
+                probability: text("probability_attribute"),
+                ground_truth: text("ground_truth_attribute"),
+                probability_threshold: threshold,
+            };
+            if attributes.ground_truth.is_none() || (attributes.inference.is_none() && attributes.probability.is_none()) {
+                return Err(
+                    "Environment: a MODEL_QUALITY baseline needs ground_truth_attribute, and inference_attribute or probability_attribute."
+                        .into(),
+                );
+            }
+            ModelQualityAnalyzer::new(problem, &attributes).map_err(|e| format!("Environment: {e}."))?;
+            Some((problem, attributes))
+        }
+        Some(kind) => {
+            return Err(format!(
+                "Environment analysis_type {kind}: berth baselines DATA_QUALITY and MODEL_QUALITY (not bias or explainability)."
+            ))
+        }
+    };
     let format = DatasetFormat::parse(env("dataset_format").ok_or("Environment dataset_format is required (the SDK sets it).")?)
         .map_err(|e| format!("Environment {e}"))?;
     let source = env("dataset_source").ok_or("Environment dataset_source is required: the container path of the dataset input.")?;
@@ -313,5 +377,5 @@ fn analysis_of(job: &ProcessingJob) -> Result<Analysis, String> {
     if let Some(method) = env("categorical_drift_method") {
         config.distribution_constraints.categorical_drift_method = categorical_drift_method(method)?;
     }
-    Ok(Analysis { format, dataset: dataset.s3_uri.clone(), output: output.s3_uri.clone(), config })
+    Ok(Analysis { format, quality, dataset: dataset.s3_uri.clone(), output: output.s3_uri.clone(), config })
 }

@@ -83,8 +83,8 @@ pub use model::{
     VpcConfig,
 };
 pub use monitoring::{
-    parse_offset, ExecutionStatus, MonitoringExecution, MonitoringJob, MonitoringJobDefinition, MonitoringSchedule, MonitoringType,
-    ScheduleExpression, ScheduleStatus,
+    parse_offset, ExecutionStatus, ModelQualityJob, MonitoringExecution, MonitoringJob, MonitoringJobDefinition, MonitoringSchedule,
+    MonitoringType, ScheduleExpression, ScheduleStatus,
 };
 pub use multi_model::{is_model_name, ModelFetchRequest, ModelLoadRequest};
 pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};

@@ -21,7 +21,7 @@ impl MonitoringType {
     }
 }
 
-/// A data-quality (or, later, model-quality) job definition, as created.
+/// A data-quality or model-quality job definition, as created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitoringJobDefinition {
     pub name: String,
@@ -36,7 +36,7 @@ pub struct MonitoringJobDefinition {
 }
 
 /// What an execution does, from a job definition or a schedule's inline one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MonitoringJob {
     pub image: String,
     pub endpoint_name: String,
@@ -52,6 +52,24 @@ pub struct MonitoringJob {
     pub max_runtime_secs: Option<u64>,
     /// The request's job definition as sent, for the execution's processing job.
     pub role_arn: String,
+    /// `EndpointInput.StartTimeOffset`/`EndTimeOffset` (milliseconds from the scheduled time):
+    /// the window a scheduled execution analyzes, instead of the hour before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_offsets: Option<(i64, i64)>,
+    /// A model-quality job's problem, where its predictions are, and its ground truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_quality: Option<ModelQualityJob>,
+}
+
+/// What a model-quality job adds: `ModelQualityAppSpecification.ProblemType`, the
+/// `EndpointInput`'s attributes, and `GroundTruthS3Input`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelQualityJob {
+    pub problem_type: String,
+    pub inference_attribute: Option<String>,
+    pub probability_attribute: Option<String>,
+    pub probability_threshold: Option<f64>,
+    pub ground_truth_s3_uri: String,
 }
 
 wire_enum!(

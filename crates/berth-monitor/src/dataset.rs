@@ -194,28 +194,16 @@ impl DatasetAnalyzer {
     /// Capture files: each line's `captureData.endpointInput` is a record (CSV: each of its
     /// lines one record; JSON: an object, or a list of them).
     fn add_capture(&mut self, name: &str, data: &[u8]) -> Result<(), String> {
-        for (n, line) in data.split(|b| *b == b'\n').enumerate() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let where_ = || format!("{name} line {}", n + 1);
-            let event: Value = serde_json::from_slice(line).map_err(|e| format!("{}: not JSON: {e}", where_()))?;
-            if let (Some((from, to)), Some(at)) = (&self.window, event["eventMetadata"]["inferenceTime"].as_str()) {
-                if at < from.as_str() || at >= to.as_str() {
+        for event in captured_events(name, data) {
+            let event = event?;
+            if let Some((from, to)) = &self.window {
+                if !event.within(from, to) {
                     continue;
                 }
             }
-            let input = &event["captureData"]["endpointInput"];
-            let data = input["data"].as_str().ok_or_else(|| format!("{}: no captureData.endpointInput.data", where_()))?;
-            let decoded = match input["encoding"].as_str() {
-                Some("BASE64") => base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .map_err(|e| format!("{}: the input is not base64: {e}", where_()))?,
-                _ => data.as_bytes().to_vec(),
-            };
-            let content_type = input["observedContentType"].as_str().unwrap_or("").to_ascii_lowercase();
+            let (decoded, content_type) = event.data("endpointInput")?;
             if content_type.contains("json") {
-                let value: Value = serde_json::from_slice(&decoded).map_err(|e| format!("{}: the input is not JSON: {e}", where_()))?;
+                let value: Value = serde_json::from_slice(&decoded).map_err(|e| format!("{}: the input is not JSON: {e}", event.source))?;
                 match value {
                     Value::Array(records) => records.iter().try_for_each(|r| self.add_json_record(name, r))?,
                     record => self.add_json_record(name, &record)?,
@@ -223,7 +211,7 @@ impl DatasetAnalyzer {
             } else {
                 let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&decoded[..]);
                 for record in reader.records() {
-                    let record = record.map_err(|e| format!("{}: the input is not CSV: {e}", where_()))?;
+                    let record = record.map_err(|e| format!("{}: the input is not CSV: {e}", event.source))?;
                     self.add_fields(record.iter())?;
                 }
             }
@@ -249,6 +237,57 @@ impl DatasetAnalyzer {
     pub fn approximate_features(&self) -> Vec<&str> {
         self.names.iter().zip(&self.columns).filter(|(_, c)| c.overflowed()).map(|(n, _)| n.as_str()).collect()
     }
+}
+
+/// One line of a capture file: a captured request and its answer.
+#[derive(Debug)]
+pub struct CapturedEvent {
+    /// Where it was read (`<object> line <n>`), for errors.
+    pub source: String,
+    pub event_id: Option<String>,
+    pub inference_id: Option<String>,
+    pub inference_time: Option<String>,
+    event: Value,
+}
+
+impl CapturedEvent {
+    /// Whether it was made in [from, to) (times as capture files write them,
+    /// `YYYY-MM-DDTHH:MM:SSZ`); one without a time is.
+    pub fn within(&self, from: &str, to: &str) -> bool {
+        self.inference_time.as_deref().is_none_or(|at| at >= from && at < to)
+    }
+
+    /// `captureData.<which>` (`endpointInput` or `endpointOutput`): its body, decoded, and its
+    /// content type in lower case.
+    pub fn data(&self, which: &str) -> Result<(Vec<u8>, String), String> {
+        let part = &self.event["captureData"][which];
+        let data = part["data"].as_str().ok_or_else(|| format!("{}: no captureData.{which}.data", self.source))?;
+        let decoded = match part["encoding"].as_str() {
+            Some("BASE64") => base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| format!("{}: captureData.{which} is not base64: {e}", self.source))?,
+            _ => data.as_bytes().to_vec(),
+        };
+        Ok((decoded, part["observedContentType"].as_str().unwrap_or("").to_ascii_lowercase()))
+    }
+}
+
+/// The events of a capture file (`name` says which, in errors); a line that is not JSON is an
+/// error.
+pub fn captured_events<'a>(name: &'a str, data: &'a [u8]) -> impl Iterator<Item = Result<CapturedEvent, String>> + 'a {
+    data.split(|b| *b == b'\n').enumerate().filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace)).map(move |(n, line)| {
+        let source = format!("{name} line {}", n + 1);
+        let event: Value = serde_json::from_slice(line).map_err(|e| format!("{source}: not JSON: {e}"))?;
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        let metadata = &event["eventMetadata"];
+        Ok(CapturedEvent {
+            event_id: text(&metadata["eventId"]),
+            inference_id: text(&metadata["inferenceId"]),
+            inference_time: text(&metadata["inferenceTime"]),
+            source,
+            event,
+        })
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,81 @@
+//! A data-quality execution: the statistics of the captured requests in the window, checked
+//! against the baseline's constraints and statistics, and the drift metrics.
+
+use super::executions::publishes_metrics;
+use super::MAX_OBJECT;
+use crate::capture::inference_time;
+use crate::Controller;
+use berth_domain::{MonitoringExecution, MonitoringSchedule, Timestamp};
+use berth_monitor::{evaluate, Constraints, DatasetAnalyzer, DatasetFormat, Statistics};
+
+/// The namespace SageMaker publishes data-quality metrics in.
+pub const DATA_METRICS_NAMESPACE: &str = "aws/sagemaker/Endpoints/data-metrics";
+
+impl Controller {
+    pub(super) async fn execute_data_quality(
+        &self,
+        schedule: &MonitoringSchedule,
+        execution: &MonitoringExecution,
+        objects: Vec<String>,
+        output: &str,
+    ) -> Result<usize, String> {
+        let (from, to) = execution.window;
+        let mut analyzer = DatasetAnalyzer::new(DatasetFormat::CaptureJson).within(inference_time(from), inference_time(to));
+        for uri in objects {
+            let data = self.read_object(&uri, MAX_OBJECT).await?;
+            analyzer = tokio::task::spawn_blocking(move || analyzer.add_object(&uri, &data).map(|()| analyzer))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("Error: the captured data could not be read: {e}"))?;
+        }
+        let mut statistics = analyzer.statistics()?;
+        let job = &schedule.job;
+        let constraints: Option<Constraints> = match &job.baseline_constraints {
+            Some(uri) => Some(self.read_json(uri, "constraints").await?),
+            None => None,
+        };
+        if let Some(c) = &constraints {
+            berth_monitor::name_by_position(&mut statistics, c);
+        }
+        let baseline: Option<Statistics> = match &job.baseline_statistics {
+            Some(uri) => Some(self.read_json(uri, "statistics").await?),
+            None => None,
+        };
+        let evaluation = constraints.as_ref().map(|c| evaluate(&statistics, c, baseline.as_ref()));
+        let violations = evaluation.as_ref().map_or(0, |e| e.violations.violations.len());
+        self.write_result(output, "statistics.json", &statistics).await?;
+        if let Some(e) = &evaluation {
+            self.write_result(output, "constraint_violations.json", &e.violations).await?;
+        }
+        if publishes_metrics(job) {
+            self.publish_data_metrics(schedule, execution.scheduled, &statistics, evaluation.as_ref()).await;
+        }
+        Ok(violations)
+    }
+
+    pub(super) async fn read_json<T: serde::de::DeserializeOwned>(&self, uri: &str, what: &str) -> Result<T, String> {
+        let data = self.read_object(uri, MAX_OBJECT).await.map_err(|e| format!("Error: cannot read the baseline {what} {uri}: {e}"))?;
+        serde_json::from_slice(&data).map_err(|e| format!("Error: the baseline {what} {uri} is not a {what} file: {e}"))
+    }
+
+    /// `feature_baseline_drift_<feature>` and `feature_non_null_<feature>` per feature, in the
+    /// namespace and dimensions SageMaker publishes them with, at the execution's scheduled time.
+    async fn publish_data_metrics(
+        &self,
+        schedule: &MonitoringSchedule,
+        at: Timestamp,
+        statistics: &Statistics,
+        evaluation: Option<&berth_monitor::Evaluation>,
+    ) {
+        let mut points = Vec::new();
+        for f in &statistics.features {
+            let common = f.common();
+            let total = (common.num_present + common.num_missing).max(1) as f64;
+            points.push((format!("feature_non_null_{}", f.name), common.num_present as f64 / total));
+        }
+        for d in evaluation.map(|e| e.drift.as_slice()).unwrap_or_default() {
+            points.push((format!("feature_baseline_drift_{}", d.feature), d.distance));
+        }
+        self.publish_monitoring_metrics(schedule, DATA_METRICS_NAMESPACE, at, points).await;
+    }
+}
