@@ -361,7 +361,7 @@ def test_processing_jobs_logs_are_served_as_cloudwatch_logs(berth, session, monk
     m = monitor(session)
     m.suggest_baseline(baseline_dataset=upload(session, f"{name}/train.csv", text), dataset_format=DatasetFormat.csv(header=True), job_name=name, wait=True, logs=False)
     logs = boto3.client("logs", endpoint_url=berth.url, **CREDENTIALS)
-    groups = [g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix="/aws/sagemaker/")["logGroups"]]
+    groups = [g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix="/aws/sagemaker/P")["logGroups"]]
     assert groups == ["/aws/sagemaker/ProcessingJobs"]
     streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/ProcessingJobs", logStreamNamePrefix=name + "/")["logStreams"]
     assert [s["logStreamName"].split("/")[0] for s in streams] == [name] and streams[0]["logStreamName"].startswith(f"{name}/algo-1-")

@@ -1,13 +1,15 @@
 //! CloudWatch Logs' read API (`X-Amz-Target: Logs_20140328.*`, through `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`)
-//! over what berth's jobs say: `DescribeLogGroups`, `DescribeLogStreams`, `GetLogEvents` and
-//! `FilterLogEvents` on `/aws/sagemaker/ProcessingJobs`, a stream per job named as SageMaker
-//! names it (`<job>/algo-1-<seconds>`). The SageMaker SDK's `logs=True` and `aws logs tail` read
-//! them. Writes (`PutLogEvents` and the like) are not served.
+//! over what berth's jobs and instances say: `DescribeLogGroups`, `DescribeLogStreams`,
+//! `GetLogEvents` and `FilterLogEvents` on the groups SageMaker writes — `/aws/sagemaker/ProcessingJobs`
+//! (a stream per job, `<job>/algo-1-<seconds>`), `/aws/sagemaker/TransformJobs` (a stream per
+//! instance, `<job>/<instance>`) and `/aws/sagemaker/Endpoints/<endpoint>` (a stream per
+//! instance, `<variant>/<instance>`). The SageMaker SDK's `logs=True` and `aws logs tail
+//! --follow` read them. Writes (`PutLogEvents` and the like) are not served.
 
 use crate::aws_json::parse;
 use crate::error::EdgeError;
 use axum::http::StatusCode;
-use berth_control::Controller;
+use berth_control::{Controller, InstanceLogStream};
 use berth_domain::{LogEvent, ProcessingJob};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,6 +18,10 @@ use std::sync::Arc;
 pub(crate) const TARGET_PREFIX: &str = "Logs_20140328";
 /// The log group of processing jobs.
 pub(crate) const PROCESSING_JOBS: &str = "/aws/sagemaker/ProcessingJobs";
+/// The log group of transform jobs.
+const TRANSFORM_JOBS: &str = "/aws/sagemaker/TransformJobs";
+/// The log groups of endpoints: this and the endpoint's name.
+const ENDPOINTS: &str = "/aws/sagemaker/Endpoints/";
 /// Most events one answer holds (CloudWatch Logs' own limit is 10,000).
 const MAX_EVENTS: usize = 10_000;
 
@@ -50,14 +56,39 @@ impl Stream {
     fn of(job: ProcessingJob) -> Stream {
         Stream { name: job.log_stream(), created: job.created.millis(), events: job.log }
     }
+
+    /// An instance's log, as the stream `<prefix>/<instance>`.
+    fn of_instance(prefix: &str, log: InstanceLogStream, created: i64) -> Stream {
+        let created = log.events.first().map_or(created, |e| e.timestamp);
+        Stream { name: format!("{prefix}/{}", log.instance), created, events: log.events }
+    }
 }
 
-/// The streams of a log group berth has; an error for another group.
-async fn streams(c: &Arc<Controller>, group: &str) -> Result<Vec<Stream>, EdgeError> {
-    if group != PROCESSING_JOBS {
-        return Err(not_found("group"));
-    }
-    let mut streams: Vec<Stream> = c.processing_jobs().await?.into_iter().filter(|j| !j.log.is_empty()).map(Stream::of).collect();
+/// The streams of a log group berth has (those that may start with `prefix`, when the caller
+/// asks for those only); an error for another group.
+async fn streams(c: &Arc<Controller>, group: &str, prefix: Option<&str>) -> Result<Vec<Stream>, EdgeError> {
+    let mut streams: Vec<Stream> = match group {
+        PROCESSING_JOBS => c.processing_jobs().await?.into_iter().filter(|j| !j.log.is_empty()).map(Stream::of).collect(),
+        TRANSFORM_JOBS => {
+            let mut out = Vec::new();
+            for job in c.transform_jobs().await? {
+                let name = format!("{}/", job.name);
+                if prefix.is_some_and(|p| !name.starts_with(p) && !p.starts_with(&name)) {
+                    continue;
+                }
+                for log in c.transform_job_log_streams(&job.name).await? {
+                    out.push(Stream::of_instance(&job.name, log, job.created.millis()));
+                }
+            }
+            out
+        }
+        _ => {
+            let endpoint = group.strip_prefix(ENDPOINTS).ok_or_else(|| not_found("group"))?;
+            let created = c.describe_endpoint(endpoint).await.map_err(|_| not_found("group"))?.created.millis();
+            let logs = c.endpoint_log_streams(endpoint).await?;
+            logs.into_iter().map(|log| Stream::of_instance(&log.variant.clone(), log, created)).collect()
+        }
+    };
     streams.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(streams)
 }
@@ -92,21 +123,48 @@ fn limit(requested: Option<usize>, default: usize, max: usize) -> Result<usize, 
 struct DescribeGroupsInput {
     log_group_name_prefix: Option<String>,
     log_group_name_pattern: Option<String>,
+    next_token: Option<String>,
+    limit: Option<usize>,
 }
 
+/// DescribeLogGroups: the processing jobs' group once a job has a log, the transform jobs' once
+/// there is a job, and each endpoint's.
 async fn describe_groups(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     let input: DescribeGroupsInput = parse(body)?;
-    let jobs = c.processing_jobs().await?;
-    let first = jobs.iter().filter(|j| !j.log.is_empty()).map(|j| j.created.millis()).min();
-    let wanted = input.log_group_name_prefix.as_deref().is_none_or(|p| PROCESSING_JOBS.starts_with(p))
-        && input.log_group_name_pattern.as_deref().is_none_or(|p| PROCESSING_JOBS.contains(p));
-    let arn = format!("arn:aws:logs:{}:{}:log-group:{PROCESSING_JOBS}", c.account().region, c.account().account_id);
-    let groups: Vec<Value> = first
-        .filter(|_| wanted)
-        .map(|created| json!({"logGroupName": PROCESSING_JOBS, "creationTime": created, "arn": format!("{arn}:*"), "logGroupArn": arn, "storedBytes": 0, "metricFilterCount": 0}))
-        .into_iter()
+    if input.log_group_name_prefix.is_some() && input.log_group_name_pattern.is_some() {
+        return Err(invalid("Give logGroupNamePrefix or logGroupNamePattern, not both.".into()));
+    }
+    let mut groups: Vec<(String, i64)> = Vec::new();
+    if let Some(first) = c.processing_jobs().await?.iter().filter(|j| !j.log.is_empty()).map(|j| j.created.millis()).min() {
+        groups.push((PROCESSING_JOBS.into(), first));
+    }
+    if let Some(first) = c.transform_jobs().await?.iter().map(|j| j.created.millis()).min() {
+        groups.push((TRANSFORM_JOBS.into(), first));
+    }
+    for e in c.all_endpoints().await? {
+        groups.push((format!("{ENDPOINTS}{}", e.name), e.created.millis()));
+    }
+    groups.retain(|(name, _)| {
+        input.log_group_name_prefix.as_deref().is_none_or(|p| name.starts_with(p))
+            && input.log_group_name_pattern.as_deref().is_none_or(|p| name.to_lowercase().contains(&p.to_lowercase()))
+    });
+    groups.sort();
+    let start = page_start(input.next_token.as_deref(), "g/")?;
+    let count = limit(input.limit, 50, 50)?;
+    let page: Vec<Value> = groups
+        .iter()
+        .skip(start)
+        .take(count)
+        .map(|(name, created)| {
+            let arn = format!("arn:aws:logs:{}:{}:log-group:{name}", c.account().region, c.account().account_id);
+            json!({"logGroupName": name, "creationTime": created, "arn": format!("{arn}:*"), "logGroupArn": arn, "storedBytes": 0, "metricFilterCount": 0})
+        })
         .collect();
-    Ok(json!({ "logGroups": groups }))
+    let mut answer = json!({ "logGroups": page });
+    if start + count < groups.len() {
+        answer["nextToken"] = format!("g/{}", start + count).into();
+    }
+    Ok(answer)
 }
 
 #[derive(Deserialize)]
@@ -124,7 +182,7 @@ struct DescribeStreamsInput {
 async fn describe_streams(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     let input: DescribeStreamsInput = parse(body)?;
     let group = group_of(input.log_group_name, input.log_group_identifier)?;
-    let mut found = streams(c, &group).await?;
+    let mut found = streams(c, &group, input.log_stream_name_prefix.as_deref()).await?;
     let by_time = match input.order_by.as_deref() {
         None | Some("LogStreamName") => false,
         Some("LastEventTime") if input.log_stream_name_prefix.is_some() => {
@@ -182,7 +240,11 @@ struct GetEventsInput {
 async fn get_events(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     let input: GetEventsInput = parse(body)?;
     let group = group_of(input.log_group_name, input.log_group_identifier)?;
-    let stream = streams(c, &group).await?.into_iter().find(|s| s.name == input.log_stream_name).ok_or_else(|| not_found("stream"))?;
+    let stream = streams(c, &group, Some(&input.log_stream_name))
+        .await?
+        .into_iter()
+        .find(|s| s.name == input.log_stream_name)
+        .ok_or_else(|| not_found("stream"))?;
     let events: Vec<&LogEvent> = stream
         .events
         .iter()
@@ -230,7 +292,7 @@ async fn filter_events(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeEr
     let group = group_of(input.log_group_name, input.log_group_identifier)?;
     let terms: Vec<String> =
         input.filter_pattern.as_deref().unwrap_or("").split_whitespace().map(|t| t.trim_matches('"').to_string()).collect();
-    let found: Vec<Stream> = streams(c, &group)
+    let found: Vec<Stream> = streams(c, &group, input.log_stream_name_prefix.as_deref())
         .await?
         .into_iter()
         .filter(|s| input.log_stream_names.as_ref().is_none_or(|names| names.contains(&s.name)))

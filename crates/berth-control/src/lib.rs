@@ -24,6 +24,7 @@ mod events;
 mod experiments;
 mod ground_truth;
 mod guardrails;
+mod instance_logs;
 mod labels;
 mod lifecycle;
 mod listing;
@@ -66,6 +67,7 @@ pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, Va
 pub use error::ControlError;
 pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, UpdateInferenceExperiment};
 pub use ground_truth::{ground_truth_line, GroundTruth};
+pub use instance_logs::InstanceLogStream;
 pub use listing::{list_monitoring, list_processing_jobs, list_transform_jobs, ListQuery, MonitoringListed, Page, SortKey, TimeWindow};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;

@@ -25,7 +25,7 @@ const JOBS: &str = "transform-job";
 pub const MAX_TRANSFORM_OBJECT: u64 = 1024 * 1024 * 1024;
 
 /// The route (and fleet) name of a job: `/` is in no endpoint's name.
-fn route_name(job: &str) -> String {
+pub(crate) fn route_name(job: &str) -> String {
     format!("transform-job/{}", NameKey::of(job))
 }
 

@@ -57,7 +57,7 @@ pub use docker::{DockerBackend, DockerEngine};
 #[cfg(feature = "test-support")]
 pub use fake::{FakeBackend, FakeCall};
 pub use instance::{AliveGuard, Instance, InstanceBudget};
-pub use log::InstanceLog;
+pub use log::{parse_line, read_events, InstanceLog};
 pub use netns::{this_host, NetNamespace};
 pub use orphans::{ProcessTracker, MARKER};
 pub use panics::{caught, panic_message, Panicked};

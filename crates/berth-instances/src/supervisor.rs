@@ -308,14 +308,14 @@ impl<R: Runner> Supervisor<R> {
 
 /// The end of an instance log, for failure reasons a person can act on.
 pub fn log_tail(path: &Path) -> String {
-    const TAIL: u64 = 600;
+    const TAIL: u64 = 1000;
     let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(TAIL)));
     let mut buf = Vec::new();
     let _ = f.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("---- berth:")).collect();
+    let lines: Vec<&str> = text.lines().map(|l| crate::log::parse_line(l).1).filter(|l| !l.starts_with("---- berth:")).collect();
     if lines.is_empty() {
         return " Its log is empty.".to_string();
     }
