@@ -244,3 +244,69 @@ def test_the_ab_panel_shows_accuracy_with_intervals_and_the_verdict(tmp_path, br
         browser.save_screenshot(str(ARTIFACTS / "dashboard-ab.png"))
     finally:
         server.stop()
+
+
+def test_the_model_monitor_panel_shows_schedules_drifted_features_and_drift_over_time(berth, sm, runtime, s3_server, browser):
+    """A data-quality schedule on a capturing endpoint whose traffic drifted from the baseline:
+    the endpoint's card lists the schedule, its last execution and the drifted feature, and
+    charts the feature's drift distance per execution."""
+    import random
+
+    from conftest import ROLE, create_echo_model, new_bucket, unique, wait_status
+
+    s3, bucket = new_bucket(s3_server, "monitor-ui")
+    rng = random.Random(5)
+    rows = [(rng.gauss(50, 5), rng.choice("abc")) for _ in range(300)]
+    s3.put_object(Bucket=bucket, Key="train/data.csv", Body=("size,kind\n" + "".join(f"{x!r},{k}\n" for x, k in rows)).encode())
+    analyzer = "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+    baseline = unique("ui-baseline")
+    sm.create_processing_job(
+        ProcessingJobName=baseline, RoleArn=ROLE, AppSpecification={"ImageUri": analyzer},
+        ProcessingInputs=[{"InputName": "baseline_dataset_input", "S3Input": {"S3Uri": f"s3://{bucket}/train", "LocalPath": "/opt/ml/processing/input/baseline", "S3DataType": "S3Prefix", "S3InputMode": "File"}}],
+        ProcessingOutputConfig={"Outputs": [{"OutputName": "monitoring_output", "S3Output": {"S3Uri": f"s3://{bucket}/baseline", "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}},
+        Environment={"dataset_format": '{"csv": {"header": true}}', "dataset_source": "/opt/ml/processing/input/baseline", "output_path": "/opt/ml/processing/output"},
+    )
+    wait_for(lambda: sm.describe_processing_job(ProcessingJobName=baseline)["ProcessingJobStatus"] == "Completed", "the baseline job complete")
+
+    name = unique("monitored")
+    create_echo_model(sm, name)
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+        DataCaptureConfig={"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": f"s3://{bucket}/capture", "CaptureOptions": [{"CaptureMode": "Input"}]},
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert wait_status(sm, name)["EndpointStatus"] == "InService"
+    for x, k in rows[:150]:
+        runtime.invoke_endpoint(EndpointName=name, Body=f"{x + 30.0!r},{k}".encode(), ContentType="text/csv")
+    time.sleep(2)  # the capture writer's objects land each second
+    schedule = f"{name}-schedule"
+    sm.create_monitoring_schedule(MonitoringScheduleName=schedule, MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "NOW", "DataAnalysisStartTime": "-PT1H", "DataAnalysisEndTime": "-PT0H"},
+        "MonitoringJobDefinition": {
+            "BaselineConfig": {"ConstraintsResource": {"S3Uri": f"s3://{bucket}/baseline/constraints.json"}, "StatisticsResource": {"S3Uri": f"s3://{bucket}/baseline/statistics.json"}},
+            "MonitoringInputs": [{"EndpointInput": {"EndpointName": name, "LocalPath": "/opt/ml/processing/input/endpoint"}}],
+            "MonitoringOutputConfig": {"MonitoringOutputs": [{"S3Output": {"S3Uri": f"s3://{bucket}/reports", "LocalPath": "/opt/ml/processing/output"}}]},
+            "MonitoringResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}},
+            "MonitoringAppSpecification": {"ImageUri": analyzer}, "RoleArn": ROLE,
+        }})
+
+    browser.get(f"{berth.url}/ui")
+    row = f'#endpoint-{name} .monitor tr[data-schedule="{schedule}"]'
+    wait_for(lambda: "CompletedWithViolations" in browser.find_element(By.CSS_SELECTOR, f"{row} td.last").text, "the execution's status", timeout=60)
+    assert browser.find_element(By.CSS_SELECTOR, f"{row} td.violated").text == "size"
+    drawn = browser.execute_script(
+        "const m = window.berthDashboard.cards.get(arguments[0]).monitor.plots.get(arguments[1]);"
+        "return m && Object.fromEntries(m.chart.series.slice(1).map((s, i) => [s.label, m.data[i + 1]]));", name, schedule)
+    # One execution: each feature's drift distance; size's (shifted by six deviations) is large.
+    assert drawn["size"][0] > 0.5 and drawn["kind"][0] < 0.2, drawn
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-monitor.png"))
+    sm.delete_monitoring_schedule(MonitoringScheduleName=schedule)
+    # The view's one parameter only filters: hostile values find nothing and break nothing.
+    import requests
+
+    for hostile in ("../../etc/passwd", "%00", "x" * 5000, name.upper() + "'--"):
+        answer = requests.get(f"{berth.url}/berth/v1/monitoring", params={"endpoint": hostile}, timeout=10)
+        assert answer.status_code == 200 and answer.json() == {"schedules": []}, (hostile, answer.text[:200])

@@ -29,6 +29,7 @@ mod invocation_server;
 mod invocations;
 mod logs;
 mod monitoring_api;
+mod monitoring_view;
 mod overview;
 mod processing_jobs;
 mod prometheus;
@@ -100,6 +101,7 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/berth/v1/endpoints/{name}/significance", get(quality_api::significance))
         .route("/berth/v1/events", get(overview::events))
         .route("/berth/v1/overview", get(overview::overview))
+        .route("/berth/v1/monitoring", get(monitoring_view::monitoring))
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/assets/{name}", get(ui::asset))

@@ -1,6 +1,8 @@
 // berth's dashboard: polls /berth/v1/overview once a second and draws endpoints, variants,
-// live charts per variant (uPlot, vendored) and recent events. No build step, no network
-// beyond the berth server that serves it.
+// live charts per variant (uPlot, vendored) and recent events; polls /berth/v1/monitoring every
+// five seconds and draws each endpoint's Model Monitor schedules, their executions and a chart
+// of drift (or model quality) over executions. No build step, no network beyond the berth
+// server that serves it.
 "use strict";
 (function () {
   const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
@@ -11,7 +13,7 @@
     { key: "weights", title: "Traffic share (%) since this page opened" },
   ];
   // Exposed for tests and the curious: what was drawn last and how often the page updated.
-  const state = { cards: new Map(), updates: 0, last: null, failures: 0 };
+  const state = { cards: new Map(), updates: 0, last: null, failures: 0, monitoring: null };
   window.berthDashboard = state;
 
   const $ = (sel) => document.querySelector(sel);
@@ -69,8 +71,9 @@
       charts.append(el("div", { class: "chart" }, el("h3", { text: c.title }), plot));
       plots[c.key] = { el: plot, chart: null };
     }
-    card.append(head, el("div", { class: "table-wrap" }, table), ab.el, charts);
-    return { el: card, head, tbody: table.querySelector("tbody"), plots, variants: "", ab };
+    const monitor = newMonitorPanel(name);
+    card.append(head, el("div", { class: "table-wrap" }, table), ab.el, monitor.el, charts);
+    return { el: card, head, tbody: table.querySelector("tbody"), plots, variants: "", ab, monitor };
   }
 
   function renderHead(card, ep) {
@@ -178,6 +181,87 @@
       : ep.quality
         ? "No labelled answers yet: send ground truth (POST /berth/v1/endpoints/" + ep.name + "/ground-truth) to compare the variants."
         : "No data capture on this endpoint: turn it on (DataCaptureConfig) and send ground truth to compare the variants' quality.";
+  }
+
+  // ---- Model Monitor: each schedule of the endpoint, its newest executions and what they found
+  // in violation, and a chart over its executions (drift distance per feature, or the
+  // model-quality metrics).
+
+  function newMonitorPanel(name) {
+    const rows = el("tbody");
+    const charts = el("div", { class: "charts monitor-charts" });
+    const panel = el("section", { class: "monitor", "aria-label": "Model Monitor of " + name, hidden: "" },
+      el("h3", { text: "Model Monitor" }),
+      el("table", { class: "monitor-schedules" },
+        el("thead", {}, el("tr", {}, ...["Schedule", "Type", "Status", "Last execution", "In violation"].map((t) => el("th", { text: t })))),
+        rows),
+      charts);
+    return { el: panel, rows, charts, plots: new Map() };
+  }
+
+  function renderMonitor(card, ep) {
+    const m = card.monitor;
+    const schedules = ((state.monitoring && state.monitoring.schedules) || []).filter((s) => s.endpoint === ep.name);
+    m.el.hidden = schedules.length === 0;
+    m.rows.replaceChildren(...schedules.map((s) => {
+      const last = s.executions[0];
+      const lastText = last ? `${last.status} at ${clock(last.scheduled)}` : "none yet";
+      return el("tr", { "data-schedule": s.name },
+        el("td", { text: s.name }), el("td", { text: `${s.kind} · ${s.expression}` }), el("td", { class: "status", text: s.status }),
+        el("td", { class: "last", text: lastText, title: (last && last.failure_reason) || "" }),
+        el("td", { class: "violated", text: s.violated.length ? s.violated.join(", ") : "–" }));
+    }));
+    const keep = new Set(schedules.map((s) => s.name));
+    for (const [name, plot] of m.plots) {
+      if (!keep.has(name)) {
+        plot.chart && plot.chart.destroy();
+        plot.box.remove();
+        m.plots.delete(name);
+      }
+    }
+    for (const s of schedules) {
+      const names = Object.keys(s.chart.series);
+      let plot = m.plots.get(s.name);
+      const key = names.join("\u0000");
+      if (!plot) {
+        const area = el("div", { class: "plot", "data-chart": "monitor", "data-schedule": s.name });
+        plot = { box: el("div", { class: "chart" }, el("h3", { text: `${s.name}: ${s.chart.unit} per execution` }), area), area, chart: null, key: null };
+        m.charts.append(plot.box);
+        m.plots.set(s.name, plot);
+      }
+      const data = [s.chart.t, ...names.map((n) => s.chart.series[n])];
+      const width = Math.max(240, plot.area.clientWidth);
+      if (!plot.chart || plot.key !== key) {
+        if (plot.chart) plot.chart.destroy();
+        plot.area.replaceChildren();
+        plot.chart = new uPlot({
+          width, height: 150,
+          series: [{}, ...names.map((n, i) => ({ label: n, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true, points: { show: true } }))],
+          scales: { x: { time: true, range: timeRange } },
+          axes: [{ space: 60 }, { size: 48 }],
+          legend: { live: false },
+          cursor: { drag: { x: false, y: false } },
+        }, data, plot.area);
+        plot.key = key;
+      } else {
+        plot.chart.setData(data);
+      }
+      plot.data = data;
+    }
+  }
+
+  async function refreshMonitoring() {
+    try {
+      const r = await fetch("/berth/v1/monitoring", { cache: "no-store" });
+      if (r.ok) {
+        state.monitoring = await r.json();
+        if (state.last) renderEndpoints(state.last);
+      }
+    } catch (e) {
+      // The overview's poll reports berth being unreachable.
+    } finally {
+      setTimeout(refreshMonitoring, 5000);
+    }
   }
 
   // A multi-model variant: its loaded models and the share of calls that found theirs loaded.
@@ -310,6 +394,7 @@
     for (const [name, card] of state.cards) {
       if (!keep.has(name)) {
         Object.values(card.plots).forEach((p) => p.chart && p.chart.destroy());
+        card.monitor.plots.forEach((p) => p.chart && p.chart.destroy());
         card.el.remove();
         state.cards.delete(name);
       }
@@ -330,6 +415,7 @@
       renderHead(card, ep);
       renderVariants(card, ep);
       renderAb(card, ep);
+      renderMonitor(card, ep);
       renderCharts(card, ep);
     });
   }
@@ -401,4 +487,5 @@
   });
   window.addEventListener("resize", () => state.last && renderEndpoints(state.last));
   refresh();
+  refreshMonitoring();
 })();

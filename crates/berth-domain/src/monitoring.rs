@@ -125,6 +125,13 @@ pub struct MonitoringExecution {
     pub kind: MonitoringType,
     /// The window of captured data it analyzes, [start, end) in ms.
     pub window: (i64, i64),
+    /// What it found in violation (`<feature or metric>: <check>`), once it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<String>,
+    /// The figures the dashboard charts over executions: each feature's drift distance, or
+    /// the model-quality metrics.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub figures: std::collections::BTreeMap<String, f64>,
 }
 
 /// When a schedule runs.

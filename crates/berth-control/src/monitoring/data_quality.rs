@@ -1,12 +1,15 @@
 //! A data-quality execution: the statistics of the captured requests in the window, checked
 //! against the baseline's constraints and statistics, and the drift metrics.
 
-use super::executions::publishes_metrics;
+use super::executions::{publishes_metrics, Findings};
 use super::MAX_OBJECT;
 use crate::capture::inference_time;
 use crate::Controller;
 use berth_domain::{MonitoringExecution, MonitoringSchedule, Timestamp};
 use berth_monitor::{evaluate, Constraints, DatasetAnalyzer, DatasetFormat, Statistics};
+
+/// Most features whose drift an execution keeps for the dashboard (the most drifted).
+const MAX_CHARTED_FEATURES: usize = 50;
 
 /// The namespace SageMaker publishes data-quality metrics in.
 pub const DATA_METRICS_NAMESPACE: &str = "aws/sagemaker/Endpoints/data-metrics";
@@ -18,7 +21,7 @@ impl Controller {
         execution: &MonitoringExecution,
         objects: Vec<String>,
         output: &str,
-    ) -> Result<usize, String> {
+    ) -> Result<Findings, String> {
         let (from, to) = execution.window;
         let mut analyzer = DatasetAnalyzer::new(DatasetFormat::CaptureJson).within(inference_time(from), inference_time(to));
         for uri in objects {
@@ -42,7 +45,6 @@ impl Controller {
             None => None,
         };
         let evaluation = constraints.as_ref().map(|c| evaluate(&statistics, c, baseline.as_ref()));
-        let violations = evaluation.as_ref().map_or(0, |e| e.violations.violations.len());
         self.write_result(output, "statistics.json", &statistics).await?;
         if let Some(e) = &evaluation {
             self.write_result(output, "constraint_violations.json", &e.violations).await?;
@@ -50,7 +52,20 @@ impl Controller {
         if publishes_metrics(job) {
             self.publish_data_metrics(schedule, execution.scheduled, &statistics, evaluation.as_ref()).await;
         }
-        Ok(violations)
+        let Some(evaluation) = evaluation else { return Ok(Findings::default()) };
+        // The most drifted features, for the dashboard's chart.
+        let mut drift: Vec<(String, f64)> = evaluation.drift.iter().map(|d| (d.feature.clone(), d.distance)).collect();
+        drift.sort_by(|a, b| b.1.total_cmp(&a.1));
+        drift.truncate(MAX_CHARTED_FEATURES);
+        Ok(Findings {
+            violations: evaluation
+                .violations
+                .violations
+                .iter()
+                .map(|v| format!("{}: {}", v.feature_name, v.constraint_check_type))
+                .collect(),
+            figures: drift.into_iter().collect(),
+        })
     }
 
     pub(super) async fn read_json<T: serde::de::DeserializeOwned>(&self, uri: &str, what: &str) -> Result<T, String> {

@@ -188,6 +188,8 @@ impl Controller {
             job_definition_name: schedule.job_definition_name.clone(),
             kind: schedule.kind,
             window,
+            violations: Vec::new(),
+            figures: Default::default(),
         };
         self.store_processing_job(&processing).await?;
         self.store_execution(&execution).await?;
@@ -203,14 +205,14 @@ impl Controller {
         Ok(())
     }
 
-    /// The execution's work; Ok(number of violations).
+    /// The execution's work: what it found.
     async fn execute(
         &self,
         schedule: &MonitoringSchedule,
         execution: &MonitoringExecution,
         capture: Option<&str>,
         output: &str,
-    ) -> Result<usize, String> {
+    ) -> Result<Findings, String> {
         let capture = capture.ok_or_else(|| {
             format!("Endpoint {} does not capture its data (DataCaptureConfig): Job inputs had no data", schedule.endpoint_name)
         })?;
@@ -276,7 +278,7 @@ impl Controller {
         Some(format!("{}/{}", capture.destination.trim_end_matches('/'), endpoint.name))
     }
 
-    async fn end_execution(&self, mut execution: MonitoringExecution, mut job: ProcessingJob, outcome: Result<usize, String>) {
+    async fn end_execution(&self, mut execution: MonitoringExecution, mut job: ProcessingJob, outcome: Result<Findings, String>) {
         let now = self.now();
         let (from, to) = execution.window;
         job.say(
@@ -289,12 +291,13 @@ impl Controller {
             ),
         );
         match &outcome {
-            Ok(0) => {
+            Ok(findings) if findings.violations.is_empty() => {
                 execution.status = ExecutionStatus::Completed;
                 job.exit_message = Some("Completed: Job completed successfully with no violations.".into());
             }
-            Ok(n) => {
+            Ok(findings) => {
                 execution.status = ExecutionStatus::CompletedWithViolations;
+                let n = findings.violations.len();
                 job.exit_message = Some(format!("CompletedWithViolations: Job completed successfully with {n} violations."));
             }
             Err(reason) => {
@@ -309,6 +312,9 @@ impl Controller {
         job.say(now.millis(), said);
         // The processing job completes even when the execution found violations, as on SageMaker.
         job.status = if outcome.is_ok() { ProcessingJobStatus::Completed } else { ProcessingJobStatus::Failed };
+        if let Ok(findings) = outcome {
+            (execution.violations, execution.figures) = (findings.violations, findings.figures);
+        }
         (job.ended, job.modified, execution.modified) = (Some(now), now, now);
         tracing::info!(monitoring_schedule = %execution.schedule_name, status = execution.status.as_str(), "monitoring execution ended");
         if let Err(e) = self.store_processing_job(&job).await {
@@ -344,6 +350,14 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// What an execution found: its violations (`<feature or metric>: <check>`), and the figures
+/// the dashboard charts.
+#[derive(Debug, Default)]
+pub(super) struct Findings {
+    pub violations: Vec<String>,
+    pub figures: std::collections::BTreeMap<String, f64>,
 }
 
 /// Whether the job publishes its metrics (`publish_cloudwatch_metrics` is not `Disabled`).

@@ -4,7 +4,7 @@
 //! give the problem type's metrics, checked against the baseline's constraints and published
 //! in `aws/sagemaker/Endpoints/model-metrics`.
 
-use super::executions::publishes_metrics;
+use super::executions::{publishes_metrics, Findings};
 use super::MAX_OBJECT;
 use crate::capture::inference_time;
 use crate::ground_truth::ground_truth_line;
@@ -27,7 +27,7 @@ impl Controller {
         execution: &MonitoringExecution,
         objects: Vec<String>,
         output: &str,
-    ) -> Result<usize, String> {
+    ) -> Result<Findings, String> {
         let job = &schedule.job;
         let quality = job.model_quality.as_ref().ok_or("the schedule's job has no model-quality configuration")?;
         let problem = ProblemType::parse(&quality.problem_type)?;
@@ -92,7 +92,10 @@ impl Controller {
         if publishes_metrics(job) {
             self.publish_model_metrics(schedule, execution.scheduled, &statistics).await;
         }
-        Ok(violations.map_or(0, |v| v.violations.len()))
+        let figures = statistics.scalars().into_iter().filter(|(_, (v, _))| v.is_finite()).map(|(name, (v, _))| (name, v)).collect();
+        let violations =
+            violations.map(|v| v.violations.into_iter().map(|v| format!("{}: {}", v.metric_name, v.constraint_check_type)).collect());
+        Ok(Findings { violations: violations.unwrap_or_default(), figures })
     }
 
     /// Labels by `event:<id>` / `inference:<id>`: the ground-truth files under `location`
