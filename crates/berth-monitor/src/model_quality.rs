@@ -311,6 +311,13 @@ impl ModelQualityAnalyzer {
             let value: Value = serde_json::from_slice(output).map_err(|e| format!("the answer is not JSON: {e}"))?;
             self.add(&Record::Json(&value), &label)
         } else {
+            let text = std::str::from_utf8(output).map_err(|_| "the answer is not UTF-8 text")?;
+            let line = text.lines().next().ok_or("the answer is empty")?;
+            if !line.contains('"') {
+                // Plain fields (most answers): no CSV reader to make for each.
+                let fields: Vec<&str> = line.split(',').collect();
+                return self.add(&Record::Csv(&fields, None), &label);
+            }
             let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(output);
             let row = reader.records().next().ok_or("the answer is empty")?.map_err(|e| format!("the answer is not CSV: {e}"))?;
             let fields: Vec<&str> = row.iter().collect();
