@@ -448,12 +448,23 @@ def test_model_quality_baseline_and_schedule_compute_what_scikit_learn_does(bert
     # A worse model in production: its probabilities are noisier; each request carries an
     # InferenceId, and the ground truth names it. The echo model answers JSON with the request
     # in `body`: that is the probability.
+    # Two variants share the traffic: berth also publishes each one's metrics (a Variant dimension).
     endpoint = unique("scored")
-    capturing_endpoint(sm, endpoint, f"s3://{BUCKET}/{prefix}/capture")
+    create_echo_model(sm, endpoint)
+    sm.create_endpoint_config(
+        EndpointConfigName=endpoint,
+        ProductionVariants=[{"VariantName": v, "ModelName": endpoint, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0} for v in ("A", "B")],
+        DataCaptureConfig={"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": f"s3://{BUCKET}/{prefix}/capture",
+                           "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]},
+    )
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
+    assert wait_status(sm, endpoint)["EndpointStatus"] == "InService"
     live_labels, live = labelled_probabilities(300, seed=12)
     live = np.clip(live * 0.5 + np.random.default_rng(13).uniform(0, 0.5, 300), 0.01, 0.99).round(4)
+    served = []
     for i, p in enumerate(live):
-        runtime.invoke_endpoint(EndpointName=endpoint, Body=f"{p}".encode(), ContentType="text/csv", InferenceId=f"req-{i}")
+        answer = runtime.invoke_endpoint(EndpointName=endpoint, Body=f"{p}".encode(), ContentType="text/csv", InferenceId=f"req-{i}")
+        served.append(answer["InvokedProductionVariant"])
     hour = time.strftime("%Y/%m/%d/%H", time.gmtime())
     truth = "".join(
         '{"groundTruthData": {"data": "%d", "encoding": "CSV"}, "eventMetadata": {"eventId": "req-%d"}, "eventVersion": "0"}\n' % (l, i)
@@ -500,6 +511,14 @@ def test_model_quality_baseline_and_schedule_compute_what_scikit_learn_does(bert
         StartTime=time.time() - 3600, EndTime=time.time() + 60, Period=60, Statistics=["Maximum"],
     )["Datapoints"]
     assert [p["Maximum"] for p in points] == [pytest.approx(got["accuracy"]["value"])]
+    for variant in ("A", "B"):
+        mine = [i for i in range(250) if served[i] == variant]
+        points = cw.get_metric_statistics(
+            Namespace="aws/sagemaker/Endpoints/model-metrics", MetricName="accuracy",
+            Dimensions=[{"Name": "Endpoint", "Value": endpoint}, {"Name": "MonitoringSchedule", "Value": schedule}, {"Name": "Variant", "Value": variant}],
+            StartTime=time.time() - 3600, EndTime=time.time() + 60, Period=60, Statistics=["Maximum"],
+        )["Datapoints"]
+        assert [p["Maximum"] for p in points] == [pytest.approx(skm.accuracy_score(y[mine], predicted[mine]))], variant
     definition = m.job_definition_name
     m.delete_monitoring_schedule()  # and, as the SDK does, its job definition
     with pytest.raises(Exception) as e:

@@ -205,8 +205,7 @@ impl DatasetAnalyzer {
             }
             let (decoded, content_type) = event.data("endpointInput")?;
             if content_type.contains("json") {
-                let value: Value =
-                    serde_json::from_slice(&decoded).map_err(|e| format!("{}: the input is not JSON: {e}", event.source))?;
+                let value: Value = serde_json::from_slice(&decoded).map_err(|e| format!("{}: the input is not JSON: {e}", event.source))?;
                 match value {
                     Value::Array(records) => records.iter().try_for_each(|r| self.add_json_record(name, r))?,
                     record => self.add_json_record(name, &record)?,
@@ -404,7 +403,10 @@ mod tests {
         // The CSV inputs of a capture file are read together: a quoted comma stays in its field,
         // and an unclosed quote is the error of its own line, not a swallower of the next.
         let event = |data: &str| {
-            format!("{}\n", serde_json::json!({"captureData": {"endpointInput": {"observedContentType": "text/csv", "data": data, "encoding": "CSV"}}}))
+            format!(
+                "{}\n",
+                serde_json::json!({"captureData": {"endpointInput": {"observedContentType": "text/csv", "data": data, "encoding": "CSV"}}})
+            )
         };
         let mut quoted = DatasetAnalyzer::new(DatasetFormat::CaptureJson);
         quoted.add_object("q", (event("\"a,b\",1") + &event("c,2\n")).as_bytes()).unwrap();

@@ -7,6 +7,7 @@ use crate::capture::inference_time;
 use crate::Controller;
 use berth_domain::{MonitoringExecution, MonitoringSchedule, Timestamp};
 use berth_monitor::{evaluate, Constraints, DatasetAnalyzer, DatasetFormat, Statistics};
+use std::collections::BTreeMap;
 
 /// Most features whose drift an execution keeps for the dashboard (the most drifted).
 const MAX_CHARTED_FEATURES: usize = 50;
@@ -19,17 +20,29 @@ impl Controller {
         &self,
         schedule: &MonitoringSchedule,
         execution: &MonitoringExecution,
-        objects: Vec<String>,
+        objects: Vec<(String, String)>,
         output: &str,
     ) -> Result<Findings, String> {
-        let (from, to) = execution.window;
-        let mut analyzer = DatasetAnalyzer::new(DatasetFormat::CaptureJson).within(inference_time(from), inference_time(to));
-        for uri in objects {
+        let (from, to) = (inference_time(execution.window.0), inference_time(execution.window.1));
+        let new = || DatasetAnalyzer::new(DatasetFormat::CaptureJson).within(from.clone(), to.clone());
+        // With several variants, each one's statistics too (berth's per-variant metrics).
+        let per_variant = objects.iter().any(|(_, v)| *v != objects[0].1);
+        let mut by_variant: BTreeMap<String, DatasetAnalyzer> = BTreeMap::new();
+        let mut analyzer = new();
+        for (uri, variant) in objects {
             let data = self.read_object(&uri, MAX_OBJECT).await?;
-            analyzer = tokio::task::spawn_blocking(move || analyzer.add_object(&uri, &data).map(|()| analyzer))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("Error: the captured data could not be read: {e}"))?;
+            let own = per_variant.then(|| by_variant.remove(&variant).unwrap_or_else(new));
+            let (all, own) = tokio::task::spawn_blocking(move || {
+                let mut own = own;
+                analyzer.add_object(&uri, &data)?;
+                own.as_mut().map(|o| o.add_object(&uri, &data)).transpose()?;
+                Ok::<_, String>((analyzer, own))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("Error: the captured data could not be read: {e}"))?;
+            analyzer = all;
+            by_variant.extend(own.map(|o| (variant, o)));
         }
         let mut statistics = analyzer.statistics()?;
         let job = &schedule.job;
@@ -50,7 +63,15 @@ impl Controller {
             self.write_result(output, "constraint_violations.json", &e.violations).await?;
         }
         if publishes_metrics(job) {
-            self.publish_data_metrics(schedule, execution.scheduled, &statistics, evaluation.as_ref()).await;
+            self.publish_data_metrics(schedule, None, execution.scheduled, &statistics, evaluation.as_ref()).await;
+            for (variant, analyzer) in &by_variant {
+                let Ok(mut own) = analyzer.statistics() else { continue };
+                if let Some(c) = &constraints {
+                    berth_monitor::name_by_position(&mut own, c);
+                }
+                let own_evaluation = constraints.as_ref().map(|c| evaluate(&own, c, baseline.as_ref()));
+                self.publish_data_metrics(schedule, Some(variant), execution.scheduled, &own, own_evaluation.as_ref()).await;
+            }
         }
         let Some(evaluation) = evaluation else { return Ok(Findings::default()) };
         // The most drifted features, for the dashboard's chart.
@@ -78,6 +99,7 @@ impl Controller {
     async fn publish_data_metrics(
         &self,
         schedule: &MonitoringSchedule,
+        variant: Option<&str>,
         at: Timestamp,
         statistics: &Statistics,
         evaluation: Option<&berth_monitor::Evaluation>,
@@ -91,6 +113,6 @@ impl Controller {
         for d in evaluation.map(|e| e.drift.as_slice()).unwrap_or_default() {
             points.push((format!("feature_baseline_drift_{}", d.feature), d.distance));
         }
-        self.publish_monitoring_metrics(schedule, DATA_METRICS_NAMESPACE, at, points).await;
+        self.publish_monitoring_metrics(schedule, variant, DATA_METRICS_NAMESPACE, at, points).await;
     }
 }

@@ -217,14 +217,14 @@ impl Controller {
             format!("Endpoint {} does not capture its data (DataCaptureConfig): Job inputs had no data", schedule.endpoint_name)
         })?;
         let (from, to) = execution.window;
-        // The capture objects of the window's hours.
-        let objects: Vec<String> = self
+        // The capture objects of the window's hours, each with its variant (`<variant>/yyyy/...`).
+        let objects: Vec<(String, String)> = self
             .input_objects(capture)
             .await
             .unwrap_or_default()
             .into_iter()
             .filter(|(_, relative)| hour_in_window(relative, from, to))
-            .map(|(uri, _)| uri)
+            .map(|(uri, relative)| (uri, relative.split('/').next().unwrap_or_default().to_string()))
             .collect();
         match schedule.kind {
             MonitoringType::DataQuality => self.execute_data_quality(schedule, execution, objects, output).await,
@@ -240,18 +240,20 @@ impl Controller {
     }
 
     /// Stores an execution's metrics in `namespace`, with the `Endpoint` and
-    /// `MonitoringSchedule` dimensions SageMaker gives them, at its scheduled time.
+    /// `MonitoringSchedule` dimensions SageMaker gives them (and berth's `Variant`, for one
+    /// variant's), at its scheduled time.
     pub(super) async fn publish_monitoring_metrics(
         &self,
         schedule: &MonitoringSchedule,
+        variant: Option<&str>,
         namespace: &str,
         at: Timestamp,
         values: Vec<(String, f64)>,
     ) {
-        let dimensions = crate::metrics::canonical_dimensions(&[
-            ("Endpoint".to_string(), schedule.endpoint_name.clone()),
-            ("MonitoringSchedule".to_string(), schedule.name.clone()),
-        ]);
+        let mut dimensions =
+            vec![("Endpoint".to_string(), schedule.endpoint_name.clone()), ("MonitoringSchedule".to_string(), schedule.name.clone())];
+        dimensions.extend(variant.map(|v| ("Variant".to_string(), v.to_string())));
+        let dimensions = crate::metrics::canonical_dimensions(&dimensions);
         let points = values
             .into_iter()
             .map(|(name, value)| berth_store::CustomDatapoint {

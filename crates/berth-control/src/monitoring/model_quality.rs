@@ -15,7 +15,7 @@ use berth_monitor::{
     captured_events, evaluate_model_quality, Attributes, ModelQualityAnalyzer, ModelQualityConstraints, ModelQualityStatistics, ProblemType,
 };
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The namespace SageMaker publishes model-quality metrics in.
 pub const MODEL_METRICS_NAMESPACE: &str = "aws/sagemaker/Endpoints/model-metrics";
@@ -25,7 +25,7 @@ impl Controller {
         &self,
         schedule: &MonitoringSchedule,
         execution: &MonitoringExecution,
-        objects: Vec<String>,
+        objects: Vec<(String, String)>,
         output: &str,
     ) -> Result<Findings, String> {
         let job = &schedule.job;
@@ -41,34 +41,45 @@ impl Controller {
         let labels = std::sync::Arc::new(self.ground_truth_labels(&schedule.endpoint_name, &quality.ground_truth_s3_uri).await?);
         let (from, to) = (inference_time(execution.window.0), inference_time(execution.window.1));
         let mut captured = 0usize;
-        for uri in objects {
+        // With several variants, each one's metrics too (berth's per-variant metrics).
+        let per_variant = objects.iter().any(|(_, v)| *v != objects[0].1);
+        let mut by_variant: BTreeMap<String, ModelQualityAnalyzer> = BTreeMap::new();
+        for (uri, variant) in objects {
             let data = self.read_object(&uri, MAX_OBJECT).await?;
             let labels = labels.clone();
             let (from, to) = (from.clone(), to.clone());
-            let (a, n) = tokio::task::spawn_blocking(move || -> Result<(ModelQualityAnalyzer, usize), String> {
-                let mut n = 0;
-                for event in captured_events(&uri, &data) {
-                    let event = event?;
-                    if !event.within(&from, &to) {
-                        continue;
+            let own = match (per_variant, by_variant.remove(&variant)) {
+                (false, _) => None,
+                (true, Some(own)) => Some(own),
+                (true, None) => Some(ModelQualityAnalyzer::new(problem, &attributes)?),
+            };
+            let (a, own, n) =
+                tokio::task::spawn_blocking(move || -> Result<(ModelQualityAnalyzer, Option<ModelQualityAnalyzer>, usize), String> {
+                    let mut own = own;
+                    let mut n = 0;
+                    for event in captured_events(&uri, &data) {
+                        let event = event?;
+                        if !event.within(&from, &to) {
+                            continue;
+                        }
+                        n += 1;
+                        // Ground truth's eventId names the request's InferenceId when it had one (as
+                        // SageMaker's merge reads it), else the capture's own eventId.
+                        let by_inference = event.inference_id.as_ref().map(|id| [format!("event:{id}"), format!("inference:{id}")]);
+                        let by_event = event.event_id.as_ref().map(|id| format!("event:{id}"));
+                        let keys = by_inference.into_iter().flatten().chain(by_event);
+                        let Some(label) = keys.filter_map(|k| labels.get(&k)).next() else { continue };
+                        let (body, content_type) = event.data("endpointOutput")?;
+                        let failed = |e: String| format!("{}: event {}: {e}", event.source, event.event_id.as_deref().unwrap_or("?"));
+                        analyzer.add_answer(&body, &content_type, label).map_err(failed)?;
+                        own.as_mut().map(|o| o.add_answer(&body, &content_type, label)).transpose().map_err(failed)?;
                     }
-                    n += 1;
-                    // Ground truth's eventId names the request's InferenceId when it had one (as
-                    // SageMaker's merge reads it), else the capture's own eventId.
-                    let by_inference = event.inference_id.as_ref().map(|id| [format!("event:{id}"), format!("inference:{id}")]);
-                    let by_event = event.event_id.as_ref().map(|id| format!("event:{id}"));
-                    let keys = by_inference.into_iter().flatten().chain(by_event);
-                    let Some(label) = keys.filter_map(|k| labels.get(&k)).next() else { continue };
-                    let (body, content_type) = event.data("endpointOutput")?;
-                    analyzer
-                        .add_answer(&body, &content_type, label)
-                        .map_err(|e| format!("{}: event {}: {e}", event.source, event.event_id.as_deref().unwrap_or("?")))?;
-                }
-                Ok((analyzer, n))
-            })
-            .await
-            .map_err(|e| e.to_string())??;
+                    Ok((analyzer, own, n))
+                })
+                .await
+                .map_err(|e| e.to_string())??;
             (analyzer, captured) = (a, captured + n);
+            by_variant.extend(own.map(|o| (variant, o)));
         }
         if analyzer.is_empty() {
             return Err(format!(
@@ -90,7 +101,12 @@ impl Controller {
             self.write_result(output, "constraint_violations.json", v).await?;
         }
         if publishes_metrics(job) {
-            self.publish_model_metrics(schedule, execution.scheduled, &statistics).await;
+            self.publish_model_metrics(schedule, None, execution.scheduled, &statistics).await;
+            for (variant, own) in &by_variant {
+                if let Ok(s) = own.statistics(String::new()) {
+                    self.publish_model_metrics(schedule, Some(variant), execution.scheduled, &s).await;
+                }
+            }
         }
         let figures = statistics.scalars().into_iter().filter(|(_, (v, _))| v.is_finite()).map(|(name, (v, _))| (name, v)).collect();
         let violations =
@@ -122,10 +138,17 @@ impl Controller {
     }
 
     /// Each scalar metric under its own name (`accuracy`, `f1`, `rmse`, …), as SageMaker
-    /// publishes them, at the execution's scheduled time.
-    async fn publish_model_metrics(&self, schedule: &MonitoringSchedule, at: Timestamp, statistics: &ModelQualityStatistics) {
+    /// publishes them, at the execution's scheduled time; a variant's with berth's `Variant`
+    /// dimension.
+    async fn publish_model_metrics(
+        &self,
+        schedule: &MonitoringSchedule,
+        variant: Option<&str>,
+        at: Timestamp,
+        statistics: &ModelQualityStatistics,
+    ) {
         let points =
             statistics.scalars().into_iter().filter(|(_, (value, _))| value.is_finite()).map(|(name, (value, _))| (name, value)).collect();
-        self.publish_monitoring_metrics(schedule, MODEL_METRICS_NAMESPACE, at, points).await;
+        self.publish_monitoring_metrics(schedule, variant, MODEL_METRICS_NAMESPACE, at, points).await;
     }
 }
