@@ -7,7 +7,9 @@
 //! Distances are Deequ's: for numbers the L∞ distance between the two KLL sketches' CDFs, for
 //! categories between the two value frequencies; `Robust` (the default) subtracts the
 //! two-sample Kolmogorov–Smirnov allowance `1.8 * sqrt((n + m) / (n * m))` for the samples'
-//! sizes, `Simple` does not.
+//! sizes, `Simple` does not. With `categorical_drift_method` `ChiSquared`, a category feature's
+//! measure is Deequ's chi-squared test instead: its p-value (`Robust`), a violation below the
+//! threshold, or its statistic (`Simple`), a violation above.
 
 use crate::constraints::Constraints;
 use crate::statistics::{FeatureStatistics, InferredType, Statistics};
@@ -74,6 +76,7 @@ pub fn evaluate(current: &Statistics, constraints: &Constraints, baseline: Optio
     let evaluate_constraints = config.evaluate_constraints != "Disabled";
     let compare = config.distribution_constraints.perform_comparison != "Disabled";
     let robust = config.distribution_constraints.comparison_method != "Simple";
+    let chi_squared = config.distribution_constraints.categorical_drift_method == "ChiSquared";
     let baseline_by_name: BTreeMap<&str, &FeatureStatistics> =
         baseline.map(|b| b.features.iter().map(|f| (f.name.as_str(), f)).collect()).unwrap_or_default();
     let mut drift = Vec::new();
@@ -122,6 +125,9 @@ pub fn evaluate(current: &Statistics, constraints: &Constraints, baseline: Optio
                 (Some(b), Some(o), _, _) => {
                     numerical_distance(&weighted(&b.distribution.kll.sketch.data), &weighted(&o.distribution.kll.sketch.data), robust)
                 }
+                (_, _, Some(b), Some(o)) if chi_squared => {
+                    chi_squared_test(&o.distribution.categorical.buckets, &b.distribution.categorical.buckets, robust)
+                }
                 (_, _, Some(b), Some(o)) => {
                     categorical_distance(&b.distribution.categorical.buckets, &o.distribution.categorical.buckets, robust)
                 }
@@ -129,12 +135,23 @@ pub fn evaluate(current: &Statistics, constraints: &Constraints, baseline: Optio
             };
         let Some(distance) = distance else { continue };
         drift.push(Drift { feature: name.to_string(), distance });
-        let threshold = match base.inferred_type {
-            InferredType::String => config.distribution_constraints.categorical_comparison_threshold,
-            _ => config.distribution_constraints.comparison_threshold,
+        let categorical = base.string_statistics.is_some() && observed.string_statistics.is_some();
+        let threshold = match categorical {
+            true => config.distribution_constraints.categorical_comparison_threshold,
+            false => config.distribution_constraints.comparison_threshold,
         };
-        if compare && distance > threshold {
-            violation(name, "baseline_drift_check", format!("Baseline drift distance: {distance} exceeds threshold: {threshold}"));
+        // A chi-squared test's p-value (Robust) drifts when it is below the threshold: the
+        // distributions differ beyond chance. Distances and the statistic (Simple), above it.
+        let drifted = match (categorical && chi_squared, robust) {
+            (true, true) => distance < threshold,
+            _ => distance > threshold,
+        };
+        if compare && drifted {
+            let description = match (categorical && chi_squared, robust) {
+                (true, true) => format!("Baseline drift chi-squared test p-value: {distance} is below threshold: {threshold}"),
+                _ => format!("Baseline drift distance: {distance} exceeds threshold: {threshold}"),
+            };
+            violation(name, "baseline_drift_check", description);
         }
     }
     Evaluation { violations: Violations { violations }, drift }
@@ -213,6 +230,42 @@ fn categorical_distance(a: &[crate::statistics::Category], b: &[crate::statistic
     Some(select(largest, n, m, robust))
 }
 
+/// Deequ's chi-squared test of the observed category counts against the baseline's (scaled to
+/// the observed total, over the baseline's categories): categories whose expected counts are
+/// too small are merged, smallest first, until no more than 20% are below 5 (2 categories: none
+/// below 10); with fewer than two left there is no test. Robust gives the p-value, Simple the
+/// statistic.
+fn chi_squared_test(observed: &[crate::statistics::Category], baseline: &[crate::statistics::Category], robust: bool) -> Option<f64> {
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    let count = |list: &[crate::statistics::Category], value: &str| list.iter().find(|c| c.value == value).map_or(0.0, |c| c.count as f64);
+    let observed_total: f64 = baseline.iter().map(|c| count(observed, &c.value)).sum();
+    let baseline_total: f64 = baseline.iter().map(|c| c.count as f64).sum();
+    if baseline_total == 0.0 {
+        return None;
+    }
+    // (observed, expected) per baseline category.
+    let mut cells: Vec<(f64, f64)> =
+        baseline.iter().map(|c| (count(observed, &c.value), c.count as f64 / baseline_total * observed_total)).collect();
+    while cells.len() >= 2 {
+        let (floor, allowed) = if cells.len() > 2 { (5.0, (0.2 * cells.len() as f64) as usize) } else { (10.0, 0) };
+        if cells.iter().filter(|(_, e)| *e < floor).count() <= allowed {
+            break;
+        }
+        cells.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let (o, e) = cells.remove(0);
+        cells[0] = (cells[0].0 + o, cells[0].1 + e);
+    }
+    if cells.len() < 2 || cells.iter().any(|(_, e)| *e <= 0.0) {
+        return None;
+    }
+    let statistic: f64 = cells.iter().map(|(o, e)| (o - e).powi(2) / e).sum();
+    if !robust {
+        return Some(statistic);
+    }
+    let distribution = ChiSquared::new((cells.len() - 1) as f64).ok()?;
+    Some(distribution.sf(statistic))
+}
+
 fn select(simple: f64, n: f64, m: f64, robust: bool) -> f64 {
     match robust {
         true => (simple - C_ALPHA * ((n + m) / (n * m)).sqrt()).max(0.0),
@@ -223,6 +276,7 @@ fn select(simple: f64, n: f64, m: f64, robust: bool) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::statistics::Category;
     use crate::{suggest_constraints, DatasetAnalyzer, DatasetFormat, MonitoringConfig};
 
     fn stats(csv: &str) -> Statistics {
@@ -285,6 +339,38 @@ mod tests {
         let checks: Vec<String> =
             evaluate(&current, &constraints, Some(&base)).violations.violations.into_iter().map(|v| v.constraint_check_type).collect();
         assert!(checks.contains(&"extra_column_check".to_string()), "{checks:?}");
+    }
+
+    #[test]
+    fn chi_squared_gives_deequs_p_value_and_drifts_below_the_threshold() {
+        let cats = |counts: &[(&str, u64)]| counts.iter().map(|(v, c)| Category { value: v.to_string(), count: *c }).collect::<Vec<_>>();
+        let baseline = cats(&[("a", 400), ("b", 400), ("c", 200)]);
+        // Observed 30/50/20 against an expected 40/40/20: statistic 5, two degrees of freedom,
+        // p-value e^(-5/2).
+        let observed = cats(&[("a", 30), ("b", 50), ("c", 20)]);
+        assert!((chi_squared_test(&observed, &baseline, false).unwrap() - 5.0).abs() < 1e-12);
+        assert!((chi_squared_test(&observed, &baseline, true).unwrap() - (-2.5_f64).exp()).abs() < 1e-9);
+        // A category with a tiny expected count is merged into the next smallest; one left is no test.
+        let merged = chi_squared_test(&cats(&[("a", 30), ("b", 50), ("c", 1)]), &cats(&[("a", 400), ("b", 400), ("c", 2)]), false);
+        assert!(merged.is_some());
+        assert_eq!(chi_squared_test(&observed, &cats(&[("a", 10)]), true), None);
+
+        let mut rng = fastrand::Rng::with_seed(3);
+        let base = stats(&csv((0..2000).map(|_| (rng.f64(), ["red", "green", "blue"][rng.usize(..3)]))));
+        let mut constraints = suggest_constraints(&base, MonitoringConfig::default());
+        constraints.monitoring_config.distribution_constraints.categorical_drift_method = "ChiSquared".into();
+        // A p-value threshold: the share of same-distribution windows flagged.
+        constraints.monitoring_config.distribution_constraints.categorical_comparison_threshold = 0.001;
+        let same = stats(&csv((0..500).map(|_| (rng.f64(), ["red", "green", "blue"][rng.usize(..3)]))));
+        let e = evaluate(&same, &constraints, Some(&base));
+        assert!(e.violations.violations.is_empty(), "{e:?}");
+        let skewed = stats(&csv((0..500).map(|i| (rng.f64(), if i % 5 == 0 { "green" } else { "red" }))));
+        let e = evaluate(&skewed, &constraints, Some(&base));
+        let drifted: Vec<&Violation> =
+            e.violations.violations.iter().filter(|v| v.constraint_check_type == "baseline_drift_check").collect();
+        assert_eq!(drifted.len(), 1, "{e:?}");
+        assert!(drifted[0].feature_name == "colour" && drifted[0].description.contains("p-value"), "{drifted:?}");
+        assert!(e.drift.iter().find(|d| d.feature == "colour").unwrap().distance < 1e-6, "the p-value of a skewed sample is tiny");
     }
 
     #[test]
