@@ -289,6 +289,24 @@ def test_a_schedule_on_captured_traffic_finds_drift_publishes_it_and_an_alarm_fi
         assert time.time() < deadline, cw.describe_alarms(AlarmNames=[f"{shifted}-drift"])["MetricAlarms"][0]
         time.sleep(0.5)
 
+    # A baseline that is not one, and an output that cannot be written: Failed, with the reason.
+    for name, baseline, output, words in (
+        ("bad-baseline", f"s3://{BUCKET}/{prefix}/train.csv", f"s3://{BUCKET}/{prefix}/reports", "is not a constraints file"),
+        ("bad-output", m.suggested_constraints().file_s3_uri, f"s3://{unique('no-such-bucket')}/reports", "cannot write"),
+    ):
+        sm.create_monitoring_schedule(MonitoringScheduleName=f"{steady}-{name}", MonitoringScheduleConfig={
+            "ScheduleConfig": {"ScheduleExpression": "NOW", "DataAnalysisStartTime": "-PT1H", "DataAnalysisEndTime": "-PT0H"},
+            "MonitoringJobDefinition": {
+                "BaselineConfig": {"ConstraintsResource": {"S3Uri": baseline}},
+                "MonitoringInputs": [{"EndpointInput": {"EndpointName": steady, "LocalPath": "/opt/ml/processing/input/endpoint"}}],
+                "MonitoringOutputConfig": {"MonitoringOutputs": [{"S3Output": {"S3Uri": output, "LocalPath": "/opt/ml/processing/output"}}]},
+                "MonitoringResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}},
+                "MonitoringAppSpecification": {"ImageUri": ANALYZER}, "RoleArn": ROLE,
+            }})
+        failed = wait_execution(sm, f"{steady}-{name}")
+        assert failed["MonitoringExecutionStatus"] == "Failed" and words in failed["FailureReason"], failed
+        sm.delete_monitoring_schedule(MonitoringScheduleName=f"{steady}-{name}")
+
     for endpoint in (steady, shifted):
         monitors[endpoint].delete_monitoring_schedule()
         with pytest.raises(Exception) as e:
@@ -402,7 +420,7 @@ def labelled_probabilities(rows, seed):
 def test_model_quality_baseline_and_schedule_compute_what_scikit_learn_does(berth, session):
     """The SDK's model-quality flow: `ModelQualityMonitor.suggest_baseline` on a labelled CSV (its
     metrics are scikit-learn's), then a schedule over an endpoint's captured answers joined with
-    ground truth in S3 by InferenceId: the execution's accuracy, precision, recall, F1 and AUC are
+    ground truth (in S3, and sent to berth's own ground-truth API) by InferenceId: the execution's accuracy, precision, recall, F1 and AUC are
     scikit-learn's on the same pairs, a worse model than the baseline violates its constraints,
     and the metrics are in CloudWatch's model-metrics namespace."""
     from sklearn import metrics as skm
@@ -468,9 +486,14 @@ def test_model_quality_baseline_and_schedule_compute_what_scikit_learn_does(bert
     hour = time.strftime("%Y/%m/%d/%H", time.gmtime())
     truth = "".join(
         '{"groundTruthData": {"data": "%d", "encoding": "CSV"}, "eventMetadata": {"eventId": "req-%d"}, "eventVersion": "0"}\n' % (l, i)
-        for i, l in enumerate(live_labels[:250])  # the last 50 are not labelled yet
+        for i, l in enumerate(live_labels[:250])
     )
     upload(session, f"{prefix}/ground-truth/{hour}/labels.jsonl", truth)
+    # The last 50 labels arrive through berth's own ground-truth API instead.
+    import requests
+
+    labels = [{"inference_id": f"req-{i}", "label": int(live_labels[i])} for i in range(250, 300)]
+    assert requests.post(f"{berth.url}/berth/v1/endpoints/{endpoint}/ground-truth", json={"labels": labels}, timeout=10).json() == {"stored": 50}
     time.sleep(2)  # the capture writer's objects land each second
 
     schedule = f"{endpoint}-quality"
@@ -492,11 +515,11 @@ def test_model_quality_baseline_and_schedule_compute_what_scikit_learn_does(bert
     assert result["MonitoringType"] == "ModelQuality"
     assert result["MonitoringExecutionStatus"] == "CompletedWithViolations", result.get("FailureReason")
 
-    y, scores = live_labels[:250], live[:250]
+    y, scores = live_labels, live
     predicted = (scores >= 0.5).astype(int)
     stats = m.latest_monitoring_statistics().body_dict
     got = stats["binary_classification_metrics"]
-    assert stats["dataset"]["item_count"] == 250
+    assert stats["dataset"]["item_count"] == 300
     assert got["accuracy"]["value"] == pytest.approx(skm.accuracy_score(y, predicted), abs=1e-12)
     assert got["f1"]["value"] == pytest.approx(skm.f1_score(y, predicted), abs=1e-12)
     assert got["auc"]["value"] == pytest.approx(skm.roc_auc_score(y, scores), abs=1e-12)
@@ -512,7 +535,7 @@ def test_model_quality_baseline_and_schedule_compute_what_scikit_learn_does(bert
     )["Datapoints"]
     assert [p["Maximum"] for p in points] == [pytest.approx(got["accuracy"]["value"])]
     for variant in ("A", "B"):
-        mine = [i for i in range(250) if served[i] == variant]
+        mine = [i for i in range(300) if served[i] == variant]
         points = cw.get_metric_statistics(
             Namespace="aws/sagemaker/Endpoints/model-metrics", MetricName="accuracy",
             Dimensions=[{"Name": "Endpoint", "Value": endpoint}, {"Name": "MonitoringSchedule", "Value": schedule}, {"Name": "Variant", "Value": variant}],
