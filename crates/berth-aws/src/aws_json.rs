@@ -32,6 +32,21 @@ pub(crate) fn name(body: &[u8], member: &str) -> Result<String, EdgeError> {
 }
 
 /// Refuses a member berth does not implement, rather than ignoring it.
+/// A string member at a path of objects, if present.
+pub(crate) fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(*k)).and_then(Value::as_str)
+}
+
+/// A string member at a path of objects, or SageMaker's error for a missing member.
+pub(crate) fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, EdgeError> {
+    at(v, path).ok_or_else(|| {
+        EdgeError::validation(format!(
+            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+            path.join(".")
+        ))
+    })
+}
+
 pub(crate) fn unsupported(present: bool, member: &str) -> Result<(), EdgeError> {
     if present {
         return Err(EdgeError::validation(format!("{member} is not supported by this version of berth; leave it out.")));

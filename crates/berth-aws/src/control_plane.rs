@@ -149,7 +149,10 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
                     Some(result) => result,
                     None => match crate::monitoring_api::operation(c, op, body).await {
                         Some(result) => result,
-                        None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                        None => match crate::recommendation_api::operation(c, op, body).await {
+                            Some(result) => result,
+                            None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                        },
                     },
                 },
             },

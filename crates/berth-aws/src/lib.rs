@@ -35,6 +35,7 @@ mod processing_jobs;
 mod prometheus;
 mod protocol;
 mod quality_api;
+mod recommendation_api;
 mod runtime;
 pub mod sigv4;
 mod standby;

@@ -2,8 +2,9 @@
 //! over what berth's jobs and instances say: `DescribeLogGroups`, `DescribeLogStreams`,
 //! `GetLogEvents` and `FilterLogEvents` on the groups SageMaker writes — `/aws/sagemaker/ProcessingJobs`
 //! (a stream per job, `<job>/algo-1-<seconds>`), `/aws/sagemaker/TransformJobs` (a stream per
-//! instance, `<job>/<instance>`) and `/aws/sagemaker/Endpoints/<endpoint>` (a stream per
-//! instance, `<variant>/<instance>`). The SageMaker SDK's `logs=True` and `aws logs tail
+//! instance, `<job>/<instance>`), `/aws/sagemaker/InferenceRecommendationsJobs` (a stream per
+//! job, `<job>/execution`) and `/aws/sagemaker/Endpoints/<endpoint>` (a stream per instance,
+//! `<variant>/<instance>`). The SageMaker SDK's `logs=True` and `aws logs tail
 //! --follow` read them. Writes (`PutLogEvents` and the like) are not served.
 
 use crate::aws_json::parse;
@@ -20,6 +21,8 @@ pub(crate) const TARGET_PREFIX: &str = "Logs_20140328";
 pub(crate) const PROCESSING_JOBS: &str = "/aws/sagemaker/ProcessingJobs";
 /// The log group of transform jobs.
 const TRANSFORM_JOBS: &str = "/aws/sagemaker/TransformJobs";
+/// The log group of inference recommendations jobs.
+const RECOMMENDATION_JOBS: &str = "/aws/sagemaker/InferenceRecommendationsJobs";
 /// The log groups of endpoints: this and the endpoint's name.
 const ENDPOINTS: &str = "/aws/sagemaker/Endpoints/";
 /// Most events one answer holds (CloudWatch Logs' own limit is 10,000).
@@ -69,6 +72,12 @@ impl Stream {
 async fn streams(c: &Arc<Controller>, group: &str, prefix: Option<&str>) -> Result<Vec<Stream>, EdgeError> {
     let mut streams: Vec<Stream> = match group {
         PROCESSING_JOBS => c.processing_jobs().await?.into_iter().filter(|j| !j.log.is_empty()).map(Stream::of).collect(),
+        RECOMMENDATION_JOBS => c
+            .recommendation_jobs()
+            .await?
+            .into_iter()
+            .map(|j| Stream { name: format!("{}/execution", j.name), created: j.created.millis(), events: j.log })
+            .collect(),
         TRANSFORM_JOBS => {
             let mut out = Vec::new();
             for job in c.transform_jobs().await? {
@@ -140,6 +149,9 @@ async fn describe_groups(c: &Arc<Controller>, body: &[u8]) -> Result<Value, Edge
     }
     if let Some(first) = c.transform_jobs().await?.iter().map(|j| j.created.millis()).min() {
         groups.push((TRANSFORM_JOBS.into(), first));
+    }
+    if let Some(first) = c.recommendation_jobs().await?.iter().map(|j| j.created.millis()).min() {
+        groups.push((RECOMMENDATION_JOBS.into(), first));
     }
     for e in c.all_endpoints().await? {
         groups.push((format!("{ENDPOINTS}{}", e.name), e.created.millis()));

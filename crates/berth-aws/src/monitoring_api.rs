@@ -5,7 +5,7 @@
 //! explainability schedules, batch transform inputs, the caller's preprocessing scripts) is
 //! refused by name.
 
-use crate::aws_json::{enum_error, list_query, parse, reply, secs, tags, unsupported};
+use crate::aws_json::{at, enum_error, list_query, parse, reply, required, secs, tags, unsupported};
 use crate::error::EdgeError;
 use crate::wire::{Empty, ListInput};
 use berth_control::Controller;
@@ -42,20 +42,6 @@ pub(crate) async fn operation(c: &Arc<Controller>, op: &str, body: &[u8]) -> Opt
         _ => return None,
     };
     Some(result)
-}
-
-/// A string member at a path of objects, if present.
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(*k)).and_then(Value::as_str)
-}
-
-fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, EdgeError> {
-    at(v, path).ok_or_else(|| {
-        EdgeError::validation(format!(
-            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-            path.join(".")
-        ))
-    })
 }
 
 /// The job of a data-quality definition, from its parts as named in either request shape:

@@ -34,6 +34,7 @@ mod monitoring;
 mod objects;
 mod processing;
 mod quality;
+mod recommendation;
 mod reconcile;
 mod serverless;
 mod sns;
@@ -68,7 +69,10 @@ pub use error::ControlError;
 pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, UpdateInferenceExperiment};
 pub use ground_truth::{ground_truth_line, GroundTruth};
 pub use instance_logs::InstanceLogStream;
-pub use listing::{list_monitoring, list_processing_jobs, list_transform_jobs, ListQuery, MonitoringListed, Page, SortKey, TimeWindow};
+pub use listing::{
+    list_monitoring, list_processing_jobs, list_recommendation_jobs, list_transform_jobs, ListQuery, MonitoringListed, Page, SortKey,
+    TimeWindow,
+};
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
 pub use monitoring::{DATA_METRICS_NAMESPACE, MODEL_METRICS_NAMESPACE};
@@ -126,6 +130,9 @@ pub struct ControllerSettings {
     pub model_loader_port: Option<u16>,
     /// Where every time of day the controller stores or compares comes from.
     pub clock: Arc<dyn Clock>,
+    /// Instance prices per hour (`--instance-prices`), over AWS's list prices, for the costs of
+    /// inference recommendations.
+    pub instance_prices: std::collections::BTreeMap<String, f64>,
 }
 
 impl ControllerSettings {
@@ -143,6 +150,7 @@ impl ControllerSettings {
             python_runtime: false,
             model_loader_port: None,
             clock: Arc::new(TokioClock::new()),
+            instance_prices: Default::default(),
         }
     }
 }
@@ -186,6 +194,8 @@ pub struct Controller {
     transforms: reconcile::Queue<transform::TransformJobs>,
     /// The processing jobs' reconciler and its queue.
     processing: reconcile::Queue<processing::ProcessingJobs>,
+    /// The inference recommendations jobs' reconciler and its queue.
+    recommendations: reconcile::Queue<recommendation::RecommendationJobs>,
     /// Whether [`Controller::recover`] has run (resyncs wait for it).
     recovered: std::sync::atomic::AtomicBool,
     events: EventLog,
@@ -227,6 +237,7 @@ impl Controller {
             endpoints: reconcile::Queue::new(lifecycle::Lifecycle::default()),
             transforms: reconcile::Queue::new(transform::TransformJobs::default()),
             processing: reconcile::Queue::new(processing::ProcessingJobs::default()),
+            recommendations: reconcile::Queue::new(recommendation::RecommendationJobs::default()),
             recovered: Default::default(),
             transitions: tokio::sync::Mutex::new(()),
             async_work: Default::default(),

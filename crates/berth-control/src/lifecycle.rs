@@ -159,7 +159,7 @@ impl Controller {
         }
     }
 
-    /// Reconciles everything the store holds: each endpoint, transform and processing job is brought to
+    /// Reconciles everything the store holds: each endpoint, transform, processing and recommendations job is brought to
     /// what it says. Run every few seconds once [`Controller::recover`] has run (before, it does
     /// nothing: recovery decides first what a restart means for each endpoint).
     pub async fn resync(self: &Arc<Self>) -> Result<(), ControlError> {
@@ -168,7 +168,8 @@ impl Controller {
         }
         self.endpoints.resync(self).await?;
         self.transforms.resync(self).await?;
-        self.processing.resync(self).await
+        self.processing.resync(self).await?;
+        self.recommendations.resync(self).await
     }
 
     /// The instances each endpoint runs.

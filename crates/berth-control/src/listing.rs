@@ -103,6 +103,12 @@ impl Listable for ProcessingJob {
     }
 }
 
+impl Listable for berth_domain::RecommendationJob {
+    fn listed(&self) -> Listed<'_> {
+        Listed { modified: self.modified, status_name: Some(self.status.as_str()), ..Listed::named(&self.name, self.created) }
+    }
+}
+
 impl Listable for MonitoringJobDefinition {
     fn listed(&self) -> Listed<'_> {
         Listed::named(&self.name, self.created)
@@ -142,6 +148,14 @@ impl MonitoringListed for MonitoringExecution {}
 
 /// A page of processing jobs (already filtered by their own status, which `q` cannot carry).
 pub fn list_processing_jobs(jobs: Vec<ProcessingJob>, q: &ListQuery) -> Result<Page<ProcessingJob>, ControlError> {
+    page(jobs, q)
+}
+
+/// A page of inference recommendations jobs (already filtered by status and model).
+pub fn list_recommendation_jobs(
+    jobs: Vec<berth_domain::RecommendationJob>,
+    q: &ListQuery,
+) -> Result<Page<berth_domain::RecommendationJob>, ControlError> {
     page(jobs, q)
 }
 

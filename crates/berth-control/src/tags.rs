@@ -71,7 +71,10 @@ impl Controller {
             ResourceKind::TransformJob => self.describe_transform_job(&key).await.is_ok(),
             ResourceKind::ProcessingJob => self.describe_processing_job(&key).await.is_ok(),
             ResourceKind::MonitoringSchedule => self.describe_monitoring_schedule(&key).await.is_ok(),
-            ResourceKind::MonitoringJobDefinition => self.describe_monitoring_job_definition(&key).await.is_ok(),
+            ResourceKind::MonitoringJobDefinition | ResourceKind::ModelQualityJobDefinition => {
+                self.describe_monitoring_job_definition(&key).await.is_ok()
+            }
+            ResourceKind::InferenceRecommendationsJob => self.describe_recommendation_job(&key).await.is_ok(),
         };
         // Names are case-insensitive; ARNs carry them lower-cased, but callers build ARNs from
         // the names they chose (`.../endpoint/MyEndpoint`).

@@ -223,8 +223,7 @@ impl Controller {
             outcome = work => Some(outcome),
             _ = stopped.wait_for(|s| *s) => None,
         };
-        self.routing.remove(&route);
-        stop_all(self.fleets().remove(&route)).await;
+        self.stop_temporary_fleet(&route).await;
         job.status = match &outcome {
             None => TransformJobStatus::Stopped,
             Some(Ok(())) => TransformJobStatus::Completed,
@@ -251,9 +250,22 @@ impl Controller {
     /// Starts the job's instances and publishes their route.
     async fn start_job_fleet(self: &Arc<Self>, job: &TransformJob, route: &str) -> Result<(), String> {
         let spec = VariantSpec::new("AllTraffic", &job.model_name, &job.instance_type, job.instance_count);
+        self.start_temporary_fleet(route, &job.arn, spec, &job.environment).await
+    }
+
+    /// Starts a fleet that belongs to a job rather than an endpoint (its route name has a `/`,
+    /// which no endpoint's can), with `environment` added to the model's, and publishes its
+    /// route; [`Controller::stop_temporary_fleet`] ends it.
+    pub(crate) async fn start_temporary_fleet(
+        self: &Arc<Self>,
+        route: &str,
+        arn: &str,
+        spec: VariantSpec,
+        environment: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
         let mut variants = self.variant_states(&[spec]).await.map_err(|e| e.to_string())?;
         for v in &mut variants {
-            v.container.environment.extend(job.environment.clone());
+            v.container.environment.extend(environment.clone());
         }
         let epoch = self.fleets().register(route);
         let fleet = self.start_fleet(route, &variants, &HashSet::new()).await?;
@@ -264,7 +276,7 @@ impl Controller {
         let now = self.now();
         let endpoint = Endpoint {
             name: route.to_string(),
-            arn: job.arn.clone(),
+            arn: arn.to_string(),
             created: now,
             modified: now,
             config_name: String::new(),
@@ -279,6 +291,12 @@ impl Controller {
         };
         self.routing.publish(self.fleets().route(&endpoint));
         Ok(())
+    }
+
+    /// Ends a fleet [`Controller::start_temporary_fleet`] started: its route, then its instances.
+    pub(crate) async fn stop_temporary_fleet(&self, route: &str) {
+        self.routing.remove(route);
+        stop_all(self.fleets().remove(route)).await;
     }
 
     /// Every input object through the model; the first object that cannot be transformed

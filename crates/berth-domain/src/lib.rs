@@ -10,6 +10,9 @@
 /// `ALL`, `as_str`, `parse` and `names`.
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        wire_enum!($(#[$meta])* $name { $($variant = stringify!($variant)),+ });
+    };
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $wire:expr),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         pub enum $name {
@@ -21,7 +24,7 @@ macro_rules! wire_enum {
 
             pub fn as_str(self) -> &'static str {
                 match self {
-                    $($name::$variant => stringify!($variant)),+
+                    $($name::$variant => $wire),+
                 }
             }
 
@@ -54,6 +57,7 @@ mod multi_model;
 mod names;
 mod private_paths;
 mod processing;
+mod recommendation;
 mod time;
 mod transform;
 mod weights;
@@ -91,6 +95,10 @@ pub use names::{random_uuid, validate_name, Account, NameKey, ResourceKind};
 pub use private_paths::redact_private_paths;
 pub use processing::{
     is_model_monitor_analyzer, LogEvent, ProcessingJob, ProcessingJobStatus, ProcessingLocation, MAX_JOB_LOG_LINES, MODEL_MONITOR_ANALYZER,
+};
+pub use recommendation::{
+    phase_steps, stairs_steps, Benchmark, BenchmarkMetrics, Candidate, LatencyThreshold, LoadPoint, RecommendationJob,
+    RecommendationJobStatus, RecommendationJobType, Traffic, DEFAULT_CANDIDATE_TYPES, DEFAULT_THRESHOLD, LIST_PRICES,
 };
 pub use time::{Clock, SystemClock, Timestamp};
 pub use transform::{BatchStrategy, TransformJob, TransformJobStatus};

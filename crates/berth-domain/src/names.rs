@@ -12,6 +12,8 @@ pub enum ResourceKind {
     ProcessingJob,
     MonitoringSchedule,
     MonitoringJobDefinition,
+    ModelQualityJobDefinition,
+    InferenceRecommendationsJob,
 }
 
 impl ResourceKind {
@@ -26,6 +28,8 @@ impl ResourceKind {
             ResourceKind::ProcessingJob => "processing-job",
             ResourceKind::MonitoringSchedule => "monitoring-schedule",
             ResourceKind::MonitoringJobDefinition => "data-quality-job-definition",
+            ResourceKind::ModelQualityJobDefinition => "model-quality-job-definition",
+            ResourceKind::InferenceRecommendationsJob => "inference-recommendations-job",
         }
     }
 
@@ -40,6 +44,8 @@ impl ResourceKind {
             ResourceKind::ProcessingJob => "processing job",
             ResourceKind::MonitoringSchedule => "monitoring schedule",
             ResourceKind::MonitoringJobDefinition => "data quality job definition",
+            ResourceKind::ModelQualityJobDefinition => "model quality job definition",
+            ResourceKind::InferenceRecommendationsJob => "inference recommendations job",
         }
     }
 
@@ -53,6 +59,8 @@ impl ResourceKind {
             "processing-job" => Some(ResourceKind::ProcessingJob),
             "monitoring-schedule" => Some(ResourceKind::MonitoringSchedule),
             "data-quality-job-definition" => Some(ResourceKind::MonitoringJobDefinition),
+            "model-quality-job-definition" => Some(ResourceKind::ModelQualityJobDefinition),
+            "inference-recommendations-job" => Some(ResourceKind::InferenceRecommendationsJob),
             _ => None,
         }
     }

@@ -38,7 +38,11 @@ impl Controller {
         if self.describe_monitoring_job_definition(&definition.name).await.is_ok() {
             return Err(ControlError::Validation(format!("Job definition {} already exists.", definition.name)));
         }
-        definition.arn = self.account().arn(ResourceKind::MonitoringJobDefinition, &definition.name);
+        let kind = match definition.kind {
+            berth_domain::MonitoringType::DataQuality => ResourceKind::MonitoringJobDefinition,
+            berth_domain::MonitoringType::ModelQuality => ResourceKind::ModelQualityJobDefinition,
+        };
+        definition.arn = self.account().arn(kind, &definition.name);
         definition.created = self.now();
         self.put_record(DEFINITIONS, &NameKey::of(&definition.name).to_string(), definition.created, &definition).await?;
         if !tags.is_empty() {

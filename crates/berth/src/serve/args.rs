@@ -136,6 +136,11 @@ pub struct ServeArgs {
     /// system's directories and the installations on PATH, say.
     #[arg(long = "worker-read", env = "BERTH_WORKER_READ", value_delimiter = ':')]
     pub(super) worker_read: Vec<PathBuf>,
+    /// A JSON file of instance prices in USD per hour (`{"ml.c5.large": 0.085, ...}`) for the
+    /// costs inference recommendations report; over AWS's on-demand list prices (us-east-1),
+    /// which berth knows for common instance types.
+    #[arg(long, env = "BERTH_INSTANCE_PRICES")]
+    pub(super) instance_prices: Option<PathBuf>,
     /// Size in bytes at which an instance's log is rotated (one older file is kept).
     #[arg(long, env = "BERTH_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub(super) log_max_bytes: u64,

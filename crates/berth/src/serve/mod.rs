@@ -223,6 +223,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         python_runtime: args.python_runtime == "on" || pods.is_some(),
         model_loader_port: pods.is_some().then_some(berth_kubernetes::MODEL_LOADER_PORT),
         clock: Arc::new(berth_domain::SystemClock),
+        instance_prices: instance_prices(args.instance_prices.as_deref())?,
     };
 
     let listener = Arc::new(tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?);
@@ -560,4 +561,21 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = term.recv() => info!("SIGTERM received, shutting down"),
         }
     }
+}
+
+/// `--instance-prices`: instance type → USD per hour, each a valid type and a price of 0 or more.
+fn instance_prices(path: Option<&std::path::Path>) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    let Some(path) = path else { return Ok(Default::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading --instance-prices {}", path.display()))?;
+    let prices: std::collections::BTreeMap<String, f64> = serde_json::from_str(&text)
+        .with_context(|| format!("--instance-prices {}: expected a JSON object of instance type to USD per hour", path.display()))?;
+    for (instance_type, price) in &prices {
+        berth_domain::validate_instance_type(instance_type).map_err(|e| anyhow::anyhow!("--instance-prices {}: {e}", path.display()))?;
+        anyhow::ensure!(
+            price.is_finite() && *price >= 0.0,
+            "--instance-prices {}: the price of {instance_type} is not 0 or more",
+            path.display()
+        );
+    }
+    Ok(prices)
 }

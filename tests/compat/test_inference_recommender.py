@@ -1,0 +1,259 @@
+"""Inference Recommender against a real berth: a Default job load-tests three instance types of a
+`berth/onnx` model with its sample payloads and recommends them with measured throughput (checked
+against wrk on the same configuration), an Advanced job follows its traffic phases and reports a
+step per candidate, and bad payloads, impossible thresholds and refused members say why."""
+
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+
+import boto3
+import pytest
+
+from conftest import CREDENTIALS, ROLE, ROOT, error_message, unique, variant, wait_status
+
+IRIS = ROOT / "crates" / "berth" / "demo" / "iris-logistic.onnx"
+ROWS = ["5.1,3.5,1.4,0.2", "6.2,2.9,4.3,1.3", "7.7,3.0,6.1,2.3"]
+PRICES = {"ml.c5.large": 0.102, "ml.m5.large": 0.115, "ml.c5.xlarge": 0.204}
+
+
+def payload_archive(path, files):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return f"file://{path}"
+
+
+def iris_model(sm, tmp_path):
+    name = unique("iris")
+    model = tmp_path / f"{name}.onnx"
+    shutil.copy(IRIS, model)
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": "berth/onnx", "ModelDataUrl": f"file://{model}"}, ExecutionRoleArn=ROLE)
+    return name
+
+
+def input_config(model, payloads, **extra):
+    return {
+        "ModelName": model,
+        "ContainerConfig": {"Domain": "MACHINE_LEARNING", "Task": "CLASSIFICATION", "Framework": "SAGEMAKER-SCIKIT-LEARN",
+                            "PayloadConfig": {"SamplePayloadUrl": payloads, "SupportedContentTypes": ["text/csv"]}},
+        **extra,
+    }
+
+
+def wait_job(sm, name, timeout=300):
+    deadline = time.time() + timeout
+    while True:
+        d = sm.describe_inference_recommendations_job(JobName=name)
+        if d["Status"] not in ("PENDING", "IN_PROGRESS", "STOPPING"):
+            return d
+        assert time.time() < deadline, d
+        time.sleep(1)
+
+
+def wrk_rate(url, script_dir, seconds=5, connections=8):
+    """Requests a second wrk sustains against an endpoint's invocation URL with the first row."""
+    script = script_dir / "invoke.lua"
+    script.write_text('wrk.method = "POST"\nwrk.body = "%s"\nwrk.headers["Content-Type"] = "text/csv"\n' % ROWS[0])
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    assert "Non-2xx" not in out, out
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is installed by the test command")
+def test_a_default_job_recommends_measured_instances(berth, tmp_path):
+    sm = berth.sm()
+    model = iris_model(sm, tmp_path)
+    payloads = payload_archive(tmp_path / "payloads.tar.gz", {f"row-{i}.csv": r.encode() for i, r in enumerate(ROWS)})
+    job = unique("default-job")
+    arn = sm.create_inference_recommendations_job(JobName=job, JobType="Default", RoleArn=ROLE, InputConfig=input_config(model, payloads))["JobArn"]
+    assert arn == f"arn:aws:sagemaker:us-east-1:123456789012:inference-recommendations-job/{job}"
+    started = time.time()
+    d = wait_job(sm, job)
+    assert d["Status"] == "COMPLETED", d.get("FailureReason")
+    assert time.time() - started < 300, "a Default job takes minutes"
+    recs = d["InferenceRecommendations"]
+    assert len(recs) >= 3, recs
+    for r in recs:
+        config, m = r["EndpointConfiguration"], r["Metrics"]
+        assert config["InstanceType"] in PRICES and config["InitialInstanceCount"] == 1 and config["VariantName"] == "AllTraffic"
+        assert m["CostPerHour"] == pytest.approx(PRICES[config["InstanceType"]])
+        assert m["MaxInvocations"] > 0 and m["CostPerInference"] == pytest.approx(m["CostPerHour"] / (m["MaxInvocations"] * 60))
+        assert m["ModelLatency"] <= 100 and m["ModelSetupTime"] >= 0
+    steps = sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]
+    assert [s["Status"] for s in steps] == ["COMPLETED"] * 3 and all(s["StepType"] == "BENCHMARK" for s in steps)
+    listed = sm.list_inference_recommendations_jobs(NameContains=job, StatusEquals="COMPLETED")["InferenceRecommendationsJobs"]
+    assert [j["JobName"] for j in listed] == [job] and listed[0]["ModelName"] == model
+
+    # An independent load test of the same configuration: wrk against an endpoint of it.
+    best = max(recs, key=lambda r: r["Metrics"]["MaxInvocations"])
+    sm.create_endpoint_config(EndpointConfigName=job, ProductionVariants=[{**variant("AllTraffic", model), "InstanceType": best["EndpointConfiguration"]["InstanceType"]}])
+    sm.create_endpoint(EndpointName=job, EndpointConfigName=job)
+    assert wait_status(sm, job)["EndpointStatus"] == "InService"
+    measured = wrk_rate(f"{berth.url}/endpoints/{job}/invocations", tmp_path) * 60
+    ratio = best["Metrics"]["MaxInvocations"] / measured
+    assert 0.5 <= ratio <= 2.0, (best["Metrics"]["MaxInvocations"], measured)
+    sm.delete_endpoint(EndpointName=job)
+
+
+def test_an_advanced_job_follows_its_phases_and_thresholds(berth, tmp_path):
+    sm = berth.sm()
+    model = iris_model(sm, tmp_path)
+    payloads = payload_archive(tmp_path / "p.tar.gz", {"a.csv": ROWS[0].encode()})
+    job = unique("advanced-job")
+    sm.create_inference_recommendations_job(
+        JobName=job, JobType="Advanced", RoleArn=ROLE,
+        InputConfig=input_config(
+            model, payloads,
+            EndpointConfigurations=[{"InstanceType": "ml.c5.large"},
+                                    {"InstanceType": "ml.m5.large", "EnvironmentParameterRanges": {"CategoricalParameterRanges": [{"Name": "OMP_NUM_THREADS", "Value": ["1"]}]}}],
+            TrafficPattern={"TrafficType": "PHASES", "Phases": [{"InitialNumberOfUsers": 2, "SpawnRate": 60, "DurationInSeconds": 10}]},
+            ResourceLimit={"MaxNumberOfTests": 5, "MaxParallelOfTests": 1},
+        ),
+        StoppingConditions={"MaxInvocations": 6000, "ModelLatencyThresholds": [{"Percentile": "P95", "ValueInMilliseconds": 100}]},
+    )
+    d = wait_job(sm, job)
+    assert d["Status"] == "COMPLETED", d.get("FailureReason")
+    assert d["StoppingConditions"]["ModelLatencyThresholds"] == [{"Percentile": "P95", "ValueInMilliseconds": 100}]
+    steps = sm.list_inference_recommendations_job_steps(JobName=job, StepType="BENCHMARK")["Steps"]
+    assert [s["InferenceBenchmark"]["EndpointConfiguration"]["InstanceType"] for s in steps] == ["ml.c5.large", "ml.m5.large"]
+    for s in steps:
+        bench = s["InferenceBenchmark"]
+        # Two users plus one a second over 10 s: about 7 and then 12 requests a second.
+        assert s["Status"] == "COMPLETED" and 5 * 60 <= bench["EndpointMetrics"]["MaxInvocations"] <= 20 * 60, bench
+    assert steps[1]["InferenceBenchmark"]["ModelConfiguration"]["EnvironmentParameters"] == [{"Key": "OMP_NUM_THREADS", "ValueType": "String", "Value": "1"}]
+    assert len(d["InferenceRecommendations"]) == 2
+    page = sm.list_inference_recommendations_job_steps(JobName=job, MaxResults=1)
+    assert len(page["Steps"]) == 1 and "NextToken" in page
+
+
+def test_jobs_that_cannot_recommend_say_why(berth, tmp_path):
+    sm = berth.sm()
+    model = iris_model(sm, tmp_path)
+    one = {"EndpointConfigurations": [{"InstanceType": "ml.c5.large"}], "TrafficPattern": {"Phases": [{"InitialNumberOfUsers": 1, "SpawnRate": 0, "DurationInSeconds": 2}]}}
+    cases = (
+        ({"rows.csv": b"not,a,row,of,numbers,at,all"}, "Advanced", one, None, ("FAILED", "rejected sample payload rows.csv")),
+        ({}, "Advanced", one, None, ("FAILED", "holds no payload file")),
+        ({"a.csv": ROWS[0].encode()}, "Advanced", one, [{"Percentile": "P99", "ValueInMilliseconds": 0}], ("COMPLETED", "No recommendation")),
+    )
+    for files, kind, extra, thresholds, (status, words) in cases:
+        job = unique("sad-job")
+        stopping = {"ModelLatencyThresholds": thresholds} if thresholds else {}
+        sm.create_inference_recommendations_job(JobName=job, JobType=kind, RoleArn=ROLE, StoppingConditions=stopping,
+                                                 InputConfig=input_config(model, payload_archive(tmp_path / f"{job}.tar.gz", files), **extra))
+        d = wait_job(sm, job, timeout=120)
+        assert d["Status"] == status and words in d.get("FailureReason", ""), d
+        if status == "COMPLETED":
+            assert d["InferenceRecommendations"] == []
+    not_an_archive = tmp_path / "plain.csv"
+    not_an_archive.write_text(ROWS[0])
+    job = unique("plain-job")
+    sm.create_inference_recommendations_job(JobName=job, JobType="Default", RoleArn=ROLE, InputConfig=input_config(model, f"file://{not_an_archive}"))
+    d = wait_job(sm, job, timeout=60)
+    assert d["Status"] == "FAILED" and "not a .tar.gz" in d["FailureReason"], d
+
+    payloads = payload_archive(tmp_path / "ok.tar.gz", {"a.csv": ROWS[0].encode()})
+    base = {"JobName": unique("refused"), "RoleArn": ROLE, "JobType": "Default", "InputConfig": input_config(model, payloads)}
+    for change, words in (
+        ({"JobType": "Fast"}, "Member must satisfy enum value set: [Default, Advanced]"),
+        ({"InputConfig": {**input_config(model, payloads), "ModelPackageVersionArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/p/1"}}, "model registry"),
+        ({"InputConfig": {"ModelName": model}}, "SamplePayloadUrl is required"),
+        ({"InputConfig": input_config("no-such-model", payloads)}, "Could not find model"),
+        ({"InputConfig": input_config(model, "file:///etc/passwd")}, "--file-root"),
+        ({"JobType": "Advanced"}, "needs InputConfig.EndpointConfigurations"),
+        ({"InputConfig": input_config(model, payloads, EndpointConfigurations=[{"InstanceType": "ml.c5.large"}] * 11)}, "1 to 10"),
+        ({"InputConfig": input_config(model, payloads, EndpointConfigurations=[{"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1}}])}, "ServerlessConfig"),
+        ({"InputConfig": input_config(model, payloads, EndpointConfigurations=[{"InstanceType": "ml.bogus.large"}])}, "ml.bogus.large"),
+        ({"StoppingConditions": {"ModelLatencyThresholds": [{"Percentile": "median", "ValueInMilliseconds": 5}]}}, "P50, P90, P95, P99"),
+        ({"InputConfig": input_config(model, payloads, TrafficPattern={"TrafficType": "WAVES"})}, "PHASES, STAIRS"),
+        ({"InputConfig": input_config(model, payloads, JobDurationInSeconds=10**9)}, "at most"),
+    ):
+        with pytest.raises(Exception) as e:
+            sm.create_inference_recommendations_job(**{**base, **change})
+        assert words in error_message(e), (change, error_message(e))
+    for call in (lambda: sm.describe_inference_recommendations_job(JobName="no-such-job"), lambda: sm.stop_inference_recommendations_job(JobName="no-such-job")):
+        with pytest.raises(Exception) as e:
+            call()
+        assert "does not exist" in error_message(e)
+
+
+def workers(server, pid=None):
+    """Pids of the processes that carry a server's instance marker (its pid, or `pid`'s): its
+    instances' workers."""
+    pid = pid or server.proc.pid
+    pids = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(v.startswith(b"BERTH_INSTANCE_OF=") and f":{pid}:".encode() in v for v in environ):
+            pids.append(int(entry))
+    return pids
+
+
+def test_a_stopped_job_ends_its_fleet(own_berth, tmp_path):
+    """A job stopped in the middle of a load test is STOPPED, its candidate's instances gone."""
+    server = own_berth()
+    sm = server.sm()
+    model = iris_model(sm, tmp_path)
+    job = unique("stopped-job")
+    sm.create_inference_recommendations_job(
+        JobName=job, JobType="Advanced", RoleArn=ROLE,
+        InputConfig=input_config(model, payload_archive(tmp_path / "s.tar.gz", {"a.csv": ROWS[0].encode()}),
+                                 EndpointConfigurations=[{"InstanceType": "ml.c5.large"}, {"InstanceType": "ml.m5.large"}],
+                                 TrafficPattern={"Phases": [{"InitialNumberOfUsers": 1, "SpawnRate": 0, "DurationInSeconds": 120}]}),
+    )
+    deadline = time.time() + 60
+    while not any(s["Status"] == "IN_PROGRESS" for s in sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]):
+        assert time.time() < deadline
+        time.sleep(0.5)
+    while not workers(server):
+        assert time.time() < deadline, "the candidate's instance never started"
+        time.sleep(0.2)
+    sm.stop_inference_recommendations_job(JobName=job)
+    assert sm.describe_inference_recommendations_job(JobName=job)["Status"] in ("STOPPING", "STOPPED")
+    d = wait_job(sm, job, timeout=60)
+    assert d["Status"] == "STOPPED", d
+    assert [s["Status"] for s in sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]] == ["STOPPED", "STOPPED"]
+    assert workers(server) == [], "the candidate's instances ended with the job"
+    with pytest.raises(Exception) as e:
+        sm.stop_inference_recommendations_job(JobName=job)
+    assert "status STOPPED" in error_message(e)
+
+
+def test_a_job_cut_by_a_restart_runs_again_and_leaves_no_instance(own_berth, tmp_path):
+    server = own_berth()
+    sm = server.sm()
+    model = iris_model(sm, tmp_path)
+    job = unique("restarted-job")
+    sm.create_inference_recommendations_job(
+        JobName=job, JobType="Advanced", RoleArn=ROLE,
+        InputConfig=input_config(model, payload_archive(tmp_path / "r.tar.gz", {"a.csv": ROWS[0].encode()}),
+                                 EndpointConfigurations=[{"InstanceType": "ml.c5.large"}],
+                                 TrafficPattern={"Phases": [{"InitialNumberOfUsers": 2, "SpawnRate": 0, "DurationInSeconds": 6}]}),
+    )
+    deadline = time.time() + 60
+    while not workers(server):
+        assert time.time() < deadline, "the candidate's instance never started"
+        time.sleep(0.2)
+    old = server.proc.pid
+    server.restart(signal.SIGKILL)
+    d = wait_job(server.sm(), job, timeout=120)
+    assert d["Status"] == "COMPLETED" and len(d["InferenceRecommendations"]) == 1, d
+    assert workers(server) == [], "the rerun's fleet ended with it"
+    assert workers(server, old) == [], "the first server's instances died with it"
+    logs = boto3.client("logs", endpoint_url=server.url, **CREDENTIALS)
+    stream = logs.get_log_events(logGroupName="/aws/sagemaker/InferenceRecommendationsJobs", logStreamName=f"{job}/execution", startFromHead=True)
+    messages = [e["message"] for e in stream["events"]]
+    assert any("berth restarted while the job ran" in m for m in messages), messages
+    assert messages[-1].startswith("COMPLETED: 1 recommendation"), messages
