@@ -84,3 +84,32 @@ def test_logs_and_follow(berth, sm, runtime):
         follow.wait()
     out = berth_cli(berth, "logs", "no-such-endpoint")
     assert out.returncode != 0 and b"Could not find endpoint" in out.stderr
+
+
+def test_loadtest_open_and_closed_loop(berth, sm, tmp_path):
+    """`berth loadtest` sends the asked rate (open loop) or keeps users busy (closed loop), and
+    reports what it measured; bad arguments and a missing endpoint say so."""
+    ep = deploy(sm, ["V"])
+    payload = tmp_path / "row.csv"
+    payload.write_text("1,2,3")
+    out = berth_cli(berth, "loadtest", ep, "--rate", "50", "--duration", "2", "--payload", str(payload), "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert (r["requests"], r["ok"], r["errors"], r["dropped"]) == (100, 100, 0, 0), r
+    assert 40 <= r["achieved_rate"] <= 55 and 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"], r
+    out = berth_cli(berth, "loadtest", ep, "--users", "2", "--duration", "1", "--payload", str(payload))
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.decode()
+    assert "closed loop, 2 user(s)" in text and "errors 0" in text and "p99" in text, text
+    # What it cannot do is an error before any request; what berth refuses is counted.
+    for args, words in (
+        (["--rate", "0"], b"--rate must be above 0"),
+        (["--rate", "5", "--duration", "0"], b"--duration must be 1 to 3600"),
+        (["--rate", "5", "--payload", str(tmp_path / "missing")], b"reading --payload"),
+    ):
+        full = ["loadtest", ep, "--payload", str(payload), *args] if "--payload" not in args else ["loadtest", ep, *args]
+        out = berth_cli(berth, *full)
+        assert out.returncode != 0 and words in out.stderr, out.stderr
+    out = berth_cli(berth, "loadtest", "no-such-endpoint", "--rate", "10", "--duration", "1", "--payload", str(payload), "--json")
+    r = json.loads(out.stdout)
+    assert r["errors"] == 10 and "Endpoint no-such-endpoint of account 123456789012 not found" in r["first_error"], r

@@ -7,9 +7,15 @@
 //! dropped, and the step did not hold its rate.
 //!
 //! What a request is, is the caller's: `send(i)` for the `i`-th request of the step.
+//!
+//! [`run_users`] is the closed-loop counterpart (each of N users sends its next request when
+//! its last is answered, as wrk and Locust do): it finds what a server sustains, not how it
+//! meets a given rate.
 #![forbid(unsafe_code)]
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -55,9 +61,35 @@ impl StepResult {
     }
 }
 
+/// Counts of a run in progress, for a progress line: requests sent and answered so far.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub sent: AtomicU64,
+    pub answered: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Progress {
+    fn answer(&self, ok: bool) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Runs one step: `send(i)` at each request's due time. Returns once every sent request is
 /// answered (a request that never answers holds the step: `send` should bound its own time).
 pub async fn run_step<F, Fut>(step: Step, max_in_flight: usize, send: F) -> StepResult
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    run_step_observed(step, max_in_flight, send, Arc::new(Progress::default())).await
+}
+
+/// [`run_step`], counting into `progress` as it goes.
+pub async fn run_step_observed<F, Fut>(step: Step, max_in_flight: usize, send: F, progress: Arc<Progress>) -> StepResult
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
@@ -98,8 +130,11 @@ where
             continue;
         }
         let request = send(i);
+        let progress = progress.clone();
+        progress.sent.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
             let result = request.await;
+            progress.answer(result.is_ok());
             (at.elapsed().as_micros() as u64, result)
         });
     }
@@ -108,6 +143,63 @@ where
     }
     let took = start.elapsed().as_secs_f64().max(step.duration.as_secs_f64());
     out.achieved_rate = (out.ok + out.errors) as f64 / took;
+    out.latencies_us.sort_unstable();
+    out
+}
+
+/// Closed loop: `users` users, each sending its next request (`send(i)`, `i` counting across
+/// users) as soon as its last is answered, for `duration`. Latency runs from each send.
+pub async fn run_users<F, Fut>(users: usize, duration: Duration, send: F, progress: Arc<Progress>) -> StepResult
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let start = Instant::now();
+    let end = start + duration;
+    let send = Arc::new(send);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    for _ in 0..users.max(1) {
+        let (send, next, progress) = (send.clone(), next.clone(), progress.clone());
+        tasks.spawn(async move {
+            let mut seen = Vec::new();
+            while Instant::now() < end {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                progress.sent.fetch_add(1, Ordering::Relaxed);
+                let at = Instant::now();
+                let result = send(i).await;
+                progress.answer(result.is_ok());
+                seen.push((at.elapsed().as_micros() as u64, result));
+            }
+            seen
+        });
+    }
+    let mut out = StepResult {
+        step: Step { rate: 0.0, duration },
+        due: 0,
+        ok: 0,
+        errors: 0,
+        dropped: 0,
+        first_error: None,
+        achieved_rate: 0.0,
+        latencies_us: Vec::new(),
+    };
+    while let Some(done) = tasks.join_next().await {
+        for (latency, result) in done.unwrap_or_default() {
+            out.latencies_us.push(latency);
+            match result {
+                Ok(()) => out.ok += 1,
+                Err(e) => {
+                    out.errors += 1;
+                    out.first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    out.due = out.ok + out.errors;
+    let took = start.elapsed().as_secs_f64().max(1e-9);
+    out.achieved_rate = out.due as f64 / took;
+    out.step.rate = out.achieved_rate;
     out.latencies_us.sort_unstable();
     out
 }
@@ -160,5 +252,24 @@ mod tests {
         assert_eq!(r.first_error.as_deref(), Some("the first failed"));
         assert!(r.percentile_ms(99.0).unwrap() >= 150.0, "queued requests wait: {:?}", r.percentile_ms(99.0));
         assert!(!r.clean());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn users_each_wait_for_their_answer() {
+        // Two users against 10 ms answers for a second: about 200 requests, 10 ms each.
+        let progress = Arc::new(Progress::default());
+        let r = run_users(
+            2,
+            Duration::from_secs(1),
+            |_| async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(())
+            },
+            progress.clone(),
+        )
+        .await;
+        assert!((198..=202).contains(&r.ok), "{}", r.ok);
+        assert_eq!(progress.answered.load(Ordering::Relaxed), r.ok);
+        assert_eq!(r.percentile_ms(99.0), Some(10.0));
     }
 }

@@ -40,6 +40,14 @@ enum Command {
         #[command(flatten)]
         args: cli::InvokeArgs,
     },
+    /// Load-test an endpoint: open loop at `--rate` requests a second, or `--users` users, for
+    /// `--duration` seconds, with `--payload` as the body; latency percentiles at the end.
+    Loadtest {
+        #[command(flatten)]
+        server: cli::Server,
+        #[command(flatten)]
+        args: cli::LoadtestArgs,
+    },
     /// Set variant weights at once, e.g. `berth weights demo Variant1=25 Variant2=75`.
     Weights {
         #[command(flatten)]
@@ -187,6 +195,7 @@ fn main() -> std::process::ExitCode {
         Command::PreparePython(args) => prepare_python(args),
         Command::Endpoints { server } => cli::endpoints(server),
         Command::Invoke { server, args } => cli::invoke(server, args),
+        Command::Loadtest { server, args } => cli::loadtest(server, args),
         Command::Weights { server, args } => cli::weights(server, args),
         Command::Ab { server, args } => cli::ab(server, args),
         Command::Logs { server, args } => cli::logs(server, args),

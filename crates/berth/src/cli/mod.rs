@@ -1,6 +1,6 @@
 //! Operator commands that talk to a running berth over its SageMaker and CloudWatch APIs and
-//! berth's own: `berth endpoints`, `berth invoke`, `berth weights`, `berth ab`, `berth logs`,
-//! `berth events`; and `berth nodes`, which reads the cluster's store.
+//! berth's own: `berth endpoints`, `berth invoke`, `berth loadtest`, `berth weights`, `berth ab`,
+//! `berth logs`, `berth events`; and `berth nodes`, which reads the cluster's store.
 //! Human tables by default, `--json` for scripts.
 
 use anyhow::{bail, Context};
@@ -10,8 +10,10 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 
 mod api;
+mod loadtest;
 pub(crate) use api::tls_config;
 use api::{runtime, Api};
+pub use loadtest::{loadtest, LoadtestArgs};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Server {
