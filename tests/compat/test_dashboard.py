@@ -310,3 +310,50 @@ def test_the_model_monitor_panel_shows_schedules_drifted_features_and_drift_over
     for hostile in ("../../etc/passwd", "%00", "x" * 5000, name.upper() + "'--"):
         answer = requests.get(f"{berth.url}/berth/v1/monitoring", params={"endpoint": hostile}, timeout=10)
         assert answer.status_code == 200 and answer.json() == {"schedules": []}, (hostile, answer.text[:200])
+
+
+def test_the_recommendations_report_charts_each_candidate_and_exports(berth, sm, tmp_path, browser):
+    """An Advanced job's report: a latency-against-throughput curve per candidate, the threshold,
+    the recommendation marked, and the chart as SVG and PNG."""
+    import io
+    import shutil
+    import tarfile
+
+    import requests
+
+    from conftest import ROLE, unique
+
+    model = unique("report-model")
+    shutil.copy(ROOT / "crates" / "berth" / "demo" / "iris-logistic.onnx", tmp_path / "model.onnx")
+    sm.create_model(ModelName=model, PrimaryContainer={"Image": "berth/onnx", "ModelDataUrl": f"file://{tmp_path / 'model.onnx'}"}, ExecutionRoleArn=ROLE)
+    with tarfile.open(tmp_path / "p.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("row.csv")
+        info.size = 15
+        tar.addfile(info, io.BytesIO(b"5.1,3.5,1.4,0.2"))
+    job = unique("report-job")
+    sm.create_inference_recommendations_job(
+        JobName=job, JobType="Advanced", RoleArn=ROLE,
+        InputConfig={"ModelName": model, "ContainerConfig": {"PayloadConfig": {"SamplePayloadUrl": f"file://{tmp_path / 'p.tar.gz'}", "SupportedContentTypes": ["text/csv"]}},
+                     "EndpointConfigurations": [{"InstanceType": "ml.c5.large"}, {"InstanceType": "ml.m5.large"}],
+                     "TrafficPattern": {"Phases": [{"InitialNumberOfUsers": 4, "SpawnRate": 240, "DurationInSeconds": 10}]}},
+        StoppingConditions={"ModelLatencyThresholds": [{"Percentile": "P95", "ValueInMilliseconds": 200}]},
+    )
+    wait_for(lambda: sm.describe_inference_recommendations_job(JobName=job)["Status"] == "COMPLETED", "the job complete", timeout=120)
+    browser.get(f"{berth.url}/ui/recommendations?job={job}")
+    groups = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#chart svg g.candidate"), "the candidates' curves")
+    assert len(groups) == 2
+    assert [g.get_attribute("data-top") for g in groups].count("true") == 1
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart svg .recommended-point") and browser.find_elements(By.CSS_SELECTOR, "#chart svg line[data-threshold='200']")
+    for g in groups:
+        assert len(g.find_elements(By.CSS_SELECTOR, "circle")) >= 2, "a point per load step"
+    top = browser.find_element(By.CSS_SELECTOR, "table.candidates tr.top")
+    assert "recommended" in top.text and "$" in top.text
+    svg_text = browser.execute_script("return window.berthReport.svgText();")
+    assert svg_text.startswith("<?xml") and "<svg" in svg_text and "recommended" in svg_text
+    png = browser.execute_async_script("const done = arguments[0]; window.berthReport.pngDataUrl().then(done, (e) => done('error: ' + e.message));")
+    assert png.startswith("data:image/png;base64,") and len(png) > 1000, png[:80]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "recommendations-report.png"))
+    for hostile in ("no-such-job", "..%2F..%2Fetc%2Fpasswd", "x" * 300):
+        answer = requests.get(f"{berth.url}/berth/v1/recommendations/{hostile}", timeout=10)
+        assert answer.status_code in (400, 404), (hostile, answer.status_code, answer.text[:200])

@@ -36,6 +36,7 @@ mod prometheus;
 mod protocol;
 mod quality_api;
 mod recommendation_api;
+mod recommendations_view;
 mod runtime;
 pub mod sigv4;
 mod standby;
@@ -103,9 +104,12 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/berth/v1/events", get(overview::events))
         .route("/berth/v1/overview", get(overview::overview))
         .route("/berth/v1/monitoring", get(monitoring_view::monitoring))
+        .route("/berth/v1/recommendations", get(recommendations_view::jobs))
+        .route("/berth/v1/recommendations/{name}", get(recommendations_view::job))
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/assets/{name}", get(ui::asset))
+        .route("/ui/recommendations", get(ui::recommendations))
         .route("/service/{service}/operation/{operation}", post(cloudwatch::cbor))
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)

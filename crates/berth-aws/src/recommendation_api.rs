@@ -303,7 +303,9 @@ fn model_configuration(b: &Benchmark) -> Value {
     Value::Object(out)
 }
 
-/// The recommendations: each candidate that kept the thresholds, cheapest per inference first.
+/// The recommendations: each candidate that kept the thresholds, by cost per inference from the
+/// highest, so that the cheapest is last — the one the SageMaker SDK's `deploy()` after
+/// `right_size()` takes.
 fn recommendations(job: &RecommendationJob) -> Vec<Value> {
     let mut kept: Vec<(usize, &Benchmark)> = job.benchmarks.iter().enumerate().filter(|(_, b)| b.recommended).collect();
     kept.sort_by(|a, b| {

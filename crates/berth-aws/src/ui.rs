@@ -1,6 +1,7 @@
 //! `GET /ui`: the dashboard, served from files compiled into the binary (no build step at run
 //! time, nothing fetched from elsewhere when it is viewed). The page reads
-//! `/berth/v1/overview` once a second.
+//! `/berth/v1/overview` once a second. `GET /ui/recommendations` is the inference
+//! recommendations report, from `/berth/v1/recommendations`.
 
 use axum::extract::Path;
 use axum::http::header::{
@@ -10,11 +11,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("../ui/index.html");
+const RECOMMENDATIONS: &str = include_str!("../ui/recommendations.html");
 
 /// (name, content type, body) of every asset under `/ui/assets/`.
 const ASSETS: &[(&str, &str, &str)] = &[
     ("dashboard.js", "text/javascript; charset=utf-8", include_str!("../ui/dashboard.js")),
     ("dashboard.css", "text/css; charset=utf-8", include_str!("../ui/dashboard.css")),
+    ("recommendations.js", "text/javascript; charset=utf-8", include_str!("../ui/recommendations.js")),
     ("uPlot.iife.min.js", "text/javascript; charset=utf-8", include_str!("../ui/vendor/uplot-1.6.32/uPlot.iife.min.js")),
     ("uPlot.min.css", "text/css; charset=utf-8", include_str!("../ui/vendor/uplot-1.6.32/uPlot.min.css")),
 ];
@@ -33,6 +36,11 @@ const PAGE_HEADERS: [(HeaderName, &str); 4] = [
 
 pub async fn index() -> Response {
     (PAGE_HEADERS, [(CONTENT_TYPE, "text/html; charset=utf-8"), (CACHE_CONTROL, "no-cache")], INDEX).into_response()
+}
+
+/// `GET /ui/recommendations`: the inference recommendations report (`?job=NAME`).
+pub async fn recommendations() -> Response {
+    (PAGE_HEADERS, [(CONTENT_TYPE, "text/html; charset=utf-8"), (CACHE_CONTROL, "no-cache")], RECOMMENDATIONS).into_response()
 }
 
 pub async fn asset(Path(name): Path<String>) -> Response {
