@@ -257,3 +257,43 @@ def test_a_job_cut_by_a_restart_runs_again_and_leaves_no_instance(own_berth, tmp
     messages = [e["message"] for e in stream["events"]]
     assert any("berth restarted while the job ran" in m for m in messages), messages
     assert messages[-1].startswith("COMPLETED: 1 recommendation"), messages
+
+
+def test_the_sdks_right_size_then_deploy(berth, s3_server, tmp_path, monkeypatch, capsys):
+    """`Model.right_size(...)` (an Advanced job, with the SDK's default Verbose log tailing
+    through CloudWatch Logs) and then `deploy()`, which takes the cheapest recommendation. The
+    SDK's waits sleep a minute between looks; here they sleep a second."""
+    sagemaker = pytest.importorskip("sagemaker")
+    if not sagemaker.__version__.startswith("2."):
+        pytest.skip("right_size is SDK v2's")
+    from sagemaker.inference_recommender.inference_recommender_mixin import ModelLatencyThreshold, Phase
+    from sagemaker.model import Model
+    from sagemaker.parameter import CategoricalParameter
+
+    from conftest import sdk_session
+
+    real_sleep = time.sleep
+    monkeypatch.setattr(sagemaker.session.time, "sleep", lambda s: real_sleep(min(s, 1)))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", berth.url)
+    session = next(sdk_session(berth, s3_server, unique("right-size")))
+    shutil.copy(IRIS, tmp_path / "model.onnx")
+    model = Model(image_uri="berth/onnx", model_data=f"file://{tmp_path / 'model.onnx'}", role=ROLE, sagemaker_session=session)
+    model.right_size(
+        sample_payload_url=payload_archive(tmp_path / "p.tar.gz", {"a.csv": ROWS[0].encode()}),
+        supported_content_types=["text/csv"],
+        framework="SKLEARN",
+        # (The SDK sends an empty range list, which botocore refuses, without an environment value.)
+        hyperparameter_ranges=[{"instance_types": CategoricalParameter(["ml.m5.large", "ml.c5.large"]), "OMP_NUM_THREADS": CategoricalParameter(["1"])}],
+        phases=[Phase(duration_in_seconds=5, initial_number_of_users=2, spawn_rate=0)],
+        model_latency_thresholds=[ModelLatencyThreshold(percentile="P95", value_in_milliseconds=100)],
+    )
+    out = capsys.readouterr().out
+    assert "Candidate 2/2" in out and "COMPLETED: 2 recommendation(s)" in out, out
+    recs = model.inference_recommendations
+    assert [r["EndpointConfiguration"]["InstanceType"] for r in recs] == ["ml.m5.large", "ml.c5.large"], "the cheapest last"
+    model.deploy()  # a Model without a predictor class returns no predictor
+    d = berth.sm().describe_endpoint(EndpointName=model.endpoint_name)
+    config = berth.sm().describe_endpoint_config(EndpointConfigName=d["EndpointConfigName"])
+    assert d["EndpointStatus"] == "InService"
+    assert (config["ProductionVariants"][0]["InstanceType"], config["ProductionVariants"][0]["InitialInstanceCount"]) == ("ml.c5.large", 1)
+    berth.sm().delete_endpoint(EndpointName=model.endpoint_name)
