@@ -297,3 +297,31 @@ def test_the_sdks_right_size_then_deploy(berth, s3_server, tmp_path, monkeypatch
     assert d["EndpointStatus"] == "InService"
     assert (config["ProductionVariants"][0]["InstanceType"], config["ProductionVariants"][0]["InitialInstanceCount"]) == ("ml.c5.large", 1)
     berth.sm().delete_endpoint(EndpointName=model.endpoint_name)
+
+
+def test_a_job_can_load_test_a_running_endpoint_and_leaves_it_running(berth, tmp_path):
+    sm = berth.sm()
+    model = iris_model(sm, tmp_path)
+    endpoint = unique("tested-endpoint")
+    sm.create_endpoint_config(EndpointConfigName=endpoint, ProductionVariants=[{**variant("AllTraffic", model), "InstanceType": "ml.c5.xlarge"}])
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
+    assert wait_status(sm, endpoint)["EndpointStatus"] == "InService"
+    job = unique("endpoint-job")
+    sm.create_inference_recommendations_job(
+        JobName=job, JobType="Advanced", RoleArn=ROLE,
+        InputConfig=input_config(model, payload_archive(tmp_path / "e.tar.gz", {"a.csv": ROWS[0].encode()}),
+                                 Endpoints=[{"EndpointName": endpoint}],
+                                 TrafficPattern={"Phases": [{"InitialNumberOfUsers": 3, "SpawnRate": 0, "DurationInSeconds": 4}]}),
+    )
+    d = wait_job(sm, job, timeout=60)
+    assert d["Status"] == "COMPLETED", d.get("FailureReason")
+    [performance] = d["EndpointPerformances"]
+    assert performance["EndpointInfo"] == {"EndpointName": endpoint} and 2 * 60 <= performance["Metrics"]["MaxInvocations"] <= 4 * 60, performance
+    [step] = sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]
+    assert step["InferenceBenchmark"]["EndpointConfiguration"]["InstanceType"] == "ml.c5.xlarge"
+    assert sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
+    assert berth.runtime().invoke_endpoint(EndpointName=endpoint, Body=ROWS[0].encode(), ContentType="text/csv")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    with pytest.raises(Exception) as e:
+        sm.create_inference_recommendations_job(JobName=unique("gone"), JobType="Advanced", RoleArn=ROLE,
+                                                 InputConfig=input_config(model, payload_archive(tmp_path / "g.tar.gz", {"a.csv": b"1"}), Endpoints=[{"EndpointName": "no-such-endpoint"}]))
+    assert "Could not find endpoint" in error_message(e)

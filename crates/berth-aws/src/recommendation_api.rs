@@ -68,7 +68,6 @@ async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     let role_arn = required(&request, &["RoleArn"])?.to_string();
     let input = request.get("InputConfig").filter(|v| v.is_object()).ok_or_else(|| EdgeError::validation("InputConfig is required."))?;
     unsupported(input.get("ModelPackageVersionArn").is_some(), "InputConfig.ModelPackageVersionArn (the model registry)")?;
-    unsupported(input.get("Endpoints").is_some(), "InputConfig.Endpoints (testing an existing endpoint)")?;
     for member in ["VpcConfig", "VolumeKmsKeyId"] {
         unsupported(input.get(member).is_some(), &format!("InputConfig.{member}"))?;
     }
@@ -85,11 +84,15 @@ async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
         .and_then(|t| t.first())
         .and_then(Value::as_str)
         .map(str::to_string);
+    let mut existing: Vec<String> = Vec::new();
     let mut candidates = match (job_type, input.get("EndpointConfigurations")) {
         (_, Some(configs)) => endpoint_candidates(configs)?,
-        (RecommendationJobType::Advanced, None) => {
-            return Err(EdgeError::validation("An Advanced job needs InputConfig.EndpointConfigurations: the candidates to test."))
+        (RecommendationJobType::Advanced, None) if input.get("Endpoints").is_none() => {
+            return Err(EdgeError::validation(
+                "An Advanced job needs InputConfig.EndpointConfigurations (the candidates to test) or Endpoints.",
+            ))
         }
+        (RecommendationJobType::Advanced, None) => Vec::new(),
         (RecommendationJobType::Default, None) => {
             let listed: Option<Vec<&str>> = container
                 .and_then(|c| c.get("SupportedInstanceTypes"))
@@ -99,11 +102,24 @@ async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
             types.into_iter().map(|t| candidate(t, BTreeMap::new(), None)).collect()
         }
     };
+    // Existing endpoints to test, besides (or instead of) candidates of the job's own.
+    if let Some(endpoints) = input.get("Endpoints") {
+        let endpoints = endpoints
+            .as_array()
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| EdgeError::validation("InputConfig.Endpoints must hold at least one endpoint."))?;
+        if input.get("EndpointConfigurations").is_none() {
+            candidates.clear();
+        }
+        for e in endpoints {
+            existing.push(required(e, &["EndpointName"])?.to_string());
+        }
+    }
     if let Some(limit) = positive(input.pointer("/ResourceLimit/MaxNumberOfTests"), "ResourceLimit.MaxNumberOfTests")? {
         candidates.truncate(limit as usize);
     }
     positive(input.pointer("/ResourceLimit/MaxParallelOfTests"), "ResourceLimit.MaxParallelOfTests")?;
-    if candidates.len() > MAX_CANDIDATES {
+    if candidates.len() + existing.len() > MAX_CANDIDATES {
         return Err(EdgeError::validation(format!(
             "The job would test {} candidates; berth tests at most {MAX_CANDIDATES}.",
             candidates.len()
@@ -159,7 +175,15 @@ async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
         traffic,
         thresholds,
         max_invocations: positive(stopping.and_then(|s| s.get("MaxInvocations")), "StoppingConditions.MaxInvocations")?,
-        benchmarks: candidates.into_iter().map(benchmark).collect(),
+        benchmarks: candidates
+            .into_iter()
+            .map(benchmark)
+            .chain(existing.into_iter().map(|endpoint| Benchmark {
+                endpoint_name: endpoint,
+                existing_endpoint: true,
+                ..benchmark(candidate("", BTreeMap::new(), None))
+            }))
+            .collect(),
         input_config: input.clone(),
         stopping_conditions: stopping.cloned(),
         log: Vec::new(),
@@ -184,6 +208,7 @@ fn benchmark(candidate: Candidate) -> Benchmark {
         ended: None,
         curve: Vec::new(),
         recommended: false,
+        existing_endpoint: false,
     }
 }
 
@@ -307,7 +332,8 @@ fn model_configuration(b: &Benchmark) -> Value {
 /// highest, so that the cheapest is last — the one the SageMaker SDK's `deploy()` after
 /// `right_size()` takes.
 fn recommendations(job: &RecommendationJob) -> Vec<Value> {
-    let mut kept: Vec<(usize, &Benchmark)> = job.benchmarks.iter().enumerate().filter(|(_, b)| b.recommended).collect();
+    let mut kept: Vec<(usize, &Benchmark)> =
+        job.benchmarks.iter().enumerate().filter(|(_, b)| b.recommended && !b.existing_endpoint).collect();
     kept.sort_by(|a, b| {
         let cost = |b: &Benchmark| b.metrics.as_ref().map_or(f64::MAX, |m| m.cost_per_inference);
         cost(b.1).total_cmp(&cost(a.1))
@@ -355,6 +381,18 @@ async fn describe(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> 
     }
     if job.status == RecommendationJobStatus::Completed {
         out["InferenceRecommendations"] = recommendations(&job).into();
+        let performances: Vec<Value> = job
+            .benchmarks
+            .iter()
+            .filter(|b| b.existing_endpoint && b.metrics.is_some())
+            .map(|b| {
+                let m = metrics(b).unwrap_or_default();
+                json!({"Metrics": {"MaxInvocations": m["MaxInvocations"], "ModelLatency": m["ModelLatency"]}, "EndpointInfo": {"EndpointName": b.endpoint_name}})
+            })
+            .collect();
+        if !performances.is_empty() {
+            out["EndpointPerformances"] = performances.into();
+        }
     }
     Ok(out)
 }

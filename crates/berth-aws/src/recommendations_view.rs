@@ -42,8 +42,13 @@ pub async fn job(State(edge): State<Edge>, Path(name): Path<String>) -> Response
 
 fn report(job: &RecommendationJob) -> Value {
     let cost = |b: &Benchmark| b.metrics.as_ref().map_or(f64::MAX, |m| m.cost_per_inference);
-    let top =
-        job.benchmarks.iter().enumerate().filter(|(_, b)| b.recommended).min_by(|a, b| cost(a.1).total_cmp(&cost(b.1))).map(|(i, _)| i);
+    let top = job
+        .benchmarks
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.recommended && !b.existing_endpoint)
+        .min_by(|a, b| cost(a.1).total_cmp(&cost(b.1)))
+        .map(|(i, _)| i);
     let candidates: Vec<Value> = job
         .benchmarks
         .iter()

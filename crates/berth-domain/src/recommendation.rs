@@ -104,6 +104,10 @@ pub struct Benchmark {
     pub curve: Vec<LoadPoint>,
     /// Whether it met the thresholds at some load (and so is recommended).
     pub recommended: bool,
+    /// It tests an existing endpoint (`InputConfig.Endpoints`), `endpoint_name`, rather than a
+    /// fleet of its own: its result is an `EndpointPerformance`, not a recommendation.
+    #[serde(default)]
+    pub existing_endpoint: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

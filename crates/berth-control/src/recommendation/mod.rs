@@ -99,8 +99,22 @@ impl Controller {
         self.describe_model(&job.model_name).await.map_err(|_| {
             ControlError::Validation(format!("Could not find model \"{}\".", self.account().arn(ResourceKind::Model, &job.model_name)))
         })?;
-        for b in &job.benchmarks {
+        for b in job.benchmarks.iter().filter(|b| !b.existing_endpoint) {
             validate_instance_type(&b.candidate.instance_type).map_err(ControlError::from)?;
+        }
+        for b in job.benchmarks.iter_mut().filter(|b| b.existing_endpoint) {
+            let endpoint = self.describe_endpoint(&b.endpoint_name).await?;
+            if endpoint.status != berth_domain::EndpointStatus::InService {
+                return Err(ControlError::Validation(format!(
+                    "Endpoint {} is {}: an endpoint to test must be InService.",
+                    endpoint.name,
+                    endpoint.status.as_str()
+                )));
+            }
+            let first = endpoint.variants.first();
+            b.candidate.instance_type = first.map(|v| v.instance_type.clone()).unwrap_or_default();
+            b.candidate.instance_count = first.map_or(0, |v| v.current_instance_count);
+            b.endpoint_name = endpoint.name;
         }
         if let Some(url) = &job.sample_payload_url {
             self.readable_objects_location(url)?;
@@ -114,7 +128,9 @@ impl Controller {
         job.arn = self.account().arn(ResourceKind::InferenceRecommendationsJob, &job.name);
         (job.status, job.created, job.modified) = (RecommendationJobStatus::Pending, now, now);
         for (i, b) in job.benchmarks.iter_mut().enumerate() {
-            b.endpoint_name = run::route_name(&job.name, i);
+            if !b.existing_endpoint {
+                b.endpoint_name = run::route_name(&job.name, i);
+            }
         }
         self.store_recommendation_job(&job).await?;
         if !tags.is_empty() {

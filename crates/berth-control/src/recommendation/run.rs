@@ -64,7 +64,8 @@ impl Controller {
         );
         let _ = self.store_job_progress(&job).await;
         let limit = Duration::from_secs(job.max_duration_secs);
-        let routes: Vec<String> = job.benchmarks.iter().map(|b| b.endpoint_name.clone()).collect();
+        // The job's own fleets (an existing endpoint it tests is not the job's to end).
+        let routes: Vec<String> = job.benchmarks.iter().filter(|b| !b.existing_endpoint).map(|b| b.endpoint_name.clone()).collect();
         let outcome = {
             let work = async {
                 match tokio::time::timeout(limit, crate::work::caught(self.benchmark_all(&mut job))).await {
@@ -112,14 +113,22 @@ impl Controller {
     async fn benchmark(self: &Arc<Self>, job: &mut RecommendationJob, i: usize, load: &Load) {
         let started = self.now();
         let (route, candidate) = (job.benchmarks[i].endpoint_name.clone(), job.benchmarks[i].candidate.clone());
-        let what = format!("Candidate {}/{}: {} × {}", i + 1, job.benchmarks.len(), candidate.instance_count, candidate.instance_type);
+        let existing = job.benchmarks[i].existing_endpoint;
+        let what = match existing {
+            true => format!("Candidate {}/{}: endpoint {route}", i + 1, job.benchmarks.len()),
+            false => format!("Candidate {}/{}: {} × {}", i + 1, job.benchmarks.len(), candidate.instance_count, candidate.instance_type),
+        };
         job.benchmarks[i].status = RecommendationJobStatus::InProgress;
         job.benchmarks[i].started = Some(started);
-        job.say(started.millis(), format!("{what}: starting its instances"));
+        job.say(started.millis(), format!("{what}: {}", if existing { "testing the running endpoint" } else { "starting its instances" }));
         let _ = self.store_job_progress(job).await;
         let t0 = Instant::now();
         let spec = VariantSpec::new("AllTraffic", &job.model_name, &candidate.instance_type, candidate.instance_count);
-        let outcome = match self.start_temporary_fleet(&route, &job.arn, spec, &candidate.environment).await {
+        let started_fleet = match existing {
+            true => Ok(()),
+            false => self.start_temporary_fleet(&route, &job.arn, spec, &candidate.environment).await,
+        };
+        let outcome = match started_fleet {
             Err(e) => Err(format!("Its instances did not start: {e}")),
             Ok(()) => {
                 let setup = t0.elapsed();
@@ -134,7 +143,9 @@ impl Controller {
             .routing
             .metrics()
             .latest_utilization(&berth_metrics::VariantKey { endpoint: route.clone(), variant: "AllTraffic".into() }, started.secs());
-        self.stop_temporary_fleet(&route).await;
+        if !existing {
+            self.stop_temporary_fleet(&route).await;
+        }
         let now = self.now();
         let price = self.instance_price(&candidate.instance_type);
         let thresholds = job.thresholds.clone();
