@@ -40,6 +40,15 @@ if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
   apt_faketime || { $sudo apt-get update -qq && apt_faketime; }
 fi
 
+# The Inference Recommender test checks a job's measured throughput against wrk's (Debian's wrk).
+if ! command -v wrk >/dev/null; then
+  echo "== installing wrk (Debian package) for the Inference Recommender test"
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  apt_wrk() { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+  apt_wrk || { $sudo apt-get update -qq && apt_wrk; }
+fi
+
 # Container images run through a Docker engine: Debian's docker.io, started here when none runs.
 if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   sudo=""

@@ -59,7 +59,9 @@ def wait_job(sm, name, timeout=300):
 
 
 def wrk_rate(url, script_dir, seconds=5, connections=8):
-    """Requests a second wrk sustains against an endpoint's invocation URL with the first row."""
+    """Requests a second wrk (Debian's, which the test command installs) sustains against an
+    endpoint's invocation URL with the first row."""
+    assert shutil.which("wrk"), "wrk is installed by the test command (scripts/test.sh)"
     script = script_dir / "invoke.lua"
     script.write_text('wrk.method = "POST"\nwrk.body = "%s"\nwrk.headers["Content-Type"] = "text/csv"\n' % ROWS[0])
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
@@ -68,7 +70,6 @@ def wrk_rate(url, script_dir, seconds=5, connections=8):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is installed by the test command")
 def test_a_default_job_recommends_measured_instances(berth, tmp_path):
     sm = berth.sm()
     model = iris_model(sm, tmp_path)
