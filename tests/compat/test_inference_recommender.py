@@ -154,6 +154,13 @@ def test_jobs_that_cannot_recommend_say_why(berth, tmp_path):
         assert d["Status"] == status and words in d.get("FailureReason", ""), d
         if status == "COMPLETED":
             assert d["InferenceRecommendations"] == []
+    # A crowd of two billion users is held to StoppingConditions.MaxInvocations (per minute).
+    job = unique("crowd-job")
+    crowd = {"EndpointConfigurations": [{"InstanceType": "ml.c5.large"}], "TrafficPattern": {"Phases": [{"InitialNumberOfUsers": 2**31 - 1, "SpawnRate": 2**31 - 1, "DurationInSeconds": 2}]}}
+    sm.create_inference_recommendations_job(JobName=job, JobType="Advanced", RoleArn=ROLE, StoppingConditions={"MaxInvocations": 600},
+                                             InputConfig=input_config(model, payload_archive(tmp_path / "crowd.tar.gz", {"a.csv": ROWS[0].encode()}), **crowd))
+    d = wait_job(sm, job, timeout=60)
+    assert d["Status"] == "COMPLETED" and d["InferenceRecommendations"][0]["Metrics"]["MaxInvocations"] <= 660, d
     not_an_archive = tmp_path / "plain.csv"
     not_an_archive.write_text(ROWS[0])
     job = unique("plain-job")

@@ -282,7 +282,8 @@ fn traffic(pattern: &Value) -> Result<Traffic, EdgeError> {
             if duration == 0 || count == 0 || users == 0 {
                 return Err(EdgeError::validation("Stairs needs DurationInSeconds, NumberOfSteps and UsersPerStep above 0."));
             }
-            Ok(Traffic::Steps(stairs_steps(duration, u32::try_from(count).unwrap_or(u32::MAX), u32::try_from(users).unwrap_or(u32::MAX))))
+            let (count, users) = (u32::try_from(count).unwrap_or(u32::MAX), u32::try_from(users).unwrap_or(u32::MAX));
+            Ok(Traffic::Steps(stairs_steps(duration, count, users, STEP_SECS)))
         }
         other => Err(enum_error("trafficPattern.trafficType", other, &["PHASES", "STAIRS"])),
     }

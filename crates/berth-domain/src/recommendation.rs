@@ -195,11 +195,22 @@ pub fn phase_steps(initial_users: u32, spawn_rate: u32, duration_secs: u64, step
     steps
 }
 
-/// `STAIRS`: `steps` steps of `users_per_step` more users each, over `duration_secs`.
-pub fn stairs_steps(duration_secs: u64, steps: u32, users_per_step: u32) -> Vec<(f64, u64)> {
-    let steps = steps.max(1);
+/// `STAIRS`: `steps` steps of `users_per_step` more users each, over `duration_secs`, each
+/// stair cut into steps of at most `step_secs`.
+pub fn stairs_steps(duration_secs: u64, steps: u32, users_per_step: u32, step_secs: u64) -> Vec<(f64, u64)> {
+    let steps = steps.clamp(1, 1000);
     let each = (duration_secs / u64::from(steps)).max(1);
-    (1..=steps).map(|n| (f64::from(n * users_per_step).max(1.0), each)).collect()
+    let mut out = Vec::new();
+    for n in 1..=steps {
+        let users = f64::from(n.saturating_mul(users_per_step)).max(1.0);
+        let mut left = each;
+        while left > 0 {
+            let len = left.min(step_secs.max(1));
+            out.push((users, len));
+            left -= len;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -211,7 +222,8 @@ mod tests {
         // 2 users, 60 more a minute, for 20 s in 10 s steps: 7 then 17 users on average.
         assert_eq!(phase_steps(2, 60, 20, 10), vec![(7.0, 10), (17.0, 10)]);
         assert_eq!(phase_steps(1, 0, 5, 10), vec![(1.0, 5)]);
-        assert_eq!(stairs_steps(30, 3, 4), vec![(4.0, 10), (8.0, 10), (12.0, 10)]);
+        assert_eq!(stairs_steps(30, 3, 4, 10), vec![(4.0, 10), (8.0, 10), (12.0, 10)]);
+        assert_eq!(stairs_steps(12, 2, 1, 5), vec![(1.0, 5), (1.0, 1), (2.0, 5), (2.0, 1)]);
         assert_eq!(RecommendationJobStatus::parse("IN_PROGRESS"), Some(RecommendationJobStatus::InProgress));
         assert_eq!(RecommendationJobStatus::Stopping.as_str(), "STOPPING");
         assert!(LIST_PRICES.windows(2).all(|w| w[0].0 < w[1].0), "sorted, for lookups by eye");

@@ -105,7 +105,7 @@ where
         dropped: 0,
         first_error: None,
         achieved_rate: 0.0,
-        latencies_us: Vec::with_capacity(due as usize),
+        latencies_us: Vec::with_capacity(due.min(1 << 20) as usize),
     };
     let mut tasks: JoinSet<(u64, Result<(), String>)> = JoinSet::new();
     let record = |out: &mut StepResult, (latency, result): (u64, Result<(), String>)| {

@@ -21,6 +21,9 @@ use tokio::sync::watch;
 
 /// Most requests out at once against one candidate.
 const MAX_IN_FLIGHT: usize = 512;
+/// The highest rate a candidate is sent, requests a second (the generator's own limit on two
+/// cores is well below it; a pattern of more users is held here).
+const MAX_RATE: f64 = 20_000.0;
 /// How long one request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A step holds its rate if it answered at least this share of it.
@@ -189,7 +192,7 @@ impl Controller {
         let mut curve = Vec::new();
         let thresholds = &thresholds;
         let step = |rate: f64, secs: u64| {
-            let rate = rate.min(cap).max(0.1);
+            let rate = rate.min(cap).clamp(0.1, MAX_RATE);
             async move {
                 let result = run_step(Step { rate, duration: Duration::from_secs(secs) }, MAX_IN_FLIGHT, sender(load, route)).await;
                 point(&result, thresholds)

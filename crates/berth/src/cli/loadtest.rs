@@ -56,6 +56,9 @@ pub fn loadtest(server: Server, args: LoadtestArgs) -> anyhow::Result<()> {
         if !(rate > 0.0 && rate <= 100_000.0) {
             bail!("--rate must be above 0 and at most 100000 requests a second");
         }
+        if rate * args.duration as f64 > 20_000_000.0 {
+            bail!("--rate × --duration is more than 20 million requests; berth loadtest keeps each one's latency");
+        }
     }
     if args.users.is_some_and(|u| !(1..=10_000).contains(&u)) {
         bail!("--users must be 1 to 10000");
