@@ -130,6 +130,7 @@ def test_an_advanced_job_follows_its_phases_and_thresholds(berth, tmp_path):
         bench = s["InferenceBenchmark"]
         # Two users plus one a second over 10 s: about 7 and then 12 requests a second.
         assert s["Status"] == "COMPLETED" and 5 * 60 <= bench["EndpointMetrics"]["MaxInvocations"] <= 20 * 60, bench
+        assert bench["Metrics"]["CpuUtilization"] >= 0 and bench["Metrics"]["MemoryUtilization"] > 0, "sampled while it ran"
     assert steps[1]["InferenceBenchmark"]["ModelConfiguration"]["EnvironmentParameters"] == [{"Key": "OMP_NUM_THREADS", "ValueType": "String", "Value": "1"}]
     assert len(d["InferenceRecommendations"]) == 2
     page = sm.list_inference_recommendations_job_steps(JobName=job, MaxResults=1)

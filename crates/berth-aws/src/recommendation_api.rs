@@ -25,8 +25,8 @@ const DEFAULT_DURATION_SECS: u64 = 7200;
 const MAX_DURATION_SECS: u64 = 18_000;
 /// The steps a traffic pattern is cut into, in seconds.
 const STEP_SECS: u64 = 5;
-/// berth's search for a Default job: from 4 requests a second, doubling up to 20,000, 3 s a step.
-const SEARCH: Traffic = Traffic::Search { start: 4.0, max: 20_000.0, step_secs: 3 };
+/// berth's search for a Default job: from 4 requests a second, doubling up to 20,000, 2 s a step.
+const SEARCH: Traffic = Traffic::Search { start: 4.0, max: 20_000.0, step_secs: 2 };
 
 pub(crate) async fn operation(c: &Arc<Controller>, op: &str, body: &[u8]) -> Option<Result<Value, EdgeError>> {
     let result = match op {
