@@ -496,3 +496,21 @@ def eventually(check, timeout=15):
         if got or time.time() > deadline:
             return got
         time.sleep(0.25)
+
+
+def marked_workers(server, pid=None):
+    """Pids of processes that carry a server's instance marker (its pid, or `pid`'s): its
+    instances' workers and what they started."""
+    pid = pid or server.proc.pid
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(v.startswith(b"BERTH_INSTANCE_OF=") and f":{pid}:".encode() in v for v in environ):
+            pids.append(int(entry))
+    return pids

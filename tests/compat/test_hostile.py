@@ -19,7 +19,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import ECHO, ECHO_IMAGE, ROLE, create_echo_model, deploy, error_code, error_message, eventually, http_status, unique, variant, wait_status
+from conftest import ECHO, ECHO_IMAGE, ROLE, create_echo_model, deploy, error_code, error_message, eventually, http_status, marked_workers, unique, variant, wait_status
 
 
 def alive(server):
@@ -527,22 +527,6 @@ def test_a_body_that_stops_arriving_is_answered_at_the_body_timeout(own_berth):
 
 
 # -- instances -----------------------------------------------------------------------------------
-
-def marked_workers(server):
-    """Pids of processes that carry this server's instance marker (its workers and what they started)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(v.startswith(b"BERTH_INSTANCE_OF=") and f":{server.proc.pid}:".encode() in v for v in environ):
-            pids.append(int(entry))
-    return pids
-
 
 def test_max_instances_counts_cold_starts_and_instances_still_stopping(own_berth):
     server = own_berth("--max-instances", "2", "--drain-timeout", "2")

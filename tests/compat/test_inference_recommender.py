@@ -4,7 +4,6 @@ against wrk on the same configuration), an Advanced job follows its traffic phas
 step per candidate, and bad payloads, impossible thresholds and refused members say why."""
 
 import io
-import os
 import re
 import shutil
 import signal
@@ -15,7 +14,7 @@ import time
 import boto3
 import pytest
 
-from conftest import CREDENTIALS, ROLE, ROOT, error_message, unique, variant, wait_status
+from conftest import CREDENTIALS, ROLE, ROOT, error_message, marked_workers, unique, variant, wait_status
 
 IRIS = ROOT / "crates" / "berth" / "demo" / "iris-logistic.onnx"
 ROWS = ["5.1,3.5,1.4,0.2", "6.2,2.9,4.3,1.3", "7.7,3.0,6.1,2.3"]
@@ -194,22 +193,6 @@ def test_jobs_that_cannot_recommend_say_why(berth, tmp_path):
         assert "does not exist" in error_message(e)
 
 
-def workers(server, pid=None):
-    """Pids of the processes that carry a server's instance marker (its pid, or `pid`'s): its
-    instances' workers."""
-    pid = pid or server.proc.pid
-    pids = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(v.startswith(b"BERTH_INSTANCE_OF=") and f":{pid}:".encode() in v for v in environ):
-            pids.append(int(entry))
-    return pids
-
-
 def test_a_stopped_job_ends_its_fleet(own_berth, tmp_path):
     """A job stopped in the middle of a load test is STOPPED, its candidate's instances gone."""
     server = own_berth()
@@ -226,7 +209,7 @@ def test_a_stopped_job_ends_its_fleet(own_berth, tmp_path):
     while not any(s["Status"] == "IN_PROGRESS" for s in sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]):
         assert time.time() < deadline
         time.sleep(0.5)
-    while not workers(server):
+    while not marked_workers(server):
         assert time.time() < deadline, "the candidate's instance never started"
         time.sleep(0.2)
     sm.stop_inference_recommendations_job(JobName=job)
@@ -234,7 +217,7 @@ def test_a_stopped_job_ends_its_fleet(own_berth, tmp_path):
     d = wait_job(sm, job, timeout=60)
     assert d["Status"] == "STOPPED", d
     assert [s["Status"] for s in sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]] == ["STOPPED", "STOPPED"]
-    assert workers(server) == [], "the candidate's instances ended with the job"
+    assert marked_workers(server) == [], "the candidate's instances ended with the job"
     with pytest.raises(Exception) as e:
         sm.stop_inference_recommendations_job(JobName=job)
     assert "status STOPPED" in error_message(e)
@@ -252,15 +235,15 @@ def test_a_job_cut_by_a_restart_runs_again_and_leaves_no_instance(own_berth, tmp
                                  TrafficPattern={"Phases": [{"InitialNumberOfUsers": 2, "SpawnRate": 0, "DurationInSeconds": 6}]}),
     )
     deadline = time.time() + 60
-    while not workers(server):
+    while not marked_workers(server):
         assert time.time() < deadline, "the candidate's instance never started"
         time.sleep(0.2)
     old = server.proc.pid
     server.restart(signal.SIGKILL)
     d = wait_job(server.sm(), job, timeout=120)
     assert d["Status"] == "COMPLETED" and len(d["InferenceRecommendations"]) == 1, d
-    assert workers(server) == [], "the rerun's fleet ended with it"
-    assert workers(server, old) == [], "the first server's instances died with it"
+    assert marked_workers(server) == [], "the rerun's fleet ended with it"
+    assert marked_workers(server, old) == [], "the first server's instances died with it"
     logs = boto3.client("logs", endpoint_url=server.url, **CREDENTIALS)
     stream = logs.get_log_events(logGroupName="/aws/sagemaker/InferenceRecommendationsJobs", logStreamName=f"{job}/execution", startFromHead=True)
     messages = [e["message"] for e in stream["events"]]

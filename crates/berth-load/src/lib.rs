@@ -55,6 +55,18 @@ impl StepResult {
         Some(self.latencies_us[rank.min(self.latencies_us.len()) - 1] as f64 / 1000.0)
     }
 
+    /// An answered request: its latency, and its error if it failed.
+    fn record(&mut self, latency_us: u64, result: Result<(), String>) {
+        self.latencies_us.push(latency_us);
+        match result {
+            Ok(()) => self.ok += 1,
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+
     /// Whether every due request was sent and answered without error.
     pub fn clean(&self) -> bool {
         self.errors == 0 && self.dropped == 0
@@ -108,16 +120,7 @@ where
         latencies_us: Vec::with_capacity(due.min(1 << 20) as usize),
     };
     let mut tasks: JoinSet<(u64, Result<(), String>)> = JoinSet::new();
-    let record = |out: &mut StepResult, (latency, result): (u64, Result<(), String>)| {
-        out.latencies_us.push(latency);
-        match result {
-            Ok(()) => out.ok += 1,
-            Err(e) => {
-                out.errors += 1;
-                out.first_error.get_or_insert(e);
-            }
-        }
-    };
+    let record = |out: &mut StepResult, (latency, result): (u64, Result<(), String>)| out.record(latency, result);
     for i in 0..due {
         let at = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(at).await;
@@ -186,14 +189,7 @@ where
     };
     while let Some(done) = tasks.join_next().await {
         for (latency, result) in done.unwrap_or_default() {
-            out.latencies_us.push(latency);
-            match result {
-                Ok(()) => out.ok += 1,
-                Err(e) => {
-                    out.errors += 1;
-                    out.first_error.get_or_insert(e);
-                }
-            }
+            out.record(latency, result);
         }
     }
     out.due = out.ok + out.errors;
