@@ -16,7 +16,11 @@ use serde_json::Value;
 pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, EdgeError> {
     let c = &edge.controller;
     match op {
-        "CreateModel" => reply(wire::ArnOutput::ModelArn(c.create_model(create_model(parse(body)?)?).await?.arn)),
+        "CreateModel" => {
+            let mut input: wire::CreateModelInput = parse(body)?;
+            crate::registry_api::resolve_packages(c, &mut input).await?;
+            reply(wire::ArnOutput::ModelArn(c.create_model(create_model(input)?).await?.arn))
+        }
         "DescribeModel" => reply(describe_model(&c.describe_model(&name(body, "ModelName")?).await?)),
         "ListModels" => {
             let page = c.list_models(list_query(parse(body)?, false)?).await?;
@@ -151,7 +155,10 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
                         Some(result) => result,
                         None => match crate::recommendation_api::operation(c, op, body).await {
                             Some(result) => result,
-                            None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                            None => match crate::registry_api::operation(c, op, body).await {
+                                Some(result) => result,
+                                None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                            },
                         },
                     },
                 },

@@ -37,6 +37,7 @@ mod protocol;
 mod quality_api;
 mod recommendation_api;
 mod recommendations_view;
+mod registry_api;
 mod runtime;
 pub mod sigv4;
 mod standby;

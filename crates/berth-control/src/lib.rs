@@ -36,6 +36,7 @@ mod processing;
 mod quality;
 mod recommendation;
 mod reconcile;
+mod registry;
 mod serverless;
 mod sns;
 mod stats;
@@ -70,8 +71,8 @@ pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, Update
 pub use ground_truth::{ground_truth_line, GroundTruth};
 pub use instance_logs::InstanceLogStream;
 pub use listing::{
-    list_monitoring, list_processing_jobs, list_recommendation_jobs, list_transform_jobs, ListQuery, MonitoringListed, Page, SortKey,
-    TimeWindow,
+    list_monitoring, list_processing_jobs, list_recommendation_jobs, list_registry, list_transform_jobs, ListQuery, MonitoringListed, Page,
+    SortKey, TimeWindow,
 };
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;
@@ -79,6 +80,7 @@ pub use monitoring::{DATA_METRICS_NAMESPACE, MODEL_METRICS_NAMESPACE};
 pub use quality::{
     EndpointQuality, Metric, Problem, Quality, QualitySummary, Significance, VariantAccuracy, VariantQuality, QUALITY_NAMESPACE,
 };
+pub use registry::ModelPackageUpdate;
 pub use stats::{BinaryQuality, ClassificationQuality, Comparison, Estimate, PrecisionRecallF1, RegressionQuality};
 pub use weight_controls::WeightControl;
 

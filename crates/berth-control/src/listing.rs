@@ -103,6 +103,18 @@ impl Listable for ProcessingJob {
     }
 }
 
+impl Listable for berth_domain::ModelPackageGroup {
+    fn listed(&self) -> Listed<'_> {
+        Listed::named(&self.name, self.created)
+    }
+}
+
+impl Listable for berth_domain::ModelPackage {
+    fn listed(&self) -> Listed<'_> {
+        Listed { modified: self.modified, ..Listed::named(&self.name, self.created) }
+    }
+}
+
 impl Listable for berth_domain::RecommendationJob {
     fn listed(&self) -> Listed<'_> {
         Listed { modified: self.modified, status_name: Some(self.status.as_str()), ..Listed::named(&self.name, self.created) }
@@ -150,6 +162,17 @@ impl MonitoringListed for MonitoringExecution {}
 pub fn list_processing_jobs(jobs: Vec<ProcessingJob>, q: &ListQuery) -> Result<Page<ProcessingJob>, ControlError> {
     page(jobs, q)
 }
+
+/// A page of the registry's groups or packages (already filtered by what `q` cannot carry).
+pub fn list_registry<T: RegistryListed>(items: Vec<T>, q: &ListQuery) -> Result<Page<T>, ControlError> {
+    page(items, q)
+}
+
+/// The registry records a page is made of.
+#[allow(private_bounds)]
+pub trait RegistryListed: Listable {}
+impl RegistryListed for berth_domain::ModelPackageGroup {}
+impl RegistryListed for berth_domain::ModelPackage {}
 
 /// A page of inference recommendations jobs (already filtered by status and model).
 pub fn list_recommendation_jobs(

@@ -52,6 +52,7 @@ mod framework;
 mod instance_types;
 mod json_path;
 mod model;
+mod model_package;
 mod monitoring;
 mod multi_model;
 mod names;
@@ -86,6 +87,7 @@ pub use model::{
     environment_name_refused, validate_environment, BuiltinImage, ContainerSpec, ExecutionMode, Image, Model, MultiContainer, S3DataSource,
     VpcConfig,
 };
+pub use model_package::{ModelApprovalStatus, ModelPackage, ModelPackageGroup};
 pub use monitoring::{
     parse_offset, ExecutionStatus, ModelQualityJob, MonitoringExecution, MonitoringJob, MonitoringJobDefinition, MonitoringSchedule,
     MonitoringType, ScheduleExpression, ScheduleStatus,

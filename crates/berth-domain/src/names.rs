@@ -14,6 +14,8 @@ pub enum ResourceKind {
     MonitoringJobDefinition,
     ModelQualityJobDefinition,
     InferenceRecommendationsJob,
+    ModelPackageGroup,
+    ModelPackage,
 }
 
 impl ResourceKind {
@@ -30,6 +32,8 @@ impl ResourceKind {
             ResourceKind::MonitoringJobDefinition => "data-quality-job-definition",
             ResourceKind::ModelQualityJobDefinition => "model-quality-job-definition",
             ResourceKind::InferenceRecommendationsJob => "inference-recommendations-job",
+            ResourceKind::ModelPackageGroup => "model-package-group",
+            ResourceKind::ModelPackage => "model-package",
         }
     }
 
@@ -46,6 +50,8 @@ impl ResourceKind {
             ResourceKind::MonitoringJobDefinition => "data quality job definition",
             ResourceKind::ModelQualityJobDefinition => "model quality job definition",
             ResourceKind::InferenceRecommendationsJob => "inference recommendations job",
+            ResourceKind::ModelPackageGroup => "model package group",
+            ResourceKind::ModelPackage => "model package",
         }
     }
 
@@ -61,6 +67,8 @@ impl ResourceKind {
             "data-quality-job-definition" => Some(ResourceKind::MonitoringJobDefinition),
             "model-quality-job-definition" => Some(ResourceKind::ModelQualityJobDefinition),
             "inference-recommendations-job" => Some(ResourceKind::InferenceRecommendationsJob),
+            "model-package-group" => Some(ResourceKind::ModelPackageGroup),
+            "model-package" => Some(ResourceKind::ModelPackage),
             _ => None,
         }
     }
