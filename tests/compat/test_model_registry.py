@@ -121,3 +121,24 @@ def test_the_sdks_register_then_model_package_deploy(berth, s3_server, tmp_path,
     answer = json.loads(berth.runtime().invoke_endpoint(EndpointName=package.endpoint_name, Body=ROW, ContentType="text/csv")["Body"].read())
     assert answer["predictions"][0]["label"] == 0
     berth.sm().delete_endpoint(EndpointName=package.endpoint_name)
+
+
+def test_approval_gates_deployment_and_is_an_event(own_berth, tmp_path):
+    """With --require-approved-packages, CreateModel takes approved versions only; an approval
+    change is one of berth's events (under the group's name), for a pipeline to act on."""
+    import requests
+
+    server = own_berth("--require-approved-packages")
+    sm = server.sm()
+    group = unique("gated")
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    arn = sm.create_model_package(ModelPackageGroupName=group, InferenceSpecification={"Containers": [onnx_container(tmp_path, "logistic")]})["ModelPackageArn"]
+    with pytest.raises(Exception) as e:
+        sm.create_model(ModelName=unique("gated-model"), Containers=[{"ModelPackageName": arn}], ExecutionRoleArn=ROLE)
+    assert "is PendingManualApproval" in error_message(e) and "--require-approved-packages" in error_message(e)
+    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="passed review")
+    sm.create_model(ModelName=unique("gated-model"), Containers=[{"ModelPackageName": arn}], ExecutionRoleArn=ROLE)
+    events = requests.get(f"{server.url}/berth/v1/events", params={"endpoint": group}, timeout=10).json()["events"]
+    assert [(e["kind"], e["message"]) for e in events] == [
+        ("ModelPackageApprovalChanged", f"Model package {arn}: PendingManualApproval → Approved (passed review)")
+    ], events

@@ -135,6 +135,8 @@ pub struct ControllerSettings {
     /// Instance prices per hour (`--instance-prices`), over AWS's list prices, for the costs of
     /// inference recommendations.
     pub instance_prices: std::collections::BTreeMap<String, f64>,
+    /// `CreateModel` takes only approved model packages (`--require-approved-packages`).
+    pub require_approved_packages: bool,
 }
 
 impl ControllerSettings {
@@ -153,6 +155,7 @@ impl ControllerSettings {
             model_loader_port: None,
             clock: Arc::new(TokioClock::new()),
             instance_prices: Default::default(),
+            require_approved_packages: false,
         }
     }
 }

@@ -141,6 +141,11 @@ impl Controller {
         self.put_record(PACKAGES, &resource, package.created, &package).await?;
         if package.approval != before {
             tracing::info!(model_package = %package.arn, from = before.as_str(), to = package.approval.as_str(), "model package approval changed");
+            let said = match &package.approval_description {
+                Some(why) => format!("Model package {}: {} → {} ({why})", package.arn, before.as_str(), package.approval.as_str()),
+                None => format!("Model package {}: {} → {}", package.arn, before.as_str(), package.approval.as_str()),
+            };
+            self.record_event(&package.name, None, berth_domain::EventKind::ModelPackageApprovalChanged, said);
         }
         Ok(package)
     }
@@ -151,9 +156,18 @@ impl Controller {
         self.db(move |s| s.delete_record(PACKAGES, &resource).map(|_| ())).await
     }
 
-    /// The containers `CreateModel` deploys for `ModelPackageName`.
+    /// The containers `CreateModel` deploys for `ModelPackageName`; with
+    /// `--require-approved-packages`, only an approved version's.
     pub async fn model_package_containers(&self, name: &str) -> Result<Vec<ContainerSpec>, ControlError> {
-        Ok(self.describe_model_package(name).await?.containers)
+        let package = self.describe_model_package(name).await?;
+        if self.settings.require_approved_packages && package.approval != ModelApprovalStatus::Approved {
+            return Err(ControlError::Validation(format!(
+                "Model package {} is {}: this server deploys approved model packages only (--require-approved-packages).",
+                package.arn,
+                package.approval.as_str()
+            )));
+        }
+        Ok(package.containers)
     }
 
     async fn add_resource_tags(&self, arn: &str, tags: Vec<berth_store::Tag>) -> Result<(), ControlError> {

@@ -42,10 +42,13 @@ pub enum EventKind {
     /// An asynchronous request's outcome could not be written after its retries; it left the
     /// queue as failed.
     AsyncRequestFailed,
+    /// A model package's approval status changed (SageMaker's "Model Package State Change").
+    /// Recorded under its group's name (or its own, unversioned).
+    ModelPackageApprovalChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::StatusChanged,
         EventKind::WeightsChanged,
         EventKind::CapacityChanged,
@@ -63,6 +66,7 @@ impl EventKind {
         EventKind::TransformJobProgress,
         EventKind::CaptureDropped,
         EventKind::AsyncRequestFailed,
+        EventKind::ModelPackageApprovalChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +88,7 @@ impl EventKind {
             EventKind::TransformJobProgress => "TransformJobProgress",
             EventKind::CaptureDropped => "CaptureDropped",
             EventKind::AsyncRequestFailed => "AsyncRequestFailed",
+            EventKind::ModelPackageApprovalChanged => "ModelPackageApprovalChanged",
         }
     }
 

@@ -136,6 +136,10 @@ pub struct ServeArgs {
     /// system's directories and the installations on PATH, say.
     #[arg(long = "worker-read", env = "BERTH_WORKER_READ", value_delimiter = ':')]
     pub(super) worker_read: Vec<PathBuf>,
+    /// Deploy only approved model packages: `CreateModel` naming a version that is not
+    /// `Approved` is refused.
+    #[arg(long, env = "BERTH_REQUIRE_APPROVED_PACKAGES")]
+    pub(super) require_approved_packages: bool,
     /// A JSON file of instance prices in USD per hour (`{"ml.c5.large": 0.085, ...}`) for the
     /// costs inference recommendations report; over AWS's on-demand list prices (us-east-1),
     /// which berth knows for common instance types.

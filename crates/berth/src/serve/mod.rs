@@ -224,6 +224,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         model_loader_port: pods.is_some().then_some(berth_kubernetes::MODEL_LOADER_PORT),
         clock: Arc::new(berth_domain::SystemClock),
         instance_prices: instance_prices(args.instance_prices.as_deref())?,
+        require_approved_packages: args.require_approved_packages,
     };
 
     let listener = Arc::new(tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?);
