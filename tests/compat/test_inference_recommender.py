@@ -172,7 +172,8 @@ def test_jobs_that_cannot_recommend_say_why(berth, tmp_path):
     base = {"JobName": unique("refused"), "RoleArn": ROLE, "JobType": "Default", "InputConfig": input_config(model, payloads)}
     for change, words in (
         ({"JobType": "Fast"}, "Member must satisfy enum value set: [Default, Advanced]"),
-        ({"InputConfig": {**input_config(model, payloads), "ModelPackageVersionArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/p/1"}}, "model registry"),
+        ({"InputConfig": {**input_config(model, payloads), "ModelPackageVersionArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/p/1"}}, "one of them"),
+        ({"InputConfig": {**{k: v for k, v in input_config(model, payloads).items() if k != "ModelName"}, "ModelPackageVersionArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/p/1"}}, "does not exist"),
         ({"InputConfig": {"ModelName": model}}, "SamplePayloadUrl is required"),
         ({"InputConfig": input_config("no-such-model", payloads)}, "Could not find model"),
         ({"InputConfig": input_config(model, "file:///etc/passwd")}, "--file-root"),

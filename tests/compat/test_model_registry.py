@@ -142,3 +142,44 @@ def test_approval_gates_deployment_and_is_an_event(own_berth, tmp_path):
     assert [(e["kind"], e["message"]) for e in events] == [
         ("ModelPackageApprovalChanged", f"Model package {arn}: PendingManualApproval → Approved (passed review)")
     ], events
+
+
+def test_the_sdks_model_package_right_size(berth, s3_server, tmp_path, monkeypatch, capsys):
+    """`ModelPackage.right_size()` load-tests the registered version itself (no model is made)."""
+    sagemaker = pytest.importorskip("sagemaker")
+    if not sagemaker.__version__.startswith("2."):
+        pytest.skip("this drives SDK v2")
+    import io
+    import tarfile
+
+    from sagemaker import ModelPackage
+    from sagemaker.inference_recommender.inference_recommender_mixin import Phase
+    from sagemaker.parameter import CategoricalParameter
+
+    from conftest import sdk_session
+
+    real_sleep = time.sleep
+    monkeypatch.setattr(sagemaker.session.time, "sleep", lambda s: real_sleep(min(s, 1)))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", berth.url)
+    session = next(sdk_session(berth, s3_server, unique("pkg-sizing")))
+    sm = berth.sm()
+    group = unique("sized")
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    arn = sm.create_model_package(ModelPackageGroupName=group, InferenceSpecification={"Containers": [onnx_container(tmp_path, "forest")]},
+                                  ModelApprovalStatus="Approved")["ModelPackageArn"]
+    with tarfile.open(tmp_path / "p.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("row.csv")
+        info.size = len(ROW)
+        tar.addfile(info, io.BytesIO(ROW))
+    models_before = len(sm.list_models()["Models"])
+    package = ModelPackage(role=ROLE, model_package_arn=arn, sagemaker_session=session)
+    package.right_size(
+        sample_payload_url=f"file://{tmp_path / 'p.tar.gz'}", supported_content_types=["text/csv"], framework="SKLEARN",
+        hyperparameter_ranges=[{"instance_types": CategoricalParameter(["ml.c5.large"]), "OMP_NUM_THREADS": CategoricalParameter(["1"])}],
+        phases=[Phase(duration_in_seconds=3, initial_number_of_users=2, spawn_rate=0)],
+    )
+    assert [r["EndpointConfiguration"]["InstanceType"] for r in package.inference_recommendations] == ["ml.c5.large"]
+    assert len(sm.list_models()["Models"]) == models_before, "the job made no model"
+    jobs = sm.list_inference_recommendations_jobs(ModelPackageVersionArnEquals=arn)["InferenceRecommendationsJobs"]
+    assert len(jobs) == 1 and jobs[0]["ModelPackageVersionArn"] == arn and jobs[0]["Status"] == "COMPLETED"
+    assert "Candidate 1/1" in capsys.readouterr().out

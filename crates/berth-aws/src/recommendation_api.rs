@@ -1,8 +1,9 @@
 //! Inference Recommender on the wire: `CreateInferenceRecommendationsJob`,
 //! `DescribeInferenceRecommendationsJob`, `ListInferenceRecommendationsJobs`,
 //! `ListInferenceRecommendationsJobSteps` and `StopInferenceRecommendationsJob`. Requests are read
-//! as JSON; each member berth acts on is checked, and what it does not do (the model registry's
-//! packages, serverless candidates, VPC and KMS settings, compiled outputs) is refused by name.
+//! as JSON; each member berth acts on is checked, and what it does not do (serverless
+//! candidates, VPC and KMS settings, compiled outputs) is refused by name. A job tests a model
+//! (`ModelName`) or a registered version (`ModelPackageVersionArn`).
 //! Describe echoes the request's `InputConfig` and `StoppingConditions`.
 
 use crate::aws_json::{at, enum_error, list_query, parse, reply, required, secs, tags, unsupported};
@@ -67,12 +68,16 @@ async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
         RecommendationJobType::parse(job_type).ok_or_else(|| enum_error("jobType", job_type, &RecommendationJobType::names()))?;
     let role_arn = required(&request, &["RoleArn"])?.to_string();
     let input = request.get("InputConfig").filter(|v| v.is_object()).ok_or_else(|| EdgeError::validation("InputConfig is required."))?;
-    unsupported(input.get("ModelPackageVersionArn").is_some(), "InputConfig.ModelPackageVersionArn (the model registry)")?;
     for member in ["VpcConfig", "VolumeKmsKeyId"] {
         unsupported(input.get(member).is_some(), &format!("InputConfig.{member}"))?;
     }
     unsupported(request.get("OutputConfig").is_some(), "OutputConfig (compiled models)")?;
-    let model_name = required(input, &["ModelName"])?.to_string();
+    let model_package_arn = at(input, &["ModelPackageVersionArn"]).map(str::to_string);
+    let model_name = match (at(input, &["ModelName"]), &model_package_arn) {
+        (Some(m), None) => m.to_string(),
+        (None, Some(_)) => String::new(),
+        _ => return Err(EdgeError::validation("InputConfig needs ModelName or ModelPackageVersionArn, one of them.")),
+    };
     let container = input.get("ContainerConfig");
     let payload = container.and_then(|c| c.get("PayloadConfig"));
     let sample_payload_url = payload.and_then(|p| at(p, &["SamplePayloadUrl"])).map(str::to_string).ok_or_else(|| {
@@ -169,6 +174,7 @@ async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
         completed: None,
         failure_reason: None,
         model_name,
+        model_package_arn,
         sample_payload_url: Some(sample_payload_url),
         content_type,
         max_duration_secs: duration,
@@ -407,14 +413,15 @@ async fn list(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
             Some(RecommendationJobStatus::parse(&s).ok_or_else(|| enum_error("statusEquals", &s, &RecommendationJobStatus::names()))?)
         }
     };
-    unsupported(request.get("ModelPackageVersionArnEquals").is_some(), "ModelPackageVersionArnEquals (the model registry)")?;
     let model = at(&request, &["ModelNameEquals"]);
+    let package = at(&request, &["ModelPackageVersionArnEquals"]);
     let query = list_query(input, true)?;
     let jobs: Vec<RecommendationJob> = c
         .recommendation_jobs()
         .await?
         .into_iter()
         .filter(|j| status.is_none_or(|s| j.status == s) && model.is_none_or(|m| j.model_name.eq_ignore_ascii_case(m)))
+        .filter(|j| package.is_none_or(|p| j.model_package_arn.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(p))))
         .collect();
     let page = berth_control::list_recommendation_jobs(jobs, &query)?;
     let summaries: Vec<Value> = page
@@ -434,6 +441,9 @@ async fn list(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
             }
             if let Some(u) = &j.sample_payload_url {
                 s["SamplePayloadUrl"] = u.clone().into();
+            }
+            if let Some(p) = &j.model_package_arn {
+                s["ModelPackageVersionArn"] = p.clone().into();
             }
             s
         })

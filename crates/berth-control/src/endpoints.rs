@@ -299,29 +299,7 @@ impl Controller {
         let mut states = Vec::with_capacity(specs.len());
         for spec in specs {
             let model = self.describe_model(&spec.model_name).await?;
-            states.push(VariantState {
-                name: spec.name.clone(),
-                model_name: model.name.clone(),
-                instance_type: spec.instance_type.clone(),
-                container: model.serving_container().clone(),
-                current_weight: spec.initial_weight,
-                desired_weight: spec.initial_weight,
-                current_instance_count: 0,
-                // A serverless variant starts with no instance, or one kept warm.
-                desired_instance_count: match spec.serverless {
-                    Some(s) => u32::from(s.provisioned_concurrency.is_some()),
-                    None => spec.initial_instance_count,
-                },
-                routing: spec.routing.unwrap_or_default(),
-                container_startup_timeout_secs: spec.container_startup_timeout_secs,
-                model_data_download_timeout_secs: spec.model_data_download_timeout_secs,
-                image_resolved: None,
-                resolved_image: None,
-                network_isolation: model.enable_network_isolation == Some(true),
-                shadow: spec.shadow,
-                serverless: spec.serverless,
-                multi_container: model.multi_container(),
-            });
+            states.push(variant_state(spec, &model));
         }
         Ok(states)
     }
@@ -368,5 +346,32 @@ impl Controller {
             return Err(limit_exceeded("Number of instances across all endpoints", limit, others, "instances"));
         }
         Ok(())
+    }
+}
+
+/// A variant's starting state: its spec with the model it serves.
+pub(crate) fn variant_state(spec: &VariantSpec, model: &berth_domain::Model) -> VariantState {
+    VariantState {
+        name: spec.name.clone(),
+        model_name: model.name.clone(),
+        instance_type: spec.instance_type.clone(),
+        container: model.serving_container().clone(),
+        current_weight: spec.initial_weight,
+        desired_weight: spec.initial_weight,
+        current_instance_count: 0,
+        // A serverless variant starts with no instance, or one kept warm.
+        desired_instance_count: match spec.serverless {
+            Some(s) => u32::from(s.provisioned_concurrency.is_some()),
+            None => spec.initial_instance_count,
+        },
+        routing: spec.routing.unwrap_or_default(),
+        container_startup_timeout_secs: spec.container_startup_timeout_secs,
+        model_data_download_timeout_secs: spec.model_data_download_timeout_secs,
+        image_resolved: None,
+        resolved_image: None,
+        network_isolation: model.enable_network_isolation == Some(true),
+        shadow: spec.shadow,
+        serverless: spec.serverless,
+        multi_container: model.multi_container(),
     }
 }

@@ -250,20 +250,25 @@ impl Controller {
     /// Starts the job's instances and publishes their route.
     async fn start_job_fleet(self: &Arc<Self>, job: &TransformJob, route: &str) -> Result<(), String> {
         let spec = VariantSpec::new("AllTraffic", &job.model_name, &job.instance_type, job.instance_count);
-        self.start_temporary_fleet(route, &job.arn, spec, &job.environment).await
+        self.start_temporary_fleet(route, &job.arn, spec, &job.environment, None).await
     }
 
     /// Starts a fleet that belongs to a job rather than an endpoint (its route name has a `/`,
-    /// which no endpoint's can), with `environment` added to the model's, and publishes its
-    /// route; [`Controller::stop_temporary_fleet`] ends it.
+    /// which no endpoint's can), of the spec's model (or `model`, one that is not stored: a
+    /// model package's), with `environment` added to the model's, and publishes its route;
+    /// [`Controller::stop_temporary_fleet`] ends it.
     pub(crate) async fn start_temporary_fleet(
         self: &Arc<Self>,
         route: &str,
         arn: &str,
         spec: VariantSpec,
         environment: &std::collections::BTreeMap<String, String>,
+        model: Option<&berth_domain::Model>,
     ) -> Result<(), String> {
-        let mut variants = self.variant_states(&[spec]).await.map_err(|e| e.to_string())?;
+        let mut variants = match model {
+            Some(model) => vec![crate::endpoints::variant_state(&spec, model)],
+            None => self.variant_states(&[spec]).await.map_err(|e| e.to_string())?,
+        };
         for v in &mut variants {
             v.container.environment.extend(environment.clone());
         }

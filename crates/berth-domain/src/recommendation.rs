@@ -122,7 +122,11 @@ pub struct RecommendationJob {
     pub modified: Timestamp,
     pub completed: Option<Timestamp>,
     pub failure_reason: Option<String>,
+    /// The model tested (empty when it is a model package's).
     pub model_name: String,
+    /// `InputConfig.ModelPackageVersionArn`: the registered version tested instead of a model.
+    #[serde(default)]
+    pub model_package_arn: Option<String>,
     pub sample_payload_url: Option<String>,
     pub content_type: Option<String>,
     /// How long it may run (`JobDurationInSeconds`).

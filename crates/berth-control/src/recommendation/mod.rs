@@ -96,9 +96,17 @@ impl Controller {
     ) -> Result<RecommendationJob, ControlError> {
         validate_name("jobName", &job.name)?;
         crate::tags::validate_tags(&tags)?;
-        self.describe_model(&job.model_name).await.map_err(|_| {
-            ControlError::Validation(format!("Could not find model \"{}\".", self.account().arn(ResourceKind::Model, &job.model_name)))
-        })?;
+        match &job.model_package_arn {
+            Some(arn) => job.model_package_arn = Some(self.describe_model_package(arn).await?.arn),
+            None => {
+                self.describe_model(&job.model_name).await.map_err(|_| {
+                    ControlError::Validation(format!(
+                        "Could not find model \"{}\".",
+                        self.account().arn(ResourceKind::Model, &job.model_name)
+                    ))
+                })?;
+            }
+        }
         for b in job.benchmarks.iter().filter(|b| !b.existing_endpoint) {
             validate_instance_type(&b.candidate.instance_type).map_err(ControlError::from)?;
         }

@@ -127,9 +127,16 @@ impl Controller {
         let _ = self.store_job_progress(job).await;
         let t0 = Instant::now();
         let spec = VariantSpec::new("AllTraffic", &job.model_name, &candidate.instance_type, candidate.instance_count);
-        let started_fleet = match existing {
-            true => Ok(()),
-            false => self.start_temporary_fleet(&route, &job.arn, spec, &candidate.environment).await,
+        let started_fleet = match (existing, &job.model_package_arn) {
+            (true, _) => Ok(()),
+            (false, None) => self.start_temporary_fleet(&route, &job.arn, spec, &candidate.environment, None).await,
+            (false, Some(package)) => match self.describe_model_package(package).await {
+                Ok(p) => {
+                    let model = berth_domain::Model::new(&p.name, p.containers);
+                    self.start_temporary_fleet(&route, &job.arn, spec, &candidate.environment, Some(&model)).await
+                }
+                Err(e) => Err(e.to_string()),
+            },
         };
         let outcome = match started_fleet {
             Err(e) => Err(format!("Its instances did not start: {e}")),
