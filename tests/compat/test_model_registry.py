@@ -125,10 +125,27 @@ def test_the_sdks_register_then_model_package_deploy(berth, s3_server, tmp_path,
 
 def test_approval_gates_deployment_and_is_an_event(own_berth, tmp_path):
     """With --require-approved-packages, CreateModel takes approved versions only; an approval
-    change is one of berth's events (under the group's name), for a pipeline to act on."""
+    change is one of berth's events (under the group's name) and is posted to --registry-webhook
+    as EventBridge delivers SageMaker's, for a pipeline to act on."""
+    import http.server
+    import threading
+
     import requests
 
-    server = own_berth("--require-approved-packages")
+    posted = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    server = own_berth("--require-approved-packages", "--registry-webhook", f"http://127.0.0.1:{hook.server_port}/registry")
     sm = server.sm()
     group = unique("gated")
     sm.create_model_package_group(ModelPackageGroupName=group)
@@ -142,6 +159,15 @@ def test_approval_gates_deployment_and_is_an_event(own_berth, tmp_path):
     assert [(e["kind"], e["message"]) for e in events] == [
         ("ModelPackageApprovalChanged", f"Model package {arn}: PendingManualApproval → Approved (passed review)")
     ], events
+    deadline = time.time() + 10
+    while not posted:
+        assert time.time() < deadline, "the webhook was not called"
+        time.sleep(0.1)
+    hook.shutdown()
+    [change] = posted
+    assert change["detail-type"] == "SageMaker Model Package State Change" and change["source"] == "aws.sagemaker" and change["resources"] == [arn]
+    detail = change["detail"]
+    assert (detail["ModelPackageGroupName"], detail["ModelPackageVersion"], detail["ModelApprovalStatus"], detail["ApprovalDescription"]) == (group, 1, "Approved", "passed review")
 
 
 def test_the_sdks_model_package_right_size(berth, s3_server, tmp_path, monkeypatch, capsys):
@@ -183,3 +209,13 @@ def test_the_sdks_model_package_right_size(berth, s3_server, tmp_path, monkeypat
     jobs = sm.list_inference_recommendations_jobs(ModelPackageVersionArnEquals=arn)["InferenceRecommendationsJobs"]
     assert len(jobs) == 1 and jobs[0]["ModelPackageVersionArn"] == arn and jobs[0]["Status"] == "COMPLETED"
     assert "Candidate 1/1" in capsys.readouterr().out
+
+
+def test_a_webhook_that_is_not_http_is_refused_at_start(tmp_path):
+    import subprocess
+
+    from conftest import berth_binary
+
+    out = subprocess.run([berth_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"), "--registry-webhook", "file:///etc/passwd"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "must be http:// or https://" in out.stderr, out.stderr[-500:]

@@ -137,6 +137,20 @@ pub struct ControllerSettings {
     pub instance_prices: std::collections::BTreeMap<String, f64>,
     /// `CreateModel` takes only approved model packages (`--require-approved-packages`).
     pub require_approved_packages: bool,
+    /// Told of each registry change (a model package's approval), as SageMaker tells
+    /// EventBridge: the binary posts it to `--registry-webhook`.
+    pub registry_notifier: Option<Notifier>,
+}
+
+/// A callback told of events outside berth's store (a registry change): what it does with them
+/// (post them to a webhook) is its own.
+#[derive(Clone)]
+pub struct Notifier(pub Arc<dyn Fn(serde_json::Value) + Send + Sync>);
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notifier")
+    }
 }
 
 impl ControllerSettings {
@@ -156,6 +170,7 @@ impl ControllerSettings {
             clock: Arc::new(TokioClock::new()),
             instance_prices: Default::default(),
             require_approved_packages: false,
+            registry_notifier: None,
         }
     }
 }

@@ -146,6 +146,9 @@ impl Controller {
                 None => format!("Model package {}: {} → {}", package.arn, before.as_str(), package.approval.as_str()),
             };
             self.record_event(&package.name, None, berth_domain::EventKind::ModelPackageApprovalChanged, said);
+            if let Some(notify) = &self.settings.registry_notifier {
+                (notify.0)(state_change(self, &package));
+            }
         }
         Ok(package)
     }
@@ -177,4 +180,35 @@ impl Controller {
         let arn = arn.to_string();
         self.db(move |s| s.add_tags(&arn, &tags)).await
     }
+}
+
+/// SageMaker's "SageMaker Model Package State Change" event (as EventBridge delivers it) for a
+/// package as it now is.
+fn state_change(c: &Controller, p: &ModelPackage) -> serde_json::Value {
+    let mut detail = serde_json::json!({
+        "ModelPackageName": p.name,
+        "ModelPackageArn": p.arn,
+        "ModelApprovalStatus": p.approval.as_str(),
+        "ModelPackageStatus": "Completed",
+        "CreationTime": p.created.millis(),
+        "LastModifiedTime": p.modified.millis(),
+    });
+    if let (Some(group), Some(version)) = (&p.group, p.version) {
+        detail["ModelPackageGroupName"] = group.clone().into();
+        detail["ModelPackageVersion"] = version.into();
+    }
+    if let Some(d) = &p.approval_description {
+        detail["ApprovalDescription"] = d.clone().into();
+    }
+    serde_json::json!({
+        "version": "0",
+        "id": berth_domain::random_uuid(),
+        "detail-type": "SageMaker Model Package State Change",
+        "source": "aws.sagemaker",
+        "account": c.account().account_id,
+        "region": c.account().region,
+        "time": crate::capture::inference_time(p.modified.millis()),
+        "resources": [p.arn],
+        "detail": detail,
+    })
 }

@@ -13,6 +13,7 @@ mod onnxruntime;
 mod replication;
 mod security;
 mod serve;
+mod webhook;
 mod worker;
 
 use clap::{Parser, Subcommand};

@@ -136,6 +136,10 @@ pub struct ServeArgs {
     /// system's directories and the installations on PATH, say.
     #[arg(long = "worker-read", env = "BERTH_WORKER_READ", value_delimiter = ':')]
     pub(super) worker_read: Vec<PathBuf>,
+    /// A URL each registry change (a model package's approval) is POSTed to, as JSON in the
+    /// shape EventBridge delivers SageMaker's "Model Package State Change".
+    #[arg(long, env = "BERTH_REGISTRY_WEBHOOK")]
+    pub(super) registry_webhook: Option<String>,
     /// Deploy only approved model packages: `CreateModel` naming a version that is not
     /// `Approved` is refused.
     #[arg(long, env = "BERTH_REQUIRE_APPROVED_PACKAGES")]

@@ -225,6 +225,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock: Arc::new(berth_domain::SystemClock),
         instance_prices: instance_prices(args.instance_prices.as_deref())?,
         require_approved_packages: args.require_approved_packages,
+        registry_notifier: args.registry_webhook.clone().map(crate::webhook::notifier).transpose()?,
     };
 
     let listener = Arc::new(tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?);
