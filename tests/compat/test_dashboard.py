@@ -357,3 +357,26 @@ def test_the_recommendations_report_charts_each_candidate_and_exports(berth, sm,
     for hostile in ("no-such-job", "..%2F..%2Fetc%2Fpasswd", "x" * 300):
         answer = requests.get(f"{berth.url}/berth/v1/recommendations/{hostile}", timeout=10)
         assert answer.status_code in (400, 404), (hostile, answer.status_code, answer.text[:200])
+
+
+def test_the_registry_page_lists_groups_and_versions(berth, sm, tmp_path, browser):
+    import shutil
+
+    from conftest import unique
+
+    group = unique("page-group")
+    sm.create_model_package_group(ModelPackageGroupName=group, ModelPackageGroupDescription="iris classifiers")
+    shutil.copy(ROOT / "crates" / "berth" / "demo" / "iris-logistic.onnx", tmp_path / "m.onnx")
+    container = {"Image": "berth/onnx", "ModelDataUrl": f"file://{tmp_path / 'm.onnx'}"}
+    metrics = {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": "s3://bucket/quality/statistics.json"}}}
+    for n in range(2):
+        arn = sm.create_model_package(ModelPackageGroupName=group, InferenceSpecification={"Containers": [container]}, ModelMetrics=metrics,
+                                      CustomerMetadataProperties={"run": str(n)})["ModelPackageArn"]
+    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="best")
+    browser.get(f"{berth.url}/ui/registry")
+    rows = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f'article[data-group="{group}"] tbody tr'), "the group's versions")
+    assert [r.get_attribute("data-version") for r in rows] == ["2", "1"], "newest first"
+    assert [r.get_attribute("data-approval") for r in rows] == ["Approved", "PendingManualApproval"]
+    assert "best" in rows[0].text and "s3://bucket/quality/statistics.json" in rows[0].text and "run=1" in rows[0].text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "registry.png"))

@@ -38,6 +38,7 @@ mod quality_api;
 mod recommendation_api;
 mod recommendations_view;
 mod registry_api;
+mod registry_view;
 mod runtime;
 pub mod sigv4;
 mod standby;
@@ -107,10 +108,12 @@ pub fn app(edge: Edge) -> axum::Router {
         .route("/berth/v1/monitoring", get(monitoring_view::monitoring))
         .route("/berth/v1/recommendations", get(recommendations_view::jobs))
         .route("/berth/v1/recommendations/{name}", get(recommendations_view::job))
+        .route("/berth/v1/registry", get(registry_view::registry))
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/assets/{name}", get(ui::asset))
         .route("/ui/recommendations", get(ui::recommendations))
+        .route("/ui/registry", get(ui::registry))
         .route("/service/{service}/operation/{operation}", post(cloudwatch::cbor))
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
