@@ -294,7 +294,8 @@ def test_the_model_monitor_panel_shows_schedules_drifted_features_and_drift_over
 
     browser.get(f"{berth.url}/ui")
     row = f'#endpoint-{name} .monitor tr[data-schedule="{schedule}"]'
-    wait_for(lambda: "CompletedWithViolations" in browser.find_element(By.CSS_SELECTOR, f"{row} td.last").text, "the execution's status", timeout=60)
+    # The panel reads its data every 5 s: the row may not be there at first.
+    wait_for(lambda: any("CompletedWithViolations" in e.text for e in browser.find_elements(By.CSS_SELECTOR, f"{row} td.last")), "the execution's status", timeout=60)
     assert browser.find_element(By.CSS_SELECTOR, f"{row} td.violated").text == "size"
     drawn = browser.execute_script(
         "const m = window.berthDashboard.cards.get(arguments[0]).monitor.plots.get(arguments[1]);"

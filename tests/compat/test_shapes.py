@@ -12,6 +12,10 @@ import botocore.session
 
 import shapes
 
+# Operations botocore marks no member of as required but that need one of several, as SageMaker
+# does: with no input they are a ValidationException naming the choice.
+ONE_OF = {"CreateModelPackage": ["ModelPackageGroupName", "ModelPackageName"]}
+
 # Per service: its X-Amz-Target prefix, content type, and the error of a missing member.
 PROTOCOLS = {
     "sagemaker": ("SageMaker", "application/x-amz-json-1.1", "ValidationException"),
@@ -49,6 +53,10 @@ def test_every_operation_berth_serves_takes_botocores_input_members(berth):
         counts[service] = len(operations)
         for name, (model, status, answer) in operations.items():
             required = model.input_shape.required_members if model.input_shape else []
+            if name in ONE_OF:
+                message = answer.get("Message", "")
+                assert status == 400 and all(m in message for m in ONE_OF[name]), f"{service}.{name} with no input: {status} {answer}"
+                continue
             if not required:
                 assert status == 200, f"{service}.{name} with no input: {status} {answer}"
                 continue
