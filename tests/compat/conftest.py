@@ -289,9 +289,10 @@ class Load:
     `rate` requests a second when given, never catching up after a slow one), recording every
     answer (time, variant, body) and every failure."""
 
-    def __init__(self, server, endpoint, seconds=120, rate=None):
+    def __init__(self, server, endpoint, seconds=120, rate=None, component=None):
         self.runtime = server.runtime(max_pool_connections=4)
         self.endpoint = endpoint
+        self.target = {"InferenceComponentName": component} if component else {}
         self.seconds = seconds
         self.rate = rate
         self.counts = collections.Counter()
@@ -305,7 +306,7 @@ class Load:
         while not self.stop_flag.is_set() and time.time() < deadline:
             began = time.time()
             try:
-                r = self.runtime.invoke_endpoint(EndpointName=self.endpoint, Body=b"load")
+                r = self.runtime.invoke_endpoint(EndpointName=self.endpoint, Body=b"load", **self.target)
                 self.answers.append((time.time(), r["InvokedProductionVariant"], r["Body"].read()))
                 self.counts[r["InvokedProductionVariant"]] += 1
             except Exception as e:  # noqa: every failure is what the test counts

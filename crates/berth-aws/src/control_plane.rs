@@ -157,7 +157,10 @@ pub(crate) async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Valu
                             Some(result) => result,
                             None => match crate::registry_api::operation(c, op, body).await {
                                 Some(result) => result,
-                                None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                                None => match crate::components_api::operation(c, op, body).await {
+                                    Some(result) => result,
+                                    None => Err(unknown_operation(&format!("SageMaker.{op}"))),
+                                },
                             },
                         },
                     },

@@ -5,7 +5,8 @@ use crate::error::EdgeError;
 use crate::wire::{self, ProductionVariant};
 use berth_control::CreateEndpointConfig;
 use berth_domain::{
-    AsyncInference, DataCapture, Endpoint, EndpointConfig, EndpointStatus, RoutingStrategy, ServerlessConfig, VariantSpec, VariantState,
+    AsyncInference, DataCapture, Endpoint, EndpointConfig, EndpointStatus, ManagedInstanceScaling, RoutingStrategy, ServerlessConfig,
+    VariantSpec, VariantState,
 };
 
 // ---- endpoint configs -----------------------------------------------------------------
@@ -41,8 +42,7 @@ fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantS
     }
     unsupported(v.accelerator_type.is_some(), "AcceleratorType")?;
     unsupported(v.instance_pools.is_some(), "InstancePools")?;
-    let managed = v.managed_instance_scaling.as_ref().and_then(|m| m.status.as_deref());
-    unsupported(managed == Some("ENABLED"), "ManagedInstanceScaling")?;
+    let managed_scaling = v.managed_instance_scaling.map(managed_scaling).transpose()?;
     let missing = |m: &str| {
         EdgeError::validation(format!(
             "1 validation error detected: Value null at '{list}.{}.member.{m}' failed to satisfy constraint: Member must not be null",
@@ -57,7 +57,8 @@ fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantS
         ),
     };
     Ok(VariantSpec {
-        model_name: v.model_name.ok_or_else(|| missing("modelName"))?,
+        // No model: the variant hosts inference components.
+        model_name: v.model_name.unwrap_or_default(),
         instance_type,
         initial_instance_count,
         initial_weight: v.initial_variant_weight.unwrap_or(1.0),
@@ -67,7 +68,27 @@ fn variant_spec(i: usize, v: ProductionVariant, shadow: bool) -> Result<VariantS
         name: v.variant_name,
         shadow,
         serverless,
+        managed_scaling,
     })
+}
+
+fn managed_scaling(m: wire::ManagedInstanceScaling) -> Result<ManagedInstanceScaling, EdgeError> {
+    unsupported(m.scale_in_policy.is_some(), "ManagedInstanceScaling.ScaleInPolicy")?;
+    let enabled = match m.status.as_deref() {
+        None | Some("DISABLED") => false,
+        Some("ENABLED") => true,
+        Some(other) => return Err(crate::aws_json::enum_error("ManagedInstanceScaling.Status", other, &["ENABLED", "DISABLED"])),
+    };
+    Ok(ManagedInstanceScaling { enabled, min_instances: m.min_instance_count, max_instances: m.max_instance_count })
+}
+
+pub(crate) fn managed_scaling_wire(m: &ManagedInstanceScaling) -> wire::ManagedInstanceScaling {
+    wire::ManagedInstanceScaling {
+        status: Some(if m.enabled { "ENABLED" } else { "DISABLED" }.into()),
+        min_instance_count: m.min_instances,
+        max_instance_count: m.max_instances,
+        scale_in_policy: None,
+    }
 }
 
 fn serverless_config(member: &str, w: wire::ServerlessConfig) -> Result<ServerlessConfig, EdgeError> {
@@ -99,6 +120,7 @@ pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> 
         kms_key_id: input.kms_key_id,
         data_capture,
         async_inference,
+        execution_role_arn: input.execution_role_arn,
         ..EndpointConfig::new(&input.endpoint_config_name, variants)
     };
     Ok(CreateEndpointConfig { config, tags: tags(input.tags) })
@@ -107,7 +129,7 @@ pub(crate) fn create_endpoint_config(input: wire::CreateEndpointConfigInput) -> 
 pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> wire::DescribeEndpointConfigOutput {
     let wire = |v: &VariantSpec| ProductionVariant {
         variant_name: v.name.clone(),
-        model_name: Some(v.model_name.clone()),
+        model_name: (!v.hosts_components()).then(|| v.model_name.clone()),
         initial_instance_count: v.serverless.is_none().then_some(v.initial_instance_count),
         instance_type: v.serverless.is_none().then(|| v.instance_type.clone()),
         initial_variant_weight: Some(v.initial_weight),
@@ -117,7 +139,7 @@ pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> wire::DescribeEndp
         serverless_config: v.serverless.as_ref().map(serverless_config_wire),
         accelerator_type: None,
         instance_pools: None,
-        managed_instance_scaling: None,
+        managed_instance_scaling: v.managed_scaling.as_ref().map(managed_scaling_wire),
     };
     wire::DescribeEndpointConfigOutput {
         endpoint_config_name: c.name.clone(),
@@ -125,6 +147,7 @@ pub(crate) fn describe_endpoint_config(c: &EndpointConfig) -> wire::DescribeEndp
         production_variants: c.variants.iter().filter(|v| !v.shadow).map(wire).collect(),
         shadow_production_variants: c.variants.iter().filter(|v| v.shadow).map(wire).collect(),
         kms_key_id: c.kms_key_id.clone(),
+        execution_role_arn: c.execution_role_arn.clone(),
         data_capture_config: c.data_capture.as_ref().map(data_capture_wire),
         async_inference_config: c.async_inference.as_ref().map(async_inference_wire),
         creation_time: secs(c.created),
@@ -163,6 +186,7 @@ pub(crate) fn describe_endpoint(e: &Endpoint) -> wire::DescribeEndpointOutput {
                 .into_iter()
                 .collect(),
             routing_config: Some(wire::RoutingConfig { routing_strategy: strategy_name(v.routing).into() }),
+            managed_instance_scaling: v.managed_scaling.as_ref().map(managed_scaling_wire),
         }
     };
     wire::DescribeEndpointOutput {

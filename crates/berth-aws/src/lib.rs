@@ -12,6 +12,7 @@ mod autoscaling;
 mod aws_json;
 mod berth_api;
 mod bodies;
+mod components_api;
 pub use bodies::BodyBudget;
 mod cloudwatch;
 mod control_plane;

@@ -82,6 +82,7 @@ pub(crate) struct RuntimeHeaders<'h> {
     inference_id: Option<&'h HeaderValue>,
     target_model: Option<&'h HeaderValue>,
     target_container: Option<&'h HeaderValue>,
+    component: Option<&'h HeaderValue>,
     /// The first runtime member berth does not implement that the request sets.
     unsupported: Option<&'static str>,
 }
@@ -104,6 +105,7 @@ impl<'h> RuntimeHeaders<'h> {
                     Some("inference-id") => &mut seen.inference_id,
                     Some("target-model") => &mut seen.target_model,
                     Some("target-container-hostname") => &mut seen.target_container,
+                    Some("inference-component") => &mut seen.component,
                     Some(member) => {
                         seen.unsupported = seen.unsupported.or_else(|| unsupported(member));
                         continue;
@@ -150,13 +152,22 @@ impl<'h> RuntimeHeaders<'h> {
                 ))
             }
         };
+        let component = match bounded(self.component, "inferenceComponentName", 63)?.map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(v)) if berth_domain::validate_name("inferenceComponentName", v).is_ok() => Some(v.to_string()),
+            Some(_) => {
+                return Err(EdgeError::runtime_validation(
+                    "1 validation error detected: Value at 'inferenceComponentName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9]([\\-a-zA-Z0-9]*[a-zA-Z0-9])?$",
+                ))
+            }
+        };
         Ok(InvokeRequest {
             body,
             content_type: self.content_type.cloned(),
             accept: self.accept.cloned(),
             custom_attributes: custom_attributes.cloned(),
             inference_id: inference_id.cloned(),
-            target: InvokeTarget { variant: target_variant, model: target_model, container: target_container },
+            target: InvokeTarget { variant: target_variant, model: target_model, container: target_container, component },
             timeout: None,
         })
     }
@@ -169,8 +180,7 @@ pub(crate) fn unsupported_member(headers: &HeaderMap) -> Option<&'static str> {
 }
 
 /// Runtime headers (after `x-amzn-sagemaker-`) of members berth does not implement, by member.
-const UNSUPPORTED: [(&str, &str); 4] = [
-    ("inference-component", "InferenceComponentName"),
+const UNSUPPORTED: [(&str, &str); 3] = [
     ("session-id", "SessionId"),
     ("enable-explanations", "EnableExplanations"),
     ("prefix-aware-id", "PrefixAwareId"),
@@ -271,7 +281,7 @@ mod tests {
             assert!(read_header(format!("X-Amzn-SageMaker-{member}").as_bytes()).is_some(), "{member}");
         }
         let refused = RuntimeHeaders::read(&all, &ACCEPT).request(Bytes::new()).unwrap_err();
-        assert!(refused.message.contains("InferenceComponentName"), "{}", refused.message);
+        assert!(refused.message.contains("SessionId"), "{}", refused.message);
         // Each supported header, alone, is found by the one-pass reader from the list's names.
         for name in READ_HEADERS.iter().filter(|n| UNSUPPORTED.iter().all(|(m, _)| !n.ends_with(m))) {
             let value = HeaderValue::from_static("Variant1");
@@ -284,6 +294,7 @@ mod tests {
                 seen.inference_id,
                 seen.target_model,
                 seen.target_container,
+                seen.component,
                 seen.gate.host,
                 seen.gate.origin,
                 seen.gate.sec_fetch_site,

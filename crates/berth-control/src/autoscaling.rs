@@ -1,14 +1,15 @@
-//! Application Auto Scaling for endpoint variants: scalable targets and scaling policies kept in
-//! the state store, and the scaler ([`Controller::run_autoscaling`], once a second) that changes
-//! a variant's instance count through the same path as UpdateEndpointWeightsAndCapacities, so
-//! DescribeEndpoint always agrees with it. It never acts while the endpoint is not InService (a
-//! deployment or another change is running).
+//! Application Auto Scaling for endpoint variants and inference components: scalable targets and
+//! scaling policies kept in the state store, and the scaler ([`Controller::run_autoscaling`],
+//! once a second) that changes a variant's instance count through the same path as
+//! UpdateEndpointWeightsAndCapacities (and a component's copy count through
+//! UpdateInferenceComponentRuntimeConfig's), so Describe always agrees with it. It never acts
+//! while the endpoint (or component) is not InService (a deployment or another change is running).
 
 use crate::metrics::MetricQuery;
 use crate::{ControlError, Controller, DesiredWeightAndCapacity};
 use berth_domain::{
-    parse_resource_id, ActivityStatus, AlarmState, EndpointStatus, PolicyConfig, ScalableTarget, ScalingActivity, ScalingPolicy, Suspended,
-    Timestamp, TrackedMetric,
+    ActivityStatus, AlarmState, ComponentStatus, EndpointStatus, PolicyConfig, ScalableResource, ScalableTarget, ScalingActivity,
+    ScalingPolicy, Suspended, Timestamp, TrackedMetric,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::sync::Arc;
@@ -29,8 +30,22 @@ pub struct RegisterScalableTarget {
 
 fn not_registered(resource_id: &str) -> ControlError {
     ControlError::ScalingObjectNotFound(format!(
-        "No scalable target registered for service namespace: sagemaker, resource ID: {resource_id}, scalable dimension: sagemaker:variant:DesiredInstanceCount"
+        "No scalable target registered for service namespace: sagemaker, resource ID: {resource_id}, scalable dimension: {}",
+        ScalableResource::dimension_of(resource_id)
     ))
+}
+
+/// Where a scalable target stands: the count it has been asked for, whether that change is
+/// done (and the reason if it failed), what its metrics are named by, and whether it can be
+/// scaled now.
+struct Standing {
+    desired: u32,
+    reached: Option<Result<(), String>>,
+    dimensions: Vec<(String, String)>,
+    /// The predefined metric's name (per instance, or per copy).
+    per_unit_metric: &'static str,
+    in_service: bool,
+    unit: &'static str,
 }
 
 impl Controller {
@@ -45,16 +60,35 @@ impl Controller {
     }
 
     pub async fn register_scalable_target(&self, r: RegisterScalableTarget) -> Result<ScalableTarget, ControlError> {
-        let (endpoint, variant) = parse_resource_id(&r.resource_id)?;
-        let e = self.describe_endpoint(&endpoint).await?;
-        if e.variant(&variant).is_none_or(|v| v.shadow) {
-            return Err(ControlError::Validation(format!("The variant {variant} does not exist in endpoint {}.", e.name)));
-        }
-        if e.variant(&variant).is_some_and(|v| v.serverless.is_some()) {
-            return Err(ControlError::Validation(format!(
-                "The variant {variant} is serverless: it scales by itself, with MaxConcurrency."
-            )));
-        }
+        let floor = match ScalableResource::parse(&r.resource_id)? {
+            ScalableResource::Variant { endpoint, variant } => {
+                let e = self.describe_endpoint(&endpoint).await?;
+                if e.variant(&variant).is_none_or(|v| v.shadow) {
+                    return Err(ControlError::Validation(format!("The variant {variant} does not exist in endpoint {}.", e.name)));
+                }
+                if e.variant(&variant).is_some_and(|v| v.serverless.is_some()) {
+                    return Err(ControlError::Validation(format!(
+                        "The variant {variant} is serverless: it scales by itself, with MaxConcurrency."
+                    )));
+                }
+                if e.hosts_components() {
+                    return Err(ControlError::Validation(format!(
+                        "The variant {variant} hosts inference components: scale their copies (inference-component/<name>); ManagedInstanceScaling sizes its instances."
+                    )));
+                }
+                // Asynchronous endpoints may scale to 0: their requests wait in the queue.
+                if e.async_inference.is_some() {
+                    0
+                } else {
+                    1
+                }
+            }
+            // An inference component may scale to no copies.
+            ScalableResource::Component(name) => {
+                self.describe_inference_component(&name).await?;
+                0
+            }
+        };
         let existing = self.scalable_targets().await?.into_iter().find(|t| t.resource_id == r.resource_id);
         let (min, max) = match (&existing, r.min, r.max) {
             (_, Some(min), Some(max)) => (min, max),
@@ -63,15 +97,13 @@ impl Controller {
                 return Err(ControlError::Validation("MinCapacity and MaxCapacity are required to register a new scalable target.".into()))
             }
         };
-        // Asynchronous endpoints may scale to 0: their requests wait in the queue.
-        let floor = if e.async_inference.is_some() { 0 } else { 1 };
         if min < floor || min > max {
             return Err(ControlError::Validation(format!(
                 "Minimum capacity ({min}) must be at least {floor} and at most the maximum capacity ({max}) for {}.",
                 if floor == 0 {
-                    "an asynchronous inference endpoint's variant"
+                    "an asynchronous inference endpoint's variant, or an inference component"
                 } else {
-                    "SageMaker variants (0 is for asynchronous inference endpoints)"
+                    "SageMaker variants (0 is for asynchronous inference endpoints and inference components)"
                 }
             )));
         }
@@ -178,19 +210,14 @@ impl Controller {
     pub async fn run_autoscaling(self: &Arc<Self>, now: Timestamp, window_secs: u64) -> Result<(), ControlError> {
         let activities = self.scaling_activities().await?;
         for mut a in activities.iter().filter(|a| a.status == ActivityStatus::InProgress).cloned() {
-            let Ok((endpoint, variant)) = parse_resource_id(&a.resource_id) else { continue };
-            let Ok(e) = self.describe_endpoint(&endpoint).await else { continue };
-            if e.status != EndpointStatus::InService {
-                continue;
-            }
-            let count = e.variant(&variant).map_or(0, |v| v.current_instance_count);
-            (a.status, a.message) = if count == a.to {
-                (
+            let Some(standing) = self.standing(&a.resource_id).await else { continue };
+            let Some(reached) = standing.reached else { continue };
+            (a.status, a.message) = match reached {
+                Ok(()) => (
                     ActivityStatus::Successful,
-                    Some(format!("Successfully set desired instance count to {}. Change successfully fulfilled by sagemaker.", a.to)),
-                )
-            } else {
-                (ActivityStatus::Failed, Some(e.failure_reason.unwrap_or_else(|| format!("The variant runs {count} instances."))))
+                    Some(format!("Successfully set desired {} count to {}. Change successfully fulfilled by sagemaker.", standing.unit, a.to)),
+                ),
+                Err(reason) => (ActivityStatus::Failed, Some(reason)),
             };
             a.end = Some(now);
             self.put_json(ACTIVITIES, a.id.clone(), a.start, &a).await?;
@@ -217,13 +244,12 @@ impl Controller {
         now: Timestamp,
         window_secs: u64,
     ) -> Result<(), ControlError> {
-        let (endpoint, variant) = parse_resource_id(&target.resource_id)?;
-        let Ok(e) = self.describe_endpoint(&endpoint).await else { return Ok(()) };
-        let Some(v) = e.variant(&variant) else { return Ok(()) };
-        if e.status != EndpointStatus::InService {
+        let resource = ScalableResource::parse(&target.resource_id)?;
+        let Some(standing) = self.standing(&target.resource_id).await else { return Ok(()) };
+        if !standing.in_service {
             return Ok(()); // never during a deployment or another change
         }
-        let current = v.desired_instance_count;
+        let current = standing.desired;
         let since_last = last.map_or(u64::MAX, |a| ((now.millis() - a.start.millis()).max(0) / 1000) as u64);
         let mut decision: Option<(u32, String)> = None;
         if current < target.min || current > target.max {
@@ -235,7 +261,7 @@ impl Controller {
         }
         let window = window_secs.max(1);
         let end = (now.millis() / 1000) as u64;
-        let dims = vec![("EndpointName".to_string(), e.name.clone()), ("VariantName".to_string(), variant.clone())];
+        let dims = standing.dimensions.clone();
         for p in policies {
             if decision.is_some() {
                 break;
@@ -243,8 +269,8 @@ impl Controller {
             match &p.config {
                 PolicyConfig::TargetTracking(t) => {
                     let (namespace, metric_name, dimensions, statistic) = match &t.metric {
-                        TrackedMetric::InvocationsPerInstance => {
-                            ("AWS/SageMaker".to_string(), "InvocationsPerInstance".to_string(), dims.clone(), "Sum".to_string())
+                        TrackedMetric::InvocationsPerInstance | TrackedMetric::InvocationsPerCopy => {
+                            ("AWS/SageMaker".to_string(), standing.per_unit_metric.to_string(), dims.clone(), "Sum".to_string())
                         }
                         TrackedMetric::Custom { namespace, metric_name, dimensions, statistic } => {
                             (namespace.clone(), metric_name.clone(), dimensions.clone(), statistic.clone())
@@ -260,8 +286,10 @@ impl Controller {
                     };
                     let (points, _) = self.metric_datapoints(&q).await?;
                     let value = match (&t.metric, points.first()) {
-                        // Invocations per instance per minute, from the window's per-second samples.
-                        (TrackedMetric::InvocationsPerInstance, point) => point.map_or(0.0, |d| d.sum * 60.0 / window as f64),
+                        // Invocations per instance (copy) per minute, from the window's per-second samples.
+                        (TrackedMetric::InvocationsPerInstance | TrackedMetric::InvocationsPerCopy, point) => {
+                            point.map_or(0.0, |d| d.sum * 60.0 / window as f64)
+                        }
                         (TrackedMetric::Custom { .. }, Some(d)) => match d.statistic(&statistic) {
                             Some(v) => v,
                             None => continue,
@@ -311,14 +339,23 @@ impl Controller {
             }
         }
         let Some((to, cause)) = decision else { return Ok(()) };
-        let desired = vec![DesiredWeightAndCapacity { variant: variant.clone(), weight: None, instance_count: Some(to), serverless: None }];
-        self.update_weights_and_capacities(&e.name, desired).await?;
+        match &resource {
+            ScalableResource::Variant { endpoint, variant } => {
+                let desired =
+                    vec![DesiredWeightAndCapacity { variant: variant.clone(), weight: None, instance_count: Some(to), serverless: None }];
+                self.update_weights_and_capacities(endpoint, desired).await?;
+            }
+            ScalableResource::Component(name) => {
+                self.update_inference_component(name, None, Some(to)).await?;
+            }
+        }
         let verb = if to > current { "Increasing" } else { "Decreasing" };
+        let unit = standing.unit;
         let activity = ScalingActivity {
             id: format!("{:032x}", fastrand::u128(..)),
             resource_id: target.resource_id.clone(),
-            description: format!("Setting desired instance count to {to}."),
-            cause: format!("{verb} the desired instance count from {current} to {to}: {cause}"),
+            description: format!("Setting desired {unit} count to {to}."),
+            cause: format!("{verb} the desired {unit} count from {current} to {to}: {cause}"),
             from: current,
             to,
             start: now,
@@ -328,6 +365,50 @@ impl Controller {
         };
         tracing::info!(resource = %target.resource_id, from = current, to, %cause, "autoscaling");
         self.put_json(ACTIVITIES, activity.id.clone(), activity.start, &activity).await
+    }
+}
+
+impl Controller {
+    /// Where the resource a target scales stands (None: it is gone).
+    async fn standing(&self, resource_id: &str) -> Option<Standing> {
+        match ScalableResource::parse(resource_id).ok()? {
+            ScalableResource::Variant { endpoint, variant } => {
+                let e = self.describe_endpoint(&endpoint).await.ok()?;
+                let v = e.variant(&variant)?;
+                let in_service = e.status == EndpointStatus::InService;
+                let reached = in_service.then(|| match v.current_instance_count == v.desired_instance_count {
+                    true => Ok(()),
+                    false => Err(e.failure_reason.clone().unwrap_or_else(|| format!("The variant runs {} instances.", v.current_instance_count))),
+                });
+                Some(Standing {
+                    desired: v.desired_instance_count,
+                    reached,
+                    dimensions: vec![("EndpointName".to_string(), e.name.clone()), ("VariantName".to_string(), variant)],
+                    per_unit_metric: "InvocationsPerInstance",
+                    in_service,
+                    unit: "instance",
+                })
+            }
+            ScalableResource::Component(name) => {
+                let c = self.describe_inference_component(&name).await.ok()?;
+                let in_service = c.status == ComponentStatus::InService;
+                let reached = in_service.then(|| match c.current_copies == c.desired_copies {
+                    true => Ok(()),
+                    false => Err(format!(
+                        "The inference component runs {} of its {} copies; the others wait for room on its endpoint's instances.",
+                        c.current_copies, c.desired_copies
+                    )),
+                });
+                Some(Standing {
+                    desired: c.desired_copies,
+                    reached,
+                    dimensions: vec![("InferenceComponentName".to_string(), c.name.clone())],
+                    per_unit_metric: "InvocationsPerCopy",
+                    in_service,
+                    unit: "copy",
+                })
+            }
+        }
     }
 }
 

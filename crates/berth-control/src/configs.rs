@@ -29,6 +29,7 @@ impl Controller {
         validate_name("endpointConfigName", &req.name)?;
         validate_tags(&tags)?;
         validate_variants(&req.variants)?;
+        validate_component_hosts(req)?;
         if req.kms_key_id.is_some() {
             return Err(ControlError::Validation(STORAGE_VOLUME_KMS.into()));
         }
@@ -56,7 +57,7 @@ impl Controller {
                 )));
             }
         }
-        for v in &req.variants {
+        for v in req.variants.iter().filter(|v| !v.hosts_components()) {
             let model = v.model_name.clone();
             if self.db(move |s| s.get::<Model>(&model)).await?.is_none() {
                 return Err(self.not_found(ResourceKind::Model, &v.model_name));
@@ -115,7 +116,9 @@ fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
         };
         let member = |field: &str| format!("{list}.{}.member.{field}", index + 1);
         validate_name(&member("variantName"), &v.name)?;
-        validate_name(&member("modelName"), &v.model_name)?;
+        if !v.hosts_components() {
+            validate_name(&member("modelName"), &v.model_name)?;
+        }
         if v.serverless.is_some() {
             if variants[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&v.name)) {
                 return Err(ControlError::Validation(format!("Variant name '{}' appears more than once.", v.name)));
@@ -168,6 +171,59 @@ fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
         return Err(ControlError::Validation(
             "The variants' InitialVariantWeight values add up to more than a number can hold; use smaller weights.".into(),
         ));
+    }
+    Ok(())
+}
+
+/// A config whose variants name no model is one for inference components: every production
+/// variant names none, it has an `ExecutionRoleArn`, and nothing that serves a model as a whole
+/// (shadows, serverless, asynchronous inference, data capture). `ManagedInstanceScaling` is for
+/// such variants only.
+fn validate_component_hosts(config: &EndpointConfig) -> Result<(), ControlError> {
+    let invalid = |m: String| Err(ControlError::Validation(m));
+    let hosts: Vec<&VariantSpec> = config.variants.iter().filter(|v| v.hosts_components()).collect();
+    if let Some(v) = config.variants.iter().find(|v| !v.hosts_components() && v.managed_scaling.is_some_and(|m| m.enabled)) {
+        return invalid(format!(
+            "ManagedInstanceScaling is for variants that host inference components (no ModelName); variant {} names model {}.",
+            v.name, v.model_name
+        ));
+    }
+    if hosts.is_empty() {
+        return Ok(());
+    }
+    if let Some(v) = config.variants.iter().find(|v| !v.hosts_components()) {
+        return invalid(format!(
+            "Variant {} names a model while others name none: an endpoint hosts either models (every variant names one) or inference components (none does).",
+            v.name
+        ));
+    }
+    if config.execution_role_arn.is_none() {
+        return invalid("ExecutionRoleArn is required for an endpoint configuration whose production variants specify no ModelName (an endpoint for inference components).".into());
+    }
+    let refused = [
+        (hosts.iter().any(|v| v.shadow), "ShadowProductionVariants"),
+        (hosts.iter().any(|v| v.serverless.is_some()), "ServerlessConfig"),
+        (config.async_inference.is_some(), "AsyncInferenceConfig"),
+        (config.data_capture.is_some(), "DataCaptureConfig"),
+    ];
+    if let Some((_, member)) = refused.iter().find(|(set, _)| *set) {
+        return invalid(format!("{member} is not supported by berth on an endpoint configuration for inference components (variants with no ModelName)."));
+    }
+    for v in hosts {
+        if let Some((min, max)) = v.managed_scaling.and_then(|m| m.range(v.initial_instance_count)) {
+            if max < 1 || min > max {
+                return invalid(format!(
+                    "ManagedInstanceScaling of variant {}: MinInstanceCount ({min}) must be at most MaxInstanceCount ({max}), and MaxInstanceCount at least 1.",
+                    v.name
+                ));
+            }
+            if !(min..=max).contains(&v.initial_instance_count) {
+                return invalid(format!(
+                    "InitialInstanceCount ({}) of variant {} must lie between ManagedInstanceScaling's MinInstanceCount ({min}) and MaxInstanceCount ({max}).",
+                    v.initial_instance_count, v.name
+                ));
+            }
+        }
     }
     Ok(())
 }

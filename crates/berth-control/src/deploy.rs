@@ -6,7 +6,7 @@ use berth_domain::framework_of;
 use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, NameKey, VariantState};
 use berth_instances::{host_memory_bytes, staged_models_dir, Instance, InstanceSpec, ModelData, ModelSource};
 use berth_router::{
-    CaptureSettings, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, Pipeline, ServerlessState, ShadowRoute, VariantRoute,
+    CaptureSettings, ComponentRoute, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, Pipeline, ServerlessState, ShadowRoute, VariantRoute,
 };
 use berth_store::Resources;
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +33,8 @@ struct EndpointFleet {
     variants: FleetMap,
     /// The new fleet of a guarded deployment in progress.
     green: Option<GreenFleet>,
+    /// For an endpoint hosting inference components: its instances and the copies on them.
+    components: ComponentFleet,
     /// Dropped with the fleet when the endpoint is deleted: starts still under way stop.
     _present: tokio::sync::watch::Sender<()>,
 }
@@ -43,6 +45,31 @@ pub(crate) struct GreenFleet {
     pub states: Vec<VariantState>,
     pub variants: FleetMap,
     pub share: f64,
+}
+
+/// One running copy of an inference component.
+pub(crate) struct ComponentCopy {
+    pub id: String,
+    /// The variant's instance it is placed on.
+    pub instance: u32,
+    pub generation: u32,
+    pub handle: Instance,
+}
+
+/// An inference component's copies (present for every live component, with or without copies,
+/// so that its route answers for it).
+pub(crate) struct ComponentEntry {
+    pub name: String,
+    pub variant: String,
+    pub copies: Vec<ComponentCopy>,
+}
+
+/// What an endpoint hosting inference components runs.
+#[derive(Default)]
+pub(crate) struct ComponentFleet {
+    /// The instances of each variant, by id (managed instance scaling adds and releases them).
+    pub hosts: HashMap<String, Vec<u32>>,
+    pub entries: HashMap<NameKey, ComponentEntry>,
 }
 
 /// Running instances by endpoint.
@@ -61,7 +88,9 @@ impl Fleets {
     pub fn register(&self, endpoint: &str) -> u64 {
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
         let (present, _) = tokio::sync::watch::channel(());
-        self.lock().insert(NameKey::of(endpoint), EndpointFleet { epoch, variants: HashMap::new(), green: None, _present: present });
+        let fleet =
+            EndpointFleet { epoch, variants: HashMap::new(), green: None, components: ComponentFleet::default(), _present: present };
+        self.lock().insert(NameKey::of(endpoint), fleet);
         epoch
     }
 
@@ -100,6 +129,13 @@ impl Fleets {
         let mut map = self.lock();
         let fleet = map.get_mut(&NameKey::of(endpoint)).filter(|f| f.epoch == epoch)?;
         Some(change(&mut fleet.variants))
+    }
+
+    /// Applies `change` to the inference components of an endpoint if it still has `epoch`.
+    pub fn apply_components<R>(&self, endpoint: &str, epoch: u64, change: impl FnOnce(&mut ComponentFleet) -> R) -> Option<R> {
+        let mut map = self.lock();
+        let fleet = map.get_mut(&NameKey::of(endpoint)).filter(|f| f.epoch == epoch)?;
+        Some(change(&mut fleet.components))
     }
 
     /// Applies `change` to the new fleet (None when no deployment runs) and the running fleet
@@ -141,7 +177,11 @@ impl Fleets {
             csv_types: c.csv_types.clone().into(),
             json_types: c.json_types.clone().into(),
         });
-        EndpointRoute { endpoint: endpoint.name.clone(), variants, green, shadows, capture }
+        let components = endpoint.hosts_components().then(|| {
+            let entries = fleet.map(|f| f.components.entries.values().collect::<Vec<_>>()).unwrap_or_default();
+            entries.into_iter().filter_map(|c| Some((c, endpoint.variant(&c.variant)?))).map(|(c, v)| component_route(c, v)).collect()
+        });
+        EndpointRoute { endpoint: endpoint.name.clone(), variants, green, shadows, capture, components }
     }
 
     /// Takes every instance of every endpoint, for shutdown.
@@ -153,8 +193,27 @@ impl Fleets {
 impl EndpointFleet {
     fn into_instances(self) -> Vec<Instance> {
         let green = self.green.into_iter().flat_map(|g| g.variants.into_values());
-        self.variants.into_values().chain(green).flat_map(|v| v.instances).collect()
+        let copies = self.components.entries.into_values().flat_map(|c| c.copies.into_iter().map(|c| c.handle));
+        self.variants.into_values().chain(green).flat_map(|v| v.instances).chain(copies).collect()
     }
+}
+
+/// An inference component as the router sees it: its host variant (name, strategy, instance
+/// type) whose instances are the component's copies.
+fn component_route(c: &ComponentEntry, host: &VariantState) -> ComponentRoute {
+    let variant = VariantRoute {
+        name: host.name.clone(),
+        weight: 0.0,
+        strategy: host.routing,
+        instance_type: host.instance_type.clone(),
+        memory_mib: memory_mib(host),
+        instances: c.copies.iter().map(|c| c.handle.slot().clone()).collect(),
+        metrics: Default::default(),
+        serverless: None,
+        models: None,
+        pipeline: None,
+    };
+    ComponentRoute { name: c.name.clone(), variant }
 }
 
 /// The image a started fleet of `variant` runs, as its backend resolved it (a digest).
@@ -217,6 +276,9 @@ impl Controller {
     }
 
     async fn start_instances_now(self: &Arc<Self>, endpoint: &str, v: &VariantState) -> Result<Vec<Instance>, String> {
+        if v.hosts_components {
+            return Ok(Vec::new()); // its instances run inference components' copies, placed apart
+        }
         let variant = &v.name;
         let fail = |reason: String| format!("Failed to start variant {variant}: {reason}");
         // A multi-container model runs each of its containers on every instance: one process
@@ -367,6 +429,11 @@ impl Controller {
         let retired = self.fleets().apply(&endpoint.name, epoch, change).unwrap_or_default();
         self.routing.publish(self.fleets().route(&endpoint));
         drop(_guard);
+        if endpoint.hosts_components() && endpoint.status == berth_domain::EndpointStatus::InService {
+            // Its instances are up: the components' copies are placed on them.
+            let (this, name) = (self.clone(), endpoint.name.clone());
+            tokio::spawn(async move { this.reconcile_components(&name).await });
+        }
         if !retired.is_empty() {
             let span = tracing::info_span!("retire", endpoint = %endpoint.name, instances = retired.len());
             self.work.spawn_detached(span, stop_all(retired));

@@ -120,6 +120,21 @@ impl Controller {
         if endpoint.status == EndpointStatus::Deleting {
             return Ok(());
         }
+        let key = berth_domain::NameKey::of(&endpoint.name);
+        let hosted: Vec<String> = self
+            .inference_components()
+            .await?
+            .into_iter()
+            .filter(|c| berth_domain::NameKey::of(&c.endpoint_name) == key)
+            .map(|c| c.name)
+            .collect();
+        if !hosted.is_empty() {
+            return Err(ControlError::Validation(format!(
+                "Endpoint {} hosts inference components ({}): delete them first (DeleteInferenceComponent).",
+                endpoint.name,
+                hosted.join(", ")
+            )));
+        }
         endpoint.status = EndpointStatus::Deleting;
         endpoint.modified = self.now();
         let stored = endpoint.clone();
@@ -141,6 +156,12 @@ impl Controller {
         let _guard = self.transitions.lock().await;
         let mut endpoint = self.describe_endpoint(&req.name).await?;
         self.require_in_service(&endpoint)?;
+        if endpoint.hosts_components() || variants.iter().any(|v| v.hosts_components) {
+            return Err(ControlError::Validation(format!(
+                "berth does not update endpoints for inference components, nor endpoints to or from them: update endpoint {}'s inference components (UpdateInferenceComponent), or create a new endpoint.",
+                endpoint.name
+            )));
+        }
         if req.retain_all_variant_properties {
             let excluded = &req.exclude_retained_variant_properties;
             for v in &mut variants {
@@ -298,6 +319,10 @@ impl Controller {
     pub(crate) async fn variant_states(&self, specs: &[VariantSpec]) -> Result<Vec<VariantState>, ControlError> {
         let mut states = Vec::with_capacity(specs.len());
         for spec in specs {
+            if spec.hosts_components() {
+                states.push(component_host_state(spec));
+                continue;
+            }
             let model = self.describe_model(&spec.model_name).await?;
             states.push(variant_state(spec, &model));
         }
@@ -373,5 +398,33 @@ pub(crate) fn variant_state(spec: &VariantSpec, model: &berth_domain::Model) -> 
         shadow: spec.shadow,
         serverless: spec.serverless,
         multi_container: model.multi_container(),
+        hosts_components: false,
+        managed_scaling: None,
+    }
+}
+
+/// The starting state of a variant that names no model: its instances host inference
+/// components' copies and run nothing of their own.
+pub(crate) fn component_host_state(spec: &VariantSpec) -> VariantState {
+    VariantState {
+        name: spec.name.clone(),
+        model_name: String::new(),
+        instance_type: spec.instance_type.clone(),
+        container: berth_domain::ContainerSpec::new("", None),
+        current_weight: spec.initial_weight,
+        desired_weight: spec.initial_weight,
+        current_instance_count: 0,
+        desired_instance_count: spec.initial_instance_count,
+        routing: spec.routing.unwrap_or_default(),
+        container_startup_timeout_secs: spec.container_startup_timeout_secs,
+        model_data_download_timeout_secs: spec.model_data_download_timeout_secs,
+        image_resolved: None,
+        resolved_image: None,
+        network_isolation: false,
+        shadow: false,
+        serverless: None,
+        multi_container: None,
+        hosts_components: true,
+        managed_scaling: spec.managed_scaling,
     }
 }

@@ -310,6 +310,7 @@ impl Controller {
             routing: None,
             shadow: true,
             serverless: None,
+            managed_scaling: None,
         });
         if x.end.is_none() {
             x.end = Some(Timestamp::from_millis(self.now().millis() + DEFAULT_EXPERIMENT_SECS * 1000));
@@ -434,6 +435,7 @@ fn specs_of(endpoint: &berth_domain::Endpoint) -> Vec<VariantSpec> {
             routing: Some(v.routing),
             shadow: v.shadow,
             serverless: v.serverless,
+            managed_scaling: v.managed_scaling,
         })
         .collect()
 }

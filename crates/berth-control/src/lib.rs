@@ -16,6 +16,7 @@ mod async_queue;
 mod autoscaling;
 mod bandit;
 mod capture;
+mod components;
 mod configs;
 mod deploy;
 mod endpoints;
@@ -64,6 +65,7 @@ pub use async_inference::{
     MAX_INLINE_BODY,
 };
 pub use autoscaling::RegisterScalableTarget;
+pub use components::{ComponentSpecification, CreateInferenceComponent};
 pub use configs::CreateEndpointConfig;
 pub use endpoints::{CreateEndpoint, DesiredWeightAndCapacity, UpdateEndpoint, VariantProperty};
 pub use error::ControlError;
@@ -71,7 +73,8 @@ pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, Update
 pub use ground_truth::{ground_truth_line, GroundTruth};
 pub use instance_logs::InstanceLogStream;
 pub use listing::{
-    list_monitoring, list_processing_jobs, list_recommendation_jobs, list_registry, list_transform_jobs, ListQuery, MonitoringListed, Page,
+    list_inference_components, list_monitoring, list_processing_jobs, list_recommendation_jobs, list_registry, list_transform_jobs, ListQuery,
+    MonitoringListed, Page,
     SortKey, TimeWindow,
 };
 pub use metrics::{canonical_dimensions, MetricQuery};
@@ -216,6 +219,8 @@ pub struct Controller {
     processing: reconcile::Queue<processing::ProcessingJobs>,
     /// The inference recommendations jobs' reconciler and its queue.
     recommendations: reconcile::Queue<recommendation::RecommendationJobs>,
+    /// The inference components' reconciler (keyed by endpoint) and its queue.
+    components: reconcile::Queue<components::Components>,
     /// Whether [`Controller::recover`] has run (resyncs wait for it).
     recovered: std::sync::atomic::AtomicBool,
     events: EventLog,
@@ -258,6 +263,7 @@ impl Controller {
             transforms: reconcile::Queue::new(transform::TransformJobs::default()),
             processing: reconcile::Queue::new(processing::ProcessingJobs::default()),
             recommendations: reconcile::Queue::new(recommendation::RecommendationJobs::default()),
+            components: reconcile::Queue::new(components::Components),
             recovered: Default::default(),
             transitions: tokio::sync::Mutex::new(()),
             async_work: Default::default(),

@@ -169,7 +169,8 @@ impl Controller {
         self.endpoints.resync(self).await?;
         self.transforms.resync(self).await?;
         self.processing.resync(self).await?;
-        self.recommendations.resync(self).await
+        self.recommendations.resync(self).await?;
+        self.components.resync(self).await
     }
 
     /// The instances each endpoint runs.

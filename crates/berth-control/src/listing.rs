@@ -115,6 +115,20 @@ impl Listable for berth_domain::ModelPackage {
     }
 }
 
+impl Listable for berth_domain::InferenceComponent {
+    fn listed(&self) -> Listed<'_> {
+        Listed { modified: self.modified, status_name: Some(self.status.as_str()), ..Listed::named(&self.name, self.created) }
+    }
+}
+
+/// A page of inference components (already filtered by endpoint and variant).
+pub fn list_inference_components(
+    components: Vec<berth_domain::InferenceComponent>,
+    q: &ListQuery,
+) -> Result<Page<berth_domain::InferenceComponent>, ControlError> {
+    page(components, q)
+}
+
 impl Listable for berth_domain::RecommendationJob {
     fn listed(&self) -> Listed<'_> {
         Listed { modified: self.modified, status_name: Some(self.status.as_str()), ..Listed::named(&self.name, self.created) }

@@ -46,10 +46,25 @@ impl Controller {
             }
             return Ok((out, unit));
         }
-        let metric = MetricName::find(&q.namespace, &q.metric_name);
+        let mut metric = MetricName::find(&q.namespace, &q.metric_name);
         let unit = metric.map_or("None", |m| m.unit()).to_string();
         let get = |name: &str| q.dimensions.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let component = get("InferenceComponentName").filter(|_| q.dimensions.len() == 1);
         let key = match (get("EndpointName"), get("VariantName"), get("ContainerName")) {
+            // An inference component's: its name alone; invocations per copy are its
+            // invocations per instance (its copies are its instances).
+            _ if component.is_some() => {
+                let name = component.unwrap_or_default();
+                metric = match metric {
+                    Some(MetricName::InvocationsPerInstance) => None,
+                    None if q.namespace == "AWS/SageMaker" && q.metric_name == "InvocationsPerCopy" => Some(MetricName::InvocationsPerInstance),
+                    m => m,
+                };
+                match self.describe_inference_component(&name).await {
+                    Ok(c) => VariantKey::component(&c.endpoint_name, &c.name),
+                    Err(_) => return Ok((Vec::new(), unit)),
+                }
+            }
             (Some(endpoint), Some(variant), None) if q.dimensions.len() == 2 && !variant.contains('/') => VariantKey { endpoint, variant },
             // A container of a Direct multi-container variant.
             (Some(endpoint), Some(variant), Some(container)) if q.dimensions.len() == 3 && !variant.contains('/') => {

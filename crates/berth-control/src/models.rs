@@ -108,7 +108,7 @@ impl Controller {
     /// exists), and what berth's operator allows: `exec:` programs under an `--exec-root`,
     /// `file://` data under a `--file-root`, no environment that would choose code for a local
     /// process to run. A container image is looked up when an endpoint starts it.
-    fn check_container(&self, c: &ContainerSpec) -> Result<(), ControlError> {
+    pub(crate) fn check_container(&self, c: &ContainerSpec) -> Result<(), ControlError> {
         if let Some(h) = &c.hostname {
             validate_name("containerHostname", h)?;
         }

@@ -77,6 +77,7 @@ impl Controller {
             ResourceKind::InferenceRecommendationsJob => self.describe_recommendation_job(&key).await.is_ok(),
             ResourceKind::ModelPackageGroup => self.describe_model_package_group(&key).await.is_ok(),
             ResourceKind::ModelPackage => self.describe_model_package(&key).await.is_ok(),
+            ResourceKind::InferenceComponent => self.describe_inference_component(&key).await.is_ok(),
         };
         // Names are case-insensitive; ARNs carry them lower-cased, but callers build ARNs from
         // the names they chose (`.../endpoint/MyEndpoint`).

@@ -78,6 +78,11 @@ impl Controller {
         name: &str,
         desired: Vec<DesiredWeightAndCapacity>,
     ) -> Result<Endpoint, ControlError> {
+        if self.describe_endpoint(name).await?.hosts_components() {
+            return Err(ControlError::Validation(format!(
+                "Endpoint {name} hosts inference components: scale their copies (UpdateInferenceComponentRuntimeConfig); managed instance scaling sizes its instances."
+            )));
+        }
         self.update_weights_because(name, desired, None).await
     }
 

@@ -6,6 +6,39 @@ use crate::{DomainError, Timestamp};
 use serde::{Deserialize, Serialize};
 
 pub const SCALABLE_DIMENSION: &str = "sagemaker:variant:DesiredInstanceCount";
+/// An inference component's copies: `ResourceId: inference-component/<name>`.
+pub const COMPONENT_SCALABLE_DIMENSION: &str = "sagemaker:inference-component:DesiredCopyCount";
+
+/// What a scalable target scales.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScalableResource {
+    /// A variant's instance count.
+    Variant { endpoint: String, variant: String },
+    /// An inference component's copy count.
+    Component(String),
+}
+
+impl ScalableResource {
+    /// `endpoint/<e>/variant/<v>` or `inference-component/<name>`.
+    pub fn parse(id: &str) -> Result<ScalableResource, DomainError> {
+        if let Some(name) = id.strip_prefix("inference-component/").filter(|n| !n.is_empty() && !n.contains('/')) {
+            return Ok(ScalableResource::Component(name.to_string()));
+        }
+        parse_resource_id(id).map(|(endpoint, variant)| ScalableResource::Variant { endpoint, variant })
+    }
+
+    pub fn dimension(&self) -> &'static str {
+        match self {
+            ScalableResource::Variant { .. } => SCALABLE_DIMENSION,
+            ScalableResource::Component(_) => COMPONENT_SCALABLE_DIMENSION,
+        }
+    }
+
+    /// The dimension of a resource id berth stored (valid when stored).
+    pub fn dimension_of(id: &str) -> &'static str {
+        ScalableResource::parse(id).map_or(SCALABLE_DIMENSION, |r| r.dimension())
+    }
+}
 
 /// `endpoint/<endpoint>/variant/<variant>` → (endpoint, variant).
 pub fn parse_resource_id(id: &str) -> Result<(String, String), DomainError> {
@@ -13,7 +46,7 @@ pub fn parse_resource_id(id: &str) -> Result<(String, String), DomainError> {
     match parts.as_slice() {
         ["endpoint", e, "variant", v] if !e.is_empty() && !v.is_empty() => Ok((e.to_string(), v.to_string())),
         _ => Err(DomainError::Validation(format!(
-            "Unsupported resource ID '{id}': SageMaker variants are named endpoint/<endpoint-name>/variant/<variant-name>."
+            "Unsupported resource ID '{id}': SageMaker variants are named endpoint/<endpoint-name>/variant/<variant-name>, inference components inference-component/<name>."
         ))),
     }
 }
@@ -41,6 +74,9 @@ pub struct ScalableTarget {
 pub enum TrackedMetric {
     /// SageMakerVariantInvocationsPerInstance: invocations per instance per minute.
     InvocationsPerInstance,
+    /// SageMakerInferenceComponentInvocationsPerCopy: invocations per copy per minute.
+    #[serde(rename = "InvocationsPerCopy")]
+    InvocationsPerCopy,
     Custom {
         namespace: String,
         metric_name: String,

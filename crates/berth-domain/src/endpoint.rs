@@ -211,6 +211,20 @@ pub struct VariantState {
     /// A multi-container model's containers (`container` is the first), fixed with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_container: Option<crate::MultiContainer>,
+    /// A variant that names no model: its instances host inference components' copies, and
+    /// run nothing of their own.
+    #[serde(default)]
+    pub hosts_components: bool,
+    /// Its `ManagedInstanceScaling`, for a variant hosting inference components.
+    #[serde(default)]
+    pub managed_scaling: Option<crate::ManagedInstanceScaling>,
+}
+
+impl Endpoint {
+    /// Whether the endpoint's variants host inference components (rather than models).
+    pub fn hosts_components(&self) -> bool {
+        self.variants.iter().any(|v| v.hosts_components)
+    }
 }
 
 #[cfg(test)]

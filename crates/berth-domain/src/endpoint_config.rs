@@ -15,6 +15,10 @@ pub struct EndpointConfig {
     /// written where the config says.
     #[serde(default)]
     pub async_inference: Option<AsyncInference>,
+    /// `ExecutionRoleArn`: kept and shown (a config whose variants name no model, for
+    /// inference components, needs one).
+    #[serde(default)]
+    pub execution_role_arn: Option<String>,
 }
 
 /// SageMaker's `AsyncInferenceConfig`.
@@ -125,6 +129,7 @@ impl EndpointConfig {
             kms_key_id: None,
             data_capture: None,
             async_inference: None,
+            execution_role_arn: None,
         }
     }
 
@@ -153,9 +158,17 @@ pub struct VariantSpec {
     /// on demand and stop when idle.
     #[serde(default)]
     pub serverless: Option<ServerlessConfig>,
+    /// `ManagedInstanceScaling` (a variant hosting inference components).
+    #[serde(default)]
+    pub managed_scaling: Option<crate::ManagedInstanceScaling>,
 }
 
 impl VariantSpec {
+    /// A variant that names no model hosts inference components.
+    pub fn hosts_components(&self) -> bool {
+        self.model_name.is_empty()
+    }
+
     /// A production variant of `count` instances of `model` with weight 1 and SageMaker's
     /// defaults for everything else.
     pub fn new(name: &str, model: &str, instance_type: &str, count: u32) -> Self {
@@ -170,6 +183,7 @@ impl VariantSpec {
             routing: None,
             shadow: false,
             serverless: None,
+            managed_scaling: None,
         }
     }
 }

@@ -49,6 +49,7 @@ mod error;
 mod event;
 mod experiment;
 mod framework;
+mod inference_component;
 mod instance_types;
 mod json_path;
 mod model;
@@ -69,7 +70,7 @@ pub use alarm::{
 };
 pub use autoscaling::{
     parse_resource_id, ActivityStatus, AdjustmentType, PolicyConfig, ScalableTarget, ScalingActivity, ScalingPolicy, StepAdjustment,
-    StepScaling, Suspended, TargetTracking, TrackedMetric, SCALABLE_DIMENSION,
+    StepScaling, Suspended, TargetTracking, TrackedMetric, ScalableResource, COMPONENT_SCALABLE_DIMENSION, SCALABLE_DIMENSION,
 };
 pub use deployment::{
     BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, PendingDeployment, RollingPolicy, TrafficRouting, TrafficStep,
@@ -78,6 +79,10 @@ pub use deployment::{
 pub use endpoint::{Endpoint, EndpointStatus, PendingUpdate, VariantState};
 pub use endpoint_config::{AsyncInference, DataCapture, EndpointConfig, RoutingStrategy, ServerlessConfig, VariantSpec};
 pub use error::DomainError;
+pub use inference_component::{
+    place, ComponentStatus, ComputeRequirements, InferenceComponent, InstanceCapacity, ManagedInstanceScaling, PlacementDemand,
+    PlacementPlan, RunningCopy,
+};
 pub use event::{Event, EventKind, NewEvent};
 pub use experiment::{ExperimentStatus, ExperimentVariant, InferenceExperiment, VariantAction, DEFAULT_EXPERIMENT_SECS};
 pub use framework::{framework_of, Framework, FrameworkKind};

@@ -16,6 +16,7 @@ pub enum ResourceKind {
     InferenceRecommendationsJob,
     ModelPackageGroup,
     ModelPackage,
+    InferenceComponent,
 }
 
 impl ResourceKind {
@@ -34,6 +35,7 @@ impl ResourceKind {
             ResourceKind::InferenceRecommendationsJob => "inference-recommendations-job",
             ResourceKind::ModelPackageGroup => "model-package-group",
             ResourceKind::ModelPackage => "model-package",
+            ResourceKind::InferenceComponent => "inference-component",
         }
     }
 
@@ -52,6 +54,7 @@ impl ResourceKind {
             ResourceKind::InferenceRecommendationsJob => "inference recommendations job",
             ResourceKind::ModelPackageGroup => "model package group",
             ResourceKind::ModelPackage => "model package",
+            ResourceKind::InferenceComponent => "inference component",
         }
     }
 
@@ -69,6 +72,7 @@ impl ResourceKind {
             "inference-recommendations-job" => Some(ResourceKind::InferenceRecommendationsJob),
             "model-package-group" => Some(ResourceKind::ModelPackageGroup),
             "model-package" => Some(ResourceKind::ModelPackage),
+            "inference-component" => Some(ResourceKind::InferenceComponent),
             _ => None,
         }
     }

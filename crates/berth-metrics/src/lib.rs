@@ -184,7 +184,20 @@ pub struct VariantKey {
     pub variant: String,
 }
 
+/// What begins the variant part of an inference component's key (no variant name holds a `.`).
+const COMPONENT_PREFIX: &str = "ic.";
+
 impl VariantKey {
+    /// The key of an inference component's metrics on its endpoint.
+    pub fn component(endpoint: &str, component: &str) -> VariantKey {
+        VariantKey { endpoint: endpoint.to_string(), variant: format!("{COMPONENT_PREFIX}{component}") }
+    }
+
+    /// The inference component whose metrics these are, if they are one's.
+    pub fn component_name(&self) -> Option<&str> {
+        self.variant.strip_prefix(COMPONENT_PREFIX)
+    }
+
     /// The key of one container's metrics of a multi-container variant.
     pub fn container(endpoint: &str, variant: &str, container: &str) -> VariantKey {
         VariantKey { endpoint: endpoint.to_string(), variant: format!("{variant}/{container}") }

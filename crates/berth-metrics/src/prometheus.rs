@@ -115,6 +115,9 @@ pub fn render_prometheus(variants: &[(VariantKey, VariantSnapshot)], instances: 
 }
 
 fn labels(key: &VariantKey) -> String {
+    if let Some(component) = key.component_name() {
+        return format!("endpoint=\"{}\",inference_component=\"{}\"", escape_label(&key.endpoint), escape_label(component));
+    }
     match key.variant_and_container() {
         (variant, None) => format!("endpoint=\"{}\",variant=\"{}\"", escape_label(&key.endpoint), escape_label(variant)),
         (variant, Some(container)) => {

@@ -28,6 +28,8 @@ pub struct InvokeTarget {
     pub variant: Option<String>,
     pub model: Option<String>,
     pub container: Option<String>,
+    /// `InferenceComponentName`: the inference component that serves the request.
+    pub component: Option<String>,
 }
 
 #[derive(Debug)]

@@ -26,7 +26,7 @@ pub use serverless::{ServerlessRegistry, ServerlessState};
 pub use shadow::{ShadowComparison, ShadowLog, ShadowStats, KEPT_COMPARISONS};
 pub use snapshot::{InstanceAddress, PublishedVariant, Replica, RouteSnapshot, ANY_HOST};
 pub use sticky::{InvalidStickyKey, StickyKey, STICKY_KEY_TAG};
-pub use table::{EndpointRoute, GreenRoute, RoutingTable, ShadowRoute, VariantRoute};
+pub use table::{ComponentRoute, EndpointRoute, GreenRoute, RoutingTable, ShadowRoute, VariantRoute};
 
 use berth_domain::ExecutionMode;
 use berth_instances::{InFlight, InstanceSlot};
@@ -132,7 +132,10 @@ impl Router {
                 Some(route) => route,
                 None => self.table.get_or_wait(endpoint, RECOVERY_WAIT).await?,
             };
-            let variant = route.pick_variant(req.target.variant.as_deref(), key, fastrand::f64())?;
+            let variant = match route.pick_component(req.target.component.as_deref())? {
+                Some(component) => component,
+                None => route.pick_variant(req.target.variant.as_deref(), key, fastrand::f64())?,
+            };
             if let Some(state) = &variant.serverless {
                 if admitted.as_ref().is_none_or(|(name, _)| *name != variant.name) {
                     drop(admitted.take()); // a different variant now: release the first one's slot

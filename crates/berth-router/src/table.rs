@@ -172,6 +172,11 @@ impl RoutingTable {
         for (name, n) in instances {
             self.metrics.variant(&route.endpoint, &name).set_instances(n);
         }
+        for c in route.components.iter_mut().flatten() {
+            let key = VariantKey::component(&route.endpoint, &c.name);
+            c.variant.metrics = self.metrics.variant(&key.endpoint, &key.variant);
+            c.variant.metrics.set_instances(c.variant.instances.len());
+        }
         let key = NameKey::of(&route.endpoint);
         let route = Arc::new(route);
         self.endpoints.rcu(|map| {
@@ -212,6 +217,17 @@ pub struct EndpointRoute {
     pub shadows: Vec<ShadowRoute>,
     /// Data capture, when enabled.
     pub capture: Option<CaptureSettings>,
+    /// For an endpoint hosting inference components: each component and the variant that runs
+    /// it as the router sees it (its instances the component's copies); every request names one.
+    pub components: Option<Vec<ComponentRoute>>,
+}
+
+/// An inference component in a route.
+#[derive(Debug)]
+pub struct ComponentRoute {
+    pub name: String,
+    /// Named as its host variant (what answers say invoked), its instances the copies.
+    pub variant: VariantRoute,
 }
 
 /// The new fleet of a deployment in progress (its variants record into the same metrics as the
@@ -254,6 +270,31 @@ pub struct VariantRoute {
 }
 
 impl EndpointRoute {
+    /// The inference component a request names (`X-Amzn-SageMaker-Inference-Component`); an
+    /// endpoint hosting components needs one named, one hosting models takes none.
+    pub fn pick_component(&self, component: Option<&str>) -> Result<Option<&VariantRoute>, InvokeError> {
+        match (&self.components, component) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(InvokeError::Target(format!(
+                "Inference Component Name header is not allowed for endpoints to which you dont plan to deploy inference components. Please remove the Inference Component Name header and try again (endpoint {}).",
+                self.endpoint
+            ))),
+            (Some(_), None) => Err(InvokeError::Target(
+                "Inference Component Name header is required for endpoints to which you plan to deploy inference components. Please include Inference Component Name header or consider using SageMaker models.".into(),
+            )),
+            (Some(list), Some(name)) => match list.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+                Some(c) if c.variant.instances.is_empty() => Err(InvokeError::Target(format!(
+                    "Inference Component {name} has no capacity to process this request. ApplicationAutoScaling may be in-progress (if configured) or try to increase the capacity by invoking UpdateInferenceComponentRuntimeConfig API."
+                ))),
+                Some(c) => Ok(Some(&c.variant)),
+                None => Err(InvokeError::Target(format!(
+                    "Inference Component {name} does not exist on endpoint {}.",
+                    self.endpoint
+                ))),
+            },
+        }
+    }
+
     /// The variants that serve production traffic: the route's own and, during a guarded
     /// deployment, the new fleet's (not shadows).
     pub fn serving_variants(&self) -> impl Iterator<Item = &VariantRoute> {
@@ -378,6 +419,7 @@ mod tests {
             green: None,
             shadows: Vec::new(),
             capture: None,
+            components: None,
         });
         assert_eq!(waiting.await.unwrap().as_deref(), Some("Recovering"));
         // Once recovery has settled, nothing is waited for.
@@ -413,6 +455,7 @@ mod tests {
             green: None,
             shadows: vec![],
             capture: None,
+            components: None,
         };
         assert_eq!(route.pick_variant(Some("B"), None, 0.1).unwrap().name, "B");
         assert!(matches!(route.pick_variant(Some("C"), None, 0.1), Err(InvokeError::VariantNotFound { .. })));
@@ -423,7 +466,7 @@ mod tests {
     fn the_new_fleet_takes_its_share() {
         let green = GreenRoute { variants: vec![variant("A", 1.0), variant("New", 1.0)], share: 0.25 };
         let route =
-            EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0)], green: Some(green), shadows: vec![], capture: None };
+            EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0)], green: Some(green), shadows: vec![], capture: None, components: None };
         let to_green = (0..1000).filter(|i| route.pick_variant(None, None, *i as f64 / 1000.0).unwrap().name == "New").count();
         assert_eq!(to_green, 125, "half of the new fleet's quarter");
         // A target variant is served by the fleet the draw picked, or by the other one.
@@ -441,6 +484,7 @@ mod tests {
             green: None,
             shadows: vec![],
             capture: None,
+            components: None,
         });
         table.publish(EndpointRoute {
             endpoint: "Ep".into(),
@@ -448,6 +492,7 @@ mod tests {
             green: None,
             shadows: vec![],
             capture: None,
+            components: None,
         });
         assert_eq!(table.get("ep").unwrap().variants[0].name, "B");
         assert_eq!(table.get("Ep").unwrap().variants[0].name, "B");

@@ -6,7 +6,7 @@
 //! calls once rather than once per kind.
 
 use crate::{StateStore, StoreError, Tag};
-use berth_domain::{Endpoint, EndpointConfig, InferenceExperiment, Model, ResourceKind, Timestamp};
+use berth_domain::{Endpoint, EndpointConfig, InferenceComponent, InferenceExperiment, Model, ResourceKind, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -43,6 +43,7 @@ resource!(Model, "model", ResourceKind::Model);
 resource!(EndpointConfig, "endpoint-config", ResourceKind::EndpointConfig);
 resource!(Endpoint, "endpoint", ResourceKind::Endpoint);
 resource!(InferenceExperiment, "inference-experiment", ResourceKind::InferenceExperiment);
+resource!(InferenceComponent, "inference-component", ResourceKind::InferenceComponent);
 
 /// The typed calls on resources, for every [`StateStore`].
 pub trait Resources {

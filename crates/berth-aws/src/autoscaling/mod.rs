@@ -1,5 +1,6 @@
 //! Application Auto Scaling (awsJson1_1, `X-Amz-Target: AnyScaleFrontendService.<Op>`) for
-//! `ServiceNamespace: sagemaker` and `ScalableDimension: sagemaker:variant:DesiredInstanceCount`.
+//! `ServiceNamespace: sagemaker`: `ScalableDimension: sagemaker:variant:DesiredInstanceCount` of
+//! variants and `sagemaker:inference-component:DesiredCopyCount` of inference components.
 
 use crate::aws_json::{enum_error, parse, reply, secs};
 use crate::error::{EdgeError, Service};
@@ -8,7 +9,7 @@ use crate::Edge;
 use berth_control::{ControlError, RegisterScalableTarget};
 use berth_domain::{
     AdjustmentType, PolicyConfig, ScalableTarget, ScalingActivity, ScalingPolicy, StepAdjustment, StepScaling, Suspended, TargetTracking,
-    TrackedMetric, SCALABLE_DIMENSION,
+    ScalableResource, TrackedMetric, COMPONENT_SCALABLE_DIMENSION, SCALABLE_DIMENSION,
 };
 use serde_json::Value;
 
@@ -29,11 +30,24 @@ fn check_scope(namespace: &str, dimension: Option<&str>) -> Result<(), EdgeError
         )));
     }
     match dimension {
-        None | Some(SCALABLE_DIMENSION) => Ok(()),
+        None | Some(SCALABLE_DIMENSION) | Some(COMPONENT_SCALABLE_DIMENSION) => Ok(()),
         Some(other) => Err(EdgeError::validation(format!(
-            "Unsupported scalable dimension '{other}' for service namespace sagemaker: use {SCALABLE_DIMENSION}."
+            "Unsupported scalable dimension '{other}' for service namespace sagemaker: use {SCALABLE_DIMENSION} (variants) or {COMPONENT_SCALABLE_DIMENSION} (inference components)."
         ))),
     }
+}
+
+/// A resource named with the dimension of its kind: a variant's instance count, or a
+/// component's copy count.
+fn check_resource(resource_id: &str, dimension: &str) -> Result<(), EdgeError> {
+    let resource = ScalableResource::parse(resource_id).map_err(|e| EdgeError::validation(e.to_string()))?;
+    if resource.dimension() != dimension {
+        return Err(EdgeError::validation(format!(
+            "Unsupported scalable dimension '{dimension}' for resource ID '{resource_id}': use {}.",
+            resource.dimension()
+        )));
+    }
+    Ok(())
 }
 
 pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, EdgeError> {
@@ -42,6 +56,7 @@ pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, Edge
         "RegisterScalableTarget" => {
             let input: RegisterInput = parse(body)?;
             check_scope(&input.service_namespace, Some(&input.scalable_dimension))?;
+            check_resource(&input.resource_id, &input.scalable_dimension)?;
             let suspended = input.suspended_state.map(|s| Suspended {
                 scale_in: s.dynamic_scaling_in_suspended.unwrap_or(false),
                 scale_out: s.dynamic_scaling_out_suspended.unwrap_or(false),
@@ -75,6 +90,7 @@ pub async fn operation(edge: &Edge, op: &str, body: &[u8]) -> Result<Value, Edge
         "PutScalingPolicy" => {
             let input: PutPolicyInput = parse(body)?;
             check_scope(&input.service_namespace, Some(&input.scalable_dimension))?;
+            check_resource(&input.resource_id, &input.scalable_dimension)?;
             let config = policy_config(
                 input.policy_type.as_deref(),
                 input.target_tracking_scaling_policy_configuration,
@@ -143,9 +159,10 @@ fn policy_config(
         ("TargetTrackingScaling", Some(t), None) => {
             let metric = match (t.predefined_metric_specification, t.customized_metric_specification) {
                 (Some(p), None) if p.predefined_metric_type == "SageMakerVariantInvocationsPerInstance" => TrackedMetric::InvocationsPerInstance,
+                (Some(p), None) if p.predefined_metric_type == "SageMakerInferenceComponentInvocationsPerCopy" => TrackedMetric::InvocationsPerCopy,
                 (Some(p), None) => {
                     return Err(EdgeError::validation(format!(
-                        "PredefinedMetricType '{}' does not apply to SageMaker variants; use SageMakerVariantInvocationsPerInstance or a CustomizedMetricSpecification.",
+                        "PredefinedMetricType '{}' is not one berth tracks; use SageMakerVariantInvocationsPerInstance (variants), SageMakerInferenceComponentInvocationsPerCopy (inference components) or a CustomizedMetricSpecification.",
                         p.predefined_metric_type
                     )))
                 }
@@ -203,7 +220,7 @@ fn target_out(t: &ScalableTarget) -> ScalableTargetOut {
     ScalableTargetOut {
         service_namespace: "sagemaker",
         resource_id: t.resource_id.clone(),
-        scalable_dimension: SCALABLE_DIMENSION,
+        scalable_dimension: ScalableResource::dimension_of(&t.resource_id),
         min_capacity: t.min,
         max_capacity: t.max,
         role_arn: t.role_arn.clone(),
@@ -223,6 +240,9 @@ fn policy_out(p: &ScalingPolicy) -> PolicyOut {
             let (predefined, customized) = match &t.metric {
                 TrackedMetric::InvocationsPerInstance => {
                     (Some(PredefinedOut { predefined_metric_type: "SageMakerVariantInvocationsPerInstance" }), None)
+                }
+                TrackedMetric::InvocationsPerCopy => {
+                    (Some(PredefinedOut { predefined_metric_type: "SageMakerInferenceComponentInvocationsPerCopy" }), None)
                 }
                 TrackedMetric::Custom { namespace, metric_name, dimensions, statistic } => {
                     let dimensions = dimensions.iter().map(|(n, v)| DimensionOut { name: n.clone(), value: v.clone() }).collect();
@@ -269,7 +289,7 @@ fn policy_out(p: &ScalingPolicy) -> PolicyOut {
         policy_name: p.name.clone(),
         service_namespace: "sagemaker",
         resource_id: p.resource_id.clone(),
-        scalable_dimension: SCALABLE_DIMENSION,
+        scalable_dimension: ScalableResource::dimension_of(&p.resource_id),
         policy_type,
         target_tracking_scaling_policy_configuration: target_tracking,
         step_scaling_policy_configuration: step,
@@ -283,7 +303,7 @@ fn activity_out(a: &ScalingActivity) -> ActivityOut {
         activity_id: a.id.clone(),
         service_namespace: "sagemaker",
         resource_id: a.resource_id.clone(),
-        scalable_dimension: SCALABLE_DIMENSION,
+        scalable_dimension: ScalableResource::dimension_of(&a.resource_id),
         description: a.description.clone(),
         cause: a.cause.clone(),
         start_time: secs(a.start),

@@ -324,6 +324,9 @@ async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<ListMetric
     }
     let matches = |key: &VariantKey| {
         let (variant, container) = key.variant_and_container();
+        if let Some(component) = key.component_name() {
+            return input.dimensions.iter().all(|d| d.name == "InferenceComponentName" && d.value.as_ref().is_none_or(|v| v == component));
+        }
         input.dimensions.iter().all(|d| {
             let actual = match (d.name.as_str(), container) {
                 ("EndpointName", _) => key.endpoint.as_str(),
@@ -335,17 +338,30 @@ async fn list_metrics(edge: &Edge, input: ListMetricsInput) -> Result<ListMetric
         })
     };
     for key in edge.router.table().metrics().keys().into_iter().filter(matches) {
+        let component = key.component_name();
+        // An inference component's invocations per instance are its invocations per copy.
+        let name_of = |m: MetricName| match (m, component) {
+            (MetricName::InvocationsPerInstance, Some(_)) => "InvocationsPerCopy",
+            _ => m.as_str(),
+        };
         let wanted = |m: &MetricName| {
-            input.metric_name.as_deref().is_none_or(|n| n == m.as_str()) && input.namespace.as_deref().is_none_or(|n| n == m.namespace())
+            input.metric_name.as_deref().is_none_or(|n| n == name_of(*m)) && input.namespace.as_deref().is_none_or(|n| n == m.namespace())
         };
         let (variant, container) = key.variant_and_container();
-        let dimensions = || {
-            let mut out = vec![DimensionOut::of("EndpointName", &key.endpoint), DimensionOut::of("VariantName", variant)];
-            out.extend(container.map(|c| DimensionOut::of("ContainerName", c)));
-            out
+        let dimensions = || match component {
+            Some(c) => vec![DimensionOut::of("InferenceComponentName", c)],
+            None => {
+                let mut out = vec![DimensionOut::of("EndpointName", &key.endpoint), DimensionOut::of("VariantName", variant)];
+                out.extend(container.map(|c| DimensionOut::of("ContainerName", c)));
+                out
+            }
         };
         for m in MetricName::ALL.into_iter().filter(wanted) {
-            metrics.push(MetricOut { namespace: m.namespace().into(), metric_name: m.as_str().into(), dimensions: dimensions() });
+            // Instance utilization is the host's, not a component's.
+            if component.is_some() && m.namespace() != berth_metrics::INVOCATION_NAMESPACE {
+                continue;
+            }
+            metrics.push(MetricOut { namespace: m.namespace().into(), metric_name: name_of(m).into(), dimensions: dimensions() });
         }
     }
     Ok(ListMetricsOutput { metrics })

@@ -136,7 +136,7 @@ pub struct ProductionVariant {
     /// Read only to refuse them by name.
     #[serde(default, skip_serializing)]
     pub instance_pools: Option<IgnoredAny>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_instance_scaling: Option<ManagedInstanceScaling>,
 }
 
@@ -152,6 +152,7 @@ pub struct CreateEndpointConfigInput {
     /// Read only to refuse it by name.
     pub explainer_config: Option<IgnoredAny>,
     pub shadow_production_variants: Option<Vec<ProductionVariant>>,
+    pub execution_role_arn: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -168,6 +169,8 @@ pub struct DescribeEndpointConfigOutput {
     pub async_inference_config: Option<AsyncInferenceConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
     pub creation_time: f64,
 }
 
@@ -250,6 +253,8 @@ pub struct ProductionVariantSummary {
     pub variant_status: Vec<VariantStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routing_config: Option<RoutingConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed_instance_scaling: Option<ManagedInstanceScaling>,
 }
 
 #[derive(Debug, Serialize)]

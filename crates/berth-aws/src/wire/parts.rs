@@ -24,11 +24,19 @@ pub struct ServerlessUpdateConfig {
     pub provisioned_concurrency: Option<u64>,
 }
 
-/// `ManagedInstanceScaling`: read for its status only (berth refuses `ENABLED`).
-#[derive(Debug, Clone, Deserialize)]
+/// `ManagedInstanceScaling` of a variant hosting inference components.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ManagedInstanceScaling {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_instance_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_instance_count: Option<u32>,
+    /// Read only to refuse it by name.
+    #[serde(default, skip_serializing)]
+    pub scale_in_policy: Option<serde::de::IgnoredAny>,
 }
 
 /// `MultiModelConfig` of a container definition.

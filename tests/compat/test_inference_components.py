@@ -1,0 +1,202 @@
+"""Inference components against a real berth through boto3: an endpoint whose variant names no
+model, components of different models sharing its instance, a third one for which managed
+instance scaling adds an instance, invocations by component, copies to zero and back, what
+cannot fit refused, per-component CloudWatch metrics, and copy autoscaling out under load and
+back in."""
+
+import signal
+import time
+
+import pytest
+
+from conftest import ROLE, Load, create_echo_model, error_message, eventually, recent_statistics, unique
+
+DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
+
+
+def component_endpoint(sm, name, managed=None, count=1):
+    v = {"VariantName": "AllTraffic", "InstanceType": "ml.m5.large", "InitialInstanceCount": count,
+         "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}}
+    if managed:
+        v["ManagedInstanceScaling"] = {"Status": "ENABLED", **managed}
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[v], ExecutionRoleArn=ROLE)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    d = eventually(lambda: sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService", timeout=30)
+    assert d, sm.describe_endpoint(EndpointName=name)
+    return name
+
+
+def create_component(sm, name, endpoint, model, cores=1.0, memory=1024, copies=1):
+    return sm.create_inference_component(
+        InferenceComponentName=name, EndpointName=endpoint, VariantName="AllTraffic",
+        Specification={"ModelName": model, "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": cores, "MinMemoryRequiredInMb": memory}},
+        RuntimeConfig={"CopyCount": copies},
+    )["InferenceComponentArn"]
+
+
+def wait_component(sm, name, want=("InService", "Failed"), timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        d = sm.describe_inference_component(InferenceComponentName=name)
+        if d["InferenceComponentStatus"] in want:
+            return d
+        assert time.time() < deadline, f"{name} still {d['InferenceComponentStatus']}"
+        time.sleep(0.1)
+
+
+def delete_all(sm, endpoint):
+    for c in sm.list_inference_components(EndpointNameEquals=endpoint)["InferenceComponents"]:
+        sm.delete_inference_component(InferenceComponentName=c["InferenceComponentName"])
+    assert eventually(lambda: not sm.list_inference_components(EndpointNameEquals=endpoint)["InferenceComponents"], timeout=30)
+    sm.delete_endpoint(EndpointName=endpoint)
+
+
+def instance_count(sm, endpoint):
+    return sm.describe_endpoint(EndpointName=endpoint)["ProductionVariants"][0]["CurrentInstanceCount"]
+
+
+def test_components_share_instances_and_managed_scaling_adds_one(berth):
+    sm, runtime, cw = berth.sm(), berth.runtime(), berth.client("cloudwatch")
+    ep = component_endpoint(sm, unique("ic-ep"), managed={"MinInstanceCount": 1, "MaxInstanceCount": 2})
+    names = {}
+    try:
+        d = sm.describe_endpoint(EndpointName=ep)["ProductionVariants"][0]
+        assert d["ManagedInstanceScaling"] == {"Status": "ENABLED", "MinInstanceCount": 1, "MaxInstanceCount": 2}
+        assert d["CurrentInstanceCount"] == 1 and d["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
+        config = sm.describe_endpoint_config(EndpointConfigName=ep)
+        assert config["ExecutionRoleArn"] == ROLE and "ModelName" not in config["ProductionVariants"][0]
+        with pytest.raises(Exception) as e:
+            runtime.invoke_endpoint(EndpointName=ep, Body=b"x")
+        assert "Inference Component Name header is required" in error_message(e)
+
+        for which in ("a", "b", "c"):
+            names[which] = unique(f"ic-{which}")
+            create_echo_model(sm, names[which])
+        arn = create_component(sm, names["a"], ep, names["a"])
+        assert arn == f"arn:aws:sagemaker:us-east-1:123456789012:inference-component/{names['a']}"
+        create_component(sm, names["b"], ep, names["b"])
+        for which in ("a", "b"):
+            d = wait_component(sm, names[which])
+            assert d["InferenceComponentStatus"] == "InService", d.get("FailureReason")
+            assert d["RuntimeConfig"]["DesiredCopyCount"] == d["RuntimeConfig"]["CurrentCopyCount"] == 1
+        assert instance_count(sm, ep) == 1, "two 1-core copies share one 2-core ml.m5.large"
+        d = sm.describe_inference_component(InferenceComponentName=names["a"])
+        assert d["Specification"]["ModelName"] == names["a"] and d["EndpointName"] == ep and d["VariantName"] == "AllTraffic"
+        assert d["Specification"]["ComputeResourceRequirements"] == {"NumberOfCpuCoresRequired": 1.0, "MinMemoryRequiredInMb": 1024}
+        assert d["RuntimeConfig"]["PlacementStatus"] == [{"InstanceType": "ml.m5.large", "CurrentCopyCount": 1}]
+        for which in ("a", "b"):
+            answer = runtime.invoke_endpoint(EndpointName=ep, Body=b"hello", InferenceComponentName=names[which])
+            assert names[which].encode() in answer["Body"].read() and answer["InvokedProductionVariant"] == "AllTraffic"
+        streamed = runtime.invoke_endpoint_with_response_stream(EndpointName=ep, Body=b"stream:3:0", ContentType="text/plain",
+                                                                InferenceComponentName=names["b"])
+        assert len([e for e in streamed["Body"] if "PayloadPart" in e]) == 3
+
+        # No room left: managed instance scaling adds the second instance for c's copy.
+        create_component(sm, names["c"], ep, names["c"])
+        d = wait_component(sm, names["c"])
+        assert d["InferenceComponentStatus"] == "InService", d.get("FailureReason")
+        assert instance_count(sm, ep) == 2
+        assert names["c"].encode() in runtime.invoke_endpoint(EndpointName=ep, Body=b"x", InferenceComponentName=names["c"])["Body"].read()
+        listed = sm.list_inference_components(EndpointNameEquals=ep, SortBy="Name", SortOrder="Ascending", MaxResults=2)
+        rest = sm.list_inference_components(EndpointNameEquals=ep, SortBy="Name", SortOrder="Ascending", NextToken=listed["NextToken"])
+        assert [c["InferenceComponentName"] for c in listed["InferenceComponents"] + rest["InferenceComponents"]] == sorted(names.values())
+
+        # At most MaxInstanceCount: a fourth component's creation fails for capacity.
+        fourth = unique("ic-d")
+        create_echo_model(sm, fourth)
+        create_component(sm, fourth, ep, fourth, cores=2.0)
+        d = wait_component(sm, fourth)
+        assert d["InferenceComponentStatus"] == "Failed" and d["FailureReason"].startswith("CapacityError"), d
+        sm.delete_inference_component(InferenceComponentName=fourth)
+
+        with pytest.raises(Exception) as e:
+            runtime.invoke_endpoint(EndpointName=ep, Body=b"x", InferenceComponentName="no-such-component")
+        assert "does not exist" in error_message(e)
+        with pytest.raises(Exception) as e:
+            create_component(sm, unique("ic-huge"), ep, names["a"], cores=4.0)
+        assert "can never be placed" in error_message(e)
+        with pytest.raises(Exception) as e:
+            sm.create_inference_component(InferenceComponentName=unique("ic-gpu"), EndpointName=ep, RuntimeConfig={"CopyCount": 1},
+                                          Specification={"ModelName": names["a"], "ComputeResourceRequirements": {"NumberOfAcceleratorDevicesRequired": 1, "MinMemoryRequiredInMb": 1024}})
+        assert "NumberOfAcceleratorDevicesRequired" in error_message(e)
+        with pytest.raises(Exception) as e:
+            sm.delete_endpoint(EndpointName=ep)
+        assert "delete them first" in error_message(e)
+
+        # To zero copies and back.
+        sm.update_inference_component_runtime_config(InferenceComponentName=names["a"], DesiredRuntimeConfig={"CopyCount": 0})
+        assert wait_component(sm, names["a"])["RuntimeConfig"]["CurrentCopyCount"] == 0
+        with pytest.raises(Exception) as e:
+            runtime.invoke_endpoint(EndpointName=ep, Body=b"x", InferenceComponentName=names["a"])
+        assert "no capacity" in error_message(e)
+        sm.update_inference_component_runtime_config(InferenceComponentName=names["a"], DesiredRuntimeConfig={"CopyCount": 1})
+        assert wait_component(sm, names["a"])["RuntimeConfig"]["CurrentCopyCount"] == 1
+
+        # Deleting c leaves its instance empty: managed scaling releases it.
+        sm.delete_inference_component(InferenceComponentName=names["c"])
+        assert eventually(lambda: instance_count(sm, ep) == 1, timeout=30)
+        with pytest.raises(Exception) as e:
+            sm.describe_inference_component(InferenceComponentName=names["c"])
+        assert "Could not find inference component" in error_message(e)
+
+        # Each component's invocations in CloudWatch, in the InferenceComponentName dimension.
+        for _ in range(3):
+            runtime.invoke_endpoint(EndpointName=ep, Body=b"x", InferenceComponentName=names["b"])
+        by_b = [{"Name": "InferenceComponentName", "Value": names["b"]}]
+        assert eventually(lambda: (recent_statistics(cw, "Invocations", by_b) or {}).get("Sum", 0) >= 4, timeout=10)
+        stats = recent_statistics(cw, "Invocations", by_b)
+        per_copy = recent_statistics(cw, "InvocationsPerCopy", by_b)
+        assert per_copy and per_copy["Sum"] == stats["Sum"], per_copy
+        listed = cw.list_metrics(Namespace="AWS/SageMaker", MetricName="InvocationsPerCopy")["Metrics"]
+        assert {"Name": "InferenceComponentName", "Value": names["b"]} in [d for m in listed for d in m["Dimensions"]]
+    finally:
+        delete_all(sm, ep)
+
+
+def test_copy_autoscaling_out_under_load_and_back_in(own_berth):
+    server = own_berth("--scaling-window", "4")
+    sm, aas = server.sm(), server.client("application-autoscaling")
+    ep = component_endpoint(sm, unique("ic-scale"), managed={"MinInstanceCount": 1, "MaxInstanceCount": 3})
+    name = unique("ic-scaled")
+    create_echo_model(sm, name)
+    create_component(sm, name, ep, name, cores=1.0)
+    assert wait_component(sm, name)["InferenceComponentStatus"] == "InService"
+    resource = f"inference-component/{name}"
+    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=4)
+    aas.put_scaling_policy(
+        PolicyName="copies", ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=DIMENSION, PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 600.0, "ScaleOutCooldown": 5, "ScaleInCooldown": 3,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerInferenceComponentInvocationsPerCopy"},
+        },
+    )
+    copies = lambda: sm.describe_inference_component(InferenceComponentName=name)["RuntimeConfig"]["CurrentCopyCount"]  # noqa: E731
+    # 25 req/s = 1,500 a minute against 600 per copy: 3 copies, on two instances (two 1-core copies each).
+    with Load(server, ep, seconds=90, rate=25, component=name) as load:
+        assert eventually(lambda: copies() == 3, timeout=45), copies()
+        assert eventually(lambda: instance_count(sm, ep) == 2, timeout=10)
+    assert load.failures == [] and load.sent > 100, load.failures[:3]
+    assert eventually(lambda: copies() == 1, timeout=40), copies()
+    assert eventually(lambda: instance_count(sm, ep) == 1, timeout=10), "the emptied instance is released"
+    activities = aas.describe_scaling_activities(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingActivities"]
+    assert any(a["Cause"].startswith("Increasing") and "InvocationsPerCopy" in a["Cause"] for a in activities), activities
+    assert all(a["ScalableDimension"] == DIMENSION for a in activities)
+    with pytest.raises(Exception) as e:
+        aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+                                     MinCapacity=1, MaxCapacity=2)
+    assert "use sagemaker:inference-component:DesiredCopyCount" in error_message(e)
+
+    # Killed and started again, the server brings the component's copies back.
+    server.restart(signal.SIGKILL)
+    sm, runtime = server.sm(), server.runtime()
+    body = eventually(lambda: _invoke_or_none(runtime, ep, name), timeout=30)
+    assert body and name.encode() in body
+    d = sm.describe_inference_component(InferenceComponentName=name)
+    assert (d["InferenceComponentStatus"], d["RuntimeConfig"]["CurrentCopyCount"]) == ("InService", 1)
+
+
+def _invoke_or_none(runtime, ep, component):
+    try:
+        return runtime.invoke_endpoint(EndpointName=ep, Body=b"x", InferenceComponentName=component)["Body"].read()
+    except Exception:  # noqa: not back yet
+        return None
