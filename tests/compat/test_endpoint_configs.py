@@ -94,6 +94,7 @@ def test_unsupported_features_are_named(sm):
     refused = [
         ({"ExplainerConfig": {"ClarifyExplainerConfig": {"ShapConfig": {"ShapBaselineConfig": {"MimeType": "text/csv"}}}}}, {}, "ExplainerConfig"),
         ({}, {"InstancePools": [{"InstanceType": "ml.m5.large", "Priority": 1}]}, "InstancePools"),
+        # Managed instance scaling is for variants hosting inference components (no ModelName).
         ({}, {"ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 1, "MaxInstanceCount": 2}}, "ManagedInstanceScaling"),
     ]
     for config_extra, variant_extra, member in refused:

@@ -200,3 +200,85 @@ def _invoke_or_none(runtime, ep, component):
         return runtime.invoke_endpoint(EndpointName=ep, Body=b"x", InferenceComponentName=component)["Body"].read()
     except Exception:  # noqa: not back yet
         return None
+
+
+def test_hostile_component_requests_get_validation_errors(berth):
+    """Raw requests with wrong types, out-of-range numbers, names that are paths, a program
+    outside the exec roots and an environment that would choose code: each a 400 in SageMaker's
+    shape, nothing created, the server still answering."""
+    import requests
+
+    sm = berth.sm()
+    ep = component_endpoint(sm, unique("ic-hostile"))
+    model = unique("ic-hostile-m")
+    create_echo_model(sm, model)
+    spec = {"ModelName": model, "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": 1, "MinMemoryRequiredInMb": 1024}}
+    bad = [
+        ("CreateInferenceComponent", {"InferenceComponentName": "../../etc", "EndpointName": ep, "Specification": spec, "RuntimeConfig": {"CopyCount": 1}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "x" * 64, "EndpointName": ep, "Specification": spec, "RuntimeConfig": {"CopyCount": 1}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "neg", "EndpointName": ep, "Specification": spec, "RuntimeConfig": {"CopyCount": -1}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "str", "EndpointName": ep, "Specification": spec, "RuntimeConfig": {"CopyCount": "many"}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "huge", "EndpointName": ep, "Specification": spec, "RuntimeConfig": {"CopyCount": 2**40}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "nospec", "EndpointName": ep, "RuntimeConfig": {"CopyCount": 1}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "cores", "EndpointName": ep, "RuntimeConfig": {"CopyCount": 1},
+                                      "Specification": {"ModelName": model, "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": "all", "MinMemoryRequiredInMb": 1024}}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "mem", "EndpointName": ep, "RuntimeConfig": {"CopyCount": 1},
+                                      "Specification": {"ModelName": model, "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 10**15}}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "prog", "EndpointName": ep, "RuntimeConfig": {"CopyCount": 1},
+                                      "Specification": {"Container": {"Image": "exec:/bin/sh"}, "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 256}}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "env", "EndpointName": ep, "RuntimeConfig": {"CopyCount": 1},
+                                      "Specification": {"Container": {"Image": "berth/onnx", "Environment": {"LD_PRELOAD": "/tmp/x.so"}}, "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 256}}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "nested", "EndpointName": ep, "RuntimeConfig": {"CopyCount": 1},
+                                      "Specification": {"Container": {"Image": "berth/onnx", "Environment": {"A": {"B": ["C"]}}}, "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 256}}}),
+        ("CreateInferenceComponent", {"InferenceComponentName": "models", "EndpointName": "no-such-endpoint", "Specification": spec, "RuntimeConfig": {"CopyCount": 1}}),
+        ("UpdateInferenceComponentRuntimeConfig", {"InferenceComponentName": "no-such-component", "DesiredRuntimeConfig": {"CopyCount": 1}}),
+        ("UpdateInferenceComponentRuntimeConfig", {"InferenceComponentName": "x", "DesiredRuntimeConfig": []}),
+        ("ListInferenceComponents", {"StatusEquals": "Sleeping"}),
+        ("ListInferenceComponents", {"MaxResults": 0}),
+        ("DescribeInferenceComponent", {"InferenceComponentName": None}),
+    ]
+    h = {"Content-Type": "application/x-amz-json-1.1"}
+    for op, body in bad:
+        r = requests.post(berth.url, json=body, headers={**h, "X-Amz-Target": f"SageMaker.{op}"}, timeout=10)
+        assert r.status_code == 400 and "ValidationException" in r.json()["__type"], (op, body, r.status_code, r.text)
+    assert sm.list_inference_components(EndpointNameEquals=ep)["InferenceComponents"] == []
+    delete_all(sm, ep)
+
+
+def test_the_sdks_inference_component_deploy(berth, s3_server, monkeypatch):
+    """`Model.deploy(endpoint_type=INFERENCE_COMPONENT_BASED, resources=...)` of SDK v2 unchanged:
+    an endpoint with ExecutionRoleArn and managed instance scaling, a component, a predictor
+    that names it; then the predictor deletes its component."""
+    sagemaker = pytest.importorskip("sagemaker")
+    if not sagemaker.__version__.startswith("2."):
+        pytest.skip("this drives SDK v2")
+    from sagemaker.compute_resource_requirements.resource_requirements import ResourceRequirements
+    from sagemaker.enums import EndpointType
+    from sagemaker.model import Model
+    from sagemaker.predictor import Predictor
+
+    from conftest import ECHO_IMAGE, sdk_session
+
+    real_sleep = time.sleep
+    monkeypatch.setattr(sagemaker.session.time, "sleep", lambda s: real_sleep(min(s, 1)))
+    session = next(sdk_session(berth, s3_server, unique("ic-sdk")))
+    name = unique("ic-sdk-model")
+    model = Model(image_uri=ECHO_IMAGE, role=ROLE, sagemaker_session=session, name=name, env={"ECHO_NAME": name}, predictor_cls=Predictor)
+    endpoint = unique("ic-sdk-ep")
+    predictor = model.deploy(
+        initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=endpoint, endpoint_type=EndpointType.INFERENCE_COMPONENT_BASED,
+        resources=ResourceRequirements(requests={"num_cpus": 1, "memory": 1024, "copies": 2}),
+        managed_instance_scaling={"MinInstanceCount": 1, "MaxInstanceCount": 2},
+    )
+    sm = berth.sm()
+    try:
+        component = predictor.component_name
+        d = sm.describe_inference_component(InferenceComponentName=component)
+        assert (d["InferenceComponentStatus"], d["RuntimeConfig"]["CurrentCopyCount"]) == ("InService", 2)
+        assert sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"])["ExecutionRoleArn"]
+        assert name.encode() in predictor.predict(b"hello")
+    finally:
+        for c in sm.list_inference_components(EndpointNameEquals=endpoint)["InferenceComponents"]:
+            sm.delete_inference_component(InferenceComponentName=c["InferenceComponentName"])
+        eventually(lambda: not sm.list_inference_components(EndpointNameEquals=endpoint)["InferenceComponents"], timeout=30)
+        sm.delete_endpoint(EndpointName=endpoint)

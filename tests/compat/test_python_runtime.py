@@ -493,3 +493,28 @@ def test_a_multi_model_endpoint_of_framework_models(server, session, trained, tm
     with pytest.raises(Exception) as e:
         predict("broken.tar.gz")
     assert e.value.response["Error"]["Code"] == "ValidationError" and "could not load TargetModel broken.tar.gz" in str(e.value)
+
+
+def test_a_registered_framework_model_version_deploys_and_serves(server, session, trained, tmp_path):
+    """`SKLearnModel.register()` into a group, approval, then `ModelPackage(...).deploy()`: the
+    version's framework container (AWS's scikit-learn image, its code in S3) runs on berth's
+    Python runtime and predicts as the library does."""
+    from sagemaker import ModelPackage
+
+    _, expected = trained
+    group = unique("sk-group")
+    server.sm().create_model_package_group(ModelPackageGroupName=group)
+    model = sklearn_model(session, trained, tmp_path, {"inference.py": MODEL_FN})
+    registered = model.register(content_types=["application/json"], response_types=["application/json"], inference_instances=["ml.m5.large"],
+                                transform_instances=["ml.m5.large"], model_package_group_name=group, approval_status="Approved")
+    d = server.sm().describe_model_package(ModelPackageName=registered.model_package_arn)
+    assert d["ModelApprovalStatus"] == "Approved" and d["InferenceSpecification"]["Containers"][0]["Image"] == SKLEARN_IMAGE
+    assert d["InferenceSpecification"]["Containers"][0]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    name = unique("sk-pkg")
+    ModelPackage(role=ROLE, model_package_arn=registered.model_package_arn, sagemaker_session=session).deploy(
+        initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name
+    )
+    in_service(server, name)
+    answer = server.runtime().invoke_endpoint(EndpointName=name, Body=json.dumps(expected["rows"]), ContentType="application/json", Accept="application/json")
+    assert json.loads(answer["Body"].read()) == expected["labels"]
+    server.sm().delete_endpoint(EndpointName=name)

@@ -238,3 +238,54 @@ def test_ground_truth_files_are_read_from_the_tagged_location(own_berth, s3_serv
     time.sleep(3)  # three rounds of reading ground truth
     assert reads() == 2
     assert quality(server, file_endpoint, 10)["A"]["n"] == 10
+
+
+def test_an_ab_test_between_two_inference_components(berth, sm, runtime, tmp_path):
+    """Two components of one endpoint, each called by name: their answers are captured under
+    their names, joined with labels, and the significance test names the better component."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    good = onnx_model(sm, tmp_path, LogisticRegression(max_iter=5000).fit(X[:300], y[:300]), X)
+    weak = onnx_model(sm, tmp_path, DecisionTreeClassifier(max_depth=2, random_state=0).fit(X[:300], np.random.default_rng(0).permutation(y[:300])), X)
+    ep = unique("ic-ab")
+    sm.create_endpoint_config(
+        EndpointConfigName=ep, ExecutionRoleArn=ROLE,
+        ProductionVariants=[{"VariantName": "AllTraffic", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}],
+        DataCaptureConfig={"InitialSamplingPercentage": 100, "DestinationS3Uri": f"file://{tmp_path}/capture", "CaptureOptions": [{"CaptureMode": "InputAndOutput"}]},
+    )
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    assert wait_status(sm, ep)["EndpointStatus"] == "InService"
+    components = {"weak-" + ep: weak, "good-" + ep: good}
+    try:
+        for name, model in components.items():
+            sm.create_inference_component(
+                InferenceComponentName=name, EndpointName=ep, VariantName="AllTraffic", RuntimeConfig={"CopyCount": 1},
+                Specification={"ModelName": model, "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": 1, "MinMemoryRequiredInMb": 512}},
+            )
+        for name in components:
+            deadline = time.time() + 60
+            while sm.describe_inference_component(InferenceComponentName=name)["InferenceComponentStatus"] != "InService":
+                assert time.time() < deadline
+                time.sleep(0.1)
+        labels = []
+        rows = list(zip(X[300:], y[300:]))
+        for i in range(800):
+            row, truth = rows[i % len(rows)]
+            name = list(components)[i % 2]
+            runtime.invoke_endpoint(EndpointName=ep, Body=",".join(repr(float(v)) for v in row), ContentType="text/csv",
+                                    InferenceId=f"ic{i}", InferenceComponentName=name)
+            labels.append({"inference_id": f"ic{i}", "label": int(truth)})
+        requests.post(f"{berth.url}/berth/v1/endpoints/{ep}/ground-truth", json={"labels": labels}, timeout=10)
+        by_component = quality(berth, ep, 800)
+        assert set(by_component) == set(components) and all(v["n"] == 400 for v in by_component.values()), by_component
+        weak_name, good_name = list(components)
+        out = requests.get(f"{berth.url}/berth/v1/endpoints/{ep}/significance", params={"metric": "accuracy", "a": weak_name, "b": good_name}, timeout=10).json()
+        assert out["decided"] and out["winner"] == good_name, out
+        assert (tmp_path / "capture" / ep / good_name).is_dir(), "captured under the component's name"
+    finally:
+        for name in components:
+            sm.delete_inference_component(InferenceComponentName=name)
+        deadline = time.time() + 30
+        while sm.list_inference_components(EndpointNameEquals=ep)["InferenceComponents"] and time.time() < deadline:
+            time.sleep(0.2)
+        sm.delete_endpoint(EndpointName=ep)

@@ -73,7 +73,6 @@ def test_every_answer_carries_its_request_id_and_the_log_names_it(own_berth):
 def test_runtime_members_berth_lacks_are_refused_by_name_not_ignored(sm, runtime):
     name = deploy(sm, ["A"])
     members = {
-        "InferenceComponentName": "ic",
         "SessionId": "NEW_SESSION",
         "EnableExplanations": "`true`",
     }
@@ -83,6 +82,10 @@ def test_runtime_members_berth_lacks_are_refused_by_name_not_ignored(sm, runtime
         assert error_code(e) == "ValidationError", member
         assert f"{member} is not supported by this version of berth" in error_message(e)
     assert runtime.invoke_endpoint(EndpointName=name, Body=b"x", ContentType="text/plain")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    # InferenceComponentName is served (test_inference_components.py); an endpoint of models refuses it.
+    with pytest.raises(ClientError) as e:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"x", ContentType="text/plain", InferenceComponentName="ic")
+    assert error_code(e) == "ValidationError" and "Inference Component Name header is not allowed" in error_message(e)
     # TargetModel is served (multi-model endpoints, test_multi_model.py); here it is refused by reason.
     with pytest.raises(ClientError) as e:
         runtime.invoke_endpoint(EndpointName=name, Body=b"x", ContentType="text/plain", TargetModel="model-a.tar.gz")

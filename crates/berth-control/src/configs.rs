@@ -177,8 +177,8 @@ fn validate_variants(variants: &[VariantSpec]) -> Result<(), ControlError> {
 
 /// A config whose variants name no model is one for inference components: every production
 /// variant names none, it has an `ExecutionRoleArn`, and nothing that serves a model as a whole
-/// (shadows, serverless, asynchronous inference, data capture). `ManagedInstanceScaling` is for
-/// such variants only.
+/// (shadows, serverless, asynchronous inference). Data capture captures each component's
+/// answers under its name. `ManagedInstanceScaling` is for such variants only.
 fn validate_component_hosts(config: &EndpointConfig) -> Result<(), ControlError> {
     let invalid = |m: String| Err(ControlError::Validation(m));
     let hosts: Vec<&VariantSpec> = config.variants.iter().filter(|v| v.hosts_components()).collect();
@@ -204,7 +204,6 @@ fn validate_component_hosts(config: &EndpointConfig) -> Result<(), ControlError>
         (hosts.iter().any(|v| v.shadow), "ShadowProductionVariants"),
         (hosts.iter().any(|v| v.serverless.is_some()), "ServerlessConfig"),
         (config.async_inference.is_some(), "AsyncInferenceConfig"),
-        (config.data_capture.is_some(), "DataCaptureConfig"),
     ];
     if let Some((_, member)) = refused.iter().find(|(set, _)| *set) {
         return invalid(format!("{member} is not supported by berth on an endpoint configuration for inference components (variants with no ModelName)."));

@@ -220,7 +220,11 @@ impl Router {
             self.copy_to_shadows(&sent.route, req, result);
         }
         if let (Some(settings), Ok(answer)) = (&sent.route.capture, result) {
-            self.capture(&sent.route.endpoint, settings, req, answer, &sent.metrics);
+            // An inference component's answers are captured under its name, as a variant's are.
+            let component = req.target.component.as_deref().and_then(|c| {
+                sent.route.components.iter().flatten().find(|r| r.name.eq_ignore_ascii_case(c)).map(|r| r.name.as_str())
+            });
+            self.capture(&sent.route.endpoint, settings, req, answer, component, &sent.metrics);
         }
     }
 
@@ -255,14 +259,22 @@ impl Router {
 
     /// Offers a sampled invocation to the capture writer (never waits; a full buffer drops it,
     /// counted in the variant's metrics).
-    fn capture(&self, endpoint: &str, settings: &CaptureSettings, req: &InvokeRequest, answer: &InvokeResponse, metrics: &VariantMetrics) {
+    fn capture(
+        &self,
+        endpoint: &str,
+        settings: &CaptureSettings,
+        req: &InvokeRequest,
+        answer: &InvokeResponse,
+        component: Option<&str>,
+        metrics: &VariantMetrics,
+    ) {
         if fastrand::u32(0..100) >= settings.sampling_percentage {
             return;
         }
         let text = |v: &Option<http::HeaderValue>, default: &str| v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(default).to_string();
         let record = CaptureRecord {
             endpoint: endpoint.to_string(),
-            variant: answer.variant.clone(),
+            variant: component.map_or_else(|| answer.variant.clone(), str::to_string),
             settings: settings.clone(),
             time_ms: berth_domain::Timestamp::now().millis(),
             inference_id: req.inference_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string),
