@@ -139,6 +139,15 @@ def test_components_share_instances_and_managed_scaling_adds_one(berth):
             sm.describe_inference_component(InferenceComponentName=names["c"])
         assert "Could not find inference component" in error_message(e)
 
+        # The dashboard's overview shows each component as a row: its copies and its traffic.
+        import requests
+
+        overview = requests.get(f"{berth.url}/berth/v1/overview", timeout=10).json()
+        rows = {v["name"]: v for e in overview["endpoints"] if e["name"] == ep for v in e["variants"]}
+        assert rows["AllTraffic"]["instances"] == 1 and rows["AllTraffic"]["healthy_instances"] == 1
+        assert rows[names["a"]]["component_of"] == "AllTraffic" and rows[names["a"]]["model"] == names["a"]
+        assert (rows[names["b"]]["healthy_instances"], rows[names["b"]]["desired_instances"]) == (1, 1)
+
         # Each component's invocations in CloudWatch, in the InferenceComponentName dimension.
         for _ in range(3):
             runtime.invoke_endpoint(EndpointName=ep, Body=b"x", InferenceComponentName=names["b"])

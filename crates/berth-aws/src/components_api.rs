@@ -65,7 +65,9 @@ fn specification(request: &Value) -> Result<Option<ComponentSpecification>, Edge
         Some(r) => {
             unsupported(r.get("NumberOfAcceleratorDevicesRequired").is_some(), "ComputeResourceRequirements.NumberOfAcceleratorDevicesRequired: this host has no accelerator devices berth can give a copy, and")?;
             unsupported(r.get("AcceleratorPartitionType").is_some(), "ComputeResourceRequirements.AcceleratorPartitionType")?;
-            let memory = |m: &str| r.get(m).map(|v| v.as_u64().ok_or_else(|| EdgeError::validation(format!("{m} must be a whole number of MB.")))).transpose();
+            let memory = |m: &str| {
+                r.get(m).map(|v| v.as_u64().ok_or_else(|| EdgeError::validation(format!("{m} must be a whole number of MB.")))).transpose()
+            };
             let cores = match r.get("NumberOfCpuCoresRequired") {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(v.as_f64().ok_or_else(|| EdgeError::validation("NumberOfCpuCoresRequired must be a number."))?),
@@ -79,7 +81,8 @@ fn specification(request: &Value) -> Result<Option<ComponentSpecification>, Edge
             })
         }
     };
-    let timeout = |m: &str| spec.get("StartupParameters").and_then(|p| p.get(m)).and_then(Value::as_u64).map(|t| t.min(u64::from(u32::MAX)) as u32);
+    let timeout =
+        |m: &str| spec.get("StartupParameters").and_then(|p| p.get(m)).and_then(Value::as_u64).map(|t| t.min(u64::from(u32::MAX)) as u32);
     Ok(Some(ComponentSpecification {
         model_name: at(spec, &["ModelName"]).map(str::to_string),
         container,
@@ -94,10 +97,14 @@ async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
     let name = required(&request, &["InferenceComponentName"])?.to_string();
     let endpoint = required(&request, &["EndpointName"])?.to_string();
     let specification = specification(&request)?.ok_or_else(|| {
-        EdgeError::validation("1 validation error detected: Value null at 'specification' failed to satisfy constraint: Member must not be null")
+        EdgeError::validation(
+            "1 validation error detected: Value null at 'specification' failed to satisfy constraint: Member must not be null",
+        )
     })?;
     let copies = copy_count(&request, "RuntimeConfig")?.ok_or_else(|| {
-        EdgeError::validation("1 validation error detected: Value null at 'runtimeConfig' failed to satisfy constraint: Member must not be null")
+        EdgeError::validation(
+            "1 validation error detected: Value null at 'runtimeConfig' failed to satisfy constraint: Member must not be null",
+        )
     })?;
     let req_tags = tags(serde_json::from_value(request.get("Tags").cloned().unwrap_or(Value::Null)).unwrap_or_default());
     let variant = at(&request, &["VariantName"]).map(str::to_string);
@@ -110,7 +117,11 @@ async fn describe(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> 
     let request: Value = parse(body)?;
     let component = c.describe_inference_component(required(&request, &["InferenceComponentName"])?).await?;
     let endpoint_arn = c.account().arn(berth_domain::ResourceKind::Endpoint, &component.endpoint_name);
-    let instance_type = c.describe_endpoint(&component.endpoint_name).await.ok().and_then(|e| e.variant(&component.variant_name).map(|v| v.instance_type.clone()));
+    let instance_type = c
+        .describe_endpoint(&component.endpoint_name)
+        .await
+        .ok()
+        .and_then(|e| e.variant(&component.variant_name).map(|v| v.instance_type.clone()));
     Ok(describe_output(&component, &endpoint_arn, instance_type))
 }
 
@@ -215,7 +226,9 @@ async fn update(c: &Arc<Controller>, body: &[u8], runtime_only: bool) -> Result<
     let name = required(&request, &["InferenceComponentName"])?.to_string();
     let (spec, copies) = if runtime_only {
         let copies = copy_count(&request, "DesiredRuntimeConfig")?.ok_or_else(|| {
-            EdgeError::validation("1 validation error detected: Value null at 'desiredRuntimeConfig' failed to satisfy constraint: Member must not be null")
+            EdgeError::validation(
+                "1 validation error detected: Value null at 'desiredRuntimeConfig' failed to satisfy constraint: Member must not be null",
+            )
         })?;
         (None, Some(copies))
     } else {

@@ -15,7 +15,7 @@ use crate::protocol::Protocol;
 use crate::Edge;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use berth_domain::{Endpoint, Event};
+use berth_domain::{Endpoint, Event, InferenceComponent};
 use berth_metrics::{Datapoint, MetricName, MetricsRegistry, VariantKey};
 use berth_router::EndpointRoute;
 use berth_store::EventQuery;
@@ -152,6 +152,10 @@ struct VariantOut {
     totals: TotalsOut,
     utilization: Option<UtilizationOut>,
     series: SeriesOut,
+    /// For an inference component's row: the variant whose instances host its copies
+    /// (`instances` are then its copies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    component_of: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -211,8 +215,20 @@ pub async fn overview(State(edge): State<Edge>, Query(q): Query<OverviewQuery>) 
     let end = (now.saturating_sub(1) / period) * period;
     let start = end.saturating_sub(window);
     let table = edge.router.table();
-    let mut body: Vec<EndpointOut> =
-        endpoints.iter().map(|e| endpoint_out(e, table.get(&e.name).as_deref(), table.metrics(), start, end, period)).collect();
+    let components = edge.controller.inference_components().await.unwrap_or_default();
+    let mut body: Vec<EndpointOut> = endpoints
+        .iter()
+        .map(|e| {
+            let mut out = endpoint_out(e, table.get(&e.name).as_deref(), table.metrics(), start, end, period);
+            if e.hosts_components() {
+                let key = berth_domain::NameKey::of(&e.name);
+                let mine: Vec<&InferenceComponent> =
+                    components.iter().filter(|c| berth_domain::NameKey::of(&c.endpoint_name) == key).collect();
+                out.variants.extend(component_rows(e, &mine, table.get(&e.name).as_deref(), table.metrics(), start, end, period));
+            }
+            out
+        })
+        .collect();
     // Model quality and the A/B test, where answers are captured.
     for (out, e) in body.iter_mut().zip(&endpoints) {
         if e.data_capture.is_some() {
@@ -274,7 +290,12 @@ fn endpoint_out(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsRe
                 traffic_share: if total_weight > 0.0 { v.current_weight / total_weight } else { 0.0 },
                 instances: v.current_instance_count,
                 desired_instances: v.desired_instance_count,
-                healthy_instances: slots.iter().filter(|s| s.is_healthy()).count(),
+                // A variant hosting inference components runs nothing of its own: its instances
+                // are there as soon as they are counted.
+                healthy_instances: match v.hosts_components {
+                    true => v.current_instance_count as usize,
+                    false => slots.iter().filter(|s| s.is_healthy()).count(),
+                },
                 restarts: slots.iter().map(|s| s.restarts()).sum::<u64>(),
                 totals: TotalsOut {
                     invocations: totals.invocations,
@@ -284,6 +305,7 @@ fn endpoint_out(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsRe
                 },
                 utilization,
                 series: series(metrics, &key, start, end, period),
+                component_of: None,
             }
         })
         .collect();
@@ -304,6 +326,55 @@ fn endpoint_out(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsRe
         variants,
         quality: None,
     }
+}
+
+/// An endpoint's inference components as rows of its own, after its variants: each one's
+/// copies (healthy of desired), its share of the components' invocations, its metrics.
+fn component_rows(
+    e: &Endpoint,
+    components: &[&InferenceComponent],
+    route: Option<&EndpointRoute>,
+    metrics: &MetricsRegistry,
+    start: u64,
+    end: u64,
+    period: u64,
+) -> Vec<VariantOut> {
+    let key = |c: &InferenceComponent| VariantKey::component(&e.name, &c.name);
+    let invocations: Vec<u64> = components.iter().map(|c| metrics.snapshot_of(&key(c)).unwrap_or_default().invocations).collect();
+    let total: u64 = invocations.iter().sum();
+    components
+        .iter()
+        .zip(invocations)
+        .map(|(c, n)| {
+            let routed = route.and_then(|r| r.components.iter().flatten().find(|r| r.name == c.name));
+            let slots = routed.map(|r| r.variant.instances.as_slice()).unwrap_or(&[]);
+            let totals = metrics.snapshot_of(&key(c)).unwrap_or_default();
+            VariantOut {
+                name: c.name.clone(),
+                model: c.model_name.clone().unwrap_or_else(|| c.container.image.clone()),
+                shadow: false,
+                serverless: None,
+                models: None,
+                instance_type: e.variant(&c.variant_name).map(|v| v.instance_type.clone()).unwrap_or_default(),
+                weight: 0.0,
+                desired_weight: 0.0,
+                traffic_share: if total > 0 { n as f64 / total as f64 } else { 0.0 },
+                instances: c.current_copies,
+                desired_instances: c.desired_copies,
+                healthy_instances: slots.iter().filter(|s| s.is_healthy()).count(),
+                restarts: slots.iter().map(|s| s.restarts()).sum::<u64>(),
+                totals: TotalsOut {
+                    invocations: totals.invocations,
+                    errors_4xx: totals.errors_4xx,
+                    errors_5xx: totals.errors_5xx,
+                    model_errors: totals.model_errors,
+                },
+                utilization: None,
+                series: series(metrics, &key(c), start, end, period),
+                component_of: Some(c.variant_name.clone()),
+            }
+        })
+        .collect()
 }
 
 /// A variant's recent history, one value per period (null where a period had no data).

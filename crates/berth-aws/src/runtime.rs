@@ -180,11 +180,8 @@ pub(crate) fn unsupported_member(headers: &HeaderMap) -> Option<&'static str> {
 }
 
 /// Runtime headers (after `x-amzn-sagemaker-`) of members berth does not implement, by member.
-const UNSUPPORTED: [(&str, &str); 3] = [
-    ("session-id", "SessionId"),
-    ("enable-explanations", "EnableExplanations"),
-    ("prefix-aware-id", "PrefixAwareId"),
-];
+const UNSUPPORTED: [(&str, &str); 3] =
+    [("session-id", "SessionId"), ("enable-explanations", "EnableExplanations"), ("prefix-aware-id", "PrefixAwareId")];
 
 /// The member a runtime header names (after `x-amzn-sagemaker-`), if berth does not implement it.
 fn unsupported(member: &str) -> Option<&'static str> {

@@ -215,7 +215,10 @@ impl Controller {
             (a.status, a.message) = match reached {
                 Ok(()) => (
                     ActivityStatus::Successful,
-                    Some(format!("Successfully set desired {} count to {}. Change successfully fulfilled by sagemaker.", standing.unit, a.to)),
+                    Some(format!(
+                        "Successfully set desired {} count to {}. Change successfully fulfilled by sagemaker.",
+                        standing.unit, a.to
+                    )),
                 ),
                 Err(reason) => (ActivityStatus::Failed, Some(reason)),
             };
@@ -378,7 +381,9 @@ impl Controller {
                 let in_service = e.status == EndpointStatus::InService;
                 let reached = in_service.then(|| match v.current_instance_count == v.desired_instance_count {
                     true => Ok(()),
-                    false => Err(e.failure_reason.clone().unwrap_or_else(|| format!("The variant runs {} instances.", v.current_instance_count))),
+                    false => {
+                        Err(e.failure_reason.clone().unwrap_or_else(|| format!("The variant runs {} instances.", v.current_instance_count)))
+                    }
                 });
                 Some(Standing {
                     desired: v.desired_instance_count,

@@ -80,10 +80,14 @@ impl Reconciler for Components {
         if endpoint.status != EndpointStatus::InService || cx.fleets().epoch(&endpoint.name).is_none() {
             return None; // its instances come first; its commit enqueues the components again
         }
-        let moving = components.iter().any(|c| matches!(c.status, ComponentStatus::Creating | ComponentStatus::Updating | ComponentStatus::Deleting));
+        let moving = components
+            .iter()
+            .any(|c| matches!(c.status, ComponentStatus::Creating | ComponentStatus::Updating | ComponentStatus::Deleting));
         let (plans, _) = cx.plans(endpoint, components);
         let changes = plans.iter().any(|(v, p)| {
-            !p.start.is_empty() || !p.stop.is_empty() || endpoint.variant(v).is_some_and(|s| s.current_instance_count as usize != p.instances.len())
+            !p.start.is_empty()
+                || !p.stop.is_empty()
+                || endpoint.variant(v).is_some_and(|s| s.current_instance_count as usize != p.instances.len())
         });
         (moving || changes || cx.missing_entries(endpoint, components)).then_some(ComponentStep::Converge)
     }
@@ -111,11 +115,14 @@ impl Controller {
             )));
         }
         let variant = match &req.variant {
-            Some(name) => hosts.iter().find(|v| v.name == *name).ok_or_else(|| {
-                ControlError::Validation(format!("Variant {name} does not exist in endpoint {}.", endpoint.name))
-            })?,
+            Some(name) => hosts
+                .iter()
+                .find(|v| v.name == *name)
+                .ok_or_else(|| ControlError::Validation(format!("Variant {name} does not exist in endpoint {}.", endpoint.name)))?,
             None if hosts.len() == 1 => hosts[0],
-            None => return Err(ControlError::Validation(format!("Endpoint {} has several variants: name the VariantName.", endpoint.name))),
+            None => {
+                return Err(ControlError::Validation(format!("Endpoint {} has several variants: name the VariantName.", endpoint.name)))
+            }
         };
         if matches!(endpoint.status, EndpointStatus::Deleting | EndpointStatus::Failed) {
             return Err(ControlError::Validation(format!("Endpoint {} is {}.", endpoint.name, endpoint.status.as_str())));
@@ -143,7 +150,9 @@ impl Controller {
         };
         self.specify(&mut component, req.specification, variant, true).await?;
         let (stored, tags, arn) = (component.clone(), req.tags, component.arn.clone());
-        self.db(move |s| s.insert(&stored, &tags)).await.map_err(|e| crate::models::map_exists(e, ResourceKind::InferenceComponent, &arn))?;
+        self.db(move |s| s.insert(&stored, &tags))
+            .await
+            .map_err(|e| crate::models::map_exists(e, ResourceKind::InferenceComponent, &arn))?;
         tracing::info!(component = %component.name, endpoint = %component.endpoint_name, copies = component.desired_copies, "inference component creating");
         self.reconcile_components(&component.endpoint_name).await;
         Ok(component)
@@ -197,7 +206,10 @@ impl Controller {
             None => {}
         }
         let r = c.requirements;
-        if r.cpu_cores.is_some_and(|n| !(n.is_finite() && n >= 0.25)) || r.min_memory_mb < 128 || r.max_memory_mb.is_some_and(|m| m < r.min_memory_mb) {
+        if r.cpu_cores.is_some_and(|n| !(n.is_finite() && n >= 0.25))
+            || r.min_memory_mb < 128
+            || r.max_memory_mb.is_some_and(|m| m < r.min_memory_mb)
+        {
             return Err(ControlError::Validation(
                 "ComputeResourceRequirements: NumberOfCpuCoresRequired must be at least 0.25, MinMemoryRequiredInMb at least 128, and MaxMemoryRequiredInMb at least MinMemoryRequiredInMb.".into(),
             ));
@@ -215,7 +227,10 @@ impl Controller {
                 capacity.memory_mb
             )));
         }
-        for (t, member) in [(spec.download_timeout_secs, "ModelDataDownloadTimeoutInSeconds"), (spec.startup_timeout_secs, "ContainerStartupHealthCheckTimeoutInSeconds")] {
+        for (t, member) in [
+            (spec.download_timeout_secs, "ModelDataDownloadTimeoutInSeconds"),
+            (spec.startup_timeout_secs, "ContainerStartupHealthCheckTimeoutInSeconds"),
+        ] {
             if let Some(t) = t.filter(|t| !(60..=3600).contains(t)) {
                 return Err(ControlError::Validation(format!(
                     "1 validation error detected: Value '{t}' at 'specification.startupParameters.{member}' failed to satisfy constraint: Member must have value between 60 and 3600"
@@ -242,7 +257,8 @@ impl Controller {
         self.db(|s| s.list::<InferenceComponent>()).await
     }
 
-    async fn components_of(&self, endpoint: &str) -> Result<Vec<InferenceComponent>, ControlError> {
+    /// The components of `endpoint`, oldest first.
+    pub(crate) async fn components_of(&self, endpoint: &str) -> Result<Vec<InferenceComponent>, ControlError> {
         let key = NameKey::of(endpoint);
         Ok(self.inference_components().await?.into_iter().filter(|c| NameKey::of(&c.endpoint_name) == key).collect())
     }
@@ -260,13 +276,7 @@ impl Controller {
         match c.status {
             ComponentStatus::InService => {}
             ComponentStatus::Failed if spec.is_some() => {}
-            s => {
-                return Err(ControlError::Validation(format!(
-                    "Cannot update inference component {} while it is {}.",
-                    c.name,
-                    s.as_str()
-                )))
-            }
+            s => return Err(ControlError::Validation(format!("Cannot update inference component {} while it is {}.", c.name, s.as_str()))),
         }
         if let Some(spec) = spec {
             let endpoint = self.describe_endpoint(&c.endpoint_name).await?;
@@ -334,7 +344,8 @@ impl Controller {
                     .values()
                     .flat_map(|e| {
                         e.copies.iter().map(|c| {
-                            let copy = RunningCopy { component: e.name.clone(), instance: c.instance, generation: c.generation, id: c.id.clone() };
+                            let copy =
+                                RunningCopy { component: e.name.clone(), instance: c.instance, generation: c.generation, id: c.id.clone() };
                             (e.variant.clone(), copy)
                         })
                     })
@@ -419,7 +430,8 @@ impl Controller {
         mut started: HashMap<String, Result<Vec<(u32, Instance)>, String>>,
     ) {
         let guard = self.transitions.lock().await;
-        let (Ok(mut endpoint), Ok(components)) = (self.describe_endpoint(endpoint_name).await, self.components_of(endpoint_name).await) else {
+        let (Ok(mut endpoint), Ok(components)) = (self.describe_endpoint(endpoint_name).await, self.components_of(endpoint_name).await)
+        else {
             drop(guard);
             let orphans = started.into_values().flatten().flatten().map(|(_, i)| i).collect();
             return crate::deploy::stop_all(orphans).await;
@@ -475,6 +487,7 @@ impl Controller {
                         if entry.copies.is_empty() {
                             fleet.entries.remove(&key);
                             deleted.push(c.name.clone());
+                            events.push((c.variant_name.clone(), EventKind::StatusChanged, format!("Inference component {} deleted", c.name)));
                         }
                     }
                     ComponentStatus::Failed => {}
@@ -514,6 +527,11 @@ impl Controller {
                         }
                         None => {}
                     },
+                }
+                if next.status != c.status {
+                    let reason = next.failure_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+                    let message = format!("Inference component {} is {}{reason}", c.name, next.status.as_str());
+                    events.push((c.variant_name.clone(), EventKind::StatusChanged, message));
                 }
                 if next != *c {
                     next.modified = now;

@@ -206,7 +206,9 @@ fn validate_component_hosts(config: &EndpointConfig) -> Result<(), ControlError>
         (config.async_inference.is_some(), "AsyncInferenceConfig"),
     ];
     if let Some((_, member)) = refused.iter().find(|(set, _)| *set) {
-        return invalid(format!("{member} is not supported by berth on an endpoint configuration for inference components (variants with no ModelName)."));
+        return invalid(format!(
+            "{member} is not supported by berth on an endpoint configuration for inference components (variants with no ModelName)."
+        ));
     }
     for v in hosts {
         if let Some((min, max)) = v.managed_scaling.and_then(|m| m.range(v.initial_instance_count)) {

@@ -6,7 +6,8 @@ use berth_domain::framework_of;
 use berth_domain::{instance_memory_mib, instance_vcpus, ContainerSpec, Endpoint, Image, NameKey, VariantState};
 use berth_instances::{host_memory_bytes, staged_models_dir, Instance, InstanceSpec, ModelData, ModelSource};
 use berth_router::{
-    CaptureSettings, ComponentRoute, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, Pipeline, ServerlessState, ShadowRoute, VariantRoute,
+    CaptureSettings, ComponentRoute, EndpointRoute, GreenRoute, ModelCache, ModelCacheSettings, Pipeline, ServerlessState, ShadowRoute,
+    VariantRoute,
 };
 use berth_store::Resources;
 use std::collections::{BTreeMap, HashMap};

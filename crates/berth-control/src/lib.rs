@@ -73,9 +73,8 @@ pub use experiments::{CreateInferenceExperiment, StopInferenceExperiment, Update
 pub use ground_truth::{ground_truth_line, GroundTruth};
 pub use instance_logs::InstanceLogStream;
 pub use listing::{
-    list_inference_components, list_monitoring, list_processing_jobs, list_recommendation_jobs, list_registry, list_transform_jobs, ListQuery,
-    MonitoringListed, Page,
-    SortKey, TimeWindow,
+    list_inference_components, list_monitoring, list_processing_jobs, list_recommendation_jobs, list_registry, list_transform_jobs,
+    ListQuery, MonitoringListed, Page, SortKey, TimeWindow,
 };
 pub use metrics::{canonical_dimensions, MetricQuery};
 pub use models::CreateModel;

@@ -57,7 +57,9 @@ impl Controller {
                 let name = component.unwrap_or_default();
                 metric = match metric {
                     Some(MetricName::InvocationsPerInstance) => None,
-                    None if q.namespace == "AWS/SageMaker" && q.metric_name == "InvocationsPerCopy" => Some(MetricName::InvocationsPerInstance),
+                    None if q.namespace == "AWS/SageMaker" && q.metric_name == "InvocationsPerCopy" => {
+                        Some(MetricName::InvocationsPerInstance)
+                    }
                     m => m,
                 };
                 match self.describe_inference_component(&name).await {

@@ -280,7 +280,15 @@ impl Controller {
             })
             .collect();
         let e = self.describe_endpoint(endpoint).await?;
-        let production: Vec<&str> = e.variants.iter().filter(|v| !v.shadow).map(|v| v.name.as_str()).collect();
+        // An endpoint of inference components compares its first two components.
+        let components: Vec<String> = match e.hosts_components() {
+            true => self.components_of(endpoint).await?.into_iter().map(|c| c.name).collect(),
+            false => Vec::new(),
+        };
+        let production: Vec<&str> = match e.hosts_components() {
+            true => components.iter().map(String::as_str).collect(),
+            false => e.variants.iter().filter(|v| !v.shadow).map(|v| v.name.as_str()).collect(),
+        };
         let test = match production.as_slice() {
             [a, b, ..] if pairs.contains_key(*a) && pairs.contains_key(*b) => Some(significance_of(&pairs, Metric::Accuracy, a, b, 0.05)?),
             _ => None,

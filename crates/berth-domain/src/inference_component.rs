@@ -157,8 +157,7 @@ pub fn place(
     // What stays: current-generation copies of wanted components, up to their counts.
     let mut kept: Vec<RunningCopy> = Vec::new();
     for d in demands {
-        let mut mine: Vec<&RunningCopy> =
-            running.iter().filter(|c| c.component == d.component && c.generation == d.generation).collect();
+        let mut mine: Vec<&RunningCopy> = running.iter().filter(|c| c.component == d.component && c.generation == d.generation).collect();
         while mine.len() > d.desired as usize {
             // Surplus: from the instance with most of this component's copies, newest first.
             let count = |i: u32| mine.iter().filter(|c| c.instance == i).count();
@@ -174,9 +173,11 @@ pub fn place(
     }
     let requirement = |component: &str| demands.iter().find(|d| d.component == component).map(|d| d.requirements);
     let used = |placed: &[(String, u32)], instance: u32| {
-        placed.iter().filter(|(_, i)| *i == instance).filter_map(|(c, _)| requirement(c)).fold((0.0, 0u64), |(cores, mem), r| {
-            (cores + r.cores(), mem + r.min_memory_mb)
-        })
+        placed
+            .iter()
+            .filter(|(_, i)| *i == instance)
+            .filter_map(|(c, _)| requirement(c))
+            .fold((0.0, 0u64), |(cores, mem), r| (cores + r.cores(), mem + r.min_memory_mb))
     };
     let mut placed: Vec<(String, u32)> = kept.iter().map(|c| (c.component.clone(), c.instance)).collect();
     for d in demands {
@@ -187,20 +188,15 @@ pub fn place(
                 let (cores, mem) = used(placed, instance);
                 cores + d.requirements.cores() <= capacity.cores + 1e-9 && mem + d.requirements.min_memory_mb <= capacity.memory_mb
             };
-            let best = plan
-                .instances
-                .iter()
-                .copied()
-                .filter(|i| fits(*i, &placed))
-                .min_by(|a, b| {
-                    let key = |i: u32| {
-                        let mine = placed.iter().filter(|(c, at)| *c == d.component && *at == i).count();
-                        let (cores, mem) = used(&placed, i);
-                        (mine, cores, mem)
-                    };
-                    let (ka, kb) = (key(*a), key(*b));
-                    ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1)).then(ka.2.cmp(&kb.2)).then(a.cmp(b))
-                });
+            let best = plan.instances.iter().copied().filter(|i| fits(*i, &placed)).min_by(|a, b| {
+                let key = |i: u32| {
+                    let mine = placed.iter().filter(|(c, at)| *c == d.component && *at == i).count();
+                    let (cores, mem) = used(&placed, i);
+                    (mine, cores, mem)
+                };
+                let (ka, kb) = (key(*a), key(*b));
+                ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1)).then(ka.2.cmp(&kb.2)).then(a.cmp(b))
+            });
             let at = match best {
                 Some(i) => Some(i),
                 None if range.is_some_and(|(_, max)| (plan.instances.len() as u32) < max) && capacity.holds(&d.requirements) => {

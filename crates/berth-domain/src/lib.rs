@@ -69,8 +69,8 @@ pub use alarm::{
     MAX_SUB_HOUR_EVALUATION_RANGE_SECS,
 };
 pub use autoscaling::{
-    parse_resource_id, ActivityStatus, AdjustmentType, PolicyConfig, ScalableTarget, ScalingActivity, ScalingPolicy, StepAdjustment,
-    StepScaling, Suspended, TargetTracking, TrackedMetric, ScalableResource, COMPONENT_SCALABLE_DIMENSION, SCALABLE_DIMENSION,
+    parse_resource_id, ActivityStatus, AdjustmentType, PolicyConfig, ScalableResource, ScalableTarget, ScalingActivity, ScalingPolicy,
+    StepAdjustment, StepScaling, Suspended, TargetTracking, TrackedMetric, COMPONENT_SCALABLE_DIMENSION, SCALABLE_DIMENSION,
 };
 pub use deployment::{
     BlueGreenPolicy, CapacitySize, CapacityUnit, DeploymentConfig, PendingDeployment, RollingPolicy, TrafficRouting, TrafficStep,
@@ -79,13 +79,13 @@ pub use deployment::{
 pub use endpoint::{Endpoint, EndpointStatus, PendingUpdate, VariantState};
 pub use endpoint_config::{AsyncInference, DataCapture, EndpointConfig, RoutingStrategy, ServerlessConfig, VariantSpec};
 pub use error::DomainError;
+pub use event::{Event, EventKind, NewEvent};
+pub use experiment::{ExperimentStatus, ExperimentVariant, InferenceExperiment, VariantAction, DEFAULT_EXPERIMENT_SECS};
+pub use framework::{framework_of, Framework, FrameworkKind};
 pub use inference_component::{
     place, ComponentStatus, ComputeRequirements, InferenceComponent, InstanceCapacity, ManagedInstanceScaling, PlacementDemand,
     PlacementPlan, RunningCopy,
 };
-pub use event::{Event, EventKind, NewEvent};
-pub use experiment::{ExperimentStatus, ExperimentVariant, InferenceExperiment, VariantAction, DEFAULT_EXPERIMENT_SECS};
-pub use framework::{framework_of, Framework, FrameworkKind};
 pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
 pub use json_path::JsonPath;
 pub use model::{

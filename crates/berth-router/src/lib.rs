@@ -221,9 +221,11 @@ impl Router {
         }
         if let (Some(settings), Ok(answer)) = (&sent.route.capture, result) {
             // An inference component's answers are captured under its name, as a variant's are.
-            let component = req.target.component.as_deref().and_then(|c| {
-                sent.route.components.iter().flatten().find(|r| r.name.eq_ignore_ascii_case(c)).map(|r| r.name.as_str())
-            });
+            let component = req
+                .target
+                .component
+                .as_deref()
+                .and_then(|c| sent.route.components.iter().flatten().find(|r| r.name.eq_ignore_ascii_case(c)).map(|r| r.name.as_str()));
             self.capture(&sent.route.endpoint, settings, req, answer, component, &sent.metrics);
         }
     }

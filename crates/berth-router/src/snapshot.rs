@@ -145,7 +145,14 @@ impl Replica {
             Some((vs, share)) => Some(GreenRoute { variants: variants(vs)?, share: *share }),
             None => None,
         };
-        Some(EndpointRoute { endpoint: s.endpoint.clone(), variants: variants(&s.variants)?, green, shadows: Vec::new(), capture: None, components: None })
+        Some(EndpointRoute {
+            endpoint: s.endpoint.clone(),
+            variants: variants(&s.variants)?,
+            green,
+            shadows: Vec::new(),
+            capture: None,
+            components: None,
+        })
     }
 
     fn variant(&self, v: &PublishedVariant) -> Option<VariantRoute> {

@@ -465,8 +465,14 @@ mod tests {
     #[test]
     fn the_new_fleet_takes_its_share() {
         let green = GreenRoute { variants: vec![variant("A", 1.0), variant("New", 1.0)], share: 0.25 };
-        let route =
-            EndpointRoute { endpoint: "e".into(), variants: vec![variant("A", 1.0)], green: Some(green), shadows: vec![], capture: None, components: None };
+        let route = EndpointRoute {
+            endpoint: "e".into(),
+            variants: vec![variant("A", 1.0)],
+            green: Some(green),
+            shadows: vec![],
+            capture: None,
+            components: None,
+        };
         let to_green = (0..1000).filter(|i| route.pick_variant(None, None, *i as f64 / 1000.0).unwrap().name == "New").count();
         assert_eq!(to_green, 125, "half of the new fleet's quarter");
         // A target variant is served by the fleet the draw picked, or by the other one.

@@ -8,8 +8,8 @@ use crate::wire::Empty;
 use crate::Edge;
 use berth_control::{ControlError, RegisterScalableTarget};
 use berth_domain::{
-    AdjustmentType, PolicyConfig, ScalableTarget, ScalingActivity, ScalingPolicy, StepAdjustment, StepScaling, Suspended, TargetTracking,
-    ScalableResource, TrackedMetric, COMPONENT_SCALABLE_DIMENSION, SCALABLE_DIMENSION,
+    AdjustmentType, PolicyConfig, ScalableResource, ScalableTarget, ScalingActivity, ScalingPolicy, StepAdjustment, StepScaling, Suspended,
+    TargetTracking, TrackedMetric, COMPONENT_SCALABLE_DIMENSION, SCALABLE_DIMENSION,
 };
 use serde_json::Value;
 
