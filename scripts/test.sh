@@ -107,6 +107,11 @@ echo "== berth's container image (the debug build, packaged as a release is)"
 export BERTH_TEST_IMAGE=berth:test
 bash scripts/build-image.sh --debug "$BERTH_TEST_IMAGE"
 
+echo "== the wheel and cargo install, as users install berth"
+bash scripts/test-wheel.sh
+echo "== the documentation"
+BERTH_BIN="$ROOT/target/debug/berth" PYTHON="$ROOT/.venv/bin/python" bash scripts/docs.sh
+
 echo "== compatibility suite"
 export BERTH_BIN="$ROOT/target/debug/berth"
 export BERTH_SDK3_PYTHON="$ROOT/.venv-sdk3/bin/python"

@@ -1,10 +1,12 @@
 """berth's operator commands against a running server: endpoints, invoke, weights."""
 
 import json
+import os
+import re
 import subprocess
 import time
 
-from conftest import berth_binary, deploy
+from conftest import ECHO_IMAGE, ROLE, berth_binary, create_echo_model, deploy, unique, variant
 
 
 def berth_cli(berth, *args, stdin=b""):
@@ -113,3 +115,33 @@ def test_loadtest_open_and_closed_loop(berth, sm, tmp_path):
     out = berth_cli(berth, "loadtest", "no-such-endpoint", "--rate", "10", "--duration", "1", "--payload", str(payload), "--json")
     r = json.loads(out.stdout)
     assert r["errors"] == 10 and "Endpoint no-such-endpoint of account 123456789012 not found" in r["first_error"], r
+
+
+def test_wait_version_completions_man_and_exit_statuses(berth, sm):
+    """`berth wait` returns once an endpoint is InService (status 0) and fails with the reason
+    for one that failed (1); `--version` names the commit; completions and the man page come
+    from the CLI's definition; a wrong argument is status 2."""
+    ep = unique("wait")
+    create_echo_model(sm, ep)
+    sm.create_endpoint_config(EndpointConfigName=ep, ProductionVariants=[variant("V", ep)])
+    sm.create_endpoint(EndpointName=ep, EndpointConfigName=ep)
+    out = berth_cli(berth, "wait", ep, "--timeout", "60")
+    assert out.returncode == 0 and f"endpoint {ep} is InService" in out.stderr.decode(), out.stderr
+    bad = unique("wait-bad")
+    sm.create_model(ModelName=bad, PrimaryContainer={"Image": ECHO_IMAGE, "Environment": {"ECHO_EXIT_ON_START": "1"}}, ExecutionRoleArn=ROLE)
+    sm.create_endpoint_config(EndpointConfigName=bad, ProductionVariants=[variant("V", bad)])
+    sm.create_endpoint(EndpointName=bad, EndpointConfigName=bad)
+    out = berth_cli(berth, "wait", bad, "--timeout", "1")
+    assert out.returncode == 1 and f"endpoint {bad} is" in out.stderr.decode(), out.stderr
+
+    version = subprocess.run([berth_binary(), "--version"], capture_output=True, text=True, check=True).stdout
+    assert re.match(r"berth \d+\.\d+\.\d+ \((unknown commit|[0-9a-f]{12}(-modified)?)\)$", version.strip()), version
+    for shell, marker in (("bash", "_berth()"), ("zsh", "#compdef berth"), ("fish", "complete -c berth")):
+        script = subprocess.run([berth_binary(), "completions", shell], capture_output=True, text=True, check=True).stdout
+        assert marker in script and "loadtest" in script, shell
+    man = subprocess.run([berth_binary(), "man"], capture_output=True, text=True, check=True).stdout
+    assert man.startswith(".ie") and ".TH berth 1" in man and "serve" in man
+    wrong = subprocess.run([berth_binary(), "weights", "--no-such-flag"], capture_output=True, text=True)
+    assert wrong.returncode == 2
+    plain = subprocess.run([berth_binary(), "endpoints", "--url", "http://127.0.0.1:9"], capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+    assert plain.returncode == 1 and "\x1b[" not in plain.stderr

@@ -5,11 +5,13 @@ use crate::Timestamp;
 /// The kinds of events berth records. Stored and served by these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
-    /// The endpoint's status changed (Creating, InService, Updating, Failed, Deleting, ...).
+    /// The endpoint's status changed (Creating, InService, Updating, Failed, Deleting, ...), or
+    /// one of its inference components' (the message names it).
     StatusChanged,
     /// Variant weights changed (UpdateEndpointWeightsAndCapacities).
     WeightsChanged,
-    /// Desired instance counts changed.
+    /// Desired instance counts changed (also when managed instance scaling adds or releases
+    /// instances for inference components).
     CapacityChanged,
     /// A step of a deployment: a fleet started, traffic moved, old instances retired.
     DeploymentStep,

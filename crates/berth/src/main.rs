@@ -2,6 +2,7 @@
 
 mod background;
 mod cli;
+mod cli_reference;
 mod cluster;
 mod demo;
 mod fetch;
@@ -18,8 +19,16 @@ mod worker;
 
 use clap::{Parser, Subcommand};
 
+/// `berth --version`: the version and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_COMMIT"), ")");
+
 #[derive(Parser)]
-#[command(name = "berth", version, about = "Self-hosted model hosting that speaks Amazon SageMaker's hosting API")]
+#[command(
+    name = "berth",
+    version = VERSION,
+    about = "Self-hosted model hosting that speaks Amazon SageMaker's hosting API",
+    after_help = "Exit status: 0 on success, 1 when the command failed (the reason is on stderr), 2 when its arguments are wrong.\nNO_COLOR (set and not empty) turns colored output off."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,6 +57,14 @@ enum Command {
         server: cli::Server,
         #[command(flatten)]
         args: cli::LoadtestArgs,
+    },
+    /// Wait until an endpoint (or, with `--component`, an inference component) is InService;
+    /// exit status 1 when it fails or the timeout passes.
+    Wait {
+        #[command(flatten)]
+        server: cli::Server,
+        #[command(flatten)]
+        args: cli::WaitArgs,
     },
     /// Set variant weights at once, e.g. `berth weights demo Variant1=25 Variant2=75`.
     Weights {
@@ -110,6 +127,21 @@ enum Command {
     /// A built-in image's worker process (berth starts these itself).
     #[command(hide = true, subcommand)]
     Worker(worker::Worker),
+    /// Print a shell's completion script, e.g. `berth completions bash > /etc/bash_completion.d/berth`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print berth's man page (roff), e.g. `berth man > /usr/local/share/man/man1/berth.1`.
+    Man,
+    /// Print every command and flag as Markdown (the documentation's command-line reference).
+    #[command(hide = true)]
+    CliReference,
+}
+
+/// Whether to color what goes to stderr: a terminal, and no `NO_COLOR` (https://no-color.org).
+pub(crate) fn colors() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// `berth prepare-python`.
@@ -159,8 +191,19 @@ fn prepare_python(args: PreparePythonArgs) -> anyhow::Result<()> {
     let code_dir = args.model_dir.as_deref().and_then(|model| berth_python::code_dir(args.code_dir.as_deref(), model));
     let requirements = args.requirements.or_else(|| berth_python::requirements_of(code_dir.as_deref().or(args.code_dir.as_deref())));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let progress = |step: String| eprintln!("{step}");
-    let prepared = runtime.block_on(environments.prepare(&framework, requirements.as_deref(), &progress)).map_err(anyhow::Error::msg)?;
+    let spinner = cli::spinner::Spinner::start(&format!("preparing the Python environment of {image}"));
+    let progress = |step: String| spinner.say(&step);
+    let prepared = runtime.block_on(environments.prepare(&framework, requirements.as_deref(), &progress)).map_err(anyhow::Error::msg);
+    let prepared = match prepared {
+        Ok(p) => {
+            spinner.finish("Python environment ready");
+            p
+        }
+        Err(e) => {
+            spinner.finish("Python environment not made");
+            return Err(e);
+        }
+    };
     if let Some(note) = prepared.note {
         eprintln!("{note}");
     }
@@ -179,10 +222,12 @@ fn prepare_python(args: PreparePythonArgs) -> anyhow::Result<()> {
 }
 
 fn install_onnxruntime(data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(colors()).init();
     std::fs::create_dir_all(data_dir)?;
-    onnxruntime::ensure_installed(&data_dir.canonicalize()?)
+    let spinner = cli::spinner::Spinner::start("looking for ONNX Runtime, installing it with pip if none is found");
+    let installed = onnxruntime::ensure_installed(&data_dir.canonicalize()?);
+    spinner.finish(if installed.is_ok() { "ONNX Runtime ready" } else { "ONNX Runtime not installed" });
+    installed
 }
 
 fn main() -> std::process::ExitCode {
@@ -198,10 +243,20 @@ fn main() -> std::process::ExitCode {
         Command::Invoke { server, args } => cli::invoke(server, args),
         Command::Loadtest { server, args } => cli::loadtest(server, args),
         Command::Weights { server, args } => cli::weights(server, args),
+        Command::Wait { server, args } => cli::wait(server, args),
         Command::Ab { server, args } => cli::ab(server, args),
         Command::Logs { server, args } => cli::logs(server, args),
         Command::Events { server, args } => cli::events(server, args),
         Command::Nodes { store, json } => cli::nodes(&store, json),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "berth", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::CliReference => {
+            print!("{}", cli_reference::markdown(&<Cli as clap::CommandFactory>::command()));
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout()).map_err(Into::into),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 
 mod api;
 mod loadtest;
+pub(crate) mod spinner;
 pub(crate) use api::tls_config;
 use api::{runtime, Api};
 pub use loadtest::{loadtest, LoadtestArgs};
@@ -333,6 +334,66 @@ async fn sticky_header(api: &Api, endpoint: &str, key: &str) -> anyhow::Result<(
              (tag it, e.g. berth:sticky-key=CustomAttributes:user)"
         ),
     }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WaitArgs {
+    /// The endpoint to wait for.
+    pub endpoint: String,
+    /// Wait for this inference component of the endpoint instead.
+    #[arg(long)]
+    pub component: Option<String>,
+    /// Give up after this many seconds (exit status 1).
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// `berth wait`: waits until an endpoint (or inference component) is InService, with a spinner
+/// showing its status; fails with its FailureReason when it ends Failed, or at the timeout.
+pub fn wait(server: Server, args: WaitArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let api = Api::new(&server.url).await?;
+        let (what, op, input, status_key) = match &args.component {
+            Some(c) => (
+                format!("inference component {c}"),
+                "SageMaker.DescribeInferenceComponent",
+                json!({ "InferenceComponentName": c }),
+                "InferenceComponentStatus",
+            ),
+            None => (
+                format!("endpoint {}", args.endpoint),
+                "SageMaker.DescribeEndpoint",
+                json!({ "EndpointName": args.endpoint }),
+                "EndpointStatus",
+            ),
+        };
+        let spinner = spinner::Spinner::start(&format!("waiting for {what}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+        let mut last = String::new();
+        loop {
+            let out = api.call(op, input.clone()).await?;
+            let status = out[status_key].as_str().unwrap_or("").to_string();
+            if status != last {
+                spinner.say(&format!("{what}: {status}"));
+                last = status.clone();
+            }
+            match status.as_str() {
+                "InService" => {
+                    spinner.finish(&format!("{what} is InService"));
+                    return Ok(());
+                }
+                "Failed" | "OutOfService" | "UpdateRollbackFailed" => {
+                    spinner.finish(&format!("{what} is {status}"));
+                    bail!("{what} is {status}: {}", out["FailureReason"].as_str().unwrap_or("no reason given"));
+                }
+                _ if std::time::Instant::now() >= deadline => {
+                    spinner.finish(&format!("{what} is still {status}"));
+                    bail!("{what} is still {status} after {} s", args.timeout);
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            }
+        }
+    })
 }
 
 /// `berth weights`: sets variant weights at once (UpdateEndpointWeightsAndCapacities).
