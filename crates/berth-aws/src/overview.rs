@@ -182,6 +182,12 @@ struct TotalsOut {
     model_errors: u64,
 }
 
+impl TotalsOut {
+    fn of(t: &berth_metrics::VariantSnapshot) -> TotalsOut {
+        TotalsOut { invocations: t.invocations, errors_4xx: t.errors_4xx, errors_5xx: t.errors_5xx, model_errors: t.model_errors }
+    }
+}
+
 #[derive(Serialize)]
 struct UtilizationOut {
     cpu: f64,
@@ -297,12 +303,7 @@ fn endpoint_out(e: &Endpoint, route: Option<&EndpointRoute>, metrics: &MetricsRe
                     false => slots.iter().filter(|s| s.is_healthy()).count(),
                 },
                 restarts: slots.iter().map(|s| s.restarts()).sum::<u64>(),
-                totals: TotalsOut {
-                    invocations: totals.invocations,
-                    errors_4xx: totals.errors_4xx,
-                    errors_5xx: totals.errors_5xx,
-                    model_errors: totals.model_errors,
-                },
+                totals: TotalsOut::of(&totals),
                 utilization,
                 series: series(metrics, &key, start, end, period),
                 component_of: None,
@@ -363,12 +364,7 @@ fn component_rows(
                 desired_instances: c.desired_copies,
                 healthy_instances: slots.iter().filter(|s| s.is_healthy()).count(),
                 restarts: slots.iter().map(|s| s.restarts()).sum::<u64>(),
-                totals: TotalsOut {
-                    invocations: totals.invocations,
-                    errors_4xx: totals.errors_4xx,
-                    errors_5xx: totals.errors_5xx,
-                    model_errors: totals.model_errors,
-                },
+                totals: TotalsOut::of(&totals),
                 utilization: None,
                 series: series(metrics, &key(c), start, end, period),
                 component_of: Some(c.variant_name.clone()),
