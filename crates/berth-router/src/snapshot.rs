@@ -6,8 +6,8 @@
 //!
 //! Only what a standby can route as the leader would is published as routable: plain and
 //! weighted variants, guarded deployments' fleets. An endpoint with data capture, shadow
-//! variants, sticky keys, serverless, multi-model or multi-container variants is published as
-//! not routable, and a standby forwards its invocations to the leader.
+//! variants, sticky keys, serverless, multi-model or multi-container variants, or inference
+//! components is published as not routable, and a standby forwards its invocations to the leader.
 
 use crate::table::{EndpointRoute, GreenRoute, RoutingTable, VariantRoute};
 use berth_domain::{NameKey, RoutingStrategy};
@@ -63,7 +63,8 @@ impl RoutingTable {
 
 fn snapshot(route: &EndpointRoute, sticky: bool, host: &str) -> RouteSnapshot {
     let plain = |v: &VariantRoute| v.serverless.is_none() && v.models.is_none() && v.pipeline.is_none();
-    let routable = !sticky && route.capture.is_none() && route.shadows.is_empty() && route.serving_variants().all(plain);
+    let routable =
+        !sticky && route.capture.is_none() && route.shadows.is_empty() && route.components.is_none() && route.serving_variants().all(plain);
     let variants = |vs: &[VariantRoute]| if routable { vs.iter().map(variant).collect() } else { Vec::new() };
     RouteSnapshot {
         endpoint: route.endpoint.clone(),
@@ -239,8 +240,16 @@ mod tests {
             json_types: Arc::new([]),
         });
         leader.publish(captured);
-        let published = leader.snapshots("host-1");
-        assert_eq!(published.iter().map(|s| (s.endpoint.as_str(), s.routable)).collect::<Vec<_>>(), [("Plain", true), ("captured", false)]);
+        // An endpoint of inference components: every request names one, which a standby's
+        // route would not know.
+        let mut components = route("components", &[]);
+        components.components = Some(Vec::new());
+        leader.publish(components);
+        let mut published = leader.snapshots("host-1");
+        published.sort_by(|a, b| a.endpoint.to_lowercase().cmp(&b.endpoint.to_lowercase()));
+        let routable: Vec<(&str, bool)> = published.iter().map(|s| (s.endpoint.as_str(), s.routable)).collect();
+        assert_eq!(routable, [("captured", false), ("components", false), ("Plain", true)]);
+        published.rotate_left(2);
         assert_eq!(published[0].variants[0].instances[1].addr, "127.0.0.1:9002".parse().unwrap());
         assert!(published[1].variants.is_empty(), "nothing of a route a standby forwards is published");
 
