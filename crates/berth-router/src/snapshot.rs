@@ -246,7 +246,7 @@ mod tests {
         components.components = Some(Vec::new());
         leader.publish(components);
         let mut published = leader.snapshots("host-1");
-        published.sort_by(|a, b| a.endpoint.to_lowercase().cmp(&b.endpoint.to_lowercase()));
+        published.sort_by_key(|a| a.endpoint.to_lowercase());
         let routable: Vec<(&str, bool)> = published.iter().map(|s| (s.endpoint.as_str(), s.routable)).collect();
         assert_eq!(routable, [("captured", false), ("components", false), ("Plain", true)]);
         published.rotate_left(2);
