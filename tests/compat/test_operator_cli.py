@@ -141,6 +141,13 @@ def test_wait_version_completions_man_and_exit_statuses(berth, sm):
         assert marker in script and "loadtest" in script, shell
     man = subprocess.run([berth_binary(), "man"], capture_output=True, text=True, check=True).stdout
     assert man.startswith(".ie") and ".TH berth 1" in man and "serve" in man
+    # A reader that stops early (`| head`, `| grep -q`) closes the pipe: not a failure, no panic.
+    for generated in (["completions", "bash"], ["man"], ["cli-reference"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        closed = subprocess.run([berth_binary(), *generated], stdout=write_end, stderr=subprocess.PIPE, text=True)
+        os.close(write_end)
+        assert closed.returncode == 0 and "panicked" not in closed.stderr, (generated, closed.stderr)
     wrong = subprocess.run([berth_binary(), "weights", "--no-such-flag"], capture_output=True, text=True)
     assert wrong.returncode == 2
     plain = subprocess.run([berth_binary(), "endpoints", "--url", "http://127.0.0.1:9"], capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})

@@ -249,14 +249,18 @@ fn main() -> std::process::ExitCode {
         Command::Events { server, args } => cli::events(server, args),
         Command::Nodes { store, json } => cli::nodes(&store, json),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "berth", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "berth", &mut script);
+            print_generated(&script)
         }
-        Command::CliReference => {
-            print!("{}", cli_reference::markdown(&<Cli as clap::CommandFactory>::command()));
-            Ok(())
+        Command::CliReference => print_generated(cli_reference::markdown(&<Cli as clap::CommandFactory>::command()).as_bytes()),
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut page)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| print_generated(&page))
         }
-        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout()).map_err(Into::into),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -265,5 +269,16 @@ fn main() -> std::process::ExitCode {
             eprintln!("berth: {}", cli::printable(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes generated text to stdout. A reader that closes the pipe early (`| head`, `| grep -q`) is
+/// not an error: the generators would otherwise panic on the broken pipe.
+fn print_generated(text: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
