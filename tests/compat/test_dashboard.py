@@ -12,7 +12,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import SessionNotCreatedException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from conftest import ROOT, deploy
@@ -45,9 +45,24 @@ def browser(tmp_path):
     ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    # Starting Chromium is the machine's part, not berth's: on a loaded machine its first start
+    # can time out ("session not created"), so the session is tried again, at most three times.
+    for attempt in range(3):
+        try:
+            driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+            break
+        except SessionNotCreatedException:
+            if attempt == 2:
+                raise
+            time.sleep(2)
     yield driver
     driver.quit()
+
+
+def page_updates(driver):
+    """How often the dashboard has drawn; 0 until its script has run (a loaded machine may still
+    be running the page's scripts when the test first asks)."""
+    return driver.execute_script("return window.berthDashboard ? window.berthDashboard.updates : 0")
 
 
 def wait_for(check, what, timeout=30):
@@ -144,7 +159,7 @@ def test_dashboard_assets_and_empty_state(berth, browser):
     assert requests.get(berth.url + "/ui/assets/nope.js", timeout=10).status_code == 404
     # Filtering to an endpoint that is not there shows the hint, not an error.
     browser.get(f"{berth.url}/ui")
-    wait_for(lambda: browser.execute_script("return window.berthDashboard.updates") > 0, "an update")
+    wait_for(lambda: page_updates(browser) > 0, "an update")
     browser.execute_script("""
         const s = document.querySelector('#endpoint-filter');
         s.append(new Option('gone', 'gone')); s.value = 'gone'; s.dispatchEvent(new Event('change'));
