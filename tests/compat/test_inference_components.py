@@ -4,10 +4,14 @@ instance scaling adds an instance, invocations by component, copies to zero and 
 cannot fit refused, per-component CloudWatch metrics, and copy autoscaling out under load and
 back in."""
 
+import json
 import signal
+import threading
 import time
 
 import pytest
+
+import requests
 
 from conftest import ROLE, Load, create_echo_model, error_message, eventually, recent_statistics, unique
 
@@ -215,8 +219,6 @@ def test_hostile_component_requests_get_validation_errors(berth):
     """Raw requests with wrong types, out-of-range numbers, names that are paths, a program
     outside the exec roots and an environment that would choose code: each a 400 in SageMaker's
     shape, nothing created, the server still answering."""
-    import requests
-
     sm = berth.sm()
     ep = component_endpoint(sm, unique("ic-hostile"))
     model = unique("ic-hostile-m")
@@ -242,6 +244,13 @@ def test_hostile_component_requests_get_validation_errors(berth):
         ("CreateInferenceComponent", {"InferenceComponentName": "models", "EndpointName": "no-such-endpoint", "Specification": spec, "RuntimeConfig": {"CopyCount": 1}}),
         ("UpdateInferenceComponentRuntimeConfig", {"InferenceComponentName": "no-such-component", "DesiredRuntimeConfig": {"CopyCount": 1}}),
         ("UpdateInferenceComponentRuntimeConfig", {"InferenceComponentName": "x", "DesiredRuntimeConfig": []}),
+        ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": 1}}}),
+        ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": 80}, "WaitIntervalInSeconds": 1}}}),
+        ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 5000}}}),
+        ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 1, "MaximumExecutionTimeoutInSeconds": 10}}}),
+        ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 1}, "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "no-such-alarm"}]}}}),
+        ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"AutoRollbackConfiguration": {"Alarms": []}}}),
+        ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": "fast"}}),
         ("ListInferenceComponents", {"StatusEquals": "Sleeping"}),
         ("ListInferenceComponents", {"MaxResults": 0}),
         ("DescribeInferenceComponent", {"InferenceComponentName": None}),
@@ -291,3 +300,119 @@ def test_the_sdks_inference_component_deploy(berth, s3_server, monkeypatch):
             sm.delete_inference_component(InferenceComponentName=c["InferenceComponentName"])
         eventually(lambda: not sm.list_inference_components(EndpointNameEquals=endpoint)["InferenceComponents"], timeout=30)
         sm.delete_endpoint(EndpointName=endpoint)
+
+
+class Answers:
+    """Two threads invoking a component back to back while a `with` block runs: which model
+    answered each call (the echo container names itself), and the calls that failed."""
+
+    def __init__(self, runtime, endpoint, component):
+        self.runtime, self.endpoint, self.component = runtime, endpoint, component
+        self.models, self.errors = [], []
+        self.stop = threading.Event()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                r = self.runtime.invoke_endpoint(EndpointName=self.endpoint, InferenceComponentName=self.component, Body=b"x")
+                self.models.append(json.loads(r["Body"].read())["name"])
+            except Exception as e:  # noqa: BLE001 (recorded, asserted by the test)
+                self.errors.append(str(e))
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(2)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+
+def test_a_rolling_update_replaces_copies_in_batches_and_an_alarm_rolls_one_back(berth):
+    """UpdateInferenceComponent with a DeploymentConfig: copies are replaced one batch at a
+    time, each batch baking, with no failed request; a new specification whose copies fail
+    sets off the rollback alarm, and the earlier specification comes back."""
+    sm, runtime, cw = berth.sm(), berth.runtime(), berth.client("cloudwatch")
+    ep = component_endpoint(sm, unique("ic-roll"))
+    name, v1, v2, v3 = unique("ic-rolled"), unique("ic-v1"), unique("ic-v2"), unique("ic-v3")
+    create_echo_model(sm, v1)
+    create_echo_model(sm, v2)
+    create_echo_model(sm, v3, env={"ECHO_STATUS": "500"})
+    spec = lambda model: {"ModelName": model, "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": 0.5, "MinMemoryRequiredInMb": 512}}  # noqa: E731
+    sm.create_inference_component(InferenceComponentName=name, EndpointName=ep, VariantName="AllTraffic", Specification=spec(v1),
+                                  RuntimeConfig={"CopyCount": 2})
+    assert wait_component(sm, name)["InferenceComponentStatus"] == "InService"
+    alarm = unique("ic-errors")
+    cw.put_metric_alarm(AlarmName=alarm, Namespace="AWS/SageMaker", MetricName="InvocationModelErrors", Statistic="Sum",
+                        Dimensions=[{"Name": "InferenceComponentName", "Value": name}], Period=1, EvaluationPeriods=1, Threshold=0,
+                        ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
+    config = lambda wait: {  # noqa: E731
+        "RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": wait},
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
+    }
+    events = lambda kind: [e["message"] for e in requests.get(f"{berth.url}/berth/v1/events", params={"endpoint": ep}, timeout=10).json()["events"]  # noqa: E731
+                           if e["kind"] == kind and name in e["message"]]
+    try:
+        with Answers(runtime, ep, name) as rolling:
+            sm.update_inference_component(InferenceComponentName=name, Specification=spec(v2), DeploymentConfig=config(2))
+            d = sm.describe_inference_component(InferenceComponentName=name)
+            assert d["InferenceComponentStatus"] == "Updating" and d["LastDeploymentConfig"] == config(2)
+            d = wait_component(sm, name, timeout=60)
+        assert d["InferenceComponentStatus"] == "InService" and "FailureReason" not in d, d
+        assert d["Specification"]["ModelName"] == v2 and d["RuntimeConfig"]["CurrentCopyCount"] == 2
+        assert rolling.errors == [], rolling.errors[:3]
+        assert v2 in rolling.models[-5:] and set(rolling.models) <= {v1, v2}
+        steps = events("DeploymentStep")
+        assert any("1 of 2 copies run the new specification; baking for 2 s" in m for m in steps), steps
+        assert any("next batch, to 2 of 2 copies" in m for m in steps), steps
+
+        # v3's copies fail every call: the alarm goes off during the first batch's baking.
+        with Answers(runtime, ep, name) as failing:
+            sm.update_inference_component(InferenceComponentName=name, Specification=spec(v3), DeploymentConfig=config(30))
+            d = wait_component(sm, name, timeout=90)
+        assert d["InferenceComponentStatus"] == "InService", d
+        assert d["FailureReason"].startswith("The update was rolled back: alarm(s) in ALARM: " + alarm), d["FailureReason"]
+        assert d["Specification"]["ModelName"] == v2 and d["RuntimeConfig"]["CurrentCopyCount"] == 2
+        assert failing.errors, "v3's copy answered some calls, with errors"
+        assert any("rolled back to its earlier specification" in m for m in events("DeploymentRolledBack"))
+        for _ in range(6):
+            body = runtime.invoke_endpoint(EndpointName=ep, InferenceComponentName=name, Body=b"x")["Body"].read()
+            assert json.loads(body)["name"] == v2
+    finally:
+        cw.delete_alarms(AlarmNames=[alarm])
+        delete_all(sm, ep)
+
+
+def test_a_rolling_update_carries_on_after_kill_9(own_berth):
+    """A server killed while a rolling update bakes its first batch comes back with one copy of
+    each revision and finishes the update from the stored step."""
+    server = own_berth()
+    sm, runtime = server.sm(), server.runtime()
+    ep = component_endpoint(sm, unique("ic-restart"))
+    name, v1, v2 = unique("ic-restarted"), unique("ic-v1"), unique("ic-v2")
+    create_echo_model(sm, v1)
+    create_echo_model(sm, v2)
+    spec = lambda model: {"ModelName": model, "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": 0.5, "MinMemoryRequiredInMb": 512}}  # noqa: E731
+    sm.create_inference_component(InferenceComponentName=name, EndpointName=ep, VariantName="AllTraffic", Specification=spec(v1),
+                                  RuntimeConfig={"CopyCount": 2})
+    assert wait_component(sm, name)["InferenceComponentStatus"] == "InService"
+    policy = {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 8}}
+    sm.update_inference_component(InferenceComponentName=name, Specification=spec(v2), DeploymentConfig=policy)
+    baking = lambda: any("baking for" in e["message"] and name in e["message"]  # noqa: E731
+                         for e in requests.get(f"{server.url}/berth/v1/events", params={"endpoint": ep}, timeout=10).json()["events"])
+    assert eventually(baking, timeout=30)
+
+    server.restart(signal.SIGKILL)
+    sm, runtime = server.sm(), server.runtime()
+    d = sm.describe_inference_component(InferenceComponentName=name)
+    assert d["InferenceComponentStatus"] == "Updating" and d["Specification"]["ModelName"] == v2, d
+    both = lambda: sm.describe_inference_component(InferenceComponentName=name)["RuntimeConfig"]["CurrentCopyCount"] == 2  # noqa: E731
+    assert eventually(both, timeout=30), "one copy of each revision came back"
+    d = wait_component(sm, name, timeout=60)
+    assert d["InferenceComponentStatus"] == "InService" and "FailureReason" not in d, d
+    for _ in range(4):
+        assert json.loads(runtime.invoke_endpoint(EndpointName=ep, InferenceComponentName=name, Body=b"x")["Body"].read())["name"] == v2

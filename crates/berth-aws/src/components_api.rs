@@ -1,13 +1,15 @@
 //! Inference components on the wire: `Create/Describe/List/Update/Delete InferenceComponent` and
 //! `UpdateInferenceComponentRuntimeConfig`. Requests are read as JSON; what berth does not do
-//! (accelerators, adapters on a base component, several specifications, data caching,
-//! scheduling and rolling-update settings) is refused by name.
+//! (accelerators, adapters on a base component, several specifications, data caching and
+//! scheduling settings) is refused by name.
 
 use crate::aws_json::{at, list_query, parse, reply, required, secs, tags, unsupported};
 use crate::error::EdgeError;
 use crate::wire::{self, Empty};
 use berth_control::{ComponentSpecification, Controller, CreateInferenceComponent};
-use berth_domain::{ComputeRequirements, ContainerSpec, InferenceComponent};
+use berth_domain::{
+    CapacitySize, CapacityUnit, ComponentDeployment, ComputeRequirements, ContainerSpec, InferenceComponent, RollingPolicy,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -90,6 +92,77 @@ fn specification(request: &Value) -> Result<Option<ComponentSpecification>, Edge
         download_timeout_secs: timeout("ModelDataDownloadTimeoutInSeconds"),
         startup_timeout_secs: timeout("ContainerStartupHealthCheckTimeoutInSeconds"),
     }))
+}
+
+/// `DeploymentConfig` of UpdateInferenceComponent, the wire's shape (batches in copies).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeploymentConfigWire {
+    rolling_update_policy: Option<wire::RollingUpdatePolicy>,
+    auto_rollback_configuration: Option<wire::AutoRollbackConfig>,
+}
+
+fn copy_capacity(field: &str, c: &wire::CapacitySize) -> Result<CapacitySize, EdgeError> {
+    let unit = match c.kind.as_str() {
+        "COPY_COUNT" => CapacityUnit::InstanceCount,
+        "CAPACITY_PERCENT" => CapacityUnit::CapacityPercent,
+        other => {
+            return Err(crate::aws_json::enum_error(
+                &format!("deploymentConfig.rollingUpdatePolicy.{field}.type"),
+                other,
+                &["COPY_COUNT", "CAPACITY_PERCENT"],
+            ))
+        }
+    };
+    Ok(CapacitySize { unit, value: c.value })
+}
+
+fn deployment_config(request: &Value) -> Result<Option<ComponentDeployment>, EdgeError> {
+    let Some(raw) = request.get("DeploymentConfig").filter(|d| !d.is_null()) else { return Ok(None) };
+    let w: DeploymentConfigWire = serde_json::from_value(raw.clone())
+        .map_err(|e| EdgeError::validation(format!("DeploymentConfig is not a deployment configuration: {e}")))?;
+    let r = w.rolling_update_policy.ok_or_else(|| {
+        EdgeError::validation("1 validation error detected: Value null at 'deploymentConfig.rollingUpdatePolicy' failed to satisfy constraint: Member must not be null")
+    })?;
+    let policy = RollingPolicy {
+        max_batch: copy_capacity("maximumBatchSize", &r.maximum_batch_size)?,
+        wait_interval_secs: r.wait_interval_in_seconds,
+        max_execution_secs: r.maximum_execution_timeout_in_seconds,
+        rollback_max_batch: r.rollback_maximum_batch_size.as_ref().map(|c| copy_capacity("rollbackMaximumBatchSize", c)).transpose()?,
+    };
+    let rollback_alarms = match w.auto_rollback_configuration {
+        Some(a) if a.alarms.is_empty() => {
+            return Err(EdgeError::validation("AutoRollbackConfiguration.Alarms takes 1 to 10 alarm names."));
+        }
+        Some(a) => a.alarms.into_iter().map(|a| a.alarm_name).collect(),
+        None => Vec::new(),
+    };
+    Ok(Some(ComponentDeployment { policy, rollback_alarms }))
+}
+
+/// Describe's `LastDeploymentConfig`.
+fn deployment_config_wire(d: &ComponentDeployment) -> Value {
+    let size = |c: CapacitySize| {
+        let kind = match c.unit {
+            CapacityUnit::InstanceCount => "COPY_COUNT",
+            CapacityUnit::CapacityPercent => "CAPACITY_PERCENT",
+        };
+        json!({ "Type": kind, "Value": c.value })
+    };
+    let p = &d.policy;
+    let mut rolling = json!({ "MaximumBatchSize": size(p.max_batch), "WaitIntervalInSeconds": p.wait_interval_secs });
+    if let Some(t) = p.max_execution_secs {
+        rolling["MaximumExecutionTimeoutInSeconds"] = json!(t);
+    }
+    if let Some(b) = p.rollback_max_batch {
+        rolling["RollbackMaximumBatchSize"] = size(b);
+    }
+    let mut out = json!({ "RollingUpdatePolicy": rolling });
+    if !d.rollback_alarms.is_empty() {
+        let alarms: Vec<Value> = d.rollback_alarms.iter().map(|a| json!({ "AlarmName": a })).collect();
+        out["AutoRollbackConfiguration"] = json!({ "Alarms": alarms });
+    }
+    out
 }
 
 async fn create(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
@@ -177,6 +250,9 @@ fn describe_output(ic: &InferenceComponent, endpoint_arn: &str, instance_type: O
     if let Some(reason) = &ic.failure_reason {
         out["FailureReason"] = json!(reason);
     }
+    if let Some(d) = &ic.last_deployment {
+        out["LastDeploymentConfig"] = deployment_config_wire(d);
+    }
     out
 }
 
@@ -224,20 +300,19 @@ async fn list(c: &Arc<Controller>, body: &[u8]) -> Result<Value, EdgeError> {
 async fn update(c: &Arc<Controller>, body: &[u8], runtime_only: bool) -> Result<Value, EdgeError> {
     let request: Value = parse(body)?;
     let name = required(&request, &["InferenceComponentName"])?.to_string();
-    let (spec, copies) = if runtime_only {
+    let (spec, copies, deployment) = if runtime_only {
         let copies = copy_count(&request, "DesiredRuntimeConfig")?.ok_or_else(|| {
             EdgeError::validation(
                 "1 validation error detected: Value null at 'desiredRuntimeConfig' failed to satisfy constraint: Member must not be null",
             )
         })?;
-        (None, Some(copies))
+        (None, Some(copies), None)
     } else {
-        unsupported(request.get("DeploymentConfig").is_some(), "DeploymentConfig (berth replaces every copy at once, new copies first)")?;
-        (specification(&request)?, copy_count(&request, "RuntimeConfig")?)
+        (specification(&request)?, copy_count(&request, "RuntimeConfig")?, deployment_config(&request)?)
     };
     if spec.is_none() && copies.is_none() {
         return Err(EdgeError::validation("Nothing to update: give a Specification or a RuntimeConfig."));
     }
-    let updated = c.update_inference_component(&name, spec, copies).await?;
+    let updated = c.update_inference_component(&name, spec, copies, deployment).await?;
     Ok(json!({ "InferenceComponentArn": updated.arn }))
 }

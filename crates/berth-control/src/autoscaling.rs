@@ -349,7 +349,7 @@ impl Controller {
                 self.update_weights_and_capacities(endpoint, desired).await?;
             }
             ScalableResource::Component(name) => {
-                self.update_inference_component(name, None, Some(to)).await?;
+                self.update_inference_component(name, None, Some(to), None).await?;
             }
         }
         let verb = if to > current { "Increasing" } else { "Decreasing" };

@@ -5,20 +5,31 @@
 //! and the copies running now, starts the copies placement adds (each a worker of the
 //! component's container, as a variant's instance is), adds or releases instances for managed
 //! instance scaling, stops what placement drops, and publishes the components' routes.
+//!
+//! An update with a `DeploymentConfig` is a rolling update kept in the component itself
+//! ([`berth_domain::ComponentRollout`]): each reconciliation places the step's split between
+//! the two revisions, watches the rollback alarms and the execution timeout, and moves to the
+//! next batch once the step's copies have baked; while one runs, the endpoint is looked at
+//! again every second. A restart carries on from the stored step.
 
 use crate::deploy::{ComponentCopy, ComponentEntry, ComponentFleet};
 use crate::reconcile::{Done, Queue, Reconciler};
 use crate::tags::validate_tags;
 use crate::{ControlError, Controller};
 use berth_domain::{
-    place, ComponentStatus, ComputeRequirements, ContainerSpec, Endpoint, EndpointStatus, EventKind, InferenceComponent, InstanceCapacity,
-    NameKey, PlacementDemand, PlacementPlan, ResourceKind, RunningCopy, VariantState,
+    place, ComponentDeployment, ComponentStatus, ComputeRequirements, ContainerSpec, Endpoint, EndpointStatus, EventKind,
+    InferenceComponent, InstanceCapacity, NameKey, PlacementDemand, PlacementPlan, ResourceKind, RolloutProgress, RunningCopy,
+    VariantState,
 };
 use berth_instances::Instance;
 use berth_metrics::VariantKey;
 use berth_store::{Resources, Tag};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Copies started by one reconciliation, by component and generation.
+type Started = HashMap<(String, u32), Result<Vec<(u32, Instance)>, String>>;
 
 /// What a component runs and needs: `Specification` of Create and Update.
 #[derive(Debug, Clone, Default)]
@@ -147,6 +158,9 @@ impl Controller {
             current_copies: 0,
             generation: 0,
             network_isolation: false,
+            generations: 0,
+            last_deployment: None,
+            rollout: None,
         };
         self.specify(&mut component, req.specification, variant, true).await?;
         let (stored, tags, arn) = (component.clone(), req.tags, component.arn.clone());
@@ -263,29 +277,44 @@ impl Controller {
         Ok(self.inference_components().await?.into_iter().filter(|c| NameKey::of(&c.endpoint_name) == key).collect())
     }
 
-    /// `UpdateInferenceComponent` (a new specification replaces every copy) and
+    /// `UpdateInferenceComponent` (a new specification replaces every copy: at once, new
+    /// copies first, or in batches with `deployment`) and
     /// `UpdateInferenceComponentRuntimeConfig` (`copies` only).
     pub async fn update_inference_component(
         self: &Arc<Self>,
         name: &str,
         spec: Option<ComponentSpecification>,
         copies: Option<u32>,
+        deployment: Option<ComponentDeployment>,
     ) -> Result<InferenceComponent, ControlError> {
+        if let Some(d) = &deployment {
+            d.validate()?;
+            self.alarms_in_alarm(&d.rollback_alarms).await?;
+        }
         let _guard = self.transitions.lock().await;
         let mut c = self.describe_inference_component(name).await?;
+        let was_serving = c.status == ComponentStatus::InService;
         match c.status {
             ComponentStatus::InService => {}
             ComponentStatus::Failed if spec.is_some() => {}
             s => return Err(ControlError::Validation(format!("Cannot update inference component {} while it is {}.", c.name, s.as_str()))),
         }
+        if let Some(n) = copies {
+            c.desired_copies = n;
+        }
         if let Some(spec) = spec {
             let endpoint = self.describe_endpoint(&c.endpoint_name).await?;
             let host = endpoint.variant(&c.variant_name).cloned().ok_or_else(|| not_found(name))?;
+            let from = c.revision();
             self.specify(&mut c, spec, &host, false).await?;
-            c.generation += 1;
+            c.generation = c.next_generation();
+            // A rolling update replaces running copies; a failed component has none to keep.
+            if let Some(d) = deployment.clone().filter(|_| was_serving && c.current_copies > 0 && c.desired_copies > 0) {
+                c.start_rollout(from, d, self.now());
+            }
         }
-        if let Some(n) = copies {
-            c.desired_copies = n;
+        if deployment.is_some() {
+            c.last_deployment = deployment;
         }
         c.status = ComponentStatus::Updating;
         c.failure_reason = None;
@@ -293,7 +322,14 @@ impl Controller {
         let stored = c.clone();
         self.db(move |s| s.update(&stored)).await?;
         drop(_guard);
-        tracing::info!(component = %c.name, copies = c.desired_copies, generation = c.generation, "inference component updating");
+        tracing::info!(component = %c.name, copies = c.desired_copies, generation = c.generation, rolling = c.rollout.is_some(), "inference component updating");
+        if let Some(r) = &c.rollout {
+            let message = format!(
+                "Inference component {}: rolling update to a new specification, {} of {} copies in the first batch",
+                c.name, r.target, c.desired_copies
+            );
+            self.record_event(&c.endpoint_name, Some(&c.variant_name), EventKind::DeploymentStep, message);
+        }
         self.reconcile_components(&c.endpoint_name).await;
         Ok(c)
     }
@@ -361,19 +397,8 @@ impl Controller {
             .filter(|v| v.hosts_components)
             .map(|v| {
                 let instances = hosts.get(&v.name).cloned().unwrap_or_else(|| (1..=v.current_instance_count).collect());
-                let demands: Vec<PlacementDemand> = components
-                    .iter()
-                    .filter(|c| c.variant_name == v.name)
-                    .map(|c| PlacementDemand {
-                        component: c.name.clone(),
-                        requirements: c.requirements,
-                        desired: match c.status {
-                            ComponentStatus::Failed | ComponentStatus::Deleting => 0,
-                            _ => c.desired_copies,
-                        },
-                        generation: c.generation,
-                    })
-                    .collect();
+                let demands: Vec<PlacementDemand> =
+                    components.iter().filter(|c| c.variant_name == v.name).flat_map(InferenceComponent::demands).collect();
                 let here: Vec<RunningCopy> = running.iter().filter(|(variant, _)| *variant == v.name).map(|(_, c)| c.clone()).collect();
                 let range = v.managed_scaling.and_then(|m| m.range(v.desired_instance_count.max(1)));
                 (v.name.clone(), place(InstanceCapacity::of(&v.instance_type), &instances, range, &demands, &here))
@@ -387,28 +412,34 @@ impl Controller {
     async fn converge_components(self: &Arc<Self>, endpoint_name: &str) {
         let Ok(endpoint) = self.describe_endpoint(endpoint_name).await else { return };
         let Some(epoch) = self.fleets().epoch(&endpoint.name) else { return };
-        let components = match self.components_of(&endpoint.name).await {
+        let mut components = match self.components_of(&endpoint.name).await {
             Ok(c) => c,
             Err(e) => return tracing::warn!(endpoint = %endpoint.name, error = %e, "cannot read the inference components"),
         };
+        for c in components.iter_mut() {
+            if let Some(why) = self.rollback_reason(c).await {
+                if let Some(back) = self.roll_back_component(&endpoint.name, epoch, &c.name, why).await {
+                    *c = back;
+                }
+            }
+        }
         let (plans, owners) = self.plans(&endpoint, &components);
-        // Start the copies placement adds, each component's at once.
-        let mut started: HashMap<String, Result<Vec<(u32, Instance)>, String>> = HashMap::new();
+        // Start the copies placement adds, each component's revision's at once.
+        let mut started: Started = HashMap::new();
         let mut starts = tokio::task::JoinSet::new();
         for (variant, plan) in &plans {
             let Some(host) = endpoint.variant(variant) else { continue };
-            let mut by_component: HashMap<&str, Vec<u32>> = HashMap::new();
-            for (component, instance) in &plan.start {
-                by_component.entry(component).or_default().push(*instance);
+            let mut by_revision: HashMap<(&str, u32), Vec<u32>> = HashMap::new();
+            for copy in &plan.start {
+                by_revision.entry((&copy.component, copy.generation)).or_default().push(copy.instance);
             }
-            for (name, at) in by_component {
-                let Some(c) = components.iter().find(|c| c.name == name) else { continue };
-                let state = copy_state(c, host, at.len() as u32);
+            for ((name, generation), at) in by_revision {
+                let Some(c) = components.iter().find(|c| c.name == name).and_then(|c| c.at_generation(generation)) else { continue };
+                let state = copy_state(&c, host, at.len() as u32);
                 let (this, endpoint) = (self.clone(), endpoint.name.clone());
-                let name = c.name.clone();
                 starts.spawn(async move {
                     let result = this.start_instances(&endpoint, &state).await.map(|i| at.into_iter().zip(i).collect());
-                    (name, result)
+                    ((c.name, generation), result)
                 });
             }
         }
@@ -427,7 +458,7 @@ impl Controller {
         planned_for: &[InferenceComponent],
         plans: &[(String, PlacementPlan)],
         owners: &HashMap<String, String>,
-        mut started: HashMap<String, Result<Vec<(u32, Instance)>, String>>,
+        mut started: Started,
     ) {
         let guard = self.transitions.lock().await;
         let (Ok(mut endpoint), Ok(components)) = (self.describe_endpoint(endpoint_name).await, self.components_of(endpoint_name).await)
@@ -464,24 +495,30 @@ impl Controller {
             }
             for c in &components {
                 let key = NameKey::of(&c.name);
-                let fresh = planned_for.iter().find(|p| p.name == c.name).is_some_and(|p| p.generation == c.generation && p.status != ComponentStatus::Deleting);
+                let planned = planned_for.iter().find(|p| p.name == c.name).filter(|p| p.status != ComponentStatus::Deleting);
                 let entry = fleet.entries.entry(key.clone()).or_insert_with(|| ComponentEntry { name: c.name.clone(), variant: c.variant_name.clone(), copies: Vec::new() });
+                let previous_generation = c.rollout.as_ref().map(|r| r.from.generation);
                 let mut failure = None;
-                match started.remove(&c.name) {
-                    Some(Ok(copies)) if fresh => {
-                        for (instance, handle) in copies {
-                            let id = handle.slot().id.clone();
-                            entry.copies.push(ComponentCopy { id, instance, generation: c.generation, handle });
+                for generation in [Some(c.generation), previous_generation].into_iter().flatten() {
+                    // Started for a revision the component still runs (not changed meanwhile).
+                    let fresh = planned.and_then(|p| p.at_generation(generation)).map(|p| p.revision()) == c.at_generation(generation).map(|c| c.revision());
+                    match started.remove(&(c.name.clone(), generation)) {
+                        Some(Ok(copies)) if fresh => {
+                            for (instance, handle) in copies {
+                                let id = handle.slot().id.clone();
+                                entry.copies.push(ComponentCopy { id, instance, generation, handle });
+                            }
                         }
+                        Some(Ok(copies)) => retired.extend(copies.into_iter().map(|(_, i)| i)),
+                        Some(Err(reason)) => failure = Some(reason),
+                        None => {}
                     }
-                    Some(Ok(copies)) => retired.extend(copies.into_iter().map(|(_, i)| i)), // changed meanwhile
-                    Some(Err(reason)) => failure = Some(reason),
-                    None => {}
                 }
                 let running = entry.copies.iter().filter(|k| k.generation == c.generation).count() as u32;
+                let previous = previous_generation.map_or(0, |g| entry.copies.iter().filter(|k| k.generation == g).count() as u32);
                 let waiting = plans.iter().map(|(_, p)| p.waiting_for(&c.name)).sum::<u32>();
                 let mut next = c.clone();
-                next.current_copies = running;
+                next.current_copies = running + previous;
                 match c.status {
                     ComponentStatus::Deleting => {
                         if entry.copies.is_empty() {
@@ -491,6 +528,9 @@ impl Controller {
                         }
                     }
                     ComponentStatus::Failed => {}
+                    ComponentStatus::Updating if c.rollout.is_some() => {
+                        self.step_rollout(&mut next, failure, (running, previous), waiting, now, &mut events);
+                    }
                     status => match failure {
                         Some(reason) if status == ComponentStatus::Creating || running == 0 => {
                             next.status = ComponentStatus::Failed;
@@ -538,6 +578,8 @@ impl Controller {
                     changed.push(next);
                 }
             }
+            // Copies started for what no longer exists (a component deleted meanwhile).
+            retired.extend(started.drain().flat_map(|(_, r)| r.into_iter().flatten().map(|(_, i)| i)));
         });
         if applied.is_none() {
             drop(guard);
@@ -577,10 +619,123 @@ impl Controller {
             let span = tracing::info_span!("retire", endpoint = %endpoint.name, copies = retired.len());
             self.work.spawn_detached(span, crate::deploy::stop_all(retired));
         }
-        // What this step changed may let waiting copies in, or need another step.
-        if !changed.is_empty() || !deleted.is_empty() {
+        // What this step changed may let waiting copies in, or need another step; a rolling
+        // update is looked at again each second (its baking, its alarms).
+        let rolling = components.iter().chain(&changed).any(|c| c.rollout.is_some() && !deleted.contains(&c.name));
+        if !changed.is_empty() || !deleted.is_empty() || rolling {
             let (this, name) = (self.clone(), endpoint.name.clone());
-            tokio::spawn(async move { this.reconcile_components(&name).await });
+            let pause = if changed.is_empty() && deleted.is_empty() { Duration::from_secs(1) } else { Duration::ZERO };
+            tokio::spawn(async move {
+                tokio::time::sleep(pause).await;
+                this.reconcile_components(&name).await
+            });
+        }
+    }
+
+    /// Why a rolling update of `c` must roll back now, if it must: the execution timeout has
+    /// passed, or a rollback alarm is in ALARM (or cannot be read).
+    async fn rollback_reason(&self, c: &InferenceComponent) -> Option<String> {
+        let r = c.rollout.as_ref().filter(|r| r.rolling_back.is_none() && c.status == ComponentStatus::Updating)?;
+        if r.deadline.is_some_and(|d| self.now() >= d) {
+            return Some("the deployment exceeded MaximumExecutionTimeoutInSeconds".into());
+        }
+        match self.alarms_in_alarm(&r.deployment.rollback_alarms).await {
+            Ok(firing) if firing.is_empty() => None,
+            Ok(firing) => {
+                let names: Vec<String> = firing.iter().map(|(n, r)| format!("{n} ({r})")).collect();
+                Some(format!("alarm(s) in ALARM: {}", names.join("; ")))
+            }
+            Err(e) => Some(format!("cannot read the rollback alarms: {e}")),
+        }
+    }
+
+    /// Turns the rolling update of component `name` back, for `why`, and stores it: the
+    /// earlier revision returns, from the copies of it still running.
+    async fn roll_back_component(&self, endpoint: &str, epoch: u64, name: &str, why: String) -> Option<InferenceComponent> {
+        let _guard = self.transitions.lock().await;
+        let mut c = self.describe_inference_component(name).await.ok()?;
+        let from = c.rollout.as_ref().filter(|r| r.rolling_back.is_none() && c.status == ComponentStatus::Updating)?.from.generation;
+        let key = NameKey::of(name);
+        let running = self
+            .fleets()
+            .apply_components(endpoint, epoch, |f| {
+                f.entries.get(&key).map_or(0, |e| e.copies.iter().filter(|k| k.generation == from).count() as u32)
+            })
+            .unwrap_or(0);
+        c.roll_back(why.clone(), running);
+        c.modified = self.now();
+        let stored = c.clone();
+        if let Err(e) = self.db(move |s| s.update(&stored)).await {
+            tracing::error!(component = %name, error = %e, "could not record the rollback of a rolling update");
+            return None;
+        }
+        tracing::warn!(component = %name, reason = %why, "rolling the inference component's update back");
+        let message = format!("Inference component {name}: rolling the update back: {why}");
+        self.record_event(endpoint, Some(&c.variant_name), EventKind::DeploymentStep, message);
+        Some(c)
+    }
+
+    /// One look at a rolling update in a commit, given the copies running of the component's
+    /// revision and of the other one (`running`): a copy that did not start rolls it back
+    /// (or, on the way back, fails the component); otherwise the step bakes, the next batch
+    /// begins, or the update ends.
+    fn step_rollout(
+        &self,
+        next: &mut InferenceComponent,
+        failure: Option<String>,
+        (running, previous): (u32, u32),
+        waiting: u32,
+        now: berth_domain::Timestamp,
+        events: &mut Vec<(String, EventKind, String)>,
+    ) {
+        let Some(rollout) = next.rollout.clone() else { return };
+        let (name, variant) = (next.name.clone(), next.variant_name.clone());
+        let no_room = (waiting > 0 && rollout.rolling_back.is_none()).then(|| {
+            format!("CapacityError: {waiting} copies of the new specification find no room on the instances of variant {variant}")
+        });
+        match (failure.or(no_room), &rollout.rolling_back) {
+            (Some(reason), None) => {
+                let why = format!("copies of the new specification did not start: {reason}");
+                events.push((variant, EventKind::DeploymentStep, format!("Inference component {name}: rolling the update back: {why}")));
+                next.roll_back(why, previous);
+            }
+            (Some(reason), Some(why)) => {
+                next.rollout = None;
+                next.status = ComponentStatus::Failed;
+                next.failure_reason =
+                    Some(format!("The update was rolled back ({why}), and copies of the earlier specification did not start: {reason}"));
+            }
+            (None, _) => match next.advance_rollout(running, previous, now) {
+                RolloutProgress::Starting => {}
+                RolloutProgress::Baking(_) if rollout.baked_at.is_some() => {}
+                RolloutProgress::Baking(until) => {
+                    let secs = (until.millis() - now.millis()).max(0) / 1000;
+                    let message = format!(
+                        "Inference component {name}: {running} of {} copies run the new specification; baking for {secs} s",
+                        next.desired_copies
+                    );
+                    events.push((variant, EventKind::DeploymentStep, message));
+                }
+                RolloutProgress::NextBatch(target) => {
+                    let message = format!("Inference component {name}: next batch, to {target} of {} copies", next.desired_copies);
+                    events.push((variant, EventKind::DeploymentStep, message));
+                }
+                RolloutProgress::Done => {
+                    next.rollout = None;
+                    next.status = ComponentStatus::InService;
+                    match rollout.rolling_back {
+                        Some(why) => {
+                            next.failure_reason = Some(format!("The update was rolled back: {why}"));
+                            events.push((
+                                variant,
+                                EventKind::DeploymentRolledBack,
+                                format!("Inference component {name}: rolled back to its earlier specification: {why}"),
+                            ));
+                        }
+                        None => next.failure_reason = None,
+                    }
+                }
+            },
         }
     }
 }

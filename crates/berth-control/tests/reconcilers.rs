@@ -45,7 +45,8 @@ async fn a_change_committed_elsewhere_is_carried_out_by_the_resync() {
     s.controller.resync().await.unwrap();
     let e = s.settled("scaled", EndpointStatus::InService).await;
     assert_eq!(e.variant("V").unwrap().current_instance_count, 3);
-    assert_eq!(s.routed("scaled"), vec![("V".into(), 3)]);
+    // The route follows the stored status within the commit (the store is written first).
+    eventually("the scaled endpoint's route has its three instances", || s.routed("scaled") == vec![("V".to_string(), 3)]).await;
     eventually("the deleted endpoint is gone", || other.get::<Endpoint>("deleted").unwrap().is_none()).await;
     assert!(s.routing.get("deleted").is_none(), "its route is withdrawn");
     eventually("its instance stopped and the scaled one's three run", || backend.running().len() == 3).await;

@@ -178,7 +178,7 @@ fn check_size(label: &str, size: CapacitySize) -> Result<(), DomainError> {
     Ok(())
 }
 
-fn check_timeout(secs: Option<u32>) -> Result<(), DomainError> {
+pub(crate) fn check_timeout(secs: Option<u32>) -> Result<(), DomainError> {
     match secs {
         Some(s) if !(600..=28800).contains(&s) => {
             Err(DomainError::Validation(format!("MaximumExecutionTimeoutInSeconds ({s}) must be between 600 and 28800.")))

@@ -83,8 +83,8 @@ pub use event::{Event, EventKind, NewEvent};
 pub use experiment::{ExperimentStatus, ExperimentVariant, InferenceExperiment, VariantAction, DEFAULT_EXPERIMENT_SECS};
 pub use framework::{framework_of, Framework, FrameworkKind};
 pub use inference_component::{
-    place, ComponentStatus, ComputeRequirements, InferenceComponent, InstanceCapacity, ManagedInstanceScaling, PlacementDemand,
-    PlacementPlan, RunningCopy,
+    place, ComponentDeployment, ComponentRevision, ComponentRollout, ComponentStatus, ComputeRequirements, InferenceComponent,
+    InstanceCapacity, ManagedInstanceScaling, NewCopy, PlacementDemand, PlacementPlan, RolloutProgress, RunningCopy,
 };
 pub use instance_types::PRODUCTION_VARIANT_INSTANCE_TYPES;
 pub use json_path::JsonPath;
