@@ -259,6 +259,19 @@ impl Controller {
         Ok(())
     }
 
+    /// Why a guarded deployment watching `names` must roll back now, if it must: the alarms in
+    /// `ALARM` (with their reasons), or that they cannot be read.
+    pub(crate) async fn rollback_alarm_reason(&self, names: &[String]) -> Option<String> {
+        match self.alarms_in_alarm(names).await {
+            Ok(firing) if firing.is_empty() => None,
+            Ok(firing) => {
+                let names: Vec<String> = firing.iter().map(|(n, r)| format!("{n} ({r})")).collect();
+                Some(format!("alarm(s) in ALARM: {}", names.join("; ")))
+            }
+            Err(e) => Some(format!("cannot read the rollback alarms: {e}")),
+        }
+    }
+
     /// Of the named alarms, the ones in `ALARM` now, with their reasons; `AlarmNotFound` names
     /// those that do not exist.
     pub async fn alarms_in_alarm(&self, names: &[String]) -> Result<Vec<(String, String)>, ControlError> {

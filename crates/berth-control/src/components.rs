@@ -501,7 +501,7 @@ impl Controller {
                 let mut failure = None;
                 for generation in [Some(c.generation), previous_generation].into_iter().flatten() {
                     // Started for a revision the component still runs (not changed meanwhile).
-                    let fresh = planned.and_then(|p| p.at_generation(generation)).map(|p| p.revision()) == c.at_generation(generation).map(|c| c.revision());
+                    let fresh = planned.and_then(|p| p.revision_at(generation)) == c.revision_at(generation);
                     match started.remove(&(c.name.clone(), generation)) {
                         Some(Ok(copies)) if fresh => {
                             for (instance, handle) in copies {
@@ -514,8 +514,8 @@ impl Controller {
                         None => {}
                     }
                 }
-                let running = entry.copies.iter().filter(|k| k.generation == c.generation).count() as u32;
-                let previous = previous_generation.map_or(0, |g| entry.copies.iter().filter(|k| k.generation == g).count() as u32);
+                let running = entry.copies_of(c.generation);
+                let previous = previous_generation.map_or(0, |g| entry.copies_of(g));
                 let waiting = plans.iter().map(|(_, p)| p.waiting_for(&c.name)).sum::<u32>();
                 let mut next = c.clone();
                 next.current_copies = running + previous;
@@ -635,18 +635,11 @@ impl Controller {
     /// Why a rolling update of `c` must roll back now, if it must: the execution timeout has
     /// passed, or a rollback alarm is in ALARM (or cannot be read).
     async fn rollback_reason(&self, c: &InferenceComponent) -> Option<String> {
-        let r = c.rollout.as_ref().filter(|r| r.rolling_back.is_none() && c.status == ComponentStatus::Updating)?;
+        let r = c.rolling_forward()?;
         if r.deadline.is_some_and(|d| self.now() >= d) {
             return Some("the deployment exceeded MaximumExecutionTimeoutInSeconds".into());
         }
-        match self.alarms_in_alarm(&r.deployment.rollback_alarms).await {
-            Ok(firing) if firing.is_empty() => None,
-            Ok(firing) => {
-                let names: Vec<String> = firing.iter().map(|(n, r)| format!("{n} ({r})")).collect();
-                Some(format!("alarm(s) in ALARM: {}", names.join("; ")))
-            }
-            Err(e) => Some(format!("cannot read the rollback alarms: {e}")),
-        }
+        self.rollback_alarm_reason(&r.deployment.rollback_alarms).await
     }
 
     /// Turns the rolling update of component `name` back, for `why`, and stores it: the
@@ -654,14 +647,10 @@ impl Controller {
     async fn roll_back_component(&self, endpoint: &str, epoch: u64, name: &str, why: String) -> Option<InferenceComponent> {
         let _guard = self.transitions.lock().await;
         let mut c = self.describe_inference_component(name).await.ok()?;
-        let from = c.rollout.as_ref().filter(|r| r.rolling_back.is_none() && c.status == ComponentStatus::Updating)?.from.generation;
+        let from = c.rolling_forward()?.from.generation;
         let key = NameKey::of(name);
-        let running = self
-            .fleets()
-            .apply_components(endpoint, epoch, |f| {
-                f.entries.get(&key).map_or(0, |e| e.copies.iter().filter(|k| k.generation == from).count() as u32)
-            })
-            .unwrap_or(0);
+        let running =
+            self.fleets().apply_components(endpoint, epoch, |f| f.entries.get(&key).map_or(0, |e| e.copies_of(from))).unwrap_or(0);
         c.roll_back(why.clone(), running);
         c.modified = self.now();
         let stored = c.clone();
@@ -670,8 +659,7 @@ impl Controller {
             return None;
         }
         tracing::warn!(component = %name, reason = %why, "rolling the inference component's update back");
-        let message = format!("Inference component {name}: rolling the update back: {why}");
-        self.record_event(endpoint, Some(&c.variant_name), EventKind::DeploymentStep, message);
+        self.record_event(endpoint, Some(&c.variant_name), EventKind::DeploymentStep, rolling_back_message(name, &why));
         Some(c)
     }
 
@@ -696,7 +684,7 @@ impl Controller {
         match (failure.or(no_room), &rollout.rolling_back) {
             (Some(reason), None) => {
                 let why = format!("copies of the new specification did not start: {reason}");
-                events.push((variant, EventKind::DeploymentStep, format!("Inference component {name}: rolling the update back: {why}")));
+                events.push((variant, EventKind::DeploymentStep, rolling_back_message(&name, &why)));
                 next.roll_back(why, previous);
             }
             (Some(reason), Some(why)) => {
@@ -738,6 +726,11 @@ impl Controller {
             },
         }
     }
+}
+
+/// The event of a rolling update turning back.
+fn rolling_back_message(component: &str, why: &str) -> String {
+    format!("Inference component {component}: rolling the update back: {why}")
 }
 
 /// The variant state a component's copies start as: `count` instances of its container on its

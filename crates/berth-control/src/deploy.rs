@@ -65,6 +65,13 @@ pub(crate) struct ComponentEntry {
     pub copies: Vec<ComponentCopy>,
 }
 
+impl ComponentEntry {
+    /// How many of its copies run `generation`.
+    pub fn copies_of(&self, generation: u32) -> u32 {
+        self.copies.iter().filter(|c| c.generation == generation).count() as u32
+    }
+}
+
 /// What an endpoint hosting inference components runs.
 #[derive(Default)]
 pub(crate) struct ComponentFleet {

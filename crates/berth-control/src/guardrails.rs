@@ -140,13 +140,9 @@ impl Deployment {
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Stop::RollBack("the deployment exceeded MaximumExecutionTimeoutInSeconds".into()));
         }
-        match self.controller.alarms_in_alarm(&self.alarms).await {
-            Ok(firing) if firing.is_empty() => Ok(()),
-            Ok(firing) => {
-                let names: Vec<String> = firing.iter().map(|(n, r)| format!("{n} ({r})")).collect();
-                Err(Stop::RollBack(format!("alarm(s) in ALARM: {}", names.join("; "))))
-            }
-            Err(e) => Err(Stop::RollBack(format!("cannot read the rollback alarms: {e}"))),
+        match self.controller.rollback_alarm_reason(&self.alarms).await {
+            None => Ok(()),
+            Some(why) => Err(Stop::RollBack(why)),
         }
     }
 

@@ -216,14 +216,19 @@ impl InferenceComponent {
         self.generations
     }
 
+    /// The revision it runs as `generation`: its own, or its rollout's other one.
+    pub fn revision_at(&self, generation: u32) -> Option<ComponentRevision> {
+        if generation == self.generation {
+            return Some(self.revision());
+        }
+        self.rollout.as_ref().map(|r| &r.from).filter(|r| r.generation == generation).cloned()
+    }
+
     /// The component as it would run `generation`: itself, or its rollout's other revision.
     pub fn at_generation(&self, generation: u32) -> Option<InferenceComponent> {
-        if generation == self.generation {
-            return Some(self.clone());
-        }
-        let from = self.rollout.as_ref().map(|r| &r.from).filter(|r| r.generation == generation)?;
+        let revision = self.revision_at(generation)?;
         let mut other = self.clone();
-        other.set_revision(from.clone());
+        other.set_revision(revision);
         Some(other)
     }
 
@@ -244,6 +249,11 @@ impl InferenceComponent {
             }
             (_, None) => vec![demand(&self.revision(), self.desired_copies)],
         }
+    }
+
+    /// Its rolling update, while it moves forward (not rolling back, not being deleted).
+    pub fn rolling_forward(&self) -> Option<&ComponentRollout> {
+        self.rollout.as_ref().filter(|r| r.rolling_back.is_none() && self.status == ComponentStatus::Updating)
     }
 
     /// Starts a rolling update to the component's (new) revision from `from`: the first batch.
