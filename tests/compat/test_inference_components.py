@@ -250,6 +250,10 @@ def test_hostile_component_requests_get_validation_errors(berth):
         ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 1, "MaximumExecutionTimeoutInSeconds": 10}}}),
         ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 1}, "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "no-such-alarm"}]}}}),
         ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"AutoRollbackConfiguration": {"Alarms": []}}}),
+        ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 1},
+                                                                                        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": f"a{i}"} for i in range(11)]}}}),
+        ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 1},
+                                                                                        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "a" * 300}]}}}),
         ("UpdateInferenceComponent", {"InferenceComponentName": "x", "DeploymentConfig": {"RollingUpdatePolicy": "fast"}}),
         ("ListInferenceComponents", {"StatusEquals": "Sleeping"}),
         ("ListInferenceComponents", {"MaxResults": 0}),
@@ -259,6 +263,9 @@ def test_hostile_component_requests_get_validation_errors(berth):
     for op, body in bad:
         r = requests.post(berth.url, json=body, headers={**h, "X-Amz-Target": f"SageMaker.{op}"}, timeout=10)
         assert r.status_code == 400 and "ValidationException" in r.json()["__type"], (op, body, r.status_code, r.text)
+        if "DeploymentConfig" in body:
+            # Refused for the configuration, before the (missing) component is looked up.
+            assert "Could not find inference component" not in r.text, (body, r.text)
     assert sm.list_inference_components(EndpointNameEquals=ep)["InferenceComponents"] == []
     delete_all(sm, ep)
 
